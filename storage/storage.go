@@ -1,0 +1,104 @@
+// Package storage holds the one interface every storage location implements
+// (local directory, S3, SFTP) and the decorators that add behaviour to any of
+// them (retrying, fault injection). It knows nothing about repositories: it
+// stores named, immutable byte objects.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrNotFound is returned (possibly wrapped) by Get, Stat and Delete when the
+// named object does not exist. Callers test it with errors.Is.
+var ErrNotFound = errors.New("storage: object not found")
+
+// ErrInvalidName is returned when a name is empty, absolute, contains a ".."
+// element, a backslash or a NUL byte. Backends must refuse such names before
+// touching the store.
+var ErrInvalidName = errors.New("storage: invalid object name")
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Name    string    // full name, as passed to Put ("data/ab/ab12...")
+	Size    int64     // bytes
+	ModTime time.Time // when it was written (used by garbage collection's safety window)
+}
+
+// Capacity describes the space of a storage location. Fields the backend
+// cannot know are -1 (an S3 bucket has no total size, only what is stored).
+type Capacity struct {
+	TotalBytes int64
+	FreeBytes  int64
+	UsedBytes  int64 // bytes used by this location's objects, or by the filesystem when that is all that is known
+}
+
+// Backend is a flat store of immutable named objects. Names use "/" as the
+// separator and never start with "/". The contract, which
+// storage/storagetest checks for every implementation:
+//
+//   - Put stores exactly size bytes read from r under name, atomically: a
+//     concurrent or later reader sees either no object or the whole object,
+//     never a partial one, also when Put fails or the process dies midway.
+//     Put on an existing name replaces it (atomically). r is read from its
+//     current position; implementations that retry must Seek back to the
+//     position they started from. Put returns an error if r yields fewer or
+//     more than size bytes, and then stores nothing.
+//   - Get returns a reader over length bytes starting at offset; length < 0
+//     means "to the end". A range past the end of the object is an error.
+//     The caller closes the reader. A missing object is ErrNotFound.
+//   - Stat returns the object's size and modification time, or ErrNotFound.
+//   - List calls fn for every object whose name starts with prefix, in no
+//     particular order; it stops and returns fn's error if fn returns one.
+//     Objects being written by an unfinished Put are never listed.
+//   - Delete removes the object; deleting a missing object is ErrNotFound.
+//   - Capacity reports space; see Capacity.
+//   - Every method honours ctx: when ctx is cancelled the call returns
+//     ctx.Err() (possibly wrapped) promptly.
+//   - All methods are safe for concurrent use.
+type Backend interface {
+	Put(ctx context.Context, name string, r io.ReadSeeker, size int64) error
+	Get(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
+	Stat(ctx context.Context, name string) (ObjectInfo, error)
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+	Delete(ctx context.Context, name string) error
+	Capacity(ctx context.Context) (Capacity, error)
+	// Location names the store for people and logs ("s3://bucket/prefix"),
+	// without credentials.
+	Location() string
+	Close() error
+}
+
+// ValidName reports whether name is acceptable to every backend.
+func ValidName(name string) error {
+	if name == "" || name[0] == '/' {
+		return ErrInvalidName
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i == len(name) || name[i] == '/' {
+			el := name[start:i]
+			if el == "" || el == "." || el == ".." {
+				return ErrInvalidName
+			}
+			start = i + 1
+			continue
+		}
+		if name[i] == 0 || name[i] == '\\' {
+			return ErrInvalidName
+		}
+	}
+	return nil
+}
+
+// ReadAll reads a whole object.
+func ReadAll(ctx context.Context, b Backend, name string) ([]byte, error) {
+	rc, err := b.Get(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
