@@ -1,0 +1,49 @@
+# backupd — build, run and test. Every tool the tests need is built here.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+VERSITYGW_VERSION := v1.8.0
+TEMPORAL_CLI_VERSION := v1.5.1
+
+.PHONY: all build test test-short fuzz vet fmt bench clean tools
+
+all: build
+
+build: $(BIN)/backupd
+
+$(BIN)/backupd: $(shell find . -name '*.go' -not -path './bin/*' -not -path './var/*') go.mod go.sum
+	$(GO) build -o $@ ./cmd/backupd
+
+# S3 server for the storage conformance suite and the dev stack.
+$(BIN)/versitygw:
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+tools: $(BIN)/versitygw
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+# BACKUPD_REQUIRE_SERVERS makes tests fail, not skip, when a real server they
+# need (versitygw, PostgreSQL) cannot be started.
+test: tools build
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each decoder's fuzz target runs briefly; longer runs: make fuzz FUZZTIME=5m
+FUZZTIME ?= 10s
+fuzz:
+	@for t in $$(grep -rhoE '^func (Fuzz[A-Za-z0-9_]+)' --include='*_test.go' repository | sed 's/func //'); do \
+	  echo "fuzz $$t ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./repository || exit 1; \
+	done
+
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf $(BIN) var
