@@ -1,0 +1,203 @@
+package repository
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/dsnet/compress/bzip2"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Compression names a blob codec. Its byte is the first byte of every blob
+// plaintext, so a reader needs no configuration to decode any blob.
+type Compression byte
+
+const (
+	CompressNone  Compression = 0
+	CompressZstd  Compression = 1
+	CompressGzip  Compression = 2
+	CompressBzip2 Compression = 3
+	CompressLZ4   Compression = 4
+)
+
+var compressionNames = map[Compression]string{
+	CompressNone: "none", CompressZstd: "zstd", CompressGzip: "gzip",
+	CompressBzip2: "bzip2", CompressLZ4: "lz4",
+}
+
+func (c Compression) String() string {
+	if n, ok := compressionNames[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("compression(%d)", byte(c))
+}
+
+// ParseCompression accepts the names of the API and CLI.
+func ParseCompression(s string) (Compression, error) {
+	for c, n := range compressionNames {
+		if n == s {
+			return c, nil
+		}
+	}
+	if s == "" {
+		return CompressZstd, nil
+	}
+	return 0, fmt.Errorf("unknown compression %q (want zstd, gzip, bzip2, lz4 or none)", s)
+}
+
+// maxBlobPlaintext bounds a decoded blob, so a hostile or corrupted blob
+// cannot make a reader allocate without limit. Data blobs are at most
+// MaxChunkSize; tree blobs of huge directories may be larger.
+const maxBlobPlaintext = 256 << 20
+
+var (
+	zstdEnc  *zstd.Encoder
+	zstdDec  *zstd.Decoder
+	zstdOnce sync.Once
+)
+
+func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
+	zstdOnce.Do(func() {
+		var err error
+		// EncodeAll/DecodeAll are safe for concurrent use.
+		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			panic(err)
+		}
+		zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(maxBlobPlaintext))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return zstdEnc, zstdDec
+}
+
+// compress appends the encoded form of src (codec byte + payload) to dst.
+// When compression does not pay (less than 3% saved), the blob is stored
+// with CompressNone.
+func compress(dst []byte, c Compression, src []byte) []byte {
+	start := len(dst)
+	dst = append(dst, byte(c))
+	switch c {
+	case CompressZstd:
+		enc, _ := zstdCodecs()
+		dst = enc.EncodeAll(src, dst)
+	case CompressGzip:
+		buf := bytes.NewBuffer(dst)
+		w, _ := gzip.NewWriterLevel(buf, gzip.DefaultCompression)
+		w.Write(src)
+		w.Close()
+		dst = buf.Bytes()
+	case CompressBzip2:
+		buf := bytes.NewBuffer(dst)
+		w, _ := bzip2.NewWriter(buf, &bzip2.WriterConfig{Level: bzip2.DefaultCompression})
+		w.Write(src)
+		w.Close()
+		dst = buf.Bytes()
+	case CompressLZ4:
+		bound := lz4.CompressBlockBound(len(src))
+		dst = growBy(dst, bound)
+		var lc lz4.Compressor
+		n, err := lc.CompressBlock(src, dst[len(dst)-bound:])
+		if err != nil || n == 0 {
+			dst = dst[:start]
+			return append(append(dst, byte(CompressNone)), src...)
+		}
+		dst = dst[:len(dst)-bound+n]
+	default:
+		return append(dst, src...)
+	}
+	if c != CompressNone && len(dst)-start-1 > len(src)-len(src)/32 {
+		dst = dst[:start]
+		dst = append(dst, byte(CompressNone))
+		dst = append(dst, src...)
+	}
+	return dst
+}
+
+func growBy(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), len(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b[:len(b)+n]
+}
+
+// ErrCorrupt wraps every decoding failure of stored data.
+var ErrCorrupt = errors.New("repository data is corrupt")
+
+// decompress decodes a blob plaintext (codec byte + payload). rawLen is the
+// expected decoded length when known (from the index), or -1.
+func decompress(src []byte, rawLen int) ([]byte, error) {
+	if len(src) < 1 {
+		return nil, fmt.Errorf("%w: empty blob", ErrCorrupt)
+	}
+	c, payload := Compression(src[0]), src[1:]
+	limit := maxBlobPlaintext
+	if rawLen >= 0 {
+		limit = rawLen
+	}
+	var out []byte
+	var err error
+	switch c {
+	case CompressNone:
+		out = payload
+	case CompressZstd:
+		_, dec := zstdCodecs()
+		capHint := 0
+		if rawLen > 0 {
+			capHint = rawLen
+		}
+		out, err = dec.DecodeAll(payload, make([]byte, 0, capHint))
+	case CompressGzip:
+		var r *gzip.Reader
+		r, err = gzip.NewReader(bytes.NewReader(payload))
+		if err == nil {
+			out, err = readLimited(r, limit)
+		}
+	case CompressBzip2:
+		var r *bzip2.Reader
+		r, err = bzip2.NewReader(bytes.NewReader(payload), nil)
+		if err == nil {
+			out, err = readLimited(r, limit)
+		}
+	case CompressLZ4:
+		if rawLen < 0 {
+			return nil, fmt.Errorf("%w: lz4 blob without a known length", ErrCorrupt)
+		}
+		out = make([]byte, rawLen)
+		var n int
+		n, err = lz4.UncompressBlock(payload, out)
+		if err == nil && n != rawLen {
+			err = fmt.Errorf("lz4 produced %d bytes, want %d", n, rawLen)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown compression byte %d", ErrCorrupt, src[0])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, c, err)
+	}
+	if len(out) > limit || (rawLen >= 0 && len(out) != rawLen) {
+		return nil, fmt.Errorf("%w: decoded length %d, want %d", ErrCorrupt, len(out), rawLen)
+	}
+	return out, nil
+}
+
+func readLimited(r io.Reader, limit int) ([]byte, error) {
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > limit {
+		return nil, errors.New("decoded data exceeds its stated length")
+	}
+	return out, nil
+}

@@ -1,0 +1,230 @@
+package repository
+
+import (
+	"crypto/cipher"
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Index file layout: magic "BKIX", version(1), then seal(index key,
+// zstd(body), ad). The body lists the index files this one supersedes
+// (so a crash during compaction never loses entries) and, per pack, its id,
+// ephemeral public key and entries in pack-header form.
+const (
+	indexMagic   = "BKIX"
+	indexVersion = 1
+	// maxIndexBody bounds a decoded index file.
+	maxIndexBody = 1 << 30
+)
+
+func indexAD() []byte { return []byte("backupd index v1") }
+
+// IndexPack is one pack's entry in an index file.
+type IndexPack struct {
+	ID        ID
+	EphPublic []byte
+	Blobs     []PackEntry
+}
+
+// IndexFile is the decoded content of one file under index/.
+type IndexFile struct {
+	Supersedes []ID
+	Packs      []IndexPack
+}
+
+func encodeIndexFile(aead cipher.AEAD, f *IndexFile) []byte {
+	body := binary.LittleEndian.AppendUint32(nil, uint32(len(f.Supersedes)))
+	for _, id := range f.Supersedes {
+		body = append(body, id[:]...)
+	}
+	body = binary.LittleEndian.AppendUint32(body, uint32(len(f.Packs)))
+	for _, p := range f.Packs {
+		body = append(body, p.ID[:]...)
+		body = append(body, p.EphPublic...)
+		body = binary.LittleEndian.AppendUint32(body, uint32(len(p.Blobs)))
+		body = append(body, encodePackHeader(p.Blobs)...)
+	}
+	enc, _ := zstdCodecs()
+	z := enc.EncodeAll(body, nil)
+	out := append([]byte(indexMagic), indexVersion)
+	return seal(aead, out, z, indexAD())
+}
+
+var indexDecoder = sync.OnceValue(func() *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxIndexBody), zstd.WithDecoderConcurrency(0))
+	if err != nil {
+		panic(err)
+	}
+	return d
+})
+
+// DecodeIndexFile authenticates and parses an index file.
+func decodeIndexFile(aead cipher.AEAD, raw []byte) (*IndexFile, error) {
+	if len(raw) < 5 || string(raw[:4]) != indexMagic {
+		return nil, fmt.Errorf("%w: not an index file", ErrCorrupt)
+	}
+	if raw[4] != indexVersion {
+		return nil, fmt.Errorf("index format version %d is not supported by this backupd (knows %d)", raw[4], indexVersion)
+	}
+	z, err := open(aead, nil, raw[5:], indexAD())
+	if err != nil {
+		return nil, fmt.Errorf("%w: index file does not authenticate (wrong key or damaged)", ErrCorrupt)
+	}
+	body, err := indexDecoder().DecodeAll(z, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: index body: %v", ErrCorrupt, err)
+	}
+	return parseIndexBody(body)
+}
+
+func parseIndexBody(body []byte) (*IndexFile, error) {
+	bad := func(what string) (*IndexFile, error) {
+		return nil, fmt.Errorf("%w: index body: %s", ErrCorrupt, what)
+	}
+	u32 := func() (uint32, bool) {
+		if len(body) < 4 {
+			return 0, false
+		}
+		v := binary.LittleEndian.Uint32(body)
+		body = body[4:]
+		return v, true
+	}
+	f := &IndexFile{}
+	n, ok := u32()
+	if !ok || uint64(n)*32 > uint64(len(body)) {
+		return bad("supersedes list truncated")
+	}
+	for i := uint32(0); i < n; i++ {
+		var id ID
+		copy(id[:], body[:32])
+		body = body[32:]
+		f.Supersedes = append(f.Supersedes, id)
+	}
+	np, ok := u32()
+	if !ok || uint64(np)*68 > uint64(len(body)) {
+		return bad("pack list truncated")
+	}
+	for i := uint32(0); i < np; i++ {
+		if len(body) < 68 {
+			return bad("pack entry truncated")
+		}
+		var p IndexPack
+		copy(p.ID[:], body[:32])
+		p.EphPublic = append([]byte(nil), body[32:64]...)
+		body = body[64:]
+		nb, ok := u32()
+		if !ok || uint64(nb)*packEntryLen > uint64(len(body)) {
+			return bad("blob list truncated")
+		}
+		entries, err := decodePackHeader(body[:int(nb)*packEntryLen], 1<<32)
+		if err != nil {
+			return nil, err
+		}
+		p.Blobs = entries
+		body = body[int(nb)*packEntryLen:]
+		f.Packs = append(f.Packs, p)
+	}
+	if len(body) != 0 {
+		return bad("trailing bytes")
+	}
+	return f, nil
+}
+
+// blobLoc is the in-memory form of an index entry, kept small: with
+// millions of blobs this map is most of the engine's memory.
+type blobLoc struct {
+	pack      uint32 // position in Index.packs
+	offset    uint32
+	length    uint32
+	rawLength uint32
+	typ       BlobType
+}
+
+type packRef struct {
+	id        ID
+	ephPublic []byte
+}
+
+// Index is the in-memory map from blob id to its place in a pack.
+type Index struct {
+	mu       sync.RWMutex
+	packs    []packRef
+	packByID map[ID]uint32
+	blobs    map[ID]blobLoc
+	files    map[ID]bool // index files loaded
+}
+
+func newIndex() *Index {
+	return &Index{packByID: map[ID]uint32{}, blobs: map[ID]blobLoc{}, files: map[ID]bool{}}
+}
+
+func (ix *Index) addPack(p IndexPack) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.addPackLocked(p)
+}
+
+func (ix *Index) addPackLocked(p IndexPack) {
+	pi, ok := ix.packByID[p.ID]
+	if !ok {
+		pi = uint32(len(ix.packs))
+		ix.packs = append(ix.packs, packRef{id: p.ID, ephPublic: p.EphPublic})
+		ix.packByID[p.ID] = pi
+	}
+	for _, b := range p.Blobs {
+		if _, dup := ix.blobs[b.ID]; dup {
+			continue
+		}
+		ix.blobs[b.ID] = blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}
+	}
+}
+
+// BlobLocation is an index lookup's answer.
+type BlobLocation struct {
+	Pack      ID
+	EphPublic []byte
+	PackEntry
+}
+
+func (ix *Index) lookup(id ID) (BlobLocation, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	l, ok := ix.blobs[id]
+	if !ok {
+		return BlobLocation{}, false
+	}
+	p := ix.packs[l.pack]
+	return BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: PackEntry{Type: l.typ, ID: id,
+		Offset: l.offset, Length: l.length, RawLength: l.rawLength}}, true
+}
+
+func (ix *Index) has(id ID) bool {
+	ix.mu.RLock()
+	_, ok := ix.blobs[id]
+	ix.mu.RUnlock()
+	return ok
+}
+
+// Len is the number of blobs indexed.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.blobs)
+}
+
+// Packs returns every indexed pack with its entries.
+func (ix *Index) Packs() []IndexPack {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]IndexPack, len(ix.packs))
+	for i, p := range ix.packs {
+		out[i] = IndexPack{ID: p.id, EphPublic: p.ephPublic}
+	}
+	for id, l := range ix.blobs {
+		out[l.pack].Blobs = append(out[l.pack].Blobs, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
+	}
+	return out
+}

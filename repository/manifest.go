@@ -1,0 +1,171 @@
+package repository
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Manifest describes one backup. It is small: the file trees are tree blobs
+// in packs, referenced by each component's root. Stored at
+// manifests/<backup-id> as: magic "BKMF", version(1), ephemeral public
+// key(32), seal(session key, signature(64) || JSON, ad = header || id).
+// The Ed25519 signature covers the id and the JSON, so a manifest cannot be
+// altered or moved to another name without detection.
+type Manifest struct {
+	Version     int                 `json:"version"`
+	ID          string              `json:"id"`
+	Type        string              `json:"type"` // full | incremental | differential | snapshot
+	Parent      string              `json:"parent,omitempty"`
+	Base        string              `json:"base,omitempty"` // differential: the full backup it is relative to
+	Host        string              `json:"host"`
+	Started     time.Time           `json:"started"`
+	Finished    time.Time           `json:"finished"`
+	Compression string              `json:"compression"`
+	Tags        map[string]string   `json:"tags,omitempty"`
+	Components  []ComponentManifest `json:"components"`
+	Status      string              `json:"status"` // completed | partial
+	Stats       Stats               `json:"stats"`
+	KeyID       string              `json:"key_id,omitempty"`
+}
+
+// ComponentManifest is one component's part of a backup.
+type ComponentManifest struct {
+	Name     string   `json:"name"`
+	Paths    []string `json:"paths"`
+	Include  []string `json:"include,omitempty"`
+	Exclude  []string `json:"exclude,omitempty"`
+	Tree     ID       `json:"tree"`
+	Stats    Stats    `json:"stats"`
+	Warnings []string `json:"warnings,omitempty"`
+	Error    string   `json:"error,omitempty"` // set when the component failed (backup is partial)
+}
+
+// Stats counts what a backup holds and what it added.
+type Stats struct {
+	Files         int64 `json:"files"`
+	Dirs          int64 `json:"dirs"`
+	Bytes         int64 `json:"bytes"`          // content bytes in the backup
+	BytesRead     int64 `json:"bytes_read"`     // content bytes actually read (incrementals skip unchanged files)
+	BlobsAdded    int64 `json:"blobs_added"`    // new blobs stored
+	BytesAdded    int64 `json:"bytes_added"`    // plaintext bytes of the new blobs
+	StoredAdded   int64 `json:"stored_added"`   // bytes the new blobs take in storage (compressed+encrypted)
+	FilesUnread   int64 `json:"files_unchanged"` // files reused from the parent without reading
+	Warnings      int64 `json:"warnings"`
+	ErrorsSkipped int64 `json:"errors"`
+}
+
+// Add sums s2 into s.
+func (s *Stats) Add(s2 Stats) {
+	s.Files += s2.Files
+	s.Dirs += s2.Dirs
+	s.Bytes += s2.Bytes
+	s.BytesRead += s2.BytesRead
+	s.BlobsAdded += s2.BlobsAdded
+	s.BytesAdded += s2.BytesAdded
+	s.StoredAdded += s2.StoredAdded
+	s.FilesUnread += s2.FilesUnread
+	s.Warnings += s2.Warnings
+	s.ErrorsSkipped += s2.ErrorsSkipped
+}
+
+// ComponentNames lists the manifest's component names in order.
+func (m *Manifest) ComponentNames() []string {
+	out := make([]string, len(m.Components))
+	for i, c := range m.Components {
+		out[i] = c.Name
+	}
+	return out
+}
+
+// Component returns the named component or nil.
+func (m *Manifest) Component(name string) *ComponentManifest {
+	for i := range m.Components {
+		if m.Components[i].Name == name {
+			return &m.Components[i]
+		}
+	}
+	return nil
+}
+
+const (
+	manifestMagic   = "BKMF"
+	manifestVersion = 1
+	manifestsPrefix = "manifests/"
+)
+
+var backupIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidBackupID reports whether id can name a backup (and an object).
+func ValidBackupID(id string) error {
+	if !backupIDRe.MatchString(id) {
+		return fmt.Errorf("invalid backup id %q", id)
+	}
+	return nil
+}
+
+// NewBackupID returns "backup-YYYYMMDD-HHMMSS-xxxx" for t (UTC).
+func NewBackupID(t time.Time) string {
+	return fmt.Sprintf("backup-%s-%x", t.UTC().Format("20060102-150405"), randomBytes(2))
+}
+
+func manifestSignedBytes(id string, js []byte) []byte {
+	b := append([]byte("backupd manifest v1\x00"), id...)
+	b = append(b, 0)
+	return append(b, js...)
+}
+
+func encodeManifest(k *Keys, m *Manifest) ([]byte, error) {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSealer(k.DataPublic)
+	if err != nil {
+		return nil, err
+	}
+	sig := ed25519.Sign(k.SignPrivate, manifestSignedBytes(m.ID, js))
+	hdr := append([]byte(manifestMagic), manifestVersion)
+	hdr = append(hdr, s.ephPublic...)
+	plain := append(sig, js...)
+	return seal(s.aead, hdr, plain, append(append([]byte{}, hdr...), m.ID...)), nil
+}
+
+func decodeManifest(k *Keys, id string, raw []byte) (*Manifest, error) {
+	if len(raw) < 5+32 || string(raw[:4]) != manifestMagic {
+		return nil, fmt.Errorf("manifest %s: %w: not a manifest", id, ErrCorrupt)
+	}
+	if raw[4] != manifestVersion {
+		return nil, fmt.Errorf("manifest %s: format version %d is not supported by this backupd (knows %d)", id, raw[4], manifestVersion)
+	}
+	hdr := raw[:5+32]
+	aead, err := openSession(k.DataPrivate, hdr[5:])
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", id, err)
+	}
+	plain, err := open(aead, nil, raw[len(hdr):], append(append([]byte{}, hdr...), id...))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: does not authenticate (damaged, or renamed)", id, ErrCorrupt)
+	}
+	if len(plain) < ed25519.SignatureSize {
+		return nil, fmt.Errorf("manifest %s: %w: too short", id, ErrCorrupt)
+	}
+	sig, js := plain[:ed25519.SignatureSize], plain[ed25519.SignatureSize:]
+	pub := k.SignPrivate.Public().(ed25519.PublicKey)
+	if !ed25519.Verify(pub, manifestSignedBytes(id, js), sig) {
+		return nil, fmt.Errorf("manifest %s: %w: signature does not verify", id, ErrCorrupt)
+	}
+	var m Manifest
+	if err := json.Unmarshal(js, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: %v", id, ErrCorrupt, err)
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("manifest %s: %w: names itself %q", id, ErrCorrupt, m.ID)
+	}
+	if m.Version != manifestVersion {
+		return nil, fmt.Errorf("manifest %s: version %d is not supported by this backupd", id, m.Version)
+	}
+	return &m, nil
+}

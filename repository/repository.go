@@ -1,0 +1,787 @@
+// Package repository is the on-storage format of backupd: content-defined
+// chunks, compressed and encrypted into blobs, blobs packed into pack files,
+// an index from blob to pack, signed and encrypted manifests, and the keys
+// that open them. It stores everything through a storage.Backend and knows
+// nothing of Temporal or HTTP.
+//
+// Layout of a repository on its backend:
+//
+//	config                 plaintext JSON: format version, repository id
+//	keys/<key-id>          the Keys, wrapped by one credential each
+//	data/<xx>/<pack-id>    packs (id = SHA-256 of the pack's bytes)
+//	index/<index-id>       encrypted index files (id = SHA-256 of the bytes)
+//	manifests/<backup-id>  one signed, encrypted manifest per backup
+//	gc/<id>                packs condemned by garbage collection, with times
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"backupd/storage"
+)
+
+// FormatVersion is the repository format this code reads and writes.
+const FormatVersion = 1
+
+// Config is the plaintext config object.
+type Config struct {
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Chunker string    `json:"chunker"`
+}
+
+const configName = "config"
+
+// ErrNotInitialized: the location holds no repository.
+var ErrNotInitialized = errors.New("no backupd repository at this location (run 'backupd repo init')")
+
+// ErrAlreadyInitialized: init on a location that holds one.
+var ErrAlreadyInitialized = errors.New("a backupd repository already exists at this location")
+
+// Repository is an open repository. It is safe for concurrent use: many
+// goroutines may save blobs at once; uploads run in the background until
+// Flush.
+type Repository struct {
+	be        storage.Backend
+	cfg       Config
+	keys      *Keys
+	key       *KeyEntry
+	ids       *idHasher
+	gear      *Gear
+	indexAEAD cipher.AEAD
+	idx       *Index
+
+	compression Compression
+	uploaders   int
+
+	// writer state
+	wmu          sync.Mutex
+	sealer       *sealer
+	pending      map[ID]struct{}
+	packers      map[BlobType]*packBuilder
+	uploadCh     chan *packBuilder
+	uploadWG     sync.WaitGroup
+	uploadErr    error
+	sessionPacks []IndexPack
+	sessionIndex []ID
+
+	// OnPackCommitted, when set, is called after a pack and the index file
+	// naming its blobs are both stored: the unit a resumable job
+	// checkpoints.
+	OnPackCommitted func(PackCommit)
+
+	stats    writeStats
+	sessions sync.Map // ephemeral public key (string) -> cipher.AEAD
+}
+
+// PackCommit describes one committed pack.
+type PackCommit struct {
+	Pack       ID
+	Index      ID
+	Blobs      int
+	StoredSize int64
+}
+
+type writeStats struct {
+	blobsAdded, bytesAdded, storedAdded, packsWritten atomic.Int64
+}
+
+// WriteStats reports what this Repository value has added so far.
+type WriteStats struct {
+	BlobsAdded, BytesAdded, StoredAdded, PacksWritten int64
+}
+
+// WriteStats returns counters of blobs and bytes this session added.
+func (r *Repository) WriteStats() WriteStats {
+	return WriteStats{r.stats.blobsAdded.Load(), r.stats.bytesAdded.Load(), r.stats.storedAdded.Load(), r.stats.packsWritten.Load()}
+}
+
+// InitOptions configure a new repository.
+type InitOptions struct {
+	Wrapping Wrapping
+	// Keys, when set, reuses existing key material (from another location of
+	// the same service), so blob ids match and copies move only missing
+	// blobs. Otherwise fresh keys are generated.
+	Keys *Keys
+}
+
+// Init creates a repository on be.
+func Init(ctx context.Context, be storage.Backend, opts InitOptions) (*Repository, error) {
+	if _, err := be.Stat(ctx, configName); err == nil {
+		return nil, ErrAlreadyInitialized
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	keys := opts.Keys
+	if keys == nil {
+		var err error
+		if keys, err = NewKeys(); err != nil {
+			return nil, err
+		}
+	}
+	if err := keys.validate(); err != nil {
+		return nil, err
+	}
+	entry, err := wrapKeys(keys, opts.Wrapping, 1)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config{Version: FormatVersion, ID: fmt.Sprintf("%x", randomBytes(16)), Created: time.Now().UTC(), Chunker: "fastcdc-gear-1m"}
+	if err := saveKeyEntry(ctx, be, entry); err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	// config last: a location is a repository once config exists.
+	if err := be.Put(ctx, configName, bytes.NewReader(b), int64(len(b))); err != nil {
+		return nil, err
+	}
+	return newRepository(be, cfg, keys, entry)
+}
+
+// Open opens the repository on be with any matching credential.
+func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Repository, error) {
+	b, err := storage.ReadAll(ctx, be, configName)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, ErrNotInitialized
+	} else if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
+	}
+	if cfg.Version != FormatVersion {
+		return nil, fmt.Errorf("repository format version %d is not supported by this backupd (it knows version %d)", cfg.Version, FormatVersion)
+	}
+	if creds.empty() {
+		return nil, errors.New("no credential given: set BACKUPD_PASSWORD, --password-file, --rsa-private-key or --pgp-private-key")
+	}
+	entries, err := listKeyEntries(ctx, be)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return nil, errors.New("repository has no key entries: its keys/ directory is missing or empty")
+	}
+	// Prefer full-access entries so a credential that wraps both opens for reading.
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Access == AccessFull && entries[j].Access != AccessFull })
+	for _, e := range entries {
+		k, err := e.unwrap(creds)
+		if errors.Is(err, ErrNoMatchingKey) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return newRepository(be, cfg, k, e)
+	}
+	return nil, ErrNoMatchingKey
+}
+
+func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*Repository, error) {
+	ia, err := newAEAD(keys.IndexKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Repository{
+		be: be, cfg: cfg, keys: keys, key: key,
+		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
+		idx: newIndex(), compression: CompressZstd, uploaders: 2,
+		pending: map[ID]struct{}{}, packers: map[BlobType]*packBuilder{},
+	}, nil
+}
+
+// Backend returns the storage the repository lives on.
+func (r *Repository) Backend() storage.Backend { return r.be }
+
+// Config returns the repository's plaintext config.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Keys returns the key material (to initialise a sibling repository).
+func (r *Repository) Keys() *Keys { return r.keys }
+
+// KeyEntry is the key entry this repository was opened with.
+func (r *Repository) KeyEntry() *KeyEntry { return r.key }
+
+// Gear is the chunker table for this repository.
+func (r *Repository) Gear() *Gear { return r.gear }
+
+// Index returns the in-memory index.
+func (r *Repository) Index() *Index { return r.idx }
+
+// BlobID computes the id data would have in this repository.
+func (r *Repository) BlobID(data []byte) ID { return r.ids.Sum(data) }
+
+// SetCompression selects the codec for new blobs.
+func (r *Repository) SetCompression(c Compression) { r.compression = c }
+
+// SetUploaders sets how many packs upload at once (default 2).
+func (r *Repository) SetUploaders(n int) {
+	if n > 0 {
+		r.uploaders = n
+	}
+}
+
+func packName(id ID) string { s := id.String(); return "data/" + s[:2] + "/" + s }
+
+// PackName is the object name of a pack.
+func PackName(id ID) string { return packName(id) }
+
+// LoadIndex reads every index file. Safe to call again: it loads only new files.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	var names []ID
+	err := r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
+		id, err := ParseID(strings.TrimPrefix(oi.Name, "index/"))
+		if err != nil {
+			return nil // not ours; the checker reports it
+		}
+		r.idx.mu.RLock()
+		loaded := r.idx.files[id]
+		r.idx.mu.RUnlock()
+		if !loaded {
+			names = append(names, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing index: %w", err)
+	}
+	return parallel(ctx, len(names), 4, func(i int) error {
+		f, err := r.readIndexFile(ctx, names[i])
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // superseded and removed since the listing
+		}
+		if err != nil {
+			return err
+		}
+		r.idx.mu.Lock()
+		for _, p := range f.Packs {
+			r.idx.addPackLocked(p)
+		}
+		r.idx.files[names[i]] = true
+		r.idx.mu.Unlock()
+		return nil
+	})
+}
+
+func (r *Repository) readIndexFile(ctx context.Context, id ID) (*IndexFile, error) {
+	raw, err := storage.ReadAll(ctx, r.be, "index/"+id.String())
+	if err != nil {
+		return nil, err
+	}
+	if sha256.Sum256(raw) != id {
+		return nil, fmt.Errorf("index file %s: %w: content does not match its name", id.Short(), ErrCorrupt)
+	}
+	f, err := decodeIndexFile(r.indexAEAD, raw)
+	if err != nil {
+		return nil, fmt.Errorf("index file %s: %w", id.Short(), err)
+	}
+	return f, nil
+}
+
+func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
+	raw := encodeIndexFile(r.indexAEAD, f)
+	id := ID(sha256.Sum256(raw))
+	if err := r.be.Put(ctx, "index/"+id.String(), bytes.NewReader(raw), int64(len(raw))); err != nil {
+		return id, fmt.Errorf("writing index: %w", err)
+	}
+	r.idx.mu.Lock()
+	r.idx.files[id] = true
+	r.idx.mu.Unlock()
+	return id, nil
+}
+
+// Has reports whether a blob is stored or being stored.
+func (r *Repository) Has(id ID) bool {
+	if r.idx.has(id) {
+		return true
+	}
+	r.wmu.Lock()
+	_, ok := r.pending[id]
+	r.wmu.Unlock()
+	return ok
+}
+
+// SaveBlob stores data as a blob of type t unless the repository already has
+// it. It returns the blob's id and whether it was new. The blob is durable
+// only after Flush (or OnPackCommitted naming its pack).
+func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, bool, error) {
+	id := r.ids.Sum(data)
+	added, err := r.saveBlobWithID(ctx, t, id, data)
+	return id, added, err
+}
+
+func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
+	if r.idx.has(id) {
+		return false, nil
+	}
+	r.wmu.Lock()
+	if r.uploadErr != nil {
+		err := r.uploadErr
+		r.wmu.Unlock()
+		return false, err
+	}
+	if _, ok := r.pending[id]; ok {
+		r.wmu.Unlock()
+		return false, nil
+	}
+	r.pending[id] = struct{}{}
+	if r.sealer == nil {
+		s, err := newSealer(r.keys.DataPublic)
+		if err != nil {
+			r.wmu.Unlock()
+			return false, err
+		}
+		r.sealer = s
+		r.startUploaders()
+	}
+	s := r.sealer
+	r.wmu.Unlock()
+
+	plain := compress(make([]byte, 0, len(data)/2+64), r.compression, data)
+	sealed := seal(s.aead, make([]byte, 0, len(plain)+sealOverhead), plain, blobAD(t, id))
+
+	r.wmu.Lock()
+	p := r.packers[t]
+	if p == nil {
+		p = &packBuilder{typ: t, buf: make([]byte, 0, TargetPackSize+MaxChunkSize)}
+		r.packers[t] = p
+	}
+	p.add(t, id, sealed, len(data))
+	var full *packBuilder
+	if len(p.buf) >= TargetPackSize {
+		full = p
+		delete(r.packers, t)
+	}
+	r.wmu.Unlock()
+	r.stats.blobsAdded.Add(1)
+	r.stats.bytesAdded.Add(int64(len(data)))
+	r.stats.storedAdded.Add(int64(len(sealed)))
+	if full != nil {
+		select {
+		case r.uploadCh <- full:
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+	}
+	return true, nil
+}
+
+func (r *Repository) startUploaders() {
+	r.uploadCh = make(chan *packBuilder)
+	for i := 0; i < r.uploaders; i++ {
+		r.uploadWG.Add(1)
+		go func() {
+			defer r.uploadWG.Done()
+			for p := range r.uploadCh {
+				if err := r.uploadPack(p); err != nil {
+					r.wmu.Lock()
+					if r.uploadErr == nil {
+						r.uploadErr = err
+					}
+					r.wmu.Unlock()
+				}
+			}
+		}()
+	}
+}
+
+// uploadPack stores a finished pack and an index file naming its blobs.
+// Uploads do not take the caller's context: a pack that began uploading is
+// finished (or fails) so no half state is left; cancellation stops the
+// producers instead.
+func (r *Repository) uploadPack(p *packBuilder) error {
+	r.wmu.Lock()
+	s := r.sealer
+	failed := r.uploadErr != nil
+	r.wmu.Unlock()
+	if failed {
+		return nil
+	}
+	ctx := context.Background()
+	buf := p.finish(s)
+	id := ID(sha256.Sum256(buf))
+	if err := r.be.Put(ctx, packName(id), bytes.NewReader(buf), int64(len(buf))); err != nil {
+		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
+	}
+	ip := IndexPack{ID: id, EphPublic: s.ephPublic, Blobs: p.entries}
+	ixID, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{ip}})
+	if err != nil {
+		return err
+	}
+	r.idx.addPack(ip)
+	r.wmu.Lock()
+	for _, e := range p.entries {
+		delete(r.pending, e.ID)
+	}
+	r.sessionPacks = append(r.sessionPacks, ip)
+	r.sessionIndex = append(r.sessionIndex, ixID)
+	r.wmu.Unlock()
+	r.stats.packsWritten.Add(1)
+	if r.OnPackCommitted != nil {
+		r.OnPackCommitted(PackCommit{Pack: id, Index: ixID, Blobs: len(p.entries), StoredSize: int64(len(buf))})
+	}
+	return nil
+}
+
+// Flush writes the open packs, waits for all uploads, and merges this
+// session's per-pack index files into one. After Flush returns nil, every
+// blob saved so far is durable and indexed.
+func (r *Repository) Flush(ctx context.Context) error {
+	r.wmu.Lock()
+	if r.sealer == nil {
+		r.wmu.Unlock()
+		return nil
+	}
+	var open []*packBuilder
+	for t, p := range r.packers {
+		open = append(open, p)
+		delete(r.packers, t)
+	}
+	ch := r.uploadCh
+	r.wmu.Unlock()
+	for _, p := range open {
+		ch <- p
+	}
+	close(ch)
+	r.uploadWG.Wait()
+
+	r.wmu.Lock()
+	err := r.uploadErr
+	packs, files := r.sessionPacks, r.sessionIndex
+	r.sessionPacks, r.sessionIndex = nil, nil
+	r.sealer, r.uploadErr = nil, nil
+	r.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	return r.compactIndex(ctx, packs, files)
+}
+
+// compactIndex replaces several index files by one that supersedes them.
+// The new file is written before the old ones are removed, so a crash in
+// between leaves duplicates, never gaps.
+func (r *Repository) compactIndex(ctx context.Context, packs []IndexPack, files []ID) error {
+	if len(files) < 2 {
+		return nil
+	}
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: packs}); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := r.be.Delete(ctx, "index/"+f.String()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("removing superseded index %s: %w", f.Short(), err)
+		}
+		r.idx.mu.Lock()
+		delete(r.idx.files, f)
+		r.idx.mu.Unlock()
+	}
+	return nil
+}
+
+// Abort stops a writing session without flushing: blobs saved but not yet
+// committed are dropped (packs already committed stay; garbage collection
+// removes them if no manifest comes to reference them).
+func (r *Repository) Abort() {
+	r.wmu.Lock()
+	if r.sealer == nil {
+		r.wmu.Unlock()
+		return
+	}
+	r.uploadErr = errors.New("aborted")
+	for t := range r.packers {
+		delete(r.packers, t)
+	}
+	ch := r.uploadCh
+	r.wmu.Unlock()
+	close(ch)
+	r.uploadWG.Wait()
+	r.wmu.Lock()
+	r.sealer, r.uploadErr = nil, nil
+	r.pending = map[ID]struct{}{}
+	r.sessionPacks, r.sessionIndex = nil, nil
+	r.wmu.Unlock()
+}
+
+func (r *Repository) session(eph []byte) (cipher.AEAD, error) {
+	if a, ok := r.sessions.Load(string(eph)); ok {
+		return a.(cipher.AEAD), nil
+	}
+	a, err := openSession(r.keys.DataPrivate, eph)
+	if err != nil {
+		return nil, err
+	}
+	r.sessions.Store(string(eph), a)
+	return a, nil
+}
+
+// BlobError names the pack and blob a read failed on.
+type BlobError struct {
+	Pack ID
+	Blob ID
+	Err  error
+}
+
+func (e *BlobError) Error() string {
+	return fmt.Sprintf("blob %s in pack %s: %v", e.Blob.Short(), e.Pack.String(), e.Err)
+}
+func (e *BlobError) Unwrap() error { return e.Err }
+
+// ErrBlobNotFound: the index does not know the blob.
+var ErrBlobNotFound = errors.New("blob not in index")
+
+// LoadBlob reads, decrypts, decompresses and verifies one blob.
+func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	loc, ok := r.idx.lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
+	}
+	if loc.Type != t {
+		return nil, fmt.Errorf("blob %s: is %s, want %s", id.Short(), loc.Type, t)
+	}
+	rc, err := r.be.Get(ctx, packName(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	if err != nil {
+		return nil, &BlobError{loc.Pack, id, err}
+	}
+	sealed := make([]byte, loc.Length)
+	_, err = io.ReadFull(rc, sealed)
+	rc.Close()
+	if err != nil {
+		return nil, &BlobError{loc.Pack, id, err}
+	}
+	return r.decodeBlob(loc, sealed)
+}
+
+func (r *Repository) decodeBlob(loc BlobLocation, sealed []byte) ([]byte, error) {
+	aead, err := r.session(loc.EphPublic)
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, err}
+	}
+	plain, err := openInPlace(aead, sealed, blobAD(loc.Type, loc.ID))
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: does not authenticate", ErrCorrupt)}
+	}
+	data, err := decompress(plain, int(loc.RawLength))
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, err}
+	}
+	if r.ids.Sum(data) != loc.ID {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
+	}
+	return data, nil
+}
+
+// Lookup returns where a blob is stored.
+func (r *Repository) Lookup(id ID) (BlobLocation, bool) { return r.idx.lookup(id) }
+
+// ReadPackBlobs reads the given blobs of one pack with a single ranged read
+// and calls fn with each blob's verified plaintext, in offset order. A blob
+// that fails to decode is passed to fn with its error, and the rest still
+// follow. locs must all name the same pack; a blob may appear more than once.
+func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn func(BlobLocation, []byte, error) error) error {
+	if len(locs) == 0 {
+		return nil
+	}
+	sort.SliceStable(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
+	pack := locs[0].Pack
+	start := int64(locs[0].Offset)
+	last := locs[len(locs)-1]
+	end := int64(last.Offset) + int64(last.Length)
+	rc, err := r.be.Get(ctx, packName(pack), start, end-start)
+	if err != nil {
+		return &BlobError{pack, locs[0].ID, err}
+	}
+	defer rc.Close()
+	pos := start
+	var data []byte
+	var derr error
+	for i, l := range locs {
+		if l.Pack != pack {
+			return fmt.Errorf("ReadPackBlobs: blobs from several packs")
+		}
+		if i > 0 && l.Offset == locs[i-1].Offset {
+			if err := fn(l, data, derr); err != nil { // the same blob again
+				return err
+			}
+			continue
+		}
+		if int64(l.Offset) < pos {
+			return fmt.Errorf("%w: pack %s: overlapping blobs", ErrCorrupt, pack.Short())
+		}
+		if gap := int64(l.Offset) - pos; gap > 0 {
+			if _, err := io.CopyN(io.Discard, rc, gap); err != nil {
+				return &BlobError{pack, l.ID, err}
+			}
+		}
+		sealed := make([]byte, l.Length)
+		if _, err := io.ReadFull(rc, sealed); err != nil {
+			return &BlobError{pack, l.ID, err}
+		}
+		pos = int64(l.Offset) + int64(l.Length)
+		data, derr = r.decodeBlob(l, sealed)
+		if err := fn(l, data, derr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SaveManifest stores a manifest; it refuses to replace an existing one.
+func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
+	if err := ValidBackupID(m.ID); err != nil {
+		return err
+	}
+	m.Version = manifestVersion
+	if m.KeyID == "" {
+		m.KeyID = r.key.ID
+	}
+	if _, err := r.be.Stat(ctx, manifestsPrefix+m.ID); err == nil {
+		return fmt.Errorf("backup %s already exists", m.ID)
+	}
+	raw, err := encodeManifest(r.keys, m)
+	if err != nil {
+		return err
+	}
+	return r.be.Put(ctx, manifestsPrefix+m.ID, bytes.NewReader(raw), int64(len(raw)))
+}
+
+// ErrBackupNotFound: no manifest with that id.
+var ErrBackupNotFound = errors.New("backup not found")
+
+// LoadManifest reads and verifies one manifest.
+func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, error) {
+	if err := ValidBackupID(id); err != nil {
+		return nil, err
+	}
+	raw, err := storage.ReadAll(ctx, r.be, manifestsPrefix+id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	return decodeManifest(r.keys, id, raw)
+}
+
+// ManifestIDs lists the ids of all backups.
+func (r *Repository) ManifestIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := r.be.List(ctx, manifestsPrefix, func(oi storage.ObjectInfo) error {
+		ids = append(ids, strings.TrimPrefix(oi.Name, manifestsPrefix))
+		return nil
+	})
+	sort.Strings(ids)
+	return ids, err
+}
+
+// Manifests loads every manifest, oldest first. Unreadable ones are returned
+// in errs (one bad manifest must not hide the others).
+func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []error, err error) {
+	ids, err := r.ManifestIDs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*Manifest, len(ids))
+	oerr := make([]error, len(ids))
+	err = parallel(ctx, len(ids), 8, func(i int) error {
+		out[i], oerr[i] = r.LoadManifest(ctx, ids[i])
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range ids {
+		if oerr[i] != nil {
+			errs = append(errs, oerr[i])
+		} else {
+			ms = append(ms, out[i])
+		}
+	}
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Started.Before(ms[j].Started) })
+	return ms, errs, nil
+}
+
+// DeleteManifest removes a backup's manifest; its data goes at the next gc.
+func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
+	if err := ValidBackupID(id); err != nil {
+		return err
+	}
+	err := r.be.Delete(ctx, manifestsPrefix+id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+	}
+	return err
+}
+
+// LoadTree loads and validates a tree blob.
+func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
+	b, err := r.LoadBlob(ctx, TreeBlob, id)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeTree(b)
+}
+
+// SaveTree stores a tree blob.
+func (r *Repository) SaveTree(ctx context.Context, t *Tree) (ID, error) {
+	b, err := EncodeTree(t)
+	if err != nil {
+		return ID{}, err
+	}
+	id, _, err := r.SaveBlob(ctx, TreeBlob, b)
+	return id, err
+}
+
+// parallel runs fn(0..n-1) on up to workers goroutines; the first error
+// cancels the rest.
+func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+	if workers > n {
+		workers = n
+	}
+	if workers <= 0 {
+		return nil
+	}
+	if workers > runtime.GOMAXPROCS(0)*8 {
+		workers = runtime.GOMAXPROCS(0) * 8
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}

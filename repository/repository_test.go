@@ -1,0 +1,187 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"backupd/storage"
+	"backupd/storage/mem"
+)
+
+var testPass = Wrapping{Password: []byte("correct horse"), KDF: ptr(TestKDF())}
+
+func ptr[T any](v T) *T { return &v }
+
+func newTestRepo(t testing.TB) (*Repository, *mem.Backend) {
+	t.Helper()
+	be := mem.New()
+	r, err := Init(context.Background(), be, InitOptions{Wrapping: testPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, be
+}
+
+func randData(seed int64, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+func TestSaveLoadBlobsAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []Compression{CompressZstd, CompressGzip, CompressBzip2, CompressLZ4, CompressNone} {
+		t.Run(c.String(), func(t *testing.T) {
+			r, be := newTestRepo(t)
+			r.SetCompression(c)
+			var ids []ID
+			var blobs [][]byte
+			for i := 0; i < 40; i++ {
+				d := randData(int64(i), 1000*i)
+				if i%2 == 0 {
+					d = bytes.Repeat([]byte("compressible "), 500*i+1)
+				}
+				id, added, err := r.SaveBlob(ctx, DataBlob, d)
+				if err != nil || !added {
+					t.Fatalf("save %d: added=%v err=%v", i, added, err)
+				}
+				ids, blobs = append(ids, id), append(blobs, d)
+			}
+			if _, added, _ := r.SaveBlob(ctx, DataBlob, blobs[3]); added {
+				t.Fatal("duplicate blob stored twice")
+			}
+			if err := r.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r2, err := Open(ctx, be, Credentials{Password: []byte("correct horse")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r2.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i, id := range ids {
+				got, err := r2.LoadBlob(ctx, DataBlob, id)
+				if err != nil {
+					t.Fatalf("load %d: %v", i, err)
+				}
+				if !bytes.Equal(got, blobs[i]) {
+					t.Fatalf("blob %d differs", i)
+				}
+			}
+		})
+	}
+}
+
+func TestWrongPasswordAndVersion(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	if _, err := Open(ctx, be, Credentials{Password: []byte("wrong")}); !errors.Is(err, ErrNoMatchingKey) {
+		t.Fatalf("wrong password: got %v", err)
+	}
+	cfg, _ := storage.ReadAll(ctx, be, "config")
+	cfg = bytes.Replace(cfg, []byte(`"version": 1`), []byte(`"version": 9`), 1)
+	be.Put(ctx, "config", bytes.NewReader(cfg), int64(len(cfg)))
+	_, err := Open(ctx, be, Credentials{Password: []byte("correct horse")})
+	if err == nil || !strings.Contains(err.Error(), "version 9 is not supported") {
+		t.Fatalf("unknown version: got %v", err)
+	}
+	if _, err := Open(ctx, mem.New(), Credentials{Password: []byte("x")}); !errors.Is(err, ErrNotInitialized) {
+		t.Fatalf("empty location: got %v", err)
+	}
+}
+
+func TestCorruptBlobDetected(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	id, _, _ := r.SaveBlob(ctx, DataBlob, randData(1, 5000))
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := r.Lookup(id)
+	be.Corrupt(PackName(loc.Pack), int(loc.Offset)+40)
+	_, err := r.LoadBlob(ctx, DataBlob, id)
+	var be2 *BlobError
+	if !errors.As(err, &be2) || !errors.Is(err, ErrCorrupt) || be2.Pack != loc.Pack {
+		t.Fatalf("want corrupt BlobError naming the pack, got %v", err)
+	}
+}
+
+func TestManifestSignedAndBound(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	m := &Manifest{ID: "backup-1", Type: "full", Status: "completed"}
+	if err := r.SaveManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.LoadManifest(ctx, "backup-1")
+	if err != nil || got.Type != "full" {
+		t.Fatalf("load: %v %v", got, err)
+	}
+	// a manifest copied to another name is refused
+	raw, _ := storage.ReadAll(ctx, be, "manifests/backup-1")
+	be.Put(ctx, "manifests/backup-2", bytes.NewReader(raw), int64(len(raw)))
+	if _, err := r.LoadManifest(ctx, "backup-2"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("renamed manifest accepted: %v", err)
+	}
+	if err := r.SaveManifest(ctx, m); err == nil {
+		t.Fatal("manifest overwritten")
+	}
+}
+
+func TestChunkerBoundaries(t *testing.T) {
+	g := NewGear([]byte("k"))
+	data := randData(7, 20<<20)
+	c := NewChunker(g)
+	c.Reset(bytes.NewReader(data))
+	var sizes []int
+	var total int
+	for {
+		ch, err := c.Next()
+		if err != nil {
+			break
+		}
+		if len(ch) > MaxChunkSize {
+			t.Fatalf("chunk of %d bytes", len(ch))
+		}
+		sizes = append(sizes, len(ch))
+		total += len(ch)
+	}
+	if total != len(data) {
+		t.Fatalf("chunks cover %d bytes, want %d", total, len(data))
+	}
+	if len(sizes) < 8 || len(sizes) > 40 {
+		t.Fatalf("%d chunks for 20 MiB: average far from 1 MiB", len(sizes))
+	}
+	// An insertion at the start moves only nearby boundaries.
+	shifted := append([]byte("inserted bytes"), data...)
+	c.Reset(bytes.NewReader(shifted))
+	var sizes2 []int
+	for {
+		ch, err := c.Next()
+		if err != nil {
+			break
+		}
+		sizes2 = append(sizes2, len(ch))
+	}
+	same := 0
+	for i := 1; i < len(sizes) && i < len(sizes2); i++ {
+		if sizes[len(sizes)-i] == sizes2[len(sizes2)-i] {
+			same++
+		}
+	}
+	if same < len(sizes)-2 {
+		t.Fatalf("only %d of %d trailing chunks survived a 14-byte insertion", same, len(sizes))
+	}
+	// Another key gives other boundaries.
+	c2 := NewChunker(NewGear([]byte("other")))
+	c2.Reset(bytes.NewReader(data))
+	first, _ := c2.Next()
+	if len(first) == sizes[0] {
+		t.Fatalf("keyed chunker: same first boundary with another key")
+	}
+}

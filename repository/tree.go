@@ -1,0 +1,98 @@
+package repository
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+)
+
+// Node types.
+const (
+	NodeFile    = "file"
+	NodeDir     = "dir"
+	NodeSymlink = "symlink"
+	NodeDev     = "dev"     // block device
+	NodeCharDev = "chardev" // character device
+	NodeFifo    = "fifo"
+	NodeSocket  = "socket"
+)
+
+// Node is one entry of a directory listing (a tree blob). Paths are never
+// stored, only names, so a tree blob is the same wherever the directory is,
+// and unchanged directories dedupe across backups.
+type Node struct {
+	Name       string      `json:"name"`
+	Type       string      `json:"type"`
+	Mode       fs.FileMode `json:"mode"` // Go's FileMode: permission, setuid/setgid/sticky and type bits
+	UID        uint32      `json:"uid"`
+	GID        uint32      `json:"gid"`
+	User       string      `json:"user,omitempty"`
+	Group      string      `json:"group,omitempty"`
+	ModTime    int64       `json:"mtime"`           // ns since the epoch
+	AccessTime int64       `json:"atime,omitempty"` // ns
+	ChangeTime int64       `json:"ctime,omitempty"` // ns; used to detect change, not restored
+	Inode      uint64      `json:"inode,omitempty"`
+	DeviceID   uint64      `json:"device,omitempty"` // st_dev of the file system holding it
+	Links      uint64      `json:"links,omitempty"`
+	Rdev       uint64      `json:"rdev,omitempty"` // device nodes
+	Size       uint64      `json:"size,omitempty"`
+	Sparse     bool        `json:"sparse,omitempty"`
+	Content    []ID        `json:"content,omitempty"`
+	LinkTarget string      `json:"target,omitempty"`
+	Subtree    *ID         `json:"subtree,omitempty"`
+}
+
+// Tree is a directory listing, sorted by name.
+type Tree struct {
+	Nodes []*Node `json:"nodes"`
+}
+
+// EncodeTree serialises a tree canonically (sorted), so equal directories
+// produce equal blobs.
+func EncodeTree(t *Tree) ([]byte, error) {
+	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
+	return json.Marshal(t)
+}
+
+// DecodeTree parses and validates a tree blob. Validation is what keeps a
+// hostile repository from steering a restore: names are single path
+// elements, unique, and types are known.
+func DecodeTree(b []byte) (*Tree, error) {
+	var t Tree
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
+	}
+	seen := make(map[string]bool, len(t.Nodes))
+	for _, n := range t.Nodes {
+		if n == nil {
+			return nil, fmt.Errorf("%w: tree has a null node", ErrCorrupt)
+		}
+		if err := ValidNodeName(n.Name); err != nil {
+			return nil, fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
+		}
+		if seen[n.Name] {
+			return nil, fmt.Errorf("%w: tree: duplicate name %q", ErrCorrupt, n.Name)
+		}
+		seen[n.Name] = true
+		switch n.Type {
+		case NodeDir:
+			if n.Subtree == nil {
+				return nil, fmt.Errorf("%w: tree: directory %q without subtree", ErrCorrupt, n.Name)
+			}
+		case NodeFile, NodeSymlink, NodeDev, NodeCharDev, NodeFifo, NodeSocket:
+		default:
+			return nil, fmt.Errorf("%w: tree: %q has unknown type %q", ErrCorrupt, n.Name, n.Type)
+		}
+	}
+	return &t, nil
+}
+
+// ValidNodeName reports whether name is a single, safe path element.
+func ValidNodeName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("unsafe file name %q", name)
+	}
+	return nil
+}
