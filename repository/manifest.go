@@ -47,11 +47,11 @@ type ComponentManifest struct {
 type Stats struct {
 	Files         int64 `json:"files"`
 	Dirs          int64 `json:"dirs"`
-	Bytes         int64 `json:"bytes"`          // content bytes in the backup
-	BytesRead     int64 `json:"bytes_read"`     // content bytes actually read (incrementals skip unchanged files)
-	BlobsAdded    int64 `json:"blobs_added"`    // new blobs stored
-	BytesAdded    int64 `json:"bytes_added"`    // plaintext bytes of the new blobs
-	StoredAdded   int64 `json:"stored_added"`   // bytes the new blobs take in storage (compressed+encrypted)
+	Bytes         int64 `json:"bytes"`           // content bytes in the backup
+	BytesRead     int64 `json:"bytes_read"`      // content bytes actually read (incrementals skip unchanged files)
+	BlobsAdded    int64 `json:"blobs_added"`     // new blobs stored
+	BytesAdded    int64 `json:"bytes_added"`     // plaintext bytes of the new blobs
+	StoredAdded   int64 `json:"stored_added"`    // bytes the new blobs take in storage (compressed+encrypted)
 	FilesUnread   int64 `json:"files_unchanged"` // files reused from the parent without reading
 	Warnings      int64 `json:"warnings"`
 	ErrorsSkipped int64 `json:"errors"`
