@@ -1,0 +1,388 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"backupd/repository"
+	"backupd/sources"
+)
+
+// A component's tree mirrors the absolute source paths from "/": the
+// component root holds "usr", which holds "local", which holds "go". Parents
+// of source paths carry their real metadata but only the entries on the way
+// to a source path.
+type virt struct {
+	children map[string]*virt
+	full     bool // take the whole directory
+}
+
+func buildVirt(paths []string) *virt {
+	root := &virt{children: map[string]*virt{}}
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		if p == "/" {
+			return &virt{full: true}
+		}
+		v := root
+		for _, el := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			if v.full {
+				break
+			}
+			c := v.children[el]
+			if c == nil {
+				c = &virt{children: map[string]*virt{}}
+				v.children[el] = c
+			}
+			v = c
+		}
+		v.full, v.children = true, nil
+	}
+	return root
+}
+
+// dirState collects one directory's nodes until every child is done, then
+// saves the tree blob and reports its id upwards. Walking never waits for
+// file content: the last finisher (walker or file worker) saves the tree.
+type dirState struct {
+	nodes   []*repository.Node
+	skip    map[int]bool // nodes dropped after a read failure
+	mu      sync.Mutex
+	pending atomic.Int64
+	onDone  func(repository.ID, error)
+	cc      *componentRun
+}
+
+func (d *dirState) release() {
+	if d.pending.Add(-1) != 0 {
+		return
+	}
+	d.mu.Lock()
+	t := &repository.Tree{Nodes: make([]*repository.Node, 0, len(d.nodes))}
+	for i, n := range d.nodes {
+		if !d.skip[i] {
+			t.Nodes = append(t.Nodes, n)
+		}
+	}
+	d.mu.Unlock()
+	id, err := d.cc.a.repo.SaveTree(d.cc.ctx, t)
+	d.cc.a.dirsDone.Add(1)
+	d.onDone(id, err)
+}
+
+type fileJob struct {
+	abs  string
+	node *repository.Node
+	dir  *dirState
+	idx  int
+}
+
+// componentRun is the state of backing up one component.
+type componentRun struct {
+	a       *archiver
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	matcher *sources.Matcher
+	jobs    chan fileJob
+
+	mu       sync.Mutex
+	warnings []string
+	stats    repository.Stats
+}
+
+func (cc *componentRun) warn(format string, args ...any) {
+	cc.a.warnings.Add(1)
+	cc.mu.Lock()
+	cc.stats.Warnings++
+	if len(cc.warnings) < 1000 {
+		cc.warnings = append(cc.warnings, fmt.Sprintf(format, args...))
+	} else if len(cc.warnings) == 1000 {
+		cc.warnings = append(cc.warnings, "further warnings omitted; see the count in stats")
+	}
+	cc.mu.Unlock()
+}
+
+func (cc *componentRun) fail(err error) { cc.cancel(&fatalError{err}) }
+
+func (a *archiver) component1(ctx context.Context, c Component, parentTree *repository.ID) (repository.ComponentManifest, error) {
+	cm := repository.ComponentManifest{Name: c.Name, Paths: c.Paths, Include: c.Include, Exclude: c.Exclude}
+	matcher, err := sources.NewMatcher(c.Include, c.Exclude)
+	if err != nil {
+		return cm, fmt.Errorf("component %s: %w", c.Name, err)
+	}
+	for _, p := range c.Paths {
+		if _, err := os.Lstat(p); err != nil {
+			return cm, fmt.Errorf("component %s: source %s: %w", c.Name, p, unwrapPathError(err))
+		}
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	cc := &componentRun{a: a, ctx: cctx, cancel: cancel, matcher: matcher, jobs: make(chan fileJob, 64)}
+	var wg sync.WaitGroup
+	for i := 0; i < a.workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := repository.NewChunker(a.repo.Gear())
+			for j := range cc.jobs {
+				cc.saveFile(ch, j)
+			}
+		}()
+	}
+	var rootID repository.ID
+	var rootErr error
+	rootDone := make(chan struct{})
+	root := &dirState{cc: cc, onDone: func(id repository.ID, err error) {
+		rootID, rootErr = id, err
+		close(rootDone)
+	}}
+	root.pending.Store(1)
+	var parent *repository.Tree
+	if parentTree != nil {
+		parent = cc.loadParentTree(*parentTree)
+	}
+	cc.walk("/", buildVirt(c.Paths), parent, root)
+	root.release()
+	close(cc.jobs)
+	wg.Wait()
+	select {
+	case <-rootDone:
+	case <-cctx.Done():
+	}
+	if cause := context.Cause(cctx); cause != nil && cctx.Err() != nil {
+		var fe *fatalError
+		if errors.As(cause, &fe) {
+			return cm, fe
+		}
+		return cm, cause
+	}
+	if rootErr != nil {
+		return cm, &fatalError{rootErr}
+	}
+	cm.Tree = rootID
+	cm.Stats = cc.stats
+	cm.Warnings = cc.warnings
+	return cm, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (cc *componentRun) loadParentTree(id repository.ID) *repository.Tree {
+	t, err := cc.a.repo.LoadTree(cc.ctx, id)
+	if err != nil {
+		// The parent is an optimisation: without it, files are read again.
+		cc.warn("parent tree %s unreadable, reading files again: %v", id.Short(), err)
+		return nil
+	}
+	return t
+}
+
+func findNode(t *repository.Tree, name string) *repository.Node {
+	if t == nil {
+		return nil
+	}
+	i := sort.Search(len(t.Nodes), func(i int) bool { return t.Nodes[i].Name >= name })
+	if i < len(t.Nodes) && t.Nodes[i].Name == name {
+		return t.Nodes[i]
+	}
+	return nil
+}
+
+// walk lists dir (absolute) into d. v limits the entries taken (nil or full:
+// all). parent is the parent backup's tree for the same directory.
+func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *dirState) {
+	var names []string
+	if v != nil && !v.full {
+		for n := range v.children {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	} else {
+		f, err := os.Open(dir)
+		if err == nil {
+			names, err = f.Readdirnames(-1)
+			f.Close()
+		}
+		if err != nil {
+			cc.warn("%s: cannot list directory: %v", dir, unwrapPathError(err))
+			return
+		}
+		sort.Strings(names)
+	}
+	for _, name := range names {
+		if cc.ctx.Err() != nil {
+			return
+		}
+		abs := filepath.Join(dir, name)
+		var child *virt
+		if v != nil && !v.full {
+			child = v.children[name]
+		}
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && child == nil {
+				continue // vanished since the listing
+			}
+			cc.warn("%s: %v", abs, unwrapPathError(err))
+			continue
+		}
+		partial := child != nil && !child.full
+		if !partial && cc.matcher.Excluded(abs) {
+			continue
+		}
+		if !fi.IsDir() && !partial && !cc.matcher.Included(abs) {
+			continue
+		}
+		node, err := sources.NodeFromInfo(abs, fi)
+		if err != nil {
+			cc.warn("%s: %v", abs, err)
+			continue
+		}
+		old := findNode(parent, name)
+		d.mu.Lock()
+		idx := len(d.nodes)
+		d.nodes = append(d.nodes, node)
+		d.mu.Unlock()
+		switch node.Type {
+		case repository.NodeDir:
+			var oldTree *repository.Tree
+			if old != nil && old.Type == repository.NodeDir && old.Subtree != nil {
+				oldTree = cc.loadParentTree(*old.Subtree)
+			}
+			sub := &dirState{cc: cc}
+			sub.pending.Store(1)
+			d.pending.Add(1)
+			sub.onDone = func(id repository.ID, err error) {
+				if err != nil {
+					cc.fail(err)
+				}
+				node.Subtree = &id
+				cc.mu.Lock()
+				cc.stats.Dirs++
+				cc.mu.Unlock()
+				d.release()
+			}
+			cc.walk(abs, child, oldTree, sub)
+			sub.release()
+		case repository.NodeFile:
+			cc.mu.Lock()
+			cc.stats.Files++
+			cc.stats.Bytes += int64(node.Size)
+			cc.mu.Unlock()
+			if unchanged(old, node) {
+				node.Content = old.Content
+				cc.a.filesDone.Add(1)
+				cc.a.bytesDone.Add(int64(node.Size))
+				cc.mu.Lock()
+				cc.stats.FilesUnread++
+				cc.mu.Unlock()
+				continue
+			}
+			d.pending.Add(1)
+			select {
+			case cc.jobs <- fileJob{abs: abs, node: node, dir: d, idx: idx}:
+			case <-cc.ctx.Done():
+				d.pending.Add(-1)
+				return
+			}
+		}
+	}
+}
+
+// unchanged is the incremental rule: same type, size, mtime, ctime and
+// inode as in the parent, whose content list is then reused unread.
+func unchanged(old, n *repository.Node) bool {
+	return old != nil && old.Type == repository.NodeFile && old.Size == n.Size &&
+		old.ModTime == n.ModTime && old.ChangeTime == n.ChangeTime && old.Inode == n.Inode &&
+		(len(old.Content) > 0 || old.Size == 0)
+}
+
+// saveFile reads, chunks and stores one file's content.
+func (cc *componentRun) saveFile(ch *repository.Chunker, j fileJob) {
+	defer j.dir.release()
+	if cc.ctx.Err() != nil {
+		return
+	}
+	drop := func(format string, args ...any) {
+		cc.warn(format, args...)
+		j.dir.mu.Lock()
+		if j.dir.skip == nil {
+			j.dir.skip = map[int]bool{}
+		}
+		j.dir.skip[j.idx] = true
+		j.dir.mu.Unlock()
+		cc.mu.Lock()
+		cc.stats.Files--
+		cc.stats.Bytes -= int64(j.node.Size)
+		cc.stats.ErrorsSkipped++
+		cc.mu.Unlock()
+	}
+	f, err := openNoATime(j.abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			drop("%s: vanished before it was read", j.abs)
+			return
+		}
+		drop("%s: not backed up: %v", j.abs, unwrapPathError(err))
+		return
+	}
+	defer f.Close()
+	ch.Reset(f)
+	var content []repository.ID
+	var n int64
+	for {
+		chunk, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			drop("%s: not backed up: read failed after %d bytes: %v", j.abs, n, unwrapPathError(err))
+			return
+		}
+		id, _, err := cc.a.repo.SaveBlob(cc.ctx, repository.DataBlob, chunk)
+		if err != nil {
+			if cc.ctx.Err() == nil {
+				cc.fail(err)
+			}
+			return
+		}
+		content = append(content, id)
+		n += int64(len(chunk))
+		cc.a.bytesDone.Add(int64(len(chunk)))
+		cc.a.bytesRead.Add(int64(len(chunk)))
+	}
+	if fi, err := f.Stat(); err == nil && (fi.ModTime().UnixNano() != j.node.ModTime || fi.Size() != n) {
+		cc.warn("%s: changed while it was read; the backup holds the %d bytes read", j.abs, n)
+	}
+	cc.mu.Lock()
+	cc.stats.BytesRead += n
+	cc.stats.Bytes += n - int64(j.node.Size)
+	cc.mu.Unlock()
+	j.node.Content = content
+	j.node.Size = uint64(n)
+	cc.a.filesDone.Add(1)
+}
+
+func openNoATime(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) { // O_NOATIME needs ownership
+		f, err = os.Open(path)
+	}
+	return f, err
+}

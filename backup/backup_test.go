@@ -1,0 +1,283 @@
+package backup_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"backupd/backup"
+	"backupd/repository"
+	"backupd/restore"
+	"backupd/storage/mem"
+)
+
+func newRepo(t *testing.T) (*repository.Repository, *mem.Backend) {
+	be := mem.New()
+	kdf := repository.TestKDF()
+	r, err := repository.Init(context.Background(), be, repository.InitOptions{Wrapping: repository.Wrapping{Password: []byte("pw"), KDF: &kdf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, be
+}
+
+func write(t *testing.T, p string, data []byte) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rnd(seed, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(int64(seed))).Read(b)
+	return b
+}
+
+// makeTree builds a source tree with the awkward cases.
+func makeTree(t *testing.T, src string) {
+	write(t, filepath.Join(src, "a/small.txt"), []byte("hello\n"))
+	write(t, filepath.Join(src, "a/empty"), nil)
+	write(t, filepath.Join(src, "a/b/big.bin"), rnd(1, 5<<20+123))
+	write(t, filepath.Join(src, "a/b/c/deep.txt"), bytes.Repeat([]byte("deep "), 1000))
+	os.MkdirAll(filepath.Join(src, "emptydir/sub"), 0o750)
+	os.Symlink("a/small.txt", filepath.Join(src, "link"))
+	os.Symlink("/nonexistent/target", filepath.Join(src, "dangling"))
+	os.Link(filepath.Join(src, "a/small.txt"), filepath.Join(src, "hardlink"))
+	os.Chmod(filepath.Join(src, "a/small.txt"), 0o640)
+	syscall.Mkfifo(filepath.Join(src, "fifo"), 0o600)
+	// sparse file: 8 MiB hole, then data
+	f, _ := os.Create(filepath.Join(src, "sparse.img"))
+	f.Seek(8<<20, 0)
+	f.Write([]byte("tail data"))
+	f.Close()
+	old := time.Date(2020, 1, 2, 3, 4, 5, 600, time.UTC)
+	os.Chtimes(filepath.Join(src, "a/b/c/deep.txt"), old, old)
+	os.Chtimes(filepath.Join(src, "a/b/c"), old, old)
+}
+
+// compareTrees checks content, modes, mtimes, symlinks and hard links.
+func compareTrees(t *testing.T, want, got string) {
+	t.Helper()
+	err := filepath.Walk(want, func(p string, wi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(want, p)
+		q := filepath.Join(got, rel)
+		gi, err := os.Lstat(q)
+		if err != nil {
+			t.Errorf("%s: missing in restore: %v", rel, err)
+			return nil
+		}
+		if wi.Mode() != gi.Mode() {
+			t.Errorf("%s: mode %v, want %v", rel, gi.Mode(), wi.Mode())
+		}
+		if wi.Mode()&os.ModeSymlink != 0 {
+			a, _ := os.Readlink(p)
+			b, _ := os.Readlink(q)
+			if a != b {
+				t.Errorf("%s: link %q, want %q", rel, b, a)
+			}
+			return nil
+		}
+		if !wi.ModTime().Equal(gi.ModTime()) && rel != "." {
+			t.Errorf("%s: mtime %v, want %v", rel, gi.ModTime(), wi.ModTime())
+		}
+		if wi.Mode().IsRegular() {
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(q)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: content differs", rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackupRestoreRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	makeTree(t, src)
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Compression: repository.CompressZstd,
+		Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != "completed" || m.Stats.Files != 6 {
+		t.Fatalf("manifest: status %s files %d warnings %v", m.Status, m.Stats.Files, m.Components[0].Warnings)
+	}
+	dst := t.TempDir()
+	res, err := restore.Run(ctx, repo, m, restore.Options{Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := filepath.Join(dst, "data", src)
+	compareTrees(t, src, got)
+	var a, b syscall.Stat_t
+	syscall.Stat(filepath.Join(got, "a/small.txt"), &a)
+	syscall.Stat(filepath.Join(got, "hardlink"), &b)
+	if a.Ino != b.Ino {
+		t.Error("hard link not restored as a link")
+	}
+	syscall.Stat(filepath.Join(got, "sparse.img"), &a)
+	if a.Blocks*512 >= a.Size {
+		t.Errorf("sparse file restored dense: %d blocks for %d bytes", a.Blocks, a.Size)
+	}
+	if res.Verified != int64(len(m.Components)) && res.Verified < 5 {
+		t.Errorf("verified %d files", res.Verified)
+	}
+	// A second restore into the same place is refused without overwrite.
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst}); !errors.Is(err, restore.ErrTargetNotEmpty) {
+		t.Fatalf("restore into non-empty target: %v", err)
+	}
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst, Overwrite: true}); err != nil {
+		t.Fatalf("overwrite restore: %v", err)
+	}
+	compareTrees(t, src, got)
+}
+
+func TestIncrementalReusesUnchangedFiles(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	makeTree(t, src)
+	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
+	m1, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(src, "a/new.txt"), []byte("new file"))
+	m2, err := backup.Run(ctx, repo, backup.Options{Type: backup.Incremental, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Parent != m1.ID {
+		t.Fatalf("parent %q, want %q", m2.Parent, m1.ID)
+	}
+	if m2.Stats.BytesRead != int64(len("new file")) || m2.Stats.FilesUnread != 6 {
+		t.Fatalf("incremental read %d bytes, reused %d files", m2.Stats.BytesRead, m2.Stats.FilesUnread)
+	}
+	m3, err := backup.Run(ctx, repo, backup.Options{Type: backup.Differential, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m3.Base != m1.ID {
+		t.Fatalf("differential base %q, want %q", m3.Base, m1.ID)
+	}
+	dst := t.TempDir()
+	if _, err := restore.Run(ctx, repo, m2, restore.Options{Target: dst}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, src, filepath.Join(dst, "data", src))
+}
+
+func TestUnreadableFileIsAWarning(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads every file")
+	}
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "ok"), []byte("ok"))
+	write(t, filepath.Join(src, "secret"), []byte("no"))
+	os.Chmod(filepath.Join(src, "secret"), 0)
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "d", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(m.Components[0].Warnings, "\n")
+	if !strings.Contains(w, "secret") || m.Stats.Files != 1 {
+		t.Fatalf("warnings %q files %d", w, m.Stats.Files)
+	}
+}
+
+func TestPartialBackupWhenAComponentIsMissing(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), []byte("x"))
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{
+		{Name: "good", Paths: []string{src}}, {Name: "bad", Paths: []string{filepath.Join(src, "missing")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != "partial" || m.Component("bad").Error == "" {
+		t.Fatalf("status %s, bad component error %q", m.Status, m.Component("bad").Error)
+	}
+	dst := t.TempDir()
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst, Components: []string{"good"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: t.TempDir(), Components: []string{"bad"}}); err == nil {
+		t.Fatal("restoring a failed component succeeded")
+	}
+}
+
+func TestRestoreSelectedPathsAndRefusals(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	makeTree(t, src)
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst, Paths: []string{filepath.Join(src, "a/b/c")}}); err != nil {
+		t.Fatal(err)
+	}
+	got := filepath.Join(dst, "data", src)
+	if _, err := os.Stat(filepath.Join(got, "a/b/c/deep.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(got, "a/small.txt")); err == nil {
+		t.Fatal("unselected file restored")
+	}
+	for _, bad := range []string{"../../etc", src + "/a/../../x/.."} {
+		empty := t.TempDir()
+		if _, err := restore.Run(ctx, repo, m, restore.Options{Target: empty, Paths: []string{bad}}); err == nil || !strings.Contains(err.Error(), "..") {
+			t.Errorf("path %q: %v", bad, err)
+		}
+		if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+			t.Errorf("path %q: something was written", bad)
+		}
+	}
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: t.TempDir(), Paths: []string{"/no/such/path"}}); err == nil {
+		t.Error("missing path restored without error")
+	}
+}
+
+func TestRestoreRefusesSymlinkEscapeInTarget(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "etc/passwd"), []byte("restored"))
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The target holds a symlink where the restore will descend: it must
+	// not be followed out of the target.
+	outside := t.TempDir()
+	dst := t.TempDir()
+	os.MkdirAll(filepath.Join(dst, "data"), 0o755)
+	first := strings.Split(strings.TrimPrefix(src, "/"), "/")[0]
+	os.Symlink(outside, filepath.Join(dst, "data", first))
+	_, err = restore.Run(ctx, repo, m, restore.Options{Target: dst, Overwrite: true})
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("restore wrote outside its target (err=%v)", err)
+	}
+}
