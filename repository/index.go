@@ -155,6 +155,9 @@ type Index struct {
 	packByID map[ID]uint32
 	blobs    map[ID]blobLoc
 	files    map[ID]bool // index files loaded
+	// condemned packs (by position) are readable but not deduplicated
+	// against: see gc.go.
+	condemned map[uint32]bool
 }
 
 func newIndex() *Index {
@@ -175,7 +178,7 @@ func (ix *Index) addPackLocked(p IndexPack) {
 		ix.packByID[p.ID] = pi
 	}
 	for _, b := range p.Blobs {
-		if _, dup := ix.blobs[b.ID]; dup {
+		if old, dup := ix.blobs[b.ID]; dup && !ix.condemned[old.pack] {
 			continue
 		}
 		ix.blobs[b.ID] = blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}
@@ -204,6 +207,15 @@ func (ix *Index) lookup(id ID) (BlobLocation, bool) {
 func (ix *Index) has(id ID) bool {
 	ix.mu.RLock()
 	_, ok := ix.blobs[id]
+	ix.mu.RUnlock()
+	return ok
+}
+
+// dedupable reports whether a writer may reuse the stored blob.
+func (ix *Index) dedupable(id ID) bool {
+	ix.mu.RLock()
+	l, ok := ix.blobs[id]
+	ok = ok && !ix.condemned[l.pack]
 	ix.mu.RUnlock()
 	return ok
 }

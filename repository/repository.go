@@ -260,7 +260,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing index: %w", err)
 	}
-	return parallel(ctx, len(names), 4, func(i int) error {
+	err = parallel(ctx, len(names), 4, func(i int) error {
 		f, err := r.readIndexFile(ctx, names[i])
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil // superseded and removed since the listing
@@ -276,6 +276,10 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		r.idx.mu.Unlock()
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return r.excludeCondemned(ctx)
 }
 
 func (r *Repository) readIndexFile(ctx context.Context, id ID) (*IndexFile, error) {
@@ -305,9 +309,9 @@ func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile) (ID, erro
 	return id, nil
 }
 
-// Has reports whether a blob is stored or being stored.
+// Has reports whether a blob is stored (and not condemned) or being stored.
 func (r *Repository) Has(id ID) bool {
-	if r.idx.has(id) {
+	if r.idx.dedupable(id) {
 		return true
 	}
 	r.wmu.Lock()
@@ -326,7 +330,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
-	if r.idx.has(id) {
+	if r.idx.dedupable(id) {
 		return false, nil
 	}
 	r.wmu.Lock()

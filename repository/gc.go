@@ -1,0 +1,294 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"time"
+
+	"backupd/storage"
+)
+
+// Garbage collection removes packs that no manifest references. It takes
+// no lock and may run while backups write, because of two rules:
+//
+//  1. A pack is only considered once it is older than the safety window:
+//     a running backup's packs have no manifest yet.
+//  2. An unreferenced pack is first condemned (listed under gc/); it is
+//     deleted by a later run, at least one safety window after, if it is
+//     still unreferenced then. Backups do not deduplicate against condemned
+//     packs, so a backup that starts after the condemnation never comes to
+//     depend on one, and a backup already running then has finished (and
+//     its manifest protects what it used) before the deletion.
+//
+// Both rules assume no backup runs longer than the safety window.
+// With a zero window (no concurrent writers), unreferenced packs are
+// deleted at once.
+
+// DefaultSafetyWindow bounds the duration of any one backup.
+const DefaultSafetyWindow = 6 * time.Hour
+
+// GCOptions tune a garbage collection.
+type GCOptions struct {
+	DryRun       bool
+	SafetyWindow time.Duration
+	Now          time.Time // zero: time.Now()
+}
+
+// GCResult reports what was (or, in a dry run, would be) done.
+type GCResult struct {
+	Packs           int   `json:"packs"`
+	ReferencedBlobs int   `json:"referenced_blobs"`
+	Unreferenced    int   `json:"unreferenced_packs"`
+	Condemned       int   `json:"condemned"`
+	Deleted         int   `json:"deleted"`
+	BytesFreed      int64 `json:"bytes_freed"`
+	TooYoung        int   `json:"too_young"`
+	DryRun          bool  `json:"dry_run"`
+}
+
+const gcPrefix = "gc/"
+
+type condemnedList struct {
+	Packs map[string]time.Time `json:"packs"` // pack id -> when condemned
+}
+
+// GC collects garbage; see the package comment above.
+func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
+	if !r.keys.CanRead() {
+		return nil, ErrWriteOnly
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	res := &GCResult{DryRun: opts.DryRun}
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	loadedIndex := r.indexFiles()
+	// Mark. Any unreadable manifest or tree stops gc: deleting on
+	// incomplete knowledge could destroy data a backup needs.
+	used, err := r.referencedBlobs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+	}
+	res.ReferencedBlobs = len(used)
+
+	stored := map[ID]storage.ObjectInfo{}
+	if err := r.be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+		if id, err := ParseID(path.Base(oi.Name)); err == nil && oi.Name == packName(id) {
+			stored[id] = oi
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	res.Packs = len(stored)
+	packs := r.idx.Packs()
+	usedPack := map[ID]bool{}
+	for _, p := range packs {
+		for _, b := range p.Blobs {
+			if used[b.ID] {
+				usedPack[p.ID] = true
+				break
+			}
+		}
+	}
+	condemned, listNames, err := r.loadCondemned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	newCondemned := map[string]time.Time{}
+	var toDelete []ID
+	for id, oi := range stored {
+		if usedPack[id] {
+			continue
+		}
+		res.Unreferenced++
+		if now.Sub(oi.ModTime) < opts.SafetyWindow {
+			res.TooYoung++
+			continue
+		}
+		when, wasCondemned := condemned[id.String()]
+		switch {
+		case opts.SafetyWindow == 0 || (wasCondemned && now.Sub(when) >= opts.SafetyWindow):
+			toDelete = append(toDelete, id)
+			res.BytesFreed += oi.Size
+		case wasCondemned:
+			newCondemned[id.String()] = when
+		default:
+			newCondemned[id.String()] = now
+			res.Condemned++
+		}
+	}
+	res.Deleted = len(toDelete)
+	if opts.DryRun {
+		return res, nil
+	}
+	// Write the new condemned list before deleting the old lists.
+	if err := r.saveCondemned(ctx, newCondemned, listNames); err != nil {
+		return nil, err
+	}
+	if len(toDelete) == 0 {
+		return res, nil
+	}
+	// The index is rewritten without the packs first, then they go: a
+	// crash in between leaves unindexed packs (removed next time), never
+	// index entries pointing at nothing.
+	gone := map[ID]bool{}
+	for _, id := range toDelete {
+		gone[id] = true
+	}
+	var keep []IndexPack
+	for _, p := range packs {
+		if !gone[p.ID] {
+			keep = append(keep, p)
+		}
+	}
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: loadedIndex, Packs: keep}); err != nil {
+		return nil, err
+	}
+	for _, f := range loadedIndex {
+		if err := r.be.Delete(ctx, "index/"+f.String()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	for _, id := range toDelete {
+		if err := r.be.Delete(ctx, packName(id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("deleting pack %s: %w", id.Short(), err)
+		}
+	}
+	r.idx = newIndex()
+	return res, r.LoadIndex(ctx)
+}
+
+func (r *Repository) indexFiles() []ID {
+	r.idx.mu.RLock()
+	defer r.idx.mu.RUnlock()
+	out := make([]ID, 0, len(r.idx.files))
+	for id := range r.idx.files {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
+	return out
+}
+
+// referencedBlobs walks every manifest's trees.
+func (r *Repository) referencedBlobs(ctx context.Context) (map[ID]bool, error) {
+	ms, errs, err := r.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	used := map[ID]bool{}
+	var walk func(id ID) error
+	walk = func(id ID) error {
+		if used[id] {
+			return nil
+		}
+		used[id] = true
+		t, err := r.LoadTree(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, n := range t.Nodes {
+			for _, b := range n.Content {
+				used[b] = true
+			}
+			if n.Subtree != nil {
+				if err := walk(*n.Subtree); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, m := range ms {
+		for _, c := range m.Components {
+			if c.Error == "" {
+				if err := walk(c.Tree); err != nil {
+					return nil, fmt.Errorf("backup %s: %w", m.ID, err)
+				}
+			}
+		}
+	}
+	return used, nil
+}
+
+func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, []string, error) {
+	out := map[string]time.Time{}
+	var names []string
+	err := r.be.List(ctx, gcPrefix, func(oi storage.ObjectInfo) error {
+		names = append(names, oi.Name)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range names {
+		b, err := storage.ReadAll(ctx, r.be, n)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		var l condemnedList
+		if err := json.Unmarshal(b, &l); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w: %v", n, ErrCorrupt, err)
+		}
+		for id, t := range l.Packs {
+			if old, ok := out[id]; !ok || t.Before(old) {
+				out[id] = t
+			}
+		}
+	}
+	return out, names, nil
+}
+
+func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Time, old []string) error {
+	if len(packs) > 0 {
+		b, _ := json.Marshal(condemnedList{Packs: packs})
+		name := fmt.Sprintf("%scondemned-%d-%x", gcPrefix, time.Now().UnixNano(), randomBytes(4))
+		if err := r.be.Put(ctx, name, bytes.NewReader(b), int64(len(b))); err != nil {
+			return err
+		}
+	}
+	for _, n := range old {
+		if err := r.be.Delete(ctx, n); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// excludeCondemned makes a writer store blobs again rather than depend on
+// packs that garbage collection has condemned.
+func (r *Repository) excludeCondemned(ctx context.Context) error {
+	c, _, err := r.loadCondemned(ctx)
+	if err != nil || len(c) == 0 {
+		return err
+	}
+	r.idx.mu.Lock()
+	defer r.idx.mu.Unlock()
+	for id := range c {
+		pid, err := ParseID(id)
+		if err != nil {
+			continue
+		}
+		if pi, ok := r.idx.packByID[pid]; ok {
+			if r.idx.condemned == nil {
+				r.idx.condemned = map[uint32]bool{}
+			}
+			r.idx.condemned[pi] = true
+		}
+	}
+	return nil
+}
