@@ -7,6 +7,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -101,4 +102,63 @@ func ReadAll(ctx context.Context, b Backend, name string) ([]byte, error) {
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// ErrInvalidRange is returned (possibly wrapped) by Get when offset is
+// negative or the requested range reaches past the end of the object.
+var ErrInvalidRange = errors.New("storage: range outside object")
+
+// ErrSizeMismatch is returned (wrapped, and marked permanent) by Put when the
+// reader yields fewer or more bytes than the size it was given.
+var ErrSizeMismatch = errors.New("storage: data size differs from declared size")
+
+// permanentError marks an error that retrying cannot cure.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that retrying will not cure (bad credentials, a
+// missing bucket, a full or read-only disk, caller's data of the wrong size),
+// so decorators such as storage/retry give up at once. Permanent(nil) is nil.
+// errors.Is and errors.As still see the wrapped error.
+func Permanent(err error) error {
+	if err == nil || IsPermanent(err) {
+		return err
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether retrying err is pointless: err was marked with
+// Permanent, or it is one of the contract's own answers (ErrNotFound,
+// ErrInvalidName, ErrInvalidRange, ErrSizeMismatch), or a context error.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var p permanentError
+	if errors.As(err, &p) {
+		return true
+	}
+	for _, target := range []error{ErrNotFound, ErrInvalidName, ErrInvalidRange, ErrSizeMismatch, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckRange validates a Get range against an object of the given size and
+// returns the number of bytes the range covers.
+func CheckRange(size, offset, length int64) (int64, error) {
+	if offset < 0 || offset > size {
+		return 0, fmt.Errorf("%w: offset %d, object size %d", ErrInvalidRange, offset, size)
+	}
+	if length < 0 {
+		return size - offset, nil
+	}
+	if length > size-offset {
+		return 0, fmt.Errorf("%w: %d bytes at offset %d, object size %d", ErrInvalidRange, length, offset, size)
+	}
+	return length, nil
 }

@@ -1,0 +1,496 @@
+// Package s3 stores objects in an S3-compatible bucket (AWS S3, versitygw,
+// MinIO, Ceph RGW, ...), optionally under a key prefix.
+//
+// S3 makes every object write atomic by itself, so Put needs no temporary
+// name: an object is visible only once its PutObject or
+// CompleteMultipartUpload succeeded, and an upload that fails midway is
+// aborted (a multipart upload that is never completed is not an object).
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"backupd/storage"
+)
+
+// Defaults for Config's multipart fields.
+const (
+	DefaultMultipartThreshold = 64 << 20
+	DefaultPartSize           = 16 << 20
+	// MinPartSize is S3's smallest part (all parts but the last).
+	MinPartSize = 5 << 20
+)
+
+// Config locates a bucket and says how to reach it.
+type Config struct {
+	Bucket string
+	// Prefix is prepended to every object name ("backups/host1"); a "/" is
+	// added if missing. Empty: names are keys at the bucket's root.
+	Prefix string
+	// Endpoint is the server's base URL ("http://127.0.0.1:7070"); empty
+	// means AWS. Without a scheme, https is assumed.
+	Endpoint string
+	// Region defaults to AWS_REGION from the environment, else us-east-1.
+	Region string
+	// PathStyle addresses the bucket as endpoint/bucket instead of
+	// bucket.endpoint; most self-hosted servers want it.
+	PathStyle bool
+	// AccessKey and SecretKey; when empty the usual AWS sources are used
+	// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, shared config, instance role).
+	AccessKey string
+	SecretKey string
+	// CreateBucket creates the bucket if it does not exist.
+	CreateBucket bool
+	// QuotaBytes, if > 0, is reported by Capacity as the total size, and
+	// free space is the quota minus what is stored. S3 itself has no limit.
+	QuotaBytes int64
+	// MultipartThreshold: objects larger than this are uploaded in parts
+	// (default 64 MiB). PartSize is the size of each part but the last
+	// (default 16 MiB; S3 refuses parts under 5 MiB). Settable mainly so
+	// tests exercise multipart uploads with little data.
+	MultipartThreshold int64
+	PartSize           int64
+}
+
+// Backend is a storage.Backend on an S3 bucket.
+type Backend struct {
+	client   *awss3.Client
+	bucket   string
+	prefix   string // "" or ending in "/"
+	location string
+	cfg      Config
+}
+
+var _ storage.Backend = (*Backend)(nil)
+
+// New connects to the bucket, creating it when cfg.CreateBucket is set, and
+// checks that it is reachable with the credentials given.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Bucket == "" {
+		return nil, storage.Permanent(errors.New("s3: no bucket given"))
+	}
+	if cfg.MultipartThreshold <= 0 {
+		cfg.MultipartThreshold = DefaultMultipartThreshold
+	}
+	if cfg.PartSize <= 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		if storage.ValidName(prefix) != nil {
+			return nil, storage.Permanent(fmt.Errorf("s3: invalid prefix %q", cfg.Prefix))
+		}
+		prefix += "/"
+	}
+	endpoint := cfg.Endpoint
+	if endpoint != "" && !strings.Contains(endpoint, "://") {
+		endpoint = "https://" + endpoint
+	}
+
+	var opts []func(*config.LoadOptions) error
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.AccessKey != "" || cfg.SecretKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = "us-east-1"
+	}
+	client := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+		// Newer SDKs add CRC checksums to every upload and check them on
+		// downloads; S3-compatible servers do not all support that, and
+		// with a seekable body the SDK would read it one more time.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+
+	loc := "s3://" + cfg.Bucket + "/" + prefix
+	if endpoint != "" {
+		loc = "s3:" + strings.TrimSuffix(endpoint, "/") + "/" + cfg.Bucket + "/" + prefix
+	}
+	b := &Backend{client: client, bucket: cfg.Bucket, prefix: prefix, location: strings.TrimSuffix(loc, "/"), cfg: cfg}
+
+	if cfg.CreateBucket {
+		in := &awss3.CreateBucketInput{Bucket: aws.String(cfg.Bucket)}
+		if awsCfg.Region != "us-east-1" {
+			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+				LocationConstraint: types.BucketLocationConstraint(awsCfg.Region),
+			}
+		}
+		if _, err := client.CreateBucket(ctx, in); err != nil {
+			var owned *types.BucketAlreadyOwnedByYou
+			if !errors.As(err, &owned) && !isCode(err, "BucketAlreadyOwnedByYou") {
+				// BucketAlreadyExists (someone else's) and the like: HeadBucket tells.
+				if _, herr := client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(cfg.Bucket)}); herr != nil {
+					return nil, b.mapErr("create bucket", cfg.Bucket, err)
+				}
+			}
+		}
+	}
+	if _, err := client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(cfg.Bucket)}); err != nil {
+		err = b.mapErr("open bucket", cfg.Bucket, err)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, storage.Permanent(fmt.Errorf("s3: bucket %q does not exist", cfg.Bucket))
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// Client returns the underlying SDK client (for tests and tools).
+func (b *Backend) Client() *awss3.Client { return b.client }
+
+func (b *Backend) key(name string) string { return b.prefix + name }
+
+func isCode(err error, codes ...string) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.ErrorCode() == c {
+			return true
+		}
+	}
+	return false
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// mapErr turns SDK errors into the contract's errors.
+func (b *Backend) mapErr(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("s3: %s %q: %w", op, name, err)
+	}
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	switch {
+	case isCode(err, "NoSuchBucket"):
+		return storage.Permanent(fmt.Errorf("s3: %s %q: bucket %q missing: %w", op, name, b.bucket, err))
+	case errors.As(err, &nsk), errors.As(err, &nf), isCode(err, "NoSuchKey", "NotFound"), httpStatus(err) == http.StatusNotFound:
+		return fmt.Errorf("s3: %s %q: %w", op, name, storage.ErrNotFound)
+	case isCode(err, "InvalidRange"), httpStatus(err) == http.StatusRequestedRangeNotSatisfiable:
+		return fmt.Errorf("s3: %s %q: %w", op, name, storage.ErrInvalidRange)
+	case isCode(err, "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName",
+		"AllAccessDisabled", "AccountProblem", "InvalidObjectState", "EntityTooLarge", "EntityTooSmall"),
+		httpStatus(err) == http.StatusForbidden, httpStatus(err) == http.StatusBadRequest && !isCode(err, "RequestTimeout"):
+		return storage.Permanent(fmt.Errorf("s3: %s %q: %w", op, name, err))
+	}
+	return fmt.Errorf("s3: %s %q: %w", op, name, err)
+}
+
+func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size int64) error {
+	if err := storage.ValidName(name); err != nil {
+		return fmt.Errorf("s3: %q: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if size < 0 {
+		return storage.Permanent(fmt.Errorf("s3: put %q: %w: negative size", name, storage.ErrSizeMismatch))
+	}
+	if size > b.cfg.MultipartThreshold {
+		return b.putMultipart(ctx, name, r, size)
+	}
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("s3: put %q: %w", name, err)
+	}
+	body := &sizedBody{ctx: ctx, r: r, start: start, size: size}
+	_, err = b.client.PutObject(ctx, &awss3.PutObjectInput{
+		Bucket:        aws.String(b.bucket),
+		Key:           aws.String(b.key(name)),
+		Body:          body,
+		ContentLength: aws.Int64(size),
+	})
+	if err != nil && body.err != nil {
+		// The reader's own failure matters more than how the SDK reported it.
+		err = fmt.Errorf("%w (%v)", body.err, err)
+	}
+	return b.mapErr("put", name, err)
+}
+
+// sizedBody presents the size bytes of r from start as a seekable body (the
+// SDK reads it once to sign it, then again to send it) and fails instead of
+// ending when r holds fewer or more bytes. Reads stop when ctx is done.
+type sizedBody struct {
+	ctx   context.Context
+	r     io.ReadSeeker
+	start int64
+	size  int64
+	pos   int64
+	err   error // first error of r or of the size check
+}
+
+func (s *sizedBody) fail(err error) error {
+	if s.err == nil {
+		s.err = err
+	}
+	return err
+}
+
+func (s *sizedBody) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.pos >= s.size {
+		var probe [1]byte
+		n, err := io.ReadFull(s.r, probe[:])
+		if n > 0 {
+			return 0, s.fail(storage.Permanent(fmt.Errorf("%w: reader has more than %d bytes", storage.ErrSizeMismatch, s.size)))
+		}
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		return 0, s.fail(err)
+	}
+	if int64(len(p)) > s.size-s.pos {
+		p = p[:s.size-s.pos]
+	}
+	n, err := s.r.Read(p)
+	s.pos += int64(n)
+	if err == io.EOF {
+		if s.pos < s.size {
+			return n, s.fail(storage.Permanent(fmt.Errorf("%w: reader ended after %d of %d bytes", storage.ErrSizeMismatch, s.pos, s.size)))
+		}
+		err = nil
+	}
+	if err != nil {
+		return n, s.fail(err)
+	}
+	return n, nil
+}
+
+func (s *sizedBody) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = s.pos + offset
+	case io.SeekEnd:
+		abs = s.size + offset
+	default:
+		return 0, errors.New("s3: bad whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("s3: seek before start")
+	}
+	if _, err := s.r.Seek(s.start+abs, io.SeekStart); err != nil {
+		return 0, s.fail(err)
+	}
+	s.pos = abs
+	return abs, nil
+}
+
+func (b *Backend) putMultipart(ctx context.Context, name string, r io.Reader, size int64) (err error) {
+	key := b.key(name)
+	up, err := b.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
+		Bucket: aws.String(b.bucket),
+		Key:    aws.String(key),
+	})
+	if err != nil {
+		return b.mapErr("put", name, err)
+	}
+	defer func() {
+		if err != nil {
+			// Abort even when ctx is cancelled: the parts would cost space.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_, _ = b.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
+				Bucket: aws.String(b.bucket), Key: aws.String(key), UploadId: up.UploadId,
+			})
+		}
+	}()
+	src := storage.ExactReader(storage.ContextReader(ctx, r), size)
+	buf := make([]byte, min(b.cfg.PartSize, size))
+	var parts []types.CompletedPart
+	for num, left := int32(1), size; left > 0; num++ {
+		n := min(int64(len(buf)), left)
+		if _, err := io.ReadFull(src, buf[:n]); err != nil {
+			return b.mapErr("put", name, err)
+		}
+		left -= n
+		if left == 0 {
+			// Fail on a reader with too much data before anything is committed.
+			if _, err := src.Read(make([]byte, 1)); err != io.EOF {
+				return b.mapErr("put", name, err)
+			}
+		}
+		out, err := b.client.UploadPart(ctx, &awss3.UploadPartInput{
+			Bucket:        aws.String(b.bucket),
+			Key:           aws.String(key),
+			UploadId:      up.UploadId,
+			PartNumber:    aws.Int32(num),
+			Body:          bytes.NewReader(buf[:n]),
+			ContentLength: aws.Int64(n),
+		})
+		if err != nil {
+			return b.mapErr("put", name, err)
+		}
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+	}
+	_, err = b.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(b.bucket),
+		Key:             aws.String(key),
+		UploadId:        up.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	return b.mapErr("put", name, err)
+}
+
+func (b *Backend) Get(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if err := storage.ValidName(name); err != nil {
+		return nil, fmt.Errorf("s3: %q: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("s3: get %q: %w: offset %d", name, storage.ErrInvalidRange, offset)
+	}
+	if length == 0 {
+		// HTTP cannot ask for zero bytes; check the object and range instead.
+		info, err := b.Stat(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := storage.CheckRange(info.Size, offset, length); err != nil {
+			return nil, fmt.Errorf("s3: get %q: %w", name, err)
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	in := &awss3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))}
+	switch {
+	case length > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
+	case offset > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := b.client.GetObject(ctx, in)
+	if err != nil {
+		err = b.mapErr("get", name, err)
+		if errors.Is(err, storage.ErrInvalidRange) && length < 0 {
+			// "bytes=size-" is unsatisfiable for S3 but an empty range for us.
+			info, serr := b.Stat(ctx, name)
+			if serr != nil {
+				return nil, serr
+			}
+			if info.Size == offset {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+		}
+		return nil, err
+	}
+	if length > 0 && aws.ToInt64(out.ContentLength) != length {
+		// S3 shortens a range that runs past the end instead of refusing it.
+		out.Body.Close()
+		return nil, fmt.Errorf("s3: get %q: %w: %d bytes at %d, got %d", name, storage.ErrInvalidRange, length, offset, aws.ToInt64(out.ContentLength))
+	}
+	return out.Body, nil
+}
+
+func (b *Backend) Stat(ctx context.Context, name string) (storage.ObjectInfo, error) {
+	if err := storage.ValidName(name); err != nil {
+		return storage.ObjectInfo{}, fmt.Errorf("s3: %q: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	out, err := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	if err != nil {
+		return storage.ObjectInfo{}, b.mapErr("stat", name, err)
+	}
+	return storage.ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+}
+
+func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := awss3.NewListObjectsV2Paginator(b.client, &awss3.ListObjectsV2Input{
+		Bucket: aws.String(b.bucket),
+		Prefix: aws.String(b.key(prefix)),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return b.mapErr("list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			name := strings.TrimPrefix(aws.ToString(o.Key), b.prefix)
+			if storage.ValidName(name) != nil {
+				continue // a "dir/" marker or a key no backend could store
+			}
+			if err := fn(storage.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Delete checks that the object exists first: S3's DeleteObject succeeds
+// for missing keys, and the contract wants ErrNotFound.
+func (b *Backend) Delete(ctx context.Context, name string) error {
+	if _, err := b.Stat(ctx, name); err != nil {
+		return err
+	}
+	_, err := b.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	return b.mapErr("delete", name, err)
+}
+
+// Capacity sums the sizes of the objects under the prefix (one listing);
+// total and free are unknown (-1) unless a quota was configured.
+func (b *Backend) Capacity(ctx context.Context) (storage.Capacity, error) {
+	var used int64
+	if err := b.List(ctx, "", func(oi storage.ObjectInfo) error { used += oi.Size; return nil }); err != nil {
+		return storage.Capacity{}, err
+	}
+	c := storage.Capacity{TotalBytes: -1, FreeBytes: -1, UsedBytes: used}
+	if q := b.cfg.QuotaBytes; q > 0 {
+		c.TotalBytes = q
+		c.FreeBytes = max(0, q-used)
+	}
+	return c, nil
+}
+
+// Location is "s3://bucket/prefix", or "s3:<endpoint>/bucket/prefix" for a
+// server other than AWS.
+func (b *Backend) Location() string { return b.location }
+
+func (b *Backend) Close() error { return nil }
