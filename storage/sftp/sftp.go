@@ -144,10 +144,29 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		c.close()
 		return nil, storage.Permanent(fmt.Errorf("sftp: create %s: %w", b.dir, err))
 	}
+	b.removeStaleTemps(c)
 	b.mu.Lock()
 	b.conn = c
 	b.mu.Unlock()
 	return b, nil
+}
+
+// staleTemp is how old a leftover upload (from a crash or a lost
+// connection) must be before New removes it; younger ones may belong to a
+// Put still running in another process.
+const staleTemp = 24 * time.Hour
+
+func (b *Backend) removeStaleTemps(c *conn) {
+	tmp := path.Join(b.dir, TempDir)
+	entries, err := c.sftp.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if time.Since(e.ModTime()) > staleTemp {
+			_ = c.sftp.Remove(path.Join(tmp, e.Name()))
+		}
+	}
 }
 
 func clientConfig(cfg Config) (*ssh.ClientConfig, error) {

@@ -145,3 +145,31 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("host not in known_hosts: %v; want a refusal", err)
 	}
 }
+
+func TestStaleTempsRemoved(t *testing.T) {
+	env := sftptest.Start(t)
+	tmp := filepath.Join(env.Root, "store", sftp.TempDir)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, young := filepath.Join(tmp, "old"), filepath.Join(tmp, "young")
+	for _, p := range []string{old, young} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, env.Config("/store"))
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("stale temp file still there: %v", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("young temp file removed: %v", err)
+	}
+	if names := storagetest.Names(t, b, ""); len(names) != 0 {
+		t.Errorf("temp files listed: %q", names)
+	}
+}
