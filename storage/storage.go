@@ -45,15 +45,18 @@ type Capacity struct {
 //     never a partial one, also when Put fails or the process dies midway.
 //     Put on an existing name replaces it (atomically). r is read from its
 //     current position; implementations that retry must Seek back to the
-//     position they started from. Put returns an error if r yields fewer or
-//     more than size bytes, and then stores nothing.
+//     position they started from. Put returns an error (ErrSizeMismatch) if
+//     r yields fewer or more than size bytes, and then stores nothing.
 //   - Get returns a reader over length bytes starting at offset; length < 0
-//     means "to the end". A range past the end of the object is an error.
-//     The caller closes the reader. A missing object is ErrNotFound.
+//     means "to the end". A range past the end of the object, or a negative
+//     offset, is ErrInvalidRange; offset == size gives an empty reader. The
+//     caller closes the reader. A missing object is ErrNotFound; so is a
+//     name that is only a prefix of other objects ("data" for "data/ab").
 //   - Stat returns the object's size and modification time, or ErrNotFound.
 //   - List calls fn for every object whose name starts with prefix, in no
-//     particular order; it stops and returns fn's error if fn returns one.
-//     Objects being written by an unfinished Put are never listed.
+//     particular order, from one goroutine at a time; it stops and returns
+//     fn's error if fn returns one. Objects being written by an unfinished
+//     Put are never listed.
 //   - Delete removes the object; deleting a missing object is ErrNotFound.
 //   - Capacity reports space; see Capacity.
 //   - Every method honours ctx: when ctx is cancelled the call returns

@@ -34,6 +34,9 @@ const (
 	DefaultPartSize           = 16 << 20
 	// MinPartSize is S3's smallest part (all parts but the last).
 	MinPartSize = 5 << 20
+	// maxParts is S3's limit on parts per upload; larger objects get
+	// larger parts.
+	maxParts = 10000
 )
 
 // Config locates a bucket and says how to reach it.
@@ -89,6 +92,10 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.PartSize <= 0 {
 		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.PartSize < MinPartSize {
+		// S3 (and versitygw) accept the parts but refuse to complete the upload.
+		return nil, storage.Permanent(fmt.Errorf("s3: part size %d is below S3's minimum of %d", cfg.PartSize, MinPartSize))
 	}
 	prefix := strings.Trim(cfg.Prefix, "/")
 	if prefix != "" {
@@ -337,7 +344,8 @@ func (b *Backend) putMultipart(ctx context.Context, name string, r io.Reader, si
 		}
 	}()
 	src := storage.ExactReader(storage.ContextReader(ctx, r), size)
-	buf := make([]byte, min(b.cfg.PartSize, size))
+	partSize := max(b.cfg.PartSize, (size+maxParts-1)/maxParts)
+	buf := make([]byte, min(partSize, size))
 	var parts []types.CompletedPart
 	for num, left := int32(1), size; left > 0; num++ {
 		n := min(int64(len(buf)), left)

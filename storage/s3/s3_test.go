@@ -139,3 +139,12 @@ func TestLocation(t *testing.T) {
 		t.Fatalf("Location = %q; want %q", b.Location(), want)
 	}
 }
+
+func TestPartSizeBelowMinimumRefused(t *testing.T) {
+	srv := s3test.StartTB(t)
+	cfg := srv.Config("parts", "")
+	cfg.PartSize = 1 << 20
+	if _, err := s3.New(context.Background(), cfg); err == nil || !storage.IsPermanent(err) {
+		t.Fatalf("New with 1 MiB parts = %v; want a permanent error", err)
+	}
+}
