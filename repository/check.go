@@ -406,4 +406,3 @@ func (c *checker) walkTree(ctx context.Context, id ID, dir string, seen map[ID]b
 	}
 	return nil
 }
-

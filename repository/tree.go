@@ -31,7 +31,7 @@ type Node struct {
 	User       string      `json:"user,omitempty"`
 	Group      string      `json:"group,omitempty"`
 	ModTime    int64       `json:"mtime"`           // ns since the epoch
-	AccessTime int64       `json:"atime,omitempty"` // ns
+	AccessTime int64       `json:"atime,omitempty"` // ns; not recorded by default: it changes on every read and would defeat tree dedup
 	ChangeTime int64       `json:"ctime,omitempty"` // ns; used to detect change, not restored
 	Inode      uint64      `json:"inode,omitempty"`
 	DeviceID   uint64      `json:"device,omitempty"` // st_dev of the file system holding it

@@ -340,6 +340,7 @@ type restorer struct {
 	mu        sync.Mutex
 	firstErr  error
 	isRoot    bool
+	dirs      *dirCache
 }
 
 type target struct {
@@ -349,6 +350,8 @@ type target struct {
 
 func (r *restorer) run(ctx context.Context) (*Result, error) {
 	r.isRoot = os.Geteuid() == 0
+	r.dirs = newDirCache(256)
+	defer r.dirs.close()
 	p := r.plan
 	stop := r.reportProgress()
 	defer stop()
@@ -370,11 +373,12 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	for _, e := range p.links {
-		if err := r.replaceable(e); err == nil {
+		err := r.replaceable(e)
+		if err == nil {
 			err = e.ct.root.Link(e.linkTo, e.rel)
-			if err != nil {
-				r.warn("%s/%s: hard link: %v", e.ct.name, e.rel, err)
-			}
+		}
+		if err != nil {
+			r.warn("%s/%s: hard link: %v", e.ct.name, e.rel, err)
 		}
 		r.res.Links++
 	}
@@ -451,7 +455,12 @@ func (r *restorer) warn(format string, args ...any) {
 }
 
 func (r *restorer) mkdir(d *entry) error {
-	err := d.ct.root.Mkdir(d.rel, 0o700)
+	fd, name, done, err := r.dirs.at(d)
+	if err != nil {
+		return fmt.Errorf("creating %s/%s: %w", d.ct.name, d.rel, err)
+	}
+	err = unix.Mkdirat(fd, name, 0o700)
+	done()
 	if err == nil || !errors.Is(err, fs.ErrExist) {
 		if err != nil {
 			return fmt.Errorf("creating %s/%s: %w", d.ct.name, d.rel, err)
@@ -494,12 +503,14 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
 	targets := map[[2]any][]target{} // (pack, offset) -> where the blob goes
 	for _, e := range r.plan.files {
-		if err := r.replaceable(e); err != nil {
-			return err
-		}
 		// Create every file first: empty files need it, and a file whose
 		// blobs fail is then removed rather than missing silently.
-		f, err := e.ct.root.OpenFile(e.rel, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		f, err := r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			if err = r.replaceable(e); err == nil {
+				f, err = r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("creating %s/%s: %w", e.ct.name, e.rel, err)
 		}
@@ -540,7 +551,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var fc fileCache
+			fc := fileCache{r: r}
 			defer fc.close()
 			for pack := range jobs {
 				err := r.repo.ReadPackBlobs(ctx, byPack[pack], func(l repository.BlobLocation, data []byte, derr error) error {
@@ -582,7 +593,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	wg.Wait()
 	for _, e := range r.plan.files {
 		if e.failed.Load() {
-			e.ct.root.Remove(e.rel) // never leave wrong content behind
+			r.unlink(e) // never leave wrong content behind
 		}
 	}
 	return ctx.Err()
@@ -602,6 +613,7 @@ func (r *restorer) failFile(e *entry, err error) {
 // fileCache keeps the last file a worker wrote to open: consecutive blobs
 // of a pack usually belong to the same file.
 type fileCache struct {
+	r *restorer
 	e *entry
 	f *os.File
 }
@@ -609,7 +621,7 @@ type fileCache struct {
 func (c *fileCache) writeAt(e *entry, data []byte, off int64) error {
 	if c.e != e {
 		c.close()
-		f, err := e.ct.root.OpenFile(e.rel, os.O_WRONLY, 0)
+		f, err := c.r.openAt(e, unix.O_WRONLY, 0)
 		if err != nil {
 			return err
 		}
@@ -668,7 +680,7 @@ func (r *restorer) verify(ctx context.Context) []string {
 				}
 				if err := r.verifyFile(e, buf); err != nil {
 					e.failed.Store(true)
-					e.ct.root.Remove(e.rel)
+					r.unlink(e)
 					mu.Lock()
 					bad = append(bad, fmt.Sprintf("%s/%s (%v)", e.ct.name, e.rel, err))
 					mu.Unlock()
@@ -690,7 +702,7 @@ func (r *restorer) verify(ctx context.Context) []string {
 }
 
 func (r *restorer) verifyFile(e *entry, buf []byte) error {
-	f, err := e.ct.root.Open(e.rel)
+	f, err := r.openAt(e, unix.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -740,42 +752,71 @@ func (r *restorer) makeOther(e *entry) error {
 // atParent runs fn with a descriptor of e's parent directory, opened
 // through the root, so no symlink can lead fn outside the target.
 func (r *restorer) atParent(e *entry, fn func(fd int, name string) error) error {
-	dir, name := path.Split(e.rel)
-	if dir == "" {
-		dir = "."
-	}
-	d, err := e.ct.root.Open(dir)
+	fd, name, done, err := r.dirs.at(e)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return fn(int(d.Fd()), name)
+	defer done()
+	return fn(fd, name)
+}
+
+// openAt opens e relative to its parent's descriptor, never following a
+// symlink in its place.
+func (r *restorer) openAt(e *entry, flags int, perm uint32) (*os.File, error) {
+	var f *os.File
+	err := r.atParent(e, func(fd int, name string) error {
+		nfd, err := unix.Openat(fd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+		if err != nil {
+			return err
+		}
+		f = os.NewFile(uintptr(nfd), e.rel)
+		return nil
+	})
+	return f, err
+}
+
+func (r *restorer) unlink(e *entry) {
+	r.atParent(e, func(fd int, name string) error { return unix.Unlinkat(fd, name, 0) })
 }
 
 func (r *restorer) setMeta(e *entry) {
 	n := e.node
-	rt := e.ct.root
-	if n.Type == repository.NodeSymlink {
+	err := r.atParent(e, func(fd int, name string) error {
 		if r.isRoot {
-			rt.Lchown(e.rel, int(n.UID), int(n.GID))
+			if err := unix.Fchownat(fd, name, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				r.warn("%s/%s: chown: %v", e.ct.name, e.rel, err)
+			}
 		}
-		r.atParent(e, func(fd int, name string) error {
-			ts := []unix.Timespec{unix.NsecToTimespec(atime(n)), unix.NsecToTimespec(n.ModTime)}
-			return unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
-		})
-		return
-	}
-	if r.isRoot {
-		if err := rt.Lchown(e.rel, int(n.UID), int(n.GID)); err != nil {
-			r.warn("%s/%s: chown: %v", e.ct.name, e.rel, err)
+		if n.Type != repository.NodeSymlink {
+			// fchmodat cannot refuse to follow a symlink on Linux; the entry
+			// is one this restore created as a non-symlink.
+			if err := unix.Fchmodat(fd, name, unixMode(n.Mode), 0); err != nil {
+				r.warn("%s/%s: chmod: %v", e.ct.name, e.rel, err)
+			}
 		}
+		ts := []unix.Timespec{unix.NsecToTimespec(atime(n)), unix.NsecToTimespec(n.ModTime)}
+		if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			r.warn("%s/%s: times: %v", e.ct.name, e.rel, err)
+		}
+		return nil
+	})
+	if err != nil {
+		r.warn("%s/%s: metadata: %v", e.ct.name, e.rel, err)
 	}
-	if err := rt.Chmod(e.rel, n.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		r.warn("%s/%s: chmod: %v", e.ct.name, e.rel, err)
+}
+
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= unix.S_ISUID
 	}
-	if err := rt.Chtimes(e.rel, time.Unix(0, atime(n)), time.Unix(0, n.ModTime)); err != nil {
-		r.warn("%s/%s: times: %v", e.ct.name, e.rel, err)
+	if m&fs.ModeSetgid != 0 {
+		u |= unix.S_ISGID
 	}
+	if m&fs.ModeSticky != 0 {
+		u |= unix.S_ISVTX
+	}
+	return u
 }
 
 func atime(n *repository.Node) int64 {

@@ -19,7 +19,6 @@ func NodeFromInfo(abs string, fi fs.FileInfo) (*repository.Node, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		n.UID, n.GID = st.Uid, st.Gid
 		n.User, n.Group = userName(st.Uid), groupName(st.Gid)
-		n.AccessTime = st.Atim.Sec*1e9 + st.Atim.Nsec
 		n.ChangeTime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
 		n.Inode, n.DeviceID, n.Links = st.Ino, uint64(st.Dev), uint64(st.Nlink)
 		n.Rdev = uint64(st.Rdev)

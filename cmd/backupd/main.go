@@ -1,0 +1,93 @@
+// Command backupd is the backup service and its operator tools. The repo
+// subcommands work on a storage location directly — no server, catalog or
+// Temporal — and are the disaster-recovery path.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+)
+
+// Exit codes: 0 success; 1 failure; 2 bad usage; 3 finished with
+// warnings or partially (some files or components could not be read).
+const (
+	exitOK      = 0
+	exitFail    = 1
+	exitUsage   = 2
+	exitPartial = 3
+)
+
+var errUsage = errors.New("usage")
+
+// exitError carries an exit code with its message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+const usage = `backupd — backup and recovery
+
+Usage:
+  backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
+  backupd version
+
+Environment:
+  BACKUPD_PASSWORD       repository password (or --password-file)
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// BACKUPD_CPUPROFILE=FILE writes a CPU profile, for benchmarks.
+	if p := os.Getenv("BACKUPD_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+		}
+	}
+	code := run(ctx, os.Args[1:])
+	pprof.StopCPUProfile()
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "repo":
+		err = runRepo(ctx, args[1:])
+	case "version":
+		fmt.Println("backupd", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "backupd: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "backupd:", ee.err)
+		}
+		return ee.code
+	}
+	if errors.Is(err, errUsage) {
+		return exitUsage
+	}
+	fmt.Fprintln(os.Stderr, "backupd:", err)
+	return exitFail
+}
+
+var version = "dev"

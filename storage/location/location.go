@@ -1,0 +1,121 @@
+// Package location opens a storage.Backend from a repository URL:
+//
+//	/path or file:///path                      local directory
+//	s3://bucket/prefix?endpoint=URL&path_style=true&region=R
+//	sftp://user@host:port/path
+//
+// S3 credentials come from the usual AWS environment variables (or the
+// Options); SFTP authenticates with a key file or the SSH agent. Network
+// backends are wrapped in the retrying decorator.
+package location
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"backupd/storage"
+	"backupd/storage/local"
+	"backupd/storage/retry"
+	"backupd/storage/s3"
+)
+
+// Options complete what a URL cannot carry.
+type Options struct {
+	SSHKeyFile            string // sftp: private key; empty uses the SSH agent
+	KnownHostsFile        string // sftp: default ~/.ssh/known_hosts
+	InsecureIgnoreHostKey bool   // sftp: tests and first contact only
+	S3AccessKey           string // default: AWS_ACCESS_KEY_ID
+	S3SecretKey           string // default: AWS_SECRET_ACCESS_KEY
+	S3CreateBucket        bool
+}
+
+// Open parses raw and opens the backend it names.
+func Open(ctx context.Context, raw string, opts Options) (storage.Backend, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("no repository given (--repo URL)")
+	}
+	if !strings.Contains(raw, "://") {
+		return openLocal(raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("repository URL %q: %w", Redact(raw), err)
+	}
+	switch u.Scheme {
+	case "file":
+		return openLocal(u.Path)
+	case "s3":
+		return openS3(ctx, u, opts)
+	case "sftp":
+		return openSFTP(ctx, u, opts)
+	}
+	return nil, fmt.Errorf("repository URL %q: unknown scheme %q (want a path, file://, s3:// or sftp://)", Redact(raw), u.Scheme)
+}
+
+func openLocal(p string) (storage.Backend, error) {
+	if p == "" {
+		return nil, fmt.Errorf("empty repository path")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(abs)
+}
+
+func openS3(ctx context.Context, u *url.URL, opts Options) (storage.Backend, error) {
+	q := u.Query()
+	cfg := s3.Config{
+		Bucket:       u.Host,
+		Prefix:       strings.Trim(u.Path, "/"),
+		Endpoint:     q.Get("endpoint"),
+		Region:       q.Get("region"),
+		AccessKey:    opts.S3AccessKey,
+		SecretKey:    opts.S3SecretKey,
+		CreateBucket: opts.S3CreateBucket,
+	}
+	if cfg.Bucket == "" {
+		return nil, fmt.Errorf("s3 URL %q names no bucket", Redact(u.String()))
+	}
+	if v := q.Get("path_style"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("s3 URL: path_style=%q is not a boolean", v)
+		}
+		cfg.PathStyle = b
+	}
+	for k := range q {
+		switch k {
+		case "endpoint", "region", "path_style":
+		default:
+			return nil, fmt.Errorf("s3 URL: unknown parameter %q (known: endpoint, region, path_style)", k)
+		}
+	}
+	b, err := s3.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return retry.New(b, retry.Options{}), nil
+}
+
+// Redact removes a password from a URL for messages.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+func homeFile(p string) string {
+	h, _ := os.UserHomeDir()
+	return filepath.Join(h, p)
+}
