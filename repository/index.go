@@ -158,6 +158,10 @@ type Index struct {
 	// condemned packs (by position) are readable but not deduplicated
 	// against: see gc.go.
 	condemned map[uint32]bool
+	// extra holds entries of blobs already located in another pack: the
+	// lookup map keeps one location, but a rewritten index must still list
+	// every pack's content.
+	extra map[uint32][]PackEntry
 }
 
 func newIndex() *Index {
@@ -178,8 +182,22 @@ func (ix *Index) addPackLocked(p IndexPack) {
 		ix.packByID[p.ID] = pi
 	}
 	for _, b := range p.Blobs {
-		if old, dup := ix.blobs[b.ID]; dup && !ix.condemned[old.pack] {
-			continue
+		if old, dup := ix.blobs[b.ID]; dup {
+			if old.pack == pi {
+				continue
+			}
+			if !ix.condemned[old.pack] {
+				if ix.extra == nil {
+					ix.extra = map[uint32][]PackEntry{}
+				}
+				ix.extra[pi] = append(ix.extra[pi], b)
+				continue
+			}
+			// the blob moves to this pack; the condemned one keeps it as extra
+			if ix.extra == nil {
+				ix.extra = map[uint32][]PackEntry{}
+			}
+			ix.extra[old.pack] = append(ix.extra[old.pack], PackEntry{Type: old.typ, ID: b.ID, Offset: old.offset, Length: old.length, RawLength: old.rawLength})
 		}
 		ix.blobs[b.ID] = blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}
 	}
@@ -237,6 +255,9 @@ func (ix *Index) Packs() []IndexPack {
 	}
 	for id, l := range ix.blobs {
 		out[l.pack].Blobs = append(out[l.pack].Blobs, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
+	}
+	for pi, es := range ix.extra {
+		out[pi].Blobs = append(out[pi].Blobs, es...)
 	}
 	return out
 }

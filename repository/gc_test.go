@@ -1,0 +1,102 @@
+package repository
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"backupd/storage"
+)
+
+// saveBackup stores data as a one-file backup with its own pack.
+func saveBackup(t *testing.T, r *Repository, id string, data []byte) ID {
+	ctx := context.Background()
+	blob, _, err := r.SaveBlob(ctx, DataBlob, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: uint64(len(data)), Content: []ID{blob}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SaveManifest(ctx, &Manifest{ID: id, Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		t.Fatal(err)
+	}
+	return blob
+}
+
+func TestGCCondemnsThenDeletesAndWritersAvoidCondemned(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	keep := saveBackup(t, r, "backup-keep", randData(1, 3000))
+	gone := randData(2, 4000)
+	goneID := saveBackup(t, r, "backup-gone", gone)
+	if err := r.DeleteManifest(ctx, "backup-gone"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	window := time.Hour
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: window, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 0 || res.Condemned != 0 || res.TooYoung == 0 {
+		t.Fatalf("young packs touched: %+v", res)
+	}
+	// Age every pack past the window: the unreferenced one is condemned, not deleted.
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, now.Add(-2*window)); return nil })
+	res, err = GC(ctx, r, GCOptions{SafetyWindow: window, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Condemned != 2 || res.Deleted != 0 { // the data pack and the tree pack of backup-gone
+		t.Fatalf("first pass: %+v", res)
+	}
+	// A backup starting now stores the same content again instead of
+	// depending on the condemned pack.
+	w, err := Open(ctx, be, Credentials{Password: []byte("correct horse")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.LoadIndex(ctx)
+	if _, added, _ := w.SaveBlob(ctx, DataBlob, gone); !added {
+		t.Fatal("writer deduplicated against a condemned pack")
+	}
+	w.Flush(ctx)
+	// One window later the condemned packs go; the kept backup and the
+	// re-stored blob remain readable.
+	res, err = GC(ctx, r, GCOptions{SafetyWindow: window, Now: now.Add(2 * window)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 2 || res.BytesFreed == 0 {
+		t.Fatalf("second pass: %+v", res)
+	}
+	r2, _ := Open(ctx, be, Credentials{Password: []byte("correct horse")})
+	r2.LoadIndex(ctx)
+	if _, err := r2.LoadBlob(ctx, DataBlob, keep); err != nil {
+		t.Fatalf("kept blob: %v", err)
+	}
+	if _, err := r2.LoadBlob(ctx, DataBlob, goneID); err != nil {
+		t.Fatalf("re-stored blob: %v", err)
+	}
+	cr, err := Check(ctx, r2, CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check after gc: %v %+v", err, cr)
+	}
+}
+
+func TestGCRefusesOnUnreadableManifest(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-a", randData(3, 100))
+	be.Corrupt("manifests/backup-a", 50)
+	_, err := GC(ctx, r, GCOptions{})
+	if err == nil || !strings.Contains(err.Error(), "nothing deleted") {
+		t.Fatalf("gc with a damaged manifest: %v", err)
+	}
+}
