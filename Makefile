@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build test test-short fuzz vet fmt bench clean tools
+.PHONY: all build run test fuzz vet fmt bench clean tools
 
 all: build
 
@@ -47,3 +47,17 @@ bench: build
 
 clean:
 	rm -rf $(BIN) var
+
+# Until the server stack lands (issue 3: Temporal dev server, API, worker),
+# `make run` demonstrates the engine end to end on this machine: a local
+# repository under var/, a backup of the project's own tree, a check and a
+# restore. It prints what it did and where.
+run: build
+	@set -e; mkdir -p var; export BACKUPD_PASSWORD=$${BACKUPD_PASSWORD:-dev-password}; \
+	repo=$(CURDIR)/var/backups/local; \
+	[ -f $$repo/config ] || $(BIN)/backupd repo init --repo $$repo; \
+	$(BIN)/backupd repo backup --repo $$repo --type incremental --component project=$(CURDIR) --exclude '/**/var' --exclude '/**/bin'; \
+	$(BIN)/backupd repo list --repo $$repo; \
+	$(BIN)/backupd repo check --repo $$repo --read-data-percent 10; \
+	rm -rf var/restore; $(BIN)/backupd repo restore --repo $$repo --backup latest --target var/restore; \
+	echo; echo "repository: $$repo (password: $$BACKUPD_PASSWORD)"; echo "restored to: $(CURDIR)/var/restore"
