@@ -200,7 +200,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 	return &Repository{
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
-		idx: newIndex(), compression: CompressZstd, uploaders: 2,
+		idx: newIndex(), compression: CompressZstd, uploaders: 4,
 		pending: map[ID]struct{}{}, packers: map[BlobType]*packBuilder{},
 	}, nil
 }
