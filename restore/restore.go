@@ -96,6 +96,9 @@ type entry struct {
 	locs   []repository.BlobLocation
 	linkTo string // hard link to this rel (same component)
 	failed atomic.Bool
+
+	created   sync.Once // files are created by the first worker that writes one
+	createErr error
 }
 
 type plan struct {
@@ -503,25 +506,14 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
 	targets := map[[2]any][]target{} // (pack, offset) -> where the blob goes
 	for _, e := range r.plan.files {
-		// Create every file first: empty files need it, and a file whose
-		// blobs fail is then removed rather than missing silently.
-		f, err := r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			if err = r.replaceable(e); err == nil {
-				f, err = r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("creating %s/%s: %w", e.ct.name, e.rel, err)
-		}
-		if e.node.Sparse && e.node.Size > 0 {
-			err = f.Truncate(int64(e.node.Size))
-		}
-		f.Close()
-		if err != nil {
-			return err
-		}
+		// Files with content are created by the workers, in parallel, when
+		// their first blob arrives; empty ones here.
 		if len(e.locs) == 0 {
+			f, err := r.create(e)
+			if err != nil {
+				return fmt.Errorf("creating %s/%s: %w", e.ct.name, e.rel, err)
+			}
+			f.Close()
 			r.filesDone.Add(1)
 		}
 		var off int64
@@ -599,6 +591,28 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// create makes e's file (once) and returns it open for writing; a caller
+// that did not create it gets nil and opens it itself.
+func (r *restorer) create(e *entry) (*os.File, error) {
+	var f *os.File
+	e.created.Do(func() {
+		var err error
+		f, err = r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			if err = r.replaceable(e); err == nil {
+				f, err = r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+			}
+		}
+		if err == nil && e.node.Sparse && e.node.Size > 0 {
+			if err = f.Truncate(int64(e.node.Size)); err != nil {
+				f.Close()
+			}
+		}
+		e.createErr = err
+	})
+	return f, e.createErr
+}
+
 func (r *restorer) failFile(e *entry, err error) {
 	if e.failed.Swap(true) {
 		return
@@ -621,9 +635,14 @@ type fileCache struct {
 func (c *fileCache) writeAt(e *entry, data []byte, off int64) error {
 	if c.e != e {
 		c.close()
-		f, err := c.r.openAt(e, unix.O_WRONLY, 0)
+		f, err := c.r.create(e)
 		if err != nil {
 			return err
+		}
+		if f == nil {
+			if f, err = c.r.openAt(e, unix.O_WRONLY, 0); err != nil {
+				return err
+			}
 		}
 		c.e, c.f = e, f
 	}
