@@ -86,6 +86,7 @@ type Repository struct {
 
 	stats    writeStats
 	sessions sync.Map // ephemeral public key (string) -> cipher.AEAD
+	trees    treeCache
 }
 
 // PackCommit describes one committed pack.
@@ -732,7 +733,7 @@ func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
 
 // LoadTree loads and validates a tree blob.
 func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
-	b, err := r.LoadBlob(ctx, TreeBlob, id)
+	b, err := r.loadTreeBlob(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,75 @@
+package repository
+
+import (
+	"context"
+	"sync"
+)
+
+// treeCache keeps decoded tree blobs. On a miss it reads every tree blob of
+// the missing blob's pack in one ranged read: walking a backup's trees then
+// costs one request per tree pack instead of one per directory, which is
+// what makes incremental backups and restores fast on S3 and cold disks.
+type treeCache struct {
+	mu     sync.Mutex
+	blobs  map[ID][]byte
+	bytes  int
+	byPack map[ID][]BlobLocation // tree blobs per pack, built on first use
+	built  int                   // index size when byPack was built
+}
+
+const treeCacheMax = 256 << 20
+
+func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
+	c := &r.trees
+	c.mu.Lock()
+	if b, ok := c.blobs[id]; ok {
+		c.mu.Unlock()
+		return b, nil
+	}
+	loc, ok := r.idx.lookup(id)
+	if !ok || loc.Type != TreeBlob {
+		c.mu.Unlock()
+		return r.LoadBlob(ctx, TreeBlob, id) // reports the error
+	}
+	if c.byPack == nil || c.built != r.idx.Len() {
+		c.byPack = map[ID][]BlobLocation{}
+		for _, p := range r.idx.Packs() {
+			for _, b := range p.Blobs {
+				if b.Type == TreeBlob {
+					c.byPack[p.ID] = append(c.byPack[p.ID], BlobLocation{Pack: p.ID, EphPublic: p.EphPublic, PackEntry: b})
+				}
+			}
+		}
+		c.built = r.idx.Len()
+	}
+	locs := append([]BlobLocation(nil), c.byPack[loc.Pack]...)
+	c.mu.Unlock()
+	if len(locs) == 0 {
+		return r.LoadBlob(ctx, TreeBlob, id)
+	}
+	got := map[ID][]byte{}
+	err := r.ReadPackBlobs(ctx, locs, func(l BlobLocation, data []byte, err error) error {
+		if err == nil {
+			got[l.ID] = data
+		}
+		return nil
+	})
+	if err != nil {
+		return r.LoadBlob(ctx, TreeBlob, id)
+	}
+	c.mu.Lock()
+	if c.blobs == nil || c.bytes > treeCacheMax {
+		c.blobs, c.bytes = map[ID][]byte{}, 0
+	}
+	for k, v := range got {
+		if _, ok := c.blobs[k]; !ok {
+			c.blobs[k] = v
+			c.bytes += len(v)
+		}
+	}
+	c.mu.Unlock()
+	if b, ok := got[id]; ok {
+		return b, nil
+	}
+	return r.LoadBlob(ctx, TreeBlob, id) // this blob failed: report why
+}
