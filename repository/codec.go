@@ -65,7 +65,7 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 	zstdOnce.Do(func() {
 		var err error
 		// EncodeAll/DecodeAll are safe for concurrent use.
-		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
 			zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			panic(err)
@@ -142,6 +142,11 @@ func decompress(src []byte, rawLen int) ([]byte, error) {
 	}
 	c, payload := Compression(src[0]), src[1:]
 	limit := maxBlobPlaintext
+	if rawLen > maxBlobPlaintext {
+		// The length comes from an index or pack header; lz4 and the zstd
+		// buffer allocate it up front, so it must be bounded first.
+		return nil, fmt.Errorf("%w: stated blob length %d exceeds the limit of %d", ErrCorrupt, rawLen, maxBlobPlaintext)
+	}
 	if rawLen >= 0 {
 		limit = rawLen
 	}
