@@ -56,9 +56,14 @@ func ParseCompression(s string) (Compression, error) {
 const maxBlobPlaintext = 256 << 20
 
 var (
-	zstdEnc  *zstd.Encoder
-	zstdDec  *zstd.Decoder
-	zstdOnce sync.Once
+	zstdEnc *zstd.Encoder
+	zstdDec *zstd.Decoder
+	// zstdDecCap decodes no more than the capacity of its destination, so
+	// a blob of known length cannot expand past it (zstd frames need not
+	// state their size, and a few bytes of RLE blocks can decode to
+	// hundreds of MiB).
+	zstdDecCap *zstd.Decoder
+	zstdOnce   sync.Once
 )
 
 func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
@@ -72,6 +77,11 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		}
 		zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(maxBlobPlaintext))
+		if err != nil {
+			panic(err)
+		}
+		zstdDecCap, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(maxBlobPlaintext), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -157,11 +167,11 @@ func decompress(src []byte, rawLen int) ([]byte, error) {
 		out = payload
 	case CompressZstd:
 		_, dec := zstdCodecs()
-		capHint := 0
-		if rawLen > 0 {
-			capHint = rawLen
+		if rawLen >= 0 {
+			out, err = zstdDecCap.DecodeAll(payload, make([]byte, 0, rawLen))
+		} else {
+			out, err = dec.DecodeAll(payload, nil)
 		}
-		out, err = dec.DecodeAll(payload, make([]byte, 0, capHint))
 	case CompressGzip:
 		var r *gzip.Reader
 		r, err = gzip.NewReader(bytes.NewReader(payload))
