@@ -722,6 +722,90 @@ func TestCorruption(t *testing.T) {
 			t.Errorf("%s restored with wrong content", rel)
 		}
 	}
+	// Metadata too: the only differences are the absent damaged files.
+	problems, err := treeDiff(encSrc, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		rel, _, _ := strings.Cut(p, ": ")
+		if !isAffected[rel] || !strings.Contains(p, "missing") {
+			t.Errorf("restore of the damaged backup: %s", p)
+		}
+	}
+
+	// An export of the damaged backup fails and leaves no archive that
+	// looks whole.
+	out := filepath.Join(t.TempDir(), "export.tar.gz")
+	res = r.run(t, "export", "--backup", b2.BackupID, "--output", out)
+	if res.code == 0 || !strings.Contains(res.stderr, damagedID) {
+		t.Errorf("export of a damaged backup: %s", res)
+	}
+	if names, _ := os.ReadDir(filepath.Dir(out)); len(names) != 0 {
+		t.Errorf("a failed export left %s behind", names[0].Name())
+	}
+	t.Logf("export of the damaged backup: exit %d: %s", res.code, strings.TrimSpace(res.stderr))
+}
+
+// TestCorruptTree damages a directory listing: check finds it without
+// reading data, and a restore refuses before writing anything (it plans
+// every tree first).
+func TestCorruptTree(t *testing.T) {
+	if _, err := os.Stat(goRoot); err != nil {
+		t.Skip(err)
+	}
+	src := filepath.Join(goRoot, "src", "encoding")
+	r := localRepo(t)
+	b := r.backup(t, "full", "enc", src)
+	ps := packs(t, r.url)
+	if len(ps) != 2 {
+		t.Fatalf("%d packs, want one of data and one of trees", len(ps))
+	}
+	// The smaller pack holds the directory listings.
+	var tree string
+	for p := range ps {
+		if tree == "" || ps[p] < ps[tree] {
+			tree = p
+		}
+	}
+	flipByte(t, filepath.Join(r.url, tree), 100)
+	res := r.run(t, "check")
+	if res.code == 0 || !strings.Contains(res.stdout, "error: tree ") || !strings.Contains(res.stdout, "(directory listing lost)") ||
+		!strings.Contains(res.stdout, filepath.Base(tree)) {
+		t.Errorf("check of a damaged tree pack: %s", res)
+	}
+	t.Logf("check: exit %d: %s", res.code, firstLine(res.stdout, "affected: "))
+	target := filepath.Join(t.TempDir(), "restore")
+	res = r.run(t, "restore", "--backup", b.BackupID, "--target", target)
+	if res.code == 0 || !strings.Contains(res.stderr, filepath.Base(tree)) {
+		t.Errorf("restore with a damaged tree: %s", res)
+	}
+	if !isEmptyOrAbsent(t, target) {
+		t.Errorf("the failed restore wrote into %s", target)
+	}
+}
+
+// snapshot lists every object of a local repository with size and mtime.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			out[p] = fmt.Sprintf("%d %v", fi.Size(), fi.ModTime())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // isEmptyOrAbsent reports whether dir holds nothing.
@@ -1063,6 +1147,7 @@ func TestGC(t *testing.T) {
 	r.ok(t, "forget", "--backup", b1.BackupID)
 
 	var dry gcResult
+	snap := snapshot(t, r.url)
 	r.okJSON(t, &dry, "gc", "--dry-run", "--safety-window", "0")
 	t.Logf("gc --dry-run: %+v", dry)
 	if !dry.DryRun || dry.Deleted != len(before) || dry.BytesFreed != b1Bytes || dry.Unreferenced != len(before) {
@@ -1070,6 +1155,9 @@ func TestGC(t *testing.T) {
 	}
 	if got := packs(t, r.url); len(got) != len(all) {
 		t.Fatalf("gc --dry-run deleted packs: %d left of %d", len(got), len(all))
+	}
+	if after := snapshot(t, r.url); fmt.Sprint(after) != fmt.Sprint(snap) {
+		t.Errorf("gc --dry-run changed the repository:\nbefore %v\nafter  %v", snap, after)
 	}
 
 	var res gcResult
@@ -1091,8 +1179,13 @@ func TestGC(t *testing.T) {
 	}
 	target := r.restore(t, b2.BackupID)
 	compareTrees(t, encSrc, restored(target, "enc", encSrc))
-	if res := r.run(t, "check", "--read-data"); res.code != 0 {
+	if res := r.run(t, "check", "--read-data"); res.code != 0 || strings.Contains(res.stdout, "warning") {
 		t.Errorf("check --read-data after gc: %s", res)
+	}
+	var again gcResult
+	r.okJSON(t, &again, "gc", "--safety-window", "0")
+	if again.Deleted != 0 || again.Unreferenced != 0 || again.Packs != len(onlyB2) {
+		t.Errorf("a second gc: %+v; want nothing to do", again)
 	}
 	if res := r.run(t, "restore", "--backup", b1.BackupID, "--target", filepath.Join(t.TempDir(), "x")); res.code == 0 {
 		t.Errorf("restore of a forgotten backup succeeded: %s", res)
