@@ -35,12 +35,9 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(r, size+1))
+	data, err := io.ReadAll(storage.ExactReader(storage.ContextReader(ctx, r), size))
 	if err != nil {
-		return err
-	}
-	if int64(len(data)) != size {
-		return fmt.Errorf("put %s: reader yielded %d bytes, want %d", name, len(data), size)
+		return fmt.Errorf("put %s: %w", name, err)
 	}
 	b.mu.Lock()
 	b.objs[name] = object{data: data, modTime: time.Now()}
@@ -69,18 +66,17 @@ func (b *Backend) Get(ctx context.Context, name string, offset, length int64) (i
 	if err != nil {
 		return nil, err
 	}
-	n := int64(len(o.data))
-	if offset < 0 || offset > n || (length >= 0 && offset+length > n) {
-		return nil, fmt.Errorf("get %s: range %d+%d outside object of %d bytes", name, offset, length, n)
+	n, err := storage.CheckRange(int64(len(o.data)), offset, length)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
-	end := n
-	if length >= 0 {
-		end = offset + length
-	}
-	return io.NopCloser(bytes.NewReader(o.data[offset:end])), nil
+	return io.NopCloser(storage.ContextReader(ctx, bytes.NewReader(o.data[offset:offset+n]))), nil
 }
 
 func (b *Backend) Stat(ctx context.Context, name string) (storage.ObjectInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.ObjectInfo{}, err
+	}
 	o, err := b.get(name)
 	if err != nil {
 		return storage.ObjectInfo{}, err
@@ -109,6 +105,9 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 }
 
 func (b *Backend) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if _, err := b.get(name); err != nil {
 		return err
 	}
@@ -119,6 +118,9 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 }
 
 func (b *Backend) Capacity(ctx context.Context) (storage.Capacity, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Capacity{}, err
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var used int64
