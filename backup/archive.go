@@ -148,11 +148,14 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 		close(rootDone)
 	}}
 	root.pending.Store(1)
+	pctx, stopPrefetch := context.WithCancel(cctx)
+	go prefetchMetadata(pctx, c.Paths, matcher, 4)
 	var parent *repository.Tree
 	if parentTree != nil {
 		parent = cc.loadParentTree(*parentTree)
 	}
 	cc.walk("/", buildVirt(c.Paths), parent, root)
+	stopPrefetch()
 	root.release()
 	close(cc.jobs)
 	wg.Wait()
