@@ -99,6 +99,7 @@ type entry struct {
 
 	created   sync.Once // files are created by the first worker that writes one
 	createErr error
+	verifyErr error
 }
 
 type plan struct {
@@ -386,25 +387,21 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 		r.res.Links++
 	}
 	// 4. verify what was written
+	// (files were verified and got their metadata as they were completed)
 	var failed []string
 	for _, e := range p.files {
 		if e.failed.Load() {
-			failed = append(failed, e.ct.name+"/"+e.rel)
+			name := e.ct.name + "/" + e.rel
+			if e.verifyErr != nil {
+				name += " (" + e.verifyErr.Error() + ")"
+			}
+			failed = append(failed, name)
 		}
-	}
-	if !r.opts.NoVerify {
-		bad := r.verify(ctx)
-		failed = append(failed, bad...)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// 5. metadata: files and others, then directories deepest first
-	for _, e := range p.files {
-		if !e.failed.Load() {
-			r.setMeta(e)
-		}
-	}
+	// 5. metadata of the others, then directories deepest first
 	for _, e := range p.others {
 		r.setMeta(e)
 	}
@@ -514,6 +511,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 				return fmt.Errorf("creating %s/%s: %w", e.ct.name, e.rel, err)
 			}
 			f.Close()
+			r.finishFile(e, nil)
 			r.filesDone.Add(1)
 		}
 		var off int64
@@ -545,6 +543,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 			defer wg.Done()
 			fc := fileCache{r: r}
 			defer fc.close()
+			var vbuf []byte
 			for pack := range jobs {
 				err := r.repo.ReadPackBlobs(ctx, byPack[pack], func(l repository.BlobLocation, data []byte, derr error) error {
 					for _, t := range targets[[2]any{l.Pack, l.Offset}] {
@@ -559,6 +558,10 @@ func (r *restorer) writeContent(ctx context.Context) error {
 						}
 						if remaining[t.e].Add(-1) == 0 {
 							fc.release(t.e)
+							if vbuf == nil && !r.opts.NoVerify {
+								vbuf = make([]byte, repository.MaxChunkSize)
+							}
+							r.finishFile(t.e, vbuf)
 							r.filesDone.Add(1)
 						}
 					}
@@ -681,43 +684,25 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// verify re-reads every restored file and checks each chunk against the
-// manifest's blob ids; it returns the files that do not match.
-func (r *restorer) verify(ctx context.Context) []string {
-	var bad []string
-	var mu sync.Mutex
-	jobs := make(chan *entry)
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, repository.MaxChunkSize)
-			for e := range jobs {
-				if e.failed.Load() {
-					continue
-				}
-				if err := r.verifyFile(e, buf); err != nil {
-					e.failed.Store(true)
-					r.unlink(e)
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s/%s (%v)", e.ct.name, e.rel, err))
-					mu.Unlock()
-					continue
-				}
-				atomic.AddInt64(&r.res.Verified, 1)
-			}
-		}()
+// finishFile runs when a file's last blob is written: it re-reads the file
+// and checks every chunk against the manifest's blob ids (unless NoVerify),
+// removes it if that fails, and otherwise sets its metadata. Running it in
+// the writing workers keeps the re-read parallel and on hot pages.
+func (r *restorer) finishFile(e *entry, buf []byte) {
+	if e.failed.Load() {
+		return
 	}
-	for _, e := range r.plan.files {
-		if ctx.Err() != nil {
-			break
+	if !r.opts.NoVerify {
+		if err := r.verifyFile(e, buf); err != nil {
+			e.verifyErr = err
+			e.failed.Store(true)
+			r.unlink(e)
+			r.failFile(e, err)
+			return
 		}
-		jobs <- e
+		atomic.AddInt64(&r.res.Verified, 1)
 	}
-	close(jobs)
-	wg.Wait()
-	return bad
+	r.setMeta(e)
 }
 
 func (r *restorer) verifyFile(e *entry, buf []byte) error {
@@ -735,7 +720,8 @@ func (r *restorer) verifyFile(e *entry, buf []byte) error {
 			return fmt.Errorf("verify: chunk %d does not match the backup", i)
 		}
 	}
-	if n, _ := f.Read(buf[:1]); n != 0 {
+	var one [1]byte
+	if n, _ := f.Read(one[:]); n != 0 {
 		return errors.New("verify: file is longer than in the backup")
 	}
 	return nil
