@@ -56,7 +56,7 @@ func cmdCheck(ctx context.Context, args []string) error {
 		}
 	}
 	if !res.OK {
-		return &exitError{exitFail, fmt.Errorf("repository check found %d error(s) in %d pack(s); %d file(s) affected",
+		return &exitError{exitFail, fmt.Errorf("repository check found %d error(s): %d damaged pack(s), %d file(s) affected",
 			len(res.Errors), len(res.DamagedPacks), len(res.AffectedFiles))}
 	}
 	if !rf.jsonOut {
