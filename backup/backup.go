@@ -79,12 +79,23 @@ type Progress struct {
 // ErrComponentFailed wraps a component-level failure in a partial backup.
 var ErrComponentFailed = errors.New("component failed")
 
-// Run makes one backup and returns its manifest. A component whose sources
-// fail as a whole (missing root, unreadable root) is recorded with its
-// error and the backup is "partial"; when every component fails, Run
-// returns an error and writes no manifest. Files that cannot be read are
-// warnings in their component, never silent gaps.
-func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repository.Manifest, error) {
+// Plan is what a backup will do, decided before any data moves: its id,
+// and for each component the parent tree whose unchanged files are reused.
+// It is small and serialisable, so a durable job can carry it between steps.
+type Plan struct {
+	ID          string                   `json:"id"`
+	Type        string                   `json:"type"`
+	Host        string                   `json:"host"`
+	Started     time.Time                `json:"started"`
+	Parent      string                   `json:"parent,omitempty"`
+	Base        string                   `json:"base,omitempty"`
+	ParentTrees map[string]repository.ID `json:"parent_trees,omitempty"`
+	Compression string                   `json:"compression"`
+	Tags        map[string]string        `json:"tags,omitempty"`
+}
+
+// Prepare validates opts and chooses the parent by the type's rule.
+func Prepare(ctx context.Context, repo *repository.Repository, opts Options) (*Plan, error) {
 	if err := ValidType(opts.Type); err != nil {
 		return nil, err
 	}
@@ -101,15 +112,47 @@ func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repos
 		}
 		seen[c.Name] = true
 	}
-	started := time.Now().UTC()
-	if opts.ID == "" {
-		opts.ID = repository.NewBackupID(started)
+	p := &Plan{ID: opts.ID, Type: opts.Type, Host: opts.Host, Started: time.Now().UTC(),
+		Compression: opts.Compression.String(), Tags: opts.Tags}
+	if p.ID == "" {
+		p.ID = repository.NewBackupID(p.Started)
 	}
-	if err := repository.ValidBackupID(opts.ID); err != nil {
+	if err := repository.ValidBackupID(p.ID); err != nil {
 		return nil, err
 	}
-	if opts.Host == "" {
-		opts.Host, _ = os.Hostname()
+	if p.Host == "" {
+		p.Host, _ = os.Hostname()
+	}
+	opts.Host = p.Host
+	if opts.Type != Full {
+		parent, err := chooseParent(ctx, repo, opts)
+		if err != nil {
+			return nil, err
+		}
+		if parent != nil {
+			p.Parent = parent.ID
+			if opts.Type == Differential {
+				p.Base = parent.ID
+			}
+			p.ParentTrees = map[string]repository.ID{}
+			for _, c := range parent.Components {
+				if c.Error == "" {
+					p.ParentTrees[c.Name] = c.Tree
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+// RunComponent stores one component's data and trees and flushes them, so
+// on return everything it wrote is durable (and referenced by no manifest
+// until Commit). A failure of the component itself (missing or unreadable
+// source) comes back in the manifest's Error with ErrComponentFailed; a
+// failure of the repository (storage, keys) is returned as is.
+func RunComponent(ctx context.Context, repo *repository.Repository, plan *Plan, c Component, opts Options) (repository.ComponentManifest, error) {
+	if err := validComponent(c); err != nil {
+		return repository.ComponentManifest{Name: c.Name}, err
 	}
 	if opts.Workers <= 0 {
 		// Readers wait on the disk more than they compute: more of them
@@ -117,85 +160,100 @@ func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repos
 		opts.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	if err := repo.LoadIndex(ctx); err != nil {
-		return nil, err
+		return repository.ComponentManifest{Name: c.Name}, err
 	}
-	m := &repository.Manifest{ID: opts.ID, Type: opts.Type, Host: opts.Host, Started: started,
-		Compression: opts.Compression.String(), Tags: opts.Tags, Status: "completed"}
-
-	var parent *repository.Manifest
-	if opts.Type != Full {
-		var err error
-		parent, err = chooseParent(ctx, repo, opts)
-		if err != nil {
-			return nil, err
-		}
-		if parent != nil {
-			m.Parent = parent.ID
-			if opts.Type == Differential {
-				m.Base = parent.ID
-			}
-		}
+	comp, err := repository.ParseCompression(plan.Compression)
+	if err != nil {
+		return repository.ComponentManifest{Name: c.Name}, err
 	}
-	repo.SetCompression(opts.Compression)
-
+	repo.SetCompression(comp)
+	before := repo.WriteStats()
 	a := &archiver{repo: repo, workers: opts.Workers, start: time.Now(),
-		chunkers: make(chan *repository.Chunker, runtime.GOMAXPROCS(0)+1)}
+		chunkers: make(chan *repository.Chunker, runtime.GOMAXPROCS(0))}
 	for i := 0; i < cap(a.chunkers); i++ {
 		a.chunkers <- repository.NewChunker(repo.Gear())
 	}
+	a.component.Store(c.Name)
 	stopProgress := a.reportProgress(opts)
-	failed := 0
-	for _, c := range opts.Components {
-		a.component.Store(c.Name)
-		var parentTree *repository.ID
-		if parent != nil {
-			if pc := parent.Component(c.Name); pc != nil && pc.Error == "" {
-				id := pc.Tree
-				parentTree = &id
-			}
-		}
-		cm, err := a.component1(ctx, c, parentTree)
-		if ctx.Err() != nil {
-			stopProgress()
+	defer stopProgress()
+	var parentTree *repository.ID
+	if id, ok := plan.ParentTrees[c.Name]; ok {
+		parentTree = &id
+	}
+	cm, err := a.component1(ctx, c, parentTree)
+	if ctx.Err() != nil {
+		repo.Abort()
+		return cm, ctx.Err()
+	}
+	if err != nil {
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
 			repo.Abort()
-			return nil, ctx.Err()
+			return cm, fatal.err
 		}
-		if err != nil {
-			var fatal *fatalError
-			if errors.As(err, &fatal) {
-				stopProgress()
-				repo.Abort()
-				return nil, fatal.err
-			}
+		cm.Error = err.Error()
+	}
+	if ferr := repo.Flush(ctx); ferr != nil {
+		return cm, ferr
+	}
+	after := repo.WriteStats()
+	cm.Stats.BlobsAdded = after.BlobsAdded - before.BlobsAdded
+	cm.Stats.BytesAdded = after.BytesAdded - before.BytesAdded
+	cm.Stats.StoredAdded = after.StoredAdded - before.StoredAdded
+	if cm.Error != "" {
+		return cm, fmt.Errorf("%w: %s", ErrComponentFailed, cm.Error)
+	}
+	return cm, nil
+}
+
+// Commit writes the manifest that makes the components a backup. It fails
+// when every component failed (there is nothing to restore).
+func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps []repository.ComponentManifest) (*repository.Manifest, error) {
+	m := &repository.Manifest{ID: plan.ID, Type: plan.Type, Host: plan.Host, Started: plan.Started,
+		Parent: plan.Parent, Base: plan.Base, Compression: plan.Compression, Tags: plan.Tags,
+		Status: "completed", Components: comps}
+	failed := 0
+	var msgs []string
+	for _, c := range comps {
+		m.Stats.Add(c.Stats)
+		if c.Error != "" {
 			failed++
-			cm.Error = err.Error()
+			msgs = append(msgs, c.Name+": "+c.Error)
 			m.Status = "partial"
 		}
-		m.Components = append(m.Components, cm)
-		m.Stats.Add(cm.Stats)
 	}
-	if failed == len(opts.Components) {
-		stopProgress()
-		repo.Abort()
-		var msgs []string
-		for _, c := range m.Components {
-			msgs = append(msgs, c.Name+": "+c.Error)
-		}
+	if failed == len(comps) {
 		return nil, fmt.Errorf("%w: every component failed: %s", ErrComponentFailed, strings.Join(msgs, "; "))
 	}
-	if err := repo.Flush(ctx); err != nil {
-		stopProgress()
-		return nil, err
-	}
-	ws := repo.WriteStats()
-	m.Stats.BlobsAdded, m.Stats.BytesAdded, m.Stats.StoredAdded = ws.BlobsAdded, ws.BytesAdded, ws.StoredAdded
 	m.Finished = time.Now().UTC()
 	if err := repo.SaveManifest(ctx, m); err != nil {
-		stopProgress()
 		return nil, err
 	}
-	stopProgress()
 	return m, nil
+}
+
+// Run makes one backup and returns its manifest: Prepare, RunComponent for
+// each component, Commit. A component whose sources fail as a whole is
+// recorded with its error and the backup is "partial"; when every component
+// fails, Run returns an error and writes no manifest. Files that cannot be
+// read are warnings in their component, never silent gaps.
+func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repository.Manifest, error) {
+	if err := repo.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	plan, err := Prepare(ctx, repo, opts)
+	if err != nil {
+		return nil, err
+	}
+	var comps []repository.ComponentManifest
+	for _, c := range opts.Components {
+		cm, err := RunComponent(ctx, repo, plan, c, opts)
+		if err != nil && !errors.Is(err, ErrComponentFailed) {
+			return nil, err
+		}
+		comps = append(comps, cm)
+	}
+	return Commit(ctx, repo, plan, comps)
 }
 
 func validComponent(c Component) error {

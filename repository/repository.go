@@ -201,7 +201,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 	return &Repository{
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
-		idx: newIndex(), compression: CompressZstd, uploaders: 4,
+		idx: newIndex(), compression: CompressZstd, uploaders: 3,
 		pending: map[ID]struct{}{}, packers: map[BlobType]*packBuilder{},
 	}, nil
 }
@@ -357,13 +357,17 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	s := r.sealer
 	r.wmu.Unlock()
 
-	plain := compress(make([]byte, 0, len(data)/2+64), r.compression, data)
-	sealed := seal(s.aead, make([]byte, 0, len(plain)+sealOverhead), plain, blobAD(t, id))
+	pb, sb := getBlobBuf(), getBlobBuf()
+	plain := compress((*pb)[:0], r.compression, data)
+	sealed := seal(s.aead, (*sb)[:0], plain, blobAD(t, id))
+	*pb, *sb = plain[:0], sealed[:0]
+	blobBufs.Put(pb)
+	defer blobBufs.Put(sb) // after add has copied it into the pack
 
 	r.wmu.Lock()
 	p := r.packers[t]
 	if p == nil {
-		p = &packBuilder{typ: t, buf: make([]byte, 0, TargetPackSize+MaxChunkSize)}
+		p = &packBuilder{typ: t, buf: (*packBufs.Get().(*[]byte))[:0]}
 		r.packers[t] = p
 	}
 	p.add(t, id, sealed, len(data))
@@ -419,6 +423,7 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	}
 	ctx := context.Background()
 	buf := p.finish(s)
+	defer func() { packBufs.Put(&buf) }()
 	id := ID(sha256.Sum256(buf))
 	if err := r.be.Put(ctx, packName(id), bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
@@ -442,6 +447,16 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	}
 	return nil
 }
+
+// Buffers are pooled: a backup otherwise allocates several times its data
+// size in short-lived compression, encryption and pack buffers, and the
+// garbage collector's work (or the heap it lets grow) shows in time and RSS.
+var (
+	blobBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8); return &b }}
+	packBufs = sync.Pool{New: func() any { b := make([]byte, 0, TargetPackSize+MaxChunkSize+MaxChunkSize/4); return &b }}
+)
+
+func getBlobBuf() *[]byte { return blobBufs.Get().(*[]byte) }
 
 // Flush writes the open packs, waits for all uploads, and merges this
 // session's per-pack index files into one. After Flush returns nil, every
