@@ -206,6 +206,16 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 	}, nil
 }
 
+// Session returns another handle on the same repository, sharing its
+// storage and keys (no key derivation) but with its own index and writer
+// state: independent jobs write through separate sessions, so one job's
+// Flush or Abort never touches another's packs.
+func (r *Repository) Session() *Repository {
+	n, _ := newRepository(r.be, r.cfg, r.keys, r.key)
+	n.uploaders = r.uploaders
+	return n
+}
+
 // Backend returns the storage the repository lives on.
 func (r *Repository) Backend() storage.Backend { return r.be }
 

@@ -1,0 +1,491 @@
+// Package activities holds every piece of I/O a backupd job does, as
+// Temporal activities wrapping the engine (backup, restore, repository).
+// Long activities heartbeat a small checkpoint after each durably
+// committed unit and pick it up again on retry; errors leave here as
+// Temporal application errors whose type is the spec's BACKUP_0xx code,
+// non-retryable where retrying cannot help.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"backupd/backup"
+	"backupd/codes"
+	"backupd/config"
+	"backupd/repository"
+	"backupd/restore"
+)
+
+// Activities is registered with the worker; its methods are the activities.
+type Activities struct {
+	Config *config.Config
+	Stores *Stores
+}
+
+// New returns the activities for cfg.
+func New(cfg *config.Config) *Activities {
+	return &Activities{Config: cfg, Stores: NewStores(cfg)}
+}
+
+// Checkpoint is what a long activity heartbeats: small (well under 1 KB),
+// always whole, sent only after a unit is durably committed.
+type Checkpoint struct {
+	BackupID       string `json:"backup_id"`
+	Component      string `json:"component,omitempty"`
+	Phase          string `json:"phase"`
+	FilesDone      int64  `json:"files_done"`
+	BytesDone      int64  `json:"bytes_done"`
+	BytesTotal     int64  `json:"bytes_total,omitempty"`
+	BytesAdded     int64  `json:"bytes_added"`
+	PacksCommitted int64  `json:"packs_committed"`
+	Warnings       int64  `json:"warnings"`
+	Resumed        int    `json:"resumed,omitempty"` // how many attempts came before
+}
+
+// toTemporal turns an engine or coded error into an application error
+// whose Type is the BACKUP code.
+func toTemporal(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return err
+	}
+	ce := codes.Classify(err)
+	return temporal.NewApplicationErrorWithOptions(ce.Error(), string(ce.Code),
+		temporal.ApplicationErrorOptions{NonRetryable: !ce.Code.Retryable(), Cause: err})
+}
+
+// heartbeater records the checkpoint on a timer (the SDK throttles
+// anyway) and when asked, so cancellation reaches the activity quickly.
+type heartbeater struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	cp   Checkpoint
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startHeartbeat(ctx context.Context, cp Checkpoint) *heartbeater {
+	h := &heartbeater{ctx: ctx, cp: cp, stop: make(chan struct{}), done: make(chan struct{})}
+	activity.RecordHeartbeat(ctx, cp)
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				h.beat()
+			case <-h.stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heartbeater) update(fn func(*Checkpoint)) {
+	h.mu.Lock()
+	fn(&h.cp)
+	h.mu.Unlock()
+}
+
+func (h *heartbeater) beat() {
+	h.mu.Lock()
+	cp := h.cp
+	h.mu.Unlock()
+	activity.RecordHeartbeat(h.ctx, cp)
+}
+
+func (h *heartbeater) close() {
+	close(h.stop)
+	<-h.done
+	h.beat()
+}
+
+// previous returns the checkpoint of an earlier attempt, if any.
+func previous(ctx context.Context) (Checkpoint, bool) {
+	var cp Checkpoint
+	if !activity.HasHeartbeatDetails(ctx) {
+		return cp, false
+	}
+	if err := activity.GetHeartbeatDetails(ctx, &cp); err != nil {
+		return cp, false
+	}
+	return cp, true
+}
+
+// withWorkerStop cancels ctx when the worker shuts down, so a running
+// activity checkpoints and returns instead of being cut off; the retry on
+// another (or the restarted) worker resumes from the checkpoint.
+func withWorkerStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := activity.GetWorkerStopChannel(ctx)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// PrepareInput names a backup to plan.
+type PrepareInput struct {
+	BackupID    string            `json:"backup_id"`
+	Type        string            `json:"type"`
+	Components  []string          `json:"components"`
+	Location    string            `json:"location"`
+	Compression string            `json:"compression"`
+	Tags        map[string]string `json:"tags,omitempty"`
+}
+
+func (a *Activities) components(names []string) ([]backup.Component, error) {
+	var out []backup.Component
+	for _, n := range names {
+		c, ok := a.Config.Components[n]
+		if !ok {
+			return nil, codes.New(codes.InvalidConfiguration, "unknown component %q (configured: %v)", n, a.Config.ComponentNames())
+		}
+		out = append(out, backup.Component{Name: n, Paths: c.Paths, Include: c.Include, Exclude: c.Exclude})
+	}
+	return out, nil
+}
+
+// PrepareBackup validates the request against the configuration and
+// chooses the parent backup.
+func (a *Activities) PrepareBackup(ctx context.Context, in PrepareInput) (*backup.Plan, error) {
+	comps, err := a.components(in.Components)
+	if err != nil {
+		return nil, toTemporal(err)
+	}
+	c, err := repository.ParseCompression(in.Compression)
+	if err != nil {
+		return nil, toTemporal(codes.Wrap(codes.InvalidConfiguration, err))
+	}
+	if err := backup.ValidType(in.Type); err != nil {
+		return nil, toTemporal(codes.Wrap(codes.InvalidConfiguration, err))
+	}
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return nil, toTemporal(err)
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		return nil, toTemporal(err)
+	}
+	plan, err := backup.Prepare(ctx, repo, backup.Options{ID: in.BackupID, Type: in.Type, Components: comps,
+		Compression: c, Host: a.Config.Host, Tags: in.Tags})
+	return plan, toTemporal(err)
+}
+
+// ComponentInput is one component of a planned backup.
+type ComponentInput struct {
+	Plan      backup.Plan `json:"plan"`
+	Component string      `json:"component"`
+	Location  string      `json:"location"`
+}
+
+// BackupComponent reads, chunks, compresses, encrypts and uploads one
+// component. After each pack is stored and indexed it heartbeats; a retry
+// (worker killed, storage down) deduplicates against everything already
+// committed, so at most the packs in flight are uploaded again.
+func (a *Activities) BackupComponent(ctx context.Context, in ComponentInput) (repository.ComponentManifest, error) {
+	comps, err := a.components([]string{in.Component})
+	if err != nil {
+		return repository.ComponentManifest{Name: in.Component}, toTemporal(err)
+	}
+	ctx, cancel := withWorkerStop(ctx)
+	defer cancel()
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return repository.ComponentManifest{Name: in.Component}, toTemporal(err)
+	}
+	cp := Checkpoint{BackupID: in.Plan.ID, Component: in.Component, Phase: "uploading"}
+	if prev, ok := previous(ctx); ok {
+		cp.Resumed = prev.Resumed + 1
+		cp.PacksCommitted = prev.PacksCommitted
+	}
+	hb := startHeartbeat(ctx, cp)
+	repo.OnPackCommitted = func(pc repository.PackCommit) {
+		hb.update(func(c *Checkpoint) { c.PacksCommitted++ })
+		hb.beat()
+	}
+	cm, err := backup.RunComponent(ctx, repo, &in.Plan, comps[0], backup.Options{
+		Progress: func(p backup.Progress) {
+			hb.update(func(c *Checkpoint) {
+				c.FilesDone, c.BytesDone, c.BytesAdded, c.Warnings = p.FilesDone, p.BytesDone, p.BytesAdded, p.Warnings
+			})
+		}})
+	hb.close()
+	if errors.Is(err, backup.ErrComponentFailed) {
+		// The component's own failure is a result, not a retryable error:
+		// the workflow records it and the other components go on.
+		return cm, nil
+	}
+	return cm, toTemporal(err)
+}
+
+// CommitInput completes a backup.
+type CommitInput struct {
+	Plan       backup.Plan                    `json:"plan"`
+	Components []repository.ComponentManifest `json:"components"`
+	Location   string                         `json:"location"`
+}
+
+// BackupSummary is what a job reports about a finished backup.
+type BackupSummary struct {
+	BackupID string           `json:"backup_id"`
+	Status   string           `json:"status"`
+	Stats    repository.Stats `json:"stats"`
+	Started  time.Time        `json:"started"`
+	Finished time.Time        `json:"finished"`
+}
+
+// CommitBackup writes the signed manifest. If an earlier attempt already
+// wrote it (the worker died after the write), it is read back instead.
+func (a *Activities) CommitBackup(ctx context.Context, in CommitInput) (BackupSummary, error) {
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return BackupSummary{}, toTemporal(err)
+	}
+	m, err := repo.LoadManifest(ctx, in.Plan.ID)
+	if err != nil {
+		m, err = backup.Commit(ctx, repo, &in.Plan, in.Components)
+	}
+	if err != nil {
+		return BackupSummary{}, toTemporal(err)
+	}
+	return BackupSummary{BackupID: m.ID, Status: m.Status, Stats: m.Stats, Started: m.Started, Finished: m.Finished}, nil
+}
+
+// ReplicateInput copies a backup between locations.
+type ReplicateInput struct {
+	BackupID string `json:"backup_id"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+}
+
+// Replicate copies a backup to another location (3-2-1); only blobs the
+// destination lacks move. Already present there: nothing to do.
+func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (repository.CopyStats, error) {
+	ctx, cancel := withWorkerStop(ctx)
+	defer cancel()
+	src, err := a.Stores.Open(ctx, in.From)
+	if err != nil {
+		return repository.CopyStats{}, toTemporal(err)
+	}
+	dst, err := a.Stores.Open(ctx, in.To)
+	if err != nil {
+		return repository.CopyStats{}, toTemporal(err)
+	}
+	if _, err := dst.LoadManifest(ctx, in.BackupID); err == nil {
+		return repository.CopyStats{}, nil
+	}
+	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "replicating to " + in.To})
+	_, st, err := repository.CopyBackup(ctx, src, dst, in.BackupID)
+	hb.close()
+	return st, toTemporal(err)
+}
+
+// DiscardInput names a backup whose job was cancelled.
+type DiscardInput struct {
+	BackupID  string   `json:"backup_id"`
+	Locations []string `json:"locations"`
+}
+
+// DiscardBackup removes what a cancelled backup left: its manifest, if it
+// was written. Its packs are referenced by nothing and go at the next
+// garbage collection (after the safety window, as any orphan).
+func (a *Activities) DiscardBackup(ctx context.Context, in DiscardInput) error {
+	var errs []error
+	for _, loc := range in.Locations {
+		repo, err := a.Stores.Open(ctx, loc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := repo.DeleteManifest(ctx, in.BackupID); err != nil && !errors.Is(err, repository.ErrBackupNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return toTemporal(errors.Join(errs...))
+}
+
+// VerifyInput selects what to verify.
+type VerifyInput struct {
+	BackupID        string  `json:"backup_id"`
+	Location        string  `json:"location"`
+	ReadDataPercent float64 `json:"read_data_percent"`
+	ExtractTest     bool    `json:"extract_test"`
+}
+
+// VerifyReport is the stored result of a verification.
+type VerifyReport struct {
+	BackupID      string                  `json:"backup_id"`
+	Location      string                  `json:"location"`
+	Passed        bool                    `json:"passed"`
+	Check         *repository.CheckResult `json:"check"`
+	ExtractTest   *ExtractResult          `json:"extract_test,omitempty"`
+	Started       time.Time               `json:"started"`
+	Finished      time.Time               `json:"finished"`
+	ManifestValid bool                    `json:"manifest_valid"`
+	Components    []string                `json:"components"`
+}
+
+// ExtractResult is the outcome of restoring into a scratch directory.
+type ExtractResult struct {
+	Passed        bool   `json:"passed"`
+	FilesVerified int64  `json:"files_verified"`
+	Bytes         int64  `json:"bytes"`
+	Error         string `json:"error,omitempty"`
+}
+
+// Verify checks the repository (structure, a share or all of the data) and
+// optionally restores the backup into a scratch directory, verifying every
+// file, then removes it.
+func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyReport, error) {
+	ctx, cancel := withWorkerStop(ctx)
+	defer cancel()
+	rep := VerifyReport{BackupID: in.BackupID, Location: in.Location, Started: time.Now().UTC()}
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return rep, toTemporal(err)
+	}
+	m, err := repo.LoadManifest(ctx, in.BackupID)
+	if err != nil {
+		return rep, toTemporal(err)
+	}
+	rep.ManifestValid = true
+	rep.Components = m.ComponentNames()
+	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "checking"})
+	defer hb.close()
+	res, err := repository.Check(ctx, repo, repository.CheckOptions{ReadDataPercent: in.ReadDataPercent})
+	if err != nil {
+		return rep, toTemporal(err)
+	}
+	rep.Check = res
+	rep.Passed = res.OK
+	if in.ExtractTest {
+		hb.update(func(c *Checkpoint) { c.Phase = "extract test" })
+		dir, err := os.MkdirTemp(a.Config.VarDir, "verify-extract-*")
+		if err != nil {
+			return rep, toTemporal(err)
+		}
+		defer os.RemoveAll(dir)
+		rr, err := restore.Run(ctx, repo, m, restore.Options{Target: filepath.Join(dir, "t")})
+		ex := &ExtractResult{Passed: err == nil}
+		if rr != nil {
+			ex.FilesVerified, ex.Bytes = rr.Verified, rr.Bytes
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			ex.Error = err.Error()
+		}
+		rep.ExtractTest = ex
+		rep.Passed = rep.Passed && ex.Passed
+	}
+	rep.Finished = time.Now().UTC()
+	return rep, nil
+}
+
+// RestoreInput is one restore job's work.
+type RestoreInput struct {
+	BackupID   string   `json:"backup_id"`
+	Location   string   `json:"location"`
+	Target     string   `json:"target"`
+	Components []string `json:"components,omitempty"`
+	Paths      []string `json:"paths,omitempty"`
+	Overwrite  bool     `json:"overwrite"`
+}
+
+// RestoreResult reports a restore.
+type RestoreResult struct {
+	Files, Dirs, Bytes, Verified int64
+	Warnings                     []string
+}
+
+// Restore writes a backup (or parts) into the target; see restore.Run.
+func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
+	ctx, cancel := withWorkerStop(ctx)
+	defer cancel()
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
+	m, err := repo.LoadManifest(ctx, in.BackupID)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
+	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
+	res, err := restore.Run(ctx, repo, m, restore.Options{Target: in.Target, Components: in.Components,
+		Paths: in.Paths, Overwrite: in.Overwrite, Progress: func(p restore.Progress) {
+			hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
+		}})
+	hb.close()
+	if err != nil {
+		var fe *restore.FileError
+		if errors.As(err, &fe) {
+			err = codes.Wrap(codes.CorruptionDetected, err)
+		}
+		return RestoreResult{}, toTemporal(err)
+	}
+	return RestoreResult{Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, Verified: res.Verified, Warnings: res.Warnings}, nil
+}
+
+// GCInput runs garbage collection on a location.
+type GCInput struct {
+	Location     string        `json:"location"`
+	DryRun       bool          `json:"dry_run"`
+	SafetyWindow time.Duration `json:"safety_window"`
+}
+
+// GC collects a location's garbage.
+func (a *Activities) GC(ctx context.Context, in GCInput) (*repository.GCResult, error) {
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return nil, toTemporal(err)
+	}
+	hb := startHeartbeat(ctx, Checkpoint{Phase: "garbage collection"})
+	defer hb.close()
+	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow})
+	return res, toTemporal(err)
+}
+
+// ForgetInput removes backups' manifests from a location.
+type ForgetInput struct {
+	Location  string   `json:"location"`
+	BackupIDs []string `json:"backup_ids"`
+}
+
+// Forget deletes manifests (their data goes at the next GC).
+func (a *Activities) Forget(ctx context.Context, in ForgetInput) error {
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return toTemporal(err)
+	}
+	for _, id := range in.BackupIDs {
+		if err := repo.DeleteManifest(ctx, id); err != nil && !errors.Is(err, repository.ErrBackupNotFound) {
+			return toTemporal(fmt.Errorf("forget %s: %w", id, err))
+		}
+	}
+	return nil
+}

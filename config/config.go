@@ -1,0 +1,256 @@
+// Package config is backupd's configuration: one YAML file plus BACKUPD_*
+// environment overrides. It names the host's components (what to back up),
+// the storage locations (where), and how to reach Temporal, the catalog
+// and the API.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"backupd/repository"
+)
+
+// Config is the whole file.
+type Config struct {
+	Host         string               `yaml:"host"`
+	VarDir       string               `yaml:"var_dir"`
+	PasswordFile string               `yaml:"password_file"` // repository password (all locations share the key set)
+	Temporal     Temporal             `yaml:"temporal"`
+	API          API                  `yaml:"api"`
+	Catalog      Catalog              `yaml:"catalog"`
+	Worker       Worker               `yaml:"worker"`
+	Components   map[string]Component `yaml:"components"`
+	Storage      map[string]Location  `yaml:"storage"`
+	// Primary is the location every backup is written to first; the others
+	// receive copies (3-2-1). Default: "local".
+	Primary string `yaml:"primary"`
+}
+
+// Temporal says how to reach the Temporal frontend.
+type Temporal struct {
+	Address   string `yaml:"address"`
+	Namespace string `yaml:"namespace"`
+	TaskQueue string `yaml:"task_queue"` // default backup@<host>
+	UIURL     string `yaml:"ui_url"`
+	TLSCert   string `yaml:"tls_cert"`
+	TLSKey    string `yaml:"tls_key"`
+	TLSCA     string `yaml:"tls_ca"`
+}
+
+// API is the HTTP server's listener.
+type API struct {
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// Catalog is the SQL catalog.
+type Catalog struct {
+	Driver string `yaml:"driver"` // sqlite | postgres
+	DSN    string `yaml:"dsn"`
+}
+
+// Worker tunes the Temporal worker.
+type Worker struct {
+	MaxConcurrentActivities int `yaml:"max_concurrent_activities"`
+}
+
+// Component is a named set of sources.
+type Component struct {
+	Description string   `yaml:"description"`
+	Paths       []string `yaml:"paths"`
+	Include     []string `yaml:"include"`
+	Exclude     []string `yaml:"exclude"`
+}
+
+// Location is one storage location.
+type Location struct {
+	URL        string `yaml:"url"`
+	SSHKey     string `yaml:"ssh_key"`
+	KnownHosts string `yaml:"known_hosts"`
+	AccessKey  string `yaml:"access_key"` // S3; default from AWS_ACCESS_KEY_ID
+	SecretKey  string `yaml:"secret_key"` // S3; default from AWS_SECRET_ACCESS_KEY
+	Offsite    bool   `yaml:"offsite"`
+	Media      string `yaml:"media"` // disk | object | remote-disk: for the 3-2-1 check
+	QuotaBytes int64  `yaml:"quota_bytes"`
+}
+
+// Load reads path (if non-empty), applies defaults and BACKUPD_* overrides,
+// and validates.
+func Load(path string) (*Config, error) {
+	c := &Config{}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	c.applyEnv()
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// Env names of the overrides, for documentation and tests.
+var envOverrides = map[string]func(*Config) *string{
+	"BACKUPD_HOST":               func(c *Config) *string { return &c.Host },
+	"BACKUPD_VAR_DIR":            func(c *Config) *string { return &c.VarDir },
+	"BACKUPD_PASSWORD_FILE":      func(c *Config) *string { return &c.PasswordFile },
+	"BACKUPD_TEMPORAL_ADDRESS":   func(c *Config) *string { return &c.Temporal.Address },
+	"BACKUPD_TEMPORAL_NAMESPACE": func(c *Config) *string { return &c.Temporal.Namespace },
+	"BACKUPD_TASK_QUEUE":         func(c *Config) *string { return &c.Temporal.TaskQueue },
+	"BACKUPD_TEMPORAL_UI_URL":    func(c *Config) *string { return &c.Temporal.UIURL },
+	"BACKUPD_API_LISTEN":         func(c *Config) *string { return &c.API.Listen },
+	"BACKUPD_CATALOG_DRIVER":     func(c *Config) *string { return &c.Catalog.Driver },
+	"BACKUPD_CATALOG_DSN":        func(c *Config) *string { return &c.Catalog.DSN },
+}
+
+// EnvNames lists the BACKUPD_* variables Load reads.
+func EnvNames() []string {
+	var out []string
+	for k := range envOverrides {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *Config) applyEnv() {
+	for name, field := range envOverrides {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			*field(c) = v
+		}
+	}
+}
+
+func (c *Config) applyDefaults() {
+	if c.Host == "" {
+		c.Host, _ = os.Hostname()
+	}
+	if c.VarDir == "" {
+		c.VarDir = "var"
+	}
+	if c.Temporal.Address == "" {
+		c.Temporal.Address = "127.0.0.1:7233"
+	}
+	if c.Temporal.Namespace == "" {
+		c.Temporal.Namespace = "default"
+	}
+	if c.Temporal.TaskQueue == "" {
+		c.Temporal.TaskQueue = "backup@" + c.Host
+	}
+	if c.Temporal.UIURL == "" {
+		c.Temporal.UIURL = "http://127.0.0.1:8233"
+	}
+	if c.API.Listen == "" {
+		c.API.Listen = "127.0.0.1:8080"
+	}
+	if c.Catalog.Driver == "" {
+		c.Catalog.Driver = "sqlite"
+	}
+	if c.Catalog.DSN == "" && c.Catalog.Driver == "sqlite" {
+		c.Catalog.DSN = filepath.Join(c.VarDir, "catalog.db")
+	}
+	if c.Primary == "" {
+		c.Primary = "local"
+	}
+	if c.Worker.MaxConcurrentActivities == 0 {
+		c.Worker.MaxConcurrentActivities = 4
+	}
+}
+
+// Validate checks names and references.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, comp := range c.Components {
+		if err := repository.ValidNodeName(name); err != nil {
+			errs = append(errs, fmt.Errorf("components: %w", err))
+		}
+		if len(comp.Paths) == 0 {
+			errs = append(errs, fmt.Errorf("components.%s.paths: empty", name))
+		}
+		for _, p := range comp.Paths {
+			if !filepath.IsAbs(p) {
+				errs = append(errs, fmt.Errorf("components.%s.paths: %q is not absolute", name, p))
+			}
+		}
+	}
+	for name, loc := range c.Storage {
+		if loc.URL == "" {
+			errs = append(errs, fmt.Errorf("storage.%s.url: empty", name))
+		}
+	}
+	if len(c.Storage) > 0 {
+		if _, ok := c.Storage[c.Primary]; !ok {
+			errs = append(errs, fmt.Errorf("primary: no storage location named %q", c.Primary))
+		}
+	}
+	switch c.Catalog.Driver {
+	case "sqlite", "postgres":
+	default:
+		errs = append(errs, fmt.Errorf("catalog.driver: %q (want sqlite or postgres)", c.Catalog.Driver))
+	}
+	return errors.Join(errs...)
+}
+
+// ComponentNames returns the configured components, sorted.
+func (c *Config) ComponentNames() []string {
+	var out []string
+	for n := range c.Components {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LocationNames returns the primary first, then the others sorted.
+func (c *Config) LocationNames() []string {
+	out := []string{}
+	if _, ok := c.Storage[c.Primary]; ok {
+		out = append(out, c.Primary)
+	}
+	var rest []string
+	for n := range c.Storage {
+		if n != c.Primary {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
+}
+
+// Password reads the repository password: BACKUPD_PASSWORD, else the file.
+func (c *Config) Password() ([]byte, error) {
+	if p := os.Getenv("BACKUPD_PASSWORD"); p != "" {
+		return []byte(p), nil
+	}
+	if c.PasswordFile == "" {
+		return nil, errors.New("no repository password: set BACKUPD_PASSWORD or password_file")
+	}
+	b, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("password_file: %w", err)
+	}
+	p := strings.TrimRight(string(b), "\r\n")
+	if p == "" {
+		return nil, fmt.Errorf("password_file %s is empty", c.PasswordFile)
+	}
+	return []byte(p), nil
+}

@@ -1,0 +1,58 @@
+// Package worker wires backupd's workflows and activities into a Temporal
+// worker: one task queue per host (the host whose files it backs up),
+// bounded concurrency, and a graceful stop that lets running activities
+// checkpoint before the process exits.
+package worker
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"backupd/activities"
+	"backupd/workflows"
+)
+
+// Options tune the worker.
+type Options struct {
+	TaskQueue               string
+	MaxConcurrentActivities int
+	// StopTimeout is how long a stopping worker waits for running
+	// activities to checkpoint and return.
+	StopTimeout time.Duration
+}
+
+// New registers every workflow and the activities on a worker for opts.TaskQueue.
+func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.Worker {
+	if opts.StopTimeout == 0 {
+		opts.StopTimeout = 30 * time.Second
+	}
+	w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
+		WorkerStopTimeout:                  opts.StopTimeout,
+		// Heartbeats reach the server at least every 2 s whatever the
+		// activity's heartbeat timeout, so progress stays fresh.
+		MaxHeartbeatThrottleInterval: 2 * time.Second,
+	})
+	Register(w, acts)
+	return w
+}
+
+// Register adds backupd's workflows and activities to any registry (a
+// worker, or a test environment).
+func Register(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+	RegisterActivity(any)
+}, acts *activities.Activities) {
+	for name, wf := range map[string]any{
+		"BackupWorkflow":  workflows.BackupWorkflow,
+		"RestoreWorkflow": workflows.RestoreWorkflow,
+		"VerifyWorkflow":  workflows.VerifyWorkflow,
+		"CleanupWorkflow": workflows.CleanupWorkflow,
+	} {
+		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
+	}
+	r.RegisterActivity(acts)
+}

@@ -1,0 +1,294 @@
+// Package workflows holds backupd's durable jobs as Temporal workflows:
+// backup, restore, verify and cleanup. They only orchestrate — every piece
+// of I/O is an activity (package activities) — so they are deterministic
+// and replay safely after a worker or server restart.
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"backupd/activities"
+	"backupd/backup"
+	"backupd/codes"
+	"backupd/repository"
+)
+
+// Names of queries and signals.
+const (
+	QueryProgress = "progress"
+	SignalPause   = "pause"
+	SignalResume  = "resume"
+)
+
+// a is used only for its method values: the workflows name activities by
+// the methods' names, and the worker registers a real *Activities.
+var a *activities.Activities
+
+// nonRetryable are the codes that retrying cannot fix.
+var nonRetryable = []string{
+	string(codes.InvalidConfiguration), string(codes.KeyUnavailable), string(codes.BackupNotFound),
+	string(codes.InvalidFormat), string(codes.CorruptionDetected), string(codes.RestoreConflict),
+	string(codes.VerificationFailed), string(codes.ComponentFailure),
+}
+
+// longActivity: heartbeats every second, so a dead worker is noticed in
+// 30 s and its work retried (from the checkpoint) on another; StartToClose
+// is a backstop for a hung but heartbeating activity.
+func longActivity(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    30 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2,
+			MaximumInterval: time.Minute, MaximumAttempts: 20, NonRetryableErrorTypes: nonRetryable},
+	})
+}
+
+func shortActivity(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 30 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
+	})
+}
+
+// BackupRequest starts a backup job.
+type BackupRequest struct {
+	JobID       string            `json:"job_id"`
+	BackupID    string            `json:"backup_id"`
+	Name        string            `json:"name,omitempty"`
+	Type        string            `json:"type"`
+	Components  []string          `json:"components"`
+	Locations   []string          `json:"locations"` // first: written; the rest: copies
+	Compression string            `json:"compression"`
+	Verify      bool              `json:"verify"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	ScheduleID  string            `json:"schedule_id,omitempty"`
+}
+
+// BackupOutcome is the workflow's result.
+type BackupOutcome struct {
+	Summary  activities.BackupSummary       `json:"summary"`
+	Status   string                         `json:"status"`
+	Copies   map[string]string              `json:"copies"` // location -> done | failed: reason
+	Verify   *activities.VerifyReport       `json:"verify,omitempty"`
+	Progress Progress                       `json:"progress"`
+	Failed   []repository.ComponentManifest `json:"failed_components,omitempty"`
+}
+
+// BackupWorkflow: validate → each component (scan, chunk, compress,
+// encrypt, upload) → manifest → copies to the other locations in parallel
+// → optional verify. Pause cancels the running component activity (it
+// checkpoints) and holds no activity until resume; the component then runs
+// again and skips everything already committed. Cancel stops the activity
+// within seconds and removes what the job wrote, on a disconnected context.
+func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, error) {
+	if len(req.Locations) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError("no storage locations", string(codes.InvalidConfiguration), nil)
+	}
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "backup", BackupID: req.BackupID,
+		CurrentOperation: "validating", ComponentsRemaining: append([]string{}, req.Components...),
+		ComponentsCompleted: []string{}, StorageStatus: map[string]string{}, Started: workflow.Now(ctx)}
+	for i, l := range req.Locations {
+		if i == 0 {
+			p.StorageStatus[l] = "waiting"
+		} else {
+			p.StorageStatus[l] = "idle"
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
+		return p.snapshot(workflow.Now(ctx)), nil
+	}); err != nil {
+		return nil, err
+	}
+	setStatus(ctx, StatusInProgress)
+
+	// pause/resume
+	paused := false
+	var cancelCurrent workflow.CancelFunc
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(gctx)
+			sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(gctx, nil)
+				if !paused {
+					paused = true
+					p.Paused, p.Status = true, StatusPaused
+					setStatus(ctx, StatusPaused)
+					if cancelCurrent != nil {
+						cancelCurrent()
+					}
+				}
+			})
+			sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(gctx, nil)
+				if paused {
+					paused = false
+					p.Paused, p.Status = false, StatusInProgress
+					setStatus(ctx, StatusInProgress)
+				}
+			})
+			sel.Select(gctx)
+		}
+	})
+
+	primary := req.Locations[0]
+	var plan *backup.Plan
+	err := workflow.ExecuteActivity(shortActivity(ctx), a.PrepareBackup, activities.PrepareInput{
+		BackupID: req.BackupID, Type: req.Type, Components: req.Components, Location: primary,
+		Compression: req.Compression, Tags: req.Tags}).Get(ctx, &plan)
+	if err != nil {
+		return nil, finish(ctx, p, StatusFailed, err)
+	}
+	p.BackupID = plan.ID
+	p.StorageStatus[primary] = "writing"
+
+	var comps []repository.ComponentManifest
+	var failedComps []repository.ComponentManifest
+	for i, name := range req.Components {
+		p.CurrentComponent = name
+		var cm repository.ComponentManifest
+		for {
+			if paused {
+				p.CurrentOperation = "paused"
+				if err := workflow.Await(ctx, func() bool { return !paused }); err != nil {
+					return nil, cancelled(ctx, p, plan.ID, req.Locations)
+				}
+			}
+			p.CurrentOperation = "backing_up"
+			actx, cancel := workflow.WithCancel(longActivity(ctx))
+			cancelCurrent = cancel
+			err := workflow.ExecuteActivity(actx, a.BackupComponent, activities.ComponentInput{
+				Plan: *plan, Component: name, Location: primary}).Get(actx, &cm)
+			cancelCurrent = nil
+			if ctx.Err() != nil {
+				return nil, cancelled(ctx, p, plan.ID, req.Locations)
+			}
+			var ce *temporal.CanceledError
+			if err != nil && paused && errors.As(err, &ce) {
+				continue // paused: wait, then run the component again
+			}
+			if err != nil {
+				p.StorageStatus[primary] = "failed"
+				return nil, finish(ctx, p, StatusFailed, err)
+			}
+			break
+		}
+		p.ComponentsRemaining = req.Components[i+1:]
+		if cm.Error != "" {
+			p.ComponentsFailed = append(p.ComponentsFailed, name)
+			p.fail("component %s: %s", name, cm.Error)
+			failedComps = append(failedComps, cm)
+		} else {
+			p.ComponentsCompleted = append(p.ComponentsCompleted, name)
+		}
+		p.BytesProcessed += cm.Stats.Bytes
+		p.BytesAdded += cm.Stats.BytesAdded
+		p.Files += cm.Stats.Files
+		p.Warnings += cm.Stats.Warnings
+		p.Percentage = 90 * float64(i+1) / float64(len(req.Components))
+		comps = append(comps, cm)
+	}
+	p.CurrentComponent = ""
+	p.CurrentOperation = "finalizing"
+	var sum activities.BackupSummary
+	err = workflow.ExecuteActivity(shortActivity(ctx), a.CommitBackup, activities.CommitInput{
+		Plan: *plan, Components: comps, Location: primary}).Get(ctx, &sum)
+	if ctx.Err() != nil {
+		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+	}
+	if err != nil {
+		p.StorageStatus[primary] = "failed"
+		return nil, finish(ctx, p, StatusFailed, err)
+	}
+	p.StorageStatus[primary] = "done"
+	out := &BackupOutcome{Summary: sum, Copies: map[string]string{}, Failed: failedComps}
+
+	// copies, in parallel
+	if len(req.Locations) > 1 {
+		p.CurrentOperation = "replicating"
+		futures := map[string]workflow.Future{}
+		for _, loc := range req.Locations[1:] {
+			p.StorageStatus[loc] = "writing"
+			futures[loc] = workflow.ExecuteActivity(longActivity(ctx), a.Replicate,
+				activities.ReplicateInput{BackupID: plan.ID, From: primary, To: loc})
+		}
+		for _, loc := range req.Locations[1:] {
+			if err := futures[loc].Get(ctx, nil); err != nil {
+				if ctx.Err() != nil {
+					return nil, cancelled(ctx, p, plan.ID, req.Locations)
+				}
+				p.StorageStatus[loc] = "failed"
+				p.fail("copy to %s: %v", loc, err)
+				out.Copies[loc] = "failed: " + err.Error()
+				continue
+			}
+			p.StorageStatus[loc] = "done"
+			out.Copies[loc] = "done"
+		}
+	}
+	p.Percentage = 95
+	if req.Verify {
+		p.CurrentOperation = "verifying"
+		var rep activities.VerifyReport
+		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
+			BackupID: plan.ID, Location: primary, ExtractTest: true}).Get(ctx, &rep)
+		if ctx.Err() != nil {
+			return nil, cancelled(ctx, p, plan.ID, req.Locations)
+		}
+		if err != nil {
+			p.fail("verify: %v", err)
+		} else {
+			out.Verify = &rep
+			if !rep.Passed {
+				p.fail("verification failed")
+			}
+		}
+	}
+	status := StatusCompleted
+	if sum.Status == "partial" || p.Errors > 0 {
+		status = StatusPartial
+	}
+	out.Status = status
+	_ = finish(ctx, p, status, nil)
+	out.Progress = p.snapshot(workflow.Now(ctx))
+	return out, nil
+}
+
+func setStatus(ctx workflow.Context, s string) {
+	// Upserts are history events: only on status changes, never per chunk.
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrStatus.ValueSet(s))
+}
+
+// finish records the final state; with err it returns the error the
+// workflow fails with.
+func finish(ctx workflow.Context, p *Progress, status string, err error) error {
+	now := workflow.Now(ctx)
+	p.Status, p.Finished, p.CurrentOperation = status, &now, status
+	if status == StatusCompleted || status == StatusPartial {
+		p.Percentage = 100
+	}
+	if err != nil {
+		p.fail("%v", err)
+	}
+	setStatus(ctx, status)
+	return err
+}
+
+// cancelled cleans up after a cancelled backup on a disconnected context
+// (the job's own context is done) and ends the workflow as cancelled.
+func cancelled(ctx workflow.Context, p *Progress, backupID string, locations []string) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	_ = workflow.ExecuteActivity(shortActivity(dctx), a.DiscardBackup,
+		activities.DiscardInput{BackupID: backupID, Locations: locations}).Get(dctx, nil)
+	now := workflow.Now(dctx)
+	p.Status, p.Finished, p.CurrentOperation = StatusCancelled, &now, StatusCancelled
+	setStatus(dctx, StatusCancelled)
+	return temporal.NewCanceledError("backup cancelled")
+}

@@ -1,0 +1,26 @@
+package workflows
+
+import "go.temporal.io/sdk/temporal"
+
+// Search attributes that make jobs listable by type, status, backup id
+// and schedule, in the API and in the Temporal Web UI. They are registered
+// with the server from temporal-config/search-attributes.txt.
+var (
+	AttrJobType    = temporal.NewSearchAttributeKeyKeyword("BackupJobType") // backup | restore | verify | cleanup
+	AttrStatus     = temporal.NewSearchAttributeKeyKeyword("BackupStatus")
+	AttrBackupID   = temporal.NewSearchAttributeKeyKeyword("BackupId")
+	AttrJobID      = temporal.NewSearchAttributeKeyKeyword("BackupJobId")
+	AttrScheduleID = temporal.NewSearchAttributeKeyKeyword("BackupScheduleId")
+	AttrComponents = temporal.NewSearchAttributeKeyKeywordList("BackupComponents")
+)
+
+// SearchAttributeDefinitions is the list the dev server is started with
+// (NAME=TYPE), kept beside the keys so the two cannot drift.
+var SearchAttributeDefinitions = []string{
+	"BackupJobType=Keyword",
+	"BackupStatus=Keyword",
+	"BackupId=Keyword",
+	"BackupJobId=Keyword",
+	"BackupScheduleId=Keyword",
+	"BackupComponents=KeywordList",
+}
