@@ -28,10 +28,10 @@ fmt:
 
 # BACKUPD_REQUIRE_SERVERS makes tests fail, not skip, when a real server they
 # need (versitygw, PostgreSQL) cannot be started.
-test: tools build
+test: tools build $(BIN)/temporal
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
+	BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Each decoder's fuzz target runs briefly; longer runs: make fuzz FUZZTIME=5m
@@ -48,16 +48,11 @@ bench: build
 clean:
 	rm -rf $(BIN) var
 
-# Until the server stack lands (issue 3: Temporal dev server, API, worker),
-# `make run` demonstrates the engine end to end on this machine: a local
-# repository under var/, a backup of the project's own tree, a check and a
-# restore. It prints what it did and where.
-run: build
-	@set -e; mkdir -p var; export BACKUPD_PASSWORD=$${BACKUPD_PASSWORD:-dev-password}; \
-	repo=$(CURDIR)/var/backups/local; \
-	[ -f $$repo/config ] || $(BIN)/backupd repo init --repo $$repo; \
-	$(BIN)/backupd repo backup --repo $$repo --type incremental --component project=$(CURDIR) --exclude '/**/var' --exclude '/**/bin'; \
-	$(BIN)/backupd repo list --repo $$repo; \
-	$(BIN)/backupd repo check --repo $$repo --read-data-percent 10; \
-	rm -rf var/restore; $(BIN)/backupd repo restore --repo $$repo --backup latest --target var/restore; \
-	echo; echo "repository: $$repo (password: $$BACKUPD_PASSWORD)"; echo "restored to: $(CURDIR)/var/restore"
+# The Temporal CLI (dev server + Web UI), built once: about 2.5 minutes.
+$(BIN)/temporal:
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# The whole embedded stack: Temporal dev server (SQLite under var/), S3 and
+# SFTP servers on loopback, backupd's worker. Ctrl-C stops everything.
+run: build $(BIN)/temporal $(BIN)/versitygw
+	$(BIN)/backupd dev

@@ -35,6 +35,9 @@ func (e *exitError) Error() string { return e.err.Error() }
 const usage = `backupd — backup and recovery
 
 Usage:
+  backupd dev [flags]              the whole development stack in one process (make run)
+  backupd worker [--config FILE]   run the Temporal worker that executes jobs on this host
+  backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
   backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
   backupd version
 
@@ -65,6 +68,12 @@ func run(ctx context.Context, args []string) int {
 	switch args[0] {
 	case "repo":
 		err = runRepo(ctx, args[1:])
+	case "worker":
+		err = cmdWorker(ctx, args[1:])
+	case "dev":
+		err = cmdDev(ctx, args[1:])
+	case "job":
+		err = cmdJob(ctx, args[1:])
 	case "version":
 		fmt.Println("backupd", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+
+	"backupd/activities"
+	"backupd/config"
+	"backupd/jobs"
+	"backupd/worker"
+)
+
+func loadConfig(fs *flag.FlagSet, args []string) (*config.Config, error) {
+	path := fs.String("config", os.Getenv("BACKUPD_CONFIG"), "configuration file (env BACKUPD_CONFIG)")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return config.Load(*path)
+}
+
+func dialTemporal(cfg *config.Config) (client.Client, error) {
+	c, err := client.Dial(client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s: %w", cfg.Temporal.Address, err)
+	}
+	return c, nil
+}
+
+func jobClient(cfg *config.Config, c client.Client) *jobs.Client {
+	return &jobs.Client{C: c, TaskQueue: cfg.Temporal.TaskQueue, Host: cfg.Host}
+}
+
+// runWorker runs a worker until ctx ends; on the way out running
+// activities see the worker stop, checkpoint and return.
+func runWorker(ctx context.Context, cfg *config.Config, c client.Client) error {
+	acts := activities.New(cfg)
+	defer acts.Stores.Close()
+	if err := acts.Stores.EnsureInitialized(ctx); err != nil {
+		return err
+	}
+	w := worker.New(c, acts, worker.Options{TaskQueue: cfg.Temporal.TaskQueue,
+		MaxConcurrentActivities: cfg.Worker.MaxConcurrentActivities})
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+func cmdWorker(ctx context.Context, args []string) error {
+	cfg, err := loadConfig(flag.NewFlagSet("backupd worker", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	c, err := dialTemporal(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
+	return runWorker(ctx, cfg, c)
+}

@@ -1,0 +1,175 @@
+// Package jobs starts and controls backupd's durable jobs through a
+// Temporal client: the one place that knows workflow ids, id policies,
+// search attributes and how a job id maps to a workflow. The CLI and the
+// API server both use it.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"backupd/codes"
+	"backupd/workflows"
+)
+
+// Client controls jobs on one task queue.
+type Client struct {
+	C         client.Client
+	TaskQueue string
+	Host      string
+}
+
+// Job identifies a started job.
+type Job struct {
+	JobID      string `json:"job_id"`
+	Type       string `json:"type"`
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	BackupID   string `json:"backup_id,omitempty"`
+}
+
+func newJobID(prefix string) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return fmt.Sprintf("%s-JOB-%X", prefix, b)
+}
+
+// BackupWorkflowID serialises backups of the same components on a host:
+// a second one is refused while the first runs (the id policy, not a lock
+// table, decides).
+func BackupWorkflowID(host string, components []string) string {
+	c := append([]string(nil), components...)
+	sort.Strings(c)
+	return "backup:" + host + ":" + strings.Join(c, ",")
+}
+
+// StartBackup starts a BackupWorkflow; a backup of the same components
+// already running is BACKUP_002.
+func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, priority int) (*Job, error) {
+	if req.JobID == "" {
+		req.JobID = newJobID("BACKUP")
+	}
+	opts := client.StartWorkflowOptions{
+		ID:                       BackupWorkflowID(j.Host, req.Components),
+		TaskQueue:                j.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
+			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
+			workflows.AttrComponents.ValueSet(req.Components)),
+		Memo: map[string]any{"job_id": req.JobID, "name": req.Name},
+	}
+	if req.ScheduleID != "" {
+		opts.TypedSearchAttributes = temporal.NewSearchAttributes(
+			workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
+			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
+			workflows.AttrComponents.ValueSet(req.Components), workflows.AttrScheduleID.ValueSet(req.ScheduleID))
+	}
+	if priority > 0 {
+		opts.Priority = temporal.Priority{PriorityKey: priority}
+	}
+	run, err := j.C.ExecuteWorkflow(ctx, opts, "BackupWorkflow", req)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return nil, codes.New(codes.AlreadyInProgress, "a backup of components %s is already running on %s", strings.Join(req.Components, ", "), j.Host)
+	}
+	if err != nil {
+		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("starting backup: %w", err))
+	}
+	return &Job{JobID: req.JobID, Type: "backup", WorkflowID: run.GetID(), RunID: run.GetRunID(), BackupID: req.BackupID}, nil
+}
+
+// start runs a workflow whose id is its job id.
+func (j *Client) start(ctx context.Context, jobType, jobID, backupID, workflow string, arg any) (*Job, error) {
+	run, err := j.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: jobID, TaskQueue: j.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrJobType.ValueSet(jobType), workflows.AttrJobID.ValueSet(jobID),
+			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(backupID)),
+	}, workflow, arg)
+	if err != nil {
+		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("starting %s: %w", jobType, err))
+	}
+	return &Job{JobID: jobID, Type: jobType, WorkflowID: run.GetID(), RunID: run.GetRunID(), BackupID: backupID}, nil
+}
+
+// StartRestore starts a RestoreWorkflow.
+func (j *Client) StartRestore(ctx context.Context, req workflows.RestoreRequest) (*Job, error) {
+	if req.JobID == "" {
+		req.JobID = newJobID("RESTORE")
+	}
+	return j.start(ctx, "restore", req.JobID, req.BackupID, "RestoreWorkflow", req)
+}
+
+// StartVerify starts a VerifyWorkflow.
+func (j *Client) StartVerify(ctx context.Context, req workflows.VerifyRequest) (*Job, error) {
+	if req.JobID == "" {
+		req.JobID = newJobID("VERIFY")
+	}
+	return j.start(ctx, "verify", req.JobID, req.BackupID, "VerifyWorkflow", req)
+}
+
+// StartCleanup starts a CleanupWorkflow.
+func (j *Client) StartCleanup(ctx context.Context, req workflows.CleanupRequest) (*Job, error) {
+	if req.JobID == "" {
+		req.JobID = newJobID("CLEANUP")
+	}
+	return j.start(ctx, "cleanup", req.JobID, "", "CleanupWorkflow", req)
+}
+
+// Find resolves a job id to its newest workflow run.
+func (j *Client) Find(ctx context.Context, jobID string) (*Job, error) {
+	if strings.ContainsAny(jobID, "'\"\\") || jobID == "" {
+		return nil, codes.New(codes.JobNotFound, "invalid job id %q", jobID)
+	}
+	resp, err := j.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("BackupJobId = '%s'", jobID), PageSize: 1})
+	if err != nil {
+		return nil, codes.Wrap(codes.StorageConnectivity, err)
+	}
+	if len(resp.Executions) == 0 {
+		return nil, codes.New(codes.JobNotFound, "no job %s", jobID)
+	}
+	e := resp.Executions[0]
+	return &Job{JobID: jobID, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId}, nil
+}
+
+// Progress asks the job's workflow for its progress.
+func (j *Client) Progress(ctx context.Context, job *Job) (*workflows.Progress, error) {
+	v, err := j.C.QueryWorkflow(ctx, job.WorkflowID, job.RunID, workflows.QueryProgress)
+	if err != nil {
+		return nil, codes.Wrap(codes.JobNotFound, err)
+	}
+	var p workflows.Progress
+	if err := v.Get(&p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Cancel cancels a job; its cleanup runs in the workflow.
+func (j *Client) Cancel(ctx context.Context, job *Job) error {
+	return j.C.CancelWorkflow(ctx, job.WorkflowID, job.RunID)
+}
+
+// Pause asks a backup to pause (it checkpoints and holds no activity).
+func (j *Client) Pause(ctx context.Context, job *Job) error {
+	return j.C.SignalWorkflow(ctx, job.WorkflowID, job.RunID, workflows.SignalPause, nil)
+}
+
+// Resume continues a paused backup from its checkpoint.
+func (j *Client) Resume(ctx context.Context, job *Job) error {
+	return j.C.SignalWorkflow(ctx, job.WorkflowID, job.RunID, workflows.SignalResume, nil)
+}
