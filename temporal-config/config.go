@@ -46,4 +46,3 @@ func DevServerArgs(dbFile, ip string, port, uiPort int, namespace string) []stri
 	}
 	return args
 }
-

@@ -95,7 +95,7 @@ func TestBackupWorkflowCompletesAndReportsProgress(t *testing.T) {
 func TestBackupWorkflowQueryWhileRunning(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(plan(), nil)
-	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).After(10*time.Second).Return(okComponent)
+	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).After(10 * time.Second).Return(okComponent)
 	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
 	env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{Passed: true}, nil)

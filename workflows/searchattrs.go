@@ -13,14 +13,3 @@ var (
 	AttrScheduleID = temporal.NewSearchAttributeKeyKeyword("BackupScheduleId")
 	AttrComponents = temporal.NewSearchAttributeKeyKeywordList("BackupComponents")
 )
-
-// SearchAttributeDefinitions is the list the dev server is started with
-// (NAME=TYPE), kept beside the keys so the two cannot drift.
-var SearchAttributeDefinitions = []string{
-	"BackupJobType=Keyword",
-	"BackupStatus=Keyword",
-	"BackupId=Keyword",
-	"BackupJobId=Keyword",
-	"BackupScheduleId=Keyword",
-	"BackupComponents=KeywordList",
-}
