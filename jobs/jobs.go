@@ -64,6 +64,8 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 		TaskQueue:                j.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// without this the SDK quietly hands back the running job's handle
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
@@ -94,7 +96,8 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 func (j *Client) start(ctx context.Context, jobType, jobID, backupID, workflow string, arg any) (*Job, error) {
 	run, err := j.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: jobID, TaskQueue: j.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.AttrJobType.ValueSet(jobType), workflows.AttrJobID.ValueSet(jobID),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(backupID)),

@@ -59,7 +59,7 @@ func cmdDev(ctx context.Context, args []string) error {
 	if err := tcmd.Start(); err != nil {
 		return fmt.Errorf("starting the Temporal dev server (%s; build it with 'make bin/temporal'): %w", tcmd.Path, err)
 	}
-	defer func() { tcmd.Process.Signal(syscall.SIGTERM); tcmd.Wait() }()
+	defer stopProcess(tcmd, 15*time.Second)
 
 	// S3
 	s3srv, err := s3test.StartServer(filepath.Join(binDir, "versitygw"), filepath.Join(dir, "s3"))
@@ -186,4 +186,18 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// stopProcess interrupts a child (as Ctrl-C would) and kills it if it has
+// not exited within grace.
+func stopProcess(cmd *exec.Cmd, grace time.Duration) {
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
 }
