@@ -34,7 +34,6 @@ func startWorkerProcess(t *testing.T, cfgPath, logName string) *exec.Cmd {
 	return cmd
 }
 
-
 // TestWorkerKilledMidUploadResumes: SIGKILL the worker during a backup of
 // the Go tree; a new worker finishes the same workflow run; the restore is
 // bit-identical, and what was uploaded twice is bounded by the packs in
