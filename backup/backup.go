@@ -171,7 +171,7 @@ func RunComponent(ctx context.Context, repo *repository.Repository, plan *Plan, 
 	a := &archiver{repo: repo, workers: opts.Workers, start: time.Now(),
 		chunkers: make(chan *repository.Chunker, runtime.GOMAXPROCS(0))}
 	for i := 0; i < cap(a.chunkers); i++ {
-		a.chunkers <- repository.NewChunker(repo.Gear())
+		a.chunkers <- nil // made on first use: a tree of small files needs none
 	}
 	a.component.Store(c.Name)
 	stopProgress := a.reportProgress(opts)
@@ -335,7 +335,11 @@ type archiver struct {
 
 // chunker takes a chunker from the pool, waiting if all are in use.
 func (a *archiver) chunker() *repository.Chunker {
-	return <-a.chunkers
+	c := <-a.chunkers
+	if c == nil {
+		c = repository.NewChunker(a.repo.Gear())
+	}
+	return c
 }
 
 func (a *archiver) putChunker(c *repository.Chunker) { a.chunkers <- c }

@@ -84,8 +84,10 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
+		// its inputs are under smallBlob, so a window of that size loses
+		// nothing and keeps each encoder's history buffer small
 		zstdEncSmall, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderCRC(false),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(smallBlob))
 		if err != nil {
 			panic(err)
 		}

@@ -367,25 +367,28 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	s := r.sealer
 	r.wmu.Unlock()
 
-	pb, sb := getBlobBuf(), getBlobBuf()
+	pool := blobPool(len(data))
+	pb, sb := pool.Get().(*[]byte), pool.Get().(*[]byte)
 	plain := compress((*pb)[:0], r.compression, data)
 	sealed := seal(s.aead, (*sb)[:0], plain, blobAD(t, id))
 	*pb, *sb = plain[:0], sealed[:0]
-	blobBufs.Put(pb)
-	defer blobBufs.Put(sb) // after add has copied it into the pack
+	pool.Put(pb)
+	defer pool.Put(sb) // after add has copied it into the pack
 
 	r.wmu.Lock()
+	// A blob that would take the pack past its target size closes the pack
+	// first, so pack buffers never grow past TargetPackSize plus a header.
+	var full *packBuilder
 	p := r.packers[t]
+	if p != nil && len(p.buf)+len(sealed) > TargetPackSize {
+		full = p
+		p = nil
+	}
 	if p == nil {
 		p = &packBuilder{typ: t, buf: (*packBufs.Get().(*[]byte))[:0]}
 		r.packers[t] = p
 	}
 	p.add(t, id, sealed, len(data))
-	var full *packBuilder
-	if len(p.buf) >= TargetPackSize {
-		full = p
-		delete(r.packers, t)
-	}
 	r.wmu.Unlock()
 	r.stats.blobsAdded.Add(1)
 	r.stats.bytesAdded.Add(int64(len(data)))
@@ -461,12 +464,22 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 // Buffers are pooled: a backup otherwise allocates several times its data
 // size in short-lived compression, encryption and pack buffers, and the
 // garbage collector's work (or the heap it lets grow) shows in time and RSS.
+// Two sizes of blob buffer: most blobs are small files, and handing each a
+// chunk-sized buffer would make the pool itself the largest user of memory.
 var (
-	blobBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8); return &b }}
-	packBufs = sync.Pool{New: func() any { b := make([]byte, 0, TargetPackSize+MaxChunkSize+MaxChunkSize/4); return &b }}
+	smallBlobBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallBufSize); return &b }}
+	blobBufs      = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8); return &b }}
+	packBufs      = sync.Pool{New: func() any { b := make([]byte, 0, TargetPackSize+1<<20); return &b }}
 )
 
-func getBlobBuf() *[]byte { return blobBufs.Get().(*[]byte) }
+const smallBufSize = 64 << 10
+
+func blobPool(n int) *sync.Pool {
+	if n+n/8+64 <= smallBufSize {
+		return &smallBlobBufs
+	}
+	return &blobBufs
+}
 
 // Flush writes the open packs, waits for all uploads, and merges this
 // session's per-pack index files into one. After Flush returns nil, every

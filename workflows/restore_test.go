@@ -1,0 +1,94 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+
+	"backupd/activities"
+	"backupd/codes"
+	"backupd/repository"
+)
+
+func TestRestoreWorkflowVerifiesFirstAndWritesNothingOnFailure(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{Passed: false}, nil)
+	restored := false
+	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(func(context.Context, activities.RestoreInput) (activities.RestoreResult, error) {
+		restored = true
+		return activities.RestoreResult{}, nil
+	})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{JobID: "R1", BackupID: "b", Location: "local", Target: "/t", VerifyBefore: true})
+	var ae *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &ae) || ae.Type() != string(codes.VerificationFailed) {
+		t.Fatalf("want BACKUP_006, got %v", err)
+	}
+	if restored {
+		t.Fatal("restored a backup that failed verification")
+	}
+}
+
+func TestRestoreWorkflowReportsResult(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{Passed: true}, nil)
+	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(activities.RestoreResult{Files: 7, Bytes: 700, Verified: 7}, nil)
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{JobID: "R2", BackupID: "b", Location: "local", Target: "/t",
+		Components: []string{"data"}, VerifyBefore: true})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var out RestoreOutcome
+	env.GetWorkflowResult(&out)
+	if out.Result.Verified != 7 || out.Progress.Status != StatusCompleted || out.Progress.ComponentsCompleted[0] != "data" {
+		t.Fatalf("outcome %+v", out)
+	}
+}
+
+func TestVerifyWorkflowFailedReportIsAResult(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{BackupID: "b",
+		Check: &repository.CheckResult{OK: false, DamagedPacks: []string{"data/ab/ab12"}}}, nil)
+	env.ExecuteWorkflow(VerifyWorkflow, VerifyRequest{JobID: "V1", BackupID: "b", Location: "local", ReadDataPercent: 100})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var rep activities.VerifyReport
+	env.GetWorkflowResult(&rep)
+	if rep.Passed || rep.Check.DamagedPacks[0] != "data/ab/ab12" {
+		t.Fatalf("report %+v", rep)
+	}
+	v, _ := env.QueryWorkflow(QueryProgress)
+	var p Progress
+	v.Get(&p)
+	if p.Status != StatusFailed {
+		t.Fatalf("status %s", p.Status)
+	}
+}
+
+func TestCleanupWorkflowDryRunForgetsNothing(t *testing.T) {
+	env := newEnv(t)
+	forgot := false
+	env.OnActivity(a.Forget, mock.Anything, mock.Anything).Return(func(context.Context, activities.ForgetInput) error {
+		forgot = true
+		return nil
+	})
+	var windows []activities.GCInput
+	env.OnActivity(a.GC, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GCInput) (*repository.GCResult, error) {
+		windows = append(windows, in)
+		return &repository.GCResult{Packs: 4, Deleted: 1, BytesFreed: 123, DryRun: in.DryRun}, nil
+	})
+	env.ExecuteWorkflow(CleanupWorkflow, CleanupRequest{JobID: "C1", Locations: []string{"local", "cloud"},
+		BackupIDs: []string{"b1"}, DryRun: true})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var out CleanupOutcome
+	env.GetWorkflowResult(&out)
+	if forgot || len(windows) != 2 || !windows[0].DryRun || windows[0].SafetyWindow != repository.DefaultSafetyWindow ||
+		out.GC["cloud"].BytesFreed != 123 {
+		t.Fatalf("dry run: forgot=%v gc=%+v out=%+v", forgot, windows, out)
+	}
+}
