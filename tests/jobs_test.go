@@ -58,43 +58,75 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// tserver is a Temporal dev server process with its SQLite file, so it
+// can be stopped (or killed) and started again on the same state.
+type tserver struct {
+	t        *testing.T
+	bin, db  string
+	port, ui int
+	logPath  string
+	cmd      *exec.Cmd
+}
+
+func (s *tserver) start() {
+	s.cmd = exec.Command(s.bin, temporalconfig.DevServerArgs(s.db, "127.0.0.1", s.port, s.ui, "default")...)
+	logf, _ := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// stop interrupts the server (kill: SIGKILL, as a crash) and waits for it.
+func (s *tserver) stop(kill bool) {
+	if s.cmd == nil {
+		return
+	}
+	if kill {
+		s.cmd.Process.Kill()
+	} else {
+		s.cmd.Process.Signal(os.Interrupt)
+	}
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+func (s *tserver) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
 // devServer starts `temporal server start-dev` with backupd's search
 // attributes and returns a connected client.
 func devServer(t *testing.T) (client.Client, string) {
-	bin := temporalBinary(t)
-	port, ui := freePort(t), freePort(t)
+	c, s := devServerHandle(t)
+	return c, s.addr()
+}
+
+func devServerHandle(t *testing.T) (client.Client, *tserver) {
 	dir := t.TempDir()
-	cmd := exec.Command(bin, temporalconfig.DevServerArgs(filepath.Join(dir, "temporal.db"), "127.0.0.1", port, ui, "default")...)
-	logf, _ := os.Create(filepath.Join(dir, "temporal.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	s := &tserver{t: t, bin: temporalBinary(t), db: filepath.Join(dir, "temporal.db"), port: freePort(t), ui: freePort(t),
+		logPath: filepath.Join(dir, "temporal.log")}
+	s.start()
+	t.Cleanup(func() { s.stop(false) })
 	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := client.Dial(client.Options{HostPort: addr, Namespace: "default", Logger: quiet})
+		c, err := client.Dial(client.Options{HostPort: s.addr(), Namespace: "default", Logger: quiet})
 		if err == nil {
 			if _, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{}); err == nil {
 				t.Cleanup(c.Close)
-				return c, addr
+				return c, s
 			}
 			c.Close()
 		}
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(s.logPath)
 			t.Fatalf("temporal dev server not up: %v\n%s", err, b)
 		}
 		time.Sleep(300 * time.Millisecond)
