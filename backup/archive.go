@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"backupd/repository"
 	"backupd/sources"
 )
@@ -86,6 +88,7 @@ type fileJob struct {
 	node *repository.Node
 	dir  *dirState
 	idx  int
+	f    *os.File // opened by the walker with read-ahead requested; nil if that failed
 }
 
 // componentRun is the state of backing up one component.
@@ -299,9 +302,13 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 				continue
 			}
 			d.pending.Add(1)
+			job := fileJob{abs: abs, node: node, dir: d, idx: idx, f: openAhead(abs, node.Size)}
 			select {
-			case cc.jobs <- fileJob{abs: abs, node: node, dir: d, idx: idx}:
+			case cc.jobs <- job:
 			case <-cc.ctx.Done():
+				if job.f != nil {
+					job.f.Close()
+				}
 				d.pending.Add(-1)
 				return
 			}
@@ -342,6 +349,9 @@ func (o *oneChunk) Next() ([]byte, error) {
 func (cc *componentRun) saveFile(small []byte, j fileJob) {
 	defer j.dir.release()
 	if cc.ctx.Err() != nil {
+		if j.f != nil {
+			j.f.Close()
+		}
 		return
 	}
 	drop := func(format string, args ...any) {
@@ -358,7 +368,10 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 		cc.stats.ErrorsSkipped++
 		cc.mu.Unlock()
 	}
-	f, err := openNoATime(j.abs)
+	f, err := j.f, error(nil)
+	if f == nil {
+		f, err = openNoATime(j.abs)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			drop("%s: vanished before it was read", j.abs)
@@ -430,4 +443,19 @@ func openNoATime(path string) (*os.File, error) {
 		f, err = os.Open(path)
 	}
 	return f, err
+}
+
+// openAhead opens a file as the walker hands it to the readers and asks
+// the kernel to start reading it: the job queue is a bounded window, so
+// up to that many files are read ahead while the readers compress. On a
+// cold cache this overlaps disk and CPU; on a warm one it costs a call.
+func openAhead(path string, size uint64) *os.File {
+	f, err := openNoATime(path)
+	if err != nil {
+		return nil // the reader opens it again and reports why it cannot
+	}
+	if size > 0 {
+		unix.Fadvise(int(f.Fd()), 0, int64(size), unix.FADV_WILLNEED)
+	}
+	return f
 }
