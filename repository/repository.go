@@ -515,11 +515,16 @@ func (r *Repository) Flush(ctx context.Context) error {
 	return r.compactIndex(ctx, packs, files)
 }
 
+const compactMinFiles = 4
+
 // compactIndex replaces several index files by one that supersedes them.
 // The new file is written before the old ones are removed, so a crash in
 // between leaves duplicates, never gaps.
 func (r *Repository) compactIndex(ctx context.Context, packs []IndexPack, files []ID) error {
-	if len(files) < 2 {
+	// A small backup's two or three index files are left as they are (a
+	// merge would cost more writes than it saves reads); garbage
+	// collection merges everything into one file anyway.
+	if len(files) < compactMinFiles {
 		return nil
 	}
 	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: packs}); err != nil {
