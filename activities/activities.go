@@ -266,7 +266,9 @@ func (a *Activities) CommitBackup(ctx context.Context, in CommitInput) (BackupSu
 		return BackupSummary{}, toTemporal(err)
 	}
 	m, err := repo.LoadManifest(ctx, in.Plan.ID)
-	if err != nil {
+	if err == nil {
+		_ = repo.DeletePending(ctx, in.Plan.ID) // an earlier attempt died after the write
+	} else {
 		m, err = backup.Commit(ctx, repo, &in.Plan, in.Components)
 	}
 	if err != nil {
@@ -322,6 +324,9 @@ func (a *Activities) DiscardBackup(ctx context.Context, in DiscardInput) error {
 			continue
 		}
 		if err := repo.DeleteManifest(ctx, in.BackupID); err != nil && !errors.Is(err, repository.ErrBackupNotFound) {
+			errs = append(errs, err)
+		}
+		if err := repo.DeletePending(ctx, in.BackupID); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -203,6 +203,11 @@ func RunComponent(ctx context.Context, repo *repository.Repository, plan *Plan, 
 	if cm.Error != "" {
 		return cm, fmt.Errorf("%w: %s", ErrComponentFailed, cm.Error)
 	}
+	// Until Commit writes the manifest, a marker keeps garbage collection
+	// from taking this component's data, however long the backup lasts.
+	if err := repo.SavePending(ctx, plan.ID, c.Name, cm.Tree); err != nil {
+		return cm, err
+	}
 	return cm, nil
 }
 
@@ -229,6 +234,9 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	if err := repo.SaveManifest(ctx, m); err != nil {
 		return nil, err
 	}
+	// the manifest references the trees now; a leftover marker would only
+	// delay garbage collection, so a failure here is not the backup's
+	_ = repo.DeletePending(ctx, plan.ID)
 	return m, nil
 }
 

@@ -25,7 +25,10 @@ import (
 //     depend on one, and a backup already running then has finished (and
 //     its manifest protects what it used) before the deletion.
 //
-// Both rules assume no backup runs longer than the safety window.
+// Both rules assume no backup runs longer than the safety window, except
+// for components already finished: their trees are named by pending
+// markers (pending.go) until the manifest is written, so a backup paused or
+// retried for days keeps them.
 // With a zero window (no concurrent writers), unreferenced packs are
 // deleted at once.
 
@@ -217,6 +220,15 @@ func (r *Repository) referencedBlobs(ctx context.Context) (map[ID]bool, error) {
 					return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 				}
 			}
+		}
+	}
+	pending, err := r.pendingTrees(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range pending {
+		if err := walk(id); err != nil && !errors.Is(err, ErrBlobNotFound) {
+			return nil, fmt.Errorf("pending backup: %w", err)
 		}
 	}
 	return used, nil

@@ -100,3 +100,35 @@ func TestGCRefusesOnUnreadableManifest(t *testing.T) {
 		t.Fatalf("gc with a damaged manifest: %v", err)
 	}
 }
+
+func TestGCKeepsPendingComponents(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	blob, _, _ := r.SaveBlob(ctx, DataBlob, randData(9, 5000))
+	tree, _ := r.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: 5000, Content: []ID{blob}}}})
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// a component finished long ago, its backup not yet committed (paused)
+	if err := r.SavePending(ctx, "backup-long", "data", tree); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
+	for i := 0; i < 3; i++ {
+		res, err := GC(ctx, r, GCOptions{SafetyWindow: time.Hour, Now: time.Now().Add(time.Duration(i) * 2 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Condemned != 0 || res.Deleted != 0 {
+			t.Fatalf("gc touched a pending component's packs: %+v", res)
+		}
+	}
+	if err := r.DeletePending(ctx, "backup-long"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil || res.Deleted != 2 {
+		t.Fatalf("after the marker went: %+v %v", res, err)
+	}
+}

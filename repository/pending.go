@@ -1,0 +1,88 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"backupd/storage"
+)
+
+// A pending marker (pending/<backup-id>.<component>) names the root tree of
+// a component that is stored but not yet part of a manifest: a backup whose
+// components run as separate steps, possibly paused for hours in between.
+// Garbage collection treats these trees as referenced, so a backup that
+// outlives the safety window never loses its finished components. Commit
+// (manifest written) and discarding a cancelled backup remove the markers.
+const pendingPrefix = "pending/"
+
+type pendingMarker struct {
+	BackupID  string    `json:"backup_id"`
+	Component string    `json:"component"`
+	Tree      ID        `json:"tree"`
+	Created   time.Time `json:"created"`
+}
+
+// SavePending records a finished component's tree until its manifest exists.
+func (r *Repository) SavePending(ctx context.Context, backupID, component string, tree ID) error {
+	if err := ValidBackupID(backupID); err != nil {
+		return err
+	}
+	if err := ValidNodeName(component); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(pendingMarker{BackupID: backupID, Component: component, Tree: tree, Created: time.Now().UTC()})
+	return r.be.Put(ctx, pendingPrefix+backupID+"."+component, bytes.NewReader(b), int64(len(b)))
+}
+
+// DeletePending removes a backup's markers.
+func (r *Repository) DeletePending(ctx context.Context, backupID string) error {
+	if err := ValidBackupID(backupID); err != nil {
+		return err
+	}
+	var names []string
+	err := r.be.List(ctx, pendingPrefix+backupID+".", func(oi storage.ObjectInfo) error {
+		names = append(names, oi.Name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := r.be.Delete(ctx, n); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// pendingTrees lists the trees of every pending marker.
+func (r *Repository) pendingTrees(ctx context.Context) ([]ID, error) {
+	var names []string
+	if err := r.be.List(ctx, pendingPrefix, func(oi storage.ObjectInfo) error {
+		names = append(names, oi.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []ID
+	for _, n := range names {
+		b, err := storage.ReadAll(ctx, r.be, n)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // committed meanwhile: its manifest now references the tree
+		}
+		if err != nil {
+			return nil, err
+		}
+		var m pendingMarker
+		if err := json.Unmarshal(b, &m); err != nil || !strings.HasPrefix(n, pendingPrefix+m.BackupID+".") {
+			return nil, fmt.Errorf("%s: %w: unreadable pending marker", n, ErrCorrupt)
+		}
+		out = append(out, m.Tree)
+	}
+	return out, nil
+}
