@@ -441,14 +441,17 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 		return RestoreResult{}, toTemporal(err)
 	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
+	// The first attempt refuses a non-empty target (unless told to
+	// overwrite); what a retry finds there is what that attempt wrote.
+	overwrite := in.Overwrite || activity.GetInfo(ctx).Attempt > 1
 	res, err := restore.Run(ctx, repo, m, restore.Options{Target: in.Target, Components: in.Components,
-		Paths: in.Paths, Overwrite: in.Overwrite, Progress: func(p restore.Progress) {
+		Paths: in.Paths, Overwrite: overwrite, Progress: func(p restore.Progress) {
 			hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
 		}})
 	hb.close()
 	if err != nil {
 		var fe *restore.FileError
-		if errors.As(err, &fe) {
+		if errors.As(err, &fe) && errors.Is(fe.Err, repository.ErrCorrupt) {
 			err = codes.Wrap(codes.CorruptionDetected, err)
 		}
 		return RestoreResult{}, toTemporal(err)

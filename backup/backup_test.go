@@ -281,3 +281,29 @@ func TestRestoreRefusesSymlinkEscapeInTarget(t *testing.T) {
 		t.Fatalf("restore wrote outside its target (err=%v)", err)
 	}
 }
+
+// Overlapping or repeated --path selections restore each file once
+// (found in review: a second plan entry removed the first's file).
+func TestRestoreOverlappingPaths(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	makeTree(t, src)
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, paths := range [][]string{
+		{filepath.Join(src, "a"), filepath.Join(src, "a/b/c"), filepath.Join(src, "a")},
+		{filepath.Join(src, "a/small.txt"), "/"},
+	} {
+		dst := t.TempDir()
+		if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst, Paths: paths}); err != nil {
+			t.Fatalf("%v: %v", paths, err)
+		}
+		got, err := os.ReadFile(filepath.Join(dst, "data", src, "a/small.txt"))
+		if err != nil || string(got) != "hello\n" {
+			t.Fatalf("%v: a/small.txt: %q %v", paths, got, err)
+		}
+	}
+}

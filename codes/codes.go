@@ -115,6 +115,8 @@ func Classify(err error) *Error {
 		c = InvalidConfiguration
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		c = RestoreConflict
+	case errors.Is(err, restore.ErrInvalidSelection):
+		c = InvalidConfiguration
 	case errors.Is(err, backup.ErrComponentFailed):
 		c = ComponentFailure
 	case errors.Is(err, context.Canceled):

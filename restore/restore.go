@@ -79,6 +79,10 @@ func (e *FileError) Error() string {
 }
 func (e *FileError) Unwrap() error { return e.Err }
 
+// ErrInvalidSelection: the request names a component, path or target that
+// cannot be restored (a user error, never worth retrying).
+var ErrInvalidSelection = errors.New("invalid restore selection")
+
 // ErrTargetNotEmpty: restoring into a non-empty directory needs Overwrite.
 var ErrTargetNotEmpty = errors.New("target directory is not empty (use overwrite to restore into it)")
 
@@ -128,7 +132,7 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 			dir = t
 		}
 		if dir == "" {
-			return nil, errors.New("no target directory given")
+			return nil, fmt.Errorf("%w: no target directory given", ErrInvalidSelection)
 		}
 		targets = append(targets, &compTarget{name: c.Name, dir: dir})
 	}
@@ -163,10 +167,10 @@ func selectComponents(m *repository.Manifest, names []string) ([]repository.Comp
 	for _, n := range names {
 		c := m.Component(n)
 		if c == nil {
-			return nil, fmt.Errorf("backup %s has no component %q (it has: %s)", m.ID, n, strings.Join(m.ComponentNames(), ", "))
+			return nil, fmt.Errorf("%w: backup %s has no component %q (it has: %s)", ErrInvalidSelection, m.ID, n, strings.Join(m.ComponentNames(), ", "))
 		}
 		if c.Error != "" {
-			return nil, fmt.Errorf("component %q failed in backup %s and holds nothing: %s", n, m.ID, c.Error)
+			return nil, fmt.Errorf("%w: component %q failed in backup %s and holds nothing: %s", ErrInvalidSelection, n, m.ID, c.Error)
 		}
 		out = append(out, *c)
 	}
@@ -202,11 +206,11 @@ func prepareTarget(t *compTarget, overwrite bool) error {
 // anything that could climb out.
 func cleanSelectPath(p string) ([]string, error) {
 	if strings.ContainsRune(p, 0) {
-		return nil, fmt.Errorf("path %q contains a NUL byte", p)
+		return nil, fmt.Errorf("%w: path %q contains a NUL byte", ErrInvalidSelection, p)
 	}
 	for _, el := range strings.Split(p, "/") {
 		if el == ".." {
-			return nil, fmt.Errorf("path %q contains '..'", p)
+			return nil, fmt.Errorf("%w: path %q contains '..'", ErrInvalidSelection, p)
 		}
 	}
 	c := path.Clean("/" + p)
@@ -224,12 +228,12 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 	if len(paths) == 0 {
 		return p.addTree(ctx, repo, t, ".", root, inodes)
 	}
+	sels, err := selections(paths)
+	if err != nil {
+		return err
+	}
 	found := 0
-	for _, sel := range paths {
-		els, err := cleanSelectPath(sel)
-		if err != nil {
-			return err
-		}
+	for _, els := range sels {
 		if len(els) == 0 {
 			return p.addTree(ctx, repo, t, ".", root, inodes)
 		}
@@ -262,10 +266,46 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 		}
 	}
 	if found == 0 {
-		return fmt.Errorf("component %s holds none of the paths %s", c.Name, strings.Join(paths, ", "))
+		return fmt.Errorf("%w: component %s holds none of the paths %s", ErrInvalidSelection, c.Name, strings.Join(paths, ", "))
 	}
 	p.dirs = dedupeDirs(p.dirs)
 	return nil
+}
+
+// selections cleans the requested paths and drops every one that is the
+// same as, or inside, another: each file must be planned once, or a second
+// entry would fight the first over the same name.
+func selections(paths []string) ([][]string, error) {
+	cleaned := make([]string, 0, len(paths))
+	for _, sel := range paths {
+		els, err := cleanSelectPath(sel)
+		if err != nil {
+			return nil, err
+		}
+		cleaned = append(cleaned, "/"+strings.Join(els, "/"))
+	}
+	sort.Strings(cleaned)
+	var out [][]string
+	var kept []string
+	for _, c := range cleaned {
+		covered := false
+		for _, k := range kept {
+			if c == k || k == "/" || strings.HasPrefix(c, k+"/") {
+				covered = true
+				break
+			}
+		}
+		if covered {
+			continue
+		}
+		kept = append(kept, c)
+		if c == "/" {
+			out = append(out, nil)
+		} else {
+			out = append(out, strings.Split(c[1:], "/"))
+		}
+	}
+	return out, nil
 }
 
 func dedupeDirs(ds []*entry) []*entry {
@@ -318,6 +358,9 @@ func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *comp
 			loc, ok := repo.Lookup(id)
 			if !ok {
 				return fmt.Errorf("%s/%s: data blob %s is missing from the repository (run 'backupd repo check')", t.name, rel, id.Short())
+			}
+			if loc.Type != repository.DataBlob || loc.RawLength > repository.MaxChunkSize {
+				return fmt.Errorf("%s/%s: %w: blob %s is not a data chunk of at most %d bytes", t.name, rel, repository.ErrCorrupt, id.Short(), repository.MaxChunkSize)
 			}
 			e.locs = append(e.locs, loc)
 			size += int64(loc.RawLength)
@@ -587,8 +630,10 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	close(jobs)
 	wg.Wait()
 	for _, e := range r.plan.files {
-		if e.failed.Load() {
-			r.unlink(e) // never leave wrong content behind
+		// never leave wrong content behind: failed files, and on
+		// cancellation every file not completely written and verified
+		if e.failed.Load() || (ctx.Err() != nil && remaining[e].Load() != 0) {
+			r.unlink(e)
 		}
 	}
 	return ctx.Err()

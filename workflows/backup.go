@@ -109,6 +109,10 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 
 	// pause/resume
 	paused := false
+	// pausedRun is set when a pause cancels the running component: its
+	// cancellation error then means "run it again", even if a resume
+	// arrived before the activity acknowledged the cancellation.
+	pausedRun := false
 	var cancelCurrent workflow.CancelFunc
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
@@ -122,6 +126,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 					p.Paused, p.Status = true, StatusPaused
 					setStatus(ctx, StatusPaused)
 					if cancelCurrent != nil {
+						pausedRun = true
 						cancelCurrent()
 					}
 				}
@@ -163,7 +168,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 			}
 			p.CurrentOperation = "backing_up"
 			actx, cancel := workflow.WithCancel(longActivity(ctx))
-			cancelCurrent = cancel
+			cancelCurrent, pausedRun = cancel, false
 			err := workflow.ExecuteActivity(actx, a.BackupComponent, activities.ComponentInput{
 				Plan: *plan, Component: name, Location: primary}).Get(actx, &cm)
 			cancelCurrent = nil
@@ -171,8 +176,8 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 				return nil, cancelled(ctx, p, plan.ID, req.Locations)
 			}
 			var ce *temporal.CanceledError
-			if err != nil && paused && errors.As(err, &ce) {
-				continue // paused: wait, then run the component again
+			if err != nil && pausedRun && errors.As(err, &ce) {
+				continue // paused: wait (if still paused), then run the component again
 			}
 			if err != nil {
 				p.StorageStatus[primary] = "failed"

@@ -223,3 +223,31 @@ func TestBackupWorkflowPauseHoldsNoActivityAndResumes(t *testing.T) {
 		t.Fatalf("status %s", out.Status)
 	}
 }
+
+// A resume that arrives before the paused activity has acknowledged its
+// cancellation must not fail the backup (found in review).
+func TestBackupWorkflowQuickPauseResume(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(plan(), nil)
+	var calls atomic.Int32
+	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ComponentInput) (repository.ComponentManifest, error) {
+		if calls.Add(1) == 1 {
+			return repository.ComponentManifest{}, uploadUntilCancelled(ctx)
+		}
+		return okComponent(ctx, in)
+	})
+	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{Status: "completed"}, nil)
+	env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{Passed: true}, nil)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalPause, nil)
+		env.SignalWorkflow(SignalResume, nil)
+	}, 100*time.Millisecond)
+	env.ExecuteWorkflow(BackupWorkflow, req)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("quick pause/resume failed the backup: %v", err)
+	}
+	if calls.Load() != 3 {
+		t.Fatalf("%d component calls, want 3", calls.Load())
+	}
+}
