@@ -302,7 +302,7 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 				continue
 			}
 			d.pending.Add(1)
-			job := fileJob{abs: abs, node: node, dir: d, idx: idx, f: openAhead(abs, node.Size)}
+			job := fileJob{abs: abs, node: node, dir: d, idx: idx, f: openAhead(abs, node)}
 			select {
 			case cc.jobs <- job:
 			case <-cc.ctx.Done():
@@ -370,7 +370,7 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 	}
 	f, err := j.f, error(nil)
 	if f == nil {
-		f, err = openNoATime(j.abs)
+		f, err = openFile(j.abs, j.node)
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -437,25 +437,42 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 	cc.a.filesDone.Add(1)
 }
 
-func openNoATime(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME, 0)
+// openFile opens the regular file that was listed at path. It never
+// follows a symlink or blocks on a FIFO put there since the listing
+// (O_NOFOLLOW, O_NONBLOCK, which does not affect regular files), and
+// refuses anything that is no longer the same regular file.
+func openFile(path string, node *repository.Node) (*os.File, error) {
+	const flags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+	f, err := os.OpenFile(path, flags|syscall.O_NOATIME, 0)
 	if errors.Is(err, syscall.EPERM) { // O_NOATIME needs ownership
-		f, err = os.Open(path)
+		f, err = os.OpenFile(path, flags, 0)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || (node.Inode != 0 && st.Ino != node.Inode) {
+		f.Close()
+		return nil, errors.New("replaced by another file since it was listed")
+	}
+	return f, nil
 }
 
 // openAhead opens a file as the walker hands it to the readers and asks
 // the kernel to start reading it: the job queue is a bounded window, so
 // up to that many files are read ahead while the readers compress. On a
 // cold cache this overlaps disk and CPU; on a warm one it costs a call.
-func openAhead(path string, size uint64) *os.File {
-	f, err := openNoATime(path)
+func openAhead(path string, node *repository.Node) *os.File {
+	f, err := openFile(path, node)
 	if err != nil {
 		return nil // the reader opens it again and reports why it cannot
 	}
-	if size > 0 {
-		unix.Fadvise(int(f.Fd()), 0, int64(size), unix.FADV_WILLNEED)
+	if node.Size > 0 {
+		unix.Fadvise(int(f.Fd()), 0, int64(node.Size), unix.FADV_WILLNEED)
 	}
 	return f
 }

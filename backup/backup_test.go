@@ -15,6 +15,7 @@ import (
 	"backupd/backup"
 	"backupd/repository"
 	"backupd/restore"
+	"backupd/sources"
 	"backupd/storage/mem"
 )
 
@@ -305,5 +306,31 @@ func TestRestoreOverlappingPaths(t *testing.T) {
 		if err != nil || string(got) != "hello\n" {
 			t.Fatalf("%v: a/small.txt: %q %v", paths, got, err)
 		}
+	}
+}
+
+// A file replaced by a FIFO or a symlink after it was listed is a warning,
+// never a hang or a read through the link (found in review).
+func TestFileReplacedAfterListing(t *testing.T) {
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), []byte("data"))
+	fi, _ := os.Lstat(filepath.Join(src, "f"))
+	node, _ := sources.NodeFromInfo(filepath.Join(src, "f"), fi)
+	os.Remove(filepath.Join(src, "f"))
+	syscall.Mkfifo(filepath.Join(src, "f"), 0o600)
+	done := make(chan error, 1)
+	go func() { _, err := backup.OpenFileForTest(filepath.Join(src, "f"), node); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("opened a FIFO in place of a regular file")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked opening a FIFO swapped in after the listing")
+	}
+	os.Remove(filepath.Join(src, "f"))
+	os.Symlink("/etc/passwd", filepath.Join(src, "f"))
+	if _, err := backup.OpenFileForTest(filepath.Join(src, "f"), node); err == nil {
+		t.Fatal("followed a symlink swapped in after the listing")
 	}
 }

@@ -77,7 +77,10 @@ func decodePackHeader(b []byte, dataLen int64) ([]PackEntry, error) {
 		if e.Type != DataBlob && e.Type != TreeBlob {
 			return nil, fmt.Errorf("%w: pack header names blob type %d", ErrCorrupt, e.Type)
 		}
-		if int64(e.Offset)+int64(e.Length) > dataLen || e.Length < sealOverhead+1 {
+		// a blob's stored length is bounded by what a reader would ever
+		// accept, so no index or header can make it allocate more
+		if int64(e.Offset)+int64(e.Length) > dataLen || e.Length < sealOverhead+1 ||
+			e.Length > maxBlobPlaintext+sealOverhead+1 || e.RawLength > maxBlobPlaintext {
 			return nil, fmt.Errorf("%w: pack header entry %s out of bounds", ErrCorrupt, e.ID.Short())
 		}
 		entries = append(entries, e)

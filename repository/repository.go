@@ -180,15 +180,22 @@ func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Reposito
 	}
 	// Prefer full-access entries so a credential that wraps both opens for reading.
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Access == AccessFull && entries[j].Access != AccessFull })
+	// A damaged (or planted) entry must not lock everyone out: try every
+	// entry, and report entry errors only when none opens.
+	var errs []error
 	for _, e := range entries {
 		k, err := e.unwrap(creds)
 		if errors.Is(err, ErrNoMatchingKey) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		return newRepository(be, cfg, k, e)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w (%v)", ErrNoMatchingKey, errors.Join(errs...))
 	}
 	return nil, ErrNoMatchingKey
 }

@@ -1,0 +1,4 @@
+package backup
+
+// OpenFileForTest exposes openFile to the external tests.
+var OpenFileForTest = openFile
