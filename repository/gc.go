@@ -302,5 +302,24 @@ func (r *Repository) excludeCondemned(ctx context.Context) error {
 			r.idx.condemned[pi] = true
 		}
 	}
+	// Blobs whose first-loaded location is condemned but that also live in
+	// a healthy pack are looked up there (index files load in any order).
+	for pi, es := range r.idx.extra {
+		if r.idx.condemned[pi] {
+			continue
+		}
+		kept := es[:0]
+		for _, e := range es {
+			cur, ok := r.idx.blobs[e.ID]
+			if ok && r.idx.condemned[cur.pack] {
+				r.idx.extra[cur.pack] = append(r.idx.extra[cur.pack], PackEntry{Type: cur.typ, ID: e.ID,
+					Offset: cur.offset, Length: cur.length, RawLength: cur.rawLength})
+				r.idx.blobs[e.ID] = blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
+				continue
+			}
+			kept = append(kept, e)
+		}
+		r.idx.extra[pi] = kept
+	}
 	return nil
 }

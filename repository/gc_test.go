@@ -132,3 +132,35 @@ func TestGCKeepsPendingComponents(t *testing.T) {
 		t.Fatalf("after the marker went: %+v %v", res, err)
 	}
 }
+
+// A blob stored in a condemned pack and again in a healthy one is looked up
+// in the healthy one, whichever index file loaded first (found in review).
+func TestCondemnedBlobResolvesToHealthyCopy(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t)
+	data := randData(11, 3000)
+	id, _, _ := r.SaveBlob(ctx, DataBlob, data)
+	r.Flush(ctx)
+	locA, _ := r.Lookup(id)
+	r2 := r.Session() // has not loaded the index: stores the blob again
+	if _, added, _ := r2.SaveBlob(ctx, DataBlob, data); !added {
+		t.Fatal("second session deduplicated without an index")
+	}
+	r2.Flush(ctx)
+	if err := r.saveCondemned(ctx, map[string]time.Time{locA.Pack.String(): time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		r3 := r.Session()
+		if err := r3.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		loc, _ := r3.Lookup(id)
+		if loc.Pack == locA.Pack {
+			t.Fatalf("lookup %d resolves to the condemned pack", i)
+		}
+		if !r3.Has(id) {
+			t.Fatalf("lookup %d: the healthy copy is not deduplicated against", i)
+		}
+	}
+}

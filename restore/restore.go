@@ -419,19 +419,21 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 			r.warn("%s/%s: %v", e.ct.name, e.rel, err)
 		}
 	}
+	var failed []string
 	for _, e := range p.links {
 		err := r.replaceable(e)
 		if err == nil {
 			err = e.ct.root.Link(e.linkTo, e.rel)
 		}
 		if err != nil {
-			r.warn("%s/%s: hard link: %v", e.ct.name, e.rel, err)
+			// a missing link is a missing file, not a footnote
+			failed = append(failed, fmt.Sprintf("%s/%s (hard link to %s: %v)", e.ct.name, e.rel, e.linkTo, err))
+			continue
 		}
 		r.res.Links++
 	}
 	// 4. verify what was written
 	// (files were verified and got their metadata as they were completed)
-	var failed []string
 	for _, e := range p.files {
 		if e.failed.Load() {
 			name := e.ct.name + "/" + e.rel
