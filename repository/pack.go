@@ -117,6 +117,7 @@ type packBuilder struct {
 	typ     BlobType
 	buf     []byte
 	entries []PackEntry
+	sealer  *sealer // the session key its blobs were sealed with
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) {

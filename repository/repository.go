@@ -392,7 +392,7 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 		p = nil
 	}
 	if p == nil {
-		p = &packBuilder{typ: t, buf: (*packBufs.Get().(*[]byte))[:0]}
+		p = &packBuilder{typ: t, buf: (*packBufs.Get().(*[]byte))[:0], sealer: s}
 		r.packers[t] = p
 	}
 	p.add(t, id, sealed, len(data))
@@ -435,13 +435,13 @@ func (r *Repository) startUploaders() {
 // producers instead.
 func (r *Repository) uploadPack(p *packBuilder) error {
 	r.wmu.Lock()
-	s := r.sealer
 	failed := r.uploadErr != nil
 	r.wmu.Unlock()
 	if failed {
 		return nil
 	}
 	ctx := context.Background()
+	s := p.sealer
 	buf := p.finish(s)
 	defer func() { packBufs.Put(&buf) }()
 	id := ID(sha256.Sum256(buf))
@@ -515,6 +515,10 @@ func (r *Repository) Flush(ctx context.Context) error {
 	packs, files := r.sessionPacks, r.sessionIndex
 	r.sessionPacks, r.sessionIndex = nil, nil
 	r.sealer, r.uploadErr = nil, nil
+	if err != nil {
+		// blobs of packs that never got stored must not look present
+		r.pending = map[ID]struct{}{}
+	}
 	r.wmu.Unlock()
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"backupd/storage"
+	"backupd/storage/fault"
 	"backupd/storage/mem"
 )
 
@@ -183,5 +184,33 @@ func TestChunkerBoundaries(t *testing.T) {
 	first, _ := c2.Next()
 	if len(first) == sizes[0] {
 		t.Fatalf("keyed chunker: same first boundary with another key")
+	}
+}
+
+// After a failed flush, blobs whose pack never got stored are not reported
+// as present, so the next attempt stores them (found in review).
+func TestFailedFlushForgetsPendingBlobs(t *testing.T) {
+	ctx := context.Background()
+	be := fault.New(mem.New())
+	r, err := Init(ctx, be, InitOptions{Wrapping: testPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be.Add(fault.Rule{Op: fault.Put, Prefix: "data/", Action: fault.Fail, Times: 1})
+	id, _, _ := r.SaveBlob(ctx, DataBlob, randData(3, 4000))
+	if err := r.Flush(ctx); err == nil {
+		t.Fatal("flush succeeded with its pack upload failing")
+	}
+	if r.Has(id) {
+		t.Fatal("a blob whose pack was never stored is reported present")
+	}
+	if _, added, err := r.SaveBlob(ctx, DataBlob, randData(3, 4000)); err != nil || !added {
+		t.Fatalf("retry: added=%v err=%v", added, err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadBlob(ctx, DataBlob, id); err != nil {
+		t.Fatal(err)
 	}
 }
