@@ -144,13 +144,19 @@ type stack struct {
 }
 
 func newStack(t *testing.T) *stack {
-	c, addr := devServer(t)
-	s3 := s3test.StartTB(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	if out, err := exec.Command("cp", "-a", filepath.Join(goRoot, "src", "net"), src).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
+	return newStackFor(t, src)
+}
+
+// newStackFor is newStack backing up src as the "data" component.
+func newStackFor(t *testing.T, src string) *stack {
+	c, addr := devServer(t)
+	s3 := s3test.StartTB(t)
+	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("job-test-password\n"), 0o600)
 	t.Setenv("BACKUPD_TEST_KDF", "1")

@@ -201,6 +201,20 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 		comps = append(comps, cm)
 	}
 	p.CurrentComponent = ""
+	// a pause also holds the steps after the components
+	waitIfPaused := func() error {
+		if !paused {
+			return nil
+		}
+		op := p.CurrentOperation
+		p.CurrentOperation = "paused"
+		err := workflow.Await(ctx, func() bool { return !paused })
+		p.CurrentOperation = op
+		return err
+	}
+	if err := waitIfPaused(); err != nil {
+		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+	}
 	p.CurrentOperation = "finalizing"
 	var sum activities.BackupSummary
 	err = workflow.ExecuteActivity(shortActivity(ctx), a.CommitBackup, activities.CommitInput{
@@ -216,6 +230,9 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 	out := &BackupOutcome{Summary: sum, Copies: map[string]string{}, Failed: failedComps}
 
 	// copies, in parallel
+	if err := waitIfPaused(); err != nil {
+		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+	}
 	if len(req.Locations) > 1 {
 		p.CurrentOperation = "replicating"
 		futures := map[string]workflow.Future{}
@@ -239,6 +256,9 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 		}
 	}
 	p.Percentage = 95
+	if err := waitIfPaused(); err != nil {
+		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+	}
 	if req.Verify {
 		p.CurrentOperation = "verifying"
 		var rep activities.VerifyReport
