@@ -16,8 +16,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"backupd/activities"
 	"backupd/codes"
 	"backupd/workflows"
 )
@@ -158,6 +160,25 @@ func (j *Client) Progress(ctx context.Context, job *Job) (*workflows.Progress, e
 	var p workflows.Progress
 	if err := v.Get(&p); err != nil {
 		return nil, err
+	}
+	// The workflow knows finished steps; the running activity's counters
+	// are in its last heartbeat, which Describe returns without a worker.
+	if p.Finished == nil {
+		if d, err := j.C.DescribeWorkflowExecution(ctx, job.WorkflowID, job.RunID); err == nil {
+			for _, pa := range d.PendingActivities {
+				if pa.HeartbeatDetails == nil {
+					continue
+				}
+				var cp activities.Checkpoint
+				if converter.GetDefaultDataConverter().FromPayloads(pa.HeartbeatDetails, &cp) != nil {
+					continue
+				}
+				p.BytesProcessed += cp.BytesDone
+				p.BytesAdded += cp.BytesAdded
+				p.Files += cp.FilesDone
+				p.Warnings += cp.Warnings
+			}
+		}
 	}
 	return &p, nil
 }

@@ -59,6 +59,18 @@ func TestJobsPauseResumeOnRealTemporal(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitPacks(t, 1)
+	// live counters of the running activity reach the progress answer
+	deadline0 := time.Now().Add(20 * time.Second)
+	for {
+		p := s.progress(t, job)
+		if p.BytesProcessed > 0 && p.Files > 0 && p.Status == workflows.StatusInProgress {
+			break
+		}
+		if time.Now().After(deadline0) {
+			t.Fatalf("progress never showed the running component's bytes: %+v", p)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := s.jc.Pause(ctx, job); err != nil {
 		t.Fatal(err)
 	}
