@@ -20,6 +20,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path"
@@ -498,16 +499,18 @@ func (b *Backend) rename(c *conn, from, to string) error {
 		c.posixRename.Store(false) // advertised but refused: use the fallback from now on
 	}
 	// Plain SFTP rename refuses to replace an existing file. Another Put of
-	// the same name may slip in between remove and rename, so try again a
-	// few times.
+	// the same name may slip in between remove and rename, so try again,
+	// backing off with jitter so that contending writers spread out (seen
+	// failing five quick tries under load in CI).
 	var err error
-	for range 5 {
+	for attempt := range 50 {
 		if err = c.sftp.Remove(to); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		if err = c.sftp.Rename(from, to); err == nil || errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		time.Sleep(time.Duration(1+mrand.IntN(1+attempt)) * time.Millisecond)
 	}
 	return err
 }
