@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -95,6 +96,18 @@ func ValidName(name string) error {
 		}
 	}
 	return nil
+}
+
+// PrefixDir returns the deepest directory that every name starting with
+// prefix lies in ("" for the top), and false when no valid name can start
+// with prefix. Backends with directories list only below it.
+func PrefixDir(prefix string) (string, bool) {
+	i := strings.LastIndexByte(prefix, '/')
+	if i <= 0 {
+		return "", true
+	}
+	d := prefix[:i]
+	return d, ValidName(d) == nil
 }
 
 // ReadAll reads a whole object.

@@ -232,12 +232,12 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 		return err
 	}
 	// Walk only the deepest directory the prefix is sure to be inside.
-	start := "."
-	if i := strings.LastIndexByte(prefix, '/'); i > 0 {
-		start = prefix[:i]
-		if storage.ValidName(start) != nil {
-			return nil // no object can have this prefix
-		}
+	start, ok := storage.PrefixDir(prefix)
+	if !ok {
+		return nil // no object can have this prefix
+	}
+	if start == "" {
+		start = "."
 	}
 	err := fs.WalkDir(b.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

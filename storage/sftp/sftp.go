@@ -605,12 +605,9 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	start := ""
-	if i := strings.LastIndexByte(prefix, '/'); i > 0 {
-		start = prefix[:i]
-		if storage.ValidName(start) != nil {
-			return nil
-		}
+	start, ok := storage.PrefixDir(prefix)
+	if !ok {
+		return nil // no object can have this prefix
 	}
 	return b.walk(ctx, start, prefix, fn)
 }
