@@ -61,6 +61,14 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 	if req.JobID == "" {
 		req.JobID = newJobID("BACKUP")
 	}
+	attrs := []temporal.SearchAttributeUpdate{
+		workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
+		workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
+		workflows.AttrComponents.ValueSet(req.Components),
+	}
+	if req.ScheduleID != "" {
+		attrs = append(attrs, workflows.AttrScheduleID.ValueSet(req.ScheduleID))
+	}
 	opts := client.StartWorkflowOptions{
 		ID:                       BackupWorkflowID(j.Host, req.Components),
 		TaskQueue:                j.TaskQueue,
@@ -68,17 +76,8 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// without this the SDK quietly hands back the running job's handle
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
-			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
-			workflows.AttrComponents.ValueSet(req.Components)),
-		Memo: map[string]any{"job_id": req.JobID, "name": req.Name},
-	}
-	if req.ScheduleID != "" {
-		opts.TypedSearchAttributes = temporal.NewSearchAttributes(
-			workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
-			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
-			workflows.AttrComponents.ValueSet(req.Components), workflows.AttrScheduleID.ValueSet(req.ScheduleID))
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
+		Memo:                                     map[string]any{"job_id": req.JobID, "name": req.Name},
 	}
 	if priority > 0 {
 		opts.Priority = temporal.Priority{PriorityKey: priority}

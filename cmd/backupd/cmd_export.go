@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -45,7 +46,7 @@ func cmdExport(ctx context.Context, args []string) error {
 	// so a failed export leaves no archive that looks whole.
 	var tmp string
 	if output != "-" {
-		f, err := os.CreateTemp(dirOf(output), ".backupd-export-*")
+		f, err := os.CreateTemp(filepath.Dir(output), ".backupd-export-*")
 		if err != nil {
 			return err
 		}
@@ -66,13 +67,4 @@ func cmdExport(ctx context.Context, args []string) error {
 		}
 	}
 	return err
-}
-
-func dirOf(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[:i+1]
-		}
-	}
-	return "."
 }

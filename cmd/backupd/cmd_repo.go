@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -235,5 +234,3 @@ func rate(n int64, d time.Duration) string {
 	}
 	return humanBytes(int64(float64(n)/d.Seconds())) + "/s"
 }
-
-var _ io.Writer = os.Stdout
