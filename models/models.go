@@ -1,0 +1,247 @@
+// Package models is backupd's SQL catalog: an index of what the storage
+// locations hold (backups) plus operational state (jobs, reports,
+// schedules' metadata, storage settings, retention policies, API tokens,
+// the audit log). The repositories stay the truth: `backupd catalog
+// rebuild` recreates the backup rows from their manifests.
+//
+// The same code runs on SQLite (the embedded default, pure Go) and
+// PostgreSQL; migrations run on Open.
+package models
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Backup is one backup as the catalog knows it.
+type Backup struct {
+	ID          string `gorm:"primaryKey;size:80"`
+	Name        string `gorm:"size:200"`
+	Description string `gorm:"size:2000"`
+	Type        string `gorm:"size:16;not null;index:idx_backups_type_ts,priority:1"`
+	Status      string `gorm:"size:16;not null;index:idx_backups_status_ts,priority:1"`
+	// Timestamp is when the backup started (the spec's "timestamp").
+	Timestamp time.Time `gorm:"not null;index;index:idx_backups_type_ts,priority:2;index:idx_backups_status_ts,priority:2"`
+	Finished  *time.Time
+	// SizeBytes is the data the backup holds; CompressedBytes what it added
+	// to storage after deduplication, compression and encryption.
+	SizeBytes       int64
+	CompressedBytes int64
+	Files           int64
+	DurationSeconds float64
+	Components      Strings          `gorm:"type:text"`
+	ComponentSizes  map[string]int64 `gorm:"type:text;serializer:json"`
+	// Locations holds the locations the backup is stored in (written or
+	// copied); Requested the ones the request named.
+	Locations      Strings `gorm:"type:text"`
+	Requested      Strings `gorm:"type:text"`
+	Encryption     string  `gorm:"size:32"`
+	Compression    string  `gorm:"size:16"`
+	IntegrityCheck string  `gorm:"size:16"` // pending | passed | failed | not_run
+	VerifiedAt     *time.Time
+	RetentionDays  int
+	ParentBackup   string `gorm:"size:80;index"`
+	BaseBackup     string `gorm:"size:80"`
+	ScheduleID     string `gorm:"size:120;index"`
+	CreatedBy      string `gorm:"size:120"`
+	JobID          string `gorm:"size:80;index"`
+	Protected      bool
+	KeyID          string `gorm:"size:80"`
+	KeyVersion     string `gorm:"size:16"`
+	ManifestHash   string `gorm:"size:100"`
+	Host           string `gorm:"size:200"`
+	SystemVersion  string `gorm:"size:200"`
+	KernelVersion  string `gorm:"size:200"`
+	HardwareID     string `gorm:"size:200"`
+	Warnings       int64
+	Error          string `gorm:"size:4000"`
+	ErrorCode      string `gorm:"size:16"`
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Job is one durable job (a Temporal workflow run) as the API shows it.
+type Job struct {
+	ID      string `gorm:"primaryKey;size:80"`
+	Type    string `gorm:"size:16;not null;index:idx_jobs_type_started,priority:1"` // backup | restore | verify | cleanup
+	Subtype string `gorm:"size:40"`
+	// Status: queued | running | paused | completed | partial | failed | cancelled
+	Status string `gorm:"size:16;not null;index:idx_jobs_status_started,priority:1"`
+	// RefID is the id the spec gives the job's object: restore_id,
+	// verification_id or cleanup_id (backups use BackupID).
+	RefID            string    `gorm:"size:80;index"`
+	BackupID         string    `gorm:"size:80;index"`
+	Name             string    `gorm:"size:200"`
+	User             string    `gorm:"size:120"`
+	ScheduleID       string    `gorm:"size:120"`
+	WorkflowID       string    `gorm:"size:300"`
+	RunID            string    `gorm:"size:80"`
+	Progress         float64   `gorm:"not null;default:0"`
+	Started          time.Time `gorm:"not null;index;index:idx_jobs_type_started,priority:2;index:idx_jobs_status_started,priority:2"`
+	Finished         *time.Time
+	EstimatedBytes   int64
+	EstimatedSeconds float64
+	SizeBytes        int64
+	Request          JSON   `gorm:"type:text"`
+	Result           JSON   `gorm:"type:text"`
+	Error            string `gorm:"size:4000"`
+	ErrorCode        string `gorm:"size:16"`
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// Report is a stored verification or cleanup report.
+type Report struct {
+	ID        string `gorm:"primaryKey;size:80"`
+	Kind      string `gorm:"size:16;not null"` // verify | cleanup
+	JobID     string `gorm:"size:80;index"`
+	BackupID  string `gorm:"size:80;index"`
+	Status    string `gorm:"size:16"`
+	Body      JSON   `gorm:"type:text"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Schedule keeps the user's schedule fields (Temporal keeps only calendar
+// specs, not the frequency/time/day the user gave).
+type Schedule struct {
+	ID            string  `gorm:"primaryKey;size:120"`
+	Name          string  `gorm:"size:200"`
+	Description   string  `gorm:"size:2000"`
+	Enabled       bool    `gorm:"not null"`
+	Type          string  `gorm:"size:16"`
+	Frequency     string  `gorm:"size:16"`
+	Time          string  `gorm:"size:8"`
+	Day           string  `gorm:"size:16"`
+	Timezone      string  `gorm:"size:64"`
+	Components    Strings `gorm:"type:text"`
+	Locations     Strings `gorm:"type:text"`
+	RetentionDays int
+	Encryption    bool
+	Compression   string          `gorm:"size:16"`
+	Notifications map[string]bool `gorm:"type:text;serializer:json"`
+	CreatedBy     string          `gorm:"size:120"`
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Setting is one named JSON document of live configuration: storage
+// location overrides, policies, retention.
+type Setting struct {
+	Name      string `gorm:"primaryKey;size:80"`
+	Body      JSON   `gorm:"type:text"`
+	UpdatedAt time.Time
+}
+
+// Token is an API bearer token; only its SHA-256 is stored.
+type Token struct {
+	ID         string `gorm:"primaryKey;size:40"`
+	Name       string `gorm:"size:200"`
+	Role       string `gorm:"size:16;not null"`
+	Hash       string `gorm:"size:64;not null;uniqueIndex"`
+	CreatedBy  string `gorm:"size:120"`
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
+	Revoked    bool
+}
+
+// AuditEntry records one mutating API call.
+type AuditEntry struct {
+	ID        int64     `gorm:"primaryKey;autoIncrement"`
+	Time      time.Time `gorm:"not null;index"`
+	Actor     string    `gorm:"size:200"` // token name (id)
+	Role      string    `gorm:"size:16"`
+	Method    string    `gorm:"size:8"`
+	Path      string    `gorm:"size:500"`
+	Action    string    `gorm:"size:80"`
+	Target    string    `gorm:"size:200"`
+	RequestID string    `gorm:"size:64;index"`
+	Status    int
+	Outcome   string `gorm:"size:16"` // success | failure | denied
+	Detail    string `gorm:"size:2000"`
+	Remote    string `gorm:"size:100"`
+}
+
+// Strings is a string list stored as JSON text.
+type Strings []string
+
+// Value implements driver.Valuer.
+func (s Strings) Value() (driver.Value, error) {
+	if s == nil {
+		return "[]", nil
+	}
+	b, err := json.Marshal([]string(s))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (s *Strings) Scan(v any) error {
+	b, err := bytesOf(v)
+	if err != nil || len(b) == 0 {
+		*s = Strings{}
+		return err
+	}
+	return json.Unmarshal(b, (*[]string)(s))
+}
+
+// JSON is a raw JSON document stored as text.
+type JSON json.RawMessage
+
+// Value implements driver.Valuer.
+func (j JSON) Value() (driver.Value, error) {
+	if len(j) == 0 {
+		return "null", nil
+	}
+	return string(j), nil
+}
+
+// Scan implements sql.Scanner.
+func (j *JSON) Scan(v any) error {
+	b, err := bytesOf(v)
+	if err != nil {
+		return err
+	}
+	*j = append((*j)[:0], b...)
+	return nil
+}
+
+// MarshalJSON keeps the document as it is.
+func (j JSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
+}
+
+// ToJSON marshals v for a JSON column.
+func ToJSON(v any) JSON {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return JSON("null")
+	}
+	return JSON(b)
+}
+
+// Decode unmarshals the document into v.
+func (j JSON) Decode(v any) error {
+	if len(j) == 0 {
+		return errors.New("empty document")
+	}
+	return json.Unmarshal(j, v)
+}
+
+func bytesOf(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		return x, nil
+	case string:
+		return []byte(x), nil
+	}
+	return nil, fmt.Errorf("cannot scan %T into a JSON column", v)
+}

@@ -1,0 +1,186 @@
+package models_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"backupd/models"
+	"backupd/models/modelstest"
+)
+
+func forEachDriver(t *testing.T, fn func(t *testing.T, s *models.Store)) {
+	for _, d := range modelstest.Drivers(t) {
+		t.Run(d, func(t *testing.T) { fn(t, modelstest.Open(t, d)) })
+	}
+}
+
+func TestBackupsListFilterTotals(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		base := time.Date(2025, 3, 1, 2, 0, 0, 0, time.UTC)
+		types := []string{"full", "incremental", "incremental", "differential"}
+		for i := 0; i < 40; i++ {
+			st := "completed"
+			if i%10 == 9 {
+				st = "failed"
+			}
+			b := &models.Backup{ID: fmt.Sprintf("backup-%03d", i), Type: types[i%4], Status: st,
+				Timestamp: base.Add(time.Duration(i) * time.Hour), SizeBytes: int64(i) * 100, CompressedBytes: int64(i) * 10,
+				Components: models.Strings{"data", "logs"}, ComponentSizes: map[string]int64{"data": int64(i)}}
+			if i > 0 {
+				b.ParentBackup = fmt.Sprintf("backup-%03d", i-1)
+			}
+			if err := s.PutBackup(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page, err := s.ListBackups(ctx, models.BackupFilter{Limit: 5, Page: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != 5 || page[0].ID != "backup-034" || page[4].ID != "backup-030" {
+			t.Fatalf("page 2: %v", ids(page))
+		}
+		if page[0].ComponentSizes["data"] != 34 || len(page[0].Components) != 2 {
+			t.Fatalf("json columns: %+v", page[0])
+		}
+		since := base.Add(10 * time.Hour)
+		until := base.Add(19 * time.Hour)
+		f := models.BackupFilter{Type: "incremental", Since: &since, Until: &until}
+		tot, err := s.BackupTotals(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// hours 10..19 with i%4 in {1,2}: 10,13,14,17,18
+		if tot.Total != 5 || tot.ByType["incremental"] != 5 || tot.SizeBytes != (10+13+14+17+18)*100 {
+			t.Fatalf("totals: %+v", tot)
+		}
+		all, _ := s.BackupTotals(ctx, models.BackupFilter{})
+		if all.Total != 40 || all.ByType["full"] != 10 || all.CompressedBytes != 7800 {
+			t.Fatalf("all totals: %+v", all)
+		}
+		failed, _ := s.ListBackups(ctx, models.BackupFilter{Status: "failed"})
+		if len(failed) != 4 {
+			t.Fatalf("failed: %v", ids(failed))
+		}
+		kids, _ := s.ChildBackups(ctx, "backup-005")
+		if len(kids) != 1 || kids[0] != "backup-006" {
+			t.Fatalf("children: %v", kids)
+		}
+		lb, err := s.LatestBackup(ctx, []string{"data", "logs"}, "completed", "full")
+		if err != nil || lb.ID != "backup-036" {
+			t.Fatalf("latest full: %v %v", lb, err)
+		}
+		if _, err := s.GetBackup(ctx, "nope"); err != models.ErrNotFound {
+			t.Fatalf("missing: %v", err)
+		}
+		if err := s.UpdateBackup(ctx, "nope", map[string]any{"status": "x"}); err != models.ErrNotFound {
+			t.Fatalf("update missing: %v", err)
+		}
+	})
+}
+
+func ids(bs []models.Backup) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.ID)
+	}
+	return out
+}
+
+func TestTokens(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		if _, _, err := s.CreateToken(ctx, "x", "root", "", 0); err == nil {
+			t.Fatal("unknown role accepted")
+		}
+		plain, tok, err := s.CreateToken(ctx, "ops", "operator", "test", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Authenticate(ctx, plain)
+		if err != nil || got.ID != tok.ID || got.Role != "operator" {
+			t.Fatalf("auth: %+v %v", got, err)
+		}
+		for _, bad := range []string{"", plain + "x", "bkd_", plain[:len(plain)-1]} {
+			if _, err := s.Authenticate(ctx, bad); err == nil {
+				t.Fatalf("token %q accepted", bad)
+			}
+		}
+		list, _ := s.ListTokens(ctx)
+		for _, l := range list {
+			if l.Hash == plain {
+				t.Fatal("plaintext stored")
+			}
+		}
+		if err := s.RevokeToken(ctx, tok.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, plain); err == nil {
+			t.Fatal("revoked token accepted")
+		}
+		p2, _, _ := s.CreateToken(ctx, "short", "viewer", "", time.Nanosecond)
+		time.Sleep(time.Millisecond)
+		if _, err := s.Authenticate(ctx, p2); err == nil {
+			t.Fatal("expired token accepted")
+		}
+	})
+}
+
+func TestJobsReportsSettingsAudit(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		for i, st := range []string{"running", "completed", "failed", "queued"} {
+			j := &models.Job{ID: fmt.Sprintf("J-%d", i), Type: "backup", Status: st, Started: now.Add(time.Duration(i) * time.Second),
+				Request: models.ToJSON(map[string]int{"i": i})}
+			if err := s.PutJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dup := &models.Job{ID: "J-0", Type: "backup", Status: "completed", Started: now}
+		if err := s.CreateJobIfMissing(ctx, dup); err != nil {
+			t.Fatal(err)
+		}
+		j0, _ := s.GetJob(ctx, "J-0")
+		if j0.Status != "running" {
+			t.Fatalf("CreateJobIfMissing overwrote: %s", j0.Status)
+		}
+		var req map[string]int
+		if err := j0.Request.Decode(&req); err != nil || req["i"] != 0 {
+			t.Fatalf("request: %v %v", req, err)
+		}
+		js, _ := s.ListJobs(ctx, models.JobFilter{Statuses: []string{"running", "queued"}})
+		if len(js) != 2 || js[0].ID != "J-3" {
+			t.Fatalf("jobs: %+v", js)
+		}
+		c, _ := s.JobCounts(ctx, nil)
+		if c["failed"] != 1 || c["running"] != 1 {
+			t.Fatalf("counts %v", c)
+		}
+		if err := s.PutReport(ctx, &models.Report{ID: "VERIFY-1", Kind: "verify", Body: models.ToJSON(map[string]bool{"passed": true})}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.GetReport(ctx, "VERIFY-1")
+		if err != nil || string(r.Body) != `{"passed":true}` {
+			t.Fatalf("report %v %v", r, err)
+		}
+		var v struct{ A int }
+		if ok, err := s.GetSetting(ctx, "policies", &v); ok || err != nil {
+			t.Fatal("absent setting found")
+		}
+		s.PutSetting(ctx, "policies", struct{ A int }{7})
+		if ok, _ := s.GetSetting(ctx, "policies", &v); !ok || v.A != 7 {
+			t.Fatal("setting lost")
+		}
+		for i := 0; i < 3; i++ {
+			s.Audit(ctx, &models.AuditEntry{Actor: "ops", Action: fmt.Sprint("a", i), Outcome: "success"})
+		}
+		es, total, err := s.ListAudit(ctx, models.AuditFilter{Limit: 2})
+		if err != nil || total != 3 || len(es) != 2 || es[0].Action != "a2" {
+			t.Fatalf("audit %+v %d %v", es, total, err)
+		}
+	})
+}
