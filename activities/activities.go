@@ -21,6 +21,7 @@ import (
 	"backupd/backup"
 	"backupd/codes"
 	"backupd/config"
+	"backupd/hostinfo"
 	"backupd/repository"
 	"backupd/restore"
 )
@@ -190,8 +191,16 @@ func (a *Activities) PrepareBackup(ctx context.Context, in PrepareInput) (*backu
 	if err := repo.LoadIndex(ctx); err != nil {
 		return nil, toTemporal(err)
 	}
+	// the host's description goes into the manifest, so a rebuilt
+	// catalog shows it too
+	tags := map[string]string{}
+	for k, v := range in.Tags {
+		tags[k] = v
+	}
+	hi := hostinfo.Get()
+	tags["system_version"], tags["kernel_version"], tags["hardware_id"] = hi.SystemVersion, hi.KernelVersion, hi.HardwareID
 	plan, err := backup.Prepare(ctx, repo, backup.Options{ID: in.BackupID, Type: in.Type, Components: comps,
-		Compression: c, Host: a.Config.Host, Tags: in.Tags})
+		Compression: c, Host: a.Config.Host, Tags: tags})
 	return plan, toTemporal(err)
 }
 
@@ -420,12 +429,70 @@ type RestoreInput struct {
 	Components []string `json:"components,omitempty"`
 	Paths      []string `json:"paths,omitempty"`
 	Overwrite  bool     `json:"overwrite"`
+	// Original puts every component back at its original paths.
+	Original bool `json:"original,omitempty"`
 }
 
 // RestoreResult reports a restore.
 type RestoreResult struct {
 	Files, Dirs, Bytes, Verified int64
 	Warnings                     []string
+	Components                   []string
+}
+
+func (in RestoreInput) options(m *repository.Manifest) restore.Options {
+	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite}
+	if in.Original {
+		o.ComponentTargets = map[string]string{}
+		for _, c := range m.Components {
+			o.ComponentTargets[c.Name] = "/"
+		}
+		o.Overwrite = true
+	}
+	return o
+}
+
+func restoredComponents(m *repository.Manifest, sel []string) []string {
+	if len(sel) > 0 {
+		return sel
+	}
+	var out []string
+	for _, c := range m.Components {
+		if c.Error == "" {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// VerifyRestore re-reads a finished restore and checks it against the
+// backup's manifest; a mismatch is BACKUP_006 naming the files.
+func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
+	repo, err := a.Stores.Open(ctx, in.Location)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
+	m, err := repo.LoadManifest(ctx, in.BackupID)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
+	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "verifying restore"})
+	opts := in.options(m)
+	opts.VerifyOnly = true
+	opts.Progress = func(p restore.Progress) {
+		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
+	}
+	res, err := restore.Run(ctx, repo, m, opts)
+	hb.close()
+	if err != nil {
+		var fe *restore.FileError
+		if errors.As(err, &fe) {
+			err = codes.Wrap(codes.VerificationFailed, err)
+		}
+		return RestoreResult{}, toTemporal(err)
+	}
+	return RestoreResult{Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, Verified: res.Verified,
+		Components: restoredComponents(m, in.Components)}, nil
 }
 
 // Restore writes a backup (or parts) into the target; see restore.Run.
@@ -443,11 +510,12 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
 	// The first attempt refuses a non-empty target (unless told to
 	// overwrite); what a retry finds there is what that attempt wrote.
-	overwrite := in.Overwrite || activity.GetInfo(ctx).Attempt > 1
-	res, err := restore.Run(ctx, repo, m, restore.Options{Target: in.Target, Components: in.Components,
-		Paths: in.Paths, Overwrite: overwrite, Progress: func(p restore.Progress) {
-			hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
-		}})
+	opts := in.options(m)
+	opts.Overwrite = opts.Overwrite || activity.GetInfo(ctx).Attempt > 1
+	opts.Progress = func(p restore.Progress) {
+		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
+	}
+	res, err := restore.Run(ctx, repo, m, opts)
 	hb.close()
 	if err != nil {
 		var fe *restore.FileError
@@ -456,7 +524,8 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 		}
 		return RestoreResult{}, toTemporal(err)
 	}
-	return RestoreResult{Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, Verified: res.Verified, Warnings: res.Warnings}, nil
+	return RestoreResult{Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, Verified: res.Verified, Warnings: res.Warnings,
+		Components: restoredComponents(m, in.Components)}, nil
 }
 
 // GCInput runs garbage collection on a location.

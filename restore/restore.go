@@ -44,7 +44,10 @@ type Options struct {
 	// NoVerify skips re-reading restored files (blobs are always verified
 	// before they are written).
 	NoVerify bool
-	Workers  int
+	// VerifyOnly writes nothing: it re-reads an earlier restore of the
+	// same selection and checks it against the manifest.
+	VerifyOnly bool
+	Workers    int
 	Progress func(Progress)
 }
 
@@ -144,13 +147,22 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		}
 	}
 	for _, t := range targets {
-		if err := prepareTarget(t, opts.Overwrite); err != nil {
+		if opts.VerifyOnly {
+			root, err := os.OpenRoot(t.dir)
+			if err != nil {
+				return nil, fmt.Errorf("verify restored %s: %w", t.name, err)
+			}
+			t.root = root
+		} else if err := prepareTarget(t, opts.Overwrite); err != nil {
 			return nil, err
 		}
 		defer t.root.Close()
 	}
 	res := &Result{}
 	r := &restorer{repo: repo, opts: opts, plan: p, res: res, start: time.Now()}
+	if opts.VerifyOnly {
+		return r.verifyTree(ctx)
+	}
 	return r.run(ctx)
 }
 

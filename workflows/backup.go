@@ -6,6 +6,7 @@ package workflows
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -68,6 +69,13 @@ type BackupRequest struct {
 	Verify      bool              `json:"verify"`
 	Tags        map[string]string `json:"tags,omitempty"`
 	ScheduleID  string            `json:"schedule_id,omitempty"`
+	// What the catalog keeps about the backup.
+	Description   string `json:"description,omitempty"`
+	CreatedBy     string `json:"created_by,omitempty"`
+	RetentionDays int    `json:"retention_days,omitempty"`
+	// CatalogQueue is the task queue of the catalog activities (the API
+	// server's); empty: no catalog (jobs started from the CLI).
+	CatalogQueue string `json:"catalog_queue,omitempty"`
 }
 
 // BackupOutcome is the workflow's result.
@@ -87,6 +95,37 @@ type BackupOutcome struct {
 // again and skips everything already committed. Cancel stops the activity
 // within seconds and removes what the job wrote, on a disconnected context.
 func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, error) {
+	// Scheduled runs come without ids: derive them from the run, which
+	// replays identically.
+	info := workflow.GetInfo(ctx)
+	if req.JobID == "" {
+		req.JobID = "BACKUP-JOB-" + shortRunID(info.WorkflowExecution.RunID)
+		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrJobID.ValueSet(req.JobID))
+	}
+	if req.BackupID == "" {
+		req.BackupID = "backup-" + workflow.Now(ctx).UTC().Format("20060102-150405") + "-" +
+			strings.ToLower(shortRunID(info.WorkflowExecution.RunID)[:4])
+		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrBackupID.ValueSet(req.BackupID))
+	}
+	r := &backupRun{req: req}
+	out, err := r.run(ctx)
+	r.record(ctx, out, err)
+	return out, err
+}
+
+// backupRun is one backup job's state, shared by its steps and its
+// catalog record.
+type backupRun struct {
+	req      BackupRequest
+	p        *Progress
+	plan     *backup.Plan
+	comps    []repository.ComponentManifest
+	sum      *activities.BackupSummary
+	startRec workflow.Future
+}
+
+func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
+	req := r.req
 	if len(req.Locations) == 0 {
 		return nil, temporal.NewNonRetryableApplicationError("no storage locations", string(codes.InvalidConfiguration), nil)
 	}
@@ -105,7 +144,9 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 	}); err != nil {
 		return nil, err
 	}
+	r.p = p
 	setStatus(ctx, StatusInProgress)
+	r.startRec = recordJob(ctx, req.CatalogQueue, r.jobRecord(ctx, nil, nil))
 
 	// pause/resume
 	paused := false
@@ -152,6 +193,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 		return nil, finish(ctx, p, StatusFailed, err)
 	}
 	p.BackupID = plan.ID
+	r.plan = plan
 	p.StorageStatus[primary] = "writing"
 
 	var comps []repository.ComponentManifest
@@ -199,6 +241,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 		p.Warnings += cm.Stats.Warnings
 		p.Percentage = 90 * float64(i+1) / float64(len(req.Components))
 		comps = append(comps, cm)
+		r.comps = comps
 	}
 	p.CurrentComponent = ""
 	// a pause also holds the steps after the components
@@ -227,6 +270,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 		return nil, finish(ctx, p, StatusFailed, err)
 	}
 	p.StorageStatus[primary] = "done"
+	r.sum = &sum
 	out := &BackupOutcome{Summary: sum, Copies: map[string]string{}, Failed: failedComps}
 
 	// copies, in parallel

@@ -46,6 +46,10 @@ type Progress struct {
 	Elapsed             string            `json:"elapsed"`
 	Paused              bool              `json:"paused"`
 	SnapshotID          string            `json:"snapshot_id,omitempty"`
+	FilesTotal          int64             `json:"files_total,omitempty"`
+	BytesTotal          int64             `json:"bytes_total,omitempty"`
+	// Verification: restores' pre_restore/post_restore states.
+	Verification map[string]string `json:"verification,omitempty"`
 }
 
 func (p *Progress) fail(format string, args ...any) {

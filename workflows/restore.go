@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"encoding/json"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -18,6 +20,13 @@ type RestoreRequest struct {
 	Paths        []string `json:"paths,omitempty"`
 	Overwrite    bool     `json:"overwrite"`
 	VerifyBefore bool     `json:"verify_before"`
+	VerifyAfter  bool     `json:"verify_after"`
+	// Original restores each component to its original paths (Target
+	// is then ignored).
+	Original     bool   `json:"original,omitempty"`
+	RestoreID    string `json:"restore_id,omitempty"`
+	Subtype      string `json:"subtype,omitempty"` // full | partial
+	CatalogQueue string `json:"catalog_queue,omitempty"`
 }
 
 // RestoreOutcome is the restore workflow's result.
@@ -27,36 +36,81 @@ type RestoreOutcome struct {
 }
 
 // RestoreWorkflow: verify the backup's structure before → restore (every
-// file is verified against the manifest as it is written).
+// file is verified against the manifest as it is written) → optionally
+// verify the restored files again.
 func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome, error) {
+	var p *Progress
+	var start workflow.Future
+	out, err := runRestore(ctx, req, &p, &start)
+	if req.CatalogQueue != "" && p != nil {
+		if p.Finished == nil {
+			now := workflow.Now(ctx)
+			p.Finished, p.Status = &now, StatusFailed
+		}
+		rec := restoreRecord(ctx, req, p)
+		rec.Error, rec.ErrorCode = errorOf(err)
+		if out != nil {
+			rec.Result = rawJSON(out)
+		} else {
+			rec.Result = rawJSON(map[string]any{"progress": p.snapshot(workflow.Now(ctx))})
+		}
+		awaitRecords(ctx, req.CatalogQueue, start, rec)
+	}
+	return out, err
+}
+
+func restoreRecord(ctx workflow.Context, req RestoreRequest, p *Progress) activities.JobRecord {
+	info := workflow.GetInfo(ctx).WorkflowExecution
+	return activities.JobRecord{JobID: req.JobID, Type: "restore", Subtype: req.Subtype, Status: jobStatus(p.Status),
+		RefID: req.RestoreID, BackupID: req.BackupID, Started: p.Started, Finished: p.Finished,
+		Percentage: p.Percentage, SizeBytes: p.BytesProcessed, WorkflowID: info.ID, RunID: info.RunID}
+}
+
+func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *workflow.Future) (*RestoreOutcome, error) {
 	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "restore", BackupID: req.BackupID,
 		ComponentsCompleted: []string{}, ComponentsRemaining: append([]string{}, req.Components...),
-		StorageStatus: map[string]string{req.Location: "reading"}, Started: workflow.Now(ctx)}
+		StorageStatus: map[string]string{req.Location: "reading"}, Started: workflow.Now(ctx),
+		Verification: map[string]string{"pre_restore": "skipped", "post_restore": "skipped"}}
+	*pp = p
+	if req.VerifyBefore {
+		p.Verification["pre_restore"] = "pending"
+	}
+	if req.VerifyAfter {
+		p.Verification["post_restore"] = "pending"
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
 		return p.snapshot(workflow.Now(ctx)), nil
 	}); err != nil {
 		return nil, err
 	}
 	setStatus(ctx, StatusInProgress)
+	p.Status = StatusInProgress
+	*start = recordJob(ctx, req.CatalogQueue, restoreRecord(ctx, req, p))
 	if req.VerifyBefore {
 		p.CurrentOperation = "verifying_backup"
 		var rep activities.VerifyReport
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
 			BackupID: req.BackupID, Location: req.Location}).Get(ctx, &rep)
 		if err != nil {
+			p.Verification["pre_restore"] = "failed"
 			return nil, finish(ctx, p, StatusFailed, err)
 		}
 		if !rep.Passed {
+			p.Verification["pre_restore"] = "failed"
 			return nil, finish(ctx, p, StatusFailed, temporal.NewNonRetryableApplicationError(
 				"the backup failed verification before the restore; nothing was written", string(codes.VerificationFailed), nil, rep))
 		}
+		p.Verification["pre_restore"] = "passed"
 		p.Percentage = 10
 	}
-	p.CurrentOperation = "restoring"
+	p.CurrentOperation = "restoring_data"
+	if len(req.Components) > 0 {
+		p.CurrentComponent = req.Components[0]
+	}
 	var res activities.RestoreResult
 	err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, activities.RestoreInput{
 		BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: req.Components,
-		Paths: req.Paths, Overwrite: req.Overwrite}).Get(ctx, &res)
+		Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original}).Get(ctx, &res)
 	if ctx.Err() != nil {
 		now := workflow.Now(ctx)
 		p.Status, p.Finished = StatusCancelled, &now
@@ -68,8 +122,29 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome,
 		return nil, finish(ctx, p, StatusFailed, err)
 	}
 	p.Files, p.BytesProcessed = res.Files, res.Bytes
+	p.FilesTotal = res.Files
 	p.Warnings = int64(len(res.Warnings))
-	p.ComponentsCompleted, p.ComponentsRemaining = p.ComponentsRemaining, []string{}
+	done := res.Components
+	if len(done) == 0 {
+		done = p.ComponentsRemaining
+	}
+	p.ComponentsCompleted, p.ComponentsRemaining = done, []string{}
+	p.CurrentComponent = ""
+	if req.VerifyAfter {
+		// every file was verified as it was written; this reads the
+		// whole restored tree again against the manifest
+		p.CurrentOperation = "verifying_restore"
+		p.Percentage = 95
+		var vr activities.RestoreResult
+		err := workflow.ExecuteActivity(longActivity(ctx), a.VerifyRestore, activities.RestoreInput{
+			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: req.Components,
+			Paths: req.Paths, Original: req.Original}).Get(ctx, &vr)
+		if err != nil {
+			p.Verification["post_restore"] = "failed"
+			return nil, finish(ctx, p, StatusFailed, err)
+		}
+		p.Verification["post_restore"] = "passed"
+	}
 	_ = finish(ctx, p, StatusCompleted, nil)
 	return &RestoreOutcome{Result: res, Progress: p.snapshot(workflow.Now(ctx))}, nil
 }
@@ -81,21 +156,55 @@ type VerifyRequest struct {
 	Location        string  `json:"location"`
 	ReadDataPercent float64 `json:"read_data_percent"`
 	ExtractTest     bool    `json:"extract_test"`
+	VerificationID  string  `json:"verification_id,omitempty"`
+	CatalogQueue    string  `json:"catalog_queue,omitempty"`
 }
 
 // VerifyWorkflow checks a backup (manifest signature, trees, index, pack
 // headers, a share or all of the data) and optionally restores it into a
 // scratch directory; the report is the result.
 func VerifyWorkflow(ctx workflow.Context, req VerifyRequest) (*activities.VerifyReport, error) {
+	var p *Progress
+	var start workflow.Future
+	rep, err := runVerify(ctx, req, &p, &start)
+	if req.CatalogQueue != "" && p != nil {
+		rec := otherRecord(ctx, "verify", req.JobID, req.VerificationID, req.BackupID, p)
+		rec.Error, rec.ErrorCode = errorOf(err)
+		if rep != nil {
+			rec.Report = rawJSON(rep)
+		} else {
+			rec.Report = rawJSON(map[string]any{"backup_id": req.BackupID, "location": req.Location, "passed": false,
+				"error": rec.Error, "error_code": rec.ErrorCode})
+		}
+		awaitRecords(ctx, req.CatalogQueue, start, rec)
+	}
+	return rep, err
+}
+
+// otherRecord is the catalog record of a verify or cleanup job.
+func otherRecord(ctx workflow.Context, typ, jobID, refID, backupID string, p *Progress) activities.JobRecord {
+	if p.Finished == nil && p.Status != StatusInProgress {
+		now := workflow.Now(ctx)
+		p.Finished, p.Status = &now, StatusFailed
+	}
+	info := workflow.GetInfo(ctx).WorkflowExecution
+	return activities.JobRecord{JobID: jobID, Type: typ, Subtype: "manual", Status: jobStatus(p.Status), RefID: refID,
+		BackupID: backupID, Started: p.Started, Finished: p.Finished, Percentage: p.Percentage,
+		WorkflowID: info.ID, RunID: info.RunID}
+}
+
+func runVerify(ctx workflow.Context, req VerifyRequest, pp **Progress, start *workflow.Future) (*activities.VerifyReport, error) {
 	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "verify", BackupID: req.BackupID,
 		CurrentOperation: "verifying", ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
 		StorageStatus: map[string]string{req.Location: "reading"}, Started: workflow.Now(ctx)}
+	*pp = p
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
 		return p.snapshot(workflow.Now(ctx)), nil
 	}); err != nil {
 		return nil, err
 	}
 	setStatus(ctx, StatusInProgress)
+	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "verify", req.JobID, req.VerificationID, req.BackupID, p))
 	var rep activities.VerifyReport
 	err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{BackupID: req.BackupID,
 		Location: req.Location, ReadDataPercent: req.ReadDataPercent, ExtractTest: req.ExtractTest}).Get(ctx, &rep)
@@ -120,7 +229,10 @@ type CleanupRequest struct {
 	SafetyWindowSeconds int64    `json:"safety_window_seconds"` // 0: the repository default
 	// Immediate deletes unreferenced packs at once (no safety window):
 	// only when no backup can be writing to these locations.
-	Immediate bool `json:"immediate"`
+	Immediate    bool            `json:"immediate"`
+	CleanupID    string          `json:"cleanup_id,omitempty"`
+	CatalogQueue string          `json:"catalog_queue,omitempty"`
+	Decisions    json.RawMessage `json:"decisions,omitempty"` // the retention decisions, for the report
 }
 
 // CleanupOutcome reports per location.
@@ -140,15 +252,35 @@ type GCLocationOutcome struct {
 // CleanupWorkflow: forget the given backups (unless dry run) → garbage
 // collection per location (dry run: what would be freed, computed).
 func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome, error) {
+	var p *Progress
+	var start workflow.Future
+	out, err := runCleanup(ctx, req, &p, &start)
+	if req.CatalogQueue != "" && p != nil {
+		rec := otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p)
+		rec.Error, rec.ErrorCode = errorOf(err)
+		rec.Report = rawJSON(map[string]any{"cleanup_id": req.CleanupID, "dry_run": req.DryRun,
+			"locations": req.Locations, "backup_ids": req.BackupIDs, "outcome": out, "decisions": req.Decisions,
+			"status": rec.Status, "error": rec.Error})
+		if out != nil {
+			rec.Removed = out.Removed
+		}
+		awaitRecords(ctx, req.CatalogQueue, start, rec)
+	}
+	return out, err
+}
+
+func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *workflow.Future) (*CleanupOutcome, error) {
 	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "cleanup", CurrentOperation: "cleaning",
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
+	*pp = p
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
 		return p.snapshot(workflow.Now(ctx)), nil
 	}); err != nil {
 		return nil, err
 	}
 	setStatus(ctx, StatusInProgress)
+	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p))
 	out := &CleanupOutcome{Removed: map[string][]string{}, GC: map[string]GCLocationOutcome{}}
 	for _, loc := range req.Locations {
 		p.StorageStatus[loc] = "cleaning"

@@ -1,0 +1,187 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"backupd/models"
+)
+
+// CatalogTaskQueue is where the catalog activities run: in the API
+// server's process (server or all), which owns the catalog. Workers on
+// backed-up hosts need no database access.
+const CatalogTaskQueue = "backupd-catalog"
+
+// Catalog records jobs and backups in the SQL catalog: the last step of
+// every job (and the first, for jobs the API did not start, like
+// scheduled backups). Notify, when set, hears every recorded change (the
+// API server's WebSocket hub).
+type Catalog struct {
+	Store  *models.Store
+	Notify func(JobRecord)
+}
+
+// JobRecord is a job's state for the catalog.
+type JobRecord struct {
+	JobID      string          `json:"job_id"`
+	Type       string          `json:"type"` // backup | restore | verify | cleanup
+	Subtype    string          `json:"subtype,omitempty"`
+	Status     string          `json:"status"`
+	RefID      string          `json:"ref_id,omitempty"`
+	BackupID   string          `json:"backup_id,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	ScheduleID string          `json:"schedule_id,omitempty"`
+	WorkflowID string          `json:"workflow_id,omitempty"`
+	RunID      string          `json:"run_id,omitempty"`
+	Started    time.Time       `json:"started"`
+	Finished   *time.Time      `json:"finished,omitempty"`
+	Percentage float64         `json:"percentage"`
+	SizeBytes  int64           `json:"size_bytes,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	ErrorCode  string          `json:"error_code,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	// Backup is the backup row a backup job writes (or a verify updates).
+	Backup *models.Backup `json:"backup,omitempty"`
+	// Report is stored under the job's RefID (verify and cleanup).
+	Report json.RawMessage `json:"report,omitempty"`
+	// Removed lists, per location, the backups a cleanup removed.
+	Removed map[string][]string `json:"removed,omitempty"`
+}
+
+// RecordJob writes a job's state (and its backup row and report) to the
+// catalog. It is idempotent: a retry writes the same rows.
+func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
+	s := c.Store
+	j, err := s.GetJob(ctx, rec.JobID)
+	if errors.Is(err, models.ErrNotFound) {
+		j = &models.Job{ID: rec.JobID, Type: rec.Type, Started: rec.Started, User: "scheduler"}
+	} else if err != nil {
+		return err
+	}
+	if j.Finished != nil && rec.Finished == nil {
+		return nil // a late start record must not reopen a finished job
+	}
+	j.Status = rec.Status
+	setIf(&j.Subtype, rec.Subtype)
+	setIf(&j.RefID, rec.RefID)
+	setIf(&j.BackupID, rec.BackupID)
+	setIf(&j.Name, rec.Name)
+	setIf(&j.ScheduleID, rec.ScheduleID)
+	setIf(&j.WorkflowID, rec.WorkflowID)
+	setIf(&j.RunID, rec.RunID)
+	if !rec.Started.IsZero() {
+		j.Started = rec.Started
+	}
+	j.Finished = rec.Finished
+	j.Progress = rec.Percentage
+	if rec.SizeBytes > 0 {
+		j.SizeBytes = rec.SizeBytes
+	}
+	j.Error, j.ErrorCode = rec.Error, rec.ErrorCode
+	if len(rec.Result) > 0 {
+		j.Result = models.JSON(rec.Result)
+	}
+	if err := s.PutJob(ctx, j); err != nil {
+		return err
+	}
+	if rec.Backup != nil {
+		b := *rec.Backup
+		if old, err := s.GetBackup(ctx, b.ID); err == nil {
+			// what the API knew at creation that the workflow may not
+			setIf(&b.Name, old.Name)
+			setIf(&b.Description, old.Description)
+			setIf(&b.CreatedBy, old.CreatedBy)
+			if b.RetentionDays == 0 {
+				b.RetentionDays = old.RetentionDays
+			}
+			b.Protected = b.Protected || old.Protected
+			b.CreatedAt = old.CreatedAt
+			if b.IntegrityCheck == "" {
+				b.IntegrityCheck = old.IntegrityCheck
+				b.VerifiedAt = old.VerifiedAt
+			}
+		}
+		if err := s.PutBackup(ctx, &b); err != nil {
+			return err
+		}
+	}
+	if len(rec.Report) > 0 && rec.RefID != "" {
+		if err := s.PutReport(ctx, &models.Report{ID: rec.RefID, Kind: rec.Type, JobID: rec.JobID,
+			BackupID: rec.BackupID, Status: rec.Status, Body: models.JSON(rec.Report)}); err != nil {
+			return err
+		}
+	}
+	if rec.Type == "verify" && rec.Finished != nil && rec.BackupID != "" {
+		var v struct {
+			Passed   bool      `json:"passed"`
+			Finished time.Time `json:"finished"`
+		}
+		if json.Unmarshal(rec.Report, &v) == nil {
+			if err := c.RecordVerification(ctx, VerifyResult{BackupID: rec.BackupID, Passed: v.Passed, At: *rec.Finished}); err != nil {
+				return err
+			}
+		}
+	}
+	for loc, ids := range rec.Removed {
+		for _, id := range ids {
+			if err := c.removeLocation(ctx, id, loc); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Notify != nil {
+		c.Notify(rec)
+	}
+	return nil
+}
+
+// removeLocation drops loc from a backup's locations; a backup left in
+// no location leaves the catalog.
+func (c *Catalog) removeLocation(ctx context.Context, id, loc string) error {
+	b, err := c.Store.GetBackup(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keep models.Strings
+	for _, l := range b.Locations {
+		if l != loc {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) == 0 {
+		return c.Store.DeleteBackup(ctx, id)
+	}
+	return c.Store.UpdateBackup(ctx, id, map[string]any{"locations": keep})
+}
+
+// VerifyResult is what a verification job records on the verified backup.
+type VerifyResult struct {
+	BackupID string    `json:"backup_id"`
+	Location string    `json:"location"`
+	Passed   bool      `json:"passed"`
+	At       time.Time `json:"at"`
+}
+
+// RecordVerification marks a backup verified (or failed) at a location.
+func (c *Catalog) RecordVerification(ctx context.Context, v VerifyResult) error {
+	st := "failed"
+	if v.Passed {
+		st = "passed"
+	}
+	err := c.Store.UpdateBackup(ctx, v.BackupID, map[string]any{"integrity_check": st, "verified_at": v.At})
+	if errors.Is(err, models.ErrNotFound) {
+		return nil // a backup the catalog does not know (yet): nothing to mark
+	}
+	return err
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}

@@ -1,0 +1,209 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"backupd/activities"
+	"backupd/codes"
+	"backupd/models"
+)
+
+var cat *activities.Catalog
+
+// recordJob writes a job record through the catalog activities on queue
+// (the API server's); nil when there is no catalog. It retries until the
+// server is back: a catalog that is down delays the record, never the
+// backup, and never loses it.
+func recordJob(ctx workflow.Context, queue string, rec activities.JobRecord) workflow.Future {
+	if queue == "" {
+		return nil
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              queue,
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 7 * 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: time.Minute},
+	})
+	return workflow.ExecuteActivity(actx, cat.RecordJob, rec)
+}
+
+// awaitRecords waits for the records in flight and writes the final one,
+// on a disconnected context so a cancelled job is recorded too.
+func awaitRecords(ctx workflow.Context, queue string, start workflow.Future, final activities.JobRecord) {
+	if queue == "" {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if start != nil {
+		_ = start.Get(dctx, nil)
+	}
+	_ = recordJob(dctx, queue, final).Get(dctx, nil)
+}
+
+func shortRunID(runID string) string {
+	s := strings.ToUpper(strings.ReplaceAll(runID, "-", ""))
+	if len(s) > 8 {
+		s = s[:8]
+	}
+	for len(s) < 8 {
+		s += "0"
+	}
+	return s
+}
+
+// jobStatus maps a workflow status to the API's job status.
+func jobStatus(s string) string {
+	switch s {
+	case StatusPending:
+		return "queued"
+	case StatusInProgress:
+		return "running"
+	}
+	return s
+}
+
+// errorOf splits a workflow error into message and code.
+func errorOf(err error) (string, string) {
+	if err == nil {
+		return "", ""
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && strings.HasPrefix(ae.Type(), "BACKUP_") {
+		return ae.Error(), ae.Type()
+	}
+	var ce *temporal.CanceledError
+	if errors.As(err, &ce) {
+		return "cancelled", ""
+	}
+	return err.Error(), string(codes.Classify(err).Code)
+}
+
+func rawJSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// jobRecord is the job as it stands; out/err are the result once done.
+func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err error) activities.JobRecord {
+	req, p := r.req, r.p
+	snap := p.snapshot(workflow.Now(ctx))
+	rec := activities.JobRecord{JobID: req.JobID, Type: "backup", Subtype: subtype(req), Status: jobStatus(p.Status),
+		BackupID: req.BackupID, Name: req.Name, ScheduleID: req.ScheduleID, Started: p.Started, Finished: p.Finished,
+		Percentage: p.Percentage, SizeBytes: p.BytesProcessed,
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
+	rec.Error, rec.ErrorCode = errorOf(err)
+	if out != nil {
+		rec.Result = rawJSON(out)
+	} else if p.Finished != nil {
+		rec.Result = rawJSON(map[string]any{"progress": snap})
+	}
+	comps := append([]string(nil), req.Components...)
+	sort.Strings(comps)
+	b := &models.Backup{ID: req.BackupID, Name: req.Name, Description: req.Description, Type: req.Type,
+		Status: p.Status, Timestamp: p.Started, Finished: p.Finished, Components: comps,
+		Requested: req.Locations, Encryption: "AES-256", Compression: req.Compression, IntegrityCheck: "pending",
+		RetentionDays: req.RetentionDays, ScheduleID: req.ScheduleID, CreatedBy: req.CreatedBy, JobID: req.JobID,
+		SizeBytes: p.BytesProcessed, Files: p.Files, Warnings: p.Warnings, ComponentSizes: map[string]int64{},
+		Locations: []string{}}
+	if b.Compression == "" {
+		b.Compression = "zstd"
+	}
+	if b.CreatedBy == "" && req.ScheduleID != "" {
+		b.CreatedBy = "scheduler"
+	}
+	if p.Status == StatusPending {
+		b.Status = StatusInProgress
+	}
+	if r.plan != nil {
+		b.ParentBackup, b.BaseBackup, b.Host = r.plan.Parent, r.plan.Base, r.plan.Host
+		b.SystemVersion = r.plan.Tags["system_version"]
+		b.KernelVersion = r.plan.Tags["kernel_version"]
+		b.HardwareID = r.plan.Tags["hardware_id"]
+		b.KeyID = r.plan.Tags["key_id"]
+	}
+	for _, c := range r.comps {
+		b.ComponentSizes[c.Name] = c.Stats.Bytes
+	}
+	if r.sum != nil {
+		b.SizeBytes, b.CompressedBytes, b.Files = r.sum.Stats.Bytes, r.sum.Stats.StoredAdded, r.sum.Stats.Files
+		b.Warnings = r.sum.Stats.Warnings
+		b.Locations = append(b.Locations, req.Locations[0])
+	}
+	if p.Finished != nil {
+		b.DurationSeconds = p.Finished.Sub(p.Started).Seconds()
+		b.IntegrityCheck = "not_run"
+		if p.Status == StatusFailed || p.Status == StatusCancelled {
+			b.IntegrityCheck = "failed"
+			if p.Status == StatusCancelled {
+				b.IntegrityCheck = "not_run"
+			}
+		}
+	}
+	if out != nil {
+		for _, l := range req.Locations[1:] {
+			if out.Copies[l] == "done" {
+				b.Locations = append(b.Locations, l)
+			}
+		}
+		if out.Verify != nil {
+			b.IntegrityCheck = "failed"
+			if out.Verify.Passed {
+				b.IntegrityCheck = "passed"
+			}
+			t := out.Verify.Finished
+			b.VerifiedAt = &t
+		}
+		for _, f := range out.Failed {
+			if b.Error != "" {
+				b.Error += "; "
+			}
+			b.Error += f.Name + ": " + f.Error
+			b.ErrorCode = string(codes.ComponentFailure)
+		}
+	}
+	if rec.Error != "" && b.Error == "" {
+		b.Error, b.ErrorCode = rec.Error, rec.ErrorCode
+	}
+	rec.Backup = b
+	return rec
+}
+
+func subtype(req BackupRequest) string {
+	if req.ScheduleID != "" {
+		return "scheduled_" + req.Type
+	}
+	return "manual_" + req.Type
+}
+
+// record writes the finished backup to the catalog.
+func (r *backupRun) record(ctx workflow.Context, out *BackupOutcome, err error) {
+	if r.req.CatalogQueue == "" {
+		return
+	}
+	if r.p == nil { // failed before it started
+		now := workflow.Now(ctx)
+		r.p = &Progress{Status: StatusFailed, Started: now, Finished: &now, StorageStatus: map[string]string{}}
+	}
+	if r.p.Finished == nil {
+		now := workflow.Now(ctx)
+		r.p.Finished = &now
+		if err != nil {
+			r.p.Status = StatusFailed
+		}
+	}
+	awaitRecords(ctx, r.req.CatalogQueue, r.startRec, r.jobRecord(ctx, out, err))
+}

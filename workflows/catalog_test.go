@@ -1,0 +1,89 @@
+package workflows
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+
+	"backupd/activities"
+	"backupd/backup"
+	"backupd/codes"
+	"backupd/repository"
+)
+
+func TestBackupRecordsStartAndEndInTheCatalog(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterActivity(&activities.Catalog{})
+	var mu sync.Mutex
+	var recs []activities.JobRecord
+	env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
+		mu.Lock()
+		recs = append(recs, r)
+		mu.Unlock()
+		return nil
+	})
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(plan(), nil)
+	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(okComponent)
+	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
+	env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{BackupID: "backup-1", Passed: true}, nil)
+	r := req
+	r.CatalogQueue = "cat"
+	r.BackupID = "backup-1"
+	r.Name = "nightly"
+	env.ExecuteWorkflow(BackupWorkflow, r)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want start and end", len(recs))
+	}
+	start, end := recs[0], recs[1]
+	if start.Status != "running" || start.Finished != nil || start.Backup.Status != StatusInProgress {
+		t.Fatalf("start record: %+v", start)
+	}
+	b := end.Backup
+	if end.Status != StatusCompleted || end.Finished == nil || b.Status != StatusCompleted || b.IntegrityCheck != "passed" ||
+		len(b.Locations) != 3 || b.ComponentSizes["data"] != 1000 || b.Name != "nightly" || end.Result == nil {
+		t.Fatalf("end record: %+v backup %+v", end, b)
+	}
+}
+
+func TestFailedBackupIsRecordedWithItsCode(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterActivity(&activities.Catalog{})
+	var last activities.JobRecord
+	env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
+		last = r
+		return nil
+	})
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("no key", string(codes.KeyUnavailable), nil))
+	r := req
+	r.CatalogQueue = "cat"
+	r.BackupID = "backup-2"
+	env.ExecuteWorkflow(BackupWorkflow, r)
+	if env.GetWorkflowError() == nil {
+		t.Fatal("backup without key succeeded")
+	}
+	if last.Status != StatusFailed || last.ErrorCode != string(codes.KeyUnavailable) || last.Backup.Status != StatusFailed ||
+		last.Backup.ErrorCode != string(codes.KeyUnavailable) {
+		t.Fatalf("record: %+v backup %+v", last, last.Backup)
+	}
+}
+
+func TestScheduledRunGetsIDsFromItsRun(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+		if in.BackupID == "" {
+			t.Error("no backup id")
+		}
+		return nil, temporal.NewNonRetryableApplicationError("stop", string(codes.InvalidConfiguration), nil)
+	})
+	r := req
+	r.JobID, r.BackupID = "", ""
+	env.ExecuteWorkflow(BackupWorkflow, r)
+}
