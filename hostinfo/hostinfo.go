@@ -55,4 +55,3 @@ func osRelease(path string) string {
 	}
 	return strings.TrimSpace(vals["NAME"] + " " + vals["VERSION_ID"])
 }
-

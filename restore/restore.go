@@ -48,7 +48,7 @@ type Options struct {
 	// same selection and checks it against the manifest.
 	VerifyOnly bool
 	Workers    int
-	Progress func(Progress)
+	Progress   func(Progress)
 }
 
 // Progress of a running restore.

@@ -105,4 +105,3 @@ func (r *restorer) verifyTree(ctx context.Context) (*Result, error) {
 	}
 	return r.res, nil
 }
-
