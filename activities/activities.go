@@ -46,6 +46,7 @@ type Checkpoint struct {
 	FilesDone      int64  `json:"files_done"`
 	BytesDone      int64  `json:"bytes_done"`
 	BytesTotal     int64  `json:"bytes_total,omitempty"`
+	FilesTotal     int64  `json:"files_total,omitempty"`
 	BytesAdded     int64  `json:"bytes_added"`
 	PacksCommitted int64  `json:"packs_committed"`
 	Warnings       int64  `json:"warnings"`
@@ -480,7 +481,7 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 	opts := in.options(m)
 	opts.VerifyOnly = true
 	opts.Progress = func(p restore.Progress) {
-		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
+		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal })
 	}
 	res, err := restore.Run(ctx, repo, m, opts)
 	hb.close()
@@ -513,7 +514,7 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 	opts := in.options(m)
 	opts.Overwrite = opts.Overwrite || activity.GetInfo(ctx).Attempt > 1
 	opts.Progress = func(p restore.Progress) {
-		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal = p.FilesDone, p.BytesDone, p.BytesTotal })
+		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal })
 	}
 	res, err := restore.Run(ctx, repo, m, opts)
 	hb.close()

@@ -118,6 +118,11 @@ var envOverrides = map[string]func(*Config) *string{
 	"BACKUPD_TASK_QUEUE":         func(c *Config) *string { return &c.Temporal.TaskQueue },
 	"BACKUPD_TEMPORAL_UI_URL":    func(c *Config) *string { return &c.Temporal.UIURL },
 	"BACKUPD_API_LISTEN":         func(c *Config) *string { return &c.API.Listen },
+	"BACKUPD_TLS_CERT":           func(c *Config) *string { return &c.API.TLSCert },
+	"BACKUPD_TLS_KEY":            func(c *Config) *string { return &c.API.TLSKey },
+	"BACKUPD_TEMPORAL_TLS_CERT":  func(c *Config) *string { return &c.Temporal.TLSCert },
+	"BACKUPD_TEMPORAL_TLS_KEY":   func(c *Config) *string { return &c.Temporal.TLSKey },
+	"BACKUPD_TEMPORAL_TLS_CA":    func(c *Config) *string { return &c.Temporal.TLSCA },
 	"BACKUPD_CATALOG_DRIVER":     func(c *Config) *string { return &c.Catalog.Driver },
 	"BACKUPD_CATALOG_DSN":        func(c *Config) *string { return &c.Catalog.DSN },
 }

@@ -176,6 +176,11 @@ func (j *Client) Progress(ctx context.Context, job *Job) (*workflows.Progress, e
 				p.BytesAdded += cp.BytesAdded
 				p.Files += cp.FilesDone
 				p.Warnings += cp.Warnings
+				p.BytesTotal += cp.BytesTotal
+				p.FilesTotal += cp.FilesTotal
+				if cp.Component != "" && p.CurrentComponent == "" {
+					p.CurrentComponent = cp.Component
+				}
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"strings"
+
 	"encoding/json"
 
 	"go.temporal.io/sdk/temporal"
@@ -27,6 +29,17 @@ type RestoreRequest struct {
 	RestoreID    string `json:"restore_id,omitempty"`
 	Subtype      string `json:"subtype,omitempty"` // full | partial
 	CatalogQueue string `json:"catalog_queue,omitempty"`
+	// PreRestoreSnapshot first takes a snapshot backup (to
+	// SnapshotLocation) of the components the restore overwrites, so a
+	// failed or unwanted restore can be rolled back by restoring it.
+	PreRestoreSnapshot bool     `json:"pre_restore_snapshot,omitempty"`
+	SnapshotLocation   string   `json:"snapshot_location,omitempty"`
+	SnapshotComponents []string `json:"snapshot_components,omitempty"`
+}
+
+// SnapshotID is the id of a restore's pre-restore snapshot.
+func SnapshotID(restoreID string) string {
+	return "snap-pre-restore-" + strings.ToLower(strings.TrimPrefix(restoreID, "RESTORE-"))
 }
 
 // RestoreOutcome is the restore workflow's result.
@@ -102,6 +115,25 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		}
 		p.Verification["pre_restore"] = "passed"
 		p.Percentage = 10
+	}
+	if req.PreRestoreSnapshot && len(req.SnapshotComponents) > 0 {
+		p.CurrentOperation = "creating_pre_restore_snapshot"
+		snap := SnapshotID(req.RestoreID)
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: "snapshot:" + snap})
+		var so BackupOutcome
+		err := workflow.ExecuteChildWorkflow(cctx, BackupWorkflow, BackupRequest{
+			JobID: "SNAPSHOT-JOB-" + strings.TrimPrefix(req.RestoreID, "RESTORE-"), BackupID: snap,
+			Name: "pre-restore snapshot for " + req.RestoreID, Type: "snapshot", Components: req.SnapshotComponents,
+			Locations: []string{req.SnapshotLocation}, Compression: "lz4", CreatedBy: "restore " + req.RestoreID,
+			Description: "what restore " + req.RestoreID + " of " + req.BackupID + " overwrites", CatalogQueue: req.CatalogQueue,
+		}).Get(ctx, &so)
+		if err != nil {
+			// without its snapshot the restore would not be undoable: stop
+			return nil, finish(ctx, p, StatusFailed, temporal.NewNonRetryableApplicationError(
+				"the pre-restore snapshot failed; nothing was restored: "+err.Error(), string(codes.RestoreConflict), nil))
+		}
+		p.SnapshotID = snap
+		p.Percentage = 15
 	}
 	p.CurrentOperation = "restoring_data"
 	if len(req.Components) > 0 {

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"backupd/config"
+	"backupd/models"
 	"backupd/storage/s3/s3test"
 	"backupd/storage/sftp/sftptest"
 	temporalconfig "backupd/temporal-config"
@@ -36,6 +37,7 @@ func cmdDev(ctx context.Context, args []string) error {
 	tport := fs.Int("temporal-port", envInt("BACKUPD_TEMPORAL_PORT", 7233), "Temporal frontend port (env BACKUPD_TEMPORAL_PORT)")
 	uiport := fs.Int("ui-port", envInt("BACKUPD_UI_PORT", 8233), "Temporal Web UI port (env BACKUPD_UI_PORT)")
 	sftpPort := fs.Int("sftp-port", envInt("BACKUPD_SFTP_PORT", 2222), "SFTP server port (env BACKUPD_SFTP_PORT)")
+	apiListen := fs.String("listen", envOr("BACKUPD_API_LISTEN", "127.0.0.1:8080"), "API address (env BACKUPD_API_LISTEN)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -92,18 +94,32 @@ func cmdDev(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w (see %s)", err, tlog.Name())
 	}
 	defer c.Close()
-	fmt.Printf(`
+	cfg.API.Listen = *apiListen
+	return runServer(ctx, cfg, c, true, func(apiURL string, store *models.Store) {
+		// a fresh admin token at each start (older ones stay valid until
+		// revoked), also kept in var/admin-token for scripts
+		tok, _, err := store.CreateToken(ctx, "dev-admin", "admin", "backupd dev", 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "backupd dev: creating the admin token:", err)
+			return
+		}
+		os.WriteFile(filepath.Join(dir, "admin-token"), []byte(tok+"\n"), 0o600)
+		fmt.Printf(`
 backupd development stack is up.
-  Temporal frontend:   %s
+  API:                 %s/v1/cloud-integration   (also %s/cloud-integration)
+  Admin token:         %s
+                       (also in %s; more: bin/backupd token create --role operator --config %s)
   Temporal Web UI:     %s
+  Temporal frontend:   %s
   S3 (versitygw):      %s  (bucket backupd, data in %s)
   SFTP:                %s  (data in %s)
   Configuration:       %s
-  Start a backup:      bin/backupd job backup --config %s --wait
-  (The REST API with its tokens comes with issue 4.)
+
+Try:  curl -s -H "Authorization: Bearer $(cat %s)" %s/v1/cloud-integration/backup/status
 Ctrl-C stops everything.
-`, taddr, cfg.Temporal.UIURL, s3srv.Endpoint, s3srv.Dir, sftp.Addr, filepath.Join(dir, "sftp", "data"), cfgPath, cfgPath)
-	return runWorker(ctx, cfg, c)
+`, apiURL, apiURL, tok, filepath.Join(dir, "admin-token"), cfgPath, cfg.Temporal.UIURL, taddr, s3srv.Endpoint, s3srv.Dir,
+			sftp.Addr, filepath.Join(dir, "sftp", "data"), cfgPath, filepath.Join(dir, "admin-token"), apiURL)
+	})
 }
 
 func dialWithRetry(ctx context.Context, cfg *config.Config, max time.Duration) (client.Client, error) {

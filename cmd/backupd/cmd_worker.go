@@ -25,8 +25,13 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config.Config, error) {
 }
 
 func dialTemporal(cfg *config.Config) (client.Client, error) {
+	tc, err := temporalTLS(cfg.Temporal)
+	if err != nil {
+		return nil, err
+	}
 	c, err := client.Dial(client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
-		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
+		ConnectionOptions: client.ConnectionOptions{TLS: tc},
+		Logger:            log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s: %w", cfg.Temporal.Address, err)
 	}

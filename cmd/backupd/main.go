@@ -37,7 +37,10 @@ const usage = `backupd — backup and recovery
 
 Usage:
   backupd dev [flags]              the whole development stack in one process (make run)
+  backupd all [--config FILE]      API server and worker in one process (the embedded default)
+  backupd server [--config FILE]   the REST/WebSocket API server (runs the catalog activities)
   backupd worker [--config FILE]   run the Temporal worker that executes jobs on this host
+  backupd token create --role R    print a new API token (viewer, operator or admin)
   backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
   backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
   backupd version
@@ -79,6 +82,12 @@ func run(ctx context.Context, args []string) int {
 		err = cmdWorker(ctx, args[1:])
 	case "dev":
 		err = cmdDev(ctx, args[1:])
+	case "server":
+		err = cmdServer(ctx, args[1:])
+	case "all":
+		err = cmdAll(ctx, args[1:])
+	case "token":
+		err = cmdToken(ctx, args[1:])
 	case "job":
 		err = cmdJob(ctx, args[1:])
 	case "version":

@@ -1,0 +1,476 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"backupd/codes"
+	"backupd/jobs"
+	"backupd/models"
+	"backupd/workflows"
+)
+
+// liveProgress is a job's progress: from Temporal while it runs (the
+// workflow's query plus the running activity's heartbeat counters), from
+// the catalog's final record after.
+func (s *Server) liveProgress(ctx context.Context, j *models.Job) *workflows.Progress {
+	if j.WorkflowID != "" && j.Finished == nil {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		p, err := s.Jobs.Progress(qctx, &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID})
+		cancel()
+		if err == nil {
+			return p
+		}
+	}
+	var res struct {
+		Progress *workflows.Progress `json:"progress"`
+	}
+	if len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Progress != nil {
+		return res.Progress
+	}
+	st := map[string]string{"queued": workflows.StatusPending, "running": workflows.StatusInProgress}[j.Status]
+	if st == "" {
+		st = j.Status
+	}
+	return &workflows.Progress{Status: st, JobID: j.ID, JobType: j.Type, BackupID: j.BackupID, Percentage: j.Progress,
+		Started: j.Started, Finished: j.Finished, ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
+		StorageStatus: map[string]string{}, ErrorMessages: errList(j.Error)}
+}
+
+func errList(e string) []string {
+	if e == "" {
+		return nil
+	}
+	return []string{e}
+}
+
+// apiStatus is the job's state as the progress endpoints show it: the
+// spec's clients loop until "completed" or "failed", so those are the
+// only terminal values; outcome says more (partial, cancelled).
+func apiStatus(wfStatus string) (status, outcome string) {
+	switch wfStatus {
+	case workflows.StatusCompleted:
+		return "completed", "completed"
+	case workflows.StatusPartial:
+		return "completed", "partial"
+	case workflows.StatusFailed:
+		return "failed", "failed"
+	case workflows.StatusCancelled:
+		return "failed", "cancelled"
+	case workflows.StatusPaused:
+		return "paused", "paused"
+	case workflows.StatusPending:
+		return "queued", "queued"
+	}
+	return "in_progress", "in_progress"
+}
+
+// jobStatus maps a workflow status to the jobs list's vocabulary.
+func jobStatus(wfStatus string) string {
+	switch wfStatus {
+	case workflows.StatusInProgress:
+		return "running"
+	case workflows.StatusPending:
+		return "queued"
+	}
+	return wfStatus
+}
+
+type progressFigures struct {
+	pct            float64
+	processed      int64
+	total          int64
+	elapsed        time.Duration
+	eta            time.Duration
+	bytesPerSecond float64
+}
+
+func figures(j *models.Job, p *workflows.Progress) progressFigures {
+	f := progressFigures{processed: p.BytesProcessed, total: p.BytesTotal, pct: p.Percentage}
+	end := time.Now()
+	if p.Finished != nil {
+		end = *p.Finished
+	}
+	if !p.Started.IsZero() {
+		f.elapsed = end.Sub(p.Started)
+	}
+	if f.total == 0 {
+		f.total = j.EstimatedBytes
+	}
+	done := p.Finished != nil
+	if done {
+		f.total = f.processed
+		if p.Status == workflows.StatusCompleted || p.Status == workflows.StatusPartial {
+			f.pct = 100
+		}
+	} else {
+		if f.total < f.processed {
+			f.total = f.processed
+		}
+		if f.total > 0 {
+			f.pct = math.Max(f.pct, math.Min(95, 90*float64(f.processed)/float64(f.total)))
+		}
+	}
+	if f.elapsed > 0 {
+		f.bytesPerSecond = float64(f.processed) / f.elapsed.Seconds()
+	}
+	if !done && f.bytesPerSecond > 0 && f.total > f.processed {
+		f.eta = time.Duration(float64(f.total-f.processed) / f.bytesPerSecond * float64(time.Second))
+	}
+	f.pct = math.Round(f.pct*10) / 10
+	return f
+}
+
+func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]any {
+	f := figures(j, p)
+	status, outcome := apiStatus(p.Status)
+	comps := len(p.ComponentsCompleted) + len(p.ComponentsRemaining) + len(p.ComponentsFailed)
+	body := map[string]any{
+		"status": status, "outcome": outcome, "job_id": j.ID, "backup_id": j.BackupID,
+		"progress": map[string]any{
+			"percentage": f.pct, "current_operation": p.CurrentOperation, "current_component": p.CurrentComponent,
+			"components_completed": nonNil(p.ComponentsCompleted), "components_remaining": nonNil(p.ComponentsRemaining),
+			"components_failed": nonNil(p.ComponentsFailed),
+			"speed": humanSize(int64(f.bytesPerSecond)) + "/s", "speed_bytes_per_second": math.Round(f.bytesPerSecond),
+			"processed": humanSize(f.processed), "estimated_total": humanSize(f.total),
+			"eta": hms(f.eta), "eta_seconds": math.Round(f.eta.Seconds()),
+			"elapsed": hms(f.elapsed), "elapsed_seconds": math.Round(f.elapsed.Seconds()),
+		},
+		"details": map[string]any{
+			"bytes_processed": f.processed, "bytes_total": f.total, "bytes_added": p.BytesAdded,
+			"components": comps, "components_done": len(p.ComponentsCompleted) + len(p.ComponentsFailed),
+			"files_processed": p.Files, "errors": p.Errors, "warnings": p.Warnings,
+		},
+		"storage_status": p.StorageStatus,
+		"paused":         p.Paused,
+		"started":        rfc3339(p.Started),
+		"finished":       rfc3339p(p.Finished),
+	}
+	if len(p.ErrorMessages) > 0 {
+		body["error"] = strings.Join(p.ErrorMessages, "; ")
+		body["error_messages"] = p.ErrorMessages
+	}
+	if j.Error != "" {
+		body["error"] = j.Error
+		body["error_code"] = j.ErrorCode
+	}
+	if j.WorkflowID != "" {
+		body["temporal_ui_url"] = s.workflowURL(j.WorkflowID, j.RunID)
+	}
+	return body
+}
+
+// findJob resolves the job the progress endpoints are asked about.
+func (s *Server) findJob(ctx context.Context, kind, jobID, refID string) (*models.Job, error) {
+	var j *models.Job
+	var err error
+	switch {
+	case jobID != "":
+		j, err = s.Store.GetJob(ctx, jobID)
+		if err == nil && j.Type != kind {
+			return nil, notFound(codes.JobNotFound, "job %s is a %s job, not a %s job", jobID, j.Type, kind)
+		}
+	case refID != "":
+		j, err = s.Store.GetJobByRef(ctx, kind, refID)
+	default:
+		var list []models.Job
+		list, err = s.Store.ListJobs(ctx, models.JobFilter{Type: kind, Statuses: []string{"running", "paused", "queued"}, Limit: 1})
+		if err == nil && len(list) == 0 {
+			list, err = s.Store.ListJobs(ctx, models.JobFilter{Type: kind, Limit: 1})
+		}
+		if err == nil && len(list) == 0 {
+			return nil, notFound(codes.JobNotFound, "there are no %s jobs", kind)
+		}
+		if err == nil {
+			j = &list[0]
+		}
+	}
+	if errors.Is(err, models.ErrNotFound) {
+		id := jobID
+		if id == "" {
+			id = refID
+		}
+		return nil, notFound(codes.JobNotFound, "no %s job %q", kind, id)
+	}
+	return j, err
+}
+
+func (s *Server) backupProgress(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := onlyParams(q, "job_id", "backup_id"); err != nil {
+		return err
+	}
+	j, err := s.findJob(r.Context(), "backup", q.Get("job_id"), q.Get("backup_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.progressBody(j, s.liveProgress(r.Context(), j)))
+	return nil
+}
+
+func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := onlyParams(q, "job_id", "restore_id"); err != nil {
+		return err
+	}
+	j, err := s.findJob(r.Context(), "restore", q.Get("job_id"), q.Get("restore_id"))
+	if err != nil {
+		return err
+	}
+	p := s.liveProgress(r.Context(), j)
+	body := s.progressBody(j, p)
+	body["restore_id"] = j.RefID
+	d := body["details"].(map[string]any)
+	d["files_restored"] = p.Files
+	d["files_total"] = max(p.FilesTotal, p.Files)
+	ver := p.Verification
+	if ver == nil {
+		ver = map[string]string{"pre_restore": "unknown", "post_restore": "unknown"}
+	}
+	body["verification"] = ver
+	if p.SnapshotID != "" {
+		body["snapshot_id"] = p.SnapshotID
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// ---- list
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := onlyParams(q, "status", "type", "limit", "page"); err != nil {
+		return err
+	}
+	f := models.JobFilter{Type: q.Get("type")}
+	if f.Type != "" {
+		if err := oneOf("type", f.Type, "backup", "restore", "verify", "cleanup"); err != nil {
+			return err
+		}
+	}
+	if st := q.Get("status"); st != "" {
+		if err := oneOf("status", st, "running", "completed", "failed", "queued", "paused", "partial", "cancelled"); err != nil {
+			return err
+		}
+		f.Statuses = []string{st}
+		if st == "completed" {
+			f.Statuses = append(f.Statuses, "partial")
+		}
+	}
+	var err error
+	if f.Limit, err = intParam(q.Get("limit"), "limit", 20, 1, 100); err != nil {
+		return err
+	}
+	if f.Page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32); err != nil {
+		return err
+	}
+	list, err := s.Store.ListJobs(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]map[string]any, 0, len(list))
+	for i := range list {
+		out = append(out, s.jobView(r.Context(), &list[i]))
+	}
+	all, err := s.Store.JobCounts(r.Context(), nil)
+	if err != nil {
+		return err
+	}
+	midnight := time.Now().UTC().Truncate(24 * time.Hour)
+	today, err := s.Store.JobCounts(r.Context(), &midnight)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "summary": map[string]any{
+		"running": all["running"], "paused": all["paused"], "queued": all["queued"],
+		"completed_today": today["completed"] + today["partial"], "failed_today": today["failed"],
+		"cancelled_today": today["cancelled"],
+	}})
+	return nil
+}
+
+func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
+	v := map[string]any{"id": j.ID, "type": j.Type, "subtype": j.Subtype, "status": j.Status,
+		"progress": int(math.Round(j.Progress)), "started": specTime(j.Started), "started_rfc3339": rfc3339(j.Started),
+		"user": j.User, "name": j.Name}
+	if j.BackupID != "" {
+		v["backup_id"] = j.BackupID
+	}
+	switch j.Type {
+	case "restore":
+		v["restore_id"] = j.RefID
+	case "verify":
+		v["verification_id"] = j.RefID
+	case "cleanup":
+		v["cleanup_id"] = j.RefID
+	}
+	if j.ScheduleID != "" {
+		v["schedule_id"] = j.ScheduleID
+	}
+	if j.Finished == nil {
+		p := s.liveProgress(ctx, j)
+		f := figures(j, p)
+		v["status"] = jobStatus(p.Status)
+		v["progress"] = int(math.Round(f.pct))
+		v["cancelable"] = true
+		v["pausable"] = j.Type == "backup"
+		if f.eta > 0 {
+			v["estimated_completion"] = specTime(time.Now().Add(f.eta))
+		}
+		if j.EstimatedBytes > 0 {
+			v["estimated_size"], v["estimated_size_bytes"] = humanSize(j.EstimatedBytes), j.EstimatedBytes
+		}
+	} else {
+		v["completed"] = specTime(*j.Finished)
+		v["completed_rfc3339"] = rfc3339(*j.Finished)
+		d := j.Finished.Sub(j.Started)
+		v["duration"], v["duration_seconds"] = humanDuration(d), math.Round(d.Seconds())
+		v["size"], v["size_bytes"] = humanSize(j.SizeBytes), j.SizeBytes
+		v["cancelable"] = false
+	}
+	if j.Error != "" {
+		v["error"], v["error_code"] = j.Error, j.ErrorCode
+	}
+	return v
+}
+
+// ---- control
+
+type cancelRequest struct {
+	JobID   string `json:"job_id"`
+	Reason  string `json:"reason"`
+	Cleanup *bool  `json:"cleanup"`
+}
+
+type jobRequest struct {
+	JobID string `json:"job_id"`
+}
+
+// runningJob loads a job that must still be running.
+func (s *Server) runningJob(ctx context.Context, id string) (*models.Job, error) {
+	if id == "" {
+		return nil, badRequest("job_id", "job_id is required")
+	}
+	j, err := s.Store.GetJob(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil, notFound(codes.JobNotFound, "no job %q", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if j.Finished != nil || j.WorkflowID == "" {
+		return nil, conflict(codes.JobNotFound, "job %s is not running (status %s)", id, j.Status)
+	}
+	return j, nil
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
+	var req cancelRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	setTarget(r, req.JobID)
+	if err := validText("reason", req.Reason, 2000); err != nil {
+		return err
+	}
+	if req.Cleanup != nil && !*req.Cleanup {
+		return badRequest("cleanup", "cleanup: false is not supported: a cancelled job always removes its partial data (nothing half-written stays behind)")
+	}
+	j, err := s.runningJob(r.Context(), req.JobID)
+	if err != nil {
+		return err
+	}
+	st := stateOf(r)
+	if (j.Type == "restore" || j.Type == "cleanup") && st.token.Role != "admin" {
+		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: "cancelling a " + j.Type + " job needs the admin role"}
+	}
+	handle := &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID}
+	if err := s.Jobs.Cancel(r.Context(), handle); err != nil {
+		return err
+	}
+	// wait (briefly) for the job to stop and clean up, so the answer is true
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	closed := false
+	status := "cancelling"
+	for ctx.Err() == nil {
+		d, err := s.Temporal.DescribeWorkflowExecution(ctx, j.WorkflowID, j.RunID)
+		if err == nil && d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			closed = true
+			if d.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {
+				status = "cancelled"
+			} else {
+				status = strings.ToLower(strings.TrimPrefix(d.WorkflowExecutionInfo.Status.String(), "WORKFLOW_EXECUTION_STATUS_"))
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	s.Store.UpdateJob(context.WithoutCancel(r.Context()), j.ID, map[string]any{"error": "cancelled: " + req.Reason})
+	msg := "Job cancelled; its partial data was removed"
+	if !closed {
+		msg = "Cancellation requested; the job is still cleaning up (follow it at GET /backup/jobs)"
+	} else if status != "cancelled" {
+		msg = "The job finished (" + status + ") before the cancellation reached it"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": status, "job_id": j.ID, "message": msg, "reason": req.Reason,
+		"cleanup_performed": closed && status == "cancelled", "partial_data_removed": closed && status == "cancelled" && j.Type == "backup",
+		"can_restart": true,
+		"restart_info": map[string]any{"possible": true,
+			"recommendation": "Start the job again when ready; a new backup reuses every chunk already stored"},
+	})
+	return nil
+}
+
+func (s *Server) pauseJob(w http.ResponseWriter, r *http.Request) error {
+	return s.signalJob(w, r, true)
+}
+
+func (s *Server) resumeJob(w http.ResponseWriter, r *http.Request) error {
+	return s.signalJob(w, r, false)
+}
+
+func (s *Server) signalJob(w http.ResponseWriter, r *http.Request, pause bool) error {
+	var req jobRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	setTarget(r, req.JobID)
+	j, err := s.runningJob(r.Context(), req.JobID)
+	if err != nil {
+		return err
+	}
+	if j.Type != "backup" {
+		return conflict(codes.JobNotFound, "only backup jobs can be paused; %s is a %s job", j.ID, j.Type)
+	}
+	handle := &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID}
+	status := "resumed"
+	if pause {
+		status = "paused"
+		err = s.Jobs.Pause(r.Context(), handle)
+	} else {
+		err = s.Jobs.Resume(r.Context(), handle)
+	}
+	if err != nil {
+		return err
+	}
+	dbStatus := "running"
+	if pause {
+		dbStatus = "paused"
+	}
+	s.Store.UpdateJob(r.Context(), j.ID, map[string]any{"status": dbStatus})
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "job_id": j.ID, "backup_id": j.BackupID,
+		"message": "the running step checkpoints; the job holds no worker while paused and resumes from its checkpoint"})
+	return nil
+}

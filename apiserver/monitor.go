@@ -1,0 +1,462 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"backupd/models"
+	"backupd/workflows"
+)
+
+// temporalState says whether Temporal answers and how many workers poll
+// this host's task queue.
+func (s *Server) temporalState(ctx context.Context) (status string, workers int) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := s.Temporal.CheckHealth(ctx, nil); err != nil {
+		return "unreachable", 0
+	}
+	d, err := s.Temporal.DescribeTaskQueue(ctx, s.Cfg.Temporal.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	if err == nil {
+		workers = len(d.Pollers)
+	}
+	if workers == 0 {
+		return "no_workers", 0
+	}
+	return "running", workers
+}
+
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sched, workers := s.temporalState(ctx)
+	storageOut := map[string]any{}
+	healthy := sched == "running"
+	for _, name := range s.Cfg.LocationNames() {
+		d := s.describeLocation(name)
+		out := map[string]any{"type": d["storage_type"]}
+		for _, k := range []string{"provider", "location", "path", "bucket"} {
+			if v, ok := d[k]; ok && v != "" {
+				out[k] = v
+			}
+		}
+		c, _, err := s.capacity(ctx, name)
+		if err != nil {
+			out["health"], out["error"] = "unreachable", err.Error()
+			healthy = false
+		} else {
+			out["used"], out["used_bytes"] = humanSize(c.UsedBytes), c.UsedBytes
+			if c.TotalBytes >= 0 {
+				out["total"], out["total_bytes"] = humanSize(c.TotalBytes), c.TotalBytes
+				out["available"], out["available_bytes"] = humanSize(c.FreeBytes), c.FreeBytes
+			} else {
+				out["total"], out["available"] = "unlimited", "unlimited"
+			}
+			out["health"] = "good"
+		}
+		storageOut[name] = out
+	}
+	counts, err := s.Store.StatusCounts(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, n := range counts {
+		total += n
+	}
+	ok := counts[workflows.StatusCompleted] + counts[workflows.StatusPartial]
+	failed := counts[workflows.StatusFailed]
+	stats := map[string]any{"total_backups": total, "successful": ok, "failed": failed,
+		"partial": counts[workflows.StatusPartial], "in_progress": counts[workflows.StatusInProgress],
+		"cancelled": counts[workflows.StatusCancelled], "success_rate": percent(ok, ok+failed),
+		"last_success": nil, "last_failure": nil}
+	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial); err == nil {
+		stats["last_success"] = rfc3339(b.Timestamp)
+	}
+	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
+		stats["last_failure"] = rfc3339(b.Timestamp)
+	}
+	status := "active"
+	if !healthy {
+		status = "degraded"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": status,
+		"backup_system": map[string]any{
+			"id": "backupd@" + s.Cfg.Host, "version": Version, "host": s.Cfg.Host,
+			"last_health_check": rfc3339(time.Now()), "uptime_seconds": math.Round(time.Since(s.started).Seconds()),
+			"components": map[string]any{"scheduler": sched, "workers": workers, "compression": "enabled",
+				"encryption": "enabled", "integrity_check": "enabled", "catalog": s.Store.Driver},
+			"temporal_ui_url": s.Cfg.Temporal.UIURL, "task_queue": s.Cfg.Temporal.TaskQueue,
+		},
+		"storage":           storageOut,
+		"backup_statistics": stats,
+	})
+	return nil
+}
+
+// successRate over backups started since.
+func (s *Server) successRate(ctx context.Context, since time.Time) (string, int64, int64, error) {
+	c, err := s.Store.StatusCounts(ctx, &since)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	ok := c[workflows.StatusCompleted] + c[workflows.StatusPartial]
+	return percent(ok, ok+c[workflows.StatusFailed]), ok, c[workflows.StatusFailed], nil
+}
+
+func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	pol, err := s.policies(ctx)
+	if err != nil {
+		return err
+	}
+	var alerts []map[string]any
+	var recs []string
+	overall := 0 // 0 healthy, 1 degraded, 2 critical
+	worse := func(l int) {
+		if l > overall {
+			overall = l
+		}
+	}
+	comps := map[string]any{}
+	sched, workers := s.temporalState(ctx)
+	sc := map[string]any{"status": sched, "workers": workers, "errors": 0, "last_run": nil, "next_run": nil}
+	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed); err == nil {
+		sc["last_run"] = rfc3339(last.Timestamp)
+	}
+	if next := s.nextScheduledRun(ctx); next != nil {
+		sc["next_run"] = rfc3339(*next)
+	}
+	if sched != "running" {
+		worse(2)
+		alerts = append(alerts, map[string]any{"level": "critical", "component": "scheduler",
+			"message": "Temporal is " + sched + ": no backup job can run", "suggestion": "Start a worker (backupd worker) and check Temporal at " + s.Cfg.Temporal.Address})
+	}
+	comps["scheduler"] = sc
+	for _, name := range s.Cfg.LocationNames() {
+		c, at, err := s.capacity(ctx, name)
+		st := map[string]any{"status": "healthy", "last_check": rfc3339(at), "connectivity": "good"}
+		if err != nil {
+			st["status"], st["connectivity"], st["error"] = "unreachable", "failed", err.Error()
+			worse(2)
+			alerts = append(alerts, map[string]any{"level": "critical", "component": "storage_" + name,
+				"message": "Storage location " + name + " cannot be reached: " + err.Error(), "suggestion": "Check the location's address and credentials"})
+		} else {
+			util, known := utilization(c.UsedBytes, c.TotalBytes, pol.Locations[name].QuotaBytes)
+			if known {
+				st["utilization"] = fmt.Sprintf("%.0f%%", util)
+				st["available_space"] = humanSize(max(c.FreeBytes, 0))
+				st["available_space_bytes"] = c.FreeBytes
+				level := ""
+				switch {
+				case util >= float64(pol.Monitoring.ThresholdCritical):
+					level = "critical"
+					worse(2)
+				case util >= float64(pol.Monitoring.ThresholdWarning):
+					level = "warning"
+					worse(1)
+				}
+				if level != "" {
+					st["status"] = level
+					alerts = append(alerts, map[string]any{"level": level, "component": "storage_" + name,
+						"message": fmt.Sprintf("Storage %s utilization at %.0f%%", name, util),
+						"suggestion": "Run cleanup or increase the quota"})
+				}
+			} else {
+				st["utilization"] = "n/a (no quota set)"
+				st["available_space"] = "unlimited"
+			}
+			st["used_bytes"] = c.UsedBytes
+		}
+		comps["storage_"+name] = st
+	}
+	keyStatus, lastRotation := "unknown", any(nil)
+	if repo, err := s.Stores.Open(ctx, s.Cfg.Primary); err == nil {
+		k := repo.KeyEntry()
+		lastRotation = rfc3339(k.Created)
+		age := time.Since(k.Created)
+		keyStatus = "valid"
+		if age > time.Duration(pol.Encryption.KeyRotationDays)*24*time.Hour {
+			keyStatus = "rotation_due"
+			worse(1)
+			alerts = append(alerts, map[string]any{"level": "warning", "component": "encryption",
+				"message": fmt.Sprintf("The key entry is %d days old; the policy rotates every %d days", int(age.Hours()/24), pol.Encryption.KeyRotationDays),
+				"suggestion": "Rotate the key: backupd repo key rotate"})
+			recs = append(recs, "Rotate the repository key (the policy says every "+strconv.Itoa(pol.Encryption.KeyRotationDays)+" days)")
+		}
+	} else {
+		keyStatus = "unavailable"
+		worse(2)
+	}
+	comps["encryption"] = map[string]any{"status": map[bool]string{true: "healthy", false: "warning"}[keyStatus == "valid"],
+		"algorithm": "AES-256", "key_status": keyStatus, "last_key_rotation": lastRotation}
+	tot, err := s.Store.BackupTotals(ctx, models.BackupFilter{Status: workflows.StatusCompleted})
+	if err != nil {
+		return err
+	}
+	ratio := "n/a"
+	if tot.CompressedBytes > 0 {
+		ratio = strconv.FormatFloat(float64(tot.SizeBytes)/float64(tot.CompressedBytes), 'f', 2, 64)
+	}
+	comps["compression"] = map[string]any{"status": "healthy", "algorithm": pol.Compression.DefaultAlgorithm, "average_ratio": ratio}
+	now := time.Now()
+	bh := map[string]any{"last_failure": nil, "failure_reason": nil}
+	for _, p := range []struct {
+		key string
+		d   time.Duration
+	}{{"success_rate_24h", 24 * time.Hour}, {"success_rate_7d", 7 * 24 * time.Hour}, {"success_rate_30d", 30 * 24 * time.Hour}} {
+		rate, _, failed, err := s.successRate(ctx, now.Add(-p.d))
+		if err != nil {
+			return err
+		}
+		bh[p.key] = rate
+		if p.key == "success_rate_24h" && failed > 0 {
+			worse(1)
+			alerts = append(alerts, map[string]any{"level": "warning", "component": "backups",
+				"message": fmt.Sprintf("%d backups failed in the last 24 hours", failed), "suggestion": "Read the failed jobs' errors (GET /backup/jobs?status=failed)"})
+		}
+	}
+	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
+		bh["last_failure"], bh["failure_reason"] = rfc3339(b.Timestamp), b.Error
+	}
+	// recommendations from the state
+	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial); err != nil {
+		recs = append(recs, "Take a first backup (POST /backup/create)")
+		worse(1)
+	} else if time.Since(last.Timestamp) > 48*time.Hour {
+		recs = append(recs, fmt.Sprintf("The last successful backup is %d hours old: check the schedules", int(time.Since(last.Timestamp).Hours())))
+		worse(1)
+	}
+	if scheds, err := s.Store.ListSchedules(ctx); err == nil && len(scheds) == 0 {
+		recs = append(recs, "Create a backup schedule (POST /backup/schedules)")
+	}
+	if unverified, err := s.Store.BackupTotals(ctx, models.BackupFilter{Status: workflows.StatusCompleted}); err == nil && unverified.Total > 0 {
+		if last, err := s.Store.LatestReport(ctx, "verify"); err != nil || time.Since(last.CreatedAt) > 30*24*time.Hour {
+			recs = append(recs, "Verify a backup with verify_checksum and extract_test: none was verified in the last 30 days")
+		}
+	}
+	if len(s.Cfg.Storage) < 3 || !pol.Replication.Enabled {
+		recs = append(recs, "Configure three storage locations with replication on, one offsite (3-2-1)")
+	}
+	if alerts == nil {
+		alerts = []map[string]any{}
+	}
+	if recs == nil {
+		recs = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"overall_health": []string{"healthy", "degraded", "critical"}[overall],
+		"components":     comps, "backup_health": bh, "alerts": alerts, "recommendations": recs,
+		"checked_at": rfc3339(now),
+	})
+	return nil
+}
+
+// utilization is used/quota (or used/total when no quota), in percent.
+func utilization(used, total, quota int64) (float64, bool) {
+	switch {
+	case quota > 0:
+		return 100 * float64(used) / float64(quota), true
+	case total > 0:
+		return 100 * float64(used) / float64(total), true
+	}
+	return 0, false
+}
+
+var periods = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour,
+	"90d": 90 * 24 * time.Hour, "1y": 365 * 24 * time.Hour}
+
+type agg struct {
+	n, ok, failed   int64
+	size, comp      int64
+	dur             float64
+	sizeN           int64
+	componentsBytes int64
+}
+
+func (a *agg) add(b *models.Backup) {
+	a.n++
+	switch b.Status {
+	case workflows.StatusCompleted, workflows.StatusPartial:
+		a.ok++
+		a.size += b.SizeBytes
+		a.comp += b.CompressedBytes
+		a.dur += b.DurationSeconds
+		a.sizeN++
+	case workflows.StatusFailed:
+		a.failed++
+	}
+}
+
+func (a *agg) avgSize() int64 {
+	if a.sizeN == 0 {
+		return 0
+	}
+	return a.size / a.sizeN
+}
+
+func (a *agg) avgDur() time.Duration {
+	if a.sizeN == 0 {
+		return 0
+	}
+	return time.Duration(a.dur / float64(a.sizeN) * float64(time.Second))
+}
+
+// trend compares the second half of the period with the first: more than
+// 10% up is increasing, more than 10% down decreasing (success rate: 2
+// points), else stable.
+func trend(first, second float64, points bool) string {
+	if points {
+		switch {
+		case second-first > 2:
+			return "increasing"
+		case first-second > 2:
+			return "decreasing"
+		}
+		return "stable"
+	}
+	if first == 0 && second == 0 {
+		return "stable"
+	}
+	if first == 0 {
+		return "increasing"
+	}
+	switch ch := (second - first) / first; {
+	case ch > 0.10:
+		return "increasing"
+	case ch < -0.10:
+		return "decreasing"
+	}
+	return "stable"
+}
+
+func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := onlyParams(q, "period", "group_by"); err != nil {
+		return err
+	}
+	period := q.Get("period")
+	if period == "" {
+		period = "30d"
+	}
+	d, ok := periods[period]
+	if !ok {
+		return badRequest("period", "period: %q is not one of 24h, 7d, 30d, 90d, 1y", period)
+	}
+	groupBy := q.Get("group_by")
+	if groupBy != "" {
+		if err := oneOf("group_by", groupBy, "type", "component", "schedule"); err != nil {
+			return err
+		}
+	}
+	to := time.Now().UTC()
+	from := to.Add(-d)
+	rows, err := s.Store.BackupsBetween(r.Context(), from, to, 200000)
+	if err != nil {
+		return err
+	}
+	var all, firstHalf, secondHalf agg
+	byType, bySched := map[string]*agg{}, map[string]*agg{}
+	byComp := map[string]*agg{}
+	mid := from.Add(d / 2)
+	for i := range rows {
+		b := &rows[i]
+		all.add(b)
+		if b.Timestamp.Before(mid) {
+			firstHalf.add(b)
+		} else {
+			secondHalf.add(b)
+		}
+		get := func(m map[string]*agg, k string) *agg {
+			if m[k] == nil {
+				m[k] = &agg{}
+			}
+			return m[k]
+		}
+		get(byType, b.Type).add(b)
+		if b.ScheduleID != "" {
+			get(bySched, b.ScheduleID).add(b)
+		}
+		for _, c := range b.Components {
+			a := get(byComp, c)
+			a.n++
+			a.componentsBytes += b.ComponentSizes[c]
+		}
+	}
+	rate := func(a *agg) string { return percent(a.ok, a.ok+a.failed) }
+	ratio := "n/a"
+	if all.comp > 0 {
+		ratio = strconv.FormatFloat(float64(all.size)/float64(all.comp), 'f', 2, 64)
+	}
+	out := map[string]any{
+		"period":     period,
+		"time_range": map[string]any{"from": rfc3339(from), "to": rfc3339(to)},
+		"summary": map[string]any{"total_backups": all.n, "successful": all.ok, "failed": all.failed,
+			"success_rate": rate(&all), "total_size": humanSize(all.size), "total_size_bytes": all.size,
+			"compressed_size": humanSize(all.comp), "compressed_size_bytes": all.comp,
+			"average_compression_ratio": ratio,
+			"total_duration":            humanDuration(time.Duration(all.dur * float64(time.Second))), "total_duration_seconds": math.Round(all.dur),
+			"average_duration": humanDuration(all.avgDur()), "average_duration_seconds": math.Round(all.avgDur().Seconds())},
+	}
+	bt := map[string]any{}
+	for _, k := range sortedKeys(byType) {
+		a := byType[k]
+		bt[k] = map[string]any{"count": a.n, "success_rate": rate(a), "average_size": humanSize(a.avgSize()),
+			"average_size_bytes": a.avgSize(), "average_duration": humanDuration(a.avgDur()), "average_duration_seconds": math.Round(a.avgDur().Seconds())}
+	}
+	bc := map[string]any{}
+	for _, k := range sortedKeys(byComp) {
+		a := byComp[k]
+		avg := int64(0)
+		if a.n > 0 {
+			avg = a.componentsBytes / a.n
+		}
+		bc[k] = map[string]any{"backups_included": a.n, "average_size": humanSize(avg), "average_size_bytes": avg}
+	}
+	bs := map[string]any{}
+	for _, k := range sortedKeys(bySched) {
+		a := bySched[k]
+		bs[k] = map[string]any{"executions": a.n, "success_rate": rate(a), "average_size": humanSize(a.avgSize()), "average_size_bytes": a.avgSize()}
+	}
+	switch groupBy {
+	case "type":
+		out["by_type"] = bt
+	case "component":
+		out["by_component"] = bc
+	case "schedule":
+		out["by_schedule"] = bs
+	default:
+		out["by_type"], out["by_component"], out["by_schedule"] = bt, bc, bs
+	}
+	rateNum := func(a *agg) float64 {
+		if a.ok+a.failed == 0 {
+			return 100
+		}
+		return 100 * float64(a.ok) / float64(a.ok+a.failed)
+	}
+	out["trends"] = map[string]any{
+		"success_rate":  trend(rateNum(&firstHalf), rateNum(&secondHalf), true),
+		"backup_size":   trend(float64(firstHalf.avgSize()), float64(secondHalf.avgSize()), false),
+		"duration":      trend(firstHalf.avgDur().Seconds(), secondHalf.avgDur().Seconds(), false),
+		"storage_usage": trend(float64(firstHalf.comp), float64(secondHalf.comp), false),
+		"rule":          "second half of the period against the first: above +10% increasing, below -10% decreasing (success rate: 2 points), else stable",
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

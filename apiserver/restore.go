@@ -1,0 +1,352 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"backupd/codes"
+	"backupd/models"
+	"backupd/workflows"
+)
+
+type restoreRequest struct {
+	BackupID                 string       `json:"backup_id"`
+	RestoreType              string       `json:"restore_type"`
+	Components               componentSet `json:"components"`
+	Paths                    []string     `json:"paths"`
+	TargetLocation           string       `json:"target_location"`
+	StorageLocation          string       `json:"storage_location"`
+	VerifyBeforeRestore      *bool        `json:"verify_before_restore"`
+	VerifyAfterRestore       bool         `json:"verify_after_restore"`
+	CreatePreRestoreSnapshot bool         `json:"create_pre_restore_snapshot"`
+	Overwrite                bool         `json:"overwrite"`
+	Description              string       `json:"description"`
+}
+
+// checkTarget refuses restore targets that could land outside what the
+// operator named: relative paths, "..", and any symlink on the way (the
+// engine itself never follows symlinks inside the target).
+func checkTarget(t string) error {
+	const field = "target_location"
+	if !filepath.IsAbs(t) {
+		return badRequest(field, "target_location: %q must be \"original\" or an absolute directory path", t)
+	}
+	for _, el := range strings.Split(t, "/") {
+		if el == ".." {
+			return badRequest(field, "target_location: %q contains \"..\"", t)
+		}
+	}
+	if filepath.Clean(t) == "/" {
+		return badRequest(field, "target_location: \"/\" is not a restore directory; use \"original\" to restore to the original paths")
+	}
+	// every existing ancestor must be a real directory, not a symlink
+	p := "/"
+	for _, el := range strings.Split(strings.Trim(filepath.Clean(t), "/"), "/") {
+		p = filepath.Join(p, el)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return badRequest(field, "target_location: %s: %v", p, err)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return badRequest(field, "target_location: %s is a symbolic link; name the real directory", p)
+		}
+		if !fi.IsDir() {
+			return badRequest(field, "target_location: %s is not a directory", p)
+		}
+	}
+	return nil
+}
+
+func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
+	var req restoreRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.BackupID == "" {
+		return badRequest("backup_id", "backup_id is required")
+	}
+	setTarget(r, req.BackupID)
+	if req.RestoreType == "" {
+		req.RestoreType = "full"
+		if len(req.Components) > 0 || len(req.Paths) > 0 {
+			req.RestoreType = "partial"
+		}
+	}
+	if err := oneOf("restore_type", req.RestoreType, "full", "partial"); err != nil {
+		return err
+	}
+	if err := validText("description", req.Description, 2000); err != nil {
+		return err
+	}
+	b, err := s.Store.GetBackup(r.Context(), req.BackupID)
+	if errors.Is(err, models.ErrNotFound) {
+		return notFound(codes.BackupNotFound, "no backup %q", req.BackupID)
+	}
+	if err != nil {
+		return err
+	}
+	if b.Status != workflows.StatusCompleted && b.Status != workflows.StatusPartial {
+		return conflict(codes.BackupNotFound, "backup %s is %s; only completed (or partial) backups can be restored", b.ID, b.Status)
+	}
+	// components: named ones must be in the backup
+	var comps []string
+	for n, on := range req.Components {
+		if !contains(b.Components, n) {
+			return badRequest("components."+n, "components.%s: backup %s has no such component (it has %s)", n, b.ID, strings.Join(b.Components, ", "))
+		}
+		if on {
+			comps = append(comps, n)
+		}
+	}
+	sort.Strings(comps)
+	if req.RestoreType == "partial" && len(comps) == 0 && len(req.Paths) == 0 {
+		return badRequest("components", "a partial restore names at least one component or path")
+	}
+	if req.RestoreType == "full" {
+		comps = nil
+	}
+	for i, p := range req.Paths {
+		if !filepath.IsAbs(p) || strings.Contains("/"+p+"/", "/../") {
+			return badRequest(fmt.Sprintf("paths[%d]", i), "paths[%d]: %q must be an absolute path without \"..\"", i, p)
+		}
+	}
+	if req.TargetLocation == "" {
+		req.TargetLocation = "original"
+	}
+	original := req.TargetLocation == "original"
+	if !original {
+		if err := checkTarget(req.TargetLocation); err != nil {
+			return err
+		}
+	}
+	loc := req.StorageLocation
+	if loc == "" {
+		if len(b.Locations) == 0 {
+			return conflict(codes.BackupNotFound, "backup %s is not stored in any location", b.ID)
+		}
+		loc = b.Locations[0]
+		for _, l := range b.Locations {
+			if l == s.Cfg.Primary {
+				loc = l
+			}
+		}
+	} else if !contains(b.Locations, loc) {
+		return badRequest("storage_location", "storage_location: backup %s is not stored in %q (it is in %s)", b.ID, loc, strings.Join(b.Locations, ", "))
+	}
+	verifyBefore := req.VerifyBeforeRestore == nil || *req.VerifyBeforeRestore
+	var warnings []string
+	if req.CreatePreRestoreSnapshot && !original {
+		// the snapshot protects the original paths a restore overwrites;
+		// a restore into another directory does not touch them
+		req.CreatePreRestoreSnapshot = false
+		warnings = append(warnings, "no pre-restore snapshot: the restore writes to "+req.TargetLocation+", not over the original paths")
+	}
+	var size int64
+	restored := restoredOf(comps, b.Components)
+	for _, c := range restored {
+		size += b.ComponentSizes[c]
+	}
+	if len(restored) == len(b.Components) && size == 0 {
+		size = b.SizeBytes
+	}
+	now := time.Now().UTC()
+	restoreID, jobID := newID("RESTORE-", 3), newID("RESTORE-JOB-", 3)
+	target := req.TargetLocation
+	if original {
+		target = ""
+	}
+	wreq := workflows.RestoreRequest{JobID: jobID, BackupID: b.ID, Location: loc, Target: target, Components: comps,
+		Paths: req.Paths, Overwrite: req.Overwrite || original, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore,
+		Original: original, RestoreID: restoreID, Subtype: req.RestoreType, CatalogQueue: s.catalogQueue(),
+		PreRestoreSnapshot: req.CreatePreRestoreSnapshot, SnapshotLocation: s.Cfg.Primary}
+	if req.CreatePreRestoreSnapshot {
+		// exactly the components the restore overwrites, as configured now
+		for _, c := range restoredOf(comps, b.Components) {
+			if _, ok := s.Cfg.Components[c]; ok {
+				wreq.SnapshotComponents = append(wreq.SnapshotComponents, c)
+			}
+		}
+	}
+	// restores run at 100-200 MB/s on the measured machines (bench/README.md)
+	dur := time.Duration(float64(size)/150e6*float64(time.Second)) + 2*time.Second
+	job := &models.Job{ID: jobID, Type: "restore", Subtype: req.RestoreType, Status: "queued", RefID: restoreID,
+		BackupID: b.ID, Name: b.Name, User: user(r), Started: now, EstimatedBytes: size, EstimatedSeconds: dur.Seconds(),
+		Request: models.ToJSON(req)}
+	if err := s.Store.PutJob(r.Context(), job); err != nil {
+		return err
+	}
+	started, err := s.Jobs.StartRestore(r.Context(), wreq)
+	if err != nil {
+		s.Store.UpdateJob(r.Context(), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
+		return err
+	}
+	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
+	s.Hub.Track(jobID)
+	resp := map[string]any{
+		"status": "restore_started", "restore_id": restoreID, "backup_id": b.ID, "job_id": jobID,
+		"restore_type": req.RestoreType, "components": restored, "storage_location": loc,
+		"target_location": req.TargetLocation,
+		"estimated_size": humanSize(size), "estimated_size_bytes": size,
+		"estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
+		"warning":                      "System performance may be affected during restore",
+		"pre_restore_snapshot_created": false, "snapshot_id": nil,
+		"verify_before_restore": verifyBefore, "verify_after_restore": req.VerifyAfterRestore,
+		"progress_url":    "/cloud-integration/backup/restore/progress?job_id=" + jobID,
+		"temporal_ui_url": s.workflowURL(started.WorkflowID, started.RunID),
+	}
+	if req.CreatePreRestoreSnapshot {
+		// the snapshot is the job's first step (the restore waits for it);
+		// its id is fixed now
+		resp["pre_restore_snapshot_created"] = true
+		resp["snapshot_id"] = workflows.SnapshotID(restoreID)
+		resp["rollback"] = map[string]any{"backup_id": workflows.SnapshotID(restoreID), "target_location": "original",
+			"how": "POST /cloud-integration/backup/restore with this backup_id restores what was there before"}
+	}
+	if warnings != nil {
+		resp["warnings"] = warnings
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func restoredOf(sel, all []string) []string {
+	if sel == nil {
+		return all
+	}
+	return sel
+}
+
+// ---- verify
+
+type verifyRequest struct {
+	BackupID        string   `json:"backup_id"`
+	StorageLocation string   `json:"storage_location"`
+	VerifyChecksum  *bool    `json:"verify_checksum"`
+	VerifySignature *bool    `json:"verify_signature"`
+	VerifyStructure *bool    `json:"verify_structure"`
+	ExtractTest     bool     `json:"extract_test"`
+	DetailedReport  *bool    `json:"detailed_report"`
+	ReadDataPercent *float64 `json:"read_data_percent"`
+}
+
+func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
+	var req verifyRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.BackupID == "" {
+		return badRequest("backup_id", "backup_id is required")
+	}
+	setTarget(r, req.BackupID)
+	b, err := s.Store.GetBackup(r.Context(), req.BackupID)
+	if errors.Is(err, models.ErrNotFound) {
+		return notFound(codes.BackupNotFound, "no backup %q", req.BackupID)
+	}
+	if err != nil {
+		return err
+	}
+	loc := req.StorageLocation
+	if loc == "" {
+		if len(b.Locations) == 0 {
+			return conflict(codes.BackupNotFound, "backup %s is not stored in any location", b.ID)
+		}
+		loc = b.Locations[0]
+	} else if _, ok := s.Cfg.Storage[loc]; !ok {
+		return badRequest("storage_location", "storage_location: unknown location %q (configured: %s)", loc, strings.Join(s.Cfg.LocationNames(), ", "))
+	} else if !contains(b.Locations, loc) {
+		return badRequest("storage_location", "storage_location: backup %s is not stored in %q (it is in %s)", b.ID, loc, strings.Join(b.Locations, ", "))
+	}
+	on := func(p *bool) bool { return p == nil || *p }
+	// the structure and signature checks always run (they are what makes
+	// the rest meaningful); verify_checksum reads and checks all data
+	pct := 0.0
+	if on(req.VerifyChecksum) {
+		pct = 100
+	}
+	if req.ReadDataPercent != nil {
+		if *req.ReadDataPercent < 0 || *req.ReadDataPercent > 100 {
+			return badRequest("read_data_percent", "read_data_percent: %v is outside 0..100", *req.ReadDataPercent)
+		}
+		pct = *req.ReadDataPercent
+	}
+	checks := []string{"File existence check", "Digital signature verification", "Archive structure validation", "Metadata validation"}
+	if pct > 0 {
+		checks = append(checks[:1], append([]string{fmt.Sprintf("Checksum verification (%.0f%% of the data read)", pct)}, checks[1:]...)...)
+	}
+	if req.ExtractTest {
+		checks = append(checks, "Extract test (restore into a scratch directory, every file verified)")
+	}
+	verID, jobID := newID("VERIFY-", 3), newID("VERIFY-JOB-", 3)
+	size := b.CompressedBytes
+	dur := time.Duration(float64(size)*pct/100/150e6*float64(time.Second)) + 2*time.Second
+	if req.ExtractTest {
+		dur += time.Duration(float64(b.SizeBytes) / 150e6 * float64(time.Second))
+	}
+	job := &models.Job{ID: jobID, Type: "verify", Subtype: "manual", Status: "queued", RefID: verID, BackupID: b.ID,
+		Name: b.Name, User: user(r), Started: time.Now().UTC(), EstimatedBytes: size, EstimatedSeconds: dur.Seconds(),
+		Request: models.ToJSON(req)}
+	if err := s.Store.PutJob(r.Context(), job); err != nil {
+		return err
+	}
+	started, err := s.Jobs.StartVerify(r.Context(), workflows.VerifyRequest{JobID: jobID, BackupID: b.ID, Location: loc,
+		ReadDataPercent: pct, ExtractTest: req.ExtractTest, VerificationID: verID, CatalogQueue: s.catalogQueue()})
+	if err != nil {
+		s.Store.UpdateJob(r.Context(), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
+		return err
+	}
+	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
+	s.Hub.Track(jobID)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": "verification_started", "verification_id": verID, "job_id": jobID, "backup_id": b.ID,
+		"storage_location": loc, "estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
+		"checks": checks, "read_data_percent": pct, "extract_test": req.ExtractTest,
+		"report_url": "/cloud-integration/backup/verify/report/" + verID,
+	})
+	return nil
+}
+
+func (s *Server) verifyReport(w http.ResponseWriter, r *http.Request) error {
+	return s.report(w, r, "verify", mux.Vars(r)["verification_id"])
+}
+
+func (s *Server) cleanupReport(w http.ResponseWriter, r *http.Request) error {
+	return s.report(w, r, "cleanup", mux.Vars(r)["cleanup_id"])
+}
+
+// report returns a stored report, or the job's state while it runs.
+func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string) error {
+	rep, err := s.Store.GetReport(r.Context(), id)
+	if err == nil && rep.Kind == kind {
+		var body map[string]any
+		if err := json.Unmarshal(rep.Body, &body); err != nil {
+			return err
+		}
+		body["id"], body["status"], body["job_id"] = rep.ID, rep.Status, rep.JobID
+		body["created"] = rfc3339(rep.CreatedAt)
+		writeJSON(w, http.StatusOK, body)
+		return nil
+	}
+	j, jerr := s.Store.GetJobByRef(r.Context(), kind, id)
+	if jerr != nil {
+		what := map[string]string{"verify": "verification", "cleanup": "cleanup"}[kind]
+		return notFound(codes.JobNotFound, "no %s %q", what, id)
+	}
+	p := s.liveProgress(r.Context(), j)
+	status, _ := apiStatus(p.Status)
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "job_id": j.ID, "status": status, "backup_id": nilIfEmpty(j.BackupID),
+		"message": "the report is written when the job finishes", "progress": p.Percentage})
+	return nil
+}

@@ -1,0 +1,357 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"backupd/models"
+	"backupd/retention"
+	"backupd/workflows"
+)
+
+// CleanupRules are the spec's cleanup_rules.
+type CleanupRules struct {
+	AutoCleanup               bool   `json:"auto_cleanup"`
+	CleanupSchedule           string `json:"cleanup_schedule"` // daily | weekly | disabled
+	CleanupTime               string `json:"cleanup_time"`     // HH:MM UTC
+	MinimumFreeSpace          string `json:"minimum_free_space"`
+	EmergencyCleanupThreshold string `json:"emergency_cleanup_threshold"`
+	CleanupStrategy           string `json:"cleanup_strategy"`
+}
+
+type retentionSettings struct {
+	Policy retention.Policy `json:"retention_policies"`
+	Rules  CleanupRules     `json:"cleanup_rules"`
+}
+
+func defaultRetention() retentionSettings {
+	return retentionSettings{Policy: retention.Default(), Rules: CleanupRules{AutoCleanup: true, CleanupSchedule: "daily",
+		CleanupTime: "03:00", MinimumFreeSpace: "50GB", EmergencyCleanupThreshold: "10GB", CleanupStrategy: "oldest_first"}}
+}
+
+func (s *Server) retentionSettings(ctx context.Context) (retentionSettings, error) {
+	rs := defaultRetention()
+	_, err := s.Store.GetSetting(ctx, "retention", &rs)
+	return rs, err
+}
+
+func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
+	rs, err := s.retentionSettings(r.Context())
+	if err != nil {
+		return err
+	}
+	var prot []string
+	if err := s.Store.DB.WithContext(r.Context()).Model(&models.Backup{}).Where("protected = ?", true).
+		Order("timestamp DESC").Pluck("id", &prot).Error; err != nil {
+		return err
+	}
+	out := map[string]any{"retention_policies": rs.Policy, "cleanup_rules": rs.Rules, "protected_backups": nonNil(prot),
+		"next_cleanup": nil, "last_cleanup": nil}
+	if rs.Rules.AutoCleanup && rs.Rules.CleanupSchedule != "disabled" {
+		out["next_cleanup"] = rfc3339(nextDaily(time.Now().UTC(), rs.Rules.CleanupTime))
+	}
+	if rep, err := s.Store.LatestReport(r.Context(), "cleanup"); err == nil {
+		var body struct {
+			DryRun  bool                      `json:"dry_run"`
+			Outcome *workflows.CleanupOutcome `json:"outcome"`
+		}
+		json.Unmarshal(rep.Body, &body)
+		removed, freed := 0, int64(0)
+		if body.Outcome != nil {
+			seen := map[string]bool{}
+			for _, ids := range body.Outcome.Removed {
+				for _, id := range ids {
+					seen[id] = true
+				}
+			}
+			removed = len(seen)
+			for _, g := range body.Outcome.GC {
+				freed += g.BytesFreed
+			}
+		}
+		lc := map[string]any{"timestamp": rfc3339(rep.CreatedAt), "cleanup_id": rep.ID, "status": rep.Status,
+			"dry_run": body.DryRun, "backups_removed": removed, "space_freed": humanSize(freed), "space_freed_bytes": freed}
+		if j, err := s.Store.GetJob(r.Context(), rep.JobID); err == nil && j.Finished != nil {
+			d := j.Finished.Sub(j.Started)
+			lc["duration"], lc["duration_seconds"] = humanDuration(d), math.Round(d.Seconds())
+		}
+		out["last_cleanup"] = lc
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+var hhmm = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])$`)
+
+func nextDaily(now time.Time, at string) time.Time {
+	var h, m int
+	fmt.Sscanf(at, "%d:%d", &h, &m)
+	t := time.Date(now.Year(), now.Month(), now.Day(), h, m, 0, 0, time.UTC)
+	if !t.After(now) {
+		t = t.AddDate(0, 0, 1)
+	}
+	return t
+}
+
+type retentionUpdate struct {
+	Policies  *retention.Policy `json:"retention_policies"`
+	Rules     *CleanupRules     `json:"cleanup_rules"`
+	Protected *[]string         `json:"protected_backups"`
+	Protect   []string          `json:"protect"`
+	Unprotect []string          `json:"unprotect"`
+}
+
+func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
+	var req retentionUpdate
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	rs, err := s.retentionSettings(r.Context())
+	if err != nil {
+		return err
+	}
+	changes := map[string]any{}
+	if req.Policies != nil {
+		if err := req.Policies.Validate(); err != nil {
+			return badRequest("retention_policies", "retention_policies.%v", err)
+		}
+		changes["retention_policies"] = map[string]any{"old": rs.Policy, "new": *req.Policies}
+		rs.Policy = *req.Policies
+	}
+	if req.Rules != nil {
+		ru := *req.Rules
+		if err := oneOf("cleanup_rules.cleanup_schedule", ru.CleanupSchedule, "daily", "weekly", "disabled"); err != nil {
+			return err
+		}
+		if !hhmm.MatchString(ru.CleanupTime) {
+			return badRequest("cleanup_rules.cleanup_time", "cleanup_rules.cleanup_time: %q is not HH:MM (00:00..23:59)", ru.CleanupTime)
+		}
+		if err := oneOf("cleanup_rules.cleanup_strategy", ru.CleanupStrategy, "oldest_first", "largest_first"); err != nil {
+			return err
+		}
+		for f, v := range map[string]string{"minimum_free_space": ru.MinimumFreeSpace, "emergency_cleanup_threshold": ru.EmergencyCleanupThreshold} {
+			if _, err := parseSize(v); err != nil {
+				return badRequest("cleanup_rules."+f, "cleanup_rules.%s: %v", f, err)
+			}
+		}
+		changes["cleanup_rules"] = map[string]any{"old": rs.Rules, "new": ru}
+		rs.Rules = ru
+	}
+	protect := map[string]bool{}
+	if req.Protected != nil {
+		var cur []string
+		s.Store.DB.WithContext(r.Context()).Model(&models.Backup{}).Where("protected = ?", true).Pluck("id", &cur)
+		for _, id := range cur {
+			protect[id] = false
+		}
+		for _, id := range *req.Protected {
+			protect[id] = true
+		}
+	}
+	for _, id := range req.Protect {
+		protect[id] = true
+	}
+	for _, id := range req.Unprotect {
+		protect[id] = false
+	}
+	for id := range protect {
+		if _, err := s.Store.GetBackup(r.Context(), id); err != nil {
+			return badRequest("protected_backups", "protected_backups: no backup %q", id)
+		}
+	}
+	if err := s.Store.PutSetting(r.Context(), "retention", rs); err != nil {
+		return err
+	}
+	for id, p := range protect {
+		if err := s.Store.UpdateBackup(r.Context(), id, map[string]any{"protected": p}); err != nil {
+			return err
+		}
+	}
+	if len(protect) > 0 {
+		changes["protected_backups"] = protect
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "updated", "changes": changes, "restart_required": false})
+	return nil
+}
+
+// ---- cleanup
+
+type cleanupRequest struct {
+	DryRun             *bool    `json:"dry_run"`
+	ForceCleanup       bool     `json:"force_cleanup"`
+	TargetStorage      []string `json:"target_storage"`
+	IgnoreProtected    *bool    `json:"ignore_protected"`
+	CleanupStrategy    string   `json:"cleanup_strategy"`
+	MaxBackupsToRemove *int     `json:"max_backups_to_remove"`
+	Reason             string   `json:"reason"`
+}
+
+// cleanupDecision is one backup's line in a cleanup report.
+type cleanupDecision struct {
+	ID        string   `json:"backup_id"`
+	Type      string   `json:"type"`
+	Timestamp string   `json:"timestamp"`
+	Decision  string   `json:"decision"` // keep | remove | would_remove | skipped
+	Reason    string   `json:"reason"`
+	Bytes     int64    `json:"bytes"`
+	Locations []string `json:"locations"`
+}
+
+// planCleanup runs the retention decision over the catalog.
+func (s *Server) planCleanup(ctx context.Context, targets []string, strategy string, maxRemove int, dryRun, force bool) ([]cleanupDecision, []string, int, error) {
+	rs, err := s.retentionSettings(ctx)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	rows, err := s.Store.AllBackups(ctx)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	in := make([]retention.Backup, len(rows))
+	for i, b := range rows {
+		in[i] = retention.Backup{ID: b.ID, Type: b.Type, Status: b.Status, Time: b.Timestamp, Protected: b.Protected,
+			RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup, Bytes: b.CompressedBytes}
+		if force && !b.Protected {
+			in[i].RetentionDays = 0 // force: the per-backup retention_days do not hold it
+		}
+	}
+	dec := retention.Decide(in, rs.Policy, time.Now().UTC())
+	var out []cleanupDecision
+	var cands []int
+	protected := 0
+	for i, d := range dec {
+		b := rows[i]
+		cd := cleanupDecision{ID: b.ID, Type: b.Type, Timestamp: rfc3339(b.Timestamp), Reason: d.Reason,
+			Bytes: b.CompressedBytes, Locations: nonNil(b.Locations)}
+		if b.Protected {
+			protected++
+		}
+		inTarget := false
+		for _, l := range b.Locations {
+			if contains(targets, l) {
+				inTarget = true
+			}
+		}
+		switch {
+		case d.Keep:
+			cd.Decision = "keep"
+		case !inTarget && len(b.Locations) > 0:
+			cd.Decision, cd.Reason = "skipped", "not stored in the target storage ("+strings.Join(targets, ", ")+")"
+		default:
+			cd.Decision = "remove"
+			cands = append(cands, len(out))
+		}
+		out = append(out, cd)
+	}
+	sort.SliceStable(cands, func(a, b int) bool {
+		if strategy == "largest_first" {
+			return out[cands[a]].Bytes > out[cands[b]].Bytes
+		}
+		return out[cands[a]].Timestamp < out[cands[b]].Timestamp
+	})
+	var ids []string
+	for n, i := range cands {
+		if maxRemove > 0 && n >= maxRemove {
+			out[i].Decision, out[i].Reason = "skipped", fmt.Sprintf("max_backups_to_remove (%d) reached; %s", maxRemove, out[i].Reason)
+			continue
+		}
+		if dryRun {
+			out[i].Decision = "would_remove"
+		}
+		ids = append(ids, out[i].ID)
+	}
+	return out, ids, protected, nil
+}
+
+func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
+	var req cleanupRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	dry := req.DryRun == nil || *req.DryRun // a cleanup removes nothing unless asked to
+	if err := validText("reason", req.Reason, 2000); err != nil {
+		return err
+	}
+	if req.CleanupStrategy == "" {
+		req.CleanupStrategy = "oldest_first"
+	}
+	if err := oneOf("cleanup_strategy", req.CleanupStrategy, "oldest_first", "largest_first"); err != nil {
+		return err
+	}
+	maxRemove := 0
+	if req.MaxBackupsToRemove != nil {
+		if *req.MaxBackupsToRemove < 1 || *req.MaxBackupsToRemove > 100000 {
+			return badRequest("max_backups_to_remove", "max_backups_to_remove: %d is outside 1..100000", *req.MaxBackupsToRemove)
+		}
+		maxRemove = *req.MaxBackupsToRemove
+	}
+	targets := req.TargetStorage
+	if len(targets) == 0 {
+		targets = s.Cfg.LocationNames()
+	}
+	for i, t := range targets {
+		if _, ok := s.Cfg.Storage[t]; !ok {
+			return badRequest(fmt.Sprintf("target_storage[%d]", i), "target_storage: unknown storage location %q (configured: %s)", t, strings.Join(s.Cfg.LocationNames(), ", "))
+		}
+	}
+	decisions, ids, protected, err := s.planCleanup(r.Context(), targets, req.CleanupStrategy, maxRemove, dry, req.ForceCleanup)
+	if err != nil {
+		return err
+	}
+	var est int64
+	for _, d := range decisions {
+		if d.Decision == "remove" || d.Decision == "would_remove" {
+			est += d.Bytes
+		}
+	}
+	cleanupID := newID("CLEANUP-", 3)
+	setTarget(r, cleanupID)
+	jobID, err := s.startCleanupJob(r, cleanupID, targets, ids, dry, "manual", decisions)
+	if err != nil {
+		return err
+	}
+	dur := time.Duration(len(ids))*time.Second + 5*time.Second
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": "cleanup_started", "cleanup_id": cleanupID, "job_id": jobID, "dry_run": dry,
+		"estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
+		"backups_analyzed": len(decisions), "backups_candidate_for_removal": len(ids),
+		"estimated_space_to_free": humanSize(est), "estimated_space_to_free_bytes": est,
+		"estimate_basis":             "bytes the candidates added when they were written; the report has the bytes garbage collection frees",
+		"protected_backups_excluded": protected, "target_storage": targets, "cleanup_strategy": req.CleanupStrategy,
+		"reason": req.Reason, "report_url": "/cloud-integration/backup/cleanup/report/" + cleanupID,
+	})
+	return nil
+}
+
+// startCleanupJob starts a CleanupWorkflow removing ids from locs.
+func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []string, dry bool, subtype string, decisions []cleanupDecision) (string, error) {
+	jobID := "CLEANUP-JOB-" + strings.TrimPrefix(cleanupID, "CLEANUP-")
+	job := &models.Job{ID: jobID, Type: "cleanup", Subtype: subtype, Status: "queued", RefID: cleanupID, User: user(r),
+		Started: time.Now().UTC(), Request: models.ToJSON(map[string]any{"locations": locs, "backup_ids": ids, "dry_run": dry})}
+	if len(ids) == 1 {
+		job.BackupID = ids[0]
+	}
+	if err := s.Store.PutJob(r.Context(), job); err != nil {
+		return "", err
+	}
+	var raw json.RawMessage
+	if decisions != nil {
+		raw, _ = json.Marshal(decisions)
+	}
+	started, err := s.Jobs.StartCleanup(r.Context(), workflows.CleanupRequest{JobID: jobID, Locations: locs, BackupIDs: ids,
+		DryRun: dry, CleanupID: cleanupID, CatalogQueue: s.catalogQueue(), Decisions: raw})
+	if err != nil {
+		s.Store.UpdateJob(r.Context(), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
+		return "", err
+	}
+	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
+	s.Hub.Track(jobID)
+	return jobID, nil
+}

@@ -1,0 +1,418 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"backupd/codes"
+	"backupd/models"
+	"backupd/workflows"
+)
+
+type scheduleRequest struct {
+	ID               string          `json:"id"`
+	Name             *string         `json:"name"`
+	Enabled          *bool           `json:"enabled"`
+	Type             *string         `json:"type"`
+	Frequency        *string         `json:"frequency"`
+	Time             *string         `json:"time"`
+	Day              *string         `json:"day"`
+	Timezone         *string         `json:"timezone"`
+	Components       componentSet    `json:"components"`
+	StorageLocations []string        `json:"storage_locations"`
+	RetentionDays    *int            `json:"retention_days"`
+	Encryption       *bool           `json:"encryption"`
+	Compression      *string         `json:"compression"`
+	Notifications    map[string]bool `json:"notifications"`
+	Description      *string         `json:"description"`
+}
+
+var scheduleIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$`)
+
+var weekdays = map[string]int{"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
+
+func schedErr(field, format string, args ...any) error {
+	return invalid(codes.ScheduleError, field, format, args...)
+}
+
+// temporalScheduleID keeps backupd's schedules apart from others in the namespace.
+func temporalScheduleID(id string) string { return "backupd-" + id }
+
+// calendar turns frequency/time/day into a Temporal calendar spec.
+func calendar(sc *models.Schedule) (client.ScheduleCalendarSpec, error) {
+	var cal client.ScheduleCalendarSpec
+	h, m := 0, 0
+	if sc.Time != "" {
+		mm := hhmm.FindStringSubmatch(sc.Time)
+		if mm == nil {
+			return cal, schedErr("time", "time: %q is not HH:MM (00:00..23:59)", sc.Time)
+		}
+		h, _ = strconv.Atoi(mm[1])
+		m, _ = strconv.Atoi(mm[2])
+	}
+	cal.Minute = []client.ScheduleRange{{Start: m}}
+	switch sc.Frequency {
+	case "hourly":
+		if sc.Day != "" {
+			return cal, schedErr("day", "day: an hourly schedule takes no day")
+		}
+		cal.Hour = []client.ScheduleRange{{Start: 0, End: 23}}
+		cal.Comment = "hourly at minute " + strconv.Itoa(m)
+	case "daily":
+		if sc.Time == "" {
+			return cal, schedErr("time", "time: a daily schedule needs a time (HH:MM)")
+		}
+		if sc.Day != "" {
+			return cal, schedErr("day", "day: a daily schedule takes no day")
+		}
+		cal.Hour = []client.ScheduleRange{{Start: h}}
+		cal.Comment = "daily at " + sc.Time
+	case "weekly":
+		if sc.Time == "" {
+			return cal, schedErr("time", "time: a weekly schedule needs a time (HH:MM)")
+		}
+		d, ok := weekdays[strings.ToLower(sc.Day)]
+		if !ok {
+			return cal, schedErr("day", "day: a weekly schedule needs a weekday (Sunday..Saturday), got %q", sc.Day)
+		}
+		cal.Hour = []client.ScheduleRange{{Start: h}}
+		cal.DayOfWeek = []client.ScheduleRange{{Start: d}}
+		cal.Comment = "weekly on " + sc.Day + " at " + sc.Time
+	case "monthly":
+		if sc.Time == "" {
+			return cal, schedErr("time", "time: a monthly schedule needs a time (HH:MM)")
+		}
+		d, err := strconv.Atoi(sc.Day)
+		if err != nil || d < 1 || d > 31 {
+			return cal, schedErr("day", "day: a monthly schedule needs a day of the month (1..31), got %q", sc.Day)
+		}
+		cal.Hour = []client.ScheduleRange{{Start: h}}
+		cal.DayOfMonth = []client.ScheduleRange{{Start: d}}
+		cal.Comment = "monthly on day " + sc.Day + " at " + sc.Time
+	default:
+		return cal, schedErr("frequency", "frequency: %q is not one of hourly, daily, weekly, monthly", sc.Frequency)
+	}
+	return cal, nil
+}
+
+func (s *Server) scheduleOptions(sc *models.Schedule) (client.ScheduleSpec, *client.ScheduleWorkflowAction, error) {
+	cal, err := calendar(sc)
+	if err != nil {
+		return client.ScheduleSpec{}, nil, err
+	}
+	spec := client.ScheduleSpec{Calendars: []client.ScheduleCalendarSpec{cal}, TimeZoneName: sc.Timezone}
+	req := workflows.BackupRequest{Name: sc.Name, Type: sc.Type, Components: sc.Components, Locations: sc.Locations,
+		Compression: sc.Compression, ScheduleID: sc.ID, CreatedBy: "scheduler", RetentionDays: sc.RetentionDays,
+		CatalogQueue: s.catalogQueue(), Description: "scheduled by " + sc.ID}
+	act := &client.ScheduleWorkflowAction{ID: "scheduled-backup:" + sc.ID, Workflow: "BackupWorkflow", Args: []any{req},
+		TaskQueue: s.Cfg.Temporal.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("backup"),
+			workflows.AttrScheduleID.ValueSet(sc.ID), workflows.AttrStatus.ValueSet(workflows.StatusPending),
+			workflows.AttrComponents.ValueSet(sc.Components))}
+	return spec, act, nil
+}
+
+func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
+	var req scheduleRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if !scheduleIDRe.MatchString(req.ID) {
+		return schedErr("id", "id: %q must be 1-120 letters, digits, '.', '_' or '-'", req.ID)
+	}
+	setTarget(r, req.ID)
+	ctx := r.Context()
+	sc, err := s.Store.GetSchedule(ctx, req.ID)
+	created := errors.Is(err, models.ErrNotFound)
+	if created {
+		sc = &models.Schedule{ID: req.ID, Enabled: true, Type: "full", Timezone: "UTC", Compression: "",
+			Notifications: map[string]bool{"on_success": false, "on_failure": true, "on_warning": true}, CreatedBy: user(r)}
+	} else if err != nil {
+		return err
+	}
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&sc.Name, req.Name)
+	set(&sc.Type, req.Type)
+	set(&sc.Frequency, req.Frequency)
+	set(&sc.Time, req.Time)
+	set(&sc.Day, req.Day)
+	set(&sc.Timezone, req.Timezone)
+	set(&sc.Compression, req.Compression)
+	set(&sc.Description, req.Description)
+	if req.Enabled != nil {
+		sc.Enabled = *req.Enabled
+	}
+	if req.RetentionDays != nil {
+		if *req.RetentionDays < 1 || *req.RetentionDays > 36500 {
+			return schedErr("retention_days", "retention_days: %d is outside 1..36500", *req.RetentionDays)
+		}
+		sc.RetentionDays = *req.RetentionDays
+	}
+	if req.Notifications != nil {
+		for k, v := range req.Notifications {
+			if err := oneOf("notifications."+k, k, "on_success", "on_failure", "on_warning"); err != nil {
+				return schedErr("notifications."+k, "notifications: unknown key %q (on_success, on_failure, on_warning)", k)
+			}
+			sc.Notifications[k] = v
+		}
+	}
+	if req.Components != nil {
+		comps, err := s.selectComponents(req.Components, true)
+		if err != nil {
+			e := err.(*apiError)
+			e.Code = string(codes.ScheduleError)
+			return e
+		}
+		sc.Components = comps
+	}
+	if req.StorageLocations != nil {
+		locs, err := s.selectLocations(ctx, "storage_locations", req.StorageLocations)
+		if err != nil {
+			if e, ok := err.(*apiError); ok {
+				e.Code = string(codes.ScheduleError)
+			}
+			return err
+		}
+		sc.Locations = locs
+	}
+	// what a new schedule must say
+	if created {
+		if sc.Frequency == "" {
+			return schedErr("frequency", "frequency is required (hourly, daily, weekly, monthly)")
+		}
+		if len(sc.Components) == 0 {
+			return schedErr("components", "components: select at least one component (configured: %s)", strings.Join(s.Cfg.ComponentNames(), ", "))
+		}
+		if sc.Name == "" {
+			sc.Name = sc.ID
+		}
+	}
+	if len(sc.Locations) == 0 {
+		locs, err := s.selectLocations(ctx, "storage_locations", nil)
+		if err != nil {
+			return err
+		}
+		sc.Locations = locs
+	}
+	if sc.Compression == "" {
+		pol, err := s.policies(ctx)
+		if err != nil {
+			return err
+		}
+		sc.Compression = pol.Compression.DefaultAlgorithm
+	}
+	if err := oneOf("type", sc.Type, backupTypes...); err != nil {
+		return schedErr("type", "type: %q is not one of %s", sc.Type, strings.Join(backupTypes, ", "))
+	}
+	if err := oneOf("compression", sc.Compression, compressions...); err != nil {
+		return schedErr("compression", "compression: %q is not one of %s", sc.Compression, strings.Join(compressions, ", "))
+	}
+	if _, err := time.LoadLocation(sc.Timezone); err != nil || sc.Timezone == "" || sc.Timezone == "Local" {
+		return schedErr("timezone", "timezone: %q is not an IANA time zone (like UTC or Europe/Berlin)", sc.Timezone)
+	}
+	if err := validText("name", sc.Name, 200); err != nil {
+		return schedErr("name", "name: %v", err)
+	}
+	if req.Encryption != nil && !*req.Encryption {
+		return schedErr("encryption", "encryption: backupd always encrypts; false is not possible")
+	}
+	sc.Encryption = true
+	spec, act, err := s.scheduleOptions(sc)
+	if err != nil {
+		return err
+	}
+	h, err := s.upsertTemporalSchedule(ctx, sc, spec, act)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.PutSchedule(ctx, sc); err != nil {
+		return err
+	}
+	next := s.nextOf(ctx, h)
+	status, msg := "updated", "Schedule updated successfully"
+	if created {
+		status, msg = "created", "Schedule created successfully"
+	}
+	s.Hub.Broadcast(scheduleEvent("schedule_"+status, sc, msg, next))
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": status, "schedule_id": sc.ID, "name": sc.Name, "message": msg, "enabled": sc.Enabled,
+		"next_execution": rfc3339p(next),
+		"validation":     map[string]any{"components_valid": true, "storage_valid": true, "schedule_valid": true, "retention_valid": true},
+		"temporal_schedule_id": temporalScheduleID(sc.ID),
+	})
+	return nil
+}
+
+// upsertTemporalSchedule creates the Temporal schedule or, when it
+// exists, replaces its spec, action and state (Create is not idempotent).
+func (s *Server) upsertTemporalSchedule(ctx context.Context, sc *models.Schedule, spec client.ScheduleSpec, act *client.ScheduleWorkflowAction) (client.ScheduleHandle, error) {
+	sched := s.Temporal.ScheduleClient()
+	note := "enabled"
+	if !sc.Enabled {
+		note = "disabled through the API"
+	}
+	h, err := sched.Create(ctx, client.ScheduleOptions{ID: temporalScheduleID(sc.ID), Spec: spec, Action: act,
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: 24 * time.Hour, Paused: !sc.Enabled, Note: note,
+		Memo: map[string]any{"backupd_schedule_id": sc.ID}})
+	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		h = sched.GetHandle(ctx, temporalScheduleID(sc.ID))
+		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			x := in.Description.Schedule
+			x.Spec, x.Action = &spec, act
+			if x.State == nil {
+				x.State = &client.ScheduleState{}
+			}
+			x.State.Paused, x.State.Note = !sc.Enabled, note
+			if x.Policy == nil {
+				x.Policy = &client.SchedulePolicies{}
+			}
+			x.Policy.Overlap, x.Policy.CatchupWindow = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, 24*time.Hour
+			return &client.ScheduleUpdate{Schedule: &x}, nil
+		}})
+	}
+	if err != nil {
+		return nil, codes.Wrap(codes.ScheduleError, err)
+	}
+	return h, nil
+}
+
+func (s *Server) nextOf(ctx context.Context, h client.ScheduleHandle) *time.Time {
+	d, err := h.Describe(ctx)
+	if err != nil || len(d.Info.NextActionTimes) == 0 || d.Schedule.State.Paused {
+		return nil
+	}
+	t := d.Info.NextActionTimes[0].UTC()
+	return &t
+}
+
+// nextScheduledRun is the soonest next run of any schedule.
+func (s *Server) nextScheduledRun(ctx context.Context) *time.Time {
+	list, err := s.Store.ListSchedules(ctx)
+	if err != nil {
+		return nil
+	}
+	var best *time.Time
+	for _, sc := range list {
+		if t := s.nextOf(ctx, s.Temporal.ScheduleClient().GetHandle(ctx, temporalScheduleID(sc.ID))); t != nil && (best == nil || t.Before(*best)) {
+			best = t
+		}
+	}
+	return best
+}
+
+func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	list, err := s.Store.ListSchedules(ctx)
+	if err != nil {
+		return err
+	}
+	out := []map[string]any{}
+	byFreq := map[string]int{"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0}
+	enabled := 0
+	for i := range list {
+		sc := &list[i]
+		byFreq[sc.Frequency]++
+		if sc.Enabled {
+			enabled++
+		}
+		v := map[string]any{"id": sc.ID, "name": sc.Name, "enabled": sc.Enabled, "type": sc.Type, "frequency": sc.Frequency,
+			"timezone": sc.Timezone, "components": s.componentMap(sc.Components), "storage_locations": nonNil(sc.Locations),
+			"retention_days": sc.RetentionDays, "encryption": sc.Encryption, "compression": sc.Compression,
+			"notifications": sc.Notifications, "description": sc.Description, "last_execution": nil, "next_execution": nil}
+		if sc.Time != "" {
+			v["time"] = sc.Time
+		}
+		if sc.Day != "" {
+			v["day"] = sc.Day
+		}
+		h := s.Temporal.ScheduleClient().GetHandle(ctx, temporalScheduleID(sc.ID))
+		if d, err := h.Describe(ctx); err == nil {
+			if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
+				v["next_execution"] = rfc3339(d.Info.NextActionTimes[0])
+			}
+			v["executions"] = d.Info.NumActions
+			v["skipped_overlap"] = d.Info.NumActionsSkippedOverlap
+			v["missed_catchup_window"] = d.Info.NumActionsMissedCatchupWindow
+		} else {
+			v["temporal_error"] = err.Error()
+		}
+		if rows, err := s.Store.ListBackups(ctx, models.BackupFilter{ScheduleID: sc.ID, Limit: 1}); err == nil && len(rows) > 0 {
+			b := rows[0]
+			st := map[string]string{workflows.StatusCompleted: "success", workflows.StatusPartial: "warning",
+				workflows.StatusFailed: "failed", workflows.StatusCancelled: "cancelled", workflows.StatusInProgress: "running"}[b.Status]
+			v["last_execution"] = map[string]any{"timestamp": rfc3339(b.Timestamp), "status": st, "backup_id": b.ID,
+				"size": humanSize(b.SizeBytes), "size_bytes": b.SizeBytes,
+				"duration": humanDuration(time.Duration(b.DurationSeconds * float64(time.Second))), "duration_seconds": b.DurationSeconds}
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": out, "summary": map[string]any{
+		"total_schedules": len(list), "enabled": enabled, "disabled": len(list) - enabled, "by_frequency": byFreq}})
+	return nil
+}
+
+func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["schedule_id"]
+	setTarget(r, id)
+	sc, err := s.Store.GetSchedule(r.Context(), id)
+	if errors.Is(err, models.ErrNotFound) {
+		return &apiError{Status: http.StatusNotFound, Code: string(codes.ScheduleError), Message: "no schedule " + strconv.Quote(id)}
+	}
+	if err != nil {
+		return err
+	}
+	h := s.Temporal.ScheduleClient().GetHandle(r.Context(), temporalScheduleID(id))
+	if err := h.Delete(r.Context()); err != nil && !isNotFound(err) {
+		return codes.Wrap(codes.ScheduleError, err)
+	}
+	if err := s.Store.DeleteSchedule(r.Context(), id); err != nil {
+		return err
+	}
+	s.Hub.Broadcast(scheduleEvent("schedule_deleted", sc, "Schedule "+id+" deleted", nil))
+	writeJSON(w, http.StatusOK, map[string]any{"status": "deleted", "schedule_id": id,
+		"message": "Schedule deleted; a backup it already started runs to its end"})
+	return nil
+}
+
+func (s *Server) triggerSchedule(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["schedule_id"]
+	setTarget(r, id)
+	sc, err := s.Store.GetSchedule(r.Context(), id)
+	if errors.Is(err, models.ErrNotFound) {
+		return &apiError{Status: http.StatusNotFound, Code: string(codes.ScheduleError), Message: "no schedule " + strconv.Quote(id)}
+	}
+	if err != nil {
+		return err
+	}
+	h := s.Temporal.ScheduleClient().GetHandle(r.Context(), temporalScheduleID(id))
+	if err := h.Trigger(r.Context(), client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {
+		return codes.Wrap(codes.ScheduleError, err)
+	}
+	s.Hub.Broadcast(scheduleEvent("backup_triggered", sc, "Schedule "+id+" triggered by "+user(r), nil))
+	writeJSON(w, http.StatusOK, map[string]any{"status": "triggered", "schedule_id": id,
+		"message": "A backup starts now unless one of this schedule is still running (overlap policy SKIP)"})
+	return nil
+}
+
+func isNotFound(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "not found")
+}
+
+func scheduleEvent(event string, sc *models.Schedule, msg string, next *time.Time) map[string]any {
+	return map[string]any{"type": "schedule_event", "event": event, "schedule_id": sc.ID, "message": msg,
+		"timestamp": rfc3339(time.Now()), "next_execution": rfc3339p(next)}
+}

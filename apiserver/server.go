@@ -1,0 +1,372 @@
+// Package apiserver is backupd's REST and WebSocket API: the contract of
+// spec/backup-recovery-api.rst, served at /cloud-integration/... and
+// /v1/cloud-integration/.... Handlers start and control durable jobs
+// through package jobs (Temporal) and read the catalog (package models);
+// they never touch storage for anything but reads (capacity, manifests,
+// downloads).
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"go.temporal.io/sdk/client"
+
+	"backupd/activities"
+	"backupd/config"
+	"backupd/jobs"
+	"backupd/models"
+)
+
+// Version is reported by the status endpoint.
+var Version = "dev"
+
+// Server serves the API.
+type Server struct {
+	Cfg      *config.Config
+	Store    *models.Store
+	Jobs     *jobs.Client
+	Temporal client.Client
+	Stores   *activities.Stores
+	Hub      *Hub
+	Log      *slog.Logger
+
+	started time.Time
+	routes  []route
+	router  *mux.Router
+
+	capMu      sync.Mutex
+	capCache   map[string]capEntry
+	alertLevel map[string]string
+}
+
+// New builds a server; Hub is created if nil.
+func New(s *Server) *Server {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	if s.Hub == nil {
+		s.Hub = NewHub(s.Log)
+	}
+	s.started = time.Now()
+	s.capCache = map[string]capEntry{}
+	s.alertLevel = map[string]string{}
+	s.routes = s.routeTable()
+	s.router = s.buildRouter()
+	return s
+}
+
+// route is one endpoint; the OpenAPI document is generated from the same table.
+type route struct {
+	Method, Path string // Path below /cloud-integration
+	Role         string // viewer | operator | admin
+	Action       string // audit log action name (mutating routes)
+	Summary      string
+	Query        []string // query parameters
+	Body         string   // request body schema name ("" = none)
+	Status       int      // success status (200 unless said)
+	handler      func(w http.ResponseWriter, r *http.Request) error
+}
+
+func (s *Server) routeTable() []route {
+	return []route{
+		{Method: "GET", Path: "/backup/status", Role: "viewer", Summary: "Backup system status and configuration", handler: s.getStatus},
+		{Method: "GET", Path: "/backup/list", Role: "viewer", Summary: "List backups", Query: []string{"type", "status", "limit", "page", "since", "until", "schedule_id"}, handler: s.listBackups},
+		{Method: "GET", Path: "/backup/details/{backup_id}", Role: "viewer", Summary: "One backup in detail", handler: s.getDetails},
+		{Method: "POST", Path: "/backup/create", Role: "operator", Action: "backup.create", Body: "CreateBackupRequest", Summary: "Start a manual backup", handler: s.createBackup},
+		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []string{"force", "locations"}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, handler: s.deleteBackup},
+		{Method: "POST", Path: "/backup/{backup_id}/protect", Role: "admin", Action: "backup.protect", Body: "ProtectRequest", Summary: "Protect or unprotect a backup from cleanup", handler: s.protectBackup},
+		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Query: []string{"format", "component"}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
+		{Method: "GET", Path: "/backup/progress", Role: "viewer", Query: []string{"job_id", "backup_id"}, Summary: "Progress of a backup job", handler: s.backupProgress},
+		{Method: "GET", Path: "/backup/schedules", Role: "viewer", Summary: "List schedules", handler: s.listSchedules},
+		{Method: "POST", Path: "/backup/schedules", Role: "operator", Action: "schedule.put", Body: "ScheduleRequest", Summary: "Create or update a schedule", handler: s.putSchedule},
+		{Method: "DELETE", Path: "/backup/schedules/{schedule_id}", Role: "operator", Action: "schedule.delete", Summary: "Delete a schedule", handler: s.deleteSchedule},
+		{Method: "POST", Path: "/backup/schedules/{schedule_id}/trigger", Role: "operator", Action: "schedule.trigger", Summary: "Run a schedule now", handler: s.triggerSchedule},
+		{Method: "POST", Path: "/backup/restore", Role: "admin", Action: "restore.start", Body: "RestoreRequest", Summary: "Restore from a backup", handler: s.startRestore},
+		{Method: "GET", Path: "/backup/restore/progress", Role: "viewer", Query: []string{"job_id", "restore_id"}, Summary: "Progress of a restore job", handler: s.restoreProgress},
+		{Method: "POST", Path: "/backup/verify", Role: "operator", Action: "verify.start", Body: "VerifyRequest", Summary: "Verify a backup's integrity", handler: s.startVerify},
+		{Method: "GET", Path: "/backup/verify/report/{verification_id}", Role: "viewer", Summary: "A verification report", handler: s.verifyReport},
+		{Method: "GET", Path: "/backup/storage", Role: "viewer", Summary: "Storage configuration and usage", handler: s.getStorage},
+		{Method: "POST", Path: "/backup/storage/update", Role: "admin", Action: "storage.update", Body: "StorageUpdateRequest", Summary: "Update storage configuration", handler: s.updateStorage},
+		{Method: "GET", Path: "/backup/retention", Role: "viewer", Summary: "Retention policies and cleanup rules", handler: s.getRetention},
+		{Method: "POST", Path: "/backup/retention", Role: "admin", Action: "retention.update", Body: "RetentionUpdateRequest", Summary: "Change retention policies, cleanup rules or protected backups", handler: s.updateRetention},
+		{Method: "POST", Path: "/backup/cleanup", Role: "admin", Action: "cleanup.start", Body: "CleanupRequest", Summary: "Run a cleanup (or a dry run)", handler: s.startCleanup},
+		{Method: "GET", Path: "/backup/cleanup/report/{cleanup_id}", Role: "viewer", Summary: "A cleanup report", handler: s.cleanupReport},
+		{Method: "GET", Path: "/backup/health", Role: "viewer", Summary: "Backup system health", handler: s.getHealth},
+		{Method: "GET", Path: "/backup/statistics", Role: "viewer", Query: []string{"period", "group_by"}, Summary: "Backup statistics", handler: s.getStatistics},
+		{Method: "GET", Path: "/backup/jobs", Role: "viewer", Query: []string{"status", "type", "limit", "page"}, Summary: "List jobs", handler: s.listJobs},
+		{Method: "POST", Path: "/backup/jobs/cancel", Role: "operator", Action: "job.cancel", Body: "CancelRequest", Summary: "Cancel a job", handler: s.cancelJob},
+		{Method: "POST", Path: "/backup/jobs/pause", Role: "operator", Action: "job.pause", Body: "JobRequest", Summary: "Pause a backup job", handler: s.pauseJob},
+		{Method: "POST", Path: "/backup/jobs/resume", Role: "operator", Action: "job.resume", Body: "JobRequest", Summary: "Resume a paused backup job", handler: s.resumeJob},
+		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: []string{"actor", "action", "outcome", "since", "until", "limit", "page"}, Summary: "The audit log of mutating calls", handler: s.listAudit},
+		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", handler: s.listTokens},
+		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: "TokenRequest", Summary: "Create an API token", Status: http.StatusCreated, handler: s.createToken},
+		{Method: "DELETE", Path: "/backup/tokens/{token_id}", Role: "admin", Action: "token.revoke", Summary: "Revoke an API token", handler: s.revokeToken},
+		{Method: "GET", Path: "/backup/openapi.json", Role: "viewer", Summary: "This API as an OpenAPI 3 document", handler: s.openAPI},
+		{Method: "GET", Path: "/ws/backup", Role: "viewer", Query: []string{"job_id", "types", "access_token"}, Summary: "WebSocket: live progress, completions, storage alerts, schedule events", handler: s.serveWS},
+	}
+}
+
+// Prefixes the routes are served under.
+var Prefixes = []string{"/cloud-integration", "/v1/cloud-integration"}
+
+func (s *Server) buildRouter() *mux.Router {
+	r := mux.NewRouter()
+	for _, p := range Prefixes {
+		sub := r.PathPrefix(p).Subrouter()
+		for i := range s.routes {
+			rt := s.routes[i]
+			sub.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
+		}
+	}
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		req = withState(req, &reqState{id: newRequestID()})
+		s.writeError(w, req, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such endpoint: " + req.Method + " " + req.URL.Path})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		req = withState(req, &reqState{id: newRequestID()})
+		s.writeError(w, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED", Message: req.Method + " is not allowed on " + req.URL.Path})
+	})
+	return r
+}
+
+// Handler is the whole API.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// reqState travels with a request: id, caller, audit facts.
+type reqState struct {
+	id            string
+	token         *models.Token
+	target        string
+	outcomeDetail string
+}
+
+type ctxKey struct{}
+
+func withState(r *http.Request, st *reqState) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
+}
+
+func stateOf(r *http.Request) *reqState {
+	st, _ := r.Context().Value(ctxKey{}).(*reqState)
+	return st
+}
+
+func requestID(r *http.Request) string {
+	if st := stateOf(r); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// user names the caller for jobs and the audit log.
+func user(r *http.Request) string {
+	if st := stateOf(r); st != nil && st.token != nil {
+		return st.token.Name
+	}
+	return ""
+}
+
+// setTarget names what a mutating call acted on, for the audit log.
+func setTarget(r *http.Request, t string) {
+	if st := stateOf(r); st != nil {
+		st.target = t
+	}
+}
+
+func newRequestID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "req_" + hex.EncodeToString(b)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (and the WebSocket upgrade) reach
+// the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wrap adds request id, authentication, authorisation, the audit record
+// and error rendering to a route.
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := &reqState{id: newRequestID()}
+		if id := r.Header.Get("X-Request-ID"); validRequestID(id) {
+			st.id = id
+		}
+		w.Header().Set("X-Request-ID", st.id)
+		r = withState(r, st)
+		sw := &statusWriter{ResponseWriter: w}
+		err := s.authorize(r, rt, st)
+		if err == nil {
+			err = rt.handler(sw, r)
+		}
+		if err != nil {
+			if sw.status != 0 {
+				s.Log.Error("error after the response started", "path", r.URL.Path, "err", err)
+			} else {
+				s.writeError(sw, r, err)
+			}
+		}
+		if rt.Action != "" {
+			s.audit(r, rt, st, sw.status)
+		}
+	})
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// token finds the caller's bearer token: the Authorization header, or for
+// the WebSocket (browsers cannot set headers there) the
+// Sec-WebSocket-Protocol "bearer, <token>" pair or ?access_token=.
+func bearer(r *http.Request, ws bool) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			return strings.TrimSpace(h[7:])
+		}
+		return ""
+	}
+	if !ws {
+		return ""
+	}
+	for _, p := range websocketProtocols(r) {
+		if strings.HasPrefix(p, models.TokenPrefix) {
+			return p
+		}
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+func websocketProtocols(r *http.Request) []string {
+	var out []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) authorize(r *http.Request, rt route, st *reqState) error {
+	plain := bearer(r, rt.Path == "/ws/backup")
+	if plain == "" {
+		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "a bearer token is required"}
+	}
+	tok, err := s.Store.Authenticate(r.Context(), plain)
+	if errors.Is(err, models.ErrNotFound) {
+		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "the token is invalid, expired or revoked"}
+	}
+	if err != nil {
+		return err
+	}
+	st.token = tok
+	if models.RoleRank(tok.Role) < models.RoleRank(rt.Role) {
+		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN",
+			Message: sprintf("%s %s needs the %s role; this token has %s", rt.Method, rt.Path, rt.Role, tok.Role)}
+	}
+	return nil
+}
+
+func (s *Server) audit(r *http.Request, rt route, st *reqState, status int) {
+	e := &models.AuditEntry{Method: r.Method, Path: r.URL.Path, Action: rt.Action, Target: st.target,
+		RequestID: st.id, Status: status, Detail: st.outcomeDetail, Remote: remoteIP(r)}
+	if st.token != nil {
+		e.Actor, e.Role = st.token.Name+" ("+st.token.ID+")", st.token.Role
+	}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		e.Outcome = "denied"
+	case status >= 400:
+		e.Outcome = "failure"
+	default:
+		e.Outcome = "success"
+	}
+	// the audit record must outlive a client that hung up
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := s.Store.Audit(ctx, e); err != nil {
+		s.Log.Error("audit log write failed", "err", err, "action", rt.Action)
+	}
+}
+
+func remoteIP(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// Serve runs the API on ln until ctx ends; with cert and key it serves
+// HTTPS (and WSS).
+func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string) error {
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+	go s.Poll(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		if certFile != "" {
+			errc <- hs.ServeTLS(ln, certFile, keyFile)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Hub.Close()
+	return hs.Shutdown(sctx)
+}

@@ -1,0 +1,294 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"backupd/config"
+	"backupd/models"
+	"backupd/models/modelstest"
+)
+
+// testServer is an API server over a real catalog with no Temporal: the
+// requests here are all refused before a job would start.
+func testServer(t *testing.T, driver string) (*Server, map[string]string) {
+	t.Helper()
+	store := modelstest.Open(t, driver)
+	dir := t.TempDir()
+	cfg := &config.Config{Host: "h", Primary: "local",
+		Components: map[string]config.Component{"data": {Paths: []string{dir}}, "logs": {Paths: []string{dir}}},
+		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}, "cloud": {URL: "s3://b/p?endpoint=http://127.0.0.1:1"}},
+	}
+	s := New(&Server{Cfg: cfg, Store: store})
+	toks := map[string]string{}
+	for _, role := range models.Roles {
+		p, _, err := store.CreateToken(context.Background(), role+"-user", role, "test", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[role] = p
+	}
+	return s, toks
+}
+
+func call(t *testing.T, s *Server, method, path, token string, body io.Reader) (*http.Response, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	res := rec.Result()
+	var m map[string]any
+	json.NewDecoder(res.Body).Decode(&m)
+	return res, m
+}
+
+func concrete(path string) string {
+	return strings.NewReplacer("{backup_id}", "backup-x", "{schedule_id}", "s1", "{verification_id}", "VERIFY-1",
+		"{cleanup_id}", "CLEANUP-1", "{token_id}", "tok-1").Replace(path)
+}
+
+func forDrivers(t *testing.T, fn func(t *testing.T, driver string)) {
+	for _, d := range modelstest.Drivers(t) {
+		t.Run(d, func(t *testing.T) { fn(t, d) })
+	}
+}
+
+func TestEveryRouteNeedsAToken(t *testing.T) {
+	forDrivers(t, func(t *testing.T, d string) {
+		s, toks := testServer(t, d)
+		for _, p := range Prefixes {
+			for _, rt := range s.routes {
+				for _, tok := range []string{"", "bkd_notatoken", "garbage"} {
+					res, body := call(t, s, rt.Method, p+concrete(rt.Path), tok, strings.NewReader("{}"))
+					if res.StatusCode != http.StatusUnauthorized || body["code"] != "UNAUTHORIZED" || body["request_id"] == "" {
+						t.Errorf("%s %s with token %q: %d %v", rt.Method, p+rt.Path, tok, res.StatusCode, body)
+					}
+				}
+			}
+		}
+		// a revoked token is refused too
+		list, _ := s.Store.ListTokens(context.Background())
+		s.Store.RevokeToken(context.Background(), list[0].ID)
+		res, _ := call(t, s, "GET", "/cloud-integration/backup/list", toks[list[0].Role], nil)
+		if res.StatusCode != 401 {
+			t.Errorf("revoked token: %d", res.StatusCode)
+		}
+	})
+}
+
+func TestRolesAreEnforcedAndAudited(t *testing.T) {
+	forDrivers(t, func(t *testing.T, d string) {
+		s, toks := testServer(t, d)
+		denied := 0
+		for _, rt := range s.routes {
+			for _, role := range models.Roles {
+				if models.RoleRank(role) >= models.RoleRank(rt.Role) {
+					continue
+				}
+				res, body := call(t, s, rt.Method, "/v1/cloud-integration"+concrete(rt.Path), toks[role], strings.NewReader("{}"))
+				if res.StatusCode != http.StatusForbidden || body["code"] != "FORBIDDEN" {
+					t.Errorf("%s %s as %s: %d %v", rt.Method, rt.Path, role, res.StatusCode, body)
+				}
+				if rt.Action != "" {
+					denied++
+				}
+			}
+		}
+		// every mutating route is a viewer's 403: each is in the audit log
+		es, total, err := s.Store.ListAudit(context.Background(), models.AuditFilter{Outcome: "denied", Limit: 1000})
+		if err != nil || int(total) != denied || denied == 0 {
+			t.Fatalf("audit has %d denied entries, want %d (%v)", total, denied, err)
+		}
+		if es[0].Actor == "" || es[0].RequestID == "" || es[0].Status != 403 || es[0].Action == "" {
+			t.Fatalf("audit entry: %+v", es[0])
+		}
+	})
+}
+
+func TestBadInputIsA400NamingTheField(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	admin := toks["admin"]
+	cases := []struct {
+		method, path, body string
+		status             int
+		field, contains    string
+	}{
+		{"POST", "/backup/create", `{"type": "full",`, 400, "", "malformed JSON"},
+		{"POST", "/backup/create", `{"type": "weekly", "components": {"data": true}}`, 400, "type", "weekly"},
+		{"POST", "/backup/create", `{"type": "full", "components": {"data": true}, "colour": 1}`, 400, "colour", "unknown field"},
+		{"POST", "/backup/create", `{"type": 5, "components": {"data": true}}`, 400, "type", "expected a string"},
+		{"POST", "/backup/create", `{"components": {"nope": true}}`, 400, "components.nope", "unknown component"},
+		{"POST", "/backup/create", `{"components": {"data": false}}`, 400, "components", "at least one"},
+		{"POST", "/backup/create", `{"components": {"data": true}, "storage_locations": ["moon"]}`, 400, "storage_locations[0]", "moon"},
+		{"POST", "/backup/create", `{"components": {"data": true}, "compression": "rar"}`, 400, "compression", "rar"},
+		{"POST", "/backup/create", `{"components": {"data": true}, "priority": "urgent"}`, 400, "priority", "urgent"},
+		{"POST", "/backup/create", `{"components": "data"}`, 400, "components", "expected an object"},
+		{"POST", "/backup/create", `[]`, 400, "(body)", "an object"},
+		{"POST", "/backup/create", `{} {}`, 400, "", "extra data"},
+		{"POST", "/backup/create", ``, 400, "", "empty"},
+		{"GET", "/backup/list?limit=1001", "", 400, "limit", "1..1000"},
+		{"GET", "/backup/list?limit=x", "", 400, "limit", "not an integer"},
+		{"GET", "/backup/list?since=yesterday", "", 400, "since", "RFC 3339"},
+		{"GET", "/backup/list?type=weekly", "", 400, "type", "weekly"},
+		{"GET", "/backup/list?sort=size", "", 400, "sort", "unknown query parameter"},
+		{"GET", "/backup/jobs?limit=101", "", 400, "limit", "1..100"},
+		{"GET", "/backup/statistics?period=2w", "", 400, "period", "2w"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "weekly", "time": "03:00", "components": {"data": true}}`, 400, "day", "weekday"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "25:00", "components": {"data": true}}`, 400, "time", "HH:MM"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "01:00", "timezone": "Mars/Olympus", "components": {"data": true}}`, 400, "timezone", "IANA"},
+		{"POST", "/backup/schedules", `{"id": "../x", "frequency": "daily"}`, 400, "id", "letters"},
+		{"POST", "/backup/restore", `{"backup_id": "nope"}`, 404, "", "no backup"},
+		{"POST", "/backup/jobs/cancel", `{"job_id": "BACKUP-JOB-NOPE"}`, 404, "", "no job"},
+		{"POST", "/backup/storage/update", `{"local": {"quota": "lots"}}`, 400, "local.quota", "not a size"},
+		{"POST", "/backup/storage/update", `{"moon": {"quota": "1TB"}}`, 400, "moon", "unknown storage location"},
+		{"POST", "/backup/storage/update", `{"local": {"bucket": "x"}}`, 400, "local.bucket", "no bucket"},
+		{"POST", "/backup/cleanup", `{"cleanup_strategy": "random"}`, 400, "cleanup_strategy", "random"},
+		{"POST", "/backup/tokens", `{"name": "x", "role": "root"}`, 400, "role", "root"},
+	}
+	for _, c := range cases {
+		var body io.Reader
+		if c.method == "POST" {
+			body = strings.NewReader(c.body)
+		}
+		res, m := call(t, s, c.method, "/cloud-integration"+c.path, admin, body)
+		details, _ := m["details"].(map[string]any)
+		msg, _ := m["message"].(string)
+		if res.StatusCode != c.status || (c.field != "" && details["field"] != c.field) || !strings.Contains(msg, c.contains) ||
+			m["error"] != true || m["request_id"] == "" || m["timestamp"] == "" {
+			t.Errorf("%s %s %s: %d %v", c.method, c.path, c.body, res.StatusCode, m)
+		}
+	}
+	// nothing was started or written by any of them
+	if jobs, _ := s.Store.ListJobs(context.Background(), models.JobFilter{Limit: 100}); len(jobs) != 0 {
+		t.Fatalf("bad requests left jobs: %+v", jobs)
+	}
+}
+
+func TestHugeBodyIs413(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	big := bytes.Repeat([]byte(" "), 10<<20)
+	copy(big, `{"name": "`)
+	big[len(big)-2], big[len(big)-1] = '"', '}'
+	res, m := call(t, s, "POST", "/cloud-integration/backup/create", toks["operator"], bytes.NewReader(big))
+	if res.StatusCode != http.StatusRequestEntityTooLarge || m["code"] != "REQUEST_TOO_LARGE" {
+		t.Fatalf("10 MB body: %d %v", res.StatusCode, m)
+	}
+}
+
+func TestRestoreTargetCannotEscape(t *testing.T) {
+	forDrivers(t, func(t *testing.T, d string) {
+		s, toks := testServer(t, d)
+		ctx := context.Background()
+		s.Store.PutBackup(ctx, &models.Backup{ID: "backup-1", Type: "full", Status: "completed", Timestamp: time.Now(),
+			Components: models.Strings{"data"}, Locations: models.Strings{"local"}})
+		base := t.TempDir()
+		outside := t.TempDir()
+		os.Symlink(outside, filepath.Join(base, "link"))
+		os.WriteFile(filepath.Join(base, "file"), nil, 0o600)
+		for _, target := range []string{
+			base + "/../etc", "../../etc", "relative/dir", filepath.Join(base, "link"), filepath.Join(base, "link", "sub"),
+			filepath.Join(base, "file", "sub"), "/",
+		} {
+			body, _ := json.Marshal(map[string]any{"backup_id": "backup-1", "target_location": target})
+			res, m := call(t, s, "POST", "/cloud-integration/backup/restore", toks["admin"], bytes.NewReader(body))
+			det, _ := m["details"].(map[string]any)
+			if res.StatusCode != 400 || det["field"] != "target_location" {
+				t.Errorf("target %q: %d %v", target, res.StatusCode, m)
+			}
+		}
+		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+			t.Fatal("something was written through the symlink")
+		}
+		if jobs, _ := s.Store.ListJobs(ctx, models.JobFilter{Limit: 10}); len(jobs) != 0 {
+			t.Fatalf("refused restores left jobs: %+v", jobs)
+		}
+	})
+}
+
+func TestOpenAPIListsEveryServedRoute(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	res, doc := call(t, s, "GET", "/cloud-integration/backup/openapi.json", toks["viewer"], nil)
+	if res.StatusCode != 200 || doc["openapi"] != "3.0.3" {
+		t.Fatalf("openapi: %d %v", res.StatusCode, doc)
+	}
+	paths := doc["paths"].(map[string]any)
+	served := 0
+	err := s.router.Walk(func(r *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		tpl, err := r.GetPathTemplate()
+		methods, merr := r.GetMethods()
+		if err != nil || merr != nil {
+			return nil // the prefix subrouters themselves
+		}
+		for _, m := range methods {
+			served++
+			item, ok := paths[tpl].(map[string]any)
+			if !ok || item[strings.ToLower(m)] == nil {
+				t.Errorf("%s %s is served but not in openapi.json", m, tpl)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := 0
+	for _, item := range paths {
+		documented += len(item.(map[string]any))
+	}
+	if served != documented || served != 2*len(s.routes) {
+		t.Fatalf("served %d, documented %d, table %d", served, documented, len(s.routes))
+	}
+}
+
+func TestListPagingAndSummaryFromTheDatabase(t *testing.T) {
+	forDrivers(t, func(t *testing.T, d string) {
+		s, toks := testServer(t, d)
+		ctx := context.Background()
+		base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+		for i := 0; i < 120; i++ {
+			typ := []string{"full", "incremental", "differential"}[i%3]
+			s.Store.PutBackup(ctx, &models.Backup{ID: "backup-" + string(rune('a'+i/26)) + string(rune('a'+i%26)), Type: typ,
+				Status: "completed", Timestamp: base.Add(time.Duration(i) * time.Hour), SizeBytes: 1e9, CompressedBytes: 5e8,
+				DurationSeconds: 90, Components: models.Strings{"data"}, Locations: models.Strings{"local"}, Encryption: "AES-256"})
+		}
+		res, m := call(t, s, "GET", "/v1/cloud-integration/backup/list?limit=50&page=3&type=full", toks["viewer"], nil)
+		if res.StatusCode != 200 {
+			t.Fatalf("%d %v", res.StatusCode, m)
+		}
+		pg := m["pagination"].(map[string]any)
+		if pg["total"] != 40.0 || pg["total_pages"] != 1.0 || pg["page"] != 3.0 || len(m["backups"].([]any)) != 0 {
+			t.Fatalf("pagination %v", pg)
+		}
+		_, m = call(t, s, "GET", "/v1/cloud-integration/backup/list?limit=5", toks["viewer"], nil)
+		b0 := m["backups"].([]any)[0].(map[string]any)
+		sum := m["summary"].(map[string]any)
+		if b0["size"] != "1.0 GB" || b0["size_bytes"] != 1e9 || b0["duration"] != "1m 30s" || b0["timestamp"] != "2025-03-05 23:00:00" ||
+			b0["components"].(map[string]any)["data"] != true || b0["components"].(map[string]any)["logs"] != false {
+			t.Fatalf("backup entry %v", b0)
+		}
+		if sum["full_backups"] != 40.0 || sum["total_size"] != "120 GB" || sum["compressed_size_bytes"] != 6e10 {
+			t.Fatalf("summary %v", sum)
+		}
+		_, m = call(t, s, "GET", "/v1/cloud-integration/backup/list?since=2025-03-05T00:00:00Z&until=2025-03-05T09:00:00Z", toks["viewer"], nil)
+		if m["pagination"].(map[string]any)["total"] != 10.0 {
+			t.Fatalf("since/until: %v", m["pagination"])
+		}
+	})
+}

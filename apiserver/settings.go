@@ -1,0 +1,126 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Policies are the live storage policies and monitoring thresholds
+// (GET/POST /backup/storage); they are kept in the catalog.
+type Policies struct {
+	Replication struct {
+		Enabled       bool   `json:"enabled"`
+		Strategy      string `json:"strategy"`
+		Copies        int    `json:"copies"`
+		Locations     int    `json:"locations"`
+		Offsite       int    `json:"offsite"`
+		AutoReplicate bool   `json:"auto_replicate"`
+	} `json:"replication"`
+	Encryption struct {
+		DefaultAlgorithm string `json:"default_algorithm"`
+		KeyRotationDays  int    `json:"key_rotation_days"`
+		KeyManagement    string `json:"key_management"`
+	} `json:"encryption"`
+	Compression struct {
+		DefaultAlgorithm string `json:"default_algorithm"`
+		Level            int    `json:"level"`
+		Multithreaded    bool   `json:"multithreaded"`
+	} `json:"compression"`
+	Monitoring struct {
+		HealthChecks      string `json:"health_checks"`
+		UsageAlerts       bool   `json:"usage_alerts"`
+		ThresholdWarning  int    `json:"threshold_warning"`
+		ThresholdCritical int    `json:"threshold_critical"`
+		AutoCleanup       bool   `json:"auto_cleanup"`
+	} `json:"monitoring"`
+	// Per location: quota and retention as the operator set them.
+	Locations map[string]*LocationPolicy `json:"locations"`
+}
+
+// LocationPolicy is what the API may change about a location live.
+type LocationPolicy struct {
+	Enabled          bool   `json:"enabled"`
+	QuotaBytes       int64  `json:"quota_bytes"`
+	RetentionDays    int    `json:"retention_days"`
+	CompressionLevel int    `json:"compression_level,omitempty"`
+	Bucket           string `json:"bucket,omitempty"`
+	Region           string `json:"region,omitempty"`
+	Path             string `json:"path,omitempty"`
+	Host             string `json:"host,omitempty"`
+}
+
+func defaultPolicies() *Policies {
+	p := &Policies{Locations: map[string]*LocationPolicy{}}
+	p.Replication.Enabled, p.Replication.Strategy = true, "3-2-1"
+	p.Replication.Copies, p.Replication.Locations, p.Replication.Offsite = 3, 2, 1
+	p.Replication.AutoReplicate = true
+	p.Encryption.DefaultAlgorithm, p.Encryption.KeyRotationDays, p.Encryption.KeyManagement = "AES-256", 90, "repository key file (passphrase-wrapped)"
+	p.Compression.DefaultAlgorithm, p.Compression.Level, p.Compression.Multithreaded = "zstd", 3, true
+	p.Monitoring.HealthChecks, p.Monitoring.UsageAlerts = "hourly", true
+	p.Monitoring.ThresholdWarning, p.Monitoring.ThresholdCritical, p.Monitoring.AutoCleanup = 80, 95, true
+	return p
+}
+
+func (s *Server) policies(ctx context.Context) (*Policies, error) {
+	p := defaultPolicies()
+	if _, err := s.Store.GetSetting(ctx, "policies", p); err != nil {
+		return nil, err
+	}
+	if p.Locations == nil {
+		p.Locations = map[string]*LocationPolicy{}
+	}
+	for name, loc := range s.Cfg.Storage {
+		lp := p.Locations[name]
+		if lp == nil {
+			lp = &LocationPolicy{Enabled: true, QuotaBytes: loc.QuotaBytes, RetentionDays: 30}
+			p.Locations[name] = lp
+		}
+	}
+	return p, nil
+}
+
+var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?i?B?)\s*$`)
+
+// parseSize reads "2TB", "500 GB", "10GiB", "1024".
+func parseSize(s string) (int64, error) {
+	m := sizeRe.FindStringSubmatch(strings.ToUpper(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size (like 500GB or 2TB)", s)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	unit := strings.TrimSuffix(m[2], "B")
+	mult := 1.0
+	base := 1000.0
+	if strings.HasSuffix(unit, "I") {
+		base = 1024
+		unit = strings.TrimSuffix(unit, "I")
+	}
+	switch unit {
+	case "K":
+		mult = base
+	case "M":
+		mult = base * base
+	case "G":
+		mult = base * base * base
+	case "T":
+		mult = base * base * base * base
+	case "P":
+		mult = base * base * base * base * base
+	}
+	return int64(v * mult), nil
+}
+
+var daysRe = regexp.MustCompile(`^\s*([0-9]+)\s*(days?|d)?\s*$`)
+
+// parseDays reads "60 days", "60d", "60".
+func parseDays(s string) (int, error) {
+	m := daysRe.FindStringSubmatch(strings.ToLower(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a number of days (like \"60 days\")", s)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n, nil
+}

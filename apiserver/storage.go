@@ -1,0 +1,416 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"backupd/storage"
+	"backupd/storage/location"
+)
+
+type capEntry struct {
+	cap storage.Capacity
+	err error
+	at  time.Time
+}
+
+// capacity asks a location for its space, at most every 30 s.
+func (s *Server) capacity(ctx context.Context, name string) (storage.Capacity, time.Time, error) {
+	s.capMu.Lock()
+	e, ok := s.capCache[name]
+	s.capMu.Unlock()
+	if ok && time.Since(e.at) < 30*time.Second {
+		return e.cap, e.at, e.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var c storage.Capacity
+	repo, err := s.Stores.Open(ctx, name)
+	if err == nil {
+		c, err = repo.Backend().Capacity(ctx)
+	}
+	e = capEntry{cap: c, err: err, at: time.Now().UTC()}
+	s.capMu.Lock()
+	s.capCache[name] = e
+	s.capMu.Unlock()
+	return e.cap, e.at, e.err
+}
+
+// locationKind is local, cloud (S3) or remote (SFTP), from the URL.
+func locationKind(raw string) string {
+	switch {
+	case strings.HasPrefix(raw, "s3://"):
+		return "s3"
+	case strings.HasPrefix(raw, "sftp://"):
+		return "sftp"
+	}
+	return "local"
+}
+
+// describeLocation says where a location is, without credentials.
+func (s *Server) describeLocation(name string) map[string]any {
+	loc := s.Cfg.Storage[name]
+	out := map[string]any{"name": name, "url": location.Redact(loc.URL), "offsite": loc.Offsite}
+	u, err := url.Parse(loc.URL)
+	switch locationKind(loc.URL) {
+	case "s3":
+		out["storage_type"] = "S3"
+		if err == nil {
+			out["bucket"] = u.Host
+			out["key"] = strings.Trim(u.Path, "/")
+			if ep := u.Query().Get("endpoint"); ep != "" {
+				out["provider"] = "S3-compatible"
+				out["endpoint"] = ep
+			} else {
+				out["provider"] = "AWS S3"
+			}
+			out["region"] = u.Query().Get("region")
+		}
+	case "sftp":
+		out["storage_type"] = "SFTP"
+		if err == nil {
+			out["host"] = u.Hostname()
+			out["path"] = u.Path
+			out["location"] = u.Host
+		}
+	default:
+		out["storage_type"] = "local"
+		p := loc.URL
+		if err == nil && u.Scheme == "file" {
+			p = u.Path
+		}
+		out["path"] = p
+	}
+	return out
+}
+
+func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
+	pol, err := s.policies(r.Context())
+	if err != nil {
+		return err
+	}
+	cfg := map[string]any{}
+	for _, name := range s.Cfg.LocationNames() {
+		d := s.describeLocation(name)
+		lp := pol.Locations[name]
+		c, at, cerr := s.capacity(r.Context(), name)
+		d["enabled"] = lp.Enabled
+		d["quota"], d["quota_bytes"] = quotaText(lp.QuotaBytes), lp.QuotaBytes
+		d["retention_policy"], d["retention_days"] = fmt.Sprintf("%d days", lp.RetentionDays), lp.RetentionDays
+		d["compression"], d["encryption"] = "enabled", "enabled"
+		d["last_check"] = rfc3339(at)
+		if cerr != nil {
+			d["health"], d["error"] = "unreachable", cerr.Error()
+		} else {
+			d["current_usage"], d["current_usage_bytes"] = humanSize(c.UsedBytes), c.UsedBytes
+			if c.TotalBytes >= 0 {
+				d["capacity"], d["capacity_bytes"] = humanSize(c.TotalBytes), c.TotalBytes
+				d["available"], d["available_bytes"] = humanSize(c.FreeBytes), c.FreeBytes
+			}
+			d["health"] = "good"
+		}
+		if d["storage_type"] == "S3" {
+			d["access_method"] = "access key"
+			d["transfer_acceleration"] = false
+		}
+		if d["storage_type"] == "SFTP" {
+			d["type"] = "SFTP"
+		}
+		if lp.CompressionLevel != 0 {
+			d["compression_level"] = lp.CompressionLevel
+		}
+		if pend := pendingAddress(lp); len(pend) > 0 {
+			d["pending_changes"] = pend
+		}
+		cfg[name] = d
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"storage_config": cfg,
+		"primary":        s.Cfg.Primary,
+		"policies": map[string]any{"replication": pol.Replication, "encryption": pol.Encryption,
+			"compression": pol.Compression},
+		"monitoring": pol.Monitoring,
+	})
+	return nil
+}
+
+func pendingAddress(lp *LocationPolicy) map[string]string {
+	out := map[string]string{}
+	for k, v := range map[string]string{"bucket": lp.Bucket, "region": lp.Region, "path": lp.Path, "host": lp.Host} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func quotaText(q int64) string {
+	if q <= 0 {
+		return "unlimited"
+	}
+	return humanSize(q)
+}
+
+// storageUpdate is the request of POST /backup/storage/update: per
+// location changes by name, and the policies.
+type storageUpdate struct {
+	Locations map[string]locationUpdate
+	Policies  *policiesUpdate
+}
+
+type locationUpdate struct {
+	Enabled          *bool   `json:"enabled"`
+	Quota            *string `json:"quota"`
+	RetentionPolicy  *string `json:"retention_policy"`
+	CompressionLevel *int    `json:"compression_level"`
+	Bucket           *string `json:"bucket"`
+	Region           *string `json:"region"`
+	Path             *string `json:"path"`
+	Host             *string `json:"host"`
+}
+
+type policiesUpdate struct {
+	Replication *struct {
+		Enabled       *bool `json:"enabled"`
+		AutoReplicate *bool `json:"auto_replicate"`
+		Copies        *int  `json:"copies"`
+		Offsite       *int  `json:"offsite"`
+	} `json:"replication"`
+	Encryption *struct {
+		KeyRotationDays *int `json:"key_rotation_days"`
+	} `json:"encryption"`
+	Compression *struct {
+		DefaultAlgorithm *string `json:"default_algorithm"`
+		Level            *int    `json:"level"`
+	} `json:"compression"`
+	Monitoring *monitoringUpdate `json:"monitoring"`
+}
+
+type monitoringUpdate struct {
+	ThresholdWarning  *int  `json:"threshold_warning"`
+	ThresholdCritical *int  `json:"threshold_critical"`
+	UsageAlerts       *bool `json:"usage_alerts"`
+	AutoCleanup       *bool `json:"auto_cleanup"`
+}
+
+func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
+	var raw map[string]jsonRaw
+	if err := decode(w, r, &raw); err != nil {
+		return err
+	}
+	up := storageUpdate{Locations: map[string]locationUpdate{}}
+	var topMonitoring *monitoringUpdate
+	for k, v := range raw {
+		switch {
+		case k == "policies":
+			up.Policies = &policiesUpdate{}
+			if err := strictUnmarshal(v, up.Policies, "policies"); err != nil {
+				return err
+			}
+		case k == "monitoring":
+			topMonitoring = &monitoringUpdate{}
+			if err := strictUnmarshal(v, topMonitoring, "monitoring"); err != nil {
+				return err
+			}
+		default:
+			if _, ok := s.Cfg.Storage[k]; !ok {
+				return badRequest(k, "%s: unknown storage location (configured: %s)", k, strings.Join(s.Cfg.LocationNames(), ", "))
+			}
+			var lu locationUpdate
+			if err := strictUnmarshal(v, &lu, k); err != nil {
+				return err
+			}
+			up.Locations[k] = lu
+		}
+	}
+	pol, err := s.policies(r.Context())
+	if err != nil {
+		return err
+	}
+	changes := map[string]any{}
+	restart := false
+	change := func(key string, old, new any) {
+		if !reflect.DeepEqual(old, new) {
+			changes[key] = map[string]any{"old": old, "new": new}
+		}
+	}
+	for name, lu := range up.Locations {
+		lp := pol.Locations[name]
+		kind := locationKind(s.Cfg.Storage[name].URL)
+		if lu.Enabled != nil {
+			if !*lu.Enabled && name == s.Cfg.Primary {
+				return badRequest(name+".enabled", "%s.enabled: the primary location cannot be disabled", name)
+			}
+			change(name+".enabled", lp.Enabled, *lu.Enabled)
+			lp.Enabled = *lu.Enabled
+		}
+		if lu.Quota != nil {
+			q, err := parseSize(*lu.Quota)
+			if err != nil {
+				return badRequest(name+".quota", "%s.quota: %v", name, err)
+			}
+			change(name+".quota", quotaText(lp.QuotaBytes), quotaText(q))
+			lp.QuotaBytes = q
+		}
+		if lu.RetentionPolicy != nil {
+			d, err := parseDays(*lu.RetentionPolicy)
+			if err != nil || d < 1 || d > 36500 {
+				return badRequest(name+".retention_policy", "%s.retention_policy: %q is not a number of days in 1..36500", name, *lu.RetentionPolicy)
+			}
+			change(name+".retention_policy", fmt.Sprintf("%d days", lp.RetentionDays), fmt.Sprintf("%d days", d))
+			lp.RetentionDays = d
+		}
+		if lu.CompressionLevel != nil {
+			if *lu.CompressionLevel < 1 || *lu.CompressionLevel > 9 {
+				return badRequest(name+".compression_level", "%s.compression_level: %d is outside 1..9", name, *lu.CompressionLevel)
+			}
+			change(name+".compression_level", lp.CompressionLevel, *lu.CompressionLevel)
+			lp.CompressionLevel = *lu.CompressionLevel
+		}
+		// a location's address lives in the configuration file: the
+		// change is recorded and takes effect when the file says so and
+		// the service restarts (existing backups stay where they are)
+		addr := func(field string, v *string, allowed string, dst *string, cur string) error {
+			if v == nil {
+				return nil
+			}
+			if kind != allowed {
+				return badRequest(name+"."+field, "%s.%s: a %s location has no %s", name, field, kind, field)
+			}
+			if err := validText(name+"."+field, *v, 500); err != nil || *v == "" {
+				return badRequest(name+"."+field, "%s.%s: %q is not valid", name, field, *v)
+			}
+			old := cur
+			if *dst != "" {
+				old = *dst
+			}
+			change(name+"."+field, old, *v)
+			*dst = *v
+			restart = true
+			return nil
+		}
+		d := s.describeLocation(name)
+		str := func(k string) string { v, _ := d[k].(string); return v }
+		for _, e := range []error{
+			addr("bucket", lu.Bucket, "s3", &lp.Bucket, str("bucket")),
+			addr("region", lu.Region, "s3", &lp.Region, str("region")),
+			addr("host", lu.Host, "sftp", &lp.Host, str("host")),
+		} {
+			if e != nil {
+				return e
+			}
+		}
+		if lu.Path != nil {
+			if !strings.HasPrefix(*lu.Path, "/") || strings.Contains(*lu.Path+"/", "/../") {
+				return badRequest(name+".path", "%s.path: %q must be an absolute path without \"..\"", name, *lu.Path)
+			}
+			old := str("path")
+			if lp.Path != "" {
+				old = lp.Path
+			}
+			change(name+".path", old, *lu.Path)
+			lp.Path = *lu.Path
+			restart = true
+		}
+	}
+	if p := up.Policies; p != nil {
+		if p.Replication != nil {
+			if v := p.Replication.Enabled; v != nil {
+				change("policies.replication.enabled", pol.Replication.Enabled, *v)
+				pol.Replication.Enabled = *v
+			}
+			if v := p.Replication.AutoReplicate; v != nil {
+				change("policies.replication.auto_replicate", pol.Replication.AutoReplicate, *v)
+				pol.Replication.AutoReplicate = *v
+			}
+			if v := p.Replication.Copies; v != nil {
+				if *v < 1 || *v > 10 {
+					return badRequest("policies.replication.copies", "policies.replication.copies: %d is outside 1..10", *v)
+				}
+				change("policies.replication.copies", pol.Replication.Copies, *v)
+				pol.Replication.Copies = *v
+			}
+			if v := p.Replication.Offsite; v != nil {
+				if *v < 0 || *v > 10 {
+					return badRequest("policies.replication.offsite", "policies.replication.offsite: %d is outside 0..10", *v)
+				}
+				change("policies.replication.offsite", pol.Replication.Offsite, *v)
+				pol.Replication.Offsite = *v
+			}
+		}
+		if p.Encryption != nil && p.Encryption.KeyRotationDays != nil {
+			v := *p.Encryption.KeyRotationDays
+			if v < 1 || v > 3650 {
+				return badRequest("policies.encryption.key_rotation_days", "policies.encryption.key_rotation_days: %d is outside 1..3650", v)
+			}
+			change("policies.encryption.key_rotation_days", pol.Encryption.KeyRotationDays, v)
+			pol.Encryption.KeyRotationDays = v
+		}
+		if p.Compression != nil {
+			if v := p.Compression.DefaultAlgorithm; v != nil {
+				if err := oneOf("policies.compression.default_algorithm", *v, compressions...); err != nil {
+					return err
+				}
+				change("policies.compression.default_algorithm", pol.Compression.DefaultAlgorithm, *v)
+				pol.Compression.DefaultAlgorithm = *v
+			}
+			if v := p.Compression.Level; v != nil {
+				if *v < 1 || *v > 9 {
+					return badRequest("policies.compression.level", "policies.compression.level: %d is outside 1..9", *v)
+				}
+				change("policies.compression.level", pol.Compression.Level, *v)
+				pol.Compression.Level = *v
+			}
+		}
+		if p.Monitoring != nil {
+			topMonitoring = p.Monitoring
+		}
+	}
+	if m := topMonitoring; m != nil {
+		warn, crit := pol.Monitoring.ThresholdWarning, pol.Monitoring.ThresholdCritical
+		if m.ThresholdWarning != nil {
+			warn = *m.ThresholdWarning
+		}
+		if m.ThresholdCritical != nil {
+			crit = *m.ThresholdCritical
+		}
+		if warn < 1 || warn > 100 {
+			return badRequest("policies.monitoring.threshold_warning", "threshold_warning: %d is outside 1..100", warn)
+		}
+		if crit < 1 || crit > 100 || crit <= warn {
+			return badRequest("policies.monitoring.threshold_critical", "threshold_critical: %d must be in 1..100 and above threshold_warning (%d)", crit, warn)
+		}
+		change("policies.monitoring.threshold_warning", pol.Monitoring.ThresholdWarning, warn)
+		change("policies.monitoring.threshold_critical", pol.Monitoring.ThresholdCritical, crit)
+		pol.Monitoring.ThresholdWarning, pol.Monitoring.ThresholdCritical = warn, crit
+		if m.UsageAlerts != nil {
+			change("policies.monitoring.usage_alerts", pol.Monitoring.UsageAlerts, *m.UsageAlerts)
+			pol.Monitoring.UsageAlerts = *m.UsageAlerts
+		}
+		if m.AutoCleanup != nil {
+			change("policies.monitoring.auto_cleanup", pol.Monitoring.AutoCleanup, *m.AutoCleanup)
+			pol.Monitoring.AutoCleanup = *m.AutoCleanup
+		}
+	}
+	if err := s.Store.PutSetting(r.Context(), "policies", pol); err != nil {
+		return err
+	}
+	s.capMu.Lock()
+	s.capCache = map[string]capEntry{}
+	s.capMu.Unlock()
+	resp := map[string]any{"status": "updated", "message": "Storage configuration updated successfully",
+		"restart_required": restart, "changes": changes}
+	if restart {
+		resp["estimated_restart_time"] = "00:00:10"
+		resp["restart_instructions"] = "the new address is recorded; set it in the storage section of the configuration file and restart backupd. Existing backups stay at the old address (copy them with backupd repo copy)."
+	} else {
+		resp["message"] = "Storage configuration updated; the changes apply now"
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}

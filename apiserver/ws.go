@@ -1,0 +1,398 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"backupd/activities"
+	"backupd/models"
+	"backupd/workflows"
+)
+
+// WebSocket timing: pings keep idle connections (and proxies) alive and
+// find dead peers; a client that cannot take its messages is dropped.
+const (
+	wsWriteWait  = 10 * time.Second
+	wsPongWait   = 60 * time.Second
+	wsPingPeriod = 25 * time.Second
+	wsSendBuffer = 256
+	pollInterval = 400 * time.Millisecond
+)
+
+// Hub fans messages out to WebSocket clients and follows running jobs.
+type Hub struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	clients map[*wsClient]struct{}
+	tracked map[string]*tracked
+	closed  bool
+	// Dropped counts clients dropped for being too slow.
+	Dropped int64
+}
+
+type tracked struct {
+	key  string
+	sent time.Time
+}
+
+type wsClient struct {
+	conn  *websocket.Conn
+	send  chan []byte
+	jobID string
+	types map[string]bool
+	once  sync.Once
+}
+
+// NewHub makes an empty hub.
+func NewHub(log *slog.Logger) *Hub {
+	return &Hub{log: log, clients: map[*wsClient]struct{}{}, tracked: map[string]*tracked{}}
+}
+
+// Track follows a job's progress until it completes.
+func (h *Hub) Track(jobID string) {
+	h.mu.Lock()
+	if h.tracked[jobID] == nil {
+		h.tracked[jobID] = &tracked{}
+	}
+	h.mu.Unlock()
+}
+
+func (h *Hub) untrack(jobID string) {
+	h.mu.Lock()
+	delete(h.tracked, jobID)
+	h.mu.Unlock()
+}
+
+// Clients is the number of connected clients.
+func (h *Hub) Clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
+}
+
+// Broadcast sends msg to every client whose filter matches. A client whose
+// buffer is full is dropped at once: it never slows the others.
+func (h *Hub) Broadcast(msg map[string]any) {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return
+	}
+	typ, _ := msg["type"].(string)
+	job, _ := msg["job_id"].(string)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if c.jobID != "" && c.jobID != job {
+			continue
+		}
+		if c.types != nil && !c.types[typ] {
+			continue
+		}
+		select {
+		case c.send <- b:
+		default:
+			h.Dropped++
+			delete(h.clients, c)
+			c.close()
+		}
+	}
+}
+
+func (c *wsClient) close() {
+	c.once.Do(func() { close(c.send) })
+}
+
+// Close disconnects every client.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for c := range h.clients {
+		delete(h.clients, c)
+		c.close()
+	}
+}
+
+var wsTypes = []string{"backup_progress", "restore_progress", "job_complete", "storage_alert", "schedule_event"}
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize: 1024, WriteBufferSize: 4096,
+	// a browser offering ["bearer", token] gets "bearer" back
+	Subprotocols: []string{"bearer"},
+	// tokens travel in headers, never in cookies, so a foreign page cannot
+	// ride on a user's session: any origin may connect with a token
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := onlyParams(q, "job_id", "types", "access_token"); err != nil {
+		return err
+	}
+	var types map[string]bool
+	if t := q.Get("types"); t != "" {
+		types = map[string]bool{}
+		for _, x := range strings.Split(t, ",") {
+			if err := oneOf("types", x, wsTypes...); err != nil {
+				return err
+			}
+			types[x] = true
+		}
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return badRequest("", "this endpoint speaks WebSocket: send an Upgrade request")
+	}
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return nil // the upgrader has answered
+	}
+	c := &wsClient{conn: conn, send: make(chan []byte, wsSendBuffer), jobID: q.Get("job_id"), types: types}
+	s.Hub.mu.Lock()
+	if s.Hub.closed {
+		s.Hub.mu.Unlock()
+		conn.Close()
+		return nil
+	}
+	s.Hub.clients[c] = struct{}{}
+	s.Hub.mu.Unlock()
+	go c.writeLoop()
+	c.readLoop(s.Hub)
+	return nil
+}
+
+// readLoop consumes pongs and close frames; clients send nothing else.
+func (c *wsClient) readLoop(h *Hub) {
+	defer func() {
+		h.mu.Lock()
+		if _, ok := h.clients[c]; ok {
+			delete(h.clients, c)
+			c.close()
+		}
+		h.mu.Unlock()
+	}()
+	c.conn.SetReadLimit(4096)
+	c.conn.SetReadDeadline(time.Now().Add(wsPongWait))
+	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	for {
+		if _, _, err := c.conn.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+func (c *wsClient) writeLoop() {
+	ping := time.NewTicker(wsPingPeriod)
+	defer func() {
+		ping.Stop()
+		c.conn.Close()
+	}()
+	for {
+		select {
+		case msg, ok := <-c.send:
+			c.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+			if !ok {
+				c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"))
+				return
+			}
+			if err := c.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+				return
+			}
+		case <-ping.C:
+			c.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Poll follows the tracked jobs until ctx ends: it sends a progress
+// message when a job's progress changes (at least every 5 s while it
+// runs), within pollInterval plus the workers' heartbeat interval. It
+// works the same when the worker runs in another process: the progress
+// comes from Temporal. Jobs running when the server starts are picked up
+// from the catalog.
+func (s *Server) Poll(ctx context.Context) {
+	if running, err := s.Store.ListJobs(ctx, models.JobFilter{Statuses: []string{"queued", "running", "paused"}, Limit: 1000}); err == nil {
+		for _, j := range running {
+			s.Hub.Track(j.ID)
+		}
+	}
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	alertTick := time.NewTicker(time.Minute)
+	defer alertTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-alertTick.C:
+			s.checkStorageAlerts(ctx)
+		case <-t.C:
+		}
+		s.Hub.mu.Lock()
+		ids := make([]string, 0, len(s.Hub.tracked))
+		for id := range s.Hub.tracked {
+			ids = append(ids, id)
+		}
+		anyone := len(s.Hub.clients) > 0
+		s.Hub.mu.Unlock()
+		for _, id := range ids {
+			s.pollJob(ctx, id, anyone)
+		}
+	}
+}
+
+func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
+	j, err := s.Store.GetJob(ctx, id)
+	if err != nil {
+		s.Hub.untrack(id)
+		return
+	}
+	if j.Finished != nil {
+		s.Hub.untrack(id) // job_complete comes from the catalog record
+		return
+	}
+	if !anyone || (j.Type != "backup" && j.Type != "restore") {
+		return
+	}
+	p := s.liveProgress(ctx, j)
+	if p.Finished != nil {
+		return
+	}
+	msg := progressMessage(j, p)
+	d, _ := msg["details"].(map[string]any)
+	key := fmt.Sprint(msg["progress"], msg["current_operation"], msg["current_component"], d["bytes_processed_bytes"], d["files_restored"], p.Paused)
+	s.Hub.mu.Lock()
+	tr := s.Hub.tracked[id]
+	send := tr != nil && (tr.key != key || time.Since(tr.sent) > 5*time.Second)
+	if send {
+		tr.key, tr.sent = key, time.Now()
+	}
+	s.Hub.mu.Unlock()
+	if send {
+		s.Hub.Broadcast(msg)
+	}
+}
+
+// progressMessage is the spec's backup_progress / restore_progress.
+func progressMessage(j *models.Job, p *workflows.Progress) map[string]any {
+	f := figures(j, p)
+	sp := humanSize(int64(f.bytesPerSecond)) + "/s"
+	msg := map[string]any{"job_id": j.ID, "progress": f.pct, "current_operation": p.CurrentOperation,
+		"current_component": p.CurrentComponent, "eta": hms(f.eta), "eta_seconds": math.Round(f.eta.Seconds()),
+		"status": jobStatus(p.Status), "timestamp": rfc3339(time.Now())}
+	if j.Type == "restore" {
+		msg["type"], msg["restore_id"], msg["backup_id"] = "restore_progress", j.RefID, j.BackupID
+		msg["details"] = map[string]any{"files_restored": p.Files, "files_total": max(p.FilesTotal, p.Files), "speed": sp,
+			"bytes_processed_bytes": f.processed, "bytes_total_bytes": f.total, "speed_bytes_per_second": math.Round(f.bytesPerSecond)}
+		return msg
+	}
+	msg["type"], msg["backup_id"] = "backup_progress", j.BackupID
+	msg["details"] = map[string]any{"bytes_processed": humanSize(f.processed), "bytes_total": humanSize(f.total), "speed": sp,
+		"bytes_processed_bytes": f.processed, "bytes_total_bytes": f.total, "speed_bytes_per_second": math.Round(f.bytesPerSecond),
+		"files_processed": p.Files}
+	return msg
+}
+
+// OnJobRecord is the catalog's notification (in this process): a started
+// job is followed, a finished one announced.
+func (s *Server) OnJobRecord(rec activities.JobRecord) {
+	if rec.Finished == nil {
+		s.Hub.Track(rec.JobID)
+		if rec.ScheduleID != "" && rec.Type == "backup" {
+			s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_started", "schedule_id": rec.ScheduleID,
+				"message": "Scheduled backup " + rec.BackupID + " started (job " + rec.JobID + ")", "timestamp": rfc3339(time.Now()),
+				"job_id": rec.JobID, "backup_id": rec.BackupID, "next_execution": nil})
+		}
+		return
+	}
+	s.Hub.untrack(rec.JobID)
+	status := map[string]string{"completed": "success", "partial": "partial", "failed": "failed", "cancelled": "cancelled"}[rec.Status]
+	if status == "" {
+		status = rec.Status
+	}
+	d := rec.Finished.Sub(rec.Started)
+	details := map[string]any{"duration": humanDuration(d), "duration_seconds": math.Round(d.Seconds())}
+	msg := fmt.Sprintf("%s %s", strings.ToUpper(rec.Type[:1])+rec.Type[1:], map[string]string{
+		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled"}[status])
+	if rec.Error != "" {
+		msg += ": " + rec.Error
+		details["error"], details["error_code"] = rec.Error, rec.ErrorCode
+	}
+	if rec.BackupID != "" {
+		details["backup_id"] = rec.BackupID
+	}
+	if b := rec.Backup; b != nil {
+		details["size"], details["size_bytes"] = humanSize(b.SizeBytes), b.SizeBytes
+		details["compressed_size"], details["compressed_size_bytes"] = humanSize(b.CompressedBytes), b.CompressedBytes
+		details["storage_locations"] = nonNil(b.Locations)
+	}
+	switch rec.Type {
+	case "restore":
+		details["restore_id"] = rec.RefID
+	case "verify":
+		details["verification_id"] = rec.RefID
+	case "cleanup":
+		details["cleanup_id"] = rec.RefID
+	}
+	s.Hub.Broadcast(map[string]any{"type": "job_complete", "job_id": rec.JobID, "status": status, "operation": rec.Type,
+		"message": msg, "details": details, "timestamp": rfc3339(time.Now())})
+	if rec.ScheduleID != "" {
+		s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_" + status, "schedule_id": rec.ScheduleID,
+			"message": msg, "timestamp": rfc3339(time.Now()), "job_id": rec.JobID, "next_execution": nil})
+	}
+}
+
+// checkStorageAlerts pushes storage_alert messages for locations above
+// the thresholds (once per level change).
+func (s *Server) checkStorageAlerts(ctx context.Context) {
+	pol, err := s.policies(ctx)
+	if err != nil || !pol.Monitoring.UsageAlerts {
+		return
+	}
+	for _, name := range s.Cfg.LocationNames() {
+		c, _, err := s.capacity(ctx, name)
+		level, text := "", ""
+		var util float64
+		if err != nil {
+			level, text = "critical", "Storage "+name+" cannot be reached: "+err.Error()
+		} else {
+			u, known := utilization(c.UsedBytes, c.TotalBytes, pol.Locations[name].QuotaBytes)
+			util = u
+			switch {
+			case !known:
+			case u >= float64(pol.Monitoring.ThresholdCritical):
+				level = "critical"
+			case u >= float64(pol.Monitoring.ThresholdWarning):
+				level = "warning"
+			}
+			text = fmt.Sprintf("Storage %s utilization at %.0f%%", name, u)
+		}
+		s.capMu.Lock()
+		prev := s.alertLevel[name]
+		s.alertLevel[name] = level
+		s.capMu.Unlock()
+		if level == "" || level == prev {
+			continue
+		}
+		total := c.TotalBytes
+		if q := pol.Locations[name].QuotaBytes; q > 0 {
+			total = q
+		}
+		s.Hub.Broadcast(map[string]any{"type": "storage_alert", "level": level, "storage": name, "message": text,
+			"details": map[string]any{"available": humanSize(max(total-c.UsedBytes, 0)), "used": humanSize(c.UsedBytes),
+				"total": humanSize(total), "utilization": fmt.Sprintf("%.0f%%", util),
+				"used_bytes": c.UsedBytes, "total_bytes": total},
+			"suggested_action": "Run cleanup or increase storage quota", "timestamp": rfc3339(time.Now())})
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"backupd/activities"
+	"backupd/apiserver"
+	"backupd/config"
+	"backupd/models"
+)
+
+// serverFlags are the API server's flags (each also a BACKUPD_* variable).
+type serverFlags struct {
+	config, listen, tlsCert, tlsKey string
+}
+
+func addServerFlags(fs *flag.FlagSet) *serverFlags {
+	f := &serverFlags{}
+	fs.StringVar(&f.config, "config", os.Getenv("BACKUPD_CONFIG"), "configuration file (env BACKUPD_CONFIG)")
+	fs.StringVar(&f.listen, "listen", "", "API address (env BACKUPD_API_LISTEN; default 127.0.0.1:8080)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS/WSS with this certificate (env BACKUPD_TLS_CERT)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "and this key (env BACKUPD_TLS_KEY)")
+	return f
+}
+
+func (f *serverFlags) load() (*config.Config, error) {
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		return nil, err
+	}
+	if f.listen != "" {
+		cfg.API.Listen = f.listen
+	}
+	if f.tlsCert != "" {
+		cfg.API.TLSCert = f.tlsCert
+	}
+	if f.tlsKey != "" {
+		cfg.API.TLSKey = f.tlsKey
+	}
+	if (cfg.API.TLSCert == "") != (cfg.API.TLSKey == "") {
+		return nil, errors.New("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+	}
+	return cfg, nil
+}
+
+func cmdServer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("backupd server", flag.ContinueOnError)
+	f := addServerFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	c, err := dialWithRetry(ctx, cfg, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return runServer(ctx, cfg, c, false, nil)
+}
+
+// cmdAll runs the API server and a worker in one process: the embedded default.
+func cmdAll(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("backupd all", flag.ContinueOnError)
+	f := addServerFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	c, err := dialWithRetry(ctx, cfg, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return runServer(ctx, cfg, c, true, nil)
+}
+
+// runServer serves the API (and with worker, runs the jobs too) until ctx
+// ends. ready, when set, hears the listening address and the catalog.
+func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker bool, ready func(addr string, store *models.Store)) error {
+	store, err := models.Open(cfg.Catalog.Driver, cfg.Catalog.DSN)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	stores := activities.NewStores(cfg)
+	defer stores.Close()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log})
+	// the catalog activities run here: this process owns the catalog
+	cw := sdkworker.New(c, activities.CatalogTaskQueue, sdkworker.Options{})
+	cw.RegisterActivity(&activities.Catalog{Store: store, Notify: srv.OnJobRecord})
+	if err := cw.Start(); err != nil {
+		return fmt.Errorf("catalog worker: %w", err)
+	}
+	defer cw.Stop()
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("API listener: %w", err)
+	}
+	werr := make(chan error, 1)
+	if worker {
+		go func() { werr <- runWorker(ctx, cfg, c) }()
+	}
+	scheme := "http"
+	if cfg.API.TLSCert != "" {
+		scheme = "https"
+	}
+	log.Info("backupd API listening", "url", scheme+"://"+ln.Addr().String()+"/cloud-integration", "worker", worker)
+	if ready != nil {
+		ready(scheme+"://"+ln.Addr().String(), store)
+	}
+	err = srv.Serve(ctx, ln, cfg.API.TLSCert, cfg.API.TLSKey)
+	if worker {
+		if e := <-werr; err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// cmdToken manages API tokens directly in the catalog (bootstrap: the
+// first admin token cannot come from the API).
+func cmdToken(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(os.Stderr, "usage: backupd token create --role viewer|operator|admin [--name NAME] [--expires 720h] [--config FILE]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("backupd token create", flag.ContinueOnError)
+	role := fs.String("role", "", "viewer, operator or admin")
+	name := fs.String("name", "", "who uses the token (default: <role>-cli)")
+	expires := fs.Duration("expires", 0, "lifetime (e.g. 720h); 0: no expiry")
+	cfg, err := loadConfig(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if *role == "" {
+		return &exitError{exitUsage, errors.New("--role is required (viewer, operator or admin)")}
+	}
+	if *name == "" {
+		*name = *role + "-cli"
+	}
+	store, err := models.Open(cfg.Catalog.Driver, cfg.Catalog.DSN)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	plain, _, err := store.CreateToken(ctx, *name, *role, "backupd token create", *expires)
+	if err != nil {
+		return err
+	}
+	fmt.Println(plain)
+	return nil
+}
+
+// temporalTLS builds the client TLS config when the configuration asks.
+func temporalTLS(t config.Temporal) (*tls.Config, error) {
+	if t.TLSCert == "" && t.TLSCA == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if host, _, err := net.SplitHostPort(t.Address); err == nil {
+		tc.ServerName = strings.Trim(host, "[]")
+	}
+	if t.TLSCert != "" {
+		kp, err := tls.LoadX509KeyPair(t.TLSCert, t.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("temporal TLS client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{kp}
+	}
+	if t.TLSCA != "" {
+		pem, err := os.ReadFile(t.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("temporal TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("temporal TLS CA %s: no certificates", t.TLSCA)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}

@@ -1,0 +1,191 @@
+// Package retention decides which backups a retention policy keeps. It
+// is a pure function of the backups, the policy and the time: every kept
+// backup carries the rule that kept it, every candidate the reason it may
+// go, so a cleanup report can show both.
+package retention
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Policy is the spec's retention model.
+type Policy struct {
+	Full struct {
+		Daily   int `json:"daily"`
+		Weekly  int `json:"weekly"`
+		Monthly int `json:"monthly"`
+		Yearly  int `json:"yearly"`
+	} `json:"full_backups"`
+	Incremental  Window `json:"incremental_backups"`
+	Differential Window `json:"differential_backups"`
+	Snapshots    Window `json:"snapshots"`
+}
+
+// Window keeps everything for a while, then thins out.
+type Window struct {
+	KeepAllForDays      int `json:"keep_all_for_days"`
+	KeepDailyForWeeks   int `json:"keep_daily_for_weeks,omitempty"`
+	KeepWeeklyForMonths int `json:"keep_weekly_for_months,omitempty"`
+}
+
+// Default is the spec's example policy.
+func Default() Policy {
+	var p Policy
+	p.Full.Daily, p.Full.Weekly, p.Full.Monthly, p.Full.Yearly = 7, 4, 12, 3
+	p.Incremental = Window{KeepAllForDays: 7, KeepDailyForWeeks: 4, KeepWeeklyForMonths: 3}
+	p.Differential = Window{KeepAllForDays: 14, KeepWeeklyForMonths: 6}
+	p.Snapshots = Window{KeepAllForDays: 2, KeepDailyForWeeks: 1}
+	return p
+}
+
+// Validate checks the counts.
+func (p Policy) Validate() error {
+	for name, v := range map[string]int{"full_backups.daily": p.Full.Daily, "full_backups.weekly": p.Full.Weekly,
+		"full_backups.monthly": p.Full.Monthly, "full_backups.yearly": p.Full.Yearly} {
+		if v < 0 || v > 10000 {
+			return fmt.Errorf("%s: %d is outside 0..10000", name, v)
+		}
+	}
+	for name, w := range map[string]Window{"incremental_backups": p.Incremental, "differential_backups": p.Differential, "snapshots": p.Snapshots} {
+		if w.KeepAllForDays < 0 || w.KeepDailyForWeeks < 0 || w.KeepWeeklyForMonths < 0 ||
+			w.KeepAllForDays > 36500 || w.KeepDailyForWeeks > 5200 || w.KeepWeeklyForMonths > 1200 {
+			return fmt.Errorf("%s: values must be in 0..36500 days / 5200 weeks / 1200 months", name)
+		}
+	}
+	return nil
+}
+
+// Backup is what a decision needs to know about one backup.
+type Backup struct {
+	ID            string
+	Type          string
+	Status        string // completed | partial | failed | cancelled | in_progress
+	Time          time.Time
+	Protected     bool
+	RetentionDays int
+	Parent, Base  string
+	Bytes         int64 // what removing it could free (bytes it added)
+}
+
+// Decision is the verdict on one backup.
+type Decision struct {
+	ID     string `json:"backup_id"`
+	Keep   bool   `json:"keep"`
+	Reason string `json:"reason"`
+}
+
+// Decide applies p to backups at time now. The result has one decision per
+// backup, in the input's order.
+func Decide(backups []Backup, p Policy, now time.Time) []Decision {
+	keep := map[string]string{}
+	// 1. absolute rules
+	for _, b := range backups {
+		switch {
+		case b.Protected:
+			keep[b.ID] = "protected"
+		case b.Status == "in_progress":
+			keep[b.ID] = "still running"
+		case b.RetentionDays > 0 && now.Sub(b.Time) < time.Duration(b.RetentionDays)*24*time.Hour:
+			keep[b.ID] = fmt.Sprintf("retention_days: kept %d days (until %s)", b.RetentionDays,
+				b.Time.Add(time.Duration(b.RetentionDays)*24*time.Hour).UTC().Format(time.RFC3339))
+		}
+	}
+	good := func(b Backup) bool { return b.Status == "completed" || b.Status == "partial" }
+	byType := map[string][]Backup{}
+	for _, b := range backups {
+		if good(b) {
+			byType[b.Type] = append(byType[b.Type], b)
+		}
+	}
+	for _, list := range byType {
+		sort.Slice(list, func(i, j int) bool { return list[i].Time.After(list[j].Time) }) // newest first
+	}
+	mark := func(id, why string) {
+		if _, ok := keep[id]; !ok {
+			keep[id] = why
+		}
+	}
+	// 2. GFS for full backups: the newest in each of the last N days,
+	// weeks, months, years that have one
+	bucket := func(list []Backup, n int, key func(time.Time) string, label string) {
+		seen := map[string]bool{}
+		for _, b := range list {
+			if len(seen) >= n {
+				return
+			}
+			k := key(b.Time.UTC())
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			mark(b.ID, fmt.Sprintf("%s: newest full backup of %s", label, k))
+		}
+	}
+	day := func(t time.Time) string { return t.Format("2006-01-02") }
+	week := func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }
+	month := func(t time.Time) string { return t.Format("2006-01") }
+	year := func(t time.Time) string { return t.Format("2006") }
+	full := byType["full"]
+	bucket(full, p.Full.Daily, day, "full_backups.daily")
+	bucket(full, p.Full.Weekly, week, "full_backups.weekly")
+	bucket(full, p.Full.Monthly, month, "full_backups.monthly")
+	bucket(full, p.Full.Yearly, year, "full_backups.yearly")
+	// 3. windows for the other types
+	window := func(list []Backup, w Window, name string) {
+		dailySeen, weeklySeen := map[string]bool{}, map[string]bool{}
+		for _, b := range list {
+			age := now.Sub(b.Time)
+			switch {
+			case age < time.Duration(w.KeepAllForDays)*24*time.Hour:
+				mark(b.ID, fmt.Sprintf("%s.keep_all_for_days (%d)", name, w.KeepAllForDays))
+			case age < time.Duration(w.KeepDailyForWeeks)*7*24*time.Hour:
+				if k := day(b.Time.UTC()); !dailySeen[k] {
+					dailySeen[k] = true
+					mark(b.ID, fmt.Sprintf("%s.keep_daily_for_weeks (%d): newest of %s", name, w.KeepDailyForWeeks, k))
+				}
+			case age < time.Duration(w.KeepWeeklyForMonths)*30*24*time.Hour:
+				if k := week(b.Time.UTC()); !weeklySeen[k] {
+					weeklySeen[k] = true
+					mark(b.ID, fmt.Sprintf("%s.keep_weekly_for_months (%d): newest of %s", name, w.KeepWeeklyForMonths, k))
+				}
+			}
+		}
+	}
+	window(byType["incremental"], p.Incremental, "incremental_backups")
+	window(byType["differential"], p.Differential, "differential_backups")
+	window(byType["snapshot"], p.Snapshots, "snapshots")
+	// 4. what a kept backup was built on stays (its parent and base)
+	byID := map[string]Backup{}
+	for _, b := range backups {
+		byID[b.ID] = b
+	}
+	for changed := true; changed; {
+		changed = false
+		for id := range keep {
+			b := byID[id]
+			for _, dep := range []string{b.Parent, b.Base} {
+				if _, known := byID[dep]; known && dep != "" {
+					if _, kept := keep[dep]; !kept {
+						keep[dep] = "dependency of kept backup " + id
+						changed = true
+					}
+				}
+			}
+		}
+	}
+	out := make([]Decision, len(backups))
+	for i, b := range backups {
+		if why, ok := keep[b.ID]; ok {
+			out[i] = Decision{ID: b.ID, Keep: true, Reason: why}
+			continue
+		}
+		reason := "not kept by any rule of the " + b.Type + " policy"
+		if !good(b) {
+			reason = "a " + b.Status + " backup"
+		}
+		out[i] = Decision{ID: b.ID, Keep: false, Reason: reason}
+	}
+	return out
+}
