@@ -107,6 +107,15 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			return err
 		}
 	}
+	// the backups' rows change before the report appears: a client that
+	// sees the report sees the catalog as the cleanup left it
+	for loc, ids := range rec.Removed {
+		for _, id := range ids {
+			if err := c.removeLocation(ctx, id, loc); err != nil {
+				return err
+			}
+		}
+	}
 	if len(rec.Report) > 0 && rec.RefID != "" {
 		if err := s.PutReport(ctx, &models.Report{ID: rec.RefID, Kind: rec.Type, JobID: rec.JobID,
 			BackupID: rec.BackupID, Status: rec.Status, Body: models.JSON(rec.Report)}); err != nil {
@@ -120,13 +129,6 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 		}
 		if json.Unmarshal(rec.Report, &v) == nil {
 			if err := c.RecordVerification(ctx, VerifyResult{BackupID: rec.BackupID, Passed: v.Passed, At: *rec.Finished}); err != nil {
-				return err
-			}
-		}
-	}
-	for loc, ids := range rec.Removed {
-		for _, id := range ids {
-			if err := c.removeLocation(ctx, id, loc); err != nil {
 				return err
 			}
 		}

@@ -26,8 +26,23 @@ func (s *Server) liveProgress(ctx context.Context, j *models.Job) *workflows.Pro
 		p, err := s.Jobs.Progress(qctx, &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID})
 		cancel()
 		if err == nil {
+			if p.Finished != nil {
+				// the workflow is done but its catalog record is not written
+				// yet: until it is, the job is not over for API clients, so
+				// whoever sees "completed" finds the backup in the catalog
+				p.Finished = nil
+				p.Status = workflows.StatusInProgress
+				p.CurrentOperation = "cataloging"
+				p.Percentage = min(p.Percentage, 99)
+			}
 			return p
 		}
+	}
+	if j.Finished == nil {
+		// not yet here: nothing to say but that it runs
+		return &workflows.Progress{Status: workflows.StatusInProgress, JobID: j.ID, JobType: j.Type, BackupID: j.BackupID,
+			Percentage: j.Progress, Started: j.Started, ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
+			StorageStatus: map[string]string{}, CurrentOperation: "starting"}
 	}
 	var res struct {
 		Progress *workflows.Progress `json:"progress"`

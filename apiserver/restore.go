@@ -345,7 +345,11 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string)
 		return notFound(codes.JobNotFound, "no %s %q", what, id)
 	}
 	p := s.liveProgress(r.Context(), j)
-	status, _ := apiStatus(p.Status)
+	// the report is the job's last record: without it the job is not over
+	status := "in_progress"
+	if j.Finished != nil {
+		status = "failed"
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "job_id": j.ID, "status": status, "backup_id": nilIfEmpty(j.BackupID),
 		"message": "the report is written when the job finishes", "progress": p.Percentage})
 	return nil

@@ -66,6 +66,7 @@ func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
 	_, taddr := devServer(t)
 	s3 := s3test.StartTB(t)
 	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "sftp-root"), 0o700)
 	sftpEnv, err := sftptest.StartEnv(filepath.Join(dir, "sftp-root"), filepath.Join(dir, "sftp-keys"), sftptest.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -189,6 +189,9 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	err := workflow.ExecuteActivity(shortActivity(ctx), a.PrepareBackup, activities.PrepareInput{
 		BackupID: req.BackupID, Type: req.Type, Components: req.Components, Location: primary,
 		Compression: req.Compression, Tags: req.Tags}).Get(ctx, &plan)
+	if ctx.Err() != nil {
+		return nil, cancelled(ctx, p, req.BackupID, req.Locations)
+	}
 	if err != nil {
 		return nil, finish(ctx, p, StatusFailed, err)
 	}

@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -86,4 +88,31 @@ func TestScheduledRunGetsIDsFromItsRun(t *testing.T) {
 	r := req
 	r.JobID, r.BackupID = "", ""
 	env.ExecuteWorkflow(BackupWorkflow, r)
+}
+
+// A backup cancelled while it is still being prepared ends cancelled (and
+// is recorded so), not failed.
+func TestCancelDuringPrepareIsCancelled(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterActivity(&activities.Catalog{})
+	var last activities.JobRecord
+	env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
+		last = r
+		return nil
+	})
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.PrepareInput) (*backup.Plan, error) {
+		return nil, uploadUntilCancelled(ctx)
+	})
+	env.OnActivity(a.DiscardBackup, mock.Anything, mock.Anything).Return(nil)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Second)
+	r := req
+	r.CatalogQueue, r.BackupID = "cat", "backup-3"
+	env.ExecuteWorkflow(BackupWorkflow, r)
+	var ce *temporal.CanceledError
+	if err := env.GetWorkflowError(); !errors.As(err, &ce) {
+		t.Fatalf("want cancelled, got %v", err)
+	}
+	if last.Status != StatusCancelled || last.Backup.Status != StatusCancelled {
+		t.Fatalf("record: %+v", last)
+	}
 }
