@@ -481,7 +481,9 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 	opts := in.options(m)
 	opts.VerifyOnly = true
 	opts.Progress = func(p restore.Progress) {
-		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal })
+		hb.update(func(c *Checkpoint) {
+			c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal
+		})
 	}
 	res, err := restore.Run(ctx, repo, m, opts)
 	hb.close()
@@ -514,7 +516,9 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 	opts := in.options(m)
 	opts.Overwrite = opts.Overwrite || activity.GetInfo(ctx).Attempt > 1
 	opts.Progress = func(p restore.Progress) {
-		hb.update(func(c *Checkpoint) { c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal })
+		hb.update(func(c *Checkpoint) {
+			c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal
+		})
 	}
 	res, err := restore.Run(ctx, repo, m, opts)
 	hb.close()

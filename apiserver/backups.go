@@ -467,7 +467,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 		"estimate_basis": est.basis, "components": comps, "storage_locations": locs, "encryption": "AES-256",
 		"compression": req.Compression, "priority": req.Priority,
 		"progress_url": "/cloud-integration/backup/progress?job_id=" + jobID,
-		"cancelable": true, "pausable": true, "workflow_id": started.WorkflowID,
+		"cancelable":   true, "pausable": true, "workflow_id": started.WorkflowID,
 		"temporal_ui_url": s.workflowURL(started.WorkflowID, started.RunID),
 	}
 	if warnings != nil {

@@ -153,7 +153,7 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]a
 			"percentage": f.pct, "current_operation": p.CurrentOperation, "current_component": p.CurrentComponent,
 			"components_completed": nonNil(p.ComponentsCompleted), "components_remaining": nonNil(p.ComponentsRemaining),
 			"components_failed": nonNil(p.ComponentsFailed),
-			"speed": humanSize(int64(f.bytesPerSecond)) + "/s", "speed_bytes_per_second": math.Round(f.bytesPerSecond),
+			"speed":             humanSize(int64(f.bytesPerSecond)) + "/s", "speed_bytes_per_second": math.Round(f.bytesPerSecond),
 			"processed": humanSize(f.processed), "estimated_total": humanSize(f.total),
 			"eta": hms(f.eta), "eta_seconds": math.Round(f.eta.Seconds()),
 			"elapsed": hms(f.elapsed), "elapsed_seconds": math.Round(f.elapsed.Seconds()),

@@ -166,7 +166,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 				if level != "" {
 					st["status"] = level
 					alerts = append(alerts, map[string]any{"level": level, "component": "storage_" + name,
-						"message": fmt.Sprintf("Storage %s utilization at %.0f%%", name, util),
+						"message":    fmt.Sprintf("Storage %s utilization at %.0f%%", name, util),
 						"suggestion": "Run cleanup or increase the quota"})
 				}
 			} else {
@@ -187,7 +187,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 			keyStatus = "rotation_due"
 			worse(1)
 			alerts = append(alerts, map[string]any{"level": "warning", "component": "encryption",
-				"message": fmt.Sprintf("The key entry is %d days old; the policy rotates every %d days", int(age.Hours()/24), pol.Encryption.KeyRotationDays),
+				"message":    fmt.Sprintf("The key entry is %d days old; the policy rotates every %d days", int(age.Hours()/24), pol.Encryption.KeyRotationDays),
 				"suggestion": "Rotate the key: backupd repo key rotate"})
 			recs = append(recs, "Rotate the repository key (the policy says every "+strconv.Itoa(pol.Encryption.KeyRotationDays)+" days)")
 		}

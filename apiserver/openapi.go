@@ -62,7 +62,7 @@ func (s *Server) OpenAPI() map[string]any {
 		"properties": map[string]any{"error": map[string]any{"type": "boolean"}, "code": map[string]any{"type": "string"},
 			"message": map[string]any{"type": "string"}, "details": map[string]any{"type": "object"},
 			"suggested_actions": map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
-			"request_id": map[string]any{"type": "string"}, "timestamp": map[string]any{"type": "string", "format": "date-time"}}}}
+			"request_id":        map[string]any{"type": "string"}, "timestamp": map[string]any{"type": "string", "format": "date-time"}}}}
 	for _, rt := range s.routes {
 		if rt.Body != "" {
 			schemas[rt.Body] = map[string]any{"type": "object", "description": "see spec/backup-recovery-api.rst; unknown fields are refused"}

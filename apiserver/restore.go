@@ -199,7 +199,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 		"status": "restore_started", "restore_id": restoreID, "backup_id": b.ID, "job_id": jobID,
 		"restore_type": req.RestoreType, "components": restored, "storage_location": loc,
 		"target_location": req.TargetLocation,
-		"estimated_size": humanSize(size), "estimated_size_bytes": size,
+		"estimated_size":  humanSize(size), "estimated_size_bytes": size,
 		"estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
 		"warning":                      "System performance may be affected during restore",
 		"pre_restore_snapshot_created": false, "snapshot_id": nil,

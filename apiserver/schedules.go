@@ -250,8 +250,8 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 	s.Hub.Broadcast(scheduleEvent("schedule_"+status, sc, msg, next))
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": status, "schedule_id": sc.ID, "name": sc.Name, "message": msg, "enabled": sc.Enabled,
-		"next_execution": rfc3339p(next),
-		"validation":     map[string]any{"components_valid": true, "storage_valid": true, "schedule_valid": true, "retention_valid": true},
+		"next_execution":       rfc3339p(next),
+		"validation":           map[string]any{"components_valid": true, "storage_valid": true, "schedule_valid": true, "retention_valid": true},
 		"temporal_schedule_id": temporalScheduleID(sc.ID),
 	})
 	return nil

@@ -619,7 +619,7 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 		"components": map[string]bool{"data": false, "configurations": true}, "storage_locations": []string{"local", "cloud"},
 		"retention_days": 60, "encryption": true, "compression": "gzip",
 		"notifications": map[string]bool{"on_success": true, "on_failure": true, "on_warning": false},
-		"description": "Daily backup with all components"})
+		"description":   "Daily backup with all components"})
 	fields(t, "schedule create", sc, "status", "schedule_id", "name", "message", "next_execution", "validation.components_valid",
 		"validation.storage_valid", "validation.schedule_valid", "validation.retention_valid")
 	next, err := time.Parse(time.RFC3339, fmt.Sprint(sc["next_execution"]))
