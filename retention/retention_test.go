@@ -1,0 +1,145 @@
+package retention
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2025, 3, 15, 12, 0, 0, 0, time.UTC)
+
+func ago(h float64) time.Time { return now.Add(-time.Duration(h * float64(time.Hour))) }
+
+func decide(bs []Backup, p Policy) map[string]Decision {
+	out := map[string]Decision{}
+	for _, d := range Decide(bs, p, now) {
+		out[d.ID] = d
+	}
+	return out
+}
+
+func TestDecide(t *testing.T) {
+	onlyFull := func(daily, weekly, monthly, yearly int) Policy {
+		var p Policy
+		p.Full.Daily, p.Full.Weekly, p.Full.Monthly, p.Full.Yearly = daily, weekly, monthly, yearly
+		return p
+	}
+	cases := []struct {
+		name    string
+		backups []Backup
+		policy  Policy
+		keep    map[string]string // id -> substring of the reason; others must go
+	}{
+		{
+			name: "daily keeps the newest full of each of the last N days that have one",
+			backups: []Backup{
+				{ID: "f1", Type: "full", Status: "completed", Time: ago(1)},
+				{ID: "f2", Type: "full", Status: "completed", Time: ago(3)}, // same day as f1: older
+				{ID: "f3", Type: "full", Status: "completed", Time: ago(25)},
+				{ID: "f4", Type: "full", Status: "completed", Time: ago(49)},
+			},
+			policy: onlyFull(2, 0, 0, 0),
+			keep:   map[string]string{"f1": "daily: newest full backup of 2025-03-15", "f3": "2025-03-14"},
+		},
+		{
+			name: "weekly, monthly and yearly buckets",
+			backups: []Backup{
+				{ID: "a", Type: "full", Status: "completed", Time: time.Date(2025, 3, 14, 2, 0, 0, 0, time.UTC)},
+				{ID: "b", Type: "full", Status: "completed", Time: time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC)},
+				{ID: "c", Type: "full", Status: "completed", Time: time.Date(2025, 2, 10, 2, 0, 0, 0, time.UTC)},
+				{ID: "d", Type: "full", Status: "completed", Time: time.Date(2024, 12, 1, 2, 0, 0, 0, time.UTC)},
+				{ID: "e", Type: "full", Status: "completed", Time: time.Date(2024, 11, 1, 2, 0, 0, 0, time.UTC)},
+			},
+			policy: onlyFull(0, 2, 0, 2),
+			keep:   map[string]string{"a": "weekly", "b": "weekly", "d": "yearly: newest full backup of 2024"},
+		},
+		{
+			name: "protected, running and retention_days always stay",
+			backups: []Backup{
+				{ID: "p", Type: "full", Status: "completed", Time: ago(24 * 400), Protected: true},
+				{ID: "r", Type: "incremental", Status: "in_progress", Time: ago(1)},
+				{ID: "d", Type: "full", Status: "completed", Time: ago(24 * 10), RetentionDays: 30},
+				{ID: "x", Type: "full", Status: "completed", Time: ago(24 * 40), RetentionDays: 30},
+			},
+			policy: onlyFull(0, 0, 0, 0),
+			keep:   map[string]string{"p": "protected", "r": "still running", "d": "retention_days"},
+		},
+		{
+			name: "incrementals: all for N days, then daily, then weekly",
+			backups: []Backup{
+				{ID: "i1", Type: "incremental", Status: "completed", Time: ago(2)},
+				{ID: "i2", Type: "incremental", Status: "completed", Time: ago(3)},
+				{ID: "i3", Type: "incremental", Status: "completed", Time: ago(24*3 + 1)},  // day 3: newest of that day
+				{ID: "i4", Type: "incremental", Status: "completed", Time: ago(24*3 + 2)},  // same day, older: goes
+				{ID: "i5", Type: "incremental", Status: "completed", Time: ago(24 * 20)},   // weekly window
+				{ID: "i6", Type: "incremental", Status: "completed", Time: ago(24 * 21.5)}, // Fri of the same ISO week as i5 (Sun): older, goes
+				{ID: "i7", Type: "incremental", Status: "completed", Time: ago(24 * 200)},  // beyond everything
+			},
+			policy: Policy{Incremental: Window{KeepAllForDays: 1, KeepDailyForWeeks: 1, KeepWeeklyForMonths: 1}},
+			keep:   map[string]string{"i1": "keep_all_for_days", "i2": "keep_all_for_days", "i3": "keep_daily_for_weeks", "i5": "keep_weekly_for_months"},
+		},
+		{
+			name: "what a kept backup was built on stays",
+			backups: []Backup{
+				{ID: "base", Type: "full", Status: "completed", Time: ago(24 * 60)},
+				{ID: "inc1", Type: "incremental", Status: "completed", Time: ago(24 * 59), Parent: "base"},
+				{ID: "inc2", Type: "incremental", Status: "completed", Time: ago(1), Parent: "inc1"},
+				{ID: "diff", Type: "differential", Status: "completed", Time: ago(2), Base: "base"},
+			},
+			policy: Policy{Incremental: Window{KeepAllForDays: 7}, Differential: Window{KeepAllForDays: 7}},
+			keep:   map[string]string{"inc2": "keep_all_for_days", "inc1": "dependency of kept backup inc2", "base": "dependency of kept backup", "diff": "keep_all_for_days"},
+		},
+		{
+			name: "failed and cancelled backups go; they never count for a bucket",
+			backups: []Backup{
+				{ID: "bad", Type: "full", Status: "failed", Time: ago(1)},
+				{ID: "cx", Type: "full", Status: "cancelled", Time: ago(2)},
+				{ID: "ok", Type: "full", Status: "completed", Time: ago(3)},
+			},
+			policy: onlyFull(1, 0, 0, 0),
+			keep:   map[string]string{"ok": "daily"},
+		},
+		{
+			name: "snapshots: the default keeps two days",
+			backups: []Backup{
+				{ID: "s1", Type: "snapshot", Status: "completed", Time: ago(20)},
+				{ID: "s2", Type: "snapshot", Status: "completed", Time: ago(24 * 30)},
+			},
+			policy: Default(),
+			keep:   map[string]string{"s1": "snapshots.keep_all_for_days"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := decide(c.backups, c.policy)
+			if len(got) != len(c.backups) {
+				t.Fatalf("%d decisions for %d backups", len(got), len(c.backups))
+			}
+			for _, b := range c.backups {
+				d := got[b.ID]
+				want, keep := c.keep[b.ID]
+				if d.Keep != keep {
+					t.Errorf("%s: keep=%v (%s), want keep=%v", b.ID, d.Keep, d.Reason, keep)
+					continue
+				}
+				if keep && !strings.Contains(d.Reason, want) {
+					t.Errorf("%s: kept because %q, want %q", b.ID, d.Reason, want)
+				}
+				if !keep && d.Reason == "" {
+					t.Errorf("%s: removed without a reason", b.ID)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	p := Default()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p.Full.Daily = -1
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "full_backups.daily") {
+		t.Fatalf("negative count: %v", err)
+	}
+}
