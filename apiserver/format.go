@@ -50,7 +50,10 @@ func humanDuration(d time.Duration) string {
 func humanEstimate(d time.Duration) string {
 	switch {
 	case d < time.Minute:
-		return fmt.Sprintf("%d seconds", int(math.Max(1, math.Round(d.Seconds()))))
+		if n := int(math.Max(1, math.Round(d.Seconds()))); n > 1 {
+			return fmt.Sprintf("%d seconds", n)
+		}
+		return "1 second"
 	case d < 90*time.Minute:
 		n := int(math.Round(d.Minutes()))
 		if n == 1 {

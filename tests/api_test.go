@@ -11,9 +11,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,11 +66,20 @@ type apiStack struct {
 	src     string // the data component's directory
 	tokens  map[string]string
 	bin     string
-	cmd     *exec.Cmd
+	cmds    []*exec.Cmd
 	logPath string
+	// split runs `backupd server` and `backupd worker` as two processes;
+	// with tlsCert the server speaks HTTPS/WSS
+	split           bool
+	tlsCert, tlsKey string
+	client          *http.Client
 }
 
 func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
+	return startAPIStackWith(t, catalogDriver, func(*apiStack) {})
+}
+
+func startAPIStackWith(t *testing.T, catalogDriver string, opt func(*apiStack)) *apiStack {
 	bin := backupdBinary(t)
 	_, taddr := devServer(t)
 	s3 := s3test.StartTB(t)
@@ -114,7 +132,8 @@ func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
 	cfgPath := filepath.Join(dir, "backupd.yaml")
 	os.WriteFile(cfgPath, b, 0o600)
 	s := &apiStack{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port), cfgPath: cfgPath, src: src, bin: bin,
-		tokens: map[string]string{}, logPath: filepath.Join(dir, "backupd.log")}
+		tokens: map[string]string{}, logPath: filepath.Join(dir, "backupd.log"), client: http.DefaultClient}
+	opt(s)
 	for _, role := range []string{"viewer", "operator", "admin"} {
 		out, err := exec.Command(bin, "token", "create", "--role", role, "--name", role+"-e2e", "--config", cfgPath).Output()
 		if err != nil {
@@ -128,43 +147,58 @@ func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
 
 func (s *apiStack) start() {
 	t := s.t
-	s.cmd = exec.Command(s.bin, "all", "--config", s.cfgPath)
-	s.cmd.Env = append(os.Environ(), "BACKUPD_TEST_KDF=1")
-	logf, _ := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+	run := func(args ...string) {
+		cmd := exec.Command(s.bin, args...)
+		cmd.Env = append(os.Environ(), "BACKUPD_TEST_KDF=1")
+		logf, _ := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s.cmds = append(s.cmds, cmd)
 	}
 	t.Cleanup(s.stop)
+	switch {
+	case s.split:
+		args := []string{"server", "--config", s.cfgPath}
+		if s.tlsCert != "" {
+			args = append(args, "--tls-cert", s.tlsCert, "--tls-key", s.tlsKey)
+		}
+		run(args...)
+		run("worker", "--config", s.cfgPath)
+	default:
+		run("all", "--config", s.cfgPath)
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		res, err := http.Get(s.base + "/cloud-integration/backup/status")
+		res, err := s.client.Get(s.base + "/cloud-integration/backup/status")
 		if err == nil {
 			res.Body.Close()
 			return
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(s.logPath)
-			t.Fatalf("backupd all not up: %v\n%s", err, b)
+			t.Fatalf("backupd not up: %v\n%s", err, b)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
 func (s *apiStack) stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
+	for _, cmd := range s.cmds {
+		cmd.Process.Signal(os.Interrupt)
 	}
-	s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		<-done
+	for _, cmd := range s.cmds {
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
 	}
-	s.cmd = nil
+	s.cmds = nil
 }
 
 // obj is a decoded JSON object with checked accessors.
@@ -189,7 +223,7 @@ func (s *apiStack) do(method, path, role string, body any) (int, obj) {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -276,8 +310,12 @@ type wsCollector struct {
 }
 
 func (s *apiStack) websocket(t *testing.T, query string, header http.Header) *wsCollector {
-	url := strings.Replace(s.base, "http://", "ws://", 1) + "/cloud-integration/ws/backup" + query
-	conn, res, err := websocket.DefaultDialer.Dial(url, header)
+	url := "ws" + strings.TrimPrefix(s.base, "http") + "/cloud-integration/ws/backup" + query
+	d := *websocket.DefaultDialer
+	if tr, ok := s.client.Transport.(*http.Transport); ok {
+		d.TLSClientConfig = tr.TLSClientConfig
+	}
+	conn, res, err := d.Dial(url, header)
 	if err != nil {
 		status := 0
 		if res != nil {
@@ -544,7 +582,7 @@ func apiEndToEnd(t *testing.T, driver string) {
 	// download the backup as tar.gz: it holds the files
 	req, _ := http.NewRequest("GET", s.base+v1+"/download/"+backupID+"?format=tar.gz&component=configurations", nil)
 	req.Header.Set("Authorization", "Bearer "+s.tokens["admin"])
-	res, err := http.DefaultClient.Do(req)
+	res, err := s.client.Do(req)
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("download: %v %v", err, res)
 	}
@@ -929,3 +967,64 @@ func pythonExamples(spec string) []string {
 }
 
 var _ = context.Background
+
+// TestAPISplitProcessesOverTLS runs the API server and the worker as two
+// processes, the API over HTTPS/WSS: a WebSocket client still gets the
+// backup's progress (from Temporal) and its completion.
+func TestAPISplitProcessesOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSignedCert(t, dir)
+	s := startAPIStackWith(t, "sqlite", func(s *apiStack) {
+		s.split, s.tlsCert, s.tlsKey = true, certFile, keyFile
+		s.base = strings.Replace(s.base, "http://", "https://", 1)
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	})
+	// plain HTTP is not served
+	if res, err := http.Get(strings.Replace(s.base, "https://", "http://", 1) + "/cloud-integration/backup/status"); err == nil {
+		if res.StatusCode < 400 {
+			t.Fatalf("plain HTTP answered %d", res.StatusCode)
+		}
+		res.Body.Close()
+	}
+	const v1 = "/v1/cloud-integration/backup"
+	st := s.must(200, "GET", v1+"/status", "viewer", nil)
+	if get(st, "backup_system.components.scheduler") != "running" || get(st, "backup_system.components.workers") != 1.0 {
+		t.Fatalf("status with a separate worker: %v", st)
+	}
+	ws := s.websocket(t, "", http.Header{"Authorization": {"Bearer " + s.tokens["viewer"]}})
+	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"data": true}, "storage_locations": []string{"local", "remote"}})
+	jobID := cr["job_id"].(string)
+	s.must(200, "POST", v1+"/jobs/pause", "operator", map[string]string{"job_id": jobID})
+	ws.waitFor(t, "backup_progress from the other process", 10*time.Second, func(m obj) bool {
+		return m["type"] == "backup_progress" && m["job_id"] == jobID
+	})
+	s.must(200, "POST", v1+"/jobs/resume", "operator", map[string]string{"job_id": jobID})
+	jc := ws.waitFor(t, "job_complete", 2*time.Minute, func(m obj) bool { return m["type"] == "job_complete" && m["job_id"] == jobID })
+	if jc["status"] != "success" || fmt.Sprint(get(jc, "details.storage_locations")) != "[local remote]" {
+		t.Fatalf("job_complete: %v", jc)
+	}
+}
+
+func selfSignedCert(t *testing.T, dir string) (string, string, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "backupd test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}

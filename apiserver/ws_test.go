@@ -1,0 +1,82 @@
+package apiserver
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// A client that stops reading is dropped once its buffer is full; the
+// others get every message, without waiting for it.
+func TestSlowWebSocketClientIsDroppedWithoutSlowingOthers(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
+	h := http.Header{"Authorization": {"Bearer " + toks["viewer"]}}
+	slow, _, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close() // never reads
+	fast, _, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	filtered, _, err := websocket.DefaultDialer.Dial(url+"?job_id=JOB-2", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filtered.Close()
+	for s.Hub.Clients() < 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got, gotFiltered atomic.Int64
+	go func() {
+		for {
+			if _, _, err := fast.ReadMessage(); err != nil {
+				return
+			}
+			got.Add(1)
+		}
+	}()
+	go func() {
+		for {
+			if _, _, err := filtered.ReadMessage(); err != nil {
+				return
+			}
+			gotFiltered.Add(1)
+		}
+	}()
+	const n = 2000
+	pad := strings.Repeat("x", 16<<10)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		job := "JOB-1"
+		if i%100 == 0 {
+			job = "JOB-2"
+		}
+		s.Hub.Broadcast(map[string]any{"type": "backup_progress", "job_id": job, "progress": i, "pad": pad})
+		// a steady stream (16 MB/s), not one burst: a reading client keeps up
+		time.Sleep(time.Millisecond)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("broadcasting took %s: a slow client held the others up", d)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (got.Load() < n || gotFiltered.Load() < n/100) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.Load() != n || gotFiltered.Load() != n/100 {
+		t.Fatalf("the reading client got %d of %d, the filtered one %d of %d", got.Load(), n, gotFiltered.Load(), n/100)
+	}
+	if s.Hub.Dropped != 1 || s.Hub.Clients() != 2 {
+		t.Fatalf("dropped %d, clients %d", s.Hub.Dropped, s.Hub.Clients())
+	}
+}
