@@ -86,7 +86,9 @@ func startHeartbeat(ctx context.Context, cp Checkpoint) *heartbeater {
 	activity.RecordHeartbeat(ctx, cp)
 	go func() {
 		defer close(h.done)
-		t := time.NewTicker(time.Second)
+		// twice a second: progress on the API's WebSocket is at most this
+		// old (the worker's MaxHeartbeatThrottleInterval matches)
+		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {

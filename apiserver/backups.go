@@ -69,7 +69,7 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tot, err := s.Store.BackupTotals(r.Context(), f)
+	tot, err := s.backupTotals(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -730,4 +730,59 @@ func timeParam(v, name string) (*time.Time, error) {
 		}
 	}
 	return nil, badRequest(name, "%s: %q is not an RFC 3339 timestamp (like 2025-03-15T02:00:00Z)", name, v)
+}
+
+type totalsEntry struct {
+	gen        int64
+	at         time.Time
+	tot        models.BackupTotals
+	refreshing bool
+}
+
+// backupTotals caches the list's summary per filter: it is an aggregate
+// over every matching row (tens of milliseconds at 100k backups), the
+// page itself an index scan. An entry is fresh while the catalog has not
+// changed through this process and for 30 s (writes by another process);
+// after that the old sums are served while one request refreshes them.
+func (s *Server) backupTotals(ctx context.Context, f models.BackupFilter) (models.BackupTotals, error) {
+	key := fmt.Sprintf("%s|%s|%s|%v|%v", f.Type, f.Status, f.ScheduleID, f.Since, f.Until)
+	gen := s.Store.Generation()
+	s.totMu.Lock()
+	e, ok := s.totCache[key]
+	if ok && e.gen != gen {
+		ok = false // this process changed the catalog: never show the old sums
+	}
+	fresh := ok && time.Since(e.at) < 30*time.Second
+	if ok && !fresh && !e.refreshing {
+		e.refreshing = true
+		s.totCache[key] = e
+		s.totMu.Unlock()
+		go func() {
+			tot, err := s.Store.BackupTotals(context.WithoutCancel(ctx), f)
+			s.totMu.Lock()
+			defer s.totMu.Unlock()
+			if err != nil {
+				e.refreshing = false
+				s.totCache[key] = e
+				return
+			}
+			s.totCache[key] = totalsEntry{gen: gen, at: time.Now(), tot: tot}
+		}()
+		return e.tot, nil
+	}
+	s.totMu.Unlock()
+	if ok {
+		return e.tot, nil
+	}
+	tot, err := s.Store.BackupTotals(ctx, f)
+	if err != nil {
+		return tot, err
+	}
+	s.totMu.Lock()
+	if len(s.totCache) > 1000 {
+		s.totCache = map[string]totalsEntry{}
+	}
+	s.totCache[key] = totalsEntry{gen: gen, at: time.Now(), tot: tot}
+	s.totMu.Unlock()
+	return tot, nil
 }

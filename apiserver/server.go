@@ -50,6 +50,8 @@ type Server struct {
 	capMu      sync.Mutex
 	capCache   map[string]capEntry
 	alertLevel map[string]string
+	totMu      sync.Mutex
+	totCache   map[string]totalsEntry
 }
 
 // New builds a server; Hub is created if nil.
@@ -63,6 +65,7 @@ func New(s *Server) *Server {
 	s.started = time.Now()
 	s.capCache = map[string]capEntry{}
 	s.alertLevel = map[string]string{}
+	s.totCache = map[string]totalsEntry{}
 	s.routes = s.routeTable()
 	s.router = s.buildRouter()
 	return s

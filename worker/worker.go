@@ -32,9 +32,10 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 	w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 		WorkerStopTimeout:                  opts.StopTimeout,
-		// Heartbeats reach the server at least every 2 s whatever the
-		// activity's heartbeat timeout, so progress stays fresh.
-		MaxHeartbeatThrottleInterval: 2 * time.Second,
+		// Heartbeats reach the server every 0.5 s whatever the activity's
+		// heartbeat timeout, so the API's progress (read from Describe) is
+		// at most that old. They are RPCs, not history events.
+		MaxHeartbeatThrottleInterval: 500 * time.Millisecond,
 	})
 	Register(w, acts)
 	return w
