@@ -149,7 +149,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 			alerts = append(alerts, map[string]any{"level": "critical", "component": "storage_" + name,
 				"message": "Storage location " + name + " cannot be reached: " + err.Error(), "suggestion": "Check the location's address and credentials"})
 		} else {
-			util, known := utilization(c.UsedBytes, c.TotalBytes, pol.Locations[name].QuotaBytes)
+			_, _, util, known := usage(s.locationUsage(ctx, name), pol.Locations[name].QuotaBytes)
 			if known {
 				st["utilization"] = fmt.Sprintf("%.0f%%", util)
 				st["available_space"] = humanSize(max(c.FreeBytes, 0))
@@ -257,17 +257,6 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 		"checked_at": rfc3339(now),
 	})
 	return nil
-}
-
-// utilization is used/quota (or used/total when no quota), in percent.
-func utilization(used, total, quota int64) (float64, bool) {
-	switch {
-	case quota > 0:
-		return 100 * float64(used) / float64(quota), true
-	case total > 0:
-		return 100 * float64(used) / float64(total), true
-	}
-	return 0, false
 }
 
 var periods = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour,

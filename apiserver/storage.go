@@ -14,31 +14,58 @@ import (
 )
 
 type capEntry struct {
-	cap storage.Capacity
-	err error
-	at  time.Time
+	cap    storage.Capacity
+	stored int64 // bytes of the repository's own objects
+	err    error
+	at     time.Time
 }
 
-// capacity asks a location for its space, at most every 30 s.
+// capacity asks a location for its space and the repository for its
+// size (the sum of its objects), at most every 30 s.
 func (s *Server) capacity(ctx context.Context, name string) (storage.Capacity, time.Time, error) {
+	e := s.locationUsage(ctx, name)
+	return e.cap, e.at, e.err
+}
+
+func (s *Server) locationUsage(ctx context.Context, name string) capEntry {
 	s.capMu.Lock()
 	e, ok := s.capCache[name]
 	s.capMu.Unlock()
 	if ok && time.Since(e.at) < 30*time.Second {
-		return e.cap, e.at, e.err
+		return e
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var c storage.Capacity
+	var stored int64
 	repo, err := s.Stores.Open(ctx, name)
 	if err == nil {
 		c, err = repo.Backend().Capacity(ctx)
 	}
-	e = capEntry{cap: c, err: err, at: time.Now().UTC()}
+	if err == nil {
+		err = repo.Backend().List(ctx, "", func(o storage.ObjectInfo) error {
+			stored += o.Size
+			return nil
+		})
+	}
+	e = capEntry{cap: c, stored: stored, err: err, at: time.Now().UTC()}
 	s.capMu.Lock()
 	s.capCache[name] = e
 	s.capMu.Unlock()
-	return e.cap, e.at, e.err
+	return e
+}
+
+// usage is what a location's utilization is measured on: the
+// repository's bytes against the quota when one is set, else the
+// filesystem's (or bucket's) used bytes against its total.
+func usage(e capEntry, quota int64) (used, total int64, util float64, known bool) {
+	if quota > 0 {
+		return e.stored, quota, 100 * float64(e.stored) / float64(quota), true
+	}
+	if e.cap.TotalBytes > 0 {
+		return e.cap.UsedBytes, e.cap.TotalBytes, 100 * float64(e.cap.UsedBytes) / float64(e.cap.TotalBytes), true
+	}
+	return e.cap.UsedBytes, -1, 0, false
 }
 
 // locationKind is local, cloud (S3) or remote (SFTP), from the URL.
@@ -107,7 +134,11 @@ func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
 		if cerr != nil {
 			d["health"], d["error"] = "unreachable", cerr.Error()
 		} else {
-			d["current_usage"], d["current_usage_bytes"] = humanSize(c.UsedBytes), c.UsedBytes
+			st := s.locationUsage(r.Context(), name).stored
+			d["current_usage"], d["current_usage_bytes"] = humanSize(st), st
+			if _, _, util, ok := usage(s.locationUsage(r.Context(), name), lp.QuotaBytes); ok {
+				d["utilization"] = fmt.Sprintf("%.0f%%", util)
+			}
 			if c.TotalBytes >= 0 {
 				d["capacity"], d["capacity_bytes"] = humanSize(c.TotalBytes), c.TotalBytes
 				d["available"], d["available_bytes"] = humanSize(c.FreeBytes), c.FreeBytes
@@ -403,6 +434,8 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 	s.capMu.Lock()
 	s.capCache = map[string]capEntry{}
 	s.capMu.Unlock()
+	// new quotas or thresholds may cross a line now, not at the next check
+	go s.checkStorageAlerts(context.WithoutCancel(r.Context()))
 	resp := map[string]any{"status": "updated", "message": "Storage configuration updated successfully",
 		"restart_required": restart, "changes": changes}
 	if restart {

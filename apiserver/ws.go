@@ -361,22 +361,20 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 		return
 	}
 	for _, name := range s.Cfg.LocationNames() {
-		c, _, err := s.capacity(ctx, name)
+		e := s.locationUsage(ctx, name)
 		level, text := "", ""
-		var util float64
-		if err != nil {
-			level, text = "critical", "Storage "+name+" cannot be reached: "+err.Error()
+		used, total, util, known := usage(e, pol.Locations[name].QuotaBytes)
+		if e.err != nil {
+			level, text = "critical", "Storage "+name+" cannot be reached: "+e.err.Error()
 		} else {
-			u, known := utilization(c.UsedBytes, c.TotalBytes, pol.Locations[name].QuotaBytes)
-			util = u
 			switch {
 			case !known:
-			case u >= float64(pol.Monitoring.ThresholdCritical):
+			case util >= float64(pol.Monitoring.ThresholdCritical):
 				level = "critical"
-			case u >= float64(pol.Monitoring.ThresholdWarning):
+			case util >= float64(pol.Monitoring.ThresholdWarning):
 				level = "warning"
 			}
-			text = fmt.Sprintf("Storage %s utilization at %.0f%%", name, u)
+			text = fmt.Sprintf("Storage %s utilization at %.0f%%", name, util)
 		}
 		s.capMu.Lock()
 		prev := s.alertLevel[name]
@@ -385,14 +383,10 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 		if level == "" || level == prev {
 			continue
 		}
-		total := c.TotalBytes
-		if q := pol.Locations[name].QuotaBytes; q > 0 {
-			total = q
-		}
 		s.Hub.Broadcast(map[string]any{"type": "storage_alert", "level": level, "storage": name, "message": text,
-			"details": map[string]any{"available": humanSize(max(total-c.UsedBytes, 0)), "used": humanSize(c.UsedBytes),
+			"details": map[string]any{"available": humanSize(max(total-used, 0)), "used": humanSize(used),
 				"total": humanSize(total), "utilization": fmt.Sprintf("%.0f%%", util),
-				"used_bytes": c.UsedBytes, "total_bytes": total},
+				"used_bytes": used, "total_bytes": total},
 			"suggested_action": "Run cleanup or increase storage quota", "timestamp": rfc3339(time.Now())})
 	}
 }

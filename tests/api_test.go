@@ -733,6 +733,19 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 	if q := ch["local.quota"].(map[string]any); q["new"] != "2.0 TB" || ch["policies.encryption.key_rotation_days"].(map[string]any)["new"] != 30.0 {
 		t.Fatalf("changes: %v", ch)
 	}
+	// a quota the repository already exceeds: a storage_alert at once
+	s.must(200, "POST", v1+"/storage/update", "admin", map[string]any{"local": map[string]any{"quota": "10KB"}})
+	al := ws.waitFor(t, "storage_alert", 10*time.Second, func(m obj) bool { return m["type"] == "storage_alert" && m["storage"] == "local" })
+	fields(t, "storage_alert", al, "type", "level", "storage", "message", "details.available", "details.used", "details.total",
+		"details.utilization", "suggested_action")
+	if al["level"] != "critical" || get(al, "details.total") != "10.0 KB" {
+		t.Fatalf("storage_alert: %v", al)
+	}
+	hl := s.must(200, "GET", v1+"/health", "viewer", nil)
+	if hl["overall_health"] != "critical" || get(hl, "components.storage_local.status") != "critical" || len(hl["alerts"].([]any)) == 0 {
+		t.Fatalf("health over quota: %v", hl)
+	}
+	s.must(200, "POST", v1+"/storage/update", "admin", map[string]any{"local": map[string]any{"quota": "2TB"}})
 	su = s.must(200, "POST", v1+"/storage/update", "admin", map[string]any{"cloud": map[string]any{"bucket": "company-backups-new", "region": "us-west-2"}})
 	if su["restart_required"] != true {
 		t.Fatalf("address change: %v", su)
