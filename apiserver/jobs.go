@@ -252,6 +252,11 @@ func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
 	body["verification"] = ver
 	if p.SnapshotID != "" {
 		body["snapshot_id"] = p.SnapshotID
+		if body["status"] == "failed" {
+			// what was overwritten is in the snapshot: one call undoes it
+			body["rollback"] = map[string]any{"backup_id": p.SnapshotID, "target_location": "original",
+				"how": "POST /cloud-integration/backup/restore with this backup_id and target_location original"}
+		}
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil

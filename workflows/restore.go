@@ -136,31 +136,60 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		p.Percentage = 15
 	}
 	p.CurrentOperation = "restoring_data"
-	if len(req.Components) > 0 {
-		p.CurrentComponent = req.Components[0]
+	// one activity per named component (each has its own target and
+	// progress); a whole-backup or path restore is one activity
+	units := [][]string{req.Components}
+	if len(req.Components) > 1 && len(req.Paths) == 0 {
+		units = nil
+		for _, c := range req.Components {
+			units = append(units, []string{c})
+		}
 	}
-	var res activities.RestoreResult
-	err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, activities.RestoreInput{
-		BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: req.Components,
-		Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original}).Get(ctx, &res)
-	if ctx.Err() != nil {
-		now := workflow.Now(ctx)
-		p.Status, p.Finished = StatusCancelled, &now
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		setStatus(dctx, StatusCancelled)
-		return nil, temporal.NewCanceledError("restore cancelled")
+	var total activities.RestoreResult
+	base := p.Percentage
+	for i, unit := range units {
+		if len(unit) == 1 {
+			p.CurrentComponent = unit[0]
+		}
+		var res activities.RestoreResult
+		err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, activities.RestoreInput{
+			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: unit,
+			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original}).Get(ctx, &res)
+		if ctx.Err() != nil {
+			now := workflow.Now(ctx)
+			p.Status, p.Finished = StatusCancelled, &now
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			setStatus(dctx, StatusCancelled)
+			return nil, temporal.NewCanceledError("restore cancelled")
+		}
+		if err != nil {
+			if p.SnapshotID != "" {
+				p.fail("the pre-restore snapshot %s holds what was there before: restore it (target original) to roll back", p.SnapshotID)
+			}
+			return nil, finish(ctx, p, StatusFailed, err)
+		}
+		total.Files += res.Files
+		total.Dirs += res.Dirs
+		total.Bytes += res.Bytes
+		total.Verified += res.Verified
+		total.Warnings = append(total.Warnings, res.Warnings...)
+		done := res.Components
+		if len(done) == 0 {
+			done = unit
+		}
+		total.Components = append(total.Components, done...)
+		p.Files, p.BytesProcessed, p.FilesTotal = total.Files, total.Bytes, total.Files
+		p.Warnings = int64(len(total.Warnings))
+		p.ComponentsCompleted = append(p.ComponentsCompleted, done...)
+		if len(units) > 1 {
+			p.ComponentsRemaining = req.Components[i+1:]
+		} else {
+			p.ComponentsRemaining = []string{}
+		}
+		p.Percentage = base + (90-base)*float64(i+1)/float64(len(units))
 	}
-	if err != nil {
-		return nil, finish(ctx, p, StatusFailed, err)
-	}
-	p.Files, p.BytesProcessed = res.Files, res.Bytes
-	p.FilesTotal = res.Files
-	p.Warnings = int64(len(res.Warnings))
-	done := res.Components
-	if len(done) == 0 {
-		done = p.ComponentsRemaining
-	}
-	p.ComponentsCompleted, p.ComponentsRemaining = done, []string{}
+	res := total
+	p.ComponentsRemaining = []string{}
 	p.CurrentComponent = ""
 	if req.VerifyAfter {
 		// every file was verified as it was written; this reads the

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/mock"
@@ -90,5 +91,27 @@ func TestCleanupWorkflowDryRunForgetsNothing(t *testing.T) {
 	if forgot || len(windows) != 2 || !windows[0].DryRun || windows[0].SafetyWindow != repository.DefaultSafetyWindow ||
 		out.GC["cloud"].BytesFreed != 123 {
 		t.Fatalf("dry run: forgot=%v gc=%+v out=%+v", forgot, windows, out)
+	}
+}
+
+// Named components are restored one activity each, so progress names the
+// component and counts the finished ones.
+func TestRestoreWorkflowRestoresComponentByComponent(t *testing.T) {
+	env := newEnv(t)
+	var seen []string
+	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RestoreInput) (activities.RestoreResult, error) {
+		seen = append(seen, strings.Join(in.Components, ","))
+		return activities.RestoreResult{Files: 2, Bytes: 10, Components: in.Components}, nil
+	})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{JobID: "R3", BackupID: "b", Location: "local", Target: "/t",
+		Components: []string{"configurations", "data"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var out RestoreOutcome
+	env.GetWorkflowResult(&out)
+	if strings.Join(seen, "|") != "configurations|data" || out.Result.Files != 4 ||
+		strings.Join(out.Progress.ComponentsCompleted, ",") != "configurations,data" {
+		t.Fatalf("restores %v, outcome %+v", seen, out)
 	}
 }
