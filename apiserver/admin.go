@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"errors"
-	"math"
 	"net/http"
 	"time"
 
@@ -101,16 +100,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var err error
-	if f.Limit, err = intParam(q.Get("limit"), "limit", 50, 1, 1000); err != nil {
-		return err
-	}
-	if f.Page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32); err != nil {
-		return err
-	}
-	if f.Since, err = timeParam(q.Get("since"), "since"); err != nil {
-		return err
-	}
-	if f.Until, err = timeParam(q.Get("until"), "until"); err != nil {
+	if f.Limit, f.Page, f.Since, f.Until, err = pageParams(q); err != nil {
 		return err
 	}
 	list, total, err := s.Store.ListAudit(r.Context(), f)

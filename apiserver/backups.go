@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -50,20 +51,8 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var err error
-	if f.Limit, err = intParam(q.Get("limit"), "limit", 50, 1, 1000); err != nil {
+	if f.Limit, f.Page, f.Since, f.Until, err = pageParams(q); err != nil {
 		return err
-	}
-	if f.Page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32); err != nil {
-		return err
-	}
-	if f.Since, err = timeParam(q.Get("since"), "since"); err != nil {
-		return err
-	}
-	if f.Until, err = timeParam(q.Get("until"), "until"); err != nil {
-		return err
-	}
-	if f.Since != nil && f.Until != nil && f.Until.Before(*f.Since) {
-		return badRequest("until", "until (%s) is before since (%s)", rfc3339(*f.Until), rfc3339(*f.Since))
 	}
 	rows, err := s.Store.ListBackups(r.Context(), f)
 	if err != nil {
@@ -685,6 +674,26 @@ func (s *Server) downloadBackup(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ---- query helpers
+
+// pageParams reads limit (default 50, at most 1000), page, since and until.
+func pageParams(q url.Values) (limit, page int, since, until *time.Time, err error) {
+	if limit, err = intParam(q.Get("limit"), "limit", 50, 1, 1000); err != nil {
+		return
+	}
+	if page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32); err != nil {
+		return
+	}
+	if since, err = timeParam(q.Get("since"), "since"); err != nil {
+		return
+	}
+	if until, err = timeParam(q.Get("until"), "until"); err != nil {
+		return
+	}
+	if since != nil && until != nil && until.Before(*since) {
+		err = badRequest("until", "until (%s) is before since (%s)", rfc3339(*until), rfc3339(*since))
+	}
+	return
+}
 
 func onlyParams(q map[string][]string, allowed ...string) error {
 	for k := range q {

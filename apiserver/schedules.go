@@ -366,15 +366,11 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) error {
-	id := mux.Vars(r)["schedule_id"]
-	setTarget(r, id)
-	sc, err := s.Store.GetSchedule(r.Context(), id)
-	if errors.Is(err, models.ErrNotFound) {
-		return &apiError{Status: http.StatusNotFound, Code: string(codes.ScheduleError), Message: "no schedule " + strconv.Quote(id)}
-	}
+	sc, err := s.scheduleOf(r)
 	if err != nil {
 		return err
 	}
+	id := sc.ID
 	h := s.Temporal.ScheduleClient().GetHandle(r.Context(), temporalScheduleID(id))
 	if err := h.Delete(r.Context()); err != nil && !isNotFound(err) {
 		return codes.Wrap(codes.ScheduleError, err)
@@ -389,15 +385,11 @@ func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) triggerSchedule(w http.ResponseWriter, r *http.Request) error {
-	id := mux.Vars(r)["schedule_id"]
-	setTarget(r, id)
-	sc, err := s.Store.GetSchedule(r.Context(), id)
-	if errors.Is(err, models.ErrNotFound) {
-		return &apiError{Status: http.StatusNotFound, Code: string(codes.ScheduleError), Message: "no schedule " + strconv.Quote(id)}
-	}
+	sc, err := s.scheduleOf(r)
 	if err != nil {
 		return err
 	}
+	id := sc.ID
 	h := s.Temporal.ScheduleClient().GetHandle(r.Context(), temporalScheduleID(id))
 	if err := h.Trigger(r.Context(), client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {
 		return codes.Wrap(codes.ScheduleError, err)
@@ -415,4 +407,15 @@ func isNotFound(err error) bool {
 func scheduleEvent(event string, sc *models.Schedule, msg string, next *time.Time) map[string]any {
 	return map[string]any{"type": "schedule_event", "event": event, "schedule_id": sc.ID, "message": msg,
 		"timestamp": rfc3339(time.Now()), "next_execution": rfc3339p(next)}
+}
+
+// scheduleOf loads the schedule the path names.
+func (s *Server) scheduleOf(r *http.Request) (*models.Schedule, error) {
+	id := mux.Vars(r)["schedule_id"]
+	setTarget(r, id)
+	sc, err := s.Store.GetSchedule(r.Context(), id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil, &apiError{Status: http.StatusNotFound, Code: string(codes.ScheduleError), Message: "no schedule " + strconv.Quote(id)}
+	}
+	return sc, err
 }

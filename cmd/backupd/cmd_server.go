@@ -57,26 +57,16 @@ func (f *serverFlags) load() (*config.Config, error) {
 }
 
 func cmdServer(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("backupd server", flag.ContinueOnError)
-	f := addServerFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := f.load()
-	if err != nil {
-		return err
-	}
-	c, err := dialWithRetry(ctx, cfg, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return runServer(ctx, cfg, c, false, nil)
+	return serve(ctx, "backupd server", args, false)
 }
 
 // cmdAll runs the API server and a worker in one process: the embedded default.
 func cmdAll(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("backupd all", flag.ContinueOnError)
+	return serve(ctx, "backupd all", args, true)
+}
+
+func serve(ctx context.Context, name string, args []string, worker bool) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f := addServerFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -90,7 +80,7 @@ func cmdAll(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	return runServer(ctx, cfg, c, true, nil)
+	return runServer(ctx, cfg, c, worker, nil)
 }
 
 // runServer serves the API (and with worker, runs the jobs too) until ctx
