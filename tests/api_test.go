@@ -171,10 +171,17 @@ func (s *apiStack) start() {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		res, err := s.client.Get(s.base + "/cloud-integration/backup/status")
+		// up means: the API answers and a worker polls the task queue
+		req, _ := http.NewRequest("GET", s.base+"/cloud-integration/backup/status", nil)
+		req.Header.Set("Authorization", "Bearer "+s.tokens["viewer"])
+		res, err := s.client.Do(req)
 		if err == nil {
+			var st obj
+			json.NewDecoder(res.Body).Decode(&st)
 			res.Body.Close()
-			return
+			if get(st, "backup_system.components.workers") == 1.0 {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(s.logPath)

@@ -149,6 +149,13 @@ func writeDevConfig(dir, taddr, ip string, uiport int, s3srv *s3test.Server, sft
 	}
 	dataDir := filepath.Join(dir, "data")
 	os.MkdirAll(dataDir, 0o755)
+	// database dumps land here until the databases component dumps
+	// PostgreSQL itself (issue 6); the spec's examples name the component
+	dbDir := filepath.Join(dir, "databases")
+	os.MkdirAll(dbDir, 0o755)
+	if _, err := os.Stat(filepath.Join(dbDir, "README.txt")); err != nil {
+		os.WriteFile(filepath.Join(dbDir, "README.txt"), []byte("The 'databases' component of the development stack backs up this directory.\n"), 0o644)
+	}
 	readme := filepath.Join(dataDir, "README.txt")
 	if _, err := os.Stat(readme); err != nil {
 		os.WriteFile(readme, []byte("The 'data' component of the development stack backs up this directory.\n"), 0o644)
@@ -163,6 +170,7 @@ func writeDevConfig(dir, taddr, ip string, uiport int, s3srv *s3test.Server, sft
 			"configurations": {Description: "system and service configuration", Paths: []string{"/etc"}},
 			"logs":           {Description: "logs, without rotated archives", Paths: []string{"/var/log"}, Exclude: []string{"*.gz", "*.[0-9]", "*.old"}},
 			"data":           {Description: "application data", Paths: []string{dataDir}},
+			"databases":      {Description: "database dumps", Paths: []string{dbDir}},
 		},
 		Storage: map[string]config.Location{
 			"local": {URL: filepath.Join(dir, "backups", "local"), Media: "disk"},
