@@ -540,6 +540,7 @@ type GCInput struct {
 	Location     string        `json:"location"`
 	DryRun       bool          `json:"dry_run"`
 	SafetyWindow time.Duration `json:"safety_window"`
+	Exclude      []string      `json:"exclude,omitempty"` // count these backups as removed
 }
 
 // GC collects a location's garbage.
@@ -550,7 +551,7 @@ func (a *Activities) GC(ctx context.Context, in GCInput) (*repository.GCResult, 
 	}
 	hb := startHeartbeat(ctx, Checkpoint{Phase: "garbage collection"})
 	defer hb.close()
-	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow})
+	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow, Exclude: in.Exclude})
 	return res, toTemporal(err)
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"backupd/models"
+	"backupd/retention"
 )
 
 // CatalogTaskQueue is where the catalog activities run: in the API
@@ -186,4 +187,56 @@ func setIf(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
+}
+
+// RetentionSettings reads the stored retention policies and cleanup rules
+// (the spec's defaults until someone changes them).
+func RetentionSettings(ctx context.Context, store *models.Store) (retention.Settings, error) {
+	rs := retention.DefaultSettings()
+	_, err := store.GetSetting(ctx, "retention", &rs)
+	return rs, err
+}
+
+// PlanInput asks for a cleanup plan.
+type PlanInput struct {
+	Targets  []string `json:"targets"`
+	Strategy string   `json:"strategy"`
+	Max      int      `json:"max"`
+	DryRun   bool     `json:"dry_run"`
+	Force    bool     `json:"force"`
+}
+
+// PlanOutput is a cleanup plan over the whole catalog.
+type PlanOutput struct {
+	IDs       []string         `json:"ids"`
+	Lines     []retention.Line `json:"lines"`
+	Protected int              `json:"protected"`
+}
+
+// PlanCleanup applies the retention policy to every backup in the catalog.
+func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, error) {
+	rs, err := RetentionSettings(ctx, c.Store)
+	if err != nil {
+		return PlanOutput{}, err
+	}
+	if in.Strategy == "" {
+		in.Strategy = rs.Rules.CleanupStrategy
+	}
+	rows, err := c.Store.AllBackups(ctx)
+	if err != nil {
+		return PlanOutput{}, err
+	}
+	items := make([]retention.Item, len(rows))
+	out := PlanOutput{}
+	for i, b := range rows {
+		items[i] = retention.Item{Backup: retention.Backup{ID: b.ID, Type: b.Type, Status: b.Status, Time: b.Timestamp,
+			Protected: b.Protected, RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup,
+			Bytes: b.CompressedBytes}, Locations: b.Locations}
+		if b.Protected {
+			out.Protected++
+		}
+	}
+	out.Lines, out.IDs = retention.Plan(items, rs.Policy, time.Now().UTC(), retention.PlanOptions{Targets: in.Targets,
+		Strategy: in.Strategy, Max: in.Max, DryRun: in.DryRun, Force: in.Force})
+	return out, nil
 }

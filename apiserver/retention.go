@@ -7,39 +7,17 @@ import (
 	"math"
 	"net/http"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
+	"backupd/activities"
 	"backupd/models"
 	"backupd/retention"
 	"backupd/workflows"
 )
 
-// CleanupRules are the spec's cleanup_rules.
-type CleanupRules struct {
-	AutoCleanup               bool   `json:"auto_cleanup"`
-	CleanupSchedule           string `json:"cleanup_schedule"` // daily | weekly | disabled
-	CleanupTime               string `json:"cleanup_time"`     // HH:MM UTC
-	MinimumFreeSpace          string `json:"minimum_free_space"`
-	EmergencyCleanupThreshold string `json:"emergency_cleanup_threshold"`
-	CleanupStrategy           string `json:"cleanup_strategy"`
-}
-
-type retentionSettings struct {
-	Policy retention.Policy `json:"retention_policies"`
-	Rules  CleanupRules     `json:"cleanup_rules"`
-}
-
-func defaultRetention() retentionSettings {
-	return retentionSettings{Policy: retention.Default(), Rules: CleanupRules{AutoCleanup: true, CleanupSchedule: "daily",
-		CleanupTime: "03:00", MinimumFreeSpace: "50GB", EmergencyCleanupThreshold: "10GB", CleanupStrategy: "oldest_first"}}
-}
-
-func (s *Server) retentionSettings(ctx context.Context) (retentionSettings, error) {
-	rs := defaultRetention()
-	_, err := s.Store.GetSetting(ctx, "retention", &rs)
-	return rs, err
+func (s *Server) retentionSettings(ctx context.Context) (retention.Settings, error) {
+	return activities.RetentionSettings(ctx, s.Store)
 }
 
 func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
@@ -102,7 +80,7 @@ func nextDaily(now time.Time, at string) time.Time {
 
 type retentionUpdate struct {
 	Policies  *retention.Policy `json:"retention_policies"`
-	Rules     *CleanupRules     `json:"cleanup_rules"`
+	Rules     *retention.CleanupRules `json:"cleanup_rules"`
 	Protected *[]string         `json:"protected_backups"`
 	Protect   []string          `json:"protect"`
 	Unprotect []string          `json:"unprotect"`
@@ -193,83 +171,6 @@ type cleanupRequest struct {
 	Reason             string   `json:"reason"`
 }
 
-// cleanupDecision is one backup's line in a cleanup report.
-type cleanupDecision struct {
-	ID        string   `json:"backup_id"`
-	Type      string   `json:"type"`
-	Timestamp string   `json:"timestamp"`
-	Decision  string   `json:"decision"` // keep | remove | would_remove | skipped
-	Reason    string   `json:"reason"`
-	Bytes     int64    `json:"bytes"`
-	Locations []string `json:"locations"`
-}
-
-// planCleanup runs the retention decision over the catalog.
-func (s *Server) planCleanup(ctx context.Context, targets []string, strategy string, maxRemove int, dryRun, force bool) ([]cleanupDecision, []string, int, error) {
-	rs, err := s.retentionSettings(ctx)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	rows, err := s.Store.AllBackups(ctx)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	in := make([]retention.Backup, len(rows))
-	for i, b := range rows {
-		in[i] = retention.Backup{ID: b.ID, Type: b.Type, Status: b.Status, Time: b.Timestamp, Protected: b.Protected,
-			RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup, Bytes: b.CompressedBytes}
-		if force && !b.Protected {
-			in[i].RetentionDays = 0 // force: the per-backup retention_days do not hold it
-		}
-	}
-	dec := retention.Decide(in, rs.Policy, time.Now().UTC())
-	var out []cleanupDecision
-	var cands []int
-	protected := 0
-	for i, d := range dec {
-		b := rows[i]
-		cd := cleanupDecision{ID: b.ID, Type: b.Type, Timestamp: rfc3339(b.Timestamp), Reason: d.Reason,
-			Bytes: b.CompressedBytes, Locations: nonNil(b.Locations)}
-		if b.Protected {
-			protected++
-		}
-		inTarget := false
-		for _, l := range b.Locations {
-			if contains(targets, l) {
-				inTarget = true
-			}
-		}
-		switch {
-		case d.Keep:
-			cd.Decision = "keep"
-		case !inTarget && len(b.Locations) > 0:
-			cd.Decision, cd.Reason = "skipped", "not stored in the target storage ("+strings.Join(targets, ", ")+")"
-		default:
-			cd.Decision = "remove"
-			cands = append(cands, len(out))
-		}
-		out = append(out, cd)
-	}
-	sort.SliceStable(cands, func(a, b int) bool {
-		if strategy == "largest_first" {
-			return out[cands[a]].Bytes > out[cands[b]].Bytes
-		}
-		return out[cands[a]].Timestamp < out[cands[b]].Timestamp
-	})
-	var ids []string
-	for n, i := range cands {
-		if maxRemove > 0 && n >= maxRemove {
-			out[i].Decision, out[i].Reason = "skipped", fmt.Sprintf("max_backups_to_remove (%d) reached; %s", maxRemove, out[i].Reason)
-			continue
-		}
-		if dryRun {
-			out[i].Decision = "would_remove"
-		}
-		ids = append(ids, out[i].ID)
-	}
-	return out, ids, protected, nil
-}
-
 func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 	var req cleanupRequest
 	if err := decode(w, r, &req); err != nil {
@@ -301,10 +202,12 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 			return badRequest(fmt.Sprintf("target_storage[%d]", i), "target_storage: unknown storage location %q (configured: %s)", t, strings.Join(s.Cfg.LocationNames(), ", "))
 		}
 	}
-	decisions, ids, protected, err := s.planCleanup(r.Context(), targets, req.CleanupStrategy, maxRemove, dry, req.ForceCleanup)
+	plan, err := (&activities.Catalog{Store: s.Store}).PlanCleanup(r.Context(), activities.PlanInput{Targets: targets,
+		Strategy: req.CleanupStrategy, Max: maxRemove, DryRun: dry, Force: req.ForceCleanup})
 	if err != nil {
 		return err
 	}
+	decisions, ids, protected := plan.Lines, plan.IDs, plan.Protected
 	var est int64
 	for _, d := range decisions {
 		if d.Decision == "remove" || d.Decision == "would_remove" {
@@ -331,7 +234,7 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 }
 
 // startCleanupJob starts a CleanupWorkflow removing ids from locs.
-func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []string, dry bool, subtype string, decisions []cleanupDecision) (string, error) {
+func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []string, dry bool, subtype string, decisions []retention.Line) (string, error) {
 	jobID := "CLEANUP-JOB-" + strings.TrimPrefix(cleanupID, "CLEANUP-")
 	job := &models.Job{ID: jobID, Type: "cleanup", Subtype: subtype, Status: "queued", RefID: cleanupID, User: user(r),
 		Started: time.Now().UTC(), Request: models.ToJSON(map[string]any{"locations": locs, "backup_ids": ids, "dry_run": dry})}

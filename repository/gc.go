@@ -40,6 +40,9 @@ type GCOptions struct {
 	DryRun       bool
 	SafetyWindow time.Duration
 	Now          time.Time // zero: time.Now()
+	// Exclude counts these backups' manifests as gone (with DryRun: what
+	// removing them would free, computed rather than guessed).
+	Exclude []string
 }
 
 // GCResult reports what was (or, in a dry run, would be) done.
@@ -50,7 +53,10 @@ type GCResult struct {
 	Condemned       int   `json:"condemned"`
 	Deleted         int   `json:"deleted"`
 	BytesFreed      int64 `json:"bytes_freed"`
-	TooYoung        int   `json:"too_young"`
+	// UnreferencedBytes is the size of every unreferenced pack: freed now
+	// or, after the safety window, by a later collection.
+	UnreferencedBytes int64 `json:"unreferenced_bytes"`
+	TooYoung          int   `json:"too_young"`
 	DryRun          bool  `json:"dry_run"`
 }
 
@@ -76,7 +82,11 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	loadedIndex := r.indexFiles()
 	// Mark. Any unreadable manifest or tree stops gc: deleting on
 	// incomplete knowledge could destroy data a backup needs.
-	used, err := r.referencedBlobs(ctx)
+	exclude := map[string]bool{}
+	for _, id := range opts.Exclude {
+		exclude[id] = true
+	}
+	used, err := r.referencedBlobs(ctx, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
@@ -113,6 +123,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			continue
 		}
 		res.Unreferenced++
+		res.UnreferencedBytes += oi.Size
 		if now.Sub(oi.ModTime) < opts.SafetyWindow {
 			res.TooYoung++
 			continue
@@ -181,8 +192,8 @@ func (r *Repository) indexFiles() []ID {
 	return out
 }
 
-// referencedBlobs walks every manifest's trees.
-func (r *Repository) referencedBlobs(ctx context.Context) (map[ID]bool, error) {
+// referencedBlobs walks every manifest's trees but the excluded ones.
+func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (map[ID]bool, error) {
 	ms, errs, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, err
@@ -214,6 +225,9 @@ func (r *Repository) referencedBlobs(ctx context.Context) (map[ID]bool, error) {
 		return nil
 	}
 	for _, m := range ms {
+		if exclude[m.ID] {
+			continue
+		}
 		for _, c := range m.Components {
 			if c.Error == "" {
 				if err := walk(c.Tree); err != nil {

@@ -164,3 +164,31 @@ func TestCondemnedBlobResolvesToHealthyCopy(t *testing.T) {
 		}
 	}
 }
+
+// A dry run that excludes backups computes what removing them would free:
+// the packs only they use, not the ones a kept backup shares.
+func TestGCDryRunExcludeComputesWhatRemovalFrees(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t)
+	shared := randData(3, 5000)
+	saveBackup(t, r, "backup-a", shared)
+	saveBackup(t, r, "backup-b", shared) // dedupes: no new data pack
+	saveBackup(t, r, "backup-c", randData(4, 7000))
+	res, err := GC(ctx, r, GCOptions{DryRun: true, Exclude: []string{"backup-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unreferenced != 0 || res.UnreferencedBytes != 0 { // b has the same data and tree: nothing is a's alone
+		t.Fatalf("excluding a: %+v", res)
+	}
+	both, err := GC(ctx, r, GCOptions{DryRun: true, Exclude: []string{"backup-a", "backup-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if both.Unreferenced != 2 || both.UnreferencedBytes <= 5000 || both.Packs != 4 {
+		t.Fatalf("excluding a and b: %+v (a alone: %+v)", both, res)
+	}
+	if ids, _ := r.ManifestIDs(ctx); len(ids) != 3 {
+		t.Fatalf("a dry run changed the repository: %v", ids)
+	}
+}

@@ -189,3 +189,112 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 	}
 	return out
 }
+
+// CleanupRules are the spec's cleanup_rules.
+type CleanupRules struct {
+	AutoCleanup               bool   `json:"auto_cleanup"`
+	CleanupSchedule           string `json:"cleanup_schedule"` // daily | weekly | disabled
+	CleanupTime               string `json:"cleanup_time"`     // HH:MM, UTC
+	MinimumFreeSpace          string `json:"minimum_free_space"`
+	EmergencyCleanupThreshold string `json:"emergency_cleanup_threshold"`
+	CleanupStrategy           string `json:"cleanup_strategy"` // oldest_first | largest_first
+}
+
+// Settings are the retention policies and cleanup rules as stored.
+type Settings struct {
+	Policy Policy       `json:"retention_policies"`
+	Rules  CleanupRules `json:"cleanup_rules"`
+}
+
+// DefaultSettings are the spec's example values.
+func DefaultSettings() Settings {
+	return Settings{Policy: Default(), Rules: CleanupRules{AutoCleanup: true, CleanupSchedule: "daily",
+		CleanupTime: "03:00", MinimumFreeSpace: "50GB", EmergencyCleanupThreshold: "10GB", CleanupStrategy: "oldest_first"}}
+}
+
+// Item is one backup with where it is stored.
+type Item struct {
+	Backup
+	Locations []string
+}
+
+// Line is one backup's line in a cleanup plan.
+type Line struct {
+	ID        string   `json:"backup_id"`
+	Type      string   `json:"type"`
+	Timestamp string   `json:"timestamp"`
+	Decision  string   `json:"decision"` // keep | remove | would_remove | skipped
+	Reason    string   `json:"reason"`
+	Bytes     int64    `json:"bytes"` // what the backup added when written
+	Locations []string `json:"locations"`
+}
+
+// PlanOptions shape a cleanup.
+type PlanOptions struct {
+	Targets  []string // locations to clean
+	Strategy string   // oldest_first | largest_first: which candidates go first
+	Max      int      // at most this many removals; 0: no limit
+	DryRun   bool
+	// Force lets per-backup retention_days lapse (protection still holds).
+	Force bool
+}
+
+// Plan decides every backup's fate for a cleanup: the policy's decision,
+// then the targets, the strategy and the limit. It returns the lines (in
+// the items' order) and the ids to remove.
+func Plan(items []Item, p Policy, now time.Time, o PlanOptions) ([]Line, []string) {
+	in := make([]Backup, len(items))
+	for i, it := range items {
+		in[i] = it.Backup
+		if o.Force && !it.Protected {
+			in[i].RetentionDays = 0
+		}
+	}
+	dec := Decide(in, p, now)
+	target := map[string]bool{}
+	for _, t := range o.Targets {
+		target[t] = true
+	}
+	lines := make([]Line, len(items))
+	var cands []int
+	for i, d := range dec {
+		it := items[i]
+		locs := it.Locations
+		if locs == nil {
+			locs = []string{}
+		}
+		l := Line{ID: it.ID, Type: it.Type, Timestamp: it.Time.UTC().Format(time.RFC3339), Reason: d.Reason, Bytes: it.Bytes, Locations: locs}
+		inTarget := len(locs) == 0
+		for _, loc := range locs {
+			inTarget = inTarget || target[loc]
+		}
+		switch {
+		case d.Keep:
+			l.Decision = "keep"
+		case !inTarget:
+			l.Decision, l.Reason = "skipped", "not stored in the cleaned locations"
+		default:
+			l.Decision = "remove"
+			cands = append(cands, i)
+		}
+		lines[i] = l
+	}
+	sort.SliceStable(cands, func(a, b int) bool {
+		if o.Strategy == "largest_first" {
+			return lines[cands[a]].Bytes > lines[cands[b]].Bytes
+		}
+		return items[cands[a]].Time.Before(items[cands[b]].Time)
+	})
+	var ids []string
+	for n, i := range cands {
+		if o.Max > 0 && n >= o.Max {
+			lines[i].Decision, lines[i].Reason = "skipped", fmt.Sprintf("max_backups_to_remove (%d) reached; %s", o.Max, lines[i].Reason)
+			continue
+		}
+		if o.DryRun {
+			lines[i].Decision = "would_remove"
+		}
+		ids = append(ids, lines[i].ID)
+	}
+	return lines, ids
+}

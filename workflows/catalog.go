@@ -25,14 +25,19 @@ func recordJob(ctx workflow.Context, queue string, rec activities.JobRecord) wor
 	if queue == "" {
 		return nil
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	return workflow.ExecuteActivity(catalogCtx(ctx, queue), cat.RecordJob, rec)
+}
+
+// catalogCtx runs an activity on the catalog's queue, retried until the
+// API server is back (for up to a week).
+func catalogCtx(ctx workflow.Context, queue string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              queue,
-		StartToCloseTimeout:    30 * time.Second,
+		StartToCloseTimeout:    time.Minute,
 		ScheduleToCloseTimeout: 7 * 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
 			MaximumInterval: time.Minute},
 	})
-	return workflow.ExecuteActivity(actx, cat.RecordJob, rec)
 }
 
 // awaitRecords waits for the records in flight and writes the final one,

@@ -294,6 +294,10 @@ type CleanupRequest struct {
 	CleanupID    string          `json:"cleanup_id,omitempty"`
 	CatalogQueue string          `json:"catalog_queue,omitempty"`
 	Decisions    json.RawMessage `json:"decisions,omitempty"` // the retention decisions, for the report
+	// Plan, when set, has the catalog choose BackupIDs by the retention
+	// policy when the job runs (scheduled and emergency cleanups).
+	Plan    *activities.PlanInput `json:"plan,omitempty"`
+	Subtype string                `json:"subtype,omitempty"` // manual | scheduled | emergency | delete
 }
 
 // CleanupOutcome reports per location.
@@ -308,18 +312,35 @@ type GCLocationOutcome struct {
 	Deleted    int   `json:"deleted"`
 	BytesFreed int64 `json:"bytes_freed"`
 	Condemned  int   `json:"condemned"`
+	// UnreferencedBytes: what the removed backups free in all (a dry run:
+	// would free), now or after the safety window.
+	UnreferencedBytes int64 `json:"unreferenced_bytes"`
 }
 
 // CleanupWorkflow: forget the given backups (unless dry run) → garbage
 // collection per location (dry run: what would be freed, computed).
 func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome, error) {
+	if req.JobID == "" || req.CleanupID == "" { // scheduled: ids from the run
+		short := shortRunID(workflow.GetInfo(ctx).WorkflowExecution.RunID)
+		req.JobID, req.CleanupID = "CLEANUP-JOB-"+short, "CLEANUP-"+short
+		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrJobID.ValueSet(req.JobID))
+	}
 	var p *Progress
 	var start workflow.Future
-	out, err := runCleanup(ctx, req, &p, &start)
+	out, err := runCleanup(ctx, req, &p, &start, &req)
 	if req.CatalogQueue != "" && p != nil {
 		rec := otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p)
+		rec.Subtype = cleanupSubtype(req)
 		rec.Error, rec.ErrorCode = errorOf(err)
+		var freed, toFree int64
+		if out != nil {
+			for _, g := range out.GC {
+				freed += g.BytesFreed
+				toFree += g.UnreferencedBytes
+			}
+		}
 		rec.Report = rawJSON(map[string]any{"cleanup_id": req.CleanupID, "dry_run": req.DryRun,
+			"space_freed_bytes": freed, "unreferenced_bytes": toFree,
 			"locations": req.Locations, "backup_ids": req.BackupIDs, "outcome": out, "decisions": req.Decisions,
 			"status": rec.Status, "error": rec.Error})
 		if out != nil {
@@ -330,7 +351,16 @@ func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome,
 	return out, err
 }
 
-func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *workflow.Future) (*CleanupOutcome, error) {
+func cleanupSubtype(req CleanupRequest) string {
+	if req.Subtype == "" {
+		return "manual"
+	}
+	return req.Subtype
+}
+
+// runCleanup does the work; a plan it makes is written back to *reqOut
+// for the report.
+func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *workflow.Future, reqOut *CleanupRequest) (*CleanupOutcome, error) {
 	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "cleanup", CurrentOperation: "cleaning",
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
@@ -341,7 +371,23 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 		return nil, err
 	}
 	setStatus(ctx, StatusInProgress)
-	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p))
+	startRec := otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p)
+	startRec.Subtype = cleanupSubtype(req)
+	*start = recordJob(ctx, req.CatalogQueue, startRec)
+	if req.Plan != nil {
+		if req.CatalogQueue == "" {
+			return nil, finish(ctx, p, StatusFailed, temporal.NewNonRetryableApplicationError(
+				"a planned cleanup needs the catalog", string(codes.InvalidConfiguration), nil))
+		}
+		p.CurrentOperation = "planning"
+		var plan activities.PlanOutput
+		if err := workflow.ExecuteActivity(catalogCtx(ctx, req.CatalogQueue), cat.PlanCleanup, *req.Plan).Get(ctx, &plan); err != nil {
+			return nil, finish(ctx, p, StatusFailed, err)
+		}
+		req.BackupIDs, req.Decisions = plan.IDs, rawJSON(plan.Lines)
+		*reqOut = req
+		p.CurrentOperation = "cleaning"
+	}
 	out := &CleanupOutcome{Removed: map[string][]string{}, GC: map[string]GCLocationOutcome{}}
 	for _, loc := range req.Locations {
 		p.StorageStatus[loc] = "cleaning"
@@ -352,18 +398,16 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 			}
 			out.Removed[loc] = req.BackupIDs
 		}
-		var gc struct {
-			Packs      int   `json:"packs"`
-			Deleted    int   `json:"deleted"`
-			BytesFreed int64 `json:"bytes_freed"`
-			Condemned  int   `json:"condemned"`
+		var gc GCLocationOutcome
+		in := activities.GCInput{Location: loc, DryRun: req.DryRun, SafetyWindow: safetyWindow(req)}
+		if req.DryRun {
+			in.Exclude = req.BackupIDs
 		}
-		err := workflow.ExecuteActivity(longActivity(ctx), a.GC, activities.GCInput{Location: loc, DryRun: req.DryRun,
-			SafetyWindow: safetyWindow(req)}).Get(ctx, &gc)
+		err := workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
 		if err != nil {
 			return nil, finish(ctx, p, StatusFailed, err)
 		}
-		out.GC[loc] = GCLocationOutcome(gc)
+		out.GC[loc] = gc
 		p.StorageStatus[loc] = "done"
 	}
 	_ = finish(ctx, p, StatusCompleted, nil)
