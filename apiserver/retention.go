@@ -32,9 +32,7 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := map[string]any{"retention_policies": rs.Policy, "cleanup_rules": rs.Rules, "protected_backups": nonNil(prot),
 		"next_cleanup": nil, "last_cleanup": nil}
-	if rs.Rules.AutoCleanup && rs.Rules.CleanupSchedule != "disabled" {
-		out["next_cleanup"] = rfc3339(nextDaily(time.Now().UTC(), rs.Rules.CleanupTime))
-	}
+	out["next_cleanup"] = rfc3339p(s.nextOf(r.Context(), s.Temporal.ScheduleClient().GetHandle(r.Context(), cleanupScheduleID)))
 	if rep, err := s.Store.LatestReport(r.Context(), "cleanup"); err == nil {
 		var body struct {
 			DryRun  bool                      `json:"dry_run"`
@@ -68,22 +66,12 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 
 var hhmm = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])$`)
 
-func nextDaily(now time.Time, at string) time.Time {
-	var h, m int
-	fmt.Sscanf(at, "%d:%d", &h, &m)
-	t := time.Date(now.Year(), now.Month(), now.Day(), h, m, 0, 0, time.UTC)
-	if !t.After(now) {
-		t = t.AddDate(0, 0, 1)
-	}
-	return t
-}
-
 type retentionUpdate struct {
-	Policies  *retention.Policy `json:"retention_policies"`
+	Policies  *retention.Policy       `json:"retention_policies"`
 	Rules     *retention.CleanupRules `json:"cleanup_rules"`
-	Protected *[]string         `json:"protected_backups"`
-	Protect   []string          `json:"protect"`
-	Unprotect []string          `json:"unprotect"`
+	Protected *[]string               `json:"protected_backups"`
+	Protect   []string                `json:"protect"`
+	Unprotect []string                `json:"unprotect"`
 }
 
 func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
@@ -147,6 +135,10 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.PutSetting(r.Context(), "retention", rs); err != nil {
 		return err
 	}
+	next, err := s.EnsureCleanupSchedule(r.Context())
+	if err != nil {
+		return err
+	}
 	for id, p := range protect {
 		if err := s.Store.UpdateBackup(r.Context(), id, map[string]any{"protected": p}); err != nil {
 			return err
@@ -155,7 +147,8 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 	if len(protect) > 0 {
 		changes["protected_backups"] = protect
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "updated", "changes": changes, "restart_required": false})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "updated", "changes": changes, "restart_required": false,
+		"next_cleanup": rfc3339p(next)})
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"backupd/activities"
 	"backupd/codes"
 	"backupd/models"
 	"backupd/workflows"
@@ -235,7 +236,7 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h, err := s.upsertTemporalSchedule(ctx, sc, spec, act)
+	h, err := s.upsertTemporalSchedule(ctx, temporalScheduleID(sc.ID), spec, act, !sc.Enabled)
 	if err != nil {
 		return err
 	}
@@ -259,28 +260,27 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 
 // upsertTemporalSchedule creates the Temporal schedule or, when it
 // exists, replaces its spec, action and state (Create is not idempotent).
-func (s *Server) upsertTemporalSchedule(ctx context.Context, sc *models.Schedule, spec client.ScheduleSpec, act *client.ScheduleWorkflowAction) (client.ScheduleHandle, error) {
+func (s *Server) upsertTemporalSchedule(ctx context.Context, id string, spec client.ScheduleSpec, act *client.ScheduleWorkflowAction, paused bool) (client.ScheduleHandle, error) {
 	sched := s.Temporal.ScheduleClient()
 	note := "enabled"
-	if !sc.Enabled {
+	if paused {
 		note = "disabled through the API"
 	}
-	h, err := sched.Create(ctx, client.ScheduleOptions{ID: temporalScheduleID(sc.ID), Spec: spec, Action: act,
-		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: 24 * time.Hour, Paused: !sc.Enabled, Note: note,
-		Memo: map[string]any{"backupd_schedule_id": sc.ID}})
+	h, err := sched.Create(ctx, client.ScheduleOptions{ID: id, Spec: spec, Action: act,
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: catchupWindow, Paused: paused, Note: note})
 	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		h = sched.GetHandle(ctx, temporalScheduleID(sc.ID))
+		h = sched.GetHandle(ctx, id)
 		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 			x := in.Description.Schedule
 			x.Spec, x.Action = &spec, act
 			if x.State == nil {
 				x.State = &client.ScheduleState{}
 			}
-			x.State.Paused, x.State.Note = !sc.Enabled, note
+			x.State.Paused, x.State.Note = paused, note
 			if x.Policy == nil {
 				x.Policy = &client.SchedulePolicies{}
 			}
-			x.Policy.Overlap, x.Policy.CatchupWindow = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, 24*time.Hour
+			x.Policy.Overlap, x.Policy.CatchupWindow = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, catchupWindow
 			return &client.ScheduleUpdate{Schedule: &x}, nil
 		}})
 	}
@@ -288,6 +288,48 @@ func (s *Server) upsertTemporalSchedule(ctx context.Context, sc *models.Schedule
 		return nil, codes.Wrap(codes.ScheduleError, err)
 	}
 	return h, nil
+}
+
+// catchupWindow: runs missed while Temporal (or every worker) was down
+// still happen when it is back within a day (Temporal's default is 1 min).
+const catchupWindow = 24 * time.Hour
+
+// cleanupScheduleID is the Temporal schedule of the retention cleanup.
+const cleanupScheduleID = "backupd-cleanup"
+
+// EnsureCleanupSchedule makes the cleanup schedule match the cleanup
+// rules: a planned cleanup of every location daily or weekly (Sunday) at
+// cleanup_time UTC; paused when auto_cleanup is off or the schedule
+// disabled.
+func (s *Server) EnsureCleanupSchedule(ctx context.Context) (*time.Time, error) {
+	rs, err := s.retentionSettings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := rs.Rules
+	h, m := 3, 0
+	if mm := hhmm.FindStringSubmatch(r.CleanupTime); mm != nil {
+		h, _ = strconv.Atoi(mm[1])
+		m, _ = strconv.Atoi(mm[2])
+	}
+	cal := client.ScheduleCalendarSpec{Hour: []client.ScheduleRange{{Start: h}}, Minute: []client.ScheduleRange{{Start: m}},
+		Comment: "retention cleanup " + r.CleanupSchedule + " at " + r.CleanupTime + " UTC"}
+	if r.CleanupSchedule == "weekly" {
+		cal.DayOfWeek = []client.ScheduleRange{{Start: 0}}
+	}
+	locs := s.Cfg.LocationNames()
+	act := &client.ScheduleWorkflowAction{ID: "scheduled-cleanup", Workflow: "CleanupWorkflow", TaskQueue: s.Cfg.Temporal.TaskQueue,
+		Args: []any{workflows.CleanupRequest{Locations: locs, CatalogQueue: s.catalogQueue(), Subtype: "scheduled",
+			Plan: &activities.PlanInput{Targets: locs}}},
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("cleanup"),
+			workflows.AttrStatus.ValueSet(workflows.StatusPending))}
+	paused := !r.AutoCleanup || r.CleanupSchedule == "disabled"
+	hd, err := s.upsertTemporalSchedule(ctx, cleanupScheduleID, client.ScheduleSpec{Calendars: []client.ScheduleCalendarSpec{cal},
+		TimeZoneName: "UTC"}, act, paused)
+	if err != nil {
+		return nil, err
+	}
+	return s.nextOf(ctx, hd), nil
 }
 
 func (s *Server) nextOf(ctx context.Context, h client.ScheduleHandle) *time.Time {

@@ -47,11 +47,12 @@ type Server struct {
 	routes  []route
 	router  *mux.Router
 
-	capMu      sync.Mutex
-	capCache   map[string]capEntry
-	alertLevel map[string]string
-	totMu      sync.Mutex
-	totCache   map[string]totalsEntry
+	capMu         sync.Mutex
+	capCache      map[string]capEntry
+	alertLevel    map[string]string
+	lastEmergency map[string]time.Time
+	totMu         sync.Mutex
+	totCache      map[string]totalsEntry
 }
 
 // New builds a server; Hub is created if nil.
@@ -66,6 +67,7 @@ func New(s *Server) *Server {
 	s.capCache = map[string]capEntry{}
 	s.alertLevel = map[string]string{}
 	s.totCache = map[string]totalsEntry{}
+	s.lastEmergency = map[string]time.Time{}
 	s.routes = s.routeTable()
 	s.router = s.buildRouter()
 	return s

@@ -376,6 +376,9 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 			}
 			text = fmt.Sprintf("Storage %s utilization at %.0f%%", name, util)
 		}
+		if e.err == nil {
+			s.emergencyCleanup(ctx, name, e, pol)
+		}
 		s.capMu.Lock()
 		prev := s.alertLevel[name]
 		s.alertLevel[name] = level
@@ -389,4 +392,56 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 				"used_bytes": used, "total_bytes": total},
 			"suggested_action": "Run cleanup or increase storage quota", "timestamp": rfc3339(time.Now())})
 	}
+}
+
+// emergencyCleanup starts a retention cleanup of a location whose free
+// space fell under emergency_cleanup_threshold (at most one an hour per
+// location). With no backup running it collects at once (no safety
+// window), so the space comes back now.
+func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, pol *Policies) {
+	rs, err := s.retentionSettings(ctx)
+	if err != nil || !rs.Rules.AutoCleanup || !pol.Monitoring.AutoCleanup {
+		return
+	}
+	limit, err := parseSize(rs.Rules.EmergencyCleanupThreshold)
+	if err != nil || limit <= 0 {
+		return
+	}
+	var free int64
+	switch quota := pol.Locations[name].QuotaBytes; {
+	case quota > 0:
+		free = quota - e.stored
+	case e.cap.FreeBytes >= 0 && e.cap.TotalBytes > 0:
+		free = e.cap.FreeBytes
+	default:
+		return // a bucket without a quota has no free space to run out of
+	}
+	if free >= limit {
+		return
+	}
+	s.capMu.Lock()
+	last := s.lastEmergency[name]
+	if time.Since(last) < time.Hour {
+		s.capMu.Unlock()
+		return
+	}
+	s.lastEmergency[name] = time.Now()
+	s.capMu.Unlock()
+	running, _ := s.Store.ListJobs(ctx, models.JobFilter{Type: "backup", Statuses: []string{"queued", "running", "paused"}, Limit: 1})
+	id := newID("CLEANUP-", 3)
+	job, err := s.Jobs.StartCleanup(ctx, workflows.CleanupRequest{JobID: "CLEANUP-JOB-" + strings.TrimPrefix(id, "CLEANUP-"),
+		CleanupID: id, Locations: []string{name}, CatalogQueue: s.catalogQueue(), Subtype: "emergency",
+		Immediate: len(running) == 0, Plan: &activities.PlanInput{Targets: []string{name}}})
+	msg := fmt.Sprintf("Storage %s has %s free, under the emergency threshold %s: ", name, humanSize(max(free, 0)), rs.Rules.EmergencyCleanupThreshold)
+	if err != nil {
+		s.Log.Error("emergency cleanup did not start", "location", name, "err", err)
+		msg += "the emergency cleanup could not start: " + err.Error()
+	} else {
+		s.Hub.Track(job.JobID)
+		msg += "emergency cleanup " + id + " started"
+	}
+	s.Hub.Broadcast(map[string]any{"type": "storage_alert", "level": "critical", "storage": name, "message": msg,
+		"details": map[string]any{"available": humanSize(max(free, 0)), "available_bytes": free, "threshold": rs.Rules.EmergencyCleanupThreshold,
+			"cleanup_id": id}, "suggested_action": "Free space or raise the quota; the cleanup removes what the retention policy lets go",
+		"timestamp": rfc3339(time.Now())})
 }

@@ -73,6 +73,7 @@ type apiStack struct {
 	split           bool
 	tlsCert, tlsKey string
 	client          *http.Client
+	temporal        string // the dev server's address
 }
 
 func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
@@ -132,7 +133,7 @@ func startAPIStackWith(t *testing.T, catalogDriver string, opt func(*apiStack)) 
 	cfgPath := filepath.Join(dir, "backupd.yaml")
 	os.WriteFile(cfgPath, b, 0o600)
 	s := &apiStack{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port), cfgPath: cfgPath, src: src, bin: bin,
-		tokens: map[string]string{}, logPath: filepath.Join(dir, "backupd.log"), client: http.DefaultClient}
+		tokens: map[string]string{}, logPath: filepath.Join(dir, "backupd.log"), client: http.DefaultClient, temporal: taddr}
 	opt(s)
 	for _, role := range []string{"viewer", "operator", "admin"} {
 		out, err := exec.Command(bin, "token", "create", "--role", role, "--name", role+"-e2e", "--config", cfgPath).Output()

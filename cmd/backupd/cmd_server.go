@@ -95,6 +95,9 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	defer stores.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log})
+	if _, err := srv.EnsureCleanupSchedule(ctx); err != nil {
+		log.Warn("the retention cleanup schedule could not be set up", "err", err)
+	}
 	// the catalog activities run here: this process owns the catalog
 	cw := sdkworker.New(c, activities.CatalogTaskQueue, sdkworker.Options{})
 	cw.RegisterActivity(&activities.Catalog{Store: store, Notify: srv.OnJobRecord})

@@ -1,0 +1,156 @@
+package tests
+
+// Retention, cleanup and schedules against the real stack: a dry run
+// computes what removing the candidates frees, a real cleanup removes
+// them, the daily cleanup is a Temporal schedule, an emergency cleanup
+// starts when a location runs out of room, and schedules in a zone with
+// daylight saving time behave as documented in the README.
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func TestAPIRetentionCleanup(t *testing.T) {
+	s := startAPIStack(t, "sqlite")
+	const v1 = "/v1/cloud-integration/backup"
+	ws := s.websocket(t, "", http.Header{"Authorization": {"Bearer " + s.tokens["viewer"]}})
+	var ids []string
+	conf := filepath.Join(filepath.Dir(s.src), "conf", "changing.bin")
+	for i := 0; i < 3; i++ {
+		// each backup has 256 KiB of its own (incompressible) data
+		buf := make([]byte, 256<<10)
+		rand.Read(buf)
+		os.WriteFile(conf, buf, 0o644)
+		cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+			"components": map[string]bool{"configurations": true}, "storage_locations": []string{"local"}})
+		s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+		ids = append(ids, cr["backup_id"].(string))
+	}
+	// keep only the newest full backup of each day
+	rp := map[string]any{"full_backups": map[string]int{"daily": 1, "weekly": 0, "monthly": 0, "yearly": 0},
+		"incremental_backups": map[string]int{"keep_all_for_days": 0}, "differential_backups": map[string]int{"keep_all_for_days": 0},
+		"snapshots": map[string]int{"keep_all_for_days": 0}}
+	up := s.must(200, "POST", v1+"/retention", "admin", map[string]any{"retention_policies": rp,
+		"cleanup_rules": map[string]any{"auto_cleanup": true, "cleanup_schedule": "daily", "cleanup_time": "04:30",
+			"minimum_free_space": "1GB", "emergency_cleanup_threshold": "10MB", "cleanup_strategy": "oldest_first"}})
+	next, err := time.Parse(time.RFC3339, fmt.Sprint(up["next_cleanup"]))
+	if err != nil || next.UTC().Hour() != 4 || next.UTC().Minute() != 30 {
+		t.Fatalf("the cleanup schedule: %v", up)
+	}
+	if code, m := s.do("POST", v1+"/retention", "admin", map[string]any{"cleanup_rules": map[string]any{"cleanup_schedule": "hourly",
+		"cleanup_time": "04:30", "cleanup_strategy": "oldest_first", "minimum_free_space": "1GB", "emergency_cleanup_threshold": "1GB"}}); code != 400 ||
+		get(m, "details.field") != "cleanup_rules.cleanup_schedule" {
+		t.Fatalf("bad cleanup_schedule: %d %v", code, m)
+	}
+	// dry run: the two older backups would go; the bytes are computed
+	dry := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": true})
+	if dry["backups_candidate_for_removal"] != 2.0 {
+		t.Fatalf("dry run: %v", dry)
+	}
+	rep := s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+dry["cleanup_id"].(string))
+	decided := map[string]string{}
+	for _, d := range rep["decisions"].([]any) {
+		d := d.(map[string]any)
+		decided[d["backup_id"].(string)] = d["decision"].(string)
+	}
+	if decided[ids[0]] != "would_remove" || decided[ids[1]] != "would_remove" || decided[ids[2]] != "keep" {
+		t.Fatalf("decisions: %v", decided)
+	}
+	// what removal frees is computed by pack: the second backup's pack is
+	// its own, the first's also holds the files all three share, so it
+	// stays (packs are never rewritten); nothing was removed
+	if b := rep["unreferenced_bytes"].(float64); b < 256<<10 || b > 2*256<<10+200<<10 {
+		t.Fatalf("would free %v bytes", rep["unreferenced_bytes"])
+	}
+	if l := s.must(200, "GET", v1+"/list", "viewer", nil); get(l, "pagination.total") != 3.0 {
+		t.Fatalf("a dry run removed backups: %v", l["pagination"])
+	}
+	// for real
+	real := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": false, "target_storage": []string{"local"}})
+	s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+real["cleanup_id"].(string))
+	l := s.must(200, "GET", v1+"/list", "viewer", nil)
+	if get(l, "pagination.total") != 1.0 || get(l, "backups.0.id") != ids[2] {
+		t.Fatalf("after cleanup: %v", l)
+	}
+	// the kept backup still restores
+	rr := s.must(200, "POST", v1+"/restore", "admin", map[string]any{"backup_id": ids[2], "target_location": t.TempDir() + "/r"})
+	if p := s.waitJob(t, v1+"/restore/progress?job_id="+rr["job_id"].(string)); p["status"] != "completed" {
+		t.Fatalf("restore after cleanup: %v", p)
+	}
+	// emergency: a quota that leaves less free room than the threshold
+	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"configurations": true}, "storage_locations": []string{"local"}})
+	s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+	s.must(200, "POST", v1+"/storage/update", "admin", map[string]any{"local": map[string]any{"quota": "5MB"}})
+	al := ws.waitFor(t, "emergency storage_alert", 10*time.Second, func(m obj) bool {
+		return m["type"] == "storage_alert" && get(m, "details.cleanup_id") != nil
+	})
+	cid := get(al, "details.cleanup_id").(string)
+	erep := s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+cid)
+	if erep["status"] != "completed" || erep["dry_run"] != false {
+		t.Fatalf("emergency cleanup: %v", erep)
+	}
+	l = s.must(200, "GET", v1+"/list", "viewer", nil)
+	if get(l, "pagination.total") != 1.0 || get(l, "backups.0.id") != cr["backup_id"] {
+		t.Fatalf("after the emergency cleanup: %v", l)
+	}
+	js := s.must(200, "GET", v1+"/jobs?type=cleanup", "viewer", nil)
+	subtypes := map[string]bool{}
+	for _, j := range js["jobs"].([]any) {
+		subtypes[j.(map[string]any)["subtype"].(string)] = true
+	}
+	if !subtypes["emergency"] || !subtypes["manual"] {
+		t.Fatalf("cleanup jobs: %v", subtypes)
+	}
+}
+
+// A daily 02:30 schedule in Europe/Berlin around the 2026 DST changes:
+// on spring-forward day (29 March) 02:30 does not exist and the run is
+// skipped; on fall-back day (25 October) 02:30 happens twice and the
+// run happens once, at the second (standard time) 02:30. Documented in
+// the README.
+func TestScheduleAcrossDaylightSavingTime(t *testing.T) {
+	s := startAPIStack(t, "sqlite")
+	const v1 = "/v1/cloud-integration/backup"
+	s.must(200, "POST", v1+"/schedules", "operator", map[string]any{"id": "berlin-nightly", "frequency": "daily",
+		"time": "02:30", "timezone": "Europe/Berlin", "components": map[string]bool{"configurations": true}})
+	c, err := client.Dial(client.Options{HostPort: s.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	times := func(from, to string) []string {
+		f, _ := time.ParseInLocation("2006-01-02", from, berlin)
+		u, _ := time.ParseInLocation("2006-01-02", to, berlin)
+		res, err := c.WorkflowService().ListScheduleMatchingTimes(context.Background(), &workflowservice.ListScheduleMatchingTimesRequest{
+			Namespace: "default", ScheduleId: "backupd-berlin-nightly", StartTime: timestamppb.New(f), EndTime: timestamppb.New(u)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ts := range res.StartTime {
+			out = append(out, ts.AsTime().In(berlin).Format("01-02 15:04 MST"))
+		}
+		return out
+	}
+	spring := fmt.Sprint(times("2026-03-28", "2026-03-31"))
+	if spring != "[03-28 02:30 CET 03-30 02:30 CEST]" {
+		t.Errorf("spring forward: %s", spring)
+	}
+	fall := fmt.Sprint(times("2026-10-24", "2026-10-27"))
+	if fall != "[10-24 02:30 CEST 10-25 02:30 CET 10-26 02:30 CET]" {
+		t.Errorf("fall back: %s", fall)
+	}
+}
