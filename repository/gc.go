@@ -57,7 +57,7 @@ type GCResult struct {
 	// or, after the safety window, by a later collection.
 	UnreferencedBytes int64 `json:"unreferenced_bytes"`
 	TooYoung          int   `json:"too_young"`
-	DryRun          bool  `json:"dry_run"`
+	DryRun            bool  `json:"dry_run"`
 }
 
 const gcPrefix = "gc/"
