@@ -23,8 +23,12 @@ import (
 func (s *Server) liveProgress(ctx context.Context, j *models.Job) *workflows.Progress {
 	if j.WorkflowID != "" && j.Finished == nil {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		t0 := time.Now()
 		p, err := s.Jobs.Progress(qctx, &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID})
 		cancel()
+		if time.Since(t0) > time.Second {
+			s.Log.Warn("slow progress query", "job", j.ID, "took", time.Since(t0), "err", err)
+		}
 		if err == nil {
 			if p.Finished != nil {
 				// the workflow is done but its catalog record is not written
@@ -276,7 +280,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if st := q.Get("status"); st != "" {
-		if err := oneOf("status", st, "running", "completed", "failed", "queued", "paused", "partial", "cancelled"); err != nil {
+		if err := oneOf("status", st, "running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"); err != nil {
 			return err
 		}
 		f.Statuses = []string{st}

@@ -420,6 +420,9 @@ func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.DeleteSchedule(r.Context(), id); err != nil {
 		return err
 	}
+	s.capMu.Lock()
+	delete(s.skipped, id)
+	s.capMu.Unlock()
 	s.Hub.Broadcast(scheduleEvent("schedule_deleted", sc, "Schedule "+id+" deleted", nil))
 	writeJSON(w, http.StatusOK, map[string]any{"status": "deleted", "schedule_id": id,
 		"message": "Schedule deleted; a backup it already started runs to its end"})

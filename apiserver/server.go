@@ -51,6 +51,7 @@ type Server struct {
 	capCache      map[string]capEntry
 	alertLevel    map[string]string
 	lastEmergency map[string]time.Time
+	skipped       map[string]int64
 	totMu         sync.Mutex
 	totCache      map[string]totalsEntry
 }
@@ -68,6 +69,7 @@ func New(s *Server) *Server {
 	s.alertLevel = map[string]string{}
 	s.totCache = map[string]totalsEntry{}
 	s.lastEmergency = map[string]time.Time{}
+	s.skipped = map[string]int64{}
 	s.routes = s.routeTable()
 	s.router = s.buildRouter()
 	return s

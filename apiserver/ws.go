@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"backupd/activities"
+	"backupd/codes"
 	"backupd/models"
 	"backupd/workflows"
 )
@@ -229,14 +230,25 @@ func (s *Server) Poll(ctx context.Context) {
 	}
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
-	alertTick := time.NewTicker(time.Minute)
-	defer alertTick.Stop()
+	// each check on its own clock: a slow answer from one never delays the others
+	every := func(d time.Duration, fn func(context.Context)) {
+		tk := time.NewTicker(d)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				fn(ctx)
+			}
+		}
+	}
+	go every(time.Minute, s.checkStorageAlerts)
+	go every(2*time.Second, s.checkSchedules)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-alertTick.C:
-			s.checkStorageAlerts(ctx)
 		case <-t.C:
 		}
 		s.Hub.mu.Lock()
@@ -246,9 +258,15 @@ func (s *Server) Poll(ctx context.Context) {
 		}
 		anyone := len(s.Hub.clients) > 0
 		s.Hub.mu.Unlock()
+		var wg sync.WaitGroup
 		for _, id := range ids {
-			s.pollJob(ctx, id, anyone)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.pollJob(ctx, id, anyone)
+			}()
 		}
+		wg.Wait()
 	}
 }
 
@@ -444,4 +462,52 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 		"details": map[string]any{"available": humanSize(max(free, 0)), "available_bytes": free, "threshold": rs.Rules.EmergencyCleanupThreshold,
 			"cleanup_id": id}, "suggested_action": "Free space or raise the quota; the cleanup removes what the retention policy lets go",
 		"timestamp": rfc3339(time.Now())})
+}
+
+// checkSchedules notices runs Temporal skipped because the schedule's
+// previous backup was still running (overlap policy SKIP): each is
+// recorded as a skipped job (BACKUP_002) and announced as a
+// schedule_event.
+func (s *Server) checkSchedules(ctx context.Context) {
+	list, err := s.Store.ListSchedules(ctx)
+	if err != nil {
+		return
+	}
+	for _, sc := range list {
+		d, err := s.Temporal.ScheduleClient().GetHandle(ctx, temporalScheduleID(sc.ID)).Describe(ctx)
+		if err != nil {
+			continue
+		}
+		n := int64(d.Info.NumActionsSkippedOverlap)
+		s.capMu.Lock()
+		prev, seen := s.skipped[sc.ID]
+		s.capMu.Unlock()
+		if !seen {
+			// what the catalog has recorded already (skips while no server
+			// ran are recorded now)
+			if err := s.Store.DB.WithContext(ctx).Model(&models.Job{}).Where("schedule_id = ? AND status = ?", sc.ID, "skipped").
+				Count(&prev).Error; err != nil {
+				continue
+			}
+		}
+		s.capMu.Lock()
+		s.skipped[sc.ID] = max(n, prev)
+		s.capMu.Unlock()
+		if n <= prev {
+			continue
+		}
+		now := time.Now().UTC()
+		var next *time.Time
+		if len(d.Info.NextActionTimes) > 0 {
+			next = &d.Info.NextActionTimes[0]
+		}
+		for i := prev; i < n; i++ {
+			msg := "A run of schedule " + sc.ID + " was skipped: its previous backup was still running (BACKUP_002)"
+			s.Store.PutJob(ctx, &models.Job{ID: fmt.Sprintf("SKIPPED-%s-%d", sc.ID, i+1), Type: "backup",
+				Subtype: "scheduled_" + sc.Type, Status: "skipped", ScheduleID: sc.ID, Name: sc.Name, User: "scheduler",
+				Started: now, Finished: &now, Error: msg, ErrorCode: string(codes.AlreadyInProgress)})
+			s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_skipped", "schedule_id": sc.ID,
+				"message": msg, "code": string(codes.AlreadyInProgress), "timestamp": rfc3339(now), "next_execution": rfc3339p(next)})
+		}
+	}
 }

@@ -154,3 +154,40 @@ func TestScheduleAcrossDaylightSavingTime(t *testing.T) {
 		t.Errorf("fall back: %s", fall)
 	}
 }
+
+// A scheduled run that would overlap the schedule's running backup is
+// skipped (overlap policy SKIP), recorded as a skipped job with BACKUP_002
+// and announced on the WebSocket.
+func TestScheduleOverlapIsSkippedAndRecorded(t *testing.T) {
+	s := startAPIStack(t, "sqlite")
+	const v1 = "/v1/cloud-integration/backup"
+	ws := s.websocket(t, "", http.Header{"Authorization": {"Bearer " + s.tokens["viewer"]}})
+	s.must(200, "POST", v1+"/schedules", "operator", map[string]any{"id": "busy", "frequency": "daily", "time": "03:00",
+		"components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
+	s.must(200, "POST", v1+"/schedules/busy/trigger", "operator", nil)
+	// the scheduled run announces itself; hold it with a pause
+	ev := ws.waitFor(t, "backup_started", 20*time.Second, func(m obj) bool {
+		return m["type"] == "schedule_event" && m["event"] == "backup_started" && m["schedule_id"] == "busy"
+	})
+	jobID := ev["job_id"].(string)
+	s.must(200, "POST", v1+"/jobs/pause", "operator", map[string]string{"job_id": jobID})
+	s.must(200, "POST", v1+"/schedules/busy/trigger", "operator", nil)
+	sk := ws.waitFor(t, "backup_skipped", 15*time.Second, func(m obj) bool {
+		return m["type"] == "schedule_event" && m["event"] == "backup_skipped" && m["schedule_id"] == "busy"
+	})
+	if sk["code"] != "BACKUP_002" {
+		t.Fatalf("skip event: %v", sk)
+	}
+	js := s.must(200, "GET", v1+"/jobs?status=skipped", "viewer", nil)
+	if len(js["jobs"].([]any)) != 1 || get(js, "jobs.0.error_code") != "BACKUP_002" || get(js, "jobs.0.schedule_id") != "busy" {
+		t.Fatalf("skipped job: %v", js)
+	}
+	gs := s.must(200, "GET", v1+"/schedules", "viewer", nil)
+	if get(gs, "schedules.0.skipped_overlap") != 1.0 {
+		t.Fatalf("schedule listing: %v", gs)
+	}
+	s.must(200, "POST", v1+"/jobs/resume", "operator", map[string]string{"job_id": jobID})
+	if p := s.waitJob(t, v1+"/progress?job_id="+jobID); p["status"] != "completed" {
+		t.Fatalf("the held run: %v", p)
+	}
+}
