@@ -49,6 +49,8 @@ type JobRecord struct {
 	Report json.RawMessage `json:"report,omitempty"`
 	// Removed lists, per location, the backups a cleanup removed.
 	Removed map[string][]string `json:"removed,omitempty"`
+	// Added lists, per backup, the locations a repair copied it to.
+	Added map[string][]string `json:"added,omitempty"`
 }
 
 // RecordJob writes a job's state (and its backup row and report) to the
@@ -105,6 +107,11 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			}
 		}
 		if err := s.PutBackup(ctx, &b); err != nil {
+			return err
+		}
+	}
+	for id, locs := range rec.Added {
+		if err := c.addLocations(ctx, id, locs); err != nil {
 			return err
 		}
 	}
@@ -239,4 +246,26 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 	out.Lines, out.IDs = retention.Plan(items, rs.Policy, time.Now().UTC(), retention.PlanOptions{Targets: in.Targets,
 		Strategy: in.Strategy, Max: in.Max, DryRun: in.DryRun, Force: in.Force})
 	return out, nil
+}
+
+// addLocations records that a backup is now also stored in locs.
+func (c *Catalog) addLocations(ctx context.Context, id string, locs []string) error {
+	b, err := c.Store.GetBackup(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	have := b.Locations
+	for _, l := range locs {
+		found := false
+		for _, h := range have {
+			found = found || h == l
+		}
+		if !found {
+			have = append(have, l)
+		}
+	}
+	return c.Store.UpdateBackup(ctx, id, map[string]any{"locations": have})
 }

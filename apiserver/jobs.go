@@ -275,7 +275,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	}
 	f := models.JobFilter{Type: q.Get("type")}
 	if f.Type != "" {
-		if err := oneOf("type", f.Type, "backup", "restore", "verify", "cleanup"); err != nil {
+		if err := oneOf("type", f.Type, "backup", "restore", "verify", "cleanup", "repair"); err != nil {
 			return err
 		}
 	}
@@ -334,6 +334,8 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
 		v["verification_id"] = j.RefID
 	case "cleanup":
 		v["cleanup_id"] = j.RefID
+	case "repair":
+		v["repair_id"] = j.RefID
 	}
 	if j.ScheduleID != "" {
 		v["schedule_id"] = j.ScheduleID

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -82,6 +83,10 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
 		stats["last_failure"] = rfc3339(b.Timestamp)
 	}
+	repl, _, err := s.replicationState(ctx)
+	if err != nil {
+		return err
+	}
 	status := "active"
 	if !healthy {
 		status = "degraded"
@@ -97,6 +102,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 		},
 		"storage":           storageOut,
 		"backup_statistics": stats,
+		"replication":       repl,
 	})
 	return nil
 }
@@ -245,6 +251,18 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	if len(s.Cfg.Storage) < 3 || !pol.Replication.Enabled {
 		recs = append(recs, "Configure three storage locations with replication on, one offsite (3-2-1)")
 	}
+	repl, short, err := s.replicationState(ctx)
+	if err != nil {
+		return err
+	}
+	if len(short) > 0 {
+		worse(1)
+		alerts = append(alerts, map[string]any{"level": "warning", "component": "replication",
+			"message":    fmt.Sprintf("%d backups fall short of the %s policy (e.g. %s: %s)", len(short), pol.Replication.Strategy, short[0].BackupID, strings.Join(short[0].Reasons, ", ")),
+			"suggestion": "Repair them: POST /cloud-integration/backup/repair"})
+		recs = append(recs, fmt.Sprintf("Repair %d backups that miss copies (POST /backup/repair)", len(short)))
+	}
+	comps["replication"] = repl
 	if alerts == nil {
 		alerts = []map[string]any{}
 	}

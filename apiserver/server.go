@@ -117,6 +117,8 @@ func (s *Server) routeTable() []route {
 		{Method: "POST", Path: "/backup/jobs/cancel", Role: "operator", Action: "job.cancel", Body: "CancelRequest", Summary: "Cancel a job", handler: s.cancelJob},
 		{Method: "POST", Path: "/backup/jobs/pause", Role: "operator", Action: "job.pause", Body: "JobRequest", Summary: "Pause a backup job", handler: s.pauseJob},
 		{Method: "POST", Path: "/backup/jobs/resume", Role: "operator", Action: "job.resume", Body: "JobRequest", Summary: "Resume a paused backup job", handler: s.resumeJob},
+		{Method: "POST", Path: "/backup/repair", Role: "operator", Action: "repair.start", Body: "RepairRequest", Summary: "Copy backups to the locations the 3-2-1 policy says they miss, from a healthy copy", handler: s.startRepair},
+		{Method: "GET", Path: "/backup/repair/report/{repair_id}", Role: "viewer", Summary: "A repair report", handler: s.repairReport},
 		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: []string{"actor", "action", "outcome", "since", "until", "limit", "page"}, Summary: "The audit log of mutating calls", handler: s.listAudit},
 		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", handler: s.listTokens},
 		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: "TokenRequest", Summary: "Create an API token", Status: http.StatusCreated, handler: s.createToken},
@@ -387,3 +389,5 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	s.Hub.Close()
 	return hs.Shutdown(sctx)
 }
+
+func muxVar(r *http.Request, name string) string { return mux.Vars(r)[name] }

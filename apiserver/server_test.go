@@ -61,7 +61,7 @@ func call(t *testing.T, s *Server, method, path, token string, body io.Reader) (
 
 func concrete(path string) string {
 	return strings.NewReplacer("{backup_id}", "backup-x", "{schedule_id}", "s1", "{verification_id}", "VERIFY-1",
-		"{cleanup_id}", "CLEANUP-1", "{token_id}", "tok-1").Replace(path)
+		"{cleanup_id}", "CLEANUP-1", "{token_id}", "tok-1", "{repair_id}", "REPAIR-1").Replace(path)
 }
 
 func forDrivers(t *testing.T, fn func(t *testing.T, driver string)) {

@@ -133,6 +133,14 @@ func (j *Client) StartCleanup(ctx context.Context, req workflows.CleanupRequest)
 	return j.start(ctx, "cleanup", req.JobID, "", "CleanupWorkflow", req)
 }
 
+// StartRepair starts a RepairWorkflow.
+func (j *Client) StartRepair(ctx context.Context, req workflows.RepairRequest) (*Job, error) {
+	if req.JobID == "" {
+		req.JobID = newJobID("REPAIR")
+	}
+	return j.start(ctx, "repair", req.JobID, "", "RepairWorkflow", req)
+}
+
 // Find resolves a job id to its newest workflow run.
 func (j *Client) Find(ctx context.Context, jobID string) (*Job, error) {
 	if strings.ContainsAny(jobID, "'\"\\") || jobID == "" {

@@ -191,3 +191,49 @@ func TestScheduleOverlapIsSkippedAndRecorded(t *testing.T) {
 		t.Fatalf("the held run: %v", p)
 	}
 }
+
+// A backup kept in one location falls short of 3-2-1: status and health
+// say so, and a repair copies it to the others from the healthy copy.
+func TestAPI321ShortfallAndRepair(t *testing.T) {
+	s := startAPIStack(t, "sqlite")
+	const v1 = "/v1/cloud-integration/backup"
+	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"configurations": true}, "storage_locations": []string{"local"}})
+	s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+	id := cr["backup_id"].(string)
+	st := s.must(200, "GET", v1+"/status", "viewer", nil)
+	if get(st, "replication.short") != 1.0 || get(st, "replication.short_backups.0.backup_id") != id ||
+		fmt.Sprint(get(st, "replication.short_backups.0.missing_locations")) != "[cloud remote]" ||
+		get(st, "replication.short_backups.0.offsite") != 0.0 {
+		t.Fatalf("status replication: %v", st["replication"])
+	}
+	h := s.must(200, "GET", v1+"/health", "viewer", nil)
+	found := false
+	for _, a := range h["alerts"].([]any) {
+		found = found || a.(map[string]any)["component"] == "replication"
+	}
+	if !found || h["overall_health"] == "healthy" {
+		t.Fatalf("health: %v", h)
+	}
+	dry := s.must(200, "POST", v1+"/repair", "operator", map[string]any{"dry_run": true})
+	if dry["status"] != "dry_run" || dry["backups_to_repair"] != 1.0 {
+		t.Fatalf("repair dry run: %v", dry)
+	}
+	rp := s.must(200, "POST", v1+"/repair", "operator", map[string]any{})
+	rep := s.waitJob(t, rp["report_url"].(string))
+	if rep["status"] != "completed" || fmt.Sprint(get(rep, "outcome.copied."+id)) != "[cloud remote]" {
+		t.Fatalf("repair report: %v", rep)
+	}
+	d := s.must(200, "GET", v1+"/details/"+id, "viewer", nil)
+	if len(get(d, "storage.locations").([]any)) != 3 {
+		t.Fatalf("locations after repair: %v", get(d, "storage.locations"))
+	}
+	// the copies are real: verify the remote one
+	vr := s.must(200, "POST", v1+"/verify", "operator", map[string]any{"backup_id": id, "storage_location": "remote"})
+	if rep := s.waitJob(t, vr["report_url"].(string)); rep["passed"] != true {
+		t.Fatalf("verify of the repaired copy: %v", rep)
+	}
+	if st := s.must(200, "GET", v1+"/status", "viewer", nil); get(st, "replication.short") != 0.0 {
+		t.Fatalf("after repair: %v", st["replication"])
+	}
+}

@@ -52,6 +52,7 @@ func Register(r interface {
 		"RestoreWorkflow": workflows.RestoreWorkflow,
 		"VerifyWorkflow":  workflows.VerifyWorkflow,
 		"CleanupWorkflow": workflows.CleanupWorkflow,
+		"RepairWorkflow":  workflows.RepairWorkflow,
 	} {
 		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
 	}

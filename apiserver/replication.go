@@ -1,0 +1,182 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"backupd/codes"
+	"backupd/models"
+	"backupd/workflows"
+)
+
+// mediaOf is a location's kind of medium for the 3-2-1 rule: the
+// configured media, else disk (local), object (S3) or remote-disk (SFTP).
+func (s *Server) mediaOf(name string) string {
+	loc := s.Cfg.Storage[name]
+	if loc.Media != "" {
+		return loc.Media
+	}
+	return map[string]string{"local": "disk", "s3": "object", "sftp": "remote-disk"}[locationKind(loc.URL)]
+}
+
+// shortfall is how one backup falls short of the replication policy.
+type shortfall struct {
+	BackupID  string   `json:"backup_id"`
+	Copies    int      `json:"copies"`
+	Media     int      `json:"media"`
+	Offsite   int      `json:"offsite"`
+	Missing   []string `json:"missing_locations"`
+	Reasons   []string `json:"reasons"`
+	Timestamp string   `json:"timestamp"`
+}
+
+// check321 measures a backup against the policy: copies (locations that
+// hold it), distinct media, offsite copies.
+func (s *Server) check321(b *models.Backup, pol *Policies) *shortfall {
+	if !pol.Replication.Enabled {
+		return nil
+	}
+	media := map[string]bool{}
+	f := &shortfall{BackupID: b.ID, Copies: len(b.Locations), Timestamp: rfc3339(b.Timestamp)}
+	for _, l := range b.Locations {
+		if _, ok := s.Cfg.Storage[l]; !ok {
+			continue
+		}
+		media[s.mediaOf(l)] = true
+		if s.Cfg.Storage[l].Offsite {
+			f.Offsite++
+		}
+	}
+	f.Media = len(media)
+	for _, l := range s.enabledLocations(pol) {
+		if !contains(b.Locations, l) {
+			f.Missing = append(f.Missing, l)
+		}
+	}
+	r := pol.Replication
+	if f.Copies < r.Copies {
+		f.Reasons = append(f.Reasons, fmt.Sprintf("%d of %d copies", f.Copies, r.Copies))
+	}
+	if f.Media < r.Locations {
+		f.Reasons = append(f.Reasons, fmt.Sprintf("%d of %d media", f.Media, r.Locations))
+	}
+	if f.Offsite < r.Offsite {
+		f.Reasons = append(f.Reasons, fmt.Sprintf("%d of %d offsite", f.Offsite, r.Offsite))
+	}
+	if len(f.Reasons) == 0 {
+		return nil
+	}
+	if f.Missing == nil {
+		f.Missing = []string{}
+		f.Reasons = append(f.Reasons, "no further location is configured: add one to meet the policy")
+	}
+	return f
+}
+
+// replicationState checks every completed backup (the newest first).
+func (s *Server) replicationState(ctx context.Context) (map[string]any, []shortfall, error) {
+	pol, err := s.policies(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := s.Store.AllBackups(ctx, workflows.StatusCompleted, workflows.StatusPartial)
+	if err != nil {
+		return nil, nil, err
+	}
+	var short []shortfall
+	for i := len(rows) - 1; i >= 0; i-- {
+		if f := s.check321(&rows[i], pol); f != nil {
+			short = append(short, *f)
+		}
+	}
+	list := short
+	if len(list) > 20 {
+		list = list[:20]
+	}
+	if list == nil {
+		list = []shortfall{}
+	}
+	return map[string]any{"policy": pol.Replication.Strategy, "enabled": pol.Replication.Enabled,
+		"required":        map[string]int{"copies": pol.Replication.Copies, "media": pol.Replication.Locations, "offsite": pol.Replication.Offsite},
+		"backups_checked": len(rows), "compliant": len(rows) - len(short), "short": len(short), "short_backups": list,
+		"repair": "POST /cloud-integration/backup/repair copies what is missing from a healthy copy"}, short, nil
+}
+
+type repairRequest struct {
+	BackupIDs []string `json:"backup_ids"`
+	DryRun    bool     `json:"dry_run"`
+}
+
+func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
+	var req repairRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	_, short, err := s.replicationState(r.Context())
+	if err != nil {
+		return err
+	}
+	byID := map[string]shortfall{}
+	for _, f := range short {
+		byID[f.BackupID] = f
+	}
+	ids := req.BackupIDs
+	if len(ids) == 0 {
+		for _, f := range short {
+			ids = append(ids, f.BackupID)
+		}
+	}
+	var items []workflows.RepairItem
+	for i, id := range ids {
+		b, err := s.Store.GetBackup(r.Context(), id)
+		if err != nil {
+			return notFound(codes.BackupNotFound, "backup_ids[%d]: no backup %q", i, id)
+		}
+		f, ok := byID[id]
+		if !ok || len(f.Missing) == 0 {
+			continue // meets the policy, or nothing can be added
+		}
+		src := append([]string(nil), b.Locations...)
+		// read from the primary first (the fastest), then the others
+		sort.SliceStable(src, func(a, c int) bool { return src[a] == s.Cfg.Primary && src[c] != s.Cfg.Primary })
+		items = append(items, workflows.RepairItem{BackupID: id, Sources: src, Missing: f.Missing})
+	}
+	resp := map[string]any{"backups_short": len(short), "backups_to_repair": len(items), "plan": items}
+	if items == nil {
+		resp["plan"] = []workflows.RepairItem{}
+	}
+	if req.DryRun || len(items) == 0 {
+		resp["status"] = "nothing_to_do"
+		if req.DryRun {
+			resp["status"] = "dry_run"
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return nil
+	}
+	repairID := newID("REPAIR-", 3)
+	jobID := "REPAIR-JOB-" + repairID[len("REPAIR-"):]
+	setTarget(r, repairID)
+	if err := s.Store.PutJob(r.Context(), &models.Job{ID: jobID, Type: "repair", Subtype: "3-2-1", Status: "queued",
+		RefID: repairID, User: user(r), Started: time.Now().UTC(), Request: models.ToJSON(items)}); err != nil {
+		return err
+	}
+	started, err := s.Jobs.StartRepair(r.Context(), workflows.RepairRequest{JobID: jobID, RepairID: repairID, Items: items,
+		CatalogQueue: s.catalogQueue()})
+	if err != nil {
+		s.Store.UpdateJob(r.Context(), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
+		return err
+	}
+	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
+	s.Hub.Track(jobID)
+	resp["status"], resp["repair_id"], resp["job_id"] = "repair_started", repairID, jobID
+	resp["report_url"] = "/cloud-integration/backup/repair/report/" + repairID
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) repairReport(w http.ResponseWriter, r *http.Request) error {
+	return s.report(w, r, "repair", muxVar(r, "repair_id"))
+}
