@@ -211,13 +211,16 @@ type PlanInput struct {
 	Max      int      `json:"max"`
 	DryRun   bool     `json:"dry_run"`
 	Force    bool     `json:"force"`
+	// MaxAgeDays: each location's own retention (storage policies).
+	MaxAgeDays map[string]int `json:"max_age_days,omitempty"`
 }
 
 // PlanOutput is a cleanup plan over the whole catalog.
 type PlanOutput struct {
-	IDs       []string         `json:"ids"`
-	Lines     []retention.Line `json:"lines"`
-	Protected int              `json:"protected"`
+	IDs         []string            `json:"ids"`
+	PerLocation map[string][]string `json:"per_location"`
+	Lines       []retention.Line    `json:"lines"`
+	Protected   int                 `json:"protected"`
 }
 
 // PlanCleanup applies the retention policy to every backup in the catalog.
@@ -243,8 +246,14 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 			out.Protected++
 		}
 	}
-	out.Lines, out.IDs = retention.Plan(items, rs.Policy, time.Now().UTC(), retention.PlanOptions{Targets: in.Targets,
-		Strategy: in.Strategy, Max: in.Max, DryRun: in.DryRun, Force: in.Force})
+	if in.MaxAgeDays == nil {
+		in.MaxAgeDays, err = LocationRetention(ctx, c.Store)
+		if err != nil {
+			return PlanOutput{}, err
+		}
+	}
+	out.Lines, out.IDs, out.PerLocation = retention.Plan(items, rs.Policy, time.Now().UTC(), retention.PlanOptions{Targets: in.Targets,
+		Strategy: in.Strategy, Max: in.Max, DryRun: in.DryRun, Force: in.Force, MaxAgeDays: in.MaxAgeDays})
 	return out, nil
 }
 
@@ -268,4 +277,22 @@ func (c *Catalog) addLocations(ctx context.Context, id string, locs []string) er
 		}
 	}
 	return c.Store.UpdateBackup(ctx, id, map[string]any{"locations": have})
+}
+
+// LocationRetention reads each location's own retention (days) from the
+// stored storage policies.
+func LocationRetention(ctx context.Context, store *models.Store) (map[string]int, error) {
+	var pol struct {
+		Locations map[string]struct {
+			RetentionDays int `json:"retention_days"`
+		} `json:"locations"`
+	}
+	out := map[string]int{}
+	if _, err := store.GetSetting(ctx, "policies", &pol); err != nil {
+		return nil, err
+	}
+	for name, l := range pol.Locations {
+		out[name] = l.RetentionDays
+	}
+	return out, nil
 }

@@ -580,7 +580,7 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	cleanupID := newID("CLEANUP-", 3)
-	job, err := s.startCleanupJob(r, cleanupID, locs, []string{id}, false, "delete", nil)
+	job, err := s.startCleanupJob(r, cleanupID, locs, []string{id}, false, "delete", nil, nil)
 	if err != nil {
 		return err
 	}

@@ -201,6 +201,12 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	decisions, ids, protected := plan.Lines, plan.IDs, plan.Protected
+	agedOut := 0
+	for _, d := range decisions {
+		if len(d.RemoveFrom) > 0 {
+			agedOut++
+		}
+	}
 	var est int64
 	for _, d := range decisions {
 		if d.Decision == "remove" || d.Decision == "would_remove" {
@@ -209,7 +215,7 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 	}
 	cleanupID := newID("CLEANUP-", 3)
 	setTarget(r, cleanupID)
-	jobID, err := s.startCleanupJob(r, cleanupID, targets, ids, dry, "manual", decisions)
+	jobID, err := s.startCleanupJob(r, cleanupID, targets, ids, dry, "manual", decisions, plan.PerLocation)
 	if err != nil {
 		return err
 	}
@@ -220,34 +226,40 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 		"backups_analyzed": len(decisions), "backups_candidate_for_removal": len(ids),
 		"estimated_space_to_free": humanSize(est), "estimated_space_to_free_bytes": est,
 		"estimate_basis":             "bytes the candidates added when they were written; the report has the bytes garbage collection frees",
-		"protected_backups_excluded": protected, "target_storage": targets, "cleanup_strategy": req.CleanupStrategy,
+		"protected_backups_excluded": protected, "backups_leaving_a_location": agedOut, "target_storage": targets, "cleanup_strategy": req.CleanupStrategy,
 		"reason": req.Reason, "report_url": "/cloud-integration/backup/cleanup/report/" + cleanupID,
 	})
 	return nil
 }
 
 // startCleanupJob starts a CleanupWorkflow removing ids from locs.
-func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []string, dry bool, subtype string, decisions []retention.Line) (string, error) {
+func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []string, dry bool, subtype string, decisions []retention.Line, perLocation map[string][]string) (string, error) {
+	return s.launchCleanup(r.Context(), user(r), cleanupID, workflows.CleanupRequest{Locations: locs, BackupIDs: ids,
+		DryRun: dry, PerLocation: perLocation, Subtype: subtype}, decisions)
+}
+
+// launchCleanup records the cleanup job and starts its workflow.
+func (s *Server) launchCleanup(ctx context.Context, who, cleanupID string, req workflows.CleanupRequest, decisions []retention.Line) (string, error) {
 	jobID := "CLEANUP-JOB-" + strings.TrimPrefix(cleanupID, "CLEANUP-")
-	job := &models.Job{ID: jobID, Type: "cleanup", Subtype: subtype, Status: "queued", RefID: cleanupID, User: user(r),
+	locs, ids, dry, subtype := req.Locations, req.BackupIDs, req.DryRun, req.Subtype
+	job := &models.Job{ID: jobID, Type: "cleanup", Subtype: subtype, Status: "queued", RefID: cleanupID, User: who,
 		Started: time.Now().UTC(), Request: models.ToJSON(map[string]any{"locations": locs, "backup_ids": ids, "dry_run": dry})}
 	if len(ids) == 1 {
 		job.BackupID = ids[0]
 	}
-	if err := s.Store.PutJob(r.Context(), job); err != nil {
+	if err := s.Store.PutJob(ctx, job); err != nil {
 		return "", err
 	}
-	var raw json.RawMessage
 	if decisions != nil {
-		raw, _ = json.Marshal(decisions)
+		req.Decisions, _ = json.Marshal(decisions)
 	}
-	started, err := s.Jobs.StartCleanup(r.Context(), workflows.CleanupRequest{JobID: jobID, Locations: locs, BackupIDs: ids,
-		DryRun: dry, CleanupID: cleanupID, CatalogQueue: s.catalogQueue(), Decisions: raw})
+	req.JobID, req.CleanupID, req.CatalogQueue = jobID, cleanupID, s.catalogQueue()
+	started, err := s.Jobs.StartCleanup(ctx, req)
 	if err != nil {
-		s.Store.UpdateJob(r.Context(), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
+		s.Store.UpdateJob(ctx, jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
 		return "", err
 	}
-	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
+	s.Store.UpdateJob(ctx, jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
 	s.Hub.Track(jobID)
 	return jobID, nil
 }

@@ -75,7 +75,9 @@ func (s *Server) policies(ctx context.Context) (*Policies, error) {
 	for name, loc := range s.Cfg.Storage {
 		lp := p.Locations[name]
 		if lp == nil {
-			lp = &LocationPolicy{Enabled: true, QuotaBytes: loc.QuotaBytes, RetentionDays: 30}
+			// no per-location age limit until one is set: the retention
+			// policy alone decides, and copies stay everywhere
+			lp = &LocationPolicy{Enabled: true, QuotaBytes: loc.QuotaBytes}
 			p.Locations[name] = lp
 		}
 	}

@@ -128,7 +128,7 @@ func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
 		c, at, cerr := s.capacity(r.Context(), name)
 		d["enabled"] = lp.Enabled
 		d["quota"], d["quota_bytes"] = quotaText(lp.QuotaBytes), lp.QuotaBytes
-		d["retention_policy"], d["retention_days"] = fmt.Sprintf("%d days", lp.RetentionDays), lp.RetentionDays
+		d["retention_policy"], d["retention_days"] = daysText(lp.RetentionDays), lp.RetentionDays
 		d["compression"], d["encryption"] = "enabled", "enabled"
 		d["last_check"] = rfc3339(at)
 		if cerr != nil {
@@ -264,6 +264,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	changes := map[string]any{}
+	notApplied := map[string]string{}
 	restart := false
 	change := func(key string, old, new any) {
 		if !reflect.DeepEqual(old, new) {
@@ -293,7 +294,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			if err != nil || d < 1 || d > 36500 {
 				return badRequest(name+".retention_policy", "%s.retention_policy: %q is not a number of days in 1..36500", name, *lu.RetentionPolicy)
 			}
-			change(name+".retention_policy", fmt.Sprintf("%d days", lp.RetentionDays), fmt.Sprintf("%d days", d))
+			change(name+".retention_policy", daysText(lp.RetentionDays), daysText(d))
 			lp.RetentionDays = d
 		}
 		if lu.CompressionLevel != nil {
@@ -302,6 +303,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			}
 			change(name+".compression_level", lp.CompressionLevel, *lu.CompressionLevel)
 			lp.CompressionLevel = *lu.CompressionLevel
+			notApplied[name+".compression_level"] = levelNote
 		}
 		// a location's address lives in the configuration file: the
 		// change is recorded and takes effect when the file says so and
@@ -396,6 +398,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 				}
 				change("policies.compression.level", pol.Compression.Level, *v)
 				pol.Compression.Level = *v
+				notApplied["policies.compression.level"] = levelNote
 			}
 		}
 		if p.Monitoring != nil {
@@ -438,6 +441,9 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 	go s.checkStorageAlerts(context.WithoutCancel(r.Context()))
 	resp := map[string]any{"status": "updated", "message": "Storage configuration updated successfully",
 		"restart_required": restart, "changes": changes}
+	if len(notApplied) > 0 {
+		resp["not_applied"] = notApplied
+	}
 	if restart {
 		resp["estimated_restart_time"] = "00:00:10"
 		resp["restart_instructions"] = "the new address is recorded; set it in the storage section of the configuration file and restart backupd. Existing backups stay at the old address (copy them with backupd repo copy)."
@@ -447,3 +453,15 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
+
+// daysText is a location's retention: "60 days", or "unlimited" (the
+// retention policy alone decides).
+func daysText(d int) string {
+	if d <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%d days", d)
+}
+
+// levelNote says why a compression level is recorded but not used.
+const levelNote = "recorded, not used: backupd picks the level per blob (zstd's default level for large chunks, a stronger one for small files and trees), measured in bench/README.md; choose the algorithm per backup or schedule"

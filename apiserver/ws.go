@@ -447,21 +447,22 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 	s.capMu.Unlock()
 	running, _ := s.Store.ListJobs(ctx, models.JobFilter{Type: "backup", Statuses: []string{"queued", "running", "paused"}, Limit: 1})
 	id := newID("CLEANUP-", 3)
-	job, err := s.Jobs.StartCleanup(ctx, workflows.CleanupRequest{JobID: "CLEANUP-JOB-" + strings.TrimPrefix(id, "CLEANUP-"),
-		CleanupID: id, Locations: []string{name}, CatalogQueue: s.catalogQueue(), Subtype: "emergency",
-		Immediate: len(running) == 0, Plan: &activities.PlanInput{Targets: []string{name}}})
+	_, err = s.launchCleanup(ctx, "emergency", id, workflows.CleanupRequest{Locations: []string{name}, Subtype: "emergency",
+		Immediate: len(running) == 0, Plan: &activities.PlanInput{Targets: []string{name}}}, nil)
 	msg := fmt.Sprintf("Storage %s has %s free, under the emergency threshold %s: ", name, humanSize(max(free, 0)), rs.Rules.EmergencyCleanupThreshold)
 	if err != nil {
 		s.Log.Error("emergency cleanup did not start", "location", name, "err", err)
 		msg += "the emergency cleanup could not start: " + err.Error()
 	} else {
-		s.Hub.Track(job.JobID)
 		msg += "emergency cleanup " + id + " started"
 	}
+	used, total, util, _ := usage(e, pol.Locations[name].QuotaBytes)
 	s.Hub.Broadcast(map[string]any{"type": "storage_alert", "level": "critical", "storage": name, "message": msg,
-		"details": map[string]any{"available": humanSize(max(free, 0)), "available_bytes": free, "threshold": rs.Rules.EmergencyCleanupThreshold,
-			"cleanup_id": id}, "suggested_action": "Free space or raise the quota; the cleanup removes what the retention policy lets go",
-		"timestamp": rfc3339(time.Now())})
+		"details": map[string]any{"available": humanSize(max(free, 0)), "available_bytes": free, "used": humanSize(used),
+			"used_bytes": used, "total": humanSize(total), "total_bytes": total, "utilization": fmt.Sprintf("%.0f%%", util),
+			"threshold": rs.Rules.EmergencyCleanupThreshold, "cleanup_id": id},
+		"suggested_action": "Free space or raise the quota; the cleanup removes what the retention policy lets go",
+		"timestamp":        rfc3339(time.Now())})
 }
 
 // checkSchedules notices runs Temporal skipped because the schedule's

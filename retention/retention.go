@@ -227,6 +227,9 @@ type Line struct {
 	Reason    string   `json:"reason"`
 	Bytes     int64    `json:"bytes"` // what the backup added when written
 	Locations []string `json:"locations"`
+	// RemoveFrom lists the locations a kept backup leaves because it is
+	// older than their retention (it stays in the others).
+	RemoveFrom []string `json:"remove_from,omitempty"`
 }
 
 // PlanOptions shape a cleanup.
@@ -237,12 +240,17 @@ type PlanOptions struct {
 	DryRun   bool
 	// Force lets per-backup retention_days lapse (protection still holds).
 	Force bool
+	// MaxAgeDays is each location's own retention: a backup older than it
+	// leaves that location if a copy stays in another one. 0: no limit.
+	MaxAgeDays map[string]int
 }
 
 // Plan decides every backup's fate for a cleanup: the policy's decision,
-// then the targets, the strategy and the limit. It returns the lines (in
-// the items' order) and the ids to remove.
-func Plan(items []Item, p Policy, now time.Time, o PlanOptions) ([]Line, []string) {
+// then the targets, the strategy and the limit, then each location's own
+// retention. It returns the lines (in the items' order), the ids to
+// remove, and per location the ids to remove there (removals and
+// age-outs together).
+func Plan(items []Item, p Policy, now time.Time, o PlanOptions) ([]Line, []string, map[string][]string) {
 	in := make([]Backup, len(items))
 	for i, it := range items {
 		in[i] = it.Backup
@@ -296,5 +304,51 @@ func Plan(items []Item, p Policy, now time.Time, o PlanOptions) ([]Line, []strin
 		}
 		ids = append(ids, lines[i].ID)
 	}
-	return lines, ids
+	per := map[string][]string{}
+	removed := map[string]bool{}
+	for _, id := range ids {
+		removed[id] = true
+	}
+	for i, it := range items {
+		if removed[it.ID] {
+			for _, loc := range it.Locations {
+				if target[loc] {
+					per[loc] = append(per[loc], it.ID)
+				}
+			}
+			continue
+		}
+		if lines[i].Decision != "keep" || it.Protected || it.Status == "in_progress" {
+			continue
+		}
+		// age-outs: the locations whose own retention this copy outlived,
+		// as long as one copy stays (the one kept longest, if all outlived)
+		age := now.Sub(it.Time)
+		var out, stay []string
+		for _, loc := range it.Locations {
+			if d := o.MaxAgeDays[loc]; target[loc] && d > 0 && age > time.Duration(d)*24*time.Hour {
+				out = append(out, loc)
+			} else {
+				stay = append(stay, loc)
+			}
+		}
+		if len(stay) == 0 && len(out) > 0 {
+			longest := 0
+			for j, loc := range out {
+				if o.MaxAgeDays[loc] > o.MaxAgeDays[out[longest]] {
+					longest = j
+				}
+			}
+			out = append(out[:longest], out[longest+1:]...)
+		}
+		if len(out) == 0 {
+			continue
+		}
+		lines[i].RemoveFrom = out
+		lines[i].Reason += fmt.Sprintf("; older than the retention of %v, it leaves them", out)
+		for _, loc := range out {
+			per[loc] = append(per[loc], it.ID)
+		}
+	}
+	return lines, ids, per
 }

@@ -143,3 +143,37 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("negative count: %v", err)
 	}
 }
+
+// A kept backup leaves the locations whose own retention it outlived,
+// while one copy always stays.
+func TestPlanAgesOutOfLocations(t *testing.T) {
+	items := []Item{
+		{Backup: Backup{ID: "young", Type: "full", Status: "completed", Time: ago(24 * 10)}, Locations: []string{"local", "cloud"}},
+		{Backup: Backup{ID: "mid", Type: "full", Status: "completed", Time: ago(24 * 40)}, Locations: []string{"local", "cloud"}},
+		{Backup: Backup{ID: "old", Type: "full", Status: "completed", Time: ago(24 * 100)}, Locations: []string{"local", "cloud"}},
+		{Backup: Backup{ID: "prot", Type: "full", Status: "completed", Time: ago(24 * 100), Protected: true}, Locations: []string{"local", "cloud"}},
+	}
+	var p Policy
+	p.Full.Monthly = 12 // keeps all four (one per month)
+	lines, ids, per := Plan(items, p, now, PlanOptions{Targets: []string{"local", "cloud"},
+		MaxAgeDays: map[string]int{"local": 30, "cloud": 90}})
+	if len(ids) != 0 {
+		t.Fatalf("removed %v", ids)
+	}
+	got := map[string]string{}
+	for _, l := range lines {
+		got[l.ID] = strings.Join(l.RemoveFrom, ",")
+	}
+	// mid leaves local; old outlived both and stays where it is kept longest
+	if got["young"] != "" || got["mid"] != "local" || got["old"] != "local" || got["prot"] != "" {
+		t.Fatalf("age-outs: %v", got)
+	}
+	if strings.Join(per["local"], ",") != "mid,old" || len(per["cloud"]) != 0 {
+		t.Fatalf("per location: %v", per)
+	}
+	// a removed backup is removed from every target location it is in
+	_, ids, per = Plan(items[:2], Policy{}, now, PlanOptions{Targets: []string{"local"}})
+	if strings.Join(ids, ",") != "mid,young" || strings.Join(per["local"], ",") != "young,mid" || per["cloud"] != nil {
+		t.Fatalf("removal: %v %v", ids, per)
+	}
+}

@@ -742,7 +742,9 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 		t.Fatalf("changes: %v", ch)
 	}
 	// a quota the repository already exceeds: a storage_alert at once
-	s.must(200, "POST", v1+"/storage/update", "admin", map[string]any{"local": map[string]any{"quota": "10KB"}})
+	// (automatic cleanup off: an emergency cleanup would remove backups this test still uses)
+	s.must(200, "POST", v1+"/storage/update", "admin", map[string]any{"local": map[string]any{"quota": "10KB"},
+		"policies": map[string]any{"monitoring": map[string]any{"auto_cleanup": false}}})
 	al := ws.waitFor(t, "storage_alert", 10*time.Second, func(m obj) bool { return m["type"] == "storage_alert" && m["storage"] == "local" })
 	fields(t, "storage_alert", al, "type", "level", "storage", "message", "details.available", "details.used", "details.total",
 		"details.utilization", "suggested_action")

@@ -298,6 +298,9 @@ type CleanupRequest struct {
 	// policy when the job runs (scheduled and emergency cleanups).
 	Plan    *activities.PlanInput `json:"plan,omitempty"`
 	Subtype string                `json:"subtype,omitempty"` // manual | scheduled | emergency | delete
+	// PerLocation, when set, names per location the backups to remove
+	// there (instead of BackupIDs everywhere).
+	PerLocation map[string][]string `json:"per_location,omitempty"`
 }
 
 // CleanupOutcome reports per location.
@@ -384,24 +387,28 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 		if err := workflow.ExecuteActivity(catalogCtx(ctx, req.CatalogQueue), cat.PlanCleanup, *req.Plan).Get(ctx, &plan); err != nil {
 			return nil, finish(ctx, p, StatusFailed, err)
 		}
-		req.BackupIDs, req.Decisions = plan.IDs, rawJSON(plan.Lines)
+		req.BackupIDs, req.Decisions, req.PerLocation = plan.IDs, rawJSON(plan.Lines), plan.PerLocation
 		*reqOut = req
 		p.CurrentOperation = "cleaning"
 	}
 	out := &CleanupOutcome{Removed: map[string][]string{}, GC: map[string]GCLocationOutcome{}}
 	for _, loc := range req.Locations {
 		p.StorageStatus[loc] = "cleaning"
-		if !req.DryRun && len(req.BackupIDs) > 0 {
+		ids := req.BackupIDs
+		if req.PerLocation != nil {
+			ids = req.PerLocation[loc]
+		}
+		if !req.DryRun && len(ids) > 0 {
 			if err := workflow.ExecuteActivity(shortActivity(ctx), a.Forget, activities.ForgetInput{
-				Location: loc, BackupIDs: req.BackupIDs}).Get(ctx, nil); err != nil {
+				Location: loc, BackupIDs: ids}).Get(ctx, nil); err != nil {
 				return nil, finish(ctx, p, StatusFailed, err)
 			}
-			out.Removed[loc] = req.BackupIDs
+			out.Removed[loc] = ids
 		}
 		var gc GCLocationOutcome
 		in := activities.GCInput{Location: loc, DryRun: req.DryRun, SafetyWindow: safetyWindow(req)}
 		if req.DryRun {
-			in.Exclude = req.BackupIDs
+			in.Exclude = ids
 		}
 		err := workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
 		if err != nil {
