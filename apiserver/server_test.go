@@ -154,6 +154,10 @@ func TestBadInputIsA400NamingTheField(t *testing.T) {
 		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "25:00", "components": {"data": true}}`, 400, "time", "HH:MM"},
 		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "01:00", "timezone": "Mars/Olympus", "components": {"data": true}}`, 400, "timezone", "IANA"},
 		{"POST", "/backup/schedules", `{"id": "../x", "frequency": "daily"}`, 400, "id", "letters"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "01:00", "components": {"nope": true}}`, 400, "components.nope", "unknown component"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "01:00", "components": {"data": true}, "storage_locations": ["moon"]}`, 400, "storage_locations[0]", "moon"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "monthly", "time": "01:00", "day": "32", "components": {"data": true}}`, 400, "day", "1..31"},
+		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "fortnightly", "components": {"data": true}}`, 400, "frequency", "fortnightly"},
 		{"POST", "/backup/restore", `{"backup_id": "nope"}`, 404, "", "no backup"},
 		{"POST", "/backup/jobs/cancel", `{"job_id": "BACKUP-JOB-NOPE"}`, 404, "", "no job"},
 		{"POST", "/backup/storage/update", `{"local": {"quota": "lots"}}`, 400, "local.quota", "not a size"},
@@ -173,6 +177,12 @@ func TestBadInputIsA400NamingTheField(t *testing.T) {
 		if res.StatusCode != c.status || (c.field != "" && details["field"] != c.field) || !strings.Contains(msg, c.contains) ||
 			m["error"] != true || m["request_id"] == "" || m["timestamp"] == "" {
 			t.Errorf("%s %s %s: %d %v", c.method, c.path, c.body, res.StatusCode, m)
+		}
+	}
+	for _, body := range []string{`{"id": "s1", "frequency": "weekly", "time": "03:00", "components": {"data": true}}`,
+		`{"id": "s1", "frequency": "daily", "time": "01:00", "components": {"nope": true}}`} {
+		if _, m := call(t, s, "POST", "/cloud-integration/backup/schedules", admin, strings.NewReader(body)); m["code"] != "BACKUP_011" {
+			t.Errorf("schedule error code: %v", m)
 		}
 	}
 	// nothing was started or written by any of them

@@ -84,7 +84,7 @@ func (s *Server) policies(ctx context.Context) (*Policies, error) {
 	return p, nil
 }
 
-var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?i?B?)\s*$`)
+var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?I?B?)\s*$`)
 
 // parseSize reads "2TB", "500 GB", "10GiB", "1024".
 func parseSize(s string) (int64, error) {
