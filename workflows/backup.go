@@ -6,6 +6,7 @@ package workflows
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -185,10 +186,25 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	})
 
 	primary := req.Locations[0]
+	// what the catalog shows goes into the (signed) manifest too, so a
+	// catalog rebuilt from storage shows the same
+	tags := map[string]string{}
+	for k, v := range req.Tags {
+		tags[k] = v
+	}
+	for k, v := range map[string]string{"name": req.Name, "description": req.Description, "schedule_id": req.ScheduleID,
+		"created_by": req.CreatedBy} {
+		if v != "" {
+			tags[k] = v
+		}
+	}
+	if req.RetentionDays > 0 {
+		tags["retention_days"] = strconv.Itoa(req.RetentionDays)
+	}
 	var plan *backup.Plan
 	err := workflow.ExecuteActivity(shortActivity(ctx), a.PrepareBackup, activities.PrepareInput{
 		BackupID: req.BackupID, Type: req.Type, Components: req.Components, Location: primary,
-		Compression: req.Compression, Tags: req.Tags}).Get(ctx, &plan)
+		Compression: req.Compression, Tags: tags}).Get(ctx, &plan)
 	if ctx.Err() != nil {
 		return nil, cancelled(ctx, p, req.BackupID, req.Locations)
 	}

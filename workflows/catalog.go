@@ -144,12 +144,22 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 		b.ComponentSizes[c.Name] = c.Stats.Bytes
 	}
 	if r.sum != nil {
+		// the manifest's times and figures, as a catalog rebuilt from
+		// storage will show them
 		b.SizeBytes, b.CompressedBytes, b.Files = r.sum.Stats.Bytes, r.sum.Stats.StoredAdded, r.sum.Stats.Files
+		if !r.sum.Started.IsZero() {
+			b.Timestamp = r.sum.Started.UTC()
+		}
 		b.Warnings = r.sum.Stats.Warnings
 		b.Locations = append(b.Locations, req.Locations[0])
 	}
 	if p.Finished != nil {
 		b.DurationSeconds = p.Finished.Sub(p.Started).Seconds()
+		if r.sum != nil && !r.sum.Started.IsZero() {
+			b.DurationSeconds = r.sum.Finished.Sub(r.sum.Started).Seconds()
+			f := r.sum.Finished.UTC()
+			b.Finished = &f
+		}
 		b.IntegrityCheck = "not_run"
 		if p.Status == StatusFailed || p.Status == StatusCancelled {
 			b.IntegrityCheck = "failed"

@@ -41,6 +41,7 @@ Usage:
   backupd server [--config FILE]   the REST/WebSocket API server (runs the catalog activities)
   backupd worker [--config FILE]   run the Temporal worker that executes jobs on this host
   backupd token create --role R    print a new API token (viewer, operator or admin)
+  backupd catalog rebuild          recreate the catalog from the manifests in storage
   backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
   backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
   backupd version
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string) int {
 		err = cmdAll(ctx, args[1:])
 	case "token":
 		err = cmdToken(ctx, args[1:])
+	case "catalog":
+		err = cmdCatalog(ctx, args[1:])
 	case "job":
 		err = cmdJob(ctx, args[1:])
 	case "version":
