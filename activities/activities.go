@@ -161,14 +161,28 @@ type PrepareInput struct {
 	Tags        map[string]string `json:"tags,omitempty"`
 }
 
-func (a *Activities) components(names []string) ([]backup.Component, error) {
+// components resolves component names; with mustExist, a source path
+// that is not there is BACKUP_003 (checked when a backup is prepared; a
+// path that disappears later fails only its component).
+func (a *Activities) components(names []string, mustExist bool) ([]backup.Component, error) {
 	var out []backup.Component
 	for _, n := range names {
 		c, ok := a.Config.Components[n]
 		if !ok {
 			return nil, codes.New(codes.InvalidConfiguration, "unknown component %q (configured: %v)", n, a.Config.ComponentNames())
 		}
-		out = append(out, backup.Component{Name: n, Paths: c.Paths, Include: c.Include, Exclude: c.Exclude})
+		bc := backup.Component{Name: n, Paths: c.Paths, Include: c.Include, Exclude: c.Exclude}
+		// sources that are not there now are a configuration error, not a
+		// component that fails halfway
+		for _, p := range c.Paths {
+			if _, err := os.Lstat(p); err != nil && mustExist {
+				return nil, codes.New(codes.InvalidConfiguration, "component %s: source %s does not exist on %s", n, p, a.Config.Host)
+			}
+		}
+		for _, db := range c.Databases {
+			bc.Streams = append(bc.Streams, db.Source().Streams()...)
+		}
+		out = append(out, bc)
 	}
 	return out, nil
 }
@@ -176,7 +190,7 @@ func (a *Activities) components(names []string) ([]backup.Component, error) {
 // PrepareBackup validates the request against the configuration and
 // chooses the parent backup.
 func (a *Activities) PrepareBackup(ctx context.Context, in PrepareInput) (*backup.Plan, error) {
-	comps, err := a.components(in.Components)
+	comps, err := a.components(in.Components, true)
 	if err != nil {
 		return nil, toTemporal(err)
 	}
@@ -219,7 +233,7 @@ type ComponentInput struct {
 // (worker killed, storage down) deduplicates against everything already
 // committed, so at most the packs in flight are uploaded again.
 func (a *Activities) BackupComponent(ctx context.Context, in ComponentInput) (repository.ComponentManifest, error) {
-	comps, err := a.components([]string{in.Component})
+	comps, err := a.components([]string{in.Component}, false)
 	if err != nil {
 		return repository.ComponentManifest{Name: in.Component}, toTemporal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -64,6 +65,7 @@ type dirState struct {
 	pending atomic.Int64
 	onDone  func(repository.ID, error)
 	cc      *componentRun
+	tree    *repository.Tree // the saved tree (kept for the root: streams are added to it)
 }
 
 func (d *dirState) release() {
@@ -77,6 +79,7 @@ func (d *dirState) release() {
 			t.Nodes = append(t.Nodes, n)
 		}
 	}
+	d.tree = t
 	d.mu.Unlock()
 	id, err := d.cc.a.repo.SaveTree(d.cc.ctx, t)
 	d.cc.a.dirsDone.Add(1)
@@ -157,7 +160,9 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 	if parentTree != nil {
 		parent = cc.loadParentTree(*parentTree)
 	}
-	cc.walk("/", buildVirt(c.Paths), parent, root)
+	if len(c.Paths) > 0 {
+		cc.walk("/", buildVirt(c.Paths), parent, root)
+	}
 	stopPrefetch()
 	root.release()
 	close(cc.jobs)
@@ -175,6 +180,17 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 	}
 	if rootErr != nil {
 		return cm, &fatalError{rootErr}
+	}
+	if len(c.Streams) > 0 {
+		id, err := cc.addStreams(rootID, root.tree, c.Streams)
+		var fe *fatalError
+		if errors.As(err, &fe) {
+			return cm, fe
+		}
+		if err != nil { // a dump that failed: this component fails, the others go on
+			return cm, fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		rootID = id
 	}
 	cm.Tree = rootID
 	cm.Stats = cc.stats
@@ -475,4 +491,94 @@ func openAhead(path string, node *repository.Node) *os.File {
 		unix.Fadvise(int(f.Fd()), 0, int64(node.Size), unix.FADV_WILLNEED)
 	}
 	return f
+}
+
+// addStreams stores each stream (a database dump) as a file under the
+// root's @dumps directory, chunked as it is read. A stream that fails
+// fails the component, unless it is optional (a warning then).
+func (cc *componentRun) addStreams(rootID repository.ID, root *repository.Tree, streams []sources.Stream) (repository.ID, error) {
+	repo := cc.a.repo
+	if root == nil {
+		root = &repository.Tree{}
+	}
+	dumps := &repository.Tree{}
+	for _, st := range streams {
+		n, err := cc.saveStream(st)
+		if err != nil {
+			var fe *fatalError
+			if st.Optional && cc.ctx.Err() == nil && !errors.As(err, &fe) {
+				cc.warn("%s/%s: not backed up: %v", sources.DumpsDir, st.Name, err)
+				continue
+			}
+			return rootID, fmt.Errorf("%s: %w", st.Name, err)
+		}
+		dumps.Nodes = append(dumps.Nodes, n)
+	}
+	sort.Slice(dumps.Nodes, func(i, j int) bool { return dumps.Nodes[i].Name < dumps.Nodes[j].Name })
+	did, err := repo.SaveTree(cc.ctx, dumps)
+	if err != nil {
+		return rootID, &fatalError{err}
+	}
+	now := time.Now().UnixNano()
+	kept := root.Nodes[:0:0]
+	for _, n := range root.Nodes {
+		if n.Name != sources.DumpsDir {
+			kept = append(kept, n)
+		}
+	}
+	kept = append(kept, &repository.Node{Name: sources.DumpsDir, Type: repository.NodeDir, Mode: fs.ModeDir | 0o700,
+		ModTime: now, Subtree: &did})
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Name < kept[j].Name })
+	root.Nodes = kept
+	cc.mu.Lock()
+	cc.stats.Dirs++
+	cc.mu.Unlock()
+	id, err := repo.SaveTree(cc.ctx, root)
+	if err != nil {
+		return rootID, &fatalError{err}
+	}
+	return id, nil
+}
+
+func (cc *componentRun) saveStream(st sources.Stream) (*repository.Node, error) {
+	r, err := st.Open(cc.ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch := cc.a.chunker()
+	defer cc.a.putChunker(ch)
+	ch.Reset(r)
+	n := &repository.Node{Name: st.Name, Type: repository.NodeFile, Mode: 0o600, ModTime: time.Now().UnixNano()}
+	var size int64
+	for {
+		chunk, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		id, _, err := cc.a.repo.SaveBlob(cc.ctx, repository.DataBlob, chunk)
+		if err != nil {
+			r.Close()
+			return nil, &fatalError{err}
+		}
+		n.Content = append(n.Content, id)
+		size += int64(len(chunk))
+		cc.a.bytesDone.Add(int64(len(chunk)))
+		cc.a.bytesRead.Add(int64(len(chunk)))
+	}
+	// the program's exit decides: a dump cut short is an error, not a file
+	if err := r.Close(); err != nil {
+		return nil, err
+	}
+	n.Size = uint64(size)
+	cc.mu.Lock()
+	cc.stats.Files++
+	cc.stats.Bytes += size
+	cc.stats.BytesRead += size
+	cc.mu.Unlock()
+	cc.a.filesDone.Add(1)
+	return n, nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"backupd/repository"
+	"backupd/sources"
 )
 
 // Backup types (the spec's names).
@@ -43,6 +44,8 @@ type Component struct {
 	Paths   []string
 	Include []string
 	Exclude []string
+	// Streams (database dumps) go under the tree's @dumps directory.
+	Streams []sources.Stream
 }
 
 // Options describe one backup.
@@ -268,8 +271,8 @@ func validComponent(c Component) error {
 	if err := repository.ValidNodeName(c.Name); err != nil || strings.ContainsAny(c.Name, " \t\n") {
 		return fmt.Errorf("invalid component name %q", c.Name)
 	}
-	if len(c.Paths) == 0 {
-		return fmt.Errorf("component %q has no paths", c.Name)
+	if len(c.Paths) == 0 && len(c.Streams) == 0 {
+		return fmt.Errorf("component %q has no paths and no databases", c.Name)
 	}
 	for _, p := range c.Paths {
 		if !filepath.IsAbs(p) {

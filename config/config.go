@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"backupd/repository"
+	"backupd/sources"
 )
 
 // Config is the whole file.
@@ -64,10 +65,36 @@ type Worker struct {
 
 // Component is a named set of sources.
 type Component struct {
-	Description string   `yaml:"description"`
-	Paths       []string `yaml:"paths"`
-	Include     []string `yaml:"include"`
-	Exclude     []string `yaml:"exclude"`
+	Description string     `yaml:"description"`
+	Paths       []string   `yaml:"paths"`
+	Include     []string   `yaml:"include"`
+	Exclude     []string   `yaml:"exclude"`
+	Databases   []Database `yaml:"databases"`
+}
+
+// Database is a database a component dumps (consistently, streamed into
+// the backup) and restores.
+type Database struct {
+	Name     string `yaml:"name"` // label in the backup (default <kind>-<database>)
+	Kind     string `yaml:"kind"` // postgresql | mariadb
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	User     string `yaml:"user"`
+	Database string `yaml:"database"`
+	// PassFile: for PostgreSQL a pgpass file, for MariaDB an option file
+	// with a [client] password. Password in the configuration works too
+	// but is discouraged; neither is ever logged, stored or shown.
+	PassFile string `yaml:"passfile"`
+	Password string `yaml:"password"`
+	// Globals (PostgreSQL): also dump roles and tablespaces
+	// (pg_dumpall --globals-only; needs a superuser). Default true.
+	Globals *bool `yaml:"globals"`
+}
+
+// Source is the engine's view of the connection.
+func (d Database) Source() sources.Database {
+	return sources.Database{Kind: d.Kind, Name: d.Name, Host: d.Host, Port: d.Port, User: d.User, DBName: d.Database,
+		PassFile: d.PassFile, Password: d.Password, Globals: d.Kind == "postgresql" && (d.Globals == nil || *d.Globals)}
 }
 
 // Location is one storage location.
@@ -188,8 +215,19 @@ func (c *Config) Validate() error {
 		if err := repository.ValidNodeName(name); err != nil {
 			errs = append(errs, fmt.Errorf("components: %w", err))
 		}
-		if len(comp.Paths) == 0 {
-			errs = append(errs, fmt.Errorf("components.%s.paths: empty", name))
+		if len(comp.Paths) == 0 && len(comp.Databases) == 0 {
+			errs = append(errs, fmt.Errorf("components.%s: no paths and no databases", name))
+		}
+		labels := map[string]bool{}
+		for i, db := range comp.Databases {
+			src := db.Source()
+			if err := src.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("components.%s.databases[%d]: %w", name, i, err))
+			}
+			if labels[src.Label()] {
+				errs = append(errs, fmt.Errorf("components.%s.databases[%d]: name %q is used twice", name, i, src.Label()))
+			}
+			labels[src.Label()] = true
 		}
 		for _, p := range comp.Paths {
 			if !filepath.IsAbs(p) {

@@ -166,6 +166,9 @@ func newStackFor(t *testing.T, src string) *stack {
 		Components: map[string]config.Component{
 			"data":    {Paths: []string{src}},
 			"missing": {Paths: []string{filepath.Join(dir, "no-such-dir")}},
+			// a database that is not there: its dump fails mid-backup
+			"baddb": {Databases: []config.Database{{Kind: "postgresql", Host: "127.0.0.1", Port: 5432, User: "postgres",
+				Database: "backupd_no_such_database"}}},
 		},
 		Storage: map[string]config.Location{
 			"local": {URL: filepath.Join(dir, "repo")},
@@ -287,8 +290,19 @@ func TestJobsUnknownComponentFailsFast(t *testing.T) {
 	if err == nil || !containsCode(err, codes.InvalidConfiguration) || time.Since(start) > 20*time.Second {
 		t.Fatalf("want a fast BACKUP_003, got %v after %s", err, time.Since(start))
 	}
-	// a component whose source is missing fails alone: the backup is partial
+	// a component whose source path is not there is a configuration
+	// error naming it, found before anything is written
 	job, err = s.jc.StartBackup(ctx, workflows.BackupRequest{Type: "full", Components: []string{"data", "missing"},
+		Locations: []string{"local"}, Compression: "zstd"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.wait(t, job, nil); !containsCode(err, codes.InvalidConfiguration) || !strings.Contains(err.Error(), "component missing") {
+		t.Fatalf("missing source: want BACKUP_003 naming the component, got %v", err)
+	}
+	// a component that fails while it is backed up fails alone: the
+	// backup is partial and the other component is whole
+	job, err = s.jc.StartBackup(ctx, workflows.BackupRequest{Type: "full", Components: []string{"baddb", "data"},
 		Locations: []string{"local"}, Compression: "zstd"}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -297,8 +311,21 @@ func TestJobsUnknownComponentFailsFast(t *testing.T) {
 	if err := s.wait(t, job, &out); err != nil {
 		t.Fatal(err)
 	}
-	if out.Status != workflows.StatusPartial || len(out.Failed) != 1 || out.Failed[0].Name != "missing" {
+	if out.Status != workflows.StatusPartial || len(out.Failed) != 1 || out.Failed[0].Name != "baddb" ||
+		!strings.Contains(out.Failed[0].Error, "backupd_no_such_database") {
 		t.Fatalf("partial backup: %+v", out)
+	}
+	target := filepath.Join(t.TempDir(), "r")
+	rj, err := s.jc.StartRestore(ctx, workflows.RestoreRequest{BackupID: out.Summary.BackupID, Location: "local", Target: target,
+		Components: []string{"data"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.wait(t, rj, nil); err != nil {
+		t.Fatalf("restoring the good component of a partial backup: %v", err)
+	}
+	if o, err := exec.Command("diff", "-r", "--no-dereference", s.src, restored(target, "data", s.src)).CombinedOutput(); err != nil {
+		t.Fatalf("restore differs: %s", clip(string(o)))
 	}
 }
 
