@@ -24,6 +24,7 @@ import (
 	"backupd/hostinfo"
 	"backupd/repository"
 	"backupd/restore"
+	"backupd/sources"
 )
 
 // Activities is registered with the worker; its methods are the activities.
@@ -448,6 +449,9 @@ type RestoreInput struct {
 	Overwrite  bool     `json:"overwrite"`
 	// Original puts every component back at its original paths.
 	Original bool `json:"original,omitempty"`
+	// SkipDumps leaves the @dumps directory out (its dumps are loaded
+	// into databases instead).
+	SkipDumps bool `json:"skip_dumps,omitempty"`
 }
 
 // RestoreResult reports a restore.
@@ -455,10 +459,14 @@ type RestoreResult struct {
 	Files, Dirs, Bytes, Verified int64
 	Warnings                     []string
 	Components                   []string
+	Databases                    []DatabaseRestoreResult `json:",omitempty"`
 }
 
 func (in RestoreInput) options(m *repository.Manifest) restore.Options {
 	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite}
+	if in.SkipDumps {
+		o.SkipTop = []string{sources.DumpsDir}
+	}
 	if in.Original {
 		o.ComponentTargets = map[string]string{}
 		for _, c := range m.Components {

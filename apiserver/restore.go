@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"backupd/activities"
 	"backupd/codes"
 	"backupd/models"
 	"backupd/workflows"
@@ -127,7 +128,8 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 		req.TargetLocation = "original"
 	}
 	original := req.TargetLocation == "original"
-	if !original {
+	intoDB := strings.HasPrefix(req.TargetLocation, "database:")
+	if !original && !intoDB {
 		if err := checkTarget(req.TargetLocation); err != nil {
 			return err
 		}
@@ -165,12 +167,44 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now().UTC()
 	restoreID, jobID := newID("RESTORE-", 3), newID("RESTORE-JOB-", 3)
 	target := req.TargetLocation
-	if original {
+	if original || intoDB {
 		target = ""
 	}
-	wreq := workflows.RestoreRequest{JobID: jobID, BackupID: b.ID, Location: loc, Target: target, Components: comps,
+	// databases: to the original (or another) database they are loaded
+	// from their dumps; into a directory the dumps are written as files
+	var dbs []activities.DatabaseRestoreInput
+	fileComps := restoredOf(comps, b.Components)
+	if original || intoDB {
+		fileComps = nil
+		for _, c := range restoredOf(comps, b.Components) {
+			cc := s.Cfg.Components[c]
+			for _, d := range cc.Databases {
+				dbs = append(dbs, activities.DatabaseRestoreInput{Component: c, Database: d.Source().Label(), Overwrite: req.Overwrite})
+			}
+			if len(cc.Paths) > 0 || len(cc.Databases) == 0 {
+				fileComps = append(fileComps, c)
+			}
+		}
+	}
+	if intoDB {
+		name := strings.TrimPrefix(req.TargetLocation, "database:")
+		if len(dbs) != 1 {
+			return badRequest("target_location", "target_location: %q restores one database, but the selection has %d (choose one component with one database)", req.TargetLocation, len(dbs))
+		}
+		if name == "" || strings.ContainsAny(name, "/\x00\n'\"`; ") || len(name) > 63 {
+			return badRequest("target_location", "target_location: %q is not a valid database name", name)
+		}
+		dbs[0].Target = name
+		fileComps = nil
+	}
+	wcomps := comps
+	if original || intoDB {
+		wcomps = fileComps
+	}
+	wreq := workflows.RestoreRequest{JobID: jobID, BackupID: b.ID, Location: loc, Target: target, Components: wcomps,
 		Paths: req.Paths, Overwrite: req.Overwrite || original, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore,
 		Original: original, RestoreID: restoreID, Subtype: req.RestoreType, CatalogQueue: s.catalogQueue(),
+		Databases: dbs, NoFiles: (original || intoDB) && len(fileComps) == 0, SkipDumps: original,
 		PreRestoreSnapshot: req.CreatePreRestoreSnapshot, SnapshotLocation: s.Cfg.Primary}
 	if req.CreatePreRestoreSnapshot {
 		// exactly the components the restore overwrites, as configured now
@@ -198,8 +232,8 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	resp := map[string]any{
 		"status": "restore_started", "restore_id": restoreID, "backup_id": b.ID, "job_id": jobID,
 		"restore_type": req.RestoreType, "components": restored, "storage_location": loc,
-		"target_location": req.TargetLocation,
-		"estimated_size":  humanSize(size), "estimated_size_bytes": size,
+		"target_location": req.TargetLocation, "databases": len(dbs),
+		"estimated_size": humanSize(size), "estimated_size_bytes": size,
 		"estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
 		"warning":                      "System performance may be affected during restore",
 		"pre_restore_snapshot_created": false, "snapshot_id": nil,

@@ -47,6 +47,10 @@ type Options struct {
 	// VerifyOnly writes nothing: it re-reads an earlier restore of the
 	// same selection and checks it against the manifest.
 	VerifyOnly bool
+	// SkipTop leaves out these entries at the top of every component's
+	// tree (the @dumps directory, when dumps are loaded into databases
+	// instead of written as files).
+	SkipTop []string
 	Workers    int
 	Progress   func(Progress)
 }
@@ -112,6 +116,7 @@ type entry struct {
 type plan struct {
 	dirs, files, others, links []*entry
 	bytes                      int64
+	skipTop                    map[string]bool
 }
 
 // Run restores m according to opts.
@@ -139,7 +144,10 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		}
 		targets = append(targets, &compTarget{name: c.Name, dir: dir})
 	}
-	p := &plan{}
+	p := &plan{skipTop: map[string]bool{}}
+	for _, n := range opts.SkipTop {
+		p.skipTop[n] = true
+	}
 	inodes := map[[2]uint64]*entry{}
 	for i, c := range comps {
 		if err := p.addComponent(ctx, repo, targets[i], c, opts.Paths, inodes); err != nil {
@@ -236,6 +244,15 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 	root, err := repo.LoadTree(ctx, c.Tree)
 	if err != nil {
 		return fmt.Errorf("component %s: %w", c.Name, err)
+	}
+	if len(p.skipTop) > 0 {
+		kept := &repository.Tree{}
+		for _, n := range root.Nodes {
+			if !p.skipTop[n.Name] {
+				kept.Nodes = append(kept.Nodes, n)
+			}
+		}
+		root = kept
 	}
 	if len(paths) == 0 {
 		return p.addTree(ctx, repo, t, ".", root, inodes)

@@ -81,7 +81,7 @@ func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
 	return startAPIStackWith(t, catalogDriver, func(*apiStack) {})
 }
 
-func startAPIStackWith(t *testing.T, catalogDriver string, opt func(*apiStack)) *apiStack {
+func startAPIStackWith(t *testing.T, catalogDriver string, opt func(*apiStack), cfgMods ...func(*config.Config)) *apiStack {
 	bin := backupdBinary(t)
 	_, taddr := devServer(t)
 	s3 := s3test.StartTB(t)
@@ -129,6 +129,9 @@ func startAPIStackWith(t *testing.T, catalogDriver string, opt func(*apiStack)) 
 			"remote": {URL: "sftp://" + sftpEnv.User + "@" + sftpEnv.Host + ":" + sftpEnv.Port + "/backups",
 				SSHKey: sftpEnv.KeyFile, KnownHosts: sftpEnv.KnownHostsFile, Offsite: true},
 		},
+	}
+	for _, mod := range cfgMods {
+		mod(&cfg)
 	}
 	b, _ := yaml.Marshal(&cfg)
 	cfgPath := filepath.Join(dir, "backupd.yaml")

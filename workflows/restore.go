@@ -32,6 +32,12 @@ type RestoreRequest struct {
 	// PreRestoreSnapshot first takes a snapshot backup (to
 	// SnapshotLocation) of the components the restore overwrites, so a
 	// failed or unwanted restore can be rolled back by restoring it.
+	// Databases are loaded from their dumps after the files; NoFiles
+	// restores only them; SkipDumps keeps @dumps out of the files.
+	Databases []activities.DatabaseRestoreInput `json:"databases,omitempty"`
+	NoFiles   bool                              `json:"no_files,omitempty"`
+	SkipDumps bool                              `json:"skip_dumps,omitempty"`
+
 	PreRestoreSnapshot bool     `json:"pre_restore_snapshot,omitempty"`
 	SnapshotLocation   string   `json:"snapshot_location,omitempty"`
 	SnapshotComponents []string `json:"snapshot_components,omitempty"`
@@ -139,7 +145,9 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	// one activity per named component (each has its own target and
 	// progress); a whole-backup or path restore is one activity
 	units := [][]string{req.Components}
-	if len(req.Components) > 1 && len(req.Paths) == 0 {
+	if req.NoFiles {
+		units = nil
+	} else if len(req.Components) > 1 && len(req.Paths) == 0 {
 		units = nil
 		for _, c := range req.Components {
 			units = append(units, []string{c})
@@ -154,7 +162,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		var res activities.RestoreResult
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, activities.RestoreInput{
 			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: unit,
-			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original}).Get(ctx, &res)
+			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original, SkipDumps: req.SkipDumps}).Get(ctx, &res)
 		if ctx.Err() != nil {
 			now := workflow.Now(ctx)
 			p.Status, p.Finished = StatusCancelled, &now
@@ -188,10 +196,34 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		}
 		p.Percentage = base + (90-base)*float64(i+1)/float64(len(units))
 	}
+	for _, db := range req.Databases {
+		db.BackupID, db.Location = req.BackupID, req.Location
+		p.CurrentOperation, p.CurrentComponent = "restoring_database", db.Component
+		var dr activities.DatabaseRestoreResult
+		err := workflow.ExecuteActivity(longActivity(ctx), a.RestoreDatabase, db).Get(ctx, &dr)
+		if ctx.Err() != nil {
+			now := workflow.Now(ctx)
+			p.Status, p.Finished = StatusCancelled, &now
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			setStatus(dctx, StatusCancelled)
+			return nil, temporal.NewCanceledError("restore cancelled")
+		}
+		if err != nil {
+			if p.SnapshotID != "" {
+				p.fail("the pre-restore snapshot %s holds what was there before: restore it (target original) to roll back", p.SnapshotID)
+			}
+			return nil, finish(ctx, p, StatusFailed, err)
+		}
+		total.Databases = append(total.Databases, dr)
+		p.BytesProcessed += dr.Bytes
+		if !containsString(p.ComponentsCompleted, db.Component) {
+			p.ComponentsCompleted = append(p.ComponentsCompleted, db.Component)
+		}
+	}
 	res := total
 	p.ComponentsRemaining = []string{}
 	p.CurrentComponent = ""
-	if req.VerifyAfter {
+	if req.VerifyAfter && !req.NoFiles {
 		// every file was verified as it was written; this reads the
 		// whole restored tree again against the manifest
 		p.CurrentOperation = "verifying_restore"
@@ -199,7 +231,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		var vr activities.RestoreResult
 		err := workflow.ExecuteActivity(longActivity(ctx), a.VerifyRestore, activities.RestoreInput{
 			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: req.Components,
-			Paths: req.Paths, Original: req.Original}).Get(ctx, &vr)
+			Paths: req.Paths, Original: req.Original, SkipDumps: req.SkipDumps}).Get(ctx, &vr)
 		if err != nil {
 			p.Verification["post_restore"] = "failed"
 			return nil, finish(ctx, p, StatusFailed, err)
@@ -419,4 +451,13 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 	}
 	_ = finish(ctx, p, StatusCompleted, nil)
 	return out, nil
+}
+
+func containsString(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
