@@ -50,9 +50,9 @@ type Options struct {
 	// SkipTop leaves out these entries at the top of every component's
 	// tree (the @dumps directory, when dumps are loaded into databases
 	// instead of written as files).
-	SkipTop []string
-	Workers    int
-	Progress   func(Progress)
+	SkipTop  []string
+	Workers  int
+	Progress func(Progress)
 }
 
 // Progress of a running restore.
