@@ -452,6 +452,9 @@ type RestoreInput struct {
 	// SkipDumps leaves the @dumps directory out (its dumps are loaded
 	// into databases instead).
 	SkipDumps bool `json:"skip_dumps,omitempty"`
+	// Mirror removes what the backup does not hold inside the component's
+	// source paths.
+	Mirror bool `json:"mirror,omitempty"`
 }
 
 // RestoreResult reports a restore.
@@ -463,7 +466,7 @@ type RestoreResult struct {
 }
 
 func (in RestoreInput) options(m *repository.Manifest) restore.Options {
-	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite}
+	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite, Mirror: in.Mirror}
 	if in.SkipDumps {
 		o.SkipTop = []string{sources.DumpsDir}
 	}

@@ -1,9 +1,11 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -31,7 +33,10 @@ type restoreRequest struct {
 	VerifyAfterRestore       bool         `json:"verify_after_restore"`
 	CreatePreRestoreSnapshot bool         `json:"create_pre_restore_snapshot"`
 	Overwrite                bool         `json:"overwrite"`
-	Description              string       `json:"description"`
+	// Mirror also removes, inside the restored components' source paths,
+	// what the backup does not hold (a rollback does).
+	Mirror      bool   `json:"mirror"`
+	Description string `json:"description"`
 }
 
 // checkTarget refuses restore targets that could land outside what the
@@ -204,7 +209,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	wreq := workflows.RestoreRequest{JobID: jobID, BackupID: b.ID, Location: loc, Target: target, Components: wcomps,
 		Paths: req.Paths, Overwrite: req.Overwrite || original, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore,
 		Original: original, RestoreID: restoreID, Subtype: req.RestoreType, CatalogQueue: s.catalogQueue(),
-		Databases: dbs, NoFiles: (original || intoDB) && len(fileComps) == 0, SkipDumps: original,
+		Databases: dbs, NoFiles: (original || intoDB) && len(fileComps) == 0, SkipDumps: original, Mirror: req.Mirror,
 		PreRestoreSnapshot: req.CreatePreRestoreSnapshot, SnapshotLocation: s.Cfg.Primary}
 	if req.CreatePreRestoreSnapshot {
 		// exactly the components the restore overwrites, as configured now
@@ -261,6 +266,46 @@ func restoredOf(sel, all []string) []string {
 		return all
 	}
 	return sel
+}
+
+type rollbackRequest struct {
+	RestoreID string `json:"restore_id"`
+	JobID     string `json:"job_id"`
+}
+
+// rollback undoes a restore that took a pre-restore snapshot: it restores
+// the snapshot over the original paths (and databases) again.
+func (s *Server) rollbackRestore(w http.ResponseWriter, r *http.Request) error {
+	var req rollbackRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.RestoreID == "" && req.JobID == "" {
+		return badRequest("restore_id", "restore_id (or job_id) is required")
+	}
+	j, err := s.findJob(r.Context(), "restore", req.JobID, req.RestoreID)
+	if err != nil {
+		return err
+	}
+	setTarget(r, j.RefID)
+	if j.Finished == nil {
+		return conflict(codes.RestoreConflict, "restore %s is still running; cancel it first, then roll back", j.RefID)
+	}
+	snap := workflows.SnapshotID(j.RefID)
+	b, err := s.Store.GetBackup(r.Context(), snap)
+	if err != nil {
+		return notFound(codes.BackupNotFound, "restore %s took no pre-restore snapshot (create_pre_restore_snapshot with target original)", j.RefID)
+	}
+	if b.Status != workflows.StatusCompleted && b.Status != workflows.StatusPartial {
+		return conflict(codes.BackupNotFound, "the pre-restore snapshot %s is %s", snap, b.Status)
+	}
+	r2 := restoreRequest{BackupID: snap, RestoreType: "full", TargetLocation: "original", Overwrite: true, Mirror: true,
+		Description: "rollback of " + j.RefID}
+	body, _ := json.Marshal(r2)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Type", "application/json")
+	return s.startRestore(w, r)
 }
 
 // ---- verify

@@ -102,6 +102,7 @@ func (s *Server) routeTable() []route {
 		{Method: "DELETE", Path: "/backup/schedules/{schedule_id}", Role: "operator", Action: "schedule.delete", Summary: "Delete a schedule", handler: s.deleteSchedule},
 		{Method: "POST", Path: "/backup/schedules/{schedule_id}/trigger", Role: "operator", Action: "schedule.trigger", Summary: "Run a schedule now", handler: s.triggerSchedule},
 		{Method: "POST", Path: "/backup/restore", Role: "admin", Action: "restore.start", Body: "RestoreRequest", Summary: "Restore from a backup", handler: s.startRestore},
+		{Method: "POST", Path: "/backup/restore/rollback", Role: "admin", Action: "restore.rollback", Body: "RollbackRequest", Summary: "Undo a restore: restore its pre-restore snapshot over the original paths and databases", handler: s.rollbackRestore},
 		{Method: "GET", Path: "/backup/restore/progress", Role: "viewer", Query: []string{"job_id", "restore_id"}, Summary: "Progress of a restore job", handler: s.restoreProgress},
 		{Method: "POST", Path: "/backup/verify", Role: "operator", Action: "verify.start", Body: "VerifyRequest", Summary: "Verify a backup's integrity", handler: s.startVerify},
 		{Method: "GET", Path: "/backup/verify/report/{verification_id}", Role: "viewer", Summary: "A verification report", handler: s.verifyReport},

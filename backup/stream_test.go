@@ -78,3 +78,50 @@ func TestStreamsBesideFiles(t *testing.T) {
 		t.Fatal("a streams-only component lost its dump")
 	}
 }
+
+// A mirrored restore removes what the backup does not hold inside the
+// source paths, and only there: excluded files and the directories above
+// the source paths stay.
+func TestMirroredRestore(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	write(t, filepath.Join(src, "keep.txt"), []byte("v1"))
+	write(t, filepath.Join(src, "sub", "b.txt"), []byte("b"))
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{
+		{Name: "c", Paths: []string{src}, Exclude: []string{"*.gz"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst}); err != nil {
+		t.Fatal(err)
+	}
+	at := func(p string) string { return filepath.Join(dst, "c", p) }
+	write(t, at(filepath.Join(src, "extra.txt")), []byte("new"))
+	write(t, at(filepath.Join(src, "sub", "deep", "x")), []byte("new"))
+	write(t, at(filepath.Join(src, "old.gz")), []byte("excluded: stays"))
+	write(t, at(filepath.Join(base, "beside.txt")), []byte("above the source path: stays"))
+	write(t, at(filepath.Join(src, "keep.txt")), []byte("changed"))
+	res, err := restore.Run(ctx, repo, m, restore.Options{Target: dst, Overwrite: true, Mirror: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 2 {
+		t.Fatalf("removed %v", res.Removed)
+	}
+	for p, want := range map[string]string{"keep.txt": "v1", "sub/b.txt": "b", "old.gz": "excluded: stays"} {
+		if b, _ := os.ReadFile(at(filepath.Join(src, p))); string(b) != want {
+			t.Errorf("%s: %q", p, b)
+		}
+	}
+	for _, p := range []string{filepath.Join(src, "extra.txt"), filepath.Join(src, "sub", "deep")} {
+		if _, err := os.Lstat(at(p)); err == nil {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	if _, err := os.Lstat(at(filepath.Join(base, "beside.txt"))); err != nil {
+		t.Error("a file above the source path was removed")
+	}
+}

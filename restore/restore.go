@@ -50,7 +50,10 @@ type Options struct {
 	// SkipTop leaves out these entries at the top of every component's
 	// tree (the @dumps directory, when dumps are loaded into databases
 	// instead of written as files).
-	SkipTop  []string
+	SkipTop []string
+	// Mirror removes, inside the component's source paths, entries the
+	// backup does not hold (a rollback returns exactly what was there).
+	Mirror   bool
 	Workers  int
 	Progress func(Progress)
 }
@@ -67,6 +70,7 @@ type Result struct {
 	Files, Dirs, Links, Bytes int64
 	Verified                  int64
 	Warnings                  []string
+	Removed                   []string // Mirror: what was removed
 }
 
 // FileError lists files that could not be restored correctly; they have
@@ -171,7 +175,15 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 	if opts.VerifyOnly {
 		return r.verifyTree(ctx)
 	}
-	return r.run(ctx)
+	res, err = r.run(ctx)
+	if err == nil && opts.Mirror && len(opts.Paths) == 0 {
+		removed, merr := r.mirror(comps, targets)
+		res.Removed = removed
+		if merr != nil {
+			return res, merr
+		}
+	}
+	return res, err
 }
 
 func selectComponents(m *repository.Manifest, names []string) ([]repository.ComponentManifest, error) {

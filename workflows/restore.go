@@ -37,6 +37,7 @@ type RestoreRequest struct {
 	Databases []activities.DatabaseRestoreInput `json:"databases,omitempty"`
 	NoFiles   bool                              `json:"no_files,omitempty"`
 	SkipDumps bool                              `json:"skip_dumps,omitempty"`
+	Mirror    bool                              `json:"mirror,omitempty"`
 
 	PreRestoreSnapshot bool     `json:"pre_restore_snapshot,omitempty"`
 	SnapshotLocation   string   `json:"snapshot_location,omitempty"`
@@ -162,7 +163,8 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		var res activities.RestoreResult
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, activities.RestoreInput{
 			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: unit,
-			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original, SkipDumps: req.SkipDumps}).Get(ctx, &res)
+			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original, SkipDumps: req.SkipDumps,
+			Mirror: req.Mirror}).Get(ctx, &res)
 		if ctx.Err() != nil {
 			now := workflow.Now(ctx)
 			p.Status, p.Finished = StatusCancelled, &now
