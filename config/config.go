@@ -172,7 +172,46 @@ func (c *Config) applyEnv() {
 	}
 }
 
+// DefaultComponents are a Linux host's components when the configuration
+// names none (paths that do not exist on the host are left out):
+//
+//	system          /etc/os-release, /etc/hostname, /etc/fstab, /boot
+//	configurations  /etc
+//	logs            /var/log, without rotated archives (*.gz, *.xz, *.bz2, *.[0-9], *.old)
+//	data            /srv, /home, /var/www, /opt
+//
+// databases has no default: it needs connections (see Database). Live
+// database files under /var/lib are not in data: a copy of them is not
+// consistent; the databases component dumps them instead.
+func DefaultComponents() map[string]Component {
+	existing := func(paths ...string) []string {
+		var out []string
+		for _, p := range paths {
+			if _, err := os.Lstat(p); err == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	all := map[string]Component{
+		"system":         {Description: "operating system identity and boot", Paths: existing("/etc/os-release", "/etc/hostname", "/etc/fstab", "/boot")},
+		"configurations": {Description: "system and service configuration", Paths: existing("/etc")},
+		"logs": {Description: "logs, without rotated archives", Paths: existing("/var/log"),
+			Exclude: []string{"*.gz", "*.xz", "*.bz2", "*.[0-9]", "*.old"}},
+		"data": {Description: "application and user data", Paths: existing("/srv", "/home", "/var/www", "/opt")},
+	}
+	for n, c := range all {
+		if len(c.Paths) == 0 {
+			delete(all, n)
+		}
+	}
+	return all
+}
+
 func (c *Config) applyDefaults() {
+	if len(c.Components) == 0 {
+		c.Components = DefaultComponents()
+	}
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
 	}
