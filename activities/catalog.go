@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"backupd/config"
 	"backupd/models"
 	"backupd/retention"
 )
@@ -17,11 +18,12 @@ const CatalogTaskQueue = "backupd-catalog"
 
 // Catalog records jobs and backups in the SQL catalog: the last step of
 // every job (and the first, for jobs the API did not start, like
-// scheduled backups). Notify, when set, hears every recorded change (the
+// scheduled backups). OnRecord, when set, hears every recorded change (the
 // API server's WebSocket hub).
 type Catalog struct {
-	Store  *models.Store
-	Notify func(JobRecord)
+	Store         *models.Store
+	OnRecord      func(JobRecord)
+	Notifications config.Notifications
 }
 
 // JobRecord is a job's state for the catalog.
@@ -141,8 +143,8 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			}
 		}
 	}
-	if c.Notify != nil {
-		c.Notify(rec)
+	if c.OnRecord != nil {
+		c.OnRecord(rec)
 	}
 	return nil
 }

@@ -425,6 +425,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	wreq := workflows.BackupRequest{JobID: jobID, BackupID: backupID, Name: req.Name, Type: req.Type,
 		Components: comps, Locations: locs, Compression: req.Compression, Verify: req.VerifyAfterCompletion,
 		Description: req.Description, CreatedBy: user(r), RetentionDays: retention, CatalogQueue: s.catalogQueue()}
+	if req.NotifyOnCompletion != nil && *req.NotifyOnCompletion {
+		wreq.Notify = &workflows.NotifyPrefs{OnSuccess: true, OnFailure: true, OnWarning: true}
+	}
 	// the rows first, so a job that finishes at once finds them; they go
 	// again if the start is refused
 	job := &models.Job{ID: jobID, Type: "backup", Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID,

@@ -183,6 +183,14 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]a
 	if j.WorkflowID != "" {
 		body["temporal_ui_url"] = s.workflowURL(j.WorkflowID, j.RunID)
 	}
+	if ds, err := s.Store.Deliveries(context.Background(), j.ID); err == nil && len(ds) > 0 {
+		var out []map[string]any
+		for _, d := range ds {
+			out = append(out, map[string]any{"target": d.Target, "event": d.Event, "status": d.Status,
+				"attempts": d.Attempts, "error": nilIfEmpty(d.Error), "at": rfc3339(d.UpdatedAt)})
+		}
+		body["notifications"] = out
+	}
 	return body
 }
 

@@ -114,7 +114,9 @@ func (s *Server) scheduleOptions(sc *models.Schedule) (client.ScheduleSpec, *cli
 	spec := client.ScheduleSpec{Calendars: []client.ScheduleCalendarSpec{cal}, TimeZoneName: sc.Timezone}
 	req := workflows.BackupRequest{Name: sc.Name, Type: sc.Type, Components: sc.Components, Locations: sc.Locations,
 		Compression: sc.Compression, ScheduleID: sc.ID, CreatedBy: "scheduler", RetentionDays: sc.RetentionDays,
-		CatalogQueue: s.catalogQueue(), Description: "scheduled by " + sc.ID}
+		CatalogQueue: s.catalogQueue(), Description: "scheduled by " + sc.ID,
+		Notify: &workflows.NotifyPrefs{OnSuccess: sc.Notifications["on_success"], OnFailure: sc.Notifications["on_failure"],
+			OnWarning: sc.Notifications["on_warning"]}}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-backup:" + sc.ID, Workflow: "BackupWorkflow", Args: []any{req},
 		TaskQueue: s.Cfg.Temporal.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("backup"),

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,7 +32,36 @@ type Config struct {
 	Storage      map[string]Location  `yaml:"storage"`
 	// Primary is the location every backup is written to first; the others
 	// receive copies (3-2-1). Default: "local".
-	Primary string `yaml:"primary"`
+	Primary       string        `yaml:"primary"`
+	Notifications Notifications `yaml:"notifications"`
+}
+
+// Notifications are where job outcomes are delivered besides the
+// WebSocket's job_complete (which is always sent).
+type Notifications struct {
+	Webhooks []Webhook `yaml:"webhooks"`
+	SMTP     *SMTP     `yaml:"smtp"`
+}
+
+// Webhook receives an HTTP POST of a JSON outcome, signed with
+// HMAC-SHA-256 over the body (X-Backupd-Signature: sha256=<hex>).
+type Webhook struct {
+	Name       string   `yaml:"name"`
+	URL        string   `yaml:"url"`
+	Secret     string   `yaml:"secret"`
+	SecretFile string   `yaml:"secret_file"`
+	Events     []string `yaml:"events"` // success | failure | warning; empty: all
+}
+
+// SMTP sends outcomes by email.
+type SMTP struct {
+	Host         string   `yaml:"host"`
+	Port         int      `yaml:"port"`
+	From         string   `yaml:"from"`
+	To           []string `yaml:"to"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	Events       []string `yaml:"events"`
 }
 
 // Temporal says how to reach the Temporal frontend.
@@ -283,6 +313,17 @@ func (c *Config) Validate() error {
 		if _, ok := c.Storage[c.Primary]; !ok {
 			errs = append(errs, fmt.Errorf("primary: no storage location named %q", c.Primary))
 		}
+	}
+	for i, w := range c.Notifications.Webhooks {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("notifications.webhooks[%d].url: %q is not an http(s) URL", i, w.URL))
+		}
+		if w.Secret == "" && w.SecretFile == "" {
+			errs = append(errs, fmt.Errorf("notifications.webhooks[%d]: a secret (or secret_file) is required to sign deliveries", i))
+		}
+	}
+	if m := c.Notifications.SMTP; m != nil && (m.Host == "" || m.From == "" || len(m.To) == 0) {
+		errs = append(errs, errors.New("notifications.smtp: host, from and to are required"))
 	}
 	switch c.Catalog.Driver {
 	case "sqlite", "postgres":

@@ -166,6 +166,19 @@ type AuditEntry struct {
 	Remote    string `gorm:"size:100"`
 }
 
+// Delivery is one notification's delivery to one target.
+type Delivery struct {
+	ID        string `gorm:"primaryKey;size:200"` // job:event:target
+	JobID     string `gorm:"size:80;index"`
+	Event     string `gorm:"size:16"`
+	Target    string `gorm:"size:120"`
+	Status    string `gorm:"size:16"` // delivered | failed
+	Attempts  int
+	Error     string `gorm:"size:2000"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
 // Strings is a string list stored as JSON text.
 type Strings []string
 

@@ -82,7 +82,7 @@ func Open(driverName, dsn string) (*Store, error) {
 
 // Migrate creates or updates the tables.
 func (s *Store) Migrate() error {
-	if err := s.DB.AutoMigrate(&Backup{}, &Job{}, &Report{}, &Schedule{}, &Setting{}, &Token{}, &AuditEntry{}); err != nil {
+	if err := s.DB.AutoMigrate(&Backup{}, &Job{}, &Report{}, &Schedule{}, &Setting{}, &Token{}, &AuditEntry{}, &Delivery{}); err != nil {
 		return fmt.Errorf("catalog migration: %w", err)
 	}
 	return nil
@@ -581,4 +581,27 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, int
 	var out []AuditEntry
 	err := q.Order("id DESC").Limit(f.Limit).Offset((f.Page - 1) * f.Limit).Find(&out).Error
 	return out, total, err
+}
+
+// ---- deliveries
+
+// GetDelivery returns one delivery record.
+func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
+	var d Delivery
+	if err := s.DB.WithContext(ctx).First(&d, "id = ?", id).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &d, nil
+}
+
+// PutDelivery inserts or replaces a delivery record.
+func (s *Store) PutDelivery(ctx context.Context, d *Delivery) error {
+	return s.DB.WithContext(ctx).Save(d).Error
+}
+
+// Deliveries lists a job's deliveries.
+func (s *Store) Deliveries(ctx context.Context, jobID string) ([]Delivery, error) {
+	var out []Delivery
+	err := s.DB.WithContext(ctx).Where("job_id = ?", jobID).Order("id").Find(&out).Error
+	return out, err
 }

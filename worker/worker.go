@@ -53,6 +53,7 @@ func Register(r interface {
 		"VerifyWorkflow":  workflows.VerifyWorkflow,
 		"CleanupWorkflow": workflows.CleanupWorkflow,
 		"RepairWorkflow":  workflows.RepairWorkflow,
+		"NotifyWorkflow":  workflows.NotifyWorkflow,
 	} {
 		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
 	}

@@ -77,6 +77,16 @@ type BackupRequest struct {
 	// CatalogQueue is the task queue of the catalog activities (the API
 	// server's); empty: no catalog (jobs started from the CLI).
 	CatalogQueue string `json:"catalog_queue,omitempty"`
+	// Notify says which outcomes go to the configured webhooks and email
+	// (the WebSocket's job_complete is always sent); nil: none.
+	Notify *NotifyPrefs `json:"notify,omitempty"`
+}
+
+// NotifyPrefs are the spec's notifications flags.
+type NotifyPrefs struct {
+	OnSuccess bool `json:"on_success"`
+	OnFailure bool `json:"on_failure"`
+	OnWarning bool `json:"on_warning"`
 }
 
 // BackupOutcome is the workflow's result.
@@ -111,6 +121,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 	r := &backupRun{req: req}
 	out, err := r.run(ctx)
 	r.record(ctx, out, err)
+	r.notify(ctx, out, err)
 	return out, err
 }
 

@@ -3,6 +3,7 @@ package workflows
 import (
 	"encoding/json"
 	"errors"
+	enumspb "go.temporal.io/api/enums/v1"
 	"sort"
 	"strings"
 	"time"
@@ -221,4 +222,66 @@ func (r *backupRun) record(ctx workflow.Context, out *BackupOutcome, err error) 
 		}
 	}
 	awaitRecords(ctx, r.req.CatalogQueue, r.startRec, r.jobRecord(ctx, out, err))
+}
+
+// notify delivers the outcome to the configured webhooks and email when
+// the request asks for this kind of outcome. Delivery is retried a few
+// times by Temporal and recorded by the catalog; it never fails the job.
+func (r *backupRun) notify(ctx workflow.Context, out *BackupOutcome, err error) {
+	n := r.req.Notify
+	if n == nil || r.req.CatalogQueue == "" || r.p == nil {
+		return
+	}
+	var ce *temporal.CanceledError
+	if errors.As(err, &ce) {
+		return // cancelled by someone: they know
+	}
+	event, want := "success", n.OnSuccess
+	switch {
+	case err != nil:
+		event, want = "failure", n.OnFailure
+	case out != nil && (out.Status == StatusPartial || r.p.Warnings > 0):
+		event, want = "warning", n.OnWarning
+	}
+	if !want {
+		return
+	}
+	rec := r.jobRecord(ctx, out, err)
+	b := rec.Backup
+	details := map[string]any{"backup_id": rec.BackupID, "size_bytes": b.SizeBytes, "compressed_size_bytes": b.CompressedBytes,
+		"duration_seconds": b.DurationSeconds, "storage_locations": b.Locations, "warnings": b.Warnings}
+	if b.Error != "" {
+		details["error"], details["error_code"] = b.Error, b.ErrorCode
+	}
+	msg := map[string]string{"success": "Backup completed successfully", "warning": "Backup completed with warnings or failed components",
+		"failure": "Backup failed"}[event]
+	payload := rawJSON(map[string]any{"event": "backup." + event, "job_id": rec.JobID, "backup_id": rec.BackupID,
+		"name": r.req.Name, "schedule_id": r.req.ScheduleID, "status": b.Status, "operation": "backup", "message": msg,
+		"details": details, "timestamp": workflow.Now(ctx).UTC().Format(time.RFC3339)})
+	// a child that outlives this job: retries of a receiver that is down
+	// must not keep the backup (and its workflow id) open
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	cctx := workflow.WithChildOptions(dctx, workflow.ChildWorkflowOptions{WorkflowID: "notify:" + rec.JobID + ":" + event,
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON})
+	f := workflow.ExecuteChildWorkflow(cctx, NotifyWorkflow, NotifyRequest{CatalogQueue: r.req.CatalogQueue,
+		Input: activities.NotifyInput{JobID: rec.JobID, Event: event, Payload: payload}})
+	_ = f.GetChildWorkflowExecution().Get(dctx, nil)
+}
+
+// NotifyRequest is one outcome to deliver.
+type NotifyRequest struct {
+	CatalogQueue string                 `json:"catalog_queue"`
+	Input        activities.NotifyInput `json:"input"`
+}
+
+// NotifyWorkflow delivers a job's outcome (on the API server, which has
+// the receivers' settings), retrying for a while; every attempt is
+// recorded, and giving up is not an error of anyone's job.
+func NotifyWorkflow(ctx workflow.Context, req NotifyRequest) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{TaskQueue: req.CatalogQueue,
+		StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2,
+			MaximumInterval: time.Minute, MaximumAttempts: 5}})
+	_ = workflow.ExecuteActivity(actx, cat.Notify, req.Input).Get(ctx, nil)
+	return nil
 }

@@ -100,7 +100,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	}
 	// the catalog activities run here: this process owns the catalog
 	cw := sdkworker.New(c, activities.CatalogTaskQueue, sdkworker.Options{})
-	cw.RegisterActivity(&activities.Catalog{Store: store, Notify: srv.OnJobRecord})
+	cw.RegisterActivity(&activities.Catalog{Store: store, OnRecord: srv.OnJobRecord, Notifications: cfg.Notifications})
 	if err := cw.Start(); err != nil {
 		return fmt.Errorf("catalog worker: %w", err)
 	}
