@@ -254,6 +254,9 @@ func (s *Server) launchCleanup(ctx context.Context, who, cleanupID string, req w
 		req.Decisions, _ = json.Marshal(decisions)
 	}
 	req.JobID, req.CleanupID, req.CatalogQueue = jobID, cleanupID, s.catalogQueue()
+	if w, ok := s.Cfg.SafetyWindow(); ok && !req.Immediate {
+		req.SafetyWindowSeconds, req.Immediate = int64(w/time.Second), w == 0
+	}
 	started, err := s.Jobs.StartCleanup(ctx, req)
 	if err != nil {
 		s.Store.UpdateJob(ctx, jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})

@@ -320,9 +320,13 @@ func (s *Server) EnsureCleanupSchedule(ctx context.Context) (*time.Time, error) 
 		cal.DayOfWeek = []client.ScheduleRange{{Start: 0}}
 	}
 	locs := s.Cfg.LocationNames()
+	creq := workflows.CleanupRequest{Locations: locs, CatalogQueue: s.catalogQueue(), Subtype: "scheduled",
+		Plan: &activities.PlanInput{Targets: locs}}
+	if w, ok := s.Cfg.SafetyWindow(); ok {
+		creq.SafetyWindowSeconds, creq.Immediate = int64(w/time.Second), w == 0
+	}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-cleanup", Workflow: "CleanupWorkflow", TaskQueue: s.Cfg.Temporal.TaskQueue,
-		Args: []any{workflows.CleanupRequest{Locations: locs, CatalogQueue: s.catalogQueue(), Subtype: "scheduled",
-			Plan: &activities.PlanInput{Targets: locs}}},
+		Args: []any{creq},
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("cleanup"),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending))}
 	paused := !r.AutoCleanup || r.CleanupSchedule == "disabled"

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -34,6 +35,20 @@ type Config struct {
 	// receive copies (3-2-1). Default: "local".
 	Primary       string        `yaml:"primary"`
 	Notifications Notifications `yaml:"notifications"`
+	// GCSafetyWindow is how long garbage collection leaves unreferenced
+	// packs before deleting them (a running backup may still add a
+	// reference). Default 6h; "0s" only where no backup can run during a
+	// cleanup.
+	GCSafetyWindow string `yaml:"gc_safety_window"`
+}
+
+// SafetyWindow is GCSafetyWindow parsed; ok is false when unset.
+func (c *Config) SafetyWindow() (d time.Duration, ok bool) {
+	if c.GCSafetyWindow == "" {
+		return 0, false
+	}
+	d, err := time.ParseDuration(c.GCSafetyWindow)
+	return d, err == nil
 }
 
 // Notifications are where job outcomes are delivered besides the
@@ -182,6 +197,7 @@ var envOverrides = map[string]func(*Config) *string{
 	"BACKUPD_TEMPORAL_TLS_CA":    func(c *Config) *string { return &c.Temporal.TLSCA },
 	"BACKUPD_CATALOG_DRIVER":     func(c *Config) *string { return &c.Catalog.Driver },
 	"BACKUPD_CATALOG_DSN":        func(c *Config) *string { return &c.Catalog.DSN },
+	"BACKUPD_GC_SAFETY_WINDOW":   func(c *Config) *string { return &c.GCSafetyWindow },
 }
 
 // EnvNames lists the BACKUPD_* variables Load reads.
@@ -324,6 +340,11 @@ func (c *Config) Validate() error {
 	}
 	if m := c.Notifications.SMTP; m != nil && (m.Host == "" || m.From == "" || len(m.To) == 0) {
 		errs = append(errs, errors.New("notifications.smtp: host, from and to are required"))
+	}
+	if c.GCSafetyWindow != "" {
+		if d, err := time.ParseDuration(c.GCSafetyWindow); err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("gc_safety_window: %q is not a duration like 6h", c.GCSafetyWindow))
+		}
 	}
 	switch c.Catalog.Driver {
 	case "sqlite", "postgres":

@@ -65,8 +65,14 @@ type Backup struct {
 	Time          time.Time
 	Protected     bool
 	RetentionDays int
-	Parent, Base  string
-	Bytes         int64 // what removing it could free (bytes it added)
+	Parent, Base  string // how it was taken (informational)
+	// Requires lists the backups this one cannot be restored without.
+	// In backupd's format every manifest lists its whole tree, so this is
+	// empty: a parent or base is how a backup was taken, not what it
+	// needs, and removing it never breaks the child (GC keeps every blob
+	// the child references). The rule stays for formats with real chains.
+	Requires []string
+	Bytes    int64 // what removing it could free (bytes it added)
 }
 
 // Decision is the verdict on one backup.
@@ -156,7 +162,7 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 	window(byType["incremental"], p.Incremental, "incremental_backups")
 	window(byType["differential"], p.Differential, "differential_backups")
 	window(byType["snapshot"], p.Snapshots, "snapshots")
-	// 4. what a kept backup was built on stays (its parent and base)
+	// 4. what a kept backup needs to be restored stays
 	byID := map[string]Backup{}
 	for _, b := range backups {
 		byID[b.ID] = b
@@ -165,7 +171,7 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 		changed = false
 		for id := range keep {
 			b := byID[id]
-			for _, dep := range []string{b.Parent, b.Base} {
+			for _, dep := range b.Requires {
 				if _, known := byID[dep]; known && dep != "" {
 					if _, kept := keep[dep]; !kept {
 						keep[dep] = "dependency of kept backup " + id

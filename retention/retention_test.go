@@ -79,15 +79,27 @@ func TestDecide(t *testing.T) {
 			keep:   map[string]string{"i1": "keep_all_for_days", "i2": "keep_all_for_days", "i3": "keep_daily_for_weeks", "i5": "keep_weekly_for_months"},
 		},
 		{
-			name: "what a kept backup was built on stays",
+			name: "what a kept backup requires stays, transitively",
 			backups: []Backup{
 				{ID: "base", Type: "full", Status: "completed", Time: ago(24 * 60)},
-				{ID: "inc1", Type: "incremental", Status: "completed", Time: ago(24 * 59), Parent: "base"},
-				{ID: "inc2", Type: "incremental", Status: "completed", Time: ago(1), Parent: "inc1"},
-				{ID: "diff", Type: "differential", Status: "completed", Time: ago(2), Base: "base"},
+				{ID: "inc1", Type: "incremental", Status: "completed", Time: ago(24 * 59), Requires: []string{"base"}},
+				{ID: "inc2", Type: "incremental", Status: "completed", Time: ago(1), Requires: []string{"inc1"}},
+				{ID: "other", Type: "full", Status: "completed", Time: ago(24 * 61)},
+			},
+			policy: Policy{Incremental: Window{KeepAllForDays: 7}},
+			keep:   map[string]string{"inc2": "keep_all_for_days", "inc1": "dependency of kept backup inc2", "base": "dependency of kept backup inc1"},
+		},
+		{
+			// in backupd's format a parent is not a requirement: every
+			// manifest lists its whole tree
+			name: "a parent or base alone does not keep a backup",
+			backups: []Backup{
+				{ID: "old-full", Type: "full", Status: "completed", Time: ago(24 * 60)},
+				{ID: "inc", Type: "incremental", Status: "completed", Time: ago(1), Parent: "old-full"},
+				{ID: "diff", Type: "differential", Status: "completed", Time: ago(2), Base: "old-full"},
 			},
 			policy: Policy{Incremental: Window{KeepAllForDays: 7}, Differential: Window{KeepAllForDays: 7}},
-			keep:   map[string]string{"inc2": "keep_all_for_days", "inc1": "dependency of kept backup inc2", "base": "dependency of kept backup", "diff": "keep_all_for_days"},
+			keep:   map[string]string{"inc": "keep_all_for_days", "diff": "keep_all_for_days"},
 		},
 		{
 			name: "failed and cancelled backups go; they never count for a bucket",
@@ -176,4 +188,63 @@ func TestPlanAgesOutOfLocations(t *testing.T) {
 	if strings.Join(ids, ",") != "mid,young" || strings.Join(per["local"], ",") != "young,mid" || per["cloud"] != nil {
 		t.Fatalf("removal: %v %v", ids, per)
 	}
+}
+
+// A month of simulated backups: a full every Sunday at 01:00, a
+// differential every other day at 02:00, an incremental every hour. The
+// default policy keeps exactly what its rules say.
+func TestDecideOverAMonth(t *testing.T) {
+	end := time.Date(2025, 3, 31, 23, 30, 0, 0, time.UTC)
+	start := end.AddDate(0, 0, -31)
+	var bs []Backup
+	lastFull, lastAny := "", ""
+	for h := start; h.Before(end); h = h.Add(time.Hour) {
+		id := h.Format("2006-01-02T15")
+		switch {
+		case h.Weekday() == time.Sunday && h.Hour() == 1:
+			bs = append(bs, Backup{ID: "full-" + id, Type: "full", Status: "completed", Time: h})
+			lastFull, lastAny = "full-"+id, "full-"+id
+		case h.YearDay()%2 == 0 && h.Hour() == 2 && lastFull != "":
+			bs = append(bs, Backup{ID: "diff-" + id, Type: "differential", Status: "completed", Time: h, Base: lastFull})
+			lastAny = "diff-" + id
+		case lastAny != "":
+			bs = append(bs, Backup{ID: "inc-" + id, Type: "incremental", Status: "completed", Time: h, Parent: lastAny})
+			lastAny = "inc-" + id
+		}
+	}
+	p := Default() // full 7/4/12/3; incrementals all 7 d, daily 4 w, weekly 3 m; differentials all 14 d, weekly 6 m
+	dec := Decide(bs, p, end)
+	kept := map[string]int{}
+	reasons := map[string]int{}
+	for i, d := range dec {
+		if d.Keep {
+			kept[bs[i].Type]++
+			reasons[strings.SplitN(d.Reason, " ", 2)[0]]++
+		}
+	}
+	// every full of the month: 5 Sundays, each the newest full of its day (daily: 7)
+	if kept["full"] != 5 {
+		t.Errorf("fulls kept: %d", kept["full"])
+	}
+	// incrementals: every one of the last 7 days (7*24 minus the hours
+	// taken by fulls and differentials), then the newest of each day: 24
+	// more days in the month
+	all7 := 0
+	for _, b := range bs {
+		if b.Type == "incremental" && end.Sub(b.Time) < 7*24*time.Hour {
+			all7++
+		}
+	}
+	if kept["incremental"] < all7+20 || kept["incremental"] > all7+25 {
+		t.Errorf("incrementals kept: %d (all of the last week: %d)", kept["incremental"], all7)
+	}
+	// differentials: all of the last 14 days (one every other day: 7),
+	// then the newest of each week for 6 months
+	if kept["differential"] < 9 || kept["differential"] > 11 {
+		t.Errorf("differentials kept: %d", kept["differential"])
+	}
+	if reasons["dependency"] != 0 {
+		t.Error("parents were kept as dependencies: every backup restores alone")
+	}
+	t.Logf("kept %v of %d; reasons %v", kept, len(bs), reasons)
 }

@@ -19,6 +19,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"gopkg.in/yaml.v3"
+
+	"backupd/config"
 )
 
 func TestAPIRetentionCleanup(t *testing.T) {
@@ -235,5 +238,84 @@ func TestAPI321ShortfallAndRepair(t *testing.T) {
 	}
 	if st := s.must(200, "GET", v1+"/status", "viewer", nil); get(st, "replication.short") != 0.0 {
 		t.Fatalf("after repair: %v", st["replication"])
+	}
+}
+
+func dirBytes(t *testing.T, dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// A dry run and the real cleanup agree on what goes; the bytes the dry run
+// computed are the bytes the storage loses; the kept backup restores.
+func TestCleanupDryRunAndRealAgree(t *testing.T) {
+	s := startAPIStackWith(t, "sqlite", func(*apiStack) {}, func(c *config.Config) { c.GCSafetyWindow = "0s" })
+	const v1 = "/v1/cloud-integration/backup"
+	var cfg config.Config
+	raw, _ := os.ReadFile(s.cfgPath)
+	yaml.Unmarshal(raw, &cfg)
+	data := filepath.Join(cfg.Storage["local"].URL, "data")
+	conf := filepath.Join(filepath.Dir(s.src), "conf", "changing.bin")
+	var contents [][]byte
+	var ids []string
+	// the incremental's parent is the second full, which goes: the
+	// incremental still restores (every manifest lists its whole tree)
+	for _, typ := range []string{"full", "full", "incremental", "full"} {
+		last := make([]byte, 300<<10)
+		rand.Read(last)
+		os.WriteFile(conf, last, 0o644)
+		contents = append(contents, last)
+		cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": typ,
+			"components": map[string]bool{"configurations": true}, "storage_locations": []string{"local"}})
+		s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+		ids = append(ids, cr["backup_id"].(string))
+	}
+	s.must(200, "POST", v1+"/retention", "admin", map[string]any{"retention_policies": map[string]any{
+		"full_backups": map[string]int{"daily": 1}, "incremental_backups": map[string]int{"keep_all_for_days": 7},
+		"differential_backups": map[string]int{}, "snapshots": map[string]int{}}})
+	decided := func(rep obj) (map[string]bool, float64) {
+		out := map[string]bool{}
+		for _, d := range rep["decisions"].([]any) {
+			d := d.(map[string]any)
+			if d["decision"] == "remove" || d["decision"] == "would_remove" {
+				out[d["backup_id"].(string)] = true
+			}
+		}
+		return out, rep["unreferenced_bytes"].(float64)
+	}
+	dry := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": true, "target_storage": []string{"local"}})
+	dryGo, dryBytes := decided(s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+dry["cleanup_id"].(string)))
+	before := dirBytes(t, data)
+	real := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": false, "target_storage": []string{"local"}})
+	rep := s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+real["cleanup_id"].(string))
+	realGo, _ := decided(rep)
+	after := dirBytes(t, data)
+	if fmt.Sprint(dryGo) != fmt.Sprint(realGo) || len(realGo) != 2 || !realGo[ids[0]] || !realGo[ids[1]] {
+		t.Fatalf("dry run removes %v, the cleanup %v", dryGo, realGo)
+	}
+	freed := rep["space_freed_bytes"].(float64)
+	// the first backup's pack also holds files the kept ones share: it stays
+	if int64(freed) != before-after || freed != dryBytes || freed < 300<<10 {
+		t.Fatalf("dry run computed %v bytes, the cleanup says %v, the storage lost %d", dryBytes, freed, before-after)
+	}
+	l := s.must(200, "GET", v1+"/list", "viewer", nil)
+	if get(l, "pagination.total") != 2.0 {
+		t.Fatalf("kept: %v", l["backups"])
+	}
+	for _, i := range []int{2, 3} {
+		target := filepath.Join(t.TempDir(), "r")
+		rr := s.must(200, "POST", v1+"/restore", "admin", map[string]any{"backup_id": ids[i], "target_location": target})
+		if p := s.waitJob(t, v1+"/restore/progress?job_id="+rr["job_id"].(string)); p["status"] != "completed" {
+			t.Fatalf("restore of kept backup %d: %v", i, p)
+		}
+		if b, _ := os.ReadFile(filepath.Join(target, "configurations", conf)); string(b) != string(contents[i]) {
+			t.Fatalf("kept backup %d restores wrong content", i)
+		}
 	}
 }
