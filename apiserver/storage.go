@@ -18,10 +18,12 @@ type capEntry struct {
 	stored int64 // bytes of the repository's own objects
 	err    error
 	at     time.Time
+	gen    int64 // the catalog's generation then: a finished job makes it stale
 }
 
 // capacity asks a location for its space and the repository for its
-// size (the sum of its objects), at most every 30 s.
+// size (the sum of its objects): again after every catalog change (a job
+// that ends changes what is stored), else at most every 30 s.
 func (s *Server) capacity(ctx context.Context, name string) (storage.Capacity, time.Time, error) {
 	e := s.locationUsage(ctx, name)
 	return e.cap, e.at, e.err
@@ -31,7 +33,8 @@ func (s *Server) locationUsage(ctx context.Context, name string) capEntry {
 	s.capMu.Lock()
 	e, ok := s.capCache[name]
 	s.capMu.Unlock()
-	if ok && time.Since(e.at) < 30*time.Second {
+	gen := s.Store.Generation()
+	if ok && e.gen == gen && time.Since(e.at) < 30*time.Second {
 		return e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -48,7 +51,7 @@ func (s *Server) locationUsage(ctx context.Context, name string) capEntry {
 			return nil
 		})
 	}
-	e = capEntry{cap: c, stored: stored, err: err, at: time.Now().UTC()}
+	e = capEntry{cap: c, stored: stored, err: err, at: time.Now().UTC(), gen: gen}
 	s.capMu.Lock()
 	s.capCache[name] = e
 	s.capMu.Unlock()

@@ -75,6 +75,7 @@ type apiStack struct {
 	client          *http.Client
 	temporal        string // the dev server's address
 	secrets         []string
+	s3              *s3test.Server
 }
 
 func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
@@ -138,7 +139,7 @@ func startAPIStackWith(t *testing.T, catalogDriver string, opt func(*apiStack), 
 	os.WriteFile(cfgPath, b, 0o600)
 	s := &apiStack{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port), cfgPath: cfgPath, src: src, bin: bin,
 		tokens: map[string]string{}, logPath: filepath.Join(dir, "backupd.log"), client: http.DefaultClient, temporal: taddr,
-		secrets: []string{s3.SecretKey, s3.AccessKey, "api-test-password"}}
+		secrets: []string{s3.SecretKey, s3.AccessKey, "api-test-password"}, s3: s3}
 	opt(s)
 	for _, role := range []string{"viewer", "operator", "admin"} {
 		out, err := exec.Command(bin, "token", "create", "--role", role, "--name", role+"-e2e", "--config", cfgPath).Output()

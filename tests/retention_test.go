@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +134,20 @@ func TestScheduleAcrossDaylightSavingTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// the schedule in Temporal: the calendar spec and zone the API made
+	d, err := c.ScheduleClient().GetHandle(context.Background(), "backupd-berlin-nightly").Describe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := d.Schedule.Spec
+	if spec.TimeZoneName != "Europe/Berlin" || len(spec.Calendars) != 1 || fmt.Sprint(spec.Calendars[0].Hour) != "[{2 2 1}]" ||
+		fmt.Sprint(spec.Calendars[0].Minute) != "[{30 30 1}]" || len(spec.Calendars[0].DayOfWeek) != 1 {
+		t.Fatalf("calendar spec in Temporal: zone %q %+v", spec.TimeZoneName, spec.Calendars)
+	}
+	gs := s.must(200, "GET", v1+"/schedules", "viewer", nil)
+	if got := fmt.Sprint(get(gs, "schedules.0.next_execution")); got != d.Info.NextActionTimes[0].UTC().Format(time.RFC3339) {
+		t.Fatalf("next_execution %s, Temporal %s", got, d.Info.NextActionTimes[0])
+	}
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	times := func(from, to string) []string {
 		f, _ := time.ParseInLocation("2006-01-02", from, berlin)
@@ -318,4 +333,32 @@ func TestCleanupDryRunAndRealAgree(t *testing.T) {
 			t.Fatalf("kept backup %d restores wrong content", i)
 		}
 	}
+}
+
+// The usage the API reports is what the storage holds: the repository's
+// bytes on disk and in the S3 server's data directory, and the
+// filesystem's own figures, within 1%.
+func TestStorageUsageMatchesTheStorage(t *testing.T) {
+	s := startAPIStack(t, "sqlite")
+	const v1 = "/v1/cloud-integration/backup"
+	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"data": true}, "storage_locations": []string{"local", "cloud"}})
+	s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+	var cfg config.Config
+	raw, _ := os.ReadFile(s.cfgPath)
+	yaml.Unmarshal(raw, &cfg)
+	near := func(what string, got float64, want int64) {
+		if want <= 0 || got < float64(want)*0.99 || got > float64(want)*1.01 {
+			t.Errorf("%s: the API says %.0f, the storage %d", what, got, want)
+		}
+	}
+	st := s.must(200, "GET", v1+"/storage", "viewer", nil)
+	near("local current_usage", get(st, "storage_config.local.current_usage_bytes").(float64), dirBytes(t, cfg.Storage["local"].URL))
+	near("cloud current_usage", get(st, "storage_config.cloud.current_usage_bytes").(float64), dirBytes(t, filepath.Join(s.s3.Dir, "apitest", "cloud")))
+	var fs syscall.Statfs_t
+	syscall.Statfs(cfg.Storage["local"].URL, &fs)
+	status := s.must(200, "GET", v1+"/status", "viewer", nil)
+	near("local used (filesystem)", get(status, "storage.local.used_bytes").(float64), int64(fs.Blocks-fs.Bfree)*int64(fs.Frsize))
+	near("local total (filesystem)", get(status, "storage.local.total_bytes").(float64), int64(fs.Blocks)*int64(fs.Frsize))
+	near("cloud used", get(status, "storage.cloud.used_bytes").(float64), dirBytes(t, filepath.Join(s.s3.Dir, "apitest", "cloud")))
 }
