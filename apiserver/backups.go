@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -376,6 +377,17 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	comps, err := s.selectComponents(req.Components, true)
 	if err != nil {
 		return err
+	}
+	if s.LocalWorker {
+		// the worker runs here: a missing source is refused now (another
+		// host's worker refuses it when the job starts, as BACKUP_003 too)
+		for _, c := range comps {
+			for _, p := range s.Cfg.Components[c].Paths {
+				if _, err := os.Lstat(p); err != nil {
+					return badRequest("components."+c, "components.%s: source %s does not exist on %s", c, p, s.Cfg.Host)
+				}
+			}
+		}
 	}
 	locs, err := s.selectLocations(r.Context(), "storage_locations", req.StorageLocations)
 	if err != nil {

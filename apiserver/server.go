@@ -42,6 +42,9 @@ type Server struct {
 	Stores   *activities.Stores
 	Hub      *Hub
 	Log      *slog.Logger
+	// LocalWorker: this process also runs the worker (backupd all), so a
+	// component's sources can be checked before a backup is accepted.
+	LocalWorker bool
 
 	started time.Time
 	routes  []route

@@ -302,3 +302,16 @@ func TestListPagingAndSummaryFromTheDatabase(t *testing.T) {
 		}
 	})
 }
+
+// With the worker in this process (backupd all), a component whose
+// sources are missing is refused before anything starts.
+func TestMissingSourcesAreRefusedWithALocalWorker(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	s.LocalWorker = true
+	s.Cfg.Components["gone"] = config.Component{Paths: []string{"/nonexistent/backupd-test"}}
+	res, m := call(t, s, "POST", "/cloud-integration/backup/create", toks["operator"], strings.NewReader(`{"components": {"gone": true}}`))
+	if res.StatusCode != 400 || m["code"] != "BACKUP_003" || m["details"].(map[string]any)["field"] != "components.gone" ||
+		!strings.Contains(m["message"].(string), "/nonexistent/backupd-test") {
+		t.Fatalf("%d %v", res.StatusCode, m)
+	}
+}

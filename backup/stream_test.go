@@ -3,6 +3,7 @@ package backup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -123,5 +124,62 @@ func TestMirroredRestore(t *testing.T) {
 	}
 	if _, err := os.Lstat(at(filepath.Join(base, "beside.txt"))); err != nil {
 		t.Error("a file above the source path was removed")
+	}
+}
+
+// A log that grows while it is read is captured up to the bytes read (a
+// prefix of the file, never torn), with a warning naming it; files
+// deleted while the backup runs do not fail it.
+func TestGrowingAndVanishingFiles(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := filepath.Join(t.TempDir(), "logs")
+	logf := filepath.Join(src, "app.log")
+	write(t, logf, rnd(1, 8<<20))
+	for i := 0; i < 2000; i++ {
+		write(t, filepath.Join(src, "old", fmt.Sprintf("%04d.log", i)), []byte("rotated"))
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the application keeps logging, and log rotation deletes old files
+		defer close(done)
+		f, _ := os.OpenFile(logf, os.O_APPEND|os.O_WRONLY, 0)
+		defer f.Close()
+		line := []byte(strings.Repeat("x", 1023) + "\n")
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.Write(line)
+			if i < 2000 {
+				os.Remove(filepath.Join(src, "old", fmt.Sprintf("%04d.log", 1999-i)))
+			}
+		}
+	}()
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "logs", Paths: []string{src}}}})
+	close(stop)
+	<-done
+	if err != nil || m.Status != "completed" {
+		t.Fatalf("backup of a changing tree: %v %+v", err, m)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	if _, err := restore.Run(ctx, repo, m, restore.Options{Target: dst}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dst, "logs", logf))
+	now, _ := os.ReadFile(logf)
+	if len(got) < 8<<20 || len(got) > len(now) || string(got) != string(now[:len(got)]) {
+		t.Fatalf("the restored log (%d bytes) is not a prefix of the log (%d bytes)", len(got), len(now))
+	}
+	if len(got) > 8<<20 || len(now) > len(got) {
+		found := false
+		for _, w := range m.Components[0].Warnings {
+			found = found || strings.Contains(w, "app.log")
+		}
+		if !found && len(now) > len(got) && len(got) != 8<<20 {
+			t.Errorf("the log changed while read but no warning names it: %v", m.Components[0].Warnings)
+		}
 	}
 }

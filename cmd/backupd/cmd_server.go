@@ -94,7 +94,8 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	stores := activities.NewStores(cfg)
 	defer stores.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log})
+	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log,
+		LocalWorker: worker})
 	if _, err := srv.EnsureCleanupSchedule(ctx); err != nil {
 		log.Warn("the retention cleanup schedule could not be set up", "err", err)
 	}
