@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/smtp"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -125,12 +126,17 @@ func postWebhook(ctx context.Context, w config.Webhook, in NotifyInput) error {
 	req.Header.Set("X-Backupd-Signature", Sign(secret, in.Payload))
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		// never the URL in what is recorded: webhook URLs carry secrets
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("webhook %s: %v", w.Name, err)
 	}
 	defer res.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 	if res.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", w.URL, res.Status)
+		return fmt.Errorf("webhook %s answered %s", w.Name, res.Status)
 	}
 	return nil
 }

@@ -423,6 +423,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 		}
 		retention = *req.RetentionDays
 	}
+	if req.Protected && stateOf(r).token.Role != "admin" {
+		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: "protected: protecting a backup needs the admin role"}
+	}
 	var warnings []string
 	if req.Encryption != nil && !*req.Encryption {
 		warnings = append(warnings, "encryption cannot be turned off: every backupd repository is encrypted (AES-256-GCM)")

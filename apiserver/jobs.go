@@ -450,7 +450,9 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	s.Store.UpdateJob(context.WithoutCancel(r.Context()), j.ID, map[string]any{"error": "cancelled: " + req.Reason})
+	if closed && status == "cancelled" {
+		s.Store.UpdateJob(context.WithoutCancel(r.Context()), j.ID, map[string]any{"error": "cancelled: " + req.Reason})
+	}
 	msg := "Job cancelled; its partial data was removed"
 	if !closed {
 		msg = "Cancellation requested; the job is still cleaning up (follow it at GET /backup/jobs)"

@@ -19,6 +19,7 @@ import (
 	"backupd/activities"
 	"backupd/codes"
 	"backupd/models"
+	"backupd/sources"
 	"backupd/workflows"
 )
 
@@ -196,8 +197,13 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 		if len(dbs) != 1 {
 			return badRequest("target_location", "target_location: %q restores one database, but the selection has %d (choose one component with one database)", req.TargetLocation, len(dbs))
 		}
-		if name == "" || strings.ContainsAny(name, "/\x00\n'\"`; ") || len(name) > 63 {
-			return badRequest("target_location", "target_location: %q is not a valid database name", name)
+		if !sources.ValidDBName(name) {
+			return badRequest("target_location", "target_location: %q is not a database name (letters, digits, _ and $; at most 63)", name)
+		}
+		for _, d := range s.Cfg.Components[dbs[0].Component].Databases {
+			if d.Source().Label() == dbs[0].Database && d.Database == name {
+				return badRequest("target_location", "target_location: %q is the original database; use \"original\" (and a pre-restore snapshot)", name)
+			}
 		}
 		dbs[0].Target = name
 		fileComps = nil

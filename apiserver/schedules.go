@@ -230,6 +230,9 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 	if err := validText("name", sc.Name, 200); err != nil {
 		return schedErr("name", "name: %v", err)
 	}
+	if err := validText("description", sc.Description, 2000); err != nil {
+		return schedErr("description", "description: %v", err)
+	}
 	if req.Encryption != nil && !*req.Encryption {
 		return schedErr("encryption", "encryption: backupd always encrypts; false is not possible")
 	}
@@ -243,6 +246,9 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.Store.PutSchedule(ctx, sc); err != nil {
+		if created { // no schedule in Temporal that the catalog does not know
+			h.Delete(context.WithoutCancel(ctx))
+		}
 		return err
 	}
 	next := s.nextOf(ctx, h)

@@ -315,3 +315,24 @@ func TestMissingSourcesAreRefusedWithALocalWorker(t *testing.T) {
 		t.Fatalf("%d %v", res.StatusCode, m)
 	}
 }
+
+// A database restore target is a plain name: nothing the client tools
+// could read as a connection string or an option.
+func TestDatabaseTargetNamesAreChecked(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	s.Cfg.Components["db"] = config.Component{Databases: []config.Database{{Name: "app", Kind: "postgresql", Database: "app"}}}
+	s.Store.PutBackup(context.Background(), &models.Backup{ID: "backup-db", Type: "full", Status: "completed", Timestamp: time.Now(),
+		Components: models.Strings{"db"}, Locations: models.Strings{"local"}})
+	for _, target := range []string{"database:host=evil.example", "database:-eDROP\\tDATABASE\\tx", "database:a b", "database:", "database:app"} {
+		body := `{"backup_id": "backup-db", "components": {"db": true}, "target_location": "` + target + `"}`
+		res, m := call(t, s, "POST", "/cloud-integration/backup/restore", toks["admin"], strings.NewReader(body))
+		if res.StatusCode != 400 || m["details"].(map[string]any)["field"] != "target_location" {
+			t.Errorf("target %q: %d %v", target, res.StatusCode, m)
+		}
+	}
+	// protecting needs an admin
+	res, _ := call(t, s, "POST", "/cloud-integration/backup/create", toks["operator"], strings.NewReader(`{"components": {"data": true}, "protected": true}`))
+	if res.StatusCode != 403 {
+		t.Errorf("operator creating a protected backup: %d", res.StatusCode)
+	}
+}

@@ -103,14 +103,19 @@ func TestMirroredRestore(t *testing.T) {
 	write(t, at(filepath.Join(src, "extra.txt")), []byte("new"))
 	write(t, at(filepath.Join(src, "sub", "deep", "x")), []byte("new"))
 	write(t, at(filepath.Join(src, "old.gz")), []byte("excluded: stays"))
+	write(t, at(filepath.Join(src, "newdir", "keep.gz")), []byte("excluded, in a new directory: stays"))
+	write(t, at(filepath.Join(src, "newdir", "gone.txt")), []byte("goes"))
 	write(t, at(filepath.Join(base, "beside.txt")), []byte("above the source path: stays"))
 	write(t, at(filepath.Join(src, "keep.txt")), []byte("changed"))
 	res, err := restore.Run(ctx, repo, m, restore.Options{Target: dst, Overwrite: true, Mirror: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Removed) != 2 {
+	if len(res.Removed) != 4 { // extra.txt, sub/deep/x, sub/deep, newdir/gone.txt
 		t.Fatalf("removed %v", res.Removed)
+	}
+	if b, _ := os.ReadFile(at(filepath.Join(src, "newdir", "keep.gz"))); string(b) == "" {
+		t.Error("an excluded file inside a new directory was removed")
 	}
 	for p, want := range map[string]string{"keep.txt": "v1", "sub/b.txt": "b", "old.gz": "excluded: stays"} {
 		if b, _ := os.ReadFile(at(filepath.Join(src, p))); string(b) != want {
@@ -181,5 +186,27 @@ func TestGrowingAndVanishingFiles(t *testing.T) {
 		if !found && len(now) > len(got) && len(got) != 8<<20 {
 			t.Errorf("the log changed while read but no warning names it: %v", m.Components[0].Warnings)
 		}
+	}
+}
+
+// A symlink planted where a component's directory goes is refused:
+// nothing is written through it.
+func TestRestoreRefusesASymlinkedComponentDirectory(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	write(t, filepath.Join(src, "a"), []byte("a"))
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "c", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, outside := t.TempDir(), t.TempDir()
+	os.Symlink(outside, filepath.Join(dst, "c"))
+	_, err = restore.Run(ctx, repo, m, restore.Options{Target: dst, Overwrite: true})
+	if !errors.Is(err, restore.ErrInvalidSelection) {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatal("the restore wrote through the symlink")
 	}
 }

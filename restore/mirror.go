@@ -68,15 +68,57 @@ func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compT
 				if have[t][rel] || matcher.Excluded(childAbs) {
 					continue
 				}
-				if fi, err := t.root.Lstat(rel); err == nil && !fi.IsDir() && !matcher.Included(childAbs) {
-					continue
+				gone, err := removeUntracked(t, rel, childAbs, matcher)
+				removed = append(removed, gone...)
+				if err != nil {
+					return removed, err
 				}
-				if err := t.root.RemoveAll(rel); err != nil {
-					return removed, fmt.Errorf("mirror: removing %s: %w", childAbs, err)
-				}
-				removed = append(removed, childAbs)
 			}
 		}
+	}
+	return removed, nil
+}
+
+// removeUntracked removes an entry the backup does not hold, as far as the
+// component's rules would have taken it: a file only if included, a
+// directory by its contents (deepest first), and the directory itself
+// only when nothing excluded is left in it.
+func removeUntracked(t *compTarget, rel, abs string, m *sources.Matcher) ([]string, error) {
+	if m.Excluded(abs) {
+		return nil, nil
+	}
+	fi, err := t.root.Lstat(rel)
+	if err != nil {
+		return nil, nil // gone already
+	}
+	if !fi.IsDir() {
+		if !m.Included(abs) {
+			return nil, nil
+		}
+		if err := t.root.Remove(rel); err != nil {
+			return nil, fmt.Errorf("mirror: removing %s: %w", abs, err)
+		}
+		return []string{abs}, nil
+	}
+	f, err := t.root.Open(rel)
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, n := range names {
+		gone, err := removeUntracked(t, path.Join(rel, n), path.Join(abs, n), m)
+		removed = append(removed, gone...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	if err := t.root.Remove(rel); err == nil { // fails when something stayed
+		removed = append(removed, abs)
 	}
 	return removed, nil
 }

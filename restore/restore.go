@@ -215,6 +215,14 @@ func prepareTarget(t *compTarget, overwrite bool) error {
 	if err := os.MkdirAll(t.dir, 0o700); err != nil {
 		return fmt.Errorf("creating target %s: %w", t.dir, err)
 	}
+	// the component's directory itself must not be a symlink planted to
+	// send the restore elsewhere (everything below it is opened through
+	// the root, which refuses to leave it)
+	if fi, err := os.Lstat(t.dir); err != nil {
+		return err
+	} else if fi.Mode()&os.ModeSymlink != 0 && filepath.Clean(t.dir) != "/" {
+		return fmt.Errorf("%w: target %s is a symbolic link", ErrInvalidSelection, t.dir)
+	}
 	if !overwrite {
 		f, err := os.Open(t.dir)
 		if err != nil {

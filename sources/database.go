@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,11 @@ type Database struct {
 	Globals  bool   // postgresql: also pg_dumpall --globals-only (roles, tablespaces)
 }
 
+var dbNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_$]{0,62}$`)
+
+// ValidDBName accepts plain database names only.
+func ValidDBName(s string) bool { return dbNameRe.MatchString(s) }
+
 // Label is the database's name in dump file names.
 func (d Database) Label() string {
 	if d.Name != "" {
@@ -60,6 +66,12 @@ func (d Database) Validate() error {
 	}
 	if d.DBName == "" {
 		return errors.New("database: empty")
+	}
+	if !ValidDBName(d.DBName) {
+		return fmt.Errorf("database %q: use letters, digits, _ and $ (at most 63)", d.DBName)
+	}
+	if strings.HasPrefix(d.Host, "-") || strings.HasPrefix(d.User, "-") || strings.Contains(d.Host+d.User, "=") {
+		return fmt.Errorf("host %q / user %q: not a host name and user name", d.Host, d.User)
 	}
 	for _, s := range []string{d.Label(), d.DBName, d.Host, d.User} {
 		if strings.ContainsAny(s, "/\x00\n") {
@@ -209,8 +221,10 @@ func (d Database) Restore(ctx context.Context, r io.Reader, target string, overw
 	if target == "" {
 		target = d.DBName
 	}
-	if strings.ContainsAny(target, "/\x00\n'\"`;") {
-		return fmt.Errorf("target database %q: invalid name", target)
+	// a name the tools cannot mistake for an option or connection string
+	// (pg tools read "a=b" as settings, mariadb a leading "-" as a flag)
+	if !ValidDBName(target) {
+		return fmt.Errorf("target database %q: invalid name (letters, digits, _ and $; at most 63)", target)
 	}
 	if d.Kind == "mariadb" {
 		return d.restoreMariaDB(ctx, r, target, overwrite)
@@ -269,7 +283,7 @@ func (d Database) restoreMariaDB(ctx context.Context, r io.Reader, target string
 	// the dump names its database (--databases): restore into the target
 	// by running it with that database current and the USE/CREATE lines
 	// pointing at the target
-	return run(ctx, "mariadb", append(d.conn(), target), d.env(), &renameDB{r: r, from: d.DBName, to: target})
+	return run(ctx, "mariadb", append(d.conn(), "--database="+target), d.env(), &renameDB{r: r, from: d.DBName, to: target})
 }
 
 // renameDB rewrites the dump's CREATE DATABASE and USE lines for another
