@@ -493,16 +493,26 @@ func restoredComponents(m *repository.Manifest, sel []string) []string {
 	return out
 }
 
+// openBackup opens a location and reads a backup's manifest; errors are
+// ready for Temporal.
+func (a *Activities) openBackup(ctx context.Context, loc, id string) (*repository.Repository, *repository.Manifest, error) {
+	repo, err := a.Stores.Open(ctx, loc)
+	if err != nil {
+		return nil, nil, toTemporal(err)
+	}
+	m, err := repo.LoadManifest(ctx, id)
+	if err != nil {
+		return nil, nil, toTemporal(err)
+	}
+	return repo, m, nil
+}
+
 // VerifyRestore re-reads a finished restore and checks it against the
 // backup's manifest; a mismatch is BACKUP_006 naming the files.
 func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
-	repo, err := a.Stores.Open(ctx, in.Location)
+	repo, m, err := a.openBackup(ctx, in.Location, in.BackupID)
 	if err != nil {
-		return RestoreResult{}, toTemporal(err)
-	}
-	m, err := repo.LoadManifest(ctx, in.BackupID)
-	if err != nil {
-		return RestoreResult{}, toTemporal(err)
+		return RestoreResult{}, err
 	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "verifying restore"})
 	opts := in.options(m)
@@ -529,13 +539,9 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
 	ctx, cancel := withWorkerStop(ctx)
 	defer cancel()
-	repo, err := a.Stores.Open(ctx, in.Location)
+	repo, m, err := a.openBackup(ctx, in.Location, in.BackupID)
 	if err != nil {
-		return RestoreResult{}, toTemporal(err)
-	}
-	m, err := repo.LoadManifest(ctx, in.BackupID)
-	if err != nil {
-		return RestoreResult{}, toTemporal(err)
+		return RestoreResult{}, err
 	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
 	// The first attempt refuses a non-empty target (unless told to

@@ -46,13 +46,9 @@ func (a *Activities) RestoreDatabase(ctx context.Context, in DatabaseRestoreInpu
 		return DatabaseRestoreResult{}, toTemporal(codes.New(codes.InvalidConfiguration,
 			"component %s has no database %q in the configuration of %s", in.Component, in.Database, a.Config.Host))
 	}
-	repo, err := a.Stores.Open(ctx, in.Location)
+	repo, m, err := a.openBackup(ctx, in.Location, in.BackupID)
 	if err != nil {
-		return DatabaseRestoreResult{}, toTemporal(err)
-	}
-	m, err := repo.LoadManifest(ctx, in.BackupID)
-	if err != nil {
-		return DatabaseRestoreResult{}, toTemporal(err)
+		return DatabaseRestoreResult{}, err
 	}
 	if err := repo.LoadIndex(ctx); err != nil {
 		return DatabaseRestoreResult{}, toTemporal(err)

@@ -165,18 +165,8 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: unit,
 			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original, SkipDumps: req.SkipDumps,
 			Mirror: req.Mirror}).Get(ctx, &res)
-		if ctx.Err() != nil {
-			now := workflow.Now(ctx)
-			p.Status, p.Finished = StatusCancelled, &now
-			dctx, _ := workflow.NewDisconnectedContext(ctx)
-			setStatus(dctx, StatusCancelled)
-			return nil, temporal.NewCanceledError("restore cancelled")
-		}
-		if err != nil {
-			if p.SnapshotID != "" {
-				p.fail("the pre-restore snapshot %s holds what was there before: restore it (target original) to roll back", p.SnapshotID)
-			}
-			return nil, finish(ctx, p, StatusFailed, err)
+		if ctx.Err() != nil || err != nil {
+			return nil, restoreStepFailed(ctx, p, err)
 		}
 		total.Files += res.Files
 		total.Dirs += res.Dirs
@@ -203,18 +193,8 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		p.CurrentOperation, p.CurrentComponent = "restoring_database", db.Component
 		var dr activities.DatabaseRestoreResult
 		err := workflow.ExecuteActivity(longActivity(ctx), a.RestoreDatabase, db).Get(ctx, &dr)
-		if ctx.Err() != nil {
-			now := workflow.Now(ctx)
-			p.Status, p.Finished = StatusCancelled, &now
-			dctx, _ := workflow.NewDisconnectedContext(ctx)
-			setStatus(dctx, StatusCancelled)
-			return nil, temporal.NewCanceledError("restore cancelled")
-		}
-		if err != nil {
-			if p.SnapshotID != "" {
-				p.fail("the pre-restore snapshot %s holds what was there before: restore it (target original) to roll back", p.SnapshotID)
-			}
-			return nil, finish(ctx, p, StatusFailed, err)
+		if ctx.Err() != nil || err != nil {
+			return nil, restoreStepFailed(ctx, p, err)
 		}
 		total.Databases = append(total.Databases, dr)
 		p.BytesProcessed += dr.Bytes
@@ -462,4 +442,20 @@ func containsString(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// restoreStepFailed ends a restore whose step was cancelled or failed;
+// after a pre-restore snapshot it says how to roll back.
+func restoreStepFailed(ctx workflow.Context, p *Progress, err error) error {
+	if ctx.Err() != nil {
+		now := workflow.Now(ctx)
+		p.Status, p.Finished = StatusCancelled, &now
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		setStatus(dctx, StatusCancelled)
+		return temporal.NewCanceledError("restore cancelled")
+	}
+	if p.SnapshotID != "" {
+		p.fail("the pre-restore snapshot %s holds what was there before: restore it (target original) to roll back", p.SnapshotID)
+	}
+	return finish(ctx, p, StatusFailed, err)
 }
