@@ -34,7 +34,13 @@ func (s *Server) locationUsage(ctx context.Context, name string) capEntry {
 	e, ok := s.capCache[name]
 	s.capMu.Unlock()
 	gen := s.Store.Generation()
-	if ok && e.gen == gen && time.Since(e.at) < 30*time.Second {
+	// a failure is asked again soon: a location being set up, or back
+	// from an outage, must not look broken for long
+	ttl := 30 * time.Second
+	if e.err != nil {
+		ttl = 3 * time.Second
+	}
+	if ok && e.gen == gen && time.Since(e.at) < ttl {
 		return e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -186,7 +186,8 @@ func (s *apiStack) start() {
 			var st obj
 			json.NewDecoder(res.Body).Decode(&st)
 			res.Body.Close()
-			if get(st, "backup_system.components.workers") == 1.0 {
+			// ... and every location has its repository (the worker creates them)
+			if get(st, "backup_system.components.workers") == 1.0 && st["status"] == "active" {
 				return
 			}
 		}
