@@ -80,6 +80,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.Hub.DropToken(id)
 	writeJSON(w, http.StatusOK, map[string]any{"status": "revoked", "id": id})
 	return nil
 }

@@ -46,11 +46,12 @@ type tracked struct {
 }
 
 type wsClient struct {
-	conn  *websocket.Conn
-	send  chan []byte
-	jobID string
-	types map[string]bool
-	once  sync.Once
+	conn    *websocket.Conn
+	send    chan []byte
+	jobID   string
+	types   map[string]bool
+	once    sync.Once
+	tokenID string
 }
 
 // NewHub makes an empty hub.
@@ -112,6 +113,19 @@ func (c *wsClient) close() {
 	c.once.Do(func() { close(c.send) })
 }
 
+// DropToken disconnects the clients that connected with a token (it was
+// revoked: what they were allowed to see ends now).
+func (h *Hub) DropToken(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if c.tokenID == id {
+			delete(h.clients, c)
+			c.close()
+		}
+	}
+}
+
 // Close disconnects every client.
 func (h *Hub) Close() {
 	h.mu.Lock()
@@ -156,7 +170,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return nil // the upgrader has answered
 	}
-	c := &wsClient{conn: conn, send: make(chan []byte, wsSendBuffer), jobID: q.Get("job_id"), types: types}
+	c := &wsClient{conn: conn, send: make(chan []byte, wsSendBuffer), jobID: q.Get("job_id"), types: types,
+		tokenID: stateOf(r).token.ID}
 	s.Hub.mu.Lock()
 	if s.Hub.closed {
 		s.Hub.mu.Unlock()

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -78,5 +79,33 @@ func TestSlowWebSocketClientIsDroppedWithoutSlowingOthers(t *testing.T) {
 	}
 	if s.Hub.Dropped != 1 || s.Hub.Clients() != 2 {
 		t.Fatalf("dropped %d, clients %d", s.Hub.Dropped, s.Hub.Clients())
+	}
+}
+
+// Revoking a token disconnects the WebSocket clients that use it.
+func TestRevokedTokenLosesItsWebSocket(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
+	c, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + toks["viewer"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for s.Hub.Clients() < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tok, _ := s.Store.Authenticate(context.Background(), toks["viewer"])
+	req := httptest.NewRequest("DELETE", "/cloud-integration/backup/tokens/"+tok.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+toks["admin"])
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); err == nil || s.Hub.Clients() != 0 {
+		t.Fatalf("the client of a revoked token is still connected (%v, %d clients)", err, s.Hub.Clients())
 	}
 }
