@@ -132,10 +132,7 @@ func nonNil(s []string) []string {
 
 func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 	id := mux.Vars(r)["backup_id"]
-	b, err := s.Store.GetBackup(r.Context(), id)
-	if errors.Is(err, models.ErrNotFound) {
-		return notFound(codes.BackupNotFound, "no backup %q", id)
-	}
+	b, err := s.backupOf(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -560,10 +557,7 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.Store.GetBackup(r.Context(), id)
-	if errors.Is(err, models.ErrNotFound) {
-		return notFound(codes.BackupNotFound, "no backup %q", id)
-	}
+	b, err := s.backupOf(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -651,10 +645,7 @@ func (s *Server) downloadBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := oneOf("format", format, "tar.gz", "tar.zst", "tar.bz2", "tar"); err != nil {
 		return err
 	}
-	b, err := s.Store.GetBackup(r.Context(), id)
-	if errors.Is(err, models.ErrNotFound) {
-		return notFound(codes.BackupNotFound, "no backup %q", id)
-	}
+	b, err := s.backupOf(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -689,6 +680,15 @@ func (s *Server) downloadBackup(w http.ResponseWriter, r *http.Request) error {
 		s.Log.Warn("download cut short", "backup", id, "err", err)
 	}
 	return nil
+}
+
+// backupOf loads a backup; a missing one is BACKUP_007 naming it.
+func (s *Server) backupOf(ctx context.Context, id string) (*models.Backup, error) {
+	b, err := s.Store.GetBackup(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil, notFound(codes.BackupNotFound, "no backup %q", id)
+	}
+	return b, err
 }
 
 // ---- query helpers

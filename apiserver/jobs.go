@@ -91,6 +91,9 @@ func apiStatus(wfStatus string) (status, outcome string) {
 	return "in_progress", "in_progress"
 }
 
+// refKey names each job type's own id in answers and messages.
+var refKey = map[string]string{"restore": "restore_id", "verify": "verification_id", "cleanup": "cleanup_id", "repair": "repair_id"}
+
 // jobStatus maps a workflow status to the jobs list's vocabulary.
 func jobStatus(wfStatus string) string {
 	switch wfStatus {
@@ -335,15 +338,8 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
 	if j.BackupID != "" {
 		v["backup_id"] = j.BackupID
 	}
-	switch j.Type {
-	case "restore":
-		v["restore_id"] = j.RefID
-	case "verify":
-		v["verification_id"] = j.RefID
-	case "cleanup":
-		v["cleanup_id"] = j.RefID
-	case "repair":
-		v["repair_id"] = j.RefID
+	if k := refKey[j.Type]; k != "" {
+		v[k] = j.RefID
 	}
 	if j.ScheduleID != "" {
 		v["schedule_id"] = j.ScheduleID

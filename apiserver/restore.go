@@ -98,10 +98,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err := validText("description", req.Description, 2000); err != nil {
 		return err
 	}
-	b, err := s.Store.GetBackup(r.Context(), req.BackupID)
-	if errors.Is(err, models.ErrNotFound) {
-		return notFound(codes.BackupNotFound, "no backup %q", req.BackupID)
-	}
+	b, err := s.backupOf(r.Context(), req.BackupID)
 	if err != nil {
 		return err
 	}
@@ -212,10 +209,12 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if original || intoDB {
 		wcomps = fileComps
 	}
-	wreq := workflows.RestoreRequest{JobID: jobID, BackupID: b.ID, Location: loc, Target: target, Components: wcomps,
-		Paths: req.Paths, Overwrite: req.Overwrite || original, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore,
-		Original: original, RestoreID: restoreID, Subtype: req.RestoreType, CatalogQueue: s.catalogQueue(),
-		Databases: dbs, NoFiles: (original || intoDB) && len(fileComps) == 0, SkipDumps: original, Mirror: req.Mirror,
+	wreq := workflows.RestoreRequest{
+		RestoreInput: activities.RestoreInput{BackupID: b.ID, Location: loc, Target: target, Components: wcomps, Paths: req.Paths,
+			Overwrite: req.Overwrite || original, Original: original, SkipDumps: original, Mirror: req.Mirror},
+		JobID: jobID, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore, RestoreID: restoreID,
+		Subtype: req.RestoreType, CatalogQueue: s.catalogQueue(), Databases: dbs,
+		NoFiles:            (original || intoDB) && len(fileComps) == 0,
 		PreRestoreSnapshot: req.CreatePreRestoreSnapshot, SnapshotLocation: s.Cfg.Primary}
 	if req.CreatePreRestoreSnapshot {
 		// exactly the components the restore overwrites, as configured now
@@ -336,10 +335,7 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("backup_id", "backup_id is required")
 	}
 	setTarget(r, req.BackupID)
-	b, err := s.Store.GetBackup(r.Context(), req.BackupID)
-	if errors.Is(err, models.ErrNotFound) {
-		return notFound(codes.BackupNotFound, "no backup %q", req.BackupID)
-	}
+	b, err := s.backupOf(r.Context(), req.BackupID)
 	if err != nil {
 		return err
 	}

@@ -280,6 +280,24 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			changes[key] = map[string]any{"old": old, "new": new}
 		}
 	}
+	// setInt and setBool apply one optional field, recording the change
+	setInt := func(key string, v *int, dst *int, lo, hi int) error {
+		if v == nil {
+			return nil
+		}
+		if *v < lo || *v > hi {
+			return badRequest(key, "%s: %d is outside %d..%d", key, *v, lo, hi)
+		}
+		change(key, *dst, *v)
+		*dst = *v
+		return nil
+	}
+	setBool := func(key string, v *bool, dst *bool) {
+		if v != nil {
+			change(key, *dst, *v)
+			*dst = *v
+		}
+	}
 	for name, lu := range up.Locations {
 		lp := pol.Locations[name]
 		kind := locationKind(s.Cfg.Storage[name].URL)
@@ -306,12 +324,10 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			change(name+".retention_policy", daysText(lp.RetentionDays), daysText(d))
 			lp.RetentionDays = d
 		}
+		if err := setInt(name+".compression_level", lu.CompressionLevel, &lp.CompressionLevel, 1, 9); err != nil {
+			return err
+		}
 		if lu.CompressionLevel != nil {
-			if *lu.CompressionLevel < 1 || *lu.CompressionLevel > 9 {
-				return badRequest(name+".compression_level", "%s.compression_level: %d is outside 1..9", name, *lu.CompressionLevel)
-			}
-			change(name+".compression_level", lp.CompressionLevel, *lu.CompressionLevel)
-			lp.CompressionLevel = *lu.CompressionLevel
 			notApplied[name+".compression_level"] = levelNote
 		}
 		// a location's address lives in the configuration file: the
@@ -361,37 +377,20 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if p := up.Policies; p != nil {
-		if p.Replication != nil {
-			if v := p.Replication.Enabled; v != nil {
-				change("policies.replication.enabled", pol.Replication.Enabled, *v)
-				pol.Replication.Enabled = *v
+		if rp := p.Replication; rp != nil {
+			setBool("policies.replication.enabled", rp.Enabled, &pol.Replication.Enabled)
+			setBool("policies.replication.auto_replicate", rp.AutoReplicate, &pol.Replication.AutoReplicate)
+			if err := setInt("policies.replication.copies", rp.Copies, &pol.Replication.Copies, 1, 10); err != nil {
+				return err
 			}
-			if v := p.Replication.AutoReplicate; v != nil {
-				change("policies.replication.auto_replicate", pol.Replication.AutoReplicate, *v)
-				pol.Replication.AutoReplicate = *v
-			}
-			if v := p.Replication.Copies; v != nil {
-				if *v < 1 || *v > 10 {
-					return badRequest("policies.replication.copies", "policies.replication.copies: %d is outside 1..10", *v)
-				}
-				change("policies.replication.copies", pol.Replication.Copies, *v)
-				pol.Replication.Copies = *v
-			}
-			if v := p.Replication.Offsite; v != nil {
-				if *v < 0 || *v > 10 {
-					return badRequest("policies.replication.offsite", "policies.replication.offsite: %d is outside 0..10", *v)
-				}
-				change("policies.replication.offsite", pol.Replication.Offsite, *v)
-				pol.Replication.Offsite = *v
+			if err := setInt("policies.replication.offsite", rp.Offsite, &pol.Replication.Offsite, 0, 10); err != nil {
+				return err
 			}
 		}
-		if p.Encryption != nil && p.Encryption.KeyRotationDays != nil {
-			v := *p.Encryption.KeyRotationDays
-			if v < 1 || v > 3650 {
-				return badRequest("policies.encryption.key_rotation_days", "policies.encryption.key_rotation_days: %d is outside 1..3650", v)
+		if p.Encryption != nil {
+			if err := setInt("policies.encryption.key_rotation_days", p.Encryption.KeyRotationDays, &pol.Encryption.KeyRotationDays, 1, 3650); err != nil {
+				return err
 			}
-			change("policies.encryption.key_rotation_days", pol.Encryption.KeyRotationDays, v)
-			pol.Encryption.KeyRotationDays = v
 		}
 		if p.Compression != nil {
 			if v := p.Compression.DefaultAlgorithm; v != nil {
@@ -401,12 +400,10 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 				change("policies.compression.default_algorithm", pol.Compression.DefaultAlgorithm, *v)
 				pol.Compression.DefaultAlgorithm = *v
 			}
-			if v := p.Compression.Level; v != nil {
-				if *v < 1 || *v > 9 {
-					return badRequest("policies.compression.level", "policies.compression.level: %d is outside 1..9", *v)
-				}
-				change("policies.compression.level", pol.Compression.Level, *v)
-				pol.Compression.Level = *v
+			if err := setInt("policies.compression.level", p.Compression.Level, &pol.Compression.Level, 1, 9); err != nil {
+				return err
+			}
+			if p.Compression.Level != nil {
 				notApplied["policies.compression.level"] = levelNote
 			}
 		}
@@ -431,14 +428,8 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 		change("policies.monitoring.threshold_warning", pol.Monitoring.ThresholdWarning, warn)
 		change("policies.monitoring.threshold_critical", pol.Monitoring.ThresholdCritical, crit)
 		pol.Monitoring.ThresholdWarning, pol.Monitoring.ThresholdCritical = warn, crit
-		if m.UsageAlerts != nil {
-			change("policies.monitoring.usage_alerts", pol.Monitoring.UsageAlerts, *m.UsageAlerts)
-			pol.Monitoring.UsageAlerts = *m.UsageAlerts
-		}
-		if m.AutoCleanup != nil {
-			change("policies.monitoring.auto_cleanup", pol.Monitoring.AutoCleanup, *m.AutoCleanup)
-			pol.Monitoring.AutoCleanup = *m.AutoCleanup
-		}
+		setBool("policies.monitoring.usage_alerts", m.UsageAlerts, &pol.Monitoring.UsageAlerts)
+		setBool("policies.monitoring.auto_cleanup", m.AutoCleanup, &pol.Monitoring.AutoCleanup)
 	}
 	if err := s.Store.PutSetting(r.Context(), "policies", pol); err != nil {
 		return err

@@ -370,13 +370,8 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 		details["compressed_size"], details["compressed_size_bytes"] = humanSize(b.CompressedBytes), b.CompressedBytes
 		details["storage_locations"] = nonNil(b.Locations)
 	}
-	switch rec.Type {
-	case "restore":
-		details["restore_id"] = rec.RefID
-	case "verify":
-		details["verification_id"] = rec.RefID
-	case "cleanup":
-		details["cleanup_id"] = rec.RefID
+	if k := refKey[rec.Type]; k != "" {
+		details[k] = rec.RefID
 	}
 	s.Hub.Broadcast(map[string]any{"type": "job_complete", "job_id": rec.JobID, "status": status, "operation": rec.Type,
 		"message": msg, "details": details, "timestamp": rfc3339(time.Now())})

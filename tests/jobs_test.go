@@ -233,7 +233,7 @@ func TestJobsBackupRestoreVerifyOnRealTemporal(t *testing.T) {
 	// restore from each location, bit-identical
 	for _, loc := range []string{"local", "cloud"} {
 		target := filepath.Join(t.TempDir(), "r")
-		rj, err := s.jc.StartRestore(ctx, workflows.RestoreRequest{BackupID: backupID, Location: loc, Target: target, VerifyBefore: true})
+		rj, err := s.jc.StartRestore(ctx, workflows.RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: backupID, Location: loc, Target: target}, VerifyBefore: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,8 +316,7 @@ func TestJobsUnknownComponentFailsFast(t *testing.T) {
 		t.Fatalf("partial backup: %+v", out)
 	}
 	target := filepath.Join(t.TempDir(), "r")
-	rj, err := s.jc.StartRestore(ctx, workflows.RestoreRequest{BackupID: out.Summary.BackupID, Location: "local", Target: target,
-		Components: []string{"data"}})
+	rj, err := s.jc.StartRestore(ctx, workflows.RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: out.Summary.BackupID, Location: "local", Target: target, Components: []string{"data"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

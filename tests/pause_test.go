@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"backupd/activities"
 	"context"
 	"errors"
 	"os"
@@ -101,7 +102,7 @@ func TestJobsPauseResumeOnRealTemporal(t *testing.T) {
 	if out.Status != workflows.StatusCompleted {
 		t.Fatalf("after resume: %s", out.Status)
 	}
-	rj, _ := s.jc.StartRestore(ctx, workflows.RestoreRequest{BackupID: out.Summary.BackupID, Location: "local", Target: filepath.Join(t.TempDir(), "r")})
+	rj, _ := s.jc.StartRestore(ctx, workflows.RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: out.Summary.BackupID, Location: "local", Target: filepath.Join(t.TempDir(), "r")}})
 	var ro workflows.RestoreOutcome
 	if err := s.wait(t, rj, &ro); err != nil {
 		t.Fatal(err)

@@ -151,13 +151,10 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 			p.StorageStatus[l] = "idle"
 		}
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
-		return p.snapshot(workflow.Now(ctx)), nil
-	}); err != nil {
+	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
 	r.p = p
-	setStatus(ctx, StatusInProgress)
 	r.startRec = recordJob(ctx, req.CatalogQueue, r.jobRecord(ctx, nil, nil))
 
 	// pause/resume

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"backupd/repository"
 )
 
@@ -95,4 +97,16 @@ func safetyWindow(req CleanupRequest) time.Duration {
 		return time.Duration(req.SafetyWindowSeconds) * time.Second
 	}
 	return repository.DefaultSafetyWindow
+}
+
+// serveProgress answers the progress query from p and marks the job in
+// progress (search attribute): every workflow starts with it.
+func serveProgress(ctx workflow.Context, p *Progress) error {
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
+		return p.snapshot(workflow.Now(ctx)), nil
+	}); err != nil {
+		return err
+	}
+	setStatus(ctx, StatusInProgress)
+	return nil
 }

@@ -36,12 +36,9 @@ func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, er
 	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "repair", CurrentOperation: "replicating",
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
-		return p.snapshot(workflow.Now(ctx)), nil
-	}); err != nil {
+	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	setStatus(ctx, StatusInProgress)
 	start := recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "repair", req.JobID, req.RepairID, "", p))
 	out := &RepairOutcome{Copied: map[string][]string{}, Failed: map[string]string{}}
 	for i, it := range req.Items {

@@ -12,33 +12,23 @@ import (
 	"backupd/codes"
 )
 
-// RestoreRequest starts a restore job.
+// RestoreRequest starts a restore job: what to restore where (the
+// RestoreInput its restore activities get), and how.
 type RestoreRequest struct {
-	JobID        string   `json:"job_id"`
-	BackupID     string   `json:"backup_id"`
-	Location     string   `json:"location"`
-	Target       string   `json:"target"`
-	Components   []string `json:"components,omitempty"`
-	Paths        []string `json:"paths,omitempty"`
-	Overwrite    bool     `json:"overwrite"`
-	VerifyBefore bool     `json:"verify_before"`
-	VerifyAfter  bool     `json:"verify_after"`
-	// Original restores each component to its original paths (Target
-	// is then ignored).
-	Original     bool   `json:"original,omitempty"`
+	activities.RestoreInput
+	JobID        string `json:"job_id"`
+	VerifyBefore bool   `json:"verify_before"`
+	VerifyAfter  bool   `json:"verify_after"`
 	RestoreID    string `json:"restore_id,omitempty"`
 	Subtype      string `json:"subtype,omitempty"` // full | partial
 	CatalogQueue string `json:"catalog_queue,omitempty"`
+	// Databases are loaded from their dumps after the files; NoFiles
+	// restores only them (SkipDumps keeps @dumps out of the files).
+	Databases []activities.DatabaseRestoreInput `json:"databases,omitempty"`
+	NoFiles   bool                              `json:"no_files,omitempty"`
 	// PreRestoreSnapshot first takes a snapshot backup (to
 	// SnapshotLocation) of the components the restore overwrites, so a
 	// failed or unwanted restore can be rolled back by restoring it.
-	// Databases are loaded from their dumps after the files; NoFiles
-	// restores only them; SkipDumps keeps @dumps out of the files.
-	Databases []activities.DatabaseRestoreInput `json:"databases,omitempty"`
-	NoFiles   bool                              `json:"no_files,omitempty"`
-	SkipDumps bool                              `json:"skip_dumps,omitempty"`
-	Mirror    bool                              `json:"mirror,omitempty"`
-
 	PreRestoreSnapshot bool     `json:"pre_restore_snapshot,omitempty"`
 	SnapshotLocation   string   `json:"snapshot_location,omitempty"`
 	SnapshotComponents []string `json:"snapshot_components,omitempty"`
@@ -98,12 +88,9 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	if req.VerifyAfter {
 		p.Verification["post_restore"] = "pending"
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
-		return p.snapshot(workflow.Now(ctx)), nil
-	}); err != nil {
+	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	setStatus(ctx, StatusInProgress)
 	p.Status = StatusInProgress
 	*start = recordJob(ctx, req.CatalogQueue, restoreRecord(ctx, req, p))
 	if req.VerifyBefore {
@@ -161,10 +148,9 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 			p.CurrentComponent = unit[0]
 		}
 		var res activities.RestoreResult
-		err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, activities.RestoreInput{
-			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: unit,
-			Paths: req.Paths, Overwrite: req.Overwrite, Original: req.Original, SkipDumps: req.SkipDumps,
-			Mirror: req.Mirror}).Get(ctx, &res)
+		in := req.RestoreInput
+		in.Components = unit
+		err := workflow.ExecuteActivity(longActivity(ctx), a.Restore, in).Get(ctx, &res)
 		if ctx.Err() != nil || err != nil {
 			return nil, restoreStepFailed(ctx, p, err)
 		}
@@ -211,9 +197,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		p.CurrentOperation = "verifying_restore"
 		p.Percentage = 95
 		var vr activities.RestoreResult
-		err := workflow.ExecuteActivity(longActivity(ctx), a.VerifyRestore, activities.RestoreInput{
-			BackupID: req.BackupID, Location: req.Location, Target: req.Target, Components: req.Components,
-			Paths: req.Paths, Original: req.Original, SkipDumps: req.SkipDumps}).Get(ctx, &vr)
+		err := workflow.ExecuteActivity(longActivity(ctx), a.VerifyRestore, req.RestoreInput).Get(ctx, &vr)
 		if err != nil {
 			p.Verification["post_restore"] = "failed"
 			return nil, finish(ctx, p, StatusFailed, err)
@@ -273,12 +257,9 @@ func runVerify(ctx workflow.Context, req VerifyRequest, pp **Progress, start *wo
 		CurrentOperation: "verifying", ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
 		StorageStatus: map[string]string{req.Location: "reading"}, Started: workflow.Now(ctx)}
 	*pp = p
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
-		return p.snapshot(workflow.Now(ctx)), nil
-	}); err != nil {
+	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	setStatus(ctx, StatusInProgress)
 	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "verify", req.JobID, req.VerificationID, req.BackupID, p))
 	var rep activities.VerifyReport
 	err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{BackupID: req.BackupID,
@@ -382,12 +363,9 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
 	*pp = p
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) {
-		return p.snapshot(workflow.Now(ctx)), nil
-	}); err != nil {
+	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	setStatus(ctx, StatusInProgress)
 	startRec := otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p)
 	startRec.Subtype = cleanupSubtype(req)
 	*start = recordJob(ctx, req.CatalogQueue, startRec)

@@ -22,7 +22,7 @@ func TestRestoreWorkflowVerifiesFirstAndWritesNothingOnFailure(t *testing.T) {
 		restored = true
 		return activities.RestoreResult{}, nil
 	})
-	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{JobID: "R1", BackupID: "b", Location: "local", Target: "/t", VerifyBefore: true})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: "b", Location: "local", Target: "/t"}, JobID: "R1", VerifyBefore: true})
 	var ae *temporal.ApplicationError
 	if err := env.GetWorkflowError(); !errors.As(err, &ae) || ae.Type() != string(codes.VerificationFailed) {
 		t.Fatalf("want BACKUP_006, got %v", err)
@@ -36,8 +36,7 @@ func TestRestoreWorkflowReportsResult(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{Passed: true}, nil)
 	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(activities.RestoreResult{Files: 7, Bytes: 700, Verified: 7}, nil)
-	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{JobID: "R2", BackupID: "b", Location: "local", Target: "/t",
-		Components: []string{"data"}, VerifyBefore: true})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: "b", Location: "local", Target: "/t", Components: []string{"data"}}, JobID: "R2", VerifyBefore: true})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +102,7 @@ func TestRestoreWorkflowRestoresComponentByComponent(t *testing.T) {
 		seen = append(seen, strings.Join(in.Components, ","))
 		return activities.RestoreResult{Files: 2, Bytes: 10, Components: in.Components}, nil
 	})
-	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{JobID: "R3", BackupID: "b", Location: "local", Target: "/t",
-		Components: []string{"configurations", "data"}})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: "b", Location: "local", Target: "/t", Components: []string{"configurations", "data"}}, JobID: "R3"})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}

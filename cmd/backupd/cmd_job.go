@@ -1,6 +1,7 @@
 package main
 
 import (
+	"backupd/activities"
 	"context"
 	"errors"
 	"flag"
@@ -85,8 +86,8 @@ func cmdJob(ctx context.Context, args []string) error {
 		}
 		job, err = jc.StartBackup(ctx, req, 0)
 	case "restore":
-		job, err = jc.StartRestore(ctx, workflows.RestoreRequest{BackupID: backupID, Location: location,
-			Target: target, Components: components, Paths: paths, Overwrite: overwrite, VerifyBefore: true})
+		job, err = jc.StartRestore(ctx, workflows.RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: backupID,
+			Location: location, Target: target, Components: components, Paths: paths, Overwrite: overwrite}, VerifyBefore: true})
 	case "verify":
 		job, err = jc.StartVerify(ctx, workflows.VerifyRequest{BackupID: backupID, Location: location,
 			ReadDataPercent: percent, ExtractTest: extract})
