@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api clean tools
+.PHONY: all build run test fuzz vet fmt bench bench-api clean tools hygiene
 
 all: build
 
@@ -23,6 +23,13 @@ tools: $(BIN)/versitygw
 vet:
 	$(GO) vet ./...
 
+# What must never land: go.mod/go.sum out of step with the imports, and
+# large files (a 66 MB build of backupd was committed once).
+hygiene:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; $(GO) mod tidy -diff; exit 1; }
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2" ("$$1" bytes)"}'); \
+	  if [ -n "$$big" ]; then echo "tracked files over 1 MiB (build outputs belong in .gitignore): $$big"; exit 1; fi
+
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
@@ -35,6 +42,7 @@ PG_DSN ?= $(shell pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && echo 'host=1
 test: tools build $(BIN)/temporal
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	@$(MAKE) --no-print-directory hygiene
 	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
