@@ -424,8 +424,8 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 
 // emergencyCleanup starts a retention cleanup of a location whose free
 // space fell under emergency_cleanup_threshold (at most one an hour per
-// location). With no backup running it collects at once (no safety
-// window), so the space comes back now.
+// location). It collects at once (no safety window), so the space comes
+// back now, except packs that running jobs may need.
 func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, pol *Policies) {
 	rs, err := s.retentionSettings(ctx)
 	if err != nil || !rs.Rules.AutoCleanup || !pol.Monitoring.AutoCleanup {
@@ -455,10 +455,12 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 	}
 	s.lastEmergency[name] = time.Now()
 	s.capMu.Unlock()
-	running, _ := s.Store.ListJobs(ctx, models.JobFilter{Type: "backup", Statuses: []string{"queued", "running", "paused"}, Limit: 1})
+	// No safety window: the collection itself reads, when it deletes, which
+	// jobs are writing to the location (their writer registrations), and
+	// keeps every pack they may need (repository/writers.go).
 	id := newID("CLEANUP-", 3)
 	_, err = s.launchCleanup(ctx, "emergency", id, workflows.CleanupRequest{Locations: []string{name}, Subtype: "emergency",
-		Immediate: len(running) == 0, Plan: &activities.PlanInput{Targets: []string{name}}}, nil)
+		Immediate: true, Plan: &activities.PlanInput{Targets: []string{name}}}, nil)
 	msg := fmt.Sprintf("Storage %s has %s free, under the emergency threshold %s: ", name, humanSize(max(free, 0)), rs.Rules.EmergencyCleanupThreshold)
 	if err != nil {
 		s.Log.Error("emergency cleanup did not start", "location", name, "err", err)

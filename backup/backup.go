@@ -162,6 +162,14 @@ func RunComponent(ctx context.Context, repo *repository.Repository, plan *Plan, 
 		// than cores keeps a cold disk's queue full.
 		opts.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
+	// Registered before the index is loaded: garbage collection then
+	// leaves alone every pack this component may write or deduplicate
+	// against, until the pending marker below protects them.
+	w, err := repo.BeginWrite(ctx, "backup "+plan.ID+" "+c.Name)
+	if err != nil {
+		return repository.ComponentManifest{Name: c.Name}, err
+	}
+	defer w.End()
 	if err := repo.LoadIndex(ctx); err != nil {
 		return repository.ComponentManifest{Name: c.Name}, err
 	}
@@ -234,6 +242,21 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 		return nil, fmt.Errorf("%w: every component failed: %s", ErrComponentFailed, strings.Join(msgs, "; "))
 	}
 	m.Finished = time.Now().UTC()
+	// Never a manifest over missing packs: every pack the components
+	// depend on must still be stored (a collection that ran meanwhile
+	// cannot delete them once this writer is registered).
+	w, err := repo.BeginWrite(ctx, "commit "+plan.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer w.End()
+	packs, err := repo.PendingPacks(ctx, plan.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...)); err != nil {
+		return nil, err
+	}
 	if err := repo.SaveManifest(ctx, m); err != nil {
 		return nil, err
 	}

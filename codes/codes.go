@@ -107,7 +107,8 @@ func Classify(err error) *Error {
 		c = InsufficientStorage
 	case errors.Is(err, repository.ErrNoMatchingKey), errors.Is(err, repository.ErrWriteOnly):
 		c = KeyUnavailable
-	case errors.Is(err, repository.ErrCorrupt), errors.Is(err, repository.ErrBlobNotFound):
+	case errors.Is(err, repository.ErrCorrupt), errors.Is(err, repository.ErrBlobNotFound),
+		errors.Is(err, repository.ErrPacksMissing):
 		c = CorruptionDetected
 	case errors.Is(err, repository.ErrBackupNotFound):
 		c = BackupNotFound

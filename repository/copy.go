@@ -26,6 +26,11 @@ func CopyBackup(ctx context.Context, src, dst *Repository, id string) (*Manifest
 	if err := src.LoadIndex(ctx); err != nil {
 		return nil, st, err
 	}
+	w, err := dst.BeginWrite(ctx, "copy "+id)
+	if err != nil {
+		return nil, st, err
+	}
+	defer w.End()
 	if err := dst.LoadIndex(ctx); err != nil {
 		return nil, st, err
 	}
@@ -55,6 +60,9 @@ func CopyBackup(ctx context.Context, src, dst *Repository, id string) (*Manifest
 		return nil, st, err
 	}
 	out.KeyID = ""
+	if err := dst.CheckPacks(ctx, dst.DependedPacks()); err != nil {
+		return nil, st, err
+	}
 	if err := dst.SaveManifest(ctx, &out); err != nil {
 		return nil, st, err
 	}

@@ -29,8 +29,10 @@ import (
 // for components already finished: their trees are named by pending
 // markers (pending.go) until the manifest is written, so a backup paused or
 // retried for days keeps them.
-// With a zero window (no concurrent writers), unreferenced packs are
-// deleted at once.
+// Writers also register (writers.go), and GC reads the registrations when
+// it deletes: with a zero window unreferenced packs are deleted at once
+// only while no writer is registered, and never a pack younger than the
+// oldest registered writer.
 
 // DefaultSafetyWindow bounds the duration of any one backup.
 const DefaultSafetyWindow = 6 * time.Hour
@@ -58,6 +60,11 @@ type GCResult struct {
 	UnreferencedBytes int64 `json:"unreferenced_bytes"`
 	TooYoung          int   `json:"too_young"`
 	DryRun            bool  `json:"dry_run"`
+	// OpenWriters is how many writers (writers.go) were registered when
+	// GC decided; Deferred counts packs it then did not delete because a
+	// writer started while it ran.
+	OpenWriters int `json:"open_writers"`
+	Deferred    int `json:"deferred,omitempty"`
 }
 
 const gcPrefix = "gc/"
@@ -71,9 +78,10 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if !r.keys.CanRead() {
 		return nil, ErrWriteOnly
 	}
+	began := time.Now()
 	now := opts.Now
 	if now.IsZero() {
-		now = time.Now()
+		now = began
 	}
 	res := &GCResult{DryRun: opts.DryRun}
 	if err := r.LoadIndex(ctx); err != nil {
@@ -116,6 +124,17 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Who writes is read now, at deletion time, and again after the index
+	// is rewritten (writers.go has the rules).
+	writers, stale, err := r.openWriters(ctx, now)
+	if err != nil {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+	}
+	res.OpenWriters = len(writers)
+	var oldest time.Time
+	if len(writers) > 0 {
+		oldest = writers[0].started.Add(-clockSkew)
+	}
 	newCondemned := map[string]time.Time{}
 	var toDelete []ID
 	for id, oi := range stored {
@@ -124,13 +143,19 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		}
 		res.Unreferenced++
 		res.UnreferencedBytes += oi.Size
-		if now.Sub(oi.ModTime) < opts.SafetyWindow {
+		if now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) {
 			res.TooYoung++
 			continue
 		}
 		when, wasCondemned := condemned[id.String()]
+		// a condemned pack may go once every open writer started after its
+		// condemnation (those load the condemned list and avoid it)
+		writersAfter := oldest.IsZero() || (wasCondemned && when.Before(oldest))
 		switch {
-		case opts.SafetyWindow == 0 || (wasCondemned && now.Sub(when) >= opts.SafetyWindow):
+		case opts.SafetyWindow == 0 && len(writers) == 0:
+			toDelete = append(toDelete, id)
+			res.BytesFreed += oi.Size
+		case wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
 		case wasCondemned:
@@ -143,6 +168,9 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	res.Deleted = len(toDelete)
 	if opts.DryRun {
 		return res, nil
+	}
+	for _, n := range stale {
+		_ = r.be.Delete(ctx, n) // a writer that died a day ago
 	}
 	// Write the new condemned list before deleting the old lists.
 	if err := r.saveCondemned(ctx, newCondemned, listNames); err != nil {
@@ -158,9 +186,11 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	for _, id := range toDelete {
 		gone[id] = true
 	}
-	var keep []IndexPack
+	var keep, dropped []IndexPack
 	for _, p := range packs {
-		if !gone[p.ID] {
+		if gone[p.ID] {
+			dropped = append(dropped, p)
+		} else {
 			keep = append(keep, p)
 		}
 	}
@@ -171,6 +201,41 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		if err := r.be.Delete(ctx, "index/"+f.String()); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, err
 		}
+	}
+	// A writer that registered since the first look may have loaded the
+	// old index and deduplicated against these packs: put them back in
+	// the index, condemned, and delete nothing this time.
+	again, _, err := r.openWriters(ctx, now.Add(time.Since(began)))
+	if err == nil {
+		known := map[string]bool{}
+		for _, w := range writers {
+			known[w.name] = true
+		}
+		for _, w := range again {
+			if !known[w.name] {
+				err = fmt.Errorf("writer %s started during collection", path.Base(w.name))
+				break
+			}
+		}
+	}
+	if err != nil {
+		if _, ierr := r.writeIndexFile(ctx, &IndexFile{Packs: dropped}); ierr != nil {
+			return nil, fmt.Errorf("gc: %v, and restoring the index of %d packs failed: %w", err, len(dropped), ierr)
+		}
+		for _, id := range toDelete {
+			when, ok := condemned[id.String()]
+			if !ok {
+				when = now
+			}
+			newCondemned[id.String()] = when
+		}
+		if cerr := r.saveCondemned(ctx, newCondemned, nil); cerr != nil {
+			return nil, cerr
+		}
+		res.Condemned += len(toDelete)
+		res.Deleted, res.BytesFreed, res.Deferred = 0, 0, len(toDelete)
+		r.idx = newIndex()
+		return res, r.LoadIndex(ctx)
 	}
 	for _, id := range toDelete {
 		if err := r.be.Delete(ctx, packName(id)); err != nil && !errors.Is(err, storage.ErrNotFound) {

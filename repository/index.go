@@ -229,13 +229,15 @@ func (ix *Index) has(id ID) bool {
 	return ok
 }
 
-// dedupable reports whether a writer may reuse the stored blob.
-func (ix *Index) dedupable(id ID) bool {
+// dedupablePack is dedupable with the pack that holds the blob.
+func (ix *Index) dedupablePack(id ID) (ID, bool) {
 	ix.mu.RLock()
+	defer ix.mu.RUnlock()
 	l, ok := ix.blobs[id]
-	ok = ok && !ix.condemned[l.pack]
-	ix.mu.RUnlock()
-	return ok
+	if !ok || ix.condemned[l.pack] {
+		return ID{}, false
+	}
+	return ix.packs[l.pack].id, true
 }
 
 // Len is the number of blobs indexed.

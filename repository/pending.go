@@ -25,6 +25,9 @@ type pendingMarker struct {
 	Component string    `json:"component"`
 	Tree      ID        `json:"tree"`
 	Created   time.Time `json:"created"`
+	// Packs the component's data depends on, checked when the manifest
+	// is committed (writers.go).
+	Packs []ID `json:"packs,omitempty"`
 }
 
 // SavePending records a finished component's tree until its manifest exists.
@@ -35,7 +38,8 @@ func (r *Repository) SavePending(ctx context.Context, backupID, component string
 	if err := ValidNodeName(component); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(pendingMarker{BackupID: backupID, Component: component, Tree: tree, Created: time.Now().UTC()})
+	b, _ := json.Marshal(pendingMarker{BackupID: backupID, Component: component, Tree: tree, Created: time.Now().UTC(),
+		Packs: r.DependedPacks()})
 	return r.be.Put(ctx, pendingPrefix+backupID+"."+component, bytes.NewReader(b), int64(len(b)))
 }
 
@@ -60,16 +64,50 @@ func (r *Repository) DeletePending(ctx context.Context, backupID string) error {
 	return nil
 }
 
+// PendingPacks lists the packs a backup's pending components depend on.
+func (r *Repository) PendingPacks(ctx context.Context, backupID string) ([]ID, error) {
+	if err := ValidBackupID(backupID); err != nil {
+		return nil, err
+	}
+	ms, err := r.pendingMarkers(ctx, pendingPrefix+backupID+".")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[ID]bool{}
+	var out []ID
+	for _, m := range ms {
+		for _, p := range m.Packs {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
 // pendingTrees lists the trees of every pending marker.
 func (r *Repository) pendingTrees(ctx context.Context) ([]ID, error) {
+	ms, err := r.pendingMarkers(ctx, pendingPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ID, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Tree)
+	}
+	return out, nil
+}
+
+func (r *Repository) pendingMarkers(ctx context.Context, prefix string) ([]pendingMarker, error) {
 	var names []string
-	if err := r.be.List(ctx, pendingPrefix, func(oi storage.ObjectInfo) error {
+	if err := r.be.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		names = append(names, oi.Name)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	var out []ID
+	var out []pendingMarker
 	for _, n := range names {
 		b, err := storage.ReadAll(ctx, r.be, n)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -82,7 +120,7 @@ func (r *Repository) pendingTrees(ctx context.Context) ([]ID, error) {
 		if err := json.Unmarshal(b, &m); err != nil || !strings.HasPrefix(n, pendingPrefix+m.BackupID+".") {
 			return nil, fmt.Errorf("%s: %w: unreadable pending marker", n, ErrCorrupt)
 		}
-		out = append(out, m.Tree)
+		out = append(out, m)
 	}
 	return out, nil
 }

@@ -85,7 +85,8 @@ type Repository struct {
 	OnPackCommitted func(PackCommit)
 
 	stats    writeStats
-	sessions sync.Map // ephemeral public key (string) -> cipher.AEAD
+	deps     dependencies // packs this session's data depends on (writers.go)
+	sessions sync.Map     // ephemeral public key (string) -> cipher.AEAD
 	trees    treeCache
 }
 
@@ -329,7 +330,8 @@ func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile) (ID, erro
 
 // Has reports whether a blob is stored (and not condemned) or being stored.
 func (r *Repository) Has(id ID) bool {
-	if r.idx.dedupable(id) {
+	if p, ok := r.idx.dedupablePack(id); ok {
+		r.deps.add(p)
 		return true
 	}
 	r.wmu.Lock()
@@ -348,7 +350,8 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
-	if r.idx.dedupable(id) {
+	if p, ok := r.idx.dedupablePack(id); ok {
+		r.deps.add(p)
 		return false, nil
 	}
 	r.wmu.Lock()
@@ -448,6 +451,7 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	if err := r.be.Put(ctx, packName(id), bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
 	}
+	r.deps.add(id)
 	ip := IndexPack{ID: id, EphPublic: s.ephPublic, Blobs: p.entries}
 	ixID, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{ip}})
 	if err != nil {

@@ -1,0 +1,260 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"backupd/storage"
+)
+
+// A writer marker (writers/<id>) announces a job that may come to depend on
+// packs: a backup component, a copy, a manifest commit. It is written before
+// the writer loads the index, renewed while the writer runs, and removed
+// when it ends. Garbage collection reads the markers at deletion time (never
+// a snapshot taken earlier by somebody else), and with any writer open:
+//
+//   - it deletes no pack younger than the oldest open writer (that writer
+//     may have written it, with no manifest yet);
+//   - it deletes no pack at once, without a safety window (the writer may
+//     have loaded an index that still lists the pack and deduplicated
+//     against it); such packs are condemned instead;
+//   - it deletes no condemned pack condemned after the writer started (the
+//     writer loaded its index before the condemnation).
+//
+// A writer that dies leaves its marker; once not renewed for writerLease it
+// no longer holds anything back (the job's retry registers anew), and GC
+// removes it after a day.
+const writersPrefix = "writers/"
+
+var (
+	writerRenew = time.Minute
+	writerLease = 10 * time.Minute
+	// clockSkew is allowed between this host's clock and the storage's
+	// (marker times are the writer's, pack times the storage's).
+	clockSkew = 2 * time.Minute
+)
+
+type writerMarker struct {
+	Started time.Time `json:"started"`
+	Renewed time.Time `json:"renewed"`
+	Host    string    `json:"host,omitempty"`
+	PID     int       `json:"pid,omitempty"`
+	Purpose string    `json:"purpose"`
+}
+
+// Writer is an open writer registration; End removes it.
+type Writer struct {
+	r      *Repository
+	name   string
+	marker writerMarker
+	stop   chan struct{}
+	done   sync.WaitGroup
+	once   sync.Once
+}
+
+// BeginWrite registers a writer. Call it before loading the index of a
+// session that will write or commit, and End when the session's data is
+// referenced by a manifest (or pending marker) or abandoned.
+func (r *Repository) BeginWrite(ctx context.Context, purpose string) (*Writer, error) {
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	w := &Writer{r: r, name: fmt.Sprintf("%s%d-%x", writersPrefix, now.UnixNano(), randomBytes(6)),
+		marker: writerMarker{Started: now, Renewed: now, Host: host, PID: os.Getpid(), Purpose: purpose},
+		stop:   make(chan struct{})}
+	if err := w.put(ctx); err != nil {
+		return nil, fmt.Errorf("registering writer: %w", err)
+	}
+	w.done.Add(1)
+	go w.renew()
+	return w, nil
+}
+
+func (w *Writer) put(ctx context.Context) error {
+	b, _ := json.Marshal(w.marker)
+	return w.r.be.Put(ctx, w.name, bytes.NewReader(b), int64(len(b)))
+}
+
+func (w *Writer) renew() {
+	defer w.done.Done()
+	t := time.NewTicker(writerRenew)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			w.marker.Renewed = time.Now().UTC()
+			ctx, cancel := context.WithTimeout(context.Background(), writerRenew)
+			_ = w.put(ctx) // a missed renewal is caught by the next; the lease is 10 of them
+			cancel()
+		}
+	}
+}
+
+// End removes the registration (idempotent).
+func (w *Writer) End() {
+	if w == nil {
+		return
+	}
+	w.once.Do(func() {
+		close(w.stop)
+		w.done.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = w.r.be.Delete(ctx, w.name) // left behind, it lapses after writerLease
+	})
+}
+
+type openWriter struct {
+	name    string
+	started time.Time
+}
+
+// openWriters lists the writers whose lease is current at now; stale
+// markers older than a day are returned for removal.
+func (r *Repository) openWriters(ctx context.Context, now time.Time) (open []openWriter, stale []string, err error) {
+	var names []storage.ObjectInfo
+	if err := r.be.List(ctx, writersPrefix, func(oi storage.ObjectInfo) error {
+		names = append(names, oi)
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("listing writers: %w", err)
+	}
+	for _, oi := range names {
+		b, err := storage.ReadAll(ctx, r.be, oi.Name)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // ended meanwhile
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading writer marker %s: %w", oi.Name, err)
+		}
+		var m writerMarker
+		if err := json.Unmarshal(b, &m); err != nil || m.Started.IsZero() {
+			// an unreadable marker counts as a writer that started at the
+			// marker's time: deleting on doubt is what must not happen
+			m = writerMarker{Started: oi.ModTime, Renewed: oi.ModTime}
+		}
+		last := m.Renewed
+		if oi.ModTime.After(last) {
+			last = oi.ModTime
+		}
+		age := now.Sub(last)
+		switch {
+		case age < writerLease+clockSkew:
+			open = append(open, openWriter{name: oi.Name, started: m.Started})
+		case age > 24*time.Hour:
+			stale = append(stale, oi.Name)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].started.Before(open[j].started) })
+	return open, stale, nil
+}
+
+// dependencies tracks the packs a session's data depends on: packs it
+// wrote, and packs holding blobs it deduplicated against or reused.
+type dependencies struct {
+	mu    sync.Mutex
+	packs map[ID]struct{}
+}
+
+func (d *dependencies) add(id ID) {
+	d.mu.Lock()
+	if d.packs == nil {
+		d.packs = map[ID]struct{}{}
+	}
+	d.packs[id] = struct{}{}
+	d.mu.Unlock()
+}
+
+// DependedPacks lists the packs this session's writes depend on so far.
+func (r *Repository) DependedPacks() []ID {
+	r.deps.mu.Lock()
+	defer r.deps.mu.Unlock()
+	out := make([]ID, 0, len(r.deps.packs))
+	for id := range r.deps.packs {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
+	return out
+}
+
+// Reuse records that the caller reuses stored blobs (an unchanged file's
+// chunk list from the parent backup) without saving them. It reports false,
+// recording nothing, when a blob is not stored or its pack is condemned:
+// the caller must then store the data anew.
+func (r *Repository) Reuse(ids []ID) bool {
+	packs := make([]ID, 0, 1)
+	r.idx.mu.RLock()
+	for _, id := range ids {
+		l, ok := r.idx.blobs[id]
+		if !ok || r.idx.condemned[l.pack] {
+			r.idx.mu.RUnlock()
+			return false
+		}
+		p := r.idx.packs[l.pack].id
+		if len(packs) == 0 || packs[len(packs)-1] != p {
+			packs = append(packs, p)
+		}
+	}
+	r.idx.mu.RUnlock()
+	for _, p := range packs {
+		r.deps.add(p)
+	}
+	return true
+}
+
+// ErrPacksMissing: a commit found packs its data needs gone from storage
+// (deleted while the job ran); nothing was committed. The job's retry
+// stores the data again.
+var ErrPacksMissing = errors.New("packs this backup needs are missing from storage")
+
+// CheckPacks verifies that every listed pack is stored. Few packs are
+// checked one by one, many by one listing of data/.
+func (r *Repository) CheckPacks(ctx context.Context, packs []ID) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	var missing []string
+	if len(packs) <= 64 {
+		for _, id := range packs {
+			if _, err := r.be.Stat(ctx, packName(id)); errors.Is(err, storage.ErrNotFound) {
+				missing = append(missing, id.Short())
+			} else if err != nil {
+				return fmt.Errorf("checking pack %s: %w", id.Short(), err)
+			}
+		}
+	} else {
+		stored := map[ID]bool{}
+		if err := r.be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+			if id, err := ParseID(path.Base(oi.Name)); err == nil {
+				stored[id] = true
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("checking packs: %w", err)
+		}
+		for _, id := range packs {
+			if !stored[id] {
+				missing = append(missing, id.Short())
+			}
+		}
+	}
+	if len(missing) > 0 {
+		more := ""
+		if len(missing) > 10 {
+			more = fmt.Sprintf(" and %d more", len(missing)-10)
+			missing = missing[:10]
+		}
+		return fmt.Errorf("%w: %s%s", ErrPacksMissing, strings.Join(missing, ", "), more)
+	}
+	return nil
+}

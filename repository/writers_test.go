@@ -1,0 +1,207 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"backupd/storage"
+	"backupd/storage/mem"
+)
+
+func reopen(t *testing.T, be storage.Backend) *Repository {
+	t.Helper()
+	r, err := Open(context.Background(), be, Credentials{Password: []byte("correct horse")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func countPacks(t *testing.T, be storage.Backend) int {
+	n := 0
+	be.List(context.Background(), "data/", func(storage.ObjectInfo) error { n++; return nil })
+	return n
+}
+
+// A job writing packs that no manifest references yet: a collection with
+// no safety window (an emergency cleanup) must keep them. Before writer
+// registrations it deleted every unreferenced pack at once.
+func TestGCZeroWindowKeepsAnOpenWritersPacks(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-kept", randData(1, 3000))
+
+	w := reopen(t, be)
+	reg, err := w.BeginWrite(ctx, "backup test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.LoadIndex(ctx)
+	data := randData(7, 5000)
+	blob, _, _ := w.SaveBlob(ctx, DataBlob, data)
+	tree, _ := w.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: uint64(len(data)), Content: []ID{blob}}}})
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := countPacks(t, be)
+
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 0 || res.OpenWriters != 1 || countPacks(t, be) != before {
+		t.Fatalf("gc took an open writer's packs: %+v (packs %d -> %d)", res, before, countPacks(t, be))
+	}
+	// The job commits; its manifest now protects the packs for good.
+	if err := w.SaveManifest(ctx, &Manifest{ID: "backup-late", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		t.Fatal(err)
+	}
+	reg.End()
+	if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
+
+// A writer that loaded the index while a forgotten backup's pack was still
+// listed deduplicates against it: a zero-window collection must condemn
+// that pack, not delete it, while the writer is open.
+func TestGCZeroWindowKeepsPacksAWriterMayHaveDeduplicated(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	shared := randData(3, 4000)
+	saveBackup(t, r, "backup-old", shared)
+	if err := r.DeleteManifest(ctx, "backup-old"); err != nil {
+		t.Fatal(err)
+	}
+	w := reopen(t, be)
+	reg, _ := w.BeginWrite(ctx, "backup test")
+	defer reg.End()
+	w.LoadIndex(ctx)
+	if _, added, _ := w.SaveBlob(ctx, DataBlob, shared); added {
+		t.Fatal("expected a deduplicated blob")
+	}
+	// age everything, so only the writer rule can keep the old pack
+	now := time.Now()
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, now.Add(-48*time.Hour)); return nil })
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 0 || res.Condemned == 0 {
+		t.Fatalf("want the old packs condemned, not deleted: %+v", res)
+	}
+	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
+		t.Fatalf("the writer's dependency is gone: %v", err)
+	}
+}
+
+// A writer whose lease lapsed (its worker died) holds nothing back.
+func TestGCIgnoresALapsedWriter(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-gone", randData(4, 4000))
+	r.DeleteManifest(ctx, "backup-gone")
+	w := reopen(t, be)
+	if _, err := w.BeginWrite(ctx, "died"); err != nil { // never ended
+		t.Fatal(err)
+	}
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Now: time.Now().Add(writerLease + clockSkew + time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OpenWriters != 0 || res.Deleted != 2 {
+		t.Fatalf("a lapsed writer blocked collection: %+v", res)
+	}
+}
+
+// hookBackend runs a hook before the first deletion under a prefix.
+type hookBackend struct {
+	storage.Backend
+	prefix string
+	once   sync.Once
+	hook   func()
+}
+
+func (h *hookBackend) Delete(ctx context.Context, name string) error {
+	if strings.HasPrefix(name, h.prefix) {
+		h.once.Do(h.hook)
+	}
+	return h.Backend.Delete(ctx, name)
+}
+
+// A writer that registers while the collection rewrites the index may have
+// read the old index: the collection puts the packs back and deletes none.
+func TestGCDefersWhenAWriterStartsDuringCollection(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-kept", randData(5, 3000))
+	gone := randData(6, 4000)
+	goneBlob := saveBackup(t, r, "backup-gone", gone)
+	r.DeleteManifest(ctx, "backup-gone")
+
+	var late *Repository
+	hb := &hookBackend{Backend: be, prefix: "index/"}
+	hb.hook = func() {
+		late = reopen(t, be)
+		if _, err := late.BeginWrite(ctx, "late"); err != nil {
+			t.Error(err)
+		}
+	}
+	res, err := GC(ctx, reopen(t, hb), GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late == nil || res.Deleted != 0 || res.Deferred != 2 {
+		t.Fatalf("want deletion deferred: %+v", res)
+	}
+	// the packs are indexed again and readable
+	r2 := reopen(t, be)
+	r2.LoadIndex(ctx)
+	if _, err := r2.LoadBlob(ctx, DataBlob, goneBlob); err != nil {
+		t.Fatalf("deferred pack not back in the index: %v", err)
+	}
+	cr, err := Check(ctx, r2, CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
+
+// The commit refuses a manifest whose packs are gone, and writes nothing.
+func TestCheckPacksRefusesMissingPacks(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	r, err := Init(ctx, be, InitOptions{Wrapping: testPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.LoadIndex(ctx)
+	r.SaveBlob(ctx, DataBlob, randData(8, 2000))
+	r.Flush(ctx)
+	deps := r.DependedPacks()
+	if len(deps) != 1 {
+		t.Fatalf("depended packs: %v", deps)
+	}
+	if err := r.CheckPacks(ctx, deps); err != nil {
+		t.Fatal(err)
+	}
+	be.Delete(ctx, packName(deps[0]))
+	if err := r.CheckPacks(ctx, deps); !errors.Is(err, ErrPacksMissing) {
+		t.Fatalf("want ErrPacksMissing, got %v", err)
+	}
+	// the listing path (many packs) finds it too
+	many := append([]ID{}, deps...)
+	for i := 0; i < 70; i++ {
+		many = append(many, deps[0])
+	}
+	if err := r.CheckPacks(ctx, many); !errors.Is(err, ErrPacksMissing) {
+		t.Fatalf("listing path: want ErrPacksMissing, got %v", err)
+	}
+}
