@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -46,8 +47,52 @@ func schedErr(field, format string, args ...any) error {
 	return invalid(codes.ScheduleError, field, format, args...)
 }
 
-// temporalScheduleID keeps backupd's schedules apart from others in the namespace.
-func temporalScheduleID(id string) string { return "backupd-" + id }
+// temporalScheduleID keeps users' schedules apart from backupd's own (the
+// admin-only retention cleanup is backupd-cleanup) and from others in the
+// Temporal namespace: an operator's schedule id can never name backupd's.
+func temporalScheduleID(id string) string { return userSchedulePrefix + id }
+
+const userSchedulePrefix = "backupd-schedule-"
+
+// reservedScheduleID reports ids users may not take: they name, or look
+// like, backupd's own schedules and jobs.
+func reservedScheduleID(id string) bool {
+	l := strings.ToLower(id)
+	return l == "cleanup" || strings.HasPrefix(l, "backupd") || strings.HasPrefix(l, "scheduled-")
+}
+
+// MigrateScheduleIDs moves schedules created before user schedules had a
+// namespace of their own (Temporal id backupd-<id>) to theirs, keeping
+// their spec, action and pause state; it runs when the server starts.
+func (s *Server) MigrateScheduleIDs(ctx context.Context) error {
+	list, err := s.Store.ListSchedules(ctx)
+	if err != nil {
+		return err
+	}
+	sched := s.Temporal.ScheduleClient()
+	var errs []error
+	for i := range list {
+		sc := &list[i]
+		if reservedScheduleID(sc.ID) {
+			continue // never user schedules: left for an admin to look at
+		}
+		old := sched.GetHandle(ctx, "backupd-"+sc.ID)
+		if _, err := old.Describe(ctx); err != nil {
+			continue // nothing under the old id
+		}
+		spec, act, err := s.scheduleOptions(sc)
+		if err == nil {
+			_, err = s.upsertTemporalSchedule(ctx, temporalScheduleID(sc.ID), spec, act, !sc.Enabled)
+		}
+		if err == nil {
+			err = old.Delete(ctx)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("schedule %s: %w", sc.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // calendar turns frequency/time/day into a Temporal calendar spec.
 func calendar(sc *models.Schedule) (client.ScheduleCalendarSpec, error) {
@@ -132,6 +177,9 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !scheduleIDRe.MatchString(req.ID) {
 		return schedErr("id", "id: %q must be 1-120 letters, digits, '.', '_' or '-'", req.ID)
+	}
+	if reservedScheduleID(req.ID) {
+		return schedErr("id", "id: %q is reserved for backupd's own schedules (cleanup, backupd*, scheduled-*); choose another id", req.ID)
 	}
 	setTarget(r, req.ID)
 	ctx := r.Context()

@@ -135,7 +135,7 @@ func TestScheduleAcrossDaylightSavingTime(t *testing.T) {
 	}
 	defer c.Close()
 	// the schedule in Temporal: the calendar spec and zone the API made
-	d, err := c.ScheduleClient().GetHandle(context.Background(), "backupd-berlin-nightly").Describe(context.Background())
+	d, err := c.ScheduleClient().GetHandle(context.Background(), "backupd-schedule-berlin-nightly").Describe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestScheduleAcrossDaylightSavingTime(t *testing.T) {
 		f, _ := time.ParseInLocation("2006-01-02", from, berlin)
 		u, _ := time.ParseInLocation("2006-01-02", to, berlin)
 		res, err := c.WorkflowService().ListScheduleMatchingTimes(context.Background(), &workflowservice.ListScheduleMatchingTimesRequest{
-			Namespace: "default", ScheduleId: "backupd-berlin-nightly", StartTime: timestamppb.New(f), EndTime: timestamppb.New(u)})
+			Namespace: "default", ScheduleId: "backupd-schedule-berlin-nightly", StartTime: timestamppb.New(f), EndTime: timestamppb.New(u)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -99,6 +99,9 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	if _, err := srv.EnsureCleanupSchedule(ctx); err != nil {
 		log.Warn("the retention cleanup schedule could not be set up", "err", err)
 	}
+	if err := srv.MigrateScheduleIDs(ctx); err != nil {
+		log.Error("schedules could not be moved to their own namespace", "err", err)
+	}
 	// the catalog activities run here: this process owns the catalog
 	cw := sdkworker.New(c, activities.CatalogTaskQueue, sdkworker.Options{})
 	cw.RegisterActivity(&activities.Catalog{Store: store, OnRecord: srv.OnJobRecord, Notifications: cfg.Notifications})
