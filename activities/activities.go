@@ -455,6 +455,10 @@ type RestoreInput struct {
 	// Mirror removes what the backup does not hold inside the component's
 	// source paths.
 	Mirror bool `json:"mirror,omitempty"`
+	// TargetChecked: the workflow found every target empty (or was told
+	// to overwrite) before anything was written, so what a retry finds
+	// there is what an earlier attempt of this restore wrote.
+	TargetChecked bool `json:"target_checked,omitempty"`
 }
 
 // RestoreResult reports a restore.
@@ -535,6 +539,17 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 		Components: restoredComponents(m, in.Components)}, nil
 }
 
+// CheckRestoreTarget refuses (BACKUP_008) a restore whose target
+// directories are not empty, unless it overwrites. It runs once, before
+// anything is written; the workflow keeps its answer (TargetChecked).
+func (a *Activities) CheckRestoreTarget(ctx context.Context, in RestoreInput) error {
+	_, m, err := a.openBackup(ctx, in.Location, in.BackupID)
+	if err != nil {
+		return err
+	}
+	return toTemporal(restore.CheckTargets(m, in.options(m)))
+}
+
 // Restore writes a backup (or parts) into the target; see restore.Run.
 func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
 	ctx, cancel := withWorkerStop(ctx)
@@ -544,10 +559,12 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 		return RestoreResult{}, err
 	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
-	// The first attempt refuses a non-empty target (unless told to
-	// overwrite); what a retry finds there is what that attempt wrote.
+	// The workflow decided once, before the first write, that the targets
+	// were empty (CheckRestoreTarget): only then is what a retry finds
+	// there this restore's own, to be overwritten. Without that decision
+	// every attempt refuses a non-empty target.
 	opts := in.options(m)
-	opts.Overwrite = opts.Overwrite || activity.GetInfo(ctx).Attempt > 1
+	opts.Overwrite = opts.Overwrite || (in.TargetChecked && activity.GetInfo(ctx).Attempt > 1)
 	opts.Progress = func(p restore.Progress) {
 		hb.update(func(c *Checkpoint) {
 			c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal

@@ -209,6 +209,38 @@ func selectComponents(m *repository.Manifest, names []string) ([]repository.Comp
 	return out, nil
 }
 
+// CheckTargets reports ErrTargetNotEmpty when a selected component's
+// target directory holds anything and opts do not overwrite; a missing
+// directory is empty. It writes nothing.
+func CheckTargets(m *repository.Manifest, opts Options) error {
+	if opts.Overwrite {
+		return nil
+	}
+	comps, err := selectComponents(m, opts.Components)
+	if err != nil {
+		return err
+	}
+	for _, c := range comps {
+		dir := filepath.Join(opts.Target, c.Name)
+		if t, ok := opts.ComponentTargets[c.Name]; ok {
+			dir = t
+		}
+		f, err := os.Open(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%w: target %s: %v", ErrInvalidSelection, dir, err)
+		}
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
+			return fmt.Errorf("%s: %w", dir, ErrTargetNotEmpty)
+		}
+	}
+	return nil
+}
+
 // prepareTarget creates the component's directory and opens it as a root;
 // it refuses a non-empty one unless overwriting.
 func prepareTarget(t *compTarget, overwrite bool) error {

@@ -110,6 +110,18 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		p.Verification["pre_restore"] = "passed"
 		p.Percentage = 10
 	}
+	// Whether the targets may be written into is decided once, before the
+	// snapshot and the first write, and kept in the workflow: a retried
+	// restore step must never mistake a user's files for its own.
+	if v := workflow.GetVersion(ctx, "restore-target-check", workflow.DefaultVersion, 1); v >= 1 && !req.NoFiles {
+		if !req.Overwrite && !req.Original {
+			p.CurrentOperation = "checking_target"
+			if err := workflow.ExecuteActivity(shortActivity(ctx), a.CheckRestoreTarget, req.RestoreInput).Get(ctx, nil); err != nil {
+				return nil, finish(ctx, p, StatusFailed, err)
+			}
+		}
+		req.TargetChecked = true
+	}
 	if req.PreRestoreSnapshot && len(req.SnapshotComponents) > 0 {
 		p.CurrentOperation = "creating_pre_restore_snapshot"
 		snap := SnapshotID(req.RestoreID)
@@ -283,8 +295,8 @@ type CleanupRequest struct {
 	BackupIDs           []string `json:"backup_ids"`
 	DryRun              bool     `json:"dry_run"`
 	SafetyWindowSeconds int64    `json:"safety_window_seconds"` // 0: the repository default
-	// Immediate deletes unreferenced packs at once (no safety window):
-	// only when no backup can be writing to these locations.
+	// Immediate asks for no safety window: unreferenced packs go at once
+	// unless a job is registered as writing (repository/writers.go).
 	Immediate    bool            `json:"immediate"`
 	CleanupID    string          `json:"cleanup_id,omitempty"`
 	CatalogQueue string          `json:"catalog_queue,omitempty"`

@@ -35,6 +35,7 @@ func TestRestoreWorkflowVerifiesFirstAndWritesNothingOnFailure(t *testing.T) {
 func TestRestoreWorkflowReportsResult(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{Passed: true}, nil)
+	env.OnActivity(a.CheckRestoreTarget, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(activities.RestoreResult{Files: 7, Bytes: 700, Verified: 7}, nil)
 	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: "b", Location: "local", Target: "/t", Components: []string{"data"}}, JobID: "R2", VerifyBefore: true})
 	if err := env.GetWorkflowError(); err != nil {
@@ -98,6 +99,7 @@ func TestCleanupWorkflowDryRunForgetsNothing(t *testing.T) {
 func TestRestoreWorkflowRestoresComponentByComponent(t *testing.T) {
 	env := newEnv(t)
 	var seen []string
+	env.OnActivity(a.CheckRestoreTarget, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RestoreInput) (activities.RestoreResult, error) {
 		seen = append(seen, strings.Join(in.Components, ","))
 		return activities.RestoreResult{Files: 2, Bytes: 10, Components: in.Components}, nil
@@ -111,5 +113,47 @@ func TestRestoreWorkflowRestoresComponentByComponent(t *testing.T) {
 	if strings.Join(seen, "|") != "configurations|data" || out.Result.Files != 4 ||
 		strings.Join(out.Progress.ComponentsCompleted, ",") != "configurations,data" {
 		t.Fatalf("restores %v, outcome %+v", seen, out)
+	}
+}
+
+// Whether a restore may write into its target is decided once, before the
+// first write: a non-empty target is refused with nothing written, and a
+// step that fails in planning and is retried must not then overwrite it
+// (the retry once forced overwrite on from its second attempt).
+func TestRestoreWorkflowDecidesTargetEmptinessOnce(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.CheckRestoreTarget, mock.Anything, mock.Anything).Return(
+		temporal.NewNonRetryableApplicationError("/t/data: target directory is not empty", string(codes.RestoreConflict), nil))
+	restored := false
+	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(func(context.Context, activities.RestoreInput) (activities.RestoreResult, error) {
+		restored = true
+		return activities.RestoreResult{}, nil
+	})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: "b", Location: "local", Target: "/t"}, JobID: "R4"})
+	var ae *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &ae) || ae.Type() != string(codes.RestoreConflict) {
+		t.Fatalf("want BACKUP_008, got %v", err)
+	}
+	if restored {
+		t.Fatal("restored into a target that was not empty")
+	}
+
+	// an empty target: every attempt of the step carries the decision
+	env = newEnv(t)
+	env.OnActivity(a.CheckRestoreTarget, mock.Anything, mock.Anything).Return(nil)
+	var checked []bool
+	env.OnActivity(a.Restore, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RestoreInput) (activities.RestoreResult, error) {
+		checked = append(checked, in.TargetChecked)
+		if len(checked) == 1 {
+			return activities.RestoreResult{}, errors.New("storage hiccup while planning")
+		}
+		return activities.RestoreResult{Files: 1}, nil
+	})
+	env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: "b", Location: "local", Target: "/t"}, JobID: "R5"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(checked) != 2 || !checked[0] || !checked[1] {
+		t.Fatalf("attempts saw TargetChecked %v", checked)
 	}
 }
