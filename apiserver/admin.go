@@ -94,9 +94,10 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "actor", "action", "outcome", "since", "until", "limit", "page"); err != nil {
 		return err
 	}
+	s.flushRefusals(true)
 	f := models.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Outcome: q.Get("outcome")}
 	if f.Outcome != "" {
-		if err := oneOf("outcome", f.Outcome, "success", "failure", "denied"); err != nil {
+		if err := oneOf("outcome", f.Outcome, "success", "failure", "denied", "started"); err != nil {
 			return err
 		}
 	}
@@ -112,7 +113,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range list {
 		out = append(out, map[string]any{"id": e.ID, "timestamp": rfc3339(e.Time), "actor": e.Actor, "role": e.Role,
 			"method": e.Method, "path": e.Path, "action": e.Action, "target": e.Target, "request_id": e.RequestID,
-			"status": e.Status, "outcome": e.Outcome, "detail": e.Detail, "remote": e.Remote})
+			"status": e.Status, "outcome": e.Outcome, "detail": e.Detail, "remote": e.Remote, "count": e.Count})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "pagination": map[string]any{"total": total, "page": f.Page,
 		"page_size": f.Limit, "total_pages": (total + int64(f.Limit) - 1) / int64(f.Limit)}})

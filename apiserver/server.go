@@ -57,6 +57,8 @@ type Server struct {
 	skipped       map[string]int64
 	totMu         sync.Mutex
 	totCache      map[string]totalsEntry
+	refused       refusals
+	limiter       authLimiter
 }
 
 // New builds a server; Hub is created if nil.
@@ -73,6 +75,7 @@ func New(s *Server) *Server {
 	s.totCache = map[string]totalsEntry{}
 	s.lastEmergency = map[string]time.Time{}
 	s.skipped = map[string]int64{}
+	s.limiter = authLimiter{burst: authBurst, rate: authRate}
 	s.routes = s.routeTable()
 	s.router = s.buildRouter()
 	return s
@@ -98,7 +101,7 @@ func (s *Server) routeTable() []route {
 		{Method: "POST", Path: "/backup/create", Role: "operator", Action: "backup.create", Body: "CreateBackupRequest", Summary: "Start a manual backup", handler: s.createBackup},
 		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []string{"force", "locations"}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, handler: s.deleteBackup},
 		{Method: "POST", Path: "/backup/{backup_id}/protect", Role: "admin", Action: "backup.protect", Body: "ProtectRequest", Summary: "Protect or unprotect a backup from cleanup", handler: s.protectBackup},
-		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Query: []string{"format", "component"}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
+		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Action: "backup.download", Query: []string{"format", "component"}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
 		{Method: "GET", Path: "/backup/progress", Role: "viewer", Query: []string{"job_id", "backup_id"}, Summary: "Progress of a backup job", handler: s.backupProgress},
 		{Method: "GET", Path: "/backup/schedules", Role: "viewer", Summary: "List schedules", handler: s.listSchedules},
 		{Method: "POST", Path: "/backup/schedules", Role: "operator", Action: "schedule.put", Body: "ScheduleRequest", Summary: "Create or update a schedule", handler: s.putSchedule},
@@ -123,7 +126,7 @@ func (s *Server) routeTable() []route {
 		{Method: "POST", Path: "/backup/jobs/resume", Role: "operator", Action: "job.resume", Body: "JobRequest", Summary: "Resume a paused backup job", handler: s.resumeJob},
 		{Method: "POST", Path: "/backup/repair", Role: "operator", Action: "repair.start", Body: "RepairRequest", Summary: "Copy backups to the locations the 3-2-1 policy says they miss, from a healthy copy", handler: s.startRepair},
 		{Method: "GET", Path: "/backup/repair/report/{repair_id}", Role: "viewer", Summary: "A repair report", handler: s.repairReport},
-		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: []string{"actor", "action", "outcome", "since", "until", "limit", "page"}, Summary: "The audit log of mutating calls", handler: s.listAudit},
+		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: []string{"actor", "action", "outcome", "since", "until", "limit", "page"}, Summary: "The audit log: mutating calls, downloads of backup contents, refused attempts (aggregated per source and minute)", handler: s.listAudit},
 		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", handler: s.listTokens},
 		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: "TokenRequest", Summary: "Create an API token", Status: http.StatusCreated, handler: s.createToken},
 		{Method: "DELETE", Path: "/backup/tokens/{token_id}", Role: "admin", Action: "token.revoke", Summary: "Revoke an API token", handler: s.revokeToken},
@@ -248,19 +251,39 @@ func (s *Server) wrap(rt route) http.Handler {
 		w.Header().Set("X-Request-ID", st.id)
 		r = withState(r, st)
 		sw := &statusWriter{ResponseWriter: w}
+		src := remoteIP(r)
 		err := s.authorize(r, rt, st)
-		if err == nil {
-			err = rt.handler(sw, r)
+		if err != nil && st.token == nil {
+			// no valid token: a source that keeps trying is slowed down
+			// (a valid token always gets through)
+			if !s.limiter.allow(src) {
+				sw.Header().Set("Retry-After", "5")
+				err = &apiError{Status: http.StatusTooManyRequests, Code: "TOO_MANY_REQUESTS",
+					Message: "too many requests without a valid token from this address; wait, then send a valid bearer token"}
+			}
+			s.limiter.spend(src)
 		}
 		if err != nil {
+			s.writeError(sw, r, err)
+			if rt.Action != "" {
+				s.auditRefusal(r, rt, st, sw.status)
+			}
+			return
+		}
+		if rt.Action != "" {
+			entry, aerr := s.auditStart(r, rt, st)
+			if aerr != nil {
+				s.writeError(sw, r, aerr)
+				return
+			}
+			defer func() { s.auditFinish(r, entry, st, sw.status) }()
+		}
+		if err := rt.handler(sw, r); err != nil {
 			if sw.status != 0 {
-				s.Log.Error("error after the response started", "path", r.URL.Path, "err", err)
+				s.Log.Error("error after the response started", "path", r.URL.Path, "request_id", st.id, "err", err)
 			} else {
 				s.writeError(sw, r, err)
 			}
-		}
-		if rt.Action != "" {
-			s.audit(r, rt, st, sw.status)
 		}
 	})
 }
@@ -328,28 +351,6 @@ func (s *Server) authorize(r *http.Request, rt route, st *reqState) error {
 			Message: sprintf("%s %s needs the %s role; this token has %s", rt.Method, rt.Path, rt.Role, tok.Role)}
 	}
 	return nil
-}
-
-func (s *Server) audit(r *http.Request, rt route, st *reqState, status int) {
-	e := &models.AuditEntry{Method: r.Method, Path: r.URL.Path, Action: rt.Action, Target: st.target,
-		RequestID: st.id, Status: status, Detail: st.outcomeDetail, Remote: remoteIP(r)}
-	if st.token != nil {
-		e.Actor, e.Role = st.token.Name+" ("+st.token.ID+")", st.token.Role
-	}
-	switch {
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		e.Outcome = "denied"
-	case status >= 400:
-		e.Outcome = "failure"
-	default:
-		e.Outcome = "success"
-	}
-	// the audit record must outlive a client that hung up
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-	defer cancel()
-	if err := s.Store.Audit(ctx, e); err != nil {
-		s.Log.Error("audit log write failed", "err", err, "action", rt.Action)
-	}
 }
 
 func remoteIP(r *http.Request) string {

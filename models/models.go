@@ -46,7 +46,7 @@ type Backup struct {
 	ParentBackup   string `gorm:"size:80;index"`
 	BaseBackup     string `gorm:"size:80"`
 	ScheduleID     string `gorm:"size:120;index"`
-	CreatedBy      string `gorm:"size:120"`
+	CreatedBy      string `gorm:"size:300"`
 	JobID          string `gorm:"size:80;index"`
 	Protected      bool
 	KeyID          string `gorm:"size:80"`
@@ -75,7 +75,7 @@ type Job struct {
 	RefID            string    `gorm:"size:80;index"`
 	BackupID         string    `gorm:"size:80;index"`
 	Name             string    `gorm:"size:200"`
-	User             string    `gorm:"size:120"`
+	User             string    `gorm:"size:300"`
 	ScheduleID       string    `gorm:"size:120"`
 	WorkflowID       string    `gorm:"size:300"`
 	RunID            string    `gorm:"size:80"`
@@ -123,7 +123,7 @@ type Schedule struct {
 	Encryption    bool
 	Compression   string          `gorm:"size:16"`
 	Notifications map[string]bool `gorm:"type:text;serializer:json"`
-	CreatedBy     string          `gorm:"size:120"`
+	CreatedBy     string          `gorm:"size:300"`
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }
@@ -142,28 +142,35 @@ type Token struct {
 	Name       string `gorm:"size:200"`
 	Role       string `gorm:"size:16;not null"`
 	Hash       string `gorm:"size:64;not null;uniqueIndex"`
-	CreatedBy  string `gorm:"size:120"`
+	CreatedBy  string `gorm:"size:300"`
 	CreatedAt  time.Time
 	ExpiresAt  *time.Time
 	LastUsedAt *time.Time
 	Revoked    bool
 }
 
-// AuditEntry records one mutating API call.
+// ActorSize holds a token's name (at most 200 characters) with its id:
+// every column naming who did something has room for it.
+const ActorSize = 300
+
+// AuditEntry records one mutating call, or one read of backup contents.
 type AuditEntry struct {
 	ID        int64     `gorm:"primaryKey;autoIncrement"`
 	Time      time.Time `gorm:"not null;index"`
-	Actor     string    `gorm:"size:200"` // token name (id)
+	Actor     string    `gorm:"size:300"` // token name (200) and id (40)
 	Role      string    `gorm:"size:16"`
 	Method    string    `gorm:"size:8"`
-	Path      string    `gorm:"size:500"`
+	Path      string    `gorm:"size:2000"`
 	Action    string    `gorm:"size:80"`
-	Target    string    `gorm:"size:200"`
+	Target    string    `gorm:"size:500"`
 	RequestID string    `gorm:"size:64;index"`
 	Status    int
 	Outcome   string `gorm:"size:16"` // success | failure | denied
 	Detail    string `gorm:"size:2000"`
 	Remote    string `gorm:"size:100"`
+	// Count > 1: refused attempts from one source in one minute, recorded
+	// as one entry (Time is the minute's first).
+	Count int `gorm:"not null;default:1"`
 }
 
 // Delivery is one notification's delivery to one target.

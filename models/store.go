@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/glebarez/sqlite"
 	"gorm.io/driver/postgres"
@@ -540,7 +541,45 @@ func (s *Store) Audit(ctx context.Context, e *AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	if e.Count == 0 {
+		e.Count = 1
+	}
+	clipAudit(e)
 	return s.DB.WithContext(ctx).Create(e).Error
+}
+
+// FinishAudit records the outcome of a call audited before it ran.
+func (s *Store) FinishAudit(ctx context.Context, e *AuditEntry) error {
+	clipAudit(e)
+	return s.DB.WithContext(ctx).Model(&AuditEntry{}).Where("id = ?", e.ID).
+		Updates(map[string]any{"status": e.Status, "outcome": e.Outcome, "target": e.Target, "detail": e.Detail}).Error
+}
+
+// AddAuditCount adds n more attempts to an aggregated entry.
+func (s *Store) AddAuditCount(ctx context.Context, id int64, n int) error {
+	return s.DB.WithContext(ctx).Model(&AuditEntry{}).Where("id = ?", id).
+		Update("count", gorm.Expr("count + ?", n)).Error
+}
+
+// clipAudit fits every field into its column (PostgreSQL refuses longer
+// values, and a refused audit record fails the call it records): cut
+// values end in "…".
+func clipAudit(e *AuditEntry) {
+	for _, f := range []struct {
+		v *string
+		n int
+	}{{&e.Actor, ActorSize}, {&e.Role, 16}, {&e.Method, 8}, {&e.Path, 2000}, {&e.Action, 80}, {&e.Target, 500},
+		{&e.RequestID, 64}, {&e.Outcome, 16}, {&e.Detail, 2000}, {&e.Remote, 100}} {
+		*f.v = clip(*f.v, f.n)
+	}
+}
+
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // AuditFilter selects audit entries.
