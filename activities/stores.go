@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"backupd/codes"
 	"backupd/config"
@@ -15,16 +16,32 @@ import (
 )
 
 // Stores opens the configured storage locations' repositories. The key is
-// derived once per location; every job then gets its own Session.
+// derived once per location; every job then gets its own Session. Each
+// location opens on its own: one that hangs (a blackholed SFTP host waits
+// out its dial) delays only its own callers, and a failure is remembered
+// for failureTTL so a dead location answers at once instead of every
+// caller dialling again.
 type Stores struct {
-	cfg *config.Config
-	mu  sync.Mutex
-	m   map[string]*repository.Repository
+	cfg  *config.Config
+	mu   sync.Mutex // guards locs only, never held across I/O
+	locs map[string]*locState
+}
+
+// failureTTL is how long a location's failure to open is answered from
+// memory.
+var failureTTL = 5 * time.Second
+
+type locState struct {
+	mu      sync.Mutex
+	repo    *repository.Repository
+	err     error
+	errAt   time.Time
+	opening chan struct{} // closed when the open in flight ends
 }
 
 // NewStores prepares (but does not yet open) the locations of cfg.
 func NewStores(cfg *config.Config) *Stores {
-	return &Stores{cfg: cfg, m: map[string]*repository.Repository{}}
+	return &Stores{cfg: cfg, locs: map[string]*locState{}}
 }
 
 func (s *Stores) backend(ctx context.Context, name string) (storage.Backend, error) {
@@ -41,13 +58,65 @@ func (s *Stores) backend(ctx context.Context, name string) (storage.Backend, err
 	return be, nil
 }
 
-// Open returns a fresh session on the named location's repository.
-func (s *Stores) Open(ctx context.Context, name string) (*repository.Repository, error) {
+func (s *Stores) state(name string) *locState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.m[name]; ok {
+	st := s.locs[name]
+	if st == nil {
+		st = &locState{}
+		s.locs[name] = st
+	}
+	return st
+}
+
+// Open returns a fresh session on the named location's repository.
+func (s *Stores) Open(ctx context.Context, name string) (*repository.Repository, error) {
+	if _, ok := s.cfg.Storage[name]; !ok {
+		return nil, codes.New(codes.InvalidConfiguration, "no storage location named %q (configured: %v)", name, s.cfg.LocationNames())
+	}
+	st := s.state(name)
+	for {
+		st.mu.Lock()
+		switch {
+		case st.repo != nil:
+			r := st.repo
+			st.mu.Unlock()
+			return r.Session(), nil
+		case st.err != nil && time.Since(st.errAt) < failureTTL:
+			err := st.err
+			st.mu.Unlock()
+			return nil, err
+		case st.opening != nil:
+			wait := st.opening
+			st.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: still opening: %w", name, ctx.Err()))
+			}
+		}
+		done := make(chan struct{})
+		st.opening = done
+		st.mu.Unlock()
+		r, err := s.open(ctx, name)
+		st.mu.Lock()
+		st.opening = nil
+		if err == nil {
+			st.repo, st.err = r, nil
+		} else if ctx.Err() == nil {
+			st.err, st.errAt = err, time.Now() // this caller's own cancellation is not the location's failure
+		}
+		close(done)
+		st.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 		return r.Session(), nil
 	}
+}
+
+func (s *Stores) open(ctx context.Context, name string) (*repository.Repository, error) {
 	be, err := s.backend(ctx, name)
 	if err != nil {
 		return nil, err
@@ -60,10 +129,20 @@ func (s *Stores) Open(ctx context.Context, name string) (*repository.Repository,
 	r, err := repository.Open(ctx, be, repository.Credentials{Password: pw})
 	if err != nil {
 		be.Close()
+		if errors.Is(err, repository.ErrNoMatchingKey) {
+			err = fmt.Errorf("%w: the repository password (%s) opens none of its key entries; it was initialised with another password: use that one, or point this location at an empty directory", err, s.cfg.PasswordSource())
+		}
 		return nil, fmt.Errorf("storage location %s: %w", name, err)
 	}
-	s.m[name] = r
-	return r.Session(), nil
+	return r, nil
+}
+
+// set records a location's repository (just initialised).
+func (s *Stores) set(name string, r *repository.Repository) {
+	st := s.state(name)
+	st.mu.Lock()
+	st.repo, st.err = r, nil
+	st.mu.Unlock()
 }
 
 // EnsureInitialized creates a repository in every configured location that
@@ -104,9 +183,7 @@ func (s *Stores) EnsureInitialized(ctx context.Context) error {
 		if keys == nil {
 			keys = r.Keys()
 		}
-		s.mu.Lock()
-		s.m[name] = r
-		s.mu.Unlock()
+		s.set(name, r)
 	}
 	return nil
 }
@@ -115,8 +192,12 @@ func (s *Stores) EnsureInitialized(ctx context.Context) error {
 func (s *Stores) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for n, r := range s.m {
-		r.Backend().Close()
-		delete(s.m, n)
+	for n, st := range s.locs {
+		st.mu.Lock()
+		if st.repo != nil {
+			st.repo.Backend().Close()
+		}
+		st.mu.Unlock()
+		delete(s.locs, n)
 	}
 }

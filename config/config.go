@@ -381,6 +381,15 @@ func (c *Config) LocationNames() []string {
 }
 
 // Password reads the repository password: BACKUPD_PASSWORD, else the file.
+// PasswordSource names where the repository password comes from, for
+// messages (never the password).
+func (c *Config) PasswordSource() string {
+	if os.Getenv("BACKUPD_PASSWORD") != "" {
+		return "from BACKUPD_PASSWORD"
+	}
+	return "from password_file " + c.PasswordFile
+}
+
 func (c *Config) Password() ([]byte, error) {
 	if p := os.Getenv("BACKUPD_PASSWORD"); p != "" {
 		return []byte(p), nil
