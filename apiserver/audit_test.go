@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -103,5 +104,26 @@ func TestRefusedAttemptsAreAggregatedAndRateLimited(t *testing.T) {
 	// two keys at most (401 and 429), three if the minute turned
 	if total == 0 || total > 3 || sum != 200 {
 		t.Fatalf("%d entries counting %d attempts (want <= 3 entries, 200 attempts): %+v", total, sum, es)
+	}
+}
+
+// An error nobody wrote for clients (the database's, the system's) is not
+// sent as is: the client gets its kind and the request id, the log the
+// detail.
+func TestInternalErrorsAreNotShownRaw(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	var logged strings.Builder
+	s.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	if err := s.Store.DB.Exec("DROP TABLE jobs").Error; err != nil {
+		t.Fatal(err)
+	}
+	res, m := call(t, s, "GET", "/cloud-integration/backup/jobs", toks["viewer"], nil)
+	msg, _ := m["message"].(string)
+	if res.StatusCode < 500 || strings.Contains(msg, "jobs") || strings.Contains(strings.ToLower(msg), "sql") ||
+		!strings.Contains(msg, res.Header.Get("X-Request-ID")) {
+		t.Fatalf("internal error sent as: %d %v", res.StatusCode, m)
+	}
+	if !strings.Contains(logged.String(), "no such table") || !strings.Contains(logged.String(), res.Header.Get("X-Request-ID")) {
+		t.Fatalf("the log lacks the detail: %s", logged.String())
 	}
 }

@@ -83,6 +83,12 @@ var suggestions = map[string][]string{
 	"REQUEST_TOO_LARGE":                {"Send a smaller request body"},
 }
 
+// userFacing reports whether an error's text was written for clients.
+func userFacing(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) || errors.Is(err, models.ErrNotFound) || codes.Known(err)
+}
+
 // toAPIError turns any error into the API's error.
 func toAPIError(err error) *apiError {
 	var ae *apiError
@@ -102,8 +108,16 @@ func toAPIError(err error) *apiError {
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := toAPIError(err)
-	if e.Status >= 500 {
+	if e.Status >= 500 || !userFacing(err) {
 		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+	}
+	if !userFacing(err) {
+		// a database's or the system's own words may name internals
+		// (paths, SQL, addresses): the client gets the kind and the
+		// request id, the log has the rest
+		e = &apiError{Status: e.Status, Code: e.Code, Details: map[string]any{"request_id": requestID(r)},
+			Message: sprintf("%s: an internal error occurred (request %s; the server log has the details)",
+				codes.Code(e.Code).Description(), requestID(r))}
 	}
 	if rs := stateOf(r); rs != nil {
 		rs.outcomeDetail = e.Code + ": " + e.Message

@@ -21,6 +21,14 @@ import (
 // workflow's query plus the running activity's heartbeat counters), from
 // the catalog's final record after.
 func (s *Server) liveProgress(ctx context.Context, j *models.Job) *workflows.Progress {
+	if j.Finished == nil && s.Temporal != nil {
+		// a query needs a worker: without one it would only time out
+		if why := s.waitingForWorker(ctx); why != "" {
+			return &workflows.Progress{Status: workflows.StatusPending, JobID: j.ID, JobType: j.Type, BackupID: j.BackupID,
+				Percentage: j.Progress, Started: j.Started, ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
+				StorageStatus: map[string]string{}, CurrentOperation: "waiting_for_worker", Waiting: why}
+		}
+	}
 	if j.WorkflowID != "" && j.Finished == nil {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		t0 := time.Now()
@@ -174,6 +182,9 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]a
 		"paused":         p.Paused,
 		"started":        rfc3339(p.Started),
 		"finished":       rfc3339p(p.Finished),
+	}
+	if p.Waiting != "" {
+		body["waiting"] = p.Waiting
 	}
 	if len(p.ErrorMessages) > 0 {
 		body["error"] = strings.Join(p.ErrorMessages, "; ")

@@ -10,28 +10,45 @@ import (
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 
 	"backupd/models"
 	"backupd/workflows"
 )
 
 // temporalState says whether Temporal answers and how many workers poll
-// this host's task queue.
+// this host's task queue (for activities: the ones that do the work).
 func (s *Server) temporalState(ctx context.Context) (status string, workers int) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if _, err := s.Temporal.CheckHealth(ctx, nil); err != nil {
 		return "unreachable", 0
 	}
-	d, err := s.Temporal.DescribeTaskQueue(ctx, s.Cfg.Temporal.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
-	if err == nil {
-		workers = len(d.Pollers)
+	for _, w := range s.workers(ctx) {
+		workers += w.ActivityPollers
 	}
 	if workers == 0 {
 		return "no_workers", 0
 	}
 	return "running", workers
+}
+
+// workerViews are the workers per host for status and health, with this
+// process's own worker when it runs one.
+func (s *Server) workerViews(ctx context.Context) []map[string]any {
+	var out []map[string]any
+	for _, w := range s.workers(ctx) {
+		v := w.view()
+		if s.LocalWorkerState != nil && w.Host == s.Cfg.Host {
+			st := s.LocalWorkerState()
+			local := map[string]any{"running": st.Running, "since": rfc3339(st.Since), "start_attempts": st.Attempts}
+			if st.Error != "" {
+				local["error"] = st.Error
+			}
+			v["in_process"] = local
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
@@ -99,6 +116,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 			"components": map[string]any{"scheduler": sched, "workers": workers, "compression": "enabled",
 				"encryption": "enabled", "integrity_check": "enabled", "catalog": s.Store.Driver},
 			"temporal_ui_url": s.Cfg.Temporal.UIURL, "task_queue": s.Cfg.Temporal.TaskQueue,
+			"workers": s.workerViews(ctx),
 		},
 		"storage":           storageOut,
 		"backup_statistics": stats,
@@ -133,7 +151,8 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	}
 	comps := map[string]any{}
 	sched, workers := s.temporalState(ctx)
-	sc := map[string]any{"status": sched, "workers": workers, "errors": 0, "last_run": nil, "next_run": nil}
+	sc := map[string]any{"status": sched, "workers": workers, "errors": 0, "last_run": nil, "next_run": nil,
+		"worker_hosts": s.workerViews(ctx)}
 	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed); err == nil {
 		sc["last_run"] = rfc3339(last.Timestamp)
 	}
@@ -142,8 +161,17 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	}
 	if sched != "running" {
 		worse(2)
-		alerts = append(alerts, map[string]any{"level": "critical", "component": "scheduler",
-			"message": "Temporal is " + sched + ": no backup job can run", "suggestion": "Start a worker (backupd worker) and check Temporal at " + s.Cfg.Temporal.Address})
+		msg, hint := "Temporal is "+sched+": no backup job can run", "Start a worker (backupd worker) and check Temporal at "+s.Cfg.Temporal.Address
+		if sched == "no_workers" {
+			msg = "No worker polls task queue " + s.Cfg.Temporal.TaskQueue + " (host " + s.Cfg.Host + "): jobs for this host wait"
+		}
+		if s.LocalWorkerState != nil {
+			if st := s.LocalWorkerState(); !st.Running && st.Error != "" {
+				msg += "; this process's worker cannot start (" + st.Error + ")"
+				hint = "Fix the cause named in the message; the worker retries on its own"
+			}
+		}
+		alerts = append(alerts, map[string]any{"level": "critical", "component": "scheduler", "message": msg, "suggestion": hint})
 	}
 	comps["scheduler"] = sc
 	for _, name := range s.Cfg.LocationNames() {

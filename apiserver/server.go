@@ -45,6 +45,8 @@ type Server struct {
 	// LocalWorker: this process also runs the worker (backupd all), so a
 	// component's sources can be checked before a backup is accepted.
 	LocalWorker bool
+	// LocalWorkerState, when set, reports that worker's state.
+	LocalWorkerState func() WorkerState
 
 	started time.Time
 	routes  []route
@@ -58,6 +60,7 @@ type Server struct {
 	totMu         sync.Mutex
 	totCache      map[string]totalsEntry
 	refused       refusals
+	wcache        workerCache
 	limiter       authLimiter
 }
 

@@ -324,6 +324,9 @@ func progressMessage(j *models.Job, p *workflows.Progress) map[string]any {
 	msg := map[string]any{"job_id": j.ID, "progress": f.pct, "current_operation": p.CurrentOperation,
 		"current_component": p.CurrentComponent, "eta": hms(f.eta), "eta_seconds": math.Round(f.eta.Seconds()),
 		"status": jobStatus(p.Status), "timestamp": rfc3339(time.Now())}
+	if p.Waiting != "" {
+		msg["waiting"] = p.Waiting
+	}
 	if j.Type == "restore" {
 		msg["type"], msg["restore_id"], msg["backup_id"] = "restore_progress", j.RefID, j.BackupID
 		msg["details"] = map[string]any{"files_restored": p.Files, "files_total": max(p.FilesTotal, p.Files), "speed": sp,

@@ -101,27 +101,43 @@ func Classify(err error) *Error {
 	if errors.As(err, &ce) {
 		return ce
 	}
-	c := StorageConnectivity
+	c, _ := match(err)
+	return &Error{Code: c, Message: err.Error(), Err: err}
+}
+
+// Known reports whether err carries a code of its own or is one of the
+// engine's sentinel errors: its text was written for users. Anything else
+// (a database driver's error, a raw system call's) may name internals.
+func Known(err error) bool {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return true
+	}
+	_, ok := match(err)
+	return ok
+}
+
+func match(err error) (Code, bool) {
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		c = InsufficientStorage
+		return InsufficientStorage, true
 	case errors.Is(err, repository.ErrNoMatchingKey), errors.Is(err, repository.ErrWriteOnly):
-		c = KeyUnavailable
+		return KeyUnavailable, true
 	case errors.Is(err, repository.ErrCorrupt), errors.Is(err, repository.ErrBlobNotFound),
 		errors.Is(err, repository.ErrPacksMissing):
-		c = CorruptionDetected
+		return CorruptionDetected, true
 	case errors.Is(err, repository.ErrBackupNotFound):
-		c = BackupNotFound
+		return BackupNotFound, true
 	case errors.Is(err, repository.ErrNotInitialized), errors.Is(err, storage.ErrInvalidName):
-		c = InvalidConfiguration
+		return InvalidConfiguration, true
 	case errors.Is(err, restore.ErrTargetNotEmpty):
-		c = RestoreConflict
+		return RestoreConflict, true
 	case errors.Is(err, restore.ErrInvalidSelection):
-		c = InvalidConfiguration
+		return InvalidConfiguration, true
 	case errors.Is(err, backup.ErrComponentFailed):
-		c = ComponentFailure
+		return ComponentFailure, true
 	case errors.Is(err, context.Canceled):
-		c = StorageConnectivity
+		return StorageConnectivity, true
 	}
-	return &Error{Code: c, Message: err.Error(), Err: err}
+	return StorageConnectivity, false
 }

@@ -83,8 +83,14 @@ func (d Database) Validate() error {
 
 // env passes credentials to the client tools through their environment
 // (or files), never on a command line that `ps` would show.
+//
+// The tools get a minimal environment: what they need to run (PATH, HOME
+// for ~/.pgpass and ~/.my.cnf, locale, time zone) and their own settings
+// (PG*, or MYSQL_*/MARIADB_*), never the rest of backupd's: the repository
+// password (BACKUPD_PASSWORD), cloud keys (AWS_*) and other secrets stay
+// out of processes that do not need them.
 func (d Database) env() []string {
-	env := os.Environ()
+	env := toolEnv(os.Environ(), d.Kind)
 	if d.Kind == "postgresql" {
 		if d.PassFile != "" {
 			env = append(env, "PGPASSFILE="+d.PassFile)
@@ -97,6 +103,33 @@ func (d Database) env() []string {
 		env = append(env, "MYSQL_PWD="+d.Password)
 	}
 	return env
+}
+
+func toolEnv(all []string, kind string) []string {
+	prefixes := []string{"MYSQL_", "MARIADB_"}
+	if kind == "postgresql" {
+		prefixes = []string{"PG"}
+	}
+	var out []string
+	for _, kv := range all {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR":
+			out = append(out, kv)
+			continue
+		}
+		if strings.HasPrefix(name, "LC_") {
+			out = append(out, kv)
+			continue
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(name, p) {
+				out = append(out, kv)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // conn are the connection flags of the database's client tools.

@@ -76,6 +76,8 @@ type apiStack struct {
 	temporal        string // the dev server's address
 	secrets         []string
 	s3              *s3test.Server
+	// apiOnly: start waits for the API only, not for a polling worker
+	apiOnly bool
 }
 
 func startAPIStack(t *testing.T, catalogDriver string) *apiStack {
@@ -187,6 +189,9 @@ func (s *apiStack) start() {
 			json.NewDecoder(res.Body).Decode(&st)
 			res.Body.Close()
 			// ... and every location has its repository (the worker creates them)
+			if s.apiOnly && res.StatusCode == 200 {
+				return
+			}
 			if get(st, "backup_system.components.workers") == 1.0 && st["status"] == "active" {
 				return
 			}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,7 +31,7 @@ import (
 // under var/s3) and an SFTP server (data under var/sftp) on loopback, and
 // backupd's worker, with a starter configuration whose three locations
 // (local, cloud, remote) all work. Ctrl-C stops everything.
-func cmdDev(ctx context.Context, args []string) error {
+func cmdDev(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("backupd dev", flag.ContinueOnError)
 	varDir := fs.String("var", envOr("BACKUPD_VAR_DIR", "var"), "state directory (env BACKUPD_VAR_DIR)")
 	ip := fs.String("ip", "127.0.0.1", "address every server binds to")
@@ -61,7 +62,23 @@ func cmdDev(ctx context.Context, args []string) error {
 	if err := tcmd.Start(); err != nil {
 		return fmt.Errorf("starting the Temporal dev server (%s; build it with 'make bin/temporal'): %w", tcmd.Path, err)
 	}
-	defer stopProcess(tcmd, 15*time.Second)
+	// Temporal exiting is noticed at once (a port in use, a damaged
+	// database), with the end of its log, rather than after a long dial.
+	texit := make(chan error, 1)
+	go func() { texit <- tcmd.Wait() }()
+	defer stopChild(tcmd, texit, 15*time.Second)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case err := <-texit:
+			texit <- err // for stopChild
+			temporalGone := fmt.Errorf("the Temporal dev server exited (%v); the end of %s:\n%s", err, tlog.Name(), tail(tlog.Name(), 15))
+			fmt.Fprintln(os.Stderr, "backupd dev:", temporalGone)
+			cancel(temporalGone)
+		case <-ctx.Done():
+		}
+	}()
 
 	// S3
 	s3srv, err := s3test.StartServer(filepath.Join(binDir, "versitygw"), filepath.Join(dir, "s3"))
@@ -91,10 +108,18 @@ func cmdDev(ctx context.Context, args []string) error {
 	}
 	c, err := dialWithRetry(ctx, cfg, 60*time.Second)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
 		return fmt.Errorf("%w (see %s)", err, tlog.Name())
 	}
 	defer c.Close()
 	cfg.API.Listen = *apiListen
+	defer func() {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && err == nil {
+			err = cause
+		}
+	}()
 	return runServer(ctx, cfg, c, true, func(apiURL string, store *models.Store) {
 		// a fresh admin token at each start (older ones stay valid until
 		// revoked), also kept in var/admin-token for scripts
@@ -212,16 +237,27 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// stopProcess interrupts a child (as Ctrl-C would) and kills it if it has
-// not exited within grace.
-func stopProcess(cmd *exec.Cmd, grace time.Duration) {
+// stopChild interrupts a child (as Ctrl-C would) and kills it if it has
+// not exited within grace; exited hears its Wait.
+func stopChild(cmd *exec.Cmd, exited chan error, grace time.Duration) {
 	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-exited:
 	case <-time.After(grace):
 		cmd.Process.Kill()
-		<-done
+		<-exited
 	}
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
 }

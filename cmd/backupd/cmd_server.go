@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -94,8 +95,15 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	stores := activities.NewStores(cfg)
 	defer stores.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var sup *workerSupervisor
+	if worker {
+		sup = &workerSupervisor{log: log}
+	}
 	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log,
 		LocalWorker: worker})
+	if sup != nil {
+		srv.LocalWorkerState = sup.State
+	}
 	if _, err := srv.EnsureCleanupSchedule(ctx); err != nil {
 		log.Warn("the retention cleanup schedule could not be set up", "err", err)
 	}
@@ -115,7 +123,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	}
 	werr := make(chan error, 1)
 	if worker {
-		go func() { werr <- runWorker(ctx, cfg, c) }()
+		go func() { werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, started) }) }()
 	}
 	scheme := "http"
 	if cfg.API.TLSCert != "" {
@@ -196,4 +204,56 @@ func temporalTLS(t config.Temporal) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	return tc, nil
+}
+
+// workerSupervisor runs the in-process worker and, when it cannot start
+// (a location unreachable, a password that opens no key entry), says why
+// at ERROR and tries again, backing off to a minute; the API reports its
+// state (status, health, and the progress of jobs that wait for it).
+type workerSupervisor struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	st  apiserver.WorkerState
+}
+
+func (w *workerSupervisor) State() apiserver.WorkerState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st
+}
+
+func (w *workerSupervisor) set(running bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.st.Running, w.st.Since, w.st.Error = running, time.Now().UTC(), ""
+	if err != nil {
+		w.st.Error = err.Error()
+	}
+	w.st.Attempts++
+}
+
+// run calls start until ctx ends; start blocks while the worker runs and
+// calls started once it polls.
+func (w *workerSupervisor) run(ctx context.Context, start func(ctx context.Context, started func()) error) error {
+	backoff := 2 * time.Second
+	for {
+		err := start(ctx, func() {
+			w.set(true, nil)
+			w.log.Info("the worker polls its task queue")
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("the worker stopped")
+		}
+		w.set(false, err)
+		w.log.Error("the worker cannot start; jobs for this host wait until it does (retrying)", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
 }

@@ -44,7 +44,7 @@ func jobClient(cfg *config.Config, c client.Client) *jobs.Client {
 
 // runWorker runs a worker until ctx ends; on the way out running
 // activities see the worker stop, checkpoint and return.
-func runWorker(ctx context.Context, cfg *config.Config, c client.Client) error {
+func runWorker(ctx context.Context, cfg *config.Config, c client.Client, started func()) error {
 	acts := activities.New(cfg)
 	defer acts.Stores.Close()
 	if err := acts.Stores.EnsureInitialized(ctx); err != nil {
@@ -54,6 +54,9 @@ func runWorker(ctx context.Context, cfg *config.Config, c client.Client) error {
 		MaxConcurrentActivities: cfg.Worker.MaxConcurrentActivities})
 	if err := w.Start(); err != nil {
 		return err
+	}
+	if started != nil {
+		started()
 	}
 	<-ctx.Done()
 	w.Stop()
@@ -71,5 +74,5 @@ func cmdWorker(ctx context.Context, args []string) error {
 	}
 	defer c.Close()
 	fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
-	return runWorker(ctx, cfg, c)
+	return runWorker(ctx, cfg, c, nil)
 }

@@ -106,7 +106,12 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (storage.Backend, err
 // Redact removes a password from a URL for messages.
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		// an address that does not parse may still hold a password: show
+		// none of it
+		return "(unparsable storage URL)"
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {

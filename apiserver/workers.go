@@ -1,0 +1,107 @@
+package apiserver
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+)
+
+// WorkerState is how the worker running in this process (backupd all)
+// fares: a worker that cannot start keeps retrying, and says why here.
+type WorkerState struct {
+	Running  bool
+	Error    string
+	Since    time.Time // of the current state
+	Attempts int
+}
+
+// workerInfo is one host's task queue as Temporal sees it.
+type workerInfo struct {
+	Host            string     `json:"host"`
+	TaskQueue       string     `json:"task_queue"`
+	WorkflowPollers int        `json:"workflow_pollers"`
+	ActivityPollers int        `json:"activity_pollers"`
+	LastPoll        *time.Time `json:"-"`
+	Identities      []string   `json:"identities"`
+	Err             string     `json:"-"`
+}
+
+func (w workerInfo) view() map[string]any {
+	v := map[string]any{"host": w.Host, "task_queue": w.TaskQueue, "workflow_pollers": w.WorkflowPollers,
+		"activity_pollers": w.ActivityPollers, "identities": nonNil(w.Identities), "last_poll": rfc3339p(w.LastPoll),
+		"status": "polling"}
+	if w.WorkflowPollers == 0 || w.ActivityPollers == 0 {
+		v["status"] = "no_worker"
+	}
+	if w.Err != "" {
+		v["status"], v["error"] = "unknown", w.Err
+	}
+	return v
+}
+
+// workerCache keeps the last answer for a moment: status, health and
+// every progress poll ask.
+type workerCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	info []workerInfo
+}
+
+// workers lists each host's task queue with the workers polling it (one
+// host per server today: this configuration's).
+func (s *Server) workers(ctx context.Context) []workerInfo {
+	s.wcache.mu.Lock()
+	defer s.wcache.mu.Unlock()
+	if time.Since(s.wcache.at) < 2*time.Second && s.wcache.info != nil {
+		return s.wcache.info
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	w := workerInfo{Host: s.Cfg.Host, TaskQueue: s.Cfg.Temporal.TaskQueue}
+	seen := map[string]bool{}
+	for _, tq := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+		d, err := s.Temporal.DescribeTaskQueue(ctx, w.TaskQueue, tq)
+		if err != nil {
+			w.Err = err.Error()
+			continue
+		}
+		for _, p := range d.Pollers {
+			if tq == enumspb.TASK_QUEUE_TYPE_WORKFLOW {
+				w.WorkflowPollers++
+			} else {
+				w.ActivityPollers++
+			}
+			if t := p.GetLastAccessTime(); t != nil {
+				at := t.AsTime().UTC()
+				if w.LastPoll == nil || at.After(*w.LastPoll) {
+					w.LastPoll = &at
+				}
+			}
+			if id := p.GetIdentity(); id != "" && !seen[id] {
+				seen[id] = true
+				w.Identities = append(w.Identities, id)
+			}
+		}
+	}
+	s.wcache.info, s.wcache.at = []workerInfo{w}, time.Now()
+	return s.wcache.info
+}
+
+// waitingForWorker says why a job cannot move when no worker polls its
+// host's task queue ("" when one does, or Temporal cannot tell).
+func (s *Server) waitingForWorker(ctx context.Context) string {
+	for _, w := range s.workers(ctx) {
+		if w.Err == "" && w.WorkflowPollers == 0 {
+			msg := "no worker polls task queue " + w.TaskQueue + " (host " + w.Host + "): the job waits until one does; start 'backupd worker' on " + w.Host
+			if s.LocalWorkerState != nil {
+				if st := s.LocalWorkerState(); !st.Running && st.Error != "" {
+					msg += "; this process's worker cannot start: " + st.Error
+				}
+			}
+			return msg
+		}
+	}
+	return ""
+}
