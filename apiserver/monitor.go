@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-
 	"backupd/models"
 	"backupd/workflows"
 )

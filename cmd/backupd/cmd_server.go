@@ -123,7 +123,9 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	}
 	werr := make(chan error, 1)
 	if worker {
-		go func() { werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, started) }) }()
+		go func() {
+			werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, started) })
+		}()
 	}
 	scheme := "http"
 	if cfg.API.TLSCert != "" {

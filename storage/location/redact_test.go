@@ -9,7 +9,7 @@ func TestRedactNeverShowsAPassword(t *testing.T) {
 	for _, raw := range []string{
 		"sftp://user:hunter2@host:22/backups",
 		"sftp://user:hunter2@host:port-is-not-a-number/x", // does not parse
-		"sftp://user:hunter2@[::1/x",                        // does not parse
+		"sftp://user:hunter2@[::1/x",                      // does not parse
 		"%zz://user:hunter2@host/x",
 	} {
 		if got := Redact(raw); strings.Contains(got, "hunter2") {
