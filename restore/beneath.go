@@ -126,24 +126,6 @@ func openat(dirfd int, name string, flags int, mode uint32) (int, error) {
 	}
 }
 
-// readNames lists a directory opened for reading (without "." and "..").
-func readNames(fd int, buf []byte) ([]string, error) {
-	var names []string
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return names, err
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-	}
-}
-
 // fileID identifies an inode: what the restore created or checked at a
 // name, so metadata is only ever applied to that inode, and never to one
 // swapped in under the same name (a hard link to /etc/shadow, say).

@@ -66,7 +66,7 @@ func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compT
 			if err != nil {
 				return removed, fmt.Errorf("mirror: %s: %w", abs, err)
 			}
-			names, err := readNames(fd, buf)
+			names, err := sources.ReadNames(fd, buf)
 			if err != nil {
 				unix.Close(fd)
 				return removed, fmt.Errorf("mirror: listing %s: %w", abs, err)
@@ -128,7 +128,7 @@ func removeUntracked(dfd int, name, rel, abs string, m *sources.Matcher, buf []b
 	if idOf(&dst) != idOf(&st) {
 		return nil, fmt.Errorf("mirror: %s: %w", abs, errReplaced)
 	}
-	names, err := readNames(fd, buf)
+	names, err := sources.ReadNames(fd, buf)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: listing %s: %w", abs, err)
 	}
