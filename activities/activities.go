@@ -465,7 +465,12 @@ type RestoreResult struct {
 	Databases                    []DatabaseRestoreResult `json:",omitempty"`
 }
 
-func (in RestoreInput) options(m *repository.Manifest) restore.Options {
+// options turns the input into restore options. A restore to the original
+// location writes as root into /, so each component is confined to the
+// source paths this worker's configuration gives it: a backup (from
+// another host, or from an older configuration) can then never put files
+// elsewhere. A component the worker does not configure is refused.
+func (in RestoreInput) options(m *repository.Manifest, cfg *config.Config) (restore.Options, error) {
 	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite, Mirror: in.Mirror}
 	if in.SkipDumps {
 		o.SkipTop = []string{sources.DumpsDir}
@@ -475,9 +480,22 @@ func (in RestoreInput) options(m *repository.Manifest) restore.Options {
 		for _, c := range m.Components {
 			o.ComponentTargets[c.Name] = "/"
 		}
+		o.Confine = map[string][]string{}
+		for _, name := range restoredComponents(m, in.Components) {
+			var c config.Component
+			ok := false
+			if cfg != nil {
+				c, ok = cfg.Components[name]
+			}
+			if !ok {
+				return o, codes.New(codes.InvalidConfiguration,
+					"component %q is not configured on this worker, so it cannot be restored to its original location (restore it to a directory instead)", name)
+			}
+			o.Confine[name] = append([]string{}, c.Paths...)
+		}
 		o.Overwrite = true
 	}
-	return o
+	return o, nil
 }
 
 func restoredComponents(m *repository.Manifest, sel []string) []string {
@@ -514,8 +532,11 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	opts, err := in.options(m, a.Config)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "verifying restore"})
-	opts := in.options(m)
 	opts.VerifyOnly = true
 	opts.Progress = func(p restore.Progress) {
 		hb.update(func(c *Checkpoint) {
@@ -543,10 +564,13 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	opts, err := in.options(m, a.Config)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
 	// The first attempt refuses a non-empty target (unless told to
 	// overwrite); what a retry finds there is what that attempt wrote.
-	opts := in.options(m)
 	opts.Overwrite = opts.Overwrite || activity.GetInfo(ctx).Attempt > 1
 	opts.Progress = func(p restore.Progress) {
 		hb.update(func(c *Checkpoint) {
