@@ -162,4 +162,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
