@@ -154,4 +154,3 @@ func TestSymlinkRaceRestore(t *testing.T) {
 		t.Fatalf("too little racing to mean anything: %d restores, %d swaps", iterations, swaps.Load())
 	}
 }
-
