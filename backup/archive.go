@@ -303,6 +303,9 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 			continue
 		}
 		subFD := -1
+		if testHook != nil {
+			testHook(string(node.Type), abs)
+		}
 		if node.Type == repository.NodeDir {
 			// opened before the node is recorded: a directory that is not
 			// the one just stat'ed is left out whole
@@ -377,6 +380,12 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 		}
 	}
 }
+
+// testHook, when set by a test, runs between an entry's fstatat and its
+// open (to race the walk at exactly that point).
+var testHook func(nodeType, abs string)
+
+var errReplacedFile = errors.New("replaced by another file since it was listed")
 
 // errSwapped: what is at a name is no longer what the listing saw there.
 var errSwapped = errors.New("replaced since it was listed")
@@ -568,6 +577,9 @@ func openFile(dfd int, name string, node *repository.Node) (*srcFile, error) {
 	if err == unix.EPERM { // O_NOATIME needs ownership
 		fd, err = openat(dfd, name, flags)
 	}
+	if err == unix.ELOOP { // O_NOFOLLOW met a symlink
+		return nil, errReplacedFile
+	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
@@ -578,7 +590,7 @@ func openFile(dfd int, name string, node *repository.Node) (*srcFile, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || (node.Inode != 0 && (st.Ino != node.Inode || uint64(st.Dev) != node.DeviceID)) {
 		unix.Close(fd)
-		return nil, errors.New("replaced by another file since it was listed")
+		return nil, errReplacedFile
 	}
 	return &srcFile{fd: fd}, nil
 }

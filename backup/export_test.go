@@ -22,3 +22,6 @@ func OpenFileForTest(path string, node *repository.Node) (interface{ Close() err
 	}
 	return f, nil
 }
+
+// SetTestHook sets the walk's hook (nil: none).
+func SetTestHook(h func(nodeType, abs string)) { testHook = h }
