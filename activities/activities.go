@@ -469,7 +469,12 @@ type RestoreResult struct {
 	Databases                    []DatabaseRestoreResult `json:",omitempty"`
 }
 
-func (in RestoreInput) options(m *repository.Manifest) restore.Options {
+// options turns the input into restore options. A restore to the original
+// location writes as root into /, so each component is confined to the
+// source paths this worker's configuration gives it: a backup (from
+// another host, or from an older configuration) can then never put files
+// elsewhere. A component the worker does not configure is refused.
+func (in RestoreInput) options(m *repository.Manifest, cfg *config.Config) (restore.Options, error) {
 	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite, Mirror: in.Mirror}
 	if in.SkipDumps {
 		o.SkipTop = []string{sources.DumpsDir}
@@ -479,9 +484,22 @@ func (in RestoreInput) options(m *repository.Manifest) restore.Options {
 		for _, c := range m.Components {
 			o.ComponentTargets[c.Name] = "/"
 		}
+		o.Confine = map[string][]string{}
+		for _, name := range restoredComponents(m, in.Components) {
+			var c config.Component
+			ok := false
+			if cfg != nil {
+				c, ok = cfg.Components[name]
+			}
+			if !ok {
+				return o, codes.New(codes.InvalidConfiguration,
+					"component %q is not configured on this worker, so it cannot be restored to its original location (restore it to a directory instead)", name)
+			}
+			o.Confine[name] = append([]string{}, c.Paths...)
+		}
 		o.Overwrite = true
 	}
-	return o
+	return o, nil
 }
 
 func restoredComponents(m *repository.Manifest, sel []string) []string {
@@ -518,8 +536,11 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	opts, err := in.options(m, a.Config)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "verifying restore"})
-	opts := in.options(m)
 	opts.VerifyOnly = true
 	opts.Progress = func(p restore.Progress) {
 		hb.update(func(c *Checkpoint) {
@@ -547,7 +568,11 @@ func (a *Activities) CheckRestoreTarget(ctx context.Context, in RestoreInput) er
 	if err != nil {
 		return err
 	}
-	return toTemporal(restore.CheckTargets(m, in.options(m)))
+	opts, err := in.options(m, a.Config)
+	if err != nil {
+		return toTemporal(err)
+	}
+	return toTemporal(restore.CheckTargets(m, opts))
 }
 
 // Restore writes a backup (or parts) into the target; see restore.Run.
@@ -558,12 +583,15 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	opts, err := in.options(m, a.Config)
+	if err != nil {
+		return RestoreResult{}, toTemporal(err)
+	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "restoring"})
 	// The workflow decided once, before the first write, that the targets
 	// were empty (CheckRestoreTarget): only then is what a retry finds
 	// there this restore's own, to be overwritten. Without that decision
 	// every attempt refuses a non-empty target.
-	opts := in.options(m)
 	opts.Overwrite = opts.Overwrite || (in.TargetChecked && activity.GetInfo(ctx).Attempt > 1)
 	opts.Progress = func(p restore.Progress) {
 		hb.update(func(c *Checkpoint) {

@@ -91,7 +91,12 @@ type fileJob struct {
 	node *repository.Node
 	dir  *dirState
 	idx  int
-	f    *os.File // opened by the walker with read-ahead requested; nil if that failed
+	// opened by the walker, relative to its directory's descriptor, with
+	// read-ahead requested; or why it could not be (the readers cannot
+	// open it again by path: that would follow a symlink swapped in for a
+	// directory above it)
+	f   *srcFile
+	err error
 }
 
 // componentRun is the state of backing up one component.
@@ -105,6 +110,8 @@ type componentRun struct {
 	mu       sync.Mutex
 	warnings []string
 	stats    repository.Stats
+
+	dirBuf []byte // the walker's buffer for directory listings
 }
 
 func (cc *componentRun) warn(format string, args ...any) {
@@ -132,9 +139,21 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 			return cm, fmt.Errorf("component %s: source %s: %w", c.Name, p, unwrapPathError(err))
 		}
 	}
+	// The walk starts from a descriptor of "/" and opens every element
+	// below it, the configured source paths' own elements included, from
+	// its parent's descriptor with O_NOFOLLOW: a source path that is (or
+	// lies below) a symlink is recorded as that symlink, not followed (as
+	// the lstat-based walk always did), and a directory swapped for a
+	// symlink while the walk runs is never entered.
+	rootFD, err := openat(unix.AT_FDCWD, "/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return cm, fmt.Errorf("component %s: opening /: %w", c.Name, err)
+	}
+	defer unix.Close(rootFD)
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	cc := &componentRun{a: a, ctx: cctx, cancel: cancel, matcher: matcher, jobs: make(chan fileJob, 64)}
+	cc := &componentRun{a: a, ctx: cctx, cancel: cancel, matcher: matcher, jobs: make(chan fileJob, 64),
+		dirBuf: make([]byte, 32<<10)}
 	var wg sync.WaitGroup
 	for i := 0; i < a.workers; i++ {
 		wg.Add(1)
@@ -161,7 +180,7 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 		parent = cc.loadParentTree(*parentTree)
 	}
 	if len(c.Paths) > 0 {
-		cc.walk("/", buildVirt(c.Paths), parent, root)
+		cc.walk("/", rootFD, buildVirt(c.Paths), parent, root)
 	}
 	stopPrefetch()
 	root.release()
@@ -227,9 +246,18 @@ func findNode(t *repository.Tree, name string) *repository.Node {
 	return nil
 }
 
-// walk lists dir (absolute) into d. v limits the entries taken (nil or full:
-// all). parent is the parent backup's tree for the same directory.
-func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *dirState) {
+// walk lists dir (absolute; open for reading at dfd) into d. v limits the
+// entries taken (nil or full: all). parent is the parent backup's tree for
+// the same directory.
+//
+// Every child is looked at and opened relative to dfd, never by path, and
+// a subdirectory is entered only through openat(O_NOFOLLOW|O_DIRECTORY)
+// on dfd that yields the inode the fstatat reported: a directory swapped
+// for a symlink (-> /root) after the listing puts nothing of the link's
+// target into the backup. The walk is sequential and depth-first, so it
+// holds one descriptor per level of the tree, each closed when its
+// subtree is done.
+func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tree, d *dirState) {
 	var names []string
 	if v != nil && !v.full {
 		for n := range v.children {
@@ -237,13 +265,10 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 		}
 		sort.Strings(names)
 	} else {
-		f, err := os.Open(dir)
-		if err == nil {
-			names, err = f.Readdirnames(-1)
-			f.Close()
-		}
+		var err error
+		names, err = sources.ReadNames(dfd, cc.dirBuf)
 		if err != nil {
-			cc.warn("%s: cannot list directory: %v", dir, unwrapPathError(err))
+			cc.warn("%s: cannot list directory: %v", dir, err)
 			return
 		}
 		sort.Strings(names)
@@ -257,7 +282,7 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 		if v != nil && !v.full {
 			child = v.children[name]
 		}
-		fi, err := os.Lstat(abs)
+		fi, err := sources.LstatAt(dfd, name)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && child == nil {
 				continue // vanished since the listing
@@ -272,10 +297,30 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 		if !fi.IsDir() && !partial && !cc.matcher.Included(abs) {
 			continue
 		}
-		node, err := sources.NodeFromInfo(abs, fi)
+		node, err := sources.NodeAt(dfd, name, fi)
 		if err != nil {
-			cc.warn("%s: %v", abs, err)
+			cc.warn("%s: %v", abs, unwrapPathError(err))
 			continue
+		}
+		subFD := -1
+		if testHook != nil {
+			testHook(string(node.Type), abs)
+		}
+		if node.Type == repository.NodeDir {
+			// opened before the node is recorded: a directory that is not
+			// the one just stat'ed is left out whole
+			subFD, err = openDirAt(dfd, name, fi)
+			switch {
+			case err == nil:
+			case errors.Is(err, errSwapped):
+				cc.warn("%s: %v; not backed up", abs, err)
+				continue
+			case errors.Is(err, fs.ErrNotExist) && child == nil:
+				continue // vanished since the listing
+			default:
+				// as before: an empty directory, and a warning
+				cc.warn("%s: cannot list directory: %v", abs, err)
+			}
 		}
 		old := findNode(parent, name)
 		d.mu.Lock()
@@ -301,14 +346,19 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 				cc.mu.Unlock()
 				d.release()
 			}
-			cc.walk(abs, child, oldTree, sub)
+			if subFD >= 0 {
+				cc.walk(abs, subFD, child, oldTree, sub)
+				unix.Close(subFD)
+			}
 			sub.release()
 		case repository.NodeFile:
 			cc.mu.Lock()
 			cc.stats.Files++
 			cc.stats.Bytes += int64(node.Size)
 			cc.mu.Unlock()
-			if unchanged(old, node) {
+			// reused unread only while every chunk is still stored and not
+			// condemned (Reuse records their packs for the commit's check)
+			if unchanged(old, node) && cc.a.repo.Reuse(old.Content) {
 				node.Content = old.Content
 				cc.a.filesDone.Add(1)
 				cc.a.bytesDone.Add(int64(node.Size))
@@ -318,7 +368,8 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 				continue
 			}
 			d.pending.Add(1)
-			job := fileJob{abs: abs, node: node, dir: d, idx: idx, f: openAhead(abs, node)}
+			job := fileJob{abs: abs, node: node, dir: d, idx: idx}
+			job.f, job.err = openAhead(dfd, name, node)
 			select {
 			case cc.jobs <- job:
 			case <-cc.ctx.Done():
@@ -328,6 +379,49 @@ func (cc *componentRun) walk(dir string, v *virt, parent *repository.Tree, d *di
 				d.pending.Add(-1)
 				return
 			}
+		}
+	}
+}
+
+// testHook, when set by a test, runs between an entry's fstatat and its
+// open (to race the walk at exactly that point).
+var testHook func(nodeType, abs string)
+
+var errReplacedFile = errors.New("replaced by another file since it was listed")
+
+// errSwapped: what is at a name is no longer what the listing saw there.
+var errSwapped = errors.New("replaced since it was listed")
+
+// openDirAt opens the directory name of the directory open at dfd, which
+// fi (from LstatAt) described: O_NOFOLLOW|O_DIRECTORY refuse a symlink or
+// file swapped in, and the inode check another directory renamed there.
+func openDirAt(dfd int, name string, fi fs.FileInfo) (int, error) {
+	fd, err := openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err == unix.ELOOP || err == unix.ENOTDIR {
+		return -1, errSwapped
+	}
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if want, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Ino != want.Ino || uint64(st.Dev) != uint64(want.Dev)) {
+		unix.Close(fd)
+		return -1, errSwapped
+	}
+	return fd, nil
+}
+
+// openat retries on EINTR (the runtime's preemption signals can interrupt
+// an open on a slow file system).
+func openat(dfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dfd, name, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
 		}
 	}
 }
@@ -384,10 +478,7 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 		cc.stats.ErrorsSkipped++
 		cc.mu.Unlock()
 	}
-	f, err := j.f, error(nil)
-	if f == nil {
-		f, err = openFile(j.abs, j.node)
-	}
+	f, err := j.f, j.err
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			drop("%s: vanished before it was read", j.abs)
@@ -441,7 +532,8 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 		cc.a.bytesDone.Add(int64(len(chunk)))
 		cc.a.bytesRead.Add(int64(len(chunk)))
 	}
-	if fi, err := f.Stat(); err == nil && (fi.ModTime().UnixNano() != j.node.ModTime || fi.Size() != n) {
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err == nil && (st.Mtim.Nano() != j.node.ModTime || st.Size != n) {
 		cc.warn("%s: changed while it was read; the backup holds the %d bytes read", j.abs, n)
 	}
 	cc.mu.Lock()
@@ -453,44 +545,71 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 	cc.a.filesDone.Add(1)
 }
 
-// openFile opens the regular file that was listed at path. It never
-// follows a symlink or blocks on a FIFO put there since the listing
-// (O_NOFOLLOW, O_NONBLOCK, which does not affect regular files), and
-// refuses anything that is no longer the same regular file.
-func openFile(path string, node *repository.Node) (*os.File, error) {
-	const flags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
-	f, err := os.OpenFile(path, flags|syscall.O_NOATIME, 0)
-	if errors.Is(err, syscall.EPERM) { // O_NOATIME needs ownership
-		f, err = os.OpenFile(path, flags, 0)
+// srcFile is a source file open for reading: a bare descriptor (an
+// os.File would cost a poller registration attempt per file, and a
+// finalizer).
+type srcFile struct{ fd int }
+
+func (f *srcFile) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(f.fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Err: err}
+		}
+		if n == 0 && len(b) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f *srcFile) Close() error { return unix.Close(f.fd) }
+
+// openFile opens the regular file name, listed in the directory open at
+// dfd as node. It never follows a symlink or blocks on a FIFO put there
+// since the listing (O_NOFOLLOW, O_NONBLOCK, which does not affect
+// regular files), and refuses anything that is no longer the same regular
+// file (type, inode and device as listed).
+func openFile(dfd int, name string, node *repository.Node) (*srcFile, error) {
+	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	fd, err := openat(dfd, name, flags|unix.O_NOATIME)
+	if err == unix.EPERM { // O_NOATIME needs ownership
+		fd, err = openat(dfd, name, flags)
+	}
+	if err == unix.ELOOP { // O_NOFOLLOW met a symlink
+		return nil, errReplacedFile
 	}
 	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
 		return nil, err
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, err
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || (node.Inode != 0 && (st.Ino != node.Inode || uint64(st.Dev) != node.DeviceID)) {
+		unix.Close(fd)
+		return nil, errReplacedFile
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || (node.Inode != 0 && st.Ino != node.Inode) {
-		f.Close()
-		return nil, errors.New("replaced by another file since it was listed")
-	}
-	return f, nil
+	return &srcFile{fd: fd}, nil
 }
 
 // openAhead opens a file as the walker hands it to the readers and asks
 // the kernel to start reading it: the job queue is a bounded window, so
 // up to that many files are read ahead while the readers compress. On a
 // cold cache this overlaps disk and CPU; on a warm one it costs a call.
-func openAhead(path string, node *repository.Node) *os.File {
-	f, err := openFile(path, node)
+func openAhead(dfd int, name string, node *repository.Node) (*srcFile, error) {
+	f, err := openFile(dfd, name, node)
 	if err != nil {
-		return nil // the reader opens it again and reports why it cannot
+		return nil, err
 	}
 	if node.Size > 0 {
-		unix.Fadvise(int(f.Fd()), 0, int64(node.Size), unix.FADV_WILLNEED)
+		unix.Fadvise(f.fd, 0, int64(node.Size), unix.FADV_WILLNEED)
 	}
-	return f
+	return f, nil
 }
 
 // addStreams stores each stream (a database dump) as a file under the

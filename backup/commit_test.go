@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"backupd/backup"
 	"backupd/repository"
@@ -56,5 +57,58 @@ func TestCommitRefusesAManifestOverMissingPacks(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("error does not say what is missing: %v", err)
+	}
+}
+
+// An incremental backup reuses its parent's chunk lists for unchanged
+// files only while those chunks are stored and not condemned: a parent
+// forgotten (and its packs condemned) while the backup runs must not
+// leave the new backup pointing at packs about to be deleted.
+func TestIncrementalDoesNotReuseCondemnedChunks(t *testing.T) {
+	ctx := context.Background()
+	repo, be := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), rnd(10, 200<<10))
+	comps := []backup.Component{{Name: "d", Paths: []string{src}}}
+	parent, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := backup.Prepare(ctx, repo, backup.Options{Type: backup.Incremental, Components: comps})
+	if err != nil || plan.Parent != parent.ID {
+		t.Fatalf("plan: %v %+v", err, plan)
+	}
+	// meanwhile: the parent is forgotten and its packs condemned
+	repo.DeleteManifest(ctx, parent.ID)
+	old := time.Now().Add(-48 * time.Hour)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
+	gcRepo, _ := repository.Open(ctx, be, repository.Credentials{Password: []byte("pw")})
+	if res, err := repository.GC(ctx, gcRepo, repository.GCOptions{SafetyWindow: time.Hour}); err != nil || res.Condemned == 0 {
+		t.Fatalf("gc: %v %+v", err, res)
+	}
+	r2, _ := repository.Open(ctx, be, repository.Credentials{Password: []byte("pw")})
+	cm, err := backup.RunComponent(ctx, r2, plan, comps[0], backup.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Stats.FilesUnread != 0 {
+		t.Fatalf("%d files reused from condemned packs", cm.Stats.FilesUnread)
+	}
+	m, err := backup.Commit(ctx, r2, plan, []repository.ComponentManifest{cm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a window later the condemned packs go; the new backup stays whole
+	r3, _ := repository.Open(ctx, be, repository.Credentials{Password: []byte("pw")})
+	if res, err := repository.GC(ctx, r3, repository.GCOptions{SafetyWindow: time.Hour, Now: time.Now().Add(2 * time.Hour)}); err != nil || res.Deleted == 0 {
+		t.Fatalf("second gc: %v %+v", err, res)
+	}
+	r4, _ := repository.Open(ctx, be, repository.Credentials{Password: []byte("pw")})
+	cr, err := repository.Check(ctx, r4, repository.CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check after gc: %v %+v", err, cr)
+	}
+	if _, err := r4.LoadManifest(ctx, m.ID); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,4 +1,27 @@
 package backup
 
-// OpenFileForTest exposes openFile to the external tests.
-var OpenFileForTest = openFile
+import (
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"backupd/repository"
+)
+
+// OpenFileForTest exposes openFile to the external tests: it opens the
+// file's directory by path (the test's own) and the file relative to it.
+func OpenFileForTest(path string, node *repository.Node) (interface{ Close() error }, error) {
+	dfd, err := unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dfd)
+	f, err := openFile(dfd, filepath.Base(path), node)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// SetTestHook sets the walk's hook (nil: none).
+func SetTestHook(h func(nodeType, abs string)) { testHook = h }

@@ -2,9 +2,10 @@ package backup
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"backupd/sources"
 )
@@ -34,19 +35,25 @@ func prefetchMetadata(ctx context.Context, roots []string, m *sources.Matcher, w
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			buf := make([]byte, 32<<10)
 			for d := range dirs {
 				if ctx.Err() == nil {
-					f, err := os.Open(d)
+					// Only caches are warmed here, but a symlink at the
+					// final element is still not followed (the children
+					// are stat'ed relative to the directory's descriptor,
+					// as the real walk does).
+					fd, err := openat(unix.AT_FDCWD, d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 					if err == nil {
-						names, _ := f.Readdirnames(-1)
-						f.Close()
+						names, _ := sources.ReadNames(fd, buf)
 						for _, n := range names {
+							var st unix.Stat_t
 							p := filepath.Join(d, n)
-							fi, err := os.Lstat(p)
-							if err == nil && fi.IsDir() && !m.Excluded(p) && ctx.Err() == nil {
+							err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW)
+							if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && !m.Excluded(p) && ctx.Err() == nil {
 								push(p)
 							}
 						}
+						unix.Close(fd)
 					}
 				}
 				pending.Done()

@@ -111,13 +111,23 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	res.Packs = len(stored)
 	packs := r.idx.Packs()
+	// A blob stored twice (a writer stored again what a condemned pack
+	// holds) keeps only the pack the index reads it from, which is never
+	// a condemned one while a healthy copy exists; every copy is kept if
+	// that pack is missing from storage.
 	usedPack := map[ID]bool{}
 	for _, p := range packs {
 		for _, b := range p.Blobs {
-			if used[b.ID] {
-				usedPack[p.ID] = true
-				break
+			if !used[b.ID] {
+				continue
 			}
+			if loc, ok := r.idx.lookup(b.ID); ok && loc.Pack != p.ID {
+				if _, there := stored[loc.Pack]; there {
+					continue
+				}
+			}
+			usedPack[p.ID] = true
+			break
 		}
 	}
 	condemned, listNames, err := r.loadCondemned(ctx)

@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"backupd/repository"
 	"backupd/sources"
 )
@@ -13,7 +15,13 @@ import (
 // does not hold but would have taken (the component's include/exclude
 // rules decide): so a restore (a rollback to a pre-restore snapshot, say)
 // leaves each source path exactly as it was backed up. Directories above
-// the source paths, and anything the rules exclude, are never touched.
+// the source paths, anything the rules exclude, and (in a confined
+// restore) anything outside the confine paths are never touched.
+//
+// Every removal is an unlinkat from a held descriptor of the parent, and a
+// directory is entered only by openat(O_NOFOLLOW|O_DIRECTORY) from its
+// parent's descriptor, checked to be the inode listed: a directory swapped
+// for a symlink to /etc while the removal runs is never entered.
 func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compTarget) ([]string, error) {
 	have := map[*compTarget]map[string]bool{}
 	add := func(e *entry) {
@@ -29,6 +37,7 @@ func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compT
 			add(e)
 		}
 	}
+	buf := make([]byte, 32<<10)
 	var removed []string
 	for i, c := range comps {
 		t := targets[i]
@@ -50,17 +59,17 @@ func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compT
 				continue
 			}
 			abs := path.Clean("/" + d.rel)
-			if !under(abs) {
+			if !under(abs) || t.place(d.rel) != placeAllowed {
 				continue
 			}
-			f, err := t.root.Open(d.rel)
+			fd, err := r.dirs.open(dirKey{t, d.rel}, unix.O_RDONLY)
 			if err != nil {
-				return removed, err
+				return removed, fmt.Errorf("mirror: %s: %w", abs, err)
 			}
-			names, err := f.Readdirnames(-1)
-			f.Close()
+			names, err := sources.ReadNames(fd, buf)
 			if err != nil {
-				return removed, err
+				unix.Close(fd)
+				return removed, fmt.Errorf("mirror: listing %s: %w", abs, err)
 			}
 			for _, n := range names {
 				rel := path.Join(d.rel, n)
@@ -68,56 +77,70 @@ func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compT
 				if have[t][rel] || matcher.Excluded(childAbs) {
 					continue
 				}
-				gone, err := removeUntracked(t, rel, childAbs, matcher)
+				gone, err := removeUntracked(fd, n, rel, childAbs, matcher, buf)
 				removed = append(removed, gone...)
 				if err != nil {
+					unix.Close(fd)
 					return removed, err
 				}
 			}
+			unix.Close(fd)
 		}
 	}
 	return removed, nil
 }
 
-// removeUntracked removes an entry the backup does not hold, as far as the
-// component's rules would have taken it: a file only if included, a
-// directory by its contents (deepest first), and the directory itself
-// only when nothing excluded is left in it.
-func removeUntracked(t *compTarget, rel, abs string, m *sources.Matcher) ([]string, error) {
+// removeUntracked removes the entry name in the directory open at dfd,
+// which the backup does not hold, as far as the component's rules would
+// have taken it: a file only if included, a directory by its contents
+// (deepest first), and the directory itself only when nothing excluded is
+// left in it. The directories being removed are held open one per level.
+func removeUntracked(dfd int, name, rel, abs string, m *sources.Matcher, buf []byte) ([]string, error) {
 	if m.Excluded(abs) {
 		return nil, nil
 	}
-	fi, err := t.root.Lstat(rel)
-	if err != nil {
+	if testHook != nil {
+		testHook("mirror", rel)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, nil // gone already
 	}
-	if !fi.IsDir() {
+	if fileType(&st) != unix.S_IFDIR {
 		if !m.Included(abs) {
 			return nil, nil
 		}
-		if err := t.root.Remove(rel); err != nil {
+		// a symlink is removed itself, never what it points to
+		if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
 			return nil, fmt.Errorf("mirror: removing %s: %w", abs, err)
 		}
 		return []string{abs}, nil
 	}
-	f, err := t.root.Open(rel)
+	fd, err := openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("mirror: %s: %w", abs, dirError(rel, err))
+	}
+	defer unix.Close(fd)
+	var dst unix.Stat_t
+	if err := unix.Fstat(fd, &dst); err != nil {
 		return nil, err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
+	if idOf(&dst) != idOf(&st) {
+		return nil, fmt.Errorf("mirror: %s: %w", abs, errReplaced)
+	}
+	names, err := sources.ReadNames(fd, buf)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mirror: listing %s: %w", abs, err)
 	}
 	var removed []string
 	for _, n := range names {
-		gone, err := removeUntracked(t, path.Join(rel, n), path.Join(abs, n), m)
+		gone, err := removeUntracked(fd, n, path.Join(rel, n), path.Join(abs, n), m, buf)
 		removed = append(removed, gone...)
 		if err != nil {
 			return removed, err
 		}
 	}
-	if err := t.root.Remove(rel); err == nil { // fails when something stayed
+	if err := unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR); err == nil { // fails when something stayed
 		removed = append(removed, abs)
 	}
 	return removed, nil

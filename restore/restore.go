@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,7 +52,17 @@ type Options struct {
 	SkipTop []string
 	// Mirror removes, inside the component's source paths, entries the
 	// backup does not hold (a rollback returns exactly what was there).
-	Mirror   bool
+	Mirror bool
+	// Confine limits where a component's restore writes: for a component
+	// named here, only entries whose absolute path is one of these paths
+	// or below one are written. A restore to the original location passes
+	// the worker's configured source paths, so a backup (or a tree that
+	// no longer matches the configuration) cannot put files anywhere else
+	// on the host. Directories above those paths are created when missing,
+	// but existing ones are left as they are (restoring /etc/app must not
+	// chmod /etc). Everything else is left out, with a warning naming it.
+	// A component with an empty list restores no files at all.
+	Confine  map[string][]string
 	Workers  int
 	Progress func(Progress)
 }
@@ -100,7 +109,37 @@ var ErrTargetNotEmpty = errors.New("target directory is not empty (use overwrite
 type compTarget struct {
 	name string
 	dir  string
-	root *os.Root
+	root *beneath
+	// confine: the absolute paths below which this component may write
+	// (nil: anywhere below its target directory)
+	confine []string
+}
+
+// placement of an entry relative to its component's confinement.
+type placement int
+
+const (
+	placeAllowed  placement = iota // at or below a confine path (or unconfined)
+	placeAncestor                  // a directory above a confine path
+	placeRefused                   // anywhere else
+)
+
+func (t *compTarget) place(rel string) placement {
+	if t.confine == nil {
+		return placeAllowed
+	}
+	abs := path.Clean("/" + rel)
+	for _, p := range t.confine {
+		if abs == p || p == "/" || strings.HasPrefix(abs, p+"/") {
+			return placeAllowed
+		}
+	}
+	for _, p := range t.confine {
+		if abs == "/" || strings.HasPrefix(p, abs+"/") {
+			return placeAncestor
+		}
+	}
+	return placeRefused
 }
 
 type entry struct {
@@ -108,9 +147,19 @@ type entry struct {
 	rel  string
 	node *repository.Node
 	// files
-	locs   []repository.BlobLocation
-	linkTo string // hard link to this rel (same component)
-	failed atomic.Bool
+	locs    []repository.BlobLocation
+	linkTo  string // hard link to this rel (same component)
+	linkSrc *entry // ... which is this entry
+	failed  atomic.Bool
+	// ancestor: a directory above the component's confine paths, made
+	// only to reach them; keepMeta: it existed, so its metadata is not
+	// the restore's to change
+	ancestor, keepMeta bool
+	// id of the inode this restore made (or found, for directories) at
+	// rel: metadata goes to that inode only, never to another one put
+	// under the same name meanwhile. Set once by the entry's creator
+	// before any other goroutine uses the entry.
+	id fileID
 
 	created   sync.Once // files are created by the first worker that writes one
 	createErr error
@@ -121,6 +170,7 @@ type plan struct {
 	dirs, files, others, links []*entry
 	bytes                      int64
 	skipTop                    map[string]bool
+	refused                    map[*compTarget][]string // outside the confinement
 }
 
 // Run restores m according to opts.
@@ -146,9 +196,19 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		if dir == "" {
 			return nil, fmt.Errorf("%w: no target directory given", ErrInvalidSelection)
 		}
-		targets = append(targets, &compTarget{name: c.Name, dir: dir})
+		t := &compTarget{name: c.Name, dir: dir}
+		if paths, ok := opts.Confine[c.Name]; ok {
+			t.confine = []string{}
+			for _, p := range paths {
+				if !path.IsAbs(p) || strings.ContainsRune(p, 0) {
+					return nil, fmt.Errorf("%w: component %s: confine path %q is not absolute", ErrInvalidSelection, c.Name, p)
+				}
+				t.confine = append(t.confine, path.Clean(p))
+			}
+		}
+		targets = append(targets, t)
 	}
-	p := &plan{skipTop: map[string]bool{}}
+	p := &plan{skipTop: map[string]bool{}, refused: map[*compTarget][]string{}}
 	for _, n := range opts.SkipTop {
 		p.skipTop[n] = true
 	}
@@ -160,7 +220,7 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 	}
 	for _, t := range targets {
 		if opts.VerifyOnly {
-			root, err := os.OpenRoot(t.dir)
+			root, err := openTarget(t.dir)
 			if err != nil {
 				return nil, fmt.Errorf("verify restored %s: %w", t.name, err)
 			}
@@ -168,10 +228,12 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		} else if err := prepareTarget(t, opts.Overwrite); err != nil {
 			return nil, err
 		}
-		defer t.root.Close()
+		defer t.root.close()
 	}
-	res := &Result{}
+	res := &Result{Warnings: p.refusedWarnings(targets)}
 	r := &restorer{repo: repo, opts: opts, plan: p, res: res, start: time.Now()}
+	r.dirs = newDirCache(256, p.dirs)
+	defer r.dirs.close()
 	if opts.VerifyOnly {
 		return r.verifyTree(ctx)
 	}
@@ -184,6 +246,30 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		}
 	}
 	return res, err
+}
+
+// refusedWarnings names what the confinement left out, a few entries per
+// component (a backup of /etc restored with only /etc/app configured
+// would otherwise list thousands).
+func (p *plan) refusedWarnings(targets []*compTarget) []string {
+	var out []string
+	for _, t := range targets {
+		list := p.refused[t]
+		if len(list) == 0 {
+			continue
+		}
+		more := ""
+		if len(list) > 20 {
+			list, more = list[:20], fmt.Sprintf(" and %d more", len(p.refused[t])-20)
+		}
+		allowed := strings.Join(t.confine, ", ")
+		if allowed == "" {
+			allowed = "none configured"
+		}
+		out = append(out, fmt.Sprintf("component %s: not restored, outside its source paths (%s): %s%s",
+			t.name, allowed, strings.Join(list, ", "), more))
+	}
+	return out
 }
 
 func selectComponents(m *repository.Manifest, names []string) ([]repository.ComponentManifest, error) {
@@ -241,34 +327,40 @@ func CheckTargets(m *repository.Manifest, opts Options) error {
 	return nil
 }
 
-// prepareTarget creates the component's directory and opens it as a root;
-// it refuses a non-empty one unless overwriting.
+// prepareTarget creates the component's directory and opens it; it
+// refuses a non-empty one unless overwriting.
 func prepareTarget(t *compTarget, overwrite bool) error {
 	if err := os.MkdirAll(t.dir, 0o700); err != nil {
 		return fmt.Errorf("creating target %s: %w", t.dir, err)
 	}
 	// the component's directory itself must not be a symlink planted to
-	// send the restore elsewhere (everything below it is opened through
-	// the root, which refuses to leave it)
+	// send the restore elsewhere (everything below it is opened without
+	// following any symlink; openTarget refuses one here too, race-free)
 	if fi, err := os.Lstat(t.dir); err != nil {
 		return err
 	} else if fi.Mode()&os.ModeSymlink != 0 && filepath.Clean(t.dir) != "/" {
 		return fmt.Errorf("%w: target %s is a symbolic link", ErrInvalidSelection, t.dir)
 	}
-	if !overwrite {
-		f, err := os.Open(t.dir)
-		if err != nil {
-			return err
-		}
-		names, _ := f.Readdirnames(1)
-		f.Close()
-		if len(names) > 0 {
-			return fmt.Errorf("%s: %w", t.dir, ErrTargetNotEmpty)
-		}
-	}
-	root, err := os.OpenRoot(t.dir)
+	root, err := openTarget(t.dir)
 	if err != nil {
 		return err
+	}
+	if !overwrite {
+		fd, err := root.openDir(".", unix.O_RDONLY)
+		if err != nil {
+			root.close()
+			return err
+		}
+		empty, err := isEmptyDir(fd)
+		unix.Close(fd)
+		if err != nil {
+			root.close()
+			return err
+		}
+		if !empty {
+			root.close()
+			return fmt.Errorf("%s: %w", t.dir, ErrTargetNotEmpty)
+		}
 	}
 	t.root = root
 	return nil
@@ -330,6 +422,10 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 				break
 			}
 			rel = path.Join(rel, el)
+			if i < len(els)-1 && !p.confined(t, rel, n) {
+				found++ // there, but refused (and named in a warning)
+				break
+			}
 			if i == len(els)-1 {
 				found++
 				if err := p.addNode(ctx, repo, t, rel, n, inodes); err != nil {
@@ -340,7 +436,7 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 			if n.Type != repository.NodeDir {
 				break
 			}
-			p.dirs = append(p.dirs, &entry{ct: t, rel: rel, node: n})
+			p.dirs = append(p.dirs, &entry{ct: t, rel: rel, node: n, ancestor: t.place(rel) == placeAncestor})
 			if tree, err = repo.LoadTree(ctx, *n.Subtree); err != nil {
 				return err
 			}
@@ -414,8 +510,28 @@ func (p *plan) addTree(ctx context.Context, repo *repository.Repository, t *comp
 	return nil
 }
 
+// confined reports whether the entry n at rel may be restored under the
+// component's confinement, and records it as refused if not. Only a
+// directory may stand above the confine paths: anything else there would
+// replace an ancestor of them.
+func (p *plan) confined(t *compTarget, rel string, n *repository.Node) bool {
+	switch t.place(rel) {
+	case placeAllowed:
+		return true
+	case placeAncestor:
+		if n.Type == repository.NodeDir {
+			return true
+		}
+	}
+	p.refused[t] = append(p.refused[t], path.Clean("/"+rel))
+	return false
+}
+
 func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *compTarget, rel string, n *repository.Node, inodes map[[2]uint64]*entry) error {
-	e := &entry{ct: t, rel: rel, node: n}
+	if !p.confined(t, rel, n) {
+		return nil // nor anything below it: nothing there can be allowed
+	}
+	e := &entry{ct: t, rel: rel, node: n, ancestor: t.place(rel) == placeAncestor}
 	switch n.Type {
 	case repository.NodeDir:
 		p.dirs = append(p.dirs, e)
@@ -428,7 +544,7 @@ func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *comp
 		if n.Links > 1 {
 			k := [2]uint64{n.DeviceID, n.Inode}
 			if first, ok := inodes[k]; ok && first.ct == t {
-				e.linkTo = first.rel
+				e.linkTo, e.linkSrc = first.rel, first
 				p.links = append(p.links, e)
 				return nil
 			}
@@ -476,10 +592,18 @@ type target struct {
 	off int64
 }
 
+// testHook, when set by a test, runs before the named step on an entry
+// (to race the restore at exactly that point).
+var testHook func(step, rel string)
+
+func hook(step string, e *entry) {
+	if testHook != nil {
+		testHook(step, e.rel)
+	}
+}
+
 func (r *restorer) run(ctx context.Context) (*Result, error) {
 	r.isRoot = os.Geteuid() == 0
-	r.dirs = newDirCache(256)
-	defer r.dirs.close()
 	p := r.plan
 	stop := r.reportProgress()
 	defer stop()
@@ -502,11 +626,7 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 	}
 	var failed []string
 	for _, e := range p.links {
-		err := r.replaceable(e)
-		if err == nil {
-			err = e.ct.root.Link(e.linkTo, e.rel)
-		}
-		if err != nil {
+		if err := r.link(e); err != nil {
 			// a missing link is a missing file, not a footnote
 			failed = append(failed, fmt.Sprintf("%s/%s (hard link to %s: %v)", e.ct.name, e.rel, e.linkTo, err))
 			continue
@@ -580,37 +700,70 @@ func (r *restorer) warn(format string, args ...any) {
 	r.mu.Unlock()
 }
 
+// errReplaced: the name no longer holds what the restore made or checked
+// there (something was swapped in while it ran); the restore neither
+// writes to it, nor changes its metadata, nor removes it.
+var errReplaced = errors.New("replaced by something else while the restore ran; left as it is")
+
+func fileType(st *unix.Stat_t) uint32 { return st.Mode & unix.S_IFMT }
+
+// mkdir makes d's directory (or checks the one there) and records its
+// inode: later descriptors of it, and its metadata, must be of that inode.
 func (r *restorer) mkdir(d *entry) error {
-	fd, name, done, err := r.dirs.at(d)
+	hook("mkdir", d)
+	err := r.atParent(d, func(fd int, name string) error {
+		err := unix.Mkdirat(fd, name, 0o700)
+		if err != nil && err != unix.EEXIST {
+			return err
+		}
+		created := err == nil
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if fileType(&st) != unix.S_IFDIR {
+			switch {
+			case created:
+				return errReplaced
+			case d.ancestor:
+				// not the restore's to replace: it lies above the
+				// paths this restore may write
+				return fmt.Errorf("exists and is not a directory (it lies above the component's source paths %s and is left alone)", strings.Join(d.ct.confine, ", "))
+			case !r.opts.Overwrite:
+				return errors.New("exists and is not a directory")
+			}
+			// never followed: a symlink here is removed, not entered
+			if err := unix.Unlinkat(fd, name, 0); err != nil {
+				return fmt.Errorf("replacing it: %w", err)
+			}
+			if err := unix.Mkdirat(fd, name, 0o700); err != nil {
+				return err
+			}
+			created = true
+			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+			if fileType(&st) != unix.S_IFDIR {
+				return errReplaced
+			}
+		}
+		d.id = idOf(&st)
+		d.keepMeta = d.ancestor && !created
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("creating %s/%s: %w", d.ct.name, d.rel, err)
 	}
-	err = unix.Mkdirat(fd, name, 0o700)
-	done()
-	if err == nil || !errors.Is(err, fs.ErrExist) {
-		if err != nil {
-			return fmt.Errorf("creating %s/%s: %w", d.ct.name, d.rel, err)
-		}
-		return nil
-	}
-	fi, lerr := d.ct.root.Lstat(d.rel)
-	if lerr == nil && fi.IsDir() {
-		return nil
-	}
-	if !r.opts.Overwrite {
-		return fmt.Errorf("%s/%s exists and is not a directory", d.ct.name, d.rel)
-	}
-	if err := d.ct.root.Remove(d.rel); err != nil {
-		return fmt.Errorf("replacing %s/%s: %w", d.ct.name, d.rel, err)
-	}
-	return d.ct.root.Mkdir(d.rel, 0o700)
+	return nil
 }
 
-// replaceable clears the way for a non-directory at e.rel: an existing
-// file or symlink is removed (only when overwriting, and never followed).
-func (r *restorer) replaceable(e *entry) error {
-	fi, err := e.ct.root.Lstat(e.rel)
-	if errors.Is(err, fs.ErrNotExist) {
+// replaceableAt clears the way for a non-directory at name in the
+// directory fd: an existing file or symlink is removed (only when
+// overwriting, and never followed).
+func (r *restorer) replaceableAt(e *entry, fd int, name string) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT {
 		return nil
 	}
 	if err != nil {
@@ -619,10 +772,10 @@ func (r *restorer) replaceable(e *entry) error {
 	if !r.opts.Overwrite {
 		return fmt.Errorf("%s/%s already exists", e.ct.name, e.rel)
 	}
-	if fi.IsDir() {
+	if fileType(&st) == unix.S_IFDIR {
 		return fmt.Errorf("%s/%s is a directory in the way", e.ct.name, e.rel)
 	}
-	return e.ct.root.Remove(e.rel)
+	return unix.Unlinkat(fd, name, 0)
 }
 
 func (r *restorer) writeContent(ctx context.Context) error {
@@ -632,12 +785,11 @@ func (r *restorer) writeContent(ctx context.Context) error {
 		// Files with content are created by the workers, in parallel, when
 		// their first blob arrives; empty ones here.
 		if len(e.locs) == 0 {
-			f, err := r.create(e)
+			fd, err := r.create(e)
 			if err != nil {
 				return fmt.Errorf("creating %s/%s: %w", e.ct.name, e.rel, err)
 			}
-			f.Close()
-			r.finishFile(e, nil)
+			r.finishFile(e, fd, nil)
 			r.filesDone.Add(1)
 		}
 		var off int64
@@ -667,7 +819,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fc := fileCache{r: r}
+			fc := fileCache{r: r, fd: -1}
 			defer fc.close()
 			var vbuf []byte
 			for pack := range jobs {
@@ -683,11 +835,10 @@ func (r *restorer) writeContent(ctx context.Context) error {
 							r.failFile(t.e, derr)
 						}
 						if remaining[t.e].Add(-1) == 0 {
-							fc.release(t.e)
 							if vbuf == nil && !r.opts.NoVerify {
 								vbuf = make([]byte, repository.MaxChunkSize)
 							}
-							r.finishFile(t.e, vbuf)
+							r.finishFile(t.e, fc.take(t.e), vbuf)
 							r.filesDone.Add(1)
 						}
 					}
@@ -722,26 +873,77 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// create makes e's file (once) and returns it open for writing; a caller
-// that did not create it gets nil and opens it itself.
-func (r *restorer) create(e *entry) (*os.File, error) {
-	var f *os.File
+// create makes e's file (once) and returns its descriptor, open for
+// reading and writing; a caller that did not create it gets -1 and opens
+// it itself (openOwn). The created inode is recorded in e.id.
+func (r *restorer) create(e *entry) (int, error) {
+	fd := -1
 	e.created.Do(func() {
-		var err error
-		f, err = r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			if err = r.replaceable(e); err == nil {
-				f, err = r.openAt(e, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+		hook("create", e)
+		err := r.atParent(e, func(dfd int, name string) error {
+			const flags = unix.O_CREAT | unix.O_EXCL | unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
+			nfd, err := openat(dfd, name, flags, 0o600)
+			if err == unix.EEXIST {
+				if err = r.replaceableAt(e, dfd, name); err == nil {
+					nfd, err = openat(dfd, name, flags, 0o600)
+				}
 			}
-		}
+			if err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(nfd, &st); err != nil {
+				unix.Close(nfd)
+				return err
+			}
+			e.id = idOf(&st)
+			fd = nfd
+			return nil
+		})
 		if err == nil && e.node.Sparse && e.node.Size > 0 {
-			if err = f.Truncate(int64(e.node.Size)); err != nil {
-				f.Close()
+			if err = unix.Ftruncate(fd, int64(e.node.Size)); err != nil {
+				unix.Close(fd)
+				fd = -1
 			}
 		}
 		e.createErr = err
 	})
-	return f, e.createErr
+	return fd, e.createErr
+}
+
+// openOwn opens e's regular file again, relative to its parent's
+// descriptor and never following a symlink (O_NONBLOCK: nor blocking on a
+// FIFO put in its place). It must be the inode the restore created (when
+// known: a verify-only pass knows none), not whatever was swapped in under
+// its name since: a hard link to /etc/shadow must not receive content or
+// metadata.
+func (r *restorer) openOwn(e *entry, flags int) (int, error) {
+	fd := -1
+	err := r.atParent(e, func(dfd int, name string) error {
+		nfd, err := openat(dfd, name, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(nfd, &st); err != nil {
+			unix.Close(nfd)
+			return err
+		}
+		if fileType(&st) != unix.S_IFREG {
+			unix.Close(nfd)
+			if e.id.known() {
+				return errReplaced
+			}
+			return errors.New("not a regular file")
+		}
+		if e.id.known() && idOf(&st) != e.id {
+			unix.Close(nfd)
+			return errReplaced
+		}
+		fd = nfd
+		return nil
+	})
+	return fd, err
 }
 
 func (r *restorer) failFile(e *entry, err error) {
@@ -758,43 +960,83 @@ func (r *restorer) failFile(e *entry, err error) {
 // fileCache keeps the last file a worker wrote to open: consecutive blobs
 // of a pack usually belong to the same file.
 type fileCache struct {
-	r *restorer
-	e *entry
-	f *os.File
+	r  *restorer
+	e  *entry
+	fd int
 }
 
 func (c *fileCache) writeAt(e *entry, data []byte, off int64) error {
 	if c.e != e {
 		c.close()
-		f, err := c.r.create(e)
+		fd, err := c.r.create(e)
 		if err != nil {
 			return err
 		}
-		if f == nil {
-			if f, err = c.r.openAt(e, unix.O_WRONLY, 0); err != nil {
+		if fd < 0 {
+			if fd, err = c.r.openOwn(e, unix.O_RDWR); err != nil {
 				return err
 			}
 		}
-		c.e, c.f = e, f
+		c.e, c.fd = e, fd
 	}
 	if e.node.Sparse && allZero(data) {
 		return nil // leave a hole; the file was truncated to its size
 	}
-	_, err := c.f.WriteAt(data, off)
-	return err
+	return pwriteAll(c.fd, data, off)
 }
 
-func (c *fileCache) release(e *entry) {
-	if c.e == e {
-		c.close()
+// take hands e's descriptor over to the caller (-1 if not held), so the
+// last writer verifies the file and sets its metadata through the
+// descriptor it wrote with: no second open, and no name looked up again.
+func (c *fileCache) take(e *entry) int {
+	if c.e != e {
+		return -1
 	}
+	fd := c.fd
+	c.e, c.fd = nil, -1
+	return fd
 }
 
 func (c *fileCache) close() {
-	if c.f != nil {
-		c.f.Close()
+	if c.fd >= 0 {
+		unix.Close(c.fd)
 	}
-	c.e, c.f = nil, nil
+	c.e, c.fd = nil, -1
+}
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func preadFull(fd int, b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := unix.Pread(fd, b[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if k == 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		n += k
+	}
+	return n, nil
 }
 
 func allZero(b []byte) bool {
@@ -812,78 +1054,152 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// finishFile runs when a file's last blob is written: it re-reads the file
-// and checks every chunk against the manifest's blob ids (unless NoVerify),
-// removes it if that fails, and otherwise sets its metadata. Running it in
-// the writing workers keeps the re-read parallel and on hot pages.
-func (r *restorer) finishFile(e *entry, buf []byte) {
+// finishFile runs when a file's last blob is written (fd: the writer's
+// descriptor of it, or -1): it re-reads the file and checks every chunk
+// against the manifest's blob ids (unless NoVerify), removes it if that
+// fails, and otherwise sets its metadata, through the same descriptor.
+// Running it in the writing workers keeps the re-read parallel and on hot
+// pages.
+func (r *restorer) finishFile(e *entry, fd int, buf []byte) {
 	if e.failed.Load() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return
 	}
+	hook("finish", e)
+	if fd < 0 {
+		var err error
+		if fd, err = r.openOwn(e, unix.O_RDONLY); err != nil {
+			r.fileFailed(e, err)
+			return
+		}
+	}
+	defer unix.Close(fd)
 	if !r.opts.NoVerify {
-		if err := r.verifyFile(e, buf); err != nil {
-			e.verifyErr = err
-			e.failed.Store(true)
-			r.unlink(e)
-			r.failFile(e, err)
+		if err := r.verifyFile(e, fd, buf); err != nil {
+			r.fileFailed(e, err)
 			return
 		}
 		atomic.AddInt64(&r.res.Verified, 1)
 	}
-	r.setMeta(e)
+	hook("meta", e)
+	r.applyMeta(e, fd, false)
 }
 
-func (r *restorer) verifyFile(e *entry, buf []byte) error {
-	f, err := r.openAt(e, unix.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+func (r *restorer) fileFailed(e *entry, err error) {
+	e.verifyErr = err
+	e.failed.Store(true)
+	r.unlink(e)
+	r.failFile(e, err)
+}
+
+// verifyFile reads the file open at fd from the start and checks it
+// against e's chunks.
+func (r *restorer) verifyFile(e *entry, fd int, buf []byte) error {
+	var off int64
 	for i, l := range e.locs {
 		b := buf[:l.RawLength]
-		if _, err := io.ReadFull(f, b); err != nil {
+		if _, err := preadFull(fd, b, off); err != nil {
 			return fmt.Errorf("verify: chunk %d: %w", i, err)
 		}
 		if r.repo.BlobID(b) != e.node.Content[i] {
 			return fmt.Errorf("verify: chunk %d does not match the backup", i)
 		}
+		off += int64(l.RawLength)
 	}
 	var one [1]byte
-	if n, _ := f.Read(one[:]); n != 0 {
+	if n, _ := unix.Pread(fd, one[:], off); n > 0 {
 		return errors.New("verify: file is longer than in the backup")
 	}
 	return nil
 }
 
 func (r *restorer) makeOther(e *entry) error {
-	if err := r.replaceable(e); err != nil {
-		return err
-	}
+	hook("other", e)
 	n := e.node
+	var want uint32
+	var mk func(fd int, name string) error
 	switch n.Type {
 	case repository.NodeSymlink:
-		return e.ct.root.Symlink(n.LinkTarget, e.rel)
+		want = unix.S_IFLNK
+		mk = func(fd int, name string) error { return unix.Symlinkat(n.LinkTarget, fd, name) }
 	case repository.NodeFifo, repository.NodeDev, repository.NodeCharDev:
 		mode := uint32(n.Mode.Perm())
 		switch n.Type {
 		case repository.NodeFifo:
-			mode |= syscall.S_IFIFO
+			want = unix.S_IFIFO
 		case repository.NodeDev:
-			mode |= syscall.S_IFBLK
+			want = unix.S_IFBLK
 		default:
-			mode |= syscall.S_IFCHR
+			want = unix.S_IFCHR
 		}
-		return r.atParent(e, func(fd int, name string) error {
-			return unix.Mknodat(fd, name, mode, int(n.Rdev))
-		})
+		mode |= want
+		mk = func(fd int, name string) error { return unix.Mknodat(fd, name, mode, int(n.Rdev)) }
 	case repository.NodeSocket:
 		return errors.New("sockets are not restored (a program creates them when it starts)")
+	default:
+		return fmt.Errorf("unknown node type %q", n.Type)
 	}
-	return fmt.Errorf("unknown node type %q", n.Type)
+	return r.atParent(e, func(fd int, name string) error {
+		if err := r.replaceableAt(e, fd, name); err != nil {
+			return err
+		}
+		if err := mk(fd, name); err != nil {
+			return err
+		}
+		// record what was made, for setMeta; the type (and a device's
+		// number) must be what was asked for: a regular file swapped in
+		// at once (a hard link to a victim) never gets this node's mode
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if fileType(&st) != want || (want == unix.S_IFBLK || want == unix.S_IFCHR) && uint64(st.Rdev) != n.Rdev {
+			return errReplaced
+		}
+		e.id = idOf(&st)
+		return nil
+	})
+}
+
+// link makes e a hard link to the file restored at e.linkTo, from the
+// held parent descriptors (linkat without AT_SYMLINK_FOLLOW: a symlink at
+// the source is linked itself, never followed), and checks that the new
+// name is the restored inode.
+func (r *restorer) link(e *entry) error {
+	hook("link", e)
+	src := e.linkSrc
+	if src == nil || src.failed.Load() || !src.id.known() {
+		return errors.New("its first name was not restored")
+	}
+	return r.atParent(src, func(sfd int, sname string) error {
+		return r.atParent(e, func(fd int, name string) error {
+			if err := r.replaceableAt(e, fd, name); err != nil {
+				return err
+			}
+			if err := unix.Linkat(sfd, sname, fd, name, 0); err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+			if idOf(&st) != src.id {
+				// the source name was swapped meanwhile: this link is ours
+				// (just made), and wrong
+				unix.Unlinkat(fd, name, 0)
+				return errReplaced
+			}
+			e.id = src.id
+			return nil
+		})
+	})
 }
 
 // atParent runs fn with a descriptor of e's parent directory, opened
-// through the root, so no symlink can lead fn outside the target.
+// without following any symlink, so no symlink can lead fn outside the
+// target.
 func (r *restorer) atParent(e *entry, fn func(fd int, name string) error) error {
 	fd, name, done, err := r.dirs.at(e)
 	if err != nil {
@@ -893,48 +1209,81 @@ func (r *restorer) atParent(e *entry, fn func(fd int, name string) error) error 
 	return fn(fd, name)
 }
 
-// openAt opens e relative to its parent's descriptor, never following a
-// symlink in its place.
-func (r *restorer) openAt(e *entry, flags int, perm uint32) (*os.File, error) {
-	var f *os.File
-	err := r.atParent(e, func(fd int, name string) error {
-		nfd, err := unix.Openat(fd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+// unlink removes e's file after a failure, unless the name now holds
+// another inode than the one the restore created (that is not the
+// restore's to remove).
+func (r *restorer) unlink(e *entry) {
+	r.atParent(e, func(fd int, name string) error {
+		if e.id.known() {
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || idOf(&st) != e.id {
+				return err
+			}
+		}
+		return unix.Unlinkat(fd, name, 0)
+	})
+}
+
+// setMeta sets the owner, mode and times of a directory, symlink, FIFO or
+// device the restore made (or, for directories, checked): through an
+// O_PATH|O_NOFOLLOW descriptor of the name that must be that very inode,
+// so a symlink or hard link swapped in under the name meanwhile is never
+// changed (a warning says so instead). Regular files get theirs in
+// finishFile, through their own descriptor.
+func (r *restorer) setMeta(e *entry) {
+	if e.keepMeta || !e.id.known() {
+		return // an existing ancestor of the confine paths; or never made
+	}
+	hook("meta", e)
+	err := r.atParent(e, func(dfd int, name string) error {
+		fd, err := openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
-		f = os.NewFile(uintptr(nfd), e.rel)
-		return nil
-	})
-	return f, err
-}
-
-func (r *restorer) unlink(e *entry) {
-	r.atParent(e, func(fd int, name string) error { return unix.Unlinkat(fd, name, 0) })
-}
-
-func (r *restorer) setMeta(e *entry) {
-	n := e.node
-	err := r.atParent(e, func(fd int, name string) error {
-		if r.isRoot {
-			if err := unix.Fchownat(fd, name, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				r.warn("%s/%s: chown: %v", e.ct.name, e.rel, err)
-			}
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return err
 		}
-		if n.Type != repository.NodeSymlink {
-			// fchmodat cannot refuse to follow a symlink on Linux; the entry
-			// is one this restore created as a non-symlink.
-			if err := unix.Fchmodat(fd, name, unixMode(n.Mode), 0); err != nil {
-				r.warn("%s/%s: chmod: %v", e.ct.name, e.rel, err)
-			}
+		if idOf(&st) != e.id {
+			return errReplaced
 		}
-		ts := []unix.Timespec{unix.NsecToTimespec(atime(n)), unix.NsecToTimespec(n.ModTime)}
-		if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			r.warn("%s/%s: times: %v", e.ct.name, e.rel, err)
-		}
+		r.applyMeta(e, fd, true)
 		return nil
 	})
 	if err != nil {
-		r.warn("%s/%s: metadata: %v", e.ct.name, e.rel, err)
+		r.warn("%s/%s: metadata not set: %v", e.ct.name, e.rel, err)
+	}
+}
+
+// applyMeta sets e's owner, mode and times on the inode open at fd (an
+// O_PATH descriptor when opath: it cannot be used with fchmod, and the
+// *at calls with an empty name and AT_EMPTY_PATH act on it instead). The
+// chown comes first: it clears set-id bits the chmod then restores.
+func (r *restorer) applyMeta(e *entry, fd int, opath bool) {
+	n := e.node
+	if r.isRoot {
+		if err := unix.Fchownat(fd, "", int(n.UID), int(n.GID), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			r.warn("%s/%s: chown: %v", e.ct.name, e.rel, err)
+		}
+	}
+	if n.Type != repository.NodeSymlink {
+		var err error
+		if !opath {
+			err = unix.Fchmod(fd, unixMode(n.Mode))
+		} else if err = unix.Fchmodat(fd, "", unixMode(n.Mode), unix.AT_EMPTY_PATH); err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+			// no fchmodat2 (before Linux 6.6): the descriptor's own
+			// /proc link names exactly its inode (it is no symlink: the
+			// caller checked the inode)
+			err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), unixMode(n.Mode))
+		}
+		if err != nil {
+			r.warn("%s/%s: chmod: %v", e.ct.name, e.rel, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime(n)), unix.NsecToTimespec(n.ModTime)}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		r.warn("%s/%s: times: %v", e.ct.name, e.rel, err)
 	}
 }
 

@@ -14,10 +14,10 @@ import (
 
 // verifyTree re-reads a restored tree and checks every file's chunks, and
 // the presence and type of every directory and symlink, against the
-// manifest. It writes nothing.
+// manifest. It writes nothing, and like the restore it never follows a
+// symlink in any element of a path: a verify of an original-location
+// restore must not read what a swapped-in symlink points at.
 func (r *restorer) verifyTree(ctx context.Context) (*Result, error) {
-	r.dirs = newDirCache(256)
-	defer r.dirs.close()
 	p := r.plan
 	stop := r.reportProgress()
 	defer stop()
@@ -76,7 +76,12 @@ func (r *restorer) verifyTree(ctx context.Context) (*Result, error) {
 				if cap(buf) < need {
 					buf = make([]byte, need)
 				}
-				if err := r.verifyFile(e, buf[:cap(buf)]); err != nil {
+				fd, err := r.openOwn(e, unix.O_RDONLY)
+				if err == nil {
+					err = r.verifyFile(e, fd, buf[:cap(buf)])
+					unix.Close(fd)
+				}
+				if err != nil {
 					fail(e, err)
 					continue
 				}

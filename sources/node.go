@@ -15,6 +15,10 @@ import (
 // NodeFromInfo describes the file at abs (already lstat'ed as fi) as a tree
 // node, without content.
 func NodeFromInfo(abs string, fi fs.FileInfo) (*repository.Node, error) {
+	return nodeFrom(fi, func() (string, error) { return os.Readlink(abs) })
+}
+
+func nodeFrom(fi fs.FileInfo, readlink func() (string, error)) (*repository.Node, error) {
 	n := &repository.Node{Name: fi.Name(), Mode: fi.Mode(), ModTime: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		n.UID, n.GID = st.Uid, st.Gid
@@ -34,7 +38,7 @@ func NodeFromInfo(abs string, fi fs.FileInfo) (*repository.Node, error) {
 		n.Type = repository.NodeDir
 	case m&fs.ModeSymlink != 0:
 		n.Type = repository.NodeSymlink
-		t, err := os.Readlink(abs)
+		t, err := readlink()
 		if err != nil {
 			return nil, err
 		}
