@@ -213,6 +213,9 @@ type PlanInput struct {
 	Max      int      `json:"max"`
 	DryRun   bool     `json:"dry_run"`
 	Force    bool     `json:"force"`
+	// IgnoreProtected treats protected backups like any other (an admin's
+	// explicit, audited choice; never for scheduled or emergency cleanups).
+	IgnoreProtected bool `json:"ignore_protected,omitempty"`
 	// MaxAgeDays: each location's own retention (storage policies).
 	MaxAgeDays map[string]int `json:"max_age_days,omitempty"`
 }
@@ -242,7 +245,7 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 	out := PlanOutput{}
 	for i, b := range rows {
 		items[i] = retention.Item{Backup: retention.Backup{ID: b.ID, Type: b.Type, Status: b.Status, Time: b.Timestamp,
-			Protected: b.Protected, RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup,
+			Protected: b.Protected && !in.IgnoreProtected, RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup,
 			Bytes: b.CompressedBytes}, Locations: b.Locations}
 		if b.Protected {
 			out.Protected++

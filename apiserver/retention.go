@@ -195,12 +195,18 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 			return badRequest(fmt.Sprintf("target_storage[%d]", i), "target_storage: unknown storage location %q (configured: %s)", t, strings.Join(s.Cfg.LocationNames(), ", "))
 		}
 	}
+	// ignore_protected lets protected backups go like any other: the route
+	// is admin-only, and the choice is written into the audit record
+	ignore := req.IgnoreProtected != nil && *req.IgnoreProtected
 	plan, err := (&activities.Catalog{Store: s.Store}).PlanCleanup(r.Context(), activities.PlanInput{Targets: targets,
-		Strategy: req.CleanupStrategy, Max: maxRemove, DryRun: dry, Force: req.ForceCleanup})
+		Strategy: req.CleanupStrategy, Max: maxRemove, DryRun: dry, Force: req.ForceCleanup, IgnoreProtected: ignore})
 	if err != nil {
 		return err
 	}
 	decisions, ids, protected := plan.Lines, plan.IDs, plan.Protected
+	if ignore {
+		protected = 0
+	}
 	agedOut := 0
 	for _, d := range decisions {
 		if len(d.RemoveFrom) > 0 {
@@ -214,7 +220,11 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	cleanupID := newID("CLEANUP-", 3)
-	setTarget(r, cleanupID)
+	if ignore {
+		setTarget(r, cleanupID+" (ignore_protected: protected backups may be removed)")
+	} else {
+		setTarget(r, cleanupID)
+	}
 	jobID, err := s.startCleanupJob(r, cleanupID, targets, ids, dry, "manual", decisions, plan.PerLocation)
 	if err != nil {
 		return err
@@ -226,7 +236,7 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 		"backups_analyzed": len(decisions), "backups_candidate_for_removal": len(ids),
 		"estimated_space_to_free": humanSize(est), "estimated_space_to_free_bytes": est,
 		"estimate_basis":             "bytes the candidates added when they were written; the report has the bytes garbage collection frees",
-		"protected_backups_excluded": protected, "backups_leaving_a_location": agedOut, "target_storage": targets, "cleanup_strategy": req.CleanupStrategy,
+		"protected_backups_excluded": protected, "ignore_protected": ignore, "backups_leaving_a_location": agedOut, "target_storage": targets, "cleanup_strategy": req.CleanupStrategy,
 		"reason": req.Reason, "report_url": "/cloud-integration/backup/cleanup/report/" + cleanupID,
 	})
 	return nil
