@@ -126,6 +126,45 @@ func (h *Hub) DropToken(id string) {
 	}
 }
 
+// tokenIDs lists the tokens open sessions were authorised with.
+func (h *Hub) tokenIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for c := range h.clients {
+		if !seen[c.tokenID] {
+			seen[c.tokenID] = true
+			out = append(out, c.tokenID)
+		}
+	}
+	return out
+}
+
+// wsRecheck: open sessions end within this long (plus a query) of their
+// token's revocation or expiry.
+var wsRecheck = 4 * time.Second
+
+// checkSessions closes the sessions whose token was revoked or expired.
+func (s *Server) checkSessions(ctx context.Context) {
+	if ids := s.Hub.tokenIDs(); len(ids) > 0 {
+		s.checkSessionsOf(ctx, ids)
+	}
+}
+
+func (s *Server) checkSessionsOf(ctx context.Context, ids []string) {
+	valid, err := s.Store.ValidTokenIDs(ctx, ids)
+	if err != nil {
+		s.Log.Warn("websocket sessions: tokens could not be checked", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if !valid[id] {
+			s.Hub.DropToken(id)
+		}
+	}
+}
+
 // Close disconnects every client.
 func (h *Hub) Close() {
 	h.mu.Lock()
@@ -180,6 +219,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Hub.clients[c] = struct{}{}
 	s.Hub.mu.Unlock()
+	// a revocation that landed between the authorisation and the
+	// registration above is seen here; later ones by checkSessions
+	s.checkSessionsOf(r.Context(), []string{c.tokenID})
 	go c.writeLoop()
 	c.readLoop(s.Hub)
 	return nil
@@ -258,6 +300,7 @@ func (s *Server) Poll(ctx context.Context) {
 			}
 		}
 	}
+	go every(wsRecheck, s.checkSessions)
 	go every(time.Minute, s.checkStorageAlerts)
 	go every(2*time.Second, s.checkSchedules)
 	for {

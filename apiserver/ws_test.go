@@ -109,3 +109,51 @@ func TestRevokedTokenLosesItsWebSocket(t *testing.T) {
 		t.Fatalf("the client of a revoked token is still connected (%v, %d clients)", err, s.Hub.Clients())
 	}
 }
+
+// A session outlived its token when the revocation came from elsewhere
+// (another server, the CLI, or between authorisation and registration)
+// or when the token expired: open sessions are checked again.
+func TestWebSocketSessionsEndWithTheirToken(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	old := wsRecheck
+	wsRecheck = 200 * time.Millisecond
+	defer func() { wsRecheck = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Poll(ctx)
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
+	short, _, err := s.Store.CreateToken(ctx, "short-lived", "viewer", "test", 1500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(tok string) *websocket.Conn {
+		c, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + tok}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	expiring, revoked, kept := dial(short), dial(toks["operator"]), dial(toks["viewer"])
+	defer expiring.Close()
+	defer revoked.Close()
+	defer kept.Close()
+	tok, _ := s.Store.Authenticate(ctx, toks["operator"])
+	if err := s.Store.RevokeToken(ctx, tok.ID); err != nil { // not through this server's API
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*websocket.Conn{"revoked": revoked, "expired": expiring} {
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(6 * time.Second))
+		if _, _, err := c.ReadMessage(); err == nil {
+			t.Fatalf("the %s token's session is still open", name)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("the %s token's session ended after %v", name, d)
+		}
+	}
+	if s.Hub.Clients() != 1 {
+		t.Fatalf("%d clients left, want the valid one", s.Hub.Clients())
+	}
+}

@@ -525,6 +525,23 @@ func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
 	return out, err
 }
 
+// ValidTokenIDs returns which of ids name tokens that are neither revoked
+// nor expired now.
+func (s *Store) ValidTokenIDs(ctx context.Context, ids []string) (map[string]bool, error) {
+	var ts []Token
+	if err := s.DB.WithContext(ctx).Where("id IN ?", ids).Find(&ts).Error; err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	out := map[string]bool{}
+	for _, t := range ts {
+		if !t.Revoked && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt)) {
+			out[t.ID] = true
+		}
+	}
+	return out, nil
+}
+
 // RevokeToken disables a token.
 func (s *Store) RevokeToken(ctx context.Context, id string) error {
 	r := s.DB.WithContext(ctx).Model(&Token{}).Where("id = ?", id).Update("revoked", true)
