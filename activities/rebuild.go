@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"backupd/models"
@@ -105,4 +106,125 @@ func backupRow(m *repository.Manifest, key *repository.KeyEntry) *models.Backup 
 	b.Components = comps
 	b.CreatedAt = time.Now().UTC()
 	return b
+}
+
+// ReconcileResult is one reconciliation of the catalog with storage.
+type ReconcileResult struct {
+	At      time.Time `json:"at"`
+	Adopted []string  `json:"adopted"` // backups found in storage, added to the catalog
+	Located []string  `json:"located"` // copies found in locations the catalog did not list
+	// Missing: backups whose manifest is gone from locations the catalog
+	// lists (seen twice in a row, so a deletion in flight is not one).
+	Missing     map[string][]string `json:"missing"`
+	Unreachable map[string]string   `json:"unreachable,omitempty"`
+	Unreadable  []string            `json:"unreadable,omitempty"`
+}
+
+// Reconciler keeps the catalog in step with the manifests in storage: a
+// backup made without the server (backupd job backup while the server was
+// down, a catalog restored from an old copy) is adopted, and a catalog
+// entry whose manifest vanished is flagged. Only names are listed on each
+// run; only unknown manifests are read.
+type Reconciler struct {
+	Store  *models.Store
+	Stores *Stores
+	// MinAge: catalog entries younger than this are left alone (their
+	// manifest may be being written or copied).
+	MinAge time.Duration
+	prev   map[string]bool // "<id>\x00<location>" missing at the last run
+}
+
+// Run reconciles every location once.
+func (rc *Reconciler) Run(ctx context.Context, locations []string) (*ReconcileResult, error) {
+	res := &ReconcileResult{At: time.Now().UTC(), Adopted: []string{}, Located: []string{}, Missing: map[string][]string{},
+		Unreachable: map[string]string{}}
+	rows, err := rc.Store.AllBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*models.Backup{}
+	for i := range rows {
+		byID[rows[i].ID] = &rows[i]
+	}
+	stored := map[string]map[string]bool{} // location -> manifest ids
+	for _, loc := range locations {
+		repo, err := rc.Stores.Open(ctx, loc)
+		if err == nil {
+			var ids []string
+			if ids, err = repo.ManifestIDs(ctx); err == nil {
+				set := map[string]bool{}
+				for _, id := range ids {
+					set[id] = true
+				}
+				stored[loc] = set
+				for _, id := range ids {
+					rc.adopt(ctx, res, repo, loc, id, byID)
+				}
+			}
+		}
+		if err != nil {
+			res.Unreachable[loc] = err.Error()
+		}
+	}
+	now := map[string]bool{}
+	for _, b := range byID {
+		if (b.Status != "completed" && b.Status != "partial") || time.Since(b.CreatedAt) < rc.MinAge {
+			continue
+		}
+		var missing []string
+		for _, loc := range b.Locations {
+			set, ok := stored[loc]
+			if !ok || set[b.ID] {
+				continue // unreachable now, or there
+			}
+			k := b.ID + "\x00" + loc
+			now[k] = true
+			if rc.prev[k] {
+				missing = append(missing, loc)
+			}
+		}
+		sort.Strings(missing)
+		if len(missing) > 0 {
+			res.Missing[b.ID] = missing
+		}
+		if strings.Join(missing, ",") != strings.Join(b.MissingFrom, ",") {
+			if err := rc.Store.UpdateBackup(ctx, b.ID, map[string]any{"missing_from": models.Strings(missing)}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	rc.prev = now
+	return res, nil
+}
+
+// adopt records a manifest the catalog lacks, or a location it did not list.
+func (rc *Reconciler) adopt(ctx context.Context, res *ReconcileResult, repo *repository.Repository, loc, id string, byID map[string]*models.Backup) {
+	if b := byID[id]; b != nil {
+		for _, l := range b.Locations {
+			if l == loc {
+				return
+			}
+		}
+		if b.Status != "completed" && b.Status != "partial" {
+			return // being written: the job records its locations itself
+		}
+		b.Locations = append(b.Locations, loc)
+		if err := rc.Store.UpdateBackup(ctx, id, map[string]any{"locations": b.Locations}); err == nil {
+			res.Located = append(res.Located, id+"@"+loc)
+		}
+		return
+	}
+	m, err := repo.LoadManifest(ctx, id)
+	if err != nil {
+		res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %s: %v", loc, id, err))
+		return
+	}
+	b := backupRow(m, repo.KeyEntry())
+	b.Locations = models.Strings{loc}
+	if err := rc.Store.PutBackup(ctx, b); err != nil {
+		res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %s: catalog: %v", loc, id, err))
+		return
+	}
+	byID[id] = b
+	res.Adopted = append(res.Adopted, id)
 }

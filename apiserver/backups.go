@@ -108,6 +108,10 @@ func (s *Server) backupSummary(b *models.Backup) map[string]any {
 	if b.RetentionDays > 0 {
 		out["retention_days"] = b.RetentionDays
 	}
+	if len(b.MissingFrom) > 0 {
+		// the catalog lists these locations, but their manifest is gone
+		out["missing_from"] = b.MissingFrom
+	}
 	if b.ParentBackup != "" {
 		out["parent_backup"] = b.ParentBackup
 	}

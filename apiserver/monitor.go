@@ -173,6 +173,19 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 		alerts = append(alerts, map[string]any{"level": "critical", "component": "scheduler", "message": msg, "suggestion": hint})
 	}
 	comps["scheduler"] = sc
+	cv, level := s.reconcileView()
+	comps["catalog"] = cv
+	if level > 0 {
+		worse(level)
+		msg := "The catalog and storage disagree"
+		if m, ok := cv["missing"].(map[string][]string); ok && len(m) > 0 {
+			msg = sprintf("%d backup(s) in the catalog have no manifest in a location the catalog lists", len(m))
+		} else if e, ok := cv["error"].(string); ok {
+			msg = "Catalog reconciliation failed: " + e
+		}
+		alerts = append(alerts, map[string]any{"level": "warning", "component": "catalog", "message": msg,
+			"suggestion": "See components.catalog; repair from another copy (POST /backup/repair) or delete the entries, or run 'backupd catalog rebuild'"})
+	}
 	for _, name := range s.Cfg.LocationNames() {
 		c, at, err := s.capacity(ctx, name)
 		st := map[string]any{"status": "healthy", "last_check": rfc3339(at), "connectivity": "good"}

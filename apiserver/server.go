@@ -61,6 +61,7 @@ type Server struct {
 	totCache      map[string]totalsEntry
 	refused       refusals
 	wcache        workerCache
+	recon         reconcileState
 	limiter       authLimiter
 }
 

@@ -301,6 +301,15 @@ func (s *Server) Poll(ctx context.Context) {
 		}
 	}
 	go every(wsRecheck, s.checkSessions)
+	go func() {
+		select { // first soon after start, then on its interval
+		case <-ctx.Done():
+			return
+		case <-time.After(reconcileFirst):
+		}
+		s.reconcile(ctx)
+		every(reconcileInterval, s.reconcile)
+	}()
 	go every(time.Minute, s.checkStorageAlerts)
 	go every(2*time.Second, s.checkSchedules)
 	for {

@@ -36,7 +36,10 @@ type Backup struct {
 	ComponentSizes  map[string]int64 `gorm:"type:text;serializer:json"`
 	// Locations holds the locations the backup is stored in (written or
 	// copied); Requested the ones the request named.
-	Locations      Strings `gorm:"type:text"`
+	Locations Strings `gorm:"type:text"`
+	// MissingFrom: locations the catalog lists but whose manifest is gone
+	// (found by the server's reconciliation; shown in health).
+	MissingFrom    Strings `gorm:"type:text"`
 	Requested      Strings `gorm:"type:text"`
 	Encryption     string  `gorm:"size:32"`
 	Compression    string  `gorm:"size:16"`

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
 	"backupd/jobs"
 	"backupd/workflows"
 )
@@ -73,11 +76,22 @@ func cmdJob(ctx context.Context, args []string) error {
 	if location == "" {
 		location = cfg.Primary
 	}
+	// jobs record themselves in the catalog whenever a server runs its
+	// catalog activities; otherwise the server adopts the backup from
+	// storage when it next reconciles
+	catalogQueue := ""
+	if sub == "backup" || sub == "restore" || sub == "verify" {
+		if catalogServed(ctx, c) {
+			catalogQueue = activities.CatalogTaskQueue
+		} else {
+			fmt.Fprintln(os.Stderr, "backupd job: no API server is running its catalog activities; the job is not in the catalog until a server reconciles it from storage")
+		}
+	}
 	var job *jobs.Job
 	switch sub {
 	case "backup":
 		req := workflows.BackupRequest{Type: typ, Compression: compression, Verify: verify,
-			Components: splitList(comps), Locations: splitList(locs)}
+			Components: splitList(comps), Locations: splitList(locs), CatalogQueue: catalogQueue}
 		if len(req.Components) == 0 {
 			req.Components = cfg.ComponentNames()
 		}
@@ -87,10 +101,10 @@ func cmdJob(ctx context.Context, args []string) error {
 		job, err = jc.StartBackup(ctx, req, 0)
 	case "restore":
 		job, err = jc.StartRestore(ctx, workflows.RestoreRequest{RestoreInput: activities.RestoreInput{BackupID: backupID,
-			Location: location, Target: target, Components: components, Paths: paths, Overwrite: overwrite}, VerifyBefore: true})
+			Location: location, Target: target, Components: components, Paths: paths, Overwrite: overwrite}, VerifyBefore: true, CatalogQueue: catalogQueue})
 	case "verify":
 		job, err = jc.StartVerify(ctx, workflows.VerifyRequest{BackupID: backupID, Location: location,
-			ReadDataPercent: percent, ExtractTest: extract})
+			ReadDataPercent: percent, ExtractTest: extract, CatalogQueue: catalogQueue})
 	default:
 		job, err = jc.Find(ctx, jobID)
 		if err != nil {
@@ -159,4 +173,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// catalogServed reports whether a server polls the catalog task queue.
+func catalogServed(ctx context.Context, c client.Client) bool {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	d, err := c.DescribeTaskQueue(ctx, activities.CatalogTaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	return err == nil && len(d.Pollers) > 0
 }

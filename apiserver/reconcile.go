@@ -1,0 +1,77 @@
+package apiserver
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"backupd/activities"
+)
+
+// reconcileInterval is how often the catalog is compared with each
+// location's manifests (the first comparison runs soon after start).
+var reconcileInterval = 10 * time.Minute
+
+var reconcileFirst = 15 * time.Second
+
+type reconcileState struct {
+	mu   sync.Mutex
+	rc   *activities.Reconciler
+	last *activities.ReconcileResult
+	err  string
+}
+
+// reconcile adopts backups the catalog never learnt of and flags those
+// whose manifests vanished; health reports the last run.
+func (s *Server) reconcile(ctx context.Context) {
+	if s.Stores == nil {
+		return
+	}
+	st := &s.recon
+	st.mu.Lock()
+	if st.rc == nil {
+		st.rc = &activities.Reconciler{Store: s.Store, Stores: s.Stores, MinAge: 2 * time.Minute}
+	}
+	rc := st.rc
+	st.mu.Unlock()
+	res, err := rc.Run(ctx, s.Cfg.LocationNames())
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err != nil {
+		st.err = err.Error()
+		s.Log.Error("catalog reconciliation failed", "err", err)
+		return
+	}
+	st.last, st.err = res, ""
+	if len(res.Adopted) > 0 || len(res.Missing) > 0 {
+		s.Log.Warn("catalog reconciled with storage", "adopted", len(res.Adopted), "missing", len(res.Missing))
+	}
+}
+
+// reconcileView is the last reconciliation for health.
+func (s *Server) reconcileView() (map[string]any, int) {
+	st := &s.recon
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	v := map[string]any{"status": "pending", "interval_seconds": reconcileInterval.Seconds()}
+	if st.err != "" {
+		v["status"], v["error"] = "failed", st.err
+		return v, 1
+	}
+	if st.last == nil {
+		return v, 0
+	}
+	v["status"], v["last_run"] = "ok", rfc3339(st.last.At)
+	v["adopted"], v["located"], v["missing"] = st.last.Adopted, st.last.Located, st.last.Missing
+	if len(st.last.Unreachable) > 0 {
+		v["unreachable"] = st.last.Unreachable
+	}
+	if len(st.last.Unreadable) > 0 {
+		v["unreadable"] = st.last.Unreadable
+	}
+	level := 0
+	if len(st.last.Missing) > 0 || len(st.last.Unreadable) > 0 {
+		v["status"], level = "inconsistent", 1
+	}
+	return v, level
+}
