@@ -65,6 +65,11 @@ bench-api: build $(BIN)/temporal
 clean:
 	rm -rf $(BIN) var
 
+# The tools by their short names too (error messages say 'make bin/temporal').
+bin/temporal: $(BIN)/temporal
+bin/versitygw: $(BIN)/versitygw
+bin/backupd: $(BIN)/backupd
+
 # The Temporal CLI (dev server + Web UI), built once: about 2.5 minutes.
 $(BIN)/temporal:
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)

@@ -62,7 +62,7 @@ func TestAWorkerThatCannotStartIsVisibleAndRecovers(t *testing.T) {
 
 	// a backup is accepted (Temporal keeps it) and says what it waits for
 	c := s.must(200, "POST", "/cloud-integration/backup/create", "operator", map[string]any{
-		"components": []string{"configurations"}, "backup_type": "full", "storage_locations": []string{"local"}})
+		"components": []string{"configurations"}, "type": "full", "storage_locations": []string{"local"}})
 	jobID := c["job_id"].(string)
 	p := s.must(200, "GET", "/cloud-integration/backup/progress?job_id="+jobID, "viewer", nil)
 	if get(p, "progress.current_operation") != "waiting_for_worker" || !strings.Contains(p["waiting"].(string), "apitest") {
