@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +74,10 @@ type Rule struct {
 	Err    error         // for Fail and FailAfter; ErrInjected when nil
 	Bytes  int64         // for FailAfter, Truncate, Corrupt
 	Delay  time.Duration // for Delay
+	// Chance, if > 0, fires the rule on that share of the calls it would
+	// otherwise fire on, drawn from the backend's seeded generator (Seed):
+	// random faults that a seed replays.
+	Chance float64
 
 	matched, fired int
 }
@@ -84,13 +89,21 @@ type Backend struct {
 	mu    sync.Mutex
 	rules []*Rule
 	calls map[Op]int
+	rng   *rand.Rand
 }
 
 var _ storage.Backend = (*Backend)(nil)
 
 // New wraps b with no rules: every call passes through.
 func New(b storage.Backend) *Backend {
-	return &Backend{b: b, calls: make(map[Op]int)}
+	return &Backend{b: b, calls: make(map[Op]int), rng: rand.New(rand.NewSource(1))}
+}
+
+// Seed sets the generator that Chance draws from.
+func (f *Backend) Seed(seed int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rng = rand.New(rand.NewSource(seed))
 }
 
 // Unwrap returns the wrapped backend.
@@ -152,6 +165,9 @@ func (f *Backend) match(op Op, name string) *Rule {
 		}
 		r.matched++
 		if hit != nil || (r.Nth > 0 && r.matched != r.Nth) || (r.Times > 0 && r.fired >= r.Times) {
+			continue
+		}
+		if r.Chance > 0 && f.rng.Float64() >= r.Chance {
 			continue
 		}
 		r.fired++
