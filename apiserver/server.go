@@ -14,9 +14,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -282,14 +284,28 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 			defer func() { s.auditFinish(r, entry, st, sw.status) }()
 		}
-		if err := rt.handler(sw, r); err != nil {
-			if sw.status != 0 {
-				s.Log.Error("error after the response started", "path", r.URL.Path, "request_id", st.id, "err", err)
-			} else {
-				s.writeError(sw, r, err)
+		s.runHandler(rt, sw, r)
+	})
+}
+
+// runHandler runs a route's handler and answers its error; a handler's
+// panic is one failed request, logged, never a dropped connection.
+func (s *Server) runHandler(rt route, sw *statusWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.Log.Error("handler panicked", "path", r.URL.Path, "request_id", requestID(r), "panic", p, "stack", string(debug.Stack()))
+			if sw.status == 0 {
+				s.writeError(sw, r, fmt.Errorf("panic: %v", p))
 			}
 		}
-	})
+	}()
+	if err := rt.handler(sw, r); err != nil {
+		if sw.status != 0 {
+			s.Log.Error("error after the response started", "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		} else {
+			s.writeError(sw, r, err)
+		}
+	}
 }
 
 func validRequestID(id string) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,11 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"backupd/activities"
 
 	"backupd/config"
 	"backupd/models"
@@ -30,7 +36,9 @@ func testServer(t *testing.T, driver string) (*Server, map[string]string) {
 		Components: map[string]config.Component{"data": {Paths: []string{dir}}, "logs": {Paths: []string{dir}}},
 		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}, "cloud": {URL: "s3://b/p?endpoint=http://127.0.0.1:1"}},
 	}
-	s := New(&Server{Cfg: cfg, Store: store})
+	stores := activities.NewStores(cfg)
+	t.Cleanup(stores.Close)
+	s := New(&Server{Cfg: cfg, Store: store, Stores: stores, Temporal: unreachableTemporal{}})
 	// the route tests send hundreds of bad tokens from one address; the
 	// limit has its own test
 	s.limiter = authLimiter{burst: 1e6, rate: 1e6}
@@ -43,6 +51,21 @@ func testServer(t *testing.T, driver string) (*Server, map[string]string) {
 		toks[role] = p
 	}
 	return s, toks
+}
+
+// unreachableTemporal is a Temporal client whose server cannot be
+// reached: the calls status and health make fail; any other call panics,
+// which the server turns into a logged 500.
+type unreachableTemporal struct{ client.Client }
+
+var errNoTemporal = errors.New("temporal: connection refused (test)")
+
+func (unreachableTemporal) CheckHealth(context.Context, *client.CheckHealthRequest) (*client.CheckHealthResponse, error) {
+	return nil, errNoTemporal
+}
+
+func (unreachableTemporal) DescribeTaskQueue(context.Context, string, enumspb.TaskQueueType) (*workflowservice.DescribeTaskQueueResponse, error) {
+	return nil, errNoTemporal
 }
 
 func call(t *testing.T, s *Server, method, path, token string, body io.Reader) (*http.Response, map[string]any) {
