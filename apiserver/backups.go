@@ -21,9 +21,11 @@ import (
 	"unicode"
 
 	"github.com/gorilla/mux"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"backupd/activities"
 	"backupd/codes"
+	"backupd/jobs"
 	"backupd/models"
 	"backupd/repository"
 	"backupd/restore"
@@ -459,7 +461,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.PutBackup(r.Context(), row); err != nil {
 		return err
 	}
-	started, err := s.Jobs.StartBackup(r.Context(), wreq, prio)
+	started, err := s.startBackup(r.Context(), wreq, prio)
 	if err != nil {
 		ctx := context.WithoutCancel(r.Context())
 		s.Store.DeleteBackup(ctx, backupID)
@@ -486,6 +488,41 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) catalogQueue() string { return catalogQueueName }
+
+// startBackup starts the workflow. A backup of the same components whose
+// job the catalog already shows as ended, but whose workflow is still
+// closing (its last steps run after the catalog record), is not "already
+// running": a client that waited for "completed" must be able to start
+// the next one, so the start waits for it to close (up to 15 s).
+func (s *Server) startBackup(ctx context.Context, req workflows.BackupRequest, prio int) (*jobs.Job, error) {
+	started, err := s.Jobs.StartBackup(ctx, req, prio)
+	var ce *codes.Error
+	if err == nil || !errors.As(err, &ce) || ce.Code != codes.AlreadyInProgress {
+		return started, err
+	}
+	wid := jobs.BackupWorkflowID(s.Cfg.Host, req.Components)
+	d, derr := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
+	if derr != nil {
+		return nil, err
+	}
+	j, jerr := s.Store.GetJobByRun(ctx, wid, d.WorkflowExecutionInfo.Execution.RunId)
+	if jerr != nil || j.Finished == nil {
+		return nil, err // really running
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		d, derr := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
+		if derr == nil && d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return s.Jobs.StartBackup(ctx, req, prio)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
 
 // catalogQueueName is where this server runs the catalog activities.
 var catalogQueueName = activities.CatalogTaskQueue

@@ -313,6 +313,15 @@ func (s *Store) GetJob(ctx context.Context, id string) (*Job, error) {
 	return &j, nil
 }
 
+// GetJobByRun finds the job a workflow run belongs to.
+func (s *Store) GetJobByRun(ctx context.Context, workflowID, runID string) (*Job, error) {
+	var j Job
+	if err := s.DB.WithContext(ctx).Where("workflow_id = ? AND run_id = ?", workflowID, runID).First(&j).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &j, nil
+}
+
 // GetJobByRef returns the job of a restore, verification or cleanup id,
 // or the newest job of a backup id (kind "backup").
 func (s *Store) GetJobByRef(ctx context.Context, kind, ref string) (*Job, error) {

@@ -791,12 +791,21 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 		"cleanup_rules.emergency_cleanup_threshold", "cleanup_rules.cleanup_strategy", "protected_backups", "next_cleanup", "last_cleanup")
 	s.must(200, "POST", v1+"/"+backupID+"/protect", "admin", map[string]bool{"protected": true})
 	cl := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": true, "force_cleanup": false,
-		"target_storage": []string{"local", "cloud"}, "ignore_protected": true, "cleanup_strategy": "oldest_first",
+		"target_storage": []string{"local", "cloud"}, "ignore_protected": false, "cleanup_strategy": "oldest_first",
 		"max_backups_to_remove": 50, "reason": "Manual cleanup before storage maintenance"})
 	fields(t, "cleanup", cl, "status", "cleanup_id", "dry_run", "estimated_duration", "backups_analyzed",
 		"backups_candidate_for_removal", "estimated_space_to_free", "protected_backups_excluded", "report_url")
 	if cl["dry_run"] != true || cl["protected_backups_excluded"] != 1.0 || cl["backups_analyzed"].(float64) < 2 {
 		t.Fatalf("cleanup: %v", cl)
+	}
+	// ignore_protected (admin only, audited) lets protected backups be candidates
+	ig := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": true, "ignore_protected": true})
+	if ig["ignore_protected"] != true || ig["protected_backups_excluded"] != 0.0 {
+		t.Fatalf("cleanup with ignore_protected: %v", ig)
+	}
+	s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+ig["cleanup_id"].(string))
+	if au := s.must(200, "GET", v1+"/audit?action=cleanup.start", "admin", nil); !strings.Contains(fmt.Sprint(au["entries"]), "ignore_protected") {
+		t.Fatalf("the audit log does not show ignore_protected: %v", au["entries"])
 	}
 	crep := s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+cl["cleanup_id"].(string))
 	if crep["status"] != "completed" || crep["dry_run"] != true || crep["decisions"] == nil {

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"context"
+	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,5 +178,127 @@ func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec
 		gc.Unreferenced, gc.BytesFreed, gc.Packs)
 	if gc.Unreferenced > 4 {
 		t.Fatalf("%d packs uploaded twice: more than the packs in flight at the kill", gc.Unreferenced)
+	}
+}
+
+// TestWorkerKilledTenTimesDuringOneBackup: SIGKILL the worker at random
+// moments, ten times, during one backup: each time after it has stored
+// at least one more pack, then after a random delay (mid-upload or
+// between packs). The same workflow run completes, the restore is
+// bit-identical, the repository checks clean with every pack read, and
+// what was uploaded for nothing stays bounded by the packs in flight.
+func TestWorkerKilledTenTimesDuringOneBackup(t *testing.T) {
+	c, addr := devServer(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	for i := 0; i < 28; i++ { // ~450 MB that does not compress: ~28 packs
+		b := make([]byte, 15<<20+rng.Intn(2<<20))
+		rng.Read(b)
+		sub := filepath.Join(src, fmt.Sprintf("d%d", i%4))
+		os.MkdirAll(sub, 0o755)
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%02d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("kill-loop\n"), 0o600)
+	cfg := config.Config{Host: "killhost", VarDir: dir, PasswordFile: pw, Primary: "local",
+		Catalog:    config.Catalog{Driver: "sqlite"},
+		Temporal:   config.Temporal{Address: addr, Namespace: "default", TaskQueue: "backup@kill-" + strconv.Itoa(freePort(t))},
+		Components: map[string]config.Component{"data": {Paths: []string{src}}},
+		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}},
+	}
+	b, _ := yaml.Marshal(&cfg)
+	cfgPath := filepath.Join(dir, "backupd.yaml")
+	os.WriteFile(cfgPath, b, 0o600)
+	countPacks := func() int {
+		n := 0
+		filepath.Walk(filepath.Join(dir, "repo", "data"), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+
+	w := startWorkerProcess(t, cfgPath, "worker-0.log")
+	jc := &jobs.Client{C: c, TaskQueue: cfg.Temporal.TaskQueue, Host: cfg.Host}
+	// a dead worker is noticed in 3 s and its work retried at once (the
+	// production defaults, 30 s and backoff to a minute, would make ten
+	// kills take many minutes)
+	job, err := jc.StartBackup(context.Background(), workflows.BackupRequest{Type: "full", Components: []string{"data"},
+		Locations: []string{"local"}, Compression: "zstd",
+		Failover: &workflows.Failover{HeartbeatTimeout: 3 * time.Second, RetryInitial: 200 * time.Millisecond, RetryMax: time.Second}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool {
+		d, err := c.DescribeWorkflowExecution(context.Background(), job.WorkflowID, job.RunID)
+		return err == nil && d.WorkflowExecutionInfo.Status.String() == "Running"
+	}
+	var at []int
+	for kill := 1; kill <= 10; kill++ {
+		base := countPacks()
+		deadline := time.Now().Add(90 * time.Second)
+		for countPacks() <= base {
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: no progress in 90 s after the restart", kill)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.Intn(250)) * time.Millisecond)
+		if !running() {
+			t.Fatalf("the backup ended after %d kills (packs at the kills: %v): the test needs more data", kill-1, at)
+		}
+		w.Process.Signal(syscall.SIGKILL)
+		w.Wait()
+		at = append(at, countPacks())
+		w = startWorkerProcess(t, cfgPath, fmt.Sprintf("worker-%d.log", kill))
+	}
+	t.Logf("killed 10 times, with %v packs stored", at)
+	var out workflows.BackupOutcome
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	run := c.GetWorkflow(ctx, job.WorkflowID, job.RunID)
+	if err := run.Get(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	if run.GetRunID() != job.RunID || out.Status != workflows.StatusCompleted {
+		t.Fatalf("run %s (started %s) ended %s", run.GetRunID(), job.RunID, out.Status)
+	}
+	be, err := local.New(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := repository.Open(context.Background(), be, repository.Credentials{Password: []byte("kill-loop")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := repository.Check(context.Background(), repo, repository.CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check after ten kills: %v %+v", err, cr)
+	}
+	m, err := repo.LoadManifest(context.Background(), out.Summary.BackupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "restore")
+	if _, err := restore.Run(context.Background(), repo, m, restore.Options{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := exec.Command("diff", "-r", "--no-dereference", src, restored(target, "data", src)).CombinedOutput(); err != nil {
+		t.Fatalf("restore differs: %s", clip(string(o)))
+	}
+	gc, err := repository.GC(context.Background(), repo, repository.GCOptions{DryRun: true, SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after ten kills: %d of %d packs uploaded for nothing (%d bytes)", gc.Unreferenced, gc.Packs, gc.BytesFreed)
+	if gc.Unreferenced > 10*4 {
+		t.Fatalf("%d packs uploaded twice: more than the packs in flight at ten kills", gc.Unreferenced)
 	}
 }

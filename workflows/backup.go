@@ -80,6 +80,38 @@ type BackupRequest struct {
 	// Notify says which outcomes go to the configured webhooks and email
 	// (the WebSocket's job_complete is always sent); nil: none.
 	Notify *NotifyPrefs `json:"notify,omitempty"`
+	// Failover, when set, changes how fast a component's work moves to
+	// another worker after its worker died; nil keeps longActivity's.
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover tunes the detection of a dead worker (HeartbeatTimeout) and
+// the retries after it (first delay, longest delay). Zero fields keep the
+// defaults.
+type Failover struct {
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout"`
+	RetryInitial     time.Duration `json:"retry_initial"`
+	RetryMax         time.Duration `json:"retry_max"`
+}
+
+// withFailover applies f to ctx's activity options.
+func withFailover(ctx workflow.Context, f *Failover) workflow.Context {
+	if f == nil {
+		return ctx
+	}
+	o := workflow.GetActivityOptions(ctx)
+	rp := *o.RetryPolicy
+	if f.HeartbeatTimeout > 0 {
+		o.HeartbeatTimeout = f.HeartbeatTimeout
+	}
+	if f.RetryInitial > 0 {
+		rp.InitialInterval = f.RetryInitial
+	}
+	if f.RetryMax > 0 {
+		rp.MaximumInterval = f.RetryMax
+	}
+	o.RetryPolicy = &rp
+	return workflow.WithActivityOptions(ctx, o)
 }
 
 // NotifyPrefs are the spec's notifications flags.
@@ -236,7 +268,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 				}
 			}
 			p.CurrentOperation = "backing_up"
-			actx, cancel := workflow.WithCancel(longActivity(ctx))
+			actx, cancel := workflow.WithCancel(withFailover(longActivity(ctx), req.Failover))
 			cancelCurrent, pausedRun = cancel, false
 			err := workflow.ExecuteActivity(actx, a.BackupComponent, activities.ComponentInput{
 				Plan: *plan, Component: name, Location: primary}).Get(actx, &cm)
