@@ -74,7 +74,6 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 		case err := <-texit:
 			texit <- err // for stopChild
 			temporalGone := fmt.Errorf("the Temporal dev server exited (%v); the end of %s:\n%s", err, tlog.Name(), tail(tlog.Name(), 15))
-			fmt.Fprintln(os.Stderr, "backupd dev:", temporalGone)
 			cancel(temporalGone)
 		case <-ctx.Done():
 		}
@@ -116,8 +115,8 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 	defer c.Close()
 	cfg.API.Listen = *apiListen
 	defer func() {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && err == nil {
-			err = cause
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause // Temporal's exit is why everything stopped
 		}
 	}()
 	return runServer(ctx, cfg, c, true, func(apiURL string, store *models.Store) {
