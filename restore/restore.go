@@ -891,12 +891,11 @@ func (r *restorer) create(e *entry) (int, error) {
 			if err != nil {
 				return err
 			}
-			var st unix.Stat_t
-			if err := unix.Fstat(nfd, &st); err != nil {
-				unix.Close(nfd)
+			st, err := fstatOrClose(nfd)
+			if err != nil {
 				return err
 			}
-			e.id = idOf(&st)
+			e.id = idOf(st)
 			fd = nfd
 			return nil
 		})
@@ -924,19 +923,18 @@ func (r *restorer) openOwn(e *entry, flags int) (int, error) {
 		if err != nil {
 			return err
 		}
-		var st unix.Stat_t
-		if err := unix.Fstat(nfd, &st); err != nil {
-			unix.Close(nfd)
+		st, err := fstatOrClose(nfd)
+		if err != nil {
 			return err
 		}
-		if fileType(&st) != unix.S_IFREG {
+		if fileType(st) != unix.S_IFREG {
 			unix.Close(nfd)
 			if e.id.known() {
 				return errReplaced
 			}
 			return errors.New("not a regular file")
 		}
-		if e.id.known() && idOf(&st) != e.id {
+		if e.id.known() && idOf(st) != e.id {
 			unix.Close(nfd)
 			return errReplaced
 		}
@@ -1306,4 +1304,14 @@ func atime(n *repository.Node) int64 {
 		return n.AccessTime
 	}
 	return n.ModTime
+}
+
+// fstatOrClose stats a descriptor just opened, closing it when that fails.
+func fstatOrClose(fd int) (*unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &st, nil
 }

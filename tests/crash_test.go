@@ -87,19 +87,8 @@ func TestTemporalServerRestartMidBackup(t *testing.T) {
 // afterwards, and checks the same run completes with a bit-identical
 // restore and no pack uploaded for nothing.
 func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec.Cmd, countPacks func() int), after func()) {
-	dir := t.TempDir()
 	src := sourceTree(t)
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("crash-test\n"), 0o600)
-	cfg := config.Config{Host: "crashhost", VarDir: dir, PasswordFile: pw, Primary: "local",
-		Catalog:    config.Catalog{Driver: "sqlite"},
-		Temporal:   config.Temporal{Address: addr, Namespace: "default", TaskQueue: "backup@crash-" + strconv.Itoa(freePort(t))},
-		Components: map[string]config.Component{"data": {Paths: []string{src}}},
-		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}},
-	}
-	b, _ := yaml.Marshal(&cfg)
-	cfgPath := filepath.Join(dir, "backupd.yaml")
-	os.WriteFile(cfgPath, b, 0o600)
+	dir, cfg, cfgPath, countPacks := crashStack(t, addr, "crashhost", src)
 
 	w1 := startWorkerProcess(t, cfgPath, "worker1.log")
 	jc := &jobs.Client{C: c, TaskQueue: cfg.Temporal.TaskQueue, Host: cfg.Host}
@@ -111,16 +100,6 @@ func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec
 	// Kill once a few packs are stored, mid-upload (watching the storage
 	// itself: heartbeats are throttled to every 2 s, the backup takes ~3 s).
 	deadline := time.Now().Add(2 * time.Minute)
-	countPacks := func() int {
-		n := 0
-		filepath.Walk(filepath.Join(dir, "repo", "data"), func(p string, fi os.FileInfo, err error) error {
-			if err == nil && fi.Mode().IsRegular() {
-				n++
-			}
-			return nil
-		})
-		return n
-	}
 	for countPacks() < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("backup never stored three packs")
@@ -149,16 +128,56 @@ func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec
 		after()
 	}
 
-	// restore: bit-identical
+	checkAfterCrashes(t, dir, src, out.Summary.BackupID, 4)
+}
+
+// crashStack writes the configuration of a one-location worker backing
+// up src, and a counter of the packs stored.
+func crashStack(t *testing.T, addr, host, src string) (dir string, cfg config.Config, cfgPath string, countPacks func() int) {
+	dir = t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte(crashPassword+"\n"), 0o600)
+	cfg = config.Config{Host: host, VarDir: dir, PasswordFile: pw, Primary: "local",
+		Catalog:    config.Catalog{Driver: "sqlite"},
+		Temporal:   config.Temporal{Address: addr, Namespace: "default", TaskQueue: "backup@" + host + "-" + strconv.Itoa(freePort(t))},
+		Components: map[string]config.Component{"data": {Paths: []string{src}}},
+		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}},
+	}
+	b, _ := yaml.Marshal(&cfg)
+	cfgPath = filepath.Join(dir, "backupd.yaml")
+	os.WriteFile(cfgPath, b, 0o600)
+	countPacks = func() int {
+		n := 0
+		filepath.Walk(filepath.Join(dir, "repo", "data"), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	return dir, cfg, cfgPath, countPacks
+}
+
+const crashPassword = "crash-test"
+
+// checkAfterCrashes: the repository checks clean with every pack read,
+// the backup restores bit-identical, and at most maxWasted packs were
+// uploaded for nothing (stored, referenced by no backup).
+func checkAfterCrashes(t *testing.T, dir, src, backupID string, maxWasted int) {
 	be, err := local.New(filepath.Join(dir, "repo"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := repository.Open(context.Background(), be, repository.Credentials{Password: []byte("crash-test")})
+	repo, err := repository.Open(context.Background(), be, repository.Credentials{Password: []byte(crashPassword)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := repo.LoadManifest(context.Background(), out.Summary.BackupID)
+	cr, err := repository.Check(context.Background(), repo, repository.CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+	m, err := repo.LoadManifest(context.Background(), backupID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,15 +188,14 @@ func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec
 	if o, err := exec.Command("diff", "-r", "--no-dereference", src, restored(target, "data", src)).CombinedOutput(); err != nil {
 		t.Fatalf("restore differs: %s", clip(string(o)))
 	}
-	// uploaded twice: packs stored but referenced by no backup
 	gc, err := repository.GC(context.Background(), repo, repository.GCOptions{DryRun: true, SafetyWindow: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("after the disruption: %d unreferenced packs, %d bytes uploaded for nothing; %d packs in all",
 		gc.Unreferenced, gc.BytesFreed, gc.Packs)
-	if gc.Unreferenced > 4 {
-		t.Fatalf("%d packs uploaded twice: more than the packs in flight at the kill", gc.Unreferenced)
+	if gc.Unreferenced > maxWasted {
+		t.Fatalf("%d packs uploaded twice: more than the %d in flight at the kills", gc.Unreferenced, maxWasted)
 	}
 }
 
@@ -189,8 +207,7 @@ func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec
 // what was uploaded for nothing stays bounded by the packs in flight.
 func TestWorkerKilledTenTimesDuringOneBackup(t *testing.T) {
 	c, addr := devServer(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
+	src := filepath.Join(t.TempDir(), "src")
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
@@ -203,28 +220,7 @@ func TestWorkerKilledTenTimesDuringOneBackup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("kill-loop\n"), 0o600)
-	cfg := config.Config{Host: "killhost", VarDir: dir, PasswordFile: pw, Primary: "local",
-		Catalog:    config.Catalog{Driver: "sqlite"},
-		Temporal:   config.Temporal{Address: addr, Namespace: "default", TaskQueue: "backup@kill-" + strconv.Itoa(freePort(t))},
-		Components: map[string]config.Component{"data": {Paths: []string{src}}},
-		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}},
-	}
-	b, _ := yaml.Marshal(&cfg)
-	cfgPath := filepath.Join(dir, "backupd.yaml")
-	os.WriteFile(cfgPath, b, 0o600)
-	countPacks := func() int {
-		n := 0
-		filepath.Walk(filepath.Join(dir, "repo", "data"), func(p string, fi os.FileInfo, err error) error {
-			if err == nil && fi.Mode().IsRegular() {
-				n++
-			}
-			return nil
-		})
-		return n
-	}
-
+	dir, cfg, cfgPath, countPacks := crashStack(t, addr, "killhost", src)
 	w := startWorkerProcess(t, cfgPath, "worker-0.log")
 	jc := &jobs.Client{C: c, TaskQueue: cfg.Temporal.TaskQueue, Host: cfg.Host}
 	// a dead worker is noticed in 3 s and its work retried at once (the
@@ -270,35 +266,5 @@ func TestWorkerKilledTenTimesDuringOneBackup(t *testing.T) {
 	if run.GetRunID() != job.RunID || out.Status != workflows.StatusCompleted {
 		t.Fatalf("run %s (started %s) ended %s", run.GetRunID(), job.RunID, out.Status)
 	}
-	be, err := local.New(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := repository.Open(context.Background(), be, repository.Credentials{Password: []byte("kill-loop")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr, err := repository.Check(context.Background(), repo, repository.CheckOptions{ReadDataPercent: 100})
-	if err != nil || !cr.OK {
-		t.Fatalf("check after ten kills: %v %+v", err, cr)
-	}
-	m, err := repo.LoadManifest(context.Background(), out.Summary.BackupID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(dir, "restore")
-	if _, err := restore.Run(context.Background(), repo, m, restore.Options{Target: target}); err != nil {
-		t.Fatal(err)
-	}
-	if o, err := exec.Command("diff", "-r", "--no-dereference", src, restored(target, "data", src)).CombinedOutput(); err != nil {
-		t.Fatalf("restore differs: %s", clip(string(o)))
-	}
-	gc, err := repository.GC(context.Background(), repo, repository.GCOptions{DryRun: true, SafetyWindow: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("after ten kills: %d of %d packs uploaded for nothing (%d bytes)", gc.Unreferenced, gc.Packs, gc.BytesFreed)
-	if gc.Unreferenced > 10*4 {
-		t.Fatalf("%d packs uploaded twice: more than the packs in flight at ten kills", gc.Unreferenced)
-	}
+	checkAfterCrashes(t, dir, src, out.Summary.BackupID, 10*4)
 }
