@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api clean tools hygiene
+.PHONY: all build run test fuzz vet fmt bench bench-api clean tools hygiene record-histories
 
 all: build
 
@@ -45,6 +45,12 @@ test: tools build $(BIN)/temporal
 	@$(MAKE) --no-print-directory hygiene
 	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
+
+# Histories of real runs of every workflow type into
+# workflows/testdata/histories (replayed by the workflows tests in make
+# test). Only for new workflow shapes, never to make a failing replay pass.
+record-histories: tools build $(BIN)/temporal
+	BACKUPD_RECORD_HISTORIES=1 BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 10m -run '^TestRecordHistories$$' -v ./tests
 
 # Each decoder's fuzz target runs briefly; longer runs: make fuzz FUZZTIME=5m
 FUZZTIME ?= 10s
