@@ -257,6 +257,9 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	if err := repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...)); err != nil {
 		return nil, err
 	}
+	if err := w.Valid(); err != nil {
+		return nil, err
+	}
 	if err := repo.SaveManifest(ctx, m); err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ func CopyBackup(ctx context.Context, src, dst *Repository, id string) (*Manifest
 	if err := dst.CheckPacks(ctx, dst.DependedPacks()); err != nil {
 		return nil, st, err
 	}
+	if err := w.Valid(); err != nil {
+		return nil, st, err
+	}
 	if err := dst.SaveManifest(ctx, &out); err != nil {
 		return nil, st, err
 	}

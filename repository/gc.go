@@ -65,6 +65,11 @@ type GCResult struct {
 	// writer started while it ran.
 	OpenWriters int `json:"open_writers"`
 	Deferred    int `json:"deferred,omitempty"`
+	// OtherCollections: collections that ran meanwhile (this one then
+	// deleted nothing).
+	OtherCollections int `json:"other_collections,omitempty"`
+
+	self string // this collection's registration
 }
 
 const gcPrefix = "gc/"
@@ -84,6 +89,15 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		now = began
 	}
 	res := &GCResult{DryRun: opts.DryRun}
+	if !opts.DryRun {
+		// other collections see this one and delete nothing meanwhile
+		self, err := r.register(ctx, collectorsPrefix, "gc")
+		if err != nil {
+			return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+		}
+		defer self.remove()
+		res.self = self.name
+	}
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -134,13 +148,19 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Who writes is read now, at deletion time, and again after the index
-	// is rewritten (writers.go has the rules).
-	writers, stale, err := r.openWriters(ctx, now)
+	// Who writes (or wrote since this collection began) is read now, at
+	// deletion time, and again after the index is rewritten (writers.go
+	// has the rules); so is whether another collection runs.
+	writers, stale, err := r.openWriters(ctx, writersPrefix, now, began)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	res.OpenWriters = len(writers)
+	others, err := r.otherCollectors(ctx, now, began, res.self, opts.DryRun)
+	if err != nil {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+	}
+	res.OtherCollections = others
 	var oldest time.Time
 	if len(writers) > 0 {
 		oldest = writers[0].started.Add(-clockSkew)
@@ -153,7 +173,8 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		}
 		res.Unreferenced++
 		res.UnreferencedBytes += oi.Size
-		if now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) {
+		if now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) ||
+			!oi.ModTime.Before(began) {
 			res.TooYoung++
 			continue
 		}
@@ -162,6 +183,11 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		// condemnation (those load the condemned list and avoid it)
 		writersAfter := oldest.IsZero() || (wasCondemned && when.Before(oldest))
 		switch {
+		case others > 0 && wasCondemned:
+			newCondemned[id.String()] = when
+		case others > 0:
+			newCondemned[id.String()] = now
+			res.Condemned++
 		case opts.SafetyWindow == 0 && len(writers) == 0:
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
@@ -215,7 +241,8 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// A writer that registered since the first look may have loaded the
 	// old index and deduplicated against these packs: put them back in
 	// the index, condemned, and delete nothing this time.
-	again, _, err := r.openWriters(ctx, now.Add(time.Since(began)))
+	recheck := now.Add(time.Since(began))
+	again, _, err := r.openWriters(ctx, writersPrefix, recheck, began)
 	if err == nil {
 		known := map[string]bool{}
 		for _, w := range writers {
@@ -235,7 +262,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		for _, id := range toDelete {
 			when, ok := condemned[id.String()]
 			if !ok {
-				when = now
+				when = recheck // the late writer started before this
 			}
 			newCondemned[id.String()] = when
 		}
@@ -267,8 +294,16 @@ func (r *Repository) indexFiles() []ID {
 	return out
 }
 
-// referencedBlobs walks every manifest's trees but the excluded ones.
+// referencedBlobs walks every manifest's trees but the excluded ones, and
+// the trees pending markers name. The markers are read (listed and each
+// one loaded) before the manifests are listed: a commit writes its
+// manifest before it removes its markers, so a tree is seen in one or
+// the other, whenever the commit happens.
 func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (map[ID]bool, error) {
+	pending, err := r.pendingTrees(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ms, errs, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, err
@@ -310,10 +345,6 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 				}
 			}
 		}
-	}
-	pending, err := r.pendingTrees(ctx)
-	if err != nil {
-		return nil, err
 	}
 	for _, id := range pending {
 		if err := walk(id); err != nil && !errors.Is(err, ErrBlobNotFound) {
@@ -411,4 +442,21 @@ func (r *Repository) excludeCondemned(ctx context.Context) error {
 		r.idx.extra[pi] = kept
 	}
 	return nil
+}
+
+// otherCollectors counts the collections registered besides self.
+func (r *Repository) otherCollectors(ctx context.Context, now, began time.Time, self string, dryRun bool) (int, error) {
+	cs, stale, err := r.openWriters(ctx, collectorsPrefix, now, began)
+	for _, n := range stale {
+		if !dryRun {
+			_ = r.be.Delete(ctx, n) // a collection that died a day ago
+		}
+	}
+	n := 0
+	for _, c := range cs {
+		if c.name != self {
+			n++
+		}
+	}
+	return n, err
 }

@@ -18,22 +18,34 @@ import (
 
 // A writer marker (writers/<id>) announces a job that may come to depend on
 // packs: a backup component, a copy, a manifest commit. It is written before
-// the writer loads the index, renewed while the writer runs, and removed
-// when it ends. Garbage collection reads the markers at deletion time (never
-// a snapshot taken earlier by somebody else), and with any writer open:
+// the writer loads the index, renewed while the writer runs, and when the
+// writer ends it is marked ended (not removed: a collection that was
+// running meanwhile must still learn of it). Garbage collection reads the
+// markers at deletion time (never a snapshot taken earlier by somebody
+// else), and with any writer open, or ended since the collection began:
 //
-//   - it deletes no pack younger than the oldest open writer (that writer
-//     may have written it, with no manifest yet);
+//   - it deletes no pack younger than the oldest such writer (that writer
+//     may have written it) nor any written since the collection began;
 //   - it deletes no pack at once, without a safety window (the writer may
-//     have loaded an index that still lists the pack and deduplicated
-//     against it); such packs are condemned instead;
+//     have loaded an index that still lists the pack, deduplicated against
+//     it, and committed a manifest the collection did not see); such packs
+//     are condemned instead;
 //   - it deletes no condemned pack condemned after the writer started (the
 //     writer loaded its index before the condemnation).
 //
 // A writer that dies leaves its marker; once not renewed for writerLease it
-// no longer holds anything back (the job's retry registers anew), and GC
-// removes it after a day.
-const writersPrefix = "writers/"
+// no longer holds anything back (the job's retry registers anew), and a
+// writer whose own renewals failed that long may not commit (Valid). GC
+// removes markers ended or lapsed a day ago.
+//
+// Collections register the same way under collectors/: one that finds
+// another running deletes nothing (each keeps one copy of a duplicated
+// blob, chosen by its own index, so two at once could each delete the
+// copy the other kept).
+const (
+	writersPrefix    = "writers/"
+	collectorsPrefix = "collectors/"
+)
 
 var (
 	writerRenew = time.Minute
@@ -46,6 +58,7 @@ var (
 type writerMarker struct {
 	Started time.Time `json:"started"`
 	Renewed time.Time `json:"renewed"`
+	Ended   time.Time `json:"ended,omitzero"`
 	Host    string    `json:"host,omitempty"`
 	PID     int       `json:"pid,omitempty"`
 	Purpose string    `json:"purpose"`
@@ -59,15 +72,21 @@ type Writer struct {
 	stop   chan struct{}
 	done   sync.WaitGroup
 	once   sync.Once
+	mu     sync.Mutex
+	held   time.Time // when the marker was last stored
 }
 
 // BeginWrite registers a writer. Call it before loading the index of a
 // session that will write or commit, and End when the session's data is
 // referenced by a manifest (or pending marker) or abandoned.
 func (r *Repository) BeginWrite(ctx context.Context, purpose string) (*Writer, error) {
+	return r.register(ctx, writersPrefix, purpose)
+}
+
+func (r *Repository) register(ctx context.Context, prefix, purpose string) (*Writer, error) {
 	host, _ := os.Hostname()
 	now := time.Now().UTC()
-	w := &Writer{r: r, name: fmt.Sprintf("%s%d-%x", writersPrefix, now.UnixNano(), randomBytes(6)),
+	w := &Writer{r: r, name: fmt.Sprintf("%s%d-%x", prefix, now.UnixNano(), randomBytes(6)),
 		marker: writerMarker{Started: now, Renewed: now, Host: host, PID: os.Getpid(), Purpose: purpose},
 		stop:   make(chan struct{})}
 	if err := w.put(ctx); err != nil {
@@ -79,8 +98,32 @@ func (r *Repository) BeginWrite(ctx context.Context, purpose string) (*Writer, e
 }
 
 func (w *Writer) put(ctx context.Context) error {
+	w.mu.Lock()
 	b, _ := json.Marshal(w.marker)
-	return w.r.be.Put(ctx, w.name, bytes.NewReader(b), int64(len(b)))
+	w.mu.Unlock()
+	at := time.Now()
+	err := w.r.be.Put(ctx, w.name, bytes.NewReader(b), int64(len(b)))
+	if err == nil {
+		w.mu.Lock()
+		w.held = at
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// ErrWriterLapsed: the writer's registration could not be renewed for so
+// long that garbage collection may no longer count it; it must not commit.
+var ErrWriterLapsed = errors.New("the job's registration with the repository lapsed (storage unreachable for too long); it must run again")
+
+// Valid reports ErrWriterLapsed when the registration was last stored
+// longer ago than collections still honour it.
+func (w *Writer) Valid() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.held) > writerLease-clockSkew {
+		return ErrWriterLapsed
+	}
+	return nil
 }
 
 func (w *Writer) renew() {
@@ -92,7 +135,9 @@ func (w *Writer) renew() {
 		case <-w.stop:
 			return
 		case <-t.C:
+			w.mu.Lock()
 			w.marker.Renewed = time.Now().UTC()
+			w.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), writerRenew)
 			_ = w.put(ctx) // a missed renewal is caught by the next; the lease is 10 of them
 			cancel()
@@ -100,7 +145,8 @@ func (w *Writer) renew() {
 	}
 }
 
-// End removes the registration (idempotent).
+// End marks the registration ended (idempotent): collections running
+// since before the end still count it; later ones do not, and remove it.
 func (w *Writer) End() {
 	if w == nil {
 		return
@@ -110,7 +156,21 @@ func (w *Writer) End() {
 		w.done.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = w.r.be.Delete(ctx, w.name) // left behind, it lapses after writerLease
+		w.mu.Lock()
+		w.marker.Ended = time.Now().UTC()
+		w.mu.Unlock()
+		_ = w.put(ctx) // left behind unended, it lapses after writerLease
+	})
+}
+
+// remove deletes the registration outright (a collector's own).
+func (w *Writer) remove() {
+	w.once.Do(func() {
+		close(w.stop)
+		w.done.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = w.r.be.Delete(ctx, w.name)
 	})
 }
 
@@ -119,23 +179,24 @@ type openWriter struct {
 	started time.Time
 }
 
-// openWriters lists the writers whose lease is current at now; stale
-// markers older than a day are returned for removal.
-func (r *Repository) openWriters(ctx context.Context, now time.Time) (open []openWriter, stale []string, err error) {
+// openWriters lists, under prefix, the registrations that count at now:
+// open ones whose lease is current, and ones that ended at or after
+// since. Markers ended or lapsed a day ago are returned for removal.
+func (r *Repository) openWriters(ctx context.Context, prefix string, now, since time.Time) (open []openWriter, stale []string, err error) {
 	var names []storage.ObjectInfo
-	if err := r.be.List(ctx, writersPrefix, func(oi storage.ObjectInfo) error {
+	if err := r.be.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		names = append(names, oi)
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("listing writers: %w", err)
+		return nil, nil, fmt.Errorf("listing %s: %w", prefix, err)
 	}
 	for _, oi := range names {
 		b, err := storage.ReadAll(ctx, r.be, oi.Name)
 		if errors.Is(err, storage.ErrNotFound) {
-			continue // ended meanwhile
+			continue // removed meanwhile
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading writer marker %s: %w", oi.Name, err)
+			return nil, nil, fmt.Errorf("reading marker %s: %w", oi.Name, err)
 		}
 		var m writerMarker
 		if err := json.Unmarshal(b, &m); err != nil || m.Started.IsZero() {
@@ -147,11 +208,12 @@ func (r *Repository) openWriters(ctx context.Context, now time.Time) (open []ope
 		if oi.ModTime.After(last) {
 			last = oi.ModTime
 		}
-		age := now.Sub(last)
 		switch {
-		case age < writerLease+clockSkew:
+		case !m.Ended.IsZero() && !m.Ended.Before(since.Add(-clockSkew)):
 			open = append(open, openWriter{name: oi.Name, started: m.Started})
-		case age > 24*time.Hour:
+		case m.Ended.IsZero() && now.Sub(last) < writerLease+clockSkew:
+			open = append(open, openWriter{name: oi.Name, started: m.Started})
+		case now.Sub(last) > 24*time.Hour:
 			stale = append(stale, oi.Name)
 		}
 	}

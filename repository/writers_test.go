@@ -205,3 +205,138 @@ func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 		t.Fatalf("listing path: want ErrPacksMissing, got %v", err)
 	}
 }
+
+// listHook runs a hook once, after the first listing under a prefix.
+type listHook struct {
+	storage.Backend
+	prefix string
+	once   sync.Once
+	hook   func()
+}
+
+func (h *listHook) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	err := h.Backend.List(ctx, prefix, fn)
+	if prefix == h.prefix {
+		h.once.Do(h.hook)
+	}
+	return err
+}
+
+// A backup that commits while a collection walks the manifests (after
+// it listed them): its tree was named by its pending marker until the
+// commit, so the collection must have read the markers before the
+// manifests. Found by review: the collection read them afterwards and
+// deleted the new backup's packs.
+func TestGCKeepsABackupCommittedDuringTheMark(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-old", randData(20, 3000))
+	// a finished component, long before: data, tree, pending marker
+	w := reopen(t, be)
+	w.LoadIndex(ctx)
+	data := randData(21, 5000)
+	blob, _, _ := w.SaveBlob(ctx, DataBlob, data)
+	tree, _ := w.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: uint64(len(data)), Content: []ID{blob}}}})
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SavePending(ctx, "backup-new", "c", tree); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
+	// the commit lands right after the collection listed the manifests
+	h := &listHook{Backend: be, prefix: "manifests/"}
+	h.hook = func() {
+		if err := w.SaveManifest(ctx, &Manifest{ID: "backup-new", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+			t.Error(err)
+		}
+		w.DeletePending(ctx, "backup-new")
+	}
+	if _, err := GC(ctx, reopen(t, h), GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("the backup committed during collection lost data: %v %+v", err, cr)
+	}
+}
+
+// A copy that starts and ends while a collection runs (its registration
+// ended, not removed) deduplicated against a pack the collection thought
+// unreferenced: the collection must not delete it at once.
+func TestGCCountsAWriterThatEndedDuringIt(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	shared := randData(22, 4000)
+	saveBackup(t, r, "backup-forgotten", shared)
+	r.DeleteManifest(ctx, "backup-forgotten")
+	old := time.Now().Add(-48 * time.Hour)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
+	h := &listHook{Backend: be, prefix: "manifests/"}
+	h.hook = func() {
+		w := reopen(t, be)
+		reg, _ := w.BeginWrite(ctx, "copy")
+		w.LoadIndex(ctx)
+		blob, added, _ := w.SaveBlob(ctx, DataBlob, shared) // deduplicated
+		tree, _ := w.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: uint64(len(shared)), Content: []ID{blob}}}})
+		w.Flush(ctx)
+		if err := w.SaveManifest(ctx, &Manifest{ID: "backup-copied", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil || added {
+			t.Errorf("copy: %v (added %v)", err, added)
+		}
+		reg.End()
+	}
+	res, err := GC(ctx, reopen(t, h), GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("a writer that ended during collection lost its data: %v %+v (gc %+v)", err, cr, res)
+	}
+}
+
+// Two collections at once: the second to look deletes nothing.
+func TestGCDeletesNothingWhileAnotherCollectionRuns(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-gone", randData(23, 4000))
+	r.DeleteManifest(ctx, "backup-gone")
+	other, err := r.register(ctx, collectorsPrefix, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 0 || res.OtherCollections != 1 {
+		t.Fatalf("deleted while another collection ran: %+v", res)
+	}
+	other.remove()
+	if res, _ := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0}); res.Deleted == 0 {
+		t.Fatalf("alone, it should collect: %+v", res)
+	}
+}
+
+// A writer whose renewals failed for longer than collections honour it
+// may not commit.
+func TestALapsedWriterMayNotCommit(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	w := reopen(t, be)
+	reg, err := w.BeginWrite(ctx, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.End()
+	if err := reg.Valid(); err != nil {
+		t.Fatal(err)
+	}
+	reg.mu.Lock()
+	reg.held = time.Now().Add(-writerLease)
+	reg.mu.Unlock()
+	if err := reg.Valid(); !errors.Is(err, ErrWriterLapsed) {
+		t.Fatalf("want ErrWriterLapsed, got %v", err)
+	}
+}
