@@ -192,3 +192,36 @@ func TestGCDryRunExcludeComputesWhatRemovalFrees(t *testing.T) {
 		t.Fatalf("a dry run changed the repository: %v", ids)
 	}
 }
+
+// A blob stored again (in a healthy pack) while its first pack sat
+// condemned: the condemned pack goes a window later, though the blob is
+// referenced (its healthy copy is kept).
+func TestGCCollectsACondemnedPackWhoseBlobsWereStoredAgain(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	data := randData(30, 4000)
+	saveBackup(t, r, "backup-a", data)
+	r.DeleteManifest(ctx, "backup-a")
+	now := time.Now()
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, now.Add(-3*time.Hour)); return nil })
+	if res, err := GC(ctx, r, GCOptions{SafetyWindow: time.Hour, Now: now}); err != nil || res.Condemned != 2 {
+		t.Fatalf("condemn: %v %+v", err, res)
+	}
+	w, _ := Open(ctx, be, Credentials{Password: []byte("correct horse")})
+	w.LoadIndex(ctx)
+	saveBackup(t, w, "backup-b", data) // stores the blob again: its pack is condemned
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+		if oi.ModTime.After(now.Add(-time.Hour)) {
+			be.SetModTime(oi.Name, now.Add(-90*time.Minute))
+		}
+		return nil
+	})
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: time.Hour, Now: now.Add(2 * time.Hour)})
+	if err != nil || res.Deleted != 2 {
+		t.Fatalf("the condemned packs were kept: %v %+v", err, res)
+	}
+	r2, _ := Open(ctx, be, Credentials{Password: []byte("correct horse")})
+	if cr, err := Check(ctx, r2, CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
