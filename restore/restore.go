@@ -6,6 +6,7 @@ package restore
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -160,6 +161,11 @@ type entry struct {
 	// under the same name meanwhile. Set once by the entry's creator
 	// before any other goroutine uses the entry.
 	id fileID
+	// tmp: the file is written under this name beside rel, and renamed
+	// over it only once complete and verified, because something was at
+	// rel already: a restore that fails never leaves the original
+	// destroyed (set by the creator, cleared by the rename)
+	tmp string
 
 	created   sync.Once // files are created by the first worker that writes one
 	createErr error
@@ -884,8 +890,12 @@ func (r *restorer) create(e *entry) (int, error) {
 			const flags = unix.O_CREAT | unix.O_EXCL | unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
 			nfd, err := openat(dfd, name, flags, 0o600)
 			if err == unix.EEXIST {
-				if err = r.replaceableAt(e, dfd, name); err == nil {
-					nfd, err = openat(dfd, name, flags, 0o600)
+				// something is there: write beside it, replace it when done
+				if err = r.replaceableCheck(e, dfd, name); err == nil {
+					tmp := tmpName(name)
+					if nfd, err = openat(dfd, tmp, flags, 0o600); err == nil {
+						e.tmp = tmp
+					}
 				}
 			}
 			if err != nil {
@@ -1083,6 +1093,52 @@ func (r *restorer) finishFile(e *entry, fd int, buf []byte) {
 	}
 	hook("meta", e)
 	r.applyMeta(e, fd, false)
+	if e.tmp != "" {
+		if err := r.replaceWithTmp(e); err != nil {
+			r.fileFailed(e, err)
+		}
+	}
+}
+
+// replaceWithTmp renames a file written under its temporary name over
+// the name it restores (the one system call that replaces the old file:
+// it is never missing, never half written). renameat does not follow a
+// symlink at either name; a directory put there meanwhile makes it fail.
+func (r *restorer) replaceWithTmp(e *entry) error {
+	dfd, name, done, err := r.dirs.at(e)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := unix.Renameat(dfd, e.tmp, dfd, name); err != nil {
+		return fmt.Errorf("replacing %s/%s: %w", e.ct.name, e.rel, err)
+	}
+	e.tmp = ""
+	return nil
+}
+
+// tmpName is the temporary name a file is written under beside name.
+func tmpName(name string) string {
+	if len(name) > 180 {
+		name = name[:180]
+	}
+	return fmt.Sprintf(".%s.backupd-restore-%x", name, randomSuffix())
+}
+
+// replaceableCheck refuses what a file may not replace: anything unless
+// overwriting, and a directory.
+func (r *restorer) replaceableCheck(e *entry, fd int, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if !r.opts.Overwrite {
+		return fmt.Errorf("%s/%s already exists", e.ct.name, e.rel)
+	}
+	if fileType(&st) == unix.S_IFDIR {
+		return fmt.Errorf("%s/%s is a directory in the way", e.ct.name, e.rel)
+	}
+	return nil
 }
 
 func (r *restorer) fileFailed(e *entry, err error) {
@@ -1204,6 +1260,9 @@ func (r *restorer) atParent(e *entry, fn func(fd int, name string) error) error 
 		return err
 	}
 	defer done()
+	if e.tmp != "" {
+		name = e.tmp // the file is being written beside its name
+	}
 	return fn(fd, name)
 }
 
@@ -1314,4 +1373,12 @@ func fstatOrClose(fd int) (*unix.Stat_t, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+func randomSuffix() []byte {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return b
 }

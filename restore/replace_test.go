@@ -1,0 +1,67 @@
+package restore
+
+import (
+	"context"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"backupd/storage"
+	"backupd/storage/mem"
+)
+
+// A restore over existing files writes each beside its name and renames
+// it over the old one only when complete and verified: when the backup's
+// data cannot be read (a failing or lying storage), the live files stay
+// as they were. Found by review: the old file was unlinked first, and a
+// failed restore left the host without it.
+func TestAFailedRestoreLeavesTheLiveFilesAlone(t *testing.T) {
+	ctx := context.Background()
+	big := filepath.Join(t.TempDir(), "big")
+	data := make([]byte, 6<<20)
+	rand.New(rand.NewSource(7)).Read(data)
+	write(t, filepath.Join(big, "db.img"), string(data), 0o600)
+	f := newFixture(t, big)
+	opts := f.original(false)
+	opts.Confine["data"] = append(opts.Confine["data"], big)
+	// the live file has moved on since the backup
+	write(t, filepath.Join(big, "db.img"), "live database\n", 0o600)
+	// one blob in the middle of the pack is damaged: the file's first
+	// chunks restore, a later one cannot
+	be := f.repo.Backend().(*mem.Backend)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+		if oi.Size > 4<<20 {
+			be.Corrupt(oi.Name, int(oi.Size/2))
+		}
+		return nil
+	})
+	_, err := Run(ctx, f.repo, f.m, opts)
+	if err == nil {
+		t.Fatal("a restore from damaged data succeeded")
+	}
+	if b, rerr := os.ReadFile(filepath.Join(big, "db.img")); rerr != nil || string(b) != "live database\n" {
+		t.Fatalf("the live file after the failed restore: %.40q, %v (restore: %v)", b, rerr, err)
+	}
+	for _, dir := range []string{big, f.src} {
+		filepath.WalkDir(dir, func(p string, _ os.DirEntry, _ error) error {
+			if strings.Contains(p, ".backupd-restore-") {
+				t.Errorf("temporary file left behind: %s", p)
+			}
+			return nil
+		})
+	}
+
+	// and with good data the same restore replaces them
+	f2 := newFixture(t)
+	for _, p := range []string{"top.txt", "a/f1"} {
+		write(t, filepath.Join(f2.src, p), "live "+p+"\n", 0o640)
+	}
+	if _, err := Run(ctx, f2.repo, f2.m, f2.original(false)); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f2.src, "a/f1")); string(b) != "restored a/f1\n" {
+		t.Fatalf("a/f1 not replaced: %q", b)
+	}
+}
