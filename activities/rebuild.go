@@ -117,7 +117,11 @@ type ReconcileResult struct {
 	// lists (seen twice in a row, so a deletion in flight is not one).
 	Missing     map[string][]string `json:"missing"`
 	Unreachable map[string]string   `json:"unreachable,omitempty"`
-	Unreadable  []string            `json:"unreadable,omitempty"`
+	Unreadable  []string            `json:"unreadable,omitempty"` // the first maxUnreadable
+	// UnreadableCount counts them all; Deferred counts manifests left for
+	// the next run (maxAdoptPerRun).
+	UnreadableCount int `json:"unreadable_count,omitempty"`
+	Deferred        int `json:"deferred,omitempty"`
 }
 
 // Reconciler keeps the catalog in step with the manifests in storage: a
@@ -148,23 +152,15 @@ func (rc *Reconciler) Run(ctx context.Context, locations []string) (*ReconcileRe
 	}
 	stored := map[string]map[string]bool{} // location -> manifest ids
 	for _, loc := range locations {
-		repo, err := rc.Stores.Open(ctx, loc)
-		if err == nil {
-			var ids []string
-			if ids, err = repo.ManifestIDs(ctx); err == nil {
-				set := map[string]bool{}
-				for _, id := range ids {
-					set[id] = true
-				}
-				stored[loc] = set
-				for _, id := range ids {
-					rc.adopt(ctx, res, repo, loc, id, byID)
-				}
-			}
-		}
+		lctx, cancel := context.WithTimeout(ctx, locationDeadline)
+		err := rc.location(lctx, res, loc, byID, stored)
+		cancel()
 		if err != nil {
 			res.Unreachable[loc] = err.Error()
 		}
+	}
+	for loc := range res.Unreachable {
+		delete(stored, loc) // half listed: judge nothing missing there
 	}
 	now := map[string]bool{}
 	for _, b := range byID {
@@ -197,7 +193,34 @@ func (rc *Reconciler) Run(ctx context.Context, locations []string) (*ReconcileRe
 	return res, nil
 }
 
-// adopt records a manifest the catalog lacks, or a location it did not list.
+// location lists one location's manifests and adopts what the catalog lacks.
+func (rc *Reconciler) location(ctx context.Context, res *ReconcileResult, loc string, byID map[string]*models.Backup, stored map[string]map[string]bool) error {
+	repo, err := rc.Stores.Open(ctx, loc)
+	if err != nil {
+		return err
+	}
+	ids, err := repo.ManifestIDs(ctx)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	stored[loc] = set
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rc.adopt(ctx, res, repo, loc, id, byID)
+	}
+	return nil
+}
+
+// adopt records a manifest the catalog lacks, or a location it did not
+// list. The catalog may have changed since this run read it (a backup
+// committed meanwhile): a row that exists now is never overwritten, and
+// locations are added to the row as it is now.
 func (rc *Reconciler) adopt(ctx context.Context, res *ReconcileResult, repo *repository.Repository, loc, id string, byID map[string]*models.Backup) {
 	if b := byID[id]; b != nil {
 		for _, l := range b.Locations {
@@ -208,23 +231,44 @@ func (rc *Reconciler) adopt(ctx context.Context, res *ReconcileResult, repo *rep
 		if b.Status != "completed" && b.Status != "partial" {
 			return // being written: the job records its locations itself
 		}
-		b.Locations = append(b.Locations, loc)
-		if err := rc.Store.UpdateBackup(ctx, id, map[string]any{"locations": b.Locations}); err == nil {
+		if added, err := rc.Store.AddBackupLocation(ctx, id, loc); err == nil && added {
 			res.Located = append(res.Located, id+"@"+loc)
 		}
 		return
 	}
+	if len(res.Adopted) >= maxAdoptPerRun {
+		res.Deferred++
+		return
+	}
 	m, err := repo.LoadManifest(ctx, id)
 	if err != nil {
-		res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %s: %v", loc, id, err))
+		res.unreadable(fmt.Sprintf("%s: %s: %v", loc, id, err))
 		return
 	}
 	b := backupRow(m, repo.KeyEntry())
 	b.Locations = models.Strings{loc}
-	if err := rc.Store.PutBackup(ctx, b); err != nil {
-		res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %s: catalog: %v", loc, id, err))
+	inserted, err := rc.Store.InsertBackupIfAbsent(ctx, b)
+	if err != nil {
+		res.unreadable(fmt.Sprintf("%s: %s: catalog: %v", loc, id, err))
 		return
 	}
-	byID[id] = b
-	res.Adopted = append(res.Adopted, id)
+	if inserted {
+		byID[id] = b
+		res.Adopted = append(res.Adopted, id)
+	}
+}
+
+// Bounds: a storage that lists millions of names costs a bounded amount
+// per run (the rest waits for the next), and health stays small.
+const (
+	maxAdoptPerRun   = 1000
+	maxUnreadable    = 50
+	locationDeadline = 5 * time.Minute
+)
+
+func (res *ReconcileResult) unreadable(s string) {
+	if len(res.Unreadable) < maxUnreadable {
+		res.Unreadable = append(res.Unreadable, s)
+	}
+	res.UnreadableCount++
 }

@@ -64,3 +64,34 @@ func TestReconcilerAdoptsAndFlags(t *testing.T) {
 		t.Fatalf("located %v, row locations %v", res.Located, b.Locations)
 	}
 }
+
+// A backup that commits while a reconciliation runs (after the run read
+// the catalog) must keep its row: adoption never overwrites one. Found by
+// review: the row was replaced and its protection lost.
+func TestReconcilerNeverOverwritesARowWrittenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	s, _ := storesForTest(t)
+	defer s.Close()
+	store := modelstest.Open(t, "sqlite")
+	repo, err := s.Open(ctx, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600)
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &Reconciler{Store: store, Stores: s}
+	byID := map[string]*models.Backup{} // what the run read: not this backup yet
+	// meanwhile the job's own record lands, protected, copied to two places
+	store.PutBackup(ctx, &models.Backup{ID: m.ID, Type: "full", Status: "completed", Timestamp: m.Started, Protected: true,
+		JobID: "JOB-1", Locations: models.Strings{"local", "cloud"}})
+	res := &ReconcileResult{Missing: map[string][]string{}}
+	rc.adopt(ctx, res, repo, "local", m.ID, byID)
+	b, _ := store.GetBackup(ctx, m.ID)
+	if !b.Protected || b.JobID != "JOB-1" || len(b.Locations) != 2 || len(res.Adopted) != 0 {
+		t.Fatalf("the row written meanwhile was overwritten: %+v (adopted %v)", b, res.Adopted)
+	}
+}

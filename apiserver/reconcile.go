@@ -67,7 +67,10 @@ func (s *Server) reconcileView() (map[string]any, int) {
 		v["unreachable"] = st.last.Unreachable
 	}
 	if len(st.last.Unreadable) > 0 {
-		v["unreadable"] = st.last.Unreadable
+		v["unreadable"], v["unreadable_count"] = st.last.Unreadable, st.last.UnreadableCount
+	}
+	if st.last.Deferred > 0 {
+		v["deferred_to_next_run"] = st.last.Deferred
 	}
 	level := 0
 	if len(st.last.Missing) > 0 || len(st.last.Unreadable) > 0 {

@@ -77,8 +77,15 @@ func (s *Server) MigrateScheduleIDs(ctx context.Context) error {
 			continue // never user schedules: left for an admin to look at
 		}
 		old := sched.GetHandle(ctx, "backupd-"+sc.ID)
-		if _, err := old.Describe(ctx); err != nil {
+		d, err := old.Describe(ctx)
+		if err != nil {
 			continue // nothing under the old id
+		}
+		// "backupd-schedule-x" is both the old id of schedule
+		// "schedule-x" and the new id of "x": move only a schedule whose
+		// action says it is this one
+		if act, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); !ok || act.ID != "scheduled-backup:"+sc.ID {
+			continue
 		}
 		spec, act, err := s.scheduleOptions(sc)
 		if err == nil {

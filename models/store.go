@@ -120,6 +120,36 @@ func (s *Store) PutBackup(ctx context.Context, b *Backup) error {
 	return s.wrote(s.DB.WithContext(ctx).Save(b).Error)
 }
 
+// InsertBackupIfAbsent stores b unless a backup with its id exists (which
+// is then left untouched); it reports whether b was stored.
+func (s *Store) InsertBackupIfAbsent(ctx context.Context, b *Backup) (bool, error) {
+	r := s.DB.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(b)
+	if err := s.wrote(r.Error); err != nil {
+		return false, err
+	}
+	return r.RowsAffected == 1, nil
+}
+
+// AddBackupLocation adds loc to a backup's locations, reading the row
+// fresh (a caller's copy may be stale); it reports whether it added it.
+func (s *Store) AddBackupLocation(ctx context.Context, id, loc string) (bool, error) {
+	added := false
+	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var b Backup
+		if err := tx.First(&b, "id = ?", id).Error; err != nil {
+			return notFound(err)
+		}
+		for _, l := range b.Locations {
+			if l == loc {
+				return nil
+			}
+		}
+		added = true
+		return tx.Model(&Backup{}).Where("id = ?", id).Update("locations", append(b.Locations, loc)).Error
+	})
+	return added, s.wrote(err)
+}
+
 // UpdateBackup sets the given columns of one backup.
 func (s *Store) UpdateBackup(ctx context.Context, id string, fields map[string]any) error {
 	r := s.DB.WithContext(ctx).Model(&Backup{}).Where("id = ?", id).Updates(fields)
