@@ -316,7 +316,10 @@ func (d Database) restoreMariaDB(ctx context.Context, r io.Reader, target string
 	// the dump names its database (--databases): restore into the target
 	// by running it with that database current and the USE/CREATE lines
 	// pointing at the target
-	return run(ctx, "mariadb", append(d.conn(), "--database="+target), d.env(), &renameDB{r: r, from: d.DBName, to: target})
+	// --sandbox: a dump is data; client commands in it (\! runs a shell
+	// command, \. reads a file) are refused, so a poisoned dump cannot
+	// run anything as the restoring user
+	return run(ctx, "mariadb", append(d.conn(), "--sandbox", "--database="+target), d.env(), &renameDB{r: r, from: d.DBName, to: target})
 }
 
 // renameDB rewrites the dump's CREATE DATABASE and USE lines for another
