@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -14,8 +15,10 @@ import (
 // the call is refused (503), so nothing happens unrecorded. Its outcome is
 // filled in when it ends. Refused attempts (401, 403, 429) are aggregated
 // per source, caller, action and minute into one entry with a count, so a
-// flood of bad requests cannot flood the table; unauthenticated requests
-// are rate-limited per source before any token lookup.
+// flood of bad requests cannot flood the table; a source that keeps
+// sending requests without a valid token is rate-limited (the token is
+// looked up first, so a valid one always gets through). A source is an
+// IPv4 address or an IPv6 /64 (one host can hold a whole /64).
 
 // auditStart records a call about to run; nil error means it may run.
 func (s *Server) auditStart(r *http.Request, rt route, st *reqState) (*models.AuditEntry, error) {
@@ -79,9 +82,9 @@ type refusals struct {
 
 func (s *Server) auditRefusal(r *http.Request, rt route, st *reqState, status int) {
 	now := time.Now().UTC()
-	k := refusalKey{minute: now.Unix() / 60, remote: remoteIP(r), route: rt.Method + " " + rt.Path, status: status}
+	k := refusalKey{minute: now.Unix() / 60, remote: sourceOf(r), route: rt.Method + " " + rt.Path, status: status}
 	e := &models.AuditEntry{Time: now.Truncate(time.Minute), Method: rt.Method, Path: rt.Path, Action: rt.Action,
-		RequestID: st.id, Status: status, Outcome: "denied", Detail: st.outcomeDetail, Remote: k.remote}
+		RequestID: st.id, Status: status, Outcome: "denied", Detail: st.outcomeDetail, Remote: remoteIP(r)}
 	if st.token != nil {
 		e.Actor, e.Role = st.token.Name+" ("+st.token.ID+")", st.token.Role
 	}
@@ -207,4 +210,14 @@ func (l *authLimiter) spend(src string) {
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	b.tokens--
+}
+
+// sourceOf is the source a request counts against: its IPv4 address, or
+// the /64 of its IPv6 address.
+func sourceOf(r *http.Request) string {
+	ip := net.ParseIP(remoteIP(r))
+	if ip == nil || ip.To4() != nil {
+		return remoteIP(r)
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

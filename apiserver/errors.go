@@ -109,7 +109,11 @@ func toAPIError(err error) *apiError {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := toAPIError(err)
 	if e.Status >= 500 || !userFacing(err) {
-		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		args := []any{"method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err}
+		if st := stateOf(r); st != nil && st.clientID != "" {
+			args = append(args, "client_request_id", st.clientID)
+		}
+		s.Log.Error("request failed", args...)
 	}
 	if !userFacing(err) {
 		// a database's or the system's own words may name internals

@@ -170,6 +170,7 @@ func (s *Server) Handler() http.Handler { return s.router }
 // reqState travels with a request: id, caller, audit facts.
 type reqState struct {
 	id            string
+	clientID      string // the client's X-Request-ID, if it sent one
 	token         *models.Token
 	target        string
 	outcomeDetail string
@@ -250,14 +251,18 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // and error rendering to a route.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// the request id is always the server's own (a client's could make
+		// its audit and log lines pass for another request's); a client's
+		// id is echoed back and logged beside it
 		st := &reqState{id: newRequestID()}
 		if id := r.Header.Get("X-Request-ID"); validRequestID(id) {
-			st.id = id
+			st.clientID = id
+			w.Header().Set("X-Client-Request-ID", id)
 		}
 		w.Header().Set("X-Request-ID", st.id)
 		r = withState(r, st)
 		sw := &statusWriter{ResponseWriter: w}
-		src := remoteIP(r)
+		src := sourceOf(r)
 		err := s.authorize(r, rt, st)
 		if err != nil && st.token == nil {
 			// no valid token: a source that keeps trying is slowed down

@@ -38,6 +38,8 @@ type Hub struct {
 	closed  bool
 	// Dropped counts clients dropped for being too slow.
 	Dropped int64
+	// checkFailing: since when the sessions' tokens cannot be checked
+	checkFailing time.Time
 }
 
 type tracked struct {
@@ -142,8 +144,12 @@ func (h *Hub) tokenIDs() []string {
 }
 
 // wsRecheck: open sessions end within this long (plus a query) of their
-// token's revocation or expiry.
-var wsRecheck = 4 * time.Second
+// token's revocation or expiry; wsCheckGrace: how long they stay open
+// while tokens cannot be checked (the catalog is down).
+var (
+	wsRecheck    = 4 * time.Second
+	wsCheckGrace = 15 * time.Second
+)
 
 // checkSessions closes the sessions whose token was revoked or expired.
 func (s *Server) checkSessions(ctx context.Context) {
@@ -154,9 +160,23 @@ func (s *Server) checkSessions(ctx context.Context) {
 
 func (s *Server) checkSessionsOf(ctx context.Context, ids []string) {
 	valid, err := s.Store.ValidTokenIDs(ctx, ids)
+	s.Hub.mu.Lock()
+	if err == nil {
+		s.Hub.checkFailing = time.Time{}
+	} else if s.Hub.checkFailing.IsZero() {
+		s.Hub.checkFailing = time.Now()
+	}
+	failing := s.Hub.checkFailing
+	s.Hub.mu.Unlock()
 	if err != nil {
-		s.Log.Warn("websocket sessions: tokens could not be checked", "err", err)
-		return
+		// sessions whose tokens cannot be checked do not stay open long:
+		// a revocation would not be seen
+		if time.Since(failing) < wsCheckGrace {
+			s.Log.Warn("websocket sessions: tokens could not be checked", "err", err)
+			return
+		}
+		s.Log.Error("websocket sessions closed: their tokens could not be checked", "err", err, "since", failing)
+		valid = map[string]bool{}
 	}
 	for _, id := range ids {
 		if !valid[id] {

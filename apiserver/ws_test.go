@@ -157,3 +157,44 @@ func TestWebSocketSessionsEndWithTheirToken(t *testing.T) {
 		t.Fatalf("%d clients left, want the valid one", s.Hub.Clients())
 	}
 }
+
+// While tokens cannot be checked (the catalog is down), sessions stay open
+// only briefly: a revocation would go unseen.
+func TestWebSocketSessionsCloseWhenTokensCannotBeChecked(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	oldR, oldG := wsRecheck, wsCheckGrace
+	wsRecheck, wsCheckGrace = 100*time.Millisecond, 300*time.Millisecond
+	defer func() { wsRecheck, wsCheckGrace = oldR, oldG }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Poll(ctx)
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/cloud-integration/ws/backup",
+		http.Header{"Authorization": {"Bearer " + toks["viewer"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := s.Store.DB.Exec("DROP TABLE tokens").Error; err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); err == nil {
+		t.Fatal("the session stayed open while its token could not be checked")
+	}
+}
+
+// The request id is the server's; a client's X-Request-ID is echoed apart.
+func TestRequestIDsAreTheServers(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	req := httptest.NewRequest("GET", "/cloud-integration/backup/list", nil)
+	req.Header.Set("Authorization", "Bearer "+toks["viewer"])
+	req.Header.Set("X-Request-ID", "req_somebody-elses")
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if id := rec.Header().Get("X-Request-ID"); id == "req_somebody-elses" || !strings.HasPrefix(id, "req_") ||
+		rec.Header().Get("X-Client-Request-ID") != "req_somebody-elses" {
+		t.Fatalf("request id %q, client's %q", id, rec.Header().Get("X-Client-Request-ID"))
+	}
+}
