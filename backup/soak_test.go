@@ -56,8 +56,9 @@ type soak struct {
 	vnow     time.Time // virtual time for collections with a window
 	counts   map[string]int
 	failures map[string]int
-	injected int  // faults fired
-	on       bool // faults are being injected
+	injected int        // faults fired
+	on       bool       // faults are being injected
+	mu       sync.Mutex // guards counts and failures (the emergency collection runs beside a backup)
 }
 
 var soakCreds = repository.Credentials{Password: []byte("pw")}
@@ -179,6 +180,8 @@ func (s *soak) backup(r *soakRepo, typ string) {
 }
 
 func (s *soak) note(op string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.counts[op]++
 	if err != nil {
 		s.failures[op]++
@@ -297,9 +300,10 @@ func (s *soak) gc(r *soakRepo) {
 func (s *soak) emergency(r *soakRepo) {
 	var wg sync.WaitGroup
 	wg.Add(1)
+	delay := time.Duration(s.rng.Intn(3)) * time.Millisecond
 	go func() {
 		defer wg.Done()
-		time.Sleep(time.Duration(s.rng.Intn(3)) * time.Millisecond)
+		time.Sleep(delay)
 		repo, err := s.open(r)
 		if err == nil {
 			_, err = repository.GC(context.Background(), repo, repository.GCOptions{SafetyWindow: 0})
