@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api clean tools hygiene record-histories
+.PHONY: all build run test fuzz vet fmt bench bench-api clean tools hygiene race record-histories
 
 all: build
 
@@ -44,7 +44,14 @@ test: tools build $(BIN)/temporal
 	$(GO) vet ./...
 	@$(MAKE) --no-print-directory hygiene
 	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
+
+# The packages with concurrency under the race detector (-short: the soak
+# runs once, above, without it; the symlink race suites run here too).
+RACE_PKGS := ./repository/ ./storage/... ./activities/ ./apiserver/ ./restore/ ./backup/
+race: tools
+	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw $(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 
 # Histories of real runs of every workflow type into
 # workflows/testdata/histories (replayed by the workflows tests in make

@@ -21,15 +21,71 @@ type beneath struct {
 	path string // for messages only; never used to open anything
 }
 
-// openTarget opens a target directory given by the operator. Its own path
-// is resolved normally (it is configuration, not restored data), except
-// that the last element must not be a symlink.
-func openTarget(dir string) (*beneath, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+// openTarget opens (creating what is missing, with create) a target directory given
+// by the operator, walking from "/" one element at a time: a missing
+// directory is made with mkdirat in the one above and opened with
+// O_NOFOLLOW, so nobody can swap a link in between. A symlink on the way is
+// followed only when root owns it and it sits in a directory that only
+// root can change (/var/run -> /run); any other (a link a local user
+// planted in /tmp) is refused, as is a symlink at the target itself.
+func openTarget(dir string, create bool) (*beneath, error) {
+	if !strings.HasPrefix(dir, "/") {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: errors.New("not an absolute path")}
 	}
-	return &beneath{fd: fd, path: dir}, nil
+	cur, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: "/", Err: err}
+	}
+	els := strings.Split(strings.Trim(dir, "/"), "/")
+	for i, el := range els {
+		if el == "" || el == "." {
+			continue
+		}
+		if el == ".." {
+			unix.Close(cur)
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: errors.New("'..' in a target path")}
+		}
+		last := i == len(els)-1
+		next, err := openTargetElem(cur, el, last, create)
+		unix.Close(cur)
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+		}
+		cur = next
+	}
+	return &beneath{fd: cur, path: dir}, nil
+}
+
+// openTargetElem opens el in the directory at dfd, creating it when
+// missing, following a symlink only as openTarget says.
+func openTargetElem(dfd int, el string, last, create bool) (int, error) {
+	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	for try := 0; ; try++ {
+		fd, err := openat(dfd, el, flags, 0)
+		if err == nil {
+			return fd, nil
+		}
+		if err == unix.ENOENT && create && try < 3 {
+			if err := unix.Mkdirat(dfd, el, 0o700); err != nil && err != unix.EEXIST {
+				return -1, err
+			}
+			continue
+		}
+		if err != unix.ELOOP && err != unix.ENOTDIR {
+			return -1, err
+		}
+		var st, parent unix.Stat_t
+		if unix.Fstatat(dfd, el, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || fileType(&st) != unix.S_IFLNK {
+			return -1, fmt.Errorf("%s: %w", el, errNotFollowed)
+		}
+		if last {
+			return -1, fmt.Errorf("%s: the target is a symbolic link: %w", el, errNotFollowed)
+		}
+		if unix.Fstat(dfd, &parent) != nil || st.Uid != 0 || parent.Uid != 0 || parent.Mode&0o022 != 0 {
+			return -1, fmt.Errorf("%s: a symbolic link that root does not own in a directory only root can change: %w", el, errNotFollowed)
+		}
+		return openat(dfd, el, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
 }
 
 func (b *beneath) close() {

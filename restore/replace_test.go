@@ -65,3 +65,26 @@ func TestAFailedRestoreLeavesTheLiveFilesAlone(t *testing.T) {
 		t.Fatalf("a/f1 not replaced: %q", b)
 	}
 }
+
+// A directory target is made without following a link planted on the way
+// (a local user's symlink in /tmp pointing at /etc): the restore refuses
+// instead of writing there.
+func TestTargetPathIsNotFollowedThroughAPlantedLink(t *testing.T) {
+	f := newFixture(t)
+	base := t.TempDir()
+	os.MkdirAll(filepath.Join(base, "elsewhere"), 0o700)
+	os.Symlink(filepath.Join(base, "elsewhere"), filepath.Join(base, "planted"))
+	os.Lchown(filepath.Join(base, "planted"), 65534, 65534) // a local user's link
+	_, err := Run(context.Background(), f.repo, f.m, Options{Target: filepath.Join(base, "planted", "restore"), Workers: 2})
+	if err == nil {
+		t.Fatal("restored through a planted symlink")
+	}
+	if names, _ := os.ReadDir(filepath.Join(base, "elsewhere")); len(names) != 0 {
+		t.Fatalf("wrote through the link: %v", names)
+	}
+	// a target below a root-owned link in a root-only directory is fine,
+	// and one that does not exist yet is made
+	if _, err := Run(context.Background(), f.repo, f.m, Options{Target: filepath.Join(base, "new", "restore"), Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -226,7 +226,7 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 	}
 	for _, t := range targets {
 		if opts.VerifyOnly {
-			root, err := openTarget(t.dir)
+			root, err := openTarget(filepath.Clean(t.dir), false)
 			if err != nil {
 				return nil, fmt.Errorf("verify restored %s: %w", t.name, err)
 			}
@@ -336,20 +336,14 @@ func CheckTargets(m *repository.Manifest, opts Options) error {
 // prepareTarget creates the component's directory and opens it; it
 // refuses a non-empty one unless overwriting.
 func prepareTarget(t *compTarget, overwrite bool) error {
-	if err := os.MkdirAll(t.dir, 0o700); err != nil {
-		return fmt.Errorf("creating target %s: %w", t.dir, err)
+	// made and opened without following a link a user could plant on the
+	// way (openTarget); everything below is opened the same way
+	root, err := openTarget(filepath.Clean(t.dir), true)
+	if errors.Is(err, errNotFollowed) {
+		return fmt.Errorf("%w: creating target %s: %v", ErrInvalidSelection, t.dir, err)
 	}
-	// the component's directory itself must not be a symlink planted to
-	// send the restore elsewhere (everything below it is opened without
-	// following any symlink; openTarget refuses one here too, race-free)
-	if fi, err := os.Lstat(t.dir); err != nil {
-		return err
-	} else if fi.Mode()&os.ModeSymlink != 0 && filepath.Clean(t.dir) != "/" {
-		return fmt.Errorf("%w: target %s is a symbolic link", ErrInvalidSelection, t.dir)
-	}
-	root, err := openTarget(t.dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("creating target %s: %w", t.dir, err)
 	}
 	if !overwrite {
 		fd, err := root.openDir(".", unix.O_RDONLY)
