@@ -89,14 +89,20 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		now = began
 	}
 	res := &GCResult{DryRun: opts.DryRun}
-	if !opts.DryRun {
-		// other collections see this one and delete nothing meanwhile
-		self, err := r.register(ctx, collectorsPrefix, "gc")
-		if err != nil {
-			return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
-		}
-		defer self.remove()
-		res.self = self.name
+	// Other collections see this one and delete nothing meanwhile (a dry
+	// run registers too: it must judge as a real one would). The
+	// registration's time on the storage's own clock is when this
+	// collection began, for comparing with other storage times: packs and
+	// the ends of writers.
+	self, err := r.register(ctx, collectorsPrefix, "gc")
+	if err != nil {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+	}
+	defer self.remove()
+	res.self = self.name
+	since := began.Add(-clockSkew)
+	if oi, err := r.be.Stat(ctx, self.name); err == nil {
+		since = oi.ModTime
 	}
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
@@ -151,12 +157,12 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// Who writes (or wrote since this collection began) is read now, at
 	// deletion time, and again after the index is rewritten (writers.go
 	// has the rules); so is whether another collection runs.
-	writers, stale, err := r.openWriters(ctx, writersPrefix, now, began)
+	writers, stale, err := r.openWriters(ctx, writersPrefix, now, since)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	res.OpenWriters = len(writers)
-	others, err := r.otherCollectors(ctx, now, began, res.self, opts.DryRun)
+	others, err := r.otherCollectors(ctx, now, since, res.self, opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
@@ -174,7 +180,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		res.Unreferenced++
 		res.UnreferencedBytes += oi.Size
 		if now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) ||
-			!oi.ModTime.Before(began) {
+			!oi.ModTime.Before(since) {
 			res.TooYoung++
 			continue
 		}
@@ -242,7 +248,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// old index and deduplicated against these packs: put them back in
 	// the index, condemned, and delete nothing this time.
 	recheck := now.Add(time.Since(began))
-	again, _, err := r.openWriters(ctx, writersPrefix, recheck, began)
+	again, _, err := r.openWriters(ctx, writersPrefix, recheck, since)
 	if err == nil {
 		known := map[string]bool{}
 		for _, w := range writers {
@@ -445,8 +451,8 @@ func (r *Repository) excludeCondemned(ctx context.Context) error {
 }
 
 // otherCollectors counts the collections registered besides self.
-func (r *Repository) otherCollectors(ctx context.Context, now, began time.Time, self string, dryRun bool) (int, error) {
-	cs, stale, err := r.openWriters(ctx, collectorsPrefix, now, began)
+func (r *Repository) otherCollectors(ctx context.Context, now, since time.Time, self string, dryRun bool) (int, error) {
+	cs, stale, err := r.openWriters(ctx, collectorsPrefix, now, since)
 	for _, n := range stale {
 		if !dryRun {
 			_ = r.be.Delete(ctx, n) // a collection that died a day ago

@@ -180,8 +180,9 @@ type openWriter struct {
 }
 
 // openWriters lists, under prefix, the registrations that count at now:
-// open ones whose lease is current, and ones that ended at or after
-// since. Markers ended or lapsed a day ago are returned for removal.
+// open ones whose lease is current, and ones that ended at or after since
+// (a time on the storage's clock, like the markers' own times). Markers
+// ended or lapsed a day ago are returned for removal.
 func (r *Repository) openWriters(ctx context.Context, prefix string, now, since time.Time) (open []openWriter, stale []string, err error) {
 	var names []storage.ObjectInfo
 	if err := r.be.List(ctx, prefix, func(oi storage.ObjectInfo) error {
@@ -209,7 +210,9 @@ func (r *Repository) openWriters(ctx context.Context, prefix string, now, since 
 			last = oi.ModTime
 		}
 		switch {
-		case !m.Ended.IsZero() && !m.Ended.Before(since.Add(-clockSkew)):
+		// ended: the storage's time of the marker (written at the end)
+		// against since, which is also the storage's time
+		case !m.Ended.IsZero() && !oi.ModTime.Before(since):
 			open = append(open, openWriter{name: oi.Name, started: m.Started})
 		case m.Ended.IsZero() && now.Sub(last) < writerLease+clockSkew:
 			open = append(open, openWriter{name: oi.Name, started: m.Started})

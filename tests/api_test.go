@@ -798,15 +798,6 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 	if cl["dry_run"] != true || cl["protected_backups_excluded"] != 1.0 || cl["backups_analyzed"].(float64) < 2 {
 		t.Fatalf("cleanup: %v", cl)
 	}
-	// ignore_protected (admin only, audited) lets protected backups be candidates
-	ig := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": true, "ignore_protected": true})
-	if ig["ignore_protected"] != true || ig["protected_backups_excluded"] != 0.0 {
-		t.Fatalf("cleanup with ignore_protected: %v", ig)
-	}
-	s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+ig["cleanup_id"].(string))
-	if au := s.must(200, "GET", v1+"/audit?action=cleanup.start", "admin", nil); !strings.Contains(fmt.Sprint(au["entries"]), "ignore_protected") {
-		t.Fatalf("the audit log does not show ignore_protected: %v", au["entries"])
-	}
 	crep := s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+cl["cleanup_id"].(string))
 	if crep["status"] != "completed" || crep["dry_run"] != true || crep["decisions"] == nil {
 		t.Fatalf("cleanup report: %v", crep)
@@ -820,6 +811,15 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 	rt = s.must(200, "GET", v1+"/retention", "viewer", nil)
 	if fmt.Sprint(rt["protected_backups"]) != "["+backupID+"]" || get(rt, "last_cleanup.cleanup_id") != cl["cleanup_id"] {
 		t.Fatalf("retention after cleanup: %v", rt)
+	}
+	// ignore_protected (admin only, audited) lets protected backups be candidates
+	ig := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": true, "ignore_protected": true})
+	if ig["ignore_protected"] != true || ig["protected_backups_excluded"] != 0.0 {
+		t.Fatalf("cleanup with ignore_protected: %v", ig)
+	}
+	s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+ig["cleanup_id"].(string))
+	if au := s.must(200, "GET", v1+"/audit?action=cleanup.start", "admin", nil); !strings.Contains(fmt.Sprint(au["entries"]), "ignore_protected") {
+		t.Fatalf("the audit log does not show ignore_protected: %v", au["entries"])
 	}
 	// a protected backup cannot be deleted
 	if code, m := s.do("DELETE", v1+"/"+backupID+"?force=true", "admin", nil); code != 409 || m["code"] != "BACKUP_012" {
