@@ -9,6 +9,7 @@ import (
 	"backupd/backup"
 	"backupd/models"
 	"backupd/models/modelstest"
+	"backupd/repository"
 )
 
 // A backup the catalog never learnt of (made by `backupd job backup` with
@@ -16,15 +17,7 @@ import (
 // flagged, but only when seen gone twice (a deletion in flight is not).
 func TestReconcilerAdoptsAndFlags(t *testing.T) {
 	ctx := context.Background()
-	s, _ := storesForTest(t)
-	defer s.Close()
-	store := modelstest.Open(t, "sqlite")
-	repo, err := s.Open(ctx, "local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600)
+	s, store, repo, src := reconcileFixture(t)
 	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
 	m1, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps})
 	if err != nil {
@@ -70,15 +63,7 @@ func TestReconcilerAdoptsAndFlags(t *testing.T) {
 // review: the row was replaced and its protection lost.
 func TestReconcilerNeverOverwritesARowWrittenMeanwhile(t *testing.T) {
 	ctx := context.Background()
-	s, _ := storesForTest(t)
-	defer s.Close()
-	store := modelstest.Open(t, "sqlite")
-	repo, err := s.Open(ctx, "local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600)
+	s, store, repo, src := reconcileFixture(t)
 	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -94,4 +79,18 @@ func TestReconcilerNeverOverwritesARowWrittenMeanwhile(t *testing.T) {
 	if !b.Protected || b.JobID != "JOB-1" || len(b.Locations) != 2 || len(res.Adopted) != 0 {
 		t.Fatalf("the row written meanwhile was overwritten: %+v (adopted %v)", b, res.Adopted)
 	}
+}
+
+// reconcileFixture: stores with a local location, an empty catalog, the
+// local repository and a source directory with one file.
+func reconcileFixture(t *testing.T) (*Stores, *models.Store, *repository.Repository, string) {
+	s, _ := storesForTest(t)
+	t.Cleanup(s.Close)
+	repo, err := s.Open(context.Background(), "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600)
+	return s, modelstest.Open(t, "sqlite"), repo, src
 }

@@ -114,16 +114,7 @@ func crashCase(t *testing.T, c client.Client, addr string, disrupt func(w1 *exec
 	if w1.ProcessState != nil { // the worker is gone: start another
 		startWorkerProcess(t, cfgPath, "worker2.log")
 	}
-	var out workflows.BackupOutcome
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	run := c.GetWorkflow(ctx, job.WorkflowID, job.RunID)
-	if err := run.Get(ctx, &out); err != nil {
-		t.Fatal(err)
-	}
-	if run.GetRunID() != job.RunID || out.Status != workflows.StatusCompleted {
-		t.Fatalf("run %s (started %s) ended %s", run.GetRunID(), job.RunID, out.Status)
-	}
+	out := sameRunCompletes(t, c, job, 3*time.Minute)
 	if after != nil {
 		after()
 	}
@@ -256,8 +247,16 @@ func TestWorkerKilledTenTimesDuringOneBackup(t *testing.T) {
 		w = startWorkerProcess(t, cfgPath, fmt.Sprintf("worker-%d.log", kill))
 	}
 	t.Logf("killed 10 times, with %v packs stored", at)
+	out := sameRunCompletes(t, c, job, 4*time.Minute)
+	checkAfterCrashes(t, dir, src, out.Summary.BackupID, 10*4)
+}
+
+// sameRunCompletes waits for the backup's workflow run (the one started,
+// not a new one) to complete.
+func sameRunCompletes(t *testing.T, c client.Client, job *jobs.Job, d time.Duration) workflows.BackupOutcome {
+	t.Helper()
 	var out workflows.BackupOutcome
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	run := c.GetWorkflow(ctx, job.WorkflowID, job.RunID)
 	if err := run.Get(ctx, &out); err != nil {
@@ -266,5 +265,5 @@ func TestWorkerKilledTenTimesDuringOneBackup(t *testing.T) {
 	if run.GetRunID() != job.RunID || out.Status != workflows.StatusCompleted {
 		t.Fatalf("run %s (started %s) ended %s", run.GetRunID(), job.RunID, out.Status)
 	}
-	checkAfterCrashes(t, dir, src, out.Summary.BackupID, 10*4)
+	return out
 }
