@@ -488,9 +488,18 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 		return
 	}
 	defer f.Close()
+	// Read what the file holds now, not what is appended while it is
+	// read: a log written faster than it is read would otherwise keep
+	// the backup reading (and storing) without end.
+	var at unix.Stat_t
+	if err := unix.Fstat(f.fd, &at); err != nil {
+		drop("%s: not backed up: %v", j.abs, err)
+		return
+	}
+	r := io.LimitReader(f, at.Size)
 	var src chunkSource
 	if j.node.Size < repository.MinChunkSize {
-		k, err := io.ReadFull(f, small)
+		k, err := io.ReadFull(r, small)
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
 			src = &oneChunk{b: small[:k]}
@@ -500,13 +509,13 @@ func (cc *componentRun) saveFile(small []byte, j fileJob) {
 		default: // it grew past the small buffer since it was listed
 			ch := cc.a.chunker()
 			defer cc.a.putChunker(ch)
-			ch.Reset(io.MultiReader(bytes.NewReader(small[:k]), f))
+			ch.Reset(io.MultiReader(bytes.NewReader(small[:k]), r))
 			src = ch
 		}
 	} else {
 		ch := cc.a.chunker()
 		defer cc.a.putChunker(ch)
-		ch.Reset(f)
+		ch.Reset(r)
 		src = ch
 	}
 	var content []repository.ID
