@@ -24,9 +24,7 @@ import (
 func (s *Server) auditStart(r *http.Request, rt route, st *reqState) (*models.AuditEntry, error) {
 	e := &models.AuditEntry{Method: r.Method, Path: r.URL.Path, Action: rt.Action, Target: st.target,
 		RequestID: st.id, Outcome: "started", Remote: remoteIP(r)}
-	if st.token != nil {
-		e.Actor, e.Role = st.token.Name+" ("+st.token.ID+")", st.token.Role
-	}
+	e.Actor, e.Role = st.actor()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	if err := s.Store.Audit(ctx, e); err != nil {
@@ -85,9 +83,7 @@ func (s *Server) auditRefusal(r *http.Request, rt route, st *reqState, status in
 	k := refusalKey{minute: now.Unix() / 60, remote: sourceOf(r), route: rt.Method + " " + rt.Path, status: status}
 	e := &models.AuditEntry{Time: now.Truncate(time.Minute), Method: rt.Method, Path: rt.Path, Action: rt.Action,
 		RequestID: st.id, Status: status, Outcome: "denied", Detail: st.outcomeDetail, Remote: remoteIP(r)}
-	if st.token != nil {
-		e.Actor, e.Role = st.token.Name+" ("+st.token.ID+")", st.token.Role
-	}
+	e.Actor, e.Role = st.actor()
 	k.actor = e.Actor
 	a := &s.refused
 	a.mu.Lock()
@@ -220,4 +216,12 @@ func sourceOf(r *http.Request) string {
 		return remoteIP(r)
 	}
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// actor names the caller in the audit log: the token's name and id.
+func (st *reqState) actor() (actor, role string) {
+	if st.token == nil {
+		return "", ""
+	}
+	return st.token.Name + " (" + st.token.ID + ")", st.token.Role
 }

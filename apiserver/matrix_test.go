@@ -168,13 +168,7 @@ func TestHostileIDs(t *testing.T) {
 			{"GET", "/backup/progress?job_id=" + url.QueryEscape(h), ""},
 			{"GET", "/backup/restore/progress?restore_id=" + url.QueryEscape(h), ""},
 		} {
-			var rd *strings.Reader
-			if c.body != "" {
-				rd = strings.NewReader(c.body)
-			} else {
-				rd = strings.NewReader("")
-			}
-			res, body := call(t, s, c.method, "/cloud-integration"+c.path, toks["admin"], rd)
+			res, body := call(t, s, c.method, "/cloud-integration"+c.path, toks["admin"], strings.NewReader(c.body))
 			n++
 			if res.StatusCode < 300 || res.StatusCode >= 500 {
 				t.Errorf("%s %s with %.40q: %d %v", c.method, c.path, h, res.StatusCode, body)

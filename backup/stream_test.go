@@ -159,7 +159,10 @@ func TestGrowingAndVanishingFiles(t *testing.T) {
 				return
 			default:
 			}
-			if written.Load() >= 256<<10 { // at most 256 MiB, whatever happens
+			// at most 256 MiB, whatever happens: a backup that read to EOF
+			// once chased this writer under the race detector until the
+			// disk was full
+			if written.Load() >= 256<<10 {
 				return
 			}
 			f.Write(line)
@@ -181,12 +184,6 @@ func TestGrowingAndVanishingFiles(t *testing.T) {
 	}
 	got, _ := os.ReadFile(filepath.Join(dst, "logs", logf))
 	now, _ := os.ReadFile(logf)
-	// what was appended while the backup read is not read: a log written
-	// faster than it is read once kept a backup (and this test, under the
-	// race detector) writing without end
-	if max := int64(8<<20) + written.Load()*1024; int64(len(got)) > max {
-		t.Fatalf("the backup read %d bytes, more than the log ever held", len(got))
-	}
 	if len(got) < 8<<20 || len(got) > len(now) || string(got) != string(now[:len(got)]) {
 		t.Fatalf("the restored log (%d bytes) is not a prefix of the log (%d bytes)", len(got), len(now))
 	}

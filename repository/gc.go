@@ -68,8 +68,6 @@ type GCResult struct {
 	// OtherCollections: collections that ran meanwhile (this one then
 	// deleted nothing).
 	OtherCollections int `json:"other_collections,omitempty"`
-
-	self string // this collection's registration
 }
 
 const gcPrefix = "gc/"
@@ -99,7 +97,6 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	defer self.remove()
-	res.self = self.name
 	since := began.Add(-clockSkew)
 	if oi, err := r.be.Stat(ctx, self.name); err == nil {
 		since = oi.ModTime
@@ -162,7 +159,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	res.OpenWriters = len(writers)
-	others, err := r.otherCollectors(ctx, now, since, res.self, opts.DryRun)
+	others, err := r.otherCollectors(ctx, now, since, self.name, opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}

@@ -151,11 +151,7 @@ func (w *Writer) End() {
 	if w == nil {
 		return
 	}
-	w.once.Do(func() {
-		close(w.stop)
-		w.done.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	w.finish(func(ctx context.Context) {
 		w.mu.Lock()
 		w.marker.Ended = time.Now().UTC()
 		w.mu.Unlock()
@@ -165,12 +161,17 @@ func (w *Writer) End() {
 
 // remove deletes the registration outright (a collector's own).
 func (w *Writer) remove() {
+	w.finish(func(ctx context.Context) { _ = w.r.be.Delete(ctx, w.name) })
+}
+
+// finish stops the renewals and then, once, does last.
+func (w *Writer) finish(last func(ctx context.Context)) {
 	w.once.Do(func() {
 		close(w.stop)
 		w.done.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = w.r.be.Delete(ctx, w.name)
+		last(ctx)
 	})
 }
 

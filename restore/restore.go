@@ -761,19 +761,11 @@ func (r *restorer) mkdir(d *entry) error {
 // directory fd: an existing file or symlink is removed (only when
 // overwriting, and never followed).
 func (r *restorer) replaceableAt(e *entry, fd int, name string) error {
-	var st unix.Stat_t
-	err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if err == unix.ENOENT {
-		return nil
-	}
-	if err != nil {
+	if err := r.replaceableCheck(e, fd, name); err != nil {
+		if err == unix.ENOENT {
+			return nil
+		}
 		return err
-	}
-	if !r.opts.Overwrite {
-		return fmt.Errorf("%s/%s already exists", e.ct.name, e.rel)
-	}
-	if fileType(&st) == unix.S_IFDIR {
-		return fmt.Errorf("%s/%s is a directory in the way", e.ct.name, e.rel)
 	}
 	return unix.Unlinkat(fd, name, 0)
 }
@@ -1120,7 +1112,7 @@ func tmpName(name string) string {
 }
 
 // replaceableCheck refuses what a file may not replace: anything unless
-// overwriting, and a directory.
+// overwriting, and a directory; unix.ENOENT when nothing is there.
 func (r *restorer) replaceableCheck(e *entry, fd int, name string) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
