@@ -185,16 +185,13 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		// a condemned pack may go once every open writer started after its
 		// condemnation (those load the condemned list and avoid it)
 		writersAfter := oldest.IsZero() || (wasCondemned && when.Before(oldest))
+		// with another collection running nothing is deleted: only condemned
+		alone := others == 0
 		switch {
-		case others > 0 && wasCondemned:
-			newCondemned[id.String()] = when
-		case others > 0:
-			newCondemned[id.String()] = now
-			res.Condemned++
-		case opts.SafetyWindow == 0 && len(writers) == 0:
+		case alone && opts.SafetyWindow == 0 && len(writers) == 0:
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
-		case wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
+		case alone && wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
 		case wasCondemned:
