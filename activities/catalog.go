@@ -88,8 +88,13 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 	if len(rec.Result) > 0 {
 		j.Result = models.JSON(rec.Result)
 	}
-	if err := s.PutJob(ctx, j); err != nil {
-		return err
+	// a finished job's row is written last: a client that sees the job
+	// over finds its backups, its report and its verification in place
+	// (the report endpoint called a cleanup failed in between)
+	if rec.Finished == nil {
+		if err := s.PutJob(ctx, j); err != nil {
+			return err
+		}
 	}
 	if rec.Backup != nil {
 		b := *rec.Backup
@@ -141,6 +146,11 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			if err := c.RecordVerification(ctx, VerifyResult{BackupID: rec.BackupID, Passed: v.Passed, At: *rec.Finished}); err != nil {
 				return err
 			}
+		}
+	}
+	if rec.Finished != nil {
+		if err := s.PutJob(ctx, j); err != nil {
+			return err
 		}
 	}
 	if c.OnRecord != nil {

@@ -2,8 +2,12 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"backupd/models"
 	"backupd/models/modelstest"
@@ -39,5 +43,51 @@ func TestPlanCleanupIgnoreProtected(t *testing.T) {
 	}
 	if ids := plan(true); !ids["backup-old-protected"] || !ids["backup-old"] {
 		t.Fatalf("with ignore_protected: %v", ids)
+	}
+}
+
+// A finished job's row is the catalog's last write: while its report was
+// not yet written, the report endpoint answered "failed" for a cleanup
+// that succeeded (seen in CI). A report that cannot be written leaves
+// the job open, for the activity's retry.
+func TestRecordJobFinishesTheJobLast(t *testing.T) {
+	ctx := context.Background()
+	store := modelstest.Open(t, "sqlite")
+	failReports := true
+	fail := func(db *gorm.DB) {
+		if failReports && db.Statement.Table == "reports" {
+			_ = db.AddError(errors.New("injected: reports table unavailable"))
+		}
+	}
+	if err := store.DB.Callback().Create().Before("gorm:create").Register("test:fail-reports", fail); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DB.Callback().Update().Before("gorm:update").Register("test:fail-reports", fail); err != nil {
+		t.Fatal(err)
+	}
+	c := &Catalog{Store: store}
+	started := time.Now().UTC().Add(-time.Minute)
+	if err := c.RecordJob(ctx, JobRecord{JobID: "CLEANUP-JOB-1", Type: "cleanup", RefID: "CLEANUP-1", Status: "in_progress", Started: started}); err != nil {
+		t.Fatal(err)
+	}
+	done := time.Now().UTC()
+	final := JobRecord{JobID: "CLEANUP-JOB-1", Type: "cleanup", RefID: "CLEANUP-1", Status: "completed", Started: started,
+		Finished: &done, Report: json.RawMessage(`{"cleanup_id":"CLEANUP-1"}`)}
+	if err := c.RecordJob(ctx, final); err == nil {
+		t.Fatal("the report's write failed, yet RecordJob succeeded")
+	}
+	if j, err := store.GetJob(ctx, "CLEANUP-JOB-1"); err != nil || j.Finished != nil {
+		t.Fatalf("job finished without its report: %+v %v", j, err)
+	}
+	failReports = false
+	if err := c.RecordJob(ctx, final); err != nil {
+		t.Fatal(err)
+	}
+	j, err := store.GetJob(ctx, "CLEANUP-JOB-1")
+	if err != nil || j.Finished == nil || j.Status != "completed" {
+		t.Fatalf("job after retry: %+v %v", j, err)
+	}
+	if r, err := store.GetReport(ctx, "CLEANUP-1"); err != nil || r.Status != "completed" {
+		t.Fatalf("report after retry: %+v %v", r, err)
 	}
 }
