@@ -41,8 +41,11 @@ func New(cfg *config.Config) *Activities {
 // Checkpoint is what a long activity heartbeats: small (well under 1 KB),
 // always whole, sent only after a unit is durably committed.
 type Checkpoint struct {
-	BackupID       string `json:"backup_id"`
-	Component      string `json:"component,omitempty"`
+	BackupID  string `json:"backup_id"`
+	Component string `json:"component,omitempty"`
+	// Location is a copy's destination; its BytesDone/BytesTotal are
+	// then the copy's progress, not the source's.
+	Location       string `json:"location,omitempty"`
 	Phase          string `json:"phase"`
 	FilesDone      int64  `json:"files_done"`
 	BytesDone      int64  `json:"bytes_done"`
@@ -327,8 +330,10 @@ func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (reposito
 	if _, err := dst.LoadManifest(ctx, in.BackupID); err == nil {
 		return repository.CopyStats{}, nil
 	}
-	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "replicating to " + in.To})
-	_, st, err := repository.CopyBackup(ctx, src, dst, in.BackupID)
+	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "replicating", Location: in.To})
+	_, st, err := repository.CopyBackupProgress(ctx, src, dst, in.BackupID, func(cs repository.CopyStats) {
+		hb.update(func(c *Checkpoint) { c.BytesDone, c.BytesTotal = cs.BytesDone, cs.BytesTotal })
+	})
 	hb.close()
 	return st, toTemporal(err)
 }

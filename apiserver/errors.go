@@ -83,6 +83,22 @@ var suggestions = map[string][]string{
 	"REQUEST_TOO_LARGE":                {"Send a smaller request body"},
 }
 
+// jobError is the spec's error object for a job that failed (progress,
+// job lists, reports, job_complete): its code, message and what to do.
+func jobError(code, message string, details map[string]any) map[string]any {
+	if code == "" {
+		code = string(codes.ComponentFailure)
+	}
+	actions := suggestions[code]
+	if actions == nil {
+		actions = []string{"Read the job's error and the worker's log", "Start the job again"}
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	return map[string]any{"code": code, "message": message, "details": details, "suggested_actions": actions}
+}
+
 // userFacing reports whether an error's text was written for clients.
 func userFacing(err error) bool {
 	var ae *apiError

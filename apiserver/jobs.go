@@ -113,49 +113,23 @@ func jobStatus(wfStatus string) string {
 	return wfStatus
 }
 
-type progressFigures struct {
-	pct            float64
-	processed      int64
-	total          int64
-	elapsed        time.Duration
-	eta            time.Duration
-	bytesPerSecond float64
+// locationsOf is each storage location's state in a job, with a copy's
+// bytes while it runs and after.
+func locationsOf(p *workflows.Progress) map[string]any {
+	out := map[string]any{}
+	for loc, st := range p.StorageStatus {
+		v := map[string]any{"state": st}
+		if c, ok := p.Copies[loc]; ok {
+			v["bytes_done"], v["bytes_total"] = c.BytesDone, c.BytesTotal
+		}
+		out[loc] = v
+	}
+	return out
 }
 
-func figures(j *models.Job, p *workflows.Progress) progressFigures {
-	f := progressFigures{processed: p.BytesProcessed, total: p.BytesTotal, pct: p.Percentage}
-	end := time.Now()
-	if p.Finished != nil {
-		end = *p.Finished
-	}
-	if !p.Started.IsZero() {
-		f.elapsed = end.Sub(p.Started)
-	}
-	if f.total == 0 {
-		f.total = j.EstimatedBytes
-	}
-	done := p.Finished != nil
-	if done {
-		f.total = f.processed
-		if p.Status == workflows.StatusCompleted || p.Status == workflows.StatusPartial {
-			f.pct = 100
-		}
-	} else {
-		if f.total < f.processed {
-			f.total = f.processed
-		}
-		if f.total > 0 {
-			f.pct = math.Max(f.pct, math.Min(95, 90*float64(f.processed)/float64(f.total)))
-		}
-	}
-	if f.elapsed > 0 {
-		f.bytesPerSecond = float64(f.processed) / f.elapsed.Seconds()
-	}
-	if !done && f.bytesPerSecond > 0 && f.total > f.processed {
-		f.eta = time.Duration(float64(f.total-f.processed) / f.bytesPerSecond * float64(time.Second))
-	}
-	f.pct = math.Round(f.pct*10) / 10
-	return f
+// figures is the job's measured progress (workflows.Progress.Figures).
+func figures(j *models.Job, p *workflows.Progress) workflows.Figures {
+	return p.Figures(j.EstimatedBytes, time.Now())
 }
 
 func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]any {
@@ -165,20 +139,21 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]a
 	body := map[string]any{
 		"status": status, "outcome": outcome, "job_id": j.ID, "backup_id": j.BackupID,
 		"progress": map[string]any{
-			"percentage": f.pct, "current_operation": p.CurrentOperation, "current_component": p.CurrentComponent,
+			"percentage": f.Percent, "current_operation": p.CurrentOperation, "current_component": p.CurrentComponent,
 			"components_completed": nonNil(p.ComponentsCompleted), "components_remaining": nonNil(p.ComponentsRemaining),
 			"components_failed": nonNil(p.ComponentsFailed),
-			"speed":             humanSize(int64(f.bytesPerSecond)) + "/s", "speed_bytes_per_second": math.Round(f.bytesPerSecond),
-			"processed": humanSize(f.processed), "estimated_total": humanSize(f.total),
-			"eta": hms(f.eta), "eta_seconds": math.Round(f.eta.Seconds()),
-			"elapsed": hms(f.elapsed), "elapsed_seconds": math.Round(f.elapsed.Seconds()),
+			"speed":             humanSize(int64(f.BytesPerSecond)) + "/s", "speed_bytes_per_second": math.Round(f.BytesPerSecond),
+			"processed": humanSize(f.Processed), "estimated_total": humanSize(f.Total),
+			"eta": hms(f.ETA), "eta_seconds": math.Round(f.ETA.Seconds()),
+			"elapsed": hms(f.Elapsed), "elapsed_seconds": math.Round(f.Elapsed.Seconds()),
 		},
 		"details": map[string]any{
-			"bytes_processed": f.processed, "bytes_total": f.total, "bytes_added": p.BytesAdded,
+			"bytes_processed": f.Processed, "bytes_total": f.Total, "bytes_added": p.BytesAdded,
 			"components": comps, "components_done": len(p.ComponentsCompleted) + len(p.ComponentsFailed),
 			"files_processed": p.Files, "errors": p.Errors, "warnings": p.Warnings,
 		},
 		"storage_status": p.StorageStatus,
+		"locations":      locationsOf(p),
 		"paused":         p.Paused,
 		"started":        rfc3339(p.Started),
 		"finished":       rfc3339p(p.Finished),
@@ -187,12 +162,12 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]a
 		body["waiting"] = p.Waiting
 	}
 	if len(p.ErrorMessages) > 0 {
-		body["error"] = strings.Join(p.ErrorMessages, "; ")
 		body["error_messages"] = p.ErrorMessages
 	}
-	if j.Error != "" {
-		body["error"] = j.Error
-		body["error_code"] = j.ErrorCode
+	if j.Error != "" && p.Status != workflows.StatusCancelled {
+		body["error"] = jobError(j.ErrorCode, j.Error, nil)
+	} else if p.Status == workflows.StatusFailed && len(p.ErrorMessages) > 0 {
+		body["error"] = jobError(j.ErrorCode, p.ErrorMessages[len(p.ErrorMessages)-1], nil)
 	}
 	if j.WorkflowID != "" {
 		body["temporal_ui_url"] = s.workflowURL(j.WorkflowID, j.RunID)
@@ -359,11 +334,11 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
 		p := s.liveProgress(ctx, j)
 		f := figures(j, p)
 		v["status"] = jobStatus(p.Status)
-		v["progress"] = int(math.Round(f.pct))
+		v["progress"] = int(math.Round(f.Percent))
 		v["cancelable"] = true
 		v["pausable"] = j.Type == "backup"
-		if f.eta > 0 {
-			v["estimated_completion"] = specTime(time.Now().Add(f.eta))
+		if f.ETA > 0 {
+			v["estimated_completion"] = specTime(time.Now().Add(f.ETA))
 		}
 		if j.EstimatedBytes > 0 {
 			v["estimated_size"], v["estimated_size_bytes"] = humanSize(j.EstimatedBytes), j.EstimatedBytes
@@ -377,7 +352,7 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
 		v["cancelable"] = false
 	}
 	if j.Error != "" {
-		v["error"], v["error_code"] = j.Error, j.ErrorCode
+		v["error"] = jobError(j.ErrorCode, j.Error, nil)
 	}
 	return v
 }

@@ -434,7 +434,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string)
 	body := map[string]any{"id": id, "job_id": j.ID, "status": status, "backup_id": nilIfEmpty(j.BackupID),
 		"message": "the report is written when the job finishes", "progress": p.Percentage}
 	if j.Finished != nil && j.Error != "" {
-		body["error"] = map[string]string{"code": j.ErrorCode, "message": j.Error}
+		body["error"] = jobError(j.ErrorCode, j.Error, nil)
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil

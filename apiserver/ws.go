@@ -45,6 +45,22 @@ type Hub struct {
 type tracked struct {
 	key  string
 	sent time.Time
+	// announced: a progress message went out for the job (its first)
+	announced bool
+}
+
+// announce marks the job's first progress message as sent; it reports
+// whether this call did (false: one went out already, or the job is not
+// followed).
+func (h *Hub) announce(jobID, key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	tr := h.tracked[jobID]
+	if tr == nil || tr.announced {
+		return false
+	}
+	tr.announced, tr.key, tr.sent = true, key, time.Now()
+	return true
 }
 
 type wsClient struct {
@@ -375,13 +391,12 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 		return
 	}
 	msg := progressMessage(j, p)
-	d, _ := msg["details"].(map[string]any)
-	key := fmt.Sprint(msg["progress"], msg["current_operation"], msg["current_component"], d["bytes_processed_bytes"], d["files_restored"], p.Paused)
+	key := progressKey(msg, p)
 	s.Hub.mu.Lock()
 	tr := s.Hub.tracked[id]
 	send := tr != nil && (tr.key != key || time.Since(tr.sent) > 5*time.Second)
 	if send {
-		tr.key, tr.sent = key, time.Now()
+		tr.key, tr.sent, tr.announced = key, time.Now(), true
 	}
 	s.Hub.mu.Unlock()
 	if send {
@@ -389,25 +404,54 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 	}
 }
 
+// progressKey is what makes a progress message new.
+func progressKey(msg map[string]any, p *workflows.Progress) string {
+	d, _ := msg["details"].(map[string]any)
+	return fmt.Sprint(msg["progress"], msg["current_operation"], msg["current_component"], d["bytes_processed_bytes"],
+		d["files_restored"], p.Paused, msg["locations"])
+}
+
+// recordProgress is the progress a catalog record carries: a finished
+// job's from its result, a starting job's from the record itself.
+func recordProgress(rec activities.JobRecord) *workflows.Progress {
+	var res struct {
+		Progress *workflows.Progress `json:"progress"`
+	}
+	if rec.Finished != nil && len(rec.Result) > 0 && json.Unmarshal(rec.Result, &res) == nil && res.Progress != nil {
+		return res.Progress
+	}
+	st := map[string]string{"queued": workflows.StatusPending, "running": workflows.StatusInProgress}[rec.Status]
+	if st == "" {
+		st = rec.Status
+	}
+	op := "starting"
+	if rec.Finished != nil {
+		op = st
+	}
+	return &workflows.Progress{Status: st, JobID: rec.JobID, JobType: rec.Type, BackupID: rec.BackupID, Percentage: rec.Percentage,
+		CurrentOperation: op, Started: rec.Started, Finished: rec.Finished, ComponentsCompleted: []string{},
+		ComponentsRemaining: []string{}, StorageStatus: map[string]string{}}
+}
+
 // progressMessage is the spec's backup_progress / restore_progress.
 func progressMessage(j *models.Job, p *workflows.Progress) map[string]any {
 	f := figures(j, p)
-	sp := humanSize(int64(f.bytesPerSecond)) + "/s"
-	msg := map[string]any{"job_id": j.ID, "progress": f.pct, "current_operation": p.CurrentOperation,
-		"current_component": p.CurrentComponent, "eta": hms(f.eta), "eta_seconds": math.Round(f.eta.Seconds()),
-		"status": jobStatus(p.Status), "timestamp": rfc3339(time.Now())}
+	sp := humanSize(int64(f.BytesPerSecond)) + "/s"
+	msg := map[string]any{"job_id": j.ID, "progress": f.Percent, "current_operation": p.CurrentOperation,
+		"current_component": p.CurrentComponent, "eta": hms(f.ETA), "eta_seconds": math.Round(f.ETA.Seconds()),
+		"status": jobStatus(p.Status), "timestamp": rfc3339(time.Now()), "locations": locationsOf(p)}
 	if p.Waiting != "" {
 		msg["waiting"] = p.Waiting
 	}
 	if j.Type == "restore" {
 		msg["type"], msg["restore_id"], msg["backup_id"] = "restore_progress", j.RefID, j.BackupID
 		msg["details"] = map[string]any{"files_restored": p.Files, "files_total": max(p.FilesTotal, p.Files), "speed": sp,
-			"bytes_processed_bytes": f.processed, "bytes_total_bytes": f.total, "speed_bytes_per_second": math.Round(f.bytesPerSecond)}
+			"bytes_processed_bytes": f.Processed, "bytes_total_bytes": f.Total, "speed_bytes_per_second": math.Round(f.BytesPerSecond)}
 		return msg
 	}
 	msg["type"], msg["backup_id"] = "backup_progress", j.BackupID
-	msg["details"] = map[string]any{"bytes_processed": humanSize(f.processed), "bytes_total": humanSize(f.total), "speed": sp,
-		"bytes_processed_bytes": f.processed, "bytes_total_bytes": f.total, "speed_bytes_per_second": math.Round(f.bytesPerSecond),
+	msg["details"] = map[string]any{"bytes_processed": humanSize(f.Processed), "bytes_total": humanSize(f.Total), "speed": sp,
+		"bytes_processed_bytes": f.Processed, "bytes_total_bytes": f.Total, "speed_bytes_per_second": math.Round(f.BytesPerSecond),
 		"files_processed": p.Files}
 	return msg
 }
@@ -415,8 +459,18 @@ func progressMessage(j *models.Job, p *workflows.Progress) map[string]any {
 // OnJobRecord is the catalog's notification (in this process): a started
 // job is followed, a finished one announced.
 func (s *Server) OnJobRecord(rec activities.JobRecord) {
+	withProgress := rec.Type == "backup" || rec.Type == "restore"
+	j := &models.Job{ID: rec.JobID, Type: rec.Type, RefID: rec.RefID, BackupID: rec.BackupID}
 	if rec.Finished == nil {
 		s.Hub.Track(rec.JobID)
+		// every job's first progress message, however soon it ends
+		if withProgress {
+			p := recordProgress(rec)
+			msg := progressMessage(j, p)
+			if s.Hub.announce(rec.JobID, progressKey(msg, p)) {
+				s.Hub.Broadcast(msg)
+			}
+		}
 		if rec.ScheduleID != "" && rec.Type == "backup" {
 			s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_started", "schedule_id": rec.ScheduleID,
 				"message": "Scheduled backup " + rec.BackupID + " started (job " + rec.JobID + ")", "timestamp": rfc3339(time.Now()),
@@ -425,6 +479,10 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 		return
 	}
 	s.Hub.untrack(rec.JobID)
+	// and its last, before job_complete: a progress bar ends at its end
+	if withProgress {
+		s.Hub.Broadcast(progressMessage(j, recordProgress(rec)))
+	}
 	status := map[string]string{"completed": "success", "partial": "partial", "failed": "failed", "cancelled": "cancelled"}[rec.Status]
 	if status == "" {
 		status = rec.Status
@@ -433,9 +491,10 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	details := map[string]any{"duration": humanDuration(d), "duration_seconds": math.Round(d.Seconds())}
 	msg := fmt.Sprintf("%s %s", strings.ToUpper(rec.Type[:1])+rec.Type[1:], map[string]string{
 		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled"}[status])
-	if rec.Error != "" {
+	var jerr map[string]any
+	if rec.Error != "" && status != "cancelled" {
 		msg += ": " + rec.Error
-		details["error"], details["error_code"] = rec.Error, rec.ErrorCode
+		jerr = jobError(rec.ErrorCode, rec.Error, nil)
 	}
 	if rec.BackupID != "" {
 		details["backup_id"] = rec.BackupID
@@ -448,8 +507,12 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	if k := refKey[rec.Type]; k != "" {
 		details[k] = rec.RefID
 	}
-	s.Hub.Broadcast(map[string]any{"type": "job_complete", "job_id": rec.JobID, "status": status, "operation": rec.Type,
-		"message": msg, "details": details, "timestamp": rfc3339(time.Now())})
+	done := map[string]any{"type": "job_complete", "job_id": rec.JobID, "status": status, "operation": rec.Type,
+		"message": msg, "details": details, "timestamp": rfc3339(time.Now())}
+	if jerr != nil {
+		done["error"] = jerr
+	}
+	s.Hub.Broadcast(done)
 	if rec.ScheduleID != "" {
 		s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_" + status, "schedule_id": rec.ScheduleID,
 			"message": msg, "timestamp": rfc3339(time.Now()), "job_id": rec.JobID, "next_execution": nil})

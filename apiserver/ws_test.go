@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"backupd/activities"
+	"backupd/workflows"
 )
 
 // A client that stops reading is dropped once its buffer is full; the
@@ -197,4 +201,81 @@ func TestRequestIDsAreTheServers(t *testing.T) {
 		rec.Header().Get("X-Client-Request-ID") != "req_somebody-elses" {
 		t.Fatalf("request id %q, client's %q", id, rec.Header().Get("X-Client-Request-ID"))
 	}
+}
+
+// Every backup and restore sends its first and its final progress message
+// before job_complete, however short it is: a job that ended within one
+// poll sent only job_complete, so a client's progress bar never appeared.
+// A failure comes as the spec's error object, a location's state final.
+func TestEveryJobSendsFirstAndFinalProgress(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
+	c, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + toks["viewer"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for s.Hub.Clients() < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	read := func() map[string]any {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var m map[string]any
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	started := time.Now().Add(-time.Second).UTC()
+	for _, tc := range []struct{ status, code string }{{"completed", ""}, {"failed", "BACKUP_004"}} {
+		id := "BACKUP-JOB-" + tc.status
+		s.OnJobRecord(activities.JobRecord{JobID: id, Type: "backup", BackupID: "backup-x", Status: "running", Started: started})
+		// the start record again (a retried activity) sends nothing new
+		s.OnJobRecord(activities.JobRecord{JobID: id, Type: "backup", BackupID: "backup-x", Status: "running", Started: started})
+		done := time.Now().UTC()
+		final := workflows.Progress{Status: tc.status, JobID: id, JobType: "backup", Percentage: 40, BytesProcessed: 1500,
+			StorageStatus: map[string]string{"local": "done", "cloud": tc.status}, Started: started, Finished: &done,
+			Copies: map[string]workflows.CopyProgress{"cloud": {BytesDone: 1500, BytesTotal: 1500}}}
+		res, _ := json.Marshal(map[string]any{"progress": final})
+		rec := activities.JobRecord{JobID: id, Type: "backup", BackupID: "backup-x", Status: tc.status, Started: started,
+			Finished: &done, Result: res}
+		if tc.code != "" {
+			rec.Error, rec.ErrorCode = "the bucket is unreachable", tc.code
+		}
+		s.OnJobRecord(rec)
+		first, last, complete := read(), read(), read()
+		if first["type"] != "backup_progress" || first["progress"] != 0.0 || first["job_id"] != id {
+			t.Fatalf("%s: first message %v", tc.status, first)
+		}
+		wantPct := 100.0
+		if tc.status == "failed" {
+			wantPct = 40
+		}
+		if last["type"] != "backup_progress" || last["progress"] != wantPct || get(last, "locations.cloud.state") != tc.status ||
+			get(last, "locations.cloud.bytes_done") != 1500.0 {
+			t.Fatalf("%s: final progress %v", tc.status, last)
+		}
+		if complete["type"] != "job_complete" {
+			t.Fatalf("%s: third message %v", tc.status, complete)
+		}
+		if tc.code != "" && (get(complete, "error.code") != tc.code || get(complete, "error.message") != "the bucket is unreachable" ||
+			len(get(complete, "error.suggested_actions").([]any)) == 0) {
+			t.Fatalf("failed job_complete without the error object: %v", complete)
+		}
+	}
+}
+
+// get walks a decoded JSON value by a dotted path.
+func get(v any, path string) any {
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
 }

@@ -180,6 +180,13 @@ func (j *Client) Progress(ctx context.Context, job *Job) (*workflows.Progress, e
 				if converter.GetDefaultDataConverter().FromPayloads(pa.HeartbeatDetails, &cp) != nil {
 					continue
 				}
+				if cp.Location != "" { // a copy: its own progress
+					if p.Copies == nil {
+						p.Copies = map[string]workflows.CopyProgress{}
+					}
+					p.Copies[cp.Location] = workflows.CopyProgress{BytesDone: cp.BytesDone, BytesTotal: cp.BytesTotal}
+					continue
+				}
 				p.BytesProcessed += cp.BytesDone
 				p.BytesAdded += cp.BytesAdded
 				p.Files += cp.FilesDone

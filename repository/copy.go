@@ -10,6 +10,11 @@ type CopyStats struct {
 	BlobsCopied  int64 `json:"blobs_copied"`
 	BytesCopied  int64 `json:"bytes_copied"`
 	BlobsSkipped int64 `json:"blobs_present"`
+	// BytesDone of BytesTotal: the backup's content bytes (as its
+	// components' stats count them) gone through so far, copied or found
+	// present — what a progress bar shows.
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
 }
 
 // CopyBackup copies backup id from src into dst under the same id. When
@@ -18,6 +23,12 @@ type CopyStats struct {
 // lacks are read and written. Otherwise every blob is read and re-identified
 // with dst's keys, and the trees are rewritten.
 func CopyBackup(ctx context.Context, src, dst *Repository, id string) (*Manifest, CopyStats, error) {
+	return CopyBackupProgress(ctx, src, dst, id, nil)
+}
+
+// CopyBackupProgress is CopyBackup calling progress (when not nil) with
+// the stats so far after each blob.
+func CopyBackupProgress(ctx context.Context, src, dst *Repository, id string, progress func(CopyStats)) (*Manifest, CopyStats, error) {
 	var st CopyStats
 	m, err := src.LoadManifest(ctx, id)
 	if err != nil {
@@ -42,7 +53,12 @@ func CopyBackup(ctx context.Context, src, dst *Repository, id string) (*Manifest
 	if c, err := ParseCompression(m.Compression); err == nil {
 		dst.SetCompression(c)
 	}
-	c := &copier{ctx: ctx, src: src, dst: dst, same: same, st: &st, done: map[ID]ID{}}
+	for _, comp := range m.Components {
+		if comp.Error == "" {
+			st.BytesTotal += comp.Stats.Bytes
+		}
+	}
+	c := &copier{ctx: ctx, src: src, dst: dst, same: same, st: &st, done: map[ID]ID{}, progress: progress}
 	out := *m
 	out.Components = append([]ComponentManifest(nil), m.Components...)
 	for i, comp := range out.Components {
@@ -78,15 +94,31 @@ type copier struct {
 	same     bool
 	st       *CopyStats
 	done     map[ID]ID // src id -> dst id, for blobs handled
+	progress func(CopyStats)
+}
+
+// advance counts a data blob's content as gone through.
+func (c *copier) advance(t BlobType, id ID) {
+	if t != DataBlob {
+		return
+	}
+	if l, ok := c.src.Lookup(id); ok {
+		c.st.BytesDone += int64(l.RawLength)
+	}
+	if c.progress != nil {
+		c.progress(*c.st)
+	}
 }
 
 func (c *copier) blob(t BlobType, id ID) (ID, error) {
 	if nid, ok := c.done[id]; ok {
+		c.advance(t, id)
 		return nid, nil
 	}
 	if c.same && c.dst.Has(id) {
 		c.st.BlobsSkipped++
 		c.done[id] = id
+		c.advance(t, id)
 		return id, nil
 	}
 	data, err := c.src.LoadBlob(c.ctx, t, id)
@@ -108,6 +140,7 @@ func (c *copier) blob(t BlobType, id ID) (ID, error) {
 		c.st.BlobsSkipped++
 	}
 	c.done[id] = nid
+	c.advance(t, id)
 	return nid, nil
 }
 

@@ -108,7 +108,7 @@ func TestPostgresBackupRestoreThroughTheAPI(t *testing.T) {
 	}
 	// a database with tables is not overwritten unless the request says so
 	p := restoreDB(id, "original", false)
-	if p["status"] != "failed" || p["error_code"] != "BACKUP_008" {
+	if p["status"] != "failed" || get(p, "error.code") != "BACKUP_008" {
 		t.Fatalf("restore over a live database: %v", p)
 	}
 	psql(t, db, "DELETE FROM pgbench_history")
@@ -211,7 +211,7 @@ func TestMariaDBBackupRestoreThroughTheAPI(t *testing.T) {
 			"components": map[string]bool{"databases": true}, "target_location": target})
 		return s.waitJob(t, v1+"/restore/progress?job_id="+rr["job_id"].(string))
 	}
-	if p := restoreDB("original"); p["status"] != "failed" || p["error_code"] != "BACKUP_008" {
+	if p := restoreDB("original"); p["status"] != "failed" || get(p, "error.code") != "BACKUP_008" {
 		t.Fatalf("restore over the live database: %v", p)
 	}
 	mariadb(t, "DROP DATABASE "+db)

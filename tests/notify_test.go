@@ -127,7 +127,7 @@ func TestNotificationsWebhookAndEmail(t *testing.T) {
 	s.waitJob(t, v1+"/progress?job_id="+ok["job_id"].(string))
 	bad := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full", "notify_on_completion": true,
 		"components": map[string]bool{"gone": true}, "storage_locations": []string{"local"}})
-	if p := s.waitJob(t, v1+"/progress?job_id="+bad["job_id"].(string)); p["status"] != "failed" || p["error_code"] != "BACKUP_003" {
+	if p := s.waitJob(t, v1+"/progress?job_id="+bad["job_id"].(string)); p["status"] != "failed" || get(p, "error.code") != "BACKUP_003" {
 		t.Fatalf("the failing backup: %v", p)
 	}
 	// without notify_on_completion nothing is sent

@@ -197,7 +197,7 @@ func TestScheduleOverlapIsSkippedAndRecorded(t *testing.T) {
 		t.Fatalf("skip event: %v", sk)
 	}
 	js := s.must(200, "GET", v1+"/jobs?status=skipped", "viewer", nil)
-	if len(js["jobs"].([]any)) != 1 || get(js, "jobs.0.error_code") != "BACKUP_002" || get(js, "jobs.0.schedule_id") != "busy" {
+	if len(js["jobs"].([]any)) != 1 || get(js, "jobs.0.error.code") != "BACKUP_002" || get(js, "jobs.0.schedule_id") != "busy" {
 		t.Fatalf("skipped job: %v", js)
 	}
 	gs := s.must(200, "GET", v1+"/schedules", "viewer", nil)

@@ -181,8 +181,15 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 			p.StorageStatus[l] = "waiting"
 		} else {
 			p.StorageStatus[l] = "idle"
+			if p.Copies == nil {
+				p.Copies = map[string]CopyProgress{}
+			}
+			p.Copies[l] = CopyProgress{}
 		}
 	}
+	// the step-based percentage: reading the source is one share of the
+	// work, each copy another (Progress.Figures refines it with bytes)
+	shares := float64(len(req.Locations))
 	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
@@ -298,7 +305,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		p.BytesAdded += cm.Stats.BytesAdded
 		p.Files += cm.Stats.Files
 		p.Warnings += cm.Stats.Warnings
-		p.Percentage = 90 * float64(i+1) / float64(len(req.Components))
+		p.Percentage = 99 * float64(i+1) / float64(len(req.Components)) / shares
 		comps = append(comps, cm)
 		r.comps = comps
 	}
@@ -344,21 +351,38 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 			futures[loc] = workflow.ExecuteActivity(longActivity(ctx), a.Replicate,
 				activities.ReplicateInput{BackupID: plan.ID, From: primary, To: loc})
 		}
+		// in the order they finish, so each copy's end shows at once
+		sel := workflow.NewSelector(ctx)
+		var cancelledErr error
 		for _, loc := range req.Locations[1:] {
-			if err := futures[loc].Get(ctx, nil); err != nil {
-				if ctx.Err() != nil {
-					return nil, cancelled(ctx, p, plan.ID, req.Locations)
+			sel.AddFuture(futures[loc], func(f workflow.Future) {
+				var cs repository.CopyStats
+				err := f.Get(ctx, &cs)
+				// over, either way: its share of the work is done
+				n := max(cs.BytesTotal, p.BytesProcessed)
+				p.Copies[loc] = CopyProgress{BytesDone: n, BytesTotal: n}
+				p.Percentage += 99 / shares
+				switch {
+				case err != nil && ctx.Err() != nil:
+					cancelledErr = err
+				case err != nil:
+					p.StorageStatus[loc] = "failed"
+					p.fail("copy to %s: %s", loc, errText(err))
+					out.Copies[loc] = "failed: " + errText(err)
+				default:
+					p.StorageStatus[loc] = "done"
+					out.Copies[loc] = "done"
 				}
-				p.StorageStatus[loc] = "failed"
-				p.fail("copy to %s: %v", loc, err)
-				out.Copies[loc] = "failed: " + err.Error()
-				continue
+			})
+		}
+		for range req.Locations[1:] {
+			sel.Select(ctx)
+			if cancelledErr != nil {
+				return nil, cancelled(ctx, p, plan.ID, req.Locations)
 			}
-			p.StorageStatus[loc] = "done"
-			out.Copies[loc] = "done"
 		}
 	}
-	p.Percentage = 95
+	p.Percentage = 99
 	if err := waitIfPaused(); err != nil {
 		return nil, cancelled(ctx, p, plan.ID, req.Locations)
 	}
@@ -371,7 +395,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 			return nil, cancelled(ctx, p, plan.ID, req.Locations)
 		}
 		if err != nil {
-			p.fail("verify: %v", err)
+			p.fail("verify: %s", errText(err))
 		} else {
 			out.Verify = &rep
 			if !rep.Passed {
@@ -399,11 +423,12 @@ func setStatus(ctx workflow.Context, s string) {
 func finish(ctx workflow.Context, p *Progress, status string, err error) error {
 	now := workflow.Now(ctx)
 	p.Status, p.Finished, p.CurrentOperation = status, &now, status
+	p.settle(status)
 	if status == StatusCompleted || status == StatusPartial {
 		p.Percentage = 100
 	}
 	if err != nil {
-		p.fail("%v", err)
+		p.fail("%s", errText(err))
 	}
 	setStatus(ctx, status)
 	return err
@@ -417,6 +442,7 @@ func cancelled(ctx workflow.Context, p *Progress, backupID string, locations []s
 		activities.DiscardInput{BackupID: backupID, Locations: locations}).Get(dctx, nil)
 	now := workflow.Now(dctx)
 	p.Status, p.Finished, p.CurrentOperation = StatusCancelled, &now, StatusCancelled
+	p.settle(StatusCancelled)
 	setStatus(dctx, StatusCancelled)
 	return temporal.NewCanceledError("backup cancelled")
 }

@@ -113,7 +113,7 @@ func TestBackupWorkflowQueryWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	if mid.Status != StatusInProgress || mid.CurrentComponent != "data" ||
-		len(mid.ComponentsCompleted) != 1 || mid.ComponentsRemaining[0] != "data" || mid.Percentage != 45 ||
+		len(mid.ComponentsCompleted) != 1 || mid.ComponentsRemaining[0] != "data" || mid.Percentage != 16.5 ||
 		mid.ElapsedSeconds < 15 || mid.Elapsed != "00:00:15" {
 		t.Fatalf("mid-job progress: %+v", mid)
 	}

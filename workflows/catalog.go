@@ -76,20 +76,64 @@ func jobStatus(s string) string {
 	return s
 }
 
-// errorOf splits a workflow error into message and code.
+// errorOf splits a workflow error into message and code: what a user
+// reads, never the SDK's wrapping (an activity error around an
+// application error around its cause, each repeating the text below it).
 func errorOf(err error) (string, string) {
 	if err == nil {
 		return "", ""
-	}
-	var ae *temporal.ApplicationError
-	if errors.As(err, &ae) && strings.HasPrefix(ae.Type(), "BACKUP_") {
-		return ae.Error(), ae.Type()
 	}
 	var ce *temporal.CanceledError
 	if errors.As(err, &ce) {
 		return "cancelled", ""
 	}
-	return err.Error(), string(codes.Classify(err).Code)
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return timeoutMessage(te), string(codes.ComponentFailure)
+	}
+	// the innermost application error holds the failure as it arose; the
+	// code is the first one an application error carries
+	var ae *temporal.ApplicationError
+	var inner *temporal.ApplicationError
+	code := ""
+	for e := err; e != nil && errors.As(e, &ae); e = ae.Unwrap() {
+		inner = ae
+		if code == "" && strings.HasPrefix(ae.Type(), "BACKUP_") {
+			code = ae.Type()
+		}
+	}
+	if inner == nil {
+		c := codes.Classify(err)
+		return strings.TrimPrefix(c.Message, string(c.Code)+": "), string(c.Code)
+	}
+	msg := inner.Message()
+	if code == "" {
+		code = string(codes.Classify(err).Code)
+	}
+	if i := strings.Index(msg, ": "); i > 0 && strings.HasPrefix(msg, "BACKUP_") {
+		msg = msg[i+2:]
+	}
+	return msg, code
+}
+
+// errText is errorOf's message with its code, for progress messages.
+func errText(err error) string {
+	msg, code := errorOf(err)
+	if code == "" {
+		return msg
+	}
+	return code + ": " + msg
+}
+
+// timeoutMessage says which wait ran out, and what usually causes it.
+func timeoutMessage(te *temporal.TimeoutError) string {
+	switch te.TimeoutType() {
+	case enumspb.TIMEOUT_TYPE_HEARTBEAT:
+		return "the worker running this step stopped reporting (heartbeat timeout): it died or lost its connection, and no worker took the step over in time; check the workers for this host (GET /backup/health)"
+	case enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
+		return "no worker picked this step up in time: is a worker for this host running? (GET /backup/health)"
+	}
+	return "this step did not finish in its time limit; see the worker's log"
 }
 
 func rawJSON(v any) json.RawMessage {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,5 +115,44 @@ func TestCancelDuringPrepareIsCancelled(t *testing.T) {
 	}
 	if last.Status != StatusCancelled || last.Backup.Status != StatusCancelled {
 		t.Fatalf("record: %+v", last)
+	}
+}
+
+// A failed job's error is what a user reads: the failure's own message
+// and code, never the SDK's chain ("activity error (type: …,
+// scheduledEventID: …) … (type: wrapError, retryable: true)") with the
+// text repeated at each level.
+func TestFailedJobErrorIsTheFailureNotTheChain(t *testing.T) {
+	for name, actErr := range map[string]error{
+		"coded":   temporal.NewNonRetryableApplicationError(`BACKUP_003: unknown component "x"`, string(codes.InvalidConfiguration), errors.New(`BACKUP_003: unknown component "x"`)),
+		"wrapped": temporal.NewNonRetryableApplicationError("reading /srv/data: disk on fire", "wrapError", nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := newEnv(t)
+			env.RegisterActivity(&activities.Catalog{})
+			var last activities.JobRecord
+			env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
+				last = r
+				return nil
+			})
+			env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(nil, actErr)
+			r := req
+			r.CatalogQueue = "cat"
+			env.ExecuteWorkflow(BackupWorkflow, r)
+			if env.GetWorkflowError() == nil {
+				t.Fatal("the backup succeeded")
+			}
+			if strings.Count(last.Error, "disk on fire")+strings.Count(last.Error, "unknown component") != 1 {
+				t.Fatalf("error text repeats the failure: %q", last.Error)
+			}
+			for _, text := range []string{last.Error, string(last.Result)} {
+				if strings.Contains(text, "activity error") || strings.Contains(text, "(type:") {
+					t.Fatalf("error text is the SDK's chain: %q", text)
+				}
+			}
+			if name == "coded" && (last.ErrorCode != string(codes.InvalidConfiguration) || last.Error != `unknown component "x"`) {
+				t.Fatalf("coded failure recorded as %q %q", last.ErrorCode, last.Error)
+			}
+		})
 	}
 }

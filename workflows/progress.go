@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -55,12 +56,104 @@ type Progress struct {
 	BytesTotal          int64             `json:"bytes_total,omitempty"`
 	// Verification: restores' pre_restore/post_restore states.
 	Verification map[string]string `json:"verification,omitempty"`
+	// Copies: per location a backup is copied to, how far the copy is
+	// (the running copy's from its heartbeat).
+	Copies map[string]CopyProgress `json:"copies,omitempty"`
+}
+
+// CopyProgress is one copy's progress in the backup's content bytes.
+type CopyProgress struct {
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
+}
+
+// Figures are a job's measured progress: the one place its percentage,
+// speed and ETA are computed, for every answer and message.
+type Figures struct {
+	Percent        float64       // 0–100, one decimal; 100 only when done
+	Processed      int64         // source bytes read (backup) or written (restore)
+	Total          int64         // what Processed is expected to reach
+	BytesPerSecond float64       // all work (reading and copies) per second of the job
+	ETA            time.Duration // 0 when done or not yet known
+	Elapsed        time.Duration
+}
+
+// Figures measures p at now. estimate is the expected source size when
+// the job has not measured it (the catalog's estimate at creation). Work
+// is counted in bytes: the source read once, then once per copy, so the
+// percentage and the ETA keep moving while copies are made. Without any
+// byte figure, the workflow's step-based percentage stands.
+func (p Progress) Figures(estimate int64, now time.Time) Figures {
+	f := Figures{Processed: p.BytesProcessed, Total: p.BytesTotal, Percent: p.Percentage}
+	end := now
+	if p.Finished != nil {
+		end = *p.Finished
+	}
+	if !p.Started.IsZero() && end.After(p.Started) {
+		f.Elapsed = end.Sub(p.Started)
+	}
+	if f.Total == 0 {
+		f.Total = estimate
+	}
+	if p.Finished != nil {
+		f.Total = f.Processed
+		if p.Status == StatusCompleted || p.Status == StatusPartial {
+			f.Percent = 100
+		}
+		if f.Elapsed > 0 {
+			f.BytesPerSecond = float64(f.Processed) / f.Elapsed.Seconds()
+		}
+		f.Percent = math.Round(f.Percent*10) / 10
+		return f
+	}
+	f.Total = max(f.Total, f.Processed)
+	done, total := f.Processed, f.Total
+	for _, c := range p.Copies {
+		t := c.BytesTotal
+		if t == 0 { // not started: it will go through what was read
+			t = f.Total
+		}
+		done += min(c.BytesDone, t)
+		total += t
+	}
+	if total > 0 {
+		// never 100 before the job is over: the last steps (commit,
+		// verify, catalog) are not counted in bytes
+		f.Percent = math.Max(f.Percent, math.Min(99, 100*float64(done)/float64(total)))
+	}
+	if f.Elapsed > 0 {
+		f.BytesPerSecond = float64(done) / f.Elapsed.Seconds()
+	}
+	if f.BytesPerSecond > 0 && total > done {
+		f.ETA = time.Duration(float64(total-done) / f.BytesPerSecond * float64(time.Second))
+	}
+	f.Percent = math.Round(f.Percent*10) / 10
+	return f
 }
 
 func (p *Progress) fail(format string, args ...any) {
 	p.Errors++
 	if len(p.ErrorMessages) < 50 {
 		p.ErrorMessages = append(p.ErrorMessages, fmt.Sprintf(format, args...))
+	}
+}
+
+// settle gives every location its final state when the job ends with
+// status: work under way ends with the job (done, or failed/cancelled
+// with it), work never begun says so.
+func (p *Progress) settle(status string) {
+	ok := status == StatusCompleted || status == StatusPartial
+	for loc, st := range p.StorageStatus {
+		switch st {
+		case "writing", "reading", "cleaning", "verifying":
+			if ok {
+				p.StorageStatus[loc] = "done"
+			} else {
+				p.StorageStatus[loc] = status
+			}
+		case "idle", "waiting":
+			p.StorageStatus[loc] = "not_started"
+		}
 	}
 }
 
@@ -83,6 +176,13 @@ func (p Progress) snapshot(now time.Time) Progress {
 		ss[k] = v
 	}
 	p.StorageStatus = ss
+	if p.Copies != nil {
+		cs := map[string]CopyProgress{}
+		for k, v := range p.Copies {
+			cs[k] = v
+		}
+		p.Copies = cs
+	}
 	return p
 }
 

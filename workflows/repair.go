@@ -56,8 +56,8 @@ func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, er
 				break
 			}
 			if lastErr != nil {
-				out.Failed[it.BackupID+" -> "+to] = lastErr.Error()
-				p.fail("%s to %s: %v", it.BackupID, to, lastErr)
+				out.Failed[it.BackupID+" -> "+to] = errText(lastErr)
+				p.fail("%s to %s: %s", it.BackupID, to, errText(lastErr))
 				continue
 			}
 			out.Copied[it.BackupID] = append(out.Copied[it.BackupID], to)

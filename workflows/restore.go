@@ -136,7 +136,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		if err != nil {
 			// without its snapshot the restore would not be undoable: stop
 			return nil, finish(ctx, p, StatusFailed, temporal.NewNonRetryableApplicationError(
-				"the pre-restore snapshot failed; nothing was restored: "+err.Error(), string(codes.RestoreConflict), nil))
+				"the pre-restore snapshot failed; nothing was restored: "+errText(err), string(codes.RestoreConflict), nil))
 		}
 		p.SnapshotID = snap
 		p.Percentage = 15
@@ -440,6 +440,7 @@ func restoreStepFailed(ctx workflow.Context, p *Progress, err error) error {
 	if ctx.Err() != nil {
 		now := workflow.Now(ctx)
 		p.Status, p.Finished = StatusCancelled, &now
+		p.settle(StatusCancelled)
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		setStatus(dctx, StatusCancelled)
 		return temporal.NewCanceledError("restore cancelled")
