@@ -569,15 +569,22 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 // directories are not empty, unless it overwrites. It runs once, before
 // anything is written; the workflow keeps its answer (TargetChecked).
 func (a *Activities) CheckRestoreTarget(ctx context.Context, in RestoreInput) error {
+	return toTemporal(a.RestoreTargetProblem(ctx, in))
+}
+
+// RestoreTargetProblem is CheckRestoreTarget's check with the engine's
+// error (restore.ErrTargetNotEmpty): the API server runs it before it
+// starts a restore when the worker runs in its process.
+func (a *Activities) RestoreTargetProblem(ctx context.Context, in RestoreInput) error {
 	_, m, err := a.openBackup(ctx, in.Location, in.BackupID)
 	if err != nil {
 		return err
 	}
 	opts, err := in.options(m, a.Config)
 	if err != nil {
-		return toTemporal(err)
+		return err
 	}
-	return toTemporal(restore.CheckTargets(m, opts))
+	return restore.CheckTargets(m, opts)
 }
 
 // Restore writes a backup (or parts) into the target; see restore.Run.

@@ -19,6 +19,7 @@ import (
 	"backupd/activities"
 	"backupd/codes"
 	"backupd/models"
+	"backupd/restore"
 	"backupd/sources"
 	"backupd/workflows"
 )
@@ -222,6 +223,21 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 			if _, ok := s.Cfg.Components[c]; ok {
 				wreq.SnapshotComponents = append(wreq.SnapshotComponents, c)
 			}
+		}
+	}
+	if s.LocalWorker && !wreq.NoFiles && !wreq.Overwrite {
+		// the worker runs here: a target it would refuse is refused now,
+		// before a job exists (another host's worker refuses it as the
+		// job starts, with the same code)
+		a := &activities.Activities{Stores: s.Stores, Config: s.Cfg}
+		if err := a.RestoreTargetProblem(r.Context(), wreq.RestoreInput); errors.Is(err, restore.ErrTargetNotEmpty) {
+			e := conflict(codes.RestoreConflict, "target_location %s is not empty: set \"overwrite\": true to restore into it (files of the same names are replaced), or choose an empty directory", req.TargetLocation)
+			e.Details = map[string]any{"field": "overwrite", "target_location": req.TargetLocation}
+			return e
+		} else if err != nil && !userFacing(err) {
+			s.Log.Warn("restore target check failed; the worker checks again", "err", err)
+		} else if err != nil {
+			return err
 		}
 	}
 	// restores run at 100-200 MB/s on the measured machines (bench/README.md)

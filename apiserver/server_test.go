@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"backupd/activities"
+	"backupd/backup"
 
 	"backupd/config"
 	"backupd/models"
@@ -360,5 +362,54 @@ func TestDatabaseTargetNamesAreChecked(t *testing.T) {
 	res, _ := call(t, s, "POST", "/cloud-integration/backup/create", toks["operator"], strings.NewReader(`{"components": {"data": true}, "protected": true}`))
 	if res.StatusCode != 403 {
 		t.Errorf("operator creating a protected backup: %d", res.StatusCode)
+	}
+}
+
+// A restore into a non-empty directory without overwrite was answered
+// 200 restore_started and failed later: with the worker in this process
+// it is a 409 naming the overwrite field, and no job is started.
+func TestRestoreIntoANonEmptyDirectoryIsRefusedBeforeAnyJob(t *testing.T) {
+	t.Setenv("BACKUPD_PASSWORD", "pw")
+	t.Setenv("BACKUPD_TEST_KDF", "1")
+	s, toks := testServer(t, "sqlite")
+	s.LocalWorker = true
+	delete(s.Cfg.Storage, "cloud")
+	s.Stores = activities.NewStores(s.Cfg)
+	t.Cleanup(s.Stores.Close)
+	ctx := context.Background()
+	if err := s.Stores.EnsureInitialized(ctx); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := s.Stores.Open(ctx, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store.PutBackup(ctx, &models.Backup{ID: m.ID, Type: "full", Status: "completed", Timestamp: m.Started,
+		Components: models.Strings{"data"}, Locations: models.Strings{"local"}}); err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(target, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "data", "keep-me"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"backup_id": %q, "restore_type": "full", "target_location": %q}`, m.ID, target)
+	res, out := call(t, s, "POST", "/cloud-integration/backup/restore", toks["admin"], strings.NewReader(body))
+	if res.StatusCode != 409 || out["code"] != "BACKUP_008" || get(out, "details.field") != "overwrite" ||
+		!strings.Contains(out["message"].(string), `"overwrite": true`) || len(out["suggested_actions"].([]any)) == 0 {
+		t.Fatalf("%d %v", res.StatusCode, out)
+	}
+	if js, err := s.Store.ListJobs(ctx, models.JobFilter{Limit: 10}); err != nil || len(js) != 0 {
+		t.Fatalf("a refused restore left jobs: %v %v", js, err)
 	}
 }

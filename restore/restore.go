@@ -105,7 +105,7 @@ func (e *FileError) Unwrap() error { return e.Err }
 var ErrInvalidSelection = errors.New("invalid restore selection")
 
 // ErrTargetNotEmpty: restoring into a non-empty directory needs Overwrite.
-var ErrTargetNotEmpty = errors.New("target directory is not empty (use overwrite to restore into it)")
+var ErrTargetNotEmpty = errors.New(`target directory is not empty (set "overwrite": true in the restore request to restore into it, replacing files of the same names)`)
 
 type compTarget struct {
 	name string
