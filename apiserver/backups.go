@@ -480,6 +480,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 		"cancelable":   true, "pausable": true, "workflow_id": started.WorkflowID,
 		"temporal_ui_url": s.workflowURL(started.WorkflowID, started.RunID),
 	}
+	if pw := s.policyWarning(locs, pol); pw != "" {
+		warnings = append(warnings, pw)
+	}
 	if warnings != nil {
 		resp["warnings"] = warnings
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"backupd/codes"
@@ -74,6 +75,22 @@ func (s *Server) check321(b *models.Backup, pol *Policies) *shortfall {
 		f.Reasons = append(f.Reasons, "no further location is configured: add one to meet the policy")
 	}
 	return f
+}
+
+// policyWarning says, when backups written to locs would fall short of
+// the replication policy, how and what would meet it: a schedule or a
+// backup that breaks the 3-2-1 rule is accepted, with this warning, and
+// health turns degraded after its first run.
+func (s *Server) policyWarning(locs []string, pol *Policies) string {
+	f := s.check321(&models.Backup{ID: "(new)", Locations: locs}, pol)
+	if f == nil {
+		return ""
+	}
+	msg := fmt.Sprintf("storage_locations %v do not meet the replication policy (%s): health turns degraded after the first run", locs, strings.Join(f.Reasons, ", "))
+	if len(f.Missing) > 0 {
+		msg += fmt.Sprintf("; add %v to storage_locations to meet it", f.Missing)
+	}
+	return msg
 }
 
 // replicationState checks every completed backup (the newest first).

@@ -312,10 +312,19 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 		status, msg = "created", "Schedule created successfully"
 	}
 	s.Hub.Broadcast(scheduleEvent("schedule_"+status, sc, msg, next))
+	warnings := []string{}
+	policyMet := true
+	if pol, err := s.policies(ctx); err == nil {
+		if pw := s.policyWarning(sc.Locations, pol); pw != "" {
+			warnings, policyMet = append(warnings, pw), false
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": status, "schedule_id": sc.ID, "name": sc.Name, "message": msg, "enabled": sc.Enabled,
-		"next_execution":       rfc3339p(next),
-		"validation":           map[string]any{"components_valid": true, "storage_valid": true, "schedule_valid": true, "retention_valid": true},
+		"next_execution": rfc3339p(next),
+		"validation": map[string]any{"components_valid": true, "storage_valid": true, "schedule_valid": true, "retention_valid": true,
+			"replication_policy_met": policyMet},
+		"warnings":             warnings,
 		"temporal_schedule_id": temporalScheduleID(sc.ID),
 	})
 	return nil

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,5 +30,23 @@ func TestReservedScheduleIDsAreRefused(t *testing.T) {
 	}
 	if got := temporalScheduleID("cleanup"); got == cleanupScheduleID {
 		t.Fatalf("a user schedule maps onto the cleanup schedule: %s", got)
+	}
+}
+
+// A schedule (or backup) to locations that break the replication policy
+// is accepted with a warning naming how it falls short and what meets it.
+func TestPolicyWarningNamesTheShortfall(t *testing.T) {
+	s, _ := testServer(t, "sqlite")
+	pol, err := s.policies(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.policyWarning([]string{"local"}, pol)
+	if !strings.Contains(w, "1 of 3 copies") || !strings.Contains(w, "add [cloud]") {
+		t.Fatalf("warning: %q", w)
+	}
+	pol.Replication.Copies, pol.Replication.Offsite = 2, 0
+	if w := s.policyWarning([]string{"local", "cloud"}, pol); w != "" {
+		t.Fatalf("a policy met gets a warning: %q", w)
 	}
 }

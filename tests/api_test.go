@@ -684,9 +684,13 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 	if sc["status"] != "created" || err != nil || next.Hour() != 1 || next.Minute() != 0 || time.Until(next) > 25*time.Hour {
 		t.Fatalf("schedule: %v", sc)
 	}
+	// two locations break the 3-2-1 policy: accepted, with a warning that names the missing one
+	if ws := sc["warnings"].([]any); len(ws) != 1 || !strings.Contains(ws[0].(string), "remote") || get(sc, "validation.replication_policy_met") != false {
+		t.Fatalf("schedule short of 3-2-1 without a warning: %v", sc)
+	}
 	up := s.must(200, "POST", v1+"/schedules", "operator", map[string]any{"id": "schedule-custom-daily", "retention_days": 90,
 		"storage_locations": []string{"local", "cloud", "remote"}, "notifications": map[string]bool{"on_warning": true}})
-	if up["status"] != "updated" || up["message"] == "" {
+	if up["status"] != "updated" || up["message"] == "" || len(up["warnings"].([]any)) != 0 || get(up, "validation.replication_policy_met") != true {
 		t.Fatalf("schedule update: %v", up)
 	}
 	ws.waitFor(t, "schedule_event", 5*time.Second, func(m obj) bool {
