@@ -7,6 +7,7 @@ package retention
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -113,6 +114,10 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 			keep[id] = why
 		}
 	}
+	// claims: per rule, per period, the backup that rule keeps for it
+	// (what supersedes the others of that period)
+	type claim struct{ rule, period, id string }
+	var claims []claim
 	// 2. GFS for full backups: the newest in each of the last N days,
 	// weeks, months, years that have one
 	bucket := func(list []Backup, n int, key func(time.Time) string, label string) {
@@ -126,6 +131,7 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 				continue
 			}
 			seen[k] = true
+			claims = append(claims, claim{label, k, b.ID})
 			mark(b.ID, fmt.Sprintf("%s: newest full backup of %s", label, k))
 		}
 	}
@@ -149,11 +155,13 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 			case age < time.Duration(w.KeepDailyForWeeks)*7*24*time.Hour:
 				if k := day(b.Time.UTC()); !dailySeen[k] {
 					dailySeen[k] = true
+					claims = append(claims, claim{name + ".keep_daily_for_weeks", k, b.ID})
 					mark(b.ID, fmt.Sprintf("%s.keep_daily_for_weeks (%d): newest of %s", name, w.KeepDailyForWeeks, k))
 				}
 			case age < time.Duration(w.KeepWeeklyForMonths)*30*24*time.Hour:
 				if k := week(b.Time.UTC()); !weeklySeen[k] {
 					weeklySeen[k] = true
+					claims = append(claims, claim{name + ".keep_weekly_for_months", k, b.ID})
 					mark(b.ID, fmt.Sprintf("%s.keep_weekly_for_months (%d): newest of %s", name, w.KeepWeeklyForMonths, k))
 				}
 			}
@@ -187,13 +195,68 @@ func Decide(backups []Backup, p Policy, now time.Time) []Decision {
 			out[i] = Decision{ID: b.ID, Keep: true, Reason: why}
 			continue
 		}
-		reason := "not kept by any rule of the " + b.Type + " policy"
+		reason := ""
+		// superseded: a rule keeps a newer backup for the same period
+		for _, c := range claims {
+			if c.id == b.ID || byID[c.id].Type != b.Type {
+				continue
+			}
+			if periodOf(c.rule, b.Time.UTC()) == c.period {
+				reason = fmt.Sprintf("superseded by %s, the newest %s backup of %s (kept by %s)", c.id, b.Type, c.period, c.rule)
+				break
+			}
+		}
+		if reason == "" {
+			reason = "older than the " + b.Type + " policy keeps (" + policyTerms(p, b.Type) + ")"
+			if newest := newestKept(byType[b.Type], keep); newest != nil {
+				reason += "; the newest kept " + b.Type + " backup is " + newest.ID + " of " + day(newest.Time.UTC())
+			}
+		}
 		if !good(b) {
 			reason = "a " + b.Status + " backup"
 		}
 		out[i] = Decision{ID: b.ID, Keep: false, Reason: reason}
 	}
 	return out
+}
+
+// periodOf is t's period under a rule's name (day, ISO week, month, year).
+func periodOf(rule string, t time.Time) string {
+	switch {
+	case strings.HasSuffix(rule, ".daily"), strings.HasSuffix(rule, ".keep_daily_for_weeks"):
+		return t.Format("2006-01-02")
+	case strings.HasSuffix(rule, ".weekly"), strings.HasSuffix(rule, ".keep_weekly_for_months"):
+		y, w := t.ISOWeek()
+		return fmt.Sprintf("%d-W%02d", y, w)
+	case strings.HasSuffix(rule, ".monthly"):
+		return t.Format("2006-01")
+	case strings.HasSuffix(rule, ".yearly"):
+		return t.Format("2006")
+	}
+	return ""
+}
+
+// policyTerms is a type's policy in words, for reasons.
+func policyTerms(p Policy, typ string) string {
+	w := map[string]Window{"incremental": p.Incremental, "differential": p.Differential, "snapshot": p.Snapshots}
+	if typ == "full" {
+		return fmt.Sprintf("full_backups: daily %d, weekly %d, monthly %d, yearly %d", p.Full.Daily, p.Full.Weekly, p.Full.Monthly, p.Full.Yearly)
+	}
+	x, ok := w[typ]
+	if !ok {
+		return "no rule for type " + typ
+	}
+	return fmt.Sprintf("all for %d days, daily for %d weeks, weekly for %d months", x.KeepAllForDays, x.KeepDailyForWeeks, x.KeepWeeklyForMonths)
+}
+
+// newestKept is the newest backup of list (newest first) that is kept.
+func newestKept(list []Backup, keep map[string]string) *Backup {
+	for i := range list {
+		if _, ok := keep[list[i].ID]; ok {
+			return &list[i]
+		}
+	}
+	return nil
 }
 
 // CleanupRules are the spec's cleanup_rules.

@@ -248,3 +248,24 @@ func TestDecideOverAMonth(t *testing.T) {
 	}
 	t.Logf("kept %v of %d; reasons %v", kept, len(bs), reasons)
 }
+
+// A removed backup's reason names what replaces it: the backup a rule
+// keeps for its period, or how far the policy reaches and the newest kept
+// one ("not kept by any rule of the full policy" named nothing).
+func TestReasonsNameWhatSupersedes(t *testing.T) {
+	var p Policy
+	p.Full.Daily = 2
+	d := decide([]Backup{
+		{ID: "new", Type: "full", Status: "completed", Time: ago(1)},
+		{ID: "same-day", Type: "full", Status: "completed", Time: ago(1.5)},
+		{ID: "yesterday", Type: "full", Status: "completed", Time: ago(25)},
+		{ID: "old", Type: "full", Status: "completed", Time: ago(24 * 10)},
+	}, p)
+	if r := d["same-day"].Reason; d["same-day"].Keep || !strings.Contains(r, "superseded by new") || !strings.Contains(r, "full_backups.daily") {
+		t.Fatalf("same day: %+v", d["same-day"])
+	}
+	if r := d["old"].Reason; d["old"].Keep || !strings.Contains(r, "older than the full policy keeps (full_backups: daily 2") ||
+		!strings.Contains(r, "newest kept full backup is new") {
+		t.Fatalf("old: %+v", d["old"])
+	}
+}
