@@ -155,11 +155,15 @@ func (s *Server) buildRouter() *mux.Router {
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		req = withState(req, &reqState{id: newRequestID()})
-		s.writeError(w, req, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such endpoint: " + req.Method + " " + req.URL.Path})
+		sw := &statusWriter{ResponseWriter: w}
+		defer s.accessLog(req, "(no route)", sw, time.Now())
+		s.writeError(sw, req, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such endpoint: " + req.Method + " " + req.URL.Path})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		req = withState(req, &reqState{id: newRequestID()})
-		s.writeError(w, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED", Message: req.Method + " is not allowed on " + req.URL.Path})
+		sw := &statusWriter{ResponseWriter: w}
+		defer s.accessLog(req, "(no route)", sw, time.Now())
+		s.writeError(sw, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED", Message: req.Method + " is not allowed on " + req.URL.Path})
 	})
 	return r
 }
@@ -262,6 +266,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		w.Header().Set("X-Request-ID", st.id)
 		r = withState(r, st)
 		sw := &statusWriter{ResponseWriter: w}
+		defer s.accessLog(r, rt.Path, sw, time.Now())
 		src := sourceOf(r)
 		err := s.authorize(r, rt, st)
 		if err != nil && st.token == nil {
@@ -311,6 +316,25 @@ func (s *Server) runHandler(rt route, sw *statusWriter, r *http.Request) {
 			s.writeError(sw, r, err)
 		}
 	}
+}
+
+// accessLog writes one line per request: method, route (the template,
+// never the ids in the path), status, duration, request id, actor.
+func (s *Server) accessLog(r *http.Request, route string, sw *statusWriter, t0 time.Time) {
+	if s.Log == nil {
+		return
+	}
+	actor := "-"
+	st := stateOf(r)
+	if st != nil && st.token != nil {
+		actor = st.token.Name
+	}
+	args := []any{"method", r.Method, "route", route, "status", sw.status, "duration_ms", time.Since(t0).Milliseconds(),
+		"request_id", requestID(r), "actor", actor, "remote", sourceOf(r)}
+	if st != nil && st.clientID != "" {
+		args = append(args, "client_request_id", st.clientID)
+	}
+	s.Log.Info("request", args...)
 }
 
 func validRequestID(id string) bool {

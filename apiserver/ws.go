@@ -456,11 +456,39 @@ func progressMessage(j *models.Job, p *workflows.Progress) map[string]any {
 	return msg
 }
 
+// logJob writes a job's start and end lines (a job ending on a user's
+// mistake or a failure is a warning: the system itself is fine).
+func (s *Server) logJob(rec activities.JobRecord) {
+	if s.Log == nil {
+		return
+	}
+	args := []any{"job_id", rec.JobID, "type", rec.Type}
+	for _, kv := range [][2]string{{"backup_id", rec.BackupID}, {"ref_id", rec.RefID}, {"schedule_id", rec.ScheduleID}, {"workflow_id", rec.WorkflowID}} {
+		if kv[1] != "" {
+			args = append(args, kv[0], kv[1])
+		}
+	}
+	if rec.Finished == nil {
+		s.Log.Info("job started", args...)
+		return
+	}
+	args = append(args, "outcome", rec.Status, "duration_s", math.Round(rec.Finished.Sub(rec.Started).Seconds()*10)/10)
+	if rec.Error != "" {
+		args = append(args, "error_code", rec.ErrorCode, "error", rec.Error)
+	}
+	if rec.Status == "completed" {
+		s.Log.Info("job finished", args...)
+	} else {
+		s.Log.Warn("job finished", args...)
+	}
+}
+
 // OnJobRecord is the catalog's notification (in this process): a started
 // job is followed, a finished one announced.
 func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	withProgress := rec.Type == "backup" || rec.Type == "restore"
 	j := &models.Job{ID: rec.JobID, Type: rec.Type, RefID: rec.RefID, BackupID: rec.BackupID}
+	s.logJob(rec)
 	if rec.Finished == nil {
 		s.Hub.Track(rec.JobID)
 		// every job's first progress message, however soon it ends

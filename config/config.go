@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,7 +41,21 @@ type Config struct {
 	// reference). Default 6h; "0s" only where no backup can run during a
 	// cleanup.
 	GCSafetyWindow string `yaml:"gc_safety_window"`
+	Log            Log    `yaml:"log"`
 }
+
+// Log is how the processes log: level debug|info|warn|error (default
+// info), format text|json (default text), to standard error.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// LogLevels and LogFormats are the accepted values.
+var (
+	LogLevels  = []string{"debug", "info", "warn", "error"}
+	LogFormats = []string{"text", "json"}
+)
 
 // SafetyWindow is GCSafetyWindow parsed; ok is false when unset.
 func (c *Config) SafetyWindow() (d time.Duration, ok bool) {
@@ -198,6 +213,8 @@ var envOverrides = map[string]func(*Config) *string{
 	"BACKUPD_CATALOG_DRIVER":     func(c *Config) *string { return &c.Catalog.Driver },
 	"BACKUPD_CATALOG_DSN":        func(c *Config) *string { return &c.Catalog.DSN },
 	"BACKUPD_GC_SAFETY_WINDOW":   func(c *Config) *string { return &c.GCSafetyWindow },
+	"BACKUPD_LOG_LEVEL":          func(c *Config) *string { return &c.Log.Level },
+	"BACKUPD_LOG_FORMAT":         func(c *Config) *string { return &c.Log.Format },
 }
 
 // EnvNames lists the BACKUPD_* variables Load reads.
@@ -294,8 +311,23 @@ func (c *Config) applyDefaults() {
 }
 
 // Validate checks names and references.
+// ValidateLog checks the log settings alone.
+func (c *Config) ValidateLog() error {
+	var errs []error
+	if c.Log.Level != "" && !slices.Contains(LogLevels, strings.ToLower(c.Log.Level)) {
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of %s (flag --log-level, env BACKUPD_LOG_LEVEL)", c.Log.Level, strings.Join(LogLevels, ", ")))
+	}
+	if c.Log.Format != "" && !slices.Contains(LogFormats, strings.ToLower(c.Log.Format)) {
+		errs = append(errs, fmt.Errorf("log.format: %q is not one of %s (flag --log-format, env BACKUPD_LOG_FORMAT)", c.Log.Format, strings.Join(LogFormats, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.ValidateLog(); err != nil {
+		errs = append(errs, err)
+	}
 	for name, comp := range c.Components {
 		if err := repository.ValidNodeName(name); err != nil {
 			errs = append(errs, fmt.Errorf("components: %w", err))

@@ -39,7 +39,11 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 	uiport := fs.Int("ui-port", envInt("BACKUPD_UI_PORT", 8233), "Temporal Web UI port (env BACKUPD_UI_PORT)")
 	sftpPort := fs.Int("sftp-port", envInt("BACKUPD_SFTP_PORT", 2222), "SFTP server port (env BACKUPD_SFTP_PORT)")
 	apiListen := fs.String("listen", envOr("BACKUPD_API_LISTEN", "127.0.0.1:8080"), "API address (env BACKUPD_API_LISTEN)")
+	lf := addLogFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := lf.check(); err != nil {
 		return err
 	}
 	dir, err := filepath.Abs(*varDir)
@@ -103,6 +107,9 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
+		return err
+	}
+	if err := lf.apply(cfg); err != nil {
 		return err
 	}
 	c, err := dialWithRetry(ctx, cfg, 60*time.Second)

@@ -26,6 +26,7 @@ import (
 // serverFlags are the API server's flags (each also a BACKUPD_* variable).
 type serverFlags struct {
 	config, listen, tlsCert, tlsKey string
+	log                             *logFlags
 }
 
 func addServerFlags(fs *flag.FlagSet) *serverFlags {
@@ -34,6 +35,7 @@ func addServerFlags(fs *flag.FlagSet) *serverFlags {
 	fs.StringVar(&f.listen, "listen", "", "API address (env BACKUPD_API_LISTEN; default 127.0.0.1:8080)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS/WSS with this certificate (env BACKUPD_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "and this key (env BACKUPD_TLS_KEY)")
+	f.log = addLogFlags(fs)
 	return f
 }
 
@@ -53,6 +55,9 @@ func (f *serverFlags) load() (*config.Config, error) {
 	}
 	if (cfg.API.TLSCert == "") != (cfg.API.TLSKey == "") {
 		return nil, errors.New("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+	}
+	if err := f.log.apply(cfg); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -94,7 +99,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	defer store.Close()
 	stores := activities.NewStores(cfg)
 	defer stores.Close()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := newLogger(cfg, os.Stderr)
 	var sup *workerSupervisor
 	if worker {
 		sup = &workerSupervisor{log: log}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
 
 	"backupd/activities"
 	"backupd/config"
@@ -31,7 +29,7 @@ func dialTemporal(cfg *config.Config) (client.Client, error) {
 	}
 	c, err := client.Dial(client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
 		ConnectionOptions: client.ConnectionOptions{TLS: tc},
-		Logger:            log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
+		Logger:            sdkLogger(cfg)})
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s: %w", cfg.Temporal.Address, err)
 	}
@@ -64,8 +62,13 @@ func runWorker(ctx context.Context, cfg *config.Config, c client.Client, started
 }
 
 func cmdWorker(ctx context.Context, args []string) error {
-	cfg, err := loadConfig(flag.NewFlagSet("backupd worker", flag.ContinueOnError), args)
+	fs := flag.NewFlagSet("backupd worker", flag.ContinueOnError)
+	lf := addLogFlags(fs)
+	cfg, err := loadConfig(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := lf.apply(cfg); err != nil {
 		return err
 	}
 	c, err := dialTemporal(cfg)
