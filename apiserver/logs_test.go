@@ -55,3 +55,15 @@ func TestAccessLogAndJobLines(t *testing.T) {
 		t.Fatalf("job end line: %v", f)
 	}
 }
+
+// /healthz and /readyz answer without a token and say no more than ok or
+// not ok; with Temporal unreachable the server is alive but not ready.
+func TestProbes(t *testing.T) {
+	s, _ := testServer(t, "sqlite")
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503} {
+		res, m := call(t, s, "GET", path, "", nil)
+		if res.StatusCode != want || len(m) != 1 || m["status"] == nil {
+			t.Fatalf("%s: %d %v", path, res.StatusCode, m)
+		}
+	}
+}

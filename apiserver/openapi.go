@@ -58,6 +58,17 @@ func (s *Server) OpenAPI() map[string]any {
 			item[strings.ToLower(rt.Method)] = op
 		}
 	}
+	probe := func(id, summary string, codes ...int) map[string]any {
+		res := map[string]any{}
+		for _, c := range codes {
+			res[strconv.Itoa(c)] = map[string]any{"description": http.StatusText(c), "content": map[string]any{"application/json": map[string]any{
+				"schema": map[string]any{"type": "object", "properties": map[string]any{"status": map[string]any{"type": "string", "enum": []string{"ok", "not ready"}}}}}}}
+		}
+		return map[string]any{"get": map[string]any{"summary": summary, "operationId": id,
+			"security": []map[string]any{}, "responses": res}}
+	}
+	paths[HealthzPath] = probe("getHealthz", "healthz: the process serves HTTP (no token)", 200)
+	paths[ReadyzPath] = probe("getReadyz", "readyz: the catalog and Temporal answer and a worker polls this host's task queue (no token)", 200, 503)
 	schemas := map[string]any{"Error": map[string]any{"type": "object", "required": []string{"error", "code", "message", "request_id", "timestamp"},
 		"properties": map[string]any{"error": map[string]any{"type": "boolean"}, "code": map[string]any{"type": "string"},
 			"message": map[string]any{"type": "string"}, "details": map[string]any{"type": "object"},

@@ -63,6 +63,7 @@ type Server struct {
 	totCache      map[string]totalsEntry
 	refused       refusals
 	wcache        workerCache
+	readyState    readiness
 	recon         reconcileState
 	limiter       authLimiter
 }
@@ -153,6 +154,8 @@ func (s *Server) buildRouter() *mux.Router {
 			sub.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
 		}
 	}
+	r.HandleFunc(HealthzPath, s.healthz).Methods("GET")
+	r.HandleFunc(ReadyzPath, s.readyz).Methods("GET")
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		req = withState(req, &reqState{id: newRequestID()})
 		sw := &statusWriter{ResponseWriter: w}

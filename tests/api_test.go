@@ -410,6 +410,13 @@ func apiEndToEnd(t *testing.T, driver string) {
 	s := startAPIStack(t, driver)
 	const v1 = "/v1/cloud-integration/backup"
 
+	// probes, without a token: the stack is alive and ready
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, m := s.do("GET", p, "", nil); code != 200 || m["status"] != "ok" {
+			t.Fatalf("%s: %d %v", p, code, m)
+		}
+	}
+
 	// status
 	st := s.must(200, "GET", v1+"/status", "viewer", nil)
 	fields(t, "status", st, "status", "backup_system.id", "backup_system.version", "backup_system.last_health_check",
