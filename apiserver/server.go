@@ -289,6 +289,8 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 			return
 		}
+		// jobs it starts carry the request's id and caller (memo, Temporal UI)
+		r = r.WithContext(jobs.WithRequester(r.Context(), jobs.Requester{RequestID: st.id, Actor: user(r)}))
 		if rt.Action != "" {
 			entry, aerr := s.auditStart(r, rt, st)
 			if aerr != nil {

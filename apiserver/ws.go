@@ -35,7 +35,9 @@ type Hub struct {
 	mu      sync.Mutex
 	clients map[*wsClient]struct{}
 	tracked map[string]*tracked
-	closed  bool
+	// seq orders a job's progress messages before its end
+	seq    sync.Mutex
+	closed bool
 	// Dropped counts clients dropped for being too slow.
 	Dropped int64
 	// checkFailing: since when the sessions' tokens cannot be checked
@@ -392,6 +394,9 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 	}
 	msg := progressMessage(j, p)
 	key := progressKey(msg, p)
+	// in order with the job's end (OnJobRecord): no progress after it
+	s.Hub.seq.Lock()
+	defer s.Hub.seq.Unlock()
 	s.Hub.mu.Lock()
 	tr := s.Hub.tracked[id]
 	send := tr != nil && (tr.key != key || time.Since(tr.sent) > 5*time.Second)
@@ -506,6 +511,8 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 		}
 		return
 	}
+	s.Hub.seq.Lock()
+	defer s.Hub.seq.Unlock()
 	s.Hub.untrack(rec.JobID)
 	// and its last, before job_complete: a progress bar ends at its end
 	if withProgress {

@@ -40,6 +40,63 @@ type Job struct {
 	BackupID   string `json:"backup_id,omitempty"`
 }
 
+// Requester is who asked for a job: the API request's id and caller.
+// It goes into the workflow's memo and its summary in the Temporal Web
+// UI, so an operator there can find the request in the API's log.
+type Requester struct {
+	RequestID string
+	Actor     string
+}
+
+type requesterKey struct{}
+
+// WithRequester carries rq to the jobs started with ctx.
+func WithRequester(ctx context.Context, rq Requester) context.Context {
+	return context.WithValue(ctx, requesterKey{}, rq)
+}
+
+func requesterOf(ctx context.Context) Requester {
+	rq, _ := ctx.Value(requesterKey{}).(Requester)
+	if rq.Actor == "" {
+		rq.Actor = "cli"
+	}
+	return rq
+}
+
+// display is what the Temporal Web UI shows of a job: a one-line summary
+// in the list, details on its page, and the memo.
+type display struct {
+	jobType, jobID, backupID string
+	lines                    []string // extra "**Label** value" lines
+}
+
+func (d display) apply(ctx context.Context, o *client.StartWorkflowOptions) {
+	rq := requesterOf(ctx)
+	sum := d.jobType + " " + d.jobID
+	if d.backupID != "" {
+		sum += " · " + d.backupID
+	}
+	sum += " · by " + rq.Actor
+	o.StaticSummary = sum
+	det := []string{"**Job** " + d.jobID, "**Type** " + d.jobType}
+	if d.backupID != "" {
+		det = append(det, "**Backup** "+d.backupID)
+	}
+	det = append(det, d.lines...)
+	det = append(det, "**Requested by** "+rq.Actor)
+	if rq.RequestID != "" {
+		det = append(det, "**API request** "+rq.RequestID)
+	}
+	o.StaticDetails = strings.Join(det, "\n\n")
+	if o.Memo == nil {
+		o.Memo = map[string]any{}
+	}
+	o.Memo["job_id"], o.Memo["requested_by"] = d.jobID, rq.Actor
+	if rq.RequestID != "" {
+		o.Memo["request_id"] = rq.RequestID
+	}
+}
+
 func newJobID(prefix string) string {
 	b := make([]byte, 3)
 	rand.Read(b)
@@ -79,6 +136,12 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
 		Memo:                                     map[string]any{"job_id": req.JobID, "name": req.Name},
 	}
+	lines := []string{"**Components** " + strings.Join(req.Components, ", "), "**Backup type** " + req.Type,
+		"**Locations** " + strings.Join(req.Locations, ", ")}
+	if req.ScheduleID != "" {
+		lines = append(lines, "**Schedule** "+req.ScheduleID)
+	}
+	display{jobType: "backup", jobID: req.JobID, backupID: req.BackupID, lines: lines}.apply(ctx, &opts)
 	if priority > 0 {
 		opts.Priority = temporal.Priority{PriorityKey: priority}
 	}
@@ -94,15 +157,17 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 }
 
 // start runs a workflow whose id is its job id.
-func (j *Client) start(ctx context.Context, jobType, jobID, backupID, workflow string, arg any) (*Job, error) {
-	run, err := j.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+func (j *Client) start(ctx context.Context, jobType, jobID, backupID, workflow string, arg any, lines ...string) (*Job, error) {
+	opts := client.StartWorkflowOptions{
 		ID: jobID, TaskQueue: j.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.AttrJobType.ValueSet(jobType), workflows.AttrJobID.ValueSet(jobID),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(backupID)),
-	}, workflow, arg)
+	}
+	display{jobType: jobType, jobID: jobID, backupID: backupID, lines: lines}.apply(ctx, &opts)
+	run, err := j.C.ExecuteWorkflow(ctx, opts, workflow, arg)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("starting %s: %w", jobType, err))
 	}
@@ -114,7 +179,8 @@ func (j *Client) StartRestore(ctx context.Context, req workflows.RestoreRequest)
 	if req.JobID == "" {
 		req.JobID = newJobID("RESTORE")
 	}
-	return j.start(ctx, "restore", req.JobID, req.BackupID, "RestoreWorkflow", req)
+	return j.start(ctx, "restore", req.JobID, req.BackupID, "RestoreWorkflow", req,
+		"**Restore** "+req.RestoreID, "**Target** "+req.Target, "**From location** "+req.Location)
 }
 
 // StartVerify starts a VerifyWorkflow.
@@ -130,7 +196,8 @@ func (j *Client) StartCleanup(ctx context.Context, req workflows.CleanupRequest)
 	if req.JobID == "" {
 		req.JobID = newJobID("CLEANUP")
 	}
-	return j.start(ctx, "cleanup", req.JobID, "", "CleanupWorkflow", req)
+	return j.start(ctx, "cleanup", req.JobID, "", "CleanupWorkflow", req,
+		"**Cleanup** "+req.CleanupID, "**Locations** "+strings.Join(req.Locations, ", "), fmt.Sprintf("**Dry run** %v", req.DryRun))
 }
 
 // StartRepair starts a RepairWorkflow.

@@ -35,6 +35,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	sdkpb "go.temporal.io/api/sdk/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"gopkg.in/yaml.v3"
 
 	"backupd/config"
@@ -410,10 +414,17 @@ func apiEndToEnd(t *testing.T, driver string) {
 	s := startAPIStack(t, driver)
 	const v1 = "/v1/cloud-integration/backup"
 
-	// probes, without a token: the stack is alive and ready
-	for _, p := range []string{"/healthz", "/readyz"} {
-		if code, m := s.do("GET", p, "", nil); code != 200 || m["status"] != "ok" {
-			t.Fatalf("%s: %d %v", p, code, m)
+	// probes, without a token: the stack is alive, and ready once its worker polls
+	if code, m := s.do("GET", "/healthz", "", nil); code != 200 || m["status"] != "ok" {
+		t.Fatalf("/healthz: %d %v", code, m)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, m := s.do("GET", "/readyz", "", nil)
+		if code == 200 && m["status"] == "ok" {
+			break
+		}
+		if time.Now().After(deadline) || (code != 503 && code != 200) {
+			t.Fatalf("/readyz: %d %v", code, m)
 		}
 	}
 
@@ -503,6 +514,26 @@ func apiEndToEnd(t *testing.T, driver string) {
 	if jc["status"] != "success" || jc["operation"] != "backup" || get(jc, "details.backup_id") != backupID {
 		t.Fatalf("job_complete: %v", jc)
 	}
+	// the last progress message, before job_complete, is the end: 100%, every location's final state
+	var last obj
+	ws.mu.Lock()
+	for _, m := range ws.msgs {
+		if m["job_id"] != jobID {
+			continue
+		}
+		if m["type"] == "job_complete" {
+			break
+		}
+		if m["type"] == "backup_progress" {
+			last = m
+		}
+	}
+	ws.mu.Unlock()
+	if last["progress"] != 100.0 || last["status"] != "completed" || get(last, "locations.local.state") != "done" ||
+		get(last, "locations.cloud.state") != "done" || get(last, "locations.cloud.bytes_done") != get(last, "locations.cloud.bytes_total") {
+		t.Fatalf("final backup_progress: %v", last)
+	}
+	temporalShowsJob(t, s, jobID, backupID)
 
 	// list and details
 	l = s.must(200, "GET", v1+"/list?limit=5&type=full&status=completed", "viewer", nil)
@@ -913,6 +944,46 @@ func apiCancelAndDelete(t *testing.T, s *apiStack, ws *wsCollector) {
 	}
 	if code, _ := s.do("GET", v1+"/details/"+victim, "viewer", nil); code != 404 {
 		t.Fatalf("deleted backup still listed: %d", code)
+	}
+}
+
+// temporalShowsJob checks the Temporal Web UI's view of a job: its
+// summary in the list names the job, the backup and the caller, its
+// details the components, its memo the API request, its page the state.
+func temporalShowsJob(t *testing.T, s *apiStack, jobID, backupID string) {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: s.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	l, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("BackupJobId = '%s'", jobID)})
+	if err != nil || len(l.Executions) != 1 {
+		t.Fatalf("workflow of %s: %v %v", jobID, l, err)
+	}
+	e := l.Executions[0].Execution
+	d, err := c.DescribeWorkflowExecution(ctx, e.WorkflowId, e.RunId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := converter.GetDefaultDataConverter()
+	var summary, details, reqID string
+	md := d.ExecutionConfig.GetUserMetadata()
+	_ = dc.FromPayload(md.GetSummary(), &summary)
+	_ = dc.FromPayload(md.GetDetails(), &details)
+	_ = dc.FromPayload(d.WorkflowExecutionInfo.GetMemo().GetFields()["request_id"], &reqID)
+	if !strings.Contains(summary, jobID) || !strings.Contains(summary, backupID) || !strings.Contains(summary, "by operator") ||
+		!strings.Contains(details, "**Components** ") || !strings.HasPrefix(reqID, "req_") {
+		t.Fatalf("Temporal UI view: summary %q details %q request %q", summary, details, reqID)
+	}
+	v, err := c.QueryWorkflow(ctx, e.WorkflowId, e.RunId, "__temporal_workflow_metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta sdkpb.WorkflowMetadata
+	if err := v.Get(&meta); err != nil || !strings.Contains(meta.GetCurrentDetails(), "completed") {
+		t.Fatalf("current details: %q %v", meta.GetCurrentDetails(), err)
 	}
 }
 

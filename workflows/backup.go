@@ -266,15 +266,18 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	var failedComps []repository.ComponentManifest
 	for i, name := range req.Components {
 		p.CurrentComponent = name
+		p.show(ctx)
 		var cm repository.ComponentManifest
 		for {
 			if paused {
 				p.CurrentOperation = "paused"
+				p.show(ctx)
 				if err := workflow.Await(ctx, func() bool { return !paused }); err != nil {
 					return nil, cancelled(ctx, p, plan.ID, req.Locations)
 				}
 			}
 			p.CurrentOperation = "backing_up"
+			p.show(ctx)
 			actx, cancel := workflow.WithCancel(withFailover(longActivity(ctx), req.Failover))
 			cancelCurrent, pausedRun = cancel, false
 			err := workflow.ExecuteActivity(actx, a.BackupComponent, activities.ComponentInput{
@@ -310,6 +313,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		r.comps = comps
 	}
 	p.CurrentComponent = ""
+	p.show(ctx)
 	// a pause also holds the steps after the components
 	waitIfPaused := func() error {
 		if !paused {
@@ -317,6 +321,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		}
 		op := p.CurrentOperation
 		p.CurrentOperation = "paused"
+		p.show(ctx)
 		err := workflow.Await(ctx, func() bool { return !paused })
 		p.CurrentOperation = op
 		return err
@@ -325,6 +330,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		return nil, cancelled(ctx, p, plan.ID, req.Locations)
 	}
 	p.CurrentOperation = "finalizing"
+	p.show(ctx)
 	var sum activities.BackupSummary
 	err = workflow.ExecuteActivity(shortActivity(ctx), a.CommitBackup, activities.CommitInput{
 		Plan: *plan, Components: comps, Location: primary}).Get(ctx, &sum)
@@ -345,6 +351,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	}
 	if len(req.Locations) > 1 {
 		p.CurrentOperation = "replicating"
+		p.show(ctx)
 		futures := map[string]workflow.Future{}
 		for _, loc := range req.Locations[1:] {
 			p.StorageStatus[loc] = "writing"
@@ -373,6 +380,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 					p.StorageStatus[loc] = "done"
 					out.Copies[loc] = "done"
 				}
+				p.show(ctx)
 			})
 		}
 		for range req.Locations[1:] {
@@ -388,6 +396,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	}
 	if req.Verify {
 		p.CurrentOperation = "verifying"
+		p.show(ctx)
 		var rep activities.VerifyReport
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
 			BackupID: plan.ID, Location: primary, ExtractTest: true}).Get(ctx, &rep)
@@ -424,6 +433,7 @@ func finish(ctx workflow.Context, p *Progress, status string, err error) error {
 	now := workflow.Now(ctx)
 	p.Status, p.Finished, p.CurrentOperation = status, &now, status
 	p.settle(status)
+	p.show(ctx)
 	if status == StatusCompleted || status == StatusPartial {
 		p.Percentage = 100
 	}
@@ -443,6 +453,7 @@ func cancelled(ctx workflow.Context, p *Progress, backupID string, locations []s
 	now := workflow.Now(dctx)
 	p.Status, p.Finished, p.CurrentOperation = StatusCancelled, &now, StatusCancelled
 	p.settle(StatusCancelled)
+	p.show(dctx)
 	setStatus(dctx, StatusCancelled)
 	return temporal.NewCanceledError("backup cancelled")
 }

@@ -3,6 +3,8 @@ package workflows
 import (
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -136,6 +138,34 @@ func (p *Progress) fail(format string, args ...any) {
 	if len(p.ErrorMessages) < 50 {
 		p.ErrorMessages = append(p.ErrorMessages, fmt.Sprintf(format, args...))
 	}
+}
+
+// show puts the job's state where the Temporal Web UI shows it (the
+// workflow page's current details), so an operator needs no query. It
+// writes no history event.
+func (p *Progress) show(ctx workflow.Context) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s** %s", p.JobType, strings.ReplaceAll(p.CurrentOperation, "_", " "))
+	if p.CurrentComponent != "" {
+		fmt.Fprintf(&b, " · component %s", p.CurrentComponent)
+	}
+	if n := len(p.ComponentsCompleted) + len(p.ComponentsFailed) + len(p.ComponentsRemaining); n > 0 {
+		fmt.Fprintf(&b, " · %d of %d components done", len(p.ComponentsCompleted)+len(p.ComponentsFailed), n)
+	}
+	fmt.Fprintf(&b, " · %.0f%%", p.Percentage)
+	if len(p.StorageStatus) > 0 {
+		locs := make([]string, 0, len(p.StorageStatus))
+		for l, st := range p.StorageStatus {
+			locs = append(locs, l+": "+st)
+		}
+		sort.Strings(locs)
+		fmt.Fprintf(&b, "\n\nlocations: %s", strings.Join(locs, ", "))
+	}
+	if len(p.ErrorMessages) > 0 {
+		fmt.Fprintf(&b, "\n\nlast error: %s", p.ErrorMessages[len(p.ErrorMessages)-1])
+	}
+	b.WriteString("\n\nlive byte counts: the progress query, or GET /backup/progress")
+	workflow.SetCurrentDetails(ctx, b.String())
 }
 
 // settle gives every location its final state when the job ends with

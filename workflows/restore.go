@@ -95,6 +95,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	*start = recordJob(ctx, req.CatalogQueue, restoreRecord(ctx, req, p))
 	if req.VerifyBefore {
 		p.CurrentOperation = "verifying_backup"
+		p.show(ctx)
 		var rep activities.VerifyReport
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
 			BackupID: req.BackupID, Location: req.Location}).Get(ctx, &rep)
@@ -116,6 +117,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	if v := workflow.GetVersion(ctx, "restore-target-check", workflow.DefaultVersion, 1); v >= 1 && !req.NoFiles {
 		if !req.Overwrite && !req.Original {
 			p.CurrentOperation = "checking_target"
+			p.show(ctx)
 			if err := workflow.ExecuteActivity(shortActivity(ctx), a.CheckRestoreTarget, req.RestoreInput).Get(ctx, nil); err != nil {
 				return nil, finish(ctx, p, StatusFailed, err)
 			}
@@ -124,6 +126,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	}
 	if req.PreRestoreSnapshot && len(req.SnapshotComponents) > 0 {
 		p.CurrentOperation = "creating_pre_restore_snapshot"
+		p.show(ctx)
 		snap := SnapshotID(req.RestoreID)
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: "snapshot:" + snap})
 		var so BackupOutcome
@@ -142,6 +145,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		p.Percentage = 15
 	}
 	p.CurrentOperation = "restoring_data"
+	p.show(ctx)
 	// one activity per named component (each has its own target and
 	// progress); a whole-backup or path restore is one activity
 	units := [][]string{req.Components}
@@ -158,6 +162,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	for i, unit := range units {
 		if len(unit) == 1 {
 			p.CurrentComponent = unit[0]
+			p.show(ctx)
 		}
 		var res activities.RestoreResult
 		in := req.RestoreInput
@@ -189,6 +194,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	for _, db := range req.Databases {
 		db.BackupID, db.Location = req.BackupID, req.Location
 		p.CurrentOperation, p.CurrentComponent = "restoring_database", db.Component
+		p.show(ctx)
 		var dr activities.DatabaseRestoreResult
 		err := workflow.ExecuteActivity(longActivity(ctx), a.RestoreDatabase, db).Get(ctx, &dr)
 		if ctx.Err() != nil || err != nil {
@@ -203,10 +209,12 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 	res := total
 	p.ComponentsRemaining = []string{}
 	p.CurrentComponent = ""
+	p.show(ctx)
 	if req.VerifyAfter && !req.NoFiles {
 		// every file was verified as it was written; this reads the
 		// whole restored tree again against the manifest
 		p.CurrentOperation = "verifying_restore"
+		p.show(ctx)
 		p.Percentage = 95
 		var vr activities.RestoreResult
 		err := workflow.ExecuteActivity(longActivity(ctx), a.VerifyRestore, req.RestoreInput).Get(ctx, &vr)
@@ -387,6 +395,7 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 				"a planned cleanup needs the catalog", string(codes.InvalidConfiguration), nil))
 		}
 		p.CurrentOperation = "planning"
+		p.show(ctx)
 		var plan activities.PlanOutput
 		if err := workflow.ExecuteActivity(catalogCtx(ctx, req.CatalogQueue), cat.PlanCleanup, *req.Plan).Get(ctx, &plan); err != nil {
 			return nil, finish(ctx, p, StatusFailed, err)
@@ -394,6 +403,7 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 		req.BackupIDs, req.Decisions, req.PerLocation = plan.IDs, rawJSON(plan.Lines), plan.PerLocation
 		*reqOut = req
 		p.CurrentOperation = "cleaning"
+		p.show(ctx)
 	}
 	out := &CleanupOutcome{Removed: map[string][]string{}, GC: map[string]GCLocationOutcome{}}
 	for _, loc := range req.Locations {
@@ -441,6 +451,7 @@ func restoreStepFailed(ctx workflow.Context, p *Progress, err error) error {
 		now := workflow.Now(ctx)
 		p.Status, p.Finished = StatusCancelled, &now
 		p.settle(StatusCancelled)
+		p.show(ctx)
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		setStatus(dctx, StatusCancelled)
 		return temporal.NewCanceledError("restore cancelled")
