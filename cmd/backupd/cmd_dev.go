@@ -197,11 +197,8 @@ func writeDevConfig(dir, taddr, ip string, uiport int, s3srv *s3test.Server, sft
 			UIURL: "http://" + net.JoinHostPort(ip, strconv.Itoa(uiport))},
 		Catalog: config.Catalog{Driver: "sqlite", DSN: filepath.Join(dir, "catalog.db")},
 		Components: map[string]config.Component{
-			"system":         {Description: "operating system identity and boot configuration", Paths: existing("/etc/os-release", "/etc/hostname", "/etc/fstab", "/boot")},
-			"configurations": {Description: "system and service configuration", Paths: []string{"/etc"}},
-			"logs":           {Description: "logs, without rotated archives", Paths: []string{"/var/log"}, Exclude: []string{"*.gz", "*.[0-9]", "*.old"}},
-			"data":           {Description: "application data", Paths: []string{dataDir}},
-			"databases":      {Description: "database dumps", Paths: []string{dbDir}},
+			"data":      {Description: "application data", Paths: []string{dataDir}},
+			"databases": {Description: "database dumps", Paths: []string{dbDir}},
 		},
 		Storage: map[string]config.Location{
 			"local": {URL: filepath.Join(dir, "backups", "local"), Media: "disk"},
@@ -211,22 +208,19 @@ func writeDevConfig(dir, taddr, ip string, uiport int, s3srv *s3test.Server, sft
 				SSHKey: sftp.KeyFile, KnownHosts: sftp.KnownHostsFile, Offsite: true, Media: "remote-disk"},
 		},
 	}
+	// the host's own components, exactly as a Linux host gets them by
+	// default (one definition: config.DefaultComponents, in the README)
+	for name, c := range config.DefaultComponents() {
+		if name != "data" {
+			cfg.Components[name] = c
+		}
+	}
 	b, err := yaml.Marshal(&cfg)
 	if err != nil {
 		return "", err
 	}
 	p := filepath.Join(dir, "backupd.yaml")
 	return p, os.WriteFile(p, append([]byte("# Written by 'backupd dev' at each start; edit a copy for a real host.\n"), b...), 0o600)
-}
-
-func existing(paths ...string) []string {
-	var out []string
-	for _, p := range paths {
-		if _, err := os.Lstat(p); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func envOr(name, def string) string {
