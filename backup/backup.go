@@ -211,6 +211,8 @@ func RunComponent(ctx context.Context, repo *repository.Repository, plan *Plan, 
 	cm.Stats.BlobsAdded = after.BlobsAdded - before.BlobsAdded
 	cm.Stats.BytesAdded = after.BytesAdded - before.BytesAdded
 	cm.Stats.StoredAdded = after.StoredAdded - before.StoredAdded
+	cm.Stats.DataAdded = after.DataAdded - before.DataAdded
+	cm.Stats.StoredBytes = after.StoredReferenced - before.StoredReferenced
 	if cm.Error != "" {
 		return cm, fmt.Errorf("%w: %s", ErrComponentFailed, cm.Error)
 	}

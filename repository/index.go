@@ -231,13 +231,19 @@ func (ix *Index) has(id ID) bool {
 
 // dedupablePack is dedupable with the pack that holds the blob.
 func (ix *Index) dedupablePack(id ID) (ID, bool) {
+	p, _, ok := ix.dedupable(id)
+	return p, ok
+}
+
+// dedupable is dedupablePack with the blob's stored length.
+func (ix *Index) dedupable(id ID) (ID, int64, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	l, ok := ix.blobs[id]
 	if !ok || ix.condemned[l.pack] {
-		return ID{}, false
+		return ID{}, 0, false
 	}
-	return ix.packs[l.pack].id, true
+	return ix.packs[l.pack].id, int64(l.length), true
 }
 
 // Len is the number of blobs indexed.

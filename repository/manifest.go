@@ -45,13 +45,21 @@ type ComponentManifest struct {
 
 // Stats counts what a backup holds and what it added.
 type Stats struct {
-	Files         int64 `json:"files"`
-	Dirs          int64 `json:"dirs"`
-	Bytes         int64 `json:"bytes"`           // content bytes in the backup
-	BytesRead     int64 `json:"bytes_read"`      // content bytes actually read (incrementals skip unchanged files)
-	BlobsAdded    int64 `json:"blobs_added"`     // new blobs stored
-	BytesAdded    int64 `json:"bytes_added"`     // plaintext bytes of the new blobs
-	StoredAdded   int64 `json:"stored_added"`    // bytes the new blobs take in storage (compressed+encrypted)
+	Files       int64 `json:"files"`
+	Dirs        int64 `json:"dirs"`
+	Bytes       int64 `json:"bytes"`        // content bytes in the backup
+	BytesRead   int64 `json:"bytes_read"`   // content bytes actually read (incrementals skip unchanged files)
+	BlobsAdded  int64 `json:"blobs_added"`  // new blobs stored
+	BytesAdded  int64 `json:"bytes_added"`  // plaintext bytes of the new blobs
+	StoredAdded int64 `json:"stored_added"` // bytes the new blobs take in storage (compressed+encrypted)
+	// DataAdded: plaintext bytes of the new data blobs (BytesAdded less
+	// the trees), at most Bytes.
+	DataAdded int64 `json:"data_added,omitempty"`
+	// StoredBytes: what Bytes takes in storage, compressed and encrypted,
+	// before deduplication (each chunk's stored length, once per use).
+	// Bytes/StoredBytes is the compression ratio; StoredBytes/StoredAdded
+	// what deduplication saved. 0 in manifests written before it existed.
+	StoredBytes   int64 `json:"stored_bytes,omitempty"`
 	FilesUnread   int64 `json:"files_unchanged"` // files reused from the parent without reading
 	Warnings      int64 `json:"warnings"`
 	ErrorsSkipped int64 `json:"errors"`
@@ -66,6 +74,8 @@ func (s *Stats) Add(s2 Stats) {
 	s.BlobsAdded += s2.BlobsAdded
 	s.BytesAdded += s2.BytesAdded
 	s.StoredAdded += s2.StoredAdded
+	s.DataAdded += s2.DataAdded
+	s.StoredBytes += s2.StoredBytes
 	s.FilesUnread += s2.FilesUnread
 	s.Warnings += s2.Warnings
 	s.ErrorsSkipped += s2.ErrorsSkipped

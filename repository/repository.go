@@ -71,7 +71,8 @@ type Repository struct {
 	// writer state
 	wmu          sync.Mutex
 	sealer       *sealer
-	pending      map[ID]struct{}
+	pending      map[ID]int64 // blobs being stored: their stored length (0 until sealed)
+	pendingRefs  map[ID]int   // uses of a pending blob seen before it was sealed
 	packers      map[BlobType]*packBuilder
 	uploadCh     chan *packBuilder
 	uploadWG     sync.WaitGroup
@@ -100,16 +101,33 @@ type PackCommit struct {
 
 type writeStats struct {
 	blobsAdded, bytesAdded, storedAdded, packsWritten atomic.Int64
+	dataAdded, storedReferenced                       atomic.Int64
 }
 
 // WriteStats reports what this Repository value has added so far.
 type WriteStats struct {
 	BlobsAdded, BytesAdded, StoredAdded, PacksWritten int64
+	// DataAdded: the plaintext bytes of the new data blobs (file and dump
+	// content; BytesAdded also counts trees).
+	DataAdded int64
+	// StoredReferenced: the stored (compressed, encrypted) length of every
+	// data blob saved or reused, new or already present, once per use:
+	// the content's size in storage before deduplication.
+	StoredReferenced int64
 }
 
 // WriteStats returns counters of blobs and bytes this session added.
 func (r *Repository) WriteStats() WriteStats {
-	return WriteStats{r.stats.blobsAdded.Load(), r.stats.bytesAdded.Load(), r.stats.storedAdded.Load(), r.stats.packsWritten.Load()}
+	return WriteStats{BlobsAdded: r.stats.blobsAdded.Load(), BytesAdded: r.stats.bytesAdded.Load(),
+		StoredAdded: r.stats.storedAdded.Load(), PacksWritten: r.stats.packsWritten.Load(),
+		DataAdded: r.stats.dataAdded.Load(), StoredReferenced: r.stats.storedReferenced.Load()}
+}
+
+// referenced counts a use of a data blob stored with n bytes.
+func (r *Repository) referenced(t BlobType, n int64) {
+	if t == DataBlob {
+		r.stats.storedReferenced.Add(n)
+	}
 }
 
 // InitOptions configure a new repository.
@@ -210,7 +228,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
 		idx: newIndex(), compression: CompressZstd, uploaders: 3,
-		pending: map[ID]struct{}{}, packers: map[BlobType]*packBuilder{},
+		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{},
 	}, nil
 }
 
@@ -350,8 +368,9 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
-	if p, ok := r.idx.dedupablePack(id); ok {
+	if p, n, ok := r.idx.dedupable(id); ok {
 		r.deps.add(p)
+		r.referenced(t, n)
 		return false, nil
 	}
 	r.wmu.Lock()
@@ -360,11 +379,15 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 		r.wmu.Unlock()
 		return false, err
 	}
-	if _, ok := r.pending[id]; ok {
+	if n, ok := r.pending[id]; ok {
+		if n == 0 { // still being sealed: counted when it is
+			r.pendingRefs[id]++
+		}
 		r.wmu.Unlock()
+		r.referenced(t, n)
 		return false, nil
 	}
-	r.pending[id] = struct{}{}
+	r.pending[id] = 0
 	if r.sealer == nil {
 		s, err := newSealer(r.keys.DataPublic)
 		if err != nil {
@@ -399,10 +422,17 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 		r.packers[t] = p
 	}
 	p.add(t, id, sealed, len(data))
+	r.pending[id] = int64(len(sealed))
+	uses := 1 + int64(r.pendingRefs[id])
+	delete(r.pendingRefs, id)
 	r.wmu.Unlock()
 	r.stats.blobsAdded.Add(1)
 	r.stats.bytesAdded.Add(int64(len(data)))
 	r.stats.storedAdded.Add(int64(len(sealed)))
+	r.referenced(t, uses*int64(len(sealed)))
+	if t == DataBlob {
+		r.stats.dataAdded.Add(int64(len(data)))
+	}
 	if full != nil {
 		select {
 		case r.uploadCh <- full:
@@ -521,7 +551,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 	r.sealer, r.uploadErr = nil, nil
 	if err != nil {
 		// blobs of packs that never got stored must not look present
-		r.pending = map[ID]struct{}{}
+		r.pending, r.pendingRefs = map[ID]int64{}, map[ID]int{}
 	}
 	r.wmu.Unlock()
 	if err != nil {
@@ -575,7 +605,7 @@ func (r *Repository) Abort() {
 	r.uploadWG.Wait()
 	r.wmu.Lock()
 	r.sealer, r.uploadErr = nil, nil
-	r.pending = map[ID]struct{}{}
+	r.pending, r.pendingRefs = map[ID]int64{}, map[ID]int{}
 	r.sessionPacks, r.sessionIndex = nil, nil
 	r.wmu.Unlock()
 }

@@ -259,6 +259,7 @@ func (r *Repository) DependedPacks() []ID {
 // the caller must then store the data anew.
 func (r *Repository) Reuse(ids []ID) bool {
 	packs := make([]ID, 0, 1)
+	var stored int64
 	r.idx.mu.RLock()
 	for _, id := range ids {
 		l, ok := r.idx.blobs[id]
@@ -266,6 +267,7 @@ func (r *Repository) Reuse(ids []ID) bool {
 			r.idx.mu.RUnlock()
 			return false
 		}
+		stored += int64(l.length)
 		p := r.idx.packs[l.pack].id
 		if len(packs) == 0 || packs[len(packs)-1] != p {
 			packs = append(packs, p)
@@ -275,6 +277,7 @@ func (r *Repository) Reuse(ids []ID) bool {
 	for _, p := range packs {
 		r.deps.add(p)
 	}
+	r.referenced(DataBlob, stored)
 	return true
 }
 
