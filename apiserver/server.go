@@ -32,9 +32,6 @@ import (
 	"backupd/models"
 )
 
-// Version is reported by the status endpoint.
-var Version = "dev"
-
 // Server serves the API.
 type Server struct {
 	Cfg      *config.Config

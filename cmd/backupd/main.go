@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+
+	"backupd/buildinfo"
 )
 
 // Exit codes: 0 success; 1 failure; 2 bad usage; 3 finished with
@@ -44,7 +46,7 @@ Usage:
   backupd catalog rebuild          recreate the catalog from the manifests in storage
   backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
   backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
-  backupd version
+  backupd version                  module version, commit and build time (also --version)
 
 Environment:
   BACKUPD_PASSWORD       repository password (or --password-file)
@@ -93,8 +95,8 @@ func run(ctx context.Context, args []string) int {
 		err = cmdCatalog(ctx, args[1:])
 	case "job":
 		err = cmdJob(ctx, args[1:])
-	case "version":
-		fmt.Println("backupd", version)
+	case "version", "--version":
+		fmt.Print(buildinfo.Get())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
@@ -117,5 +119,3 @@ func run(ctx context.Context, args []string) int {
 	fmt.Fprintln(os.Stderr, "backupd:", err)
 	return exitFail
 }
-
-var version = "dev"
