@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net/url"
 	"reflect"
 	"regexp"
 	"strings"
@@ -12,7 +11,8 @@ const Redacted = "[REDACTED]"
 
 // secretName matches the names of settings (YAML keys, URL query
 // parameters, DSN keywords, log attributes) whose values are secrets.
-var secretName = regexp.MustCompile(`(?i)(secret|passw|passphrase|pwd|token|credential|private|key|auth|signature|cookie|^pass$)`)
+// "key" alone is not one (an S3 object key); access_key, key_id are.
+var secretName = regexp.MustCompile(`(?i)(secret|passw|passphrase|pwd|token|credential|private|auth|signature|cookie|^pass$|.key$|^key.|apikey)`)
 
 // pathName matches names whose value is the path of a file (the secret is
 // in the file, not in the configuration): password_file, passfile,
@@ -111,51 +111,35 @@ func redactValue(dst, src reflect.Value, secret bool) {
 	}
 }
 
-// dsnPair is one keyword=value of a libpq-style DSN (value quoted or not).
-var dsnPair = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]+)`)
+// Secrets inside free text: key=value pairs (a URL's query, a DSN's
+// keywords, quoted or not), "key":"value" (JSON in an error message), and
+// user:password@ (a URL, or a MySQL DSN Go's URL parser refuses).
+var (
+	textPair = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^&;\s"',]*)`)
+	jsonPair = regexp.MustCompile(`"([A-Za-z_][A-Za-z0-9_]*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"`)
+	userinfo = regexp.MustCompile(`(^|://|\s)([^:/?#@\s]*):(?:[^@\s/][^@\s]*)?@`)
+)
 
-var userinfo = regexp.MustCompile(`(^|://)([^:/?#@\s]*):[^@\s]*@`)
-
-// RedactString removes the secrets a free-form value can carry: a URL's
-// password and its secret query parameters (s3://b/p?secret_key=...),
-// and the secret keywords of a key=value DSN (password=...).
+// RedactString removes the secrets a free-form value can carry (a URL, a
+// DSN, an error message quoting either): a URL's password, secret query
+// parameters (s3://b/p?secret_key=...), a DSN's password=... .
 func RedactString(s string) string {
 	if s == "" {
 		return s
 	}
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" && (u.Host != "" || u.User != nil || u.RawQuery != "") {
-		changed := false
-		if u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = url.UserPassword(u.User.Username(), Redacted)
-				changed = true
-			}
-		}
-		if u.RawQuery != "" {
-			q := u.Query()
-			for k := range q {
-				if IsSecretName(k) {
-					q[k] = []string{Redacted}
-					changed = true
-				}
-			}
-			if changed {
-				u.RawQuery = q.Encode()
-			}
-		}
-		if !changed {
-			return s
-		}
-		return u.String()
-	}
-	// not a URL Go can parse (a MySQL DSN user:password@tcp(host)/db), but
-	// it may still carry user:password@
 	s = userinfo.ReplaceAllString(s, "${1}${2}:"+Redacted+"@")
-	return dsnPair.ReplaceAllStringFunc(s, func(pair string) string {
-		m := dsnPair.FindStringSubmatch(pair)
-		if IsSecretName(m[1]) {
-			return m[1] + "=" + Redacted
+	s = jsonPair.ReplaceAllStringFunc(s, func(p string) string {
+		m := jsonPair.FindStringSubmatch(p)
+		if IsSecretName(m[1]) && m[3] != "" {
+			return `"` + m[1] + `"` + m[2] + `"` + Redacted + `"`
 		}
-		return pair
+		return p
+	})
+	return textPair.ReplaceAllStringFunc(s, func(p string) string {
+		m := textPair.FindStringSubmatch(p)
+		if IsSecretName(m[1]) && m[3] != "" {
+			return m[1] + m[2] + Redacted
+		}
+		return p
 	})
 }

@@ -55,7 +55,7 @@ var shown = map[string]bool{
 	"storage.*.url": true, "storage.*.ssh_key": true, "storage.*.known_hosts": true, "storage.*.media": true,
 	"notifications.webhooks.name": true, "notifications.webhooks.url": true, "notifications.webhooks.secret_file": true,
 	"notifications.webhooks.events": true,
-	"notifications.smtp.host": true, "notifications.smtp.from": true, "notifications.smtp.to": true,
+	"notifications.smtp.host":       true, "notifications.smtp.from": true, "notifications.smtp.to": true,
 	"notifications.smtp.username": true, "notifications.smtp.password_file": true, "notifications.smtp.events": true,
 }
 
@@ -106,7 +106,10 @@ func TestRedactStringFindsSecretsInsideValues(t *testing.T) {
 		"host=127.0.0.1 password='" + canary + " with spaces' dbname=backupd",
 		"https://hooks.example/notify?token=" + canary,
 		"user:" + canary + "@tcp(127.0.0.1:3306)/db", // not a URL Go parses
-		"mysql://root:" + canary + "@[::1:3306/db",  // nor this
+		"mysql://root:" + canary + "@[::1:3306/db",   // nor this
+		"open s3: bad parameter in s3://b/p?endpoint=http://127.0.0.1:1&secret_key=" + canary + ": unknown",
+		`{"user":"u","password":"` + canary + `"}`,
+		"dial sftp backupd:" + canary + "@host: refused",
 	} {
 		got := RedactString(in)
 		if strings.Contains(got, canary) || strings.Contains(got, "s3cr3t") {
@@ -114,7 +117,8 @@ func TestRedactStringFindsSecretsInsideValues(t *testing.T) {
 		}
 	}
 	for _, keep := range []string{"/var/backups/backupd", "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1",
-		"host=127.0.0.1 port=5432 user=backupd dbname=backupd", "*.[0-9]", "sftp://backupd@host:22/srv"} {
+		"host=127.0.0.1 port=5432 user=backupd dbname=backupd", "*.[0-9]", "sftp://backupd@host:22/srv",
+		"backup b-1 failed: read /srv/a=b: permission denied", `{"key":"prefix/x","token_count":0}`} {
 		if got := RedactString(keep); got != keep {
 			t.Errorf("%q changed to %q", keep, got)
 		}
