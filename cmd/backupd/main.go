@@ -48,6 +48,7 @@ Usage:
   backupd catalog rebuild          recreate the catalog from the manifests in storage
   backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
   backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
+  backupd debug-bundle             fetch a tar.gz for support from the server (secrets redacted)
   backupd completion bash|zsh      print a shell completion script
   backupd version                  module version, commit and build time (also --version)
 
@@ -121,6 +122,7 @@ func commandTable() []command {
 		{name: "catalog", run: cmdCatalog, subs: []string{"rebuild"}},
 		{name: "job", run: cmdJob, subs: jobCommands},
 		{name: "repo", run: runRepo, subs: repoCommandPaths()},
+		{name: "debug-bundle", run: cmdDebugBundle},
 		{name: "completion", run: cmdCompletion, subs: []string{"bash", "zsh"}, noFlags: true},
 		{name: "version", run: cmdVersion, noFlags: true},
 		{name: "help", run: cmdHelp, noFlags: true},
