@@ -67,13 +67,20 @@ func (r *Ring) add(e Entry) {
 }
 
 // Handler wraps next: records go to next as before (when next is enabled
-// for them) and into the ring.
+// for them) and, at the ring's level or above, into the ring.
 func (r *Ring) Handler(next slog.Handler) slog.Handler {
-	return &handler{ring: r, next: next}
+	return &handler{ring: r, next: next, min: r.level}
+}
+
+// HandlerAt is Handler keeping only records at min or above (for a log
+// whose routine lines are noise).
+func (r *Ring) HandlerAt(next slog.Handler, min slog.Leveler) slog.Handler {
+	return &handler{ring: r, next: next, min: min}
 }
 
 type handler struct {
 	ring   *Ring
+	min    slog.Leveler
 	next   slog.Handler
 	group  string // prefix for the attributes that follow ("a.b.")
 	attrs  []slog.Attr
@@ -81,11 +88,11 @@ type handler struct {
 }
 
 func (h *handler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.ring.level.Level() || h.next.Enabled(ctx, l)
+	return l >= h.min.Level() || h.next.Enabled(ctx, l)
 }
 
 func (h *handler) Handle(ctx context.Context, rec slog.Record) error {
-	if rec.Level >= h.ring.level.Level() {
+	if rec.Level >= h.min.Level() {
 		e := Entry{Time: rec.Time, Level: rec.Level.String(), Message: cut(rec.Message), Attrs: map[string]string{}}
 		for i, a := range h.attrs {
 			addAttr(e.Attrs, h.prefix[i], a)

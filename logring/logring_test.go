@@ -47,3 +47,19 @@ func TestRingBoundsAttributes(t *testing.T) {
 		t.Fatalf("%d attributes kept", n)
 	}
 }
+
+func TestHandlerAtKeepsOnlyItsLevel(t *testing.T) {
+	r := New(10, slog.LevelInfo)
+	sdk := slog.New(r.HandlerAt(slog.DiscardHandler, slog.LevelWarn))
+	server := slog.New(r.Handler(slog.DiscardHandler))
+	sdk.Info("routine")
+	sdk.Warn("sdk warning")
+	server.Info("server info")
+	var msgs []string
+	for _, e := range r.Entries() {
+		msgs = append(msgs, e.Message)
+	}
+	if strings.Join(msgs, ",") != "sdk warning,server info" {
+		t.Fatalf("%v", msgs)
+	}
+}

@@ -155,8 +155,11 @@ func checkBundle(t *testing.T, files map[string]string, badJob string, secrets [
 		cfg.Components["appdb"].Databases[0].Password != config.Redacted || cfg.Notifications.Webhooks[0].Secret != config.Redacted {
 		t.Errorf("config.yaml:\n%s", files["config.yaml"])
 	}
-	if !strings.Contains(files["logs.jsonl"], "backupd API listening") {
-		t.Errorf("logs.jsonl lacks the server's start:\n%.2000s", files["logs.jsonl"])
+	// the server's own lines and the Temporal SDK's (the failed activity)
+	for _, want := range []string{"backupd API listening", `"msg":"job finished"`, `"job_id":"` + badJob + `"`, `"msg":"Activity error."`} {
+		if !strings.Contains(files["logs.jsonl"], want) {
+			t.Errorf("logs.jsonl lacks %s:\n%.3000s", want, files["logs.jsonl"])
+		}
 	}
 	for _, l := range strings.Split(strings.TrimSpace(files["logs.jsonl"]), "\n") {
 		var rec map[string]any

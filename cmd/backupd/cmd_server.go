@@ -91,8 +91,8 @@ func serve(ctx context.Context, name string, args []string, worker bool) error {
 }
 
 // recentLogs keeps this process's last log records (the server's at INFO
-// and above, the Temporal SDK's as its log writes them) for the debug
-// bundle: a few MB at most, logring caps each record.
+// and above, the Temporal SDK's that its log writes, see sdkLogger) for the
+// debug bundle: a few MB at most, logring caps each record.
 var recentLogs = logring.New(2000, slog.LevelInfo)
 
 // runServer serves the API (and with worker, runs the jobs too) until ctx

@@ -77,7 +77,8 @@ func sdkLogger(cfg *config.Config) log.Logger {
 	if level == slog.LevelInfo {
 		level = slog.LevelWarn
 	}
-	return log.NewStructuredLogger(slog.New(userMistakes{logHandler(cfg, os.Stderr, level)}))
+	// what it writes is kept for the debug bundle too
+	return log.NewStructuredLogger(slog.New(userMistakes{recentLogs.HandlerAt(logHandler(cfg, os.Stderr, level), level)}))
 }
 
 // userMistakeCodes are the codes of failures a request caused, not the
