@@ -105,8 +105,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	defer store.Close()
 	stores := activities.NewStores(cfg)
 	defer stores.Close()
-	// the last records stay in memory too, for the debug bundle
-	log := slog.New(recentLogs.Handler(logHandler(cfg, os.Stderr, logLevel(cfg))))
+	log := newLogger(cfg, os.Stderr)
 	var sup *workerSupervisor
 	if worker {
 		sup = &workerSupervisor{log: log}

@@ -57,7 +57,8 @@ func logLevel(cfg *config.Config) slog.Level {
 
 // newLogger is the process's logger, as cfg says, writing to w.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	return slog.New(logHandler(cfg, w, logLevel(cfg)))
+	// its last records stay in memory too, for the debug bundle
+	return slog.New(recentLogs.Handler(logHandler(cfg, w, logLevel(cfg))))
 }
 
 func logHandler(cfg *config.Config, w io.Writer, level slog.Level) slog.Handler {
