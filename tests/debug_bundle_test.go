@@ -88,6 +88,19 @@ func TestDebugBundleEndToEnd(t *testing.T) {
 	files := untarGz(t, raw)
 	checkBundle(t, files, badJob, secrets)
 
+	// one version everywhere: the binary's, the bundle's, the status answer's
+	vout, err := exec.Command(s.bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(vout), "\n")
+	var bv struct{ Version string }
+	json.Unmarshal([]byte(files["version.json"]), &bv)
+	st := s.must(200, "GET", v1+"/status", "viewer", nil)
+	if first != "backupd "+bv.Version || get(st, "backup_system.version") != bv.Version {
+		t.Errorf("versions: %q, bundle %q, status %v", first, bv.Version, get(st, "backup_system.version"))
+	}
+
 	// the audit log names it
 	audit := s.must(200, "GET", v1+"/audit?action=debug_bundle.download", "admin", nil)
 	if b, _ := json.Marshal(audit); !strings.Contains(string(b), "debug bundle:") {
