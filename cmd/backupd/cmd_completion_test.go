@@ -174,3 +174,43 @@ func TestCompletionRefusesAnUnknownShell(t *testing.T) {
 		t.Fatalf("exit %d, want %d", code, exitUsage)
 	}
 }
+
+// zshDriver runs an interactive zsh in a pseudo-terminal (zsh/zpty) with
+// the script installed as a completion function, types $1 and a tab, and
+// prints what the terminal shows until $2 appears (or 5 s pass).
+const zshDriver = `zmodload zsh/zpty
+zpty z 'TERM=dumb zsh -f -i'
+zpty -w z "fpath=(${(q)3} \$fpath); autoload -Uz compinit; compinit -u -D; backupd() { :; }; PS1='RE''ADY> '"
+out=""
+for i in {1..100}; do zpty -r -t z chunk && out+=$chunk; [[ $out == *"READY> "* ]] && break; sleep 0.05; done
+zpty -w -n z "$1"$'\t'
+out=""
+for i in {1..100}; do zpty -r -t z chunk && out+=$chunk; [[ $out == *"$2"* ]] && break; sleep 0.05; done
+print -r -- "$out"
+zpty -d z
+`
+
+// The zsh script in a real interactive zsh: compinit loads it from fpath
+// and a tab completes the word.
+func TestCompletionInInteractiveZsh(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("no zsh here")
+	}
+	if exec.Command("zsh", "-f", "-c", "zmodload zsh/zpty").Run() != nil {
+		t.Skip("zsh has no zpty module")
+	}
+	script := completionScript(t, "zsh")
+	fpath := t.TempDir()
+	b, _ := os.ReadFile(script)
+	os.WriteFile(filepath.Join(fpath, "_backupd"), b, 0o644)
+	for typed, want := range map[string]string{
+		"backupd repo ke":          "backupd repo key ",
+		"backupd job restore --ov": "backupd job restore --overwrite ",
+		"backupd debug-b":          "backupd debug-bundle ",
+	} {
+		out, err := exec.Command("zsh", "-f", "-c", zshDriver, "zsh", typed, want, fpath).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("zsh completion of %q: %v; the terminal showed:\n%q", typed, err, out)
+		}
+	}
+}
