@@ -56,6 +56,7 @@ var routePolicy = map[string]struct {
 	"GET /backup/tokens":                           {"admin", false},
 	"POST /backup/tokens":                          {"admin", true},
 	"DELETE /backup/tokens/{token_id}":             {"admin", true},
+	"GET /backup/debug-bundle":                     {"admin", true},
 	"GET /backup/openapi.json":                     {"viewer", false},
 	"GET /ws/backup":                               {"viewer", false},
 }

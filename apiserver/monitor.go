@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"backupd/buildinfo"
 	"backupd/models"
 	"backupd/workflows"
 )
@@ -110,7 +111,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": status,
 		"backup_system": map[string]any{
-			"id": "backupd@" + s.Cfg.Host, "version": Version, "host": s.Cfg.Host,
+			"id": "backupd@" + s.Cfg.Host, "version": buildinfo.Version(), "host": s.Cfg.Host,
 			"last_health_check": rfc3339(time.Now()), "uptime_seconds": math.Round(time.Since(s.started).Seconds()),
 			"components": map[string]any{"scheduler": sched, "workers": workers, "compression": "enabled",
 				"encryption": "enabled", "integrity_check": "enabled", "catalog": s.Store.Driver},

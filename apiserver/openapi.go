@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"backupd/buildinfo"
 )
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
@@ -81,7 +83,7 @@ func (s *Server) OpenAPI() map[string]any {
 	}
 	return map[string]any{
 		"openapi": "3.0.3",
-		"info": map[string]any{"title": "backupd — System Backup & Recovery API", "version": Version,
+		"info": map[string]any{"title": "backupd — System Backup & Recovery API", "version": buildinfo.Version(),
 			"description": "The contract of spec/backup-recovery-api.rst. Human sizes and durations keep the spec's form; exact numbers sit beside them (*_bytes, *_seconds)."},
 		"paths": paths,
 		"components": map[string]any{"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},

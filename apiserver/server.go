@@ -29,11 +29,9 @@ import (
 	"backupd/activities"
 	"backupd/config"
 	"backupd/jobs"
+	"backupd/logring"
 	"backupd/models"
 )
-
-// Version is reported by the status endpoint.
-var Version = "dev"
 
 // Server serves the API.
 type Server struct {
@@ -49,6 +47,9 @@ type Server struct {
 	LocalWorker bool
 	// LocalWorkerState, when set, reports that worker's state.
 	LocalWorkerState func() WorkerState
+	// LogRing, when set, holds the server's recent log records (for the
+	// debug bundle).
+	LogRing *logring.Ring
 
 	started time.Time
 	routes  []route
@@ -137,6 +138,7 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", handler: s.listTokens},
 		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: "TokenRequest", Summary: "Create an API token", Status: http.StatusCreated, handler: s.createToken},
 		{Method: "DELETE", Path: "/backup/tokens/{token_id}", Role: "admin", Action: "token.revoke", Summary: "Revoke an API token", handler: s.revokeToken},
+		{Method: "GET", Path: "/backup/debug-bundle", Role: "admin", Action: "debug_bundle.download", Query: []string{"failed_jobs"}, Summary: "A tar.gz for support: version, configuration (secrets redacted), recent logs, health, storage health, the last failed jobs and their workflow histories", handler: s.debugBundle},
 		{Method: "GET", Path: "/backup/openapi.json", Role: "viewer", Summary: "This API as an OpenAPI 3 document", handler: s.openAPI},
 		{Method: "GET", Path: "/ws/backup", Role: "viewer", Query: []string{"job_id", "types", "access_token"}, Summary: "WebSocket: live progress, completions, storage alerts, schedule events", handler: s.serveWS},
 	}

@@ -101,7 +101,7 @@ type Temporal struct {
 	TaskQueue string `yaml:"task_queue"` // default backup@<host>
 	UIURL     string `yaml:"ui_url"`
 	TLSCert   string `yaml:"tls_cert"`
-	TLSKey    string `yaml:"tls_key"`
+	TLSKey    string `yaml:"tls_key" redact:"path"`
 	TLSCA     string `yaml:"tls_ca"`
 }
 
@@ -109,7 +109,7 @@ type Temporal struct {
 type API struct {
 	Listen  string `yaml:"listen"`
 	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
+	TLSKey  string `yaml:"tls_key" redact:"path"`
 }
 
 // Catalog is the SQL catalog.
@@ -160,7 +160,7 @@ func (d Database) Source() sources.Database {
 // Location is one storage location.
 type Location struct {
 	URL        string `yaml:"url"`
-	SSHKey     string `yaml:"ssh_key"`
+	SSHKey     string `yaml:"ssh_key" redact:"path"`
 	KnownHosts string `yaml:"known_hosts"`
 	AccessKey  string `yaml:"access_key"` // S3; default from AWS_ACCESS_KEY_ID
 	SecretKey  string `yaml:"secret_key"` // S3; default from AWS_SECRET_ACCESS_KEY

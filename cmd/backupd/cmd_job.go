@@ -26,6 +26,9 @@ const jobUsage = `Usage: backupd job <command> [--config FILE] [flags]
   cancel | pause | resume --job ID
 `
 
+// jobCommands are the commands of `backupd job` (its switch below).
+var jobCommands = []string{"backup", "restore", "verify", "progress", "cancel", "pause", "resume"}
+
 func cmdJob(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, jobUsage)

@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// keyCommands are the commands of `backupd repo key`.
+var keyCommands = []string{"add", "rotate", "list", "remove"}
+
 func cmdKey(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return &exitError{exitUsage, fmt.Errorf("usage: backupd repo key add|rotate|list|remove --repo URL ...")}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -46,17 +47,37 @@ func runRepo(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	cmds := map[string]func(context.Context, []string) error{
-		"init": cmdInit, "backup": cmdBackup, "list": cmdList, "restore": cmdRestore,
-		"check": cmdCheck, "export": cmdExport, "gc": cmdGC, "key": cmdKey, "copy": cmdCopy,
-		"forget": cmdForget,
-	}
-	fn, ok := cmds[args[0]]
+	fn, ok := repoCommands()[args[0]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "backupd repo: unknown command %q\n\n%s", args[0], repoUsage)
 		return errUsage
 	}
 	return fn(ctx, args[1:])
+}
+
+func repoCommands() map[string]func(context.Context, []string) error {
+	return map[string]func(context.Context, []string) error{
+		"init": cmdInit, "backup": cmdBackup, "list": cmdList, "restore": cmdRestore,
+		"check": cmdCheck, "export": cmdExport, "gc": cmdGC, "key": cmdKey, "copy": cmdCopy,
+		"forget": cmdForget,
+	}
+}
+
+// repoCommandPaths are the repo commands for completion ("key add": key
+// has its own commands).
+func repoCommandPaths() []string {
+	var paths []string
+	for name := range repoCommands() {
+		if name == "key" {
+			for _, k := range keyCommands {
+				paths = append(paths, "key "+k)
+			}
+			continue
+		}
+		paths = append(paths, name)
+	}
+	sort.Strings(paths)
+	return paths
 }
 
 // repoFlags are shared by every repo command.
@@ -83,6 +104,10 @@ func (f *repoFlags) register(fs *flag.FlagSet) {
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if flagProbe != nil {
+		flagProbe(fs)
+		return errProbed
+	}
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -20,6 +20,7 @@ import (
 	"backupd/activities"
 	"backupd/apiserver"
 	"backupd/config"
+	"backupd/logring"
 	"backupd/models"
 )
 
@@ -89,6 +90,11 @@ func serve(ctx context.Context, name string, args []string, worker bool) error {
 	return runServer(ctx, cfg, c, worker, nil)
 }
 
+// recentLogs keeps this process's last log records (the server's at INFO
+// and above, the Temporal SDK's that its log writes, see sdkLogger) for the
+// debug bundle: a few MB at most, logring caps each record.
+var recentLogs = logring.New(2000, slog.LevelInfo)
+
 // runServer serves the API (and with worker, runs the jobs too) until ctx
 // ends. ready, when set, hears the listening address and the catalog.
 func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker bool, ready func(addr string, store *models.Store)) error {
@@ -105,7 +111,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 		sup = &workerSupervisor{log: log}
 	}
 	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log,
-		LocalWorker: worker})
+		LocalWorker: worker, LogRing: recentLogs})
 	if sup != nil {
 		srv.LocalWorkerState = sup.State
 	}

@@ -57,7 +57,8 @@ func logLevel(cfg *config.Config) slog.Level {
 
 // newLogger is the process's logger, as cfg says, writing to w.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	return slog.New(logHandler(cfg, w, logLevel(cfg)))
+	// its last records stay in memory too, for the debug bundle
+	return slog.New(recentLogs.Handler(logHandler(cfg, w, logLevel(cfg))))
 }
 
 func logHandler(cfg *config.Config, w io.Writer, level slog.Level) slog.Handler {
@@ -77,7 +78,8 @@ func sdkLogger(cfg *config.Config) log.Logger {
 	if level == slog.LevelInfo {
 		level = slog.LevelWarn
 	}
-	return log.NewStructuredLogger(slog.New(userMistakes{logHandler(cfg, os.Stderr, level)}))
+	// what it writes is kept for the debug bundle too
+	return log.NewStructuredLogger(slog.New(userMistakes{recentLogs.HandlerAt(logHandler(cfg, os.Stderr, level), level)}))
 }
 
 // userMistakeCodes are the codes of failures a request caused, not the

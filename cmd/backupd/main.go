@@ -6,12 +6,16 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
+
+	"backupd/buildinfo"
 )
 
 // Exit codes: 0 success; 1 failure; 2 bad usage; 3 finished with
@@ -44,7 +48,9 @@ Usage:
   backupd catalog rebuild          recreate the catalog from the manifests in storage
   backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
   backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
-  backupd version
+  backupd debug-bundle             fetch a tar.gz for support from the server (secrets redacted)
+  backupd completion bash|zsh      print a shell completion script
+  backupd version                  module version, commit and build time (also --version)
 
 Environment:
   BACKUPD_PASSWORD       repository password (or --password-file)
@@ -75,32 +81,7 @@ func run(ctx context.Context, args []string) int {
 		fmt.Fprint(os.Stderr, usage)
 		return exitUsage
 	}
-	var err error
-	switch args[0] {
-	case "repo":
-		err = runRepo(ctx, args[1:])
-	case "worker":
-		err = cmdWorker(ctx, args[1:])
-	case "dev":
-		err = cmdDev(ctx, args[1:])
-	case "server":
-		err = cmdServer(ctx, args[1:])
-	case "all":
-		err = cmdAll(ctx, args[1:])
-	case "token":
-		err = cmdToken(ctx, args[1:])
-	case "catalog":
-		err = cmdCatalog(ctx, args[1:])
-	case "job":
-		err = cmdJob(ctx, args[1:])
-	case "version":
-		fmt.Println("backupd", version)
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-	default:
-		fmt.Fprintf(os.Stderr, "backupd: unknown command %q\n\n%s", args[0], usage)
-		return exitUsage
-	}
+	err := dispatch(ctx, args)
 	if err == nil {
 		return exitOK
 	}
@@ -118,4 +99,82 @@ func run(ctx context.Context, args []string) int {
 	return exitFail
 }
 
-var version = "dev"
+// command is one line of the CLI's command table: run dispatches from it,
+// and `backupd completion` and the systemd units' test take the command
+// names from it (and each command's flags by probing it: flagsOf).
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string) error
+	// subs are the command paths below this one ("key add" is two
+	// levels); run dispatches on them itself.
+	subs []string
+	// noFlags: the command parses no flags, so probing it would run it.
+	noFlags bool
+}
+
+func commandTable() []command {
+	return []command{
+		{name: "dev", run: cmdDev},
+		{name: "all", run: cmdAll},
+		{name: "server", run: cmdServer},
+		{name: "worker", run: cmdWorker},
+		{name: "token", run: cmdToken, subs: []string{"create"}},
+		{name: "catalog", run: cmdCatalog, subs: []string{"rebuild"}},
+		{name: "job", run: cmdJob, subs: jobCommands},
+		{name: "repo", run: runRepo, subs: repoCommandPaths()},
+		{name: "debug-bundle", run: cmdDebugBundle},
+		{name: "completion", run: cmdCompletion, subs: []string{"bash", "zsh"}, noFlags: true},
+		{name: "version", run: cmdVersion, noFlags: true},
+		{name: "help", run: cmdHelp, noFlags: true},
+	}
+}
+
+var commandAliases = map[string]string{"--version": "version", "-h": "help", "--help": "help"}
+
+func dispatch(ctx context.Context, args []string) error {
+	name := args[0]
+	if a, ok := commandAliases[name]; ok {
+		name = a
+	}
+	for _, c := range commandTable() {
+		if c.name == name {
+			return c.run(ctx, args[1:])
+		}
+	}
+	fmt.Fprintf(os.Stderr, "backupd: unknown command %q\n\n%s", args[0], usage)
+	return errUsage
+}
+
+func cmdVersion(ctx context.Context, args []string) error {
+	fmt.Print(buildinfo.Get())
+	return nil
+}
+
+func cmdHelp(ctx context.Context, args []string) error {
+	fmt.Print(usage)
+	return nil
+}
+
+// flagProbe, when set, is handed the flag set of the command that runs
+// and parseFlags returns errProbed: the command stops before it acts.
+var (
+	flagProbe func(*flag.FlagSet)
+	errProbed = errors.New("flags probed")
+)
+
+// flagsOf is the flags of the command at path (["repo", "key", "add"]),
+// learnt by running it up to its flag parsing, so completion and the
+// units' test see exactly the flags the command defines.
+func flagsOf(path []string) ([]*flag.Flag, error) {
+	var got []*flag.Flag
+	flagProbe = func(fs *flag.FlagSet) { fs.VisitAll(func(f *flag.Flag) { got = append(got, f) }) }
+	defer func() { flagProbe = nil }()
+	// a cancelled context: should a command ever act before parsing its
+	// flags, it stops at once
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := dispatch(ctx, path); !errors.Is(err, errProbed) {
+		return nil, fmt.Errorf("backupd %s does not parse flags: %v", strings.Join(path, " "), err)
+	}
+	return got, nil
+}
