@@ -256,7 +256,7 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 	for i, b := range rows {
 		items[i] = retention.Item{Backup: retention.Backup{ID: b.ID, Type: b.Type, Status: b.Status, Time: b.Timestamp,
 			Protected: b.Protected && !in.IgnoreProtected, RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup,
-			Bytes: b.CompressedBytes}, Locations: b.Locations}
+			Bytes: b.AddedBytes}, Locations: b.Locations}
 		if b.Protected {
 			out.Protected++
 		}

@@ -76,7 +76,7 @@ func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, lo
 func backupRow(m *repository.Manifest, key *repository.KeyEntry) *models.Backup {
 	fin := m.Finished.UTC()
 	b := &models.Backup{ID: m.ID, Type: m.Type, Status: m.Status, Timestamp: m.Started.UTC(), Finished: &fin,
-		SizeBytes: m.Stats.Bytes, CompressedBytes: m.Stats.StoredAdded, Files: m.Stats.Files,
+		SizeBytes: m.Stats.Bytes, CompressedBytes: m.Stats.CompressedSize(), AddedBytes: m.Stats.StoredAdded, Files: m.Stats.Files,
 		DurationSeconds: m.Finished.Sub(m.Started).Seconds(), Encryption: "AES-256", Compression: m.Compression,
 		IntegrityCheck: "not_run", ParentBackup: m.Parent, BaseBackup: m.Base, Host: m.Host, Warnings: m.Stats.Warnings,
 		ComponentSizes: map[string]int64{}, Requested: models.Strings{}}

@@ -78,9 +78,24 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 			"differential_backups": tot.ByType["differential"], "snapshot_backups": tot.ByType["snapshot"],
 			"total_size": humanSize(tot.SizeBytes), "total_size_bytes": tot.SizeBytes,
 			"compressed_size": humanSize(tot.CompressedBytes), "compressed_size_bytes": tot.CompressedBytes,
+			"added_size": humanSize(tot.AddedBytes), "added_size_bytes": tot.AddedBytes,
 		},
 	})
 	return nil
+}
+
+// sizeRatios are the two ratios, each from its own pair of sizes
+// (README: "Sizes and ratios"): compression is content over what it
+// takes stored, deduplication is that over what was added. "n/a" when
+// the divisor is 0.
+func sizeRatios(size, compressed, added int64) (compression, deduplication string) {
+	r := func(a, b int64) string {
+		if b <= 0 {
+			return "n/a"
+		}
+		return strconv.FormatFloat(float64(a)/float64(b), 'f', 2, 64)
+	}
+	return r(size, compressed), r(compressed, added)
 }
 
 // componentMap is the spec's {"system": true, ...} over every configured
@@ -102,6 +117,7 @@ func (s *Server) backupSummary(b *models.Backup) map[string]any {
 		"type": b.Type, "status": b.Status,
 		"size": humanSize(b.SizeBytes), "size_bytes": b.SizeBytes,
 		"compressed_size": humanSize(b.CompressedBytes), "compressed_size_bytes": b.CompressedBytes,
+		"added_size": humanSize(b.AddedBytes), "added_size_bytes": b.AddedBytes,
 		"duration": humanDuration(time.Duration(b.DurationSeconds * float64(time.Second))), "duration_seconds": b.DurationSeconds,
 		"components": s.componentMap(b.Components), "storage_locations": nonNil(b.Locations),
 		"encryption": b.Encryption, "compression": b.Compression, "integrity_check": b.IntegrityCheck,
@@ -146,10 +162,7 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 	for n, v := range b.ComponentSizes {
 		compSizes[n], compBytes[n] = humanSize(v), v
 	}
-	ratio := "n/a"
-	if b.CompressedBytes > 0 {
-		ratio = strconv.FormatFloat(float64(b.SizeBytes)/float64(b.CompressedBytes), 'f', 2, 64)
-	}
+	ratio, dedup := sizeRatios(b.SizeBytes, b.CompressedBytes, b.AddedBytes)
 	end := b.Finished
 	// what the stored manifest says: its checksum, and whether its
 	// signature verifies (LoadManifest checks it), per location
@@ -201,6 +214,7 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 			"raw_size": humanSize(b.SizeBytes), "raw_size_bytes": b.SizeBytes,
 			"compressed_size": humanSize(b.CompressedBytes), "compressed_size_bytes": b.CompressedBytes,
 			"compression_ratio": ratio, "components_size": compSizes, "components_size_bytes": compBytes,
+			"added_size": humanSize(b.AddedBytes), "added_size_bytes": b.AddedBytes, "deduplication_ratio": dedup,
 			"files": b.Files,
 		},
 		"duration": map[string]any{"start": rfc3339(b.Timestamp), "end": rfc3339p(end), "total_seconds": math.Round(b.DurationSeconds)},

@@ -56,6 +56,12 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	sched, workers := s.temporalState(ctx)
 	storageOut := map[string]any{}
 	healthy := sched == "running"
+	quotas := map[string]int64{}
+	if pol, err := s.policies(ctx); err == nil {
+		for n, lp := range pol.Locations {
+			quotas[n] = lp.QuotaBytes
+		}
+	}
 	for _, name := range s.Cfg.LocationNames() {
 		d := s.describeLocation(name)
 		out := map[string]any{"type": d["storage_type"]}
@@ -70,6 +76,9 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 			healthy = false
 		} else {
 			out["used"], out["used_bytes"] = humanSize(c.UsedBytes), c.UsedBytes
+			for k, v := range usageFields(s.locationUsage(ctx, name), quotas[name]) {
+				out[k] = v
+			}
 			if c.TotalBytes >= 0 {
 				out["total"], out["total_bytes"] = humanSize(c.TotalBytes), c.TotalBytes
 				out["available"], out["available_bytes"] = humanSize(c.FreeBytes), c.FreeBytes
@@ -221,6 +230,9 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 				st["available_space"] = "unlimited"
 			}
 			st["used_bytes"] = c.UsedBytes
+			for k, v := range usageFields(s.locationUsage(ctx, name), pol.Locations[name].QuotaBytes) {
+				st[k] = v
+			}
 		}
 		comps["storage_"+name] = st
 	}
@@ -248,10 +260,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ratio := "n/a"
-	if tot.CompressedBytes > 0 {
-		ratio = strconv.FormatFloat(float64(tot.SizeBytes)/float64(tot.CompressedBytes), 'f', 2, 64)
-	}
+	ratio, _ := sizeRatios(tot.SizeBytes, tot.CompressedBytes, tot.AddedBytes)
 	comps["compression"] = map[string]any{"status": "healthy", "algorithm": pol.Compression.DefaultAlgorithm, "average_ratio": ratio}
 	now := time.Now()
 	bh := map[string]any{"last_failure": nil, "failure_reason": nil}
@@ -324,6 +333,7 @@ var periods = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * tim
 type agg struct {
 	n, ok, failed   int64
 	size, comp      int64
+	added           int64
 	dur             float64
 	sizeN           int64
 	componentsBytes int64
@@ -336,6 +346,7 @@ func (a *agg) add(b *models.Backup) {
 		a.ok++
 		a.size += b.SizeBytes
 		a.comp += b.CompressedBytes
+		a.added += b.AddedBytes
 		a.dur += b.DurationSeconds
 		a.sizeN++
 	case workflows.StatusFailed:
@@ -357,26 +368,31 @@ func (a *agg) avgDur() time.Duration {
 	return time.Duration(a.dur / float64(a.sizeN) * float64(time.Second))
 }
 
-// trend compares the second half of the period with the first: more than
-// 10% up is increasing, more than 10% down decreasing (success rate: 2
-// points), else stable.
-func trend(first, second float64, points bool) string {
+// trend compares the second half of the period with the first: a
+// change of more than 10% (success rate: 2 points) and more than floor
+// (what rounding hides: a second, a kilobyte) is increasing or
+// decreasing, else stable; a half without backups says so.
+func trend(first, second *agg, value func(*agg) float64, points bool, floor float64) string {
+	if first.sizeN+first.failed == 0 || second.sizeN+second.failed == 0 {
+		return "insufficient_data"
+	}
+	a, b := value(first), value(second)
 	if points {
 		switch {
-		case second-first > 2:
+		case b-a > 2:
 			return "increasing"
-		case first-second > 2:
+		case a-b > 2:
 			return "decreasing"
 		}
 		return "stable"
 	}
-	if first == 0 && second == 0 {
+	if math.Abs(b-a) <= floor {
 		return "stable"
 	}
-	if first == 0 {
+	if a == 0 {
 		return "increasing"
 	}
-	switch ch := (second - first) / first; {
+	switch ch := (b - a) / a; {
 	case ch > 0.10:
 		return "increasing"
 	case ch < -0.10:
@@ -439,18 +455,16 @@ func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	rate := func(a *agg) string { return percent(a.ok, a.ok+a.failed) }
-	ratio := "n/a"
-	if all.comp > 0 {
-		ratio = strconv.FormatFloat(float64(all.size)/float64(all.comp), 'f', 2, 64)
-	}
+	ratio, dedup := sizeRatios(all.size, all.comp, all.added)
 	out := map[string]any{
 		"period":     period,
 		"time_range": map[string]any{"from": rfc3339(from), "to": rfc3339(to)},
 		"summary": map[string]any{"total_backups": all.n, "successful": all.ok, "failed": all.failed,
 			"success_rate": rate(&all), "total_size": humanSize(all.size), "total_size_bytes": all.size,
 			"compressed_size": humanSize(all.comp), "compressed_size_bytes": all.comp,
-			"average_compression_ratio": ratio,
-			"total_duration":            humanDuration(time.Duration(all.dur * float64(time.Second))), "total_duration_seconds": math.Round(all.dur),
+			"average_compression_ratio": ratio, "deduplication_ratio": dedup,
+			"added_size": humanSize(all.added), "added_size_bytes": all.added,
+			"total_duration": humanDuration(time.Duration(all.dur * float64(time.Second))), "total_duration_seconds": math.Round(all.dur),
 			"average_duration": humanDuration(all.avgDur()), "average_duration_seconds": math.Round(all.avgDur().Seconds())},
 	}
 	bt := map[string]any{}
@@ -490,11 +504,12 @@ func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 		return 100 * float64(a.ok) / float64(a.ok+a.failed)
 	}
 	out["trends"] = map[string]any{
-		"success_rate":  trend(rateNum(&firstHalf), rateNum(&secondHalf), true),
-		"backup_size":   trend(float64(firstHalf.avgSize()), float64(secondHalf.avgSize()), false),
-		"duration":      trend(firstHalf.avgDur().Seconds(), secondHalf.avgDur().Seconds(), false),
-		"storage_usage": trend(float64(firstHalf.comp), float64(secondHalf.comp), false),
-		"rule":          "second half of the period against the first: above +10% increasing, below -10% decreasing (success rate: 2 points), else stable",
+		"success_rate":  trend(&firstHalf, &secondHalf, rateNum, true, 0),
+		"backup_size":   trend(&firstHalf, &secondHalf, func(a *agg) float64 { return float64(a.avgSize()) }, false, 1024),
+		"duration":      trend(&firstHalf, &secondHalf, func(a *agg) float64 { return a.avgDur().Seconds() }, false, 1),
+		"storage_usage": trend(&firstHalf, &secondHalf, func(a *agg) float64 { return float64(a.added) }, false, 1024),
+		"rule": "second half of the period against the first: more than +10% (and more than 1 s or 1 KiB) increasing, more than -10% decreasing " +
+			"(success rate: 2 points), else stable; insufficient_data when a half has no backups. storage_usage is the bytes the backups added",
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

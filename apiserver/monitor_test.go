@@ -2,18 +2,26 @@ package apiserver
 
 import "testing"
 
+// Trends: ±10% beyond what rounding hides; "duration: increasing" was
+// reported when every duration showed as 0 s; a half without backups is
+// insufficient data, not growth from zero.
 func TestTrendRule(t *testing.T) {
+	v := func(a *agg) float64 { return a.dur }
+	one := func(x float64) *agg { return &agg{sizeN: 1, dur: x} }
 	for _, c := range []struct {
-		first, second float64
+		first, second *agg
 		points        bool
+		floor         float64
 		want          string
 	}{
-		{100, 111, false, "increasing"}, {100, 109, false, "stable"}, {100, 89, false, "decreasing"},
-		{0, 0, false, "stable"}, {0, 5, false, "increasing"},
-		{98, 100.5, true, "increasing"}, {98, 99, true, "stable"}, {99, 96, true, "decreasing"},
+		{one(100), one(111), false, 1, "increasing"}, {one(100), one(109), false, 1, "stable"}, {one(100), one(89), false, 1, "decreasing"},
+		{one(0), one(0), false, 1, "stable"}, {one(0), one(5), false, 1, "increasing"},
+		{one(0), one(0.4), false, 1, "stable"}, {one(0.2), one(0.6), false, 1, "stable"},
+		{&agg{}, one(5), false, 1, "insufficient_data"}, {one(5), &agg{}, false, 1, "insufficient_data"},
+		{one(98), one(100.5), true, 0, "increasing"}, {one(98), one(99), true, 0, "stable"}, {one(99), one(96), true, 0, "decreasing"},
 	} {
-		if got := trend(c.first, c.second, c.points); got != c.want {
-			t.Errorf("trend(%v, %v, %v) = %s, want %s", c.first, c.second, c.points, got, c.want)
+		if got := trend(c.first, c.second, v, c.points, c.floor); got != c.want {
+			t.Errorf("trend(%v, %v, %v) = %s, want %s", c.first.dur, c.second.dur, c.points, got, c.want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -77,6 +78,28 @@ func usage(e capEntry, quota int64) (used, total int64, util float64, known bool
 	return e.cap.UsedBytes, -1, 0, false
 }
 
+// usageFields are a location's figures under one name each, the same in
+// /status, /health and /storage: the repository's own bytes, the
+// filesystem's (or bucket's) used and total, and what utilization is
+// measured on (README: "Sizes and ratios").
+func usageFields(e capEntry, quota int64) map[string]any {
+	out := map[string]any{"repository_bytes": e.stored, "filesystem_used_bytes": e.cap.UsedBytes}
+	if e.cap.TotalBytes >= 0 {
+		out["filesystem_total_bytes"] = e.cap.TotalBytes
+	}
+	switch _, _, util, known := usage(e, quota); {
+	case quota > 0:
+		out["utilization_basis"] = "repository_bytes of quota_bytes"
+		out["utilization_percent"] = math.Round(util*10) / 10
+	case known:
+		out["utilization_basis"] = "filesystem_used_bytes of filesystem_total_bytes"
+		out["utilization_percent"] = math.Round(util*10) / 10
+	default:
+		out["utilization_basis"] = "none (no quota, no filesystem total)"
+	}
+	return out
+}
+
 // locationKind is local, cloud (S3) or remote (SFTP), from the URL.
 func locationKind(raw string) string {
 	switch {
@@ -145,6 +168,9 @@ func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			st := s.locationUsage(r.Context(), name).stored
 			d["current_usage"], d["current_usage_bytes"] = humanSize(st), st
+			for k, v := range usageFields(s.locationUsage(r.Context(), name), lp.QuotaBytes) {
+				d[k] = v
+			}
 			if _, _, util, ok := usage(s.locationUsage(r.Context(), name), lp.QuotaBytes); ok {
 				d["utilization"] = fmt.Sprintf("%.0f%%", util)
 			}

@@ -537,6 +537,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	if b := rec.Backup; b != nil {
 		details["size"], details["size_bytes"] = humanSize(b.SizeBytes), b.SizeBytes
 		details["compressed_size"], details["compressed_size_bytes"] = humanSize(b.CompressedBytes), b.CompressedBytes
+		details["added_size"], details["added_size_bytes"] = humanSize(b.AddedBytes), b.AddedBytes
 		details["storage_locations"] = nonNil(b.Locations)
 	}
 	if k := refKey[rec.Type]; k != "" {

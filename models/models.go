@@ -26,10 +26,15 @@ type Backup struct {
 	// Timestamp is when the backup started (the spec's "timestamp").
 	Timestamp time.Time `gorm:"not null;index;index:idx_backups_type_ts,priority:2;index:idx_backups_status_ts,priority:2"`
 	Finished  *time.Time
-	// SizeBytes is the data the backup holds; CompressedBytes what it added
-	// to storage after deduplication, compression and encryption.
+	// SizeBytes is the content the backup holds; CompressedBytes what
+	// that content takes in storage, compressed and encrypted, before
+	// deduplication (SizeBytes/CompressedBytes is the compression ratio);
+	// AddedBytes what the backup added to storage after deduplication
+	// (CompressedBytes/AddedBytes what deduplication saved). README:
+	// "Sizes and ratios".
 	SizeBytes       int64
 	CompressedBytes int64
+	AddedBytes      int64
 	Files           int64
 	DurationSeconds float64
 	Components      Strings          `gorm:"type:text"`

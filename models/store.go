@@ -83,8 +83,16 @@ func Open(driverName, dsn string) (*Store, error) {
 
 // Migrate creates or updates the tables.
 func (s *Store) Migrate() error {
+	// before added_bytes existed, compressed_bytes held what a backup
+	// added after deduplication: that value moves to its own column once
+	addedIsNew := !s.DB.Migrator().HasColumn(&Backup{}, "AddedBytes") && s.DB.Migrator().HasTable(&Backup{})
 	if err := s.DB.AutoMigrate(&Backup{}, &Job{}, &Report{}, &Schedule{}, &Setting{}, &Token{}, &AuditEntry{}, &Delivery{}); err != nil {
 		return fmt.Errorf("catalog migration: %w", err)
+	}
+	if addedIsNew {
+		if err := s.DB.Exec("UPDATE backups SET added_bytes = compressed_bytes").Error; err != nil {
+			return fmt.Errorf("catalog migration (added_bytes): %w", err)
+		}
 	}
 	return nil
 }
@@ -205,6 +213,7 @@ type BackupTotals struct {
 	ByType          map[string]int64
 	SizeBytes       int64
 	CompressedBytes int64
+	AddedBytes      int64
 }
 
 // ListBackups returns one page of backups, newest first.
@@ -229,9 +238,10 @@ func (s *Store) BackupTotals(ctx context.Context, f BackupFilter) (BackupTotals,
 		N          int64
 		Size       int64
 		Compressed int64
+		Added      int64
 	}
 	err := f.apply(s.DB.WithContext(ctx).Model(&Backup{})).
-		Select("type, COUNT(*) AS n, COALESCE(SUM(size_bytes),0) AS size, COALESCE(SUM(compressed_bytes),0) AS compressed").
+		Select("type, COUNT(*) AS n, COALESCE(SUM(size_bytes),0) AS size, COALESCE(SUM(compressed_bytes),0) AS compressed, COALESCE(SUM(added_bytes),0) AS added").
 		Group("type").Scan(&rows).Error
 	t := BackupTotals{ByType: map[string]int64{}}
 	for _, r := range rows {
@@ -239,6 +249,7 @@ func (s *Store) BackupTotals(ctx context.Context, f BackupFilter) (BackupTotals,
 		t.ByType[r.Type] = r.N
 		t.SizeBytes += r.Size
 		t.CompressedBytes += r.Compressed
+		t.AddedBytes += r.Added
 	}
 	return t, err
 }

@@ -184,3 +184,34 @@ func TestJobsReportsSettingsAudit(t *testing.T) {
 		}
 	})
 }
+
+// Before added_bytes, compressed_bytes held what a backup added after
+// deduplication; the migration moves it, once (a later backup that added
+// nothing keeps its 0).
+func TestMigrationMovesAddedBytes(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		if err := s.DB.Migrator().DropColumn(&models.Backup{}, "AddedBytes"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB.Exec("INSERT INTO backups (id, type, status, timestamp, size_bytes, compressed_bytes) VALUES ('backup-old', 'full', 'completed', ?, 1000, 400)", time.Now().UTC()).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.GetBackup(ctx, "backup-old"); err != nil || b.AddedBytes != 400 {
+			t.Fatalf("old row after migration: %+v %v", b, err)
+		}
+		if err := s.PutBackup(ctx, &models.Backup{ID: "backup-new", Type: "incremental", Status: "completed", Timestamp: time.Now().UTC(),
+			SizeBytes: 1000, CompressedBytes: 400, AddedBytes: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.GetBackup(ctx, "backup-new"); err != nil || b.AddedBytes != 0 {
+			t.Fatalf("a backup that added nothing after a second start: %+v %v", b, err)
+		}
+	})
+}

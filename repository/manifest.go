@@ -55,14 +55,25 @@ type Stats struct {
 	// DataAdded: plaintext bytes of the new data blobs (BytesAdded less
 	// the trees), at most Bytes.
 	DataAdded int64 `json:"data_added,omitempty"`
-	// StoredBytes: what Bytes takes in storage, compressed and encrypted,
-	// before deduplication (each chunk's stored length, once per use).
+	// StoredBytes: what the backup takes in storage, compressed and
+	// encrypted, before deduplication (each blob's stored length, once per
+	// use; its trees included, so StoredAdded never exceeds it).
 	// Bytes/StoredBytes is the compression ratio; StoredBytes/StoredAdded
 	// what deduplication saved. 0 in manifests written before it existed.
 	StoredBytes   int64 `json:"stored_bytes,omitempty"`
 	FilesUnread   int64 `json:"files_unchanged"` // files reused from the parent without reading
 	Warnings      int64 `json:"warnings"`
 	ErrorsSkipped int64 `json:"errors"`
+}
+
+// CompressedSize is what the content takes in storage before
+// deduplication (StoredBytes); for manifests written before it was
+// measured, what the backup added (StoredAdded), the closest known.
+func (s Stats) CompressedSize() int64 {
+	if s.StoredBytes > 0 {
+		return s.StoredBytes
+	}
+	return s.StoredAdded
 }
 
 // Add sums s2 into s.

@@ -111,8 +111,9 @@ type WriteStats struct {
 	// content; BytesAdded also counts trees).
 	DataAdded int64
 	// StoredReferenced: the stored (compressed, encrypted) length of every
-	// data blob saved or reused, new or already present, once per use:
-	// the content's size in storage before deduplication.
+	// blob saved or reused, new or already present, once per use: what
+	// the backup takes in storage before deduplication (its trees
+	// included, as StoredAdded includes the new ones).
 	StoredReferenced int64
 }
 
@@ -123,11 +124,9 @@ func (r *Repository) WriteStats() WriteStats {
 		DataAdded: r.stats.dataAdded.Load(), StoredReferenced: r.stats.storedReferenced.Load()}
 }
 
-// referenced counts a use of a data blob stored with n bytes.
-func (r *Repository) referenced(t BlobType, n int64) {
-	if t == DataBlob {
-		r.stats.storedReferenced.Add(n)
-	}
+// referenced counts a use of a blob stored with n bytes.
+func (r *Repository) referenced(_ BlobType, n int64) {
+	r.stats.storedReferenced.Add(n)
 }
 
 // InitOptions configure a new repository.

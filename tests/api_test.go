@@ -560,6 +560,7 @@ func apiEndToEnd(t *testing.T, driver string) {
 	if code, m := s.do("GET", v1+"/details/backup-nope", "viewer", nil); code != 404 || m["code"] != "BACKUP_007" {
 		t.Fatalf("missing details: %d %v", code, m)
 	}
+	sizesAgree(t, s, backupID, b0, dt, jc)
 
 	// verify from the cloud copy, with an extract test
 	vr := s.must(200, "POST", v1+"/verify", "operator", map[string]any{"backup_id": backupID, "storage_location": "cloud",
@@ -944,6 +945,80 @@ func apiCancelAndDelete(t *testing.T, s *apiStack, ws *wsCollector) {
 	}
 	if code, _ := s.do("GET", v1+"/details/"+victim, "viewer", nil); code != 404 {
 		t.Fatalf("deleted backup still listed: %d", code)
+	}
+}
+
+// sizesAgree checks one backup's figures where each is shown — the
+// list, the details, job_complete, statistics and the repository's own
+// manifest — against each other and their definitions (README: "Sizes
+// and ratios"): job_complete gave a "compressed size" of 861 B for a
+// 1.5 MB backup, and statistics a ratio twice the details'.
+func sizesAgree(t *testing.T, s *apiStack, backupID string, entry, details, jc obj) {
+	t.Helper()
+	size, comp, added := get(details, "size_details.raw_size_bytes"), get(details, "size_details.compressed_size_bytes"), get(details, "size_details.added_size_bytes")
+	for what, pair := range map[string][2]any{
+		"list size": {entry["size_bytes"], size}, "list compressed": {entry["compressed_size_bytes"], comp}, "list added": {entry["added_size_bytes"], added},
+		"job_complete size": {get(jc, "details.size_bytes"), size}, "job_complete compressed": {get(jc, "details.compressed_size_bytes"), comp},
+		"job_complete added": {get(jc, "details.added_size_bytes"), added},
+	} {
+		if pair[0] != pair[1] || pair[1] == nil {
+			t.Errorf("%s: %v, details say %v", what, pair[0], pair[1])
+		}
+	}
+	sz, cz, az := size.(float64), comp.(float64), added.(float64)
+	// the first backup of its data: what it added is what it takes (bar
+	// content repeated within it)
+	if cz <= 0 || az > cz || az < cz*0.9 {
+		t.Errorf("sizes do not add up: size %v, compressed %v, added %v", sz, cz, az)
+	}
+	if r := get(details, "size_details.compression_ratio"); r != strconv.FormatFloat(sz/cz, 'f', 2, 64) {
+		t.Errorf("compression_ratio %v, size/compressed %.2f", r, sz/cz)
+	}
+	// the repository's manifest says the same
+	cfg, err := config.Load(s.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(s.bin, "repo", "list", "--json", "--repo", cfg.Storage["local"].URL)
+	cmd.Env = append(os.Environ(), "BACKUPD_PASSWORD=api-test-password")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("repo list: %v", err)
+	}
+	var ms []struct {
+		ID    string `json:"id"`
+		Stats struct {
+			Bytes       float64 `json:"bytes"`
+			StoredBytes float64 `json:"stored_bytes"`
+			StoredAdded float64 `json:"stored_added"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal(out, &ms); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range ms {
+		if m.ID == backupID {
+			found = true
+			if m.Stats.Bytes != sz || m.Stats.StoredBytes != cz || m.Stats.StoredAdded != az {
+				t.Errorf("manifest %+v, catalog size %v compressed %v added %v", m.Stats, sz, cz, az)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("backup %s not in the repository's list", backupID)
+	}
+	// statistics over the period: the sums of the list's figures, each ratio from its own pair
+	st := s.must(200, "GET", "/v1/cloud-integration/backup/statistics?period=24h", "viewer", nil)
+	l := s.must(200, "GET", "/v1/cloud-integration/backup/list?status=completed&limit=100", "viewer", nil)
+	var ts, tc, ta float64
+	for _, b := range l["backups"].([]any) {
+		b := b.(map[string]any)
+		ts, tc, ta = ts+b["size_bytes"].(float64), tc+b["compressed_size_bytes"].(float64), ta+b["added_size_bytes"].(float64)
+	}
+	if get(st, "summary.total_size_bytes") != ts || get(st, "summary.compressed_size_bytes") != tc || get(st, "summary.added_size_bytes") != ta ||
+		get(st, "summary.average_compression_ratio") != strconv.FormatFloat(ts/tc, 'f', 2, 64) {
+		t.Errorf("statistics %v against the list's sums %v %v %v", st["summary"], ts, tc, ta)
 	}
 }
 

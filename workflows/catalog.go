@@ -191,7 +191,8 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 	if r.sum != nil {
 		// the manifest's times and figures, as a catalog rebuilt from
 		// storage will show them
-		b.SizeBytes, b.CompressedBytes, b.Files = r.sum.Stats.Bytes, r.sum.Stats.StoredAdded, r.sum.Stats.Files
+		st := r.sum.Stats
+		b.SizeBytes, b.CompressedBytes, b.AddedBytes, b.Files = st.Bytes, st.CompressedSize(), st.StoredAdded, st.Files
 		if !r.sum.Started.IsZero() {
 			b.Timestamp = r.sum.Started.UTC()
 		}
@@ -293,6 +294,7 @@ func (r *backupRun) notify(ctx workflow.Context, out *BackupOutcome, err error) 
 	rec := r.jobRecord(ctx, out, err)
 	b := rec.Backup
 	details := map[string]any{"backup_id": rec.BackupID, "size_bytes": b.SizeBytes, "compressed_size_bytes": b.CompressedBytes,
+		"added_size_bytes": b.AddedBytes,
 		"duration_seconds": b.DurationSeconds, "storage_locations": b.Locations, "warnings": b.Warnings}
 	if b.Error != "" {
 		details["error"], details["error_code"] = b.Error, b.ErrorCode

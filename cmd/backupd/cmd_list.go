@@ -37,11 +37,11 @@ func cmdList(ctx context.Context, args []string) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tSTARTED\tHOST\tCOMPONENTS\tFILES\tSIZE\tADDED")
+		fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tSTARTED\tHOST\tCOMPONENTS\tFILES\tSIZE\tCOMPRESSED\tADDED")
 		for _, m := range ms {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.Type, m.Status,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", m.ID, m.Type, m.Status,
 				m.Started.Local().Format(time.DateTime), m.Host, strings.Join(m.ComponentNames(), ","),
-				m.Stats.Files, humanBytes(m.Stats.Bytes), humanBytes(m.Stats.StoredAdded))
+				m.Stats.Files, humanBytes(m.Stats.Bytes), humanBytes(m.Stats.CompressedSize()), humanBytes(m.Stats.StoredAdded))
 		}
 		tw.Flush()
 	}
