@@ -72,7 +72,7 @@ type Progress struct {
 	DirsDone    int64
 	BytesDone   int64 // content bytes processed (read or reused)
 	BytesRead   int64
-	BytesAdded  int64 // new plaintext bytes stored
+	BytesAdded  int64 // new content bytes stored (trees apart: at most BytesDone)
 	StoredAdded int64
 	Warnings    int64
 	Elapsed     time.Duration
@@ -421,6 +421,6 @@ func (a *archiver) progress(done bool) Progress {
 	ws := a.repo.WriteStats()
 	c, _ := a.component.Load().(string)
 	return Progress{Component: c, FilesDone: a.filesDone.Load(), DirsDone: a.dirsDone.Load(),
-		BytesDone: a.bytesDone.Load(), BytesRead: a.bytesRead.Load(), BytesAdded: ws.BytesAdded,
+		BytesDone: a.bytesDone.Load(), BytesRead: a.bytesRead.Load(), BytesAdded: ws.DataAdded,
 		StoredAdded: ws.StoredAdded, Warnings: a.warnings.Load(), Elapsed: time.Since(a.start), Done: done}
 }

@@ -502,7 +502,8 @@ func apiEndToEnd(t *testing.T, driver string) {
 		"details.bytes_total", "details.components", "details.components_done", "details.errors", "details.warnings",
 		"storage_status")
 	if pr["status"] != "completed" || get(pr, "progress.percentage") != 100.0 || get(pr, "details.components_done") != 2.0 ||
-		get(pr, "storage_status.local") != "done" || get(pr, "storage_status.cloud") != "done" {
+		get(pr, "storage_status.local") != "done" || get(pr, "storage_status.cloud") != "done" ||
+		get(pr, "details.bytes_added").(float64) > get(pr, "details.bytes_processed").(float64) || get(pr, "details.bytes_added") == 0.0 {
 		t.Fatalf("progress: %v", pr)
 	}
 	bp := ws.waitFor(t, "backup_progress", time.Second, func(m obj) bool { return m["type"] == "backup_progress" && m["job_id"] == jobID })

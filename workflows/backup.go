@@ -305,7 +305,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 			p.ComponentsCompleted = append(p.ComponentsCompleted, name)
 		}
 		p.BytesProcessed += cm.Stats.Bytes
-		p.BytesAdded += cm.Stats.BytesAdded
+		p.BytesAdded += cm.Stats.DataAdded // new content, never more than read (trees apart)
 		p.Files += cm.Stats.Files
 		p.Warnings += cm.Stats.Warnings
 		p.Percentage = 99 * float64(i+1) / float64(len(req.Components)) / shares
