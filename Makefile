@@ -12,7 +12,7 @@ all: build
 build: $(BIN)/backupd
 
 $(BIN)/backupd: $(shell find . -name '*.go' -not -path './bin/*' -not -path './var/*') go.mod go.sum
-	$(GO) build -ldflags "-X backupd/buildinfo.built=$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o $@ ./cmd/backupd
+	$(GO) build -buildvcs=auto -ldflags "-X backupd/buildinfo.built=$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o $@ ./cmd/backupd
 
 # S3 server for the storage conformance suite and the dev stack.
 $(BIN)/versitygw:
