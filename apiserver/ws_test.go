@@ -89,17 +89,7 @@ func TestSlowWebSocketClientIsDroppedWithoutSlowingOthers(t *testing.T) {
 // Revoking a token disconnects the WebSocket clients that use it.
 func TestRevokedTokenLosesItsWebSocket(t *testing.T) {
 	s, toks := testServer(t, "sqlite")
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
-	c, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + toks["viewer"]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for s.Hub.Clients() < 1 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	c := connectViewer(t, s, toks["viewer"])
 	tok, _ := s.Store.Authenticate(context.Background(), toks["viewer"])
 	req := httptest.NewRequest("DELETE", "/cloud-integration/backup/tokens/"+tok.ID, nil)
 	req.Header.Set("Authorization", "Bearer "+toks["admin"])
@@ -209,17 +199,7 @@ func TestRequestIDsAreTheServers(t *testing.T) {
 // A failure comes as the spec's error object, a location's state final.
 func TestEveryJobSendsFirstAndFinalProgress(t *testing.T) {
 	s, toks := testServer(t, "sqlite")
-	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
-	c, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + toks["viewer"]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for s.Hub.Clients() < 1 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	c := connectViewer(t, s, toks["viewer"])
 	read := func() map[string]any {
 		t.Helper()
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -278,4 +258,22 @@ func get(v any, path string) any {
 		v = m[k]
 	}
 	return v
+}
+
+// connectViewer connects a WebSocket client with tok to s and waits until
+// the hub has it; it closes with the test.
+func connectViewer(t *testing.T, s *Server, tok string) *websocket.Conn {
+	t.Helper()
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
+	c, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for s.Hub.Clients() < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c
 }

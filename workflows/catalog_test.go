@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"backupd/activities"
 	"backupd/backup"
@@ -57,12 +58,7 @@ func TestBackupRecordsStartAndEndInTheCatalog(t *testing.T) {
 
 func TestFailedBackupIsRecordedWithItsCode(t *testing.T) {
 	env := newEnv(t)
-	env.RegisterActivity(&activities.Catalog{})
-	var last activities.JobRecord
-	env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
-		last = r
-		return nil
-	})
+	last := lastRecord(env)
 	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(nil,
 		temporal.NewNonRetryableApplicationError("no key", string(codes.KeyUnavailable), nil))
 	r := req
@@ -95,12 +91,7 @@ func TestScheduledRunGetsIDsFromItsRun(t *testing.T) {
 // is recorded so), not failed.
 func TestCancelDuringPrepareIsCancelled(t *testing.T) {
 	env := newEnv(t)
-	env.RegisterActivity(&activities.Catalog{})
-	var last activities.JobRecord
-	env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
-		last = r
-		return nil
-	})
+	last := lastRecord(env)
 	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.PrepareInput) (*backup.Plan, error) {
 		return nil, uploadUntilCancelled(ctx)
 	})
@@ -129,12 +120,7 @@ func TestFailedJobErrorIsTheFailureNotTheChain(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			env := newEnv(t)
-			env.RegisterActivity(&activities.Catalog{})
-			var last activities.JobRecord
-			env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
-				last = r
-				return nil
-			})
+			last := lastRecord(env)
 			env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(nil, actErr)
 			r := req
 			r.CatalogQueue = "cat"
@@ -155,4 +141,16 @@ func TestFailedJobErrorIsTheFailureNotTheChain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lastRecord registers the catalog's activity in env and keeps the last
+// job record the workflow sends it.
+func lastRecord(env *testsuite.TestWorkflowEnvironment) *activities.JobRecord {
+	env.RegisterActivity(&activities.Catalog{})
+	last := &activities.JobRecord{}
+	env.OnActivity(cat.RecordJob, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.JobRecord) error {
+		*last = r
+		return nil
+	})
+	return last
 }
