@@ -17,7 +17,7 @@ func (s *Server) OpenAPI() map[string]any {
 	paths := map[string]any{}
 	for _, p := range Prefixes {
 		for _, rt := range s.routes {
-			full := p + rt.Path
+			full := rt.servedAt(p)
 			item, _ := paths[full].(map[string]any)
 			if item == nil {
 				item = map[string]any{}
@@ -36,7 +36,7 @@ func (s *Server) OpenAPI() map[string]any {
 			}
 			op := map[string]any{
 				"summary":     rt.Summary,
-				"operationId": strings.ToLower(rt.Method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(strings.TrimPrefix(p+rt.Path, "/")),
+				"operationId": strings.ToLower(rt.Method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(strings.TrimPrefix(full, "/")),
 				"security":    []map[string]any{{"bearer": []string{}}},
 				"x-role":      rt.Role,
 				"responses": map[string]any{

@@ -50,6 +50,10 @@ type Server struct {
 	// LogRing, when set, holds the server's recent log records (for the
 	// debug bundle).
 	LogRing *logring.Ring
+	// Metrics is what GET /metrics serves; New makes one when nil (give
+	// its TemporalHandler to the Temporal client first to have the SDK's
+	// metrics too).
+	Metrics *Metrics
 
 	started time.Time
 	routes  []route
@@ -84,6 +88,10 @@ func New(s *Server) *Server {
 	s.lastEmergency = map[string]time.Time{}
 	s.skipped = map[string]int64{}
 	s.limiter = authLimiter{burst: authBurst, rate: authRate}
+	if s.Metrics == nil {
+		s.Metrics = NewMetrics()
+	}
+	s.Metrics.Registry.MustRegister(serverCollector{s})
 	s.routes = s.routeTable()
 	s.router = s.buildRouter()
 	return s
@@ -92,13 +100,16 @@ func New(s *Server) *Server {
 // route is one endpoint; the OpenAPI document is generated from the same table.
 type route struct {
 	Method, Path string // Path below /cloud-integration
-	Role         string // viewer | operator | admin
-	Action       string // audit log action name (mutating routes)
-	Summary      string
-	Query        []string // query parameters
-	Body         string   // request body schema name ("" = none)
-	Status       int      // success status (200 unless said)
-	handler      func(w http.ResponseWriter, r *http.Request) error
+	// Root: served at Path itself, outside the prefixes (where a
+	// Prometheus scraper looks for /metrics)
+	Root    bool
+	Role    string // viewer | operator | admin
+	Action  string // audit log action name (mutating routes)
+	Summary string
+	Query   []string // query parameters
+	Body    string   // request body schema name ("" = none)
+	Status  int      // success status (200 unless said)
+	handler func(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) routeTable() []route {
@@ -140,6 +151,7 @@ func (s *Server) routeTable() []route {
 		{Method: "DELETE", Path: "/backup/tokens/{token_id}", Role: "admin", Action: "token.revoke", Summary: "Revoke an API token", handler: s.revokeToken},
 		{Method: "GET", Path: "/backup/debug-bundle", Role: "admin", Action: "debug_bundle.download", Query: []string{"failed_jobs"}, Summary: "A tar.gz for support: version, configuration (secrets redacted), recent logs, health, storage health, the last failed jobs and their workflow histories", handler: s.debugBundle},
 		{Method: "GET", Path: "/backup/openapi.json", Role: "viewer", Summary: "This API as an OpenAPI 3 document", handler: s.openAPI},
+		{Method: "GET", Path: "/metrics", Root: true, Role: "viewer", Summary: "Metrics in the Prometheus text format (also without a token on --metrics-listen)", handler: s.getMetrics},
 		{Method: "GET", Path: "/ws/backup", Role: "viewer", Query: []string{"job_id", "types", "access_token"}, Summary: "WebSocket: live progress, completions, storage alerts, schedule events", handler: s.serveWS},
 	}
 }
@@ -147,13 +159,27 @@ func (s *Server) routeTable() []route {
 // Prefixes the routes are served under.
 var Prefixes = []string{"/cloud-integration", "/v1/cloud-integration"}
 
+// servedAt is the full path a route has under prefix p.
+func (rt route) servedAt(p string) string {
+	if rt.Root {
+		return rt.Path
+	}
+	return p + rt.Path
+}
+
 func (s *Server) buildRouter() *mux.Router {
 	r := mux.NewRouter()
+	for i := range s.routes {
+		if rt := s.routes[i]; rt.Root {
+			r.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
+		}
+	}
 	for _, p := range Prefixes {
 		sub := r.PathPrefix(p).Subrouter()
 		for i := range s.routes {
-			rt := s.routes[i]
-			sub.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
+			if rt := s.routes[i]; !rt.Root {
+				sub.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
+			}
 		}
 	}
 	r.HandleFunc(HealthzPath, s.healthz).Methods("GET")
@@ -271,7 +297,9 @@ func (s *Server) wrap(rt route) http.Handler {
 		w.Header().Set("X-Request-ID", st.id)
 		r = withState(r, st)
 		sw := &statusWriter{ResponseWriter: w}
-		defer s.accessLog(r, rt.Path, sw, time.Now())
+		start := time.Now()
+		defer s.accessLog(r, rt.Path, sw, start)
+		defer func() { s.Metrics.observeRequest(rt, sw.status, time.Since(start)) }()
 		src := sourceOf(r)
 		err := s.authorize(r, rt, st)
 		if err != nil && st.token == nil {

@@ -491,6 +491,7 @@ func (s *Server) logJob(rec activities.JobRecord) {
 // OnJobRecord is the catalog's notification (in this process): a started
 // job is followed, a finished one announced.
 func (s *Server) OnJobRecord(rec activities.JobRecord) {
+	s.Metrics.jobRecorded(rec)
 	withProgress := rec.Type == "backup" || rec.Type == "restore"
 	j := &models.Job{ID: rec.JobID, Type: rec.Type, RefID: rec.RefID, BackupID: rec.BackupID}
 	s.logJob(rec)
