@@ -110,6 +110,10 @@ type API struct {
 	Listen  string `yaml:"listen"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key" redact:"path"`
+	// MetricsListen, when set, serves GET /metrics there without a token
+	// (for a Prometheus that holds none); /metrics on Listen needs a
+	// viewer's token either way.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // Catalog is the SQL catalog.
@@ -207,6 +211,7 @@ var envOverrides = map[string]func(*Config) *string{
 	"BACKUPD_API_LISTEN":         func(c *Config) *string { return &c.API.Listen },
 	"BACKUPD_TLS_CERT":           func(c *Config) *string { return &c.API.TLSCert },
 	"BACKUPD_TLS_KEY":            func(c *Config) *string { return &c.API.TLSKey },
+	"BACKUPD_METRICS_LISTEN":     func(c *Config) *string { return &c.API.MetricsListen },
 	"BACKUPD_TEMPORAL_TLS_CERT":  func(c *Config) *string { return &c.Temporal.TLSCert },
 	"BACKUPD_TEMPORAL_TLS_KEY":   func(c *Config) *string { return &c.Temporal.TLSKey },
 	"BACKUPD_TEMPORAL_TLS_CA":    func(c *Config) *string { return &c.Temporal.TLSCA },

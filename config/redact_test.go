@@ -47,7 +47,7 @@ var shown = map[string]bool{
 	"host": true, "var_dir": true, "password_file": true, "primary": true, "gc_safety_window": true, "log.level": true, "log.format": true,
 	"temporal.address": true, "temporal.namespace": true, "temporal.task_queue": true, "temporal.ui_url": true,
 	"temporal.tls_cert": true, "temporal.tls_key": true, "temporal.tls_ca": true,
-	"api.listen": true, "api.tls_cert": true, "api.tls_key": true,
+	"api.listen": true, "api.tls_cert": true, "api.tls_key": true, "api.metrics_listen": true,
 	"catalog.driver": true, "catalog.dsn": true, // a DSN's password: TestRedactStringFindsSecretsInsideValues
 	"components.*.description": true, "components.*.paths": true, "components.*.include": true, "components.*.exclude": true,
 	"components.*.databases.name": true, "components.*.databases.kind": true, "components.*.databases.host": true,

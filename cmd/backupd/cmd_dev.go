@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"gopkg.in/yaml.v3"
 
+	"backupd/apiserver"
 	"backupd/config"
 	"backupd/models"
 	"backupd/storage/s3/s3test"
@@ -112,7 +113,8 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 	if err := lf.apply(cfg); err != nil {
 		return err
 	}
-	c, err := dialWithRetry(ctx, cfg, 60*time.Second)
+	metrics := apiserver.NewMetrics()
+	c, err := dialWithRetry(ctx, cfg, 60*time.Second, metrics.TemporalHandler())
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			return cause
@@ -126,7 +128,7 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 			err = cause // Temporal's exit is why everything stopped
 		}
 	}()
-	return runServer(ctx, cfg, c, true, func(apiURL string, store *models.Store) {
+	return runServer(ctx, cfg, c, metrics, true, func(apiURL string, store *models.Store) {
 		// a fresh admin token at each start (older ones stay valid until
 		// revoked), also kept in var/admin-token for scripts
 		tok, _, err := store.CreateToken(ctx, "dev-admin", "admin", "backupd dev", 0)
@@ -153,10 +155,10 @@ Ctrl-C stops everything.
 	})
 }
 
-func dialWithRetry(ctx context.Context, cfg *config.Config, max time.Duration) (client.Client, error) {
+func dialWithRetry(ctx context.Context, cfg *config.Config, max time.Duration, metrics client.MetricsHandler) (client.Client, error) {
 	deadline := time.Now().Add(max)
 	for {
-		c, err := dialTemporal(cfg)
+		c, err := dialTemporal(cfg, metrics)
 		if err == nil {
 			return c, nil
 		}

@@ -70,7 +70,7 @@ func cmdJob(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dialTemporal(cfg)
+	c, err := dialTemporal(cfg, nil)
 	if err != nil {
 		return err
 	}

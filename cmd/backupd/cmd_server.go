@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -26,8 +27,8 @@ import (
 
 // serverFlags are the API server's flags (each also a BACKUPD_* variable).
 type serverFlags struct {
-	config, listen, tlsCert, tlsKey string
-	log                             *logFlags
+	config, listen, tlsCert, tlsKey, metricsListen string
+	log                                            *logFlags
 }
 
 func addServerFlags(fs *flag.FlagSet) *serverFlags {
@@ -37,6 +38,7 @@ func addServerFlags(fs *flag.FlagSet) *serverFlags {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS/WSS with this certificate (env BACKUPD_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "and this key (env BACKUPD_TLS_KEY)")
 	f.log = addLogFlags(fs)
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "also serve GET /metrics here, without a token (env BACKUPD_METRICS_LISTEN; default: only on the API listener, with a viewer token)")
 	return f
 }
 
@@ -53,6 +55,9 @@ func (f *serverFlags) load() (*config.Config, error) {
 	}
 	if f.tlsKey != "" {
 		cfg.API.TLSKey = f.tlsKey
+	}
+	if f.metricsListen != "" {
+		cfg.API.MetricsListen = f.metricsListen
 	}
 	if (cfg.API.TLSCert == "") != (cfg.API.TLSKey == "") {
 		return nil, errors.New("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
@@ -82,12 +87,13 @@ func serve(ctx context.Context, name string, args []string, worker bool) error {
 	if err != nil {
 		return err
 	}
-	c, err := dialWithRetry(ctx, cfg, 30*time.Second)
+	metrics := apiserver.NewMetrics()
+	c, err := dialWithRetry(ctx, cfg, 30*time.Second, metrics.TemporalHandler())
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return runServer(ctx, cfg, c, worker, nil)
+	return runServer(ctx, cfg, c, metrics, worker, nil)
 }
 
 // recentLogs keeps this process's last log records (the server's at INFO
@@ -97,7 +103,8 @@ var recentLogs = logring.New(2000, slog.LevelInfo)
 
 // runServer serves the API (and with worker, runs the jobs too) until ctx
 // ends. ready, when set, hears the listening address and the catalog.
-func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker bool, ready func(addr string, store *models.Store)) error {
+// metrics is the registry c reports the Temporal SDK's metrics to.
+func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics *apiserver.Metrics, worker bool, ready func(addr string, store *models.Store)) error {
 	store, err := models.Open(cfg.Catalog.Driver, cfg.Catalog.DSN)
 	if err != nil {
 		return err
@@ -111,7 +118,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 		sup = &workerSupervisor{log: log}
 	}
 	srv := apiserver.New(&apiserver.Server{Cfg: cfg, Store: store, Jobs: jobClient(cfg, c), Temporal: c, Stores: stores, Log: log,
-		LocalWorker: worker, LogRing: recentLogs})
+		LocalWorker: worker, LogRing: recentLogs, Metrics: metrics})
 	if sup != nil {
 		srv.LocalWorkerState = sup.State
 	}
@@ -132,6 +139,18 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
 	}
+	merr := make(chan error, 1)
+	if cfg.API.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.API.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener (--metrics-listen %s): %w", cfg.API.MetricsListen, err)
+		}
+		log.Info("backupd metrics listening, without a token", "url", "http://"+mln.Addr().String()+"/metrics")
+		go func() { merr <- srv.ServeMetrics(ctx, mln) }()
+	} else {
+		merr <- nil
+	}
 	werr := make(chan error, 1)
 	if worker {
 		go func() {
@@ -147,6 +166,9 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, worker 
 		ready(scheme+"://"+ln.Addr().String(), store)
 	}
 	err = srv.Serve(ctx, ln, cfg.API.TLSCert, cfg.API.TLSKey)
+	if e := <-merr; err == nil && e != nil && !errors.Is(e, http.ErrServerClosed) {
+		err = fmt.Errorf("metrics listener: %w", e)
+	}
 	if worker {
 		if e := <-werr; err == nil {
 			err = e

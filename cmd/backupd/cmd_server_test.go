@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"flag"
 	"math/big"
 	"net"
 	"net/http"
@@ -78,5 +79,41 @@ func TestTemporalTLSConfig(t *testing.T) {
 	}
 	if _, err := temporalTLS(config.Temporal{Address: "x:1", TLSCA: filepath.Join(dir, "client-key.pem")}); err == nil {
 		t.Fatal("a CA file without certificates was accepted")
+	}
+}
+
+// --metrics-listen, else BACKUPD_METRICS_LISTEN, else api.metrics_listen;
+// unset, no metrics listener is opened.
+func TestMetricsListenFlagAndVariable(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "backupd.yaml")
+	os.WriteFile(cfgPath, []byte("api:\n  metrics_listen: 127.0.0.1:9001\n"), 0o600)
+	load := func(args ...string) string {
+		t.Helper()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f := addServerFlags(fs)
+		if err := fs.Parse(append([]string{"--config", cfgPath}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.API.MetricsListen
+	}
+	if got := load(); got != "127.0.0.1:9001" {
+		t.Errorf("from the file: %q", got)
+	}
+	t.Setenv("BACKUPD_METRICS_LISTEN", "127.0.0.1:9002")
+	if got := load(); got != "127.0.0.1:9002" {
+		t.Errorf("from the variable: %q", got)
+	}
+	if got := load("--metrics-listen", "127.0.0.1:9003"); got != "127.0.0.1:9003" {
+		t.Errorf("from the flag: %q", got)
+	}
+	os.WriteFile(cfgPath, []byte("host: x\n"), 0o600)
+	t.Setenv("BACKUPD_METRICS_LISTEN", "")
+	if got := load(); got != "" {
+		t.Errorf("unset: %q", got)
 	}
 }

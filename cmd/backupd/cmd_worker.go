@@ -22,14 +22,16 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config.Config, error) {
 	return config.Load(*path)
 }
 
-func dialTemporal(cfg *config.Config) (client.Client, error) {
+// dialTemporal connects to Temporal; metrics, when set, receives the
+// SDK's metrics (the API server's registry).
+func dialTemporal(cfg *config.Config, metrics client.MetricsHandler) (client.Client, error) {
 	tc, err := temporalTLS(cfg.Temporal)
 	if err != nil {
 		return nil, err
 	}
 	c, err := client.Dial(client.Options{HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
-		ConnectionOptions: client.ConnectionOptions{TLS: tc},
-		Logger:            sdkLogger(cfg)})
+		ConnectionOptions: client.ConnectionOptions{TLS: tc}, MetricsHandler: metrics,
+		Logger: sdkLogger(cfg)})
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s: %w", cfg.Temporal.Address, err)
 	}
@@ -71,7 +73,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 	if err := lf.apply(cfg); err != nil {
 		return err
 	}
-	c, err := dialTemporal(cfg)
+	c, err := dialTemporal(cfg, nil)
 	if err != nil {
 		return err
 	}
