@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api clean tools hygiene race record-histories
+.PHONY: all build run test fuzz vet fmt bench bench-api clean tools promtool hygiene race record-histories
 
 all: build
 
@@ -18,7 +18,14 @@ $(BIN)/backupd: $(shell find . -name '*.go' -not -path './bin/*' -not -path './v
 $(BIN)/versitygw:
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
-tools: $(BIN)/versitygw
+tools: $(BIN)/versitygw promtool
+
+# promtool checks and unit-tests deploy/prometheus/alerts.yml (in
+# apiserver's alerts test); Debian ships it in package prometheus.
+# Installed only when missing.
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v promtool >/dev/null || { echo "promtool is still missing: install Debian's package prometheus"; exit 1; }
 
 vet:
 	$(GO) vet ./...
