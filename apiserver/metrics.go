@@ -44,7 +44,19 @@ type Metrics struct {
 	mu      sync.Mutex
 	counted map[string]string
 	order   []string
+
+	// catalog keeps the figures read from the whole catalog until it
+	// changes (every write through this server's Store) or a minute
+	// passes (writers in other processes): scrapes come every few seconds
+	catalogMu  sync.Mutex
+	catalogGen int64
+	catalogAt  time.Time
+	catalog    []prometheus.Metric
 }
+
+// catalogTTL bounds how long catalog figures are reused when this server
+// wrote nothing (another process may have).
+const catalogTTL = time.Minute
 
 // countedJobs is how many job ids the de-duplication remembers.
 const countedJobs = 10000
@@ -282,7 +294,7 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(descStorageUp, err)
 		return
 	}
-	c.collectCatalog(ctx, ch, pol)
+	c.collectCatalogCached(ctx, ch, pol)
 	c.collectStorage(ctx, ch, pol)
 	_, werr := s.Temporal.CheckHealth(ctx, nil)
 	gauge(ch, descTemporalUp, boolValue(werr == nil))
@@ -292,17 +304,54 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (c serverCollector) collectCatalog(ctx context.Context, ch chan<- prometheus.Metric, pol *Policies) {
+// collectCatalogCached sends the catalog's figures, read again only when
+// the catalog changed or catalogTTL passed.
+func (c serverCollector) collectCatalogCached(ctx context.Context, ch chan<- prometheus.Metric, pol *Policies) {
+	m := c.s.Metrics
+	m.catalogMu.Lock()
+	defer m.catalogMu.Unlock()
+	gen := c.s.Store.Generation()
+	if m.catalog == nil || gen != m.catalogGen || time.Since(m.catalogAt) > catalogTTL {
+		buf := make(chan prometheus.Metric, 64)
+		var out []prometheus.Metric
+		done := make(chan struct{})
+		go func() {
+			for x := range buf {
+				out = append(out, x)
+			}
+			close(done)
+		}()
+		ok := c.collectCatalog(ctx, buf, pol)
+		close(buf)
+		<-done
+		if !ok {
+			m.catalog = nil // an error is not kept: the next scrape asks again
+			for _, x := range out {
+				ch <- x
+			}
+			return
+		}
+		m.catalog, m.catalogGen, m.catalogAt = out, gen, time.Now()
+	}
+	for _, x := range m.catalog {
+		ch <- x
+	}
+}
+
+// collectCatalog reads the catalog's figures; false when it could not.
+func (c serverCollector) collectCatalog(ctx context.Context, ch chan<- prometheus.Metric, pol *Policies) bool {
 	s := c.s
+	// the generation is read before the catalog: a write in between
+	// makes the next scrape read again
 	rows, err := s.Store.AllBackups(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descBackups, err)
-		return
+		return false
 	}
 	scheds, err := s.Store.ListSchedules(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descSchedInterval, err)
-		return
+		return false
 	}
 	// a schedule's series cover the components and locations it backs up
 	// now: one it no longer names must not look late for ever
@@ -380,6 +429,7 @@ func (c serverCollector) collectCatalog(ctx context.Context, ch chan<- prometheu
 	gauge(ch, descReplChecked, float64(checked))
 	gauge(ch, descReplShort, float64(short))
 	gauge(ch, descReplCompliant, boolValue(short == 0))
+	return true
 }
 
 func (c serverCollector) collectStorage(ctx context.Context, ch chan<- prometheus.Metric, pol *Policies) {

@@ -412,3 +412,31 @@ func TestTemporalSDKMetricsInTheRegistry(t *testing.T) {
 		}
 	}
 }
+
+// The catalog's figures are read again after every write through the
+// server's Store, and kept between writes (scrapes come every few
+// seconds; the whole catalog is read each time it changed).
+func TestMetricsCatalogFiguresFollowWrites(t *testing.T) {
+	s, toks, _ := metricsServer(t, "sqlite")
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if err := s.Store.PutBackup(ctx, &models.Backup{ID: "backup-a", Type: "full", Status: "completed", Timestamp: now,
+		Components: models.Strings{"data"}, Locations: models.Strings{"local"}, SizeBytes: 7}); err != nil {
+		t.Fatal(err)
+	}
+	wantValue(t, scrape(t, s, toks["viewer"]), "backupd_backups", map[string]string{"status": "completed"}, 1)
+	// a change behind the Store's back is not seen until a write (or a minute)
+	if err := s.Store.DB.Exec("DELETE FROM backups").Error; err != nil {
+		t.Fatal(err)
+	}
+	wantValue(t, scrape(t, s, toks["viewer"]), "backupd_backups", map[string]string{"status": "completed"}, 1)
+	if err := s.Store.PutSchedule(ctx, &models.Schedule{ID: "weekly", Enabled: true, Frequency: "weekly", Day: "Sunday", Time: "02:00"}); err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, s, toks["viewer"])
+	wantValue(t, fams, "backupd_backups", map[string]string{"status": "completed"}, 0)
+	wantValue(t, fams, "backupd_schedule_interval_seconds", map[string]string{"schedule": "weekly"}, 7*86400)
+	if _, ok := sample(fams, "backupd_last_success_timestamp_seconds", nil); ok {
+		t.Errorf("a last success without a backup")
+	}
+}
