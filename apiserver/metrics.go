@@ -37,6 +37,7 @@ type Metrics struct {
 	backupBytes  map[string]*prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	temporal     *temporalMetrics
+	handler      http.Handler
 
 	// counted remembers which phase of a job was counted: a catalog
 	// activity that is retried after writing reports the same record
@@ -95,15 +96,15 @@ func NewMetrics() *Metrics {
 	m.temporal = newTemporalMetrics()
 	m.Registry.MustRegister(m.jobsStarted, m.jobsFinished, m.jobDuration, m.httpDuration, m.temporal,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return m
 }
 
-// Handler serves the registry in the Prometheus text format. A figure
-// that cannot be read (a location down) is left out and logged by the
-// registry's error, not a failed scrape: the rest still arrives.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-}
+// Handler serves the registry in the Prometheus text format. Figures
+// that cannot be read (the catalog down) are left out, not a failed
+// scrape: the rest still arrives (a location that cannot be reached is
+// backupd_storage_up 0).
+func (m *Metrics) Handler() http.Handler { return m.handler }
 
 // outcomes maps a finished job's catalog status to the metrics' word.
 var outcomes = map[string]string{workflows.StatusCompleted: "succeeded", workflows.StatusPartial: "partial",
@@ -296,8 +297,10 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.collectCatalogCached(ctx, ch, pol)
 	c.collectStorage(ctx, ch, pol)
-	_, werr := s.Temporal.CheckHealth(ctx, nil)
-	gauge(ch, descTemporalUp, boolValue(werr == nil))
+	hctx, hcancel := context.WithTimeout(ctx, 3*time.Second) // as status and health wait
+	_, herr := s.Temporal.CheckHealth(hctx, nil)
+	hcancel()
+	gauge(ch, descTemporalUp, boolValue(herr == nil))
 	for _, w := range s.workers(ctx) {
 		gauge(ch, descWorkerPollers, float64(w.WorkflowPollers), w.Host, w.TaskQueue, "workflow")
 		gauge(ch, descWorkerPollers, float64(w.ActivityPollers), w.Host, w.TaskQueue, "activity")
