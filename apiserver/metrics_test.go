@@ -11,7 +11,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -438,5 +440,44 @@ func TestMetricsCatalogFiguresFollowWrites(t *testing.T) {
 	wantValue(t, fams, "backupd_schedule_interval_seconds", map[string]string{"schedule": "weekly"}, 7*86400)
 	if _, ok := sample(fams, "backupd_last_success_timestamp_seconds", nil); ok {
 		t.Errorf("a last success without a backup")
+	}
+}
+
+// The SDK reports from its pollers' and workers' goroutines while a
+// scrape reads (the race detector runs this in make race).
+func TestTemporalSDKMetricsConcurrently(t *testing.T) {
+	m := NewMetrics()
+	h := m.TemporalHandler()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			th := h.WithTags(map[string]string{"task_queue": "q" + strconv.Itoa(i%2)})
+			for range 200 {
+				th.Counter("temporal_poller_start").Inc(1)
+				th.Timer("temporal_workflow_task_execution_latency").Record(time.Millisecond)
+				th.Gauge("temporal_num_pollers").Update(float64(i))
+			}
+		}()
+	}
+	for range 20 {
+		if _, err := m.Registry.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	wantValue(t, byName, "temporal_poller_start_total", map[string]string{"task_queue": "q0"}, 800)
+	wantValue(t, byName, "temporal_poller_start_total", map[string]string{"task_queue": "q1"}, 800)
+	if hm, _ := sample(byName, "temporal_workflow_task_execution_latency_seconds", map[string]string{"task_queue": "q1"}); hm.Histogram.GetSampleCount() != 800 {
+		t.Errorf("timer samples: %d", hm.Histogram.GetSampleCount())
 	}
 }
