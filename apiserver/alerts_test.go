@@ -2,10 +2,12 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +145,29 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool %v: %v\n%s", args, err, out)
 		}
+	}
+	// the example Prometheus configuration, in full (promtool checks that
+	// the token file and the rule files exist): a copy whose token file is
+	// one made here
+	dir := t.TempDir()
+	cfg, err := os.ReadFile(filepath.Join(alertFiles, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tokenFile = "/etc/prometheus/backupd-token"
+	if !strings.Contains(string(cfg), tokenFile) {
+		t.Fatalf("prometheus.yml no longer names %s: change this test", tokenFile)
+	}
+	os.WriteFile(filepath.Join(dir, "token"), []byte(toks["viewer"]), 0o600)
+	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(strings.ReplaceAll(string(cfg), tokenFile, filepath.Join(dir, "token"))), 0o600)
+	ruleText, _ := os.ReadFile(filepath.Join(alertFiles, "alerts.yml"))
+	os.WriteFile(filepath.Join(dir, "alerts.yml"), ruleText, 0o600)
+	cmd := exec.Command(promtool, "check", "config", "prometheus.yml")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check config prometheus.yml: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), fmt.Sprintf("%d rules found", len(exprs))) {
+		t.Errorf("promtool check config did not load the rules:\n%s", out)
 	}
 }
 
