@@ -54,7 +54,7 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now().UTC().Add(-time.Hour)
-	st := repository.Stats{Bytes: 100, BytesRead: 100, BytesAdded: 60, StoredAdded: 30}
+	st := repository.Stats{Bytes: 100, BytesRead: 100, BytesAdded: 60, DataAdded: 50, StoredBytes: 40, StoredAdded: 30}
 	for i, status := range []string{"completed", "partial", "failed"} {
 		start, end := backupRecords("JOB-"+status, "backup-"+status, "nightly", status, t0.Add(time.Duration(i)*time.Minute),
 			time.Minute, []string{"local"}, st)

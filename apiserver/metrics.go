@@ -15,6 +15,7 @@ import (
 
 	"backupd/activities"
 	"backupd/models"
+	"backupd/repository"
 	"backupd/workflows"
 )
 
@@ -62,14 +63,17 @@ const catalogTTL = time.Minute
 // countedJobs is how many job ids the de-duplication remembers.
 const countedJobs = 10000
 
-// Backup byte counters, each from the backup's manifest statistics.
+// Backup byte counters, each from the backup's manifest statistics
+// (repository.Stats): source/compressed is the compression ratio,
+// compressed/stored what deduplication saved.
 var backupByteMetrics = []struct{ name, help string }{
 	{"backupd_backup_read_bytes_total", "Content bytes read from the sources by finished backups (incrementals skip unchanged files)."},
 	{"backupd_backup_source_bytes_total", "Content bytes the finished backups hold."},
-	{"backupd_backup_added_bytes_total", "Plaintext bytes of the new blobs finished backups added to the repository (after deduplication, before compression)."},
-	{"backupd_backup_stored_bytes_total", "Bytes the new blobs of finished backups take in storage (compressed and encrypted)."},
-	{"backupd_backup_deduplicated_bytes_total", "Content bytes finished backups did not store again because the repository held them already (source - added)."},
-	{"backupd_backup_compression_saved_bytes_total", "Bytes compression saved on the new blobs of finished backups (added - stored, never below 0)."},
+	{"backupd_backup_compressed_bytes_total", "What the content of finished backups takes in storage, compressed and encrypted, before deduplication."},
+	{"backupd_backup_added_bytes_total", "New content finished backups added to the repository (plaintext, after deduplication, trees apart: at most the source bytes)."},
+	{"backupd_backup_stored_bytes_total", "Bytes finished backups wrote to storage: their new blobs, trees included, compressed and encrypted."},
+	{"backupd_backup_deduplicated_bytes_total", "Stored bytes deduplication saved finished backups (compressed - stored, never below 0)."},
+	{"backupd_backup_compression_saved_bytes_total", "Bytes compression saved on the content of finished backups, before deduplication (source - compressed, never below 0)."},
 }
 
 // NewMetrics builds the registry with the server's own collectors; the
@@ -144,27 +148,24 @@ func (m *Metrics) jobRecorded(rec activities.JobRecord) {
 	}
 	var out struct {
 		Summary struct {
-			Stats struct {
-				Bytes       int64 `json:"bytes"`
-				BytesRead   int64 `json:"bytes_read"`
-				BytesAdded  int64 `json:"bytes_added"`
-				StoredAdded int64 `json:"stored_added"`
-			} `json:"stats"`
+			Stats repository.Stats `json:"stats"`
 		} `json:"summary"`
 	}
 	if json.Unmarshal(rec.Result, &out) != nil {
 		return
 	}
 	st := out.Summary.Stats
-	for name, v := range map[string]int64{
-		"backupd_backup_read_bytes_total":              st.BytesRead,
-		"backupd_backup_source_bytes_total":            st.Bytes,
-		"backupd_backup_added_bytes_total":             st.BytesAdded,
-		"backupd_backup_stored_bytes_total":            st.StoredAdded,
-		"backupd_backup_deduplicated_bytes_total":      max(st.Bytes-st.BytesAdded, 0),
-		"backupd_backup_compression_saved_bytes_total": max(st.BytesAdded-st.StoredAdded, 0),
-	} {
-		m.backupBytes[name].WithLabelValues(rec.ScheduleID).Add(float64(v))
+	add := func(name string, v int64) {
+		m.backupBytes[name].WithLabelValues(rec.ScheduleID).Add(float64(max(v, 0)))
+	}
+	add("backupd_backup_read_bytes_total", st.BytesRead)
+	add("backupd_backup_source_bytes_total", st.Bytes)
+	add("backupd_backup_added_bytes_total", st.DataAdded)
+	add("backupd_backup_stored_bytes_total", st.StoredAdded)
+	if st.StoredBytes > 0 { // 0: a manifest written before it was measured
+		add("backupd_backup_compressed_bytes_total", st.StoredBytes)
+		add("backupd_backup_deduplicated_bytes_total", st.StoredBytes-st.StoredAdded)
+		add("backupd_backup_compression_saved_bytes_total", st.Bytes-st.StoredBytes)
 	}
 }
 

@@ -170,7 +170,7 @@ func TestMetricsFollowRecordedJobsAndState(t *testing.T) {
 		}
 
 		t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
-		st := repository.Stats{Files: 3, Bytes: 10_000, BytesRead: 6_000, BytesAdded: 4_000, StoredAdded: 1_500}
+		st := repository.Stats{Files: 3, Bytes: 10_000, BytesRead: 6_000, BytesAdded: 4_200, DataAdded: 4_000, StoredBytes: 3_000, StoredAdded: 1_500}
 		start, end := backupRecords("JOB-1", "backup-1", "nightly", "completed", t0, 90*time.Second, []string{"local", "vault"}, st)
 		for _, rec := range []activities.JobRecord{start, start, end, end} { // each sent twice: a retried activity
 			if err := cat.RecordJob(ctx, rec); err != nil {
@@ -202,10 +202,11 @@ func TestMetricsFollowRecordedJobsAndState(t *testing.T) {
 		sched := map[string]string{"schedule": "nightly"}
 		wantValue(t, fams, "backupd_backup_read_bytes_total", sched, 6_000)
 		wantValue(t, fams, "backupd_backup_source_bytes_total", sched, 10_000)
+		wantValue(t, fams, "backupd_backup_compressed_bytes_total", sched, 3_000)
 		wantValue(t, fams, "backupd_backup_added_bytes_total", sched, 4_000)
 		wantValue(t, fams, "backupd_backup_stored_bytes_total", sched, 1_500)
-		wantValue(t, fams, "backupd_backup_deduplicated_bytes_total", sched, 6_000)
-		wantValue(t, fams, "backupd_backup_compression_saved_bytes_total", sched, 2_500)
+		wantValue(t, fams, "backupd_backup_deduplicated_bytes_total", sched, 1_500)
+		wantValue(t, fams, "backupd_backup_compression_saved_bytes_total", sched, 7_000)
 
 		// from the catalog
 		wantValue(t, fams, "backupd_backups", map[string]string{"status": "completed"}, 1)

@@ -94,8 +94,15 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if v := find(fams, "backupd_jobs_finished_total", map[string]string{"type": "backup", "component": "configurations", "outcome": "succeeded"}).Counter.GetValue(); v != 1 {
 		t.Errorf("backups succeeded: %v", v)
 	}
-	if v := find(fams, "backupd_backup_source_bytes_total", nil).Counter.GetValue(); v <= 0 {
-		t.Errorf("source bytes: %v", v)
+	// the manifest's figures add up: new content is at most the content,
+	// compression and deduplication each save something or nothing
+	src := find(fams, "backupd_backup_source_bytes_total", nil).Counter.GetValue()
+	added := find(fams, "backupd_backup_added_bytes_total", nil).Counter.GetValue()
+	comp := find(fams, "backupd_backup_compressed_bytes_total", nil).Counter.GetValue()
+	stored := find(fams, "backupd_backup_stored_bytes_total", nil).Counter.GetValue()
+	saved := find(fams, "backupd_backup_compression_saved_bytes_total", nil).Counter.GetValue()
+	if src <= 0 || added > src || comp <= 0 || stored <= 0 || saved != max(src-comp, 0) {
+		t.Errorf("bytes: source %v, added %v, compressed %v, stored %v, compression saved %v", src, added, comp, stored, saved)
 	}
 	if v := find(fams, "backupd_last_success_timestamp_seconds", map[string]string{"component": "configurations", "location": "local"}).Gauge.GetValue(); time.Since(time.Unix(int64(v), 0)) > 10*time.Minute {
 		t.Errorf("last success: %v", time.Unix(int64(v), 0))
