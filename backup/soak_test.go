@@ -46,6 +46,8 @@ type soakRepo struct {
 	fb    *fault.Backend
 	be    storage.Backend
 	model map[string]map[string]string // backup id -> source snapshot
+	// origin says how each backup in the model came to be, for failures
+	origin map[string]string
 }
 
 type soak struct {
@@ -59,6 +61,7 @@ type soak struct {
 	injected int        // faults fired
 	on       bool       // faults are being injected
 	mu       sync.Mutex // guards counts and failures (the emergency collection runs beside a backup)
+	steps    []string   // what each step did, for failures
 }
 
 var soakCreds = repository.Credentials{Password: []byte("pw")}
@@ -168,13 +171,14 @@ func (s *soak) backup(r *soakRepo, typ string) {
 		_, err = backup.Run(context.Background(), repo, backup.Options{ID: id, Type: typ, Components: s.comps(), Workers: 2})
 	}
 	s.note("backup", err)
+	origin := fmt.Sprintf("%s backup at step %d, error %v", typ, len(s.steps), err)
 	if err == nil {
-		r.model[id] = want
+		r.model[id], r.origin[id] = want, origin
 		return
 	}
 	was := s.faults(false)
 	if _, lerr := s.mustOpen(r).LoadManifest(context.Background(), id); lerr == nil {
-		r.model[id] = want
+		r.model[id], r.origin[id] = want, origin
 	}
 	s.faults(was)
 }
@@ -225,7 +229,8 @@ func (s *soak) restoreAndCompare(r *soakRepo, id string, mustSucceed bool) {
 	got := snapshotTree(s.t, filepath.Join(target, "d", s.src))
 	want := r.model[id]
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		s.t.Fatalf("%s: backup %s restored differently from its source:\n%s", r.name, id, diffSnap(want, got))
+		s.t.Fatalf("%s: backup %s (%s; manifest: type %s, parent %q, base %q, stats %+v) restored differently from its source:\n%s\nsteps: %s",
+			r.name, id, r.origin[id], m.Type, m.Parent, m.Base, m.Stats, diffSnap(want, got), strings.Join(s.steps, "; "))
 	}
 	os.RemoveAll(target)
 }
@@ -255,7 +260,7 @@ func (s *soak) checkClean(r *soakRepo, why string, readData float64) {
 	defer s.faults(s.faults(false))
 	res, err := repository.Check(context.Background(), s.mustOpen(r), repository.CheckOptions{ReadDataPercent: readData})
 	if err != nil || !res.OK {
-		s.t.Fatalf("%s: check after %s: %v %+v", r.name, why, err, res)
+		s.t.Fatalf("%s: check after %s: %v %+v\nsteps: %s", r.name, why, err, res, strings.Join(s.steps, "; "))
 	}
 	// and the model's manifests are all there
 	for id := range r.model {
@@ -333,14 +338,24 @@ func (s *soak) copy(from, to *soakRepo) {
 	}
 	s.note("copy", err)
 	if err == nil {
-		to.model[id] = from.model[id]
+		to.model[id], to.origin[id] = from.model[id], "copy of "+from.name+"'s "+from.origin[id]
 		return
 	}
 	was := s.faults(false)
 	if _, lerr := s.mustOpen(to).LoadManifest(context.Background(), id); lerr == nil {
-		to.model[id] = from.model[id]
+		to.model[id], to.origin[id] = from.model[id], "failed copy of "+from.name+"'s "+from.origin[id]
 	}
 	s.faults(was)
+}
+
+// soakOps are the soak's steps, each as often as it appears (of 20 draws:
+// backups 7, copies 3, restores 3, forgets 2, collections 3, emergency
+// collections beside a backup 2), the same sequence for a seed as before
+// they were named.
+var soakOps = []string{
+	"backup a", "backup a", "backup a", "backup a", "backup a", "backup b", "backup b",
+	"copy a->b", "copy a->b", "copy a->b", "restore", "restore", "restore", "forget", "forget",
+	"gc", "gc", "gc", "emergency gc + backup a", "emergency gc + backup a",
 }
 
 func TestFaultInjectingSoak(t *testing.T) {
@@ -365,7 +380,7 @@ func runSoak(t *testing.T, seed int64, budget time.Duration) {
 		m := mem.New()
 		fb := fault.New(m)
 		fb.Seed(seed*100 + int64(len(s.repos)))
-		r := &soakRepo{name: name, mem: m, fb: fb, model: map[string]map[string]string{},
+		r := &soakRepo{name: name, mem: m, fb: fb, model: map[string]map[string]string{}, origin: map[string]string{},
 			be: retry.New(fb, retry.Options{MaxAttempts: 2, InitialDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond})}
 		repo, err := repository.Init(ctx, r.be, repository.InitOptions{Keys: keys, Wrapping: repository.Wrapping{Password: soakCreds.Password, KDF: &kdf}})
 		if err != nil {
@@ -381,29 +396,31 @@ func runSoak(t *testing.T, seed int64, budget time.Duration) {
 	steps := 0
 	for time.Since(start) < budget && steps < 300 {
 		steps++
-		switch k := s.rng.Intn(20); {
-		case k < 5:
+		op := soakOps[s.rng.Intn(len(soakOps))]
+		s.steps = append(s.steps, op)
+		switch op {
+		case "backup a":
 			s.mutate()
 			typ := backup.Incremental
 			if s.rng.Intn(3) == 0 {
 				typ = backup.Full
 			}
 			s.backup(a, typ)
-		case k < 7:
+		case "backup b":
 			s.mutate()
 			s.backup(b, backup.Incremental)
-		case k < 10:
+		case "copy a->b":
 			s.copy(a, b)
-		case k < 13:
+		case "restore":
 			r := s.repos[s.rng.Intn(2)]
 			if id := s.pick(r); id != "" {
 				s.restoreAndCompare(r, id, false)
 			}
-		case k < 15:
+		case "forget":
 			s.forget(s.repos[s.rng.Intn(2)])
-		case k < 18:
+		case "gc":
 			s.gc(s.repos[s.rng.Intn(2)])
-		default:
+		case "emergency gc + backup a":
 			s.mutate()
 			s.emergency(a)
 		}

@@ -271,7 +271,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		}
 		res.Condemned += len(toDelete)
 		res.Deleted, res.BytesFreed, res.Deferred = 0, 0, len(toDelete)
-		r.idx = newIndex()
+		r.idx.reset()
 		return res, r.LoadIndex(ctx)
 	}
 	for _, id := range toDelete {
@@ -279,7 +279,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			return nil, fmt.Errorf("deleting pack %s: %w", id.Short(), err)
 		}
 	}
-	r.idx = newIndex()
+	r.idx.reset()
 	return res, r.LoadIndex(ctx)
 }
 

@@ -168,6 +168,14 @@ func newIndex() *Index {
 	return &Index{packByID: map[ID]uint32{}, blobs: map[ID]blobLoc{}, files: map[ID]bool{}}
 }
 
+// reset empties the index in place (its users keep their pointer).
+func (ix *Index) reset() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.packs, ix.packByID, ix.blobs, ix.files = nil, map[ID]uint32{}, map[ID]blobLoc{}, map[ID]bool{}
+	ix.condemned, ix.extra = nil, nil
+}
+
 func (ix *Index) addPack(p IndexPack) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()

@@ -277,14 +277,25 @@ func packName(id ID) string { s := id.String(); return "data/" + s[:2] + "/" + s
 // PackName is the object name of a pack.
 func PackName(id ID) string { return packName(id) }
 
-// LoadIndex reads every index file. Safe to call again: it loads only new files.
+// LoadIndex reads every index file. Safe to call again: it loads only new
+// files — unless a file it loaded is gone. Then another process rewrote
+// the index (a garbage collection drops the packs it deletes; another
+// job merges its own files), and the entries read from the gone file may
+// name packs that no longer exist: the index is read again from scratch.
+// A writer registers (BeginWrite) and then calls LoadIndex, so it never
+// deduplicates against a pack a collection deleted before it registered
+// (it kept doing so from entries loaded earlier, and a backup's commit
+// could land between the collection's last look and its deletions: the
+// soak found backups committed over deleted trees and chunks).
 func (r *Repository) LoadIndex(ctx context.Context) error {
 	var names []ID
+	listed := map[ID]bool{}
 	err := r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
 		id, err := ParseID(strings.TrimPrefix(oi.Name, "index/"))
 		if err != nil {
 			return nil // not ours; the checker reports it
 		}
+		listed[id] = true
 		r.idx.mu.RLock()
 		loaded := r.idx.files[id]
 		r.idx.mu.RUnlock()
@@ -295,6 +306,22 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("listing index: %w", err)
+	}
+	r.idx.mu.RLock()
+	gone := false
+	for id := range r.idx.files {
+		if !listed[id] {
+			gone = true
+			break
+		}
+	}
+	r.idx.mu.RUnlock()
+	if gone {
+		r.idx.reset()
+		names = names[:0]
+		for id := range listed {
+			names = append(names, id)
+		}
 	}
 	err = parallel(ctx, len(names), 4, func(i int) error {
 		f, err := r.readIndexFile(ctx, names[i])

@@ -340,3 +340,46 @@ func TestALapsedWriterMayNotCommit(t *testing.T) {
 		t.Fatalf("want ErrWriterLapsed, got %v", err)
 	}
 }
+
+// A writer whose index was loaded before a collection ran (backup.Run
+// loads it before the components register; the worker keeps its
+// repository open between jobs) must not keep entries for packs the
+// collection deleted: registering and loading the index again has to drop
+// them, or the writer deduplicates against nothing and commits a backup
+// over deleted data (the fault soak found such backups after an
+// emergency collection).
+func TestLoadIndexDropsPacksACollectionDeleted(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	data := randData(7, 5000)
+	blob := saveBackup(t, r, "backup-forgotten", data)
+	if err := r.DeleteManifest(ctx, "backup-forgotten"); err != nil {
+		t.Fatal(err)
+	}
+	writer := reopen(t, be)
+	if err := writer.LoadIndex(ctx); err != nil { // loaded early, no registration yet
+		t.Fatal(err)
+	}
+	if !writer.Has(blob) {
+		t.Fatal("the blob should be indexed before the collection")
+	}
+	time.Sleep(10 * time.Millisecond) // the packs predate the collection
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil || res.Deleted == 0 {
+		t.Fatalf("emergency collection: %+v %v", res, err)
+	}
+	w, err := writer.BeginWrite(ctx, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.End()
+	if err := writer.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if writer.Has(blob) {
+		t.Fatal("the writer still deduplicates against a pack the collection deleted")
+	}
+	if _, added, err := writer.SaveBlob(ctx, DataBlob, data); err != nil || !added {
+		t.Fatalf("the content is not stored again: added %v, %v", added, err)
+	}
+}
