@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"errors"
 	"net/http"
 	"time"
@@ -28,14 +29,8 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-type tokenRequest struct {
-	Name         string `json:"name"`
-	Role         string `json:"role"`
-	ExpiresHours *int   `json:"expires_in_hours"`
-}
-
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
-	var req tokenRequest
+	var req api.TokenRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -32,8 +33,7 @@ import (
 	"backupd/workflows"
 )
 
-var backupTypes = []string{"full", "incremental", "differential", "snapshot"}
-var compressions = []string{"zstd", "gzip", "bzip2", "lz4", "none"}
+var backupTypes, compressions = api.BackupTypes, api.Compressions
 
 // ---- list
 
@@ -277,21 +277,6 @@ func (s *Server) manifestFacts(ctx context.Context, loc, id string) (string, *re
 
 // ---- create
 
-type createRequest struct {
-	Name                  string       `json:"name"`
-	Type                  string       `json:"type"`
-	Components            componentSet `json:"components"`
-	StorageLocations      []string     `json:"storage_locations"`
-	Encryption            *bool        `json:"encryption"`
-	Compression           string       `json:"compression"`
-	Description           string       `json:"description"`
-	Priority              string       `json:"priority"`
-	VerifyAfterCompletion bool         `json:"verify_after_completion"`
-	NotifyOnCompletion    *bool        `json:"notify_on_completion"`
-	RetentionDays         *int         `json:"retention_days"`
-	Protected             bool         `json:"protected"`
-}
-
 // priorities map to Temporal's priority keys (1 is served first).
 var priorities = map[string]int{"critical": 1, "high": 2, "normal": 3, "low": 4}
 
@@ -308,7 +293,7 @@ func validText(field, v string, max int) error {
 }
 
 // selectComponents validates a component selection against the configuration.
-func (s *Server) selectComponents(set componentSet, required bool) ([]string, error) {
+func (s *Server) selectComponents(set api.ComponentSet, required bool) ([]string, error) {
 	var out []string
 	for n, on := range set {
 		if _, ok := s.Cfg.Components[n]; !ok {
@@ -381,7 +366,7 @@ func newBackupID(t time.Time) string {
 }
 
 func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
-	var req createRequest
+	var req api.CreateBackupRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -674,14 +659,10 @@ func contains(list []string, v string) bool {
 	return false
 }
 
-type protectRequest struct {
-	Protected bool `json:"protected"`
-}
-
 func (s *Server) protectBackup(w http.ResponseWriter, r *http.Request) error {
 	id := mux.Vars(r)["backup_id"]
 	setTarget(r, id)
-	var req protectRequest
+	var req api.ProtectRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

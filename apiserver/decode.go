@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -48,7 +49,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+		return jsonError(err, body, v)
 	}
 	if dec.More() {
 		return badRequest("", "malformed JSON: extra data after the object")
@@ -59,13 +60,14 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-func jsonError(err error) error {
+// jsonError names what is wrong with a body that did not decode into v.
+func jsonError(err error, body []byte, v any) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
-	var fe *fieldError
+	var fe *api.FieldError
 	switch {
 	case errors.As(err, &fe):
-		return badRequest(fe.field, "%s: %s", fe.field, fe.msg)
+		return badRequest(fe.Field, "%s: %s", fe.Field, fe.Msg)
 	case errors.As(err, &se):
 		return badRequest("", "malformed JSON at byte %d: %v", se.Offset, se)
 	case errors.As(err, &te):
@@ -78,7 +80,14 @@ func jsonError(err error) error {
 		return badRequest("", "malformed JSON: unexpected end of the body")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return badRequest(f, "unknown field %q", f)
+		path, allowed, ok := api.UnknownField(body, v)
+		if !ok {
+			return badRequest(f, "unknown field %q", f)
+		}
+		e := badRequest(path, "unknown field %q (allowed here: %s)", path, strings.Join(allowed, ", "))
+		e.Details["allowed_fields"] = allowed
+		e.Actions = []string{"Remove or rename the field " + path + "; the fields allowed there are: " + strings.Join(allowed, ", ")}
+		return e
 	}
 	return badRequest("", "invalid JSON: %v", err)
 }
@@ -99,33 +108,6 @@ func jsonTypeName(goType string) string {
 	return goType
 }
 
-// fieldError is returned by custom unmarshalers to name their field.
-type fieldError struct{ field, msg string }
-
-func (e *fieldError) Error() string { return e.field + ": " + e.msg }
-
-// componentSet is the spec's {"system": true, ...}; a list of names is
-// accepted too. Selected returns the names set to true, in request order
-// of the canonical component list.
-type componentSet map[string]bool
-
-func (c *componentSet) UnmarshalJSON(b []byte) error {
-	var list []string
-	if json.Unmarshal(b, &list) == nil {
-		*c = componentSet{}
-		for _, n := range list {
-			(*c)[n] = true
-		}
-		return nil
-	}
-	var m map[string]bool
-	if err := json.Unmarshal(b, &m); err != nil {
-		return &fieldError{"components", `expected an object like {"data": true} or a list of names`}
-	}
-	*c = m
-	return nil
-}
-
 // oneOf checks an enum value.
 func oneOf(field, v string, allowed ...string) error {
 	for _, a := range allowed {
@@ -144,7 +126,7 @@ func strictUnmarshal(b []byte, v any, prefix string) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		e := jsonError(err)
+		e := jsonError(err, b, v)
 		var ae *apiError
 		if errors.As(e, &ae) {
 			f, _ := ae.Details["field"].(string)

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"context"
 	"encoding/json"
 	"errors"
@@ -359,16 +360,6 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
 
 // ---- control
 
-type cancelRequest struct {
-	JobID   string `json:"job_id"`
-	Reason  string `json:"reason"`
-	Cleanup *bool  `json:"cleanup"`
-}
-
-type jobRequest struct {
-	JobID string `json:"job_id"`
-}
-
 // runningJob loads a job that must still be running.
 func (s *Server) runningJob(ctx context.Context, id string) (*models.Job, error) {
 	if id == "" {
@@ -388,7 +379,7 @@ func (s *Server) runningJob(ctx context.Context, id string) (*models.Job, error)
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
-	var req cancelRequest
+	var req api.CancelRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -460,7 +451,7 @@ func (s *Server) resumeJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) signalJob(w http.ResponseWriter, r *http.Request, pause bool) error {
-	var req jobRequest
+	var req api.JobRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

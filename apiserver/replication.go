@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"context"
 	"fmt"
 	"net/http"
@@ -122,13 +123,8 @@ func (s *Server) replicationState(ctx context.Context) (map[string]any, []shortf
 		"repair": "POST /cloud-integration/backup/repair copies what is missing from a healthy copy"}, short, nil
 }
 
-type repairRequest struct {
-	BackupIDs []string `json:"backup_ids"`
-	DryRun    bool     `json:"dry_run"`
-}
-
 func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
-	var req repairRequest
+	var req api.RepairRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

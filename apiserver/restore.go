@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -23,23 +24,6 @@ import (
 	"backupd/sources"
 	"backupd/workflows"
 )
-
-type restoreRequest struct {
-	BackupID                 string       `json:"backup_id"`
-	RestoreType              string       `json:"restore_type"`
-	Components               componentSet `json:"components"`
-	Paths                    []string     `json:"paths"`
-	TargetLocation           string       `json:"target_location"`
-	StorageLocation          string       `json:"storage_location"`
-	VerifyBeforeRestore      *bool        `json:"verify_before_restore"`
-	VerifyAfterRestore       bool         `json:"verify_after_restore"`
-	CreatePreRestoreSnapshot bool         `json:"create_pre_restore_snapshot"`
-	Overwrite                bool         `json:"overwrite"`
-	// Mirror also removes, inside the restored components' source paths,
-	// what the backup does not hold (a rollback does).
-	Mirror      bool   `json:"mirror"`
-	Description string `json:"description"`
-}
 
 // checkTarget refuses restore targets that could land outside what the
 // operator named: relative paths, "..", and any symlink on the way (the
@@ -79,7 +63,7 @@ func checkTarget(t string) error {
 }
 
 func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
-	var req restoreRequest
+	var req api.RestoreRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -289,15 +273,10 @@ func restoredOf(sel, all []string) []string {
 	return sel
 }
 
-type rollbackRequest struct {
-	RestoreID string `json:"restore_id"`
-	JobID     string `json:"job_id"`
-}
-
 // rollback undoes a restore that took a pre-restore snapshot: it restores
 // the snapshot over the original paths (and databases) again.
 func (s *Server) rollbackRestore(w http.ResponseWriter, r *http.Request) error {
-	var req rollbackRequest
+	var req api.RollbackRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -320,7 +299,7 @@ func (s *Server) rollbackRestore(w http.ResponseWriter, r *http.Request) error {
 	if b.Status != workflows.StatusCompleted && b.Status != workflows.StatusPartial {
 		return conflict(codes.BackupNotFound, "the pre-restore snapshot %s is %s", snap, b.Status)
 	}
-	r2 := restoreRequest{BackupID: snap, RestoreType: "full", TargetLocation: "original", Overwrite: true, Mirror: true,
+	r2 := api.RestoreRequest{BackupID: snap, RestoreType: "full", TargetLocation: "original", Overwrite: true, Mirror: true,
 		Description: "rollback of " + j.RefID}
 	body, _ := json.Marshal(r2)
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -331,19 +310,8 @@ func (s *Server) rollbackRestore(w http.ResponseWriter, r *http.Request) error {
 
 // ---- verify
 
-type verifyRequest struct {
-	BackupID        string   `json:"backup_id"`
-	StorageLocation string   `json:"storage_location"`
-	VerifyChecksum  *bool    `json:"verify_checksum"`
-	VerifySignature *bool    `json:"verify_signature"`
-	VerifyStructure *bool    `json:"verify_structure"`
-	ExtractTest     bool     `json:"extract_test"`
-	DetailedReport  *bool    `json:"detailed_report"`
-	ReadDataPercent *float64 `json:"read_data_percent"`
-}
-
 func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
-	var req verifyRequest
+	var req api.VerifyRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -66,16 +67,8 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 
 var hhmm = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])$`)
 
-type retentionUpdate struct {
-	Policies  *retention.Policy       `json:"retention_policies"`
-	Rules     *retention.CleanupRules `json:"cleanup_rules"`
-	Protected *[]string               `json:"protected_backups"`
-	Protect   []string                `json:"protect"`
-	Unprotect []string                `json:"unprotect"`
-}
-
 func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
-	var req retentionUpdate
+	var req api.RetentionUpdateRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -154,18 +147,8 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 
 // ---- cleanup
 
-type cleanupRequest struct {
-	DryRun             *bool    `json:"dry_run"`
-	ForceCleanup       bool     `json:"force_cleanup"`
-	TargetStorage      []string `json:"target_storage"`
-	IgnoreProtected    *bool    `json:"ignore_protected"`
-	CleanupStrategy    string   `json:"cleanup_strategy"`
-	MaxBackupsToRemove *int     `json:"max_backups_to_remove"`
-	Reason             string   `json:"reason"`
-}
-
 func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
-	var req cleanupRequest
+	var req api.CleanupRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"context"
 	"errors"
 	"fmt"
@@ -20,24 +21,6 @@ import (
 	"backupd/models"
 	"backupd/workflows"
 )
-
-type scheduleRequest struct {
-	ID               string          `json:"id"`
-	Name             *string         `json:"name"`
-	Enabled          *bool           `json:"enabled"`
-	Type             *string         `json:"type"`
-	Frequency        *string         `json:"frequency"`
-	Time             *string         `json:"time"`
-	Day              *string         `json:"day"`
-	Timezone         *string         `json:"timezone"`
-	Components       componentSet    `json:"components"`
-	StorageLocations []string        `json:"storage_locations"`
-	RetentionDays    *int            `json:"retention_days"`
-	Encryption       *bool           `json:"encryption"`
-	Compression      *string         `json:"compression"`
-	Notifications    map[string]bool `json:"notifications"`
-	Description      *string         `json:"description"`
-}
 
 var scheduleIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$`)
 
@@ -178,7 +161,7 @@ func (s *Server) scheduleOptions(sc *models.Schedule) (client.ScheduleSpec, *cli
 }
 
 func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
-	var req scheduleRequest
+	var req api.ScheduleRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

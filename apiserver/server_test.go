@@ -160,7 +160,10 @@ func TestBadInputIsA400NamingTheField(t *testing.T) {
 	}{
 		{"POST", "/backup/create", `{"type": "full",`, 400, "", "malformed JSON"},
 		{"POST", "/backup/create", `{"type": "weekly", "components": {"data": true}}`, 400, "type", "weekly"},
-		{"POST", "/backup/create", `{"type": "full", "components": {"data": true}, "colour": 1}`, 400, "colour", "unknown field"},
+		{"POST", "/backup/create", `{"type": "full", "components": {"data": true}, "colour": 1}`, 400, "colour", "allowed here: name, type, components, storage_locations"},
+		{"POST", "/backup/retention", `{"retention_policies": {"full_backups": {"daily": 1, "hourly": 1}}}`, 400, "retention_policies.full_backups.hourly", "allowed here: daily, weekly, monthly, yearly"},
+		{"POST", "/backup/storage/update", `{"policies": {"encryption": {"key_rotation": 3}}}`, 400, "policies.encryption.key_rotation", "allowed here: key_rotation_days"},
+		{"POST", "/backup/storage/update", `{"local": {"quotas": "1TB"}}`, 400, "local.quotas", "allowed here: enabled, quota, retention_policy"},
 		{"POST", "/backup/create", `{"type": 5, "components": {"data": true}}`, 400, "type", "expected a string"},
 		{"POST", "/backup/create", `{"components": {"nope": true}}`, 400, "components.nope", "unknown component"},
 		{"POST", "/backup/create", `{"components": {"data": false}}`, 400, "components", "at least one"},

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"context"
 	"fmt"
 	"math"
@@ -222,64 +223,22 @@ func quotaText(q int64) string {
 	return humanSize(q)
 }
 
-// storageUpdate is the request of POST /backup/storage/update: per
-// location changes by name, and the policies.
-type storageUpdate struct {
-	Locations map[string]locationUpdate
-	Policies  *policiesUpdate
-}
-
-type locationUpdate struct {
-	Enabled          *bool   `json:"enabled"`
-	Quota            *string `json:"quota"`
-	RetentionPolicy  *string `json:"retention_policy"`
-	CompressionLevel *int    `json:"compression_level"`
-	Bucket           *string `json:"bucket"`
-	Region           *string `json:"region"`
-	Path             *string `json:"path"`
-	Host             *string `json:"host"`
-}
-
-type policiesUpdate struct {
-	Replication *struct {
-		Enabled       *bool `json:"enabled"`
-		AutoReplicate *bool `json:"auto_replicate"`
-		Copies        *int  `json:"copies"`
-		Offsite       *int  `json:"offsite"`
-	} `json:"replication"`
-	Encryption *struct {
-		KeyRotationDays *int `json:"key_rotation_days"`
-	} `json:"encryption"`
-	Compression *struct {
-		DefaultAlgorithm *string `json:"default_algorithm"`
-		Level            *int    `json:"level"`
-	} `json:"compression"`
-	Monitoring *monitoringUpdate `json:"monitoring"`
-}
-
-type monitoringUpdate struct {
-	ThresholdWarning  *int  `json:"threshold_warning"`
-	ThresholdCritical *int  `json:"threshold_critical"`
-	UsageAlerts       *bool `json:"usage_alerts"`
-	AutoCleanup       *bool `json:"auto_cleanup"`
-}
-
 func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 	var raw map[string]jsonRaw
 	if err := decode(w, r, &raw); err != nil {
 		return err
 	}
-	up := storageUpdate{Locations: map[string]locationUpdate{}}
-	var topMonitoring *monitoringUpdate
+	up := api.StorageUpdateRequest{Locations: map[string]api.LocationUpdate{}}
+	var topMonitoring *api.MonitoringUpdate
 	for k, v := range raw {
 		switch {
 		case k == "policies":
-			up.Policies = &policiesUpdate{}
+			up.Policies = &api.PoliciesUpdate{}
 			if err := strictUnmarshal(v, up.Policies, "policies"); err != nil {
 				return err
 			}
 		case k == "monitoring":
-			topMonitoring = &monitoringUpdate{}
+			topMonitoring = &api.MonitoringUpdate{}
 			if err := strictUnmarshal(v, topMonitoring, "monitoring"); err != nil {
 				return err
 			}
@@ -287,7 +246,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			if _, ok := s.Cfg.Storage[k]; !ok {
 				return badRequest(k, "%s: unknown storage location (configured: %s)", k, strings.Join(s.Cfg.LocationNames(), ", "))
 			}
-			var lu locationUpdate
+			var lu api.LocationUpdate
 			if err := strictUnmarshal(v, &lu, k); err != nil {
 				return err
 			}

@@ -260,13 +260,15 @@ func newestKept(list []Backup, keep map[string]string) *Backup {
 }
 
 // CleanupRules are the spec's cleanup_rules.
+// The enum, pattern and doc tags describe the API (package api reflects
+// them into the OpenAPI document).
 type CleanupRules struct {
 	AutoCleanup               bool   `json:"auto_cleanup"`
-	CleanupSchedule           string `json:"cleanup_schedule"` // daily | weekly | disabled
-	CleanupTime               string `json:"cleanup_time"`     // HH:MM, UTC
-	MinimumFreeSpace          string `json:"minimum_free_space"`
-	EmergencyCleanupThreshold string `json:"emergency_cleanup_threshold"`
-	CleanupStrategy           string `json:"cleanup_strategy"` // oldest_first | largest_first
+	CleanupSchedule           string `json:"cleanup_schedule" enum:"cleanup_schedule"` // daily | weekly | disabled
+	CleanupTime               string `json:"cleanup_time" pattern:"^([01][0-9]|2[0-3]):[0-5][0-9]$" doc:"HH:MM, UTC"`
+	MinimumFreeSpace          string `json:"minimum_free_space" doc:"a size like 50GB"`
+	EmergencyCleanupThreshold string `json:"emergency_cleanup_threshold" doc:"a size like 10GB"`
+	CleanupStrategy           string `json:"cleanup_strategy" enum:"cleanup_strategy"` // oldest_first | largest_first
 }
 
 // Settings are the retention policies and cleanup rules as stored.

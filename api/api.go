@@ -1,0 +1,106 @@
+// Package api holds the wire types of backupd's REST and WebSocket API:
+// every request body, with struct tags that carry what the OpenAPI
+// document needs (names, required fields, enums, limits, the spec's
+// examples). The API server decodes into these types, the OpenAPI document
+// is reflected from them (Schema), and tests and clients share them.
+//
+// It imports nothing from the server, Temporal or the catalog: a client
+// can use it alone.
+//
+// Tags read by the reflector (schema.go), beside encoding/json's:
+//
+//	required:"true"      the field must be present
+//	enum:"name"          one of Enums[name]
+//	minimum, maximum     numeric limits (inclusive)
+//	minLength, maxLength string length limits
+//	pattern              a regular expression the string matches
+//	format               a JSON Schema format (date-time, ...)
+//	doc                  the field's description
+//	example              one example value, as JSON
+//	nullable:"true"      null is a valid value too
+package api
+
+import (
+	"encoding/json"
+	"sort"
+)
+
+// The API's enumerations, by the name the enum tag uses. Each list is the
+// one home of its words: the server checks requests against the same list.
+var (
+	BackupTypes     = []string{"full", "incremental", "differential", "snapshot"}
+	Compressions    = []string{"zstd", "gzip", "bzip2", "lz4", "none"}
+	Priorities      = []string{"low", "normal", "high", "critical"}
+	RestoreTypes    = []string{"full", "partial"}
+	Frequencies     = []string{"hourly", "daily", "weekly", "monthly"}
+	Weekdays        = []string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
+	CleanupStrategy = []string{"oldest_first", "largest_first"}
+	CleanupSchedule = []string{"daily", "weekly", "disabled"}
+	Roles           = []string{"viewer", "operator", "admin"}
+	Notifications   = []string{"on_success", "on_failure", "on_warning"}
+)
+
+// Enums names the lists for the enum tag.
+var Enums = map[string][]string{
+	"backup_type":      BackupTypes,
+	"compression":      Compressions,
+	"priority":         Priorities,
+	"restore_type":     RestoreTypes,
+	"frequency":        Frequencies,
+	"cleanup_strategy": CleanupStrategy,
+	"cleanup_schedule": CleanupSchedule,
+	"role":             Roles,
+	"notification":     Notifications,
+}
+
+// FieldError is returned by the types' own unmarshalers to name the field
+// that is wrong; the server answers it as a 400 with details.field.
+type FieldError struct{ Field, Msg string }
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ComponentSet is the spec's {"system": true, "data": true, ...}; a list
+// of names is accepted too.
+type ComponentSet map[string]bool
+
+// UnmarshalJSON takes the object or a list of names.
+func (c *ComponentSet) UnmarshalJSON(b []byte) error {
+	var list []string
+	if json.Unmarshal(b, &list) == nil {
+		*c = ComponentSet{}
+		for _, n := range list {
+			(*c)[n] = true
+		}
+		return nil
+	}
+	var m map[string]bool
+	if err := json.Unmarshal(b, &m); err != nil {
+		return &FieldError{"components", `expected an object like {"data": true} or a list of names`}
+	}
+	*c = m
+	return nil
+}
+
+// Names lists the components set to true, sorted.
+func (c ComponentSet) Names() []string {
+	var out []string
+	for n, on := range c {
+		if on {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// JSONSchema describes both forms.
+func (ComponentSet) JSONSchema() map[string]any {
+	return map[string]any{
+		"description": `components by name: {"data": true, "logs": false}, or a list of names ["data"]`,
+		"oneOf": []any{
+			map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "boolean"}},
+			map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+		},
+		"examples": []any{map[string]any{"system": true, "data": true, "configurations": true, "databases": true, "logs": true}},
+	}
+}
