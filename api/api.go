@@ -17,6 +17,7 @@
 //	format               a JSON Schema format (date-time, ...)
 //	doc                  the field's description
 //	example              one example value, as JSON
+//	const                the one value allowed (JSON for non-strings: const:"true" on a bool)
 //	nullable:"true"      null is a valid value too
 package api
 
@@ -38,6 +39,8 @@ var (
 	CleanupSchedule = []string{"daily", "weekly", "disabled"}
 	Roles           = []string{"viewer", "operator", "admin"}
 	Notifications   = []string{"on_success", "on_failure", "on_warning"}
+	JobOutcomes     = []string{"success", "partial", "failed", "cancelled"}
+	AlertLevels     = []string{"warning", "critical"}
 )
 
 // Enums names the lists for the enum tag.
@@ -51,6 +54,8 @@ var Enums = map[string][]string{
 	"cleanup_schedule": CleanupSchedule,
 	"role":             Roles,
 	"notification":     Notifications,
+	"job_outcome":      JobOutcomes,
+	"alert_level":      AlertLevels,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

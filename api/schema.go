@@ -201,6 +201,17 @@ func annotate(fs map[string]any, f reflect.StructField) {
 			fs[k] = n
 		}
 	}
+	if c, ok := tag.Lookup("const"); ok {
+		if fs["type"] == "string" {
+			fs["const"] = c
+		} else {
+			var v any
+			if err := json.Unmarshal([]byte(c), &v); err != nil {
+				panic(fmt.Sprintf("api: %s: const %q is not JSON: %v", f.Name, c, err))
+			}
+			fs["const"] = v
+		}
+	}
 	if p := tag.Get("pattern"); p != "" {
 		fs["pattern"] = p
 	}

@@ -84,15 +84,18 @@ func conflictPlain(msg string) error {
 	return &apiError{Status: http.StatusConflict, Code: "CONFLICT", Message: msg}
 }
 
+// auditOutcomes filter /backup/audit.
+var auditOutcomes = []string{"success", "failure", "denied", "started"}
+
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "actor", "action", "outcome", "since", "until", "limit", "page"); err != nil {
+	if err := onlyParams(q, "actor", "action", "outcome", "since", "until", "limit", "page_size", "page"); err != nil {
 		return err
 	}
 	s.flushRefusals(true)
 	f := models.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Outcome: q.Get("outcome")}
 	if f.Outcome != "" {
-		if err := oneOf("outcome", f.Outcome, "success", "failure", "denied", "started"); err != nil {
+		if err := oneOf("outcome", f.Outcome, auditOutcomes...); err != nil {
 			return err
 		}
 	}
@@ -110,7 +113,6 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 			"method": e.Method, "path": e.Path, "action": e.Action, "target": e.Target, "request_id": e.RequestID,
 			"status": e.Status, "outcome": e.Outcome, "detail": e.Detail, "remote": e.Remote, "count": e.Count})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "pagination": map[string]any{"total": total, "page": f.Page,
-		"page_size": f.Limit, "total_pages": (total + int64(f.Limit) - 1) / int64(f.Limit)}})
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "pagination": api.NewPagination(total, f.Page, f.Limit)})
 	return nil
 }

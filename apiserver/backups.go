@@ -35,11 +35,17 @@ import (
 
 var backupTypes, compressions = api.BackupTypes, api.Compressions
 
+// backupStatuses filter /backup/list.
+var backupStatuses = []string{"completed", "failed", "in_progress", "partial", "cancelled"}
+
+// downloadFormats are the archive formats of a download.
+var downloadFormats = []string{"tar.gz", "tar.zst", "tar.bz2", "tar"}
+
 // ---- list
 
 func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "type", "status", "limit", "page", "since", "until", "schedule_id"); err != nil {
+	if err := onlyParams(q, "type", "status", "limit", "page_size", "page", "since", "until", "schedule_id"); err != nil {
 		return err
 	}
 	f := models.BackupFilter{Type: q.Get("type"), Status: q.Get("status"), ScheduleID: q.Get("schedule_id")}
@@ -49,7 +55,7 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if f.Status != "" {
-		if err := oneOf("status", f.Status, "completed", "failed", "in_progress", "partial", "cancelled"); err != nil {
+		if err := oneOf("status", f.Status, backupStatuses...); err != nil {
 			return err
 		}
 	}
@@ -69,10 +75,9 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	for i := range rows {
 		list = append(list, s.backupSummary(&rows[i]))
 	}
-	pages := (tot.Total + int64(f.Limit) - 1) / int64(f.Limit)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"backups":    list,
-		"pagination": map[string]any{"total": tot.Total, "page": f.Page, "page_size": f.Limit, "total_pages": pages},
+		"pagination": api.NewPagination(tot.Total, f.Page, f.Limit),
 		"summary": map[string]any{
 			"full_backups": tot.ByType["full"], "incremental_backups": tot.ByType["incremental"],
 			"differential_backups": tot.ByType["differential"], "snapshot_backups": tot.ByType["snapshot"],
@@ -687,7 +692,7 @@ func (s *Server) downloadBackup(w http.ResponseWriter, r *http.Request) error {
 	if format == "" {
 		format = "tar.gz"
 	}
-	if err := oneOf("format", format, "tar.gz", "tar.zst", "tar.bz2", "tar"); err != nil {
+	if err := oneOf("format", format, downloadFormats...); err != nil {
 		return err
 	}
 	b, err := s.backupOf(r.Context(), id)
@@ -738,12 +743,26 @@ func (s *Server) backupOf(ctx context.Context, id string) (*models.Backup, error
 
 // ---- query helpers
 
-// pageParams reads limit (default 50, at most 1000), page, since and until.
-func pageParams(q url.Values) (limit, page int, since, until *time.Time, err error) {
-	if limit, err = intParam(q.Get("limit"), "limit", 50, 1, 1000); err != nil {
+// paging reads a list's page size (limit or page_size: one vocabulary,
+// one maximum on every list) and page.
+func paging(q url.Values, def int) (size, page int, err error) {
+	name, v := "limit", q.Get("limit")
+	if ps := q.Get("page_size"); ps != "" {
+		if v != "" && v != ps {
+			return 0, 0, badRequest("page_size", "page_size (%s) and limit (%s) are the same parameter with different values: send one", ps, v)
+		}
+		name, v = "page_size", ps
+	}
+	if size, err = intParam(v, name, def, 1, api.MaxPageSize); err != nil {
 		return
 	}
-	if page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32); err != nil {
+	page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32)
+	return
+}
+
+// pageParams reads the page (default 50 entries), since and until.
+func pageParams(q url.Values) (limit, page int, since, until *time.Time, err error) {
+	if limit, page, err = paging(q, 50); err != nil {
 		return
 	}
 	if since, err = timeParam(q.Get("since"), "since"); err != nil {

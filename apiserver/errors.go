@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"errors"
 	"net/http"
 	"time"
@@ -81,6 +82,19 @@ var suggestions = map[string][]string{
 	"UNAUTHORIZED":                     {"Send Authorization: Bearer <token>", "Create a token with backupd token create"},
 	"FORBIDDEN":                        {"Use a token with the required role"},
 	"REQUEST_TOO_LARGE":                {"Send a smaller request body"},
+	"NOT_FOUND":                        {"Check the path and method against the API reference (GET /cloud-integration/backup/openapi.json, no token needed)"},
+	"TOO_MANY_REQUESTS":                {"Wait for the time in the Retry-After header", "Send a valid bearer token"},
+	"CONFLICT":                         {"Read the message: the resource is not in a state that allows this call"},
+	"AUDIT_UNAVAILABLE":                {"Check the catalog database (the server log has the cause)", "Retry when the audit log can be written again"},
+}
+
+// fallbackActions answer an error whose code has no suggestions of its
+// own: suggested_actions is never empty.
+func fallbackActions(status int) []string {
+	if status >= 500 {
+		return []string{"Retry later", "If it persists, report the request_id to the administrator (the server log has the details)"}
+	}
+	return []string{"Correct the request as the message says and send it again"}
 }
 
 // jobError is the spec's error object for a job that failed (progress,
@@ -150,11 +164,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if actions == nil {
 		actions = suggestions[e.Code]
 	}
-	if actions == nil {
-		actions = []string{}
+	if len(actions) == 0 {
+		actions = fallbackActions(e.Status)
 	}
-	writeJSON(w, e.Status, map[string]any{
-		"error": true, "code": e.Code, "message": e.Message, "details": details,
-		"suggested_actions": actions, "request_id": requestID(r), "timestamp": rfc3339(time.Now()),
-	})
+	writeJSON(w, e.Status, api.Error{IsError: true, Code: e.Code, Message: e.Message, Details: details,
+		SuggestedActions: actions, RequestID: requestID(r), Timestamp: rfc3339(time.Now())})
 }

@@ -266,19 +266,25 @@ func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
 
 // ---- list
 
+// jobTypes and jobStatuses filter /backup/jobs.
+var (
+	jobTypes    = []string{"backup", "restore", "verify", "cleanup", "repair"}
+	jobStatuses = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
+)
+
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "status", "type", "limit", "page"); err != nil {
+	if err := onlyParams(q, "status", "type", "limit", "page_size", "page"); err != nil {
 		return err
 	}
 	f := models.JobFilter{Type: q.Get("type")}
 	if f.Type != "" {
-		if err := oneOf("type", f.Type, "backup", "restore", "verify", "cleanup", "repair"); err != nil {
+		if err := oneOf("type", f.Type, jobTypes...); err != nil {
 			return err
 		}
 	}
 	if st := q.Get("status"); st != "" {
-		if err := oneOf("status", st, "running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"); err != nil {
+		if err := oneOf("status", st, jobStatuses...); err != nil {
 			return err
 		}
 		f.Statuses = []string{st}
@@ -287,13 +293,14 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var err error
-	if f.Limit, err = intParam(q.Get("limit"), "limit", 20, 1, 100); err != nil {
-		return err
-	}
-	if f.Page, err = intParam(q.Get("page"), "page", 1, 1, math.MaxInt32); err != nil {
+	if f.Limit, f.Page, err = paging(q, 20); err != nil {
 		return err
 	}
 	list, err := s.Store.ListJobs(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	total, err := s.Store.CountJobs(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -310,7 +317,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "summary": map[string]any{
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "pagination": api.NewPagination(total, f.Page, f.Limit), "summary": map[string]any{
 		"running": all["running"], "paused": all["paused"], "queued": all["queued"],
 		"completed_today": today["completed"] + today["partial"], "failed_today": today["failed"],
 		"cancelled_today": today["cancelled"],

@@ -13,10 +13,10 @@ import (
 )
 
 // routePolicy is the declared access policy, one line per route: the role
-// a route needs and whether it is audited. It is written here, apart from
-// the route table, on purpose: a route added without a line here, or a
-// route whose role or audit changes without this policy changing too,
-// fails TestRoutePolicyIsDeclared.
+// a route needs ("public": no token) and whether it is audited. It is
+// written here, apart from the route table, on purpose: a route added
+// without a line here, or a route whose role or audit changes without this
+// policy changing too, fails TestRoutePolicyIsDeclared.
 var routePolicy = map[string]struct {
 	role    string
 	audited bool
@@ -57,7 +57,7 @@ var routePolicy = map[string]struct {
 	"POST /backup/tokens":                          {"admin", true},
 	"DELETE /backup/tokens/{token_id}":             {"admin", true},
 	"GET /backup/debug-bundle":                     {"admin", true},
-	"GET /backup/openapi.json":                     {"viewer", false},
+	"GET /backup/openapi.json":                     {"public", false},
 	"GET /ws/backup":                               {"viewer", false},
 	"GET /metrics":                                 {"viewer", false},
 }
@@ -114,6 +114,10 @@ func TestRouteRoleMatrix(t *testing.T) {
 					res, body := call(t, s, rt.Method, concrete(rt.servedAt(p)), c.token, strings.NewReader("{}"))
 					cells++
 					switch {
+					case pol.role == rolePublic:
+						if res.StatusCode != http.StatusOK {
+							t.Errorf("%s %s (public) with %s token: %d %v", rt.Method, p+rt.Path, c.name, res.StatusCode, body)
+						}
 					case c.role == "":
 						if res.StatusCode != http.StatusUnauthorized {
 							t.Errorf("%s %s with %s token: %d %v", rt.Method, p+rt.Path, c.name, res.StatusCode, body)

@@ -330,6 +330,19 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 var periods = map[string]time.Duration{"24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour,
 	"90d": 90 * 24 * time.Hour, "1y": 365 * 24 * time.Hour}
 
+// periodNames are the periods' names, shortest first.
+func periodNames() []string {
+	names := make([]string, 0, len(periods))
+	for n := range periods {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return periods[names[i]] < periods[names[j]] })
+	return names
+}
+
+// groupBys are the groupings of /backup/statistics.
+var groupBys = []string{"type", "component", "schedule"}
+
 type agg struct {
 	n, ok, failed   int64
 	size, comp      int64
@@ -416,7 +429,7 @@ func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 	}
 	groupBy := q.Get("group_by")
 	if groupBy != "" {
-		if err := oneOf("group_by", groupBy, "type", "component", "schedule"); err != nil {
+		if err := oneOf("group_by", groupBy, groupBys...); err != nil {
 			return err
 		}
 	}

@@ -3,17 +3,68 @@ package apiserver
 import (
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
+	"backupd/api"
 	"backupd/buildinfo"
 )
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
 
-// OpenAPI builds the OpenAPI 3 document from the route table, so it
-// always lists exactly the routes served.
+// param is one query parameter of a route, with its schema.
+type param struct {
+	Name   string
+	Doc    string
+	Schema map[string]any
+}
+
+func qStr(name, doc string) param {
+	return param{name, doc, map[string]any{"type": "string"}}
+}
+
+func qEnum(name string, values []string, doc string) param {
+	return param{name, doc, map[string]any{"type": "string", "enum": values}}
+}
+
+func qInt(name string, min, max, def int, doc string) param {
+	s := map[string]any{"type": "integer", "minimum": min}
+	if max > 0 {
+		s["maximum"] = max
+	}
+	if def > 0 {
+		s["default"] = def
+	}
+	return param{name, doc, s}
+}
+
+func qBool(name, doc string) param {
+	return param{name, doc, map[string]any{"type": "boolean"}}
+}
+
+func qTime(name, doc string) param {
+	return param{name, doc, map[string]any{"type": "string", "format": "date-time"}}
+}
+
+// pagingQuery are every list's paging parameters (def entries a page).
+func pagingQuery(def int) []param {
+	return []param{
+		qInt("limit", 1, api.MaxPageSize, def, "entries on a page"),
+		qInt("page_size", 1, api.MaxPageSize, def, "the same as limit (send one of them)"),
+		qInt("page", 1, 0, 1, "the page, from 1"),
+	}
+}
+
+// OpenAPI builds the OpenAPI 3.1 document from the route table and the
+// wire types of package api, so it always lists exactly the routes served
+// and the bodies they take.
 func (s *Server) OpenAPI() map[string]any {
+	schemas := api.NewSchemas()
+	errRef := schemas.Ref(api.Error{})
+	errResp := func(desc string) map[string]any {
+		return map[string]any{"description": desc, "content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
+	}
 	paths := map[string]any{}
 	for _, p := range Prefixes {
 		for _, rt := range s.routes {
@@ -23,39 +74,61 @@ func (s *Server) OpenAPI() map[string]any {
 				item = map[string]any{}
 				paths[full] = item
 			}
-			var params []map[string]any
+			params := []any{}
 			for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
 				params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 			}
 			for _, q := range rt.Query {
-				params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": map[string]any{"type": "string"}})
+				qp := map[string]any{"name": q.Name, "in": "query", "required": false, "schema": q.Schema}
+				if q.Doc != "" {
+					qp["description"] = q.Doc
+				}
+				params = append(params, qp)
 			}
 			status := rt.Status
 			if status == 0 {
 				status = http.StatusOK
 			}
+			responses := map[string]any{
+				strconv.Itoa(status): s.successResponse(rt, schemas),
+				"default":            errResp("an error, in the spec's format (400 names the field in details.field)"),
+			}
 			op := map[string]any{
 				"summary":     rt.Summary,
-				"operationId": strings.ToLower(rt.Method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(strings.TrimPrefix(full, "/")),
-				"security":    []map[string]any{{"bearer": []string{}}},
+				"operationId": strings.ToLower(rt.Method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_", "-", "_").Replace(strings.TrimPrefix(full, "/")),
 				"x-role":      rt.Role,
-				"responses": map[string]any{
-					strconv.Itoa(status): map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}},
-					"400":                errResp("bad input (the field is named in details.field)"),
-					"401":                errResp("no valid bearer token"),
-					"403":                errResp("the token's role may not call this"),
-				},
+				"tags":        []string{tagOf(rt.Path)},
+				"responses":   responses,
 			}
-			if params != nil {
+			if rt.Role == rolePublic {
+				op["security"] = []any{}
+			} else {
+				op["security"] = []any{map[string]any{"bearer": []any{}}}
+				responses["401"] = errResp("no valid bearer token")
+				responses["403"] = errResp("the token's role (" + rt.Role + " or above needed) may not call this")
+			}
+			if strings.Contains(rt.Path, "{") {
+				responses["404"] = errResp("nothing with that id")
+			}
+			if len(rt.Query) > 0 || rt.Body != nil {
+				responses["400"] = errResp("bad input: details.field names the field, and the message the fix")
+			}
+			if len(params) > 0 {
 				op["parameters"] = params
 			}
-			if rt.Body != "" {
+			if rt.Body != nil {
 				op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{
-					"schema": map[string]any{"$ref": "#/components/schemas/" + rt.Body}}}}
-				op["responses"].(map[string]any)["413"] = errResp("body larger than 1 MiB")
+					"schema": schemas.Ref(rt.Body)}}}
+				responses["413"] = errResp("body larger than 1 MiB")
 			}
 			if rt.Action != "" {
 				op["x-audit-action"] = rt.Action
+			}
+			if rt.Path == "/ws/backup" {
+				op["description"] = "Upgrades to a WebSocket (101). The server then sends JSON messages, each one of " +
+					"#/components/schemas/WebSocketMessage (told apart by type). A browser, which cannot set headers, " +
+					"sends the token as the subprotocol pair \"bearer, <token>\" or as ?access_token=."
+				op["x-websocket-message"] = map[string]any{"$ref": "#/components/schemas/WebSocketMessage"}
 			}
 			item[strings.ToLower(rt.Method)] = op
 		}
@@ -67,33 +140,84 @@ func (s *Server) OpenAPI() map[string]any {
 				"schema": map[string]any{"type": "object", "properties": map[string]any{"status": map[string]any{"type": "string", "enum": []string{"ok", "not ready"}}}}}}}
 		}
 		return map[string]any{"get": map[string]any{"summary": summary, "operationId": id,
-			"security": []map[string]any{}, "responses": res}}
+			"security": []any{}, "tags": []string{"probes"}, "x-role": rolePublic, "responses": res}}
 	}
 	paths[HealthzPath] = probe("getHealthz", "healthz: the process serves HTTP (no token)", 200)
 	paths[ReadyzPath] = probe("getReadyz", "readyz: the catalog and Temporal answer and a worker polls this host's task queue (no token)", 200, 503)
-	schemas := map[string]any{"Error": map[string]any{"type": "object", "required": []string{"error", "code", "message", "request_id", "timestamp"},
-		"properties": map[string]any{"error": map[string]any{"type": "boolean"}, "code": map[string]any{"type": "string"},
-			"message": map[string]any{"type": "string"}, "details": map[string]any{"type": "object"},
-			"suggested_actions": map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
-			"request_id":        map[string]any{"type": "string"}, "timestamp": map[string]any{"type": "string", "format": "date-time"}}}}
-	for _, rt := range s.routes {
-		if rt.Body != "" {
-			schemas[rt.Body] = map[string]any{"type": "object", "description": "see spec/backup-recovery-api.rst; unknown fields are refused"}
-		}
+	var msgs []any
+	mapping := map[string]any{}
+	for _, m := range api.Messages {
+		ref := schemas.Ref(m)
+		msgs = append(msgs, ref)
+		def := schemas.Defs[api.Name(m)].(map[string]any)
+		typ := def["properties"].(map[string]any)["type"].(map[string]any)["const"].(string)
+		mapping[typ] = ref["$ref"]
 	}
+	schemas.Defs["WebSocketMessage"] = map[string]any{"description": "a message of GET /ws/backup",
+		"oneOf": msgs, "discriminator": map[string]any{"propertyName": "type", "mapping": mapping}}
 	return map[string]any{
-		"openapi": "3.0.3",
+		"openapi": "3.1.0",
 		"info": map[string]any{"title": "backupd — System Backup & Recovery API", "version": buildinfo.Version(),
-			"description": "The contract of spec/backup-recovery-api.rst. Human sizes and durations keep the spec's form; exact numbers sit beside them (*_bytes, *_seconds)."},
+			"description": "The contract of spec/backup-recovery-api.rst. Human sizes and durations keep the spec's form; " +
+				"exact numbers sit beside them (*_bytes, *_seconds). Every route is served under /cloud-integration and " +
+				"/v1/cloud-integration. Request bodies are JSON objects; unknown fields are refused with a 400 naming them."},
+		"tags":  tags(s.routes),
 		"paths": paths,
-		"components": map[string]any{"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
-			"schemas": schemas},
+		"components": map[string]any{
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "bkd_…",
+				"description": "an API token (backupd token create, or POST /backup/tokens); its role is viewer, operator or admin"}},
+			"schemas": schemas.Defs},
 	}
 }
 
-func errResp(desc string) map[string]any {
-	return map[string]any{"description": desc, "content": map[string]any{"application/json": map[string]any{
-		"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}}
+// successResponse describes a route's success answer.
+func (s *Server) successResponse(rt route, schemas *api.Schemas) map[string]any {
+	switch {
+	case rt.Path == "/ws/backup":
+		return map[string]any{"description": "Switching Protocols: the WebSocket is open"}
+	case rt.Path == "/backup/debug-bundle":
+		return map[string]any{"description": "the bundle, a tar.gz",
+			"content": map[string]any{"application/gzip": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/gzip"}}}}
+	case rt.Path == "/backup/download/{backup_id}":
+		return map[string]any{"description": "the backup as an archive (format)",
+			"content": map[string]any{"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}}}
+	case rt.Response != nil:
+		return map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": schemas.Ref(rt.Response)}}}
+	}
+	return map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}}
+}
+
+// tagOf groups a route by its first path element below /backup.
+func tagOf(path string) string {
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if parts[0] == "ws" {
+		return "websocket"
+	}
+	if len(parts) < 2 || strings.HasPrefix(parts[1], "{") {
+		return "backups"
+	}
+	switch parts[1] {
+	case "list", "details", "create", "download", "progress":
+		return "backups"
+	}
+	return parts[1]
+}
+
+func tags(routes []route) []any {
+	seen := map[string]bool{}
+	var names []string
+	for _, rt := range routes {
+		if t := tagOf(rt.Path); !seen[t] {
+			seen[t] = true
+			names = append(names, t)
+		}
+	}
+	sort.Strings(names)
+	out := make([]any, len(names))
+	for i, n := range names {
+		out[i] = map[string]any{"name": n}
+	}
+	return out
 }
 
 func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) error {

@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/config"
 	"backupd/jobs"
 	"backupd/logring"
@@ -102,57 +103,58 @@ type route struct {
 	Method, Path string // Path below /cloud-integration
 	// Root: served at Path itself, outside the prefixes (where a
 	// Prometheus scraper looks for /metrics)
-	Root    bool
-	Role    string // viewer | operator | admin
-	Action  string // audit log action name (mutating routes)
-	Summary string
-	Query   []string // query parameters
-	Body    string   // request body schema name ("" = none)
-	Status  int      // success status (200 unless said)
-	handler func(w http.ResponseWriter, r *http.Request) error
+	Root     bool
+	Role     string // public (no token) | viewer | operator | admin
+	Action   string // audit log action name (mutating routes)
+	Summary  string
+	Query    []param // query parameters
+	Body     any     // the request body's type (a zero value of an api type; nil = none)
+	Response any     // the success answer's type (nil: a JSON object, not yet typed)
+	Status   int     // success status (200 unless said)
+	handler  func(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) routeTable() []route {
 	return []route{
 		{Method: "GET", Path: "/backup/status", Role: "viewer", Summary: "Backup system status and configuration", handler: s.getStatus},
-		{Method: "GET", Path: "/backup/list", Role: "viewer", Summary: "List backups", Query: []string{"type", "status", "limit", "page", "since", "until", "schedule_id"}, handler: s.listBackups},
+		{Method: "GET", Path: "/backup/list", Role: "viewer", Summary: "List backups", Query: append([]param{qEnum("type", backupTypes, ""), qEnum("status", backupStatuses, "completed includes partial backups"), qTime("since", "backups taken at or after"), qTime("until", "backups taken at or before"), qStr("schedule_id", "backups a schedule took")}, pagingQuery(50)...), handler: s.listBackups},
 		{Method: "GET", Path: "/backup/details/{backup_id}", Role: "viewer", Summary: "One backup in detail", handler: s.getDetails},
-		{Method: "POST", Path: "/backup/create", Role: "operator", Action: "backup.create", Body: "CreateBackupRequest", Summary: "Start a manual backup", handler: s.createBackup},
-		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []string{"force", "locations"}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, handler: s.deleteBackup},
-		{Method: "POST", Path: "/backup/{backup_id}/protect", Role: "admin", Action: "backup.protect", Body: "ProtectRequest", Summary: "Protect or unprotect a backup from cleanup", handler: s.protectBackup},
-		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Action: "backup.download", Query: []string{"format", "component"}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
-		{Method: "GET", Path: "/backup/progress", Role: "viewer", Query: []string{"job_id", "backup_id"}, Summary: "Progress of a backup job", handler: s.backupProgress},
+		{Method: "POST", Path: "/backup/create", Role: "operator", Action: "backup.create", Body: api.CreateBackupRequest{}, Summary: "Start a manual backup", handler: s.createBackup},
+		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []param{qBool("force", "delete even a protected backup, or one the retention policy still keeps"), qStr("locations", "comma-separated locations to delete from (default all)")}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, handler: s.deleteBackup},
+		{Method: "POST", Path: "/backup/{backup_id}/protect", Role: "admin", Action: "backup.protect", Body: api.ProtectRequest{}, Summary: "Protect or unprotect a backup from cleanup", handler: s.protectBackup},
+		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Action: "backup.download", Query: []param{qEnum("format", downloadFormats, "default tar.gz"), qStr("component", "only this component")}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
+		{Method: "GET", Path: "/backup/progress", Role: "viewer", Query: []param{qStr("job_id", "the job (or give backup_id; default the latest running backup)"), qStr("backup_id", "")}, Summary: "Progress of a backup job", handler: s.backupProgress},
 		{Method: "GET", Path: "/backup/schedules", Role: "viewer", Summary: "List schedules", handler: s.listSchedules},
-		{Method: "POST", Path: "/backup/schedules", Role: "operator", Action: "schedule.put", Body: "ScheduleRequest", Summary: "Create or update a schedule", handler: s.putSchedule},
+		{Method: "POST", Path: "/backup/schedules", Role: "operator", Action: "schedule.put", Body: api.ScheduleRequest{}, Summary: "Create or update a schedule", handler: s.putSchedule},
 		{Method: "DELETE", Path: "/backup/schedules/{schedule_id}", Role: "operator", Action: "schedule.delete", Summary: "Delete a schedule", handler: s.deleteSchedule},
 		{Method: "POST", Path: "/backup/schedules/{schedule_id}/trigger", Role: "operator", Action: "schedule.trigger", Summary: "Run a schedule now", handler: s.triggerSchedule},
-		{Method: "POST", Path: "/backup/restore", Role: "admin", Action: "restore.start", Body: "RestoreRequest", Summary: "Restore from a backup", handler: s.startRestore},
-		{Method: "POST", Path: "/backup/restore/rollback", Role: "admin", Action: "restore.rollback", Body: "RollbackRequest", Summary: "Undo a restore: restore its pre-restore snapshot over the original paths and databases", handler: s.rollbackRestore},
-		{Method: "GET", Path: "/backup/restore/progress", Role: "viewer", Query: []string{"job_id", "restore_id"}, Summary: "Progress of a restore job", handler: s.restoreProgress},
-		{Method: "POST", Path: "/backup/verify", Role: "operator", Action: "verify.start", Body: "VerifyRequest", Summary: "Verify a backup's integrity", handler: s.startVerify},
+		{Method: "POST", Path: "/backup/restore", Role: "admin", Action: "restore.start", Body: api.RestoreRequest{}, Summary: "Restore from a backup", handler: s.startRestore},
+		{Method: "POST", Path: "/backup/restore/rollback", Role: "admin", Action: "restore.rollback", Body: api.RollbackRequest{}, Summary: "Undo a restore: restore its pre-restore snapshot over the original paths and databases", handler: s.rollbackRestore},
+		{Method: "GET", Path: "/backup/restore/progress", Role: "viewer", Query: []param{qStr("job_id", "the job (or give restore_id; default the latest running restore)"), qStr("restore_id", "")}, Summary: "Progress of a restore job", handler: s.restoreProgress},
+		{Method: "POST", Path: "/backup/verify", Role: "operator", Action: "verify.start", Body: api.VerifyRequest{}, Summary: "Verify a backup's integrity", handler: s.startVerify},
 		{Method: "GET", Path: "/backup/verify/report/{verification_id}", Role: "viewer", Summary: "A verification report", handler: s.verifyReport},
 		{Method: "GET", Path: "/backup/storage", Role: "viewer", Summary: "Storage configuration and usage", handler: s.getStorage},
-		{Method: "POST", Path: "/backup/storage/update", Role: "admin", Action: "storage.update", Body: "StorageUpdateRequest", Summary: "Update storage configuration", handler: s.updateStorage},
+		{Method: "POST", Path: "/backup/storage/update", Role: "admin", Action: "storage.update", Body: api.StorageUpdateRequest{}, Summary: "Update storage configuration", handler: s.updateStorage},
 		{Method: "GET", Path: "/backup/retention", Role: "viewer", Summary: "Retention policies and cleanup rules", handler: s.getRetention},
-		{Method: "POST", Path: "/backup/retention", Role: "admin", Action: "retention.update", Body: "RetentionUpdateRequest", Summary: "Change retention policies, cleanup rules or protected backups", handler: s.updateRetention},
-		{Method: "POST", Path: "/backup/cleanup", Role: "admin", Action: "cleanup.start", Body: "CleanupRequest", Summary: "Run a cleanup (or a dry run)", handler: s.startCleanup},
+		{Method: "POST", Path: "/backup/retention", Role: "admin", Action: "retention.update", Body: api.RetentionUpdateRequest{}, Summary: "Change retention policies, cleanup rules or protected backups", handler: s.updateRetention},
+		{Method: "POST", Path: "/backup/cleanup", Role: "admin", Action: "cleanup.start", Body: api.CleanupRequest{}, Summary: "Run a cleanup (or a dry run)", handler: s.startCleanup},
 		{Method: "GET", Path: "/backup/cleanup/report/{cleanup_id}", Role: "viewer", Summary: "A cleanup report", handler: s.cleanupReport},
 		{Method: "GET", Path: "/backup/health", Role: "viewer", Summary: "Backup system health", handler: s.getHealth},
-		{Method: "GET", Path: "/backup/statistics", Role: "viewer", Query: []string{"period", "group_by"}, Summary: "Backup statistics", handler: s.getStatistics},
-		{Method: "GET", Path: "/backup/jobs", Role: "viewer", Query: []string{"status", "type", "limit", "page"}, Summary: "List jobs", handler: s.listJobs},
-		{Method: "POST", Path: "/backup/jobs/cancel", Role: "operator", Action: "job.cancel", Body: "CancelRequest", Summary: "Cancel a job", handler: s.cancelJob},
-		{Method: "POST", Path: "/backup/jobs/pause", Role: "operator", Action: "job.pause", Body: "JobRequest", Summary: "Pause a backup job", handler: s.pauseJob},
-		{Method: "POST", Path: "/backup/jobs/resume", Role: "operator", Action: "job.resume", Body: "JobRequest", Summary: "Resume a paused backup job", handler: s.resumeJob},
-		{Method: "POST", Path: "/backup/repair", Role: "operator", Action: "repair.start", Body: "RepairRequest", Summary: "Copy backups to the locations the 3-2-1 policy says they miss, from a healthy copy", handler: s.startRepair},
+		{Method: "GET", Path: "/backup/statistics", Role: "viewer", Query: []param{qEnum("period", periodNames(), "default 30d"), qEnum("group_by", groupBys, "")}, Summary: "Backup statistics", handler: s.getStatistics},
+		{Method: "GET", Path: "/backup/jobs", Role: "viewer", Query: append([]param{qEnum("status", jobStatuses, "completed includes partial jobs"), qEnum("type", jobTypes, "")}, pagingQuery(20)...), Summary: "List jobs", handler: s.listJobs},
+		{Method: "POST", Path: "/backup/jobs/cancel", Role: "operator", Action: "job.cancel", Body: api.CancelRequest{}, Summary: "Cancel a job", handler: s.cancelJob},
+		{Method: "POST", Path: "/backup/jobs/pause", Role: "operator", Action: "job.pause", Body: api.JobRequest{}, Summary: "Pause a backup job", handler: s.pauseJob},
+		{Method: "POST", Path: "/backup/jobs/resume", Role: "operator", Action: "job.resume", Body: api.JobRequest{}, Summary: "Resume a paused backup job", handler: s.resumeJob},
+		{Method: "POST", Path: "/backup/repair", Role: "operator", Action: "repair.start", Body: api.RepairRequest{}, Summary: "Copy backups to the locations the 3-2-1 policy says they miss, from a healthy copy", handler: s.startRepair},
 		{Method: "GET", Path: "/backup/repair/report/{repair_id}", Role: "viewer", Summary: "A repair report", handler: s.repairReport},
-		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: []string{"actor", "action", "outcome", "since", "until", "limit", "page"}, Summary: "The audit log: mutating calls, downloads of backup contents, refused attempts (aggregated per source and minute)", handler: s.listAudit},
+		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: append([]param{qStr("actor", "a token name"), qStr("action", "an audit action, like backup.create"), qEnum("outcome", auditOutcomes, ""), qTime("since", ""), qTime("until", "")}, pagingQuery(50)...), Summary: "The audit log: mutating calls, downloads of backup contents, refused attempts (aggregated per source and minute)", handler: s.listAudit},
 		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", handler: s.listTokens},
-		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: "TokenRequest", Summary: "Create an API token", Status: http.StatusCreated, handler: s.createToken},
+		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: api.TokenRequest{}, Summary: "Create an API token", Status: http.StatusCreated, handler: s.createToken},
 		{Method: "DELETE", Path: "/backup/tokens/{token_id}", Role: "admin", Action: "token.revoke", Summary: "Revoke an API token", handler: s.revokeToken},
-		{Method: "GET", Path: "/backup/debug-bundle", Role: "admin", Action: "debug_bundle.download", Query: []string{"failed_jobs"}, Summary: "A tar.gz for support: version, configuration (secrets redacted), recent logs, health, storage health, the last failed jobs and their workflow histories", handler: s.debugBundle},
-		{Method: "GET", Path: "/backup/openapi.json", Role: "viewer", Summary: "This API as an OpenAPI 3 document", handler: s.openAPI},
+		{Method: "GET", Path: "/backup/debug-bundle", Role: "admin", Action: "debug_bundle.download", Query: []param{qInt("failed_jobs", 0, bundleFailedJobsMax, bundleFailedJobsDefault, "how many of the last failed jobs to include")}, Summary: "A tar.gz for support: version, configuration (secrets redacted), recent logs, health, storage health, the last failed jobs and their workflow histories", handler: s.debugBundle},
+		{Method: "GET", Path: "/backup/openapi.json", Role: rolePublic, Summary: "This API as an OpenAPI 3.1 document (no token needed: it holds no data)", handler: s.openAPI},
 		{Method: "GET", Path: "/metrics", Root: true, Role: "viewer", Summary: "Metrics in the Prometheus text format (also without a token on --metrics-listen)", handler: s.getMetrics},
-		{Method: "GET", Path: "/ws/backup", Role: "viewer", Query: []string{"job_id", "types", "access_token"}, Summary: "WebSocket: live progress, completions, storage alerts, schedule events", handler: s.serveWS},
+		{Method: "GET", Path: "/ws/backup", Role: "viewer", Query: []param{qStr("job_id", "only this job's messages"), qStr("types", "comma-separated message types: "+strings.Join(wsTypes, ", ")), qStr("access_token", "the token, for clients that cannot send a header")}, Summary: "WebSocket: live progress, completions, storage alerts, schedule events", handler: s.serveWS},
 	}
 }
 
@@ -167,6 +169,9 @@ func (rt route) servedAt(p string) string {
 	return p + rt.Path
 }
 
+// buildRouter registers every route under each prefix on one router (not
+// on per-prefix subrouters: a subrouter answers a known path with the
+// wrong method 404, not 405).
 func (s *Server) buildRouter() *mux.Router {
 	r := mux.NewRouter()
 	for i := range s.routes {
@@ -175,10 +180,9 @@ func (s *Server) buildRouter() *mux.Router {
 		}
 	}
 	for _, p := range Prefixes {
-		sub := r.PathPrefix(p).Subrouter()
 		for i := range s.routes {
 			if rt := s.routes[i]; !rt.Root {
-				sub.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
+				r.Handle(p+rt.Path, s.wrap(rt)).Methods(rt.Method)
 			}
 		}
 	}
@@ -194,9 +198,28 @@ func (s *Server) buildRouter() *mux.Router {
 		req = withState(req, &reqState{id: newRequestID()})
 		sw := &statusWriter{ResponseWriter: w}
 		defer s.accessLog(req, "(no route)", sw, time.Now())
-		s.writeError(sw, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED", Message: req.Method + " is not allowed on " + req.URL.Path})
+		allowed := s.allowedMethods(req)
+		sw.Header().Set("Allow", strings.Join(allowed, ", "))
+		s.writeError(sw, req, &apiError{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED",
+			Message: req.Method + " is not allowed on " + req.URL.Path + "; allowed: " + strings.Join(allowed, ", "),
+			Details: map[string]any{"allowed_methods": allowed},
+			Actions: []string{"Send the request with one of the methods in the Allow header: " + strings.Join(allowed, ", ")}})
 	})
 	return r
+}
+
+// allowedMethods lists the methods the router serves on req's path.
+func (s *Server) allowedMethods(req *http.Request) []string {
+	var out []string
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if s.router.Match(probe, &match) && match.MatchErr == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Handler is the whole API.
@@ -417,7 +440,13 @@ func websocketProtocols(r *http.Request) []string {
 	return out
 }
 
+// rolePublic marks a route that needs no token.
+const rolePublic = "public"
+
 func (s *Server) authorize(r *http.Request, rt route, st *reqState) error {
+	if rt.Role == rolePublic {
+		return nil
+	}
 	plain := bearer(r, rt.Path == "/ws/backup")
 	if plain == "" {
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "a bearer token is required"}

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/backup"
 
 	"backupd/config"
@@ -82,8 +83,14 @@ func call(t *testing.T, s *Server, method, path, token string, body io.Reader) (
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
 	res := rec.Result()
+	checkAnswer(t, s, req, res)
 	var m map[string]any
 	json.NewDecoder(res.Body).Decode(&m)
+	if m["error"] == true {
+		if a, _ := m["suggested_actions"].([]any); len(a) == 0 {
+			t.Errorf("%s %s: %d error without suggested_actions: %v", method, path, res.StatusCode, m)
+		}
+	}
 	return res, m
 }
 
@@ -103,6 +110,9 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 		s, toks := testServer(t, d)
 		for _, p := range Prefixes {
 			for _, rt := range s.routes {
+				if rt.Role == rolePublic {
+					continue // TestPublicRoutesNeedNoToken
+				}
 				for _, tok := range []string{"", "bkd_notatoken", "garbage"} {
 					res, body := call(t, s, rt.Method, concrete(rt.servedAt(p)), tok, strings.NewReader("{}"))
 					if res.StatusCode != http.StatusUnauthorized || body["code"] != "UNAUTHORIZED" || body["request_id"] == "" {
@@ -179,7 +189,9 @@ func TestBadInputIsA400NamingTheField(t *testing.T) {
 		{"GET", "/backup/list?since=yesterday", "", 400, "since", "RFC 3339"},
 		{"GET", "/backup/list?type=weekly", "", 400, "type", "weekly"},
 		{"GET", "/backup/list?sort=size", "", 400, "sort", "unknown query parameter"},
-		{"GET", "/backup/jobs?limit=101", "", 400, "limit", "1..100"},
+		{"GET", "/backup/jobs?limit=1001", "", 400, "limit", "1..1000"},
+		{"GET", "/backup/audit?page_size=1001", "", 400, "page_size", "1..1000"},
+		{"GET", "/backup/list?page_size=5&limit=6", "", 400, "page_size", "different values"},
 		{"GET", "/backup/statistics?period=2w", "", 400, "period", "2w"},
 		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "weekly", "time": "03:00", "components": {"data": true}}`, 400, "day", "weekday"},
 		{"POST", "/backup/schedules", `{"id": "s1", "frequency": "daily", "time": "25:00", "components": {"data": true}}`, 400, "time", "HH:MM"},
@@ -263,10 +275,75 @@ func TestRestoreTargetCannotEscape(t *testing.T) {
 	})
 }
 
+// The OpenAPI document holds no data: it is served without a token (and
+// with any token).
+func TestPublicRoutesNeedNoToken(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	for _, tok := range []string{"", "garbage", toks["viewer"]} {
+		res, doc := call(t, s, "GET", "/v1/cloud-integration/backup/openapi.json", tok, nil)
+		if res.StatusCode != 200 || doc["openapi"] == nil {
+			t.Errorf("openapi.json with token %q: %d %v", tok, res.StatusCode, doc)
+		}
+	}
+	public := 0
+	for _, rt := range s.routes {
+		if rt.Role == rolePublic {
+			public++
+			if rt.Method != "GET" || rt.Action != "" || rt.Path != "/backup/openapi.json" {
+				t.Errorf("%s %s is public: only the OpenAPI document may be", rt.Method, rt.Path)
+			}
+		}
+	}
+	if public != 1 {
+		t.Errorf("%d public routes", public)
+	}
+}
+
+// A known path with the wrong method is 405 with Allow; an unknown path
+// is 404; both say what to do.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	for _, c := range []struct{ method, path, allow string }{
+		{"GET", "/cloud-integration/backup/create", "POST, DELETE"}, // DELETE: a backup named "create"
+		{"PUT", "/v1/cloud-integration/backup/schedules", "GET, POST, DELETE"},
+		{"POST", "/cloud-integration/backup/details/backup-x", "GET"},
+		{"GET", "/cloud-integration/backup/schedules/s1", "DELETE"},
+	} {
+		res, m := call(t, s, c.method, c.path, toks["admin"], nil)
+		if res.StatusCode != 405 || res.Header.Get("Allow") != c.allow || m["code"] != "METHOD_NOT_ALLOWED" ||
+			!strings.Contains(m["message"].(string), c.allow) {
+			t.Errorf("%s %s: %d Allow %q %v", c.method, c.path, res.StatusCode, res.Header.Get("Allow"), m)
+		}
+	}
+	res, m := call(t, s, "GET", "/cloud-integration/backup/nothing/here", toks["admin"], nil)
+	if res.StatusCode != 404 || m["code"] != "NOT_FOUND" || len(m["suggested_actions"].([]any)) == 0 {
+		t.Errorf("unknown path: %d %v", res.StatusCode, m)
+	}
+}
+
+// Every list takes its page size as limit or page_size, answers it as
+// page_size, with one maximum.
+func TestListsShareOnePagingVocabulary(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	for _, list := range []string{"list", "jobs", "audit"} {
+		for _, q := range []string{"limit=7", "page_size=7", "limit=7&page_size=7"} {
+			res, m := call(t, s, "GET", "/cloud-integration/backup/"+list+"?"+q, toks["admin"], nil)
+			pg, _ := m["pagination"].(map[string]any)
+			if res.StatusCode != 200 || pg == nil || pg["page_size"] != 7.0 || pg["page"] != 1.0 {
+				t.Errorf("%s?%s: %d %v", list, q, res.StatusCode, m)
+			}
+		}
+		res, m := call(t, s, "GET", fmt.Sprintf("/cloud-integration/backup/%s?page_size=%d", list, api.MaxPageSize), toks["admin"], nil)
+		if res.StatusCode != 200 {
+			t.Errorf("%s at the maximum page size: %d %v", list, res.StatusCode, m)
+		}
+	}
+}
+
 func TestOpenAPIListsEveryServedRoute(t *testing.T) {
 	s, toks := testServer(t, "sqlite")
 	res, doc := call(t, s, "GET", "/cloud-integration/backup/openapi.json", toks["viewer"], nil)
-	if res.StatusCode != 200 || doc["openapi"] != "3.0.3" {
+	if res.StatusCode != 200 || doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi: %d %v", res.StatusCode, doc)
 	}
 	paths := doc["paths"].(map[string]any)

@@ -389,13 +389,7 @@ type JobFilter struct {
 
 // ListJobs returns jobs, newest first.
 func (s *Store) ListJobs(ctx context.Context, f JobFilter) ([]Job, error) {
-	q := s.DB.WithContext(ctx).Model(&Job{})
-	if f.Type != "" {
-		q = q.Where("type = ?", f.Type)
-	}
-	if len(f.Statuses) > 0 {
-		q = q.Where("status IN ?", f.Statuses)
-	}
+	q := s.jobQuery(ctx, f)
 	if f.Limit <= 0 {
 		f.Limit = 20
 	}
@@ -405,6 +399,24 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	var out []Job
 	err := q.Order("started DESC, id DESC").Limit(f.Limit).Offset((f.Page - 1) * f.Limit).Find(&out).Error
 	return out, err
+}
+
+// CountJobs counts the jobs a filter selects, on every page.
+func (s *Store) CountJobs(ctx context.Context, f JobFilter) (int64, error) {
+	var n int64
+	err := s.jobQuery(ctx, f).Count(&n).Error
+	return n, err
+}
+
+func (s *Store) jobQuery(ctx context.Context, f JobFilter) *gorm.DB {
+	q := s.DB.WithContext(ctx).Model(&Job{})
+	if f.Type != "" {
+		q = q.Where("type = ?", f.Type)
+	}
+	if len(f.Statuses) > 0 {
+		q = q.Where("status IN ?", f.Statuses)
+	}
+	return q
 }
 
 // JobCounts counts jobs by status, all of them or those started since.
