@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	validator "github.com/pb33f/libopenapi-validator"
 	"io"
 	"math/big"
 	"net"
@@ -77,7 +78,8 @@ type apiStack struct {
 	split           bool
 	tlsCert, tlsKey string
 	client          *http.Client
-	temporal        string // the dev server's address
+	oas             validator.Validator // the server's openapi.json, once fetched
+	temporal        string              // the dev server's address
 	secrets         []string
 	s3              *s3test.Server
 	// apiOnly: start waits for the API only, not for a polling worker
@@ -257,6 +259,7 @@ func (s *apiStack) do(method, path, role string, body any) (int, obj) {
 	if len(raw) > 0 && json.Unmarshal(raw, &m) != nil {
 		s.t.Fatalf("%s %s: not JSON: %.300s", method, path, raw)
 	}
+	s.checkAnswer(req, res.StatusCode, res.Header, raw)
 	return res.StatusCode, m
 }
 
