@@ -43,49 +43,16 @@ func conflict(code codes.Code, format string, args ...any) *apiError {
 	return &apiError{Status: http.StatusConflict, Code: string(code), Message: sprintf(format, args...)}
 }
 
-// statusOf gives each spec code its HTTP status.
-func statusOf(c codes.Code) int {
-	switch c {
-	case codes.InsufficientStorage:
-		return http.StatusInsufficientStorage
-	case codes.AlreadyInProgress, codes.RestoreConflict, codes.RetentionViolation:
-		return http.StatusConflict
-	case codes.InvalidConfiguration, codes.ScheduleError:
-		return http.StatusBadRequest
-	case codes.StorageConnectivity, codes.KeyUnavailable:
-		return http.StatusServiceUnavailable
-	case codes.BackupNotFound, codes.JobNotFound:
-		return http.StatusNotFound
-	case codes.VerificationFailed, codes.InvalidFormat, codes.CorruptionDetected:
-		return http.StatusUnprocessableEntity
-	}
-	return http.StatusInternalServerError
-}
-
-// suggestions are the spec's suggested_actions, per code.
+// suggestions are the suggested_actions of the API's own codes; the
+// spec's codes have theirs in package codes' table.
 var suggestions = map[string][]string{
-	string(codes.InsufficientStorage):  {"Free up space on the storage location", "Run storage cleanup", "Choose another storage location", "Reduce the backup by excluding components"},
-	string(codes.AlreadyInProgress):    {"Wait for the running job to finish (GET /cloud-integration/backup/jobs)", "Cancel the running job first"},
-	string(codes.InvalidConfiguration): {"Correct the named field and send the request again"},
-	string(codes.StorageConnectivity):  {"Check that the storage location is reachable", "Check the credentials in the configuration", "Retry later"},
-	string(codes.KeyUnavailable):       {"Check the repository password or key file in the configuration", "Restore the key entry from a copy"},
-	string(codes.VerificationFailed):   {"Read the verification report", "Repair from another copy of the backup", "Take a new backup"},
-	string(codes.BackupNotFound):       {"List the backups (GET /cloud-integration/backup/list)", "Rebuild the catalog from storage (backupd catalog rebuild)"},
-	string(codes.RestoreConflict):      {"Wait for the running restore to finish", "Choose an empty target or set overwrite"},
-	string(codes.InvalidFormat):        {"Check that the location holds a backupd repository of a supported version"},
-	string(codes.CorruptionDetected):   {"Run a verification with verify_checksum", "Restore from another storage location", "Take a new backup"},
-	string(codes.ScheduleError):        {"Correct the named schedule field"},
-	string(codes.RetentionViolation):   {"Unprotect the backup first, or wait until its retention ends", "Use force where the API offers it"},
-	string(codes.CompressionFailure):   {"Retry with another compression algorithm"},
-	string(codes.ComponentFailure):     {"Read the failing paths in the details", "Fix permissions or the component's sources and back up again"},
-	string(codes.JobNotFound):          {"List the jobs (GET /cloud-integration/backup/jobs)"},
-	"UNAUTHORIZED":                     {"Send Authorization: Bearer <token>", "Create a token with backupd token create"},
-	"FORBIDDEN":                        {"Use a token with the required role"},
-	"REQUEST_TOO_LARGE":                {"Send a smaller request body"},
-	"NOT_FOUND":                        {"Check the path and method against the API reference (GET /cloud-integration/backup/openapi.json, no token needed)"},
-	"TOO_MANY_REQUESTS":                {"Wait for the time in the Retry-After header", "Send a valid bearer token"},
-	"CONFLICT":                         {"Read the message: the resource is not in a state that allows this call"},
-	"AUDIT_UNAVAILABLE":                {"Check the catalog database (the server log has the cause)", "Retry when the audit log can be written again"},
+	"UNAUTHORIZED":      {"Send Authorization: Bearer <token>", "Create a token with backupd token create"},
+	"FORBIDDEN":         {"Use a token with the required role"},
+	"REQUEST_TOO_LARGE": {"Send a smaller request body"},
+	"NOT_FOUND":         {"Check the path and method against the API reference (GET /cloud-integration/backup/openapi.json, no token needed)"},
+	"TOO_MANY_REQUESTS": {"Wait for the time in the Retry-After header", "Send a valid bearer token"},
+	"CONFLICT":          {"Read the message: the resource is not in a state that allows this call"},
+	"AUDIT_UNAVAILABLE": {"Check the catalog database (the server log has the cause)", "Retry when the audit log can be written again"},
 }
 
 // fallbackActions answer an error whose code has no suggestions of its
@@ -129,7 +96,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: http.StatusNotFound, Code: string(codes.BackupNotFound), Message: err.Error()}
 	}
 	c := codes.Classify(err)
-	e := &apiError{Status: statusOf(c.Code), Code: string(c.Code), Message: c.Message, Details: c.Details}
+	e := &apiError{Status: c.Code.HTTPStatus(), Code: string(c.Code), Message: c.Message, Details: c.Details}
 	if e.Message == "" {
 		e.Message = c.Code.Description()
 	}
@@ -163,6 +130,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	actions := e.Actions
 	if actions == nil {
 		actions = suggestions[e.Code]
+	}
+	if actions == nil {
+		actions = codes.Code(e.Code).SuggestedActions()
 	}
 	if len(actions) == 0 {
 		actions = fallbackActions(e.Status)

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"sort"
 	"syscall"
 
 	"backupd/backup"
@@ -37,30 +39,96 @@ const (
 	JobNotFound          Code = "BACKUP_015"
 )
 
-// Retryable tells whether retrying can help: configuration, keys and
-// corruption do not get better by trying again, so jobs fail fast on them.
-func (c Code) Retryable() bool {
-	switch c {
-	case StorageConnectivity, InsufficientStorage:
-		return true
-	}
-	return false
+// Info is what the system says about a code, in one place: the spec's
+// description, whether retrying can help, the HTTP status an API call
+// failing with it answers, and what a user can do.
+type Info struct {
+	Description      string
+	Retryable        bool
+	HTTPStatus       int
+	SuggestedActions []string
 }
+
+// table is the one home of every code's facts. Only a storage location
+// that cannot be reached or is full may get better by itself; the rest
+// (configuration, keys, corruption, a conflicting job, a policy, a
+// compressor that failed on this data) fail the same way again, so jobs
+// fail fast on them.
+var table = map[Code]Info{
+	InsufficientStorage: {"Insufficient storage space", true, http.StatusInsufficientStorage,
+		[]string{"Free up space on the storage location", "Run storage cleanup", "Choose another storage location", "Reduce the backup by excluding components"}},
+	AlreadyInProgress: {"Backup already in progress", false, http.StatusConflict,
+		[]string{"Wait for the running job to finish (GET /cloud-integration/backup/jobs)", "Cancel the running job first"}},
+	InvalidConfiguration: {"Invalid backup configuration", false, http.StatusBadRequest,
+		[]string{"Correct the named field and send the request again"}},
+	StorageConnectivity: {"Storage connectivity issue", true, http.StatusServiceUnavailable,
+		[]string{"Check that the storage location is reachable", "Check the credentials in the configuration", "Retry later"}},
+	KeyUnavailable: {"Encryption key unavailable", false, http.StatusServiceUnavailable,
+		[]string{"Check the repository password or key file in the configuration", "Restore the key entry from a copy"}},
+	VerificationFailed: {"Backup verification failed", false, http.StatusUnprocessableEntity,
+		[]string{"Read the verification report", "Repair from another copy of the backup", "Take a new backup"}},
+	BackupNotFound: {"Backup not found", false, http.StatusNotFound,
+		[]string{"List the backups (GET /cloud-integration/backup/list)", "Rebuild the catalog from storage (backupd catalog rebuild)"}},
+	RestoreConflict: {"Restore operation conflict", false, http.StatusConflict,
+		[]string{"Wait for the running restore to finish", "Choose an empty target or set overwrite"}},
+	InvalidFormat: {"Invalid backup format", false, http.StatusUnprocessableEntity,
+		[]string{"Check that the location holds a backupd repository of a supported version"}},
+	CorruptionDetected: {"Backup corruption detected", false, http.StatusUnprocessableEntity,
+		[]string{"Run a verification with verify_checksum", "Restore from another storage location", "Take a new backup"}},
+	ScheduleError: {"Schedule configuration error", false, http.StatusBadRequest,
+		[]string{"Correct the named schedule field"}},
+	RetentionViolation: {"Retention policy violation", false, http.StatusConflict,
+		[]string{"Unprotect the backup first, or wait until its retention ends", "Use force where the API offers it"}},
+	CompressionFailure: {"Compression failure", false, http.StatusInternalServerError,
+		[]string{"Retry with another compression algorithm"}},
+	ComponentFailure: {"Component backup failure", false, http.StatusInternalServerError,
+		[]string{"Read the failing paths in the details", "Fix permissions or the component's sources and back up again"}},
+	JobNotFound: {"Backup job not found", false, http.StatusNotFound,
+		[]string{"List the jobs (GET /cloud-integration/backup/jobs)"}},
+}
+
+// All lists the codes in order.
+func All() []Code {
+	out := make([]Code, 0, len(table))
+	for c := range table {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Info is c's entry of the table (zero for a code that is not the spec's).
+func (c Code) Info() Info { return table[c] }
+
+// Retryable tells whether retrying can help.
+func (c Code) Retryable() bool { return table[c].Retryable }
 
 // Description is the spec's wording.
-func (c Code) Description() string {
-	return descriptions[c]
+func (c Code) Description() string { return table[c].Description }
+
+// HTTPStatus is the status of an API answer failing with c (500 for a
+// code that is not the spec's).
+func (c Code) HTTPStatus() int {
+	if s := table[c].HTTPStatus; s != 0 {
+		return s
+	}
+	return http.StatusInternalServerError
 }
 
-var descriptions = map[Code]string{
-	InsufficientStorage: "Insufficient storage space", AlreadyInProgress: "Backup already in progress",
-	InvalidConfiguration: "Invalid backup configuration", StorageConnectivity: "Storage connectivity issue",
-	KeyUnavailable: "Encryption key unavailable", VerificationFailed: "Backup verification failed",
-	BackupNotFound: "Backup not found", RestoreConflict: "Restore operation conflict",
-	InvalidFormat: "Invalid backup format", CorruptionDetected: "Backup corruption detected",
-	ScheduleError: "Schedule configuration error", RetentionViolation: "Retention policy violation",
-	CompressionFailure: "Compression failure", ComponentFailure: "Component backup failure",
-	JobNotFound: "Backup job not found",
+// SuggestedActions are what a user can do about c.
+func (c Code) SuggestedActions() []string { return table[c].SuggestedActions }
+
+// NonRetryable lists the codes retrying cannot fix, as Temporal retry
+// policies name them (NonRetryableErrorTypes: an activity's error type is
+// its code).
+func NonRetryable() []string {
+	var out []string
+	for _, c := range All() {
+		if !c.Retryable() {
+			out = append(out, string(c))
+		}
+	}
+	return out
 }
 
 // Error is a failure with its code.

@@ -30,12 +30,10 @@ const (
 // the methods' names, and the worker registers a real *Activities.
 var a *activities.Activities
 
-// nonRetryable are the codes that retrying cannot fix.
-var nonRetryable = []string{
-	string(codes.InvalidConfiguration), string(codes.KeyUnavailable), string(codes.BackupNotFound),
-	string(codes.InvalidFormat), string(codes.CorruptionDetected), string(codes.RestoreConflict),
-	string(codes.VerificationFailed), string(codes.ComponentFailure),
-}
+// nonRetryable are the codes that retrying cannot fix, from the codes'
+// table (the same facts decide the NonRetryable flag of an activity's
+// error).
+var nonRetryable = codes.NonRetryable()
 
 // longActivity: heartbeats every second, so a dead worker is noticed in
 // 30 s and its work retried (from the checkpoint) on another; StartToClose

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,5 +250,16 @@ func TestBackupWorkflowQuickPauseResume(t *testing.T) {
 	}
 	if calls.Load() != 3 {
 		t.Fatalf("%d component calls, want 3", calls.Load())
+	}
+}
+
+// The activities' retry policies refuse to retry exactly the codes whose
+// errors the activities mark non-retryable: one table decides both.
+func TestRetryPoliciesFollowTheCodesTable(t *testing.T) {
+	for _, c := range codes.All() {
+		listed := slices.Contains(nonRetryable, string(c))
+		if listed == c.Retryable() {
+			t.Errorf("%s: retryable %v, in the non-retryable list %v", c, c.Retryable(), listed)
+		}
 	}
 }
