@@ -1,5 +1,7 @@
 package apiserver
 
+//go:generate go run ../cmd/apidoc -o ../docs/api.md
+
 import (
 	"net/http"
 	"regexp"
@@ -199,6 +201,8 @@ func tagOf(path string) string {
 	switch parts[1] {
 	case "list", "details", "create", "download", "progress":
 		return "backups"
+	case "openapi.json":
+		return "reference"
 	}
 	return parts[1]
 }
