@@ -1,13 +1,13 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"backupd/api"
 	"backupd/models"
 )
 

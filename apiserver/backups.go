@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -25,6 +24,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 	"backupd/jobs"
 	"backupd/models"

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"backupd/api"
 	"backupd/codes"
 )
 

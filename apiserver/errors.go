@@ -1,11 +1,11 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"errors"
 	"net/http"
 	"time"
 
+	"backupd/api"
 	"backupd/codes"
 	"backupd/models"
 )

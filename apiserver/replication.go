@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"context"
 	"fmt"
 	"net/http"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"backupd/api"
 	"backupd/codes"
 	"backupd/models"
 	"backupd/workflows"

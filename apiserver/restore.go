@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 	"backupd/models"
 	"backupd/restore"

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/models"
 	"backupd/retention"
 	"backupd/workflows"

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 	"backupd/models"
 	"backupd/workflows"

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"backupd/api"
 	"context"
 	"fmt"
 	"math"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"backupd/api"
 	"backupd/storage"
 	"backupd/storage/location"
 )
