@@ -41,6 +41,10 @@ var (
 	Notifications   = []string{"on_success", "on_failure", "on_warning"}
 	JobOutcomes     = []string{"success", "partial", "failed", "cancelled"}
 	AlertLevels     = []string{"warning", "critical"}
+	AuditOutcomes   = []string{"success", "failure", "denied", "started"}
+	JobControls     = []string{"paused", "resumed"}
+	ScheduleSaves   = []string{"created", "updated"}
+	ScheduleActions = []string{"deleted", "triggered"}
 )
 
 // Enums names the lists for the enum tag.
@@ -56,6 +60,10 @@ var Enums = map[string][]string{
 	"notification":     Notifications,
 	"job_outcome":      JobOutcomes,
 	"alert_level":      AlertLevels,
+	"audit_outcome":    AuditOutcomes,
+	"job_control":      JobControls,
+	"schedule_saved":   ScheduleSaves,
+	"schedule_action":  ScheduleActions,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

@@ -16,3 +16,207 @@ type Pagination struct {
 func NewPagination(total int64, page, size int) Pagination {
 	return Pagination{Total: total, Page: page, PageSize: size, TotalPages: (total + int64(size) - 1) / int64(size)}
 }
+
+// Token is an API token as listed: never its secret.
+type Token struct {
+	ID        string  `json:"id" required:"true"`
+	Name      string  `json:"name" required:"true"`
+	Role      string  `json:"role" required:"true" enum:"role"`
+	CreatedBy string  `json:"created_by" required:"true"`
+	Created   string  `json:"created" required:"true" format:"date-time"`
+	Expires   *string `json:"expires" required:"true" nullable:"true" format:"date-time" doc:"null: never expires"`
+	LastUsed  *string `json:"last_used" required:"true" nullable:"true" format:"date-time"`
+	Revoked   bool    `json:"revoked" required:"true"`
+}
+
+// TokenList answers GET /backup/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens" required:"true"`
+}
+
+// TokenCreated answers POST /backup/tokens: the only time the secret is shown.
+type TokenCreated struct {
+	Token
+	Secret  string `json:"token" required:"true" doc:"the bearer token; only its hash is kept"`
+	Message string `json:"message" required:"true"`
+}
+
+// TokenRevoked answers DELETE /backup/tokens/{token_id}.
+type TokenRevoked struct {
+	Status string `json:"status" required:"true" const:"revoked"`
+	ID     string `json:"id" required:"true"`
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	ID        int64  `json:"id" required:"true"`
+	Timestamp string `json:"timestamp" required:"true" format:"date-time"`
+	Actor     string `json:"actor" required:"true" doc:"the token's name and id, or the source address of a refused attempt"`
+	Role      string `json:"role" required:"true"`
+	Method    string `json:"method" required:"true"`
+	Path      string `json:"path" required:"true"`
+	Action    string `json:"action" required:"true" example:"\"backup.create\""`
+	Target    string `json:"target" required:"true" doc:"what the call acted on (a backup, job, schedule id)"`
+	RequestID string `json:"request_id" required:"true"`
+	Status    int    `json:"status" required:"true" doc:"the HTTP status answered (0 while started)"`
+	Outcome   string `json:"outcome" required:"true" enum:"audit_outcome"`
+	Detail    string `json:"detail" required:"true"`
+	Remote    string `json:"remote" required:"true"`
+	Count     int    `json:"count" required:"true" minimum:"1" doc:"refused attempts from one source in one minute, recorded once"`
+}
+
+// AuditList answers GET /backup/audit.
+type AuditList struct {
+	Entries    []AuditEntry `json:"entries" required:"true"`
+	Pagination Pagination   `json:"pagination" required:"true"`
+}
+
+// ProtectResponse answers POST /backup/{backup_id}/protect.
+type ProtectResponse struct {
+	Status    string `json:"status" required:"true" const:"updated"`
+	BackupID  string `json:"backup_id" required:"true"`
+	Protected bool   `json:"protected" required:"true"`
+}
+
+// JobControlResponse answers POST /backup/jobs/pause and /resume.
+type JobControlResponse struct {
+	Status   string `json:"status" required:"true" enum:"job_control"`
+	JobID    string `json:"job_id" required:"true"`
+	BackupID string `json:"backup_id" required:"true"`
+	Message  string `json:"message" required:"true"`
+}
+
+// BackupSummary is one backup in GET /backup/list.
+type BackupSummary struct {
+	ID                  string          `json:"id" required:"true" example:"\"backup-20250315-0200\""`
+	Name                string          `json:"name" required:"true" example:"\"full-nightly-backup\""`
+	Timestamp           string          `json:"timestamp" required:"true" doc:"UTC, the spec's form YYYY-MM-DD HH:MM:SS" example:"\"2025-03-15 02:00:00\""`
+	TimestampRFC3339    string          `json:"timestamp_rfc3339" required:"true" format:"date-time"`
+	Type                string          `json:"type" required:"true" enum:"backup_type"`
+	Status              string          `json:"status" required:"true" doc:"in_progress, completed, partial, failed or cancelled"`
+	Size                string          `json:"size" required:"true" example:"\"45.2 GB\""`
+	SizeBytes           int64           `json:"size_bytes" required:"true"`
+	CompressedSize      string          `json:"compressed_size" required:"true" example:"\"22.1 GB\""`
+	CompressedSizeBytes int64           `json:"compressed_size_bytes" required:"true"`
+	AddedSize           string          `json:"added_size" required:"true" doc:"new data the backup stored (after deduplication)"`
+	AddedSizeBytes      int64           `json:"added_size_bytes" required:"true"`
+	Duration            string          `json:"duration" required:"true" example:"\"25m 30s\""`
+	DurationSeconds     float64         `json:"duration_seconds" required:"true"`
+	Components          map[string]bool `json:"components" required:"true" doc:"every configured component, true when the backup holds it"`
+	StorageLocations    []string        `json:"storage_locations" required:"true"`
+	Encryption          string          `json:"encryption" required:"true" example:"\"AES-256\""`
+	Compression         string          `json:"compression" required:"true"`
+	IntegrityCheck      string          `json:"integrity_check" required:"true" doc:"pending, passed, failed or not_run"`
+	Protected           bool            `json:"protected" required:"true"`
+	RetentionDays       int             `json:"retention_days,omitempty"`
+	MissingFrom         []string        `json:"missing_from,omitempty" doc:"locations the catalog lists whose manifest is gone"`
+	ParentBackup        string          `json:"parent_backup,omitempty"`
+	BaseBackup          string          `json:"base_backup,omitempty"`
+	Error               string          `json:"error,omitempty"`
+	ErrorCode           string          `json:"error_code,omitempty"`
+}
+
+// BackupListSummary totals the backups a list's filter selects.
+type BackupListSummary struct {
+	FullBackups         int64  `json:"full_backups" required:"true"`
+	IncrementalBackups  int64  `json:"incremental_backups" required:"true"`
+	DifferentialBackups int64  `json:"differential_backups" required:"true"`
+	SnapshotBackups     int64  `json:"snapshot_backups" required:"true"`
+	TotalSize           string `json:"total_size" required:"true"`
+	TotalSizeBytes      int64  `json:"total_size_bytes" required:"true"`
+	CompressedSize      string `json:"compressed_size" required:"true"`
+	CompressedSizeBytes int64  `json:"compressed_size_bytes" required:"true"`
+	AddedSize           string `json:"added_size" required:"true"`
+	AddedSizeBytes      int64  `json:"added_size_bytes" required:"true"`
+}
+
+// BackupList answers GET /backup/list.
+type BackupList struct {
+	Backups    []BackupSummary   `json:"backups" required:"true"`
+	Pagination Pagination        `json:"pagination" required:"true"`
+	Summary    BackupListSummary `json:"summary" required:"true"`
+}
+
+// VerifyStarted answers POST /backup/verify.
+type VerifyStarted struct {
+	Status                   string   `json:"status" required:"true" const:"verification_started"`
+	VerificationID           string   `json:"verification_id" required:"true" example:"\"VERIFY-8899\""`
+	JobID                    string   `json:"job_id" required:"true"`
+	BackupID                 string   `json:"backup_id" required:"true"`
+	StorageLocation          string   `json:"storage_location" required:"true" example:"\"cloud\""`
+	EstimatedDuration        string   `json:"estimated_duration" required:"true" example:"\"5 minutes\""`
+	EstimatedDurationSeconds float64  `json:"estimated_duration_seconds" required:"true"`
+	Checks                   []string `json:"checks" required:"true"`
+	ReadDataPercent          float64  `json:"read_data_percent" required:"true" minimum:"0" maximum:"100"`
+	ExtractTest              bool     `json:"extract_test" required:"true"`
+	ReportURL                string   `json:"report_url" required:"true"`
+}
+
+// CleanupStarted answers POST /backup/cleanup.
+type CleanupStarted struct {
+	Status                     string   `json:"status" required:"true" const:"cleanup_started"`
+	CleanupID                  string   `json:"cleanup_id" required:"true" example:"\"CLEANUP-3322\""`
+	JobID                      string   `json:"job_id" required:"true"`
+	DryRun                     bool     `json:"dry_run" required:"true"`
+	EstimatedDuration          string   `json:"estimated_duration" required:"true"`
+	EstimatedDurationSeconds   float64  `json:"estimated_duration_seconds" required:"true"`
+	BackupsAnalyzed            int      `json:"backups_analyzed" required:"true"`
+	BackupsCandidateForRemoval int      `json:"backups_candidate_for_removal" required:"true"`
+	EstimatedSpaceToFree       string   `json:"estimated_space_to_free" required:"true"`
+	EstimatedSpaceToFreeBytes  int64    `json:"estimated_space_to_free_bytes" required:"true"`
+	EstimateBasis              string   `json:"estimate_basis" required:"true"`
+	ProtectedBackupsExcluded   int      `json:"protected_backups_excluded" required:"true"`
+	IgnoreProtected            bool     `json:"ignore_protected" required:"true"`
+	BackupsLeavingALocation    int      `json:"backups_leaving_a_location" required:"true" doc:"backups removed from some of their locations only"`
+	TargetStorage              []string `json:"target_storage" required:"true"`
+	CleanupStrategy            string   `json:"cleanup_strategy" required:"true" enum:"cleanup_strategy"`
+	Reason                     string   `json:"reason" required:"true"`
+	ReportURL                  string   `json:"report_url" required:"true"`
+}
+
+// CancelResponse answers POST /backup/jobs/cancel.
+type CancelResponse struct {
+	Status             string      `json:"status" required:"true" doc:"cancelled, or the job's status when it ended first or is still cleaning up"`
+	JobID              string      `json:"job_id" required:"true"`
+	Message            string      `json:"message" required:"true"`
+	Reason             string      `json:"reason" required:"true"`
+	CleanupPerformed   bool        `json:"cleanup_performed" required:"true"`
+	PartialDataRemoved bool        `json:"partial_data_removed" required:"true"`
+	CanRestart         bool        `json:"can_restart" required:"true"`
+	RestartInfo        RestartInfo `json:"restart_info" required:"true"`
+}
+
+// RestartInfo says whether and how a cancelled job can run again.
+type RestartInfo struct {
+	Possible       bool   `json:"possible" required:"true"`
+	Recommendation string `json:"recommendation" required:"true"`
+}
+
+// ScheduleSaved answers POST /backup/schedules.
+type ScheduleSaved struct {
+	Status             string             `json:"status" required:"true" enum:"schedule_saved"`
+	ScheduleID         string             `json:"schedule_id" required:"true"`
+	Name               string             `json:"name" required:"true"`
+	Message            string             `json:"message" required:"true"`
+	Enabled            bool               `json:"enabled" required:"true"`
+	NextExecution      *string            `json:"next_execution" required:"true" nullable:"true" format:"date-time"`
+	Validation         ScheduleValidation `json:"validation" required:"true"`
+	Warnings           []string           `json:"warnings" required:"true" doc:"what the schedule does not meet (the replication policy), accepted all the same"`
+	TemporalScheduleID string             `json:"temporal_schedule_id" required:"true"`
+}
+
+// ScheduleValidation are a saved schedule's checks.
+type ScheduleValidation struct {
+	ComponentsValid      bool `json:"components_valid" required:"true"`
+	StorageValid         bool `json:"storage_valid" required:"true"`
+	ScheduleValid        bool `json:"schedule_valid" required:"true"`
+	RetentionValid       bool `json:"retention_valid" required:"true"`
+	ReplicationPolicyMet bool `json:"replication_policy_met" required:"true"`
+}
+
+// ScheduleAction answers DELETE /backup/schedules/{id} and POST .../trigger.
+type ScheduleAction struct {
+	Status     string `json:"status" required:"true" enum:"schedule_action"`
+	ScheduleID string `json:"schedule_id" required:"true"`
+	Message    string `json:"message" required:"true"`
+}

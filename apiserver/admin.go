@@ -11,9 +11,9 @@ import (
 	"backupd/models"
 )
 
-func tokenView(t *models.Token) map[string]any {
-	return map[string]any{"id": t.ID, "name": t.Name, "role": t.Role, "created_by": t.CreatedBy,
-		"created": rfc3339(t.CreatedAt), "expires": rfc3339p(t.ExpiresAt), "last_used": rfc3339p(t.LastUsedAt), "revoked": t.Revoked}
+func tokenView(t *models.Token) api.Token {
+	return api.Token{ID: t.ID, Name: t.Name, Role: t.Role, CreatedBy: t.CreatedBy, Created: rfc3339(t.CreatedAt),
+		Expires: rfc3339ptr(t.ExpiresAt), LastUsed: rfc3339ptr(t.LastUsedAt), Revoked: t.Revoked}
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
@@ -21,11 +21,11 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, 0, len(list))
+	out := api.TokenList{Tokens: make([]api.Token, 0, len(list))}
 	for i := range list {
-		out = append(out, tokenView(&list[i]))
+		out.Tokens = append(out.Tokens, tokenView(&list[i]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -55,10 +55,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setTarget(r, t.ID)
-	v := tokenView(t)
-	v["token"] = plain
-	v["message"] = "store the token now: only its hash is kept"
-	writeJSON(w, http.StatusCreated, v)
+	writeJSON(w, http.StatusCreated, api.TokenCreated{Token: tokenView(t), Secret: plain,
+		Message: "store the token now: only its hash is kept"})
 	return nil
 }
 
@@ -76,7 +74,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.Hub.DropToken(id)
-	writeJSON(w, http.StatusOK, map[string]any{"status": "revoked", "id": id})
+	writeJSON(w, http.StatusOK, api.TokenRevoked{Status: "revoked", ID: id})
 	return nil
 }
 
@@ -85,7 +83,7 @@ func conflictPlain(msg string) error {
 }
 
 // auditOutcomes filter /backup/audit.
-var auditOutcomes = []string{"success", "failure", "denied", "started"}
+var auditOutcomes = api.AuditOutcomes
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -107,12 +105,12 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, 0, len(list))
+	out := api.AuditList{Entries: make([]api.AuditEntry, 0, len(list)), Pagination: api.NewPagination(total, f.Page, f.Limit)}
 	for _, e := range list {
-		out = append(out, map[string]any{"id": e.ID, "timestamp": rfc3339(e.Time), "actor": e.Actor, "role": e.Role,
-			"method": e.Method, "path": e.Path, "action": e.Action, "target": e.Target, "request_id": e.RequestID,
-			"status": e.Status, "outcome": e.Outcome, "detail": e.Detail, "remote": e.Remote, "count": e.Count})
+		out.Entries = append(out.Entries, api.AuditEntry{ID: e.ID, Timestamp: rfc3339(e.Time), Actor: e.Actor, Role: e.Role,
+			Method: e.Method, Path: e.Path, Action: e.Action, Target: e.Target, RequestID: e.RequestID,
+			Status: e.Status, Outcome: e.Outcome, Detail: e.Detail, Remote: e.Remote, Count: e.Count})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "pagination": api.NewPagination(total, f.Page, f.Limit)})
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

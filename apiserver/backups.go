@@ -71,21 +71,18 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list := make([]map[string]any, 0, len(rows))
+	out := api.BackupList{Backups: make([]api.BackupSummary, 0, len(rows)), Pagination: api.NewPagination(tot.Total, f.Page, f.Limit),
+		Summary: api.BackupListSummary{
+			FullBackups: tot.ByType["full"], IncrementalBackups: tot.ByType["incremental"],
+			DifferentialBackups: tot.ByType["differential"], SnapshotBackups: tot.ByType["snapshot"],
+			TotalSize: humanSize(tot.SizeBytes), TotalSizeBytes: tot.SizeBytes,
+			CompressedSize: humanSize(tot.CompressedBytes), CompressedSizeBytes: tot.CompressedBytes,
+			AddedSize: humanSize(tot.AddedBytes), AddedSizeBytes: tot.AddedBytes,
+		}}
 	for i := range rows {
-		list = append(list, s.backupSummary(&rows[i]))
+		out.Backups = append(out.Backups, s.backupSummary(&rows[i]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"backups":    list,
-		"pagination": api.NewPagination(tot.Total, f.Page, f.Limit),
-		"summary": map[string]any{
-			"full_backups": tot.ByType["full"], "incremental_backups": tot.ByType["incremental"],
-			"differential_backups": tot.ByType["differential"], "snapshot_backups": tot.ByType["snapshot"],
-			"total_size": humanSize(tot.SizeBytes), "total_size_bytes": tot.SizeBytes,
-			"compressed_size": humanSize(tot.CompressedBytes), "compressed_size_bytes": tot.CompressedBytes,
-			"added_size": humanSize(tot.AddedBytes), "added_size_bytes": tot.AddedBytes,
-		},
-	})
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -116,36 +113,21 @@ func (s *Server) componentMap(have []string) map[string]bool {
 	return m
 }
 
-func (s *Server) backupSummary(b *models.Backup) map[string]any {
-	out := map[string]any{
-		"id": b.ID, "name": b.Name, "timestamp": specTime(b.Timestamp), "timestamp_rfc3339": rfc3339(b.Timestamp),
-		"type": b.Type, "status": b.Status,
-		"size": humanSize(b.SizeBytes), "size_bytes": b.SizeBytes,
-		"compressed_size": humanSize(b.CompressedBytes), "compressed_size_bytes": b.CompressedBytes,
-		"added_size": humanSize(b.AddedBytes), "added_size_bytes": b.AddedBytes,
-		"duration": humanDuration(time.Duration(b.DurationSeconds * float64(time.Second))), "duration_seconds": b.DurationSeconds,
-		"components": s.componentMap(b.Components), "storage_locations": nonNil(b.Locations),
-		"encryption": b.Encryption, "compression": b.Compression, "integrity_check": b.IntegrityCheck,
-		"protected": b.Protected,
-	}
-	if b.RetentionDays > 0 {
-		out["retention_days"] = b.RetentionDays
-	}
-	if len(b.MissingFrom) > 0 {
+func (s *Server) backupSummary(b *models.Backup) api.BackupSummary {
+	return api.BackupSummary{
+		ID: b.ID, Name: b.Name, Timestamp: specTime(b.Timestamp), TimestampRFC3339: rfc3339(b.Timestamp),
+		Type: b.Type, Status: b.Status,
+		Size: humanSize(b.SizeBytes), SizeBytes: b.SizeBytes,
+		CompressedSize: humanSize(b.CompressedBytes), CompressedSizeBytes: b.CompressedBytes,
+		AddedSize: humanSize(b.AddedBytes), AddedSizeBytes: b.AddedBytes,
+		Duration: humanDuration(time.Duration(b.DurationSeconds * float64(time.Second))), DurationSeconds: b.DurationSeconds,
+		Components: s.componentMap(b.Components), StorageLocations: nonNil(b.Locations),
+		Encryption: b.Encryption, Compression: b.Compression, IntegrityCheck: b.IntegrityCheck,
+		Protected: b.Protected, RetentionDays: b.RetentionDays,
 		// the catalog lists these locations, but their manifest is gone
-		out["missing_from"] = b.MissingFrom
+		MissingFrom:  b.MissingFrom,
+		ParentBackup: b.ParentBackup, BaseBackup: b.BaseBackup, Error: b.Error, ErrorCode: b.ErrorCode,
 	}
-	if b.ParentBackup != "" {
-		out["parent_backup"] = b.ParentBackup
-	}
-	if b.BaseBackup != "" {
-		out["base_backup"] = b.BaseBackup
-	}
-	if b.Error != "" {
-		out["error"] = b.Error
-		out["error_code"] = b.ErrorCode
-	}
-	return out
 }
 
 func nonNil(s []string) []string {
@@ -678,7 +660,7 @@ func (s *Server) protectBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "updated", "backup_id": id, "protected": req.Protected})
+	writeJSON(w, http.StatusOK, api.ProtectResponse{Status: "updated", BackupID: id, Protected: req.Protected})
 	return nil
 }
 

@@ -439,12 +439,12 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	} else if status != "cancelled" {
 		msg = "The job finished (" + status + ") before the cancellation reached it"
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": status, "job_id": j.ID, "message": msg, "reason": req.Reason,
-		"cleanup_performed": closed && status == "cancelled", "partial_data_removed": closed && status == "cancelled" && j.Type == "backup",
-		"can_restart": true,
-		"restart_info": map[string]any{"possible": true,
-			"recommendation": "Start the job again when ready; a new backup reuses every chunk already stored"},
+	writeJSON(w, http.StatusOK, api.CancelResponse{
+		Status: status, JobID: j.ID, Message: msg, Reason: req.Reason,
+		CleanupPerformed: closed && status == "cancelled", PartialDataRemoved: closed && status == "cancelled" && j.Type == "backup",
+		CanRestart: true,
+		RestartInfo: api.RestartInfo{Possible: true,
+			Recommendation: "Start the job again when ready; a new backup reuses every chunk already stored"},
 	})
 	return nil
 }
@@ -486,7 +486,7 @@ func (s *Server) signalJob(w http.ResponseWriter, r *http.Request, pause bool) e
 		dbStatus = "paused"
 	}
 	s.Store.UpdateJob(r.Context(), j.ID, map[string]any{"status": dbStatus})
-	writeJSON(w, http.StatusOK, map[string]any{"status": status, "job_id": j.ID, "backup_id": j.BackupID,
-		"message": "the running step checkpoints; the job holds no worker while paused and resumes from its checkpoint"})
+	writeJSON(w, http.StatusOK, api.JobControlResponse{Status: status, JobID: j.ID, BackupID: j.BackupID,
+		Message: "the running step checkpoints; the job holds no worker while paused and resumes from its checkpoint"})
 	return nil
 }

@@ -374,11 +374,11 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
 	s.Hub.Track(jobID)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "verification_started", "verification_id": verID, "job_id": jobID, "backup_id": b.ID,
-		"storage_location": loc, "estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
-		"checks": checks, "read_data_percent": pct, "extract_test": req.ExtractTest,
-		"report_url": "/cloud-integration/backup/verify/report/" + verID,
+	writeJSON(w, http.StatusOK, api.VerifyStarted{
+		Status: "verification_started", VerificationID: verID, JobID: jobID, BackupID: b.ID,
+		StorageLocation: loc, EstimatedDuration: humanEstimate(dur), EstimatedDurationSeconds: math.Round(dur.Seconds()),
+		Checks: checks, ReadDataPercent: pct, ExtractTest: req.ExtractTest,
+		ReportURL: "/cloud-integration/backup/verify/report/" + verID,
 	})
 	return nil
 }

@@ -213,14 +213,14 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	dur := time.Duration(len(ids))*time.Second + 5*time.Second
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "cleanup_started", "cleanup_id": cleanupID, "job_id": jobID, "dry_run": dry,
-		"estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
-		"backups_analyzed": len(decisions), "backups_candidate_for_removal": len(ids),
-		"estimated_space_to_free": humanSize(est), "estimated_space_to_free_bytes": est,
-		"estimate_basis":             "bytes the candidates added when they were written; the report has the bytes garbage collection frees",
-		"protected_backups_excluded": protected, "ignore_protected": ignore, "backups_leaving_a_location": agedOut, "target_storage": targets, "cleanup_strategy": req.CleanupStrategy,
-		"reason": req.Reason, "report_url": "/cloud-integration/backup/cleanup/report/" + cleanupID,
+	writeJSON(w, http.StatusOK, api.CleanupStarted{
+		Status: "cleanup_started", CleanupID: cleanupID, JobID: jobID, DryRun: dry,
+		EstimatedDuration: humanEstimate(dur), EstimatedDurationSeconds: math.Round(dur.Seconds()),
+		BackupsAnalyzed: len(decisions), BackupsCandidateForRemoval: len(ids),
+		EstimatedSpaceToFree: humanSize(est), EstimatedSpaceToFreeBytes: est,
+		EstimateBasis:            "bytes the candidates added when they were written; the report has the bytes garbage collection frees",
+		ProtectedBackupsExcluded: protected, IgnoreProtected: ignore, BackupsLeavingALocation: agedOut, TargetStorage: targets,
+		CleanupStrategy: req.CleanupStrategy, Reason: req.Reason, ReportURL: "/cloud-integration/backup/cleanup/report/" + cleanupID,
 	})
 	return nil
 }

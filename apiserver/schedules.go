@@ -302,13 +302,13 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 			warnings, policyMet = append(warnings, pw), false
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": status, "schedule_id": sc.ID, "name": sc.Name, "message": msg, "enabled": sc.Enabled,
-		"next_execution": rfc3339p(next),
-		"validation": map[string]any{"components_valid": true, "storage_valid": true, "schedule_valid": true, "retention_valid": true,
-			"replication_policy_met": policyMet},
-		"warnings":             warnings,
-		"temporal_schedule_id": temporalScheduleID(sc.ID),
+	writeJSON(w, http.StatusOK, api.ScheduleSaved{
+		Status: status, ScheduleID: sc.ID, Name: sc.Name, Message: msg, Enabled: sc.Enabled,
+		NextExecution: rfc3339ptr(next),
+		Validation: api.ScheduleValidation{ComponentsValid: true, StorageValid: true, ScheduleValid: true, RetentionValid: true,
+			ReplicationPolicyMet: policyMet},
+		Warnings:           warnings,
+		TemporalScheduleID: temporalScheduleID(sc.ID),
 	})
 	return nil
 }
@@ -483,8 +483,8 @@ func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) error {
 	delete(s.skipped, id)
 	s.capMu.Unlock()
 	s.Hub.Broadcast(scheduleEvent("schedule_deleted", sc, "Schedule "+id+" deleted", nil))
-	writeJSON(w, http.StatusOK, map[string]any{"status": "deleted", "schedule_id": id,
-		"message": "Schedule deleted; a backup it already started runs to its end"})
+	writeJSON(w, http.StatusOK, api.ScheduleAction{Status: "deleted", ScheduleID: id,
+		Message: "Schedule deleted; a backup it already started runs to its end"})
 	return nil
 }
 
@@ -499,8 +499,8 @@ func (s *Server) triggerSchedule(w http.ResponseWriter, r *http.Request) error {
 		return codes.Wrap(codes.ScheduleError, err)
 	}
 	s.Hub.Broadcast(scheduleEvent("backup_triggered", sc, "Schedule "+id+" triggered by "+user(r), nil))
-	writeJSON(w, http.StatusOK, map[string]any{"status": "triggered", "schedule_id": id,
-		"message": "A backup starts now unless one of this schedule is still running (overlap policy SKIP)"})
+	writeJSON(w, http.StatusOK, api.ScheduleAction{Status: "triggered", ScheduleID: id,
+		Message: "A backup starts now unless one of this schedule is still running (overlap policy SKIP)"})
 	return nil
 }
 
