@@ -45,6 +45,8 @@ var (
 	JobControls     = []string{"paused", "resumed"}
 	ScheduleSaves   = []string{"created", "updated"}
 	ScheduleActions = []string{"deleted", "triggered"}
+	JobTypes        = []string{"backup", "restore", "verify", "cleanup", "repair"}
+	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
 )
 
 // Enums names the lists for the enum tag.
@@ -64,6 +66,8 @@ var Enums = map[string][]string{
 	"job_control":      JobControls,
 	"schedule_saved":   ScheduleSaves,
 	"schedule_action":  ScheduleActions,
+	"job_type":         JobTypes,
+	"job_status":       JobStatuses,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

@@ -7,18 +7,36 @@ package api
 
 // BackupProgressMessage is "backup_progress".
 type BackupProgressMessage struct {
-	Type             string                `json:"type" required:"true" const:"backup_progress"`
-	JobID            string                `json:"job_id" required:"true" example:"\"BACKUP-JOB-9921X\""`
-	BackupID         string                `json:"backup_id" required:"true" example:"\"backup-20250315-1430\""`
-	Progress         float64               `json:"progress" required:"true" minimum:"0" maximum:"100" doc:"percent done"`
-	CurrentOperation string                `json:"current_operation" required:"true" example:"\"uploading_to_cloud\""`
-	CurrentComponent string                `json:"current_component" required:"true" example:"\"databases\""`
-	ETA              string                `json:"eta" required:"true" doc:"HH:MM:SS" example:"\"00:05:00\""`
-	ETASeconds       float64               `json:"eta_seconds"`
-	Status           string                `json:"status" doc:"the job's status"`
-	Timestamp        string                `json:"timestamp" format:"date-time"`
-	Waiting          string                `json:"waiting,omitempty" doc:"what the job waits for, when it waits"`
-	Details          BackupProgressDetails `json:"details" required:"true"`
+	Type             string                      `json:"type" required:"true" const:"backup_progress"`
+	JobID            string                      `json:"job_id" required:"true" example:"\"BACKUP-JOB-9921X\""`
+	BackupID         string                      `json:"backup_id" required:"true" example:"\"backup-20250315-1430\""`
+	Progress         float64                     `json:"progress" required:"true" minimum:"0" maximum:"100" doc:"percent done"`
+	CurrentOperation string                      `json:"current_operation" required:"true" example:"\"uploading_to_cloud\""`
+	CurrentComponent string                      `json:"current_component" required:"true" example:"\"databases\""`
+	ETA              string                      `json:"eta" required:"true" doc:"HH:MM:SS" example:"\"00:05:00\""`
+	ETASeconds       float64                     `json:"eta_seconds"`
+	Status           string                      `json:"status" doc:"the job's status"`
+	Timestamp        string                      `json:"timestamp" format:"date-time"`
+	Waiting          string                      `json:"waiting,omitempty" doc:"what the job waits for, when it waits"`
+	Locations        map[string]LocationProgress `json:"locations,omitempty" doc:"each storage location's state in the job"`
+	Details          BackupProgressDetails       `json:"details" required:"true"`
+}
+
+// LocationProgress is one storage location's state in a job; a copy to
+// it counts its bytes.
+type LocationProgress struct {
+	State      string `json:"state" required:"true" example:"\"writing\""`
+	BytesDone  int64  `json:"bytes_done,omitempty"`
+	BytesTotal int64  `json:"bytes_total,omitempty"`
+}
+
+// JobError is a failed job's error, in the spec's error format (without
+// the request's id and time).
+type JobError struct {
+	Code             string         `json:"code" required:"true" example:"\"BACKUP_014\""`
+	Message          string         `json:"message" required:"true"`
+	Details          map[string]any `json:"details" required:"true"`
+	SuggestedActions []string       `json:"suggested_actions" required:"true" minItems:"1"`
 }
 
 // BackupProgressDetails are a backup_progress message's figures.
@@ -34,19 +52,20 @@ type BackupProgressDetails struct {
 
 // RestoreProgressMessage is "restore_progress".
 type RestoreProgressMessage struct {
-	Type             string                 `json:"type" required:"true" const:"restore_progress"`
-	JobID            string                 `json:"job_id" required:"true" example:"\"RESTORE-JOB-7732Y\""`
-	RestoreID        string                 `json:"restore_id" required:"true" example:"\"RESTORE-5567\""`
-	BackupID         string                 `json:"backup_id"`
-	Progress         float64                `json:"progress" required:"true" minimum:"0" maximum:"100"`
-	CurrentOperation string                 `json:"current_operation" required:"true" example:"\"restoring_data\""`
-	CurrentComponent string                 `json:"current_component" required:"true" example:"\"data\""`
-	ETA              string                 `json:"eta" required:"true" example:"\"00:03:45\""`
-	ETASeconds       float64                `json:"eta_seconds"`
-	Status           string                 `json:"status"`
-	Timestamp        string                 `json:"timestamp" format:"date-time"`
-	Waiting          string                 `json:"waiting,omitempty"`
-	Details          RestoreProgressDetails `json:"details" required:"true"`
+	Type             string                      `json:"type" required:"true" const:"restore_progress"`
+	JobID            string                      `json:"job_id" required:"true" example:"\"RESTORE-JOB-7732Y\""`
+	RestoreID        string                      `json:"restore_id" required:"true" example:"\"RESTORE-5567\""`
+	BackupID         string                      `json:"backup_id"`
+	Progress         float64                     `json:"progress" required:"true" minimum:"0" maximum:"100"`
+	CurrentOperation string                      `json:"current_operation" required:"true" example:"\"restoring_data\""`
+	CurrentComponent string                      `json:"current_component" required:"true" example:"\"data\""`
+	ETA              string                      `json:"eta" required:"true" example:"\"00:03:45\""`
+	ETASeconds       float64                     `json:"eta_seconds"`
+	Status           string                      `json:"status"`
+	Timestamp        string                      `json:"timestamp" format:"date-time"`
+	Waiting          string                      `json:"waiting,omitempty"`
+	Locations        map[string]LocationProgress `json:"locations,omitempty" doc:"each storage location's state in the job"`
+	Details          RestoreProgressDetails      `json:"details" required:"true"`
 }
 
 // RestoreProgressDetails are a restore_progress message's figures.
@@ -67,6 +86,7 @@ type JobCompleteMessage struct {
 	Operation string             `json:"operation" required:"true" doc:"the job's type" example:"\"backup\""`
 	Message   string             `json:"message" required:"true" example:"\"Backup completed successfully\""`
 	Details   JobCompleteDetails `json:"details" required:"true"`
+	Error     *JobError          `json:"error,omitempty" doc:"why a failed or partial job failed"`
 	Timestamp string             `json:"timestamp" format:"date-time"`
 }
 

@@ -1,5 +1,11 @@
 package api
 
+// Answers. A field the spec's example answer shows is required; a field
+// backupd adds beside them is not (a client written against the spec
+// ignores it), though the server always sends it unless omitempty says
+// otherwise. Answers the spec shows no example of require every field
+// they always carry.
+
 // MaxPageSize is the most entries one page of any list holds (/list,
 // /jobs, /audit): a list takes its page size as limit or page_size.
 const MaxPageSize = 1000
@@ -141,14 +147,14 @@ type BackupList struct {
 type VerifyStarted struct {
 	Status                   string   `json:"status" required:"true" const:"verification_started"`
 	VerificationID           string   `json:"verification_id" required:"true" example:"\"VERIFY-8899\""`
-	JobID                    string   `json:"job_id" required:"true"`
+	JobID                    string   `json:"job_id"`
 	BackupID                 string   `json:"backup_id" required:"true"`
 	StorageLocation          string   `json:"storage_location" required:"true" example:"\"cloud\""`
 	EstimatedDuration        string   `json:"estimated_duration" required:"true" example:"\"5 minutes\""`
-	EstimatedDurationSeconds float64  `json:"estimated_duration_seconds" required:"true"`
+	EstimatedDurationSeconds float64  `json:"estimated_duration_seconds"`
 	Checks                   []string `json:"checks" required:"true"`
-	ReadDataPercent          float64  `json:"read_data_percent" required:"true" minimum:"0" maximum:"100"`
-	ExtractTest              bool     `json:"extract_test" required:"true"`
+	ReadDataPercent          float64  `json:"read_data_percent" minimum:"0" maximum:"100"`
+	ExtractTest              bool     `json:"extract_test"`
 	ReportURL                string   `json:"report_url" required:"true"`
 }
 
@@ -156,21 +162,21 @@ type VerifyStarted struct {
 type CleanupStarted struct {
 	Status                     string   `json:"status" required:"true" const:"cleanup_started"`
 	CleanupID                  string   `json:"cleanup_id" required:"true" example:"\"CLEANUP-3322\""`
-	JobID                      string   `json:"job_id" required:"true"`
+	JobID                      string   `json:"job_id"`
 	DryRun                     bool     `json:"dry_run" required:"true"`
 	EstimatedDuration          string   `json:"estimated_duration" required:"true"`
-	EstimatedDurationSeconds   float64  `json:"estimated_duration_seconds" required:"true"`
+	EstimatedDurationSeconds   float64  `json:"estimated_duration_seconds"`
 	BackupsAnalyzed            int      `json:"backups_analyzed" required:"true"`
 	BackupsCandidateForRemoval int      `json:"backups_candidate_for_removal" required:"true"`
 	EstimatedSpaceToFree       string   `json:"estimated_space_to_free" required:"true"`
-	EstimatedSpaceToFreeBytes  int64    `json:"estimated_space_to_free_bytes" required:"true"`
-	EstimateBasis              string   `json:"estimate_basis" required:"true"`
+	EstimatedSpaceToFreeBytes  int64    `json:"estimated_space_to_free_bytes"`
+	EstimateBasis              string   `json:"estimate_basis"`
 	ProtectedBackupsExcluded   int      `json:"protected_backups_excluded" required:"true"`
-	IgnoreProtected            bool     `json:"ignore_protected" required:"true"`
-	BackupsLeavingALocation    int      `json:"backups_leaving_a_location" required:"true" doc:"backups removed from some of their locations only"`
-	TargetStorage              []string `json:"target_storage" required:"true"`
-	CleanupStrategy            string   `json:"cleanup_strategy" required:"true" enum:"cleanup_strategy"`
-	Reason                     string   `json:"reason" required:"true"`
+	IgnoreProtected            bool     `json:"ignore_protected"`
+	BackupsLeavingALocation    int      `json:"backups_leaving_a_location" doc:"backups removed from some of their locations only"`
+	TargetStorage              []string `json:"target_storage"`
+	CleanupStrategy            string   `json:"cleanup_strategy" enum:"cleanup_strategy"`
+	Reason                     string   `json:"reason"`
 	ReportURL                  string   `json:"report_url" required:"true"`
 }
 
@@ -179,7 +185,7 @@ type CancelResponse struct {
 	Status             string      `json:"status" required:"true" doc:"cancelled, or the job's status when it ended first or is still cleaning up"`
 	JobID              string      `json:"job_id" required:"true"`
 	Message            string      `json:"message" required:"true"`
-	Reason             string      `json:"reason" required:"true"`
+	Reason             string      `json:"reason"`
 	CleanupPerformed   bool        `json:"cleanup_performed" required:"true"`
 	PartialDataRemoved bool        `json:"partial_data_removed" required:"true"`
 	CanRestart         bool        `json:"can_restart" required:"true"`
@@ -198,11 +204,11 @@ type ScheduleSaved struct {
 	ScheduleID         string             `json:"schedule_id" required:"true"`
 	Name               string             `json:"name" required:"true"`
 	Message            string             `json:"message" required:"true"`
-	Enabled            bool               `json:"enabled" required:"true"`
+	Enabled            bool               `json:"enabled"`
 	NextExecution      *string            `json:"next_execution" required:"true" nullable:"true" format:"date-time"`
 	Validation         ScheduleValidation `json:"validation" required:"true"`
-	Warnings           []string           `json:"warnings" required:"true" doc:"what the schedule does not meet (the replication policy), accepted all the same"`
-	TemporalScheduleID string             `json:"temporal_schedule_id" required:"true"`
+	Warnings           []string           `json:"warnings" doc:"what the schedule does not meet (the replication policy), accepted all the same"`
+	TemporalScheduleID string             `json:"temporal_schedule_id"`
 }
 
 // ScheduleValidation are a saved schedule's checks.
@@ -211,7 +217,7 @@ type ScheduleValidation struct {
 	StorageValid         bool `json:"storage_valid" required:"true"`
 	ScheduleValid        bool `json:"schedule_valid" required:"true"`
 	RetentionValid       bool `json:"retention_valid" required:"true"`
-	ReplicationPolicyMet bool `json:"replication_policy_met" required:"true"`
+	ReplicationPolicyMet bool `json:"replication_policy_met" doc:"false: the schedule's locations do not meet the 3-2-1 policy (see warnings)"`
 }
 
 // ScheduleAction answers DELETE /backup/schedules/{id} and POST .../trigger.
@@ -219,4 +225,110 @@ type ScheduleAction struct {
 	Status     string `json:"status" required:"true" enum:"schedule_action"`
 	ScheduleID string `json:"schedule_id" required:"true"`
 	Message    string `json:"message" required:"true"`
+}
+
+// BackupStarted answers POST /backup/create.
+type BackupStarted struct {
+	Status                   string   `json:"status" required:"true" const:"started"`
+	BackupID                 string   `json:"backup_id" required:"true" example:"\"backup-20250315-1430\""`
+	Name                     string   `json:"name" required:"true"`
+	JobID                    string   `json:"job_id" required:"true" example:"\"BACKUP-JOB-9921X\""`
+	Type                     string   `json:"type" enum:"backup_type"`
+	EstimatedSize            string   `json:"estimated_size" required:"true" example:"\"50 GB\""`
+	EstimatedSizeBytes       int64    `json:"estimated_size_bytes"`
+	EstimatedDuration        string   `json:"estimated_duration" required:"true" example:"\"30 minutes\""`
+	EstimatedDurationSeconds float64  `json:"estimated_duration_seconds"`
+	EstimateBasis            string   `json:"estimate_basis" doc:"what the estimate rests on"`
+	Components               []string `json:"components" required:"true"`
+	StorageLocations         []string `json:"storage_locations" required:"true"`
+	Encryption               string   `json:"encryption" required:"true" example:"\"AES-256\""`
+	Compression              string   `json:"compression" required:"true" enum:"compression"`
+	Priority                 string   `json:"priority" enum:"priority"`
+	ProgressURL              string   `json:"progress_url" required:"true"`
+	Cancelable               bool     `json:"cancelable" required:"true"`
+	Pausable                 bool     `json:"pausable" required:"true"`
+	WorkflowID               string   `json:"workflow_id" doc:"the Temporal workflow"`
+	TemporalUIURL            string   `json:"temporal_ui_url" doc:"the workflow in the Temporal Web UI (empty when none is configured)"`
+	Warnings                 []string `json:"warnings,omitempty" doc:"what was asked and not done as asked, or breaks the replication policy; the backup runs"`
+}
+
+// RestoreStarted answers POST /backup/restore (and /restore/rollback).
+type RestoreStarted struct {
+	Status                    string    `json:"status" required:"true" const:"restore_started"`
+	RestoreID                 string    `json:"restore_id" required:"true" example:"\"RESTORE-5567\""`
+	BackupID                  string    `json:"backup_id" required:"true"`
+	JobID                     string    `json:"job_id" required:"true" example:"\"RESTORE-JOB-7732Y\""`
+	RestoreType               string    `json:"restore_type" enum:"restore_type"`
+	Components                []string  `json:"components" required:"true"`
+	StorageLocation           string    `json:"storage_location"`
+	TargetLocation            string    `json:"target_location"`
+	Databases                 int       `json:"databases" doc:"database dumps restored"`
+	EstimatedSize             string    `json:"estimated_size" required:"true" example:"\"26.8 GB\""`
+	EstimatedSizeBytes        int64     `json:"estimated_size_bytes"`
+	EstimatedDuration         string    `json:"estimated_duration" required:"true" example:"\"15 minutes\""`
+	EstimatedDurationSeconds  float64   `json:"estimated_duration_seconds"`
+	Warning                   string    `json:"warning" required:"true"`
+	PreRestoreSnapshotCreated bool      `json:"pre_restore_snapshot_created" required:"true"`
+	SnapshotID                *string   `json:"snapshot_id" required:"true" nullable:"true" doc:"the pre-restore snapshot's backup id"`
+	VerifyBeforeRestore       bool      `json:"verify_before_restore"`
+	VerifyAfterRestore        bool      `json:"verify_after_restore"`
+	ProgressURL               string    `json:"progress_url" required:"true"`
+	TemporalUIURL             string    `json:"temporal_ui_url"`
+	Rollback                  *Rollback `json:"rollback,omitempty" doc:"how to undo the restore, when a pre-restore snapshot is taken"`
+	Warnings                  []string  `json:"warnings,omitempty"`
+}
+
+// Rollback says how to undo a restore.
+type Rollback struct {
+	BackupID       string `json:"backup_id" required:"true"`
+	TargetLocation string `json:"target_location" required:"true"`
+	How            string `json:"how" required:"true"`
+}
+
+// JobView is one job in GET /backup/jobs.
+type JobView struct {
+	ID                  string    `json:"id" required:"true" example:"\"BACKUP-JOB-9921X\""`
+	Type                string    `json:"type" required:"true" enum:"job_type"`
+	Subtype             string    `json:"subtype" required:"true" example:"\"manual_full\""`
+	Status              string    `json:"status" required:"true" enum:"job_status"`
+	Progress            int       `json:"progress" required:"true" minimum:"0" maximum:"100"`
+	Started             string    `json:"started" required:"true" example:"\"2025-03-15 14:30:00\""`
+	StartedRFC3339      string    `json:"started_rfc3339" required:"true" format:"date-time"`
+	User                string    `json:"user" required:"true"`
+	Name                string    `json:"name" required:"true"`
+	BackupID            string    `json:"backup_id,omitempty"`
+	RestoreID           string    `json:"restore_id,omitempty"`
+	VerificationID      string    `json:"verification_id,omitempty"`
+	CleanupID           string    `json:"cleanup_id,omitempty"`
+	RepairID            string    `json:"repair_id,omitempty"`
+	ScheduleID          string    `json:"schedule_id,omitempty"`
+	Cancelable          bool      `json:"cancelable" required:"true"`
+	Pausable            *bool     `json:"pausable,omitempty" doc:"running jobs: backups can be paused"`
+	EstimatedCompletion string    `json:"estimated_completion,omitempty"`
+	EstimatedSize       string    `json:"estimated_size,omitempty"`
+	EstimatedSizeBytes  int64     `json:"estimated_size_bytes,omitempty"`
+	Completed           string    `json:"completed,omitempty" doc:"finished jobs"`
+	CompletedRFC3339    string    `json:"completed_rfc3339,omitempty" format:"date-time"`
+	Duration            string    `json:"duration,omitempty"`
+	DurationSeconds     *float64  `json:"duration_seconds,omitempty"`
+	Size                string    `json:"size,omitempty"`
+	SizeBytes           *int64    `json:"size_bytes,omitempty"`
+	Error               *JobError `json:"error,omitempty"`
+}
+
+// JobSummary counts jobs by state.
+type JobSummary struct {
+	Running        int64 `json:"running" required:"true"`
+	Paused         int64 `json:"paused" required:"true"`
+	Queued         int64 `json:"queued" required:"true"`
+	CompletedToday int64 `json:"completed_today" required:"true"`
+	FailedToday    int64 `json:"failed_today" required:"true"`
+	CancelledToday int64 `json:"cancelled_today" required:"true"`
+}
+
+// JobList answers GET /backup/jobs.
+type JobList struct {
+	Jobs       []JobView  `json:"jobs" required:"true"`
+	Pagination Pagination `json:"pagination" required:"true"`
+	Summary    JobSummary `json:"summary" required:"true"`
 }

@@ -456,23 +456,20 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
 	s.Hub.Track(jobID)
-	resp := map[string]any{
-		"status": "started", "backup_id": backupID, "name": req.Name, "job_id": jobID,
-		"type": req.Type, "estimated_size": humanSize(est.bytes), "estimated_size_bytes": est.bytes,
-		"estimated_duration": humanEstimate(est.duration), "estimated_duration_seconds": math.Round(est.duration.Seconds()),
-		"estimate_basis": est.basis, "components": comps, "storage_locations": locs, "encryption": "AES-256",
-		"compression": req.Compression, "priority": req.Priority,
-		"progress_url": "/cloud-integration/backup/progress?job_id=" + jobID,
-		"cancelable":   true, "pausable": true, "workflow_id": started.WorkflowID,
-		"temporal_ui_url": s.workflowURL(started.WorkflowID, started.RunID),
-	}
 	if pw := s.policyWarning(locs, pol); pw != "" {
 		warnings = append(warnings, pw)
 	}
-	if warnings != nil {
-		resp["warnings"] = warnings
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, api.BackupStarted{
+		Status: "started", BackupID: backupID, Name: req.Name, JobID: jobID,
+		Type: req.Type, EstimatedSize: humanSize(est.bytes), EstimatedSizeBytes: est.bytes,
+		EstimatedDuration: humanEstimate(est.duration), EstimatedDurationSeconds: math.Round(est.duration.Seconds()),
+		EstimateBasis: est.basis, Components: comps, StorageLocations: locs, Encryption: "AES-256",
+		Compression: req.Compression, Priority: req.Priority,
+		ProgressURL: "/cloud-integration/backup/progress?job_id=" + jobID,
+		Cancelable:  true, Pausable: true, WorkflowID: started.WorkflowID,
+		TemporalUIURL: s.workflowURL(started.WorkflowID, started.RunID),
+		Warnings:      warnings,
+	})
 	return nil
 }
 

@@ -55,6 +55,15 @@ var suggestions = map[string][]string{
 	"AUDIT_UNAVAILABLE": {"Check the catalog database (the server log has the cause)", "Retry when the audit log can be written again"},
 }
 
+// actionsFor are a code's suggested actions: the API's own codes' here,
+// the spec's from package codes' table.
+func actionsFor(code string) []string {
+	if a, ok := suggestions[code]; ok {
+		return a
+	}
+	return codes.Code(code).SuggestedActions()
+}
+
 // fallbackActions answer an error whose code has no suggestions of its
 // own: suggested_actions is never empty.
 func fallbackActions(status int) []string {
@@ -66,18 +75,18 @@ func fallbackActions(status int) []string {
 
 // jobError is the spec's error object for a job that failed (progress,
 // job lists, reports, job_complete): its code, message and what to do.
-func jobError(code, message string, details map[string]any) map[string]any {
+func jobError(code, message string, details map[string]any) *api.JobError {
 	if code == "" {
 		code = string(codes.ComponentFailure)
 	}
-	actions := suggestions[code]
+	actions := actionsFor(code)
 	if actions == nil {
 		actions = []string{"Read the job's error and the worker's log", "Start the job again"}
 	}
 	if details == nil {
 		details = map[string]any{}
 	}
-	return map[string]any{"code": code, "message": message, "details": details, "suggested_actions": actions}
+	return &api.JobError{Code: code, Message: message, Details: details, SuggestedActions: actions}
 }
 
 // userFacing reports whether an error's text was written for clients.
@@ -129,10 +138,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	actions := e.Actions
 	if actions == nil {
-		actions = suggestions[e.Code]
-	}
-	if actions == nil {
-		actions = codes.Code(e.Code).SuggestedActions()
+		actions = actionsFor(e.Code)
 	}
 	if len(actions) == 0 {
 		actions = fallbackActions(e.Status)

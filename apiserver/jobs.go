@@ -268,8 +268,8 @@ func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
 
 // jobTypes and jobStatuses filter /backup/jobs.
 var (
-	jobTypes    = []string{"backup", "restore", "verify", "cleanup", "repair"}
-	jobStatuses = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
+	jobTypes    = api.JobTypes
+	jobStatuses = api.JobStatuses
 )
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
@@ -304,7 +304,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, 0, len(list))
+	out := make([]api.JobView, 0, len(list))
 	for i := range list {
 		out = append(out, s.jobView(r.Context(), &list[i]))
 	}
@@ -317,50 +317,52 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "pagination": api.NewPagination(total, f.Page, f.Limit), "summary": map[string]any{
-		"running": all["running"], "paused": all["paused"], "queued": all["queued"],
-		"completed_today": today["completed"] + today["partial"], "failed_today": today["failed"],
-		"cancelled_today": today["cancelled"],
+	writeJSON(w, http.StatusOK, api.JobList{Jobs: out, Pagination: api.NewPagination(total, f.Page, f.Limit), Summary: api.JobSummary{
+		Running: all["running"], Paused: all["paused"], Queued: all["queued"],
+		CompletedToday: today["completed"] + today["partial"], FailedToday: today["failed"],
+		CancelledToday: today["cancelled"],
 	}})
 	return nil
 }
 
-func (s *Server) jobView(ctx context.Context, j *models.Job) map[string]any {
-	v := map[string]any{"id": j.ID, "type": j.Type, "subtype": j.Subtype, "status": j.Status,
-		"progress": int(math.Round(j.Progress)), "started": specTime(j.Started), "started_rfc3339": rfc3339(j.Started),
-		"user": j.User, "name": j.Name}
-	if j.BackupID != "" {
-		v["backup_id"] = j.BackupID
-	}
-	if k := refKey[j.Type]; k != "" {
-		v[k] = j.RefID
-	}
-	if j.ScheduleID != "" {
-		v["schedule_id"] = j.ScheduleID
+func (s *Server) jobView(ctx context.Context, j *models.Job) api.JobView {
+	v := api.JobView{ID: j.ID, Type: j.Type, Subtype: j.Subtype, Status: j.Status,
+		Progress: int(math.Round(j.Progress)), Started: specTime(j.Started), StartedRFC3339: rfc3339(j.Started),
+		User: j.User, Name: j.Name, BackupID: j.BackupID, ScheduleID: j.ScheduleID}
+	switch refKey[j.Type] {
+	case "restore_id":
+		v.RestoreID = j.RefID
+	case "verification_id":
+		v.VerificationID = j.RefID
+	case "cleanup_id":
+		v.CleanupID = j.RefID
+	case "repair_id":
+		v.RepairID = j.RefID
 	}
 	if j.Finished == nil {
 		p := s.liveProgress(ctx, j)
 		f := figures(j, p)
-		v["status"] = jobStatus(p.Status)
-		v["progress"] = int(math.Round(f.Percent))
-		v["cancelable"] = true
-		v["pausable"] = j.Type == "backup"
+		v.Status = jobStatus(p.Status)
+		v.Progress = int(math.Round(f.Percent))
+		v.Cancelable = true
+		pausable := j.Type == "backup"
+		v.Pausable = &pausable
 		if f.ETA > 0 {
-			v["estimated_completion"] = specTime(time.Now().Add(f.ETA))
+			v.EstimatedCompletion = specTime(time.Now().Add(f.ETA))
 		}
 		if j.EstimatedBytes > 0 {
-			v["estimated_size"], v["estimated_size_bytes"] = humanSize(j.EstimatedBytes), j.EstimatedBytes
+			v.EstimatedSize, v.EstimatedSizeBytes = humanSize(j.EstimatedBytes), j.EstimatedBytes
 		}
 	} else {
-		v["completed"] = specTime(*j.Finished)
-		v["completed_rfc3339"] = rfc3339(*j.Finished)
+		v.Completed = specTime(*j.Finished)
+		v.CompletedRFC3339 = rfc3339(*j.Finished)
 		d := j.Finished.Sub(j.Started)
-		v["duration"], v["duration_seconds"] = humanDuration(d), math.Round(d.Seconds())
-		v["size"], v["size_bytes"] = humanSize(j.SizeBytes), j.SizeBytes
-		v["cancelable"] = false
+		secs, size := math.Round(d.Seconds()), j.SizeBytes
+		v.Duration, v.DurationSeconds = humanDuration(d), &secs
+		v.Size, v.SizeBytes = humanSize(j.SizeBytes), &size
 	}
 	if j.Error != "" {
-		v["error"] = jobError(j.ErrorCode, j.Error, nil)
+		v.Error = jobError(j.ErrorCode, j.Error, nil)
 	}
 	return v
 }

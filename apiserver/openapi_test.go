@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -296,4 +297,86 @@ func checkAnswer(t testing.TB, s *Server, req *http.Request, res *http.Response)
 		t.Errorf("%s %s: the %d answer does not match openapi.json:\n%s\n%s", req.Method, req.URL.Path, res.StatusCode, body, validationText(errs))
 	}
 	res.Body = io.NopCloser(bytes.NewReader(body))
+}
+
+// What the document calls required, the server requires: a body without
+// one required field (the others filled) is a 400 naming that field.
+func TestRequiredFieldsAreRequired(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	n := 0
+	for _, rt := range s.routes {
+		if rt.Body == nil || strings.Contains(rt.Path, "{") {
+			continue
+		}
+		typ := reflect.TypeOf(rt.Body)
+		var required []reflect.StructField
+		for i := 0; i < typ.NumField(); i++ {
+			if f := typ.Field(i); f.Tag.Get("required") == "true" {
+				required = append(required, f)
+			}
+		}
+		for _, missing := range required {
+			body := map[string]any{}
+			for _, f := range required {
+				if f.Name == missing.Name {
+					continue
+				}
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				switch {
+				case f.Tag.Get("enum") != "":
+					body[name] = api.Enums[f.Tag.Get("enum")][0]
+				default:
+					body[name] = "x"
+				}
+			}
+			b, _ := json.Marshal(body)
+			field, _, _ := strings.Cut(missing.Tag.Get("json"), ",")
+			res, m := call(t, s, rt.Method, "/cloud-integration"+rt.Path, toks["admin"], strings.NewReader(string(b)))
+			n++
+			d, _ := m["details"].(map[string]any)
+			if res.StatusCode != 400 || d["field"] != field {
+				t.Errorf("%s %s without %s (%s): %d %v", rt.Method, rt.Path, field, b, res.StatusCode, m)
+			}
+		}
+	}
+	if n < 8 {
+		t.Fatalf("only %d required fields checked", n)
+	}
+}
+
+// Every example answer of the spec matches the document's schema for its
+// route: the typed answers keep each field of the spec's, with its type
+// (together with the answer checks, the server's answers keep the spec's
+// shapes).
+func TestSpecResponseExamplesMatchTheSchemas(t *testing.T) {
+	spec := specText(t)
+	s, _ := testServer(t, "sqlite")
+	v, _ := docValidator(t, s)
+	reqLine := regexp.MustCompile(`^(GET|POST|PUT|PATCH|DELETE) (\S+) HTTP`)
+	var last *http.Request
+	n := 0
+	for _, b := range specBlocks(spec) {
+		if b.kind != "http" {
+			continue
+		}
+		if m := reqLine.FindStringSubmatch(b.text); m != nil {
+			last, _ = http.NewRequest(m[1], "http://localhost"+m[2], nil)
+			continue
+		}
+		if !strings.HasPrefix(b.text, "HTTP/1.1 200") || last == nil {
+			continue
+		}
+		res, err := http.ReadResponse(bufio.NewReader(strings.NewReader(strings.Replace(b.text, "\n\n", "\r\n\r\n", 1))), last)
+		if err != nil {
+			t.Fatalf("spec answer to %s %s: %v", last.Method, last.URL.Path, err)
+		}
+		n++
+		if ok, errs := v.ValidateHttpResponse(last, res); !ok {
+			t.Errorf("the spec's answer to %s %s does not match openapi.json:\n%s", last.Method, last.URL.Path, validationText(errs))
+		}
+		last = nil
+	}
+	if n < 7 {
+		t.Fatalf("found %d example answers to example requests in the spec, want 7", n)
+	}
 }

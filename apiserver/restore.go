@@ -239,28 +239,25 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
 	s.Hub.Track(jobID)
-	resp := map[string]any{
-		"status": "restore_started", "restore_id": restoreID, "backup_id": b.ID, "job_id": jobID,
-		"restore_type": req.RestoreType, "components": restored, "storage_location": loc,
-		"target_location": req.TargetLocation, "databases": len(dbs),
-		"estimated_size": humanSize(size), "estimated_size_bytes": size,
-		"estimated_duration": humanEstimate(dur), "estimated_duration_seconds": math.Round(dur.Seconds()),
-		"warning":                      "System performance may be affected during restore",
-		"pre_restore_snapshot_created": false, "snapshot_id": nil,
-		"verify_before_restore": verifyBefore, "verify_after_restore": req.VerifyAfterRestore,
-		"progress_url":    "/cloud-integration/backup/restore/progress?job_id=" + jobID,
-		"temporal_ui_url": s.workflowURL(started.WorkflowID, started.RunID),
+	resp := api.RestoreStarted{
+		Status: "restore_started", RestoreID: restoreID, BackupID: b.ID, JobID: jobID,
+		RestoreType: req.RestoreType, Components: nonNil(restored), StorageLocation: loc,
+		TargetLocation: req.TargetLocation, Databases: len(dbs),
+		EstimatedSize: humanSize(size), EstimatedSizeBytes: size,
+		EstimatedDuration: humanEstimate(dur), EstimatedDurationSeconds: math.Round(dur.Seconds()),
+		Warning:             "System performance may be affected during restore",
+		VerifyBeforeRestore: verifyBefore, VerifyAfterRestore: req.VerifyAfterRestore,
+		ProgressURL:   "/cloud-integration/backup/restore/progress?job_id=" + jobID,
+		TemporalUIURL: s.workflowURL(started.WorkflowID, started.RunID),
+		Warnings:      warnings,
 	}
 	if req.CreatePreRestoreSnapshot {
 		// the snapshot is the job's first step (the restore waits for it);
 		// its id is fixed now
-		resp["pre_restore_snapshot_created"] = true
-		resp["snapshot_id"] = workflows.SnapshotID(restoreID)
-		resp["rollback"] = map[string]any{"backup_id": workflows.SnapshotID(restoreID), "target_location": "original",
-			"how": "POST /cloud-integration/backup/restore with this backup_id restores what was there before"}
-	}
-	if warnings != nil {
-		resp["warnings"] = warnings
+		snap := workflows.SnapshotID(restoreID)
+		resp.PreRestoreSnapshotCreated, resp.SnapshotID = true, &snap
+		resp.Rollback = &api.Rollback{BackupID: snap, TargetLocation: "original",
+			How: "POST /cloud-integration/backup/restore with this backup_id restores what was there before"}
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

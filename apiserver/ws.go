@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 	"backupd/models"
 	"backupd/workflows"
@@ -527,7 +528,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	details := map[string]any{"duration": humanDuration(d), "duration_seconds": math.Round(d.Seconds())}
 	msg := fmt.Sprintf("%s %s", strings.ToUpper(rec.Type[:1])+rec.Type[1:], map[string]string{
 		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled"}[status])
-	var jerr map[string]any
+	var jerr *api.JobError
 	if rec.Error != "" && status != "cancelled" {
 		msg += ": " + rec.Error
 		jerr = jobError(rec.ErrorCode, rec.Error, nil)

@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi/datamodel/high/base"
 	"io"
 	"math/big"
 	"net"
@@ -79,6 +80,7 @@ type apiStack struct {
 	tlsCert, tlsKey string
 	client          *http.Client
 	oas             validator.Validator // the server's openapi.json, once fetched
+	oasMessage      *base.Schema        // its WebSocketMessage
 	temporal        string              // the dev server's address
 	secrets         []string
 	s3              *s3test.Server
@@ -351,18 +353,31 @@ func (s *apiStack) websocket(t *testing.T, query string, header http.Header) *ws
 		t.Fatalf("websocket %s: %v (HTTP %d)", query, err, status)
 	}
 	c := &wsCollector{conn: conn}
+	var raw [][]byte
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for {
+			_, b, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
 			var m obj
-			if err := conn.ReadJSON(&m); err != nil {
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Errorf("WebSocket message is not JSON: %.300s", b)
 				return
 			}
 			c.mu.Lock()
 			c.msgs = append(c.msgs, m)
+			raw = append(raw, b)
 			c.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+		s.checkMessages(t, raw) // every message received matches the document
+	})
 	return c
 }
 
