@@ -97,23 +97,23 @@ type BackupSummary struct {
 	ID                  string          `json:"id" required:"true" example:"\"backup-20250315-0200\""`
 	Name                string          `json:"name" required:"true" example:"\"full-nightly-backup\""`
 	Timestamp           string          `json:"timestamp" required:"true" doc:"UTC, the spec's form YYYY-MM-DD HH:MM:SS" example:"\"2025-03-15 02:00:00\""`
-	TimestampRFC3339    string          `json:"timestamp_rfc3339" required:"true" format:"date-time"`
+	TimestampRFC3339    string          `json:"timestamp_rfc3339" format:"date-time"`
 	Type                string          `json:"type" required:"true" enum:"backup_type"`
 	Status              string          `json:"status" required:"true" doc:"in_progress, completed, partial, failed or cancelled"`
 	Size                string          `json:"size" required:"true" example:"\"45.2 GB\""`
-	SizeBytes           int64           `json:"size_bytes" required:"true"`
+	SizeBytes           int64           `json:"size_bytes"`
 	CompressedSize      string          `json:"compressed_size" required:"true" example:"\"22.1 GB\""`
-	CompressedSizeBytes int64           `json:"compressed_size_bytes" required:"true"`
-	AddedSize           string          `json:"added_size" required:"true" doc:"new data the backup stored (after deduplication)"`
-	AddedSizeBytes      int64           `json:"added_size_bytes" required:"true"`
+	CompressedSizeBytes int64           `json:"compressed_size_bytes"`
+	AddedSize           string          `json:"added_size" doc:"new data the backup stored (after deduplication)"`
+	AddedSizeBytes      int64           `json:"added_size_bytes"`
 	Duration            string          `json:"duration" required:"true" example:"\"25m 30s\""`
-	DurationSeconds     float64         `json:"duration_seconds" required:"true"`
+	DurationSeconds     float64         `json:"duration_seconds"`
 	Components          map[string]bool `json:"components" required:"true" doc:"every configured component, true when the backup holds it"`
 	StorageLocations    []string        `json:"storage_locations" required:"true"`
 	Encryption          string          `json:"encryption" required:"true" example:"\"AES-256\""`
-	Compression         string          `json:"compression" required:"true"`
+	Compression         string          `json:"compression"`
 	IntegrityCheck      string          `json:"integrity_check" required:"true" doc:"pending, passed, failed or not_run"`
-	Protected           bool            `json:"protected" required:"true"`
+	Protected           bool            `json:"protected"`
 	RetentionDays       int             `json:"retention_days,omitempty"`
 	MissingFrom         []string        `json:"missing_from,omitempty" doc:"locations the catalog lists whose manifest is gone"`
 	ParentBackup        string          `json:"parent_backup,omitempty"`
@@ -127,13 +127,13 @@ type BackupListSummary struct {
 	FullBackups         int64  `json:"full_backups" required:"true"`
 	IncrementalBackups  int64  `json:"incremental_backups" required:"true"`
 	DifferentialBackups int64  `json:"differential_backups" required:"true"`
-	SnapshotBackups     int64  `json:"snapshot_backups" required:"true"`
+	SnapshotBackups     int64  `json:"snapshot_backups"`
 	TotalSize           string `json:"total_size" required:"true"`
-	TotalSizeBytes      int64  `json:"total_size_bytes" required:"true"`
+	TotalSizeBytes      int64  `json:"total_size_bytes"`
 	CompressedSize      string `json:"compressed_size" required:"true"`
-	CompressedSizeBytes int64  `json:"compressed_size_bytes" required:"true"`
-	AddedSize           string `json:"added_size" required:"true"`
-	AddedSizeBytes      int64  `json:"added_size_bytes" required:"true"`
+	CompressedSizeBytes int64  `json:"compressed_size_bytes"`
+	AddedSize           string `json:"added_size"`
+	AddedSizeBytes      int64  `json:"added_size_bytes"`
 }
 
 // BackupList answers GET /backup/list.
@@ -292,17 +292,17 @@ type JobView struct {
 	Subtype             string    `json:"subtype" required:"true" example:"\"manual_full\""`
 	Status              string    `json:"status" required:"true" enum:"job_status"`
 	Progress            int       `json:"progress" required:"true" minimum:"0" maximum:"100"`
-	Started             string    `json:"started" required:"true" example:"\"2025-03-15 14:30:00\""`
-	StartedRFC3339      string    `json:"started_rfc3339" required:"true" format:"date-time"`
+	Started             string    `json:"started" example:"\"2025-03-15 14:30:00\""`
+	StartedRFC3339      string    `json:"started_rfc3339" format:"date-time"`
 	User                string    `json:"user" required:"true"`
-	Name                string    `json:"name" required:"true"`
+	Name                string    `json:"name"`
 	BackupID            string    `json:"backup_id,omitempty"`
 	RestoreID           string    `json:"restore_id,omitempty"`
 	VerificationID      string    `json:"verification_id,omitempty"`
 	CleanupID           string    `json:"cleanup_id,omitempty"`
 	RepairID            string    `json:"repair_id,omitempty"`
 	ScheduleID          string    `json:"schedule_id,omitempty"`
-	Cancelable          bool      `json:"cancelable" required:"true"`
+	Cancelable          bool      `json:"cancelable"`
 	Pausable            *bool     `json:"pausable,omitempty" doc:"running jobs: backups can be paused"`
 	EstimatedCompletion string    `json:"estimated_completion,omitempty"`
 	EstimatedSize       string    `json:"estimated_size,omitempty"`
@@ -319,16 +319,16 @@ type JobView struct {
 // JobSummary counts jobs by state.
 type JobSummary struct {
 	Running        int64 `json:"running" required:"true"`
-	Paused         int64 `json:"paused" required:"true"`
+	Paused         int64 `json:"paused"`
 	Queued         int64 `json:"queued" required:"true"`
 	CompletedToday int64 `json:"completed_today" required:"true"`
 	FailedToday    int64 `json:"failed_today" required:"true"`
-	CancelledToday int64 `json:"cancelled_today" required:"true"`
+	CancelledToday int64 `json:"cancelled_today"`
 }
 
 // JobList answers GET /backup/jobs.
 type JobList struct {
 	Jobs       []JobView  `json:"jobs" required:"true"`
-	Pagination Pagination `json:"pagination" required:"true"`
+	Pagination Pagination `json:"pagination"`
 	Summary    JobSummary `json:"summary" required:"true"`
 }
