@@ -47,6 +47,9 @@ var (
 	ScheduleActions = []string{"deleted", "triggered"}
 	JobTypes        = []string{"backup", "restore", "verify", "cleanup", "repair"}
 	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
+	// the progress endpoints' status, and how an ended job ended
+	ProgressStatuses = []string{"queued", "in_progress", "paused", "completed", "failed"}
+	ProgressOutcomes = []string{"queued", "in_progress", "paused", "completed", "partial", "failed", "cancelled"}
 )
 
 // Enums names the lists for the enum tag.
@@ -68,6 +71,8 @@ var Enums = map[string][]string{
 	"schedule_action":  ScheduleActions,
 	"job_type":         JobTypes,
 	"job_status":       JobStatuses,
+	"progress_status":  ProgressStatuses,
+	"progress_outcome": ProgressOutcomes,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

@@ -26,8 +26,8 @@ type BackupProgressMessage struct {
 // it counts its bytes.
 type LocationProgress struct {
 	State      string `json:"state" required:"true" example:"\"writing\""`
-	BytesDone  int64  `json:"bytes_done,omitempty"`
-	BytesTotal int64  `json:"bytes_total,omitempty"`
+	BytesDone  *int64 `json:"bytes_done,omitempty" doc:"a copy to the location: its bytes so far"`
+	BytesTotal *int64 `json:"bytes_total,omitempty"`
 }
 
 // JobError is a failed job's error, in the spec's error format (without

@@ -332,3 +332,69 @@ type JobList struct {
 	Pagination Pagination `json:"pagination"`
 	Summary    JobSummary `json:"summary" required:"true"`
 }
+
+// JobProgress answers GET /backup/progress and /backup/restore/progress.
+type JobProgress struct {
+	Status        string                      `json:"status" required:"true" enum:"progress_status"`
+	Outcome       string                      `json:"outcome" enum:"progress_outcome" doc:"completed, partial, failed, cancelled when the job ended"`
+	JobID         string                      `json:"job_id" required:"true"`
+	BackupID      string                      `json:"backup_id" required:"true"`
+	RestoreID     string                      `json:"restore_id,omitempty" doc:"restores"`
+	Progress      ProgressFigures             `json:"progress" required:"true"`
+	Details       ProgressDetails             `json:"details" required:"true"`
+	StorageStatus map[string]string           `json:"storage_status" doc:"each location's state (backups; the spec's form)"`
+	Locations     map[string]LocationProgress `json:"locations" doc:"each location's state, a copy's bytes"`
+	Paused        bool                        `json:"paused"`
+	Started       string                      `json:"started" format:"date-time"`
+	Finished      *string                     `json:"finished" nullable:"true" format:"date-time"`
+	Waiting       string                      `json:"waiting,omitempty" doc:"why the job cannot move on"`
+	ErrorMessages []string                    `json:"error_messages,omitempty"`
+	Error         *JobError                   `json:"error,omitempty"`
+	TemporalUIURL string                      `json:"temporal_ui_url,omitempty"`
+	Notifications []Delivery                  `json:"notifications,omitempty" doc:"the job's notification deliveries"`
+	Verification  map[string]string           `json:"verification,omitempty" doc:"restores: pre_restore and post_restore"`
+	SnapshotID    string                      `json:"snapshot_id,omitempty" doc:"restores: the pre-restore snapshot"`
+	Rollback      *Rollback                   `json:"rollback,omitempty" doc:"a failed restore with a snapshot: how to undo it"`
+}
+
+// ProgressFigures are a job's progress in the spec's words.
+type ProgressFigures struct {
+	Percentage          float64  `json:"percentage" required:"true" minimum:"0" maximum:"100" example:"65.5"`
+	CurrentOperation    string   `json:"current_operation" required:"true" example:"\"compressing_data\""`
+	CurrentComponent    string   `json:"current_component" required:"true"`
+	ComponentsCompleted []string `json:"components_completed" required:"true"`
+	ComponentsRemaining []string `json:"components_remaining" required:"true"`
+	ComponentsFailed    []string `json:"components_failed"`
+	Speed               string   `json:"speed" required:"true" example:"\"85 MB/s\""`
+	SpeedBytesPerSecond float64  `json:"speed_bytes_per_second"`
+	Processed           string   `json:"processed" required:"true" example:"\"32.7 GB\""`
+	EstimatedTotal      string   `json:"estimated_total" required:"true" example:"\"50 GB\""`
+	ETA                 string   `json:"eta" required:"true" example:"\"00:12:30\""`
+	ETASeconds          float64  `json:"eta_seconds"`
+	Elapsed             string   `json:"elapsed" required:"true" example:"\"00:17:45\""`
+	ElapsedSeconds      float64  `json:"elapsed_seconds"`
+}
+
+// ProgressDetails are a job's exact figures.
+type ProgressDetails struct {
+	BytesProcessed int64  `json:"bytes_processed" required:"true"`
+	BytesTotal     int64  `json:"bytes_total" required:"true"`
+	BytesAdded     int64  `json:"bytes_added" doc:"new data the backup stored"`
+	Components     int    `json:"components" required:"true"`
+	ComponentsDone int    `json:"components_done" required:"true"`
+	FilesProcessed int64  `json:"files_processed"`
+	Errors         int    `json:"errors" required:"true"`
+	Warnings       int64  `json:"warnings" required:"true"`
+	FilesRestored  *int64 `json:"files_restored,omitempty" doc:"restores"`
+	FilesTotal     *int64 `json:"files_total,omitempty" doc:"restores"`
+}
+
+// Delivery is one notification's delivery to one target.
+type Delivery struct {
+	Target   string  `json:"target" required:"true"`
+	Event    string  `json:"event" required:"true"`
+	Status   string  `json:"status" required:"true" doc:"delivered or failed"`
+	Attempts int     `json:"attempts" required:"true"`
+	Error    *string `json:"error" required:"true" nullable:"true"`
+	At       string  `json:"at" required:"true" format:"date-time"`
+}

@@ -116,12 +116,13 @@ func jobStatus(wfStatus string) string {
 
 // locationsOf is each storage location's state in a job, with a copy's
 // bytes while it runs and after.
-func locationsOf(p *workflows.Progress) map[string]any {
-	out := map[string]any{}
+func locationsOf(p *workflows.Progress) map[string]api.LocationProgress {
+	out := map[string]api.LocationProgress{}
 	for loc, st := range p.StorageStatus {
-		v := map[string]any{"state": st}
+		v := api.LocationProgress{State: st}
 		if c, ok := p.Copies[loc]; ok {
-			v["bytes_done"], v["bytes_total"] = c.BytesDone, c.BytesTotal
+			done, total := c.BytesDone, c.BytesTotal
+			v.BytesDone, v.BytesTotal = &done, &total
 		}
 		out[loc] = v
 	}
@@ -133,53 +134,55 @@ func figures(j *models.Job, p *workflows.Progress) workflows.Figures {
 	return p.Figures(j.EstimatedBytes, time.Now())
 }
 
-func (s *Server) progressBody(j *models.Job, p *workflows.Progress) map[string]any {
+func (s *Server) progressBody(j *models.Job, p *workflows.Progress) *api.JobProgress {
 	f := figures(j, p)
 	status, outcome := apiStatus(p.Status)
 	comps := len(p.ComponentsCompleted) + len(p.ComponentsRemaining) + len(p.ComponentsFailed)
-	body := map[string]any{
-		"status": status, "outcome": outcome, "job_id": j.ID, "backup_id": j.BackupID,
-		"progress": map[string]any{
-			"percentage": f.Percent, "current_operation": p.CurrentOperation, "current_component": p.CurrentComponent,
-			"components_completed": nonNil(p.ComponentsCompleted), "components_remaining": nonNil(p.ComponentsRemaining),
-			"components_failed": nonNil(p.ComponentsFailed),
-			"speed":             humanSize(int64(f.BytesPerSecond)) + "/s", "speed_bytes_per_second": math.Round(f.BytesPerSecond),
-			"processed": humanSize(f.Processed), "estimated_total": humanSize(f.Total),
-			"eta": hms(f.ETA), "eta_seconds": math.Round(f.ETA.Seconds()),
-			"elapsed": hms(f.Elapsed), "elapsed_seconds": math.Round(f.Elapsed.Seconds()),
-		},
-		"details": map[string]any{
-			"bytes_processed": f.Processed, "bytes_total": f.Total, "bytes_added": p.BytesAdded,
-			"components": comps, "components_done": len(p.ComponentsCompleted) + len(p.ComponentsFailed),
-			"files_processed": p.Files, "errors": p.Errors, "warnings": p.Warnings,
-		},
-		"storage_status": p.StorageStatus,
-		"locations":      locationsOf(p),
-		"paused":         p.Paused,
-		"started":        rfc3339(p.Started),
-		"finished":       rfc3339p(p.Finished),
+	storage := p.StorageStatus
+	if storage == nil {
+		storage = map[string]string{}
 	}
-	if p.Waiting != "" {
-		body["waiting"] = p.Waiting
-	}
-	if len(p.ErrorMessages) > 0 {
-		body["error_messages"] = p.ErrorMessages
+	body := &api.JobProgress{
+		Status: status, Outcome: outcome, JobID: j.ID, BackupID: j.BackupID,
+		Progress: api.ProgressFigures{
+			Percentage: f.Percent, CurrentOperation: p.CurrentOperation, CurrentComponent: p.CurrentComponent,
+			ComponentsCompleted: nonNil(p.ComponentsCompleted), ComponentsRemaining: nonNil(p.ComponentsRemaining),
+			ComponentsFailed: nonNil(p.ComponentsFailed),
+			Speed:            humanSize(int64(f.BytesPerSecond)) + "/s", SpeedBytesPerSecond: math.Round(f.BytesPerSecond),
+			Processed: humanSize(f.Processed), EstimatedTotal: humanSize(f.Total),
+			ETA: hms(f.ETA), ETASeconds: math.Round(f.ETA.Seconds()),
+			Elapsed: hms(f.Elapsed), ElapsedSeconds: math.Round(f.Elapsed.Seconds()),
+		},
+		Details: api.ProgressDetails{
+			BytesProcessed: f.Processed, BytesTotal: f.Total, BytesAdded: p.BytesAdded,
+			Components: comps, ComponentsDone: len(p.ComponentsCompleted) + len(p.ComponentsFailed),
+			FilesProcessed: p.Files, Errors: p.Errors, Warnings: p.Warnings,
+		},
+		StorageStatus: storage,
+		Locations:     locationsOf(p),
+		Paused:        p.Paused,
+		Started:       rfc3339(p.Started),
+		Finished:      rfc3339ptr(p.Finished),
+		Waiting:       p.Waiting,
+		ErrorMessages: p.ErrorMessages,
 	}
 	if j.Error != "" && p.Status != workflows.StatusCancelled {
-		body["error"] = jobError(j.ErrorCode, j.Error, nil)
+		body.Error = jobError(j.ErrorCode, j.Error, nil)
 	} else if p.Status == workflows.StatusFailed && len(p.ErrorMessages) > 0 {
-		body["error"] = jobError(j.ErrorCode, p.ErrorMessages[len(p.ErrorMessages)-1], nil)
+		body.Error = jobError(j.ErrorCode, p.ErrorMessages[len(p.ErrorMessages)-1], nil)
 	}
 	if j.WorkflowID != "" {
-		body["temporal_ui_url"] = s.workflowURL(j.WorkflowID, j.RunID)
+		body.TemporalUIURL = s.workflowURL(j.WorkflowID, j.RunID)
 	}
 	if ds, err := s.Store.Deliveries(context.Background(), j.ID); err == nil && len(ds) > 0 {
-		var out []map[string]any
 		for _, d := range ds {
-			out = append(out, map[string]any{"target": d.Target, "event": d.Event, "status": d.Status,
-				"attempts": d.Attempts, "error": nilIfEmpty(d.Error), "at": rfc3339(d.UpdatedAt)})
+			var derr *string
+			if d.Error != "" {
+				derr = &d.Error
+			}
+			body.Notifications = append(body.Notifications, api.Delivery{Target: d.Target, Event: d.Event, Status: d.Status,
+				Attempts: d.Attempts, Error: derr, At: rfc3339(d.UpdatedAt)})
 		}
-		body["notifications"] = out
 	}
 	return body
 }
@@ -243,21 +246,20 @@ func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
 	}
 	p := s.liveProgress(r.Context(), j)
 	body := s.progressBody(j, p)
-	body["restore_id"] = j.RefID
-	d := body["details"].(map[string]any)
-	d["files_restored"] = p.Files
-	d["files_total"] = max(p.FilesTotal, p.Files)
+	body.RestoreID = j.RefID
+	restored, total := p.Files, max(p.FilesTotal, p.Files)
+	body.Details.FilesRestored, body.Details.FilesTotal = &restored, &total
 	ver := p.Verification
 	if ver == nil {
 		ver = map[string]string{"pre_restore": "unknown", "post_restore": "unknown"}
 	}
-	body["verification"] = ver
+	body.Verification = ver
 	if p.SnapshotID != "" {
-		body["snapshot_id"] = p.SnapshotID
-		if body["status"] == "failed" {
+		body.SnapshotID = p.SnapshotID
+		if body.Status == "failed" {
 			// what was overwritten is in the snapshot: one call undoes it
-			body["rollback"] = map[string]any{"backup_id": p.SnapshotID, "target_location": "original",
-				"how": "POST /cloud-integration/backup/restore with this backup_id and target_location original"}
+			body.Rollback = &api.Rollback{BackupID: p.SnapshotID, TargetLocation: "original",
+				How: "POST /cloud-integration/backup/restore with this backup_id and target_location original"}
 		}
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -413,8 +413,9 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 // progressKey is what makes a progress message new.
 func progressKey(msg map[string]any, p *workflows.Progress) string {
 	d, _ := msg["details"].(map[string]any)
+	locs, _ := json.Marshal(msg["locations"]) // by value (its counts are pointers)
 	return fmt.Sprint(msg["progress"], msg["current_operation"], msg["current_component"], d["bytes_processed_bytes"],
-		d["files_restored"], p.Paused, msg["locations"])
+		d["files_restored"], p.Paused, string(locs))
 }
 
 // recordProgress is the progress a catalog record carries: a finished
