@@ -163,7 +163,7 @@ func (s *Server) OpenAPI() map[string]any {
 			"description": "The contract of spec/backup-recovery-api.rst. Human sizes and durations keep the spec's form; " +
 				"exact numbers sit beside them (*_bytes, *_seconds). Every route is served under /cloud-integration and " +
 				"/v1/cloud-integration. Request bodies are JSON objects; unknown fields are refused with a 400 naming them."},
-		"tags":  tags(s.routes),
+		"tags":  append(tags(s.routes), map[string]any{"name": "probes"}),
 		"paths": paths,
 		"components": map[string]any{
 			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "bkd_…",
@@ -177,6 +177,9 @@ func (s *Server) successResponse(rt route, schemas *api.Schemas) map[string]any 
 	switch {
 	case rt.Path == "/ws/backup":
 		return map[string]any{"description": "Switching Protocols: the WebSocket is open"}
+	case rt.Path == "/metrics":
+		return map[string]any{"description": "the metrics in the Prometheus text exposition format",
+			"content": map[string]any{"text/plain": map[string]any{"schema": map[string]any{"type": "string"}}}}
 	case rt.Path == "/backup/debug-bundle":
 		return map[string]any{"description": "the bundle, a tar.gz",
 			"content": map[string]any{"application/gzip": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/gzip"}}}}
@@ -194,6 +197,9 @@ func tagOf(path string) string {
 	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	if parts[0] == "ws" {
 		return "websocket"
+	}
+	if parts[0] != "backup" {
+		return parts[0] // /metrics
 	}
 	if len(parts) < 2 || strings.HasPrefix(parts[1], "{") {
 		return "backups"

@@ -25,7 +25,7 @@ func Reference(doc map[string]any) string {
 	fmt.Fprintf(&b, "# %s\n\n", info["title"])
 	b.WriteString("<!-- Generated from the route table and package api by `go generate ./apiserver`; do not edit. -->\n\n")
 	fmt.Fprintf(&b, "%s\n\n", info["description"])
-	b.WriteString("Every path below is also served under `/v1/cloud-integration`. The machine-readable form is " +
+	b.WriteString("Every path below /cloud-integration is also served under `/v1/cloud-integration`. The machine-readable form is " +
 		"`GET /cloud-integration/backup/openapi.json` (OpenAPI 3.1, no token needed).\n\n")
 	b.WriteString("**Authentication**: `Authorization: Bearer <token>` on every route but the OpenAPI document. " +
 		"Roles rank viewer < operator < admin; each route names the least role it needs. " +
@@ -43,8 +43,8 @@ func Reference(doc map[string]any) string {
 		tags = append(tags, t.(map[string]any)["name"].(string))
 	}
 	for p, item := range paths {
-		if !strings.HasPrefix(p, "/cloud-integration/") {
-			continue
+		if strings.HasPrefix(p, "/v1/") {
+			continue // the same routes again
 		}
 		for m, o := range item.(map[string]any) {
 			om := o.(map[string]any)
