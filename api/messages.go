@@ -101,6 +101,8 @@ type JobCompleteDetails struct {
 	SizeBytes           int64    `json:"size_bytes,omitempty"`
 	CompressedSize      string   `json:"compressed_size,omitempty" example:"\"24 GB\""`
 	CompressedSizeBytes int64    `json:"compressed_size_bytes,omitempty"`
+	AddedSize           string   `json:"added_size,omitempty" doc:"new data the backup stored (after deduplication)"`
+	AddedSizeBytes      int64    `json:"added_size_bytes,omitempty"`
 	StorageLocations    []string `json:"storage_locations,omitempty" example:"[\"local\",\"cloud\"]"`
 	RestoreID           string   `json:"restore_id,omitempty"`
 	VerificationID      string   `json:"verification_id,omitempty"`
