@@ -215,3 +215,31 @@ func TestMigrationMovesAddedBytes(t *testing.T) {
 		}
 	})
 }
+
+// CountJobs counts what ListJobs pages through, under the same filter.
+func TestCountJobsMatchesTheList(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		for i, st := range []string{"running", "completed", "completed", "failed", "queued"} {
+			typ := "backup"
+			if i%2 == 1 {
+				typ = "restore"
+			}
+			if err := s.PutJob(ctx, &models.Job{ID: fmt.Sprintf("J-%d", i), Type: typ, Status: st, Started: now.Add(time.Duration(i) * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []models.JobFilter{{}, {Type: "backup"}, {Statuses: []string{"completed"}}, {Type: "restore", Statuses: []string{"completed", "failed"}}} {
+			f.Limit = 1000
+			list, err := s.ListJobs(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := s.CountJobs(ctx, models.JobFilter{Type: f.Type, Statuses: f.Statuses, Limit: 1, Page: 3})
+			if err != nil || n != int64(len(list)) {
+				t.Errorf("filter %+v: count %d, list %d (%v)", f, n, len(list), err)
+			}
+		}
+	})
+}
