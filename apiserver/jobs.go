@@ -63,10 +63,7 @@ func (s *Server) liveProgress(ctx context.Context, j *models.Job) *workflows.Pro
 	if len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Progress != nil {
 		return res.Progress
 	}
-	st := map[string]string{"queued": workflows.StatusPending, "running": workflows.StatusInProgress}[j.Status]
-	if st == "" {
-		st = j.Status
-	}
+	st := workflows.WorkflowStatus(j.Status)
 	return &workflows.Progress{Status: st, JobID: j.ID, JobType: j.Type, BackupID: j.BackupID, Percentage: j.Progress,
 		Started: j.Started, Finished: j.Finished, ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
 		StorageStatus: map[string]string{}, ErrorMessages: errList(j.Error)}
@@ -104,14 +101,15 @@ func apiStatus(wfStatus string) (status, outcome string) {
 var refKey = map[string]string{"restore": "restore_id", "verify": "verification_id", "cleanup": "cleanup_id", "repair": "repair_id"}
 
 // jobStatus maps a workflow status to the jobs list's vocabulary.
-func jobStatus(wfStatus string) string {
-	switch wfStatus {
-	case workflows.StatusInProgress:
-		return "running"
-	case workflows.StatusPending:
-		return "queued"
+func jobStatus(wfStatus string) string { return workflows.JobStatus(wfStatus) }
+
+// completionStatus is job_complete's status for a finished job's catalog
+// status: the spec's success for completed.
+func completionStatus(catalogStatus string) string {
+	if catalogStatus == workflows.StatusCompleted {
+		return "success"
 	}
-	return wfStatus
+	return catalogStatus
 }
 
 // locationsOf is each storage location's state in a job, with a copy's

@@ -427,10 +427,7 @@ func recordProgress(rec activities.JobRecord) *workflows.Progress {
 	if rec.Finished != nil && len(rec.Result) > 0 && json.Unmarshal(rec.Result, &res) == nil && res.Progress != nil {
 		return res.Progress
 	}
-	st := map[string]string{"queued": workflows.StatusPending, "running": workflows.StatusInProgress}[rec.Status]
-	if st == "" {
-		st = rec.Status
-	}
+	st := workflows.WorkflowStatus(rec.Status)
 	op := "starting"
 	if rec.Finished != nil {
 		op = st
@@ -521,10 +518,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	if withProgress {
 		s.Hub.Broadcast(progressMessage(j, recordProgress(rec)))
 	}
-	status := map[string]string{"completed": "success", "partial": "partial", "failed": "failed", "cancelled": "cancelled"}[rec.Status]
-	if status == "" {
-		status = rec.Status
-	}
+	status := completionStatus(rec.Status)
 	d := rec.Finished.Sub(rec.Started)
 	details := map[string]any{"duration": humanDuration(d), "duration_seconds": math.Round(d.Seconds())}
 	msg := fmt.Sprintf("%s %s", strings.ToUpper(rec.Type[:1])+rec.Type[1:], map[string]string{

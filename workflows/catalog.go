@@ -65,17 +65,6 @@ func shortRunID(runID string) string {
 	return s
 }
 
-// jobStatus maps a workflow status to the API's job status.
-func jobStatus(s string) string {
-	switch s {
-	case StatusPending:
-		return "queued"
-	case StatusInProgress:
-		return "running"
-	}
-	return s
-}
-
 // errorOf splits a workflow error into message and code: what a user
 // reads, never the SDK's wrapping (an activity error around an
 // application error around its cause, each repeating the text below it).
@@ -151,7 +140,7 @@ func rawJSON(v any) json.RawMessage {
 func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err error) activities.JobRecord {
 	req, p := r.req, r.p
 	snap := p.snapshot(workflow.Now(ctx))
-	rec := activities.JobRecord{JobID: req.JobID, Type: "backup", Subtype: subtype(req), Status: jobStatus(p.Status),
+	rec := activities.JobRecord{JobID: req.JobID, Type: "backup", Subtype: subtype(req), Status: JobStatus(p.Status),
 		BackupID: req.BackupID, Name: req.Name, ScheduleID: req.ScheduleID, Started: p.Started, Finished: p.Finished,
 		Percentage: p.Percentage, SizeBytes: p.BytesProcessed,
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}

@@ -23,6 +23,31 @@ const (
 	StatusCancelled  = "cancelled"
 )
 
+// JobStatus is a workflow status in the catalog's (and the jobs list's)
+// words: a pending job is queued, one in progress is running; the others
+// are the same word. WorkflowStatus is the way back. These two are the one
+// mapping between the vocabularies.
+func JobStatus(s string) string {
+	switch s {
+	case StatusPending:
+		return "queued"
+	case StatusInProgress:
+		return "running"
+	}
+	return s
+}
+
+// WorkflowStatus is a catalog job status in the workflows' words.
+func WorkflowStatus(s string) string {
+	switch s {
+	case "queued":
+		return StatusPending
+	case "running":
+		return StatusInProgress
+	}
+	return s
+}
+
 // Progress is what the "progress" query returns: the spec's progress
 // fields as the workflow knows them. Byte counts inside a running activity
 // live in its heartbeat details (DescribeWorkflowExecution); the API adds

@@ -76,7 +76,7 @@ func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, er
 	_ = finish(ctx, p, status, nil)
 	rec := otherRecord(ctx, "repair", req.JobID, req.RepairID, "", p)
 	rec.Added = out.Copied
-	rec.Report = rawJSON(map[string]any{"repair_id": req.RepairID, "items": req.Items, "outcome": out, "status": jobStatus(status)})
+	rec.Report = rawJSON(map[string]any{"repair_id": req.RepairID, "items": req.Items, "outcome": out, "status": JobStatus(status)})
 	awaitRecords(ctx, req.CatalogQueue, start, rec)
 	return out, nil
 }

@@ -71,7 +71,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome,
 
 func restoreRecord(ctx workflow.Context, req RestoreRequest, p *Progress) activities.JobRecord {
 	info := workflow.GetInfo(ctx).WorkflowExecution
-	return activities.JobRecord{JobID: req.JobID, Type: "restore", Subtype: req.Subtype, Status: jobStatus(p.Status),
+	return activities.JobRecord{JobID: req.JobID, Type: "restore", Subtype: req.Subtype, Status: JobStatus(p.Status),
 		RefID: req.RestoreID, BackupID: req.BackupID, Started: p.Started, Finished: p.Finished,
 		Percentage: p.Percentage, SizeBytes: p.BytesProcessed, WorkflowID: info.ID, RunID: info.RunID}
 }
@@ -267,7 +267,7 @@ func otherRecord(ctx workflow.Context, typ, jobID, refID, backupID string, p *Pr
 		p.Finished, p.Status = &now, StatusFailed
 	}
 	info := workflow.GetInfo(ctx).WorkflowExecution
-	return activities.JobRecord{JobID: jobID, Type: typ, Subtype: "manual", Status: jobStatus(p.Status), RefID: refID,
+	return activities.JobRecord{JobID: jobID, Type: typ, Subtype: "manual", Status: JobStatus(p.Status), RefID: refID,
 		BackupID: backupID, Started: p.Started, Finished: p.Finished, Percentage: p.Percentage,
 		WorkflowID: info.ID, RunID: info.RunID}
 }
