@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -269,14 +268,7 @@ func TestMetricsFollowRecordedJobsAndState(t *testing.T) {
 		wantValue(t, fams, "backupd_websocket_clients", nil, 0)
 
 		// a WebSocket client is counted while it is connected
-		hs := httptest.NewServer(s.Handler())
-		defer hs.Close()
-		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/cloud-integration/ws/backup",
-			http.Header{"Authorization": {"Bearer " + toks["viewer"]}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		connectViewer(t, s, toks["viewer"])
 		// the hub registers the client just after the upgrade answers
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if n := value(t, scrape(t, s, toks["viewer"]), "backupd_websocket_clients", nil); n == 1 {
