@@ -295,12 +295,9 @@ func (a *Activities) CommitBackup(ctx context.Context, in CommitInput) (BackupSu
 	if err != nil {
 		return BackupSummary{}, toTemporal(err)
 	}
-	m, err := repo.LoadManifest(ctx, in.Plan.ID)
-	if err == nil {
-		_ = repo.DeletePending(ctx, in.Plan.ID) // an earlier attempt died after the write
-	} else {
-		m, err = backup.Commit(ctx, repo, &in.Plan, in.Components)
-	}
+	// Commit reads back the manifest an earlier attempt wrote (the worker
+	// died after the write), and refuses another backup's under the id.
+	m, err := backup.Commit(ctx, repo, &in.Plan, in.Components)
 	if err != nil {
 		return BackupSummary{}, toTemporal(err)
 	}
@@ -327,7 +324,16 @@ func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (reposito
 	if err != nil {
 		return repository.CopyStats{}, toTemporal(err)
 	}
-	if _, err := dst.LoadManifest(ctx, in.BackupID); err == nil {
+	// Already there (an earlier attempt copied it): nothing to do, when it
+	// is this backup and not another one under the same id.
+	if have, err := dst.LoadManifest(ctx, in.BackupID); err == nil {
+		m, err := src.LoadManifest(ctx, in.BackupID)
+		if err != nil {
+			return repository.CopyStats{}, toTemporal(err)
+		}
+		if !have.SameBackup(m) {
+			return repository.CopyStats{}, toTemporal(have.Taken(in.To))
+		}
 		return repository.CopyStats{}, nil
 	}
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "replicating", Location: in.To})
@@ -342,6 +348,12 @@ func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (reposito
 type DiscardInput struct {
 	BackupID  string   `json:"backup_id"`
 	Locations []string `json:"locations"`
+	// Host and Started identify the backup (its plan's); only a manifest
+	// of this backup is removed, never another one's under the same id.
+	// Zero (no plan was made, or a job started before these existed):
+	// no manifest is removed.
+	Host    string    `json:"host,omitempty"`
+	Started time.Time `json:"started,omitzero"`
 }
 
 // DiscardBackup removes what a cancelled backup left: its manifest, if it
@@ -355,7 +367,7 @@ func (a *Activities) DiscardBackup(ctx context.Context, in DiscardInput) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := repo.DeleteManifest(ctx, in.BackupID); err != nil && !errors.Is(err, repository.ErrBackupNotFound) {
+		if err := discardManifest(ctx, repo, in); err != nil {
 			errs = append(errs, err)
 		}
 		if err := repo.DeletePending(ctx, in.BackupID); err != nil {
@@ -363,6 +375,27 @@ func (a *Activities) DiscardBackup(ctx context.Context, in DiscardInput) error {
 		}
 	}
 	return toTemporal(errors.Join(errs...))
+}
+
+// discardManifest removes the cancelled backup's manifest when one was
+// written and it is that backup's.
+func discardManifest(ctx context.Context, repo *repository.Repository, in DiscardInput) error {
+	if in.Started.IsZero() {
+		return nil
+	}
+	have, err := repo.LoadManifest(ctx, in.BackupID)
+	switch {
+	case errors.Is(err, repository.ErrBackupNotFound):
+		return nil
+	case err != nil:
+		return err
+	case !have.SameBackup(&repository.Manifest{ID: in.BackupID, Host: in.Host, Started: in.Started}):
+		return nil // another backup's: not this job's to remove
+	}
+	if err := repo.DeleteManifest(ctx, in.BackupID); err != nil && !errors.Is(err, repository.ErrBackupNotFound) {
+		return err
+	}
+	return nil
 }
 
 // VerifyInput selects what to verify.

@@ -346,12 +346,6 @@ func newID(prefix string, n int) string {
 	return prefix + strings.ToUpper(hex.EncodeToString(b))
 }
 
-func newBackupID(t time.Time) string {
-	b := make([]byte, 2)
-	rand.Read(b)
-	return "backup-" + t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
-}
-
 func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	var req api.CreateBackupRequest
 	if err := decode(w, r, &req); err != nil {
@@ -424,7 +418,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 		req.Name = req.Type + "-manual-" + now.Format("20060102-1504")
 	}
 	est := s.estimate(r.Context(), comps, req.Type, len(locs)-1)
-	backupID, jobID := newBackupID(now), newID("BACKUP-JOB-", 3)
+	backupID, jobID := repository.NewBackupID(now), newID("BACKUP-JOB-", 3)
 	setTarget(r, backupID)
 	wreq := workflows.BackupRequest{JobID: jobID, BackupID: backupID, Name: req.Name, Type: req.Type,
 		Components: comps, Locations: locs, Compression: req.Compression, Verify: req.VerifyAfterCompletion,

@@ -243,6 +243,12 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	if failed == len(comps) {
 		return nil, fmt.Errorf("%w: every component failed: %s", ErrComponentFailed, strings.Join(msgs, "; "))
 	}
+	// An earlier attempt of this commit may have written the manifest
+	// (and died before saying so); a manifest of another backup under the
+	// same id is never taken for it, nor written over.
+	if have, err := committed(ctx, repo, m); have != nil || err != nil {
+		return have, err
+	}
 	m.Finished = time.Now().UTC()
 	// Never a manifest over missing packs: every pack the components
 	// depend on must still be stored (a collection that ran meanwhile
@@ -262,13 +268,35 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	if err := w.Valid(); err != nil {
 		return nil, err
 	}
-	if err := repo.SaveManifest(ctx, m); err != nil {
+	if err := repo.SaveManifest(ctx, m); errors.Is(err, repository.ErrBackupExists) {
+		if have, err := committed(ctx, repo, m); have != nil || err != nil {
+			return have, err
+		}
+		return nil, fmt.Errorf("backup %s: its manifest exists and then did not (another job deletes it?)", m.ID)
+	} else if err != nil {
 		return nil, err
 	}
 	// the manifest references the trees now; a leftover marker would only
 	// delay garbage collection, so a failure here is not the backup's
 	_ = repo.DeletePending(ctx, plan.ID)
 	return m, nil
+}
+
+// committed returns the manifest stored under m's id when it is m's own
+// backup's (its markers are then removed), ErrBackupIDTaken when it is
+// another's, and nil, nil when there is none.
+func committed(ctx context.Context, repo *repository.Repository, m *repository.Manifest) (*repository.Manifest, error) {
+	have, err := repo.LoadManifest(ctx, m.ID)
+	switch {
+	case errors.Is(err, repository.ErrBackupNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case !have.SameBackup(m):
+		return nil, have.Taken(repo.Backend().Location())
+	}
+	_ = repo.DeletePending(ctx, m.ID)
+	return have, nil
 }
 
 // Run makes one backup and returns its manifest: Prepare, RunComponent for

@@ -3,12 +3,14 @@ package backup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"backupd/backup"
+	"backupd/codes"
 	"backupd/repository"
 	"backupd/storage"
 )
@@ -114,5 +116,53 @@ func TestIncrementalDoesNotReuseCondemnedChunks(t *testing.T) {
 	}
 	if _, err := r4.LoadManifest(ctx, m.ID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two backups that get the same id (two hosts, or two jobs, in the same
+// second: 16 random bits collided within seconds in the fault soak) stay
+// two backups: the second one's commit refuses the first one's manifest
+// rather than taking it for its own, and writes nothing over it; a retry
+// of the first one's commit (its worker died after the write) is given
+// its own manifest back.
+func TestCommitNeverTakesAnotherBackupsManifest(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), rnd(3, 10<<10))
+	comps := []backup.Component{{Name: "d", Paths: []string{src}}}
+	commit := func(host string) (*backup.Plan, *repository.Manifest, error) {
+		plan, err := backup.Prepare(ctx, repo, backup.Options{ID: "backup-20261202-020000-abcd", Type: backup.Full,
+			Components: comps, Host: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm, err := backup.RunComponent(ctx, repo, plan, comps[0], backup.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := backup.Commit(ctx, repo, plan, []repository.ComponentManifest{cm})
+		return plan, m, err
+	}
+	first, m1, err := commit("host-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(src, "f"), rnd(4, 10<<10))
+	_, _, err = commit("host-b")
+	if !errors.Is(err, repository.ErrBackupIDTaken) || !strings.Contains(err.Error(), `"host-a"`) ||
+		!strings.Contains(err.Error(), "start the backup again") {
+		t.Fatalf("a second backup under a taken id: %v", err)
+	}
+	got, err := repo.LoadManifest(ctx, first.ID)
+	if err != nil || got.Host != "host-a" || got.Components[0].Tree != m1.Components[0].Tree {
+		t.Fatalf("the first backup's manifest changed: %+v %v", got, err)
+	}
+	again, err := backup.Commit(ctx, repo, first, m1.Components)
+	if err != nil || !again.SameBackup(m1) || !again.Finished.Equal(m1.Finished) {
+		t.Fatalf("a retried commit is not given its own manifest: %+v %v", again, err)
+	}
+	if code := codes.Classify(fmt.Errorf("commit: %w", repository.ErrBackupIDTaken)).Code; code != codes.AlreadyInProgress {
+		t.Fatalf("a taken id is %s, not a conflict", code)
 	}
 }

@@ -194,6 +194,8 @@ func match(err error) (Code, bool) {
 	case errors.Is(err, repository.ErrCorrupt), errors.Is(err, repository.ErrBlobNotFound),
 		errors.Is(err, repository.ErrPacksMissing):
 		return CorruptionDetected, true
+	case errors.Is(err, repository.ErrBackupIDTaken):
+		return AlreadyInProgress, true
 	case errors.Is(err, repository.ErrBackupNotFound):
 		return BackupNotFound, true
 	case errors.Is(err, repository.ErrNotInitialized), errors.Is(err, storage.ErrInvalidName):

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -45,8 +46,13 @@ func CopyBackupProgress(ctx context.Context, src, dst *Repository, id string, pr
 	if err := dst.LoadIndex(ctx); err != nil {
 		return nil, st, err
 	}
-	if _, err := dst.LoadManifest(ctx, id); err == nil {
-		return nil, st, fmt.Errorf("backup %s already exists in %s", id, dst.be.Location())
+	if have, err := dst.LoadManifest(ctx, id); err == nil {
+		if !have.SameBackup(m) {
+			return nil, st, have.Taken(dst.be.Location())
+		}
+		return nil, st, fmt.Errorf("%w: %s in %s", ErrBackupExists, id, dst.be.Location())
+	} else if !errors.Is(err, ErrBackupNotFound) {
+		return nil, st, err
 	}
 	same := src.keys.Fingerprint() == dst.keys.Fingerprint()
 	dst.SetCompression(CompressZstd)

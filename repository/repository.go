@@ -768,8 +768,12 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	if m.KeyID == "" {
 		m.KeyID = r.key.ID
 	}
+	// Never over another backup's manifest: a storage that cannot say
+	// whether the name is free is not taken to mean it is.
 	if _, err := r.be.Stat(ctx, manifestsPrefix+m.ID); err == nil {
-		return fmt.Errorf("backup %s already exists", m.ID)
+		return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
 	}
 	raw, err := encodeManifest(r.keys, m)
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"backupd/storage"
 	"backupd/storage/fault"
@@ -131,6 +133,53 @@ func TestManifestSignedAndBound(t *testing.T) {
 	}
 	if err := r.SaveManifest(ctx, m); err == nil {
 		t.Fatal("manifest overwritten")
+	}
+}
+
+// A storage that cannot say whether a backup's name is free (Stat fails
+// with anything but "not found") gets no manifest written: writing anyway
+// replaced another backup's manifest under the same id.
+func TestSaveManifestNeverWritesOverOnDoubt(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	fb := fault.New(be)
+	r, err := Init(ctx, fb, InitOptions{Wrapping: testPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &Manifest{ID: "backup-20261202-020000-abcd", Type: "full", Host: "a", Status: "completed"}
+	if err := r.SaveManifest(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	fb.Add(fault.Rule{Op: fault.Stat, Prefix: "manifests/"})
+	second := &Manifest{ID: first.ID, Type: "full", Host: "b", Status: "completed"}
+	if err := r.SaveManifest(ctx, second); err == nil || !strings.Contains(err.Error(), "cannot tell whether the id is free") {
+		t.Fatalf("saved on doubt: %v", err)
+	}
+	fb.Reset()
+	if got, err := r.LoadManifest(ctx, first.ID); err != nil || got.Host != "a" {
+		t.Fatalf("the first manifest was replaced: %+v %v", got, err)
+	}
+	if err := r.SaveManifest(ctx, second); !errors.Is(err, ErrBackupExists) {
+		t.Fatalf("a taken name: %v", err)
+	}
+}
+
+// New backup ids carry 48 random bits, and two ids of the same second
+// differ.
+func TestNewBackupID(t *testing.T) {
+	at := time.Date(2026, 12, 2, 2, 0, 0, 0, time.UTC)
+	id := NewBackupID(at)
+	if !regexp.MustCompile(`^backup-20261202-020000-[0-9a-f]{12}$`).MatchString(id) || ValidBackupID(id) != nil {
+		t.Fatalf("id %q", id)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := NewBackupID(at)
+		if seen[id] {
+			t.Fatalf("%q twice in 1000", id)
+		}
+		seen[id] = true
 	}
 }
 

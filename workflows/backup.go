@@ -144,8 +144,12 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrJobID.ValueSet(req.JobID))
 	}
 	if req.BackupID == "" {
-		req.BackupID = "backup-" + workflow.Now(ctx).UTC().Format("20060102-150405") + "-" +
-			strings.ToLower(shortRunID(info.WorkflowExecution.RunID)[:4])
+		random := strings.ToLower(shortRunID(info.WorkflowExecution.RunID)[:4])
+		// 48 bits rather than 16 (the same second's backups collided)
+		if workflow.GetVersion(ctx, "backup-id-48-bits", workflow.DefaultVersion, 1) >= 1 {
+			random = runIDBits(info.WorkflowExecution.RunID, 12)
+		}
+		req.BackupID = repository.BackupIDWith(workflow.Now(ctx), random)
 		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrBackupID.ValueSet(req.BackupID))
 	}
 	r := &backupRun{req: req}
@@ -251,7 +255,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		BackupID: req.BackupID, Type: req.Type, Components: req.Components, Location: primary,
 		Compression: req.Compression, Tags: tags}).Get(ctx, &plan)
 	if ctx.Err() != nil {
-		return nil, cancelled(ctx, p, req.BackupID, req.Locations)
+		return nil, cancelled(ctx, p, activities.DiscardInput{BackupID: req.BackupID, Locations: req.Locations})
 	}
 	if err != nil {
 		return nil, finish(ctx, p, StatusFailed, err)
@@ -271,7 +275,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 				p.CurrentOperation = "paused"
 				p.show(ctx)
 				if err := workflow.Await(ctx, func() bool { return !paused }); err != nil {
-					return nil, cancelled(ctx, p, plan.ID, req.Locations)
+					return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 				}
 			}
 			p.CurrentOperation = "backing_up"
@@ -282,7 +286,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 				Plan: *plan, Component: name, Location: primary}).Get(actx, &cm)
 			cancelCurrent = nil
 			if ctx.Err() != nil {
-				return nil, cancelled(ctx, p, plan.ID, req.Locations)
+				return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 			}
 			var ce *temporal.CanceledError
 			if err != nil && pausedRun && errors.As(err, &ce) {
@@ -325,7 +329,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		return err
 	}
 	if err := waitIfPaused(); err != nil {
-		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 	}
 	p.CurrentOperation = "finalizing"
 	p.show(ctx)
@@ -333,7 +337,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	err = workflow.ExecuteActivity(shortActivity(ctx), a.CommitBackup, activities.CommitInput{
 		Plan: *plan, Components: comps, Location: primary}).Get(ctx, &sum)
 	if ctx.Err() != nil {
-		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 	}
 	if err != nil {
 		p.StorageStatus[primary] = "failed"
@@ -345,7 +349,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 
 	// copies, in parallel
 	if err := waitIfPaused(); err != nil {
-		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 	}
 	if len(req.Locations) > 1 {
 		p.CurrentOperation = "replicating"
@@ -384,13 +388,13 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		for range req.Locations[1:] {
 			sel.Select(ctx)
 			if cancelledErr != nil {
-				return nil, cancelled(ctx, p, plan.ID, req.Locations)
+				return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 			}
 		}
 	}
 	p.Percentage = 99
 	if err := waitIfPaused(); err != nil {
-		return nil, cancelled(ctx, p, plan.ID, req.Locations)
+		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 	}
 	if req.Verify {
 		p.CurrentOperation = "verifying"
@@ -399,7 +403,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
 			BackupID: plan.ID, Location: primary, ExtractTest: true}).Get(ctx, &rep)
 		if ctx.Err() != nil {
-			return nil, cancelled(ctx, p, plan.ID, req.Locations)
+			return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 		}
 		if err != nil {
 			p.fail("verify: %s", errText(err))
@@ -442,12 +446,17 @@ func finish(ctx workflow.Context, p *Progress, status string, err error) error {
 	return err
 }
 
+// discardOf names what a cancelled backup may have written: the plan's
+// manifest, identified by its host and start.
+func discardOf(plan *backup.Plan, locations []string) activities.DiscardInput {
+	return activities.DiscardInput{BackupID: plan.ID, Locations: locations, Host: plan.Host, Started: plan.Started}
+}
+
 // cancelled cleans up after a cancelled backup on a disconnected context
 // (the job's own context is done) and ends the workflow as cancelled.
-func cancelled(ctx workflow.Context, p *Progress, backupID string, locations []string) error {
+func cancelled(ctx workflow.Context, p *Progress, discard activities.DiscardInput) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	_ = workflow.ExecuteActivity(shortActivity(dctx), a.DiscardBackup,
-		activities.DiscardInput{BackupID: backupID, Locations: locations}).Get(dctx, nil)
+	_ = workflow.ExecuteActivity(shortActivity(dctx), a.DiscardBackup, discard).Get(dctx, nil)
 	now := workflow.Now(dctx)
 	p.Status, p.Finished, p.CurrentOperation = StatusCancelled, &now, StatusCancelled
 	p.settle(StatusCancelled)

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"regexp"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,8 @@ var req = BackupRequest{JobID: "BACKUP-JOB-1", Type: "full", Components: []strin
 	Locations: []string{"local", "cloud", "remote"}, Compression: "zstd", Verify: true}
 
 func plan() *backup.Plan {
-	return &backup.Plan{ID: "backup-1", Type: "full", Host: "h", Compression: "zstd"}
+	return &backup.Plan{ID: "backup-1", Type: "full", Host: "h", Compression: "zstd",
+		Started: time.Date(2026, 12, 2, 2, 0, 0, 123456789, time.UTC)}
 }
 
 // uploadUntilCancelled stands for a long upload: it heartbeats (which is
@@ -90,6 +92,31 @@ func TestBackupWorkflowCompletesAndReportsProgress(t *testing.T) {
 	if p.Percentage != 100 || len(p.ComponentsCompleted) != 2 || len(p.ComponentsRemaining) != 0 ||
 		p.BytesProcessed != 2000 || p.Files != 20 || p.StorageStatus["local"] != "done" || out.Verify == nil {
 		t.Fatalf("progress: %+v", p)
+	}
+}
+
+// A scheduled run comes without ids; the backup id it makes from its run
+// carries 48 random bits of it (16 collided between runs of the same
+// second); the test environment's run id is not hex, a real one is.
+func TestScheduledBackupGetsAWideID(t *testing.T) {
+	env := newEnv(t)
+	var prepared activities.PrepareInput
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+		prepared = in
+		return plan(), nil
+	})
+	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(okComponent)
+	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
+	env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{BackupID: "backup-1", Passed: true}, nil)
+	scheduled := req
+	scheduled.JobID, scheduled.BackupID = "", ""
+	env.ExecuteWorkflow(BackupWorkflow, scheduled)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^backup-\d{8}-\d{6}-[0-9a-z]{12}$`).MatchString(prepared.BackupID) {
+		t.Fatalf("scheduled backup id %q", prepared.BackupID)
 	}
 }
 
@@ -180,6 +207,11 @@ func TestBackupWorkflowCancelCleansUp(t *testing.T) {
 	}
 	if discarded.BackupID != "backup-1" || len(discarded.Locations) != 3 {
 		t.Fatalf("cleanup not run: %+v", discarded)
+	}
+	// the cleanup names the backup by more than its id, so that it never
+	// removes another backup's manifest under the same id
+	if discarded.Host != "h" || !discarded.Started.Equal(plan().Started) {
+		t.Fatalf("cleanup does not identify the backup: %+v", discarded)
 	}
 }
 

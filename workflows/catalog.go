@@ -54,16 +54,17 @@ func awaitRecords(ctx workflow.Context, queue string, start workflow.Future, fin
 	_ = recordJob(dctx, queue, final).Get(dctx, nil)
 }
 
-func shortRunID(runID string) string {
-	s := strings.ToUpper(strings.ReplaceAll(runID, "-", ""))
-	if len(s) > 8 {
-		s = s[:8]
-	}
-	for len(s) < 8 {
+// runIDBits is n lower-case hex digits of a run id (a random UUID), padded
+// with zeros if it is shorter.
+func runIDBits(runID string, n int) string {
+	s := strings.ToLower(strings.ReplaceAll(runID, "-", ""))
+	for len(s) < n {
 		s += "0"
 	}
-	return s
+	return s[:n]
 }
+
+func shortRunID(runID string) string { return strings.ToUpper(runIDBits(runID, 8)) }
 
 // errorOf splits a workflow error into message and code: what a user
 // reads, never the SDK's wrapping (an activity error around an
