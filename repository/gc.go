@@ -187,13 +187,17 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		writersAfter := oldest.IsZero() || (wasCondemned && when.Before(oldest))
 		// with another collection running nothing is deleted: only condemned
 		alone := others == 0
+		// Packs to delete stay condemned until they are gone: a writer
+		// that loads the index meanwhile does not come to depend on them.
 		switch {
-		case alone && opts.SafetyWindow == 0 && len(writers) == 0:
+		case alone && opts.SafetyWindow == 0 && len(writers) == 0,
+			alone && wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
-		case alone && wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
-			toDelete = append(toDelete, id)
-			res.BytesFreed += oi.Size
+			if !wasCondemned {
+				when = now
+			}
+			newCondemned[id.String()] = when
 		case wasCondemned:
 			newCondemned[id.String()] = when
 		default:
@@ -233,38 +237,28 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: loadedIndex, Packs: keep}); err != nil {
 		return nil, err
 	}
-	for _, f := range loadedIndex {
-		if err := r.be.Delete(ctx, "index/"+f.String()); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
-	}
-	// A writer that registered since the first look may have loaded the
-	// old index and deduplicated against these packs: put them back in
-	// the index, condemned, and delete nothing this time.
+	// From here on the packs are out of the index, and a writer that
+	// registered since the first look may have loaded the old index and
+	// deduplicated against them: unless the old index is gone and no new
+	// writer is seen after that, they are put back in the index,
+	// condemned, and nothing is deleted this time. (An error deleting an
+	// old index file once returned here with the packs left unindexed
+	// under a backup that had just deduplicated against them: the soak's
+	// "data blob is missing".)
+	failed := r.deleteIndexFiles(ctx, loadedIndex)
 	recheck := now.Add(time.Since(began))
-	again, _, err := r.openWriters(ctx, writersPrefix, recheck, since)
+	err = failed
 	if err == nil {
-		known := map[string]bool{}
-		for _, w := range writers {
-			known[w.name] = true
-		}
-		for _, w := range again {
-			if !known[w.name] {
-				err = fmt.Errorf("writer %s started during collection", path.Base(w.name))
-				break
-			}
-		}
+		err = r.newWriters(ctx, writers, recheck, since)
 	}
 	if err != nil {
 		if _, ierr := r.writeIndexFile(ctx, &IndexFile{Packs: dropped}); ierr != nil {
 			return nil, fmt.Errorf("gc: %v, and restoring the index of %d packs failed: %w", err, len(dropped), ierr)
 		}
+		// condemned anew, whenever they were first: the late writer
+		// started before this, and may depend on them
 		for _, id := range toDelete {
-			when, ok := condemned[id.String()]
-			if !ok {
-				when = recheck // the late writer started before this
-			}
-			newCondemned[id.String()] = when
+			newCondemned[id.String()] = recheck
 		}
 		if cerr := r.saveCondemned(ctx, newCondemned, nil); cerr != nil {
 			return nil, cerr
@@ -272,6 +266,11 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		res.Condemned += len(toDelete)
 		res.Deleted, res.BytesFreed, res.Deferred = 0, 0, len(toDelete)
 		r.idx.reset()
+		if failed != nil {
+			// a late writer defers normally; a storage that failed is
+			// reported (nothing was deleted)
+			return res, fmt.Errorf("gc stopped, nothing deleted: %w", failed)
+		}
 		return res, r.LoadIndex(ctx)
 	}
 	for _, id := range toDelete {
@@ -281,6 +280,34 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	r.idx.reset()
 	return res, r.LoadIndex(ctx)
+}
+
+func (r *Repository) deleteIndexFiles(ctx context.Context, files []ID) error {
+	for _, f := range files {
+		if err := r.be.Delete(ctx, "index/"+f.String()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("removing superseded index %s: %w", f.Short(), err)
+		}
+	}
+	return nil
+}
+
+// newWriters reports an error when a writer not among known counts at now
+// (or when the writers cannot be read).
+func (r *Repository) newWriters(ctx context.Context, known []openWriter, now, since time.Time) error {
+	again, _, err := r.openWriters(ctx, writersPrefix, now, since)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, w := range known {
+		seen[w.name] = true
+	}
+	for _, w := range again {
+		if !seen[w.name] {
+			return fmt.Errorf("writer %s started during collection", path.Base(w.name))
+		}
+	}
+	return nil
 }
 
 func (r *Repository) indexFiles() []ID {

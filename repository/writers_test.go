@@ -3,12 +3,14 @@ package repository
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"backupd/storage"
+	"backupd/storage/fault"
 	"backupd/storage/mem"
 )
 
@@ -381,5 +383,88 @@ func TestLoadIndexDropsPacksACollectionDeleted(t *testing.T) {
 	}
 	if _, added, err := writer.SaveBlob(ctx, DataBlob, data); err != nil || !added {
 		t.Fatalf("the content is not stored again: added %v, %v", added, err)
+	}
+}
+
+// The soak's trace, made deterministic: a backup registers just after
+// the collection listed the writers (so the collection's first look
+// misses it), loads the old index and deduplicates against a pack the
+// collection is about to delete; then removing an old index file fails.
+// The collection used to return right there, with the pack out of the
+// index but still stored: the backup's commit found its packs present
+// and committed a manifest whose data blob no index knew. Now every
+// failure after the index rewrite puts the packs back, condemned.
+func TestGCFailingMidRewritePutsThePacksBack(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-kept", randData(30, 3000))
+	shared := randData(31, 4000)
+	sharedBlob := saveBackup(t, r, "backup-forgotten", shared)
+	r.DeleteManifest(ctx, "backup-forgotten")
+	// the removal that fails comes after the one of the index file that
+	// lists the orphan pack (removals go in the files' order)
+	last := func() (last string, holds bool) {
+		be.List(ctx, "index/", func(oi storage.ObjectInfo) error { last = max(last, oi.Name); return nil })
+		id, _ := ParseID(strings.TrimPrefix(last, "index/"))
+		f, err := r.readIndexFile(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range f.Packs {
+			for _, b := range p.Blobs {
+				holds = holds || b.ID == sharedBlob
+			}
+		}
+		return last, holds
+	}
+	failing, holds := last()
+	for i := int64(0); holds; i++ {
+		saveBackup(t, r, fmt.Sprint("backup-more-", i), randData(40+i, 1000))
+		failing, holds = last()
+	}
+
+	fb := fault.New(be)
+	var w *Repository
+	var blob ID
+	h := &listHook{Backend: fb, prefix: "writers/"}
+	h.hook = func() {
+		w = reopen(t, be)
+		if _, err := w.BeginWrite(ctx, "backup"); err != nil {
+			t.Error(err)
+		}
+		w.LoadIndex(ctx)
+		var added bool
+		blob, added, _ = w.SaveBlob(ctx, DataBlob, shared)
+		if added {
+			t.Error("the writer did not deduplicate against the orphan pack")
+		}
+		fb.Add(fault.Rule{Op: fault.Delete, Prefix: failing})
+	}
+	res, err := GC(ctx, reopen(t, h), GCOptions{SafetyWindow: 0})
+	if !errors.Is(err, fault.ErrInjected) || res == nil || res.Deleted != 0 || res.Deferred == 0 {
+		t.Fatalf("want the failure reported and the deletions deferred: %+v %v", res, err)
+	}
+	fb.Reset()
+	// the writer commits: its packs are all there...
+	tree, _ := w.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: uint64(len(shared)), Content: []ID{blob}}}})
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SaveManifest(ctx, &Manifest{ID: "backup-new", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		t.Fatal(err)
+	}
+	// ...and indexed, and condemned no longer matters: it is referenced
+	cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("the backup lost its data to a failed collection: %v %+v", err, cr)
+	}
+	if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
+		t.Fatalf("after the next collection: %v %+v", err, cr)
 	}
 }
