@@ -339,14 +339,22 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		return nil, errs[0]
 	}
 	used := map[ID]bool{}
-	var walk func(id ID) error
-	walk = func(id ID) error {
+	// A manifest's tree that cannot be read stops the collection. A
+	// pending marker may outlive its job's data (a job that failed for
+	// good): its missing trees are passed over, but never the rest of
+	// what it names (a walk that stopped at the first missing subtree
+	// left its siblings' blobs unmarked).
+	var walk func(id ID, missingOK bool) error
+	walk = func(id ID, missingOK bool) error {
 		if used[id] {
 			return nil
 		}
 		used[id] = true
 		t, err := r.LoadTree(ctx, id)
 		if err != nil {
+			if missingOK && errors.Is(err, ErrBlobNotFound) {
+				return nil
+			}
 			return err
 		}
 		for _, n := range t.Nodes {
@@ -354,7 +362,7 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 				used[b] = true
 			}
 			if n.Subtree != nil {
-				if err := walk(*n.Subtree); err != nil {
+				if err := walk(*n.Subtree, missingOK); err != nil {
 					return err
 				}
 			}
@@ -367,14 +375,14 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		}
 		for _, c := range m.Components {
 			if c.Error == "" {
-				if err := walk(c.Tree); err != nil {
+				if err := walk(c.Tree, false); err != nil {
 					return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 				}
 			}
 		}
 	}
 	for _, id := range pending {
-		if err := walk(id); err != nil && !errors.Is(err, ErrBlobNotFound) {
+		if err := walk(id, true); err != nil {
 			return nil, fmt.Errorf("pending backup: %w", err)
 		}
 	}

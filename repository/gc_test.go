@@ -133,6 +133,39 @@ func TestGCKeepsPendingComponents(t *testing.T) {
 	}
 }
 
+// A pending marker whose tree is partly gone (its job failed for good)
+// still protects the rest of what it names: the walk used to stop at the
+// first missing subtree and leave its siblings' data unmarked.
+func TestGCKeepsWhatAPartlyMissingPendingTreeNames(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	data := randData(12, 5000)
+	blob, _, _ := r.SaveBlob(ctx, DataBlob, data)
+	sub, _ := r.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Size: uint64(len(data)), Content: []ID{blob}}}})
+	var missing ID
+	missing[0] = 1
+	root, _ := r.SaveTree(ctx, &Tree{Nodes: []*Node{
+		{Name: "a", Type: NodeDir, Subtree: &missing},
+		{Name: "b", Type: NodeDir, Subtree: &sub},
+	}})
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SavePending(ctx, "backup-failed", "data", root); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
+	if _, err := GC(ctx, r, GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := reopen(t, be)
+	r2.LoadIndex(ctx)
+	if _, err := r2.LoadBlob(ctx, DataBlob, blob); err != nil {
+		t.Fatalf("data named by the pending tree was collected: %v", err)
+	}
+}
+
 // A blob stored in a condemned pack and again in a healthy one is looked up
 // in the healthy one, whichever index file loaded first (found in review).
 func TestCondemnedBlobResolvesToHealthyCopy(t *testing.T) {
