@@ -127,7 +127,7 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 	}
 	for id := range stored {
 		if !indexed[id] {
-			c.problem(true, "pack", packName(id), "pack is not in the index (left by an interrupted backup; gc removes it)")
+			c.problem(true, "pack", packName(id), "pack is not in the index: left by an interrupted backup (gc removes it), or its index file was lost ('backupd repo repair-index' indexes it again)")
 		}
 	}
 	var done int

@@ -116,6 +116,13 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	res.ReferencedBlobs = len(used)
+	// Every referenced blob must be in the index: one that is not may be
+	// in a stored pack whose index file was lost, and that pack would be
+	// taken for an orphan and deleted.
+	if n, first := r.unindexed(used); n > 0 {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %d blobs that backups reference are in no index file (blob %s, first): %w; index the packs no index file lists ('backupd repo repair-index'), then check",
+			n, first.Short(), ErrBlobNotFound)
+	}
 
 	stored := map[ID]storage.ObjectInfo{}
 	if err := r.be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
@@ -282,6 +289,21 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	return res, r.LoadIndex(ctx)
 }
 
+// unindexed counts the blobs of used that the index does not locate.
+func (r *Repository) unindexed(used map[ID]bool) (n int, first ID) {
+	r.idx.mu.RLock()
+	defer r.idx.mu.RUnlock()
+	for id := range used {
+		if _, ok := r.idx.blobs[id]; !ok {
+			if n == 0 || bytes.Compare(id[:], first[:]) < 0 {
+				first = id
+			}
+			n++
+		}
+	}
+	return n, first
+}
+
 func (r *Repository) deleteIndexFiles(ctx context.Context, files []ID) error {
 	for _, f := range files {
 		if err := r.be.Delete(ctx, "index/"+f.String()); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -353,6 +375,7 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		t, err := r.LoadTree(ctx, id)
 		if err != nil {
 			if missingOK && errors.Is(err, ErrBlobNotFound) {
+				delete(used, id) // nothing to keep, and not a blob lost to the index
 				return nil
 			}
 			return err

@@ -1,7 +1,9 @@
 package repository
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +258,56 @@ func TestGCCollectsACondemnedPackWhoseBlobsWereStoredAgain(t *testing.T) {
 	r2, _ := Open(ctx, be, Credentials{Password: []byte("correct horse")})
 	if cr, err := Check(ctx, r2, CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
 		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
+
+// An index file lost (a storage that failed or lied) leaves a pack of
+// referenced data unindexed: the collection used to take it for an orphan
+// and delete it. It now stops, and RepairIndex indexes the pack again from
+// its own header.
+func TestGCStopsWhenReferencedDataIsUnindexedAndRepairIndexRestoresIt(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	data := randData(13, 5000)
+	blob := saveBackup(t, r, "backup-1", data)
+	loc, ok := r.Lookup(blob)
+	if !ok {
+		t.Fatal("blob not indexed")
+	}
+	// lose the index file that lists the data pack
+	be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
+		id, _ := ParseID(strings.TrimPrefix(oi.Name, "index/"))
+		f, err := r.readIndexFile(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range f.Packs {
+			if p.ID == loc.Pack {
+				be.Delete(ctx, oi.Name)
+			}
+		}
+		return nil
+	})
+	old := time.Now().Add(-48 * time.Hour)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
+	_, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if !errors.Is(err, ErrBlobNotFound) || !strings.Contains(err.Error(), "repair-index") {
+		t.Fatalf("gc over unindexed referenced data: %v", err)
+	}
+	if _, err := be.Stat(ctx, packName(loc.Pack)); err != nil {
+		t.Fatalf("the pack was deleted: %v", err)
+	}
+	// a damaged unindexed pack is reported and left alone
+	be.Put(ctx, "data/ab/"+strings.Repeat("ab", 32), bytes.NewReader([]byte("junk")), 4)
+	rep, err := RepairIndex(ctx, reopen(t, be))
+	if err != nil || rep.Indexed != 1 || rep.Unindexed != 2 || len(rep.Damaged) != 1 || rep.Blobs != 1 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	be.Delete(ctx, "data/ab/"+strings.Repeat("ab", 32))
+	if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
+		t.Fatalf("after repair and collection: %v %+v", err, cr)
 	}
 }

@@ -30,6 +30,7 @@ Commands:
   copy      copy a backup to another repository (only missing blobs move)
   forget    remove a backup's manifest (its data goes at the next gc)
   gc        delete unreferenced data (--dry-run to see what would go)
+  repair-index  index the packs no index file lists (after an index file was lost)
   key       add | rotate | list | remove keys
 
 URL: a path, file:///path, s3://bucket/prefix?endpoint=http://127.0.0.1:9000&path_style=true,
@@ -59,7 +60,7 @@ func repoCommands() map[string]func(context.Context, []string) error {
 	return map[string]func(context.Context, []string) error{
 		"init": cmdInit, "backup": cmdBackup, "list": cmdList, "restore": cmdRestore,
 		"check": cmdCheck, "export": cmdExport, "gc": cmdGC, "key": cmdKey, "copy": cmdCopy,
-		"forget": cmdForget,
+		"forget": cmdForget, "repair-index": cmdRepairIndex,
 	}
 }
 
