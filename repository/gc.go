@@ -104,7 +104,6 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	loadedIndex := r.indexFiles()
 	// Mark. Any unreadable manifest or tree stops gc: deleting on
 	// incomplete knowledge could destroy data a backup needs.
 	exclude := map[string]bool{}
@@ -118,8 +117,16 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	res.ReferencedBlobs = len(used)
 	// Every referenced blob must be in the index: one that is not may be
 	// in a stored pack whose index file was lost, and that pack would be
-	// taken for an orphan and deleted.
-	if n, first := r.unindexed(used); n > 0 {
+	// taken for an orphan and deleted. (A backup that committed during the
+	// mark wrote index files since the load: they are read first.)
+	n, first := r.unindexed(used)
+	if n > 0 {
+		if err := r.LoadIndex(ctx); err != nil {
+			return nil, err
+		}
+		n, first = r.unindexed(used)
+	}
+	if n > 0 {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %d blobs that backups reference are in no index file (blob %s, first): %w; index the packs no index file lists ('backupd repo repair-index'), then check",
 			n, first.Short(), ErrBlobNotFound)
 	}
@@ -134,6 +141,9 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return nil, err
 	}
 	res.Packs = len(stored)
+	// the index files read, and what they hold (nothing is loaded after
+	// this: the rewrite supersedes exactly these files)
+	loadedIndex := r.indexFiles()
 	packs := r.idx.Packs()
 	// A blob stored twice (a writer stored again what a condemned pack
 	// holds) keeps only the pack the index reads it from, which is never
@@ -366,6 +376,7 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 	// good): its missing trees are passed over, but never the rest of
 	// what it names (a walk that stopped at the first missing subtree
 	// left its siblings' blobs unmarked).
+	reloads := 0
 	var walk func(id ID, missingOK bool) error
 	walk = func(id ID, missingOK bool) error {
 		if used[id] {
@@ -373,6 +384,15 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		}
 		used[id] = true
 		t, err := r.LoadTree(ctx, id)
+		if errors.Is(err, ErrBlobNotFound) && reloads < 3 {
+			// written since the index was loaded (a backup committing
+			// during the mark)?
+			reloads++
+			if lerr := r.LoadIndex(ctx); lerr != nil {
+				return lerr
+			}
+			t, err = r.LoadTree(ctx, id)
+		}
 		if err != nil {
 			if missingOK && errors.Is(err, ErrBlobNotFound) {
 				delete(used, id) // nothing to keep, and not a blob lost to the index

@@ -468,3 +468,32 @@ func TestGCFailingMidRewritePutsThePacksBack(t *testing.T) {
 		t.Fatalf("after the next collection: %v %+v", err, cr)
 	}
 }
+
+// A backup that stores its packs after the collection loaded the index
+// and commits during the mark: the collection reads the new index files
+// rather than stopping on a tree it cannot find (an emergency cleanup
+// beside running backups failed that way) or taking the new data for
+// lost.
+func TestGCReadsIndexFilesWrittenDuringTheMark(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-old", randData(50, 3000))
+	h := &listHook{Backend: be, prefix: "pending/"}
+	h.hook = func() {
+		w := reopen(t, be)
+		reg, _ := w.BeginWrite(ctx, "backup")
+		defer reg.End()
+		w.LoadIndex(ctx)
+		saveBackup(t, w, "backup-new", randData(51, 5000))
+	}
+	res, err := GC(ctx, reopen(t, h), GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatalf("a backup committed during the mark stopped the collection: %v", err)
+	}
+	if res.ReferencedBlobs != 4 {
+		t.Fatalf("marked %d blobs, want both backups' 4: %+v", res.ReferencedBlobs, res)
+	}
+	if cr, err := Check(ctx, reopen(t, be), CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
