@@ -96,7 +96,9 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
-	defer self.remove()
+	// ended, not removed: a collection that ran meanwhile still learns of
+	// this one (it may have read the index files this one deletes)
+	defer self.End()
 	since := began.Add(-clockSkew)
 	if oi, err := r.be.Stat(ctx, self.name); err == nil {
 		since = oi.ModTime
@@ -110,7 +112,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	for _, id := range opts.Exclude {
 		exclude[id] = true
 	}
-	used, err := r.referencedBlobs(ctx, exclude)
+	used, pendingPacks, err := r.referencedBlobs(ctx, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
@@ -149,7 +151,13 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// holds) keeps only the pack the index reads it from, which is never
 	// a condemned one while a healthy copy exists; every copy is kept if
 	// that pack is missing from storage.
+	// The packs a pending marker names are kept whatever its tree walk
+	// found: a tree in a pack that lost its index entry is passed over by
+	// the walk, and the pack must not go with it (review).
 	usedPack := map[ID]bool{}
+	for id := range pendingPacks {
+		usedPack[id] = true
+	}
 	for _, p := range packs {
 		for _, b := range p.Blobs {
 			if !used[b.ID] {
@@ -212,13 +220,13 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
 			if !wasCondemned {
-				when = now
+				when = time.Time{} // stamped when the list is written
 			}
 			newCondemned[id.String()] = when
 		case wasCondemned:
 			newCondemned[id.String()] = when
 		default:
-			newCondemned[id.String()] = now
+			newCondemned[id.String()] = time.Time{}
 			res.Condemned++
 		}
 	}
@@ -229,11 +237,23 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	for _, n := range stale {
 		_ = r.be.Delete(ctx, n) // a writer that died a day ago
 	}
-	// Write the new condemned list before deleting the old lists.
-	if err := r.saveCondemned(ctx, newCondemned, listNames); err != nil {
+	// Write the new condemned list before deleting the old lists. A
+	// condemnation's time is when the list is written, not when this
+	// collection began: a writer that registered during a long mark
+	// loaded the list without these packs, and a later collection must
+	// not take them for condemned before it started (review).
+	stamp := func() time.Time { return now.Add(time.Since(began)) }
+	list, err := r.saveCondemned(ctx, newCondemned, listNames, stamp)
+	if err != nil {
 		return nil, err
 	}
-	if len(toDelete) == 0 {
+	missing := 0
+	for _, p := range packs {
+		if _, there := stored[p.ID]; !there {
+			missing++
+		}
+	}
+	if len(toDelete) == 0 && missing == 0 {
 		return res, nil
 	}
 	// The index is rewritten without the packs first, then they go: a
@@ -243,11 +263,17 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	for _, id := range toDelete {
 		gone[id] = true
 	}
+	// Entries of packs no longer stored (deleted by a collection whose
+	// index this one had read, or indexed again by a repair racing a
+	// deletion) are dropped: a writer would deduplicate against them and
+	// fail its commit every time.
 	var keep, dropped []IndexPack
 	for _, p := range packs {
-		if gone[p.ID] {
+		_, there := stored[p.ID]
+		switch {
+		case gone[p.ID]:
 			dropped = append(dropped, p)
-		} else {
+		case there:
 			keep = append(keep, p)
 		}
 	}
@@ -269,15 +295,18 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		err = r.newWriters(ctx, writers, recheck, since)
 	}
 	if err != nil {
-		if _, ierr := r.writeIndexFile(ctx, &IndexFile{Packs: dropped}); ierr != nil {
-			return nil, fmt.Errorf("gc: %v, and restoring the index of %d packs failed: %w", err, len(dropped), ierr)
+		if len(dropped) > 0 {
+			if _, ierr := r.writeIndexFile(ctx, &IndexFile{Packs: dropped}); ierr != nil {
+				return nil, fmt.Errorf("gc: %v, and restoring the index of %d packs failed: %w", err, len(dropped), ierr)
+			}
 		}
 		// condemned anew, whenever they were first: the late writer
-		// started before this, and may depend on them
+		// started before this, and may depend on them; the list written
+		// above goes (the earliest time of a pack in any list counts)
 		for _, id := range toDelete {
-			newCondemned[id.String()] = recheck
+			newCondemned[id.String()] = time.Time{}
 		}
-		if cerr := r.saveCondemned(ctx, newCondemned, nil); cerr != nil {
+		if _, cerr := r.saveCondemned(ctx, newCondemned, []string{list}, stamp); cerr != nil {
 			return nil, cerr
 		}
 		res.Condemned += len(toDelete)
@@ -357,18 +386,19 @@ func (r *Repository) indexFiles() []ID {
 // the trees pending markers name. The markers are read (listed and each
 // one loaded) before the manifests are listed: a commit writes its
 // manifest before it removes its markers, so a tree is seen in one or
-// the other, whenever the commit happens.
-func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (map[ID]bool, error) {
-	pending, err := r.pendingTrees(ctx)
+// the other, whenever the commit happens. It returns the blobs, and the
+// packs the pending markers name.
+func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (map[ID]bool, map[ID]bool, error) {
+	markers, err := r.pendingMarkers(ctx, pendingPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ms, errs, err := r.Manifests(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(errs) > 0 {
-		return nil, errs[0]
+		return nil, nil, errs[0]
 	}
 	used := map[ID]bool{}
 	// A manifest's tree that cannot be read stops the collection. A
@@ -419,17 +449,21 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		for _, c := range m.Components {
 			if c.Error == "" {
 				if err := walk(c.Tree, false); err != nil {
-					return nil, fmt.Errorf("backup %s: %w", m.ID, err)
+					return nil, nil, fmt.Errorf("backup %s: %w", m.ID, err)
 				}
 			}
 		}
 	}
-	for _, id := range pending {
-		if err := walk(id, true); err != nil {
-			return nil, fmt.Errorf("pending backup: %w", err)
+	packs := map[ID]bool{}
+	for _, m := range markers {
+		if err := walk(m.Tree, true); err != nil {
+			return nil, nil, fmt.Errorf("pending backup: %w", err)
+		}
+		for _, p := range m.Packs {
+			packs[p] = true
 		}
 	}
-	return used, nil
+	return used, packs, nil
 }
 
 func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, []string, error) {
@@ -463,20 +497,45 @@ func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, [
 	return out, names, nil
 }
 
-func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Time, old []string) error {
+// saveCondemned writes packs as a new list, then deletes the old lists,
+// and returns the new list's name ("" when packs is empty). Packs without
+// a time (newly condemned) get stamp(), taken just before the write; a
+// write slower than the allowed clock skew is done again with a new stamp,
+// so a time in a list is never much earlier than the list was readable.
+func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Time, old []string, stamp func() time.Time) (string, error) {
+	name := ""
 	if len(packs) > 0 {
-		b, _ := json.Marshal(condemnedList{Packs: packs})
-		name := fmt.Sprintf("%scondemned-%d-%x", gcPrefix, time.Now().UnixNano(), randomBytes(4))
-		if err := r.be.Put(ctx, name, bytes.NewReader(b), int64(len(b))); err != nil {
-			return err
+		name = fmt.Sprintf("%scondemned-%d-%x", gcPrefix, time.Now().UnixNano(), randomBytes(4))
+		var fresh []string
+		for id, t := range packs {
+			if t.IsZero() {
+				fresh = append(fresh, id)
+			}
+		}
+		for try := 0; ; try++ {
+			at := stamp()
+			for _, id := range fresh {
+				packs[id] = at
+			}
+			b, _ := json.Marshal(condemnedList{Packs: packs})
+			began := time.Now()
+			if err := r.be.Put(ctx, name, bytes.NewReader(b), int64(len(b))); err != nil {
+				return "", err
+			}
+			if time.Since(began) < clockSkew/2 {
+				break
+			}
+			if try == 2 {
+				return "", fmt.Errorf("writing the condemned list took %v, longer than the clock skew allowed", time.Since(began).Round(time.Second))
+			}
 		}
 	}
 	for _, n := range old {
 		if err := r.be.Delete(ctx, n); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return name, nil
 }
 
 // excludeCondemned makes a writer store blobs again rather than depend on

@@ -182,7 +182,7 @@ func TestCondemnedBlobResolvesToHealthyCopy(t *testing.T) {
 		t.Fatal("second session deduplicated without an index")
 	}
 	r2.Flush(ctx)
-	if err := r.saveCondemned(ctx, map[string]time.Time{locA.Pack.String(): time.Now()}, nil); err != nil {
+	if _, err := r.saveCondemned(ctx, map[string]time.Time{locA.Pack.String(): time.Now()}, nil, time.Now); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {

@@ -86,19 +86,6 @@ func (r *Repository) PendingPacks(ctx context.Context, backupID string) ([]ID, e
 	return out, nil
 }
 
-// pendingTrees lists the trees of every pending marker.
-func (r *Repository) pendingTrees(ctx context.Context) ([]ID, error) {
-	ms, err := r.pendingMarkers(ctx, pendingPrefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]ID, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, m.Tree)
-	}
-	return out, nil
-}
-
 func (r *Repository) pendingMarkers(ctx context.Context, prefix string) ([]pendingMarker, error) {
 	var names []string
 	if err := r.be.List(ctx, prefix, func(oi storage.ObjectInfo) error {

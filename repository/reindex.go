@@ -3,7 +3,9 @@ package repository
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"path"
 
 	"backupd/storage"
@@ -15,6 +17,9 @@ type IndexRepair struct {
 	Unindexed int `json:"unindexed_packs"`
 	Indexed   int `json:"indexed_packs"`
 	Blobs     int `json:"blobs_indexed"`
+	// Condemned packs are left unindexed: unreferenced when condemned,
+	// and a collection may be deleting them.
+	Condemned int `json:"condemned_packs"`
 	// Damaged packs could not be read back whole (hash, trailer or header):
 	// they are left as they are, unindexed, for check to report.
 	Damaged []string `json:"damaged,omitempty"`
@@ -60,23 +65,27 @@ func RepairIndex(ctx context.Context, r *Repository) (*IndexRepair, error) {
 		return nil, fmt.Errorf("listing packs: %w", err)
 	}
 	res.Unindexed = len(missing)
-	var found []IndexPack
+	// Condemned packs are not indexed again: a collection may be deleting
+	// them right now (they were unreferenced when condemned).
+	condemned, _, err := r.loadCondemned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var todo []ID
 	for _, id := range missing {
-		raw, err := storage.ReadAll(ctx, r.be, packName(id))
-		if err != nil {
-			return nil, fmt.Errorf("reading pack %s: %w", id.Short(), err)
-		}
-		if ID(sha256.Sum256(raw)) != id {
-			res.Damaged = append(res.Damaged, id.String()+": content does not match its name")
+		if _, ok := condemned[id.String()]; ok {
+			res.Condemned++
 			continue
 		}
-		entries, eph, _, err := parsePack(raw, r.keys.DataPrivate)
-		if err != nil {
-			res.Damaged = append(res.Damaged, id.String()+": "+err.Error())
-			continue
-		}
-		found = append(found, IndexPack{ID: id, EphPublic: eph, Blobs: entries})
-		res.Blobs += len(entries)
+		todo = append(todo, id)
+	}
+	found, damaged, err := r.readPackHeaders(ctx, todo)
+	if err != nil {
+		return nil, err
+	}
+	res.Damaged = damaged
+	for _, p := range found {
+		res.Blobs += len(p.Blobs)
 	}
 	if len(found) == 0 {
 		return res, nil
@@ -84,12 +93,71 @@ func RepairIndex(ctx context.Context, r *Repository) (*IndexRepair, error) {
 	if err := w.Valid(); err != nil {
 		return nil, err
 	}
-	if _, err := r.writeIndexFile(ctx, &IndexFile{Packs: found}); err != nil {
+	if err := r.addIndex(ctx, found); err != nil {
 		return nil, err
-	}
-	for _, p := range found {
-		r.idx.addPack(p)
 	}
 	res.Indexed = len(found)
 	return res, nil
+}
+
+// readPackHeaders reads each pack whole, checks its name against its hash
+// and decodes its header. Packs that fail are returned as damaged (with
+// why); a storage error stops.
+func (r *Repository) readPackHeaders(ctx context.Context, ids []ID) (found []IndexPack, damaged []string, err error) {
+	for _, id := range ids {
+		raw, err := readBounded(ctx, r.be, packName(id), maxPackSize)
+		if errors.Is(err, errTooLarge) {
+			damaged = append(damaged, id.String()+": larger than any pack backupd writes")
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading pack %s: %w", id.Short(), err)
+		}
+		if ID(sha256.Sum256(raw)) != id {
+			damaged = append(damaged, id.String()+": content does not match its name")
+			continue
+		}
+		entries, eph, _, err := parsePack(raw, r.keys.DataPrivate)
+		if err != nil {
+			damaged = append(damaged, id.String()+": "+err.Error())
+			continue
+		}
+		found = append(found, IndexPack{ID: id, EphPublic: eph, Blobs: entries})
+	}
+	return found, damaged, nil
+}
+
+// maxPackSize bounds what is read as a pack: a pack holds up to
+// TargetPackSize of blobs plus one blob that did not fit, a header and a
+// trailer; a storage that serves more is not believed.
+const maxPackSize = 4 * TargetPackSize
+
+var errTooLarge = errors.New("object too large")
+
+// readBounded reads an object whole, refusing one larger than max.
+func readBounded(ctx context.Context, be storage.Backend, name string, max int64) ([]byte, error) {
+	rc, err := be.Get(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, errTooLarge
+	}
+	return b, nil
+}
+
+// addIndex writes an index file for packs and adds them to the index.
+func (r *Repository) addIndex(ctx context.Context, packs []IndexPack) error {
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Packs: packs}); err != nil {
+		return err
+	}
+	for _, p := range packs {
+		r.idx.addPack(p)
+	}
+	return nil
 }

@@ -27,7 +27,8 @@ func cmdRepairIndex(ctx context.Context, args []string) error {
 	if rf.jsonOut {
 		return printJSON(res)
 	}
-	fmt.Printf("%d packs, %d in no index file; indexed %d (%d blobs)\n", res.Packs, res.Unindexed, res.Indexed, res.Blobs)
+	fmt.Printf("%d packs, %d in no index file; indexed %d (%d blobs); %d condemned by garbage collection, left out\n",
+		res.Packs, res.Unindexed, res.Indexed, res.Blobs, res.Condemned)
 	for _, d := range res.Damaged {
 		fmt.Printf("damaged, left alone: %s\n", d)
 	}
