@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -340,12 +339,6 @@ func (s *Server) enabledLocations(p *Policies) []string {
 	return out
 }
 
-func newID(prefix string, n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return prefix + strings.ToUpper(hex.EncodeToString(b))
-}
-
 func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	var req api.CreateBackupRequest
 	if err := decode(w, r, &req); err != nil {
@@ -418,7 +411,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 		req.Name = req.Type + "-manual-" + now.Format("20060102-1504")
 	}
 	est := s.estimate(r.Context(), comps, req.Type, len(locs)-1)
-	backupID, jobID := repository.NewBackupID(now), newID("BACKUP-JOB-", 3)
+	backupID, jobID := repository.NewBackupID(now), jobs.NewID("BACKUP-JOB-")
 	setTarget(r, backupID)
 	wreq := workflows.BackupRequest{JobID: jobID, BackupID: backupID, Name: req.Name, Type: req.Type,
 		Components: comps, Locations: locs, Compression: req.Compression, Verify: req.VerifyAfterCompletion,
@@ -618,7 +611,7 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "deleted", "backup_id": id, "locations": []string{}})
 		return nil
 	}
-	cleanupID := newID("CLEANUP-", 3)
+	cleanupID := jobs.NewID("CLEANUP-")
 	job, err := s.startCleanupJob(r, cleanupID, locs, []string{id}, false, "delete", nil, nil)
 	if err != nil {
 		return err

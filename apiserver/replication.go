@@ -10,6 +10,7 @@ import (
 
 	"backupd/api"
 	"backupd/codes"
+	"backupd/jobs"
 	"backupd/models"
 	"backupd/workflows"
 )
@@ -169,7 +170,7 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, resp)
 		return nil
 	}
-	repairID := newID("REPAIR-", 3)
+	repairID := jobs.NewID("REPAIR-")
 	jobID := "REPAIR-JOB-" + repairID[len("REPAIR-"):]
 	setTarget(r, repairID)
 	if err := s.Store.PutJob(r.Context(), &models.Job{ID: jobID, Type: "repair", Subtype: "3-2-1", Status: "queued",

@@ -19,6 +19,7 @@ import (
 	"backupd/activities"
 	"backupd/api"
 	"backupd/codes"
+	"backupd/jobs"
 	"backupd/models"
 	"backupd/restore"
 	"backupd/sources"
@@ -153,7 +154,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 		size = b.SizeBytes
 	}
 	now := time.Now().UTC()
-	restoreID, jobID := newID("RESTORE-", 3), newID("RESTORE-JOB-", 3)
+	restoreID, jobID := jobs.NewID("RESTORE-"), jobs.NewID("RESTORE-JOB-")
 	target := req.TargetLocation
 	if original || intoDB {
 		target = ""
@@ -351,7 +352,7 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	if req.ExtractTest {
 		checks = append(checks, "Extract test (restore into a scratch directory, every file verified)")
 	}
-	verID, jobID := newID("VERIFY-", 3), newID("VERIFY-JOB-", 3)
+	verID, jobID := jobs.NewID("VERIFY-"), jobs.NewID("VERIFY-JOB-")
 	size := b.CompressedBytes
 	dur := time.Duration(float64(size)*pct/100/150e6*float64(time.Second)) + 2*time.Second
 	if req.ExtractTest {

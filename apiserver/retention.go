@@ -12,6 +12,7 @@ import (
 
 	"backupd/activities"
 	"backupd/api"
+	"backupd/jobs"
 	"backupd/models"
 	"backupd/retention"
 	"backupd/workflows"
@@ -202,7 +203,7 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 			est += d.Bytes
 		}
 	}
-	cleanupID := newID("CLEANUP-", 3)
+	cleanupID := jobs.NewID("CLEANUP-")
 	if ignore {
 		setTarget(r, cleanupID+" (ignore_protected: protected backups may be removed)")
 	} else {

@@ -16,6 +16,7 @@ import (
 	"backupd/activities"
 	"backupd/api"
 	"backupd/codes"
+	"backupd/jobs"
 	"backupd/models"
 	"backupd/workflows"
 )
@@ -629,7 +630,7 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 	// No safety window: the collection itself reads, when it deletes, which
 	// jobs are writing to the location (their writer registrations), and
 	// keeps every pack they may need (repository/writers.go).
-	id := newID("CLEANUP-", 3)
+	id := jobs.NewID("CLEANUP-")
 	_, err = s.launchCleanup(ctx, "emergency", id, workflows.CleanupRequest{Locations: []string{name}, Subtype: "emergency",
 		Immediate: true, Plan: &activities.PlanInput{Targets: []string{name}}}, nil)
 	msg := fmt.Sprintf("Storage %s has %s free, under the emergency threshold %s: ", name, humanSize(max(free, 0)), rs.Rules.EmergencyCleanupThreshold)

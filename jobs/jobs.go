@@ -97,10 +97,16 @@ func (d display) apply(ctx context.Context, o *client.StartWorkflowOptions) {
 	}
 }
 
-func newJobID(prefix string) string {
-	b := make([]byte, 3)
+func newJobID(prefix string) string { return NewID(prefix + "-JOB-") }
+
+// NewID is prefix and 12 random upper-case hex digits: the ids of jobs,
+// restores, verifications, cleanups and repairs. 48 bits: a million ids
+// collide with odds of 1 in 500 (24 bits collided within a few thousand
+// jobs, and a job id that names two jobs resolves to the newer).
+func NewID(prefix string) string {
+	b := make([]byte, 6)
 	rand.Read(b)
-	return fmt.Sprintf("%s-JOB-%X", prefix, b)
+	return fmt.Sprintf("%s%X", prefix, b)
 }
 
 // BackupWorkflowID serialises backups of the same components on a host:

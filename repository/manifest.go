@@ -137,8 +137,8 @@ func NewBackupID(t time.Time) string {
 	return BackupIDWith(t, fmt.Sprintf("%x", randomBytes(6)))
 }
 
-// BackupIDWith is NewBackupID with the random part given (a durable job
-// takes it from its run's id, so that a replay makes the same id).
+// BackupIDWith is NewBackupID with the random part given (a scheduled
+// job draws it once and keeps it in its history, so replays agree).
 func BackupIDWith(t time.Time, random string) string {
 	return "backup-" + t.UTC().Format("20060102-150405") + "-" + random
 }

@@ -7,7 +7,6 @@ package workflows
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -136,21 +135,18 @@ type BackupOutcome struct {
 // again and skips everything already committed. Cancel stops the activity
 // within seconds and removes what the job wrote, on a disconnected context.
 func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, error) {
-	// Scheduled runs come without ids: derive them from the run, which
-	// replays identically.
-	info := workflow.GetInfo(ctx)
-	if req.JobID == "" {
-		req.JobID = "BACKUP-JOB-" + shortRunID(info.WorkflowExecution.RunID)
-		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrJobID.ValueSet(req.JobID))
-	}
-	if req.BackupID == "" {
-		random := strings.ToLower(shortRunID(info.WorkflowExecution.RunID)[:4])
-		// 48 bits rather than 16 (the same second's backups collided)
-		if workflow.GetVersion(ctx, "backup-id-48-bits", workflow.DefaultVersion, 1) >= 1 {
-			random = runIDBits(info.WorkflowExecution.RunID, 12)
+	// Scheduled runs come without ids: drawn once and kept in the
+	// history, so that replays (and resets) see the same ones.
+	if req.JobID == "" || req.BackupID == "" {
+		ids := scheduledIDs(ctx)
+		if req.JobID == "" {
+			req.JobID = "BACKUP-JOB-" + ids.job
+			_ = workflow.UpsertTypedSearchAttributes(ctx, AttrJobID.ValueSet(req.JobID))
 		}
-		req.BackupID = repository.BackupIDWith(workflow.Now(ctx), random)
-		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrBackupID.ValueSet(req.BackupID))
+		if req.BackupID == "" {
+			req.BackupID = repository.BackupIDWith(workflow.Now(ctx), ids.backup)
+			_ = workflow.UpsertTypedSearchAttributes(ctx, AttrBackupID.ValueSet(req.BackupID))
+		}
 	}
 	r := &backupRun{req: req}
 	out, err := r.run(ctx)

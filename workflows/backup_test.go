@@ -95,28 +95,42 @@ func TestBackupWorkflowCompletesAndReportsProgress(t *testing.T) {
 	}
 }
 
-// A scheduled run comes without ids; the backup id it makes from its run
-// carries 48 random bits of it (16 collided between runs of the same
-// second); the test environment's run id is not hex, a real one is.
-func TestScheduledBackupGetsAWideID(t *testing.T) {
-	env := newEnv(t)
-	var prepared activities.PrepareInput
-	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*backup.Plan, error) {
-		prepared = in
-		return plan(), nil
-	})
-	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(okComponent)
-	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
-	env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
-	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{BackupID: "backup-1", Passed: true}, nil)
-	scheduled := req
-	scheduled.JobID, scheduled.BackupID = "", ""
-	env.ExecuteWorkflow(BackupWorkflow, scheduled)
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
+// A scheduled run comes without ids: they are drawn once and kept in the
+// history. They used to be taken from the run id, but Temporal's run ids
+// are UUIDv7 (time first): every scheduled job started within 65 s got
+// the same job id. Two runs here share one run id, as two runs of the same
+// minute shared its first digits.
+func TestScheduledRunsGetTheirOwnIDs(t *testing.T) {
+	type ids struct{ JobID, BackupID string }
+	run := func() ids {
+		env := newEnv(t)
+		var prepared activities.PrepareInput
+		env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+			prepared = in
+			return plan(), nil
+		})
+		env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(okComponent)
+		env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
+		env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
+		env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{BackupID: "backup-1", Passed: true}, nil)
+		scheduled := req
+		scheduled.JobID, scheduled.BackupID = "", ""
+		env.ExecuteWorkflow(BackupWorkflow, scheduled)
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		var out BackupOutcome
+		env.GetWorkflowResult(&out)
+		got := ids{out.Progress.JobID, prepared.BackupID}
+		if !regexp.MustCompile(`^backup-\d{8}-\d{6}-[0-9a-f]{12}$`).MatchString(got.BackupID) ||
+			!regexp.MustCompile(`^BACKUP-JOB-[0-9A-F]{12}$`).MatchString(got.JobID) {
+			t.Fatalf("scheduled ids %+v", got)
+		}
+		return got
 	}
-	if !regexp.MustCompile(`^backup-\d{8}-\d{6}-[0-9a-z]{12}$`).MatchString(prepared.BackupID) {
-		t.Fatalf("scheduled backup id %q", prepared.BackupID)
+	one, two := run(), run()
+	if one.JobID == two.JobID || one.BackupID[23:] == two.BackupID[23:] {
+		t.Fatalf("two runs got the same ids: %q %q / %q %q", one.JobID, one.BackupID, two.JobID, two.BackupID)
 	}
 }
 

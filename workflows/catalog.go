@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -54,17 +56,39 @@ func awaitRecords(ctx workflow.Context, queue string, start workflow.Future, fin
 	_ = recordJob(dctx, queue, final).Get(dctx, nil)
 }
 
-// runIDBits is n lower-case hex digits of a run id (a random UUID), padded
-// with zeros if it is shorter.
-func runIDBits(runID string, n int) string {
-	s := strings.ToLower(strings.ReplaceAll(runID, "-", ""))
-	for len(s) < n {
-		s += "0"
-	}
-	return s[:n]
+// runIDs are the random parts of a scheduled run's ids.
+type runIDs struct {
+	job    string // 12 upper-case hex digits (8 from before "run-ids-drawn")
+	backup string // 12 lower-case hex digits (4 before)
 }
 
-func shortRunID(runID string) string { return strings.ToUpper(runIDBits(runID, 8)) }
+// scheduledIDs draws a scheduled run's ids once, in a side effect that
+// the history keeps. They used to be taken from the run id; but Temporal's
+// run ids are UUIDv7, whose first 48 bits are the start time in
+// milliseconds: every scheduled job started within 65 s got the same job
+// id, and backup ids carried no randomness (review). Runs recorded before
+// the change replay with the old derivation.
+func scheduledIDs(ctx workflow.Context) runIDs {
+	if workflow.GetVersion(ctx, "run-ids-drawn", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		short := shortRunID(workflow.GetInfo(ctx).WorkflowExecution.RunID)
+		return runIDs{job: short, backup: strings.ToLower(short[:4])}
+	}
+	var h string
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any {
+		b := make([]byte, 12)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}).Get(&h)
+	return runIDs{job: strings.ToUpper(h[:12]), backup: h[12:]}
+}
+
+func shortRunID(runID string) string {
+	s := strings.ToUpper(strings.ReplaceAll(runID, "-", ""))
+	for len(s) < 8 {
+		s += "0"
+	}
+	return s[:8]
+}
 
 // errorOf splits a workflow error into message and code: what a user
 // reads, never the SDK's wrapping (an activity error around an

@@ -338,8 +338,8 @@ type GCLocationOutcome struct {
 // CleanupWorkflow: forget the given backups (unless dry run) → garbage
 // collection per location (dry run: what would be freed, computed).
 func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome, error) {
-	if req.JobID == "" || req.CleanupID == "" { // scheduled: ids from the run
-		short := shortRunID(workflow.GetInfo(ctx).WorkflowExecution.RunID)
+	if req.JobID == "" || req.CleanupID == "" { // scheduled: ids drawn once
+		short := scheduledIDs(ctx).job
 		req.JobID, req.CleanupID = "CLEANUP-JOB-"+short, "CLEANUP-"+short
 		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrJobID.ValueSet(req.JobID))
 	}
