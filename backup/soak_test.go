@@ -166,18 +166,21 @@ func (s *soak) comps() []backup.Component {
 func (s *soak) backup(r *soakRepo, typ string) {
 	want := snapshotTree(s.t, s.src)
 	id := repository.NewBackupID(time.Now())
+	// the tag tells this backup's manifest from another's under the id
+	step := fmt.Sprint(len(s.steps))
 	repo, err := s.open(r)
 	if err == nil {
-		_, err = backup.Run(context.Background(), repo, backup.Options{ID: id, Type: typ, Components: s.comps(), Workers: 2})
+		_, err = backup.Run(context.Background(), repo, backup.Options{ID: id, Type: typ, Components: s.comps(), Workers: 2,
+			Tags: map[string]string{"step": step}})
 	}
 	s.note("backup", err)
-	origin := fmt.Sprintf("%s backup at step %d, error %v", typ, len(s.steps), err)
+	origin := fmt.Sprintf("%s backup at step %s, error %v", typ, step, err)
 	if err == nil {
 		r.model[id], r.origin[id] = want, origin
 		return
 	}
 	was := s.faults(false)
-	if _, lerr := s.mustOpen(r).LoadManifest(context.Background(), id); lerr == nil {
+	if m, lerr := s.mustOpen(r).LoadManifest(context.Background(), id); lerr == nil && m.Tags["step"] == step {
 		r.model[id], r.origin[id] = want, origin
 	}
 	s.faults(was)
@@ -260,7 +263,14 @@ func (s *soak) checkClean(r *soakRepo, why string, readData float64) {
 	defer s.faults(s.faults(false))
 	res, err := repository.Check(context.Background(), s.mustOpen(r), repository.CheckOptions{ReadDataPercent: readData})
 	if err != nil || !res.OK {
-		s.t.Fatalf("%s: check after %s: %v %+v\nsteps: %s", r.name, why, err, res, strings.Join(s.steps, "; "))
+		var origins []string
+		for id, o := range r.origin {
+			if res != nil && strings.Contains(fmt.Sprint(res.AffectedFiles), id+":") {
+				origins = append(origins, id+": "+o)
+			}
+		}
+		s.t.Fatalf("%s: check after %s: %v %+v\naffected backups: %s\nsteps: %s", r.name, why, err, res,
+			strings.Join(origins, "; "), strings.Join(s.steps, "; "))
 	}
 	// and the model's manifests are all there
 	for id := range r.model {
@@ -306,17 +316,21 @@ func (s *soak) emergency(r *soakRepo) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	delay := time.Duration(s.rng.Intn(3)) * time.Millisecond
+	var res *repository.GCResult
+	var gerr error
 	go func() {
 		defer wg.Done()
 		time.Sleep(delay)
 		repo, err := s.open(r)
 		if err == nil {
-			_, err = repository.GC(context.Background(), repo, repository.GCOptions{SafetyWindow: 0})
+			res, err = repository.GC(context.Background(), repo, repository.GCOptions{SafetyWindow: 0})
 		}
+		gerr = err
 		s.note("emergency gc", err)
 	}()
 	s.backup(r, backup.Incremental)
 	wg.Wait()
+	s.steps = append(s.steps, fmt.Sprintf("(gc %+v, error %v)", res, gerr))
 	s.checkClean(r, "emergency gc", 0)
 }
 
@@ -342,7 +356,8 @@ func (s *soak) copy(from, to *soakRepo) {
 		return
 	}
 	was := s.faults(false)
-	if _, lerr := s.mustOpen(to).LoadManifest(context.Background(), id); lerr == nil {
+	m, _ := s.mustOpen(from).LoadManifest(context.Background(), id)
+	if have, lerr := s.mustOpen(to).LoadManifest(context.Background(), id); lerr == nil && m != nil && have.SameBackup(m) {
 		to.model[id], to.origin[id] = from.model[id], "failed copy of "+from.name+"'s "+from.origin[id]
 	}
 	s.faults(was)
