@@ -50,6 +50,15 @@ var (
 	// the progress endpoints' status, and how an ended job ended
 	ProgressStatuses = []string{"queued", "in_progress", "paused", "completed", "failed"}
 	ProgressOutcomes = []string{"queued", "in_progress", "paused", "completed", "partial", "failed", "cancelled"}
+	// status, health (the overall level, gravest last), statistics' trends,
+	// and the delete, repair and pending report answers
+	SystemStatuses   = []string{"active", "degraded"}
+	SchedulerStates  = []string{"running", "no_workers", "unreachable"}
+	HealthLevels     = []string{"healthy", "degraded", "critical"}
+	TrendWords       = []string{"increasing", "decreasing", "stable", "insufficient_data"}
+	DeletionStatuses = []string{"deleted", "deletion_started"}
+	RepairStatuses   = []string{"dry_run", "nothing_to_do", "repair_started"}
+	ReportStates     = []string{"in_progress", "failed"}
 )
 
 // Enums names the lists for the enum tag.
@@ -73,6 +82,13 @@ var Enums = map[string][]string{
 	"job_status":       JobStatuses,
 	"progress_status":  ProgressStatuses,
 	"progress_outcome": ProgressOutcomes,
+	"system_status":    SystemStatuses,
+	"scheduler_state":  SchedulerStates,
+	"health_level":     HealthLevels,
+	"trend":            TrendWords,
+	"deletion_status":  DeletionStatuses,
+	"repair_status":    RepairStatuses,
+	"report_state":     ReportStates,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

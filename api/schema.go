@@ -27,8 +27,22 @@ func NewSchemas() *Schemas {
 }
 
 // Ref returns the schema of v's type (a $ref for a named struct),
-// adding what it needs to Defs.
-func (s *Schemas) Ref(v any) map[string]any { return s.of(reflect.TypeOf(v)) }
+// adding what it needs to Defs; a OneOf is each of its types' schemas.
+func (s *Schemas) Ref(v any) map[string]any {
+	if one, ok := v.(OneOf); ok {
+		refs := make([]any, len(one))
+		for i, x := range one {
+			refs[i] = s.Ref(x)
+		}
+		return map[string]any{"oneOf": refs}
+	}
+	return s.of(reflect.TypeOf(v))
+}
+
+// OneOf is an answer of one of several types (zero values of each), told
+// apart by their required fields: a report, or the job's state while
+// there is none yet.
+type OneOf []any
 
 // Name is the component name of a named struct type.
 func Name(v any) string {

@@ -392,13 +392,11 @@ func (s *Server) cleanupReport(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string) error {
 	rep, err := s.Store.GetReport(r.Context(), id)
 	if err == nil && rep.Kind == kind {
-		var body map[string]any
-		if err := json.Unmarshal(rep.Body, &body); err != nil {
+		out, err := storedReport(rep)
+		if err != nil {
 			return err
 		}
-		body["id"], body["status"], body["job_id"] = rep.ID, rep.Status, rep.JobID
-		body["created"] = rfc3339(rep.CreatedAt)
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
 	j, jerr := s.Store.GetJobByRef(r.Context(), kind, id)
@@ -412,11 +410,34 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string)
 	if j.Finished != nil {
 		status = "failed"
 	}
-	body := map[string]any{"id": id, "job_id": j.ID, "status": status, "backup_id": nilIfEmpty(j.BackupID),
-		"message": "the report is written when the job finishes", "progress": p.Percentage}
+	body := api.ReportPending{ID: id, JobID: j.ID, Status: status, BackupID: nilIfEmpty(j.BackupID),
+		Message: "the report is written when the job finishes", Progress: p.Percentage}
 	if j.Finished != nil && j.Error != "" {
-		body["error"] = jobError(j.ErrorCode, j.Error, nil)
+		body.Error = jobError(j.ErrorCode, j.Error, nil)
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil
+}
+
+// storedReport is a report as the job stored it, under its head.
+func storedReport(rep *models.Report) (any, error) {
+	head := api.ReportHead{ID: rep.ID, Status: rep.Status, JobID: rep.JobID, Created: rfc3339(rep.CreatedAt)}
+	switch rep.Kind {
+	case "verify":
+		var v api.VerifyReport
+		err := json.Unmarshal(rep.Body, &v)
+		v.ReportHead = head
+		return v, err
+	case "cleanup":
+		var v api.CleanupReport
+		err := json.Unmarshal(rep.Body, &v)
+		v.ReportHead = head
+		return v, err
+	case "repair":
+		var v api.RepairReport
+		err := json.Unmarshal(rep.Body, &v)
+		v.ReportHead = head
+		return v, err
+	}
+	return nil, fmt.Errorf("report %s: no answer for a report of kind %q", rep.ID, rep.Kind)
 }

@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"backupd/activities"
+	"backupd/api"
 )
 
 // RepairRequest re-copies backups to the locations the 3-2-1 policy says
@@ -16,18 +17,11 @@ type RepairRequest struct {
 }
 
 // RepairItem is one backup: where it is (healthy copies first) and where
-// it is missing.
-type RepairItem struct {
-	BackupID string   `json:"backup_id"`
-	Sources  []string `json:"sources"`
-	Missing  []string `json:"missing"`
-}
+// it is missing. The API answers it as it is (the plan, the report).
+type RepairItem = api.RepairItem
 
 // RepairOutcome says what was copied where, and what could not be.
-type RepairOutcome struct {
-	Copied map[string][]string `json:"copied"` // backup -> locations it now has
-	Failed map[string]string   `json:"failed"` // "backup -> location" -> why
-}
+type RepairOutcome = api.RepairOutcome
 
 // RepairWorkflow copies each backup to each location it is missing from,
 // from the first source that reads back whole (a copy verifies every blob

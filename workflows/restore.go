@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 )
 
@@ -318,22 +319,11 @@ type CleanupRequest struct {
 	PerLocation map[string][]string `json:"per_location,omitempty"`
 }
 
-// CleanupOutcome reports per location.
-type CleanupOutcome struct {
-	Removed map[string][]string          `json:"removed"`
-	GC      map[string]GCLocationOutcome `json:"gc"`
-}
+// CleanupOutcome reports per location (the cleanup report's outcome).
+type CleanupOutcome = api.CleanupOutcome
 
 // GCLocationOutcome is one location's garbage collection.
-type GCLocationOutcome struct {
-	Packs      int   `json:"packs"`
-	Deleted    int   `json:"deleted"`
-	BytesFreed int64 `json:"bytes_freed"`
-	Condemned  int   `json:"condemned"`
-	// UnreferencedBytes: what the removed backups free in all (a dry run:
-	// would free), now or after the safety window.
-	UnreferencedBytes int64 `json:"unreferenced_bytes"`
-}
+type GCLocationOutcome = api.GCLocationOutcome
 
 // CleanupWorkflow: forget the given backups (unless dry run) → garbage
 // collection per location (dry run: what would be freed, computed).
