@@ -18,7 +18,7 @@ type BackupProgressMessage struct {
 	Status           string                      `json:"status" doc:"the job's status"`
 	Timestamp        string                      `json:"timestamp" format:"date-time"`
 	Waiting          string                      `json:"waiting,omitempty" doc:"what the job waits for, when it waits"`
-	Locations        map[string]LocationProgress `json:"locations,omitempty" doc:"each storage location's state in the job"`
+	Locations        map[string]LocationProgress `json:"locations" doc:"each storage location's state in the job"`
 	Details          BackupProgressDetails       `json:"details" required:"true"`
 }
 
@@ -64,7 +64,7 @@ type RestoreProgressMessage struct {
 	Status           string                      `json:"status"`
 	Timestamp        string                      `json:"timestamp" format:"date-time"`
 	Waiting          string                      `json:"waiting,omitempty"`
-	Locations        map[string]LocationProgress `json:"locations,omitempty" doc:"each storage location's state in the job"`
+	Locations        map[string]LocationProgress `json:"locations" doc:"each storage location's state in the job"`
 	Details          RestoreProgressDetails      `json:"details" required:"true"`
 }
 
@@ -92,22 +92,28 @@ type JobCompleteMessage struct {
 
 // JobCompleteDetails describe what a finished job did.
 type JobCompleteDetails struct {
-	Duration            string   `json:"duration" required:"true" example:"\"30m 15s\""`
-	DurationSeconds     float64  `json:"duration_seconds"`
-	Error               string   `json:"error,omitempty"`
-	ErrorCode           string   `json:"error_code,omitempty"`
-	BackupID            string   `json:"backup_id,omitempty"`
-	Size                string   `json:"size,omitempty" example:"\"50 GB\""`
-	SizeBytes           int64    `json:"size_bytes,omitempty"`
-	CompressedSize      string   `json:"compressed_size,omitempty" example:"\"24 GB\""`
-	CompressedSizeBytes int64    `json:"compressed_size_bytes,omitempty"`
-	AddedSize           string   `json:"added_size,omitempty" doc:"new data the backup stored (after deduplication)"`
-	AddedSizeBytes      int64    `json:"added_size_bytes,omitempty"`
-	StorageLocations    []string `json:"storage_locations,omitempty" example:"[\"local\",\"cloud\"]"`
-	RestoreID           string   `json:"restore_id,omitempty"`
-	VerificationID      string   `json:"verification_id,omitempty"`
-	CleanupID           string   `json:"cleanup_id,omitempty"`
-	RepairID            string   `json:"repair_id,omitempty"`
+	Duration        string  `json:"duration" required:"true" example:"\"30m 15s\""`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Error           string  `json:"error,omitempty"`
+	ErrorCode       string  `json:"error_code,omitempty"`
+	BackupID        string  `json:"backup_id,omitempty"`
+	*BackupOutcome
+	RestoreID      *string `json:"restore_id,omitempty"`
+	VerificationID *string `json:"verification_id,omitempty"`
+	CleanupID      *string `json:"cleanup_id,omitempty"`
+	RepairID       *string `json:"repair_id,omitempty"`
+}
+
+// BackupOutcome is what a finished backup job stored (absent for other
+// jobs).
+type BackupOutcome struct {
+	Size                string   `json:"size" example:"\"50 GB\""`
+	SizeBytes           int64    `json:"size_bytes"`
+	CompressedSize      string   `json:"compressed_size" example:"\"24 GB\""`
+	CompressedSizeBytes int64    `json:"compressed_size_bytes"`
+	AddedSize           string   `json:"added_size" doc:"new data the backup stored (after deduplication)"`
+	AddedSizeBytes      int64    `json:"added_size_bytes"`
+	StorageLocations    []string `json:"storage_locations" example:"[\"local\",\"cloud\"]"`
 }
 
 // StorageAlertMessage is "storage_alert".
@@ -124,7 +130,7 @@ type StorageAlertMessage struct {
 // StorageAlertDetails are a location's figures when the alert was raised.
 type StorageAlertDetails struct {
 	Available      string `json:"available" required:"true" example:"\"250 GB\""`
-	AvailableBytes int64  `json:"available_bytes,omitempty"`
+	AvailableBytes *int64 `json:"available_bytes,omitempty" doc:"an emergency cleanup's alert"`
 	Used           string `json:"used" required:"true" example:"\"750 GB\""`
 	UsedBytes      int64  `json:"used_bytes"`
 	Total          string `json:"total" required:"true" example:"\"1 TB\""`

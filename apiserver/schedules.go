@@ -501,9 +501,9 @@ func isNotFound(err error) bool {
 	return strings.Contains(strings.ToLower(err.Error()), "not found")
 }
 
-func scheduleEvent(event string, sc *models.Schedule, msg string, next *time.Time) map[string]any {
-	return map[string]any{"type": "schedule_event", "event": event, "schedule_id": sc.ID, "message": msg,
-		"timestamp": rfc3339(time.Now()), "next_execution": rfc3339p(next)}
+func scheduleEvent(event string, sc *models.Schedule, msg string, next *time.Time) api.ScheduleEventMessage {
+	return api.ScheduleEventMessage{Type: "schedule_event", Event: event, ScheduleID: sc.ID, Message: msg,
+		Timestamp: rfc3339(time.Now()), NextExecution: rfc3339ptr(next)}
 }
 
 // scheduleOf loads the schedule the path names.
