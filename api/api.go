@@ -45,7 +45,7 @@ var (
 	JobControls     = []string{"paused", "resumed"}
 	ScheduleSaves   = []string{"created", "updated"}
 	ScheduleActions = []string{"deleted", "triggered"}
-	JobTypes        = []string{"backup", "restore", "verify", "cleanup", "repair"}
+	JobTypes        = []string{string(JobBackup), string(JobRestore), string(JobVerify), string(JobCleanup), string(JobRepair)}
 	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
 	// the progress endpoints' status, and how an ended job ended
 	ProgressStatuses = []string{"queued", "in_progress", "paused", "completed", "failed"}
@@ -59,6 +59,21 @@ var (
 	DeletionStatuses = []string{"deleted", "deletion_started"}
 	RepairStatuses   = []string{"dry_run", "nothing_to_do", "repair_started"}
 	ReportStates     = []string{"in_progress", "failed"}
+)
+
+// JobType is what a job does: the jobs list's type, a job_complete's
+// operation, a job row's and a report's kind in the catalog, the Temporal
+// search attribute BackupdJobType. Its words are the constants below (the
+// one place they are written) and JobTypes lists them.
+type JobType string
+
+// The job types.
+const (
+	JobBackup  JobType = "backup"
+	JobRestore JobType = "restore"
+	JobVerify  JobType = "verify"
+	JobCleanup JobType = "cleanup"
+	JobRepair  JobType = "repair"
 )
 
 // Enums names the lists for the enum tag.

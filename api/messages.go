@@ -83,7 +83,7 @@ type JobCompleteMessage struct {
 	Type      string             `json:"type" required:"true" const:"job_complete"`
 	JobID     string             `json:"job_id" required:"true"`
 	Status    string             `json:"status" required:"true" enum:"job_outcome"`
-	Operation string             `json:"operation" required:"true" doc:"the job's type" example:"\"backup\""`
+	Operation JobType            `json:"operation" required:"true" enum:"job_type" doc:"the job's type"`
 	Message   string             `json:"message" required:"true" example:"\"Backup completed successfully\""`
 	Details   JobCompleteDetails `json:"details" required:"true"`
 	Error     *JobError          `json:"error,omitempty" doc:"why a failed or partial job failed"`

@@ -288,7 +288,7 @@ type Rollback struct {
 // JobView is one job in GET /backup/jobs.
 type JobView struct {
 	ID                  string    `json:"id" required:"true" example:"\"BACKUP-JOB-9921X\""`
-	Type                string    `json:"type" required:"true" enum:"job_type"`
+	Type                JobType   `json:"type" required:"true" enum:"job_type"`
 	Subtype             string    `json:"subtype" required:"true" example:"\"manual_full\""`
 	Status              string    `json:"status" required:"true" enum:"job_status"`
 	Progress            int       `json:"progress" required:"true" minimum:"0" maximum:"100"`

@@ -419,7 +419,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	// the rows first, so a job that finishes at once finds them; they go
 	// again if the start is refused
-	job := &models.Job{ID: jobID, Type: "backup", Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID,
+	job := &models.Job{ID: jobID, Type: api.JobBackup, Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID,
 		Name: req.Name, User: user(r), Started: now, EstimatedBytes: est.bytes, EstimatedSeconds: est.duration.Seconds(),
 		Request: models.ToJSON(req)}
 	row := &models.Backup{ID: backupID, Name: req.Name, Description: req.Description, Type: req.Type, Status: workflows.StatusInProgress,

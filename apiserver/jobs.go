@@ -98,7 +98,7 @@ func apiStatus(wfStatus string) (status, outcome string) {
 }
 
 // refKey names each job type's own id in answers and messages.
-var refKey = map[string]string{"restore": "restore_id", "verify": "verification_id", "cleanup": "cleanup_id", "repair": "repair_id"}
+var refKey = map[api.JobType]string{api.JobRestore: "restore_id", api.JobVerify: "verification_id", api.JobCleanup: "cleanup_id", api.JobRepair: "repair_id"}
 
 // jobStatus maps a workflow status to the jobs list's vocabulary.
 func jobStatus(wfStatus string) string { return workflows.JobStatus(wfStatus) }
@@ -186,7 +186,7 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) *api.JobProg
 }
 
 // findJob resolves the job the progress endpoints are asked about.
-func (s *Server) findJob(ctx context.Context, kind, jobID, refID string) (*models.Job, error) {
+func (s *Server) findJob(ctx context.Context, kind api.JobType, jobID, refID string) (*models.Job, error) {
 	var j *models.Job
 	var err error
 	switch {
@@ -225,7 +225,7 @@ func (s *Server) backupProgress(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "job_id", "backup_id"); err != nil {
 		return err
 	}
-	j, err := s.findJob(r.Context(), "backup", q.Get("job_id"), q.Get("backup_id"))
+	j, err := s.findJob(r.Context(), api.JobBackup, q.Get("job_id"), q.Get("backup_id"))
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "job_id", "restore_id"); err != nil {
 		return err
 	}
-	j, err := s.findJob(r.Context(), "restore", q.Get("job_id"), q.Get("restore_id"))
+	j, err := s.findJob(r.Context(), api.JobRestore, q.Get("job_id"), q.Get("restore_id"))
 	if err != nil {
 		return err
 	}
@@ -277,9 +277,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "status", "type", "limit", "page_size", "page"); err != nil {
 		return err
 	}
-	f := models.JobFilter{Type: q.Get("type")}
+	f := models.JobFilter{Type: api.JobType(q.Get("type"))}
 	if f.Type != "" {
-		if err := oneOf("type", f.Type, jobTypes...); err != nil {
+		if err := oneOf("type", string(f.Type), jobTypes...); err != nil {
 			return err
 		}
 	}
@@ -345,7 +345,7 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) api.JobView {
 		v.Status = jobStatus(p.Status)
 		v.Progress = int(math.Round(f.Percent))
 		v.Cancelable = true
-		pausable := j.Type == "backup"
+		pausable := j.Type == api.JobBackup
 		v.Pausable = &pausable
 		if f.ETA > 0 {
 			v.EstimatedCompletion = specTime(time.Now().Add(f.ETA))
@@ -404,8 +404,8 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st := stateOf(r)
-	if (j.Type == "restore" || j.Type == "cleanup") && st.token.Role != "admin" {
-		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: "cancelling a " + j.Type + " job needs the admin role"}
+	if (j.Type == api.JobRestore || j.Type == api.JobCleanup) && st.token.Role != "admin" {
+		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: "cancelling a " + string(j.Type) + " job needs the admin role"}
 	}
 	handle := &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID}
 	if err := s.Jobs.Cancel(r.Context(), handle); err != nil {
@@ -443,7 +443,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, api.CancelResponse{
 		Status: status, JobID: j.ID, Message: msg, Reason: req.Reason,
-		CleanupPerformed: closed && status == "cancelled", PartialDataRemoved: closed && status == "cancelled" && j.Type == "backup",
+		CleanupPerformed: closed && status == "cancelled", PartialDataRemoved: closed && status == "cancelled" && j.Type == api.JobBackup,
 		CanRestart: true,
 		RestartInfo: api.RestartInfo{Possible: true,
 			Recommendation: "Start the job again when ready; a new backup reuses every chunk already stored"},
@@ -469,7 +469,7 @@ func (s *Server) signalJob(w http.ResponseWriter, r *http.Request, pause bool) e
 	if err != nil {
 		return err
 	}
-	if j.Type != "backup" {
+	if j.Type != api.JobBackup {
 		return conflict(codes.JobNotFound, "only backup jobs can be paused; %s is a %s job", j.ID, j.Type)
 	}
 	handle := &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID}

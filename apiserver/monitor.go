@@ -288,7 +288,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 		recs = append(recs, "Create a backup schedule (POST /backup/schedules)")
 	}
 	if unverified, err := s.Store.BackupTotals(ctx, models.BackupFilter{Status: workflows.StatusCompleted}); err == nil && unverified.Total > 0 {
-		if last, err := s.Store.LatestReport(ctx, "verify"); err != nil || time.Since(last.CreatedAt) > 30*24*time.Hour {
+		if last, err := s.Store.LatestReport(ctx, api.JobVerify); err != nil || time.Since(last.CreatedAt) > 30*24*time.Hour {
 			recs = append(recs, "Verify a backup with verify_checksum and extract_test: none was verified in the last 30 days")
 		}
 	}

@@ -161,7 +161,7 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 	repairID := newID("REPAIR-", 3)
 	jobID := "REPAIR-JOB-" + repairID[len("REPAIR-"):]
 	setTarget(r, repairID)
-	if err := s.Store.PutJob(r.Context(), &models.Job{ID: jobID, Type: "repair", Subtype: "3-2-1", Status: "queued",
+	if err := s.Store.PutJob(r.Context(), &models.Job{ID: jobID, Type: api.JobRepair, Subtype: "3-2-1", Status: "queued",
 		RefID: repairID, User: user(r), Started: time.Now().UTC(), Request: models.ToJSON(items)}); err != nil {
 		return err
 	}
@@ -180,5 +180,5 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) repairReport(w http.ResponseWriter, r *http.Request) error {
-	return s.report(w, r, "repair", muxVar(r, "repair_id"))
+	return s.report(w, r, api.JobRepair, muxVar(r, "repair_id"))
 }

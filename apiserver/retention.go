@@ -33,7 +33,7 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.RetentionConfig{RetentionPolicies: rs.Policy, CleanupRules: rs.Rules, ProtectedBackups: nonNil(prot),
 		NextCleanup: rfc3339ptr(s.nextOf(r.Context(), s.Temporal.ScheduleClient().GetHandle(r.Context(), cleanupScheduleID)))}
-	if rep, err := s.Store.LatestReport(r.Context(), "cleanup"); err == nil {
+	if rep, err := s.Store.LatestReport(r.Context(), api.JobCleanup); err == nil {
 		var body struct {
 			DryRun  bool                      `json:"dry_run"`
 			Outcome *workflows.CleanupOutcome `json:"outcome"`
@@ -233,7 +233,7 @@ func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []
 func (s *Server) launchCleanup(ctx context.Context, who, cleanupID string, req workflows.CleanupRequest, decisions []retention.Line) (string, error) {
 	jobID := "CLEANUP-JOB-" + strings.TrimPrefix(cleanupID, "CLEANUP-")
 	locs, ids, dry, subtype := req.Locations, req.BackupIDs, req.DryRun, req.Subtype
-	job := &models.Job{ID: jobID, Type: "cleanup", Subtype: subtype, Status: "queued", RefID: cleanupID, User: who,
+	job := &models.Job{ID: jobID, Type: api.JobCleanup, Subtype: subtype, Status: "queued", RefID: cleanupID, User: who,
 		Started: time.Now().UTC(), Request: models.ToJSON(map[string]any{"locations": locs, "backup_ids": ids, "dry_run": dry})}
 	if len(ids) == 1 {
 		job.BackupID = ids[0]

@@ -154,7 +154,7 @@ func (s *Server) scheduleOptions(sc *models.Schedule) (client.ScheduleSpec, *cli
 			OnWarning: sc.Notifications["on_warning"]}}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-backup:" + sc.ID, Workflow: "BackupWorkflow", Args: []any{req},
 		TaskQueue: s.Cfg.Temporal.TaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("backup"),
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet(string(api.JobBackup)),
 			workflows.AttrScheduleID.ValueSet(sc.ID), workflows.AttrStatus.ValueSet(workflows.StatusPending),
 			workflows.AttrComponents.ValueSet(sc.Components))}
 	return spec, act, nil
@@ -380,7 +380,7 @@ func (s *Server) EnsureCleanupSchedule(ctx context.Context) (*time.Time, error) 
 	}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-cleanup", Workflow: "CleanupWorkflow", TaskQueue: s.Cfg.Temporal.TaskQueue,
 		Args: []any{creq},
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("cleanup"),
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet(string(api.JobCleanup)),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending))}
 	paused := !r.AutoCleanup || r.CleanupSchedule == "disabled"
 	hd, err := s.upsertTemporalSchedule(ctx, cleanupScheduleID, client.ScheduleSpec{Calendars: []client.ScheduleCalendarSpec{cal},

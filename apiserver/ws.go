@@ -391,7 +391,7 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 		s.Hub.untrack(id) // job_complete comes from the catalog record
 		return
 	}
-	if !anyone || (j.Type != "backup" && j.Type != "restore") {
+	if !anyone || (j.Type != api.JobBackup && j.Type != api.JobRestore) {
 		return
 	}
 	p := s.liveProgress(ctx, j)
@@ -442,13 +442,13 @@ func progressMessage(j *models.Job, p *workflows.Progress) (msg any, key string)
 	locs := locationsOf(p)
 	lj, _ := json.Marshal(locs) // by value (its counts are pointers)
 	var files any               // a restore's files restored
-	if j.Type == "restore" {
+	if j.Type == api.JobRestore {
 		files = p.Files
 	}
 	key = fmt.Sprint(f.Percent, p.CurrentOperation, p.CurrentComponent, f.Processed, files, p.Paused, string(lj))
 	eta, etaSeconds := hms(f.ETA), math.Round(f.ETA.Seconds())
 	status, now := jobStatus(p.Status), rfc3339(time.Now())
-	if j.Type == "restore" {
+	if j.Type == api.JobRestore {
 		return api.RestoreProgressMessage{Type: "restore_progress", JobID: j.ID, RestoreID: j.RefID, BackupID: j.BackupID,
 			Progress: f.Percent, CurrentOperation: p.CurrentOperation, CurrentComponent: p.CurrentComponent,
 			ETA: eta, ETASeconds: etaSeconds, Status: status, Timestamp: now, Waiting: p.Waiting, Locations: locs,
@@ -496,7 +496,7 @@ func (s *Server) logJob(rec activities.JobRecord) {
 // job is followed, a finished one announced.
 func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	s.Metrics.jobRecorded(rec)
-	withProgress := rec.Type == "backup" || rec.Type == "restore"
+	withProgress := rec.Type == api.JobBackup || rec.Type == api.JobRestore
 	j := &models.Job{ID: rec.JobID, Type: rec.Type, RefID: rec.RefID, BackupID: rec.BackupID}
 	s.logJob(rec)
 	if rec.Finished == nil {
@@ -507,7 +507,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 				s.Hub.Broadcast(msg)
 			}
 		}
-		if rec.ScheduleID != "" && rec.Type == "backup" {
+		if rec.ScheduleID != "" && rec.Type == api.JobBackup {
 			s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_started", ScheduleID: rec.ScheduleID,
 				Message: "Scheduled backup " + rec.BackupID + " started (job " + rec.JobID + ")", Timestamp: rfc3339(time.Now()),
 				JobID: rec.JobID, BackupID: rec.BackupID})
@@ -525,7 +525,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	status := completionStatus(rec.Status)
 	d := rec.Finished.Sub(rec.Started)
 	details := api.JobCompleteDetails{Duration: humanDuration(d), DurationSeconds: math.Round(d.Seconds()), BackupID: rec.BackupID}
-	msg := fmt.Sprintf("%s %s", strings.ToUpper(rec.Type[:1])+rec.Type[1:], map[string]string{
+	msg := fmt.Sprintf("%s %s", strings.ToUpper(string(rec.Type[:1]))+string(rec.Type[1:]), map[string]string{
 		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled"}[status])
 	var jerr *api.JobError
 	if rec.Error != "" && status != "cancelled" {
@@ -690,7 +690,7 @@ func (s *Server) checkSchedules(ctx context.Context) {
 		}
 		for i := prev; i < n; i++ {
 			msg := "A run of schedule " + sc.ID + " was skipped: its previous backup was still running (BACKUP_002)"
-			s.Store.PutJob(ctx, &models.Job{ID: fmt.Sprintf("SKIPPED-%s-%d", sc.ID, i+1), Type: "backup",
+			s.Store.PutJob(ctx, &models.Job{ID: fmt.Sprintf("SKIPPED-%s-%d", sc.ID, i+1), Type: api.JobBackup,
 				Subtype: "scheduled_" + sc.Type, Status: "skipped", ScheduleID: sc.ID, Name: sc.Name, User: "scheduler",
 				Started: now, Finished: &now, Error: msg, ErrorCode: string(codes.AlreadyInProgress)})
 			s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_skipped", ScheduleID: sc.ID,

@@ -27,13 +27,13 @@ type RepairOutcome = api.RepairOutcome
 // from the first source that reads back whole (a copy verifies every blob
 // it reads, so a damaged source fails and the next is tried).
 func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, error) {
-	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "repair", CurrentOperation: "replicating",
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: api.JobRepair, CurrentOperation: "replicating",
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
 	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	start := recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "repair", req.JobID, req.RepairID, "", p))
+	start := recordJob(ctx, req.CatalogQueue, otherRecord(ctx, api.JobRepair, req.JobID, req.RepairID, "", p))
 	out := &RepairOutcome{Copied: map[string][]string{}, Failed: map[string]string{}}
 	for i, it := range req.Items {
 		p.CurrentComponent = it.BackupID
@@ -68,7 +68,7 @@ func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, er
 		status = StatusFailed
 	}
 	_ = finish(ctx, p, status, nil)
-	rec := otherRecord(ctx, "repair", req.JobID, req.RepairID, "", p)
+	rec := otherRecord(ctx, api.JobRepair, req.JobID, req.RepairID, "", p)
 	rec.Added = out.Copied
 	rec.Report = rawJSON(map[string]any{"repair_id": req.RepairID, "items": req.Items, "outcome": out, "status": JobStatus(status)})
 	awaitRecords(ctx, req.CatalogQueue, start, rec)
