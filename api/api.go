@@ -9,7 +9,8 @@
 //
 // Tags read by the reflector (schema.go), beside encoding/json's:
 //
-//	required:"true"      the field must be present
+//	required:"true"      the field must be present (not within an embedded
+//	                     pointer: such a group of fields may be absent)
 //	enum:"name"          one of Enums[name]
 //	minimum, maximum     numeric limits (inclusive)
 //	minLength, maxLength string length limits

@@ -110,12 +110,7 @@ type StatusLocation struct {
 // StatusSpace is a reachable location's space in GET /backup/status
 // (absent when the location cannot be reached).
 type StatusSpace struct {
-	Available      string `json:"available" doc:"unlimited when the location has no total" example:"\"500 GB\""`
-	AvailableBytes *int64 `json:"available_bytes,omitempty"`
-	Used           string `json:"used" example:"\"150 GB\""`
-	UsedBytes      int64  `json:"used_bytes"`
-	Total          string `json:"total" doc:"unlimited when the location has no total" example:"\"650 GB\""`
-	TotalBytes     *int64 `json:"total_bytes,omitempty"`
+	Space
 	*UsageFigures
 }
 

@@ -287,20 +287,17 @@ type Rollback struct {
 
 // JobView is one job in GET /backup/jobs.
 type JobView struct {
-	ID                  string    `json:"id" required:"true" example:"\"BACKUP-JOB-9921X\""`
-	Type                JobType   `json:"type" required:"true" enum:"job_type"`
-	Subtype             string    `json:"subtype" required:"true" example:"\"manual_full\""`
-	Status              string    `json:"status" required:"true" enum:"job_status"`
-	Progress            int       `json:"progress" required:"true" minimum:"0" maximum:"100"`
-	Started             string    `json:"started" example:"\"2025-03-15 14:30:00\""`
-	StartedRFC3339      string    `json:"started_rfc3339" format:"date-time"`
-	User                string    `json:"user" required:"true"`
-	Name                string    `json:"name"`
-	BackupID            string    `json:"backup_id,omitempty"`
-	RestoreID           string    `json:"restore_id,omitempty"`
-	VerificationID      string    `json:"verification_id,omitempty"`
-	CleanupID           string    `json:"cleanup_id,omitempty"`
-	RepairID            string    `json:"repair_id,omitempty"`
+	ID             string  `json:"id" required:"true" example:"\"BACKUP-JOB-9921X\""`
+	Type           JobType `json:"type" required:"true" enum:"job_type"`
+	Subtype        string  `json:"subtype" required:"true" example:"\"manual_full\""`
+	Status         string  `json:"status" required:"true" enum:"job_status"`
+	Progress       int     `json:"progress" required:"true" minimum:"0" maximum:"100"`
+	Started        string  `json:"started" example:"\"2025-03-15 14:30:00\""`
+	StartedRFC3339 string  `json:"started_rfc3339" format:"date-time"`
+	User           string  `json:"user" required:"true"`
+	Name           string  `json:"name"`
+	BackupID       string  `json:"backup_id,omitempty"`
+	JobRefs
 	ScheduleID          string    `json:"schedule_id,omitempty"`
 	Cancelable          bool      `json:"cancelable"`
 	Pausable            *bool     `json:"pausable,omitempty" doc:"running jobs: backups can be paused"`

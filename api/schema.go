@@ -107,12 +107,14 @@ func (s *Schemas) of(t reflect.Type) map[string]any {
 
 // object is a struct's schema: its JSON fields (embedded structs'
 // fields inline), closed to others, as the server refuses unknown fields.
+// An embedded pointer is a group of fields sent together or not at all:
+// none of them is required.
 func (s *Schemas) object(t reflect.Type) map[string]any {
 	props := map[string]any{}
 	var required []string
 	var additional any = false
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
+	var walk func(t reflect.Type, optional bool)
+	walk = func(t reflect.Type, optional bool) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			if !f.IsExported() {
@@ -121,12 +123,12 @@ func (s *Schemas) object(t reflect.Type) map[string]any {
 			tag := f.Tag.Get("json")
 			name, _, _ := strings.Cut(tag, ",")
 			if f.Anonymous && name == "" {
-				et := f.Type
+				et, group := f.Type, false
 				if et.Kind() == reflect.Pointer {
-					et = et.Elem()
+					et, group = et.Elem(), true
 				}
 				if et.Kind() == reflect.Struct {
-					walk(et)
+					walk(et, optional || group)
 					continue
 				}
 			}
@@ -156,12 +158,12 @@ func (s *Schemas) object(t reflect.Type) map[string]any {
 				annotate(fs, f)
 			}
 			props[name] = fs
-			if f.Tag.Get("required") == "true" {
+			if f.Tag.Get("required") == "true" && !optional {
 				required = append(required, name)
 			}
 		}
 	}
-	walk(t)
+	walk(t, false)
 	out := map[string]any{"type": "object", "properties": props, "additionalProperties": additional}
 	if required != nil {
 		out["required"] = required

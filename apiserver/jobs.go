@@ -97,8 +97,25 @@ func apiStatus(wfStatus string) (status, outcome string) {
 	return "in_progress", "in_progress"
 }
 
-// refKey names each job type's own id in answers and messages.
-var refKey = map[api.JobType]string{api.JobRestore: "restore_id", api.JobVerify: "verification_id", api.JobCleanup: "cleanup_id", api.JobRepair: "repair_id"}
+// jobRefs puts a job's own id (RefID) under its type's name: in the jobs
+// list when it has one, in job_complete even when empty (always).
+func jobRefs(typ api.JobType, id string, always bool) api.JobRefs {
+	var r api.JobRefs
+	if id == "" && !always {
+		return r
+	}
+	switch typ {
+	case api.JobRestore:
+		r.RestoreID = &id
+	case api.JobVerify:
+		r.VerificationID = &id
+	case api.JobCleanup:
+		r.CleanupID = &id
+	case api.JobRepair:
+		r.RepairID = &id
+	}
+	return r
+}
 
 // jobStatus maps a workflow status to the jobs list's vocabulary.
 func jobStatus(wfStatus string) string { return workflows.JobStatus(wfStatus) }
@@ -328,17 +345,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) jobView(ctx context.Context, j *models.Job) api.JobView {
 	v := api.JobView{ID: j.ID, Type: j.Type, Subtype: j.Subtype, Status: j.Status,
 		Progress: int(math.Round(j.Progress)), Started: specTime(j.Started), StartedRFC3339: rfc3339(j.Started),
-		User: j.User, Name: j.Name, BackupID: j.BackupID, ScheduleID: j.ScheduleID}
-	switch refKey[j.Type] {
-	case "restore_id":
-		v.RestoreID = j.RefID
-	case "verification_id":
-		v.VerificationID = j.RefID
-	case "cleanup_id":
-		v.CleanupID = j.RefID
-	case "repair_id":
-		v.RepairID = j.RefID
-	}
+		User: j.User, Name: j.Name, BackupID: j.BackupID, ScheduleID: j.ScheduleID, JobRefs: jobRefs(j.Type, j.RefID, false)}
 	if j.Finished == nil {
 		p := s.liveProgress(ctx, j)
 		f := figures(j, p)

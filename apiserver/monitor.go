@@ -73,15 +73,14 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 			out.Health, out.Error = "unreachable", err.Error()
 			healthy = false
 		} else {
-			sp := &api.StatusSpace{Used: humanSize(c.UsedBytes), UsedBytes: c.UsedBytes,
-				UsageFigures: usageFields(s.locationUsage(ctx, name), quotas[name])}
+			sp := api.Space{Used: humanSize(c.UsedBytes), UsedBytes: c.UsedBytes}
 			if c.TotalBytes >= 0 {
 				sp.Total, sp.TotalBytes = humanSize(c.TotalBytes), ptr(c.TotalBytes)
 				sp.Available, sp.AvailableBytes = humanSize(c.FreeBytes), ptr(c.FreeBytes)
 			} else {
 				sp.Total, sp.Available = "unlimited", "unlimited"
 			}
-			out.StatusSpace = sp
+			out.StatusSpace = &api.StatusSpace{Space: sp, UsageFigures: usageFields(s.locationUsage(ctx, name), quotas[name])}
 			out.Health = "good"
 		}
 		storageOut[name] = out

@@ -438,7 +438,6 @@ func recordProgress(rec activities.JobRecord) *workflows.Progress {
 // sent again within 5 s).
 func progressMessage(j *models.Job, p *workflows.Progress) (msg any, key string) {
 	f := figures(j, p)
-	sp := humanSize(int64(f.BytesPerSecond)) + "/s"
 	locs := locationsOf(p)
 	lj, _ := json.Marshal(locs) // by value (its counts are pointers)
 	var files any               // a restore's files restored
@@ -446,22 +445,19 @@ func progressMessage(j *models.Job, p *workflows.Progress) (msg any, key string)
 		files = p.Files
 	}
 	key = fmt.Sprint(f.Percent, p.CurrentOperation, p.CurrentComponent, f.Processed, files, p.Paused, string(lj))
-	eta, etaSeconds := hms(f.ETA), math.Round(f.ETA.Seconds())
-	status, now := jobStatus(p.Status), rfc3339(time.Now())
+	head := api.ProgressFields{JobID: j.ID, Progress: f.Percent, CurrentOperation: p.CurrentOperation,
+		CurrentComponent: p.CurrentComponent, ETA: hms(f.ETA), ETASeconds: math.Round(f.ETA.Seconds()),
+		Status: jobStatus(p.Status), Timestamp: rfc3339(time.Now()), Waiting: p.Waiting, Locations: locs}
+	transfer := api.TransferFigures{Speed: humanSize(int64(f.BytesPerSecond)) + "/s",
+		BytesProcessedBytes: f.Processed, BytesTotalBytes: f.Total, SpeedBytesPerSecond: math.Round(f.BytesPerSecond)}
 	if j.Type == api.JobRestore {
-		return api.RestoreProgressMessage{Type: "restore_progress", JobID: j.ID, RestoreID: j.RefID, BackupID: j.BackupID,
-			Progress: f.Percent, CurrentOperation: p.CurrentOperation, CurrentComponent: p.CurrentComponent,
-			ETA: eta, ETASeconds: etaSeconds, Status: status, Timestamp: now, Waiting: p.Waiting, Locations: locs,
-			Details: api.RestoreProgressDetails{FilesRestored: p.Files, FilesTotal: max(p.FilesTotal, p.Files), Speed: sp,
-				BytesProcessedBytes: f.Processed, BytesTotalBytes: f.Total, SpeedBytesPerSecond: math.Round(f.BytesPerSecond)},
+		return api.RestoreProgressMessage{Type: "restore_progress", RestoreID: j.RefID, BackupID: j.BackupID, ProgressFields: head,
+			Details: api.RestoreProgressDetails{FilesRestored: p.Files, FilesTotal: max(p.FilesTotal, p.Files), TransferFigures: transfer},
 		}, key
 	}
-	return api.BackupProgressMessage{Type: "backup_progress", JobID: j.ID, BackupID: j.BackupID,
-		Progress: f.Percent, CurrentOperation: p.CurrentOperation, CurrentComponent: p.CurrentComponent,
-		ETA: eta, ETASeconds: etaSeconds, Status: status, Timestamp: now, Waiting: p.Waiting, Locations: locs,
-		Details: api.BackupProgressDetails{BytesProcessed: humanSize(f.Processed), BytesTotal: humanSize(f.Total), Speed: sp,
-			BytesProcessedBytes: f.Processed, BytesTotalBytes: f.Total, SpeedBytesPerSecond: math.Round(f.BytesPerSecond),
-			FilesProcessed: p.Files},
+	return api.BackupProgressMessage{Type: "backup_progress", BackupID: j.BackupID, ProgressFields: head,
+		Details: api.BackupProgressDetails{BytesProcessed: humanSize(f.Processed), BytesTotal: humanSize(f.Total),
+			TransferFigures: transfer, FilesProcessed: p.Files},
 	}, key
 }
 
@@ -537,16 +533,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 			CompressedSize: humanSize(b.CompressedBytes), CompressedSizeBytes: b.CompressedBytes,
 			AddedSize: humanSize(b.AddedBytes), AddedSizeBytes: b.AddedBytes, StorageLocations: nonNil(b.Locations)}
 	}
-	switch ref := ptr(rec.RefID); refKey[rec.Type] {
-	case "restore_id":
-		details.RestoreID = ref
-	case "verification_id":
-		details.VerificationID = ref
-	case "cleanup_id":
-		details.CleanupID = ref
-	case "repair_id":
-		details.RepairID = ref
-	}
+	details.JobRefs = jobRefs(rec.Type, rec.RefID, true)
 	s.Hub.Broadcast(api.JobCompleteMessage{Type: "job_complete", JobID: rec.JobID, Status: status, Operation: rec.Type,
 		Message: msg, Details: details, Error: jerr, Timestamp: rfc3339(time.Now())})
 	if rec.ScheduleID != "" {
@@ -589,9 +576,8 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 			continue
 		}
 		s.Hub.Broadcast(api.StorageAlertMessage{Type: "storage_alert", Level: level, Storage: name, Message: text,
-			Details: api.StorageAlertDetails{Available: humanSize(max(total-used, 0)), Used: humanSize(used),
-				Total: humanSize(total), Utilization: fmt.Sprintf("%.0f%%", util),
-				UsedBytes: used, TotalBytes: total},
+			Details: api.StorageAlertDetails{Space: api.Space{Available: humanSize(max(total-used, 0)), Used: humanSize(used),
+				Total: humanSize(total), UsedBytes: used, TotalBytes: ptr(total)}, Utilization: fmt.Sprintf("%.0f%%", util)},
 			SuggestedAction: "Run cleanup or increase storage quota", Timestamp: rfc3339(time.Now())})
 	}
 }
@@ -644,8 +630,8 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 	}
 	used, total, util, _ := usage(e, pol.Locations[name].QuotaBytes)
 	s.Hub.Broadcast(api.StorageAlertMessage{Type: "storage_alert", Level: "critical", Storage: name, Message: msg,
-		Details: api.StorageAlertDetails{Available: humanSize(max(free, 0)), AvailableBytes: ptr(free), Used: humanSize(used),
-			UsedBytes: used, Total: humanSize(total), TotalBytes: total, Utilization: fmt.Sprintf("%.0f%%", util),
+		Details: api.StorageAlertDetails{Space: api.Space{Available: humanSize(max(free, 0)), AvailableBytes: ptr(free), Used: humanSize(used),
+			UsedBytes: used, Total: humanSize(total), TotalBytes: ptr(total)}, Utilization: fmt.Sprintf("%.0f%%", util),
 			Threshold: rs.Rules.EmergencyCleanupThreshold, CleanupID: id},
 		SuggestedAction: "Free space or raise the quota; the cleanup removes what the retention policy lets go",
 		Timestamp:       rfc3339(time.Now())})
