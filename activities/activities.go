@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"backupd/api"
 	"backupd/backup"
 	"backupd/codes"
 	"backupd/config"
@@ -420,12 +421,7 @@ type VerifyReport struct {
 }
 
 // ExtractResult is the outcome of restoring into a scratch directory.
-type ExtractResult struct {
-	Passed        bool   `json:"passed"`
-	FilesVerified int64  `json:"files_verified"`
-	Bytes         int64  `json:"bytes"`
-	Error         string `json:"error,omitempty"`
-}
+type ExtractResult = api.ExtractResult
 
 // Verify checks the repository (structure, a share or all of the data) and
 // optionally restores the backup into a scratch directory, verifying every

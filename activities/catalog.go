@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"backupd/api"
 	"backupd/config"
 	"backupd/models"
 	"backupd/retention"
@@ -29,7 +30,7 @@ type Catalog struct {
 // JobRecord is a job's state for the catalog.
 type JobRecord struct {
 	JobID      string          `json:"job_id"`
-	Type       string          `json:"type"` // backup | restore | verify | cleanup
+	Type       api.JobType     `json:"type"`
 	Subtype    string          `json:"subtype,omitempty"`
 	Status     string          `json:"status"`
 	RefID      string          `json:"ref_id,omitempty"`
@@ -137,7 +138,7 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			return err
 		}
 	}
-	if rec.Type == "verify" && rec.Finished != nil && rec.BackupID != "" {
+	if rec.Type == api.JobVerify && rec.Finished != nil && rec.BackupID != "" {
 		var v struct {
 			Passed   bool      `json:"passed"`
 			Finished time.Time `json:"finished"`

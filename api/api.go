@@ -9,7 +9,8 @@
 //
 // Tags read by the reflector (schema.go), beside encoding/json's:
 //
-//	required:"true"      the field must be present
+//	required:"true"      the field must be present (not within an embedded
+//	                     pointer: such a group of fields may be absent)
 //	enum:"name"          one of Enums[name]
 //	minimum, maximum     numeric limits (inclusive)
 //	minLength, maxLength string length limits
@@ -45,11 +46,35 @@ var (
 	JobControls     = []string{"paused", "resumed"}
 	ScheduleSaves   = []string{"created", "updated"}
 	ScheduleActions = []string{"deleted", "triggered"}
-	JobTypes        = []string{"backup", "restore", "verify", "cleanup", "repair"}
+	JobTypes        = []string{string(JobBackup), string(JobRestore), string(JobVerify), string(JobCleanup), string(JobRepair)}
 	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
 	// the progress endpoints' status, and how an ended job ended
 	ProgressStatuses = []string{"queued", "in_progress", "paused", "completed", "failed"}
 	ProgressOutcomes = []string{"queued", "in_progress", "paused", "completed", "partial", "failed", "cancelled"}
+	// status, health (the overall level, gravest last), statistics' trends,
+	// and the delete, repair and pending report answers
+	SystemStatuses   = []string{"active", "degraded"}
+	SchedulerStates  = []string{"running", "no_workers", "unreachable"}
+	HealthLevels     = []string{"healthy", "degraded", "critical"}
+	TrendWords       = []string{"increasing", "decreasing", "stable", "insufficient_data"}
+	DeletionStatuses = []string{"deleted", "deletion_started"}
+	RepairStatuses   = []string{"dry_run", "nothing_to_do", "repair_started"}
+	ReportStates     = []string{"in_progress", "failed"}
+)
+
+// JobType is what a job does: the jobs list's type, a job_complete's
+// operation, a job row's and a report's kind in the catalog, the Temporal
+// search attribute BackupdJobType. Its words are the constants below (the
+// one place they are written) and JobTypes lists them.
+type JobType string
+
+// The job types.
+const (
+	JobBackup  JobType = "backup"
+	JobRestore JobType = "restore"
+	JobVerify  JobType = "verify"
+	JobCleanup JobType = "cleanup"
+	JobRepair  JobType = "repair"
 )
 
 // Enums names the lists for the enum tag.
@@ -73,6 +98,13 @@ var Enums = map[string][]string{
 	"job_status":       JobStatuses,
 	"progress_status":  ProgressStatuses,
 	"progress_outcome": ProgressOutcomes,
+	"system_status":    SystemStatuses,
+	"scheduler_state":  SchedulerStates,
+	"health_level":     HealthLevels,
+	"trend":            TrendWords,
+	"deletion_status":  DeletionStatuses,
+	"repair_status":    RepairStatuses,
+	"report_state":     ReportStates,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

@@ -66,3 +66,56 @@ func TestEveryEnumTagNamesAList(t *testing.T) {
 		t.Fatalf("%d components for %d requests", len(s.Defs), len(Requests))
 	}
 }
+
+func TestHealthComponentsKeepTheLocationsBesideTheNamedParts(t *testing.T) {
+	c := HealthComponents{Scheduler: SchedulerHealth{Status: "running"},
+		Storage: map[string]StorageHealth{"storage_local": {Status: "healthy", LastCheck: "2025-03-15T10:30:00Z"}}}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	if _, ok := m["storage_local"]; !ok || m["scheduler"] == nil || m["Storage"] != nil {
+		t.Fatalf("%s", b)
+	}
+	var back HealthComponents
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back.Storage, c.Storage) || back.Scheduler.Status != "running" {
+		t.Fatalf("%+v %v", back, err)
+	}
+	if b, _ := json.Marshal(HealthComponents{}); strings.Contains(string(b), "storage_") {
+		t.Fatalf("no locations: %s", b)
+	}
+}
+
+func TestAnEmbeddedPointerIsAnOptionalGroup(t *testing.T) {
+	s := NewSchemas()
+	s.Ref(StatusLocation{})
+	s.Ref(StorageAlertDetails{})
+	loc := s.Defs["StatusLocation"].(map[string]any)
+	if _, ok := loc["properties"].(map[string]any)["used"]; !ok || !reflect.DeepEqual(loc["required"], []string{"health"}) {
+		t.Fatalf("StatusLocation: a location that cannot be reached has no space: %v", loc["required"])
+	}
+	alert := s.Defs["StorageAlertDetails"].(map[string]any)
+	if !reflect.DeepEqual(alert["required"], []string{"available", "used", "total", "utilization"}) {
+		t.Fatalf("StorageAlertDetails: %v", alert["required"])
+	}
+	// an absent group is left out, a present one is sent whole
+	b, _ := json.Marshal(StatusLocation{Type: "local", Health: "unreachable"})
+	if strings.Contains(string(b), "used") {
+		t.Fatalf("%s", b)
+	}
+	b, _ = json.Marshal(StatusLocation{Type: "local", Health: "good", StatusSpace: &StatusSpace{}})
+	if !strings.Contains(string(b), `"used_bytes":0`) {
+		t.Fatalf("%s", b)
+	}
+}
+
+func TestOneOfListsEachType(t *testing.T) {
+	s := NewSchemas()
+	got := s.Ref(OneOf{VerifyReport{}, ReportPending{}})
+	want := []any{map[string]any{"$ref": "#/components/schemas/VerifyReport"}, map[string]any{"$ref": "#/components/schemas/ReportPending"}}
+	if !reflect.DeepEqual(got["oneOf"], want) || s.Defs["VerifyReport"] == nil || s.Defs["ReportPending"] == nil {
+		t.Fatalf("%v", got)
+	}
+}

@@ -24,7 +24,7 @@ func Fields(t reflect.Type) []string {
 			continue
 		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+		if f.Anonymous && name == "" && embeddedStruct(f.Type) {
 			out = append(out, Fields(f.Type)...)
 			continue
 		}
@@ -132,8 +132,8 @@ func fieldTypes(t reflect.Type, into map[string]reflect.Type) {
 			continue
 		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-			fieldTypes(f.Type, into)
+		if f.Anonymous && name == "" && embeddedStruct(f.Type) {
+			fieldTypes(deref(f.Type), into)
 			continue
 		}
 		if name == "-" {
@@ -144,4 +144,15 @@ func fieldTypes(t reflect.Type, into map[string]reflect.Type) {
 		}
 		into[name] = f.Type
 	}
+}
+
+// embeddedStruct: an embedded field of this type has its fields inline
+// (a struct, or a pointer to one: a group of fields present together).
+func embeddedStruct(t reflect.Type) bool { return deref(t).Kind() == reflect.Struct }
+
+func deref(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
 }

@@ -7,9 +7,15 @@ package api
 
 // BackupProgressMessage is "backup_progress".
 type BackupProgressMessage struct {
-	Type             string                      `json:"type" required:"true" const:"backup_progress"`
+	Type     string `json:"type" required:"true" const:"backup_progress"`
+	BackupID string `json:"backup_id" required:"true" example:"\"backup-20250315-1430\""`
+	ProgressFields
+	Details BackupProgressDetails `json:"details" required:"true"`
+}
+
+// ProgressFields are what backup_progress and restore_progress share.
+type ProgressFields struct {
 	JobID            string                      `json:"job_id" required:"true" example:"\"BACKUP-JOB-9921X\""`
-	BackupID         string                      `json:"backup_id" required:"true" example:"\"backup-20250315-1430\""`
 	Progress         float64                     `json:"progress" required:"true" minimum:"0" maximum:"100" doc:"percent done"`
 	CurrentOperation string                      `json:"current_operation" required:"true" example:"\"uploading_to_cloud\""`
 	CurrentComponent string                      `json:"current_component" required:"true" example:"\"databases\""`
@@ -18,8 +24,7 @@ type BackupProgressMessage struct {
 	Status           string                      `json:"status" doc:"the job's status"`
 	Timestamp        string                      `json:"timestamp" format:"date-time"`
 	Waiting          string                      `json:"waiting,omitempty" doc:"what the job waits for, when it waits"`
-	Locations        map[string]LocationProgress `json:"locations,omitempty" doc:"each storage location's state in the job"`
-	Details          BackupProgressDetails       `json:"details" required:"true"`
+	Locations        map[string]LocationProgress `json:"locations" doc:"each storage location's state in the job"`
 }
 
 // LocationProgress is one storage location's state in a job; a copy to
@@ -41,41 +46,34 @@ type JobError struct {
 
 // BackupProgressDetails are a backup_progress message's figures.
 type BackupProgressDetails struct {
-	BytesProcessed      string  `json:"bytes_processed" required:"true" example:"\"42.5 GB\""`
-	BytesTotal          string  `json:"bytes_total" required:"true" example:"\"50 GB\""`
+	BytesProcessed string `json:"bytes_processed" required:"true" example:"\"42.5 GB\""`
+	BytesTotal     string `json:"bytes_total" required:"true" example:"\"50 GB\""`
+	TransferFigures
+	FilesProcessed int64 `json:"files_processed"`
+}
+
+// TransferFigures are the bytes and speed of a progress message.
+type TransferFigures struct {
 	Speed               string  `json:"speed" required:"true" example:"\"25 MB/s\""`
 	BytesProcessedBytes int64   `json:"bytes_processed_bytes"`
 	BytesTotalBytes     int64   `json:"bytes_total_bytes"`
 	SpeedBytesPerSecond float64 `json:"speed_bytes_per_second"`
-	FilesProcessed      int64   `json:"files_processed"`
 }
 
 // RestoreProgressMessage is "restore_progress".
 type RestoreProgressMessage struct {
-	Type             string                      `json:"type" required:"true" const:"restore_progress"`
-	JobID            string                      `json:"job_id" required:"true" example:"\"RESTORE-JOB-7732Y\""`
-	RestoreID        string                      `json:"restore_id" required:"true" example:"\"RESTORE-5567\""`
-	BackupID         string                      `json:"backup_id"`
-	Progress         float64                     `json:"progress" required:"true" minimum:"0" maximum:"100"`
-	CurrentOperation string                      `json:"current_operation" required:"true" example:"\"restoring_data\""`
-	CurrentComponent string                      `json:"current_component" required:"true" example:"\"data\""`
-	ETA              string                      `json:"eta" required:"true" example:"\"00:03:45\""`
-	ETASeconds       float64                     `json:"eta_seconds"`
-	Status           string                      `json:"status"`
-	Timestamp        string                      `json:"timestamp" format:"date-time"`
-	Waiting          string                      `json:"waiting,omitempty"`
-	Locations        map[string]LocationProgress `json:"locations,omitempty" doc:"each storage location's state in the job"`
-	Details          RestoreProgressDetails      `json:"details" required:"true"`
+	Type      string `json:"type" required:"true" const:"restore_progress"`
+	RestoreID string `json:"restore_id" required:"true" example:"\"RESTORE-5567\""`
+	BackupID  string `json:"backup_id"`
+	ProgressFields
+	Details RestoreProgressDetails `json:"details" required:"true"`
 }
 
 // RestoreProgressDetails are a restore_progress message's figures.
 type RestoreProgressDetails struct {
-	FilesRestored       int64   `json:"files_restored" required:"true" example:"13500"`
-	FilesTotal          int64   `json:"files_total" required:"true" example:"18000"`
-	Speed               string  `json:"speed" required:"true" example:"\"120 MB/s\""`
-	BytesProcessedBytes int64   `json:"bytes_processed_bytes"`
-	BytesTotalBytes     int64   `json:"bytes_total_bytes"`
-	SpeedBytesPerSecond float64 `json:"speed_bytes_per_second"`
+	FilesRestored int64 `json:"files_restored" required:"true" example:"13500"`
+	FilesTotal    int64 `json:"files_total" required:"true" example:"18000"`
+	TransferFigures
 }
 
 // JobCompleteMessage is "job_complete".
@@ -83,7 +81,7 @@ type JobCompleteMessage struct {
 	Type      string             `json:"type" required:"true" const:"job_complete"`
 	JobID     string             `json:"job_id" required:"true"`
 	Status    string             `json:"status" required:"true" enum:"job_outcome"`
-	Operation string             `json:"operation" required:"true" doc:"the job's type" example:"\"backup\""`
+	Operation JobType            `json:"operation" required:"true" enum:"job_type" doc:"the job's type"`
 	Message   string             `json:"message" required:"true" example:"\"Backup completed successfully\""`
 	Details   JobCompleteDetails `json:"details" required:"true"`
 	Error     *JobError          `json:"error,omitempty" doc:"why a failed or partial job failed"`
@@ -92,22 +90,35 @@ type JobCompleteMessage struct {
 
 // JobCompleteDetails describe what a finished job did.
 type JobCompleteDetails struct {
-	Duration            string   `json:"duration" required:"true" example:"\"30m 15s\""`
-	DurationSeconds     float64  `json:"duration_seconds"`
-	Error               string   `json:"error,omitempty"`
-	ErrorCode           string   `json:"error_code,omitempty"`
-	BackupID            string   `json:"backup_id,omitempty"`
-	Size                string   `json:"size,omitempty" example:"\"50 GB\""`
-	SizeBytes           int64    `json:"size_bytes,omitempty"`
-	CompressedSize      string   `json:"compressed_size,omitempty" example:"\"24 GB\""`
-	CompressedSizeBytes int64    `json:"compressed_size_bytes,omitempty"`
-	AddedSize           string   `json:"added_size,omitempty" doc:"new data the backup stored (after deduplication)"`
-	AddedSizeBytes      int64    `json:"added_size_bytes,omitempty"`
-	StorageLocations    []string `json:"storage_locations,omitempty" example:"[\"local\",\"cloud\"]"`
-	RestoreID           string   `json:"restore_id,omitempty"`
-	VerificationID      string   `json:"verification_id,omitempty"`
-	CleanupID           string   `json:"cleanup_id,omitempty"`
-	RepairID            string   `json:"repair_id,omitempty"`
+	Duration        string  `json:"duration" required:"true" example:"\"30m 15s\""`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Error           string  `json:"error,omitempty"`
+	ErrorCode       string  `json:"error_code,omitempty"`
+	BackupID        string  `json:"backup_id,omitempty"`
+	*BackupOutcome
+	JobRefs
+}
+
+// JobRefs is a job's own id under its type's name: a restore's
+// restore_id, a verification's verification_id, a cleanup's cleanup_id,
+// a repair's repair_id (a backup's is backup_id, beside).
+type JobRefs struct {
+	RestoreID      *string `json:"restore_id,omitempty"`
+	VerificationID *string `json:"verification_id,omitempty"`
+	CleanupID      *string `json:"cleanup_id,omitempty"`
+	RepairID       *string `json:"repair_id,omitempty"`
+}
+
+// BackupOutcome is what a finished backup job stored (absent for other
+// jobs).
+type BackupOutcome struct {
+	Size                string   `json:"size" example:"\"50 GB\""`
+	SizeBytes           int64    `json:"size_bytes"`
+	CompressedSize      string   `json:"compressed_size" example:"\"24 GB\""`
+	CompressedSizeBytes int64    `json:"compressed_size_bytes"`
+	AddedSize           string   `json:"added_size" doc:"new data the backup stored (after deduplication)"`
+	AddedSizeBytes      int64    `json:"added_size_bytes"`
+	StorageLocations    []string `json:"storage_locations" example:"[\"local\",\"cloud\"]"`
 }
 
 // StorageAlertMessage is "storage_alert".
@@ -123,15 +134,20 @@ type StorageAlertMessage struct {
 
 // StorageAlertDetails are a location's figures when the alert was raised.
 type StorageAlertDetails struct {
+	Space
+	Utilization string `json:"utilization" required:"true" example:"\"75%\""`
+	Threshold   string `json:"threshold,omitempty" doc:"an emergency cleanup's threshold"`
+	CleanupID   string `json:"cleanup_id,omitempty" doc:"the emergency cleanup started"`
+}
+
+// Space is a location's space in the spec's words, with the bytes beside.
+type Space struct {
 	Available      string `json:"available" required:"true" example:"\"250 GB\""`
-	AvailableBytes int64  `json:"available_bytes,omitempty"`
+	AvailableBytes *int64 `json:"available_bytes,omitempty" doc:"status: absent when the location has no total; storage_alert: an emergency cleanup's"`
 	Used           string `json:"used" required:"true" example:"\"750 GB\""`
 	UsedBytes      int64  `json:"used_bytes"`
-	Total          string `json:"total" required:"true" example:"\"1 TB\""`
-	TotalBytes     int64  `json:"total_bytes"`
-	Utilization    string `json:"utilization" required:"true" example:"\"75%\""`
-	Threshold      string `json:"threshold,omitempty" doc:"an emergency cleanup's threshold"`
-	CleanupID      string `json:"cleanup_id,omitempty" doc:"the emergency cleanup started"`
+	Total          string `json:"total" required:"true" doc:"status: unlimited when the location has no total" example:"\"1 TB\""`
+	TotalBytes     *int64 `json:"total_bytes,omitempty" doc:"status: absent when the location has no total"`
 }
 
 // ScheduleEventMessage is "schedule_event".

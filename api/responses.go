@@ -287,20 +287,17 @@ type Rollback struct {
 
 // JobView is one job in GET /backup/jobs.
 type JobView struct {
-	ID                  string    `json:"id" required:"true" example:"\"BACKUP-JOB-9921X\""`
-	Type                string    `json:"type" required:"true" enum:"job_type"`
-	Subtype             string    `json:"subtype" required:"true" example:"\"manual_full\""`
-	Status              string    `json:"status" required:"true" enum:"job_status"`
-	Progress            int       `json:"progress" required:"true" minimum:"0" maximum:"100"`
-	Started             string    `json:"started" example:"\"2025-03-15 14:30:00\""`
-	StartedRFC3339      string    `json:"started_rfc3339" format:"date-time"`
-	User                string    `json:"user" required:"true"`
-	Name                string    `json:"name"`
-	BackupID            string    `json:"backup_id,omitempty"`
-	RestoreID           string    `json:"restore_id,omitempty"`
-	VerificationID      string    `json:"verification_id,omitempty"`
-	CleanupID           string    `json:"cleanup_id,omitempty"`
-	RepairID            string    `json:"repair_id,omitempty"`
+	ID             string  `json:"id" required:"true" example:"\"BACKUP-JOB-9921X\""`
+	Type           JobType `json:"type" required:"true" enum:"job_type"`
+	Subtype        string  `json:"subtype" required:"true" example:"\"manual_full\""`
+	Status         string  `json:"status" required:"true" enum:"job_status"`
+	Progress       int     `json:"progress" required:"true" minimum:"0" maximum:"100"`
+	Started        string  `json:"started" example:"\"2025-03-15 14:30:00\""`
+	StartedRFC3339 string  `json:"started_rfc3339" format:"date-time"`
+	User           string  `json:"user" required:"true"`
+	Name           string  `json:"name"`
+	BackupID       string  `json:"backup_id,omitempty"`
+	JobRefs
 	ScheduleID          string    `json:"schedule_id,omitempty"`
 	Cancelable          bool      `json:"cancelable"`
 	Pausable            *bool     `json:"pausable,omitempty" doc:"running jobs: backups can be paused"`
@@ -397,4 +394,82 @@ type Delivery struct {
 	Attempts int     `json:"attempts" required:"true"`
 	Error    *string `json:"error" required:"true" nullable:"true"`
 	At       string  `json:"at" required:"true" format:"date-time"`
+}
+
+// BackupDeletion answers DELETE /backup/{backup_id}.
+type BackupDeletion struct {
+	Status    string   `json:"status" required:"true" enum:"deletion_status" doc:"deleted (200): the backup was stored nowhere, only its entry went; deletion_started (202): a cleanup job removes it"`
+	BackupID  string   `json:"backup_id" required:"true"`
+	Locations []string `json:"locations" required:"true" doc:"the locations it is deleted from"`
+	JobID     string   `json:"job_id,omitempty"`
+	CleanupID string   `json:"cleanup_id,omitempty"`
+	ReportURL string   `json:"report_url,omitempty"`
+}
+
+// ScheduleList answers GET /backup/schedules.
+type ScheduleList struct {
+	Schedules []ScheduleView  `json:"schedules" required:"true"`
+	Summary   ScheduleSummary `json:"summary" required:"true"`
+}
+
+// ScheduleView is one schedule in GET /backup/schedules.
+type ScheduleView struct {
+	ID               string          `json:"id" required:"true" example:"\"schedule-nightly-full\""`
+	Name             string          `json:"name" required:"true"`
+	Enabled          bool            `json:"enabled" required:"true"`
+	Type             string          `json:"type" required:"true" enum:"backup_type"`
+	Frequency        string          `json:"frequency" required:"true" enum:"frequency"`
+	Time             string          `json:"time,omitempty" doc:"HH:MM (the minute for hourly)" example:"\"02:00\""`
+	Day              string          `json:"day,omitempty" doc:"weekly: a weekday; monthly: a day of the month"`
+	Timezone         string          `json:"timezone" example:"\"UTC\""`
+	Components       map[string]bool `json:"components" required:"true" doc:"every configured component, true when the schedule backs it up"`
+	StorageLocations []string        `json:"storage_locations" required:"true"`
+	RetentionDays    int             `json:"retention_days" required:"true"`
+	Encryption       bool            `json:"encryption" required:"true"`
+	Compression      string          `json:"compression" required:"true"`
+	Notifications    map[string]bool `json:"notifications" nullable:"true" keys:"notification"`
+	Description      string          `json:"description"`
+	LastExecution    *LastExecution  `json:"last_execution" required:"true" nullable:"true" doc:"the newest backup the schedule took"`
+	NextExecution    *string         `json:"next_execution" required:"true" nullable:"true" format:"date-time"`
+	*ScheduleRuns
+	TemporalError string `json:"temporal_error,omitempty" doc:"why Temporal could not describe the schedule"`
+}
+
+// LastExecution is a schedule's newest backup.
+type LastExecution struct {
+	Timestamp       string  `json:"timestamp" required:"true" format:"date-time"`
+	Status          string  `json:"status" required:"true" doc:"success, warning (partial), failed, cancelled or running"`
+	BackupID        string  `json:"backup_id" required:"true"`
+	Size            string  `json:"size" required:"true" example:"\"45.2 GB\""`
+	SizeBytes       int64   `json:"size_bytes"`
+	Duration        string  `json:"duration" required:"true" example:"\"25m 30s\""`
+	DurationSeconds float64 `json:"duration_seconds"`
+}
+
+// ScheduleRuns are Temporal's counts of a schedule's runs (absent when
+// Temporal cannot describe the schedule).
+type ScheduleRuns struct {
+	Executions          int `json:"executions"`
+	SkippedOverlap      int `json:"skipped_overlap" doc:"runs skipped because the previous backup was still running"`
+	MissedCatchupWindow int `json:"missed_catchup_window"`
+}
+
+// ScheduleSummary counts the schedules.
+type ScheduleSummary struct {
+	TotalSchedules int            `json:"total_schedules" required:"true"`
+	Enabled        int            `json:"enabled" required:"true"`
+	Disabled       int            `json:"disabled" required:"true"`
+	ByFrequency    map[string]int `json:"by_frequency" required:"true" doc:"hourly, daily, weekly and monthly, always"`
+}
+
+// RepairPlan answers POST /backup/repair: the plan, and the job that
+// carries it out unless it is a dry run or there is nothing to do.
+type RepairPlan struct {
+	Status          string       `json:"status" required:"true" enum:"repair_status"`
+	BackupsShort    int          `json:"backups_short" required:"true" doc:"backups that fall short of the replication policy"`
+	BackupsToRepair int          `json:"backups_to_repair" required:"true" doc:"those a copy can be added for"`
+	Plan            []RepairItem `json:"plan" required:"true"`
+	RepairID        string       `json:"repair_id,omitempty" example:"\"REPAIR-1A2B3C\""`
+	JobID           string       `json:"job_id,omitempty"`
+	ReportURL       string       `json:"report_url,omitempty"`
 }

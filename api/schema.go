@@ -27,8 +27,22 @@ func NewSchemas() *Schemas {
 }
 
 // Ref returns the schema of v's type (a $ref for a named struct),
-// adding what it needs to Defs.
-func (s *Schemas) Ref(v any) map[string]any { return s.of(reflect.TypeOf(v)) }
+// adding what it needs to Defs; a OneOf is each of its types' schemas.
+func (s *Schemas) Ref(v any) map[string]any {
+	if one, ok := v.(OneOf); ok {
+		refs := make([]any, len(one))
+		for i, x := range one {
+			refs[i] = s.Ref(x)
+		}
+		return map[string]any{"oneOf": refs}
+	}
+	return s.of(reflect.TypeOf(v))
+}
+
+// OneOf is an answer of one of several types (zero values of each), told
+// apart by their required fields: a report, or the job's state while
+// there is none yet.
+type OneOf []any
 
 // Name is the component name of a named struct type.
 func Name(v any) string {
@@ -93,12 +107,14 @@ func (s *Schemas) of(t reflect.Type) map[string]any {
 
 // object is a struct's schema: its JSON fields (embedded structs'
 // fields inline), closed to others, as the server refuses unknown fields.
+// An embedded pointer is a group of fields sent together or not at all:
+// none of them is required.
 func (s *Schemas) object(t reflect.Type) map[string]any {
 	props := map[string]any{}
 	var required []string
 	var additional any = false
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
+	var walk func(t reflect.Type, optional bool)
+	walk = func(t reflect.Type, optional bool) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			if !f.IsExported() {
@@ -107,12 +123,12 @@ func (s *Schemas) object(t reflect.Type) map[string]any {
 			tag := f.Tag.Get("json")
 			name, _, _ := strings.Cut(tag, ",")
 			if f.Anonymous && name == "" {
-				et := f.Type
+				et, group := f.Type, false
 				if et.Kind() == reflect.Pointer {
-					et = et.Elem()
+					et, group = et.Elem(), true
 				}
 				if et.Kind() == reflect.Struct {
-					walk(et)
+					walk(et, optional || group)
 					continue
 				}
 			}
@@ -142,12 +158,12 @@ func (s *Schemas) object(t reflect.Type) map[string]any {
 				annotate(fs, f)
 			}
 			props[name] = fs
-			if f.Tag.Get("required") == "true" {
+			if f.Tag.Get("required") == "true" && !optional {
 				required = append(required, name)
 			}
 		}
 	}
-	walk(t)
+	walk(t, false)
 	out := map[string]any{"type": "object", "properties": props, "additionalProperties": additional}
 	if required != nil {
 		out["required"] = required

@@ -152,21 +152,19 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 	end := b.Finished
 	// what the stored manifest says: its checksum, and whether its
 	// signature verifies (LoadManifest checks it), per location
-	var locs []map[string]any
+	locs := []api.BackupCopy{}
 	checksum, signature, keyID, keyVersion := "", "unverified", b.KeyID, b.KeyVersion
 	var sigTime *time.Time
 	for _, name := range b.Locations {
-		l := s.describeLocation(name)
-		l["type"] = name
-		l["size"], l["size_bytes"] = humanSize(b.CompressedBytes), b.CompressedBytes
-		l["verified"] = b.IntegrityCheck == "passed"
-		l["last_verified"] = rfc3339p(b.VerifiedAt)
+		l := api.BackupCopy{LocationAddress: s.describeLocation(name), Type: name,
+			Size: humanSize(b.CompressedBytes), SizeBytes: b.CompressedBytes,
+			Verified: b.IntegrityCheck == "passed", LastVerified: rfc3339ptr(b.VerifiedAt)}
 		sum, key, err := s.manifestFacts(r.Context(), name, b.ID)
 		if err != nil {
-			l["manifest_error"] = err.Error()
-			l["verified"] = false
+			l.ManifestError = err.Error()
+			l.Verified = false
 		} else {
-			l["checksum"] = sum
+			l.Checksum = sum
 			if checksum == "" {
 				checksum, signature = sum, "verified"
 				now := time.Now().UTC()
@@ -176,65 +174,58 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 				keyID, keyVersion = key.ID, "v"+strconv.Itoa(key.Version)
 			}
 		}
-		l["path"] = joinKey(l["path"], "manifests/"+b.ID)
-		if l["key"] != nil {
-			l["key"] = joinKey(l["key"], "manifests/"+b.ID)
+		l.Path = ptr(joinKey(deref(l.Path), "manifests/"+b.ID))
+		if l.S3Address != nil {
+			l.Key = joinKey(l.Key, "manifests/"+b.ID)
 		}
 		locs = append(locs, l)
-	}
-	if locs == nil {
-		locs = []map[string]any{}
 	}
 	kids, err := s.Store.ChildBackups(r.Context(), b.ID)
 	if err != nil {
 		return err
 	}
-	var parent any
-	if b.ParentBackup != "" {
-		parent = b.ParentBackup
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id": b.ID, "name": b.Name, "description": b.Description, "timestamp": rfc3339(b.Timestamp),
-		"type": b.Type, "status": b.Status, "protected": b.Protected, "job_id": b.JobID,
-		"size_details": map[string]any{
-			"raw_size": humanSize(b.SizeBytes), "raw_size_bytes": b.SizeBytes,
-			"compressed_size": humanSize(b.CompressedBytes), "compressed_size_bytes": b.CompressedBytes,
-			"compression_ratio": ratio, "components_size": compSizes, "components_size_bytes": compBytes,
-			"added_size": humanSize(b.AddedBytes), "added_size_bytes": b.AddedBytes, "deduplication_ratio": dedup,
-			"files": b.Files,
+	writeJSON(w, http.StatusOK, api.BackupDetails{
+		ID: b.ID, Name: b.Name, Description: b.Description, Timestamp: rfc3339(b.Timestamp),
+		Type: b.Type, Status: b.Status, Protected: b.Protected, JobID: b.JobID,
+		SizeDetails: api.BackupSizeDetails{
+			RawSize: humanSize(b.SizeBytes), RawSizeBytes: b.SizeBytes,
+			CompressedSize: humanSize(b.CompressedBytes), CompressedSizeBytes: b.CompressedBytes,
+			CompressionRatio: ratio, ComponentsSize: compSizes, ComponentsSizeBytes: compBytes,
+			AddedSize: humanSize(b.AddedBytes), AddedSizeBytes: b.AddedBytes, DeduplicationRatio: dedup,
+			Files: b.Files,
 		},
-		"duration": map[string]any{"start": rfc3339(b.Timestamp), "end": rfc3339p(end), "total_seconds": math.Round(b.DurationSeconds)},
-		"storage":  map[string]any{"locations": locs, "requested": nonNil(b.Requested)},
-		"encryption": map[string]any{"algorithm": b.Encryption, "key_id": keyID, "key_version": keyVersion,
-			"encrypted": true},
-		"integrity": map[string]any{"checksum": checksum, "verified": b.IntegrityCheck == "passed",
-			"status": b.IntegrityCheck, "verification_timestamp": rfc3339p(b.VerifiedAt),
-			"signature": signature, "signature_algorithm": "Ed25519", "signature_timestamp": rfc3339p(sigTime)},
-		"metadata": map[string]any{"system_version": b.SystemVersion, "kernel_version": b.KernelVersion,
-			"hardware_id": b.HardwareID, "host": b.Host, "created_by": b.CreatedBy, "schedule_id": nilIfEmpty(b.ScheduleID),
-			"compression": b.Compression, "retention_days": b.RetentionDays, "warnings": b.Warnings},
-		"dependencies": map[string]any{"parent_backup": parent, "base_backup": nilIfEmpty(b.BaseBackup),
-			"child_backups": nonNil(kids),
+		Duration: api.BackupDuration{Start: rfc3339(b.Timestamp), End: rfc3339ptr(end), TotalSeconds: math.Round(b.DurationSeconds)},
+		Storage:  api.BackupStorage{Locations: locs, Requested: nonNil(b.Requested)},
+		Encryption: api.BackupEncryption{Algorithm: b.Encryption, KeyID: keyID, KeyVersion: keyVersion,
+			Encrypted: true},
+		Integrity: api.BackupIntegrity{Checksum: checksum, Verified: b.IntegrityCheck == "passed",
+			Status: b.IntegrityCheck, VerificationTimestamp: rfc3339ptr(b.VerifiedAt),
+			Signature: signature, SignatureAlgorithm: "Ed25519", SignatureTimestamp: rfc3339ptr(sigTime)},
+		Metadata: api.BackupMetadata{SystemVersion: b.SystemVersion, KernelVersion: b.KernelVersion,
+			HardwareID: b.HardwareID, Host: b.Host, CreatedBy: b.CreatedBy, ScheduleID: nilIfEmpty(b.ScheduleID),
+			Compression: b.Compression, RetentionDays: b.RetentionDays, Warnings: b.Warnings},
+		Dependencies: api.BackupDependencies{ParentBackup: nilIfEmpty(b.ParentBackup), BaseBackup: nilIfEmpty(b.BaseBackup),
+			ChildBackups: nonNil(kids),
 			// every backup's manifest lists its whole tree: it restores alone
-			"required_for_restore": []string{}},
-		"error": nilIfEmpty(b.Error), "error_code": nilIfEmpty(b.ErrorCode),
+			RequiredForRestore: []string{}},
+		Error: nilIfEmpty(b.Error), ErrorCode: nilIfEmpty(b.ErrorCode),
 	})
 	return nil
 }
 
-func joinKey(base any, rest string) string {
-	b, _ := base.(string)
-	if b == "" {
+func joinKey(base, rest string) string {
+	if base == "" {
 		return rest
 	}
-	return strings.TrimSuffix(b, "/") + "/" + rest
+	return strings.TrimSuffix(base, "/") + "/" + rest
 }
 
-func nilIfEmpty(s string) any {
+// nilIfEmpty is null for "".
+func nilIfEmpty(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return s
+	return &s
 }
 
 // manifestFacts reads a backup's stored manifest at a location: the
@@ -421,7 +412,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	// the rows first, so a job that finishes at once finds them; they go
 	// again if the start is refused
-	job := &models.Job{ID: jobID, Type: "backup", Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID,
+	job := &models.Job{ID: jobID, Type: api.JobBackup, Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID,
 		Name: req.Name, User: user(r), Started: now, EstimatedBytes: est.bytes, EstimatedSeconds: est.duration.Seconds(),
 		Request: models.ToJSON(req)}
 	row := &models.Backup{ID: backupID, Name: req.Name, Description: req.Description, Type: req.Type, Status: workflows.StatusInProgress,
@@ -608,7 +599,7 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 		if err := s.Store.DeleteBackup(r.Context(), id); err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "deleted", "backup_id": id, "locations": []string{}})
+		writeJSON(w, http.StatusOK, api.BackupDeletion{Status: "deleted", BackupID: id, Locations: []string{}})
 		return nil
 	}
 	cleanupID := jobs.NewID("CLEANUP-")
@@ -616,8 +607,8 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"status": "deletion_started", "backup_id": id, "locations": locs,
-		"job_id": job, "cleanup_id": cleanupID, "report_url": "/cloud-integration/backup/cleanup/report/" + cleanupID})
+	writeJSON(w, http.StatusAccepted, api.BackupDeletion{Status: "deletion_started", BackupID: id, Locations: locs,
+		JobID: job, CleanupID: cleanupID, ReportURL: "/cloud-integration/backup/cleanup/report/" + cleanupID})
 	return nil
 }
 

@@ -97,18 +97,12 @@ func specTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05")
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// rfc3339ptr is rfc3339p for typed answers: nil for no time.
+// rfc3339ptr is rfc3339 of a time that may be missing: nil (null) for
+// none or the zero time.
 func rfc3339ptr(t *time.Time) *string {
 	if t == nil || t.IsZero() {
 		return nil
 	}
 	v := rfc3339(*t)
 	return &v
-}
-
-func rfc3339p(t *time.Time) any {
-	if t == nil || t.IsZero() {
-		return nil
-	}
-	return rfc3339(*t)
 }

@@ -97,8 +97,25 @@ func apiStatus(wfStatus string) (status, outcome string) {
 	return "in_progress", "in_progress"
 }
 
-// refKey names each job type's own id in answers and messages.
-var refKey = map[string]string{"restore": "restore_id", "verify": "verification_id", "cleanup": "cleanup_id", "repair": "repair_id"}
+// jobRefs puts a job's own id (RefID) under its type's name: in the jobs
+// list when it has one, in job_complete even when empty (always).
+func jobRefs(typ api.JobType, id string, always bool) api.JobRefs {
+	var r api.JobRefs
+	if id == "" && !always {
+		return r
+	}
+	switch typ {
+	case api.JobRestore:
+		r.RestoreID = &id
+	case api.JobVerify:
+		r.VerificationID = &id
+	case api.JobCleanup:
+		r.CleanupID = &id
+	case api.JobRepair:
+		r.RepairID = &id
+	}
+	return r
+}
 
 // jobStatus maps a workflow status to the jobs list's vocabulary.
 func jobStatus(wfStatus string) string { return workflows.JobStatus(wfStatus) }
@@ -186,7 +203,7 @@ func (s *Server) progressBody(j *models.Job, p *workflows.Progress) *api.JobProg
 }
 
 // findJob resolves the job the progress endpoints are asked about.
-func (s *Server) findJob(ctx context.Context, kind, jobID, refID string) (*models.Job, error) {
+func (s *Server) findJob(ctx context.Context, kind api.JobType, jobID, refID string) (*models.Job, error) {
 	var j *models.Job
 	var err error
 	switch {
@@ -225,7 +242,7 @@ func (s *Server) backupProgress(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "job_id", "backup_id"); err != nil {
 		return err
 	}
-	j, err := s.findJob(r.Context(), "backup", q.Get("job_id"), q.Get("backup_id"))
+	j, err := s.findJob(r.Context(), api.JobBackup, q.Get("job_id"), q.Get("backup_id"))
 	if err != nil {
 		return err
 	}
@@ -238,7 +255,7 @@ func (s *Server) restoreProgress(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "job_id", "restore_id"); err != nil {
 		return err
 	}
-	j, err := s.findJob(r.Context(), "restore", q.Get("job_id"), q.Get("restore_id"))
+	j, err := s.findJob(r.Context(), api.JobRestore, q.Get("job_id"), q.Get("restore_id"))
 	if err != nil {
 		return err
 	}
@@ -277,9 +294,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err := onlyParams(q, "status", "type", "limit", "page_size", "page"); err != nil {
 		return err
 	}
-	f := models.JobFilter{Type: q.Get("type")}
+	f := models.JobFilter{Type: api.JobType(q.Get("type"))}
 	if f.Type != "" {
-		if err := oneOf("type", f.Type, jobTypes...); err != nil {
+		if err := oneOf("type", string(f.Type), jobTypes...); err != nil {
 			return err
 		}
 	}
@@ -328,24 +345,14 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) jobView(ctx context.Context, j *models.Job) api.JobView {
 	v := api.JobView{ID: j.ID, Type: j.Type, Subtype: j.Subtype, Status: j.Status,
 		Progress: int(math.Round(j.Progress)), Started: specTime(j.Started), StartedRFC3339: rfc3339(j.Started),
-		User: j.User, Name: j.Name, BackupID: j.BackupID, ScheduleID: j.ScheduleID}
-	switch refKey[j.Type] {
-	case "restore_id":
-		v.RestoreID = j.RefID
-	case "verification_id":
-		v.VerificationID = j.RefID
-	case "cleanup_id":
-		v.CleanupID = j.RefID
-	case "repair_id":
-		v.RepairID = j.RefID
-	}
+		User: j.User, Name: j.Name, BackupID: j.BackupID, ScheduleID: j.ScheduleID, JobRefs: jobRefs(j.Type, j.RefID, false)}
 	if j.Finished == nil {
 		p := s.liveProgress(ctx, j)
 		f := figures(j, p)
 		v.Status = jobStatus(p.Status)
 		v.Progress = int(math.Round(f.Percent))
 		v.Cancelable = true
-		pausable := j.Type == "backup"
+		pausable := j.Type == api.JobBackup
 		v.Pausable = &pausable
 		if f.ETA > 0 {
 			v.EstimatedCompletion = specTime(time.Now().Add(f.ETA))
@@ -404,8 +411,8 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st := stateOf(r)
-	if (j.Type == "restore" || j.Type == "cleanup") && st.token.Role != "admin" {
-		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: "cancelling a " + j.Type + " job needs the admin role"}
+	if (j.Type == api.JobRestore || j.Type == api.JobCleanup) && st.token.Role != "admin" {
+		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: "cancelling a " + string(j.Type) + " job needs the admin role"}
 	}
 	handle := &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID}
 	if err := s.Jobs.Cancel(r.Context(), handle); err != nil {
@@ -443,7 +450,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, api.CancelResponse{
 		Status: status, JobID: j.ID, Message: msg, Reason: req.Reason,
-		CleanupPerformed: closed && status == "cancelled", PartialDataRemoved: closed && status == "cancelled" && j.Type == "backup",
+		CleanupPerformed: closed && status == "cancelled", PartialDataRemoved: closed && status == "cancelled" && j.Type == api.JobBackup,
 		CanRestart: true,
 		RestartInfo: api.RestartInfo{Possible: true,
 			Recommendation: "Start the job again when ready; a new backup reuses every chunk already stored"},
@@ -469,7 +476,7 @@ func (s *Server) signalJob(w http.ResponseWriter, r *http.Request, pause bool) e
 	if err != nil {
 		return err
 	}
-	if j.Type != "backup" {
+	if j.Type != api.JobBackup {
 		return conflict(codes.JobNotFound, "only backup jobs can be paused; %s is a %s job", j.ID, j.Type)
 	}
 	handle := &jobs.Job{WorkflowID: j.WorkflowID, RunID: j.RunID}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/models"
 	"backupd/repository"
 	"backupd/workflows"
@@ -129,7 +130,7 @@ func (m *Metrics) jobRecorded(rec activities.JobRecord) {
 	}
 	if rec.Finished == nil {
 		for _, c := range comps {
-			m.jobsStarted.WithLabelValues(rec.Type, rec.ScheduleID, c).Inc()
+			m.jobsStarted.WithLabelValues(string(rec.Type), rec.ScheduleID, c).Inc()
 		}
 		return
 	}
@@ -138,12 +139,12 @@ func (m *Metrics) jobRecorded(rec activities.JobRecord) {
 		outcome = rec.Status
 	}
 	for _, c := range comps {
-		m.jobsFinished.WithLabelValues(rec.Type, rec.ScheduleID, c, outcome).Inc()
+		m.jobsFinished.WithLabelValues(string(rec.Type), rec.ScheduleID, c, outcome).Inc()
 	}
 	if !rec.Started.IsZero() {
-		m.jobDuration.WithLabelValues(rec.Type, outcome).Observe(max(rec.Finished.Sub(rec.Started).Seconds(), 0))
+		m.jobDuration.WithLabelValues(string(rec.Type), outcome).Observe(max(rec.Finished.Sub(rec.Started).Seconds(), 0))
 	}
-	if rec.Type != "backup" || len(rec.Result) == 0 {
+	if rec.Type != api.JobBackup || len(rec.Result) == 0 {
 		return
 	}
 	var out struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"backupd/api"
 	"backupd/buildinfo"
 	"backupd/models"
 	"backupd/workflows"
@@ -34,17 +35,13 @@ func (s *Server) temporalState(ctx context.Context) (status string, workers int)
 
 // workerViews are the workers per host for status and health, with this
 // process's own worker when it runs one.
-func (s *Server) workerViews(ctx context.Context) []map[string]any {
-	var out []map[string]any
+func (s *Server) workerViews(ctx context.Context) []api.WorkerView {
+	var out []api.WorkerView
 	for _, w := range s.workers(ctx) {
 		v := w.view()
 		if s.LocalWorkerState != nil && w.Host == s.Cfg.Host {
 			st := s.LocalWorkerState()
-			local := map[string]any{"running": st.Running, "since": rfc3339(st.Since), "start_attempts": st.Attempts}
-			if st.Error != "" {
-				local["error"] = st.Error
-			}
-			v["in_process"] = local
+			v.InProcess = &api.InProcessWorker{Running: st.Running, Since: rfc3339(st.Since), StartAttempts: st.Attempts, Error: st.Error}
 		}
 		out = append(out, v)
 	}
@@ -54,7 +51,7 @@ func (s *Server) workerViews(ctx context.Context) []map[string]any {
 func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	sched, workers := s.temporalState(ctx)
-	storageOut := map[string]any{}
+	storageOut := map[string]api.StatusLocation{}
 	healthy := sched == "running"
 	quotas := map[string]int64{}
 	if pol, err := s.policies(ctx); err == nil {
@@ -64,28 +61,27 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, name := range s.Cfg.LocationNames() {
 		d := s.describeLocation(name)
-		out := map[string]any{"type": d["storage_type"]}
-		for _, k := range []string{"provider", "location", "path", "bucket"} {
-			if v, ok := d[k]; ok && v != "" {
-				out[k] = v
-			}
+		out := api.StatusLocation{Type: d.StorageType, Path: deref(d.Path)}
+		if d.S3Address != nil {
+			out.Provider, out.Bucket = d.Provider, d.Bucket
+		}
+		if d.SFTPAddress != nil {
+			out.Location = d.Location
 		}
 		c, _, err := s.capacity(ctx, name)
 		if err != nil {
-			out["health"], out["error"] = "unreachable", err.Error()
+			out.Health, out.Error = "unreachable", err.Error()
 			healthy = false
 		} else {
-			out["used"], out["used_bytes"] = humanSize(c.UsedBytes), c.UsedBytes
-			for k, v := range usageFields(s.locationUsage(ctx, name), quotas[name]) {
-				out[k] = v
-			}
+			sp := api.Space{Used: humanSize(c.UsedBytes), UsedBytes: c.UsedBytes}
 			if c.TotalBytes >= 0 {
-				out["total"], out["total_bytes"] = humanSize(c.TotalBytes), c.TotalBytes
-				out["available"], out["available_bytes"] = humanSize(c.FreeBytes), c.FreeBytes
+				sp.Total, sp.TotalBytes = humanSize(c.TotalBytes), ptr(c.TotalBytes)
+				sp.Available, sp.AvailableBytes = humanSize(c.FreeBytes), ptr(c.FreeBytes)
 			} else {
-				out["total"], out["available"] = "unlimited", "unlimited"
+				sp.Total, sp.Available = "unlimited", "unlimited"
 			}
-			out["health"] = "good"
+			out.StatusSpace = &api.StatusSpace{Space: sp, UsageFigures: usageFields(s.locationUsage(ctx, name), quotas[name])}
+			out.Health = "good"
 		}
 		storageOut[name] = out
 	}
@@ -99,15 +95,14 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	ok := counts[workflows.StatusCompleted] + counts[workflows.StatusPartial]
 	failed := counts[workflows.StatusFailed]
-	stats := map[string]any{"total_backups": total, "successful": ok, "failed": failed,
-		"partial": counts[workflows.StatusPartial], "in_progress": counts[workflows.StatusInProgress],
-		"cancelled": counts[workflows.StatusCancelled], "success_rate": percent(ok, ok+failed),
-		"last_success": nil, "last_failure": nil}
+	stats := api.BackupCounts{TotalBackups: total, Successful: ok, Failed: failed,
+		Partial: counts[workflows.StatusPartial], InProgress: counts[workflows.StatusInProgress],
+		Cancelled: counts[workflows.StatusCancelled], SuccessRate: percent(ok, ok+failed)}
 	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial); err == nil {
-		stats["last_success"] = rfc3339(b.Timestamp)
+		stats.LastSuccess = ptr(rfc3339(b.Timestamp))
 	}
 	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
-		stats["last_failure"] = rfc3339(b.Timestamp)
+		stats.LastFailure = ptr(rfc3339(b.Timestamp))
 	}
 	repl, _, err := s.replicationState(ctx)
 	if err != nil {
@@ -117,19 +112,19 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	if !healthy {
 		status = "degraded"
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": status,
-		"backup_system": map[string]any{
-			"id": "backupd@" + s.Cfg.Host, "version": buildinfo.Version(), "host": s.Cfg.Host,
-			"last_health_check": rfc3339(time.Now()), "uptime_seconds": math.Round(time.Since(s.started).Seconds()),
-			"components": map[string]any{"scheduler": sched, "workers": workers, "compression": "enabled",
-				"encryption": "enabled", "integrity_check": "enabled", "catalog": s.Store.Driver},
-			"temporal_ui_url": s.Cfg.Temporal.UIURL, "task_queue": s.Cfg.Temporal.TaskQueue,
-			"workers": s.workerViews(ctx),
+	writeJSON(w, http.StatusOK, api.SystemStatus{
+		Status: status,
+		BackupSystem: api.BackupSystem{
+			ID: "backupd@" + s.Cfg.Host, Version: buildinfo.Version(), Host: s.Cfg.Host,
+			LastHealthCheck: rfc3339(time.Now()), UptimeSeconds: math.Round(time.Since(s.started).Seconds()),
+			Components: api.SystemComponents{Scheduler: sched, Workers: workers, Compression: "enabled",
+				Encryption: "enabled", IntegrityCheck: "enabled", Catalog: s.Store.Driver},
+			TemporalUIURL: s.Cfg.Temporal.UIURL, TaskQueue: s.Cfg.Temporal.TaskQueue,
+			Workers: s.workerViews(ctx),
 		},
-		"storage":           storageOut,
-		"backup_statistics": stats,
-		"replication":       repl,
+		Storage:          storageOut,
+		BackupStatistics: stats,
+		Replication:      repl,
 	})
 	return nil
 }
@@ -150,23 +145,25 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var alerts []map[string]any
-	var recs []string
-	overall := 0 // 0 healthy, 1 degraded, 2 critical
+	alerts := []api.HealthAlert{}
+	recs := []string{}
+	overall := 0 // an index into api.HealthLevels: healthy, degraded, critical
 	worse := func(l int) {
 		if l > overall {
 			overall = l
 		}
 	}
-	comps := map[string]any{}
+	alert := func(level, component, msg, suggestion string) {
+		alerts = append(alerts, api.HealthAlert{Level: level, Component: component, Message: msg, Suggestion: suggestion})
+	}
+	comps := api.HealthComponents{Storage: map[string]api.StorageHealth{}}
 	sched, workers := s.temporalState(ctx)
-	sc := map[string]any{"status": sched, "workers": workers, "errors": 0, "last_run": nil, "next_run": nil,
-		"worker_hosts": s.workerViews(ctx)}
+	sc := api.SchedulerHealth{Status: sched, Workers: workers, WorkerHosts: s.workerViews(ctx)}
 	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed); err == nil {
-		sc["last_run"] = rfc3339(last.Timestamp)
+		sc.LastRun = ptr(rfc3339(last.Timestamp))
 	}
 	if next := s.nextScheduledRun(ctx); next != nil {
-		sc["next_run"] = rfc3339(*next)
+		sc.NextRun = ptr(rfc3339(*next))
 	}
 	if sched != "running" {
 		worse(2)
@@ -180,36 +177,36 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 				hint = "Fix the cause named in the message; the worker retries on its own"
 			}
 		}
-		alerts = append(alerts, map[string]any{"level": "critical", "component": "scheduler", "message": msg, "suggestion": hint})
+		alert("critical", "scheduler", msg, hint)
 	}
-	comps["scheduler"] = sc
+	comps.Scheduler = sc
 	cv, level := s.reconcileView()
-	comps["catalog"] = cv
+	comps.Catalog = cv
 	if level > 0 {
 		worse(level)
 		msg := "The catalog and storage disagree"
-		if m, ok := cv["missing"].(map[string][]string); ok && len(m) > 0 {
-			msg = sprintf("%d backup(s) in the catalog have no manifest in a location the catalog lists", len(m))
-		} else if e, ok := cv["error"].(string); ok {
-			msg = "Catalog reconciliation failed: " + e
+		if cv.CatalogRun != nil && len(cv.Missing) > 0 {
+			msg = sprintf("%d backup(s) in the catalog have no manifest in a location the catalog lists", len(cv.Missing))
+		} else if cv.Error != "" {
+			msg = "Catalog reconciliation failed: " + cv.Error
 		}
-		alerts = append(alerts, map[string]any{"level": "warning", "component": "catalog", "message": msg,
-			"suggestion": "See components.catalog; repair from another copy (POST /backup/repair) or delete the entries, or run 'backupd catalog rebuild'"})
+		alert("warning", "catalog", msg,
+			"See components.catalog; repair from another copy (POST /backup/repair) or delete the entries, or run 'backupd catalog rebuild'")
 	}
 	for _, name := range s.Cfg.LocationNames() {
 		c, at, err := s.capacity(ctx, name)
-		st := map[string]any{"status": "healthy", "last_check": rfc3339(at), "connectivity": "good"}
+		st := api.StorageHealth{Status: "healthy", LastCheck: rfc3339(at), Connectivity: "good"}
 		if err != nil {
-			st["status"], st["connectivity"], st["error"] = "unreachable", "failed", err.Error()
+			st.Status, st.Connectivity, st.Error = "unreachable", "failed", err.Error()
 			worse(2)
-			alerts = append(alerts, map[string]any{"level": "critical", "component": "storage_" + name,
-				"message": "Storage location " + name + " cannot be reached: " + err.Error(), "suggestion": "Check the location's address and credentials"})
+			alert("critical", "storage_"+name, "Storage location "+name+" cannot be reached: "+err.Error(), "Check the location's address and credentials")
 		} else {
+			sp := &api.StorageHealthSpace{}
 			_, _, util, known := usage(s.locationUsage(ctx, name), pol.Locations[name].QuotaBytes)
 			if known {
-				st["utilization"] = fmt.Sprintf("%.0f%%", util)
-				st["available_space"] = humanSize(max(c.FreeBytes, 0))
-				st["available_space_bytes"] = c.FreeBytes
+				sp.Utilization = fmt.Sprintf("%.0f%%", util)
+				sp.AvailableSpace = humanSize(max(c.FreeBytes, 0))
+				sp.AvailableSpaceBytes = ptr(c.FreeBytes)
 				level := ""
 				switch {
 				case util >= float64(pol.Monitoring.ThresholdCritical):
@@ -220,67 +217,63 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 					worse(1)
 				}
 				if level != "" {
-					st["status"] = level
-					alerts = append(alerts, map[string]any{"level": level, "component": "storage_" + name,
-						"message":    fmt.Sprintf("Storage %s utilization at %.0f%%", name, util),
-						"suggestion": "Run cleanup or increase the quota"})
+					st.Status = level
+					alert(level, "storage_"+name, fmt.Sprintf("Storage %s utilization at %.0f%%", name, util), "Run cleanup or increase the quota")
 				}
 			} else {
-				st["utilization"] = "n/a (no quota set)"
-				st["available_space"] = "unlimited"
+				sp.Utilization = "n/a (no quota set)"
+				sp.AvailableSpace = "unlimited"
 			}
-			st["used_bytes"] = c.UsedBytes
-			for k, v := range usageFields(s.locationUsage(ctx, name), pol.Locations[name].QuotaBytes) {
-				st[k] = v
-			}
+			sp.UsedBytes = c.UsedBytes
+			sp.UsageFigures = usageFields(s.locationUsage(ctx, name), pol.Locations[name].QuotaBytes)
+			st.StorageHealthSpace = sp
 		}
-		comps["storage_"+name] = st
+		comps.Storage["storage_"+name] = st
 	}
-	keyStatus, lastRotation := "unknown", any(nil)
+	keyStatus, lastRotation := "unknown", (*string)(nil)
 	if repo, err := s.Stores.Open(ctx, s.Cfg.Primary); err == nil {
 		k := repo.KeyEntry()
-		lastRotation = rfc3339(k.Created)
+		lastRotation = ptr(rfc3339(k.Created))
 		age := time.Since(k.Created)
 		keyStatus = "valid"
 		if age > time.Duration(pol.Encryption.KeyRotationDays)*24*time.Hour {
 			keyStatus = "rotation_due"
 			worse(1)
-			alerts = append(alerts, map[string]any{"level": "warning", "component": "encryption",
-				"message":    fmt.Sprintf("The key entry is %d days old; the policy rotates every %d days", int(age.Hours()/24), pol.Encryption.KeyRotationDays),
-				"suggestion": "Rotate the key: backupd repo key rotate"})
+			alert("warning", "encryption",
+				fmt.Sprintf("The key entry is %d days old; the policy rotates every %d days", int(age.Hours()/24), pol.Encryption.KeyRotationDays),
+				"Rotate the key: backupd repo key rotate")
 			recs = append(recs, "Rotate the repository key (the policy says every "+strconv.Itoa(pol.Encryption.KeyRotationDays)+" days)")
 		}
 	} else {
 		keyStatus = "unavailable"
 		worse(2)
 	}
-	comps["encryption"] = map[string]any{"status": map[bool]string{true: "healthy", false: "warning"}[keyStatus == "valid"],
-		"algorithm": "AES-256", "key_status": keyStatus, "last_key_rotation": lastRotation}
+	comps.Encryption = api.EncryptionHealth{Status: map[bool]string{true: "healthy", false: "warning"}[keyStatus == "valid"],
+		Algorithm: "AES-256", KeyStatus: keyStatus, LastKeyRotation: lastRotation}
 	tot, err := s.Store.BackupTotals(ctx, models.BackupFilter{Status: workflows.StatusCompleted})
 	if err != nil {
 		return err
 	}
 	ratio, _ := sizeRatios(tot.SizeBytes, tot.CompressedBytes, tot.AddedBytes)
-	comps["compression"] = map[string]any{"status": "healthy", "algorithm": pol.Compression.DefaultAlgorithm, "average_ratio": ratio}
+	comps.Compression = api.CompressionHealth{Status: "healthy", Algorithm: pol.Compression.DefaultAlgorithm, AverageRatio: ratio}
 	now := time.Now()
-	bh := map[string]any{"last_failure": nil, "failure_reason": nil}
-	for _, p := range []struct {
-		key string
-		d   time.Duration
-	}{{"success_rate_24h", 24 * time.Hour}, {"success_rate_7d", 7 * 24 * time.Hour}, {"success_rate_30d", 30 * 24 * time.Hour}} {
+	var bh api.BackupHealth
+	for i, p := range []struct {
+		rate *string
+		d    time.Duration
+	}{{&bh.SuccessRate24h, 24 * time.Hour}, {&bh.SuccessRate7d, 7 * 24 * time.Hour}, {&bh.SuccessRate30d, 30 * 24 * time.Hour}} {
 		rate, _, failed, err := s.successRate(ctx, now.Add(-p.d))
 		if err != nil {
 			return err
 		}
-		bh[p.key] = rate
-		if p.key == "success_rate_24h" && failed > 0 {
+		*p.rate = rate
+		if i == 0 && failed > 0 { // the last 24 hours
 			worse(1)
-			alerts = append(alerts, map[string]any{"level": "warning", "component": "backups",
-				"message": fmt.Sprintf("%d backups failed in the last 24 hours", failed), "suggestion": "Read the failed jobs' errors (GET /backup/jobs?status=failed)"})
+			alert("warning", "backups", fmt.Sprintf("%d backups failed in the last 24 hours", failed), "Read the failed jobs' errors (GET /backup/jobs?status=failed)")
 		}
 	}
 	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
-		bh["last_failure"], bh["failure_reason"] = rfc3339(b.Timestamp), b.Error
+		bh.LastFailure, bh.FailureReason = ptr(rfc3339(b.Timestamp)), ptr(b.Error)
 	}
 	// recommendations from the state
 	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial); err != nil {
@@ -294,7 +287,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 		recs = append(recs, "Create a backup schedule (POST /backup/schedules)")
 	}
 	if unverified, err := s.Store.BackupTotals(ctx, models.BackupFilter{Status: workflows.StatusCompleted}); err == nil && unverified.Total > 0 {
-		if last, err := s.Store.LatestReport(ctx, "verify"); err != nil || time.Since(last.CreatedAt) > 30*24*time.Hour {
+		if last, err := s.Store.LatestReport(ctx, api.JobVerify); err != nil || time.Since(last.CreatedAt) > 30*24*time.Hour {
 			recs = append(recs, "Verify a backup with verify_checksum and extract_test: none was verified in the last 30 days")
 		}
 	}
@@ -307,22 +300,16 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(short) > 0 {
 		worse(1)
-		alerts = append(alerts, map[string]any{"level": "warning", "component": "replication",
-			"message":    fmt.Sprintf("%d backups fall short of the %s policy (e.g. %s: %s)", len(short), pol.Replication.Strategy, short[0].BackupID, strings.Join(short[0].Reasons, ", ")),
-			"suggestion": "Repair them: POST /cloud-integration/backup/repair"})
+		alert("warning", "replication",
+			fmt.Sprintf("%d backups fall short of the %s policy (e.g. %s: %s)", len(short), pol.Replication.Strategy, short[0].BackupID, strings.Join(short[0].Reasons, ", ")),
+			"Repair them: POST /cloud-integration/backup/repair")
 		recs = append(recs, fmt.Sprintf("Repair %d backups that miss copies (POST /backup/repair)", len(short)))
 	}
-	comps["replication"] = repl
-	if alerts == nil {
-		alerts = []map[string]any{}
-	}
-	if recs == nil {
-		recs = []string{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"overall_health": []string{"healthy", "degraded", "critical"}[overall],
-		"components":     comps, "backup_health": bh, "alerts": alerts, "recommendations": recs,
-		"checked_at": rfc3339(now),
+	comps.Replication = repl
+	writeJSON(w, http.StatusOK, api.Health{
+		OverallHealth: api.HealthLevels[overall],
+		Components:    comps, BackupHealth: bh, Alerts: alerts, Recommendations: recs,
+		CheckedAt: rfc3339(now),
 	})
 	return nil
 }
@@ -469,46 +456,43 @@ func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 	}
 	rate := func(a *agg) string { return percent(a.ok, a.ok+a.failed) }
 	ratio, dedup := sizeRatios(all.size, all.comp, all.added)
-	out := map[string]any{
-		"period":     period,
-		"time_range": map[string]any{"from": rfc3339(from), "to": rfc3339(to)},
-		"summary": map[string]any{"total_backups": all.n, "successful": all.ok, "failed": all.failed,
-			"success_rate": rate(&all), "total_size": humanSize(all.size), "total_size_bytes": all.size,
-			"compressed_size": humanSize(all.comp), "compressed_size_bytes": all.comp,
-			"average_compression_ratio": ratio, "deduplication_ratio": dedup,
-			"added_size": humanSize(all.added), "added_size_bytes": all.added,
-			"total_duration": humanDuration(time.Duration(all.dur * float64(time.Second))), "total_duration_seconds": math.Round(all.dur),
-			"average_duration": humanDuration(all.avgDur()), "average_duration_seconds": math.Round(all.avgDur().Seconds())},
+	out := api.Statistics{
+		Period:    period,
+		TimeRange: api.TimeRange{From: rfc3339(from), To: rfc3339(to)},
+		Summary: api.StatisticsSummary{TotalBackups: all.n, Successful: all.ok, Failed: all.failed,
+			SuccessRate: rate(&all), TotalSize: humanSize(all.size), TotalSizeBytes: all.size,
+			CompressedSize: humanSize(all.comp), CompressedSizeBytes: all.comp,
+			AverageCompressionRatio: ratio, DeduplicationRatio: dedup,
+			AddedSize: humanSize(all.added), AddedSizeBytes: all.added,
+			TotalDuration: humanDuration(time.Duration(all.dur * float64(time.Second))), TotalDurationSeconds: math.Round(all.dur),
+			AverageDuration: humanDuration(all.avgDur()), AverageDurationSeconds: math.Round(all.avgDur().Seconds())},
 	}
-	bt := map[string]any{}
-	for _, k := range sortedKeys(byType) {
-		a := byType[k]
-		bt[k] = map[string]any{"count": a.n, "success_rate": rate(a), "average_size": humanSize(a.avgSize()),
-			"average_size_bytes": a.avgSize(), "average_duration": humanDuration(a.avgDur()), "average_duration_seconds": math.Round(a.avgDur().Seconds())}
+	bt := map[string]api.TypeStatistics{}
+	for k, a := range byType {
+		bt[k] = api.TypeStatistics{Count: a.n, SuccessRate: rate(a), AverageSize: humanSize(a.avgSize()),
+			AverageSizeBytes: a.avgSize(), AverageDuration: humanDuration(a.avgDur()), AverageDurationSeconds: math.Round(a.avgDur().Seconds())}
 	}
-	bc := map[string]any{}
-	for _, k := range sortedKeys(byComp) {
-		a := byComp[k]
+	bc := map[string]api.ComponentStatistics{}
+	for k, a := range byComp {
 		avg := int64(0)
 		if a.n > 0 {
 			avg = a.componentsBytes / a.n
 		}
-		bc[k] = map[string]any{"backups_included": a.n, "average_size": humanSize(avg), "average_size_bytes": avg}
+		bc[k] = api.ComponentStatistics{BackupsIncluded: a.n, AverageSize: humanSize(avg), AverageSizeBytes: avg}
 	}
-	bs := map[string]any{}
-	for _, k := range sortedKeys(bySched) {
-		a := bySched[k]
-		bs[k] = map[string]any{"executions": a.n, "success_rate": rate(a), "average_size": humanSize(a.avgSize()), "average_size_bytes": a.avgSize()}
+	bs := map[string]api.ScheduleStatistics{}
+	for k, a := range bySched {
+		bs[k] = api.ScheduleStatistics{Executions: a.n, SuccessRate: rate(a), AverageSize: humanSize(a.avgSize()), AverageSizeBytes: a.avgSize()}
 	}
 	switch groupBy {
 	case "type":
-		out["by_type"] = bt
+		out.ByType = bt
 	case "component":
-		out["by_component"] = bc
+		out.ByComponent = bc
 	case "schedule":
-		out["by_schedule"] = bs
+		out.BySchedule = bs
 	default:
-		out["by_type"], out["by_component"], out["by_schedule"] = bt, bc, bs
+		out.ByType, out.ByComponent, out.BySchedule = bt, bc, bs
 	}
 	rateNum := func(a *agg) float64 {
 		if a.ok+a.failed == 0 {
@@ -516,12 +500,12 @@ func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 		}
 		return 100 * float64(a.ok) / float64(a.ok+a.failed)
 	}
-	out["trends"] = map[string]any{
-		"success_rate":  trend(&firstHalf, &secondHalf, rateNum, true, 0),
-		"backup_size":   trend(&firstHalf, &secondHalf, func(a *agg) float64 { return float64(a.avgSize()) }, false, 1024),
-		"duration":      trend(&firstHalf, &secondHalf, func(a *agg) float64 { return a.avgDur().Seconds() }, false, 1),
-		"storage_usage": trend(&firstHalf, &secondHalf, func(a *agg) float64 { return float64(a.added) }, false, 1024),
-		"rule": "second half of the period against the first: more than +10% (and more than 1 s or 1 KiB) increasing, more than -10% decreasing " +
+	out.Trends = api.Trends{
+		SuccessRate:  trend(&firstHalf, &secondHalf, rateNum, true, 0),
+		BackupSize:   trend(&firstHalf, &secondHalf, func(a *agg) float64 { return float64(a.avgSize()) }, false, 1024),
+		Duration:     trend(&firstHalf, &secondHalf, func(a *agg) float64 { return a.avgDur().Seconds() }, false, 1),
+		StorageUsage: trend(&firstHalf, &secondHalf, func(a *agg) float64 { return float64(a.added) }, false, 1024),
+		Rule: "second half of the period against the first: more than +10% (and more than 1 s or 1 KiB) increasing, more than -10% decreasing " +
 			"(success rate: 2 points), else stable; insufficient_data when a half has no backups. storage_usage is the bytes the backups added",
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -535,4 +519,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ptr is a pointer to v: an answer's field that is present (or not null)
+// even at its zero value.
+func ptr[T any](v T) *T { return &v }
+
+// deref is the string p points to, or "".
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

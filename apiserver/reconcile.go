@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"backupd/activities"
+	"backupd/api"
 )
 
 // reconcileInterval is how often the catalog is compared with each
@@ -49,32 +50,32 @@ func (s *Server) reconcile(ctx context.Context) {
 }
 
 // reconcileView is the last reconciliation for health.
-func (s *Server) reconcileView() (map[string]any, int) {
+func (s *Server) reconcileView() (api.CatalogHealth, int) {
 	st := &s.recon
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	v := map[string]any{"status": "pending", "interval_seconds": reconcileInterval.Seconds()}
+	v := api.CatalogHealth{Status: "pending", IntervalSeconds: reconcileInterval.Seconds()}
 	if st.err != "" {
-		v["status"], v["error"] = "failed", st.err
+		v.Status, v.Error = "failed", st.err
 		return v, 1
 	}
 	if st.last == nil {
 		return v, 0
 	}
-	v["status"], v["last_run"] = "ok", rfc3339(st.last.At)
-	v["adopted"], v["located"], v["missing"] = st.last.Adopted, st.last.Located, st.last.Missing
+	v.Status = "ok"
+	v.CatalogRun = &api.CatalogRun{LastRun: rfc3339(st.last.At), Adopted: st.last.Adopted, Located: st.last.Located, Missing: st.last.Missing}
 	if len(st.last.Unreachable) > 0 {
-		v["unreachable"] = st.last.Unreachable
+		v.Unreachable = st.last.Unreachable
 	}
 	if len(st.last.Unreadable) > 0 {
-		v["unreadable"], v["unreadable_count"] = st.last.Unreadable, st.last.UnreadableCount
+		v.Unreadable, v.UnreadableCount = st.last.Unreadable, st.last.UnreadableCount
 	}
 	if st.last.Deferred > 0 {
-		v["deferred_to_next_run"] = st.last.Deferred
+		v.DeferredToNextRun = st.last.Deferred
 	}
 	level := 0
 	if len(st.last.Missing) > 0 || len(st.last.Unreadable) > 0 {
-		v["status"], level = "inconsistent", 1
+		v.Status, level = "inconsistent", 1
 	}
 	return v, level
 }

@@ -25,25 +25,14 @@ func (s *Server) mediaOf(name string) string {
 	return map[string]string{"local": "disk", "s3": "object", "sftp": "remote-disk"}[locationKind(loc.URL)]
 }
 
-// shortfall is how one backup falls short of the replication policy.
-type shortfall struct {
-	BackupID  string   `json:"backup_id"`
-	Copies    int      `json:"copies"`
-	Media     int      `json:"media"`
-	Offsite   int      `json:"offsite"`
-	Missing   []string `json:"missing_locations"`
-	Reasons   []string `json:"reasons"`
-	Timestamp string   `json:"timestamp"`
-}
-
 // check321 measures a backup against the policy: copies (locations that
 // hold it), distinct media, offsite copies.
-func (s *Server) check321(b *models.Backup, pol *Policies) *shortfall {
+func (s *Server) check321(b *models.Backup, pol *Policies) *api.Shortfall {
 	if !pol.Replication.Enabled {
 		return nil
 	}
 	media := map[string]bool{}
-	f := &shortfall{BackupID: b.ID, Copies: len(b.Locations), Timestamp: rfc3339(b.Timestamp)}
+	f := &api.Shortfall{BackupID: b.ID, Copies: len(b.Locations), Timestamp: rfc3339(b.Timestamp)}
 	for _, l := range b.Locations {
 		if _, ok := s.Cfg.Storage[l]; !ok {
 			continue
@@ -96,16 +85,16 @@ func (s *Server) policyWarning(locs []string, pol *Policies) string {
 }
 
 // replicationState checks every completed backup (the newest first).
-func (s *Server) replicationState(ctx context.Context) (map[string]any, []shortfall, error) {
+func (s *Server) replicationState(ctx context.Context) (api.ReplicationState, []api.Shortfall, error) {
 	pol, err := s.policies(ctx)
 	if err != nil {
-		return nil, nil, err
+		return api.ReplicationState{}, nil, err
 	}
 	rows, err := s.Store.AllBackups(ctx, workflows.StatusCompleted, workflows.StatusPartial)
 	if err != nil {
-		return nil, nil, err
+		return api.ReplicationState{}, nil, err
 	}
-	var short []shortfall
+	var short []api.Shortfall
 	for i := len(rows) - 1; i >= 0; i-- {
 		if f := s.check321(&rows[i], pol); f != nil {
 			short = append(short, *f)
@@ -116,12 +105,12 @@ func (s *Server) replicationState(ctx context.Context) (map[string]any, []shortf
 		list = list[:20]
 	}
 	if list == nil {
-		list = []shortfall{}
+		list = []api.Shortfall{}
 	}
-	return map[string]any{"policy": pol.Replication.Strategy, "enabled": pol.Replication.Enabled,
-		"required":        map[string]int{"copies": pol.Replication.Copies, "media": pol.Replication.Locations, "offsite": pol.Replication.Offsite},
-		"backups_checked": len(rows), "compliant": len(rows) - len(short), "short": len(short), "short_backups": list,
-		"repair": "POST /cloud-integration/backup/repair copies what is missing from a healthy copy"}, short, nil
+	return api.ReplicationState{Policy: pol.Replication.Strategy, Enabled: pol.Replication.Enabled,
+		Required:       api.ReplicationRequired{Copies: pol.Replication.Copies, Media: pol.Replication.Locations, Offsite: pol.Replication.Offsite},
+		BackupsChecked: len(rows), Compliant: len(rows) - len(short), Short: len(short), ShortBackups: list,
+		Repair: "POST /cloud-integration/backup/repair copies what is missing from a healthy copy"}, short, nil
 }
 
 func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
@@ -133,7 +122,7 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	byID := map[string]shortfall{}
+	byID := map[string]api.Shortfall{}
 	for _, f := range short {
 		byID[f.BackupID] = f
 	}
@@ -158,14 +147,14 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 		sort.SliceStable(src, func(a, c int) bool { return src[a] == s.Cfg.Primary && src[c] != s.Cfg.Primary })
 		items = append(items, workflows.RepairItem{BackupID: id, Sources: src, Missing: f.Missing})
 	}
-	resp := map[string]any{"backups_short": len(short), "backups_to_repair": len(items), "plan": items}
+	resp := api.RepairPlan{BackupsShort: len(short), BackupsToRepair: len(items), Plan: items}
 	if items == nil {
-		resp["plan"] = []workflows.RepairItem{}
+		resp.Plan = []workflows.RepairItem{}
 	}
 	if req.DryRun || len(items) == 0 {
-		resp["status"] = "nothing_to_do"
+		resp.Status = "nothing_to_do"
 		if req.DryRun {
-			resp["status"] = "dry_run"
+			resp.Status = "dry_run"
 		}
 		writeJSON(w, http.StatusOK, resp)
 		return nil
@@ -173,7 +162,7 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 	repairID := jobs.NewID("REPAIR-")
 	jobID := "REPAIR-JOB-" + repairID[len("REPAIR-"):]
 	setTarget(r, repairID)
-	if err := s.Store.PutJob(r.Context(), &models.Job{ID: jobID, Type: "repair", Subtype: "3-2-1", Status: "queued",
+	if err := s.Store.PutJob(r.Context(), &models.Job{ID: jobID, Type: api.JobRepair, Subtype: "3-2-1", Status: "queued",
 		RefID: repairID, User: user(r), Started: time.Now().UTC(), Request: models.ToJSON(items)}); err != nil {
 		return err
 	}
@@ -185,12 +174,12 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Store.UpdateJob(r.Context(), jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
 	s.Hub.Track(jobID)
-	resp["status"], resp["repair_id"], resp["job_id"] = "repair_started", repairID, jobID
-	resp["report_url"] = "/cloud-integration/backup/repair/report/" + repairID
+	resp.Status, resp.RepairID, resp.JobID = "repair_started", repairID, jobID
+	resp.ReportURL = "/cloud-integration/backup/repair/report/" + repairID
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 func (s *Server) repairReport(w http.ResponseWriter, r *http.Request) error {
-	return s.report(w, r, "repair", muxVar(r, "repair_id"))
+	return s.report(w, r, api.JobRepair, muxVar(r, "repair_id"))
 }

@@ -227,7 +227,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	}
 	// restores run at 100-200 MB/s on the measured machines (bench/README.md)
 	dur := time.Duration(float64(size)/150e6*float64(time.Second)) + 2*time.Second
-	job := &models.Job{ID: jobID, Type: "restore", Subtype: req.RestoreType, Status: "queued", RefID: restoreID,
+	job := &models.Job{ID: jobID, Type: api.JobRestore, Subtype: req.RestoreType, Status: "queued", RefID: restoreID,
 		BackupID: b.ID, Name: b.Name, User: user(r), Started: now, EstimatedBytes: size, EstimatedSeconds: dur.Seconds(),
 		Request: models.ToJSON(req)}
 	if err := s.Store.PutJob(r.Context(), job); err != nil {
@@ -281,7 +281,7 @@ func (s *Server) rollbackRestore(w http.ResponseWriter, r *http.Request) error {
 	if req.RestoreID == "" && req.JobID == "" {
 		return badRequest("restore_id", "restore_id (or job_id) is required")
 	}
-	j, err := s.findJob(r.Context(), "restore", req.JobID, req.RestoreID)
+	j, err := s.findJob(r.Context(), api.JobRestore, req.JobID, req.RestoreID)
 	if err != nil {
 		return err
 	}
@@ -358,7 +358,7 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	if req.ExtractTest {
 		dur += time.Duration(float64(b.SizeBytes) / 150e6 * float64(time.Second))
 	}
-	job := &models.Job{ID: jobID, Type: "verify", Subtype: "manual", Status: "queued", RefID: verID, BackupID: b.ID,
+	job := &models.Job{ID: jobID, Type: api.JobVerify, Subtype: "manual", Status: "queued", RefID: verID, BackupID: b.ID,
 		Name: b.Name, User: user(r), Started: time.Now().UTC(), EstimatedBytes: size, EstimatedSeconds: dur.Seconds(),
 		Request: models.ToJSON(req)}
 	if err := s.Store.PutJob(r.Context(), job); err != nil {
@@ -382,29 +382,27 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) verifyReport(w http.ResponseWriter, r *http.Request) error {
-	return s.report(w, r, "verify", mux.Vars(r)["verification_id"])
+	return s.report(w, r, api.JobVerify, mux.Vars(r)["verification_id"])
 }
 
 func (s *Server) cleanupReport(w http.ResponseWriter, r *http.Request) error {
-	return s.report(w, r, "cleanup", mux.Vars(r)["cleanup_id"])
+	return s.report(w, r, api.JobCleanup, mux.Vars(r)["cleanup_id"])
 }
 
 // report returns a stored report, or the job's state while it runs.
-func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string) error {
+func (s *Server) report(w http.ResponseWriter, r *http.Request, kind api.JobType, id string) error {
 	rep, err := s.Store.GetReport(r.Context(), id)
 	if err == nil && rep.Kind == kind {
-		var body map[string]any
-		if err := json.Unmarshal(rep.Body, &body); err != nil {
+		out, err := storedReport(rep)
+		if err != nil {
 			return err
 		}
-		body["id"], body["status"], body["job_id"] = rep.ID, rep.Status, rep.JobID
-		body["created"] = rfc3339(rep.CreatedAt)
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
 	j, jerr := s.Store.GetJobByRef(r.Context(), kind, id)
 	if jerr != nil {
-		what := map[string]string{"verify": "verification", "cleanup": "cleanup"}[kind]
+		what := map[api.JobType]string{api.JobVerify: "verification", api.JobCleanup: "cleanup"}[kind]
 		return notFound(codes.JobNotFound, "no %s %q", what, id)
 	}
 	p := s.liveProgress(r.Context(), j)
@@ -413,11 +411,34 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, kind, id string)
 	if j.Finished != nil {
 		status = "failed"
 	}
-	body := map[string]any{"id": id, "job_id": j.ID, "status": status, "backup_id": nilIfEmpty(j.BackupID),
-		"message": "the report is written when the job finishes", "progress": p.Percentage}
+	body := api.ReportPending{ID: id, JobID: j.ID, Status: status, BackupID: nilIfEmpty(j.BackupID),
+		Message: "the report is written when the job finishes", Progress: p.Percentage}
 	if j.Finished != nil && j.Error != "" {
-		body["error"] = jobError(j.ErrorCode, j.Error, nil)
+		body.Error = jobError(j.ErrorCode, j.Error, nil)
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil
+}
+
+// storedReport is a report as the job stored it, under its head.
+func storedReport(rep *models.Report) (any, error) {
+	head := api.ReportHead{ID: rep.ID, Status: rep.Status, JobID: rep.JobID, Created: rfc3339(rep.CreatedAt)}
+	switch rep.Kind {
+	case api.JobVerify:
+		var v api.VerifyReport
+		err := json.Unmarshal(rep.Body, &v)
+		v.ReportHead = head
+		return v, err
+	case api.JobCleanup:
+		var v api.CleanupReport
+		err := json.Unmarshal(rep.Body, &v)
+		v.ReportHead = head
+		return v, err
+	case api.JobRepair:
+		var v api.RepairReport
+		err := json.Unmarshal(rep.Body, &v)
+		v.ReportHead = head
+		return v, err
+	}
+	return nil, fmt.Errorf("report %s: no answer for a report of kind %q", rep.ID, rep.Kind)
 }

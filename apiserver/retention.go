@@ -32,10 +32,9 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 		Order("timestamp DESC").Pluck("id", &prot).Error; err != nil {
 		return err
 	}
-	out := map[string]any{"retention_policies": rs.Policy, "cleanup_rules": rs.Rules, "protected_backups": nonNil(prot),
-		"next_cleanup": nil, "last_cleanup": nil}
-	out["next_cleanup"] = rfc3339p(s.nextOf(r.Context(), s.Temporal.ScheduleClient().GetHandle(r.Context(), cleanupScheduleID)))
-	if rep, err := s.Store.LatestReport(r.Context(), "cleanup"); err == nil {
+	out := api.RetentionConfig{RetentionPolicies: rs.Policy, CleanupRules: rs.Rules, ProtectedBackups: nonNil(prot),
+		NextCleanup: rfc3339ptr(s.nextOf(r.Context(), s.Temporal.ScheduleClient().GetHandle(r.Context(), cleanupScheduleID)))}
+	if rep, err := s.Store.LatestReport(r.Context(), api.JobCleanup); err == nil {
 		var body struct {
 			DryRun  bool                      `json:"dry_run"`
 			Outcome *workflows.CleanupOutcome `json:"outcome"`
@@ -54,13 +53,13 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 				freed += g.BytesFreed
 			}
 		}
-		lc := map[string]any{"timestamp": rfc3339(rep.CreatedAt), "cleanup_id": rep.ID, "status": rep.Status,
-			"dry_run": body.DryRun, "backups_removed": removed, "space_freed": humanSize(freed), "space_freed_bytes": freed}
+		lc := &api.LastCleanup{Timestamp: rfc3339(rep.CreatedAt), CleanupID: rep.ID, Status: rep.Status,
+			DryRun: body.DryRun, BackupsRemoved: removed, SpaceFreed: humanSize(freed), SpaceFreedBytes: freed}
 		if j, err := s.Store.GetJob(r.Context(), rep.JobID); err == nil && j.Finished != nil {
 			d := j.Finished.Sub(j.Started)
-			lc["duration"], lc["duration_seconds"] = humanDuration(d), math.Round(d.Seconds())
+			lc.Duration, lc.DurationSeconds = humanDuration(d), ptr(math.Round(d.Seconds()))
 		}
-		out["last_cleanup"] = lc
+		out.LastCleanup = lc
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -77,12 +76,12 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	changes := map[string]any{}
+	var changes api.RetentionChanges
 	if req.Policies != nil {
 		if err := req.Policies.Validate(); err != nil {
 			return badRequest("retention_policies", "retention_policies.%v", err)
 		}
-		changes["retention_policies"] = map[string]any{"old": rs.Policy, "new": *req.Policies}
+		changes.RetentionPolicies = &api.RetentionPolicyChange{Old: rs.Policy, New: *req.Policies}
 		rs.Policy = *req.Policies
 	}
 	if req.Rules != nil {
@@ -101,7 +100,7 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 				return badRequest("cleanup_rules."+f, "cleanup_rules.%s: %v", f, err)
 			}
 		}
-		changes["cleanup_rules"] = map[string]any{"old": rs.Rules, "new": ru}
+		changes.CleanupRules = &api.CleanupRulesChange{Old: rs.Rules, New: ru}
 		rs.Rules = ru
 	}
 	protect := map[string]bool{}
@@ -139,10 +138,9 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if len(protect) > 0 {
-		changes["protected_backups"] = protect
+		changes.ProtectedBackups = protect
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "updated", "changes": changes, "restart_required": false,
-		"next_cleanup": rfc3339p(next)})
+	writeJSON(w, http.StatusOK, api.RetentionUpdated{Status: "updated", Changes: changes, NextCleanup: rfc3339ptr(next)})
 	return nil
 }
 
@@ -236,7 +234,7 @@ func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []
 func (s *Server) launchCleanup(ctx context.Context, who, cleanupID string, req workflows.CleanupRequest, decisions []retention.Line) (string, error) {
 	jobID := "CLEANUP-JOB-" + strings.TrimPrefix(cleanupID, "CLEANUP-")
 	locs, ids, dry, subtype := req.Locations, req.BackupIDs, req.DryRun, req.Subtype
-	job := &models.Job{ID: jobID, Type: "cleanup", Subtype: subtype, Status: "queued", RefID: cleanupID, User: who,
+	job := &models.Job{ID: jobID, Type: api.JobCleanup, Subtype: subtype, Status: "queued", RefID: cleanupID, User: who,
 		Started: time.Now().UTC(), Request: models.ToJSON(map[string]any{"locations": locs, "backup_ids": ids, "dry_run": dry})}
 	if len(ids) == 1 {
 		job.BackupID = ids[0]

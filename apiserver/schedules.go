@@ -154,7 +154,7 @@ func (s *Server) scheduleOptions(sc *models.Schedule) (client.ScheduleSpec, *cli
 			OnWarning: sc.Notifications["on_warning"]}}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-backup:" + sc.ID, Workflow: "BackupWorkflow", Args: []any{req},
 		TaskQueue: s.Cfg.Temporal.TaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("backup"),
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet(string(api.JobBackup)),
 			workflows.AttrScheduleID.ValueSet(sc.ID), workflows.AttrStatus.ValueSet(workflows.StatusPending),
 			workflows.AttrComponents.ValueSet(sc.Components))}
 	return spec, act, nil
@@ -380,7 +380,7 @@ func (s *Server) EnsureCleanupSchedule(ctx context.Context) (*time.Time, error) 
 	}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-cleanup", Workflow: "CleanupWorkflow", TaskQueue: s.Cfg.Temporal.TaskQueue,
 		Args: []any{creq},
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet("cleanup"),
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet(string(api.JobCleanup)),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending))}
 	paused := !r.AutoCleanup || r.CleanupSchedule == "disabled"
 	hd, err := s.upsertTemporalSchedule(ctx, cleanupScheduleID, client.ScheduleSpec{Calendars: []client.ScheduleCalendarSpec{cal},
@@ -421,7 +421,7 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []map[string]any{}
+	out := []api.ScheduleView{}
 	byFreq := map[string]int{"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0}
 	enabled := 0
 	for i := range list {
@@ -430,39 +430,32 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 		if sc.Enabled {
 			enabled++
 		}
-		v := map[string]any{"id": sc.ID, "name": sc.Name, "enabled": sc.Enabled, "type": sc.Type, "frequency": sc.Frequency,
-			"timezone": sc.Timezone, "components": s.componentMap(sc.Components), "storage_locations": nonNil(sc.Locations),
-			"retention_days": sc.RetentionDays, "encryption": sc.Encryption, "compression": sc.Compression,
-			"notifications": sc.Notifications, "description": sc.Description, "last_execution": nil, "next_execution": nil}
-		if sc.Time != "" {
-			v["time"] = sc.Time
-		}
-		if sc.Day != "" {
-			v["day"] = sc.Day
-		}
+		v := api.ScheduleView{ID: sc.ID, Name: sc.Name, Enabled: sc.Enabled, Type: sc.Type, Frequency: sc.Frequency,
+			Time: sc.Time, Day: sc.Day, Timezone: sc.Timezone, Components: s.componentMap(sc.Components),
+			StorageLocations: nonNil(sc.Locations), RetentionDays: sc.RetentionDays, Encryption: sc.Encryption,
+			Compression: sc.Compression, Notifications: sc.Notifications, Description: sc.Description}
 		h := s.Temporal.ScheduleClient().GetHandle(ctx, temporalScheduleID(sc.ID))
 		if d, err := h.Describe(ctx); err == nil {
 			if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
-				v["next_execution"] = rfc3339(d.Info.NextActionTimes[0])
+				v.NextExecution = ptr(rfc3339(d.Info.NextActionTimes[0]))
 			}
-			v["executions"] = d.Info.NumActions
-			v["skipped_overlap"] = d.Info.NumActionsSkippedOverlap
-			v["missed_catchup_window"] = d.Info.NumActionsMissedCatchupWindow
+			v.ScheduleRuns = &api.ScheduleRuns{Executions: d.Info.NumActions, SkippedOverlap: d.Info.NumActionsSkippedOverlap,
+				MissedCatchupWindow: d.Info.NumActionsMissedCatchupWindow}
 		} else {
-			v["temporal_error"] = err.Error()
+			v.TemporalError = err.Error()
 		}
 		if rows, err := s.Store.ListBackups(ctx, models.BackupFilter{ScheduleID: sc.ID, Limit: 1}); err == nil && len(rows) > 0 {
 			b := rows[0]
 			st := map[string]string{workflows.StatusCompleted: "success", workflows.StatusPartial: "warning",
 				workflows.StatusFailed: "failed", workflows.StatusCancelled: "cancelled", workflows.StatusInProgress: "running"}[b.Status]
-			v["last_execution"] = map[string]any{"timestamp": rfc3339(b.Timestamp), "status": st, "backup_id": b.ID,
-				"size": humanSize(b.SizeBytes), "size_bytes": b.SizeBytes,
-				"duration": humanDuration(time.Duration(b.DurationSeconds * float64(time.Second))), "duration_seconds": b.DurationSeconds}
+			v.LastExecution = &api.LastExecution{Timestamp: rfc3339(b.Timestamp), Status: st, BackupID: b.ID,
+				Size: humanSize(b.SizeBytes), SizeBytes: b.SizeBytes,
+				Duration: humanDuration(time.Duration(b.DurationSeconds * float64(time.Second))), DurationSeconds: b.DurationSeconds}
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"schedules": out, "summary": map[string]any{
-		"total_schedules": len(list), "enabled": enabled, "disabled": len(list) - enabled, "by_frequency": byFreq}})
+	writeJSON(w, http.StatusOK, api.ScheduleList{Schedules: out, Summary: api.ScheduleSummary{
+		TotalSchedules: len(list), Enabled: enabled, Disabled: len(list) - enabled, ByFrequency: byFreq}})
 	return nil
 }
 
@@ -508,9 +501,9 @@ func isNotFound(err error) bool {
 	return strings.Contains(strings.ToLower(err.Error()), "not found")
 }
 
-func scheduleEvent(event string, sc *models.Schedule, msg string, next *time.Time) map[string]any {
-	return map[string]any{"type": "schedule_event", "event": event, "schedule_id": sc.ID, "message": msg,
-		"timestamp": rfc3339(time.Now()), "next_execution": rfc3339p(next)}
+func scheduleEvent(event string, sc *models.Schedule, msg string, next *time.Time) api.ScheduleEventMessage {
+	return api.ScheduleEventMessage{Type: "schedule_event", Event: event, ScheduleID: sc.ID, Message: msg,
+		Timestamp: rfc3339(time.Now()), NextExecution: rfc3339ptr(next)}
 }
 
 // scheduleOf loads the schedule the path names.

@@ -109,22 +109,22 @@ type route struct {
 	Summary  string
 	Query    []param // query parameters
 	Body     any     // the request body's type (a zero value of an api type; nil = none)
-	Response any     // the success answer's type (nil: a JSON object, not yet typed)
+	Response any     // the success answer's type (an api.OneOf: one of several); nil: not JSON, or the OpenAPI document itself
 	Status   int     // success status (200 unless said)
 	handler  func(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) routeTable() []route {
 	return []route{
-		{Method: "GET", Path: "/backup/status", Role: "viewer", Summary: "Backup system status and configuration", handler: s.getStatus},
+		{Method: "GET", Path: "/backup/status", Role: "viewer", Summary: "Backup system status and configuration", Response: api.SystemStatus{}, handler: s.getStatus},
 		{Method: "GET", Path: "/backup/list", Role: "viewer", Summary: "List backups", Query: append([]param{qEnum("type", backupTypes, ""), qEnum("status", backupStatuses, "completed includes partial backups"), qTime("since", "backups taken at or after"), qTime("until", "backups taken at or before"), qStr("schedule_id", "backups a schedule took")}, pagingQuery(50)...), Response: api.BackupList{}, handler: s.listBackups},
-		{Method: "GET", Path: "/backup/details/{backup_id}", Role: "viewer", Summary: "One backup in detail", handler: s.getDetails},
+		{Method: "GET", Path: "/backup/details/{backup_id}", Role: "viewer", Summary: "One backup in detail", Response: api.BackupDetails{}, handler: s.getDetails},
 		{Method: "POST", Path: "/backup/create", Role: "operator", Action: "backup.create", Body: api.CreateBackupRequest{}, Summary: "Start a manual backup", Response: api.BackupStarted{}, handler: s.createBackup},
-		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []param{qBool("force", "delete even a protected backup, or one the retention policy still keeps"), qStr("locations", "comma-separated locations to delete from (default all)")}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, handler: s.deleteBackup},
+		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []param{qBool("force", "delete even a protected backup, or one the retention policy still keeps"), qStr("locations", "comma-separated locations to delete from (default all)")}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, Response: api.BackupDeletion{}, handler: s.deleteBackup},
 		{Method: "POST", Path: "/backup/{backup_id}/protect", Role: "admin", Action: "backup.protect", Body: api.ProtectRequest{}, Summary: "Protect or unprotect a backup from cleanup", Response: api.ProtectResponse{}, handler: s.protectBackup},
 		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Action: "backup.download", Query: []param{qEnum("format", downloadFormats, "default tar.gz"), qStr("component", "only this component")}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
 		{Method: "GET", Path: "/backup/progress", Role: "viewer", Query: []param{qStr("job_id", "the job (or give backup_id; default the latest running backup)"), qStr("backup_id", "")}, Summary: "Progress of a backup job", Response: api.JobProgress{}, handler: s.backupProgress},
-		{Method: "GET", Path: "/backup/schedules", Role: "viewer", Summary: "List schedules", handler: s.listSchedules},
+		{Method: "GET", Path: "/backup/schedules", Role: "viewer", Summary: "List schedules", Response: api.ScheduleList{}, handler: s.listSchedules},
 		{Method: "POST", Path: "/backup/schedules", Role: "operator", Action: "schedule.put", Body: api.ScheduleRequest{}, Summary: "Create or update a schedule", Response: api.ScheduleSaved{}, handler: s.putSchedule},
 		{Method: "DELETE", Path: "/backup/schedules/{schedule_id}", Role: "operator", Action: "schedule.delete", Summary: "Delete a schedule", Response: api.ScheduleAction{}, handler: s.deleteSchedule},
 		{Method: "POST", Path: "/backup/schedules/{schedule_id}/trigger", Role: "operator", Action: "schedule.trigger", Summary: "Run a schedule now", Response: api.ScheduleAction{}, handler: s.triggerSchedule},
@@ -132,21 +132,21 @@ func (s *Server) routeTable() []route {
 		{Method: "POST", Path: "/backup/restore/rollback", Role: "admin", Action: "restore.rollback", Body: api.RollbackRequest{}, Summary: "Undo a restore: restore its pre-restore snapshot over the original paths and databases", Response: api.RestoreStarted{}, handler: s.rollbackRestore},
 		{Method: "GET", Path: "/backup/restore/progress", Role: "viewer", Query: []param{qStr("job_id", "the job (or give restore_id; default the latest running restore)"), qStr("restore_id", "")}, Summary: "Progress of a restore job", Response: api.JobProgress{}, handler: s.restoreProgress},
 		{Method: "POST", Path: "/backup/verify", Role: "operator", Action: "verify.start", Body: api.VerifyRequest{}, Summary: "Verify a backup's integrity", Response: api.VerifyStarted{}, handler: s.startVerify},
-		{Method: "GET", Path: "/backup/verify/report/{verification_id}", Role: "viewer", Summary: "A verification report", handler: s.verifyReport},
-		{Method: "GET", Path: "/backup/storage", Role: "viewer", Summary: "Storage configuration and usage", handler: s.getStorage},
-		{Method: "POST", Path: "/backup/storage/update", Role: "admin", Action: "storage.update", Body: api.StorageUpdateRequest{}, Summary: "Update storage configuration", handler: s.updateStorage},
-		{Method: "GET", Path: "/backup/retention", Role: "viewer", Summary: "Retention policies and cleanup rules", handler: s.getRetention},
-		{Method: "POST", Path: "/backup/retention", Role: "admin", Action: "retention.update", Body: api.RetentionUpdateRequest{}, Summary: "Change retention policies, cleanup rules or protected backups", handler: s.updateRetention},
+		{Method: "GET", Path: "/backup/verify/report/{verification_id}", Role: "viewer", Summary: "A verification report", Response: api.OneOf{api.VerifyReport{}, api.ReportPending{}}, handler: s.verifyReport},
+		{Method: "GET", Path: "/backup/storage", Role: "viewer", Summary: "Storage configuration and usage", Response: api.StorageConfig{}, handler: s.getStorage},
+		{Method: "POST", Path: "/backup/storage/update", Role: "admin", Action: "storage.update", Body: api.StorageUpdateRequest{}, Summary: "Update storage configuration", Response: api.StorageUpdated{}, handler: s.updateStorage},
+		{Method: "GET", Path: "/backup/retention", Role: "viewer", Summary: "Retention policies and cleanup rules", Response: api.RetentionConfig{}, handler: s.getRetention},
+		{Method: "POST", Path: "/backup/retention", Role: "admin", Action: "retention.update", Body: api.RetentionUpdateRequest{}, Summary: "Change retention policies, cleanup rules or protected backups", Response: api.RetentionUpdated{}, handler: s.updateRetention},
 		{Method: "POST", Path: "/backup/cleanup", Role: "admin", Action: "cleanup.start", Body: api.CleanupRequest{}, Summary: "Run a cleanup (or a dry run)", Response: api.CleanupStarted{}, handler: s.startCleanup},
-		{Method: "GET", Path: "/backup/cleanup/report/{cleanup_id}", Role: "viewer", Summary: "A cleanup report", handler: s.cleanupReport},
-		{Method: "GET", Path: "/backup/health", Role: "viewer", Summary: "Backup system health", handler: s.getHealth},
-		{Method: "GET", Path: "/backup/statistics", Role: "viewer", Query: []param{qEnum("period", periodNames(), "default 30d"), qEnum("group_by", groupBys, "")}, Summary: "Backup statistics", handler: s.getStatistics},
+		{Method: "GET", Path: "/backup/cleanup/report/{cleanup_id}", Role: "viewer", Summary: "A cleanup report", Response: api.OneOf{api.CleanupReport{}, api.ReportPending{}}, handler: s.cleanupReport},
+		{Method: "GET", Path: "/backup/health", Role: "viewer", Summary: "Backup system health", Response: api.Health{}, handler: s.getHealth},
+		{Method: "GET", Path: "/backup/statistics", Role: "viewer", Query: []param{qEnum("period", periodNames(), "default 30d"), qEnum("group_by", groupBys, "")}, Summary: "Backup statistics", Response: api.Statistics{}, handler: s.getStatistics},
 		{Method: "GET", Path: "/backup/jobs", Role: "viewer", Query: append([]param{qEnum("status", jobStatuses, "completed includes partial jobs"), qEnum("type", jobTypes, "")}, pagingQuery(20)...), Summary: "List jobs", Response: api.JobList{}, handler: s.listJobs},
 		{Method: "POST", Path: "/backup/jobs/cancel", Role: "operator", Action: "job.cancel", Body: api.CancelRequest{}, Summary: "Cancel a job", Response: api.CancelResponse{}, handler: s.cancelJob},
 		{Method: "POST", Path: "/backup/jobs/pause", Role: "operator", Action: "job.pause", Body: api.JobRequest{}, Summary: "Pause a backup job", Response: api.JobControlResponse{}, handler: s.pauseJob},
 		{Method: "POST", Path: "/backup/jobs/resume", Role: "operator", Action: "job.resume", Body: api.JobRequest{}, Summary: "Resume a paused backup job", Response: api.JobControlResponse{}, handler: s.resumeJob},
-		{Method: "POST", Path: "/backup/repair", Role: "operator", Action: "repair.start", Body: api.RepairRequest{}, Summary: "Copy backups to the locations the 3-2-1 policy says they miss, from a healthy copy", handler: s.startRepair},
-		{Method: "GET", Path: "/backup/repair/report/{repair_id}", Role: "viewer", Summary: "A repair report", handler: s.repairReport},
+		{Method: "POST", Path: "/backup/repair", Role: "operator", Action: "repair.start", Body: api.RepairRequest{}, Summary: "Copy backups to the locations the 3-2-1 policy says they miss, from a healthy copy", Response: api.RepairPlan{}, handler: s.startRepair},
+		{Method: "GET", Path: "/backup/repair/report/{repair_id}", Role: "viewer", Summary: "A repair report", Response: api.OneOf{api.RepairReport{}, api.ReportPending{}}, handler: s.repairReport},
 		{Method: "GET", Path: "/backup/audit", Role: "admin", Query: append([]param{qStr("actor", "a token name"), qStr("action", "an audit action, like backup.create"), qEnum("outcome", auditOutcomes, ""), qTime("since", ""), qTime("until", "")}, pagingQuery(50)...), Summary: "The audit log: mutating calls, downloads of backup contents, refused attempts (aggregated per source and minute)", Response: api.AuditList{}, handler: s.listAudit},
 		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", Response: api.TokenList{}, handler: s.listTokens},
 		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: api.TokenRequest{}, Summary: "Create an API token", Status: http.StatusCreated, Response: api.TokenCreated{}, handler: s.createToken},

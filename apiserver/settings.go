@@ -6,36 +6,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"backupd/api"
 )
 
 // Policies are the live storage policies and monitoring thresholds
 // (GET/POST /backup/storage); they are kept in the catalog.
 type Policies struct {
-	Replication struct {
-		Enabled       bool   `json:"enabled"`
-		Strategy      string `json:"strategy"`
-		Copies        int    `json:"copies"`
-		Locations     int    `json:"locations"`
-		Offsite       int    `json:"offsite"`
-		AutoReplicate bool   `json:"auto_replicate"`
-	} `json:"replication"`
-	Encryption struct {
-		DefaultAlgorithm string `json:"default_algorithm"`
-		KeyRotationDays  int    `json:"key_rotation_days"`
-		KeyManagement    string `json:"key_management"`
-	} `json:"encryption"`
-	Compression struct {
-		DefaultAlgorithm string `json:"default_algorithm"`
-		Level            int    `json:"level"`
-		Multithreaded    bool   `json:"multithreaded"`
-	} `json:"compression"`
-	Monitoring struct {
-		HealthChecks      string `json:"health_checks"`
-		UsageAlerts       bool   `json:"usage_alerts"`
-		ThresholdWarning  int    `json:"threshold_warning"`
-		ThresholdCritical int    `json:"threshold_critical"`
-		AutoCleanup       bool   `json:"auto_cleanup"`
-	} `json:"monitoring"`
+	Replication api.ReplicationPolicy `json:"replication"`
+	Encryption  api.EncryptionPolicy  `json:"encryption"`
+	Compression api.CompressionPolicy `json:"compression"`
+	Monitoring  api.MonitoringPolicy  `json:"monitoring"`
 	// Per location: quota and retention as the operator set them.
 	Locations map[string]*LocationPolicy `json:"locations"`
 }

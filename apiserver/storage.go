@@ -83,20 +83,20 @@ func usage(e capEntry, quota int64) (used, total int64, util float64, known bool
 // /status, /health and /storage: the repository's own bytes, the
 // filesystem's (or bucket's) used and total, and what utilization is
 // measured on (README: "Sizes and ratios").
-func usageFields(e capEntry, quota int64) map[string]any {
-	out := map[string]any{"repository_bytes": e.stored, "filesystem_used_bytes": e.cap.UsedBytes}
+func usageFields(e capEntry, quota int64) *api.UsageFigures {
+	out := &api.UsageFigures{RepositoryBytes: e.stored, FilesystemUsedBytes: e.cap.UsedBytes}
 	if e.cap.TotalBytes >= 0 {
-		out["filesystem_total_bytes"] = e.cap.TotalBytes
+		out.FilesystemTotalBytes = ptr(e.cap.TotalBytes)
 	}
 	switch _, _, util, known := usage(e, quota); {
 	case quota > 0:
-		out["utilization_basis"] = "repository_bytes of quota_bytes"
-		out["utilization_percent"] = math.Round(util*10) / 10
+		out.UtilizationBasis = "repository_bytes of quota_bytes"
+		out.UtilizationPercent = ptr(math.Round(util*10) / 10)
 	case known:
-		out["utilization_basis"] = "filesystem_used_bytes of filesystem_total_bytes"
-		out["utilization_percent"] = math.Round(util*10) / 10
+		out.UtilizationBasis = "filesystem_used_bytes of filesystem_total_bytes"
+		out.UtilizationPercent = ptr(math.Round(util*10) / 10)
 	default:
-		out["utilization_basis"] = "none (no quota, no filesystem total)"
+		out.UtilizationBasis = "none (no quota, no filesystem total)"
 	}
 	return out
 }
@@ -113,38 +113,33 @@ func locationKind(raw string) string {
 }
 
 // describeLocation says where a location is, without credentials.
-func (s *Server) describeLocation(name string) map[string]any {
+func (s *Server) describeLocation(name string) api.LocationAddress {
 	loc := s.Cfg.Storage[name]
-	out := map[string]any{"name": name, "url": location.Redact(loc.URL), "offsite": loc.Offsite}
+	out := api.LocationAddress{Name: name, URL: location.Redact(loc.URL), Offsite: loc.Offsite}
 	u, err := url.Parse(loc.URL)
 	switch locationKind(loc.URL) {
 	case "s3":
-		out["storage_type"] = "S3"
+		out.StorageType = "S3"
 		if err == nil {
-			out["bucket"] = u.Host
-			out["key"] = strings.Trim(u.Path, "/")
+			a := &api.S3Address{Bucket: u.Host, Key: strings.Trim(u.Path, "/"), Provider: "AWS S3", Region: u.Query().Get("region")}
 			if ep := u.Query().Get("endpoint"); ep != "" {
-				out["provider"] = "S3-compatible"
-				out["endpoint"] = ep
-			} else {
-				out["provider"] = "AWS S3"
+				a.Provider, a.Endpoint = "S3-compatible", ep
 			}
-			out["region"] = u.Query().Get("region")
+			out.S3Address = a
 		}
 	case "sftp":
-		out["storage_type"] = "SFTP"
+		out.StorageType = "SFTP"
 		if err == nil {
-			out["host"] = u.Hostname()
-			out["path"] = u.Path
-			out["location"] = u.Host
+			out.SFTPAddress = &api.SFTPAddress{Host: u.Hostname(), Location: u.Host}
+			out.Path = ptr(u.Path)
 		}
 	default:
-		out["storage_type"] = "local"
+		out.StorageType = "local"
 		p := loc.URL
 		if err == nil && u.Scheme == "file" {
 			p = u.Path
 		}
-		out["path"] = p
+		out.Path = ptr(p)
 	}
 	return out
 }
@@ -154,54 +149,48 @@ func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cfg := map[string]any{}
+	cfg := map[string]api.StorageLocation{}
 	for _, name := range s.Cfg.LocationNames() {
-		d := s.describeLocation(name)
 		lp := pol.Locations[name]
 		c, at, cerr := s.capacity(r.Context(), name)
-		d["enabled"] = lp.Enabled
-		d["quota"], d["quota_bytes"] = quotaText(lp.QuotaBytes), lp.QuotaBytes
-		d["retention_policy"], d["retention_days"] = daysText(lp.RetentionDays), lp.RetentionDays
-		d["compression"], d["encryption"] = "enabled", "enabled"
-		d["last_check"] = rfc3339(at)
+		d := api.StorageLocation{LocationAddress: s.describeLocation(name), Enabled: lp.Enabled,
+			Quota: quotaText(lp.QuotaBytes), QuotaBytes: lp.QuotaBytes,
+			RetentionPolicy: daysText(lp.RetentionDays), RetentionDays: lp.RetentionDays,
+			Compression: "enabled", Encryption: "enabled", LastCheck: rfc3339(at)}
 		if cerr != nil {
-			d["health"], d["error"] = "unreachable", cerr.Error()
+			d.Health, d.Error = "unreachable", cerr.Error()
 		} else {
-			st := s.locationUsage(r.Context(), name).stored
-			d["current_usage"], d["current_usage_bytes"] = humanSize(st), st
-			for k, v := range usageFields(s.locationUsage(r.Context(), name), lp.QuotaBytes) {
-				d[k] = v
-			}
-			if _, _, util, ok := usage(s.locationUsage(r.Context(), name), lp.QuotaBytes); ok {
-				d["utilization"] = fmt.Sprintf("%.0f%%", util)
+			e := s.locationUsage(r.Context(), name)
+			sp := &api.StorageSpace{CurrentUsage: humanSize(e.stored), CurrentUsageBytes: e.stored,
+				UsageFigures: usageFields(e, lp.QuotaBytes)}
+			if _, _, util, ok := usage(e, lp.QuotaBytes); ok {
+				sp.Utilization = fmt.Sprintf("%.0f%%", util)
 			}
 			if c.TotalBytes >= 0 {
-				d["capacity"], d["capacity_bytes"] = humanSize(c.TotalBytes), c.TotalBytes
-				d["available"], d["available_bytes"] = humanSize(c.FreeBytes), c.FreeBytes
+				sp.Capacity, sp.CapacityBytes = humanSize(c.TotalBytes), ptr(c.TotalBytes)
+				sp.Available, sp.AvailableBytes = humanSize(c.FreeBytes), ptr(c.FreeBytes)
 			}
-			d["health"] = "good"
+			d.StorageSpace = sp
+			d.Health = "good"
 		}
-		if d["storage_type"] == "S3" {
-			d["access_method"] = "access key"
-			d["transfer_acceleration"] = false
+		if d.StorageType == "S3" {
+			d.AccessMethod = "access key"
+			d.TransferAcceleration = ptr(false)
 		}
-		if d["storage_type"] == "SFTP" {
-			d["type"] = "SFTP"
+		if d.StorageType == "SFTP" {
+			d.Type = "SFTP"
 		}
-		if lp.CompressionLevel != 0 {
-			d["compression_level"] = lp.CompressionLevel
-		}
+		d.CompressionLevel = lp.CompressionLevel
 		if pend := pendingAddress(lp); len(pend) > 0 {
-			d["pending_changes"] = pend
+			d.PendingChanges = pend
 		}
 		cfg[name] = d
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"storage_config": cfg,
-		"primary":        s.Cfg.Primary,
-		"policies": map[string]any{"replication": pol.Replication, "encryption": pol.Encryption,
-			"compression": pol.Compression},
-		"monitoring": pol.Monitoring,
+	writeJSON(w, http.StatusOK, api.StorageConfig{
+		StorageConfig: cfg,
+		Primary:       s.Cfg.Primary,
+		Policies:      api.StoragePolicies{Replication: pol.Replication, Encryption: pol.Encryption, Compression: pol.Compression},
+		Monitoring:    pol.Monitoring,
 	})
 	return nil
 }
@@ -257,12 +246,12 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	changes := map[string]any{}
+	changes := map[string]api.Change{}
 	notApplied := map[string]string{}
 	restart := false
 	change := func(key string, old, new any) {
 		if !reflect.DeepEqual(old, new) {
-			changes[key] = map[string]any{"old": old, "new": new}
+			changes[key] = api.Change{Old: old, New: new}
 		}
 	}
 	// setInt and setBool apply one optional field, recording the change
@@ -338,11 +327,18 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		d := s.describeLocation(name)
-		str := func(k string) string { v, _ := d[k].(string); return v }
+		var cur api.S3Address
+		if d.S3Address != nil {
+			cur = *d.S3Address
+		}
+		var host string
+		if d.SFTPAddress != nil {
+			host = d.Host
+		}
 		for _, e := range []error{
-			addr("bucket", lu.Bucket, "s3", &lp.Bucket, str("bucket")),
-			addr("region", lu.Region, "s3", &lp.Region, str("region")),
-			addr("host", lu.Host, "sftp", &lp.Host, str("host")),
+			addr("bucket", lu.Bucket, "s3", &lp.Bucket, cur.Bucket),
+			addr("region", lu.Region, "s3", &lp.Region, cur.Region),
+			addr("host", lu.Host, "sftp", &lp.Host, host),
 		} {
 			if e != nil {
 				return e
@@ -352,7 +348,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			if !strings.HasPrefix(*lu.Path, "/") || strings.Contains(*lu.Path+"/", "/../") {
 				return badRequest(name+".path", "%s.path: %q must be an absolute path without \"..\"", name, *lu.Path)
 			}
-			old := str("path")
+			old := deref(d.Path)
 			if lp.Path != "" {
 				old = lp.Path
 			}
@@ -424,16 +420,13 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 	s.capMu.Unlock()
 	// new quotas or thresholds may cross a line now, not at the next check
 	go s.checkStorageAlerts(context.WithoutCancel(r.Context()))
-	resp := map[string]any{"status": "updated", "message": "Storage configuration updated successfully",
-		"restart_required": restart, "changes": changes}
-	if len(notApplied) > 0 {
-		resp["not_applied"] = notApplied
-	}
+	resp := api.StorageUpdated{Status: "updated", Message: "Storage configuration updated successfully",
+		RestartRequired: restart, Changes: changes, NotApplied: notApplied}
 	if restart {
-		resp["estimated_restart_time"] = "00:00:10"
-		resp["restart_instructions"] = "the new address is recorded; set it in the storage section of the configuration file and restart backupd. Existing backups stay at the old address (copy them with backupd repo copy)."
+		resp.EstimatedRestartTime = "00:00:10"
+		resp.RestartInstructions = "the new address is recorded; set it in the storage section of the configuration file and restart backupd. Existing backups stay at the old address (copy them with backupd repo copy)."
 	} else {
-		resp["message"] = "Storage configuration updated; the changes apply now"
+		resp.Message = "Storage configuration updated; the changes apply now"
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

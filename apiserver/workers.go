@@ -6,6 +6,8 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+
+	"backupd/api"
 )
 
 // WorkerState is how the worker running in this process (backupd all)
@@ -28,15 +30,15 @@ type workerInfo struct {
 	Err             string     `json:"-"`
 }
 
-func (w workerInfo) view() map[string]any {
-	v := map[string]any{"host": w.Host, "task_queue": w.TaskQueue, "workflow_pollers": w.WorkflowPollers,
-		"activity_pollers": w.ActivityPollers, "identities": nonNil(w.Identities), "last_poll": rfc3339p(w.LastPoll),
-		"status": "polling"}
+func (w workerInfo) view() api.WorkerView {
+	v := api.WorkerView{Host: w.Host, TaskQueue: w.TaskQueue, WorkflowPollers: w.WorkflowPollers,
+		ActivityPollers: w.ActivityPollers, Identities: nonNil(w.Identities), LastPoll: rfc3339ptr(w.LastPoll),
+		Status: "polling"}
 	if w.WorkflowPollers == 0 || w.ActivityPollers == 0 {
-		v["status"] = "no_worker"
+		v.Status = "no_worker"
 	}
 	if w.Err != "" {
-		v["status"], v["error"] = "unknown", w.Err
+		v.Status, v.Error = "unknown", w.Err
 	}
 	return v
 }

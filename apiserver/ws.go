@@ -103,15 +103,20 @@ func (h *Hub) Clients() int {
 	return len(h.clients)
 }
 
-// Broadcast sends msg to every client whose filter matches. A client whose
-// buffer is full is dropped at once: it never slows the others.
-func (h *Hub) Broadcast(msg map[string]any) {
+// Broadcast sends msg (one of api.Messages) to every client whose filter
+// matches. A client whose buffer is full is dropped at once: it never
+// slows the others.
+func (h *Hub) Broadcast(msg any) {
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return
 	}
-	typ, _ := msg["type"].(string)
-	job, _ := msg["job_id"].(string)
+	var head struct {
+		Type  string `json:"type"`
+		JobID string `json:"job_id"`
+	}
+	json.Unmarshal(b, &head)
+	typ, job := head.Type, head.JobID
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.clients {
@@ -387,15 +392,14 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 		s.Hub.untrack(id) // job_complete comes from the catalog record
 		return
 	}
-	if !anyone || (j.Type != "backup" && j.Type != "restore") {
+	if !anyone || (j.Type != api.JobBackup && j.Type != api.JobRestore) {
 		return
 	}
 	p := s.liveProgress(ctx, j)
 	if p.Finished != nil {
 		return
 	}
-	msg := progressMessage(j, p)
-	key := progressKey(msg, p)
+	msg, key := progressMessage(j, p)
 	// in order with the job's end (OnJobRecord): no progress after it
 	s.Hub.seq.Lock()
 	defer s.Hub.seq.Unlock()
@@ -409,14 +413,6 @@ func (s *Server) pollJob(ctx context.Context, id string, anyone bool) {
 	if send {
 		s.Hub.Broadcast(msg)
 	}
-}
-
-// progressKey is what makes a progress message new.
-func progressKey(msg map[string]any, p *workflows.Progress) string {
-	d, _ := msg["details"].(map[string]any)
-	locs, _ := json.Marshal(msg["locations"]) // by value (its counts are pointers)
-	return fmt.Sprint(msg["progress"], msg["current_operation"], msg["current_component"], d["bytes_processed_bytes"],
-		d["files_restored"], p.Paused, string(locs))
 }
 
 // recordProgress is the progress a catalog record carries: a finished
@@ -438,27 +434,32 @@ func recordProgress(rec activities.JobRecord) *workflows.Progress {
 		ComponentsRemaining: []string{}, StorageStatus: map[string]string{}}
 }
 
-// progressMessage is the spec's backup_progress / restore_progress.
-func progressMessage(j *models.Job, p *workflows.Progress) map[string]any {
+// progressMessage is the spec's backup_progress / restore_progress, and
+// what makes it new (its key: a message whose key did not change is not
+// sent again within 5 s).
+func progressMessage(j *models.Job, p *workflows.Progress) (msg any, key string) {
 	f := figures(j, p)
-	sp := humanSize(int64(f.BytesPerSecond)) + "/s"
-	msg := map[string]any{"job_id": j.ID, "progress": f.Percent, "current_operation": p.CurrentOperation,
-		"current_component": p.CurrentComponent, "eta": hms(f.ETA), "eta_seconds": math.Round(f.ETA.Seconds()),
-		"status": jobStatus(p.Status), "timestamp": rfc3339(time.Now()), "locations": locationsOf(p)}
-	if p.Waiting != "" {
-		msg["waiting"] = p.Waiting
+	locs := locationsOf(p)
+	lj, _ := json.Marshal(locs) // by value (its counts are pointers)
+	var files any               // a restore's files restored
+	if j.Type == api.JobRestore {
+		files = p.Files
 	}
-	if j.Type == "restore" {
-		msg["type"], msg["restore_id"], msg["backup_id"] = "restore_progress", j.RefID, j.BackupID
-		msg["details"] = map[string]any{"files_restored": p.Files, "files_total": max(p.FilesTotal, p.Files), "speed": sp,
-			"bytes_processed_bytes": f.Processed, "bytes_total_bytes": f.Total, "speed_bytes_per_second": math.Round(f.BytesPerSecond)}
-		return msg
+	key = fmt.Sprint(f.Percent, p.CurrentOperation, p.CurrentComponent, f.Processed, files, p.Paused, string(lj))
+	head := api.ProgressFields{JobID: j.ID, Progress: f.Percent, CurrentOperation: p.CurrentOperation,
+		CurrentComponent: p.CurrentComponent, ETA: hms(f.ETA), ETASeconds: math.Round(f.ETA.Seconds()),
+		Status: jobStatus(p.Status), Timestamp: rfc3339(time.Now()), Waiting: p.Waiting, Locations: locs}
+	transfer := api.TransferFigures{Speed: humanSize(int64(f.BytesPerSecond)) + "/s",
+		BytesProcessedBytes: f.Processed, BytesTotalBytes: f.Total, SpeedBytesPerSecond: math.Round(f.BytesPerSecond)}
+	if j.Type == api.JobRestore {
+		return api.RestoreProgressMessage{Type: "restore_progress", RestoreID: j.RefID, BackupID: j.BackupID, ProgressFields: head,
+			Details: api.RestoreProgressDetails{FilesRestored: p.Files, FilesTotal: max(p.FilesTotal, p.Files), TransferFigures: transfer},
+		}, key
 	}
-	msg["type"], msg["backup_id"] = "backup_progress", j.BackupID
-	msg["details"] = map[string]any{"bytes_processed": humanSize(f.Processed), "bytes_total": humanSize(f.Total), "speed": sp,
-		"bytes_processed_bytes": f.Processed, "bytes_total_bytes": f.Total, "speed_bytes_per_second": math.Round(f.BytesPerSecond),
-		"files_processed": p.Files}
-	return msg
+	return api.BackupProgressMessage{Type: "backup_progress", BackupID: j.BackupID, ProgressFields: head,
+		Details: api.BackupProgressDetails{BytesProcessed: humanSize(f.Processed), BytesTotal: humanSize(f.Total),
+			TransferFigures: transfer, FilesProcessed: p.Files},
+	}, key
 }
 
 // logJob writes a job's start and end lines (a job ending on a user's
@@ -492,23 +493,21 @@ func (s *Server) logJob(rec activities.JobRecord) {
 // job is followed, a finished one announced.
 func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	s.Metrics.jobRecorded(rec)
-	withProgress := rec.Type == "backup" || rec.Type == "restore"
+	withProgress := rec.Type == api.JobBackup || rec.Type == api.JobRestore
 	j := &models.Job{ID: rec.JobID, Type: rec.Type, RefID: rec.RefID, BackupID: rec.BackupID}
 	s.logJob(rec)
 	if rec.Finished == nil {
 		s.Hub.Track(rec.JobID)
 		// every job's first progress message, however soon it ends
 		if withProgress {
-			p := recordProgress(rec)
-			msg := progressMessage(j, p)
-			if s.Hub.announce(rec.JobID, progressKey(msg, p)) {
+			if msg, key := progressMessage(j, recordProgress(rec)); s.Hub.announce(rec.JobID, key) {
 				s.Hub.Broadcast(msg)
 			}
 		}
-		if rec.ScheduleID != "" && rec.Type == "backup" {
-			s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_started", "schedule_id": rec.ScheduleID,
-				"message": "Scheduled backup " + rec.BackupID + " started (job " + rec.JobID + ")", "timestamp": rfc3339(time.Now()),
-				"job_id": rec.JobID, "backup_id": rec.BackupID, "next_execution": nil})
+		if rec.ScheduleID != "" && rec.Type == api.JobBackup {
+			s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_started", ScheduleID: rec.ScheduleID,
+				Message: "Scheduled backup " + rec.BackupID + " started (job " + rec.JobID + ")", Timestamp: rfc3339(time.Now()),
+				JobID: rec.JobID, BackupID: rec.BackupID})
 		}
 		return
 	}
@@ -517,39 +516,30 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	s.Hub.untrack(rec.JobID)
 	// and its last, before job_complete: a progress bar ends at its end
 	if withProgress {
-		s.Hub.Broadcast(progressMessage(j, recordProgress(rec)))
+		msg, _ := progressMessage(j, recordProgress(rec))
+		s.Hub.Broadcast(msg)
 	}
 	status := completionStatus(rec.Status)
 	d := rec.Finished.Sub(rec.Started)
-	details := map[string]any{"duration": humanDuration(d), "duration_seconds": math.Round(d.Seconds())}
-	msg := fmt.Sprintf("%s %s", strings.ToUpper(rec.Type[:1])+rec.Type[1:], map[string]string{
+	details := api.JobCompleteDetails{Duration: humanDuration(d), DurationSeconds: math.Round(d.Seconds()), BackupID: rec.BackupID}
+	msg := fmt.Sprintf("%s %s", strings.ToUpper(string(rec.Type[:1]))+string(rec.Type[1:]), map[string]string{
 		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled"}[status])
 	var jerr *api.JobError
 	if rec.Error != "" && status != "cancelled" {
 		msg += ": " + rec.Error
 		jerr = jobError(rec.ErrorCode, rec.Error, nil)
 	}
-	if rec.BackupID != "" {
-		details["backup_id"] = rec.BackupID
-	}
 	if b := rec.Backup; b != nil {
-		details["size"], details["size_bytes"] = humanSize(b.SizeBytes), b.SizeBytes
-		details["compressed_size"], details["compressed_size_bytes"] = humanSize(b.CompressedBytes), b.CompressedBytes
-		details["added_size"], details["added_size_bytes"] = humanSize(b.AddedBytes), b.AddedBytes
-		details["storage_locations"] = nonNil(b.Locations)
+		details.BackupOutcome = &api.BackupOutcome{Size: humanSize(b.SizeBytes), SizeBytes: b.SizeBytes,
+			CompressedSize: humanSize(b.CompressedBytes), CompressedSizeBytes: b.CompressedBytes,
+			AddedSize: humanSize(b.AddedBytes), AddedSizeBytes: b.AddedBytes, StorageLocations: nonNil(b.Locations)}
 	}
-	if k := refKey[rec.Type]; k != "" {
-		details[k] = rec.RefID
-	}
-	done := map[string]any{"type": "job_complete", "job_id": rec.JobID, "status": status, "operation": rec.Type,
-		"message": msg, "details": details, "timestamp": rfc3339(time.Now())}
-	if jerr != nil {
-		done["error"] = jerr
-	}
-	s.Hub.Broadcast(done)
+	details.JobRefs = jobRefs(rec.Type, rec.RefID, true)
+	s.Hub.Broadcast(api.JobCompleteMessage{Type: "job_complete", JobID: rec.JobID, Status: status, Operation: rec.Type,
+		Message: msg, Details: details, Error: jerr, Timestamp: rfc3339(time.Now())})
 	if rec.ScheduleID != "" {
-		s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_" + status, "schedule_id": rec.ScheduleID,
-			"message": msg, "timestamp": rfc3339(time.Now()), "job_id": rec.JobID, "next_execution": nil})
+		s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_" + status, ScheduleID: rec.ScheduleID,
+			Message: msg, Timestamp: rfc3339(time.Now()), JobID: rec.JobID})
 	}
 }
 
@@ -586,11 +576,10 @@ func (s *Server) checkStorageAlerts(ctx context.Context) {
 		if level == "" || level == prev {
 			continue
 		}
-		s.Hub.Broadcast(map[string]any{"type": "storage_alert", "level": level, "storage": name, "message": text,
-			"details": map[string]any{"available": humanSize(max(total-used, 0)), "used": humanSize(used),
-				"total": humanSize(total), "utilization": fmt.Sprintf("%.0f%%", util),
-				"used_bytes": used, "total_bytes": total},
-			"suggested_action": "Run cleanup or increase storage quota", "timestamp": rfc3339(time.Now())})
+		s.Hub.Broadcast(api.StorageAlertMessage{Type: "storage_alert", Level: level, Storage: name, Message: text,
+			Details: api.StorageAlertDetails{Space: api.Space{Available: humanSize(max(total-used, 0)), Used: humanSize(used),
+				Total: humanSize(total), UsedBytes: used, TotalBytes: ptr(total)}, Utilization: fmt.Sprintf("%.0f%%", util)},
+			SuggestedAction: "Run cleanup or increase storage quota", Timestamp: rfc3339(time.Now())})
 	}
 }
 
@@ -641,12 +630,12 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 		msg += "emergency cleanup " + id + " started"
 	}
 	used, total, util, _ := usage(e, pol.Locations[name].QuotaBytes)
-	s.Hub.Broadcast(map[string]any{"type": "storage_alert", "level": "critical", "storage": name, "message": msg,
-		"details": map[string]any{"available": humanSize(max(free, 0)), "available_bytes": free, "used": humanSize(used),
-			"used_bytes": used, "total": humanSize(total), "total_bytes": total, "utilization": fmt.Sprintf("%.0f%%", util),
-			"threshold": rs.Rules.EmergencyCleanupThreshold, "cleanup_id": id},
-		"suggested_action": "Free space or raise the quota; the cleanup removes what the retention policy lets go",
-		"timestamp":        rfc3339(time.Now())})
+	s.Hub.Broadcast(api.StorageAlertMessage{Type: "storage_alert", Level: "critical", Storage: name, Message: msg,
+		Details: api.StorageAlertDetails{Space: api.Space{Available: humanSize(max(free, 0)), AvailableBytes: ptr(free), Used: humanSize(used),
+			UsedBytes: used, Total: humanSize(total), TotalBytes: ptr(total)}, Utilization: fmt.Sprintf("%.0f%%", util),
+			Threshold: rs.Rules.EmergencyCleanupThreshold, CleanupID: id},
+		SuggestedAction: "Free space or raise the quota; the cleanup removes what the retention policy lets go",
+		Timestamp:       rfc3339(time.Now())})
 }
 
 // checkSchedules notices runs Temporal skipped because the schedule's
@@ -688,11 +677,11 @@ func (s *Server) checkSchedules(ctx context.Context) {
 		}
 		for i := prev; i < n; i++ {
 			msg := "A run of schedule " + sc.ID + " was skipped: its previous backup was still running (BACKUP_002)"
-			s.Store.PutJob(ctx, &models.Job{ID: fmt.Sprintf("SKIPPED-%s-%d", sc.ID, i+1), Type: "backup",
+			s.Store.PutJob(ctx, &models.Job{ID: fmt.Sprintf("SKIPPED-%s-%d", sc.ID, i+1), Type: api.JobBackup,
 				Subtype: "scheduled_" + sc.Type, Status: "skipped", ScheduleID: sc.ID, Name: sc.Name, User: "scheduler",
 				Started: now, Finished: &now, Error: msg, ErrorCode: string(codes.AlreadyInProgress)})
-			s.Hub.Broadcast(map[string]any{"type": "schedule_event", "event": "backup_skipped", "schedule_id": sc.ID,
-				"message": msg, "code": string(codes.AlreadyInProgress), "timestamp": rfc3339(now), "next_execution": rfc3339p(next)})
+			s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_skipped", ScheduleID: sc.ID,
+				Message: msg, Code: string(codes.AlreadyInProgress), Timestamp: rfc3339(now), NextExecution: rfc3339ptr(next)})
 		}
 	}
 }

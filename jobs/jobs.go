@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 	"backupd/workflows"
 )
@@ -33,11 +34,11 @@ type Client struct {
 
 // Job identifies a started job.
 type Job struct {
-	JobID      string `json:"job_id"`
-	Type       string `json:"type"`
-	WorkflowID string `json:"workflow_id"`
-	RunID      string `json:"run_id"`
-	BackupID   string `json:"backup_id,omitempty"`
+	JobID      string      `json:"job_id"`
+	Type       api.JobType `json:"type"`
+	WorkflowID string      `json:"workflow_id"`
+	RunID      string      `json:"run_id"`
+	BackupID   string      `json:"backup_id,omitempty"`
 }
 
 // Requester is who asked for a job: the API request's id and caller.
@@ -66,19 +67,20 @@ func requesterOf(ctx context.Context) Requester {
 // display is what the Temporal Web UI shows of a job: a one-line summary
 // in the list, details on its page, and the memo.
 type display struct {
-	jobType, jobID, backupID string
-	lines                    []string // extra "**Label** value" lines
+	jobType         api.JobType
+	jobID, backupID string
+	lines           []string // extra "**Label** value" lines
 }
 
 func (d display) apply(ctx context.Context, o *client.StartWorkflowOptions) {
 	rq := requesterOf(ctx)
-	sum := d.jobType + " " + d.jobID
+	sum := string(d.jobType) + " " + d.jobID
 	if d.backupID != "" {
 		sum += " · " + d.backupID
 	}
 	sum += " · by " + rq.Actor
 	o.StaticSummary = sum
-	det := []string{"**Job** " + d.jobID, "**Type** " + d.jobType}
+	det := []string{"**Job** " + d.jobID, "**Type** " + string(d.jobType)}
 	if d.backupID != "" {
 		det = append(det, "**Backup** "+d.backupID)
 	}
@@ -125,7 +127,7 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 		req.JobID = newJobID("BACKUP")
 	}
 	attrs := []temporal.SearchAttributeUpdate{
-		workflows.AttrJobType.ValueSet("backup"), workflows.AttrJobID.ValueSet(req.JobID),
+		workflows.AttrJobType.ValueSet(string(api.JobBackup)), workflows.AttrJobID.ValueSet(req.JobID),
 		workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),
 		workflows.AttrComponents.ValueSet(req.Components),
 	}
@@ -147,7 +149,7 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 	if req.ScheduleID != "" {
 		lines = append(lines, "**Schedule** "+req.ScheduleID)
 	}
-	display{jobType: "backup", jobID: req.JobID, backupID: req.BackupID, lines: lines}.apply(ctx, &opts)
+	display{jobType: api.JobBackup, jobID: req.JobID, backupID: req.BackupID, lines: lines}.apply(ctx, &opts)
 	if priority > 0 {
 		opts.Priority = temporal.Priority{PriorityKey: priority}
 	}
@@ -159,17 +161,17 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("starting backup: %w", err))
 	}
-	return &Job{JobID: req.JobID, Type: "backup", WorkflowID: run.GetID(), RunID: run.GetRunID(), BackupID: req.BackupID}, nil
+	return &Job{JobID: req.JobID, Type: api.JobBackup, WorkflowID: run.GetID(), RunID: run.GetRunID(), BackupID: req.BackupID}, nil
 }
 
 // start runs a workflow whose id is its job id.
-func (j *Client) start(ctx context.Context, jobType, jobID, backupID, workflow string, arg any, lines ...string) (*Job, error) {
+func (j *Client) start(ctx context.Context, jobType api.JobType, jobID, backupID, workflow string, arg any, lines ...string) (*Job, error) {
 	opts := client.StartWorkflowOptions{
 		ID: jobID, TaskQueue: j.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrJobType.ValueSet(jobType), workflows.AttrJobID.ValueSet(jobID),
+			workflows.AttrJobType.ValueSet(string(jobType)), workflows.AttrJobID.ValueSet(jobID),
 			workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(backupID)),
 	}
 	display{jobType: jobType, jobID: jobID, backupID: backupID, lines: lines}.apply(ctx, &opts)
@@ -185,7 +187,7 @@ func (j *Client) StartRestore(ctx context.Context, req workflows.RestoreRequest)
 	if req.JobID == "" {
 		req.JobID = newJobID("RESTORE")
 	}
-	return j.start(ctx, "restore", req.JobID, req.BackupID, "RestoreWorkflow", req,
+	return j.start(ctx, api.JobRestore, req.JobID, req.BackupID, "RestoreWorkflow", req,
 		"**Restore** "+req.RestoreID, "**Target** "+req.Target, "**From location** "+req.Location)
 }
 
@@ -194,7 +196,7 @@ func (j *Client) StartVerify(ctx context.Context, req workflows.VerifyRequest) (
 	if req.JobID == "" {
 		req.JobID = newJobID("VERIFY")
 	}
-	return j.start(ctx, "verify", req.JobID, req.BackupID, "VerifyWorkflow", req)
+	return j.start(ctx, api.JobVerify, req.JobID, req.BackupID, "VerifyWorkflow", req)
 }
 
 // StartCleanup starts a CleanupWorkflow.
@@ -202,7 +204,7 @@ func (j *Client) StartCleanup(ctx context.Context, req workflows.CleanupRequest)
 	if req.JobID == "" {
 		req.JobID = newJobID("CLEANUP")
 	}
-	return j.start(ctx, "cleanup", req.JobID, "", "CleanupWorkflow", req,
+	return j.start(ctx, api.JobCleanup, req.JobID, "", "CleanupWorkflow", req,
 		"**Cleanup** "+req.CleanupID, "**Locations** "+strings.Join(req.Locations, ", "), fmt.Sprintf("**Dry run** %v", req.DryRun))
 }
 
@@ -211,7 +213,7 @@ func (j *Client) StartRepair(ctx context.Context, req workflows.RepairRequest) (
 	if req.JobID == "" {
 		req.JobID = newJobID("REPAIR")
 	}
-	return j.start(ctx, "repair", req.JobID, "", "RepairWorkflow", req)
+	return j.start(ctx, api.JobRepair, req.JobID, "", "RepairWorkflow", req)
 }
 
 // Find resolves a job id to its newest workflow run.

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"backupd/api"
 )
 
 // Backup is one backup as the catalog knows it.
@@ -73,9 +75,9 @@ type Backup struct {
 
 // Job is one durable job (a Temporal workflow run) as the API shows it.
 type Job struct {
-	ID      string `gorm:"primaryKey;size:80"`
-	Type    string `gorm:"size:16;not null;index:idx_jobs_type_started,priority:1"` // backup | restore | verify | cleanup
-	Subtype string `gorm:"size:40"`
+	ID      string      `gorm:"primaryKey;size:80"`
+	Type    api.JobType `gorm:"size:16;not null;index:idx_jobs_type_started,priority:1"`
+	Subtype string      `gorm:"size:40"`
 	// Status: queued | running | paused | completed | partial | failed | cancelled
 	Status string `gorm:"size:16;not null;index:idx_jobs_status_started,priority:1"`
 	// RefID is the id the spec gives the job's object: restore_id,
@@ -103,12 +105,12 @@ type Job struct {
 
 // Report is a stored verification or cleanup report.
 type Report struct {
-	ID        string `gorm:"primaryKey;size:80"`
-	Kind      string `gorm:"size:16;not null"` // verify | cleanup
-	JobID     string `gorm:"size:80;index"`
-	BackupID  string `gorm:"size:80;index"`
-	Status    string `gorm:"size:16"`
-	Body      JSON   `gorm:"type:text"`
+	ID        string      `gorm:"primaryKey;size:80"`
+	Kind      api.JobType `gorm:"size:16;not null"` // verify, cleanup or repair
+	JobID     string      `gorm:"size:80;index"`
+	BackupID  string      `gorm:"size:80;index"`
+	Status    string      `gorm:"size:16"`
+	Body      JSON        `gorm:"type:text"`
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

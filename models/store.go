@@ -20,6 +20,8 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
+
+	"backupd/api"
 )
 
 // ErrNotFound is returned for a missing row.
@@ -363,12 +365,12 @@ func (s *Store) GetJobByRun(ctx context.Context, workflowID, runID string) (*Job
 	return &j, nil
 }
 
-// GetJobByRef returns the job of a restore, verification or cleanup id,
-// or the newest job of a backup id (kind "backup").
-func (s *Store) GetJobByRef(ctx context.Context, kind, ref string) (*Job, error) {
+// GetJobByRef returns the job of a restore, verification, cleanup or
+// repair id, or the newest job of a backup id (kind api.JobBackup).
+func (s *Store) GetJobByRef(ctx context.Context, kind api.JobType, ref string) (*Job, error) {
 	var j Job
-	q := s.DB.WithContext(ctx).Where("type = ?", kind)
-	if kind == "backup" {
+	q := s.DB.WithContext(ctx).Where("type = ?", string(kind))
+	if kind == api.JobBackup {
 		q = q.Where("backup_id = ?", ref)
 	} else {
 		q = q.Where("ref_id = ?", ref)
@@ -381,7 +383,7 @@ func (s *Store) GetJobByRef(ctx context.Context, kind, ref string) (*Job, error)
 
 // JobFilter selects jobs.
 type JobFilter struct {
-	Type     string
+	Type     api.JobType
 	Statuses []string
 	Limit    int
 	Page     int
@@ -411,7 +413,7 @@ func (s *Store) CountJobs(ctx context.Context, f JobFilter) (int64, error) {
 func (s *Store) jobQuery(ctx context.Context, f JobFilter) *gorm.DB {
 	q := s.DB.WithContext(ctx).Model(&Job{})
 	if f.Type != "" {
-		q = q.Where("type = ?", f.Type)
+		q = q.Where("type = ?", string(f.Type))
 	}
 	if len(f.Statuses) > 0 {
 		q = q.Where("status IN ?", f.Statuses)
@@ -454,9 +456,9 @@ func (s *Store) GetReport(ctx context.Context, id string) (*Report, error) {
 }
 
 // LatestReport is the newest report of a kind.
-func (s *Store) LatestReport(ctx context.Context, kind string) (*Report, error) {
+func (s *Store) LatestReport(ctx context.Context, kind api.JobType) (*Report, error) {
 	var r Report
-	if err := s.DB.WithContext(ctx).Where("kind = ?", kind).Order("created_at DESC").First(&r).Error; err != nil {
+	if err := s.DB.WithContext(ctx).Where("kind = ?", string(kind)).Order("created_at DESC").First(&r).Error; err != nil {
 		return nil, notFound(err)
 	}
 	return &r, nil

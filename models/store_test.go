@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"backupd/api"
 	"backupd/models"
 	"backupd/models/modelstest"
 )
@@ -222,15 +223,15 @@ func TestCountJobsMatchesTheList(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now().UTC()
 		for i, st := range []string{"running", "completed", "completed", "failed", "queued"} {
-			typ := "backup"
+			typ := api.JobBackup
 			if i%2 == 1 {
-				typ = "restore"
+				typ = api.JobRestore
 			}
 			if err := s.PutJob(ctx, &models.Job{ID: fmt.Sprintf("J-%d", i), Type: typ, Status: st, Started: now.Add(time.Duration(i) * time.Second)}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, f := range []models.JobFilter{{}, {Type: "backup"}, {Statuses: []string{"completed"}}, {Type: "restore", Statuses: []string{"completed", "failed"}}} {
+		for _, f := range []models.JobFilter{{}, {Type: api.JobBackup}, {Statuses: []string{"completed"}}, {Type: api.JobRestore, Statuses: []string{"completed", "failed"}}} {
 			f.Limit = 1000
 			list, err := s.ListJobs(ctx, f)
 			if err != nil {

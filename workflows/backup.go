@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/backup"
 	"backupd/codes"
 	"backupd/repository"
@@ -171,7 +172,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	if len(req.Locations) == 0 {
 		return nil, temporal.NewNonRetryableApplicationError("no storage locations", string(codes.InvalidConfiguration), nil)
 	}
-	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "backup", BackupID: req.BackupID,
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: api.JobBackup, BackupID: req.BackupID,
 		CurrentOperation: "validating", ComponentsRemaining: append([]string{}, req.Components...),
 		ComponentsCompleted: []string{}, StorageStatus: map[string]string{}, Started: workflow.Now(ctx)}
 	for i, l := range req.Locations {

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 	"backupd/models"
 )
@@ -165,7 +166,7 @@ func rawJSON(v any) json.RawMessage {
 func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err error) activities.JobRecord {
 	req, p := r.req, r.p
 	snap := p.snapshot(workflow.Now(ctx))
-	rec := activities.JobRecord{JobID: req.JobID, Type: "backup", Subtype: subtype(req), Status: JobStatus(p.Status),
+	rec := activities.JobRecord{JobID: req.JobID, Type: api.JobBackup, Subtype: subtype(req), Status: JobStatus(p.Status),
 		BackupID: req.BackupID, Name: req.Name, ScheduleID: req.ScheduleID, Started: p.Started, Finished: p.Finished,
 		Percentage: p.Percentage, SizeBytes: p.BytesProcessed,
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
@@ -316,7 +317,7 @@ func (r *backupRun) notify(ctx workflow.Context, out *BackupOutcome, err error) 
 	msg := map[string]string{"success": "Backup completed successfully", "warning": "Backup completed with warnings or failed components",
 		"failure": "Backup failed"}[event]
 	payload := rawJSON(map[string]any{"event": "backup." + event, "job_id": rec.JobID, "backup_id": rec.BackupID,
-		"name": r.req.Name, "schedule_id": r.req.ScheduleID, "status": b.Status, "operation": "backup", "message": msg,
+		"name": r.req.Name, "schedule_id": r.req.ScheduleID, "status": b.Status, "operation": api.JobBackup, "message": msg,
 		"details": details, "timestamp": workflow.Now(ctx).UTC().Format(time.RFC3339)})
 	// a child that outlives this job: retries of a receiver that is down
 	// must not keep the backup (and its workflow id) open

@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"backupd/api"
 	"backupd/repository"
 )
 
@@ -53,12 +54,12 @@ func WorkflowStatus(s string) string {
 // live in its heartbeat details (DescribeWorkflowExecution); the API adds
 // those to the query's answer.
 type Progress struct {
-	Status           string  `json:"status"`
-	JobID            string  `json:"job_id"`
-	JobType          string  `json:"job_type"`
-	BackupID         string  `json:"backup_id,omitempty"`
-	Percentage       float64 `json:"percentage"`
-	CurrentOperation string  `json:"current_operation"`
+	Status           string      `json:"status"`
+	JobID            string      `json:"job_id"`
+	JobType          api.JobType `json:"job_type"`
+	BackupID         string      `json:"backup_id,omitempty"`
+	Percentage       float64     `json:"percentage"`
+	CurrentOperation string      `json:"current_operation"`
 	// Waiting says why the job cannot move (no worker polls its host's
 	// task queue); set by the API server, never by the workflow.
 	Waiting             string            `json:"waiting,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"backupd/activities"
+	"backupd/api"
 )
 
 // RepairRequest re-copies backups to the locations the 3-2-1 policy says
@@ -16,30 +17,23 @@ type RepairRequest struct {
 }
 
 // RepairItem is one backup: where it is (healthy copies first) and where
-// it is missing.
-type RepairItem struct {
-	BackupID string   `json:"backup_id"`
-	Sources  []string `json:"sources"`
-	Missing  []string `json:"missing"`
-}
+// it is missing. The API answers it as it is (the plan, the report).
+type RepairItem = api.RepairItem
 
 // RepairOutcome says what was copied where, and what could not be.
-type RepairOutcome struct {
-	Copied map[string][]string `json:"copied"` // backup -> locations it now has
-	Failed map[string]string   `json:"failed"` // "backup -> location" -> why
-}
+type RepairOutcome = api.RepairOutcome
 
 // RepairWorkflow copies each backup to each location it is missing from,
 // from the first source that reads back whole (a copy verifies every blob
 // it reads, so a damaged source fails and the next is tried).
 func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, error) {
-	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "repair", CurrentOperation: "replicating",
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: api.JobRepair, CurrentOperation: "replicating",
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
 	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	start := recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "repair", req.JobID, req.RepairID, "", p))
+	start := recordJob(ctx, req.CatalogQueue, otherRecord(ctx, api.JobRepair, req.JobID, req.RepairID, "", p))
 	out := &RepairOutcome{Copied: map[string][]string{}, Failed: map[string]string{}}
 	for i, it := range req.Items {
 		p.CurrentComponent = it.BackupID
@@ -74,7 +68,7 @@ func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, er
 		status = StatusFailed
 	}
 	_ = finish(ctx, p, status, nil)
-	rec := otherRecord(ctx, "repair", req.JobID, req.RepairID, "", p)
+	rec := otherRecord(ctx, api.JobRepair, req.JobID, req.RepairID, "", p)
 	rec.Added = out.Copied
 	rec.Report = rawJSON(map[string]any{"repair_id": req.RepairID, "items": req.Items, "outcome": out, "status": JobStatus(status)})
 	awaitRecords(ctx, req.CatalogQueue, start, rec)

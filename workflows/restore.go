@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/codes"
 )
 
@@ -71,13 +72,13 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome,
 
 func restoreRecord(ctx workflow.Context, req RestoreRequest, p *Progress) activities.JobRecord {
 	info := workflow.GetInfo(ctx).WorkflowExecution
-	return activities.JobRecord{JobID: req.JobID, Type: "restore", Subtype: req.Subtype, Status: JobStatus(p.Status),
+	return activities.JobRecord{JobID: req.JobID, Type: api.JobRestore, Subtype: req.Subtype, Status: JobStatus(p.Status),
 		RefID: req.RestoreID, BackupID: req.BackupID, Started: p.Started, Finished: p.Finished,
 		Percentage: p.Percentage, SizeBytes: p.BytesProcessed, WorkflowID: info.ID, RunID: info.RunID}
 }
 
 func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *workflow.Future) (*RestoreOutcome, error) {
-	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "restore", BackupID: req.BackupID,
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: api.JobRestore, BackupID: req.BackupID,
 		ComponentsCompleted: []string{}, ComponentsRemaining: append([]string{}, req.Components...),
 		StorageStatus: map[string]string{req.Location: "reading"}, Started: workflow.Now(ctx),
 		Verification: map[string]string{"pre_restore": "skipped", "post_restore": "skipped"}}
@@ -247,7 +248,7 @@ func VerifyWorkflow(ctx workflow.Context, req VerifyRequest) (*activities.Verify
 	var start workflow.Future
 	rep, err := runVerify(ctx, req, &p, &start)
 	if req.CatalogQueue != "" && p != nil {
-		rec := otherRecord(ctx, "verify", req.JobID, req.VerificationID, req.BackupID, p)
+		rec := otherRecord(ctx, api.JobVerify, req.JobID, req.VerificationID, req.BackupID, p)
 		rec.Error, rec.ErrorCode = errorOf(err)
 		if rep != nil {
 			rec.Report = rawJSON(rep)
@@ -261,7 +262,7 @@ func VerifyWorkflow(ctx workflow.Context, req VerifyRequest) (*activities.Verify
 }
 
 // otherRecord is the catalog record of a verify or cleanup job.
-func otherRecord(ctx workflow.Context, typ, jobID, refID, backupID string, p *Progress) activities.JobRecord {
+func otherRecord(ctx workflow.Context, typ api.JobType, jobID, refID, backupID string, p *Progress) activities.JobRecord {
 	if p.Finished == nil && p.Status != StatusInProgress {
 		now := workflow.Now(ctx)
 		p.Finished, p.Status = &now, StatusFailed
@@ -273,14 +274,14 @@ func otherRecord(ctx workflow.Context, typ, jobID, refID, backupID string, p *Pr
 }
 
 func runVerify(ctx workflow.Context, req VerifyRequest, pp **Progress, start *workflow.Future) (*activities.VerifyReport, error) {
-	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "verify", BackupID: req.BackupID,
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: api.JobVerify, BackupID: req.BackupID,
 		CurrentOperation: "verifying", ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
 		StorageStatus: map[string]string{req.Location: "reading"}, Started: workflow.Now(ctx)}
 	*pp = p
 	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, "verify", req.JobID, req.VerificationID, req.BackupID, p))
+	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, api.JobVerify, req.JobID, req.VerificationID, req.BackupID, p))
 	var rep activities.VerifyReport
 	err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{BackupID: req.BackupID,
 		Location: req.Location, ReadDataPercent: req.ReadDataPercent, ExtractTest: req.ExtractTest}).Get(ctx, &rep)
@@ -318,22 +319,11 @@ type CleanupRequest struct {
 	PerLocation map[string][]string `json:"per_location,omitempty"`
 }
 
-// CleanupOutcome reports per location.
-type CleanupOutcome struct {
-	Removed map[string][]string          `json:"removed"`
-	GC      map[string]GCLocationOutcome `json:"gc"`
-}
+// CleanupOutcome reports per location (the cleanup report's outcome).
+type CleanupOutcome = api.CleanupOutcome
 
 // GCLocationOutcome is one location's garbage collection.
-type GCLocationOutcome struct {
-	Packs      int   `json:"packs"`
-	Deleted    int   `json:"deleted"`
-	BytesFreed int64 `json:"bytes_freed"`
-	Condemned  int   `json:"condemned"`
-	// UnreferencedBytes: what the removed backups free in all (a dry run:
-	// would free), now or after the safety window.
-	UnreferencedBytes int64 `json:"unreferenced_bytes"`
-}
+type GCLocationOutcome = api.GCLocationOutcome
 
 // CleanupWorkflow: forget the given backups (unless dry run) → garbage
 // collection per location (dry run: what would be freed, computed).
@@ -347,7 +337,7 @@ func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome,
 	var start workflow.Future
 	out, err := runCleanup(ctx, req, &p, &start, &req)
 	if req.CatalogQueue != "" && p != nil {
-		rec := otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p)
+		rec := otherRecord(ctx, api.JobCleanup, req.JobID, req.CleanupID, "", p)
 		rec.Subtype = cleanupSubtype(req)
 		rec.Error, rec.ErrorCode = errorOf(err)
 		var freed, toFree int64
@@ -379,14 +369,14 @@ func cleanupSubtype(req CleanupRequest) string {
 // runCleanup does the work; a plan it makes is written back to *reqOut
 // for the report.
 func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *workflow.Future, reqOut *CleanupRequest) (*CleanupOutcome, error) {
-	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: "cleanup", CurrentOperation: "cleaning",
+	p := &Progress{Status: StatusInProgress, JobID: req.JobID, JobType: api.JobCleanup, CurrentOperation: "cleaning",
 		ComponentsCompleted: []string{}, ComponentsRemaining: []string{}, StorageStatus: map[string]string{},
 		Started: workflow.Now(ctx)}
 	*pp = p
 	if err := serveProgress(ctx, p); err != nil {
 		return nil, err
 	}
-	startRec := otherRecord(ctx, "cleanup", req.JobID, req.CleanupID, "", p)
+	startRec := otherRecord(ctx, api.JobCleanup, req.JobID, req.CleanupID, "", p)
 	startRec.Subtype = cleanupSubtype(req)
 	*start = recordJob(ctx, req.CatalogQueue, startRec)
 	if req.Plan != nil {

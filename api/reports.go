@@ -1,0 +1,137 @@
+package api
+
+import "backupd/retention"
+
+// The reports of verification, cleanup and repair jobs (GET
+// /backup/{verify,cleanup,repair}/report/{id}): the document the job
+// stored when it ended, under its head; before that, ReportPending.
+
+// ReportHead is every stored report's head.
+type ReportHead struct {
+	ID      string `json:"id" required:"true" doc:"the verification, cleanup or repair id"`
+	Status  string `json:"status" required:"true" enum:"job_status" doc:"how the job ended"`
+	JobID   string `json:"job_id" required:"true"`
+	Created string `json:"created" required:"true" format:"date-time"`
+}
+
+// ReportPending answers a report's route while the job has not stored
+// its report: still running, or ended without one.
+type ReportPending struct {
+	ID       string    `json:"id" required:"true"`
+	JobID    string    `json:"job_id" required:"true"`
+	Status   string    `json:"status" required:"true" enum:"report_state" doc:"failed: the job ended without a report"`
+	BackupID *string   `json:"backup_id" required:"true" nullable:"true"`
+	Message  string    `json:"message" required:"true"`
+	Progress float64   `json:"progress" required:"true" minimum:"0" maximum:"100"`
+	Error    *JobError `json:"error,omitempty" doc:"why the job failed"`
+}
+
+// VerifyReport is a verification's report.
+type VerifyReport struct {
+	ReportHead
+	BackupID string `json:"backup_id" required:"true"`
+	Location string `json:"location" required:"true" doc:"the copy checked"`
+	Passed   bool   `json:"passed" required:"true"`
+	*VerifyChecks
+	*ReportFailure
+}
+
+// VerifyChecks are what a verification that ran found.
+type VerifyChecks struct {
+	Check         *CheckResult   `json:"check" nullable:"true" doc:"the repository check"`
+	ExtractTest   *ExtractResult `json:"extract_test,omitempty" doc:"when asked for"`
+	Started       string         `json:"started" format:"date-time"`
+	Finished      string         `json:"finished" format:"date-time"`
+	ManifestValid bool           `json:"manifest_valid" doc:"the manifest loaded and its signature verified"`
+	Components    []string       `json:"components" nullable:"true"`
+}
+
+// ReportFailure is why a job that stored its report failed before
+// finding anything (a verification whose check could not run).
+type ReportFailure struct {
+	Error     string `json:"error"`
+	ErrorCode string `json:"error_code" doc:"empty when the job was cancelled"`
+}
+
+// CheckResult is the repository check of a verification.
+type CheckResult struct {
+	OK            bool           `json:"ok" required:"true"`
+	IndexFiles    int            `json:"index_files" required:"true"`
+	Packs         int            `json:"packs" required:"true"`
+	PacksRead     int            `json:"packs_read" required:"true"`
+	Blobs         int            `json:"blobs" required:"true"`
+	Manifests     int            `json:"manifests" required:"true"`
+	Trees         int            `json:"trees" required:"true"`
+	Errors        []CheckProblem `json:"errors" required:"true" nullable:"true"`
+	Warnings      []CheckProblem `json:"warnings" required:"true" nullable:"true"`
+	DamagedPacks  []string       `json:"damaged_packs" required:"true" nullable:"true"`
+	AffectedFiles []string       `json:"affected_files" required:"true" nullable:"true" doc:"backup:component:/path"`
+}
+
+// CheckProblem is one problem the check found.
+type CheckProblem struct {
+	Kind    string `json:"kind" required:"true" doc:"index, pack, manifest, tree or blob"`
+	Object  string `json:"object" required:"true"`
+	Message string `json:"message" required:"true"`
+}
+
+// ExtractResult is the outcome of restoring into a scratch directory.
+type ExtractResult struct {
+	Passed        bool   `json:"passed" required:"true"`
+	FilesVerified int64  `json:"files_verified" required:"true"`
+	Bytes         int64  `json:"bytes" required:"true"`
+	Error         string `json:"error,omitempty"`
+}
+
+// CleanupReport is a cleanup's report.
+type CleanupReport struct {
+	ReportHead
+	CleanupID         string           `json:"cleanup_id" required:"true"`
+	DryRun            bool             `json:"dry_run" required:"true"`
+	SpaceFreedBytes   int64            `json:"space_freed_bytes" required:"true"`
+	UnreferencedBytes int64            `json:"unreferenced_bytes" required:"true" doc:"what the removed backups free in all (a dry run: would free), now or after the safety window"`
+	Locations         []string         `json:"locations" required:"true" nullable:"true"`
+	BackupIDs         []string         `json:"backup_ids" required:"true" nullable:"true" doc:"the backups chosen for removal"`
+	Outcome           *CleanupOutcome  `json:"outcome" required:"true" nullable:"true" doc:"null when the job failed before it"`
+	Decisions         []retention.Line `json:"decisions" required:"true" nullable:"true" doc:"the retention decision on each backup"`
+	Error             string           `json:"error" required:"true"`
+}
+
+// CleanupOutcome is a cleanup's work per location.
+type CleanupOutcome struct {
+	Removed map[string][]string          `json:"removed" required:"true" nullable:"true" doc:"the backups removed, by location"`
+	GC      map[string]GCLocationOutcome `json:"gc" required:"true" nullable:"true" doc:"garbage collection, by location"`
+}
+
+// GCLocationOutcome is one location's garbage collection.
+type GCLocationOutcome struct {
+	Packs      int   `json:"packs" required:"true"`
+	Deleted    int   `json:"deleted" required:"true"`
+	BytesFreed int64 `json:"bytes_freed" required:"true"`
+	Condemned  int   `json:"condemned" required:"true"`
+	// UnreferencedBytes: what the removed backups free in all (a dry run:
+	// would free), now or after the safety window.
+	UnreferencedBytes int64 `json:"unreferenced_bytes" required:"true"`
+}
+
+// RepairReport is a repair's report.
+type RepairReport struct {
+	ReportHead
+	RepairID string        `json:"repair_id" required:"true"`
+	Items    []RepairItem  `json:"items" required:"true"`
+	Outcome  RepairOutcome `json:"outcome" required:"true"`
+}
+
+// RepairItem is one backup to repair: where it is (healthy copies first)
+// and where it is missing.
+type RepairItem struct {
+	BackupID string   `json:"backup_id" required:"true"`
+	Sources  []string `json:"sources" required:"true"`
+	Missing  []string `json:"missing" required:"true"`
+}
+
+// RepairOutcome says what was copied where, and what could not be.
+type RepairOutcome struct {
+	Copied map[string][]string `json:"copied" required:"true" doc:"backup -> the locations it was copied to"`
+	Failed map[string]string   `json:"failed" required:"true" doc:"\"backup -> location\" -> why"`
+}
