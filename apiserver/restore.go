@@ -402,7 +402,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, kind api.JobType
 	}
 	j, jerr := s.Store.GetJobByRef(r.Context(), kind, id)
 	if jerr != nil {
-		what := map[api.JobType]string{api.JobVerify: "verification", api.JobCleanup: "cleanup"}[kind]
+		what := map[api.JobType]string{api.JobVerify: "verification", api.JobCleanup: "cleanup", api.JobRepair: "repair"}[kind]
 		return notFound(codes.JobNotFound, "no %s %q", what, id)
 	}
 	p := s.liveProgress(r.Context(), j)

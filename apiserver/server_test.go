@@ -501,3 +501,19 @@ func TestRestoreIntoANonEmptyDirectoryIsRefusedBeforeAnyJob(t *testing.T) {
 		t.Fatalf("a refused restore left jobs: %v %v", js, err)
 	}
 }
+
+// An unknown report id is a 404 that names what was looked for (the
+// repair report's said `no  "REPAIR-1"`).
+func TestUnknownReportsNameWhatWasAskedFor(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	for path, want := range map[string]string{
+		"/cloud-integration/backup/verify/report/VERIFY-1":   `no verification "VERIFY-1"`,
+		"/cloud-integration/backup/cleanup/report/CLEANUP-1": `no cleanup "CLEANUP-1"`,
+		"/cloud-integration/backup/repair/report/REPAIR-1":   `no repair "REPAIR-1"`,
+	} {
+		res, m := call(t, s, "GET", path, toks["viewer"], nil)
+		if res.StatusCode != 404 || m["message"] != want {
+			t.Errorf("%s: %d %v", path, res.StatusCode, m["message"])
+		}
+	}
+}
