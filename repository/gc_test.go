@@ -270,31 +270,15 @@ func TestGCStopsWhenReferencedDataIsUnindexedAndRepairIndexRestoresIt(t *testing
 	r, be := newTestRepo(t)
 	data := randData(13, 5000)
 	blob := saveBackup(t, r, "backup-1", data)
-	loc, ok := r.Lookup(blob)
-	if !ok {
-		t.Fatal("blob not indexed")
-	}
-	// lose the index file that lists the data pack
-	be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
-		id, _ := ParseID(strings.TrimPrefix(oi.Name, "index/"))
-		f, err := r.readIndexFile(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range f.Packs {
-			if p.ID == loc.Pack {
-				be.Delete(ctx, oi.Name)
-			}
-		}
-		return nil
-	})
+	pack := packOf(t, r, blob)
+	dropIndexOf(t, r, be, pack) // lose the index file that lists the data pack
 	old := time.Now().Add(-48 * time.Hour)
 	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, old); return nil })
 	_, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
 	if !errors.Is(err, ErrBlobNotFound) || !strings.Contains(err.Error(), "repair-index") {
 		t.Fatalf("gc over unindexed referenced data: %v", err)
 	}
-	if _, err := be.Stat(ctx, packName(loc.Pack)); err != nil {
+	if _, err := be.Stat(ctx, packName(pack)); err != nil {
 		t.Fatalf("the pack was deleted: %v", err)
 	}
 	// a damaged unindexed pack is reported and left alone
