@@ -97,8 +97,15 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	// ended, not removed: a collection that ran meanwhile still learns of
-	// this one (it may have read the index files this one deletes)
-	defer self.End()
+	// this one (it may have read the index files this one deletes). A dry
+	// run changes nothing, and leaves nothing behind.
+	defer func() {
+		if opts.DryRun {
+			self.remove()
+		} else {
+			self.End()
+		}
+	}()
 	since := began.Add(-clockSkew)
 	if oi, err := r.be.Stat(ctx, self.name); err == nil {
 		since = oi.ModTime
