@@ -215,9 +215,10 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 		// before a job exists (another host's worker refuses it as the
 		// job starts, with the same code)
 		a := &activities.Activities{Stores: s.Stores, Config: s.Cfg}
-		if err := a.RestoreTargetProblem(r.Context(), wreq.RestoreInput); errors.Is(err, restore.ErrTargetNotEmpty) {
-			e := conflict(codes.RestoreConflict, "target_location %s is not empty: set \"overwrite\": true to restore into it (files of the same names are replaced), or choose an empty directory", req.TargetLocation)
-			e.Details = map[string]any{"field": "overwrite", "target_location": req.TargetLocation}
+		var full *restore.TargetNotEmptyError
+		if err := a.RestoreTargetProblem(r.Context(), wreq.RestoreInput); errors.As(err, &full) {
+			e := conflict(codes.RestoreConflict, "%s, where this restore writes under target_location %s, is not empty: set \"overwrite\": true to restore into it (files of the same names are replaced), or choose an empty directory", full.Dir, req.TargetLocation)
+			e.Details = map[string]any{"field": "overwrite", "target_location": req.TargetLocation, "directory": full.Dir}
 			return e
 		} else if err != nil && !userFacing(err) {
 			s.Log.Warn("restore target check failed; the worker checks again", "err", err)

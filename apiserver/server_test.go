@@ -494,7 +494,8 @@ func TestRestoreIntoANonEmptyDirectoryIsRefusedBeforeAnyJob(t *testing.T) {
 	body := fmt.Sprintf(`{"backup_id": %q, "restore_type": "full", "target_location": %q}`, m.ID, target)
 	res, out := call(t, s, "POST", "/cloud-integration/backup/restore", toks["admin"], strings.NewReader(body))
 	if res.StatusCode != 409 || out["code"] != "BACKUP_008" || get(out, "details.field") != "overwrite" ||
-		!strings.Contains(out["message"].(string), `"overwrite": true`) || len(out["suggested_actions"].([]any)) == 0 {
+		!strings.Contains(out["message"].(string), `"overwrite": true`) || len(out["suggested_actions"].([]any)) == 0 ||
+		!strings.HasPrefix(out["message"].(string), filepath.Join(target, "data")+",") || get(out, "details.directory") != filepath.Join(target, "data") {
 		t.Fatalf("%d %v", res.StatusCode, out)
 	}
 	if js, err := s.Store.ListJobs(ctx, models.JobFilter{Limit: 10}); err != nil || len(js) != 0 {

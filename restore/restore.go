@@ -301,6 +301,13 @@ func selectComponents(m *repository.Manifest, names []string) ([]repository.Comp
 	return out, nil
 }
 
+// TargetNotEmptyError names the directory a restore would write into that
+// already holds files; it is ErrTargetNotEmpty.
+type TargetNotEmptyError struct{ Dir string }
+
+func (e *TargetNotEmptyError) Error() string { return e.Dir + ": " + ErrTargetNotEmpty.Error() }
+func (e *TargetNotEmptyError) Unwrap() error { return ErrTargetNotEmpty }
+
 // CheckTargets reports ErrTargetNotEmpty when a selected component's
 // target directory holds anything and opts do not overwrite; a missing
 // directory is empty. It writes nothing.
@@ -327,7 +334,7 @@ func CheckTargets(m *repository.Manifest, opts Options) error {
 		names, _ := f.Readdirnames(1)
 		f.Close()
 		if len(names) > 0 {
-			return fmt.Errorf("%s: %w", dir, ErrTargetNotEmpty)
+			return &TargetNotEmptyError{Dir: dir}
 		}
 	}
 	return nil
