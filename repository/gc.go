@@ -506,7 +506,8 @@ func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, [
 
 // saveCondemned writes packs as a new list, then deletes the old lists,
 // and returns the new list's name ("" when packs is empty). Packs without
-// a time (newly condemned) get stamp(), taken just before the write; a
+// a time (newly condemned) get stamp() in packs itself (the deferral
+// saves the same map again), taken just before the write; a
 // write slower than the allowed clock skew is done again with a new stamp,
 // so a time in a list is never much earlier than the list was readable.
 func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Time, old []string, stamp func() time.Time) (string, error) {
