@@ -60,6 +60,8 @@ var (
 	DeletionStatuses = []string{"deleted", "deletion_started"}
 	RepairStatuses   = []string{"dry_run", "nothing_to_do", "repair_started"}
 	ReportStates     = []string{"in_progress", "failed"}
+	// NodeTypes are a backup tree entry's types (repository's node types).
+	NodeTypes = []string{"file", "dir", "symlink", "dev", "chardev", "fifo", "socket"}
 )
 
 // JobType is what a job does: the jobs list's type, a job_complete's
@@ -105,6 +107,7 @@ var Enums = map[string][]string{
 	"deletion_status":  DeletionStatuses,
 	"repair_status":    RepairStatuses,
 	"report_state":     ReportStates,
+	"node_type":        NodeTypes,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

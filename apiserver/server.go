@@ -72,6 +72,7 @@ type Server struct {
 	readyState    readiness
 	recon         reconcileState
 	limiter       authLimiter
+	browsers      browseSessions
 }
 
 // New builds a server; Hub is created if nil.
@@ -123,6 +124,9 @@ func (s *Server) routeTable() []route {
 		{Method: "DELETE", Path: "/backup/{backup_id}", Role: "admin", Action: "backup.delete", Query: []param{qBool("force", "delete even a protected backup, or one the retention policy still keeps"), qStr("locations", "comma-separated locations to delete from (default all)")}, Summary: "Delete a backup from its storage locations (respects protection and retention)", Status: http.StatusAccepted, Response: api.BackupDeletion{}, handler: s.deleteBackup},
 		{Method: "POST", Path: "/backup/{backup_id}/protect", Role: "admin", Action: "backup.protect", Body: api.ProtectRequest{}, Summary: "Protect or unprotect a backup from cleanup", Response: api.ProtectResponse{}, handler: s.protectBackup},
 		{Method: "GET", Path: "/backup/download/{backup_id}", Role: "admin", Action: "backup.download", Query: []param{qEnum("format", downloadFormats, "default tar.gz"), qStr("component", "only this component")}, Summary: "Download (export) a backup as tar.gz, tar.zst or tar.bz2", handler: s.downloadBackup},
+		{Method: "GET", Path: "/backup/tree/{backup_id}", Role: "operator", Query: append([]param{qStr("component", "the component (required)"), qStr("path", "the directory, absolute as backed up (default /)"), qStr("location", "read the tree from this location (default: the first that answers)")}, pagingQuery(200)...), Summary: "List one directory of a backup's file tree (names and metadata, never contents)", Response: api.TreeListing{}, handler: s.listTree},
+		{Method: "GET", Path: "/backup/search/{backup_id}", Role: "operator", Query: append([]param{qStr("q", "part of a file name (case-insensitive), or a pattern with * ? [ ] matched against whole names (required)"), qStr("component", "only this component (default all)"), qStr("path", "only below this directory"), qStr("location", "read the trees from this location")}, pagingQuery(100)...), Summary: "Search a backup's file names", Response: api.TreeSearch{}, handler: s.searchTree},
+		{Method: "GET", Path: "/backup/whoami", Role: "viewer", Summary: "The caller's token: its name and role (what a client may offer)", Response: api.WhoAmI{}, handler: s.whoAmI},
 		{Method: "GET", Path: "/backup/progress", Role: "viewer", Query: []param{qStr("job_id", "the job (or give backup_id; default the latest running backup)"), qStr("backup_id", "")}, Summary: "Progress of a backup job", Response: api.JobProgress{}, handler: s.backupProgress},
 		{Method: "GET", Path: "/backup/schedules", Role: "viewer", Summary: "List schedules", Response: api.ScheduleList{}, handler: s.listSchedules},
 		{Method: "POST", Path: "/backup/schedules", Role: "operator", Action: "schedule.put", Body: api.ScheduleRequest{}, Summary: "Create or update a schedule", Response: api.ScheduleSaved{}, handler: s.putSchedule},
