@@ -29,6 +29,7 @@ import (
 	"backupd/activities"
 	"backupd/api"
 	"backupd/config"
+	"backupd/console"
 	"backupd/jobs"
 	"backupd/logring"
 	"backupd/models"
@@ -190,6 +191,10 @@ func (s *Server) buildRouter() *mux.Router {
 			}
 		}
 	}
+	// the web console: / and its files under /assets/
+	c := console.Handler()
+	r.Handle("/", c).Methods("GET", "HEAD")
+	r.PathPrefix("/assets/").Handler(c).Methods("GET", "HEAD")
 	r.HandleFunc(HealthzPath, s.healthz).Methods("GET")
 	r.HandleFunc(ReadyzPath, s.readyz).Methods("GET")
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

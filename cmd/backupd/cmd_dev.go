@@ -139,6 +139,7 @@ func cmdDev(ctx context.Context, args []string) (err error) {
 		os.WriteFile(filepath.Join(dir, "admin-token"), []byte(tok+"\n"), 0o600)
 		fmt.Printf(`
 backupd development stack is up.
+  Web console:         %s/   (sign in with the admin token below)
   API:                 %s/v1/cloud-integration   (also %s/cloud-integration)
   Admin token:         %s
                        (also in %s; more: bin/backupd token create --role operator --config %s)
@@ -150,7 +151,7 @@ backupd development stack is up.
 
 Try:  curl -s -H "Authorization: Bearer $(cat %s)" %s/v1/cloud-integration/backup/status
 Ctrl-C stops everything.
-`, apiURL, apiURL, tok, filepath.Join(dir, "admin-token"), cfgPath, cfg.Temporal.UIURL, taddr, s3srv.Endpoint, s3srv.Dir,
+`, apiURL, apiURL, apiURL, tok, filepath.Join(dir, "admin-token"), cfgPath, cfg.Temporal.UIURL, taddr, s3srv.Endpoint, s3srv.Dir,
 			sftp.Addr, filepath.Join(dir, "sftp", "data"), cfgPath, filepath.Join(dir, "admin-token"), apiURL)
 	})
 }
