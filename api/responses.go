@@ -452,6 +452,16 @@ type ScheduleRuns struct {
 	Executions          int `json:"executions"`
 	SkippedOverlap      int `json:"skipped_overlap" doc:"runs skipped because the previous backup was still running"`
 	MissedCatchupWindow int `json:"missed_catchup_window"`
+	NextExecutions      []string      `json:"next_executions,omitempty" format:"date-time" doc:"the next runs as Temporal computes them (up to 5), in the schedule's time zone: daylight saving time shows in their offsets"`
+	RecentExecutions    []ScheduleRun `json:"recent_executions,omitempty" doc:"the latest runs Temporal started, newest first"`
+}
+
+// ScheduleRun is one run a schedule started.
+type ScheduleRun struct {
+	ScheduledAt   string `json:"scheduled_at" required:"true" format:"date-time"`
+	StartedAt     string `json:"started_at" required:"true" format:"date-time"`
+	WorkflowID    string `json:"workflow_id" required:"true"`
+	TemporalUIURL string `json:"temporal_ui_url,omitempty"`
 }
 
 // ScheduleSummary counts the schedules.

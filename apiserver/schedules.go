@@ -441,6 +441,25 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 			}
 			v.ScheduleRuns = &api.ScheduleRuns{Executions: d.Info.NumActions, SkippedOverlap: d.Info.NumActionsSkippedOverlap,
 				MissedCatchupWindow: d.Info.NumActionsMissedCatchupWindow}
+			tz, err := time.LoadLocation(sc.Timezone)
+			if err != nil {
+				tz = time.UTC
+			}
+			for i, t := range d.Info.NextActionTimes {
+				if i == 5 || d.Schedule.State.Paused {
+					break
+				}
+				v.NextExecutions = append(v.NextExecutions, t.In(tz).Format(time.RFC3339))
+			}
+			for i := len(d.Info.RecentActions) - 1; i >= 0; i-- {
+				a := d.Info.RecentActions[i]
+				run := api.ScheduleRun{ScheduledAt: a.ScheduleTime.In(tz).Format(time.RFC3339), StartedAt: a.ActualTime.In(tz).Format(time.RFC3339)}
+				if a.StartWorkflowResult != nil {
+					run.WorkflowID = a.StartWorkflowResult.WorkflowID
+					run.TemporalUIURL = s.workflowURL(a.StartWorkflowResult.WorkflowID, a.StartWorkflowResult.FirstExecutionRunID)
+				}
+				v.RecentExecutions = append(v.RecentExecutions, run)
+			}
 		} else {
 			v.TemporalError = err.Error()
 		}

@@ -779,6 +779,21 @@ func apiSchedulesStorageRetention(t *testing.T, s *apiStack, ws *wsCollector, ba
 	if get(s0, "last_execution.status") != "success" || s0["retention_days"] != 90.0 || get(s0, "notifications.on_warning") != true {
 		t.Fatalf("schedule listing: %v", s0)
 	}
+	// the next runs as Temporal computes them, a day apart at 01:00 in
+	// the schedule's zone, and the run the trigger started
+	nexts, _ := s0["next_executions"].([]any)
+	for i, n := range nexts {
+		tn, err := time.Parse(time.RFC3339, n.(string))
+		if err != nil || tn.Hour() != 1 || tn.Minute() != 0 || i > 0 && tn.Sub(mustTime(t, nexts[i-1].(string))) != 24*time.Hour {
+			t.Fatalf("next_executions: %v", nexts)
+		}
+	}
+	if len(nexts) != 5 || nexts[0] != s0["next_execution"] {
+		t.Fatalf("next_executions: %v (next_execution %v)", nexts, s0["next_execution"])
+	}
+	if r := get(s0, "recent_executions.0.workflow_id"); r == nil || r == "" || get(s0, "recent_executions.0.temporal_ui_url") == nil {
+		t.Fatalf("recent_executions: %v", s0["recent_executions"])
+	}
 	d := s.must(200, "GET", v1+"/details/"+sb["id"].(string), "viewer", nil)
 	if get(d, "metadata.schedule_id") != "schedule-custom-daily" || get(d, "metadata.created_by") != "scheduler" {
 		t.Fatalf("scheduled backup details: %v", d["metadata"])
@@ -1253,4 +1268,13 @@ func selfSignedCert(t *testing.T, dir string) (string, string, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	tm, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tm
 }
