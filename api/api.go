@@ -61,7 +61,8 @@ var (
 	RepairStatuses   = []string{"dry_run", "nothing_to_do", "repair_started"}
 	ReportStates     = []string{"in_progress", "failed"}
 	// NodeTypes are a backup tree entry's types (repository's node types).
-	NodeTypes = []string{"file", "dir", "symlink", "dev", "chardev", "fifo", "socket"}
+	FreshnessStates = []string{"ok", "late", "waiting", "unscheduled"}
+	NodeTypes       = []string{"file", "dir", "symlink", "dev", "chardev", "fifo", "socket"}
 )
 
 // JobType is what a job does: the jobs list's type, a job_complete's
@@ -108,6 +109,7 @@ var Enums = map[string][]string{
 	"repair_status":    RepairStatuses,
 	"report_state":     ReportStates,
 	"node_type":        NodeTypes,
+	"freshness":        FreshnessStates,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

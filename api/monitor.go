@@ -342,3 +342,26 @@ type Trends struct {
 	StorageUsage string `json:"storage_usage" required:"true" enum:"trend" doc:"the bytes the backups added"`
 	Rule         string `json:"rule" doc:"how a trend is decided"`
 }
+
+// ComponentsFreshness answers GET /backup/components: how recent each
+// configured component's protection is, against its own schedules.
+type ComponentsFreshness struct {
+	Components []ComponentFreshness `json:"components" required:"true" doc:"every configured component, by name"`
+	CheckedAt  string               `json:"checked_at" required:"true" format:"date-time"`
+}
+
+// ComponentFreshness is one component's newest completed backup and its
+// age against the tightest enabled schedule that backs it up. A backup is
+// late when it is older than 1.5 of that schedule's intervals (the
+// Prometheus alert BackupdScheduledBackupLate's rule).
+type ComponentFreshness struct {
+	Component               string   `json:"component" required:"true"`
+	LastSuccess             *string  `json:"last_success" required:"true" nullable:"true" format:"date-time" doc:"the newest completed backup holding it (a partial backup counts for none of its components)"`
+	LastBackupID            string   `json:"last_backup_id,omitempty"`
+	Locations               []string `json:"locations" required:"true" doc:"where that backup is stored"`
+	AgeSeconds              *float64 `json:"age_seconds" required:"true" nullable:"true"`
+	Schedules               []string `json:"schedules" required:"true" doc:"the enabled schedules that back it up"`
+	ExpectedIntervalSeconds *float64 `json:"expected_interval_seconds" required:"true" nullable:"true" doc:"the shortest interval of those schedules; null when none"`
+	State                   string   `json:"state" required:"true" enum:"freshness" doc:"ok; late (older than 1.5 intervals, or never done 1.5 intervals after its schedule was made); waiting (its schedule has not had time to run); unscheduled (no enabled schedule backs it up)"`
+	Message                 string   `json:"message" required:"true"`
+}

@@ -32,6 +32,7 @@ var routePolicy = map[string]struct {
 	"GET /backup/tree/{backup_id}":                 {"operator", false},
 	"GET /backup/search/{backup_id}":               {"operator", false},
 	"GET /backup/whoami":                           {"viewer", false},
+	"GET /backup/components":                       {"viewer", false},
 	"GET /backup/schedules":                        {"viewer", false},
 	"POST /backup/schedules":                       {"operator", true},
 	"DELETE /backup/schedules/{schedule_id}":       {"operator", true},

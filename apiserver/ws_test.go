@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -251,6 +252,14 @@ func TestEveryJobSendsFirstAndFinalProgress(t *testing.T) {
 // get walks a decoded JSON value by a dotted path.
 func get(v any, path string) any {
 	for _, k := range strings.Split(path, ".") {
+		if l, ok := v.([]any); ok {
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(l) {
+				return nil
+			}
+			v = l[i]
+			continue
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil
