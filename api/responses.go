@@ -311,6 +311,7 @@ type JobView struct {
 	Size                string    `json:"size,omitempty"`
 	SizeBytes           *int64    `json:"size_bytes,omitempty"`
 	Error               *JobError `json:"error,omitempty"`
+	TemporalUIURL       string    `json:"temporal_ui_url,omitempty" doc:"the job's workflow in the Temporal Web UI"`
 }
 
 // JobSummary counts jobs by state.
@@ -449,9 +450,9 @@ type LastExecution struct {
 // ScheduleRuns are Temporal's counts of a schedule's runs (absent when
 // Temporal cannot describe the schedule).
 type ScheduleRuns struct {
-	Executions          int `json:"executions"`
-	SkippedOverlap      int `json:"skipped_overlap" doc:"runs skipped because the previous backup was still running"`
-	MissedCatchupWindow int `json:"missed_catchup_window"`
+	Executions          int           `json:"executions"`
+	SkippedOverlap      int           `json:"skipped_overlap" doc:"runs skipped because the previous backup was still running"`
+	MissedCatchupWindow int           `json:"missed_catchup_window"`
 	NextExecutions      []string      `json:"next_executions,omitempty" format:"date-time" doc:"the next runs as Temporal computes them (up to 5), in the schedule's time zone: daylight saving time shows in their offsets"`
 	RecentExecutions    []ScheduleRun `json:"recent_executions,omitempty" doc:"the latest runs Temporal started, newest first"`
 }

@@ -346,6 +346,9 @@ func (s *Server) jobView(ctx context.Context, j *models.Job) api.JobView {
 	v := api.JobView{ID: j.ID, Type: j.Type, Subtype: j.Subtype, Status: j.Status,
 		Progress: int(math.Round(j.Progress)), Started: specTime(j.Started), StartedRFC3339: rfc3339(j.Started),
 		User: j.User, Name: j.Name, BackupID: j.BackupID, ScheduleID: j.ScheduleID, JobRefs: jobRefs(j.Type, j.RefID, false)}
+	if j.WorkflowID != "" {
+		v.TemporalUIURL = s.workflowURL(j.WorkflowID, j.RunID)
+	}
 	if j.Finished == nil {
 		p := s.liveProgress(ctx, j)
 		f := figures(j, p)

@@ -643,7 +643,10 @@ func apiEndToEnd(t *testing.T, driver string) {
 		switch j["id"] {
 		case jobID:
 			sawBackup = true
-			fields(t, "backup job", j, "id", "type", "subtype", "status", "progress", "started", "backup_id", "name", "user")
+			fields(t, "backup job", j, "id", "type", "subtype", "status", "progress", "started", "backup_id", "name", "user", "temporal_ui_url")
+			if u := j["temporal_ui_url"].(string); !strings.Contains(u, "/workflows/") {
+				t.Fatalf("backup job's workflow link: %q", u)
+			}
 			if j["status"] != "completed" || j["subtype"] != "manual_full" || j["user"] != "operator-e2e" || j["progress"] != 100.0 {
 				t.Fatalf("backup job: %v", j)
 			}
