@@ -10,9 +10,9 @@ export async function render(main) {
 
   const bars = new Map(); // job id → {bar, meta}
   async function load() {
-    const [status, health, comps, failed, jobs] = await Promise.allSettled([
+    const [status, health, comps, failed, jobs, storage] = await Promise.allSettled([
       get('/backup/status'), get('/backup/health'), get('/backup/components'),
-      get('/backup/jobs?status=failed&limit=5'), get('/backup/jobs?status=running&limit=50'),
+      get('/backup/jobs?status=failed&limit=5'), get('/backup/jobs?status=running&limit=50'), get('/backup/storage'),
     ]);
     const parts = [];
     if (status.status === 'fulfilled' && health.status === 'fulfilled') parts.push(summary(status.value, health.value));
@@ -20,7 +20,7 @@ export async function render(main) {
     parts.push(section('Running jobs', running));
     if (comps.status === 'fulfilled') parts.push(freshness(comps.value));
     else parts.push(section('Components', errorBox(comps.reason)));
-    if (status.status === 'fulfilled') parts.push(h('div', { class: 'cols' }, locations(status.value), replication(status.value)));
+    if (status.status === 'fulfilled') parts.push(h('div', { class: 'cols' }, locations(status.value, storage.status === 'fulfilled' ? storage.value.storage_config : {}), replication(status.value)));
     if (health.status === 'fulfilled') parts.push(alerts(health.value));
     parts.push(failed.status === 'fulfilled' ? failures(failed.value) : section('Recent failures', errorBox(failed.reason)));
     clear(body, parts);
@@ -85,7 +85,7 @@ function freshness(f) {
   ], f.components, { id: 'freshness', rowData: (c) => ({ component: c.component, state: c.state }) }));
 }
 
-function locations(status) {
+function locations(status, config) {
   const rows = Object.entries(status.storage).sort(([a], [b]) => a.localeCompare(b));
   return section('Storage locations', h('div', { id: 'locations' }, rows.map(([name, l]) => {
     const pct = l.utilization_percent;
@@ -94,7 +94,9 @@ function locations(status) {
       h('strong', {}, name), ' ', h('span', { class: 'muted' }, `${l.type}${l.bucket ? ' · ' + l.bucket : ''}${l.path ? ' · ' + l.path : ''}`), ' ', badge(l.health, l.health === 'good' ? 'ok' : 'bad'),
       l.health === 'good' ? [
         bar(pct || 0, { class: kind, label: pct === undefined ? `${fmtBytes(l.repository_bytes)} (no quota or total to measure on)` : `${pct.toFixed(1)}% of ${l.total} · ${l.used} used` }),
-        h('div', { class: 'meta' }, h('span', {}, 'repository ' + fmtBytes(l.repository_bytes)), h('span', {}, 'available ' + l.available), h('span', {}, 'measured on ' + (l.utilization_basis || 'none'))),
+        h('div', { class: 'meta' }, h('span', {}, 'repository ' + fmtBytes(l.repository_bytes)), h('span', {}, 'available ' + l.available),
+          h('span', { class: 'quota' }, config[name] ? (config[name].quota_bytes ? 'quota ' + config[name].quota : 'no quota') : ''),
+          h('span', {}, 'measured on ' + (l.utilization_basis || 'none'))),
       ] : h('div', { class: 'error' }, l.error || 'unreachable'));
   })));
 }
