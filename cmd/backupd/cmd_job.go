@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -166,16 +165,6 @@ func cmdJob(ctx context.Context, args []string) error {
 			return errors.New("interrupted (the job goes on; cancel it with 'backupd job cancel')")
 		}
 	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // catalogServed reports whether a server polls the catalog task queue.
