@@ -64,7 +64,7 @@ func scheduleList(ctx context.Context, args []string) error {
 	}
 	rows := make([][]string, 0, len(list.Schedules))
 	for _, sc := range list.Schedules {
-		when := joinNonEmpty(sc.Frequency, sc.Day, sc.Time, sc.Timezone)
+		when := strings.Join(nonEmpty(sc.Frequency, sc.Day, sc.Time, sc.Timezone), " ")
 		next, last := "-", "-"
 		if sc.NextExecution != nil {
 			next = *sc.NextExecution

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -335,5 +336,39 @@ func TestListsAreTablesOrStableText(t *testing.T) {
 	s.table([]string{"ID", "SIZE"}, [][]string{{"backup-1", s.size(45_200_000)}, {"b2", s.size(5)}})
 	if b.String() != "ID        SIZE\nbackup-1  45.2 MB\nb2        5 B\n" {
 		t.Errorf("%q", b.String())
+	}
+}
+
+// Ctrl-C while waiting stops the wait, not the job, and says how to
+// follow it again.
+func TestInterruptedWaitSaysHowToFollow(t *testing.T) {
+	f := newFakeAPI(t)
+	f.routes["POST /backup/restore"] = answer(api.RestoreStarted{Status: "restore_started", RestoreID: "RESTORE-1", BackupID: "b", JobID: "RESTORE-JOB-1"})
+	f.routes["GET /backup/restore/progress"] = answer(api.JobProgress{Status: "in_progress", JobID: "RESTORE-JOB-1"})
+	f.ws = func(conn *websocket.Conn) { conn.ReadMessage() }
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	err := dispatch(ctx, []string{"restore", "start", "--backup", "b", "--target", t.TempDir(), "--wait", "--server", f.srv.URL, "--token", "tok"})
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitFail || !strings.Contains(err.Error(), "job RESTORE-JOB-1 goes on") ||
+		!strings.Contains(err.Error(), "backupd restore progress --wait --job RESTORE-JOB-1") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// A job that ended before the socket opened still shows its last
+// progress line and its result.
+func TestWaitForAJobThatAlreadyEnded(t *testing.T) {
+	f := newFakeAPI(t)
+	f.routes["POST /backup/create"] = answer(api.BackupStarted{Status: "started", BackupID: "backup-1", JobID: "J"})
+	f.routes["GET /backup/progress"] = answer(api.JobProgress{Status: "completed", Outcome: "partial", JobID: "J", BackupID: "backup-1",
+		Progress: api.ProgressFigures{Percentage: 100, CurrentComponent: "data", ElapsedSeconds: 3},
+		Details:  api.ProgressDetails{BytesProcessed: 5000, BytesTotal: 5000, Warnings: 2}})
+	f.routes["GET /backup/details/backup-1"] = answer(api.BackupDetails{ID: "backup-1", SizeDetails: api.BackupSizeDetails{RawSizeBytes: 5000, CompressedSizeBytes: 2000}})
+	f.ws = func(conn *websocket.Conn) { conn.ReadMessage() }
+	code, out, errOut := f.run(t, "backup", "create", "--components", "data", "--wait")
+	if code != exitPartial || !strings.Contains(errOut, "100%  data  5 KB/5 KB\n") ||
+		!strings.Contains(out, "backup backup-1 completed partially in 3s (job J)\n  size 5 KB, stored 2 KB compressed, 0 B new\n  warnings: 2\n") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 }

@@ -35,7 +35,7 @@ func stateOf(ev apiclient.Event) (progressState, bool) {
 		m := ev.Restore
 		return progressState{Percent: m.Progress, Component: m.CurrentComponent, Operation: m.CurrentOperation, Waiting: m.Waiting,
 			Done: m.Details.BytesProcessedBytes, Total: m.Details.BytesTotalBytes, Speed: m.Details.SpeedBytesPerSecond, ETA: m.ETASeconds}, true
-	case ev.Polled != nil && !ev.Ended():
+	case ev.Polled != nil: // an ended job's too: the bar reaches its end
 		p := ev.Polled
 		return progressState{Percent: p.Progress.Percentage, Component: p.Progress.CurrentComponent, Operation: p.Progress.CurrentOperation,
 			Waiting: p.Waiting, Done: p.Details.BytesProcessed, Total: p.Details.BytesTotal, Speed: p.Progress.SpeedBytesPerSecond,
@@ -81,14 +81,17 @@ func plainLine(p progressState) string {
 	return joinNonEmpty(fmt.Sprintf("%3.0f%%", p.Percent), l, sz, sp, eta)
 }
 
-func joinNonEmpty(parts ...string) string {
+// joinNonEmpty joins the parts that are not empty with two spaces.
+func joinNonEmpty(parts ...string) string { return strings.Join(nonEmpty(parts...), "  ") }
+
+func nonEmpty(parts ...string) []string {
 	var keep []string
 	for _, s := range parts {
 		if s != "" {
 			keep = append(keep, s)
 		}
 	}
-	return strings.Join(keep, "  ")
+	return keep
 }
 
 // minBar is the narrowest bar drawn while there are figures to drop.
@@ -180,8 +183,9 @@ type jobResult struct {
 	JobID     string
 	Status    string // success, partial, failed, cancelled
 	BackupID  string
-	RefID     string // a restore's or verification's id
-	Duration  float64
+	RefID     string  // a restore's or verification's id
+	Duration  float64 // seconds
+	Timed     bool    // Duration is known
 	Sizes     *api.BackupOutcome
 	Processed int64 // bytes (a restore's)
 	Warnings  int64
@@ -236,7 +240,7 @@ func (s *clientSession) resultOf(ctx context.Context, w apiclient.Watch, end api
 	switch {
 	case end.Complete != nil:
 		m := end.Complete
-		r.Status, r.Err, r.Duration = m.Status, m.Error, m.Details.DurationSeconds
+		r.Status, r.Err, r.Duration, r.Timed = m.Status, m.Error, m.Details.DurationSeconds, true
 		r.BackupID, r.Sizes = m.Details.BackupID, m.Details.BackupOutcome
 		// job_complete has no warnings count or verdict: ask once
 		switch w.Kind {
@@ -255,7 +259,7 @@ func (s *clientSession) resultOf(ctx context.Context, w apiclient.Watch, end api
 		}
 	case end.Polled != nil:
 		p := end.Polled
-		r.Status, r.Err, r.Duration = outcomeStatus(p.Outcome, p.Status), p.Error, p.Progress.ElapsedSeconds
+		r.Status, r.Err, r.Duration, r.Timed = outcomeStatus(p.Outcome, p.Status), p.Error, p.Progress.ElapsedSeconds, true
 		fromProgress(p)
 		if w.Kind == api.JobBackup {
 			// the sizes a backup stored are its catalog entry's
@@ -321,7 +325,7 @@ func (r jobResult) summary() (out string, failure string) {
 		word = "completed with warnings"
 	}
 	fmt.Fprintf(&b, "%s %s %s", what, strings.TrimSpace(id), word)
-	if r.Duration > 0 {
+	if r.Timed {
 		fmt.Fprintf(&b, " in %s", humanDuration(r.Duration))
 	}
 	fmt.Fprintf(&b, " (job %s)\n", r.JobID)

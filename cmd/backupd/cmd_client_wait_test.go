@@ -126,7 +126,7 @@ func TestJobOutcomesAreExitCodes(t *testing.T) {
 }
 
 func TestResultSummaries(t *testing.T) {
-	r := jobResult{Kind: api.JobBackup, JobID: "BACKUP-JOB-1", Status: "success", BackupID: "backup-1", Duration: 75, Warnings: 1,
+	r := jobResult{Kind: api.JobBackup, JobID: "BACKUP-JOB-1", Status: "success", BackupID: "backup-1", Duration: 75, Timed: true, Warnings: 1,
 		Sizes: &api.BackupOutcome{SizeBytes: 73_000_000, CompressedSizeBytes: 30_000_000, AddedSizeBytes: 12_000_000, StorageLocations: []string{"local", "cloud"}}}
 	out, failure := r.summary()
 	want := "backup backup-1 completed with warnings in 1m 15s (job BACKUP-JOB-1)\n  size 73 MB, stored 30 MB compressed, 12 MB new\n  locations: local, cloud\n  warnings: 1\n"
