@@ -35,6 +35,9 @@ var (
 	EpDeleteSchedule  = Endpoint{"DELETE", "/backup/schedules/{schedule_id}"}
 	EpTriggerSchedule = Endpoint{"POST", "/backup/schedules/{schedule_id}/trigger"}
 	EpJobs            = Endpoint{"GET", "/backup/jobs"}
+	EpCancelJob       = Endpoint{"POST", "/backup/jobs/cancel"}
+	EpPauseJob        = Endpoint{"POST", "/backup/jobs/pause"}
+	EpResumeJob       = Endpoint{"POST", "/backup/jobs/resume"}
 	EpDebugBundle     = Endpoint{"GET", "/backup/debug-bundle"}
 	EpWebSocket       = Endpoint{"GET", "/ws/backup"}
 )
@@ -42,7 +45,7 @@ var (
 // Endpoints are all the routes the client calls.
 var Endpoints = []Endpoint{EpStatus, EpHealth, EpList, EpDetails, EpCreate, EpDelete, EpVerify, EpVerifyReport,
 	EpRestore, EpBackupProgress, EpRestoreProgress, EpSchedules, EpPutSchedule, EpDeleteSchedule, EpTriggerSchedule,
-	EpJobs, EpDebugBundle, EpWebSocket}
+	EpJobs, EpCancelJob, EpPauseJob, EpResumeJob, EpDebugBundle, EpWebSocket}
 
 var pathParam = regexp.MustCompile(`\{[a-z_]+\}`)
 
@@ -248,4 +251,25 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (api.JobList, json.RawMes
 	var out api.JobList
 	raw, err := c.get(ctx, EpJobs, v, &out)
 	return out, raw, err
+}
+
+// CancelJob is POST /backup/jobs/cancel.
+func (c *Client) CancelJob(ctx context.Context, req api.CancelRequest) (api.CancelResponse, json.RawMessage, error) {
+	var v api.CancelResponse
+	raw, err := c.call(ctx, EpCancelJob.Method, EpCancelJob.path(), nil, req, &v)
+	return v, raw, err
+}
+
+// PauseJob is POST /backup/jobs/pause (backups only).
+func (c *Client) PauseJob(ctx context.Context, jobID string) (api.JobControlResponse, json.RawMessage, error) {
+	var v api.JobControlResponse
+	raw, err := c.call(ctx, EpPauseJob.Method, EpPauseJob.path(), nil, api.JobRequest{JobID: jobID}, &v)
+	return v, raw, err
+}
+
+// ResumeJob is POST /backup/jobs/resume.
+func (c *Client) ResumeJob(ctx context.Context, jobID string) (api.JobControlResponse, json.RawMessage, error) {
+	var v api.JobControlResponse
+	raw, err := c.call(ctx, EpResumeJob.Method, EpResumeJob.path(), nil, api.JobRequest{JobID: jobID}, &v)
+	return v, raw, err
 }

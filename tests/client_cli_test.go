@@ -229,6 +229,13 @@ func TestCommandLineClient(t *testing.T) {
 		t.Errorf("verify jobs:\n%v", jr)
 	}
 
+	// a job that ended cannot be cancelled, and the answer says so
+	cj := s.cli(t, "operator", "jobs", "cancel", jobID)
+	if cj.code != 1 {
+		t.Errorf("cancelling an ended job: %v", cj)
+	}
+	mustContain(t, cj, "stderr", "job "+jobID+" is not running (status completed)", "backupd jobs shows the jobs")
+
 	// a wrong server address, and no token: each says what to do
 	wr := s.cliAt(t, "http://127.0.0.1:"+strconv.Itoa(freePort(t)), "viewer", "status")
 	if wr.code != 1 {

@@ -270,7 +270,7 @@ func clock(sec float64) string {
 
 // forbidden reads the roles from the server's 403 message ("... needs the
 // admin role; this token has operator").
-var forbidden = regexp.MustCompile(`needs the (\w+) role; this token has (\w+)`)
+var forbidden = regexp.MustCompile(`needs the (\w+) role(?:; this token has (\w+))?`)
 
 // codeHints are what to run here for an error code, beside the server's
 // suggested actions.
@@ -303,7 +303,11 @@ func clientError(err error) error {
 		actions = append(actions, "the server does not accept this token (unknown, expired or revoked): check --token, --token-file or BACKUPD_TOKEN; create one with backupd token create --role operator")
 	case 403:
 		if m := forbidden.FindStringSubmatch(ae.Body.Message); m != nil {
-			actions = append(actions, fmt.Sprintf("this needs the %s role; your token is %s: use a %s token (backupd token create --role %s)", m[1], m[2], m[1], m[1]))
+			yours := ""
+			if m[2] != "" {
+				yours = "; your token is " + m[2]
+			}
+			actions = append(actions, fmt.Sprintf("this needs the %s role%s: use a %s token (backupd token create --role %s)", m[1], yours, m[1], m[1]))
 		}
 	}
 	actions = append(actions, ae.Body.SuggestedActions...)
@@ -402,7 +406,7 @@ func ptrTo[T any](v T) *T { return &v }
 
 // interrupted says the wait stopped while the job goes on.
 func interrupted(jobID, follow string) error {
-	return &exitError{exitFail, fmt.Errorf("stopped waiting; job %s goes on on the server: follow it with %s", jobID, follow)}
+	return &exitError{exitFail, fmt.Errorf("stopped waiting; job %s goes on on the server: follow it with %s (or cancel it: backupd jobs cancel %s)", jobID, follow, jobID)}
 }
 
 // stdinIsTerminal: a confirmation can be asked.

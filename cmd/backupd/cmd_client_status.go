@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -12,8 +13,75 @@ import (
 	"backupd/apiclient"
 )
 
+const jobsUsage = `Usage: backupd jobs [list] [--status S] [--type T] [--limit 20] [--page N]
+       backupd jobs cancel JOB [--reason R]   (a restore's or cleanup's needs an admin token)
+       backupd jobs pause JOB                 (backups)
+       backupd jobs resume JOB
+
+Every command: --server URL (BACKUPD_SERVER), --token (BACKUPD_TOKEN) or --token-file, --ca-file, --config, --json.
+`
+
+// jobsCommands are backupd jobs' commands (jobs alone lists).
+var jobsCommands = []string{"list", "cancel", "pause", "resume"}
+
 func cmdClientJobs(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("backupd jobs", flag.ContinueOnError)
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "list":
+			return jobsList(ctx, args[1:])
+		case "cancel", "pause", "resume":
+			return jobControl(ctx, args[0], args[1:])
+		case "help":
+			fmt.Fprint(os.Stderr, jobsUsage)
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "backupd jobs: unknown command %q\n\n%s", args[0], jobsUsage)
+		return errUsage
+	}
+	return jobsList(ctx, args)
+}
+
+func jobControl(ctx context.Context, action string, args []string) error {
+	fs := flag.NewFlagSet("backupd jobs "+action, flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	var reason string
+	if action == "cancel" {
+		fs.StringVar(&reason, "reason", "", "why (recorded with the job)")
+	}
+	s, pos, err := cf.open(fs, args, "job id")
+	if err != nil {
+		return err
+	}
+	var raw []byte
+	var msg string
+	switch action {
+	case "cancel":
+		var a api.CancelResponse
+		a, raw, err = s.c.CancelJob(ctx, api.CancelRequest{JobID: pos[0], Reason: reason})
+		msg = fmt.Sprintf("job %s: %s: %s", a.JobID, a.Status, a.Message)
+	case "pause", "resume":
+		do := s.c.PauseJob
+		if action == "resume" {
+			do = s.c.ResumeJob
+		}
+		var a api.JobControlResponse
+		a, raw, err = do(ctx, pos[0])
+		msg = fmt.Sprintf("job %s: %s: %s", a.JobID, a.Status, a.Message)
+	}
+	if err != nil {
+		return clientError(err)
+	}
+	if s.json {
+		s.raw(raw)
+	} else {
+		fmt.Fprintln(s.out, msg)
+	}
+	return nil
+}
+
+func jobsList(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("backupd jobs list", flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
 	var q apiclient.JobQuery

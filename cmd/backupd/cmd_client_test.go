@@ -70,6 +70,8 @@ func TestClientErrorsNameTheFix(t *testing.T) {
 			[]string{`BACKUP_007: no backup "x"`, "suggested actions:\n  - List the backups", "backupd backup list shows the backups"}},
 		{apiErr(403, "FORBIDDEN", "POST /backup/restore needs the admin role; this token has operator", "Use a token with the required role"), exitFail,
 			[]string{"this needs the admin role; your token is operator", "backupd token create --role admin"}},
+		{apiErr(403, "FORBIDDEN", "cancelling a restore job needs the admin role"), exitFail,
+			[]string{"this needs the admin role: use a admin token", "backupd token create --role admin"}},
 		{apiErr(401, "UNAUTHORIZED", "the token is invalid, expired or revoked"), exitFail,
 			[]string{"does not accept this token", "BACKUPD_TOKEN", "backupd token create --role operator"}},
 		{apiErr(400, "BACKUP_003", `components: no component "nope"`), exitUsage, []string{`BACKUP_003: components: no component "nope"`}},
@@ -370,5 +372,38 @@ func TestWaitForAJobThatAlreadyEnded(t *testing.T) {
 	if code != exitPartial || !strings.Contains(errOut, "100%  data  5 KB/5 KB\n") ||
 		!strings.Contains(out, "backup backup-1 completed partially in 3s (job J)\n  size 5 KB, stored 2 KB compressed, 0 B new\n  warnings: 2\n") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+func TestJobControl(t *testing.T) {
+	f := newFakeAPI(t)
+	f.routes["POST /backup/jobs/cancel"] = answer(api.CancelResponse{Status: "cancelled", JobID: "J", Message: "Job cancelled; partial data removed"})
+	f.routes["POST /backup/jobs/pause"] = answer(api.JobControlResponse{Status: "paused", JobID: "J", Message: "Backup paused"})
+	f.routes["POST /backup/jobs/resume"] = func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(409)
+		json.NewEncoder(w).Encode(api.Error{IsError: true, Code: "BACKUP_015", Message: "job J is not running (status completed)",
+			SuggestedActions: []string{"List the jobs (GET /cloud-integration/backup/jobs)"}})
+	}
+	if code, out, _ := f.run(t, "jobs", "cancel", "J", "--reason", "maintenance"); code != 0 || out != "job J: cancelled: Job cancelled; partial data removed\n" {
+		t.Errorf("cancel: %d %q", code, out)
+	}
+	var req api.CancelRequest
+	json.Unmarshal(f.got["POST /backup/jobs/cancel"], &req)
+	if req.JobID != "J" || req.Reason != "maintenance" {
+		t.Errorf("cancel sent %s", f.got["POST /backup/jobs/cancel"])
+	}
+	if code, out, _ := f.run(t, "jobs", "pause", "J"); code != 0 || out != "job J: paused: Backup paused\n" {
+		t.Errorf("pause: %d %q", code, out)
+	}
+	if code, _, errOut := f.run(t, "jobs", "resume", "J"); code != 1 || !strings.Contains(errOut, "BACKUP_015: job J is not running") ||
+		!strings.Contains(errOut, "backupd jobs shows the jobs") {
+		t.Errorf("resume: %d %q", code, errOut)
+	}
+	// jobs alone lists, as jobs list does
+	f.routes["GET /backup/jobs"] = answer(api.JobList{Jobs: []api.JobView{{ID: "J", Type: api.JobBackup, Subtype: "manual_full", Status: "completed", Progress: 100}}})
+	for _, args := range [][]string{{"jobs"}, {"jobs", "list"}, {"jobs", "--type", "backup"}} {
+		if code, out, _ := f.run(t, args...); code != 0 || !strings.HasPrefix(out, "JOB\tTYPE") || !strings.Contains(out, "J\tbackup\tmanual_full\tcompleted\t100%") {
+			t.Errorf("%v: %d %q", args, code, out)
+		}
 	}
 }

@@ -50,16 +50,16 @@ Usage:
   backupd completion bash|zsh      print a shell completion script
   backupd version                  module version, commit and build time (also --version)
 
-Through a running server's API (--server URL, --token; see 'backupd backup help'):
-  backupd backup create|list|show|verify|delete|progress
-  backupd restore start|progress   restore a backup (admin token)
-  backupd schedule list|create|delete|trigger
-  backupd jobs                     list jobs
-  backupd status                   the system's status: workers, storage, backups
-  backupd health                   health checks (exit 0 healthy, 3 degraded, 1 critical)
-  backupd debug-bundle             fetch a tar.gz for support (secrets redacted; admin token)
-  With --wait, backup create, backup verify and restore start follow the job to its end;
-  --json prints the API's answers (and each WebSocket message) as JSON lines.
+Through a running server's API (--server URL, --token; 'backupd backup help' and so on for flags):
+  backupd backup create|list|show|verify|delete|progress    back up, list, inspect, check, delete
+  backupd restore start|progress                            restore a backup (admin token)
+  backupd schedule list|create|delete|trigger               scheduled backups
+  backupd jobs [list|cancel|pause|resume]                   list jobs, or control one
+  backupd status                                            workers, storage, backups
+  backupd health                                            health checks (exit 0 healthy, 3 degraded, 1 critical)
+  backupd debug-bundle                                      a tar.gz for support, secrets redacted (admin token)
+  --wait follows a job over the WebSocket to its end (backup create, backup verify,
+  restore start, progress); --json prints the API's answers and messages as JSON lines.
 
 Exit codes: 0 success; 1 failure; 2 bad usage; 3 finished with warnings or partially.
 
@@ -137,7 +137,7 @@ func commandTable() []command {
 		{name: "backup", run: cmdClientBackup, subs: backupCommands},
 		{name: "restore", run: cmdClientRestore, subs: restoreCommands},
 		{name: "schedule", run: cmdClientSchedule, subs: scheduleCommands},
-		{name: "jobs", run: cmdClientJobs},
+		{name: "jobs", run: cmdClientJobs, subs: jobsCommands},
 		{name: "status", run: cmdClientStatus},
 		{name: "health", run: cmdClientHealth},
 		{name: "debug-bundle", run: cmdDebugBundle},
