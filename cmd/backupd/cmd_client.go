@@ -307,7 +307,7 @@ func clientError(err error) error {
 			if m[2] != "" {
 				yours = "; your token is " + m[2]
 			}
-			actions = append(actions, fmt.Sprintf("this needs the %s role%s: use a %s token (backupd token create --role %s)", m[1], yours, m[1], m[1]))
+			actions = append(actions, fmt.Sprintf("this needs the %s role%s: use a token with it (backupd token create --role %s)", m[1], yours, m[1]))
 		}
 	}
 	actions = append(actions, ae.Body.SuggestedActions...)
@@ -406,7 +406,7 @@ func ptrTo[T any](v T) *T { return &v }
 
 // interrupted says the wait stopped while the job goes on.
 func interrupted(jobID, follow string) error {
-	return &exitError{exitFail, fmt.Errorf("stopped waiting; job %s goes on on the server: follow it with %s (or cancel it: backupd jobs cancel %s)", jobID, follow, jobID)}
+	return &exitError{exitFail, fmt.Errorf("stopped waiting; job %s keeps running on the server: follow it with %s (or cancel it: backupd jobs cancel %s)", jobID, follow, jobID)}
 }
 
 // stdinIsTerminal: a confirmation can be asked.

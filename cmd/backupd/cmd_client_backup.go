@@ -245,7 +245,7 @@ func backupShow(ctx context.Context, args []string) error {
 		if l.ManifestError != "" {
 			state = "manifest unreadable: " + l.ManifestError
 		}
-		fmt.Fprintf(w, "location    %s  %s  %s\n", l.Type, humanSize(l.SizeBytes), state)
+		fmt.Fprintf(w, "location    %-8s %8s  %s\n", l.Type, humanSize(l.SizeBytes), state)
 	}
 	fmt.Fprintf(w, "integrity   %s\n", d.Integrity.Status)
 	fmt.Fprintf(w, "protected   %v\n", d.Protected)

@@ -156,7 +156,7 @@ func cmdClientStatus(ctx context.Context, args []string) error {
 	w, bs := s.out, st.BackupSystem
 	fmt.Fprintf(w, "%s: %s (version %s, up %s)\n", bs.ID, st.Status, bs.Version, humanDuration(bs.UptimeSeconds))
 	c := bs.Components
-	fmt.Fprintf(w, "scheduler %s, %d workers on %s, catalog %s\n", c.Scheduler, c.Workers, bs.TaskQueue, c.Catalog)
+	fmt.Fprintf(w, "scheduler %s; task queue %s, workers polling: %d; catalog %s\n", c.Scheduler, bs.TaskQueue, c.Workers, c.Catalog)
 	for _, wk := range bs.Workers {
 		line := fmt.Sprintf("  worker %s  %s  %s", wk.Host, wk.TaskQueue, wk.Status)
 		if wk.InProcess != nil && wk.InProcess.Error != "" {
@@ -229,7 +229,7 @@ func cmdClientHealth(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "overall: %s\n", h.OverallHealth)
 		c := h.Components
 		rows := [][]string{
-			{"scheduler", c.Scheduler.Status, fmt.Sprintf("%d workers, %d errors", c.Scheduler.Workers, c.Scheduler.Errors)},
+			{"scheduler", c.Scheduler.Status, fmt.Sprintf("workers polling: %d, errors: %d", c.Scheduler.Workers, c.Scheduler.Errors)},
 			{"catalog", c.Catalog.Status, c.Catalog.Error},
 			{"encryption", c.Encryption.Status, "key " + c.Encryption.KeyStatus},
 			{"compression", c.Compression.Status, c.Compression.Algorithm + ", ratio " + c.Compression.AverageRatio},

@@ -71,7 +71,7 @@ func TestClientErrorsNameTheFix(t *testing.T) {
 		{apiErr(403, "FORBIDDEN", "POST /backup/restore needs the admin role; this token has operator", "Use a token with the required role"), exitFail,
 			[]string{"this needs the admin role; your token is operator", "backupd token create --role admin"}},
 		{apiErr(403, "FORBIDDEN", "cancelling a restore job needs the admin role"), exitFail,
-			[]string{"this needs the admin role: use a admin token", "backupd token create --role admin"}},
+			[]string{"this needs the admin role: use a token with it", "backupd token create --role admin"}},
 		{apiErr(401, "UNAUTHORIZED", "the token is invalid, expired or revoked"), exitFail,
 			[]string{"does not accept this token", "BACKUPD_TOKEN", "backupd token create --role operator"}},
 		{apiErr(400, "BACKUP_003", `components: no component "nope"`), exitUsage, []string{`BACKUP_003: components: no component "nope"`}},
@@ -352,7 +352,7 @@ func TestInterruptedWaitSaysHowToFollow(t *testing.T) {
 	time.AfterFunc(300*time.Millisecond, cancel)
 	err := dispatch(ctx, []string{"restore", "start", "--backup", "b", "--target", t.TempDir(), "--wait", "--server", f.srv.URL, "--token", "tok"})
 	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != exitFail || !strings.Contains(err.Error(), "job RESTORE-JOB-1 goes on") ||
+	if !errors.As(err, &ee) || ee.code != exitFail || !strings.Contains(err.Error(), "job RESTORE-JOB-1 keeps running on the server") ||
 		!strings.Contains(err.Error(), "backupd restore progress --wait --job RESTORE-JOB-1") {
 		t.Fatalf("%v", err)
 	}

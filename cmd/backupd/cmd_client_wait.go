@@ -94,14 +94,20 @@ func nonEmpty(parts ...string) []string {
 	return keep
 }
 
-// minBar is the narrowest bar drawn while there are figures to drop.
-const minBar = 10
+// minBar is the narrowest bar drawn while there are figures to drop;
+// maxBar the widest.
+const (
+	minBar = 10
+	maxBar = 40
+)
 
 // renderBar is the progress as a bar line that fits width columns (one
 // column is left free, so the terminal never wraps it):
 // [#######-----]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12.
-// When it does not fit, the speed goes first, then the sizes, the ETA,
-// the label; then the bar narrows.
+// The bar takes a third of the width (10 to 40 columns), so it keeps its
+// size while the figures change; when the line does not fit, the bar
+// narrows to 10, then the speed goes, then the sizes, the ETA, the label,
+// and last the bar narrows further.
 func renderBar(p progressState, width int) string {
 	pct := fmt.Sprintf("%3.0f%%", math.Max(0, math.Min(100, p.Percent)))
 	l, sz, sp, eta := p.pieces()
@@ -114,7 +120,7 @@ func renderBar(p progressState, width int) string {
 		*drop = ""
 	}
 	t := tail()
-	inner := avail - len(t) - 2
+	inner := min(max(avail/3, minBar), maxBar, avail-len(t)-2)
 	if inner < 1 {
 		if len(pct) > avail {
 			return ""

@@ -14,15 +14,17 @@ var midBackup = progressState{Percent: 58, Component: "data", Operation: "upload
 
 func TestProgressBarForTerminalWidths(t *testing.T) {
 	for width, want := range map[int]string{
-		80: "[################------------]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12",
-		64: "[#######-----]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12",
-		55: "[#######-----]  58%  data  42.5 MB/73 MB  ETA 00:00:12", // no room for the speed
-		40: "[#######-----]  58%  data  ETA 00:00:12",                // nor the sizes
-		30: "[#########-------]  58%  data",                          // nor the ETA
-		15: "[####---]  58%",
-		8:  " 58%",
-		5:  " 58%",
-		3:  "",
+		120: "[#######################----------------]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12", // a third: 39
+		80:  "[###############-----------]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12",
+		64:  "[#######-----]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12", // narrowed to fit
+		55:  "[#######-----]  58%  data  42.5 MB/73 MB  ETA 00:00:12",          // no room for the speed
+		40:  "[#######-----]  58%  data  ETA 00:00:12",                         // nor the sizes
+		30:  "[######----]  58%  data",                                         // nor the ETA
+		15:  "[####---]  58%",
+		8:   " 58%",
+		5:   " 58%",
+		3:   "",
+		200: "[#######################-----------------]  58%  data  42.5 MB/73 MB  25 MB/s  ETA 00:00:12", // at most 40
 	} {
 		if got := renderBar(midBackup, width); got != want {
 			t.Errorf("width %d:\n got %q\nwant %q", width, got, want)
@@ -38,7 +40,7 @@ func TestProgressBarForTerminalWidths(t *testing.T) {
 			}
 		}
 	}
-	if got := renderBar(progressState{Percent: 100, Component: "data", Done: 5000, Total: 5000, ETA: 3}, 40); got != "[###############] 100%  data  5 KB/5 KB" {
+	if got := renderBar(progressState{Percent: 100, Component: "data", Done: 5000, Total: 5000, ETA: 3}, 40); got != "[#############] 100%  data  5 KB/5 KB" {
 		t.Errorf("done: %q (no ETA at 100%%)", got)
 	}
 	if got := renderBar(progressState{Percent: 3, Operation: "waiting_for_worker", Component: "data", Waiting: "no worker"}, 60); !strings.Contains(got, "  3%  waiting_for_worker") {
@@ -77,7 +79,7 @@ func TestBarIsRedrawnInPlace(t *testing.T) {
 	v.event(apiclient.Event{Backup: &short})
 	v.done()
 	lines := strings.Split(out.String(), "\r")
-	if len(lines) != 3 || len(lines[1]) != 59 || len(lines[2]) != 59+1 || !strings.HasSuffix(lines[2], " \n") {
+	if len(lines) != 3 || len(lines[2]) != len(lines[1])+1 || !strings.HasPrefix(lines[2], "[#############] 100%  data ") || !strings.HasSuffix(lines[2], " \n") {
 		t.Errorf("the shorter bar does not cover the longer: %q", out.String())
 	}
 }
