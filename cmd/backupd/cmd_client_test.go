@@ -407,3 +407,41 @@ func TestJobControl(t *testing.T) {
 		}
 	}
 }
+
+// delete asks on a terminal (no: nothing is deleted), and --yes skips
+// the question.
+func TestBackupDeleteConfirms(t *testing.T) {
+	f := newFakeAPI(t)
+	deletes := 0
+	f.routes["DELETE /backup/backup-1"] = func(w http.ResponseWriter, r *http.Request) {
+		deletes++
+		if r.URL.RawQuery != "force=true&locations=cloud" {
+			t.Errorf("query %q", r.URL.RawQuery)
+		}
+		w.WriteHeader(202)
+		json.NewEncoder(w).Encode(api.BackupDeletion{Status: "deletion_started", BackupID: "backup-1", Locations: []string{"cloud"},
+			JobID: "CLEANUP-JOB-1", CleanupID: "CLEANUP-1"})
+	}
+	defer func(was func() bool, in *os.File) { stdinIsTerminal, os.Stdin = was, in }(stdinIsTerminal, os.Stdin)
+	stdinIsTerminal = func() bool { return true }
+	answer := func(s string) {
+		r, w, _ := os.Pipe()
+		w.WriteString(s)
+		w.Close()
+		os.Stdin = r
+	}
+	answer("n\n")
+	code, _, errOut := f.run(t, "backup", "delete", "backup-1", "--force", "--locations", "cloud")
+	if code != exitFail || deletes != 0 || !strings.Contains(errOut, "delete backup backup-1 from cloud? [y/N]") || !strings.Contains(errOut, "not deleted") {
+		t.Fatalf("no: exit %d, %d deletes, %q", code, deletes, errOut)
+	}
+	answer("y\n")
+	code, out, _ := f.run(t, "backup", "delete", "backup-1", "--force", "--locations", "cloud")
+	if code != 0 || deletes != 1 || out != "backup backup-1: deletion from cloud started: cleanup CLEANUP-1 (job CLEANUP-JOB-1)\n" {
+		t.Fatalf("yes: exit %d, %d deletes, %q", code, deletes, out)
+	}
+	answer("")
+	if code, _, _ := f.run(t, "backup", "delete", "backup-1", "--force", "--locations", "cloud", "--yes"); code != 0 || deletes != 2 {
+		t.Fatalf("--yes: exit %d, %d deletes", code, deletes)
+	}
+}
