@@ -56,7 +56,7 @@ test: tools build $(BIN)/temporal
 
 # The packages with concurrency under the race detector (-short: the soak
 # runs once, above, without it; the symlink race suites run here too).
-RACE_PKGS := ./repository/ ./storage/... ./activities/ ./apiserver/ ./restore/ ./backup/
+RACE_PKGS := ./repository/ ./storage/... ./activities/ ./apiserver/ ./restore/ ./backup/ ./apiclient/
 race: tools
 	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw $(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 

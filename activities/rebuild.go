@@ -125,8 +125,8 @@ type ReconcileResult struct {
 }
 
 // Reconciler keeps the catalog in step with the manifests in storage: a
-// backup made without the server (backupd job backup while the server was
-// down, a catalog restored from an old copy) is adopted, and a catalog
+// backup made without the server (backupd repo backup into a location, a
+// catalog restored from an old copy) is adopted, and a catalog
 // entry whose manifest vanished is flagged. Only names are listed on each
 // run; only unknown manifests are read.
 type Reconciler struct {

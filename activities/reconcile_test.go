@@ -12,8 +12,8 @@ import (
 	"backupd/repository"
 )
 
-// A backup the catalog never learnt of (made by `backupd job backup` with
-// no server, say) is adopted; a catalog entry whose manifest vanished is
+// A backup the catalog never learnt of (made by `backupd repo backup` into
+// a location, say) is adopted; a catalog entry whose manifest vanished is
 // flagged, but only when seen gone twice (a deletion in flight is not).
 func TestReconcilerAdoptsAndFlags(t *testing.T) {
 	ctx := context.Background()

@@ -1248,6 +1248,15 @@ func TestAPISplitProcessesOverTLS(t *testing.T) {
 	if jc["status"] != "success" || fmt.Sprint(get(jc, "details.storage_locations")) != "[local remote]" {
 		t.Fatalf("job_complete: %v", jc)
 	}
+
+	// the command-line client over HTTPS and WSS, trusting the server's
+	// self-signed certificate with --ca-file; without it, it says the
+	// certificate is not trusted
+	r := s.cliOK(t, "operator", "backup", "create", "--components", "configurations", "--locations", "local", "--wait", "--ca-file", certFile)
+	mustContain(t, r, "stdout", " completed in ", "locations: local")
+	if r = s.cli(t, "viewer", "status"); r.code != 1 || !strings.Contains(r.stderr, "is not trusted") {
+		t.Errorf("an untrusted certificate: %v", r)
+	}
 }
 
 func selfSignedCert(t *testing.T, dir string) (string, string, *x509.CertPool) {

@@ -88,26 +88,3 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
-
-// A backup started from the command line (`backupd job backup`) used to
-// complete in storage but never reach the catalog: now it records itself
-// whenever a server runs the catalog activities.
-func TestCLIBackupReachesTheCatalog(t *testing.T) {
-	s := startAPIStack(t, "sqlite")
-	before := s.must(200, "GET", "/cloud-integration/backup/list", "viewer", nil)
-	cmd := exec.Command(s.bin, "job", "backup", "--components", "configurations", "--locations", "local", "--wait", "--config", s.cfgPath)
-	cmd.Env = append(os.Environ(), "BACKUPD_TEST_KDF=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("backupd job backup: %v\n%s", err, out)
-	}
-	waitFor(t, 30*time.Second, "the CLI's backup in the catalog", func() bool {
-		after := s.must(200, "GET", "/cloud-integration/backup/list", "viewer", nil)
-		return get(after, "pagination.total").(float64) == get(before, "pagination.total").(float64)+1
-	})
-	after := s.must(200, "GET", "/cloud-integration/backup/list", "viewer", nil)
-	id := after["backups"].([]any)[0].(map[string]any)["id"].(string)
-	d := s.must(200, "GET", "/cloud-integration/backup/details/"+id, "viewer", nil)
-	if d["status"] != "completed" {
-		t.Fatalf("details of the CLI's backup: %v", d)
-	}
-}

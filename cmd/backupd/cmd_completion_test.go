@@ -106,9 +106,11 @@ func TestCompletionOffersEveryCommandAndItsFlags(t *testing.T) {
 			eq([]string{"backupd", ""}, top)
 			eq([]string{"backupd", "key"}, nil)
 			eq([]string{"backupd", "repo", "key", ""}, []string{"add", "list", "remove", "rotate"})
-			eq([]string{"backupd", "job", "re"}, []string{"restore", "resume"})
+			eq([]string{"backupd", "re"}, []string{"repo", "restore"})
+			eq([]string{"backupd", "schedule", ""}, []string{"create", "delete", "list", "trigger"})
 			eq([]string{"backupd", "completion", ""}, []string{"bash", "zsh"})
-			eq([]string{"backupd", "job", "restore", "--target", "/tmp/x", "--ov"}, []string{"--overwrite"})
+			eq([]string{"backupd", "restore", "start", "--target", "/tmp/x", "--ov"}, []string{"--overwrite"})
+			eq([]string{"backupd", "backup", "list", "--s"}, []string{"--schedule", "--server", "--since", "--status"})
 			eq([]string{"backupd", "repo", "backup", "--rsa"}, []string{"--rsa-private-key"})
 			if shell == "bash" {
 				// a flag's value: no words, so bash completes file names
@@ -146,7 +148,9 @@ func TestFlagsOfProbesTheCommandItself(t *testing.T) {
 		"worker":          {"config"},
 		"repo restore":    {"repo", "password-file", "backup", "target", "overwrite", "no-verify"},
 		"repo key remove": {"repo", "id"},
-		"job verify":      {"config", "backup", "read-data-percent", "wait"},
+		"backup verify":   {"config", "server", "token", "token-file", "ca-file", "json", "location", "read-data-percent", "wait"},
+		"restore start":   {"backup", "target", "original", "component", "path", "overwrite", "wait"},
+		"schedule create": {"id", "frequency", "components", "enabled"},
 		"token create":    {"config", "role", "name", "expires"},
 		"catalog rebuild": {"config", "json"},
 	} {
@@ -204,9 +208,9 @@ func TestCompletionInInteractiveZsh(t *testing.T) {
 	b, _ := os.ReadFile(script)
 	os.WriteFile(filepath.Join(fpath, "_backupd"), b, 0o644)
 	for typed, want := range map[string]string{
-		"backupd repo ke":          "backupd repo key ",
-		"backupd job restore --ov": "backupd job restore --overwrite ",
-		"backupd debug-b":          "backupd debug-bundle ",
+		"backupd repo ke":            "backupd repo key ",
+		"backupd restore start --ov": "backupd restore start --overwrite ",
+		"backupd debug-b":            "backupd debug-bundle ",
 	} {
 		out, err := exec.Command("zsh", "-f", "-c", zshDriver, "zsh", typed, want, fpath).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), want) {

@@ -2,22 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
-	"backupd/config"
+	"backupd/apiclient"
 )
 
 // cmdDebugBundle fetches the debug bundle from the running server's API.
@@ -35,37 +33,27 @@ func cmdDebugBundle(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	base, client, err := apiClient(cfg, *server)
-	if err != nil {
-		return err
-	}
 	token, err := adminToken(*tokenFile)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/cloud-integration/backup/debug-bundle?failed_jobs=%d", base, *failed), nil)
+	base, ca, err := serverOf(cfg, *server, os.Getenv("BACKUPD_CA_FILE"))
 	if err != nil {
-		return fmt.Errorf("--server %q: %w", base, err)
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := client.Do(req)
+	c, err := apiclient.New(base, token, apiclient.Options{CAFile: ca, Timeout: 5 * time.Minute})
 	if err != nil {
-		return fmt.Errorf("the server at %s does not answer (%v): start it (backupd server or all), or name it with --server", base, err)
+		return err
+	}
+	res, err := c.Download(ctx, apiclient.EpDebugBundle.Path, url.Values{"failed_jobs": {strconv.Itoa(*failed)}})
+	if err != nil {
+		var ae *apiclient.Error
+		if errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
+			return fmt.Errorf("the server refused the debug bundle: %d %v (the bundle needs an admin token: backupd token create --role admin)", ae.StatusCode, err)
+		}
+		return clientError(err)
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		var e struct{ Code, Message string }
-		b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = strings.TrimSpace(string(b))
-		}
-		hint := ""
-		switch res.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			hint = " (the bundle needs an admin token: backupd token create --role admin)"
-		}
-		return fmt.Errorf("the server refused the debug bundle: %d %s: %s%s", res.StatusCode, e.Code, e.Message, hint)
-	}
 	name := *output
 	if name == "" {
 		name = "backupd-debug.tar.gz"
@@ -93,44 +81,6 @@ func cmdDebugBundle(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "wrote %s (%d bytes); it holds no secrets, but read it before you send it\n", name, n)
 	}
 	return nil
-}
-
-// apiClient is the API's base URL and a client for it: --server, or the
-// configuration's listener (with its own certificate trusted, so a
-// self-signed one works on the host).
-func apiClient(cfg *config.Config, server string) (string, *http.Client, error) {
-	client := &http.Client{Timeout: 5 * time.Minute}
-	if server == "" {
-		host, port, err := net.SplitHostPort(cfg.API.Listen)
-		if err != nil {
-			return "", nil, fmt.Errorf("api.listen %q: %w; name the server with --server", cfg.API.Listen, err)
-		}
-		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-			host = "127.0.0.1"
-		}
-		scheme := "http"
-		if cfg.API.TLSCert != "" {
-			scheme = "https"
-		}
-		server = scheme + "://" + net.JoinHostPort(host, port)
-	}
-	server = strings.TrimRight(server, "/")
-	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
-		return "", nil, fmt.Errorf("--server %q: want http://HOST:PORT or https://HOST:PORT", server)
-	}
-	if strings.HasPrefix(server, "https://") && cfg.API.TLSCert != "" {
-		pem, err := os.ReadFile(cfg.API.TLSCert)
-		if err != nil {
-			return "", nil, fmt.Errorf("the API's certificate (api.tls_cert): %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AppendCertsFromPEM(pem)
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	}
-	return server, client, nil
 }
 
 // adminToken reads the token from a file or BACKUPD_TOKEN (never a flag's

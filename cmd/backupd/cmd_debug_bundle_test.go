@@ -17,20 +17,32 @@ func TestDebugBundleFindsTheServer(t *testing.T) {
 		":8080":          "http://127.0.0.1:8080",
 		"10.0.0.5:8080":  "http://10.0.0.5:8080",
 	} {
-		got, _, err := apiClient(&config.Config{API: config.API{Listen: listen}}, "")
+		got, _, err := serverOf(&config.Config{API: config.API{Listen: listen}}, "", "")
 		if err != nil || got != want {
 			t.Errorf("api.listen %s: %q %v, want %s", listen, got, err, want)
 		}
 	}
-	if got, _, err := apiClient(&config.Config{}, "https://backupd.example:8443/"); err != nil || got != "https://backupd.example:8443" {
+	if got, _, err := serverOf(&config.Config{}, "https://backupd.example:8443/", ""); err != nil || got != "https://backupd.example:8443" {
 		t.Errorf("--server: %q %v", got, err)
 	}
-	if _, _, err := apiClient(&config.Config{}, "backupd.example:8443"); err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT") {
+	if _, _, err := serverOf(&config.Config{}, "backupd.example:8443", ""); err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT") {
 		t.Errorf("a server without a scheme: %v", err)
 	}
 	cert := filepath.Join(t.TempDir(), "missing.pem")
-	if _, _, err := apiClient(&config.Config{API: config.API{Listen: "127.0.0.1:8443", TLSCert: cert}}, ""); err == nil || !strings.Contains(err.Error(), "api.tls_cert") {
+	if _, _, err := serverOf(&config.Config{API: config.API{Listen: "127.0.0.1:8443", TLSCert: cert}}, "", ""); err == nil || !strings.Contains(err.Error(), "api.tls_cert") {
 		t.Errorf("an unreadable certificate: %v", err)
+	}
+	// the configuration's certificate is trusted for its https server,
+	// unless a CA file is named; never for http
+	os.WriteFile(cert, []byte("pem"), 0o600)
+	if base, ca, err := serverOf(&config.Config{API: config.API{Listen: "0.0.0.0:8443", TLSCert: cert}}, "", ""); err != nil || base != "https://127.0.0.1:8443" || ca != cert {
+		t.Errorf("https from the configuration: %q %q %v", base, ca, err)
+	}
+	if _, ca, _ := serverOf(&config.Config{API: config.API{TLSCert: cert}}, "https://other:8443", "/my/ca.pem"); ca != "/my/ca.pem" {
+		t.Errorf("--ca-file: %q", ca)
+	}
+	if _, ca, _ := serverOf(&config.Config{API: config.API{TLSCert: cert}}, "http://other:8080", ""); ca != "" {
+		t.Errorf("http: %q", ca)
 	}
 }
 

@@ -46,14 +46,27 @@ Usage:
   backupd worker [--config FILE]   run the Temporal worker that executes jobs on this host
   backupd token create --role R    print a new API token (viewer, operator or admin)
   backupd catalog rebuild          recreate the catalog from the manifests in storage
-  backupd job <command> [flags]    start and control durable jobs (see 'backupd job')
-  backupd repo <command> [flags]   work on a repository directly (see 'backupd repo help')
-  backupd debug-bundle             fetch a tar.gz for support from the server (secrets redacted)
+  backupd repo <command> [flags]   work on a repository directly, without a server (see 'backupd repo help')
   backupd completion bash|zsh      print a shell completion script
   backupd version                  module version, commit and build time (also --version)
 
+Through a running server's API (--server URL, --token; 'backupd backup help' and so on for flags):
+  backupd backup create|list|show|verify|delete|progress    back up, list, inspect, check, delete
+  backupd restore start|progress                            restore a backup (admin token)
+  backupd schedule list|create|delete|trigger               scheduled backups
+  backupd jobs [list|cancel|pause|resume]                   list jobs, or control one
+  backupd status                                            workers, storage, backups
+  backupd health                                            health checks (exit 0 healthy, 3 degraded, 1 critical)
+  backupd debug-bundle                                      a tar.gz for support, secrets redacted (admin token)
+  --wait follows a job over the WebSocket to its end (backup create, backup verify,
+  restore start, progress); --json prints the API's answers and messages as JSON lines.
+
+Exit codes: 0 success; 1 failure; 2 bad usage; 3 finished with warnings or partially.
+
 Environment:
   BACKUPD_PASSWORD       repository password (or --password-file)
+  BACKUPD_SERVER         the API server's URL (or --server; default api.listen of --config, else http://127.0.0.1:8080)
+  BACKUPD_TOKEN          the API token (or --token, --token-file)
 `
 
 func main() {
@@ -120,8 +133,13 @@ func commandTable() []command {
 		{name: "worker", run: cmdWorker},
 		{name: "token", run: cmdToken, subs: []string{"create"}},
 		{name: "catalog", run: cmdCatalog, subs: []string{"rebuild"}},
-		{name: "job", run: cmdJob, subs: jobCommands},
 		{name: "repo", run: runRepo, subs: repoCommandPaths()},
+		{name: "backup", run: cmdClientBackup, subs: backupCommands},
+		{name: "restore", run: cmdClientRestore, subs: restoreCommands},
+		{name: "schedule", run: cmdClientSchedule, subs: scheduleCommands},
+		{name: "jobs", run: cmdClientJobs, subs: jobsCommands},
+		{name: "status", run: cmdClientStatus},
+		{name: "health", run: cmdClientHealth},
 		{name: "debug-bundle", run: cmdDebugBundle},
 		{name: "completion", run: cmdCompletion, subs: []string{"bash", "zsh"}, noFlags: true},
 		{name: "version", run: cmdVersion, noFlags: true},
