@@ -108,7 +108,7 @@ export async function render(main) {
     if (j.schedule_id) out.push(h('div', {}, 'schedule ', h('a', { href: '#/schedules', class: 'mono small' }, j.schedule_id)));
     if (j.restore_id) out.push(h('div', { class: 'small' }, 'restore ', h('span', { class: 'mono' }, j.restore_id)));
     if (j.verification_id) out.push(h('div', { class: 'small' }, 'verification ', h('span', { class: 'mono' }, j.verification_id)));
-    if (j.cleanup_id) out.push(h('div', { class: 'small' }, 'cleanup ', h('a', { href: '#/storage', class: 'mono' }, j.cleanup_id)));
+    if (j.cleanup_id) out.push(h('div', { class: 'small' }, 'cleanup ', h('a', { href: '#/storage/cleanup/' + encodeURIComponent(j.cleanup_id), class: 'mono', title: 'the cleanup report' }, j.cleanup_id)));
     if (j.repair_id) out.push(h('div', { class: 'small' }, 'repair ', h('span', { class: 'mono' }, j.repair_id)));
     return out.length ? out : '—';
   }

@@ -2,7 +2,7 @@
 // against its quota or its filesystem), the retention policy and cleanup
 // rules (admins edit them), and a cleanup dry run shown as a table of
 // every backup with its decision and reason before an admin starts the
-// real cleanup.
+// real cleanup. #/storage/cleanup/<id> shows one cleanup's report.
 import { get, post, can, live, h, clear, badge, bar, toast, confirmDialog, fmtBytes, fmtTime, fmtAge,
   header, section, loading, table } from '../core.js';
 import { busyButton, errorSlot, row, select, check, debounce } from '../widgets.js';
@@ -10,7 +10,7 @@ import { busyButton, errorSlot, row, select, check, debounce } from '../widgets.
 const STRATEGIES = ['oldest_first', 'largest_first'];
 const CLEANUP_SCHEDULES = ['daily', 'weekly', 'disabled'];
 
-export async function render(main) {
+export async function render(main, params = []) {
   const admin = can('admin');
   let storage = null;
   let health = null;
@@ -384,5 +384,7 @@ export async function render(main) {
   offs.push(live.on('storage_alert', refresh));
 
   await load();
+  // #/storage/cleanup/<id> opens that cleanup's report (the jobs page links here)
+  if (params[0] === 'cleanup' && params[1]) showReport(params[1]);
   return () => { for (const t of timers) clearTimeout(t); for (const off of offs) off(); refresh.cancel(); };
 }
