@@ -137,7 +137,7 @@ export async function render(main, params) {
         series: [{ values: B.map((x) => (x.ok ? x.size : null)), cls: () => 's1', tip: (i, v) => `${dateFmt(labels[i])}: ${fmtBytes(v)} content` },
           { values: B.map((x) => (x.ok ? x.added : null)), tip: (i, v) => `${dateFmt(labels[i])}: ${fmtBytes(v)} added to storage` }] }),
       [['s1b', 'content backed up'], ['', 'added to storage (after deduplication and compression)']]),
-      chartCard('stats-chart-ratios', 'Compression and deduplication ratios', chart({ labels, dateFmt, xTitle, yTitle: 'ratio', yFmt: (v) => v.toFixed(1) + '×', kind: 'line',
+      chartCard('stats-chart-ratios', 'Compression and deduplication ratios', chart({ labels, dateFmt, xTitle, yTitle: 'ratio', yFmt: (v) => Number(v.toFixed(2)) + '×', kind: 'line',
         series: [{ values: B.map((x) => (x.comp ? x.size / x.comp : null)), cls: () => 's1', tip: (i, v) => `${dateFmt(labels[i])}: compression ${v.toFixed(2)}×` },
           { values: B.map((x) => (x.added ? x.comp / x.added : null)), cls: () => 's2', tip: (i, v) => `${dateFmt(labels[i])}: deduplication ${v.toFixed(2)}×` }] }),
       [['s1', 'compression (content ÷ compressed)'], ['s2', 'deduplication (compressed ÷ added)']]),
@@ -227,11 +227,11 @@ function trendWord(t) {
   return { increasing: '↗ increasing', decreasing: '↘ decreasing', stable: '→ stable', insufficient_data: 'trend: not enough data' }[t] || t;
 }
 
-// niceMax rounds a maximum up to 1, 2 or 5 times a power of ten (or of 1000
+// niceMax rounds a maximum up to 1, 2, 4, 5 or 8 times a power of ten (or of 1000
 // for bytes, which fmtBytes prints in decimal units anyway).
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 4, 5, 8, 10]) if (v <= m * p) return m * p; // a quarter of each is a round tick
   return 10 * p;
 }
