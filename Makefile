@@ -5,20 +5,20 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api clean tools promtool hygiene race record-histories
+.PHONY: all build run test fuzz vet fmt bench bench-api clean tools promtool chromium hygiene race record-histories
 
 all: build
 
 build: $(BIN)/backupd
 
-$(BIN)/backupd: $(shell find . -name '*.go' -not -path './bin/*' -not -path './var/*') go.mod go.sum
+$(BIN)/backupd: $(shell find . -name '*.go' -not -path './bin/*' -not -path './var/*') $(shell find console/static -type f) go.mod go.sum
 	$(GO) build -buildvcs=auto -ldflags "-X backupd/buildinfo.built=$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o $@ ./cmd/backupd
 
 # S3 server for the storage conformance suite and the dev stack.
 $(BIN)/versitygw:
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
-tools: $(BIN)/versitygw promtool
+tools: $(BIN)/versitygw promtool chromium
 
 # promtool checks and unit-tests deploy/prometheus/alerts.yml (in
 # apiserver's alerts test); Debian ships it in package prometheus.
@@ -26,6 +26,12 @@ tools: $(BIN)/versitygw promtool
 promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v promtool >/dev/null || { echo "promtool is still missing: install Debian's package prometheus"; exit 1; }
+
+# The console's browser test drives Debian's Chromium (headless);
+# installed only when missing.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v chromium >/dev/null || { echo "chromium is still missing: install Debian's package chromium"; exit 1; }
 
 vet:
 	$(GO) vet ./...
@@ -50,7 +56,7 @@ test: tools build $(BIN)/temporal
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	@$(MAKE) --no-print-directory hygiene
-	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 15m ./...
+	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd BACKUPD_CHROMIUM=$$(command -v chromium) $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
 

@@ -10,10 +10,6 @@ const STATUSES = ['running', 'queued', 'paused', 'completed', 'partial', 'failed
 const TYPES = ['backup', 'restore', 'verify', 'cleanup', 'repair'];
 const PAGE_SIZES = [20, 50, 100];
 
-// GET /backup/jobs names no workflow; the progress routes do (backups and
-// restores), so those links are looked up once per job and kept.
-const workflowURLs = new Map();
-
 export async function render(main) {
   const operator = can('operator');
   const state = { status: '', type: '', page: 1, limit: 20 };
@@ -75,7 +71,6 @@ export async function render(main) {
           cols.map((c) => h('td', { class: c.class }, c.cell(j)))))
           : h('tr', {}, h('td', { colspan: cols.length, class: 'muted empty' }, 'No jobs match.')))),
       pager(data.pagination, (p) => { state.page = p; load(); }, 'jobs-pager'));
-    resolveWorkflows(rows);
     // without the live socket, running jobs are polled
     clearInterval(poll);
     poll = rows.some((j) => !j.completed) ? setInterval(() => { if (!live.connected) load(); }, 5000) : null;
@@ -114,32 +109,7 @@ export async function render(main) {
   }
 
   function workflowCell(j) {
-    const url = j.temporal_ui_url || workflowURLs.get(j.id);
-    const cell = h('span', { class: 'wf', id: 'job-wf-' + j.id });
-    if (url) cell.append(temporalLink(url, 'Temporal'));
-    else cell.append(h('span', { class: 'muted small', title: workflowURLs.has(j.id) || (j.type !== 'backup' && j.type !== 'restore') ? 'no workflow link known' : 'looking it up' },
-      !workflowURLs.has(j.id) && (j.type === 'backup' || j.type === 'restore') ? '…' : '—'));
-    return cell;
-  }
-
-  // resolveWorkflows fills the Temporal links of backups and restores from
-  // their progress routes (two at a time; each job once).
-  async function resolveWorkflows(rows) {
-    const todo = rows.filter((j) => !j.temporal_ui_url && !workflowURLs.has(j.id) && (j.type === 'backup' || j.type === 'restore'));
-    const next = async () => {
-      const j = todo.shift();
-      if (!j) return;
-      try {
-        const p = await get((j.type === 'backup' ? '/backup/progress' : '/backup/restore/progress') + qs({ job_id: j.id }));
-        workflowURLs.set(j.id, p.temporal_ui_url || '');
-      } catch (err) {
-        workflowURLs.set(j.id, '');
-      }
-      const cell = document.getElementById('job-wf-' + j.id);
-      if (cell) clear(cell, workflowURLs.get(j.id) ? temporalLink(workflowURLs.get(j.id), 'Temporal') : h('span', { class: 'muted small' }, '—'));
-      await next();
-    };
-    await Promise.all([next(), next()]);
+    return h('span', { class: 'wf', id: 'job-wf-' + j.id }, j.temporal_ui_url ? temporalLink(j.temporal_ui_url, 'Temporal') : h('span', { class: 'muted small' }, '—'));
   }
 
   function actionsCell(j) {

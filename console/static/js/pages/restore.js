@@ -75,7 +75,7 @@ async function browse(main, id) {
     let loaded = false;
     const twist = h('button', { type: 'button', class: 'twist', 'aria-label': 'open ' + e.path, 'aria-expanded': 'false' }, isDir ? '▸' : '');
     const li = h('li', { dataset: { path: e.path, type: e.type } },
-      h('div', { class: 'node' }, twist, checkbox(c, e.path, e.type), h('span', { class: 'icon' }, isDir ? '📁' : e.type === 'symlink' ? '↪' : '📄'),
+      h('div', { class: 'node' }, twist, checkbox(c, e.path, e.type), h('span', { class: 'ico ' + (isDir ? 'dir' : e.type === 'symlink' ? 'link' : e.type === 'file' ? 'file' : 'other'), title: e.type }),
         h('span', { class: 'name' }, e.name), e.type === 'symlink' ? h('span', { class: 'muted' }, ' → ' + e.link_target) : null,
         h('span', { class: 'size', title: `${e.mode} ${e.user || e.uid}:${e.group || e.gid} · modified ${fmtTime(e.modified)}` }, isDir ? '' : fmtBytes(e.size))),
       kids);

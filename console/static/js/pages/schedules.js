@@ -17,8 +17,6 @@ const FREQUENCIES = ['hourly', 'daily', 'weekly', 'monthly'];
 const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 const COMPRESSIONS = ['zstd', 'gzip', 'bzip2', 'lz4', 'none'];
 const NOTIFICATIONS = [['on_success', 'on success'], ['on_failure', 'on failure'], ['on_warning', 'on warning (partial)']];
-// the spec's five, when neither a schedule nor a backup names the configured ones
-const DEFAULT_COMPONENTS = ['system', 'configurations', 'logs', 'data', 'databases'];
 
 // lateBy: how long past its due a schedule's last backup is (seconds), or 0.
 export function lateBy(sc, now = Date.now()) {
@@ -178,15 +176,12 @@ export async function render(main) {
   // ---- the form
   async function formOptions() {
     if (options) return options;
-    let comps = [];
-    for (const sc of (data && data.schedules) || []) comps = Object.keys(sc.components || {});
-    const [storage, list] = await Promise.all([
+    const [storage, comps] = await Promise.all([
       get('/backup/storage').catch(() => null),
-      comps.length ? null : get('/backup/list?limit=1').catch(() => null),
+      get('/backup/components').then((c) => c.components.map((x) => x.component)).catch(() => []),
     ]);
-    if (!comps.length && list && list.backups && list.backups[0]) comps = Object.keys(list.backups[0].components || {});
     options = {
-      components: comps.length ? comps.sort() : DEFAULT_COMPONENTS,
+      components: comps.sort(),
       locations: storage ? Object.keys(storage.storage_config || {}).sort() : [],
       primary: storage ? storage.primary : '',
     };
