@@ -214,7 +214,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.page("#/overview", "#freshness")
 	b.wait("the live socket", `document.getElementById('live').textContent.includes('live')`, 10*time.Second)
 
-	// a backup from the form: only data and configurations, to local
+	// a schedule, so the overview judges data and configurations against it
+	s.must(200, "POST", "/cloud-integration/backup/schedules", "operator", map[string]any{"id": "nightly-browser", "name": "Nightly",
+		"enabled": true, "type": "full", "frequency": "daily", "time": "02:30", "timezone": "Europe/Berlin",
+		"components": []string{"data", "configurations"}, "storage_locations": []string{"local", "cloud", "remote"}})
+
+	// a backup from the form: data and bulk, to every location
 	b.page("#/new", "#new-backup-form")
 	b.do("fill the form", chromedp.Evaluate[chromedp.Void](`
 		for (const c of document.querySelectorAll('input[name=components]')) c.checked = ['data', 'bulk'].includes(c.value);
@@ -231,6 +236,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		if (!document.querySelector('#started-jobs .job').dataset.outcome) setTimeout(watch, 20);
 	})()`))
 	b.wait("the backup completes", `document.querySelector('#started-jobs .job').dataset.outcome !== undefined`, 3*time.Minute)
+	time.Sleep(500 * time.Millisecond) // the bar's transition, before the picture
 	b.shot("new-backup")
 	outcome := evalAs[string](b, `document.querySelector('#started-jobs .job').dataset.outcome`)
 	final := evalAs[string](b, `document.querySelector('#started-jobs .job .bar').getAttribute('aria-valuenow')`)
@@ -280,6 +286,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	target := t.TempDir()
 	b.do("restore into a directory", chromedp.SendKeys(chromedp.CSS("#target-dir"), target), chromedp.Click(chromedp.CSS("#start-restore")))
 	b.wait("the restore completes", `document.querySelector('#restore-progress .job[data-outcome]') !== null`, 3*time.Minute)
+	time.Sleep(500 * time.Millisecond)
 	b.shot("restore")
 	outcome = evalAs[string](b, `document.querySelector('#restore-progress .job').dataset.outcome`)
 	if outcome != "success" {
@@ -309,7 +316,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// the other pages render without errors; a cleanup dry run shows
 	// every backup's decision before anything is removed
 	for _, p := range []struct{ hash, sel, name string }{
-		{"#/overview", "#freshness", "overview"},
+		{"#/overview", `#freshness tr[data-component="data"][data-state="ok"]`, "overview"},
 		{"#/jobs", fmt.Sprintf(`#jobs-table tr[data-job-id=%q]`, jobID), "jobs"},
 		{"#/statistics", "#page svg", "statistics"},
 		{"#/audit", "#audit-table", "audit"},
@@ -328,9 +335,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 
 	// a schedule's next runs, from Temporal
-	s.must(200, "POST", "/cloud-integration/backup/schedules", "operator", map[string]any{"id": "nightly-browser", "name": "Nightly",
-		"enabled": true, "type": "full", "frequency": "daily", "time": "02:30", "timezone": "Europe/Berlin",
-		"components": []string{"configurations"}, "storage_locations": []string{"local"}})
 	b.page("#/schedules", `[data-schedule-id="nightly-browser"]`)
 	b.wait("the schedule's next run", `document.querySelector('[data-schedule-id="nightly-browser"]').textContent.includes('02:30')`, 15*time.Second)
 	b.shot("schedules")
