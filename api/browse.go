@@ -39,7 +39,7 @@ type TreeSearch struct {
 	StorageLocation string      `json:"storage_location" required:"true"`
 	Matches         []TreeEntry `json:"matches" required:"true"`
 	Pagination      Pagination  `json:"pagination" required:"true"`
-	Truncated       bool        `json:"truncated" required:"true" doc:"the search stopped after visiting its limit of entries: total counts only the matches found so far (narrow it with component or path)"`
+	Truncated       bool        `json:"truncated" required:"true" doc:"the search stopped at its limit (2,000,000 entries or 20 seconds): total counts only the matches found so far (narrow it with component or path)"`
 	Visited         int64       `json:"visited" required:"true" doc:"tree entries the search looked at"`
 }
 

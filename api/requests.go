@@ -79,7 +79,7 @@ type CleanupRequest struct {
 	DryRun             *bool    `json:"dry_run,omitempty" doc:"report what would be removed, remove nothing (default true)"`
 	ForceCleanup       bool     `json:"force_cleanup,omitempty" doc:"remove even below the policy's minimum copies"`
 	TargetStorage      []string `json:"target_storage,omitempty" doc:"locations to clean (default all)" example:"[\"local\",\"cloud\"]"`
-	IgnoreProtected    *bool    `json:"ignore_protected,omitempty" doc:"leave protected backups alone (default true; protected backups are never removed)"`
+	IgnoreProtected    *bool    `json:"ignore_protected,omitempty" doc:"true: protected backups become candidates like any other and may be removed (the choice is audited); default false: protected backups are never removed"`
 	CleanupStrategy    string   `json:"cleanup_strategy,omitempty" enum:"cleanup_strategy" doc:"default oldest_first"`
 	MaxBackupsToRemove *int     `json:"max_backups_to_remove,omitempty" minimum:"1" maximum:"100000" example:"50"`
 	Reason             string   `json:"reason,omitempty" maxLength:"2000" example:"\"Manual cleanup before storage maintenance\""`

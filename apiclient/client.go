@@ -79,9 +79,22 @@ func New(base, token string, opt Options) (*Client, error) {
 		c.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		tr.TLSClientConfig = c.tls
 	}
-	c.http = &http.Client{Transport: tr, Timeout: opt.Timeout}
+	// A redirect is never followed: Go would send the token (and a POST's
+	// body) on to another port or scheme of the same host. The caller is
+	// told where the server points instead.
+	c.http = &http.Client{Transport: tr, Timeout: opt.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return c, nil
 }
+
+// MaxAnswer bounds an answer the client reads into memory (a list of
+// 1,000 backups is about 2 MB): a hostile or broken server cannot make it
+// allocate gigabytes.
+const MaxAnswer = 64 << 20
+
+// MaxMessage bounds one WebSocket message (progress messages are about
+// 1 KB).
+const MaxMessage = 1 << 20
 
 // Base is the server's base URL.
 func (c *Client) Base() string { return c.base }
@@ -173,9 +186,12 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		return nil, err
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
+	raw, err := io.ReadAll(io.LimitReader(res.Body, MaxAnswer+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: the answer was cut short: %w", method, path, c.unreachable(ctx, err))
+	}
+	if len(raw) > MaxAnswer {
+		return nil, fmt.Errorf("%s %s: the answer is larger than %d MiB: is %s a backupd server? (ask for fewer entries with --limit)", method, path, MaxAnswer>>20, c.base)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
@@ -215,6 +231,11 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if err != nil {
 		return nil, c.unreachable(ctx, err)
 	}
+	if res.StatusCode/100 == 3 {
+		res.Body.Close()
+		return nil, fmt.Errorf("%s %s: the server at %s redirects to %q, which this client does not follow (the token would go along): if that is the server, give it with --server or BACKUPD_SERVER",
+			method, path, c.base, res.Header.Get("Location"))
+	}
 	if res.StatusCode/100 != 2 {
 		defer res.Body.Close()
 		return nil, decodeError(res, method, Prefix+path)
@@ -252,5 +273,6 @@ func (c *Client) dialWS(ctx context.Context, query url.Values) (*websocket.Conn,
 		}
 		return nil, c.unreachable(ctx, err)
 	}
+	conn.SetReadLimit(MaxMessage)
 	return conn, nil
 }

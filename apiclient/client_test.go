@@ -153,3 +153,49 @@ func TestRequestsCarryTheTokenAndTypedBodies(t *testing.T) {
 		t.Fatalf("query %q", query)
 	}
 }
+
+// A server that redirects never receives the token at the address it
+// points to (Go follows a redirect to another port of the same host with
+// the Authorization header and, for a 307, the body), and an answer too
+// large to be a backupd server's is refused instead of read into memory.
+func TestHostileServerGetsNoTokenAndNoMemory(t *testing.T) {
+	stolen := make(chan string, 4)
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen <- r.Header.Get("Authorization")
+		w.Write([]byte("{}"))
+	}))
+	defer thief.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cloud-integration/backup/list": // an endless answer
+			w.Write([]byte(`{"backups":[`))
+			chunk := []byte(strings.Repeat(`{"id":"x"},`, 1000))
+			for i := 0; i < (MaxAnswer/len(chunk))+2; i++ {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		default:
+			http.Redirect(w, r, thief.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		}
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, "bkd_secret", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Status(t.Context()); err == nil || !strings.Contains(err.Error(), "redirects to") || !strings.Contains(err.Error(), "--server") {
+		t.Fatalf("redirect: %v", err)
+	}
+	if _, _, err := c.CreateBackup(t.Context(), api.CreateBackupRequest{Components: api.ComponentSet{"data": true}}); err == nil {
+		t.Fatal("a redirected POST succeeded")
+	}
+	select {
+	case tok := <-stolen:
+		t.Fatalf("the redirect's target got a request (Authorization %q)", tok)
+	default:
+	}
+	if _, _, err := c.Backups(t.Context(), BackupQuery{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("an endless answer: %v", err)
+	}
+}

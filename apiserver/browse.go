@@ -33,8 +33,17 @@ const searchVisitMax = 2_000_000
 // tree cache with it).
 const browseSessionTTL = 10 * time.Minute
 
+// searchBudget bounds the time one search runs: past it, the answer is
+// what it found so far (truncated), and the location's search session is
+// free again.
+var searchBudget = 20 * time.Second
+
+// searchQueryMax bounds q: a name pattern needs no more, and a long glob
+// makes every match costly.
+const searchQueryMax = 256
+
 type browseSession struct {
-	mu   sync.Mutex // one request at a time per location
+	sem  chan struct{} // one request at a time per location (and kind)
 	repo *repository.Repository
 	used time.Time
 }
@@ -45,29 +54,41 @@ type browseSessions struct {
 }
 
 // browse runs fn with the location's browse session locked, its index
-// brought up to date and the backup's manifest loaded.
-func (s *Server) browse(ctx context.Context, loc, id string, fn func(repo *repository.Repository, m *repository.Manifest) error) error {
+// brought up to date and the backup's manifest loaded. Searches have
+// sessions of their own, so a long search never holds up a user opening
+// directories; a request that is cancelled while it waits stops waiting.
+func (s *Server) browse(ctx context.Context, loc, id string, search bool, fn func(repo *repository.Repository, m *repository.Manifest) error) error {
+	key := loc
+	if search {
+		key += "\x00search"
+	}
 	s.browsers.mu.Lock()
 	if s.browsers.m == nil {
 		s.browsers.m = map[string]*browseSession{}
 	}
 	for k, bs := range s.browsers.m {
-		if bs.mu.TryLock() {
+		select {
+		case bs.sem <- struct{}{}:
 			if time.Since(bs.used) > browseSessionTTL {
 				delete(s.browsers.m, k)
 			}
-			bs.mu.Unlock()
+			<-bs.sem
+		default:
 		}
 	}
-	bs := s.browsers.m[loc]
+	bs := s.browsers.m[key]
 	if bs == nil {
-		bs = &browseSession{}
-		s.browsers.m[loc] = bs
+		bs = &browseSession{sem: make(chan struct{}, 1)}
+		s.browsers.m[key] = bs
 	}
 	s.browsers.mu.Unlock()
 
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
+	select {
+	case bs.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-bs.sem }()
 	bs.used = time.Now()
 	if bs.repo == nil {
 		repo, err := s.Stores.Open(ctx, loc)
@@ -81,7 +102,9 @@ func (s *Server) browse(ctx context.Context, loc, id string, fn func(repo *repos
 		return err
 	}
 	if err := bs.repo.LoadIndex(ctx); err != nil {
-		bs.repo = nil // start afresh next time
+		if ctx.Err() == nil {
+			bs.repo = nil // start afresh next time (a cancelled request is no reason to)
+		}
 		return err
 	}
 	return fn(bs.repo, m)
@@ -129,10 +152,10 @@ func browsePath(p string) (string, error) {
 
 // firstLocation runs fn on each location in turn until one answers; a
 // storage failure of one is not the answer while another may hold a copy.
-func (s *Server) firstLocation(ctx context.Context, id string, locs []string, fn func(loc string, repo *repository.Repository, m *repository.Manifest) error) error {
+func (s *Server) firstLocation(ctx context.Context, id string, locs []string, search bool, fn func(loc string, repo *repository.Repository, m *repository.Manifest) error) error {
 	var errs []error
 	for _, loc := range locs {
-		err := s.browse(ctx, loc, id, func(repo *repository.Repository, m *repository.Manifest) error { return fn(loc, repo, m) })
+		err := s.browse(ctx, loc, id, search, func(repo *repository.Repository, m *repository.Manifest) error { return fn(loc, repo, m) })
 		var ae *apiError
 		if err == nil || errors.As(err, &ae) || ctx.Err() != nil {
 			return err
@@ -160,7 +183,7 @@ func (s *Server) listTree(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var out api.TreeListing
-	err = s.firstLocation(r.Context(), b.ID, locs, func(loc string, repo *repository.Repository, m *repository.Manifest) error {
+	err = s.firstLocation(r.Context(), b.ID, locs, false, func(loc string, repo *repository.Repository, m *repository.Manifest) error {
 		c, err := manifestComponent(m, comp)
 		if err != nil {
 			return err
@@ -198,6 +221,9 @@ func (s *Server) searchTree(w http.ResponseWriter, r *http.Request) error {
 	if query == "" {
 		return badRequest("q", "q is required: part of a file name (case-insensitive), or a pattern like *.conf")
 	}
+	if len(query) > searchQueryMax {
+		return badRequest("q", "q is %d bytes long: give at most %d (part of a name, or a pattern like *.conf)", len(query), searchQueryMax)
+	}
 	match, err := nameMatcher(query)
 	if err != nil {
 		return err
@@ -215,12 +241,17 @@ func (s *Server) searchTree(w http.ResponseWriter, r *http.Request) error {
 		comps = []string{comp}
 	}
 	var out api.TreeSearch
-	err = s.firstLocation(r.Context(), b.ID, locs, func(loc string, repo *repository.Repository, m *repository.Manifest) error {
+	ctx, cancel := context.WithTimeout(r.Context(), searchBudget)
+	defer cancel()
+	err = s.firstLocation(r.Context(), b.ID, locs, true, func(loc string, repo *repository.Repository, m *repository.Manifest) error {
 		matches := []api.TreeEntry{}
 		var total, visited int64
 		from, to := int64((page-1)*size), int64(page*size)
 		truncated := false
 		for _, name := range comps {
+			if truncated {
+				break
+			}
 			c, err := manifestComponent(m, name)
 			if err != nil {
 				return err
@@ -228,7 +259,11 @@ func (s *Server) searchTree(w http.ResponseWriter, r *http.Request) error {
 			if c.Error != "" && c.Tree == (repository.ID{}) {
 				continue // a failed component holds nothing
 			}
-			start, err := treeAt(r.Context(), repo, c, under)
+			start, err := treeAt(ctx, repo, c, under)
+			if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+				truncated = true // the budget is spent
+				break
+			}
 			var ae *apiError
 			if errors.As(err, &ae) && comp == "" {
 				continue // searching every component: one without the path holds no match
@@ -251,8 +286,11 @@ func (s *Server) searchTree(w http.ResponseWriter, r *http.Request) error {
 				n := top.nodes[0]
 				top.nodes = top.nodes[1:]
 				p := path.Join(top.dir, n.Name)
-				if visited++; visited >= searchVisitMax {
-					truncated = true
+				if visited++; visited >= searchVisitMax || visited%1024 == 0 && ctx.Err() != nil {
+					if r.Context().Err() != nil {
+						return r.Context().Err() // the caller is gone
+					}
+					truncated = true // the budget is spent: what was found so far
 				}
 				if match(n.Name) {
 					if total >= from && total < to {
@@ -261,7 +299,11 @@ func (s *Server) searchTree(w http.ResponseWriter, r *http.Request) error {
 					total++
 				}
 				if n.Type == repository.NodeDir && n.Subtree != nil {
-					sub, err := repo.LoadTree(r.Context(), *n.Subtree)
+					sub, err := repo.LoadTree(ctx, *n.Subtree)
+					if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+						truncated = true
+						break
+					}
 					if err != nil {
 						return fmt.Errorf("component %s, %s: %w", name, p, err)
 					}

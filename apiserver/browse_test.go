@@ -190,3 +190,33 @@ func TestWhoAmI(t *testing.T) {
 		}
 	}
 }
+
+// A search is bounded: a long pattern is refused, a search past its time
+// budget answers with what it found (truncated), and a search never holds
+// up a user listing directories in the same location.
+func TestSearchIsBoundedAndNeverBlocksBrowsing(t *testing.T) {
+	src := t.TempDir()
+	writeFiles(t, src, map[string]string{"a/one.conf": "1", "b/two.conf": "2"})
+	s, toks, id := browseServer(t, src)
+	res, out := call(t, s, "GET", "/cloud-integration/backup/search/"+id+"?q="+strings.Repeat("*a", 200), toks["operator"], nil)
+	if res.StatusCode != 400 || !strings.Contains(out["message"].(string), "at most 256") {
+		t.Fatalf("a long pattern: %d %v", res.StatusCode, out)
+	}
+	old := searchBudget
+	searchBudget = 0
+	res, out = call(t, s, "GET", "/cloud-integration/backup/search/"+id+"?q=conf", toks["operator"], nil)
+	searchBudget = old
+	if res.StatusCode != 200 || out["truncated"] != true {
+		t.Fatalf("past the budget: %d %v", res.StatusCode, out)
+	}
+	// a search holds the location's search session: listing still answers
+	s.browsers.mu.Lock()
+	busy := s.browsers.m["local\x00search"]
+	s.browsers.mu.Unlock()
+	busy.sem <- struct{}{}
+	defer func() { <-busy.sem }()
+	res, out = call(t, s, "GET", "/cloud-integration/backup/tree/"+id+"?component=data&path="+src, toks["operator"], nil)
+	if res.StatusCode != 200 || len(out["entries"].([]any)) != 2 {
+		t.Fatalf("listing beside a running search: %d %v", res.StatusCode, out)
+	}
+}

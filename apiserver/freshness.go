@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -33,24 +34,18 @@ func (s *Server) getComponents(w http.ResponseWriter, r *http.Request) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	// the newest completed backup of each component: pages, newest first,
-	// until every component has one or the catalog ends
+	// the newest completed backup of each component: one indexed query
+	// each, whatever the catalog's length
 	newest := map[string]*models.Backup{}
-	for page := 1; len(newest) < len(names); page++ {
-		rows, err := s.Store.ListBackups(ctx, models.BackupFilter{Status: workflows.StatusCompleted, Limit: 500, Page: page})
+	for _, n := range names {
+		b, err := s.Store.NewestWithComponent(ctx, workflows.StatusCompleted, n)
+		if errors.Is(err, models.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		for i := range rows {
-			for _, c := range rows[i].Components {
-				if newest[c] == nil {
-					newest[c] = &rows[i]
-				}
-			}
-		}
-		if len(rows) < 500 {
-			break
-		}
+		newest[n] = b
 	}
 	now := time.Now()
 	writeJSON(w, http.StatusOK, api.ComponentsFreshness{Components: freshness(names, newest, scheds, now), CheckedAt: rfc3339(now)})

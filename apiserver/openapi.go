@@ -146,6 +146,21 @@ func (s *Server) OpenAPI() map[string]any {
 	}
 	paths[HealthzPath] = probe("getHealthz", "healthz: the process serves HTTP (no token)", 200)
 	paths[ReadyzPath] = probe("getReadyz", "readyz: the catalog and Temporal answer and a worker polls this host's task queue (no token)", 200, 503)
+	// the web console: static files, no token (the page asks for one)
+	page := func(id, summary, ctype string) map[string]any {
+		op := func(verb string) map[string]any {
+			return map[string]any{"summary": summary, "operationId": verb + id, "security": []any{}, "tags": []string{"console"}, "x-role": rolePublic,
+				"responses": map[string]any{"200": map[string]any{"description": "the file", "content": map[string]any{ctype: map[string]any{}}},
+					"304": map[string]any{"description": "Not Modified (If-None-Match matched its ETag)"}, "404": map[string]any{"description": "no such file"}}}
+		}
+		return map[string]any{"get": op("get"), "head": op("head")}
+	}
+	paths["/"] = page("Console", "the web console's page (served with a Content-Security-Policy)", "text/html")
+	assets := page("ConsoleAsset", "the web console's scripts, styles and images", "*/*")
+	for _, verb := range []string{"get", "head"} {
+		assets[verb].(map[string]any)["parameters"] = []any{map[string]any{"name": "file", "in": "path", "required": true, "schema": map[string]any{"type": "string"}}}
+	}
+	paths["/assets/{file}"] = assets
 	var msgs []any
 	mapping := map[string]any{}
 	for _, m := range api.Messages {
@@ -163,7 +178,7 @@ func (s *Server) OpenAPI() map[string]any {
 			"description": "The contract of spec/backup-recovery-api.rst. Human sizes and durations keep the spec's form; " +
 				"exact numbers sit beside them (*_bytes, *_seconds). Every route is served under /cloud-integration and " +
 				"/v1/cloud-integration. Request bodies are JSON objects; unknown fields are refused with a 400 naming them."},
-		"tags":  append(tags(s.routes), map[string]any{"name": "probes"}),
+		"tags":  append(tags(s.routes), map[string]any{"name": "probes"}, map[string]any{"name": "console"}),
 		"paths": paths,
 		"components": map[string]any{
 			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "bkd_…",

@@ -195,7 +195,7 @@ func (s *Server) buildRouter() *mux.Router {
 	// the web console: / and its files under /assets/
 	c := console.Handler()
 	r.Handle("/", c).Methods("GET", "HEAD")
-	r.PathPrefix("/assets/").Handler(c).Methods("GET", "HEAD")
+	r.Handle("/assets/{file:.+}", c).Methods("GET", "HEAD")
 	r.HandleFunc(HealthzPath, s.healthz).Methods("GET")
 	r.HandleFunc(ReadyzPath, s.readyz).Methods("GET")
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -487,6 +487,7 @@ func remoteIP(r *http.Request) string {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

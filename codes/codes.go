@@ -200,7 +200,7 @@ func match(err error) (Code, bool) {
 		return BackupNotFound, true
 	case errors.Is(err, repository.ErrNotInitialized), errors.Is(err, storage.ErrInvalidName):
 		return InvalidConfiguration, true
-	case errors.Is(err, restore.ErrTargetNotEmpty):
+	case errors.Is(err, restore.ErrTargetNotEmpty), errors.Is(err, restore.ErrInTheWay):
 		return RestoreConflict, true
 	case errors.Is(err, restore.ErrInvalidSelection):
 		return InvalidConfiguration, true

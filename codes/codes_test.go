@@ -1,6 +1,9 @@
 package codes
 
 import (
+	"fmt"
+
+	"backupd/restore"
 	"net/http"
 	"slices"
 	"testing"
@@ -44,5 +47,14 @@ func TestOnlyStorageFailuresAreRetried(t *testing.T) {
 	}
 	if len(nr) != 13 {
 		t.Errorf("non-retryable %v", nr)
+	}
+}
+
+// What is in the way of a restore is a conflict for the user, not a
+// storage failure to retry.
+func TestSomethingInTheWayOfARestoreIsAConflict(t *testing.T) {
+	e := Classify(fmt.Errorf("data/x is a directory: %w", restore.ErrInTheWay))
+	if e.Code != RestoreConflict || e.Code.Retryable() {
+		t.Fatalf("%v", e)
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -725,3 +727,23 @@ func (s *Store) Deliveries(ctx context.Context, jobID string) ([]Delivery, error
 	err := s.DB.WithContext(ctx).Where("job_id = ?", jobID).Order("id").Find(&out).Error
 	return out, err
 }
+
+// NewestWithComponent is the newest backup of the given status that holds
+// the component (ErrNotFound when none does): one indexed query, however
+// long the catalog.
+func (s *Store) NewestWithComponent(ctx context.Context, status, component string) (*Backup, error) {
+	name, _ := json.Marshal(component) // the column holds a JSON list: match the quoted name
+	pattern := "%" + likeEscaper.Replace(string(name)) + "%"
+	var out []Backup
+	err := s.DB.WithContext(ctx).Where("status = ? AND components LIKE ? ESCAPE '\\'", status, pattern).
+		Order("timestamp DESC, id DESC").Limit(1).Find(&out).Error
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 || !slices.Contains(out[0].Components, component) {
+		return nil, ErrNotFound
+	}
+	return &out[0], nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

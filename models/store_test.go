@@ -244,3 +244,35 @@ func TestCountJobsMatchesTheList(t *testing.T) {
 		}
 	})
 }
+
+// The newest completed backup holding a component, found by one query:
+// a name is matched whole (my_db is not myXdb, data is not data2), and a
+// failed backup does not count.
+func TestNewestWithComponent(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		base := time.Date(2025, 3, 1, 2, 0, 0, 0, time.UTC)
+		for i, b := range []models.Backup{
+			{ID: "b1", Status: "completed", Components: models.Strings{"data", "my_db"}},
+			{ID: "b2", Status: "completed", Components: models.Strings{"data2", "myXdb", `we"ird\%`}},
+			{ID: "b3", Status: "failed", Components: models.Strings{"data", "my_db"}},
+		} {
+			b.Type, b.Timestamp = "full", base.Add(time.Duration(i)*time.Hour)
+			if err := s.PutBackup(ctx, &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for comp, want := range map[string]string{"data": "b1", "my_db": "b1", "myXdb": "b2", `we"ird\%`: "b2", "logs": "", "dat": ""} {
+			b, err := s.NewestWithComponent(ctx, "completed", comp)
+			got := ""
+			if err == nil {
+				got = b.ID
+			} else if err != models.ErrNotFound {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s: %q, want %q", comp, got, want)
+			}
+		}
+	})
+}

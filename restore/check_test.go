@@ -1,9 +1,11 @@
 package restore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"backupd/repository"
@@ -28,5 +30,20 @@ func TestCheckTargetsRefusesANonEmptyTargetBeforeAnyWrite(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "logs", "mine.txt")); string(b) != "user data" {
 		t.Fatal("the check changed the target")
+	}
+}
+
+// A directory where a file is restored is in the way: the error says so
+// and is ErrInTheWay, which codes classes as a conflict that retrying
+// cannot solve (it was a storage error, retried for 15 minutes).
+func TestADirectoryInTheWayIsAConflictNotAStorageError(t *testing.T) {
+	f := newFixture(t)
+	os.Remove(filepath.Join(f.src, "a", "f1")) // was a file: now a directory
+	if err := os.MkdirAll(filepath.Join(f.src, "a", "f1", "inside"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Run(context.Background(), f.repo, f.m, f.original(false))
+	if !errors.Is(err, ErrInTheWay) || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("restore over a directory: %v", err)
 	}
 }

@@ -104,6 +104,10 @@ func (e *FileError) Unwrap() error { return e.Err }
 // cannot be restored (a user error, never worth retrying).
 var ErrInvalidSelection = errors.New("invalid restore selection")
 
+// ErrInTheWay: something at a restored file's place may not be replaced
+// (a directory, or anything without Overwrite). Retrying cannot help.
+var ErrInTheWay = errors.New("it is in the way of the restore")
+
 // ErrTargetNotEmpty: restoring into a non-empty directory needs Overwrite.
 var ErrTargetNotEmpty = errors.New(`target directory is not empty (set "overwrite": true in the restore request to restore into it, replacing files of the same names)`)
 
@@ -1126,10 +1130,10 @@ func (r *restorer) replaceableCheck(e *entry, fd int, name string) error {
 		return err
 	}
 	if !r.opts.Overwrite {
-		return fmt.Errorf("%s/%s already exists", e.ct.name, e.rel)
+		return fmt.Errorf("%s/%s already exists: %w (set overwrite to replace it)", e.ct.name, e.rel, ErrInTheWay)
 	}
 	if fileType(&st) == unix.S_IFDIR {
-		return fmt.Errorf("%s/%s is a directory in the way", e.ct.name, e.rel)
+		return fmt.Errorf("%s/%s is a directory: %w (move or remove it, then restore again)", e.ct.name, e.rel, ErrInTheWay)
 	}
 	return nil
 }

@@ -176,7 +176,13 @@ type clientSession struct {
 }
 
 func newSession(c *apiclient.Client, jsonOut bool) *clientSession {
-	return &clientSession{c: c, json: jsonOut, out: os.Stdout, errw: os.Stderr,
+	// JSON keeps control characters escaped by itself; text for people
+	// goes through termSafe
+	var out, errw io.Writer = safeWriter{os.Stdout}, safeWriter{os.Stderr}
+	if jsonOut {
+		out = os.Stdout
+	}
+	return &clientSession{c: c, json: jsonOut, out: out, errw: errw,
 		tty: term.IsTerminal(int(os.Stdout.Fd())), ttyErr: term.IsTerminal(int(os.Stderr.Fd())),
 		width: func() int {
 			if w, _, err := term.GetSize(int(os.Stderr.Fd())); err == nil && w > 0 {
@@ -215,6 +221,11 @@ func compactJSON(b []byte) []byte {
 // table prints rows under a header: aligned columns on a terminal, tab-
 // separated lines otherwise (a stable form for scripts).
 func (s *clientSession) table(header []string, rows [][]string) {
+	for _, r := range rows {
+		for i := range r {
+			r[i] = cell(r[i])
+		}
+	}
 	if !s.tty {
 		fmt.Fprintln(s.out, strings.Join(header, "\t"))
 		for _, r := range rows {

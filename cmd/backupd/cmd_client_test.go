@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -443,5 +444,30 @@ func TestBackupDeleteConfirms(t *testing.T) {
 	answer("")
 	if code, _, _ := f.run(t, "backup", "delete", "backup-1", "--force", "--locations", "cloud", "--yes"); code != 0 || deletes != 2 {
 		t.Fatalf("--yes: exit %d, %d deletes", code, deletes)
+	}
+}
+
+// A file name or message from a backed-up host or a hostile server reaches
+// the terminal as visible escapes, never as sequences it obeys; a tab or
+// newline in a value cannot make a column or a row of its own.
+func TestServerTextCannotDriveTheTerminal(t *testing.T) {
+	evil := "bkp-1\x1b]0;PWNED\a\x1b]52;c;Y3VybCBldmlsfHNo\a\x1b[2K\rbackup-OK\u202egnp.exe\x9b"
+	got := termSafe(evil, "")
+	if strings.ContainsAny(got, "\x1b\a\r\u202e\x9b") || !strings.Contains(got, `\x1b]0;PWNED`) || !strings.Contains(got, `\u202e`) {
+		t.Fatalf("termSafe: %q", got)
+	}
+	var buf bytes.Buffer
+	safeWriter{&buf}.Write([]byte("\r[###---]  50%\tdata\n" + evil + "\n"))
+	if out := buf.String(); !strings.HasPrefix(out, "\r[###---]  50%\tdata\n") || strings.Count(out, "\x1b") != 0 || strings.Count(out, "\n") != 2 {
+		t.Fatalf("safeWriter: %q", out)
+	}
+	s := &clientSession{out: &buf}
+	buf.Reset()
+	s.table([]string{"ID", "NAME"}, [][]string{{"rv-evil", "x\tenabled=true\nschedule-prod-nightly\tok"}})
+	if lines := strings.Split(strings.TrimSpace(buf.String()), "\n"); len(lines) != 2 || strings.Count(lines[1], "\t") != 1 {
+		t.Fatalf("table: %q", buf.String())
+	}
+	if termSafe("résumé ☃ 名前.txt", "") != "résumé ☃ 名前.txt" {
+		t.Fatal("printable text changed")
 	}
 }

@@ -101,14 +101,14 @@ func run(ctx context.Context, args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "backupd:", ee.err)
+			fmt.Fprintln(os.Stderr, "backupd:", termSafe(ee.err.Error(), "\n\t"))
 		}
 		return ee.code
 	}
 	if errors.Is(err, errUsage) {
 		return exitUsage
 	}
-	fmt.Fprintln(os.Stderr, "backupd:", err)
+	fmt.Fprintln(os.Stderr, "backupd:", termSafe(err.Error(), "\n\t"))
 	return exitFail
 }
 

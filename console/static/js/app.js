@@ -51,7 +51,9 @@ function showShell() {
 
 async function route() {
   if (!session.token) return;
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map((p) => {
+    try { return decodeURIComponent(p); } catch (e) { return p; } // a mistyped %-escape stays as typed
+  });
   let page = PAGES.find((p) => p.path === parts[0]);
   if (!page) {
     location.replace('#/overview');

@@ -245,5 +245,6 @@ export function loading(what) { return h('p', { class: 'muted loading' }, 'Loadi
 
 // temporalLink: the job's workflow in the Temporal Web UI
 export function temporalLink(url, text = 'Temporal') {
+  if (!/^https?:\/\//i.test(url || '')) return null; // a link from the server opens only a web page
   return url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', class: 'ext' }, text + ' ↗') : null;
 }
