@@ -339,28 +339,18 @@ func validComponent(c Component) error {
 }
 
 // chooseParent applies the type's rule: incremental and snapshot take the
-// newest completed backup of the same components (and host); differential
-// takes the newest full one.
+// newest backup of the same components (and host); differential takes the
+// newest full one. "Newest" is by id, which begins with the start time; a
+// parent only saves reading unchanged files, so any earlier backup of the
+// same components would be a correct one.
 func chooseParent(ctx context.Context, repo *repository.Repository, opts Options) (*repository.Manifest, error) {
 	if opts.Parent != "" {
 		return repo.LoadManifest(ctx, opts.Parent)
 	}
-	ms, _, err := repo.Manifests(ctx)
-	if err != nil {
-		return nil, err
-	}
 	want := componentKey(opts.Components)
-	for i := len(ms) - 1; i >= 0; i-- {
-		m := ms[i]
-		if m.Host != opts.Host || componentKey(toComponents(m)) != want {
-			continue
-		}
-		if opts.Type == Differential && m.Type != Full {
-			continue
-		}
-		return m, nil
-	}
-	return nil, nil
+	return repo.NewestManifest(ctx, func(m *repository.Manifest) bool {
+		return m.Host == opts.Host && componentKey(toComponents(m)) == want && (opts.Type != Differential || m.Type == Full)
+	})
 }
 
 func toComponents(m *repository.Manifest) []Component {

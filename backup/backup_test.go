@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"backupd/repository"
 	"backupd/restore"
 	"backupd/sources"
+	"backupd/storage"
 	"backupd/storage/mem"
 )
 
@@ -332,5 +335,63 @@ func TestFileReplacedAfterListing(t *testing.T) {
 	os.Symlink("/etc/passwd", filepath.Join(src, "f"))
 	if _, err := backup.OpenFileForTest(filepath.Join(src, "f"), node); err == nil {
 		t.Fatal("followed a symlink swapped in after the listing")
+	}
+}
+
+// manifestReads counts the manifests a repository reads.
+type manifestReads struct {
+	storage.Backend
+	n atomic.Int64
+}
+
+func (m *manifestReads) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(name, "manifests/") {
+		m.n.Add(1)
+	}
+	return m.Backend.Get(ctx, name, off, n)
+}
+
+// An incremental backup finds its parent by reading the newest manifests,
+// not every manifest in the repository (a year of hourly backups made each
+// backup start with thousands of reads on S3), and still takes the newest
+// backup of its own components, skipping other hosts' and other sets'.
+func TestParentIsFoundWithoutReadingEveryManifest(t *testing.T) {
+	ctx := context.Background()
+	_, be := newRepo(t)
+	src, other := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(src, "f"), []byte("data"))
+	write(t, filepath.Join(other, "g"), []byte("other"))
+	counted := &manifestReads{Backend: be}
+	repo, err := repository.Open(ctx, counted, repository.Credentials{Password: []byte("pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := []backup.Component{{Name: "data", Paths: []string{src}}}
+	var last *repository.Manifest
+	for i := 0; i < 30; i++ {
+		m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Incremental, Components: mine, ID: repository.NewBackupID(time.Now().Add(time.Duration(i) * time.Minute))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = m
+	}
+	// newer backups of something else, and of another host
+	later := time.Now().Add(time.Hour)
+	if _, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{other}}}, ID: repository.NewBackupID(later)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Host: "elsewhere", Components: mine, ID: repository.NewBackupID(later.Add(time.Minute))}); err != nil {
+		t.Fatal(err)
+	}
+	counted.n.Store(0)
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Incremental, Components: mine, ID: repository.NewBackupID(later.Add(2 * time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Parent != last.ID {
+		t.Fatalf("parent %s, want the newest backup of the same components %s", m.Parent, last.ID)
+	}
+	if n := counted.n.Load(); n > 12 {
+		t.Fatalf("choosing the parent read %d of 33 manifests", n)
 	}
 }

@@ -837,6 +837,37 @@ func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []erro
 	return ms, errs, nil
 }
 
+// NewestManifest is the newest manifest match accepts, or nil. A backup's
+// id begins with its start time (backup-YYYYMMDD-HHMMSS-…), so the ids are
+// walked newest first and manifests loaded a batch at a time until one
+// matches: choosing a parent costs one listing and a few reads, not a read
+// of every manifest (on S3, a request each). Unreadable manifests are
+// skipped, as Manifests reports them apart.
+func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
+	ids, err := r.ManifestIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	const batch = 8
+	for end := len(ids); end > 0; end -= batch {
+		start := max(0, end-batch)
+		got := make([]*Manifest, end-start)
+		err := parallel(ctx, len(got), batch, func(i int) error {
+			got[i], _ = r.LoadManifest(ctx, ids[start+i])
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i := len(got) - 1; i >= 0; i-- {
+			if got[i] != nil && match(got[i]) {
+				return got[i], nil
+			}
+		}
+	}
+	return nil, nil
+}
+
 // DeleteManifest removes a backup's manifest; its data goes at the next gc.
 func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
 	if err := ValidBackupID(id); err != nil {
