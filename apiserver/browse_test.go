@@ -14,13 +14,14 @@ import (
 	"backupd/models"
 )
 
-// browseServer is a test server with one real backup of src (component
-// "data") in its local repository and the catalog.
-func browseServer(t *testing.T, src string) (*Server, map[string]string, string) {
+// serverWithBackup is a test server (the worker in its process) with one
+// real backup of the components in its local repository and the catalog.
+func serverWithBackup(t *testing.T, comps ...backup.Component) (*Server, map[string]string, string) {
 	t.Helper()
 	t.Setenv("BACKUPD_PASSWORD", "pw")
 	t.Setenv("BACKUPD_TEST_KDF", "1")
 	s, toks := testServer(t, "sqlite")
+	s.LocalWorker = true
 	delete(s.Cfg.Storage, "cloud")
 	s.Stores = activities.NewStores(s.Cfg)
 	t.Cleanup(s.Stores.Close)
@@ -32,15 +33,25 @@ func browseServer(t *testing.T, src string) (*Server, map[string]string, string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}, {Name: "logs", Paths: []string{src + "/logs"}}}})
+	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps})
 	if err != nil {
 		t.Fatal(err)
 	}
+	names := models.Strings{}
+	for _, c := range comps {
+		names = append(names, c.Name)
+	}
 	if err := s.Store.PutBackup(ctx, &models.Backup{ID: m.ID, Type: "full", Status: "completed", Timestamp: m.Started,
-		Components: models.Strings{"data", "logs"}, Locations: models.Strings{"local"}}); err != nil {
+		Components: names, Locations: models.Strings{"local"}}); err != nil {
 		t.Fatal(err)
 	}
 	return s, toks, m.ID
+}
+
+// browseServer backs up src as component data and src/logs as logs.
+func browseServer(t *testing.T, src string) (*Server, map[string]string, string) {
+	t.Helper()
+	return serverWithBackup(t, backup.Component{Name: "data", Paths: []string{src}}, backup.Component{Name: "logs", Paths: []string{src + "/logs"}})
 }
 
 func writeFiles(t *testing.T, root string, files map[string]string) {

@@ -459,33 +459,12 @@ func TestDatabaseTargetNamesAreChecked(t *testing.T) {
 // 200 restore_started and failed later: with the worker in this process
 // it is a 409 naming the overwrite field, and no job is started.
 func TestRestoreIntoANonEmptyDirectoryIsRefusedBeforeAnyJob(t *testing.T) {
-	t.Setenv("BACKUPD_PASSWORD", "pw")
-	t.Setenv("BACKUPD_TEST_KDF", "1")
-	s, toks := testServer(t, "sqlite")
-	s.LocalWorker = true
-	delete(s.Cfg.Storage, "cloud")
-	s.Stores = activities.NewStores(s.Cfg)
-	t.Cleanup(s.Stores.Close)
-	ctx := context.Background()
-	if err := s.Stores.EnsureInitialized(ctx); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := s.Stores.Open(ctx, "local")
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: []backup.Component{{Name: "data", Paths: []string{src}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Store.PutBackup(ctx, &models.Backup{ID: m.ID, Type: "full", Status: "completed", Timestamp: m.Started,
-		Components: models.Strings{"data"}, Locations: models.Strings{"local"}}); err != nil {
-		t.Fatal(err)
-	}
+	s, toks, id := serverWithBackup(t, backup.Component{Name: "data", Paths: []string{src}})
+	ctx := context.Background()
 	target := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(target, "data"), 0o700); err != nil {
 		t.Fatal(err)
@@ -493,7 +472,7 @@ func TestRestoreIntoANonEmptyDirectoryIsRefusedBeforeAnyJob(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(target, "data", "keep-me"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf(`{"backup_id": %q, "restore_type": "full", "target_location": %q}`, m.ID, target)
+	body := fmt.Sprintf(`{"backup_id": %q, "restore_type": "full", "target_location": %q}`, id, target)
 	res, out := call(t, s, "POST", "/cloud-integration/backup/restore", toks["admin"], strings.NewReader(body))
 	if res.StatusCode != 409 || out["code"] != "BACKUP_008" || get(out, "details.field") != "overwrite" ||
 		!strings.Contains(out["message"].(string), `"overwrite": true`) || len(out["suggested_actions"].([]any)) == 0 ||

@@ -1,7 +1,7 @@
 // Small helpers the schedules, storage, statistics, jobs, audit and tokens
 // pages share (beside core.js): paging, async buttons, form rows, inline
 // SVG, times shown in their own zone. Nothing here parses HTML.
-import { h, clear, errorBox, showError, toast } from './core.js';
+import { h, clear, errorBox, showError, toast, get, live, ApiError } from './core.js';
 
 // pager(pagination, go): "page x of y (n entries)" with previous/next;
 // go(page) is called with the page asked for. id names the element.
@@ -135,4 +135,32 @@ export function debounce(fn, ms) {
 export function fmtPct(n) {
   if (n === null || n === undefined || isNaN(n)) return '—';
   return (Math.round(n * 10) / 10) + '%';
+}
+
+// waitReport waits for a job's report (verification, cleanup): it asks
+// at once, again on the job's job_complete, and every 2 s meanwhile (a
+// socket can drop). An answer without "created" is the report still
+// pending: onPending(it) sees each one, and one whose status is failed
+// (the job ended without a report) ends the wait with it. signal (an
+// AbortSignal) stops the wait when the page goes.
+export function waitReport(path, jobId, { onPending, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    let done = false, timer = null;
+    const finish = (fn, v) => { if (!done) { done = true; off(); clearTimeout(timer); fn(v); } };
+    const ask = async () => {
+      if (done || (signal && signal.aborted)) return finish(reject, new DOMException('left the page', 'AbortError'));
+      try {
+        const r = await get(path);
+        if ('created' in r || r.status === 'failed') return finish(resolve, r);
+        if (onPending) onPending(r);
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 404) return finish(reject, e);
+      }
+      clearTimeout(timer);
+      if (!done) timer = setTimeout(ask, 2000);
+    };
+    const off = live.on('job_complete', (m) => { if (m.job_id === jobId) ask(); });
+    if (signal) signal.addEventListener('abort', () => finish(reject, new DOMException('left the page', 'AbortError')), { once: true });
+    ask();
+  });
 }

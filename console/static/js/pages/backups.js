@@ -1,6 +1,7 @@
 // Backups: the list with the spec's filters and paging; one backup's
 // details with verify, protect, delete and download.
-import { get, post, del, api, qs, session, can, live, h, clear, table, badge, header, section, fmtTime, fmtAge, fmtBytes, errorBox, showError, toast, confirmDialog, loading, temporalLink, ApiError, API } from '../core.js';
+import { pager, toISO, waitReport } from '../widgets.js';
+import { get, post, del, qs, session, can, live, h, clear, table, badge, header, section, fmtTime, fmtAge, fmtBytes, errorBox, showError, toast, confirmDialog, loading, temporalLink, ApiError, API } from '../core.js';
 
 export async function render(main, params) {
   if (params[0]) return details(main, params[0]);
@@ -14,7 +15,7 @@ async function list(main) {
   const f = { type: '', status: '', since: '', until: '', schedule_id: '', page: 1, limit: 25 };
   const sel = (name, values) => h('select', { id: 'filter-' + name, onchange: (e) => { f[name] = e.target.value; f.page = 1; load(); } },
     values.map((v) => h('option', { value: v }, v || 'any')));
-  const date = (name) => h('input', { type: 'datetime-local', id: 'filter-' + name, onchange: (e) => { f[name] = e.target.value ? new Date(e.target.value).toISOString() : ''; f.page = 1; load(); } });
+  const date = (name) => h('input', { type: 'datetime-local', id: 'filter-' + name, onchange: (e) => { f[name] = toISO(e.target.value); f.page = 1; load(); } });
   const filters = h('div', { class: 'filters' },
     h('label', {}, 'Type', sel('type', TYPES)), h('label', {}, 'Status', sel('status', STATUSES)),
     h('label', {}, 'Since', date('since')), h('label', {}, 'Until', date('until')),
@@ -51,13 +52,6 @@ async function list(main) {
   const off = live.on('job_complete', (m) => { if (m.operation === 'backup') load(); });
   await load();
   return off;
-}
-
-export function pager(p, go) {
-  return h('div', { class: 'pager' },
-    h('button', { type: 'button', class: 'small', disabled: p.page <= 1, onclick: () => go(p.page - 1) }, '‹ Previous'),
-    h('span', { class: 'muted' }, `page ${p.page} of ${Math.max(1, p.total_pages)}`),
-    h('button', { type: 'button', class: 'small', disabled: p.page >= p.total_pages, onclick: () => go(p.page + 1) }, 'Next ›'));
 }
 
 async function details(main, id) {
@@ -121,26 +115,6 @@ async function verify(d, out) {
   } catch (e) {
     clear(out, errorBox(e));
   }
-}
-
-// waitReport waits for a job's report: on its job_complete, or by asking
-// every few seconds (a socket can drop).
-export function waitReport(path, jobId) {
-  return new Promise((resolve, reject) => {
-    let done = false, timer = null;
-    const finish = (fn, v) => { if (!done) { done = true; off(); clearTimeout(timer); fn(v); } };
-    const ask = async () => {
-      try {
-        const r = await get(path);
-        if (r.status !== 'in_progress' && r.state !== 'in_progress') return finish(resolve, r);
-      } catch (e) {
-        if (!(e instanceof ApiError) || e.status !== 404) return finish(reject, e);
-      }
-      if (!done) timer = setTimeout(ask, 3000);
-    };
-    const off = live.on('job_complete', (m) => { if (m.job_id === jobId) { clearTimeout(timer); ask(); } });
-    ask();
-  });
 }
 
 async function protect(d, reload) {

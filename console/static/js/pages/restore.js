@@ -4,7 +4,7 @@
 // original location with a pre-restore snapshot offers its rollback.
 import { get, post, qs, can, h, clear, table, badge, header, section, fmtAge, fmtTime, fmtBytes, errorBox, showError, toast, confirmDialog, loading } from '../core.js';
 import { followJob } from '../follow.js';
-import { pager } from './backups.js';
+import { pager } from '../widgets.js';
 
 export async function render(main, params) {
   if (!params[0]) return pick(main);

@@ -5,7 +5,7 @@
 // real cleanup. #/storage/cleanup/<id> shows one cleanup's report.
 import { get, post, can, live, h, clear, badge, bar, toast, confirmDialog, fmtBytes, fmtTime, fmtAge,
   header, section, loading, table } from '../core.js';
-import { busyButton, errorSlot, row, select, check, debounce } from '../widgets.js';
+import { busyButton, errorSlot, row, select, check, debounce, waitReport } from '../widgets.js';
 
 const STRATEGIES = ['oldest_first', 'largest_first'];
 const CLEANUP_SCHEDULES = ['daily', 'weekly', 'disabled'];
@@ -15,7 +15,6 @@ export async function render(main, params = []) {
   let storage = null;
   let health = null;
   let retention = null;
-  const timers = new Set();
   const offs = [];
 
   const errs = errorSlot('storage-error');
@@ -277,48 +276,33 @@ export async function render(main, params = []) {
       (started.protected_backups_excluded ? `, ${started.protected_backups_excluded} protected excluded` : '') +
       `, about ${started.estimated_space_to_free} to free. `, h('span', { class: 'muted', id: 'cleanup-progress' }, 'waiting for the report…'));
     clear(cleanupView, status);
-    let done = false;
-    const fetchReport = async () => {
-      if (done) return;
-      try {
-        const rep = await get('/backup/cleanup/report/' + encodeURIComponent(started.cleanup_id));
-        if (!('decisions' in rep) && !('cleanup_id' in rep)) { // pending
-          if (rep.status === 'failed') {
-            done = true;
-            clear(cleanupView, h('div', { class: 'errorbox' }, h('strong', {}, (rep.error && rep.error.code ? rep.error.code + ': ' : '') + 'the cleanup failed without a report. '),
-              rep.error ? rep.error.message : rep.message, rep.error ? h('ul', {}, (rep.error.suggested_actions || []).map((a) => h('li', {}, a))) : null));
-            return;
-          }
-          const pr = status.querySelector('#cleanup-progress');
-          if (pr) pr.textContent = `running, ${Math.round(rep.progress || 0)}%…`;
-          schedule();
+    const ac = new AbortController();
+    offs.push(() => ac.abort());
+    const progress = (rep) => {
+      const pr = status.querySelector('#cleanup-progress');
+      if (pr) pr.textContent = `running, ${Math.round(rep.progress || 0)}%…`;
+    };
+    waitReport('/backup/cleanup/report/' + encodeURIComponent(started.cleanup_id), started.job_id, { onPending: progress, signal: ac.signal })
+      .then((rep) => {
+        if (!('created' in rep)) { // the job ended without a report
+          clear(cleanupView, h('div', { class: 'errorbox' }, h('strong', {}, (rep.error && rep.error.code ? rep.error.code + ': ' : '') + 'the cleanup failed without a report. '),
+            rep.error ? rep.error.message : rep.message, rep.error ? h('ul', {}, (rep.error.suggested_actions || []).map((a) => h('li', {}, a))) : null));
           return;
         }
-        done = true;
         showReportData(rep, body);
         if (!rep.dry_run) load();
-      } catch (err) {
-        done = true;
+      }, (err) => {
+        if (err.name === 'AbortError') return;
         clear(cleanupView, status, errorSlot());
         cleanupView.lastChild.show(err);
-      }
-    };
-    const schedule = () => {
-      const t = setTimeout(() => { timers.delete(t); fetchReport(); }, 1000);
-      timers.add(t);
-    };
-    const off = live.on('job_complete', (m) => {
-      if (m.job_id === started.job_id || (m.details && m.details.cleanup_id === started.cleanup_id)) { off(); fetchReport(); }
-    });
-    offs.push(off);
-    schedule();
+      });
   }
 
   async function showReport(id) {
     clear(cleanupView, loading('the cleanup report'));
     try {
       const rep = await get('/backup/cleanup/report/' + encodeURIComponent(id));
-      if ('decisions' in rep || 'cleanup_id' in rep) showReportData(rep, null);
+      if ('created' in rep) showReportData(rep, null);
       else clear(cleanupView, h('p', { class: 'notice' }, `Cleanup ${id}: ${rep.status}, ${rep.message}`));
       cleanupView.scrollIntoView({ block: 'start' });
     } catch (err) {
@@ -386,5 +370,5 @@ export async function render(main, params = []) {
   await load();
   // #/storage/cleanup/<id> opens that cleanup's report (the jobs page links here)
   if (params[0] === 'cleanup' && params[1]) showReport(params[1]);
-  return () => { for (const t of timers) clearTimeout(t); for (const off of offs) off(); refresh.cancel(); };
+  return () => { for (const off of offs) off(); refresh.cancel(); };
 }
