@@ -1,32 +1,14 @@
 package apiserver
 
 import (
+	"backupd/api"
 	"fmt"
 	"math"
 	"time"
 )
 
-// humanSize is the spec's "45.2 GB" form (decimal units, as in the spec's
-// examples); exact byte counts always travel beside it.
-func humanSize(b int64) string {
-	if b < 0 {
-		return "unknown"
-	}
-	units := []string{"B", "KB", "MB", "GB", "TB", "PB"}
-	v := float64(b)
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", b)
-	}
-	if v >= 100 {
-		return fmt.Sprintf("%.0f %s", v, units[i])
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
-}
+// humanSize is the spec's "45.2 GB" form (api.HumanSize).
+func humanSize(b int64) string { return api.HumanSize(b) }
 
 // humanDuration is the spec's "25m 30s" form.
 func humanDuration(d time.Duration) string {

@@ -3,7 +3,7 @@
 # restic, on the same data in the same run (issue 13's first figure).
 #
 # Each "day": CHANGE_PCT% of the tree's files are rewritten whole with new
-# bytes of the same size (bench/lib/rewrite.py, seeded by the day, so both
+# bytes of the same size (bench/lib/mutate.py rewrite, seeded by the day, so both
 # tools see the same change; the tree keeps its size), each tool backs
 # it up, keeps the last KEEP_LAST backups and collects garbage with no
 # safety window (restic: forget --keep-last N --prune). The repositories'
@@ -59,7 +59,7 @@ echo "growth: $(du -sh "$data" | cut -f1) tree ($SRC), $DAYS days, ${CHANGE_PCT}
 printf '%4s %12s %12s %7s %14s %14s\n' day backupd_MB restic_MB ratio backupd_files restic_files
 [[ -z $OUT ]] || echo "day,backupd_bytes,restic_bytes,backupd_files,restic_files" >"$OUT"
 for ((day = 1; day <= DAYS; day++)); do
-	((day == 1)) || python3 "$REPO_ROOT/bench/lib/rewrite.py" "$data" "$CHANGE_PCT" "growth-$day" >/dev/null
+	((day == 1)) || python3 "$REPO_ROOT/bench/lib/mutate.py" "$data" "$CHANGE_PCT" "growth-$day" rewrite >/dev/null
 	"$BACKUPD_BIN" repo backup --repo "$b" --type incremental --component "src=$data" >/dev/null
 	mapfile -t ids < <("$BACKUPD_BIN" repo list --repo "$b" --json |
 		python3 -c 'import json,sys; print("\n".join(m["id"] for m in sorted(json.load(sys.stdin), key=lambda m: m["started"])))')

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/term"
 
+	"backupd/api"
 	"backupd/apiclient"
 	"backupd/config"
 )
@@ -249,26 +250,9 @@ func (s *clientSession) size(n int64) string {
 	return fmt.Sprint(n)
 }
 
-// humanSize is a byte count in the API's decimal units ("42.5 MB").
-func humanSize(n int64) string {
-	if n < 0 {
-		return "unknown"
-	}
-	units := []string{"B", "KB", "MB", "GB", "TB", "PB"}
-	v, i := float64(n), 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	s := fmt.Sprintf("%.1f", v)
-	if v >= 100 {
-		s = fmt.Sprintf("%.0f", v)
-	}
-	return strings.TrimSuffix(s, ".0") + " " + units[i]
-}
+// humanSize is a byte count in the API's decimal units, the way people
+// write it in a table ("73 MB", not "73.0 MB").
+func humanSize(n int64) string { return strings.Replace(api.HumanSize(n), ".0 ", " ", 1) }
 
 // clock is seconds as HH:MM:SS.
 func clock(sec float64) string {

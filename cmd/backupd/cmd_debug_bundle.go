@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"backupd/apiclient"
@@ -86,18 +85,9 @@ func cmdDebugBundle(ctx context.Context, args []string) error {
 // adminToken reads the token from a file or BACKUPD_TOKEN (never a flag's
 // value: that would show in ps).
 func adminToken(file string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
-		}
-		if t := strings.TrimSpace(string(b)); t != "" {
-			return t, nil
-		}
-		return "", fmt.Errorf("--token-file %s is empty", file)
+	t, err := readToken("", file)
+	if err != nil && file == "" {
+		return "", errors.New("no API token: set BACKUPD_TOKEN or --token-file to an admin token (backupd token create --role admin)")
 	}
-	if t := strings.TrimSpace(os.Getenv("BACKUPD_TOKEN")); t != "" {
-		return t, nil
-	}
-	return "", errors.New("no API token: set BACKUPD_TOKEN or --token-file to an admin token (backupd token create --role admin)")
+	return t, err
 }
