@@ -668,7 +668,8 @@ func (a *Activities) GC(ctx context.Context, in GCInput) (*repository.GCResult, 
 	}
 	hb := startHeartbeat(ctx, Checkpoint{Phase: "garbage collection"})
 	defer hb.close()
-	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow, Exclude: in.Exclude})
+	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow, Exclude: in.Exclude,
+		Repack: a.Config.RepackOptions()})
 	return res, toTemporal(err)
 }
 

@@ -119,3 +119,16 @@ func TestOneOfListsEachType(t *testing.T) {
 		t.Fatalf("%v", got)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"2TB": 2e12, "500 GB": 5e11, "10GiB": 10 << 30, "1024": 1024, "1.5MB": 1.5e6} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1GB", "1XB", ""} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}

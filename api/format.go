@@ -1,6 +1,11 @@
 package api
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
 
 // HumanSize is the spec's "45.2 GB" form of a byte count (decimal units,
 // as in the spec's examples); answers carry the exact count beside it.
@@ -22,4 +27,35 @@ func HumanSize(b int64) string {
 		return fmt.Sprintf("%.0f %s", v, units[i])
 	}
 	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?I?B?)\s*$`)
+
+// ParseSize reads "2TB", "500 GB", "10GiB", "1024".
+func ParseSize(s string) (int64, error) {
+	m := sizeRe.FindStringSubmatch(strings.ToUpper(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size (like 500GB or 2TB)", s)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	unit := strings.TrimSuffix(m[2], "B")
+	mult := 1.0
+	base := 1000.0
+	if strings.HasSuffix(unit, "I") {
+		base = 1024
+		unit = strings.TrimSuffix(unit, "I")
+	}
+	switch unit {
+	case "K":
+		mult = base
+	case "M":
+		mult = base * base
+	case "G":
+		mult = base * base * base
+	case "T":
+		mult = base * base * base * base
+	case "P":
+		mult = base * base * base * base * base
+	}
+	return int64(v * mult), nil
 }

@@ -112,6 +112,23 @@ type GCLocationOutcome struct {
 	// UnreferencedBytes: what the removed backups free in all (a dry run:
 	// would free), now or after the safety window.
 	UnreferencedBytes int64 `json:"unreferenced_bytes" required:"true"`
+	// Repack: what rewriting partly used packs did (null when disabled).
+	Repack *RepackOutcome `json:"repack" required:"true" nullable:"true" doc:"rewriting of partly used packs; null when repacking is disabled"`
+}
+
+// RepackOutcome is what one location's repack did (a dry run: would do).
+type RepackOutcome struct {
+	Qualifying int      `json:"qualifying_packs" required:"true" doc:"packs over the unused-space threshold or too small, old enough to touch"`
+	Packs      int      `json:"packs" required:"true" doc:"packs rewritten (dry run: that would be)"`
+	Blobs      int      `json:"blobs" required:"true" doc:"live blobs copied"`
+	LiveBytes  int64    `json:"live_bytes" required:"true" doc:"stored bytes of the live blobs copied"`
+	PackBytes  int64    `json:"pack_bytes" required:"true" doc:"size of the packs they came from"`
+	Frees      int64    `json:"frees_bytes" required:"true" doc:"what deleting the rewritten packs frees (now, or after the safety window)"`
+	NewPacks   int      `json:"new_packs" required:"true"`
+	Written    int64    `json:"written_bytes" required:"true" doc:"size of the new packs"`
+	OverBudget int      `json:"over_budget" required:"true" doc:"qualifying packs left for the next cleanup by the budget"`
+	Damaged    []string `json:"damaged" required:"true" nullable:"true" doc:"packs left as they were because a live blob in them did not read back; run a verification"`
+	Skipped    string   `json:"skipped" required:"true" doc:"why nothing was rewritten although packs qualified, or empty"`
 }
 
 // RepairReport is a repair's report.

@@ -96,7 +96,7 @@ func (s *Server) updateRetention(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		for f, v := range map[string]string{"minimum_free_space": ru.MinimumFreeSpace, "emergency_cleanup_threshold": ru.EmergencyCleanupThreshold} {
-			if _, err := parseSize(v); err != nil {
+			if _, err := api.ParseSize(v); err != nil {
 				return badRequest("cleanup_rules."+f, "cleanup_rules.%s: %v", f, err)
 			}
 		}

@@ -65,37 +65,6 @@ func (s *Server) policies(ctx context.Context) (*Policies, error) {
 	return p, nil
 }
 
-var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?I?B?)\s*$`)
-
-// parseSize reads "2TB", "500 GB", "10GiB", "1024".
-func parseSize(s string) (int64, error) {
-	m := sizeRe.FindStringSubmatch(strings.ToUpper(s))
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size (like 500GB or 2TB)", s)
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	unit := strings.TrimSuffix(m[2], "B")
-	mult := 1.0
-	base := 1000.0
-	if strings.HasSuffix(unit, "I") {
-		base = 1024
-		unit = strings.TrimSuffix(unit, "I")
-	}
-	switch unit {
-	case "K":
-		mult = base
-	case "M":
-		mult = base * base
-	case "G":
-		mult = base * base * base
-	case "T":
-		mult = base * base * base * base
-	case "P":
-		mult = base * base * base * base * base
-	}
-	return int64(v * mult), nil
-}
-
 var daysRe = regexp.MustCompile(`^\s*([0-9]+)\s*(days?|d)?\s*$`)
 
 // parseDays reads "60 days", "60d", "60".

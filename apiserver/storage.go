@@ -283,7 +283,7 @@ func (s *Server) updateStorage(w http.ResponseWriter, r *http.Request) error {
 			lp.Enabled = *lu.Enabled
 		}
 		if lu.Quota != nil {
-			q, err := parseSize(*lu.Quota)
+			q, err := api.ParseSize(*lu.Quota)
 			if err != nil {
 				return badRequest(name+".quota", "%s.quota: %v", name, err)
 			}

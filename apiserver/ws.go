@@ -592,7 +592,7 @@ func (s *Server) emergencyCleanup(ctx context.Context, name string, e capEntry, 
 	if err != nil || !rs.Rules.AutoCleanup || !pol.Monitoring.AutoCleanup {
 		return
 	}
-	limit, err := parseSize(rs.Rules.EmergencyCleanupThreshold)
+	limit, err := api.ParseSize(rs.Rules.EmergencyCleanupThreshold)
 	if err != nil || limit <= 0 {
 		return
 	}

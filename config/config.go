@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"backupd/api"
 	"backupd/repository"
 	"backupd/sources"
 )
@@ -41,7 +42,36 @@ type Config struct {
 	// reference). Default 6h; "0s" only where no backup can run during a
 	// cleanup.
 	GCSafetyWindow string `yaml:"gc_safety_window"`
-	Log            Log    `yaml:"log"`
+	// Repack tunes how cleanups rewrite partly used packs.
+	Repack Repack `yaml:"repack"`
+	Log    Log    `yaml:"log"`
+}
+
+// Repack: every cleanup's garbage collection also copies the live data of
+// packs with too much unused space (and of packs too small to keep) into
+// new packs, so storage is reclaimed from packs a kept backup still uses.
+type Repack struct {
+	// Disabled: cleanups only delete packs no backup uses.
+	Disabled bool `yaml:"disabled"`
+	// UnusedPercent: a pack with more unused space than this share of it
+	// is rewritten (1 to 99; default 10).
+	UnusedPercent float64 `yaml:"unused_percent"`
+	// Budget bounds what one cleanup rewrites per location, in live bytes
+	// copied ("2GiB" by default): the rest waits for the next cleanup.
+	Budget string `yaml:"budget"`
+}
+
+// RepackOptions are the repack settings for a garbage collection; nil when
+// repacking is disabled. (Validate has checked the values.)
+func (c *Config) RepackOptions() *repository.RepackOptions {
+	if c.Repack.Disabled {
+		return nil
+	}
+	o := &repository.RepackOptions{Unused: c.Repack.UnusedPercent / 100}
+	if c.Repack.Budget != "" {
+		o.Budget, _ = api.ParseSize(c.Repack.Budget)
+	}
+	return o
 }
 
 // Log is how the processes log: level debug|info|warn|error (default
@@ -381,6 +411,14 @@ func (c *Config) Validate() error {
 	if c.GCSafetyWindow != "" {
 		if d, err := time.ParseDuration(c.GCSafetyWindow); err != nil || d < 0 {
 			errs = append(errs, fmt.Errorf("gc_safety_window: %q is not a duration like 6h", c.GCSafetyWindow))
+		}
+	}
+	if p := c.Repack.UnusedPercent; p != 0 && (p < 1 || p > 99) {
+		errs = append(errs, fmt.Errorf("repack.unused_percent: %v is outside 1 to 99 (a pack with more unused space than this percentage is rewritten; default 10)", p))
+	}
+	if b := c.Repack.Budget; b != "" {
+		if n, err := api.ParseSize(b); err != nil || n < repository.TargetPackSize {
+			errs = append(errs, fmt.Errorf("repack.budget: %q is not a size of at least 16MiB (like 2GiB)", b))
 		}
 	}
 	switch c.Catalog.Driver {

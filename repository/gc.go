@@ -45,12 +45,17 @@ type GCOptions struct {
 	// Exclude counts these backups' manifests as gone (with DryRun: what
 	// removing them would free, computed rather than guessed).
 	Exclude []string
+	// Repack, when set, also rewrites partly used packs (repack.go).
+	Repack *RepackOptions
 }
 
 // GCResult reports what was (or, in a dry run, would be) done.
 type GCResult struct {
-	Packs           int   `json:"packs"`
-	ReferencedBlobs int   `json:"referenced_blobs"`
+	Packs           int `json:"packs"`
+	ReferencedBlobs int `json:"referenced_blobs"`
+	// ReferencedBytes: the stored size of those blobs, once each: what the
+	// kept backups need, against which the packs' size is measured.
+	ReferencedBytes int64 `json:"referenced_bytes"`
 	Unreferenced    int   `json:"unreferenced_packs"`
 	Condemned       int   `json:"condemned"`
 	Deleted         int   `json:"deleted"`
@@ -68,6 +73,8 @@ type GCResult struct {
 	// OtherCollections: collections that ran meanwhile (this one then
 	// deleted nothing).
 	OtherCollections int `json:"other_collections,omitempty"`
+	// Repack: what rewriting partly used packs did (with Repack set).
+	Repack *RepackResult `json:"repack,omitempty"`
 }
 
 const gcPrefix = "gc/"
@@ -150,35 +157,16 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return nil, err
 	}
 	res.Packs = len(stored)
+	for id := range used {
+		if loc, ok := r.idx.lookup(id); ok {
+			res.ReferencedBytes += int64(loc.Length)
+		}
+	}
 	// the index files read, and what they hold (nothing is loaded after
 	// this: the rewrite supersedes exactly these files)
 	loadedIndex := r.indexFiles()
 	packs := r.idx.Packs()
-	// A blob stored twice (a writer stored again what a condemned pack
-	// holds) keeps only the pack the index reads it from, which is never
-	// a condemned one while a healthy copy exists; every copy is kept if
-	// that pack is missing from storage.
-	// The packs a pending marker names are kept whatever its tree walk
-	// found: a tree in a pack that lost its index entry is passed over by
-	// the walk, and the pack must not go with it (review).
-	usedPack := map[ID]bool{}
-	for id := range pendingPacks {
-		usedPack[id] = true
-	}
-	for _, p := range packs {
-		for _, b := range p.Blobs {
-			if !used[b.ID] {
-				continue
-			}
-			if loc, ok := r.idx.lookup(b.ID); ok && loc.Pack != p.ID {
-				if _, there := stored[loc.Pack]; there {
-					continue
-				}
-			}
-			usedPack[p.ID] = true
-			break
-		}
-	}
+	usedPack := r.usedPacks(packs, used, pendingPacks, stored)
 	condemned, listNames, err := r.loadCondemned(ctx)
 	if err != nil {
 		return nil, err
@@ -200,6 +188,33 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if len(writers) > 0 {
 		oldest = writers[0].started.Add(-clockSkew)
 	}
+	tooYoung := func(oi storage.ObjectInfo) bool {
+		return now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) ||
+			!oi.ModTime.Before(since)
+	}
+	if opts.Repack != nil {
+		o := opts.Repack.withDefaults()
+		chosen, rr := r.planRepack(packs, stored, used, pendingPacks, func(oi storage.ObjectInfo) bool { return !tooYoung(oi) }, o)
+		res.Repack = &rr
+		switch {
+		case len(chosen) == 0 || opts.DryRun:
+		case others > 0:
+			rr.Skipped = "another collection is running"
+		default:
+			written, err := r.repack(ctx, chosen, used, stored, res.Repack)
+			if err != nil {
+				return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+			}
+			// The copies are stored and indexed: the packs they came from
+			// are now unreferenced, and go the way of every such pack.
+			for id, n := range written {
+				stored[id] = storage.ObjectInfo{Name: packName(id), Size: n, ModTime: now}
+			}
+			loadedIndex = r.indexFiles()
+			packs = r.idx.Packs()
+			usedPack = r.usedPacks(packs, used, pendingPacks, stored)
+		}
+	}
 	newCondemned := map[string]time.Time{}
 	var toDelete []ID
 	for id, oi := range stored {
@@ -208,8 +223,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		}
 		res.Unreferenced++
 		res.UnreferencedBytes += oi.Size
-		if now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) ||
-			!oi.ModTime.Before(since) {
+		if tooYoung(oi) {
 			res.TooYoung++
 			continue
 		}
@@ -333,6 +347,30 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	r.idx.reset()
 	return res, r.LoadIndex(ctx)
+}
+
+// usedPacks names the packs to keep: those pending markers name, and
+// those a used blob is read from. A blob stored twice (a writer stored
+// again what a condemned pack holds; repack copied it) keeps only the pack
+// the index reads it from, which is never a condemned one while a healthy
+// copy exists; every copy is kept if that pack is missing from storage.
+// The packs a pending marker names are kept whatever its tree walk found:
+// a tree in a pack that lost its index entry is passed over by the walk,
+// and the pack must not go with it (review).
+func (r *Repository) usedPacks(packs []IndexPack, used, pending map[ID]bool, stored map[ID]storage.ObjectInfo) map[ID]bool {
+	usedPack := map[ID]bool{}
+	for id := range pending {
+		usedPack[id] = true
+	}
+	for _, p := range packs {
+		for _, b := range p.Blobs {
+			if r.liveInPack(p.ID, b, used, stored) {
+				usedPack[p.ID] = true
+				break
+			}
+		}
+	}
+	return usedPack
 }
 
 // unindexed counts the blobs of used that the index does not locate.
@@ -548,45 +586,51 @@ func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Ti
 
 // excludeCondemned makes a writer store blobs again rather than depend on
 // packs that garbage collection has condemned.
-func (r *Repository) excludeCondemned(ctx context.Context) error {
+func (r *Repository) excludeCondemned(ctx context.Context, ix *Index) error {
 	c, _, err := r.loadCondemned(ctx)
 	if err != nil || len(c) == 0 {
 		return err
 	}
-	r.idx.mu.Lock()
-	defer r.idx.mu.Unlock()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	for id := range c {
 		pid, err := ParseID(id)
 		if err != nil {
 			continue
 		}
-		if pi, ok := r.idx.packByID[pid]; ok {
-			if r.idx.condemned == nil {
-				r.idx.condemned = map[uint32]bool{}
+		if pi, ok := ix.packByID[pid]; ok {
+			if ix.condemned == nil {
+				ix.condemned = map[uint32]bool{}
 			}
-			r.idx.condemned[pi] = true
+			ix.condemned[pi] = true
 		}
 	}
-	// Blobs whose first-loaded location is condemned but that also live in
-	// a healthy pack are looked up there (index files load in any order).
-	for pi, es := range r.idx.extra {
-		if r.idx.condemned[pi] {
+	ix.preferHealthyLocked()
+	return nil
+}
+
+// preferHealthyLocked looks up blobs whose first-loaded location is
+// condemned but that also live in a healthy pack there (index files load
+// in any order, and repack copies blobs out of packs it then condemns).
+func (ix *Index) preferHealthyLocked() {
+	ix.gen++
+	for pi, es := range ix.extra {
+		if ix.condemned[pi] {
 			continue
 		}
 		kept := es[:0]
 		for _, e := range es {
-			cur, ok := r.idx.blobs[e.ID]
-			if ok && r.idx.condemned[cur.pack] {
-				r.idx.extra[cur.pack] = append(r.idx.extra[cur.pack], PackEntry{Type: cur.typ, ID: e.ID,
+			cur, ok := ix.blobs[e.ID]
+			if ok && ix.condemned[cur.pack] {
+				ix.extra[cur.pack] = append(ix.extra[cur.pack], PackEntry{Type: cur.typ, ID: e.ID,
 					Offset: cur.offset, Length: cur.length, RawLength: cur.rawLength})
-				r.idx.blobs[e.ID] = blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
+				ix.blobs[e.ID] = blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
 				continue
 			}
 			kept = append(kept, e)
 		}
-		r.idx.extra[pi] = kept
+		ix.extra[pi] = kept
 	}
-	return nil
 }
 
 // otherCollectors counts the collections registered besides self.

@@ -162,6 +162,9 @@ type Index struct {
 	// lookup map keeps one location, but a rewritten index must still list
 	// every pack's content.
 	extra map[uint32][]PackEntry
+	// gen changes whenever a location may have changed (caches of
+	// locations compare it).
+	gen uint64
 }
 
 func newIndex() *Index {
@@ -174,6 +177,24 @@ func (ix *Index) reset() {
 	defer ix.mu.Unlock()
 	ix.packs, ix.packByID, ix.blobs, ix.files = nil, map[ID]uint32{}, map[ID]blobLoc{}, map[ID]bool{}
 	ix.condemned, ix.extra = nil, nil
+	ix.gen++
+}
+
+// replace takes fresh's content in one step: readers see the old index or
+// the new one, never an empty one between them.
+func (ix *Index) replace(fresh *Index) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.packs, ix.packByID, ix.blobs, ix.files = fresh.packs, fresh.packByID, fresh.blobs, fresh.files
+	ix.condemned, ix.extra = fresh.condemned, fresh.extra
+	ix.gen++
+}
+
+// generation is a number that changes whenever locations may have.
+func (ix *Index) generation() uint64 {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.gen
 }
 
 func (ix *Index) addPack(p IndexPack) {
@@ -183,6 +204,7 @@ func (ix *Index) addPack(p IndexPack) {
 }
 
 func (ix *Index) addPackLocked(p IndexPack) {
+	ix.gen++
 	pi, ok := ix.packByID[p.ID]
 	if !ok {
 		pi = uint32(len(ix.packs))

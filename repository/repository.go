@@ -89,6 +89,7 @@ type Repository struct {
 	deps     dependencies // packs this session's data depends on (writers.go)
 	sessions sync.Map     // ephemeral public key (string) -> cipher.AEAD
 	trees    treeCache
+	reloadMu sync.Mutex // one index reload at a time after a pack was found gone
 }
 
 // PackCommit describes one committed pack.
@@ -316,8 +317,12 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		}
 	}
 	r.idx.mu.RUnlock()
+	// Rewritten elsewhere: read again into a fresh index, swapped in
+	// whole, so goroutines reading meanwhile (a restore's workers) keep
+	// finding their blobs.
+	ix := r.idx
 	if gone {
-		r.idx.reset()
+		ix = newIndex()
 		names = names[:0]
 		for id := range listed {
 			names = append(names, id)
@@ -331,18 +336,24 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.idx.mu.Lock()
+		ix.mu.Lock()
 		for _, p := range f.Packs {
-			r.idx.addPackLocked(p)
+			ix.addPackLocked(p)
 		}
-		r.idx.files[names[i]] = true
-		r.idx.mu.Unlock()
+		ix.files[names[i]] = true
+		ix.mu.Unlock()
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return r.excludeCondemned(ctx)
+	if err := r.excludeCondemned(ctx, ix); err != nil {
+		return err
+	}
+	if gone {
+		r.idx.replace(ix)
+	}
+	return nil
 }
 
 func (r *Repository) readIndexFile(ctx context.Context, id ID) (*IndexFile, error) {
@@ -394,6 +405,13 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
+	return r.saveEncoded(ctx, t, id, len(data), func(dst []byte) []byte { return compress(dst, r.compression, data) })
+}
+
+// saveEncoded stores a blob of rawLen plaintext bytes unless the
+// repository has it; encode appends its encoded form (codec byte and
+// payload) to dst. Repack passes blobs on in the form they were stored.
+func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen int, encode func(dst []byte) []byte) (bool, error) {
 	if p, n, ok := r.idx.dedupable(id); ok {
 		r.deps.add(p)
 		r.referenced(t, n)
@@ -426,9 +444,9 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	s := r.sealer
 	r.wmu.Unlock()
 
-	pool := blobPool(len(data))
+	pool := blobPool(rawLen)
 	pb, sb := pool.Get().(*[]byte), pool.Get().(*[]byte)
-	plain := compress((*pb)[:0], r.compression, data)
+	plain := encode((*pb)[:0])
 	sealed := seal(s.aead, (*sb)[:0], plain, blobAD(t, id))
 	*pb, *sb = plain[:0], sealed[:0]
 	pool.Put(pb)
@@ -447,17 +465,17 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 		p = &packBuilder{typ: t, buf: (*packBufs.Get().(*[]byte))[:0], sealer: s}
 		r.packers[t] = p
 	}
-	p.add(t, id, sealed, len(data))
+	p.add(t, id, sealed, rawLen)
 	r.pending[id] = int64(len(sealed))
 	uses := 1 + int64(r.pendingRefs[id])
 	delete(r.pendingRefs, id)
 	r.wmu.Unlock()
 	r.stats.blobsAdded.Add(1)
-	r.stats.bytesAdded.Add(int64(len(data)))
+	r.stats.bytesAdded.Add(int64(rawLen))
 	r.stats.storedAdded.Add(int64(len(sealed)))
 	r.referenced(t, uses*int64(len(sealed)))
 	if t == DataBlob {
-		r.stats.dataAdded.Add(int64(len(data)))
+		r.stats.dataAdded.Add(int64(rawLen))
 	}
 	if full != nil {
 		select {
@@ -665,24 +683,59 @@ var ErrBlobNotFound = errors.New("blob not in index")
 
 // LoadBlob reads, decrypts, decompresses and verifies one blob.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	data, loc, err := r.loadBlobOnce(ctx, t, id)
+	if err != nil && r.packGone(ctx, loc.Pack, err) {
+		data, _, err = r.loadBlobOnce(ctx, t, id)
+	}
+	return data, err
+}
+
+func (r *Repository) loadBlobOnce(ctx context.Context, t BlobType, id ID) ([]byte, BlobLocation, error) {
 	loc, ok := r.idx.lookup(id)
 	if !ok {
-		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
+		return nil, loc, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
 	}
 	if loc.Type != t {
-		return nil, fmt.Errorf("blob %s: is %s, want %s", id.Short(), loc.Type, t)
+		return nil, loc, fmt.Errorf("blob %s: is %s, want %s", id.Short(), loc.Type, t)
 	}
 	rc, err := r.be.Get(ctx, packName(loc.Pack), int64(loc.Offset), int64(loc.Length))
 	if err != nil {
-		return nil, &BlobError{loc.Pack, id, err}
+		return nil, loc, &BlobError{loc.Pack, id, err}
 	}
 	sealed := make([]byte, loc.Length)
 	_, err = io.ReadFull(rc, sealed)
 	rc.Close()
 	if err != nil {
-		return nil, &BlobError{loc.Pack, id, err}
+		return nil, loc, &BlobError{loc.Pack, id, err}
 	}
-	return r.decodeBlob(loc, sealed)
+	data, err := r.decodeBlob(loc, sealed)
+	return data, loc, err
+}
+
+// packGone reports whether a read of pack failed because the pack is gone
+// from storage and the index, read again, no longer names it: repack
+// moved its blobs elsewhere and a later collection deleted it (a reader
+// that loaded the index before then still looked there). The caller may
+// then look its blobs up again.
+func (r *Repository) packGone(ctx context.Context, pack ID, err error) bool {
+	if !errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
+		return false
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	r.idx.mu.RLock()
+	_, still := r.idx.packByID[pack]
+	r.idx.mu.RUnlock()
+	if !still {
+		return true // another reader has reloaded already
+	}
+	if r.LoadIndex(ctx) != nil {
+		return false
+	}
+	r.idx.mu.RLock()
+	_, still = r.idx.packByID[pack]
+	r.idx.mu.RUnlock()
+	return !still
 }
 
 func (r *Repository) decodeBlob(loc BlobLocation, sealed []byte) ([]byte, error) {
@@ -722,18 +775,41 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 	end := int64(last.Offset) + int64(last.Length)
 	rc, err := r.be.Get(ctx, packName(pack), start, end-start)
 	if err != nil {
+		if r.packGone(ctx, pack, err) {
+			// moved by a repack: each blob from where the index now puts
+			// it, handed to fn under the location the caller asked for
+			for _, l := range locs {
+				data, derr := r.LoadBlob(ctx, l.Type, l.ID)
+				if err := fn(l, data, derr); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		return &BlobError{pack, locs[0].ID, err}
 	}
 	defer rc.Close()
-	pos := start
 	var data []byte
 	var derr error
+	return readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
+		if sealed != nil {
+			data, derr = r.decodeBlob(l, sealed)
+		}
+		return fn(l, data, derr)
+	})
+}
+
+// readSealed walks locs (sorted by offset, all in one pack) in rc, which
+// starts at offset pos of the pack, and calls each with every blob's
+// sealed bytes, or with nil for a blob listed again right after itself.
+func readSealed(rc io.Reader, pos int64, locs []BlobLocation, each func(BlobLocation, []byte) error) error {
+	pack := locs[0].Pack
 	for i, l := range locs {
 		if l.Pack != pack {
 			return fmt.Errorf("ReadPackBlobs: blobs from several packs")
 		}
 		if i > 0 && l.Offset == locs[i-1].Offset {
-			if err := fn(l, data, derr); err != nil { // the same blob again
+			if err := each(l, nil); err != nil { // the same blob again
 				return err
 			}
 			continue
@@ -751,8 +827,7 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 			return &BlobError{pack, l.ID, err}
 		}
 		pos = int64(l.Offset) + int64(l.Length)
-		data, derr = r.decodeBlob(l, sealed)
-		if err := fn(l, data, derr); err != nil {
+		if err := each(l, sealed); err != nil {
 			return err
 		}
 	}

@@ -14,7 +14,7 @@ type treeCache struct {
 	blobs  map[ID][]byte
 	bytes  int
 	byPack map[ID][]BlobLocation // tree blobs per pack, built on first use
-	built  int                   // index size when byPack was built
+	built  uint64                // index generation byPack was built at
 }
 
 const treeCacheMax = 256 << 20
@@ -31,7 +31,7 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		c.mu.Unlock()
 		return r.LoadBlob(ctx, TreeBlob, id) // reports the error
 	}
-	if c.byPack == nil || c.built != r.idx.Len() {
+	if gen := r.idx.generation(); c.byPack == nil || c.built != gen {
 		c.byPack = map[ID][]BlobLocation{}
 		for _, p := range r.idx.Packs() {
 			for _, b := range p.Blobs {
@@ -40,7 +40,7 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 				}
 			}
 		}
-		c.built = r.idx.Len()
+		c.built = gen
 	}
 	locs := append([]BlobLocation(nil), c.byPack[loc.Pack]...)
 	c.mu.Unlock()

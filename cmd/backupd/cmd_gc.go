@@ -5,16 +5,22 @@ import (
 	"flag"
 	"fmt"
 
+	"backupd/api"
 	"backupd/repository"
 )
 
 func cmdGC(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("backupd repo gc", flag.ContinueOnError)
 	var rf repoFlags
-	var dry bool
+	var dry, repack bool
 	var window = repository.DefaultSafetyWindow
+	unused := repository.DefaultRepackUnused * 100
+	budget := "2GiB"
 	rf.register(fs)
-	fs.BoolVar(&dry, "dry-run", false, "report what would be deleted, delete nothing")
+	fs.BoolVar(&dry, "dry-run", false, "report what would be deleted (and, with --repack, moved), change nothing")
+	fs.BoolVar(&repack, "repack", false, "also rewrite the live data of partly used packs into new packs, and merge small packs, so their unused space is freed")
+	fs.Float64Var(&unused, "repack-unused", unused, "with --repack: rewrite packs with more unused space than this percentage (1 to 99)")
+	fs.StringVar(&budget, "repack-budget", budget, "with --repack: rewrite at most this much live data in this run (like 500MiB); the rest waits for the next")
 	fs.DurationVar(&window, "safety-window", window, "only touch packs older than this, and delete them one window after condemning them; must exceed the longest backup (0: delete at once — only when no backup can be running)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -22,12 +28,23 @@ func cmdGC(ctx context.Context, args []string) error {
 	if window < 0 {
 		return &exitError{exitUsage, fmt.Errorf("--safety-window must not be negative")}
 	}
+	opts := repository.GCOptions{DryRun: dry, SafetyWindow: window}
+	if repack {
+		if unused < 1 || unused > 99 {
+			return &exitError{exitUsage, fmt.Errorf("--repack-unused %v: give a percentage from 1 to 99 (default 10)", unused)}
+		}
+		b, err := api.ParseSize(budget)
+		if err != nil || b < repository.TargetPackSize {
+			return &exitError{exitUsage, fmt.Errorf("--repack-budget %q: give a size of at least 16MiB, like 2GiB", budget)}
+		}
+		opts.Repack = &repository.RepackOptions{Unused: unused / 100, Budget: b}
+	}
 	r, err := rf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Backend().Close()
-	res, err := repository.GC(ctx, r, repository.GCOptions{DryRun: dry, SafetyWindow: window})
+	res, err := repository.GC(ctx, r, opts)
 	if err != nil {
 		return err
 	}
@@ -40,5 +57,27 @@ func cmdGC(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("%d packs, %d unreferenced (%d younger than the safety window); %s %d packs (%s); %d newly condemned\n",
 		res.Packs, res.Unreferenced, res.TooYoung, verb, res.Deleted, humanBytes(res.BytesFreed), res.Condemned)
+	if rr := res.Repack; rr != nil {
+		verb = "rewrote"
+		if dry {
+			verb = "would rewrite"
+		}
+		fmt.Printf("repack: %d packs qualify; %s %d (%d live blobs, %s copied out of %s), freeing %s",
+			rr.Qualifying, verb, rr.Packs, rr.Blobs, humanBytes(rr.LiveBytes), humanBytes(rr.PackBytes), humanBytes(rr.Frees))
+		if window > 0 && !dry && rr.Packs > 0 {
+			fmt.Printf(" after the safety window (%v)", window)
+		}
+		fmt.Println()
+		if rr.OverBudget > 0 {
+			fmt.Printf("repack: %d more packs qualify but are over the budget (--repack-budget %s); the next run takes them\n", rr.OverBudget, budget)
+		}
+		if rr.Skipped != "" {
+			fmt.Printf("repack: nothing rewritten: %s\n", rr.Skipped)
+		}
+		if len(rr.Damaged) > 0 {
+			fmt.Printf("repack: %d packs left as they were because a live blob in them did not read back (first %s); run 'backupd repo check --read-data'\n",
+				len(rr.Damaged), rr.Damaged[0])
+		}
+	}
 	return nil
 }

@@ -151,3 +151,15 @@ func (b *Backend) SetModTime(name string, t time.Time) {
 	o.modTime = t
 	b.objs[name] = o
 }
+
+// Clone returns a copy of the store (objects share no state with it), for
+// tests that replay one starting point many times.
+func (b *Backend) Clone() *Backend {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	c := New()
+	for k, o := range b.objs {
+		c.objs[k] = object{data: append([]byte(nil), o.data...), modTime: o.modTime}
+	}
+	return c
+}

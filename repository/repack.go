@@ -1,0 +1,280 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+
+	"backupd/storage"
+)
+
+// Repack is the part of a garbage collection that reclaims partly used
+// packs. Deleting only packs nobody references keeps a pack whole for as
+// long as one of its blobs is live, so under retention a repository grows
+// without bound. Repack copies the live blobs of packs with too much
+// unused space (and merges packs that are too small) into new packs, and
+// then leaves the old packs to the rules of gc.go: once the copies are
+// indexed the old packs are unreferenced, so they are condemned and
+// deleted a safety window later, or at once when the window is zero and
+// nobody writes. It takes no lock, for the same reasons GC needs none:
+//
+//   - only packs older than the safety window (and than every open writer)
+//     are rewritten, and never one a pending marker names;
+//   - the copies are stored and indexed before the old pack is condemned,
+//     so at every step each live blob is in an indexed pack: a crash
+//     leaves at worst a second copy, which a later collection removes;
+//   - a writer that deduplicated against an old pack before it was
+//     condemned holds back its deletion (writersAfter in gc.go); a reader
+//     that finds it gone reads the index again (Repository.packGone).
+//
+// Blobs are passed on in the form they were stored in (compressed), sealed
+// again with the new pack's key, after their content was verified: a blob
+// that does not read back keeps its pack, which is reported.
+
+// Repack defaults.
+const (
+	// DefaultRepackUnused: a pack with more unused space than this share
+	// of its size is rewritten.
+	DefaultRepackUnused = 0.10
+	// DefaultRepackSmall: packs below this size are merged (when there are
+	// two or more of one blob type).
+	DefaultRepackSmall = TargetPackSize / 4
+	// DefaultRepackBudget bounds the live bytes one run copies.
+	DefaultRepackBudget = 2 << 30
+)
+
+// RepackOptions tune repacking; zero fields take the defaults.
+type RepackOptions struct {
+	Unused float64 // share of a pack's size, 0 < Unused < 1
+	Small  int64   // bytes
+	Budget int64   // live (stored) bytes copied per run
+}
+
+func (o RepackOptions) withDefaults() RepackOptions {
+	if o.Unused <= 0 || o.Unused >= 1 {
+		o.Unused = DefaultRepackUnused
+	}
+	if o.Small <= 0 {
+		o.Small = DefaultRepackSmall
+	}
+	if o.Budget <= 0 {
+		o.Budget = DefaultRepackBudget
+	}
+	return o
+}
+
+// RepackResult reports what repacking did (or, in a dry run, would do).
+type RepackResult struct {
+	// Qualifying: packs over the unused threshold or under the small size
+	// (old enough to touch); Packs: those rewritten this run.
+	Qualifying int `json:"qualifying_packs"`
+	Packs      int `json:"packs"`
+	Blobs      int `json:"blobs"`
+	// LiveBytes: the stored bytes of the live blobs copied; PackBytes: the
+	// size of the packs they came from. Their difference is what the run
+	// frees once the old packs are deleted.
+	LiveBytes int64 `json:"live_bytes"`
+	PackBytes int64 `json:"pack_bytes"`
+	Frees     int64 `json:"frees_bytes"`
+	// NewPacks and Written: the packs written and their size.
+	NewPacks int   `json:"new_packs"`
+	Written  int64 `json:"written_bytes"`
+	// OverBudget: qualifying packs left for a later run by the budget.
+	OverBudget int `json:"over_budget,omitempty"`
+	// Damaged: packs left as they were because a live blob in them did
+	// not read back ('backupd repo check --read-data' tells more).
+	Damaged []string `json:"damaged,omitempty"`
+	// Skipped says why nothing was rewritten, when something qualified.
+	Skipped string `json:"skipped,omitempty"`
+}
+
+type repackCandidate struct {
+	pack  IndexPack
+	typ   BlobType
+	size  int64
+	live  int64
+	small bool // qualifies by size only
+}
+
+// liveInPack reports whether blob b, listed in pack p, is live there: used
+// by a backup and read from p (the index's location for it is p, or a pack
+// that is not stored).
+func (r *Repository) liveInPack(p ID, b PackEntry, used map[ID]bool, stored map[ID]storage.ObjectInfo) bool {
+	if !used[b.ID] {
+		return false
+	}
+	if loc, ok := r.idx.lookup(b.ID); ok && loc.Pack != p {
+		if _, there := stored[loc.Pack]; there {
+			return false
+		}
+	}
+	return true
+}
+
+// planRepack picks the packs to rewrite: old enough (old), not pinned,
+// with some live blob; over the unused share or, two or more of a blob
+// type, under the small size. The ones freeing the most per byte copied
+// come first, up to the budget.
+func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectInfo, used, pinned map[ID]bool,
+	old func(storage.ObjectInfo) bool, o RepackOptions) ([]repackCandidate, RepackResult) {
+	var cands []repackCandidate
+	smallOf := map[BlobType]int{}
+	for _, p := range packs {
+		oi, there := stored[p.ID]
+		if !there || pinned[p.ID] || !old(oi) || len(p.Blobs) == 0 {
+			continue
+		}
+		c := repackCandidate{pack: p, typ: p.Blobs[0].Type, size: oi.Size}
+		var blobs int64 // the header and trailer are not unused space
+		for _, b := range p.Blobs {
+			blobs += int64(b.Length)
+			if r.liveInPack(p.ID, b, used, stored) {
+				c.live += int64(b.Length)
+			}
+		}
+		if c.live == 0 {
+			continue // unreferenced: collected whole
+		}
+		unused := 1 - float64(c.live)/float64(blobs)
+		switch {
+		case unused > o.Unused:
+		case c.size < o.Small:
+			c.small = true
+			smallOf[c.typ]++
+		default:
+			continue
+		}
+		cands = append(cands, c)
+	}
+	kept := cands[:0]
+	for _, c := range cands {
+		if !c.small || smallOf[c.typ] >= 2 {
+			kept = append(kept, c)
+		}
+	}
+	cands = kept
+	sort.Slice(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		fa, fb := float64(a.size-a.live)/float64(a.live), float64(b.size-b.live)/float64(b.live)
+		if fa != fb {
+			return fa > fb
+		}
+		return bytes.Compare(a.pack.ID[:], b.pack.ID[:]) < 0
+	})
+	res := RepackResult{Qualifying: len(cands)}
+	var chosen []repackCandidate
+	for _, c := range cands {
+		if len(chosen) > 0 && res.LiveBytes+c.live > o.Budget {
+			res.OverBudget++
+			continue
+		}
+		chosen = append(chosen, c)
+		res.Packs++
+		res.LiveBytes += c.live
+		res.PackBytes += c.size
+		for _, b := range c.pack.Blobs {
+			if r.liveInPack(c.pack.ID, b, used, stored) {
+				res.Blobs++
+			}
+		}
+	}
+	res.Frees = res.PackBytes - res.LiveBytes
+	return chosen, res
+}
+
+// repack copies the live blobs of chosen into new packs and indexes them.
+// It returns the new packs (id -> size). On an error nothing is
+// condemned; packs already written are unreferenced and collected later.
+func (r *Repository) repack(ctx context.Context, chosen []repackCandidate, used map[ID]bool,
+	stored map[ID]storage.ObjectInfo, res *RepackResult) (map[ID]int64, error) {
+	// The old packs are condemned in this index first: saving a blob then
+	// stores it anew instead of finding it where it is, and once the copy
+	// is indexed the index reads it from there.
+	r.idx.mu.Lock()
+	for _, c := range chosen {
+		if pi, ok := r.idx.packByID[c.pack.ID]; ok {
+			if r.idx.condemned == nil {
+				r.idx.condemned = map[uint32]bool{}
+			}
+			r.idx.condemned[pi] = true
+		}
+	}
+	r.idx.preferHealthyLocked()
+	r.idx.mu.Unlock()
+
+	written := map[ID]int64{}
+	r.OnPackCommitted = func(pc PackCommit) { written[pc.Pack] = pc.StoredSize }
+	defer func() { r.OnPackCommitted = nil }()
+	sort.SliceStable(chosen, func(i, j int) bool { return chosen[i].typ < chosen[j].typ })
+	for _, c := range chosen {
+		if err := r.repackOne(ctx, c, used, stored, res); err != nil {
+			r.Abort()
+			r.idx.reset() // the condemnations above were this run's alone
+			return nil, fmt.Errorf("repacking pack %s: %w", c.pack.ID.Short(), err)
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		r.idx.reset()
+		return nil, fmt.Errorf("repack: %w", err)
+	}
+	for _, n := range written {
+		res.NewPacks++
+		res.Written += n
+	}
+	return written, nil
+}
+
+// repackOne reads pack c's live blobs with one ranged read and saves them
+// again. A blob that does not decode is left where it is (its pack stays
+// referenced, and is reported as damaged).
+func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[ID]bool, stored map[ID]storage.ObjectInfo, res *RepackResult) error {
+	var locs []BlobLocation
+	for _, b := range c.pack.Blobs {
+		if r.liveInPack(c.pack.ID, b, used, stored) {
+			locs = append(locs, BlobLocation{Pack: c.pack.ID, EphPublic: c.pack.EphPublic, PackEntry: b})
+		}
+	}
+	if len(locs) == 0 {
+		return nil
+	}
+	sort.Slice(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
+	start := int64(locs[0].Offset)
+	last := locs[len(locs)-1]
+	rc, err := r.be.Get(ctx, packName(c.pack.ID), start, int64(last.Offset)+int64(last.Length)-start)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	aead, err := r.session(c.pack.EphPublic)
+	if err != nil {
+		return err
+	}
+	damaged := false
+	err = readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
+		if sealed == nil {
+			return nil // listed twice
+		}
+		plain, err := openInPlace(aead, sealed, blobAD(l.Type, l.ID))
+		if err == nil {
+			var data []byte
+			if data, err = decompress(plain, int(l.RawLength)); err == nil && r.ids.Sum(data) != l.ID {
+				err = fmt.Errorf("%w: content does not match its id", ErrCorrupt)
+			}
+		}
+		if err != nil {
+			damaged = true
+			return nil
+		}
+		_, err = r.saveEncoded(ctx, l.Type, l.ID, int(l.RawLength), func(dst []byte) []byte { return append(dst, plain...) })
+		return err
+	})
+	if damaged {
+		res.Damaged = append(res.Damaged, c.pack.ID.String())
+		res.Packs--
+		res.LiveBytes -= c.live
+		res.PackBytes -= c.size
+		res.Frees = res.PackBytes - res.LiveBytes
+	}
+	return err
+}

@@ -1,0 +1,397 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"backupd/storage"
+	"backupd/storage/fault"
+	"backupd/storage/mem"
+)
+
+// files maps a file name to its content.
+type files map[string][]byte
+
+// fileSet makes n files of size bytes, named by their seeds.
+func fileSet(from, n, size int) files {
+	fs := files{}
+	for i := from; i < from+n; i++ {
+		fs[fmt.Sprint("f", i)] = randData(int64(i), size)
+	}
+	return fs
+}
+
+func merge(sets ...files) files {
+	out := files{}
+	for _, s := range sets {
+		for k, v := range s {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// saveFiles stores fs as backup id: one blob per file, one tree.
+func saveFiles(t *testing.T, r *Repository, id string, fs files) {
+	t.Helper()
+	ctx := context.Background()
+	var nodes []*Node
+	for name, data := range fs {
+		blob, _, err := r.SaveBlob(ctx, DataBlob, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, &Node{Name: name, Type: NodeFile, Size: uint64(len(data)), Content: []ID{blob}})
+	}
+	tree, err := r.SaveTree(ctx, &Tree{Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SaveManifest(ctx, &Manifest{ID: id, Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readBack reads backup id through r and compares it with want.
+func readBack(t *testing.T, r *Repository, id string, want files) {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+	m, err := r.LoadManifest(ctx, id)
+	if err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+	tree, err := r.LoadTree(ctx, m.Components[0].Tree)
+	if err != nil {
+		t.Fatalf("%s: tree: %v", id, err)
+	}
+	if len(tree.Nodes) != len(want) {
+		t.Fatalf("%s: %d files, want %d", id, len(tree.Nodes), len(want))
+	}
+	for _, n := range tree.Nodes {
+		var got []byte
+		for _, b := range n.Content {
+			data, err := r.LoadBlob(ctx, DataBlob, b)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", id, n.Name, err)
+			}
+			got = append(got, data...)
+		}
+		if !bytes.Equal(got, want[n.Name]) {
+			t.Fatalf("%s: %s: content differs", id, n.Name)
+		}
+	}
+}
+
+func checkClean(t *testing.T, be storage.Backend) *CheckResult {
+	t.Helper()
+	cr, err := Check(context.Background(), reopen(t, be), CheckOptions{ReadDataPercent: 100})
+	if err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+	return cr
+}
+
+func storedBytes(t *testing.T, be storage.Backend) (n int64, packs int) {
+	t.Helper()
+	be.List(context.Background(), "data/", func(oi storage.ObjectInfo) error {
+		n += oi.Size
+		packs++
+		return nil
+	})
+	return n, packs
+}
+
+// noSmall turns the small-pack rule off, to test the unused-share rule
+// alone.
+var noSmall = &RepackOptions{Small: 1}
+
+// partlyUsed makes a repository whose first data pack is three quarters
+// unused: backup-2 keeps 5 of backup-1's 20 files, and backup-1 is gone.
+func partlyUsed(t *testing.T) (*mem.Backend, files) {
+	r, be := newTestRepo(t)
+	old := fileSet(1, 20, 50_000)
+	saveFiles(t, r, "backup-1", old)
+	kept := merge(fileSet(1, 5, 50_000), fileSet(100, 5, 50_000))
+	saveFiles(t, r, "backup-2", kept)
+	if err := r.DeleteManifest(context.Background(), "backup-1"); err != nil {
+		t.Fatal(err)
+	}
+	return be, kept
+}
+
+func TestRepackReclaimsPartlyUsedPacks(t *testing.T) {
+	ctx := context.Background()
+	be, kept := partlyUsed(t)
+	before, _ := storedBytes(t, be)
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: noSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := res.Repack
+	if rr == nil || rr.Packs != 1 || rr.Blobs != 5 || rr.NewPacks != 1 || rr.Frees < 700_000 {
+		t.Fatalf("repack: %+v", rr)
+	}
+	if res.Deleted < 2 { // backup-1's tree pack, and the repacked data pack
+		t.Fatalf("gc: %+v", res)
+	}
+	after, _ := storedBytes(t, be)
+	if before-after < 700_000 {
+		t.Fatalf("stored %d bytes before, %d after", before, after)
+	}
+	readBack(t, reopen(t, be), "backup-2", kept)
+	checkClean(t, be)
+	// nothing is left to do: a second run rewrites nothing
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: noSmall})
+	if err != nil || res.Repack.Packs != 0 || res.Deleted != 0 {
+		t.Fatalf("second run: %+v %v", res, err)
+	}
+}
+
+func TestRepackDryRunChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	be, _ := partlyUsed(t)
+	names := func() map[string]bool {
+		out := map[string]bool{}
+		be.List(ctx, "", func(oi storage.ObjectInfo) error { out[oi.Name] = true; return nil })
+		return out
+	}
+	was := names()
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, DryRun: true, Repack: noSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Repack.Packs != 1 || res.Repack.Blobs != 5 || res.Repack.Frees < 700_000 || res.Repack.NewPacks != 0 {
+		t.Fatalf("dry run: %+v", res.Repack)
+	}
+	if now := names(); len(now) != len(was) {
+		t.Fatalf("a dry run changed the store: %d objects, was %d", len(now), len(was))
+	}
+	for n := range was {
+		if !names()[n] {
+			t.Fatalf("a dry run removed %s", n)
+		}
+	}
+}
+
+// TestRepackWithSafetyWindow: the old pack is condemned, stays readable
+// for a window, and is deleted by a later run; a reader that loaded the
+// index before the repack still reads everything after the deletion.
+func TestRepackWithSafetyWindow(t *testing.T) {
+	ctx := context.Background()
+	be, kept := partlyUsed(t)
+	now := time.Now()
+	window := time.Hour
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, now.Add(-2*window)); return nil })
+	reader := reopen(t, be)
+	if err := reader.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: window, Now: now, Repack: noSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Repack.Packs != 1 || res.Deleted != 0 || res.Condemned < 2 {
+		t.Fatalf("first run: %+v %+v", res, res.Repack)
+	}
+	readBack(t, reopen(t, be), "backup-2", kept)
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: window, Now: now.Add(2 * window), Repack: noSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted < 2 || res.Repack.Packs != 0 {
+		t.Fatalf("second run: %+v %+v", res, res.Repack)
+	}
+	// the reader's index still names the deleted pack
+	readBack(t, reader, "backup-2", kept)
+	checkClean(t, be)
+}
+
+func TestRepackMergesSmallPacks(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	all := files{}
+	for i := 0; i < 6; i++ {
+		fs := fileSet(10*i, 3, 2000)
+		all = merge(all, fs)
+		saveFiles(t, r, fmt.Sprint("backup-", i), fs)
+	}
+	_, packs := storedBytes(t, be)
+	if packs != 12 {
+		t.Fatalf("%d packs, want a data and a tree pack per backup", packs)
+	}
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, packs = storedBytes(t, be); packs != 2 || res.Repack.Packs != 12 {
+		t.Fatalf("%d packs after merging, want 2: %+v", packs, res.Repack)
+	}
+	for i := 0; i < 6; i++ {
+		readBack(t, reopen(t, be), fmt.Sprint("backup-", i), fileSet(10*i, 3, 2000))
+	}
+	checkClean(t, be)
+	// one small pack of a type is left alone
+	r = reopen(t, be)
+	saveFiles(t, r, "backup-6", fileSet(60, 1, 100))
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{}})
+	if err != nil || res.Repack.Packs != 4 {
+		t.Fatalf("the new small packs merge with the merged ones: %+v %v", res.Repack, err)
+	}
+	if _, packs = storedBytes(t, be); packs != 2 {
+		t.Fatalf("%d packs", packs)
+	}
+}
+
+func TestRepackBudgetBoundsARun(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	// three backups, each in its own pack, each losing most of its files
+	var kept []files
+	for i := 0; i < 3; i++ {
+		fs := fileSet(100*i, 10, 50_000)
+		saveFiles(t, r, fmt.Sprint("old-", i), fs)
+		k := fileSet(100*i, 2, 50_000)
+		kept = append(kept, k)
+		saveFiles(t, r, fmt.Sprint("new-", i), k)
+		r.DeleteManifest(ctx, fmt.Sprint("old-", i))
+	}
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{Small: 1, Budget: 150_000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Repack.Qualifying != 3 || res.Repack.Packs != 1 || res.Repack.OverBudget != 2 {
+		t.Fatalf("budget: %+v", res.Repack)
+	}
+	for i := 0; i < 3; i++ {
+		readBack(t, reopen(t, be), fmt.Sprint("new-", i), kept[i])
+	}
+	checkClean(t, be)
+}
+
+// TestRepackInterruptedAtAnyStepLosesNothing fails each storage write and
+// delete of a repacking collection in turn (the job stops there, as a
+// crash would): the kept backup reads back and the repository checks
+// clean at once, and a later collection finishes the work.
+func TestRepackInterruptedAtAnyStepLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	base, kept := partlyUsed(t)
+	for _, window := range []time.Duration{0, time.Hour} {
+		now := time.Now()
+		if window > 0 {
+			base.List(ctx, "data/", func(oi storage.ObjectInfo) error { base.SetModTime(oi.Name, now.Add(-2*window)); return nil })
+		}
+		// how many writes and deletes a clean run makes
+		probe := fault.New(base.Clone())
+		pr := reopen(t, probe)
+		probe.Reset()
+		if _, err := GC(ctx, pr, GCOptions{SafetyWindow: window, Now: now, Repack: noSmall}); err != nil {
+			t.Fatal(err)
+		}
+		counts := map[fault.Op]int{fault.Put: probe.Calls(fault.Put), fault.Delete: probe.Calls(fault.Delete), fault.Get: probe.Calls(fault.Get)}
+		steps := 0
+		for _, op := range []fault.Op{fault.Put, fault.Delete, fault.Get} {
+			for n := 1; n <= counts[op]; n++ {
+				name := fmt.Sprintf("window %v: %s %d of %d", window, op, n, counts[op])
+				be := base.Clone()
+				fb := fault.New(be)
+				r := reopen(t, fb)
+				fb.Add(fault.Rule{Op: op, Nth: n, Times: 1})
+				_, gcErr := GC(ctx, r, GCOptions{SafetyWindow: window, Now: now, Repack: noSmall})
+				fb.Reset()
+				t.Run(name, func(t *testing.T) {
+					readBack(t, reopen(t, be), "backup-2", kept)
+					checkClean(t, be)
+					// later collections finish the work
+					later := now
+					for i := 0; i < 3; i++ {
+						later = later.Add(2 * window)
+						if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: window, Now: later, Repack: noSmall}); err != nil {
+							t.Fatalf("after %v: %v", gcErr, err)
+						}
+					}
+					readBack(t, reopen(t, be), "backup-2", kept)
+					cr := checkClean(t, be)
+					if size, _ := storedBytes(t, be); size > 900_000 {
+						t.Fatalf("after %v the work was not finished: %d bytes stored, %d packs", gcErr, size, cr.Packs)
+					}
+				})
+				steps++
+			}
+		}
+		if steps < 8 {
+			t.Fatalf("only %d steps interrupted", steps)
+		}
+	}
+}
+
+// TestBackupBesideRepackRestores: a backup that loaded the index before a
+// repack, and deduplicated against both a live and an unused blob of the
+// pack being rewritten, commits after it; everything restores and checks
+// clean, then and after later collections.
+func TestBackupBesideRepackRestores(t *testing.T) {
+	ctx := context.Background()
+	be, kept := partlyUsed(t)
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, time.Now().Add(-time.Hour)); return nil })
+	w := reopen(t, be)
+	wr, err := w.BeginWrite(ctx, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// f1 is live in the old pack, f15 unused there; both deduplicate
+	mine := merge(fileSet(1, 1, 50_000), fileSet(15, 1, 50_000), fileSet(500, 1, 50_000))
+	var nodes []*Node
+	for name, data := range mine {
+		blob, added, err := w.SaveBlob(ctx, DataBlob, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if added != (name == "f500") {
+			t.Fatalf("%s: added %v", name, added)
+		}
+		nodes = append(nodes, &Node{Name: name, Type: NodeFile, Size: uint64(len(data)), Content: []ID{blob}})
+	}
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: noSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Repack.Packs != 1 || res.OpenWriters != 1 {
+		t.Fatalf("repack beside a writer: %+v %+v", res, res.Repack)
+	}
+	tree, err := w.SaveTree(ctx, &Tree{Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SaveManifest(ctx, &Manifest{ID: "backup-3", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		t.Fatal(err)
+	}
+	wr.End()
+	readBack(t, reopen(t, be), "backup-2", kept)
+	readBack(t, reopen(t, be), "backup-3", mine)
+	checkClean(t, be)
+	for i := 0; i < 2; i++ {
+		if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: noSmall}); err != nil {
+			t.Fatal(err)
+		}
+		readBack(t, reopen(t, be), "backup-2", kept)
+		readBack(t, reopen(t, be), "backup-3", mine)
+		checkClean(t, be)
+	}
+}
