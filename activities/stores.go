@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -133,6 +135,14 @@ func (s *Stores) open(ctx context.Context, name string) (*repository.Repository,
 			err = fmt.Errorf("%w: the repository password (%s) opens none of its key entries; it was initialised with another password: use that one, or point this location at an empty directory", err, s.cfg.PasswordSource())
 		}
 		return nil, fmt.Errorf("storage location %s: %w", name, err)
+	}
+	// The worker's cache of index files, tree packs and manifests: jobs
+	// then download only what is new. One that cannot be made costs
+	// requests, never a job.
+	if c, err := repository.OpenCache(filepath.Join(s.cfg.VarDir, "cache"), r.Config().ID); err == nil {
+		r.SetCache(c)
+	} else {
+		slog.Warn("working without a local cache", "location", name, "error", err)
 	}
 	return r, nil
 }

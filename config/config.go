@@ -56,6 +56,10 @@ type Repack struct {
 	// UnusedPercent: a pack with more unused space than this share of it
 	// is rewritten (1 to 99; default 10).
 	UnusedPercent float64 `yaml:"unused_percent"`
+	// MaxUnusedPercent: while the unused space in all packs is more than
+	// this share of them, the packs with the most are rewritten too (0 to
+	// 99; default 5; 0 turns this bound off).
+	MaxUnusedPercent *float64 `yaml:"max_unused_percent"`
 	// Budget bounds what one cleanup rewrites per location, in live bytes
 	// copied ("2GiB" by default): the rest waits for the next cleanup.
 	Budget string `yaml:"budget"`
@@ -68,6 +72,12 @@ func (c *Config) RepackOptions() *repository.RepackOptions {
 		return nil
 	}
 	o := &repository.RepackOptions{Unused: c.Repack.UnusedPercent / 100}
+	if p := c.Repack.MaxUnusedPercent; p != nil {
+		o.MaxUnused = *p / 100
+		if *p == 0 {
+			o.MaxUnused = -1 // off
+		}
+	}
 	if c.Repack.Budget != "" {
 		o.Budget, _ = api.ParseSize(c.Repack.Budget)
 	}
@@ -415,6 +425,9 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Repack.UnusedPercent; p != 0 && (p < 1 || p > 99) {
 		errs = append(errs, fmt.Errorf("repack.unused_percent: %v is outside 1 to 99 (a pack with more unused space than this percentage is rewritten; default 10)", p))
+	}
+	if p := c.Repack.MaxUnusedPercent; p != nil && (*p < 0 || *p > 99) {
+		errs = append(errs, fmt.Errorf("repack.max_unused_percent: %v is outside 0 to 99 (the share of all packs' space left unused before more packs are rewritten; default 5, 0: no such bound)", *p))
 	}
 	if b := c.Repack.Budget; b != "" {
 		if n, err := api.ParseSize(b); err != nil || n < repository.TargetPackSize {

@@ -50,11 +50,11 @@ func TestRepackSettings(t *testing.T) {
 	}
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("repack: {unused_percent: 25, budget: 512MiB}\n"), 0o600)
+	os.WriteFile(good, []byte("repack: {unused_percent: 25, max_unused_percent: 0, budget: 512MiB}\n"), 0o600)
 	if c, err = Load(good); err != nil {
 		t.Fatal(err)
 	}
-	if o := c.RepackOptions(); o.Unused != 0.25 || o.Budget != 512<<20 {
+	if o := c.RepackOptions(); o.Unused != 0.25 || o.Budget != 512<<20 || o.MaxUnused != -1 {
 		t.Fatalf("set: %+v", o)
 	}
 	off := filepath.Join(dir, "off.yaml")
@@ -63,9 +63,9 @@ func TestRepackSettings(t *testing.T) {
 		t.Fatalf("disabled: %v", err)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("repack: {unused_percent: 150, budget: 1KB}\n"), 0o600)
+	os.WriteFile(bad, []byte("repack: {unused_percent: 150, max_unused_percent: -3, budget: 1KB}\n"), 0o600)
 	_, err = Load(bad)
-	for _, want := range []string{"repack.unused_percent: 150 is outside 1 to 99", `repack.budget: "1KB" is not a size of at least 16MiB`} {
+	for _, want := range []string{"repack.unused_percent: 150 is outside 1 to 99", "repack.max_unused_percent: -3 is outside 0 to 99", `repack.budget: "1KB" is not a size of at least 16MiB`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in %v", want, err)
 		}

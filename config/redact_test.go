@@ -45,7 +45,7 @@ func fill(v reflect.Value, path string, canaries map[string]string) {
 // secret it is or added here on purpose.
 var shown = map[string]bool{
 	"host": true, "var_dir": true, "password_file": true, "primary": true, "gc_safety_window": true,
-	"repack.disabled": true, "repack.unused_percent": true, "repack.budget": true, "log.level": true, "log.format": true,
+	"repack.disabled": true, "repack.unused_percent": true, "repack.max_unused_percent": true, "repack.budget": true, "log.level": true, "log.format": true,
 	"temporal.address": true, "temporal.namespace": true, "temporal.task_queue": true, "temporal.ui_url": true,
 	"temporal.tls_cert": true, "temporal.tls_key": true, "temporal.tls_ca": true,
 	"api.listen": true, "api.tls_cert": true, "api.tls_key": true, "api.metrics_listen": true,

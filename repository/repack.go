@@ -37,6 +37,11 @@ const (
 	// DefaultRepackUnused: a pack with more unused space than this share
 	// of its size is rewritten.
 	DefaultRepackUnused = 0.10
+	// DefaultRepackMaxUnused: while the unused space in packs is more than
+	// this share of all of them, the packs with the most are rewritten
+	// too (restic's prune keeps the same bound by default). The per-pack
+	// threshold alone leaves packs up to 10% unused, about 5% on average.
+	DefaultRepackMaxUnused = 0.05
 	// DefaultRepackSmall: packs below this size are merged (when there are
 	// two or more of one blob type).
 	DefaultRepackSmall = TargetPackSize / 4
@@ -47,13 +52,18 @@ const (
 // RepackOptions tune repacking; zero fields take the defaults.
 type RepackOptions struct {
 	Unused float64 // share of a pack's size, 0 < Unused < 1
-	Small  int64   // bytes
-	Budget int64   // live (stored) bytes copied per run
+	// MaxUnused: share of all packs' size; negative: no such bound
+	MaxUnused float64
+	Small     int64 // bytes
+	Budget    int64 // live (stored) bytes copied per run
 }
 
 func (o RepackOptions) withDefaults() RepackOptions {
 	if o.Unused <= 0 || o.Unused >= 1 {
 		o.Unused = DefaultRepackUnused
+	}
+	if o.MaxUnused == 0 || o.MaxUnused >= 1 {
+		o.MaxUnused = DefaultRepackMaxUnused
 	}
 	if o.Small <= 0 {
 		o.Small = DefaultRepackSmall
@@ -90,11 +100,12 @@ type RepackResult struct {
 }
 
 type repackCandidate struct {
-	pack  IndexPack
-	typ   BlobType
-	size  int64
-	live  int64
-	small bool // qualifies by size only
+	pack   IndexPack
+	typ    BlobType
+	size   int64
+	live   int64
+	unused int64 // bytes of blobs not live
+	small  bool  // qualifies by size only
 }
 
 // liveInPack reports whether blob b, listed in pack p, is live there: used
@@ -114,15 +125,18 @@ func (r *Repository) liveInPack(p ID, b PackEntry, used map[ID]bool, stored map[
 
 // planRepack picks the packs to rewrite: old enough (old), not pinned,
 // with some live blob; over the unused share or, two or more of a blob
-// type, under the small size. The ones freeing the most per byte copied
-// come first, up to the budget.
+// type, under the small size; then, while the unused space left in all
+// packs is over MaxUnused of their size, the packs with the most unused
+// share. The ones freeing the most per byte copied come first, up to the
+// budget.
 func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectInfo, used, pinned map[ID]bool,
 	old func(storage.ObjectInfo) bool, o RepackOptions) ([]repackCandidate, RepackResult) {
-	var cands []repackCandidate
+	var cands, rest []repackCandidate
 	smallOf := map[BlobType]int{}
+	var total, unusedAll int64 // over every pack with a live blob
 	for _, p := range packs {
 		oi, there := stored[p.ID]
-		if !there || pinned[p.ID] || !old(oi) || len(p.Blobs) == 0 {
+		if !there || len(p.Blobs) == 0 {
 			continue
 		}
 		c := repackCandidate{pack: p, typ: p.Blobs[0].Type, size: oi.Size}
@@ -136,13 +150,22 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 		if c.live == 0 {
 			continue // unreferenced: collected whole
 		}
-		unused := 1 - float64(c.live)/float64(blobs)
+		total += c.size
+		unusedAll += blobs - c.live
+		if pinned[p.ID] || !old(oi) {
+			continue
+		}
+		c.unused = blobs - c.live
+		share := float64(c.unused) / float64(blobs)
 		switch {
-		case unused > o.Unused:
+		case share > o.Unused:
 		case c.size < o.Small:
 			c.small = true
 			smallOf[c.typ]++
 		default:
+			if c.unused > 0 {
+				rest = append(rest, c)
+			}
 			continue
 		}
 		cands = append(cands, c)
@@ -154,14 +177,30 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 		}
 	}
 	cands = kept
-	sort.Slice(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
-		fa, fb := float64(a.size-a.live)/float64(a.live), float64(b.size-b.live)/float64(b.live)
-		if fa != fb {
-			return fa > fb
+	byGain := func(cs []repackCandidate) {
+		sort.Slice(cs, func(i, j int) bool {
+			a, b := cs[i], cs[j]
+			fa, fb := float64(a.unused)/float64(a.live), float64(b.unused)/float64(b.live)
+			if fa != fb {
+				return fa > fb
+			}
+			return bytes.Compare(a.pack.ID[:], b.pack.ID[:]) < 0
+		})
+	}
+	byGain(cands)
+	// the repository-wide bound: what the per-pack rule leaves
+	left := unusedAll
+	for _, c := range cands {
+		left -= c.unused
+	}
+	byGain(rest)
+	for _, c := range rest {
+		if o.MaxUnused < 0 || float64(left) <= o.MaxUnused*float64(total) {
+			break
 		}
-		return bytes.Compare(a.pack.ID[:], b.pack.ID[:]) < 0
-	})
+		cands = append(cands, c)
+		left -= c.unused
+	}
 	res := RepackResult{Qualifying: len(cands)}
 	var chosen []repackCandidate
 	for _, c := range cands {

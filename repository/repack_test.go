@@ -395,3 +395,30 @@ func TestBackupBesideRepackRestores(t *testing.T) {
 		checkClean(t, be)
 	}
 }
+
+func TestRepackKeepsTheRepositoryWideUnusedShareBounded(t *testing.T) {
+	ctx := context.Background()
+	build := func() *mem.Backend {
+		r, be := newTestRepo(t)
+		for i := 0; i < 3; i++ {
+			saveFiles(t, r, fmt.Sprint("old-", i), fileSet(100*i, 25, 20_000))
+			saveFiles(t, r, fmt.Sprint("new-", i), fileSet(100*i, 23, 20_000)) // 8% of each pack unused
+			r.DeleteManifest(ctx, fmt.Sprint("old-", i))
+		}
+		return be
+	}
+	be := build()
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{Small: 1, MaxUnused: -1}})
+	if err != nil || res.Repack.Packs != 0 {
+		t.Fatalf("no pack is over 10%% unused: %+v %v", res.Repack, err)
+	}
+	be = build()
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{Small: 1}})
+	if err != nil || res.Repack.Packs != 2 {
+		t.Fatalf("8%% unused in all is over the 5%% bound: two of three packs go: %+v %v", res.Repack, err)
+	}
+	for i := 0; i < 3; i++ {
+		readBack(t, reopen(t, be), fmt.Sprint("new-", i), fileSet(100*i, 23, 20_000))
+	}
+	checkClean(t, be)
+}

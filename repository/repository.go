@@ -90,6 +90,7 @@ type Repository struct {
 	sessions sync.Map     // ephemeral public key (string) -> cipher.AEAD
 	trees    treeCache
 	reloadMu sync.Mutex // one index reload at a time after a pack was found gone
+	cache    *Cache     // nil: none
 }
 
 // PackCommit describes one committed pack.
@@ -239,8 +240,16 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 func (r *Repository) Session() *Repository {
 	n, _ := newRepository(r.be, r.cfg, r.keys, r.key)
 	n.uploaders = r.uploaders
+	n.cache = r.cache
 	return n
 }
+
+// SetCache makes this handle (and the sessions made from it) keep index
+// files, tree packs and manifests in c (cache.go); nil turns it off.
+func (r *Repository) SetCache(c *Cache) { r.cache = c }
+
+// Cache is the local cache in use, or nil.
+func (r *Repository) Cache() *Cache { return r.cache }
 
 // Backend returns the storage the repository lives on.
 func (r *Repository) Backend() storage.Backend { return r.be }
@@ -308,6 +317,10 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing index: %w", err)
 	}
+	r.cache.keep(cacheIndex, func(n string) bool {
+		id, err := ParseID(n)
+		return err == nil && listed[id]
+	})
 	r.idx.mu.RLock()
 	gone := false
 	for id := range r.idx.files {
@@ -353,16 +366,29 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	if gone {
 		r.idx.replace(ix)
 	}
+	if r.cache != nil {
+		r.idx.mu.RLock()
+		r.cache.keep(cacheTrees, func(n string) bool {
+			id, err := ParseID(n)
+			_, ok := r.idx.packByID[id]
+			return err == nil && ok
+		})
+		r.idx.mu.RUnlock()
+	}
 	return nil
 }
 
 func (r *Repository) readIndexFile(ctx context.Context, id ID) (*IndexFile, error) {
-	raw, err := storage.ReadAll(ctx, r.be, "index/"+id.String())
-	if err != nil {
-		return nil, err
-	}
-	if sha256.Sum256(raw) != id {
-		return nil, fmt.Errorf("index file %s: %w: content does not match its name", id.Short(), ErrCorrupt)
+	raw, cached := r.cache.getByHash(cacheIndex, id)
+	if !cached {
+		var err error
+		if raw, err = storage.ReadAll(ctx, r.be, "index/"+id.String()); err != nil {
+			return nil, err
+		}
+		if sha256.Sum256(raw) != id {
+			return nil, fmt.Errorf("index file %s: %w: content does not match its name", id.Short(), ErrCorrupt)
+		}
+		r.cache.put(cacheIndex, id.String(), raw)
 	}
 	f, err := decodeIndexFile(r.indexAEAD, raw)
 	if err != nil {
@@ -377,6 +403,7 @@ func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile) (ID, erro
 	if err := r.be.Put(ctx, "index/"+id.String(), bytes.NewReader(raw), int64(len(raw))); err != nil {
 		return id, fmt.Errorf("writing index: %w", err)
 	}
+	r.cache.put(cacheIndex, id.String(), raw)
 	r.idx.mu.Lock()
 	r.idx.files[id] = true
 	r.idx.mu.Unlock()
@@ -854,7 +881,11 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	return r.be.Put(ctx, manifestsPrefix+m.ID, bytes.NewReader(raw), int64(len(raw)))
+	if err := r.be.Put(ctx, manifestsPrefix+m.ID, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		return err
+	}
+	r.cache.put(cacheManifests, m.ID, raw)
+	return nil
 }
 
 // ErrBackupNotFound: no manifest with that id.
@@ -876,32 +907,76 @@ func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, er
 
 // ManifestIDs lists the ids of all backups.
 func (r *Repository) ManifestIDs(ctx context.Context) ([]string, error) {
-	var ids []string
+	infos, err := r.manifestInfos(ctx)
+	ids := make([]string, len(infos))
+	for i, oi := range infos {
+		ids[i] = strings.TrimPrefix(oi.Name, manifestsPrefix)
+	}
+	return ids, err
+}
+
+// manifestInfos lists the manifests, sorted by id (oldest first), and
+// drops the cached copies of manifests no longer listed.
+func (r *Repository) manifestInfos(ctx context.Context) ([]storage.ObjectInfo, error) {
+	var infos []storage.ObjectInfo
 	err := r.be.List(ctx, manifestsPrefix, func(oi storage.ObjectInfo) error {
-		ids = append(ids, strings.TrimPrefix(oi.Name, manifestsPrefix))
+		infos = append(infos, oi)
 		return nil
 	})
-	sort.Strings(ids)
-	return ids, err
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+	if err == nil && r.cache != nil {
+		listed := make(map[string]bool, len(infos))
+		for _, oi := range infos {
+			listed[strings.TrimPrefix(oi.Name, manifestsPrefix)] = true
+		}
+		r.cache.keep(cacheManifests, func(n string) bool { return listed[n] })
+	}
+	return infos, err
+}
+
+// loadListedManifest is LoadManifest for a manifest a listing showed: a
+// cached copy of the listed size is used (and authenticated as always).
+func (r *Repository) loadListedManifest(ctx context.Context, oi storage.ObjectInfo) (*Manifest, error) {
+	id := strings.TrimPrefix(oi.Name, manifestsPrefix)
+	if err := ValidBackupID(id); err != nil {
+		return nil, err
+	}
+	if raw, ok := r.cache.get(cacheManifests, id, func(b []byte) bool { return int64(len(b)) == oi.Size }); ok {
+		if m, err := decodeManifest(r.keys, id, raw); err == nil {
+			return m, nil
+		}
+		r.cache.remove(cacheManifests, id) // damaged here: read the stored one
+	}
+	raw, err := storage.ReadAll(ctx, r.be, oi.Name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	m, err := decodeManifest(r.keys, id, raw)
+	if err == nil {
+		r.cache.put(cacheManifests, id, raw)
+	}
+	return m, err
 }
 
 // Manifests loads every manifest, oldest first. Unreadable ones are returned
 // in errs (one bad manifest must not hide the others).
 func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []error, err error) {
-	ids, err := r.ManifestIDs(ctx)
+	infos, err := r.manifestInfos(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make([]*Manifest, len(ids))
-	oerr := make([]error, len(ids))
-	err = parallel(ctx, len(ids), 8, func(i int) error {
-		out[i], oerr[i] = r.LoadManifest(ctx, ids[i])
+	out := make([]*Manifest, len(infos))
+	oerr := make([]error, len(infos))
+	err = parallel(ctx, len(infos), 8, func(i int) error {
+		out[i], oerr[i] = r.loadListedManifest(ctx, infos[i])
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := range ids {
+	for i := range infos {
 		if oerr[i] != nil {
 			errs = append(errs, oerr[i])
 		} else {
@@ -919,16 +994,16 @@ func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []erro
 // of every manifest (on S3, a request each). Unreadable manifests are
 // skipped, as Manifests reports them apart.
 func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
-	ids, err := r.ManifestIDs(ctx)
+	infos, err := r.manifestInfos(ctx)
 	if err != nil {
 		return nil, err
 	}
 	const batch = 8
-	for end := len(ids); end > 0; end -= batch {
+	for end := len(infos); end > 0; end -= batch {
 		start := max(0, end-batch)
 		got := make([]*Manifest, end-start)
 		err := parallel(ctx, len(got), batch, func(i int) error {
-			got[i], _ = r.LoadManifest(ctx, ids[start+i])
+			got[i], _ = r.loadListedManifest(ctx, infos[start+i])
 			return nil
 		})
 		if err != nil {
@@ -948,6 +1023,7 @@ func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
 	if err := ValidBackupID(id); err != nil {
 		return err
 	}
+	r.cache.remove(cacheManifests, id)
 	err := r.be.Delete(ctx, manifestsPrefix+id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("%s: %w", id, ErrBackupNotFound)

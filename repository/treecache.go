@@ -2,7 +2,11 @@ package repository
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"sync"
+
+	"backupd/storage"
 )
 
 // treeCache keeps decoded tree blobs. On a miss it reads every tree blob of
@@ -48,12 +52,17 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		return r.LoadBlob(ctx, TreeBlob, id)
 	}
 	got := map[ID][]byte{}
-	err := r.ReadPackBlobs(ctx, locs, func(l BlobLocation, data []byte, err error) error {
-		if err == nil {
-			got[l.ID] = data
-		}
-		return nil
-	})
+	var err error
+	if r.cache != nil {
+		err = r.readCachedTreePack(ctx, loc.Pack, locs, got)
+	} else {
+		err = r.ReadPackBlobs(ctx, locs, func(l BlobLocation, data []byte, err error) error {
+			if err == nil {
+				got[l.ID] = data
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return r.LoadBlob(ctx, TreeBlob, id)
 	}
@@ -72,4 +81,54 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		return b, nil
 	}
 	return r.LoadBlob(ctx, TreeBlob, id) // this blob failed: report why
+}
+
+// readCachedTreePack decodes the tree blobs locs of pack from the local
+// cache, fetching the whole pack into it first when it is not there (a
+// pack holding only trees: tree packs are small and read again by every
+// incremental backup and every listing).
+func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []BlobLocation, got map[ID][]byte) error {
+	b, ok := r.cache.getByHash(cacheTrees, pack)
+	if !ok {
+		var err error
+		b, err = storage.ReadAll(ctx, r.be, packName(pack))
+		if err != nil {
+			if r.packGone(ctx, pack, err) {
+				return err // the caller reads each blob from where it now is
+			}
+			return &BlobError{pack, locs[0].ID, err}
+		}
+		if sha256.Sum256(b) != pack {
+			return &BlobError{pack, locs[0].ID, fmt.Errorf("%w: pack content does not match its name", ErrCorrupt)}
+		}
+		if r.onlyTrees(b) {
+			r.cache.put(cacheTrees, pack.String(), b)
+		}
+	}
+	for _, l := range locs {
+		end := int64(l.Offset) + int64(l.Length)
+		if end > int64(len(b)) {
+			continue // reported by the caller's LoadBlob
+		}
+		data, err := r.decodeBlob(l, append([]byte(nil), b[l.Offset:end]...))
+		if err == nil {
+			got[l.ID] = data
+		}
+	}
+	return nil
+}
+
+// onlyTrees reports whether pack b (whole) holds nothing but trees,
+// reading its own header.
+func (r *Repository) onlyTrees(b []byte) bool {
+	entries, _, _, err := parsePack(b, r.keys.DataPrivate)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.Type != TreeBlob {
+			return false
+		}
+	}
+	return true
 }

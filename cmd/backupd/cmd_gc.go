@@ -15,11 +15,13 @@ func cmdGC(ctx context.Context, args []string) error {
 	var dry, repack bool
 	var window = repository.DefaultSafetyWindow
 	unused := repository.DefaultRepackUnused * 100
+	maxUnused := repository.DefaultRepackMaxUnused * 100
 	budget := "2GiB"
 	rf.register(fs)
 	fs.BoolVar(&dry, "dry-run", false, "report what would be deleted (and, with --repack, moved), change nothing")
 	fs.BoolVar(&repack, "repack", false, "also rewrite the live data of partly used packs into new packs, and merge small packs, so their unused space is freed")
 	fs.Float64Var(&unused, "repack-unused", unused, "with --repack: rewrite packs with more unused space than this percentage (1 to 99)")
+	fs.Float64Var(&maxUnused, "repack-max-unused", maxUnused, "with --repack: while more than this percentage of all packs' space is unused, rewrite the packs with the most unused space too (0: no such bound)")
 	fs.StringVar(&budget, "repack-budget", budget, "with --repack: rewrite at most this much live data in this run (like 500MiB); the rest waits for the next")
 	fs.DurationVar(&window, "safety-window", window, "only touch packs older than this, and delete them one window after condemning them; must exceed the longest backup (0: delete at once — only when no backup can be running)")
 	if err := parseFlags(fs, args); err != nil {
@@ -37,7 +39,13 @@ func cmdGC(ctx context.Context, args []string) error {
 		if err != nil || b < repository.TargetPackSize {
 			return &exitError{exitUsage, fmt.Errorf("--repack-budget %q: give a size of at least 16MiB, like 2GiB", budget)}
 		}
-		opts.Repack = &repository.RepackOptions{Unused: unused / 100, Budget: b}
+		if maxUnused < 0 || maxUnused > 99 {
+			return &exitError{exitUsage, fmt.Errorf("--repack-max-unused %v: give a percentage from 0 to 99 (default 5; 0 turns the bound off)", maxUnused)}
+		}
+		opts.Repack = &repository.RepackOptions{Unused: unused / 100, MaxUnused: maxUnused / 100, Budget: b}
+		if maxUnused == 0 {
+			opts.Repack.MaxUnused = -1
+		}
 	}
 	r, err := rf.open(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -91,6 +92,8 @@ type repoFlags struct {
 	knownHosts    string
 	insecureHost  bool
 	jsonOut       bool
+	cacheDir      string
+	noCache       bool
 }
 
 func (f *repoFlags) register(fs *flag.FlagSet) {
@@ -102,6 +105,20 @@ func (f *repoFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.knownHosts, "known-hosts", "", "sftp: known_hosts file (default ~/.ssh/known_hosts)")
 	fs.BoolVar(&f.insecureHost, "insecure-ignore-host-key", false, "sftp: do not check the server's host key")
 	fs.BoolVar(&f.jsonOut, "json", false, "print machine-readable JSON")
+	fs.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "keep index files, tree packs and manifests here, per repository, so commands download only what is new (env BACKUPD_CACHE_DIR; safe to delete)")
+	fs.BoolVar(&f.noCache, "no-cache", false, "read everything from the repository, keep no local cache")
+}
+
+// defaultCacheDir is $BACKUPD_CACHE_DIR, else backupd under the user's
+// cache directory ($XDG_CACHE_HOME or ~/.cache).
+func defaultCacheDir() string {
+	if d := os.Getenv("BACKUPD_CACHE_DIR"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "backupd")
+	}
+	return ""
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
@@ -191,6 +208,14 @@ func (f *repoFlags) open(ctx context.Context) (*repository.Repository, error) {
 	if err != nil {
 		be.Close()
 		return nil, fmt.Errorf("%s: %w", location.Redact(f.repo), err)
+	}
+	if !f.noCache && f.cacheDir != "" {
+		// a cache that cannot be used costs requests, never a command
+		if c, err := repository.OpenCache(f.cacheDir, r.Config().ID); err != nil {
+			fmt.Fprintf(os.Stderr, "backupd: working without a local cache: %v (--cache-dir names another place; --no-cache silences this)\n", err)
+		} else {
+			r.SetCache(c)
+		}
 	}
 	return r, nil
 }

@@ -1,0 +1,137 @@
+package repository
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+)
+
+// Cache is a client's local copy of repository objects that do not change
+// once written: index files and tree packs (named by the SHA-256 of their
+// content, which is checked on every use) and manifests (authenticated and
+// bound to their id when decoded; a cached one is used only when the
+// listing shows an object of the same size under its name). With it, a
+// command on S3 lists once and downloads only what it has not seen: a
+// backup of a repository with thousands of backups reads its index, its
+// parent's trees and its parent manifest from local disk.
+//
+// Everything in it can be deleted at any time. It lives under
+// <root>/<repository id>/, in directories only its owner can read.
+// Objects a listing no longer shows are removed from it as they are seen to
+// go.
+type Cache struct {
+	dir          string
+	hits, misses atomic.Int64
+}
+
+// Cache kinds: the subdirectory each kind of object is kept in.
+const (
+	cacheIndex     = "index"
+	cacheManifests = "manifests"
+	cacheTrees     = "trees"
+)
+
+// OpenCache opens (creating it) the cache of repository id under root.
+func OpenCache(root, id string) (*Cache, error) {
+	if root == "" || !validCacheName(id) {
+		return nil, fmt.Errorf("cache: bad root %q or repository id %q", root, id)
+	}
+	dir := filepath.Join(root, id)
+	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees} {
+		if err := os.MkdirAll(filepath.Join(dir, k), 0o700); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return &Cache{dir: dir}, nil
+}
+
+// Dir is where the cache keeps this repository's objects.
+func (c *Cache) Dir() string { return c.dir }
+
+// Stats reports how many reads the cache served and how many it did not.
+func (c *Cache) Stats() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
+
+func validCacheName(n string) bool {
+	if n == "" || len(n) > 200 || strings.ContainsAny(n, `/\`) || n == "." || n == ".." {
+		return false
+	}
+	return true
+}
+
+func (c *Cache) path(kind, name string) string { return filepath.Join(c.dir, kind, name) }
+
+// get returns a cached object when valid accepts it; an invalid one is
+// removed.
+func (c *Cache) get(kind, name string, valid func([]byte) bool) ([]byte, bool) {
+	if c == nil || !validCacheName(name) {
+		return nil, false
+	}
+	b, err := os.ReadFile(c.path(kind, name))
+	if err != nil {
+		c.misses.Add(1)
+		return nil, false
+	}
+	if !valid(b) {
+		os.Remove(c.path(kind, name))
+		c.misses.Add(1)
+		return nil, false
+	}
+	c.hits.Add(1)
+	return b, true
+}
+
+// getByHash returns a cached object whose SHA-256 is its name.
+func (c *Cache) getByHash(kind string, id ID) ([]byte, bool) {
+	return c.get(kind, id.String(), func(b []byte) bool { return sha256.Sum256(b) == id })
+}
+
+// put stores an object (written aside, then renamed: a reader never sees
+// half of one). Failures are ignored: the cache only saves requests.
+func (c *Cache) put(kind, name string, b []byte) {
+	if c == nil || !validCacheName(name) {
+		return
+	}
+	f, err := os.CreateTemp(filepath.Join(c.dir, kind), ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), c.path(kind, name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// remove drops one object.
+func (c *Cache) remove(kind, name string) {
+	if c != nil && validCacheName(name) {
+		os.Remove(c.path(kind, name))
+	}
+}
+
+// keep removes the cached objects of kind that live does not name.
+func (c *Cache) keep(kind string, live func(name string) bool) {
+	if c == nil {
+		return
+	}
+	ents, err := os.ReadDir(filepath.Join(c.dir, kind))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !live(e.Name()) {
+			os.Remove(filepath.Join(c.dir, kind, e.Name()))
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"backupd/storage/fault"
+	"backupd/storage/storagetest"
+)
+
+// gets counts the reads of objects that fn makes.
+func gets(fb *fault.Backend, fn func()) int {
+	fb.Reset()
+	fn()
+	return fb.Calls(fault.Get)
+}
+
+func TestCacheServesIndexManifestsAndTrees(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	want := map[string]files{}
+	for i := 0; i < 5; i++ {
+		id := "backup-2026010" + string(rune('1'+i)) + "-000000-aaaaaaaa"
+		want[id] = fileSet(10*i, 3, 3000)
+		saveFiles(t, r, id, want[id])
+	}
+	fb := fault.New(be)
+	root := t.TempDir()
+	open := func() *Repository {
+		x := reopen(t, fb)
+		c, err := OpenCache(root, x.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.SetCache(c)
+		return x
+	}
+	// what a backup reads: the index, its parent's manifest and trees; and
+	// what a listing reads: every manifest
+	use := func(x *Repository) {
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		m, err := x.NewestManifest(ctx, func(*Manifest) bool { return true })
+		if err != nil || m == nil {
+			t.Fatal(m, err)
+		}
+		if _, err := x.LoadTree(ctx, m.Components[0].Tree); err != nil {
+			t.Fatal(err)
+		}
+		ms, errs, err := x.Manifests(ctx)
+		if err != nil || len(errs) > 0 || len(ms) != len(want) {
+			t.Fatalf("%d manifests: %v %v", len(ms), errs, err)
+		}
+	}
+	cold := open()
+	first := gets(fb, func() { use(cold) })
+	if first < 5+5 {
+		t.Fatalf("a cold cache read only %d objects", first)
+	}
+	warm := open() // (opening reads the config and the key entry)
+	if n := gets(fb, func() { use(warm) }); n != 0 {
+		t.Fatalf("with a warm cache %d objects were read from storage", n)
+	}
+	// a damaged cached object is noticed and read again
+	x := open()
+	idx, _ := filepath.Glob(filepath.Join(x.Cache().Dir(), "index", "*"))
+	trees, _ := filepath.Glob(filepath.Join(x.Cache().Dir(), "trees", "*"))
+	mans, _ := filepath.Glob(filepath.Join(x.Cache().Dir(), "manifests", "*"))
+	if len(idx) == 0 || len(trees) == 0 || len(mans) != 5 {
+		t.Fatalf("cached: %d index files, %d tree packs, %d manifests", len(idx), len(trees), len(mans))
+	}
+	for _, p := range []string{idx[0], trees[0], mans[0]} {
+		b, _ := os.ReadFile(p)
+		b[len(b)/2] ^= 1
+		os.WriteFile(p, b, 0o600)
+	}
+	if n := gets(fb, func() { use(x) }); n == 0 {
+		t.Fatal("damaged cache entries were used")
+	}
+	for id, fs := range want {
+		readBack(t, open(), id, fs)
+	}
+	// a backup forgotten elsewhere is not brought back by the cache
+	if err := reopen(t, be).DeleteManifest(ctx, "backup-20260101-000000-aaaaaaaa"); err != nil {
+		t.Fatal(err)
+	}
+	ms, _, _ := open().Manifests(ctx)
+	if len(ms) != 4 {
+		t.Fatalf("%d manifests after one was deleted elsewhere", len(ms))
+	}
+	if _, err := os.Stat(filepath.Join(x.Cache().Dir(), "manifests", "backup-20260101-000000-aaaaaaaa")); !os.IsNotExist(err) {
+		t.Fatalf("the forgotten manifest stays cached: %v", err)
+	}
+	// the cache can go at any time
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	for id, fs := range want {
+		if id != "backup-20260101-000000-aaaaaaaa" {
+			readBack(t, open(), id, fs)
+		}
+	}
+	if fi, err := os.Stat(root); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("cache root: %v %v", fi.Mode(), err)
+	}
+}
+
+func TestCompactIndexMergesWhenThereAreTooMany(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	want := map[string]files{}
+	for i := 0; i < 12; i++ {
+		id := fmt.Sprintf("backup-%d", i)
+		want[id] = fileSet(10*i, 2, 1000)
+		saveFiles(t, r, id, want[id])
+	}
+	count := func() int { return len(storagetest.Names(t, be, "index/")) }
+	if n := count(); n != 24 {
+		t.Fatalf("%d index files, want 2 a backup", n)
+	}
+	x := reopen(t, be)
+	x.LoadIndex(ctx)
+	if n, err := CompactIndex(ctx, x, 30); n != 0 || err != nil || count() != 24 {
+		t.Fatalf("under the bound: %d %v", n, err)
+	}
+	// a collection is running: it rewrites the index itself
+	gc, err := x.register(ctx, collectorsPrefix, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CompactIndex(ctx, x, 10); n != 0 || err != nil || count() != 24 {
+		t.Fatalf("beside a collection: %d %v", n, err)
+	}
+	gc.remove()
+	if n, err := CompactIndex(ctx, x, 10); n != 24 || err != nil || count() != 1 {
+		t.Fatalf("merged %d: %v; %d files left", n, err, count())
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+	// a later collection works as ever on the merged index
+	y := reopen(t, be)
+	saveFiles(t, y, "backup-late", fileSet(500, 1, 100))
+	y.DeleteManifest(ctx, "backup-late")
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil || res.Deleted != 2 {
+		t.Fatalf("a collection after the compaction: %+v %v", res, err)
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+}
