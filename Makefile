@@ -80,8 +80,12 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./repository || exit 1; \
 	done
 
-bench: build
+# Cases A and B (speed, size, memory), C (growth under retention churn) and
+# D (a long history on S3); bench/README.md has the figures and settings.
+bench: build $(BIN)/versitygw
 	bench/run.sh
+	bench/growth.sh
+	$(GO) run ./bench/history
 
 # The API under load: list at 200 req/s over 100k backups in PostgreSQL,
 # WebSocket fan-out to 500 clients (bench/README.md has the figures).

@@ -18,6 +18,7 @@
 # Settings (environment):
 #   DAYS=30 CHANGE_PCT=5 KEEP_LAST=3 REPACK=1
 #   BORG=auto                      auto: run borg when installed; no: skip it
+#   GC_FLAGS=                      more flags for backupd's repo gc (like --repack-max-unused 2)
 #   SRC=/usr/local/go/src          the tree (copied; the copy is changed)
 #   BENCH_DIR=/tmp/backupd-growth  scratch dir (outside the repo; removed at exit unless KEEP=1)
 #   BACKUPD_BIN=bin/backupd        relative to the repo root, or absolute
@@ -48,6 +49,8 @@ if [[ $BORG != no ]] && command -v borg >/dev/null; then use_borg=1; fi
 [[ $BORG != yes || $use_borg == 1 ]] || die "BORG=yes but borg is missing (apt-get install borgbackup)"
 gc_flags=(--safety-window 0)
 [[ $REPACK == 0 ]] || gc_flags+=(--repack)
+read -r -a extra <<<"${GC_FLAGS:-}"
+gc_flags+=("${extra[@]}")
 [[ -d $SRC ]] || die "SRC '$SRC' is not a directory"
 [[ $BENCH_DIR == /* && $BENCH_DIR != / ]] || die "BENCH_DIR must be an absolute scratch path (got '$BENCH_DIR')"
 case $BENCH_DIR/ in "$REPO_ROOT"/*) die "BENCH_DIR '$BENCH_DIR' is inside the repository" ;; esac

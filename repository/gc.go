@@ -199,7 +199,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		switch {
 		case len(chosen) == 0 || opts.DryRun:
 		case others > 0:
-			rr.Skipped = "another collection is running"
+			rr = RepackResult{Qualifying: rr.Qualifying, Skipped: "another collection is running"}
 		default:
 			written, err := r.repack(ctx, chosen, used, stored, res.Repack)
 			if err != nil {
@@ -314,6 +314,22 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	err = failed
 	if err == nil {
 		err = r.newWriters(ctx, writers, recheck, since)
+	}
+	// Nor is anything deleted when another collection registered meanwhile
+	// (each keeps the one copy of a duplicated blob its own index reads,
+	// and repack duplicates every blob it moves: two at once could each
+	// delete the copy the other kept), or when this one's own registration
+	// lapsed (stalled past its lease: a collection that started since did
+	// not count it). (review)
+	if err == nil {
+		if n, cerr := r.otherCollectors(ctx, recheck, since, self.name, true); cerr != nil {
+			err = cerr
+		} else if n > 0 {
+			err = errors.New("another collection started during this one")
+		}
+	}
+	if err == nil {
+		err = self.Valid()
 	}
 	if err != nil {
 		if len(dropped) > 0 {

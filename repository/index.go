@@ -252,6 +252,23 @@ func (ix *Index) lookup(id ID) (BlobLocation, bool) {
 		Offset: l.offset, Length: l.length, RawLength: l.rawLength}}, true
 }
 
+// others returns the locations of blob id besides the one lookup gives
+// (copies in other packs: a repack's source, a blob stored again).
+func (ix *Index) others(id ID) []BlobLocation {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []BlobLocation
+	for pi, es := range ix.extra {
+		for _, e := range es {
+			if e.ID == id {
+				p := ix.packs[pi]
+				out = append(out, BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: e})
+			}
+		}
+	}
+	return out
+}
+
 func (ix *Index) has(id ID) bool {
 	ix.mu.RLock()
 	_, ok := ix.blobs[id]

@@ -3,8 +3,10 @@ package repository
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"backupd/storage"
 )
@@ -203,28 +205,65 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 	}
 	res := RepackResult{Qualifying: len(cands)}
 	var chosen []repackCandidate
+	var liveChosen int64
 	for _, c := range cands {
-		if len(chosen) > 0 && res.LiveBytes+c.live > o.Budget {
+		if len(chosen) > 0 && liveChosen+c.live > o.Budget {
 			res.OverBudget++
 			continue
 		}
 		chosen = append(chosen, c)
-		res.Packs++
-		res.LiveBytes += c.live
-		res.PackBytes += c.size
-		for _, b := range c.pack.Blobs {
-			if r.liveInPack(c.pack.ID, b, used, stored) {
-				res.Blobs++
-			}
-		}
+		liveChosen += c.live
 	}
-	res.Frees = res.PackBytes - res.LiveBytes
+	// a small pack the budget left without another of its type to merge
+	// with stays as it is
+	perType := map[BlobType]int{}
+	for _, c := range chosen {
+		perType[c.typ]++
+	}
+	kept = chosen[:0]
+	for _, c := range chosen {
+		if c.small && perType[c.typ] < 2 {
+			res.OverBudget++
+			continue
+		}
+		kept = append(kept, c)
+	}
+	chosen = kept
+	for _, c := range chosen {
+		res.count(c, r.liveBlobs(c, used, stored))
+	}
 	return chosen, res
 }
 
-// repack copies the live blobs of chosen into new packs and indexes them.
-// It returns the new packs (id -> size). On an error nothing is
-// condemned; packs already written are unreferenced and collected later.
+// count adds a rewritten pack to the figures.
+func (res *RepackResult) count(c repackCandidate, blobs int) {
+	res.Packs++
+	res.Blobs += blobs
+	res.LiveBytes += c.live
+	res.PackBytes += c.size
+	res.Frees = res.PackBytes - res.LiveBytes
+}
+
+// liveLocs lists pack c's live blobs, by offset.
+func (r *Repository) liveLocs(c repackCandidate, used map[ID]bool, stored map[ID]storage.ObjectInfo) []BlobLocation {
+	var locs []BlobLocation
+	for _, b := range c.pack.Blobs {
+		if r.liveInPack(c.pack.ID, b, used, stored) {
+			locs = append(locs, BlobLocation{Pack: c.pack.ID, EphPublic: c.pack.EphPublic, PackEntry: b})
+		}
+	}
+	sort.Slice(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
+	return locs
+}
+
+func (r *Repository) liveBlobs(c repackCandidate, used map[ID]bool, stored map[ID]storage.ObjectInfo) int {
+	return len(r.liveLocs(c, used, stored))
+}
+
+// repack copies the live blobs of chosen into new packs and indexes them,
+// and sets res's figures to what it did. It returns the new packs (id ->
+// size). On an error nothing is condemned; packs already written are
+// unreferenced and collected later.
 func (r *Repository) repack(ctx context.Context, chosen []repackCandidate, used map[ID]bool,
 	stored map[ID]storage.ObjectInfo, res *RepackResult) (map[ID]int64, error) {
 	// The old packs are condemned in this index first: saving a blob then
@@ -242,15 +281,29 @@ func (r *Repository) repack(ctx context.Context, chosen []repackCandidate, used 
 	r.idx.preferHealthyLocked()
 	r.idx.mu.Unlock()
 
+	var mu sync.Mutex // the uploaders call OnPackCommitted concurrently
 	written := map[ID]int64{}
-	r.OnPackCommitted = func(pc PackCommit) { written[pc.Pack] = pc.StoredSize }
+	r.OnPackCommitted = func(pc PackCommit) {
+		mu.Lock()
+		written[pc.Pack] = pc.StoredSize
+		mu.Unlock()
+	}
 	defer func() { r.OnPackCommitted = nil }()
 	sort.SliceStable(chosen, func(i, j int) bool { return chosen[i].typ < chosen[j].typ })
+	*res = RepackResult{Qualifying: res.Qualifying, OverBudget: res.OverBudget}
 	for _, c := range chosen {
-		if err := r.repackOne(ctx, c, used, stored, res); err != nil {
+		blobs, err := r.repackOne(ctx, c, used, stored)
+		switch {
+		case err == nil:
+			res.count(c, blobs)
+		case ctx.Err() != nil || errors.Is(err, errRepackStore):
 			r.Abort()
 			r.idx.reset() // the condemnations above were this run's alone
 			return nil, fmt.Errorf("repacking pack %s: %w", c.pack.ID.Short(), err)
+		default:
+			// This pack cannot be read whole: what was not copied keeps
+			// it referenced, so it stays; the others go on.
+			res.Damaged = append(res.Damaged, fmt.Sprintf("%s: %v", c.pack.ID, err))
 		}
 	}
 	if err := r.Flush(ctx); err != nil {
@@ -264,56 +317,73 @@ func (r *Repository) repack(ctx context.Context, chosen []repackCandidate, used 
 	return written, nil
 }
 
+// errRepackStore marks a failure to store copies (as opposed to reading
+// the pack being rewritten): it stops the repack.
+var errRepackStore = errors.New("storing the copies")
+
 // repackOne reads pack c's live blobs with one ranged read and saves them
-// again. A blob that does not decode is left where it is (its pack stays
-// referenced, and is reported as damaged).
-func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[ID]bool, stored map[ID]storage.ObjectInfo, res *RepackResult) error {
-	var locs []BlobLocation
-	for _, b := range c.pack.Blobs {
-		if r.liveInPack(c.pack.ID, b, used, stored) {
-			locs = append(locs, BlobLocation{Pack: c.pack.ID, EphPublic: c.pack.EphPublic, PackEntry: b})
-		}
-	}
+// again, and returns how many it copied. An error that is not
+// errRepackStore is the pack's own: it could not be read, or a blob in it
+// does not decode (such a blob is left where it is, so its pack stays).
+func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[ID]bool, stored map[ID]storage.ObjectInfo) (int, error) {
+	locs := r.liveLocs(c, used, stored)
 	if len(locs) == 0 {
-		return nil
+		return 0, nil
 	}
-	sort.Slice(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
 	start := int64(locs[0].Offset)
 	last := locs[len(locs)-1]
 	rc, err := r.be.Get(ctx, packName(c.pack.ID), start, int64(last.Offset)+int64(last.Length)-start)
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("reading: %w", err)
 	}
 	defer rc.Close()
 	aead, err := r.session(c.pack.EphPublic)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	damaged := false
+	// Every live blob is read and verified before any is stored again: a
+	// pack that is not wholly readable is left as it is, and no copy of
+	// part of it is made (it would free nothing).
+	type blob struct {
+		l     BlobLocation
+		plain []byte
+	}
+	var blobs []blob
+	bad := 0
+	var firstBad error
 	err = readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
 		if sealed == nil {
 			return nil // listed twice
 		}
 		plain, err := openInPlace(aead, sealed, blobAD(l.Type, l.ID))
-		if err == nil {
+		if err != nil {
+			err = fmt.Errorf("%w: does not authenticate", ErrCorrupt)
+		} else {
 			var data []byte
 			if data, err = decompress(plain, int(l.RawLength)); err == nil && r.ids.Sum(data) != l.ID {
 				err = fmt.Errorf("%w: content does not match its id", ErrCorrupt)
 			}
 		}
 		if err != nil {
-			damaged = true
+			if bad == 0 {
+				firstBad = fmt.Errorf("blob %s: %w", l.ID.Short(), err)
+			}
+			bad++
 			return nil
 		}
-		_, err = r.saveEncoded(ctx, l.Type, l.ID, int(l.RawLength), func(dst []byte) []byte { return append(dst, plain...) })
-		return err
+		blobs = append(blobs, blob{l, plain})
+		return nil
 	})
-	if damaged {
-		res.Damaged = append(res.Damaged, c.pack.ID.String())
-		res.Packs--
-		res.LiveBytes -= c.live
-		res.PackBytes -= c.size
-		res.Frees = res.PackBytes - res.LiveBytes
+	if err != nil {
+		return 0, err
 	}
-	return err
+	if bad > 0 {
+		return 0, fmt.Errorf("%d of %d live blobs do not read back (first %v)", bad, len(locs), firstBad)
+	}
+	for _, b := range blobs {
+		if _, err := r.saveEncoded(ctx, b.l.Type, b.l.ID, int(b.l.RawLength), func(dst []byte) []byte { return append(dst, b.plain...) }); err != nil {
+			return 0, fmt.Errorf("%w: %v", errRepackStore, err)
+		}
+	}
+	return len(blobs), nil
 }

@@ -85,12 +85,13 @@ type Repository struct {
 	// checkpoints.
 	OnPackCommitted func(PackCommit)
 
-	stats    writeStats
-	deps     dependencies // packs this session's data depends on (writers.go)
-	sessions sync.Map     // ephemeral public key (string) -> cipher.AEAD
-	trees    treeCache
-	reloadMu sync.Mutex // one index reload at a time after a pack was found gone
-	cache    *Cache     // nil: none
+	stats     writeStats
+	deps      dependencies // packs this session's data depends on (writers.go)
+	sessions  sync.Map     // ephemeral public key (string) -> cipher.AEAD
+	trees     treeCache
+	reloadSem chan struct{} // one index reload at a time after a pack was found gone
+	goneAt    map[ID]uint64 // under reloadSem: packs still indexed after such a reload, and the index generation then
+	cache     *Cache        // nil: none
 }
 
 // PackCommit describes one committed pack.
@@ -228,7 +229,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 	return &Repository{
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
-		idx: newIndex(), compression: CompressZstd, uploaders: 3,
+		idx: newIndex(), compression: CompressZstd, uploaders: 3, reloadSem: make(chan struct{}, 1),
 		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{},
 	}, nil
 }
@@ -711,10 +712,45 @@ var ErrBlobNotFound = errors.New("blob not in index")
 // LoadBlob reads, decrypts, decompresses and verifies one blob.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
 	data, loc, err := r.loadBlobOnce(ctx, t, id)
-	if err != nil && r.packGone(ctx, loc.Pack, err) {
-		data, _, err = r.loadBlobOnce(ctx, t, id)
+	if err == nil || !errors.Is(err, storage.ErrNotFound) {
+		return data, err
 	}
+	if r.packGone(ctx, loc.Pack, err) {
+		return r.loadBlobOnce2(ctx, t, id)
+	}
+	// The index still names the missing pack: another copy, if the index
+	// knows one, is read instead (two collections' index rewrites can
+	// leave the entry of a pack one of them deleted; the next collection
+	// drops it).
+	for _, o := range r.idx.others(id) {
+		if o.Pack == loc.Pack || o.Type != t {
+			continue
+		}
+		if d, oerr := r.readAt(ctx, o); oerr == nil {
+			return d, nil
+		}
+	}
+	return nil, err
+}
+
+func (r *Repository) loadBlobOnce2(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	data, _, err := r.loadBlobOnce(ctx, t, id)
 	return data, err
+}
+
+// readAt reads and verifies the blob at loc.
+func (r *Repository) readAt(ctx context.Context, loc BlobLocation) ([]byte, error) {
+	rc, err := r.be.Get(ctx, packName(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, err}
+	}
+	sealed := make([]byte, loc.Length)
+	_, err = io.ReadFull(rc, sealed)
+	rc.Close()
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, err}
+	}
+	return r.decodeBlob(loc, sealed)
 }
 
 func (r *Repository) loadBlobOnce(ctx context.Context, t BlobType, id ID) ([]byte, BlobLocation, error) {
@@ -725,17 +761,7 @@ func (r *Repository) loadBlobOnce(ctx context.Context, t BlobType, id ID) ([]byt
 	if loc.Type != t {
 		return nil, loc, fmt.Errorf("blob %s: is %s, want %s", id.Short(), loc.Type, t)
 	}
-	rc, err := r.be.Get(ctx, packName(loc.Pack), int64(loc.Offset), int64(loc.Length))
-	if err != nil {
-		return nil, loc, &BlobError{loc.Pack, id, err}
-	}
-	sealed := make([]byte, loc.Length)
-	_, err = io.ReadFull(rc, sealed)
-	rc.Close()
-	if err != nil {
-		return nil, loc, &BlobError{loc.Pack, id, err}
-	}
-	data, err := r.decodeBlob(loc, sealed)
+	data, err := r.readAt(ctx, loc)
 	return data, loc, err
 }
 
@@ -748,20 +774,37 @@ func (r *Repository) packGone(ctx context.Context, pack ID, err error) bool {
 	if !errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
 		return false
 	}
-	r.reloadMu.Lock()
-	defer r.reloadMu.Unlock()
+	select { // one reload at a time; a cancelled reader does not wait its turn
+	case r.reloadSem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-r.reloadSem }()
 	r.idx.mu.RLock()
 	_, still := r.idx.packByID[pack]
+	gen := r.idx.gen
 	r.idx.mu.RUnlock()
 	if !still {
 		return true // another reader has reloaded already
+	}
+	// an index that still names the gone pack after a reload is not read
+	// again for each of its blobs
+	if r.goneAt[pack] == gen && gen != 0 {
+		return false
 	}
 	if r.LoadIndex(ctx) != nil {
 		return false
 	}
 	r.idx.mu.RLock()
 	_, still = r.idx.packByID[pack]
+	gen = r.idx.gen
 	r.idx.mu.RUnlock()
+	if still {
+		if r.goneAt == nil {
+			r.goneAt = map[ID]uint64{}
+		}
+		r.goneAt[pack] = gen
+	}
 	return !still
 }
 

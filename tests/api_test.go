@@ -1017,7 +1017,7 @@ func sizesAgree(t *testing.T, s *apiStack, backupID string, entry, details, jc o
 		t.Fatal(err)
 	}
 	cmd := exec.Command(s.bin, "repo", "list", "--json", "--repo", cfg.Storage["local"].URL)
-	cmd.Env = append(os.Environ(), "BACKUPD_PASSWORD=api-test-password")
+	cmd.Env = append(os.Environ(), "BACKUPD_PASSWORD=api-test-password", "BACKUPD_CACHE_DIR="+t.TempDir())
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("repo list: %v", err)

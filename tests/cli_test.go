@@ -170,7 +170,9 @@ func baseEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "BACKUPD_TEST_KDF=1", "BACKUPD_PASSWORD="+password, "AWS_EC2_METADATA_DISABLED=true")
+	// the commands' local caches stay in the test's scratch directory
+	return append(env, "BACKUPD_TEST_KDF=1", "BACKUPD_PASSWORD="+password, "AWS_EC2_METADATA_DISABLED=true",
+		"BACKUPD_CACHE_DIR="+filepath.Join(tempDir, "cache"))
 }
 
 // exec runs `backupd repo <sub> --repo URL <flags> <args>`; stdout goes to
@@ -1267,5 +1269,68 @@ func TestCopy(t *testing.T) {
 	b.okJSON(t, &list, "list")
 	if len(list) != 2 {
 		t.Errorf("the copy lists %d backups, want 2", len(list))
+	}
+}
+
+// TestGCRepack: a kept backup that uses part of a forgotten one's packs;
+// gc --repack rewrites them (a dry run first says what it would do) and
+// the repository shrinks to about what the kept backup needs.
+func TestGCRepack(t *testing.T) {
+	if _, err := os.Stat(goRoot); err != nil {
+		t.Skip(err)
+	}
+	src := filepath.Join(t.TempDir(), "net")
+	if err := exec.Command("cp", "-a", filepath.Join(goRoot, "src", "net"), src).Run(); err != nil {
+		t.Fatal(err)
+	}
+	r := localRepo(t)
+	b1 := r.backup(t, "full", "net", src)
+	// keep a third of the files
+	ents, _ := os.ReadDir(src)
+	for i, e := range ents {
+		if i%3 != 0 {
+			os.RemoveAll(filepath.Join(src, e.Name()))
+		}
+	}
+	b2 := r.backup(t, "full", "net", src)
+	r.ok(t, "forget", "--backup", b1.BackupID)
+	size := func() (n int64) {
+		for _, s := range packs(t, r.url) {
+			n += s
+		}
+		return n
+	}
+	var dry struct {
+		ReferencedBytes int64 `json:"referenced_bytes"`
+		Repack          struct {
+			Packs    int   `json:"packs"`
+			Frees    int64 `json:"frees_bytes"`
+			NewPacks int   `json:"new_packs"`
+		} `json:"repack"`
+	}
+	before := size()
+	snap := snapshot(t, r.url)
+	r.okJSON(t, &dry, "gc", "--repack", "--dry-run", "--safety-window", "0")
+	if dry.Repack.Packs == 0 || dry.Repack.Frees < before/3 || dry.Repack.NewPacks != 0 {
+		t.Fatalf("gc --repack --dry-run: %+v (packs %d bytes)", dry, before)
+	}
+	if after := snapshot(t, r.url); fmt.Sprint(after) != fmt.Sprint(snap) {
+		t.Fatal("gc --repack --dry-run changed the repository")
+	}
+	res := r.run(t, "gc", "--repack", "--safety-window", "0")
+	if res.code != 0 || !strings.Contains(res.stdout, "repack: ") || !strings.Contains(res.stdout, "rewrote") {
+		t.Fatalf("gc --repack: %s", res)
+	}
+	after := size()
+	if after > dry.ReferencedBytes*11/10+64<<10 {
+		t.Errorf("after repack %d bytes in packs for %d referenced (%d before)", after, dry.ReferencedBytes, before)
+	}
+	t.Logf("packs: %d bytes before, %d after, %d referenced", before, after, dry.ReferencedBytes)
+	compareTrees(t, src, restored(r.restore(t, b2.BackupID), "net", src))
+	if res := r.run(t, "check", "--read-data"); res.code != 0 || strings.Contains(res.stdout, "warning") {
+		t.Errorf("check --read-data after repack: %s", res)
+	}
+	if res := r.run(t, "gc", "--repack", "--repack-unused", "0"); res.code != 2 || !strings.Contains(res.stderr, "1 to 99") {
+		t.Errorf("a bad --repack-unused: %s", res)
 	}
 }

@@ -1,0 +1,289 @@
+// Command history is benchmark case D, long history: many small backups
+// in one repository on a real S3 server (versitygw), and what the Nth
+// incremental backup and a listing of the backups cost as N grows, in time
+// and in S3 requests (counted by a decorator around the S3 backend).
+//
+// A seeded tree of small files is backed up N times, a share of its files
+// rewritten between backups; every -cleanup backups a garbage collection
+// with repack runs, as a scheduled cleanup would. At each checkpoint the
+// next backup and a listing (what `backupd repo list` does: every manifest,
+// newest first) are measured, each with a fresh repository handle and the
+// client's local cache, as a new command would run.
+//
+//	go run ./bench/history -n 10000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"backupd/backup"
+	"backupd/repository"
+	"backupd/storage"
+	"backupd/storage/fault"
+	"backupd/storage/s3"
+	"backupd/storage/s3/s3test"
+)
+
+var verbose bool
+
+func main() {
+	n := flag.Int("n", 10000, "backups to make")
+	points := flag.String("at", "10,100,1000,10000", "checkpoints (backup numbers) to measure at")
+	files := flag.Int("files", 300, "files in the tree")
+	dirs := flag.Int("dirs", 30, "directories in the tree")
+	change := flag.Float64("change", 1, "percent of the files rewritten between backups")
+	cleanup := flag.Int("cleanup", 100, "run a cleanup (gc with repack) every this many backups (0: never)")
+	scratch := flag.String("dir", "", "scratch directory (default: a new temporary one, removed at the end)")
+	out := flag.String("json", "", "also write the results here as JSON")
+	flag.BoolVar(&verbose, "v", false, "report each cleanup")
+	flag.Parse()
+	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "history:", err)
+		os.Exit(1)
+	}
+}
+
+// Measure is one operation's cost.
+type Measure struct {
+	Seconds  float64        `json:"seconds"`
+	Requests int            `json:"requests"`
+	ByOp     map[string]int `json:"by_op"`
+}
+
+// Point is one checkpoint.
+type Point struct {
+	Backups     int     `json:"backups"`
+	Backup      Measure `json:"incremental_backup"`
+	List        Measure `json:"list"`
+	IndexFiles  int     `json:"index_files"`
+	Packs       int     `json:"packs"`
+	StoredBytes int64   `json:"stored_bytes"`
+}
+
+func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup int, scratch, out string) error {
+	ctx := context.Background()
+	points := map[int]bool{}
+	for _, p := range strings.Split(pointsFlag, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || v < 1 {
+			return fmt.Errorf("-at: %q is not a backup number", p)
+		}
+		points[v] = true
+	}
+	if scratch == "" {
+		d, err := os.MkdirTemp("", "backupd-history-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		scratch = d
+	}
+	bin, err := s3test.FindBinary()
+	if err != nil {
+		return err
+	}
+	srv, err := s3test.StartServer(bin, filepath.Join(scratch, "s3"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	be, err := s3.New(ctx, srv.Config("history", "repo"))
+	if err != nil {
+		return err
+	}
+	counted := fault.New(be)
+	creds := repository.Credentials{Password: []byte("history")}
+	kdf := repository.TestKDF() // a scratch repository: cheap key stretching
+	if _, err := repository.Init(ctx, counted, repository.InitOptions{Wrapping: repository.Wrapping{Password: creds.Password, KDF: &kdf}}); err != nil {
+		return err
+	}
+	cacheRoot := filepath.Join(scratch, "cache")
+	open := func() (*repository.Repository, error) {
+		r, err := repository.Open(ctx, counted, creds)
+		if err != nil {
+			return nil, err
+		}
+		c, err := repository.OpenCache(cacheRoot, r.Config().ID)
+		if err != nil {
+			return nil, err
+		}
+		r.SetCache(c)
+		return r, nil
+	}
+	src := filepath.Join(scratch, "tree")
+	rng := rand.New(rand.NewSource(1))
+	paths, err := makeTree(src, nfiles, ndirs, rng)
+	if err != nil {
+		return err
+	}
+	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
+	measure := func(fn func() error) (Measure, error) {
+		counted.Reset()
+		t := time.Now()
+		err := fn()
+		m := Measure{Seconds: time.Since(t).Seconds(), ByOp: map[string]int{}}
+		for _, op := range []fault.Op{fault.Put, fault.Get, fault.Stat, fault.List, fault.Delete} {
+			if c := counted.Calls(op); c > 0 {
+				m.ByOp[string(op)] = c
+				m.Requests += c
+			}
+		}
+		return m, err
+	}
+	var results []Point
+	fmt.Printf("history: %d backups of %d files in %d directories, %.1f%% rewritten between them, cleanup every %d; S3 = versitygw\n",
+		n, nfiles, ndirs, change, cleanup)
+	fmt.Printf("%8s %10s %9s %10s %9s %8s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "indexes", "packs", "stored_MB")
+	began := time.Now()
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			if err := mutate(paths, change, rng); err != nil {
+				return err
+			}
+		}
+		var r *repository.Repository
+		do := func() error {
+			var err error
+			if r, err = open(); err != nil {
+				return err
+			}
+			_, err = backup.Run(ctx, r, backup.Options{Type: backup.Incremental, Components: comps, Host: "history"})
+			return err
+		}
+		if !points[i] {
+			if err := do(); err != nil {
+				return fmt.Errorf("backup %d: %w", i, err)
+			}
+		} else {
+			p := Point{Backups: i}
+			if p.Backup, err = measure(do); err != nil {
+				return fmt.Errorf("backup %d: %w", i, err)
+			}
+			if p.List, err = measure(func() error {
+				lr, err := open()
+				if err != nil {
+					return err
+				}
+				ms, errs, err := lr.Manifests(ctx)
+				if err == nil && (len(errs) > 0 || len(ms) != i) {
+					err = fmt.Errorf("listed %d backups (%d unreadable), want %d", len(ms), len(errs), i)
+				}
+				return err
+			}); err != nil {
+				return fmt.Errorf("list at %d: %w", i, err)
+			}
+			p.IndexFiles = count(ctx, be, "index/", nil)
+			p.Packs = count(ctx, be, "data/", &p.StoredBytes)
+			results = append(results, p)
+			fmt.Printf("%8d %10.3f %9d %10.3f %9d %8d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
+				p.List.Seconds, p.List.Requests, p.IndexFiles, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
+		}
+		if cleanup > 0 && i%cleanup == 0 {
+			// S3 times have whole seconds: a writer that ended in the
+			// second the collection starts counts as still running (and
+			// holds back every pack written up to two minutes before it
+			// started). A scheduled cleanup is not that close to a backup.
+			time.Sleep(1100 * time.Millisecond)
+			g, err := open()
+			if err != nil {
+				return err
+			}
+			res, err := repository.GC(ctx, g, repository.GCOptions{SafetyWindow: 0, Repack: &repository.RepackOptions{}})
+			if err != nil {
+				return fmt.Errorf("cleanup after %d: %w", i, err)
+			}
+			if verbose {
+				fmt.Printf("cleanup after %d: %d packs, %d deleted, %d too young, %d open writers; repack %+v\n", i, res.Packs, res.Deleted, res.TooYoung, res.OpenWriters, *res.Repack)
+			}
+		}
+	}
+	printRequests(results)
+	if out != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printRequests(results []Point) {
+	if len(results) == 0 {
+		return
+	}
+	fmt.Println("requests by kind (backup | list):")
+	for _, p := range results {
+		fmt.Printf("%8d  %s | %s\n", p.Backups, ops(p.Backup.ByOp), ops(p.List.ByOp))
+	}
+	first, last := results[0], results[len(results)-1]
+	fmt.Printf("ratio %d/%d: backup time %.2f, requests %.2f; list time %.2f, requests %.2f\n", last.Backups, first.Backups,
+		last.Backup.Seconds/first.Backup.Seconds, float64(last.Backup.Requests)/float64(first.Backup.Requests),
+		last.List.Seconds/first.List.Seconds, float64(last.List.Requests)/float64(first.List.Requests))
+}
+
+func ops(m map[string]int) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func count(ctx context.Context, be storage.Backend, prefix string, bytes *int64) int {
+	n := 0
+	be.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		n++
+		if bytes != nil {
+			*bytes += oi.Size
+		}
+		return nil
+	})
+	return n
+}
+
+func makeTree(root string, nfiles, ndirs int, rng *rand.Rand) ([]string, error) {
+	var paths []string
+	for i := 0; i < nfiles; i++ {
+		dir := filepath.Join(root, fmt.Sprintf("d%03d", i%ndirs))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, fmt.Sprintf("f%05d", i))
+		if err := writeRandom(p, 200+rng.Intn(2000), rng); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+func mutate(paths []string, pct float64, rng *rand.Rand) error {
+	k := max(1, int(float64(len(paths))*pct/100))
+	for _, i := range rng.Perm(len(paths))[:k] {
+		if err := writeRandom(paths[i], 200+rng.Intn(2000), rng); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeRandom(p string, n int, rng *rand.Rand) error {
+	b := make([]byte, n)
+	rng.Read(b)
+	return os.WriteFile(p, b, 0o644)
+}
