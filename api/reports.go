@@ -88,8 +88,8 @@ type CleanupReport struct {
 	ReportHead
 	CleanupID         string           `json:"cleanup_id" required:"true"`
 	DryRun            bool             `json:"dry_run" required:"true"`
-	SpaceFreedBytes   int64            `json:"space_freed_bytes" required:"true"`
-	UnreferencedBytes int64            `json:"unreferenced_bytes" required:"true" doc:"what the removed backups free in all (a dry run: would free), now or after the safety window"`
+	SpaceFreedBytes   int64            `json:"space_freed_bytes" required:"true" doc:"storage freed now, net of the packs repack wrote (negative when what they replace waits for the safety window)"`
+	UnreferencedBytes int64            `json:"unreferenced_bytes" required:"true" doc:"what the cleanup frees in all (a dry run: would free), now or after the safety window, net of repack's new packs"`
 	Locations         []string         `json:"locations" required:"true" nullable:"true"`
 	BackupIDs         []string         `json:"backup_ids" required:"true" nullable:"true" doc:"the backups chosen for removal"`
 	Outcome           *CleanupOutcome  `json:"outcome" required:"true" nullable:"true" doc:"null when the job failed before it"`
@@ -116,6 +116,32 @@ type GCLocationOutcome struct {
 	Repack *RepackOutcome `json:"repack" required:"true" nullable:"true" doc:"rewriting of partly used packs; null when repacking is disabled"`
 }
 
+// Freed is what the collection freed in storage now: the packs it deleted
+// less the new packs repack wrote (negative when the packs those replace
+// wait for the safety window).
+func (g GCLocationOutcome) Freed() int64 {
+	n := g.BytesFreed
+	if g.Repack != nil {
+		n -= g.Repack.Written
+	}
+	return n
+}
+
+// ToFree is what the collection frees in all, now or after the safety
+// window: the unreferenced packs, net of repack's copies (a dry run: the
+// packs the removal leaves unreferenced, and what repack would free).
+func (g GCLocationOutcome) ToFree() int64 {
+	n := g.UnreferencedBytes
+	if r := g.Repack; r != nil {
+		if r.NewPacks > 0 {
+			n -= r.Written // the rewritten packs are among the unreferenced
+		} else {
+			n += r.Frees
+		}
+	}
+	return n
+}
+
 // RepackOutcome is what one location's repack did (a dry run: would do).
 type RepackOutcome struct {
 	Qualifying int      `json:"qualifying_packs" required:"true" doc:"packs over the unused-space threshold or too small, old enough to touch"`
@@ -123,7 +149,7 @@ type RepackOutcome struct {
 	Blobs      int      `json:"blobs" required:"true" doc:"live blobs copied"`
 	LiveBytes  int64    `json:"live_bytes" required:"true" doc:"stored bytes of the live blobs copied"`
 	PackBytes  int64    `json:"pack_bytes" required:"true" doc:"size of the packs they came from"`
-	Frees      int64    `json:"frees_bytes" required:"true" doc:"what deleting the rewritten packs frees (now, or after the safety window)"`
+	Frees      int64    `json:"frees_bytes" required:"true" doc:"what deleting the rewritten packs frees, net of the new packs (now, or after the safety window)"`
 	NewPacks   int      `json:"new_packs" required:"true"`
 	Written    int64    `json:"written_bytes" required:"true" doc:"size of the new packs"`
 	OverBudget int      `json:"over_budget" required:"true" doc:"qualifying packs left for the next cleanup by the budget"`

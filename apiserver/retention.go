@@ -50,11 +50,11 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 			}
 			removed = len(seen)
 			for _, g := range body.Outcome.GC {
-				freed += g.BytesFreed
+				freed += g.Freed()
 			}
 		}
 		lc := &api.LastCleanup{Timestamp: rfc3339(rep.CreatedAt), CleanupID: rep.ID, Status: rep.Status,
-			DryRun: body.DryRun, BackupsRemoved: removed, SpaceFreed: humanSize(freed), SpaceFreedBytes: freed}
+			DryRun: body.DryRun, BackupsRemoved: removed, SpaceFreed: signedSize(freed), SpaceFreedBytes: freed}
 		if j, err := s.Store.GetJob(r.Context(), rep.JobID); err == nil && j.Finished != nil {
 			d := j.Finished.Sub(j.Started)
 			lc.Duration, lc.DurationSeconds = humanDuration(d), ptr(math.Round(d.Seconds()))
@@ -257,4 +257,13 @@ func (s *Server) launchCleanup(ctx context.Context, who, cleanupID string, req w
 	s.Store.UpdateJob(ctx, jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
 	s.Hub.Track(jobID)
 	return jobID, nil
+}
+
+// signedSize is humanSize with a sign: a cleanup whose repack wrote copies
+// of packs that go only after the safety window freed less than nothing.
+func signedSize(n int64) string {
+	if n < 0 {
+		return "-" + humanSize(-n)
+	}
+	return humanSize(n)
 }

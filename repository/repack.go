@@ -84,8 +84,9 @@ type RepackResult struct {
 	Packs      int `json:"packs"`
 	Blobs      int `json:"blobs"`
 	// LiveBytes: the stored bytes of the live blobs copied; PackBytes: the
-	// size of the packs they came from. Their difference is what the run
-	// frees once the old packs are deleted.
+	// size of the packs they came from; Frees: what the run frees once the
+	// old packs are deleted, net of the new packs (estimated before they
+	// are written; Written says what they took).
 	LiveBytes int64 `json:"live_bytes"`
 	PackBytes int64 `json:"pack_bytes"`
 	Frees     int64 `json:"frees_bytes"`
@@ -99,6 +100,8 @@ type RepackResult struct {
 	Damaged []string `json:"damaged,omitempty"`
 	// Skipped says why nothing was rewritten, when something qualified.
 	Skipped string `json:"skipped,omitempty"`
+
+	copies map[BlobType][2]int64 // live bytes and blobs copied, by type
 }
 
 type repackCandidate struct {
@@ -241,7 +244,20 @@ func (res *RepackResult) count(c repackCandidate, blobs int) {
 	res.Blobs += blobs
 	res.LiveBytes += c.live
 	res.PackBytes += c.size
-	res.Frees = res.PackBytes - res.LiveBytes
+	if res.copies == nil {
+		res.copies = map[BlobType][2]int64{}
+	}
+	t := res.copies[c.typ]
+	res.copies[c.typ] = [2]int64{t[0] + c.live, t[1] + int64(blobs)}
+	// net of the copies: their blobs, a header entry each, and each new
+	// pack's sealed header and trailer (the copies of each blob type fill
+	// packs of their own)
+	res.Frees = res.PackBytes
+	for _, t := range res.copies {
+		copies := t[0] + t[1]*packEntryLen
+		packs := (copies + TargetPackSize - 1) / TargetPackSize
+		res.Frees -= copies + packs*(sealOverhead+packTrailerLen)
+	}
 }
 
 // liveLocs lists pack c's live blobs, by offset.

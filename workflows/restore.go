@@ -343,8 +343,8 @@ func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome,
 		var freed, toFree int64
 		if out != nil {
 			for _, g := range out.GC {
-				freed += g.BytesFreed
-				toFree += g.UnreferencedBytes
+				freed += g.Freed()
+				toFree += g.ToFree()
 			}
 		}
 		rec.Report = rawJSON(map[string]any{"cleanup_id": req.CleanupID, "dry_run": req.DryRun,
