@@ -47,11 +47,24 @@ func encodeIndexFile(aead cipher.AEAD, f *IndexFile) []byte {
 		body = binary.LittleEndian.AppendUint32(body, uint32(len(p.Blobs)))
 		body = append(body, encodePackHeader(p.Blobs)...)
 	}
-	enc, _ := zstdCodecs()
-	z := enc.EncodeAll(body, nil)
+	z := indexEncoder().EncodeAll(body, nil)
 	out := append([]byte(indexMagic), indexVersion)
 	return seal(aead, out, z, indexAD())
 }
+
+// indexEncoder compresses index files: one at a time, with a small
+// window. Their bodies are mostly random ids that no window helps with,
+// and the blob encoder's history buffers (tens of MB, one per core) were
+// the largest allocation of a backup of many small files, made at its end
+// only to write the index.
+var indexEncoder = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
+	if err != nil {
+		panic(err)
+	}
+	return e
+})
 
 var indexDecoder = sync.OnceValue(func() *zstd.Decoder {
 	d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxIndexBody), zstd.WithDecoderConcurrency(0))

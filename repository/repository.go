@@ -577,19 +577,27 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 // Buffers are pooled: a backup otherwise allocates several times its data
 // size in short-lived compression, encryption and pack buffers, and the
 // garbage collector's work (or the heap it lets grow) shows in time and RSS.
-// Two sizes of blob buffer: most blobs are small files, and handing each a
-// chunk-sized buffer would make the pool itself the largest user of memory.
 var (
-	smallBlobBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallBufSize); return &b }}
-	blobBufs      = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8); return &b }}
-	packBufs      = sync.Pool{New: func() any { b := make([]byte, 0, TargetPackSize+1<<20); return &b }}
+	smallBlobBufs  = sync.Pool{New: func() any { b := make([]byte, 0, smallBufSize); return &b }}
+	mediumBlobBufs = sync.Pool{New: func() any { b := make([]byte, 0, mediumBufSize); return &b }}
+	blobBufs       = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8); return &b }}
+	packBufs       = sync.Pool{New: func() any { b := make([]byte, 0, TargetPackSize+1<<20); return &b }}
 )
 
-const smallBufSize = 64 << 10
+// Three sizes of blob buffer: small files, trees (a directory of a few
+// thousand entries: a chunk-sized buffer for each of them was the largest
+// use of memory when backing up many small files), and chunks.
+const (
+	smallBufSize  = 64 << 10
+	mediumBufSize = 1 << 20
+)
 
 func blobPool(n int) *sync.Pool {
-	if n+n/8+64 <= smallBufSize {
+	switch need := n + n/8 + 64; {
+	case need <= smallBufSize:
 		return &smallBlobBufs
+	case need <= mediumBufSize:
+		return &mediumBlobBufs
 	}
 	return &blobBufs
 }

@@ -21,7 +21,11 @@ type treeCache struct {
 	built  uint64                // index generation byPack was built at
 }
 
-const treeCacheMax = 256 << 20
+// treeCacheMax bounds the decoded trees kept: the trees of a backup of
+// millions of files are hundreds of MB. Past it the cache starts over,
+// and a tree pack needed again is read again (from the local cache when
+// there is one).
+const treeCacheMax = 64 << 20
 
 func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	c := &r.trees
