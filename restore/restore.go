@@ -156,6 +156,8 @@ type entry struct {
 	linkTo  string // hard link to this rel (same component)
 	linkSrc *entry // ... which is this entry
 	failed  atomic.Bool
+	// remaining: blobs of the file not yet written
+	remaining atomic.Int64
 	// ancestor: a directory above the component's confine paths, made
 	// only to reach them; keepMeta: it existed, so its metadata is not
 	// the restore's to change
@@ -228,6 +230,8 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 			return nil, err
 		}
 	}
+	// every tree is in the plan now: the decoded copies go
+	repo.DropTreeCache()
 	for _, t := range targets {
 		if opts.VerifyOnly {
 			root, err := openTarget(filepath.Clean(t.dir), false)
@@ -781,9 +785,16 @@ func (r *restorer) replaceableAt(e *entry, fd int, name string) error {
 	return unix.Unlinkat(fd, name, 0)
 }
 
+// blobAt names a blob by where it is stored (a key of plain values: boxing
+// the pack id and offset in interfaces cost more than the rest of the map).
+type blobAt struct {
+	pack   repository.ID
+	offset uint32
+}
+
 func (r *restorer) writeContent(ctx context.Context) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
-	targets := map[[2]any][]target{} // (pack, offset) -> where the blob goes
+	targets := map[blobAt][]target{} // where each blob goes
 	for _, e := range r.plan.files {
 		// Files with content are created by the workers, in parallel, when
 		// their first blob arrives; empty ones here.
@@ -797,7 +808,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 		}
 		var off int64
 		for _, l := range e.locs {
-			k := [2]any{l.Pack, l.Offset}
+			k := blobAt{l.Pack, l.Offset}
 			if _, ok := targets[k]; !ok {
 				byPack[l.Pack] = append(byPack[l.Pack], l)
 			}
@@ -810,11 +821,8 @@ func (r *restorer) writeContent(ctx context.Context) error {
 		packs = append(packs, id)
 	}
 	sort.Slice(packs, func(i, j int) bool { return bytes.Compare(packs[i][:], packs[j][:]) < 0 })
-	remaining := map[*entry]*atomic.Int64{}
 	for _, e := range r.plan.files {
-		c := &atomic.Int64{}
-		c.Store(int64(len(e.locs)))
-		remaining[e] = c
+		e.remaining.Store(int64(len(e.locs)))
 	}
 	jobs := make(chan repository.ID)
 	var wg sync.WaitGroup
@@ -827,7 +835,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 			var vbuf []byte
 			for pack := range jobs {
 				err := r.repo.ReadPackBlobs(ctx, byPack[pack], func(l repository.BlobLocation, data []byte, derr error) error {
-					for _, t := range targets[[2]any{l.Pack, l.Offset}] {
+					for _, t := range targets[blobAt{l.Pack, l.Offset}] {
 						if derr == nil && !t.e.failed.Load() {
 							derr = fc.writeAt(t.e, data, t.off)
 							if derr == nil {
@@ -837,9 +845,18 @@ func (r *restorer) writeContent(ctx context.Context) error {
 						if derr != nil {
 							r.failFile(t.e, derr)
 						}
-						if remaining[t.e].Add(-1) == 0 {
-							if vbuf == nil && !r.opts.NoVerify {
-								vbuf = make([]byte, repository.MaxChunkSize)
+						if t.e.remaining.Add(-1) == 0 {
+							if !r.opts.NoVerify {
+								// as large as the file's largest chunk: a
+								// chunk-sized buffer per worker was a
+								// restore's largest allocation
+								need := 0
+								for _, l := range t.e.locs {
+									need = max(need, int(l.RawLength))
+								}
+								if cap(vbuf) < need {
+									vbuf = make([]byte, need)
+								}
 							}
 							r.finishFile(t.e, fc.take(t.e), vbuf)
 							r.filesDone.Add(1)
@@ -850,7 +867,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 				if err != nil && ctx.Err() == nil {
 					// the pack could not be read at all: fail its files
 					for _, l := range byPack[pack] {
-						for _, t := range targets[[2]any{l.Pack, l.Offset}] {
+						for _, t := range targets[blobAt{l.Pack, l.Offset}] {
 							r.failFile(t.e, err)
 						}
 					}
@@ -869,7 +886,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	for _, e := range r.plan.files {
 		// never leave wrong content behind: failed files, and on
 		// cancellation every file not completely written and verified
-		if e.failed.Load() || (ctx.Err() != nil && remaining[e].Load() != 0) {
+		if e.failed.Load() || (ctx.Err() != nil && e.remaining.Load() != 0) {
 			r.unlink(e)
 		}
 	}
