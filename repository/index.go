@@ -313,6 +313,31 @@ func (ix *Index) Len() int {
 	return len(ix.blobs)
 }
 
+// treeLocsByPack lists the tree blobs of every pack (without copying the
+// rest of the index, as Packs would).
+func (ix *Index) treeLocsByPack() map[ID][]BlobLocation {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := map[ID][]BlobLocation{}
+	add := func(pi uint32, e PackEntry) {
+		p := ix.packs[pi]
+		out[p.id] = append(out[p.id], BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: e})
+	}
+	for id, l := range ix.blobs {
+		if l.typ == TreeBlob {
+			add(l.pack, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
+		}
+	}
+	for pi, es := range ix.extra {
+		for _, e := range es {
+			if e.Type == TreeBlob {
+				add(pi, e)
+			}
+		}
+	}
+	return out
+}
+
 // Packs returns every indexed pack with its entries.
 func (ix *Index) Packs() []IndexPack {
 	ix.mu.RLock()

@@ -4,35 +4,44 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
+	"sort"
 	"sync"
 
 	"backupd/storage"
 )
 
-// treeCache keeps decoded tree blobs. On a miss it reads every tree blob of
-// the missing blob's pack in one ranged read: walking a backup's trees then
-// costs one request per tree pack instead of one per directory, which is
-// what makes incremental backups and restores fast on S3 and cold disks.
+// treeCache keeps tree blobs as they are stored (sealed and compressed,
+// a few times smaller than decoded), each decoded when it is asked for. On
+// a miss it reads every tree blob of the missing blob's pack in one ranged
+// read: walking a backup's trees then costs one request per tree pack
+// instead of one per directory, which is what makes incremental backups
+// and restores fast on S3 and cold disks.
 type treeCache struct {
 	mu     sync.Mutex
-	blobs  map[ID][]byte
+	blobs  map[ID]sealedTree
 	bytes  int
 	byPack map[ID][]BlobLocation // tree blobs per pack, built on first use
 	built  uint64                // index generation byPack was built at
 }
 
-// treeCacheMax bounds the decoded trees kept: the trees of a backup of
-// millions of files are hundreds of MB. Past it the cache starts over,
-// and a tree pack needed again is read again (from the local cache when
-// there is one).
-const treeCacheMax = 64 << 20
+type sealedTree struct {
+	loc    BlobLocation
+	sealed []byte
+}
+
+// treeCacheMax bounds the trees kept (the trees of a backup of millions
+// of files are hundreds of MB decoded). Past it the cache starts over, and
+// a tree pack needed again is read again (from the local cache when there
+// is one).
+const treeCacheMax = 32 << 20
 
 func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	c := &r.trees
 	c.mu.Lock()
-	if b, ok := c.blobs[id]; ok {
+	if st, ok := c.blobs[id]; ok {
 		c.mu.Unlock()
-		return b, nil
+		return r.decodeBlob(st.loc, append([]byte(nil), st.sealed...))
 	}
 	loc, ok := r.idx.lookup(id)
 	if !ok || loc.Type != TreeBlob {
@@ -40,14 +49,7 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		return r.LoadBlob(ctx, TreeBlob, id) // reports the error
 	}
 	if gen := r.idx.generation(); c.byPack == nil || c.built != gen {
-		c.byPack = map[ID][]BlobLocation{}
-		for _, p := range r.idx.Packs() {
-			for _, b := range p.Blobs {
-				if b.Type == TreeBlob {
-					c.byPack[p.ID] = append(c.byPack[p.ID], BlobLocation{Pack: p.ID, EphPublic: p.EphPublic, PackEntry: b})
-				}
-			}
-		}
+		c.byPack = r.idx.treeLocsByPack()
 		c.built = gen
 	}
 	locs := append([]BlobLocation(nil), c.byPack[loc.Pack]...)
@@ -55,43 +57,48 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	if len(locs) == 0 {
 		return r.LoadBlob(ctx, TreeBlob, id)
 	}
-	got := map[ID][]byte{}
+	got := map[ID]sealedTree{}
 	var err error
 	if r.cache != nil {
 		err = r.readCachedTreePack(ctx, loc.Pack, locs, got)
 	} else {
-		err = r.ReadPackBlobs(ctx, locs, func(l BlobLocation, data []byte, err error) error {
-			if err == nil {
-				got[l.ID] = data
-			}
-			return nil
-		})
+		sort.Slice(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
+		start := int64(locs[0].Offset)
+		last := locs[len(locs)-1]
+		var rc io.ReadCloser
+		if rc, err = r.be.Get(ctx, packName(loc.Pack), start, int64(last.Offset)+int64(last.Length)-start); err == nil {
+			err = readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
+				if sealed != nil {
+					got[l.ID] = sealedTree{l, sealed}
+				}
+				return nil
+			})
+			rc.Close()
+		}
 	}
-	if err != nil {
-		return r.LoadBlob(ctx, TreeBlob, id)
+	st, found := got[id]
+	if err != nil || !found {
+		return r.LoadBlob(ctx, TreeBlob, id) // reports why, or finds where it went
 	}
 	c.mu.Lock()
 	if c.blobs == nil || c.bytes > treeCacheMax {
-		c.blobs, c.bytes = map[ID][]byte{}, 0
+		c.blobs, c.bytes = map[ID]sealedTree{}, 0
 	}
 	for k, v := range got {
 		if _, ok := c.blobs[k]; !ok {
 			c.blobs[k] = v
-			c.bytes += len(v)
+			c.bytes += len(v.sealed)
 		}
 	}
 	c.mu.Unlock()
-	if b, ok := got[id]; ok {
-		return b, nil
-	}
-	return r.LoadBlob(ctx, TreeBlob, id) // this blob failed: report why
+	return r.decodeBlob(st.loc, append([]byte(nil), st.sealed...))
 }
 
-// readCachedTreePack decodes the tree blobs locs of pack from the local
-// cache, fetching the whole pack into it first when it is not there (a
-// pack holding only trees: tree packs are small and read again by every
-// incremental backup and every listing).
-func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []BlobLocation, got map[ID][]byte) error {
+// readCachedTreePack puts the tree blobs locs of pack into got, sealed,
+// from the local cache, fetching the whole pack into it first when it is
+// not there (a pack holding only trees: tree packs are small and read
+// again by every incremental backup and every listing).
+func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []BlobLocation, got map[ID]sealedTree) error {
 	b, ok := r.cache.getByHash(cacheTrees, pack)
 	if !ok {
 		var err error
@@ -114,10 +121,7 @@ func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []Blo
 		if end > int64(len(b)) {
 			continue // reported by the caller's LoadBlob
 		}
-		data, err := r.decodeBlob(l, append([]byte(nil), b[l.Offset:end]...))
-		if err == nil {
-			got[l.ID] = data
-		}
+		got[l.ID] = sealedTree{l, append([]byte(nil), b[l.Offset:end]...)}
 	}
 	return nil
 }
