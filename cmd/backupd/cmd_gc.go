@@ -75,6 +75,9 @@ func cmdGC(ctx context.Context, args []string) error {
 		if window > 0 && !dry && rr.Packs > 0 {
 			fmt.Printf(" after the safety window (%v)", window)
 		}
+		if window > 0 {
+			fmt.Printf("; packs younger than the safety window (%v) are not considered", window)
+		}
 		fmt.Println()
 		if rr.OverBudget > 0 {
 			fmt.Printf("repack: %d more packs qualify but are over the budget (--repack-budget %s); the next run takes them\n", rr.OverBudget, budget)
