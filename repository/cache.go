@@ -2,11 +2,14 @@ package repository
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 )
 
 // Cache is a client's local copy of repository objects that do not change
@@ -39,14 +42,30 @@ func OpenCache(root, id string) (*Cache, error) {
 	if root == "" || !validCacheName(id) {
 		return nil, fmt.Errorf("cache: bad root %q or repository id %q", root, id)
 	}
+	// Only the directories made here get modes; a root given by the user
+	// (even /tmp) is never changed. The repository's own directory must be
+	// a real directory of this user's, only it can enter: not a link
+	// somebody put there.
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("cache: %s is not a directory that only this user (uid %d) can use (mode %v); remove it or pick another --cache-dir",
+			dir, os.Geteuid(), fi.Mode())
+	}
 	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees} {
-		if err := os.MkdirAll(filepath.Join(dir, k), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, k), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
-	}
-	if err := os.Chmod(root, 0o700); err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
 	}
 	return &Cache{dir: dir}, nil
 }

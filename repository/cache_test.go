@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"backupd/storage/fault"
@@ -106,6 +107,35 @@ func TestCacheServesIndexManifestsAndTrees(t *testing.T) {
 	}
 	if fi, err := os.Stat(root); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("cache root: %v %v", fi.Mode(), err)
+	}
+}
+
+func TestCacheRefusesAPlacePreparedByOthers(t *testing.T) {
+	// a root that exists keeps its mode (--cache-dir /tmp must not chmod /tmp)
+	root := t.TempDir()
+	os.Chmod(root, 0o755)
+	if _, err := OpenCache(root, "repo1"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(root); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("the cache changed its root's mode to %v", fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Join(root, "repo1")); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the repository's cache directory has mode %v", fi.Mode())
+	}
+	// a link put where the repository's directory goes is refused
+	elsewhere := t.TempDir()
+	if err := os.Symlink(elsewhere, filepath.Join(root, "repo2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCache(root, "repo2"); err == nil || !strings.Contains(err.Error(), "not a directory that only this user") {
+		t.Fatalf("a symlinked cache directory: %v", err)
+	}
+	// so is one others can enter
+	os.Mkdir(filepath.Join(root, "repo3"), 0o777)
+	os.Chmod(filepath.Join(root, "repo3"), 0o777)
+	if _, err := OpenCache(root, "repo3"); err == nil {
+		t.Fatal("a world-writable cache directory was used")
 	}
 }
 
