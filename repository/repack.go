@@ -273,7 +273,13 @@ func (r *Repository) liveLocs(c repackCandidate, used map[ID]bool, stored map[ID
 }
 
 func (r *Repository) liveBlobs(c repackCandidate, used map[ID]bool, stored map[ID]storage.ObjectInfo) int {
-	return len(r.liveLocs(c, used, stored))
+	n := 0
+	for _, b := range c.pack.Blobs {
+		if r.liveInPack(c.pack.ID, b, used, stored) {
+			n++
+		}
+	}
+	return n
 }
 
 // repack copies the live blobs of chosen into new packs and indexes them,
@@ -346,9 +352,7 @@ func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[
 	if len(locs) == 0 {
 		return 0, nil
 	}
-	start := int64(locs[0].Offset)
-	last := locs[len(locs)-1]
-	rc, err := r.be.Get(ctx, packName(c.pack.ID), start, int64(last.Offset)+int64(last.Length)-start)
+	rc, start, err := r.openSpan(ctx, locs)
 	if err != nil {
 		return 0, fmt.Errorf("reading: %w", err)
 	}

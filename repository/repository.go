@@ -724,7 +724,8 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 		return data, err
 	}
 	if r.packGone(ctx, loc.Pack, err) {
-		return r.loadBlobOnce2(ctx, t, id)
+		data, _, err = r.loadBlobOnce(ctx, t, id)
+		return data, err
 	}
 	// The index still names the missing pack: another copy, if the index
 	// knows one, is read instead (two collections' index rewrites can
@@ -739,11 +740,6 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 		}
 	}
 	return nil, err
-}
-
-func (r *Repository) loadBlobOnce2(ctx context.Context, t BlobType, id ID) ([]byte, error) {
-	data, _, err := r.loadBlobOnce(ctx, t, id)
-	return data, err
 }
 
 // readAt reads and verifies the blob at loc.
@@ -846,12 +842,8 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 	if len(locs) == 0 {
 		return nil
 	}
-	sort.SliceStable(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
 	pack := locs[0].Pack
-	start := int64(locs[0].Offset)
-	last := locs[len(locs)-1]
-	end := int64(last.Offset) + int64(last.Length)
-	rc, err := r.be.Get(ctx, packName(pack), start, end-start)
+	rc, start, err := r.openSpan(ctx, locs)
 	if err != nil {
 		if r.packGone(ctx, pack, err) {
 			// moved by a repack: each blob from where the index now puts
@@ -875,6 +867,16 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 		}
 		return fn(l, data, derr)
 	})
+}
+
+// openSpan sorts locs (blobs of one pack) by offset and opens one ranged
+// read from the first to the end of the last; start is where it begins.
+func (r *Repository) openSpan(ctx context.Context, locs []BlobLocation) (rc io.ReadCloser, start int64, err error) {
+	sort.SliceStable(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
+	start = int64(locs[0].Offset)
+	last := locs[len(locs)-1]
+	rc, err = r.be.Get(ctx, packName(locs[0].Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	return rc, start, err
 }
 
 // readSealed walks locs (sorted by offset, all in one pack) in rc, which

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 
 	"backupd/storage"
@@ -62,11 +61,9 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	if r.cache != nil {
 		err = r.readCachedTreePack(ctx, loc.Pack, locs, got)
 	} else {
-		sort.Slice(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
-		start := int64(locs[0].Offset)
-		last := locs[len(locs)-1]
 		var rc io.ReadCloser
-		if rc, err = r.be.Get(ctx, packName(loc.Pack), start, int64(last.Offset)+int64(last.Length)-start); err == nil {
+		var start int64
+		if rc, start, err = r.openSpan(ctx, locs); err == nil {
 			err = readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
 				if sealed != nil {
 					got[l.ID] = sealedTree{l, sealed}
