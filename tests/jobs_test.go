@@ -66,6 +66,7 @@ type tserver struct {
 	port, ui int
 	logPath  string
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has ended
 }
 
 func (s *tserver) start() {
@@ -76,6 +77,9 @@ func (s *tserver) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
+	exited, cmd := make(chan struct{}), s.cmd
+	s.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
 }
 
 // stop interrupts the server (kill: SIGKILL, as a crash) and waits for it.
@@ -88,13 +92,11 @@ func (s *tserver) stop(kill bool) {
 	} else {
 		s.cmd.Process.Signal(os.Interrupt)
 	}
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(10 * time.Second):
 		s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 	s.cmd = nil
 }
@@ -110,26 +112,40 @@ func devServer(t *testing.T) (client.Client, string) {
 
 func devServerHandle(t *testing.T) (client.Client, *tserver) {
 	dir := t.TempDir()
-	s := &tserver{t: t, bin: temporalBinary(t), db: filepath.Join(dir, "temporal.db"), port: freePort(t), ui: freePort(t),
-		logPath: filepath.Join(dir, "temporal.log")}
-	s.start()
+	s := &tserver{t: t, bin: temporalBinary(t), db: filepath.Join(dir, "temporal.db"), logPath: filepath.Join(dir, "temporal.log")}
 	t.Cleanup(func() { s.stop(false) })
 	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := client.Dial(client.Options{HostPort: s.addr(), Namespace: "default", Logger: quiet})
-		if err == nil {
-			if _, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{}); err == nil {
-				t.Cleanup(c.Close)
-				return c, s
+	// A port picked free may be taken by another test's process before
+	// the server binds it; a server that exits on that gets new ports.
+	for try := 1; ; try++ {
+		s.port, s.ui = freePort(t), freePort(t)
+		s.start()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			c, err := client.Dial(client.Options{HostPort: s.addr(), Namespace: "default", Logger: quiet})
+			if err == nil {
+				if _, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{}); err == nil {
+					t.Cleanup(c.Close)
+					return c, s
+				}
+				c.Close()
 			}
-			c.Close()
+			exited := false
+			select {
+			case <-s.exited:
+				exited = true
+			default:
+			}
+			if exited || time.Now().After(deadline) {
+				b, _ := os.ReadFile(s.logPath)
+				if exited && try < 3 && strings.Contains(string(b), "address already in use") {
+					s.cmd = nil
+					break
+				}
+				t.Fatalf("temporal dev server not up: %v\n%s", err, b)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(s.logPath)
-			t.Fatalf("temporal dev server not up: %v\n%s", err, b)
-		}
-		time.Sleep(300 * time.Millisecond)
 	}
 }
 
