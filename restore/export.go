@@ -61,12 +61,13 @@ func Export(ctx context.Context, repo *repository.Repository, m *repository.Mani
 	}
 	// Plan first: trees and blob locations, so a missing path or blob is
 	// an error before the first byte is written.
-	p := &plan{}
-	inodes := map[[2]uint64]*entry{}
-	for _, c := range comps {
-		if err := p.addComponent(ctx, repo, &compTarget{name: c.Name}, c, opts.Paths, inodes); err != nil {
-			return err
-		}
+	p := newPlan(nil)
+	targets := make([]*compTarget, len(comps))
+	for i, c := range comps {
+		targets[i] = &compTarget{name: c.Name}
+	}
+	if err := p.walk(ctx, repo, comps, targets, opts.Paths); err != nil {
+		return err
 	}
 	tw := tar.NewWriter(cw)
 	name := func(e *entry) string { return path.Join(e.ct.name, e.rel) }
@@ -75,45 +76,20 @@ func Export(ctx context.Context, repo *repository.Repository, m *repository.Mani
 			return err
 		}
 	}
-	for _, e := range p.files {
-		h := header(e.node, name(e), tar.TypeReg)
-		h.Size = int64(e.node.Size)
-		if err := tw.WriteHeader(h); err != nil {
-			return err
+	// files and the rest as the second walk reaches them; hard links last,
+	// after the files they name
+	var links []*entry
+	err = p.again(ctx, repo, comps, targets, opts.Paths, func(e *entry) error {
+		if e.linkSrc != nil {
+			links = append(links, e)
+			return nil
 		}
-		for _, id := range e.node.Content {
-			data, err := repo.LoadBlob(ctx, repository.DataBlob, id)
-			if err != nil {
-				return fmt.Errorf("%s: %w", name(e), err)
-			}
-			if _, err := tw.Write(data); err != nil {
-				return err
-			}
-		}
+		return exportEntry(ctx, repo, tw, name(e), e.node)
+	})
+	if err != nil {
+		return err
 	}
-	for _, e := range p.others {
-		var h *tar.Header
-		switch e.node.Type {
-		case repository.NodeSymlink:
-			h = header(e.node, name(e), tar.TypeSymlink)
-			h.Linkname = e.node.LinkTarget
-		case repository.NodeFifo:
-			h = header(e.node, name(e), tar.TypeFifo)
-		case repository.NodeDev, repository.NodeCharDev:
-			typ := byte(tar.TypeBlock)
-			if e.node.Type == repository.NodeCharDev {
-				typ = tar.TypeChar
-			}
-			h = header(e.node, name(e), typ)
-			h.Devmajor, h.Devminor = int64((e.node.Rdev>>8)&0xfff), int64((e.node.Rdev&0xff)|((e.node.Rdev>>12)&0xfff00))
-		default:
-			continue // sockets have no tar form
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-	}
-	for _, e := range p.links {
+	for _, e := range links {
 		h := header(e.node, name(e), tar.TypeLink)
 		h.Linkname = path.Join(e.ct.name, e.linkTo)
 		if err := tw.WriteHeader(h); err != nil {
@@ -124,6 +100,45 @@ func Export(ctx context.Context, repo *repository.Repository, m *repository.Mani
 		return err
 	}
 	return cw.Close()
+}
+
+// exportEntry writes a file (with its content) or a symlink, fifo or
+// device to tw; sockets have no tar form.
+func exportEntry(ctx context.Context, repo *repository.Repository, tw *tar.Writer, name string, n *repository.Node) error {
+	var h *tar.Header
+	switch n.Type {
+	case repository.NodeFile:
+		h = header(n, name, tar.TypeReg)
+		h.Size = int64(n.Size)
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		for _, id := range n.Content {
+			data, err := repo.LoadBlob(ctx, repository.DataBlob, id)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if _, err := tw.Write(data); err != nil {
+				return err
+			}
+		}
+		return nil
+	case repository.NodeSymlink:
+		h = header(n, name, tar.TypeSymlink)
+		h.Linkname = n.LinkTarget
+	case repository.NodeFifo:
+		h = header(n, name, tar.TypeFifo)
+	case repository.NodeDev, repository.NodeCharDev:
+		typ := byte(tar.TypeBlock)
+		if n.Type == repository.NodeCharDev {
+			typ = tar.TypeChar
+		}
+		h = header(n, name, typ)
+		h.Devmajor, h.Devminor = int64((n.Rdev>>8)&0xfff), int64((n.Rdev&0xff)|((n.Rdev>>12)&0xfff00))
+	default:
+		return nil
+	}
+	return tw.WriteHeader(h)
 }
 
 func header(n *repository.Node, name string, typ byte) *tar.Header {

@@ -23,20 +23,6 @@ import (
 // parent's descriptor, checked to be the inode listed: a directory swapped
 // for a symlink to /etc while the removal runs is never entered.
 func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compTarget) ([]string, error) {
-	have := map[*compTarget]map[string]bool{}
-	add := func(e *entry) {
-		m := have[e.ct]
-		if m == nil {
-			m = map[string]bool{}
-			have[e.ct] = m
-		}
-		m[e.rel] = true
-	}
-	for _, list := range [][]*entry{r.plan.dirs, r.plan.files, r.plan.others, r.plan.links} {
-		for _, e := range list {
-			add(e)
-		}
-	}
 	buf := make([]byte, 32<<10)
 	var removed []string
 	for i, c := range comps {
@@ -74,7 +60,7 @@ func (r *restorer) mirror(comps []repository.ComponentManifest, targets []*compT
 			for _, n := range names {
 				rel := path.Join(d.rel, n)
 				childAbs := path.Join(abs, n)
-				if have[t][rel] || matcher.Excluded(childAbs) {
+				if r.kept[dirKey{t, rel}] || matcher.Excluded(childAbs) {
 					continue
 				}
 				gone, err := removeUntracked(fd, n, rel, childAbs, matcher, buf)

@@ -178,11 +178,45 @@ type entry struct {
 	verifyErr error
 }
 
+// plan is one walk of the selected trees. The first walk (emit nil)
+// checks everything, locating every blob, before anything is written; it
+// keeps only the directories and counts the rest. The restore then walks
+// again, handing every file, link and other entry to emit in walk order
+// and holding only a batch of them at once: memory does not grow with the
+// number of files.
 type plan struct {
-	dirs, files, others, links []*entry
-	bytes                      int64
-	skipTop                    map[string]bool
-	refused                    map[*compTarget][]string // outside the confinement
+	dirs    []*entry
+	files   int64 // counted, links excluded
+	bytes   int64
+	skipTop map[string]bool
+	refused map[*compTarget][]string // outside the confinement
+	inodes  map[[2]uint64]*entry     // first names of multiply linked files
+	emit    func(e *entry) error
+}
+
+func newPlan(skipTop []string) *plan {
+	p := &plan{skipTop: map[string]bool{}, refused: map[*compTarget][]string{}, inodes: map[[2]uint64]*entry{}}
+	for _, n := range skipTop {
+		p.skipTop[n] = true
+	}
+	return p
+}
+
+// walk plans the selection of comps (into targets) with this plan's rules.
+func (p *plan) walk(ctx context.Context, repo *repository.Repository, comps []repository.ComponentManifest, targets []*compTarget, paths []string) error {
+	for i, c := range comps {
+		if err := p.addComponent(ctx, repo, targets[i], c, paths); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// again walks once more, handing the entries to emit; directories were
+// planned by the first walk.
+func (p *plan) again(ctx context.Context, repo *repository.Repository, comps []repository.ComponentManifest, targets []*compTarget, paths []string, emit func(e *entry) error) error {
+	q := &plan{skipTop: p.skipTop, refused: map[*compTarget][]string{}, inodes: map[[2]uint64]*entry{}, emit: emit}
+	return q.walk(ctx, repo, comps, targets, paths)
 }
 
 // Run restores m according to opts.
@@ -220,18 +254,10 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		}
 		targets = append(targets, t)
 	}
-	p := &plan{skipTop: map[string]bool{}, refused: map[*compTarget][]string{}}
-	for _, n := range opts.SkipTop {
-		p.skipTop[n] = true
+	p := newPlan(opts.SkipTop)
+	if err := p.walk(ctx, repo, comps, targets, opts.Paths); err != nil {
+		return nil, err
 	}
-	inodes := map[[2]uint64]*entry{}
-	for i, c := range comps {
-		if err := p.addComponent(ctx, repo, targets[i], c, opts.Paths, inodes); err != nil {
-			return nil, err
-		}
-	}
-	// every tree is in the plan now: the decoded copies go
-	repo.DropTreeCache()
 	for _, t := range targets {
 		if opts.VerifyOnly {
 			root, err := openTarget(filepath.Clean(t.dir), false)
@@ -245,16 +271,24 @@ func Run(ctx context.Context, repo *repository.Repository, m *repository.Manifes
 		defer t.root.close()
 	}
 	res := &Result{Warnings: p.refusedWarnings(targets)}
-	r := &restorer{repo: repo, opts: opts, plan: p, res: res, start: time.Now()}
+	r := &restorer{repo: repo, opts: opts, plan: p, res: res, start: time.Now(),
+		again: func(emit func(e *entry) error) error { return p.again(ctx, repo, comps, targets, opts.Paths, emit) }}
 	r.dirs = newDirCache(256, p.dirs)
 	defer r.dirs.close()
 	if opts.VerifyOnly {
 		return r.verifyTree(ctx)
 	}
+	if opts.Mirror && len(opts.Paths) == 0 {
+		r.kept = map[dirKey]bool{}
+	}
 	res, err = r.run(ctx)
-	if err == nil && opts.Mirror && len(opts.Paths) == 0 {
+	if err == nil && r.kept != nil {
 		removed, merr := r.mirror(comps, targets)
 		res.Removed = removed
+		if len(removed) > 0 {
+			// removing changed the parents' times: set them as backed up again
+			r.setDirsMeta()
+		}
 		if merr != nil {
 			return res, merr
 		}
@@ -399,7 +433,7 @@ func cleanSelectPath(p string) ([]string, error) {
 	return strings.Split(c[1:], "/"), nil
 }
 
-func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t *compTarget, c repository.ComponentManifest, paths []string, inodes map[[2]uint64]*entry) error {
+func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t *compTarget, c repository.ComponentManifest, paths []string) error {
 	root, err := repo.LoadTree(ctx, c.Tree)
 	if err != nil {
 		return fmt.Errorf("component %s: %w", c.Name, err)
@@ -414,7 +448,7 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 		root = kept
 	}
 	if len(paths) == 0 {
-		return p.addTree(ctx, repo, t, ".", root, inodes)
+		return p.addTree(ctx, repo, t, ".", root)
 	}
 	sels, err := selections(paths)
 	if err != nil {
@@ -423,7 +457,7 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 	found := 0
 	for _, els := range sels {
 		if len(els) == 0 {
-			return p.addTree(ctx, repo, t, ".", root, inodes)
+			return p.addTree(ctx, repo, t, ".", root)
 		}
 		tree, rel := root, "."
 		for i, el := range els {
@@ -443,7 +477,7 @@ func (p *plan) addComponent(ctx context.Context, repo *repository.Repository, t 
 			}
 			if i == len(els)-1 {
 				found++
-				if err := p.addNode(ctx, repo, t, rel, n, inodes); err != nil {
+				if err := p.addNode(ctx, repo, t, rel, n); err != nil {
 					return err
 				}
 				break
@@ -513,12 +547,12 @@ func dedupeDirs(ds []*entry) []*entry {
 	return out
 }
 
-func (p *plan) addTree(ctx context.Context, repo *repository.Repository, t *compTarget, rel string, tree *repository.Tree, inodes map[[2]uint64]*entry) error {
+func (p *plan) addTree(ctx context.Context, repo *repository.Repository, t *compTarget, rel string, tree *repository.Tree) error {
 	for _, n := range tree.Nodes {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := p.addNode(ctx, repo, t, path.Join(rel, n.Name), n, inodes); err != nil {
+		if err := p.addNode(ctx, repo, t, path.Join(rel, n.Name), n); err != nil {
 			return err
 		}
 	}
@@ -542,7 +576,7 @@ func (p *plan) confined(t *compTarget, rel string, n *repository.Node) bool {
 	return false
 }
 
-func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *compTarget, rel string, n *repository.Node, inodes map[[2]uint64]*entry) error {
+func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *compTarget, rel string, n *repository.Node) error {
 	if !p.confined(t, rel, n) {
 		return nil // nor anything below it: nothing there can be allowed
 	}
@@ -554,16 +588,15 @@ func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *comp
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", t.name, rel, err)
 		}
-		return p.addTree(ctx, repo, t, rel, sub, inodes)
+		return p.addTree(ctx, repo, t, rel, sub)
 	case repository.NodeFile:
 		if n.Links > 1 {
 			k := [2]uint64{n.DeviceID, n.Inode}
-			if first, ok := inodes[k]; ok && first.ct == t {
+			if first, ok := p.inodes[k]; ok && first.ct == t {
 				e.linkTo, e.linkSrc = first.rel, first
-				p.links = append(p.links, e)
-				return nil
+				return p.put(e)
 			}
-			inodes[k] = e
+			p.inodes[k] = e
 		}
 		var size int64
 		for _, id := range n.Content {
@@ -581,11 +614,17 @@ func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *comp
 			return fmt.Errorf("%s/%s: %w: chunks add up to %d bytes, manifest says %d", t.name, rel, repository.ErrCorrupt, size, n.Size)
 		}
 		p.bytes += size
-		p.files = append(p.files, e)
-	default:
-		p.others = append(p.others, e)
+		p.files++
 	}
-	return nil
+	return p.put(e)
+}
+
+// put hands a file, link or other entry to emit.
+func (p *plan) put(e *entry) error {
+	if p.emit == nil {
+		return nil
+	}
+	return p.emit(e)
 }
 
 type restorer struct {
@@ -600,7 +639,15 @@ type restorer struct {
 	firstErr  error
 	isRoot    bool
 	dirs      *dirCache
+	// again walks the plan once more, handing each file, link and other
+	// entry to emit
+	again func(emit func(e *entry) error) error
+	kept  map[dirKey]bool // Mirror: every name the backup holds
 }
+
+// A restore writes files in batches of about this many blobs, so what it
+// holds per file is bounded by the batch, not by the backup.
+var batchBlobs = 16384
 
 type target struct {
 	e   *entry
@@ -628,19 +675,61 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		r.res.Dirs++
+		r.keep(d)
 	}
-	// 2. file content, pack by pack
-	if err := r.writeContent(ctx); err != nil {
+	// 2. file content, pack by pack, a batch at a time; then the batch's
+	// symlinks, devices and fifos
+	var files, others, links []*entry
+	var blobs int
+	var failed []string
+	flush := func() error {
+		err := r.writeContent(ctx, files)
+		for _, e := range files {
+			if e.failed.Load() {
+				name := e.ct.name + "/" + e.rel
+				if e.verifyErr != nil {
+					name += " (" + e.verifyErr.Error() + ")"
+				}
+				failed = append(failed, name)
+			}
+			// an entry kept as a hard link's first name needs no content now
+			e.locs = nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range others {
+			if err := r.makeOther(e); err != nil {
+				r.warn("%s/%s: %v", e.ct.name, e.rel, err)
+			}
+			r.setMeta(e)
+		}
+		files, others, blobs = files[:0], others[:0], 0
+		return nil
+	}
+	err := r.again(func(e *entry) error {
+		r.keep(e)
+		switch {
+		case e.linkSrc != nil:
+			links = append(links, e)
+		case e.node.Type == repository.NodeFile:
+			files = append(files, e)
+			if blobs += len(e.locs); blobs >= batchBlobs {
+				return flush()
+			}
+		default:
+			others = append(others, e)
+		}
+		return ctx.Err()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
 		return nil, err
 	}
-	// 3. symlinks, devices, fifos; hard links
-	for _, e := range p.others {
-		if err := r.makeOther(e); err != nil {
-			r.warn("%s/%s: %v", e.ct.name, e.rel, err)
-		}
-	}
-	var failed []string
-	for _, e := range p.links {
+	// 3. hard links
+	for _, e := range links {
 		if err := r.link(e); err != nil {
 			// a missing link is a missing file, not a footnote
 			failed = append(failed, fmt.Sprintf("%s/%s (hard link to %s: %v)", e.ct.name, e.rel, e.linkTo, err))
@@ -648,28 +737,13 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 		}
 		r.res.Links++
 	}
-	// 4. verify what was written
-	// (files were verified and got their metadata as they were completed)
-	for _, e := range p.files {
-		if e.failed.Load() {
-			name := e.ct.name + "/" + e.rel
-			if e.verifyErr != nil {
-				name += " (" + e.verifyErr.Error() + ")"
-			}
-			failed = append(failed, name)
-		}
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// 5. metadata of the others, then directories deepest first
-	for _, e := range p.others {
-		r.setMeta(e)
-	}
-	for i := len(p.dirs) - 1; i >= 0; i-- {
-		r.setMeta(p.dirs[i])
-	}
-	r.res.Files = int64(len(p.files)) - int64(len(failed))
+	// 4. metadata of directories
+	// (files were verified and got their metadata as they were completed)
+	r.setDirsMeta()
+	r.res.Files = p.files - int64(len(failed))
 	r.res.Bytes = r.bytesDone.Load()
 	if len(failed) > 0 {
 		sort.Strings(failed)
@@ -682,6 +756,20 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 	return r.res, nil
 }
 
+// setDirsMeta sets the directories' metadata, deepest first.
+func (r *restorer) setDirsMeta() {
+	for i := len(r.plan.dirs) - 1; i >= 0; i-- {
+		r.setMeta(r.plan.dirs[i])
+	}
+}
+
+// keep records, for a mirror restore, that the backup holds e's name.
+func (r *restorer) keep(e *entry) {
+	if r.kept != nil {
+		r.kept[dirKey{e.ct, e.rel}] = true
+	}
+}
+
 func (r *restorer) reportProgress() func() {
 	if r.opts.Progress == nil {
 		return func() {}
@@ -690,7 +778,7 @@ func (r *restorer) reportProgress() func() {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	snap := func() Progress {
-		return Progress{FilesTotal: int64(len(r.plan.files)), FilesDone: r.filesDone.Load(),
+		return Progress{FilesTotal: r.plan.files, FilesDone: r.filesDone.Load(),
 			BytesTotal: r.plan.bytes, BytesDone: r.bytesDone.Load(), Elapsed: time.Since(r.start)}
 	}
 	go func() {
@@ -792,10 +880,10 @@ type blobAt struct {
 	offset uint32
 }
 
-func (r *restorer) writeContent(ctx context.Context) error {
+func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
 	targets := map[blobAt][]target{} // where each blob goes
-	for _, e := range r.plan.files {
+	for _, e := range files {
 		// Files with content are created by the workers, in parallel, when
 		// their first blob arrives; empty ones here.
 		if len(e.locs) == 0 {
@@ -821,7 +909,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 		packs = append(packs, id)
 	}
 	sort.Slice(packs, func(i, j int) bool { return bytes.Compare(packs[i][:], packs[j][:]) < 0 })
-	for _, e := range r.plan.files {
+	for _, e := range files {
 		e.remaining.Store(int64(len(e.locs)))
 	}
 	jobs := make(chan repository.ID)
@@ -883,7 +971,7 @@ func (r *restorer) writeContent(ctx context.Context) error {
 	}
 	close(jobs)
 	wg.Wait()
-	for _, e := range r.plan.files {
+	for _, e := range files {
 		// never leave wrong content behind: failed files, and on
 		// cancellation every file not completely written and verified
 		if e.failed.Load() || (ctx.Err() != nil && e.remaining.Load() != 0) {

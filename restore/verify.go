@@ -43,10 +43,7 @@ func (r *restorer) verifyTree(ctx context.Context) (*Result, error) {
 			fail(d, err)
 		}
 	}
-	for _, e := range p.others {
-		if e.node.Type != repository.NodeSymlink {
-			continue
-		}
+	verifySymlink := func(e *entry) {
 		var target string
 		err := r.atParent(e, func(fd int, name string) error {
 			buf := make([]byte, 4096)
@@ -91,18 +88,22 @@ func (r *restorer) verifyTree(ctx context.Context) (*Result, error) {
 			}
 		}()
 	}
-	for _, e := range p.files {
-		if ctx.Err() != nil {
-			break
+	err := r.again(func(e *entry) error {
+		switch {
+		case e.linkSrc != nil:
+		case e.node.Type == repository.NodeFile:
+			work <- e
+		case e.node.Type == repository.NodeSymlink:
+			verifySymlink(e)
 		}
-		work <- e
-	}
+		return ctx.Err()
+	})
 	close(work)
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	r.res.Files, r.res.Dirs = int64(len(p.files)), int64(len(p.dirs))
+	r.res.Files, r.res.Dirs = p.files, int64(len(p.dirs))
 	r.res.Bytes = r.bytesDone.Load()
 	if len(failed) > 0 {
 		sort.Strings(failed)
