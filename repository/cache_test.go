@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -183,6 +184,45 @@ func TestCompactIndexMergesWhenThereAreTooMany(t *testing.T) {
 	}
 	for id, fs := range want {
 		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+}
+
+// A long writing session merges its per-pack index files every
+// sessionIndexRoll packs instead of holding every pack's entries for the
+// end; nothing is lost and the merged files replace the small ones.
+func TestSessionIndexRolls(t *testing.T) {
+	old := sessionIndexRoll
+	sessionIndexRoll = 4
+	t.Cleanup(func() { sessionIndexRoll = old })
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	var ids []ID
+	for i := 0; i < 9; i++ { // one blob a pack: two of them would pass TargetPackSize
+		id, _, err := r.SaveBlob(ctx, DataBlob, randData(int64(i), MaxChunkSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(storagetest.Names(t, be, "index/")); n != 3 {
+		t.Fatalf("%d index files, want 3 (two merged sets of 4 packs, one single)", n)
+	}
+	if len(r.sessionPacks) != 0 {
+		t.Fatalf("session still holds %d packs", len(r.sessionPacks))
+	}
+	x := reopen(t, be)
+	if err := x.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		b, err := x.LoadBlob(ctx, DataBlob, id)
+		if err != nil || !bytes.Equal(b, randData(int64(i), MaxChunkSize)) {
+			t.Fatalf("blob %d: %v", i, err)
+		}
 	}
 	checkClean(t, be)
 }

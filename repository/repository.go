@@ -566,13 +566,27 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	}
 	r.sessionPacks = append(r.sessionPacks, ip)
 	r.sessionIndex = append(r.sessionIndex, ixID)
+	var rollPacks []IndexPack
+	var rollFiles []ID
+	if len(r.sessionIndex) >= sessionIndexRoll {
+		rollPacks, rollFiles = r.sessionPacks, r.sessionIndex
+		r.sessionPacks, r.sessionIndex = nil, nil
+	}
 	r.wmu.Unlock()
 	r.stats.packsWritten.Add(1)
 	if r.OnPackCommitted != nil {
 		r.OnPackCommitted(PackCommit{Pack: id, Index: ixID, Blobs: len(p.entries), StoredSize: int64(len(buf))})
 	}
+	if rollFiles != nil {
+		return r.compactIndex(ctx, rollPacks, rollFiles)
+	}
 	return nil
 }
+
+// sessionIndexRoll: every this many packs, a writing session merges their
+// index files into one and forgets their entries, so what it holds for the
+// final merge does not grow with the backup.
+var sessionIndexRoll = 64
 
 // Buffers are pooled: a backup otherwise allocates several times its data
 // size in short-lived compression, encryption and pack buffers, and the
