@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 )
 
 // Pack layout (packs are written once and never modified):
@@ -116,8 +117,24 @@ func decodePackTrailer(t []byte) (packTrailer, error) {
 type packBuilder struct {
 	typ     BlobType
 	buf     []byte
+	mem     []byte // buf's first backing array, from packBufMem
 	entries []PackEntry
 	sealer  *sealer // the session key its blobs were sealed with
+}
+
+// newPackBuilder starts a pack in a buffer from packBufMem, given back by
+// release (or, for a builder dropped without it, by the collector).
+func newPackBuilder(t BlobType, s *sealer) *packBuilder {
+	mem := packBufMem.get()
+	p := &packBuilder{typ: t, buf: mem, mem: mem, sealer: s}
+	runtime.SetFinalizer(p, (*packBuilder).release)
+	return p
+}
+
+// release gives the pack's buffer back; nothing may use buf after it.
+func (p *packBuilder) release() {
+	packBufMem.put(p.mem)
+	p.mem, p.buf = nil, nil
 }
 
 func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) {

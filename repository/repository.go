@@ -490,7 +490,7 @@ func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen 
 		p = nil
 	}
 	if p == nil {
-		p = &packBuilder{typ: t, buf: (*packBufs.Get().(*[]byte))[:0], sealer: s}
+		p = newPackBuilder(t, s)
 		r.packers[t] = p
 	}
 	p.add(t, id, sealed, rawLen)
@@ -539,6 +539,7 @@ func (r *Repository) startUploaders() {
 // finished (or fails) so no half state is left; cancellation stops the
 // producers instead.
 func (r *Repository) uploadPack(p *packBuilder) error {
+	defer p.release()
 	r.wmu.Lock()
 	failed := r.uploadErr != nil
 	r.wmu.Unlock()
@@ -548,7 +549,6 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	ctx := context.Background()
 	s := p.sealer
 	buf := p.finish(s)
-	defer func() { packBufs.Put(&buf) }()
 	id := ID(sha256.Sum256(buf))
 	if err := r.be.Put(ctx, packName(id), bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
@@ -595,7 +595,6 @@ var (
 	smallBlobBufs  = sync.Pool{New: func() any { b := make([]byte, 0, smallBufSize); return &b }}
 	mediumBlobBufs = sync.Pool{New: func() any { b := make([]byte, 0, mediumBufSize); return &b }}
 	blobBufs       = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunkSize+MaxChunkSize/8); return &b }}
-	packBufs       = sync.Pool{New: func() any { b := make([]byte, 0, TargetPackSize+1<<20); return &b }}
 )
 
 // Three sizes of blob buffer: small files, trees (a directory of a few
@@ -690,7 +689,8 @@ func (r *Repository) Abort() {
 		return
 	}
 	r.uploadErr = errors.New("aborted")
-	for t := range r.packers {
+	for t, p := range r.packers {
+		p.release()
 		delete(r.packers, t)
 	}
 	ch := r.uploadCh
