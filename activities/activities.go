@@ -164,6 +164,9 @@ type PrepareInput struct {
 	Location    string            `json:"location"`
 	Compression string            `json:"compression"`
 	Tags        map[string]string `json:"tags,omitempty"`
+	// ParentCandidates: the catalog's newest possible parents, tried
+	// before the repository's manifests are listed
+	ParentCandidates []string `json:"parent_candidates,omitempty"`
 }
 
 // components resolves component names; with mustExist, a source path
@@ -210,9 +213,6 @@ func (a *Activities) PrepareBackup(ctx context.Context, in PrepareInput) (*backu
 	if err != nil {
 		return nil, toTemporal(err)
 	}
-	if err := repo.LoadIndex(ctx); err != nil {
-		return nil, toTemporal(err)
-	}
 	// the host's description goes into the manifest, so a rebuilt
 	// catalog shows it too
 	tags := map[string]string{}
@@ -222,7 +222,7 @@ func (a *Activities) PrepareBackup(ctx context.Context, in PrepareInput) (*backu
 	hi := hostinfo.Get()
 	tags["system_version"], tags["kernel_version"], tags["hardware_id"] = hi.SystemVersion, hi.KernelVersion, hi.HardwareID
 	plan, err := backup.Prepare(ctx, repo, backup.Options{ID: in.BackupID, Type: in.Type, Components: comps,
-		Compression: c, Host: a.Config.Host, Tags: tags})
+		Compression: c, Host: a.Config.Host, Tags: tags, ParentCandidates: in.ParentCandidates})
 	return plan, toTemporal(err)
 }
 

@@ -190,6 +190,26 @@ type VerifyResult struct {
 	At       time.Time `json:"at"`
 }
 
+// ParentQuery asks the catalog where a new backup's parent may be.
+type ParentQuery struct {
+	Type       string   `json:"type"`
+	Components []string `json:"components"`
+	Location   string   `json:"location"`
+}
+
+// ParentCandidates names the newest completed backups that could be a new
+// backup's parent by its type's rule (differential: full backups only),
+// so preparing it reads one manifest instead of listing them all. The
+// worker checks each candidate's manifest (host, component paths) and
+// falls back to the listing when none fits.
+func (c *Catalog) ParentCandidates(ctx context.Context, q ParentQuery) ([]string, error) {
+	var types []string
+	if q.Type == "differential" {
+		types = []string{"full"}
+	}
+	return c.Store.ParentCandidates(ctx, q.Components, q.Location, 3, types...)
+}
+
 // RecordVerification marks a backup verified (or failed) at a location.
 func (c *Catalog) RecordVerification(ctx context.Context, v VerifyResult) error {
 	st := "failed"

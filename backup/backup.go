@@ -58,9 +58,13 @@ type Options struct {
 	Tags        map[string]string
 	// Parent overrides the parent choice for incremental, differential and
 	// snapshot backups (a backup id); empty chooses by the type's rule.
-	Parent   string
-	Workers  int // file readers/compressors; default GOMAXPROCS+1
-	Progress func(Progress)
+	Parent string
+	// ParentCandidates are tried, in order, before the repository's
+	// manifests are searched: the first that fits the type's rule is the
+	// parent (a catalog knows the newest backups without listing them).
+	ParentCandidates []string
+	Workers          int // file readers/compressors; default GOMAXPROCS+1
+	Progress         func(Progress)
 	// ProgressInterval between Progress calls (default 500 ms).
 	ProgressInterval time.Duration
 }
@@ -351,9 +355,19 @@ func chooseParent(ctx context.Context, repo *repository.Repository, opts Options
 		return repo.LoadManifest(ctx, opts.Parent)
 	}
 	want := componentKey(opts.Components)
-	return repo.NewestManifest(ctx, func(m *repository.Manifest) bool {
+	fits := func(m *repository.Manifest) bool {
 		return m.Host == opts.Host && componentKey(toComponents(m)) == want && (opts.Type != Differential || m.Type == Full)
-	})
+	}
+	for _, id := range opts.ParentCandidates {
+		// a candidate gone or unreadable is passed over: the search
+		// below finds what is there
+		if m, err := repo.LoadManifest(ctx, id); err == nil && fits(m) {
+			return m, nil
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return repo.NewestManifest(ctx, fits)
 }
 
 func toComponents(m *repository.Manifest) []Component {

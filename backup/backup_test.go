@@ -341,7 +341,14 @@ func TestFileReplacedAfterListing(t *testing.T) {
 // manifestReads counts the manifests a repository reads.
 type manifestReads struct {
 	storage.Backend
-	n atomic.Int64
+	n, lists atomic.Int64
+}
+
+func (m *manifestReads) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if strings.HasPrefix(prefix, "manifests/") {
+		m.lists.Add(1)
+	}
+	return m.Backend.List(ctx, prefix, fn)
 }
 
 func (m *manifestReads) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
@@ -393,5 +400,57 @@ func TestParentIsFoundWithoutReadingEveryManifest(t *testing.T) {
 	}
 	if n := counted.n.Load(); n > 12 {
 		t.Fatalf("choosing the parent read %d of 33 manifests", n)
+	}
+}
+
+// Parent candidates (the catalog's newest backups) are tried before any
+// manifest is listed: the first that fits the type's rule is the parent,
+// read with one request; candidates that are gone, of another host or of
+// other components are passed over, and when none fits the repository is
+// searched as before.
+func TestParentFromCandidates(t *testing.T) {
+	ctx := context.Background()
+	_, be := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), []byte("data"))
+	counted := &manifestReads{Backend: be}
+	repo, err := repository.Open(ctx, counted, repository.Credentials{Password: []byte("pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := []backup.Component{{Name: "data", Paths: []string{src}}}
+	at := time.Now()
+	run := func(o backup.Options) *repository.Manifest {
+		t.Helper()
+		at = at.Add(time.Minute)
+		o.ID = repository.NewBackupID(at)
+		m, err := backup.Run(ctx, repo, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	full := run(backup.Options{Type: backup.Full, Components: mine})
+	incr := run(backup.Options{Type: backup.Incremental, Components: mine})
+	elsewhere := run(backup.Options{Type: backup.Full, Host: "elsewhere", Components: mine})
+	newest := run(backup.Options{Type: backup.Incremental, Components: mine})
+	gone := repository.NewBackupID(at.Add(-time.Second))
+
+	counted.n.Store(0)
+	counted.lists.Store(0)
+	m := run(backup.Options{Type: backup.Incremental, Components: mine, ParentCandidates: []string{gone, elsewhere.ID, incr.ID}})
+	// three candidates read, and the new manifest's name checked before it is written
+	if m.Parent != incr.ID || counted.lists.Load() != 0 || counted.n.Load() > 4 {
+		t.Fatalf("parent %s (want the first fitting candidate %s), %d manifest listings, %d manifest reads",
+			m.Parent, incr.ID, counted.lists.Load(), counted.n.Load())
+	}
+	m = run(backup.Options{Type: backup.Differential, Components: mine, ParentCandidates: []string{newest.ID, full.ID}})
+	if m.Parent != full.ID || m.Base != full.ID {
+		t.Fatalf("differential: parent %s base %s, want the full %s", m.Parent, m.Base, full.ID)
+	}
+	counted.lists.Store(0)
+	m = run(backup.Options{Type: backup.Incremental, Components: mine, ParentCandidates: []string{gone, elsewhere.ID}})
+	if m.Parent == "" || m.Parent == elsewhere.ID || counted.lists.Load() == 0 {
+		t.Fatalf("no candidate fits: parent %s, %d listings (want the repository searched)", m.Parent, counted.lists.Load())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -278,6 +279,31 @@ func (s *Store) LatestBackup(ctx context.Context, comps []string, status string,
 		return nil, notFound(err)
 	}
 	return &b, nil
+}
+
+// ParentCandidates lists, newest first, up to limit completed backups
+// stored in location whose components are exactly comps, of one of types
+// (any if empty): where a new backup's parent is looked for before any
+// manifest is read.
+func (s *Store) ParentCandidates(ctx context.Context, comps []string, location string, limit int, types ...string) ([]string, error) {
+	sorted := append([]string(nil), comps...)
+	sort.Strings(sorted)
+	q := s.DB.WithContext(ctx).Where("components = ? AND status = ?", Strings(sorted), "completed")
+	if len(types) > 0 {
+		q = q.Where("type IN ?", types)
+	}
+	var rows []Backup
+	// a few more rows than wanted: some may not be in this location
+	if err := q.Order("timestamp DESC").Limit(4 * limit).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, b := range rows {
+		if slices.Contains(b.Locations, location) && !slices.Contains(b.MissingFrom, location) && len(out) < limit {
+			out = append(out, b.ID)
+		}
+	}
+	return out, nil
 }
 
 // StatusCounts counts backups by status, optionally since a time.

@@ -276,3 +276,42 @@ func TestNewestWithComponent(t *testing.T) {
 		}
 	})
 }
+
+func TestParentCandidates(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		base := time.Date(2025, 3, 1, 2, 0, 0, 0, time.UTC)
+		put := func(id, typ, status string, hour int, comps, locs, missing []string) {
+			t.Helper()
+			b := &models.Backup{ID: id, Type: typ, Status: status, Timestamp: base.Add(time.Duration(hour) * time.Hour),
+				Components: comps, Locations: locs, MissingFrom: missing}
+			if err := s.PutBackup(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dl := []string{"data", "logs"}
+		put("b-full-old", "full", "completed", 1, dl, []string{"local", "cloud"}, nil)
+		put("b-incr", "incremental", "completed", 2, dl, []string{"local"}, nil)
+		put("b-full", "full", "completed", 3, dl, []string{"local", "cloud"}, nil)
+		put("b-failed", "incremental", "failed", 4, dl, []string{"local"}, nil)
+		put("b-cloud-only", "incremental", "completed", 5, dl, []string{"cloud"}, nil)
+		put("b-gone", "incremental", "completed", 6, dl, []string{"local"}, []string{"local"})
+		put("b-data", "incremental", "completed", 7, []string{"data"}, []string{"local"}, nil)
+		// components given in any order
+		got, err := s.ParentCandidates(ctx, []string{"logs", "data"}, "local", 3)
+		if err != nil || fmt.Sprint(got) != "[b-full b-incr b-full-old]" {
+			t.Fatalf("any type: %v %v", got, err)
+		}
+		got, _ = s.ParentCandidates(ctx, dl, "local", 3, "full")
+		if fmt.Sprint(got) != "[b-full b-full-old]" {
+			t.Fatalf("full only: %v", got)
+		}
+		got, _ = s.ParentCandidates(ctx, dl, "cloud", 1)
+		if fmt.Sprint(got) != "[b-cloud-only]" {
+			t.Fatalf("cloud: %v", got)
+		}
+		if got, _ = s.ParentCandidates(ctx, []string{"system"}, "local", 3); len(got) != 0 {
+			t.Fatalf("other components: %v", got)
+		}
+	})
+}

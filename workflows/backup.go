@@ -56,6 +56,29 @@ func shortActivity(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// parentCandidates asks the catalog (when there is one) for the newest
+// backups that could be this one's parent, so the worker reads their
+// manifests instead of listing the repository's. A catalog that does not
+// answer within a minute is passed over: the worker then searches.
+func parentCandidates(ctx workflow.Context, req BackupRequest, location string) []string {
+	if req.CatalogQueue == "" || req.Type == backup.Full {
+		return nil
+	}
+	if workflow.GetVersion(ctx, "parent-from-catalog", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue: req.CatalogQueue, StartToCloseTimeout: 20 * time.Second, ScheduleToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3}})
+	var ids []string
+	if err := workflow.ExecuteActivity(actx, cat.ParentCandidates, activities.ParentQuery{Type: req.Type,
+		Components: req.Components, Location: location}).Get(ctx, &ids); err != nil {
+		workflow.GetLogger(ctx).Warn("catalog gave no parent candidates; the worker searches the repository", "error", err)
+		return nil
+	}
+	return ids
+}
+
 // BackupRequest starts a backup job.
 type BackupRequest struct {
 	JobID       string            `json:"job_id"`
@@ -247,10 +270,11 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	if req.RetentionDays > 0 {
 		tags["retention_days"] = strconv.Itoa(req.RetentionDays)
 	}
+	candidates := parentCandidates(ctx, req, primary)
 	var plan *backup.Plan
 	err := workflow.ExecuteActivity(shortActivity(ctx), a.PrepareBackup, activities.PrepareInput{
 		BackupID: req.BackupID, Type: req.Type, Components: req.Components, Location: primary,
-		Compression: req.Compression, Tags: tags}).Get(ctx, &plan)
+		Compression: req.Compression, Tags: tags, ParentCandidates: candidates}).Get(ctx, &plan)
 	if ctx.Err() != nil {
 		return nil, cancelled(ctx, p, activities.DiscardInput{BackupID: req.BackupID, Locations: req.Locations})
 	}

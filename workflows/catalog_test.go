@@ -154,3 +154,42 @@ func lastRecord(env *testsuite.TestWorkflowEnvironment) *activities.JobRecord {
 	})
 	return last
 }
+
+// An incremental backup asks the catalog for its parent's candidates and
+// hands them to the worker; a catalog that fails costs the hint, not the
+// backup.
+func TestParentCandidatesFromTheCatalog(t *testing.T) {
+	for _, catalogFails := range []bool{false, true} {
+		env := newEnv(t)
+		last := lastRecord(env)
+		var asked activities.ParentQuery
+		env.OnActivity(cat.ParentCandidates, mock.Anything, mock.Anything).Return(func(_ context.Context, q activities.ParentQuery) ([]string, error) {
+			asked = q
+			if catalogFails {
+				return nil, temporal.NewNonRetryableApplicationError("database is down", "x", nil)
+			}
+			return []string{"backup-0"}, nil
+		})
+		var got []string
+		env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+			got = in.ParentCandidates
+			return plan(), nil
+		})
+		env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(okComponent)
+		env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
+		env.OnActivity(a.Replicate, mock.Anything, mock.Anything).Return(repository.CopyStats{}, nil)
+		env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyReport{BackupID: "backup-1", Passed: true}, nil)
+		r := req
+		r.CatalogQueue, r.BackupID, r.Type = "cat", "backup-1", "incremental"
+		env.ExecuteWorkflow(BackupWorkflow, r)
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if asked.Type != "incremental" || asked.Location != r.Locations[0] || strings.Join(asked.Components, ",") != "configurations,data" {
+			t.Fatalf("catalog asked %+v", asked)
+		}
+		if want := !catalogFails; (len(got) == 1 && got[0] == "backup-0") != want || last.Status != StatusCompleted {
+			t.Fatalf("catalog fails %v: worker got candidates %v; job %s", catalogFails, got, last.Status)
+		}
+	}
+}
