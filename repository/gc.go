@@ -394,7 +394,7 @@ func (r *Repository) unindexed(used map[ID]bool) (n int, first ID) {
 	r.idx.mu.RLock()
 	defer r.idx.mu.RUnlock()
 	for id := range used {
-		if _, ok := r.idx.blobs[id]; !ok {
+		if _, ok := r.idx.blobs.get(id); !ok {
 			if n == 0 || bytes.Compare(id[:], first[:]) < 0 {
 				first = id
 			}
@@ -636,11 +636,11 @@ func (ix *Index) preferHealthyLocked() {
 		}
 		kept := es[:0]
 		for _, e := range es {
-			cur, ok := ix.blobs[e.ID]
+			cur, ok := ix.blobs.get(e.ID)
 			if ok && ix.condemned[cur.pack] {
 				ix.extra[cur.pack] = append(ix.extra[cur.pack], PackEntry{Type: cur.typ, ID: e.ID,
 					Offset: cur.offset, Length: cur.length, RawLength: cur.rawLength})
-				ix.blobs[e.ID] = blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
+				ix.blobs.set(e.ID, blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type})
 				continue
 			}
 			kept = append(kept, e)

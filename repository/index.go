@@ -166,7 +166,7 @@ type Index struct {
 	mu       sync.RWMutex
 	packs    []packRef
 	packByID map[ID]uint32
-	blobs    map[ID]blobLoc
+	blobs    *blobMap
 	files    map[ID]bool // index files loaded
 	// condemned packs (by position) are readable but not deduplicated
 	// against: see gc.go.
@@ -181,14 +181,14 @@ type Index struct {
 }
 
 func newIndex() *Index {
-	return &Index{packByID: map[ID]uint32{}, blobs: map[ID]blobLoc{}, files: map[ID]bool{}}
+	return &Index{packByID: map[ID]uint32{}, blobs: newBlobMap(), files: map[ID]bool{}}
 }
 
 // reset empties the index in place (its users keep their pointer).
 func (ix *Index) reset() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.packs, ix.packByID, ix.blobs, ix.files = nil, map[ID]uint32{}, map[ID]blobLoc{}, map[ID]bool{}
+	ix.packs, ix.packByID, ix.blobs, ix.files = nil, map[ID]uint32{}, newBlobMap(), map[ID]bool{}
 	ix.condemned, ix.extra = nil, nil
 	ix.gen++
 }
@@ -225,7 +225,7 @@ func (ix *Index) addPackLocked(p IndexPack) {
 		ix.packByID[p.ID] = pi
 	}
 	for _, b := range p.Blobs {
-		if old, dup := ix.blobs[b.ID]; dup {
+		if old, dup := ix.blobs.get(b.ID); dup {
 			if old.pack == pi {
 				continue
 			}
@@ -242,7 +242,7 @@ func (ix *Index) addPackLocked(p IndexPack) {
 			}
 			ix.extra[old.pack] = append(ix.extra[old.pack], PackEntry{Type: old.typ, ID: b.ID, Offset: old.offset, Length: old.length, RawLength: old.rawLength})
 		}
-		ix.blobs[b.ID] = blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}
+		ix.blobs.set(b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type})
 	}
 }
 
@@ -256,7 +256,7 @@ type BlobLocation struct {
 func (ix *Index) lookup(id ID) (BlobLocation, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	l, ok := ix.blobs[id]
+	l, ok := ix.blobs.get(id)
 	if !ok {
 		return BlobLocation{}, false
 	}
@@ -284,7 +284,7 @@ func (ix *Index) others(id ID) []BlobLocation {
 
 func (ix *Index) has(id ID) bool {
 	ix.mu.RLock()
-	_, ok := ix.blobs[id]
+	_, ok := ix.blobs.get(id)
 	ix.mu.RUnlock()
 	return ok
 }
@@ -299,7 +299,7 @@ func (ix *Index) dedupablePack(id ID) (ID, bool) {
 func (ix *Index) dedupable(id ID) (ID, int64, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	l, ok := ix.blobs[id]
+	l, ok := ix.blobs.get(id)
 	if !ok || ix.condemned[l.pack] {
 		return ID{}, 0, false
 	}
@@ -310,7 +310,7 @@ func (ix *Index) dedupable(id ID) (ID, int64, bool) {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.blobs)
+	return ix.blobs.len()
 }
 
 // treeLocsByPack lists the tree blobs of every pack (without copying the
@@ -323,11 +323,11 @@ func (ix *Index) treeLocsByPack() map[ID][]BlobLocation {
 		p := ix.packs[pi]
 		out[p.id] = append(out[p.id], BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: e})
 	}
-	for id, l := range ix.blobs {
+	ix.blobs.each(func(id ID, l blobLoc) {
 		if l.typ == TreeBlob {
 			add(l.pack, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
 		}
-	}
+	})
 	for pi, es := range ix.extra {
 		for _, e := range es {
 			if e.Type == TreeBlob {
@@ -346,9 +346,9 @@ func (ix *Index) Packs() []IndexPack {
 	for i, p := range ix.packs {
 		out[i] = IndexPack{ID: p.id, EphPublic: p.ephPublic}
 	}
-	for id, l := range ix.blobs {
+	ix.blobs.each(func(id ID, l blobLoc) {
 		out[l.pack].Blobs = append(out[l.pack].Blobs, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
-	}
+	})
 	for pi, es := range ix.extra {
 		out[pi].Blobs = append(out[pi].Blobs, es...)
 	}

@@ -262,7 +262,7 @@ func (r *Repository) Reuse(ids []ID) bool {
 	var stored int64
 	r.idx.mu.RLock()
 	for _, id := range ids {
-		l, ok := r.idx.blobs[id]
+		l, ok := r.idx.blobs.get(id)
 		if !ok || r.idx.condemned[l.pack] {
 			r.idx.mu.RUnlock()
 			return false

@@ -1,0 +1,153 @@
+package repository
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+	"slices"
+	"sort"
+)
+
+// blobMap maps blob ids to their locations in about 60 bytes an entry (a
+// Go map took over 110 at a million blobs: a repository of ten million
+// small files needed more than a gigabyte for its index alone).
+//
+// Ids are uniformly random, so their first byte spreads them over 256
+// buckets. Each bucket holds a sorted array, searched by binary search
+// and allocated at its exact size; entries added since the last merge
+// wait in a map until it holds an eighth of the total, then each bucket
+// is merged on its own, so a merge never holds more than one bucket's
+// second copy.
+type blobMap struct {
+	buckets [256]blobBucket
+	sorted  int // entries in the buckets' arrays
+	recent  map[ID]blobLoc
+}
+
+// A bucket's entries are sorted by id, the id split into its first 8
+// bytes (a number, searched by interpolation: ids are uniform) and the
+// other 24.
+type blobBucket struct {
+	keys []uint64
+	rest [][24]byte
+	locs []blobLoc
+}
+
+func splitID(id ID) (uint64, [24]byte) {
+	var r [24]byte
+	copy(r[:], id[8:])
+	return binary.BigEndian.Uint64(id[:8]), r
+}
+
+func joinID(k uint64, r [24]byte) ID {
+	var id ID
+	binary.BigEndian.PutUint64(id[:8], k)
+	copy(id[8:], r[:])
+	return id
+}
+
+// splitLess reports whether the id split into k and r sorts before id.
+func splitLess(k uint64, r [24]byte, id ID) bool {
+	ik, ir := splitID(id)
+	return k < ik || (k == ik && bytes.Compare(r[:], ir[:]) < 0)
+}
+
+func newBlobMap() *blobMap { return &blobMap{recent: map[ID]blobLoc{}} }
+
+// find returns the position of id, or false.
+func (b *blobBucket) find(id ID) (int, bool) {
+	n := len(b.keys)
+	if n == 0 {
+		return 0, false
+	}
+	k, r := splitID(id)
+	// where a uniform key would be, then a window around it doubled
+	// until it holds k, then a binary search in the window
+	est, _ := bits.Mul64(k<<8, uint64(n))
+	lo, hi := int(est), int(est)+1 // keys[lo] < k <= keys[hi-1] wanted
+	for step := 16; lo > 0 && b.keys[lo] >= k; step *= 2 {
+		lo = max(0, lo-step)
+	}
+	for step := 16; hi < n && b.keys[hi-1] < k; step *= 2 {
+		hi = min(n, hi+step)
+	}
+	i := lo + sort.Search(hi-lo, func(j int) bool { return b.keys[lo+j] >= k })
+	for ; i < n && b.keys[i] == k; i++ {
+		if b.rest[i] == r {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func (m *blobMap) get(id ID) (blobLoc, bool) {
+	if l, ok := m.recent[id]; ok {
+		return l, true
+	}
+	b := &m.buckets[id[0]]
+	if i, ok := b.find(id); ok {
+		return b.locs[i], true
+	}
+	return blobLoc{}, false
+}
+
+func (m *blobMap) set(id ID, l blobLoc) {
+	b := &m.buckets[id[0]]
+	if i, ok := b.find(id); ok {
+		b.locs[i] = l
+		return
+	}
+	m.recent[id] = l
+	if len(m.recent) > 4096+m.sorted/8 {
+		m.merge()
+	}
+}
+
+func (m *blobMap) len() int { return m.sorted + len(m.recent) }
+
+// each calls fn for every entry, in no particular order; fn must not
+// change the map.
+func (m *blobMap) each(fn func(ID, blobLoc)) {
+	for i := range m.buckets {
+		b := &m.buckets[i]
+		for j, k := range b.keys {
+			fn(joinID(k, b.rest[j]), b.locs[j])
+		}
+	}
+	for id, l := range m.recent {
+		fn(id, l)
+	}
+}
+
+// merge moves the recent entries into the buckets' sorted arrays.
+func (m *blobMap) merge() {
+	var add [256][]ID
+	for id := range m.recent {
+		add[id[0]] = append(add[id[0]], id)
+	}
+	for i := range m.buckets {
+		if len(add[i]) == 0 {
+			continue
+		}
+		news := add[i]
+		slices.SortFunc(news, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+		b := &m.buckets[i]
+		n := len(b.keys) + len(news)
+		keys, rest, locs := make([]uint64, 0, n), make([][24]byte, 0, n), make([]blobLoc, 0, n)
+		j, k := 0, 0
+		for j < len(b.keys) || k < len(news) {
+			if k == len(news) || (j < len(b.keys) && splitLess(b.keys[j], b.rest[j], news[k])) {
+				keys, rest, locs = append(keys, b.keys[j]), append(rest, b.rest[j]), append(locs, b.locs[j])
+				j++
+			} else {
+				nk, nr := splitID(news[k])
+				keys, rest, locs = append(keys, nk), append(rest, nr), append(locs, m.recent[news[k]])
+				k++
+			}
+		}
+		b.keys, b.rest, b.locs = keys, rest, locs
+		add[i] = nil
+	}
+	m.sorted += len(m.recent)
+	m.recent = map[ID]blobLoc{}
+}
