@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -160,7 +161,7 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 		c.res.PacksRead = len(sel)
 		done = 0
 		err := parallel(ctx, len(sel), 2, func(i int) error {
-			if err := c.readPack(ctx, sel[i]); err != nil {
+			if err := c.readPack(ctx, sel[i], stored[sel[i].ID].Size); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -301,11 +302,12 @@ func readRange(ctx context.Context, be storage.Backend, name string, off, n int6
 }
 
 // readPack downloads a pack, checks its hash, and decodes every blob.
-func (c *checker) readPack(ctx context.Context, p IndexPack) error {
-	raw, err := storage.ReadAll(ctx, c.r.be, packName(p.ID))
+func (c *checker) readPack(ctx context.Context, p IndexPack, size int64) error {
+	raw, release, err := readWholePack(ctx, c.r.be, p.ID, size)
 	if err != nil {
 		return err
 	}
+	defer release()
 	var problems []string
 	if ID(sha256.Sum256(raw)) != p.ID {
 		problems = append(problems, "content does not match its name (SHA-256)")
@@ -334,6 +336,37 @@ func (c *checker) readPack(ctx context.Context, p IndexPack) error {
 		return fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// readWholePack reads a pack of the listed size into a pack buffer (a
+// growing buffer doubled a large pack's memory), or, larger than one, as
+// it comes; release gives the buffer back.
+func readWholePack(ctx context.Context, be storage.Backend, id ID, size int64) ([]byte, func(), error) {
+	if size <= 0 || size > int64(packBufMem.size) {
+		raw, err := storage.ReadAll(ctx, be, packName(id))
+		return raw, func() {}, err
+	}
+	rc, err := be.Get(ctx, packName(id), 0, -1)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	buf := packBufMem.get()
+	release := func() { packBufMem.put(buf) }
+	n, err := io.ReadFull(rc, buf[:size])
+	if err == nil {
+		var one [1]byte
+		if m, _ := io.ReadFull(rc, one[:]); m > 0 {
+			err = fmt.Errorf("%w: pack is larger than the %d bytes listed", ErrCorrupt, size)
+		}
+	} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: pack is %d bytes, %d listed", ErrCorrupt, n, size)
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return buf[:size], release, nil
 }
 
 func choosePacks(packs []IndexPack, percent float64, stored map[ID]storage.ObjectInfo) []IndexPack {

@@ -263,3 +263,25 @@ func TestFailedFlushForgetsPendingBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A check reads a pack of the listed size into a pack buffer; a pack
+// that is not that size any more is reported, never read short or past.
+func TestReadWholePackSizes(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	var id ID
+	data := randData(3, 5000)
+	if err := be.Put(ctx, packName(id), bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	raw, release, err := readWholePack(ctx, be, id, 5000)
+	if err != nil || !bytes.Equal(raw, data) {
+		t.Fatalf("listed size: %v", err)
+	}
+	release()
+	for _, size := range []int64{4999, 5001} {
+		if _, _, err := readWholePack(ctx, be, id, size); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("listed %d: %v", size, err)
+		}
+	}
+}
