@@ -351,6 +351,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	if !strings.Contains(refusal, "needs the operator role") {
 		t.Fatalf("viewer on the restore page: %q", refusal)
 	}
+	// a page still loading when the next is opened does not draw over it
+	// (the CI run found the refusal above replaced by the schedules page
+	// the sign-in had started to load)
+	b.do("open two pages at once", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = '#/statistics'; setTimeout(() => { location.hash = %q }, 0)`, "#/restore/"+backupID)))
+	b.wait("the second page", `document.querySelector('#page .errorbox') !== null`, 30*time.Second)
+	time.Sleep(2 * time.Second)
+	if drawn := evalAs[string](b, `document.querySelector('#page .errorbox') ? 'refusal' : document.querySelector('#page').textContent.slice(0, 80)`); drawn != "refusal" {
+		t.Fatalf("the first page drew over the second: %q", drawn)
+	}
 	b.page("#/backups/"+backupID, "#backup-details")
 	buttons := evalAs[int](b, `document.querySelectorAll('#restore-this, #delete, #verify, #download').length`)
 	if buttons != 0 {

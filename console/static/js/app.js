@@ -18,6 +18,9 @@ const PAGES = [
 ];
 
 let teardown = null;
+// routes counts navigations: a page still loading when the next one starts
+// must not draw over it (it draws into its own box, no longer shown)
+let routes = 0;
 
 async function signIn(token, keep) {
   const me = await get('/backup/whoami', { token });
@@ -63,18 +66,25 @@ async function route() {
   if (teardown) { teardown(); teardown = null; }
   const main = document.getElementById('page');
   main.dataset.page = page.path;
+  const gen = ++routes;
   if (!can(page.role)) {
     clear(main, errorBox({ code: 'FORBIDDEN', message: `${page.title} needs the ${page.role} role; this token is ${session.role}.`, actions: ['sign in with a token of that role'] }));
     return;
   }
   document.title = page.title + ' · backupd';
-  clear(main);
+  const view = h('div', { class: 'view' });
+  clear(main, view);
   try {
     const mod = await page.load();
-    const done = await mod.render(main, parts.slice(1));
+    if (gen !== routes) return;
+    const done = await mod.render(view, parts.slice(1));
+    if (gen !== routes) {
+      if (typeof done === 'function') done();
+      return;
+    }
     teardown = typeof done === 'function' ? done : null;
   } catch (err) {
-    clear(main, errorBox(err));
+    if (gen === routes) clear(view, errorBox(err));
   }
 }
 
