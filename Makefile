@@ -56,7 +56,10 @@ test: tools build $(BIN)/temporal
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	@$(MAKE) --no-print-directory hygiene
+	@mkdir -p var && git status --porcelain --untracked-files=all | grep '^??' | sort > var/untracked-before-tests || true
 	BACKUPD_TEST_POSTGRES_DSN="$${BACKUPD_TEST_POSTGRES_DSN:-$(PG_DSN)}" BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd BACKUPD_CHROMIUM=$$(command -v chromium) $(GO) test -count=1 -timeout 15m ./...
+	@left=$$(git status --porcelain --untracked-files=all | grep '^??' | sort | comm -13 var/untracked-before-tests - | cut -c4-); \
+	  if [ -n "$$left" ]; then echo "the tests left files in the source tree (a test must write under t.TempDir() or var/): $$left"; exit 1; fi
 	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
 

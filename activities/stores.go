@@ -138,7 +138,11 @@ func (s *Stores) open(ctx context.Context, name string) (*repository.Repository,
 	}
 	// The worker's cache of index files, tree packs and manifests: jobs
 	// then download only what is new. One that cannot be made costs
-	// requests, never a job.
+	// requests, never a job. Without a var directory (a configuration
+	// made in code) there is none: never one in the working directory.
+	if s.cfg.VarDir == "" {
+		return r, nil
+	}
 	if c, err := repository.OpenCache(filepath.Join(s.cfg.VarDir, "cache"), r.Config().ID); err == nil {
 		r.SetCache(c)
 	} else {

@@ -13,16 +13,21 @@ import (
 // live, so they cost twice their size in RSS. Outside it they cost their
 // size, and only the pages written.
 //
-// A buffer is returned with put exactly once, when nothing refers to it
-// any more; touching it after that faults instead of reading another
-// pack's bytes.
+// A buffer is returned with put once nothing of backupd's refers to it.
+// Mappings are never removed: an HTTP client may still read a request
+// body after the request returned (the server answered before reading it
+// all), and a read of an unmapped buffer would crash the process, where a
+// read of a reused one only feeds a request already answered. Free
+// buffers beyond keep give their pages back to the system instead (a
+// late read of them sees zeros). The number mapped is the most ever in
+// use at once.
 type packMem struct {
 	mu   sync.Mutex
 	size int
 	free [][]byte
-	keep int // free buffers kept mapped for the next packs
-	// mapped: the buffers get mapped, by first byte (never unmap a
-	// heap buffer)
+	keep int // free buffers that keep their pages for the next packs
+	// mapped: the buffers get mapped, by first byte; only they go back
+	// to the free list (a heap buffer is the collector's)
 	mapped map[*byte]bool
 }
 
@@ -59,10 +64,8 @@ func (m *packMem) put(b []byte) {
 	if !m.mapped[&b[0]] {
 		return // a heap buffer (get's fallback, or not get's): the collector has it
 	}
-	if len(m.free) < m.keep {
-		m.free = append(m.free, b)
-		return
+	if len(m.free) >= m.keep {
+		unix.Madvise(b, unix.MADV_DONTNEED)
 	}
-	delete(m.mapped, &b[0])
-	unix.Munmap(b)
+	m.free = append(m.free, b)
 }

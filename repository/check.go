@@ -77,35 +77,51 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 	if progress == nil {
 		progress = func(string, int, int) {}
 	}
-	// 1. index files, each on its own, so one bad file is reported, not fatal
-	var indexNames []string
-	if err := r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
-		indexNames = append(indexNames, oi.Name)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	c.res.IndexFiles = len(indexNames)
-	for _, n := range indexNames {
-		id, err := ParseID(path.Base(n))
-		if err != nil {
-			c.problem(true, "index", n, "not an index file name")
-			continue
-		}
-		f, err := r.readIndexFile(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+	// 1. index files, each on its own, so one bad file is reported, not
+	// fatal. A file gone since the listing was merged into a new one (a
+	// writer does so every 64 packs): the listing is taken again for it.
+	seen := map[string]bool{}
+	for round := 0; round < 5; round++ {
+		var indexNames []string
+		if err := r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
+			if !seen[oi.Name] {
+				indexNames = append(indexNames, oi.Name)
 			}
-			c.problem(false, "index", n, "%v", err)
-			continue
+			return nil
+		}); err != nil {
+			return nil, err
 		}
-		r.idx.mu.Lock()
-		for _, p := range f.Packs {
-			r.idx.addPackLocked(p)
+		vanished := false
+		for _, n := range indexNames {
+			seen[n] = true
+			id, err := ParseID(path.Base(n))
+			if err != nil {
+				c.problem(true, "index", n, "not an index file name")
+				continue
+			}
+			f, err := r.readIndexFile(ctx, id)
+			if errors.Is(err, storage.ErrNotFound) {
+				vanished = true
+				continue
+			}
+			c.res.IndexFiles++
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				c.problem(false, "index", n, "%v", err)
+				continue
+			}
+			r.idx.mu.Lock()
+			for _, p := range f.Packs {
+				r.idx.addPackLocked(p)
+			}
+			r.idx.files[id] = true
+			r.idx.mu.Unlock()
 		}
-		r.idx.files[id] = true
-		r.idx.mu.Unlock()
+		if !vanished {
+			break
+		}
 	}
 	// 2. packs: present with their indexed blobs, headers agree with the index
 	stored := map[ID]storage.ObjectInfo{}

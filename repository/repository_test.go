@@ -285,3 +285,42 @@ func TestReadWholePackSizes(t *testing.T) {
 		}
 	}
 }
+
+// ghostIndex lists, the first time, an index file that is gone when read
+// (merged and removed by a writer between the listing and the read).
+type ghostIndex struct {
+	storage.Backend
+	listed int
+}
+
+func (g *ghostIndex) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if prefix == "index/" {
+		g.listed++
+		if g.listed == 1 {
+			if err := fn(storage.ObjectInfo{Name: "index/" + ID{1}.String(), Size: 100}); err != nil {
+				return err
+			}
+		}
+	}
+	return g.Backend.List(ctx, prefix, fn)
+}
+
+func TestCheckReadsPastAnIndexFileMergedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	if _, _, err := r.SaveBlob(ctx, DataBlob, []byte("some data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g := &ghostIndex{Backend: be}
+	x, err := Open(ctx, g, Credentials{Password: testPass.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Check(ctx, x, CheckOptions{})
+	if err != nil || len(res.Errors) > 0 || res.IndexFiles != 1 || g.listed < 2 {
+		t.Fatalf("check: %v, %+v, listed %d times", err, res, g.listed)
+	}
+}

@@ -2,12 +2,14 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"backupd/repository"
 	"backupd/storage"
 	"backupd/storage/mem"
 )
@@ -87,4 +89,46 @@ func TestTargetPathIsNotFollowedThroughAPlantedLink(t *testing.T) {
 	if _, err := Run(context.Background(), f.repo, f.m, Options{Target: filepath.Join(base, "new", "restore"), Workers: 2}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A restore over live files whose data cannot be read at all (the pack is
+// gone: a storage server that lost it, or answers NotFound) fails those
+// files before writing any of them, and leaves every live file as it was
+// (it used to remove the name of each file it never got to write).
+func TestARestoreThatNeverWroteAFileLeavesItAlone(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	for _, p := range []string{"top.txt", "a/f1", "a/b/f2", "c/f1"} {
+		write(t, filepath.Join(f.src, p), "live "+p+"\n", 0o640)
+	}
+	before := state(t, f.src)
+	// lose the packs of the files' data (trees are in packs of their own)
+	be := f.repo.Backend().(*mem.Backend)
+	var walk func(id repository.ID)
+	walk = func(id repository.ID) {
+		tree, err := f.repo.LoadTree(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range tree.Nodes {
+			if n.Subtree != nil {
+				walk(*n.Subtree)
+			}
+			for _, c := range n.Content {
+				if l, ok := f.repo.Lookup(c); ok {
+					be.Delete(ctx, repository.PackName(l.Pack))
+				}
+			}
+		}
+	}
+	walk(f.m.Components[0].Tree)
+	res, err := Run(ctx, f.repo, f.m, f.original(false))
+	if err == nil {
+		t.Fatal("a restore without its data succeeded")
+	}
+	var fe *FileError
+	if !errors.As(err, &fe) || len(fe.Files) < 4 {
+		t.Fatalf("want the files named as failed: %v (%+v)", err, res)
+	}
+	sameState(t, "the live files", before, state(t, f.src))
 }

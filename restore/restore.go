@@ -622,6 +622,7 @@ func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *comp
 // put hands a file, link or other entry to emit.
 func (p *plan) put(e *entry) error {
 	if p.emit == nil {
+		e.locs = nil // checked; the first walk keeps (hard links') entries only for their names
 		return nil
 	}
 	return p.emit(e)
@@ -645,8 +646,8 @@ type restorer struct {
 	kept  map[dirKey]bool // Mirror: every name the backup holds
 }
 
-// A restore writes files in batches of about this many blobs, so what it
-// holds per file is bounded by the batch, not by the backup.
+// A restore writes files in batches of about this many blobs (or entries),
+// so what it holds per file is bounded by the batch, not by the backup.
 var batchBlobs = 16384
 
 type target struct {
@@ -714,11 +715,12 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 			links = append(links, e)
 		case e.node.Type == repository.NodeFile:
 			files = append(files, e)
-			if blobs += len(e.locs); blobs >= batchBlobs {
-				return flush()
-			}
+			blobs += len(e.locs)
 		default:
 			others = append(others, e)
+		}
+		if blobs >= batchBlobs || len(files)+len(others) >= batchBlobs {
+			return flush()
 		}
 		return ctx.Err()
 	})
@@ -1372,12 +1374,15 @@ func (r *restorer) atParent(e *entry, fn func(fd int, name string) error) error 
 // another inode than the one the restore created (that is not the
 // restore's to remove).
 func (r *restorer) unlink(e *entry) {
+	if !e.id.known() {
+		// never made: what is at the name is not the restore's (a live
+		// file whose restore failed before its first write must stay)
+		return
+	}
 	r.atParent(e, func(fd int, name string) error {
-		if e.id.known() {
-			var st unix.Stat_t
-			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || idOf(&st) != e.id {
-				return err
-			}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || idOf(&st) != e.id {
+			return err
 		}
 		return unix.Unlinkat(fd, name, 0)
 	})
