@@ -299,9 +299,20 @@ func PackName(id ID) string { return packName(id) }
 // could land between the collection's last look and its deletions: the
 // soak found backups committed over deleted trees and chunks).
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	// A file gone between the listing and its read was merged into a
+	// new one (writers merge every 64 packs): list again to read that.
+	for try := 0; ; try++ {
+		vanished, err := r.loadIndexOnce(ctx)
+		if err != nil || !vanished || try == 4 {
+			return err
+		}
+	}
+}
+
+func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err error) {
 	var names []ID
 	listed := map[ID]bool{}
-	err := r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
+	err = r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
 		id, err := ParseID(strings.TrimPrefix(oi.Name, "index/"))
 		if err != nil {
 			return nil // not ours; the checker reports it
@@ -316,7 +327,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("listing index: %w", err)
+		return false, fmt.Errorf("listing index: %w", err)
 	}
 	r.cache.keep(cacheIndex, func(n string) bool {
 		id, err := ParseID(n)
@@ -342,10 +353,12 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 			names = append(names, id)
 		}
 	}
+	var vanishedAny atomic.Bool
 	err = parallel(ctx, len(names), 4, func(i int) error {
 		f, err := r.readIndexFile(ctx, names[i])
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil // superseded and removed since the listing
+			vanishedAny.Store(true) // superseded and removed since the listing
+			return nil
 		}
 		if err != nil {
 			return err
@@ -359,10 +372,10 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := r.excludeCondemned(ctx, ix); err != nil {
-		return err
+		return false, err
 	}
 	if gone {
 		r.idx.replace(ix)
@@ -376,7 +389,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		})
 		r.idx.mu.RUnlock()
 	}
-	return nil
+	return vanishedAny.Load(), nil
 }
 
 func (r *Repository) readIndexFile(ctx context.Context, id ID) (*IndexFile, error) {

@@ -137,12 +137,3 @@ func (r *Repository) onlyTrees(b []byte) bool {
 	}
 	return true
 }
-
-// DropTreeCache forgets the decoded trees (a caller that has read every
-// tree it needs gives their memory back).
-func (r *Repository) DropTreeCache() {
-	c := &r.trees
-	c.mu.Lock()
-	c.blobs, c.bytes, c.byPack = nil, 0, nil
-	c.mu.Unlock()
-}

@@ -215,7 +215,8 @@ func (p *plan) walk(ctx context.Context, repo *repository.Repository, comps []re
 // again walks once more, handing the entries to emit; directories were
 // planned by the first walk.
 func (p *plan) again(ctx context.Context, repo *repository.Repository, comps []repository.ComponentManifest, targets []*compTarget, paths []string, emit func(e *entry) error) error {
-	q := &plan{skipTop: p.skipTop, refused: map[*compTarget][]string{}, inodes: map[[2]uint64]*entry{}, emit: emit}
+	q := newPlan(nil)
+	q.skipTop, q.emit = p.skipTop, emit
 	return q.walk(ctx, repo, comps, targets, paths)
 }
 
