@@ -324,3 +324,25 @@ func TestCheckReadsPastAnIndexFileMergedMeanwhile(t *testing.T) {
 		t.Fatalf("check: %v, %+v, listed %d times", err, res, g.listed)
 	}
 }
+
+// LoadIndex, too, lists again when a listed index file is gone when read
+// (its entries are in the file that replaced it).
+func TestLoadIndexListsAgainWhenAFileWasMerged(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	id, _, err := r.SaveBlob(ctx, DataBlob, []byte("some data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g := &ghostIndex{Backend: be}
+	x, err := Open(ctx, g, Credentials{Password: testPass.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.LoadIndex(ctx); err != nil || g.listed != 2 || !x.Has(id) {
+		t.Fatalf("load: %v, listed %d times, blob found %v", err, g.listed, x.Has(id))
+	}
+}
