@@ -1,7 +1,6 @@
 package repository
 
 import (
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -53,15 +52,15 @@ type Tree struct {
 // produce equal blobs.
 func EncodeTree(t *Tree) ([]byte, error) {
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
-	return json.Marshal(t)
+	return appendTree(make([]byte, 0, 64+200*len(t.Nodes)), t), nil
 }
 
 // DecodeTree parses and validates a tree blob. Validation is what keeps a
 // hostile repository from steering a restore: names are single path
 // elements, unique, and types are known.
 func DecodeTree(b []byte) (*Tree, error) {
-	var t Tree
-	if err := json.Unmarshal(b, &t); err != nil {
+	t, err := decodeTreeJSON(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
 	}
 	seen := make(map[string]bool, len(t.Nodes))
@@ -86,7 +85,7 @@ func DecodeTree(b []byte) (*Tree, error) {
 			return nil, fmt.Errorf("%w: tree: %q has unknown type %q", ErrCorrupt, n.Name, n.Type)
 		}
 	}
-	return &t, nil
+	return t, nil
 }
 
 // ValidNodeName reports whether name is a single, safe path element.
