@@ -111,7 +111,11 @@ type componentRun struct {
 	warnings []string
 	stats    repository.Stats
 
-	dirBuf []byte // the walker's buffer for directory listings
+	// Subdirectories are walked by up to cap(walkers) more goroutines
+	// when one is free (each walk is sequential, so one disk read at a
+	// time; on a warm cache the listing and stat calls alone fill a core).
+	walkers chan struct{}
+	walks   sync.WaitGroup
 }
 
 func (cc *componentRun) warn(format string, args ...any) {
@@ -153,7 +157,7 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cc := &componentRun{a: a, ctx: cctx, cancel: cancel, matcher: matcher, jobs: make(chan fileJob, 64),
-		dirBuf: make([]byte, 32<<10)}
+		walkers: make(chan struct{}, extraWalkers)}
 	var wg sync.WaitGroup
 	for i := 0; i < a.workers; i++ {
 		wg.Add(1)
@@ -180,8 +184,9 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 		parent = cc.loadParentTree(*parentTree)
 	}
 	if len(c.Paths) > 0 {
-		cc.walk("/", rootFD, buildVirt(c.Paths), parent, root)
+		cc.walk("/", rootFD, buildVirt(c.Paths), parent, root, make([]byte, dirBufSize))
 	}
+	cc.walks.Wait()
 	stopPrefetch()
 	root.release()
 	close(cc.jobs)
@@ -248,7 +253,7 @@ func findNode(t *repository.Tree, name string) *repository.Node {
 
 // walk lists dir (absolute; open for reading at dfd) into d. v limits the
 // entries taken (nil or full: all). parent is the parent backup's tree for
-// the same directory.
+// the same directory. buf is the walking goroutine's listing buffer.
 //
 // Every child is looked at and opened relative to dfd, never by path, and
 // a subdirectory is entered only through openat(O_NOFOLLOW|O_DIRECTORY)
@@ -257,7 +262,7 @@ func findNode(t *repository.Tree, name string) *repository.Node {
 // target into the backup. The walk is sequential and depth-first, so it
 // holds one descriptor per level of the tree, each closed when its
 // subtree is done.
-func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tree, d *dirState) {
+func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tree, d *dirState, buf []byte) {
 	var names []string
 	if v != nil && !v.full {
 		for n := range v.children {
@@ -266,7 +271,7 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 		sort.Strings(names)
 	} else {
 		var err error
-		names, err = sources.ReadNames(dfd, cc.dirBuf)
+		names, err = sources.ReadNames(dfd, buf)
 		if err != nil {
 			cc.warn("%s: cannot list directory: %v", dir, err)
 			return
@@ -329,10 +334,6 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 		d.mu.Unlock()
 		switch node.Type {
 		case repository.NodeDir:
-			var oldTree *repository.Tree
-			if old != nil && old.Type == repository.NodeDir && old.Subtree != nil {
-				oldTree = cc.loadParentTree(*old.Subtree)
-			}
 			sub := &dirState{cc: cc}
 			sub.pending.Store(1)
 			d.pending.Add(1)
@@ -346,11 +347,28 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 				cc.mu.Unlock()
 				d.release()
 			}
-			if subFD >= 0 {
-				cc.walk(abs, subFD, child, oldTree, sub)
-				unix.Close(subFD)
+			walkSub := func(buf []byte) {
+				if subFD >= 0 {
+					var oldTree *repository.Tree
+					if old != nil && old.Type == repository.NodeDir && old.Subtree != nil {
+						oldTree = cc.loadParentTree(*old.Subtree)
+					}
+					cc.walk(abs, subFD, child, oldTree, sub, buf)
+					unix.Close(subFD)
+				}
+				sub.release()
 			}
-			sub.release()
+			select {
+			case cc.walkers <- struct{}{}:
+				cc.walks.Add(1)
+				go func() {
+					defer cc.walks.Done()
+					walkSub(make([]byte, dirBufSize))
+					<-cc.walkers
+				}()
+			default:
+				walkSub(buf)
+			}
 		case repository.NodeFile:
 			cc.mu.Lock()
 			cc.stats.Files++
@@ -382,6 +400,11 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 		}
 	}
 }
+
+// extraWalkers: goroutines that may walk subdirectories beside the first.
+const extraWalkers = 3
+
+const dirBufSize = 32 << 10
 
 // testHook, when set by a test, runs between an entry's fstatat and its
 // open (to race the walk at exactly that point).
