@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"backupd/storage/fault"
 	"backupd/storage/storagetest"
@@ -225,4 +227,61 @@ func TestSessionIndexRolls(t *testing.T) {
 		}
 	}
 	checkClean(t, be)
+}
+
+// Walkers that miss on trees of the same pack at once read the pack once
+// (each had read, and held, the whole pack), and a session's own tree
+// packs are in the cache when it is done (the next backup's parent trees).
+func TestTreePackReadOnceAndCachedByItsWriter(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	fb := fault.New(be)
+	root := t.TempDir()
+	withCache := func(x *Repository) *Repository {
+		c, err := OpenCache(root, x.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.SetCache(c)
+		return x
+	}
+	w := withCache(reopen(t, fb))
+	var ids []ID
+	for i := 0; i < 40; i++ {
+		id, err := w.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: fmt.Sprint("f", i), Type: NodeFile, Size: uint64(i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	load := func(x *Repository) int {
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return gets(fb, func() {
+			var wg sync.WaitGroup
+			for _, id := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := x.LoadTree(ctx, id); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+	if n := load(withCache(reopen(t, fb))); n != 0 {
+		t.Fatalf("the writer's own tree pack was read %d times from storage", n)
+	}
+	// without the cached copy, the pack is read once, however many ask
+	os.RemoveAll(root)
+	fb.Add(fault.Rule{Op: fault.Get, Prefix: "data/", Action: fault.Delay, Delay: 50 * time.Millisecond})
+	if n := load(withCache(reopen(t, fb))); n != 1 {
+		t.Fatalf("%d walkers read the tree pack %d times", len(ids), n)
+	}
 }

@@ -567,6 +567,10 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
 	}
 	r.deps.add(id)
+	if p.typ == TreeBlob {
+		// the next backup reads these trees as its parent's: from the cache
+		r.cache.put(cacheTrees, id.String(), buf)
+	}
 	ip := IndexPack{ID: id, EphPublic: s.ephPublic, Blobs: p.entries}
 	ixID, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{ip}})
 	if err != nil {
@@ -599,7 +603,7 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 // sessionIndexRoll: every this many packs, a writing session merges their
 // index files into one and forgets their entries, so what it holds for the
 // final merge does not grow with the backup.
-var sessionIndexRoll = 64
+var sessionIndexRoll = 16
 
 // Buffers are pooled: a backup otherwise allocates several times its data
 // size in short-lived compression, encryption and pack buffers, and the

@@ -22,6 +22,10 @@ type treeCache struct {
 	bytes  int
 	byPack map[ID][]BlobLocation // tree blobs per pack, built on first use
 	built  uint64                // index generation byPack was built at
+	// loading: packs being read, closed when done. Walkers that miss on
+	// the same pack wait for one read instead of each reading (and
+	// holding) the whole pack.
+	loading map[ID]chan struct{}
 }
 
 type sealedTree struct {
@@ -38,15 +42,41 @@ const treeCacheMax = 32 << 20
 func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	c := &r.trees
 	c.mu.Lock()
-	if st, ok := c.blobs[id]; ok {
+	var loc BlobLocation
+	for {
+		if st, ok := c.blobs[id]; ok {
+			c.mu.Unlock()
+			return r.decodeBlob(st.loc, append([]byte(nil), st.sealed...))
+		}
+		var ok bool
+		loc, ok = r.idx.lookup(id)
+		if !ok || loc.Type != TreeBlob {
+			c.mu.Unlock()
+			return r.LoadBlob(ctx, TreeBlob, id) // reports the error
+		}
+		busy, ok := c.loading[loc.Pack]
+		if !ok {
+			break
+		}
 		c.mu.Unlock()
-		return r.decodeBlob(st.loc, append([]byte(nil), st.sealed...))
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock() // then look again: the read may have failed, or been dropped
 	}
-	loc, ok := r.idx.lookup(id)
-	if !ok || loc.Type != TreeBlob {
+	if c.loading == nil {
+		c.loading = map[ID]chan struct{}{}
+	}
+	done := make(chan struct{})
+	c.loading[loc.Pack] = done
+	defer func() {
+		c.mu.Lock()
+		delete(c.loading, loc.Pack)
 		c.mu.Unlock()
-		return r.LoadBlob(ctx, TreeBlob, id) // reports the error
-	}
+		close(done)
+	}()
 	if gen := r.idx.generation(); c.byPack == nil || c.built != gen {
 		c.byPack = r.idx.treeLocsByPack()
 		c.built = gen
@@ -99,7 +129,13 @@ func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []Blo
 	b, ok := r.cache.getByHash(cacheTrees, pack)
 	if !ok {
 		var err error
-		b, err = storage.ReadAll(ctx, r.be, packName(pack))
+		// a tree pack's size: its blobs, then a header of under 128 bytes
+		// an entry
+		var size int64
+		for _, l := range locs {
+			size = max(size, int64(l.Offset)+int64(l.Length))
+		}
+		b, err = storage.ReadAllSized(ctx, r.be, packName(pack), size+128*int64(len(locs))+4096)
 		if err != nil {
 			if r.packGone(ctx, pack, err) {
 				return err // the caller reads each blob from where it now is
@@ -118,7 +154,9 @@ func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []Blo
 		if end > int64(len(b)) {
 			continue // reported by the caller's LoadBlob
 		}
-		got[l.ID] = sealedTree{l, append([]byte(nil), b[l.Offset:end]...)}
+		// slices of b, not copies: the pack is read for its trees, and
+		// copying them doubled what a read held
+		got[l.ID] = sealedTree{l, b[l.Offset:end:end]}
 	}
 	return nil
 }

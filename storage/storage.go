@@ -112,12 +112,35 @@ func PrefixDir(prefix string) (string, bool) {
 
 // ReadAll reads a whole object.
 func ReadAll(ctx context.Context, b Backend, name string) ([]byte, error) {
+	return ReadAllSized(ctx, b, name, 0)
+}
+
+// ReadAllSized is ReadAll for an object of about size bytes (0: unknown):
+// its buffer is allocated once, where io.ReadAll's doubling would hold up
+// to twice the object (a 16 MiB pack in a 32 MiB buffer).
+func ReadAllSized(ctx context.Context, b Backend, name string, size int64) ([]byte, error) {
 	rc, err := b.Get(ctx, name, 0, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	if size <= 0 || size > 1<<30 {
+		return io.ReadAll(rc)
+	}
+	buf := make([]byte, 0, size+1) // one more: EOF is seen without growing
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // larger than said: grow as append does
+		}
+		n, err := rc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // ErrInvalidRange is returned (possibly wrapped) by Get when offset is

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"backupd/storage"
+	"backupd/storage/mem"
 )
 
 func TestValidName(t *testing.T) {
@@ -112,5 +113,26 @@ func TestContextReader(t *testing.T) {
 	cancel()
 	if _, err := r.Read(make([]byte, 10)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Read after cancel = %v", err)
+	}
+}
+
+func TestReadAllSizedReadsWhateverTheHint(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	data := bytes.Repeat([]byte("pack"), 5000)
+	if err := be.Put(ctx, "data/x", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	for _, hint := range []int64{0, 1, int64(len(data)) - 1, int64(len(data)), int64(len(data)) * 3, 1 << 40} {
+		got, err := storage.ReadAllSized(ctx, be, "data/x", hint)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("hint %d: %d bytes, %v", hint, len(got), err)
+		}
+		if hint == int64(len(data)) && cap(got) > len(data)+bytes.MinRead {
+			t.Fatalf("hint %d: a buffer of %d bytes for %d", hint, cap(got), len(data))
+		}
+	}
+	if _, err := storage.ReadAllSized(ctx, be, "data/none", 10); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing object: %v", err)
 	}
 }
