@@ -22,25 +22,31 @@ const (
 // stored, only names, so a tree blob is the same wherever the directory is,
 // and unchanged directories dedupe across backups.
 type Node struct {
-	Name       string      `json:"name"`
-	Type       string      `json:"type"`
-	Mode       fs.FileMode `json:"mode"` // Go's FileMode: permission, setuid/setgid/sticky and type bits
-	UID        uint32      `json:"uid"`
-	GID        uint32      `json:"gid"`
-	User       string      `json:"user,omitempty"`
-	Group      string      `json:"group,omitempty"`
-	ModTime    int64       `json:"mtime"`           // ns since the epoch
-	AccessTime int64       `json:"atime,omitempty"` // ns; not recorded by default: it changes on every read and would defeat tree dedup
-	ChangeTime int64       `json:"ctime,omitempty"` // ns; used to detect change, not restored
-	Inode      uint64      `json:"inode,omitempty"`
-	DeviceID   uint64      `json:"device,omitempty"` // st_dev of the file system holding it
-	Links      uint64      `json:"links,omitempty"`
-	Rdev       uint64      `json:"rdev,omitempty"` // device nodes
-	Size       uint64      `json:"size,omitempty"`
-	Sparse     bool        `json:"sparse,omitempty"`
-	Content    []ID        `json:"content,omitempty"`
-	LinkTarget string      `json:"target,omitempty"`
-	Subtree    *ID         `json:"subtree,omitempty"`
+	Name string `json:"name"`
+	// NameBytes carries a name that is not valid UTF-8 (JSON strings
+	// cannot hold it: Name is then written with U+FFFD in its place, for
+	// readers that only show names). Only in the encoding: DecodeTree
+	// puts the bytes back into Name.
+	NameBytes   []byte      `json:"name_bytes,omitempty"`
+	Type        string      `json:"type"`
+	Mode        fs.FileMode `json:"mode"` // Go's FileMode: permission, setuid/setgid/sticky and type bits
+	UID         uint32      `json:"uid"`
+	GID         uint32      `json:"gid"`
+	User        string      `json:"user,omitempty"`
+	Group       string      `json:"group,omitempty"`
+	ModTime     int64       `json:"mtime"`           // ns since the epoch
+	AccessTime  int64       `json:"atime,omitempty"` // ns; not recorded by default: it changes on every read and would defeat tree dedup
+	ChangeTime  int64       `json:"ctime,omitempty"` // ns; used to detect change, not restored
+	Inode       uint64      `json:"inode,omitempty"`
+	DeviceID    uint64      `json:"device,omitempty"` // st_dev of the file system holding it
+	Links       uint64      `json:"links,omitempty"`
+	Rdev        uint64      `json:"rdev,omitempty"` // device nodes
+	Size        uint64      `json:"size,omitempty"`
+	Sparse      bool        `json:"sparse,omitempty"`
+	Content     []ID        `json:"content,omitempty"`
+	LinkTarget  string      `json:"target,omitempty"`
+	TargetBytes []byte      `json:"target_bytes,omitempty"` // as NameBytes, for LinkTarget
+	Subtree     *ID         `json:"subtree,omitempty"`
 }
 
 // Tree is a directory listing, sorted by name.
@@ -49,7 +55,8 @@ type Tree struct {
 }
 
 // EncodeTree serialises a tree canonically (sorted), so equal directories
-// produce equal blobs.
+// produce equal blobs. Names and link targets that are not UTF-8 are kept
+// whole in name_bytes and target_bytes (see Node.NameBytes).
 func EncodeTree(t *Tree) ([]byte, error) {
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
 	return appendTree(make([]byte, 0, 64+200*len(t.Nodes)), t), nil
@@ -67,6 +74,12 @@ func DecodeTree(b []byte) (*Tree, error) {
 	for _, n := range t.Nodes {
 		if n == nil {
 			return nil, fmt.Errorf("%w: tree has a null node", ErrCorrupt)
+		}
+		if n.NameBytes != nil {
+			n.Name, n.NameBytes = string(n.NameBytes), nil
+		}
+		if n.TargetBytes != nil {
+			n.LinkTarget, n.TargetBytes = string(n.TargetBytes), nil
 		}
 		if err := ValidNodeName(n.Name); err != nil {
 			return nil, fmt.Errorf("%w: tree: %v", ErrCorrupt, err)

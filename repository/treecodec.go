@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -44,6 +45,10 @@ func appendNode(b []byte, n *Node) []byte {
 	}
 	b = append(b, `{"name":`...)
 	b = appendJSONString(b, n.Name)
+	if nb := wireBytes(n.Name, n.NameBytes); nb != nil {
+		b = append(b, `,"name_bytes":`...)
+		b = appendJSONBytes(b, nb)
+	}
 	b = append(b, `,"type":`...)
 	b = appendJSONString(b, n.Type)
 	b = append(b, `,"mode":`...)
@@ -96,11 +101,33 @@ func appendNode(b []byte, n *Node) []byte {
 		b = append(b, `,"target":`...)
 		b = appendJSONString(b, n.LinkTarget)
 	}
+	if tb := wireBytes(n.LinkTarget, n.TargetBytes); tb != nil {
+		b = append(b, `,"target_bytes":`...)
+		b = appendJSONBytes(b, tb)
+	}
 	if n.Subtree != nil {
 		b = append(b, `,"subtree":`...)
 		b = appendJSONID(b, *n.Subtree)
 	}
 	return append(b, '}')
+}
+
+// wireBytes is what the encoding carries in a _bytes field beside string
+// s: s's bytes when they are not UTF-8 (a JSON string would change them),
+// else what the field holds already (nothing, in trees being written).
+func wireBytes(s string, field []byte) []byte {
+	if len(field) == 0 && !utf8.ValidString(s) {
+		return []byte(s)
+	}
+	return field
+}
+
+// appendJSONBytes writes b as encoding/json writes a []byte: standard
+// base64 in a string.
+func appendJSONBytes(b, raw []byte) []byte {
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, raw)
+	return append(b, '"')
 }
 
 func appendJSONID(b []byte, id ID) []byte {
@@ -229,8 +256,8 @@ func (p *treeParser) lit(s string) bool {
 }
 
 // The keys of a node in the order appendNode writes them.
-var nodeKeys = [...]string{"name", "type", "mode", "uid", "gid", "user", "group", "mtime", "atime",
-	"ctime", "inode", "device", "links", "rdev", "size", "sparse", "content", "target", "subtree"}
+var nodeKeys = [...]string{"name", "name_bytes", "type", "mode", "uid", "gid", "user", "group", "mtime", "atime",
+	"ctime", "inode", "device", "links", "rdev", "size", "sparse", "content", "target", "target_bytes", "subtree"}
 
 func (p *treeParser) node(n *Node) {
 	if !p.lit("{") {
@@ -262,6 +289,8 @@ func (p *treeParser) node(n *Node) {
 		switch nodeKeys[k] {
 		case "name":
 			n.Name = p.str(false)
+		case "name_bytes":
+			n.NameBytes = p.base64()
 		case "type":
 			n.Type = p.str(true)
 		case "mode":
@@ -320,6 +349,8 @@ func (p *treeParser) node(n *Node) {
 			}
 		case "target":
 			n.LinkTarget = p.str(false)
+		case "target_bytes":
+			n.TargetBytes = p.base64()
 		case "subtree":
 			id := p.id()
 			n.Subtree = &id
@@ -474,6 +505,32 @@ func (p *treeParser) digits() uint64 {
 		return 0
 	}
 	return v
+}
+
+// base64 reads a []byte as encoding/json writes it (standard base64,
+// padded); anything else is left to encoding/json.
+func (p *treeParser) base64() []byte {
+	if !p.lit(`"`) {
+		p.bad = true
+		return nil
+	}
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] != '"' && p.b[p.i] != '\\' {
+		p.i++
+	}
+	if p.i >= len(p.b) || p.b[p.i] != '"' {
+		p.bad = true
+		return nil
+	}
+	enc := p.b[start:p.i]
+	p.i++
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+	n, err := base64.StdEncoding.Decode(out, enc)
+	if err != nil {
+		p.bad = true
+		return nil
+	}
+	return out[:n]
 }
 
 func (p *treeParser) id() ID {

@@ -21,9 +21,27 @@ func sampleTree() *Tree {
 	}}
 }
 
+// wire is the tree encoding/json would be given to write what appendTree
+// writes: names and targets that are not UTF-8 also in their _bytes fields.
+func wire(tr *Tree) *Tree {
+	if tr.Nodes == nil {
+		return tr
+	}
+	out := &Tree{Nodes: make([]*Node, len(tr.Nodes))}
+	for i, n := range tr.Nodes {
+		if n == nil {
+			continue
+		}
+		c := *n
+		c.NameBytes, c.TargetBytes = wireBytes(n.Name, n.NameBytes), wireBytes(n.LinkTarget, n.TargetBytes)
+		out.Nodes[i] = &c
+	}
+	return out
+}
+
 func TestTreeEncodingIsEncodingJSONs(t *testing.T) {
 	for _, tr := range []*Tree{sampleTree(), {}, {Nodes: []*Node{}}, {Nodes: []*Node{nil}}} {
-		want, err := json.Marshal(tr)
+		want, err := json.Marshal(wire(tr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +106,7 @@ func FuzzTreeEncoding(f *testing.F) {
 			n.Group, n.UID, n.GID, n.DeviceID, n.Links, n.Rdev = user, mode, ^mode, size, inode, size^inode
 		}
 		tr := &Tree{Nodes: []*Node{n, {Name: target, Type: name}}}
-		want, err := json.Marshal(tr)
+		want, err := json.Marshal(wire(tr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +115,66 @@ func FuzzTreeEncoding(f *testing.F) {
 			t.Fatalf("appendTree:\n got %q\nwant %q", got, want)
 		}
 		checkDecoding(t, got)
+		// and the names and targets come back byte for byte
+		if ValidNodeName(name) == nil {
+			enc, err := EncodeTree(&Tree{Nodes: []*Node{{Name: name, Type: NodeSymlink, LinkTarget: target}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := DecodeTree(enc)
+			if err != nil {
+				t.Fatalf("DecodeTree(%q): %v", enc, err)
+			}
+			if n := back.Nodes[0]; n.Name != name || n.LinkTarget != target {
+				t.Fatalf("%q -> %q came back as %q -> %q", name, target, n.Name, n.LinkTarget)
+			}
+		}
 	})
+}
+
+// Names and symlink targets that are not UTF-8 (Latin-1 file names, say)
+// come back byte for byte; two that differ only there stay two. They had
+// both been written as U+FFFD: the directory became unreadable ("duplicate
+// name") and a lone one came back under another name.
+func TestTreeKeepsNamesThatAreNotUTF8(t *testing.T) {
+	tr := &Tree{Nodes: []*Node{
+		{Name: "caf\xe9", Type: NodeFile, Size: 1},
+		{Name: "caf\xe8", Type: NodeFile, Size: 2},
+		{Name: "caf\u00e9", Type: NodeFile, Size: 3},
+		{Name: "link", Type: NodeSymlink, LinkTarget: "../t\xff\xfe"},
+	}}
+	b, err := EncodeTree(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := parseTree(b); !ok {
+		t.Errorf("left to encoding/json: %s", b)
+	}
+	for _, dec := range []func([]byte) (*Tree, error){DecodeTree, func(b []byte) (*Tree, error) {
+		// encoding/json's way (what a form the fast path leaves to it gets)
+		return DecodeTree(bytes.Replace(b, []byte(`{"nodes":[`), []byte(`{"nodes": [`), 1))
+	}} {
+		got, err := dec(b)
+		if err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		if len(got.Nodes) != 4 {
+			t.Fatalf("%d nodes", len(got.Nodes))
+		}
+		for i, n := range got.Nodes {
+			w := tr.Nodes[i]
+			if n.Name != w.Name || n.LinkTarget != w.LinkTarget || n.Size != w.Size || n.NameBytes != nil || n.TargetBytes != nil {
+				t.Fatalf("node %d: %+v, want %+v", i, n, w)
+			}
+		}
+	}
+	// a name_bytes that is no name is refused like one
+	for _, bad := range []string{`{"nodes":[{"name":"x","name_bytes":"Lw==","type":"file","mode":0,"uid":0,"gid":0,"mtime":0}]}`,
+		`{"nodes":[{"name":"x","name_bytes":"","type":"file","mode":0,"uid":0,"gid":0,"mtime":0}]}`} {
+		if _, err := DecodeTree([]byte(bad)); err == nil {
+			t.Errorf("DecodeTree took %s", bad)
+		}
+	}
 }
 
 // FuzzTreeDecoding: whatever parseTree accepts, json.Unmarshal accepts and
