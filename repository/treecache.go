@@ -26,6 +26,11 @@ type treeCache struct {
 	// the same pack wait for one read instead of each reading (and
 	// holding) the whole pack.
 	loading map[ID]chan struct{}
+	// reading admits one pack read at a time: each is a whole pack (16
+	// MiB) in memory, and parallel walkers reading four at once held
+	// 64 MiB more at the peak of a 1M-file incremental backup. From the
+	// local cache a read takes milliseconds.
+	reading chan struct{}
 }
 
 type sealedTree struct {
@@ -68,7 +73,9 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	}
 	if c.loading == nil {
 		c.loading = map[ID]chan struct{}{}
+		c.reading = make(chan struct{}, 1)
 	}
+	reading := c.reading
 	done := make(chan struct{})
 	c.loading[loc.Pack] = done
 	defer func() {
@@ -85,6 +92,11 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	c.mu.Unlock()
 	if len(locs) == 0 {
 		return r.LoadBlob(ctx, TreeBlob, id)
+	}
+	select {
+	case reading <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	got := map[ID]sealedTree{}
 	var err error
@@ -103,6 +115,7 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 			rc.Close()
 		}
 	}
+	<-reading
 	st, found := got[id]
 	if err != nil || !found {
 		return r.LoadBlob(ctx, TreeBlob, id) // reports why, or finds where it went

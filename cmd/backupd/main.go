@@ -91,6 +91,15 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	// A repository command is one job in its own process. Past 160 MiB
+	// of Go memory the collector runs more often instead of letting the
+	// heap grow by half again: at 1M files an incremental backup's peak
+	// RSS was 315 MB with 127 MB live, and is 236 MB with the limit, for
+	// about 10% more time there (smaller jobs never reach it). It is a
+	// soft limit: a job that needs more gets more (GOMEMLIMIT overrides).
+	if os.Getenv("GOMEMLIMIT") == "" && len(os.Args) > 1 && os.Args[1] == "repo" {
+		debug.SetMemoryLimit(160 << 20)
+	}
 	code := run(ctx, os.Args[1:])
 	pprof.StopCPUProfile()
 	stop()
