@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"backupd/storage/fault"
 	"backupd/storage/storagetest"
@@ -283,5 +285,32 @@ func TestTreePackReadOnceAndCachedByItsWriter(t *testing.T) {
 	fb.Add(fault.Rule{Op: fault.Get, Prefix: "data/", Action: fault.Delay, Delay: 50 * time.Millisecond})
 	if n := load(withCache(reopen(t, fb))); n != 1 {
 		t.Fatalf("%d walkers read the tree pack %d times", len(ids), n)
+	}
+}
+
+// Trees that are a small part of the pack read for them are copied out:
+// slices of it would keep the whole pack alive past the cache's count.
+func TestTreesFewInAPackAreCopiedOut(t *testing.T) {
+	r, _ := newTestRepo(t)
+	c, err := OpenCache(t.TempDir(), r.Config().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetCache(c)
+	pack := bytes.Repeat([]byte("p"), 1<<20)
+	id := ID(sha256.Sum256(pack))
+	c.put(cacheTrees, id.String(), pack)
+	for _, share := range []int{8, 900 << 10} { // bytes of trees in the 1 MiB pack
+		locs := []BlobLocation{{Pack: id, PackEntry: PackEntry{ID: ID{1}, Offset: 0, Length: uint32(share / 2)}},
+			{Pack: id, PackEntry: PackEntry{ID: ID{2}, Offset: uint32(share / 2), Length: uint32(share / 2)}}}
+		got := map[ID]sealedTree{}
+		if err := r.readCachedTreePack(context.Background(), id, locs, got); err != nil {
+			t.Fatal(err)
+		}
+		a, b := got[ID{1}].sealed, got[ID{2}].sealed
+		adjacent := unsafe.Pointer(unsafe.SliceData(b)) == unsafe.Add(unsafe.Pointer(unsafe.SliceData(a)), len(a))
+		if want := share > 1<<19; adjacent != want {
+			t.Fatalf("%d bytes of trees in a 1 MiB pack: kept as slices of it = %v, want %v", share, adjacent, want)
+		}
 	}
 }

@@ -29,7 +29,9 @@ type treeCache struct {
 	// reading admits one pack read at a time: each is a whole pack (16
 	// MiB) in memory, and parallel walkers reading four at once held
 	// 64 MiB more at the peak of a 1M-file incremental backup. From the
-	// local cache a read takes milliseconds.
+	// local cache a read takes milliseconds; from remote storage it takes
+	// longer, as it did when the walk was sequential (before walkers ran
+	// in parallel, one read at a time was all there was).
 	reading chan struct{}
 }
 
@@ -148,7 +150,8 @@ func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []Blo
 		for _, l := range locs {
 			size = max(size, int64(l.Offset)+int64(l.Length))
 		}
-		b, err = storage.ReadAllSized(ctx, r.be, packName(pack), size+128*int64(len(locs))+4096)
+		// (an estimate from the index, so bounded by what a pack can be)
+		b, err = storage.ReadAllSized(ctx, r.be, packName(pack), min(size+128*int64(len(locs))+4096, maxPackSize))
 		if err != nil {
 			if r.packGone(ctx, pack, err) {
 				return err // the caller reads each blob from where it now is
@@ -162,14 +165,24 @@ func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []Blo
 			r.cache.put(cacheTrees, pack.String(), b)
 		}
 	}
+	// Slices of b, not copies, when the trees are most of it (a tree
+	// pack): copying them doubled what a read held. Otherwise a few small
+	// trees kept would hold a whole pack the cache's count does not see.
+	var kept int64
+	for _, l := range locs {
+		kept += int64(l.Length)
+	}
+	slice := kept >= int64(len(b))/2
 	for _, l := range locs {
 		end := int64(l.Offset) + int64(l.Length)
 		if end > int64(len(b)) {
 			continue // reported by the caller's LoadBlob
 		}
-		// slices of b, not copies: the pack is read for its trees, and
-		// copying them doubled what a read held
-		got[l.ID] = sealedTree{l, b[l.Offset:end:end]}
+		if slice {
+			got[l.ID] = sealedTree{l, b[l.Offset:end:end]}
+		} else {
+			got[l.ID] = sealedTree{l, append([]byte(nil), b[l.Offset:end]...)}
+		}
 	}
 	return nil
 }

@@ -515,8 +515,8 @@ func (p *treeParser) base64() []byte {
 		return nil
 	}
 	start := p.i
-	for p.i < len(p.b) && p.b[p.i] != '"' && p.b[p.i] != '\\' {
-		p.i++
+	for p.i < len(p.b) && isBase64Char(p.b[p.i]) {
+		p.i++ // (base64's decoder would skip a raw newline, which JSON refuses)
 	}
 	if p.i >= len(p.b) || p.b[p.i] != '"' {
 		p.bad = true
@@ -531,6 +531,10 @@ func (p *treeParser) base64() []byte {
 		return nil
 	}
 	return out[:n]
+}
+
+func isBase64Char(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '='
 }
 
 func (p *treeParser) id() ID {

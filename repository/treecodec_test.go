@@ -185,6 +185,8 @@ func FuzzTreeDecoding(f *testing.F) {
 	f.Add([]byte(`{"nodes":[]}`))
 	f.Add([]byte(`{"nodes":[{"name":"\u003c\u0001","type":"file","mode":0,"uid":0,"gid":0,"mtime":-0,"content":[]}]}`))
 	f.Add([]byte(`{"nodes":[{"name":"x","type":"dir","mode":4294967295,"uid":1,"gid":2,"mtime":9223372036854775807,"size":18446744073709551615,"sparse":false,"subtree":"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"}]}`))
+	f.Add([]byte(`{"nodes":[{"name":"x","name_bytes":"YQ==","type":"symlink","mode":0,"uid":0,"gid":0,"mtime":0,"target":"t","target_bytes":"/w=="}]}`))
+	f.Add([]byte("{\"nodes\":[{\"name\":\"x\",\"name_bytes\":\"YQ\n==\",\"type\":\"file\"}]}"))
 	f.Fuzz(func(t *testing.T, b []byte) { checkDecoding(t, b) })
 }
 
