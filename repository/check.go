@@ -69,6 +69,14 @@ func (c *checker) problem(warn bool, kind, obj, format string, args ...any) {
 // manifest's signature, every tree, that every referenced blob exists, and
 // (by option) the content of a share of the packs.
 func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult, error) {
+	if r.cache != nil {
+		// The check is of the repository, not of this client's copies of
+		// it: a cached index file or tree pack (a writer caches its own)
+		// would hide damage to the stored one.
+		s := r.Session()
+		s.cache = nil
+		r = s
+	}
 	c := &checker{r: r, res: &CheckResult{}, bad: map[ID]bool{}}
 	if !r.keys.CanRead() {
 		return nil, ErrWriteOnly

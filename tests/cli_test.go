@@ -777,13 +777,23 @@ func TestCorruptTree(t *testing.T) {
 		t.Errorf("check of a damaged tree pack: %s", res)
 	}
 	t.Logf("check: exit %d: %s", res.code, firstLine(res.stdout, "affected: "))
+	// (check read the stored pack although the backup had cached its own)
 	target := filepath.Join(t.TempDir(), "restore")
-	res = r.run(t, "restore", "--backup", b.BackupID, "--target", target)
+	res = r.run(t, "restore", "--no-cache", "--backup", b.BackupID, "--target", target)
 	if res.code == 0 || !strings.Contains(res.stderr, filepath.Base(tree)) {
 		t.Errorf("restore with a damaged tree: %s", res)
 	}
 	if !isEmptyOrAbsent(t, target) {
 		t.Errorf("the failed restore wrote into %s", target)
+	}
+	// with the writer's cached copy (verified by its hash) the trees are
+	// intact, and the restore is whole
+	res = r.run(t, "restore", "--backup", b.BackupID, "--target", target)
+	if res.code != 0 {
+		t.Errorf("restore with the cached trees: %s", res)
+	}
+	if out, err := exec.Command("diff", "-r", src, restored(target, "enc", src)).CombinedOutput(); err != nil {
+		t.Errorf("restored tree differs: %v\n%s", err, out)
 	}
 }
 
