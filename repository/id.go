@@ -32,10 +32,7 @@ func ParseID(s string) (ID, error) {
 }
 
 func (id ID) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 66)
-	b = append(b, '"')
-	b = hex.AppendEncode(b, id[:])
-	return append(b, '"'), nil
+	return appendJSONID(make([]byte, 0, 66), id), nil
 }
 
 func (id *ID) UnmarshalJSON(b []byte) error {

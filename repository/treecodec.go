@@ -45,7 +45,7 @@ func appendNode(b []byte, n *Node) []byte {
 	}
 	b = append(b, `{"name":`...)
 	b = appendJSONString(b, n.Name)
-	if nb := wireBytes(n.Name, n.NameBytes); nb != nil {
+	if nb := wireBytes(n.Name, n.NameBytes); len(nb) > 0 { // omitempty, as encoding/json
 		b = append(b, `,"name_bytes":`...)
 		b = appendJSONBytes(b, nb)
 	}
@@ -101,7 +101,7 @@ func appendNode(b []byte, n *Node) []byte {
 		b = append(b, `,"target":`...)
 		b = appendJSONString(b, n.LinkTarget)
 	}
-	if tb := wireBytes(n.LinkTarget, n.TargetBytes); tb != nil {
+	if tb := wireBytes(n.LinkTarget, n.TargetBytes); len(tb) > 0 {
 		b = append(b, `,"target_bytes":`...)
 		b = appendJSONBytes(b, tb)
 	}
