@@ -35,6 +35,10 @@ const (
 	cacheIndex     = "index"
 	cacheManifests = "manifests"
 	cacheTrees     = "trees"
+	// manifest sets (named by their SHA-256, checked on use) and
+	// tombstones (authenticated when used)
+	cacheManifestSets = "manifest-sets"
+	cacheTombstones   = "tombstones"
 )
 
 // OpenCache opens (creating it) the cache of repository id under root.
@@ -62,7 +66,7 @@ func OpenCache(root, id string) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %s is not a directory that only this user (uid %d) can use (mode %v); remove it or pick another --cache-dir",
 			dir, os.Geteuid(), fi.Mode())
 	}
-	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees} {
+	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees, cacheManifestSets, cacheTombstones} {
 		if err := os.Mkdir(filepath.Join(dir, k), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cache: %w", err)
 		}

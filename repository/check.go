@@ -202,19 +202,33 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 			return nil, err
 		}
 	}
-	// 4. manifests and trees; then which files the damage touches
-	ids, err := r.ManifestIDs(ctx)
+	// 4. manifests (loose, in sets, tombstones) and trees; then which
+	// files the damage touches
+	view, err := r.listManifestView(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	c.res.Manifests = len(ids)
+	for _, p := range view.problems {
+		c.problem(false, "tombstone", "", "%v", p)
+	}
+	refs, errs := view.refs()
+	for _, e := range errs {
+		c.problem(false, "manifest", "", "%v", e)
+	}
+	c.res.Manifests = len(refs)
+	manifests := make([]*Manifest, len(refs))
 	seenTrees := map[ID]bool{}
-	for _, id := range ids {
-		m, err := r.LoadManifest(ctx, id)
+	for i, ref := range refs {
+		m, err := r.loadRef(ctx, ref)
 		if err != nil {
-			c.problem(false, "manifest", manifestsPrefix+id, "%v", err)
+			obj := manifestsPrefix + ref.id
+			if ref.set != nil {
+				obj = ref.set.oi.Name
+			}
+			c.problem(false, "manifest", obj, "%v", err)
 			continue
 		}
+		manifests[i] = m
 		for _, comp := range m.Components {
 			if comp.Error != "" {
 				continue
@@ -225,9 +239,8 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 		}
 	}
 	if len(c.bad) > 0 {
-		for _, id := range ids {
-			m, err := r.LoadManifest(ctx, id)
-			if err != nil {
+		for _, m := range manifests {
+			if m == nil {
 				continue
 			}
 			for _, comp := range m.Components {

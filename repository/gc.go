@@ -75,6 +75,9 @@ type GCResult struct {
 	OtherCollections int `json:"other_collections,omitempty"`
 	// Repack: what rewriting partly used packs did (with Repack set).
 	Repack *RepackResult `json:"repack,omitempty"`
+	// Manifests: what folding manifests into sets did (not in a dry run,
+	// nor while another collection runs).
+	Manifests *ManifestCompaction `json:"manifests,omitempty"`
 }
 
 const gcPrefix = "gc/"
@@ -126,7 +129,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	for _, id := range opts.Exclude {
 		exclude[id] = true
 	}
-	used, pendingPacks, err := r.referencedBlobs(ctx, exclude)
+	used, pendingPacks, view, err := r.referencedBlobs(ctx, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
@@ -191,6 +194,15 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	tooYoung := func(oi storage.ObjectInfo) bool {
 		return now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) ||
 			!oi.ModTime.Before(since)
+	}
+	// Loose manifests are folded into sets, by this collection alone
+	// (manifestset.go); the view is the one the mark read.
+	if !opts.DryRun && others == 0 {
+		mc, err := r.compactManifests(ctx, view, now, opts.SafetyWindow)
+		if err != nil {
+			return nil, fmt.Errorf("gc stopped while folding manifests (every backup is intact): %w", err)
+		}
+		res.Manifests = mc
 	}
 	if opts.Repack != nil {
 		o := opts.Repack.withDefaults()
@@ -449,17 +461,17 @@ func (r *Repository) indexFiles() []ID {
 // manifest before it removes its markers, so a tree is seen in one or
 // the other, whenever the commit happens. It returns the blobs, and the
 // packs the pending markers name.
-func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (map[ID]bool, map[ID]bool, error) {
+func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (map[ID]bool, map[ID]bool, *manifestView, error) {
 	markers, err := r.pendingMarkers(ctx, pendingPrefix)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	ms, errs, err := r.Manifests(ctx)
+	ms, errs, view, err := r.manifests(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if len(errs) > 0 {
-		return nil, nil, errs[0]
+		return nil, nil, nil, errs[0]
 	}
 	used := map[ID]bool{}
 	// A manifest's tree that cannot be read stops the collection. A
@@ -510,7 +522,7 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		for _, c := range m.Components {
 			if c.Error == "" {
 				if err := walk(c.Tree, false); err != nil {
-					return nil, nil, fmt.Errorf("backup %s: %w", m.ID, err)
+					return nil, nil, nil, fmt.Errorf("backup %s: %w", m.ID, err)
 				}
 			}
 		}
@@ -518,13 +530,13 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 	packs := map[ID]bool{}
 	for _, m := range markers {
 		if err := walk(m.Tree, true); err != nil {
-			return nil, nil, fmt.Errorf("pending backup: %w", err)
+			return nil, nil, nil, fmt.Errorf("pending backup: %w", err)
 		}
 		for _, p := range m.Packs {
 			packs[p] = true
 		}
 	}
-	return used, packs, nil
+	return used, packs, view, nil
 }
 
 func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, []string, error) {

@@ -11,6 +11,9 @@
 //	data/<xx>/<pack-id>    packs (id = SHA-256 of the pack's bytes)
 //	index/<index-id>       encrypted index files (id = SHA-256 of the bytes)
 //	manifests/<backup-id>  one signed, encrypted manifest per backup
+//	manifest-sets/<sha256>-<newest backup id>
+//	                       manifests folded together by gc (manifestset.go)
+//	tombstones/<backup-id> deleted backups, until no set holds them
 //	gc/<id>                packs condemned by garbage collection, with times
 package repository
 
@@ -33,8 +36,11 @@ import (
 	"backupd/storage"
 )
 
-// FormatVersion is the repository format this code reads and writes.
-const FormatVersion = 1
+// FormatVersion is the repository format this code writes. Version 2
+// added manifest sets and tombstones (manifestset.go); version 1
+// repositories are read, and moved to 2 by the first gc that folds
+// manifests.
+const FormatVersion = 2
 
 // Config is the plaintext config object.
 type Config struct {
@@ -92,6 +98,7 @@ type Repository struct {
 	reloadSem chan struct{} // one index reload at a time after a pack was found gone
 	goneAt    map[ID]uint64 // under reloadSem: packs still indexed after such a reload, and the index generation then
 	cache     *Cache        // nil: none
+	setMemo   setMemo       // manifest sets opened through this handle
 }
 
 // PackCommit describes one committed pack.
@@ -186,8 +193,8 @@ func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Reposito
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return nil, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
 	}
-	if cfg.Version != FormatVersion {
-		return nil, fmt.Errorf("repository format version %d is not supported by this backupd (it knows version %d)", cfg.Version, FormatVersion)
+	if cfg.Version < 1 || cfg.Version > FormatVersion {
+		return nil, fmt.Errorf("repository format version %d is not supported by this backupd (it knows versions 1 to %d): use a backupd at least as new as the one that wrote it", cfg.Version, FormatVersion)
 	}
 	if creds.empty() {
 		return nil, errors.New("no credential given: set BACKUPD_PASSWORD, --password-file, --rsa-private-key or --pgp-private-key")
@@ -945,7 +952,8 @@ func readSealed(rc io.Reader, pos int64, locs []BlobLocation, each func(BlobLoca
 	return nil
 }
 
-// SaveManifest stores a manifest; it refuses to replace an existing one.
+// SaveManifest stores a manifest; it refuses to replace an existing one,
+// loose or folded into a set, and to bring back a deleted one.
 func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	if err := ValidBackupID(m.ID); err != nil {
 		return err
@@ -956,10 +964,26 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	}
 	// Never over another backup's manifest: a storage that cannot say
 	// whether the name is free is not taken to mean it is.
-	if _, err := r.be.Stat(ctx, manifestsPrefix+m.ID); err == nil {
-		return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
+	for _, name := range []string{manifestsPrefix + m.ID, tombstonesPrefix + m.ID} {
+		if _, err := r.be.Stat(ctx, name); err == nil {
+			if name == manifestsPrefix+m.ID {
+				return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
+			}
+			return fmt.Errorf("%w: backup %s was deleted; start the backup again (it gets a new id)", ErrBackupIDTaken, m.ID)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
+		}
+	}
+	// folded into a set by a collection (a retried commit whose first
+	// attempt was stored): only a reader can look
+	if r.keys.CanRead() {
+		v, err := r.listSetsView(ctx)
+		if err != nil {
+			return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
+		}
+		if s, _ := v.inSets(m.ID); s != nil {
+			return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
+		}
 	}
 	raw, err := encodeManifest(r.keys, m)
 	if err != nil {
@@ -975,28 +999,57 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 // ErrBackupNotFound: no manifest with that id.
 var ErrBackupNotFound = errors.New("backup not found")
 
-// LoadManifest reads and verifies one manifest.
+// LoadManifest reads and verifies one manifest, loose or in a set.
 func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, error) {
 	if err := ValidBackupID(id); err != nil {
 		return nil, err
 	}
 	raw, err := storage.ReadAll(ctx, r.be, manifestsPrefix+id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
-	} else if err != nil {
+	if err == nil {
+		return decodeManifest(r.keys, id, raw)
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
-	return decodeManifest(r.keys, id, raw)
+	if !r.keys.CanRead() {
+		return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+	}
+	// folded into a set: the set was stored before the loose manifest
+	// was deleted
+	v, err := r.listSetsView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, dead := v.tombs[id]; dead {
+		return nil, fmt.Errorf("%s: %w (deleted)", id, ErrBackupNotFound)
+	}
+	if s, e := v.inSets(id); s != nil {
+		return e.manifest(s.oi.Name)
+	}
+	for _, s := range v.sets {
+		if s.err != nil {
+			return nil, fmt.Errorf("%s: not found, and a manifest set could not be read: %w", id, s.err)
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
 }
 
-// ManifestIDs lists the ids of all backups.
+// ManifestIDs lists the ids of all backups, oldest first. A set that
+// cannot be read is an error (its backups would be missing).
 func (r *Repository) ManifestIDs(ctx context.Context) ([]string, error) {
-	infos, err := r.manifestInfos(ctx)
-	ids := make([]string, len(infos))
-	for i, oi := range infos {
-		ids[i] = strings.TrimPrefix(oi.Name, manifestsPrefix)
+	v, err := r.listManifestView(ctx, true)
+	if err != nil {
+		return nil, err
 	}
-	return ids, err
+	refs, errs := v.refs()
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	ids := make([]string, len(refs))
+	for i, ref := range refs {
+		ids[i] = ref.id
+	}
+	return ids, nil
 }
 
 // manifestInfos lists the manifests, sorted by id (oldest first), and
@@ -1047,20 +1100,28 @@ func (r *Repository) loadListedManifest(ctx context.Context, oi storage.ObjectIn
 // Manifests loads every manifest, oldest first. Unreadable ones are returned
 // in errs (one bad manifest must not hide the others).
 func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []error, err error) {
-	infos, err := r.manifestInfos(ctx)
+	ms, errs, _, err = r.manifests(ctx)
+	return ms, errs, err
+}
+
+// manifests is Manifests with the view it read.
+func (r *Repository) manifests(ctx context.Context) ([]*Manifest, []error, *manifestView, error) {
+	v, err := r.listManifestView(ctx, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	out := make([]*Manifest, len(infos))
-	oerr := make([]error, len(infos))
-	err = parallel(ctx, len(infos), 8, func(i int) error {
-		out[i], oerr[i] = r.loadListedManifest(ctx, infos[i])
+	refs, errs := v.refs()
+	out := make([]*Manifest, len(refs))
+	oerr := make([]error, len(refs))
+	err = parallel(ctx, len(refs), 8, func(i int) error {
+		out[i], oerr[i] = r.loadRef(ctx, refs[i])
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	for i := range infos {
+	var ms []*Manifest
+	for i := range refs {
 		if oerr[i] != nil {
 			errs = append(errs, oerr[i])
 		} else {
@@ -1068,49 +1129,121 @@ func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []erro
 		}
 	}
 	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Started.Before(ms[j].Started) })
-	return ms, errs, nil
+	return ms, errs, v, nil
 }
 
 // NewestManifest is the newest manifest match accepts, or nil. A backup's
 // id begins with its start time (backup-YYYYMMDD-HHMMSS-…), so the ids are
 // walked newest first and manifests loaded a batch at a time until one
-// matches: choosing a parent costs one listing and a few reads, not a read
-// of every manifest (on S3, a request each). Unreadable manifests are
-// skipped, as Manifests reports them apart.
+// matches; sets, named by their newest backup, are opened only when the
+// walk reaches them: choosing a parent costs three listings and a few
+// reads, not a read of every manifest (on S3, a request each). Unreadable
+// manifests are skipped, as Manifests reports them apart.
 func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
-	infos, err := r.manifestInfos(ctx)
+	v, err := r.listManifestView(ctx, false)
 	if err != nil {
 		return nil, err
 	}
+	// candidates, newest first: the loose ones, and the entries of every
+	// set opened so far
+	var cand []backupRef
+	for id, oi := range v.loose {
+		oi := oi
+		cand = append(cand, backupRef{id: id, loose: &oi})
+	}
+	sortDesc := func(c []backupRef) {
+		sort.Slice(c, func(i, j int) bool { return c[i].id > c[j].id })
+	}
+	sortDesc(cand)
+	seen := map[string]bool{}
+	opened := 0
 	const batch = 8
-	for end := len(infos); end > 0; end -= batch {
-		start := max(0, end-batch)
-		got := make([]*Manifest, end-start)
-		err := parallel(ctx, len(got), batch, func(i int) error {
-			got[i], _ = r.loadListedManifest(ctx, infos[start+i])
+	for {
+		// open every set that may hold something newer than the next
+		// candidates
+		for opened < len(v.sets) && (len(cand) < batch || v.sets[opened].newest >= cand[batch-1].id) {
+			s := v.sets[opened]
+			opened++
+			if err := r.openSet(ctx, s); errors.Is(err, storage.ErrNotFound) {
+				return r.newestManifestAll(ctx, match) // rewritten meanwhile: read a fresh view whole
+			} else if err != nil {
+				continue // unreadable: skipped, as an unreadable manifest is
+			}
+			for i := range s.entries {
+				cand = append(cand, backupRef{id: s.entries[i].id, set: s, entry: &s.entries[i]})
+			}
+			sortDesc(cand)
+		}
+		if len(cand) == 0 {
+			return nil, nil
+		}
+		n := min(batch, len(cand))
+		got := make([]*Manifest, n)
+		err := parallel(ctx, n, batch, func(i int) error {
+			if _, dead := v.tombs[cand[i].id]; !dead && !seen[cand[i].id] {
+				got[i], _ = r.loadRef(ctx, cand[i])
+			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		for i := len(got) - 1; i >= 0; i-- {
+		for i := 0; i < n; i++ {
+			seen[cand[i].id] = true
 			if got[i] != nil && match(got[i]) {
 				return got[i], nil
 			}
+		}
+		cand = cand[n:]
+	}
+}
+
+// newestManifestAll is NewestManifest over a view read whole.
+func (r *Repository) newestManifestAll(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
+	ms, _, err := r.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].ID > ms[j].ID })
+	for _, m := range ms {
+		if match(m) {
+			return m, nil
 		}
 	}
 	return nil, nil
 }
 
-// DeleteManifest removes a backup's manifest; its data goes at the next gc.
+// DeleteManifest removes a backup; its data goes at the next gc. With a
+// full-access key a tombstone is written first (the backup may be folded
+// into a set, or be folded by a collection running now), then the loose
+// manifest is removed. A write-only key can only remove a loose manifest.
 func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
 	if err := ValidBackupID(id); err != nil {
 		return err
 	}
+	if r.keys.CanRead() {
+		v, err := r.listManifestView(ctx, true)
+		if err != nil {
+			return err
+		}
+		_, loose := v.loose[id]
+		_, dead := v.tombs[id]
+		if s, _ := v.inSets(id); (s == nil && !loose) || dead {
+			return fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+		}
+		if err := r.saveTombstone(ctx, id); err != nil {
+			return err
+		}
+		r.cache.remove(cacheManifests, id)
+		if err := r.be.Delete(ctx, manifestsPrefix+id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("backup %s is deleted (its tombstone is stored); removing its manifest failed, the next gc removes it: %w", id, err)
+		}
+		return nil
+	}
 	r.cache.remove(cacheManifests, id)
 	err := r.be.Delete(ctx, manifestsPrefix+id)
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+		return fmt.Errorf("%s: %w (a write-only key sees only backups not yet folded into a set)", id, ErrBackupNotFound)
 	}
 	return err
 }

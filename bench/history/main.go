@@ -62,12 +62,15 @@ type Measure struct {
 
 // Point is one checkpoint.
 type Point struct {
-	Backups     int     `json:"backups"`
-	Backup      Measure `json:"incremental_backup"`
-	List        Measure `json:"list"`
-	IndexFiles  int     `json:"index_files"`
-	Packs       int     `json:"packs"`
-	StoredBytes int64   `json:"stored_bytes"`
+	Backups    int     `json:"backups"`
+	Backup     Measure `json:"incremental_backup"`
+	List       Measure `json:"list"`
+	IndexFiles int     `json:"index_files"`
+	// LooseManifests and ManifestSets: the manifest objects a listing reads
+	LooseManifests int   `json:"loose_manifests"`
+	ManifestSets   int   `json:"manifest_sets"`
+	Packs          int   `json:"packs"`
+	StoredBytes    int64 `json:"stored_bytes"`
 }
 
 func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup int, scratch, out string) error {
@@ -143,7 +146,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	var results []Point
 	fmt.Printf("history: %d backups of %d files in %d directories, %.1f%% rewritten between them, cleanup every %d; S3 = versitygw\n",
 		n, nfiles, ndirs, change, cleanup)
-	fmt.Printf("%8s %10s %9s %10s %9s %8s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "indexes", "packs", "stored_MB")
+	fmt.Printf("%8s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "indexes", "loose", "sets", "packs", "stored_MB")
 	began := time.Now()
 	for i := 1; i <= n; i++ {
 		if i > 1 {
@@ -183,10 +186,12 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				return fmt.Errorf("list at %d: %w", i, err)
 			}
 			p.IndexFiles = count(ctx, be, "index/", nil)
+			p.LooseManifests = count(ctx, be, "manifests/", nil)
+			p.ManifestSets = count(ctx, be, "manifest-sets/", nil)
 			p.Packs = count(ctx, be, "data/", &p.StoredBytes)
 			results = append(results, p)
-			fmt.Printf("%8d %10.3f %9d %10.3f %9d %8d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
-				p.List.Seconds, p.List.Requests, p.IndexFiles, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
+			fmt.Printf("%8d %10.3f %9d %10.3f %9d %8d %6d %5d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
+				p.List.Seconds, p.List.Requests, p.IndexFiles, p.LooseManifests, p.ManifestSets, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
 		}
 		if cleanup > 0 && i%cleanup == 0 {
 			// S3 times have whole seconds: a writer that ended in the

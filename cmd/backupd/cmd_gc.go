@@ -90,5 +90,9 @@ func cmdGC(ctx context.Context, args []string) error {
 				len(rr.Damaged), rr.Damaged[0])
 		}
 	}
+	if mc := res.Manifests; mc != nil && (mc.Folded+mc.SetsWritten+mc.SetsRemoved+mc.TombstonesRemoved > 0) {
+		fmt.Printf("manifests: folded %d into sets, rewrote %d sets as %d (%d deleted backups taken out), removed %d tombstones; %d sets\n",
+			mc.Folded, mc.SetsRemoved, mc.SetsWritten, mc.Dropped, mc.TombstonesRemoved, mc.Sets)
+	}
 	return nil
 }

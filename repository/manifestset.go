@@ -1,0 +1,673 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"backupd/storage"
+)
+
+// Manifest sets and tombstones (format version 2) keep the cost of a
+// listing flat in the number of backups. A backup writes its manifest
+// alone, under manifests/<backup-id>, as before; garbage collection folds
+// those loose manifests into sets of up to manifestSetMax, each one object
+// under manifest-sets/<sha256>-<newest backup id>, sealed to the data key
+// and signed like a manifest, and deletes the loose ones once the set is
+// stored. Deleting a backup writes a tombstone, tombstones/<backup-id>,
+// authenticated with a key only full-access credentials hold, before it
+// removes the loose manifest: a collection that folded the manifest
+// meanwhile cannot bring it back. A later collection rewrites the sets that
+// hold tombstoned backups and removes the tombstone when no set holds its
+// backup any more and it is older than the safety window (a reader that
+// listed the old set before it went still sees the tombstone).
+//
+// The backups of a repository are the loose manifests and the entries of
+// the sets, less the tombstoned ones. Readers list the loose manifests
+// first, then the sets: a collection writes its set before it deletes what
+// the set holds, so every manifest is in one listing or the other. A set
+// gone before it is read (a collection rewrote it) makes the reader list
+// again.
+const (
+	manifestSetsPrefix = "manifest-sets/"
+	tombstonesPrefix   = "tombstones/"
+	manifestSetMagic   = "BKMS"
+	tombstoneMagic     = "BKTS"
+	manifestSetVersion = 1
+	// manifestSetMax bounds a set: a rewrite (a backup in it deleted)
+	// costs at most this many manifests.
+	manifestSetMax = 1000
+	// tombstoneMinAge: a tombstone outlives the sets that held its backup
+	// by at least this much, even with no safety window, so a reader that
+	// read such a set just before it went still finds the tombstone.
+	tombstoneMinAge = 10 * time.Minute
+)
+
+// manifestSet is one stored set; entries are read on demand.
+type manifestSet struct {
+	oi      storage.ObjectInfo
+	hash    ID
+	newest  string     // the newest backup id in it, from its name
+	entries []setEntry // sorted by id; nil until opened
+	err     error      // why it could not be opened
+}
+
+type setEntry struct {
+	id string
+	js []byte // the manifest, JSON
+}
+
+// parseSetName splits manifest-sets/<sha256>-<newest id>.
+func parseSetName(name string) (ID, string, bool) {
+	base := strings.TrimPrefix(name, manifestSetsPrefix)
+	if len(base) < 66 || base[64] != '-' || base == name {
+		return ID{}, "", false
+	}
+	id, err := ParseID(base[:64])
+	if err != nil || ValidBackupID(base[65:]) != nil {
+		return ID{}, "", false
+	}
+	return id, base[65:], true
+}
+
+func manifestSetSignedBytes(body []byte) []byte {
+	return append([]byte("backupd manifest set v1\x00"), body...)
+}
+
+// encodeManifestSet seals entries (sorted by id, distinct) into a set
+// object and returns it with its name.
+func encodeManifestSet(k *Keys, entries []setEntry) (string, []byte, error) {
+	if len(entries) == 0 {
+		return "", nil, errors.New("manifest set: no manifests")
+	}
+	var body []byte
+	body = binary.AppendUvarint(body, uint64(len(entries)))
+	for i, e := range entries {
+		if i > 0 && entries[i-1].id >= e.id {
+			return "", nil, fmt.Errorf("manifest set: ids out of order at %s", e.id)
+		}
+		body = binary.AppendUvarint(body, uint64(len(e.id)))
+		body = append(body, e.id...)
+		body = binary.AppendUvarint(body, uint64(len(e.js)))
+		body = append(body, e.js...)
+	}
+	s, err := newSealer(k.DataPublic)
+	if err != nil {
+		return "", nil, err
+	}
+	sig := ed25519.Sign(k.SignPrivate, manifestSetSignedBytes(body))
+	hdr := append([]byte(manifestSetMagic), manifestSetVersion)
+	hdr = append(hdr, s.ephPublic...)
+	raw := seal(s.aead, append([]byte{}, hdr...), append(sig, body...), hdr)
+	sum := sha256.Sum256(raw)
+	return manifestSetsPrefix + hex.EncodeToString(sum[:]) + "-" + entries[len(entries)-1].id, raw, nil
+}
+
+// decodeManifestSet opens a set object named name. The content must hash
+// to the name, authenticate, carry the repository's signature, and end
+// with the backup the name says.
+func decodeManifestSet(k *Keys, name string, raw []byte) ([]setEntry, error) {
+	hash, newest, ok := parseSetName(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: not a manifest set name", name, ErrCorrupt)
+	}
+	if sha256.Sum256(raw) != hash {
+		return nil, fmt.Errorf("%s: %w: content does not match its name", name, ErrCorrupt)
+	}
+	if len(raw) < 5+32 || string(raw[:4]) != manifestSetMagic {
+		return nil, fmt.Errorf("%s: %w: not a manifest set", name, ErrCorrupt)
+	}
+	if raw[4] != manifestSetVersion {
+		return nil, fmt.Errorf("%s: manifest set version %d is not supported by this backupd (knows %d)", name, raw[4], manifestSetVersion)
+	}
+	hdr := raw[:5+32]
+	aead, err := openSession(k.DataPrivate, hdr[5:])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	plain, err := open(aead, nil, raw[len(hdr):], hdr)
+	if err != nil || len(plain) < ed25519.SignatureSize {
+		return nil, fmt.Errorf("%s: %w: does not authenticate", name, ErrCorrupt)
+	}
+	sig, body := plain[:ed25519.SignatureSize], plain[ed25519.SignatureSize:]
+	if !ed25519.Verify(k.SignPrivate.Public().(ed25519.PublicKey), manifestSetSignedBytes(body), sig) {
+		return nil, fmt.Errorf("%s: %w: signature does not verify", name, ErrCorrupt)
+	}
+	bad := func(why string) error { return fmt.Errorf("%s: %w: %s", name, ErrCorrupt, why) }
+	n, l := binary.Uvarint(body)
+	if l <= 0 || n == 0 || n > uint64(len(body)) {
+		return nil, bad("bad count")
+	}
+	body = body[l:]
+	field := func() ([]byte, bool) {
+		m, l := binary.Uvarint(body)
+		if l <= 0 || m > uint64(len(body)-l) {
+			return nil, false
+		}
+		f := body[l : l+int(m)]
+		body = body[l+int(m):]
+		return f, true
+	}
+	entries := make([]setEntry, 0, n)
+	for i := uint64(0); i < n; i++ {
+		id, ok1 := field()
+		js, ok2 := field()
+		if !ok1 || !ok2 {
+			return nil, bad("truncated")
+		}
+		e := setEntry{id: string(id), js: js}
+		if ValidBackupID(e.id) != nil || (i > 0 && entries[i-1].id >= e.id) {
+			return nil, bad(fmt.Sprintf("entry %d: bad or unordered id", i))
+		}
+		entries = append(entries, e)
+	}
+	if len(body) != 0 {
+		return nil, bad("trailing bytes")
+	}
+	if entries[len(entries)-1].id != newest {
+		return nil, bad("its newest backup is not the one its name says")
+	}
+	return entries, nil
+}
+
+// manifest decodes one entry of a set.
+func (e setEntry) manifest(set string) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(e.js, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s in %s: %w: %v", e.id, set, ErrCorrupt, err)
+	}
+	if m.ID != e.id {
+		return nil, fmt.Errorf("manifest %s in %s: %w: names itself %q", e.id, set, ErrCorrupt, m.ID)
+	}
+	if m.Version != manifestVersion {
+		return nil, fmt.Errorf("manifest %s in %s: version %d is not supported by this backupd", e.id, set, m.Version)
+	}
+	return &m, nil
+}
+
+// tombstoneKey authenticates tombstones. It derives from the data private
+// key: a write-only credential can neither make one (and so hide a
+// backup) nor needs to read one.
+func (k *Keys) tombstoneKey() ([]byte, error) {
+	if !k.CanRead() {
+		return nil, ErrWriteOnly
+	}
+	h := hmac.New(sha256.New, k.DataPrivate)
+	h.Write([]byte("backupd tombstone key v1"))
+	return h.Sum(nil), nil
+}
+
+func tombstoneMAC(key []byte, id string, at uint64) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("backupd tombstone v1\x00" + id + "\x00"))
+	h.Write(binary.BigEndian.AppendUint64(nil, at))
+	return h.Sum(nil)
+}
+
+func encodeTombstone(k *Keys, id string, at time.Time) ([]byte, error) {
+	key, err := k.tombstoneKey()
+	if err != nil {
+		return nil, err
+	}
+	ns := uint64(at.UnixNano())
+	b := append([]byte(tombstoneMagic), 1)
+	b = binary.BigEndian.AppendUint64(b, ns)
+	return append(b, tombstoneMAC(key, id, ns)...), nil
+}
+
+func verifyTombstone(k *Keys, id string, raw []byte) error {
+	key, err := k.tombstoneKey()
+	if err != nil {
+		return err
+	}
+	if len(raw) != 5+8+32 || string(raw[:4]) != tombstoneMagic || raw[4] != 1 ||
+		!hmac.Equal(raw[13:], tombstoneMAC(key, id, binary.BigEndian.Uint64(raw[5:13]))) {
+		return fmt.Errorf("%s%s: %w: tombstone does not authenticate (not written with this repository's keys); it is ignored",
+			tombstonesPrefix, id, ErrCorrupt)
+	}
+	return nil
+}
+
+// manifestView is the repository's manifests as one listing saw them.
+type manifestView struct {
+	loose map[string]storage.ObjectInfo // backup id -> its own manifest object
+	sets  []*manifestSet                // newest first
+	tombs map[string]storage.ObjectInfo // verified tombstones
+	// problems: tombstones that do not verify (ignored)
+	problems []error
+}
+
+// inSets returns the set entry for id, if an opened set holds it.
+func (v *manifestView) inSets(id string) (*manifestSet, *setEntry) {
+	for _, s := range v.sets {
+		if s.entries == nil {
+			continue
+		}
+		i := sort.Search(len(s.entries), func(i int) bool { return s.entries[i].id >= id })
+		if i < len(s.entries) && s.entries[i].id == id {
+			return s, &s.entries[i]
+		}
+	}
+	return nil, nil
+}
+
+// setMemo holds the sets this handle opened, by name (they never change).
+type setMemo struct {
+	mu   sync.Mutex
+	sets map[string][]setEntry
+}
+
+// listManifestView lists loose manifests, then sets, then tombstones, and
+// verifies the tombstones. With open, every set is opened too; a set that
+// went meanwhile (rewritten by a collection) makes it list again.
+func (r *Repository) listManifestView(ctx context.Context, open bool) (*manifestView, error) {
+	return r.listManifestViewOf(ctx, open, true)
+}
+
+// listSetsView is listManifestView without the loose manifests: for
+// looking up one backup whose loose manifest was not found.
+func (r *Repository) listSetsView(ctx context.Context) (*manifestView, error) {
+	return r.listManifestViewOf(ctx, true, false)
+}
+
+func (r *Repository) listManifestViewOf(ctx context.Context, open, loose bool) (*manifestView, error) {
+	var err error
+	for attempt := 0; ; attempt++ {
+		var v *manifestView
+		v, err = r.listManifestViewOnce(ctx, loose)
+		if err != nil {
+			return nil, err
+		}
+		if !open {
+			return v, nil
+		}
+		gone := false
+		err = parallel(ctx, len(v.sets), 4, func(i int) error {
+			if e := r.openSet(ctx, v.sets[i]); errors.Is(e, storage.ErrNotFound) {
+				gone = true
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !gone || attempt == 4 {
+			for _, s := range v.sets {
+				if errors.Is(s.err, storage.ErrNotFound) {
+					s.err = fmt.Errorf("%s: went while being read, five times (a collection rewriting the sets?): %w", s.oi.Name, s.err)
+				}
+			}
+			return v, nil
+		}
+	}
+}
+
+func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*manifestView, error) {
+	v := &manifestView{loose: map[string]storage.ObjectInfo{}, tombs: map[string]storage.ObjectInfo{}}
+	if loose {
+		infos, err := r.manifestInfos(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, oi := range infos {
+			v.loose[strings.TrimPrefix(oi.Name, manifestsPrefix)] = oi
+		}
+	}
+	listed := map[string]bool{}
+	err := r.be.List(ctx, manifestSetsPrefix, func(oi storage.ObjectInfo) error {
+		if h, newest, ok := parseSetName(oi.Name); ok {
+			v.sets = append(v.sets, &manifestSet{oi: oi, hash: h, newest: newest})
+			listed[strings.TrimPrefix(oi.Name, manifestSetsPrefix)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.cache.keep(cacheManifestSets, func(n string) bool { return listed[n] })
+	sort.Slice(v.sets, func(i, j int) bool {
+		if v.sets[i].newest != v.sets[j].newest {
+			return v.sets[i].newest > v.sets[j].newest
+		}
+		return v.sets[i].oi.Name < v.sets[j].oi.Name
+	})
+	var tombs []storage.ObjectInfo
+	err = r.be.List(ctx, tombstonesPrefix, func(oi storage.ObjectInfo) error {
+		if ValidBackupID(strings.TrimPrefix(oi.Name, tombstonesPrefix)) == nil {
+			tombs = append(tombs, oi)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(tombs) > 0 && !r.keys.CanRead() {
+		// a write-only credential cannot tell a real tombstone from a
+		// planted one; it reads no manifests anyway
+		return v, nil
+	}
+	raws := make([][]byte, len(tombs))
+	errs := make([]error, len(tombs))
+	err = parallel(ctx, len(tombs), 8, func(i int) error {
+		id := strings.TrimPrefix(tombs[i].Name, tombstonesPrefix)
+		if b, ok := r.cache.get(cacheTombstones, id, func(b []byte) bool { return int64(len(b)) == tombs[i].Size }); ok {
+			raws[i] = b
+			return nil
+		}
+		raws[i], errs[i] = storage.ReadAll(ctx, r.be, tombs[i].Name)
+		if errs[i] == nil {
+			r.cache.put(cacheTombstones, id, raws[i])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	keepT := map[string]bool{}
+	for i, oi := range tombs {
+		id := strings.TrimPrefix(oi.Name, tombstonesPrefix)
+		keepT[id] = true
+		switch {
+		case errors.Is(errs[i], storage.ErrNotFound):
+			// removed since the listing: its backup is in no set
+		case errs[i] != nil:
+			return nil, fmt.Errorf("reading %s: %w", oi.Name, errs[i])
+		default:
+			if err := verifyTombstone(r.keys, id, raws[i]); err != nil {
+				v.problems = append(v.problems, err)
+				r.cache.remove(cacheTombstones, id)
+				continue
+			}
+			v.tombs[id] = oi
+		}
+	}
+	r.cache.keep(cacheTombstones, func(n string) bool { return keepT[n] })
+	return v, nil
+}
+
+// openSet reads a set (from the memo, the cache, or the storage) into
+// s.entries, or records why it cannot in s.err (returned too).
+func (r *Repository) openSet(ctx context.Context, s *manifestSet) error {
+	if s.entries != nil {
+		return nil
+	}
+	r.setMemo.mu.Lock()
+	e, ok := r.setMemo.sets[s.oi.Name]
+	r.setMemo.mu.Unlock()
+	if ok {
+		s.entries = e
+		return nil
+	}
+	base := strings.TrimPrefix(s.oi.Name, manifestSetsPrefix)
+	raw, cached := r.cache.get(cacheManifestSets, base, func(b []byte) bool { return sha256.Sum256(b) == s.hash })
+	if !cached {
+		var err error
+		if raw, err = storage.ReadAll(ctx, r.be, s.oi.Name); err != nil {
+			s.err = fmt.Errorf("reading %s: %w", s.oi.Name, err)
+			return s.err
+		}
+	}
+	entries, err := decodeManifestSet(r.keys, s.oi.Name, raw)
+	if err != nil {
+		if cached {
+			r.cache.remove(cacheManifestSets, base)
+		}
+		s.err = err
+		return err
+	}
+	if !cached {
+		r.cache.put(cacheManifestSets, base, raw)
+	}
+	s.entries = entries
+	r.setMemo.mu.Lock()
+	if r.setMemo.sets == nil {
+		r.setMemo.sets = map[string][]setEntry{}
+	}
+	r.setMemo.sets[s.oi.Name] = entries
+	r.setMemo.mu.Unlock()
+	return nil
+}
+
+// backupRef is where one backup's manifest is: loose, or in a set.
+type backupRef struct {
+	id    string
+	loose *storage.ObjectInfo
+	set   *manifestSet
+	entry *setEntry
+}
+
+// refs is every backup of an opened view (tombstoned ones left out),
+// sorted by id; a backup both loose and in a set (folded, the loose one
+// not yet deleted) is taken from its set. Sets that could not be opened
+// are returned as errors.
+func (v *manifestView) refs() ([]backupRef, []error) {
+	var errs []error
+	byID := map[string]backupRef{}
+	for _, s := range v.sets {
+		if s.err != nil {
+			errs = append(errs, s.err)
+			continue
+		}
+		for i := range s.entries {
+			e := &s.entries[i]
+			if _, dead := v.tombs[e.id]; !dead {
+				if _, dup := byID[e.id]; !dup {
+					byID[e.id] = backupRef{id: e.id, set: s, entry: e}
+				}
+			}
+		}
+	}
+	for id, oi := range v.loose {
+		if _, dead := v.tombs[id]; dead {
+			continue
+		}
+		if _, inSet := byID[id]; !inSet {
+			oi := oi
+			byID[id] = backupRef{id: id, loose: &oi}
+		}
+	}
+	out := make([]backupRef, 0, len(byID))
+	for _, ref := range byID {
+		out = append(out, ref)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, errs
+}
+
+// load reads the manifest a ref names.
+func (r *Repository) loadRef(ctx context.Context, ref backupRef) (*Manifest, error) {
+	if ref.loose != nil {
+		return r.loadListedManifest(ctx, *ref.loose)
+	}
+	return ref.entry.manifest(ref.set.oi.Name)
+}
+
+// saveTombstone marks id deleted.
+func (r *Repository) saveTombstone(ctx context.Context, id string) error {
+	raw, err := encodeTombstone(r.keys, id, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := r.be.Put(ctx, tombstonesPrefix+id, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		return fmt.Errorf("backup %s not deleted: writing its tombstone: %w", id, err)
+	}
+	r.cache.put(cacheTombstones, id, raw)
+	return nil
+}
+
+// ManifestCompaction reports what a collection did to the manifests.
+type ManifestCompaction struct {
+	// Folded: loose manifests now in a set.
+	Folded int `json:"folded"`
+	// SetsWritten, SetsRemoved: sets written, and sets they replaced.
+	SetsWritten int `json:"sets_written"`
+	SetsRemoved int `json:"sets_removed"`
+	// Dropped: tombstoned backups taken out of sets.
+	Dropped int `json:"dropped"`
+	// TombstonesRemoved: tombstones no set needs any more.
+	TombstonesRemoved int `json:"tombstones_removed"`
+	// Sets: how many sets the repository holds now.
+	Sets int `json:"sets"`
+}
+
+// compactManifests folds the view's loose manifests, and the sets that are
+// small or hold deleted or duplicated backups, into new sets; it then
+// deletes what the new sets replace, and the tombstones no set needs any
+// more. It runs inside a collection that is the only one running, with
+// the view its mark used. A failure at any step leaves every backup
+// readable: new sets are stored before anything they replace is deleted.
+func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now time.Time, window time.Duration) (*ManifestCompaction, error) {
+	res := &ManifestCompaction{}
+	refs, errs := v.refs()
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	seen := map[string]int{} // id -> sets holding it
+	for _, s := range v.sets {
+		for _, e := range s.entries {
+			seen[e.id]++
+		}
+	}
+	// Rewritten: sets holding deleted or duplicated backups, and small
+	// sets when there is anything to fold or merge them with.
+	var rewrite, smallClean []*manifestSet
+	for _, s := range v.sets {
+		switch {
+		case setDirty(s, v, seen):
+			rewrite = append(rewrite, s)
+		case len(s.entries) < manifestSetMax/2:
+			smallClean = append(smallClean, s)
+		}
+	}
+	if len(v.loose) > 0 || len(rewrite) > 0 || len(smallClean) > 1 {
+		rewrite = append(rewrite, smallClean...)
+	}
+	ran := len(v.loose) > 0 || len(rewrite) > 0
+	if ran {
+		if err := r.upgradeFormat(ctx); err != nil {
+			return nil, err
+		}
+		inRewrite := map[*manifestSet]bool{}
+		for _, s := range rewrite {
+			inRewrite[s] = true
+		}
+		// the live backups the new sets hold: every loose one, and those
+		// of the sets being rewritten
+		var entries []setEntry
+		for _, ref := range refs {
+			switch {
+			case ref.loose != nil:
+				m, err := r.loadListedManifest(ctx, *ref.loose)
+				if err != nil {
+					return nil, err
+				}
+				js, err := json.Marshal(m)
+				if err != nil {
+					return nil, err
+				}
+				entries = append(entries, setEntry{id: ref.id, js: js})
+				res.Folded++
+			case inRewrite[ref.set]:
+				entries = append(entries, *ref.entry)
+			default:
+				// kept in a set that stays; a copy in a set being
+				// rewritten is dropped with it
+			}
+		}
+		for _, s := range rewrite {
+			for _, e := range s.entries {
+				if _, dead := v.tombs[e.id]; dead {
+					res.Dropped++
+				}
+			}
+		}
+		for len(entries) > 0 {
+			n := min(len(entries), manifestSetMax)
+			name, raw, err := encodeManifestSet(r.keys, entries[:n])
+			if err != nil {
+				return nil, err
+			}
+			if err := r.be.Put(ctx, name, bytes.NewReader(raw), int64(len(raw))); err != nil {
+				return nil, fmt.Errorf("writing %s: %w", name, err)
+			}
+			r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), raw)
+			res.SetsWritten++
+			entries = entries[n:]
+		}
+		// Stored: now what they replace goes.
+		for _, s := range rewrite {
+			if err := r.be.Delete(ctx, s.oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return nil, fmt.Errorf("deleting %s: %w", s.oi.Name, err)
+			}
+			res.SetsRemoved++
+		}
+		// (a tombstoned one too: its deletion did not get to remove it)
+		for id, oi := range v.loose {
+			if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return nil, fmt.Errorf("deleting %s: %w", oi.Name, err)
+			}
+			r.cache.remove(cacheManifests, id)
+		}
+	}
+	// Tombstones go once old enough: every set that held a tombstoned
+	// backup was rewritten above, and every loose manifest deleted.
+	for id, oi := range v.tombs {
+		if now.Sub(oi.ModTime) < max(window, tombstoneMinAge) {
+			continue
+		}
+		if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("deleting %s: %w", oi.Name, err)
+		}
+		r.cache.remove(cacheTombstones, id)
+		res.TombstonesRemoved++
+	}
+	res.Sets = len(v.sets) - res.SetsRemoved + res.SetsWritten
+	return res, nil
+}
+
+func setDirty(s *manifestSet, v *manifestView, seen map[string]int) bool {
+	for _, e := range s.entries {
+		if _, dead := v.tombs[e.id]; dead || seen[e.id] > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// upgradeFormat moves a version 1 repository to version 2 before its
+// first set is written: a backupd that knows only version 1 would not see
+// the backups in sets, and must refuse the repository rather than take
+// their data for garbage.
+func (r *Repository) upgradeFormat(ctx context.Context) error {
+	if r.cfg.Version >= 2 {
+		return nil
+	}
+	b, err := storage.ReadAll(ctx, r.be, configName)
+	if err != nil {
+		return fmt.Errorf("upgrading the repository format: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.ID != r.cfg.ID {
+		return fmt.Errorf("upgrading the repository format: config changed under this handle")
+	}
+	if cfg.Version < 2 {
+		cfg.Version = 2
+		nb, _ := json.MarshalIndent(cfg, "", "  ")
+		if err := r.be.Put(ctx, configName, bytes.NewReader(nb), int64(len(nb))); err != nil {
+			return fmt.Errorf("upgrading the repository format to version 2: %w", err)
+		}
+	}
+	r.cfg.Version = cfg.Version
+	return nil
+}

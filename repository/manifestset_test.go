@@ -1,0 +1,370 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"backupd/storage"
+	"backupd/storage/fault"
+	"backupd/storage/mem"
+)
+
+func objectNames(t *testing.T, be storage.Backend, prefix string) []string {
+	t.Helper()
+	var out []string
+	if err := be.List(context.Background(), prefix, func(oi storage.ObjectInfo) error {
+		out = append(out, oi.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// backupIDs is what a new reader of be lists, by id.
+func backupIDs(t *testing.T, be storage.Backend) []string {
+	t.Helper()
+	ms, errs, err := reopen(t, be).Manifests(context.Background())
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("manifests: %v %v", err, errs)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// historyRepo makes n backups backup-000 .. of one small file each.
+func historyRepo(t *testing.T, n int) (*mem.Backend, map[string]files) {
+	r, be := newTestRepo(t)
+	want := map[string]files{}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+	}
+	return be, want
+}
+
+func sortedKeys(m map[string]files) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func TestManifestSetsFoldListAndDelete(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 12)
+	now := time.Now()
+	res, err := GC(ctx, reopen(t, be), GCOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc := res.Manifests; mc == nil || mc.Folded != 12 || mc.SetsWritten != 1 || mc.Sets != 1 {
+		t.Fatalf("fold: %+v", res.Manifests)
+	}
+	if loose := objectNames(t, be, manifestsPrefix); len(loose) != 0 {
+		t.Fatalf("loose manifests left: %v", loose)
+	}
+	sets := objectNames(t, be, manifestSetsPrefix)
+	if len(sets) != 1 || !strings.HasSuffix(sets[0], "-backup-011") {
+		t.Fatalf("sets: %v", sets)
+	}
+	if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
+		t.Fatalf("listed %v", got)
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+	// the newest, and the newest that matches, come from the set
+	r := reopen(t, be)
+	m, err := r.NewestManifest(ctx, func(m *Manifest) bool { return true })
+	if err != nil || m == nil || m.ID != "backup-011" {
+		t.Fatalf("newest: %v %v", m, err)
+	}
+	m, err = r.NewestManifest(ctx, func(m *Manifest) bool { return m.ID < "backup-004" })
+	if err != nil || m == nil || m.ID != "backup-003" {
+		t.Fatalf("newest matching: %v %v", m, err)
+	}
+	// an id in a set is taken
+	if err := r.SaveManifest(ctx, &Manifest{ID: "backup-005"}); !errors.Is(err, ErrBackupExists) {
+		t.Fatalf("saving over a folded manifest: %v", err)
+	}
+	checkClean(t, be)
+
+	// a deleted backup: tombstone, gone from every way of reading
+	if err := r.DeleteManifest(ctx, "backup-005"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "backup-005")
+	if got := objectNames(t, be, tombstonesPrefix); len(got) != 1 {
+		t.Fatalf("tombstones: %v", got)
+	}
+	if _, err := reopen(t, be).LoadManifest(ctx, "backup-005"); !errors.Is(err, ErrBackupNotFound) {
+		t.Fatalf("load deleted: %v", err)
+	}
+	if err := reopen(t, be).DeleteManifest(ctx, "backup-005"); !errors.Is(err, ErrBackupNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	if err := reopen(t, be).SaveManifest(ctx, &Manifest{ID: "backup-005"}); !errors.Is(err, ErrBackupIDTaken) {
+		t.Fatalf("saving a deleted id: %v", err)
+	}
+	if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
+		t.Fatalf("listed %v after the delete", got)
+	}
+	checkClean(t, be)
+
+	// the next collection rewrites the set without it; the tombstone
+	// stays a while, then goes
+	res, err = GC(ctx, reopen(t, be), GCOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc := res.Manifests; mc.Dropped != 1 || mc.SetsWritten != 1 || mc.SetsRemoved != 1 || mc.TombstonesRemoved != 0 {
+		t.Fatalf("rewrite: %+v", mc)
+	}
+	if got := objectNames(t, be, tombstonesPrefix); len(got) != 1 {
+		t.Fatalf("tombstone went too soon: %v", got)
+	}
+	res, err = GC(ctx, reopen(t, be), GCOptions{Now: now.Add(tombstoneMinAge + time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc := res.Manifests; mc.TombstonesRemoved != 1 || mc.SetsWritten != 0 {
+		t.Fatalf("tombstone removal: %+v", mc)
+	}
+	if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
+		t.Fatalf("listed %v at the end", got)
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+}
+
+// Small sets merge with what is folded next; full ones stay.
+func TestManifestSetsStayFewAndBounded(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	tree, err := r.SaveTree(ctx, &Tree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Flush(ctx)
+	n := 0
+	for round := 0; round < 5; round++ {
+		for i := 0; i < 300; i++ {
+			if err := r.SaveManifest(ctx, &Manifest{ID: fmt.Sprintf("backup-%05d", n), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sets := objectNames(t, be, manifestSetsPrefix)
+	if len(sets) > 3 {
+		t.Fatalf("%d sets for %d backups: %v", len(sets), n, sets)
+	}
+	ids, err := reopen(t, be).ManifestIDs(ctx)
+	if err != nil || len(ids) != n {
+		t.Fatalf("%d ids, want %d: %v", len(ids), n, err)
+	}
+	// listing and choosing a parent read no manifest from the storage
+	// once the sets are cached
+	c, err := OpenCache(t.TempDir(), reopen(t, be).Config().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := fault.New(be)
+	rc := reopen(t, fb)
+	rc.SetCache(c)
+	if _, _, err := rc.Manifests(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fb.Reset()
+	rc = reopen(t, fb)
+	rc.SetCache(c)
+	fb.Reset()
+	if ms, _, err := rc.Manifests(ctx); err != nil || len(ms) != n {
+		t.Fatalf("%d manifests: %v", len(ms), err)
+	}
+	if m, err := rc.NewestManifest(ctx, func(*Manifest) bool { return true }); err != nil || m.ID != fmt.Sprintf("backup-%05d", n-1) {
+		t.Fatalf("newest: %v %v", m, err)
+	}
+	if g, l := fb.Calls(fault.Get), fb.Calls(fault.List); g != 0 || l != 6 {
+		t.Fatalf("a cached listing and parent choice made %d reads and %d listings, want 0 and 6", g, l)
+	}
+}
+
+// A collection interrupted at any write or delete while it folds,
+// rewrites or removes tombstones leaves every backup readable and every
+// deleted one deleted; later collections finish the work.
+func TestManifestCompactionInterruptedLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	base, want := historyRepo(t, 6)
+	now := time.Now()
+	if _, err := GC(ctx, reopen(t, base), GCOptions{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, base)
+	for _, id := range []string{"backup-001", "backup-004"} {
+		if err := r.DeleteManifest(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, id)
+	}
+	for i := 6; i < 9; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+	}
+	later := now.Add(tombstoneMinAge + time.Minute)
+	probe := fault.New(base.Clone())
+	pr := reopen(t, probe)
+	probe.Reset()
+	if _, err := GC(ctx, pr, GCOptions{Now: later}); err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	for _, op := range []fault.Op{fault.Put, fault.Delete} {
+		for n := 1; n <= probe.Calls(op); n++ {
+			be := base.Clone()
+			fb := fault.New(be)
+			fr := reopen(t, fb)
+			fb.Add(fault.Rule{Op: op, Nth: n, Times: 1})
+			_, gcErr := GC(ctx, fr, GCOptions{Now: later})
+			fb.Reset()
+			t.Run(fmt.Sprintf("%s %d", op, n), func(t *testing.T) {
+				if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
+					t.Fatalf("after %v: listed %v", gcErr, got)
+				}
+				for id, fs := range want {
+					readBack(t, reopen(t, be), id, fs)
+				}
+				checkClean(t, be)
+				for i := 0; i < 2; i++ {
+					if _, err := GC(ctx, reopen(t, be), GCOptions{Now: later}); err != nil {
+						t.Fatalf("after %v: %v", gcErr, err)
+					}
+				}
+				if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
+					t.Fatalf("after %v and two more: listed %v", gcErr, got)
+				}
+				if l, s, tb := objectNames(t, be, manifestsPrefix), objectNames(t, be, manifestSetsPrefix), objectNames(t, be, tombstonesPrefix); len(l)+len(tb) != 0 || len(s) != 1 {
+					t.Fatalf("after %v the work was not finished: loose %v sets %v tombstones %v", gcErr, l, s, tb)
+				}
+				checkClean(t, be)
+			})
+			steps++
+		}
+	}
+	if steps < 5 {
+		t.Fatalf("only %d steps interrupted", steps)
+	}
+}
+
+// A reader that listed the sets before a collection rewrote them lists
+// again when the set it wants is gone, and misses nothing.
+func TestManifestReaderBesideCompaction(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 5)
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, be)
+	saveFiles(t, r, "backup-100", fileSet(100, 1, 2000))
+	want["backup-100"] = fileSet(100, 1, 2000)
+	hooked := &listHook{Backend: be, prefix: tombstonesPrefix, hook: func() {
+		if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+			t.Error(err)
+		}
+	}}
+	ms, errs, err := reopen(t, hooked).Manifests(ctx)
+	if err != nil || len(errs) > 0 || len(ms) != len(want) {
+		t.Fatalf("%d manifests, want %d: %v %v", len(ms), len(want), err, errs)
+	}
+	if len(objectNames(t, be, manifestsPrefix)) != 0 {
+		t.Fatal("the collection did not run beside the reader")
+	}
+}
+
+// A tombstone that does not authenticate (planted by someone without the
+// repository's keys) hides nothing, and check reports it; a set renamed
+// to claim other backups is refused.
+func TestManifestSetsRefuseForgery(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 3)
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fake := append([]byte(tombstoneMagic), 1)
+	fake = append(fake, make([]byte, 8+32)...)
+	be.Put(ctx, tombstonesPrefix+"backup-001", bytes.NewReader(fake), int64(len(fake)))
+	if got := backupIDs(t, be); len(got) != len(want) {
+		t.Fatalf("a planted tombstone hid a backup: %v", got)
+	}
+	cr, err := Check(ctx, reopen(t, be), CheckOptions{})
+	if err != nil || cr.OK || !strings.Contains(fmt.Sprint(cr.Errors), "does not authenticate") {
+		t.Fatalf("check: %v %+v", err, cr.Errors)
+	}
+	be.Delete(ctx, tombstonesPrefix+"backup-001")
+
+	set := objectNames(t, be, manifestSetsPrefix)[0]
+	raw, _ := storage.ReadAll(ctx, be, set)
+	be.Delete(ctx, set)
+	renamed := strings.TrimSuffix(set, "backup-002") + "backup-009"
+	be.Put(ctx, renamed, bytes.NewReader(raw), int64(len(raw)))
+	_, errs, err := reopen(t, be).Manifests(ctx)
+	if err != nil || len(errs) != 1 || !errors.Is(errs[0], ErrCorrupt) {
+		t.Fatalf("renamed set: %v %v", err, errs)
+	}
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err == nil {
+		t.Fatal("gc ran over an unreadable set")
+	}
+}
+
+// A version 1 repository is read as before, and moved to version 2 by
+// the collection that writes its first set.
+func TestFormatUpgradeOnFirstFold(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 2)
+	cfg, _ := storage.ReadAll(ctx, be, configName)
+	cfg = bytes.Replace(cfg, []byte(`"version": 2`), []byte(`"version": 1`), 1)
+	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
+	r := reopen(t, be)
+	if r.Config().Version != 1 {
+		t.Fatalf("version %d", r.Config().Version)
+	}
+	if got := backupIDs(t, be); len(got) != len(want) {
+		t.Fatalf("listed %v", got)
+	}
+	if _, err := GC(ctx, r, GCOptions{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	if reopen(t, be).Config().Version != 1 {
+		t.Fatal("a dry run upgraded the format")
+	}
+	if _, err := GC(ctx, r, GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := reopen(t, be).Config().Version; v != 2 {
+		t.Fatalf("after the first fold: version %d", v)
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+}
