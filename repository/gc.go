@@ -116,6 +116,12 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			self.End()
 		}
 	}()
+	// The format may have moved on since this handle was opened (a
+	// worker keeps its handle for days): a newer one this backupd does
+	// not know could hold backups it cannot see.
+	if err := r.rereadConfig(ctx); err != nil {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+	}
 	since := began.Add(-clockSkew)
 	if oi, err := r.be.Stat(ctx, self.name); err == nil {
 		since = oi.ModTime
@@ -198,7 +204,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// Loose manifests are folded into sets, by this collection alone
 	// (manifestset.go); the view is the one the mark read.
 	if !opts.DryRun && others == 0 {
-		mc, err := r.compactManifests(ctx, view, now, opts.SafetyWindow)
+		mc, err := r.compactManifests(ctx, view, now, opts.SafetyWindow, self.Valid)
 		if err != nil {
 			return nil, fmt.Errorf("gc stopped while folding manifests (every backup is intact): %w", err)
 		}

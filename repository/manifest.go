@@ -189,38 +189,46 @@ func encodeManifest(k *Keys, m *Manifest) ([]byte, error) {
 }
 
 func decodeManifest(k *Keys, id string, raw []byte) (*Manifest, error) {
+	m, _, err := decodeManifestJSON(k, id, raw)
+	return m, err
+}
+
+// decodeManifestJSON is decodeManifest, also returning the manifest's JSON
+// as its writer stored it (a set keeps it so, fields this backupd does not
+// know included).
+func decodeManifestJSON(k *Keys, id string, raw []byte) (*Manifest, []byte, error) {
 	if len(raw) < 5+32 || string(raw[:4]) != manifestMagic {
-		return nil, fmt.Errorf("manifest %s: %w: not a manifest", id, ErrCorrupt)
+		return nil, nil, fmt.Errorf("manifest %s: %w: not a manifest", id, ErrCorrupt)
 	}
 	if raw[4] != manifestVersion {
-		return nil, fmt.Errorf("manifest %s: format version %d is not supported by this backupd (knows %d)", id, raw[4], manifestVersion)
+		return nil, nil, fmt.Errorf("manifest %s: format version %d is not supported by this backupd (knows %d)", id, raw[4], manifestVersion)
 	}
 	hdr := raw[:5+32]
 	aead, err := openSession(k.DataPrivate, hdr[5:])
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", id, err)
+		return nil, nil, fmt.Errorf("manifest %s: %w", id, err)
 	}
 	plain, err := open(aead, nil, raw[len(hdr):], append(append([]byte{}, hdr...), id...))
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w: does not authenticate (damaged, or renamed)", id, ErrCorrupt)
+		return nil, nil, fmt.Errorf("manifest %s: %w: does not authenticate (damaged, or renamed)", id, ErrCorrupt)
 	}
 	if len(plain) < ed25519.SignatureSize {
-		return nil, fmt.Errorf("manifest %s: %w: too short", id, ErrCorrupt)
+		return nil, nil, fmt.Errorf("manifest %s: %w: too short", id, ErrCorrupt)
 	}
 	sig, js := plain[:ed25519.SignatureSize], plain[ed25519.SignatureSize:]
 	pub := k.SignPrivate.Public().(ed25519.PublicKey)
 	if !ed25519.Verify(pub, manifestSignedBytes(id, js), sig) {
-		return nil, fmt.Errorf("manifest %s: %w: signature does not verify", id, ErrCorrupt)
+		return nil, nil, fmt.Errorf("manifest %s: %w: signature does not verify", id, ErrCorrupt)
 	}
 	var m Manifest
 	if err := json.Unmarshal(js, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w: %v", id, ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("manifest %s: %w: %v", id, ErrCorrupt, err)
 	}
 	if m.ID != id {
-		return nil, fmt.Errorf("manifest %s: %w: names itself %q", id, ErrCorrupt, m.ID)
+		return nil, nil, fmt.Errorf("manifest %s: %w: names itself %q", id, ErrCorrupt, m.ID)
 	}
 	if m.Version != manifestVersion {
-		return nil, fmt.Errorf("manifest %s: version %d is not supported by this backupd", id, m.Version)
+		return nil, nil, fmt.Errorf("manifest %s: version %d is not supported by this backupd", id, m.Version)
 	}
-	return &m, nil
+	return &m, js, nil
 }

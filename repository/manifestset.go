@@ -3,7 +3,6 @@ package repository
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -14,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"backupd/storage"
@@ -24,21 +24,22 @@ import (
 // alone, under manifests/<backup-id>, as before; garbage collection folds
 // those loose manifests into sets of up to manifestSetMax, each one object
 // under manifest-sets/<sha256>-<newest backup id>, sealed to the data key
-// and signed like a manifest, and deletes the loose ones once the set is
-// stored. Deleting a backup writes a tombstone, tombstones/<backup-id>,
-// authenticated with a key only full-access credentials hold, before it
-// removes the loose manifest: a collection that folded the manifest
-// meanwhile cannot bring it back. A later collection rewrites the sets that
-// hold tombstoned backups and removes the tombstone when no set holds its
-// backup any more and it is older than the safety window (a reader that
-// listed the old set before it went still sees the tombstone).
+// and authenticated with a key only full-access credentials hold (a
+// write-only host cannot make a set that replaces other backups), and
+// deletes the loose ones once the set is stored. Deleting a backup writes
+// a tombstone, tombstones/<backup-id>, authenticated the same way, before
+// it removes the loose manifest: a collection that folded the manifest
+// meanwhile cannot bring it back.
 //
-// The backups of a repository are the loose manifests and the entries of
-// the sets, less the tombstoned ones. Readers list the loose manifests
-// first, then the sets: a collection writes its set before it deletes what
-// the set holds, so every manifest is in one listing or the other. A set
-// gone before it is read (a collection rewrote it) makes the reader list
-// again.
+// A collection rewrites the sets that hold tombstoned backups, and writes
+// each such tombstone again; a tombstone goes in a later collection, when
+// no listed set holds its backup and it was last written longer ago than
+// the safety window (at least tombstoneMinAge). Readers list tombstones
+// first, then loose manifests, then sets: a tombstone still listed when its
+// backup's last set is listed, and a set written before the loose manifests
+// it holds are deleted, mean every backup is in one listing or the other
+// and no deleted one comes back. A set or loose manifest gone before it is
+// read (a collection folded or rewrote it) makes the reader list again.
 const (
 	manifestSetsPrefix = "manifest-sets/"
 	tombstonesPrefix   = "tombstones/"
@@ -50,7 +51,7 @@ const (
 	manifestSetMax = 1000
 	// tombstoneMinAge: a tombstone outlives the sets that held its backup
 	// by at least this much, even with no safety window, so a reader that
-	// read such a set just before it went still finds the tombstone.
+	// listed such a set just before it went still finds the tombstone.
 	tombstoneMinAge = 10 * time.Minute
 )
 
@@ -81,8 +82,24 @@ func parseSetName(name string) (ID, string, bool) {
 	return id, base[65:], true
 }
 
-func manifestSetSignedBytes(body []byte) []byte {
-	return append([]byte("backupd manifest set v1\x00"), body...)
+// setKey authenticates manifest sets. Like tombstoneKey it derives from
+// the data private key: the signing key is shared with write-only
+// credentials, and a host holding one must not be able to make a set that
+// replaces other backups' manifests (review).
+func (k *Keys) setKey() ([]byte, error) {
+	if !k.CanRead() {
+		return nil, ErrWriteOnly
+	}
+	h := hmac.New(sha256.New, k.DataPrivate)
+	h.Write([]byte("backupd manifest set key v1"))
+	return h.Sum(nil), nil
+}
+
+func manifestSetMAC(key, body []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("backupd manifest set v1\x00"))
+	h.Write(body)
+	return h.Sum(nil)
 }
 
 // encodeManifestSet seals entries (sorted by id, distinct) into a set
@@ -102,14 +119,17 @@ func encodeManifestSet(k *Keys, entries []setEntry) (string, []byte, error) {
 		body = binary.AppendUvarint(body, uint64(len(e.js)))
 		body = append(body, e.js...)
 	}
+	key, err := k.setKey()
+	if err != nil {
+		return "", nil, err
+	}
 	s, err := newSealer(k.DataPublic)
 	if err != nil {
 		return "", nil, err
 	}
-	sig := ed25519.Sign(k.SignPrivate, manifestSetSignedBytes(body))
 	hdr := append([]byte(manifestSetMagic), manifestSetVersion)
 	hdr = append(hdr, s.ephPublic...)
-	raw := seal(s.aead, append([]byte{}, hdr...), append(sig, body...), hdr)
+	raw := seal(s.aead, append([]byte{}, hdr...), append(manifestSetMAC(key, body), body...), hdr)
 	sum := sha256.Sum256(raw)
 	return manifestSetsPrefix + hex.EncodeToString(sum[:]) + "-" + entries[len(entries)-1].id, raw, nil
 }
@@ -137,12 +157,16 @@ func decodeManifestSet(k *Keys, name string, raw []byte) ([]setEntry, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	plain, err := open(aead, nil, raw[len(hdr):], hdr)
-	if err != nil || len(plain) < ed25519.SignatureSize {
+	if err != nil || len(plain) < sha256.Size {
 		return nil, fmt.Errorf("%s: %w: does not authenticate", name, ErrCorrupt)
 	}
-	sig, body := plain[:ed25519.SignatureSize], plain[ed25519.SignatureSize:]
-	if !ed25519.Verify(k.SignPrivate.Public().(ed25519.PublicKey), manifestSetSignedBytes(body), sig) {
-		return nil, fmt.Errorf("%s: %w: signature does not verify", name, ErrCorrupt)
+	key, err := k.setKey()
+	if err != nil {
+		return nil, err
+	}
+	mac, body := plain[:sha256.Size], plain[sha256.Size:]
+	if !hmac.Equal(mac, manifestSetMAC(key, body)) {
+		return nil, fmt.Errorf("%s: %w: not written with this repository's full-access keys", name, ErrCorrupt)
 	}
 	bad := func(why string) error { return fmt.Errorf("%s: %w: %s", name, ErrCorrupt, why) }
 	n, l := binary.Uvarint(body)
@@ -292,17 +316,17 @@ func (r *Repository) listManifestViewOf(ctx context.Context, open, loose bool) (
 		if !open {
 			return v, nil
 		}
-		gone := false
+		var gone atomic.Bool
 		err = parallel(ctx, len(v.sets), 4, func(i int) error {
 			if e := r.openSet(ctx, v.sets[i]); errors.Is(e, storage.ErrNotFound) {
-				gone = true
+				gone.Store(true)
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		if !gone || attempt == 4 {
+		if !gone.Load() || attempt == 4 {
 			for _, s := range v.sets {
 				if errors.Is(s.err, storage.ErrNotFound) {
 					s.err = fmt.Errorf("%s: went while being read, five times (a collection rewriting the sets?): %w", s.oi.Name, s.err)
@@ -315,6 +339,9 @@ func (r *Repository) listManifestViewOf(ctx context.Context, open, loose bool) (
 
 func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*manifestView, error) {
 	v := &manifestView{loose: map[string]storage.ObjectInfo{}, tombs: map[string]storage.ObjectInfo{}}
+	if err := r.listTombstones(ctx, v); err != nil {
+		return nil, err
+	}
 	if loose {
 		infos, err := r.manifestInfos(ctx)
 		if err != nil {
@@ -342,20 +369,25 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*man
 		}
 		return v.sets[i].oi.Name < v.sets[j].oi.Name
 	})
+	return v, nil
+}
+
+// listTombstones lists and verifies the tombstones into v.
+func (r *Repository) listTombstones(ctx context.Context, v *manifestView) error {
 	var tombs []storage.ObjectInfo
-	err = r.be.List(ctx, tombstonesPrefix, func(oi storage.ObjectInfo) error {
+	err := r.be.List(ctx, tombstonesPrefix, func(oi storage.ObjectInfo) error {
 		if ValidBackupID(strings.TrimPrefix(oi.Name, tombstonesPrefix)) == nil {
 			tombs = append(tombs, oi)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(tombs) > 0 && !r.keys.CanRead() {
 		// a write-only credential cannot tell a real tombstone from a
 		// planted one; it reads no manifests anyway
-		return v, nil
+		return nil
 	}
 	raws := make([][]byte, len(tombs))
 	errs := make([]error, len(tombs))
@@ -372,7 +404,7 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*man
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	keepT := map[string]bool{}
 	for i, oi := range tombs {
@@ -380,9 +412,11 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*man
 		keepT[id] = true
 		switch {
 		case errors.Is(errs[i], storage.ErrNotFound):
-			// removed since the listing: its backup is in no set
+			// removed since the listing, by a collection that found no
+			// set holding its backup: dead all the same
+			v.tombs[id] = oi
 		case errs[i] != nil:
-			return nil, fmt.Errorf("reading %s: %w", oi.Name, errs[i])
+			return fmt.Errorf("reading %s: %w", oi.Name, errs[i])
 		default:
 			if err := verifyTombstone(r.keys, id, raws[i]); err != nil {
 				v.problems = append(v.problems, err)
@@ -393,7 +427,7 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*man
 		}
 	}
 	r.cache.keep(cacheTombstones, func(n string) bool { return keepT[n] })
-	return v, nil
+	return nil
 }
 
 // openSet reads a set (from the memo, the cache, or the storage) into
@@ -527,7 +561,7 @@ type ManifestCompaction struct {
 // more. It runs inside a collection that is the only one running, with
 // the view its mark used. A failure at any step leaves every backup
 // readable: new sets are stored before anything they replace is deleted.
-func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now time.Time, window time.Duration) (*ManifestCompaction, error) {
+func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now time.Time, window time.Duration, valid func() error) (*ManifestCompaction, error) {
 	res := &ManifestCompaction{}
 	refs, errs := v.refs()
 	if len(errs) > 0 {
@@ -568,11 +602,7 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 		for _, ref := range refs {
 			switch {
 			case ref.loose != nil:
-				m, err := r.loadListedManifest(ctx, *ref.loose)
-				if err != nil {
-					return nil, err
-				}
-				js, err := json.Marshal(m)
+				_, js, err := r.loadListedManifestJSON(ctx, *ref.loose)
 				if err != nil {
 					return nil, err
 				}
@@ -605,12 +635,17 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 			res.SetsWritten++
 			entries = entries[n:]
 		}
-		// Stored: now what they replace goes.
+		// Stored: now what they replace goes, while this collection is
+		// still the only one (its registration has not lapsed).
+		if err := valid(); err != nil {
+			return nil, err
+		}
 		for _, s := range rewrite {
-			if err := r.be.Delete(ctx, s.oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			if err := r.be.Delete(ctx, s.oi.Name); err == nil {
+				res.SetsRemoved++
+			} else if !errors.Is(err, storage.ErrNotFound) {
 				return nil, fmt.Errorf("deleting %s: %w", s.oi.Name, err)
 			}
-			res.SetsRemoved++
 		}
 		// (a tombstoned one too: its deletion did not get to remove it)
 		for id, oi := range v.loose {
@@ -620,11 +655,29 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 			r.cache.remove(cacheManifests, id)
 		}
 	}
-	// Tombstones go once old enough: every set that held a tombstoned
-	// backup was rewritten above, and every loose manifest deleted.
+	// A tombstone whose backup a listed set held is written again (it
+	// goes in a later collection: a reader that listed that set before it
+	// was deleted still finds the tombstone). One no listed set held goes
+	// once last written longer ago than the window; its backup's loose
+	// manifest was deleted above.
+	held := map[string]bool{}
+	for _, s := range v.sets {
+		for _, e := range s.entries {
+			held[e.id] = true
+		}
+	}
 	for id, oi := range v.tombs {
+		if held[id] {
+			if err := r.saveTombstone(ctx, id); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if now.Sub(oi.ModTime) < max(window, tombstoneMinAge) {
 			continue
+		}
+		if err := valid(); err != nil {
+			return nil, err
 		}
 		if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("deleting %s: %w", oi.Name, err)
@@ -645,6 +698,13 @@ func setDirty(s *manifestSet, v *manifestView, seen map[string]int) bool {
 	return false
 }
 
+// formatCanary is the object that stops a version 1 gc with a handle
+// opened before the upgrade; listings skip it.
+const (
+	formatCanary     = manifestsPrefix + "0-repository-format-2"
+	formatCanaryText = "this repository is in format version 2 (manifest sets): upgrade backupd to read it\n"
+)
+
 // upgradeFormat moves a version 1 repository to version 2 before its
 // first set is written: a backupd that knows only version 1 would not see
 // the backups in sets, and must refuse the repository rather than take
@@ -662,6 +722,13 @@ func (r *Repository) upgradeFormat(ctx context.Context) error {
 		return fmt.Errorf("upgrading the repository format: config changed under this handle")
 	}
 	if cfg.Version < 2 {
+		// A backupd of version 1 that opened the repository before this
+		// (a worker keeps its handle) does not read config again: it
+		// finds this among the manifests, cannot read it, and its gc
+		// stops instead of collecting the folded backups' data (review).
+		if err := r.be.Put(ctx, formatCanary, strings.NewReader(formatCanaryText), int64(len(formatCanaryText))); err != nil {
+			return fmt.Errorf("upgrading the repository format to version 2: %w", err)
+		}
 		cfg.Version = 2
 		nb, _ := json.MarshalIndent(cfg, "", "  ")
 		if err := r.be.Put(ctx, configName, bytes.NewReader(nb), int64(len(nb))); err != nil {
@@ -669,5 +736,26 @@ func (r *Repository) upgradeFormat(ctx context.Context) error {
 		}
 	}
 	r.cfg.Version = cfg.Version
+	return nil
+}
+
+// rereadConfig reads config again, refusing a format this backupd does not
+// know and taking up an upgrade made through another handle.
+func (r *Repository) rereadConfig(ctx context.Context) error {
+	b, err := storage.ReadAll(ctx, r.be, configName)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("config: %w: %v", ErrCorrupt, err)
+	}
+	if cfg.ID != r.cfg.ID {
+		return fmt.Errorf("config: the repository id changed from %s to %s under this handle", r.cfg.ID, cfg.ID)
+	}
+	if cfg.Version < 1 || cfg.Version > FormatVersion {
+		return fmt.Errorf("repository format version %d is not supported by this backupd (it knows versions 1 to %d): use a backupd at least as new as the one that wrote it", cfg.Version, FormatVersion)
+	}
+	r.cfg.Version = max(r.cfg.Version, cfg.Version)
 	return nil
 }

@@ -977,9 +977,19 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	// folded into a set by a collection (a retried commit whose first
 	// attempt was stored): only a reader can look
 	if r.keys.CanRead() {
-		v, err := r.listSetsView(ctx)
+		v, err := r.listManifestViewOf(ctx, false, false)
 		if err != nil {
 			return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
+		}
+		// a set holds no id newer than the one it is named by: a new
+		// backup's id (its start time first) opens none
+		for _, s := range v.sets {
+			if s.newest < m.ID {
+				continue
+			}
+			if err := r.openSet(ctx, s); err != nil {
+				return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
+			}
 		}
 		if s, _ := v.inSets(m.ID); s != nil {
 			return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
@@ -1006,6 +1016,14 @@ func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, er
 	}
 	raw, err := storage.ReadAll(ctx, r.be, manifestsPrefix+id)
 	if err == nil {
+		// deleted, its manifest's removal having failed?
+		if r.keys.CanRead() {
+			if _, err := r.be.Stat(ctx, tombstonesPrefix+id); err == nil {
+				return nil, fmt.Errorf("%s: %w (deleted)", id, ErrBackupNotFound)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return nil, err
+			}
+		}
 		return decodeManifest(r.keys, id, raw)
 	}
 	if !errors.Is(err, storage.ErrNotFound) {
@@ -1057,7 +1075,9 @@ func (r *Repository) ManifestIDs(ctx context.Context) ([]string, error) {
 func (r *Repository) manifestInfos(ctx context.Context) ([]storage.ObjectInfo, error) {
 	var infos []storage.ObjectInfo
 	err := r.be.List(ctx, manifestsPrefix, func(oi storage.ObjectInfo) error {
-		infos = append(infos, oi)
+		if oi.Name != formatCanary {
+			infos = append(infos, oi)
+		}
 		return nil
 	})
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
@@ -1074,27 +1094,33 @@ func (r *Repository) manifestInfos(ctx context.Context) ([]storage.ObjectInfo, e
 // loadListedManifest is LoadManifest for a manifest a listing showed: a
 // cached copy of the listed size is used (and authenticated as always).
 func (r *Repository) loadListedManifest(ctx context.Context, oi storage.ObjectInfo) (*Manifest, error) {
+	m, _, err := r.loadListedManifestJSON(ctx, oi)
+	return m, err
+}
+
+// loadListedManifestJSON is loadListedManifest, with the manifest's JSON.
+func (r *Repository) loadListedManifestJSON(ctx context.Context, oi storage.ObjectInfo) (*Manifest, []byte, error) {
 	id := strings.TrimPrefix(oi.Name, manifestsPrefix)
 	if err := ValidBackupID(id); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if raw, ok := r.cache.get(cacheManifests, id, func(b []byte) bool { return int64(len(b)) == oi.Size }); ok {
-		if m, err := decodeManifest(r.keys, id, raw); err == nil {
-			return m, nil
+		if m, js, err := decodeManifestJSON(r.keys, id, raw); err == nil {
+			return m, js, nil
 		}
 		r.cache.remove(cacheManifests, id) // damaged here: read the stored one
 	}
 	raw, err := storage.ReadAll(ctx, r.be, oi.Name)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
+		return nil, nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
 	} else if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m, err := decodeManifest(r.keys, id, raw)
+	m, js, err := decodeManifestJSON(r.keys, id, raw)
 	if err == nil {
 		r.cache.put(cacheManifests, id, raw)
 	}
-	return m, err
+	return m, js, err
 }
 
 // Manifests loads every manifest, oldest first. Unreadable ones are returned
@@ -1106,30 +1132,39 @@ func (r *Repository) Manifests(ctx context.Context) (ms []*Manifest, errs []erro
 
 // manifests is Manifests with the view it read.
 func (r *Repository) manifests(ctx context.Context) ([]*Manifest, []error, *manifestView, error) {
-	v, err := r.listManifestView(ctx, true)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	refs, errs := v.refs()
-	out := make([]*Manifest, len(refs))
-	oerr := make([]error, len(refs))
-	err = parallel(ctx, len(refs), 8, func(i int) error {
-		out[i], oerr[i] = r.loadRef(ctx, refs[i])
-		return nil
-	})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var ms []*Manifest
-	for i := range refs {
-		if oerr[i] != nil {
-			errs = append(errs, oerr[i])
-		} else {
-			ms = append(ms, out[i])
+	for attempt := 0; ; attempt++ {
+		v, err := r.listManifestView(ctx, true)
+		if err != nil {
+			return nil, nil, nil, err
 		}
+		refs, errs := v.refs()
+		out := make([]*Manifest, len(refs))
+		oerr := make([]error, len(refs))
+		err = parallel(ctx, len(refs), 8, func(i int) error {
+			out[i], oerr[i] = r.loadRef(ctx, refs[i])
+			return nil
+		})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		// A loose manifest gone since the listing was folded into a set
+		// (or deleted) meanwhile: list again.
+		again := false
+		var ms []*Manifest
+		for i := range refs {
+			if oerr[i] != nil {
+				again = again || (refs[i].loose != nil && errors.Is(oerr[i], ErrBackupNotFound))
+				errs = append(errs, oerr[i])
+			} else {
+				ms = append(ms, out[i])
+			}
+		}
+		if again && attempt < 4 {
+			continue
+		}
+		sort.SliceStable(ms, func(i, j int) bool { return ms[i].Started.Before(ms[j].Started) })
+		return ms, errs, v, nil
 	}
-	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Started.Before(ms[j].Started) })
-	return ms, errs, v, nil
 }
 
 // NewestManifest is the newest manifest match accepts, or nil. A backup's
@@ -1179,14 +1214,23 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 		}
 		n := min(batch, len(cand))
 		got := make([]*Manifest, n)
+		var gone atomic.Bool
 		err := parallel(ctx, n, batch, func(i int) error {
 			if _, dead := v.tombs[cand[i].id]; !dead && !seen[cand[i].id] {
-				got[i], _ = r.loadRef(ctx, cand[i])
+				var err error
+				got[i], err = r.loadRef(ctx, cand[i])
+				if cand[i].loose != nil && errors.Is(err, ErrBackupNotFound) {
+					gone.Store(true)
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
+		}
+		if gone.Load() {
+			// folded into a set (or deleted) since the listing
+			return r.newestManifestAll(ctx, match)
 		}
 		for i := 0; i < n; i++ {
 			seen[cand[i].id] = true
@@ -1240,10 +1284,15 @@ func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
 		}
 		return nil
 	}
+	if r.cfg.Version >= 2 {
+		// it could not write a tombstone, and a collection folding the
+		// manifest meanwhile would bring the backup back (review)
+		return fmt.Errorf("backup %s not deleted: %w; deleting a backup needs a full-access key", id, ErrWriteOnly)
+	}
 	r.cache.remove(cacheManifests, id)
 	err := r.be.Delete(ctx, manifestsPrefix+id)
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("%s: %w (a write-only key sees only backups not yet folded into a set)", id, ErrBackupNotFound)
+		return fmt.Errorf("%s: %w", id, ErrBackupNotFound)
 	}
 	return err
 }
