@@ -183,7 +183,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// Who writes (or wrote since this collection began) is read now, at
 	// deletion time, and again after the index is rewritten (writers.go
 	// has the rules); so is whether another collection runs.
-	writers, stale, err := r.openWriters(ctx, writersPrefix, now, since)
+	writers, stale, doneWriters, err := r.openWriters(ctx, writersPrefix, now, since)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
@@ -275,6 +275,11 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	for _, n := range stale {
 		_ = r.be.Delete(ctx, n) // a writer that died a day ago
+	}
+	if others == 0 {
+		for _, n := range doneWriters {
+			_ = r.be.Delete(ctx, n) // ended before this collection began
+		}
 	}
 	// Write the new condemned list before deleting the old lists. A
 	// condemnation's time is when the list is written, not when this
@@ -434,7 +439,7 @@ func (r *Repository) deleteIndexFiles(ctx context.Context, files []ID) error {
 // newWriters reports an error when a writer not among known counts at now
 // (or when the writers cannot be read).
 func (r *Repository) newWriters(ctx context.Context, known []openWriter, now, since time.Time) error {
-	again, _, err := r.openWriters(ctx, writersPrefix, now, since)
+	again, _, _, err := r.openWriters(ctx, writersPrefix, now, since)
 	if err != nil {
 		return err
 	}
@@ -669,16 +674,21 @@ func (ix *Index) preferHealthyLocked() {
 
 // otherCollectors counts the collections registered besides self.
 func (r *Repository) otherCollectors(ctx context.Context, now, since time.Time, self string, dryRun bool) (int, error) {
-	cs, stale, err := r.openWriters(ctx, collectorsPrefix, now, since)
-	for _, n := range stale {
-		if !dryRun {
-			_ = r.be.Delete(ctx, n) // a collection that died a day ago
-		}
-	}
+	cs, stale, done, err := r.openWriters(ctx, collectorsPrefix, now, since)
 	n := 0
 	for _, c := range cs {
 		if c.name != self {
 			n++
+		}
+	}
+	if !dryRun {
+		for _, name := range stale {
+			_ = r.be.Delete(ctx, name) // a collection that died a day ago
+		}
+		if n == 0 {
+			for _, name := range done {
+				_ = r.be.Delete(ctx, name) // ended before this one began
+			}
 		}
 	}
 	return n, err

@@ -969,7 +969,8 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 			if name == manifestsPrefix+m.ID {
 				return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
 			}
-			return fmt.Errorf("%w: backup %s was deleted; start the backup again (it gets a new id)", ErrBackupIDTaken, m.ID)
+			return fmt.Errorf("%w: backup %s was deleted from %s, and a deleted backup's id is not used again there; start a new backup (it gets a new id)",
+				ErrBackupIDTaken, m.ID, r.be.Location())
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
 		}

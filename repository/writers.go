@@ -183,14 +183,18 @@ type openWriter struct {
 // openWriters lists, under prefix, the registrations that count at now:
 // open ones whose lease is current, and ones that ended at or after since
 // (a time on the storage's clock, like the markers' own times). Markers
-// ended or lapsed a day ago are returned for removal.
-func (r *Repository) openWriters(ctx context.Context, prefix string, now, since time.Time) (open []openWriter, stale []string, err error) {
+// lapsed a day ago are returned for removal (stale), and so are markers
+// that ended before since (done): a collection that finds no other running
+// removes those, as none can need them any more (one that started before
+// they ended would still be running; ended markers piled up by the ten
+// thousand in case D's long history, and every collection read each one).
+func (r *Repository) openWriters(ctx context.Context, prefix string, now, since time.Time) (open []openWriter, stale, done []string, err error) {
 	var names []storage.ObjectInfo
 	if err := r.be.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		names = append(names, oi)
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("listing %s: %w", prefix, err)
+		return nil, nil, nil, fmt.Errorf("listing %s: %w", prefix, err)
 	}
 	for _, oi := range names {
 		b, err := storage.ReadAll(ctx, r.be, oi.Name)
@@ -198,7 +202,7 @@ func (r *Repository) openWriters(ctx context.Context, prefix string, now, since 
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading marker %s: %w", oi.Name, err)
+			return nil, nil, nil, fmt.Errorf("reading marker %s: %w", oi.Name, err)
 		}
 		var m writerMarker
 		if err := json.Unmarshal(b, &m); err != nil || m.Started.IsZero() {
@@ -217,12 +221,14 @@ func (r *Repository) openWriters(ctx context.Context, prefix string, now, since 
 			open = append(open, openWriter{name: oi.Name, started: m.Started})
 		case m.Ended.IsZero() && now.Sub(last) < writerLease+clockSkew:
 			open = append(open, openWriter{name: oi.Name, started: m.Started})
+		case !m.Ended.IsZero():
+			done = append(done, oi.Name)
 		case now.Sub(last) > 24*time.Hour:
 			stale = append(stale, oi.Name)
 		}
 	}
 	sort.Slice(open, func(i, j int) bool { return open[i].started.Before(open[j].started) })
-	return open, stale, nil
+	return open, stale, done, nil
 }
 
 // dependencies tracks the packs a session's data depends on: packs it

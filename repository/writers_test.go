@@ -497,3 +497,57 @@ func TestGCReadsIndexFilesWrittenDuringTheMark(t *testing.T) {
 		t.Fatalf("check: %v %+v", err, cr)
 	}
 }
+
+// Registrations that ended before a collection began are removed by it
+// when no other collection runs (one running might still need them), so a
+// long history does not make every collection read thousands of markers.
+func TestGCRemovesEndedRegistrations(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	for i := 0; i < 5; i++ {
+		w, err := r.BeginWrite(ctx, "backup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.End()
+	}
+	open, err := r.BeginWrite(ctx, "still writing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.End()
+	// S3 and SFTP times can have whole seconds: the markers must have
+	// ended before the collection's registration, on the storage's clock
+	be.List(ctx, writersPrefix, func(oi storage.ObjectInfo) error {
+		if oi.Name != open.name {
+			be.SetModTime(oi.Name, time.Now().Add(-time.Minute))
+		}
+		return nil
+	})
+	other, err := r.register(ctx, collectorsPrefix, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(objectNames(t, be, writersPrefix)); n != 6 {
+		t.Fatalf("beside another collection: %d writer markers left, want all 6", n)
+	}
+	other.End()
+	be.List(ctx, collectorsPrefix, func(oi storage.ObjectInfo) error {
+		be.SetModTime(oi.Name, time.Now().Add(-time.Minute))
+		return nil
+	})
+	if _, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if got := objectNames(t, be, writersPrefix); len(got) != 1 || got[0] != open.name {
+		t.Fatalf("alone: writer markers left %v, want only the open one", got)
+	}
+	// the ended collections' markers go too (this one's own stays until
+	// the next: it ended after it looked)
+	if got := objectNames(t, be, collectorsPrefix); len(got) != 1 {
+		t.Fatalf("collector markers left: %v", got)
+	}
+}
