@@ -35,8 +35,10 @@ import (
 //
 // A writer that dies leaves its marker; once not renewed for writerLease it
 // no longer holds anything back (the job's retry registers anew), and a
-// writer whose own renewals failed that long may not commit (Valid). GC
-// removes markers ended or lapsed a day ago.
+// writer whose own renewals failed that long may not commit (Valid), even
+// once they succeed again. A collection that finds no other running
+// removes the markers that ended before it began (none running can need
+// them), and markers lapsed a day ago.
 //
 // Collections register the same way under collectors/: one that finds
 // another running deletes nothing (each keeps one copy of a duplicated
@@ -74,6 +76,11 @@ type Writer struct {
 	once   sync.Once
 	mu     sync.Mutex
 	held   time.Time // when the marker was last stored
+	// lapsed: once renewals were apart longer than collections honour a
+	// registration, a collection may have run without counting this one
+	// (and removed markers it would have needed); it stays lapsed even
+	// when renewals succeed again (review)
+	lapsed bool
 }
 
 // BeginWrite registers a writer. Call it before loading the index of a
@@ -105,6 +112,9 @@ func (w *Writer) put(ctx context.Context) error {
 	err := w.r.be.Put(ctx, w.name, bytes.NewReader(b), int64(len(b)))
 	if err == nil {
 		w.mu.Lock()
+		if !w.held.IsZero() && lapseGap(w.held, at) > writerLease-clockSkew {
+			w.lapsed = true
+		}
 		w.held = at
 		w.mu.Unlock()
 	}
@@ -120,10 +130,17 @@ var ErrWriterLapsed = errors.New("the job's registration with the repository lap
 func (w *Writer) Valid() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if time.Since(w.held) > writerLease-clockSkew {
+	if w.lapsed || lapseGap(w.held, time.Now()) > writerLease-clockSkew {
 		return ErrWriterLapsed
 	}
 	return nil
+}
+
+// lapseGap is the time from a to b on the monotonic clock or the wall
+// clock, whichever is longer (a suspended virtual machine's monotonic clock
+// may not count the pause).
+func lapseGap(a, b time.Time) time.Duration {
+	return max(b.Sub(a), b.Round(0).Sub(a.Round(0)))
 }
 
 func (w *Writer) renew() {

@@ -341,6 +341,15 @@ func TestALapsedWriterMayNotCommit(t *testing.T) {
 	if err := reg.Valid(); !errors.Is(err, ErrWriterLapsed) {
 		t.Fatalf("want ErrWriterLapsed, got %v", err)
 	}
+	// a renewal that succeeds after the gap (a process stopped, a VM
+	// paused) does not make it valid again: a collection may have run
+	// without counting it meanwhile
+	if err := reg.put(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Valid(); !errors.Is(err, ErrWriterLapsed) {
+		t.Fatalf("after a late renewal: want ErrWriterLapsed, got %v", err)
+	}
 }
 
 // A writer whose index was loaded before a collection ran (backup.Run
