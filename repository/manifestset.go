@@ -82,18 +82,22 @@ func parseSetName(name string) (ID, string, bool) {
 	return id, base[65:], true
 }
 
-// setKey authenticates manifest sets. Like tombstoneKey it derives from
-// the data private key: the signing key is shared with write-only
-// credentials, and a host holding one must not be able to make a set that
-// replaces other backups' manifests (review).
-func (k *Keys) setKey() ([]byte, error) {
+// fullAccessKey derives a MAC key from the data private key, for objects
+// only a full-access credential may make: the signing key is shared with
+// write-only credentials, and a host holding one must not be able to make
+// a set that replaces other backups' manifests (review), nor a tombstone
+// that hides a backup.
+func (k *Keys) fullAccessKey(label string) ([]byte, error) {
 	if !k.CanRead() {
 		return nil, ErrWriteOnly
 	}
 	h := hmac.New(sha256.New, k.DataPrivate)
-	h.Write([]byte("backupd manifest set key v1"))
+	h.Write([]byte(label))
 	return h.Sum(nil), nil
 }
+
+func (k *Keys) setKey() ([]byte, error)       { return k.fullAccessKey("backupd manifest set key v1") }
+func (k *Keys) tombstoneKey() ([]byte, error) { return k.fullAccessKey("backupd tombstone key v1") }
 
 func manifestSetMAC(key, body []byte) []byte {
 	h := hmac.New(sha256.New, key)
@@ -218,18 +222,6 @@ func (e setEntry) manifest(set string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s in %s: version %d is not supported by this backupd", e.id, set, m.Version)
 	}
 	return &m, nil
-}
-
-// tombstoneKey authenticates tombstones. It derives from the data private
-// key: a write-only credential can neither make one (and so hide a
-// backup) nor needs to read one.
-func (k *Keys) tombstoneKey() ([]byte, error) {
-	if !k.CanRead() {
-		return nil, ErrWriteOnly
-	}
-	h := hmac.New(sha256.New, k.DataPrivate)
-	h.Write([]byte("backupd tombstone key v1"))
-	return h.Sum(nil), nil
 }
 
 func tombstoneMAC(key []byte, id string, at uint64) []byte {
