@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 
 	"backupd/api"
 	"backupd/repository"
@@ -91,8 +92,17 @@ func cmdGC(ctx context.Context, args []string) error {
 		}
 	}
 	if mc := res.Manifests; mc != nil && (mc.Folded+mc.SetsWritten+mc.SetsRemoved+mc.TombstonesRemoved > 0) {
-		fmt.Printf("manifests: folded %d into sets, rewrote %d sets as %d (%d deleted backups taken out), removed %d tombstones; %d sets\n",
-			mc.Folded, mc.SetsRemoved, mc.SetsWritten, mc.Dropped, mc.TombstonesRemoved, mc.Sets)
+		var did []string
+		if mc.Folded > 0 {
+			did = append(did, fmt.Sprintf("folded %d loose manifests into sets", mc.Folded))
+		}
+		if mc.SetsRemoved > 0 {
+			did = append(did, fmt.Sprintf("rewrote %d sets (%d deleted backups taken out)", mc.SetsRemoved, mc.Dropped))
+		}
+		if mc.TombstonesRemoved > 0 {
+			did = append(did, fmt.Sprintf("removed %d tombstones of deleted backups", mc.TombstonesRemoved))
+		}
+		fmt.Printf("manifests: %s; the repository has %d manifest sets\n", strings.Join(did, ", "), mc.Sets)
 	}
 	return nil
 }
