@@ -702,32 +702,23 @@ const (
 // the backups in sets, and must refuse the repository rather than take
 // their data for garbage.
 func (r *Repository) upgradeFormat(ctx context.Context) error {
-	if r.cfg.Version >= 2 {
-		return nil
+	if err := r.rereadConfig(ctx); err != nil || r.cfg.Version >= 2 {
+		return err
 	}
-	b, err := storage.ReadAll(ctx, r.be, configName)
-	if err != nil {
-		return fmt.Errorf("upgrading the repository format: %w", err)
+	// A backupd of version 1 that opened the repository before this (a
+	// worker keeps its handle) does not read config again: it finds this
+	// among the manifests, cannot read it, and its gc stops instead of
+	// collecting the folded backups' data (review).
+	if err := r.be.Put(ctx, formatCanary, strings.NewReader(formatCanaryText), int64(len(formatCanaryText))); err != nil {
+		return fmt.Errorf("upgrading the repository format to version 2: %w", err)
 	}
-	var cfg Config
-	if err := json.Unmarshal(b, &cfg); err != nil || cfg.ID != r.cfg.ID {
-		return fmt.Errorf("upgrading the repository format: config changed under this handle")
+	cfg := r.cfg
+	cfg.Version = 2
+	nb, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := r.be.Put(ctx, configName, bytes.NewReader(nb), int64(len(nb))); err != nil {
+		return fmt.Errorf("upgrading the repository format to version 2: %w", err)
 	}
-	if cfg.Version < 2 {
-		// A backupd of version 1 that opened the repository before this
-		// (a worker keeps its handle) does not read config again: it
-		// finds this among the manifests, cannot read it, and its gc
-		// stops instead of collecting the folded backups' data (review).
-		if err := r.be.Put(ctx, formatCanary, strings.NewReader(formatCanaryText), int64(len(formatCanaryText))); err != nil {
-			return fmt.Errorf("upgrading the repository format to version 2: %w", err)
-		}
-		cfg.Version = 2
-		nb, _ := json.MarshalIndent(cfg, "", "  ")
-		if err := r.be.Put(ctx, configName, bytes.NewReader(nb), int64(len(nb))); err != nil {
-			return fmt.Errorf("upgrading the repository format to version 2: %w", err)
-		}
-	}
-	r.cfg.Version = cfg.Version
+	r.cfg.Version = 2
 	return nil
 }
 
@@ -745,8 +736,8 @@ func (r *Repository) rereadConfig(ctx context.Context) error {
 	if cfg.ID != r.cfg.ID {
 		return fmt.Errorf("config: the repository id changed from %s to %s under this handle", r.cfg.ID, cfg.ID)
 	}
-	if cfg.Version < 1 || cfg.Version > FormatVersion {
-		return fmt.Errorf("repository format version %d is not supported by this backupd (it knows versions 1 to %d): use a backupd at least as new as the one that wrote it", cfg.Version, FormatVersion)
+	if err := checkFormatVersion(cfg.Version); err != nil {
+		return err
 	}
 	r.cfg.Version = max(r.cfg.Version, cfg.Version)
 	return nil

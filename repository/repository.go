@@ -42,6 +42,14 @@ import (
 // manifests.
 const FormatVersion = 2
 
+// checkFormatVersion refuses a format this backupd does not know.
+func checkFormatVersion(v int) error {
+	if v < 1 || v > FormatVersion {
+		return fmt.Errorf("repository format version %d is not supported by this backupd (it knows versions 1 to %d): use a backupd at least as new as the one that wrote it", v, FormatVersion)
+	}
+	return nil
+}
+
 // Config is the plaintext config object.
 type Config struct {
 	Version int       `json:"version"`
@@ -193,8 +201,8 @@ func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Reposito
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return nil, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
 	}
-	if cfg.Version < 1 || cfg.Version > FormatVersion {
-		return nil, fmt.Errorf("repository format version %d is not supported by this backupd (it knows versions 1 to %d): use a backupd at least as new as the one that wrote it", cfg.Version, FormatVersion)
+	if err := checkFormatVersion(cfg.Version); err != nil {
+		return nil, err
 	}
 	if creds.empty() {
 		return nil, errors.New("no credential given: set BACKUPD_PASSWORD, --password-file, --rsa-private-key or --pgp-private-key")
