@@ -288,16 +288,25 @@ type setMemo struct {
 // verifies the tombstones. With open, every set is opened too; a set that
 // went meanwhile (rewritten by a collection) makes it list again.
 func (r *Repository) listManifestView(ctx context.Context, open bool) (*manifestView, error) {
-	return r.listManifestViewOf(ctx, open, true)
+	if !open {
+		return r.listManifestViewOnce(ctx, true)
+	}
+	return r.listManifestViewOf(ctx, "", true)
 }
 
-// listSetsView is listManifestView without the loose manifests: for
-// looking up one backup whose loose manifest was not found.
-func (r *Repository) listSetsView(ctx context.Context) (*manifestView, error) {
-	return r.listManifestViewOf(ctx, true, false)
+// listSetsView is listManifestView without the loose manifests, opening
+// only the sets that may hold id (those named by a backup no older): for
+// looking up one backup whose loose manifest was not found, or whether a
+// new backup's id is free. A set holds no backup newer than its name says
+// (decodeManifestSet checks), so a new backup's id opens none, and a
+// lookup's cost does not grow with the history before it.
+func (r *Repository) listSetsView(ctx context.Context, id string) (*manifestView, error) {
+	return r.listManifestViewOf(ctx, id, false)
 }
 
-func (r *Repository) listManifestViewOf(ctx context.Context, open, loose bool) (*manifestView, error) {
+// listManifestViewOf lists, then opens the sets whose newest backup is
+// from or newer ("" opens every set).
+func (r *Repository) listManifestViewOf(ctx context.Context, from string, loose bool) (*manifestView, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		var v *manifestView
@@ -305,11 +314,10 @@ func (r *Repository) listManifestViewOf(ctx context.Context, open, loose bool) (
 		if err != nil {
 			return nil, err
 		}
-		if !open {
-			return v, nil
-		}
+		// newest first: the sets to open are a prefix
+		n := sort.Search(len(v.sets), func(i int) bool { return v.sets[i].newest < from })
 		var gone atomic.Bool
-		err = parallel(ctx, len(v.sets), 4, func(i int) error {
+		err = parallel(ctx, n, 4, func(i int) error {
 			if e := r.openSet(ctx, v.sets[i]); errors.Is(e, storage.ErrNotFound) {
 				gone.Store(true)
 			}

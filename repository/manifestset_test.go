@@ -505,3 +505,70 @@ func TestLoadManifestHonoursATombstone(t *testing.T) {
 	}
 	checkClean(t, be)
 }
+
+// Looking up one backup opens only the sets that may hold it (named by a
+// backup no older), so a new backup's commit, which looks up its own id,
+// opens none however long the history: it opened every set before.
+func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	tree, err := r.SaveTree(ctx, &Tree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Flush(ctx)
+	id := func(i int) string { return fmt.Sprintf("backup-%05d", i) }
+	n := 0
+	for _, batch := range []int{1000, 300} {
+		for i := 0; i < batch; i++ {
+			if err := r.SaveManifest(ctx, &Manifest{ID: id(n), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sets := objectNames(t, be, manifestSetsPrefix); len(sets) != 2 {
+		t.Fatalf("want 2 sets, have %v", sets)
+	}
+	fb := fault.New(be)
+	for _, c := range []struct {
+		id    string
+		found bool
+		gets  int // the loose manifest's GET, then one per set opened
+	}{
+		{id(n), false, 1},      // newer than every set
+		{id(n - 1), true, 2},   // in the newest set
+		{id(1100), true, 2},    // the same
+		{id(999), true, 3},     // in the older set: both opened
+		{"backup-0", false, 3}, // older than all: both
+	} {
+		rr := reopen(t, fb)
+		fb.Reset()
+		m, err := rr.LoadManifest(ctx, c.id)
+		if c.found && (err != nil || m.ID != c.id) {
+			t.Fatalf("%s: %v %v", c.id, m, err)
+		}
+		if !c.found && !errors.Is(err, ErrBackupNotFound) {
+			t.Fatalf("%s: want not found, got %v %v", c.id, m, err)
+		}
+		if g := fb.Calls(fault.Get); g != c.gets {
+			t.Errorf("LoadManifest(%s) made %d reads, want %d", c.id, g, c.gets)
+		}
+	}
+	rr := reopen(t, fb)
+	fb.Reset()
+	if err := rr.SaveManifest(ctx, &Manifest{ID: id(n), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		t.Fatal(err)
+	}
+	if g := fb.Calls(fault.Get); g != 0 {
+		t.Errorf("a new backup's manifest made %d reads, want 0", g)
+	}
+	// an id a set holds is refused
+	err = reopen(t, be).SaveManifest(ctx, &Manifest{ID: id(5), Components: []ComponentManifest{{Name: "c", Tree: tree}}})
+	if !errors.Is(err, ErrBackupExists) {
+		t.Fatalf("saving over a folded backup: %v", err)
+	}
+}

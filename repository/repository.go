@@ -986,18 +986,14 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	// folded into a set by a collection (a retried commit whose first
 	// attempt was stored): only a reader can look
 	if r.keys.CanRead() {
-		v, err := r.listManifestViewOf(ctx, false, false)
+		// a new backup's id (its start time first) opens no set
+		v, err := r.listSetsView(ctx, m.ID)
 		if err != nil {
 			return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
 		}
-		// a set holds no id newer than the one it is named by: a new
-		// backup's id (its start time first) opens none
 		for _, s := range v.sets {
-			if s.newest < m.ID {
-				continue
-			}
-			if err := r.openSet(ctx, s); err != nil {
-				return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
+			if s.err != nil {
+				return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, s.err)
 			}
 		}
 		if s, _ := v.inSets(m.ID); s != nil {
@@ -1043,7 +1039,7 @@ func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, er
 	}
 	// folded into a set: the set was stored before the loose manifest
 	// was deleted
-	v, err := r.listSetsView(ctx)
+	v, err := r.listSetsView(ctx, id)
 	if err != nil {
 		return nil, err
 	}
