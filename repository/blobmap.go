@@ -131,23 +131,43 @@ func (m *blobMap) merge() {
 		}
 		news := add[i]
 		slices.SortFunc(news, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
-		b := &m.buckets[i]
-		n := len(b.keys) + len(news)
-		keys, rest, locs := make([]uint64, 0, n), make([][24]byte, 0, n), make([]blobLoc, 0, n)
-		j, k := 0, 0
-		for j < len(b.keys) || k < len(news) {
-			if k == len(news) || (j < len(b.keys) && splitLess(b.keys[j], b.rest[j], news[k])) {
-				keys, rest, locs = append(keys, b.keys[j]), append(rest, b.rest[j]), append(locs, b.locs[j])
-				j++
-			} else {
-				nk, nr := splitID(news[k])
-				keys, rest, locs = append(keys, nk), append(rest, nr), append(locs, m.recent[news[k]])
-				k++
-			}
-		}
-		b.keys, b.rest, b.locs = keys, rest, locs
+		m.buckets[i].merge(news, func(k int) blobLoc { return m.recent[news[k]] })
 		add[i] = nil
 	}
 	m.sorted += len(m.recent)
 	m.recent = map[ID]blobLoc{}
+}
+
+// addAbsent adds entries for ids sorted and not in the map, merging them
+// into the buckets' arrays at once.
+func (m *blobMap) addAbsent(ids []ID, locs []blobLoc) {
+	for start := 0; start < len(ids); {
+		end := start + 1
+		for end < len(ids) && ids[end][0] == ids[start][0] {
+			end++
+		}
+		news, nlocs := ids[start:end], locs[start:end]
+		m.buckets[ids[start][0]].merge(news, func(k int) blobLoc { return nlocs[k] })
+		start = end
+	}
+	m.sorted += len(ids)
+}
+
+// merge merges news (sorted, absent) into the bucket's arrays; loc gives
+// the location of news[k].
+func (b *blobBucket) merge(news []ID, loc func(k int) blobLoc) {
+	n := len(b.keys) + len(news)
+	keys, rest, locs := make([]uint64, 0, n), make([][24]byte, 0, n), make([]blobLoc, 0, n)
+	j, k := 0, 0
+	for j < len(b.keys) || k < len(news) {
+		if k == len(news) || (j < len(b.keys) && splitLess(b.keys[j], b.rest[j], news[k])) {
+			keys, rest, locs = append(keys, b.keys[j]), append(rest, b.rest[j]), append(locs, b.locs[j])
+			j++
+		} else {
+			nk, nr := splitID(news[k])
+			keys, rest, locs = append(keys, nk), append(rest, nr), append(locs, loc(k))
+			k++
+		}
+	}
+	b.keys, b.rest, b.locs = keys, rest, locs
 }

@@ -1,7 +1,10 @@
 package repository
 
 import (
+	"bytes"
 	"math/rand"
+	"reflect"
+	"sort"
 	"testing"
 )
 
@@ -107,4 +110,99 @@ func TestBlobMapSharedPrefixes(t *testing.T) {
 			t.Fatalf("found an id never set beside %d", i)
 		}
 	}
+}
+
+// Adding packs in batches (as an index load does) gives the index that
+// adding them one by one gives: the first location of a blob kept, later
+// copies as extra (within a batch, across batches and against entries
+// already loaded), a condemned pack's blobs moved to the next copy.
+func TestIndexBatchesAddAsOneByOne(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	var packs []IndexPack
+	var seen []ID
+	for p := 0; p < 300; p++ {
+		ip := IndexPack{ID: randomID(rng)}
+		for b := 0; b < 1+rng.Intn(400); b++ {
+			id := randomID(rng)
+			if len(seen) > 0 && rng.Intn(10) == 0 {
+				id = seen[rng.Intn(len(seen))] // a copy of a blob in an earlier pack (or this one)
+			}
+			seen = append(seen, id)
+			ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(b % 2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
+		}
+		if p%50 == 7 {
+			packs = append(packs, packs[rng.Intn(len(packs))]) // a pack listed twice
+		}
+		packs = append(packs, ip)
+	}
+	one, batched := newIndex(), newIndex()
+	// the first packs are loaded, one of them condemned, before the rest
+	for _, ix := range []*Index{one, batched} {
+		for _, p := range packs[:40] {
+			ix.addPackLocked(p)
+		}
+		ix.condemned = map[uint32]bool{3: true}
+	}
+	for _, p := range packs[40:] {
+		one.addPackLocked(p)
+	}
+	for start := 40; start < len(packs); start += 37 {
+		batched.addPacksLocked(packs[start:min(start+37, len(packs))])
+	}
+	if one.blobs.len() != batched.blobs.len() || len(one.packs) != len(batched.packs) {
+		t.Fatalf("blobs %d/%d, packs %d/%d", one.blobs.len(), batched.blobs.len(), len(one.packs), len(batched.packs))
+	}
+	one.blobs.each(func(id ID, l blobLoc) {
+		if got, ok := batched.blobs.get(id); !ok || got != l {
+			t.Fatalf("%s: %+v %v, want %+v", id.Short(), got, ok, l)
+		}
+	})
+	if len(one.extra) == 0 || len(one.extra[3]) == 0 {
+		t.Fatal("the test should make extra entries, and move some from the condemned pack")
+	}
+	for pi, want := range one.extra {
+		got := batched.extra[pi]
+		sortEntries := func(es []PackEntry) {
+			sort.Slice(es, func(i, j int) bool { return bytes.Compare(es[i].ID[:], es[j].ID[:]) < 0 })
+		}
+		sortEntries(want)
+		sortEntries(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("pack %d: extra %d entries, want %d", pi, len(got), len(want))
+		}
+	}
+	if len(one.extra) != len(batched.extra) {
+		t.Fatalf("extra for %d packs, want %d", len(batched.extra), len(one.extra))
+	}
+}
+
+func randomID(rng *rand.Rand) ID {
+	var id ID
+	rng.Read(id[:])
+	return id
+}
+
+func BenchmarkIndexLoad(b *testing.B) {
+	rng := rand.New(rand.NewSource(3))
+	var packs []IndexPack
+	for p := 0; p < 1000; p++ {
+		ip := IndexPack{ID: randomID(rng)}
+		for i := 0; i < 70; i++ {
+			ip.Blobs = append(ip.Blobs, PackEntry{ID: randomID(rng), Length: 100})
+		}
+		packs = append(packs, ip)
+	}
+	b.Run("one-by-one", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			ix := newIndex()
+			for _, p := range packs {
+				ix.addPackLocked(p)
+			}
+		}
+	})
+	b.Run("batched", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			newIndex().addPacksLocked(packs)
+		}
+	})
 }

@@ -369,6 +369,19 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 		}
 	}
 	var vanishedAny atomic.Bool
+	// files read are added in batches (a sort and a merge each), the
+	// batches growing with the index so that each entry is copied a few
+	// times at most
+	var pending []IndexPack
+	var pendingFiles []ID
+	pendingBlobs := 0
+	flush := func() {
+		ix.addPacksLocked(pending)
+		for _, id := range pendingFiles {
+			ix.files[id] = true
+		}
+		pending, pendingFiles, pendingBlobs = nil, nil, 0
+	}
 	err = parallel(ctx, len(names), 4, func(i int) error {
 		f, err := r.readIndexFile(ctx, names[i])
 		if errors.Is(err, storage.ErrNotFound) {
@@ -379,16 +392,23 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 			return err
 		}
 		ix.mu.Lock()
+		defer ix.mu.Unlock()
+		pending = append(pending, f.Packs...)
+		pendingFiles = append(pendingFiles, names[i])
 		for _, p := range f.Packs {
-			ix.addPackLocked(p)
+			pendingBlobs += len(p.Blobs)
 		}
-		ix.files[names[i]] = true
-		ix.mu.Unlock()
+		if pendingBlobs >= max(1<<16, ix.blobs.len()/4) {
+			flush()
+		}
 		return nil
 	})
 	if err != nil {
 		return false, err
 	}
+	ix.mu.Lock()
+	flush()
+	ix.mu.Unlock()
 	if err := r.excludeCondemned(ctx, ix); err != nil {
 		return false, err
 	}
