@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"backupd/storage"
 	"backupd/storage/fault"
 	"backupd/storage/storagetest"
 )
@@ -313,4 +314,89 @@ func TestTreesFewInAPackAreCopiedOut(t *testing.T) {
 			t.Fatalf("%d bytes of trees in a 1 MiB pack: kept as slices of it = %v, want %v", share, adjacent, want)
 		}
 	}
+}
+
+// A cached tree pack is not hashed whole when read (see decodeTree): a
+// tree damaged in it, or a file that is not the pack at all, is caught by
+// the tree's own check, dropped, and read from the storage; the backup's
+// trees come back whole every time.
+func TestDamagedCachedTreePackIsReadFromStorage(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	want := fileSet(0, 4, 1000)
+	saveFiles(t, r, "backup-1", want)
+	saveFiles(t, r, "backup-2", fileSet(10, 2, 1000))
+	fb := fault.New(be)
+	root := t.TempDir()
+	open := func() *Repository {
+		x := reopen(t, fb)
+		c, err := OpenCache(root, x.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.SetCache(c)
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	m, err := reopen(t, be).LoadManifest(ctx, "backup-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	treeID := m.Components[0].Tree
+	x := open()
+	loc, ok := x.Lookup(treeID)
+	if !ok {
+		t.Fatal("tree not indexed")
+	}
+	path := filepath.Join(x.Cache().Dir(), "trees", loc.Pack.String())
+	other, _ := x.Lookup(mustLoadManifest(t, be, "backup-2").Components[0].Tree)
+	for _, damage := range []struct {
+		name string
+		do   func(b []byte) []byte
+	}{
+		{"a bit flipped in the tree", func(b []byte) []byte { b[loc.Offset+loc.Length/2] ^= 1; return b }},
+		{"cut short", func(b []byte) []byte { return b[:loc.Offset+loc.Length/2] }},
+		{"another pack's bytes", func(b []byte) []byte {
+			o, err := storage.ReadAll(ctx, be, packName(other.Pack))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return append(o, b...)
+		}},
+	} {
+		if _, err := open().LoadTree(ctx, treeID); err != nil { // cached whole
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%s: the tree pack is not cached: %v", damage.name, err)
+		}
+		if err := os.WriteFile(path, damage.do(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		x := open()
+		var tree *Tree
+		if n := gets(fb, func() { tree, err = x.LoadTree(ctx, treeID) }); err != nil || n == 0 {
+			t.Fatalf("%s: %v (%d reads from storage)", damage.name, err, n)
+		}
+		if len(tree.Nodes) != len(want) {
+			t.Fatalf("%s: %d files, want %d", damage.name, len(tree.Nodes), len(want))
+		}
+		// and once more through the same handle: its memory no longer
+		// holds the damaged copy
+		if _, err := x.LoadTree(ctx, treeID); err != nil {
+			t.Fatalf("%s: again: %v", damage.name, err)
+		}
+	}
+}
+
+func mustLoadManifest(t *testing.T, be storage.Backend, id string) *Manifest {
+	t.Helper()
+	m, err := reopen(t, be).LoadManifest(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
