@@ -571,4 +571,63 @@ func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
 	if !errors.Is(err, ErrBackupExists) {
 		t.Fatalf("saving over a folded backup: %v", err)
 	}
+
+	// the newest 20 (repo list --last 20): the loose ones, then the
+	// newest set's, a deleted one skipped; the older set is not opened
+	for i := n + 1; i < n+5; i++ {
+		if err := r.SaveManifest(ctx, &Manifest{ID: id(i), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reopen(t, be).DeleteManifest(ctx, id(n-3)); err != nil {
+		t.Fatal(err)
+	}
+	rr = reopen(t, fb)
+	fb.Reset()
+	ms, err := rr.NewestManifests(ctx, 20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []string
+	for _, m := range ms {
+		got = append(got, m.ID)
+	}
+	for i := n + 4; len(want) < 20; i-- {
+		if i != n-3 {
+			want = append(want, id(i))
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("newest 20:\n got %v\nwant %v", got, want)
+	}
+	if g := fb.Calls(fault.Get); g != 5+1+1 {
+		t.Errorf("the newest 20 made %d reads, want 7 (5 loose manifests, the tombstone, the newest set)", g)
+	}
+	if ms, err := rr.NewestManifests(ctx, 5000, func(m *Manifest) bool { return m.ID < id(3) }); err != nil || len(ms) != 3 || ms[0].ID != id(2) {
+		t.Fatalf("the newest matching, fewer than asked for: %d %v", len(ms), err)
+	}
+}
+
+// Backups started in the same second have ids in random order: the newest
+// is the one started last, whichever id sorts first.
+func TestNewestOfOneSecondIsTheLastStarted(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t)
+	tree, err := r.SaveTree(ctx, &Tree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Flush(ctx)
+	at := time.Date(2026, 12, 3, 17, 0, 44, 0, time.UTC)
+	for i, id := range []string{"backup-20261203-170043-ffffffffffff", "backup-20261203-170044-ffffffffffff", "backup-20261203-170044-000000000000"} {
+		if err := r.SaveManifest(ctx, &Manifest{ID: id, Started: at.Add(time.Duration(i) * time.Millisecond), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n, want := range map[int]string{1: "backup-20261203-170044-000000000000", 2: "backup-20261203-170044-ffffffffffff", 3: "backup-20261203-170043-ffffffffffff"} {
+		ms, err := r.NewestManifests(ctx, n, nil)
+		if err != nil || len(ms) != n || ms[n-1].ID != want {
+			t.Fatalf("newest %d: %d, last %v, want %s", n, len(ms), ms[len(ms)-1].ID, want)
+		}
+	}
 }

@@ -1200,6 +1200,23 @@ func (r *Repository) manifests(ctx context.Context) ([]*Manifest, []error, *mani
 // reads, not a read of every manifest (on S3, a request each). Unreadable
 // manifests are skipped, as Manifests reports them apart.
 func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
+	ms, err := r.NewestManifests(ctx, 1, match)
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// NewestManifests is the n newest manifests match accepts (nil: any),
+// newest first, walked as NewestManifest walks them: what it costs grows
+// with n, not with the history.
+func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Manifest) bool) ([]*Manifest, error) {
+	if match == nil {
+		match = func(*Manifest) bool { return true }
+	}
+	if n <= 0 {
+		return nil, nil
+	}
 	v, err := r.listManifestView(ctx, false)
 	if err != nil {
 		return nil, err
@@ -1216,8 +1233,9 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 	}
 	sortDesc(cand)
 	seen := map[string]bool{}
+	var found []*Manifest
 	opened := 0
-	const batch = 8
+	batch := min(max(8, n), 64)
 	for {
 		// open every set that may hold something newer than the next
 		// candidates
@@ -1225,7 +1243,7 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 			s := v.sets[opened]
 			opened++
 			if err := r.openSet(ctx, s); errors.Is(err, storage.ErrNotFound) {
-				return r.newestManifestAll(ctx, match) // rewritten meanwhile: read a fresh view whole
+				return r.newestManifestsAll(ctx, n, match) // rewritten meanwhile: read a fresh view whole
 			} else if err != nil {
 				continue // unreadable: skipped, as an unreadable manifest is
 			}
@@ -1235,12 +1253,12 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 			sortDesc(cand)
 		}
 		if len(cand) == 0 {
-			return nil, nil
+			return newestByStart(found, n), nil
 		}
-		n := min(batch, len(cand))
-		got := make([]*Manifest, n)
+		k := min(batch, len(cand))
+		got := make([]*Manifest, k)
 		var gone atomic.Bool
-		err := parallel(ctx, n, batch, func(i int) error {
+		err := parallel(ctx, k, 8, func(i int) error {
 			if _, dead := v.tombs[cand[i].id]; !dead && !seen[cand[i].id] {
 				var err error
 				got[i], err = r.loadRef(ctx, cand[i])
@@ -1255,31 +1273,53 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 		}
 		if gone.Load() {
 			// folded into a set (or deleted) since the listing
-			return r.newestManifestAll(ctx, match)
+			return r.newestManifestsAll(ctx, n, match)
 		}
-		for i := 0; i < n; i++ {
+		for i := 0; i < k; i++ {
+			if len(found) >= n && !sameSecond(cand[i].id, found[n-1].ID) {
+				return newestByStart(found, n), nil
+			}
 			seen[cand[i].id] = true
 			if got[i] != nil && match(got[i]) {
-				return got[i], nil
+				found = append(found, got[i])
 			}
 		}
-		cand = cand[n:]
+		cand = cand[k:]
 	}
 }
 
-// newestManifestAll is NewestManifest over a view read whole.
-func (r *Repository) newestManifestAll(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
+// sameSecond reports whether two ids of NewBackupID's form name the same
+// second: their order is then not their start's, so the walk goes on
+// through that second and newestByStart orders them.
+func sameSecond(a, b string) bool {
+	const n = len("backup-20060102-150405")
+	return len(a) > n && len(b) > n && a[:n] == b[:n] && strings.HasPrefix(a, "backup-")
+}
+
+// newestByStart is the n of ms started last, newest first (ties by id).
+func newestByStart(ms []*Manifest, n int) []*Manifest {
+	sort.SliceStable(ms, func(i, j int) bool {
+		if !ms[i].Started.Equal(ms[j].Started) {
+			return ms[i].Started.After(ms[j].Started)
+		}
+		return ms[i].ID > ms[j].ID
+	})
+	return ms[:min(n, len(ms))]
+}
+
+// newestManifestsAll is NewestManifests over a view read whole.
+func (r *Repository) newestManifestsAll(ctx context.Context, n int, match func(*Manifest) bool) ([]*Manifest, error) {
 	ms, _, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(ms, func(i, j int) bool { return ms[i].ID > ms[j].ID })
+	var found []*Manifest
 	for _, m := range ms {
 		if match(m) {
-			return m, nil
+			found = append(found, m)
 		}
 	}
-	return nil, nil
+	return newestByStart(found, n), nil
 }
 
 // DeleteManifest removes a backup; its data goes at the next gc. With a

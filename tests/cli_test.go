@@ -1280,6 +1280,14 @@ func TestCopy(t *testing.T) {
 	if len(list) != 2 {
 		t.Errorf("the copy lists %d backups, want 2", len(list))
 	}
+	// the newest only
+	b.okJSON(t, &list, "list", "--last", "1")
+	if len(list) != 1 || list[0].ID != incr.BackupID {
+		t.Errorf("list --last 1: %+v, want %s", list, incr.BackupID)
+	}
+	if res := b.run(t, "list", "--last", "-2"); res.code != 2 || !strings.Contains(res.stderr, "--last -2: give a number of backups above 0") {
+		t.Errorf("list --last -2: %s", res)
+	}
 }
 
 // TestGCRepack: a kept backup that uses part of a forgotten one's packs;

@@ -6,8 +6,9 @@
 // A seeded tree of small files is backed up N times, a share of its files
 // rewritten between backups; every -cleanup backups a garbage collection
 // with repack runs, as a scheduled cleanup would. At each checkpoint the
-// next backup and a listing (what `backupd repo list` does: every manifest,
-// newest first) are measured, each with a fresh repository handle and the
+// backups ending there, a listing (what `backupd repo list` does: every
+// manifest) and a listing of the newest 20 (`repo list --last 20`) are
+// measured, medians of -repeat, each with a fresh repository handle and the
 // client's local cache, as a new command would run.
 //
 //	go run ./bench/history -n 10000
@@ -34,7 +35,10 @@ import (
 	"backupd/storage/s3/s3test"
 )
 
-var verbose bool
+var (
+	verbose bool
+	repeat  int
+)
 
 func main() {
 	n := flag.Int("n", 10000, "backups to make")
@@ -45,6 +49,7 @@ func main() {
 	cleanup := flag.Int("cleanup", 100, "run a cleanup (gc with repack) every this many backups (0: never)")
 	scratch := flag.String("dir", "", "scratch directory (default: a new temporary one, removed at the end)")
 	out := flag.String("json", "", "also write the results here as JSON")
+	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
 	flag.Parse()
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
@@ -60,11 +65,26 @@ type Measure struct {
 	ByOp     map[string]int `json:"by_op"`
 }
 
-// Point is one checkpoint.
+// median is the measure of median time (requests and kinds from it).
+func median(ms []Measure) Measure {
+	if len(ms) == 0 {
+		return Measure{}
+	}
+	s := append([]Measure(nil), ms...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Seconds < s[j].Seconds })
+	return s[len(s)/2]
+}
+
+// lastN is the listing of the newest backups measured beside the whole one.
+const lastN = 20
+
+// Point is one checkpoint: medians of -repeat measures.
 type Point struct {
-	Backups    int     `json:"backups"`
-	Backup     Measure `json:"incremental_backup"`
-	List       Measure `json:"list"`
+	Backups int     `json:"backups"`
+	Backup  Measure `json:"incremental_backup"`
+	List    Measure `json:"list"`
+	// Last: the newest 20 backups (repo list --last 20)
+	Last       Measure `json:"list_last"`
 	IndexFiles int     `json:"index_files"`
 	// LooseManifests and ManifestSets: the manifest objects a listing reads
 	LooseManifests int   `json:"loose_manifests"`
@@ -146,7 +166,17 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	var results []Point
 	fmt.Printf("history: %d backups of %d files in %d directories, %.1f%% rewritten between them, cleanup every %d; S3 = versitygw\n",
 		n, nfiles, ndirs, change, cleanup)
-	fmt.Printf("%8s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "indexes", "loose", "sets", "packs", "stored_MB")
+	fmt.Printf("%8s %10s %9s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "last20_s", "last20_rq", "indexes", "loose", "sets", "packs", "stored_MB")
+	// the repeat backups ending at each checkpoint are measured
+	measuring := func(i int) bool {
+		for p := range points {
+			if i <= p && i > p-repeat {
+				return true
+			}
+		}
+		return false
+	}
+	var backups []Measure
 	began := time.Now()
 	for i := 1; i <= n; i++ {
 		if i > 1 {
@@ -163,35 +193,64 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			_, err = backup.Run(ctx, r, backup.Options{Type: backup.Incremental, Components: comps, Host: "history"})
 			return err
 		}
-		if !points[i] {
+		// the backups ending at a checkpoint are measured (their median
+		// is reported): one backup's time on this machine varies by half
+		if !measuring(i) {
 			if err := do(); err != nil {
 				return fmt.Errorf("backup %d: %w", i, err)
 			}
 		} else {
-			p := Point{Backups: i}
-			if p.Backup, err = measure(do); err != nil {
+			m, err := measure(do)
+			if err != nil {
 				return fmt.Errorf("backup %d: %w", i, err)
 			}
-			if p.List, err = measure(func() error {
-				lr, err := open()
-				if err != nil {
+			backups = append(backups, m)
+		}
+		if points[i] {
+			p := Point{Backups: i, Backup: median(backups)}
+			backups = nil
+			var lists, lasts []Measure
+			for k := 0; k < repeat; k++ {
+				m, err := measure(func() error {
+					lr, err := open()
+					if err != nil {
+						return err
+					}
+					ms, errs, err := lr.Manifests(ctx)
+					if err == nil && (len(errs) > 0 || len(ms) != i) {
+						err = fmt.Errorf("listed %d backups (%d unreadable), want %d", len(ms), len(errs), i)
+					}
 					return err
+				})
+				if err != nil {
+					return fmt.Errorf("list at %d: %w", i, err)
 				}
-				ms, errs, err := lr.Manifests(ctx)
-				if err == nil && (len(errs) > 0 || len(ms) != i) {
-					err = fmt.Errorf("listed %d backups (%d unreadable), want %d", len(ms), len(errs), i)
+				lists = append(lists, m)
+				// what `repo list --last 20` does
+				m, err = measure(func() error {
+					lr, err := open()
+					if err != nil {
+						return err
+					}
+					ms, err := lr.NewestManifests(ctx, lastN, nil)
+					if err == nil && len(ms) != min(i, lastN) {
+						err = fmt.Errorf("the newest %d: listed %d", lastN, len(ms))
+					}
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("list --last at %d: %w", i, err)
 				}
-				return err
-			}); err != nil {
-				return fmt.Errorf("list at %d: %w", i, err)
+				lasts = append(lasts, m)
 			}
+			p.List, p.Last = median(lists), median(lasts)
 			p.IndexFiles = count(ctx, be, "index/", nil)
 			p.LooseManifests = count(ctx, be, "manifests/", nil)
 			p.ManifestSets = count(ctx, be, "manifest-sets/", nil)
 			p.Packs = count(ctx, be, "data/", &p.StoredBytes)
 			results = append(results, p)
-			fmt.Printf("%8d %10.3f %9d %10.3f %9d %8d %6d %5d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
-				p.List.Seconds, p.List.Requests, p.IndexFiles, p.LooseManifests, p.ManifestSets, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
+			fmt.Printf("%8d %10.3f %9d %10.3f %9d %10.3f %9d %8d %6d %5d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
+				p.List.Seconds, p.List.Requests, p.Last.Seconds, p.Last.Requests, p.IndexFiles, p.LooseManifests, p.ManifestSets, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
 		}
 		if cleanup > 0 && i%cleanup == 0 {
 			// S3 times have whole seconds: a writer that ended in the
@@ -226,14 +285,15 @@ func printRequests(results []Point) {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Println("requests by kind (backup | list):")
+	fmt.Println("requests by kind (backup | list | list --last 20):")
 	for _, p := range results {
-		fmt.Printf("%8d  %s | %s\n", p.Backups, ops(p.Backup.ByOp), ops(p.List.ByOp))
+		fmt.Printf("%8d  %s | %s | %s\n", p.Backups, ops(p.Backup.ByOp), ops(p.List.ByOp), ops(p.Last.ByOp))
 	}
 	first, last := results[0], results[len(results)-1]
-	fmt.Printf("ratio %d/%d: backup time %.2f, requests %.2f; list time %.2f, requests %.2f\n", last.Backups, first.Backups,
+	fmt.Printf("ratio %d/%d: backup time %.2f, requests %.2f; list time %.2f, requests %.2f; list --last %d time %.2f, requests %.2f\n", last.Backups, first.Backups,
 		last.Backup.Seconds/first.Backup.Seconds, float64(last.Backup.Requests)/float64(first.Backup.Requests),
-		last.List.Seconds/first.List.Seconds, float64(last.List.Requests)/float64(first.List.Requests))
+		last.List.Seconds/first.List.Seconds, float64(last.List.Requests)/float64(first.List.Requests),
+		lastN, last.Last.Seconds/first.Last.Seconds, float64(last.Last.Requests)/float64(first.Last.Requests))
 }
 
 func ops(m map[string]int) string {

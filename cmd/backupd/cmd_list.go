@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,15 +17,26 @@ func cmdList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("backupd repo list", flag.ContinueOnError)
 	var rf repoFlags
 	rf.register(fs)
+	last := fs.Int("last", 0, "only the N newest backups (reads only what those need, however long the history)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *last < 0 {
+		return &exitError{exitUsage, fmt.Errorf("--last %d: give a number of backups above 0 (or leave it out for all)", *last)}
 	}
 	r, err := rf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Backend().Close()
-	ms, errs, err := r.Manifests(ctx)
+	var ms []*repository.Manifest
+	var errs []error
+	if *last > 0 {
+		ms, err = r.NewestManifests(ctx, *last, nil)
+		slices.Reverse(ms) // oldest first, as the whole listing
+	} else {
+		ms, errs, err = r.Manifests(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -62,12 +74,12 @@ func resolveBackup(ctx context.Context, r *repository.Repository, id string) (*r
 	if id != "latest" {
 		return r.LoadManifest(ctx, id)
 	}
-	ms, _, err := r.Manifests(ctx)
+	m, err := r.NewestManifest(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	if len(ms) == 0 {
+	if m == nil {
 		return nil, fmt.Errorf("the repository holds no backups")
 	}
-	return ms[len(ms)-1], nil
+	return m, nil
 }
