@@ -389,6 +389,10 @@ func TestDamagedCachedTreePackIsReadFromStorage(t *testing.T) {
 		if _, err := x.LoadTree(ctx, treeID); err != nil {
 			t.Fatalf("%s: again: %v", damage.name, err)
 		}
+		// nor does the disk: the damaged copy was replaced by the pack
+		if b, err := os.ReadFile(path); err != nil || ID(sha256.Sum256(b)) != loc.Pack {
+			t.Fatalf("%s: the damaged copy stays cached (%v)", damage.name, err)
+		}
 	}
 }
 

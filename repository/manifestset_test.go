@@ -584,9 +584,9 @@ func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
 	}
 	rr = reopen(t, fb)
 	fb.Reset()
-	ms, err := rr.NewestManifests(ctx, 20, nil)
-	if err != nil {
-		t.Fatal(err)
+	ms, errs, err := rr.NewestManifests(ctx, 20, nil)
+	if err != nil || len(errs) > 0 {
+		t.Fatal(err, errs)
 	}
 	var got, want []string
 	for _, m := range ms {
@@ -603,7 +603,7 @@ func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
 	if g := fb.Calls(fault.Get); g != 5+1+1 {
 		t.Errorf("the newest 20 made %d reads, want 7 (5 loose manifests, the tombstone, the newest set)", g)
 	}
-	if ms, err := rr.NewestManifests(ctx, 5000, func(m *Manifest) bool { return m.ID < id(3) }); err != nil || len(ms) != 3 || ms[0].ID != id(2) {
+	if ms, _, err := rr.NewestManifests(ctx, 5000, func(m *Manifest) bool { return m.ID < id(3) }); err != nil || len(ms) != 3 || ms[0].ID != id(2) {
 		t.Fatalf("the newest matching, fewer than asked for: %d %v", len(ms), err)
 	}
 }
@@ -625,9 +625,52 @@ func TestNewestOfOneSecondIsTheLastStarted(t *testing.T) {
 		}
 	}
 	for n, want := range map[int]string{1: "backup-20261203-170044-000000000000", 2: "backup-20261203-170044-ffffffffffff", 3: "backup-20261203-170043-ffffffffffff"} {
-		ms, err := r.NewestManifests(ctx, n, nil)
+		ms, _, err := r.NewestManifests(ctx, n, nil)
 		if err != nil || len(ms) != n || ms[n-1].ID != want {
 			t.Fatalf("newest %d: %d, last %v, want %s", n, len(ms), ms[len(ms)-1].ID, want)
 		}
+	}
+}
+
+// A collection that stored a set but could not delete the manifests it
+// folded leaves each of those backups twice, loose and in the set: the
+// newest n are n backups, each once; an unreadable copy is no error while
+// the other reads, and a backup with no readable copy is reported.
+func TestNewestManifestsTakeEachBackupOnce(t *testing.T) {
+	ctx := context.Background()
+	be, _ := historyRepo(t, 12)
+	fb := fault.New(be)
+	fb.Add(fault.Rule{Op: fault.Delete, Prefix: manifestsPrefix, Action: fault.Fail})
+	GC(ctx, reopen(t, fb), GCOptions{}) // fails at the deletes
+	if sets, loose := objectNames(t, be, manifestSetsPrefix), objectNames(t, be, manifestsPrefix); len(sets) != 1 || len(loose) != 12 {
+		t.Fatalf("want one set and 12 loose manifests, have %d and %d", len(sets), len(loose))
+	}
+	check := func(wantErrs int) {
+		t.Helper()
+		ms, errs, err := reopen(t, be).NewestManifests(ctx, 5, nil)
+		var got []string
+		for _, m := range ms {
+			got = append(got, m.ID)
+		}
+		if err != nil || len(errs) != wantErrs || strings.Join(got, " ") != "backup-011 backup-010 backup-009 backup-008 backup-007" {
+			t.Fatalf("newest 5: %v, errors %v (want %d), %v", got, errs, wantErrs, err)
+		}
+	}
+	check(0)
+	// a damaged loose copy: the set's copy is read, nothing to report
+	if err := be.Put(ctx, manifestsPrefix+"backup-010", strings.NewReader("damaged"), 7); err != nil {
+		t.Fatal(err)
+	}
+	check(0)
+	// a damaged set as well: backup-010 cannot be read at all and is
+	// reported; the others come from their loose copies
+	for _, name := range objectNames(t, be, manifestSetsPrefix) {
+		if err := be.Put(ctx, name, strings.NewReader("damaged"), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, errs, err := reopen(t, be).NewestManifests(ctx, 5, nil)
+	if err != nil || len(errs) != 2 || len(ms) != 5 || ms[0].ID != "backup-011" || ms[1].ID != "backup-009" {
+		t.Fatalf("with the set damaged too: %d manifests (first %v), errors %v, %v", len(ms), ms, errs, err)
 	}
 }

@@ -26,7 +26,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -1200,7 +1202,7 @@ func (r *Repository) manifests(ctx context.Context) ([]*Manifest, []error, *mani
 // reads, not a read of every manifest (on S3, a request each). Unreadable
 // manifests are skipped, as Manifests reports them apart.
 func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) bool) (*Manifest, error) {
-	ms, err := r.NewestManifests(ctx, 1, match)
+	ms, _, err := r.NewestManifests(ctx, 1, match)
 	if err != nil || len(ms) == 0 {
 		return nil, err
 	}
@@ -1209,17 +1211,18 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 
 // NewestManifests is the n newest manifests match accepts (nil: any),
 // newest first, walked as NewestManifest walks them: what it costs grows
-// with n, not with the history.
-func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Manifest) bool) ([]*Manifest, error) {
+// with n, not with the history. Manifests and sets met on the way that
+// cannot be read are skipped and returned in errs.
+func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Manifest) bool) (ms []*Manifest, errs []error, err error) {
 	if match == nil {
 		match = func(*Manifest) bool { return true }
 	}
 	if n <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	v, err := r.listManifestView(ctx, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// candidates, newest first: the loose ones, and the entries of every
 	// set opened so far
@@ -1232,7 +1235,13 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 		sort.Slice(c, func(i, j int) bool { return c[i].id > c[j].id })
 	}
 	sortDesc(cand)
-	seen := map[string]bool{}
+	taken, failed := map[string]bool{}, map[string]error{}
+	done := func() []error {
+		for _, id := range slices.Sorted(maps.Keys(failed)) {
+			errs = append(errs, failed[id])
+		}
+		return errs
+	}
 	var found []*Manifest
 	opened := 0
 	batch := min(max(8, n), 64)
@@ -1245,7 +1254,8 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 			if err := r.openSet(ctx, s); errors.Is(err, storage.ErrNotFound) {
 				return r.newestManifestsAll(ctx, n, match) // rewritten meanwhile: read a fresh view whole
 			} else if err != nil {
-				continue // unreadable: skipped, as an unreadable manifest is
+				errs = append(errs, err) // skipped, as an unreadable manifest is
+				continue
 			}
 			for i := range s.entries {
 				cand = append(cand, backupRef{id: s.entries[i].id, set: s, entry: &s.entries[i]})
@@ -1253,23 +1263,23 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 			sortDesc(cand)
 		}
 		if len(cand) == 0 {
-			return newestByStart(found, n), nil
+			return newestByStart(found, n), done(), nil
 		}
 		k := min(batch, len(cand))
 		got := make([]*Manifest, k)
+		gerr := make([]error, k)
 		var gone atomic.Bool
 		err := parallel(ctx, k, 8, func(i int) error {
-			if _, dead := v.tombs[cand[i].id]; !dead && !seen[cand[i].id] {
-				var err error
-				got[i], err = r.loadRef(ctx, cand[i])
-				if cand[i].loose != nil && errors.Is(err, ErrBackupNotFound) {
+			if _, dead := v.tombs[cand[i].id]; !dead && !taken[cand[i].id] {
+				got[i], gerr[i] = r.loadRef(ctx, cand[i])
+				if cand[i].loose != nil && errors.Is(gerr[i], ErrBackupNotFound) {
 					gone.Store(true)
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if gone.Load() {
 			// folded into a set (or deleted) since the listing
@@ -1277,11 +1287,22 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 		}
 		for i := 0; i < k; i++ {
 			if len(found) >= n && !sameSecond(cand[i].id, found[n-1].ID) {
-				return newestByStart(found, n), nil
+				return newestByStart(found, n), done(), nil
 			}
-			seen[cand[i].id] = true
-			if got[i] != nil && match(got[i]) {
-				found = append(found, got[i])
+			// one backup may be a candidate twice (loose and folded, or
+			// in two sets, while a collection works): taken once, and an
+			// unreadable copy is an error only if no copy can be read
+			id := cand[i].id
+			switch {
+			case taken[id]:
+			case gerr[i] != nil:
+				failed[id] = gerr[i]
+			case got[i] != nil:
+				taken[id] = true
+				delete(failed, id)
+				if match(got[i]) {
+					found = append(found, got[i])
+				}
 			}
 		}
 		cand = cand[k:]
@@ -1308,10 +1329,10 @@ func newestByStart(ms []*Manifest, n int) []*Manifest {
 }
 
 // newestManifestsAll is NewestManifests over a view read whole.
-func (r *Repository) newestManifestsAll(ctx context.Context, n int, match func(*Manifest) bool) ([]*Manifest, error) {
-	ms, _, err := r.Manifests(ctx)
+func (r *Repository) newestManifestsAll(ctx context.Context, n int, match func(*Manifest) bool) ([]*Manifest, []error, error) {
+	ms, errs, err := r.Manifests(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var found []*Manifest
 	for _, m := range ms {
@@ -1319,7 +1340,7 @@ func (r *Repository) newestManifestsAll(ctx context.Context, n int, match func(*
 			found = append(found, m)
 		}
 	}
-	return newestByStart(found, n), nil
+	return newestByStart(found, n), errs, nil
 }
 
 // DeleteManifest removes a backup; its data goes at the next gc. With a

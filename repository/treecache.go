@@ -165,16 +165,17 @@ func (r *Repository) decodeTree(ctx context.Context, st sealedTree) ([]byte, err
 // not there (a pack holding only trees: tree packs are small and read
 // again by every incremental backup and every listing).
 func (r *Repository) readCachedTreePack(ctx context.Context, pack ID, locs []BlobLocation, got map[ID]sealedTree) error {
-	// not hashed whole here: see decodeTree
-	b, ok := r.cache.get(cacheTrees, pack.String(), func(b []byte) bool { return len(b) > 0 })
+	var size int64 // where its last indexed blob ends
+	for _, l := range locs {
+		size = max(size, int64(l.Offset)+int64(l.Length))
+	}
+	// not hashed whole here (see decodeTree); one too short to hold its
+	// indexed trees is dropped, as one whose trees do not verify is
+	b, ok := r.cache.get(cacheTrees, pack.String(), func(b []byte) bool { return int64(len(b)) >= size })
 	if !ok {
 		var err error
 		// a tree pack's size: its blobs, then a header of under 128 bytes
 		// an entry
-		var size int64
-		for _, l := range locs {
-			size = max(size, int64(l.Offset)+int64(l.Length))
-		}
 		// (an estimate from the index, so bounded by what a pack can be)
 		b, err = storage.ReadAllSized(ctx, r.be, packName(pack), min(size+128*int64(len(locs))+4096, maxPackSize))
 		if err != nil {

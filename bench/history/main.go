@@ -232,9 +232,9 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 					if err != nil {
 						return err
 					}
-					ms, err := lr.NewestManifests(ctx, lastN, nil)
-					if err == nil && len(ms) != min(i, lastN) {
-						err = fmt.Errorf("the newest %d: listed %d", lastN, len(ms))
+					ms, errs, err := lr.NewestManifests(ctx, lastN, nil)
+					if err == nil && (len(errs) > 0 || len(ms) != min(i, lastN)) {
+						err = fmt.Errorf("the newest %d: listed %d (%d unreadable)", lastN, len(ms), len(errs))
 					}
 					return err
 				})

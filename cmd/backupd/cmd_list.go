@@ -32,7 +32,7 @@ func cmdList(ctx context.Context, args []string) error {
 	var ms []*repository.Manifest
 	var errs []error
 	if *last > 0 {
-		ms, err = r.NewestManifests(ctx, *last, nil)
+		ms, errs, err = r.NewestManifests(ctx, *last, nil)
 		slices.Reverse(ms) // oldest first, as the whole listing
 	} else {
 		ms, errs, err = r.Manifests(ctx)
@@ -74,12 +74,14 @@ func resolveBackup(ctx context.Context, r *repository.Repository, id string) (*r
 	if id != "latest" {
 		return r.LoadManifest(ctx, id)
 	}
-	m, err := r.NewestManifest(ctx, nil)
+	// the one started last (ids begin with the time a backup was asked
+	// for, which a queued backup may start well after)
+	ms, _, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if m == nil {
+	if len(ms) == 0 {
 		return nil, fmt.Errorf("the repository holds no backups")
 	}
-	return m, nil
+	return ms[len(ms)-1], nil
 }
