@@ -36,15 +36,7 @@ func TestCacheServesIndexManifestsAndTrees(t *testing.T) {
 	}
 	fb := fault.New(be)
 	root := t.TempDir()
-	open := func() *Repository {
-		x := reopen(t, fb)
-		c, err := OpenCache(root, x.Config().ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.SetCache(c)
-		return x
-	}
+	open := func() *Repository { return withCacheAt(t, reopen(t, fb), root) }
 	// what a backup reads: the index, its parent's manifest and trees; and
 	// what a listing reads: every manifest
 	use := func(x *Repository) {
@@ -240,14 +232,7 @@ func TestTreePackReadOnceAndCachedByItsWriter(t *testing.T) {
 	_, be := newTestRepo(t)
 	fb := fault.New(be)
 	root := t.TempDir()
-	withCache := func(x *Repository) *Repository {
-		c, err := OpenCache(root, x.Config().ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.SetCache(c)
-		return x
-	}
+	withCache := func(x *Repository) *Repository { return withCacheAt(t, x, root) }
 	w := withCache(reopen(t, fb))
 	var ids []ID
 	for i := 0; i < 40; i++ {
@@ -329,12 +314,7 @@ func TestDamagedCachedTreePackIsReadFromStorage(t *testing.T) {
 	fb := fault.New(be)
 	root := t.TempDir()
 	open := func() *Repository {
-		x := reopen(t, fb)
-		c, err := OpenCache(root, x.Config().ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.SetCache(c)
+		x := withCacheAt(t, reopen(t, fb), root)
 		if err := x.LoadIndex(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -394,6 +374,17 @@ func TestDamagedCachedTreePackIsReadFromStorage(t *testing.T) {
 			t.Fatalf("%s: the damaged copy stays cached (%v)", damage.name, err)
 		}
 	}
+}
+
+// withCacheAt gives x the local cache under root.
+func withCacheAt(t *testing.T, x *Repository, root string) *Repository {
+	t.Helper()
+	c, err := OpenCache(root, x.Config().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.SetCache(c)
+	return x
 }
 
 func mustLoadManifest(t *testing.T, be storage.Backend, id string) *Manifest {

@@ -55,6 +55,23 @@ func historyRepo(t *testing.T, n int) (*mem.Backend, map[string]files) {
 	return be, want
 }
 
+// manifestRepo is a repository holding one empty tree, and mk makes a
+// manifest of it.
+func manifestRepo(t *testing.T) (r *Repository, be *mem.Backend, mk func(id string) *Manifest) {
+	t.Helper()
+	r, be = newTestRepo(t)
+	tree, err := r.SaveTree(context.Background(), &Tree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r, be, func(id string) *Manifest {
+		return &Manifest{ID: id, Components: []ComponentManifest{{Name: "c", Tree: tree}}}
+	}
+}
+
 func sortedKeys(m map[string]files) []string {
 	var ks []string
 	for k := range m {
@@ -158,16 +175,11 @@ func TestManifestSetsFoldListAndDelete(t *testing.T) {
 // Small sets merge with what is folded next; full ones stay.
 func TestManifestSetsStayFewAndBounded(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	tree, err := r.SaveTree(ctx, &Tree{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Flush(ctx)
+	r, be, mk := manifestRepo(t)
 	n := 0
 	for round := 0; round < 5; round++ {
 		for i := 0; i < 300; i++ {
-			if err := r.SaveManifest(ctx, &Manifest{ID: fmt.Sprintf("backup-%05d", n), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+			if err := r.SaveManifest(ctx, mk(fmt.Sprintf("backup-%05d", n))); err != nil {
 				t.Fatal(err)
 			}
 			n++
@@ -511,17 +523,12 @@ func TestLoadManifestHonoursATombstone(t *testing.T) {
 // opens none however long the history: it opened every set before.
 func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	tree, err := r.SaveTree(ctx, &Tree{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Flush(ctx)
+	r, be, mk := manifestRepo(t)
 	id := func(i int) string { return fmt.Sprintf("backup-%05d", i) }
 	n := 0
 	for _, batch := range []int{1000, 300} {
 		for i := 0; i < batch; i++ {
-			if err := r.SaveManifest(ctx, &Manifest{ID: id(n), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+			if err := r.SaveManifest(ctx, mk(id(n))); err != nil {
 				t.Fatal(err)
 			}
 			n++
@@ -560,22 +567,21 @@ func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
 	}
 	rr := reopen(t, fb)
 	fb.Reset()
-	if err := rr.SaveManifest(ctx, &Manifest{ID: id(n), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+	if err := rr.SaveManifest(ctx, mk(id(n))); err != nil {
 		t.Fatal(err)
 	}
 	if g := fb.Calls(fault.Get); g != 0 {
 		t.Errorf("a new backup's manifest made %d reads, want 0", g)
 	}
 	// an id a set holds is refused
-	err = reopen(t, be).SaveManifest(ctx, &Manifest{ID: id(5), Components: []ComponentManifest{{Name: "c", Tree: tree}}})
-	if !errors.Is(err, ErrBackupExists) {
+	if err := reopen(t, be).SaveManifest(ctx, mk(id(5))); !errors.Is(err, ErrBackupExists) {
 		t.Fatalf("saving over a folded backup: %v", err)
 	}
 
 	// the newest 20 (repo list --last 20): the loose ones, then the
 	// newest set's, a deleted one skipped; the older set is not opened
 	for i := n + 1; i < n+5; i++ {
-		if err := r.SaveManifest(ctx, &Manifest{ID: id(i), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		if err := r.SaveManifest(ctx, mk(id(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -612,15 +618,12 @@ func TestLookupOpensOnlyTheSetsThatMayHoldIt(t *testing.T) {
 // is the one started last, whichever id sorts first.
 func TestNewestOfOneSecondIsTheLastStarted(t *testing.T) {
 	ctx := context.Background()
-	r, _ := newTestRepo(t)
-	tree, err := r.SaveTree(ctx, &Tree{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Flush(ctx)
+	r, _, mk := manifestRepo(t)
 	at := time.Date(2026, 12, 3, 17, 0, 44, 0, time.UTC)
 	for i, id := range []string{"backup-20261203-170043-ffffffffffff", "backup-20261203-170044-ffffffffffff", "backup-20261203-170044-000000000000"} {
-		if err := r.SaveManifest(ctx, &Manifest{ID: id, Started: at.Add(time.Duration(i) * time.Millisecond), Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+		m := mk(id)
+		m.Started = at.Add(time.Duration(i) * time.Millisecond)
+		if err := r.SaveManifest(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
