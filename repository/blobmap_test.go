@@ -174,6 +174,40 @@ func TestIndexBatchesAddAsOneByOne(t *testing.T) {
 	if len(one.extra) != len(batched.extra) {
 		t.Fatalf("extra for %d packs, want %d", len(batched.extra), len(one.extra))
 	}
+	// each pack's trees, found without walking the index, are those a
+	// walk of every location finds (a condemned pack's moved ones too)
+	for _, ix := range []*Index{one, batched} {
+		ix.preferHealthyLocked()
+		walked := map[ID]map[ID]PackEntry{}
+		put := func(pi uint32, e PackEntry) {
+			if e.Type != TreeBlob {
+				return
+			}
+			p := ix.packs[pi].id
+			if walked[p] == nil {
+				walked[p] = map[ID]PackEntry{}
+			}
+			walked[p][e.ID] = e
+		}
+		ix.blobs.each(func(id ID, l blobLoc) { put(l.pack, idLoc{id, l}.entry()) })
+		for pi, es := range ix.extra {
+			for _, e := range es {
+				put(pi, e)
+			}
+		}
+		for _, p := range ix.packs {
+			got := map[ID]PackEntry{}
+			for _, l := range ix.treeLocsInPack(p.id) {
+				if l.Pack != p.id {
+					t.Fatalf("pack %s: a tree of pack %s", p.id.Short(), l.Pack.Short())
+				}
+				got[l.ID] = l.PackEntry
+			}
+			if !reflect.DeepEqual(got, walked[p.id]) && len(got)+len(walked[p.id]) > 0 {
+				t.Fatalf("pack %s: %d trees, a walk finds %d", p.id.Short(), len(got), len(walked[p.id]))
+			}
+		}
+	}
 }
 
 func randomID(rng *rand.Rand) ID {

@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"runtime/metrics"
 	"sort"
 	"strings"
@@ -663,6 +664,21 @@ func TestDecompressBoundedByStatedLength(t *testing.T) {
 	checkAlloc(t, "decompress of lz4 stated as 4 GiB", allocSlack, func() {
 		if _, err := decompress([]byte{byte(CompressLZ4), 0x10, 'a'}, 1<<32-1); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("got %v, want ErrCorrupt", err)
+		}
+	})
+}
+
+// ValidBackupID, written by hand, accepts what its rule's regular
+// expression accepts.
+func FuzzValidBackupID(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	for _, s := range []string{"", "a", "-a", ".a", "a-", "backup-20261203-170044-0123456789ab", "a/b", "ä", "a\n", "A_b.c-9",
+		strings.Repeat("a", 128), strings.Repeat("a", 129), "a\x00", "_x", "9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidBackupID(s) == nil, re.MatchString(s); got != want {
+			t.Fatalf("ValidBackupID(%q) valid = %v, the rule says %v", s, got, want)
 		}
 	})
 }

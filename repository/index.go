@@ -178,13 +178,17 @@ type Index struct {
 	// lookup map keeps one location, but a rewritten index must still list
 	// every pack's content.
 	extra map[uint32][]PackEntry
+	// trees lists each pack's tree blobs, as its first listing gave
+	// them (each is at that pack, in blobs or in extra): what reading a
+	// tree pack needs, without walking every blob
+	trees map[uint32][]ID
 	// gen changes whenever a location may have changed (caches of
 	// locations compare it).
 	gen uint64
 }
 
 func newIndex() *Index {
-	return &Index{packByID: map[ID]uint32{}, blobs: newBlobMap(), files: map[ID]bool{}}
+	return &Index{packByID: map[ID]uint32{}, blobs: newBlobMap(), files: map[ID]bool{}, trees: map[uint32][]ID{}}
 }
 
 // reset empties the index in place (its users keep their pointer).
@@ -192,7 +196,7 @@ func (ix *Index) reset() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.packs, ix.packByID, ix.blobs, ix.files = nil, map[ID]uint32{}, newBlobMap(), map[ID]bool{}
-	ix.condemned, ix.extra = nil, nil
+	ix.condemned, ix.extra, ix.trees = nil, nil, map[uint32][]ID{}
 	ix.gen++
 }
 
@@ -202,7 +206,7 @@ func (ix *Index) replace(fresh *Index) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.packs, ix.packByID, ix.blobs, ix.files = fresh.packs, fresh.packByID, fresh.blobs, fresh.files
-	ix.condemned, ix.extra = fresh.condemned, fresh.extra
+	ix.condemned, ix.extra, ix.trees = fresh.condemned, fresh.extra, fresh.trees
 	ix.gen++
 }
 
@@ -238,6 +242,11 @@ func (ix *Index) packPos(p IndexPack) uint32 {
 		pi = uint32(len(ix.packs))
 		ix.packs = append(ix.packs, packRef{id: p.ID, ephPublic: p.EphPublic})
 		ix.packByID[p.ID] = pi
+		for _, b := range p.Blobs {
+			if b.Type == TreeBlob {
+				ix.trees[pi] = append(ix.trees[pi], b.ID)
+			}
+		}
 	}
 	return pi
 }
@@ -295,39 +304,41 @@ func (ix *Index) addPacksLocked(ps []IndexPack) {
 	for i := 1; i <= 256; i++ {
 		start[i] += start[i-1]
 	}
-	type placed struct {
+	// placed: the entries in bucket order; keys: each one's first 8 id
+	// bytes and its position, sorted (16 bytes moved per swap, not 60)
+	type key struct {
 		k   uint64
-		seq int
-		idLoc
+		pos uint32
 	}
 	next := start
-	all := make([]placed, n)
-	seq := 0
+	placed := make([]idLoc, n)
+	keys := make([]key, n)
 	for _, p := range ps {
 		pi := ix.packPos(p)
 		for _, b := range p.Blobs {
-			all[next[b.ID[0]]] = placed{binary.BigEndian.Uint64(b.ID[:8]), seq,
-				idLoc{b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}}}
+			at := next[b.ID[0]]
+			placed[at] = idLoc{b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}}
+			keys[at] = key{binary.BigEndian.Uint64(b.ID[:8]), uint32(at)}
 			next[b.ID[0]]++
-			seq++
 		}
 	}
 	for i := 0; i < 256; i++ {
-		slices.SortFunc(all[start[i]:start[i+1]], func(a, b placed) int {
+		slices.SortFunc(keys[start[i]:start[i+1]], func(a, b key) int {
 			if a.k != b.k {
 				return cmp.Compare(a.k, b.k)
 			}
-			if c := bytes.Compare(a.id[8:], b.id[8:]); c != 0 {
+			// the same first 8 bytes: the rest, then the order added
+			if c := bytes.Compare(placed[a.pos].id[8:], placed[b.pos].id[8:]); c != 0 {
 				return c
 			}
-			return cmp.Compare(a.seq, b.seq)
+			return cmp.Compare(a.pos, b.pos)
 		})
 	}
 	es := make([]idLoc, n)
-	for i := range all {
-		es[i] = all[i].idLoc
+	for i, k := range keys {
+		es[i] = placed[k.pos]
 	}
-	all = nil
+	placed, keys = nil, nil
 	ids, locs := make([]ID, 0, len(es)), make([]blobLoc, 0, len(es))
 	for i, e := range es {
 		if i > 0 && es[i-1].id == e.id && len(ids) > 0 && ids[len(ids)-1] == e.id {
@@ -420,26 +431,31 @@ func (ix *Index) Len() int {
 	return ix.blobs.len()
 }
 
-// treeLocsByPack lists the tree blobs of every pack (without copying the
-// rest of the index, as Packs would).
-func (ix *Index) treeLocsByPack() map[ID][]BlobLocation {
+// treeLocsInPack returns where the tree blobs stored in pack are.
+func (ix *Index) treeLocsInPack(pack ID) []BlobLocation {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	out := map[ID][]BlobLocation{}
-	add := func(pi uint32, e PackEntry) {
-		p := ix.packs[pi]
-		out[p.id] = append(out[p.id], BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: e})
+	pi, ok := ix.packByID[pack]
+	if !ok {
+		return nil
 	}
-	ix.blobs.each(func(id ID, l blobLoc) {
-		if l.typ == TreeBlob {
-			add(l.pack, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
+	p := ix.packs[pi]
+	var out []BlobLocation
+	var extra map[ID]PackEntry // copies also stored elsewhere, by id
+	for _, id := range ix.trees[pi] {
+		if l, ok := ix.blobs.get(id); ok && l.pack == pi {
+			out = append(out, BlobLocation{Pack: p.id, EphPublic: p.ephPublic,
+				PackEntry: PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength}})
+			continue
 		}
-	})
-	for pi, es := range ix.extra {
-		for _, e := range es {
-			if e.Type == TreeBlob {
-				add(pi, e)
+		if extra == nil {
+			extra = map[ID]PackEntry{}
+			for _, e := range ix.extra[pi] {
+				extra[e.ID] = e
 			}
+		}
+		if e, ok := extra[id]; ok {
+			out = append(out, BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: e})
 		}
 	}
 	return out

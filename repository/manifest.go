@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -118,11 +117,17 @@ const (
 	manifestsPrefix = "manifests/"
 )
 
-var backupIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-// ValidBackupID reports whether id can name a backup (and an object).
+// ValidBackupID reports whether id can name a backup (and an object):
+// 1 to 128 of A-Z a-z 0-9 . _ -, the first a letter or digit. (By hand,
+// not a regular expression: a listing checks every id it reads.)
 func ValidBackupID(id string) error {
-	if !backupIDRe.MatchString(id) {
+	ok := len(id) > 0 && len(id) <= 128
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		ok = alnum || i > 0 && (c == '.' || c == '_' || c == '-')
+	}
+	if !ok {
 		return fmt.Errorf("invalid backup id %q", id)
 	}
 	return nil

@@ -18,11 +18,9 @@ import (
 // instead of one per directory, which is what makes incremental backups
 // and restores fast on S3 and cold disks.
 type treeCache struct {
-	mu     sync.Mutex
-	blobs  map[ID]sealedTree
-	bytes  int
-	byPack map[ID][]BlobLocation // tree blobs per pack, built on first use
-	built  uint64                // index generation byPack was built at
+	mu    sync.Mutex
+	blobs map[ID]sealedTree
+	bytes int
 	// loading: packs being read, closed when done. Walkers that miss on
 	// the same pack wait for one read instead of each reading (and
 	// holding) the whole pack.
@@ -87,12 +85,8 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		c.mu.Unlock()
 		close(done)
 	}()
-	if gen := r.idx.generation(); c.byPack == nil || c.built != gen {
-		c.byPack = r.idx.treeLocsByPack()
-		c.built = gen
-	}
-	locs := append([]BlobLocation(nil), c.byPack[loc.Pack]...)
 	c.mu.Unlock()
+	locs := r.idx.treeLocsInPack(loc.Pack)
 	if len(locs) == 0 {
 		return r.LoadBlob(ctx, TreeBlob, id)
 	}
