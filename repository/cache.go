@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func OpenCache(root, id string) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %s is not a directory that only this user (uid %d) can use (mode %v); remove it or pick another --cache-dir",
 			dir, os.Geteuid(), fi.Mode())
 	}
-	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees, cacheManifestSets, cacheTombstones} {
+	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees, cacheManifestSets, cacheTombstones, cacheIndexSnap} {
 		if err := os.Mkdir(filepath.Join(dir, k), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
@@ -117,23 +118,10 @@ func (c *Cache) getByHash(kind string, id ID) ([]byte, bool) {
 // put stores an object (written aside, then renamed: a reader never sees
 // half of one). Failures are ignored: the cache only saves requests.
 func (c *Cache) put(kind, name string, b []byte) {
-	if c == nil || !validCacheName(name) {
-		return
-	}
-	f, err := os.CreateTemp(filepath.Join(c.dir, kind), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), c.path(kind, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	_ = c.putStream(kind, name, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
 }
 
 // remove drops one object.

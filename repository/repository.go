@@ -363,14 +363,29 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	// whole, so goroutines reading meanwhile (a restore's workers) keep
 	// finding their blobs.
 	ix := r.idx
-	if gone {
-		ix = newIndex()
-		names = names[:0]
-		for id := range listed {
-			names = append(names, id)
+	r.idx.mu.RLock()
+	empty := len(r.idx.packs) == 0
+	r.idx.mu.RUnlock()
+	// a cached snapshot of what it held (see indexsnap.go), when this
+	// handle starts from nothing; then only the files it lacks are read
+	snapped := false
+	if gone || empty {
+		if snap := r.loadIndexSnapshot(listed); snap != nil {
+			ix, snapped, gone = snap, true, true
+		} else if gone {
+			ix = newIndex()
+		}
+		if gone {
+			names = names[:0]
+			for id := range listed {
+				if !ix.files[id] {
+					names = append(names, id)
+				}
+			}
 		}
 	}
 	var vanishedAny atomic.Bool
+	readBlobs := 0
 	// files read are added in batches (a sort and a merge each), the
 	// batches growing with the index so that each entry is copied a few
 	// times at most
@@ -399,6 +414,7 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 		pendingFiles = append(pendingFiles, names[i])
 		for _, p := range f.Packs {
 			pendingBlobs += len(p.Blobs)
+			readBlobs += len(p.Blobs)
 		}
 		if pendingBlobs >= max(1<<16, ix.blobs.len()/4) {
 			flush()
@@ -416,6 +432,9 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	}
 	if gone {
 		r.idx.replace(ix)
+	}
+	if len(names) > 0 && (!snapped || len(names) >= indexSnapFiles || readBlobs*indexSnapShare >= r.idx.Len()) {
+		r.saveIndexSnapshot(r.idx)
 	}
 	if r.cache != nil {
 		r.idx.mu.RLock()

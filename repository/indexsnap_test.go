@@ -1,0 +1,225 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+
+	"backupd/storage/fault"
+)
+
+// snapTestIndex is an index of random packs with copies of blobs in
+// several packs, trees, and a condemned pack whose blobs moved.
+func snapTestIndex(t *testing.T, seed int64) (*Index, map[ID]bool) {
+	rng := rand.New(rand.NewSource(seed))
+	ix := newIndex()
+	var seen []ID
+	listed := map[ID]bool{}
+	for f := 0; f < 20; f++ {
+		var ps []IndexPack
+		for p := 0; p < 10; p++ {
+			ip := IndexPack{ID: randomID(rng), EphPublic: randData(rng.Int63(), 32)}
+			for b := 0; b < 1+rng.Intn(200); b++ {
+				id := randomID(rng)
+				if len(seen) > 0 && rng.Intn(10) == 0 {
+					id = seen[rng.Intn(len(seen))]
+				}
+				seen = append(seen, id)
+				ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(b % 2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
+			}
+			ps = append(ps, ip)
+		}
+		ix.addPacksLocked(ps)
+		fid := randomID(rng)
+		ix.files[fid] = true
+		listed[fid] = true
+		if f == 3 {
+			ix.condemned = map[uint32]bool{5: true}
+		}
+	}
+	ix.preferHealthyLocked()
+	ix.condemned = nil
+	return ix, listed
+}
+
+// indexContent is what an index says, in a form reflect can compare.
+func indexContent(ix *Index) map[string]any {
+	locs := map[ID]BlobLocation{}
+	ix.blobs.each(func(id ID, l blobLoc) {
+		locs[id] = BlobLocation{Pack: ix.packs[l.pack].id, EphPublic: ix.packs[l.pack].ephPublic, PackEntry: idLoc{id, l}.entry()}
+	})
+	extra := map[ID][]PackEntry{}
+	for pi, es := range ix.extra {
+		es = append([]PackEntry(nil), es...)
+		sort.Slice(es, func(i, j int) bool { return bytes.Compare(es[i].ID[:], es[j].ID[:]) < 0 })
+		if len(es) > 0 {
+			extra[ix.packs[pi].id] = es
+		}
+	}
+	trees := map[ID][]BlobLocation{}
+	for _, p := range ix.packs {
+		if ls := ix.treeLocsInPack(p.id); len(ls) > 0 {
+			trees[p.id] = ls
+		}
+	}
+	return map[string]any{"locs": locs, "extra": extra, "trees": trees, "files": ix.files, "len": ix.blobs.len()}
+}
+
+func TestIndexSnapshotRoundTrip(t *testing.T) {
+	r, _ := newTestRepo(t)
+	ix, listed := snapTestIndex(t, 1)
+	if len(ix.extra) == 0 {
+		t.Fatal("the test index should have copies")
+	}
+	var buf bytes.Buffer
+	if err := writeIndexSnapshot(&buf, r.indexAEAD, ix); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readIndexSnapshot(bytes.NewReader(buf.Bytes()), r.indexAEAD, listed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, have := indexContent(ix), indexContent(got); !reflect.DeepEqual(want, have) {
+		t.Fatal("the snapshot read back is not the index written")
+	}
+	// more packs merge into it as into the index it was made from
+	more, _ := snapTestIndex(t, 2)
+	ps := more.Packs()
+	ix.addPacksLocked(ps)
+	got.addPacksLocked(ps)
+	if !reflect.DeepEqual(indexContent(ix), indexContent(got)) {
+		t.Fatal("packs added to the snapshot give another index")
+	}
+}
+
+// A snapshot that is damaged, cut short, spliced from two snapshots, made
+// with another key, or holding a file no longer listed is not used.
+func TestIndexSnapshotRefusesWhatItIsNot(t *testing.T) {
+	r, _ := newTestRepo(t)
+	other, _ := newTestRepo(t)
+	ix, listed := snapTestIndex(t, 3)
+	write := func(ix *Index, r *Repository) []byte {
+		var buf bytes.Buffer
+		if err := writeIndexSnapshot(&buf, r.indexAEAD, ix); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	a, b := write(ix, r), write(ix, r)
+	// the first chunk (header) of a, the buckets of b: same length
+	// layout, different snapshot ids
+	hdrEnd := 21 + 4 + int(uint32(a[21])|uint32(a[22])<<8|uint32(a[23])<<16|uint32(a[24])<<24)
+	spliced := append(append([]byte(nil), a[:hdrEnd]...), b[hdrEnd:]...)
+	flipped := append([]byte(nil), a...)
+	flipped[len(flipped)/2] ^= 1
+	unlisted := map[ID]bool{}
+	for id := range listed {
+		unlisted[id] = true
+	}
+	for id := range unlisted {
+		delete(unlisted, id)
+		break
+	}
+	for _, c := range []struct {
+		name   string
+		raw    []byte
+		r      *Repository
+		listed map[ID]bool
+		stale  bool
+	}{
+		{"a byte flipped", flipped, r, listed, false},
+		{"cut short", a[:len(a)-10], r, listed, false},
+		{"a byte more", append(append([]byte(nil), a...), 0), r, listed, false},
+		{"spliced", spliced, r, listed, false},
+		{"another repository's key", a, other, listed, false},
+		{"a file it holds is gone", a, r, unlisted, true},
+	} {
+		_, err := readIndexSnapshot(bytes.NewReader(c.raw), c.r.indexAEAD, c.listed)
+		if err == nil || errors.Is(err, errSnapshotStale) != c.stale {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	if _, err := readIndexSnapshot(bytes.NewReader(a), r.indexAEAD, listed); err != nil {
+		t.Fatalf("the intact snapshot: %v", err)
+	}
+}
+
+// Through the repository: a handle with a cache loads the snapshot and
+// the index files it lacks, and knows what a handle without the cache
+// knows, as backups add index files and a compaction merges them.
+func TestIndexSnapshotLoadsWhatTheFilesSay(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	root := t.TempDir()
+	for i := 0; i < 3; i++ {
+		saveFiles(t, r, "backup-"+string(rune('a'+i)), fileSet(i*2000, 2000, 10))
+	}
+	snapPath := func(x *Repository) string { return filepath.Join(x.Cache().Dir(), cacheIndexSnap, indexSnapName) }
+	same := func(step string) {
+		t.Helper()
+		plain := reopen(t, be)
+		if err := plain.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cached := withCacheAt(t, reopen(t, be), root)
+		if err := cached.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(indexContent(plain.idx), indexContent(cached.idx)) {
+			t.Fatalf("%s: the index loaded with the snapshot differs", step)
+		}
+		if _, err := os.Stat(snapPath(cached)); err != nil {
+			t.Fatalf("%s: no snapshot: %v", step, err)
+		}
+	}
+	same("first load")
+	snap, _ := os.ReadFile(snapPath(withCacheAt(t, reopen(t, be), root)))
+	// one more backup: its index files are read beside the snapshot
+	// (which is kept: so few are not worth writing it again)
+	before := len(objectNames(t, be, "index/"))
+	saveFiles(t, r, "backup-d", fileSet(9000, 10, 10))
+	added := len(objectNames(t, be, "index/")) - before
+	same("a file added")
+	// the snapshot's files are not read, even when not cached either
+	x := withCacheAt(t, reopen(t, be), root)
+	idxCached, _ := filepath.Glob(filepath.Join(x.Cache().Dir(), cacheIndex, "*"))
+	for _, p := range idxCached {
+		os.Remove(p)
+	}
+	fb := fault.New(be)
+	x = withCacheAt(t, reopen(t, fb), root)
+	if n := gets(fb, func() {
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}); n != added || added == 0 {
+		t.Fatalf("with the snapshot, a load read %d index files, want %d (those it lacks)", n, added)
+	}
+	if now, _ := os.ReadFile(snapPath(withCacheAt(t, reopen(t, be), root))); !bytes.Equal(now, snap) {
+		t.Fatal("the snapshot was written again for one small index file")
+	}
+	// merged: the snapshot holds files that are gone, and is replaced
+	cx := reopen(t, be)
+	if err := cx.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CompactIndex(ctx, cx, 1); err != nil || n == 0 {
+		t.Fatalf("compaction: %d %v", n, err)
+	}
+	same("files merged")
+	if now, _ := os.ReadFile(snapPath(withCacheAt(t, reopen(t, be), root))); bytes.Equal(now, snap) {
+		t.Fatal("the snapshot of merged files was kept")
+	}
+	// a damaged snapshot is removed and the files read
+	os.WriteFile(snapPath(withCacheAt(t, reopen(t, be), root)), []byte("BKIS\x01damaged"), 0o600)
+	same("snapshot damaged")
+	for id, fs := range map[string]files{"backup-a": fileSet(0, 2000, 10), "backup-d": fileSet(9000, 10, 10)} {
+		readBack(t, withCacheAt(t, reopen(t, be), root), id, fs)
+	}
+}
