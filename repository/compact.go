@@ -48,7 +48,7 @@ func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
 	if len(files) <= bound {
 		return 0, nil
 	}
-	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: r.idx.Packs()}); err != nil {
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: r.idx.Packs()}, false); err != nil {
 		return 0, err
 	}
 	if err := r.deleteIndexFiles(ctx, files); err != nil {

@@ -321,7 +321,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			keep = append(keep, p)
 		}
 	}
-	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: loadedIndex, Packs: keep}); err != nil {
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: loadedIndex, Packs: keep}, false); err != nil {
 		return nil, err
 	}
 	// From here on the packs are out of the index, and a writer that
@@ -356,7 +356,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	if err != nil {
 		if len(dropped) > 0 {
-			if _, ierr := r.writeIndexFile(ctx, &IndexFile{Packs: dropped}); ierr != nil {
+			if _, ierr := r.writeIndexFile(ctx, &IndexFile{Packs: dropped}, false); ierr != nil {
 				return nil, fmt.Errorf("gc: %v, and restoring the index of %d packs failed: %w", err, len(dropped), ierr)
 			}
 		}

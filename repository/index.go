@@ -205,9 +205,34 @@ func (ix *Index) reset() {
 func (ix *Index) replace(fresh *Index) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.takeLocked(fresh)
+}
+
+func (ix *Index) takeLocked(fresh *Index) {
 	ix.packs, ix.packByID, ix.blobs, ix.files = fresh.packs, fresh.packByID, fresh.blobs, fresh.files
 	ix.condemned, ix.extra, ix.trees = fresh.condemned, fresh.extra, fresh.trees
 	ix.gen++
+}
+
+// replaceOrAbsorb takes fresh's content as replace does when ix holds
+// nothing; otherwise fresh's packs and files are added to what ix holds.
+func (ix *Index) replaceOrAbsorb(fresh *Index) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.packs) == 0 && len(ix.files) == 0 {
+		ix.takeLocked(fresh)
+		return
+	}
+	ix.addPacksLocked(fresh.Packs())
+	for id := range fresh.files {
+		ix.files[id] = true
+	}
+	for pi := range fresh.condemned {
+		if ix.condemned == nil {
+			ix.condemned = map[uint32]bool{}
+		}
+		ix.condemned[ix.packByID[fresh.packs[pi].id]] = true
+	}
 }
 
 // generation is a number that changes whenever locations may have.

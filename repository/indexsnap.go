@@ -2,6 +2,7 @@ package repository
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // An index snapshot is the client's in-memory index, written to its local
@@ -57,13 +59,11 @@ func (r *Repository) saveIndexSnapshot(ix *Index) {
 	if r.cache == nil {
 		return
 	}
-	ix.mu.Lock() // merges the recent entries into the arrays written
-	defer ix.mu.Unlock()
+	// lookups go on while it is written; additions wait
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
 	if ix.blobs.len() < indexSnapMin {
 		return
-	}
-	if len(ix.blobs.recent) > 0 {
-		ix.blobs.merge()
 	}
 	_ = r.cache.putStream(cacheIndexSnap, indexSnapName, func(w io.Writer) error {
 		return writeIndexSnapshot(w, r.indexAEAD, ix)
@@ -114,20 +114,39 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 			h = append(h, id[:]...)
 		}
 	}
+	// the entries not yet merged into the buckets' arrays (written in
+	// their places: the arrays are not changed under a read lock)
+	var recent [256][]idLoc
+	for id, l := range ix.blobs.recent {
+		recent[id[0]] = append(recent[id[0]], idLoc{id, l})
+	}
 	for i := range ix.blobs.buckets {
-		h = u32(h, uint32(len(ix.blobs.buckets[i].keys)))
+		slices.SortFunc(recent[i], func(a, b idLoc) int { return bytes.Compare(a.id[:], b.id[:]) })
+		h = u32(h, uint32(len(ix.blobs.buckets[i].keys)+len(recent[i])))
 	}
 	put(h)
 	var b []byte
+	entry := func(k uint64, rest [24]byte, l blobLoc) {
+		b = binary.BigEndian.AppendUint64(b, k)
+		b = append(b, rest[:]...)
+		b = u32(u32(u32(u32(b, l.pack), l.offset), l.length), l.rawLength)
+		b = append(b, byte(l.typ))
+	}
 	for i := range ix.blobs.buckets {
 		bk := &ix.blobs.buckets[i]
 		b = b[:0]
+		rec := recent[i]
 		for j, k := range bk.keys {
-			l := bk.locs[j]
-			b = binary.BigEndian.AppendUint64(b, k)
-			b = append(b, bk.rest[j][:]...)
-			b = u32(u32(u32(u32(b, l.pack), l.offset), l.length), l.rawLength)
-			b = append(b, byte(l.typ))
+			for len(rec) > 0 && !splitLess(k, bk.rest[j], rec[0].id) {
+				rk, rr := splitID(rec[0].id)
+				entry(rk, rr, rec[0].loc)
+				rec = rec[1:]
+			}
+			entry(k, bk.rest[j], bk.locs[j])
+		}
+		for _, e := range rec {
+			rk, rr := splitID(e.id)
+			entry(rk, rr, e.loc)
 		}
 		put(b)
 	}
@@ -147,7 +166,11 @@ func (r *Repository) loadIndexSnapshot(listed map[ID]bool) *Index {
 		return nil
 	}
 	defer f.Close()
-	ix, err := readIndexSnapshot(bufio.NewReaderSize(f, 1<<16), r.indexAEAD, listed)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	ix, err := readIndexSnapshot(bufio.NewReaderSize(f, 1<<16), fi.Size(), r.indexAEAD, listed)
 	if err != nil {
 		if !errors.Is(err, errSnapshotStale) {
 			os.Remove(path)
@@ -159,11 +182,13 @@ func (r *Repository) loadIndexSnapshot(listed map[ID]bool) *Index {
 
 var errSnapshotStale = errors.New("index snapshot holds an index file no longer listed")
 
-func readIndexSnapshot(rd io.Reader, aead cipher.AEAD, listed map[ID]bool) (*Index, error) {
+// readIndexSnapshot reads a snapshot of size bytes from rd.
+func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID]bool) (*Index, error) {
 	var hdr [4 + 1 + 16]byte
 	if _, err := io.ReadFull(rd, hdr[:]); err != nil {
 		return nil, err
 	}
+	left := size - int64(len(hdr))
 	if string(hdr[:4]) != indexSnapMagic || hdr[4] != indexSnapVersion {
 		return nil, fmt.Errorf("%w: not an index snapshot", ErrCorrupt)
 	}
@@ -176,9 +201,10 @@ func readIndexSnapshot(rd io.Reader, aead cipher.AEAD, listed map[ID]bool) (*Ind
 			return nil, err
 		}
 		size := binary.LittleEndian.Uint32(n[:])
-		if size > indexSnapMaxChunk {
-			return nil, fmt.Errorf("%w: index snapshot chunk of %d bytes", ErrCorrupt, size)
+		if left -= 4; int64(size) > left || size > indexSnapMaxChunk {
+			return nil, fmt.Errorf("%w: index snapshot chunk of %d bytes, %d left", ErrCorrupt, size, left)
 		}
+		left -= int64(size)
 		if cap(buf) < int(size) {
 			buf = make([]byte, size)
 		}

@@ -45,6 +45,16 @@ func snapTestIndex(t *testing.T, seed int64) (*Index, map[ID]bool) {
 	}
 	ix.preferHealthyLocked()
 	ix.condemned = nil
+	// and a pack added the way a writer adds one: its blobs wait in the
+	// map's recent entries, unmerged
+	ip := IndexPack{ID: randomID(rng), EphPublic: randData(rng.Int63(), 32)}
+	for b := 0; b < 50; b++ {
+		ip.Blobs = append(ip.Blobs, PackEntry{Type: DataBlob, ID: randomID(rng), Offset: uint32(b), Length: 1})
+	}
+	ix.addPackLocked(ip)
+	if len(ix.blobs.recent) == 0 {
+		t.Fatal("the test index should have recent entries")
+	}
 	return ix, listed
 }
 
@@ -81,7 +91,7 @@ func TestIndexSnapshotRoundTrip(t *testing.T) {
 	if err := writeIndexSnapshot(&buf, r.indexAEAD, ix); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readIndexSnapshot(bytes.NewReader(buf.Bytes()), r.indexAEAD, listed)
+	got, err := readIndexSnapshot(bytes.NewReader(buf.Bytes()), int64(buf.Len()), r.indexAEAD, listed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +150,12 @@ func TestIndexSnapshotRefusesWhatItIsNot(t *testing.T) {
 		{"another repository's key", a, other, listed, false},
 		{"a file it holds is gone", a, r, unlisted, true},
 	} {
-		_, err := readIndexSnapshot(bytes.NewReader(c.raw), c.r.indexAEAD, c.listed)
+		_, err := readIndexSnapshot(bytes.NewReader(c.raw), int64(len(c.raw)), c.r.indexAEAD, c.listed)
 		if err == nil || errors.Is(err, errSnapshotStale) != c.stale {
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
-	if _, err := readIndexSnapshot(bytes.NewReader(a), r.indexAEAD, listed); err != nil {
+	if _, err := readIndexSnapshot(bytes.NewReader(a), int64(len(a)), r.indexAEAD, listed); err != nil {
 		t.Fatalf("the intact snapshot: %v", err)
 	}
 }
@@ -221,5 +231,34 @@ func TestIndexSnapshotLoadsWhatTheFilesSay(t *testing.T) {
 	same("snapshot damaged")
 	for id, fs := range map[string]files{"backup-a": fileSet(0, 2000, 10), "backup-d": fileSet(9000, 10, 10)} {
 		readBack(t, withCacheAt(t, reopen(t, be), root), id, fs)
+	}
+}
+
+// A snapshot swapped into a handle that was given a pack meanwhile (its
+// own upload, between the load's start and the swap) keeps that pack.
+func TestSnapshotSwapKeepsWhatTheHandleGained(t *testing.T) {
+	fresh, _ := snapTestIndex(t, 4)
+	own := IndexPack{ID: ID{9}, Blobs: []PackEntry{{Type: DataBlob, ID: ID{1, 2, 3}, Length: 5}}}
+	ix := newIndex()
+	ix.addPack(own)
+	ix.files[ID{7}] = true
+	ix.replaceOrAbsorb(fresh)
+	if !ix.has(ID{1, 2, 3}) || !ix.files[ID{7}] {
+		t.Fatal("the handle's own pack or file was dropped")
+	}
+	for f := range fresh.files {
+		if !ix.files[f] {
+			t.Fatal("a file of the snapshot is missing")
+		}
+	}
+	want := fresh.blobs.len() + 1
+	if ix.blobs.len() != want {
+		t.Fatalf("%d blobs, want %d", ix.blobs.len(), want)
+	}
+	// an empty handle takes the snapshot as it is
+	empty := newIndex()
+	empty.replaceOrAbsorb(fresh)
+	if empty.blobs != fresh.blobs {
+		t.Fatal("an empty handle should take the snapshot whole")
 	}
 }

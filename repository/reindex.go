@@ -153,11 +153,6 @@ func readBounded(ctx context.Context, be storage.Backend, name string, max int64
 
 // addIndex writes an index file for packs and adds them to the index.
 func (r *Repository) addIndex(ctx context.Context, packs []IndexPack) error {
-	if _, err := r.writeIndexFile(ctx, &IndexFile{Packs: packs}); err != nil {
-		return err
-	}
-	for _, p := range packs {
-		r.idx.addPack(p)
-	}
-	return nil
+	_, err := r.writeIndexFile(ctx, &IndexFile{Packs: packs}, true)
+	return err
 }

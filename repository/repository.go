@@ -371,11 +371,11 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	snapped := false
 	if gone || empty {
 		if snap := r.loadIndexSnapshot(listed); snap != nil {
-			ix, snapped, gone = snap, true, true
+			ix, snapped = snap, true
 		} else if gone {
 			ix = newIndex()
 		}
-		if gone {
+		if ix != r.idx {
 			names = names[:0]
 			for id := range listed {
 				if !ix.files[id] {
@@ -430,8 +430,13 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	if err := r.excludeCondemned(ctx, ix); err != nil {
 		return false, err
 	}
-	if gone {
+	switch {
+	case gone:
 		r.idx.replace(ix)
+	case snapped:
+		// the handle was empty; what it was given meanwhile (a pack
+		// this process stored) is kept
+		r.idx.replaceOrAbsorb(ix)
 	}
 	if len(names) > 0 && (!snapped || len(names) >= indexSnapFiles || readBlobs*indexSnapShare >= r.idx.Len()) {
 		r.saveIndexSnapshot(r.idx)
@@ -467,7 +472,11 @@ func (r *Repository) readIndexFile(ctx context.Context, id ID) (*IndexFile, erro
 	return f, nil
 }
 
-func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
+// writeIndexFile stores f and marks it loaded; with add, its packs are
+// added to the index in the same step (an index file marked loaded before
+// its packs are in could be saved so in a snapshot, and its packs then
+// never read again).
+func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile, add bool) (ID, error) {
 	raw := encodeIndexFile(r.indexAEAD, f)
 	id := ID(sha256.Sum256(raw))
 	if err := r.be.Put(ctx, "index/"+id.String(), bytes.NewReader(raw), int64(len(raw))); err != nil {
@@ -475,6 +484,11 @@ func (r *Repository) writeIndexFile(ctx context.Context, f *IndexFile) (ID, erro
 	}
 	r.cache.put(cacheIndex, id.String(), raw)
 	r.idx.mu.Lock()
+	if add {
+		for _, p := range f.Packs {
+			r.idx.addPackLocked(p)
+		}
+	}
 	r.idx.files[id] = true
 	r.idx.mu.Unlock()
 	return id, nil
@@ -628,11 +642,10 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 		r.cache.put(cacheTrees, id.String(), buf)
 	}
 	ip := IndexPack{ID: id, EphPublic: s.ephPublic, Blobs: p.entries}
-	ixID, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{ip}})
+	ixID, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{ip}}, true)
 	if err != nil {
 		return err
 	}
-	r.idx.addPack(ip)
 	r.wmu.Lock()
 	for _, e := range p.entries {
 		delete(r.pending, e.ID)
@@ -738,7 +751,7 @@ func (r *Repository) compactIndex(ctx context.Context, packs []IndexPack, files 
 	if len(files) < compactMinFiles {
 		return nil
 	}
-	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: packs}); err != nil {
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: packs}, false); err != nil {
 		return err
 	}
 	for _, f := range files {
