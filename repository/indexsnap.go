@@ -290,8 +290,10 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 			copy(bk.rest[j][:], e[8:32])
 			l := blobLoc{pack: binary.LittleEndian.Uint32(e[32:]), offset: binary.LittleEndian.Uint32(e[36:]),
 				length: binary.LittleEndian.Uint32(e[40:]), rawLength: binary.LittleEndian.Uint32(e[44:]), typ: BlobType(e[48])}
-			if !packOK(l.pack) || (j > 0 && !splitLess(bk.keys[j-1], bk.rest[j-1], joinID(bk.keys[j], bk.rest[j]))) ||
-				byte(joinID(bk.keys[j], bk.rest[j])[0]) != byte(i) {
+			// in the bucket, after the one before
+			k := bk.keys[j]
+			inOrder := j == 0 || bk.keys[j-1] < k || (bk.keys[j-1] == k && bytes.Compare(bk.rest[j-1][:], bk.rest[j][:]) < 0)
+			if !packOK(l.pack) || !inOrder || byte(k>>56) != byte(i) {
 				return nil, fmt.Errorf("%w: index snapshot bucket %d", ErrCorrupt, i)
 			}
 			bk.locs[j] = l

@@ -262,3 +262,28 @@ func TestSnapshotSwapKeepsWhatTheHandleGained(t *testing.T) {
 		t.Fatal("an empty handle should take the snapshot whole")
 	}
 }
+
+func BenchmarkIndexSnapshotRead(b *testing.B) {
+	r, _ := newTestRepo(b)
+	rng := rand.New(rand.NewSource(3))
+	ix := newIndex()
+	var ps []IndexPack
+	for p := 0; p < 1000; p++ {
+		ip := IndexPack{ID: randomID(rng), EphPublic: randData(int64(p), 32)}
+		for i := 0; i < 70; i++ {
+			ip.Blobs = append(ip.Blobs, PackEntry{ID: randomID(rng), Length: 100, Type: BlobType(i % 2)})
+		}
+		ps = append(ps, ip)
+	}
+	ix.addPacksLocked(ps)
+	var buf bytes.Buffer
+	if err := writeIndexSnapshot(&buf, r.indexAEAD, ix); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := readIndexSnapshot(bytes.NewReader(buf.Bytes()), int64(buf.Len()), r.indexAEAD, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
