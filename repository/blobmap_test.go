@@ -22,7 +22,7 @@ func TestBlobMapIsAMap(t *testing.T) {
 			rng.Read(id[:])
 			ids = append(ids, id)
 		}
-		l := blobLoc{pack: uint32(i), offset: rng.Uint32(), length: uint32(i % 977), typ: BlobType(i % 2)}
+		l := blobLoc{pack: uint32(i), offset: rng.Uint32(), length: uint32(i % 977), typ: BlobType(1 + i%2)}
 		m.set(id, l)
 		want[id] = l
 		if i%997 == 0 {
@@ -125,10 +125,10 @@ func TestIndexBatchesAddAsOneByOne(t *testing.T) {
 		for b := 0; b < 1+rng.Intn(400); b++ {
 			id := randomID(rng)
 			if len(seen) > 0 && rng.Intn(10) == 0 {
-				id = seen[rng.Intn(len(seen))] // a copy of a blob in an earlier pack (or this one)
+				id = seen[rng.Intn(len(seen))] // a copy of a blob in an earlier pack (or this one); the type goes with the id
 			}
 			seen = append(seen, id)
-			ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(b % 2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
+			ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(1 + id[31]%2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
 		}
 		if p%50 == 7 {
 			packs = append(packs, packs[rng.Intn(len(packs))]) // a pack listed twice

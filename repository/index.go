@@ -467,7 +467,12 @@ func (ix *Index) treeLocsInPack(pack ID) []BlobLocation {
 	p := ix.packs[pi]
 	var out []BlobLocation
 	var extra map[ID]PackEntry // copies also stored elsewhere, by id
+	seen := make(map[ID]bool, len(ix.trees[pi]))
 	for _, id := range ix.trees[pi] {
+		if seen[id] {
+			continue // listed twice in its pack
+		}
+		seen[id] = true
 		if l, ok := ix.blobs.get(id); ok && l.pack == pi {
 			out = append(out, BlobLocation{Pack: p.id, EphPublic: p.ephPublic,
 				PackEntry: PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength}})

@@ -33,7 +33,7 @@ import (
 // each a 4-byte little-endian length and the sealed chunk.
 const (
 	indexSnapMagic   = "BKIS"
-	indexSnapVersion = 1
+	indexSnapVersion = 2
 	cacheIndexSnap   = "index-snapshot"
 	indexSnapName    = "snapshot"
 	// snapshots are written when a load read at least this many index
@@ -87,7 +87,9 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 		bw.Write(sealed)
 	}
 	u32 := binary.LittleEndian.AppendUint32
-	// header: files, packs, extra entries, trees per pack, bucket sizes
+	// header: files, packs, extra entries, bucket sizes (each pack's
+	// trees are not written: they are the trees located in it, in the
+	// buckets or in extra, and are found again while reading)
 	h := u32(nil, uint32(len(ix.files)))
 	for id := range ix.files {
 		h = append(h, id[:]...)
@@ -105,13 +107,6 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 			h = append(h, byte(e.Type))
 			h = append(h, e.ID[:]...)
 			h = u32(u32(u32(h, e.Offset), e.Length), e.RawLength)
-		}
-	}
-	h = u32(h, uint32(len(ix.trees)))
-	for pi, ids := range ix.trees {
-		h = u32(u32(h, pi), uint32(len(ids)))
-		for _, id := range ids {
-			h = append(h, id[:]...)
 		}
 	}
 	// the entries not yet merged into the buckets' arrays (written in
@@ -254,17 +249,11 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 			ix.extra = map[uint32][]PackEntry{}
 		}
 		ix.extra[pi] = es
-	}
-	for n := p.u32(); n > 0 && p.ok(); n-- {
-		pi, m := p.u32(), p.u32()
-		if !packOK(pi) || uint64(m)*32 > uint64(len(p.b)) {
-			return nil, fmt.Errorf("%w: index snapshot header", ErrCorrupt)
+		for _, e := range es {
+			if e.Type == TreeBlob {
+				ix.trees[pi] = append(ix.trees[pi], e.ID)
+			}
 		}
-		ids := make([]ID, 0, m)
-		for ; m > 0; m-- {
-			ids = append(ids, p.id())
-		}
-		ix.trees[pi] = ids
 	}
 	var sizes [256]uint32
 	for i := range sizes {
@@ -297,6 +286,9 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 				return nil, fmt.Errorf("%w: index snapshot bucket %d", ErrCorrupt, i)
 			}
 			bk.locs[j] = l
+			if l.typ == TreeBlob {
+				ix.trees[l.pack] = append(ix.trees[l.pack], joinID(k, bk.rest[j]))
+			}
 		}
 		ix.blobs.sorted += n
 	}

@@ -31,7 +31,7 @@ func snapTestIndex(t *testing.T, seed int64) (*Index, map[ID]bool) {
 					id = seen[rng.Intn(len(seen))]
 				}
 				seen = append(seen, id)
-				ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(b % 2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
+				ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(1 + id[31]%2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
 			}
 			ps = append(ps, ip)
 		}
@@ -75,6 +75,7 @@ func indexContent(ix *Index) map[string]any {
 	trees := map[ID][]BlobLocation{}
 	for _, p := range ix.packs {
 		if ls := ix.treeLocsInPack(p.id); len(ls) > 0 {
+			sort.Slice(ls, func(i, j int) bool { return bytes.Compare(ls[i].ID[:], ls[j].ID[:]) < 0 })
 			trees[p.id] = ls
 		}
 	}
@@ -84,8 +85,8 @@ func indexContent(ix *Index) map[string]any {
 func TestIndexSnapshotRoundTrip(t *testing.T) {
 	r, _ := newTestRepo(t)
 	ix, listed := snapTestIndex(t, 1)
-	if len(ix.extra) == 0 {
-		t.Fatal("the test index should have copies")
+	if len(ix.extra) == 0 || len(ix.trees) == 0 {
+		t.Fatal("the test index should have copies and trees")
 	}
 	var buf bytes.Buffer
 	if err := writeIndexSnapshot(&buf, r.indexAEAD, ix); err != nil {
@@ -96,6 +97,11 @@ func TestIndexSnapshotRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want, have := indexContent(ix), indexContent(got); !reflect.DeepEqual(want, have) {
+		for k := range want {
+			if !reflect.DeepEqual(want[k], have[k]) {
+				t.Errorf("%s differs", k)
+			}
+		}
 		t.Fatal("the snapshot read back is not the index written")
 	}
 	// more packs merge into it as into the index it was made from
@@ -271,7 +277,7 @@ func BenchmarkIndexSnapshotRead(b *testing.B) {
 	for p := 0; p < 1000; p++ {
 		ip := IndexPack{ID: randomID(rng), EphPublic: randData(int64(p), 32)}
 		for i := 0; i < 70; i++ {
-			ip.Blobs = append(ip.Blobs, PackEntry{ID: randomID(rng), Length: 100, Type: BlobType(i % 2)})
+			ip.Blobs = append(ip.Blobs, PackEntry{ID: randomID(rng), Length: 100, Type: BlobType(1 + i%2)})
 		}
 		ps = append(ps, ip)
 	}
