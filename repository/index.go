@@ -252,8 +252,7 @@ func (ix *Index) addPackLocked(p IndexPack) {
 	ix.gen++
 	pi := ix.packPos(p)
 	for _, b := range p.Blobs {
-		if old, dup := ix.blobs.get(b.ID); dup {
-			ix.addDuplicateLocked(pi, b, old)
+		if old, dup := ix.blobs.get(b.ID); dup && !ix.addDuplicateLocked(pi, b, old) {
 			continue
 		}
 		ix.blobs.set(b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type})
@@ -276,18 +275,19 @@ func (ix *Index) packPos(p IndexPack) uint32 {
 	return pi
 }
 
-// addDuplicateLocked adds blob b of pack pi, already located at old.
-func (ix *Index) addDuplicateLocked(pi uint32, b PackEntry, old blobLoc) {
-	if old.pack == pi {
-		return
-	}
-	if !ix.condemned[old.pack] {
+// addDuplicateLocked adds blob b of pack pi, already located at old, to
+// the extra entries, and reports whether b's location is to be the blob's
+// location instead (old's pack is condemned; old is then kept as extra).
+func (ix *Index) addDuplicateLocked(pi uint32, b PackEntry, old blobLoc) (moves bool) {
+	switch {
+	case old.pack == pi:
+		return false
+	case !ix.condemned[old.pack]:
 		ix.addExtra(pi, b)
-		return
+		return false
 	}
-	// the blob moves to this pack; the condemned one keeps it as extra
 	ix.addExtra(old.pack, idLoc{b.ID, old}.entry())
-	ix.blobs.set(b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type})
+	return true
 }
 
 func (ix *Index) addExtra(pi uint32, b PackEntry) {
@@ -367,21 +367,17 @@ func (ix *Index) addPacksLocked(ps []IndexPack) {
 	ids, locs := make([]ID, 0, len(es)), make([]blobLoc, 0, len(es))
 	for i, e := range es {
 		if i > 0 && es[i-1].id == e.id && len(ids) > 0 && ids[len(ids)-1] == e.id {
-			// a later copy of a blob first met in this batch (not yet in
-			// the map): addDuplicateLocked's rules, on locs
-			old := &locs[len(locs)-1]
-			switch {
-			case old.pack == e.loc.pack:
-			case !ix.condemned[old.pack]:
-				ix.addExtra(e.loc.pack, e.entry())
-			default:
-				ix.addExtra(old.pack, idLoc{e.id, *old}.entry())
+			// a later copy of a blob first met in this batch (located
+			// in locs, not yet in the map)
+			if old := &locs[len(locs)-1]; ix.addDuplicateLocked(e.loc.pack, e.entry(), *old) {
 				*old = e.loc
 			}
 			continue
 		}
 		if old, dup := ix.blobs.get(e.id); dup {
-			ix.addDuplicateLocked(e.loc.pack, e.entry(), old)
+			if ix.addDuplicateLocked(e.loc.pack, e.entry(), old) {
+				ix.blobs.set(e.id, e.loc)
+			}
 			continue
 		}
 		ids, locs = append(ids, e.id), append(locs, e.loc)
