@@ -177,7 +177,12 @@ var ErrCorrupt = errors.New("repository data is corrupt")
 
 // decompress decodes a blob plaintext (codec byte + payload). rawLen is the
 // expected decoded length when known (from the index), or -1.
-func decompress(src []byte, rawLen int) ([]byte, error) {
+func decompress(src []byte, rawLen int) ([]byte, error) { return decompressInto(nil, src, rawLen) }
+
+// decompressInto is decompress writing into dst's array when its capacity
+// holds rawLen bytes (the result may also alias src: a blob stored
+// uncompressed is returned in place).
+func decompressInto(dst, src []byte, rawLen int) ([]byte, error) {
 	if len(src) < 1 {
 		return nil, fmt.Errorf("%w: empty blob", ErrCorrupt)
 	}
@@ -199,7 +204,11 @@ func decompress(src []byte, rawLen int) ([]byte, error) {
 	case CompressZstd:
 		_, dec := zstdCodecs()
 		if rawLen >= 0 {
-			out, err = zstdDecCap.DecodeAll(payload, make([]byte, 0, rawLen))
+			if cap(dst) < rawLen {
+				dst = make([]byte, 0, rawLen)
+			}
+			// capped at rawLen: the decoder stops at the capacity
+			out, err = zstdDecCap.DecodeAll(payload, dst[:0:rawLen])
 		} else {
 			out, err = dec.DecodeAll(payload, nil)
 		}
@@ -219,7 +228,10 @@ func decompress(src []byte, rawLen int) ([]byte, error) {
 		if rawLen < 0 {
 			return nil, fmt.Errorf("%w: lz4 blob without a known length", ErrCorrupt)
 		}
-		out = make([]byte, rawLen)
+		if cap(dst) < rawLen {
+			dst = make([]byte, rawLen)
+		}
+		out = dst[:rawLen]
 		var n int
 		n, err = lz4.UncompressBlock(payload, out)
 		if err == nil && n != rawLen {

@@ -371,7 +371,7 @@ func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[
 	var blobs []blob
 	bad := 0
 	var firstBad error
-	err = readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
+	err = readSealed(rc, start, locs, false, func(l BlobLocation, sealed []byte) error {
 		if sealed == nil {
 			return nil // listed twice
 		}

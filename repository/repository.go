@@ -913,6 +913,14 @@ func (r *Repository) packGone(ctx context.Context, pack ID, err error) bool {
 }
 
 func (r *Repository) decodeBlob(loc BlobLocation, sealed []byte) ([]byte, error) {
+	return r.decodeBlobInto(loc, sealed, nil)
+}
+
+// decodeBlobInto is decodeBlob decompressing into *buf when it is large
+// enough (and growing it when not), so a caller that is done with each
+// blob before the next does not allocate one buffer per blob. The result
+// may alias *buf or sealed. buf nil: a new buffer.
+func (r *Repository) decodeBlobInto(loc BlobLocation, sealed []byte, buf *[]byte) ([]byte, error) {
 	aead, err := r.session(loc.EphPublic)
 	if err != nil {
 		return nil, &BlobError{loc.Pack, loc.ID, err}
@@ -921,7 +929,14 @@ func (r *Repository) decodeBlob(loc BlobLocation, sealed []byte) ([]byte, error)
 	if err != nil {
 		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: does not authenticate", ErrCorrupt)}
 	}
-	data, err := decompress(plain, int(loc.RawLength))
+	var dst []byte
+	if buf != nil {
+		if need := int(loc.RawLength); cap(*buf) < need && need <= maxBlobPlaintext {
+			*buf = make([]byte, need)
+		}
+		dst = *buf
+	}
+	data, err := decompressInto(dst, plain, int(loc.RawLength))
 	if err != nil {
 		return nil, &BlobError{loc.Pack, loc.ID, err}
 	}
@@ -938,6 +953,8 @@ func (r *Repository) Lookup(id ID) (BlobLocation, bool) { return r.idx.lookup(id
 // and calls fn with each blob's verified plaintext, in offset order. A blob
 // that fails to decode is passed to fn with its error, and the rest still
 // follow. locs must all name the same pack; a blob may appear more than once.
+// The plaintext is valid only until fn returns: its buffer is reused for
+// the next blob (fn copies what it keeps).
 func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn func(BlobLocation, []byte, error) error) error {
 	if len(locs) == 0 {
 		return nil
@@ -959,11 +976,11 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 		return &BlobError{pack, locs[0].ID, err}
 	}
 	defer rc.Close()
-	var data []byte
+	var data, plain []byte
 	var derr error
-	return readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
+	return readSealed(rc, start, locs, true, func(l BlobLocation, sealed []byte) error {
 		if sealed != nil {
-			data, derr = r.decodeBlob(l, sealed)
+			data, derr = r.decodeBlobInto(l, sealed, &plain)
 		}
 		return fn(l, data, derr)
 	})
@@ -982,8 +999,11 @@ func (r *Repository) openSpan(ctx context.Context, locs []BlobLocation) (rc io.R
 // readSealed walks locs (sorted by offset, all in one pack) in rc, which
 // starts at offset pos of the pack, and calls each with every blob's
 // sealed bytes, or with nil for a blob listed again right after itself.
-func readSealed(rc io.Reader, pos int64, locs []BlobLocation, each func(BlobLocation, []byte) error) error {
+// With reuse, the bytes are valid only until each returns (one buffer
+// serves every blob); otherwise each blob has its own.
+func readSealed(rc io.Reader, pos int64, locs []BlobLocation, reuse bool, each func(BlobLocation, []byte) error) error {
 	pack := locs[0].Pack
+	var buf []byte
 	for i, l := range locs {
 		if l.Pack != pack {
 			return fmt.Errorf("ReadPackBlobs: blobs from several packs")
@@ -1002,7 +1022,10 @@ func readSealed(rc io.Reader, pos int64, locs []BlobLocation, each func(BlobLoca
 				return &BlobError{pack, l.ID, err}
 			}
 		}
-		sealed := make([]byte, l.Length)
+		if !reuse || cap(buf) < int(l.Length) {
+			buf = make([]byte, l.Length)
+		}
+		sealed := buf[:l.Length]
 		if _, err := io.ReadFull(rc, sealed); err != nil {
 			return &BlobError{pack, l.ID, err}
 		}

@@ -103,7 +103,7 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		var rc io.ReadCloser
 		var start int64
 		if rc, start, err = r.openSpan(ctx, locs); err == nil {
-			err = readSealed(rc, start, locs, func(l BlobLocation, sealed []byte) error {
+			err = readSealed(rc, start, locs, false, func(l BlobLocation, sealed []byte) error {
 				if sealed != nil {
 					got[l.ID] = sealedTree{l, sealed}
 				}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"os"
@@ -654,7 +655,16 @@ var batchBlobs = 16384
 type target struct {
 	e   *entry
 	off int64
+	sum *uint64 // where the written chunk's checksum goes (see sums)
 }
+
+// sums are what the written chunks of a batch's files hashed to, each
+// file's chunks in order: the re-read after the last write compares the
+// file with them. The blobs were authenticated and their ids checked as
+// they were decoded; the re-read only has to show that the file holds
+// exactly those bytes, so a 64-bit keyed hash (seeded per restore) does
+// at memory speed what recomputing the blob ids did at SHA-256's.
+type sums map[*entry][]uint64
 
 // testHook, when set by a test, runs before the named step on an entry
 // (to race the restore at exactly that point).
@@ -886,6 +896,8 @@ type blobAt struct {
 func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
 	targets := map[blobAt][]target{} // where each blob goes
+	written := sums{}
+	seed := maphash.MakeSeed()
 	for _, e := range files {
 		// Files with content are created by the workers, in parallel, when
 		// their first blob arrives; empty ones here.
@@ -894,16 +906,25 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 			if err != nil {
 				return fmt.Errorf("creating %s/%s: %w", e.ct.name, e.rel, err)
 			}
-			r.finishFile(e, fd, nil)
+			r.finishFile(e, fd, nil, verifyBlobs{})
 			r.filesDone.Add(1)
 		}
 		var off int64
-		for _, l := range e.locs {
+		var es []uint64
+		if !r.opts.NoVerify && len(e.locs) > 0 {
+			es = make([]uint64, len(e.locs))
+			written[e] = es
+		}
+		for i, l := range e.locs {
 			k := blobAt{l.Pack, l.Offset}
 			if _, ok := targets[k]; !ok {
 				byPack[l.Pack] = append(byPack[l.Pack], l)
 			}
-			targets[k] = append(targets[k], target{e: e, off: off})
+			t := target{e: e, off: off}
+			if es != nil {
+				t.sum = &es[i]
+			}
+			targets[k] = append(targets[k], t)
 			off += int64(l.RawLength)
 		}
 	}
@@ -926,11 +947,20 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 			var vbuf []byte
 			for pack := range jobs {
 				err := r.repo.ReadPackBlobs(ctx, byPack[pack], func(l repository.BlobLocation, data []byte, derr error) error {
+					var h uint64
+					if derr == nil && !r.opts.NoVerify {
+						h = maphash.Bytes(seed, data)
+					}
 					for _, t := range targets[blobAt{l.Pack, l.Offset}] {
 						if derr == nil && !t.e.failed.Load() {
 							derr = fc.writeAt(t.e, data, t.off)
 							if derr == nil {
 								r.bytesDone.Add(int64(len(data)))
+								if t.sum != nil {
+									// read by the finishing writer after the
+									// remaining count below reaches 0
+									*t.sum = h
+								}
 							}
 						}
 						if derr != nil {
@@ -949,7 +979,7 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 									vbuf = make([]byte, need)
 								}
 							}
-							r.finishFile(t.e, fc.take(t.e), vbuf)
+							r.finishFile(t.e, fc.take(t.e), vbuf, verifyBlobs{seed: seed, sums: written[t.e]})
 							r.filesDone.Add(1)
 						}
 					}
@@ -1173,7 +1203,7 @@ func allZero(b []byte) bool {
 // fails, and otherwise sets its metadata, through the same descriptor.
 // Running it in the writing workers keeps the re-read parallel and on hot
 // pages.
-func (r *restorer) finishFile(e *entry, fd int, buf []byte) {
+func (r *restorer) finishFile(e *entry, fd int, buf []byte, v verifyBlobs) {
 	if e.failed.Load() {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -1190,7 +1220,7 @@ func (r *restorer) finishFile(e *entry, fd int, buf []byte) {
 	}
 	defer unix.Close(fd)
 	if !r.opts.NoVerify {
-		if err := r.verifyFile(e, fd, buf); err != nil {
+		if err := r.verifyFile(e, fd, buf, v); err != nil {
 			r.fileFailed(e, err)
 			return
 		}
@@ -1253,16 +1283,31 @@ func (r *restorer) fileFailed(e *entry, err error) {
 	r.failFile(e, err)
 }
 
+// verifyBlobs is what a re-read compares a file's chunks with: the
+// checksums taken as they were written (sums, one per chunk), or, with
+// sums nil, the backup's blob ids.
+type verifyBlobs struct {
+	seed maphash.Seed
+	sums []uint64
+}
+
 // verifyFile reads the file open at fd from the start and checks it
 // against e's chunks.
-func (r *restorer) verifyFile(e *entry, fd int, buf []byte) error {
+func (r *restorer) verifyFile(e *entry, fd int, buf []byte, v verifyBlobs) error {
+	if v.sums != nil && len(v.sums) != len(e.locs) {
+		return fmt.Errorf("verify: %d checksums for %d chunks", len(v.sums), len(e.locs))
+	}
 	var off int64
 	for i, l := range e.locs {
 		b := buf[:l.RawLength]
 		if _, err := preadFull(fd, b, off); err != nil {
 			return fmt.Errorf("verify: chunk %d: %w", i, err)
 		}
-		if r.repo.BlobID(b) != e.node.Content[i] {
+		if v.sums != nil {
+			if maphash.Bytes(v.seed, b) != v.sums[i] {
+				return fmt.Errorf("verify: chunk %d does not match the backup", i)
+			}
+		} else if r.repo.BlobID(b) != e.node.Content[i] {
 			return fmt.Errorf("verify: chunk %d does not match the backup", i)
 		}
 		off += int64(l.RawLength)

@@ -75,7 +75,7 @@ func (r *restorer) verifyTree(ctx context.Context) (*Result, error) {
 				}
 				fd, err := r.openOwn(e, unix.O_RDONLY)
 				if err == nil {
-					err = r.verifyFile(e, fd, buf[:cap(buf)])
+					err = r.verifyFile(e, fd, buf[:cap(buf)], verifyBlobs{})
 					unix.Close(fd)
 				}
 				if err != nil {
