@@ -69,8 +69,10 @@ func TestRereadCatchesAFileChangedAfterItsWrite(t *testing.T) {
 
 	tamper := map[string]func(p string) error{
 		"first byte": func(p string) error { return writeAt(p, []byte{^files["big"][0]}, 0) },
-		"last chunk": func(p string) error { return writeAt(p, []byte{^files["big"][len(files["big"])-1]}, int64(len(files["big"])-1)) },
-		"longer":     func(p string) error { return writeAt(p, []byte("x"), int64(len(files["big"]))) },
+		"last chunk": func(p string) error {
+			return writeAt(p, []byte{^files["big"][len(files["big"])-1]}, int64(len(files["big"])-1))
+		},
+		"longer": func(p string) error { return writeAt(p, []byte("x"), int64(len(files["big"]))) },
 	}
 	for what, change := range tamper {
 		dst := t.TempDir()
