@@ -110,6 +110,27 @@ func (c *Cache) get(kind, name string, valid func([]byte) bool) ([]byte, bool) {
 	return b, true
 }
 
+// readAt reads n bytes at off of a cached object without reading the rest
+// of it: false when it is not cached or is too short.
+func (c *Cache) readAt(kind, name string, off int64, n int) ([]byte, bool) {
+	if c == nil || !validCacheName(name) {
+		return nil, false
+	}
+	f, err := os.Open(c.path(kind, name))
+	if err != nil {
+		c.misses.Add(1)
+		return nil, false
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		c.misses.Add(1)
+		return nil, false
+	}
+	c.hits.Add(1)
+	return b, true
+}
+
 // getByHash returns a cached object whose SHA-256 is its name.
 func (c *Cache) getByHash(kind string, id ID) ([]byte, bool) {
 	return c.get(kind, id.String(), func(b []byte) bool { return sha256.Sum256(b) == id })

@@ -395,3 +395,62 @@ func mustLoadManifest(t *testing.T, be storage.Backend, id string) *Manifest {
 	}
 	return m
 }
+
+// A tree whose pack the local cache holds is read alone from it: no
+// request, and the pack's other trees are not loaded (after a long history
+// an incremental backup's parent needs a few trees from each of several
+// repacked tree packs of megabytes). A pack not cached yet is fetched
+// whole once, cached, and serves its other trees from memory.
+func TestCachedTreeIsReadAloneFromItsPack(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	var ids []ID
+	for i := 0; i < 50; i++ {
+		id, err := r.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: fmt.Sprint("f", i), Type: NodeFile, Size: uint64(i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fb := fault.New(be)
+	root := t.TempDir()
+	open := func() *Repository {
+		x := withCacheAt(t, reopen(t, fb), root)
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	first, _ := r.Lookup(ids[0])
+	if last, _ := r.Lookup(ids[49]); last.Pack != first.Pack {
+		t.Fatal("the trees are not in one pack")
+	}
+	x := open()
+	if n := gets(fb, func() { mustLoadTree(t, x, ids[0], "f0") }); n != 1 {
+		t.Fatalf("first read: %d requests, want the pack's one", n)
+	}
+	if n := gets(fb, func() { mustLoadTree(t, x, ids[1], "f1") }); n != 0 {
+		t.Fatalf("a tree of the same pack: %d requests", n)
+	}
+	if len(x.trees.blobs) != 50 {
+		t.Fatalf("%d trees kept from the fetched pack, want 50", len(x.trees.blobs))
+	}
+	y := open()
+	if n := gets(fb, func() { mustLoadTree(t, y, ids[7], "f7") }); n != 0 {
+		t.Fatalf("from the cached pack: %d requests", n)
+	}
+	if len(y.trees.blobs) != 0 {
+		t.Fatalf("%d trees loaded into memory to read one", len(y.trees.blobs))
+	}
+}
+
+func mustLoadTree(t *testing.T, r *Repository, id ID, name string) {
+	t.Helper()
+	tree, err := r.LoadTree(context.Background(), id)
+	if err != nil || len(tree.Nodes) != 1 || tree.Nodes[0].Name != name {
+		t.Fatalf("tree %s: %v %v", id.Short(), tree, err)
+	}
+}

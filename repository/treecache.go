@@ -16,7 +16,8 @@ import (
 // a miss it reads every tree blob of the missing blob's pack in one ranged
 // read: walking a backup's trees then costs one request per tree pack
 // instead of one per directory, which is what makes incremental backups
-// and restores fast on S3 and cold disks.
+// and restores fast on S3 and cold disks. A pack that is already in the
+// local cache is not read whole again: each tree is read from it alone.
 type treeCache struct {
 	mu    sync.Mutex
 	blobs map[ID]sealedTree
@@ -48,11 +49,26 @@ const treeCacheMax = 32 << 20
 func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	c := &r.trees
 	c.mu.Lock()
+	st, ok := c.blobs[id]
+	c.mu.Unlock()
+	if ok {
+		return r.decodeTree(ctx, st, false)
+	}
+	// A tree pack the local cache holds: this tree alone is read from it.
+	// After a long history the few trees an incremental backup's parent
+	// needs lie in several repacked tree packs of megabytes each, and
+	// reading those whole cost more than the rest of the backup.
+	if loc, ok := r.idx.lookup(id); ok && loc.Type == TreeBlob && r.cache != nil {
+		if sealed, ok := r.cache.readAt(cacheTrees, loc.Pack.String(), int64(loc.Offset), int(loc.Length)); ok {
+			return r.decodeTree(ctx, sealedTree{loc, sealed}, true)
+		}
+	}
+	c.mu.Lock()
 	var loc BlobLocation
 	for {
 		if st, ok := c.blobs[id]; ok {
 			c.mu.Unlock()
-			return r.decodeTree(ctx, st)
+			return r.decodeTree(ctx, st, false)
 		}
 		var ok bool
 		loc, ok = r.idx.lookup(id)
@@ -128,16 +144,21 @@ func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 		}
 	}
 	c.mu.Unlock()
-	return r.decodeTree(ctx, st)
+	return r.decodeTree(ctx, st, false)
 }
 
 // decodeTree decodes a tree the cache holds. Its pack was read from the
 // local cache without hashing it whole (a tree pack of 5 MiB cost more to
 // hash than its trees to decode, on every backup): each tree is checked
 // by its own authentication and id instead, and one that fails drops its
-// pack from both caches and is read from the storage.
-func (r *Repository) decodeTree(ctx context.Context, st sealedTree) ([]byte, error) {
-	data, err := r.decodeBlob(st.loc, append([]byte(nil), st.sealed...))
+// pack from both caches and is read from the storage. owned: st.sealed is
+// the caller's to decrypt in place (otherwise the cache's, copied first).
+func (r *Repository) decodeTree(ctx context.Context, st sealedTree, owned bool) ([]byte, error) {
+	sealed := st.sealed
+	if !owned {
+		sealed = append([]byte(nil), sealed...)
+	}
+	data, err := r.decodeBlob(st.loc, sealed)
 	if err == nil || !errors.Is(err, ErrCorrupt) {
 		return data, err
 	}
