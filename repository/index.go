@@ -182,6 +182,10 @@ type Index struct {
 	// them (each is at that pack, in blobs or in extra): what reading a
 	// tree pack needs, without walking every blob
 	trees map[uint32][]ID
+	// treesPartial: trees may lack packs' trees (an index read from a
+	// snapshot, which does not store them); the first treeLocsInPack
+	// finds them all again from the blobs' types
+	treesPartial bool
 	// gen changes whenever a location may have changed (caches of
 	// locations compare it).
 	gen uint64
@@ -196,7 +200,7 @@ func (ix *Index) reset() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.packs, ix.packByID, ix.blobs, ix.files = nil, map[ID]uint32{}, newBlobMap(), map[ID]bool{}
-	ix.condemned, ix.extra, ix.trees = nil, nil, map[uint32][]ID{}
+	ix.condemned, ix.extra, ix.trees, ix.treesPartial = nil, nil, map[uint32][]ID{}, false
 	ix.gen++
 }
 
@@ -210,7 +214,7 @@ func (ix *Index) replace(fresh *Index) {
 
 func (ix *Index) takeLocked(fresh *Index) {
 	ix.packs, ix.packByID, ix.blobs, ix.files = fresh.packs, fresh.packByID, fresh.blobs, fresh.files
-	ix.condemned, ix.extra, ix.trees = fresh.condemned, fresh.extra, fresh.trees
+	ix.condemned, ix.extra, ix.trees, ix.treesPartial = fresh.condemned, fresh.extra, fresh.trees, fresh.treesPartial
 	ix.gen++
 }
 
@@ -454,6 +458,7 @@ func (ix *Index) Len() int {
 
 // treeLocsInPack returns where the tree blobs stored in pack are.
 func (ix *Index) treeLocsInPack(pack ID) []BlobLocation {
+	ix.findTrees()
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	pi, ok := ix.packByID[pack]
@@ -485,6 +490,37 @@ func (ix *Index) treeLocsInPack(pack ID) []BlobLocation {
 		}
 	}
 	return out
+}
+
+// findTrees lists every pack's trees again when they may be incomplete:
+// once per index read from a snapshot, and only when a tree pack is read
+// whole (one not in the local cache yet).
+func (ix *Index) findTrees() {
+	ix.mu.RLock()
+	partial := ix.treesPartial
+	ix.mu.RUnlock()
+	if !partial {
+		return
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if !ix.treesPartial {
+		return
+	}
+	trees := map[uint32][]ID{}
+	ix.blobs.each(func(id ID, l blobLoc) {
+		if l.typ == TreeBlob {
+			trees[l.pack] = append(trees[l.pack], id)
+		}
+	})
+	for pi, es := range ix.extra {
+		for _, e := range es {
+			if e.Type == TreeBlob {
+				trees[pi] = append(trees[pi], e.ID)
+			}
+		}
+	}
+	ix.trees, ix.treesPartial = trees, false
 }
 
 // Packs returns every indexed pack with its entries.

@@ -89,7 +89,7 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 	u32 := binary.LittleEndian.AppendUint32
 	// header: files, packs, extra entries, bucket sizes (each pack's
 	// trees are not written: they are the trees located in it, in the
-	// buckets or in extra, and are found again while reading)
+	// buckets or in extra, and are found again when first needed)
 	h := u32(nil, uint32(len(ix.files)))
 	for id := range ix.files {
 		h = append(h, id[:]...)
@@ -249,11 +249,6 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 			ix.extra = map[uint32][]PackEntry{}
 		}
 		ix.extra[pi] = es
-		for _, e := range es {
-			if e.Type == TreeBlob {
-				ix.trees[pi] = append(ix.trees[pi], e.ID)
-			}
-		}
 	}
 	var sizes [256]uint32
 	for i := range sizes {
@@ -286,15 +281,15 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 				return nil, fmt.Errorf("%w: index snapshot bucket %d", ErrCorrupt, i)
 			}
 			bk.locs[j] = l
-			if l.typ == TreeBlob {
-				ix.trees[l.pack] = append(ix.trees[l.pack], joinID(k, bk.rest[j]))
-			}
 		}
 		ix.blobs.sorted += n
 	}
 	if _, err := rd.Read(make([]byte, 1)); err != io.EOF {
 		return nil, fmt.Errorf("%w: index snapshot: trailing bytes", ErrCorrupt)
 	}
+	// each pack's trees are found from the blobs' types when first asked
+	// for (building them here cost a third of the read)
+	ix.treesPartial = true
 	return ix, nil
 }
 

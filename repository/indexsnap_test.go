@@ -104,13 +104,22 @@ func TestIndexSnapshotRoundTrip(t *testing.T) {
 		}
 		t.Fatal("the snapshot read back is not the index written")
 	}
-	// more packs merge into it as into the index it was made from
+	// more packs merge into it as into the index it was made from,
+	// before its trees were first asked for (fresh) and after (got)
+	fresh, err := readIndexSnapshot(bytes.NewReader(buf.Bytes()), int64(buf.Len()), r.indexAEAD, listed)
+	if err != nil {
+		t.Fatal(err)
+	}
 	more, _ := snapTestIndex(t, 2)
 	ps := more.Packs()
 	ix.addPacksLocked(ps)
 	got.addPacksLocked(ps)
+	fresh.addPacksLocked(ps)
 	if !reflect.DeepEqual(indexContent(ix), indexContent(got)) {
 		t.Fatal("packs added to the snapshot give another index")
+	}
+	if !reflect.DeepEqual(indexContent(ix), indexContent(fresh)) {
+		t.Fatal("packs added to the snapshot before its trees were listed give another index")
 	}
 }
 
