@@ -178,19 +178,25 @@ func manifestSignedBytes(id string, js []byte) []byte {
 }
 
 func encodeManifest(k *Keys, m *Manifest) ([]byte, error) {
-	js, err := json.Marshal(m)
+	raw, _, err := encodeManifestJSON(k, m)
+	return raw, err
+}
+
+// encodeManifestJSON is encodeManifest, also returning the JSON it signed.
+func encodeManifestJSON(k *Keys, m *Manifest) (raw, js []byte, err error) {
+	js, err = json.Marshal(m)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s, err := newSealer(k.DataPublic)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sig := ed25519.Sign(k.SignPrivate, manifestSignedBytes(m.ID, js))
 	hdr := append([]byte(manifestMagic), manifestVersion)
 	hdr = append(hdr, s.ephPublic...)
 	plain := append(sig, js...)
-	return seal(s.aead, hdr, plain, append(append([]byte{}, hdr...), m.ID...)), nil
+	return seal(s.aead, hdr, plain, append(append([]byte{}, hdr...), m.ID...)), js, nil
 }
 
 func decodeManifest(k *Keys, id string, raw []byte) (*Manifest, error) {
@@ -225,15 +231,24 @@ func decodeManifestJSON(k *Keys, id string, raw []byte) (*Manifest, []byte, erro
 	if !ed25519.Verify(pub, manifestSignedBytes(id, js), sig) {
 		return nil, nil, fmt.Errorf("manifest %s: %w: signature does not verify", id, ErrCorrupt)
 	}
+	m, err := parseManifestJSON(id, js)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, js, nil
+}
+
+// parseManifestJSON decodes backup id's manifest from its checked JSON.
+func parseManifestJSON(id string, js []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(js, &m); err != nil {
-		return nil, nil, fmt.Errorf("manifest %s: %w: %v", id, ErrCorrupt, err)
+		return nil, fmt.Errorf("manifest %s: %w: %v", id, ErrCorrupt, err)
 	}
 	if m.ID != id {
-		return nil, nil, fmt.Errorf("manifest %s: %w: names itself %q", id, ErrCorrupt, m.ID)
+		return nil, fmt.Errorf("manifest %s: %w: names itself %q", id, ErrCorrupt, m.ID)
 	}
 	if m.Version != manifestVersion {
-		return nil, nil, fmt.Errorf("manifest %s: version %d is not supported by this backupd", id, m.Version)
+		return nil, fmt.Errorf("manifest %s: version %d is not supported by this backupd", id, m.Version)
 	}
-	return &m, js, nil
+	return &m, nil
 }

@@ -101,14 +101,17 @@ type Repository struct {
 	// checkpoints.
 	OnPackCommitted func(PackCommit)
 
-	stats     writeStats
-	deps      dependencies // packs this session's data depends on (writers.go)
-	sessions  sync.Map     // ephemeral public key (string) -> cipher.AEAD
-	trees     treeCache
-	reloadSem chan struct{} // one index reload at a time after a pack was found gone
-	goneAt    map[ID]uint64 // under reloadSem: packs still indexed after such a reload, and the index generation then
-	cache     *Cache        // nil: none
-	setMemo   setMemo       // manifest sets opened through this handle
+	stats    writeStats
+	deps     dependencies // packs this session's data depends on (writers.go)
+	sessions sync.Map     // ephemeral public key (string) -> cipher.AEAD
+	// the key of the cache's verified manifests (see manifestcache.go)
+	mcacheOnce sync.Once
+	mcacheAEAD cipher.AEAD
+	trees      treeCache
+	reloadSem  chan struct{} // one index reload at a time after a pack was found gone
+	goneAt     map[ID]uint64 // under reloadSem: packs still indexed after such a reload, and the index generation then
+	cache      *Cache        // nil: none
+	setMemo    setMemo       // manifest sets opened through this handle
 }
 
 // PackCommit describes one committed pack.
@@ -1077,14 +1080,14 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 			return fmt.Errorf("%w: %s", ErrBackupExists, m.ID)
 		}
 	}
-	raw, err := encodeManifest(r.keys, m)
+	raw, js, err := encodeManifestJSON(r.keys, m)
 	if err != nil {
 		return err
 	}
 	if err := r.be.Put(ctx, manifestsPrefix+m.ID, bytes.NewReader(raw), int64(len(raw))); err != nil {
 		return err
 	}
-	r.cache.put(cacheManifests, m.ID, raw)
+	r.putVerifiedManifest(m.ID, int64(len(raw)), js)
 	return nil
 }
 
@@ -1186,11 +1189,8 @@ func (r *Repository) loadListedManifestJSON(ctx context.Context, oi storage.Obje
 	if err := ValidBackupID(id); err != nil {
 		return nil, nil, err
 	}
-	if raw, ok := r.cache.get(cacheManifests, id, func(b []byte) bool { return int64(len(b)) == oi.Size }); ok {
-		if m, js, err := decodeManifestJSON(r.keys, id, raw); err == nil {
-			return m, js, nil
-		}
-		r.cache.remove(cacheManifests, id) // damaged here: read the stored one
+	if m, js, ok := r.cachedManifest(id, oi.Size); ok {
+		return m, js, nil
 	}
 	raw, err := storage.ReadAll(ctx, r.be, oi.Name)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -1200,7 +1200,7 @@ func (r *Repository) loadListedManifestJSON(ctx context.Context, oi storage.Obje
 	}
 	m, js, err := decodeManifestJSON(r.keys, id, raw)
 	if err == nil {
-		r.cache.put(cacheManifests, id, raw)
+		r.putVerifiedManifest(id, int64(len(raw)), js)
 	}
 	return m, js, err
 }
