@@ -122,6 +122,12 @@ func (c *Cache) readAt(kind, name string, off int64, n int) ([]byte, bool) {
 		return nil, false
 	}
 	defer f.Close()
+	// a length from the index is not allocated before the file is seen to
+	// hold it
+	if fi, err := f.Stat(); err != nil || off < 0 || n < 0 || off+int64(n) > fi.Size() {
+		c.misses.Add(1)
+		return nil, false
+	}
 	b := make([]byte, n)
 	if _, err := f.ReadAt(b, off); err != nil {
 		c.misses.Add(1)

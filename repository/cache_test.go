@@ -234,17 +234,7 @@ func TestTreePackReadOnceAndCachedByItsWriter(t *testing.T) {
 	root := t.TempDir()
 	withCache := func(x *Repository) *Repository { return withCacheAt(t, x, root) }
 	w := withCache(reopen(t, fb))
-	var ids []ID
-	for i := 0; i < 40; i++ {
-		id, err := w.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: fmt.Sprint("f", i), Type: NodeFile, Size: uint64(i)}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ids := saveSmallTrees(t, w, 40)
 	load := func(x *Repository) int {
 		if err := x.LoadIndex(ctx); err != nil {
 			t.Fatal(err)
@@ -404,17 +394,7 @@ func mustLoadManifest(t *testing.T, be storage.Backend, id string) *Manifest {
 func TestCachedTreeIsReadAloneFromItsPack(t *testing.T) {
 	ctx := context.Background()
 	r, be := newTestRepo(t)
-	var ids []ID
-	for i := 0; i < 50; i++ {
-		id, err := r.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: fmt.Sprint("f", i), Type: NodeFile, Size: uint64(i)}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := r.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ids := saveSmallTrees(t, r, 50)
 	fb := fault.New(be)
 	root := t.TempDir()
 	open := func() *Repository {
@@ -453,4 +433,22 @@ func mustLoadTree(t *testing.T, r *Repository, id ID, name string) {
 	if err != nil || len(tree.Nodes) != 1 || tree.Nodes[0].Name != name {
 		t.Fatalf("tree %s: %v %v", id.Short(), tree, err)
 	}
+}
+
+// saveSmallTrees saves n trees of one file each (f0, f1, ...) and flushes
+// them: one tree pack.
+func saveSmallTrees(t *testing.T, r *Repository, n int) []ID {
+	t.Helper()
+	var ids []ID
+	for i := 0; i < n; i++ {
+		id, err := r.SaveTree(context.Background(), &Tree{Nodes: []*Node{{Name: fmt.Sprint("f", i), Type: NodeFile, Size: uint64(i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }

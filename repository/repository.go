@@ -981,9 +981,15 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 	defer rc.Close()
 	var data, plain []byte
 	var derr error
+	var prev ID
 	return readSealed(rc, start, locs, true, func(l BlobLocation, sealed []byte) error {
 		if sealed != nil {
 			data, derr = r.decodeBlobInto(l, sealed, &plain)
+			prev = l.ID
+		} else if l.ID != prev {
+			// another blob indexed at the same place: what was read there
+			// was checked as the one before
+			return fn(l, nil, &BlobError{pack, l.ID, fmt.Errorf("%w: indexed at the offset of blob %s", ErrCorrupt, prev.Short())})
 		}
 		return fn(l, data, derr)
 	})

@@ -656,13 +656,14 @@ type target struct {
 	e   *entry
 	off int64
 	sum *uint64 // where the written chunk's checksum goes (see sums)
+	i   int32   // the chunk's place in e's content
 }
 
 // sums are what the written chunks of a batch's files hashed to, each
 // file's chunks in order: the re-read after the last write compares the
 // file with them. The blobs were authenticated and their ids checked as
 // they were decoded; the re-read only has to show that the file holds
-// exactly those bytes, so a 64-bit keyed hash (seeded per restore) does
+// exactly those bytes, so a 64-bit keyed hash (seeded per batch) does
 // at memory speed what recomputing the blob ids did at SHA-256's.
 type sums map[*entry][]uint64
 
@@ -920,7 +921,7 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 			if _, ok := targets[k]; !ok {
 				byPack[l.Pack] = append(byPack[l.Pack], l)
 			}
-			t := target{e: e, off: off}
+			t := target{e: e, off: off, i: int32(i)}
 			if es != nil {
 				t.sum = &es[i]
 			}
@@ -952,9 +953,15 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 						h = maphash.Bytes(seed, data)
 					}
 					for _, t := range targets[blobAt{l.Pack, l.Offset}] {
-						if derr == nil && !t.e.failed.Load() {
-							derr = fc.writeAt(t.e, data, t.off)
-							if derr == nil {
+						terr := derr
+						if want := t.e.node.Content[t.i]; terr == nil && want != l.ID {
+							// the index put two blobs at one place: the one
+							// read was checked as l.ID, not as this chunk
+							terr = fmt.Errorf("%w: chunk %d (%s) is indexed where blob %s is stored", repository.ErrCorrupt, t.i, want.Short(), l.ID.Short())
+						}
+						if terr == nil && !t.e.failed.Load() {
+							terr = fc.writeAt(t.e, data, t.off)
+							if terr == nil {
 								r.bytesDone.Add(int64(len(data)))
 								if t.sum != nil {
 									// read by the finishing writer after the
@@ -963,8 +970,8 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 								}
 							}
 						}
-						if derr != nil {
-							r.failFile(t.e, derr)
+						if terr != nil {
+							r.failFile(t.e, terr)
 						}
 						if t.e.remaining.Add(-1) == 0 {
 							if !r.opts.NoVerify {
