@@ -303,13 +303,7 @@ func TestDamagedCachedTreePackIsReadFromStorage(t *testing.T) {
 	saveFiles(t, r, "backup-2", fileSet(10, 2, 1000))
 	fb := fault.New(be)
 	root := t.TempDir()
-	open := func() *Repository {
-		x := withCacheAt(t, reopen(t, fb), root)
-		if err := x.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return x
-	}
+	open := func() *Repository { return openCachedIndexed(t, fb, root) }
 	m, err := reopen(t, be).LoadManifest(ctx, "backup-1")
 	if err != nil {
 		t.Fatal(err)
@@ -392,18 +386,11 @@ func mustLoadManifest(t *testing.T, be storage.Backend, id string) *Manifest {
 // repacked tree packs of megabytes). A pack not cached yet is fetched
 // whole once, cached, and serves its other trees from memory.
 func TestCachedTreeIsReadAloneFromItsPack(t *testing.T) {
-	ctx := context.Background()
 	r, be := newTestRepo(t)
 	ids := saveSmallTrees(t, r, 50)
 	fb := fault.New(be)
 	root := t.TempDir()
-	open := func() *Repository {
-		x := withCacheAt(t, reopen(t, fb), root)
-		if err := x.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return x
-	}
+	open := func() *Repository { return openCachedIndexed(t, fb, root) }
 	first, _ := r.Lookup(ids[0])
 	if last, _ := r.Lookup(ids[49]); last.Pack != first.Pack {
 		t.Fatal("the trees are not in one pack")
@@ -451,4 +438,15 @@ func saveSmallTrees(t *testing.T, r *Repository, n int) []ID {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// openCachedIndexed opens a new handle on be with the cache at root and
+// loads its index.
+func openCachedIndexed(t *testing.T, be storage.Backend, root string) *Repository {
+	t.Helper()
+	x := withCacheAt(t, reopen(t, be), root)
+	if err := x.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return x
 }
