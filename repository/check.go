@@ -355,9 +355,10 @@ func (c *checker) readPack(ctx context.Context, p IndexPack, size int64) error {
 		return err
 	}
 	var badBlobs []PackEntry
+	var sealed, plain []byte // one buffer each for every blob of the pack
 	for _, e := range entries {
-		sealed := append([]byte(nil), raw[e.Offset:e.Offset+e.Length]...)
-		if _, err := c.r.decodeBlob(BlobLocation{Pack: p.ID, EphPublic: eph, PackEntry: e}, sealed); err != nil {
+		sealed = append(sealed[:0], raw[e.Offset:e.Offset+e.Length]...)
+		if _, err := c.r.decodeBlobInto(BlobLocation{Pack: p.ID, EphPublic: eph, PackEntry: e}, sealed, &plain); err != nil {
 			badBlobs = append(badBlobs, e)
 		}
 	}
