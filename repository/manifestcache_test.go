@@ -72,11 +72,9 @@ func TestCachedManifestsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherForm, _ := os.ReadFile(filepath.Join(oc.Cache().Dir(), cacheManifests, ids[1]))
-	var js []byte
-	if _, j, err := decodeManifestJSON(w.keys, ids[1], stored(ids[1])); err != nil {
+	_, js, err := decodeManifestJSON(w.keys, ids[1], stored(ids[1]))
+	if err != nil {
 		t.Fatal(err)
-	} else {
-		js = j
 	}
 	for _, c := range []struct {
 		name string

@@ -655,17 +655,8 @@ var batchBlobs = 16384
 type target struct {
 	e   *entry
 	off int64
-	sum *uint64 // where the written chunk's checksum goes (see sums)
-	i   int32   // the chunk's place in e's content
+	i   int32 // the chunk's place in e's content
 }
-
-// sums are what the written chunks of a batch's files hashed to, each
-// file's chunks in order: the re-read after the last write compares the
-// file with them. The blobs were authenticated and their ids checked as
-// they were decoded; the re-read only has to show that the file holds
-// exactly those bytes, so a 64-bit keyed hash (seeded per batch) does
-// at memory speed what recomputing the blob ids did at SHA-256's.
-type sums map[*entry][]uint64
 
 // testHook, when set by a test, runs before the named step on an entry
 // (to race the restore at exactly that point).
@@ -897,7 +888,13 @@ type blobAt struct {
 func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
 	targets := map[blobAt][]target{} // where each blob goes
-	written := sums{}
+	// what the written chunks of each file hashed to, in order: the
+	// re-read after the last write compares the file with them. The blobs
+	// were authenticated and their ids checked as they were decoded; the
+	// re-read only has to show that the file holds exactly those bytes, so
+	// a 64-bit keyed hash (seeded per batch) does at memory speed what
+	// recomputing the blob ids did at SHA-256's.
+	written := map[*entry][]uint64{}
 	seed := maphash.MakeSeed()
 	for _, e := range files {
 		// Files with content are created by the workers, in parallel, when
@@ -910,22 +907,16 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 			r.finishFile(e, fd, nil, verifyBlobs{})
 			r.filesDone.Add(1)
 		}
-		var off int64
-		var es []uint64
 		if !r.opts.NoVerify && len(e.locs) > 0 {
-			es = make([]uint64, len(e.locs))
-			written[e] = es
+			written[e] = make([]uint64, len(e.locs))
 		}
+		var off int64
 		for i, l := range e.locs {
 			k := blobAt{l.Pack, l.Offset}
 			if _, ok := targets[k]; !ok {
 				byPack[l.Pack] = append(byPack[l.Pack], l)
 			}
-			t := target{e: e, off: off, i: int32(i)}
-			if es != nil {
-				t.sum = &es[i]
-			}
-			targets[k] = append(targets[k], t)
+			targets[k] = append(targets[k], target{e: e, off: off, i: int32(i)})
 			off += int64(l.RawLength)
 		}
 	}
@@ -963,10 +954,10 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 							terr = fc.writeAt(t.e, data, t.off)
 							if terr == nil {
 								r.bytesDone.Add(int64(len(data)))
-								if t.sum != nil {
+								if sums := written[t.e]; sums != nil {
 									// read by the finishing writer after the
 									// remaining count below reaches 0
-									*t.sum = h
+									sums[t.i] = h
 								}
 							}
 						}
@@ -1301,9 +1292,6 @@ type verifyBlobs struct {
 // verifyFile reads the file open at fd from the start and checks it
 // against e's chunks.
 func (r *restorer) verifyFile(e *entry, fd int, buf []byte, v verifyBlobs) error {
-	if v.sums != nil && len(v.sums) != len(e.locs) {
-		return fmt.Errorf("verify: %d checksums for %d chunks", len(v.sums), len(e.locs))
-	}
 	var off int64
 	for i, l := range e.locs {
 		b := buf[:l.RawLength]
