@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math/rand"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -355,10 +357,16 @@ func (c *checker) readPack(ctx context.Context, p IndexPack, size int64) error {
 		return err
 	}
 	var badBlobs []PackEntry
-	var sealed, plain []byte // one buffer each for every blob of the pack
-	for _, e := range entries {
-		sealed = append(sealed[:0], raw[e.Offset:e.Offset+e.Length]...)
-		if _, err := c.r.decodeBlobInto(BlobLocation{Pack: p.ID, EphPublic: eph, PackEntry: e}, sealed, &plain); err != nil {
+	var sealed []byte // one buffer for every blob of the pack
+	d := blobDecoder{r: c.r}
+	slices.SortStableFunc(entries, func(a, b PackEntry) int { return cmp.Compare(a.Offset, b.Offset) })
+	for i, e := range entries {
+		var s []byte // nil: the item decoded last (a bundle, or the blob again)
+		if i == 0 || e.Offset != entries[i-1].Offset {
+			sealed = append(sealed[:0], raw[e.Offset:e.Offset+e.Length]...)
+			s = sealed
+		}
+		if _, err := d.decode(BlobLocation{Pack: p.ID, EphPublic: eph, PackEntry: e}, s); err != nil {
 			badBlobs = append(badBlobs, e)
 		}
 	}

@@ -71,10 +71,21 @@ const (
 // MaxChunkSize; tree blobs of huge directories may be larger.
 const maxBlobPlaintext = 256 << 20
 
+// zstdClass picks a zstd encoder for what is compressed.
+type zstdClass int
+
+const (
+	zstdBySize zstdClass = iota // by the blob's size (smallBlob, tinyBlob)
+	zstdFast                    // the fastest level: chunks of large files, beside bundles
+	zstdBundle                  // a bundle of small blobs (bundle.go)
+)
+
 var (
-	zstdEnc      *zstd.Encoder
-	zstdEncSmall *zstd.Encoder
-	zstdDec      *zstd.Decoder
+	zstdEnc       *zstd.Encoder
+	zstdEncSmall  *zstd.Encoder
+	zstdEncFast   *zstd.Encoder
+	zstdEncBundle *zstd.Encoder
+	zstdDec       *zstd.Decoder
 	// zstdDecCap decodes no more than the capacity of its destination, so
 	// a blob of known length cannot expand past it (zstd frames need not
 	// state their size, and a few bytes of RLE blocks can decode to
@@ -99,6 +110,21 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
+		// The fast levels store literals raw when a block has no match,
+		// which leaves text of a small alphabet (hex, base64) as large as
+		// it is; incompressible() already keeps random data from them, so
+		// the entropy coding they skip to save time on it is not skipped.
+		zstdEncFast, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithAllLitEntropyCompression(true))
+		if err != nil {
+			panic(err)
+		}
+		// a bundle is under bundleTarget+bundleMember
+		zstdEncBundle, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(2<<20), zstd.WithAllLitEntropyCompression(true))
+		if err != nil {
+			panic(err)
+		}
 		zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(maxBlobPlaintext))
 		if err != nil {
@@ -118,6 +144,16 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 // incompressible before trying (see incompressible), the blob is stored
 // with CompressNone.
 func compress(dst []byte, c Compression, src []byte) []byte {
+	return compressClass(dst, c, src, zstdBySize)
+}
+
+// compressBundle is compress for a bundle's plaintext.
+func compressBundle(dst []byte, c Compression, src []byte) []byte {
+	return compressClass(dst, c, src, zstdBundle)
+}
+
+// compressClass is compress with zstd's encoder chosen by class.
+func compressClass(dst []byte, c Compression, src []byte, class zstdClass) []byte {
 	start := len(dst)
 	if c != CompressNone && incompressible(src) {
 		c = CompressNone
@@ -126,7 +162,12 @@ func compress(dst []byte, c Compression, src []byte) []byte {
 	switch c {
 	case CompressZstd:
 		enc, _ := zstdCodecs()
-		if len(src) < smallBlob && len(src) >= tinyBlob {
+		switch {
+		case class == zstdFast:
+			enc = zstdEncFast
+		case class == zstdBundle:
+			enc = zstdEncBundle
+		case len(src) < smallBlob && len(src) >= tinyBlob:
 			enc = zstdEncSmall
 		}
 		dst = enc.EncodeAll(src, dst)

@@ -43,9 +43,25 @@ type fuzzFixture struct {
 
 type fuzzBlob struct {
 	loc    BlobLocation
-	sealed []byte // as stored in the pack
+	sealed []byte // as stored in the pack (a bundle, for a member)
 	plain  []byte // codec byte + payload, as sealed
 	data   []byte // the blob's content
+}
+
+// raw is the decoded length of what is sealed: the blob, or its bundle.
+func (b fuzzBlob) raw() uint32 {
+	if b.loc.Bundled() {
+		return b.loc.BundleRaw
+	}
+	return b.loc.RawLength
+}
+
+// sealedAD is the associated data the blob (or its bundle) is sealed with.
+func sealedAD(loc BlobLocation) []byte {
+	if loc.Bundled() {
+		return bundleAD(loc.Type)
+	}
+	return blobAD(loc.Type, loc.ID)
 }
 
 var (
@@ -75,6 +91,8 @@ func buildFixture() (*fuzzFixture, error) {
 		randData(1, 300),
 	}
 	fx := &fuzzFixture{r: r}
+	// a blob of each codec alone (format 2), then bundles (format 3)
+	r.cfg.Version = 2
 	type want struct {
 		id     ID
 		data   []byte
@@ -114,9 +132,16 @@ func buildFixture() (*fuzzFixture, error) {
 	if err := r.Flush(ctx); err != nil {
 		return nil, err
 	}
-	// A second session, so there are several packs and index files.
-	if _, _, err := r.SaveBlob(ctx, DataBlob, randData(2, 100)); err != nil {
-		return nil, err
+	// A second session, so there are several packs and index files; its
+	// small blobs are bundle members.
+	r.cfg.Version = 3
+	r.SetCompression(CompressZstd)
+	for i, d := range [][]byte{randData(2, 100), bytes.Repeat([]byte("member text "), 30), []byte("m")} {
+		id, _, err := r.SaveBlob(ctx, DataBlob, d)
+		if err != nil {
+			return nil, err
+		}
+		wants = append(wants, want{id, d, CompressZstd, i == 1})
 	}
 	if err := r.Flush(ctx); err != nil {
 		return nil, err
@@ -135,7 +160,7 @@ func buildFixture() (*fuzzFixture, error) {
 		if err != nil {
 			return nil, err
 		}
-		plain, err := open(aead, nil, sealed, blobAD(loc.Type, loc.ID))
+		plain, err := open(aead, nil, sealed, sealedAD(loc))
 		if err != nil {
 			return nil, err
 		}
@@ -190,6 +215,9 @@ func buildFixture() (*fuzzFixture, error) {
 	if len(fx.packs) < 2 || len(fx.index) < 2 {
 		return nil, errors.New("fixture: want several packs and index files")
 	}
+	if !fx.blobs[len(fx.blobs)-1].loc.Bundled() {
+		return nil, errors.New("fixture: want bundle members")
+	}
 	return fx, nil
 }
 
@@ -239,14 +267,14 @@ func FuzzDecodeBlob(f *testing.F) {
 	fx := getFixture(f)
 	for i, b := range fx.blobs {
 		for _, s := range truncations(b.sealed) {
-			f.Add(uint8(i), s, b.plain, b.loc.RawLength)
+			f.Add(uint8(i), s, b.plain, b.raw())
 		}
 		for _, p := range truncations(b.plain) {
-			f.Add(uint8(i), b.sealed, p, b.loc.RawLength)
+			f.Add(uint8(i), b.sealed, p, b.raw())
 		}
-		f.Add(uint8(i), b.sealed, b.plain, b.loc.RawLength+1)
-		if b.loc.RawLength > 0 {
-			f.Add(uint8(i), b.sealed, b.plain, b.loc.RawLength-1)
+		f.Add(uint8(i), b.sealed, b.plain, b.raw()+1)
+		if b.raw() > 0 {
+			f.Add(uint8(i), b.sealed, b.plain, b.raw()-1)
 		}
 	}
 	f.Add(uint8(0), []byte{}, []byte{9, 1, 2}, uint32(3))
@@ -262,7 +290,7 @@ func FuzzDecodeBlob(f *testing.F) {
 		in := append([]byte(nil), sealed...)
 		var data []byte
 		var err error
-		checkAlloc(t, "decodeBlob", 4*uint64(len(sealed))+4*uint64(b.loc.RawLength)+allocSlack, func() {
+		checkAlloc(t, "decodeBlob", 4*uint64(len(sealed))+4*uint64(b.raw())+allocSlack, func() {
 			data, err = fx.r.decodeBlob(b.loc, in)
 		})
 		if err == nil && !bytes.Equal(data, b.data) {
@@ -297,7 +325,7 @@ func FuzzDecodeBlob(f *testing.F) {
 		} else if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("decompress error does not wrap ErrCorrupt: %v", err)
 		}
-		if bytes.Equal(plain, b.plain) && rawLen == b.loc.RawLength && (err != nil || !bytes.Equal(out, b.data)) {
+		if bytes.Equal(plain, b.plain) && !b.loc.Bundled() && rawLen == b.loc.RawLength && (err != nil || !bytes.Equal(out, b.data)) {
 			t.Fatalf("valid blob plaintext does not round-trip: %v", err)
 		}
 
@@ -308,8 +336,12 @@ func FuzzDecodeBlob(f *testing.F) {
 			t.Fatal(err)
 		}
 		loc := b.loc
-		loc.RawLength = rawLen
-		resealed := seal(aead, nil, plain, blobAD(loc.Type, loc.ID))
+		if loc.Bundled() {
+			loc.BundleRaw = rawLen
+		} else {
+			loc.RawLength = rawLen
+		}
+		resealed := seal(aead, nil, plain, sealedAD(loc))
 		data, err = fx.r.decodeBlob(loc, resealed)
 		if err == nil && !bytes.Equal(data, b.data) {
 			t.Fatalf("decodeBlob accepted content that does not match the blob id")

@@ -168,7 +168,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	res.Packs = len(stored)
 	for id := range used {
 		if loc, ok := r.idx.lookup(id); ok {
-			res.ReferencedBytes += int64(loc.Length)
+			res.ReferencedBytes += loc.Stored()
 		}
 	}
 	// the index files read, and what they hold (nothing is loaded after
@@ -661,9 +661,8 @@ func (ix *Index) preferHealthyLocked() {
 		for _, e := range es {
 			cur, ok := ix.blobs.get(e.ID)
 			if ok && ix.condemned[cur.pack] {
-				ix.extra[cur.pack] = append(ix.extra[cur.pack], PackEntry{Type: cur.typ, ID: e.ID,
-					Offset: cur.offset, Length: cur.length, RawLength: cur.rawLength})
-				ix.blobs.set(e.ID, blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type})
+				ix.extra[cur.pack] = append(ix.extra[cur.pack], cur.entry(e.ID))
+				ix.blobs.set(e.ID, locOf(pi, e))
 				continue
 			}
 			kept = append(kept, e)

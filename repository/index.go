@@ -16,9 +16,13 @@ import (
 // zstd(body), ad). The body lists the index files this one supersedes
 // (so a crash during compaction never loses entries) and, per pack, its id,
 // ephemeral public key and entries in pack-header form.
+// Version 2 is written only for files that list a bundle member (whose
+// entries are longer, see pack.go).
 const (
 	indexMagic   = "BKIX"
 	indexVersion = 1
+	// indexVersionBundles: entries in the pack header's form with members
+	indexVersionBundles = 2
 	// maxIndexBody bounds a decoded index file.
 	maxIndexBody = 1 << 30
 )
@@ -51,7 +55,14 @@ func encodeIndexFile(aead cipher.AEAD, f *IndexFile) []byte {
 		body = append(body, encodePackHeader(p.Blobs)...)
 	}
 	z := indexEncoder().EncodeAll(body, nil)
-	out := append([]byte(indexMagic), indexVersion)
+	v := byte(indexVersion)
+	for _, p := range f.Packs {
+		if hasMembers(p.Blobs) {
+			v = indexVersionBundles
+			break
+		}
+	}
+	out := append([]byte(indexMagic), v)
 	return seal(aead, out, z, indexAD())
 }
 
@@ -82,8 +93,8 @@ func decodeIndexFile(aead cipher.AEAD, raw []byte) (*IndexFile, error) {
 	if len(raw) < 5 || string(raw[:4]) != indexMagic {
 		return nil, fmt.Errorf("%w: not an index file", ErrCorrupt)
 	}
-	if raw[4] != indexVersion {
-		return nil, fmt.Errorf("index format version %d is not supported by this backupd (knows %d)", raw[4], indexVersion)
+	if raw[4] != indexVersion && raw[4] != indexVersionBundles {
+		return nil, fmt.Errorf("index format version %d is not supported by this backupd (knows %d and %d)", raw[4], indexVersion, indexVersionBundles)
 	}
 	z, err := open(aead, nil, raw[5:], indexAD())
 	if err != nil {
@@ -135,12 +146,15 @@ func parseIndexBody(body []byte) (*IndexFile, error) {
 		if !ok || uint64(nb)*packEntryLen > uint64(len(body)) {
 			return bad("blob list truncated")
 		}
-		entries, err := decodePackHeader(body[:int(nb)*packEntryLen], 1<<32)
-		if err != nil {
-			return nil, err
+		p.Blobs = make([]PackEntry, 0, nb)
+		for ; nb > 0; nb-- {
+			e, n, err := decodePackEntry(body, 1<<32)
+			if err != nil {
+				return nil, err
+			}
+			p.Blobs = append(p.Blobs, e)
+			body = body[n:]
 		}
-		p.Blobs = entries
-		body = body[int(nb)*packEntryLen:]
 		f.Packs = append(f.Packs, p)
 	}
 	if len(body) != 0 {
@@ -156,7 +170,21 @@ type blobLoc struct {
 	offset    uint32
 	length    uint32
 	rawLength uint32
+	inner     uint32 // a bundle member's place in its bundle
+	bundleRaw uint32 // a bundle member's bundle's decoded length, or 0
 	typ       BlobType
+}
+
+// locOf is entry e of pack pi in the index's form.
+func locOf(pi uint32, e PackEntry) blobLoc {
+	return blobLoc{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength,
+		inner: e.Inner, bundleRaw: e.BundleRaw, typ: e.Type}
+}
+
+// entry is l as the pack entry of blob id.
+func (l blobLoc) entry(id ID) PackEntry {
+	return PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength,
+		Inner: l.inner, BundleRaw: l.bundleRaw}
 }
 
 type packRef struct {
@@ -259,7 +287,7 @@ func (ix *Index) addPackLocked(p IndexPack) {
 		if old, dup := ix.blobs.get(b.ID); dup && !ix.addDuplicateLocked(pi, b, old) {
 			continue
 		}
-		ix.blobs.set(b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type})
+		ix.blobs.set(b.ID, locOf(pi, b))
 	}
 }
 
@@ -308,7 +336,7 @@ type idLoc struct {
 }
 
 func (e idLoc) entry() PackEntry {
-	return PackEntry{Type: e.loc.typ, ID: e.id, Offset: e.loc.offset, Length: e.loc.length, RawLength: e.loc.rawLength}
+	return e.loc.entry(e.id)
 }
 
 // addPacksLocked is addPackLocked for many packs at once, in their order
@@ -346,7 +374,7 @@ func (ix *Index) addPacksLocked(ps []IndexPack) {
 		pi := ix.packPos(p)
 		for _, b := range p.Blobs {
 			at := next[b.ID[0]]
-			placed[at] = idLoc{b.ID, blobLoc{pack: pi, offset: b.Offset, length: b.Length, rawLength: b.RawLength, typ: b.Type}}
+			placed[at] = idLoc{b.ID, locOf(pi, b)}
 			keys[at] = key{binary.BigEndian.Uint64(b.ID[:8]), uint32(at)}
 			next[b.ID[0]]++
 		}
@@ -404,8 +432,7 @@ func (ix *Index) lookup(id ID) (BlobLocation, bool) {
 		return BlobLocation{}, false
 	}
 	p := ix.packs[l.pack]
-	return BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: PackEntry{Type: l.typ, ID: id,
-		Offset: l.offset, Length: l.length, RawLength: l.rawLength}}, true
+	return BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: l.entry(id)}, true
 }
 
 // others returns the locations of blob id besides the one lookup gives
@@ -446,7 +473,7 @@ func (ix *Index) dedupable(id ID) (ID, int64, bool) {
 	if !ok || ix.condemned[l.pack] {
 		return ID{}, 0, false
 	}
-	return ix.packs[l.pack].id, int64(l.length), true
+	return ix.packs[l.pack].id, l.entry(id).Stored(), true
 }
 
 // Len is the number of blobs indexed.
@@ -475,8 +502,7 @@ func (ix *Index) treeLocsInPack(pack ID) []BlobLocation {
 		}
 		seen[id] = true
 		if l, ok := ix.blobs.get(id); ok && l.pack == pi {
-			out = append(out, BlobLocation{Pack: p.id, EphPublic: p.ephPublic,
-				PackEntry: PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength}})
+			out = append(out, BlobLocation{Pack: p.id, EphPublic: p.ephPublic, PackEntry: l.entry(id)})
 			continue
 		}
 		if extra == nil {
@@ -532,7 +558,7 @@ func (ix *Index) Packs() []IndexPack {
 		out[i] = IndexPack{ID: p.id, EphPublic: p.ephPublic}
 	}
 	ix.blobs.each(func(id ID, l blobLoc) {
-		out[l.pack].Blobs = append(out[l.pack].Blobs, PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength})
+		out[l.pack].Blobs = append(out[l.pack].Blobs, l.entry(id))
 	})
 	for pi, es := range ix.extra {
 		out[pi].Blobs = append(out[pi].Blobs, es...)

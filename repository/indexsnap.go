@@ -29,11 +29,11 @@ import (
 // out. It is read and written a chunk at a time, so a snapshot of millions
 // of blobs never sits in memory beside the index it becomes.
 //
-// Layout: "BKIS", version 1, a 16-byte random snapshot id; then chunks,
+// Layout: "BKIS", indexSnapVersion, a 16-byte random snapshot id; then chunks,
 // each a 4-byte little-endian length and the sealed chunk.
 const (
 	indexSnapMagic   = "BKIS"
-	indexSnapVersion = 2
+	indexSnapVersion = 3
 	cacheIndexSnap   = "index-snapshot"
 	indexSnapName    = "snapshot"
 	// snapshots are written when a load read at least this many index
@@ -52,7 +52,7 @@ func indexSnapAD(snap []byte, chunk uint32) []byte {
 	return binary.LittleEndian.AppendUint32(ad, chunk)
 }
 
-const snapEntrySize = 8 + 24 + 4*4 + 1
+const snapEntrySize = 8 + 24 + 6*4 + 1
 
 // saveIndexSnapshot writes ix to the cache (failures only cost speed).
 func (r *Repository) saveIndexSnapshot(ix *Index) {
@@ -106,7 +106,7 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 		for _, e := range es {
 			h = append(h, byte(e.Type))
 			h = append(h, e.ID[:]...)
-			h = u32(u32(u32(h, e.Offset), e.Length), e.RawLength)
+			h = u32(u32(u32(u32(u32(h, e.Offset), e.Length), e.RawLength), e.Inner), e.BundleRaw)
 		}
 	}
 	// the entries not yet merged into the buckets' arrays (written in
@@ -124,7 +124,7 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 	entry := func(k uint64, rest [24]byte, l blobLoc) {
 		b = binary.BigEndian.AppendUint64(b, k)
 		b = append(b, rest[:]...)
-		b = u32(u32(u32(u32(b, l.pack), l.offset), l.length), l.rawLength)
+		b = u32(u32(u32(u32(u32(u32(b, l.pack), l.offset), l.length), l.rawLength), l.inner), l.bundleRaw)
 		b = append(b, byte(l.typ))
 	}
 	for i := range ix.blobs.buckets {
@@ -236,14 +236,14 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 	packOK := func(pi uint32) bool { return int(pi) < len(ix.packs) }
 	for n := p.u32(); n > 0 && p.ok(); n-- {
 		pi, m := p.u32(), p.u32()
-		if !packOK(pi) || uint64(m)*(1+32+12) > uint64(len(p.b)) {
+		if !packOK(pi) || uint64(m)*(1+32+20) > uint64(len(p.b)) {
 			return nil, fmt.Errorf("%w: index snapshot header", ErrCorrupt)
 		}
 		es := make([]PackEntry, 0, m)
 		for ; m > 0; m-- {
 			t := BlobType(p.byte())
 			id := p.id()
-			es = append(es, PackEntry{Type: t, ID: id, Offset: p.u32(), Length: p.u32(), RawLength: p.u32()})
+			es = append(es, PackEntry{Type: t, ID: id, Offset: p.u32(), Length: p.u32(), RawLength: p.u32(), Inner: p.u32(), BundleRaw: p.u32()})
 		}
 		if ix.extra == nil {
 			ix.extra = map[uint32][]PackEntry{}
@@ -272,8 +272,8 @@ func readIndexSnapshot(rd io.Reader, size int64, aead cipher.AEAD, listed map[ID
 			e := b[j*snapEntrySize:]
 			bk.keys[j] = binary.BigEndian.Uint64(e)
 			copy(bk.rest[j][:], e[8:32])
-			l := blobLoc{pack: binary.LittleEndian.Uint32(e[32:]), offset: binary.LittleEndian.Uint32(e[36:]),
-				length: binary.LittleEndian.Uint32(e[40:]), rawLength: binary.LittleEndian.Uint32(e[44:]), typ: BlobType(e[48])}
+			u := func(at int) uint32 { return binary.LittleEndian.Uint32(e[at:]) }
+			l := blobLoc{pack: u(32), offset: u(36), length: u(40), rawLength: u(44), inner: u(48), bundleRaw: u(52), typ: BlobType(e[56])}
 			// in the bucket, after the one before
 			k := bk.keys[j]
 			inOrder := j == 0 || bk.keys[j-1] < k || (bk.keys[j-1] == k && bytes.Compare(bk.rest[j-1][:], bk.rest[j][:]) < 0)

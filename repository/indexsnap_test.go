@@ -31,7 +31,11 @@ func snapTestIndex(t *testing.T, seed int64) (*Index, map[ID]bool) {
 					id = seen[rng.Intn(len(seen))]
 				}
 				seen = append(seen, id)
-				ip.Blobs = append(ip.Blobs, PackEntry{Type: BlobType(1 + id[31]%2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)})
+				e := PackEntry{Type: BlobType(1 + id[31]%2), ID: id, Offset: uint32(b * 100), Length: 90, RawLength: uint32(b)}
+				if e.Type == DataBlob && rng.Intn(3) == 0 { // a bundle member
+					e.Inner, e.BundleRaw = uint32(rng.Intn(1000)), uint32(2000+rng.Intn(1000))
+				}
+				ip.Blobs = append(ip.Blobs, e)
 			}
 			ps = append(ps, ip)
 		}

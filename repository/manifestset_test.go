@@ -358,7 +358,7 @@ func TestFormatUpgradeOnFirstFold(t *testing.T) {
 	ctx := context.Background()
 	be, want := historyRepo(t, 2)
 	cfg, _ := storage.ReadAll(ctx, be, configName)
-	cfg = bytes.Replace(cfg, []byte(`"version": 2`), []byte(`"version": 1`), 1)
+	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 1`), 1)
 	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
 	r := reopen(t, be)
 	if r.Config().Version != 1 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 )
 
 // Pack layout (packs are written once and never modified):
@@ -13,17 +14,29 @@ import (
 //	blob 0 | blob 1 | ... | header | trailer
 //
 // Each blob is seal(session key, codec byte + payload, ad = type || id).
+// Small blobs may instead be members of a bundle: their plaintexts one
+// after another, encoded and sealed as one (ad = bundleAD), so a few
+// hundred small files cost one compression call and compress as one
+// stream (see bundle.go).
 // The header is seal(session key, entries), each entry 45 bytes:
-// type(1) id(32) offset(4) length(4) rawLength(4), little endian.
+// type(1) id(32) offset(4) length(4) rawLength(4), little endian; a
+// bundle member's type byte has bundleFlag set and its entry 8 more
+// bytes: inner(4) bundleRaw(4). Version 1 packs hold no members.
 // The trailer is fixed-size: ephemeral public key(32) header length(4)
 // version(1) magic "BKPK"(4). The session key is derived from the ephemeral
 // key and the repository's data key, so a pack is self-describing for any
 // holder of the read key: an index can always be rebuilt from the packs.
 const (
-	packMagic      = "BKPK"
-	packVersion    = 1
-	packTrailerLen = 32 + 4 + 1 + 4
-	packEntryLen   = 1 + 32 + 4 + 4 + 4
+	packMagic   = "BKPK"
+	packVersion = 1
+	// packVersionBundles: a pack with bundle members (version 1 readers
+	// refuse it rather than misread its header)
+	packVersionBundles = 2
+	packTrailerLen     = 32 + 4 + 1 + 4
+	packEntryLen       = 1 + 32 + 4 + 4 + 4
+	// a bundle member's entry: inner offset and the bundle's decoded length
+	memberEntryLen = packEntryLen + 4 + 4
+	bundleFlag     = 0x80
 	// TargetPackSize is where a pack is closed; packs keep object counts
 	// low on S3 while bounding rework after a crash to one pack.
 	TargetPackSize = 16 << 20
@@ -35,9 +48,25 @@ const (
 type PackEntry struct {
 	Type      BlobType
 	ID        ID
-	Offset    uint32
-	Length    uint32 // stored (sealed) length
-	RawLength uint32 // decoded plaintext length
+	Offset    uint32 // of the sealed blob, or of the sealed bundle holding it
+	Length    uint32 // stored (sealed) length of the blob or of its bundle
+	RawLength uint32 // decoded plaintext length of the blob
+	// A bundle member (BundleRaw > 0): its bundle decodes to BundleRaw
+	// bytes, of which the blob is the RawLength bytes from Inner.
+	Inner     uint32
+	BundleRaw uint32
+}
+
+// Bundled reports whether the blob is a bundle member.
+func (e PackEntry) Bundled() bool { return e.BundleRaw > 0 }
+
+// Stored is the storage the blob takes: its sealed length, or a member's
+// share of its bundle's by plaintext length.
+func (e PackEntry) Stored() int64 {
+	if e.BundleRaw == 0 {
+		return int64(e.Length)
+	}
+	return int64(e.Length) * int64(e.RawLength) / int64(e.BundleRaw)
 }
 
 func headerAD() []byte { return []byte("backupd pack header v1") }
@@ -50,44 +79,82 @@ func blobAD(t BlobType, id ID) []byte {
 }
 
 func encodePackHeader(entries []PackEntry) []byte {
-	b := make([]byte, 0, len(entries)*packEntryLen)
+	b := make([]byte, 0, len(entries)*memberEntryLen)
 	for _, e := range entries {
-		b = append(b, byte(e.Type))
+		t := byte(e.Type)
+		if e.Bundled() {
+			t |= bundleFlag
+		}
+		b = append(b, t)
 		b = append(b, e.ID[:]...)
 		b = binary.LittleEndian.AppendUint32(b, e.Offset)
 		b = binary.LittleEndian.AppendUint32(b, e.Length)
 		b = binary.LittleEndian.AppendUint32(b, e.RawLength)
+		if e.Bundled() {
+			b = binary.LittleEndian.AppendUint32(b, e.Inner)
+			b = binary.LittleEndian.AppendUint32(b, e.BundleRaw)
+		}
 	}
 	return b
+}
+
+// hasMembers reports whether entries list a bundle member (their pack and
+// index file then need the format that can say so).
+func hasMembers(entries []PackEntry) bool {
+	return slices.ContainsFunc(entries, PackEntry.Bundled)
 }
 
 // decodePackHeader parses a decrypted header and checks that every entry
 // lies inside the blob area of a pack of dataLen bytes.
 func decodePackHeader(b []byte, dataLen int64) ([]PackEntry, error) {
-	if len(b)%packEntryLen != 0 {
-		return nil, fmt.Errorf("%w: pack header length %d is not a multiple of %d", ErrCorrupt, len(b), packEntryLen)
-	}
 	entries := make([]PackEntry, 0, len(b)/packEntryLen)
 	for len(b) > 0 {
-		var e PackEntry
-		e.Type = BlobType(b[0])
-		copy(e.ID[:], b[1:33])
-		e.Offset = binary.LittleEndian.Uint32(b[33:])
-		e.Length = binary.LittleEndian.Uint32(b[37:])
-		e.RawLength = binary.LittleEndian.Uint32(b[41:])
-		if e.Type != DataBlob && e.Type != TreeBlob {
-			return nil, fmt.Errorf("%w: pack header names blob type %d", ErrCorrupt, e.Type)
-		}
-		// a blob's stored length is bounded by what a reader would ever
-		// accept, so no index or header can make it allocate more
-		if int64(e.Offset)+int64(e.Length) > dataLen || e.Length < sealOverhead+1 ||
-			e.Length > maxBlobPlaintext+sealOverhead+1 || e.RawLength > maxBlobPlaintext {
-			return nil, fmt.Errorf("%w: pack header entry %s out of bounds", ErrCorrupt, e.ID.Short())
+		e, n, err := decodePackEntry(b, dataLen)
+		if err != nil {
+			return nil, err
 		}
 		entries = append(entries, e)
-		b = b[packEntryLen:]
+		b = b[n:]
 	}
 	return entries, nil
+}
+
+// decodePackEntry parses the entry at the start of b and returns it with
+// its encoded length.
+func decodePackEntry(b []byte, dataLen int64) (PackEntry, int, error) {
+	var e PackEntry
+	if len(b) < packEntryLen {
+		return e, 0, fmt.Errorf("%w: pack header entry truncated", ErrCorrupt)
+	}
+	n := packEntryLen
+	e.Type = BlobType(b[0] &^ bundleFlag)
+	copy(e.ID[:], b[1:33])
+	e.Offset = binary.LittleEndian.Uint32(b[33:])
+	e.Length = binary.LittleEndian.Uint32(b[37:])
+	e.RawLength = binary.LittleEndian.Uint32(b[41:])
+	if e.Type != DataBlob && e.Type != TreeBlob {
+		return e, 0, fmt.Errorf("%w: pack header names blob type %d", ErrCorrupt, e.Type)
+	}
+	if b[0]&bundleFlag != 0 {
+		if len(b) < memberEntryLen {
+			return e, 0, fmt.Errorf("%w: pack header entry truncated", ErrCorrupt)
+		}
+		e.Inner = binary.LittleEndian.Uint32(b[45:])
+		e.BundleRaw = binary.LittleEndian.Uint32(b[49:])
+		n = memberEntryLen
+		// a member lies inside its bundle, and a bundle is bounded as a
+		// blob is
+		if e.BundleRaw == 0 || e.BundleRaw > maxBundleRaw || uint64(e.Inner)+uint64(e.RawLength) > uint64(e.BundleRaw) {
+			return e, 0, fmt.Errorf("%w: pack header entry %s out of its bundle", ErrCorrupt, e.ID.Short())
+		}
+	}
+	// a blob's stored length is bounded by what a reader would ever
+	// accept, so no index or header can make it allocate more
+	if int64(e.Offset)+int64(e.Length) > dataLen || e.Length < sealOverhead+1 ||
+		e.Length > maxBlobPlaintext+sealOverhead+1 || e.RawLength > maxBlobPlaintext {
+		return e, 0, fmt.Errorf("%w: pack header entry %s out of bounds", ErrCorrupt, e.ID.Short())
+	}
+	return e, n, nil
 }
 
 // packTrailer is the decoded fixed-size end of a pack.
@@ -103,8 +170,8 @@ func decodePackTrailer(t []byte) (packTrailer, error) {
 	if string(t[37:41]) != packMagic {
 		return packTrailer{}, fmt.Errorf("%w: not a pack (bad magic)", ErrCorrupt)
 	}
-	if t[36] != packVersion {
-		return packTrailer{}, fmt.Errorf("pack format version %d is not supported by this backupd (knows %d)", t[36], packVersion)
+	if t[36] != packVersion && t[36] != packVersionBundles {
+		return packTrailer{}, fmt.Errorf("pack format version %d is not supported by this backupd (knows %d and %d)", t[36], packVersion, packVersionBundles)
 	}
 	hl := binary.LittleEndian.Uint32(t[32:36])
 	if hl > maxPackHeader || hl < sealOverhead {
@@ -137,9 +204,13 @@ func (p *packBuilder) release() {
 	p.mem, p.buf = nil, nil
 }
 
-func (p *packBuilder) add(t BlobType, id ID, sealed []byte, rawLen int) {
-	p.entries = append(p.entries, PackEntry{Type: t, ID: id, Offset: uint32(len(p.buf)),
-		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
+// add appends a sealed item and the entries of the blobs it holds (one,
+// or a bundle's members), setting their offset.
+func (p *packBuilder) add(sealed []byte, entries []PackEntry) {
+	for _, e := range entries {
+		e.Offset = uint32(len(p.buf))
+		p.entries = append(p.entries, e)
+	}
 	p.buf = append(p.buf, sealed...)
 }
 
@@ -149,7 +220,11 @@ func (p *packBuilder) finish(s *sealer) []byte {
 	p.buf = append(p.buf, hdr...)
 	p.buf = append(p.buf, s.ephPublic...)
 	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(len(hdr)))
-	p.buf = append(p.buf, packVersion)
+	if hasMembers(p.entries) {
+		p.buf = append(p.buf, packVersionBundles)
+	} else {
+		p.buf = append(p.buf, packVersion)
+	}
 	p.buf = append(p.buf, packMagic...)
 	return p.buf
 }

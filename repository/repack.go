@@ -147,9 +147,9 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 		c := repackCandidate{pack: p, typ: p.Blobs[0].Type, size: oi.Size}
 		var blobs int64 // the header and trailer are not unused space
 		for _, b := range p.Blobs {
-			blobs += int64(b.Length)
+			blobs += b.Stored()
 			if r.liveInPack(p.ID, b, used, stored) {
-				c.live += int64(b.Length)
+				c.live += b.Stored()
 			}
 		}
 		if c.live == 0 {
@@ -366,15 +366,37 @@ func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[
 	// part of it is made (it would free nothing).
 	type blob struct {
 		l     BlobLocation
-		plain []byte
+		plain []byte // a blob's stored form, or a member's content
 	}
 	var blobs []blob
 	bad := 0
 	var firstBad error
+	d := blobDecoder{r: r}
+	var prev ID
 	err = readSealed(rc, start, locs, false, func(l BlobLocation, sealed []byte) error {
+		if l.Bundled() {
+			// members are bundled again with the blobs saved beside them
+			data, err := d.decode(l, sealed)
+			if err != nil {
+				if bad == 0 {
+					firstBad = err
+				}
+				bad++
+				return nil
+			}
+			blobs = append(blobs, blob{l, bytes.Clone(data)})
+			return nil
+		}
 		if sealed == nil {
+			if l.ID != prev {
+				if bad == 0 {
+					firstBad = fmt.Errorf("blob %s: %w: indexed at the offset of blob %s", l.ID.Short(), ErrCorrupt, prev.Short())
+				}
+				bad++
+			}
 			return nil // listed twice
 		}
+		prev = l.ID
 		plain, err := openInPlace(aead, sealed, blobAD(l.Type, l.ID))
 		if err != nil {
 			err = fmt.Errorf("%w: does not authenticate", ErrCorrupt)
@@ -401,7 +423,13 @@ func (r *Repository) repackOne(ctx context.Context, c repackCandidate, used map[
 		return 0, fmt.Errorf("%d of %d live blobs do not read back (first %v)", bad, len(locs), firstBad)
 	}
 	for _, b := range blobs {
-		if _, err := r.saveEncoded(ctx, b.l.Type, b.l.ID, int(b.l.RawLength), func(dst []byte) []byte { return append(dst, b.plain...) }); err != nil {
+		var err error
+		if b.l.Bundled() {
+			_, err = r.saveBlobWithID(ctx, b.l.Type, b.l.ID, b.plain)
+		} else {
+			_, err = r.saveEncoded(ctx, b.l.Type, b.l.ID, int(b.l.RawLength), func(dst []byte) []byte { return append(dst, b.plain...) })
+		}
+		if err != nil {
 			return 0, fmt.Errorf("%w: %v", errRepackStore, err)
 		}
 	}

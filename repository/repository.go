@@ -38,11 +38,12 @@ import (
 	"backupd/storage"
 )
 
-// FormatVersion is the repository format this code writes. Version 2
+// FormatVersion is the repository format this code creates. Version 2
 // added manifest sets and tombstones (manifestset.go); version 1
 // repositories are read, and moved to 2 by the first gc that folds
-// manifests.
-const FormatVersion = 2
+// manifests. Version 3 stores small data blobs in bundles (bundle.go);
+// repositories of versions 1 and 2 are read and written without them.
+const FormatVersion = 3
 
 // checkFormatVersion refuses a format this backupd does not know.
 func checkFormatVersion(v int) error {
@@ -90,6 +91,7 @@ type Repository struct {
 	pending      map[ID]int64 // blobs being stored: their stored length (0 until sealed)
 	pendingRefs  map[ID]int   // uses of a pending blob seen before it was sealed
 	packers      map[BlobType]*packBuilder
+	open         map[BlobType]*bundle // bundles being filled (bundle.go)
 	uploadCh     chan *packBuilder
 	uploadWG     sync.WaitGroup
 	uploadErr    error
@@ -250,7 +252,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
 		idx: newIndex(), compression: CompressZstd, uploaders: 3, reloadSem: make(chan struct{}, 1),
-		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{},
+		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{}, open: map[BlobType]*bundle{},
 	}, nil
 }
 
@@ -519,45 +521,34 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
-	return r.saveEncoded(ctx, t, id, len(data), func(dst []byte) []byte { return compress(dst, r.compression, data) })
+	// incompressible blobs are stored alone and raw: in a bundle they
+	// would cost compression time and take a share of its storage they
+	// do not have
+	if t == DataBlob && len(data) < bundleMember && r.bundles() && (r.compression == CompressNone || !incompressible(data)) {
+		return r.saveMember(ctx, t, id, data)
+	}
+	c := r.compression
+	return r.saveEncoded(ctx, t, id, len(data), func(dst []byte) []byte { return r.compressBlob(dst, t, c, data) })
+}
+
+// compressBlob encodes a blob stored on its own. With bundles, a data
+// blob that is not bundled is a chunk of a large file: the fast level
+// compresses those almost as well (the stronger ones paid for small files).
+func (r *Repository) compressBlob(dst []byte, t BlobType, c Compression, data []byte) []byte {
+	if t == DataBlob && r.bundles() {
+		return compressClass(dst, c, data, zstdFast)
+	}
+	return compress(dst, c, data)
 }
 
 // saveEncoded stores a blob of rawLen plaintext bytes unless the
 // repository has it; encode appends its encoded form (codec byte and
 // payload) to dst. Repack passes blobs on in the form they were stored.
 func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen int, encode func(dst []byte) []byte) (bool, error) {
-	if p, n, ok := r.idx.dedupable(id); ok {
-		r.deps.add(p)
-		r.referenced(t, n)
-		return false, nil
-	}
-	r.wmu.Lock()
-	if r.uploadErr != nil {
-		err := r.uploadErr
-		r.wmu.Unlock()
+	s, err := r.claim(t, id)
+	if s == nil {
 		return false, err
 	}
-	if n, ok := r.pending[id]; ok {
-		if n == 0 { // still being sealed: counted when it is
-			r.pendingRefs[id]++
-		}
-		r.wmu.Unlock()
-		r.referenced(t, n)
-		return false, nil
-	}
-	r.pending[id] = 0
-	if r.sealer == nil {
-		s, err := newSealer(r.keys.DataPublic)
-		if err != nil {
-			r.wmu.Unlock()
-			return false, err
-		}
-		r.sealer = s
-		r.startUploaders()
-	}
-	s := r.sealer
-	r.wmu.Unlock()
-
 	pool := blobPool(rawLen)
 	pb, sb := pool.Get().(*[]byte), pool.Get().(*[]byte)
 	plain := encode((*pb)[:0])
@@ -565,13 +556,58 @@ func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen 
 	*pb, *sb = plain[:0], sealed[:0]
 	pool.Put(pb)
 	defer pool.Put(sb) // after add has copied it into the pack
+	r.stats.blobsAdded.Add(1)
+	r.stats.bytesAdded.Add(int64(rawLen))
+	if t == DataBlob {
+		r.stats.dataAdded.Add(int64(rawLen))
+	}
+	return true, r.addSealed(ctx, s, t, sealed, []PackEntry{{Type: t, ID: id, Length: uint32(len(sealed)), RawLength: uint32(rawLen)}})
+}
 
+// claim makes blob id pending, to be stored by the caller with the sealer
+// it returns. It returns no sealer when the blob is stored or being
+// stored already (the use is counted), or on an error.
+func (r *Repository) claim(t BlobType, id ID) (*sealer, error) {
+	if p, n, ok := r.idx.dedupable(id); ok {
+		r.deps.add(p)
+		r.referenced(t, n)
+		return nil, nil
+	}
 	r.wmu.Lock()
-	// A blob that would take the pack past its target size closes the pack
-	// first, so pack buffers never grow past TargetPackSize plus a header.
+	defer r.wmu.Unlock()
+	if r.uploadErr != nil {
+		return nil, r.uploadErr
+	}
+	if n, ok := r.pending[id]; ok {
+		if n == 0 { // still being sealed: counted when it is
+			r.pendingRefs[id]++
+		}
+		r.referenced(t, n)
+		return nil, nil
+	}
+	if r.sealer == nil {
+		s, err := newSealer(r.keys.DataPublic)
+		if err != nil {
+			return nil, err
+		}
+		r.sealer = s
+		r.startUploaders()
+	}
+	r.pending[id] = 0
+	return r.sealer, nil
+}
+
+// addSealed appends a sealed item (a blob, or a bundle) to the open pack
+// of type t; entries are its blobs, their offsets set here.
+// s is the sealer the item was sealed with: its pack's.
+func (r *Repository) addSealed(ctx context.Context, s *sealer, t BlobType, sealed []byte, entries []PackEntry) error {
+	r.wmu.Lock()
+	// An item that would take the pack past its target size closes the
+	// pack first, so pack buffers never grow past TargetPackSize plus a
+	// header.
 	var full *packBuilder
 	p := r.packers[t]
-	if p != nil && len(p.buf)+len(sealed) > TargetPackSize {
+	if p != nil && (len(p.buf)+len(sealed) > TargetPackSize || p.sealer != s) {
 		full = p
 		p = nil
 	}
@@ -579,26 +615,24 @@ func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen 
 		p = newPackBuilder(t, s)
 		r.packers[t] = p
 	}
-	p.add(t, id, sealed, rawLen)
-	r.pending[id] = int64(len(sealed))
-	uses := 1 + int64(r.pendingRefs[id])
-	delete(r.pendingRefs, id)
-	r.wmu.Unlock()
-	r.stats.blobsAdded.Add(1)
-	r.stats.bytesAdded.Add(int64(rawLen))
-	r.stats.storedAdded.Add(int64(len(sealed)))
-	r.referenced(t, uses*int64(len(sealed)))
-	if t == DataBlob {
-		r.stats.dataAdded.Add(int64(rawLen))
+	p.add(sealed, entries)
+	for _, e := range entries {
+		n := e.Stored()
+		r.pending[e.ID] = max(n, 1) // 0 means not sealed yet
+		uses := 1 + int64(r.pendingRefs[e.ID])
+		delete(r.pendingRefs, e.ID)
+		r.referenced(t, uses*n)
 	}
+	r.wmu.Unlock()
+	r.stats.storedAdded.Add(int64(len(sealed)))
 	if full != nil {
 		select {
 		case r.uploadCh <- full:
 		case <-ctx.Done():
-			return true, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	return true, nil
+	return nil
 }
 
 func (r *Repository) startUploaders() {
@@ -708,6 +742,9 @@ func blobPool(n int) *sync.Pool {
 // session's per-pack index files into one. After Flush returns nil, every
 // blob saved so far is durable and indexed.
 func (r *Repository) Flush(ctx context.Context) error {
+	if err := r.flushBundles(ctx); err != nil {
+		return err
+	}
 	r.wmu.Lock()
 	if r.sealer == nil {
 		r.wmu.Unlock()
@@ -782,6 +819,7 @@ func (r *Repository) Abort() {
 		p.release()
 		delete(r.packers, t)
 	}
+	clear(r.open)
 	ch := r.uploadCh
 	r.wmu.Unlock()
 	close(ch)
@@ -924,6 +962,13 @@ func (r *Repository) decodeBlob(loc BlobLocation, sealed []byte) ([]byte, error)
 // blob before the next does not allocate one buffer per blob. The result
 // may alias *buf or sealed. buf nil: a new buffer.
 func (r *Repository) decodeBlobInto(loc BlobLocation, sealed []byte, buf *[]byte) ([]byte, error) {
+	if loc.Bundled() {
+		b, err := r.openBundle(loc, sealed, buf)
+		if err != nil {
+			return nil, err
+		}
+		return r.member(loc, b)
+	}
 	aead, err := r.session(loc.EphPublic)
 	if err != nil {
 		return nil, &BlobError{loc.Pack, loc.ID, err}
@@ -953,7 +998,9 @@ func (r *Repository) decodeBlobInto(loc BlobLocation, sealed []byte, buf *[]byte
 func (r *Repository) Lookup(id ID) (BlobLocation, bool) { return r.idx.lookup(id) }
 
 // ReadPackBlobs reads the given blobs of one pack with a single ranged read
-// and calls fn with each blob's verified plaintext, in offset order. A blob
+// and calls fn with each blob's verified plaintext, in offset order (a
+// bundle's members in the order given: each bundle is decoded once for
+// the members that follow one another). A blob
 // that fails to decode is passed to fn with its error, and the rest still
 // follow. locs must all name the same pack; a blob may appear more than once.
 // The plaintext is valid only until fn returns: its buffer is reused for
@@ -979,19 +1026,10 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 		return &BlobError{pack, locs[0].ID, err}
 	}
 	defer rc.Close()
-	var data, plain []byte
-	var derr error
-	var prev ID
+	d := blobDecoder{r: r}
 	return readSealed(rc, start, locs, true, func(l BlobLocation, sealed []byte) error {
-		if sealed != nil {
-			data, derr = r.decodeBlobInto(l, sealed, &plain)
-			prev = l.ID
-		} else if l.ID != prev {
-			// another blob indexed at the same place: what was read there
-			// was checked as the one before
-			return fn(l, nil, &BlobError{pack, l.ID, fmt.Errorf("%w: indexed at the offset of blob %s", ErrCorrupt, prev.Short())})
-		}
-		return fn(l, data, derr)
+		data, err := d.decode(l, sealed)
+		return fn(l, data, err)
 	})
 }
 

@@ -87,7 +87,7 @@ func TestWrongPasswordAndVersion(t *testing.T) {
 		t.Fatalf("wrong password: got %v", err)
 	}
 	cfg, _ := storage.ReadAll(ctx, be, "config")
-	cfg = bytes.Replace(cfg, []byte(`"version": 2`), []byte(`"version": 9`), 1)
+	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 9`), 1)
 	be.Put(ctx, "config", bytes.NewReader(cfg), int64(len(cfg)))
 	_, err := Open(ctx, be, Credentials{Password: []byte("correct horse")})
 	if err == nil || !strings.Contains(err.Error(), "version 9 is not supported") {

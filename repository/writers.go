@@ -290,7 +290,7 @@ func (r *Repository) Reuse(ids []ID) bool {
 			r.idx.mu.RUnlock()
 			return false
 		}
-		stored += int64(l.length)
+		stored += l.entry(id).Stored()
 		p := r.idx.packs[l.pack].id
 		if len(packs) == 0 || packs[len(packs)-1] != p {
 			packs = append(packs, p)

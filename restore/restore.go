@@ -879,11 +879,15 @@ func (r *restorer) replaceableAt(e *entry, fd int, name string) error {
 }
 
 // blobAt names a blob by where it is stored (a key of plain values: boxing
-// the pack id and offset in interfaces cost more than the rest of the map).
+// the pack id and offset in interfaces cost more than the rest of the map):
+// its pack, offset and, for a bundle member, its place in the bundle.
 type blobAt struct {
 	pack   repository.ID
 	offset uint32
+	inner  uint32
 }
+
+func at(l repository.BlobLocation) blobAt { return blobAt{l.Pack, l.Offset, l.Inner} }
 
 func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 	byPack := map[repository.ID][]repository.BlobLocation{}
@@ -912,7 +916,7 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 		}
 		var off int64
 		for i, l := range e.locs {
-			k := blobAt{l.Pack, l.Offset}
+			k := at(l)
 			if _, ok := targets[k]; !ok {
 				byPack[l.Pack] = append(byPack[l.Pack], l)
 			}
@@ -943,7 +947,7 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 					if derr == nil && !r.opts.NoVerify {
 						h = maphash.Bytes(seed, data)
 					}
-					for _, t := range targets[blobAt{l.Pack, l.Offset}] {
+					for _, t := range targets[at(l)] {
 						terr := derr
 						if want := t.e.node.Content[t.i]; terr == nil && want != l.ID {
 							// the index put two blobs at one place: the one
@@ -986,7 +990,7 @@ func (r *restorer) writeContent(ctx context.Context, files []*entry) error {
 				if err != nil && ctx.Err() == nil {
 					// the pack could not be read at all: fail its files
 					for _, l := range byPack[pack] {
-						for _, t := range targets[blobAt{l.Pack, l.Offset}] {
+						for _, t := range targets[at(l)] {
 							r.failFile(t.e, err)
 						}
 					}

@@ -1,0 +1,203 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+)
+
+// Bundles: in a repository of format 3, data blobs under bundleMember
+// bytes (whole small files, the tails of large ones) are not encoded and
+// sealed one by one: they are gathered, in the order they are saved, into
+// a bundle of about bundleTarget bytes that is compressed and sealed as
+// one. Each member keeps its own entry (its id, the bundle's place and
+// stored length, its place in the decoded bundle), so deduplication,
+// garbage collection and restores still work blob by blob; a reader of one
+// member decodes its bundle and checks the member's content against its
+// id, as for any blob.
+//
+// A source tree's small files compress as one stream far better than one
+// by one, at the fast levels: on the Go toolchain (15,000 files under
+// 512 KiB) the repository is 67 MB instead of 72 MB, and zstd's time 40%
+// less (a throwaway measurement on one core, 2026-12-04), because one call
+// per megabyte replaces one per file and the stronger level per small file
+// is no longer needed.
+const (
+	bundleMember = 512 << 10 // blobs below this are bundled
+	bundleTarget = 1 << 20   // a bundle is sealed when it holds this much
+	// maxBundleRaw bounds a decoded bundle a reader accepts
+	maxBundleRaw = 16 << 20
+)
+
+// bundleAD is the associated data of a sealed bundle. A member's content
+// is checked against its id once decoded, as every blob's is; the bundle
+// itself is bound to being a bundle of its type.
+func bundleAD(t BlobType) []byte { return append([]byte("backupd bundle v1 "), byte(t)) }
+
+// bundle is an open bundle: its members' plaintexts, one after another.
+type bundle struct {
+	typ     BlobType
+	data    []byte
+	members []bundleEntry
+}
+
+type bundleEntry struct {
+	id          ID
+	inner, size uint32
+}
+
+// bundles reports whether this repository's format stores bundles.
+func (r *Repository) bundles() bool { return r.cfg.Version >= 3 }
+
+// saveMember adds a small blob to the open bundle of its type, and stores
+// the bundle when it is full. Like saveEncoded, it reports whether the
+// blob was new; the blob is durable once its bundle's pack is committed.
+func (r *Repository) saveMember(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
+	s, err := r.claim(t, id)
+	if s == nil {
+		return false, err
+	}
+	r.wmu.Lock()
+	b := r.open[t]
+	if b == nil {
+		b = &bundle{typ: t, data: make([]byte, 0, bundleTarget+bundleMember)}
+		r.open[t] = b
+	}
+	b.members = append(b.members, bundleEntry{id: id, inner: uint32(len(b.data)), size: uint32(len(data))})
+	b.data = append(b.data, data...)
+	full := len(b.data) >= bundleTarget
+	if full {
+		delete(r.open, t)
+	}
+	r.wmu.Unlock()
+	r.stats.blobsAdded.Add(1)
+	r.stats.bytesAdded.Add(int64(len(data)))
+	if t == DataBlob {
+		r.stats.dataAdded.Add(int64(len(data)))
+	}
+	if full {
+		return true, r.storeBundle(ctx, b, s)
+	}
+	return true, nil
+}
+
+// storeBundle encodes and seals bundle b with s and adds it to a pack.
+func (r *Repository) storeBundle(ctx context.Context, b *bundle, s *sealer) error {
+	pool := blobPool(len(b.data))
+	pb, sb := pool.Get().(*[]byte), pool.Get().(*[]byte)
+	plain := compressBundle((*pb)[:0], r.compression, b.data)
+	sealed := seal(s.aead, (*sb)[:0], plain, bundleAD(b.typ))
+	*pb, *sb = plain[:0], sealed[:0]
+	pool.Put(pb)
+	defer pool.Put(sb) // after the pack has copied it
+
+	entries := make([]PackEntry, len(b.members))
+	for i, m := range b.members {
+		entries[i] = PackEntry{Type: b.typ, ID: m.id, Length: uint32(len(sealed)), RawLength: m.size,
+			Inner: m.inner, BundleRaw: uint32(len(b.data))}
+	}
+	return r.addSealed(ctx, s, b.typ, sealed, entries)
+}
+
+// flushBundles stores the open bundles (before the open packs are).
+func (r *Repository) flushBundles(ctx context.Context) error {
+	r.wmu.Lock()
+	var open []*bundle
+	for t, b := range r.open {
+		open = append(open, b)
+		delete(r.open, t)
+	}
+	s := r.sealer
+	r.wmu.Unlock()
+	for _, b := range open {
+		if err := r.storeBundle(ctx, b, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openBundle decrypts and decodes the sealed bundle holding member loc,
+// into *buf when it is large enough (growing it when not; nil: a new
+// buffer). The result may alias *buf or sealed.
+func (r *Repository) openBundle(loc BlobLocation, sealed []byte, buf *[]byte) ([]byte, error) {
+	if loc.BundleRaw == 0 || loc.BundleRaw > maxBundleRaw || uint64(loc.Inner)+uint64(loc.RawLength) > uint64(loc.BundleRaw) {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: member located outside its bundle", ErrCorrupt)}
+	}
+	aead, err := r.session(loc.EphPublic)
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, err}
+	}
+	plain, err := openInPlace(aead, sealed, bundleAD(loc.Type))
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: its bundle does not authenticate", ErrCorrupt)}
+	}
+	var dst []byte
+	if buf != nil {
+		if need := int(loc.BundleRaw); cap(*buf) < need {
+			*buf = make([]byte, need)
+		}
+		dst = *buf
+	}
+	data, err := decompressInto(dst, plain, int(loc.BundleRaw))
+	if err != nil {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("bundle: %w", err)}
+	}
+	return data, nil
+}
+
+// member returns member loc's content from its decoded bundle, checked
+// against its id.
+func (r *Repository) member(loc BlobLocation, bundle []byte) ([]byte, error) {
+	if uint64(loc.Inner)+uint64(loc.RawLength) > uint64(len(bundle)) {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: member located outside its bundle", ErrCorrupt)}
+	}
+	data := bundle[loc.Inner : loc.Inner+loc.RawLength]
+	if r.ids.Sum(data) != loc.ID {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: content does not match its id", ErrCorrupt)}
+	}
+	return data, nil
+}
+
+// blobDecoder decodes the blobs of a pack in offset order with reused
+// buffers: a result is valid until the next sealed item is decoded.
+// Members of one bundle, met one after another, share one decryption and
+// decompression.
+type blobDecoder struct {
+	r      *Repository
+	buf    []byte
+	prev   BlobLocation // the last item decoded
+	data   []byte       // its plaintext (a bundle's, for a member)
+	err    error
+	primed bool
+}
+
+// decode returns the verified content of loc. sealed is the sealed item
+// at loc's offset (decrypted in place), or nil when it is the one the
+// previous call was given.
+func (d *blobDecoder) decode(loc BlobLocation, sealed []byte) ([]byte, error) {
+	if sealed != nil {
+		d.prev, d.primed = loc, true
+		if loc.Bundled() {
+			d.data, d.err = d.r.openBundle(loc, sealed, &d.buf)
+		} else {
+			d.data, d.err = d.r.decodeBlobInto(loc, sealed, &d.buf)
+		}
+	} else if !d.primed || loc.Offset != d.prev.Offset {
+		return nil, fmt.Errorf("blobDecoder: blob %s at offset %d not read", loc.ID.Short(), loc.Offset)
+	}
+	p := d.prev
+	switch {
+	case loc.Bundled() && p.Bundled() && loc.Length == p.Length && loc.BundleRaw == p.BundleRaw:
+		if be, ok := d.err.(*BlobError); ok {
+			return nil, &BlobError{loc.Pack, loc.ID, be.Err}
+		} else if d.err != nil {
+			return nil, d.err
+		}
+		return d.r.member(loc, d.data)
+	case !loc.Bundled() && !p.Bundled() && loc.ID == p.ID:
+		return d.data, d.err // the same blob listed again
+	}
+	// another blob indexed at the same place: what was read there was
+	// checked as the one before
+	return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: indexed at the offset of blob %s", ErrCorrupt, p.ID.Short())}
+}

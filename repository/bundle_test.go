@@ -1,0 +1,333 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"backupd/storage"
+)
+
+// textSet is fileSet with compressible content (16 letters, about 2:1):
+// small files of it are bundle members.
+func textSet(from, n, size int) files {
+	fs := files{}
+	for i := from; i < from+n; i++ {
+		b := make([]byte, size)
+		rng := rand.New(rand.NewSource(int64(i)))
+		for j := range b {
+			b[j] = "abcdefghijklmnop"[rng.Intn(16)]
+		}
+		fs[fmt.Sprint("t", i)] = b
+	}
+	return fs
+}
+
+// loaded is reopen with the index loaded.
+func loaded(t *testing.T, be storage.Backend) *Repository {
+	t.Helper()
+	r := reopen(t, be)
+	if err := r.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// savedBlobs saves each content as a data blob and flushes.
+func savedBlobs(t *testing.T, r *Repository, contents [][]byte) []ID {
+	t.Helper()
+	ctx := context.Background()
+	ids := make([]ID, len(contents))
+	for i, c := range contents {
+		id, _, err := r.SaveBlob(ctx, DataBlob, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// Small compressible blobs are stored as members of bundles; large and
+// incompressible ones alone. Every way of reading gives each member back,
+// through this handle and through a new one (index files, then the
+// index snapshot), and the check reads every bundle clean.
+func TestBundlesRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	var contents [][]byte
+	for i := 0; i < 300; i++ {
+		contents = append(contents, textSet(i, 1, 10+i*17)[fmt.Sprint("t", i)])
+	}
+	big := textSet(1000, 1, bundleMember)["t1000"]
+	random := randData(7, 10_000)
+	contents = append(contents, big, random)
+	ids := savedBlobs(t, r, contents)
+
+	type place struct {
+		pack   ID
+		offset uint32
+	}
+	bundles := map[place]bool{}
+	for i, id := range ids {
+		loc, ok := r.Lookup(id)
+		if !ok {
+			t.Fatalf("blob %d not indexed", i)
+		}
+		switch {
+		case i < 300 && !loc.Bundled():
+			t.Fatalf("small blob %d (%d bytes) stored alone", i, len(contents[i]))
+		case i >= 300 && loc.Bundled():
+			t.Fatalf("blob %d (%d bytes) bundled", i, len(contents[i]))
+		}
+		if loc.Bundled() {
+			bundles[place{loc.Pack, loc.Offset}] = true
+		}
+	}
+	// 300 blobs of 10 to 5,000 bytes: about 750 KB, one or two bundles
+	if len(bundles) > 2 {
+		t.Fatalf("%d bundles for 300 small blobs", len(bundles))
+	}
+	read := func(t *testing.T, r *Repository) {
+		t.Helper()
+		byPack := map[ID][]BlobLocation{}
+		for i, id := range ids {
+			got, err := r.LoadBlob(ctx, DataBlob, id)
+			if err != nil || !bytes.Equal(got, contents[i]) {
+				t.Fatalf("LoadBlob %d: %v", i, err)
+			}
+			loc, _ := r.Lookup(id)
+			byPack[loc.Pack] = append(byPack[loc.Pack], loc)
+		}
+		want := map[ID][]byte{}
+		for i, id := range ids {
+			want[id] = contents[i]
+		}
+		n := 0
+		for _, locs := range byPack {
+			rand.Shuffle(len(locs), func(i, j int) { locs[i], locs[j] = locs[j], locs[i] })
+			err := r.ReadPackBlobs(ctx, locs, func(l BlobLocation, data []byte, err error) error {
+				if err != nil || !bytes.Equal(data, want[l.ID]) {
+					return fmt.Errorf("ReadPackBlobs %s: %v", l.ID.Short(), err)
+				}
+				n++
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n != len(ids) {
+			t.Fatalf("ReadPackBlobs gave %d blobs, want %d", n, len(ids))
+		}
+	}
+	read(t, r)
+	read(t, loaded(t, be))
+	// through the index snapshot of a cached handle
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		cr := reopen(t, be)
+		c, err := OpenCache(dir, cr.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr.SetCache(c)
+		if err := cr.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		read(t, cr)
+	}
+	checkClean(t, be)
+
+	// the formats that can say so: pack version 2, index version 2
+	be.List(ctx, "", func(oi storage.ObjectInfo) error {
+		raw, _ := storage.ReadAll(ctx, be, oi.Name)
+		switch {
+		case strings.HasPrefix(oi.Name, "data/"):
+			if v := raw[len(raw)-5]; v != packVersionBundles && v != packVersion {
+				t.Errorf("%s: pack version %d", oi.Name, v)
+			}
+		case strings.HasPrefix(oi.Name, "index/"):
+			if raw[4] != indexVersionBundles {
+				t.Errorf("%s: index version %d", oi.Name, raw[4])
+			}
+		}
+		return nil
+	})
+}
+
+// A repository of format 2 is written as before: no bundles, and packs
+// and index files a backupd of that format reads.
+func TestFormat2RepositoriesGetNoBundles(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	r.cfg.Version = 2
+	var contents [][]byte
+	for _, c := range textSet(0, 20, 3000) {
+		contents = append(contents, c)
+	}
+	for _, id := range savedBlobs(t, r, contents) {
+		if loc, _ := r.Lookup(id); loc.Bundled() {
+			t.Fatal("bundled in a format 2 repository")
+		}
+	}
+	be.List(ctx, "", func(oi storage.ObjectInfo) error {
+		raw, _ := storage.ReadAll(ctx, be, oi.Name)
+		if strings.HasPrefix(oi.Name, "data/") && raw[len(raw)-5] != packVersion ||
+			strings.HasPrefix(oi.Name, "index/") && raw[4] != indexVersion {
+			t.Errorf("%s written in the format with bundles", oi.Name)
+		}
+		return nil
+	})
+}
+
+// bundleOf returns where member id is.
+func bundleOf(t *testing.T, r *Repository, id ID) BlobLocation {
+	t.Helper()
+	loc, ok := r.Lookup(id)
+	if !ok || !loc.Bundled() {
+		t.Fatalf("blob %s is not a bundle member", id.Short())
+	}
+	return loc
+}
+
+// A damaged bundle fails every member read from it, each by name, and the
+// check lists them all; a member indexed at another member's place is
+// refused (its content does not match its id).
+func TestDamagedBundleFailsItsMembers(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	var contents [][]byte
+	for _, c := range textSet(0, 10, 2000) {
+		contents = append(contents, c)
+	}
+	ids := savedBlobs(t, r, contents)
+	first := bundleOf(t, r, ids[0])
+
+	// a member placed where another is: refused
+	other := bundleOf(t, r, ids[1])
+	lying := first
+	lying.Inner, lying.RawLength = other.Inner, other.RawLength
+	if _, err := loaded(t, be).readAt(ctx, lying); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("member read at another member's place: %v", err)
+	}
+	// and one placed past its bundle's end
+	lying = first
+	lying.Inner = lying.BundleRaw
+	if _, err := loaded(t, be).readAt(ctx, lying); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("member read past its bundle: %v", err)
+	}
+
+	raw, _ := storage.ReadAll(ctx, be, packName(first.Pack))
+	raw[first.Offset+first.Length/2] ^= 1
+	be.Put(ctx, packName(first.Pack), bytes.NewReader(raw), int64(len(raw)))
+	fresh := loaded(t, be)
+	for i, id := range ids {
+		_, err := fresh.LoadBlob(ctx, DataBlob, id)
+		var be *BlobError
+		if !errors.Is(err, ErrCorrupt) || !errors.As(err, &be) || be.Blob != id {
+			t.Fatalf("member %d of a damaged bundle: %v", i, err)
+		}
+	}
+	var locs []BlobLocation
+	for _, id := range ids {
+		loc, _ := fresh.Lookup(id)
+		locs = append(locs, loc)
+	}
+	failed := map[ID]bool{}
+	if err := fresh.ReadPackBlobs(ctx, locs, func(l BlobLocation, _ []byte, err error) error {
+		if err != nil {
+			failed[l.ID] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != len(ids) {
+		t.Fatalf("ReadPackBlobs failed %d of %d members", len(failed), len(ids))
+	}
+	cr, err := Check(ctx, fresh, CheckOptions{ReadDataPercent: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := fmt.Sprintf("%+v", cr)
+	if cr.OK || !strings.Contains(msg, fmt.Sprintf("%d damaged blob(s)", len(ids))) {
+		t.Fatalf("check of a damaged bundle: %s", msg)
+	}
+}
+
+// A pack's header and an index file that list members round-trip, and a
+// member entry that reaches past its bundle is refused.
+func TestMemberEntriesDecode(t *testing.T) {
+	es := []PackEntry{
+		{Type: DataBlob, ID: ID{1}, Offset: 0, Length: 100, RawLength: 50, Inner: 0, BundleRaw: 80},
+		{Type: DataBlob, ID: ID{2}, Offset: 0, Length: 100, RawLength: 30, Inner: 50, BundleRaw: 80},
+		{Type: TreeBlob, ID: ID{3}, Offset: 100, Length: 60, RawLength: 70},
+	}
+	got, err := decodePackHeader(encodePackHeader(es), 1000)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(es) {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	bad := append([]PackEntry(nil), es...)
+	bad[1].Inner = 51
+	if _, err := decodePackHeader(encodePackHeader(bad), 1000); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("member past its bundle: %v", err)
+	}
+	b := encodePackHeader(es[:1])
+	binary.LittleEndian.PutUint32(b[49:], maxBundleRaw+1)
+	if _, err := decodePackHeader(b, 1000); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("bundle over the bound: %v", err)
+	}
+	if _, err := decodePackHeader(encodePackHeader(es[:1])[:packEntryLen], 1000); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("member entry cut short: %v", err)
+	}
+}
+
+// Repack keeps the live members of a bundle that is mostly unused, bundled
+// again, and frees the rest.
+func TestRepackRebundlesLiveMembers(t *testing.T) {
+	ctx := context.Background()
+	be, kept := partlyUsedWith(t, textSet)
+	r := loaded(t, be)
+	var members int
+	for _, p := range r.idx.Packs() {
+		for _, b := range p.Blobs {
+			if b.Bundled() {
+				members++
+			}
+		}
+	}
+	if members < 25 {
+		t.Fatalf("%d bundle members, want the 25 files", members)
+	}
+	before, _ := storedBytes(t, be)
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: noSmall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr := res.Repack; rr == nil || rr.Packs != 1 || rr.Blobs != 5 {
+		t.Fatalf("repack: %+v", res.Repack)
+	}
+	after, _ := storedBytes(t, be)
+	if after > before*2/3 {
+		t.Fatalf("stored %d bytes before, %d after", before, after)
+	}
+	readBack(t, reopen(t, be), "backup-2", kept)
+	checkClean(t, be)
+	r = loaded(t, be)
+	for _, p := range r.idx.Packs() {
+		for _, b := range p.Blobs {
+			if b.Type == DataBlob && !b.Bundled() {
+				t.Fatalf("blob %s unbundled by the repack", b.ID.Short())
+			}
+		}
+	}
+}
