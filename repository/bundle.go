@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sync"
 )
 
 // Bundles: in a repository of format 3, data blobs under bundleMember
@@ -27,6 +29,10 @@ const (
 	// maxBundleRaw bounds a decoded bundle a reader accepts
 	maxBundleRaw = 16 << 20
 )
+
+// bundleMaxMembers also seals a bundle: its entries in a pack header
+// (53 bytes each) stay well inside packHeaderBudget.
+var bundleMaxMembers = 4096
 
 // bundleAD is the associated data of a sealed bundle. A member's content
 // is checked against its id once decoded, as every blob's is; the bundle
@@ -64,7 +70,7 @@ func (r *Repository) saveMember(ctx context.Context, t BlobType, id ID, data []b
 	}
 	b.members = append(b.members, bundleEntry{id: id, inner: uint32(len(b.data)), size: uint32(len(data))})
 	b.data = append(b.data, data...)
-	full := len(b.data) >= bundleTarget
+	full := len(b.data) >= bundleTarget || len(b.members) >= bundleMaxMembers
 	if full {
 		delete(r.open, t)
 	}
@@ -120,8 +126,9 @@ func (r *Repository) flushBundles(ctx context.Context) error {
 // into *buf when it is large enough (growing it when not; nil: a new
 // buffer). The result may alias *buf or sealed.
 func (r *Repository) openBundle(loc BlobLocation, sealed []byte, buf *[]byte) ([]byte, error) {
-	if loc.BundleRaw == 0 || loc.BundleRaw > maxBundleRaw || uint64(loc.Inner)+uint64(loc.RawLength) > uint64(loc.BundleRaw) {
-		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: member located outside its bundle", ErrCorrupt)}
+	// (the member's place in it is checked by member, for each member)
+	if loc.BundleRaw == 0 || loc.BundleRaw > maxBundleRaw {
+		return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: bundle length %d out of bounds", ErrCorrupt, loc.BundleRaw)}
 	}
 	aead, err := r.session(loc.EphPublic)
 	if err != nil {
@@ -187,7 +194,7 @@ func (d *blobDecoder) decode(loc BlobLocation, sealed []byte) ([]byte, error) {
 	}
 	p := d.prev
 	switch {
-	case loc.Bundled() && p.Bundled() && loc.Length == p.Length && loc.BundleRaw == p.BundleRaw:
+	case loc.Bundled() && p.Bundled() && loc.Type == p.Type && loc.Length == p.Length && loc.BundleRaw == p.BundleRaw:
 		if be, ok := d.err.(*BlobError); ok {
 			return nil, &BlobError{loc.Pack, loc.ID, be.Err}
 		} else if d.err != nil {
@@ -200,4 +207,73 @@ func (d *blobDecoder) decode(loc BlobLocation, sealed []byte) ([]byte, error) {
 	// another blob indexed at the same place: what was read there was
 	// checked as the one before
 	return nil, &BlobError{loc.Pack, loc.ID, fmt.Errorf("%w: indexed at the offset of blob %s", ErrCorrupt, p.ID.Short())}
+}
+
+// bundleMemo keeps the last few bundles decoded for single-member reads
+// (LoadBlob: a copy, an export, a restore's fallback after a repack), so
+// reading a bundle's members one after another fetches and decodes it
+// once, not once per member.
+type bundleMemo struct {
+	mu      sync.Mutex
+	entries [4]memoEntry
+	next    int
+}
+
+type memoEntry struct {
+	key  bundleKey
+	data []byte
+}
+
+// bundleKey names a sealed bundle by everything its members' entries say
+// of it.
+type bundleKey struct {
+	pack           ID
+	offset, length uint32
+	raw            uint32
+	typ            BlobType
+}
+
+func keyOf(loc BlobLocation) bundleKey {
+	return bundleKey{loc.Pack, loc.Offset, loc.Length, loc.BundleRaw, loc.Type}
+}
+
+func (m *bundleMemo) get(loc BlobLocation) ([]byte, bool) {
+	k := keyOf(loc)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.entries {
+		if e.data != nil && e.key == k {
+			return e.data, true
+		}
+	}
+	return nil, false
+}
+
+// put keeps a decoded bundle; it must not be changed afterwards.
+func (m *bundleMemo) put(loc BlobLocation, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.entries[m.next] = memoEntry{keyOf(loc), data}
+	m.next = (m.next + 1) % len(m.entries)
+}
+
+// readMember reads member loc alone: its bundle from the memo, or from
+// storage (then kept). The result is the member's own copy.
+func (r *Repository) readMember(loc BlobLocation, sealed func() ([]byte, error)) ([]byte, error) {
+	b, ok := r.bundleMemo.get(loc)
+	if !ok {
+		s, err := sealed()
+		if err != nil {
+			return nil, err
+		}
+		if b, err = r.openBundle(loc, s, nil); err != nil {
+			return nil, err
+		}
+		r.bundleMemo.put(loc, b) // (sealed gives a new buffer each time: b may alias it)
+	}
+	d, err := r.member(loc, b)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(d), nil
 }

@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"backupd/storage"
+	"backupd/storage/fault"
 )
 
 // textSet is fileSet with compressible content (16 letters, about 2:1):
@@ -272,22 +274,141 @@ func TestMemberEntriesDecode(t *testing.T) {
 		{Type: DataBlob, ID: ID{2}, Offset: 0, Length: 100, RawLength: 30, Inner: 50, BundleRaw: 80},
 		{Type: TreeBlob, ID: ID{3}, Offset: 100, Length: 60, RawLength: 70},
 	}
-	got, err := decodePackHeader(encodePackHeader(es), 1000)
+	got, err := decodePackHeader(encodePackHeader(es), 1000, true)
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(es) {
 		t.Fatalf("round trip: %v %v", got, err)
 	}
 	bad := append([]PackEntry(nil), es...)
 	bad[1].Inner = 51
-	if _, err := decodePackHeader(encodePackHeader(bad), 1000); !errors.Is(err, ErrCorrupt) {
+	if _, err := decodePackHeader(encodePackHeader(bad), 1000, true); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("member past its bundle: %v", err)
 	}
 	b := encodePackHeader(es[:1])
 	binary.LittleEndian.PutUint32(b[49:], maxBundleRaw+1)
-	if _, err := decodePackHeader(b, 1000); !errors.Is(err, ErrCorrupt) {
+	if _, err := decodePackHeader(b, 1000, true); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("bundle over the bound: %v", err)
 	}
-	if _, err := decodePackHeader(encodePackHeader(es[:1])[:packEntryLen], 1000); !errors.Is(err, ErrCorrupt) {
+	if _, err := decodePackHeader(encodePackHeader(es[:1])[:packEntryLen], 1000, true); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("member entry cut short: %v", err)
+	}
+	// a bundle longer than its content stored raw could be
+	bad = append([]PackEntry(nil), es[:1]...)
+	bad[0].Length = bad[0].BundleRaw + 1 + sealOverhead + 1
+	if _, err := decodePackHeader(encodePackHeader(bad), 1000, true); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("bundle longer than its bound: %v", err)
+	}
+	// members only in the format that can list them
+	if _, err := decodePackHeader(encodePackHeader(es), 1000, false); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("members in a version 1 header: %v", err)
+	}
+	if _, err := decodePackHeader(encodePackHeader(es[2:]), 1000, false); err != nil {
+		t.Fatalf("version 1 header: %v", err)
+	}
+	f := encodeIndexFile(testIndexAEAD(t), &IndexFile{Packs: []IndexPack{{ID: ID{9}, EphPublic: make([]byte, 32), Blobs: es}}})
+	if f[4] != indexVersionBundles {
+		t.Fatalf("index file listing members written as version %d", f[4])
+	}
+	f[4] = indexVersion // (the version byte is outside the sealed part)
+	if _, err := decodeIndexFile(testIndexAEAD(t), f); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("members in a version 1 index file: %v", err)
+	}
+}
+
+func testIndexAEAD(t *testing.T) cipher.AEAD {
+	r, _ := newTestRepo(t)
+	return r.indexAEAD
+}
+
+// Reading a bundle's members one by one (a copy, an export) fetches and
+// decodes the bundle once.
+func TestMembersReadAloneShareTheirBundle(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	var contents [][]byte
+	for i := 0; i < 50; i++ {
+		contents = append(contents, textSet(i, 1, 3000)[fmt.Sprint("t", i)])
+	}
+	ids := savedBlobs(t, r, contents)
+	fb := fault.New(be)
+	fr := reopen(t, fb)
+	if err := fr.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fb.Reset()
+	for i, id := range ids {
+		got, err := fr.LoadBlob(ctx, DataBlob, id)
+		if err != nil || !bytes.Equal(got, contents[i]) {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		got[0] ^= 1 // the caller's own copy
+	}
+	if n := fb.Calls(fault.Get); n != 1 {
+		t.Fatalf("%d reads for 50 members of one bundle", n)
+	}
+	for i, id := range ids {
+		if got, err := fr.LoadBlob(ctx, DataBlob, id); err != nil || !bytes.Equal(got, contents[i]) {
+			t.Fatalf("member %d read again: %v", i, err)
+		}
+	}
+}
+
+// Bundles of many tiny members close by their count, and packs by their
+// header's size, not only by their data's, so every pack stays readable.
+func TestPackHeaderBudget(t *testing.T) {
+	defer func(b, m int) { packHeaderBudget, bundleMaxMembers = b, m }(packHeaderBudget, bundleMaxMembers)
+	packHeaderBudget, bundleMaxMembers = 100*memberEntryLen, 30
+	r, be := newTestRepo(t)
+	var contents [][]byte
+	for i := 0; i < 1000; i++ {
+		contents = append(contents, []byte(fmt.Sprintf("small file %d, compressible compressible compressible", i)))
+	}
+	ids := savedBlobs(t, r, contents)
+	fresh := loaded(t, be)
+	packs := map[ID]int{}
+	for i, id := range ids {
+		loc, _ := fresh.Lookup(id)
+		packs[loc.Pack]++
+		if got, err := fresh.LoadBlob(context.Background(), DataBlob, id); err != nil || !bytes.Equal(got, contents[i]) {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+	}
+	for p, n := range packs {
+		if n > 100 {
+			t.Fatalf("pack %s holds %d entries, over the header budget", p.Short(), n)
+		}
+	}
+	if len(packs) < 10 {
+		t.Fatalf("%d packs for 1000 members at 100 a pack", len(packs))
+	}
+	checkClean(t, be)
+}
+
+// A flush that fails leaves nothing of its session looking stored.
+func TestFailedFlushForgetsItsBlobs(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	fb := fault.New(be)
+	r := reopen(t, fb)
+	fb.Add(fault.Rule{Op: fault.Put, Prefix: "data/"})
+	id, _, err := r.SaveBlob(ctx, DataBlob, []byte("a small member, never stored"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err == nil {
+		t.Fatal("flush stored a pack the storage refused")
+	}
+	if r.Has(id) {
+		t.Fatal("a blob whose pack was never stored looks stored")
+	}
+	fb.Reset()
+	if _, added, err := r.SaveBlob(ctx, DataBlob, []byte("a small member, never stored")); err != nil || !added {
+		t.Fatalf("saving it again: added %v, %v", added, err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loaded(t, be).LoadBlob(ctx, DataBlob, id); err != nil {
+		t.Fatal(err)
 	}
 }
 

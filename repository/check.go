@@ -307,7 +307,7 @@ func (c *checker) checkPackHeader(ctx context.Context, p IndexPack, size int64) 
 		c.markBad(p.Blobs)
 		return fmt.Errorf("%w: pack header does not authenticate", ErrCorrupt)
 	}
-	entries, err := decodePackHeader(plain, hstart)
+	entries, err := decodePackHeader(plain, hstart, tr.members)
 	if err != nil {
 		c.markBad(p.Blobs)
 		return err

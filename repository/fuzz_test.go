@@ -399,12 +399,16 @@ func FuzzPackHeader(f *testing.F) {
 
 		// The decrypted header on its own: valid ones are canonical.
 		checkAlloc(t, "decodePackHeader", 4*uint64(len(hdr))+allocSlack, func() {
-			entries, err = decodePackHeader(hdr, int64(dataLen))
+			entries, err = decodePackHeader(hdr, int64(dataLen), true)
 		})
 		if err == nil {
 			checkEntries(t, entries, int64(dataLen))
 			if !bytes.Equal(encodePackHeader(entries), hdr) {
 				t.Fatalf("pack header does not round-trip")
+			}
+			// a format without members takes exactly the headers that list none
+			if _, err1 := decodePackHeader(hdr, int64(dataLen), false); (err1 == nil) == hasMembers(entries) {
+				t.Fatalf("version 1 header with members %v: %v", hasMembers(entries), err1)
 			}
 		}
 		hdrErr := err
@@ -423,7 +427,7 @@ func FuzzPackHeader(f *testing.F) {
 		buf = append(buf, sh...)
 		buf = append(buf, s.ephPublic...)
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sh)))
-		buf = append(buf, packVersion)
+		buf = append(buf, packVersionBundles)
 		buf = append(buf, packMagic...)
 		entries, eph, _, err := parsePack(buf, keys.DataPrivate)
 		if (err == nil) != (hdrErr == nil) {
@@ -480,7 +484,7 @@ func FuzzIndexFile(f *testing.F) {
 		}
 
 		checkAlloc(t, "parseIndexBody", 8*uint64(len(body))+allocSlack, func() {
-			idx, err = parseIndexBody(body)
+			idx, err = parseIndexBody(body, true)
 		})
 		if err == nil {
 			checkIndexRoundTrip(t, aead, idx, body)
@@ -505,7 +509,7 @@ func FuzzIndexFile(f *testing.F) {
 // sealIndexBody builds an index file around an arbitrary body.
 func sealIndexBody(aead cipher.AEAD, body []byte) []byte {
 	enc, _ := zstdCodecs()
-	return seal(aead, []byte(indexMagic+"\x01"), enc.EncodeAll(body, nil), indexAD())
+	return seal(aead, []byte(indexMagic+"\x02"), enc.EncodeAll(body, nil), indexAD())
 }
 
 // checkIndexRoundTrip re-encodes a decoded index file with the real encoder

@@ -104,10 +104,12 @@ func decodeIndexFile(aead cipher.AEAD, raw []byte) (*IndexFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: index body: %v", ErrCorrupt, err)
 	}
-	return parseIndexBody(body)
+	return parseIndexBody(body, raw[4] == indexVersionBundles)
 }
 
-func parseIndexBody(body []byte) (*IndexFile, error) {
+// parseIndexBody parses a decoded index body; members: its format can
+// list bundle members.
+func parseIndexBody(body []byte, members bool) (*IndexFile, error) {
 	bad := func(what string) (*IndexFile, error) {
 		return nil, fmt.Errorf("%w: index body: %s", ErrCorrupt, what)
 	}
@@ -148,7 +150,7 @@ func parseIndexBody(body []byte) (*IndexFile, error) {
 		}
 		p.Blobs = make([]PackEntry, 0, nb)
 		for ; nb > 0; nb-- {
-			e, n, err := decodePackEntry(body, 1<<32)
+			e, n, err := decodePackEntry(body, 1<<32, members)
 			if err != nil {
 				return nil, err
 			}

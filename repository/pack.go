@@ -66,7 +66,8 @@ func (e PackEntry) Stored() int64 {
 	if e.BundleRaw == 0 {
 		return int64(e.Length)
 	}
-	return int64(e.Length) * int64(e.RawLength) / int64(e.BundleRaw)
+	// rounded up: a member is never free
+	return max(1, (int64(e.Length)*int64(e.RawLength)+int64(e.BundleRaw)-1)/int64(e.BundleRaw))
 }
 
 func headerAD() []byte { return []byte("backupd pack header v1") }
@@ -105,11 +106,12 @@ func hasMembers(entries []PackEntry) bool {
 }
 
 // decodePackHeader parses a decrypted header and checks that every entry
-// lies inside the blob area of a pack of dataLen bytes.
-func decodePackHeader(b []byte, dataLen int64) ([]PackEntry, error) {
+// lies inside the blob area of a pack of dataLen bytes. members: the
+// pack's format can list bundle members.
+func decodePackHeader(b []byte, dataLen int64, members bool) ([]PackEntry, error) {
 	entries := make([]PackEntry, 0, len(b)/packEntryLen)
 	for len(b) > 0 {
-		e, n, err := decodePackEntry(b, dataLen)
+		e, n, err := decodePackEntry(b, dataLen, members)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +123,7 @@ func decodePackHeader(b []byte, dataLen int64) ([]PackEntry, error) {
 
 // decodePackEntry parses the entry at the start of b and returns it with
 // its encoded length.
-func decodePackEntry(b []byte, dataLen int64) (PackEntry, int, error) {
+func decodePackEntry(b []byte, dataLen int64, members bool) (PackEntry, int, error) {
 	var e PackEntry
 	if len(b) < packEntryLen {
 		return e, 0, fmt.Errorf("%w: pack header entry truncated", ErrCorrupt)
@@ -136,15 +138,19 @@ func decodePackEntry(b []byte, dataLen int64) (PackEntry, int, error) {
 		return e, 0, fmt.Errorf("%w: pack header names blob type %d", ErrCorrupt, e.Type)
 	}
 	if b[0]&bundleFlag != 0 {
+		if !members {
+			return e, 0, fmt.Errorf("%w: a bundle member listed in a pack or index file of format version 1", ErrCorrupt)
+		}
 		if len(b) < memberEntryLen {
 			return e, 0, fmt.Errorf("%w: pack header entry truncated", ErrCorrupt)
 		}
 		e.Inner = binary.LittleEndian.Uint32(b[45:])
 		e.BundleRaw = binary.LittleEndian.Uint32(b[49:])
 		n = memberEntryLen
-		// a member lies inside its bundle, and a bundle is bounded as a
-		// blob is
-		if e.BundleRaw == 0 || e.BundleRaw > maxBundleRaw || uint64(e.Inner)+uint64(e.RawLength) > uint64(e.BundleRaw) {
+		// a member lies inside its bundle, and a bundle is bounded (stored
+		// raw when compression does not pay, it is its codec byte longer)
+		if e.BundleRaw == 0 || e.BundleRaw > maxBundleRaw || uint64(e.Inner)+uint64(e.RawLength) > uint64(e.BundleRaw) ||
+			e.Length > e.BundleRaw+1+sealOverhead {
 			return e, 0, fmt.Errorf("%w: pack header entry %s out of its bundle", ErrCorrupt, e.ID.Short())
 		}
 	}
@@ -161,6 +167,7 @@ func decodePackEntry(b []byte, dataLen int64) (PackEntry, int, error) {
 type packTrailer struct {
 	ephPublic []byte
 	headerLen uint32
+	members   bool // its format can list bundle members
 }
 
 func decodePackTrailer(t []byte) (packTrailer, error) {
@@ -177,7 +184,7 @@ func decodePackTrailer(t []byte) (packTrailer, error) {
 	if hl > maxPackHeader || hl < sealOverhead {
 		return packTrailer{}, fmt.Errorf("%w: pack header length %d", ErrCorrupt, hl)
 	}
-	return packTrailer{ephPublic: append([]byte(nil), t[:32]...), headerLen: hl}, nil
+	return packTrailer{ephPublic: append([]byte(nil), t[:32]...), headerLen: hl, members: t[36] == packVersionBundles}, nil
 }
 
 // packBuilder accumulates sealed blobs into one pack.
@@ -186,7 +193,31 @@ type packBuilder struct {
 	buf     []byte
 	mem     []byte // buf's first backing array, from packBufMem
 	entries []PackEntry
+	header  int     // the encoded length of entries
 	sealer  *sealer // the session key its blobs were sealed with
+}
+
+// packHeaderBudget closes a pack whose header would grow past it: a pack
+// of many small, well compressed bundle members could otherwise hold more
+// entries than a reader accepts (maxPackHeader).
+var packHeaderBudget = 4 << 20
+
+// fits reports whether an item of n sealed bytes holding entries goes
+// into the pack without taking it past its target size or header budget.
+func (p *packBuilder) fits(n int, entries []PackEntry) bool {
+	return len(p.buf)+n <= TargetPackSize && p.header+headerLen(entries) <= packHeaderBudget
+}
+
+// headerLen is the encoded length of entries in a pack header.
+func headerLen(entries []PackEntry) int {
+	n := 0
+	for _, e := range entries {
+		n += packEntryLen
+		if e.Bundled() {
+			n += memberEntryLen - packEntryLen
+		}
+	}
+	return n
 }
 
 // newPackBuilder starts a pack in a buffer from packBufMem, given back by
@@ -211,6 +242,7 @@ func (p *packBuilder) add(sealed []byte, entries []PackEntry) {
 		e.Offset = uint32(len(p.buf))
 		p.entries = append(p.entries, e)
 	}
+	p.header += headerLen(entries)
 	p.buf = append(p.buf, sealed...)
 }
 
@@ -255,7 +287,7 @@ func parsePack(pack []byte, dataPrivate []byte) ([]PackEntry, []byte, cipher.AEA
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: pack header does not authenticate", ErrCorrupt)
 	}
-	entries, err := decodePackHeader(plain, hdrStart)
+	entries, err := decodePackHeader(plain, hdrStart, tr.members)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -114,6 +114,7 @@ type Repository struct {
 	goneAt     map[ID]uint64 // under reloadSem: packs still indexed after such a reload, and the index generation then
 	cache      *Cache        // nil: none
 	setMemo    setMemo       // manifest sets opened through this handle
+	bundleMemo bundleMemo    // bundles decoded for single-member reads
 }
 
 // PackCommit describes one committed pack.
@@ -602,12 +603,12 @@ func (r *Repository) claim(t BlobType, id ID) (*sealer, error) {
 // s is the sealer the item was sealed with: its pack's.
 func (r *Repository) addSealed(ctx context.Context, s *sealer, t BlobType, sealed []byte, entries []PackEntry) error {
 	r.wmu.Lock()
-	// An item that would take the pack past its target size closes the
-	// pack first, so pack buffers never grow past TargetPackSize plus a
-	// header.
+	// An item that would take the pack past its target size (or its
+	// header past its budget) closes the pack first, so pack buffers
+	// never grow past TargetPackSize plus a header.
 	var full *packBuilder
 	p := r.packers[t]
-	if p != nil && (len(p.buf)+len(sealed) > TargetPackSize || p.sealer != s) {
+	if p != nil && (!p.fits(len(sealed), entries) || p.sealer != s) {
 		full = p
 		p = nil
 	}
@@ -617,8 +618,8 @@ func (r *Repository) addSealed(ctx context.Context, s *sealer, t BlobType, seale
 	}
 	p.add(sealed, entries)
 	for _, e := range entries {
-		n := e.Stored()
-		r.pending[e.ID] = max(n, 1) // 0 means not sealed yet
+		n := e.Stored() // at least 1: 0 in pending means not sealed yet
+		r.pending[e.ID] = n
 		uses := 1 + int64(r.pendingRefs[e.ID])
 		delete(r.pendingRefs, e.ID)
 		r.referenced(t, uses*n)
@@ -743,6 +744,8 @@ func blobPool(n int) *sync.Pool {
 // blob saved so far is durable and indexed.
 func (r *Repository) Flush(ctx context.Context) error {
 	if err := r.flushBundles(ctx); err != nil {
+		// nothing of the session may look stored
+		r.Abort()
 		return err
 	}
 	r.wmu.Lock()
@@ -810,6 +813,7 @@ func (r *Repository) compactIndex(ctx context.Context, packs []IndexPack, files 
 // removes them if no manifest comes to reference them).
 func (r *Repository) Abort() {
 	r.wmu.Lock()
+	clear(r.open)
 	if r.sealer == nil {
 		r.wmu.Unlock()
 		return
@@ -819,7 +823,6 @@ func (r *Repository) Abort() {
 		p.release()
 		delete(r.packers, t)
 	}
-	clear(r.open)
 	ch := r.uploadCh
 	r.wmu.Unlock()
 	close(ch)
@@ -885,15 +888,25 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 
 // readAt reads and verifies the blob at loc.
 func (r *Repository) readAt(ctx context.Context, loc BlobLocation) ([]byte, error) {
-	rc, err := r.be.Get(ctx, packName(loc.Pack), int64(loc.Offset), int64(loc.Length))
-	if err != nil {
-		return nil, &BlobError{loc.Pack, loc.ID, err}
+	read := func() ([]byte, error) {
+		rc, err := r.be.Get(ctx, packName(loc.Pack), int64(loc.Offset), int64(loc.Length))
+		if err != nil {
+			return nil, &BlobError{loc.Pack, loc.ID, err}
+		}
+		sealed := make([]byte, loc.Length)
+		_, err = io.ReadFull(rc, sealed)
+		rc.Close()
+		if err != nil {
+			return nil, &BlobError{loc.Pack, loc.ID, err}
+		}
+		return sealed, nil
 	}
-	sealed := make([]byte, loc.Length)
-	_, err = io.ReadFull(rc, sealed)
-	rc.Close()
+	if loc.Bundled() {
+		return r.readMember(loc, read)
+	}
+	sealed, err := read()
 	if err != nil {
-		return nil, &BlobError{loc.Pack, loc.ID, err}
+		return nil, err
 	}
 	return r.decodeBlob(loc, sealed)
 }

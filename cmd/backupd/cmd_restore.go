@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"backupd/restore"
@@ -45,18 +47,27 @@ func cmdRestore(ctx context.Context, args []string) error {
 				humanBytes(p.BytesDone), humanBytes(p.BytesTotal), rate(p.BytesDone, p.Elapsed))
 		}})
 	pl.done()
+	var fe *restore.FileError
+	failed := errors.As(err, &fe)
 	if res != nil {
 		dur := time.Since(start)
 		if rf.jsonOut {
 			printJSON(map[string]any{"backup_id": m.ID, "target": target, "files": res.Files, "dirs": res.Dirs,
 				"links": res.Links, "bytes": res.Bytes, "verified": res.Verified, "warnings": res.Warnings,
-				"duration_seconds": dur.Seconds(), "error": errString(err)})
+				"duration_seconds": dur.Seconds(), "error": errString(err), "not_restored": notRestored(fe)})
 		} else {
 			fmt.Printf("restored %s: %d files, %d dirs, %s in %s (%d files verified)\n", m.ID, res.Files, res.Dirs,
 				humanBytes(res.Bytes), dur.Round(time.Millisecond), res.Verified)
 			for _, w := range res.Warnings {
 				fmt.Println("warning:", w)
 			}
+		}
+	}
+	if failed && !rf.jsonOut {
+		// every one, not only the first the error names (a damaged
+		// bundle of small files can take hundreds with it)
+		for _, f := range fe.Files {
+			fmt.Fprintln(os.Stderr, "not restored:", f)
 		}
 	}
 	if err != nil {
@@ -66,6 +77,14 @@ func cmdRestore(ctx context.Context, args []string) error {
 		return &exitError{exitPartial, fmt.Errorf("restore finished with %d warning(s)", len(res.Warnings))}
 	}
 	return nil
+}
+
+// notRestored lists the files a restore removed as damaged (none: nil).
+func notRestored(fe *restore.FileError) []string {
+	if fe == nil {
+		return nil
+	}
+	return fe.Files
 }
 
 func errString(err error) string {
