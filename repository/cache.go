@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -29,6 +30,95 @@ import (
 type Cache struct {
 	dir          string
 	hits, misses atomic.Int64
+	fds          fdTable // files readAt keeps open
+}
+
+// fdTable keeps a few cached files open for readAt: a backup reads each
+// of its parent's trees alone from the same cached tree pack, and opening
+// the pack again for each of thousands of directories was most of the
+// system calls of an unchanged re-backup. Cached objects never change
+// under their name (they are named by content or by a write-once object),
+// so an open file is as good as the named one; one removed or replaced is
+// closed once its last read ends.
+type fdTable struct {
+	mu    sync.Mutex
+	files map[string]*openFile
+}
+
+type openFile struct {
+	f    *os.File
+	size int64
+	refs int
+	gone bool // no longer in the table: closed when refs reaches 0
+}
+
+const fdTableSize = 4
+
+// acquire opens path, or takes it from the table.
+func (t *fdTable) acquire(path string) (*openFile, error) {
+	t.mu.Lock()
+	if of, ok := t.files[path]; ok {
+		of.refs++
+		t.mu.Unlock()
+		return of, nil
+	}
+	t.mu.Unlock()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	of := &openFile{f: f, size: fi.Size(), refs: 1, gone: true}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, ok := t.files[path]; ok { // opened meanwhile
+		cur.refs++
+		f.Close()
+		return cur, nil
+	}
+	if t.files == nil {
+		t.files = map[string]*openFile{}
+	}
+	if len(t.files) >= fdTableSize {
+		for p, o := range t.files { // make room: drop one no read holds
+			if o.refs == 0 {
+				delete(t.files, p)
+				o.f.Close()
+				break
+			}
+		}
+	}
+	if len(t.files) < fdTableSize {
+		of.gone = false
+		t.files[path] = of
+	}
+	return of, nil
+}
+
+func (t *fdTable) release(of *openFile) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	of.refs--
+	if of.refs == 0 && of.gone {
+		of.f.Close()
+	}
+}
+
+// forget drops path from the table (removed or replaced).
+func (t *fdTable) forget(path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if of, ok := t.files[path]; ok {
+		delete(t.files, path)
+		of.gone = true
+		if of.refs == 0 {
+			of.f.Close()
+		}
+	}
 }
 
 // Cache kinds: the subdirectory each kind of object is kept in.
@@ -102,7 +192,7 @@ func (c *Cache) get(kind, name string, valid func([]byte) bool) ([]byte, bool) {
 		return nil, false
 	}
 	if !valid(b) {
-		os.Remove(c.path(kind, name))
+		c.remove(kind, name)
 		c.misses.Add(1)
 		return nil, false
 	}
@@ -116,20 +206,20 @@ func (c *Cache) readAt(kind, name string, off int64, n int) ([]byte, bool) {
 	if c == nil || !validCacheName(name) {
 		return nil, false
 	}
-	f, err := os.Open(c.path(kind, name))
+	of, err := c.fds.acquire(c.path(kind, name))
 	if err != nil {
 		c.misses.Add(1)
 		return nil, false
 	}
-	defer f.Close()
+	defer c.fds.release(of)
 	// a length from the index is not allocated before the file is seen to
 	// hold it
-	if fi, err := f.Stat(); err != nil || off < 0 || n < 0 || off+int64(n) > fi.Size() {
+	if off < 0 || n < 0 || off+int64(n) > of.size {
 		c.misses.Add(1)
 		return nil, false
 	}
 	b := make([]byte, n)
-	if _, err := f.ReadAt(b, off); err != nil {
+	if _, err := of.f.ReadAt(b, off); err != nil {
 		c.misses.Add(1)
 		return nil, false
 	}
@@ -154,6 +244,7 @@ func (c *Cache) put(kind, name string, b []byte) {
 // remove drops one object.
 func (c *Cache) remove(kind, name string) {
 	if c != nil && validCacheName(name) {
+		c.fds.forget(c.path(kind, name))
 		os.Remove(c.path(kind, name))
 	}
 }
@@ -169,6 +260,7 @@ func (c *Cache) keep(kind string, live func(name string) bool) {
 	}
 	for _, e := range ents {
 		if !live(e.Name()) {
+			c.fds.forget(filepath.Join(c.dir, kind, e.Name()))
 			os.Remove(filepath.Join(c.dir, kind, e.Name()))
 		}
 	}

@@ -450,3 +450,53 @@ func openCachedIndexed(t *testing.T, be storage.Backend, root string) *Repositor
 	}
 	return x
 }
+
+// readAt keeps a few cached files open; a removed or replaced object is
+// never read from the file it was.
+func TestCacheReadAtKeepsFilesOpen(t *testing.T) {
+	c, err := OpenCache(t.TempDir(), "repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := func(i, gen int) []byte { return []byte(fmt.Sprintf("object %d generation %d", i, gen)) }
+	name := func(i int) string { return fmt.Sprint("obj", i) }
+	for i := 0; i < 6; i++ {
+		c.put(cacheTrees, name(i), content(i, 0))
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := 0; k < 300; k++ {
+				i := (g + k) % 6
+				want := content(i, 0)
+				if got, ok := c.readAt(cacheTrees, name(i), 7, len(want)-7); !ok || !bytes.Equal(got, want[7:]) {
+					t.Errorf("object %d: %q %v", i, got, ok)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if n := len(c.fds.files); n > fdTableSize {
+		t.Fatalf("%d files kept open", n)
+	}
+	for i := 0; i < 6; i++ {
+		c.readAt(cacheTrees, name(i), 0, 1)
+		c.remove(cacheTrees, name(i))
+		if _, ok := c.readAt(cacheTrees, name(i), 0, 1); ok {
+			t.Fatalf("object %d read after its removal", i)
+		}
+		c.put(cacheTrees, name(i), content(i, 1))
+		c.readAt(cacheTrees, name(i), 0, 1)
+		c.put(cacheTrees, name(i), content(i, 2)) // replaced while open
+		want := content(i, 2)
+		if got, ok := c.readAt(cacheTrees, name(i), 0, len(want)); !ok || !bytes.Equal(got, want) {
+			t.Fatalf("object %d after replacement: %q %v", i, got, ok)
+		}
+	}
+	if _, ok := c.readAt(cacheTrees, name(0), 0, 1000); ok {
+		t.Fatal("read past the end of a cached object")
+	}
+}

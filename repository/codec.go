@@ -155,7 +155,8 @@ func compressBundle(dst []byte, c Compression, src []byte) []byte {
 // compressClass is compress with zstd's encoder chosen by class.
 func compressClass(dst []byte, c Compression, src []byte, class zstdClass) []byte {
 	start := len(dst)
-	if c != CompressNone && incompressible(src) {
+	// (a bundle's members were each probed before they joined it)
+	if c != CompressNone && class != zstdBundle && incompressible(src) {
 		c = CompressNone
 	}
 	dst = append(dst, byte(c))

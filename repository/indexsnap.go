@@ -330,6 +330,7 @@ func (c *Cache) putStream(kind, name string, fill func(io.Writer) error) error {
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), c.path(kind, name))
+		c.fds.forget(c.path(kind, name))
 	}
 	if err != nil {
 		os.Remove(f.Name())

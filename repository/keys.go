@@ -83,7 +83,7 @@ func TestKDF() KDFParams { return KDFParams{Alg: "argon2id", Time: 1, Memory: 64
 func (p KDFParams) derive(pass []byte) ([]byte, error) {
 	switch p.Alg {
 	case "argon2id":
-		if p.Time == 0 || p.Memory == 0 || p.Threads == 0 || p.Memory > 4<<20 || p.Time > 100 {
+		if p.Time == 0 || p.Memory == 0 || p.Threads == 0 || p.Threads > 64 || p.Memory > 4<<20 || p.Time > 100 {
 			return nil, fmt.Errorf("argon2id parameters out of range")
 		}
 		return argon2.IDKey(pass, p.Salt, p.Time, p.Memory, p.Threads, 32), nil
