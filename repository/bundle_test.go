@@ -452,3 +452,49 @@ func TestRepackRebundlesLiveMembers(t *testing.T) {
 		}
 	}
 }
+
+// A format 2 repository is written without bundles until it is upgraded;
+// then the same handle and new ones bundle, and what was stored before
+// still reads. A write-only key cannot upgrade.
+func TestUpgradeToBundles(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	cfg, _ := storage.ReadAll(ctx, be, configName)
+	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 2`), 1)
+	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
+	r := loaded(t, be)
+	before := savedBlobs(t, r, [][]byte{[]byte("saved in format 2, compressible compressible")})
+	if loc, _ := r.Lookup(before[0]); loc.Bundled() {
+		t.Fatal("bundled before the upgrade")
+	}
+	if _, err := r.AddKey(ctx, Wrapping{Password: []byte("host secret"), KDF: ptr(TestKDF()), WriteOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	host, err := Open(ctx, be, Credentials{Password: []byte("host secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := host.Upgrade(ctx); err == nil {
+		t.Fatal("a write-only key upgraded the repository")
+	}
+	if from, to, err := r.Upgrade(ctx); err != nil || from != 2 || to != FormatVersion {
+		t.Fatalf("upgrade: %d -> %d, %v", from, to, err)
+	}
+	after := savedBlobs(t, r, [][]byte{[]byte("saved in format 3, compressible compressible")})
+	if loc, _ := r.Lookup(after[0]); !loc.Bundled() {
+		t.Fatal("not bundled after the upgrade")
+	}
+	fresh := loaded(t, be)
+	if fresh.Config().Version != FormatVersion {
+		t.Fatalf("version %d after the upgrade", fresh.Config().Version)
+	}
+	for _, id := range append(before, after...) {
+		if _, err := fresh.LoadBlob(ctx, DataBlob, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if from, to, err := fresh.Upgrade(ctx); err != nil || from != to {
+		t.Fatalf("second upgrade: %d -> %d, %v", from, to, err)
+	}
+	checkClean(t, be)
+}

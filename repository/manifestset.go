@@ -750,3 +750,35 @@ func (r *Repository) rereadConfig(ctx context.Context) error {
 	r.cfg.Version = max(r.cfg.Version, cfg.Version)
 	return nil
 }
+
+// Upgrade moves the repository to the newest format (FormatVersion): from
+// version 1, as the first folding collection would (upgradeFormat), then
+// to 3, after which small files are stored in bundles. A backupd that
+// knows only older formats refuses the repository from then on; one that
+// opened it before reads new index files as unknown and stops (its
+// collections stop too: they find blobs no index file it read lists), so
+// nothing it does loses data. It needs a full-access key. It returns the
+// version before and after.
+func (r *Repository) Upgrade(ctx context.Context) (from, to int, err error) {
+	if r.key.Access != AccessFull {
+		return 0, 0, fmt.Errorf("upgrading the repository format needs a full-access key, not a %s one", r.key.Access)
+	}
+	if err := r.rereadConfig(ctx); err != nil {
+		return 0, 0, err
+	}
+	from = r.cfg.Version
+	if from >= FormatVersion {
+		return from, from, nil
+	}
+	if err := r.upgradeFormat(ctx); err != nil {
+		return from, r.cfg.Version, err
+	}
+	cfg := r.cfg
+	cfg.Version = FormatVersion
+	nb, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := r.be.Put(ctx, configName, bytes.NewReader(nb), int64(len(nb))); err != nil {
+		return from, r.cfg.Version, fmt.Errorf("upgrading the repository format to version %d: %w", FormatVersion, err)
+	}
+	r.cfg.Version = FormatVersion
+	return from, FormatVersion, nil
+}

@@ -32,6 +32,7 @@ Commands:
   forget    remove a backup's manifest (its data goes at the next gc)
   gc        delete unreferenced data (--dry-run to see what would go)
   repair-index  index the packs no index file lists (after an index file was lost)
+  upgrade   move the repository to the newest format (older backupd versions then refuse it)
   key       add | rotate | list | remove keys
 
 URL: a path, file:///path, s3://bucket/prefix?endpoint=http://127.0.0.1:9000&path_style=true,
@@ -61,7 +62,7 @@ func repoCommands() map[string]func(context.Context, []string) error {
 	return map[string]func(context.Context, []string) error{
 		"init": cmdInit, "backup": cmdBackup, "list": cmdList, "restore": cmdRestore,
 		"check": cmdCheck, "export": cmdExport, "gc": cmdGC, "key": cmdKey, "copy": cmdCopy,
-		"forget": cmdForget, "repair-index": cmdRepairIndex,
+		"forget": cmdForget, "repair-index": cmdRepairIndex, "upgrade": cmdUpgrade,
 	}
 }
 
