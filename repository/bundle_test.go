@@ -474,8 +474,8 @@ func TestUpgradeToBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := host.Upgrade(ctx); err == nil {
-		t.Fatal("a write-only key upgraded the repository")
+	if _, _, err := host.Upgrade(ctx); !errors.Is(err, ErrWriteOnly) {
+		t.Fatalf("a write-only key upgraded the repository: %v", err)
 	}
 	if from, to, err := r.Upgrade(ctx); err != nil || from != 2 || to != FormatVersion {
 		t.Fatalf("upgrade: %d -> %d, %v", from, to, err)
@@ -497,4 +497,24 @@ func TestUpgradeToBundles(t *testing.T) {
 		t.Fatalf("second upgrade: %d -> %d, %v", from, to, err)
 	}
 	checkClean(t, be)
+}
+
+// A format 1 repository is upgraded through format 2's step: the canary
+// that stops a format 1 collection holding a handle is written first.
+func TestUpgradeFromFormat1(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	cfg, _ := storage.ReadAll(ctx, be, configName)
+	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 1`), 1)
+	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
+	r := loaded(t, be)
+	if from, to, err := r.Upgrade(ctx); err != nil || from != 1 || to != FormatVersion {
+		t.Fatalf("upgrade: %d -> %d, %v", from, to, err)
+	}
+	if _, err := be.Stat(ctx, formatCanary); err != nil {
+		t.Fatalf("no format canary: %v", err)
+	}
+	if v := loaded(t, be).Config().Version; v != FormatVersion {
+		t.Fatalf("version %d", v)
+	}
 }

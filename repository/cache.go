@@ -38,11 +38,16 @@ type Cache struct {
 // the pack again for each of thousands of directories was most of the
 // system calls of an unchanged re-backup. Cached objects never change
 // under their name (they are named by content or by a write-once object),
-// so an open file is as good as the named one; one removed or replaced is
-// closed once its last read ends.
+// so an open file is as good as the named one (and what is read from it
+// is authenticated anyway); one removed or replaced through the cache is
+// closed once its last read ends. A file deleted from outside stays open
+// until four others have pushed it out.
 type fdTable struct {
 	mu    sync.Mutex
 	files map[string]*openFile
+	// forgets counts forget calls: a file opened while one ran may be
+	// the object forgotten, and is not put in the table
+	forgets uint64
 }
 
 type openFile struct {
@@ -62,6 +67,7 @@ func (t *fdTable) acquire(path string) (*openFile, error) {
 		t.mu.Unlock()
 		return of, nil
 	}
+	gen := t.forgets
 	t.mu.Unlock()
 	f, err := os.Open(path)
 	if err != nil {
@@ -92,7 +98,7 @@ func (t *fdTable) acquire(path string) (*openFile, error) {
 			}
 		}
 	}
-	if len(t.files) < fdTableSize {
+	if len(t.files) < fdTableSize && t.forgets == gen {
 		of.gone = false
 		t.files[path] = of
 	}
@@ -112,6 +118,7 @@ func (t *fdTable) release(of *openFile) {
 func (t *fdTable) forget(path string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.forgets++
 	if of, ok := t.files[path]; ok {
 		delete(t.files, path)
 		of.gone = true
@@ -244,8 +251,8 @@ func (c *Cache) put(kind, name string, b []byte) {
 // remove drops one object.
 func (c *Cache) remove(kind, name string) {
 	if c != nil && validCacheName(name) {
-		c.fds.forget(c.path(kind, name))
 		os.Remove(c.path(kind, name))
+		c.fds.forget(c.path(kind, name))
 	}
 }
 
@@ -260,8 +267,8 @@ func (c *Cache) keep(kind string, live func(name string) bool) {
 	}
 	for _, e := range ents {
 		if !live(e.Name()) {
-			c.fds.forget(filepath.Join(c.dir, kind, e.Name()))
 			os.Remove(filepath.Join(c.dir, kind, e.Name()))
+			c.fds.forget(filepath.Join(c.dir, kind, e.Name()))
 		}
 	}
 }

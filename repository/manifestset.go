@@ -720,6 +720,11 @@ func (r *Repository) upgradeFormat(ctx context.Context) error {
 	if err := r.be.Put(ctx, formatCanary, strings.NewReader(formatCanaryText), int64(len(formatCanaryText))); err != nil {
 		return fmt.Errorf("upgrading the repository format to version 2: %w", err)
 	}
+	// read again just before writing: an upgrade made meanwhile (repo
+	// upgrade, to 3) is not written back to 2
+	if err := r.rereadConfig(ctx); err != nil || r.cfg.Version >= 2 {
+		return err
+	}
 	cfg := r.cfg
 	cfg.Version = 2
 	nb, _ := json.MarshalIndent(cfg, "", "  ")
@@ -760,8 +765,8 @@ func (r *Repository) rereadConfig(ctx context.Context) error {
 // nothing it does loses data. It needs a full-access key. It returns the
 // version before and after.
 func (r *Repository) Upgrade(ctx context.Context) (from, to int, err error) {
-	if r.key.Access != AccessFull {
-		return 0, 0, fmt.Errorf("upgrading the repository format needs a full-access key, not a %s one", r.key.Access)
+	if r.key.Access != AccessFull || !r.keys.CanRead() {
+		return 0, 0, fmt.Errorf("upgrading the repository format needs a full-access key: %w", ErrWriteOnly)
 	}
 	if err := r.rereadConfig(ctx); err != nil {
 		return 0, 0, err
