@@ -64,11 +64,12 @@ func cmdRestore(ctx context.Context, args []string) error {
 		}
 	}
 	if failed && !rf.jsonOut {
-		// every one, not only the first the error names (a damaged
+		// every one, not only the first the error would name (a damaged
 		// bundle of small files can take hundreds with it)
 		for _, f := range fe.Files {
 			fmt.Fprintln(os.Stderr, "not restored:", f)
 		}
+		return fmt.Errorf("%d file(s) could not be restored (%w); they are listed above, and were removed rather than left with wrong content", len(fe.Files), fe.Err)
 	}
 	if err != nil {
 		return err
