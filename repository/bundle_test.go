@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,8 +62,9 @@ func savedBlobs(t *testing.T, r *Repository, contents [][]byte) []ID {
 
 // Small compressible blobs are stored as members of bundles; large and
 // incompressible ones alone. Every way of reading gives each member back,
-// through this handle and through a new one (index files, then the
-// index snapshot), and the check reads every bundle clean.
+// through this handle, a new one (index files) and a cached one (the
+// index snapshot its first load wrote), and the check reads every bundle
+// clean.
 func TestBundlesRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	r, be := newTestRepo(t)
@@ -72,6 +75,10 @@ func TestBundlesRoundTrip(t *testing.T) {
 	big := textSet(1000, 1, bundleMember)["t1000"]
 	random := randData(7, 10_000)
 	contents = append(contents, big, random)
+	// enough blobs for an index snapshot: tiny members, bundled by count
+	for i := 0; i < indexSnapMin; i++ {
+		contents = append(contents, []byte(fmt.Sprintf("tiny member %d, tiny member", i)))
+	}
 	ids := savedBlobs(t, r, contents)
 
 	type place struct {
@@ -87,10 +94,10 @@ func TestBundlesRoundTrip(t *testing.T) {
 		switch {
 		case i < 300 && !loc.Bundled():
 			t.Fatalf("small blob %d (%d bytes) stored alone", i, len(contents[i]))
-		case i >= 300 && loc.Bundled():
+		case (i == 300 || i == 301) && loc.Bundled():
 			t.Fatalf("blob %d (%d bytes) bundled", i, len(contents[i]))
 		}
-		if loc.Bundled() {
+		if loc.Bundled() && i < 300 {
 			bundles[place{loc.Pack, loc.Offset}] = true
 		}
 	}
@@ -146,6 +153,9 @@ func TestBundlesRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		read(t, cr)
+		if _, err := os.Stat(filepath.Join(c.Dir(), cacheIndexSnap, indexSnapName)); err != nil {
+			t.Fatalf("no index snapshot after load %d: %v", i+1, err)
+		}
 	}
 	checkClean(t, be)
 
