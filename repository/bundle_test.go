@@ -469,9 +469,7 @@ func TestRepackRebundlesLiveMembers(t *testing.T) {
 func TestUpgradeToBundles(t *testing.T) {
 	ctx := context.Background()
 	_, be := newTestRepo(t)
-	cfg, _ := storage.ReadAll(ctx, be, configName)
-	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 2`), 1)
-	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
+	storeConfigVersion(t, be, 2)
 	r := loaded(t, be)
 	before := savedBlobs(t, r, [][]byte{[]byte("saved in format 2, compressible compressible")})
 	if loc, _ := r.Lookup(before[0]); loc.Bundled() {
@@ -514,9 +512,7 @@ func TestUpgradeToBundles(t *testing.T) {
 func TestUpgradeFromFormat1(t *testing.T) {
 	ctx := context.Background()
 	_, be := newTestRepo(t)
-	cfg, _ := storage.ReadAll(ctx, be, configName)
-	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 1`), 1)
-	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
+	storeConfigVersion(t, be, 1)
 	r := loaded(t, be)
 	if from, to, err := r.Upgrade(ctx); err != nil || from != 1 || to != FormatVersion {
 		t.Fatalf("upgrade: %d -> %d, %v", from, to, err)

@@ -357,9 +357,7 @@ func TestManifestSetsRefuseForgery(t *testing.T) {
 func TestFormatUpgradeOnFirstFold(t *testing.T) {
 	ctx := context.Background()
 	be, want := historyRepo(t, 2)
-	cfg, _ := storage.ReadAll(ctx, be, configName)
-	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 1`), 1)
-	be.Put(ctx, configName, bytes.NewReader(cfg), int64(len(cfg)))
+	storeConfigVersion(t, be, 1)
 	r := reopen(t, be)
 	if r.Config().Version != 1 {
 		t.Fatalf("version %d", r.Config().Version)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"regexp"
 	"strings"
@@ -27,6 +28,25 @@ func newTestRepo(t testing.TB) (*Repository, *mem.Backend) {
 		t.Fatal(err)
 	}
 	return r, be
+}
+
+// storeConfigVersion rewrites the stored config with format version v,
+// as a repository of another format (or a newer backupd) would have it.
+func storeConfigVersion(t *testing.T, be storage.Backend, v int) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := storage.ReadAll(ctx, be, configName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := bytes.Replace(b, []byte(fmt.Sprintf(`"version": %d`, FormatVersion)), []byte(fmt.Sprintf(`"version": %d`, v)), 1)
+	if bytes.Equal(nb, b) {
+		t.Fatalf("config holds no version %d: %s", FormatVersion, b)
+	}
+	b = nb
+	if err := be.Put(ctx, configName, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func randData(seed int64, n int) []byte {
@@ -86,9 +106,7 @@ func TestWrongPasswordAndVersion(t *testing.T) {
 	if _, err := Open(ctx, be, Credentials{Password: []byte("wrong")}); !errors.Is(err, ErrNoMatchingKey) {
 		t.Fatalf("wrong password: got %v", err)
 	}
-	cfg, _ := storage.ReadAll(ctx, be, "config")
-	cfg = bytes.Replace(cfg, []byte(`"version": 3`), []byte(`"version": 9`), 1)
-	be.Put(ctx, "config", bytes.NewReader(cfg), int64(len(cfg)))
+	storeConfigVersion(t, be, 9)
 	_, err := Open(ctx, be, Credentials{Password: []byte("correct horse")})
 	if err == nil || !strings.Contains(err.Error(), "version 9 is not supported") {
 		t.Fatalf("unknown version: got %v", err)
