@@ -270,7 +270,9 @@ func decompressInto(dst, src []byte, rawLen int) ([]byte, error) {
 		if rawLen < 0 {
 			return nil, fmt.Errorf("%w: lz4 blob without a known length", ErrCorrupt)
 		}
-		if cap(dst) < rawLen {
+		if cap(dst) < rawLen || dst == nil {
+			// never nil: the lz4 decoder dereferences a nil buffer
+			// even when the stated length is zero
 			dst = make([]byte, rawLen)
 		}
 		out = dst[:rawLen]

@@ -704,6 +704,23 @@ func TestDecompressBoundedByStatedLength(t *testing.T) {
 	})
 }
 
+// An lz4 blob stated as empty decodes to nothing or fails cleanly; the
+// lz4 decoder once panicked on the nil buffer a zero length gave it
+// (found by FuzzDecodeBlob).
+func TestDecompressEmptyLZ4(t *testing.T) {
+	for _, payload := range [][]byte{{0x10, 'a'}, {0xf0, 0xff, 'a'}, {0x00}, {}, {0x01, 0x00, 0x01, 0x00},
+		{0x4f, 0x16, 0x3f, 0x5f, 0x0f, 0x9a, 0x62, 0x1d, 0x72, 0x95, 0x66, 0xc7, 0x4d, 0x10, 0x03, 0x7c, 0x4d, 0x7b}} {
+		src := append([]byte{byte(CompressLZ4)}, payload...)
+		out, err := decompress(src, 0)
+		if err == nil && len(out) != 0 {
+			t.Errorf("payload %x: %d bytes from a blob stated as empty", payload, len(out))
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("payload %x: error does not wrap ErrCorrupt: %v", payload, err)
+		}
+	}
+}
+
 // ValidBackupID, written by hand, accepts what its rule's regular
 // expression accepts.
 func FuzzValidBackupID(f *testing.F) {
