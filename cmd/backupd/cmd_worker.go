@@ -1,3 +1,5 @@
+//go:build !lean
+
 package main
 
 import (
@@ -13,14 +15,6 @@ import (
 	"backupd/jobs"
 	"backupd/worker"
 )
-
-func loadConfig(fs *flag.FlagSet, args []string) (*config.Config, error) {
-	path := fs.String("config", os.Getenv("BACKUPD_CONFIG"), "configuration file (env BACKUPD_CONFIG)")
-	if err := parseFlags(fs, args); err != nil {
-		return nil, err
-	}
-	return config.Load(*path)
-}
 
 // dialTemporal connects to Temporal; metrics, when set, receives the
 // SDK's metrics (the API server's registry).

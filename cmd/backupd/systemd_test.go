@@ -1,3 +1,5 @@
+//go:build !lean
+
 package main
 
 import (
@@ -58,7 +60,7 @@ func TestSystemdUnitsStartRealCommands(t *testing.T) {
 			t.Fatalf("%s: %d ExecStart lines", u, len(v["ExecStart"]))
 		}
 		words := strings.Fields(v["ExecStart"][0])
-		if words[0] != "/usr/local/bin/backupd" {
+		if words[0] != "/usr/local/bin/backupd-server" {
 			t.Errorf("%s: ExecStart runs %s", u, words[0])
 		}
 		args := words[1:]
@@ -171,7 +173,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, self, filepath.Join(root, "usr/local/bin/backupd"), 0o755)
+	copyFile(t, self, filepath.Join(root, "usr/local/bin/backupd-server"), 0o755)
 	var inRoot []string
 	for _, u := range units {
 		copyFile(t, filepath.Join(unitDir, u), filepath.Join(root, "etc/systemd/system", u), 0o644)
