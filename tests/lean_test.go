@@ -82,6 +82,17 @@ func TestLeanBuildHandsServerCommandsOver(t *testing.T) {
 			t.Errorf("the error does not say %q:\n%s", want, out)
 		}
 	}
+	// a lean build installed as backupd-server is refused, not run in a loop
+	if err := os.WriteFile(filepath.Join(dir, "backupd-server"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(alone, "worker", "--config", "/nonexistent")
+	cmd.Env = append(os.Environ(), "PATH="+dir)
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is the lean build as well") {
+		t.Fatalf("a lean backupd-server: %v\n%s", err, out)
+	}
+	os.Remove(filepath.Join(dir, "backupd-server"))
 	// what it holds itself still works
 	cmd = exec.Command(alone, "version")
 	cmd.Env = append(os.Environ(), "PATH="+dir)

@@ -79,7 +79,7 @@ func cmdCompletion(ctx context.Context, args []string) error {
   bash: source <(backupd completion bash), or save it as /etc/bash_completion.d/backupd
   zsh:  backupd completion zsh > "${fpath[1]}/_backupd" (then start a new shell)`)}
 	}
-	if completionFromServer {
+	if completionFromServer && !forwarded {
 		// the server build knows every command's flags; without it the
 		// script completes its commands' names only
 		if _, err := serverBinary(); err == nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -33,18 +34,18 @@ func serverBinary() (string, error) {
 		return p, nil
 	}
 	tried = append(tried, "PATH")
-	return "", fmt.Errorf("%s was not found (looked at %s)", serverBinaryName, joinTried(tried))
+	return "", fmt.Errorf("%s was not found (looked at %s)", serverBinaryName, strings.Join(tried, " and "))
 }
 
-func joinTried(t []string) string {
-	s := ""
-	for i, x := range t {
-		if i > 0 {
-			s += " and "
-		}
-		s += x
-	}
-	return s
+// forwardedEnv marks a process execServer started; main reads it into
+// forwarded and removes it, so it reaches no further process.
+const forwardedEnv = "BACKUPD_FORWARDED"
+
+var forwarded bool
+
+func takeForwarded() {
+	forwarded = os.Getenv(forwardedEnv) != ""
+	os.Unsetenv(forwardedEnv)
 }
 
 func isExecutable(p string) bool {
@@ -61,8 +62,13 @@ func execServer(name string, args []string) error {
 		return &exitError{exitFail, fmt.Errorf("'backupd %s' runs in %s, the build with the API server, worker and development stack: %v. Install it beside backupd (make build writes both to bin/; the Docker image has both), or run %s %s directly",
 			name, serverBinaryName, err, serverBinaryName, name)}
 	}
+	if forwarded {
+		// backupd-server handed the command back: it is a lean build too
+		// (exec'ing again would loop)
+		return &exitError{exitFail, fmt.Errorf("'backupd %s' was handed to %s, which is the lean build as well: install the full build there (make build's bin/backupd-server, built without -tags lean)", name, p)}
+	}
 	argv := append([]string{p, name}, args...)
-	err = syscall.Exec(p, argv, os.Environ())
+	err = syscall.Exec(p, argv, append(os.Environ(), forwardedEnv+"=1"))
 	if errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("running %s: %w (it must be executable by this user)", p, err)
 	}

@@ -72,6 +72,7 @@ Environment:
 `
 
 func main() {
+	takeForwarded()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// BACKUPD_CPUPROFILE=FILE writes a CPU profile, for benchmarks.
 	if p := os.Getenv("BACKUPD_CPUPROFILE"); p != "" {
