@@ -69,21 +69,18 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// completionFromServer: this build lacks the server commands' flags (the
-// lean build sets it), so backupd-server writes the script when present.
-var completionFromServer bool
-
 func cmdCompletion(ctx context.Context, args []string) error {
 	if len(args) != 1 || (args[0] != "bash" && args[0] != "zsh") {
 		return &exitError{exitUsage, errors.New(`usage: backupd completion bash|zsh
   bash: source <(backupd completion bash), or save it as /etc/bash_completion.d/backupd
   zsh:  backupd completion zsh > "${fpath[1]}/_backupd" (then start a new shell)`)}
 	}
-	if completionFromServer && !forwarded {
-		// the server build knows every command's flags; without it the
-		// script completes its commands' names only
+	if leanBuild && !forwarded {
+		// the server build knows every command's flags; without it (or
+		// when it cannot run) the script completes the server commands'
+		// names only
 		if _, err := serverBinary(); err == nil {
-			return execServer("completion", args)
+			_ = execServer(ctx, "completion", args)
 		}
 	}
 	nodes, err := completionTree()

@@ -12,20 +12,20 @@ import "context"
 // this one, and every repository command paid it. Their commands run
 // backupd-server (see execServer).
 
-func cmdDev(ctx context.Context, args []string) error     { return forward("dev", args) }
-func cmdAll(ctx context.Context, args []string) error     { return forward("all", args) }
-func cmdServer(ctx context.Context, args []string) error  { return forward("server", args) }
-func cmdWorker(ctx context.Context, args []string) error  { return forward("worker", args) }
-func cmdToken(ctx context.Context, args []string) error   { return forward("token", args) }
-func cmdCatalog(ctx context.Context, args []string) error { return forward("catalog", args) }
+func cmdDev(ctx context.Context, args []string) error     { return forward(ctx, "dev", args) }
+func cmdAll(ctx context.Context, args []string) error     { return forward(ctx, "all", args) }
+func cmdServer(ctx context.Context, args []string) error  { return forward(ctx, "server", args) }
+func cmdWorker(ctx context.Context, args []string) error  { return forward(ctx, "worker", args) }
+func cmdToken(ctx context.Context, args []string) error   { return forward(ctx, "token", args) }
+func cmdCatalog(ctx context.Context, args []string) error { return forward(ctx, "catalog", args) }
 
 // forward runs the command in backupd-server; probing a command's flags
 // (completion) never does.
-func forward(name string, args []string) error {
+func forward(ctx context.Context, name string, args []string) error {
 	if flagProbe != nil {
 		return errProbed
 	}
-	return execServer(name, args)
+	return execServer(ctx, name, args)
 }
 
-func init() { completionFromServer = true }
+func init() { leanBuild = true }

@@ -183,6 +183,9 @@ func dispatch(ctx context.Context, args []string) error {
 
 func cmdVersion(ctx context.Context, args []string) error {
 	fmt.Print(buildinfo.Get())
+	if leanBuild {
+		fmt.Println("build:       lean (dev, all, server, worker, token and catalog run backupd-server)")
+	}
 	return nil
 }
 
