@@ -8,7 +8,7 @@ import "context"
 // repository commands, the API's client and completion. It leaves out the
 // API server, worker and development stack, whose dependencies (Temporal's
 // SDK, gRPC, gorm and SQLite) make a binary three times the size: a cold
-// start read 54 MB of the full one (about 65 ms here) against 25 ms for
+// start read 54 MB of the full one (about 67 ms here) against 25 ms for
 // this one, and every repository command paid it. Their commands run
 // backupd-server (see execServer).
 
