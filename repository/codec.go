@@ -119,8 +119,13 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
-		// a bundle is under bundleTarget+bundleMember
-		zstdEncBundle, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+		// A bundle is under bundleTarget+bundleMember. The fastest level:
+		// on the Go toolchain (bench case A) the repository is 71.1 MB
+		// instead of 69.4 MB at the default level, and a cold full backup
+		// takes 1.24 s instead of 1.38 s (medians of 5, alternating); a
+		// bundle's many files already give the encoder the matches the
+		// stronger level would search for.
+		zstdEncBundle, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(2<<20), zstd.WithAllLitEntropyCompression(true))
 		if err != nil {
 			panic(err)
