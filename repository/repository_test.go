@@ -43,8 +43,7 @@ func storeConfigVersion(t *testing.T, be storage.Backend, v int) {
 	if bytes.Equal(nb, b) {
 		t.Fatalf("config holds no version %d: %s", FormatVersion, b)
 	}
-	b = nb
-	if err := be.Put(ctx, configName, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := be.Put(ctx, configName, bytes.NewReader(nb), int64(len(nb))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -79,9 +79,7 @@ func cmdCompletion(ctx context.Context, args []string) error {
 		// the server build knows every command's flags; without it (or
 		// when it cannot run) the script completes the server commands'
 		// names only
-		if _, err := serverBinary(); err == nil {
-			_ = execServer(ctx, "completion", args)
-		}
+		_ = execServer(ctx, "completion", args) // returns only if it could not run
 	}
 	nodes, err := completionTree()
 	if err != nil {
