@@ -10,7 +10,8 @@
 # --repack), restic forget --keep-last N --prune, borg prune --keep-last N +
 # compact. The repositories' sizes on disk are printed after every day, with
 # the stored size of what backupd's kept backups reference (repo gc's
-# referenced_bytes) and backupd's ratio to the smaller anchor. At the end
+# referenced_bytes), backupd's ratio to the smaller anchor and the bytes
+# repack has rewritten so far (what the smaller size costs). At the end
 # backupd's repository is checked with --read-data, and the targets are
 # judged at every tenth day and the last: no larger than the smallest
 # anchor, within 15% of the referenced bytes.
@@ -75,9 +76,10 @@ mb() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1e6 }'; }
 files() { find "$1" -type f | wc -l; }
 
 echo "growth: $(du -sh "$data" | cut -f1) tree ($SRC), $DAYS days, ${CHANGE_PCT}% of files rewritten a day, keep the last $KEEP_LAST, backupd gc ${gc_flags[*]}"
-printf '%4s %11s %11s %10s %10s %7s %9s\n' day backupd_MB referenced restic_MB borg_MB ratio overhead
-[[ -z $OUT ]] || echo "day,backupd_bytes,referenced_bytes,restic_bytes,borg_bytes,backupd_files" >"$OUT"
+printf '%4s %11s %11s %10s %10s %7s %9s %10s\n' day backupd_MB referenced restic_MB borg_MB ratio overhead repacked
+[[ -z $OUT ]] || echo "day,backupd_bytes,referenced_bytes,restic_bytes,borg_bytes,backupd_files,repacked_bytes" >"$OUT"
 misses=()
+rewritten=0
 for ((day = 1; day <= DAYS; day++)); do
 	((day == 1)) || python3 "$REPO_ROOT/bench/lib/mutate.py" "$data" "$CHANGE_PCT" "growth-$day" rewrite >/dev/null
 	"$BACKUPD_BIN" repo backup --repo "$b" --type incremental --component "src=$data" >/dev/null
@@ -86,7 +88,9 @@ for ((day = 1; day <= DAYS; day++)); do
 	for ((i = 0; i < ${#ids[@]} - KEEP_LAST; i++)); do
 		"$BACKUPD_BIN" repo forget --repo "$b" --backup "${ids[i]}" >/dev/null
 	done
-	ref=$("$BACKUPD_BIN" repo gc --repo "$b" "${gc_flags[@]}" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["referenced_bytes"])')
+	read -r ref moved < <("$BACKUPD_BIN" repo gc --repo "$b" "${gc_flags[@]}" --json |
+		python3 -c 'import json,sys; g=json.load(sys.stdin); print(g["referenced_bytes"], (g.get("repack") or {}).get("written_bytes", 0))')
+	rewritten=$((rewritten + moved))
 	restic --repo "$r" backup --compression auto -q "$data" >/dev/null
 	restic --repo "$r" forget -q --keep-last "$KEEP_LAST" --prune >/dev/null
 	gs=0
@@ -101,8 +105,8 @@ for ((day = 1; day <= DAYS; day++)); do
 	((use_borg == 0 || gs >= rs)) || anchor=$gs
 	ratio=$(awk -v a="$bs" -v c="$anchor" 'BEGIN { printf "%.2f", a / c }')
 	over=$(awk -v a="$bs" -v c="$ref" 'BEGIN { printf "%+.1f%%", 100 * (a / c - 1) }')
-	printf '%4d %11s %11s %10s %10s %7s %9s\n' "$day" "$(mb "$bs")" "$(mb "$ref")" "$(mb "$rs")" "$( ((use_borg)) && mb "$gs" || echo -)" "$ratio" "$over"
-	[[ -z $OUT ]] || echo "$day,$bs,$ref,$rs,$gs,$(files "$b")" >>"$OUT"
+	printf '%4d %11s %11s %10s %10s %7s %9s %10s\n' "$day" "$(mb "$bs")" "$(mb "$ref")" "$(mb "$rs")" "$( ((use_borg)) && mb "$gs" || echo -)" "$ratio" "$over" "$(mb "$rewritten")"
+	[[ -z $OUT ]] || echo "$day,$bs,$ref,$rs,$gs,$(files "$b"),$rewritten" >>"$OUT"
 	if ((day % 10 == 0 || day == DAYS)); then
 		((bs <= anchor)) || misses+=("day $day: backupd $(mb "$bs") MB > smallest anchor $(mb "$anchor") MB")
 		awk -v a="$bs" -v c="$ref" 'BEGIN { exit !(a <= 1.15 * c) }' || misses+=("day $day: backupd $(mb "$bs") MB is more than 15% over the $(mb "$ref") MB its kept backups reference")
