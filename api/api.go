@@ -39,6 +39,11 @@ var (
 	CleanupStrategy = []string{"oldest_first", "largest_first"}
 	CleanupSchedule = []string{"daily", "weekly", "disabled"}
 	Roles           = []string{"viewer", "operator", "admin"}
+	// TokenRoles: a listed token may also be a host's credential
+	TokenRoles = []string{"viewer", "operator", "admin", "host"}
+	// HostStates: online (its worker polls its task queue), offline,
+	// revoked (its credential refused)
+	HostStates      = []string{"online", "offline", "revoked"}
 	Notifications   = []string{"on_success", "on_failure", "on_warning"}
 	JobOutcomes     = []string{"success", "partial", "failed", "cancelled"}
 	AlertLevels     = []string{"warning", "critical"}
@@ -90,6 +95,9 @@ var Enums = map[string][]string{
 	"cleanup_strategy": CleanupStrategy,
 	"cleanup_schedule": CleanupSchedule,
 	"role":             Roles,
+	"token_role":       TokenRoles,
+	"host_state":       HostStates,
+	"enrolment_state":  EnrolmentStates,
 	"notification":     Notifications,
 	"job_outcome":      JobOutcomes,
 	"alert_level":      AlertLevels,

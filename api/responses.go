@@ -27,7 +27,7 @@ func NewPagination(total int64, page, size int) Pagination {
 type Token struct {
 	ID        string  `json:"id" required:"true"`
 	Name      string  `json:"name" required:"true"`
-	Role      string  `json:"role" required:"true" enum:"role"`
+	Role      string  `json:"role" required:"true" enum:"token_role" doc:"host: an enrolled host's credential"`
 	CreatedBy string  `json:"created_by" required:"true"`
 	Created   string  `json:"created" required:"true" format:"date-time"`
 	Expires   *string `json:"expires" required:"true" nullable:"true" format:"date-time" doc:"null: never expires"`

@@ -21,49 +21,58 @@ var routePolicy = map[string]struct {
 	role    string
 	audited bool
 }{
-	"GET /backup/status":                           {"viewer", false},
-	"GET /backup/list":                             {"viewer", false},
-	"GET /backup/details/{backup_id}":              {"viewer", false},
-	"POST /backup/create":                          {"operator", true},
-	"DELETE /backup/{backup_id}":                   {"admin", true},
-	"POST /backup/{backup_id}/protect":             {"admin", true},
-	"GET /backup/download/{backup_id}":             {"admin", true},
-	"GET /backup/progress":                         {"viewer", false},
-	"GET /backup/tree/{backup_id}":                 {"operator", false},
-	"GET /backup/search/{backup_id}":               {"operator", false},
-	"GET /backup/whoami":                           {"viewer", false},
-	"GET /backup/components":                       {"viewer", false},
-	"GET /backup/schedules":                        {"viewer", false},
-	"POST /backup/schedules":                       {"operator", true},
-	"DELETE /backup/schedules/{schedule_id}":       {"operator", true},
-	"POST /backup/schedules/{schedule_id}/trigger": {"operator", true},
-	"POST /backup/restore":                         {"admin", true},
-	"POST /backup/restore/rollback":                {"admin", true},
-	"GET /backup/restore/progress":                 {"viewer", false},
-	"POST /backup/verify":                          {"operator", true},
-	"GET /backup/verify/report/{verification_id}":  {"viewer", false},
-	"GET /backup/storage":                          {"viewer", false},
-	"POST /backup/storage/update":                  {"admin", true},
-	"GET /backup/retention":                        {"viewer", false},
-	"POST /backup/retention":                       {"admin", true},
-	"POST /backup/cleanup":                         {"admin", true},
-	"GET /backup/cleanup/report/{cleanup_id}":      {"viewer", false},
-	"GET /backup/health":                           {"viewer", false},
-	"GET /backup/statistics":                       {"viewer", false},
-	"GET /backup/jobs":                             {"viewer", false},
-	"POST /backup/jobs/cancel":                     {"operator", true},
-	"POST /backup/jobs/pause":                      {"operator", true},
-	"POST /backup/jobs/resume":                     {"operator", true},
-	"POST /backup/repair":                          {"operator", true},
-	"GET /backup/repair/report/{repair_id}":        {"viewer", false},
-	"GET /backup/audit":                            {"admin", false},
-	"GET /backup/tokens":                           {"admin", false},
-	"POST /backup/tokens":                          {"admin", true},
-	"DELETE /backup/tokens/{token_id}":             {"admin", true},
-	"GET /backup/debug-bundle":                     {"admin", true},
-	"GET /backup/openapi.json":                     {"public", false},
-	"GET /ws/backup":                               {"viewer", false},
-	"GET /metrics":                                 {"viewer", false},
+	"GET /backup/status":                             {"viewer", false},
+	"GET /backup/list":                               {"viewer", false},
+	"GET /backup/details/{backup_id}":                {"viewer", false},
+	"POST /backup/create":                            {"operator", true},
+	"DELETE /backup/{backup_id}":                     {"admin", true},
+	"POST /backup/{backup_id}/protect":               {"admin", true},
+	"GET /backup/download/{backup_id}":               {"admin", true},
+	"GET /backup/progress":                           {"viewer", false},
+	"GET /backup/tree/{backup_id}":                   {"operator", false},
+	"GET /backup/search/{backup_id}":                 {"operator", false},
+	"GET /backup/whoami":                             {"viewer", false},
+	"GET /backup/components":                         {"viewer", false},
+	"GET /backup/schedules":                          {"viewer", false},
+	"POST /backup/schedules":                         {"operator", true},
+	"DELETE /backup/schedules/{schedule_id}":         {"operator", true},
+	"POST /backup/schedules/{schedule_id}/trigger":   {"operator", true},
+	"POST /backup/restore":                           {"admin", true},
+	"POST /backup/restore/rollback":                  {"admin", true},
+	"GET /backup/restore/progress":                   {"viewer", false},
+	"POST /backup/verify":                            {"operator", true},
+	"GET /backup/verify/report/{verification_id}":    {"viewer", false},
+	"GET /backup/storage":                            {"viewer", false},
+	"POST /backup/storage/update":                    {"admin", true},
+	"GET /backup/retention":                          {"viewer", false},
+	"POST /backup/retention":                         {"admin", true},
+	"POST /backup/cleanup":                           {"admin", true},
+	"GET /backup/cleanup/report/{cleanup_id}":        {"viewer", false},
+	"GET /backup/health":                             {"viewer", false},
+	"GET /backup/statistics":                         {"viewer", false},
+	"GET /backup/jobs":                               {"viewer", false},
+	"POST /backup/jobs/cancel":                       {"operator", true},
+	"POST /backup/jobs/pause":                        {"operator", true},
+	"POST /backup/jobs/resume":                       {"operator", true},
+	"POST /backup/repair":                            {"operator", true},
+	"GET /backup/repair/report/{repair_id}":          {"viewer", false},
+	"GET /backup/audit":                              {"admin", false},
+	"GET /backup/tokens":                             {"admin", false},
+	"POST /backup/tokens":                            {"admin", true},
+	"DELETE /backup/tokens/{token_id}":               {"admin", true},
+	"GET /backup/debug-bundle":                       {"admin", true},
+	"GET /backup/openapi.json":                       {"public", false},
+	"GET /ws/backup":                                 {"viewer", false},
+	"GET /metrics":                                   {"viewer", false},
+	"GET /backup/hosts":                              {"viewer", false},
+	"GET /backup/hosts/{host_id}":                    {"viewer", false},
+	"DELETE /backup/hosts/{host_id}":                 {"admin", true},
+	"POST /backup/hosts/enrolments":                  {"admin", true},
+	"GET /backup/hosts/enrolments":                   {"admin", false},
+	"DELETE /backup/hosts/enrolments/{enrolment_id}": {"admin", true},
+	"POST /backup/hosts/enrol":                       {"public", true},
+	"POST /backup/hosts/self/announce":               {"host", false},
+	"POST /backup/hosts/self/credential":             {"host", true},
 }
 
 func TestRoutePolicyIsDeclared(t *testing.T) {
@@ -80,7 +89,7 @@ func TestRoutePolicyIsDeclared(t *testing.T) {
 		if p.role != rt.Role || p.audited != (rt.Action != "") {
 			t.Errorf("route %s: table says role %s audited %v, policy says %s %v", k, rt.Role, rt.Action != "", p.role, p.audited)
 		}
-		if rt.Method != "GET" && rt.Action == "" {
+		if rt.Method != "GET" && rt.Action == "" && rt.Path != "/backup/hosts/self/announce" {
 			t.Errorf("route %s changes state but is not audited", k)
 		}
 	}
@@ -105,26 +114,41 @@ func TestRouteRoleMatrix(t *testing.T) {
 		}
 		revoked, rtok, _ := s.Store.CreateToken(ctx, "revoked", "admin", "test", 0)
 		s.Store.RevokeToken(ctx, rtok.ID)
+		enr, _, _ := s.Store.CreateEnrolment(ctx, "", nil, "test", time.Hour)
+		hostCred, err := s.Store.Enrol(ctx, enr, &models.Host{ID: models.NewHostID(), Name: "gw-matrix"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(5 * time.Millisecond)
 		creds := []struct{ name, token, role string }{
 			{"none", "", ""}, {"wrong", "bkd_" + strings.Repeat("0", 43), ""}, {"expired", expired, ""}, {"revoked", revoked, ""},
 			{"viewer", toks["viewer"], "viewer"}, {"operator", toks["operator"], "operator"}, {"admin", toks["admin"], "admin"},
+			{"host", hostCred, models.RoleHost},
 		}
 		cells := 0
 		for _, p := range Prefixes {
 			for _, rt := range s.routes {
 				pol := routePolicy[rt.Method+" "+rt.Path]
-				for _, c := range creds {
+				for ci, c := range creds {
 					res, body := call(t, s, rt.Method, concrete(rt.servedAt(p)), c.token, strings.NewReader("{}"))
 					cells++
+					if nc, ok := body["credential"].(string); ok && c.role == models.RoleHost && res.StatusCode == http.StatusOK {
+						creds[ci].token = nc // the host rotated its credential
+					}
 					switch {
 					case pol.role == rolePublic:
-						if res.StatusCode != http.StatusOK {
+						if res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden || res.StatusCode >= 500 {
 							t.Errorf("%s %s (public) with %s token: %d %v", rt.Method, p+rt.Path, c.name, res.StatusCode, body)
 						}
 					case c.role == "":
 						if res.StatusCode != http.StatusUnauthorized {
 							t.Errorf("%s %s with %s token: %d %v", rt.Method, p+rt.Path, c.name, res.StatusCode, body)
+						}
+					// a host's credential opens the host routes alone, and
+					// only it opens them
+					case (pol.role == models.RoleHost) != (c.role == models.RoleHost):
+						if res.StatusCode != http.StatusForbidden {
+							t.Errorf("%s %s as %s (needs %s): %d %v", rt.Method, p+rt.Path, c.name, pol.role, res.StatusCode, body)
 						}
 					case models.RoleRank(c.role) < models.RoleRank(pol.role):
 						if res.StatusCode != http.StatusForbidden {

@@ -74,6 +74,7 @@ type Server struct {
 	recon         reconcileState
 	limiter       authLimiter
 	browsers      browseSessions
+	htot          hostTotals
 }
 
 // New builds a server; Hub is created if nil.
@@ -157,6 +158,15 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Path: "/backup/tokens", Role: "admin", Summary: "List API tokens (never their secrets)", Response: api.TokenList{}, handler: s.listTokens},
 		{Method: "POST", Path: "/backup/tokens", Role: "admin", Action: "token.create", Body: api.TokenRequest{}, Summary: "Create an API token", Status: http.StatusCreated, Response: api.TokenCreated{}, handler: s.createToken},
 		{Method: "DELETE", Path: "/backup/tokens/{token_id}", Role: "admin", Action: "token.revoke", Summary: "Revoke an API token", Response: api.TokenRevoked{}, handler: s.revokeToken},
+		{Method: "GET", Path: "/backup/hosts", Role: "viewer", Query: []param{qEnum("state", api.HostStates, ""), qStr("labels", "a label selector: key=value[,key=value...], all of which must hold")}, Summary: "List the hosts: the server's own and every enrolled one, with state, components, newest backups and storage used", Response: api.HostList{}, handler: s.listHosts},
+		{Method: "POST", Path: "/backup/hosts/enrolments", Role: "admin", Action: "host.enrolment_create", Body: api.EnrolmentRequest{}, Summary: "Make a one-time enrolment token for a new host (backupd worker --enrol URL TOKEN on that host)", Status: http.StatusCreated, Response: api.EnrolmentCreated{}, handler: s.createEnrolment},
+		{Method: "GET", Path: "/backup/hosts/enrolments", Role: "admin", Summary: "List enrolment tokens (never their secrets)", Response: api.EnrolmentList{}, handler: s.listEnrolments},
+		{Method: "DELETE", Path: "/backup/hosts/enrolments/{enrolment_id}", Role: "admin", Action: "host.enrolment_cancel", Summary: "Cancel an unused enrolment token", Response: api.EnrolmentCancelled{}, handler: s.cancelEnrolment},
+		{Method: "POST", Path: "/backup/hosts/enrol", Role: rolePublic, Action: "host.enrol", Body: api.EnrolRequest{}, Summary: "A new host enrols with a one-time enrolment token (no bearer token: the enrolment token is the authority) and gets its own credential", Status: http.StatusCreated, Response: api.Enrolled{}, handler: s.enrol},
+		{Method: "POST", Path: "/backup/hosts/self/announce", Role: models.RoleHost, Body: api.AnnounceRequest{}, Summary: "A host's worker says it is up and what it has (host credential only)", Response: api.Announced{}, handler: s.announce},
+		{Method: "POST", Path: "/backup/hosts/self/credential", Role: models.RoleHost, Action: "host.credential_rotate", Summary: "A host replaces its own credential (host credential only); the old one stops working", Response: api.CredentialRotated{}, handler: s.rotateHostCredential},
+		{Method: "GET", Path: "/backup/hosts/{host_id}", Role: "viewer", Summary: "One host, by id or name", Response: api.Host{}, handler: s.getHost},
+		{Method: "DELETE", Path: "/backup/hosts/{host_id}", Role: "admin", Action: "host.revoke", Summary: "Revoke a host: its credential and worker are refused from now on; its backups stay", Response: api.HostRevoked{}, handler: s.revokeHost},
 		{Method: "GET", Path: "/backup/debug-bundle", Role: "admin", Action: "debug_bundle.download", Query: []param{qInt("failed_jobs", 0, bundleFailedJobsMax, bundleFailedJobsDefault, "how many of the last failed jobs to include")}, Summary: "A tar.gz for support: version, configuration (secrets redacted), recent logs, health, storage health, the last failed jobs and their workflow histories", handler: s.debugBundle},
 		{Method: "GET", Path: "/backup/openapi.json", Role: rolePublic, Summary: "This API as an OpenAPI 3.1 document (no token needed: it holds no data)", handler: s.openAPI},
 		{Method: "GET", Path: "/metrics", Root: true, Role: "viewer", Summary: "Metrics in the Prometheus text format (also without a token on --metrics-listen)", handler: s.getMetrics},
@@ -240,6 +250,7 @@ type reqState struct {
 	id            string
 	clientID      string // the client's X-Request-ID, if it sent one
 	token         *models.Token
+	host          *models.Host // the calling host (host routes)
 	target        string
 	outcomeDetail string
 }
@@ -463,12 +474,33 @@ func (s *Server) authorize(r *http.Request, rt route, st *reqState) error {
 	}
 	tok, err := s.Store.Authenticate(r.Context(), plain)
 	if errors.Is(err, models.ErrNotFound) {
+		if rt.Role == models.RoleHost {
+			return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED",
+				Message: "this host's credential is invalid, revoked or replaced: enrol the host again (backupd worker --enrol URL TOKEN)"}
+		}
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "the token is invalid, expired or revoked"}
 	}
 	if err != nil {
 		return err
 	}
 	st.token = tok
+	// a host's credential opens the host routes and nothing else, and
+	// only a host's credential opens them
+	if rt.Role == models.RoleHost || tok.Role == models.RoleHost {
+		if rt.Role != tok.Role {
+			return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN",
+				Message: sprintf("%s %s needs the %s role; this token has %s", rt.Method, rt.Path, rt.Role, tok.Role)}
+		}
+		h, err := s.Store.HostOfToken(r.Context(), tok)
+		if errors.Is(err, models.ErrNotFound) {
+			return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "this host's credential was revoked or replaced: enrol the host again"}
+		}
+		if err != nil {
+			return err
+		}
+		st.host = h
+		return nil
+	}
 	if models.RoleRank(tok.Role) < models.RoleRank(rt.Role) {
 		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN",
 			Message: sprintf("%s %s needs the %s role; this token has %s", rt.Method, rt.Path, rt.Role, tok.Role)}

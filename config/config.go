@@ -495,3 +495,20 @@ func (c *Config) Password() ([]byte, error) {
 	}
 	return []byte(p), nil
 }
+
+// Kind says what a component holds: files, databases (their kinds,
+// joined with +), or both.
+func (c Component) Kind() string {
+	var kinds []string
+	if len(c.Paths) > 0 {
+		kinds = append(kinds, "files")
+	}
+	seen := map[string]bool{}
+	for _, d := range c.Databases {
+		if !seen[d.Kind] {
+			seen[d.Kind] = true
+			kinds = append(kinds, d.Kind)
+		}
+	}
+	return strings.Join(kinds, "+")
+}

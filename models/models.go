@@ -26,7 +26,7 @@ type Backup struct {
 	Type        string `gorm:"size:16;not null;index:idx_backups_type_ts,priority:1"`
 	Status      string `gorm:"size:16;not null;index:idx_backups_status_ts,priority:1"`
 	// Timestamp is when the backup started (the spec's "timestamp").
-	Timestamp time.Time `gorm:"not null;index;index:idx_backups_type_ts,priority:2;index:idx_backups_status_ts,priority:2"`
+	Timestamp time.Time `gorm:"not null;index;index:idx_backups_type_ts,priority:2;index:idx_backups_status_ts,priority:2;index:idx_backups_host_ts,priority:2"`
 	Finished  *time.Time
 	// SizeBytes is the content the backup holds; CompressedBytes what
 	// that content takes in storage, compressed and encrypted, before
@@ -62,7 +62,7 @@ type Backup struct {
 	KeyID          string `gorm:"size:80"`
 	KeyVersion     string `gorm:"size:16"`
 	ManifestHash   string `gorm:"size:100"`
-	Host           string `gorm:"size:200"`
+	Host           string `gorm:"size:200;index:idx_backups_host_ts,priority:1"`
 	SystemVersion  string `gorm:"size:200"`
 	KernelVersion  string `gorm:"size:200"`
 	HardwareID     string `gorm:"size:200"`
@@ -157,6 +157,8 @@ type Token struct {
 	ExpiresAt  *time.Time
 	LastUsedAt *time.Time
 	Revoked    bool
+	// HostID: a host credential's host (role host)
+	HostID string `gorm:"size:40;index"`
 }
 
 // ActorSize holds a token's name (at most 200 characters) with its id:

@@ -1,0 +1,148 @@
+package api
+
+// HostNamePattern: a host's name is its task queue's suffix
+// (backup@<name>) and appears in workflow ids: letters, digits, dots,
+// dashes and underscores, starting with a letter or digit.
+const HostNamePattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+// EnrolmentRequest is the body of POST /backup/hosts/enrolments.
+type EnrolmentRequest struct {
+	Name       string            `json:"name,omitempty" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" doc:"the name the host gets (default: the name it gives when it enrols)" example:"\"gw-berlin-01\""`
+	Labels     map[string]string `json:"labels,omitempty" doc:"labels the host gets (schedules select hosts by label)" example:"{\"site\":\"berlin\"}"`
+	ValidHours *int              `json:"valid_hours,omitempty" minimum:"1" maximum:"720" doc:"how long the token can be used (default 24)"`
+}
+
+// Enrolment is an enrolment token as listed (never its secret).
+type Enrolment struct {
+	ID        string            `json:"id" required:"true"`
+	Name      string            `json:"name,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedBy string            `json:"created_by" required:"true"`
+	Created   string            `json:"created" required:"true" format:"date-time"`
+	Expires   string            `json:"expires" required:"true" format:"date-time"`
+	State     string            `json:"state" required:"true" enum:"enrolment_state"`
+	HostID    string            `json:"host_id,omitempty" doc:"the host that used it"`
+}
+
+// EnrolmentStates: unused (can still be used), used, expired, cancelled.
+var EnrolmentStates = []string{"unused", "used", "expired", "cancelled"}
+
+// EnrolmentCreated answers POST /backup/hosts/enrolments: the only time
+// the token is shown.
+type EnrolmentCreated struct {
+	Enrolment
+	Token   string `json:"token" required:"true" doc:"the one-time enrolment token; only its hash is kept"`
+	Command string `json:"command" required:"true" doc:"what to run on the new host (with the server's certificate fingerprint when the API is served over TLS)"`
+	// ServerFingerprint: the API's TLS certificate (sha256:<hex>), which
+	// the enrolling worker pins
+	ServerFingerprint string `json:"server_fingerprint,omitempty" doc:"sha256 of the API's TLS certificate, which the host pins"`
+	Message           string `json:"message" required:"true"`
+}
+
+// EnrolmentList answers GET /backup/hosts/enrolments.
+type EnrolmentList struct {
+	Enrolments []Enrolment `json:"enrolments" required:"true"`
+}
+
+// EnrolmentCancelled answers DELETE /backup/hosts/enrolments/{enrolment_id}.
+type EnrolmentCancelled struct {
+	Status string `json:"status" required:"true" const:"cancelled"`
+	ID     string `json:"id" required:"true"`
+}
+
+// HostComponent is one component a host reports it has.
+type HostComponent struct {
+	Name  string   `json:"name" required:"true" minLength:"1" maxLength:"100"`
+	Kind  string   `json:"kind,omitempty" maxLength:"40" doc:"files, postgresql, mysql, ..."`
+	Paths []string `json:"paths,omitempty"`
+}
+
+// EnrolRequest is the body of POST /backup/hosts/enrol, sent by a new
+// host's worker (backupd worker --enrol).
+type EnrolRequest struct {
+	Token      string          `json:"token" required:"true" minLength:"1" maxLength:"200" doc:"the one-time enrolment token"`
+	Name       string          `json:"name" required:"true" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" doc:"the host's name, unless the enrolment gives one"`
+	HardwareID string          `json:"hardware_id,omitempty" maxLength:"200"`
+	OS         string          `json:"os,omitempty" maxLength:"200"`
+	Version    string          `json:"version,omitempty" maxLength:"100" doc:"backupd's version on the host"`
+	Components []HostComponent `json:"components,omitempty"`
+	PublicKey  string          `json:"public_key" required:"true" maxLength:"20000" doc:"the host's RSA public key (PEM, 3072 bits or more): its repository key entries are wrapped to it"`
+}
+
+// Enrolled answers POST /backup/hosts/enrol: the host's credential,
+// shown once.
+type Enrolled struct {
+	HostID     string `json:"host_id" required:"true"`
+	Name       string `json:"name" required:"true"`
+	Credential string `json:"credential" required:"true" doc:"the host's bearer token (role host); only its hash is kept"`
+	TaskQueue  string `json:"task_queue" required:"true" doc:"the Temporal task queue the host's worker polls"`
+	Namespace  string `json:"temporal_namespace" required:"true"`
+	// TemporalAddress: the frontend as the server reaches it; a host
+	// behind NAT may need its own (BACKUPD_TEMPORAL_ADDRESS)
+	TemporalAddress string `json:"temporal_address" required:"true"`
+}
+
+// AnnounceRequest is the body of POST /backup/hosts/self/announce: a
+// host's worker says it is up, and what it has (at start, then every
+// minute).
+type AnnounceRequest struct {
+	HardwareID string          `json:"hardware_id,omitempty" maxLength:"200"`
+	OS         string          `json:"os,omitempty" maxLength:"200"`
+	Version    string          `json:"version,omitempty" maxLength:"100"`
+	Components []HostComponent `json:"components,omitempty"`
+}
+
+// Announced answers POST /backup/hosts/self/announce.
+type Announced struct {
+	HostID    string `json:"host_id" required:"true"`
+	Name      string `json:"name" required:"true"`
+	TaskQueue string `json:"task_queue" required:"true"`
+}
+
+// CredentialRotated answers POST /backup/hosts/self/credential: the new
+// credential, shown once; the old one no longer works.
+type CredentialRotated struct {
+	HostID     string `json:"host_id" required:"true"`
+	Credential string `json:"credential" required:"true"`
+}
+
+// HostLastBackup is a component's newest completed backup on a host.
+type HostLastBackup struct {
+	BackupID  string `json:"backup_id" required:"true"`
+	Timestamp string `json:"timestamp" required:"true" format:"date-time"`
+}
+
+// Host is one host of the fleet.
+type Host struct {
+	ID           string                    `json:"id" required:"true"`
+	Name         string                    `json:"name" required:"true"`
+	Local        bool                      `json:"local" required:"true" doc:"the server's own host"`
+	State        string                    `json:"state" required:"true" enum:"host_state"`
+	TaskQueue    string                    `json:"task_queue" required:"true"`
+	Pollers      int                       `json:"pollers" required:"true" doc:"workers polling the host's task queue now"`
+	LastSeen     *string                   `json:"last_seen" required:"true" nullable:"true" format:"date-time" doc:"the worker's last announcement or poll"`
+	Enrolled     string                    `json:"enrolled" required:"true" format:"date-time"`
+	EnrolledBy   string                    `json:"enrolled_by" required:"true"`
+	Revoked      *string                   `json:"revoked,omitempty" format:"date-time"`
+	Version      string                    `json:"version"`
+	OS           string                    `json:"os"`
+	HardwareID   string                    `json:"hardware_id"`
+	Labels       map[string]string         `json:"labels" required:"true"`
+	Components   []HostComponent           `json:"components" required:"true"`
+	LastBackups  map[string]HostLastBackup `json:"last_backups" required:"true" doc:"per component, its newest completed backup"`
+	StorageBytes int64                     `json:"storage_bytes" required:"true" doc:"what the host's backups added to storage (after deduplication)"`
+	Backups      int64                     `json:"backups" required:"true"`
+}
+
+// HostList answers GET /backup/hosts.
+type HostList struct {
+	Hosts []Host `json:"hosts" required:"true"`
+	Total int    `json:"total" required:"true"`
+}
+
+// HostRevoked answers DELETE /backup/hosts/{host_id}.
+type HostRevoked struct {
+	Status string `json:"status" required:"true" const:"revoked"`
+	ID     string `json:"id" required:"true"`
+	Name   string `json:"name" required:"true"`
+}

@@ -1,0 +1,485 @@
+package apiserver
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"backupd/api"
+	"backupd/models"
+	"backupd/repository"
+)
+
+// The fleet: hosts enrol with a one-time token made by an admin, get a
+// credential of their own (role host) and run their jobs on their own
+// task queue (backup@<name>). Their workers announce themselves at
+// start and every minute; a host is online while those announcements
+// keep coming (the server's own host: while a worker polls its queue).
+
+// HostTaskQueue is the task queue of an enrolled host's worker.
+func HostTaskQueue(name string) string { return "backup@" + name }
+
+// announceEvery is how often a host's worker announces itself; a host
+// silent for more than twice that is offline.
+const announceEvery = time.Minute
+
+var hostName = regexp.MustCompile(api.HostNamePattern)
+
+// reservedHostNames are the words of the routes beside /backup/hosts/{host_id}.
+var reservedHostNames = map[string]bool{"enrolments": true, "enrol": true, "self": true}
+
+func validHostName(field, name string) error {
+	if !hostName.MatchString(name) || reservedHostNames[name] {
+		return badRequest(field, "%s %q: a host name is letters, digits, '.', '_' or '-' (at most 63), starting with a letter or digit, and not enrolments, enrol or self", field, name)
+	}
+	return nil
+}
+
+const labelMax = 20
+
+var labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+
+func validLabels(field string, l map[string]string) error {
+	if len(l) > labelMax {
+		return badRequest(field, "%s: at most %d labels", field, labelMax)
+	}
+	for k, v := range l {
+		if !labelKey.MatchString(k) {
+			return badRequest(field, "%s: label %q: a key is letters, digits, '.', '_', '-' or '/' (at most 63)", field, k)
+		}
+		if err := validText(field+"."+k, v, 200); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serverFingerprint is sha256:<hex> of the API's TLS certificate (its
+// leaf), which an enrolling host pins; "" when the API is plain HTTP.
+func (s *Server) serverFingerprint() (string, error) {
+	if s.Cfg.API.TLSCert == "" {
+		return "", nil
+	}
+	pair, err := tls.LoadX509KeyPair(s.Cfg.API.TLSCert, s.Cfg.API.TLSKey)
+	if err != nil || len(pair.Certificate) == 0 {
+		return "", fmt.Errorf("the API's certificate %s: %v", s.Cfg.API.TLSCert, err)
+	}
+	sum := sha256.Sum256(pair.Certificate[0])
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+func enrolmentView(e *models.Enrolment) api.Enrolment {
+	v := api.Enrolment{ID: e.ID, Name: e.Name, Labels: e.Labels, CreatedBy: e.CreatedBy, Created: rfc3339(e.CreatedAt),
+		Expires: rfc3339(e.ExpiresAt), HostID: e.HostID, State: "unused"}
+	switch {
+	case e.UsedAt != nil:
+		v.State = "used"
+	case e.Cancelled:
+		v.State = "cancelled"
+	case time.Now().After(e.ExpiresAt):
+		v.State = "expired"
+	}
+	return v
+}
+
+func (s *Server) createEnrolment(w http.ResponseWriter, r *http.Request) error {
+	var req api.EnrolmentRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Name != "" {
+		if err := validHostName("name", req.Name); err != nil {
+			return err
+		}
+	}
+	if err := validLabels("labels", req.Labels); err != nil {
+		return err
+	}
+	hours := 24
+	if req.ValidHours != nil {
+		if *req.ValidHours < 1 || *req.ValidHours > 720 {
+			return badRequest("valid_hours", "valid_hours: %d is outside 1..720", *req.ValidHours)
+		}
+		hours = *req.ValidHours
+	}
+	if req.Name != "" {
+		if _, err := s.Store.GetHost(r.Context(), req.Name); err == nil {
+			return conflictPlain("a host named " + req.Name + " is already enrolled; revoke it first or choose another name")
+		}
+	}
+	fp, err := s.serverFingerprint()
+	if err != nil {
+		return err
+	}
+	plain, e, err := s.Store.CreateEnrolment(r.Context(), req.Name, req.Labels, user(r), time.Duration(hours)*time.Hour)
+	if err != nil {
+		return err
+	}
+	setTarget(r, e.ID)
+	cmd := "backupd worker --enrol " + s.publicURL(r) + " " + plain
+	if fp != "" {
+		cmd += " --server-fingerprint " + fp
+	}
+	writeJSON(w, http.StatusCreated, api.EnrolmentCreated{Enrolment: enrolmentView(e), Token: plain, Command: cmd,
+		ServerFingerprint: fp,
+		Message: fmt.Sprintf("run the command on the new host within %d hours; the token works once and only its hash is kept", hours)})
+	return nil
+}
+
+// publicURL is the server's base URL as this request reached it.
+func (s *Server) publicURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (s *Server) listEnrolments(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.Store.ListEnrolments(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.EnrolmentList{Enrolments: make([]api.Enrolment, 0, len(list))}
+	for i := range list {
+		out.Enrolments = append(out.Enrolments, enrolmentView(&list[i]))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) cancelEnrolment(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["enrolment_id"]
+	setTarget(r, id)
+	if err := s.Store.CancelEnrolment(r.Context(), id); errors.Is(err, models.ErrNotFound) {
+		return &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no enrolment " + id}
+	} else if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.EnrolmentCancelled{Status: "cancelled", ID: id})
+	return nil
+}
+
+func hostComponents(in []api.HostComponent) ([]models.HostComponent, error) {
+	if len(in) > 200 {
+		return nil, badRequest("components", "components: at most 200")
+	}
+	out := make([]models.HostComponent, 0, len(in))
+	for i, c := range in {
+		if c.Name == "" || len(c.Name) > 100 || len(c.Kind) > 40 || len(c.Paths) > 100 {
+			return nil, badRequest(fmt.Sprintf("components[%d]", i), "components[%d]: a name (at most 100 characters), a kind (at most 40) and at most 100 paths", i)
+		}
+		out = append(out, models.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths})
+	}
+	return out, nil
+}
+
+// minHostKeyBits: the host's key wraps repository keys.
+const minHostKeyBits = 3072
+
+// enrol registers a new host. The route needs no bearer token: the
+// one-time enrolment token in the body is the authority, and a source
+// that keeps presenting bad ones is slowed down like one with bad
+// bearer tokens.
+func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
+	src := sourceOf(r)
+	if !s.limiter.allow(src) {
+		w.Header().Set("Retry-After", "5")
+		return &apiError{Status: http.StatusTooManyRequests, Code: "TOO_MANY_REQUESTS",
+			Message: "too many failed enrolments from this address; wait, then use a valid enrolment token"}
+	}
+	var req api.EnrolRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return badRequest("token", "token is required: the one-time enrolment token an admin made (backupd host enrol-token)")
+	}
+	if err := validHostName("name", req.Name); err != nil {
+		return err
+	}
+	for f, v := range map[string]string{"hardware_id": req.HardwareID, "os": req.OS, "version": req.Version} {
+		if err := validText(f, v, 200); err != nil {
+			return err
+		}
+	}
+	comps, err := hostComponents(req.Components)
+	if err != nil {
+		return err
+	}
+	pub, err := repository.ParseRSAPublicKey([]byte(req.PublicKey))
+	if err != nil {
+		return badRequest("public_key", "public_key: %v (want an RSA public key in PEM)", err)
+	}
+	if pub.N.BitLen() < minHostKeyBits {
+		return badRequest("public_key", "public_key: %d bits; a host key needs at least %d", pub.N.BitLen(), minHostKeyBits)
+	}
+	h := &models.Host{ID: models.NewHostID(), Name: req.Name, HardwareID: req.HardwareID, OS: req.OS, Version: req.Version,
+		Components: comps, PublicKey: req.PublicKey}
+	cred, err := s.Store.Enrol(r.Context(), req.Token, h)
+	switch {
+	case errors.Is(err, models.ErrEnrolmentInvalid):
+		s.limiter.spend(src)
+		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED",
+			Message: "the enrolment token is unknown, expired, cancelled or already used; ask an admin for a new one (POST /backup/hosts/enrolments, or backupd host enrol-token)"}
+	case errors.Is(err, models.ErrHostNameTaken):
+		return conflictPlain("a host named " + h.Name + " is already enrolled: enrol under another name (--name), or have an admin revoke the old host first")
+	case err != nil:
+		return err
+	}
+	setTarget(r, h.ID)
+	now := time.Now().UTC()
+	h.LastSeen = &now
+	s.Store.Announce(r.Context(), h.ID, map[string]any{})
+	s.Log.Info("host enrolled", "host", h.Name, "host_id", h.ID, "request_id", requestID(r))
+	writeJSON(w, http.StatusCreated, api.Enrolled{HostID: h.ID, Name: h.Name, Credential: cred, TaskQueue: HostTaskQueue(h.Name),
+		Namespace: s.Cfg.Temporal.Namespace, TemporalAddress: s.Cfg.Temporal.Address})
+	return nil
+}
+
+func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
+	h := stateOf(r).host
+	var req api.AnnounceRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	for f, v := range map[string]string{"hardware_id": req.HardwareID, "os": req.OS, "version": req.Version} {
+		if err := validText(f, v, 200); err != nil {
+			return err
+		}
+	}
+	comps, err := hostComponents(req.Components)
+	if err != nil {
+		return err
+	}
+	fields := map[string]any{"components": models.ToJSON(comps)}
+	if req.HardwareID != "" {
+		if h.HardwareID != "" && h.HardwareID != req.HardwareID {
+			// the credential moved to other hardware: said loudly, not refused
+			// (a replaced disk or board changes it too)
+			s.Log.Warn("a host's hardware id changed", "host", h.Name, "was", h.HardwareID, "now", req.HardwareID)
+		}
+		fields["hardware_id"] = req.HardwareID
+	}
+	if req.OS != "" {
+		fields["os"] = req.OS
+	}
+	if req.Version != "" {
+		fields["version"] = req.Version
+	}
+	if err := s.Store.Announce(r.Context(), h.ID, fields); errors.Is(err, models.ErrNotFound) {
+		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "this host was revoked: enrol it again"}
+	} else if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.Announced{HostID: h.ID, Name: h.Name, TaskQueue: HostTaskQueue(h.Name)})
+	return nil
+}
+
+func (s *Server) rotateHostCredential(w http.ResponseWriter, r *http.Request) error {
+	h := stateOf(r).host
+	setTarget(r, h.ID)
+	cred, _, err := s.Store.RotateHostCredential(r.Context(), h.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.CredentialRotated{HostID: h.ID, Credential: cred})
+	return nil
+}
+
+// hostTotals caches the per-host sums for a few seconds: the host list
+// is polled by consoles and monitors.
+type hostTotals struct {
+	mu  sync.Mutex
+	at  time.Time
+	val map[string]models.HostTotals
+}
+
+func (s *Server) totalsByHost(r *http.Request) (map[string]models.HostTotals, error) {
+	s.htot.mu.Lock()
+	defer s.htot.mu.Unlock()
+	if s.htot.val != nil && time.Since(s.htot.at) < 5*time.Second {
+		return s.htot.val, nil
+	}
+	v, err := s.Store.TotalsByHost(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	s.htot.val, s.htot.at = v, time.Now()
+	return v, nil
+}
+
+func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models.HostTotals) (api.Host, error) {
+	v := api.Host{ID: h.ID, Name: h.Name, Local: h.Local, State: "offline", TaskQueue: HostTaskQueue(h.Name),
+		LastSeen: rfc3339ptr(h.LastSeen), Enrolled: rfc3339(h.EnrolledAt), EnrolledBy: h.EnrolledBy,
+		Revoked: rfc3339ptr(h.RevokedAt), Version: h.Version, OS: h.OS, HardwareID: h.HardwareID,
+		Labels: h.Labels, Components: []api.HostComponent{}, LastBackups: map[string]api.HostLastBackup{}}
+	if v.Labels == nil {
+		v.Labels = map[string]string{}
+	}
+	for _, c := range h.Components {
+		v.Components = append(v.Components, api.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths})
+	}
+	switch {
+	case h.Status == models.HostRevoked:
+		v.State = "revoked"
+	case h.Local:
+		v.TaskQueue = s.Cfg.Temporal.TaskQueue
+		for _, wi := range s.workers(r.Context()) {
+			if wi.WorkflowPollers > 0 && wi.ActivityPollers > 0 {
+				v.State = "online"
+			}
+			if wi.LastPoll != nil {
+				v.LastSeen = rfc3339ptr(wi.LastPoll)
+			}
+		}
+		if v.Components = s.localComponents(); v.Components == nil {
+			v.Components = []api.HostComponent{}
+		}
+	case h.LastSeen != nil && time.Since(*h.LastSeen) < 2*announceEvery+30*time.Second:
+		v.State = "online"
+	}
+	t := tot[h.Name]
+	v.Backups, v.StorageBytes = t.Backups, t.AddedBytes
+	last, err := s.Store.LastBackupsOfHost(r.Context(), h.Name)
+	if err != nil {
+		return v, err
+	}
+	for c, b := range last {
+		v.LastBackups[c] = api.HostLastBackup{BackupID: b.ID, Timestamp: rfc3339(b.Timestamp)}
+	}
+	return v, nil
+}
+
+// localComponents are the server's own host's configured components.
+func (s *Server) localComponents() []api.HostComponent {
+	var out []api.HostComponent
+	for name, c := range s.Cfg.Components {
+		out = append(out, api.HostComponent{Name: name, Kind: c.Kind(), Paths: c.Paths})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// selectorMatches: a label selector is key=value pairs separated by
+// commas, all of which must hold.
+func selectorMatches(sel string, labels map[string]string) bool {
+	for _, term := range strings.Split(sel, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(term), "=")
+		if k == "" {
+			continue
+		}
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	state, sel := q.Get("state"), q.Get("labels")
+	if state != "" {
+		if err := oneOf("state", state, api.HostStates...); err != nil {
+			return err
+		}
+	}
+	if sel != "" {
+		for _, term := range strings.Split(sel, ",") {
+			if k, _, ok := strings.Cut(strings.TrimSpace(term), "="); !ok || !labelKey.MatchString(k) {
+				return badRequest("labels", "labels %q: want key=value[,key=value...]", sel)
+			}
+		}
+	}
+	if _, err := s.Store.EnsureLocalHost(r.Context(), s.Cfg.Host); err != nil {
+		return err
+	}
+	list, err := s.Store.ListHosts(r.Context())
+	if err != nil {
+		return err
+	}
+	tot, err := s.totalsByHost(r)
+	if err != nil {
+		return err
+	}
+	out := api.HostList{Hosts: []api.Host{}}
+	for i := range list {
+		h := &list[i]
+		if sel != "" && !selectorMatches(sel, h.Labels) {
+			continue
+		}
+		v, err := s.hostView(r, h, tot)
+		if err != nil {
+			return err
+		}
+		if state != "" && v.State != state {
+			continue
+		}
+		out.Hosts = append(out.Hosts, v)
+	}
+	out.Total = len(out.Hosts)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) findHost(r *http.Request) (*models.Host, error) {
+	id := mux.Vars(r)["host_id"]
+	if _, err := s.Store.EnsureLocalHost(r.Context(), s.Cfg.Host); err != nil {
+		return nil, err
+	}
+	h, err := s.Store.GetHost(r.Context(), id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no host " + id + " (GET /backup/hosts lists them)"}
+	}
+	return h, err
+}
+
+func (s *Server) getHost(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.findHost(r)
+	if err != nil {
+		return err
+	}
+	tot, err := s.totalsByHost(r)
+	if err != nil {
+		return err
+	}
+	v, err := s.hostView(r, h, tot)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// revokeHost revokes a host: its credential is refused from now on (its
+// worker stops at its next announcement) and it gets no new jobs. Its
+// backups stay, like any backup, until retention or a delete removes
+// them.
+func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.findHost(r)
+	if err != nil {
+		return err
+	}
+	setTarget(r, h.ID)
+	if h.Local {
+		return conflictPlain("host " + h.Name + " is the server's own host; it cannot be revoked")
+	}
+	h, err = s.Store.RevokeHost(r.Context(), h.ID, user(r))
+	if err != nil {
+		return err
+	}
+	s.Hub.DropToken(h.TokenID)
+	s.Log.Info("host revoked", "host", h.Name, "host_id", h.ID, "by", user(r))
+	writeJSON(w, http.StatusOK, api.HostRevoked{Status: "revoked", ID: h.ID, Name: h.Name})
+	return nil
+}

@@ -1,0 +1,177 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"backupd/models"
+)
+
+var (
+	hostKeyOnce sync.Once
+	hostKeyPEM  string
+)
+
+// testHostKey is a 3072-bit RSA public key in PEM (made once: it takes
+// a moment).
+func testHostKey(t *testing.T) string {
+	hostKeyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 3072)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		hostKeyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	})
+	return hostKeyPEM
+}
+
+func jsonBody(v any) *strings.Reader {
+	b, _ := json.Marshal(v)
+	return strings.NewReader(string(b))
+}
+
+func TestHostEnrolmentAnnounceRotateRevoke(t *testing.T) {
+	forDrivers(t, func(t *testing.T, d string) {
+		s, toks := testServer(t, d)
+		const base = "/cloud-integration/backup/hosts"
+
+		// only an admin makes enrolment tokens
+		res, body := call(t, s, "POST", base+"/enrolments", toks["operator"], jsonBody(map[string]any{}))
+		if res.StatusCode != http.StatusForbidden {
+			t.Fatalf("operator made an enrolment token: %d %v", res.StatusCode, body)
+		}
+		res, body = call(t, s, "POST", base+"/enrolments", toks["admin"], jsonBody(map[string]any{"labels": map[string]string{"site": "berlin"}, "valid_hours": 2}))
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("enrolment: %d %v", res.StatusCode, body)
+		}
+		enrolToken := body["token"].(string)
+		if !strings.HasPrefix(enrolToken, models.EnrolmentPrefix) || !strings.Contains(body["command"].(string), "backupd worker --enrol http://") {
+			t.Fatalf("enrolment answer %v", body)
+		}
+		for _, bad := range []map[string]any{
+			{"name": "enrolments"}, {"name": "-x"}, {"name": strings.Repeat("a", 64)}, {"valid_hours": 0}, {"valid_hours": 10000},
+			{"labels": map[string]string{"bad key": "x"}},
+		} {
+			if res, body := call(t, s, "POST", base+"/enrolments", toks["admin"], jsonBody(bad)); res.StatusCode != http.StatusBadRequest {
+				t.Errorf("enrolment %v: %d %v", bad, res.StatusCode, body)
+			}
+		}
+
+		req := map[string]any{"token": enrolToken, "name": "gw-berlin-01", "hardware_id": "hw-1", "os": "linux", "version": "1.0",
+			"components": []map[string]any{{"name": "data", "kind": "files", "paths": []string{"/srv"}}}, "public_key": testHostKey(t)}
+		// a weak key and a wrong token are refused, and do not spend the token
+		weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+		der, _ := x509.MarshalPKIXPublicKey(&weak.PublicKey)
+		req["public_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+		if res, body := call(t, s, "POST", base+"/enrol", "", jsonBody(req)); res.StatusCode != http.StatusBadRequest || !strings.Contains(body["message"].(string), "3072") {
+			t.Fatalf("weak host key: %d %v", res.StatusCode, body)
+		}
+		req["public_key"] = testHostKey(t)
+		req["token"] = models.EnrolmentPrefix + strings.Repeat("A", 43)
+		if res, body := call(t, s, "POST", base+"/enrol", "", jsonBody(req)); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong enrolment token: %d %v", res.StatusCode, body)
+		}
+		req["token"] = enrolToken
+		res, body = call(t, s, "POST", base+"/enrol", "", jsonBody(req))
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("enrol: %d %v", res.StatusCode, body)
+		}
+		cred, hostID := body["credential"].(string), body["host_id"].(string)
+		if body["task_queue"] != "backup@gw-berlin-01" {
+			t.Fatalf("enrolled %v", body)
+		}
+		// the token is spent
+		if res, _ := call(t, s, "POST", base+"/enrol", "", jsonBody(req)); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("enrolment token used twice: %d", res.StatusCode)
+		}
+
+		// the host's credential opens its own routes, and no other
+		for _, p := range []string{"/cloud-integration/backup/list", "/cloud-integration/backup/hosts", "/cloud-integration/backup/status"} {
+			if res, _ := call(t, s, "GET", p, cred, nil); res.StatusCode != http.StatusForbidden {
+				t.Errorf("host credential on %s: %d", p, res.StatusCode)
+			}
+		}
+		res, body = call(t, s, "POST", base+"/self/announce", cred, jsonBody(map[string]any{"version": "1.1",
+			"components": []map[string]any{{"name": "data", "kind": "files"}, {"name": "logs", "kind": "files"}}}))
+		if res.StatusCode != http.StatusOK || body["host_id"] != hostID {
+			t.Fatalf("announce: %d %v", res.StatusCode, body)
+		}
+
+		// listed, online, with its labels and what it announced
+		res, body = call(t, s, "GET", base+"?labels=site=berlin", toks["viewer"], nil)
+		if res.StatusCode != http.StatusOK || body["total"] != float64(1) {
+			t.Fatalf("hosts by label: %d %v", res.StatusCode, body)
+		}
+		h := body["hosts"].([]any)[0].(map[string]any)
+		if h["name"] != "gw-berlin-01" || h["state"] != "online" || h["version"] != "1.1" || len(h["components"].([]any)) != 2 {
+			t.Fatalf("host %v", h)
+		}
+		res, body = call(t, s, "GET", base, toks["viewer"], nil)
+		if res.StatusCode != http.StatusOK || body["total"] != float64(2) {
+			t.Fatalf("hosts: %d %v (want the server's own and the enrolled one)", res.StatusCode, body)
+		}
+		if res, body := call(t, s, "GET", base+"?state=bogus", toks["viewer"], nil); res.StatusCode != http.StatusBadRequest {
+			t.Fatalf("state=bogus: %d %v", res.StatusCode, body)
+		}
+
+		// a host's backups show under it
+		now := time.Now().UTC()
+		if err := s.Store.PutBackup(context.Background(), &models.Backup{ID: "backup-gw-1", Type: "full", Status: "completed",
+			Timestamp: now, Host: "gw-berlin-01", Components: models.Strings{"data"}, AddedBytes: 1234}); err != nil {
+			t.Fatal(err)
+		}
+		s.htot.val = nil
+		res, body = call(t, s, "GET", base+"/gw-berlin-01", toks["viewer"], nil)
+		if res.StatusCode != http.StatusOK || body["storage_bytes"] != float64(1234) || body["last_backups"].(map[string]any)["data"] == nil {
+			t.Fatalf("host by name: %d %v", res.StatusCode, body)
+		}
+
+		// rotation: the old credential stops
+		res, body = call(t, s, "POST", base+"/self/credential", cred, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("rotate: %d %v", res.StatusCode, body)
+		}
+		cred2 := body["credential"].(string)
+		if res, _ := call(t, s, "POST", base+"/self/announce", cred, jsonBody(map[string]any{})); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("old credential after rotation: %d", res.StatusCode)
+		}
+
+		// revocation by an admin only; the server's own host cannot be
+		if res, _ := call(t, s, "DELETE", base+"/"+hostID, toks["operator"], nil); res.StatusCode != http.StatusForbidden {
+			t.Fatalf("operator revoked a host: %d", res.StatusCode)
+		}
+		if res, body := call(t, s, "DELETE", base+"/h", toks["admin"], nil); res.StatusCode != http.StatusConflict {
+			t.Fatalf("revoking the server's own host: %d %v", res.StatusCode, body)
+		}
+		res, body = call(t, s, "DELETE", base+"/"+hostID, toks["admin"], nil)
+		if res.StatusCode != http.StatusOK || body["status"] != "revoked" {
+			t.Fatalf("revoke: %d %v", res.StatusCode, body)
+		}
+		res, body = call(t, s, "POST", base+"/self/announce", cred2, jsonBody(map[string]any{}))
+		if res.StatusCode != http.StatusUnauthorized || !strings.Contains(body["message"].(string), "enrol") {
+			t.Fatalf("revoked host announced: %d %v", res.StatusCode, body)
+		}
+		res, body = call(t, s, "GET", base+"/"+hostID, toks["viewer"], nil)
+		if body["state"] != "revoked" || body["revoked"] == nil {
+			t.Fatalf("revoked host shows %v", body)
+		}
+		_, enr2, _ := s.Store.CreateEnrolment(context.Background(), "", nil, "test", time.Hour)
+		res, body = call(t, s, "GET", base+"/enrolments", toks["admin"], nil)
+		if res.StatusCode != http.StatusOK || len(body["enrolments"].([]any)) != 2 {
+			t.Fatalf("enrolments: %d %v", res.StatusCode, body)
+		}
+		if res, body := call(t, s, "DELETE", base+"/enrolments/"+enr2.ID, toks["admin"], nil); res.StatusCode != http.StatusOK {
+			t.Fatalf("cancel enrolment: %d %v", res.StatusCode, body)
+		}
+	})
+}

@@ -1,0 +1,351 @@
+package models
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Host is one machine whose worker runs jobs on its own task queue
+// (backup@<name>): the server's own host, and every host enrolled with a
+// one-time token. Its credential is a Token of role RoleHost bound to it.
+type Host struct {
+	ID   string `gorm:"primaryKey;size:40"`
+	Name string `gorm:"size:63;not null;uniqueIndex"`
+	// Local: the server's own host (its worker runs beside the API, with
+	// the server's configuration); never enrolled, never revoked.
+	Local      bool
+	HardwareID string            `gorm:"size:200"`
+	OS         string            `gorm:"size:200"`
+	Version    string            `gorm:"size:100"`
+	Labels     map[string]string `gorm:"type:text;serializer:json"`
+	// Components: what the host's worker reported it can back up.
+	Components []HostComponent `gorm:"type:text;serializer:json"`
+	// PublicKey: the RSA public key (PEM) the host made at enrolment; its
+	// private half never leaves the host.
+	PublicKey string `gorm:"type:text"`
+	TokenID   string `gorm:"size:40;index"`
+	// Status: active | revoked
+	Status     string `gorm:"size:16;not null;index"`
+	EnrolledBy string `gorm:"size:300"`
+	EnrolledAt time.Time
+	// LastSeen: the last announcement of its worker (start and every minute)
+	LastSeen  *time.Time
+	RevokedAt *time.Time
+	RevokedBy string `gorm:"size:300"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// HostComponent is one component a host's worker says it has.
+type HostComponent struct {
+	Name  string   `json:"name"`
+	Kind  string   `json:"kind"`
+	Paths []string `json:"paths,omitempty"`
+}
+
+// Enrolment is a one-time token that lets one new host register itself.
+// Only its SHA-256 is stored.
+type Enrolment struct {
+	ID        string            `gorm:"primaryKey;size:40"`
+	Hash      string            `gorm:"size:64;not null;uniqueIndex"`
+	Name      string            `gorm:"size:63"` // the name the host gets ("": it says its own)
+	Labels    map[string]string `gorm:"type:text;serializer:json"`
+	CreatedBy string            `gorm:"size:300"`
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	HostID    string `gorm:"size:40"`
+	Cancelled bool
+}
+
+// Host statuses.
+const (
+	HostActive  = "active"
+	HostRevoked = "revoked"
+)
+
+// RoleHost is a host's credential. It is outside Roles: no route for
+// people accepts it, and a host route accepts nothing else.
+const RoleHost = "host"
+
+// EnrolmentPrefix starts every enrolment token.
+const EnrolmentPrefix = "bke_"
+
+// Errors of the host registry.
+var (
+	ErrHostNameTaken    = errors.New("a host of that name is already enrolled")
+	ErrEnrolmentInvalid = errors.New("the enrolment token is unknown, expired, cancelled or already used")
+)
+
+func newSecret(prefix string) (plain, hash string) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	plain = prefix + base64.RawURLEncoding.EncodeToString(b)
+	return plain, HashToken(plain)
+}
+
+func newRowID(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// CreateEnrolment makes a one-time enrolment token valid for ttl and
+// returns its plaintext (shown once).
+func (s *Store) CreateEnrolment(ctx context.Context, name string, labels map[string]string, createdBy string, ttl time.Duration) (string, *Enrolment, error) {
+	plain, hash := newSecret(EnrolmentPrefix)
+	now := time.Now().UTC()
+	e := &Enrolment{ID: newRowID("enr-"), Hash: hash, Name: name, Labels: labels, CreatedBy: createdBy,
+		CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := s.wrote(s.DB.WithContext(ctx).Create(e).Error); err != nil {
+		return "", nil, err
+	}
+	return plain, e, nil
+}
+
+// ListEnrolments returns the enrolment tokens, newest first.
+func (s *Store) ListEnrolments(ctx context.Context) ([]Enrolment, error) {
+	var out []Enrolment
+	err := s.DB.WithContext(ctx).Order("created_at DESC").Find(&out).Error
+	return out, err
+}
+
+// CancelEnrolment makes an unused enrolment token worthless.
+func (s *Store) CancelEnrolment(ctx context.Context, id string) error {
+	r := s.DB.WithContext(ctx).Model(&Enrolment{}).Where("id = ?", id).Update("cancelled", true)
+	if r.Error == nil && r.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return s.wrote(r.Error)
+}
+
+// Enrol spends an enrolment token: in one transaction it marks the token
+// used, registers h (named by the enrolment when it names one) and
+// makes the host's credential, whose plaintext it returns. A token is
+// spent once even when two hosts present it at the same moment.
+func (s *Store) Enrol(ctx context.Context, plain string, h *Host) (string, error) {
+	if !strings.HasPrefix(plain, EnrolmentPrefix) || len(plain) > 200 {
+		return "", ErrEnrolmentInvalid
+	}
+	var cred string
+	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var e Enrolment
+		if err := tx.First(&e, "hash = ?", HashToken(plain)).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return ErrEnrolmentInvalid
+			}
+			return err
+		}
+		now := time.Now().UTC()
+		if e.Cancelled || e.UsedAt != nil || now.After(e.ExpiresAt) {
+			return ErrEnrolmentInvalid
+		}
+		if e.Name != "" {
+			h.Name = e.Name
+		}
+		if len(e.Labels) > 0 {
+			h.Labels = e.Labels
+		}
+		var n int64
+		if err := tx.Model(&Host{}).Where("name = ?", h.Name).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: %s", ErrHostNameTaken, h.Name)
+		}
+		// the token is spent first, and only if it is still unspent
+		r := tx.Model(&Enrolment{}).Where("id = ? AND used_at IS NULL AND cancelled = ?", e.ID, false).
+			Updates(map[string]any{"used_at": now, "host_id": h.ID})
+		if r.Error != nil {
+			return r.Error
+		}
+		if r.RowsAffected != 1 {
+			return ErrEnrolmentInvalid
+		}
+		var hash string
+		cred, hash = newSecret(TokenPrefix)
+		t := &Token{ID: newRowID("tok-"), Name: "host " + h.Name, Role: RoleHost, Hash: hash,
+			CreatedBy: "enrolment " + e.ID, CreatedAt: now, HostID: h.ID}
+		if err := tx.Create(t).Error; err != nil {
+			return err
+		}
+		h.TokenID, h.Status, h.EnrolledBy, h.EnrolledAt = t.ID, HostActive, e.CreatedBy, now
+		return tx.Create(h).Error
+	})
+	if err != nil {
+		return "", s.wrote(err)
+	}
+	return cred, s.wrote(nil)
+}
+
+// NewHostID is a new host's id.
+func NewHostID() string { return newRowID("host-") }
+
+// EnsureLocalHost registers the server's own host under name once (the
+// hosts every job defaults to); a rename of the server's host makes a new
+// row, the old one keeps its history.
+func (s *Store) EnsureLocalHost(ctx context.Context, name string) (*Host, error) {
+	var h Host
+	err := s.DB.WithContext(ctx).First(&h, "name = ?", name).Error
+	if err == nil {
+		return &h, nil
+	}
+	if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, err
+	}
+	h = Host{ID: NewHostID(), Name: name, Local: true, Status: HostActive, EnrolledAt: time.Now().UTC(), EnrolledBy: "server"}
+	if err := s.DB.WithContext(ctx).Create(&h).Error; err != nil {
+		// another server process registered it first
+		if err2 := s.DB.WithContext(ctx).First(&h, "name = ?", name).Error; err2 == nil {
+			return &h, nil
+		}
+		return nil, s.wrote(err)
+	}
+	return &h, s.wrote(nil)
+}
+
+// ListHosts returns the hosts, by name.
+func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
+	var out []Host
+	err := s.DB.WithContext(ctx).Order("name").Find(&out).Error
+	return out, err
+}
+
+// GetHost finds a host by id or by name.
+func (s *Store) GetHost(ctx context.Context, idOrName string) (*Host, error) {
+	var h Host
+	if err := s.DB.WithContext(ctx).Where("id = ? OR name = ?", idOrName, idOrName).First(&h).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &h, nil
+}
+
+// HostOfToken returns the active host a host credential belongs to.
+func (s *Store) HostOfToken(ctx context.Context, t *Token) (*Host, error) {
+	if t.Role != RoleHost || t.HostID == "" {
+		return nil, ErrNotFound
+	}
+	var h Host
+	if err := s.DB.WithContext(ctx).First(&h, "id = ? AND token_id = ? AND status = ?", t.HostID, t.ID, HostActive).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &h, nil
+}
+
+// Announce records what a host's worker reports, and when.
+func (s *Store) Announce(ctx context.Context, id string, fields map[string]any) error {
+	fields["last_seen"] = time.Now().UTC()
+	r := s.DB.WithContext(ctx).Model(&Host{}).Where("id = ? AND status = ?", id, HostActive).Updates(fields)
+	if r.Error == nil && r.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return s.wrote(r.Error)
+}
+
+// RotateHostCredential replaces an active host's credential: the new
+// one's plaintext is returned, the old token is revoked in the same
+// transaction.
+func (s *Store) RotateHostCredential(ctx context.Context, id string) (string, *Token, error) {
+	var cred string
+	var tok *Token
+	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var h Host
+		if err := tx.First(&h, "id = ? AND status = ?", id, HostActive).Error; err != nil {
+			return notFound(err)
+		}
+		if h.Local {
+			return errors.New("the server's own host has no credential")
+		}
+		var hash string
+		cred, hash = newSecret(TokenPrefix)
+		tok = &Token{ID: newRowID("tok-"), Name: "host " + h.Name, Role: RoleHost, Hash: hash,
+			CreatedBy: "rotation", CreatedAt: time.Now().UTC(), HostID: h.ID}
+		if err := tx.Create(tok).Error; err != nil {
+			return err
+		}
+		if err := tx.Model(&Token{}).Where("id = ?", h.TokenID).Update("revoked", true).Error; err != nil {
+			return err
+		}
+		return tx.Model(&Host{}).Where("id = ?", h.ID).Update("token_id", tok.ID).Error
+	})
+	if err != nil {
+		return "", nil, s.wrote(err)
+	}
+	return cred, tok, s.wrote(nil)
+}
+
+// RevokeHost revokes a host: its credential stops working at once and
+// its worker is refused from then on. Its backups stay.
+func (s *Store) RevokeHost(ctx context.Context, id, by string) (*Host, error) {
+	var h Host
+	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.First(&h, "id = ?", id).Error; err != nil {
+			return notFound(err)
+		}
+		if h.Local {
+			return errors.New("the server's own host cannot be revoked")
+		}
+		if h.Status == HostRevoked {
+			return nil
+		}
+		now := time.Now().UTC()
+		if err := tx.Model(&Token{}).Where("host_id = ?", h.ID).Update("revoked", true).Error; err != nil {
+			return err
+		}
+		h.Status, h.RevokedAt, h.RevokedBy = HostRevoked, &now, by
+		return tx.Model(&Host{}).Where("id = ?", h.ID).
+			Updates(map[string]any{"status": HostRevoked, "revoked_at": now, "revoked_by": by}).Error
+	})
+	if err != nil {
+		return nil, s.wrote(err)
+	}
+	return &h, s.wrote(nil)
+}
+
+// HostTotals is what one host's backups hold in the catalog.
+type HostTotals struct {
+	Host       string
+	Backups    int64
+	AddedBytes int64
+}
+
+// TotalsByHost sums the backups per host (one indexed pass).
+func (s *Store) TotalsByHost(ctx context.Context) (map[string]HostTotals, error) {
+	var rows []HostTotals
+	err := s.DB.WithContext(ctx).Model(&Backup{}).
+		Select("host, COUNT(*) AS backups, COALESCE(SUM(added_bytes), 0) AS added_bytes").
+		Group("host").Scan(&rows).Error
+	out := make(map[string]HostTotals, len(rows))
+	for _, r := range rows {
+		out[r.Host] = r
+	}
+	return out, err
+}
+
+// LastBackupsOfHost returns each component's newest completed (or
+// partial) backup on a host, from its last 500 backups.
+func (s *Store) LastBackupsOfHost(ctx context.Context, host string) (map[string]Backup, error) {
+	var rows []Backup
+	err := s.DB.WithContext(ctx).Select("id, timestamp, components").
+		Where("host = ? AND status IN ?", host, []string{"completed", "partial"}).
+		Order("timestamp DESC").Limit(500).Find(&rows).Error
+	out := map[string]Backup{}
+	for _, b := range rows {
+		for _, c := range b.Components {
+			if _, seen := out[c]; !seen {
+				out[c] = b
+			}
+		}
+	}
+	return out, err
+}
