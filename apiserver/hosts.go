@@ -132,7 +132,7 @@ func (s *Server) createEnrolment(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, api.EnrolmentCreated{Enrolment: enrolmentView(e), Token: plain, Command: cmd,
 		ServerFingerprint: fp,
-		Message: fmt.Sprintf("run the command on the new host within %d hours; the token works once and only its hash is kept", hours)})
+		Message:           fmt.Sprintf("run the command on the new host within %d hours; the token works once and only its hash is kept", hours)})
 	return nil
 }
 
