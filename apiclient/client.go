@@ -9,8 +9,10 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +48,60 @@ type Options struct {
 	// Timeout bounds one call (default 2 minutes; the WebSocket is not
 	// bounded by it).
 	Timeout time.Duration
+	// Pin, for an https server: "sha256:<hex>" of the certificate the
+	// server must present (an enrolled host's pin). With a pin the
+	// certificate is checked against it alone, not against any CA, and
+	// a different one is refused, naming both fingerprints.
+	Pin string
+}
+
+// ErrPinMismatch: the server presented another certificate than the
+// pinned one.
+var ErrPinMismatch = errors.New("the server's certificate is not the pinned one")
+
+// CertFingerprint is "sha256:<hex>" of a DER certificate.
+func CertFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// pinnedTLS accepts exactly the certificate whose fingerprint is pin.
+func pinnedTLS(pin string) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: the server presented none", ErrPinMismatch)
+			}
+			if got := CertFingerprint(cs.PeerCertificates[0].Raw); got != pin {
+				return fmt.Errorf("%w: pinned %s, presented %s", ErrPinMismatch, pin, got)
+			}
+			return nil
+		}}
+}
+
+// ServerFingerprint connects to an https server without trusting
+// anything and returns its certificate's fingerprint (what a host pins
+// on first use when it was given none).
+func ServerFingerprint(ctx context.Context, base string) (string, error) {
+	u, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("server %q: a fingerprint needs https://HOST:PORT", base)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr += ":443"
+	}
+	d := tls.Dialer{Config: &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", &UnreachableError{Base: base, Err: err}
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", fmt.Errorf("%s presented no certificate", base)
+	}
+	return CertFingerprint(certs[0].Raw), nil
 }
 
 // New is a client of the server at base (http://HOST:PORT or
@@ -77,6 +133,16 @@ func New(base, token string, opt Options) (*Client, error) {
 			return nil, fmt.Errorf("the server's certificate: %s holds no PEM certificate", opt.CAFile)
 		}
 		c.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = c.tls
+	}
+	if opt.Pin != "" {
+		if u.Scheme != "https" {
+			return nil, fmt.Errorf("a certificate pin (%s) is for an https server; %s is http", opt.Pin, base)
+		}
+		if !validPin(opt.Pin) {
+			return nil, fmt.Errorf("certificate pin %q: want sha256: and 64 hex digits", opt.Pin)
+		}
+		c.tls = pinnedTLS(opt.Pin)
 		tr.TLSClientConfig = c.tls
 	}
 	// A redirect is never followed: Go would send the token (and a POST's
@@ -169,6 +235,9 @@ func (c *Client) unreachable(ctx context.Context, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
+	}
+	if errors.Is(err, ErrPinMismatch) {
+		return fmt.Errorf("refusing %s: %w. The server's identity changed: if its certificate was replaced on purpose, enrol this host again; otherwise something is impersonating it", c.base, err)
 	}
 	var tlsErr *tls.CertificateVerificationError
 	if errors.As(err, &tlsErr) {
@@ -275,4 +344,13 @@ func (c *Client) dialWS(ctx context.Context, query url.Values) (*websocket.Conn,
 	}
 	conn.SetReadLimit(MaxMessage)
 	return conn, nil
+}
+
+func validPin(p string) bool {
+	h, ok := strings.CutPrefix(p, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
 }

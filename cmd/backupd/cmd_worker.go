@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
 
 	"go.temporal.io/sdk/client"
 
@@ -55,23 +53,4 @@ func runWorker(ctx context.Context, cfg *config.Config, c client.Client, started
 	<-ctx.Done()
 	w.Stop()
 	return nil
-}
-
-func cmdWorker(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("backupd worker", flag.ContinueOnError)
-	lf := addLogFlags(fs)
-	cfg, err := loadConfig(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := lf.apply(cfg); err != nil {
-		return err
-	}
-	c, err := dialTemporal(cfg, nil)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
-	return runWorker(ctx, cfg, c, nil)
 }

@@ -46,6 +46,7 @@ Usage:
   backupd all [--config FILE]      API server and worker in one process (the embedded default)
   backupd server [--config FILE]   the REST/WebSocket API server (runs the catalog activities)
   backupd worker [--config FILE]   run the Temporal worker that executes jobs on this host
+                 [--enrol URL]    ... after enrolling this host with a server (token: BACKUPD_ENROL_TOKEN)
   backupd token create --role R    print a new API token (viewer, operator or admin)
   backupd catalog rebuild          recreate the catalog from the manifests in storage
   backupd repo <command> [flags]   work on a repository directly, without a server (see 'backupd repo help')
@@ -56,6 +57,7 @@ Through a running server's API (--server URL, --token; 'backupd backup help' and
   backupd backup create|list|show|verify|delete|progress    back up, list, inspect, check, delete
   backupd restore start|progress                            restore a backup (admin token)
   backupd schedule list|create|delete|trigger               scheduled backups
+  backupd host list|show|enrol-token|revoke|...             the fleet: enrolled hosts (enrol-token, revoke: admin)
   backupd jobs [list|cancel|pause|resume]                   list jobs, or control one
   backupd status                                            workers, storage, backups
   backupd health                                            health checks (exit 0 healthy, 3 degraded, 1 critical)
@@ -155,6 +157,7 @@ func commandTable() []command {
 		{name: "backup", run: cmdClientBackup, subs: backupCommands},
 		{name: "restore", run: cmdClientRestore, subs: restoreCommands},
 		{name: "schedule", run: cmdClientSchedule, subs: scheduleCommands},
+		{name: "host", run: cmdClientHost, subs: hostCommands},
 		{name: "jobs", run: cmdClientJobs, subs: jobsCommands},
 		{name: "status", run: cmdClientStatus},
 		{name: "health", run: cmdClientHealth},

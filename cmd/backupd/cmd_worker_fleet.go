@@ -1,0 +1,191 @@
+//go:build !lean
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"backupd/api"
+	"backupd/apiclient"
+	"backupd/buildinfo"
+	"backupd/config"
+	"backupd/enrolment"
+	"backupd/hostinfo"
+)
+
+// cmdWorker runs a worker: the server's own host's (its configuration's
+// task queue), or an enrolled host's (DIR/host/enrolment.json: its own
+// name, task queue and Temporal, announced to the server every minute).
+// --enrol URL [TOKEN] enrols this host first.
+func cmdWorker(ctx context.Context, args []string) error {
+	flags := flag.NewFlagSet("backupd worker", flag.ContinueOnError)
+	lf := addLogFlags(flags)
+	enrolURL, enrolToken, args, err := cutEnrol(args)
+	if err != nil {
+		return err
+	}
+	var name, fingerprint, temporalAddr string
+	var insecureHTTP bool
+	flags.StringVar(&name, "name", "", "with --enrol: this host's name (default: its hostname)")
+	flags.StringVar(&fingerprint, "server-fingerprint", "", "with --enrol: the server's certificate fingerprint (sha256:...), as the enrolment answer gives it")
+	flags.BoolVar(&insecureHTTP, "insecure-http", false, "with --enrol: allow a plain-HTTP server that is not on this machine")
+	flags.StringVar(&temporalAddr, "temporal-address", "", "an enrolled host: the Temporal frontend to use instead of the one the server named")
+	flags.Var(enrolFlagDoc{}, "enrol", "URL [TOKEN]: enrol this host with the server at URL, then run as its worker (the token may come from BACKUPD_ENROL_TOKEN instead)")
+	cfg, err := loadConfig(flags, args)
+	if err != nil {
+		return err
+	}
+	if err := lf.apply(cfg); err != nil {
+		return err
+	}
+	dir := filepath.Join(cfg.VarDir, "host")
+	if enrolURL != "" {
+		if enrolToken == "" {
+			enrolToken = os.Getenv("BACKUPD_ENROL_TOKEN")
+		} else {
+			fmt.Fprintln(os.Stderr, "backupd worker: warning: a token on the command line is visible to other local users (ps); BACKUPD_ENROL_TOKEN is not")
+		}
+		if enrolToken == "" {
+			return &exitError{exitUsage, fmt.Errorf("--enrol %s: give the enrolment token after the URL or in BACKUPD_ENROL_TOKEN (an admin makes one: backupd host enrol-token)", enrolURL)}
+		}
+		hi := hostinfo.Get()
+		st, err := enrolment.Enrol(ctx, dir, enrolURL, enrolToken, enrolment.Options{Name: name, Fingerprint: fingerprint,
+			InsecureHTTP: insecureHTTP, Components: hostComponents(cfg), HardwareID: hi.HardwareID, OS: hi.SystemVersion,
+			Version: buildinfo.Version(), Notice: func(m string) { fmt.Fprintln(os.Stderr, "backupd worker: "+m) }})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "backupd worker: enrolled as host %s (%s) with %s; the credential is in %s\n", st.Name, st.HostID, st.Server, dir)
+	} else if name != "" || fingerprint != "" || insecureHTTP {
+		return &exitError{exitUsage, fmt.Errorf("--name, --server-fingerprint and --insecure-http go with --enrol URL")}
+	}
+	st, err := enrolment.Load(dir)
+	switch {
+	case err == nil:
+		// an enrolled host: its own name, task queue and Temporal
+		cfg.Host, cfg.Temporal.TaskQueue, cfg.Temporal.Namespace = st.Name, st.TaskQueue, st.Namespace
+		cfg.Temporal.Address = st.Temporal
+		if temporalAddr != "" {
+			cfg.Temporal.Address = temporalAddr
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		st = nil
+		if temporalAddr != "" {
+			return &exitError{exitUsage, fmt.Errorf("--temporal-address is for an enrolled host; this one uses temporal.address from its configuration")}
+		}
+	default:
+		return err
+	}
+	announce := func() api.AnnounceRequest {
+		hi := hostinfo.Get()
+		return api.AnnounceRequest{HardwareID: hi.HardwareID, OS: hi.SystemVersion, Version: buildinfo.Version(), Components: hostComponents(cfg)}
+	}
+	if st != nil {
+		// a revoked host stops here, before it takes any job
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := st.Announce(actx, announce())
+		cancel()
+		if errors.Is(err, enrolment.ErrRevoked) || errors.Is(err, apiclient.ErrPinMismatch) {
+			return err
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "backupd worker: warning: cannot reach the server to announce this host (%v); starting anyway, retrying every %v\n", err, announceEvery)
+		}
+	}
+	c, err := dialTemporal(cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
+	if st == nil {
+		return runWorker(ctx, cfg, c, nil)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	revoked := make(chan error, 1)
+	go func() {
+		if err := st.Keep(wctx, announceEvery, announce, slog.Default()); err != nil {
+			revoked <- err
+			stop()
+		}
+	}()
+	err = runWorker(wctx, cfg, c, nil)
+	select {
+	case rerr := <-revoked:
+		return fmt.Errorf("stopping: %w", rerr)
+	default:
+	}
+	return err
+}
+
+// announceEvery: how often an enrolled host's worker announces itself
+// (the server calls a host silent for two of these offline);
+// BACKUPD_ANNOUNCE_EVERY overrides it (tests).
+var announceEvery = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("BACKUPD_ANNOUNCE_EVERY")); err == nil && d >= 100*time.Millisecond {
+		return d
+	}
+	return time.Minute
+}()
+
+// enrolFlagDoc only documents --enrol in the usage; cutEnrol takes its
+// values out of the arguments before the flags are parsed.
+type enrolFlagDoc struct{}
+
+func (enrolFlagDoc) String() string   { return "" }
+func (enrolFlagDoc) Set(string) error { return nil }
+
+// cutEnrol takes "--enrol URL [TOKEN]" (or --enrol=URL [TOKEN]) out of
+// args: a TOKEN is the next argument when it is not a flag.
+func cutEnrol(args []string) (url, token string, rest []string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "enrol" {
+			rest = append(rest, a)
+			continue
+		}
+		if url != "" {
+			return "", "", nil, &exitError{exitUsage, fmt.Errorf("--enrol given twice")}
+		}
+		if !hasVal {
+			if i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") {
+				return "", "", nil, &exitError{exitUsage, fmt.Errorf("--enrol needs the server's URL: --enrol https://HOST:PORT TOKEN")}
+			}
+			i++
+			val = args[i]
+		}
+		url = val
+		if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			i++
+			token = args[i]
+		}
+	}
+	return url, token, rest, nil
+}
+
+// hostComponents are the components this host's configuration defines,
+// as its worker reports them.
+func hostComponents(cfg *config.Config) []api.HostComponent {
+	out := []api.HostComponent{}
+	for name, c := range cfg.Components {
+		out = append(out, api.HostComponent{Name: name, Kind: c.Kind(), Paths: c.Paths})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,233 @@
+package tests
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"backupd/config"
+)
+
+// fleetHost is one enrolled host's worker process: its own var
+// directory, configuration and data.
+type fleetHost struct {
+	t    *testing.T
+	name string
+	dir  string
+	cfg  string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	code int
+}
+
+func newFleetHost(t *testing.T, s *apiStack, name string) *fleetHost {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "hello.txt"), []byte("host "+name+"\n"), 0o644)
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("host-"+name+"-password\n"), 0o600)
+	cfg := config.Config{Host: name, VarDir: filepath.Join(dir, "var"), PasswordFile: pw, Primary: "local",
+		Temporal:   config.Temporal{Address: "127.0.0.1:1", Namespace: "default"}, // the enrolment's address replaces it
+		Components: map[string]config.Component{"data": {Paths: []string{data}}},
+		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "backups")}}}
+	b, _ := yaml.Marshal(&cfg)
+	p := filepath.Join(dir, "host.yaml")
+	os.WriteFile(p, b, 0o600)
+	return &fleetHost{t: t, name: name, dir: dir, cfg: p}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// start runs `backupd worker` for the host with extra arguments and
+// environment; wait reports how it ended.
+func (h *fleetHost) start(bin string, env []string, args ...string) {
+	h.out.Reset()
+	h.cmd = exec.Command(bin, append([]string{"worker", "--config", h.cfg}, args...)...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "BACKUPD_") {
+			h.cmd.Env = append(h.cmd.Env, e)
+		}
+	}
+	h.cmd.Env = append(h.cmd.Env, append(env, "BACKUPD_TEST_KDF=1", "BACKUPD_ANNOUNCE_EVERY=300ms")...)
+	w := lockedWriter{&h.mu, &h.out}
+	h.cmd.Stdout, h.cmd.Stderr = w, w
+	if err := h.cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.done = make(chan struct{})
+	cmd := h.cmd
+	go func() {
+		cmd.Wait()
+		h.code = cmd.ProcessState.ExitCode()
+		close(h.done)
+	}()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *fleetHost) output() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.out.String()
+}
+
+// exited waits up to d for the worker to end and returns its exit code
+// and output; -1 if it is still running.
+func (h *fleetHost) exited(d time.Duration) (int, string) {
+	select {
+	case <-h.done:
+		return h.code, h.output()
+	case <-time.After(d):
+		return -1, h.output()
+	}
+}
+
+func (h *fleetHost) stop() {
+	if h.cmd == nil || h.done == nil {
+		return
+	}
+	select {
+	case <-h.done:
+		return
+	default:
+	}
+	h.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-h.done:
+	case <-time.After(20 * time.Second):
+		h.cmd.Process.Kill()
+		<-h.done
+	}
+}
+
+// TestFleetEnrolmentOverTLS: an admin makes enrolment tokens; hosts
+// enrol over HTTPS with the server's certificate pinned, run their
+// workers on their own task queues and show online; a token works once;
+// a wrong pin is refused before the token is sent; a host whose pin no
+// longer matches the server refuses it; a revoked host's worker stops and
+// cannot start again.
+func TestFleetEnrolmentOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSignedCert(t, dir)
+	s := startAPIStackWith(t, "sqlite", func(s *apiStack) {
+		s.split, s.tlsCert, s.tlsKey = true, certFile, keyFile
+		s.base = strings.Replace(s.base, "http://", "https://", 1)
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	})
+
+	// an operator cannot make enrolment tokens; an admin can
+	if r := s.cli(t, "operator", "host", "enrol-token", "--ca-file", certFile); r.code != 1 || !strings.Contains(r.stderr, "admin") {
+		t.Fatalf("operator enrol-token: %v", r)
+	}
+	r := s.cliOK(t, "admin", "host", "enrol-token", "--label", "site=berlin", "--ca-file", certFile)
+	tokenA := strings.TrimSpace(r.stdout)
+	fp := regexp.MustCompile(`--server-fingerprint (sha256:[0-9a-f]{64})`).FindStringSubmatch(r.stderr)
+	if !strings.HasPrefix(tokenA, "bke_") || fp == nil || !strings.Contains(r.stderr, "BACKUPD_ENROL_TOKEN="+tokenA+" backupd worker --enrol "+s.base) {
+		t.Fatalf("enrol-token: %v", r)
+	}
+	pin := fp[1]
+
+	// a wrong pin: refused before the token leaves the host
+	a := newFleetHost(t, s, "gw-a")
+	wrong := "sha256:" + strings.Repeat("0", 64)
+	a.start(s.bin, []string{"BACKUPD_ENROL_TOKEN=" + tokenA}, "--enrol", s.base, "--server-fingerprint", wrong, "--name", "gw-a")
+	if code, out := a.exited(30 * time.Second); code != 1 || !strings.Contains(out, "not the pinned one") || !strings.Contains(out, pin) {
+		t.Fatalf("enrolment with a wrong pin: exit %d\n%s", code, out)
+	}
+	// the right pin: enrolled, then running as gw-a's worker
+	a.start(s.bin, []string{"BACKUPD_ENROL_TOKEN=" + tokenA}, "--enrol", s.base, "--server-fingerprint", pin, "--name", "gw-a")
+	var host obj
+	waitFor(t, 60*time.Second, "gw-a online", func() bool {
+		_, host = s.do("GET", "/cloud-integration/backup/hosts/gw-a", "viewer", nil)
+		return host["state"] == "online"
+	})
+	if !strings.Contains(a.output(), "task queue backup@gw-a") || get(host, "labels.site") != "berlin" ||
+		len(host["components"].([]any)) != 1 {
+		t.Fatalf("gw-a: %v\n%s", host, a.output())
+	}
+	st, err := os.Stat(filepath.Join(a.dir, "var", "host", "enrolment.json"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("enrolment state: %v %v", st, err)
+	}
+	// the token is spent: a second host cannot use it
+	b := newFleetHost(t, s, "gw-b")
+	b.start(s.bin, []string{"BACKUPD_ENROL_TOKEN=" + tokenA}, "--enrol", s.base, "--server-fingerprint", pin, "--name", "gw-b")
+	if code, out := b.exited(30 * time.Second); code != 1 || !strings.Contains(out, "already used") {
+		t.Fatalf("a spent token: exit %d\n%s", code, out)
+	}
+
+	// gw-b with a token of its own, pinned on first use (no fingerprint given)
+	tokenB := strings.TrimSpace(s.cliOK(t, "admin", "host", "enrol-token", "--name", "gw-b", "--ca-file", certFile).stdout)
+	b.start(s.bin, []string{"BACKUPD_ENROL_TOKEN=" + tokenB}, "--enrol", s.base)
+	waitFor(t, 60*time.Second, "gw-b online", func() bool {
+		_, h := s.do("GET", "/cloud-integration/backup/hosts/gw-b", "viewer", nil)
+		return h["state"] == "online"
+	})
+	if out := b.output(); !strings.Contains(out, "pinning the certificate") || !strings.Contains(out, pin) {
+		t.Fatalf("trust on first use is not said:\n%s", out)
+	}
+	var list struct {
+		Hosts []struct{ Name, State string } `json:"hosts"`
+		Total int                            `json:"total"`
+	}
+	s.cliJSON(t, &list, "/cloud-integration/backup/hosts", "viewer", "host", "list", "--ca-file", certFile)
+	if list.Total != 3 {
+		t.Fatalf("hosts: %+v (want the server's own, gw-a and gw-b)", list)
+	}
+
+	// gw-b's pinned certificate no longer matches: it refuses the server
+	b.stop()
+	sp := filepath.Join(b.dir, "var", "host", "enrolment.json")
+	raw, _ := os.ReadFile(sp)
+	var state map[string]any
+	json.Unmarshal(raw, &state)
+	state["server_fingerprint"] = wrong
+	raw, _ = json.Marshal(state)
+	os.WriteFile(sp, raw, 0o600)
+	b.start(s.bin, nil)
+	if code, out := b.exited(30 * time.Second); code != 1 || !strings.Contains(out, "identity changed") {
+		t.Fatalf("a changed server: exit %d\n%s", code, out)
+	}
+
+	// revoked: the running worker stops, and cannot start again
+	r = s.cliOK(t, "admin", "host", "revoke", "gw-a", "--ca-file", certFile)
+	mustContain(t, r, "stdout", "revoked")
+	if code, out := a.exited(30 * time.Second); code != 1 || !strings.Contains(out, "revoked") {
+		t.Fatalf("revoked host's worker: exit %d\n%s", code, out)
+	}
+	a.start(s.bin, nil)
+	if code, out := a.exited(30 * time.Second); code != 1 || !strings.Contains(out, "enrol the host again") {
+		t.Fatalf("revoked host's worker restarted: exit %d\n%s", code, out)
+	}
+	_, host = s.do("GET", "/cloud-integration/backup/hosts/gw-a", "viewer", nil)
+	if host["state"] != "revoked" {
+		t.Fatalf("gw-a after revocation: %v", host)
+	}
+	// the audit log names who enrolled and revoked
+	_, audit := s.do("GET", "/cloud-integration/backup/audit?action=host.revoke", "admin", nil)
+	if get(audit, "pagination.total") != 1.0 {
+		t.Fatalf("audit: %v", audit)
+	}
+}
