@@ -52,7 +52,8 @@ func (s *Stores) backend(ctx context.Context, name string) (storage.Backend, err
 		return nil, codes.New(codes.InvalidConfiguration, "no storage location named %q (configured: %v)", name, s.cfg.LocationNames())
 	}
 	opts := location.Options{SSHKeyFile: loc.SSHKey, KnownHostsFile: loc.KnownHosts,
-		S3AccessKey: loc.AccessKey, S3SecretKey: loc.SecretKey, S3CreateBucket: true}
+		S3AccessKey: loc.AccessKey, S3SecretKey: loc.SecretKey, S3CreateBucket: true,
+		HostToken: loc.HostToken, HostPin: loc.HostPin}
 	be, err := location.Open(ctx, loc.URL, opts)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: %w", name, err))
@@ -123,12 +124,12 @@ func (s *Stores) open(ctx context.Context, name string) (*repository.Repository,
 	if err != nil {
 		return nil, err
 	}
-	pw, err := s.cfg.Password()
+	creds, err := s.credentials()
 	if err != nil {
 		be.Close()
 		return nil, codes.Wrap(codes.KeyUnavailable, err)
 	}
-	r, err := repository.Open(ctx, be, repository.Credentials{Password: pw})
+	r, err := repository.Open(ctx, be, creds)
 	if err != nil {
 		be.Close()
 		if errors.Is(err, repository.ErrNoMatchingKey) {
@@ -151,6 +152,24 @@ func (s *Stores) open(ctx context.Context, name string) (*repository.Repository,
 	return r, nil
 }
 
+// credentials open the repositories: the password, or an enrolled
+// host's RSA key (its write-only entries).
+func (s *Stores) credentials() (repository.Credentials, error) {
+	if s.cfg.HostKeyFile != "" {
+		b, err := os.ReadFile(s.cfg.HostKeyFile)
+		if err != nil {
+			return repository.Credentials{}, fmt.Errorf("this host's key: %w", err)
+		}
+		k, err := repository.ParseRSAPrivateKey(b)
+		if err != nil {
+			return repository.Credentials{}, fmt.Errorf("this host's key %s: %w", s.cfg.HostKeyFile, err)
+		}
+		return repository.Credentials{RSAPrivateKey: k}, nil
+	}
+	pw, err := s.cfg.Password()
+	return repository.Credentials{Password: pw}, err
+}
+
 // set records a location's repository (just initialised).
 func (s *Stores) set(name string, r *repository.Repository) {
 	st := s.state(name)
@@ -164,6 +183,9 @@ func (s *Stores) set(name string, r *repository.Repository) {
 // others share its key material, so copies between them move only the
 // blobs that are missing.
 func (s *Stores) EnsureInitialized(ctx context.Context) error {
+	if s.cfg.HostKeyFile != "" {
+		return nil // an enrolled host's repositories are the server's to make
+	}
 	pw, err := s.cfg.Password()
 	if err != nil {
 		return codes.Wrap(codes.KeyUnavailable, err)

@@ -80,6 +80,9 @@ type Enrolled struct {
 	// TemporalAddress: the frontend as the server reaches it; a host
 	// behind NAT may need its own (BACKUPD_TEMPORAL_ADDRESS)
 	TemporalAddress string `json:"temporal_address" required:"true"`
+	// Locations: the storage locations the host writes to (its
+	// repositories there are reached through the server)
+	Locations []string `json:"storage_locations" required:"true"`
 }
 
 // AnnounceRequest is the body of POST /backup/hosts/self/announce: a
@@ -94,9 +97,21 @@ type AnnounceRequest struct {
 
 // Announced answers POST /backup/hosts/self/announce.
 type Announced struct {
-	HostID    string `json:"host_id" required:"true"`
-	Name      string `json:"name" required:"true"`
-	TaskQueue string `json:"task_queue" required:"true"`
+	HostID    string   `json:"host_id" required:"true"`
+	Name      string   `json:"name" required:"true"`
+	TaskQueue string   `json:"task_queue" required:"true"`
+	Locations []string `json:"storage_locations" required:"true" doc:"the locations where the host has a repository now"`
+}
+
+// StoredObject is one object of a host's repository, as the host's
+// storage routes list and describe it. A listing is one of these per
+// line (NDJSON) and ends with {"end":true}: a listing cut short has no
+// such line.
+type StoredObject struct {
+	Name    string `json:"name,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+	ModTime string `json:"mod_time,omitempty" format:"date-time"`
+	End     bool   `json:"end,omitempty"`
 }
 
 // CredentialRotated answers POST /backup/hosts/self/credential: the new

@@ -9,10 +9,8 @@ package apiclient
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +23,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"backupd/tlspin"
 )
 
 // Prefix is where the API's routes are served (the spec's; /v1 serves the
@@ -57,27 +57,10 @@ type Options struct {
 
 // ErrPinMismatch: the server presented another certificate than the
 // pinned one.
-var ErrPinMismatch = errors.New("the server's certificate is not the pinned one")
+var ErrPinMismatch = tlspin.ErrMismatch
 
 // CertFingerprint is "sha256:<hex>" of a DER certificate.
-func CertFingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// pinnedTLS accepts exactly the certificate whose fingerprint is pin.
-func pinnedTLS(pin string) *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("%w: the server presented none", ErrPinMismatch)
-			}
-			if got := CertFingerprint(cs.PeerCertificates[0].Raw); got != pin {
-				return fmt.Errorf("%w: pinned %s, presented %s", ErrPinMismatch, pin, got)
-			}
-			return nil
-		}}
-}
+func CertFingerprint(der []byte) string { return tlspin.Fingerprint(der) }
 
 // ServerFingerprint connects to an https server without trusting
 // anything and returns its certificate's fingerprint (what a host pins
@@ -139,10 +122,10 @@ func New(base, token string, opt Options) (*Client, error) {
 		if u.Scheme != "https" {
 			return nil, fmt.Errorf("a certificate pin (%s) is for an https server; %s is http", opt.Pin, base)
 		}
-		if !validPin(opt.Pin) {
+		if !tlspin.Valid(opt.Pin) {
 			return nil, fmt.Errorf("certificate pin %q: want sha256: and 64 hex digits", opt.Pin)
 		}
-		c.tls = pinnedTLS(opt.Pin)
+		c.tls = tlspin.Config(opt.Pin)
 		tr.TLSClientConfig = c.tls
 	}
 	// A redirect is never followed: Go would send the token (and a POST's
@@ -344,13 +327,4 @@ func (c *Client) dialWS(ctx context.Context, query url.Values) (*websocket.Conn,
 	}
 	conn.SetReadLimit(MaxMessage)
 	return conn, nil
-}
-
-func validPin(p string) bool {
-	h, ok := strings.CutPrefix(p, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(h)
-	return err == nil
 }

@@ -242,9 +242,31 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
 	h.LastSeen = &now
 	s.Store.Announce(r.Context(), h.ID, map[string]any{})
 	s.Log.Info("host enrolled", "host", h.Name, "host_id", h.ID, "request_id", requestID(r))
+	locs := s.hostRepos(r, h)
 	writeJSON(w, http.StatusCreated, api.Enrolled{HostID: h.ID, Name: h.Name, Credential: cred, TaskQueue: HostTaskQueue(h.Name),
-		Namespace: s.Cfg.Temporal.Namespace, TemporalAddress: s.Cfg.Temporal.Address})
+		Namespace: s.Cfg.Temporal.Namespace, TemporalAddress: s.Cfg.Temporal.Address, Locations: locs})
 	return nil
+}
+
+// hostRepos sets up what the host's repositories lack and returns the
+// locations where it has one; a location that fails is logged and left
+// for the host's next announcement.
+func (s *Server) hostRepos(r *http.Request, h *models.Host) []string {
+	s.hostRepoMu.Lock()
+	defer s.hostRepoMu.Unlock()
+	if fresh, err := s.Store.GetHost(r.Context(), h.ID); err == nil {
+		h.Repos = fresh.Repos
+	}
+	if err := s.ensureHostRepos(r.Context(), h); err != nil {
+		s.Log.Warn("a host's repositories are not all ready; retried at its next announcement", "host", h.Name, "err", err, "request_id", requestID(r))
+	}
+	locs := []string{}
+	for _, l := range s.Cfg.LocationNames() {
+		if h.Repos[l] != "" {
+			locs = append(locs, l)
+		}
+	}
+	return locs
 }
 
 func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
@@ -282,7 +304,8 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.Announced{HostID: h.ID, Name: h.Name, TaskQueue: HostTaskQueue(h.Name)})
+	locs := s.hostRepos(r, h)
+	writeJSON(w, http.StatusOK, api.Announced{HostID: h.ID, Name: h.Name, TaskQueue: HostTaskQueue(h.Name), Locations: locs})
 	return nil
 }
 

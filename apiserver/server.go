@@ -75,6 +75,7 @@ type Server struct {
 	limiter       authLimiter
 	browsers      browseSessions
 	htot          hostTotals
+	hostRepoMu    sync.Mutex // one host repository set-up at a time
 }
 
 // New builds a server; Hub is created if nil.
@@ -165,6 +166,11 @@ func (s *Server) routeTable() []route {
 		{Method: "POST", Path: "/backup/hosts/enrol", Role: rolePublic, Action: "host.enrol", Body: api.EnrolRequest{}, Summary: "A new host enrols with a one-time enrolment token (no bearer token: the enrolment token is the authority) and gets its own credential", Status: http.StatusCreated, Response: api.Enrolled{}, handler: s.enrol},
 		{Method: "POST", Path: "/backup/hosts/self/announce", Role: models.RoleHost, Body: api.AnnounceRequest{}, Summary: "A host's worker says it is up and what it has (host credential only)", Response: api.Announced{}, handler: s.announce},
 		{Method: "POST", Path: "/backup/hosts/self/credential", Role: models.RoleHost, Action: "host.credential_rotate", Summary: "A host replaces its own credential (host credential only); the old one stops working", Response: api.CredentialRotated{}, handler: s.rotateHostCredential},
+		{Method: "GET", Path: "/backup/hosts/self/storage/{location}/list", Role: models.RoleHost, Query: []param{qStr("prefix", "only names starting with this")}, Summary: "A host lists its repository in a location (host credential only): NDJSON, one object per line, then {\"end\":true}", handler: s.hostObjectList},
+		{Method: "GET", Path: "/backup/hosts/self/storage/{location}/stat", Role: models.RoleHost, Query: []param{qStr("name", "the object's name (required)")}, Summary: "A host reads one object's size and time (host credential only)", Response: api.StoredObject{}, handler: s.hostObjectStat},
+		{Method: "GET", Path: "/backup/hosts/self/storage/{location}/object", Role: models.RoleHost, Query: []param{qStr("name", "the object's name (required)"), qStr("offset", "the first byte (default 0)"), qStr("length", "how many bytes (default: to the end)")}, Summary: "A host reads an object of its repository (host credential only; the key entries of others are not there for it)", handler: s.hostObjectGet},
+		{Method: "PUT", Path: "/backup/hosts/self/storage/{location}/object", Role: models.RoleHost, Query: []param{qStr("name", "the object's name (required)")}, Summary: "A host adds an object to its repository (host credential only): packs, index files and manifests are added once and never replaced", Status: http.StatusCreated, handler: s.hostObjectPut},
+		{Method: "DELETE", Path: "/backup/hosts/self/storage/{location}/object", Role: models.RoleHost, Query: []param{qStr("name", "the object's name (required)")}, Summary: "A host removes one of its running backups' registrations (host credential only); nothing a backup stored", Status: http.StatusNoContent, handler: s.hostObjectDelete},
 		{Method: "GET", Path: "/backup/hosts/{host_id}", Role: "viewer", Summary: "One host, by id or name", Response: api.Host{}, handler: s.getHost},
 		{Method: "DELETE", Path: "/backup/hosts/{host_id}", Role: "admin", Action: "host.revoke", Summary: "Revoke a host: its credential and worker are refused from now on; its backups stay", Response: api.HostRevoked{}, handler: s.revokeHost},
 		{Method: "GET", Path: "/backup/debug-bundle", Role: "admin", Action: "debug_bundle.download", Query: []param{qInt("failed_jobs", 0, bundleFailedJobsMax, bundleFailedJobsDefault, "how many of the last failed jobs to include")}, Summary: "A tar.gz for support: version, configuration (secrets redacted), recent logs, health, storage health, the last failed jobs and their workflow histories", handler: s.debugBundle},

@@ -26,6 +26,9 @@ import (
 type Config struct {
 	Host         string               `yaml:"host"`
 	VarDir       string               `yaml:"var_dir"`
+	// HostKeyFile: an enrolled host's RSA private key, the credential of
+	// its write-only key entries (set from the enrolment, not a file)
+	HostKeyFile string `yaml:"-"`
 	PasswordFile string               `yaml:"password_file"` // repository password (all locations share the key set)
 	Temporal     Temporal             `yaml:"temporal"`
 	API          API                  `yaml:"api"`
@@ -211,6 +214,10 @@ type Location struct {
 	Offsite    bool   `yaml:"offsite"`
 	Media      string `yaml:"media"` // disk | object | remote-disk: for the 3-2-1 check
 	QuotaBytes int64  `yaml:"quota_bytes"`
+	// An enrolled host's location (backupd+https://): its credential and
+	// the server's certificate, from the enrolment, never from a file
+	HostToken string `yaml:"-"`
+	HostPin   string `yaml:"-"`
 }
 
 // Load reads path (if non-empty), applies defaults and BACKUPD_* overrides,

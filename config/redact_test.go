@@ -23,6 +23,9 @@ func fill(v reflect.Value, path string, canaries map[string]string) {
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Type().Field(i)
 			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if name == "-" {
+				continue // set in code, never in a file or a bundle
+			}
 			fill(v.Field(i), strings.TrimPrefix(path+"."+name, "."), canaries)
 		}
 	case reflect.Pointer:

@@ -32,6 +32,9 @@ type Host struct {
 	// private half never leaves the host.
 	PublicKey string `gorm:"type:text"`
 	TokenID   string `gorm:"size:40;index"`
+	// Repos: per storage location, the id of the host's write-only key
+	// entry in its repository there (the server made both)
+	Repos map[string]string `gorm:"type:text;serializer:json"`
 	// Status: active | revoked
 	Status     string `gorm:"size:16;not null;index"`
 	EnrolledBy string `gorm:"size:300"`
@@ -348,4 +351,9 @@ func (s *Store) LastBackupsOfHost(ctx context.Context, host string) (map[string]
 		}
 	}
 	return out, err
+}
+
+// SetHostRepos records the host's key entries per location.
+func (s *Store) SetHostRepos(ctx context.Context, id string, repos map[string]string) error {
+	return s.wrote(s.DB.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Update("repos", ToJSON(repos)).Error)
 }

@@ -794,6 +794,11 @@ func (r *Repository) compactIndex(ctx context.Context, packs []IndexPack, files 
 	if len(files) < compactMinFiles {
 		return nil
 	}
+	// A write-only host leaves it to the server's collection: a host
+	// cannot delete what it stored (its storage refuses), and needs not.
+	if !r.keys.CanRead() {
+		return nil
+	}
 	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: packs}, false); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 //	/path or file:///path                      local directory
 //	s3://bucket/prefix?endpoint=URL&path_style=true&region=R
 //	sftp://user@host:port/path
+//	backupd+https://server:port/location       an enrolled host's repository there, through the server
 //
 // S3 credentials come from the usual AWS environment variables (or the
 // Options); SFTP authenticates with a key file or the SSH agent. Network
@@ -20,6 +21,7 @@ import (
 
 	"backupd/storage"
 	"backupd/storage/local"
+	"backupd/storage/hostproxy"
 	"backupd/storage/retry"
 	"backupd/storage/s3"
 )
@@ -32,6 +34,8 @@ type Options struct {
 	S3AccessKey           string // default: AWS_ACCESS_KEY_ID
 	S3SecretKey           string // default: AWS_SECRET_ACCESS_KEY
 	S3CreateBucket        bool
+	HostToken             string // backupd+https: the enrolled host's credential
+	HostPin               string // backupd+https: the server's certificate (sha256:...)
 }
 
 // Open parses raw and opens the backend it names.
@@ -53,6 +57,12 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Backend, error
 		return openS3(ctx, u, opts)
 	case "sftp":
 		return openSFTP(ctx, u, opts)
+	case "backupd+https", "backupd+http":
+		be, err := hostproxy.New(u, hostproxy.Options{Token: opts.HostToken, Pin: opts.HostPin})
+		if err != nil {
+			return nil, err
+		}
+		return retry.New(be, retry.Options{}), nil
 	}
 	return nil, fmt.Errorf("repository URL %q: unknown scheme %q (want a path, file://, s3:// or sftp://)", Redact(raw), u.Scheme)
 }

@@ -1,0 +1,325 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"backupd/api"
+	"backupd/models"
+	"backupd/repository"
+	"backupd/storage"
+	"backupd/storage/prefix"
+)
+
+// An enrolled host's repositories: one per storage location, under
+// hosts/<host id>/, with keys of its own (a host's compromise or a grant
+// to read one host's backups reveals no other host's). The server holds
+// them by its repository password; the host holds one key entry there,
+// write-only, wrapped to the RSA key it made at enrolment. The host
+// reaches its repositories only through the routes below, which store
+// what a backup writes and refuse what would destroy a backup: a
+// compromised host cannot delete or overwrite its past backups, read
+// another host's, or see the entries that wrap the server's key.
+
+// hostRepoDir is where a host's repository lives in each location.
+func hostRepoDir(h *models.Host) string { return "hosts/" + h.ID }
+
+// maxHostObject bounds one object a host stores (a pack is about 16 MiB).
+const maxHostObject = 64 << 20
+
+// hostWritable: the top-level names a host may add objects under.
+// hostRenewable: of those, the ones it may also replace and delete (a
+// running backup's registrations, refreshed and removed by it).
+var (
+	hostWritable  = map[string]bool{"data": true, "index": true, "manifests": true, "writers": true, "pending": true}
+	hostRenewable = map[string]bool{"writers": true, "pending": true}
+)
+
+func topOf(name string) string {
+	t, _, _ := strings.Cut(name, "/")
+	return t
+}
+
+// hostBackend is the calling host's part of a storage location. It is
+// not to be closed: the location's backend is shared.
+func (s *Server) hostBackend(r *http.Request) (*models.Host, storage.Backend, error) {
+	h := stateOf(r).host
+	loc := mux.Vars(r)["location"]
+	if _, ok := s.Cfg.Storage[loc]; !ok {
+		return nil, nil, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND",
+			Message: sprintf("no storage location %q (the server has %s)", loc, strings.Join(s.Cfg.LocationNames(), ", "))}
+	}
+	if h.Repos[loc] == "" {
+		return nil, nil, &apiError{Status: http.StatusConflict, Code: "CONFLICT",
+			Message: sprintf("host %s has no repository in location %s yet: the server makes it when the host announces itself and the location answers", h.Name, loc)}
+	}
+	repo, err := s.Stores.Open(r.Context(), loc)
+	if err != nil {
+		return nil, nil, err
+	}
+	be, err := prefix.New(repo.Backend(), hostRepoDir(h))
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, be, nil
+}
+
+// objectName is the request's object name, checked.
+func objectName(r *http.Request) (string, error) {
+	n := r.URL.Query().Get("name")
+	if err := storage.ValidName(n); err != nil {
+		return "", badRequest("name", "name %q: not a valid object name", n)
+	}
+	return n, nil
+}
+
+// mayRead: everything of its own repository except the key entries it
+// does not hold (the server's, wrapped by its password).
+func mayRead(h *models.Host, loc, name string) bool {
+	if k, ok := strings.CutPrefix(name, "keys/"); ok {
+		return k == h.Repos[loc]
+	}
+	return true
+}
+
+func storageError(err error) error {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such object"}
+	case errors.Is(err, storage.ErrInvalidRange):
+		return &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "INVALID_RANGE", Message: err.Error()}
+	case errors.Is(err, storage.ErrInvalidName):
+		return badRequest("name", "%v", err)
+	}
+	return err
+}
+
+func forbiddenObject(format string, args ...any) error {
+	return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN", Message: sprintf(format, args...)}
+}
+
+func (s *Server) hostObjectList(w http.ResponseWriter, r *http.Request) error {
+	h, be, err := s.hostBackend(r)
+	if err != nil {
+		return err
+	}
+	loc := mux.Vars(r)["location"]
+	p := r.URL.Query().Get("prefix")
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	started := false
+	err = be.List(r.Context(), p, func(oi storage.ObjectInfo) error {
+		if !mayRead(h, loc, oi.Name) {
+			return nil
+		}
+		started = true
+		return enc.Encode(api.StoredObject{Name: oi.Name, Size: oi.Size, ModTime: oi.ModTime.UTC().Format(time.RFC3339Nano)})
+	})
+	if err != nil && !started {
+		return storageError(err)
+	}
+	if err != nil {
+		// the listing is cut short: the client sees no final line
+		s.Log.Warn("host storage listing failed midway", "host", h.Name, "location", loc, "err", err)
+		return nil
+	}
+	enc.Encode(api.StoredObject{End: true})
+	return nil
+}
+
+func (s *Server) hostObjectStat(w http.ResponseWriter, r *http.Request) error {
+	h, be, err := s.hostBackend(r)
+	if err != nil {
+		return err
+	}
+	name, err := objectName(r)
+	if err != nil {
+		return err
+	}
+	if !mayRead(h, mux.Vars(r)["location"], name) {
+		return storageError(storage.ErrNotFound)
+	}
+	oi, err := be.Stat(r.Context(), name)
+	if err != nil {
+		return storageError(err)
+	}
+	writeJSON(w, http.StatusOK, api.StoredObject{Name: name, Size: oi.Size, ModTime: oi.ModTime.UTC().Format(time.RFC3339Nano)})
+	return nil
+}
+
+func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
+	h, be, err := s.hostBackend(r)
+	if err != nil {
+		return err
+	}
+	name, err := objectName(r)
+	if err != nil {
+		return err
+	}
+	if !mayRead(h, mux.Vars(r)["location"], name) {
+		return storageError(storage.ErrNotFound)
+	}
+	q := r.URL.Query()
+	off, length := int64(0), int64(-1)
+	if v := q.Get("offset"); v != "" {
+		if off, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return badRequest("offset", "offset %q: not a number", v)
+		}
+	}
+	if v := q.Get("length"); v != "" {
+		if length, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return badRequest("length", "length %q: not a number", v)
+		}
+	}
+	rc, err := be.Get(r.Context(), name, off, length)
+	if err != nil {
+		return storageError(err)
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
+	_, be, err := s.hostBackend(r)
+	if err != nil {
+		return err
+	}
+	name, err := objectName(r)
+	if err != nil {
+		return err
+	}
+	top := topOf(name)
+	if !hostWritable[top] {
+		return forbiddenObject("a host cannot write %s: it adds packs, index files, manifests and its own registrations, nothing else", name)
+	}
+	if r.ContentLength < 0 {
+		return &apiError{Status: http.StatusLengthRequired, Code: "LENGTH_REQUIRED", Message: "send Content-Length"}
+	}
+	if r.ContentLength > maxHostObject {
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "REQUEST_TOO_LARGE", Message: sprintf("an object is at most %d bytes", maxHostObject)}
+	}
+	if !hostRenewable[top] {
+		// added once, never replaced: a past backup cannot be overwritten
+		if _, err := be.Stat(r.Context(), name); err == nil {
+			return &apiError{Status: http.StatusConflict, Code: "CONFLICT", Message: sprintf("%s exists: a host adds objects, it never replaces them", name)}
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return badRequest("", "the body ended before Content-Length (%d bytes): %v", r.ContentLength, err)
+	}
+	if err := be.Put(r.Context(), name, bytes.NewReader(buf), int64(len(buf))); err != nil {
+		return storageError(err)
+	}
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (s *Server) hostObjectDelete(w http.ResponseWriter, r *http.Request) error {
+	h, be, err := s.hostBackend(r)
+	if err != nil {
+		return err
+	}
+	name, err := objectName(r)
+	if err != nil {
+		return err
+	}
+	if !hostRenewable[topOf(name)] {
+		return forbiddenObject("a host cannot delete %s: only the server's cleanup removes what backups stored (host %s)", name, h.Name)
+	}
+	if err := be.Delete(r.Context(), name); err != nil {
+		return storageError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ensureHostRepos makes the host's repository in every location that
+// lacks one (the first gets fresh keys, the others share them, as the
+// server's own locations do) and its write-only key entry there. A
+// location that does not answer is left for the next announcement.
+func (s *Server) ensureHostRepos(ctx context.Context, h *models.Host) error {
+	if h.Local || h.PublicKey == "" {
+		return nil
+	}
+	missing := false
+	for _, loc := range s.Cfg.LocationNames() {
+		missing = missing || h.Repos[loc] == ""
+	}
+	if !missing {
+		return nil // the common case: every announcement after the first
+	}
+	pub, err := repository.ParseRSAPublicKey([]byte(h.PublicKey))
+	if err != nil {
+		return fmt.Errorf("host %s's key: %w", h.Name, err)
+	}
+	pw, err := s.Cfg.Password()
+	if err != nil {
+		return err
+	}
+	kdf := repository.DefaultKDF()
+	if os.Getenv("BACKUPD_TEST_KDF") == "1" {
+		kdf = repository.TestKDF()
+	}
+	var keys *repository.Keys
+	var errs []error
+	changed := false
+	for _, loc := range s.Cfg.LocationNames() {
+		root, err := s.Stores.Open(ctx, loc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("location %s: %w", loc, err))
+			continue
+		}
+		be, err := prefix.New(root.Backend(), hostRepoDir(h))
+		if err != nil {
+			return err
+		}
+		r, err := repository.Open(ctx, be, repository.Credentials{Password: pw})
+		if errors.Is(err, repository.ErrNotInitialized) {
+			r, err = repository.Init(ctx, be, repository.InitOptions{Keys: keys, Wrapping: repository.Wrapping{Password: pw, KDF: &kdf}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("location %s: host %s's repository: %w", loc, h.Name, err))
+			continue
+		}
+		if keys == nil {
+			keys = r.Keys()
+		}
+		if h.Repos[loc] != "" {
+			continue
+		}
+		e, err := r.AddKey(ctx, repository.Wrapping{RSAPublicKey: pub, WriteOnly: true})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("location %s: host %s's key entry: %w", loc, h.Name, err))
+			continue
+		}
+		if h.Repos == nil {
+			h.Repos = map[string]string{}
+		}
+		h.Repos[loc], changed = e.ID, true
+	}
+	if changed {
+		if err := s.Store.SetHostRepos(ctx, h.ID, h.Repos); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}

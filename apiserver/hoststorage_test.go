@@ -1,0 +1,190 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"backupd/activities"
+	"backupd/api"
+	"backupd/apiclient"
+	"backupd/backup"
+	"backupd/config"
+	"backupd/models/modelstest"
+	"backupd/repository"
+	"backupd/restore"
+	"backupd/storage"
+	"backupd/storage/hostproxy"
+	"backupd/storage/local"
+	"backupd/storage/prefix"
+)
+
+// An enrolled host writes a backup through the server into a repository
+// of its own that it cannot read back, delete or overwrite; the server
+// reads it with its own key; another host's key opens nothing there.
+func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
+	t.Setenv("BACKUPD_TEST_KDF", "1")
+	ctx := context.Background()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("server password\n"), 0o600)
+	root := filepath.Join(dir, "backups")
+	cfg := &config.Config{Host: "srv", Primary: "local", PasswordFile: pw,
+		Storage: map[string]config.Location{"local": {URL: root}}}
+	stores := activities.NewStores(cfg)
+	t.Cleanup(stores.Close)
+	if err := stores.EnsureInitialized(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := New(&Server{Cfg: cfg, Store: modelstest.Open(t, "sqlite"), Stores: stores, Temporal: unreachableTemporal{}})
+	srv := httptest.NewTLSServer(s.Handler())
+	t.Cleanup(srv.Close)
+	pin := apiclient.CertFingerprint(srv.Certificate().Raw)
+
+	enrol := func(name string) (*rsa.PrivateKey, api.Enrolled) {
+		key, err := rsa.GenerateKey(rand.Reader, 3072)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		tok, _, err := s.Store.CreateEnrolment(ctx, "", nil, "test", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := apiclient.New(srv.URL, "", apiclient.Options{Pin: pin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, err := c.Enrol(ctx, api.EnrolRequest{Token: tok, Name: name,
+			PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(ans.Locations, ",") != "local" {
+			t.Fatalf("%s enrolled with locations %v", name, ans.Locations)
+		}
+		return key, ans
+	}
+	keyA, a := enrol("gw-a")
+	keyB, b := enrol("gw-b")
+	u, _ := url.Parse("backupd+" + srv.URL + "/local")
+	beA, err := hostproxy.New(u, hostproxy.Options{Token: a.Credential, Pin: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// what a host may and may not do with objects
+	if err := beA.Put(ctx, "data/zz/new", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := beA.Put(ctx, "data/zz/new", bytes.NewReader([]byte("y")), 1); err == nil || !storage.IsPermanent(err) {
+		t.Fatalf("a host replaced a pack: %v", err)
+	}
+	if err := beA.Delete(ctx, "data/zz/new"); err == nil || !strings.Contains(err.Error(), "cannot delete") {
+		t.Fatalf("a host deleted a pack: %v", err)
+	}
+	for _, n := range []string{"config", "keys/x", "tombstones/backup-1", "manifest-sets/s", "gc/x"} {
+		if err := beA.Put(ctx, n, bytes.NewReader([]byte("x")), 1); err == nil {
+			t.Errorf("a host wrote %s", n)
+		}
+	}
+	if err := beA.Put(ctx, "writers/w1", bytes.NewReader([]byte("1")), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := beA.Put(ctx, "writers/w1", bytes.NewReader([]byte("2")), 1); err != nil {
+		t.Fatalf("a host could not refresh its registration: %v", err)
+	}
+	if err := beA.Delete(ctx, "writers/w1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := beA.Stat(ctx, "data/zz/missing"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("stat of a missing object: %v", err)
+	}
+	var keys []string
+	beA.List(ctx, "keys/", func(oi storage.ObjectInfo) error { keys = append(keys, oi.Name); return nil })
+	if len(keys) != 1 {
+		t.Fatalf("a host sees key entries %v: only its own may be there for it", keys)
+	}
+	if err := beA.Put(ctx, "../gw-b/data/x", bytes.NewReader([]byte("x")), 1); !errors.Is(err, storage.ErrInvalidName) {
+		t.Fatalf("a name leaving the host's repository: %v", err)
+	}
+
+	// a backup through the server, with the host's write-only key
+	data := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(data, "etc"), 0o755)
+	content := bytes.Repeat([]byte("gateway config\n"), 5000)
+	os.WriteFile(filepath.Join(data, "etc", "app.conf"), content, 0o644)
+	repoA, err := repository.Open(ctx, beA, repository.Credentials{RSAPrivateKey: keyA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repoA.Keys().CanRead() {
+		t.Fatal("the host's key reads its repository")
+	}
+	m, err := backup.Run(ctx, repoA, backup.Options{Type: "full", Host: "gw-a", Components: []backup.Component{{Name: "data", Paths: []string{data}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repoA.LoadManifest(ctx, m.ID); err == nil {
+		t.Fatal("the host read back its own manifest")
+	}
+	if _, err := beA.Stat(ctx, "manifests/"+m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := beA.Put(ctx, "manifests/"+m.ID, bytes.NewReader([]byte("{}")), 2); err == nil {
+		t.Fatal("a host overwrote its past backup's manifest")
+	}
+	if err := beA.Delete(ctx, "manifests/"+m.ID); err == nil {
+		t.Fatal("a host deleted its past backup's manifest")
+	}
+
+	// the server reads it with its own key and restores it byte for byte
+	rootBE, _ := local.New(root)
+	pA, _ := prefix.New(rootBE, "hosts/"+a.HostID)
+	pwb, _ := cfg.Password()
+	server, err := repository.Open(ctx, pA, repository.Credentials{Password: pwb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := server.LoadManifest(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if _, err := restore.Run(ctx, server, sm, restore.Options{Target: out}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "data", data, "etc", "app.conf"))
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("restored %d bytes (%v), want %d", len(got), err, len(content))
+	}
+
+	// host B's key opens nothing in A's repository, and B's credential
+	// reaches only B's
+	if _, err := repository.Open(ctx, pA, repository.Credentials{RSAPrivateKey: keyB}); !errors.Is(err, repository.ErrNoMatchingKey) {
+		t.Fatalf("host B's key on A's repository: %v", err)
+	}
+	beB, _ := hostproxy.New(u, hostproxy.Options{Token: b.Credential, Pin: pin})
+	if _, err := beB.Stat(ctx, "manifests/"+m.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("host B sees A's manifest: %v", err)
+	}
+
+	// a revoked host's storage is refused at once
+	if _, err := s.Store.RevokeHost(ctx, a.HostID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := beA.Stat(ctx, "manifests/"+m.ID); err == nil || !storage.IsPermanent(err) {
+		t.Fatalf("revoked host's storage: %v", err)
+	}
+}
