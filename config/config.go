@@ -24,11 +24,11 @@ import (
 
 // Config is the whole file.
 type Config struct {
-	Host         string               `yaml:"host"`
-	VarDir       string               `yaml:"var_dir"`
+	Host   string `yaml:"host"`
+	VarDir string `yaml:"var_dir"`
 	// HostKeyFile: an enrolled host's RSA private key, the credential of
 	// its write-only key entries (set from the enrolment, not a file)
-	HostKeyFile string `yaml:"-"`
+	HostKeyFile  string               `yaml:"-"`
 	PasswordFile string               `yaml:"password_file"` // repository password (all locations share the key set)
 	Temporal     Temporal             `yaml:"temporal"`
 	API          API                  `yaml:"api"`

@@ -20,8 +20,8 @@ import (
 	"strings"
 
 	"backupd/storage"
-	"backupd/storage/local"
 	"backupd/storage/hostproxy"
+	"backupd/storage/local"
 	"backupd/storage/retry"
 	"backupd/storage/s3"
 )

@@ -87,7 +87,9 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 func (b *Backend) Capacity(ctx context.Context) (storage.Capacity, error) { return b.be.Capacity(ctx) }
 
 // Location names the backend and the prefix.
-func (b *Backend) Location() string { return strings.TrimRight(b.be.Location(), "/") + "/" + strings.TrimSuffix(b.dir, "/") }
+func (b *Backend) Location() string {
+	return strings.TrimRight(b.be.Location(), "/") + "/" + strings.TrimSuffix(b.dir, "/")
+}
 
 // Close closes the backend below.
 func (b *Backend) Close() error { return b.be.Close() }
