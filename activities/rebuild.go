@@ -135,7 +135,11 @@ type Reconciler struct {
 	// MinAge: catalog entries younger than this are left alone (their
 	// manifest may be being written or copied).
 	MinAge time.Duration
-	prev   map[string]bool // "<id>\x00<location>" missing at the last run
+	// OwnHost: the server's own host. Backups of other (enrolled) hosts
+	// live in their own repositories (hosts/<id>/ in each location), not
+	// in the ones listed here, and are not judged missing from them.
+	OwnHost string
+	prev    map[string]bool // "<id>\x00<location>" missing at the last run
 }
 
 // Run reconciles every location once.
@@ -165,6 +169,9 @@ func (rc *Reconciler) Run(ctx context.Context, locations []string) (*ReconcileRe
 	now := map[string]bool{}
 	for _, b := range byID {
 		if (b.Status != "completed" && b.Status != "partial") || time.Since(b.CreatedAt) < rc.MinAge {
+			continue
+		}
+		if rc.OwnHost != "" && b.Host != "" && b.Host != rc.OwnHost {
 			continue
 		}
 		var missing []string

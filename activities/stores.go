@@ -15,6 +15,7 @@ import (
 	"backupd/repository"
 	"backupd/storage"
 	"backupd/storage/location"
+	"backupd/storage/prefix"
 )
 
 // Stores opens the configured storage locations' repositories. The key is
@@ -74,10 +75,21 @@ func (s *Stores) state(name string) *locState {
 
 // Open returns a fresh session on the named location's repository.
 func (s *Stores) Open(ctx context.Context, name string) (*repository.Repository, error) {
+	return s.OpenIn(ctx, name, "")
+}
+
+// OpenIn returns a fresh session on the repository below dir in the
+// named location (an enrolled host's, hosts/<id>; "" is the location's
+// own), opened with the same credentials and kept open like it.
+func (s *Stores) OpenIn(ctx context.Context, name, dir string) (*repository.Repository, error) {
 	if _, ok := s.cfg.Storage[name]; !ok {
 		return nil, codes.New(codes.InvalidConfiguration, "no storage location named %q (configured: %v)", name, s.cfg.LocationNames())
 	}
-	st := s.state(name)
+	key := name
+	if dir != "" {
+		key = name + "\x00" + dir
+	}
+	st := s.state(key)
 	for {
 		st.mu.Lock()
 		switch {
@@ -102,7 +114,7 @@ func (s *Stores) Open(ctx context.Context, name string) (*repository.Repository,
 		done := make(chan struct{})
 		st.opening = done
 		st.mu.Unlock()
-		r, err := s.open(ctx, name)
+		r, err := s.open(ctx, name, dir)
 		st.mu.Lock()
 		st.opening = nil
 		if err == nil {
@@ -119,10 +131,18 @@ func (s *Stores) Open(ctx context.Context, name string) (*repository.Repository,
 	}
 }
 
-func (s *Stores) open(ctx context.Context, name string) (*repository.Repository, error) {
+func (s *Stores) open(ctx context.Context, name, dir string) (*repository.Repository, error) {
 	be, err := s.backend(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if dir != "" {
+		pb, err := prefix.New(be, dir)
+		if err != nil {
+			be.Close()
+			return nil, err
+		}
+		be = pb
 	}
 	creds, err := s.credentials()
 	if err != nil {

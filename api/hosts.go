@@ -134,7 +134,6 @@ type Host struct {
 	Local        bool                      `json:"local" required:"true" doc:"the server's own host"`
 	State        string                    `json:"state" required:"true" enum:"host_state"`
 	TaskQueue    string                    `json:"task_queue" required:"true"`
-	Pollers      int                       `json:"pollers" required:"true" doc:"workers polling the host's task queue now"`
 	LastSeen     *string                   `json:"last_seen" required:"true" nullable:"true" format:"date-time" doc:"the worker's last announcement or poll"`
 	Enrolled     string                    `json:"enrolled" required:"true" format:"date-time"`
 	EnrolledBy   string                    `json:"enrolled_by" required:"true"`

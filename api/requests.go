@@ -16,6 +16,7 @@ type CreateBackupRequest struct {
 	NotifyOnCompletion    *bool        `json:"notify_on_completion,omitempty" doc:"send job_complete on the WebSocket (default true)"`
 	RetentionDays         *int         `json:"retention_days,omitempty" minimum:"1" maximum:"36500" doc:"keep at least this many days, whatever the retention policy says"`
 	Protected             bool         `json:"protected,omitempty" doc:"protect the backup from cleanup (needs the admin role)"`
+	Host                  string       `json:"host,omitempty" maxLength:"63" doc:"the host to back up, by name or id (GET /backup/hosts); default the server's own. An enrolled host's components are the ones it reports; the job waits while the host is offline" example:"\"gw-berlin-01\""`
 }
 
 // RestoreRequest is the body of POST /backup/restore.

@@ -159,7 +159,7 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 		l := api.BackupCopy{LocationAddress: s.describeLocation(name), Type: name,
 			Size: humanSize(b.CompressedBytes), SizeBytes: b.CompressedBytes,
 			Verified: b.IntegrityCheck == "passed", LastVerified: rfc3339ptr(b.VerifiedAt)}
-		sum, key, err := s.manifestFacts(r.Context(), name, b.ID)
+		sum, key, err := s.manifestFacts(r.Context(), name, b)
 		if err != nil {
 			l.ManifestError = err.Error()
 			l.Verified = false
@@ -230,10 +230,11 @@ func nilIfEmpty(s string) *string {
 
 // manifestFacts reads a backup's stored manifest at a location: the
 // SHA-256 of the stored object, with the signature checked on load.
-func (s *Server) manifestFacts(ctx context.Context, loc, id string) (string, *repository.KeyEntry, error) {
+func (s *Server) manifestFacts(ctx context.Context, loc string, b *models.Backup) (string, *repository.KeyEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	repo, err := s.Stores.Open(ctx, loc)
+	id := b.ID
+	repo, err := s.backupRepo(ctx, loc, b)
 	if err != nil {
 		return "", nil, err
 	}
@@ -341,11 +342,20 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := oneOf("type", req.Type, backupTypes...); err != nil {
 		return err
 	}
-	comps, err := s.selectComponents(req.Components, true)
+	target, err := s.jobHost(r.Context(), req.Host)
 	if err != nil {
 		return err
 	}
-	if s.LocalWorker {
+	var comps []string
+	if target == nil {
+		comps, err = s.selectComponents(req.Components, true)
+	} else {
+		comps, err = selectHostComponents(target, req.Components)
+	}
+	if err != nil {
+		return err
+	}
+	if s.LocalWorker && target == nil {
 		// the worker runs here: a missing source is refused now (another
 		// host's worker refuses it when the job starts, as BACKUP_003 too)
 		for _, c := range comps {
@@ -358,6 +368,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	locs, err := s.selectLocations(r.Context(), "storage_locations", req.StorageLocations)
 	if err != nil {
+		return err
+	}
+	if err := hostHasRepos(target, locs); err != nil {
 		return err
 	}
 	pol, err := s.policies(r.Context())
@@ -412,20 +425,24 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	// the rows first, so a job that finishes at once finds them; they go
 	// again if the start is refused
-	job := &models.Job{ID: jobID, Type: api.JobBackup, Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID,
+	hostName := ""
+	if target != nil {
+		hostName = target.Name
+	}
+	job := &models.Job{ID: jobID, Type: api.JobBackup, Subtype: "manual_" + req.Type, Status: "queued", BackupID: backupID, Host: hostName,
 		Name: req.Name, User: user(r), Started: now, EstimatedBytes: est.bytes, EstimatedSeconds: est.duration.Seconds(),
 		Request: models.ToJSON(req)}
 	row := &models.Backup{ID: backupID, Name: req.Name, Description: req.Description, Type: req.Type, Status: workflows.StatusInProgress,
 		Timestamp: now, Components: comps, Requested: locs, Locations: models.Strings{}, Encryption: "AES-256",
 		Compression: req.Compression, IntegrityCheck: "pending", RetentionDays: retention, CreatedBy: user(r), JobID: jobID,
-		Protected: req.Protected, ComponentSizes: map[string]int64{}}
+		Protected: req.Protected, ComponentSizes: map[string]int64{}, Host: hostName}
 	if err := s.Store.PutJob(r.Context(), job); err != nil {
 		return err
 	}
 	if err := s.Store.PutBackup(r.Context(), row); err != nil {
 		return err
 	}
-	started, err := s.startBackup(r.Context(), wreq, prio)
+	started, err := s.startBackupOn(r.Context(), target, wreq, prio)
 	if err != nil {
 		ctx := context.WithoutCancel(r.Context())
 		s.Store.DeleteBackup(ctx, backupID)
@@ -459,12 +476,19 @@ func (s *Server) catalogQueue() string { return catalogQueueName }
 // running": a client that waited for "completed" must be able to start
 // the next one, so the start waits for it to close (up to 15 s).
 func (s *Server) startBackup(ctx context.Context, req workflows.BackupRequest, prio int) (*jobs.Job, error) {
-	started, err := s.Jobs.StartBackup(ctx, req, prio)
+	return s.startBackupOn(ctx, nil, req, prio)
+}
+
+// startBackupOn starts the backup on a host's task queue (nil: the
+// server's own host).
+func (s *Server) startBackupOn(ctx context.Context, h *models.Host, req workflows.BackupRequest, prio int) (*jobs.Job, error) {
+	jc := s.jobsFor(h)
+	started, err := jc.StartBackup(ctx, req, prio)
 	var ce *codes.Error
 	if err == nil || !errors.As(err, &ce) || ce.Code != codes.AlreadyInProgress {
 		return started, err
 	}
-	wid := jobs.BackupWorkflowID(s.Cfg.Host, req.Components)
+	wid := jobs.BackupWorkflowID(jc.Host, req.Components)
 	d, derr := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
 	if derr != nil {
 		return nil, err
@@ -477,7 +501,7 @@ func (s *Server) startBackup(ctx context.Context, req workflows.BackupRequest, p
 	for time.Now().Before(deadline) {
 		d, derr := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
 		if derr == nil && d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			return s.Jobs.StartBackup(ctx, req, prio)
+			return jc.StartBackup(ctx, req, prio)
 		}
 		select {
 		case <-ctx.Done():
@@ -667,7 +691,7 @@ func (s *Server) downloadBackup(w http.ResponseWriter, r *http.Request) error {
 		comps = []string{c}
 	}
 	loc := b.Locations[0]
-	repo, err := s.Stores.Open(r.Context(), loc)
+	repo, err := s.backupRepo(r.Context(), loc, b)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,14 @@ type browseSessions struct {
 // sessions of their own, so a long search never holds up a user opening
 // directories; a request that is cancelled while it waits stops waiting.
 func (s *Server) browse(ctx context.Context, loc, id string, search bool, fn func(repo *repository.Repository, m *repository.Manifest) error) error {
+	dir, err := s.backupRepoDir(ctx, id)
+	if err != nil {
+		return err
+	}
 	key := loc
+	if dir != "" {
+		key += "\x00" + dir // an enrolled host's repository there
+	}
 	if search {
 		key += "\x00search"
 	}
@@ -91,7 +98,7 @@ func (s *Server) browse(ctx context.Context, loc, id string, search bool, fn fun
 	defer func() { <-bs.sem }()
 	bs.used = time.Now()
 	if bs.repo == nil {
-		repo, err := s.Stores.Open(ctx, loc)
+		repo, err := s.Stores.OpenIn(ctx, loc, dir)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"backupd/api"
+	"backupd/jobs"
 	"backupd/models"
 	"backupd/repository"
 )
@@ -325,20 +327,24 @@ func (s *Server) rotateHostCredential(w http.ResponseWriter, r *http.Request) er
 type hostTotals struct {
 	mu  sync.Mutex
 	at  time.Time
+	gen int64 // the catalog's generation they were summed at
 	val map[string]models.HostTotals
 }
 
+// totalsByHost are summed again when the catalog changed, at most once
+// a second (a busy catalog changes all the time).
 func (s *Server) totalsByHost(r *http.Request) (map[string]models.HostTotals, error) {
 	s.htot.mu.Lock()
 	defer s.htot.mu.Unlock()
-	if s.htot.val != nil && time.Since(s.htot.at) < 5*time.Second {
+	gen := s.Store.Generation()
+	if s.htot.val != nil && (gen == s.htot.gen || time.Since(s.htot.at) < time.Second) {
 		return s.htot.val, nil
 	}
 	v, err := s.Store.TotalsByHost(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	s.htot.val, s.htot.at = v, time.Now()
+	s.htot.val, s.htot.at, s.htot.gen = v, time.Now(), gen
 	return v, nil
 }
 
@@ -504,5 +510,76 @@ func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) error {
 	s.Hub.DropToken(h.TokenID)
 	s.Log.Info("host revoked", "host", h.Name, "host_id", h.ID, "by", user(r))
 	writeJSON(w, http.StatusOK, api.HostRevoked{Status: "revoked", ID: h.ID, Name: h.Name})
+	return nil
+}
+
+// jobHost resolves a job request's host: nil for the server's own (no
+// host given, or its name), else an active enrolled host.
+func (s *Server) jobHost(ctx context.Context, name string) (*models.Host, error) {
+	if name == "" || name == s.Cfg.Host {
+		return nil, nil
+	}
+	h, err := s.Store.GetHost(ctx, name)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil, badRequest("host", "host %q: no such host (GET /backup/hosts lists them)", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case h.Local:
+		return nil, badRequest("host", "host %q was this server's own host under an earlier name; its jobs run on %s now", name, s.Cfg.Host)
+	case h.Status == models.HostRevoked:
+		return nil, &apiError{Status: http.StatusConflict, Code: "CONFLICT", Message: "host " + h.Name + " is revoked: it runs no jobs; enrol it again to back it up"}
+	}
+	return h, nil
+}
+
+// jobsFor is the job client of a host's task queue (nil: the server's own).
+func (s *Server) jobsFor(h *models.Host) *jobs.Client {
+	if h == nil {
+		return s.Jobs
+	}
+	return &jobs.Client{C: s.Jobs.C, TaskQueue: HostTaskQueue(h.Name), Host: h.Name}
+}
+
+// selectHostComponents checks a request's components against what an
+// enrolled host reported it has.
+func selectHostComponents(h *models.Host, set api.ComponentSet) ([]string, error) {
+	have := map[string]bool{}
+	var names []string
+	for _, c := range h.Components {
+		have[c.Name] = true
+		names = append(names, c.Name)
+	}
+	sort.Strings(names)
+	var out []string
+	for n, on := range set {
+		if !have[n] {
+			return nil, badRequest("components."+n, "components.%s: host %s has no such component (it reports: %s)", n, h.Name, strings.Join(names, ", "))
+		}
+		if on {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, badRequest("components", "components: select at least one of host %s's components (%s)", h.Name, strings.Join(names, ", "))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// hostHasRepos: an enrolled host writes only where the server has made
+// its repository.
+func hostHasRepos(h *models.Host, locs []string) error {
+	if h == nil {
+		return nil
+	}
+	for i, l := range locs {
+		if h.Repos[l] == "" {
+			return &apiError{Status: http.StatusConflict, Code: "CONFLICT", Details: map[string]any{"field": fmt.Sprintf("storage_locations[%d]", i)},
+				Message: sprintf("host %s has no repository in location %s yet: the server makes it when the host announces itself and the location answers", h.Name, l)}
+		}
+	}
 	return nil
 }

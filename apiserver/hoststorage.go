@@ -323,3 +323,41 @@ func (s *Server) ensureHostRepos(ctx context.Context, h *models.Host) error {
 	}
 	return errors.Join(errs...)
 }
+
+// repoDirOf is where a host's backups are in each location: "" for the
+// server's own host (and for a host the catalog does not know, as
+// backups made before the fleet were), hosts/<id> for an enrolled one.
+func (s *Server) repoDirOf(ctx context.Context, host string) (string, error) {
+	if host == "" || host == s.Cfg.Host {
+		return "", nil
+	}
+	h, err := s.Store.GetHost(ctx, host)
+	if errors.Is(err, models.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil || h.Local {
+		return "", err
+	}
+	return hostRepoDir(h), nil
+}
+
+// backupRepoDir is repoDirOf the host of a backup in the catalog.
+func (s *Server) backupRepoDir(ctx context.Context, id string) (string, error) {
+	b, err := s.Store.GetBackup(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return s.repoDirOf(ctx, b.Host)
+}
+
+// backupRepo opens the repository that holds a backup in a location.
+func (s *Server) backupRepo(ctx context.Context, loc string, b *models.Backup) (*repository.Repository, error) {
+	dir, err := s.repoDirOf(ctx, b.Host)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stores.OpenIn(ctx, loc, dir)
+}

@@ -31,7 +31,7 @@ func (s *Server) reconcile(ctx context.Context) {
 	st := &s.recon
 	st.mu.Lock()
 	if st.rc == nil {
-		st.rc = &activities.Reconciler{Store: s.Store, Stores: s.Stores, MinAge: 2 * time.Minute}
+		st.rc = &activities.Reconciler{Store: s.Store, Stores: s.Stores, MinAge: 2 * time.Minute, OwnHost: s.Cfg.Host}
 	}
 	rc := st.rc
 	st.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"backupd/api"
@@ -42,6 +43,9 @@ type State struct {
 	Namespace   string `json:"temporal_namespace"`
 	Temporal    string `json:"temporal_address"`
 	Enrolled    string `json:"enrolled"`
+	// Locations: the server's storage locations where this host has a
+	// repository (the server's primary first), as the last answer said
+	Locations []string `json:"storage_locations"`
 }
 
 // Files in the enrolment directory.
@@ -128,7 +132,7 @@ func Enrol(ctx context.Context, dir, server, token string, o Options) (*State, e
 	}
 	st := &State{Server: server, Fingerprint: pin, HostID: ans.HostID, Name: ans.Name, Credential: ans.Credential,
 		TaskQueue: ans.TaskQueue, Namespace: ans.Namespace, Temporal: ans.TemporalAddress,
-		Enrolled: time.Now().UTC().Format(time.RFC3339)}
+		Enrolled: time.Now().UTC().Format(time.RFC3339), Locations: ans.Locations}
 	if err := st.Save(dir); err != nil {
 		return nil, err
 	}
@@ -213,18 +217,29 @@ func (st *State) Client() (*apiclient.Client, error) {
 var ErrRevoked = errors.New("the server refuses this host's credential")
 
 // Announce tells the server this host's worker is up. An answer of 401
-// is ErrRevoked (wrapped, with the server's words).
-func (st *State) Announce(ctx context.Context, req api.AnnounceRequest) error {
+// is ErrRevoked (wrapped, with the server's words). The locations the
+// server names are kept in st (and in dir, when it is given and they
+// changed).
+func (st *State) Announce(ctx context.Context, req api.AnnounceRequest, dir string) error {
 	c, err := st.Client()
 	if err != nil {
 		return err
 	}
-	_, err = c.Announce(ctx, req)
+	ans, err := c.Announce(ctx, req)
 	var ae *apiclient.Error
 	if errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
 		return fmt.Errorf("%w (host %s, %s): %s", ErrRevoked, st.Name, st.Server, ae.Body.Message)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if strings.Join(ans.Locations, ",") != strings.Join(st.Locations, ",") {
+		st.Locations = ans.Locations
+		if dir != "" {
+			return st.Save(dir)
+		}
+	}
+	return nil
 }
 
 // Keep announces every interval until ctx ends, and returns ErrRevoked
@@ -232,6 +247,7 @@ func (st *State) Announce(ctx context.Context, req api.AnnounceRequest) error {
 // server is down, the network) are logged and retried: the worker keeps
 // running its jobs through Temporal meanwhile.
 func (st *State) Keep(ctx context.Context, every time.Duration, req func() api.AnnounceRequest, log *slog.Logger) error {
+	st = &State{Server: st.Server, Fingerprint: st.Fingerprint, Name: st.Name, Credential: st.Credential} // its own copy
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := false
@@ -242,7 +258,7 @@ func (st *State) Keep(ctx context.Context, every time.Duration, req func() api.A
 		case <-t.C:
 		}
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := st.Announce(actx, req())
+		err := st.Announce(actx, req(), "")
 		cancel()
 		switch {
 		case errors.Is(err, ErrRevoked):

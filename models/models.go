@@ -84,6 +84,7 @@ type Job struct {
 	// verification_id or cleanup_id (backups use BackupID).
 	RefID            string    `gorm:"size:80;index"`
 	BackupID         string    `gorm:"size:80;index"`
+	Host             string    `gorm:"size:63;index"` // the host it runs on ("": the server's own)
 	Name             string    `gorm:"size:200"`
 	User             string    `gorm:"size:300"`
 	ScheduleID       string    `gorm:"size:120"`

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,53 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("enrolment state: %v %v", st, err)
 	}
+	// a backup on gw-a: its worker runs it, through the server, into
+	// gw-a's own repository; then an incremental one
+	const v1 = "/cloud-integration/backup"
+	if st, body := s.do("POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"nope": true}}); st != 400 ||
+		!strings.Contains(fmt4(body), "it reports: data") {
+		t.Fatalf("a component gw-a does not have: %d %v", st, body)
+	}
+	if st, body := s.do("POST", v1+"/create", "operator", map[string]any{"host": "gw-zz", "components": map[string]bool{"data": true}}); st != 400 {
+		t.Fatalf("an unknown host: %d %v", st, body)
+	}
+	var firstID string
+	for _, typ := range []string{"full", "incremental"} {
+		cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "type": typ,
+			"components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
+		pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+		if pr["status"] != "completed" {
+			b, _ := os.ReadFile(s.logPath)
+			t.Fatalf("%s backup on gw-a: %v\nworker:\n%s\nserver:\n%s", typ, pr, a.output(), tail(string(b), 3000))
+		}
+		id := cr["backup_id"].(string)
+		if firstID == "" {
+			firstID = id
+		}
+		// the details read the manifest from gw-a's repository
+		d := s.must(200, "GET", v1+"/details/"+id, "viewer", nil)
+		loc := get(d, "storage.locations").([]any)[0].(map[string]any)
+		if get(d, "metadata.host") != "gw-a" || loc["manifest_error"] != nil || loc["checksum"] == "" || get(d, "integrity.signature") != "verified" {
+			t.Fatalf("details of gw-a's backup: %v", d)
+		}
+		// its file tree can be browsed
+		tree := s.must(200, "GET", v1+"/tree/"+id+"?component=data&path="+url.QueryEscape(filepath.Join(a.dir, "data")), "operator", nil)
+		if !strings.Contains(fmt4(tree), "hello.txt") {
+			t.Fatalf("tree of gw-a's backup: %v", tree)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(s.cfgPath), "backups", "hosts", host["id"].(string), "manifests", id)); err != nil {
+			t.Fatalf("gw-a's backup %s is not in its own repository: %v", id, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "gw-a's two backups in the host list", func() bool {
+		_, host = s.do("GET", v1+"/hosts/gw-a", "viewer", nil)
+		return get(host, "last_backups.data.backup_id") != nil && get(host, "backups") == 2.0 && get(host, "storage_bytes").(float64) > 0
+	})
+	// the server's own repository holds none of gw-a's backups
+	if _, err := os.Stat(filepath.Join(filepath.Dir(s.cfgPath), "backups", "manifests", firstID)); err == nil {
+		t.Fatal("gw-a's backup landed in the server's own repository")
+	}
+
 	// the token is spent: a second host cannot use it
 	b := newFleetHost(t, s, "gw-b")
 	b.start(s.bin, []string{"BACKUPD_ENROL_TOKEN=" + tokenA}, "--enrol", s.base, "--server-fingerprint", pin, "--name", "gw-b")
@@ -231,3 +279,5 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		t.Fatalf("audit: %v", audit)
 	}
 }
+
+func fmt4(v any) string { b, _ := json.Marshal(v); return string(b) }

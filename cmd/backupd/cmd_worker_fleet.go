@@ -93,7 +93,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 	if st != nil {
 		// a revoked host stops here, before it takes any job
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := st.Announce(actx, announce())
+		err := st.Announce(actx, announce(), dir)
 		cancel()
 		if errors.Is(err, enrolment.ErrRevoked) || errors.Is(err, apiclient.ErrPinMismatch) {
 			return err
@@ -101,6 +101,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "backupd worker: warning: cannot reach the server to announce this host (%v); starting anyway, retrying every %v\n", err, announceEvery)
 		}
+		useHostStorage(cfg, st, dir)
 	}
 	c, err := dialTemporal(cfg, nil)
 	if err != nil {
@@ -188,4 +189,19 @@ func hostComponents(cfg *config.Config) []api.HostComponent {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// useHostStorage points an enrolled host's jobs at its repositories in
+// the server's locations (through the server, with its write-only key);
+// its own configuration's storage is not used.
+func useHostStorage(cfg *config.Config, st *enrolment.State, dir string) {
+	cfg.HostKeyFile = filepath.Join(dir, enrolment.KeyFile)
+	cfg.Storage = map[string]config.Location{}
+	for _, l := range st.Locations {
+		cfg.Storage[l] = config.Location{URL: "backupd+" + st.Server + "/" + l, HostToken: st.Credential, HostPin: st.Fingerprint}
+	}
+	cfg.Primary = ""
+	if len(st.Locations) > 0 {
+		cfg.Primary = st.Locations[0]
+	}
 }
