@@ -272,6 +272,19 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 	if err != nil {
 		return PlanOutput{}, err
 	}
+	// enrolled hosts' backups live in repositories of their own, which
+	// cleanups do not collect yet: the policy is not applied to them
+	enrolled, err := c.Store.EnrolledHostNames(ctx)
+	if err != nil {
+		return PlanOutput{}, err
+	}
+	kept := rows[:0]
+	for _, b := range rows {
+		if !enrolled[b.Host] {
+			kept = append(kept, b)
+		}
+	}
+	rows = kept
 	items := make([]retention.Item, len(rows))
 	out := PlanOutput{}
 	for i, b := range rows {

@@ -89,6 +89,9 @@ type Enrolled struct {
 // host's worker says it is up, and what it has (at start, then every
 // minute).
 type AnnounceRequest struct {
+	// Stopping: the worker is shutting down (it is offline from now on,
+	// until its next announcement)
+	Stopping   bool            `json:"stopping,omitempty" doc:"the worker is shutting down: the host is offline until it announces itself again"`
 	HardwareID string          `json:"hardware_id,omitempty" maxLength:"200"`
 	OS         string          `json:"os,omitempty" maxLength:"200"`
 	Version    string          `json:"version,omitempty" maxLength:"100"`

@@ -596,6 +596,9 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.notYetForHosts(r.Context(), b, "deleted"); err != nil {
+		return err
+	}
 	if b.Protected {
 		return conflict(codes.RetentionViolation, "backup %s is protected; unprotect it first (POST /backup/%s/protect)", id, id)
 	}

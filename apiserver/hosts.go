@@ -286,7 +286,10 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fields := map[string]any{"components": models.ToJSON(comps)}
+	fields := map[string]any{"components": models.ToJSON(comps), "stopped_at": nil}
+	if req.Stopping {
+		fields["stopped_at"] = time.Now().UTC()
+	}
 	if req.HardwareID != "" {
 		if h.HardwareID != "" && h.HardwareID != req.HardwareID {
 			// the credential moved to other hardware: said loudly, not refused
@@ -375,7 +378,7 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 		if v.Components = s.localComponents(); v.Components == nil {
 			v.Components = []api.HostComponent{}
 		}
-	case h.LastSeen != nil && time.Since(*h.LastSeen) < 2*announceEvery+30*time.Second:
+	case hostOnline(h):
 		v.State = "online"
 	}
 	t := tot[h.Name]
@@ -582,4 +585,10 @@ func hostHasRepos(h *models.Host, locs []string) error {
 		}
 	}
 	return nil
+}
+
+// hostOnline: an enrolled host's worker announced itself lately and has
+// not said it stopped.
+func hostOnline(h *models.Host) bool {
+	return h.Status == models.HostActive && h.StoppedAt == nil && h.LastSeen != nil && time.Since(*h.LastSeen) < 2*announceEvery+30*time.Second
 }

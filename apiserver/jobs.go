@@ -24,7 +24,13 @@ import (
 func (s *Server) liveProgress(ctx context.Context, j *models.Job) *workflows.Progress {
 	if j.Finished == nil && s.Temporal != nil {
 		// a query needs a worker: without one it would only time out
-		if why := s.waitingForWorker(ctx); why != "" {
+		why := ""
+		if j.Host != "" {
+			why = s.waitingForHost(ctx, j.Host)
+		} else {
+			why = s.waitingForWorker(ctx)
+		}
+		if why != "" {
 			return &workflows.Progress{Status: workflows.StatusPending, JobID: j.ID, JobType: j.Type, BackupID: j.BackupID,
 				Percentage: j.Progress, Started: j.Started, ComponentsCompleted: []string{}, ComponentsRemaining: []string{},
 				StorageStatus: map[string]string{}, CurrentOperation: "waiting_for_worker", Waiting: why}

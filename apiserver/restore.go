@@ -88,6 +88,9 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.notYetForHosts(r.Context(), b, "restored"); err != nil {
+		return err
+	}
 	if b.Status != workflows.StatusCompleted && b.Status != workflows.StatusPartial {
 		return conflict(codes.BackupNotFound, "backup %s is %s; only completed (or partial) backups can be restored", b.ID, b.Status)
 	}
@@ -320,6 +323,9 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	setTarget(r, req.BackupID)
 	b, err := s.backupOf(r.Context(), req.BackupID)
 	if err != nil {
+		return err
+	}
+	if err := s.notYetForHosts(r.Context(), b, "verified"); err != nil {
 		return err
 	}
 	loc := req.StorageLocation

@@ -75,6 +75,7 @@ type Server struct {
 	limiter       authLimiter
 	browsers      browseSessions
 	htot          hostTotals
+	hq            hostQueues
 	hostRepoMu    sync.Mutex // one host repository set-up at a time
 }
 

@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"backupd/api"
+	"backupd/models"
 )
 
 // WorkerState is how the worker running in this process (backupd all)
@@ -106,4 +107,53 @@ func (s *Server) waitingForWorker(ctx context.Context) string {
 		}
 	}
 	return ""
+}
+
+// hostQueues caches whether each enrolled host's task queue has a
+// workflow poller, for a moment (every progress poll asks).
+type hostQueues struct {
+	mu sync.Mutex
+	m  map[string]hostQueueState
+}
+
+type hostQueueState struct {
+	at      time.Time
+	pollers int
+	err     error
+}
+
+// waitingForHost says why a job of an enrolled host cannot move when no
+// worker polls its queue ("" when one does, or Temporal cannot tell).
+func (s *Server) waitingForHost(ctx context.Context, host string) string {
+	q := "backup@" + host
+	if h, err := s.Store.GetHost(ctx, host); err == nil && !hostOnline(h) {
+		// stopped, silent or revoked: Temporal may list its last poller
+		// for minutes yet
+		if h.Status == models.HostRevoked {
+			return "host " + host + " is revoked: its worker is refused, and the job waits until the host is enrolled again or the job is cancelled"
+		}
+		return "host " + host + " is offline (its worker stopped or stopped announcing itself): the job waits until it returns (backupd host show " + host + ")"
+	}
+	s.hq.mu.Lock()
+	if s.hq.m == nil {
+		s.hq.m = map[string]hostQueueState{}
+	}
+	st, ok := s.hq.m[q]
+	s.hq.mu.Unlock()
+	if !ok || time.Since(st.at) > 2*time.Second {
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		d, err := s.Temporal.DescribeTaskQueue(dctx, q, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		cancel()
+		st = hostQueueState{at: time.Now(), err: err}
+		if err == nil {
+			st.pollers = len(d.Pollers)
+		}
+		s.hq.mu.Lock()
+		s.hq.m[q] = st
+		s.hq.mu.Unlock()
+	}
+	if st.err != nil || st.pollers > 0 {
+		return ""
+	}
+	return "host " + host + "'s worker is not polling task queue " + q + ": the job waits until it returns (backupd host show " + host + ")"
 }

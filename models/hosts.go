@@ -40,7 +40,10 @@ type Host struct {
 	EnrolledBy string `gorm:"size:300"`
 	EnrolledAt time.Time
 	// LastSeen: the last announcement of its worker (start and every minute)
-	LastSeen  *time.Time
+	LastSeen *time.Time
+	// StoppedAt: its worker said it was shutting down (cleared by its
+	// next announcement)
+	StoppedAt *time.Time
 	RevokedAt *time.Time
 	RevokedBy string `gorm:"size:300"`
 	CreatedAt time.Time
@@ -356,4 +359,16 @@ func (s *Store) LastBackupsOfHost(ctx context.Context, host string) (map[string]
 // SetHostRepos records the host's key entries per location.
 func (s *Store) SetHostRepos(ctx context.Context, id string, repos map[string]string) error {
 	return s.wrote(s.DB.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Update("repos", ToJSON(repos)).Error)
+}
+
+// EnrolledHostNames are the names of the enrolled (not local) hosts,
+// revoked ones included.
+func (s *Store) EnrolledHostNames(ctx context.Context) (map[string]bool, error) {
+	var names []string
+	err := s.DB.WithContext(ctx).Model(&Host{}).Where("local = ?", false).Pluck("name", &names).Error
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, err
 }

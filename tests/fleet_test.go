@@ -210,10 +210,28 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 			t.Fatalf("gw-a's backup %s is not in its own repository: %v", id, err)
 		}
 	}
-	waitFor(t, 10*time.Second, "gw-a's two backups in the host list", func() bool {
+	// the command-line client backs a host up too
+	r = s.cliOK(t, "operator", "backup", "create", "--host", "gw-a", "--components", "data", "--locations", "local", "--wait", "--ca-file", certFile)
+	mustContain(t, r, "stdout", " completed in ")
+	waitFor(t, 10*time.Second, "gw-a's three backups in the host list", func() bool {
 		_, host = s.do("GET", v1+"/hosts/gw-a", "viewer", nil)
-		return get(host, "last_backups.data.backup_id") != nil && get(host, "backups") == 2.0 && get(host, "storage_bytes").(float64) > 0
+		return get(host, "last_backups.data.backup_id") != nil && get(host, "backups") == 3.0 && get(host, "storage_bytes").(float64) > 0
 	})
+	// what the server cannot do with a host's backup yet is refused,
+	// naming the gap, never attempted against the wrong repository
+	for _, c := range []struct {
+		method, path, role string
+		body               any
+	}{
+		{"POST", v1 + "/verify", "operator", map[string]any{"backup_id": firstID}},
+		{"POST", v1 + "/restore", "admin", map[string]any{"backup_id": firstID, "restore_type": "full", "target_location": filepath.Join(a.dir, "out")}},
+		{"DELETE", v1 + "/" + firstID, "admin", nil},
+	} {
+		if st, body := s.do(c.method, c.path, c.role, c.body); st != 409 || !strings.Contains(fmt4(body), "enrolled host gw-a") {
+			t.Errorf("%s %s on gw-a's backup: %d %v", c.method, c.path, st, body)
+		}
+	}
+
 	// the server's own repository holds none of gw-a's backups
 	if _, err := os.Stat(filepath.Join(filepath.Dir(s.cfgPath), "backups", "manifests", firstID)); err == nil {
 		t.Fatal("gw-a's backup landed in the server's own repository")
@@ -243,6 +261,23 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	s.cliJSON(t, &list, "/cloud-integration/backup/hosts", "viewer", "host", "list", "--ca-file", certFile)
 	if list.Total != 3 {
 		t.Fatalf("hosts: %+v (want the server's own, gw-a and gw-b)", list)
+	}
+
+	// a backup of gw-b while its worker is down waits, and runs when the
+	// worker returns
+	b.stop()
+	if _, h := s.do("GET", v1+"/hosts/gw-b", "viewer", nil); h["state"] != "offline" {
+		t.Fatalf("gw-b right after its worker stopped: %v", h)
+	}
+	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-b", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
+	time.Sleep(2 * time.Second)
+	if pr := s.must(200, "GET", v1+"/progress?job_id="+cr["job_id"].(string), "viewer", nil); pr["status"] != "queued" ||
+		!strings.Contains(fmt4(pr), "host gw-b is offline") {
+		t.Fatalf("a backup of an offline host: %v", pr)
+	}
+	b.start(s.bin, nil)
+	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
+		t.Fatalf("gw-b's backup after its worker returned: %v\n%s", pr, b.output())
 	}
 
 	// gw-b's pinned certificate no longer matches: it refuses the server

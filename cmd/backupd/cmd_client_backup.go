@@ -61,10 +61,11 @@ func backupCreate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("backupd backup create", flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
-	var comps, typ, locs, compression, name, desc, priority string
+	var comps, typ, locs, compression, name, desc, priority, host string
 	var encryption optBool
 	var verify, wait bool
 	fs.StringVar(&comps, "components", "", "comma-separated component names (required)")
+	fs.StringVar(&host, "host", "", "an enrolled host to back up (default: the server's own; backupd host list)")
 	fs.StringVar(&typ, "type", "", "full | incremental | differential | snapshot (default full)")
 	fs.StringVar(&locs, "locations", "", "comma-separated storage locations (default: the server's)")
 	fs.StringVar(&compression, "compression", "", "zstd | gzip | bzip2 | lz4 | none (default: the policy's)")
@@ -87,7 +88,8 @@ func backupCreate(ctx context.Context, args []string) error {
 		return usageErr("--components: name at least one component, e.g. --components data,configurations")
 	}
 	req := api.CreateBackupRequest{Name: name, Type: typ, Components: api.ComponentSet{}, StorageLocations: splitList(locs),
-		Encryption: encryption.v, Compression: compression, Description: desc, Priority: priority, VerifyAfterCompletion: verify}
+		Encryption: encryption.v, Compression: compression, Description: desc, Priority: priority, VerifyAfterCompletion: verify,
+		Host: host}
 	for _, n := range names {
 		req.Components[n] = true
 	}

@@ -127,6 +127,15 @@ func cmdWorker(ctx context.Context, args []string) error {
 		return fmt.Errorf("stopping: %w", rerr)
 	default:
 	}
+	// said at once, so the server shows the host offline now rather than
+	// after two missed announcements
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	req := announce()
+	req.Stopping = true
+	if aerr := st.Announce(sctx, req, ""); aerr != nil {
+		slog.Warn("could not tell the server this worker is stopping", "err", aerr)
+	}
+	cancel()
 	return err
 }
 
