@@ -116,7 +116,7 @@ func (s *Server) createEnrolment(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Name != "" {
 		if _, err := s.Store.GetHost(r.Context(), req.Name); err == nil {
-			return conflictPlain("a host named " + req.Name + " is already enrolled; revoke it first or choose another name")
+			return conflictPlain("a host named " + req.Name + " is enrolled (or was: a revoked host keeps its name); choose another name")
 		}
 	}
 	fp, err := s.serverFingerprint()
@@ -193,13 +193,14 @@ const minHostKeyBits = 3072
 // one-time enrolment token in the body is the authority, and a source
 // that keeps presenting bad ones is slowed down like one with bad
 // bearer tokens.
-func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
-	src := sourceOf(r)
-	if !s.limiter.allow(src) {
-		w.Header().Set("Retry-After", "5")
-		return &apiError{Status: http.StatusTooManyRequests, Code: "TOO_MANY_REQUESTS",
-			Message: "too many failed enrolments from this address; wait, then use a valid enrolment token"}
-	}
+func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
+	// the route is open: every refusal slows its source down (wrap has
+	// already refused a source over its limit, before the audit log)
+	defer func() {
+		if err != nil {
+			s.limiter.spend(sourceOf(r))
+		}
+	}()
 	var req api.EnrolRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -209,6 +210,9 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := validHostName("name", req.Name); err != nil {
 		return err
+	}
+	if req.Name == s.Cfg.Host {
+		return conflictPlain("host name " + req.Name + " is the server's own host: enrol under another name (--name)")
 	}
 	for f, v := range map[string]string{"hardware_id": req.HardwareID, "os": req.OS, "version": req.Version} {
 		if err := validText(f, v, 200); err != nil {
@@ -231,11 +235,10 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
 	cred, err := s.Store.Enrol(r.Context(), req.Token, h)
 	switch {
 	case errors.Is(err, models.ErrEnrolmentInvalid):
-		s.limiter.spend(src)
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED",
 			Message: "the enrolment token is unknown, expired, cancelled or already used; ask an admin for a new one (POST /backup/hosts/enrolments, or backupd host enrol-token)"}
 	case errors.Is(err, models.ErrHostNameTaken):
-		return conflictPlain("a host named " + h.Name + " is already enrolled: enrol under another name (--name), or have an admin revoke the old host first")
+		return conflictPlain(err.Error() + ": enrol under another name (--name)")
 	case err != nil:
 		return err
 	}

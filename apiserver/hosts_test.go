@@ -175,3 +175,35 @@ func TestHostEnrolmentAnnounceRotateRevoke(t *testing.T) {
 		}
 	})
 }
+
+// The open enrolment route: the server's own name is refused, and a
+// source that keeps failing is slowed down before each attempt costs an
+// audit entry.
+func TestEnrolmentRouteIsBounded(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	const base = "/cloud-integration/backup/hosts"
+	_, body := call(t, s, "POST", base+"/enrolments", toks["admin"], jsonBody(map[string]any{}))
+	tok := body["token"].(string)
+	res, body := call(t, s, "POST", base+"/enrol", "", jsonBody(map[string]any{"token": tok, "name": "h", "public_key": testHostKey(t)}))
+	if res.StatusCode != http.StatusConflict || !strings.Contains(body["message"].(string), "server's own host") {
+		t.Fatalf("enrolling as the server's own host: %d %v", res.StatusCode, body)
+	}
+	s.limiter = authLimiter{burst: 3, rate: 0.001}
+	limited := 0
+	for i := 0; i < 20; i++ {
+		res, _ := call(t, s, "POST", base+"/enrol", "", jsonBody(map[string]any{"token": "bke_x", "name": "gw", "public_key": "x"}))
+		if res.StatusCode == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited < 15 {
+		t.Fatalf("only %d of 20 failing enrolments were slowed down", limited)
+	}
+	list, n, err := s.Store.ListAudit(context.Background(), models.AuditFilter{Action: "host.enrol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 6 {
+		t.Fatalf("%d audit entries for 21 enrolment attempts (%v)", n, len(list))
+	}
+}

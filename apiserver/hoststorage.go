@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -38,6 +39,51 @@ func hostRepoDir(h *models.Host) string { return "hosts/" + h.ID }
 // maxHostObject bounds one object a host stores (a pack is about 16 MiB).
 const maxHostObject = 64 << 20
 
+// hostPutMemory bounds the bytes of all hosts' uploads held at once;
+// hostPutDeadline, the time one upload's body may take.
+const (
+	hostPutMemory   = 512 << 20
+	hostPutDeadline = 5 * time.Minute
+)
+
+// putBudget is a byte semaphore.
+type putBudget struct {
+	mu   sync.Mutex
+	used int64
+	wake chan struct{}
+}
+
+// acquire waits until n more bytes fit (ctx ending: an error), and
+// returns their release.
+func (b *putBudget) acquire(ctx context.Context, n int64) (func(), error) {
+	for {
+		b.mu.Lock()
+		if b.used+n <= hostPutMemory || b.used == 0 {
+			b.used += n
+			b.mu.Unlock()
+			return func() {
+				b.mu.Lock()
+				b.used -= n
+				if b.wake != nil {
+					close(b.wake)
+					b.wake = nil
+				}
+				b.mu.Unlock()
+			}, nil
+		}
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, &apiError{Status: http.StatusServiceUnavailable, Code: "BUSY", Message: "the server is storing other hosts' uploads; retry"}
+		}
+	}
+}
+
 // hostWritable: the top-level names a host may add objects under.
 // hostRenewable: of those, the ones it may also replace and delete (a
 // running backup's registrations, refreshed and removed by it).
@@ -57,8 +103,7 @@ func (s *Server) hostBackend(r *http.Request) (*models.Host, storage.Backend, er
 	h := stateOf(r).host
 	loc := mux.Vars(r)["location"]
 	if _, ok := s.Cfg.Storage[loc]; !ok {
-		return nil, nil, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND",
-			Message: sprintf("no storage location %q (the server has %s)", loc, strings.Join(s.Cfg.LocationNames(), ", "))}
+		return nil, nil, &apiError{Status: http.StatusNotFound, Code: "UNKNOWN_LOCATION", Message: sprintf("no storage location %q for this host", loc)}
 	}
 	if h.Repos[loc] == "" {
 		return nil, nil, &apiError{Status: http.StatusConflict, Code: "CONFLICT",
@@ -66,7 +111,7 @@ func (s *Server) hostBackend(r *http.Request) (*models.Host, storage.Backend, er
 	}
 	repo, err := s.Stores.Open(r.Context(), loc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, s.storageError(r, err)
 	}
 	be, err := prefix.New(repo.Backend(), hostRepoDir(h))
 	if err != nil {
@@ -93,16 +138,23 @@ func mayRead(h *models.Host, loc, name string) bool {
 	return true
 }
 
-func storageError(err error) error {
+// storageError answers a host: the contract's own errors as they are,
+// anything else (the location's address, credentials' errors) only in
+// the server's log.
+func (s *Server) storageError(r *http.Request, err error) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such object"}
 	case errors.Is(err, storage.ErrInvalidRange):
-		return &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "INVALID_RANGE", Message: err.Error()}
+		return &apiError{Status: http.StatusRequestedRangeNotSatisfiable, Code: "INVALID_RANGE", Message: "the range is outside the object"}
 	case errors.Is(err, storage.ErrInvalidName):
-		return badRequest("name", "%v", err)
+		return badRequest("name", "not a valid object name")
+	case errors.Is(err, context.Canceled):
+		return err
 	}
-	return err
+	s.Log.Error("a host's storage request failed", "host", stateOf(r).host.Name, "location", mux.Vars(r)["location"], "err", err, "request_id", requestID(r))
+	return &apiError{Status: http.StatusServiceUnavailable, Code: "STORAGE_UNAVAILABLE",
+		Message: "the storage location did not answer; retry (request " + requestID(r) + " in the server's log has the cause)"}
 }
 
 func forbiddenObject(format string, args ...any) error {
@@ -128,7 +180,7 @@ func (s *Server) hostObjectList(w http.ResponseWriter, r *http.Request) error {
 		return enc.Encode(api.StoredObject{Name: oi.Name, Size: oi.Size, ModTime: oi.ModTime.UTC().Format(time.RFC3339Nano)})
 	})
 	if err != nil && !started {
-		return storageError(err)
+		return s.storageError(r, err)
 	}
 	if err != nil {
 		// the listing is cut short: the client sees no final line
@@ -149,11 +201,11 @@ func (s *Server) hostObjectStat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !mayRead(h, mux.Vars(r)["location"], name) {
-		return storageError(storage.ErrNotFound)
+		return s.storageError(r, storage.ErrNotFound)
 	}
 	oi, err := be.Stat(r.Context(), name)
 	if err != nil {
-		return storageError(err)
+		return s.storageError(r, err)
 	}
 	writeJSON(w, http.StatusOK, api.StoredObject{Name: name, Size: oi.Size, ModTime: oi.ModTime.UTC().Format(time.RFC3339Nano)})
 	return nil
@@ -169,7 +221,7 @@ func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !mayRead(h, mux.Vars(r)["location"], name) {
-		return storageError(storage.ErrNotFound)
+		return s.storageError(r, storage.ErrNotFound)
 	}
 	q := r.URL.Query()
 	off, length := int64(0), int64(-1)
@@ -185,7 +237,7 @@ func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
 	}
 	rc, err := be.Get(r.Context(), name, off, length)
 	if err != nil {
-		return storageError(err)
+		return s.storageError(r, err)
 	}
 	defer rc.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -222,12 +274,27 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// bodies are held in memory (a backend's Put may need to read twice):
+	// all hosts together hold at most hostPutMemory, and a body that
+	// trickles in is cut off
+	release, err := s.hostPuts.acquire(r.Context(), r.ContentLength)
+	if err != nil {
+		return err
+	}
+	defer release()
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(hostPutDeadline))
 	buf := make([]byte, r.ContentLength)
 	if _, err := io.ReadFull(r.Body, buf); err != nil {
 		return badRequest("", "the body ended before Content-Length (%d bytes): %v", r.ContentLength, err)
 	}
+	if !hostRenewable[top] {
+		// again now that the body is here: the window is the Put alone
+		if _, err := be.Stat(r.Context(), name); err == nil {
+			return &apiError{Status: http.StatusConflict, Code: "CONFLICT", Message: sprintf("%s exists: a host adds objects, it never replaces them", name)}
+		}
+	}
 	if err := be.Put(r.Context(), name, bytes.NewReader(buf), int64(len(buf))); err != nil {
-		return storageError(err)
+		return s.storageError(r, err)
 	}
 	w.WriteHeader(http.StatusCreated)
 	return nil
@@ -246,7 +313,7 @@ func (s *Server) hostObjectDelete(w http.ResponseWriter, r *http.Request) error 
 		return forbiddenObject("a host cannot delete %s: only the server's cleanup removes what backups stored (host %s)", name, h.Name)
 	}
 	if err := be.Delete(r.Context(), name); err != nil {
-		return storageError(err)
+		return s.storageError(r, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -76,6 +76,7 @@ type Server struct {
 	browsers      browseSessions
 	htot          hostTotals
 	hq            hostQueues
+	hostPuts      putBudget
 	hostRepoMu    sync.Mutex // one host repository set-up at a time
 }
 
@@ -352,6 +353,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		defer s.accessLog(r, rt.Path, sw, start)
 		defer func() { s.Metrics.observeRequest(rt, sw.status, time.Since(start)) }()
 		src := sourceOf(r)
+		if rt.Role == rolePublic && rt.Action != "" && !s.limiter.allow(src) {
+			// an open route that writes (the enrolment): a source that
+			// keeps failing is refused before it costs an audit entry
+			sw.Header().Set("Retry-After", "5")
+			s.writeError(sw, r, &apiError{Status: http.StatusTooManyRequests, Code: "TOO_MANY_REQUESTS",
+				Message: "too many failed requests from this address; wait, then send a valid one"})
+			return
+		}
 		err := s.authorize(r, rt, st)
 		if err != nil && st.token == nil {
 			// no valid token: a source that keeps trying is slowed down
@@ -539,6 +548,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	go s.Poll(ctx)
+	// the server's own host is registered before any host can enrol, so
+	// none can take its name
+	if _, err := s.Store.EnsureLocalHost(ctx, s.Cfg.Host); err != nil {
+		s.Log.Error("registering this server's host in the catalog", "err", err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {

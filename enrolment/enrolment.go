@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"backupd/api"
@@ -108,6 +110,9 @@ func Enrol(ctx context.Context, dir, server, token string, o Options) (*State, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	if err := checkPrivate(dir, true); err != nil {
+		return nil, err
+	}
 	key, err := rsa.GenerateKey(rand.Reader, KeyBits)
 	if err != nil {
 		return nil, err
@@ -159,12 +164,17 @@ func loopback(host string) bool {
 // one that others can read is refused.
 func Load(dir string) (*State, error) {
 	p := filepath.Join(dir, StateFile)
-	fi, err := os.Stat(p)
-	if err != nil {
+	if _, err := os.Lstat(p); err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s holds this host's credential and is readable by others (mode %v): chmod 600 %s", p, fi.Mode().Perm(), p)
+	if err := checkPrivate(dir, true); err != nil {
+		return nil, err
+	}
+	if err := checkPrivate(p, false); err != nil {
+		return nil, err
+	}
+	if err := checkPrivate(filepath.Join(dir, KeyFile), false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -277,4 +287,44 @@ func (st *State) Keep(ctx context.Context, every time.Duration, req func() api.A
 			failing = false
 		}
 	}
+}
+
+// checkPrivate refuses what another local user could have planted or
+// could change: the enrolment's directory and files must be this user's
+// own (not links), the files unreadable and the directory unwritable by
+// anyone else, and the directory's parent writable by no one else (or
+// the directory could be swapped).
+func checkPrivate(p string, dir bool) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	euid := os.Geteuid()
+	owner := func(fi os.FileInfo) int {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			return int(st.Uid)
+		}
+		return -1
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: the enrolment's files must be real files of this user", p)
+	case dir != fi.IsDir():
+		return fmt.Errorf("%s is not a %s", p, map[bool]string{true: "directory", false: "regular file"}[dir])
+	case owner(fi) != euid:
+		return fmt.Errorf("%s belongs to user %d, not to this one (%d): someone else may have made it; remove it and enrol again", p, owner(fi), euid)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("%s is open to other users (mode %v): chmod %s %s", p, fi.Mode().Perm(), map[bool]string{true: "700", false: "600"}[dir], p)
+	}
+	if dir {
+		parent := filepath.Dir(p)
+		pi, err := os.Stat(parent)
+		if err != nil {
+			return err
+		}
+		if o := owner(pi); (o != euid && o != 0) || pi.Mode().Perm()&0o022 != 0 {
+			return fmt.Errorf("%s (which holds this host's enrolment) can be changed by other users (owner %d, mode %v): make it this user's and not group- or world-writable", parent, o, pi.Mode().Perm())
+		}
+	}
+	return nil
 }

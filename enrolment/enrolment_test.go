@@ -23,6 +23,7 @@ func TestEnrolRefusesPlainHTTPToAnotherMachine(t *testing.T) {
 
 func TestLoadRefusesACredentialOthersCanRead(t *testing.T) {
 	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
 	st := &State{Server: "https://s:1", HostID: "host-1", Name: "gw", Credential: "bkd_x"}
 	if err := st.Save(dir); err != nil {
 		t.Fatal(err)
@@ -36,6 +37,19 @@ func TestLoadRefusesACredentialOthersCanRead(t *testing.T) {
 		t.Fatalf("world-readable state: %v", err)
 	}
 	os.Chmod(p, 0o600)
+	// a directory others can write to, or a link in place of the file
+	os.Chmod(dir, 0o770)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("group-writable directory: %v", err)
+	}
+	os.Chmod(dir, 0o700)
+	os.Rename(p, p+".real")
+	os.Symlink(p+".real", p)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("state file as a link: %v", err)
+	}
+	os.Remove(p)
+	os.Rename(p+".real", p)
 	// enrolling again over an enrolment is refused, naming the way out
 	if _, err := Enrol(context.Background(), dir, "https://s:1", "bke_x", Options{}); !errors.Is(err, ErrAlreadyEnrolled) {
 		t.Fatalf("second enrolment: %v", err)

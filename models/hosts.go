@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -162,12 +163,25 @@ func (s *Store) Enrol(ctx context.Context, plain string, h *Host) (string, error
 		if len(e.Labels) > 0 {
 			h.Labels = e.Labels
 		}
+		if hostIDShape.MatchString(h.Name) {
+			return fmt.Errorf("%w: %s is shaped like a host id", ErrHostNameTaken, h.Name)
+		}
 		var n int64
 		if err := tx.Model(&Host{}).Where("name = ?", h.Name).Count(&n).Error; err != nil {
 			return err
 		}
 		if n > 0 {
 			return fmt.Errorf("%w: %s", ErrHostNameTaken, h.Name)
+		}
+		// a name an admin gave another, still usable enrolment is that one's
+		if e.Name == "" {
+			if err := tx.Model(&Enrolment{}).Where("name = ? AND used_at IS NULL AND cancelled = ? AND expires_at > ?", h.Name, false, now).
+				Count(&n).Error; err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("%w: %s is reserved for another enrolment", ErrHostNameTaken, h.Name)
+			}
 		}
 		// the token is spent first, and only if it is still unspent
 		r := tx.Model(&Enrolment{}).Where("id = ? AND used_at IS NULL AND cancelled = ?", e.ID, false).
@@ -227,10 +241,19 @@ func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
 	return out, err
 }
 
-// GetHost finds a host by id or by name.
+// hostIDShape is what host ids look like; no host is named so.
+var hostIDShape = regexp.MustCompile(`^host-[0-9a-f]{12}$`)
+
+// GetHost finds a host by id, else by name.
 func (s *Store) GetHost(ctx context.Context, idOrName string) (*Host, error) {
 	var h Host
-	if err := s.DB.WithContext(ctx).Where("id = ? OR name = ?", idOrName, idOrName).First(&h).Error; err != nil {
+	if hostIDShape.MatchString(idOrName) {
+		err := s.DB.WithContext(ctx).First(&h, "id = ?", idOrName).Error
+		if err == nil || !errors.Is(err, gorm.ErrRecordNotFound) {
+			return &h, notFound(err)
+		}
+	}
+	if err := s.DB.WithContext(ctx).First(&h, "name = ?", idOrName).Error; err != nil {
 		return nil, notFound(err)
 	}
 	return &h, nil

@@ -143,3 +143,28 @@ func TestEnrolmentIsSpentOnceAndMakesAHostCredential(t *testing.T) {
 func isBusy(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "database is locked") || strings.Contains(err.Error(), "SQLITE_BUSY"))
 }
+
+// A name an admin gave a pending enrolment, or shaped like a host id,
+// cannot be taken by another enrolment; lookups take an id as an id.
+func TestHostNamesCannotBeSquatted(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		_, _, _ = s.CreateEnrolment(ctx, "gw-reserved", nil, "admin", time.Hour)
+		other, _, _ := s.CreateEnrolment(ctx, "", nil, "admin", time.Hour)
+		if _, err := s.Enrol(ctx, other, &models.Host{ID: models.NewHostID(), Name: "gw-reserved"}); !errors.Is(err, models.ErrHostNameTaken) {
+			t.Fatalf("a reserved name was taken: %v", err)
+		}
+		first := &models.Host{ID: models.NewHostID(), Name: "gw-1"}
+		if _, err := s.Enrol(ctx, other, first); err != nil {
+			t.Fatal(err)
+		}
+		third, _, _ := s.CreateEnrolment(ctx, "", nil, "admin", time.Hour)
+		if _, err := s.Enrol(ctx, third, &models.Host{ID: models.NewHostID(), Name: first.ID}); !errors.Is(err, models.ErrHostNameTaken) {
+			t.Fatalf("a name shaped like a host id: %v", err)
+		}
+		got, err := s.GetHost(ctx, first.ID)
+		if err != nil || got.Name != "gw-1" {
+			t.Fatalf("by id: %v %v", got, err)
+		}
+	})
+}
