@@ -98,6 +98,7 @@ var Enums = map[string][]string{
 	"token_role":       TokenRoles,
 	"host_state":       HostStates,
 	"enrolment_state":  EnrolmentStates,
+	"quota_state":      QuotaStates,
 	"notification":     Notifications,
 	"job_outcome":      JobOutcomes,
 	"alert_level":      AlertLevels,

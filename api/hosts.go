@@ -148,6 +148,7 @@ type Host struct {
 	Components   []HostComponent           `json:"components" required:"true"`
 	LastBackups  map[string]HostLastBackup `json:"last_backups" required:"true" doc:"per component, its newest completed backup"`
 	StorageBytes int64                     `json:"storage_bytes" required:"true" doc:"what the host's backups added to storage (after deduplication)"`
+	Quota        HostQuota                 `json:"quota" required:"true"`
 	Backups      int64                     `json:"backups" required:"true"`
 }
 
@@ -162,4 +163,27 @@ type HostRevoked struct {
 	Status string `json:"status" required:"true" const:"revoked"`
 	ID     string `json:"id" required:"true"`
 	Name   string `json:"name" required:"true"`
+}
+
+// HostQuota is what a host's backups may add to storage.
+type HostQuota struct {
+	SoftBytes int64  `json:"soft_bytes" required:"true" minimum:"0" doc:"past it, the host's backups warn (0: none)"`
+	HardBytes int64  `json:"hard_bytes" required:"true" minimum:"0" doc:"past it, new backups of the host are refused and its uploads stop (0: none)"`
+	State     string `json:"state,omitempty" enum:"quota_state" doc:"ok, warning (past soft) or exceeded (past hard)"`
+}
+
+// HostQuotaRequest is the body of PUT /backup/hosts/{host_id}/quota.
+type HostQuotaRequest struct {
+	SoftBytes *int64 `json:"soft_bytes" required:"true" minimum:"0" doc:"past it, the host's backups warn (0: none)" example:"400000000000"`
+	HardBytes *int64 `json:"hard_bytes" required:"true" minimum:"0" doc:"past it, new backups of the host are refused and its uploads stop (0: none)" example:"500000000000"`
+}
+
+// QuotaStates: a host's use against its quota.
+var QuotaStates = []string{"ok", "warning", "exceeded"}
+
+// HostQuotaSet answers PUT /backup/hosts/{host_id}/quota.
+type HostQuotaSet struct {
+	ID    string    `json:"id" required:"true"`
+	Name  string    `json:"name" required:"true"`
+	Quota HostQuota `json:"quota" required:"true"`
 }

@@ -185,4 +185,4 @@ type TokenRequest struct {
 // Requests are the request body types, for the reflector and the tests.
 var Requests = []any{CreateBackupRequest{}, RestoreRequest{}, RollbackRequest{}, VerifyRequest{}, ScheduleRequest{},
 	CleanupRequest{}, StorageUpdateRequest{}, RetentionUpdateRequest{}, CancelRequest{}, JobRequest{}, RepairRequest{},
-	ProtectRequest{}, TokenRequest{}, EnrolmentRequest{}, EnrolRequest{}, AnnounceRequest{}}
+	ProtectRequest{}, TokenRequest{}, EnrolmentRequest{}, EnrolRequest{}, AnnounceRequest{}, HostQuotaRequest{}}

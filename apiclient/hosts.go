@@ -19,11 +19,12 @@ var (
 	EpEnrol            = Endpoint{"POST", "/backup/hosts/enrol"}
 	EpAnnounce         = Endpoint{"POST", "/backup/hosts/self/announce"}
 	EpRotateCredential = Endpoint{"POST", "/backup/hosts/self/credential"}
+	EpHostQuota        = Endpoint{"PUT", "/backup/hosts/{host_id}/quota"}
 )
 
 func init() {
 	Endpoints = append(Endpoints, EpHosts, EpHost, EpRevokeHost, EpCreateEnrolment, EpEnrolments, EpCancelEnrolment,
-		EpEnrol, EpAnnounce, EpRotateCredential)
+		EpEnrol, EpAnnounce, EpRotateCredential, EpHostQuota)
 }
 
 // HostQuery filters GET /backup/hosts.
@@ -96,4 +97,11 @@ func (c *Client) RotateCredential(ctx context.Context) (api.CredentialRotated, e
 	var out api.CredentialRotated
 	_, err := c.call(ctx, EpRotateCredential.Method, EpRotateCredential.path(), nil, nil, &out)
 	return out, err
+}
+
+// SetHostQuota is PUT /backup/hosts/{host_id}/quota.
+func (c *Client) SetHostQuota(ctx context.Context, id string, soft, hard int64) (api.HostQuotaSet, json.RawMessage, error) {
+	var out api.HostQuotaSet
+	raw, err := c.call(ctx, EpHostQuota.Method, EpHostQuota.path(id), nil, api.HostQuotaRequest{SoftBytes: &soft, HardBytes: &hard}, &out)
+	return out, raw, err
 }

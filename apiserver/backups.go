@@ -373,6 +373,20 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := hostHasRepos(target, locs); err != nil {
 		return err
 	}
+	var quotaWarning string
+	if target != nil {
+		used, err := s.hostUse(r, target)
+		if err != nil {
+			return err
+		}
+		switch quotaState(target, used) {
+		case "exceeded":
+			return overHardQuota(target, used)
+		case "warning":
+			quotaWarning = sprintf("host %s is past its soft quota: its backups hold %s of %s (hard limit %s)", target.Name,
+				humanSize(used), humanSize(target.QuotaSoftBytes), humanSize(target.QuotaHardBytes))
+		}
+	}
 	pol, err := s.policies(r.Context())
 	if err != nil {
 		return err
@@ -453,6 +467,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	s.Hub.Track(jobID)
 	if pw := s.policyWarning(locs, pol); pw != "" {
 		warnings = append(warnings, pw)
+	}
+	if quotaWarning != "" {
+		warnings = append(warnings, quotaWarning)
 	}
 	writeJSON(w, http.StatusOK, api.BackupStarted{
 		Status: "started", BackupID: backupID, Name: req.Name, JobID: jobID,

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"backupd/api"
+	"backupd/codes"
 	"backupd/jobs"
 	"backupd/models"
 	"backupd/repository"
@@ -386,6 +387,7 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 	}
 	t := tot[h.Name]
 	v.Backups, v.StorageBytes = t.Backups, t.AddedBytes
+	v.Quota = api.HostQuota{SoftBytes: h.QuotaSoftBytes, HardBytes: h.QuotaHardBytes, State: quotaState(h, t.AddedBytes)}
 	last, err := s.Store.LastBackupsOfHost(r.Context(), h.Name)
 	if err != nil {
 		return v, err
@@ -594,4 +596,70 @@ func hostHasRepos(h *models.Host, locs []string) error {
 // not said it stopped.
 func hostOnline(h *models.Host) bool {
 	return h.Status == models.HostActive && h.StoppedAt == nil && h.LastSeen != nil && time.Since(*h.LastSeen) < 2*announceEvery+30*time.Second
+}
+
+// quotaState is a host's use against its quota.
+func quotaState(h *models.Host, used int64) string {
+	switch {
+	case h.QuotaHardBytes > 0 && used >= h.QuotaHardBytes:
+		return "exceeded"
+	case h.QuotaSoftBytes > 0 && used >= h.QuotaSoftBytes:
+		return "warning"
+	}
+	return "ok"
+}
+
+// hostUse is what an enrolled host's backups have added to storage, as
+// the catalog counts it (refreshed at most once a second).
+func (s *Server) hostUse(r *http.Request, h *models.Host) (int64, error) {
+	tot, err := s.totalsByHost(r)
+	if err != nil {
+		return 0, err
+	}
+	return tot[h.Name].AddedBytes, nil
+}
+
+// overHardQuota is the refusal of a host past its hard quota.
+func overHardQuota(h *models.Host, used int64) error {
+	return &apiError{Status: http.StatusInsufficientStorage, Code: string(codes.InsufficientStorage),
+		Message: sprintf("host %s is over its hard quota: its backups hold %s of %s; delete some of its backups or raise the quota (PUT /backup/hosts/%s/quota)",
+			h.Name, humanSize(used), humanSize(h.QuotaHardBytes), h.Name)}
+}
+
+func (s *Server) setHostQuota(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.findHost(r)
+	if err != nil {
+		return err
+	}
+	setTarget(r, h.ID)
+	var in api.HostQuotaRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	for f, v := range map[string]*int64{"soft_bytes": in.SoftBytes, "hard_bytes": in.HardBytes} {
+		if v == nil {
+			return badRequest(f, "%s is required (a byte count; 0: no limit)", f)
+		}
+		if *v < 0 {
+			return badRequest(f, "%s: %d is negative (a byte count; 0: no limit)", f, *v)
+		}
+	}
+	req := api.HostQuota{SoftBytes: *in.SoftBytes, HardBytes: *in.HardBytes}
+	if req.HardBytes > 0 && req.SoftBytes > req.HardBytes {
+		return badRequest("soft_bytes", "soft_bytes (%d) is above hard_bytes (%d): the warning would come after the refusal", req.SoftBytes, req.HardBytes)
+	}
+	if h.Local {
+		return conflictPlain("host " + h.Name + " is the server's own host: its storage is bounded by the locations' quotas (storage.*.quota_bytes)")
+	}
+	if err := s.Store.SetHostQuota(r.Context(), h.ID, req.SoftBytes, req.HardBytes); err != nil {
+		return err
+	}
+	h.QuotaSoftBytes, h.QuotaHardBytes = req.SoftBytes, req.HardBytes
+	used, err := s.hostUse(r, h)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.HostQuotaSet{ID: h.ID, Name: h.Name,
+		Quota: api.HostQuota{SoftBytes: h.QuotaSoftBytes, HardBytes: h.QuotaHardBytes, State: quotaState(h, used)}})
+	return nil
 }

@@ -263,6 +263,18 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength < 0 {
 		return &apiError{Status: http.StatusLengthRequired, Code: "LENGTH_REQUIRED", Message: "send Content-Length"}
 	}
+	h := stateOf(r).host
+	if h.QuotaHardBytes > 0 && topOf(name) == "data" {
+		// a backup that began under the quota stops at its next pack once
+		// the catalog counts the host past it
+		used, err := s.hostUse(r, h)
+		if err != nil {
+			return err
+		}
+		if used >= h.QuotaHardBytes {
+			return overHardQuota(h, used)
+		}
+	}
 	if r.ContentLength > maxHostObject {
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "REQUEST_TOO_LARGE", Message: sprintf("an object is at most %d bytes", maxHostObject)}
 	}

@@ -21,6 +21,7 @@ import (
 	"backupd/apiclient"
 	"backupd/backup"
 	"backupd/config"
+	"backupd/models"
 	"backupd/models/modelstest"
 	"backupd/repository"
 	"backupd/restore"
@@ -178,6 +179,23 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	beB, _ := hostproxy.New(u, hostproxy.Options{Token: b.Credential, Pin: pin})
 	if _, err := beB.Stat(ctx, "manifests/"+m.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("host B sees A's manifest: %v", err)
+	}
+
+	// past its hard quota, a host's uploads of data stop, for good
+	if err := s.Store.PutBackup(ctx, &models.Backup{ID: "backup-quota-1", Type: "full", Status: "completed", Timestamp: time.Now(),
+		Host: "gw-a", AddedBytes: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store.SetHostQuota(ctx, a.HostID, 1000, 4000); err != nil {
+		t.Fatal(err)
+	}
+	s.htot.val = nil
+	err = beA.Put(ctx, "data/zz/over", bytes.NewReader([]byte("x")), 1)
+	if err == nil || !storage.IsPermanent(err) || !strings.Contains(err.Error(), "hard quota") {
+		t.Fatalf("an upload past the hard quota: %v", err)
+	}
+	if err := beA.Put(ctx, "writers/w2", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatalf("a registration past the quota (a backup must be able to end): %v", err)
 	}
 
 	// a revoked host's storage is refused at once

@@ -66,6 +66,7 @@ var routePolicy = map[string]struct {
 	"GET /metrics":                                   {"viewer", false},
 	"GET /backup/hosts":                              {"viewer", false},
 	"GET /backup/hosts/{host_id}":                    {"viewer", false},
+	"PUT /backup/hosts/{host_id}/quota":              {"admin", true},
 	"DELETE /backup/hosts/{host_id}":                 {"admin", true},
 	"POST /backup/hosts/enrolments":                  {"admin", true},
 	"GET /backup/hosts/enrolments":                   {"admin", false},

@@ -42,6 +42,11 @@ type Host struct {
 	EnrolledAt time.Time
 	// LastSeen: the last announcement of its worker (start and every minute)
 	LastSeen *time.Time
+	// QuotaSoftBytes, QuotaHardBytes: what its backups may add to
+	// storage (0: no limit); past the soft one its backups warn, past the
+	// hard one new backups are refused
+	QuotaSoftBytes int64
+	QuotaHardBytes int64
 	// StoppedAt: its worker said it was shutting down (cleared by its
 	// next announcement)
 	StoppedAt *time.Time
@@ -394,4 +399,14 @@ func (s *Store) EnrolledHostNames(ctx context.Context) (map[string]bool, error) 
 		out[n] = true
 	}
 	return out, err
+}
+
+// SetHostQuota sets a host's quota (0: none).
+func (s *Store) SetHostQuota(ctx context.Context, id string, soft, hard int64) error {
+	r := s.DB.WithContext(ctx).Model(&Host{}).Where("id = ?", id).
+		Updates(map[string]any{"quota_soft_bytes": soft, "quota_hard_bytes": hard})
+	if r.Error == nil && r.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return s.wrote(r.Error)
 }

@@ -232,6 +232,28 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		}
 	}
 
+	// a hard quota gw-a's backups are past refuses its next backup; a
+	// soft one warns
+	if st, body := s.do("PUT", v1+"/hosts/gw-a/quota", "operator", map[string]any{"soft_bytes": 1, "hard_bytes": 2}); st != 403 {
+		t.Fatalf("an operator set a quota: %d %v", st, body)
+	}
+	q := s.must(200, "PUT", v1+"/hosts/gw-a/quota", "admin", map[string]any{"soft_bytes": 1, "hard_bytes": 2})
+	if get(q, "quota.state") != "exceeded" {
+		t.Fatalf("quota: %v", q)
+	}
+	if st, body := s.do("POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}}); st != 507 ||
+		!strings.Contains(fmt4(body), "over its hard quota") || body["code"] != "BACKUP_001" {
+		t.Fatalf("a backup past the hard quota: %d %v", st, body)
+	}
+	s.must(200, "PUT", v1+"/hosts/gw-a/quota", "admin", map[string]any{"soft_bytes": 1, "hard_bytes": 0})
+	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
+	if !strings.Contains(fmt4(cr["warnings"]), "past its soft quota") {
+		t.Fatalf("a backup past the soft quota: %v", cr)
+	}
+	s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+	r = s.cliOK(t, "admin", "host", "quota", "gw-a", "--soft", "0", "--hard", "0", "--ca-file", certFile)
+	mustContain(t, r, "stdout", "host gw-a: soft quota 0 B, hard quota 0 B (ok now)")
+
 	// the server's own repository holds none of gw-a's backups
 	if _, err := os.Stat(filepath.Join(filepath.Dir(s.cfgPath), "backups", "manifests", firstID)); err == nil {
 		t.Fatal("gw-a's backup landed in the server's own repository")
@@ -269,7 +291,7 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	if _, h := s.do("GET", v1+"/hosts/gw-b", "viewer", nil); h["state"] != "offline" {
 		t.Fatalf("gw-b right after its worker stopped: %v", h)
 	}
-	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-b", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
+	cr = s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-b", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
 	time.Sleep(2 * time.Second)
 	if pr := s.must(200, "GET", v1+"/progress?job_id="+cr["job_id"].(string), "viewer", nil); pr["status"] != "queued" ||
 		!strings.Contains(fmt4(pr), "host gw-b is offline") {

@@ -21,11 +21,12 @@ const hostUsage = `Usage: backupd host <command> [flags]   (through the API serv
   enrolments                                                                  (admin)
   cancel-enrolment    ID                                                      (admin)
   revoke              ID|NAME   the host's credential and worker are refused from now on (admin)
+  quota               ID|NAME --soft SIZE --hard SIZE   what its backups may add to storage, e.g. 400GB (0: none; admin)
 
 Every command: --server URL (BACKUPD_SERVER), --token (BACKUPD_TOKEN) or --token-file, --ca-file, --config, --json.
 `
 
-var hostCommands = []string{"list", "show", "enrol-token", "enrolments", "cancel-enrolment", "revoke"}
+var hostCommands = []string{"list", "show", "enrol-token", "enrolments", "cancel-enrolment", "revoke", "quota"}
 
 func cmdClientHost(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -48,6 +49,8 @@ func cmdClientHost(ctx context.Context, args []string) error {
 		return hostCancelEnrolment(ctx, args[1:])
 	case "revoke":
 		return hostRevoke(ctx, args[1:])
+	case "quota":
+		return hostQuota(ctx, args[1:])
 	}
 	fmt.Fprintf(os.Stderr, "backupd host: unknown command %q\n\n%s", args[0], hostUsage)
 	return errUsage
@@ -240,4 +243,36 @@ func hostRevoke(ctx context.Context, args []string) error {
 
 func apiHostQuery(state, labels string) apiclient.HostQuery {
 	return apiclient.HostQuery{State: state, Labels: labels}
+}
+
+func hostQuota(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("backupd host quota", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	var soft, hard string
+	fs.StringVar(&soft, "soft", "", "past this, the host's backups warn (e.g. 400GB; 0: none) (required)")
+	fs.StringVar(&hard, "hard", "", "past this, new backups of the host are refused (e.g. 500GB; 0: none) (required)")
+	s, pos, err := cf.open(fs, args, "host")
+	if err != nil {
+		return err
+	}
+	if soft == "" || hard == "" {
+		return usageErr("give both --soft and --hard (0 for no limit)")
+	}
+	var n [2]int64
+	for i, v := range []string{soft, hard} {
+		if n[i], err = api.ParseSize(v); err != nil {
+			return usageErr("--%s %q: %v", []string{"soft", "hard"}[i], v, err)
+		}
+	}
+	ans, raw, err := s.c.SetHostQuota(ctx, pos[0], n[0], n[1])
+	if err != nil {
+		return clientError(err)
+	}
+	if s.json {
+		s.raw(raw)
+		return nil
+	}
+	fmt.Fprintf(s.out, "host %s: soft quota %s, hard quota %s (%s now)\n", ans.Name, humanSize(ans.Quota.SoftBytes), humanSize(ans.Quota.HardBytes), ans.Quota.State)
+	return nil
 }

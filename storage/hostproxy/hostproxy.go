@@ -112,6 +112,8 @@ func (b *Backend) do(ctx context.Context, method, op string, q url.Values, body 
 		return nil, fmt.Errorf("%w: %v", storage.ErrInvalidRange, err)
 	case res.StatusCode == http.StatusBadRequest && strings.Contains(e.Message, "not a valid object name"):
 		return nil, fmt.Errorf("%w: %v", storage.ErrInvalidName, err)
+	case res.StatusCode == http.StatusInsufficientStorage:
+		return nil, storage.Permanent(err) // over quota: only an admin changes that
 	case res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests:
 		return nil, err // the server or its storage: worth retrying
 	}
