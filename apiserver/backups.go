@@ -44,10 +44,20 @@ var downloadFormats = []string{"tar.gz", "tar.zst", "tar.bz2", "tar"}
 
 func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "type", "status", "limit", "page_size", "page", "since", "until", "schedule_id"); err != nil {
+	if err := onlyParams(q, "type", "status", "limit", "page_size", "page", "since", "until", "schedule_id", "host"); err != nil {
 		return err
 	}
 	f := models.BackupFilter{Type: q.Get("type"), Status: q.Get("status"), ScheduleID: q.Get("schedule_id")}
+	if hq := q.Get("host"); hq != "" {
+		local, name, err := s.hostFilter(r.Context(), hq)
+		if err != nil {
+			return err
+		}
+		f.Hosts = []string{name}
+		if local {
+			f.Hosts = append(f.Hosts, "") // rows from before hosts were recorded
+		}
+	}
 	if f.Type != "" {
 		if err := oneOf("type", f.Type, backupTypes...); err != nil {
 			return err
@@ -837,7 +847,7 @@ type totalsEntry struct {
 // changed through this process and for 30 s (writes by another process);
 // after that the old sums are served while one request refreshes them.
 func (s *Server) backupTotals(ctx context.Context, f models.BackupFilter) (models.BackupTotals, error) {
-	key := fmt.Sprintf("%s|%s|%s|%v|%v", f.Type, f.Status, f.ScheduleID, f.Since, f.Until)
+	key := fmt.Sprintf("%s|%s|%s|%v|%v|%q", f.Type, f.Status, f.ScheduleID, f.Since, f.Until, f.Hosts)
 	gen := s.Store.Generation()
 	s.totMu.Lock()
 	e, ok := s.totCache[key]

@@ -663,3 +663,19 @@ func (s *Server) setHostQuota(w http.ResponseWriter, r *http.Request) error {
 		Quota: api.HostQuota{SoftBytes: h.QuotaSoftBytes, HardBytes: h.QuotaHardBytes, State: quotaState(h, used)}})
 	return nil
 }
+
+// hostFilter resolves a list's host= (a name or an id): whether it is the
+// server's own host, and its name.
+func (s *Server) hostFilter(ctx context.Context, q string) (bool, string, error) {
+	if q == s.Cfg.Host {
+		return true, q, nil
+	}
+	h, err := s.Store.GetHost(ctx, q)
+	if errors.Is(err, models.ErrNotFound) {
+		return false, "", badRequest("host", "host %q: no such host (GET /backup/hosts lists them)", q)
+	}
+	if err != nil {
+		return false, "", err
+	}
+	return h.Local && h.Name == s.Cfg.Host, h.Name, nil
+}

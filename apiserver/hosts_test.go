@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -205,5 +206,41 @@ func TestEnrolmentRouteIsBounded(t *testing.T) {
 	}
 	if n > 6 {
 		t.Fatalf("%d audit entries for 21 enrolment attempts (%v)", n, len(list))
+	}
+}
+
+// Lists filter by host, and the list's totals are per filter (a cache
+// keyed without the host once answered one host's totals for another).
+func TestListsFilterByHost(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	ctx := context.Background()
+	enr, _, _ := s.Store.CreateEnrolment(ctx, "", nil, "test", time.Hour)
+	if _, err := s.Store.Enrol(ctx, enr, &models.Host{ID: models.NewHostID(), Name: "gw-x"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, host := range []string{"h", "h", "", "gw-x"} {
+		s.Store.PutBackup(ctx, &models.Backup{ID: fmt.Sprintf("backup-%d", i), Type: "full", Status: "completed",
+			Timestamp: time.Now().Add(time.Duration(i) * time.Minute), Host: host})
+	}
+	s.Store.PutJob(ctx, &models.Job{ID: "J1", Type: "backup", Status: "completed", Started: time.Now(), Host: "gw-x"})
+	s.Store.PutJob(ctx, &models.Job{ID: "J2", Type: "backup", Status: "completed", Started: time.Now()})
+	for _, c := range []struct {
+		q    string
+		want float64
+	}{{"", 4}, {"?host=h", 3}, {"?host=gw-x", 1}, {"?host=h", 3}} {
+		q, want := c.q, c.want
+		_, out := call(t, s, "GET", "/cloud-integration/backup/list"+q, toks["viewer"], nil)
+		if got := out["pagination"].(map[string]any)["total"]; got != want {
+			t.Errorf("list%s: total %v, want %v", q, got, want)
+		}
+	}
+	for q, want := range map[string]int{"?host=gw-x": 1, "?host=h": 1, "": 2} {
+		_, out := call(t, s, "GET", "/cloud-integration/backup/jobs"+q, toks["viewer"], nil)
+		if got := len(out["jobs"].([]any)); got != want {
+			t.Errorf("jobs%s: %d, want %d", q, got, want)
+		}
+	}
+	if res, _ := call(t, s, "GET", "/cloud-integration/backup/list?host=nope", toks["viewer"], nil); res.StatusCode != 400 {
+		t.Errorf("an unknown host: %d", res.StatusCode)
 	}
 }

@@ -297,10 +297,20 @@ var (
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "status", "type", "limit", "page_size", "page"); err != nil {
+	if err := onlyParams(q, "status", "type", "limit", "page_size", "page", "host"); err != nil {
 		return err
 	}
 	f := models.JobFilter{Type: api.JobType(q.Get("type"))}
+	if hq := q.Get("host"); hq != "" {
+		local, name, err := s.hostFilter(r.Context(), hq)
+		if err != nil {
+			return err
+		}
+		f.HostSet = true
+		if !local {
+			f.Host = name // the server's own host's jobs carry no host
+		}
+	}
 	if f.Type != "" {
 		if err := oneOf("type", string(f.Type), jobTypes...); err != nil {
 			return err

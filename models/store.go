@@ -190,10 +190,15 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 type BackupFilter struct {
 	Type, Status, ScheduleID string
 	Since, Until             *time.Time
-	Limit, Page              int // Page is 1-based
+	// Hosts: only backups recorded under one of these host names
+	Hosts       []string
+	Limit, Page int // Page is 1-based
 }
 
 func (f BackupFilter) apply(q *gorm.DB) *gorm.DB {
+	if f.Hosts != nil {
+		q = q.Where("host IN ?", f.Hosts)
+	}
 	if f.Type != "" {
 		q = q.Where("type = ?", f.Type)
 	}
@@ -413,8 +418,11 @@ func (s *Store) GetJobByRef(ctx context.Context, kind api.JobType, ref string) (
 type JobFilter struct {
 	Type     api.JobType
 	Statuses []string
-	Limit    int
-	Page     int
+	// Host: only this host's jobs ("" with HostSet: the server's own)
+	Host    string
+	HostSet bool
+	Limit   int
+	Page    int
 }
 
 // ListJobs returns jobs, newest first.
@@ -445,6 +453,9 @@ func (s *Store) jobQuery(ctx context.Context, f JobFilter) *gorm.DB {
 	}
 	if len(f.Statuses) > 0 {
 		q = q.Where("status IN ?", f.Statuses)
+	}
+	if f.HostSet {
+		q = q.Where("host = ?", f.Host)
 	}
 	return q
 }

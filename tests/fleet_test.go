@@ -254,6 +254,20 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	r = s.cliOK(t, "admin", "host", "quota", "gw-a", "--soft", "0", "--hard", "0", "--ca-file", certFile)
 	mustContain(t, r, "stdout", "host gw-a: soft quota 0 B, hard quota 0 B (ok now)")
 
+	// lists by host
+	if l := s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil); get(l, "pagination.total") != 4.0 {
+		t.Fatalf("gw-a's backups: %v", l)
+	}
+	if l := s.must(200, "GET", v1+"/list?host=apitest", "viewer", nil); get(l, "pagination.total") != 0.0 {
+		t.Fatalf("the server's own host's backups: %v", l)
+	}
+	if js := s.must(200, "GET", v1+"/jobs?host="+host["id"].(string), "viewer", nil); len(js["jobs"].([]any)) != 4 {
+		t.Fatalf("gw-a's jobs: %v", js)
+	}
+	if st, _ := s.do("GET", v1+"/list?host=gw-zz", "viewer", nil); st != 400 {
+		t.Fatalf("list of an unknown host: %d", st)
+	}
+
 	// the server's own repository holds none of gw-a's backups
 	if _, err := os.Stat(filepath.Join(filepath.Dir(s.cfgPath), "backups", "manifests", firstID)); err == nil {
 		t.Fatal("gw-a's backup landed in the server's own repository")
