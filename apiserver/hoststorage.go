@@ -129,6 +129,24 @@ func objectName(r *http.Request) (string, error) {
 	return n, nil
 }
 
+// hostObject is the calling host's part of the location and the
+// request's object name, checked; for a read, one the host may see (the
+// others answer as missing).
+func (s *Server) hostObject(r *http.Request, read bool) (*models.Host, storage.Backend, string, error) {
+	h, be, err := s.hostBackend(r)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	name, err := objectName(r)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if read && !mayRead(h, mux.Vars(r)["location"], name) {
+		return nil, nil, "", s.storageError(r, storage.ErrNotFound)
+	}
+	return h, be, name, nil
+}
+
 // mayRead: everything of its own repository except the key entries it
 // does not hold (the server's, wrapped by its password).
 func mayRead(h *models.Host, loc, name string) bool {
@@ -192,16 +210,9 @@ func (s *Server) hostObjectList(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectStat(w http.ResponseWriter, r *http.Request) error {
-	h, be, err := s.hostBackend(r)
+	_, be, name, err := s.hostObject(r, true)
 	if err != nil {
 		return err
-	}
-	name, err := objectName(r)
-	if err != nil {
-		return err
-	}
-	if !mayRead(h, mux.Vars(r)["location"], name) {
-		return s.storageError(r, storage.ErrNotFound)
 	}
 	oi, err := be.Stat(r.Context(), name)
 	if err != nil {
@@ -212,16 +223,9 @@ func (s *Server) hostObjectStat(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
-	h, be, err := s.hostBackend(r)
+	_, be, name, err := s.hostObject(r, true)
 	if err != nil {
 		return err
-	}
-	name, err := objectName(r)
-	if err != nil {
-		return err
-	}
-	if !mayRead(h, mux.Vars(r)["location"], name) {
-		return s.storageError(r, storage.ErrNotFound)
 	}
 	q := r.URL.Query()
 	off, length := int64(0), int64(-1)
@@ -248,11 +252,7 @@ func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
-	_, be, err := s.hostBackend(r)
-	if err != nil {
-		return err
-	}
-	name, err := objectName(r)
+	_, be, name, err := s.hostObject(r, false)
 	if err != nil {
 		return err
 	}
@@ -313,11 +313,7 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectDelete(w http.ResponseWriter, r *http.Request) error {
-	h, be, err := s.hostBackend(r)
-	if err != nil {
-		return err
-	}
-	name, err := objectName(r)
+	h, be, name, err := s.hostObject(r, false)
 	if err != nil {
 		return err
 	}
