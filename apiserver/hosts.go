@@ -258,13 +258,21 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 // locations where it has one; a location that fails is logged and left
 // for the host's next announcement.
 func (s *Server) hostRepos(r *http.Request, h *models.Host) []string {
-	s.hostRepoMu.Lock()
-	defer s.hostRepoMu.Unlock()
-	if fresh, err := s.Store.GetHost(r.Context(), h.ID); err == nil {
-		h.Repos = fresh.Repos
+	ready := true
+	for _, l := range s.Cfg.LocationNames() {
+		ready = ready && h.Repos[l] != ""
 	}
-	if err := s.ensureHostRepos(r.Context(), h); err != nil {
-		s.Log.Warn("a host's repositories are not all ready; retried at its next announcement", "host", h.Name, "err", err, "request_id", requestID(r))
+	// the common case takes no lock: one host's slow location must not
+	// hold up every other host's announcement
+	if !ready && !h.Local {
+		s.hostRepoMu.Lock()
+		if fresh, err := s.Store.GetHost(r.Context(), h.ID); err == nil {
+			h.Repos = fresh.Repos
+		}
+		if err := s.ensureHostRepos(r.Context(), h); err != nil {
+			s.Log.Warn("a host's repositories are not all ready; retried at its next announcement", "host", h.Name, "err", err, "request_id", requestID(r))
+		}
+		s.hostRepoMu.Unlock()
 	}
 	locs := []string{}
 	for _, l := range s.Cfg.LocationNames() {
