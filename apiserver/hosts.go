@@ -212,9 +212,6 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := validHostName("name", req.Name); err != nil {
 		return err
 	}
-	if req.Name == s.Cfg.Host {
-		return conflictPlain("host name " + req.Name + " is the server's own host: enrol under another name (--name)")
-	}
 	for f, v := range map[string]string{"hardware_id": req.HardwareID, "os": req.OS, "version": req.Version} {
 		if err := validText(f, v, 200); err != nil {
 			return err
@@ -233,7 +230,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	h := &models.Host{ID: models.NewHostID(), Name: req.Name, HardwareID: req.HardwareID, OS: req.OS, Version: req.Version,
 		Components: comps, PublicKey: req.PublicKey}
-	cred, err := s.Store.Enrol(r.Context(), req.Token, h)
+	cred, err := s.Store.Enrol(r.Context(), req.Token, h, s.Cfg.Host)
 	switch {
 	case errors.Is(err, models.ErrEnrolmentInvalid):
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED",

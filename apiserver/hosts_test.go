@@ -189,6 +189,13 @@ func TestEnrolmentRouteIsBounded(t *testing.T) {
 	if res.StatusCode != http.StatusConflict || !strings.Contains(body["message"].(string), "server's own host") {
 		t.Fatalf("enrolling as the server's own host: %d %v", res.StatusCode, body)
 	}
+	// a token whose enrolment names the host: the name the host gives
+	// (its hostname, which may be the server's) does not matter
+	_, body = call(t, s, "POST", base+"/enrolments", toks["admin"], jsonBody(map[string]any{"name": "gw-named"}))
+	res, body = call(t, s, "POST", base+"/enrol", "", jsonBody(map[string]any{"token": body["token"], "name": "h", "public_key": testHostKey(t)}))
+	if res.StatusCode != http.StatusCreated || body["name"] != "gw-named" {
+		t.Fatalf("a named enrolment from a host that calls itself like the server: %d %v", res.StatusCode, body)
+	}
 	s.limiter = authLimiter{burst: 3, rate: 0.001}
 	limited := 0
 	for i := 0; i < 20; i++ {

@@ -142,10 +142,11 @@ func (s *Store) CancelEnrolment(ctx context.Context, id string) error {
 }
 
 // Enrol spends an enrolment token: in one transaction it marks the token
-// used, registers h (named by the enrolment when it names one) and
-// makes the host's credential, whose plaintext it returns. A token is
+// used, registers h (named by the enrolment when it names one; never a
+// reserved name) and makes the host's credential, whose plaintext it
+// returns. A token is
 // spent once even when two hosts present it at the same moment.
-func (s *Store) Enrol(ctx context.Context, plain string, h *Host) (string, error) {
+func (s *Store) Enrol(ctx context.Context, plain string, h *Host, reserved ...string) (string, error) {
 	if !strings.HasPrefix(plain, EnrolmentPrefix) || len(plain) > 200 {
 		return "", ErrEnrolmentInvalid
 	}
@@ -167,6 +168,11 @@ func (s *Store) Enrol(ctx context.Context, plain string, h *Host) (string, error
 		}
 		if len(e.Labels) > 0 {
 			h.Labels = e.Labels
+		}
+		for _, r := range reserved {
+			if h.Name == r {
+				return fmt.Errorf("%w: %s is the server's own host", ErrHostNameTaken, h.Name)
+			}
 		}
 		if hostIDShape.MatchString(h.Name) {
 			return fmt.Errorf("%w: %s is shaped like a host id", ErrHostNameTaken, h.Name)
