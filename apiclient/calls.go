@@ -82,8 +82,8 @@ func (c *Client) Health(ctx context.Context) (api.Health, json.RawMessage, error
 
 // BackupQuery filters GET /backup/list (empty fields are not sent).
 type BackupQuery struct {
-	Type, Status, Since, Until, ScheduleID string
-	Limit, Page                            int
+	Type, Status, Since, Until, ScheduleID, Host string
+	Limit, Page                                  int
 }
 
 func (q BackupQuery) values() url.Values {
@@ -93,6 +93,7 @@ func (q BackupQuery) values() url.Values {
 	set(v, "since", q.Since)
 	set(v, "until", q.Until)
 	set(v, "schedule_id", q.ScheduleID)
+	set(v, "host", q.Host)
 	setInt(v, "limit", q.Limit)
 	setInt(v, "page", q.Page)
 	return v

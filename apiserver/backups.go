@@ -380,6 +380,15 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	var hostWarning string
+	if target != nil && len(locs) > 1 {
+		// the copies a backup gets after its first location need a key
+		// that reads it, which an enrolled host does not hold; the server
+		// does not make them for hosts yet
+		hostWarning = sprintf("host %s's backup goes to %s only: copies of enrolled hosts' backups to other locations (%s) are not made yet",
+			target.Name, locs[0], strings.Join(locs[1:], ", "))
+		locs = locs[:1]
+	}
 	if err := hostHasRepos(target, locs); err != nil {
 		return err
 	}
@@ -480,6 +489,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	if quotaWarning != "" {
 		warnings = append(warnings, quotaWarning)
+	}
+	if hostWarning != "" {
+		warnings = append(warnings, hostWarning)
 	}
 	writeJSON(w, http.StatusOK, api.BackupStarted{
 		Status: "started", BackupID: backupID, Name: req.Name, JobID: jobID,

@@ -250,18 +250,32 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	if !strings.Contains(fmt4(cr["warnings"]), "past its soft quota") {
 		t.Fatalf("a backup past the soft quota: %v", cr)
 	}
-	s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string))
+	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
+		t.Fatalf("gw-a's backup past the soft quota: %v", pr)
+	}
+	// more than one location: written to the first, and said so
+	cr = s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true}, "storage_locations": []string{"local", "cloud"}})
+	if !strings.Contains(fmt4(cr["warnings"]), "goes to local only") || fmt4(cr["storage_locations"]) != `["local"]` {
+		t.Fatalf("a host's backup to two locations: %v", cr)
+	}
+	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
+		t.Fatalf("gw-a's backup asked for two locations: %v", pr)
+	}
 	r = s.cliOK(t, "admin", "host", "quota", "gw-a", "--soft", "0", "--hard", "0", "--ca-file", certFile)
 	mustContain(t, r, "stdout", "host gw-a: soft quota 0 B, hard quota 0 B (ok now)")
+	r = s.cliOK(t, "viewer", "backup", "list", "--host", "gw-a", "--ca-file", certFile)
+	if n := strings.Count(r.stdout, "backup-"); n != 5 {
+		t.Fatalf("backup list --host gw-a: %d backups\n%s", n, r.stdout)
+	}
 
 	// lists by host
-	if l := s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil); get(l, "pagination.total") != 4.0 {
+	if l := s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil); get(l, "pagination.total") != 5.0 {
 		t.Fatalf("gw-a's backups: %v", l)
 	}
 	if l := s.must(200, "GET", v1+"/list?host=apitest", "viewer", nil); get(l, "pagination.total") != 0.0 {
 		t.Fatalf("the server's own host's backups: %v", l)
 	}
-	if js := s.must(200, "GET", v1+"/jobs?host="+host["id"].(string), "viewer", nil); len(js["jobs"].([]any)) != 4 {
+	if js := s.must(200, "GET", v1+"/jobs?host="+host["id"].(string), "viewer", nil); len(js["jobs"].([]any)) != 5 {
 		t.Fatalf("gw-a's jobs: %v", js)
 	}
 	if st, _ := s.do("GET", v1+"/list?host=gw-zz", "viewer", nil); st != 400 {

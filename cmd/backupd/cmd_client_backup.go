@@ -124,6 +124,7 @@ func backupList(ctx context.Context, args []string) error {
 	fs.StringVar(&since, "since", "", "taken at or after: a time (2025-03-15T02:00:00Z, 2025-03-15) or an age (36h, 7d)")
 	fs.StringVar(&until, "until", "", "taken at or before (as --since)")
 	fs.StringVar(&q.ScheduleID, "schedule", "", "taken by this schedule")
+	fs.StringVar(&q.Host, "host", "", "of this host (a name or id; backupd host list)")
 	fs.IntVar(&q.Limit, "limit", 50, fmt.Sprintf("entries per page (1..%d)", api.MaxPageSize))
 	fs.IntVar(&offset, "offset", 0, "skip this many entries (a multiple of --limit)")
 	fs.IntVar(&q.Page, "page", 0, "the page (from 1; or --offset)")
