@@ -283,7 +283,7 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 		if _, err := be.Stat(r.Context(), name); err == nil {
 			return &apiError{Status: http.StatusConflict, Code: "CONFLICT", Message: sprintf("%s exists: a host adds objects, it never replaces them", name)}
 		} else if !errors.Is(err, storage.ErrNotFound) {
-			return err
+			return s.storageError(r, err)
 		}
 	}
 	// bodies are held in memory (a backend's Put may need to read twice):
