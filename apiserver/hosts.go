@@ -173,7 +173,14 @@ func (s *Server) cancelEnrolment(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func hostComponents(in []api.HostComponent) ([]models.HostComponent, error) {
+// hostReport checks what a host says of itself (at enrolment and in
+// each announcement) and returns its components as the catalog keeps them.
+func hostReport(hardwareID, os, version string, in []api.HostComponent) ([]models.HostComponent, error) {
+	for _, f := range []struct{ name, v string }{{"hardware_id", hardwareID}, {"os", os}, {"version", version}} {
+		if err := validText(f.name, f.v, 200); err != nil {
+			return nil, err
+		}
+	}
 	if len(in) > 200 {
 		return nil, badRequest("components", "components: at most 200")
 	}
@@ -212,12 +219,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := validHostName("name", req.Name); err != nil {
 		return err
 	}
-	for f, v := range map[string]string{"hardware_id": req.HardwareID, "os": req.OS, "version": req.Version} {
-		if err := validText(f, v, 200); err != nil {
-			return err
-		}
-	}
-	comps, err := hostComponents(req.Components)
+	comps, err := hostReport(req.HardwareID, req.OS, req.Version, req.Components)
 	if err != nil {
 		return err
 	}
@@ -286,12 +288,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	for f, v := range map[string]string{"hardware_id": req.HardwareID, "os": req.OS, "version": req.Version} {
-		if err := validText(f, v, 200); err != nil {
-			return err
-		}
-	}
-	comps, err := hostComponents(req.Components)
+	comps, err := hostReport(req.HardwareID, req.OS, req.Version, req.Components)
 	if err != nil {
 		return err
 	}
@@ -384,9 +381,7 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 				v.LastSeen = rfc3339ptr(wi.LastPoll)
 			}
 		}
-		if v.Components = s.localComponents(); v.Components == nil {
-			v.Components = []api.HostComponent{}
-		}
+		v.Components = s.Cfg.HostComponents()
 	case hostOnline(h):
 		v.State = "online"
 	}
@@ -401,16 +396,6 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 		v.LastBackups[c] = api.HostLastBackup{BackupID: b.ID, Timestamp: rfc3339(b.Timestamp)}
 	}
 	return v, nil
-}
-
-// localComponents are the server's own host's configured components.
-func (s *Server) localComponents() []api.HostComponent {
-	var out []api.HostComponent
-	for name, c := range s.Cfg.Components {
-		out = append(out, api.HostComponent{Name: name, Kind: c.Kind(), Paths: c.Paths})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // selectorMatches: a label selector is key=value pairs separated by
@@ -443,7 +428,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	if _, err := s.Store.EnsureLocalHost(r.Context(), s.Cfg.Host); err != nil {
+	if err := s.ensureLocalHost(r.Context()); err != nil {
 		return err
 	}
 	list, err := s.Store.ListHosts(r.Context())
@@ -476,7 +461,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) findHost(r *http.Request) (*models.Host, error) {
 	id := mux.Vars(r)["host_id"]
-	if _, err := s.Store.EnsureLocalHost(r.Context(), s.Cfg.Host); err != nil {
+	if err := s.ensureLocalHost(r.Context()); err != nil {
 		return nil, err
 	}
 	h, err := s.Store.GetHost(r.Context(), id)
@@ -683,4 +668,17 @@ func (s *Server) hostFilter(ctx context.Context, q string) (bool, string, error)
 		return false, "", err
 	}
 	return h.Local && h.Name == s.Cfg.Host, h.Name, nil
+}
+
+// ensureLocalHost registers the server's own host once per process (at
+// start, or at the first request that needs it).
+func (s *Server) ensureLocalHost(ctx context.Context) error {
+	if s.localHost.Load() {
+		return nil
+	}
+	if _, err := s.Store.EnsureLocalHost(ctx, s.Cfg.Host); err != nil {
+		return err
+	}
+	s.localHost.Store(true)
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -77,7 +78,8 @@ type Server struct {
 	htot          hostTotals
 	hq            hostQueues
 	hostPuts      putBudget
-	hostRepoMu    sync.Mutex // one host repository set-up at a time
+	localHost     atomic.Bool // the server's own host is in the catalog
+	hostRepoMu    sync.Mutex  // one host repository set-up at a time
 }
 
 // New builds a server; Hub is created if nil.
@@ -551,7 +553,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	go s.Poll(ctx)
 	// the server's own host is registered before any host can enrol, so
 	// none can take its name
-	if _, err := s.Store.EnsureLocalHost(ctx, s.Cfg.Host); err != nil {
+	if err := s.ensureLocalHost(ctx); err != nil {
 		s.Log.Error("registering this server's host in the catalog", "err", err)
 	}
 	errc := make(chan error, 1)

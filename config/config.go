@@ -519,3 +519,14 @@ func (c Component) Kind() string {
 	}
 	return strings.Join(kinds, "+")
 }
+
+// HostComponents are the configured components as a worker reports them
+// (and as the API lists the server's own host's), by name.
+func (c *Config) HostComponents() []api.HostComponent {
+	out := []api.HostComponent{}
+	for _, name := range c.ComponentNames() {
+		comp := c.Components[name]
+		out = append(out, api.HostComponent{Name: name, Kind: comp.Kind(), Paths: comp.Paths})
+	}
+	return out
+}

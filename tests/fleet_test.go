@@ -176,7 +176,7 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	// gw-a's own repository; then an incremental one
 	const v1 = "/cloud-integration/backup"
 	if st, body := s.do("POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"nope": true}}); st != 400 ||
-		!strings.Contains(fmt4(body), "it reports: data") {
+		!strings.Contains(jsonText(body), "it reports: data") {
 		t.Fatalf("a component gw-a does not have: %d %v", st, body)
 	}
 	if st, body := s.do("POST", v1+"/create", "operator", map[string]any{"host": "gw-zz", "components": map[string]bool{"data": true}}); st != 400 {
@@ -203,7 +203,7 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		}
 		// its file tree can be browsed
 		tree := s.must(200, "GET", v1+"/tree/"+id+"?component=data&path="+url.QueryEscape(filepath.Join(a.dir, "data")), "operator", nil)
-		if !strings.Contains(fmt4(tree), "hello.txt") {
+		if !strings.Contains(jsonText(tree), "hello.txt") {
 			t.Fatalf("tree of gw-a's backup: %v", tree)
 		}
 		if _, err := os.Stat(filepath.Join(filepath.Dir(s.cfgPath), "backups", "hosts", host["id"].(string), "manifests", id)); err != nil {
@@ -227,7 +227,7 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		{"POST", v1 + "/restore", "admin", map[string]any{"backup_id": firstID, "restore_type": "full", "target_location": filepath.Join(a.dir, "out")}},
 		{"DELETE", v1 + "/" + firstID, "admin", nil},
 	} {
-		if st, body := s.do(c.method, c.path, c.role, c.body); st != 409 || !strings.Contains(fmt4(body), "enrolled host gw-a") {
+		if st, body := s.do(c.method, c.path, c.role, c.body); st != 409 || !strings.Contains(jsonText(body), "enrolled host gw-a") {
 			t.Errorf("%s %s on gw-a's backup: %d %v", c.method, c.path, st, body)
 		}
 	}
@@ -242,12 +242,12 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		t.Fatalf("quota: %v", q)
 	}
 	if st, body := s.do("POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}}); st != 507 ||
-		!strings.Contains(fmt4(body), "over its hard quota") || body["code"] != "BACKUP_001" {
+		!strings.Contains(jsonText(body), "over its hard quota") || body["code"] != "BACKUP_001" {
 		t.Fatalf("a backup past the hard quota: %d %v", st, body)
 	}
 	s.must(200, "PUT", v1+"/hosts/gw-a/quota", "admin", map[string]any{"soft_bytes": 1, "hard_bytes": 0})
 	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
-	if !strings.Contains(fmt4(cr["warnings"]), "past its soft quota") {
+	if !strings.Contains(jsonText(cr["warnings"]), "past its soft quota") {
 		t.Fatalf("a backup past the soft quota: %v", cr)
 	}
 	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
@@ -255,7 +255,7 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	}
 	// more than one location: written to the first, and said so
 	cr = s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true}, "storage_locations": []string{"local", "cloud"}})
-	if !strings.Contains(fmt4(cr["warnings"]), "goes to local only") || fmt4(cr["storage_locations"]) != `["local"]` {
+	if !strings.Contains(jsonText(cr["warnings"]), "goes to local only") || jsonText(cr["storage_locations"]) != `["local"]` {
 		t.Fatalf("a host's backup to two locations: %v", cr)
 	}
 	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
@@ -322,7 +322,7 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	cr = s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-b", "components": map[string]bool{"data": true}, "storage_locations": []string{"local"}})
 	time.Sleep(2 * time.Second)
 	if pr := s.must(200, "GET", v1+"/progress?job_id="+cr["job_id"].(string), "viewer", nil); pr["status"] != "queued" ||
-		!strings.Contains(fmt4(pr), "host gw-b is offline") {
+		!strings.Contains(jsonText(pr), "host gw-b is offline") {
 		t.Fatalf("a backup of an offline host: %v", pr)
 	}
 	b.start(s.bin, nil)
@@ -365,4 +365,5 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	}
 }
 
-func fmt4(v any) string { b, _ := json.Marshal(v); return string(b) }
+// jsonText is v as JSON, for looking for words in an answer.
+func jsonText(v any) string { b, _ := json.Marshal(v); return string(b) }

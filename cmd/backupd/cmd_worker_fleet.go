@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -60,7 +59,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 		}
 		hi := hostinfo.Get()
 		st, err := enrolment.Enrol(ctx, dir, enrolURL, enrolToken, enrolment.Options{Name: name, Fingerprint: fingerprint,
-			InsecureHTTP: insecureHTTP, Components: hostComponents(cfg), HardwareID: hi.HardwareID, OS: hi.SystemVersion,
+			InsecureHTTP: insecureHTTP, Components: cfg.HostComponents(), HardwareID: hi.HardwareID, OS: hi.SystemVersion,
 			Version: buildinfo.Version(), Notice: func(m string) { fmt.Fprintln(os.Stderr, "backupd worker: "+m) }})
 		if err != nil {
 			return err
@@ -88,7 +87,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 	}
 	announce := func() api.AnnounceRequest {
 		hi := hostinfo.Get()
-		return api.AnnounceRequest{HardwareID: hi.HardwareID, OS: hi.SystemVersion, Version: buildinfo.Version(), Components: hostComponents(cfg)}
+		return api.AnnounceRequest{HardwareID: hi.HardwareID, OS: hi.SystemVersion, Version: buildinfo.Version(), Components: cfg.HostComponents()}
 	}
 	if st != nil {
 		// a revoked host stops here, before it takes any job
@@ -187,17 +186,6 @@ func cutEnrol(args []string) (url, token string, rest []string, err error) {
 		}
 	}
 	return url, token, rest, nil
-}
-
-// hostComponents are the components this host's configuration defines,
-// as its worker reports them.
-func hostComponents(cfg *config.Config) []api.HostComponent {
-	out := []api.HostComponent{}
-	for name, c := range cfg.Components {
-		out = append(out, api.HostComponent{Name: name, Kind: c.Kind(), Paths: c.Paths})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // useHostStorage points an enrolled host's jobs at its repositories in
