@@ -1216,13 +1216,7 @@ var _ = context.Background
 // processes, the API over HTTPS/WSS: a WebSocket client still gets the
 // backup's progress (from Temporal) and its completion.
 func TestAPISplitProcessesOverTLS(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, pool := selfSignedCert(t, dir)
-	s := startAPIStackWith(t, "sqlite", func(s *apiStack) {
-		s.split, s.tlsCert, s.tlsKey = true, certFile, keyFile
-		s.base = strings.Replace(s.base, "http://", "https://", 1)
-		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	})
+	s, certFile := startTLSStack(t)
 	// plain HTTP is not served
 	if res, err := http.Get(strings.Replace(s.base, "https://", "http://", 1) + "/cloud-integration/backup/status"); err == nil {
 		if res.StatusCode < 400 {
@@ -1257,6 +1251,18 @@ func TestAPISplitProcessesOverTLS(t *testing.T) {
 	if r = s.cli(t, "viewer", "status"); r.code != 1 || !strings.Contains(r.stderr, "is not trusted") {
 		t.Errorf("an untrusted certificate: %v", r)
 	}
+}
+
+// startTLSStack runs the server and a worker as two processes, the API
+// over HTTPS with a self-signed certificate (returned, for --ca-file).
+func startTLSStack(t *testing.T) (*apiStack, string) {
+	certFile, keyFile, pool := selfSignedCert(t, t.TempDir())
+	s := startAPIStackWith(t, "sqlite", func(s *apiStack) {
+		s.split, s.tlsCert, s.tlsKey = true, certFile, keyFile
+		s.base = strings.Replace(s.base, "http://", "https://", 1)
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	})
+	return s, certFile
 }
 
 func selfSignedCert(t *testing.T, dir string) (string, string, *x509.CertPool) {

@@ -2,9 +2,7 @@ package tests
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -130,13 +128,7 @@ func (h *fleetHost) stop() {
 // longer matches the server refuses it; a revoked host's worker stops and
 // cannot start again.
 func TestFleetEnrolmentOverTLS(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, pool := selfSignedCert(t, dir)
-	s := startAPIStackWith(t, "sqlite", func(s *apiStack) {
-		s.split, s.tlsCert, s.tlsKey = true, certFile, keyFile
-		s.base = strings.Replace(s.base, "http://", "https://", 1)
-		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	})
+	s, certFile := startTLSStack(t)
 
 	// an operator cannot make enrolment tokens; an admin can
 	if r := s.cli(t, "operator", "host", "enrol-token", "--ca-file", certFile); r.code != 1 || !strings.Contains(r.stderr, "admin") {
