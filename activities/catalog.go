@@ -17,6 +17,12 @@ import (
 // backed-up hosts need no database access.
 const CatalogTaskQueue = "backupd-catalog"
 
+// HostJobsTaskQueue is where the workflows of enrolled hosts' jobs run:
+// in the API server's process too. A host's worker runs only the
+// activities that touch its files (on its own queue, through the host
+// gateway); it never runs workflow code, which decides what is recorded.
+const HostJobsTaskQueue = "backupd-host-jobs"
+
 // Catalog records jobs and backups in the SQL catalog: the last step of
 // every job (and the first, for jobs the API did not start, like
 // scheduled backups). OnRecord, when set, hears every recorded change (the

@@ -75,11 +75,8 @@ type Enrolled struct {
 	HostID     string `json:"host_id" required:"true"`
 	Name       string `json:"name" required:"true"`
 	Credential string `json:"credential" required:"true" doc:"the host's bearer token (role host); only its hash is kept"`
-	TaskQueue  string `json:"task_queue" required:"true" doc:"the Temporal task queue the host's worker polls"`
+	TaskQueue  string `json:"task_queue" required:"true" doc:"the Temporal task queue the host's worker polls, through the server's host gateway (gRPC on the API's own address)"`
 	Namespace  string `json:"temporal_namespace" required:"true"`
-	// TemporalAddress: the frontend as the server reaches it; a host
-	// behind NAT may need its own (BACKUPD_TEMPORAL_ADDRESS)
-	TemporalAddress string `json:"temporal_address" required:"true"`
 	// Locations: the storage locations the host writes to (its
 	// repositories there are reached through the server)
 	Locations []string `json:"storage_locations" required:"true"`

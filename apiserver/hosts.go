@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"backupd/activities"
 	"backupd/api"
 	"backupd/codes"
 	"backupd/jobs"
@@ -249,7 +250,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	s.Log.Info("host enrolled", "host", h.Name, "host_id", h.ID, "request_id", requestID(r))
 	locs := s.hostRepos(r, h)
 	writeJSON(w, http.StatusCreated, api.Enrolled{HostID: h.ID, Name: h.Name, Credential: cred, TaskQueue: HostTaskQueue(h.Name),
-		Namespace: s.Cfg.Temporal.Namespace, TemporalAddress: s.Cfg.Temporal.Address, Locations: locs})
+		Namespace: s.Cfg.Temporal.Namespace, Locations: locs})
 	return nil
 }
 
@@ -538,7 +539,7 @@ func (s *Server) jobsFor(h *models.Host) *jobs.Client {
 	if h == nil {
 		return s.Jobs
 	}
-	return &jobs.Client{C: s.Jobs.C, TaskQueue: HostTaskQueue(h.Name), Host: h.Name}
+	return &jobs.Client{C: s.Jobs.C, TaskQueue: activities.HostJobsTaskQueue, HostQueue: HostTaskQueue(h.Name), Host: h.Name}
 }
 
 // selectHostComponents checks a request's components against what an

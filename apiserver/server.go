@@ -31,6 +31,7 @@ import (
 	"backupd/api"
 	"backupd/config"
 	"backupd/console"
+	"backupd/hostgate"
 	"backupd/jobs"
 	"backupd/logring"
 	"backupd/models"
@@ -80,6 +81,7 @@ type Server struct {
 	hostPuts      putBudget
 	localHost     atomic.Bool // the server's own host is in the catalog
 	hostRepoMu    sync.Mutex  // one host repository set-up at a time
+	gate          *hostgate.Gateway
 }
 
 // New builds a server; Hub is created if nil.
@@ -548,8 +550,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Serve runs the API on ln until ctx ends; with cert and key it serves
 // HTTPS (and WSS).
 func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string) error {
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 64 << 10, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+	if err := s.StartHostGateway(ctx); err != nil {
+		return fmt.Errorf("host gateway: %w", err)
+	}
+	// HTTP/2 without TLS too (prior knowledge): the gateway's gRPC on a
+	// plain-HTTP server (loopback, or behind a TLS proxy)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	hs := &http.Server{Handler: s.withGateway(s.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, Protocols: &protos}
 	go s.Poll(ctx)
 	// the server's own host is registered before any host can enrol, so
 	// none can take its name

@@ -109,8 +109,8 @@ func (s *Server) waitingForWorker(ctx context.Context) string {
 	return ""
 }
 
-// hostQueues caches whether each enrolled host's task queue has a
-// workflow poller, for a moment (every progress poll asks).
+// hostQueues caches whether each enrolled host's task queue has an
+// activity poller, for a moment (every progress poll asks).
 type hostQueues struct {
 	mu sync.Mutex
 	m  map[string]hostQueueState
@@ -142,7 +142,7 @@ func (s *Server) waitingForHost(ctx context.Context, host string) string {
 	s.hq.mu.Unlock()
 	if !ok || time.Since(st.at) > 2*time.Second {
 		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		d, err := s.Temporal.DescribeTaskQueue(dctx, q, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		d, err := s.Temporal.DescribeTaskQueue(dctx, q, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 		cancel()
 		st = hostQueueState{at: time.Now(), err: err}
 		if err == nil {

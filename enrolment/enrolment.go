@@ -43,7 +43,6 @@ type State struct {
 	Credential  string `json:"credential"`
 	TaskQueue   string `json:"task_queue"`
 	Namespace   string `json:"temporal_namespace"`
-	Temporal    string `json:"temporal_address"`
 	Enrolled    string `json:"enrolled"`
 	// Locations: the server's storage locations where this host has a
 	// repository (the server's primary first), as the last answer said
@@ -136,7 +135,7 @@ func Enrol(ctx context.Context, dir, server, token string, o Options) (*State, e
 		return nil, err
 	}
 	st := &State{Server: server, Fingerprint: pin, HostID: ans.HostID, Name: ans.Name, Credential: ans.Credential,
-		TaskQueue: ans.TaskQueue, Namespace: ans.Namespace, Temporal: ans.TemporalAddress,
+		TaskQueue: ans.TaskQueue, Namespace: ans.Namespace,
 		Enrolled: time.Now().UTC().Format(time.RFC3339), Locations: ans.Locations}
 	if err := st.Save(dir); err != nil {
 		return nil, err

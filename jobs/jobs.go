@@ -30,6 +30,9 @@ type Client struct {
 	C         client.Client
 	TaskQueue string
 	Host      string
+	// HostQueue, for an enrolled host, is its worker's queue: its jobs'
+	// activities run there, their workflows on TaskQueue (the server's).
+	HostQueue string
 }
 
 // Job identifies a started job.
@@ -126,6 +129,7 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 	if req.JobID == "" {
 		req.JobID = newJobID("BACKUP")
 	}
+	req.HostQueue = j.HostQueue
 	attrs := []temporal.SearchAttributeUpdate{
 		workflows.AttrJobType.ValueSet(string(api.JobBackup)), workflows.AttrJobID.ValueSet(req.JobID),
 		workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),

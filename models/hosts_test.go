@@ -1,6 +1,7 @@
 package models_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -165,6 +166,24 @@ func TestHostNamesCannotBeSquatted(t *testing.T) {
 		got, err := s.GetHost(ctx, first.ID)
 		if err != nil || got.Name != "gw-1" {
 			t.Fatalf("by id: %v %v", got, err)
+		}
+	})
+}
+
+// The server's secrets are made once and read the same after.
+func TestServerSecretIsMadeOnceAndKept(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		a, err := s.ServerSecret(ctx, "host-gateway")
+		if err != nil || len(a) != 32 {
+			t.Fatalf("%x %v", a, err)
+		}
+		b, err := s.ServerSecret(ctx, "host-gateway")
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("the secret changed: %x %x %v", a, b, err)
+		}
+		if c, _ := s.ServerSecret(ctx, "other"); bytes.Equal(a, c) {
+			t.Fatal("two secrets are one")
 		}
 	})
 }

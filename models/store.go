@@ -551,6 +551,32 @@ func (s *Store) PutSetting(ctx context.Context, name string, v any) error {
 	return s.wrote(s.DB.WithContext(ctx).Save(&Setting{Name: name, Body: ToJSON(v)}).Error)
 }
 
+// ServerSecret is the server's named 32-byte secret, made at first use
+// and kept in the catalog, so every replica and every restart has the
+// same (the host gateway signs the task tokens it hands out with one).
+// It is not a setting: no endpoint shows it.
+func (s *Store) ServerSecret(ctx context.Context, name string) ([]byte, error) {
+	key := "secret:" + name
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	// whoever comes first makes it; the others read theirs
+	if err := s.DB.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
+		Create(&Setting{Name: key, Body: ToJSON(hex.EncodeToString(fresh))}).Error; err != nil {
+		return nil, s.wrote(err)
+	}
+	var h string
+	if ok, err := s.GetSetting(ctx, key, &h); err != nil || !ok {
+		return nil, fmt.Errorf("server secret %s: %v", name, err)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("server secret %s in the catalog is damaged (not 32 bytes of hex): delete its row (settings, name %q) and restart to make a new one", name, key)
+	}
+	return b, nil
+}
+
 // ---- tokens
 
 // Roles, weakest first.

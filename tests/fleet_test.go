@@ -2,7 +2,9 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"gopkg.in/yaml.v3"
 
 	"backupd/config"
+	"backupd/tlspin"
 )
 
 // fleetHost is one enrolled host's worker process: its own var
@@ -209,6 +215,40 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		_, host = s.do("GET", v1+"/hosts/gw-a", "viewer", nil)
 		return get(host, "last_backups.data.backup_id") != nil && get(host, "backups") == 3.0 && get(host, "storage_bytes").(float64) > 0
 	})
+	// gw-a's worker reaches Temporal only through the server's host
+	// gateway; with gw-a's credential there, a compromised gw-a can start,
+	// list or signal nothing, nor poll another queue
+	if !strings.Contains(a.output(), "through the host gateway of "+s.base) {
+		t.Fatalf("gw-a's worker does not use the host gateway:\n%s", a.output())
+	}
+	var est struct {
+		Credential string `json:"credential"`
+		Namespace  string `json:"temporal_namespace"`
+	}
+	if b, err := os.ReadFile(filepath.Join(a.dir, "var", "host", "enrolment.json")); err != nil || json.Unmarshal(b, &est) != nil {
+		t.Fatalf("enrolment state: %v", err)
+	}
+	u, _ := url.Parse(s.base)
+	hc, err := client.Dial(client.Options{HostPort: u.Host, Namespace: est.Namespace, Credentials: client.NewAPIKeyStaticCredentials(est.Credential),
+		ConnectionOptions: client.ConnectionOptions{TLS: tlspin.Config(pin)}})
+	if err != nil {
+		t.Fatalf("a Temporal client with gw-a's credential at the gateway: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	var denied *serviceerror.PermissionDenied
+	_, err = hc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "not-gw-a", TaskQueue: "backupd-host-jobs"}, "CleanupWorkflow", map[string]any{})
+	if !errors.As(err, &denied) {
+		t.Errorf("gw-a started a workflow through the gateway: %v", err)
+	}
+	if _, err = hc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: est.Namespace}); !errors.As(err, &denied) {
+		t.Errorf("gw-a listed workflows through the gateway: %v", err)
+	}
+	if err = hc.SignalWorkflow(ctx, "backup:gw-a:data", "", "pause", nil); !errors.As(err, &denied) {
+		t.Errorf("gw-a signalled a workflow through the gateway: %v", err)
+	}
+	cancel()
+	hc.Close()
+
 	// what the server cannot do with a host's backup yet is refused,
 	// naming the gap, never attempted against the wrong repository
 	for _, c := range []struct {

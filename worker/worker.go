@@ -22,6 +22,10 @@ type Options struct {
 	// StopTimeout is how long a stopping worker waits for running
 	// activities to checkpoint and return.
 	StopTimeout time.Duration
+	// ActivitiesOnly: an enrolled host's worker, reaching Temporal through
+	// the server's host gateway (which refuses workflow tasks); the
+	// workflows of its jobs run on the server.
+	ActivitiesOnly bool
 }
 
 // New registers every workflow and the activities on a worker for opts.TaskQueue.
@@ -36,8 +40,13 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 		// heartbeat timeout, so the API's progress (read from Describe) is
 		// at most that old. They are RPCs, not history events.
 		MaxHeartbeatThrottleInterval: 500 * time.Millisecond,
+		DisableWorkflowWorker:        opts.ActivitiesOnly,
 	})
-	Register(w, acts)
+	if opts.ActivitiesOnly {
+		w.RegisterActivity(acts)
+	} else {
+		Register(w, acts)
+	}
 	return w
 }
 
@@ -47,6 +56,15 @@ func Register(r interface {
 	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
 	RegisterActivity(any)
 }, acts *activities.Activities) {
+	RegisterWorkflows(r)
+	r.RegisterActivity(acts)
+}
+
+// RegisterWorkflows adds backupd's workflows alone: the server's worker
+// of enrolled hosts' jobs, whose activities run on the hosts.
+func RegisterWorkflows(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+}) {
 	for name, wf := range map[string]any{
 		"BackupWorkflow":  workflows.BackupWorkflow,
 		"RestoreWorkflow": workflows.RestoreWorkflow,
@@ -57,5 +75,4 @@ func Register(r interface {
 	} {
 		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
 	}
-	r.RegisterActivity(acts)
 }

@@ -37,9 +37,11 @@ var nonRetryable = codes.NonRetryable()
 
 // longActivity: heartbeats every second, so a dead worker is noticed in
 // 30 s and its work retried (from the checkpoint) on another; StartToClose
-// is a backstop for a hung but heartbeating activity.
+// is a backstop for a hung but heartbeating activity. The task queue ctx
+// names (onHost) is kept.
 func longActivity(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           workflow.GetActivityOptions(ctx).TaskQueue,
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
 		WaitForCancellation: true,
@@ -50,6 +52,7 @@ func longActivity(ctx workflow.Context) workflow.Context {
 
 func shortActivity(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           workflow.GetActivityOptions(ctx).TaskQueue,
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
 			MaximumInterval: 30 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
@@ -79,6 +82,16 @@ func parentCandidates(ctx workflow.Context, req BackupRequest, location string) 
 	return ids
 }
 
+// onHost sends the activities of ctx (but the catalog's, which name their
+// own queue) to an enrolled host's task queue; "" leaves them on the
+// workflow's.
+func onHost(ctx workflow.Context, queue string) workflow.Context {
+	if queue == "" {
+		return ctx
+	}
+	return workflow.WithTaskQueue(ctx, queue)
+}
+
 // BackupRequest starts a backup job.
 type BackupRequest struct {
 	JobID       string            `json:"job_id"`
@@ -98,6 +111,11 @@ type BackupRequest struct {
 	// CatalogQueue is the task queue of the catalog activities (the API
 	// server's); empty: no catalog (jobs started from the CLI).
 	CatalogQueue string `json:"catalog_queue,omitempty"`
+	// HostQueue, for an enrolled host's job, is its worker's task queue:
+	// the activities that read its files and write its repository run
+	// there, while the workflow runs on the server (hosts run no workflow
+	// code). Empty: everything runs on the workflow's own queue.
+	HostQueue string `json:"host_queue,omitempty"`
 	// Notify says which outcomes go to the configured webhooks and email
 	// (the WebSocket's job_complete is always sent); nil: none.
 	Notify *NotifyPrefs `json:"notify,omitempty"`
@@ -172,6 +190,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupOutcome, er
 			_ = workflow.UpsertTypedSearchAttributes(ctx, AttrBackupID.ValueSet(req.BackupID))
 		}
 	}
+	ctx = onHost(ctx, req.HostQueue)
 	r := &backupRun{req: req}
 	out, err := r.run(ctx)
 	r.record(ctx, out, err)

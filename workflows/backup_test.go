@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -306,6 +307,45 @@ func TestRetryPoliciesFollowTheCodesTable(t *testing.T) {
 		listed := slices.Contains(nonRetryable, string(c))
 		if listed == c.Retryable() {
 			t.Errorf("%s: retryable %v, in the non-retryable list %v", c, c.Retryable(), listed)
+		}
+	}
+}
+
+// An enrolled host's job: its files are read and its repository written
+// on its own queue; the workflow (and the catalog's activities) stay on
+// the server.
+func TestHostJobsActivitiesRunOnTheHostsQueue(t *testing.T) {
+	env := newEnv(t)
+	var mu sync.Mutex
+	queues := map[string]string{}
+	on := func(name string) func(ctx context.Context) {
+		return func(ctx context.Context) {
+			mu.Lock()
+			queues[name] = activity.GetInfo(ctx).TaskQueue
+			mu.Unlock()
+		}
+	}
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.PrepareInput) (*backup.Plan, error) {
+		on("prepare")(ctx)
+		return plan(), nil
+	})
+	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ComponentInput) (repository.ComponentManifest, error) {
+		on("component")(ctx)
+		return okComponent(ctx, in)
+	})
+	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.CommitInput) (activities.BackupSummary, error) {
+		on("commit")(ctx)
+		return activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil
+	})
+	r := req
+	r.Locations, r.Verify, r.HostQueue = []string{"local"}, false, "backup@gw-a"
+	env.ExecuteWorkflow(BackupWorkflow, r)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"prepare", "component", "commit"} {
+		if queues[n] != "backup@gw-a" {
+			t.Errorf("%s ran on %q, not the host's queue: %v", n, queues[n], queues)
 		}
 	}
 }

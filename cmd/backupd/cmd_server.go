@@ -25,6 +25,7 @@ import (
 	"backupd/config"
 	"backupd/logring"
 	"backupd/models"
+	backupdworker "backupd/worker"
 )
 
 // serverFlags are the API server's flags (each also a BACKUPD_* variable).
@@ -137,6 +138,14 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 		return fmt.Errorf("catalog worker: %w", err)
 	}
 	defer cw.Stop()
+	// and the workflows of enrolled hosts' jobs: hosts run only their
+	// activities, through the host gateway
+	hw := sdkworker.New(c, activities.HostJobsTaskQueue, sdkworker.Options{})
+	backupdworker.RegisterWorkflows(hw)
+	if err := hw.Start(); err != nil {
+		return fmt.Errorf("host jobs worker: %w", err)
+	}
+	defer hw.Stop()
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
@@ -156,7 +165,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	werr := make(chan error, 1)
 	if worker {
 		go func() {
-			werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, started) })
+			werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, false, started) })
 		}()
 	}
 	scheme := "http"

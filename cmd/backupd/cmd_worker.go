@@ -35,15 +35,16 @@ func jobClient(cfg *config.Config, c client.Client) *jobs.Client {
 }
 
 // runWorker runs a worker until ctx ends; on the way out running
-// activities see the worker stop, checkpoint and return.
-func runWorker(ctx context.Context, cfg *config.Config, c client.Client, started func()) error {
+// activities see the worker stop, checkpoint and return. activitiesOnly:
+// an enrolled host's, whose jobs' workflows run on the server.
+func runWorker(ctx context.Context, cfg *config.Config, c client.Client, activitiesOnly bool, started func()) error {
 	acts := activities.New(cfg)
 	defer acts.Stores.Close()
 	if err := acts.Stores.EnsureInitialized(ctx); err != nil {
 		return err
 	}
 	w := worker.New(c, acts, worker.Options{TaskQueue: cfg.Temporal.TaskQueue,
-		MaxConcurrentActivities: cfg.Worker.MaxConcurrentActivities})
+		MaxConcurrentActivities: cfg.Worker.MaxConcurrentActivities, ActivitiesOnly: activitiesOnly})
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"backupd/api"
 	"backupd/apiclient"
@@ -20,6 +24,7 @@ import (
 	"backupd/config"
 	"backupd/enrolment"
 	"backupd/hostinfo"
+	"backupd/tlspin"
 )
 
 // cmdWorker runs a worker: the server's own host's (its configuration's
@@ -33,12 +38,11 @@ func cmdWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var name, fingerprint, temporalAddr string
+	var name, fingerprint string
 	var insecureHTTP bool
 	flags.StringVar(&name, "name", "", "with --enrol: this host's name (default: its hostname)")
 	flags.StringVar(&fingerprint, "server-fingerprint", "", "with --enrol: the server's certificate fingerprint (sha256:...), as the enrolment answer gives it")
 	flags.BoolVar(&insecureHTTP, "insecure-http", false, "with --enrol: allow a plain-HTTP server that is not on this machine")
-	flags.StringVar(&temporalAddr, "temporal-address", "", "an enrolled host: the Temporal frontend to use instead of the one the server named")
 	flags.Var(enrolFlagDoc{}, "enrol", "URL [TOKEN]: enrol this host with the server at URL, then run as its worker (the token may come from BACKUPD_ENROL_TOKEN instead)")
 	cfg, err := loadConfig(flags, args)
 	if err != nil {
@@ -71,17 +75,11 @@ func cmdWorker(ctx context.Context, args []string) error {
 	st, err := enrolment.Load(dir)
 	switch {
 	case err == nil:
-		// an enrolled host: its own name, task queue and Temporal
+		// an enrolled host: its own name and task queue, Temporal through
+		// the server's host gateway
 		cfg.Host, cfg.Temporal.TaskQueue, cfg.Temporal.Namespace = st.Name, st.TaskQueue, st.Namespace
-		cfg.Temporal.Address = st.Temporal
-		if temporalAddr != "" {
-			cfg.Temporal.Address = temporalAddr
-		}
 	case errors.Is(err, fs.ErrNotExist):
 		st = nil
-		if temporalAddr != "" {
-			return &exitError{exitUsage, fmt.Errorf("--temporal-address is for an enrolled host; this one uses temporal.address from its configuration")}
-		}
 	default:
 		return err
 	}
@@ -102,15 +100,21 @@ func cmdWorker(ctx context.Context, args []string) error {
 		}
 		useHostStorage(cfg, st, dir)
 	}
-	c, err := dialTemporal(cfg, nil)
+	if st == nil {
+		c, err := dialTemporal(cfg, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
+		return runWorker(ctx, cfg, c, false, nil)
+	}
+	c, err := dialHostGateway(cfg, st)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
-	if st == nil {
-		return runWorker(ctx, cfg, c, nil)
-	}
+	fmt.Fprintf(os.Stderr, "backupd worker: task queue %s through the host gateway of %s\n", cfg.Temporal.TaskQueue, st.Server)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	revoked := make(chan error, 1)
@@ -120,7 +124,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 			stop()
 		}
 	}()
-	err = runWorker(wctx, cfg, c, nil)
+	err = runWorker(wctx, cfg, c, true, nil)
 	select {
 	case rerr := <-revoked:
 		return fmt.Errorf("stopping: %w", rerr)
@@ -201,4 +205,29 @@ func useHostStorage(cfg *config.Config, st *enrolment.State, dir string) {
 	if len(st.Locations) > 0 {
 		cfg.Primary = st.Locations[0]
 	}
+}
+
+// dialHostGateway connects an enrolled host's worker to Temporal through
+// the server's host gateway: the server's API address, its pinned
+// certificate, the host's credential. The host needs no route to Temporal
+// and gets no access to it beyond its own activity tasks.
+func dialHostGateway(cfg *config.Config, st *enrolment.State) (client.Client, error) {
+	u, err := url.Parse(st.Server)
+	if err != nil {
+		return nil, fmt.Errorf("the enrolment's server address %q: %w", st.Server, err)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443", "http": "80"}[u.Scheme])
+	}
+	co := client.ConnectionOptions{TLSDisabled: u.Scheme == "http"}
+	if u.Scheme == "https" {
+		co.TLS = tlspin.Config(st.Fingerprint)
+	}
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: st.Namespace, Identity: st.Name,
+		Credentials: client.NewAPIKeyStaticCredentials(st.Credential), ConnectionOptions: co, Logger: sdkLogger(cfg)})
+	if err != nil {
+		return nil, fmt.Errorf("the host gateway of %s: %w", st.Server, err)
+	}
+	return c, nil
 }
