@@ -23,10 +23,10 @@ import (
 // upstream stands in for Temporal: it records what reaches it.
 type upstream struct {
 	workflowservice.WorkflowServiceClient // nil: any other call panics
-	mu        sync.Mutex
-	calls     []string
-	completed [][]byte
-	identity  string
+	mu                                    sync.Mutex
+	calls                                 []string
+	completed                             [][]byte
+	identity                              string
 }
 
 func (u *upstream) note(m string) {
