@@ -62,6 +62,39 @@ type JobRecord struct {
 	Added map[string][]string `json:"added,omitempty"`
 }
 
+// checkParents drops the parent and base an enrolled host's plan named
+// when they are not that host's own backups: its plan is its word, and a
+// link to another host's backup would hold that backup (a parent is not
+// deleted while its children live) or mislead a restore.
+func (c *Catalog) checkParents(ctx context.Context, b *models.Backup) error {
+	if b.ParentBackup == "" && b.BaseBackup == "" {
+		return nil
+	}
+	enrolled, err := c.Store.EnrolledHostNames(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range []*string{&b.ParentBackup, &b.BaseBackup} {
+		if *id == "" {
+			continue
+		}
+		p, err := c.Store.GetBackup(ctx, *id)
+		if errors.Is(err, models.ErrNotFound) {
+			if enrolled[b.Host] {
+				*id = ""
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if p.Host != b.Host && (enrolled[b.Host] || enrolled[p.Host]) {
+			*id = ""
+		}
+	}
+	return nil
+}
+
 // RecordJob writes a job's state (and its backup row and report) to the
 // catalog. It is idempotent: a retry writes the same rows.
 func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
@@ -119,6 +152,9 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 				b.IntegrityCheck = old.IntegrityCheck
 				b.VerifiedAt = old.VerifiedAt
 			}
+		}
+		if err := c.checkParents(ctx, &b); err != nil {
+			return err
 		}
 		if err := s.PutBackup(ctx, &b); err != nil {
 			return err

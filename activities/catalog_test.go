@@ -91,3 +91,40 @@ func TestRecordJobFinishesTheJobLast(t *testing.T) {
 		t.Fatalf("report after retry: %+v %v", r, err)
 	}
 }
+
+// An enrolled host's plan names its parent; a parent that is not its own
+// backup is not recorded (it would hold another host's backup from
+// deletion, or lead a restore astray).
+func TestRecordJobKeepsAHostsParentsItsOwn(t *testing.T) {
+	ctx := context.Background()
+	store := modelstest.Open(t, "sqlite")
+	for _, h := range []models.Host{{ID: "host-a", Name: "gw-a", Status: "active"}, {ID: "host-srv", Name: "srv", Local: true, Status: "active"}} {
+		if err := store.DB.Create(&h).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC()
+	for _, b := range []models.Backup{{ID: "backup-srv", Host: "srv"}, {ID: "backup-a1", Host: "gw-a"}} {
+		b.Type, b.Status, b.Timestamp, b.Locations = "full", "completed", now, models.Strings{"local"}
+		if err := store.PutBackup(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Catalog{Store: store}
+	for _, tc := range []struct{ id, parent, want string }{
+		{"backup-a2", "backup-a1", "backup-a1"},
+		{"backup-a3", "backup-srv", ""},
+		{"backup-a4", "backup-nowhere", ""},
+	} {
+		rec := JobRecord{JobID: "JOB-" + tc.id, Type: "backup", Status: "completed", Started: now, BackupID: tc.id,
+			Backup: &models.Backup{ID: tc.id, Host: "gw-a", Type: "incremental", Status: "completed", Timestamp: now,
+				ParentBackup: tc.parent, BaseBackup: tc.parent, Locations: models.Strings{"local"}}}
+		if err := c.RecordJob(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		b, err := store.GetBackup(ctx, tc.id)
+		if err != nil || b.ParentBackup != tc.want || b.BaseBackup != tc.want {
+			t.Errorf("%s naming %s: parent %q base %q (%v), want %q", tc.id, tc.parent, b.ParentBackup, b.BaseBackup, err, tc.want)
+		}
+	}
+}

@@ -144,7 +144,8 @@ type Host struct {
 	Labels       map[string]string         `json:"labels" required:"true"`
 	Components   []HostComponent           `json:"components" required:"true"`
 	LastBackups  map[string]HostLastBackup `json:"last_backups" required:"true" doc:"per component, its newest completed backup"`
-	StorageBytes int64                     `json:"storage_bytes" required:"true" doc:"what the host's backups added to storage (after deduplication)"`
+	StorageBytes int64                     `json:"storage_bytes" required:"true" doc:"what the host's backups added to storage (after deduplication), as their manifests say"`
+	WrittenBytes int64                     `json:"written_bytes" required:"true" doc:"what the host stored in its repositories through the server, counted by the server; quotas are checked against the larger of this and storage_bytes"`
 	Quota        HostQuota                 `json:"quota" required:"true"`
 	Backups      int64                     `json:"backups" required:"true"`
 }

@@ -387,8 +387,8 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 		v.State = "online"
 	}
 	t := tot[h.Name]
-	v.Backups, v.StorageBytes = t.Backups, t.AddedBytes
-	v.Quota = api.HostQuota{SoftBytes: h.QuotaSoftBytes, HardBytes: h.QuotaHardBytes, State: quotaState(h, t.AddedBytes)}
+	v.Backups, v.StorageBytes, v.WrittenBytes = t.Backups, t.AddedBytes, h.WrittenBytes
+	v.Quota = api.HostQuota{SoftBytes: h.QuotaSoftBytes, HardBytes: h.QuotaHardBytes, State: quotaState(h, max(t.AddedBytes, h.WrittenBytes))}
 	last, err := s.Store.LastBackupsOfHost(r.Context(), h.Name)
 	if err != nil {
 		return v, err
@@ -600,14 +600,16 @@ func quotaState(h *models.Host, used int64) string {
 	return "ok"
 }
 
-// hostUse is what an enrolled host's backups have added to storage, as
-// the catalog counts it (refreshed at most once a second).
+// hostUse is what an enrolled host's backups have added to storage: the
+// larger of what the catalog counts (refreshed at most once a second) and
+// what the server counted as the host stored it, so that a host that
+// under-reports its backups' sizes does not escape its quota.
 func (s *Server) hostUse(r *http.Request, h *models.Host) (int64, error) {
 	tot, err := s.totalsByHost(r)
 	if err != nil {
 		return 0, err
 	}
-	return tot[h.Name].AddedBytes, nil
+	return max(tot[h.Name].AddedBytes, h.WrittenBytes), nil
 }
 
 // overHardQuota is the refusal of a host past its hard quota.

@@ -308,6 +308,12 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 	if err := be.Put(r.Context(), name, bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return s.storageError(r, err)
 	}
+	if !hostRenewable[top] {
+		// counted by the server, whatever the host's manifests will say
+		if err := s.Store.AddHostWritten(context.WithoutCancel(r.Context()), h.ID, int64(len(buf))); err != nil {
+			s.Log.Error("counting what a host stored", "host", h.Name, "err", err)
+		}
+	}
 	w.WriteHeader(http.StatusCreated)
 	return nil
 }

@@ -109,6 +109,11 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	if err := beA.Delete(ctx, "writers/w1"); err != nil {
 		t.Fatal(err)
 	}
+	// the server counts what the host stored: the one-byte pack, not the
+	// refused writes nor its registrations
+	if h, err := s.Store.GetHost(ctx, "gw-a"); err != nil || h.WrittenBytes != 1 {
+		t.Fatalf("gw-a's written bytes: %+v %v", h, err)
+	}
 	if _, err := beA.Stat(ctx, "data/zz/missing"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("stat of a missing object: %v", err)
 	}

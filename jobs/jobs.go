@@ -129,7 +129,9 @@ func (j *Client) StartBackup(ctx context.Context, req workflows.BackupRequest, p
 	if req.JobID == "" {
 		req.JobID = newJobID("BACKUP")
 	}
-	req.HostQueue = j.HostQueue
+	if j.HostQueue != "" {
+		req.HostQueue, req.Host = j.HostQueue, j.Host
+	}
 	attrs := []temporal.SearchAttributeUpdate{
 		workflows.AttrJobType.ValueSet(string(api.JobBackup)), workflows.AttrJobID.ValueSet(req.JobID),
 		workflows.AttrStatus.ValueSet(workflows.StatusPending), workflows.AttrBackupID.ValueSet(req.BackupID),

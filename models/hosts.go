@@ -47,6 +47,10 @@ type Host struct {
 	// hard one new backups are refused
 	QuotaSoftBytes int64
 	QuotaHardBytes int64
+	// WrittenBytes: what the host has added to its repositories through
+	// the server, counted by the server as it stores each object (what
+	// the catalog says of its backups is the host's own word; this is not)
+	WrittenBytes int64 `gorm:"not null;default:0"`
 	// StoppedAt: its worker said it was shutting down (cleared by its
 	// next announcement)
 	StoppedAt *time.Time
@@ -280,6 +284,12 @@ func (s *Store) HostOfToken(ctx context.Context, t *Token) (*Host, error) {
 		return nil, notFound(err)
 	}
 	return &h, nil
+}
+
+// AddHostWritten counts n more bytes the host stored through the server.
+func (s *Store) AddHostWritten(ctx context.Context, id string, n int64) error {
+	return s.wrote(s.DB.WithContext(ctx).Model(&Host{}).Where("id = ?", id).
+		UpdateColumn("written_bytes", gorm.Expr("written_bytes + ?", n)).Error)
 }
 
 // Announce records what a host's worker reports, and when.

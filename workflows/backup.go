@@ -116,6 +116,9 @@ type BackupRequest struct {
 	// there, while the workflow runs on the server (hosts run no workflow
 	// code). Empty: everything runs on the workflow's own queue.
 	HostQueue string `json:"host_queue,omitempty"`
+	// Host names that host (with HostQueue): the catalog records the
+	// backup as its, whatever the host's own plan says.
+	Host string `json:"host,omitempty"`
 	// Notify says which outcomes go to the configured webhooks and email
 	// (the WebSocket's job_complete is always sent); nil: none.
 	Notify *NotifyPrefs `json:"notify,omitempty"`

@@ -200,6 +200,11 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 		b.HardwareID = r.plan.Tags["hardware_id"]
 		b.KeyID = r.plan.Tags["key_id"]
 	}
+	if req.HostQueue != "" {
+		// an enrolled host's plan is its own word: it cannot file its
+		// backup under another host
+		b.Host = req.Host
+	}
 	for _, c := range r.comps {
 		b.ComponentSizes[c.Name] = c.Stats.Bytes
 	}
