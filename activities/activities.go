@@ -405,6 +405,8 @@ type VerifyInput struct {
 	Location        string  `json:"location"`
 	ReadDataPercent float64 `json:"read_data_percent"`
 	ExtractTest     bool    `json:"extract_test"`
+	// Grant: on an enrolled host, the restore grant it reads under.
+	Grant string `json:"grant,omitempty"`
 }
 
 // VerifyReport is the stored result of a verification.
@@ -430,7 +432,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyReport, 
 	ctx, cancel := withWorkerStop(ctx)
 	defer cancel()
 	rep := VerifyReport{BackupID: in.BackupID, Location: in.Location, Started: time.Now().UTC()}
-	repo, err := a.Stores.Open(ctx, in.Location)
+	repo, err := a.openRepo(ctx, in.Location, in.Grant)
 	if err != nil {
 		return rep, toTemporal(err)
 	}
@@ -493,6 +495,9 @@ type RestoreInput struct {
 	// to overwrite) before anything was written, so what a retry finds
 	// there is what an earlier attempt of this restore wrote.
 	TargetChecked bool `json:"target_checked,omitempty"`
+	// Grant: on an enrolled host, the restore grant under which it reads
+	// the backup's repository (through the server).
+	Grant string `json:"grant,omitempty"`
 }
 
 // RestoreResult reports a restore.
@@ -549,10 +554,23 @@ func restoredComponents(m *repository.Manifest, sel []string) []string {
 	return out
 }
 
-// openBackup opens a location and reads a backup's manifest; errors are
-// ready for Temporal.
-func (a *Activities) openBackup(ctx context.Context, loc, id string) (*repository.Repository, *repository.Manifest, error) {
-	repo, err := a.Stores.Open(ctx, loc)
+// openRepo opens a location's repository, under a restore grant when
+// one is given (closed when ctx, the activity's, ends).
+func (a *Activities) openRepo(ctx context.Context, loc, grant string) (*repository.Repository, error) {
+	if grant == "" {
+		return a.Stores.Open(ctx, loc)
+	}
+	repo, err := a.Stores.OpenGranted(ctx, loc, grant)
+	if err == nil {
+		context.AfterFunc(ctx, func() { repo.Backend().Close() })
+	}
+	return repo, err
+}
+
+// openBackup opens a location (under a restore grant, when one is
+// given) and reads a backup's manifest; errors are ready for Temporal.
+func (a *Activities) openBackup(ctx context.Context, loc, grant, id string) (*repository.Repository, *repository.Manifest, error) {
+	repo, err := a.openRepo(ctx, loc, grant)
 	if err != nil {
 		return nil, nil, toTemporal(err)
 	}
@@ -566,7 +584,7 @@ func (a *Activities) openBackup(ctx context.Context, loc, id string) (*repositor
 // VerifyRestore re-reads a finished restore and checks it against the
 // backup's manifest; a mismatch is BACKUP_006 naming the files.
 func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
-	repo, m, err := a.openBackup(ctx, in.Location, in.BackupID)
+	repo, m, err := a.openBackup(ctx, in.Location, in.Grant, in.BackupID)
 	if err != nil {
 		return RestoreResult{}, err
 	}
@@ -605,7 +623,7 @@ func (a *Activities) CheckRestoreTarget(ctx context.Context, in RestoreInput) er
 // error (restore.ErrTargetNotEmpty): the API server runs it before it
 // starts a restore when the worker runs in its process.
 func (a *Activities) RestoreTargetProblem(ctx context.Context, in RestoreInput) error {
-	_, m, err := a.openBackup(ctx, in.Location, in.BackupID)
+	_, m, err := a.openBackup(ctx, in.Location, in.Grant, in.BackupID)
 	if err != nil {
 		return err
 	}
@@ -620,7 +638,7 @@ func (a *Activities) RestoreTargetProblem(ctx context.Context, in RestoreInput) 
 func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResult, error) {
 	ctx, cancel := withWorkerStop(ctx)
 	defer cancel()
-	repo, m, err := a.openBackup(ctx, in.Location, in.BackupID)
+	repo, m, err := a.openBackup(ctx, in.Location, in.Grant, in.BackupID)
 	if err != nil {
 		return RestoreResult{}, err
 	}

@@ -31,6 +31,18 @@ type Catalog struct {
 	Store         *models.Store
 	OnRecord      func(JobRecord)
 	Notifications config.Notifications
+	// RevokeGrant ends a restore grant: its key entry leaves the source
+	// repository and the reader is refused (the API server's).
+	RevokeGrant func(ctx context.Context, id string) error
+}
+
+// EndGrant ends the restore grant of a finished restore (whatever its
+// outcome): the restoring host reads the repository no more.
+func (c *Catalog) EndGrant(ctx context.Context, id string) error {
+	if c.RevokeGrant == nil {
+		return errors.New("this catalog worker cannot end restore grants")
+	}
+	return c.RevokeGrant(ctx, id)
 }
 
 // JobRecord is a job's state for the catalog.

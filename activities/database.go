@@ -46,7 +46,7 @@ func (a *Activities) RestoreDatabase(ctx context.Context, in DatabaseRestoreInpu
 		return DatabaseRestoreResult{}, toTemporal(codes.New(codes.InvalidConfiguration,
 			"component %s has no database %q in the configuration of %s", in.Component, in.Database, a.Config.Host))
 	}
-	repo, m, err := a.openBackup(ctx, in.Location, in.BackupID)
+	repo, m, err := a.openBackup(ctx, in.Location, "", in.BackupID)
 	if err != nil {
 		return DatabaseRestoreResult{}, err
 	}

@@ -48,13 +48,17 @@ func NewStores(cfg *config.Config) *Stores {
 }
 
 func (s *Stores) backend(ctx context.Context, name string) (storage.Backend, error) {
+	return s.backendWith(ctx, name, "")
+}
+
+func (s *Stores) backendWith(ctx context.Context, name, grant string) (storage.Backend, error) {
 	loc, ok := s.cfg.Storage[name]
 	if !ok {
 		return nil, codes.New(codes.InvalidConfiguration, "no storage location named %q (configured: %v)", name, s.cfg.LocationNames())
 	}
 	opts := location.Options{SSHKeyFile: loc.SSHKey, KnownHostsFile: loc.KnownHosts,
 		S3AccessKey: loc.AccessKey, S3SecretKey: loc.SecretKey, S3CreateBucket: true,
-		HostToken: loc.HostToken, HostPin: loc.HostPin}
+		HostToken: loc.HostToken, HostPin: loc.HostPin, HostGrant: grant}
 	be, err := location.Open(ctx, loc.URL, opts)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: %w", name, err))
@@ -168,6 +172,32 @@ func (s *Stores) open(ctx context.Context, name, dir string) (*repository.Reposi
 		r.SetCache(c)
 	} else {
 		slog.Warn("working without a local cache", "location", name, "error", err)
+	}
+	return r, nil
+}
+
+// OpenGranted opens, on an enrolled host, the repository a restore grant
+// opened to it (its own or another host's, read-only, through the
+// server) with the key entry the server wrapped to this host's key. It is
+// opened afresh each time, without the local cache: nothing of it stays
+// on the host beyond the restore.
+func (s *Stores) OpenGranted(ctx context.Context, name, grant string) (*repository.Repository, error) {
+	if s.cfg.HostKeyFile == "" || s.cfg.Storage[name].HostToken == "" {
+		return nil, codes.New(codes.InvalidConfiguration, "restore grant %s: this worker is not an enrolled host's (a grant is read through the server)", grant)
+	}
+	be, err := s.backendWith(ctx, name, grant)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := s.credentials()
+	if err != nil {
+		be.Close()
+		return nil, codes.Wrap(codes.KeyUnavailable, err)
+	}
+	r, err := repository.Open(ctx, be, creds)
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("storage location %s under restore grant %s: %w", name, grant, err)
 	}
 	return r, nil
 }

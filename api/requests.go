@@ -35,6 +35,9 @@ type RestoreRequest struct {
 	// what the backup does not hold (a rollback does).
 	Mirror      bool   `json:"mirror,omitempty" doc:"also remove, inside the restored components' paths, what the backup does not hold"`
 	Description string `json:"description,omitempty" maxLength:"2000" example:"\"Restoring data after corruption issue\""`
+	// Host restores an enrolled host's backup on that host (the default)
+	// or on another enrolled host (the replacement of a lost one).
+	Host string `json:"host,omitempty" doc:"for an enrolled host's backup: the enrolled host that restores it (default: the backup's own host); another host reads the backup only under a grant made for this restore and ended with it"`
 }
 
 // RollbackRequest is the body of POST /backup/restore/rollback: one of the ids.

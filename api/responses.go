@@ -262,6 +262,7 @@ type RestoreStarted struct {
 	Components                []string  `json:"components" required:"true"`
 	StorageLocation           string    `json:"storage_location"`
 	TargetLocation            string    `json:"target_location"`
+	Host                      string    `json:"host,omitempty" doc:"the enrolled host that restores (for an enrolled host's backup)"`
 	Databases                 int       `json:"databases" doc:"database dumps restored"`
 	EstimatedSize             string    `json:"estimated_size" required:"true" example:"\"26.8 GB\""`
 	EstimatedSizeBytes        int64     `json:"estimated_size_bytes"`

@@ -20,6 +20,7 @@ import (
 	"backupd/models"
 	"backupd/repository"
 	"backupd/storage"
+	"backupd/storage/hostproxy"
 	"backupd/storage/prefix"
 )
 
@@ -97,27 +98,46 @@ func topOf(name string) string {
 	return t
 }
 
-// hostBackend is the calling host's part of a storage location. It is
-// not to be closed: the location's backend is shared.
-func (s *Server) hostBackend(r *http.Request) (*models.Host, storage.Backend, error) {
+// hostRepoView is what a host's storage request reaches: its own
+// repository in a location (read and add), or, under a restore grant, the
+// granted repository (read-only).
+type hostRepoView struct {
+	host  *models.Host
+	be    storage.Backend // not to be closed: the location's is shared
+	key   string          // the one key entry it may see
+	grant *models.HostGrant
+}
+
+// hostBackend is the view of the calling host's request.
+func (s *Server) hostBackend(r *http.Request) (*hostRepoView, error) {
 	h := stateOf(r).host
 	loc := mux.Vars(r)["location"]
 	if _, ok := s.Cfg.Storage[loc]; !ok {
-		return nil, nil, &apiError{Status: http.StatusNotFound, Code: "UNKNOWN_LOCATION", Message: sprintf("no storage location %q for this host", loc)}
+		return nil, &apiError{Status: http.StatusNotFound, Code: "UNKNOWN_LOCATION", Message: sprintf("no storage location %q for this host", loc)}
 	}
-	if h.Repos[loc] == "" {
-		return nil, nil, &apiError{Status: http.StatusConflict, Code: "CONFLICT",
+	v := &hostRepoView{host: h, key: h.Repos[loc]}
+	dir := hostRepoDir(h)
+	if gid := r.Header.Get(hostproxy.GrantHeader); gid != "" {
+		g, err := s.Store.GetGrant(r.Context(), gid)
+		if err != nil && !errors.Is(err, models.ErrNotFound) {
+			return nil, err
+		}
+		if err != nil || g.Reader != h.ID || g.Location != loc || !g.Live(time.Now()) {
+			return nil, forbiddenObject("restore grant %s does not let host %s read location %s: it is another host's or location's, or its restore is over (grants end with their restore)", gid, h.Name, loc)
+		}
+		v.grant, v.key, dir = g, g.KeyEntry, "hosts/"+g.Source
+	} else if v.key == "" {
+		return nil, &apiError{Status: http.StatusConflict, Code: "CONFLICT",
 			Message: sprintf("host %s has no repository in location %s yet: the server makes it when the host announces itself and the location answers", h.Name, loc)}
 	}
 	repo, err := s.Stores.Open(r.Context(), loc)
 	if err != nil {
-		return nil, nil, s.storageError(r, err)
+		return nil, s.storageError(r, err)
 	}
-	be, err := prefix.New(repo.Backend(), hostRepoDir(h))
-	if err != nil {
-		return nil, nil, err
+	if v.be, err = prefix.New(repo.Backend(), dir); err != nil {
+		return nil, err
 	}
-	return h, be, nil
+	return v, nil
 }
 
 // objectName is the request's object name, checked.
@@ -129,29 +149,32 @@ func objectName(r *http.Request) (string, error) {
 	return n, nil
 }
 
-// hostObject is the calling host's part of the location and the
-// request's object name, checked; for a read, one the host may see (the
-// others answer as missing).
-func (s *Server) hostObject(r *http.Request, read bool) (*models.Host, storage.Backend, string, error) {
-	h, be, err := s.hostBackend(r)
+// hostObject is the calling host's view and the request's object name,
+// checked; for a read, one the host may see (the others answer as
+// missing); for a write, not under a grant.
+func (s *Server) hostObject(r *http.Request, read bool) (*hostRepoView, string, error) {
+	v, err := s.hostBackend(r)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	name, err := objectName(r)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
-	if read && !mayRead(h, mux.Vars(r)["location"], name) {
-		return nil, nil, "", s.storageError(r, storage.ErrNotFound)
+	if read && !v.mayRead(name) {
+		return nil, "", s.storageError(r, storage.ErrNotFound)
 	}
-	return h, be, name, nil
+	if !read && v.grant != nil {
+		return nil, "", forbiddenObject("restore grant %s reads; nothing is written or deleted under it", v.grant.ID)
+	}
+	return v, name, nil
 }
 
-// mayRead: everything of its own repository except the key entries it
-// does not hold (the server's, wrapped by its password).
-func mayRead(h *models.Host, loc, name string) bool {
+// mayRead: everything of the repository except the key entries the host
+// does not hold (the server's, wrapped by its password; other grants').
+func (v *hostRepoView) mayRead(name string) bool {
 	if k, ok := strings.CutPrefix(name, "keys/"); ok {
-		return k == h.Repos[loc]
+		return k == v.key
 	}
 	return true
 }
@@ -180,18 +203,18 @@ func forbiddenObject(format string, args ...any) error {
 }
 
 func (s *Server) hostObjectList(w http.ResponseWriter, r *http.Request) error {
-	h, be, err := s.hostBackend(r)
+	v, err := s.hostBackend(r)
 	if err != nil {
 		return err
 	}
-	loc := mux.Vars(r)["location"]
+	h, be, loc := v.host, v.be, mux.Vars(r)["location"]
 	p := r.URL.Query().Get("prefix")
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	started := false
 	err = be.List(r.Context(), p, func(oi storage.ObjectInfo) error {
-		if !mayRead(h, loc, oi.Name) {
+		if !v.mayRead(oi.Name) {
 			return nil
 		}
 		started = true
@@ -210,10 +233,11 @@ func (s *Server) hostObjectList(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectStat(w http.ResponseWriter, r *http.Request) error {
-	_, be, name, err := s.hostObject(r, true)
+	v, name, err := s.hostObject(r, true)
 	if err != nil {
 		return err
 	}
+	be := v.be
 	oi, err := be.Stat(r.Context(), name)
 	if err != nil {
 		return s.storageError(r, err)
@@ -223,10 +247,11 @@ func (s *Server) hostObjectStat(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
-	_, be, name, err := s.hostObject(r, true)
+	v, name, err := s.hostObject(r, true)
 	if err != nil {
 		return err
 	}
+	be := v.be
 	q := r.URL.Query()
 	off, length := int64(0), int64(-1)
 	if v := q.Get("offset"); v != "" {
@@ -252,10 +277,11 @@ func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
-	_, be, name, err := s.hostObject(r, false)
+	v, name, err := s.hostObject(r, false)
 	if err != nil {
 		return err
 	}
+	be := v.be
 	top := topOf(name)
 	if !hostWritable[top] {
 		return forbiddenObject("a host cannot write %s: it adds packs, index files, manifests and its own registrations, nothing else", name)
@@ -319,10 +345,11 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) hostObjectDelete(w http.ResponseWriter, r *http.Request) error {
-	h, be, name, err := s.hostObject(r, false)
+	v, name, err := s.hostObject(r, false)
 	if err != nil {
 		return err
 	}
+	h, be := v.host, v.be
 	if !hostRenewable[topOf(name)] {
 		return forbiddenObject("a host cannot delete %s: only the server's cleanup removes what backups stored (host %s)", name, h.Name)
 	}

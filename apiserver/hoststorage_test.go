@@ -186,6 +186,60 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 		t.Fatalf("host B sees A's manifest: %v", err)
 	}
 
+	// under a restore grant, B reads A's repository, read-only, with a
+	// key entry wrapped to B's key, and restores A's backup byte for
+	// byte; A cannot use B's grant; once ended, B is refused and the key
+	// entry is gone
+	hA, _ := s.Store.GetHost(ctx, "gw-a")
+	hB, _ := s.Store.GetHost(ctx, "gw-b")
+	g, err := s.grantRestore(ctx, hB, hA, "local", m.ID, "RESTORE-T", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gB, _ := hostproxy.New(u, hostproxy.Options{Token: b.Credential, Pin: pin, Grant: g.ID})
+	viaGrant, err := repository.Open(ctx, gB, repository.Credentials{RSAPrivateKey: keyB})
+	if err != nil {
+		t.Fatalf("B under the grant: %v", err)
+	}
+	gm, err := viaGrant.LoadManifest(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(dir, "out-on-b")
+	if _, err := restore.Run(ctx, viaGrant, gm, restore.Options{Target: out2}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(out2, "data", data, "etc", "app.conf")); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("B restored %d bytes of A's backup (%v), want %d", len(got), err, len(content))
+	}
+	if err := gB.Put(ctx, "data/zz/by-b", bytes.NewReader([]byte("x")), 1); err == nil || !strings.Contains(err.Error(), "reads; nothing is written") {
+		t.Fatalf("B wrote under the grant: %v", err)
+	}
+	if err := gB.Delete(ctx, "writers/w1"); err == nil {
+		t.Fatal("B deleted under the grant")
+	}
+	var seen []string
+	gB.List(ctx, "keys/", func(oi storage.ObjectInfo) error { seen = append(seen, oi.Name); return nil })
+	if len(seen) != 1 || seen[0] != "keys/"+g.KeyEntry {
+		t.Fatalf("B sees key entries %v under the grant, want only its own", seen)
+	}
+	gA, _ := hostproxy.New(u, hostproxy.Options{Token: a.Credential, Pin: pin, Grant: g.ID})
+	if _, err := gA.Stat(ctx, "manifests/"+m.ID); err == nil || !strings.Contains(err.Error(), "does not let host gw-a") {
+		t.Fatalf("A used B's grant: %v", err)
+	}
+	if err := s.RevokeGrant(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gB.Stat(ctx, "manifests/"+m.ID); err == nil || !storage.IsPermanent(err) {
+		t.Fatalf("B under an ended grant: %v", err)
+	}
+	if _, err := repository.Open(ctx, pA, repository.Credentials{RSAPrivateKey: keyB}); !errors.Is(err, repository.ErrNoMatchingKey) {
+		t.Fatalf("the grant's key entry outlived it: %v", err)
+	}
+	if err := s.RevokeGrant(ctx, g.ID); err != nil {
+		t.Fatalf("ending an ended grant: %v", err)
+	}
+
 	// past its hard quota, a host's uploads of data stop, for good
 	if err := s.Store.PutBackup(ctx, &models.Backup{ID: "backup-quota-1", Type: "full", Status: "completed", Timestamp: time.Now(),
 		Host: "gw-a", AddedBytes: 5000}); err != nil {

@@ -88,33 +88,20 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.notYetForHosts(r.Context(), b, "restored"); err != nil {
-		return err
-	}
 	if b.Status != workflows.StatusCompleted && b.Status != workflows.StatusPartial {
 		return conflict(codes.BackupNotFound, "backup %s is %s; only completed (or partial) backups can be restored", b.ID, b.Status)
 	}
-	// components: named ones must be in the backup
-	var comps []string
-	for n, on := range req.Components {
-		if !contains(b.Components, n) {
-			return badRequest("components."+n, "components.%s: backup %s has no such component (it has %s)", n, b.ID, strings.Join(b.Components, ", "))
-		}
-		if on {
-			comps = append(comps, n)
-		}
+	if dir, err := s.repoDirOf(r.Context(), b.Host); err != nil {
+		return err
+	} else if dir != "" {
+		return s.startHostRestore(w, r, req, b)
 	}
-	sort.Strings(comps)
-	if req.RestoreType == "partial" && len(comps) == 0 && len(req.Paths) == 0 {
-		return badRequest("components", "a partial restore names at least one component or path")
+	if req.Host != "" && req.Host != s.Cfg.Host {
+		return badRequest("host", "host: backup %s is this server's (host %s); it is restored here, not on enrolled host %s", b.ID, s.Cfg.Host, req.Host)
 	}
-	if req.RestoreType == "full" {
-		comps = nil
-	}
-	for i, p := range req.Paths {
-		if !filepath.IsAbs(p) || strings.Contains("/"+p+"/", "/../") {
-			return badRequest(fmt.Sprintf("paths[%d]", i), "paths[%d]: %q must be an absolute path without \"..\"", i, p)
-		}
+	comps, err := restoreSelection(req, b)
+	if err != nil {
+		return err
 	}
 	if req.TargetLocation == "" {
 		req.TargetLocation = "original"
@@ -266,6 +253,34 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// restoreSelection is the components a restore request selects (nil: all
+// of the backup's), its paths checked.
+func restoreSelection(req api.RestoreRequest, b *models.Backup) ([]string, error) {
+	// components: named ones must be in the backup
+	var comps []string
+	for n, on := range req.Components {
+		if !contains(b.Components, n) {
+			return nil, badRequest("components."+n, "components.%s: backup %s has no such component (it has %s)", n, b.ID, strings.Join(b.Components, ", "))
+		}
+		if on {
+			comps = append(comps, n)
+		}
+	}
+	sort.Strings(comps)
+	if req.RestoreType == "partial" && len(comps) == 0 && len(req.Paths) == 0 {
+		return nil, badRequest("components", "a partial restore names at least one component or path")
+	}
+	if req.RestoreType == "full" {
+		comps = nil
+	}
+	for i, p := range req.Paths {
+		if !filepath.IsAbs(p) || strings.Contains("/"+p+"/", "/../") {
+			return nil, badRequest(fmt.Sprintf("paths[%d]", i), "paths[%d]: %q must be an absolute path without \"..\"", i, p)
+		}
+	}
+	return comps, nil
 }
 
 func restoredOf(sel, all []string) []string {

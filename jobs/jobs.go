@@ -193,8 +193,12 @@ func (j *Client) StartRestore(ctx context.Context, req workflows.RestoreRequest)
 	if req.JobID == "" {
 		req.JobID = newJobID("RESTORE")
 	}
-	return j.start(ctx, api.JobRestore, req.JobID, req.BackupID, "RestoreWorkflow", req,
-		"**Restore** "+req.RestoreID, "**Target** "+req.Target, "**From location** "+req.Location)
+	lines := []string{"**Restore** " + req.RestoreID, "**Target** " + req.Target, "**From location** " + req.Location}
+	if j.HostQueue != "" {
+		req.HostQueue, req.Host = j.HostQueue, j.Host
+		lines = append(lines, "**On host** "+j.Host)
+	}
+	return j.start(ctx, api.JobRestore, req.JobID, req.BackupID, "RestoreWorkflow", req, lines...)
 }
 
 // StartVerify starts a VerifyWorkflow.

@@ -256,7 +256,6 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		body               any
 	}{
 		{"POST", v1 + "/verify", "operator", map[string]any{"backup_id": firstID}},
-		{"POST", v1 + "/restore", "admin", map[string]any{"backup_id": firstID, "restore_type": "full", "target_location": filepath.Join(a.dir, "out")}},
 		{"DELETE", v1 + "/" + firstID, "admin", nil},
 	} {
 		if st, body := s.do(c.method, c.path, c.role, c.body); st != 409 || !strings.Contains(jsonText(body), "enrolled host gw-a") {
@@ -360,6 +359,38 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	b.start(s.bin, nil)
 	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
 		t.Fatalf("gw-b's backup after its worker returned: %v\n%s", pr, b.output())
+	}
+
+	// gw-a's backup restored on gw-a, then on gw-b (the replacement of a
+	// lost gateway): byte for byte, each under a grant that ends with its
+	// restore (the grants' key entries are gone afterwards)
+	keysDir := filepath.Join(filepath.Dir(s.cfgPath), "backups", "hosts", host["id"].(string), "keys")
+	keysBefore, _ := os.ReadDir(keysDir)
+	want, _ := os.ReadFile(filepath.Join(a.dir, "data", "hello.txt"))
+	for _, on := range []*fleetHost{a, b} {
+		target := filepath.Join(on.dir, "restored")
+		if st, body := s.do("POST", v1+"/restore", "operator", map[string]any{"backup_id": firstID, "host": on.name, "target_location": target}); st != 403 {
+			t.Fatalf("an operator restored a host's backup: %d %v", st, body)
+		}
+		rr := s.must(200, "POST", v1+"/restore", "admin", map[string]any{"backup_id": firstID, "host": on.name, "target_location": target})
+		if rr["host"] != on.name || (on == b) != strings.Contains(jsonText(rr["warnings"]), "under a grant") {
+			t.Fatalf("restore of gw-a's backup on %s: %v", on.name, rr)
+		}
+		if pr := s.waitJob(t, v1+"/restore/progress?job_id="+rr["job_id"].(string)); pr["status"] != "completed" {
+			b, _ := os.ReadFile(s.logPath)
+			t.Fatalf("restore of gw-a's backup on %s: %v\nworker:\n%s\nserver:\n%s", on.name, pr, on.output(), tail(string(b), 3000))
+		}
+		got, err := os.ReadFile(filepath.Join(target, "data", a.dir, "data", "hello.txt"))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("gw-a's file restored on %s: %q %v, want %q", on.name, got, err, want)
+		}
+		waitFor(t, 20*time.Second, "the restore grant's key entry removed", func() bool {
+			k, _ := os.ReadDir(keysDir)
+			return len(k) == len(keysBefore)
+		})
+	}
+	if st, body := s.do("POST", v1+"/restore", "admin", map[string]any{"backup_id": firstID, "host": "gw-zz", "target_location": "/tmp/x"}); st != 400 {
+		t.Fatalf("a restore on an unknown host: %d %v", st, body)
 	}
 
 	// gw-b's pinned certificate no longer matches: it refuses the server

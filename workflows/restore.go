@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"strings"
+	"time"
 
 	"encoding/json"
 
@@ -33,6 +34,11 @@ type RestoreRequest struct {
 	PreRestoreSnapshot bool     `json:"pre_restore_snapshot,omitempty"`
 	SnapshotLocation   string   `json:"snapshot_location,omitempty"`
 	SnapshotComponents []string `json:"snapshot_components,omitempty"`
+	// HostQueue and Host: an enrolled host restores (as BackupRequest's);
+	// RestoreInput.Grant is then the grant it reads the repository under,
+	// ended through the catalog when the restore is over.
+	HostQueue string `json:"host_queue,omitempty"`
+	Host      string `json:"host,omitempty"`
 }
 
 // SnapshotID is the id of a restore's pre-restore snapshot.
@@ -50,6 +56,7 @@ type RestoreOutcome struct {
 // file is verified against the manifest as it is written) → optionally
 // verify the restored files again.
 func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome, error) {
+	ctx = onHost(ctx, req.HostQueue)
 	var p *Progress
 	var start workflow.Future
 	out, err := runRestore(ctx, req, &p, &start)
@@ -66,6 +73,15 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome,
 			rec.Result = rawJSON(map[string]any{"progress": p.snapshot(workflow.Now(ctx))})
 		}
 		awaitRecords(ctx, req.CatalogQueue, start, rec)
+	}
+	if req.Grant != "" && req.CatalogQueue != "" {
+		// over, whatever the outcome: the host reads the repository no more
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		gctx := workflow.WithActivityOptions(dctx, workflow.ActivityOptions{TaskQueue: req.CatalogQueue,
+			StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: time.Hour})
+		if gerr := workflow.ExecuteActivity(gctx, cat.EndGrant, req.Grant).Get(dctx, nil); gerr != nil {
+			workflow.GetLogger(ctx).Error("the restore grant could not be ended; the server ends it at its expiry", "grant", req.Grant, "error", gerr)
+		}
 	}
 	return out, err
 }
@@ -99,7 +115,7 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 		p.show(ctx)
 		var rep activities.VerifyReport
 		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
-			BackupID: req.BackupID, Location: req.Location}).Get(ctx, &rep)
+			BackupID: req.BackupID, Location: req.Location, Grant: req.Grant}).Get(ctx, &rep)
 		if err != nil {
 			p.Verification["pre_restore"] = "failed"
 			return nil, finish(ctx, p, StatusFailed, err)

@@ -34,13 +34,21 @@ type Backend struct {
 	base     string // https://SERVER:PORT
 	location string
 	token    string
+	grant    string
 	http     *http.Client
 }
+
+// GrantHeader names the grant under which a host reads another
+// repository than its own (a restore the server granted).
+const GrantHeader = "X-Backupd-Grant"
 
 // Options say how to reach the server.
 type Options struct {
 	Token string // the host's credential
 	Pin   string // the server's certificate, sha256:...; required for https
+	// Grant, when set, reads the repository a restore grant opened to
+	// this host (read-only) instead of the host's own.
+	Grant string
 }
 
 // New opens the location named by a backupd+https:// (or, on a trusted
@@ -62,7 +70,7 @@ func New(u *url.URL, o Options) (*Backend, error) {
 		tr.TLSClientConfig = tlspin.Config(o.Pin)
 	}
 	tr.MaxIdleConnsPerHost = 16
-	return &Backend{base: scheme + "://" + u.Host, location: loc, token: o.Token,
+	return &Backend{base: scheme + "://" + u.Host, location: loc, token: o.Token, grant: o.Grant,
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
 }
 
@@ -78,6 +86,9 @@ func (b *Backend) do(ctx context.Context, method, op string, q url.Values, body 
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+b.token)
+	if b.grant != "" {
+		req.Header.Set(GrantHeader, b.grant)
+	}
 	if body != nil {
 		req.ContentLength = size
 		req.Header.Set("Content-Type", "application/octet-stream")

@@ -36,6 +36,7 @@ type Options struct {
 	S3CreateBucket        bool
 	HostToken             string // backupd+https: the enrolled host's credential
 	HostPin               string // backupd+https: the server's certificate (sha256:...)
+	HostGrant             string // backupd+https: read the repository a restore grant opened
 }
 
 // Open parses raw and opens the backend it names.
@@ -58,7 +59,7 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Backend, error
 	case "sftp":
 		return openSFTP(ctx, u, opts)
 	case "backupd+https", "backupd+http":
-		be, err := hostproxy.New(u, hostproxy.Options{Token: opts.HostToken, Pin: opts.HostPin})
+		be, err := hostproxy.New(u, hostproxy.Options{Token: opts.HostToken, Pin: opts.HostPin, Grant: opts.HostGrant})
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,219 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"backupd/activities"
+	"backupd/api"
+	"backupd/jobs"
+	"backupd/models"
+	"backupd/repository"
+	"backupd/workflows"
+)
+
+// grantLifetime bounds a restore grant whose restore never ends it (the
+// server then ends it at the next sweep).
+const grantLifetime = 72 * time.Hour
+
+// startHostRestore restores an enrolled host's backup on that host, or on
+// another enrolled host (a replacement). The restoring host holds only a
+// write-only key, so the server grants it, for this restore alone, a key
+// entry in the backup's repository wrapped to its RSA key, and its storage
+// proxy lets it read that repository (nothing else, read-only) until the
+// restore ends the grant.
+func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req api.RestoreRequest, b *models.Backup) error {
+	ctx := r.Context()
+	source, err := s.Store.GetHost(ctx, b.Host)
+	if err != nil {
+		return err
+	}
+	name := req.Host
+	if name == "" {
+		name = source.Name
+	}
+	if name == s.Cfg.Host {
+		return badRequest("host", "host: backup %s is enrolled host %s's; restoring it on the server itself is not supported: name an enrolled host", b.ID, b.Host)
+	}
+	reader, err := s.jobHost(ctx, name)
+	if err != nil {
+		return err
+	}
+	comps, err := restoreSelection(req, b)
+	if err != nil {
+		return err
+	}
+	if req.TargetLocation == "" {
+		req.TargetLocation = "original"
+	}
+	original := req.TargetLocation == "original"
+	switch {
+	case strings.HasPrefix(req.TargetLocation, "database:"):
+		return badRequest("target_location", "target_location: loading a dump into a database is not done for enrolled hosts yet; restore into a directory on %s (the dumps are written as files)", reader.Name)
+	case !original && (!filepath.IsAbs(req.TargetLocation) || strings.Contains("/"+req.TargetLocation+"/", "/../")):
+		return badRequest("target_location", "target_location: %q must be \"original\" or an absolute directory on host %s, without \"..\"", req.TargetLocation, reader.Name)
+	}
+	restored := restoredOf(comps, b.Components)
+	if original {
+		kinds := map[string]string{}
+		for _, c := range source.Components {
+			kinds[c.Name] = c.Kind
+		}
+		for _, c := range restored {
+			if kinds[c] == "database" {
+				return badRequest("target_location", "target_location: component %s holds database dumps, which are not loaded on enrolled hosts yet; restore it into a directory on %s", c, reader.Name)
+			}
+		}
+	}
+	loc := req.StorageLocation
+	if loc == "" {
+		if len(b.Locations) == 0 {
+			return conflictPlain("backup " + b.ID + " is not stored in any location")
+		}
+		loc = b.Locations[0]
+	} else if !contains(b.Locations, loc) {
+		return badRequest("storage_location", "storage_location: backup %s is not stored in %q (it is in %s)", b.ID, loc, strings.Join(b.Locations, ", "))
+	}
+	var warnings []string
+	if req.CreatePreRestoreSnapshot {
+		warnings = append(warnings, "no pre-restore snapshot: it is not taken on enrolled hosts yet")
+	}
+	if reader.ID != source.ID {
+		warnings = append(warnings, sprintf("host %s reads host %s's backup under a grant for this restore alone; the grant ends with it", reader.Name, source.Name))
+	}
+	verifyBefore := req.VerifyBeforeRestore == nil || *req.VerifyBeforeRestore
+	now := time.Now().UTC()
+	restoreID, jobID := jobs.NewID("RESTORE-"), jobs.NewID("RESTORE-JOB-")
+	g, err := s.grantRestore(ctx, reader, source, loc, b.ID, restoreID, user(r))
+	if err != nil {
+		return err
+	}
+	target := req.TargetLocation
+	if original {
+		target = ""
+	}
+	wreq := workflows.RestoreRequest{
+		RestoreInput: activities.RestoreInput{BackupID: b.ID, Location: loc, Target: target, Components: comps, Paths: req.Paths,
+			Overwrite: req.Overwrite || original, Original: original, Mirror: req.Mirror, Grant: g.ID},
+		JobID: jobID, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore, RestoreID: restoreID,
+		Subtype: req.RestoreType, CatalogQueue: s.catalogQueue()}
+	var size int64
+	for _, c := range restored {
+		size += b.ComponentSizes[c]
+	}
+	if len(restored) == len(b.Components) && size == 0 {
+		size = b.SizeBytes
+	}
+	dur := time.Duration(float64(size)/150e6*float64(time.Second)) + 2*time.Second
+	job := &models.Job{ID: jobID, Type: api.JobRestore, Subtype: req.RestoreType, Status: "queued", RefID: restoreID,
+		BackupID: b.ID, Name: b.Name, User: user(r), Started: now, EstimatedBytes: size, EstimatedSeconds: dur.Seconds(),
+		Host: reader.Name, Request: models.ToJSON(req)}
+	if err := s.Store.PutJob(ctx, job); err != nil {
+		s.endGrantQuietly(g.ID)
+		return err
+	}
+	started, err := s.jobsFor(reader).StartRestore(ctx, wreq)
+	if err != nil {
+		s.endGrantQuietly(g.ID)
+		s.Store.UpdateJob(context.WithoutCancel(ctx), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
+		return err
+	}
+	s.Store.UpdateJob(ctx, jobID, map[string]any{"workflow_id": started.WorkflowID, "run_id": started.RunID})
+	s.Hub.Track(jobID)
+	s.Log.Info("restore grant made", "grant", g.ID, "reader", reader.Name, "source", source.Name, "backup", b.ID, "location", loc, "restore", restoreID, "by", user(r))
+	writeJSON(w, http.StatusOK, api.RestoreStarted{
+		Status: "restore_started", RestoreID: restoreID, BackupID: b.ID, JobID: jobID,
+		RestoreType: req.RestoreType, Components: nonNil(restored), StorageLocation: loc,
+		TargetLocation: req.TargetLocation, Host: reader.Name,
+		EstimatedSize: humanSize(size), EstimatedSizeBytes: size,
+		EstimatedDuration: humanEstimate(dur), EstimatedDurationSeconds: math.Round(dur.Seconds()),
+		Warning:             "System performance may be affected during restore",
+		VerifyBeforeRestore: verifyBefore, VerifyAfterRestore: req.VerifyAfterRestore,
+		ProgressURL:   "/cloud-integration/backup/restore/progress?job_id=" + jobID,
+		TemporalUIURL: s.workflowURL(started.WorkflowID, started.RunID),
+		Warnings:      warnings,
+	})
+	return nil
+}
+
+// grantRestore lets reader read source's repository in loc for one
+// restore: a full key entry there wrapped to reader's RSA key, and the
+// grant its storage proxy checks.
+func (s *Server) grantRestore(ctx context.Context, reader, source *models.Host, loc, backupID, restoreID, by string) (*models.HostGrant, error) {
+	pub, err := repository.ParseRSAPublicKey([]byte(reader.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("host %s's public key: %w", reader.Name, err)
+	}
+	repo, err := s.Stores.OpenIn(ctx, loc, hostRepoDir(source))
+	if err != nil {
+		return nil, err
+	}
+	id := models.NewGrantID()
+	e, err := repo.AddKey(ctx, repository.Wrapping{RSAPublicKey: pub, Label: "restore grant " + id + " (" + restoreID + ") for host " + reader.Name})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	g := &models.HostGrant{ID: id, Reader: reader.ID, Source: source.ID, Location: loc, KeyEntry: e.ID, RestoreID: restoreID,
+		BackupID: backupID, CreatedBy: by, CreatedAt: now, ExpiresAt: now.Add(grantLifetime)}
+	if err := s.Store.PutGrant(ctx, g); err != nil {
+		repo.RemoveKey(context.WithoutCancel(ctx), e.ID)
+		return nil, err
+	}
+	return g, nil
+}
+
+// RevokeGrant ends a restore grant: its key entry leaves the source
+// repository, then the grant is marked ended (its reader is refused from
+// then on). Ending an ended grant is a no-op.
+func (s *Server) RevokeGrant(ctx context.Context, id string) error {
+	g, err := s.Store.GetGrant(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil
+	}
+	if err != nil || g.EndedAt != nil {
+		return err
+	}
+	repo, err := s.Stores.OpenIn(ctx, g.Location, "hosts/"+g.Source)
+	if err != nil {
+		return err
+	}
+	if err := repo.RemoveKey(ctx, g.KeyEntry); err != nil && !strings.HasPrefix(err.Error(), "no key ") {
+		return err
+	}
+	return s.Store.EndGrant(ctx, id)
+}
+
+// endGrantQuietly ends a grant whose restore did not start.
+func (s *Server) endGrantQuietly(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.RevokeGrant(ctx, id); err != nil {
+		s.Log.Error("a restore grant could not be ended; the next sweep ends it", "grant", id, "err", err)
+	}
+}
+
+// SweepGrants ends the restore grants past their expiry (a restore that
+// could not end its own).
+func (s *Server) SweepGrants(ctx context.Context) {
+	gs, err := s.Store.OpenGrants(ctx)
+	if err != nil {
+		s.Log.Warn("listing restore grants", "err", err)
+		return
+	}
+	now := time.Now()
+	for _, g := range gs {
+		if g.Live(now) {
+			continue
+		}
+		if err := s.RevokeGrant(ctx, g.ID); err != nil {
+			s.Log.Warn("an expired restore grant could not be ended yet", "grant", g.ID, "err", err)
+		}
+	}
+}
