@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"backupd/api"
@@ -36,6 +37,78 @@ type Catalog struct {
 	RevokeGrant func(ctx context.Context, id string) error
 }
 
+// HostQueue is the task queue of an enrolled host's worker.
+func HostQueue(name string) string { return "backup@" + name }
+
+// HostQuery selects the enrolled hosts of a scheduled run: by name or
+// id, or by a label selector ("site=berlin,role=gw").
+type HostQuery struct {
+	Hosts      []string `json:"hosts,omitempty"`
+	Selector   string   `json:"selector,omitempty"`
+	Components []string `json:"components"`
+}
+
+// HostTarget is one host a scheduled run goes to; Problem, when set, is
+// why it cannot (unknown, revoked, or lacking a component).
+type HostTarget struct {
+	Name    string `json:"name"`
+	Queue   string `json:"queue"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// ResolveHosts lists the hosts a scheduled run goes to, as the catalog
+// knows them at the run's time.
+func (c *Catalog) ResolveHosts(ctx context.Context, q HostQuery) ([]HostTarget, error) {
+	var hosts []models.Host
+	var out []HostTarget
+	if len(q.Hosts) > 0 {
+		for _, n := range q.Hosts {
+			h, err := c.Store.GetHost(ctx, n)
+			if errors.Is(err, models.ErrNotFound) {
+				out = append(out, HostTarget{Name: n, Problem: "no host " + n + " is enrolled"})
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			hosts = append(hosts, *h)
+		}
+	} else {
+		all, err := c.Store.ListHosts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range all {
+			if !h.Local && h.Status == models.HostActive && models.SelectorMatches(q.Selector, h.Labels) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	for _, h := range hosts {
+		t := HostTarget{Name: h.Name, Queue: HostQueue(h.Name)}
+		has := map[string]bool{}
+		for _, hc := range h.Components {
+			has[hc.Name] = true
+		}
+		var missing []string
+		for _, n := range q.Components {
+			if !has[n] {
+				missing = append(missing, n)
+			}
+		}
+		switch {
+		case h.Local:
+			t.Problem = h.Name + " is the server's own host: a schedule for it names no hosts"
+		case h.Status != models.HostActive:
+			t.Problem = "host " + h.Name + " is revoked"
+		case len(missing) > 0:
+			t.Problem = "host " + h.Name + " reports no component " + strings.Join(missing, ", ")
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 // EndGrant ends the restore grant of a finished restore (whatever its
 // outcome): the restoring host reads the repository no more.
 func (c *Catalog) EndGrant(ctx context.Context, id string) error {
@@ -55,6 +128,7 @@ type JobRecord struct {
 	BackupID   string          `json:"backup_id,omitempty"`
 	Name       string          `json:"name,omitempty"`
 	ScheduleID string          `json:"schedule_id,omitempty"`
+	Host       string          `json:"host,omitempty"` // an enrolled host's job
 	WorkflowID string          `json:"workflow_id,omitempty"`
 	RunID      string          `json:"run_id,omitempty"`
 	Started    time.Time       `json:"started"`
@@ -126,6 +200,7 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 	setIf(&j.BackupID, rec.BackupID)
 	setIf(&j.Name, rec.Name)
 	setIf(&j.ScheduleID, rec.ScheduleID)
+	setIf(&j.Host, rec.Host)
 	setIf(&j.WorkflowID, rec.WorkflowID)
 	setIf(&j.RunID, rec.RunID)
 	if !rec.Started.IsZero() {

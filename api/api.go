@@ -45,17 +45,17 @@ var (
 	// revoked (its credential refused)
 	HostStates      = []string{"online", "offline", "revoked"}
 	Notifications   = []string{"on_success", "on_failure", "on_warning"}
-	JobOutcomes     = []string{"success", "partial", "failed", "cancelled"}
+	JobOutcomes     = []string{"success", "partial", "failed", "cancelled", "missed"}
 	AlertLevels     = []string{"warning", "critical"}
 	AuditOutcomes   = []string{"success", "failure", "denied", "started"}
 	JobControls     = []string{"paused", "resumed"}
 	ScheduleSaves   = []string{"created", "updated"}
 	ScheduleActions = []string{"deleted", "triggered"}
 	JobTypes        = []string{string(JobBackup), string(JobRestore), string(JobVerify), string(JobCleanup), string(JobRepair)}
-	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped"}
+	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped", "missed"}
 	// the progress endpoints' status, and how an ended job ended
 	ProgressStatuses = []string{"queued", "in_progress", "paused", "completed", "failed"}
-	ProgressOutcomes = []string{"queued", "in_progress", "paused", "completed", "partial", "failed", "cancelled"}
+	ProgressOutcomes = []string{"queued", "in_progress", "paused", "completed", "partial", "failed", "cancelled", "missed"}
 	// status, health (the overall level, gravest last), statistics' trends,
 	// and the delete, repair and pending report answers
 	SystemStatuses   = []string{"active", "degraded"}

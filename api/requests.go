@@ -76,6 +76,10 @@ type ScheduleRequest struct {
 	Compression      *string         `json:"compression,omitempty" enum:"compression"`
 	Notifications    map[string]bool `json:"notifications,omitempty" keys:"notification" doc:"on_success, on_failure, on_warning" example:"{\"on_success\":true,\"on_failure\":true,\"on_warning\":false}"`
 	Description      *string         `json:"description,omitempty" maxLength:"2000"`
+	// Hosts or HostSelector make it a schedule of enrolled hosts.
+	Hosts          []string `json:"hosts,omitempty" doc:"enrolled hosts (names or ids) the schedule backs up, each in a run of its own; [] turns it back into a schedule of the server's own host" example:"[\"gw-berlin-01\"]"`
+	HostSelector   *string  `json:"host_selector,omitempty" maxLength:"500" doc:"or: the enrolled hosts whose labels match, resolved at each run (key=value,...); \"\" clears it" example:"\"site=berlin\""`
+	CatchupMinutes *int     `json:"catchup_minutes,omitempty" minimum:"1" maximum:"10080" doc:"with hosts: how long a host's run waits for the host if it is offline; past it the run is recorded as missed (default 1440)"`
 }
 
 // CleanupRequest is the body of POST /backup/cleanup.

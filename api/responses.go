@@ -431,6 +431,9 @@ type ScheduleView struct {
 	Compression      string          `json:"compression" required:"true"`
 	Notifications    map[string]bool `json:"notifications" nullable:"true" keys:"notification"`
 	Description      string          `json:"description"`
+	Hosts            []string        `json:"hosts,omitempty" doc:"the enrolled hosts it backs up"`
+	HostSelector     string          `json:"host_selector,omitempty" doc:"the label selector of the enrolled hosts it backs up"`
+	CatchupMinutes   int             `json:"catchup_minutes,omitempty" doc:"how long a host's run waits for an offline host"`
 	LastExecution    *LastExecution  `json:"last_execution" required:"true" nullable:"true" doc:"the newest backup the schedule took"`
 	NextExecution    *string         `json:"next_execution" required:"true" nullable:"true" format:"date-time"`
 	*ScheduleRuns

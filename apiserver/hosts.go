@@ -31,7 +31,7 @@ import (
 // keep coming (the server's own host: while a worker polls its queue).
 
 // HostTaskQueue is the task queue of an enrolled host's worker.
-func HostTaskQueue(name string) string { return "backup@" + name }
+func HostTaskQueue(name string) string { return activities.HostQueue(name) }
 
 // announceEvery is how often a host's worker announces itself; a host
 // silent for more than twice that is offline.
@@ -399,21 +399,6 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 	return v, nil
 }
 
-// selectorMatches: a label selector is key=value pairs separated by
-// commas, all of which must hold.
-func selectorMatches(sel string, labels map[string]string) bool {
-	for _, term := range strings.Split(sel, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(term), "=")
-		if k == "" {
-			continue
-		}
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state, sel := q.Get("state"), q.Get("labels")
@@ -443,7 +428,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 	out := api.HostList{Hosts: []api.Host{}}
 	for i := range list {
 		h := &list[i]
-		if sel != "" && !selectorMatches(sel, h.Labels) {
+		if sel != "" && !models.SelectorMatches(sel, h.Labels) {
 			continue
 		}
 		v, err := s.hostView(r, h, tot)

@@ -95,6 +95,8 @@ func apiStatus(wfStatus string) (status, outcome string) {
 		return "failed", "failed"
 	case workflows.StatusCancelled:
 		return "failed", "cancelled"
+	case workflows.StatusMissed:
+		return "failed", "missed"
 	case workflows.StatusPaused:
 		return "paused", "paused"
 	case workflows.StatusPending:

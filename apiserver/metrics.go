@@ -113,7 +113,7 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 
 // outcomes maps a finished job's catalog status to the metrics' word.
 var outcomes = map[string]string{workflows.StatusCompleted: "succeeded", workflows.StatusPartial: "partial",
-	workflows.StatusFailed: "failed", workflows.StatusCancelled: "cancelled"}
+	workflows.StatusFailed: "failed", workflows.StatusCancelled: "cancelled", workflows.StatusMissed: "missed"}
 
 // jobRecorded counts a job's start or end, once each.
 func (m *Metrics) jobRecorded(rec activities.JobRecord) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +153,16 @@ func (s *Server) scheduleOptions(sc *models.Schedule) (client.ScheduleSpec, *cli
 		CatalogQueue: s.catalogQueue(), Description: "scheduled by " + sc.ID,
 		Notify: &workflows.NotifyPrefs{OnSuccess: sc.Notifications["on_success"], OnFailure: sc.Notifications["on_failure"],
 			OnWarning: sc.Notifications["on_warning"]}}
+	if len(sc.Hosts) > 0 || sc.HostSelector != "" {
+		// each host's run is a workflow of its own, started by this one
+		fr := workflows.FleetBackupRequest{Backup: req, Hosts: sc.Hosts, Selector: sc.HostSelector,
+			CatchUp: time.Duration(sc.CatchupMinutes) * time.Minute}
+		return spec, &client.ScheduleWorkflowAction{ID: "scheduled-hosts:" + sc.ID, Workflow: "FleetBackupWorkflow", Args: []any{fr},
+			TaskQueue: activities.HostJobsTaskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet(string(api.JobBackup)),
+				workflows.AttrScheduleID.ValueSet(sc.ID), workflows.AttrStatus.ValueSet(workflows.StatusPending),
+				workflows.AttrComponents.ValueSet(sc.Components))}, nil
+	}
 	act := &client.ScheduleWorkflowAction{ID: "scheduled-backup:" + sc.ID, Workflow: "BackupWorkflow", Args: []any{req},
 		TaskQueue: s.Cfg.Temporal.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrJobType.ValueSet(string(api.JobBackup)),
@@ -211,7 +222,18 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 			sc.Notifications[k] = v
 		}
 	}
-	if req.Components != nil {
+	var warnings []string
+	if err := s.setScheduleHosts(ctx, sc, req); err != nil {
+		return err
+	}
+	fleet := len(sc.Hosts) > 0 || sc.HostSelector != ""
+	if req.Components != nil && fleet {
+		comps, warn, err := s.selectFleetComponents(ctx, sc, req.Components)
+		if err != nil {
+			return err
+		}
+		sc.Components, warnings = comps, append(warnings, warn...)
+	} else if req.Components != nil {
 		comps, err := s.selectComponents(req.Components, true)
 		if err != nil {
 			e := err.(*apiError)
@@ -248,6 +270,11 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		sc.Locations = locs
+	}
+	if fleet && len(sc.Locations) > 1 {
+		warnings = append(warnings, sprintf("the hosts' backups go to %s only: copies of enrolled hosts' backups to other locations (%s) are not made yet",
+			sc.Locations[0], strings.Join(sc.Locations[1:], ", ")))
+		sc.Locations = sc.Locations[:1]
 	}
 	if sc.Compression == "" {
 		pol, err := s.policies(ctx)
@@ -295,7 +322,9 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 		status, msg = "created", "Schedule created successfully"
 	}
 	s.Hub.Broadcast(scheduleEvent("schedule_"+status, sc, msg, next))
-	warnings := []string{}
+	if warnings == nil {
+		warnings = []string{}
+	}
 	policyMet := true
 	if pol, err := s.policies(ctx); err == nil {
 		if pw := s.policyWarning(sc.Locations, pol); pw != "" {
@@ -433,7 +462,14 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 		v := api.ScheduleView{ID: sc.ID, Name: sc.Name, Enabled: sc.Enabled, Type: sc.Type, Frequency: sc.Frequency,
 			Time: sc.Time, Day: sc.Day, Timezone: sc.Timezone, Components: s.componentMap(sc.Components),
 			StorageLocations: nonNil(sc.Locations), RetentionDays: sc.RetentionDays, Encryption: sc.Encryption,
-			Compression: sc.Compression, Notifications: sc.Notifications, Description: sc.Description}
+			Compression: sc.Compression, Notifications: sc.Notifications, Description: sc.Description,
+			Hosts: sc.Hosts, HostSelector: sc.HostSelector, CatchupMinutes: sc.CatchupMinutes}
+		if len(sc.Hosts) > 0 || sc.HostSelector != "" {
+			v.Components = map[string]bool{}
+			for _, c := range sc.Components {
+				v.Components[c] = true
+			}
+		}
 		h := s.Temporal.ScheduleClient().GetHandle(ctx, temporalScheduleID(sc.ID))
 		if d, err := h.Describe(ctx); err == nil {
 			if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
@@ -534,4 +570,99 @@ func (s *Server) scheduleOf(r *http.Request) (*models.Schedule, error) {
 		return nil, &apiError{Status: http.StatusNotFound, Code: string(codes.ScheduleError), Message: "no schedule " + strconv.Quote(id)}
 	}
 	return sc, err
+}
+
+// setScheduleHosts applies a schedule request's hosts, host selector and
+// catch-up window.
+func (s *Server) setScheduleHosts(ctx context.Context, sc *models.Schedule, req api.ScheduleRequest) error {
+	if req.Hosts != nil && req.HostSelector != nil && len(req.Hosts) > 0 && *req.HostSelector != "" {
+		return schedErr("hosts", "hosts and host_selector: give one of them (a list of hosts, or the labels that select them)")
+	}
+	if req.Hosts != nil {
+		sc.Hosts = models.Strings{}
+		seen := map[string]bool{}
+		for i, n := range req.Hosts {
+			h, err := s.jobHost(ctx, n)
+			if err != nil {
+				if e, ok := err.(*apiError); ok {
+					e.Code, e.Details = string(codes.ScheduleError), map[string]any{"field": sprintf("hosts[%d]", i)}
+				}
+				return err
+			}
+			if h == nil {
+				return schedErr(sprintf("hosts[%d]", i), "hosts[%d]: %s is the server's own host; a schedule without hosts backs it up", i, n)
+			}
+			if !seen[h.Name] {
+				seen[h.Name] = true
+				sc.Hosts = append(sc.Hosts, h.Name)
+			}
+		}
+		if len(sc.Hosts) > 0 {
+			sc.HostSelector = ""
+		}
+	}
+	if req.HostSelector != nil {
+		if *req.HostSelector != "" {
+			if err := models.ValidSelector(*req.HostSelector); err != nil {
+				return schedErr("host_selector", "host_selector: %v", err)
+			}
+			sc.Hosts = models.Strings{}
+		}
+		sc.HostSelector = *req.HostSelector
+	}
+	if req.CatchupMinutes != nil {
+		if *req.CatchupMinutes < 1 || *req.CatchupMinutes > 7*24*60 {
+			return schedErr("catchup_minutes", "catchup_minutes: %d is outside 1..10080 (a week)", *req.CatchupMinutes)
+		}
+		sc.CatchupMinutes = *req.CatchupMinutes
+	}
+	if (len(sc.Hosts) > 0 || sc.HostSelector != "") && sc.CatchupMinutes == 0 {
+		sc.CatchupMinutes = int(catchupWindow / time.Minute)
+	}
+	return nil
+}
+
+// selectFleetComponents checks a host schedule's components against
+// what its hosts report now: each must be reported by one of them (a
+// host that lacks one is skipped at the run, and says so).
+func (s *Server) selectFleetComponents(ctx context.Context, sc *models.Schedule, set api.ComponentSet) ([]string, []string, error) {
+	hosts, err := s.Store.ListHosts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	reported := map[string]bool{}
+	matched := 0
+	for _, h := range hosts {
+		if h.Local || h.Status != models.HostActive {
+			continue
+		}
+		if (len(sc.Hosts) > 0 && contains(sc.Hosts, h.Name)) || (len(sc.Hosts) == 0 && models.SelectorMatches(sc.HostSelector, h.Labels)) {
+			matched++
+			for _, c := range h.Components {
+				reported[c.Name] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(reported))
+	for n := range reported {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out, warnings []string
+	for n, on := range set {
+		if matched > 0 && !reported[n] {
+			return nil, nil, schedErr("components."+n, "components.%s: none of the schedule's hosts reports it (they report: %s)", n, strings.Join(names, ", "))
+		}
+		if on {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil, schedErr("components", "components: select at least one component of the schedule's hosts")
+	}
+	if matched == 0 {
+		warnings = append(warnings, "no enrolled host matches host_selector "+sc.HostSelector+" now: each run backs up the hosts that match when it fires")
+	}
+	sort.Strings(out)
+	return out, warnings, nil
 }

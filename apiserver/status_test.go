@@ -14,7 +14,7 @@ import (
 // job; and the catalog's word maps back to the same workflow status.
 func TestJobStatusVocabulariesMapOneToOne(t *testing.T) {
 	all := []string{workflows.StatusPending, workflows.StatusInProgress, workflows.StatusPaused, workflows.StatusCompleted,
-		workflows.StatusPartial, workflows.StatusFailed, workflows.StatusCancelled}
+		workflows.StatusPartial, workflows.StatusFailed, workflows.StatusCancelled, workflows.StatusMissed}
 	for _, wf := range all {
 		js := jobStatus(wf)
 		if !slices.Contains(api.JobStatuses, js) {
@@ -28,7 +28,7 @@ func TestJobStatusVocabulariesMapOneToOne(t *testing.T) {
 			t.Errorf("%s: progress status %q outcome %q not in the published enums", wf, st, outcome)
 		}
 		switch wf {
-		case workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed, workflows.StatusCancelled:
+		case workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed, workflows.StatusCancelled, workflows.StatusMissed:
 			if c := completionStatus(js); !slices.Contains(api.JobOutcomes, c) {
 				t.Errorf("%s: job_complete status %q is not in api.JobOutcomes", wf, c)
 			}

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -118,9 +117,7 @@ func NewID(prefix string) string {
 // a second one is refused while the first runs (the id policy, not a lock
 // table, decides).
 func BackupWorkflowID(host string, components []string) string {
-	c := append([]string(nil), components...)
-	sort.Strings(c)
-	return "backup:" + host + ":" + strings.Join(c, ",")
+	return workflows.BackupWorkflowID(host, components)
 }
 
 // StartBackup starts a BackupWorkflow; a backup of the same components

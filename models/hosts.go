@@ -82,6 +82,33 @@ type Enrolment struct {
 	Cancelled bool
 }
 
+// SelectorMatches: a label selector is key=value pairs separated by
+// commas, all of which must hold (an empty one matches every host).
+func SelectorMatches(sel string, labels map[string]string) bool {
+	for _, term := range strings.Split(sel, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(term), "=")
+		if k == "" {
+			continue
+		}
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidSelector checks a label selector's form: key=value terms,
+// separated by commas, none empty.
+func ValidSelector(sel string) error {
+	for _, term := range strings.Split(sel, ",") {
+		k, _, ok := strings.Cut(strings.TrimSpace(term), "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("label selector %q: each term is key=value (like site=berlin,role=gateway)", sel)
+		}
+	}
+	return nil
+}
+
 // Host statuses.
 const (
 	HostActive  = "active"

@@ -134,9 +134,15 @@ type Schedule struct {
 	Encryption    bool
 	Compression   string          `gorm:"size:16"`
 	Notifications map[string]bool `gorm:"type:text;serializer:json"`
-	CreatedBy     string          `gorm:"size:300"`
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Hosts or HostSelector: the schedule backs up enrolled hosts (each
+	// its own run), not the server's own; CatchupMinutes is how long a
+	// run waits for a host that is offline before it is missed.
+	Hosts          Strings `gorm:"type:text"`
+	HostSelector   string  `gorm:"size:500"`
+	CatchupMinutes int
+	CreatedBy      string `gorm:"size:300"`
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // Setting is one named JSON document of live configuration: storage

@@ -46,7 +46,7 @@ func newFleetHost(t *testing.T, s *apiStack, name string) *fleetHost {
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("host-"+name+"-password\n"), 0o600)
 	cfg := config.Config{Host: name, VarDir: filepath.Join(dir, "var"), PasswordFile: pw, Primary: "local",
-		Temporal:   config.Temporal{Address: "127.0.0.1:1", Namespace: "default"}, // the enrolment's address replaces it
+		Temporal:   config.Temporal{Address: "127.0.0.1:1", Namespace: "default"}, // unused: an enrolled host reaches Temporal through the server
 		Components: map[string]config.Component{"data": {Paths: []string{data}}},
 		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "backups")}}}
 	b, _ := yaml.Marshal(&cfg)

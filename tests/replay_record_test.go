@@ -53,7 +53,7 @@ func TestRecordHistories(t *testing.T) {
 	// lands while its component activity runs
 	os.MkdirAll(bulk, 0o755)
 	big := make([]byte, 24<<20)
-	rand.Read(big)
+	slowText(big)
 	os.WriteFile(filepath.Join(bulk, "big.bin"), big, 0o644)
 	os.WriteFile(filepath.Join(bulk, "small.txt"), []byte("small\n"), 0o644)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
@@ -148,7 +148,7 @@ func TestRecordHistories(t *testing.T) {
 
 	// 6. a backup cancelled while its component runs (new data: nothing
 	// to deduplicate)
-	rand.Read(big)
+	slowText(big)
 	os.WriteFile(filepath.Join(bulk, "big.bin"), big, 0o644)
 	xr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
 		"components": map[string]bool{"bulk": true}, "storage_locations": []string{"local"}, "compression": "bzip2"})
@@ -172,6 +172,42 @@ func TestRecordHistories(t *testing.T) {
 	}
 	rec.job("cleanup", cl["job_id"].(string))
 
+	// 8. an enrolled host: a schedule of hosts (a FleetBackupWorkflow and
+	// its child, the host's backup, whose activities run on the host),
+	// then that backup restored on the host under a grant
+	en := s.must(201, "POST", v1+"/hosts/enrolments", "admin", map[string]any{"name": "gw-rec"})
+	gw := newFleetHost(t, s, "gw-rec")
+	gw.start(s.bin, []string{"BACKUPD_ENROL_TOKEN=" + en["token"].(string)}, "--enrol", s.base)
+	defer gw.stop()
+	waitFor(t, 60*time.Second, "gw-rec online", func() bool {
+		_, h := s.do("GET", v1+"/hosts/gw-rec", "viewer", nil)
+		return h["state"] == "online"
+	})
+	s.must(200, "POST", v1+"/schedules", "operator", map[string]any{"id": "hosts-nightly", "frequency": "daily", "time": "03:00",
+		"components": map[string]bool{"data": true}, "storage_locations": []string{"local"}, "hosts": []string{"gw-rec"}})
+	s.must(200, "POST", v1+"/schedules/hosts-nightly/trigger", "operator", nil)
+	var hostBackup string
+	waitFor(t, 90*time.Second, "gw-rec's scheduled backup", func() bool {
+		l := s.must(200, "GET", v1+"/list?host=gw-rec", "viewer", nil)
+		for _, b := range l["backups"].([]any) {
+			if m := b.(map[string]any); m["status"] == "completed" {
+				hostBackup = m["id"].(string)
+			}
+		}
+		return hostBackup != ""
+	})
+	fl, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: "WorkflowType = 'FleetBackupWorkflow'"})
+	if err != nil || len(fl.Executions) != 1 {
+		t.Fatalf("the fleet run: %v %v", fl, err)
+	}
+	rec.execution("fleet-backup", fl.Executions[0].Execution.WorkflowId, fl.Executions[0].Execution.RunId)
+	hr := s.must(200, "POST", v1+"/restore", "admin", map[string]any{"backup_id": hostBackup, "target_location": filepath.Join(gw.dir, "restored"),
+		"verify_after_restore": true})
+	if p := s.waitJob(t, v1+"/restore/progress?job_id="+hr["job_id"].(string)); p["status"] != "completed" {
+		t.Fatalf("host restore: %v\n%s", p, gw.output())
+	}
+	rec.job("host-restore-grant", hr["job_id"].(string))
+
 	// every registered workflow type has a history
 	types := map[string]bool{}
 	for _, name := range registeredWorkflows() {
@@ -191,6 +227,16 @@ func TestRecordHistories(t *testing.T) {
 		if !rec.written[filepath.Base(f)] {
 			t.Logf("%s was not recorded this time (remove it if its shape is gone)", f)
 		}
+	}
+}
+
+// slowText fills b with random letters of a 16-letter alphabet: it
+// compresses (so it is not stored as incompressible at disk speed) and
+// bzip2 takes seconds over it, long enough for a pause or cancel to land.
+func slowText(b []byte) {
+	rand.Read(b)
+	for i := range b {
+		b[i] = 'a' + b[i]%16
 	}
 }
 

@@ -66,12 +66,13 @@ func RegisterWorkflows(r interface {
 	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
 }) {
 	for name, wf := range map[string]any{
-		"BackupWorkflow":  workflows.BackupWorkflow,
-		"RestoreWorkflow": workflows.RestoreWorkflow,
-		"VerifyWorkflow":  workflows.VerifyWorkflow,
-		"CleanupWorkflow": workflows.CleanupWorkflow,
-		"RepairWorkflow":  workflows.RepairWorkflow,
-		"NotifyWorkflow":  workflows.NotifyWorkflow,
+		"BackupWorkflow":      workflows.BackupWorkflow,
+		"RestoreWorkflow":     workflows.RestoreWorkflow,
+		"VerifyWorkflow":      workflows.VerifyWorkflow,
+		"CleanupWorkflow":     workflows.CleanupWorkflow,
+		"RepairWorkflow":      workflows.RepairWorkflow,
+		"NotifyWorkflow":      workflows.NotifyWorkflow,
+		"FleetBackupWorkflow": workflows.FleetBackupWorkflow,
 	} {
 		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -119,6 +120,10 @@ type BackupRequest struct {
 	// Host names that host (with HostQueue): the catalog records the
 	// backup as its, whatever the host's own plan says.
 	Host string `json:"host,omitempty"`
+	// HostWait, for a scheduled run on an enrolled host, is how long the
+	// run waits for the host's worker to take it (the schedule's catch-up
+	// window); past it the run is recorded as missed. 0: it waits.
+	HostWait time.Duration `json:"host_wait,omitempty"`
 	// Notify says which outcomes go to the configured webhooks and email
 	// (the WebSocket's job_complete is always sent); nil: none.
 	Notify *NotifyPrefs `json:"notify,omitempty"`
@@ -294,11 +299,24 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	}
 	candidates := parentCandidates(ctx, req, primary)
 	var plan *backup.Plan
-	err := workflow.ExecuteActivity(shortActivity(ctx), a.PrepareBackup, activities.PrepareInput{
+	pctx := shortActivity(ctx)
+	if req.HostWait > 0 {
+		o := workflow.GetActivityOptions(pctx)
+		o.ScheduleToStartTimeout = req.HostWait
+		pctx = workflow.WithActivityOptions(pctx, o)
+	}
+	err := workflow.ExecuteActivity(pctx, a.PrepareBackup, activities.PrepareInput{
 		BackupID: req.BackupID, Type: req.Type, Components: req.Components, Location: primary,
 		Compression: req.Compression, Tags: tags, ParentCandidates: candidates}).Get(ctx, &plan)
 	if ctx.Err() != nil {
 		return nil, cancelled(ctx, p, activities.DiscardInput{BackupID: req.BackupID, Locations: req.Locations})
+	}
+	var te *temporal.TimeoutError
+	if err != nil && req.HostWait > 0 && errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+		p.StorageStatus[primary] = "idle"
+		return nil, finish(ctx, p, StatusMissed, temporal.NewNonRetryableApplicationError(
+			"missed: host "+req.Host+"'s worker did not take the run within the schedule's catch-up window ("+req.HostWait.String()+"); it was offline",
+			string(codes.ScheduleError), nil))
 	}
 	if err != nil {
 		return nil, finish(ctx, p, StatusFailed, err)

@@ -167,7 +167,7 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 	req, p := r.req, r.p
 	snap := p.snapshot(workflow.Now(ctx))
 	rec := activities.JobRecord{JobID: req.JobID, Type: api.JobBackup, Subtype: subtype(req), Status: JobStatus(p.Status),
-		BackupID: req.BackupID, Name: req.Name, ScheduleID: req.ScheduleID, Started: p.Started, Finished: p.Finished,
+		BackupID: req.BackupID, Name: req.Name, ScheduleID: req.ScheduleID, Host: req.Host, Started: p.Started, Finished: p.Finished,
 		Percentage: p.Percentage, SizeBytes: p.BytesProcessed,
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
 	rec.Error, rec.ErrorCode = errorOf(err)
@@ -190,8 +190,11 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 	if b.CreatedBy == "" && req.ScheduleID != "" {
 		b.CreatedBy = "scheduler"
 	}
-	if p.Status == StatusPending {
+	switch p.Status {
+	case StatusPending:
 		b.Status = StatusInProgress
+	case StatusMissed:
+		b.Status = StatusFailed // no backup was made; the job says why
 	}
 	if r.plan != nil {
 		b.ParentBackup, b.BaseBackup, b.Host = r.plan.Parent, r.plan.Base, r.plan.Host
@@ -227,7 +230,7 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 			b.Finished = &f
 		}
 		b.IntegrityCheck = "not_run"
-		if p.Status == StatusFailed || p.Status == StatusCancelled {
+		if p.Status == StatusFailed || p.Status == StatusCancelled || p.Status == StatusMissed {
 			b.IntegrityCheck = "failed"
 			if p.Status == StatusCancelled {
 				b.IntegrityCheck = "not_run"

@@ -22,6 +22,9 @@ const (
 	StatusPartial    = "partial"
 	StatusFailed     = "failed"
 	StatusCancelled  = "cancelled"
+	// StatusMissed: a scheduled run on an enrolled host that stayed
+	// offline through the schedule's catch-up window.
+	StatusMissed = "missed"
 )
 
 // JobStatus is a workflow status in the catalog's (and the jobs list's)
