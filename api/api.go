@@ -45,7 +45,7 @@ var (
 	// revoked (its credential refused)
 	HostStates      = []string{"online", "offline", "revoked"}
 	Notifications   = []string{"on_success", "on_failure", "on_warning"}
-	JobOutcomes     = []string{"success", "partial", "failed", "cancelled", "missed"}
+	JobOutcomes     = []string{"success", "partial", "failed", "cancelled", "missed", "skipped"}
 	AlertLevels     = []string{"warning", "critical"}
 	AuditOutcomes   = []string{"success", "failure", "denied", "started"}
 	JobControls     = []string{"paused", "resumed"}

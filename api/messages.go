@@ -16,6 +16,7 @@ type BackupProgressMessage struct {
 // ProgressFields are what backup_progress and restore_progress share.
 type ProgressFields struct {
 	JobID            string                      `json:"job_id" required:"true" example:"\"BACKUP-JOB-9921X\""`
+	Host             string                      `json:"host,omitempty" doc:"the enrolled host the job runs on (absent: the server's own)"`
 	Progress         float64                     `json:"progress" required:"true" minimum:"0" maximum:"100" doc:"percent done"`
 	CurrentOperation string                      `json:"current_operation" required:"true" example:"\"uploading_to_cloud\""`
 	CurrentComponent string                      `json:"current_component" required:"true" example:"\"databases\""`
@@ -80,6 +81,7 @@ type RestoreProgressDetails struct {
 type JobCompleteMessage struct {
 	Type      string             `json:"type" required:"true" const:"job_complete"`
 	JobID     string             `json:"job_id" required:"true"`
+	Host      string             `json:"host,omitempty" doc:"the enrolled host the job ran on (absent: the server's own)"`
 	Status    string             `json:"status" required:"true" enum:"job_outcome"`
 	Operation JobType            `json:"operation" required:"true" enum:"job_type" doc:"the job's type"`
 	Message   string             `json:"message" required:"true" example:"\"Backup completed successfully\""`

@@ -69,6 +69,7 @@ type AuditEntry struct {
 	Detail    string `json:"detail" required:"true"`
 	Remote    string `json:"remote" required:"true"`
 	Count     int    `json:"count" required:"true" minimum:"1" doc:"refused attempts from one source in one minute, recorded once"`
+	Host      string `json:"host,omitempty" doc:"the enrolled host the call concerned or came from"`
 }
 
 // AuditList answers GET /backup/audit.

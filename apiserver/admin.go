@@ -87,11 +87,21 @@ var auditOutcomes = api.AuditOutcomes
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "actor", "action", "outcome", "since", "until", "limit", "page_size", "page"); err != nil {
+	if err := onlyParams(q, "actor", "action", "outcome", "host", "since", "until", "limit", "page_size", "page"); err != nil {
 		return err
 	}
 	s.flushRefusals(true)
 	f := models.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Outcome: q.Get("outcome")}
+	if h := q.Get("host"); h != "" {
+		local, name, err := s.hostFilter(r.Context(), h)
+		if err != nil {
+			return err
+		}
+		f.HostSet = true
+		if !local {
+			f.Host = name // calls about the server's own host name none
+		}
+	}
 	if f.Outcome != "" {
 		if err := oneOf("outcome", f.Outcome, auditOutcomes...); err != nil {
 			return err
@@ -109,7 +119,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range list {
 		out.Entries = append(out.Entries, api.AuditEntry{ID: e.ID, Timestamp: rfc3339(e.Time), Actor: e.Actor, Role: e.Role,
 			Method: e.Method, Path: e.Path, Action: e.Action, Target: e.Target, RequestID: e.RequestID,
-			Status: e.Status, Outcome: e.Outcome, Detail: e.Detail, Remote: e.Remote, Count: e.Count})
+			Status: e.Status, Outcome: e.Outcome, Detail: e.Detail, Remote: e.Remote, Count: e.Count, Host: e.Host})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

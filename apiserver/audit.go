@@ -23,7 +23,7 @@ import (
 // auditStart records a call about to run; nil error means it may run.
 func (s *Server) auditStart(r *http.Request, rt route, st *reqState) (*models.AuditEntry, error) {
 	e := &models.AuditEntry{Method: r.Method, Path: r.URL.Path, Action: rt.Action, Target: st.target,
-		RequestID: st.id, Outcome: "started", Remote: remoteIP(r)}
+		RequestID: st.id, Outcome: "started", Remote: remoteIP(r), Host: st.hostOfCall()}
 	e.Actor, e.Role = st.actor()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
@@ -37,7 +37,7 @@ func (s *Server) auditStart(r *http.Request, rt route, st *reqState) (*models.Au
 
 // auditFinish records how an audited call ended.
 func (s *Server) auditFinish(r *http.Request, e *models.AuditEntry, st *reqState, status int) {
-	e.Status, e.Outcome, e.Target, e.Detail = status, outcomeOf(status), st.target, st.outcomeDetail
+	e.Status, e.Outcome, e.Target, e.Detail, e.Host = status, outcomeOf(status), st.target, st.outcomeDetail, st.hostOfCall()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	if err := s.Store.FinishAudit(ctx, e); err != nil {

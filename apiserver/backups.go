@@ -356,6 +356,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if target != nil {
+		setHost(r, target.Name)
+	}
 	var comps []string
 	if target == nil {
 		comps, err = s.selectComponents(req.Components, true)

@@ -45,6 +45,7 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 	if err != nil {
 		return err
 	}
+	setHost(r, reader.Name)
 	comps, err := restoreSelection(req, b)
 	if err != nil {
 		return err

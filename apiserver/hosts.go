@@ -487,6 +487,7 @@ func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) error {
 	if h.Local {
 		return conflictPlain("host " + h.Name + " is the server's own host; it cannot be revoked")
 	}
+	setHost(r, h.Name)
 	h, err = s.Store.RevokeHost(r.Context(), h.ID, user(r))
 	if err != nil {
 		return err
@@ -610,6 +611,7 @@ func (s *Server) setHostQuota(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setTarget(r, h.ID)
+	setHost(r, h.Name)
 	var in api.HostQuotaRequest
 	if err := decode(w, r, &in); err != nil {
 		return err

@@ -227,7 +227,7 @@ func TestListsFilterByHost(t *testing.T) {
 	}
 	for i, host := range []string{"h", "h", "", "gw-x"} {
 		s.Store.PutBackup(ctx, &models.Backup{ID: fmt.Sprintf("backup-%d", i), Type: "full", Status: "completed",
-			Timestamp: time.Now().Add(time.Duration(i) * time.Minute), Host: host})
+			Timestamp: time.Now().Add(-time.Duration(i+1) * time.Minute), Host: host})
 	}
 	s.Store.PutJob(ctx, &models.Job{ID: "J1", Type: "backup", Status: "completed", Started: time.Now(), Host: "gw-x"})
 	s.Store.PutJob(ctx, &models.Job{ID: "J2", Type: "backup", Status: "completed", Started: time.Now()})
@@ -249,5 +249,22 @@ func TestListsFilterByHost(t *testing.T) {
 	}
 	if res, _ := call(t, s, "GET", "/cloud-integration/backup/list?host=nope", toks["viewer"], nil); res.StatusCode != 400 {
 		t.Errorf("an unknown host: %d", res.StatusCode)
+	}
+	// statistics count each host's backups
+	for q, want := range map[string]float64{"": 4, "?host=gw-x": 1, "?host=h": 3} {
+		_, out := call(t, s, "GET", "/cloud-integration/backup/statistics"+q, toks["viewer"], nil)
+		if got := out["summary"].(map[string]any)["total_backups"]; got != want {
+			t.Errorf("statistics%s: %v backups, want %v", q, got, want)
+		}
+	}
+	// the audit log names the host a call concerned
+	if res, out := call(t, s, "PUT", "/cloud-integration/backup/hosts/gw-x/quota", toks["admin"], jsonBody(map[string]any{"soft_bytes": 10, "hard_bytes": 20})); res.StatusCode != 200 {
+		t.Fatalf("quota: %d %v", res.StatusCode, out)
+	}
+	for q, want := range map[string]float64{"?host=gw-x&action=host.quota": 1, "?host=h&action=host.quota": 0} {
+		_, out := call(t, s, "GET", "/cloud-integration/backup/audit"+q, toks["admin"], nil)
+		if got := out["pagination"].(map[string]any)["total"]; got != want {
+			t.Errorf("audit%s: %v entries, want %v (%v)", q, got, want, out)
+		}
 	}
 }

@@ -403,8 +403,16 @@ func trend(first, second *agg, value func(*agg) float64, points bool, floor floa
 
 func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "period", "group_by"); err != nil {
+	if err := onlyParams(q, "period", "group_by", "host"); err != nil {
 		return err
+	}
+	var hostOK func(*models.Backup) bool
+	if hq := q.Get("host"); hq != "" {
+		local, name, err := s.hostFilter(r.Context(), hq)
+		if err != nil {
+			return err
+		}
+		hostOK = func(b *models.Backup) bool { return b.Host == name || (local && b.Host == "") }
 	}
 	period := q.Get("period")
 	if period == "" {
@@ -432,6 +440,9 @@ func (s *Server) getStatistics(w http.ResponseWriter, r *http.Request) error {
 	mid := from.Add(d / 2)
 	for i := range rows {
 		b := &rows[i]
+		if hostOK != nil && !hostOK(b) {
+			continue
+		}
 		all.add(b)
 		if b.Timestamp.Before(mid) {
 			firstHalf.add(b)

@@ -264,6 +264,7 @@ type reqState struct {
 	clientID      string // the client's X-Request-ID, if it sent one
 	token         *models.Token
 	host          *models.Host // the calling host (host routes)
+	auditHost     string       // the enrolled host the call concerns
 	target        string
 	outcomeDetail string
 }
@@ -299,6 +300,21 @@ func setTarget(r *http.Request, t string) {
 	if st := stateOf(r); st != nil {
 		st.target = t
 	}
+}
+
+// setHost names the enrolled host a call concerns, for the audit log.
+func setHost(r *http.Request, name string) {
+	if st := stateOf(r); st != nil {
+		st.auditHost = name
+	}
+}
+
+// hostOfCall is the enrolled host an audited call concerns or came from.
+func (st *reqState) hostOfCall() string {
+	if st.auditHost == "" && st.host != nil {
+		return st.host.Name
+	}
+	return st.auditHost
 }
 
 func newRequestID() string {

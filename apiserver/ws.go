@@ -68,12 +68,15 @@ func (h *Hub) announce(jobID, key string) bool {
 }
 
 type wsClient struct {
-	conn    *websocket.Conn
-	send    chan []byte
-	jobID   string
-	types   map[string]bool
-	once    sync.Once
-	tokenID string
+	conn  *websocket.Conn
+	send  chan []byte
+	jobID string
+	types map[string]bool
+	// host: only the jobs of this host (localHost: the server's own,
+	// whose messages name no host)
+	host, localHost string
+	once            sync.Once
+	tokenID         string
 }
 
 // NewHub makes an empty hub.
@@ -114,6 +117,7 @@ func (h *Hub) Broadcast(msg any) {
 	var head struct {
 		Type  string `json:"type"`
 		JobID string `json:"job_id"`
+		Host  string `json:"host"`
 	}
 	json.Unmarshal(b, &head)
 	typ, job := head.Type, head.JobID
@@ -125,6 +129,9 @@ func (h *Hub) Broadcast(msg any) {
 		}
 		if c.types != nil && !c.types[typ] {
 			continue
+		}
+		if c.host != "" && (job == "" || (head.Host != c.host && (head.Host != "" || c.host != c.localHost))) {
+			continue // a host's client hears of that host's jobs only
 		}
 		select {
 		case c.send <- b:
@@ -234,8 +241,18 @@ var upgrader = websocket.Upgrader{
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := onlyParams(q, "job_id", "types", "access_token"); err != nil {
+	if err := onlyParams(q, "job_id", "types", "host", "access_token"); err != nil {
 		return err
+	}
+	host := q.Get("host")
+	if host != "" {
+		local, name, err := s.hostFilter(r.Context(), host)
+		if err != nil {
+			return err
+		}
+		if host = name; local {
+			host = s.Cfg.Host
+		}
 	}
 	var types map[string]bool
 	if t := q.Get("types"); t != "" {
@@ -255,7 +272,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
 		return nil // the upgrader has answered
 	}
 	c := &wsClient{conn: conn, send: make(chan []byte, wsSendBuffer), jobID: q.Get("job_id"), types: types,
-		tokenID: stateOf(r).token.ID}
+		tokenID: stateOf(r).token.ID, host: host, localHost: s.Cfg.Host}
 	s.Hub.mu.Lock()
 	if s.Hub.closed {
 		s.Hub.mu.Unlock()
@@ -446,7 +463,7 @@ func progressMessage(j *models.Job, p *workflows.Progress) (msg any, key string)
 		files = p.Files
 	}
 	key = fmt.Sprint(f.Percent, p.CurrentOperation, p.CurrentComponent, f.Processed, files, p.Paused, string(lj))
-	head := api.ProgressFields{JobID: j.ID, Progress: f.Percent, CurrentOperation: p.CurrentOperation,
+	head := api.ProgressFields{JobID: j.ID, Host: j.Host, Progress: f.Percent, CurrentOperation: p.CurrentOperation,
 		CurrentComponent: p.CurrentComponent, ETA: hms(f.ETA), ETASeconds: math.Round(f.ETA.Seconds()),
 		Status: jobStatus(p.Status), Timestamp: rfc3339(time.Now()), Waiting: p.Waiting, Locations: locs}
 	transfer := api.TransferFigures{Speed: humanSize(int64(f.BytesPerSecond)) + "/s",
@@ -523,7 +540,8 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 	d := rec.Finished.Sub(rec.Started)
 	details := api.JobCompleteDetails{Duration: humanDuration(d), DurationSeconds: math.Round(d.Seconds()), BackupID: rec.BackupID}
 	msg := fmt.Sprintf("%s %s", strings.ToUpper(string(rec.Type[:1]))+string(rec.Type[1:]), map[string]string{
-		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled"}[status])
+		"success": "completed successfully", "partial": "completed with errors (partial)", "failed": "failed", "cancelled": "was cancelled",
+		"missed": "was missed: its host stayed offline through the schedule's catch-up window", "skipped": "was skipped"}[status])
 	var jerr *api.JobError
 	if rec.Error != "" && status != "cancelled" {
 		msg += ": " + rec.Error
@@ -535,7 +553,7 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 			AddedSize: humanSize(b.AddedBytes), AddedSizeBytes: b.AddedBytes, StorageLocations: nonNil(b.Locations)}
 	}
 	details.JobRefs = jobRefs(rec.Type, rec.RefID, true)
-	s.Hub.Broadcast(api.JobCompleteMessage{Type: "job_complete", JobID: rec.JobID, Status: status, Operation: rec.Type,
+	s.Hub.Broadcast(api.JobCompleteMessage{Type: "job_complete", JobID: rec.JobID, Host: rec.Host, Status: status, Operation: rec.Type,
 		Message: msg, Details: details, Error: jerr, Timestamp: rfc3339(time.Now())})
 	if rec.ScheduleID != "" {
 		s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_" + status, ScheduleID: rec.ScheduleID,

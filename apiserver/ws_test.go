@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"backupd/activities"
+	"backupd/models"
 	"backupd/workflows"
 )
 
@@ -285,4 +286,52 @@ func connectViewer(t *testing.T, s *Server, tok string) *websocket.Conn {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return c
+}
+
+// ?host= hears that host's jobs only: an enrolled host's by name, the
+// server's own as the messages without a host; an unknown host is a 400.
+func TestWebSocketFiltersByHost(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	if err := s.Store.DB.Create(&models.Host{ID: "host-aaaaaaaaaaaa", Name: "gw-a", Status: models.HostActive}).Error; err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/cloud-integration/ws/backup"
+	h := http.Header{"Authorization": {"Bearer " + toks["viewer"]}}
+	if _, res, err := websocket.DefaultDialer.Dial(url+"?host=gw-zz", h); err == nil || res.StatusCode != 400 {
+		t.Fatalf("an unknown host: %v %v", res, err)
+	}
+	dial := func(q string) *websocket.Conn {
+		c, _, err := websocket.DefaultDialer.Dial(url+q, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	byName, byID, local := dial("?host=gw-a"), dial("?host=host-aaaaaaaaaaaa"), dial("?host="+s.Cfg.Host)
+	for s.Hub.Clients() < 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Hub.Broadcast(map[string]any{"type": "storage_alert", "location": "local"})
+	s.Hub.Broadcast(map[string]any{"type": "backup_progress", "job_id": "JOB-SERVER"})
+	s.Hub.Broadcast(map[string]any{"type": "backup_progress", "job_id": "JOB-B", "host": "gw-b"})
+	s.Hub.Broadcast(map[string]any{"type": "job_complete", "job_id": "JOB-A", "host": "gw-a"})
+	next := func(c *websocket.Conn) string {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var m map[string]any
+		if err := c.ReadJSON(&m); err != nil {
+			return err.Error()
+		}
+		return m["job_id"].(string)
+	}
+	for name, c := range map[string]*websocket.Conn{"by name": byName, "by id": byID} {
+		if got := next(c); got != "JOB-A" {
+			t.Errorf("gw-a's client %s got %s first", name, got)
+		}
+	}
+	if got := next(local); got != "JOB-SERVER" {
+		t.Errorf("the server's own host's client got %s", got)
+	}
 }

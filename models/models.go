@@ -187,6 +187,9 @@ type AuditEntry struct {
 	Outcome   string `gorm:"size:16"` // success | failure | denied
 	Detail    string `gorm:"size:2000"`
 	Remote    string `gorm:"size:100"`
+	// Host: the enrolled host the call concerned or came from ("": none,
+	// or the server's own)
+	Host string `gorm:"size:63;index"`
 	// Count > 1: refused attempts from one source in one minute, recorded
 	// as one entry (Time is the minute's first).
 	Count int `gorm:"not null;default:1"`

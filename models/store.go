@@ -698,7 +698,7 @@ func (s *Store) Audit(ctx context.Context, e *AuditEntry) error {
 func (s *Store) FinishAudit(ctx context.Context, e *AuditEntry) error {
 	clipAudit(e)
 	return s.DB.WithContext(ctx).Model(&AuditEntry{}).Where("id = ?", e.ID).
-		Updates(map[string]any{"status": e.Status, "outcome": e.Outcome, "target": e.Target, "detail": e.Detail}).Error
+		Updates(map[string]any{"status": e.Status, "outcome": e.Outcome, "target": e.Target, "detail": e.Detail, "host": e.Host}).Error
 }
 
 // AddAuditCount adds n more attempts to an aggregated entry.
@@ -731,8 +731,11 @@ func clip(s string, n int) string {
 // AuditFilter selects audit entries.
 type AuditFilter struct {
 	Actor, Action, Outcome string
-	Since, Until           *time.Time
-	Limit, Page            int
+	// HostSet: only the calls about Host ("": none in particular)
+	Host         string
+	HostSet      bool
+	Since, Until *time.Time
+	Limit, Page  int
 }
 
 // ListAudit returns entries newest first, and the total.
@@ -746,6 +749,9 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, int
 	}
 	if f.Outcome != "" {
 		q = q.Where("outcome = ?", f.Outcome)
+	}
+	if f.HostSet {
+		q = q.Where("host = ?", f.Host)
 	}
 	if f.Since != nil {
 		q = q.Where("time >= ?", f.Since.UTC())

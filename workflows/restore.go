@@ -89,7 +89,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome,
 func restoreRecord(ctx workflow.Context, req RestoreRequest, p *Progress) activities.JobRecord {
 	info := workflow.GetInfo(ctx).WorkflowExecution
 	return activities.JobRecord{JobID: req.JobID, Type: api.JobRestore, Subtype: req.Subtype, Status: JobStatus(p.Status),
-		RefID: req.RestoreID, BackupID: req.BackupID, Started: p.Started, Finished: p.Finished,
+		RefID: req.RestoreID, BackupID: req.BackupID, Host: req.Host, Started: p.Started, Finished: p.Finished,
 		Percentage: p.Percentage, SizeBytes: p.BytesProcessed, WorkflowID: info.ID, RunID: info.RunID}
 }
 
