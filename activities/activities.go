@@ -32,6 +32,9 @@ import (
 type Activities struct {
 	Config *config.Config
 	Stores *Stores
+	// Central: an enrolled host's components configured by the server
+	// (nil: none).
+	Central *Central
 }
 
 // New returns the activities for cfg.
@@ -175,9 +178,9 @@ type PrepareInput struct {
 func (a *Activities) components(names []string, mustExist bool) ([]backup.Component, error) {
 	var out []backup.Component
 	for _, n := range names {
-		c, ok := a.Config.Components[n]
+		c, ok := a.component(n)
 		if !ok {
-			return nil, codes.New(codes.InvalidConfiguration, "unknown component %q (configured: %v)", n, a.Config.ComponentNames())
+			return nil, codes.New(codes.InvalidConfiguration, "unknown component %q (configured: %v)", n, a.componentNames())
 		}
 		bc := backup.Component{Name: n, Paths: c.Paths, Include: c.Include, Exclude: c.Exclude}
 		// sources that are not there now are a configuration error, not a
@@ -513,7 +516,7 @@ type RestoreResult struct {
 // source paths this worker's configuration gives it: a backup (from
 // another host, or from an older configuration) can then never put files
 // elsewhere. A component the worker does not configure is refused.
-func (in RestoreInput) options(m *repository.Manifest, cfg *config.Config) (restore.Options, error) {
+func (in RestoreInput) options(m *repository.Manifest, component func(string) (config.Component, bool)) (restore.Options, error) {
 	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite, Mirror: in.Mirror}
 	if in.SkipDumps {
 		o.SkipTop = []string{sources.DumpsDir}
@@ -525,11 +528,7 @@ func (in RestoreInput) options(m *repository.Manifest, cfg *config.Config) (rest
 		}
 		o.Confine = map[string][]string{}
 		for _, name := range restoredComponents(m, in.Components) {
-			var c config.Component
-			ok := false
-			if cfg != nil {
-				c, ok = cfg.Components[name]
-			}
+			c, ok := component(name)
 			if !ok {
 				return o, codes.New(codes.InvalidConfiguration,
 					"component %q is not configured on this worker, so it cannot be restored to its original location (restore it to a directory instead)", name)
@@ -588,7 +587,7 @@ func (a *Activities) VerifyRestore(ctx context.Context, in RestoreInput) (Restor
 	if err != nil {
 		return RestoreResult{}, err
 	}
-	opts, err := in.options(m, a.Config)
+	opts, err := in.options(m, a.component)
 	if err != nil {
 		return RestoreResult{}, toTemporal(err)
 	}
@@ -627,7 +626,7 @@ func (a *Activities) RestoreTargetProblem(ctx context.Context, in RestoreInput) 
 	if err != nil {
 		return err
 	}
-	opts, err := in.options(m, a.Config)
+	opts, err := in.options(m, a.component)
 	if err != nil {
 		return err
 	}
@@ -642,7 +641,7 @@ func (a *Activities) Restore(ctx context.Context, in RestoreInput) (RestoreResul
 	if err != nil {
 		return RestoreResult{}, err
 	}
-	opts, err := in.options(m, a.Config)
+	opts, err := in.options(m, a.component)
 	if err != nil {
 		return RestoreResult{}, toTemporal(err)
 	}

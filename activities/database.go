@@ -32,7 +32,7 @@ type DatabaseRestoreResult struct {
 // restore tool (pg_restore in one transaction, or the mariadb client).
 // A target that has tables is BACKUP_008 unless Overwrite.
 func (a *Activities) RestoreDatabase(ctx context.Context, in DatabaseRestoreInput) (DatabaseRestoreResult, error) {
-	comp, ok := a.Config.Components[in.Component]
+	comp, ok := a.component(in.Component)
 	if !ok {
 		return DatabaseRestoreResult{}, toTemporal(codes.New(codes.InvalidConfiguration, "no component %q on %s", in.Component, a.Config.Host))
 	}

@@ -22,7 +22,7 @@ func TestOriginalRestoreIsConfinedToConfiguredPaths(t *testing.T) {
 		"app":   {Paths: []string{"/etc/app"}}, // the backup's /srv/app is no longer configured
 		"other": {Paths: []string{"/opt/other"}},
 	}}
-	o, err := RestoreInput{Original: true, SkipDumps: true}.options(m, cfg)
+	o, err := RestoreInput{Original: true, SkipDumps: true}.options(m, (&Activities{Config: cfg}).component)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,15 +32,15 @@ func TestOriginalRestoreIsConfinedToConfiguredPaths(t *testing.T) {
 	}
 
 	delete(cfg.Components, "other")
-	if _, err := (RestoreInput{Original: true}).options(m, cfg); err == nil || !strings.Contains(err.Error(), `"other"`) {
+	if _, err := (RestoreInput{Original: true}).options(m, (&Activities{Config: cfg}).component); err == nil || !strings.Contains(err.Error(), `"other"`) {
 		t.Fatalf("restoring an unconfigured component to original: %v", err)
 	}
 	// only the selected components need configuring
-	if _, err := (RestoreInput{Original: true, Components: []string{"app"}}).options(m, cfg); err != nil {
+	if _, err := (RestoreInput{Original: true, Components: []string{"app"}}).options(m, (&Activities{Config: cfg}).component); err != nil {
 		t.Fatal(err)
 	}
 	// a restore to a directory is not confined
-	o, err = RestoreInput{Target: "/var/tmp/r"}.options(m, cfg)
+	o, err = RestoreInput{Target: "/var/tmp/r"}.options(m, (&Activities{Config: cfg}).component)
 	if err != nil || o.Confine != nil || o.ComponentTargets != nil {
 		t.Fatalf("directory restore: %+v %v", o, err)
 	}

@@ -44,6 +44,8 @@ var (
 	// HostStates: online (its worker polls its task queue), offline,
 	// revoked (its credential refused)
 	HostStates      = []string{"online", "offline", "revoked"}
+	ComponentSource = []string{"local", "central"}
+	CentralStates   = []string{"applied", "pending"}
 	Notifications   = []string{"on_success", "on_failure", "on_warning"}
 	JobOutcomes     = []string{"success", "partial", "failed", "cancelled", "missed", "skipped"}
 	AlertLevels     = []string{"warning", "critical"}
@@ -97,6 +99,8 @@ var Enums = map[string][]string{
 	"role":             Roles,
 	"token_role":       TokenRoles,
 	"host_state":       HostStates,
+	"component_source": ComponentSource,
+	"central_state":    CentralStates,
 	"enrolment_state":  EnrolmentStates,
 	"quota_state":      QuotaStates,
 	"notification":     Notifications,

@@ -55,6 +55,28 @@ type HostComponent struct {
 	Name  string   `json:"name" required:"true" minLength:"1" maxLength:"100"`
 	Kind  string   `json:"kind,omitempty" maxLength:"40" doc:"files, postgresql, mysql, ..."`
 	Paths []string `json:"paths,omitempty"`
+	// Source: where the host's worker got it: its own configuration, or
+	// the server (PUT /backup/hosts/{id}/components).
+	Source string `json:"source,omitempty" enum:"component_source" doc:"local (the host's configuration) or central (the server's)"`
+	// Problems: what the host found wrong with it (a path that does not
+	// exist); its backups may fail or miss files.
+	Problems []string `json:"problems,omitempty" maxItems:"100"`
+}
+
+// CentralComponent is a files component the server configures for an
+// enrolled host. Database components stay in the host's own
+// configuration, beside their credentials.
+type CentralComponent struct {
+	Description string   `json:"description,omitempty" maxLength:"2000"`
+	Paths       []string `json:"paths" required:"true" minItems:"1" maxItems:"100" doc:"absolute paths on the host" example:"[\"/etc/gateway\"]"`
+	Include     []string `json:"include,omitempty" maxItems:"100" doc:"only what matches these patterns"`
+	Exclude     []string `json:"exclude,omitempty" maxItems:"100" doc:"leave out what matches these patterns" example:"[\"*.tmp\"]"`
+}
+
+// HostComponentsRequest is the body of PUT /backup/hosts/{host_id}/components:
+// the host's whole central set (an empty map clears it).
+type HostComponentsRequest struct {
+	Components map[string]CentralComponent `json:"components" required:"true" doc:"by name; a name the host's own configuration also has is replaced by this one"`
 }
 
 // EnrolRequest is the body of POST /backup/hosts/enrol, sent by a new
@@ -93,6 +115,9 @@ type AnnounceRequest struct {
 	OS         string          `json:"os,omitempty" maxLength:"200"`
 	Version    string          `json:"version,omitempty" maxLength:"100"`
 	Components []HostComponent `json:"components,omitempty"`
+	// CentralVersion: the version of the server's central components
+	// the worker runs with (0: none).
+	CentralVersion int `json:"central_version,omitempty" minimum:"0"`
 }
 
 // Announced answers POST /backup/hosts/self/announce.
@@ -101,6 +126,10 @@ type Announced struct {
 	Name      string   `json:"name" required:"true"`
 	TaskQueue string   `json:"task_queue" required:"true"`
 	Locations []string `json:"storage_locations" required:"true" doc:"the locations where the host has a repository now"`
+	// Central: the components the server configures for the host, at
+	// CentralVersion; the worker applies them when the version changes.
+	Central        map[string]CentralComponent `json:"central_components"`
+	CentralVersion int                         `json:"central_version"`
 }
 
 // StoredObject is one object of a host's repository, as the host's
@@ -129,25 +158,27 @@ type HostLastBackup struct {
 
 // Host is one host of the fleet.
 type Host struct {
-	ID           string                    `json:"id" required:"true"`
-	Name         string                    `json:"name" required:"true"`
-	Local        bool                      `json:"local" required:"true" doc:"the server's own host"`
-	State        string                    `json:"state" required:"true" enum:"host_state"`
-	TaskQueue    string                    `json:"task_queue" required:"true"`
-	LastSeen     *string                   `json:"last_seen" required:"true" nullable:"true" format:"date-time" doc:"the worker's last announcement or poll"`
-	Enrolled     string                    `json:"enrolled" required:"true" format:"date-time"`
-	EnrolledBy   string                    `json:"enrolled_by" required:"true"`
-	Revoked      *string                   `json:"revoked,omitempty" format:"date-time"`
-	Version      string                    `json:"version"`
-	OS           string                    `json:"os"`
-	HardwareID   string                    `json:"hardware_id"`
-	Labels       map[string]string         `json:"labels" required:"true"`
-	Components   []HostComponent           `json:"components" required:"true"`
-	LastBackups  map[string]HostLastBackup `json:"last_backups" required:"true" doc:"per component, its newest completed backup"`
-	StorageBytes int64                     `json:"storage_bytes" required:"true" doc:"what the host's backups added to storage (after deduplication), as their manifests say"`
-	WrittenBytes int64                     `json:"written_bytes" required:"true" doc:"what the host stored in its repositories through the server, counted by the server; quotas are checked against the larger of this and storage_bytes"`
-	Quota        HostQuota                 `json:"quota" required:"true"`
-	Backups      int64                     `json:"backups" required:"true"`
+	ID           string                      `json:"id" required:"true"`
+	Name         string                      `json:"name" required:"true"`
+	Local        bool                        `json:"local" required:"true" doc:"the server's own host"`
+	State        string                      `json:"state" required:"true" enum:"host_state"`
+	TaskQueue    string                      `json:"task_queue" required:"true"`
+	LastSeen     *string                     `json:"last_seen" required:"true" nullable:"true" format:"date-time" doc:"the worker's last announcement or poll"`
+	Enrolled     string                      `json:"enrolled" required:"true" format:"date-time"`
+	EnrolledBy   string                      `json:"enrolled_by" required:"true"`
+	Revoked      *string                     `json:"revoked,omitempty" format:"date-time"`
+	Version      string                      `json:"version"`
+	OS           string                      `json:"os"`
+	HardwareID   string                      `json:"hardware_id"`
+	Labels       map[string]string           `json:"labels" required:"true"`
+	Components   []HostComponent             `json:"components" required:"true" doc:"what the host's worker reports it has (its own and the central ones it applied)"`
+	Central      map[string]CentralComponent `json:"central_components" required:"true" doc:"what the server configures for it (PUT /backup/hosts/{host_id}/components)"`
+	CentralState string                      `json:"central_components_state" required:"true" enum:"central_state" doc:"applied: the worker runs with the current central components; pending: it has not announced itself since they changed"`
+	LastBackups  map[string]HostLastBackup   `json:"last_backups" required:"true" doc:"per component, its newest completed backup"`
+	StorageBytes int64                       `json:"storage_bytes" required:"true" doc:"what the host's backups added to storage (after deduplication), as their manifests say"`
+	WrittenBytes int64                       `json:"written_bytes" required:"true" doc:"what the host stored in its repositories through the server, counted by the server; quotas are checked against the larger of this and storage_bytes"`
+	Quota        HostQuota                   `json:"quota" required:"true"`
+	Backups      int64                       `json:"backups" required:"true"`
 }
 
 // HostList answers GET /backup/hosts.

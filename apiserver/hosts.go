@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -190,7 +191,15 @@ func hostReport(hardwareID, os, version string, in []api.HostComponent) ([]model
 		if c.Name == "" || len(c.Name) > 100 || len(c.Kind) > 40 || len(c.Paths) > 100 {
 			return nil, badRequest(fmt.Sprintf("components[%d]", i), "components[%d]: a name (at most 100 characters), a kind (at most 40) and at most 100 paths", i)
 		}
-		out = append(out, models.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths})
+		if len(c.Problems) > 100 || (c.Source != "" && c.Source != "local" && c.Source != "central") {
+			return nil, badRequest(fmt.Sprintf("components[%d]", i), "components[%d]: source is local or central, and at most 100 problems", i)
+		}
+		for j, p := range c.Problems {
+			if err := validText(fmt.Sprintf("components[%d].problems[%d]", i, j), p, 1000); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, models.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths, Source: c.Source, Problems: c.Problems})
 	}
 	return out, nil
 }
@@ -293,7 +302,10 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fields := map[string]any{"components": models.ToJSON(comps), "stopped_at": nil}
+	if req.CentralVersion < 0 || req.CentralVersion > h.CentralVersion {
+		return badRequest("central_version", "central_version: %d is not a version this server gave (the newest is %d)", req.CentralVersion, h.CentralVersion)
+	}
+	fields := map[string]any{"components": models.ToJSON(comps), "stopped_at": nil, "applied_version": req.CentralVersion}
 	if req.Stopping {
 		fields["stopped_at"] = time.Now().UTC()
 	}
@@ -317,7 +329,8 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	locs := s.hostRepos(r, h)
-	writeJSON(w, http.StatusOK, api.Announced{HostID: h.ID, Name: h.Name, TaskQueue: HostTaskQueue(h.Name), Locations: locs})
+	writeJSON(w, http.StatusOK, api.Announced{HostID: h.ID, Name: h.Name, TaskQueue: HostTaskQueue(h.Name), Locations: locs,
+		Central: centralView(h.Central), CentralVersion: h.CentralVersion})
 	return nil
 }
 
@@ -362,12 +375,16 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 	v := api.Host{ID: h.ID, Name: h.Name, Local: h.Local, State: "offline", TaskQueue: HostTaskQueue(h.Name),
 		LastSeen: rfc3339ptr(h.LastSeen), Enrolled: rfc3339(h.EnrolledAt), EnrolledBy: h.EnrolledBy,
 		Revoked: rfc3339ptr(h.RevokedAt), Version: h.Version, OS: h.OS, HardwareID: h.HardwareID,
-		Labels: h.Labels, Components: []api.HostComponent{}, LastBackups: map[string]api.HostLastBackup{}}
+		Labels: h.Labels, Components: []api.HostComponent{}, LastBackups: map[string]api.HostLastBackup{},
+		Central: centralView(h.Central), CentralState: "applied"}
+	if h.AppliedVersion != h.CentralVersion {
+		v.CentralState = "pending"
+	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}
 	for _, c := range h.Components {
-		v.Components = append(v.Components, api.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths})
+		v.Components = append(v.Components, api.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths, Source: c.Source, Problems: c.Problems})
 	}
 	switch {
 	case h.Status == models.HostRevoked:
@@ -670,5 +687,83 @@ func (s *Server) ensureLocalHost(ctx context.Context) error {
 		return err
 	}
 	s.localHost.Store(true)
+	return nil
+}
+
+func centralView(c map[string]models.CentralComponent) map[string]api.CentralComponent {
+	out := make(map[string]api.CentralComponent, len(c))
+	for n, x := range c {
+		out[n] = api.CentralComponent{Description: x.Description, Paths: x.Paths, Include: x.Include, Exclude: x.Exclude}
+	}
+	return out
+}
+
+// componentNameRe: a central component's name, as it appears in jobs,
+// manifests and restore paths.
+var componentNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// setHostComponents replaces an enrolled host's central components. Only
+// files components: what a database needs (credentials) stays on the
+// host. The host's worker applies them at its next announcement.
+func (s *Server) setHostComponents(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.findHost(r)
+	if err != nil {
+		return err
+	}
+	setTarget(r, h.ID)
+	setHost(r, h.Name)
+	if h.Local {
+		return conflictPlain("host " + h.Name + " is the server's own: its components are in the server's configuration")
+	}
+	var in api.HostComponentsRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Components == nil {
+		return badRequest("components", "components is required: the host's whole central set, by name ({} clears it)")
+	}
+	if len(in.Components) > 50 {
+		return badRequest("components", "components: at most 50")
+	}
+	out := map[string]models.CentralComponent{}
+	for name, c := range in.Components {
+		f := "components." + name
+		if !componentNameRe.MatchString(name) {
+			return badRequest(f, "%s: a component's name is 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", f)
+		}
+		if len(c.Paths) == 0 || len(c.Paths) > 100 || len(c.Include) > 100 || len(c.Exclude) > 100 {
+			return badRequest(f+".paths", "%s: 1 to 100 paths, and at most 100 include and 100 exclude patterns", f)
+		}
+		for i, p := range c.Paths {
+			if !filepath.IsAbs(p) || filepath.Clean(p) != p || len(p) > 4096 {
+				return badRequest(sprintf("%s.paths[%d]", f, i), "%s.paths[%d]: %q must be an absolute, clean path (no .., no trailing /)", f, i, p)
+			}
+		}
+		for _, list := range [][]string{c.Include, c.Exclude} {
+			for _, p := range list {
+				if _, err := filepath.Match(p, ""); err != nil || p == "" || len(p) > 1000 {
+					return badRequest(f, "%s: pattern %q is not a valid pattern", f, p)
+				}
+			}
+		}
+		if err := validText(f+".description", c.Description, 2000); err != nil {
+			return err
+		}
+		out[name] = models.CentralComponent{Description: c.Description, Paths: c.Paths, Include: c.Include, Exclude: c.Exclude}
+	}
+	h, err = s.Store.SetHostCentral(r.Context(), h.ID, out)
+	if err != nil {
+		return err
+	}
+	s.Log.Info("central components set", "host", h.Name, "components", len(out), "version", h.CentralVersion, "by", user(r))
+	tot, err := s.totalsByHost(r)
+	if err != nil {
+		return err
+	}
+	v, err := s.hostView(r, h, tot)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }

@@ -268,3 +268,52 @@ func TestListsFilterByHost(t *testing.T) {
 		}
 	}
 }
+
+// An admin configures an enrolled host's files components centrally:
+// refused for bad names and paths and for the server's own host; each
+// change bumps the version, pending until the host announces it.
+func TestCentralComponents(t *testing.T) {
+	s, toks := testServer(t, "sqlite")
+	ctx := context.Background()
+	enr, _, _ := s.Store.CreateEnrolment(ctx, "", nil, "test", time.Hour)
+	cred, err := s.Store.Enrol(ctx, enr, &models.Host{ID: models.NewHostID(), Name: "gw-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(body any) (int, map[string]any) {
+		res, out := call(t, s, "PUT", "/cloud-integration/backup/hosts/gw-x/components", toks["admin"], jsonBody(body))
+		return res.StatusCode, out
+	}
+	for _, bad := range []map[string]any{
+		{"../x": map[string]any{"paths": []string{"/etc"}}},
+		{"etc": map[string]any{"paths": []string{"etc"}}},
+		{"etc": map[string]any{"paths": []string{"/etc/../root"}}},
+		{"etc": map[string]any{"paths": []string{}}},
+		{"etc": map[string]any{"paths": []string{"/etc"}, "exclude": []string{"[bad"}}},
+	} {
+		if st, out := put(map[string]any{"components": bad}); st != 400 {
+			t.Errorf("%v: %d %v", bad, st, out)
+		}
+	}
+	st, out := put(map[string]any{"components": map[string]any{"etc": map[string]any{"paths": []string{"/etc/gw"}, "exclude": []string{"*.tmp"}}}})
+	if st != 200 || out["central_components_state"] != "pending" || get(out, "central_components.etc.paths") == nil {
+		t.Fatalf("set: %d %v", st, out)
+	}
+	if res, _ := call(t, s, "PUT", "/cloud-integration/backup/hosts/"+s.Cfg.Host+"/components", toks["admin"], jsonBody(map[string]any{"components": map[string]any{}})); res.StatusCode != 409 {
+		t.Errorf("the server's own host: %d", res.StatusCode)
+	}
+	// the host's worker gets them with its announcement, and says it runs them
+	res, ans := call(t, s, "POST", "/cloud-integration/backup/hosts/self/announce", cred, jsonBody(map[string]any{}))
+	if res.StatusCode != 200 || ans["central_version"] != 1.0 || get(ans, "central_components.etc.exclude") == nil {
+		t.Fatalf("announce: %d %v", res.StatusCode, ans)
+	}
+	if res, out := call(t, s, "POST", "/cloud-integration/backup/hosts/self/announce", cred, jsonBody(map[string]any{"central_version": 2})); res.StatusCode != 400 {
+		t.Errorf("a version the server never gave: %d %v", res.StatusCode, out)
+	}
+	call(t, s, "POST", "/cloud-integration/backup/hosts/self/announce", cred, jsonBody(map[string]any{"central_version": 1,
+		"components": []map[string]any{{"name": "etc", "kind": "files", "paths": []string{"/etc/gw"}, "source": "central", "problems": []string{"/etc/gw: does not exist on this host"}}}}))
+	_, h := call(t, s, "GET", "/cloud-integration/backup/hosts/gw-x", toks["viewer"], nil)
+	if h["central_components_state"] != "applied" || !strings.Contains(fmt.Sprint(h["components"]), "does not exist") {
+		t.Fatalf("after the announcement: %v", h)
+	}
+}

@@ -67,6 +67,7 @@ var routePolicy = map[string]struct {
 	"GET /backup/hosts":                              {"viewer", false},
 	"GET /backup/hosts/{host_id}":                    {"viewer", false},
 	"PUT /backup/hosts/{host_id}/quota":              {"admin", true},
+	"PUT /backup/hosts/{host_id}/components":         {"admin", true},
 	"DELETE /backup/hosts/{host_id}":                 {"admin", true},
 	"POST /backup/hosts/enrolments":                  {"admin", true},
 	"GET /backup/hosts/enrolments":                   {"admin", false},

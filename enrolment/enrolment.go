@@ -228,34 +228,36 @@ var ErrRevoked = errors.New("the server refuses this host's credential")
 // Announce tells the server this host's worker is up. An answer of 401
 // is ErrRevoked (wrapped, with the server's words). The locations the
 // server names are kept in st (and in dir, when it is given and they
-// changed).
-func (st *State) Announce(ctx context.Context, req api.AnnounceRequest, dir string) error {
+// changed). The answer carries the server's central components.
+func (st *State) Announce(ctx context.Context, req api.AnnounceRequest, dir string) (*api.Announced, error) {
 	c, err := st.Client()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ans, err := c.Announce(ctx, req)
 	var ae *apiclient.Error
 	if errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("%w (host %s, %s): %s", ErrRevoked, st.Name, st.Server, ae.Body.Message)
+		return nil, fmt.Errorf("%w (host %s, %s): %s", ErrRevoked, st.Name, st.Server, ae.Body.Message)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if strings.Join(ans.Locations, ",") != strings.Join(st.Locations, ",") {
 		st.Locations = ans.Locations
 		if dir != "" {
-			return st.Save(dir)
+			return &ans, st.Save(dir)
 		}
 	}
-	return nil
+	return &ans, nil
 }
 
 // Keep announces every interval until ctx ends, and returns ErrRevoked
 // (wrapped) as soon as the server refuses the host. Other failures (the
 // server is down, the network) are logged and retried: the worker keeps
-// running its jobs through Temporal meanwhile.
-func (st *State) Keep(ctx context.Context, every time.Duration, req func() api.AnnounceRequest, log *slog.Logger) error {
+// running its jobs through Temporal meanwhile. Each answer goes to
+// onAnswer (when set); when it says something changed, the host
+// announces itself again at once (so the server sees the change).
+func (st *State) Keep(ctx context.Context, every time.Duration, req func() api.AnnounceRequest, onAnswer func(*api.Announced) bool, log *slog.Logger) error {
 	st = &State{Server: st.Server, Fingerprint: st.Fingerprint, Name: st.Name, Credential: st.Credential} // its own copy
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -267,7 +269,10 @@ func (st *State) Keep(ctx context.Context, every time.Duration, req func() api.A
 		case <-t.C:
 		}
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := st.Announce(actx, req(), "")
+		ans, err := st.Announce(actx, req(), "")
+		if err == nil && onAnswer != nil && onAnswer(ans) {
+			_, err = st.Announce(actx, req(), "")
+		}
 		cancel()
 		switch {
 		case errors.Is(err, ErrRevoked):

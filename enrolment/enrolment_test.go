@@ -71,7 +71,7 @@ func TestAnnounceRefusesAnotherCertificate(t *testing.T) {
 		t.Fatalf("fingerprint %q %v, want %q", fp, err, right)
 	}
 	st := &State{Server: srv.URL, Fingerprint: "sha256:" + strings.Repeat("ab", 32), Name: "gw", Credential: "bkd_x"}
-	err := st.Announce(context.Background(), apiAnnounce(), "")
+	_, err := st.Announce(context.Background(), apiAnnounce(), "")
 	if !errors.Is(err, apiclient.ErrPinMismatch) || !strings.Contains(err.Error(), right) || got {
 		t.Fatalf("announce to another certificate: %v (request reached the server: %v)", err, got)
 	}

@@ -29,6 +29,12 @@ type Host struct {
 	Labels     map[string]string `gorm:"type:text;serializer:json"`
 	// Components: what the host's worker reported it can back up.
 	Components []HostComponent `gorm:"type:text;serializer:json"`
+	// Central: the files components the server configures for the host,
+	// at CentralVersion (bumped by each change); AppliedVersion is the one
+	// its worker last said it runs with.
+	Central        map[string]CentralComponent `gorm:"type:text;serializer:json"`
+	CentralVersion int                         `gorm:"not null;default:0"`
+	AppliedVersion int                         `gorm:"not null;default:0"`
 	// PublicKey: the RSA public key (PEM) the host made at enrolment; its
 	// private half never leaves the host.
 	PublicKey string `gorm:"type:text"`
@@ -62,9 +68,19 @@ type Host struct {
 
 // HostComponent is one component a host's worker says it has.
 type HostComponent struct {
-	Name  string   `json:"name"`
-	Kind  string   `json:"kind"`
-	Paths []string `json:"paths,omitempty"`
+	Name     string   `json:"name"`
+	Kind     string   `json:"kind"`
+	Paths    []string `json:"paths,omitempty"`
+	Source   string   `json:"source,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// CentralComponent is a files component the server configures for a host.
+type CentralComponent struct {
+	Description string   `json:"description,omitempty"`
+	Paths       []string `json:"paths"`
+	Include     []string `json:"include,omitempty"`
+	Exclude     []string `json:"exclude,omitempty"`
 }
 
 // Enrolment is a one-time token that lets one new host register itself.
@@ -311,6 +327,20 @@ func (s *Store) HostOfToken(ctx context.Context, t *Token) (*Host, error) {
 		return nil, notFound(err)
 	}
 	return &h, nil
+}
+
+// SetHostCentral replaces a host's central components and bumps their
+// version; the host's worker applies them at its next announcement.
+func (s *Store) SetHostCentral(ctx context.Context, id string, c map[string]CentralComponent) (*Host, error) {
+	r := s.DB.WithContext(ctx).Model(&Host{}).Where("id = ? AND local = ?", id, false).
+		Updates(map[string]any{"central": ToJSON(c), "central_version": gorm.Expr("central_version + 1")})
+	if r.Error != nil {
+		return nil, s.wrote(r.Error)
+	}
+	if r.RowsAffected == 0 {
+		return nil, ErrNotFound
+	}
+	return s.GetHost(ctx, id)
 }
 
 // AddHostWritten counts n more bytes the host stored through the server.

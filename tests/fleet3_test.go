@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -96,6 +97,34 @@ func TestFleetThreeHosts(t *testing.T) {
 	}
 	if js := s.must(200, "GET", v1+"/jobs?host=gw-c", "viewer", nil); !strings.Contains(jsonText(js), rr["job_id"].(string)) {
 		t.Fatalf("gw-c's jobs do not show the restore: %v", js)
+	}
+
+	// gw-c's components configured centrally: its worker applies them at
+	// its next announcement, reports what it finds, and backs them up
+	conf := filepath.Join(c.dir, "etc-gw")
+	os.MkdirAll(conf, 0o755)
+	os.WriteFile(filepath.Join(conf, "gateway.conf"), []byte("mode=edge\n"), 0o644)
+	hc := s.must(200, "PUT", v1+"/hosts/gw-c/components", "admin", map[string]any{"components": map[string]any{
+		"gwconf": map[string]any{"paths": []string{conf}}, "ghost": map[string]any{"paths": []string{"/nonexistent/backupd-test"}}}})
+	if hc["central_components_state"] != "pending" {
+		t.Fatalf("central components: %v", hc)
+	}
+	waitFor(t, 30*time.Second, "gw-c applies its central components", func() bool {
+		h := s.must(200, "GET", v1+"/hosts/gw-c", "viewer", nil)
+		return h["central_components_state"] == "applied"
+	})
+	hv := s.must(200, "GET", v1+"/hosts/gw-c", "viewer", nil)
+	if txt := jsonText(hv["components"]); !strings.Contains(txt, `"name":"gwconf"`) || !strings.Contains(txt, `"source":"central"`) ||
+		!strings.Contains(txt, "/nonexistent/backupd-test: does not exist on this host") {
+		t.Fatalf("gw-c's reported components: %s", txt)
+	}
+	cr = s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-c", "components": map[string]bool{"gwconf": true}, "storage_locations": []string{"local"}})
+	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
+		t.Fatalf("gw-c's central component backed up: %v\n%s", pr, c.output())
+	}
+	tree := s.must(200, "GET", v1+"/tree/"+cr["backup_id"].(string)+"?component=gwconf&path="+url.QueryEscape(conf), "operator", nil)
+	if !strings.Contains(jsonText(tree), "gateway.conf") {
+		t.Fatalf("gw-c's central component's backup: %v", tree)
 	}
 
 	// gw-b revoked: its worker stops and is refused when it starts again

@@ -165,7 +165,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	werr := make(chan error, 1)
 	if worker {
 		go func() {
-			werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, false, started) })
+			werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, nil, started) })
 		}()
 	}
 	scheme := "http"

@@ -35,16 +35,18 @@ func jobClient(cfg *config.Config, c client.Client) *jobs.Client {
 }
 
 // runWorker runs a worker until ctx ends; on the way out running
-// activities see the worker stop, checkpoint and return. activitiesOnly:
-// an enrolled host's, whose jobs' workflows run on the server.
-func runWorker(ctx context.Context, cfg *config.Config, c client.Client, activitiesOnly bool, started func()) error {
+// activities see the worker stop, checkpoint and return. central, for an
+// enrolled host, holds the components the server configures for it; its
+// worker runs activities only (its jobs' workflows run on the server).
+func runWorker(ctx context.Context, cfg *config.Config, c client.Client, central *activities.Central, started func()) error {
 	acts := activities.New(cfg)
+	acts.Central = central
 	defer acts.Stores.Close()
 	if err := acts.Stores.EnsureInitialized(ctx); err != nil {
 		return err
 	}
 	w := worker.New(c, acts, worker.Options{TaskQueue: cfg.Temporal.TaskQueue,
-		MaxConcurrentActivities: cfg.Worker.MaxConcurrentActivities, ActivitiesOnly: activitiesOnly})
+		MaxConcurrentActivities: cfg.Worker.MaxConcurrentActivities, ActivitiesOnly: central != nil})
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -13,11 +13,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"backupd/activities"
 	"backupd/api"
 	"backupd/apiclient"
 	"backupd/buildinfo"
@@ -83,14 +85,20 @@ func cmdWorker(ctx context.Context, args []string) error {
 	default:
 		return err
 	}
+	central := &activities.Central{}
 	announce := func() api.AnnounceRequest {
 		hi := hostinfo.Get()
-		return api.AnnounceRequest{HardwareID: hi.HardwareID, OS: hi.SystemVersion, Version: buildinfo.Version(), Components: cfg.HostComponents()}
+		return api.AnnounceRequest{HardwareID: hi.HardwareID, OS: hi.SystemVersion, Version: buildinfo.Version(),
+			Components: reportComponents(cfg, central), CentralVersion: central.Version()}
 	}
 	if st != nil {
 		// a revoked host stops here, before it takes any job
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := st.Announce(actx, announce(), dir)
+		ans, err := st.Announce(actx, announce(), dir)
+		if err == nil && applyCentral(central, ans) {
+			// at once, so the server sees what this worker runs with
+			_, err = st.Announce(actx, announce(), dir)
+		}
 		cancel()
 		if errors.Is(err, enrolment.ErrRevoked) || errors.Is(err, apiclient.ErrPinMismatch) {
 			return err
@@ -107,7 +115,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 		}
 		defer c.Close()
 		fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
-		return runWorker(ctx, cfg, c, false, nil)
+		return runWorker(ctx, cfg, c, nil, nil)
 	}
 	c, err := dialHostGateway(cfg, st)
 	if err != nil {
@@ -119,12 +127,12 @@ func cmdWorker(ctx context.Context, args []string) error {
 	defer stop()
 	revoked := make(chan error, 1)
 	go func() {
-		if err := st.Keep(wctx, announceEvery, announce, slog.Default()); err != nil {
+		if err := st.Keep(wctx, announceEvery, announce, func(ans *api.Announced) bool { return applyCentral(central, ans) }, slog.Default()); err != nil {
 			revoked <- err
 			stop()
 		}
 	}()
-	err = runWorker(wctx, cfg, c, true, nil)
+	err = runWorker(wctx, cfg, c, central, nil)
 	select {
 	case rerr := <-revoked:
 		return fmt.Errorf("stopping: %w", rerr)
@@ -135,7 +143,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	req := announce()
 	req.Stopping = true
-	if aerr := st.Announce(sctx, req, ""); aerr != nil {
+	if _, aerr := st.Announce(sctx, req, ""); aerr != nil {
 		slog.Warn("could not tell the server this worker is stopping", "err", aerr)
 	}
 	cancel()
@@ -230,4 +238,58 @@ func dialHostGateway(cfg *config.Config, st *enrolment.State) (client.Client, er
 		return nil, fmt.Errorf("the host gateway of %s: %w", st.Server, err)
 	}
 	return c, nil
+}
+
+// applyCentral takes the server's central components when their version
+// changed; true when it did.
+func applyCentral(c *activities.Central, ans *api.Announced) bool {
+	if ans == nil || ans.CentralVersion == c.Version() {
+		return false
+	}
+	comps := make(map[string]config.Component, len(ans.Central))
+	var names []string
+	for n, x := range ans.Central {
+		comps[n] = config.Component{Description: x.Description, Paths: x.Paths, Include: x.Include, Exclude: x.Exclude}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	c.Set(ans.CentralVersion, comps)
+	slog.Info("applied the server's central components", "version", ans.CentralVersion, "components", strings.Join(names, ","))
+	return true
+}
+
+// reportComponents is what this host says it has: its configuration's
+// components and the server's central ones (which replace a local one of
+// the same name), each with what is wrong with it here.
+func reportComponents(cfg *config.Config, central *activities.Central) []api.HostComponent {
+	var out []api.HostComponent
+	for _, hc := range cfg.HostComponents() {
+		if _, ok := central.Get(hc.Name); ok {
+			continue
+		}
+		hc.Source, hc.Problems = "local", pathProblems(hc.Paths)
+		out = append(out, hc)
+	}
+	for _, n := range central.Names() {
+		c, _ := central.Get(n)
+		out = append(out, api.HostComponent{Name: n, Kind: c.Kind(), Paths: c.Paths, Source: "central", Problems: pathProblems(c.Paths)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// pathProblems says which of a component's paths this host cannot read.
+func pathProblems(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, p+": does not exist on this host")
+		} else if err != nil {
+			out = append(out, p+": "+err.Error())
+		}
+		if len(out) == 100 {
+			break
+		}
+	}
+	return out
 }
