@@ -577,7 +577,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
 	hs := &http.Server{Handler: s.withGateway(s.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 64 << 10, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, Protocols: &protos}
+		MaxHeaderBytes: 64 << 10, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, Protocols: &protos,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 64}}
 	go s.Poll(ctx)
 	// the server's own host is registered before any host can enrol, so
 	// none can take its name

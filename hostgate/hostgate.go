@@ -18,15 +18,16 @@ import (
 	"crypto/sha256"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -59,6 +60,15 @@ type Options struct {
 	// asking Authenticate again (default 5 s: a revocation takes effect
 	// within it).
 	CacheFor time.Duration
+	// Reserved are task queues no host may poll, whatever its name (the
+	// server's own, the catalog's, the host jobs' workflows').
+	Reserved []string
+	// PollsPerHost bounds a host's long polls at once (default 2: its
+	// worker keeps one); CallsPerSecond and Burst bound all its calls
+	// (default 50 and 200). Together they keep one host from using up
+	// Temporal's per-namespace limits, which the server's own workers need.
+	PollsPerHost          int
+	CallsPerSecond, Burst float64
 }
 
 // Gateway is the gRPC server; it serves the workflow service and gRPC's
@@ -68,6 +78,18 @@ type Gateway struct {
 	mu    sync.Mutex
 	cache map[[32]byte]cached
 	srv   *grpc.Server
+	// per host: polls in flight and its call budget
+	polls   map[string]int
+	budgets map[string]*budget
+	// answers that are the same for every host, kept a minute
+	sysInfo *workflowservice.GetSystemInfoResponse
+	nsInfo  *workflowservice.DescribeNamespaceResponse
+	infoAt  time.Time
+}
+
+type budget struct {
+	tokens float64
+	last   time.Time
 }
 
 type cached struct {
@@ -96,16 +118,77 @@ func New(o Options) *Gateway {
 	if o.CacheFor == 0 {
 		o.CacheFor = 5 * time.Second
 	}
+	if o.PollsPerHost == 0 {
+		o.PollsPerHost = 2
+	}
+	if o.CallsPerSecond == 0 {
+		o.CallsPerSecond, o.Burst = 50, 200
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	g := &Gateway{o: o, cache: map[[32]byte]cached{}}
-	g.srv = grpc.NewServer(grpc.ChainUnaryInterceptor(g.guard), grpc.MaxRecvMsgSize(8<<20))
+	g := &Gateway{o: o, cache: map[[32]byte]cached{}, polls: map[string]int{}, budgets: map[string]*budget{}}
+	// Temporal refuses payloads past 2 MB; a request is read whole before
+	// it is authenticated, so it is kept small
+	g.srv = grpc.NewServer(grpc.ChainUnaryInterceptor(g.guard), grpc.MaxRecvMsgSize(4<<20), grpc.MaxConcurrentStreams(64))
 	workflowservice.RegisterWorkflowServiceServer(g.srv, &service{g: g})
-	hs := health.NewServer()
-	hs.SetServingStatus("temporal.api.workflowservice.v1.WorkflowService", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(g.srv, hs)
+	healthpb.RegisterHealthServer(g.srv, healthCheck{})
 	return g
+}
+
+// healthCheck answers Check only (no Watch streams to hold open).
+type healthCheck struct {
+	healthpb.UnimplementedHealthServer
+}
+
+func (healthCheck) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+// Authenticate checks a bearer credential as the gateway does (cached):
+// the server refuses a request with a bad one before gRPC reads it.
+func (g *Gateway) Authenticate(ctx context.Context, authorization string) error {
+	_, err := g.authenticate(metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", authorization)))
+	return err
+}
+
+// spend takes one call from h's budget.
+func (g *Gateway) spend(h Host) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	b := g.budgets[h.ID]
+	if b == nil {
+		if len(g.budgets) > 100000 {
+			clear(g.budgets)
+		}
+		b = &budget{tokens: g.o.Burst, last: now}
+		g.budgets[h.ID] = b
+	}
+	b.tokens = min(g.o.Burst, b.tokens+now.Sub(b.last).Seconds()*g.o.CallsPerSecond)
+	b.last = now
+	if b.tokens < 1 {
+		return status.Errorf(codes.ResourceExhausted, "backupd host gateway: host %s makes more than %.0f calls a second; slow down", h.Name, g.o.CallsPerSecond)
+	}
+	b.tokens--
+	return nil
+}
+
+// pollStart takes one of h's poll slots; the func gives it back.
+func (g *Gateway) pollStart(h Host) (func(), error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.polls[h.ID] >= g.o.PollsPerHost {
+		return nil, status.Errorf(codes.ResourceExhausted, "backupd host gateway: host %s holds %d polls already (at most %d at once)", h.Name, g.polls[h.ID], g.o.PollsPerHost)
+	}
+	g.polls[h.ID]++
+	return func() {
+		g.mu.Lock()
+		if g.polls[h.ID]--; g.polls[h.ID] <= 0 {
+			delete(g.polls, h.ID)
+		}
+		g.mu.Unlock()
+	}, nil
 }
 
 // Server is the gRPC server, to be served on a listener or through
@@ -127,6 +210,9 @@ func (g *Gateway) guard(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	}
 	h, err := g.authenticate(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.spend(h); err != nil {
 		return nil, err
 	}
 	method, ok := strings.CutPrefix(info.FullMethod, servicePrefix)
@@ -237,24 +323,56 @@ type service struct {
 	g *Gateway
 }
 
+// info answers GetSystemInfo and DescribeNamespace from what Temporal
+// said in the last minute: the same for every host.
+func (s *service) info(ctx context.Context) (*workflowservice.GetSystemInfoResponse, *workflowservice.DescribeNamespaceResponse, error) {
+	g := s.g
+	g.mu.Lock()
+	si, ns, at := g.sysInfo, g.nsInfo, g.infoAt
+	g.mu.Unlock()
+	if si != nil && time.Since(at) < time.Minute {
+		return si, ns, nil
+	}
+	si, err := g.o.Service.GetSystemInfo(ctx, &workflowservice.GetSystemInfoRequest{})
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err = g.o.Service.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: g.o.Namespace})
+	if err != nil {
+		return nil, nil, err
+	}
+	g.mu.Lock()
+	g.sysInfo, g.nsInfo, g.infoAt = si, ns, time.Now()
+	g.mu.Unlock()
+	return si, ns, nil
+}
+
 func (s *service) GetSystemInfo(ctx context.Context, r *workflowservice.GetSystemInfoRequest) (*workflowservice.GetSystemInfoResponse, error) {
-	return s.g.o.Service.GetSystemInfo(ctx, r)
+	si, _, err := s.info(ctx)
+	return si, err
 }
 
 func (s *service) DescribeNamespace(ctx context.Context, r *workflowservice.DescribeNamespaceRequest) (*workflowservice.DescribeNamespaceResponse, error) {
-	return s.g.o.Service.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: s.g.o.Namespace})
+	_, ns, err := s.info(ctx)
+	return ns, err
 }
+
+// The calls that go on to Temporal are rebuilt from the fields an
+// activity worker needs: nothing else a host puts in them reaches it.
 
 func (s *service) PollActivityTaskQueue(ctx context.Context, r *workflowservice.PollActivityTaskQueueRequest) (*workflowservice.PollActivityTaskQueueResponse, error) {
 	h := hostOf(ctx)
 	q := s.g.o.Queue(h)
-	if r.GetTaskQueue().GetName() != q || r.GetTaskQueue().GetKind() == enumspb.TASK_QUEUE_KIND_STICKY {
+	if r.GetTaskQueue().GetName() != q || r.GetTaskQueue().GetKind() == enumspb.TASK_QUEUE_KIND_STICKY || slices.Contains(s.g.o.Reserved, q) {
 		return nil, status.Errorf(codes.PermissionDenied, "backupd host gateway: host %s polls task queue %q only, not %q", h.Name, q, r.GetTaskQueue().GetName())
 	}
-	r.Identity = identity(h, r.Identity)
-	// versioning and deployment options are the server's to decide
-	r.WorkerVersionCapabilities, r.DeploymentOptions = nil, nil
-	resp, err := s.g.o.Service.PollActivityTaskQueue(ctx, r)
+	done, err := s.g.pollStart(h)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := s.g.o.Service.PollActivityTaskQueue(ctx, &workflowservice.PollActivityTaskQueueRequest{Namespace: s.g.o.Namespace,
+		TaskQueue: &taskqueuepb.TaskQueue{Name: q, Kind: enumspb.TASK_QUEUE_KIND_NORMAL}, Identity: identity(h, r.Identity)})
 	if err != nil || len(resp.GetTaskToken()) == 0 {
 		return resp, err
 	}
@@ -268,8 +386,8 @@ func (s *service) RecordActivityTaskHeartbeat(ctx context.Context, r *workflowse
 	if err != nil {
 		return nil, err
 	}
-	r.TaskToken, r.Identity = t, identity(h, r.Identity)
-	return s.g.o.Service.RecordActivityTaskHeartbeat(ctx, r)
+	return s.g.o.Service.RecordActivityTaskHeartbeat(ctx, &workflowservice.RecordActivityTaskHeartbeatRequest{Namespace: s.g.o.Namespace,
+		TaskToken: t, Details: r.Details, Identity: identity(h, r.Identity)})
 }
 
 func (s *service) RespondActivityTaskCompleted(ctx context.Context, r *workflowservice.RespondActivityTaskCompletedRequest) (*workflowservice.RespondActivityTaskCompletedResponse, error) {
@@ -278,9 +396,8 @@ func (s *service) RespondActivityTaskCompleted(ctx context.Context, r *workflows
 	if err != nil {
 		return nil, err
 	}
-	r.TaskToken, r.Identity = t, identity(h, r.Identity)
-	r.WorkerVersion, r.DeploymentOptions = nil, nil
-	return s.g.o.Service.RespondActivityTaskCompleted(ctx, r)
+	return s.g.o.Service.RespondActivityTaskCompleted(ctx, &workflowservice.RespondActivityTaskCompletedRequest{Namespace: s.g.o.Namespace,
+		TaskToken: t, Result: r.Result, Identity: identity(h, r.Identity)})
 }
 
 func (s *service) RespondActivityTaskFailed(ctx context.Context, r *workflowservice.RespondActivityTaskFailedRequest) (*workflowservice.RespondActivityTaskFailedResponse, error) {
@@ -289,9 +406,8 @@ func (s *service) RespondActivityTaskFailed(ctx context.Context, r *workflowserv
 	if err != nil {
 		return nil, err
 	}
-	r.TaskToken, r.Identity = t, identity(h, r.Identity)
-	r.WorkerVersion, r.DeploymentOptions = nil, nil
-	return s.g.o.Service.RespondActivityTaskFailed(ctx, r)
+	return s.g.o.Service.RespondActivityTaskFailed(ctx, &workflowservice.RespondActivityTaskFailedRequest{Namespace: s.g.o.Namespace,
+		TaskToken: t, Failure: r.Failure, LastHeartbeatDetails: r.LastHeartbeatDetails, Identity: identity(h, r.Identity)})
 }
 
 func (s *service) RespondActivityTaskCanceled(ctx context.Context, r *workflowservice.RespondActivityTaskCanceledRequest) (*workflowservice.RespondActivityTaskCanceledResponse, error) {
@@ -300,9 +416,8 @@ func (s *service) RespondActivityTaskCanceled(ctx context.Context, r *workflowse
 	if err != nil {
 		return nil, err
 	}
-	r.TaskToken, r.Identity = t, identity(h, r.Identity)
-	r.WorkerVersion, r.DeploymentOptions = nil, nil
-	return s.g.o.Service.RespondActivityTaskCanceled(ctx, r)
+	return s.g.o.Service.RespondActivityTaskCanceled(ctx, &workflowservice.RespondActivityTaskCanceledRequest{Namespace: s.g.o.Namespace,
+		TaskToken: t, Details: r.Details, Identity: identity(h, r.Identity)})
 }
 
 // ShutdownWorker is answered here: it is about a workflow worker's sticky

@@ -22,7 +22,8 @@ import (
 
 // upstream stands in for Temporal: it records what reaches it.
 type upstream struct {
-	workflowservice.WorkflowServiceClient // nil: any other call panics
+	workflowservice.WorkflowServiceClient               // nil: any other call panics
+	block                                 chan struct{} // set: polls wait for it
 	mu                                    sync.Mutex
 	calls                                 []string
 	completed                             [][]byte
@@ -37,6 +38,9 @@ func (u *upstream) note(m string) {
 
 func (u *upstream) PollActivityTaskQueue(ctx context.Context, r *workflowservice.PollActivityTaskQueueRequest, _ ...grpc.CallOption) (*workflowservice.PollActivityTaskQueueResponse, error) {
 	u.note("poll")
+	if u.block != nil {
+		<-u.block
+	}
 	u.mu.Lock()
 	u.identity = r.Identity
 	u.mu.Unlock()
@@ -192,4 +196,41 @@ func TestGatewayLetsAHostOnlyTakeAndAnswerItsOwnTasks(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	_, err = ws.PollActivityTaskQueue(as("cred-a"), poll("backup@gw-a"))
 	wantCode(t, "revoked", err, codes.Unauthenticated, "refused")
+}
+
+// One host cannot use up what Temporal allows the namespace: its polls
+// at once and its calls a second are bounded, and a reserved queue is
+// refused even when it is the host's by name.
+func TestGatewayBoundsAHost(t *testing.T) {
+	rg := newRig(t)
+	rg.up.block = make(chan struct{})
+	ws := workflowservice.NewWorkflowServiceClient(rg.conn)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := ws.PollActivityTaskQueue(as("cred-a"), poll("backup@gw-a"))
+			errs <- err
+		}()
+	}
+	err := <-errs
+	wantCode(t, "a third poll at once", err, codes.ResourceExhausted, "at most 2 at once")
+	// gw-b's polls are its own
+	go func() {
+		_, err := ws.PollActivityTaskQueue(as("cred-b"), poll("backup@gw-b"))
+		errs <- err
+	}()
+	close(rg.up.block)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// past its burst, a host's calls are refused for a while
+	var last error
+	for range 300 {
+		if _, last = ws.RecordActivityTaskHeartbeat(as("cred-b"), &workflowservice.RecordActivityTaskHeartbeatRequest{Namespace: "default"}); status.Code(last) == codes.ResourceExhausted {
+			break
+		}
+	}
+	wantCode(t, "a flood of calls", last, codes.ResourceExhausted, "calls a second")
 }

@@ -248,6 +248,12 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	}
 	cancel()
 	hc.Close()
+	// without a host's credential the gateway answers nothing
+	if bad, err := client.Dial(client.Options{HostPort: u.Host, Namespace: est.Namespace, Credentials: client.NewAPIKeyStaticCredentials("bkd_not-a-host"),
+		ConnectionOptions: client.ConnectionOptions{TLS: tlspin.Config(pin)}}); err == nil {
+		bad.Close()
+		t.Error("a Temporal client without a host credential connected through the gateway")
+	}
 
 	// what the server cannot do with a host's backup yet is refused,
 	// naming the gap, never attempted against the wrong repository

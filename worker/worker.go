@@ -33,7 +33,7 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 	if opts.StopTimeout == 0 {
 		opts.StopTimeout = 30 * time.Second
 	}
-	w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{
+	so := sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 		WorkerStopTimeout:                  opts.StopTimeout,
 		// Heartbeats reach the server every 0.5 s whatever the activity's
@@ -41,7 +41,13 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 		// at most that old. They are RPCs, not history events.
 		MaxHeartbeatThrottleInterval: 500 * time.Millisecond,
 		DisableWorkflowWorker:        opts.ActivitiesOnly,
-	})
+	}
+	if opts.ActivitiesOnly {
+		// one long poll per host: a fleet's hosts share the namespace's
+		// limit of polls at once (the gateway allows each two)
+		so.MaxConcurrentActivityTaskPollers = 1
+	}
+	w := sdkworker.New(c, opts.TaskQueue, so)
 	if opts.ActivitiesOnly {
 		w.RegisterActivity(acts)
 	} else {

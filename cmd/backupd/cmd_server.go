@@ -131,6 +131,14 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	if err := srv.MigrateScheduleIDs(ctx); err != nil {
 		log.Error("schedules could not be moved to their own namespace", "err", err)
 	}
+	if h, _, err := net.SplitHostPort(cfg.Temporal.Address); err == nil && cfg.Temporal.TLSCert == "" {
+		if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			// the host gateway bounds what enrolled hosts may do only if they
+			// cannot reach Temporal itself
+			log.Warn("Temporal is reached over the network without mutual TLS: anything that reaches it (an enrolled host too) can start, signal or end any job; firewall it from the hosts or set temporal.tls_cert/tls_key/tls_ca",
+				"temporal", cfg.Temporal.Address)
+		}
+	}
 	// the catalog activities run here: this process owns the catalog
 	cw := sdkworker.New(c, activities.CatalogTaskQueue, sdkworker.Options{})
 	cw.RegisterActivity(&activities.Catalog{Store: store, OnRecord: srv.OnJobRecord, Notifications: cfg.Notifications, RevokeGrant: srv.RevokeGrant})
