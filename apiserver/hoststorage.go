@@ -252,6 +252,15 @@ func (s *Server) hostObjectGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	be := v.be
+	if top := topOf(name); v.grant == nil && (top == "data" || top == "manifests") {
+		// a writer needs none of its past packs and manifests (it asks
+		// only whether one is there): a host that once held a restore
+		// grant's key must not fetch them later
+		if _, err := be.Stat(r.Context(), name); err != nil {
+			return s.storageError(r, err)
+		}
+		return forbiddenObject("a host reads %s only under a restore grant: it writes its packs and manifests, it does not read them back", name)
+	}
 	q := r.URL.Query()
 	off, length := int64(0), int64(-1)
 	if v := q.Get("offset"); v != "" {

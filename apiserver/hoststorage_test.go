@@ -148,6 +148,13 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	if _, err := beA.Stat(ctx, "manifests/"+m.ID); err != nil {
 		t.Fatal(err)
 	}
+	// nor fetch it (or its packs) to decrypt with a key it held once
+	if rc, err := beA.Get(ctx, "manifests/"+m.ID, 0, -1); err == nil || !strings.Contains(err.Error(), "only under a restore grant") {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Fatalf("a host fetched its past manifest: %v", err)
+	}
 	if err := beA.Put(ctx, "manifests/"+m.ID, bytes.NewReader([]byte("{}")), 2); err == nil {
 		t.Fatal("a host overwrote its past backup's manifest")
 	}
