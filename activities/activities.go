@@ -501,6 +501,8 @@ type RestoreInput struct {
 	// Grant: on an enrolled host, the restore grant under which it reads
 	// the backup's repository (through the server).
 	Grant string `json:"grant,omitempty"`
+	// Untrusted: another host's backup (restore.Options.Untrusted).
+	Untrusted bool `json:"untrusted,omitempty"`
 }
 
 // RestoreResult reports a restore.
@@ -517,7 +519,8 @@ type RestoreResult struct {
 // another host, or from an older configuration) can then never put files
 // elsewhere. A component the worker does not configure is refused.
 func (in RestoreInput) options(m *repository.Manifest, component func(string) (config.Component, bool)) (restore.Options, error) {
-	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite, Mirror: in.Mirror}
+	o := restore.Options{Target: in.Target, Components: in.Components, Paths: in.Paths, Overwrite: in.Overwrite, Mirror: in.Mirror,
+		Untrusted: in.Untrusted}
 	if in.SkipDumps {
 		o.SkipTop = []string{sources.DumpsDir}
 	}

@@ -86,7 +86,8 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 		warnings = append(warnings, "no pre-restore snapshot: it is not taken on enrolled hosts yet")
 	}
 	if reader.ID != source.ID {
-		warnings = append(warnings, sprintf("host %s reads host %s's backup under a grant for this restore alone; the grant ends with it", reader.Name, source.Name))
+		warnings = append(warnings, sprintf("host %s reads host %s's backup under a grant for this restore alone; the grant ends with it", reader.Name, source.Name),
+			"another host's backup is restored as untrusted: no set-id or sticky bits, no device nodes or FIFOs, and the files belong to the restoring user (each is a warning in the result)")
 	}
 	verifyBefore := req.VerifyBeforeRestore == nil || *req.VerifyBeforeRestore
 	now := time.Now().UTC()
@@ -101,7 +102,7 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 	}
 	wreq := workflows.RestoreRequest{
 		RestoreInput: activities.RestoreInput{BackupID: b.ID, Location: loc, Target: target, Components: comps, Paths: req.Paths,
-			Overwrite: req.Overwrite || original, Original: original, Mirror: req.Mirror, Grant: g.ID},
+			Overwrite: req.Overwrite || original, Original: original, Mirror: req.Mirror, Grant: g.ID, Untrusted: reader.ID != source.ID},
 		JobID: jobID, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore, RestoreID: restoreID,
 		Subtype: req.RestoreType, CatalogQueue: s.catalogQueue()}
 	var size int64

@@ -64,8 +64,14 @@ type Options struct {
 	// but existing ones are left as they are (restoring /etc/app must not
 	// chmod /etc). Everything else is left out, with a warning naming it.
 	// A component with an empty list restores no files at all.
-	Confine  map[string][]string
-	Workers  int
+	Confine map[string][]string
+	// Untrusted: the backup is another host's word (a restore of one
+	// enrolled host's backup on another). Nothing in it may raise
+	// privileges here: set-id and sticky bits are dropped, device nodes
+	// and FIFOs are not made, and what is written belongs to the user
+	// who restores (no chown to the backup's owners). Each is a warning.
+	Untrusted bool
+	Workers   int
 	Progress func(Progress)
 }
 
@@ -705,6 +711,9 @@ func (r *restorer) run(ctx context.Context) (*Result, error) {
 		for _, e := range others {
 			if err := r.makeOther(e); err != nil {
 				r.warn("%s/%s: %v", e.ct.name, e.rel, err)
+				if errors.Is(err, errUntrustedNode) {
+					continue
+				}
 			}
 			r.setMeta(e)
 		}
@@ -1318,9 +1327,15 @@ func (r *restorer) verifyFile(e *entry, fd int, buf []byte, v verifyBlobs) error
 	return nil
 }
 
+// errUntrustedNode: a device node or FIFO in another host's backup.
+var errUntrustedNode = errors.New("not made from another host's backup (device nodes and FIFOs are left out of an untrusted restore)")
+
 func (r *restorer) makeOther(e *entry) error {
 	hook("other", e)
 	n := e.node
+	if r.opts.Untrusted && (n.Type == repository.NodeFifo || n.Type == repository.NodeDev || n.Type == repository.NodeCharDev) {
+		return errUntrustedNode
+	}
 	var want uint32
 	var mk func(fd int, name string) error
 	switch n.Type {
@@ -1471,20 +1486,25 @@ func (r *restorer) setMeta(e *entry) {
 // chown comes first: it clears set-id bits the chmod then restores.
 func (r *restorer) applyMeta(e *entry, fd int, opath bool) {
 	n := e.node
-	if r.isRoot {
+	if r.isRoot && !r.opts.Untrusted {
 		if err := unix.Fchownat(fd, "", int(n.UID), int(n.GID), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			r.warn("%s/%s: chown: %v", e.ct.name, e.rel, err)
 		}
 	}
 	if n.Type != repository.NodeSymlink {
 		var err error
+		mode := unixMode(n.Mode)
+		if r.opts.Untrusted && mode&^0o777 != 0 {
+			mode &= 0o777
+			r.warn("%s/%s: set-id and sticky bits dropped (another host's backup)", e.ct.name, e.rel)
+		}
 		if !opath {
-			err = unix.Fchmod(fd, unixMode(n.Mode))
-		} else if err = unix.Fchmodat(fd, "", unixMode(n.Mode), unix.AT_EMPTY_PATH); err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+			err = unix.Fchmod(fd, mode)
+		} else if err = unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH); err == unix.EOPNOTSUPP || err == unix.ENOSYS {
 			// no fchmodat2 (before Linux 6.6): the descriptor's own
 			// /proc link names exactly its inode (it is no symlink: the
 			// caller checked the inode)
-			err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), unixMode(n.Mode))
+			err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode)
 		}
 		if err != nil {
 			r.warn("%s/%s: chmod: %v", e.ct.name, e.rel, err)
