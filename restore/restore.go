@@ -72,7 +72,7 @@ type Options struct {
 	// who restores (no chown to the backup's owners). Each is a warning.
 	Untrusted bool
 	Workers   int
-	Progress func(Progress)
+	Progress  func(Progress)
 }
 
 // Progress of a running restore.
