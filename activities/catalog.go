@@ -324,6 +324,9 @@ type ParentQuery struct {
 	Type       string   `json:"type"`
 	Components []string `json:"components"`
 	Location   string   `json:"location"`
+	// Host: the enrolled host whose backup it is ("": the server's own);
+	// candidates are that host's backups only.
+	Host string `json:"host,omitempty"`
 }
 
 // ParentCandidates names the newest completed backups that could be a new
@@ -336,7 +339,15 @@ func (c *Catalog) ParentCandidates(ctx context.Context, q ParentQuery) ([]string
 	if q.Type == "differential" {
 		types = []string{"full"}
 	}
-	return c.Store.ParentCandidates(ctx, q.Components, q.Location, 3, types...)
+	hosts := []string{q.Host}
+	if q.Host == "" {
+		own, err := c.Store.OwnHostNames(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hosts = own
+	}
+	return c.Store.ParentCandidates(ctx, hosts, q.Components, q.Location, 3, types...)
 }
 
 // RecordVerification marks a backup verified (or failed) at a location.

@@ -450,7 +450,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == "" {
 		req.Name = req.Type + "-manual-" + now.Format("20060102-1504")
 	}
-	est := s.estimate(r.Context(), comps, req.Type, len(locs)-1)
+	est := s.estimate(r.Context(), target, comps, req.Type, len(locs)-1)
 	backupID, jobID := repository.NewBackupID(now), jobs.NewID("BACKUP-JOB-")
 	setTarget(r, backupID)
 	wreq := workflows.BackupRequest{JobID: jobID, BackupID: backupID, Name: req.Name, Type: req.Type,
@@ -571,18 +571,27 @@ type estimate struct {
 }
 
 // estimate sizes a backup from the last completed one of the same
-// components, else from a quick scan of the sources (bounded in time).
-func (s *Server) estimate(ctx context.Context, comps []string, typ string, copies int) estimate {
-	prev, err := s.Store.LatestBackup(ctx, comps, workflows.StatusCompleted, "full")
+// components on the same host, else (the server's own) from a quick scan
+// of the sources (bounded in time).
+func (s *Server) estimate(ctx context.Context, host *models.Host, comps []string, typ string, copies int) estimate {
+	hosts := s.ownHosts(ctx)
+	if host != nil {
+		hosts = []string{host.Name}
+	}
+	prev, err := s.Store.LatestBackup(ctx, hosts, comps, workflows.StatusCompleted, "full")
 	if err == nil && prev.SizeBytes > 0 {
 		e := estimate{bytes: prev.SizeBytes, duration: time.Duration(prev.DurationSeconds * float64(time.Second)), basis: "previous_backup:" + prev.ID}
 		if typ != "full" {
-			if same, err := s.Store.LatestBackup(ctx, comps, workflows.StatusCompleted, typ); err == nil {
+			if same, err := s.Store.LatestBackup(ctx, hosts, comps, workflows.StatusCompleted, typ); err == nil {
 				e.duration = time.Duration(same.DurationSeconds * float64(time.Second))
 				e.basis = "previous_backup:" + same.ID
 			}
 		}
 		return e
+	}
+	if host != nil {
+		// its files are on the host: nothing here to scan
+		return estimate{duration: time.Second, basis: "unknown (a first backup of enrolled host " + host.Name + ")"}
 	}
 	deadline := time.Now().Add(time.Second)
 	var total int64

@@ -37,8 +37,9 @@ func (s *Server) getComponents(w http.ResponseWriter, r *http.Request) error {
 	// the newest completed backup of each component: one indexed query
 	// each, whatever the catalog's length
 	newest := map[string]*models.Backup{}
+	own := s.ownHosts(ctx) // enrolled hosts' backups do not make the server's components fresh
 	for _, n := range names {
-		b, err := s.Store.NewestWithComponent(ctx, workflows.StatusCompleted, n)
+		b, err := s.Store.NewestWithComponent(ctx, own, workflows.StatusCompleted, n)
 		if errors.Is(err, models.ErrNotFound) {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -766,4 +767,17 @@ func (s *Server) setHostComponents(w http.ResponseWriter, r *http.Request) error
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
+}
+
+// ownHosts are the host names the server's own backups carry (nil when
+// the catalog cannot say: then every backup counts, as before hosts).
+func (s *Server) ownHosts(ctx context.Context) []string {
+	names, err := s.Store.OwnHostNames(ctx)
+	if err != nil {
+		return nil
+	}
+	if !slices.Contains(names, s.Cfg.Host) {
+		names = append(names, s.Cfg.Host)
+	}
+	return names
 }

@@ -91,6 +91,9 @@ func (b *putBudget) acquire(ctx context.Context, n int64) (func(), error) {
 var (
 	hostWritable  = map[string]bool{"data": true, "index": true, "manifests": true, "writers": true, "pending": true}
 	hostRenewable = map[string]bool{"writers": true, "pending": true}
+	// renewableMax bounds the renewable objects (a pending marker lists
+	// the packs its component depends on)
+	renewableMax = map[string]int64{"writers": 64 << 10, "pending": 16 << 20}
 )
 
 func topOf(name string) string {
@@ -299,9 +302,14 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{Status: http.StatusLengthRequired, Code: "LENGTH_REQUIRED", Message: "send Content-Length"}
 	}
 	h := stateOf(r).host
-	if h.QuotaHardBytes > 0 && topOf(name) == "data" {
-		// a backup that began under the quota stops at its next pack once
-		// the catalog counts the host past it
+	if max := renewableMax[top]; max > 0 && r.ContentLength > max {
+		// registrations and markers are small: they are not counted
+		// against the quota, so they may not carry data
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "REQUEST_TOO_LARGE", Message: sprintf("an object under %s/ is at most %d bytes", top, max)}
+	}
+	if h.QuotaHardBytes > 0 && !hostRenewable[top] {
+		// a backup that began under the quota stops at its next object
+		// once the host is past it (its registrations may still end it)
 		used, err := s.hostUse(r, h)
 		if err != nil {
 			return err

@@ -263,6 +263,13 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	if err := beA.Put(ctx, "writers/w2", bytes.NewReader([]byte("x")), 1); err != nil {
 		t.Fatalf("a registration past the quota (a backup must be able to end): %v", err)
 	}
+	if err := beA.Put(ctx, "index/over", bytes.NewReader([]byte("x")), 1); err == nil || !strings.Contains(err.Error(), "hard quota") {
+		t.Fatalf("an index file past the hard quota: %v", err)
+	}
+	big := bytes.Repeat([]byte("w"), 65<<10)
+	if err := beA.Put(ctx, "writers/w3", bytes.NewReader(big), int64(len(big))); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("a registration that carries data: %v", err)
+	}
 
 	// a revoked host's storage is refused at once
 	if _, err := s.Store.RevokeHost(ctx, a.HostID, "test"); err != nil {

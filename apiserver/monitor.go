@@ -98,10 +98,10 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	stats := api.BackupCounts{TotalBackups: total, Successful: ok, Failed: failed,
 		Partial: counts[workflows.StatusPartial], InProgress: counts[workflows.StatusInProgress],
 		Cancelled: counts[workflows.StatusCancelled], SuccessRate: percent(ok, ok+failed)}
-	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial); err == nil {
+	if b, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusCompleted, workflows.StatusPartial); err == nil {
 		stats.LastSuccess = ptr(rfc3339(b.Timestamp))
 	}
-	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
+	if b, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusFailed); err == nil {
 		stats.LastFailure = ptr(rfc3339(b.Timestamp))
 	}
 	repl, _, err := s.replicationState(ctx)
@@ -159,7 +159,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 	comps := api.HealthComponents{Storage: map[string]api.StorageHealth{}}
 	sched, workers := s.temporalState(ctx)
 	sc := api.SchedulerHealth{Status: sched, Workers: workers, WorkerHosts: s.workerViews(ctx)}
-	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed); err == nil {
+	if last, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed); err == nil {
 		sc.LastRun = ptr(rfc3339(last.Timestamp))
 	}
 	if next := s.nextScheduledRun(ctx); next != nil {
@@ -272,11 +272,11 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 			alert("warning", "backups", fmt.Sprintf("%d backups failed in the last 24 hours", failed), "Read the failed jobs' errors (GET /backup/jobs?status=failed)")
 		}
 	}
-	if b, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusFailed); err == nil {
+	if b, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusFailed); err == nil {
 		bh.LastFailure, bh.FailureReason = ptr(rfc3339(b.Timestamp)), ptr(b.Error)
 	}
 	// recommendations from the state
-	if last, err := s.Store.LastBackupWithStatus(ctx, workflows.StatusCompleted, workflows.StatusPartial); err != nil {
+	if last, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusCompleted, workflows.StatusPartial); err != nil {
 		recs = append(recs, "Take a first backup (POST /backup/create)")
 		worse(1)
 	} else if time.Since(last.Timestamp) > 48*time.Hour {

@@ -462,6 +462,16 @@ func (s *Store) SetHostRepos(ctx context.Context, id string, repos map[string]st
 	return s.wrote(s.DB.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Update("repos", ToJSON(repos)).Error)
 }
 
+// OwnHostNames are the names the server's own backups may carry: its
+// host's (under any name it had) and "" (backups from before hosts were
+// recorded).
+func (s *Store) OwnHostNames(ctx context.Context) ([]string, error) {
+	names := []string{""}
+	var local []string
+	err := s.DB.WithContext(ctx).Model(&Host{}).Where("local = ?", true).Pluck("name", &local).Error
+	return append(names, local...), err
+}
+
 // EnrolledHostNames are the names of the enrolled (not local) hosts,
 // revoked ones included.
 func (s *Store) EnrolledHostNames(ctx context.Context) (map[string]bool, error) {

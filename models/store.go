@@ -274,8 +274,8 @@ func (s *Store) ChildBackups(ctx context.Context, id string) ([]string, error) {
 
 // LatestBackup is the newest backup with the given status whose
 // components are exactly comps (sorted), of one of types (any if empty).
-func (s *Store) LatestBackup(ctx context.Context, comps []string, status string, types ...string) (*Backup, error) {
-	q := s.DB.WithContext(ctx).Where("components = ?", Strings(comps)).Where("status = ?", status)
+func (s *Store) LatestBackup(ctx context.Context, hosts []string, comps []string, status string, types ...string) (*Backup, error) {
+	q := onHosts(s.DB.WithContext(ctx), hosts).Where("components = ?", Strings(comps)).Where("status = ?", status)
 	if len(types) > 0 {
 		q = q.Where("type IN ?", types)
 	}
@@ -290,10 +290,10 @@ func (s *Store) LatestBackup(ctx context.Context, comps []string, status string,
 // stored in location whose components are exactly comps, of one of types
 // (any if empty): where a new backup's parent is looked for before any
 // manifest is read.
-func (s *Store) ParentCandidates(ctx context.Context, comps []string, location string, limit int, types ...string) ([]string, error) {
+func (s *Store) ParentCandidates(ctx context.Context, hosts []string, comps []string, location string, limit int, types ...string) ([]string, error) {
 	sorted := append([]string(nil), comps...)
 	sort.Strings(sorted)
-	q := s.DB.WithContext(ctx).Where("components = ? AND status = ?", Strings(sorted), "completed")
+	q := onHosts(s.DB.WithContext(ctx), hosts).Where("components = ? AND status = ?", Strings(sorted), "completed")
 	if len(types) > 0 {
 		q = q.Where("type IN ?", types)
 	}
@@ -330,9 +330,9 @@ func (s *Store) StatusCounts(ctx context.Context, since *time.Time) (map[string]
 }
 
 // LastBackupWithStatus is the newest backup in one of the statuses.
-func (s *Store) LastBackupWithStatus(ctx context.Context, statuses ...string) (*Backup, error) {
+func (s *Store) LastBackupWithStatus(ctx context.Context, hosts []string, statuses ...string) (*Backup, error) {
 	var b Backup
-	if err := s.DB.WithContext(ctx).Where("status IN ?", statuses).Order("timestamp DESC").First(&b).Error; err != nil {
+	if err := onHosts(s.DB.WithContext(ctx), hosts).Where("status IN ?", statuses).Order("timestamp DESC").First(&b).Error; err != nil {
 		return nil, notFound(err)
 	}
 	return &b, nil
@@ -800,11 +800,11 @@ func (s *Store) Deliveries(ctx context.Context, jobID string) ([]Delivery, error
 // NewestWithComponent is the newest backup of the given status that holds
 // the component (ErrNotFound when none does): one indexed query, however
 // long the catalog.
-func (s *Store) NewestWithComponent(ctx context.Context, status, component string) (*Backup, error) {
+func (s *Store) NewestWithComponent(ctx context.Context, hosts []string, status, component string) (*Backup, error) {
 	name, _ := json.Marshal(component) // the column holds a JSON list: match the quoted name
 	pattern := "%" + likeEscaper.Replace(string(name)) + "%"
 	var out []Backup
-	err := s.DB.WithContext(ctx).Where("status = ? AND components LIKE ? ESCAPE '\\'", status, pattern).
+	err := onHosts(s.DB.WithContext(ctx), hosts).Where("status = ? AND components LIKE ? ESCAPE '\\'", status, pattern).
 		Order("timestamp DESC, id DESC").Limit(1).Find(&out).Error
 	if err != nil {
 		return nil, err
@@ -813,6 +813,17 @@ func (s *Store) NewestWithComponent(ctx context.Context, status, component strin
 		return nil, ErrNotFound
 	}
 	return &out[0], nil
+}
+
+// onHosts keeps q to the backups of hosts (nil: every host's). An
+// enrolled host's backups say only what that host claims: what the server
+// decides about its own host (freshness, health, parents) is read from
+// its own backups alone.
+func onHosts(q *gorm.DB, hosts []string) *gorm.DB {
+	if hosts == nil {
+		return q
+	}
+	return q.Where("host IN ?", hosts)
 }
 
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

@@ -70,7 +70,7 @@ func TestBackupsListFilterTotals(t *testing.T) {
 		if len(kids) != 1 || kids[0] != "backup-006" {
 			t.Fatalf("children: %v", kids)
 		}
-		lb, err := s.LatestBackup(ctx, []string{"data", "logs"}, "completed", "full")
+		lb, err := s.LatestBackup(ctx, nil, []string{"data", "logs"}, "completed", "full")
 		if err != nil || lb.ID != "backup-036" {
 			t.Fatalf("latest full: %v %v", lb, err)
 		}
@@ -263,7 +263,7 @@ func TestNewestWithComponent(t *testing.T) {
 			}
 		}
 		for comp, want := range map[string]string{"data": "b1", "my_db": "b1", "myXdb": "b2", `we"ird\%`: "b2", "logs": "", "dat": ""} {
-			b, err := s.NewestWithComponent(ctx, "completed", comp)
+			b, err := s.NewestWithComponent(ctx, nil, "completed", comp)
 			got := ""
 			if err == nil {
 				got = b.ID
@@ -298,20 +298,33 @@ func TestParentCandidates(t *testing.T) {
 		put("b-gone", "incremental", "completed", 6, dl, []string{"local"}, []string{"local"})
 		put("b-data", "incremental", "completed", 7, []string{"data"}, []string{"local"}, nil)
 		// components given in any order
-		got, err := s.ParentCandidates(ctx, []string{"logs", "data"}, "local", 3)
+		got, err := s.ParentCandidates(ctx, nil, []string{"logs", "data"}, "local", 3)
 		if err != nil || fmt.Sprint(got) != "[b-full b-incr b-full-old]" {
 			t.Fatalf("any type: %v %v", got, err)
 		}
-		got, _ = s.ParentCandidates(ctx, dl, "local", 3, "full")
+		got, _ = s.ParentCandidates(ctx, nil, dl, "local", 3, "full")
 		if fmt.Sprint(got) != "[b-full b-full-old]" {
 			t.Fatalf("full only: %v", got)
 		}
-		got, _ = s.ParentCandidates(ctx, dl, "cloud", 1)
+		got, _ = s.ParentCandidates(ctx, nil, dl, "cloud", 1)
 		if fmt.Sprint(got) != "[b-cloud-only]" {
 			t.Fatalf("cloud: %v", got)
 		}
-		if got, _ = s.ParentCandidates(ctx, []string{"system"}, "local", 3); len(got) != 0 {
+		if got, _ = s.ParentCandidates(ctx, nil, []string{"system"}, "local", 3); len(got) != 0 {
 			t.Fatalf("other components: %v", got)
+		}
+		// an enrolled host's backups are candidates for its own backups
+		// alone, and the server's never include them
+		b := &models.Backup{ID: "b-gw", Type: "full", Status: "completed", Timestamp: base.Add(9 * time.Hour),
+			Components: dl, Locations: []string{"local"}, Host: "gw-a"}
+		if err := s.PutBackup(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ = s.ParentCandidates(ctx, []string{"", "srv"}, dl, "local", 1); fmt.Sprint(got) != "[b-full]" {
+			t.Fatalf("the server's own: %v", got)
+		}
+		if got, _ = s.ParentCandidates(ctx, []string{"gw-a"}, dl, "local", 3); fmt.Sprint(got) != "[b-gw]" {
+			t.Fatalf("gw-a's: %v", got)
 		}
 	})
 }

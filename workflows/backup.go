@@ -76,7 +76,7 @@ func parentCandidates(ctx workflow.Context, req BackupRequest, location string) 
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3}})
 	var ids []string
 	if err := workflow.ExecuteActivity(actx, cat.ParentCandidates, activities.ParentQuery{Type: req.Type,
-		Components: req.Components, Location: location}).Get(ctx, &ids); err != nil {
+		Components: req.Components, Location: location, Host: req.Host}).Get(ctx, &ids); err != nil {
 		workflow.GetLogger(ctx).Warn("catalog gave no parent candidates; the worker searches the repository", "error", err)
 		return nil
 	}
@@ -320,6 +320,11 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	}
 	if err != nil {
 		return nil, finish(ctx, p, StatusFailed, err)
+	}
+	if req.HostQueue != "" && (plan.ID != req.BackupID || plan.Host != req.Host) {
+		// what an enrolled host prepares must be the backup it was asked for
+		return nil, finish(ctx, p, StatusFailed, temporal.NewNonRetryableApplicationError(
+			"host "+req.Host+" prepared backup "+plan.ID+" of host "+plan.Host+", not "+req.BackupID+" of "+req.Host, string(codes.InvalidConfiguration), nil))
 	}
 	p.BackupID = plan.ID
 	r.plan = plan

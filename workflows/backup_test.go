@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -325,9 +326,11 @@ func TestHostJobsActivitiesRunOnTheHostsQueue(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.PrepareInput) (*backup.Plan, error) {
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PrepareInput) (*backup.Plan, error) {
 		on("prepare")(ctx)
-		return plan(), nil
+		p := plan()
+		p.ID, p.Host = in.BackupID, "gw-a"
+		return p, nil
 	})
 	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ComponentInput) (repository.ComponentManifest, error) {
 		on("component")(ctx)
@@ -338,7 +341,7 @@ func TestHostJobsActivitiesRunOnTheHostsQueue(t *testing.T) {
 		return activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil
 	})
 	r := req
-	r.Locations, r.Verify, r.HostQueue = []string{"local"}, false, "backup@gw-a"
+	r.Locations, r.Verify, r.HostQueue, r.Host = []string{"local"}, false, "backup@gw-a", "gw-a"
 	env.ExecuteWorkflow(BackupWorkflow, r)
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -347,5 +350,16 @@ func TestHostJobsActivitiesRunOnTheHostsQueue(t *testing.T) {
 		if queues[n] != "backup@gw-a" {
 			t.Errorf("%s ran on %q, not the host's queue: %v", n, queues[n], queues)
 		}
+	}
+	// a plan for another backup or host is refused
+	env = newEnv(t)
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+		p := plan()
+		p.ID, p.Host = in.BackupID, "gw-b"
+		return p, nil
+	})
+	env.ExecuteWorkflow(BackupWorkflow, r)
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "prepared backup") {
+		t.Fatalf("a plan naming another host: %v", err)
 	}
 }

@@ -216,7 +216,7 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 		// storage will show them
 		st := r.sum.Stats
 		b.SizeBytes, b.CompressedBytes, b.AddedBytes, b.Files = st.Bytes, st.CompressedSize(), st.StoredAdded, st.Files
-		if !r.sum.Started.IsZero() {
+		if !r.sum.Started.IsZero() && req.HostQueue == "" {
 			b.Timestamp = r.sum.Started.UTC()
 		}
 		b.Warnings = r.sum.Stats.Warnings
@@ -224,7 +224,9 @@ func (r *backupRun) jobRecord(ctx workflow.Context, out *BackupOutcome, err erro
 	}
 	if p.Finished != nil {
 		b.DurationSeconds = p.Finished.Sub(p.Started).Seconds()
-		if r.sum != nil && !r.sum.Started.IsZero() {
+		// an enrolled host's clock is its word: its backups are dated by
+		// the workflow's (the server's) times
+		if r.sum != nil && !r.sum.Started.IsZero() && req.HostQueue == "" {
 			b.DurationSeconds = r.sum.Finished.Sub(r.sum.Started).Seconds()
 			f := r.sum.Finished.UTC()
 			b.Finished = &f

@@ -40,10 +40,13 @@ func TestFleetBackupStartsOneRunPerHost(t *testing.T) {
 		return nil
 	})
 	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+		q := activity.GetInfo(ctx).TaskQueue
 		mu.Lock()
-		queues[activity.GetInfo(ctx).TaskQueue] = true
+		queues[q] = true
 		mu.Unlock()
-		return plan(), nil
+		p := plan()
+		p.ID, p.Host = in.BackupID, strings.TrimPrefix(q, "backup@")
+		return p, nil
 	})
 	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(okComponent)
 	env.OnActivity(a.CommitBackup, mock.Anything, mock.Anything).Return(activities.BackupSummary{BackupID: "backup-1", Status: "completed"}, nil)
