@@ -156,40 +156,77 @@ func (s *Server) grantRestore(ctx context.Context, reader, source *models.Host, 
 	if err != nil {
 		return nil, err
 	}
-	id := models.NewGrantID()
-	e, err := repo.AddKey(ctx, repository.Wrapping{RSAPublicKey: pub, Label: "restore grant " + id + " (" + restoreID + ") for host " + reader.Name})
-	if err != nil {
-		return nil, err
-	}
+	// the grant first: a key entry is never made that no grant records
+	// (one made by a grant that could not record it is found by its label)
 	now := time.Now().UTC()
-	g := &models.HostGrant{ID: id, Reader: reader.ID, Source: source.ID, Location: loc, KeyEntry: e.ID, RestoreID: restoreID,
+	g := &models.HostGrant{ID: models.NewGrantID(), Reader: reader.ID, Source: source.ID, Location: loc, RestoreID: restoreID,
 		BackupID: backupID, CreatedBy: by, CreatedAt: now, ExpiresAt: now.Add(grantLifetime)}
 	if err := s.Store.PutGrant(ctx, g); err != nil {
-		repo.RemoveKey(context.WithoutCancel(ctx), e.ID)
+		return nil, err
+	}
+	e, err := repo.AddKey(ctx, repository.Wrapping{RSAPublicKey: pub, Label: grantLabel(g.ID) + " (" + restoreID + ") for host " + reader.Name})
+	if err == nil {
+		g.KeyEntry = e.ID
+		err = s.Store.PutGrant(ctx, g)
+	}
+	if err != nil {
+		s.endGrantQuietly(g.ID)
 		return nil, err
 	}
 	return g, nil
 }
 
-// RevokeGrant ends a restore grant: its key entry leaves the source
-// repository, then the grant is marked ended (its reader is refused from
-// then on). Ending an ended grant is a no-op.
+// grantLabel starts the label of a grant's key entry.
+func grantLabel(id string) string { return "restore grant " + id }
+
+// RevokeGrant ends a restore grant: it is marked ended (its reader is
+// refused from then on), then its key entry leaves the source repository
+// (if that fails, the sweep tries again). Ending an ended grant whose
+// entry is gone is a no-op.
 func (s *Server) RevokeGrant(ctx context.Context, id string) error {
 	g, err := s.Store.GetGrant(ctx, id)
 	if errors.Is(err, models.ErrNotFound) {
 		return nil
 	}
-	if err != nil || g.EndedAt != nil {
+	if err != nil || (g.EndedAt != nil && g.KeyRemoved) {
+		return err
+	}
+	// refused from now on, whatever happens to the key entry
+	if err := s.Store.EndGrant(ctx, id); err != nil {
 		return err
 	}
 	repo, err := s.Stores.OpenIn(ctx, g.Location, "hosts/"+g.Source)
 	if err != nil {
-		return err
+		return s.Store.ReopenGrantKey(ctx, id, err) // the sweep removes it later
 	}
-	if err := repo.RemoveKey(ctx, g.KeyEntry); err != nil && !strings.HasPrefix(err.Error(), "no key ") {
-		return err
+	keys, err := repo.ListKeys(ctx)
+	if err != nil {
+		return s.Store.ReopenGrantKey(ctx, id, err)
 	}
-	return s.Store.EndGrant(ctx, id)
+	for _, k := range keys {
+		if k.ID == g.KeyEntry || strings.HasPrefix(k.Label, grantLabel(id)+" ") {
+			if err := repo.RemoveKey(ctx, k.ID); err != nil && !strings.HasPrefix(err.Error(), "no key ") {
+				return s.Store.ReopenGrantKey(ctx, id, err)
+			}
+		}
+	}
+	return s.Store.GrantKeyRemoved(ctx, id)
+}
+
+// EndHostGrants ends the grants a host reads under (it was revoked).
+func (s *Server) EndHostGrants(ctx context.Context, hostID string) {
+	gs, err := s.Store.OpenGrants(ctx)
+	if err != nil {
+		s.Log.Warn("listing restore grants", "err", err)
+		return
+	}
+	for _, g := range gs {
+		if g.Reader == hostID && g.EndedAt == nil {
+			if err := s.RevokeGrant(ctx, g.ID); err != nil {
+				s.Log.Warn("a revoked host's restore grant: its key entry is removed at the next sweep", "grant", g.ID, "err", err)
+			}
+		}
+	}
 }
 
 // endGrantQuietly ends a grant whose restore did not start.
@@ -202,7 +239,8 @@ func (s *Server) endGrantQuietly(id string) {
 }
 
 // SweepGrants ends the restore grants past their expiry (a restore that
-// could not end its own).
+// could not end its own) and removes the key entries of ended grants that
+// could not be removed when they ended.
 func (s *Server) SweepGrants(ctx context.Context) {
 	gs, err := s.Store.OpenGrants(ctx)
 	if err != nil {
@@ -215,7 +253,21 @@ func (s *Server) SweepGrants(ctx context.Context) {
 			continue
 		}
 		if err := s.RevokeGrant(ctx, g.ID); err != nil {
-			s.Log.Warn("an expired restore grant could not be ended yet", "grant", g.ID, "err", err)
+			s.Log.Warn("a restore grant's key entry could not be removed yet; the next sweep tries again", "grant", g.ID, "err", err)
+		}
+	}
+}
+
+// sweepGrantsEvery runs SweepGrants until ctx ends.
+func (s *Server) sweepGrantsEvery(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.SweepGrants(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -243,7 +243,15 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	h := &models.Host{ID: models.NewHostID(), Name: req.Name, HardwareID: req.HardwareID, OS: req.OS, Version: req.Version,
 		Components: comps, PublicKey: req.PublicKey}
-	cred, err := s.Store.Enrol(r.Context(), req.Token, h, s.Cfg.Host)
+	// nor a name whose worker queue is one of the server's (the gateway
+	// refuses those queues too)
+	reserved := []string{s.Cfg.Host}
+	for _, q := range []string{s.Cfg.Temporal.TaskQueue, activities.CatalogTaskQueue, activities.HostJobsTaskQueue} {
+		if n, ok := strings.CutPrefix(q, "backup@"); ok {
+			reserved = append(reserved, n)
+		}
+	}
+	cred, err := s.Store.Enrol(r.Context(), req.Token, h, reserved...)
 	switch {
 	case errors.Is(err, models.ErrEnrolmentInvalid):
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED",
@@ -511,6 +519,7 @@ func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.Hub.DropToken(h.TokenID)
+	s.EndHostGrants(r.Context(), h.ID)
 	s.Log.Info("host revoked", "host", h.Name, "host_id", h.ID, "by", user(r))
 	writeJSON(w, http.StatusOK, api.HostRevoked{Status: "revoked", ID: h.ID, Name: h.Name})
 	return nil

@@ -246,6 +246,26 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	if err := s.RevokeGrant(ctx, g.ID); err != nil {
 		t.Fatalf("ending an ended grant: %v", err)
 	}
+	// a grant past its expiry is ended by the sweep, and one of a host
+	// that is revoked with it
+	for _, end := range []string{"sweep", "revoke"} {
+		g, err := s.grantRestore(ctx, hB, hA, "local", m.ID, "RESTORE-"+end, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end == "sweep" {
+			s.Store.DB.Model(&models.HostGrant{}).Where("id = ?", g.ID).Update("expires_at", time.Now().Add(-time.Minute))
+			s.SweepGrants(ctx)
+		} else {
+			s.EndHostGrants(ctx, hB.ID)
+		}
+		if got, _ := s.Store.GetGrant(ctx, g.ID); got.EndedAt == nil || !got.KeyRemoved {
+			t.Fatalf("%s: grant %+v", end, got)
+		}
+		if _, err := repository.Open(ctx, pA, repository.Credentials{RSAPrivateKey: keyB}); !errors.Is(err, repository.ErrNoMatchingKey) {
+			t.Fatalf("%s: the grant's key entry outlived it: %v", end, err)
+		}
+	}
 
 	// past its hard quota, a host's uploads of data stop, for good
 	if err := s.Store.PutBackup(ctx, &models.Backup{ID: "backup-quota-1", Type: "full", Status: "completed", Timestamp: time.Now(),

@@ -585,7 +585,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	if err := s.ensureLocalHost(ctx); err != nil {
 		s.Log.Error("registering this server's host in the catalog", "err", err)
 	}
-	go s.SweepGrants(ctx)
+	go s.sweepGrantsEvery(ctx, 10*time.Minute)
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {

@@ -24,6 +24,10 @@ type HostGrant struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	EndedAt   *time.Time
+	// KeyRemoved: its key entry is gone from the source repository (an
+	// ended grant whose entry could not be removed yet is swept again).
+	KeyRemoved bool
+	KeyError   string `gorm:"size:1000"`
 }
 
 // Live: the grant may be used now.
@@ -52,10 +56,27 @@ func (s *Store) EndGrant(ctx context.Context, id string) error {
 		Update("ended_at", time.Now().UTC()).Error)
 }
 
-// OpenGrants are the grants not yet ended (live or expired): their key
-// entries are still to be removed.
+// GrantKeyRemoved records that an ended grant's key entry is gone.
+func (s *Store) GrantKeyRemoved(ctx context.Context, id string) error {
+	return s.wrote(s.DB.WithContext(ctx).Model(&HostGrant{}).Where("id = ?", id).
+		Updates(map[string]any{"key_removed": true, "key_error": ""}).Error)
+}
+
+// ReopenGrantKey records why an ended grant's key entry is still there
+// (the sweep tries again) and returns that error.
+func (s *Store) ReopenGrantKey(ctx context.Context, id string, cause error) error {
+	msg := cause.Error()
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	s.DB.WithContext(ctx).Model(&HostGrant{}).Where("id = ?", id).Update("key_error", msg)
+	return cause
+}
+
+// OpenGrants are the grants whose key entry may still be in a repository:
+// not ended, or ended before their entry could be removed.
 func (s *Store) OpenGrants(ctx context.Context) ([]HostGrant, error) {
 	var gs []HostGrant
-	err := s.DB.WithContext(ctx).Where("ended_at IS NULL").Order("created_at").Find(&gs).Error
+	err := s.DB.WithContext(ctx).Where("ended_at IS NULL OR key_removed = ?", false).Order("created_at").Find(&gs).Error
 	return gs, err
 }

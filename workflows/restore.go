@@ -57,6 +57,14 @@ type RestoreOutcome struct {
 // verify the restored files again.
 func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome, error) {
 	ctx = onHost(ctx, req.HostQueue)
+	if req.Grant != "" && req.CatalogQueue != "" {
+		// a cancelled restore's host reads no more at once, not when its
+		// activity (which it runs) agrees to stop
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			gctx.Done().Receive(gctx, nil)
+			endGrant(gctx, req)
+		})
+	}
 	var p *Progress
 	var start workflow.Future
 	out, err := runRestore(ctx, req, &p, &start)
@@ -76,14 +84,20 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreOutcome,
 	}
 	if req.Grant != "" && req.CatalogQueue != "" {
 		// over, whatever the outcome: the host reads the repository no more
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		gctx := workflow.WithActivityOptions(dctx, workflow.ActivityOptions{TaskQueue: req.CatalogQueue,
-			StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: time.Hour})
-		if gerr := workflow.ExecuteActivity(gctx, cat.EndGrant, req.Grant).Get(dctx, nil); gerr != nil {
-			workflow.GetLogger(ctx).Error("the restore grant could not be ended; the server ends it at its expiry", "grant", req.Grant, "error", gerr)
-		}
+		endGrant(ctx, req)
 	}
 	return out, err
+}
+
+// endGrant ends a restore's grant through the catalog (on a disconnected
+// context: a cancelled restore ends it too).
+func endGrant(ctx workflow.Context, req RestoreRequest) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	gctx := workflow.WithActivityOptions(dctx, workflow.ActivityOptions{TaskQueue: req.CatalogQueue,
+		StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: time.Hour})
+	if gerr := workflow.ExecuteActivity(gctx, cat.EndGrant, req.Grant).Get(dctx, nil); gerr != nil {
+		workflow.GetLogger(ctx).Error("the restore grant could not be ended; the server ends it at its expiry", "grant", req.Grant, "error", gerr)
+	}
 }
 
 func restoreRecord(ctx workflow.Context, req RestoreRequest, p *Progress) activities.JobRecord {
