@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api clean tools promtool chromium hygiene race record-histories
+.PHONY: all build run test fuzz vet fmt bench bench-api bench-fleet clean tools promtool chromium hygiene race record-histories
 
 all: build
 
@@ -114,6 +114,12 @@ bench: build $(BIN)/versitygw
 # WebSocket fan-out to 500 clients (bench/README.md has the figures).
 bench-api: build $(BIN)/temporal
 	$(GO) run ./bench/apiload -bin $(BIN)
+
+# One control plane for a fleet: 500 enrolled hosts heartbeating through
+# the API and the host gateway, 100k backups across them, GET
+# /backup/hosts and /backup/list?host= at 200 requests/s.
+bench-fleet: build $(BIN)/temporal
+	$(GO) run ./bench/fleetscale -bin $(BIN)
 
 clean:
 	rm -rf $(BIN) var

@@ -146,7 +146,18 @@ type Reconciler struct {
 func (rc *Reconciler) Run(ctx context.Context, locations []string) (*ReconcileResult, error) {
 	res := &ReconcileResult{At: time.Now().UTC(), Adopted: []string{}, Located: []string{}, Missing: map[string][]string{},
 		Unreachable: map[string]string{}}
-	rows, err := rc.Store.AllBackups(ctx)
+	// the server's own backups: an enrolled host's live in its own
+	// repositories, which are not reconciled here (a fleet's catalog is
+	// mostly theirs)
+	var hosts []string
+	if rc.OwnHost != "" {
+		own, err := rc.Store.OwnHostNames(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hosts = append(own, rc.OwnHost)
+	}
+	rows, err := rc.Store.BackupsOfHosts(ctx, hosts)
 	if err != nil {
 		return nil, err
 	}

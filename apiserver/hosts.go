@@ -1,10 +1,12 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -267,6 +270,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	s.Store.Announce(r.Context(), h.ID, map[string]any{})
 	s.Log.Info("host enrolled", "host", h.Name, "host_id", h.ID, "request_id", requestID(r))
 	locs := s.hostRepos(r, h)
+	s.hl.invalidate()
 	writeJSON(w, http.StatusCreated, api.Enrolled{HostID: h.ID, Name: h.Name, Credential: cred, TaskQueue: HostTaskQueue(h.Name),
 		Namespace: s.Cfg.Temporal.Namespace, Locations: locs})
 	return nil
@@ -336,6 +340,9 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "this host was revoked: enrol it again"}
 	} else if err != nil {
 		return err
+	}
+	if req.Stopping || !hostOnline(h) {
+		s.hl.invalidate() // the host goes offline or comes back: lists say so at once
 	}
 	locs := s.hostRepos(r, h)
 	writeJSON(w, http.StatusOK, api.Announced{HostID: h.ID, Name: h.Name, TaskQueue: HostTaskQueue(h.Name), Locations: locs,
@@ -415,7 +422,7 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 	t := tot[h.Name]
 	v.Backups, v.StorageBytes, v.WrittenBytes = t.Backups, t.AddedBytes, h.WrittenBytes
 	v.Quota = api.HostQuota{SoftBytes: h.QuotaSoftBytes, HardBytes: h.QuotaHardBytes, State: quotaState(h, max(t.AddedBytes, h.WrittenBytes))}
-	last, err := s.Store.LastBackupsOfHost(r.Context(), h.Name)
+	last, err := s.Store.HostLastBackups(r.Context(), h)
 	if err != nil {
 		return v, err
 	}
@@ -443,13 +450,23 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ensureLocalHost(r.Context()); err != nil {
 		return err
 	}
-	list, err := s.Store.ListHosts(r.Context())
+	body, err := s.hl.get(r, state+"\x00"+sel, func(r *http.Request) (any, error) { return s.hostList(r, state, sel) })
 	if err != nil {
 		return err
 	}
+	writeRawJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// hostList works GET /backup/hosts' answer out.
+func (s *Server) hostList(r *http.Request, state, sel string) (api.HostList, error) {
+	list, err := s.Store.ListHosts(r.Context())
+	if err != nil {
+		return api.HostList{}, err
+	}
 	tot, err := s.totalsByHost(r)
 	if err != nil {
-		return err
+		return api.HostList{}, err
 	}
 	out := api.HostList{Hosts: []api.Host{}}
 	for i := range list {
@@ -459,7 +476,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 		}
 		v, err := s.hostView(r, h, tot)
 		if err != nil {
-			return err
+			return api.HostList{}, err
 		}
 		if state != "" && v.State != state {
 			continue
@@ -467,8 +484,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
 		out.Hosts = append(out.Hosts, v)
 	}
 	out.Total = len(out.Hosts)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 func (s *Server) findHost(r *http.Request) (*models.Host, error) {
@@ -520,6 +536,7 @@ func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Hub.DropToken(h.TokenID)
 	s.EndHostGrants(r.Context(), h.ID)
+	s.hl.invalidate()
 	s.Log.Info("host revoked", "host", h.Name, "host_id", h.ID, "by", user(r))
 	writeJSON(w, http.StatusOK, api.HostRevoked{Status: "revoked", ID: h.ID, Name: h.Name})
 	return nil
@@ -661,6 +678,7 @@ func (s *Server) setHostQuota(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.SetHostQuota(r.Context(), h.ID, req.SoftBytes, req.HardBytes); err != nil {
 		return err
 	}
+	s.hl.invalidate()
 	h.QuotaSoftBytes, h.QuotaHardBytes = req.SoftBytes, req.HardBytes
 	used, err := s.hostUse(r, h)
 	if err != nil {
@@ -765,6 +783,7 @@ func (s *Server) setHostComponents(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	s.hl.invalidate()
 	s.Log.Info("central components set", "host", h.Name, "components", len(out), "version", h.CentralVersion, "by", user(r))
 	tot, err := s.totalsByHost(r)
 	if err != nil {
@@ -789,4 +808,100 @@ func (s *Server) ownHosts(ctx context.Context) []string {
 		names = append(names, s.Cfg.Host)
 	}
 	return names
+}
+
+// answerCache keeps an answer worked out from many rows for a second
+// (GET /backup/hosts: consoles and monitors of a fleet poll it): a fresh
+// one is served as is, one up to 5 s old is served while one request
+// works the next out in the background, an older one (or one from before
+// a change the server made to a host) is worked out at once, one request
+// at a time.
+type answerCache struct {
+	mu      sync.Mutex
+	m       map[string]*cachedAnswer
+	changed atomic.Int64 // bumped by the server's own changes to what it caches
+}
+
+type cachedAnswer struct {
+	body       []byte
+	at         time.Time
+	gen        int64
+	refreshing bool
+	compute    sync.Mutex
+}
+
+const (
+	answerFresh = time.Second
+	answerStale = 5 * time.Second
+)
+
+// invalidate drops every cached answer.
+func (c *answerCache) invalidate() { c.changed.Add(1) }
+
+func (c *answerCache) get(r *http.Request, key string, work func(*http.Request) (any, error)) ([]byte, error) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]*cachedAnswer{}
+	}
+	e := c.m[key]
+	if e == nil {
+		if len(c.m) > 1000 {
+			clear(c.m)
+		}
+		e = &cachedAnswer{}
+		c.m[key] = e
+	}
+	gen := c.changed.Load()
+	age := time.Since(e.at)
+	if e.body != nil && e.gen == gen {
+		if age < answerFresh {
+			b := e.body
+			c.mu.Unlock()
+			return b, nil
+		}
+		if age < answerStale {
+			b := e.body
+			if !e.refreshing {
+				e.refreshing = true
+				bg := r.Clone(context.WithoutCancel(r.Context()))
+				go func() {
+					c.refresh(bg, e, gen, work)
+					c.mu.Lock()
+					e.refreshing = false
+					c.mu.Unlock()
+				}()
+			}
+			c.mu.Unlock()
+			return b, nil
+		}
+	}
+	c.mu.Unlock()
+	// worked out here, by one request at a time
+	e.compute.Lock()
+	defer e.compute.Unlock()
+	c.mu.Lock()
+	if e.body != nil && e.gen == gen && time.Since(e.at) < answerFresh {
+		b := e.body
+		c.mu.Unlock()
+		return b, nil
+	}
+	c.mu.Unlock()
+	return c.refresh(r, e, gen, work)
+}
+
+func (c *answerCache) refresh(r *http.Request, e *cachedAnswer, gen int64, work func(*http.Request) (any, error)) ([]byte, error) {
+	v, err := work(r)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	e.body, e.at, e.gen = buf.Bytes(), time.Now(), gen
+	c.mu.Unlock()
+	return buf.Bytes(), nil
 }

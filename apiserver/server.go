@@ -82,6 +82,7 @@ type Server struct {
 	localHost     atomic.Bool // the server's own host is in the catalog
 	hostRepoMu    sync.Mutex  // one host repository set-up at a time
 	gate          *hostgate.Gateway
+	hl            answerCache // GET /backup/hosts
 }
 
 // New builds a server; Hub is created if nil.
@@ -552,6 +553,15 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return h
+}
+
+// writeRawJSON writes a JSON body encoded before (as writeJSON does).
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

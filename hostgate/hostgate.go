@@ -371,6 +371,12 @@ func (s *service) PollActivityTaskQueue(ctx context.Context, r *workflowservice.
 		return nil, err
 	}
 	defer done()
+	if _, ok := ctx.Deadline(); !ok {
+		// Temporal wants one; a worker's SDK sets about this much
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 70*time.Second)
+		defer cancel()
+	}
 	resp, err := s.g.o.Service.PollActivityTaskQueue(ctx, &workflowservice.PollActivityTaskQueueRequest{Namespace: s.g.o.Namespace,
 		TaskQueue: &taskqueuepb.TaskQueue{Name: q, Kind: enumspb.TASK_QUEUE_KIND_NORMAL}, Identity: identity(h, r.Identity)})
 	if err != nil || len(resp.GetTaskToken()) == 0 {

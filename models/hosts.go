@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Host is one machine whose worker runs jobs on its own task queue
@@ -57,6 +59,11 @@ type Host struct {
 	// the server, counted by the server as it stores each object (what
 	// the catalog says of its backups is the host's own word; this is not)
 	WrittenBytes int64 `gorm:"not null;default:0"`
+	// LastBackups: per component, its newest completed (or partial)
+	// backup, kept as backups are stored and deleted (LastKnown: since it
+	// was first worked out), so listing hosts reads no backups.
+	LastBackups map[string]LastBackup `gorm:"type:text;serializer:json"`
+	LastKnown   bool                  `gorm:"not null;default:false"`
 	// StoppedAt: its worker said it was shutting down (cleared by its
 	// next announcement)
 	StoppedAt *time.Time
@@ -73,6 +80,12 @@ type HostComponent struct {
 	Paths    []string `json:"paths,omitempty"`
 	Source   string   `json:"source,omitempty"`
 	Problems []string `json:"problems,omitempty"`
+}
+
+// LastBackup is a component's newest good backup on a host.
+type LastBackup struct {
+	ID        string    `json:"id"`
+	Timestamp time.Time `json:"timestamp"`
 }
 
 // CentralComponent is a files component the server configures for a host.
@@ -439,12 +452,103 @@ func (s *Store) TotalsByHost(ctx context.Context) (map[string]HostTotals, error)
 	return out, err
 }
 
+// goodStatuses are the backups a host's last backups are taken from.
+var goodStatuses = []string{"completed", "partial"}
+
+// noteLastBackup keeps b's host's last backups up to date with b (just
+// stored): a good backup newer than a component's last becomes it.
+func (s *Store) noteLastBackup(ctx context.Context, b *Backup) error {
+	if b.Host == "" || !slices.Contains(goodStatuses, b.Status) {
+		return nil
+	}
+	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var h Host
+		q := tx
+		if tx.Dialector.Name() == "postgres" {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+		}
+		if err := q.Select("id, last_backups, last_known").First(&h, "name = ?", b.Host).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return nil // a host the catalog does not list
+			}
+			return err
+		}
+		if !h.LastKnown {
+			return nil // worked out in full when first asked for
+		}
+		if h.LastBackups == nil {
+			h.LastBackups = map[string]LastBackup{}
+		}
+		changed := false
+		for _, c := range b.Components {
+			if cur, ok := h.LastBackups[c]; !ok || cur.ID == b.ID || b.Timestamp.After(cur.Timestamp) {
+				h.LastBackups[c], changed = LastBackup{ID: b.ID, Timestamp: b.Timestamp.UTC()}, true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		return tx.Model(&Host{}).Where("id = ?", h.ID).Update("last_backups", ToJSON(h.LastBackups)).Error
+	})
+}
+
+// forgetLastBackup works a host's last backups out again when a deleted
+// backup was one of them.
+func (s *Store) forgetLastBackup(ctx context.Context, host, id string) error {
+	var h Host
+	if err := s.DB.WithContext(ctx).Select("id, name, last_backups, last_known").First(&h, "name = ?", host).Error; err != nil {
+		return nil
+	}
+	for _, lb := range h.LastBackups {
+		if lb.ID == id {
+			_, err := s.HostLastBackups(ctx, &Host{ID: h.ID, Name: h.Name})
+			return err
+		}
+	}
+	return nil
+}
+
+// HostLastBackups is h's last backup per component: as kept, or worked
+// out from its backups (and kept from then on).
+func (s *Store) HostLastBackups(ctx context.Context, h *Host) (map[string]LastBackup, error) {
+	if h.LastKnown && h.LastBackups != nil {
+		return h.LastBackups, nil
+	}
+	rows, err := s.LastBackupsOfHost(ctx, h.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]LastBackup, len(rows))
+	for c, b := range rows {
+		out[c] = LastBackup{ID: b.ID, Timestamp: b.Timestamp.UTC()}
+	}
+	err = s.wrote(s.DB.WithContext(ctx).Model(&Host{}).Where("id = ?", h.ID).
+		Updates(map[string]any{"last_backups": ToJSON(out), "last_known": true}).Error)
+	return out, err
+}
+
+// RefreshHostLastBackups works every host's last backups out again (after
+// backups were written around the store: a bulk import).
+func (s *Store) RefreshHostLastBackups(ctx context.Context) error {
+	hosts, err := s.ListHosts(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range hosts {
+		hosts[i].LastKnown = false
+		if _, err := s.HostLastBackups(ctx, &hosts[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // LastBackupsOfHost returns each component's newest completed (or
 // partial) backup on a host, from its last 500 backups.
 func (s *Store) LastBackupsOfHost(ctx context.Context, host string) (map[string]Backup, error) {
 	var rows []Backup
 	err := s.DB.WithContext(ctx).Select("id, timestamp, components").
-		Where("host = ? AND status IN ?", host, []string{"completed", "partial"}).
+		Where("host = ? AND status IN ?", host, goodStatuses).
 		Order("timestamp DESC").Limit(500).Find(&rows).Error
 	out := map[string]Backup{}
 	for _, b := range rows {

@@ -187,3 +187,47 @@ func TestServerSecretIsMadeOnceAndKept(t *testing.T) {
 		}
 	})
 }
+
+// A host's last backup per component is kept as backups are stored and
+// deleted: listing hosts reads no backups.
+func TestHostLastBackupsAreKept(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *models.Store) {
+		ctx := context.Background()
+		h := &models.Host{ID: "host-lastbackups", Name: "gw-l", Status: models.HostActive}
+		if err := s.DB.Create(h).Error; err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		put := func(id, status string, hour int, comps ...string) {
+			t.Helper()
+			if err := s.PutBackup(ctx, &models.Backup{ID: id, Type: "full", Status: status, Timestamp: t0.Add(time.Duration(hour) * time.Hour),
+				Components: comps, Host: "gw-l"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		last := func() string {
+			h, _ := s.GetHost(ctx, "gw-l")
+			m, err := s.HostLastBackups(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m["data"].ID + "," + m["etc"].ID
+		}
+		put("b1", "completed", 1, "data", "etc")
+		if got := last(); got != "b1,b1" { // worked out the first time
+			t.Fatalf("first: %s", got)
+		}
+		put("b2", "completed", 2, "data")
+		put("b3", "failed", 3, "data", "etc")
+		put("b0", "completed", 0, "etc") // older: not the last
+		if got := last(); got != "b2,b1" {
+			t.Fatalf("kept: %s", got)
+		}
+		if err := s.DeleteBackup(ctx, "b2"); err != nil {
+			t.Fatal(err)
+		}
+		if got := last(); got != "b1,b1" {
+			t.Fatalf("after deleting the last: %s", got)
+		}
+	})
+}

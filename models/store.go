@@ -130,7 +130,10 @@ func notFound(err error) error {
 
 // PutBackup inserts or replaces a backup row.
 func (s *Store) PutBackup(ctx context.Context, b *Backup) error {
-	return s.wrote(s.DB.WithContext(ctx).Save(b).Error)
+	if err := s.wrote(s.DB.WithContext(ctx).Save(b).Error); err != nil {
+		return err
+	}
+	return s.noteLastBackup(ctx, b)
 }
 
 // InsertBackupIfAbsent stores b unless a backup with its id exists (which
@@ -183,7 +186,15 @@ func (s *Store) GetBackup(ctx context.Context, id string) (*Backup, error) {
 
 // DeleteBackup removes a backup row.
 func (s *Store) DeleteBackup(ctx context.Context, id string) error {
-	return s.wrote(s.DB.WithContext(ctx).Delete(&Backup{}, "id = ?", id).Error)
+	var hosts []string
+	s.DB.WithContext(ctx).Model(&Backup{}).Where("id = ?", id).Pluck("host", &hosts)
+	if err := s.wrote(s.DB.WithContext(ctx).Delete(&Backup{}, "id = ?", id).Error); err != nil {
+		return err
+	}
+	if len(hosts) == 1 && hosts[0] != "" {
+		return s.forgetLastBackup(ctx, hosts[0], id)
+	}
+	return nil
 }
 
 // BackupFilter selects backups.
@@ -350,8 +361,13 @@ func (s *Store) BackupsBetween(ctx context.Context, from, to time.Time, limit in
 // AllBackups returns every backup row with one of the statuses, oldest
 // first (retention and health decisions need the whole history).
 func (s *Store) AllBackups(ctx context.Context, statuses ...string) ([]Backup, error) {
+	return s.BackupsOfHosts(ctx, nil, statuses...)
+}
+
+// BackupsOfHosts is AllBackups of these hosts' backups alone (nil: all).
+func (s *Store) BackupsOfHosts(ctx context.Context, hosts []string, statuses ...string) ([]Backup, error) {
 	var out []Backup
-	q := s.DB.WithContext(ctx)
+	q := onHosts(s.DB.WithContext(ctx), hosts)
 	if len(statuses) > 0 {
 		q = q.Where("status IN ?", statuses)
 	}
