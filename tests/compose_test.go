@@ -52,7 +52,7 @@ func TestDockerComposeMatchesTheCode(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	want := "backupd-server backupd-worker postgresql s3 temporal temporal-setup temporal-ui"
+	want := "backupd-server backupd-worker fleet-setup host-a host-b postgresql s3 temporal temporal-setup temporal-ui"
 	if strings.Join(names, " ") != want {
 		t.Fatalf("services %v, want %s", names, want)
 	}
@@ -135,6 +135,54 @@ func TestDockerComposeMatchesTheCode(t *testing.T) {
 	}
 	if cfg.Catalog.Driver != "postgres" || cfg.Temporal.Address != "temporal:7233" || cfg.API.Listen != "0.0.0.0:8080" {
 		t.Fatalf("compose configuration: %+v", cfg)
+	}
+	// the fleet: fleet-setup leaves an enrolment token per host; each host
+	// enrols itself with its own and keeps its own var directory
+	fs := c.Services["fleet-setup"]
+	if !strings.Contains(strings.Join(fs.Entrypoint, " "), "/deploy/fleet/setup.sh") {
+		t.Fatalf("fleet-setup: %+v", fs)
+	}
+	vars := map[string]bool{}
+	for _, h := range []string{"host-a", "host-b"} {
+		s := c.Services[h]
+		ep := strings.Join(s.Entrypoint, " ")
+		if !strings.Contains(ep, "/deploy/fleet/host-worker.sh gw-") {
+			t.Errorf("%s: entrypoint %q", h, ep)
+		}
+		for _, v := range s.Volumes {
+			if strings.HasSuffix(v, ":/var/lib/backupd") {
+				vars[v] = true
+			}
+		}
+	}
+	if len(vars) != 2 {
+		t.Errorf("the hosts do not each have their own var directory: %v", vars)
+	}
+	setupSh, _ := os.ReadFile("../deploy/fleet/setup.sh")
+	workerSh, _ := os.ReadFile("../deploy/fleet/host-worker.sh")
+	for _, want := range []string{"token create --role admin", "host enrol-token --name", "BACKUPD_SERVER=http://backupd-server:8080"} {
+		if !strings.Contains(string(setupSh), want) {
+			t.Errorf("setup.sh lacks %q", want)
+		}
+	}
+	for _, want := range []string{"worker --config /etc/backupd/host.yaml --enrol http://backupd-server:8080 --insecure-http", "BACKUPD_ENROL_TOKEN", "enrolment.json"} {
+		if !strings.Contains(string(workerSh), want) {
+			t.Errorf("host-worker.sh lacks %q", want)
+		}
+	}
+	for _, sh := range []string{"setup.sh", "host-worker.sh"} {
+		if out, err := exec.Command("sh", "-n", "../deploy/fleet/"+sh).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v %s", sh, err, out)
+		}
+	}
+	help, _ := exec.Command(backupdBinary(t), "worker", "--help").CombinedOutput()
+	for _, f := range []string{"-enrol", "-insecure-http", "-name"} {
+		if !strings.Contains(string(help), f) {
+			t.Errorf("backupd worker has no %s:\n%s", f, help)
+		}
+	}
+	if hc, err := config.Load("../deploy/fleet/host.yaml"); err != nil || len(hc.Components) == 0 {
+		t.Errorf("deploy/fleet/host.yaml: %v", err)
 	}
 	// Temporal: the search attributes come from temporal-config (the same
 	// file the dev server reads) through the registration script
