@@ -504,6 +504,11 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return s.writeHost(w, r, h)
+}
+
+// writeHost answers with a host's view.
+func (s *Server) writeHost(w http.ResponseWriter, r *http.Request, h *models.Host) error {
 	tot, err := s.totalsByHost(r)
 	if err != nil {
 		return err
@@ -785,16 +790,7 @@ func (s *Server) setHostComponents(w http.ResponseWriter, r *http.Request) error
 	}
 	s.hl.invalidate()
 	s.Log.Info("central components set", "host", h.Name, "components", len(out), "version", h.CentralVersion, "by", user(r))
-	tot, err := s.totalsByHost(r)
-	if err != nil {
-		return err
-	}
-	v, err := s.hostView(r, h, tot)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+	return s.writeHost(w, r, h)
 }
 
 // ownHosts are the host names the server's own backups carry (nil when
