@@ -410,6 +410,10 @@ type VerifyInput struct {
 	ExtractTest     bool    `json:"extract_test"`
 	// Grant: on an enrolled host, the restore grant it reads under.
 	Grant string `json:"grant,omitempty"`
+	// Dir: on the server, the enrolled host's repository in the location
+	// (hosts/<id>); its content is that host's word (an extract test
+	// restores it as untrusted).
+	Dir string `json:"dir,omitempty"`
 }
 
 // VerifyReport is the stored result of a verification.
@@ -435,7 +439,13 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyReport, 
 	ctx, cancel := withWorkerStop(ctx)
 	defer cancel()
 	rep := VerifyReport{BackupID: in.BackupID, Location: in.Location, Started: time.Now().UTC()}
-	repo, err := a.openRepo(ctx, in.Location, in.Grant)
+	var repo *repository.Repository
+	var err error
+	if in.Dir != "" {
+		repo, err = a.Stores.OpenIn(ctx, in.Location, in.Dir)
+	} else {
+		repo, err = a.openRepo(ctx, in.Location, in.Grant)
+	}
 	if err != nil {
 		return rep, toTemporal(err)
 	}
@@ -460,7 +470,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyReport, 
 			return rep, toTemporal(err)
 		}
 		defer os.RemoveAll(dir)
-		rr, err := restore.Run(ctx, repo, m, restore.Options{Target: filepath.Join(dir, "t")})
+		rr, err := restore.Run(ctx, repo, m, restore.Options{Target: filepath.Join(dir, "t"), Untrusted: in.Dir != "" || in.Grant != ""})
 		ex := &ExtractResult{Passed: err == nil}
 		if rr != nil {
 			ex.FilesVerified, ex.Bytes = rr.Verified, rr.Bytes

@@ -53,6 +53,7 @@ type HostQuery struct {
 type HostTarget struct {
 	Name    string `json:"name"`
 	Queue   string `json:"queue"`
+	Dir     string `json:"dir"` // its repository in each location
 	Problem string `json:"problem,omitempty"`
 }
 
@@ -85,7 +86,7 @@ func (c *Catalog) ResolveHosts(ctx context.Context, q HostQuery) ([]HostTarget, 
 		}
 	}
 	for _, h := range hosts {
-		t := HostTarget{Name: h.Name, Queue: HostQueue(h.Name)}
+		t := HostTarget{Name: h.Name, Queue: HostQueue(h.Name), Dir: "hosts/" + h.ID}
 		has := map[string]bool{}
 		for _, hc := range h.Components {
 			has[hc.Name] = true

@@ -459,6 +459,9 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if req.NotifyOnCompletion != nil && *req.NotifyOnCompletion {
 		wreq.Notify = &workflows.NotifyPrefs{OnSuccess: true, OnFailure: true, OnWarning: true}
 	}
+	if target != nil {
+		wreq.HostDir = hostRepoDir(target)
+	}
 	// the rows first, so a job that finishes at once finds them; they go
 	// again if the start is refused
 	hostName := ""

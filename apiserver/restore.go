@@ -340,8 +340,16 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.notYetForHosts(r.Context(), b, "verified"); err != nil {
+	// an enrolled host's backup is verified by the server, in the host's
+	// repository (the server holds its keys)
+	dir, err := s.repoDirOf(r.Context(), b.Host)
+	if err != nil {
 		return err
+	}
+	jc := s.Jobs
+	if dir != "" {
+		setHost(r, b.Host)
+		jc = &jobs.Client{C: s.Jobs.C, TaskQueue: activities.HostJobsTaskQueue, Host: b.Host}
 	}
 	loc := req.StorageLocation
 	if loc == "" {
@@ -383,11 +391,14 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	job := &models.Job{ID: jobID, Type: api.JobVerify, Subtype: "manual", Status: "queued", RefID: verID, BackupID: b.ID,
 		Name: b.Name, User: user(r), Started: time.Now().UTC(), EstimatedBytes: size, EstimatedSeconds: dur.Seconds(),
 		Request: models.ToJSON(req)}
+	if dir != "" {
+		job.Host = b.Host
+	}
 	if err := s.Store.PutJob(r.Context(), job); err != nil {
 		return err
 	}
-	started, err := s.Jobs.StartVerify(r.Context(), workflows.VerifyRequest{JobID: jobID, BackupID: b.ID, Location: loc,
-		ReadDataPercent: pct, ExtractTest: req.ExtractTest, VerificationID: verID, CatalogQueue: s.catalogQueue()})
+	started, err := jc.StartVerify(r.Context(), workflows.VerifyRequest{JobID: jobID, BackupID: b.ID, Location: loc,
+		ReadDataPercent: pct, ExtractTest: req.ExtractTest, VerificationID: verID, CatalogQueue: s.catalogQueue(), Dir: dir})
 	if err != nil {
 		s.Store.UpdateJob(r.Context(), jobID, map[string]any{"status": "failed", "error": err.Error(), "finished": time.Now().UTC()})
 		return err

@@ -255,13 +255,34 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 		t.Error("a Temporal client without a host credential connected through the gateway")
 	}
 
+	// the server verifies a host's backup in the host's repository (the
+	// host cannot read it), on request and after a backup that asks
+	vr := s.must(200, "POST", v1+"/verify", "operator", map[string]any{"backup_id": firstID, "extract_test": true})
+	if rep := s.waitJob(t, vr["report_url"].(string)); rep["passed"] != true {
+		b, _ := os.ReadFile(s.logPath)
+		t.Fatalf("verification of gw-a's backup: %v\nserver:\n%s", rep, tail(string(b), 3000))
+	}
+	cv := s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-a", "components": map[string]bool{"data": true},
+		"storage_locations": []string{"local"}, "verify_after_completion": true})
+	if pr := s.waitJob(t, v1+"/progress?job_id="+cv["job_id"].(string)); pr["status"] != "completed" || pr["outcome"] != "completed" {
+		t.Fatalf("gw-a's backup verified after completion: %v\n%s", pr, a.output())
+	}
+	waitFor(t, 10*time.Second, "gw-a's verified backup in the list", func() bool {
+		l := s.must(200, "GET", v1+"/list?host=gw-a&limit=100", "viewer", nil)
+		for _, b := range l["backups"].([]any) {
+			if m := b.(map[string]any); m["id"] == cv["backup_id"] {
+				return m["integrity_check"] == "passed"
+			}
+		}
+		return false
+	})
+
 	// what the server cannot do with a host's backup yet is refused,
 	// naming the gap, never attempted against the wrong repository
 	for _, c := range []struct {
 		method, path, role string
 		body               any
 	}{
-		{"POST", v1 + "/verify", "operator", map[string]any{"backup_id": firstID}},
 		{"DELETE", v1 + "/" + firstID, "admin", nil},
 	} {
 		if st, body := s.do(c.method, c.path, c.role, c.body); st != 409 || !strings.Contains(jsonText(body), "enrolled host gw-a") {
@@ -301,18 +322,18 @@ func TestFleetEnrolmentOverTLS(t *testing.T) {
 	r = s.cliOK(t, "admin", "host", "quota", "gw-a", "--soft", "0", "--hard", "0", "--ca-file", certFile)
 	mustContain(t, r, "stdout", "host gw-a: soft quota 0 B, hard quota 0 B (ok now)")
 	r = s.cliOK(t, "viewer", "backup", "list", "--host", "gw-a", "--ca-file", certFile)
-	if n := strings.Count(r.stdout, "backup-"); n != 5 {
+	if n := strings.Count(r.stdout, "backup-"); n != 6 {
 		t.Fatalf("backup list --host gw-a: %d backups\n%s", n, r.stdout)
 	}
 
 	// lists by host
-	if l := s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil); get(l, "pagination.total") != 5.0 {
+	if l := s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil); get(l, "pagination.total") != 6.0 {
 		t.Fatalf("gw-a's backups: %v", l)
 	}
 	if l := s.must(200, "GET", v1+"/list?host=apitest", "viewer", nil); get(l, "pagination.total") != 0.0 {
 		t.Fatalf("the server's own host's backups: %v", l)
 	}
-	if js := s.must(200, "GET", v1+"/jobs?host="+host["id"].(string), "viewer", nil); len(js["jobs"].([]any)) != 5 {
+	if js := s.must(200, "GET", v1+"/jobs?host="+host["id"].(string), "viewer", nil); len(js["jobs"].([]any)) != 7 { // six backups and a verification
 		t.Fatalf("gw-a's jobs: %v", js)
 	}
 	if st, _ := s.do("GET", v1+"/list?host=gw-zz", "viewer", nil); st != 400 {

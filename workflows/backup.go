@@ -124,6 +124,9 @@ type BackupRequest struct {
 	// run waits for the host's worker to take it (the schedule's catch-up
 	// window); past it the run is recorded as missed. 0: it waits.
 	HostWait time.Duration `json:"host_wait,omitempty"`
+	// HostDir is the host's repository in each location (hosts/<id>),
+	// where the server verifies its backup after completion.
+	HostDir string `json:"host_dir,omitempty"`
 	// Notify says which outcomes go to the configured webhooks and email
 	// (the WebSocket's job_complete is always sent); nil: none.
 	Notify *NotifyPrefs `json:"notify,omitempty"`
@@ -466,8 +469,13 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		p.CurrentOperation = "verifying"
 		p.show(ctx)
 		var rep activities.VerifyReport
-		err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{
-			BackupID: plan.ID, Location: primary, ExtractTest: true}).Get(ctx, &rep)
+		vctx, vin := longActivity(ctx), activities.VerifyInput{BackupID: plan.ID, Location: primary, ExtractTest: true}
+		if req.HostQueue != "" {
+			// the host cannot read its backup: the server verifies it, in
+			// the host's repository
+			vctx, vin.Dir = workflow.WithTaskQueue(vctx, workflow.GetInfo(ctx).TaskQueueName), req.HostDir
+		}
+		err := workflow.ExecuteActivity(vctx, a.Verify, vin).Get(ctx, &rep)
 		if ctx.Err() != nil {
 			return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
 		}

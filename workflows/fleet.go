@@ -67,7 +67,7 @@ func FleetBackupWorkflow(ctx workflow.Context, req FleetBackupRequest) ([]FleetR
 		ids := scheduledIDs(ctx)
 		br := req.Backup
 		br.JobID = "BACKUP-JOB-" + ids.job
-		br.Host, br.HostQueue, br.HostWait = t.Name, t.Queue, req.CatchUp
+		br.Host, br.HostQueue, br.HostWait, br.HostDir = t.Name, t.Queue, req.CatchUp, t.Dir
 		if t.Problem != "" {
 			skip(ctx, cq, br, t.Problem)
 			runs = append(runs, FleetRun{Host: t.Name, Skipped: t.Problem})

@@ -268,6 +268,9 @@ type VerifyRequest struct {
 	ExtractTest     bool    `json:"extract_test"`
 	VerificationID  string  `json:"verification_id,omitempty"`
 	CatalogQueue    string  `json:"catalog_queue,omitempty"`
+	// Dir: an enrolled host's repository in the location (hosts/<id>);
+	// its backups are verified by the server, which holds its keys.
+	Dir string `json:"dir,omitempty"`
 }
 
 // VerifyWorkflow checks a backup (manifest signature, trees, index, pack
@@ -313,7 +316,7 @@ func runVerify(ctx workflow.Context, req VerifyRequest, pp **Progress, start *wo
 	}
 	*start = recordJob(ctx, req.CatalogQueue, otherRecord(ctx, api.JobVerify, req.JobID, req.VerificationID, req.BackupID, p))
 	var rep activities.VerifyReport
-	err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{BackupID: req.BackupID,
+	err := workflow.ExecuteActivity(longActivity(ctx), a.Verify, activities.VerifyInput{BackupID: req.BackupID, Dir: req.Dir,
 		Location: req.Location, ReadDataPercent: req.ReadDataPercent, ExtractTest: req.ExtractTest}).Get(ctx, &rep)
 	if err != nil {
 		return nil, finish(ctx, p, StatusFailed, err)

@@ -150,6 +150,9 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	// activities, through the host gateway
 	hw := sdkworker.New(c, activities.HostJobsTaskQueue, sdkworker.Options{})
 	backupdworker.RegisterWorkflows(hw)
+	// and the server's own work on hosts' repositories (verification),
+	// with the keys only it holds
+	hw.RegisterActivity(&activities.Activities{Config: cfg, Stores: stores})
 	if err := hw.Start(); err != nil {
 		return fmt.Errorf("host jobs worker: %w", err)
 	}
