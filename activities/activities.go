@@ -26,6 +26,7 @@ import (
 	"backupd/repository"
 	"backupd/restore"
 	"backupd/sources"
+	"backupd/storage"
 )
 
 // Activities is registered with the worker; its methods are the activities.
@@ -75,8 +76,10 @@ func toTemporal(err error) error {
 		return err
 	}
 	ce := codes.Classify(err)
+	// a refusal (the server's host storage refusing a host) is final:
+	// retrying asks the same
 	return temporal.NewApplicationErrorWithOptions(ce.Error(), string(ce.Code),
-		temporal.ApplicationErrorOptions{NonRetryable: !ce.Code.Retryable(), Cause: err})
+		temporal.ApplicationErrorOptions{NonRetryable: !ce.Code.Retryable() || errors.Is(err, storage.ErrRefused), Cause: err})
 }
 
 // heartbeater records the checkpoint on a timer (the SDK throttles

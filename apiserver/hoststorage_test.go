@@ -20,6 +20,7 @@ import (
 	"backupd/api"
 	"backupd/apiclient"
 	"backupd/backup"
+	"backupd/codes"
 	"backupd/config"
 	"backupd/models"
 	"backupd/models/modelstest"
@@ -89,7 +90,7 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	if err := beA.Put(ctx, "data/zz/new", bytes.NewReader([]byte("x")), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := beA.Put(ctx, "data/zz/new", bytes.NewReader([]byte("y")), 1); err == nil || !storage.IsPermanent(err) {
+	if err := beA.Put(ctx, "data/zz/new", bytes.NewReader([]byte("y")), 1); err == nil || !storage.IsPermanent(err) || !errors.Is(err, storage.ErrRefused) {
 		t.Fatalf("a host replaced a pack: %v", err)
 	}
 	if err := beA.Delete(ctx, "data/zz/new"); err == nil || !strings.Contains(err.Error(), "cannot delete") {
@@ -277,7 +278,7 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	}
 	s.htot.val = nil
 	err = beA.Put(ctx, "data/zz/over", bytes.NewReader([]byte("x")), 1)
-	if err == nil || !storage.IsPermanent(err) || !strings.Contains(err.Error(), "hard quota") {
+	if err == nil || !storage.IsPermanent(err) || !strings.Contains(err.Error(), "hard quota") || codes.Classify(err).Code != codes.InsufficientStorage {
 		t.Fatalf("an upload past the hard quota: %v", err)
 	}
 	if err := beA.Put(ctx, "writers/w2", bytes.NewReader([]byte("x")), 1); err != nil {

@@ -187,7 +187,7 @@ func Known(err error) bool {
 
 func match(err error) (Code, bool) {
 	switch {
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, storage.ErrQuotaExceeded):
 		return InsufficientStorage, true
 	case errors.Is(err, repository.ErrNoMatchingKey), errors.Is(err, repository.ErrWriteOnly):
 		return KeyUnavailable, true

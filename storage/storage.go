@@ -147,6 +147,14 @@ func ReadAllSized(ctx context.Context, b Backend, name string, size int64) ([]by
 // negative or the requested range reaches past the end of the object.
 var ErrInvalidRange = errors.New("storage: range outside object")
 
+// ErrQuotaExceeded: the storage refuses more data until someone frees
+// some or raises a quota; retrying does not help.
+var ErrQuotaExceeded = errors.New("storage: over quota")
+
+// ErrRefused: the storage refused the request itself (not a failure to
+// answer): retrying asks the same and gets the same.
+var ErrRefused = errors.New("storage: request refused")
+
 // ErrSizeMismatch is returned (wrapped, and marked permanent) by Put when the
 // reader yields fewer or more bytes than the size it was given.
 var ErrSizeMismatch = errors.New("storage: data size differs from declared size")

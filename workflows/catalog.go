@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"sort"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -322,7 +323,8 @@ func (r *backupRun) notify(ctx workflow.Context, out *BackupOutcome, err error) 
 		"added_size_bytes": b.AddedBytes,
 		"duration_seconds": b.DurationSeconds, "storage_locations": b.Locations, "warnings": b.Warnings}
 	if b.Error != "" {
-		details["error"], details["error_code"] = b.Error, b.ErrorCode
+		// an error's text may be an enrolled host's own words: bounded
+		details["error"], details["error_code"] = clip(b.Error, 2000), b.ErrorCode
 	}
 	msg := map[string]string{"success": "Backup completed successfully", "warning": "Backup completed with warnings or failed components",
 		"failure": "Backup failed"}[event]
@@ -355,4 +357,15 @@ func NotifyWorkflow(ctx workflow.Context, req NotifyRequest) error {
 			MaximumInterval: time.Minute, MaximumAttempts: 5}})
 	_ = workflow.ExecuteActivity(actx, cat.Notify, req.Input).Get(ctx, nil)
 	return nil
+}
+
+// clip bounds s to n bytes (on a rune boundary), saying it was cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + " …(cut)"
 }

@@ -124,11 +124,11 @@ func (b *Backend) do(ctx context.Context, method, op string, q url.Values, body 
 	case res.StatusCode == http.StatusBadRequest && strings.Contains(e.Message, "not a valid object name"):
 		return nil, fmt.Errorf("%w: %v", storage.ErrInvalidName, err)
 	case res.StatusCode == http.StatusInsufficientStorage:
-		return nil, storage.Permanent(err) // over quota: only an admin changes that
+		return nil, storage.Permanent(fmt.Errorf("%w: %w", storage.ErrQuotaExceeded, err)) // only an admin changes that
 	case res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests:
 		return nil, err // the server or its storage: worth retrying
 	}
-	return nil, storage.Permanent(err) // refused: retrying asks the same
+	return nil, storage.Permanent(fmt.Errorf("%w: %w", storage.ErrRefused, err)) // retrying asks the same
 }
 
 // Put stores an object through the server.
