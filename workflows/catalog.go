@@ -5,12 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	enumspb "go.temporal.io/api/enums/v1"
 	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
