@@ -38,7 +38,12 @@ type Catalog struct {
 }
 
 // HostQueue is the task queue of an enrolled host's worker.
-func HostQueue(name string) string { return "backup@" + name }
+func HostQueue(name string) string { return hostQueuePrefix + name }
+
+// HostOfQueue is the host a HostQueue names, if q is one.
+func HostOfQueue(q string) (string, bool) { return strings.CutPrefix(q, hostQueuePrefix) }
+
+const hostQueuePrefix = "backup@"
 
 // HostQuery selects the enrolled hosts of a scheduled run: by name or
 // id, or by a label selector ("site=berlin,role=gw").

@@ -148,14 +148,8 @@ func (s *Stores) open(ctx context.Context, name, dir string) (*repository.Reposi
 		}
 		be = pb
 	}
-	creds, err := s.credentials()
+	r, err := s.openOn(ctx, be)
 	if err != nil {
-		be.Close()
-		return nil, codes.Wrap(codes.KeyUnavailable, err)
-	}
-	r, err := repository.Open(ctx, be, creds)
-	if err != nil {
-		be.Close()
 		if errors.Is(err, repository.ErrNoMatchingKey) {
 			err = fmt.Errorf("%w: the repository password (%s) opens none of its key entries; it was initialised with another password: use that one, or point this location at an empty directory", err, s.cfg.PasswordSource())
 		}
@@ -189,6 +183,16 @@ func (s *Stores) OpenGranted(ctx context.Context, name, grant string) (*reposito
 	if err != nil {
 		return nil, err
 	}
+	r, err := s.openOn(ctx, be)
+	if err != nil {
+		return nil, fmt.Errorf("storage location %s under restore grant %s: %w", name, grant, err)
+	}
+	return r, nil
+}
+
+// openOn opens the repository on be with this worker's credentials; be
+// is closed when it fails.
+func (s *Stores) openOn(ctx context.Context, be storage.Backend) (*repository.Repository, error) {
 	creds, err := s.credentials()
 	if err != nil {
 		be.Close()
@@ -197,7 +201,7 @@ func (s *Stores) OpenGranted(ctx context.Context, name, grant string) (*reposito
 	r, err := repository.Open(ctx, be, creds)
 	if err != nil {
 		be.Close()
-		return nil, fmt.Errorf("storage location %s under restore grant %s: %w", name, grant, err)
+		return nil, err
 	}
 	return r, nil
 }

@@ -250,7 +250,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) (err error) {
 	// refuses those queues too)
 	reserved := []string{s.Cfg.Host}
 	for _, q := range []string{s.Cfg.Temporal.TaskQueue, activities.CatalogTaskQueue, activities.HostJobsTaskQueue} {
-		if n, ok := strings.CutPrefix(q, "backup@"); ok {
+		if n, ok := activities.HostOfQueue(q); ok {
 			reserved = append(reserved, n)
 		}
 	}

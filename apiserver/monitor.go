@@ -98,10 +98,11 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	stats := api.BackupCounts{TotalBackups: total, Successful: ok, Failed: failed,
 		Partial: counts[workflows.StatusPartial], InProgress: counts[workflows.StatusInProgress],
 		Cancelled: counts[workflows.StatusCancelled], SuccessRate: percent(ok, ok+failed)}
-	if b, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusCompleted, workflows.StatusPartial); err == nil {
+	own := s.ownHosts(ctx)
+	if b, err := s.Store.LastBackupWithStatus(ctx, own, workflows.StatusCompleted, workflows.StatusPartial); err == nil {
 		stats.LastSuccess = ptr(rfc3339(b.Timestamp))
 	}
-	if b, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusFailed); err == nil {
+	if b, err := s.Store.LastBackupWithStatus(ctx, own, workflows.StatusFailed); err == nil {
 		stats.LastFailure = ptr(rfc3339(b.Timestamp))
 	}
 	repl, _, err := s.replicationState(ctx)
@@ -272,11 +273,12 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 			alert("warning", "backups", fmt.Sprintf("%d backups failed in the last 24 hours", failed), "Read the failed jobs' errors (GET /backup/jobs?status=failed)")
 		}
 	}
-	if b, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusFailed); err == nil {
+	own := s.ownHosts(ctx)
+	if b, err := s.Store.LastBackupWithStatus(ctx, own, workflows.StatusFailed); err == nil {
 		bh.LastFailure, bh.FailureReason = ptr(rfc3339(b.Timestamp)), ptr(b.Error)
 	}
 	// recommendations from the state
-	if last, err := s.Store.LastBackupWithStatus(ctx, s.ownHosts(ctx), workflows.StatusCompleted, workflows.StatusPartial); err != nil {
+	if last, err := s.Store.LastBackupWithStatus(ctx, own, workflows.StatusCompleted, workflows.StatusPartial); err != nil {
 		recs = append(recs, "Take a first backup (POST /backup/create)")
 		worse(1)
 	} else if time.Since(last.Timestamp) > 48*time.Hour {

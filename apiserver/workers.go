@@ -125,7 +125,7 @@ type hostQueueState struct {
 // waitingForHost says why a job of an enrolled host cannot move when no
 // worker polls its queue ("" when one does, or Temporal cannot tell).
 func (s *Server) waitingForHost(ctx context.Context, host string) string {
-	q := "backup@" + host
+	q := HostTaskQueue(host)
 	if h, err := s.Store.GetHost(ctx, host); err == nil && !hostOnline(h) {
 		// stopped, silent or revoked: Temporal may list its last poller
 		// for minutes yet
