@@ -9,32 +9,23 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"gopkg.in/yaml.v3"
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
+	"backupd/bench/benchstack"
 	"backupd/config"
 	"backupd/models"
-	temporalconfig "backupd/temporal-config"
 )
 
 func main() {
@@ -52,29 +43,15 @@ func main() {
 	}
 }
 
-func freePort() int {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func run(pgDSN string, n, rps int, dur time.Duration, nClients int, src, bin string) error {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "apiload")
 	defer os.RemoveAll(dir)
-	// a scratch schema
-	b := make([]byte, 4)
-	rand.Read(b)
-	schema := "apiload_" + hex.EncodeToString(b)
-	admin, err := gorm.Open(postgres.Open(pgDSN), &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)})
+	dsn, drop, err := benchstack.Schema(pgDSN, "apiload")
 	if err != nil {
 		return err
 	}
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		return err
-	}
-	defer admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-	dsn := pgDSN + " search_path=" + schema
+	defer drop()
 	store, err := models.Open("postgres", dsn)
 	if err != nil {
 		return err
@@ -112,33 +89,17 @@ func run(pgDSN string, n, rps int, dur time.Duration, nClients int, src, bin str
 	fmt.Printf("catalog: %d backups inserted in %s\n", n, time.Since(t0).Round(time.Millisecond))
 
 	// Temporal and backupd
-	tport, uiport, apiPort := freePort(), freePort(), freePort()
-	tcmd := exec.Command(filepath.Join(bin, "temporal"), temporalconfig.DevServerArgs(filepath.Join(dir, "t.db"), "127.0.0.1", tport, uiport, "default")...)
-	tcmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := tcmd.Start(); err != nil {
-		return err
-	}
-	defer func() { tcmd.Process.Signal(os.Interrupt); tcmd.Wait() }()
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("apiload\n"), 0o600)
-	cfg := config.Config{Host: "apiload", VarDir: dir, PasswordFile: pw, Primary: "local",
+	st, err := benchstack.Start(bin, "backupd", "all", dir, config.Config{Host: "apiload", VarDir: dir, PasswordFile: pw, Primary: "local",
 		Catalog:    config.Catalog{Driver: "postgres", DSN: dsn},
-		API:        config.API{Listen: "127.0.0.1:" + strconv.Itoa(apiPort)},
-		Temporal:   config.Temporal{Address: "127.0.0.1:" + strconv.Itoa(tport), Namespace: "default"},
 		Components: map[string]config.Component{"data": {Paths: []string{src}}},
-		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}}}
-	yb, _ := yaml.Marshal(&cfg)
-	cfgPath := filepath.Join(dir, "backupd.yaml")
-	os.WriteFile(cfgPath, yb, 0o600)
-	bcmd := exec.Command(filepath.Join(bin, "backupd"), "all", "--config", cfgPath)
-	logf, _ := os.Create(filepath.Join(dir, "backupd.log"))
-	bcmd.Stdout, bcmd.Stderr = logf, logf
-	bcmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := bcmd.Start(); err != nil {
+		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}}}, nil, tok)
+	if err != nil {
 		return err
 	}
-	defer func() { bcmd.Process.Signal(os.Interrupt); bcmd.Wait() }()
-	api := "http://127.0.0.1:" + strconv.Itoa(apiPort) + "/cloud-integration/backup"
+	defer st.Stop()
+	api := "http://" + st.Addr + "/cloud-integration/backup"
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: 10 * time.Second}
 	get := func(path string) (int, []byte, time.Duration, error) {
 		req, _ := http.NewRequest("GET", api+path, nil)
@@ -152,15 +113,6 @@ func run(pgDSN string, n, rps int, dur time.Duration, nClients int, src, bin str
 		buf.ReadFrom(res.Body)
 		res.Body.Close()
 		return res.StatusCode, buf.Bytes(), time.Since(start), nil
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if code, _, _, err := get("/status"); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("backupd did not come up (log in %s)", logf.Name())
-		}
-		time.Sleep(300 * time.Millisecond)
 	}
 
 	// 1. list at a fixed rate (open loop: requests start on the clock,
@@ -216,7 +168,7 @@ func run(pgDSN string, n, rps int, dur time.Duration, nClients int, src, bin str
 		pct(1).Round(10*time.Microsecond), errs.Load())
 
 	// 2. WebSocket fan-out of a real backup's progress
-	wsURL := "ws://127.0.0.1:" + strconv.Itoa(apiPort) + "/cloud-integration/ws/backup"
+	wsURL := "ws://" + st.Addr + "/cloud-integration/ws/backup"
 	type counts struct {
 		progress map[string]bool
 		complete atomic.Bool

@@ -15,22 +15,18 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
@@ -38,14 +34,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"gopkg.in/yaml.v3"
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
+	"backupd/bench/benchstack"
 	"backupd/config"
 	"backupd/models"
-	temporalconfig "backupd/temporal-config"
 )
 
 func main() {
@@ -61,12 +53,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleetscale:", err)
 		os.Exit(1)
 	}
-}
-
-func freePort() int {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 type client struct {
@@ -104,18 +90,11 @@ func run(pgDSN string, nHosts, n, rps int, dur, every time.Duration, bin string)
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "fleetscale")
 	defer os.RemoveAll(dir)
-	b := make([]byte, 4)
-	rand.Read(b)
-	schema := "fleetscale_" + hex.EncodeToString(b)
-	admin, err := gorm.Open(postgres.Open(pgDSN), &gorm.Config{Logger: logger.Default.LogMode(logger.Silent)})
+	dsn, drop, err := benchstack.Schema(pgDSN, "fleetscale")
 	if err != nil {
 		return err
 	}
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		return err
-	}
-	defer admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-	dsn := pgDSN + " search_path=" + schema
+	defer drop()
 	store, err := models.Open("postgres", dsn)
 	if err != nil {
 		return err
@@ -130,48 +109,22 @@ func run(pgDSN string, nHosts, n, rps int, dur, every time.Duration, bin string)
 		return err
 	}
 
-	// Temporal and backupd (the server alone: the hosts are simulated)
-	tport, uiport, apiPort := freePort(), freePort(), freePort()
-	tcmd := exec.Command(filepath.Join(bin, "temporal"), temporalconfig.DevServerArgs(filepath.Join(dir, "t.db"), "127.0.0.1", tport, uiport, "default")...)
-	tcmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := tcmd.Start(); err != nil {
-		return err
-	}
-	defer func() { tcmd.Process.Signal(os.Interrupt); tcmd.Wait() }()
+	// Temporal and backupd (the hosts are simulated; the server's
+	// repositories for them are made with the test KDF: setting up 500 of
+	// them is not what is measured)
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("fleetscale\n"), 0o600)
-	cfg := config.Config{Host: "control", VarDir: dir, PasswordFile: pw, Primary: "local",
+	st, err := benchstack.Start(bin, "backupd-server", "all", dir, config.Config{Host: "control", VarDir: dir, PasswordFile: pw, Primary: "local",
 		Catalog:    config.Catalog{Driver: "postgres", DSN: dsn},
-		API:        config.API{Listen: "127.0.0.1:" + strconv.Itoa(apiPort)},
-		Temporal:   config.Temporal{Address: "127.0.0.1:" + strconv.Itoa(tport), Namespace: "default"},
 		Components: map[string]config.Component{"data": {Paths: []string{dir}}},
-		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}}}
-	yb, _ := yaml.Marshal(&cfg)
-	cfgPath := filepath.Join(dir, "backupd.yaml")
-	os.WriteFile(cfgPath, yb, 0o600)
-	bcmd := exec.Command(filepath.Join(bin, "backupd-server"), "all", "--config", cfgPath)
-	// the hosts' repositories are made with the test KDF: setting up 500
-	// of them is not what is measured
-	bcmd.Env = append(os.Environ(), "BACKUPD_TEST_KDF=1")
-	logf, _ := os.Create(filepath.Join(dir, "backupd.log"))
-	bcmd.Stdout, bcmd.Stderr = logf, logf
-	bcmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := bcmd.Start(); err != nil {
+		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "repo")}}}, []string{"BACKUPD_TEST_KDF=1"}, viewerTok)
+	if err != nil {
 		return err
 	}
-	defer func() { bcmd.Process.Signal(os.Interrupt); bcmd.Wait() }()
-	addr := "127.0.0.1:" + strconv.Itoa(apiPort)
+	defer st.Stop()
+	addr := st.Addr
 	c := &client{base: "http://" + addr + "/cloud-integration/backup",
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: 30 * time.Second}}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if code, _, _, err := c.do("GET", "/status", viewerTok, nil); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("backupd did not come up (log in %s)", logf.Name())
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
 
 	// 1. enrolment through the API: a token each, one RSA key shared by
 	// the simulated hosts (making 500 keys is not what is measured)
