@@ -316,6 +316,9 @@ type ReplicateInput struct {
 	BackupID string `json:"backup_id"`
 	From     string `json:"from"`
 	To       string `json:"to"`
+	// Dir: on the server, an enrolled host's repository (hosts/<id>) in
+	// both locations; the host cannot read its backup to copy it.
+	Dir string `json:"dir,omitempty"`
 }
 
 // Replicate copies a backup to another location (3-2-1); only blobs the
@@ -323,11 +326,11 @@ type ReplicateInput struct {
 func (a *Activities) Replicate(ctx context.Context, in ReplicateInput) (repository.CopyStats, error) {
 	ctx, cancel := withWorkerStop(ctx)
 	defer cancel()
-	src, err := a.Stores.Open(ctx, in.From)
+	src, err := a.Stores.OpenIn(ctx, in.From, in.Dir)
 	if err != nil {
 		return repository.CopyStats{}, toTemporal(err)
 	}
-	dst, err := a.Stores.Open(ctx, in.To)
+	dst, err := a.Stores.OpenIn(ctx, in.To, in.Dir)
 	if err != nil {
 		return repository.CopyStats{}, toTemporal(err)
 	}
@@ -691,18 +694,21 @@ type GCInput struct {
 	DryRun       bool          `json:"dry_run"`
 	SafetyWindow time.Duration `json:"safety_window"`
 	Exclude      []string      `json:"exclude,omitempty"` // count these backups as removed
+	// Dir: on the server, an enrolled host's repository (hosts/<id>),
+	// collected as untrusted (its index files are the host's word).
+	Dir string `json:"dir,omitempty"`
 }
 
 // GC collects a location's garbage.
 func (a *Activities) GC(ctx context.Context, in GCInput) (*repository.GCResult, error) {
-	repo, err := a.Stores.Open(ctx, in.Location)
+	repo, err := a.Stores.OpenIn(ctx, in.Location, in.Dir)
 	if err != nil {
 		return nil, toTemporal(err)
 	}
 	hb := startHeartbeat(ctx, Checkpoint{Phase: "garbage collection"})
 	defer hb.close()
 	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow, Exclude: in.Exclude,
-		Repack: a.Config.RepackOptions()})
+		Repack: a.Config.RepackOptions(), Untrusted: in.Dir != ""})
 	return res, toTemporal(err)
 }
 
@@ -710,11 +716,12 @@ func (a *Activities) GC(ctx context.Context, in GCInput) (*repository.GCResult, 
 type ForgetInput struct {
 	Location  string   `json:"location"`
 	BackupIDs []string `json:"backup_ids"`
+	Dir       string   `json:"dir,omitempty"` // as GCInput's
 }
 
 // Forget deletes manifests (their data goes at the next GC).
 func (a *Activities) Forget(ctx context.Context, in ForgetInput) error {
-	repo, err := a.Stores.Open(ctx, in.Location)
+	repo, err := a.Stores.OpenIn(ctx, in.Location, in.Dir)
 	if err != nil {
 		return toTemporal(err)
 	}

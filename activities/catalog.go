@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strings"
 	"time"
 
@@ -150,6 +151,10 @@ type JobRecord struct {
 	Report json.RawMessage `json:"report,omitempty"`
 	// Removed lists, per location, the backups a cleanup removed.
 	Removed map[string][]string `json:"removed,omitempty"`
+	// HostStored: after a cleanup collected enrolled hosts' repositories,
+	// the pack bytes left in each (by host repository, hosts/<id>, the
+	// largest over the locations): a host's written bytes come down to it.
+	HostStored map[string]int64 `json:"host_stored,omitempty"`
 	// Added lists, per backup, the locations a repair copied it to.
 	Added map[string][]string `json:"added,omitempty"`
 }
@@ -263,6 +268,13 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 	for loc, ids := range rec.Removed {
 		for _, id := range ids {
 			if err := c.removeLocation(ctx, id, loc); err != nil {
+				return err
+			}
+		}
+	}
+	for dir, n := range rec.HostStored {
+		if id, ok := strings.CutPrefix(dir, "hosts/"); ok {
+			if err := s.LowerHostWritten(ctx, id, n); err != nil {
 				return err
 			}
 		}
@@ -403,7 +415,15 @@ type PlanOutput struct {
 	PerLocation map[string][]string `json:"per_location"`
 	Lines       []retention.Line    `json:"lines"`
 	Protected   int                 `json:"protected"`
+	// HostDirs: the enrolled hosts' backups, each with its host's
+	// repository; CollectDirs: per location, every enrolled host's
+	// repository there (as CleanupRequest's).
+	HostDirs    map[string]string   `json:"host_dirs,omitempty"`
+	CollectDirs map[string][]string `json:"collect_dirs,omitempty"`
 }
+
+// HostRepoDir is an enrolled host's repository in each location.
+func HostRepoDir(id string) string { return "hosts/" + id }
 
 // PlanCleanup applies the retention policy to every backup in the catalog.
 func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, error) {
@@ -418,25 +438,31 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 	if err != nil {
 		return PlanOutput{}, err
 	}
-	// enrolled hosts' backups live in repositories of their own, which
-	// cleanups do not collect yet: the policy is not applied to them
-	enrolled, err := c.Store.EnrolledHostNames(ctx)
+	// enrolled hosts' backups live in repositories of their own
+	// (hosts/<id>), and the policy is applied to each host's on its own
+	hosts, err := c.Store.ListHosts(ctx)
 	if err != nil {
 		return PlanOutput{}, err
 	}
-	kept := rows[:0]
-	for _, b := range rows {
-		if !enrolled[b.Host] {
-			kept = append(kept, b)
+	enrolled := map[string]*models.Host{}
+	for i := range hosts {
+		if !hosts[i].Local {
+			enrolled[hosts[i].Name] = &hosts[i]
 		}
 	}
-	rows = kept
 	items := make([]retention.Item, len(rows))
 	out := PlanOutput{}
 	for i, b := range rows {
 		items[i] = retention.Item{Backup: retention.Backup{ID: b.ID, Type: b.Type, Status: b.Status, Time: b.Timestamp,
 			Protected: b.Protected && !in.IgnoreProtected, RetentionDays: b.RetentionDays, Parent: b.ParentBackup, Base: b.BaseBackup,
 			Bytes: b.AddedBytes}, Locations: b.Locations}
+		if h := enrolled[b.Host]; h != nil {
+			items[i].Group = h.Name
+			if out.HostDirs == nil {
+				out.HostDirs = map[string]string{}
+			}
+			out.HostDirs[b.ID] = HostRepoDir(h.ID)
+		}
 		if b.Protected {
 			out.Protected++
 		}
@@ -449,6 +475,21 @@ func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, er
 	}
 	out.Lines, out.IDs, out.PerLocation = retention.Plan(items, rs.Policy, time.Now().UTC(), retention.PlanOptions{Targets: in.Targets,
 		Strategy: in.Strategy, Max: in.Max, DryRun: in.DryRun, Force: in.Force, MaxAgeDays: in.MaxAgeDays})
+	// each host's repositories are collected where they exist, whether
+	// or not a backup of it goes (what an earlier cleanup condemned goes)
+	for _, h := range enrolled {
+		for _, loc := range in.Targets {
+			if h.Repos[loc] != "" {
+				if out.CollectDirs == nil {
+					out.CollectDirs = map[string][]string{}
+				}
+				out.CollectDirs[loc] = append(out.CollectDirs[loc], HostRepoDir(h.ID))
+			}
+		}
+	}
+	for _, dirs := range out.CollectDirs {
+		sort.Strings(dirs)
+	}
 	return out, nil
 }
 

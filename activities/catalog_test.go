@@ -128,3 +128,48 @@ func TestRecordJobKeepsAHostsParentsItsOwn(t *testing.T) {
 		}
 	}
 }
+
+// An enrolled host's backups are planned with the others, the policy
+// applied to each host's on its own, each named with its host's
+// repository; every host's repository is collected where it has one.
+func TestPlanCleanupCoversEnrolledHosts(t *testing.T) {
+	ctx := context.Background()
+	store := modelstest.Open(t, "sqlite")
+	gw := &models.Host{ID: models.NewHostID(), Name: "gw-a", Status: models.HostActive, Repos: map[string]string{"local": "k1"}}
+	idle := &models.Host{ID: models.NewHostID(), Name: "gw-idle", Status: models.HostActive, Repos: map[string]string{"local": "k2", "cloud": "k3"}}
+	for _, h := range []*models.Host{gw, idle, {ID: models.NewHostID(), Name: "server", Local: true}} {
+		if err := store.DB.Create(h).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.PutSetting(ctx, "retention", map[string]any{"retention_policies": map[string]any{"full_backups": map[string]any{"daily": 1, "weekly": 0, "monthly": 0, "yearly": 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	for i, b := range []struct{ id, host string }{{"backup-s-1", "server"}, {"backup-s-2", "server"}, {"backup-a-1", "gw-a"}, {"backup-a-2", "gw-a"}} {
+		at := time.Now().UTC().Add(-time.Duration(3-i%2) * day)
+		if err := store.PutBackup(ctx, &models.Backup{ID: b.id, Host: b.host, Type: "full", Status: "completed", Timestamp: at,
+			Locations: models.Strings{"local"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Catalog{Store: store}
+	out, err := c.PlanCleanup(ctx, PlanInput{Targets: []string{"local"}, Strategy: "oldest_first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one daily full kept per host: the older of each pair goes
+	got := map[string]bool{}
+	for _, id := range out.IDs {
+		got[id] = true
+	}
+	if len(got) != 2 || !got["backup-s-1"] || !got["backup-a-1"] {
+		t.Fatalf("planned %v (lines %+v)", out.IDs, out.Lines)
+	}
+	if out.HostDirs["backup-a-1"] != "hosts/"+gw.ID || out.HostDirs["backup-s-1"] != "" {
+		t.Fatalf("host dirs %v", out.HostDirs)
+	}
+	if want := []string{"hosts/" + gw.ID, "hosts/" + idle.ID}; len(out.CollectDirs["local"]) != 2 || len(out.CollectDirs["cloud"]) != 0 {
+		t.Fatalf("collect %v, want local: %v", out.CollectDirs, want)
+	}
+}

@@ -101,6 +101,21 @@ type CleanupReport struct {
 type CleanupOutcome struct {
 	Removed map[string][]string          `json:"removed" required:"true" nullable:"true" doc:"the backups removed, by location"`
 	GC      map[string]GCLocationOutcome `json:"gc" required:"true" nullable:"true" doc:"garbage collection, by location"`
+	// Hosts: enrolled hosts' repositories, each collected on its own.
+	Hosts map[string]map[string]GCLocationOutcome `json:"hosts,omitempty" doc:"garbage collection of enrolled hosts' repositories: by repository (hosts/<host id>), then location"`
+}
+
+// Each calls f with every collection: the locations' own repositories',
+// then enrolled hosts'.
+func (o *CleanupOutcome) Each(f func(GCLocationOutcome)) {
+	for _, g := range o.GC {
+		f(g)
+	}
+	for _, locs := range o.Hosts {
+		for _, g := range locs {
+			f(g)
+		}
+	}
 }
 
 // GCLocationOutcome is one location's garbage collection.
@@ -114,6 +129,11 @@ type GCLocationOutcome struct {
 	UnreferencedBytes int64 `json:"unreferenced_bytes" required:"true"`
 	// Repack: what rewriting partly used packs did (null when disabled).
 	Repack *RepackOutcome `json:"repack" required:"true" nullable:"true" doc:"rewriting of partly used packs; null when repacking is disabled"`
+	// PackBytes: the packs' size after the collection.
+	PackBytes int64 `json:"pack_bytes,omitempty" doc:"the size of the packs left in the repository"`
+	// Unconfirmed: an enrolled host's packs kept because the other copy
+	// of a blob they hold did not read back whole.
+	Unconfirmed int `json:"unconfirmed,omitempty" doc:"packs kept because the other copy of a blob they hold did not read back whole (enrolled hosts' repositories)"`
 }
 
 // Freed is what the collection freed in storage now: the packs it deleted

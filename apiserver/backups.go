@@ -383,15 +383,6 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var hostWarning string
-	if target != nil && len(locs) > 1 {
-		// the copies a backup gets after its first location need a key
-		// that reads it, which an enrolled host does not hold; the server
-		// does not make them for hosts yet
-		hostWarning = sprintf("host %s's backup goes to %s only: copies of enrolled hosts' backups to other locations (%s) are not made yet",
-			target.Name, locs[0], strings.Join(locs[1:], ", "))
-		locs = locs[:1]
-	}
 	if err := hostHasRepos(target, locs); err != nil {
 		return err
 	}
@@ -495,9 +486,6 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	if quotaWarning != "" {
 		warnings = append(warnings, quotaWarning)
-	}
-	if hostWarning != "" {
-		warnings = append(warnings, hostWarning)
 	}
 	writeJSON(w, http.StatusOK, api.BackupStarted{
 		Status: "started", BackupID: backupID, Name: req.Name, JobID: jobID,
@@ -650,9 +638,6 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.notYetForHosts(r.Context(), b, "deleted"); err != nil {
-		return err
-	}
 	if b.Protected {
 		return conflict(codes.RetentionViolation, "backup %s is protected; unprotect it first (POST /backup/%s/protect)", id, id)
 	}
@@ -684,7 +669,14 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	cleanupID := jobs.NewID("CLEANUP-")
-	job, err := s.startCleanupJob(r, cleanupID, locs, []string{id}, false, "delete", nil, nil)
+	req := workflows.CleanupRequest{Locations: locs, BackupIDs: []string{id}, Subtype: "delete"}
+	// an enrolled host's backup is in its own repository
+	if dir, err := s.repoDirOf(r.Context(), b.Host); err != nil {
+		return err
+	} else if dir != "" {
+		req.HostDirs = map[string]string{id: dir}
+	}
+	job, err := s.launchCleanup(r.Context(), user(r), cleanupID, req, nil)
 	if err != nil {
 		return err
 	}

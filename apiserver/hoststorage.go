@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"backupd/activities"
 	"backupd/api"
 	"backupd/models"
 	"backupd/repository"
@@ -35,7 +36,7 @@ import (
 // another host's, or see the entries that wrap the server's key.
 
 // hostRepoDir is where a host's repository lives in each location.
-func hostRepoDir(h *models.Host) string { return "hosts/" + h.ID }
+func hostRepoDir(h *models.Host) string { return activities.HostRepoDir(h.ID) }
 
 // maxHostObject bounds one object a host stores (a pack is about 16 MiB).
 const maxHostObject = 64 << 20
@@ -485,18 +486,4 @@ func (s *Server) backupRepo(ctx context.Context, loc string, b *models.Backup) (
 		return nil, err
 	}
 	return s.Stores.OpenIn(ctx, loc, dir)
-}
-
-// notYetForHosts refuses, naming the gap, what the server cannot do yet
-// with an enrolled host's backup: its jobs (verify, restore, delete,
-// retention) still open the locations' own repositories, and restoring
-// needs a grant of the host repository's key to the restoring host.
-func (s *Server) notYetForHosts(ctx context.Context, b *models.Backup, what string) error {
-	dir, err := s.repoDirOf(ctx, b.Host)
-	if err != nil || dir == "" {
-		return err
-	}
-	return &apiError{Status: http.StatusConflict, Code: "CONFLICT",
-		Message: sprintf("backup %s belongs to enrolled host %s, whose backups cannot be %s through the API yet (its repository is %s in each location); "+
-			"an admin can work on it offline: backupd repo ... --repo <location>/%s with the server's repository password", b.ID, b.Host, what, dir, dir)}
 }

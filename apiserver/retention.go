@@ -49,9 +49,7 @@ func (s *Server) getRetention(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 			removed = len(seen)
-			for _, g := range body.Outcome.GC {
-				freed += g.Freed()
-			}
+			body.Outcome.Each(func(g api.GCLocationOutcome) { freed += g.Freed() })
 		}
 		lc := &api.LastCleanup{Timestamp: rfc3339(rep.CreatedAt), CleanupID: rep.ID, Status: rep.Status,
 			DryRun: body.DryRun, BackupsRemoved: removed, SpaceFreed: signedSize(freed), SpaceFreedBytes: freed}
@@ -207,7 +205,8 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		setTarget(r, cleanupID)
 	}
-	jobID, err := s.startCleanupJob(r, cleanupID, targets, ids, dry, "manual", decisions, plan.PerLocation)
+	jobID, err := s.launchCleanup(r.Context(), user(r), cleanupID, workflows.CleanupRequest{Locations: targets, BackupIDs: ids,
+		DryRun: dry, PerLocation: plan.PerLocation, Subtype: "manual", HostDirs: plan.HostDirs, CollectDirs: plan.CollectDirs}, decisions)
 	if err != nil {
 		return err
 	}
@@ -222,12 +221,6 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 		CleanupStrategy: req.CleanupStrategy, Reason: req.Reason, ReportURL: "/cloud-integration/backup/cleanup/report/" + cleanupID,
 	})
 	return nil
-}
-
-// startCleanupJob starts a CleanupWorkflow removing ids from locs.
-func (s *Server) startCleanupJob(r *http.Request, cleanupID string, locs, ids []string, dry bool, subtype string, decisions []retention.Line, perLocation map[string][]string) (string, error) {
-	return s.launchCleanup(r.Context(), user(r), cleanupID, workflows.CleanupRequest{Locations: locs, BackupIDs: ids,
-		DryRun: dry, PerLocation: perLocation, Subtype: subtype}, decisions)
 }
 
 // launchCleanup records the cleanup job and starts its workflow.

@@ -271,11 +271,6 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 		}
 		sc.Locations = locs
 	}
-	if fleet && len(sc.Locations) > 1 {
-		warnings = append(warnings, sprintf("the hosts' backups go to %s only: copies of enrolled hosts' backups to other locations (%s) are not made yet",
-			sc.Locations[0], strings.Join(sc.Locations[1:], ", ")))
-		sc.Locations = sc.Locations[:1]
-	}
 	if sc.Compression == "" {
 		pol, err := s.policies(ctx)
 		if err != nil {

@@ -362,6 +362,14 @@ func (s *Store) AddHostWritten(ctx context.Context, id string, n int64) error {
 		UpdateColumn("written_bytes", gorm.Expr("written_bytes + ?", n)).Error)
 }
 
+// LowerHostWritten brings a host's written bytes down to n, what a
+// cleanup measured its repositories to hold (never up: copies the server
+// made are not the host's writing).
+func (s *Store) LowerHostWritten(ctx context.Context, id string, n int64) error {
+	return s.wrote(s.DB.WithContext(ctx).Model(&Host{}).Where("id = ? AND written_bytes > ?", id, n).
+		UpdateColumn("written_bytes", n).Error)
+}
+
 // Announce records what a host's worker reports, and when.
 func (s *Store) Announce(ctx context.Context, id string, fields map[string]any) error {
 	fields["last_seen"] = time.Now().UTC()

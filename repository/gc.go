@@ -47,6 +47,14 @@ type GCOptions struct {
 	Exclude []string
 	// Repack, when set, also rewrites partly used packs (repack.go).
 	Repack *RepackOptions
+	// Untrusted: the index files may be another party's word (an enrolled
+	// host writes its repository's through the server). A pack that holds
+	// a blob a backup uses goes only once the copy the index reads instead
+	// has been read back and found whole; a copy this collection wrote is
+	// its own. Without it a host that indexed a blob a second time, in a
+	// pack of its choosing, could have the real copy collected under its
+	// past backups.
+	Untrusted bool
 }
 
 // GCResult reports what was (or, in a dry run, would be) done.
@@ -73,6 +81,12 @@ type GCResult struct {
 	// OtherCollections: collections that ran meanwhile (this one then
 	// deleted nothing).
 	OtherCollections int `json:"other_collections,omitempty"`
+	// PackBytes: the size of the packs left stored (what was listed,
+	// what a repack wrote, less what was deleted).
+	PackBytes int64 `json:"pack_bytes,omitempty"`
+	// Unconfirmed (Untrusted only): packs kept because the other copy of
+	// a blob they hold did not read back whole.
+	Unconfirmed int `json:"unconfirmed,omitempty"`
 	// Repack: what rewriting partly used packs did (with Repack set).
 	Repack *RepackResult `json:"repack,omitempty"`
 	// Manifests: what folding manifests into sets did (not in a dry run,
@@ -210,6 +224,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		}
 		res.Manifests = mc
 	}
+	fresh := map[ID]bool{} // packs this collection wrote
 	if opts.Repack != nil {
 		o := opts.Repack.withDefaults()
 		chosen, rr := r.planRepack(packs, stored, used, pendingPacks, func(oi storage.ObjectInfo) bool { return !tooYoung(oi) }, o)
@@ -227,6 +242,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			// are now unreferenced, and go the way of every such pack.
 			for id, n := range written {
 				stored[id] = storage.ObjectInfo{Name: packName(id), Size: n, ModTime: now}
+				fresh[id] = true
 			}
 			loadedIndex = r.indexFiles()
 			packs = r.idx.Packs()
@@ -269,7 +285,29 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			res.Condemned++
 		}
 	}
+	if opts.Untrusted && !opts.DryRun && len(toDelete) > 0 {
+		bad, err := r.unconfirmedCopies(ctx, toDelete, packs, used, stored, fresh)
+		if err != nil {
+			return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+		}
+		kept := toDelete[:0]
+		for _, id := range toDelete {
+			if !bad[id] {
+				kept = append(kept, id)
+				continue
+			}
+			// not even condemned: the pack holds the one good copy
+			res.BytesFreed -= stored[id].Size
+			res.Unconfirmed++
+			delete(newCondemned, id.String())
+		}
+		toDelete = kept
+	}
 	res.Deleted = len(toDelete)
+	for _, oi := range stored {
+		res.PackBytes += oi.Size
+	}
+	res.PackBytes -= res.BytesFreed
 	if opts.DryRun {
 		return res, nil
 	}
@@ -370,6 +408,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			return nil, cerr
 		}
 		res.Condemned += len(toDelete)
+		res.PackBytes += res.BytesFreed
 		res.Deleted, res.BytesFreed, res.Deferred = 0, 0, len(toDelete)
 		r.idx.reset()
 		if failed != nil {
@@ -386,6 +425,84 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	r.idx.reset()
 	return res, r.LoadIndex(ctx)
+}
+
+// unconfirmedCopies reads back, for each pack to delete, the copy the
+// index reads of every used blob the pack also lists, and returns the
+// packs for which one of those copies is missing or does not decode to
+// its id. Copies in fresh packs (written by this collection) are not
+// read again.
+func (r *Repository) unconfirmedCopies(ctx context.Context, toDelete []ID, packs []IndexPack, used map[ID]bool,
+	stored map[ID]storage.ObjectInfo, fresh map[ID]bool) (map[ID]bool, error) {
+	gone := map[ID]bool{}
+	for _, id := range toDelete {
+		gone[id] = true
+	}
+	bad := map[ID]bool{}
+	// the copies to read, by the pack they are in; each names the packs to
+	// delete that depend on it
+	reads := map[ID][]BlobLocation{}
+	needs := map[ID][]ID{}
+	for _, p := range packs {
+		if !gone[p.ID] {
+			continue
+		}
+		for _, b := range p.Blobs {
+			if !used[b.ID] {
+				continue
+			}
+			loc, ok := r.idx.lookup(b.ID)
+			_, there := stored[loc.Pack]
+			switch {
+			case !ok || loc.Pack == p.ID || gone[loc.Pack] || !there:
+				bad[p.ID] = true
+			case fresh[loc.Pack]:
+			default:
+				if len(needs[b.ID]) == 0 {
+					reads[loc.Pack] = append(reads[loc.Pack], loc)
+				}
+				needs[b.ID] = append(needs[b.ID], p.ID)
+			}
+		}
+	}
+	for _, locs := range reads {
+		err := r.readCopies(ctx, locs, func(l BlobLocation, err error) {
+			if err != nil {
+				for _, p := range needs[l.ID] {
+					bad[p] = true
+				}
+			}
+		})
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			// unreadable: every pack that counted on it stays
+			for _, l := range locs {
+				for _, p := range needs[l.ID] {
+					bad[p] = true
+				}
+			}
+		}
+	}
+	return bad, nil
+}
+
+// readCopies reads blobs of one pack with one ranged read and reports
+// each one's verdict (nil: it decodes to its id), without looking
+// elsewhere for a blob that is not there.
+func (r *Repository) readCopies(ctx context.Context, locs []BlobLocation, verdict func(BlobLocation, error)) error {
+	rc, start, err := r.openSpan(ctx, locs)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	d := blobDecoder{r: r}
+	return readSealed(rc, start, locs, true, func(l BlobLocation, sealed []byte) error {
+		_, err := d.decode(l, sealed)
+		verdict(l, err)
+		return nil
+	})
 }
 
 // usedPacks names the packs to keep: those pending markers name, and

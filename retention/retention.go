@@ -287,6 +287,9 @@ func DefaultSettings() Settings {
 type Item struct {
 	Backup
 	Locations []string
+	// Group: the policy is applied to each group on its own (an enrolled
+	// host's backups: one host's do not make another's go).
+	Group string
 }
 
 // Line is one backup's line in a cleanup plan.
@@ -298,6 +301,9 @@ type Line struct {
 	Reason    string   `json:"reason"`
 	Bytes     int64    `json:"bytes"` // what the backup added when written
 	Locations []string `json:"locations"`
+	// Host: the enrolled host whose backups the policy was applied to
+	// (empty: the server's own).
+	Host string `json:"host,omitempty"`
 	// RemoveFrom lists the locations a kept backup leaves because it is
 	// older than their retention (it stays in the others).
 	RemoveFrom []string `json:"remove_from,omitempty"`
@@ -329,7 +335,21 @@ func Plan(items []Item, p Policy, now time.Time, o PlanOptions) ([]Line, []strin
 			in[i].RetentionDays = 0
 		}
 	}
-	dec := Decide(in, p, now)
+	// the policy per group, each decision in the input's place
+	dec := make([]Decision, len(items))
+	groups := map[string][]int{}
+	for i, it := range items {
+		groups[it.Group] = append(groups[it.Group], i)
+	}
+	for _, at := range groups {
+		sub := make([]Backup, len(at))
+		for j, i := range at {
+			sub[j] = in[i]
+		}
+		for j, d := range Decide(sub, p, now) {
+			dec[at[j]] = d
+		}
+	}
 	target := map[string]bool{}
 	for _, t := range o.Targets {
 		target[t] = true
@@ -342,7 +362,7 @@ func Plan(items []Item, p Policy, now time.Time, o PlanOptions) ([]Line, []strin
 		if locs == nil {
 			locs = []string{}
 		}
-		l := Line{ID: it.ID, Type: it.Type, Timestamp: it.Time.UTC().Format(time.RFC3339), Reason: d.Reason, Bytes: it.Bytes, Locations: locs}
+		l := Line{ID: it.ID, Type: it.Type, Timestamp: it.Time.UTC().Format(time.RFC3339), Reason: d.Reason, Bytes: it.Bytes, Locations: locs, Host: it.Group}
 		inTarget := len(locs) == 0
 		for _, loc := range locs {
 			inTarget = inTarget || target[loc]

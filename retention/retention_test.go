@@ -1,6 +1,8 @@
 package retention
 
 import (
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +269,29 @@ func TestReasonsNameWhatSupersedes(t *testing.T) {
 	if r := d["old"].Reason; d["old"].Keep || !strings.Contains(r, "older than the full policy keeps (full_backups: daily 2") ||
 		!strings.Contains(r, "newest kept full backup is new") {
 		t.Fatalf("old: %+v", d["old"])
+	}
+}
+
+// Each group (an enrolled host) keeps what the policy keeps of its own
+// backups: many hosts' backups do not make one host's go.
+func TestPlanAppliesThePolicyPerGroup(t *testing.T) {
+	var items []Item
+	for _, host := range []string{"gw-a", "gw-b", ""} {
+		for d := 0; d < 3; d++ {
+			items = append(items, Item{Backup: Backup{ID: fmt.Sprintf("%s-%d", host, d), Type: "full", Status: "completed",
+				Time: ago(float64(24 * (d + 1)))}, Locations: []string{"local"}, Group: host})
+		}
+	}
+	var p Policy
+	p.Full.Daily = 2 // the newest two days of each group
+	lines, ids, _ := Plan(items, p, now, PlanOptions{Targets: []string{"local"}})
+	sort.Strings(ids)
+	if strings.Join(ids, ",") != "-2,gw-a-2,gw-b-2" {
+		t.Fatalf("removed %v", ids)
+	}
+	for _, l := range lines {
+		if l.ID == "gw-a-0" && (l.Host != "gw-a" || l.Decision != "keep") {
+			t.Fatalf("line %+v", l)
+		}
 	}
 }

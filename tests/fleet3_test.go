@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"backupd/storage/s3"
 )
 
 // TestFleetThreeHosts is the fleet as the issue words it: three worker
@@ -127,6 +130,43 @@ func TestFleetThreeHosts(t *testing.T) {
 		t.Fatalf("gw-c's central component's backup: %v", tree)
 	}
 
+	// a host's backup asked for two locations: the host writes the first,
+	// the server copies it to the second (S3); deleting it removes it
+	// from both of the host's repositories
+	cr = s.must(200, "POST", v1+"/create", "operator", map[string]any{"host": "gw-c", "components": map[string]bool{"data": true},
+		"storage_locations": []string{"local", "cloud"}})
+	if pr := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); pr["status"] != "completed" {
+		t.Fatalf("gw-c's backup with a copy: %v\n%s", pr, c.output())
+	}
+	copied := cr["backup_id"].(string)
+	if d := s.must(200, "GET", v1+"/details/"+copied, "viewer", nil); !strings.Contains(jsonText(get(d, "storage.locations")), `"type":"cloud"`) {
+		t.Fatalf("gw-c's backup is not in cloud: %v", d)
+	}
+	gwc := s.must(200, "GET", v1+"/hosts/gw-c", "viewer", nil)
+	cloudRepo := "hosts/" + gwc["id"].(string)
+	inCloud := func(name string) bool {
+		be, err := s3.New(context.Background(), s.s3.Config("apitest", "cloud/"+cloudRepo))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = be.Stat(context.Background(), name)
+		return err == nil
+	}
+	if !inCloud("manifests/" + copied) {
+		t.Fatalf("no manifest of %s in gw-c's cloud repository", copied)
+	}
+	dl := s.must(202, "DELETE", v1+"/"+copied+"?force=true", "admin", nil)
+	if rep := s.waitJob(t, v1+"/cleanup/report/"+dl["cleanup_id"].(string)); rep["status"] != "completed" ||
+		!strings.Contains(jsonText(rep), `"`+cloudRepo+`":{"cloud":`) {
+		t.Fatalf("deleting gw-c's backup: %v", rep)
+	}
+	if st, _ := s.do("GET", v1+"/details/"+copied, "viewer", nil); st != 404 {
+		t.Fatalf("deleted backup still answers %d", st)
+	}
+	if inCloud("manifests/" + copied) {
+		t.Fatalf("the deleted backup's manifest is still in gw-c's cloud repository")
+	}
+
 	// gw-b revoked: its worker stops and is refused when it starts again
 	s.cliOK(t, "admin", "host", "revoke", "gw-b", "--ca-file", certFile)
 	if code, out := b.exited(30 * time.Second); code != 1 || !strings.Contains(out, "revoked") {
@@ -150,5 +190,30 @@ func TestFleetThreeHosts(t *testing.T) {
 	})
 	if js := s.must(200, "GET", v1+"/jobs?host=gw-b", "viewer", nil); strings.Count(jsonText(js), `"status":"completed"`) != 1 {
 		t.Fatalf("revoked gw-b ran a scheduled backup: %v", js)
+	}
+
+	// a cleanup applies the policy to each host's backups on its own:
+	// gw-a keeps its newest; its repository is collected (untrusted) and
+	// what is kept still verifies, reading every pack
+	before := s.must(200, "GET", v1+"/hosts/gw-a", "viewer", nil)
+	had := get(s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil), "pagination.total").(float64)
+	cl := s.must(200, "POST", v1+"/cleanup", "admin", map[string]any{"dry_run": false, "target_storage": []string{"local"}})
+	rep := s.waitJob(t, v1+"/cleanup/report/"+cl["cleanup_id"].(string))
+	if rep["status"] != "completed" || !strings.Contains(jsonText(rep), `"host":"gw-a"`) ||
+		!strings.Contains(jsonText(get(rep, "outcome.hosts")), "hosts/"+before["id"].(string)) {
+		t.Fatalf("cleanup: %v", rep)
+	}
+	kept := s.must(200, "GET", v1+"/list?host=gw-a", "viewer", nil)
+	if n := get(kept, "pagination.total").(float64); n == 0 || n >= had {
+		t.Fatalf("the cleanup left %v of gw-a's %v backups: %v", n, had, rep)
+	}
+	newest := kept["backups"].([]any)[0].(map[string]any)["id"].(string)
+	vr := s.must(200, "POST", v1+"/verify", "operator", map[string]any{"backup_id": newest, "verify_checksum": true, "verify_structure": true})
+	if pr := s.waitJob(t, vr["report_url"].(string)); pr["passed"] != true {
+		t.Fatalf("gw-a's kept backup after the cleanup: %v", pr)
+	}
+	after := s.must(200, "GET", v1+"/hosts/gw-a", "viewer", nil)
+	if get(after, "written_bytes").(float64) > get(before, "written_bytes").(float64) {
+		t.Fatalf("gw-a's written bytes grew in a cleanup: %v -> %v", get(before, "written_bytes"), get(after, "written_bytes"))
 	}
 }

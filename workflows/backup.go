@@ -426,8 +426,13 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		futures := map[string]workflow.Future{}
 		for _, loc := range req.Locations[1:] {
 			p.StorageStatus[loc] = "writing"
-			futures[loc] = workflow.ExecuteActivity(longActivity(ctx), a.Replicate,
-				activities.ReplicateInput{BackupID: plan.ID, From: primary, To: loc})
+			rctx, in := longActivity(ctx), activities.ReplicateInput{BackupID: plan.ID, From: primary, To: loc}
+			if req.HostQueue != "" {
+				// the host cannot read its backup: the server copies it,
+				// between the host's repositories
+				rctx, in.Dir = workflow.WithTaskQueue(rctx, workflow.GetInfo(ctx).TaskQueueName), req.HostDir
+			}
+			futures[loc] = workflow.ExecuteActivity(rctx, a.Replicate, in)
 		}
 		// in the order they finish, so each copy's end shows at once
 		sel := workflow.NewSelector(ctx)

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -350,6 +353,15 @@ type CleanupRequest struct {
 	// PerLocation, when set, names per location the backups to remove
 	// there (instead of BackupIDs everywhere).
 	PerLocation map[string][]string `json:"per_location,omitempty"`
+	// HostDirs names the backups of enrolled hosts, each with its host's
+	// repository in every location (hosts/<id>); the others are in the
+	// locations' own. Those repositories are collected by the server, as
+	// untrusted (their index files are the hosts' word).
+	HostDirs map[string]string `json:"host_dirs,omitempty"`
+	// CollectDirs: per location, enrolled hosts' repositories collected
+	// even when none of their backups goes (what an earlier cleanup
+	// condemned goes, and repack runs).
+	CollectDirs map[string][]string `json:"collect_dirs,omitempty"`
 }
 
 // CleanupOutcome reports per location (the cleanup report's outcome).
@@ -375,10 +387,10 @@ func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome,
 		rec.Error, rec.ErrorCode = errorOf(err)
 		var freed, toFree int64
 		if out != nil {
-			for _, g := range out.GC {
+			out.Each(func(g GCLocationOutcome) {
 				freed += g.Freed()
 				toFree += g.ToFree()
-			}
+			})
 		}
 		rec.Report = rawJSON(map[string]any{"cleanup_id": req.CleanupID, "dry_run": req.DryRun,
 			"space_freed_bytes": freed, "unreferenced_bytes": toFree,
@@ -386,10 +398,28 @@ func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome,
 			"status": rec.Status, "error": rec.Error})
 		if out != nil {
 			rec.Removed = out.Removed
+			if !req.DryRun {
+				rec.HostStored = hostStored(out)
+			}
 		}
 		awaitRecords(ctx, req.CatalogQueue, start, rec)
 	}
 	return out, err
+}
+
+// hostStored: per host repository collected, the pack bytes left in its
+// largest location.
+func hostStored(out *CleanupOutcome) map[string]int64 {
+	var m map[string]int64
+	for dir, locs := range out.Hosts {
+		for _, g := range locs {
+			if m == nil {
+				m = map[string]int64{}
+			}
+			m[dir] = max(m[dir], g.PackBytes)
+		}
+	}
+	return m
 }
 
 func cleanupSubtype(req CleanupRequest) string {
@@ -424,6 +454,7 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 			return nil, finish(ctx, p, StatusFailed, err)
 		}
 		req.BackupIDs, req.Decisions, req.PerLocation = plan.IDs, rawJSON(plan.Lines), plan.PerLocation
+		req.HostDirs, req.CollectDirs = plan.HostDirs, plan.CollectDirs
 		*reqOut = req
 		p.CurrentOperation = "cleaning"
 		p.show(ctx)
@@ -435,27 +466,81 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 		if req.PerLocation != nil {
 			ids = req.PerLocation[loc]
 		}
-		if !req.DryRun && len(ids) > 0 {
-			if err := workflow.ExecuteActivity(shortActivity(ctx), a.Forget, activities.ForgetInput{
-				Location: loc, BackupIDs: ids}).Get(ctx, nil); err != nil {
-				return nil, finish(ctx, p, StatusFailed, err)
-			}
-			out.Removed[loc] = ids
-		}
-		var gc GCLocationOutcome
-		in := activities.GCInput{Location: loc, DryRun: req.DryRun, SafetyWindow: safetyWindow(req)}
-		if req.DryRun {
-			in.Exclude = ids
-		}
-		err := workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
+		byDir := hostsBackups(ids, req.HostDirs)
+		gc, err := cleanRepository(ctx, req, loc, "", byDir[""])
 		if err != nil {
 			return nil, finish(ctx, p, StatusFailed, err)
 		}
 		out.GC[loc] = gc
+		if len(byDir[""]) > 0 && !req.DryRun {
+			out.Removed[loc] = byDir[""]
+		}
+		for _, dir := range hostDirsToClean(byDir, req.CollectDirs[loc]) {
+			gc, err := cleanRepository(ctx, req, loc, dir, byDir[dir])
+			if err != nil {
+				return nil, finish(ctx, p, StatusFailed, fmt.Errorf("%s in %s: %w", dir, loc, err))
+			}
+			if out.Hosts == nil {
+				out.Hosts = map[string]map[string]GCLocationOutcome{}
+			}
+			if out.Hosts[dir] == nil {
+				out.Hosts[dir] = map[string]GCLocationOutcome{}
+			}
+			out.Hosts[dir][loc] = gc
+			if len(byDir[dir]) > 0 && !req.DryRun {
+				out.Removed[loc] = append(out.Removed[loc], byDir[dir]...)
+			}
+		}
 		p.StorageStatus[loc] = "done"
 	}
 	_ = finish(ctx, p, StatusCompleted, nil)
 	return out, nil
+}
+
+// cleanRepository forgets ids (unless dry run) in one repository of loc,
+// then collects its garbage.
+func cleanRepository(ctx workflow.Context, req CleanupRequest, loc, dir string, ids []string) (GCLocationOutcome, error) {
+	var gc GCLocationOutcome
+	if !req.DryRun && len(ids) > 0 {
+		if err := workflow.ExecuteActivity(shortActivity(ctx), a.Forget, activities.ForgetInput{
+			Location: loc, BackupIDs: ids, Dir: dir}).Get(ctx, nil); err != nil {
+			return gc, err
+		}
+	}
+	in := activities.GCInput{Location: loc, DryRun: req.DryRun, SafetyWindow: safetyWindow(req), Dir: dir}
+	if req.DryRun {
+		in.Exclude = ids
+	}
+	err := workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
+	return gc, err
+}
+
+// hostsBackups groups backup ids by the repository they are in ("" the
+// location's own).
+func hostsBackups(ids []string, dirs map[string]string) map[string][]string {
+	out := map[string][]string{}
+	for _, id := range ids {
+		out[dirs[id]] = append(out[dirs[id]], id)
+	}
+	return out
+}
+
+// hostDirsToClean: the hosts' repositories with backups to remove, and
+// those to collect anyway, once each, in order.
+func hostDirsToClean(byDir map[string][]string, collect []string) []string {
+	var dirs []string
+	for d := range byDir {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range collect {
+		if _, ok := byDir[d]; !ok && d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	return slices.Compact(dirs)
 }
 
 func containsString(list []string, v string) bool {

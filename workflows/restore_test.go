@@ -157,3 +157,42 @@ func TestRestoreWorkflowDecidesTargetEmptinessOnce(t *testing.T) {
 		t.Fatalf("attempts saw TargetChecked %v", checked)
 	}
 }
+
+// An enrolled host's backups are forgotten in its own repository, which
+// is collected (untrusted) after the location's own; a host repository
+// named for collection is collected though none of its backups goes.
+func TestCleanupWorkflowCleansHostsRepositories(t *testing.T) {
+	env := newEnv(t)
+	var forgets []activities.ForgetInput
+	env.OnActivity(a.Forget, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ForgetInput) error {
+		forgets = append(forgets, in)
+		return nil
+	})
+	var gcs []activities.GCInput
+	env.OnActivity(a.GC, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GCInput) (*repository.GCResult, error) {
+		gcs = append(gcs, in)
+		return &repository.GCResult{Packs: 3, Deleted: 1, BytesFreed: 100, PackBytes: int64(1000 + len(gcs))}, nil
+	})
+	env.ExecuteWorkflow(CleanupWorkflow, CleanupRequest{JobID: "C2", Locations: []string{"local"},
+		BackupIDs: []string{"own-1", "gw-1", "gw-2"}, HostDirs: map[string]string{"gw-1": "hosts/h1", "gw-2": "hosts/h1"},
+		CollectDirs: map[string][]string{"local": {"hosts/h0", "hosts/h1"}}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var out CleanupOutcome
+	env.GetWorkflowResult(&out)
+	if len(forgets) != 2 || forgets[0].Dir != "" || strings.Join(forgets[0].BackupIDs, ",") != "own-1" ||
+		forgets[1].Dir != "hosts/h1" || strings.Join(forgets[1].BackupIDs, ",") != "gw-1,gw-2" {
+		t.Fatalf("forgets %+v", forgets)
+	}
+	if len(gcs) != 3 || gcs[0].Dir != "" || gcs[1].Dir != "hosts/h0" || gcs[2].Dir != "hosts/h1" {
+		t.Fatalf("collections %+v", gcs)
+	}
+	if strings.Join(out.Removed["local"], ",") != "own-1,gw-1,gw-2" || out.Hosts["hosts/h1"]["local"].BytesFreed != 100 ||
+		out.Hosts["hosts/h0"]["local"].PackBytes != 1002 || len(out.GC) != 1 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if st := hostStored(&out); st["hosts/h1"] != 1003 || st["hosts/h0"] != 1002 {
+		t.Fatalf("stored %v", st)
+	}
+}

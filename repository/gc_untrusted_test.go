@@ -1,0 +1,143 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"testing"
+	"time"
+
+	"backupd/storage"
+)
+
+// A host that writes its own repository (through the server) indexes a
+// blob of its past backup a second time, in a pack of garbage, and gets
+// the index to read it from there. A collection that trusted the index
+// deletes the real copy under the backup; an untrusted one reads the
+// other copy back first, finds it bad, and keeps the pack.
+func TestUntrustedGCKeepsThePackWhoseOtherCopyIsForged(t *testing.T) {
+	for _, untrusted := range []bool{true, false} {
+		ctx := context.Background()
+		r, be := newTestRepo(t)
+		data := randData(71, 6000)
+		x := r.BlobID(data)
+		// the forged copy: garbage under a pack name, indexed as x
+		var forged ID
+		crand.Read(forged[:])
+		junk := randData(72, 200)
+		if err := be.Put(ctx, packName(forged), bytes.NewReader(junk), int64(len(junk))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{{ID: forged, EphPublic: make([]byte, 32),
+			Blobs: []PackEntry{{Type: DataBlob, ID: x, Offset: 0, Length: 200, RawLength: 6000}}}}}, false); err != nil {
+			t.Fatal(err)
+		}
+		collector, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+		if err := collector.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// the real backup, written by a session that knew nothing of it
+		w, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+		saveBackup(t, w, "backup-a", data)
+		if err := collector.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if loc, _ := collector.Lookup(x); loc.Pack != forged {
+			t.Fatalf("setup: the index reads x from %s, not the forged pack", loc.Pack.Short())
+		}
+		real := map[ID]bool{}
+		for _, p := range collector.idx.Packs() {
+			for _, b := range p.Blobs {
+				if b.ID == x && p.ID != forged {
+					real[p.ID] = true
+				}
+			}
+		}
+		res, err := GC(ctx, collector, GCOptions{Untrusted: untrusted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := true
+		for p := range real {
+			if _, err := be.Stat(ctx, packName(p)); err != nil {
+				kept = false
+			}
+		}
+		if !untrusted {
+			// the attack, as it worked before: the real copy is gone
+			if kept || res.Deleted == 0 {
+				t.Fatalf("trusted collection: expected the real pack deleted (the attack this guards against): %+v", res)
+			}
+			continue
+		}
+		if !kept || res.Unconfirmed != 1 {
+			t.Fatalf("untrusted collection deleted the real copy: %+v", res)
+		}
+		// the backup still reads: its blob from the real copy
+		fresh, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+		fresh.LoadIndex(ctx)
+		got, err := fresh.LoadBlob(ctx, DataBlob, x)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("the backup's blob after collection: %v", err)
+		}
+		// and a later collection does not condemn it either
+		res, err = GC(ctx, collector, GCOptions{Untrusted: true})
+		if err != nil || res.Unconfirmed != 1 || res.Deleted != 0 {
+			t.Fatalf("second collection: %v %+v", err, res)
+		}
+		var n int
+		be.List(ctx, "data/", func(storage.ObjectInfo) error { n++; return nil })
+		if n < 2 {
+			t.Fatalf("packs left: %d", n)
+		}
+	}
+}
+
+// A repack's copies are this collection's own: the pack they came from
+// is condemned, and a later collection reads the copies back and deletes
+// it (an untrusted repository too).
+func TestUntrustedGCRepacksAndCollects(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	dead, live := randData(81, 50000), randData(82, 3000)
+	deadID, _, _ := r.SaveBlob(ctx, DataBlob, dead)
+	liveID, _, _ := r.SaveBlob(ctx, DataBlob, live)
+	for _, b := range []struct {
+		id      string
+		content []ID
+	}{{"backup-a", []ID{deadID, liveID}}, {"backup-b", []ID{liveID}}} {
+		tree, err := r.SaveTree(ctx, &Tree{Nodes: []*Node{{Name: "f", Type: NodeFile, Content: b.content}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SaveManifest(ctx, &Manifest{ID: b.id, Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.DeleteManifest(ctx, "backup-a"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { be.SetModTime(oi.Name, now.Add(-3*time.Hour)); return nil })
+	res, err := GC(ctx, r, GCOptions{Untrusted: true, Repack: &RepackOptions{}, SafetyWindow: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Repack == nil || res.Repack.NewPacks == 0 || res.Condemned == 0 {
+		t.Fatalf("first collection did not repack: %+v %+v", res, res.Repack)
+	}
+	res, err = GC(ctx, r, GCOptions{Untrusted: true, SafetyWindow: time.Hour, Now: now.Add(2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unconfirmed != 0 || res.Deleted == 0 {
+		t.Fatalf("second collection kept the repacked packs: %+v", res)
+	}
+	fresh, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+	if cr, err := Check(ctx, fresh, CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
+		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
