@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"backupd/models"
 	"backupd/repository"
+	"backupd/storage"
 )
 
 // RebuildResult says what a catalog rebuild found.
@@ -19,6 +21,12 @@ type RebuildResult struct {
 	Updated    int            `json:"updated"`
 	Locations  map[string]int `json:"locations"` // location -> manifests read
 	Unreadable []string       `json:"unreadable,omitempty"`
+	// Hosts: enrolled hosts' repositories read (hosts/<id> in each
+	// location), by host name; Recovered: the hosts the catalog had no
+	// row for, recorded again as revoked (enrol them anew, under another
+	// name, and restore their backups onto them).
+	Hosts     map[string]int `json:"hosts,omitempty"`
+	Recovered []string       `json:"recovered_hosts,omitempty"`
 }
 
 // RebuildCatalog recreates the catalog's backup rows from the manifests of
@@ -42,15 +50,53 @@ func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, lo
 			res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %v", loc, e))
 		}
 		res.Locations[loc] = len(ms)
-		for _, m := range ms {
-			if b := found[m.ID]; b != nil {
-				b.Locations = append(b.Locations, loc)
+		add := func(repo *repository.Repository, ms []*repository.Manifest, host string) {
+			for _, m := range ms {
+				if b := found[m.ID]; b != nil {
+					b.Locations = append(b.Locations, loc)
+					continue
+				}
+				b := backupRow(m, repo.KeyEntry())
+				if host != "" {
+					b.Host = host // the host's word names no other host
+				}
+				b.Locations = models.Strings{loc}
+				found[m.ID] = b
+				order = append(order, m.ID)
+			}
+		}
+		add(repo, ms, "")
+		// enrolled hosts' repositories, each under its own host
+		ids, err := hostRepos(ctx, repo)
+		if err != nil {
+			return nil, fmt.Errorf("location %s: listing hosts' repositories: %w", loc, err)
+		}
+		for _, id := range ids {
+			hrepo, err := stores.OpenIn(ctx, loc, HostRepoDir(id))
+			if err != nil {
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, HostRepoDir(id), err))
 				continue
 			}
-			b := backupRow(m, repo.KeyEntry())
-			b.Locations = models.Strings{loc}
-			found[m.ID] = b
-			order = append(order, m.ID)
+			hms, errs, err := hrepo.Manifests(ctx)
+			if err != nil {
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, HostRepoDir(id), err))
+				continue
+			}
+			for _, e := range errs {
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, HostRepoDir(id), e))
+			}
+			name, recovered, err := hostOfRepo(ctx, store, id, loc, hms, stores.cfg.Host)
+			if err != nil {
+				return nil, err
+			}
+			if recovered {
+				res.Recovered = append(res.Recovered, name)
+			}
+			if res.Hosts == nil {
+				res.Hosts = map[string]int{}
+			}
+			res.Hosts[name] += len(hms)
+			add(hrepo, hms, name)
 		}
 	}
 	sort.Strings(order)
@@ -70,6 +116,61 @@ func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, lo
 	}
 	res.Backups = len(order)
 	return res, nil
+}
+
+// hostRepos lists the enrolled hosts' repositories below a location's
+// own (hosts/<id>/config), by host id.
+func hostRepos(ctx context.Context, repo *repository.Repository) ([]string, error) {
+	var ids []string
+	err := repo.Backend().List(ctx, "hosts/", func(oi storage.ObjectInfo) error {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(oi.Name, "hosts/"), "/")
+		if ok && rest == "config" && models.IsHostID(id) {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	sort.Strings(ids)
+	return ids, err
+}
+
+// hostOfRepo is the name of the host whose repository hosts/<id> is: the
+// catalog's row, or, when the catalog has none (it was lost), a row made
+// again, revoked, named as its backups say when that name is free (else
+// recovered-<id>).
+func hostOfRepo(ctx context.Context, store *models.Store, id, loc string, ms []*repository.Manifest, own string) (string, bool, error) {
+	h, err := store.GetHost(ctx, id)
+	if err == nil {
+		if h.Labels["recovered"] != "" && h.Repos[loc] == "" {
+			// recovered from another location already: in this one too
+			repos := map[string]string{loc: "recovered"}
+			for l, k := range h.Repos {
+				repos[l] = k
+			}
+			if err := store.SetHostRepos(ctx, id, repos); err != nil {
+				return "", false, err
+			}
+		}
+		return h.Name, false, nil
+	}
+	if !errors.Is(err, models.ErrNotFound) {
+		return "", false, err
+	}
+	votes := map[string]int{}
+	for _, m := range ms {
+		votes[m.Host]++
+	}
+	name := ""
+	for n, c := range votes {
+		if c > votes[name] || c == votes[name] && n < name {
+			name = n
+		}
+	}
+	h = &models.Host{ID: id, Name: name, Status: models.HostRevoked, Repos: map[string]string{loc: "recovered"},
+		Labels: map[string]string{"recovered": "catalog-rebuild"}}
+	if err := store.RecoverHost(ctx, h, "recovered-"+strings.TrimPrefix(id, "host-"), own); err != nil {
+		return "", false, err
+	}
+	return h.Name, true, nil
 }
 
 // backupRow is what a manifest says about its backup.

@@ -14,6 +14,8 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"backupd/api"
 )
 
 // Host is one machine whose worker runs jobs on its own task queue
@@ -310,6 +312,36 @@ func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
 	var out []Host
 	err := s.DB.WithContext(ctx).Order("name").Find(&out).Error
 	return out, err
+}
+
+// IsHostID reports whether s is shaped like a host id.
+func IsHostID(s string) bool { return hostIDShape.MatchString(s) }
+
+var recoverableName = regexp.MustCompile(api.HostNamePattern)
+
+// RecoverHost records again, revoked, an enrolled host the catalog lost
+// (a catalog rebuilt from storage found its repository): under h.Name
+// when that is a valid host name no other host or the server has, else
+// under fallback (so too when it is one of reserved, the server's own).
+// Its worker's credential is gone with the old catalog: the machine is
+// enrolled anew, under another name.
+func (s *Store) RecoverHost(ctx context.Context, h *Host, fallback string, reserved ...string) error {
+	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&Host{}).Where("name = ?", h.Name).Count(&n).Error; err != nil {
+			return err
+		}
+		if slices.Contains(reserved, h.Name) || slices.Contains([]string{"enrolments", "enrol", "self"}, h.Name) {
+			n++
+		}
+		if n > 0 || !recoverableName.MatchString(h.Name) || hostIDShape.MatchString(h.Name) {
+			h.Name = fallback
+		}
+		h.Local, h.Status = false, HostRevoked
+		now := time.Now().UTC()
+		h.EnrolledAt, h.RevokedAt = now, &now
+		return s.wrote(tx.Create(h).Error)
+	})
 }
 
 // hostIDShape is what host ids look like; no host is named so.

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 
 	"backupd/activities"
 	"backupd/models"
@@ -44,6 +46,18 @@ func cmdCatalog(ctx context.Context, args []string) error {
 	fmt.Printf("catalog rebuilt from storage: %d backups (%d added, %d updated)\n", res.Backups, res.Added, res.Updated)
 	for _, loc := range cfg.LocationNames() {
 		fmt.Printf("  %-10s %d manifests\n", loc, res.Locations[loc])
+	}
+	hosts := make([]string, 0, len(res.Hosts))
+	for h := range res.Hosts {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		fmt.Printf("  host %-10s %d manifests (its repositories, hosts/<id>)\n", h, res.Hosts[h])
+	}
+	if len(res.Recovered) > 0 {
+		fmt.Printf("  hosts the catalog did not know, recorded again as revoked: %s\n", strings.Join(res.Recovered, ", "))
+		fmt.Println("  (their workers' credentials were in the old catalog: enrol those machines anew, under new names, and restore their backups onto them)")
 	}
 	for _, u := range res.Unreadable {
 		fmt.Println("  unreadable:", u)
