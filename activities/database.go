@@ -19,6 +19,8 @@ type DatabaseRestoreInput struct {
 	Database  string `json:"database"` // the connection's label in the configuration
 	Target    string `json:"target"`   // database name; empty: the original
 	Overwrite bool   `json:"overwrite"`
+	// Grant: on an enrolled host, the restore grant it reads under.
+	Grant string `json:"grant,omitempty"`
 }
 
 // DatabaseRestoreResult reports one database restore.
@@ -46,7 +48,7 @@ func (a *Activities) RestoreDatabase(ctx context.Context, in DatabaseRestoreInpu
 		return DatabaseRestoreResult{}, toTemporal(codes.New(codes.InvalidConfiguration,
 			"component %s has no database %q in the configuration of %s", in.Component, in.Database, a.Config.Host))
 	}
-	repo, m, err := a.openBackup(ctx, in.Location, "", in.BackupID)
+	repo, m, err := a.openBackup(ctx, in.Location, in.Grant, in.BackupID)
 	if err != nil {
 		return DatabaseRestoreResult{}, err
 	}

@@ -61,6 +61,16 @@ type HostComponent struct {
 	// Problems: what the host found wrong with it (a path that does not
 	// exist); its backups may fail or miss files.
 	Problems []string `json:"problems,omitempty" maxItems:"100"`
+	// Databases: the component's database connections, as the host's
+	// configuration names them (what a restore loads dumps into).
+	Databases []HostDatabase `json:"databases,omitempty" maxItems:"20"`
+}
+
+// HostDatabase is one database connection of a host's component.
+type HostDatabase struct {
+	Label    string `json:"label" required:"true" maxLength:"200" doc:"the connection's name in the host's configuration (its dump is <label>.dump)"`
+	Kind     string `json:"kind" required:"true" maxLength:"40" doc:"postgresql or mariadb"`
+	Database string `json:"database" required:"true" maxLength:"200" doc:"the database's name"`
 }
 
 // CentralComponent is a files component the server configures for an

@@ -165,6 +165,10 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 	locs := []api.BackupCopy{}
 	checksum, signature, keyID, keyVersion := "", "unverified", b.KeyID, b.KeyVersion
 	var sigTime *time.Time
+	dir, err := s.repoDirOf(r.Context(), b.Host)
+	if err != nil {
+		return err
+	}
 	for _, name := range b.Locations {
 		l := api.BackupCopy{LocationAddress: s.describeLocation(name), Type: name,
 			Size: humanSize(b.CompressedBytes), SizeBytes: b.CompressedBytes,
@@ -184,9 +188,14 @@ func (s *Server) getDetails(w http.ResponseWriter, r *http.Request) error {
 				keyID, keyVersion = key.ID, "v"+strconv.Itoa(key.Version)
 			}
 		}
-		l.Path = ptr(joinKey(deref(l.Path), "manifests/"+b.ID))
+		// an enrolled host's backups are in its repository, hosts/<id>
+		mf := "manifests/" + b.ID
+		if dir != "" {
+			mf = dir + "/" + mf
+		}
+		l.Path = ptr(joinKey(deref(l.Path), mf))
 		if l.S3Address != nil {
-			l.Key = joinKey(l.Key, "manifests/"+b.ID)
+			l.Key = joinKey(l.Key, mf)
 		}
 		locs = append(locs, l)
 	}

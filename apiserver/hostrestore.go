@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"backupd/jobs"
 	"backupd/models"
 	"backupd/repository"
+	"backupd/sources"
 	"backupd/workflows"
 )
 
@@ -54,23 +56,58 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 		req.TargetLocation = "original"
 	}
 	original := req.TargetLocation == "original"
-	switch {
-	case strings.HasPrefix(req.TargetLocation, "database:"):
-		return badRequest("target_location", "target_location: loading a dump into a database is not done for enrolled hosts yet; restore into a directory on %s (the dumps are written as files)", reader.Name)
-	case !original && (!filepath.IsAbs(req.TargetLocation) || strings.Contains("/"+req.TargetLocation+"/", "/../")):
-		return badRequest("target_location", "target_location: %q must be \"original\" or an absolute directory on host %s, without \"..\"", req.TargetLocation, reader.Name)
+	intoDB := strings.HasPrefix(req.TargetLocation, "database:")
+	if !original && !intoDB && (!filepath.IsAbs(req.TargetLocation) || strings.Contains("/"+req.TargetLocation+"/", "/../")) {
+		return badRequest("target_location", "target_location: %q must be \"original\", \"database:<name>\" or an absolute directory on host %s, without \"..\"", req.TargetLocation, reader.Name)
 	}
 	restored := restoredOf(comps, b.Components)
-	if original {
+	// databases: to the original (or another) database their dumps are
+	// loaded on the restoring host, through the connections its own
+	// configuration has (as it reports them); into a directory the dumps
+	// are written as files
+	var dbs []activities.DatabaseRestoreInput
+	fileComps := restored
+	if original || intoDB {
+		fileComps = nil
+		mine := map[string]models.HostComponent{}
+		for _, c := range reader.Components {
+			mine[c.Name] = c
+		}
 		kinds := map[string]string{}
 		for _, c := range source.Components {
 			kinds[c.Name] = c.Kind
 		}
 		for _, c := range restored {
-			if kinds[c] == "database" {
-				return badRequest("target_location", "target_location: component %s holds database dumps, which are not loaded on enrolled hosts yet; restore it into a directory on %s", c, reader.Name)
+			rc := mine[c]
+			for _, d := range rc.Databases {
+				dbs = append(dbs, activities.DatabaseRestoreInput{Component: c, Database: d.Label, Overwrite: req.Overwrite})
+			}
+			holdsDumps := strings.Contains(kinds[c], "postgresql") || strings.Contains(kinds[c], "mariadb")
+			if holdsDumps && len(rc.Databases) == 0 {
+				return badRequest("target_location", "target_location: component %s holds database dumps, and host %s reports no database connection for it (its worker's configuration names them; a worker older than this server does not report them): configure it there, or restore the component into a directory", c, reader.Name)
+			}
+			if len(rc.Paths) > 0 || len(rc.Databases) == 0 {
+				fileComps = append(fileComps, c)
 			}
 		}
+	}
+	if intoDB {
+		name := strings.TrimPrefix(req.TargetLocation, "database:")
+		if len(dbs) != 1 {
+			return badRequest("target_location", "target_location: %q restores one database, but the selection has %d on host %s (choose one component with one database)", req.TargetLocation, len(dbs), reader.Name)
+		}
+		if !sources.ValidDBName(name) {
+			return badRequest("target_location", "target_location: %q is not a database name (letters, digits, _ and $; at most 63)", name)
+		}
+		for _, c := range reader.Components {
+			for _, d := range c.Databases {
+				if c.Name == dbs[0].Component && d.Label == dbs[0].Database && d.Database == name {
+					return badRequest("target_location", "target_location: %q is the original database on host %s; use \"original\" (and a pre-restore snapshot)", name, reader.Name)
+				}
+			}
+		}
+		dbs[0].Target = name
+		fileComps = nil
 	}
 	loc := req.StorageLocation
 	if loc == "" {
@@ -82,8 +119,21 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 		return badRequest("storage_location", "storage_location: backup %s is not stored in %q (it is in %s)", b.ID, loc, strings.Join(b.Locations, ", "))
 	}
 	var warnings []string
-	if req.CreatePreRestoreSnapshot {
-		warnings = append(warnings, "no pre-restore snapshot: it is not taken on enrolled hosts yet")
+	// the snapshot: the components the restore overwrites, as the
+	// restoring host has them now, backed up there (into its own
+	// repository) before anything is written
+	var snapComps []string
+	if req.CreatePreRestoreSnapshot && original {
+		for _, c := range reader.Components {
+			if slices.Contains(restored, c.Name) {
+				snapComps = append(snapComps, c.Name)
+			}
+		}
+		if len(snapComps) == 0 {
+			warnings = append(warnings, sprintf("no pre-restore snapshot: host %s has none of the restored components (%s) configured to back up", reader.Name, strings.Join(restored, ", ")))
+		}
+	} else if req.CreatePreRestoreSnapshot {
+		warnings = append(warnings, "no pre-restore snapshot: the restore writes to "+req.TargetLocation+", not over the original paths")
 	}
 	if reader.ID != source.ID {
 		warnings = append(warnings, sprintf("host %s reads host %s's backup under a grant for this restore alone; the grant ends with it", reader.Name, source.Name),
@@ -97,14 +147,29 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 		return err
 	}
 	target := req.TargetLocation
-	if original {
-		target = ""
+	wcomps := comps
+	if original || intoDB {
+		target, wcomps = "", fileComps
+	}
+	for i := range dbs {
+		dbs[i].Grant = g.ID
 	}
 	wreq := workflows.RestoreRequest{
-		RestoreInput: activities.RestoreInput{BackupID: b.ID, Location: loc, Target: target, Components: comps, Paths: req.Paths,
-			Overwrite: req.Overwrite || original, Original: original, Mirror: req.Mirror, Grant: g.ID, Untrusted: reader.ID != source.ID},
+		RestoreInput: activities.RestoreInput{BackupID: b.ID, Location: loc, Target: target, Components: wcomps, Paths: req.Paths,
+			Overwrite: req.Overwrite || original, Original: original, SkipDumps: original, Mirror: req.Mirror, Grant: g.ID,
+			Untrusted: reader.ID != source.ID},
 		JobID: jobID, VerifyBefore: verifyBefore, VerifyAfter: req.VerifyAfterRestore, RestoreID: restoreID,
-		Subtype: req.RestoreType, CatalogQueue: s.catalogQueue()}
+		Subtype: req.RestoreType, CatalogQueue: s.catalogQueue(), Databases: dbs,
+		NoFiles: (original || intoDB) && len(fileComps) == 0}
+	if len(snapComps) > 0 {
+		loc0, err := s.hostSnapshotLocation(reader)
+		if err != nil {
+			s.endGrantQuietly(g.ID)
+			return err
+		}
+		wreq.PreRestoreSnapshot, wreq.SnapshotComponents, wreq.SnapshotLocation = true, snapComps, loc0
+		wreq.HostDir = hostRepoDir(reader)
+	}
 	var size int64
 	for _, c := range restored {
 		size += b.ComponentSizes[c]
@@ -142,6 +207,21 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 		Warnings:      warnings,
 	})
 	return nil
+}
+
+// hostSnapshotLocation: where a host's pre-restore snapshot goes: the
+// primary location when the host has its repository there, else the
+// first location where it has one.
+func (s *Server) hostSnapshotLocation(h *models.Host) (string, error) {
+	if h.Repos[s.Cfg.Primary] != "" {
+		return s.Cfg.Primary, nil
+	}
+	for _, l := range s.Cfg.LocationNames() {
+		if h.Repos[l] != "" {
+			return l, nil
+		}
+	}
+	return "", conflictPlain("host " + h.Name + " has no repository yet for its pre-restore snapshot: the server makes them when the host announces itself")
 }
 
 // grantRestore lets reader read source's repository in loc for one

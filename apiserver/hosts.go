@@ -203,7 +203,23 @@ func hostReport(hardwareID, os, version string, in []api.HostComponent) ([]model
 				return nil, err
 			}
 		}
-		out = append(out, models.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths, Source: c.Source, Problems: c.Problems})
+		if len(c.Databases) > 20 {
+			return nil, badRequest(fmt.Sprintf("components[%d].databases", i), "components[%d].databases: at most 20", i)
+		}
+		hc := models.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths, Source: c.Source, Problems: c.Problems}
+		for j, d := range c.Databases {
+			f := fmt.Sprintf("components[%d].databases[%d]", i, j)
+			if d.Label == "" || len(d.Kind) > 40 {
+				return nil, badRequest(f, "%s: a label and a kind (at most 40 characters)", f)
+			}
+			for _, v := range []string{d.Label, d.Database} {
+				if err := validText(f, v, 200); err != nil {
+					return nil, err
+				}
+			}
+			hc.Databases = append(hc.Databases, models.HostDatabase{Label: d.Label, Kind: d.Kind, Database: d.Database})
+		}
+		out = append(out, hc)
 	}
 	return out, nil
 }
@@ -400,7 +416,11 @@ func (s *Server) hostView(r *http.Request, h *models.Host, tot map[string]models
 		v.Labels = map[string]string{}
 	}
 	for _, c := range h.Components {
-		v.Components = append(v.Components, api.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths, Source: c.Source, Problems: c.Problems})
+		hc := api.HostComponent{Name: c.Name, Kind: c.Kind, Paths: c.Paths, Source: c.Source, Problems: c.Problems}
+		for _, d := range c.Databases {
+			hc.Databases = append(hc.Databases, api.HostDatabase{Label: d.Label, Kind: d.Kind, Database: d.Database})
+		}
+		v.Components = append(v.Components, hc)
 	}
 	switch {
 	case h.Status == models.HostRevoked:

@@ -526,7 +526,12 @@ func (c *Config) HostComponents() []api.HostComponent {
 	out := []api.HostComponent{}
 	for _, name := range c.ComponentNames() {
 		comp := c.Components[name]
-		out = append(out, api.HostComponent{Name: name, Kind: comp.Kind(), Paths: comp.Paths})
+		hc := api.HostComponent{Name: name, Kind: comp.Kind(), Paths: comp.Paths}
+		for _, d := range comp.Databases {
+			src := d.Source()
+			hc.Databases = append(hc.Databases, api.HostDatabase{Label: src.Label(), Kind: src.Kind, Database: src.DBName})
+		}
+		out = append(out, hc)
 	}
 	return out
 }

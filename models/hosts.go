@@ -82,6 +82,15 @@ type HostComponent struct {
 	Paths    []string `json:"paths,omitempty"`
 	Source   string   `json:"source,omitempty"`
 	Problems []string `json:"problems,omitempty"`
+	// Databases: the component's connections, as the host reported them.
+	Databases []HostDatabase `json:"databases,omitempty"`
+}
+
+// HostDatabase is one database connection of a host's component.
+type HostDatabase struct {
+	Label    string `json:"label"`
+	Kind     string `json:"kind"`
+	Database string `json:"database"`
 }
 
 // LastBackup is a component's newest good backup on a host.

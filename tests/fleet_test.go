@@ -39,6 +39,12 @@ type fleetHost struct {
 }
 
 func newFleetHost(t *testing.T, s *apiStack, name string) *fleetHost {
+	return newFleetHostWith(t, s, name, nil)
+}
+
+// newFleetHostWith is newFleetHost with mod applied to the host's
+// configuration.
+func newFleetHostWith(t *testing.T, s *apiStack, name string, mod func(*config.Config)) *fleetHost {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o755)
@@ -49,6 +55,9 @@ func newFleetHost(t *testing.T, s *apiStack, name string) *fleetHost {
 		Temporal:   config.Temporal{Address: "127.0.0.1:1", Namespace: "default"}, // unused: an enrolled host reaches Temporal through the server
 		Components: map[string]config.Component{"data": {Paths: []string{data}}},
 		Storage:    map[string]config.Location{"local": {URL: filepath.Join(dir, "backups")}}}
+	if mod != nil {
+		mod(&cfg)
+	}
 	b, _ := yaml.Marshal(&cfg)
 	p := filepath.Join(dir, "host.yaml")
 	os.WriteFile(p, b, 0o600)

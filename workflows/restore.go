@@ -37,6 +37,9 @@ type RestoreRequest struct {
 	PreRestoreSnapshot bool     `json:"pre_restore_snapshot,omitempty"`
 	SnapshotLocation   string   `json:"snapshot_location,omitempty"`
 	SnapshotComponents []string `json:"snapshot_components,omitempty"`
+	// HostDir: on an enrolled host, its own repository (hosts/<id>), where
+	// its pre-restore snapshot goes.
+	HostDir string `json:"host_dir,omitempty"`
 	// HostQueue and Host: an enrolled host restores (as BackupRequest's);
 	// RestoreInput.Grant is then the grant it reads the repository under,
 	// ended through the catalog when the restore is over.
@@ -169,6 +172,8 @@ func runRestore(ctx workflow.Context, req RestoreRequest, pp **Progress, start *
 			Name: "pre-restore snapshot for " + req.RestoreID, Type: "snapshot", Components: req.SnapshotComponents,
 			Locations: []string{req.SnapshotLocation}, Compression: "lz4", CreatedBy: "restore " + req.RestoreID,
 			Description: "what restore " + req.RestoreID + " of " + req.BackupID + " overwrites", CatalogQueue: req.CatalogQueue,
+			// on an enrolled host, the host backs up its own files
+			HostQueue: req.HostQueue, Host: req.Host, HostDir: req.HostDir,
 		}).Get(ctx, &so)
 		if err != nil {
 			// without its snapshot the restore would not be undoable: stop
