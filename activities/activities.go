@@ -364,6 +364,9 @@ type DiscardInput struct {
 	// no manifest is removed.
 	Host    string    `json:"host,omitempty"`
 	Started time.Time `json:"started,omitzero"`
+	// Dir: on the server, an enrolled host's repository (hosts/<id>): the
+	// host cannot read or remove a manifest it wrote.
+	Dir string `json:"dir,omitempty"`
 }
 
 // DiscardBackup removes what a cancelled backup left: its manifest, if it
@@ -372,7 +375,7 @@ type DiscardInput struct {
 func (a *Activities) DiscardBackup(ctx context.Context, in DiscardInput) error {
 	var errs []error
 	for _, loc := range in.Locations {
-		repo, err := a.Stores.Open(ctx, loc)
+		repo, err := a.Stores.OpenIn(ctx, loc, in.Dir)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -92,7 +92,7 @@ func (c *Catalog) ResolveHosts(ctx context.Context, q HostQuery) ([]HostTarget, 
 		}
 	}
 	for _, h := range hosts {
-		t := HostTarget{Name: h.Name, Queue: HostQueue(h.Name), Dir: "hosts/" + h.ID}
+		t := HostTarget{Name: h.Name, Queue: HostQueue(h.Name), Dir: HostRepoDir(h.ID)}
 		has := map[string]bool{}
 		for _, hc := range h.Components {
 			has[hc.Name] = true

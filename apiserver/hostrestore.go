@@ -275,7 +275,7 @@ func (s *Server) RevokeGrant(ctx context.Context, id string) error {
 	if err := s.Store.EndGrant(ctx, id); err != nil {
 		return err
 	}
-	repo, err := s.Stores.OpenIn(ctx, g.Location, "hosts/"+g.Source)
+	repo, err := s.Stores.OpenIn(ctx, g.Location, activities.HostRepoDir(g.Source))
 	if err != nil {
 		return s.Store.ReopenGrantKey(ctx, id, err) // the sweep removes it later
 	}

@@ -129,7 +129,7 @@ func (s *Server) hostBackend(r *http.Request) (*hostRepoView, error) {
 		if err != nil || g.Reader != h.ID || g.Location != loc || !g.Live(time.Now()) {
 			return nil, forbiddenObject("restore grant %s does not let host %s read location %s: it is another host's or location's, or its restore is over (grants end with their restore)", gid, h.Name, loc)
 		}
-		v.grant, v.key, dir = g, g.KeyEntry, "hosts/"+g.Source
+		v.grant, v.key, dir = g, g.KeyEntry, activities.HostRepoDir(g.Source)
 	} else if v.key == "" {
 		return nil, &apiError{Status: http.StatusConflict, Code: "CONFLICT",
 			Message: sprintf("host %s has no repository in location %s yet: the server makes it when the host announces itself and the location answers", h.Name, loc)}

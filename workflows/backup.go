@@ -344,7 +344,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 				p.CurrentOperation = "paused"
 				p.show(ctx)
 				if err := workflow.Await(ctx, func() bool { return !paused }); err != nil {
-					return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+					return nil, cancelled(ctx, p, discardOf(plan, req))
 				}
 			}
 			p.CurrentOperation = "backing_up"
@@ -355,7 +355,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 				Plan: *plan, Component: name, Location: primary}).Get(actx, &cm)
 			cancelCurrent = nil
 			if ctx.Err() != nil {
-				return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+				return nil, cancelled(ctx, p, discardOf(plan, req))
 			}
 			var ce *temporal.CanceledError
 			if err != nil && pausedRun && errors.As(err, &ce) {
@@ -398,7 +398,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		return err
 	}
 	if err := waitIfPaused(); err != nil {
-		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+		return nil, cancelled(ctx, p, discardOf(plan, req))
 	}
 	p.CurrentOperation = "finalizing"
 	p.show(ctx)
@@ -406,7 +406,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 	err = workflow.ExecuteActivity(shortActivity(ctx), a.CommitBackup, activities.CommitInput{
 		Plan: *plan, Components: comps, Location: primary}).Get(ctx, &sum)
 	if ctx.Err() != nil {
-		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+		return nil, cancelled(ctx, p, discardOf(plan, req))
 	}
 	if err != nil {
 		p.StorageStatus[primary] = "failed"
@@ -418,7 +418,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 
 	// copies, in parallel
 	if err := waitIfPaused(); err != nil {
-		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+		return nil, cancelled(ctx, p, discardOf(plan, req))
 	}
 	if len(req.Locations) > 1 {
 		p.CurrentOperation = "replicating"
@@ -462,13 +462,13 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		for range req.Locations[1:] {
 			sel.Select(ctx)
 			if cancelledErr != nil {
-				return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+				return nil, cancelled(ctx, p, discardOf(plan, req))
 			}
 		}
 	}
 	p.Percentage = 99
 	if err := waitIfPaused(); err != nil {
-		return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+		return nil, cancelled(ctx, p, discardOf(plan, req))
 	}
 	if req.Verify {
 		p.CurrentOperation = "verifying"
@@ -482,7 +482,7 @@ func (r *backupRun) run(ctx workflow.Context) (*BackupOutcome, error) {
 		}
 		err := workflow.ExecuteActivity(vctx, a.Verify, vin).Get(ctx, &rep)
 		if ctx.Err() != nil {
-			return nil, cancelled(ctx, p, discardOf(plan, req.Locations))
+			return nil, cancelled(ctx, p, discardOf(plan, req))
 		}
 		if err != nil {
 			p.fail("verify: %s", errText(err))
@@ -527,15 +527,24 @@ func finish(ctx workflow.Context, p *Progress, status string, err error) error {
 
 // discardOf names what a cancelled backup may have written: the plan's
 // manifest, identified by its host and start.
-func discardOf(plan *backup.Plan, locations []string) activities.DiscardInput {
-	return activities.DiscardInput{BackupID: plan.ID, Locations: locations, Host: plan.Host, Started: plan.Started}
+func discardOf(plan *backup.Plan, req BackupRequest) activities.DiscardInput {
+	in := activities.DiscardInput{BackupID: plan.ID, Locations: req.Locations, Host: plan.Host, Started: plan.Started}
+	if req.HostQueue != "" {
+		in.Dir = req.HostDir
+	}
+	return in
 }
 
 // cancelled cleans up after a cancelled backup on a disconnected context
 // (the job's own context is done) and ends the workflow as cancelled.
 func cancelled(ctx workflow.Context, p *Progress, discard activities.DiscardInput) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	_ = workflow.ExecuteActivity(shortActivity(dctx), a.DiscardBackup, discard).Get(dctx, nil)
+	actx := shortActivity(dctx)
+	if discard.Dir != "" {
+		// an enrolled host's: the server removes it, in the host's repository
+		actx = workflow.WithTaskQueue(actx, workflow.GetInfo(ctx).TaskQueueName)
+	}
+	_ = workflow.ExecuteActivity(actx, a.DiscardBackup, discard).Get(dctx, nil)
 	now := workflow.Now(dctx)
 	p.Status, p.Finished, p.CurrentOperation = StatusCancelled, &now, StatusCancelled
 	p.settle(StatusCancelled)

@@ -351,6 +351,30 @@ func TestHostJobsActivitiesRunOnTheHostsQueue(t *testing.T) {
 			t.Errorf("%s ran on %q, not the host's queue: %v", n, queues[n], queues)
 		}
 	}
+	// cancelled: the server removes what the host wrote, in the host's
+	// repository (the host cannot read or delete a manifest)
+	env = newEnv(t)
+	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PrepareInput) (*backup.Plan, error) {
+		p := plan()
+		p.ID, p.Host = in.BackupID, "gw-a"
+		return p, nil
+	})
+	env.OnActivity(a.BackupComponent, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ComponentInput) (repository.ComponentManifest, error) {
+		env.CancelWorkflow()
+		return repository.ComponentManifest{}, uploadUntilCancelled(ctx)
+	})
+	var discarded activities.DiscardInput
+	env.OnActivity(a.DiscardBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.DiscardInput) error {
+		on("discard")(ctx)
+		discarded = in
+		return nil
+	})
+	rc := r
+	rc.HostDir = "hosts/host-0123456789ab"
+	env.ExecuteWorkflow(BackupWorkflow, rc)
+	if queues["discard"] == "backup@gw-a" || discarded.Dir != rc.HostDir || discarded.Host != "gw-a" {
+		t.Fatalf("a cancelled host backup's discard ran on %q with %+v", queues["discard"], discarded)
+	}
 	// a plan for another backup or host is refused
 	env = newEnv(t)
 	env.OnActivity(a.PrepareBackup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PrepareInput) (*backup.Plan, error) {
