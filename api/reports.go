@@ -191,6 +191,8 @@ type RepairItem struct {
 	BackupID string   `json:"backup_id" required:"true"`
 	Sources  []string `json:"sources" required:"true"`
 	Missing  []string `json:"missing" required:"true"`
+	// Repository: an enrolled host's backup is in its repository there.
+	Repository string `json:"repository,omitempty" doc:"an enrolled host's backup: its repository in each location (hosts/<host id>)"`
 }
 
 // RepairOutcome says what was copied where, and what could not be.

@@ -145,7 +145,11 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 		src := append([]string(nil), b.Locations...)
 		// read from the primary first (the fastest), then the others
 		sort.SliceStable(src, func(a, c int) bool { return src[a] == s.Cfg.Primary && src[c] != s.Cfg.Primary })
-		items = append(items, workflows.RepairItem{BackupID: id, Sources: src, Missing: f.Missing})
+		dir, err := s.repoDirOf(r.Context(), b.Host)
+		if err != nil {
+			return err
+		}
+		items = append(items, workflows.RepairItem{BackupID: id, Sources: src, Missing: f.Missing, Repository: dir})
 	}
 	resp := api.RepairPlan{BackupsShort: len(short), BackupsToRepair: len(items), Plan: items}
 	if items == nil {

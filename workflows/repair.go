@@ -41,7 +41,7 @@ func RepairWorkflow(ctx workflow.Context, req RepairRequest) (*RepairOutcome, er
 			var lastErr error
 			for _, from := range it.Sources {
 				lastErr = workflow.ExecuteActivity(longActivity(ctx), a.Replicate,
-					activities.ReplicateInput{BackupID: it.BackupID, From: from, To: to}).Get(ctx, nil)
+					activities.ReplicateInput{BackupID: it.BackupID, From: from, To: to, Dir: it.Repository}).Get(ctx, nil)
 				if lastErr == nil || ctx.Err() != nil {
 					break
 				}
