@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,12 +37,49 @@ type RebuildResult struct {
 func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, locations []string) (*RebuildResult, error) {
 	res := &RebuildResult{Locations: map[string]int{}}
 	found := map[string]*models.Backup{}
+	from := map[string]string{} // backup id -> the repository it was found in ("" a location's own)
+	conflict := map[string]bool{}
 	var order []string
+	add := func(loc, dir string, repo *repository.Repository, ms []*repository.Manifest, host string) {
+		for _, m := range ms {
+			if conflict[m.ID] {
+				continue
+			}
+			if b := found[m.ID]; b != nil {
+				if from[m.ID] == dir {
+					b.Locations = append(b.Locations, loc)
+					continue
+				}
+				// the same id in another repository: a host's manifest
+				// never takes the server's backup or another host's
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: backup %s is also in %s; not filed from here (a host's repository cannot claim another's backup)",
+					loc, dir, m.ID, orLocal(from[m.ID])))
+				if from[m.ID] != "" {
+					// between two hosts neither is believed
+					conflict[m.ID] = true
+					delete(found, m.ID)
+				}
+				continue
+			}
+			b := backupRow(m, repo.KeyEntry())
+			if host != "" {
+				b.Host = host // the host's word names no other host
+			}
+			b.Locations = models.Strings{loc}
+			found[m.ID], from[m.ID] = b, dir
+			order = append(order, m.ID)
+		}
+	}
+	// the locations' own repositories first: the server's backups, and
+	// the names its hosts have had (no lost host is recorded under one)
+	own := []string{stores.cfg.Host}
+	repos := map[string]*repository.Repository{}
 	for _, loc := range locations {
 		repo, err := stores.Open(ctx, loc)
 		if err != nil {
 			return nil, fmt.Errorf("location %s: %w", loc, err)
 		}
+		repos[loc] = repo
 		ms, errs, err := repo.Manifests(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("location %s: %w", loc, err)
@@ -50,42 +88,35 @@ func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, lo
 			res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %v", loc, e))
 		}
 		res.Locations[loc] = len(ms)
-		add := func(repo *repository.Repository, ms []*repository.Manifest, host string) {
-			for _, m := range ms {
-				if b := found[m.ID]; b != nil {
-					b.Locations = append(b.Locations, loc)
-					continue
-				}
-				b := backupRow(m, repo.KeyEntry())
-				if host != "" {
-					b.Host = host // the host's word names no other host
-				}
-				b.Locations = models.Strings{loc}
-				found[m.ID] = b
-				order = append(order, m.ID)
+		add(loc, "", repo, ms, "")
+		for _, m := range ms {
+			if m.Host != "" && !slices.Contains(own, m.Host) {
+				own = append(own, m.Host)
 			}
 		}
-		add(repo, ms, "")
-		// enrolled hosts' repositories, each under its own host
-		ids, err := hostRepos(ctx, repo)
+	}
+	// then enrolled hosts' repositories, each under its own host
+	for _, loc := range locations {
+		ids, err := hostRepos(ctx, repos[loc])
 		if err != nil {
 			return nil, fmt.Errorf("location %s: listing hosts' repositories: %w", loc, err)
 		}
 		for _, id := range ids {
-			hrepo, err := stores.OpenIn(ctx, loc, HostRepoDir(id))
+			dir := HostRepoDir(id)
+			hrepo, err := stores.OpenIn(ctx, loc, dir)
 			if err != nil {
-				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, HostRepoDir(id), err))
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, dir, err))
 				continue
 			}
 			hms, errs, err := hrepo.Manifests(ctx)
 			if err != nil {
-				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, HostRepoDir(id), err))
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, dir, err))
 				continue
 			}
 			for _, e := range errs {
-				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, HostRepoDir(id), e))
+				res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s/%s: %v", loc, dir, e))
 			}
-			name, recovered, err := hostOfRepo(ctx, store, id, loc, hms, stores.cfg.Host)
+			name, recovered, err := hostOfRepo(ctx, store, id, loc, hms, own)
 			if err != nil {
 				return nil, err
 			}
@@ -96,9 +127,16 @@ func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, lo
 				res.Hosts = map[string]int{}
 			}
 			res.Hosts[name] += len(hms)
-			add(hrepo, hms, name)
+			add(loc, dir, hrepo, hms, name)
 		}
 	}
+	kept := order[:0]
+	for _, id := range order {
+		if found[id] != nil {
+			kept = append(kept, id)
+		}
+	}
+	order = kept
 	sort.Strings(order)
 	for _, id := range order {
 		b := found[id]
@@ -116,6 +154,13 @@ func RebuildCatalog(ctx context.Context, store *models.Store, stores *Stores, lo
 	}
 	res.Backups = len(order)
 	return res, nil
+}
+
+func orLocal(dir string) string {
+	if dir == "" {
+		return "the location's own repository"
+	}
+	return dir
 }
 
 // hostRepos lists the enrolled hosts' repositories below a location's
@@ -137,7 +182,7 @@ func hostRepos(ctx context.Context, repo *repository.Repository) ([]string, erro
 // catalog's row, or, when the catalog has none (it was lost), a row made
 // again, revoked, named as its backups say when that name is free (else
 // recovered-<id>).
-func hostOfRepo(ctx context.Context, store *models.Store, id, loc string, ms []*repository.Manifest, own string) (string, bool, error) {
+func hostOfRepo(ctx context.Context, store *models.Store, id, loc string, ms []*repository.Manifest, own []string) (string, bool, error) {
 	h, err := store.GetHost(ctx, id)
 	if err == nil {
 		if h.Labels["recovered"] != "" && h.Repos[loc] == "" {
@@ -167,7 +212,7 @@ func hostOfRepo(ctx context.Context, store *models.Store, id, loc string, ms []*
 	}
 	h = &models.Host{ID: id, Name: name, Status: models.HostRevoked, Repos: map[string]string{loc: "recovered"},
 		Labels: map[string]string{"recovered": "catalog-rebuild"}}
-	if err := store.RecoverHost(ctx, h, "recovered-"+strings.TrimPrefix(id, "host-"), own); err != nil {
+	if err := store.RecoverHost(ctx, h, "recovered-"+strings.TrimPrefix(id, "host-"), own...); err != nil {
 		return "", false, err
 	}
 	return h.Name, true, nil

@@ -56,6 +56,10 @@ func TestRebuildCatalogReadsHostsRepositories(t *testing.T) {
 	write("hosts/"+known, "backup-known", "gw-known")
 	write("hosts/"+lost, "backup-lost", "gw-lost")
 	write("hosts/"+liar, "backup-liar", "server-1")
+	// ids that are another repository's: the server's, and one two hosts claim
+	write("hosts/"+liar, "backup-own", "server-1")
+	write("hosts/"+liar, "backup-twice", "x")
+	write("hosts/"+lost, "backup-twice", "x")
 	store := modelstest.Open(t, "sqlite")
 	if err := store.DB.Create(&models.Host{ID: known, Name: "gw-known", Status: models.HostActive, Repos: map[string]string{"local": "k"}}).Error; err != nil {
 		t.Fatal(err)
@@ -66,7 +70,7 @@ func TestRebuildCatalogReadsHostsRepositories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Backups != 4 || len(res.Recovered) != 2 || res.Hosts["gw-known"] != 1 || res.Hosts["gw-lost"] != 1 {
+	if res.Backups != 4 || len(res.Recovered) != 2 || res.Hosts["gw-known"] != 1 || res.Hosts["gw-lost"] != 2 || len(res.Unreadable) != 2 {
 		t.Fatalf("rebuild: %+v", res)
 	}
 	hostOf := func(id string) string {
@@ -75,6 +79,9 @@ func TestRebuildCatalogReadsHostsRepositories(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b.Host
+	}
+	if _, err := store.GetBackup(ctx, "backup-twice"); err == nil {
+		t.Fatal("a backup id two hosts' repositories claim was filed")
 	}
 	if hostOf("backup-own") != "server-1" || hostOf("backup-known") != "gw-known" || hostOf("backup-lost") != "gw-lost" {
 		t.Fatalf("hosts: %s %s %s", hostOf("backup-own"), hostOf("backup-known"), hostOf("backup-lost"))

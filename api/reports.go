@@ -134,6 +134,11 @@ type GCLocationOutcome struct {
 	// Unconfirmed: an enrolled host's packs kept because the other copy
 	// of a blob they hold did not read back whole.
 	Unconfirmed int `json:"unconfirmed,omitempty" doc:"packs kept because the other copy of a blob they hold did not read back whole (enrolled hosts' repositories)"`
+	// Error: why an enrolled host's repository was not collected (the
+	// cleanup went on with the others).
+	Error string `json:"error,omitempty" doc:"why an enrolled host's repository could not be cleaned; the cleanup went on with the others"`
+	// Forgot: its backups were removed (the report's removed lists them).
+	Forgot bool `json:"-"`
 }
 
 // Freed is what the collection freed in storage now: the packs it deleted

@@ -454,7 +454,9 @@ func (r *Repository) unconfirmedCopies(ctx context.Context, toDelete []ID, packs
 			loc, ok := r.idx.lookup(b.ID)
 			_, there := stored[loc.Pack]
 			switch {
-			case !ok || loc.Pack == p.ID || gone[loc.Pack] || !there:
+			case !ok || loc.Pack == p.ID || gone[loc.Pack] || !there || loc.Type != b.Type:
+				// (a copy of another type is not this blob: a tree's
+				// bytes indexed as data would not restore)
 				bad[p.ID] = true
 			case fresh[loc.Pack]:
 			default:

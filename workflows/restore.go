@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -481,9 +480,11 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 			out.Removed[loc] = byDir[""]
 		}
 		for _, dir := range hostDirsToClean(byDir, req.CollectDirs[loc]) {
+			// a host's repository that fails (it is the host's word, and
+			// may be broken on purpose) is reported, and the others go on
 			gc, err := cleanRepository(ctx, req, loc, dir, byDir[dir])
-			if err != nil {
-				return nil, finish(ctx, p, StatusFailed, fmt.Errorf("%s in %s: %w", dir, loc, err))
+			if ctx.Err() != nil {
+				return nil, finish(ctx, p, StatusFailed, err)
 			}
 			if out.Hosts == nil {
 				out.Hosts = map[string]map[string]GCLocationOutcome{}
@@ -491,14 +492,22 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 			if out.Hosts[dir] == nil {
 				out.Hosts[dir] = map[string]GCLocationOutcome{}
 			}
+			if err != nil {
+				gc.Error = errText(err)
+				p.fail("%s in %s: %s", dir, loc, gc.Error)
+			}
 			out.Hosts[dir][loc] = gc
-			if len(byDir[dir]) > 0 && !req.DryRun {
+			if gc.Forgot && !req.DryRun {
 				out.Removed[loc] = append(out.Removed[loc], byDir[dir]...)
 			}
 		}
 		p.StorageStatus[loc] = "done"
 	}
-	_ = finish(ctx, p, StatusCompleted, nil)
+	status := StatusCompleted
+	if p.Errors > 0 {
+		status = StatusPartial
+	}
+	_ = finish(ctx, p, status, nil)
 	return out, nil
 }
 
@@ -517,6 +526,9 @@ func cleanRepository(ctx workflow.Context, req CleanupRequest, loc, dir string, 
 		in.Exclude = ids
 	}
 	err := workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
+	// the backups are gone from the repository once forgotten, whether or
+	// not its collection then worked
+	gc.Forgot = !req.DryRun && len(ids) > 0
 	return gc, err
 }
 

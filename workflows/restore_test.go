@@ -171,11 +171,14 @@ func TestCleanupWorkflowCleansHostsRepositories(t *testing.T) {
 	var gcs []activities.GCInput
 	env.OnActivity(a.GC, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GCInput) (*repository.GCResult, error) {
 		gcs = append(gcs, in)
+		if in.Dir == "hosts/hbad" {
+			return nil, temporal.NewNonRetryableApplicationError("index file 1234: corrupt", string(codes.CorruptionDetected), nil)
+		}
 		return &repository.GCResult{Packs: 3, Deleted: 1, BytesFreed: 100, PackBytes: int64(1000 + len(gcs))}, nil
 	})
 	env.ExecuteWorkflow(CleanupWorkflow, CleanupRequest{JobID: "C2", Locations: []string{"local"},
 		BackupIDs: []string{"own-1", "gw-1", "gw-2"}, HostDirs: map[string]string{"gw-1": "hosts/h1", "gw-2": "hosts/h1"},
-		CollectDirs: map[string][]string{"local": {"hosts/h0", "hosts/h1"}}})
+		CollectDirs: map[string][]string{"local": {"hosts/h0", "hosts/h1", "hosts/hbad"}}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +188,18 @@ func TestCleanupWorkflowCleansHostsRepositories(t *testing.T) {
 		forgets[1].Dir != "hosts/h1" || strings.Join(forgets[1].BackupIDs, ",") != "gw-1,gw-2" {
 		t.Fatalf("forgets %+v", forgets)
 	}
-	if len(gcs) != 3 || gcs[0].Dir != "" || gcs[1].Dir != "hosts/h0" || gcs[2].Dir != "hosts/h1" {
+	if len(gcs) != 4 || gcs[0].Dir != "" || gcs[1].Dir != "hosts/h0" || gcs[2].Dir != "hosts/h1" || gcs[3].Dir != "hosts/hbad" {
 		t.Fatalf("collections %+v", gcs)
+	}
+	// one host's broken repository is reported; the others were cleaned
+	if e := out.Hosts["hosts/hbad"]["local"].Error; !strings.Contains(e, "corrupt") {
+		t.Fatalf("the failing host repository: %+v", out.Hosts["hosts/hbad"])
+	}
+	v, _ := env.QueryWorkflow(QueryProgress)
+	var p Progress
+	v.Get(&p)
+	if p.Status != StatusPartial || p.Errors != 1 {
+		t.Fatalf("status %s, %d errors", p.Status, p.Errors)
 	}
 	if strings.Join(out.Removed["local"], ",") != "own-1,gw-1,gw-2" || out.Hosts["hosts/h1"]["local"].BytesFreed != 100 ||
 		out.Hosts["hosts/h0"]["local"].PackBytes != 1002 || len(out.GC) != 1 {
