@@ -712,6 +712,19 @@ func (a *Activities) GC(ctx context.Context, in GCInput) (*repository.GCResult, 
 	defer hb.close()
 	res, err := repository.GC(ctx, repo, repository.GCOptions{DryRun: in.DryRun, SafetyWindow: in.SafetyWindow, Exclude: in.Exclude,
 		Repack: a.Config.RepackOptions(), Untrusted: in.Dir != ""})
+	if err == nil && in.Dir != "" && !in.DryRun {
+		// what the host's repository holds now, for its quota
+		res.RepositoryBytes = res.PackBytes
+		for _, p := range []string{"index/", "manifests/", "manifest-sets/", "tombstones/"} {
+			err = repo.Backend().List(ctx, p, func(oi storage.ObjectInfo) error {
+				res.RepositoryBytes += oi.Size
+				return nil
+			})
+			if err != nil {
+				break
+			}
+		}
+	}
 	return res, toTemporal(err)
 }
 

@@ -152,9 +152,10 @@ type JobRecord struct {
 	// Removed lists, per location, the backups a cleanup removed.
 	Removed map[string][]string `json:"removed,omitempty"`
 	// HostStored: after a cleanup collected enrolled hosts' repositories,
-	// the pack bytes left in each (by host repository, hosts/<id>, the
-	// largest over the locations): a host's written bytes come down to it.
-	HostStored map[string]int64 `json:"host_stored,omitempty"`
+	// what each holds (by host repository, hosts/<id>, then location): a
+	// host's written bytes come down to the largest, when every location
+	// it has a repository in was collected.
+	HostStored map[string]map[string]int64 `json:"host_stored,omitempty"`
 	// Added lists, per backup, the locations a repair copied it to.
 	Added map[string][]string `json:"added,omitempty"`
 }
@@ -272,11 +273,9 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			}
 		}
 	}
-	for dir, n := range rec.HostStored {
-		if id, ok := strings.CutPrefix(dir, "hosts/"); ok {
-			if err := s.LowerHostWritten(ctx, id, n); err != nil {
-				return err
-			}
+	for dir, locs := range rec.HostStored {
+		if err := c.lowerWritten(ctx, dir, locs); err != nil {
+			return err
 		}
 	}
 	if len(rec.Report) > 0 && rec.RefID != "" {
@@ -305,6 +304,38 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 		c.OnRecord(rec)
 	}
 	return nil
+}
+
+// lowerWritten brings a host's written bytes down to what a cleanup
+// measured its repositories to hold: the largest of them (the server's
+// copies are not the host's writing), and only when every location the
+// host has a repository in was measured (a partial view would forgive
+// what the others hold). What the host wrote between the measurement and
+// now is counted again at the next cleanup.
+func (c *Catalog) lowerWritten(ctx context.Context, dir string, locs map[string]int64) error {
+	id, ok := strings.CutPrefix(dir, "hosts/")
+	if !ok {
+		return nil
+	}
+	h, err := c.Store.GetHost(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var most int64
+	for loc := range h.Repos {
+		n, measured := locs[loc]
+		if !measured {
+			return nil
+		}
+		most = max(most, n)
+	}
+	if len(h.Repos) == 0 {
+		return nil
+	}
+	return c.Store.LowerHostWritten(ctx, h.ID, most)
 }
 
 // removeLocation drops loc from a backup's locations; a backup left in

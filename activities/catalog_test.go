@@ -173,3 +173,40 @@ func TestPlanCleanupCoversEnrolledHosts(t *testing.T) {
 		t.Fatalf("collect %v, want local: %v", out.CollectDirs, want)
 	}
 }
+
+// A cleanup brings a host's written bytes down to what its repositories
+// hold, only once every location it has one in was measured.
+func TestRecordJobLowersHostWrittenOnlyWithEveryLocation(t *testing.T) {
+	ctx := context.Background()
+	store := modelstest.Open(t, "sqlite")
+	h := &models.Host{ID: models.NewHostID(), Name: "gw-q", Status: models.HostActive, Repos: map[string]string{"local": "k1", "cloud": "k2"}, WrittenBytes: 5000}
+	if err := store.DB.Create(h).Error; err != nil {
+		t.Fatal(err)
+	}
+	c := &Catalog{Store: store}
+	written := func() int64 {
+		got, err := store.GetHost(ctx, h.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.WrittenBytes
+	}
+	rec := func(locs map[string]int64) {
+		if err := c.RecordJob(ctx, JobRecord{JobID: "CLEANUP-JOB-1", Type: "cleanup", Status: "completed",
+			HostStored: map[string]map[string]int64{HostRepoDir(h.ID): locs}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec(map[string]int64{"local": 100})
+	if w := written(); w != 5000 {
+		t.Fatalf("lowered from one location of two: %d", w)
+	}
+	rec(map[string]int64{"local": 100, "cloud": 300})
+	if w := written(); w != 300 {
+		t.Fatalf("written %d, want the largest location's 300", w)
+	}
+	rec(map[string]int64{"local": 900, "cloud": 900})
+	if w := written(); w != 300 {
+		t.Fatalf("a measurement raised written bytes: %d", w)
+	}
+}

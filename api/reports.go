@@ -131,6 +131,8 @@ type GCLocationOutcome struct {
 	Repack *RepackOutcome `json:"repack" required:"true" nullable:"true" doc:"rewriting of partly used packs; null when repacking is disabled"`
 	// PackBytes: the packs' size after the collection.
 	PackBytes int64 `json:"pack_bytes,omitempty" doc:"the size of the packs left in the repository"`
+	// RepositoryBytes: an enrolled host's repository's size after it.
+	RepositoryBytes int64 `json:"repository_bytes,omitempty" doc:"an enrolled host's repository there after the collection: packs, index, manifests"`
 	// Unconfirmed: an enrolled host's packs kept because the other copy
 	// of a blob they hold did not read back whole.
 	Unconfirmed int `json:"unconfirmed,omitempty" doc:"packs kept because the other copy of a blob they hold did not read back whole (enrolled hosts' repositories)"`

@@ -84,6 +84,9 @@ type GCResult struct {
 	// PackBytes: the size of the packs left stored (what was listed,
 	// what a repack wrote, less what was deleted).
 	PackBytes int64 `json:"pack_bytes,omitempty"`
+	// RepositoryBytes (set by the caller that measures it): the packs and
+	// the index, manifests and sets beside them.
+	RepositoryBytes int64 `json:"repository_bytes,omitempty"`
 	// Unconfirmed (Untrusted only): packs kept because the other copy of
 	// a blob they hold did not read back whole.
 	Unconfirmed int `json:"unconfirmed,omitempty"`

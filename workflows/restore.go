@@ -411,16 +411,22 @@ func CleanupWorkflow(ctx workflow.Context, req CleanupRequest) (*CleanupOutcome,
 	return out, err
 }
 
-// hostStored: per host repository collected, the pack bytes left in its
-// largest location.
-func hostStored(out *CleanupOutcome) map[string]int64 {
-	var m map[string]int64
+// hostStored: per host repository, the bytes it holds in each location
+// where it was collected.
+func hostStored(out *CleanupOutcome) map[string]map[string]int64 {
+	var m map[string]map[string]int64
 	for dir, locs := range out.Hosts {
-		for _, g := range locs {
-			if m == nil {
-				m = map[string]int64{}
+		for loc, g := range locs {
+			if g.Error != "" {
+				continue
 			}
-			m[dir] = max(m[dir], g.PackBytes)
+			if m == nil {
+				m = map[string]map[string]int64{}
+			}
+			if m[dir] == nil {
+				m[dir] = map[string]int64{}
+			}
+			m[dir][loc] = g.RepositoryBytes
 		}
 	}
 	return m

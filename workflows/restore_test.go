@@ -174,7 +174,7 @@ func TestCleanupWorkflowCleansHostsRepositories(t *testing.T) {
 		if in.Dir == "hosts/hbad" {
 			return nil, temporal.NewNonRetryableApplicationError("index file 1234: corrupt", string(codes.CorruptionDetected), nil)
 		}
-		return &repository.GCResult{Packs: 3, Deleted: 1, BytesFreed: 100, PackBytes: int64(1000 + len(gcs))}, nil
+		return &repository.GCResult{Packs: 3, Deleted: 1, BytesFreed: 100, PackBytes: int64(1000 + len(gcs)), RepositoryBytes: int64(2000 + len(gcs))}, nil
 	})
 	env.ExecuteWorkflow(CleanupWorkflow, CleanupRequest{JobID: "C2", Locations: []string{"local"},
 		BackupIDs: []string{"own-1", "gw-1", "gw-2"}, HostDirs: map[string]string{"gw-1": "hosts/h1", "gw-2": "hosts/h1"},
@@ -205,7 +205,7 @@ func TestCleanupWorkflowCleansHostsRepositories(t *testing.T) {
 		out.Hosts["hosts/h0"]["local"].PackBytes != 1002 || len(out.GC) != 1 {
 		t.Fatalf("outcome %+v", out)
 	}
-	if st := hostStored(&out); st["hosts/h1"] != 1003 || st["hosts/h0"] != 1002 {
+	if st := hostStored(&out); st["hosts/h1"]["local"] != 2003 || st["hosts/h0"]["local"] != 2002 || st["hosts/hbad"] != nil {
 		t.Fatalf("stored %v", st)
 	}
 }
