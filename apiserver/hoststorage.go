@@ -38,8 +38,15 @@ import (
 // hostRepoDir is where a host's repository lives in each location.
 func hostRepoDir(h *models.Host) string { return activities.HostRepoDir(h.ID) }
 
-// maxHostObject bounds one object a host stores (a pack is about 16 MiB).
-const maxHostObject = 64 << 20
+// maxHostObject bounds one object a host stores (a pack is about 16 MiB);
+// maxHostManifest a manifest (a few kilobytes each); maxHostRenewable the
+// registrations or markers a host holds at once (a backup has one of each
+// per component it writes).
+const (
+	maxHostObject    = 64 << 20
+	maxHostManifest  = 16 << 20
+	maxHostRenewable = 256
+)
 
 // hostPutMemory bounds the bytes of all hosts' uploads held at once;
 // hostPutDeadline, the time one upload's body may take.
@@ -321,6 +328,25 @@ func (s *Server) hostObjectPut(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.ContentLength > maxHostObject {
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "REQUEST_TOO_LARGE", Message: sprintf("an object is at most %d bytes", maxHostObject)}
+	}
+	if top == "manifests" && r.ContentLength > maxHostManifest {
+		// the server reads every manifest whole when it collects the
+		// host's repository
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "REQUEST_TOO_LARGE", Message: sprintf("a manifest is at most %d bytes", maxHostManifest)}
+	}
+	if hostRenewable[top] {
+		// registrations and markers are not counted against the quota, and
+		// the server reads them all when it collects: a host has a bounded
+		// number
+		if _, err := be.Stat(r.Context(), name); errors.Is(err, storage.ErrNotFound) {
+			n := 0
+			if err := be.List(r.Context(), top+"/", func(storage.ObjectInfo) error { n++; return nil }); err != nil {
+				return s.storageError(r, err)
+			}
+			if n >= maxHostRenewable {
+				return &apiError{Status: http.StatusConflict, Code: "CONFLICT", Message: sprintf("host %s has %d objects under %s/, the most it may: a backup removes its own when it ends", h.Name, n, top)}
+			}
+		}
 	}
 	if !hostRenewable[top] {
 		// added once, never replaced: a past backup cannot be overwritten

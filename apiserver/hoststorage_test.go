@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -290,6 +291,20 @@ func TestHostWritesItsOwnRepositoryThroughTheServer(t *testing.T) {
 	big := bytes.Repeat([]byte("w"), 65<<10)
 	if err := beA.Put(ctx, "writers/w3", bytes.NewReader(big), int64(len(big))); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("a registration that carries data: %v", err)
+	}
+	// registrations are bounded in number (the server reads them all when
+	// it collects); replacing one is not a new one
+	for i := 0; ; i++ {
+		err := beA.Put(ctx, fmt.Sprintf("pending/p%03d", i), bytes.NewReader([]byte("x")), 1)
+		if err != nil {
+			if i != maxHostRenewable || !strings.Contains(err.Error(), "the most it may") {
+				t.Fatalf("pending marker %d: %v", i, err)
+			}
+			break
+		}
+	}
+	if err := beA.Put(ctx, "pending/p000", bytes.NewReader([]byte("y")), 1); err != nil {
+		t.Fatalf("replacing a marker at the bound: %v", err)
 	}
 
 	// a revoked host's storage is refused at once

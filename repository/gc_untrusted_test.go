@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,22 @@ func TestUntrustedGCKeepsThePackWhoseOtherCopyIsForged(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("the backup's blob after collection: %v", err)
 		}
+		// a restore reading where the forged entry points gets the real
+		// copy instead, whole packs or one blob at a time
+		for _, off := range []uint32{0, 1 << 30} {
+			forgedLoc := BlobLocation{Pack: forged, EphPublic: make([]byte, 32), PackEntry: PackEntry{Type: DataBlob, ID: x, Offset: off, Length: 200, RawLength: 6000}}
+			var read []byte
+			err = fresh.ReadPackBlobs(ctx, []BlobLocation{forgedLoc}, func(_ BlobLocation, d []byte, derr error) error {
+				if derr != nil {
+					return derr
+				}
+				read = bytes.Clone(d)
+				return nil
+			})
+			if err != nil || !bytes.Equal(read, data) {
+				t.Fatalf("reading at the forged entry (offset %d): %v", off, err)
+			}
+		}
 		// and a later collection does not condemn it either
 		res, err = GC(ctx, collector, GCOptions{Untrusted: true})
 		if err != nil || res.Unconfirmed != 1 || res.Deleted != 0 {
@@ -139,5 +156,22 @@ func TestUntrustedGCRepacksAndCollects(t *testing.T) {
 	fresh, _ := Open(ctx, be, Credentials{Password: testPass.Password})
 	if cr, err := Check(ctx, fresh, CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
 		t.Fatalf("check: %v %+v", err, cr)
+	}
+}
+
+// An index file whose body unfolds far beyond its size (a few kilobytes
+// into a gigabyte, written to exhaust a reader's memory) is refused
+// before it is decoded; real index files of every size still load.
+func TestIndexBodyBombIsRefused(t *testing.T) {
+	bomb := indexEncoder().EncodeAll(make([]byte, 256<<20), nil)
+	if _, err := decodeIndexBody(bomb); err == nil || !strings.Contains(err.Error(), "more than an index file holds") {
+		t.Fatalf("a %d-byte body of 256 MiB: %v", len(bomb), err)
+	}
+	for _, n := range []int{0, 10, 100, 5000, 3 << 20} {
+		body := randData(int64(n), n)
+		got, err := decodeIndexBody(indexEncoder().EncodeAll(body, nil))
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("a real body of %d bytes: %v", n, err)
+		}
 	}
 }

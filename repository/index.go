@@ -100,12 +100,44 @@ func decodeIndexFile(aead cipher.AEAD, raw []byte) (*IndexFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: index file does not authenticate (wrong key or damaged)", ErrCorrupt)
 	}
-	body, err := indexDecoder().DecodeAll(z, nil)
+	body, err := decodeIndexBody(z)
 	if err != nil {
 		return nil, fmt.Errorf("%w: index body: %v", ErrCorrupt, err)
 	}
 	return parseIndexBody(body, raw[4] == indexVersionBundles)
 }
+
+// decodeIndexBody decompresses an index body, refusing one that would
+// decode to more than an index file of its size holds (its ids do not
+// compress: a body of a few kilobytes that unfolds into a gigabyte was
+// written to exhaust the reader's memory, as an enrolled host could).
+// The frame must declare its size, unless it is tiny.
+func decodeIndexBody(z []byte) ([]byte, error) {
+	bound := min(int64(len(z))*64+64<<10, maxIndexBody)
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		return nil, err
+	}
+	size := bound
+	switch {
+	case h.HasFCS && h.FrameContentSize > uint64(bound):
+		return nil, fmt.Errorf("it declares %d bytes decoded from %d: more than an index file holds", h.FrameContentSize, len(z))
+	case h.HasFCS:
+		size = int64(h.FrameContentSize)
+	case len(z) > 4<<10:
+		return nil, fmt.Errorf("a %d-byte body that does not declare its decoded size", len(z))
+	}
+	return indexBodyDecoder().DecodeAll(z, make([]byte, 0, size))
+}
+
+// indexBodyDecoder decodes into the capacity it is given, never beyond.
+var indexBodyDecoder = sync.OnceValue(func() *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxIndexBody), zstd.WithDecoderConcurrency(0), zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		panic(err)
+	}
+	return d
+})
 
 // parseIndexBody parses a decoded index body; members: its format can
 // list bundle members.

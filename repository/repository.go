@@ -869,17 +869,19 @@ var ErrBlobNotFound = errors.New("blob not in index")
 // LoadBlob reads, decrypts, decompresses and verifies one blob.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
 	data, loc, err := r.loadBlobOnce(ctx, t, id)
-	if err == nil || !errors.Is(err, storage.ErrNotFound) {
+	if err == nil || ctx.Err() != nil || errors.Is(err, ErrBlobNotFound) {
 		return data, err
 	}
-	if r.packGone(ctx, loc.Pack, err) {
+	if errors.Is(err, storage.ErrNotFound) && r.packGone(ctx, loc.Pack, err) {
 		data, _, err = r.loadBlobOnce(ctx, t, id)
 		return data, err
 	}
-	// The index still names the missing pack: another copy, if the index
-	// knows one, is read instead (two collections' index rewrites can
-	// leave the entry of a pack one of them deleted; the next collection
-	// drops it).
+	// The index still names a missing pack, or what it names there does
+	// not decode: another copy, if the index knows one, is read instead
+	// (two collections' index rewrites can leave the entry of a pack one
+	// of them deleted, which the next collection drops; a damaged pack,
+	// or an entry an enrolled host indexed a second time in a pack of its
+	// choosing, leaves the good copy elsewhere).
 	for _, o := range r.idx.others(id) {
 		if o.Pack == loc.Pack || o.Type != t {
 			continue
@@ -1041,14 +1043,49 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, locs []BlobLocation, fn 
 			}
 			return nil
 		}
-		return &BlobError{pack, locs[0].ID, err}
+		if ctx.Err() != nil {
+			return &BlobError{pack, locs[0].ID, err}
+		}
+		// the span cannot be read (an entry past the pack's end): each
+		// blob alone, else from another copy
+		for _, l := range locs {
+			data, derr := r.readAt(ctx, l)
+			if derr != nil && ctx.Err() == nil {
+				data, derr = r.otherCopy(ctx, l, derr)
+			}
+			if err := fn(l, data, derr); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	defer rc.Close()
 	d := blobDecoder{r: r}
 	return readSealed(rc, start, locs, true, func(l BlobLocation, sealed []byte) error {
 		data, err := d.decode(l, sealed)
+		if err != nil && ctx.Err() == nil {
+			data, err = r.otherCopy(ctx, l, err)
+		}
 		return fn(l, data, err)
 	})
+}
+
+// otherCopy reads blob l from another pack the index knows it in, when
+// the copy at l did not decode (err); err if none does.
+func (r *Repository) otherCopy(ctx context.Context, l BlobLocation, err error) ([]byte, error) {
+	cands := r.idx.others(l.ID)
+	if loc, ok := r.idx.lookup(l.ID); ok {
+		cands = append(cands, loc)
+	}
+	for _, o := range cands {
+		if o.Pack == l.Pack || o.Type != l.Type {
+			continue
+		}
+		if d, oerr := r.readAt(ctx, o); oerr == nil {
+			return d, nil
+		}
+	}
+	return nil, err
 }
 
 // openSpan sorts locs (blobs of one pack) by offset and opens one ranged
