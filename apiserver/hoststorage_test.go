@@ -2,13 +2,13 @@ package apiserver
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"os"
