@@ -178,16 +178,17 @@ func TestIndexBatchesAddAsOneByOne(t *testing.T) {
 	// walk of every location finds (a condemned pack's moved ones too)
 	for _, ix := range []*Index{one, batched} {
 		ix.preferHealthyLocked()
-		walked := map[ID]map[ID]PackEntry{}
+		// (by id: a tree at two places of one pack is found once)
+		walked := map[ID]map[ID]bool{}
 		put := func(pi uint32, e PackEntry) {
 			if e.Type != TreeBlob {
 				return
 			}
 			p := ix.packs[pi].id
 			if walked[p] == nil {
-				walked[p] = map[ID]PackEntry{}
+				walked[p] = map[ID]bool{}
 			}
-			walked[p][e.ID] = e
+			walked[p][e.ID] = true
 		}
 		ix.blobs.each(func(id ID, l blobLoc) { put(l.pack, idLoc{id, l}.entry()) })
 		for pi, es := range ix.extra {
@@ -196,12 +197,12 @@ func TestIndexBatchesAddAsOneByOne(t *testing.T) {
 			}
 		}
 		for _, p := range ix.packs {
-			got := map[ID]PackEntry{}
+			got := map[ID]bool{}
 			for _, l := range ix.treeLocsInPack(p.id) {
 				if l.Pack != p.id {
 					t.Fatalf("pack %s: a tree of pack %s", p.id.Short(), l.Pack.Short())
 				}
-				got[l.ID] = l.PackEntry
+				got[l.ID] = true
 			}
 			if !reflect.DeepEqual(got, walked[p.id]) && len(got)+len(walked[p.id]) > 0 {
 				t.Fatalf("pack %s: %d trees, a walk finds %d", p.id.Short(), len(got), len(walked[p.id]))

@@ -182,6 +182,19 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// A pack the index lists that the listing left out is asked for by
+	// name before its entries are dropped: one short listing (a storage
+	// that failed or lied) must not unindex data a backup needs.
+	for _, p := range r.idx.Packs() {
+		if _, ok := stored[p.ID]; ok {
+			continue
+		}
+		if oi, err := r.be.Stat(ctx, packName(p.ID)); err == nil {
+			stored[p.ID] = oi
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("gc stopped, nothing deleted: pack %s is indexed but not listed, and asking for it failed: %w", p.ID.Short(), err)
+		}
+	}
 	res.Packs = len(stored)
 	for id := range used {
 		if loc, ok := r.idx.lookup(id); ok {

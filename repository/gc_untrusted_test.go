@@ -175,3 +175,95 @@ func TestIndexBodyBombIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A forged entry for a blob in the very pack that holds it (another
+// offset) neither replaces the real entry nor is lost to it: a reader
+// that meets the forged one first still reads the blob, and an index
+// rewrite keeps both.
+func TestForgedEntryInTheSamePackDoesNotHideTheRealOne(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	data := randData(91, 7000)
+	saveBackup(t, r, "backup-a", data)
+	saveBackup(t, r, "backup-b", randData(92, 5000))
+	x := r.BlobID(data)
+	real, _ := r.Lookup(x)
+	bogus := real.PackEntry
+	bogus.Offset++
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{{ID: real.Pack, EphPublic: real.EphPublic, Blobs: []PackEntry{bogus}}}}, false); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		for i := 0; i < 5; i++ {
+			fresh, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+			if err := fresh.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, err := fresh.LoadBlob(ctx, DataBlob, x)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s: reading the blob: %v", when, err)
+			}
+			n := 0
+			for _, p := range fresh.Index().Packs() {
+				for _, b := range p.Blobs {
+					if b.ID == x && p.ID == real.Pack {
+						n++
+					}
+				}
+			}
+			if n != 2 {
+				t.Fatalf("%s: %d entries for the blob in its pack, want the real and the forged", when, n)
+			}
+		}
+	}
+	check("before a collection")
+	if err := r.DeleteManifest(ctx, "backup-b"); err != nil {
+		t.Fatal(err)
+	}
+	collector, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+	res, err := GC(ctx, collector, GCOptions{Untrusted: true})
+	if err != nil || res.Deleted == 0 {
+		t.Fatalf("collection: %v %+v", err, res)
+	}
+	check("after a collection rewrote the index")
+}
+
+// A listing that leaves out a pack (a storage that failed or lied) does
+// not make a collection drop the pack's index entries.
+func TestGCAsksForAPackTheListingLeftOut(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	data := randData(95, 6000)
+	saveBackup(t, r, "backup-a", data)
+	saveBackup(t, r, "backup-b", randData(96, 5000))
+	x := r.BlobID(data)
+	loc, _ := r.Lookup(x)
+	r.DeleteManifest(ctx, "backup-b")
+	short := &shortListing{Backend: be, hide: packName(loc.Pack)}
+	collector, err := Open(ctx, short, Credentials{Password: testPass.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GC(ctx, collector, GCOptions{Untrusted: true}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := Open(ctx, be, Credentials{Password: testPass.Password})
+	if cr, err := Check(ctx, fresh, CheckOptions{ReadDataPercent: 100}); err != nil || !cr.OK {
+		t.Fatalf("check after a collection with a short listing: %v %+v", err, cr)
+	}
+}
+
+// shortListing hides one object from listings (Stat and Get still find it).
+type shortListing struct {
+	storage.Backend
+	hide string
+}
+
+func (s *shortListing) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	return s.Backend.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		if oi.Name == s.hide {
+			return nil
+		}
+		return fn(oi)
+	})
+}

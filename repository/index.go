@@ -346,7 +346,13 @@ func (ix *Index) packPos(p IndexPack) uint32 {
 // location instead (old's pack is condemned; old is then kept as extra).
 func (ix *Index) addDuplicateLocked(pi uint32, b PackEntry, old blobLoc) (moves bool) {
 	switch {
+	case old.pack == pi && idLoc{b.ID, old}.entry() == b:
+		return false // the same entry again
 	case old.pack == pi:
+		// another place in the same pack (a damaged or forged index
+		// file): kept beside the first, so a reader whose copy does not
+		// decode tries it, and an index rewrite loses neither
+		ix.addExtra(pi, b)
 		return false
 	case !ix.condemned[old.pack]:
 		ix.addExtra(pi, b)

@@ -883,7 +883,7 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	// or an entry an enrolled host indexed a second time in a pack of its
 	// choosing, leaves the good copy elsewhere).
 	for _, o := range r.idx.others(id) {
-		if o.Pack == loc.Pack || o.Type != t {
+		if o.Pack == loc.Pack && o.Offset == loc.Offset || o.Type != t {
 			continue
 		}
 		if d, oerr := r.readAt(ctx, o); oerr == nil {
@@ -1078,7 +1078,7 @@ func (r *Repository) otherCopy(ctx context.Context, l BlobLocation, err error) (
 		cands = append(cands, loc)
 	}
 	for _, o := range cands {
-		if o.Pack == l.Pack || o.Type != l.Type {
+		if o.Pack == l.Pack && o.Offset == l.Offset || o.Type != l.Type {
 			continue
 		}
 		if d, oerr := r.readAt(ctx, o); oerr == nil {
