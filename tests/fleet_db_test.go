@@ -40,7 +40,8 @@ func TestFleetHostDatabaseRestore(t *testing.T) {
 
 	s, certFile := startTLSStack(t)
 	const v1 = "/cloud-integration/backup"
-	r := s.cliOK(t, "admin", "host", "enrol-token", "--name", "gw-db", "--ca-file", certFile)
+	// no name on the token nor on the worker: the host's configuration names it
+	r := s.cliOK(t, "admin", "host", "enrol-token", "--ca-file", certFile)
 	pin := regexp.MustCompile(`--server-fingerprint (sha256:[0-9a-f]{64})`).FindStringSubmatch(r.stderr)
 	if pin == nil {
 		t.Fatalf("no fingerprint in %s", r.stderr)

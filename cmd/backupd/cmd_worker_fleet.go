@@ -42,7 +42,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 	}
 	var name, fingerprint string
 	var insecureHTTP bool
-	flags.StringVar(&name, "name", "", "with --enrol: this host's name (default: its hostname)")
+	flags.StringVar(&name, "name", "", "with --enrol: this host's name (default: the configuration's host, else the hostname)")
 	flags.StringVar(&fingerprint, "server-fingerprint", "", "with --enrol: the server's certificate fingerprint (sha256:...), as the enrolment answer gives it")
 	flags.BoolVar(&insecureHTTP, "insecure-http", false, "with --enrol: allow a plain-HTTP server that is not on this machine")
 	flags.Var(enrolFlagDoc{}, "enrol", "URL [TOKEN]: enrol this host with the server at URL, then run as its worker (the token may come from BACKUPD_ENROL_TOKEN instead)")
@@ -62,6 +62,9 @@ func cmdWorker(ctx context.Context, args []string) error {
 		}
 		if enrolToken == "" {
 			return &exitError{exitUsage, fmt.Errorf("--enrol %s: give the enrolment token after the URL or in BACKUPD_ENROL_TOKEN (an admin makes one: backupd host enrol-token)", enrolURL)}
+		}
+		if name == "" {
+			name = cfg.Host // the configuration's, or the hostname
 		}
 		hi := hostinfo.Get()
 		st, err := enrolment.Enrol(ctx, dir, enrolURL, enrolToken, enrolment.Options{Name: name, Fingerprint: fingerprint,
