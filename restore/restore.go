@@ -183,6 +183,13 @@ type entry struct {
 	created   sync.Once // files are created by the first worker that writes one
 	createErr error
 	verifyErr error
+	// made: a file's owner and mode as created (set with id): what
+	// already matches the manifest is not set again
+	made struct {
+		known    bool
+		uid, gid uint32
+		mode     uint32
+	}
 }
 
 // plan is one walk of the selected trees. The first walk (emit nil)
@@ -1034,12 +1041,13 @@ func (r *restorer) create(e *entry) (int, error) {
 		hook("create", e)
 		err := r.atParent(e, func(dfd int, name string) error {
 			const flags = unix.O_CREAT | unix.O_EXCL | unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
-			nfd, err := openat(dfd, name, flags, 0o600)
+			perm := r.createMode(e)
+			nfd, err := openat(dfd, name, flags, perm)
 			if err == unix.EEXIST {
 				// something is there: write beside it, replace it when done
 				if err = r.replaceableCheck(e, dfd, name); err == nil {
 					tmp := tmpName(name)
-					if nfd, err = openat(dfd, tmp, flags, 0o600); err == nil {
+					if nfd, err = openat(dfd, tmp, flags, perm); err == nil {
 						e.tmp = tmp
 					}
 				}
@@ -1052,6 +1060,7 @@ func (r *restorer) create(e *entry) (int, error) {
 				return err
 			}
 			e.id = idOf(st)
+			e.made.known, e.made.uid, e.made.gid, e.made.mode = true, st.Uid, st.Gid, st.Mode&0o7777
 			fd = nfd
 			return nil
 		})
@@ -1480,16 +1489,35 @@ func (r *restorer) setMeta(e *entry) {
 	}
 }
 
+// createMode is the mode a regular file is created with: its own when
+// that lets no one read what they could not read in the end (world
+// readable, written by its owner alone, no set-id or sticky bit), so no
+// chmod follows; else 0600 until its metadata is set.
+func (r *restorer) createMode(e *entry) uint32 {
+	if r.opts.Untrusted {
+		return 0o600
+	}
+	m := unixMode(e.node.Mode)
+	if m&^0o777 != 0 || m&0o004 == 0 || m&0o022 != 0 {
+		return 0o600
+	}
+	return m
+}
+
 // applyMeta sets e's owner, mode and times on the inode open at fd (an
 // O_PATH descriptor when opath: it cannot be used with fchmod, and the
 // *at calls with an empty name and AT_EMPTY_PATH act on it instead). The
-// chown comes first: it clears set-id bits the chmod then restores.
+// chown comes first: it clears set-id bits the chmod then restores. A
+// file this restore created is not given again the owner or mode it was
+// created with (two system calls a file: a fifth of a restore's).
 func (r *restorer) applyMeta(e *entry, fd int, opath bool) {
 	n := e.node
-	if r.isRoot && !r.opts.Untrusted {
+	chowned := false
+	if r.isRoot && !r.opts.Untrusted && !(e.made.known && e.made.uid == n.UID && e.made.gid == n.GID) {
 		if err := unix.Fchownat(fd, "", int(n.UID), int(n.GID), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			r.warn("%s/%s: chown: %v", e.ct.name, e.rel, err)
 		}
+		chowned = true
 	}
 	if n.Type != repository.NodeSymlink {
 		var err error
@@ -1498,13 +1526,18 @@ func (r *restorer) applyMeta(e *entry, fd int, opath bool) {
 			mode &= 0o777
 			r.warn("%s/%s: set-id and sticky bits dropped (another host's backup)", e.ct.name, e.rel)
 		}
-		if !opath {
+		switch {
+		case e.made.known && !chowned && e.made.mode == mode:
+			// created so
+		case !opath:
 			err = unix.Fchmod(fd, mode)
-		} else if err = unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH); err == unix.EOPNOTSUPP || err == unix.ENOSYS {
-			// no fchmodat2 (before Linux 6.6): the descriptor's own
-			// /proc link names exactly its inode (it is no symlink: the
-			// caller checked the inode)
-			err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode)
+		default:
+			if err = unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH); err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+				// no fchmodat2 (before Linux 6.6): the descriptor's own
+				// /proc link names exactly its inode (it is no symlink:
+				// the caller checked the inode)
+				err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode)
+			}
 		}
 		if err != nil {
 			r.warn("%s/%s: chmod: %v", e.ct.name, e.rel, err)
