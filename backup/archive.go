@@ -178,7 +178,7 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 	}}
 	root.pending.Store(1)
 	pctx, stopPrefetch := context.WithCancel(cctx)
-	go prefetchMetadata(pctx, c.Paths, matcher, 4)
+	go prefetchMetadata(pctx, c.Paths, matcher, prefetchWorkers)
 	var parent *repository.Tree
 	if parentTree != nil {
 		parent = cc.loadParentTree(*parentTree)

@@ -10,6 +10,13 @@ import (
 	"backupd/sources"
 )
 
+// prefetchWorkers: how many directories the prefetch reads at once. Its
+// goroutines wait on the disk, not the CPU, and a deeper queue of reads
+// keeps a virtual disk busier: a cold unchanged re-backup of the Go tree
+// (15,036 files) took a median of 0.42 s with 4 and 0.38 s with 32 (six
+// interleaved rounds on a 2-core VM; 64 gave nothing more).
+const prefetchWorkers = 32
+
 // prefetchMetadata walks the component's directories ahead of the real
 // walk, with several goroutines, only to bring directory entries and inodes
 // into the kernel's caches. The real walk is sequential (it builds trees in
