@@ -313,7 +313,7 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 // what the others hold). What the host wrote between the measurement and
 // now is counted again at the next cleanup.
 func (c *Catalog) lowerWritten(ctx context.Context, dir string, locs map[string]int64) error {
-	id, ok := strings.CutPrefix(dir, "hosts/")
+	id, ok := HostOfRepoDir(dir)
 	if !ok {
 		return nil
 	}
@@ -453,8 +453,13 @@ type PlanOutput struct {
 	CollectDirs map[string][]string `json:"collect_dirs,omitempty"`
 }
 
-// HostRepoDir is an enrolled host's repository in each location.
-func HostRepoDir(id string) string { return "hosts/" + id }
+// HostRepoDir is an enrolled host's repository in each location;
+// HostOfRepoDir the host id a HostRepoDir names, if dir is one.
+func HostRepoDir(id string) string { return hostRepoPrefix + id }
+
+func HostOfRepoDir(dir string) (string, bool) { return strings.CutPrefix(dir, hostRepoPrefix) }
+
+const hostRepoPrefix = "hosts/"
 
 // PlanCleanup applies the retention policy to every backup in the catalog.
 func (c *Catalog) PlanCleanup(ctx context.Context, in PlanInput) (PlanOutput, error) {

@@ -167,8 +167,8 @@ func orLocal(dir string) string {
 // own (hosts/<id>/config), by host id.
 func hostRepos(ctx context.Context, repo *repository.Repository) ([]string, error) {
 	var ids []string
-	err := repo.Backend().List(ctx, "hosts/", func(oi storage.ObjectInfo) error {
-		id, rest, ok := strings.Cut(strings.TrimPrefix(oi.Name, "hosts/"), "/")
+	err := repo.Backend().List(ctx, hostRepoPrefix, func(oi storage.ObjectInfo) error {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(oi.Name, hostRepoPrefix), "/")
 		if ok && rest == "config" && models.IsHostID(id) {
 			ids = append(ids, id)
 		}

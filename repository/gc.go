@@ -185,14 +185,19 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// A pack the index lists that the listing left out is asked for by
 	// name before its entries are dropped: one short listing (a storage
 	// that failed or lied) must not unindex data a backup needs.
-	for _, p := range r.idx.Packs() {
-		if _, ok := stored[p.ID]; ok {
-			continue
+	var unlisted []ID
+	r.idx.mu.RLock()
+	for id := range r.idx.packByID {
+		if _, ok := stored[id]; !ok {
+			unlisted = append(unlisted, id)
 		}
-		if oi, err := r.be.Stat(ctx, packName(p.ID)); err == nil {
-			stored[p.ID] = oi
+	}
+	r.idx.mu.RUnlock()
+	for _, id := range unlisted {
+		if oi, err := r.be.Stat(ctx, packName(id)); err == nil {
+			stored[id] = oi
 		} else if !errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("gc stopped, nothing deleted: pack %s is indexed but not listed, and asking for it failed: %w", p.ID.Short(), err)
+			return nil, fmt.Errorf("gc stopped, nothing deleted: pack %s is indexed but not listed, and asking for it failed: %w", id.Short(), err)
 		}
 	}
 	res.Packs = len(stored)

@@ -882,15 +882,7 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	// of them deleted, which the next collection drops; a damaged pack,
 	// or an entry an enrolled host indexed a second time in a pack of its
 	// choosing, leaves the good copy elsewhere).
-	for _, o := range r.idx.others(id) {
-		if o.Pack == loc.Pack && o.Offset == loc.Offset || o.Type != t {
-			continue
-		}
-		if d, oerr := r.readAt(ctx, o); oerr == nil {
-			return d, nil
-		}
-	}
-	return nil, err
+	return r.otherCopy(ctx, loc, err)
 }
 
 // readAt reads and verifies the blob at loc.
