@@ -16,7 +16,6 @@ import (
 	"backupd/jobs"
 	"backupd/models"
 	"backupd/repository"
-	"backupd/sources"
 	"backupd/workflows"
 )
 
@@ -61,53 +60,33 @@ func (s *Server) startHostRestore(w http.ResponseWriter, r *http.Request, req ap
 		return badRequest("target_location", "target_location: %q must be \"original\", \"database:<name>\" or an absolute directory on host %s, without \"..\"", req.TargetLocation, reader.Name)
 	}
 	restored := restoredOf(comps, b.Components)
-	// databases: to the original (or another) database their dumps are
-	// loaded on the restoring host, through the connections its own
-	// configuration has (as it reports them); into a directory the dumps
-	// are written as files
-	var dbs []activities.DatabaseRestoreInput
-	fileComps := restored
+	// databases: loaded on the restoring host, through the connections its
+	// own configuration has (as it reports them)
+	mine := map[string]models.HostComponent{}
+	for _, c := range reader.Components {
+		mine[c.Name] = c
+	}
 	if original || intoDB {
-		fileComps = nil
-		mine := map[string]models.HostComponent{}
-		for _, c := range reader.Components {
-			mine[c.Name] = c
-		}
 		kinds := map[string]string{}
 		for _, c := range source.Components {
 			kinds[c.Name] = c.Kind
 		}
 		for _, c := range restored {
-			rc := mine[c]
-			for _, d := range rc.Databases {
-				dbs = append(dbs, activities.DatabaseRestoreInput{Component: c, Database: d.Label, Overwrite: req.Overwrite})
-			}
 			holdsDumps := strings.Contains(kinds[c], "postgresql") || strings.Contains(kinds[c], "mariadb")
-			if holdsDumps && len(rc.Databases) == 0 {
+			if holdsDumps && len(mine[c].Databases) == 0 {
 				return badRequest("target_location", "target_location: component %s holds database dumps, and host %s reports no database connection for it (its worker's configuration names them; a worker older than this server does not report them): configure it there, or restore the component into a directory", c, reader.Name)
-			}
-			if len(rc.Paths) > 0 || len(rc.Databases) == 0 {
-				fileComps = append(fileComps, c)
 			}
 		}
 	}
-	if intoDB {
-		name := strings.TrimPrefix(req.TargetLocation, "database:")
-		if len(dbs) != 1 {
-			return badRequest("target_location", "target_location: %q restores one database, but the selection has %d on host %s (choose one component with one database)", req.TargetLocation, len(dbs), reader.Name)
+	dbs, fileComps, err := databasePlan(restored, req.TargetLocation, req.Overwrite, func(c string) componentConns {
+		out := componentConns{paths: len(mine[c].Paths) > 0}
+		for _, d := range mine[c].Databases {
+			out.dbs = append(out.dbs, api.HostDatabase{Label: d.Label, Database: d.Database})
 		}
-		if !sources.ValidDBName(name) {
-			return badRequest("target_location", "target_location: %q is not a database name (letters, digits, _ and $; at most 63)", name)
-		}
-		for _, c := range reader.Components {
-			for _, d := range c.Databases {
-				if c.Name == dbs[0].Component && d.Label == dbs[0].Database && d.Database == name {
-					return badRequest("target_location", "target_location: %q is the original database on host %s; use \"original\" (and a pre-restore snapshot)", name, reader.Name)
-				}
-			}
-		}
-		dbs[0].Target = name
-		fileComps = nil
+		return out
+	}, " on host "+reader.Name)
+	if err != nil {
+		return err
 	}
 	loc := req.StorageLocation
 	if loc == "" {

@@ -149,37 +149,16 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if original || intoDB {
 		target = ""
 	}
-	// databases: to the original (or another) database they are loaded
-	// from their dumps; into a directory the dumps are written as files
-	var dbs []activities.DatabaseRestoreInput
-	fileComps := restoredOf(comps, b.Components)
-	if original || intoDB {
-		fileComps = nil
-		for _, c := range restoredOf(comps, b.Components) {
-			cc := s.Cfg.Components[c]
-			for _, d := range cc.Databases {
-				dbs = append(dbs, activities.DatabaseRestoreInput{Component: c, Database: d.Source().Label(), Overwrite: req.Overwrite})
-			}
-			if len(cc.Paths) > 0 || len(cc.Databases) == 0 {
-				fileComps = append(fileComps, c)
-			}
+	dbs, fileComps, err := databasePlan(restored, req.TargetLocation, req.Overwrite, func(c string) componentConns {
+		cc := s.Cfg.Components[c]
+		out := componentConns{paths: len(cc.Paths) > 0}
+		for _, d := range cc.Databases {
+			out.dbs = append(out.dbs, api.HostDatabase{Label: d.Source().Label(), Database: d.Database})
 		}
-	}
-	if intoDB {
-		name := strings.TrimPrefix(req.TargetLocation, "database:")
-		if len(dbs) != 1 {
-			return badRequest("target_location", "target_location: %q restores one database, but the selection has %d (choose one component with one database)", req.TargetLocation, len(dbs))
-		}
-		if !sources.ValidDBName(name) {
-			return badRequest("target_location", "target_location: %q is not a database name (letters, digits, _ and $; at most 63)", name)
-		}
-		for _, d := range s.Cfg.Components[dbs[0].Component].Databases {
-			if d.Source().Label() == dbs[0].Database && d.Database == name {
-				return badRequest("target_location", "target_location: %q is the original database; use \"original\" (and a pre-restore snapshot)", name)
-			}
-		}
-		dbs[0].Target = name
-		fileComps = nil
+		return out
+	}, "")
+	if err != nil {
+		return err
 	}
 	wcomps := comps
 	if original || intoDB {
@@ -474,4 +453,52 @@ func storedReport(rep *models.Report) (any, error) {
 		return v, err
 	}
 	return nil, fmt.Errorf("report %s: no answer for a report of kind %q", rep.ID, rep.Kind)
+}
+
+// componentConns is what a component has where a restore runs: paths
+// besides its databases, and its database connections.
+type componentConns struct {
+	paths bool
+	dbs   []api.HostDatabase
+}
+
+// databasePlan splits a restore of the restored components to target:
+// to the original (or into a database, "database:<name>") the dumps of
+// each component's connections (conns, where the restore runs) are
+// loaded and only the components with paths, or no connections, are
+// restored as files; into a directory everything is files. where names
+// the restoring host in errors ("" the server).
+func databasePlan(restored []string, target string, overwrite bool, conns func(string) componentConns, where string) ([]activities.DatabaseRestoreInput, []string, error) {
+	intoDB := strings.HasPrefix(target, "database:")
+	if target != "original" && !intoDB {
+		return nil, restored, nil
+	}
+	var dbs []activities.DatabaseRestoreInput
+	var files []string
+	for _, c := range restored {
+		cc := conns(c)
+		for _, d := range cc.dbs {
+			dbs = append(dbs, activities.DatabaseRestoreInput{Component: c, Database: d.Label, Overwrite: overwrite})
+		}
+		if cc.paths || len(cc.dbs) == 0 {
+			files = append(files, c)
+		}
+	}
+	if !intoDB {
+		return dbs, files, nil
+	}
+	name := strings.TrimPrefix(target, "database:")
+	if len(dbs) != 1 {
+		return nil, nil, badRequest("target_location", "target_location: %q restores one database, but the selection has %d%s (choose one component with one database)", target, len(dbs), where)
+	}
+	if !sources.ValidDBName(name) {
+		return nil, nil, badRequest("target_location", "target_location: %q is not a database name (letters, digits, _ and $; at most 63)", name)
+	}
+	for _, d := range conns(dbs[0].Component).dbs {
+		if d.Label == dbs[0].Database && d.Database == name {
+			return nil, nil, badRequest("target_location", "target_location: %q is the original database%s; use \"original\" (and a pre-restore snapshot)", name, where)
+		}
+	}
+	dbs[0].Target = name
+	return dbs, nil, nil
 }
