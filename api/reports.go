@@ -139,8 +139,6 @@ type GCLocationOutcome struct {
 	// Error: why an enrolled host's repository was not collected (the
 	// cleanup went on with the others).
 	Error string `json:"error,omitempty" doc:"why an enrolled host's repository could not be cleaned; the cleanup went on with the others"`
-	// Forgot: its backups were removed (the report's removed lists them).
-	Forgot bool `json:"-"`
 }
 
 // Freed is what the collection freed in storage now: the packs it deleted

@@ -477,18 +477,18 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 			ids = req.PerLocation[loc]
 		}
 		byDir := hostsBackups(ids, req.HostDirs)
-		gc, err := cleanRepository(ctx, req, loc, "", byDir[""])
+		gc, forgot, err := cleanRepository(ctx, req, loc, "", byDir[""])
 		if err != nil {
 			return nil, finish(ctx, p, StatusFailed, err)
 		}
 		out.GC[loc] = gc
-		if len(byDir[""]) > 0 && !req.DryRun {
+		if forgot {
 			out.Removed[loc] = byDir[""]
 		}
 		for _, dir := range hostDirsToClean(byDir, req.CollectDirs[loc]) {
 			// a host's repository that fails (it is the host's word, and
 			// may be broken on purpose) is reported, and the others go on
-			gc, err := cleanRepository(ctx, req, loc, dir, byDir[dir])
+			gc, forgot, err := cleanRepository(ctx, req, loc, dir, byDir[dir])
 			if ctx.Err() != nil {
 				return nil, finish(ctx, p, StatusFailed, err)
 			}
@@ -503,7 +503,7 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 				p.fail("%s in %s: %s", dir, loc, gc.Error)
 			}
 			out.Hosts[dir][loc] = gc
-			if gc.Forgot && !req.DryRun {
+			if forgot {
 				out.Removed[loc] = append(out.Removed[loc], byDir[dir]...)
 			}
 		}
@@ -518,24 +518,22 @@ func runCleanup(ctx workflow.Context, req CleanupRequest, pp **Progress, start *
 }
 
 // cleanRepository forgets ids (unless dry run) in one repository of loc,
-// then collects its garbage.
-func cleanRepository(ctx workflow.Context, req CleanupRequest, loc, dir string, ids []string) (GCLocationOutcome, error) {
-	var gc GCLocationOutcome
+// then collects its garbage. forgot: the backups are gone from the
+// repository (whether or not its collection then worked).
+func cleanRepository(ctx workflow.Context, req CleanupRequest, loc, dir string, ids []string) (gc GCLocationOutcome, forgot bool, err error) {
 	if !req.DryRun && len(ids) > 0 {
 		if err := workflow.ExecuteActivity(shortActivity(ctx), a.Forget, activities.ForgetInput{
 			Location: loc, BackupIDs: ids, Dir: dir}).Get(ctx, nil); err != nil {
-			return gc, err
+			return gc, false, err
 		}
+		forgot = true
 	}
 	in := activities.GCInput{Location: loc, DryRun: req.DryRun, SafetyWindow: safetyWindow(req), Dir: dir}
 	if req.DryRun {
 		in.Exclude = ids
 	}
-	err := workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
-	// the backups are gone from the repository once forgotten, whether or
-	// not its collection then worked
-	gc.Forgot = !req.DryRun && len(ids) > 0
-	return gc, err
+	err = workflow.ExecuteActivity(longActivity(ctx), a.GC, in).Get(ctx, &gc)
+	return gc, forgot, err
 }
 
 // hostsBackups groups backup ids by the repository they are in ("" the
