@@ -5,6 +5,10 @@ package api
 // dashes and underscores, starting with a letter or digit.
 const HostNamePattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
+// HostRouteWords are the words of the routes beside
+// /backup/hosts/{host_id}: no host is named so.
+var HostRouteWords = []string{"enrolments", "enrol", "self"}
+
 // EnrolmentRequest is the body of POST /backup/hosts/enrolments.
 type EnrolmentRequest struct {
 	Name       string            `json:"name,omitempty" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" doc:"the name the host gets (default: the name it gives when it enrols)" example:"\"gw-berlin-01\""`

@@ -44,11 +44,8 @@ const announceEvery = time.Minute
 
 var hostName = regexp.MustCompile(api.HostNamePattern)
 
-// reservedHostNames are the words of the routes beside /backup/hosts/{host_id}.
-var reservedHostNames = map[string]bool{"enrolments": true, "enrol": true, "self": true}
-
 func validHostName(field, name string) error {
-	if !hostName.MatchString(name) || reservedHostNames[name] {
+	if !hostName.MatchString(name) || slices.Contains(api.HostRouteWords, name) {
 		return badRequest(field, "%s %q: a host name is letters, digits, '.', '_' or '-' (at most 63), starting with a letter or digit, and not enrolments, enrol or self", field, name)
 	}
 	return nil

@@ -340,7 +340,7 @@ func (s *Store) RecoverHost(ctx context.Context, h *Host, fallback string, reser
 		if err := tx.Model(&Host{}).Where("name = ?", h.Name).Count(&n).Error; err != nil {
 			return err
 		}
-		if slices.Contains(reserved, h.Name) || slices.Contains([]string{"enrolments", "enrol", "self"}, h.Name) {
+		if slices.Contains(reserved, h.Name) || slices.Contains(api.HostRouteWords, h.Name) {
 			n++
 		}
 		if n > 0 || !recoverableName.MatchString(h.Name) || hostIDShape.MatchString(h.Name) {
