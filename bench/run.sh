@@ -15,6 +15,9 @@
 #   CACHE=auto                 auto | drop | warm (auto: drop if the kernel lets us)
 #   INSTALL=auto               auto: apt-get install missing restic/borg/time as root; no: never
 #   KEEP=0                     1 keeps BENCH_DIR for a look afterwards
+#   RETIRE_MIN_FREE_MB=4000    a finished run's trees are set aside (deleted at
+#                              exit) while this much space stays free; below
+#                              it they are deleted at once (see retire())
 #   RESULTS_DIR=bench/results  where the report is saved
 set -euo pipefail
 export LC_ALL=C
@@ -36,6 +39,7 @@ B_DIRS=${B_DIRS:-1000}
 CACHE=${CACHE:-auto}
 INSTALL=${INSTALL:-auto}
 KEEP=${KEEP:-0}
+RETIRE_MIN_FREE_MB=${RETIRE_MIN_FREE_MB:-4000}
 RESULTS_DIR=${RESULTS_DIR:-$REPO_ROOT/bench/results}
 
 export RESTIC_PASSWORD=backupd-bench
@@ -50,6 +54,7 @@ log() { echo "bench: $*" >&2; }
 # ---------------------------------------------------------------- checks
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer (got '$RUNS')"
 [[ $B_FILES =~ ^[1-9][0-9]*$ && $B_DIRS =~ ^[1-9][0-9]*$ ]] || die "B_FILES and B_DIRS must be positive integers"
+[[ $RETIRE_MIN_FREE_MB =~ ^[0-9]+$ ]] || die "RETIRE_MIN_FREE_MB must be a number of MB (got '$RETIRE_MIN_FREE_MB')"
 [[ $CHANGE_PCT =~ ^[0-9]+([.][0-9]+)?$ ]] || die "CHANGE_PCT must be a number (got '$CHANGE_PCT')"
 case $CACHE in auto | drop | warm) ;; *) die "CACHE must be auto, drop or warm (got '$CACHE')" ;; esac
 for c in $CASES; do [[ $c == A || $c == B ]] || die "unknown case '$c' in CASES (A, B)"; done
@@ -158,6 +163,34 @@ prep_cache() {
 }
 
 # ---------------------------------------------------------------- helpers
+# retire PATH... — a finished run's trees are moved aside, not deleted, and
+# go with BENCH_DIR at exit. ext4 without a journal (this VM's root fs)
+# skips inodes freed in the last minute when it allocates one, rescanning
+# them for every new file: a restore started seconds after the previous
+# run's 16,000-file trees were deleted spent a third of its CPU time in that
+# scan (perf: recently_deleted, find_get_block_common), for every tool, and
+# its time doubled from one run to the next. Below RETIRE_MIN_FREE_MB free,
+# they are deleted at once and the report says so.
+RETIRED=0
+retire() {
+	local p avail
+	avail=$(df -Pm "$BENCH_DIR" | awk 'NR==2{print $4}')
+	if ((avail < RETIRE_MIN_FREE_MB)); then
+		if [[ -z ${RETIRE_NOTED:-} ]]; then
+			meta "deletions, later" "trees of finished runs deleted at once (only ${avail} MB free): later restores may be slowed by ext4's scan of recently freed inodes"
+			RETIRE_NOTED=1
+		fi
+		rm -rf -- "$@"
+		return
+	fi
+	mkdir -p "$BENCH_DIR/retired"
+	for p in "$@"; do
+		[[ -e $p ]] || continue
+		RETIRED=$((RETIRED + 1))
+		mv -- "$p" "$BENCH_DIR/retired/$RETIRED"
+	done
+}
+
 src_bytes() { find "$1" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%d\n", s}'; }
 src_files() { find "$1" -type f | wc -l; }
 repo_bytes() { du -sb "$1" | cut -f1; }
@@ -306,7 +339,7 @@ case_a() {
 			fi
 			log "A run $run/$RUNS: $tool"
 			new_run_dir "$caseroot/$tool-$run"
-			rm -rf -- "$src"
+			retire "$src"
 			cp -a -- "$SRC_A" "$src"
 			local repo=$RUN_DIR/repo bytes1 lg ok=1 phase
 			if ! "${tool}_init" "$repo"; then
@@ -314,7 +347,7 @@ case_a() {
 				for phase in full unchanged changed restore; do
 					record A "$run" "$tool" "$phase" FAIL "" "" "" "" "init failed"
 				done
-				rm -rf -- "$RUN_DIR" "$src"
+				retire "$RUN_DIR" "$src"
 				continue
 			fi
 			for phase in full unchanged changed; do
@@ -360,7 +393,7 @@ case_a() {
 			else
 				record A "$run" "$tool" restore skipped "" "" "" "" "earlier phase failed"
 			fi
-			rm -rf -- "$RUN_DIR" "$src"
+			retire "$RUN_DIR" "$src"
 		done
 	done
 }
@@ -418,6 +451,7 @@ meta kernel "$(uname -srm)"
 meta OS "$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || echo unknown)"
 meta filesystem "$(df -PT "$BENCH_DIR" | awk 'NR==2{print $2" on "$1}') (scratch dir $BENCH_DIR)"
 meta cache "$cache_desc"
+meta deletions "trees of finished runs set aside and deleted at exit (ext4 rescans inodes freed in the last minute on every allocation; see retire() in bench/run.sh)"
 meta runs "$RUNS per tool and case (fresh repository and caches each run; median reported)"
 meta backupd "$BACKUPD_DESC; repo at $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (dirty)')"
 meta restic "$RESTIC_VERSION; repository version 2, --compression auto (zstd)"
