@@ -80,9 +80,10 @@ race: tools
 
 # Histories of real runs of every workflow type into
 # workflows/testdata/histories (replayed by the workflows tests in make
-# test). Only for new workflow shapes, never to make a failing replay pass.
+# test). Only for new workflow shapes, never to make a failing replay pass;
+# RECORD_ONLY=name records only the histories whose names start so (drill).
 record-histories: tools build $(BIN)/temporal
-	BACKUPD_RECORD_HISTORIES=1 BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 10m -run '^TestRecordHistories$$' -v ./tests
+	BACKUPD_RECORD_HISTORIES=1 BACKUPD_RECORD_ONLY=$(RECORD_ONLY) BACKUPD_REQUIRE_SERVERS=1 BACKUPD_VERSITYGW=$(BIN)/versitygw BACKUPD_TEMPORAL=$(BIN)/temporal BACKUPD_BIN=$(BIN)/backupd $(GO) test -count=1 -timeout 10m -run '^TestRecordHistories$$' -v ./tests
 
 # Each decoder's fuzz target runs briefly; longer runs: make fuzz FUZZTIME=5m.
 # Go 1.26's fuzz coordinator can fail a run at its -fuzztime deadline with a

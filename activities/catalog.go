@@ -36,6 +36,9 @@ type Catalog struct {
 	// RevokeGrant ends a restore grant: its key entry leaves the source
 	// repository and the reader is refused (the API server's).
 	RevokeGrant func(ctx context.Context, id string) error
+	// Config: the server's host, components (their recovery objectives)
+	// and locations, for restore drills' plans.
+	Config *config.Config
 }
 
 // HostQueue is the task queue of an enrolled host's worker.
@@ -278,7 +281,11 @@ func (c *Catalog) RecordJob(ctx context.Context, rec JobRecord) error {
 			return err
 		}
 	}
-	if len(rec.Report) > 0 && rec.RefID != "" {
+	if rec.Type == api.JobDrill && len(rec.Report) > 0 && rec.RefID != "" {
+		if err := c.recordDrillRun(ctx, rec); err != nil {
+			return err
+		}
+	} else if len(rec.Report) > 0 && rec.RefID != "" {
 		if err := s.PutReport(ctx, &models.Report{ID: rec.RefID, Kind: rec.Type, JobID: rec.JobID,
 			BackupID: rec.BackupID, Status: rec.Status, Body: models.JSON(rec.Report)}); err != nil {
 			return err

@@ -53,7 +53,7 @@ var (
 	JobControls     = []string{"paused", "resumed"}
 	ScheduleSaves   = []string{"created", "updated"}
 	ScheduleActions = []string{"deleted", "triggered"}
-	JobTypes        = []string{string(JobBackup), string(JobRestore), string(JobVerify), string(JobCleanup), string(JobRepair)}
+	JobTypes        = []string{string(JobBackup), string(JobRestore), string(JobVerify), string(JobCleanup), string(JobRepair), string(JobDrill)}
 	JobStatuses     = []string{"running", "completed", "failed", "queued", "paused", "partial", "cancelled", "skipped", "missed"}
 	// the progress endpoints' status, and how an ended job ended
 	ProgressStatuses = []string{"queued", "in_progress", "paused", "completed", "failed"}
@@ -85,6 +85,7 @@ const (
 	JobVerify  JobType = "verify"
 	JobCleanup JobType = "cleanup"
 	JobRepair  JobType = "repair"
+	JobDrill   JobType = "drill"
 )
 
 // Enums names the lists for the enum tag.
@@ -123,6 +124,9 @@ var Enums = map[string][]string{
 	"report_state":     ReportStates,
 	"node_type":        NodeTypes,
 	"freshness":        FreshnessStates,
+	"drill_select":     DrillSelections,
+	"drill_check_type": DrillCheckTypes,
+	"objective":        Objectives,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

@@ -109,6 +109,7 @@ type JobRefs struct {
 	VerificationID *string `json:"verification_id,omitempty"`
 	CleanupID      *string `json:"cleanup_id,omitempty"`
 	RepairID       *string `json:"repair_id,omitempty"`
+	DrillRunID     *string `json:"drill_run_id,omitempty"`
 }
 
 // BackupOutcome is what a finished backup job stored (absent for other
@@ -166,7 +167,7 @@ type ScheduleEventMessage struct {
 }
 
 // Messages are the WebSocket message types.
-var Messages = []any{BackupProgressMessage{}, RestoreProgressMessage{}, JobCompleteMessage{}, StorageAlertMessage{}, ScheduleEventMessage{}}
+var Messages = []any{BackupProgressMessage{}, RestoreProgressMessage{}, JobCompleteMessage{}, StorageAlertMessage{}, ScheduleEventMessage{}, DrillResultMessage{}}
 
 // Error is every error answer, in the spec's format.
 type Error struct {

@@ -121,6 +121,8 @@ func jobRefs(typ api.JobType, id string, always bool) api.JobRefs {
 		r.CleanupID = &id
 	case api.JobRepair:
 		r.RepairID = &id
+	case api.JobDrill:
+		r.DrillRunID = &id
 	}
 	return r
 }

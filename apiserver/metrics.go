@@ -264,7 +264,12 @@ var (
 	descWorkerPollers     = desc("backupd_worker_pollers", "Workers polling a host's task queue, by kind (workflow, activity); 0 when Temporal cannot tell.", "host", "task_queue", "kind")
 	descWebSocketClients  = desc("backupd_websocket_clients", "Connected WebSocket clients.")
 	descServerStart       = desc("backupd_server_start_timestamp_seconds", "When this API server started.")
-	serverCollectorDescs  = []*prometheus.Desc{descBackups, descBackupsLogical, descBackupsStored, descLastSuccess, descSchedInterval, descSchedCreated, descVerifyTime, descVerifyOK, descStorageUp, descStorageRepo, descStorageFSUsed, descStorageFSTotal, descStorageQuota, descStorageFree, descStorageUtil, descStorageThreshold, descReplEnabled, descReplChecked, descReplShort, descReplCompliant, descTemporalUp, descWorkerPollers, descWebSocketClients, descServerStart}
+	descDrillRun          = desc("backupd_drill_last_run_timestamp_seconds", "When a restore drill's newest run started.", "drill")
+	descDrillPassed       = desc("backupd_drill_last_passed", "1 when a restore drill's newest run passed (every file restored whole, every check passed), else 0.", "drill")
+	descDrillRTO          = desc("backupd_drill_rto_seconds", "The time a restore drill's newest run took to restore and verify a component (its measured RTO).", "drill", "component")
+	descDrillBreaches     = desc("backupd_drill_objective_breaches", "Recovery objectives (RTO, RPO) a restore drill's newest run found missed.", "drill")
+	descObjective         = desc("backupd_component_objective_seconds", "A component's configured recovery objective (rto: longest restore, rpo: oldest newest backup); absent when none is set.", "component", "objective")
+	serverCollectorDescs  = []*prometheus.Desc{descDrillRun, descDrillPassed, descDrillRTO, descDrillBreaches, descObjective, descBackups, descBackupsLogical, descBackupsStored, descLastSuccess, descSchedInterval, descSchedCreated, descVerifyTime, descVerifyOK, descStorageUp, descStorageRepo, descStorageFSUsed, descStorageFSTotal, descStorageQuota, descStorageFree, descStorageUtil, descStorageThreshold, descReplEnabled, descReplChecked, descReplShort, descReplCompliant, descTemporalUp, descWorkerPollers, descWebSocketClients, descServerStart}
 	scrapeTimeout         = 25 * time.Second
 	backupStatusesCounted = []string{workflows.StatusCompleted, workflows.StatusPartial, workflows.StatusFailed, workflows.StatusInProgress, workflows.StatusCancelled}
 )
@@ -434,6 +439,52 @@ func (c serverCollector) collectCatalog(ctx context.Context, ch chan<- prometheu
 	gauge(ch, descReplChecked, float64(checked))
 	gauge(ch, descReplShort, float64(short))
 	gauge(ch, descReplCompliant, boolValue(short == 0))
+	return c.collectDrills(ctx, ch)
+}
+
+// collectDrills sends each drill's newest run and the components'
+// objectives.
+func (c serverCollector) collectDrills(ctx context.Context, ch chan<- prometheus.Metric) bool {
+	s := c.s
+	for _, name := range s.Cfg.ComponentNames() {
+		comp := s.Cfg.Components[name]
+		if comp.RTOSeconds > 0 {
+			gauge(ch, descObjective, float64(comp.RTOSeconds), name, "rto")
+		}
+		if comp.RPOSeconds > 0 {
+			gauge(ch, descObjective, float64(comp.RPOSeconds), name, "rpo")
+		}
+	}
+	drills, err := s.Store.ListDrills(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descDrillRun, err)
+		return false
+	}
+	for _, d := range drills {
+		runs, err := s.drillRuns(ctx, d.ID, 1)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(descDrillRun, err)
+			return false
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		r := runs[0]
+		if t, err := time.Parse(time.RFC3339Nano, r.Started); err == nil {
+			gauge(ch, descDrillRun, float64(t.Unix()), d.ID)
+		}
+		gauge(ch, descDrillPassed, boolValue(r.Passed), d.ID)
+		gauge(ch, descDrillBreaches, float64(len(r.Breaches)), d.ID)
+		rto := map[string]float64{}
+		for _, b := range r.Backups {
+			for _, comp := range b.Components {
+				rto[comp.Component] = max(rto[comp.Component], comp.RTOSeconds)
+			}
+		}
+		for comp, v := range rto {
+			gauge(ch, descDrillRTO, v, d.ID, comp)
+		}
+	}
 	return true
 }
 

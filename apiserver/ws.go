@@ -228,7 +228,7 @@ func (h *Hub) Close() {
 	}
 }
 
-var wsTypes = []string{"backup_progress", "restore_progress", "job_complete", "storage_alert", "schedule_event"}
+var wsTypes = []string{"backup_progress", "restore_progress", "job_complete", "storage_alert", "schedule_event", "drill_result"}
 
 var upgrader = websocket.Upgrader{
 	ReadBufferSize: 1024, WriteBufferSize: 4096,
@@ -559,6 +559,46 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 		s.Hub.Broadcast(api.ScheduleEventMessage{Type: "schedule_event", Event: "backup_" + status, ScheduleID: rec.ScheduleID,
 			Message: msg, Timestamp: rfc3339(time.Now()), JobID: rec.JobID})
 	}
+	if rec.Type == api.JobDrill {
+		var rep api.DrillReport
+		if json.Unmarshal(rec.Report, &rep) == nil && rep.RunID != "" {
+			s.Hub.Broadcast(drillResult(rep))
+		}
+	}
+}
+
+// drillResult is a drill run's drill_result message: an alert (critical)
+// when it failed, a warning when it passed with an objective missed.
+func drillResult(rep api.DrillReport) api.DrillResultMessage {
+	m := api.DrillResultMessage{Type: "drill_result", DrillID: rep.DrillID, RunID: rep.RunID, JobID: rep.JobID, Passed: rep.Passed,
+		Breaches: rep.Breaches, Timestamp: rfc3339(time.Now())}
+	for _, b := range rep.Backups {
+		for _, c := range b.Components {
+			for _, f := range c.Damaged {
+				if len(m.Damaged) < 100 {
+					m.Damaged = append(m.Damaged, b.BackupID+": "+c.Component+": "+f)
+				}
+			}
+		}
+	}
+	switch {
+	case !rep.Passed:
+		m.Level = "critical"
+		m.Message = "Restore drill " + rep.DrillID + " failed"
+		if rep.Error != "" {
+			m.Message += ": " + rep.Error
+		} else if len(m.Damaged) > 0 {
+			m.Message += fmt.Sprintf(": %d damaged file(s)", len(m.Damaged))
+		} else {
+			m.Message += ": a restore or a check failed (GET /backup/drills/" + rep.DrillID + ")"
+		}
+	case len(rep.Breaches) > 0:
+		m.Level = "warning"
+		m.Message = fmt.Sprintf("Restore drill %s passed; %d recovery objective(s) missed: %s", rep.DrillID, len(rep.Breaches), rep.Breaches[0].Message)
+	default:
+		m.Message = "Restore drill " + rep.DrillID + " passed"
+	}
+	return m
 }
 
 // checkStorageAlerts pushes storage_alert messages for locations above

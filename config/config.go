@@ -177,6 +177,11 @@ type Component struct {
 	Include     []string   `yaml:"include"`
 	Exclude     []string   `yaml:"exclude"`
 	Databases   []Database `yaml:"databases"`
+	// RTOSeconds and RPOSeconds are the component's recovery objectives
+	// (0: none): the longest a restore may take, as restore drills
+	// measure it, and the oldest its newest good backup may be.
+	RTOSeconds int `yaml:"rto_seconds"`
+	RPOSeconds int `yaml:"rpo_seconds"`
 }
 
 // Database is a database a component dumps (consistently, streamed into
@@ -386,6 +391,9 @@ func (c *Config) Validate() error {
 		}
 		if len(comp.Paths) == 0 && len(comp.Databases) == 0 {
 			errs = append(errs, fmt.Errorf("components.%s: no paths and no databases", name))
+		}
+		if comp.RTOSeconds < 0 || comp.RPOSeconds < 0 {
+			errs = append(errs, fmt.Errorf("components.%s: rto_seconds and rpo_seconds are seconds, 0 (no objective) or more", name))
 		}
 		labels := map[string]bool{}
 		for i, db := range comp.Databases {

@@ -79,6 +79,7 @@ func RegisterWorkflows(r interface {
 		"RepairWorkflow":      workflows.RepairWorkflow,
 		"NotifyWorkflow":      workflows.NotifyWorkflow,
 		"FleetBackupWorkflow": workflows.FleetBackupWorkflow,
+		"DrillWorkflow":       workflows.DrillWorkflow,
 	} {
 		r.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
 	}

@@ -141,7 +141,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	}
 	// the catalog activities run here: this process owns the catalog
 	cw := sdkworker.New(c, activities.CatalogTaskQueue, sdkworker.Options{})
-	cw.RegisterActivity(&activities.Catalog{Store: store, OnRecord: srv.OnJobRecord, Notifications: cfg.Notifications, RevokeGrant: srv.RevokeGrant})
+	cw.RegisterActivity(&activities.Catalog{Store: store, OnRecord: srv.OnJobRecord, Notifications: cfg.Notifications, RevokeGrant: srv.RevokeGrant, Config: cfg})
 	if err := cw.Start(); err != nil {
 		return fmt.Errorf("catalog worker: %w", err)
 	}

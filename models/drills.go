@@ -1,0 +1,91 @@
+package models
+
+import (
+	"context"
+	"time"
+)
+
+// Drill is a restore drill's definition (its Temporal schedule fires it).
+// Select, Components, WithinDays, BackupIDs and Location choose what each
+// run restores; Checks (JSON, api.DrillCheck) run after.
+type Drill struct {
+	ID          string  `gorm:"primaryKey;size:120"`
+	Name        string  `gorm:"size:200"`
+	Description string  `gorm:"size:2000"`
+	Enabled     bool    `gorm:"not null"`
+	Frequency   string  `gorm:"size:16"`
+	Time        string  `gorm:"size:8"`
+	Day         string  `gorm:"size:16"`
+	Timezone    string  `gorm:"size:64"`
+	Select      string  `gorm:"size:16"`
+	Components  Strings `gorm:"type:text"`
+	WithinDays  int
+	BackupIDs   Strings `gorm:"type:text"`
+	Location    string  `gorm:"size:120"`
+	Checks      JSON    `gorm:"type:text"`
+	CreatedBy   string  `gorm:"size:300"`
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// DrillRun is one run of a drill: its report (api.DrillReport) and what
+// the metrics and the compliance report read without decoding it.
+type DrillRun struct {
+	ID       string    `gorm:"primaryKey;size:80"`
+	DrillID  string    `gorm:"size:120;index:idx_drill_runs_drill,priority:1"`
+	JobID    string    `gorm:"size:80;index"`
+	Passed   bool      `gorm:"not null"`
+	Started  time.Time `gorm:"index:idx_drill_runs_drill,priority:2"`
+	Finished time.Time
+	Body     JSON `gorm:"type:text"`
+}
+
+// PutDrill creates or replaces a drill.
+func (s *Store) PutDrill(ctx context.Context, d *Drill) error {
+	return s.wrote(s.DB.WithContext(ctx).Save(d).Error)
+}
+
+// GetDrill returns one drill.
+func (s *Store) GetDrill(ctx context.Context, id string) (*Drill, error) {
+	var d Drill
+	if err := s.DB.WithContext(ctx).First(&d, "id = ?", id).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &d, nil
+}
+
+// ListDrills returns every drill by id.
+func (s *Store) ListDrills(ctx context.Context) ([]Drill, error) {
+	var out []Drill
+	err := s.DB.WithContext(ctx).Order("id").Find(&out).Error
+	return out, err
+}
+
+// DeleteDrill removes a drill (its runs stay: they are the record).
+func (s *Store) DeleteDrill(ctx context.Context, id string) error {
+	return s.wrote(s.DB.WithContext(ctx).Delete(&Drill{}, "id = ?", id).Error)
+}
+
+// PutDrillRun records a run (again, when a retried record repeats it).
+func (s *Store) PutDrillRun(ctx context.Context, r *DrillRun) error {
+	return s.wrote(s.DB.WithContext(ctx).Save(r).Error)
+}
+
+// DrillRuns returns a drill's newest runs, newest first (every drill's
+// when drillID is empty), at most limit.
+func (s *Store) DrillRuns(ctx context.Context, drillID string, limit int) ([]DrillRun, error) {
+	var out []DrillRun
+	q := s.DB.WithContext(ctx).Order("started DESC, id DESC").Limit(limit)
+	if drillID != "" {
+		q = q.Where("drill_id = ?", drillID)
+	}
+	err := q.Find(&out).Error
+	return out, err
+}
+
+// DrillRunsBetween returns the runs started in [from, to), oldest first.
+func (s *Store) DrillRunsBetween(ctx context.Context, from, to time.Time) ([]DrillRun, error) {
+	var out []DrillRun
+	err := s.DB.WithContext(ctx).Where("started >= ? AND started < ?", from, to).Order("started, id").Find(&out).Error
+	return out, err
+}

@@ -1,0 +1,214 @@
+package tests
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"backupd/config"
+)
+
+// TestRestoreDrills: a drill's schedule fires (trigger), restores the
+// newest backup of two components into a scratch directory, compares
+// every file, runs a command check, and passes with its RTO and RPO
+// measured (one RPO objective missed: a warning). Then a data pack is
+// damaged: the next run fails, names the damaged files, alerts on the
+// WebSocket and turns the metric to 0.
+func TestRestoreDrills(t *testing.T) {
+	s := startAPIStackWith(t, "sqlite", func(*apiStack) {}, func(c *config.Config) {
+		d := c.Components["data"]
+		d.RPOSeconds = 1 // missed as soon as the backup is a second old
+		d.RTOSeconds = 3600
+		c.Components["data"] = d
+		cf := c.Components["configurations"]
+		cf.RPOSeconds = 86400
+		c.Components["configurations"] = cf
+	})
+	const v1 = "/v1/cloud-integration/backup"
+	ws := s.websocket(t, "?types=drill_result,job_complete", http.Header{"Authorization": {"Bearer " + s.tokens["viewer"]}})
+	conf := filepath.Join(filepath.Dir(s.src), "conf")
+
+	b := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"data": true, "configurations": true}, "storage_locations": []string{"local"}})
+	if p := s.waitJob(t, v1+"/progress?job_id="+b["job_id"].(string)); p["status"] != "completed" {
+		t.Fatalf("backup: %v", p)
+	}
+	backupID := b["backup_id"].(string)
+
+	// mistakes: a check without an absolute program, an unknown
+	// component, select backups without ids; an operator cannot define
+	// a drill (its checks run commands on the worker)
+	drill := map[string]any{"id": "nightly", "frequency": "daily", "time": "04:00", "components": []string{"data", "configurations"},
+		"checks": []map[string]any{{"type": "command", "component": "configurations",
+			"command": []string{"/usr/bin/grep", "-q", "setting = 1", "." + conf + "/app.conf"}}}}
+	bad := map[string]any{"id": "bad", "frequency": "daily", "checks": []map[string]any{{"type": "command", "command": []string{"grep", "x"}}}}
+	if st, e := s.do("POST", v1+"/drills", "admin", bad); st != 400 || get(e, "details.field") != "checks[0].command" {
+		t.Errorf("relative command: %d %v", st, e)
+	}
+	bad = map[string]any{"id": "bad", "frequency": "daily", "components": []string{"nope"}}
+	if st, e := s.do("POST", v1+"/drills", "admin", bad); st != 400 || !strings.Contains(fmt.Sprint(e), "unknown component") {
+		t.Errorf("unknown component: %d %v", st, e)
+	}
+	bad = map[string]any{"id": "bad", "frequency": "daily", "select": "backups"}
+	if st, e := s.do("POST", v1+"/drills", "admin", bad); st != 400 || get(e, "details.field") != "backup_ids" {
+		t.Errorf("select backups without ids: %d %v", st, e)
+	}
+	if st, _ := s.do("POST", v1+"/drills", "operator", drill); st != 403 {
+		t.Errorf("an operator defined a drill: %d", st)
+	}
+	saved := s.must(200, "POST", v1+"/drills", "admin", drill)
+	if saved["status"] != "created" || saved["next_run"] == nil {
+		t.Fatalf("drill saved: %v", saved)
+	}
+
+	// 1. the schedule fires: the run passes (data's backup is then more
+	// than its RPO of a second old)
+	time.Sleep(1100 * time.Millisecond)
+	run1 := s.triggerDrill(t, "nightly", "")
+	if run1["passed"] != true {
+		t.Fatalf("first run failed: %v", run1)
+	}
+	bk := run1["backups"].([]any)
+	if len(bk) != 1 || get(bk[0].(map[string]any), "backup_id") != backupID {
+		t.Fatalf("run restored %v, want backup %s", bk, backupID)
+	}
+	comps := bk[0].(map[string]any)["components"].([]any)
+	for _, c := range comps {
+		c := c.(map[string]any)
+		if c["passed"] != true || c["files_verified"].(float64) < 1 || c["rto_seconds"].(float64) <= 0 {
+			t.Errorf("component %v", c)
+		}
+		if c["component"] == "data" && (c["seconds_per_gb"] == nil || c["rto_objective_seconds"] != 3600.0) {
+			t.Errorf("data: per GB and objective: %v", c)
+		}
+	}
+	checks := bk[0].(map[string]any)["checks"].([]any)
+	if len(checks) != 1 || checks[0].(map[string]any)["passed"] != true {
+		t.Errorf("checks: %v", checks)
+	}
+	var breached []string
+	for _, b := range run1["breaches"].([]any) {
+		b := b.(map[string]any)
+		breached = append(breached, fmt.Sprint(b["component"], "/", b["objective"]))
+	}
+	if fmt.Sprint(breached) != "[data/rpo]" {
+		t.Errorf("breaches %v, want data's RPO only", breached)
+	}
+	for _, r := range run1["rpo"].([]any) {
+		r := r.(map[string]any)
+		if r["newest_backup_id"] != backupID || r["age_seconds"].(float64) <= 0 {
+			t.Errorf("rpo %v", r)
+		}
+	}
+	m := ws.waitFor(t, "drill_result (passed)", 30*time.Second, func(m obj) bool {
+		return m["type"] == "drill_result" && m["run_id"] == run1["run_id"]
+	})
+	if m["passed"] != true || m["level"] != "warning" || !strings.Contains(fmt.Sprint(m["message"]), "recovery point objective") {
+		t.Errorf("drill_result of a passing run with a missed RPO: %v", m)
+	}
+	if v := s.metric(t, `backupd_drill_last_passed{drill="nightly"}`); v != "1" {
+		t.Errorf("backupd_drill_last_passed after a passed run: %q", v)
+	}
+	// nothing left behind in the scratch directory
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.cfgPath), "drills", "*")); len(left) != 0 {
+		t.Errorf("the scratch directory holds %v", left)
+	}
+
+	// 2. a data pack damaged: the next run fails and names the files
+	var pack string
+	var largest int64
+	filepath.Walk(filepath.Join(filepath.Dir(s.cfgPath), "backups", "data"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > largest {
+			pack, largest = p, fi.Size()
+		}
+		return nil
+	})
+	if largest < 64<<10 {
+		t.Fatalf("no data pack to damage (largest %d bytes)", largest)
+	}
+	flipByte(t, pack, largest/2)
+	run2 := s.triggerDrill(t, "nightly", fmt.Sprint(run1["run_id"]))
+	if run2["passed"] != false {
+		t.Fatalf("a run over a damaged pack passed: %v", run2)
+	}
+	var damaged []string
+	for _, c := range run2["backups"].([]any)[0].(map[string]any)["components"].([]any) {
+		fs, _ := get(c, "damaged").([]any)
+		for _, f := range fs {
+			damaged = append(damaged, f.(string))
+		}
+	}
+	if len(damaged) == 0 || !strings.HasPrefix(damaged[0], s.src+"/") {
+		t.Fatalf("damaged files not named under %s: %v", s.src, damaged)
+	}
+	m = ws.waitFor(t, "drill_result (failed)", 30*time.Second, func(m obj) bool {
+		return m["type"] == "drill_result" && m["run_id"] == run2["run_id"]
+	})
+	if ds, _ := get(m, "damaged").([]any); m["passed"] != false || m["level"] != "critical" || len(ds) == 0 {
+		t.Errorf("drill_result of a failed run: %v", m)
+	}
+	ws.waitFor(t, "job_complete of the failed drill", 30*time.Second, func(m obj) bool {
+		return m["type"] == "job_complete" && m["job_id"] == run2["job_id"] && m["status"] == "failed" && m["operation"] == "drill"
+	})
+	if v := s.metric(t, `backupd_drill_last_passed{drill="nightly"}`); v != "0" {
+		t.Errorf("backupd_drill_last_passed after a failed run: %q", v)
+	}
+	jobs := s.must(200, "GET", v1+"/jobs?type=drill", "viewer", nil)
+	if n := len(jobs["jobs"].([]any)); n != 2 {
+		t.Errorf("jobs of type drill: %d, want 2", n)
+	}
+	// listed with its newest run; deleted, its runs stay in the catalog
+	l := s.must(200, "GET", v1+"/drills", "viewer", nil)
+	if d := l["drills"].([]any); len(d) != 1 || get(d[0], "last_run.run_id") != run2["run_id"] {
+		t.Errorf("drill list: %v", l)
+	}
+	s.must(200, "DELETE", v1+"/drills/nightly", "admin", nil)
+	if st, _ := s.do("GET", v1+"/drills/nightly", "viewer", nil); st != 404 {
+		t.Errorf("deleted drill: %d", st)
+	}
+}
+
+// triggerDrill fires a drill's schedule and waits for a run newer than
+// after (a run id, or "") to be reported.
+func (s *apiStack) triggerDrill(t *testing.T, id, after string) obj {
+	t.Helper()
+	const v1 = "/v1/cloud-integration/backup"
+	s.must(200, "POST", v1+"/drills/"+id+"/trigger", "operator", nil)
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		d := s.must(200, "GET", v1+"/drills/"+id, "viewer", nil)
+		if runs := d["runs"].([]any); len(runs) > 0 {
+			r := runs[0].(map[string]any)
+			if r["run_id"] != after {
+				return r
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("drill %s: no run reported in 3 minutes", id)
+	return nil
+}
+
+// metric reads one series' value from GET /metrics ("" when absent).
+func (s *apiStack) metric(t *testing.T, series string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.tokens["viewer"])
+	res, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	if m := re.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
