@@ -18,6 +18,7 @@ import (
 	"backupd/api"
 	"backupd/models"
 	"backupd/restore"
+	"backupd/sources"
 )
 
 // DrillPlanInput asks the catalog what a drill run restores.
@@ -294,7 +295,12 @@ func (a *Activities) DrillRestore(ctx context.Context, in DrillRestoreInput) (ap
 			continue // a check of a component this backup does not drill
 		}
 		hb.update(func(c *Checkpoint) { c.Phase = "drill: checking " + comp })
-		cr := runDrillCheck(ctx, ch, comp, filepath.Join(scratch, comp), in.BackupID)
+		var cr api.DrillCheckRun
+		if ch.Type == "database" {
+			cr = a.runDatabaseCheck(ctx, ch, comp, filepath.Join(scratch, comp), in.RunID)
+		} else {
+			cr = runDrillCheck(ctx, ch, comp, filepath.Join(scratch, comp), in.BackupID)
+		}
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
@@ -323,7 +329,9 @@ func runDrillCheck(ctx context.Context, ch api.DrillCheck, comp, dir, backupID s
 		defer cancel()
 		cmd := exec.CommandContext(cctx, ch.Command[0], ch.Command[1:]...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "BACKUPD_DRILL_TARGET="+dir, "BACKUPD_DRILL_BACKUP_ID="+backupID)
+		// what a program needs to run, never backupd's secrets
+		// (BACKUPD_PASSWORD, cloud keys)
+		cmd.Env = append(checkEnv(os.Environ()), "BACKUPD_DRILL_TARGET="+dir, "BACKUPD_DRILL_BACKUP_ID="+backupID)
 		var buf tailBuffer
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		err := cmd.Run()
@@ -343,6 +351,106 @@ func runDrillCheck(ctx context.Context, ch api.DrillCheck, comp, dir, backupID s
 		cr.Error = fmt.Sprintf("unknown check type %q (command is the one there is)", ch.Type)
 	}
 	return cr
+}
+
+// checkEnv is the environment of a drill's command: backupd's own
+// without its secrets.
+func checkEnv(all []string) []string {
+	var out []string
+	for _, kv := range all {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "PATH", name == "HOME", name == "USER", name == "LOGNAME", name == "LANG", name == "LANGUAGE",
+			name == "TZ", name == "TMPDIR", strings.HasPrefix(name, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// runDatabaseCheck loads a component's restored dump into a scratch
+// database on the server its configuration names, runs the query and
+// drops the scratch database, whatever happened.
+func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, comp, dir, runID string) api.DrillCheckRun {
+	cr := api.DrillCheckRun{Type: ch.Type, Component: comp}
+	start := time.Now()
+	defer func() { cr.Seconds = time.Since(start).Seconds() }()
+	c, ok := a.component(comp)
+	if !ok {
+		cr.Error = fmt.Sprintf("component %s is not configured on %s", comp, a.Config.Host)
+		return cr
+	}
+	var db *sources.Database
+	var labels []string
+	for _, d := range c.Databases {
+		src := d.Source()
+		labels = append(labels, src.Label())
+		if src.Label() == ch.Database || (ch.Database == "" && len(c.Databases) == 1) {
+			db = &src
+		}
+	}
+	if db == nil {
+		cr.Error = fmt.Sprintf("component %s has no database %q (it has: %s)", comp, ch.Database, strings.Join(labels, ", "))
+		return cr
+	}
+	f, err := os.Open(filepath.Join(dir, sources.DumpsDir, db.DumpFile()))
+	if err != nil {
+		cr.Error = fmt.Sprintf("the backup holds no dump of %s: %v", db.Label(), err)
+		return cr
+	}
+	defer f.Close()
+	timeout := time.Duration(ch.TimeoutSeconds) * time.Second
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	scratch := "backupd_drill_" + strings.ToLower(strings.TrimPrefix(runID, "DRILL-"))
+	if !sources.ValidDBName(scratch) {
+		scratch = "backupd_drill"
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer dcancel()
+		if err := db.Drop(dctx, scratch); err != nil && cr.Error == "" {
+			cr.Passed, cr.Error = false, "the scratch database could not be dropped: "+err.Error()
+		}
+	}()
+	// a scratch database left by an earlier attempt is replaced
+	if err := db.Restore(cctx, f, scratch, true); err != nil {
+		cr.Error = "loading the dump into " + scratch + ": " + err.Error()
+		return cr
+	}
+	query, expect := ch.Query, ch.Expect
+	if query == "" {
+		if db.Kind == "mariadb" {
+			query = "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+		} else {
+			query = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+		}
+	}
+	out, err := db.Query(cctx, scratch, query)
+	cr.Output = tail(out, drillOutputMax)
+	switch {
+	case cctx.Err() == context.DeadlineExceeded:
+		cr.Error = fmt.Sprintf("the check did not finish in %s", timeout)
+	case err != nil:
+		cr.Error = err.Error()
+	case expect != nil && strings.TrimSpace(out) != strings.TrimSpace(*expect):
+		cr.Error = fmt.Sprintf("the query printed %q, not %q", tail(out, 200), *expect)
+	case expect == nil && (strings.TrimSpace(out) == "" || strings.TrimSpace(out) == "0"):
+		cr.Error = "the query printed nothing (or 0): the restored database looks empty"
+	default:
+		cr.Passed = true
+	}
+	return cr
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // tailBuffer keeps the last drillOutputMax bytes written to it.

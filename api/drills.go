@@ -11,7 +11,7 @@ package api
 var DrillSelections = []string{"latest", "random", "backups"}
 
 // DrillCheckTypes: what a drill runs after the files are restored.
-var DrillCheckTypes = []string{"command"}
+var DrillCheckTypes = []string{"command", "database"}
 
 // DrillRequest is the body of POST /backup/drills.
 type DrillRequest struct {
@@ -34,9 +34,12 @@ type DrillRequest struct {
 
 // DrillCheck is one check of a drill.
 type DrillCheck struct {
-	Type           string   `json:"type" required:"true" enum:"drill_check_type" doc:"command: a program run in the restored component's directory; its exit status decides"`
+	Type           string   `json:"type" required:"true" enum:"drill_check_type" doc:"command: a program run in the restored component's directory; its exit status decides. database: the component's database dump is loaded into a scratch database and a query run"`
 	Component      string   `json:"component,omitempty" doc:"the component the check is about (default: the drill's first)"`
 	Command        []string `json:"command,omitempty" doc:"command: the program (an absolute path) and its arguments (no shell). It runs in the component's restored directory, which mirrors the absolute source paths (/etc/app/app.conf is at etc/app/app.conf there), with BACKUPD_DRILL_TARGET set to that directory and BACKUPD_DRILL_BACKUP_ID to the backup's id" example:"[\"/usr/bin/test\",\"-s\",\"etc/app/app.conf\"]"`
+	Database       string   `json:"database,omitempty" doc:"database: the connection's name in the component's configuration (default: its only one). Its restored dump is loaded into a scratch database on that server (backupd_drill_<run>), the query runs there, and the scratch database is dropped" example:"\"app\""`
+	Query          string   `json:"query,omitempty" maxLength:"4000" doc:"database: the SQL run in the scratch database (default: a count of its tables, which must be above 0)" example:"\"SELECT count(*) FROM orders\""`
+	Expect         *string  `json:"expect,omitempty" maxLength:"4000" doc:"database: the query's output, exactly (rows one per line, PostgreSQL columns separated by |, MariaDB's by a tab); absent: any output that is not empty or 0 passes" example:"\"1200\""`
 	TimeoutSeconds int      `json:"timeout_seconds,omitempty" minimum:"1" maximum:"86400" doc:"default 300"`
 }
 

@@ -168,8 +168,37 @@ func (s *Server) validDrillChecks(checks []api.DrillCheck, comps []string) error
 				return drillErr(f+".component", "%s.component: %q is not one of the drill's components (%s)", f, ch.Component, strings.Join(comps, ", "))
 			}
 		}
-		if len(ch.Command) == 0 || !filepath.IsAbs(ch.Command[0]) {
-			return drillErr(f+".command", "%s.command: give the program as an absolute path, then its arguments (no shell), like [\"/usr/bin/test\", \"-s\", \"etc/app.conf\"]", f)
+		switch ch.Type {
+		case "command":
+			if len(ch.Command) == 0 || !filepath.IsAbs(ch.Command[0]) {
+				return drillErr(f+".command", "%s.command: give the program as an absolute path, then its arguments (no shell), like [\"/usr/bin/test\", \"-s\", \"etc/app.conf\"]", f)
+			}
+		case "database":
+			if len(ch.Command) > 0 {
+				return drillErr(f+".command", "%s.command: a database check runs a query, not a command", f)
+			}
+			comp := ch.Component
+			if comp == "" && len(comps) > 0 {
+				comp = comps[0]
+			}
+			if comp == "" {
+				return drillErr(f+".component", "%s.component: name the component whose database dump is checked", f)
+			}
+			var labels []string
+			for _, d := range s.Cfg.Components[comp].Databases {
+				labels = append(labels, d.Source().Label())
+			}
+			switch {
+			case len(labels) == 0:
+				return drillErr(f+".component", "%s.component: component %s backs up no database", f, comp)
+			case ch.Database == "" && len(labels) > 1:
+				return drillErr(f+".database", "%s.database: component %s has several databases; name one of %s", f, comp, strings.Join(labels, ", "))
+			case ch.Database != "" && !slices.Contains(labels, ch.Database):
+				return drillErr(f+".database", "%s.database: component %s has no database %q (it has %s)", f, comp, ch.Database, strings.Join(labels, ", "))
+			}
+			if len(ch.Query) > 4000 || (ch.Expect != nil && len(*ch.Expect) > 4000) {
+				return drillErr(f+".query", "%s: query and expect are at most 4000 bytes each", f)
+			}
 		}
 		if ch.TimeoutSeconds < 0 || ch.TimeoutSeconds > 86400 {
 			return drillErr(f+".timeout_seconds", "%s.timeout_seconds: %d is outside 1..86400", f, ch.TimeoutSeconds)

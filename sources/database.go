@@ -397,3 +397,31 @@ func runOut(ctx context.Context, name string, args, env []string, out io.Writer)
 	}
 	return nil
 }
+
+// Query runs one SQL statement in database db (a drill's check of a
+// restored dump) and returns what it printed: rows one per line, columns
+// separated by '|' (PostgreSQL) or a tab (MariaDB), no headers.
+func (d Database) Query(ctx context.Context, db, query string) (string, error) {
+	if !ValidDBName(db) {
+		return "", fmt.Errorf("database %q: invalid name (letters, digits, _ and $; at most 63)", db)
+	}
+	var out bytes.Buffer
+	var err error
+	if d.Kind == "mariadb" {
+		err = runOut(ctx, "mariadb", append(d.conn(), "-N", "-B", "--database="+db, "-e", query), d.env(), &out)
+	} else {
+		err = runOut(ctx, "psql", append(d.conn(), "--dbname", db, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", query), d.env(), &out)
+	}
+	return strings.TrimRight(out.String(), "\n"), err
+}
+
+// Drop removes database db if it exists (a drill's scratch database).
+func (d Database) Drop(ctx context.Context, db string) error {
+	if !ValidDBName(db) {
+		return fmt.Errorf("database %q: invalid name (letters, digits, _ and $; at most 63)", db)
+	}
+	if d.Kind == "mariadb" {
+		return run(ctx, "mariadb", append(d.conn(), "-e", "DROP DATABASE IF EXISTS `"+db+"`"), d.env(), nil)
+	}
+	return run(ctx, "dropdb", append(d.conn(), "--if-exists", db), d.env(), nil)
+}

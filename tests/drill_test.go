@@ -1,10 +1,13 @@
 package tests
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -211,4 +214,56 @@ func (s *apiStack) metric(t *testing.T, series string) string {
 		return string(m[1])
 	}
 	return ""
+}
+
+// TestDrillDatabaseCheck: a drill loads a component's PostgreSQL dump
+// into a scratch database, runs the query against the expected answer,
+// and drops the scratch database; a wrong answer fails the drill.
+func TestDrillDatabaseCheck(t *testing.T) {
+	havePostgres(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	db := "bkd_drill_" + hex.EncodeToString(b)
+	t.Cleanup(func() { exec.Command("dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", db).Run() })
+	if out, err := exec.Command("createdb", "-h", "127.0.0.1", "-U", "postgres", db).CombinedOutput(); err != nil {
+		t.Fatalf("createdb: %v %s", err, out)
+	}
+	psql(t, db, "CREATE TABLE orders (id int PRIMARY KEY, total numeric); INSERT INTO orders VALUES (1, 9.5), (2, 20), (3, 7.25)")
+	s := startAPIStackWith(t, "sqlite", func(*apiStack) {}, func(c *config.Config) {
+		c.Components["appdb"] = config.Component{Databases: []config.Database{{Name: "app", Kind: "postgresql",
+			Host: "127.0.0.1", Port: 5432, User: "postgres", Database: db}}}
+	})
+	const v1 = "/v1/cloud-integration/backup"
+	bk := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"appdb": true}, "storage_locations": []string{"local"}})
+	if p := s.waitJob(t, v1+"/progress?job_id="+bk["job_id"].(string)); p["status"] != "completed" {
+		t.Fatalf("backup: %v", p)
+	}
+	// a database check on a component without databases is refused
+	if st, e := s.do("POST", v1+"/drills", "admin", map[string]any{"id": "x", "frequency": "daily", "components": []string{"data"},
+		"checks": []map[string]any{{"type": "database"}}}); st != 400 || !strings.Contains(fmt.Sprint(e["message"]), "backs up no database") {
+		t.Errorf("database check of a files component: %d %v", st, e)
+	}
+	check := map[string]any{"type": "database", "component": "appdb", "database": "app",
+		"query": "SELECT count(*), sum(total) FROM orders", "expect": "3|36.75"}
+	s.must(200, "POST", v1+"/drills", "admin", map[string]any{"id": "db", "frequency": "weekly", "day": "Sunday", "time": "02:00",
+		"components": []string{"appdb"}, "checks": []any{check}})
+	run := s.triggerDrill(t, "db", "")
+	chk := get(run, "backups.0.checks.0")
+	if run["passed"] != true || get(chk, "passed") != true || get(chk, "output") != "3|36.75" {
+		t.Fatalf("database drill: %v", run)
+	}
+	if n := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'backupd_drill_%'"); n != "0" {
+		t.Errorf("%s scratch databases left behind", n)
+	}
+	// the same backup, a wrong expectation: the drill fails and says why
+	check["expect"] = "4|36.75"
+	s.must(200, "POST", v1+"/drills", "admin", map[string]any{"id": "db", "checks": []any{check}})
+	run2 := s.triggerDrill(t, "db", fmt.Sprint(run["run_id"]))
+	if run2["passed"] != false || !strings.Contains(fmt.Sprint(get(run2, "backups.0.checks.0.error")), `not "4|36.75"`) {
+		t.Fatalf("a wrong answer passed: %v", run2)
+	}
+	if n := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'backupd_drill_%'"); n != "0" {
+		t.Errorf("%s scratch databases left behind after a failed check", n)
+	}
 }
