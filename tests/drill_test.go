@@ -224,7 +224,9 @@ func TestDrillDatabaseCheck(t *testing.T) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	db := "bkd_drill_" + hex.EncodeToString(b)
-	t.Cleanup(func() { exec.Command("dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", db).Run() })
+	t.Cleanup(func() {
+		exec.Command("dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", db).Run()
+	})
 	if out, err := exec.Command("createdb", "-h", "127.0.0.1", "-U", "postgres", db).CombinedOutput(); err != nil {
 		t.Fatalf("createdb: %v %s", err, out)
 	}
