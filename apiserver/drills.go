@@ -52,7 +52,8 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	d, err := s.Store.GetDrill(ctx, req.ID)
 	created := errors.Is(err, models.ErrNotFound)
 	if created {
-		d = &models.Drill{ID: req.ID, Enabled: true, Timezone: "UTC", Select: "latest", CreatedBy: user(r)}
+		d = &models.Drill{ID: req.ID, Enabled: true, Timezone: "UTC", Select: "latest", CreatedBy: user(r),
+			Notifications: map[string]bool{"on_success": false, "on_failure": true, "on_warning": true}}
 	} else if err != nil {
 		return err
 	}
@@ -88,6 +89,15 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.BackupIDs != nil {
 		d.BackupIDs = req.BackupIDs
+	}
+	for k, v := range req.Notifications {
+		if err := oneOf("notifications."+k, k, api.Notifications...); err != nil {
+			return drillErr("notifications."+k, "notifications: unknown key %q (%s)", k, strings.Join(api.Notifications, ", "))
+		}
+		if d.Notifications == nil {
+			d.Notifications = map[string]bool{}
+		}
+		d.Notifications[k] = v
 	}
 	if req.Checks != nil {
 		if err := s.validDrillChecks(req.Checks, d.Components); err != nil {
@@ -212,7 +222,8 @@ func (s *Server) drillRequest(d *models.Drill) workflows.DrillRequest {
 	var checks []api.DrillCheck
 	_ = json.Unmarshal(d.Checks, &checks)
 	return workflows.DrillRequest{DrillID: d.ID, CatalogQueue: s.catalogQueue(), Checks: checks,
-		Plan: drillPlanInput(d)}
+		Plan: drillPlanInput(d), Notify: &workflows.NotifyPrefs{OnSuccess: d.Notifications["on_success"],
+			OnFailure: d.Notifications["on_failure"], OnWarning: d.Notifications["on_warning"]}}
 }
 
 func drillPlanInput(d *models.Drill) activities.DrillPlanInput {
@@ -334,6 +345,8 @@ func (s *Server) drillOut(ctx context.Context, d *models.Drill, runs []api.Drill
 	out := api.Drill{ID: d.ID, Name: d.Name, Description: d.Description, Enabled: d.Enabled, Frequency: d.Frequency,
 		Time: d.Time, Day: d.Day, Timezone: d.Timezone, Select: d.Select, Components: nonNil(d.Components),
 		WithinDays: d.WithinDays, BackupIDs: d.BackupIDs, Location: d.Location, Checks: []api.DrillCheck{},
+		Notifications: map[string]bool{"on_success": d.Notifications["on_success"], "on_failure": d.Notifications["on_failure"],
+			"on_warning": d.Notifications["on_warning"]},
 		CreatedBy: d.CreatedBy, CreatedAt: rfc3339(d.CreatedAt)}
 	_ = json.Unmarshal(d.Checks, &out.Checks)
 	if out.Checks == nil {

@@ -23,9 +23,11 @@ type Drill struct {
 	BackupIDs   Strings `gorm:"type:text"`
 	Location    string  `gorm:"size:120"`
 	Checks      JSON    `gorm:"type:text"`
-	CreatedBy   string  `gorm:"size:300"`
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Notifications: on_success, on_failure, on_warning (as schedules')
+	Notifications map[string]bool `gorm:"type:text;serializer:json"`
+	CreatedBy     string          `gorm:"size:300"`
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // DrillRun is one run of a drill: its report (api.DrillReport) and what

@@ -3,14 +3,18 @@ package tests
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +28,27 @@ import (
 // damaged: the next run fails, names the damaged files, alerts on the
 // WebSocket and turns the metric to 0.
 func TestRestoreDrills(t *testing.T) {
+	var hookMu sync.Mutex
+	var events []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct{ Event, Message string }
+		json.NewDecoder(r.Body).Decode(&p)
+		hookMu.Lock()
+		events = append(events, p.Event)
+		hookMu.Unlock()
+		w.WriteHeader(204)
+	}))
+	defer hook.Close()
+	delivered := func(event string) {
+		t.Helper()
+		waitFor(t, 30*time.Second, "notification "+event, func() bool {
+			hookMu.Lock()
+			defer hookMu.Unlock()
+			return slices.Contains(events, event)
+		})
+	}
 	s := startAPIStackWith(t, "sqlite", func(*apiStack) {}, func(c *config.Config) {
+		c.Notifications = config.Notifications{Webhooks: []config.Webhook{{Name: "ops", URL: hook.URL, Secret: "s"}}}
 		d := c.Components["data"]
 		d.RPOSeconds = 1 // missed as soon as the backup is a second old
 		d.RTOSeconds = 3600
@@ -115,6 +139,7 @@ func TestRestoreDrills(t *testing.T) {
 	if m["passed"] != true || m["level"] != "warning" || !strings.Contains(fmt.Sprint(m["message"]), "recovery point objective") {
 		t.Errorf("drill_result of a passing run with a missed RPO: %v", m)
 	}
+	delivered("drill.warning") // passed, an objective missed
 	if v := s.metric(t, `backupd_drill_last_passed{drill="nightly"}`); v != "1" {
 		t.Errorf("backupd_drill_last_passed after a passed run: %q", v)
 	}
@@ -159,6 +184,7 @@ func TestRestoreDrills(t *testing.T) {
 	ws.waitFor(t, "job_complete of the failed drill", 30*time.Second, func(m obj) bool {
 		return m["type"] == "job_complete" && m["job_id"] == run2["job_id"] && m["status"] == "failed" && m["operation"] == "drill"
 	})
+	delivered("drill.failure")
 	if v := s.metric(t, `backupd_drill_last_passed{drill="nightly"}`); v != "0" {
 		t.Errorf("backupd_drill_last_passed after a failed run: %q", v)
 	}

@@ -331,13 +331,18 @@ func (r *backupRun) notify(ctx workflow.Context, out *BackupOutcome, err error) 
 	payload := rawJSON(map[string]any{"event": "backup." + event, "job_id": rec.JobID, "backup_id": rec.BackupID,
 		"name": r.req.Name, "schedule_id": r.req.ScheduleID, "status": b.Status, "operation": api.JobBackup, "message": msg,
 		"details": details, "timestamp": workflow.Now(ctx).UTC().Format(time.RFC3339)})
-	// a child that outlives this job: retries of a receiver that is down
-	// must not keep the backup (and its workflow id) open
+	sendNotification(ctx, r.req.CatalogQueue, rec.JobID, event, payload)
+}
+
+// sendNotification starts the delivery of a job's outcome as a child that
+// outlives the job: retries of a receiver that is down must not keep the
+// job (and its workflow id) open.
+func sendNotification(ctx workflow.Context, queue, jobID, event string, payload json.RawMessage) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	cctx := workflow.WithChildOptions(dctx, workflow.ChildWorkflowOptions{WorkflowID: "notify:" + rec.JobID + ":" + event,
+	cctx := workflow.WithChildOptions(dctx, workflow.ChildWorkflowOptions{WorkflowID: "notify:" + jobID + ":" + event,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON})
-	f := workflow.ExecuteChildWorkflow(cctx, NotifyWorkflow, NotifyRequest{CatalogQueue: r.req.CatalogQueue,
-		Input: activities.NotifyInput{JobID: rec.JobID, Event: event, Payload: payload}})
+	f := workflow.ExecuteChildWorkflow(cctx, NotifyWorkflow, NotifyRequest{CatalogQueue: queue,
+		Input: activities.NotifyInput{JobID: jobID, Event: event, Payload: payload}})
 	_ = f.GetChildWorkflowExecution().Get(dctx, nil)
 }
 

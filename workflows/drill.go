@@ -21,6 +21,9 @@ type DrillRequest struct {
 	Checks       []api.DrillCheck          `json:"checks,omitempty"`
 	CatalogQueue string                    `json:"catalog_queue,omitempty"`
 	Subtype      string                    `json:"subtype,omitempty"` // scheduled | manual
+	// Notify: a failed run is a failure, a passed one that found an
+	// objective missed a warning.
+	Notify *NotifyPrefs `json:"notify,omitempty"`
 }
 
 // DrillWorkflow: the catalog chooses the backups and measures each
@@ -70,8 +73,35 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*api.DrillReport, er
 		}
 		rec.Report = rawJSON(rep)
 		awaitRecords(ctx, req.CatalogQueue, start, rec)
+		notifyDrill(ctx, req, rep, rec)
 	}
 	return rep, err
+}
+
+// notifyDrill delivers a run's outcome when the drill asks for it.
+func notifyDrill(ctx workflow.Context, req DrillRequest, rep *api.DrillReport, rec activities.JobRecord) {
+	n := req.Notify
+	if n == nil {
+		return
+	}
+	event, want, msg := "success", n.OnSuccess, "Restore drill "+req.DrillID+" passed"
+	switch {
+	case !rep.Passed:
+		event, want, msg = "failure", n.OnFailure, "Restore drill "+req.DrillID+" failed"
+	case len(rep.Breaches) > 0:
+		event, want, msg = "warning", n.OnWarning, "Restore drill "+req.DrillID+" passed; a recovery objective was missed"
+	}
+	if !want {
+		return
+	}
+	details := map[string]any{"drill_id": req.DrillID, "run_id": rep.RunID, "passed": rep.Passed, "breaches": rep.Breaches}
+	if rec.Error != "" {
+		details["error"] = clip(rec.Error, 2000)
+	}
+	payload := rawJSON(map[string]any{"event": "drill." + event, "job_id": req.JobID, "name": req.DrillID,
+		"status": rec.Status, "operation": api.JobDrill, "message": msg, "details": details,
+		"timestamp": workflow.Now(ctx).UTC().Format(time.RFC3339)})
+	sendNotification(ctx, req.CatalogQueue, req.JobID, event, payload)
 }
 
 func runDrill(ctx workflow.Context, req DrillRequest, p *Progress, rep *api.DrillReport) error {
