@@ -29,6 +29,9 @@ type DrillPlanInput struct {
 	WithinDays int      `json:"within_days,omitempty"`
 	BackupIDs  []string `json:"backup_ids,omitempty"`
 	Location   string   `json:"location,omitempty"`
+	// select unverified
+	ReverifyAfterDays int `json:"reverify_after_days,omitempty"`
+	MaxBackups        int `json:"max_backups,omitempty"`
 }
 
 // DrillTarget is one backup a drill run restores, from Location.
@@ -39,6 +42,9 @@ type DrillTarget struct {
 	Components []string  `json:"components"`
 	// Problem: why it cannot be restored (no location holds it)
 	Problem string `json:"problem,omitempty"`
+	// Whole: every component of the backup is restored, so the run
+	// verifies the backup (its verification is recorded)
+	Whole bool `json:"whole,omitempty"`
 }
 
 // DrillPlan is what a drill run restores, the recovery point of every
@@ -138,6 +144,50 @@ func (c *Catalog) PlanDrill(ctx context.Context, in DrillPlanInput) (DrillPlan, 
 			byBackup[b.ID] = b
 			want[b.ID] = append(want[b.ID], name)
 		}
+	case "unverified":
+		days := in.ReverifyAfterDays
+		if days <= 0 {
+			days = 30
+		}
+		limit := in.MaxBackups
+		if limit <= 0 {
+			limit = 5
+		}
+		all, err := c.Store.BackupsOfHosts(ctx, own, "completed")
+		if err != nil {
+			return plan, err
+		}
+		due := now.Add(-time.Duration(days) * 24 * time.Hour)
+		var pool []*models.Backup
+		for i := range all {
+			b := &all[i]
+			if b.VerifiedAt != nil && b.VerifiedAt.After(due) {
+				continue
+			}
+			if slices.ContainsFunc(b.Components, func(c string) bool { return slices.Contains(comps, c) }) {
+				pool = append(pool, b)
+			}
+		}
+		// never verified first (oldest first), then the longest ago verified
+		sort.SliceStable(pool, func(i, j int) bool {
+			vi, vj := pool[i].VerifiedAt, pool[j].VerifiedAt
+			switch {
+			case (vi == nil) != (vj == nil):
+				return vi == nil
+			case vi == nil:
+				return pool[i].Timestamp.Before(pool[j].Timestamp)
+			default:
+				return vi.Before(*vj)
+			}
+		})
+		for _, b := range pool[:min(limit, len(pool))] {
+			byBackup[b.ID] = b
+			for _, comp := range b.Components {
+				if slices.Contains(comps, comp) {
+					want[b.ID] = append(want[b.ID], comp)
+				}
+			}
+		}
 	default: // latest
 		for _, r := range plan.RPO {
 			if r.NewestBackupID == nil {
@@ -158,7 +208,7 @@ func (c *Catalog) PlanDrill(ctx context.Context, in DrillPlanInput) (DrillPlan, 
 	sort.Strings(ids)
 	for _, id := range ids {
 		b := byBackup[id]
-		t := DrillTarget{BackupID: id, Taken: b.Timestamp, Components: want[id]}
+		t := DrillTarget{BackupID: id, Taken: b.Timestamp, Components: want[id], Whole: len(want[id]) == len(b.Components)}
 		t.Location = drillLocation(c.Config.LocationNames(), b.Locations, in.Location)
 		if t.Location == "" {
 			t.Problem = "no storage location holds backup " + id
@@ -167,6 +217,9 @@ func (c *Catalog) PlanDrill(ctx context.Context, in DrillPlanInput) (DrillPlan, 
 			}
 		}
 		plan.Targets = append(plan.Targets, t)
+	}
+	if len(plan.Targets) == 0 && in.Select == "unverified" {
+		return plan, nil // nothing due: a run with nothing to do passes
 	}
 	if len(plan.Targets) == 0 {
 		plan.Problem = fmt.Sprintf("no completed backup of %s to drill", strings.Join(comps, ", "))

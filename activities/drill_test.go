@@ -90,4 +90,27 @@ func TestPlanDrill(t *testing.T) {
 	if err != nil || p.Problem == "" || len(p.Targets) != 0 || p.RPO[0].AgeSeconds != nil || p.RPO[0].Breached {
 		t.Fatalf("nothing to drill: %+v %v", p, err)
 	}
+	// incremental verification: never verified first, then verified
+	// longest ago; a backup verified within the window is not due
+	recent, long := now.Add(-time.Hour), now.Add(-20*24*time.Hour)
+	store.UpdateBackup(ctx, "b-data", map[string]any{"verified_at": long, "integrity_check": "passed"})
+	store.UpdateBackup(ctx, "b-conf", map[string]any{"verified_at": recent, "integrity_check": "passed"})
+	p, err = c.PlanDrill(ctx, DrillPlanInput{Select: "unverified", ReverifyAfterDays: 7, MaxBackups: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, tg := range p.Targets {
+		order = append(order, tg.BackupID)
+		if !tg.Whole {
+			t.Errorf("%s not restored whole", tg.BackupID)
+		}
+	}
+	if strings.Join(order, ",") != "b-data,b-old" || p.Problem != "" {
+		t.Errorf("unverified: %v %q", order, p.Problem) // sorted by id; b-old (never) and b-data (20 days) are due
+	}
+	p, err = c.PlanDrill(ctx, DrillPlanInput{Select: "unverified", ReverifyAfterDays: 7, MaxBackups: 1})
+	if err != nil || len(p.Targets) != 1 || p.Targets[0].BackupID != "b-old" {
+		t.Errorf("the never-verified one first: %+v %v", p.Targets, err)
+	}
 }

@@ -8,7 +8,7 @@ package api
 // restored.
 
 // DrillSelections: which backups a drill restores.
-var DrillSelections = []string{"latest", "random", "backups"}
+var DrillSelections = []string{"latest", "random", "backups", "unverified"}
 
 // DrillCheckTypes: what a drill runs after the files are restored.
 var DrillCheckTypes = []string{"command", "database"}
@@ -24,13 +24,15 @@ type DrillRequest struct {
 	Day         *string `json:"day,omitempty" doc:"weekly: a weekday (Sunday..Saturday); monthly: a day of the month (1..31)"`
 	Timezone    *string `json:"timezone,omitempty" doc:"an IANA time zone (default UTC)" example:"\"UTC\""`
 	// What is restored.
-	Select        *string         `json:"select,omitempty" enum:"drill_select" doc:"latest: the newest completed backup of each component; random: one completed backup of each component taken in the last within_days days, drawn at each run; backups: the backups named in backup_ids (default latest)"`
-	Components    []string        `json:"components,omitempty" doc:"the components drilled (default every configured component)" example:"[\"database\",\"configurations\"]"`
-	WithinDays    *int            `json:"within_days,omitempty" minimum:"1" maximum:"36500" doc:"select random: how far back (default 30)"`
-	BackupIDs     []string        `json:"backup_ids,omitempty" doc:"select backups: the backups restored"`
-	Location      *string         `json:"location,omitempty" doc:"restore from this storage location (default: the primary location if it holds the backup, else the first by name that does)" example:"\"cloud\""`
-	Checks        []DrillCheck    `json:"checks,omitempty" doc:"run after the files are restored and compared; a check that fails fails the drill"`
-	Notifications map[string]bool `json:"notifications,omitempty" keys:"notification" doc:"on_failure: a run failed; on_warning: a run passed but found a recovery objective missed; on_success: a run passed (default on_failure and on_warning)" example:"{\"on_success\":false,\"on_failure\":true,\"on_warning\":true}"`
+	Select            *string         `json:"select,omitempty" enum:"drill_select" doc:"latest: the newest completed backup of each component; random: one completed backup of each component taken in the last within_days days, drawn at each run; backups: the backups named in backup_ids; unverified: incremental verification, up to max_backups backups that were never verified or were last verified more than reverify_after_days ago, never-verified first, each restored whole and its verification recorded (default latest)"`
+	Components        []string        `json:"components,omitempty" doc:"the components drilled (default every configured component)" example:"[\"database\",\"configurations\"]"`
+	WithinDays        *int            `json:"within_days,omitempty" minimum:"1" maximum:"36500" doc:"select random: how far back (default 30)"`
+	BackupIDs         []string        `json:"backup_ids,omitempty" doc:"select backups: the backups restored"`
+	ReverifyAfterDays *int            `json:"reverify_after_days,omitempty" minimum:"1" maximum:"36500" doc:"select unverified: a backup verified longer ago than this is verified again (default 30)"`
+	MaxBackups        *int            `json:"max_backups,omitempty" minimum:"1" maximum:"1000" doc:"select unverified: at most this many backups per run (default 5)"`
+	Location          *string         `json:"location,omitempty" doc:"restore from this storage location (default: the primary location if it holds the backup, else the first by name that does)" example:"\"cloud\""`
+	Checks            []DrillCheck    `json:"checks,omitempty" doc:"run after the files are restored and compared; a check that fails fails the drill"`
+	Notifications     map[string]bool `json:"notifications,omitempty" keys:"notification" doc:"on_failure: a run failed; on_warning: a run passed but found a recovery objective missed; on_success: a run passed (default on_failure and on_warning)" example:"{\"on_success\":false,\"on_failure\":true,\"on_warning\":true}"`
 }
 
 // DrillCheck is one check of a drill.
@@ -46,25 +48,27 @@ type DrillCheck struct {
 
 // Drill is one drill as GET /backup/drills shows it.
 type Drill struct {
-	ID            string          `json:"id" required:"true"`
-	Name          string          `json:"name" required:"true"`
-	Description   string          `json:"description"`
-	Enabled       bool            `json:"enabled" required:"true"`
-	Frequency     string          `json:"frequency" required:"true" enum:"frequency"`
-	Time          string          `json:"time"`
-	Day           string          `json:"day,omitempty"`
-	Timezone      string          `json:"timezone"`
-	Select        string          `json:"select" required:"true" enum:"drill_select"`
-	Components    []string        `json:"components" required:"true"`
-	WithinDays    int             `json:"within_days,omitempty"`
-	BackupIDs     []string        `json:"backup_ids,omitempty"`
-	Location      string          `json:"location,omitempty"`
-	Checks        []DrillCheck    `json:"checks" required:"true"`
-	Notifications map[string]bool `json:"notifications" required:"true" keys:"notification"`
-	CreatedBy     string          `json:"created_by"`
-	CreatedAt     string          `json:"created_at" format:"date-time"`
-	NextRun       *string         `json:"next_run" nullable:"true" format:"date-time" doc:"from the Temporal schedule; null when disabled"`
-	LastRun       *DrillReport    `json:"last_run" nullable:"true" doc:"the newest run's report"`
+	ID                string          `json:"id" required:"true"`
+	Name              string          `json:"name" required:"true"`
+	Description       string          `json:"description"`
+	Enabled           bool            `json:"enabled" required:"true"`
+	Frequency         string          `json:"frequency" required:"true" enum:"frequency"`
+	Time              string          `json:"time"`
+	Day               string          `json:"day,omitempty"`
+	Timezone          string          `json:"timezone"`
+	Select            string          `json:"select" required:"true" enum:"drill_select"`
+	Components        []string        `json:"components" required:"true"`
+	WithinDays        int             `json:"within_days,omitempty"`
+	BackupIDs         []string        `json:"backup_ids,omitempty"`
+	ReverifyAfterDays int             `json:"reverify_after_days,omitempty"`
+	MaxBackups        int             `json:"max_backups,omitempty"`
+	Location          string          `json:"location,omitempty"`
+	Checks            []DrillCheck    `json:"checks" required:"true"`
+	Notifications     map[string]bool `json:"notifications" required:"true" keys:"notification"`
+	CreatedBy         string          `json:"created_by"`
+	CreatedAt         string          `json:"created_at" format:"date-time"`
+	NextRun           *string         `json:"next_run" nullable:"true" format:"date-time" doc:"from the Temporal schedule; null when disabled"`
+	LastRun           *DrillReport    `json:"last_run" nullable:"true" doc:"the newest run's report"`
 }
 
 // DrillList is GET /backup/drills.

@@ -79,6 +79,20 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 		}
 		d.WithinDays = *req.WithinDays
 	}
+	for _, f := range []struct {
+		name     string
+		v        *int
+		dst      *int
+		min, max int
+	}{{"reverify_after_days", req.ReverifyAfterDays, &d.ReverifyAfterDays, 1, 36500}, {"max_backups", req.MaxBackups, &d.MaxBackups, 1, 1000}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < f.min || *f.v > f.max {
+			return drillErr(f.name, "%s: %d is outside %d..%d", f.name, *f.v, f.min, f.max)
+		}
+		*f.dst = *f.v
+	}
 	if req.Components != nil {
 		for _, c := range req.Components {
 			if _, ok := s.Cfg.Components[c]; !ok {
@@ -228,7 +242,7 @@ func (s *Server) drillRequest(d *models.Drill) workflows.DrillRequest {
 
 func drillPlanInput(d *models.Drill) activities.DrillPlanInput {
 	return activities.DrillPlanInput{DrillID: d.ID, Select: d.Select, Components: d.Components, WithinDays: d.WithinDays,
-		BackupIDs: d.BackupIDs, Location: d.Location}
+		BackupIDs: d.BackupIDs, Location: d.Location, ReverifyAfterDays: d.ReverifyAfterDays, MaxBackups: d.MaxBackups}
 }
 
 func (s *Server) drillOptions(d *models.Drill) (client.ScheduleSpec, *client.ScheduleWorkflowAction, error) {
@@ -345,6 +359,7 @@ func (s *Server) drillOut(ctx context.Context, d *models.Drill, runs []api.Drill
 	out := api.Drill{ID: d.ID, Name: d.Name, Description: d.Description, Enabled: d.Enabled, Frequency: d.Frequency,
 		Time: d.Time, Day: d.Day, Timezone: d.Timezone, Select: d.Select, Components: nonNil(d.Components),
 		WithinDays: d.WithinDays, BackupIDs: d.BackupIDs, Location: d.Location, Checks: []api.DrillCheck{},
+		ReverifyAfterDays: d.ReverifyAfterDays, MaxBackups: d.MaxBackups,
 		Notifications: map[string]bool{"on_success": d.Notifications["on_success"], "on_failure": d.Notifications["on_failure"],
 			"on_warning": d.Notifications["on_warning"]},
 		CreatedBy: d.CreatedBy, CreatedAt: rfc3339(d.CreatedAt)}

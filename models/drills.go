@@ -21,8 +21,12 @@ type Drill struct {
 	Components  Strings `gorm:"type:text"`
 	WithinDays  int
 	BackupIDs   Strings `gorm:"type:text"`
-	Location    string  `gorm:"size:120"`
-	Checks      JSON    `gorm:"type:text"`
+	// select unverified: verified longer ago than this is due again, and
+	// at most MaxBackups per run
+	ReverifyAfterDays int
+	MaxBackups        int
+	Location          string `gorm:"size:120"`
+	Checks            JSON   `gorm:"type:text"`
 	// Notifications: on_success, on_failure, on_warning (as schedules')
 	Notifications map[string]bool `gorm:"type:text;serializer:json"`
 	CreatedBy     string          `gorm:"size:300"`

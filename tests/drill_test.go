@@ -143,6 +143,34 @@ func TestRestoreDrills(t *testing.T) {
 	if v := s.metric(t, `backupd_drill_last_passed{drill="nightly"}`); v != "1" {
 		t.Errorf("backupd_drill_last_passed after a passed run: %q", v)
 	}
+	// every component of the backup was restored and compared: the
+	// backup counts as verified (and, below, a damaged file found by a
+	// drill of part of it counts as a failed verification)
+	if ic := backupField(t, s, backupID, "integrity_check"); ic != "passed" {
+		t.Errorf("integrity_check after a passed drill of the whole backup: %q", ic)
+	}
+	// incremental verification: nothing is due now (the backup was just
+	// verified); a second backup, never verified, is
+	s.must(200, "POST", v1+"/drills", "admin", map[string]any{"id": "verify-new", "frequency": "hourly", "time": "00:15",
+		"select": "unverified", "reverify_after_days": 7, "max_backups": 3})
+	if r := s.triggerDrill(t, "verify-new", ""); r["passed"] != true || len(r["backups"].([]any)) != 0 {
+		t.Errorf("nothing due: %v", r)
+	}
+	b2 := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full",
+		"components": map[string]bool{"configurations": true}, "storage_locations": []string{"local"}})
+	if p := s.waitJob(t, v1+"/progress?job_id="+b2["job_id"].(string)); p["status"] != "completed" {
+		t.Fatalf("second backup: %v", p)
+	}
+	d := s.must(200, "GET", v1+"/drills/verify-new", "viewer", nil)
+	r := s.triggerDrill(t, "verify-new", fmt.Sprint(get(d, "runs.0.run_id")))
+	if r["passed"] != true || len(r["backups"].([]any)) != 1 || get(r, "backups.0.backup_id") != b2["backup_id"] {
+		t.Errorf("the never-verified backup: %v", r)
+	}
+	if ic := backupField(t, s, b2["backup_id"].(string), "integrity_check"); ic != "passed" {
+		t.Errorf("integrity_check after incremental verification: %q", ic)
+	}
+	s.must(200, "DELETE", v1+"/drills/verify-new", "admin", nil)
+
 	// nothing left behind in the scratch directory
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.cfgPath), "drills", "*")); len(left) != 0 {
 		t.Errorf("the scratch directory holds %v", left)
@@ -185,12 +213,15 @@ func TestRestoreDrills(t *testing.T) {
 		return m["type"] == "job_complete" && m["job_id"] == run2["job_id"] && m["status"] == "failed" && m["operation"] == "drill"
 	})
 	delivered("drill.failure")
+	if ic := backupField(t, s, backupID, "integrity_check"); ic != "failed" {
+		t.Errorf("integrity_check after a failed drill: %q", ic)
+	}
 	if v := s.metric(t, `backupd_drill_last_passed{drill="nightly"}`); v != "0" {
 		t.Errorf("backupd_drill_last_passed after a failed run: %q", v)
 	}
 	jobs := s.must(200, "GET", v1+"/jobs?type=drill", "viewer", nil)
-	if n := len(jobs["jobs"].([]any)); n != 2 {
-		t.Errorf("jobs of type drill: %d, want 2", n)
+	if n := len(jobs["jobs"].([]any)); n != 4 {
+		t.Errorf("jobs of type drill: %d, want 4 (nightly twice, verify-new twice)", n)
 	}
 	// listed with its newest run; deleted, its runs stay in the catalog
 	l := s.must(200, "GET", v1+"/drills", "viewer", nil)
@@ -294,4 +325,17 @@ func TestDrillDatabaseCheck(t *testing.T) {
 	if n := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'backupd_drill_%'"); n != "0" {
 		t.Errorf("%s scratch databases left behind after a failed check", n)
 	}
+}
+
+// backupField is one field of a backup as GET /backup/list shows it.
+func backupField(t *testing.T, s *apiStack, id, field string) any {
+	t.Helper()
+	l := s.must(200, "GET", "/v1/cloud-integration/backup/list?limit=100", "viewer", nil)
+	for _, b := range l["backups"].([]any) {
+		if b := b.(map[string]any); b["id"] == id {
+			return b[field]
+		}
+	}
+	t.Fatalf("backup %s not listed", id)
+	return nil
 }

@@ -152,6 +152,21 @@ func runDrill(ctx workflow.Context, req DrillRequest, p *Progress, rep *api.Dril
 		}
 		rep.Backups = append(rep.Backups, db)
 		rep.Passed = rep.Passed && db.Passed
+		// what the run proved of the backup's integrity, recorded as a
+		// verification job would: passed when every component of it was
+		// restored and compared whole (the checks are the application's
+		// word, not the data's), failed when any file was found damaged
+		intact, damaged := true, false
+		for _, c := range db.Components {
+			intact = intact && c.Passed
+			damaged = damaged || len(c.Damaged) > 0
+		}
+		if t.Problem == "" && req.CatalogQueue != "" && db.Error == "" && (damaged || (t.Whole && intact)) {
+			vr := activities.VerifyResult{BackupID: t.BackupID, Location: t.Location, Passed: !damaged, At: workflow.Now(ctx)}
+			if err := workflow.ExecuteActivity(catalogCtx(ctx, req.CatalogQueue), cat.RecordVerification, vr).Get(ctx, nil); err != nil {
+				return err
+			}
+		}
 		for _, c := range db.Components {
 			if c.ObjectiveSeconds != nil && c.RTOSeconds > float64(*c.ObjectiveSeconds) {
 				rep.Breaches = append(rep.Breaches, api.ObjectiveBreach{Component: c.Component, Objective: "rto",
