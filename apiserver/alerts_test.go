@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"backupd/activities"
+	"backupd/api"
 	"backupd/models"
 	"backupd/repository"
 )
@@ -65,6 +67,18 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 		}
 	}
 	if err := cat.RecordVerification(ctx, activities.VerifyResult{BackupID: "backup-completed", Passed: true, At: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	// a component with recovery objectives, and a drill with a run
+	comp := s.Cfg.Components["data"]
+	comp.RTOSeconds, comp.RPOSeconds = 600, 3600
+	s.Cfg.Components["data"] = comp
+	if err := s.Store.PutDrill(ctx, &models.Drill{ID: "nightly", Enabled: true, Frequency: "daily", Select: "latest"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := json.Marshal(api.DrillReport{RunID: "DRILL-1", DrillID: "nightly", Started: t0.Format(time.RFC3339Nano), Passed: true,
+		Backups: []api.DrillBackup{{BackupID: "backup-completed", Components: []api.DrillComponent{{Component: "data", Passed: true, RTOSeconds: 3}}}}})
+	if err := s.Store.PutDrillRun(ctx, &models.DrillRun{ID: "DRILL-1", DrillID: "nightly", Passed: true, Started: t0, Body: rep}); err != nil {
 		t.Fatal(err)
 	}
 	exported := exportedNames(scrape(t, s, toks["viewer"]))
