@@ -364,4 +364,9 @@ type ComponentFreshness struct {
 	ExpectedIntervalSeconds *float64 `json:"expected_interval_seconds" required:"true" nullable:"true" doc:"the shortest interval of those schedules; null when none"`
 	State                   string   `json:"state" required:"true" enum:"freshness" doc:"ok; late (older than 1.5 intervals, or never done 1.5 intervals after its schedule was made); waiting (its schedule has not had time to run); unscheduled (no enabled schedule backs it up)"`
 	Message                 string   `json:"message" required:"true"`
+	// the component's recovery objectives (rto_seconds, rpo_seconds in
+	// its configuration)
+	RPOObjectiveSeconds *int `json:"rpo_objective_seconds,omitempty" doc:"the configured recovery point objective"`
+	RPOBreached         bool `json:"rpo_breached" doc:"true when the newest completed backup is older than the RPO objective (or there is none)"`
+	RTOObjectiveSeconds *int `json:"rto_objective_seconds,omitempty" doc:"the configured recovery time objective; restore drills measure it (GET /backup/drills)"`
 }

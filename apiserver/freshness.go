@@ -49,7 +49,18 @@ func (s *Server) getComponents(w http.ResponseWriter, r *http.Request) error {
 		newest[n] = b
 	}
 	now := time.Now()
-	writeJSON(w, http.StatusOK, api.ComponentsFreshness{Components: freshness(names, newest, scheds, now), CheckedAt: rfc3339(now)})
+	out := freshness(names, newest, scheds, now)
+	for i := range out {
+		c := s.Cfg.Components[out[i].Component]
+		if c.RPOSeconds > 0 {
+			out[i].RPOObjectiveSeconds = ptr(c.RPOSeconds)
+			out[i].RPOBreached = out[i].AgeSeconds == nil || *out[i].AgeSeconds > float64(c.RPOSeconds)
+		}
+		if c.RTOSeconds > 0 {
+			out[i].RTOObjectiveSeconds = ptr(c.RTOSeconds)
+		}
+	}
+	writeJSON(w, http.StatusOK, api.ComponentsFreshness{Components: out, CheckedAt: rfc3339(now)})
 	return nil
 }
 

@@ -68,6 +68,22 @@ func TestRestoreDrills(t *testing.T) {
 	}
 	backupID := b["backup_id"].(string)
 
+	// the objectives, and data's RPO missed a second after its backup
+	time.Sleep(1100 * time.Millisecond)
+	for _, c := range s.must(200, "GET", v1+"/components", "viewer", nil)["components"].([]any) {
+		c := c.(map[string]any)
+		switch c["component"] {
+		case "data":
+			if c["rpo_objective_seconds"] != 1.0 || c["rpo_breached"] != true || c["rto_objective_seconds"] != 3600.0 {
+				t.Errorf("data's objectives: %v", c)
+			}
+		case "configurations":
+			if c["rpo_objective_seconds"] != 86400.0 || c["rpo_breached"] != false {
+				t.Errorf("configurations' objectives: %v", c)
+			}
+		}
+	}
+
 	// mistakes: a check without an absolute program, an unknown
 	// component, select backups without ids; an operator cannot define
 	// a drill (its checks run commands on the worker)
@@ -94,9 +110,8 @@ func TestRestoreDrills(t *testing.T) {
 		t.Fatalf("drill saved: %v", saved)
 	}
 
-	// 1. the schedule fires: the run passes (data's backup is then more
-	// than its RPO of a second old)
-	time.Sleep(1100 * time.Millisecond)
+	// 1. the schedule fires: the run passes (data's backup is more than
+	// its RPO of a second old)
 	run1 := s.triggerDrill(t, "nightly", "")
 	if run1["passed"] != true {
 		t.Fatalf("first run failed: %v", run1)
