@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 VERSITYGW_VERSION := v1.8.0
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build run test fuzz vet fmt bench bench-api bench-fleet clean tools promtool chromium hygiene race record-histories
+.PHONY: all build run test fuzz vet fmt bench bench-api bench-fleet clean tools promtool chromium poppler hygiene race record-histories
 
 all: build
 
@@ -27,7 +27,7 @@ $(BIN)/backupd-server: $(SOURCES)
 $(BIN)/versitygw:
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
-tools: $(BIN)/versitygw promtool chromium
+tools: $(BIN)/versitygw promtool chromium poppler
 
 # promtool checks and unit-tests deploy/prometheus/alerts.yml (in
 # apiserver's alerts test); Debian ships it in package prometheus.
@@ -35,6 +35,13 @@ tools: $(BIN)/versitygw promtool chromium
 promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v promtool >/dev/null || { echo "promtool is still missing: install Debian's package prometheus"; exit 1; }
+
+# The compliance report's test renders its PDF to an image and reads its
+# text back (pdftoppm, pdftotext: Debian's poppler-utils); installed only
+# when missing.
+poppler:
+	@command -v pdftoppm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null; }
+	@command -v pdftoppm >/dev/null || { echo "pdftoppm is still missing: install Debian's package poppler-utils"; exit 1; }
 
 # The console's browser test drives Debian's Chromium (headless);
 # installed only when missing.

@@ -37,6 +37,7 @@ var routePolicy = map[string]struct {
 	"POST /backup/schedules":                         {"operator", true},
 	"DELETE /backup/schedules/{schedule_id}":         {"operator", true},
 	"POST /backup/schedules/{schedule_id}/trigger":   {"operator", true},
+	"GET /backup/reports/compliance":                 {"admin", false},
 	"GET /backup/drills":                             {"viewer", false},
 	"POST /backup/drills":                            {"admin", true},
 	"GET /backup/drills/{drill_id}":                  {"viewer", false},

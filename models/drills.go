@@ -95,3 +95,21 @@ func (s *Store) DrillRunsBetween(ctx context.Context, from, to time.Time) ([]Dri
 	err := s.DB.WithContext(ctx).Where("started >= ? AND started < ?", from, to).Order("started, id").Find(&out).Error
 	return out, err
 }
+
+// ReportsBetween returns the stored reports of a kind created in
+// [from, to), oldest first.
+func (s *Store) ReportsBetween(ctx context.Context, kind string, from, to time.Time) ([]Report, error) {
+	var out []Report
+	err := s.DB.WithContext(ctx).Where("kind = ? AND created_at >= ? AND created_at < ?", kind, from, to).
+		Order("created_at, id").Find(&out).Error
+	return out, err
+}
+
+// AuditOf returns the audit entries of the given actions in [from, to),
+// oldest first, at most limit.
+func (s *Store) AuditOf(ctx context.Context, actions []string, from, to time.Time, limit int) ([]AuditEntry, error) {
+	var out []AuditEntry
+	err := s.DB.WithContext(ctx).Where("action IN ? AND time >= ? AND time < ?", actions, from.UTC(), to.UTC()).
+		Order("id").Limit(limit).Find(&out).Error
+	return out, err
+}
