@@ -275,8 +275,8 @@ func (s *Server) scheduleFigures(c *api.ComponentCompliance, k pairKey, scheds [
 }
 
 // worstGap is the longest stretch in [from, to] with no newer completed
-// backup than its start (the recovery point at its worst); nil when
-// there was never one.
+// backup than its start (the recovery point at its worst), counted from
+// the first completed backup ever; nil when there was never one.
 func worstGap(times []time.Time, from, to time.Time) *float64 {
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	var cur *time.Time
@@ -286,12 +286,10 @@ func worstGap(times []time.Time, from, to time.Time) *float64 {
 		if t.After(to) {
 			break
 		}
-		if t.After(from) {
-			if cur == nil {
-				worst = max(worst, t.Sub(from).Seconds()) // nothing at all before
-			} else {
-				worst = max(worst, t.Sub(laterOf(*cur, from)).Seconds())
-			}
+		// before the first backup ever there was nothing to lose yet
+		// (the component may not have existed): no gap is counted
+		if t.After(from) && cur != nil {
+			worst = max(worst, t.Sub(laterOf(*cur, from)).Seconds())
 		}
 		cur = &times[i]
 	}

@@ -199,3 +199,23 @@ func TestComplianceReportOfASimulatedMonth(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+
+func TestWorstGap(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	for _, c := range []struct {
+		times []time.Time
+		want  float64 // hours; -1: nil
+	}{
+		{nil, -1},
+		{[]time.Time{h(200)}, -1},              // only after the period
+		{[]time.Time{h(10)}, 90},               // first backup in the period: from it to the end
+		{[]time.Time{h(-5), h(30), h(40)}, 60}, // before the period counts from the period's start
+		{[]time.Time{h(-50), h(20), h(90)}, 70},
+	} {
+		got := worstGap(c.times, h(0), h(100))
+		if (got == nil) != (c.want < 0) || (got != nil && *got != c.want*3600) {
+			t.Errorf("%v: %v, want %v h", c.times, got, c.want)
+		}
+	}
+}
