@@ -127,6 +127,7 @@ var Enums = map[string][]string{
 	"drill_select":     DrillSelections,
 	"drill_check_type": DrillCheckTypes,
 	"objective":        Objectives,
+	"approval_status":  ApprovalStatuses,
 }
 
 // FieldError is returned by the types' own unmarshalers to name the field

@@ -187,6 +187,7 @@ type TokenRequest struct {
 	Name         string `json:"name" required:"true" minLength:"1" maxLength:"200" doc:"who or what uses the token" example:"\"nightly-report\""`
 	Role         string `json:"role" required:"true" enum:"role"`
 	ExpiresHours *int   `json:"expires_in_hours,omitempty" minimum:"1" maximum:"87600" doc:"default: never expires"`
+	RequireTOTP  bool   `json:"require_totp,omitempty" doc:"the token's destructive calls (the ones approvals hold) need a current code of its authenticator in X-Backupd-TOTP; enrol it with POST /backup/tokens/self/totp"`
 }
 
 // Requests are the request body types, for the reflector and the tests.

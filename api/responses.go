@@ -25,14 +25,16 @@ func NewPagination(total int64, page, size int) Pagination {
 
 // Token is an API token as listed: never its secret.
 type Token struct {
-	ID        string  `json:"id" required:"true"`
-	Name      string  `json:"name" required:"true"`
-	Role      string  `json:"role" required:"true" enum:"token_role" doc:"host: an enrolled host's credential"`
-	CreatedBy string  `json:"created_by" required:"true"`
-	Created   string  `json:"created" required:"true" format:"date-time"`
-	Expires   *string `json:"expires" required:"true" nullable:"true" format:"date-time" doc:"null: never expires"`
-	LastUsed  *string `json:"last_used" required:"true" nullable:"true" format:"date-time"`
-	Revoked   bool    `json:"revoked" required:"true"`
+	ID          string  `json:"id" required:"true"`
+	Name        string  `json:"name" required:"true"`
+	Role        string  `json:"role" required:"true" enum:"token_role" doc:"host: an enrolled host's credential"`
+	CreatedBy   string  `json:"created_by" required:"true"`
+	Created     string  `json:"created" required:"true" format:"date-time"`
+	Expires     *string `json:"expires" required:"true" nullable:"true" format:"date-time" doc:"null: never expires"`
+	LastUsed    *string `json:"last_used" required:"true" nullable:"true" format:"date-time"`
+	Revoked     bool    `json:"revoked" required:"true"`
+	TOTP        bool    `json:"totp" doc:"an authenticator is enrolled"`
+	RequireTOTP bool    `json:"require_totp" doc:"its destructive calls need a TOTP code"`
 }
 
 // TokenList answers GET /backup/tokens.

@@ -13,7 +13,8 @@ import (
 
 func tokenView(t *models.Token) api.Token {
 	return api.Token{ID: t.ID, Name: t.Name, Role: t.Role, CreatedBy: t.CreatedBy, Created: rfc3339(t.CreatedAt),
-		Expires: rfc3339ptr(t.ExpiresAt), LastUsed: rfc3339ptr(t.LastUsedAt), Revoked: t.Revoked}
+		Expires: rfc3339ptr(t.ExpiresAt), LastUsed: rfc3339ptr(t.LastUsedAt), Revoked: t.Revoked,
+		TOTP: t.TOTPSecret != "", RequireTOTP: t.RequireTOTP}
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
@@ -55,6 +56,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setTarget(r, t.ID)
+	if req.RequireTOTP {
+		if err := s.Store.RequireTOTP(r.Context(), t.ID); err != nil {
+			return err
+		}
+		t.RequireTOTP = true
+	}
 	writeJSON(w, http.StatusCreated, api.TokenCreated{Token: tokenView(t), Secret: plain,
 		Message: "store the token now: only its hash is kept"})
 	return nil

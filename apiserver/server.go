@@ -144,6 +144,11 @@ func (s *Server) routeTable() []route {
 		{Method: "DELETE", Path: "/backup/schedules/{schedule_id}", Role: "operator", Action: "schedule.delete", Summary: "Delete a schedule", Response: api.ScheduleAction{}, handler: s.deleteSchedule},
 		{Method: "POST", Path: "/backup/schedules/{schedule_id}/trigger", Role: "operator", Action: "schedule.trigger", Summary: "Run a schedule now", Response: api.ScheduleAction{}, handler: s.triggerSchedule},
 		{Method: "GET", Path: "/backup/reports/compliance", Role: "admin", Query: []param{qEnum("period", periodNames(), "default 30d"), qEnum("format", api.ComplianceFormats, "json (default), csv (one row per host and component), html or pdf (for an auditor)")}, Summary: "Compliance report over a period: backups taken against schedule, success rate, RPO achieved against objective, restore drills and their RTO, 3-2-1, key rotation, what retention removed and why, protected backups, destructive actions from the audit log (admin: it names who made them)", Response: api.ComplianceReport{}, handler: s.getCompliance},
+		{Method: "GET", Path: "/backup/approvals", Role: "operator", Query: []param{qEnum("status", api.ApprovalStatuses, "")}, Summary: "Destructive calls held for a second admin's approval (approvals.enabled), newest first", Response: api.ApprovalList{}, handler: s.listApprovals},
+		{Method: "GET", Path: "/backup/approvals/{approval_id}", Role: "operator", Summary: "One held call and what became of it", Response: api.Approval{}, handler: s.getApproval},
+		{Method: "POST", Path: "/backup/approvals/{approval_id}/approve", Role: "admin", Action: "approval.approve", Body: api.ApprovalDecision{}, Summary: "Approve a held call (an admin who did not ask for it; with a TOTP code when approvals.totp is on): it runs now, as its requester's call", Response: api.Approval{}, handler: s.decideApproval(true)},
+		{Method: "POST", Path: "/backup/approvals/{approval_id}/reject", Role: "admin", Action: "approval.reject", Body: api.ApprovalDecision{}, Summary: "Reject a held call", Response: api.Approval{}, handler: s.decideApproval(false)},
+		{Method: "POST", Path: "/backup/tokens/self/totp", Role: "operator", Action: "token.totp_enrol", Summary: "Enrol an authenticator (TOTP) for the calling token; the secret is shown once", Status: http.StatusCreated, Response: api.TOTPEnrolled{}, handler: s.enrolTOTP},
 		{Method: "GET", Path: "/backup/drills", Role: "viewer", Summary: "List restore drills, each with its newest run", Response: api.DrillList{}, handler: s.listDrills},
 		{Method: "POST", Path: "/backup/drills", Role: "admin", Action: "drill.put", Body: api.DrillRequest{}, Summary: "Create or update a restore drill: on a schedule, restore chosen backups into a scratch directory, compare every file, run checks, measure RTO and RPO (admin: a drill's checks run commands on the worker)", Response: api.DrillSaved{}, handler: s.putDrill},
 		{Method: "GET", Path: "/backup/drills/{drill_id}", Role: "viewer", Summary: "One restore drill and its newest runs' reports", Response: api.DrillDetails{}, handler: s.getDrill},
@@ -418,6 +423,9 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 			defer func() { s.auditFinish(r, entry, st, sw.status) }()
 		}
+		if s.holdForApproval(sw, r, rt, st) {
+			return
+		}
 		s.runHandler(rt, sw, r)
 	})
 }
@@ -513,6 +521,12 @@ func (s *Server) authorize(r *http.Request, rt route, st *reqState) error {
 	if rt.Role == rolePublic {
 		return nil
 	}
+	if ar := approvedRunOf(r); ar != nil {
+		// a held call a second admin approved runs as its requester's
+		st.token = ar.token
+		st.outcomeDetail = "approved: " + ar.approval.ID
+		return nil
+	}
 	plain := bearer(r, rt.Path == "/ws/backup")
 	if plain == "" {
 		return &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "a bearer token is required"}
@@ -546,7 +560,7 @@ func (s *Server) authorize(r *http.Request, rt route, st *reqState) error {
 		st.host = h
 		return nil
 	}
-	if models.RoleRank(tok.Role) < models.RoleRank(rt.Role) {
+	if models.RoleRank(tok.Role) < models.RoleRank(s.requestRole(rt)) {
 		return &apiError{Status: http.StatusForbidden, Code: "FORBIDDEN",
 			Message: sprintf("%s %s needs the %s role; this token has %s", rt.Method, rt.Path, rt.Role, tok.Role)}
 	}

@@ -48,6 +48,29 @@ type Config struct {
 	// Repack tunes how cleanups rewrite partly used packs.
 	Repack Repack `yaml:"repack"`
 	Log    Log    `yaml:"log"`
+	// Approvals: four-eyes for destructive calls (only the host's
+	// configuration turns it off: an API call could not be trusted to).
+	Approvals Approvals `yaml:"approvals"`
+}
+
+// Approvals: when Enabled, a destructive call (deleting a backup, a real
+// cleanup, changing retention, lifting protection, changing storage,
+// restoring over the original paths) is held as a pending request until
+// a second admin, not its requester, approves it within Expiry; with
+// TOTP the approver also gives a current code of the authenticator the
+// approving token enrolled.
+type Approvals struct {
+	Enabled bool   `yaml:"enabled"`
+	TOTP    bool   `yaml:"totp"`
+	Expiry  string `yaml:"expiry"` // a Go duration; default 1h
+}
+
+// ExpiryDuration is Expiry, 1h when unset.
+func (a Approvals) ExpiryDuration() time.Duration {
+	if d, err := time.ParseDuration(a.Expiry); err == nil && d > 0 {
+		return d
+	}
+	return time.Hour
 }
 
 // Repack: every cleanup's garbage collection also copies the live data of
@@ -384,6 +407,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if err := c.ValidateLog(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Approvals.Expiry != "" {
+		if d, err := time.ParseDuration(c.Approvals.Expiry); err != nil || d < time.Minute || d > 30*24*time.Hour {
+			errs = append(errs, fmt.Errorf("approvals.expiry: %q must be a duration from 1m to 720h, like 1h", c.Approvals.Expiry))
+		}
 	}
 	for name, comp := range c.Components {
 		if err := repository.ValidNodeName(name); err != nil {

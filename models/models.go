@@ -166,6 +166,11 @@ type Token struct {
 	Revoked    bool
 	// HostID: a host credential's host (role host)
 	HostID string `gorm:"size:40;index"`
+	// TOTPSecret: the authenticator the token's holder enrolled, sealed
+	// with a server secret; RequireTOTP: this token's destructive calls
+	// need a current code (X-Backupd-TOTP).
+	TOTPSecret  string `gorm:"size:300"`
+	RequireTOTP bool
 }
 
 // ActorSize holds a token's name (at most 200 characters) with its id:

@@ -91,7 +91,7 @@ func (s *Store) Migrate() error {
 	// before added_bytes existed, compressed_bytes held what a backup
 	// added after deduplication: that value moves to its own column once
 	addedIsNew := !s.DB.Migrator().HasColumn(&Backup{}, "AddedBytes") && s.DB.Migrator().HasTable(&Backup{})
-	if err := s.DB.AutoMigrate(&Backup{}, &Job{}, &Report{}, &Schedule{}, &Setting{}, &Token{}, &AuditEntry{}, &Delivery{}, &Host{}, &Enrolment{}, &HostGrant{}, &Drill{}, &DrillRun{}); err != nil {
+	if err := s.DB.AutoMigrate(&Backup{}, &Job{}, &Report{}, &Schedule{}, &Setting{}, &Token{}, &AuditEntry{}, &Delivery{}, &Host{}, &Enrolment{}, &HostGrant{}, &Drill{}, &DrillRun{}, &Approval{}); err != nil {
 		return fmt.Errorf("catalog migration: %w", err)
 	}
 	if addedIsNew {
