@@ -13,10 +13,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
+
+	"go.temporal.io/sdk/activity"
 
 	"backupd/api"
 	"backupd/models"
+	"backupd/repository"
 	"backupd/restore"
 	"backupd/sources"
 )
@@ -104,7 +108,7 @@ func (c *Catalog) PlanDrill(ctx context.Context, in DrillPlanInput) (DrillPlan, 
 	want := map[string][]string{} // backup -> components drilled from it
 	switch in.Select {
 	case "backups":
-		for _, id := range in.BackupIDs {
+		for _, id := range slices.Compact(slices.Sorted(slices.Values(in.BackupIDs))) {
 			b, err := c.Store.GetBackup(ctx, id)
 			if errors.Is(err, models.ErrNotFound) {
 				plan.Targets = append(plan.Targets, DrillTarget{BackupID: id, Problem: "the catalog has no backup " + id})
@@ -112,6 +116,10 @@ func (c *Catalog) PlanDrill(ctx context.Context, in DrillPlanInput) (DrillPlan, 
 			}
 			if err != nil {
 				return plan, err
+			}
+			if b.Host != "" && !slices.Contains(own, b.Host) {
+				plan.Targets = append(plan.Targets, DrillTarget{BackupID: id, Problem: "backup " + id + " is enrolled host " + b.Host + "'s: drills restore the server's own backups"})
+				continue
 			}
 			byBackup[id] = b
 			for _, comp := range b.Components {
@@ -208,7 +216,9 @@ func (c *Catalog) PlanDrill(ctx context.Context, in DrillPlanInput) (DrillPlan, 
 	sort.Strings(ids)
 	for _, id := range ids {
 		b := byBackup[id]
-		t := DrillTarget{BackupID: id, Taken: b.Timestamp, Components: want[id], Whole: len(want[id]) == len(b.Components)}
+		comps := slices.Compact(slices.Sorted(slices.Values(want[id])))
+		t := DrillTarget{BackupID: id, Taken: b.Timestamp, Components: comps,
+			Whole: slices.Equal(comps, slices.Compact(slices.Sorted(slices.Values(b.Components))))}
 		t.Location = drillLocation(c.Config.LocationNames(), b.Locations, in.Location)
 		if t.Location == "" {
 			t.Problem = "no storage location holds backup " + id
@@ -279,18 +289,23 @@ func (a *Activities) DrillRestore(ctx context.Context, in DrillRestoreInput) (ap
 		return out, nil
 	}
 	out.Taken = m.Started.UTC().Format(time.RFC3339)
-	base := filepath.Join(a.Config.VarDir, "drills")
-	if err := os.MkdirAll(base, 0o700); err != nil {
-		return out, toTemporal(err)
-	}
-	// a retried attempt starts from nothing: the last one's directory goes
-	scratch := filepath.Join(base, in.RunID+"-"+in.BackupID)
-	if err := os.RemoveAll(scratch); err != nil {
-		return out, toTemporal(err)
-	}
-	defer os.RemoveAll(scratch)
 	hb := startHeartbeat(ctx, Checkpoint{BackupID: in.BackupID, Phase: "drill"})
+	// (closed after the scratch directory is gone: removing a large tree
+	// outlasts a heartbeat's timeout)
 	defer hb.close()
+	base, err := drillBase(a.Config.VarDir)
+	if err != nil {
+		return out, toTemporal(err)
+	}
+	// what a crashed worker or an earlier attempt left goes first: a
+	// drill's copy of the data never outlives its run
+	if olds, err := os.ReadDir(base); err == nil {
+		for _, o := range olds {
+			os.RemoveAll(filepath.Join(base, o.Name()))
+		}
+	}
+	scratch := filepath.Join(base, in.RunID+"-"+in.BackupID)
+	defer os.RemoveAll(scratch)
 	out.Passed = true
 	for _, comp := range in.Components {
 		dc := api.DrillComponent{Component: comp}
@@ -304,7 +319,10 @@ func (a *Activities) DrillRestore(ctx context.Context, in DrillRestoreInput) (ap
 		}
 		hb.update(func(c *Checkpoint) { c.Phase = "drill: restoring " + comp })
 		start := time.Now()
-		res, err := restore.Run(ctx, repo, m, restore.Options{Target: scratch, Components: []string{comp},
+		// Untrusted: nothing restored for a drill raises privileges on
+		// this host (no set-id bits, device nodes, FIFOs or owners), since
+		// checks run over it
+		res, err := restore.Run(ctx, repo, m, restore.Options{Target: scratch, Components: []string{comp}, Untrusted: true,
 			Progress: func(p restore.Progress) {
 				hb.update(func(c *Checkpoint) {
 					c.FilesDone, c.BytesDone, c.BytesTotal, c.FilesTotal = p.FilesDone, p.BytesDone, p.BytesTotal, p.FilesTotal
@@ -324,7 +342,9 @@ func (a *Activities) DrillRestore(ctx context.Context, in DrillRestoreInput) (ap
 		dc.Passed = err == nil
 		if err != nil {
 			var fe *restore.FileError
-			if errors.As(err, &fe) {
+			// damaged: the data read back wrong (a local write error, a
+			// full scratch disk, is the drill's failure, not the backup's)
+			if errors.As(err, &fe) && (errors.Is(fe.Err, repository.ErrCorrupt) || errors.Is(fe.Err, repository.ErrBlobNotFound)) {
 				// named as backed up (the restore names them in its target,
 				// below the component's directory)
 				for _, f := range fe.Files {
@@ -364,8 +384,8 @@ func (a *Activities) DrillRestore(ctx context.Context, in DrillRestoreInput) (ap
 }
 
 // runDrillCheck runs one check in a component's restored directory.
-func runDrillCheck(ctx context.Context, ch api.DrillCheck, comp, dir, backupID string) api.DrillCheckRun {
-	cr := api.DrillCheckRun{Type: ch.Type, Component: comp}
+func runDrillCheck(ctx context.Context, ch api.DrillCheck, comp, dir, backupID string) (cr api.DrillCheckRun) {
+	cr = api.DrillCheckRun{Type: ch.Type, Component: comp}
 	start := time.Now()
 	defer func() { cr.Seconds = time.Since(start).Seconds() }()
 	switch ch.Type {
@@ -381,6 +401,16 @@ func runDrillCheck(ctx context.Context, ch api.DrillCheck, comp, dir, backupID s
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		cmd := exec.CommandContext(cctx, ch.Command[0], ch.Command[1:]...)
+		// its own process group, killed whole at the timeout; output
+		// held open by a child that outlives it is given up 5 s later
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
+		defer func() {
+			if cmd.Process != nil {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left running
+			}
+		}()
 		cmd.Dir = dir
 		// what a program needs to run, never backupd's secrets
 		// (BACKUPD_PASSWORD, cloud keys)
@@ -424,8 +454,8 @@ func checkEnv(all []string) []string {
 // runDatabaseCheck loads a component's restored dump into a scratch
 // database on the server its configuration names, runs the query and
 // drops the scratch database, whatever happened.
-func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, comp, dir, runID string) api.DrillCheckRun {
-	cr := api.DrillCheckRun{Type: ch.Type, Component: comp}
+func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, comp, dir, runID string) (cr api.DrillCheckRun) {
+	cr = api.DrillCheckRun{Type: ch.Type, Component: comp}
 	start := time.Now()
 	defer func() { cr.Seconds = time.Since(start).Seconds() }()
 	c, ok := a.component(comp)
@@ -444,6 +474,12 @@ func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, co
 	}
 	if db == nil {
 		cr.Error = fmt.Sprintf("component %s has no database %q (it has: %s)", comp, ch.Database, strings.Join(labels, ", "))
+		return cr
+	}
+	if db.Kind != "postgresql" {
+		// a MariaDB dump names its database inside: loading it anywhere
+		// but a separate scratch server could touch the real one
+		cr.Error = fmt.Sprintf("database checks load PostgreSQL dumps only; %s is %s", db.Label(), db.Kind)
 		return cr
 	}
 	f, err := os.Open(filepath.Join(dir, sources.DumpsDir, db.DumpFile()))
@@ -465,13 +501,20 @@ func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, co
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer dcancel()
-		if err := db.Drop(dctx, scratch); err != nil && cr.Error == "" {
-			cr.Passed, cr.Error = false, "the scratch database could not be dropped: "+err.Error()
+		if err := db.Drop(dctx, scratch); err != nil {
+			// a copy of the data left on the database server is a failure
+			// whatever the query said
+			msg := "the scratch database " + scratch + " could not be dropped (drop it by hand): " + err.Error()
+			if cr.Error != "" {
+				msg = cr.Error + "; " + msg
+			}
+			cr.Passed, cr.Error = false, msg
 		}
 	}()
 	// a scratch database left by an earlier attempt is replaced
 	if err := db.Restore(cctx, f, scratch, true); err != nil {
-		cr.Error = "loading the dump into " + scratch + ": " + err.Error()
+		cr.Error = "loading the dump into " + scratch + " failed (its tool's messages are in the worker's log)"
+		activity.GetLogger(ctx).Error("drill: loading a dump into its scratch database failed", "run", runID, "database", db.Label(), "scratch", scratch, "error", err)
 		return cr
 	}
 	query, expect := ch.Query, ch.Expect
@@ -482,15 +525,18 @@ func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, co
 			query = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
 		}
 	}
-	out, err := db.Query(cctx, scratch, query)
+	out, err := db.Query(cctx, scratch, query, drillOutputMax)
 	cr.Output = tail(out, drillOutputMax)
 	switch {
 	case cctx.Err() == context.DeadlineExceeded:
 		cr.Error = fmt.Sprintf("the check did not finish in %s", timeout)
 	case err != nil:
-		cr.Error = err.Error()
+		cr.Error = "the query failed (its tool's messages are in the worker's log)"
+		activity.GetLogger(ctx).Error("drill: the check's query failed", "run", runID, "scratch", scratch, "error", err)
 	case expect != nil && strings.TrimSpace(out) != strings.TrimSpace(*expect):
-		cr.Error = fmt.Sprintf("the query printed %q, not %q", tail(out, 200), *expect)
+		// what it printed is in output (operators' eyes only), not in the
+		// error that jobs and notifications carry
+		cr.Error = fmt.Sprintf("the query's output is not the expected %q", *expect)
 	case expect == nil && (strings.TrimSpace(out) == "" || strings.TrimSpace(out) == "0"):
 		cr.Error = "the query printed nothing (or 0): the restored database looks empty"
 	default:
@@ -530,4 +576,28 @@ func (c *Catalog) recordDrillRun(ctx context.Context, rec JobRecord) error {
 	run.Started, _ = time.Parse(time.RFC3339Nano, rep.Started)
 	run.Finished, _ = time.Parse(time.RFC3339Nano, rep.Finished)
 	return c.Store.PutDrillRun(ctx, run)
+}
+
+// drillBase is the drills' scratch directory under the var directory:
+// root's own, mode 0700, never a symlink, so no other user can reach or
+// redirect what a drill restores.
+func drillBase(varDir string) (string, error) {
+	base := filepath.Join(varDir, "drills")
+	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return "", err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || (st != nil && int(st.Uid) != os.Geteuid()) {
+		return "", fmt.Errorf("%s is not a directory of this user's (a symlink, or someone else's): remove it; drills make it afresh", base)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(base, 0o700); err != nil {
+			return "", err
+		}
+	}
+	return base, nil
 }

@@ -176,14 +176,14 @@ var Objectives = []string{"rto", "rpo"}
 // DrillResultMessage is the WebSocket message "drill_result": a drill run
 // ended (passed or not), with its breaches.
 type DrillResultMessage struct {
-	Type      string            `json:"type" required:"true" const:"drill_result"`
-	DrillID   string            `json:"drill_id" required:"true"`
-	RunID     string            `json:"run_id" required:"true"`
-	JobID     string            `json:"job_id" required:"true"`
-	Passed    bool              `json:"passed" required:"true"`
-	Level     string            `json:"level,omitempty" enum:"alert_level" doc:"critical when the drill failed, warning when it passed with an objective missed; absent when all is well"`
-	Message   string            `json:"message" required:"true"`
-	Damaged   []string          `json:"damaged,omitempty" doc:"files found damaged (the first 100)"`
-	Breaches  []ObjectiveBreach `json:"breaches,omitempty"`
-	Timestamp string            `json:"timestamp" format:"date-time"`
+	Type         string            `json:"type" required:"true" const:"drill_result"`
+	DrillID      string            `json:"drill_id" required:"true"`
+	RunID        string            `json:"run_id" required:"true"`
+	JobID        string            `json:"job_id" required:"true"`
+	Passed       bool              `json:"passed" required:"true"`
+	Level        string            `json:"level,omitempty" enum:"alert_level" doc:"critical when the drill failed, warning when it passed with an objective missed; absent when all is well"`
+	Message      string            `json:"message" required:"true"`
+	DamagedFiles int               `json:"damaged_files,omitempty" doc:"how many files were found damaged (their names are in the drill's report, GET /backup/drills/{drill_id}: operators)"`
+	Breaches     []ObjectiveBreach `json:"breaches,omitempty"`
+	Timestamp    string            `json:"timestamp" format:"date-time"`
 }

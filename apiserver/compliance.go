@@ -114,6 +114,7 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 		pair(pairKey{s.Cfg.Host, name})
 	}
 	completed := map[pairKey][]time.Time{} // every completed backup, all time
+	taken := 0                             // backups finished in the period, each once
 	copies := map[pairKey][2]int{}
 	for i := range rows {
 		b := &rows[i]
@@ -144,6 +145,10 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 				continue
 			}
 			c.BackupsTaken++
+		}
+		if !b.Timestamp.Before(from) && b.Timestamp.Before(to) &&
+			(b.Status == workflows.StatusCompleted || b.Status == workflows.StatusPartial || b.Status == workflows.StatusFailed) {
+			taken++
 		}
 		if b.Protected {
 			rep.Protected = append(rep.Protected, api.ProtectedBackup{BackupID: b.ID, Host: h, Taken: rfc3339(b.Timestamp),
@@ -193,7 +198,6 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 			c.Copies321 = fmt.Sprintf("%d/%d", copies[k][0], copies[k][1])
 		}
 		rep.Components = append(rep.Components, *c)
-		sum.BackupsTaken += c.BackupsTaken
 		who := c.Component
 		if k.host != s.Cfg.Host {
 			who = c.Component + " on " + c.Host
@@ -227,6 +231,7 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 			sum.Findings = append(sum.Findings, fmt.Sprintf("%s: %d of %d completed backups miss the 3-2-1 policy's copies", who, cp[1]-cp[0], cp[1]))
 		}
 	}
+	sum.BackupsTaken = taken
 	if finished > 0 {
 		sum.SuccessRate = ptr(float64(ok) / float64(finished))
 	}
@@ -274,9 +279,11 @@ func (s *Server) scheduleFigures(c *api.ComponentCompliance, k pairKey, scheds [
 	}
 }
 
-// worstGap is the longest stretch in [from, to] with no newer completed
-// backup than its start (the recovery point at its worst), counted from
-// the first completed backup ever; nil when there was never one.
+// worstGap is the recovery point at its worst in [from, to]: the longest
+// age the newest completed backup reached (counted from the first backup
+// ever: before it there was nothing to lose yet); nil when there was
+// never one. Backups retention removed are no longer in the catalog, so
+// a past gap between them reads longer than it was.
 func worstGap(times []time.Time, from, to time.Time) *float64 {
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	var cur *time.Time
@@ -288,15 +295,17 @@ func worstGap(times []time.Time, from, to time.Time) *float64 {
 		}
 		// before the first backup ever there was nothing to lose yet
 		// (the component may not have existed): no gap is counted
+		// the age of the recovery point is counted from the last backup,
+		// even when that was before the period
 		if t.After(from) && cur != nil {
-			worst = max(worst, t.Sub(laterOf(*cur, from)).Seconds())
+			worst = max(worst, t.Sub(*cur).Seconds())
 		}
 		cur = &times[i]
 	}
 	if cur == nil {
 		return nil
 	}
-	worst = max(worst, to.Sub(laterOf(*cur, from)).Seconds())
+	worst = max(worst, to.Sub(*cur).Seconds())
 	return &worst
 }
 
@@ -410,37 +419,50 @@ func (s *Server) retentionFigures(ctx context.Context, rep *api.ComplianceReport
 	return nil
 }
 
-// auditFigures sums up the period's destructive calls by action.
+// auditFigures sums up the period's destructive calls by action (grouped
+// by the database: no number of calls can push one out), and who
+// approved the ones approvals held.
 func (s *Server) auditFigures(ctx context.Context, rep *api.ComplianceReport, from, to time.Time) error {
-	entries, err := s.Store.AuditOf(ctx, destructiveActions, from, to, 100000)
+	groups, err := s.Store.AuditGroups(ctx, destructiveActions, from, to)
+	if err != nil {
+		return err
+	}
+	approvers, err := s.Store.Approvers(ctx, from, to)
 	if err != nil {
 		return err
 	}
 	by := map[string]*api.AuditActionSummary{}
-	for _, e := range entries {
-		a := by[e.Action]
+	for _, g := range groups {
+		a := by[g.Action]
 		if a == nil {
-			a = &api.AuditActionSummary{Action: e.Action, Actors: []string{}, ApprovedBy: []string{}}
-			by[e.Action] = a
+			a = &api.AuditActionSummary{Action: g.Action, Actors: []string{}, ApprovedBy: []string{}}
+			by[g.Action] = a
 		}
-		n := max(e.Count, 1)
-		a.Calls += n
-		switch e.Outcome {
+		a.Calls += g.Calls
+		switch g.Outcome {
 		case "success":
-			a.Succeeded += n
+			a.Succeeded += g.Calls
 		case "denied", "failure":
-			a.Refused += n
+			a.Refused += g.Calls
 		}
-		actor, _, _ := strings.Cut(e.Actor, " (")
+		actor, _, _ := strings.Cut(g.Actor, " (")
 		if actor != "" && !slices.Contains(a.Actors, actor) {
 			a.Actors = append(a.Actors, actor)
 		}
 	}
 	for _, name := range destructiveActions {
-		if a := by[name]; a != nil {
-			sort.Strings(a.Actors)
-			rep.Audit = append(rep.Audit, *a)
+		a := by[name]
+		if a == nil {
+			continue
 		}
+		for _, who := range approvers[name] {
+			if !slices.Contains(a.ApprovedBy, who) {
+				a.ApprovedBy = append(a.ApprovedBy, who)
+			}
+		}
+		sort.Strings(a.Actors)
+		sort.Strings(a.ApprovedBy)
+		rep.Audit = append(rep.Audit, *a)
 	}
 	return nil
 }

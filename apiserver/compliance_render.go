@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"slices"
 	"strings"
 
 	"codeberg.org/go-pdf/fpdf"
@@ -154,6 +155,17 @@ func compliancePDF(rep *api.ComplianceReport) ([]byte, error) {
 	table := func(widths []float64, head []string, rows [][]string, bad []bool) {
 		line := func(cells []string, bold, red bool) {
 			pdf.SetFont("Helvetica", map[bool]string{true: "B", false: ""}[bold], 8.5)
+			// a cell is at most a few lines (host and component names come
+			// from enrolled hosts): a row never outgrows a page, and no page
+			// break falls inside one
+			cells = slices.Clone(cells)
+			for i, c := range cells {
+				if len(c) > 300 {
+					cells[i] = c[:300] + "..."
+				}
+			}
+			pdf.SetAutoPageBreak(false, 12)
+			defer pdf.SetAutoPageBreak(true, 12)
 			// the row's height: its tallest cell
 			lines := 1
 			for i, c := range cells {

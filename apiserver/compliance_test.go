@@ -207,10 +207,12 @@ func TestWorstGap(t *testing.T) {
 		want  float64 // hours; -1: nil
 	}{
 		{nil, -1},
-		{[]time.Time{h(200)}, -1},              // only after the period
-		{[]time.Time{h(10)}, 90},               // first backup in the period: from it to the end
-		{[]time.Time{h(-5), h(30), h(40)}, 60}, // before the period counts from the period's start
-		{[]time.Time{h(-50), h(20), h(90)}, 70},
+		{[]time.Time{h(200)}, -1},               // only after the period
+		{[]time.Time{h(10)}, 90},                // first backup in the period: from it to the end
+		{[]time.Time{h(-5), h(30), h(40)}, 60},  // the age at 30 h is 35 h, at the end 60 h
+		{[]time.Time{h(-50), h(20), h(90)}, 70}, // the age at 20 h is 70 h (from -50 h)
+		{[]time.Time{h(-20), h(10)}, 90},
+		{[]time.Time{h(-60 * 24)}, 60*24 + 100},
 	} {
 		got := worstGap(c.times, h(0), h(100))
 		if (got == nil) != (c.want < 0) || (got != nil && *got != c.want*3600) {

@@ -102,7 +102,7 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 		d.Components = slices.Compact(slices.Sorted(slices.Values(req.Components)))
 	}
 	if req.BackupIDs != nil {
-		d.BackupIDs = req.BackupIDs
+		d.BackupIDs = slices.Compact(slices.Sorted(slices.Values(req.BackupIDs)))
 	}
 	for k, v := range req.Notifications {
 		if err := oneOf("notifications."+k, k, api.Notifications...); err != nil {
@@ -113,11 +113,26 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 		}
 		d.Notifications[k] = v
 	}
-	if req.Checks != nil {
-		if err := s.validDrillChecks(req.Checks, d.Components); err != nil {
-			return err
+	checks := req.Checks
+	if checks == nil {
+		_ = json.Unmarshal(d.Checks, &checks)
+	}
+	// each check names its component: "the drill's first" is resolved
+	// now, and checked again whenever the components change
+	drilled := d.Components
+	if len(drilled) == 0 {
+		drilled = s.Cfg.ComponentNames()
+	}
+	for i := range checks {
+		if checks[i].Component == "" && len(drilled) > 0 {
+			checks[i].Component = drilled[0]
 		}
-		b, _ := json.Marshal(req.Checks)
+	}
+	if err := s.validDrillChecks(checks, drilled); err != nil {
+		return err
+	}
+	if checks != nil {
+		b, _ := json.Marshal(checks)
 		d.Checks = models.JSON(b)
 	}
 	if created && d.Frequency == "" {
@@ -135,11 +150,16 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	if d.Select != "backups" && len(d.BackupIDs) > 0 {
 		return drillErr("backup_ids", "backup_ids: only with select backups (select is %s)", d.Select)
 	}
+	own := s.ownHosts(ctx)
 	for _, id := range d.BackupIDs {
-		if _, err := s.Store.GetBackup(ctx, id); errors.Is(err, models.ErrNotFound) {
+		b, err := s.Store.GetBackup(ctx, id)
+		if errors.Is(err, models.ErrNotFound) {
 			return notFound(codes.BackupNotFound, "backup_ids: backup %s is not in the catalog", id)
 		} else if err != nil {
 			return err
+		}
+		if b.Host != "" && !slices.Contains(own, b.Host) {
+			return drillErr("backup_ids", "backup_ids: %s is enrolled host %s's backup; drills restore the server's own backups", id, b.Host)
 		}
 	}
 	if d.Location != "" && !slices.Contains(s.Cfg.LocationNames(), d.Location) {
@@ -210,7 +230,13 @@ func (s *Server) validDrillChecks(checks []api.DrillCheck, comps []string) error
 			}
 			var labels []string
 			for _, d := range s.Cfg.Components[comp].Databases {
-				labels = append(labels, d.Source().Label())
+				src := d.Source()
+				if ch.Database == "" || ch.Database == src.Label() {
+					if src.Kind != "postgresql" {
+						return drillErr(f+".database", "%s.database: database checks load PostgreSQL dumps only; %s is %s (a MariaDB dump names its database inside, and loading it on the same server could touch the real one)", f, src.Label(), src.Kind)
+					}
+				}
+				labels = append(labels, src.Label())
 			}
 			switch {
 			case len(labels) == 0:
@@ -319,6 +345,10 @@ func (s *Server) triggerDrill(w http.ResponseWriter, r *http.Request) error {
 	d, err := s.drillOf(r)
 	if err != nil {
 		return err
+	}
+	if !d.Enabled {
+		// an admin turned it off; an operator does not run it anyway
+		return conflictErr("drill %s is disabled: an admin enables it (POST /backup/drills with enabled true)", d.ID)
 	}
 	h := s.Temporal.ScheduleClient().GetHandle(r.Context(), drillScheduleID(d.ID))
 	if err := h.Trigger(r.Context(), client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {

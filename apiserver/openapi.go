@@ -92,8 +92,20 @@ func (s *Server) OpenAPI() map[string]any {
 				status = http.StatusOK
 			}
 			responses := map[string]any{
-				strconv.Itoa(status): s.successResponse(rt, schemas),
-				"default":            errResp("an error, in the spec's format (400 names the field in details.field)"),
+				"default": errResp("an error, in the spec's format (400 names the field in details.field)"),
+			}
+			if gatedActions[rt.Action] {
+				// with approvals on, the destructive form is held (202)
+				held := route{Response: api.ApprovalPending{}}
+				if status == http.StatusAccepted {
+					held.Response = api.OneOf{rt.Response, api.ApprovalPending{}}
+					responses["202"] = s.successResponse(held, schemas)
+				} else {
+					responses["202"] = s.successResponse(held, schemas)
+					responses[strconv.Itoa(status)] = s.successResponse(rt, schemas)
+				}
+			} else {
+				responses[strconv.Itoa(status)] = s.successResponse(rt, schemas)
 			}
 			op := map[string]any{
 				"summary":     rt.Summary,

@@ -572,13 +572,10 @@ func (s *Server) OnJobRecord(rec activities.JobRecord) {
 func drillResult(rep api.DrillReport) api.DrillResultMessage {
 	m := api.DrillResultMessage{Type: "drill_result", DrillID: rep.DrillID, RunID: rep.RunID, JobID: rep.JobID, Passed: rep.Passed,
 		Breaches: rep.Breaches, Timestamp: rfc3339(time.Now())}
+	// the files' names stay in the report (operators): viewers see the count
 	for _, b := range rep.Backups {
 		for _, c := range b.Components {
-			for _, f := range c.Damaged {
-				if len(m.Damaged) < 100 {
-					m.Damaged = append(m.Damaged, b.BackupID+": "+c.Component+": "+f)
-				}
-			}
+			m.DamagedFiles += len(c.Damaged)
 		}
 	}
 	switch {
@@ -587,8 +584,8 @@ func drillResult(rep api.DrillReport) api.DrillResultMessage {
 		m.Message = "Restore drill " + rep.DrillID + " failed"
 		if rep.Error != "" {
 			m.Message += ": " + rep.Error
-		} else if len(m.Damaged) > 0 {
-			m.Message += fmt.Sprintf(": %d damaged file(s)", len(m.Damaged))
+		} else if m.DamagedFiles > 0 {
+			m.Message += fmt.Sprintf(": %d damaged file(s)", m.DamagedFiles)
 		} else {
 			m.Message += ": a restore or a check failed (GET /backup/drills/" + rep.DrillID + ")"
 		}

@@ -58,8 +58,8 @@ var shown = map[string]bool{
 	"components.*.databases.user": true, "components.*.databases.database": true, "components.*.databases.passfile": true,
 	"storage.*.url": true, "storage.*.ssh_key": true, "storage.*.known_hosts": true, "storage.*.media": true,
 	"notifications.webhooks.name": true, "notifications.webhooks.url": true, "notifications.webhooks.secret_file": true,
-	"notifications.webhooks.events": true,
-	"notifications.smtp.host":       true, "notifications.smtp.from": true, "notifications.smtp.to": true,
+	"notifications.webhooks.events": true, "approvals.expiry": true,
+	"notifications.smtp.host": true, "notifications.smtp.from": true, "notifications.smtp.to": true,
 	"notifications.smtp.username": true, "notifications.smtp.password_file": true, "notifications.smtp.events": true,
 }
 

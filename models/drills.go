@@ -105,11 +105,33 @@ func (s *Store) ReportsBetween(ctx context.Context, kind string, from, to time.T
 	return out, err
 }
 
-// AuditOf returns the audit entries of the given actions in [from, to),
-// oldest first, at most limit.
-func (s *Store) AuditOf(ctx context.Context, actions []string, from, to time.Time, limit int) ([]AuditEntry, error) {
-	var out []AuditEntry
-	err := s.DB.WithContext(ctx).Where("action IN ? AND time >= ? AND time < ?", actions, from.UTC(), to.UTC()).
-		Order("id").Limit(limit).Find(&out).Error
+// AuditGroup is a number of audited calls of one action, outcome and actor.
+type AuditGroup struct {
+	Action, Outcome, Actor string
+	Calls                  int
+}
+
+// AuditGroups counts the audited calls of the given actions in [from, to)
+// by action, outcome and actor.
+func (s *Store) AuditGroups(ctx context.Context, actions []string, from, to time.Time) ([]AuditGroup, error) {
+	var out []AuditGroup
+	err := s.DB.WithContext(ctx).Model(&AuditEntry{}).
+		Select("action, outcome, actor, SUM(CASE WHEN count > 1 THEN count ELSE 1 END) AS calls").
+		Where("action IN ? AND time >= ? AND time < ?", actions, from.UTC(), to.UTC()).
+		Group("action, outcome, actor").Order("action, outcome, actor").Scan(&out).Error
+	return out, err
+}
+
+// Approvers are, by action, the admins who approved held calls that ran
+// in [from, to).
+func (s *Store) Approvers(ctx context.Context, from, to time.Time) (map[string][]string, error) {
+	var rows []Approval
+	err := s.DB.WithContext(ctx).Select("action", "decided_by").
+		Where("status IN ? AND decided_at >= ? AND decided_at < ?", []string{"executed", "failed"}, from.UTC(), to.UTC()).
+		Find(&rows).Error
+	out := map[string][]string{}
+	for _, r := range rows {
+		out[r.Action] = append(out[r.Action], r.DecidedBy)
+	}
 	return out, err
 }

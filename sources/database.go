@@ -401,16 +401,16 @@ func runOut(ctx context.Context, name string, args, env []string, out io.Writer)
 // Query runs one SQL statement in database db (a drill's check of a
 // restored dump) and returns what it printed: rows one per line, columns
 // separated by '|' (PostgreSQL) or a tab (MariaDB), no headers.
-func (d Database) Query(ctx context.Context, db, query string) (string, error) {
+func (d Database) Query(ctx context.Context, db, query string, max int) (string, error) {
 	if !ValidDBName(db) {
 		return "", fmt.Errorf("database %q: invalid name (letters, digits, _ and $; at most 63)", db)
 	}
-	var out bytes.Buffer
+	out := &limitedBuffer{max: max} // a query may print a whole table
 	var err error
 	if d.Kind == "mariadb" {
-		err = runOut(ctx, "mariadb", append(d.conn(), "-N", "-B", "--database="+db, "-e", query), d.env(), &out)
+		err = runOut(ctx, "mariadb", append(d.conn(), "-N", "-B", "--database="+db, "-e", query), d.env(), out)
 	} else {
-		err = runOut(ctx, "psql", append(d.conn(), "--dbname", db, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", query), d.env(), &out)
+		err = runOut(ctx, "psql", append(d.conn(), "--dbname", db, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", query), d.env(), out)
 	}
 	return strings.TrimRight(out.String(), "\n"), err
 }
@@ -423,5 +423,7 @@ func (d Database) Drop(ctx context.Context, db string) error {
 	if d.Kind == "mariadb" {
 		return run(ctx, "mariadb", append(d.conn(), "-e", "DROP DATABASE IF EXISTS `"+db+"`"), d.env(), nil)
 	}
-	return run(ctx, "dropdb", append(d.conn(), "--if-exists", db), d.env(), nil)
+	// --force: a session the check's tool left behind (killed at its
+	// timeout) must not keep the copy on the server
+	return run(ctx, "dropdb", append(d.conn(), "--if-exists", "--force", db), d.env(), nil)
 }
