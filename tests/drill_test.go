@@ -334,7 +334,7 @@ func TestDrillDatabaseCheck(t *testing.T) {
 	check["expect"] = "4|36.75"
 	s.must(200, "POST", v1+"/drills", "admin", map[string]any{"id": "db", "checks": []any{check}})
 	run2 := s.triggerDrill(t, "db", fmt.Sprint(run["run_id"]))
-	if run2["passed"] != false || !strings.Contains(fmt.Sprint(get(run2, "backups.0.checks.0.error")), `not "4|36.75"`) {
+	if run2["passed"] != false || !strings.Contains(fmt.Sprint(get(run2, "backups.0.checks.0.error")), `expected "4|36.75"`) {
 		t.Fatalf("a wrong answer passed: %v", run2)
 	}
 	if n := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'backupd_drill_%'"); n != "0" {
