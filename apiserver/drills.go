@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gorilla/mux"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -34,10 +33,6 @@ func drillScheduleID(id string) string { return drillSchedulePrefix + id }
 // drillRunsShown: how many runs GET /backup/drills/{id} lists.
 const drillRunsShown = 20
 
-func drillErr(field, format string, args ...any) error {
-	return invalid(codes.ScheduleError, field, format, args...)
-}
-
 // putDrill answers POST /backup/drills: create or update a drill.
 func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	var req api.DrillRequest
@@ -45,7 +40,7 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !scheduleIDRe.MatchString(req.ID) {
-		return drillErr("id", "id: %q must be 1-120 letters, digits, '.', '_' or '-'", req.ID)
+		return schedErr("id", "id: %q must be 1-120 letters, digits, '.', '_' or '-'", req.ID)
 	}
 	setTarget(r, req.ID)
 	ctx := r.Context()
@@ -53,15 +48,11 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	created := errors.Is(err, models.ErrNotFound)
 	if created {
 		d = &models.Drill{ID: req.ID, Enabled: true, Timezone: "UTC", Select: "latest", CreatedBy: user(r),
-			Notifications: map[string]bool{"on_success": false, "on_failure": true, "on_warning": true}}
+			Notifications: defaultNotifications()}
 	} else if err != nil {
 		return err
 	}
-	set := func(dst *string, v *string) {
-		if v != nil {
-			*dst = *v
-		}
-	}
+	set := setFrom
 	set(&d.Name, req.Name)
 	set(&d.Description, req.Description)
 	set(&d.Frequency, req.Frequency)
@@ -75,7 +66,7 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.WithinDays != nil {
 		if *req.WithinDays < 1 || *req.WithinDays > 36500 {
-			return drillErr("within_days", "within_days: %d is outside 1..36500", *req.WithinDays)
+			return schedErr("within_days", "within_days: %d is outside 1..36500", *req.WithinDays)
 		}
 		d.WithinDays = *req.WithinDays
 	}
@@ -89,14 +80,14 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		if *f.v < f.min || *f.v > f.max {
-			return drillErr(f.name, "%s: %d is outside %d..%d", f.name, *f.v, f.min, f.max)
+			return schedErr(f.name, "%s: %d is outside %d..%d", f.name, *f.v, f.min, f.max)
 		}
 		*f.dst = *f.v
 	}
 	if req.Components != nil {
 		for _, c := range req.Components {
 			if _, ok := s.Cfg.Components[c]; !ok {
-				return drillErr("components", "components: unknown component %q (configured: %s)", c, strings.Join(s.Cfg.ComponentNames(), ", "))
+				return schedErr("components", "components: unknown component %q (configured: %s)", c, strings.Join(s.Cfg.ComponentNames(), ", "))
 			}
 		}
 		d.Components = slices.Compact(slices.Sorted(slices.Values(req.Components)))
@@ -104,14 +95,8 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 	if req.BackupIDs != nil {
 		d.BackupIDs = slices.Compact(slices.Sorted(slices.Values(req.BackupIDs)))
 	}
-	for k, v := range req.Notifications {
-		if err := oneOf("notifications."+k, k, api.Notifications...); err != nil {
-			return drillErr("notifications."+k, "notifications: unknown key %q (%s)", k, strings.Join(api.Notifications, ", "))
-		}
-		if d.Notifications == nil {
-			d.Notifications = map[string]bool{}
-		}
-		d.Notifications[k] = v
+	if err := setNotifications(&d.Notifications, req.Notifications); err != nil {
+		return err
 	}
 	checks := req.Checks
 	if checks == nil {
@@ -136,19 +121,19 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 		d.Checks = models.JSON(b)
 	}
 	if created && d.Frequency == "" {
-		return drillErr("frequency", "frequency is required (hourly, daily, weekly, monthly)")
+		return schedErr("frequency", "frequency is required (hourly, daily, weekly, monthly)")
 	}
 	if d.Name == "" {
 		d.Name = d.ID
 	}
 	if err := oneOf("select", d.Select, api.DrillSelections...); err != nil {
-		return drillErr("select", "select: %q is not one of %s", d.Select, strings.Join(api.DrillSelections, ", "))
+		return schedErr("select", "select: %q is not one of %s", d.Select, strings.Join(api.DrillSelections, ", "))
 	}
 	if d.Select == "backups" && len(d.BackupIDs) == 0 {
-		return drillErr("backup_ids", "backup_ids: select backups needs at least one backup id")
+		return schedErr("backup_ids", "backup_ids: select backups needs at least one backup id")
 	}
 	if d.Select != "backups" && len(d.BackupIDs) > 0 {
-		return drillErr("backup_ids", "backup_ids: only with select backups (select is %s)", d.Select)
+		return schedErr("backup_ids", "backup_ids: only with select backups (select is %s)", d.Select)
 	}
 	own := s.ownHosts(ctx)
 	for _, id := range d.BackupIDs {
@@ -159,20 +144,14 @@ func (s *Server) putDrill(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if b.Host != "" && !slices.Contains(own, b.Host) {
-			return drillErr("backup_ids", "backup_ids: %s is enrolled host %s's backup; drills restore the server's own backups", id, b.Host)
+			return schedErr("backup_ids", "backup_ids: %s is enrolled host %s's backup; drills restore the server's own backups", id, b.Host)
 		}
 	}
 	if d.Location != "" && !slices.Contains(s.Cfg.LocationNames(), d.Location) {
-		return drillErr("location", "location: unknown storage location %q (configured: %s)", d.Location, strings.Join(s.Cfg.LocationNames(), ", "))
+		return schedErr("location", "location: unknown storage location %q (configured: %s)", d.Location, strings.Join(s.Cfg.LocationNames(), ", "))
 	}
-	if _, err := time.LoadLocation(d.Timezone); err != nil || d.Timezone == "" || d.Timezone == "Local" {
-		return drillErr("timezone", "timezone: %q is not an IANA time zone (like UTC or Europe/Berlin)", d.Timezone)
-	}
-	if err := validText("name", d.Name, 200); err != nil {
-		return drillErr("name", "name: %v", err)
-	}
-	if err := validText("description", d.Description, 2000); err != nil {
-		return drillErr("description", "description: %v", err)
+	if err := validScheduleText(d.Timezone, d.Name, d.Description); err != nil {
+		return err
 	}
 	spec, act, err := s.drillOptions(d)
 	if err != nil {
@@ -202,56 +181,56 @@ func (s *Server) validDrillChecks(checks []api.DrillCheck, comps []string) error
 	for i, ch := range checks {
 		f := fmt.Sprintf("checks[%d]", i)
 		if err := oneOf(f+".type", ch.Type, api.DrillCheckTypes...); err != nil {
-			return drillErr(f+".type", "%s.type: %q is not one of %s", f, ch.Type, strings.Join(api.DrillCheckTypes, ", "))
+			return schedErr(f+".type", "%s.type: %q is not one of %s", f, ch.Type, strings.Join(api.DrillCheckTypes, ", "))
 		}
 		if ch.Component != "" {
 			if _, ok := s.Cfg.Components[ch.Component]; !ok {
-				return drillErr(f+".component", "%s.component: unknown component %q (configured: %s)", f, ch.Component, strings.Join(s.Cfg.ComponentNames(), ", "))
+				return schedErr(f+".component", "%s.component: unknown component %q (configured: %s)", f, ch.Component, strings.Join(s.Cfg.ComponentNames(), ", "))
 			}
 			if len(comps) > 0 && !slices.Contains(comps, ch.Component) {
-				return drillErr(f+".component", "%s.component: %q is not one of the drill's components (%s)", f, ch.Component, strings.Join(comps, ", "))
+				return schedErr(f+".component", "%s.component: %q is not one of the drill's components (%s)", f, ch.Component, strings.Join(comps, ", "))
 			}
 		}
 		switch ch.Type {
 		case "command":
 			if len(ch.Command) == 0 || !filepath.IsAbs(ch.Command[0]) {
-				return drillErr(f+".command", "%s.command: give the program as an absolute path, then its arguments (no shell), like [\"/usr/bin/test\", \"-s\", \"etc/app.conf\"]", f)
+				return schedErr(f+".command", "%s.command: give the program as an absolute path, then its arguments (no shell), like [\"/usr/bin/test\", \"-s\", \"etc/app.conf\"]", f)
 			}
 		case "database":
 			if len(ch.Command) > 0 {
-				return drillErr(f+".command", "%s.command: a database check runs a query, not a command", f)
+				return schedErr(f+".command", "%s.command: a database check runs a query, not a command", f)
 			}
 			comp := ch.Component
 			if comp == "" && len(comps) > 0 {
 				comp = comps[0]
 			}
 			if comp == "" {
-				return drillErr(f+".component", "%s.component: name the component whose database dump is checked", f)
+				return schedErr(f+".component", "%s.component: name the component whose database dump is checked", f)
 			}
 			var labels []string
 			for _, d := range s.Cfg.Components[comp].Databases {
 				src := d.Source()
 				if ch.Database == "" || ch.Database == src.Label() {
 					if src.Kind != "postgresql" {
-						return drillErr(f+".database", "%s.database: database checks load PostgreSQL dumps only; %s is %s (a MariaDB dump names its database inside, and loading it on the same server could touch the real one)", f, src.Label(), src.Kind)
+						return schedErr(f+".database", "%s.database: database checks load PostgreSQL dumps only; %s is %s (a MariaDB dump names its database inside, and loading it on the same server could touch the real one)", f, src.Label(), src.Kind)
 					}
 				}
 				labels = append(labels, src.Label())
 			}
 			switch {
 			case len(labels) == 0:
-				return drillErr(f+".component", "%s.component: component %s backs up no database", f, comp)
+				return schedErr(f+".component", "%s.component: component %s backs up no database", f, comp)
 			case ch.Database == "" && len(labels) > 1:
-				return drillErr(f+".database", "%s.database: component %s has several databases; name one of %s", f, comp, strings.Join(labels, ", "))
+				return schedErr(f+".database", "%s.database: component %s has several databases; name one of %s", f, comp, strings.Join(labels, ", "))
 			case ch.Database != "" && !slices.Contains(labels, ch.Database):
-				return drillErr(f+".database", "%s.database: component %s has no database %q (it has %s)", f, comp, ch.Database, strings.Join(labels, ", "))
+				return schedErr(f+".database", "%s.database: component %s has no database %q (it has %s)", f, comp, ch.Database, strings.Join(labels, ", "))
 			}
 			if len(ch.Query) > 4000 || (ch.Expect != nil && len(*ch.Expect) > 4000) {
-				return drillErr(f+".query", "%s: query and expect are at most 4000 bytes each", f)
+				return schedErr(f+".query", "%s: query and expect are at most 4000 bytes each", f)
 			}
 		}
 		if ch.TimeoutSeconds < 0 || ch.TimeoutSeconds > 86400 {
-			return drillErr(f+".timeout_seconds", "%s.timeout_seconds: %d is outside 1..86400", f, ch.TimeoutSeconds)
+			return schedErr(f+".timeout_seconds", "%s.timeout_seconds: %d is outside 1..86400", f, ch.TimeoutSeconds)
 		}
 	}
 	return nil

@@ -31,6 +31,48 @@ func schedErr(field, format string, args ...any) error {
 	return invalid(codes.ScheduleError, field, format, args...)
 }
 
+// setFrom sets *dst to *v when the request gave v.
+func setFrom(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// defaultNotifications are a new schedule's or drill's: failures and
+// warnings, not successes.
+func defaultNotifications() map[string]bool {
+	return map[string]bool{"on_success": false, "on_failure": true, "on_warning": true}
+}
+
+// setNotifications applies a request's notifications flags.
+func setNotifications(dst *map[string]bool, req map[string]bool) error {
+	for k, v := range req {
+		if err := oneOf("notifications."+k, k, api.Notifications...); err != nil {
+			return schedErr("notifications."+k, "notifications: unknown key %q (%s)", k, strings.Join(api.Notifications, ", "))
+		}
+		if *dst == nil {
+			*dst = defaultNotifications()
+		}
+		(*dst)[k] = v
+	}
+	return nil
+}
+
+// validScheduleText checks what a schedule and a drill both carry: their
+// time zone, name and description.
+func validScheduleText(tz, name, description string) error {
+	if _, err := time.LoadLocation(tz); err != nil || tz == "" || tz == "Local" {
+		return schedErr("timezone", "timezone: %q is not an IANA time zone (like UTC or Europe/Berlin)", tz)
+	}
+	if err := validText("name", name, 200); err != nil {
+		return schedErr("name", "name: %v", err)
+	}
+	if err := validText("description", description, 2000); err != nil {
+		return schedErr("description", "description: %v", err)
+	}
+	return nil
+}
+
 // temporalScheduleID keeps users' schedules apart from backupd's own (the
 // admin-only retention cleanup is backupd-cleanup) and from others in the
 // Temporal namespace: an operator's schedule id can never name backupd's.
@@ -188,15 +230,11 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 	created := errors.Is(err, models.ErrNotFound)
 	if created {
 		sc = &models.Schedule{ID: req.ID, Enabled: true, Type: "full", Timezone: "UTC", Compression: "",
-			Notifications: map[string]bool{"on_success": false, "on_failure": true, "on_warning": true}, CreatedBy: user(r)}
+			Notifications: defaultNotifications(), CreatedBy: user(r)}
 	} else if err != nil {
 		return err
 	}
-	set := func(dst *string, v *string) {
-		if v != nil {
-			*dst = *v
-		}
-	}
+	set := setFrom
 	set(&sc.Name, req.Name)
 	set(&sc.Type, req.Type)
 	set(&sc.Frequency, req.Frequency)
@@ -214,13 +252,8 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 		}
 		sc.RetentionDays = *req.RetentionDays
 	}
-	if req.Notifications != nil {
-		for k, v := range req.Notifications {
-			if err := oneOf("notifications."+k, k, "on_success", "on_failure", "on_warning"); err != nil {
-				return schedErr("notifications."+k, "notifications: unknown key %q (on_success, on_failure, on_warning)", k)
-			}
-			sc.Notifications[k] = v
-		}
+	if err := setNotifications(&sc.Notifications, req.Notifications); err != nil {
+		return err
 	}
 	var warnings []string
 	if err := s.setScheduleHosts(ctx, sc, req); err != nil {
@@ -284,14 +317,8 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) error {
 	if err := oneOf("compression", sc.Compression, compressions...); err != nil {
 		return schedErr("compression", "compression: %q is not one of %s", sc.Compression, strings.Join(compressions, ", "))
 	}
-	if _, err := time.LoadLocation(sc.Timezone); err != nil || sc.Timezone == "" || sc.Timezone == "Local" {
-		return schedErr("timezone", "timezone: %q is not an IANA time zone (like UTC or Europe/Berlin)", sc.Timezone)
-	}
-	if err := validText("name", sc.Name, 200); err != nil {
-		return schedErr("name", "name: %v", err)
-	}
-	if err := validText("description", sc.Description, 2000); err != nil {
-		return schedErr("description", "description: %v", err)
+	if err := validScheduleText(sc.Timezone, sc.Name, sc.Description); err != nil {
+		return err
 	}
 	if req.Encryption != nil && !*req.Encryption {
 		return schedErr("encryption", "encryption: backupd always encrypts; false is not possible")
