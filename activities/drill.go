@@ -267,7 +267,7 @@ type DrillRestoreInput struct {
 	RTO        map[string]int   `json:"rto,omitempty"`
 }
 
-// drillOutputMax bounds what a check's output the report keeps.
+// drillOutputMax bounds how much of a check's output the report keeps.
 const drillOutputMax = 4 << 10
 
 // DrillRestore restores the components of one backup, one after the
@@ -518,12 +518,8 @@ func (a *Activities) runDatabaseCheck(ctx context.Context, ch api.DrillCheck, co
 		return cr
 	}
 	query, expect := ch.Query, ch.Expect
-	if query == "" {
-		if db.Kind == "mariadb" {
-			query = "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
-		} else {
-			query = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
-		}
+	if query == "" { // (PostgreSQL only, above)
+		query = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
 	}
 	out, err := db.Query(cctx, scratch, query, drillOutputMax)
 	cr.Output = tail(out, drillOutputMax)

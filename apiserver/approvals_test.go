@@ -118,10 +118,13 @@ func TestApprovalsHoldDestructiveCalls(t *testing.T) {
 	if res, body := call(t, s, "POST", "/cloud-integration/backup/cleanup", toks["operator"], strings.NewReader(`{"dry_run": true}`)); res.StatusCode != 403 {
 		t.Errorf("an operator's dry run: %d %v", res.StatusCode, body)
 	}
-	if res, _ := call(t, s, "POST", "/cloud-integration/backup/cleanup", toks["admin"], strings.NewReader(`{"dry_run": true}`)); res.StatusCode == http.StatusAccepted {
-		if _, body := call(t, s, "GET", "/cloud-integration/backup/approvals?status=pending", toks["operator"], nil); len(body["approvals"].([]any)) != 0 {
-			t.Errorf("a dry run was held: %v", body)
-		}
+	// (the dry run itself needs Temporal, which this server cannot reach:
+	// what matters is that it was not held)
+	if res, body := call(t, s, "POST", "/cloud-integration/backup/cleanup", toks["admin"], strings.NewReader(`{"dry_run": true}`)); res.StatusCode == http.StatusAccepted && body["approval_id"] != nil {
+		t.Errorf("an admin's dry run was held: %v", body)
+	}
+	if _, body := call(t, s, "GET", "/cloud-integration/backup/approvals?status=pending", toks["operator"], nil); len(body["approvals"].([]any)) != 0 {
+		t.Errorf("pending approvals after non-destructive calls: %v", body)
 	}
 	// the list, and the audit log names the approver
 	_, list := call(t, s, "GET", "/cloud-integration/backup/approvals", toks["operator"], nil)

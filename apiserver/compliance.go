@@ -155,7 +155,7 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 				Components: nonNil(b.Components)})
 		}
 	}
-	drills, err := s.drillFigures(ctx, from, to)
+	drills, err := s.drillFigures(ctx, from, to, &rep.Summary)
 	if err != nil {
 		return nil, err
 	}
@@ -234,9 +234,6 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 	sum.BackupsTaken = taken
 	if finished > 0 {
 		sum.SuccessRate = ptr(float64(ok) / float64(finished))
-	}
-	for _, df := range drills {
-		sum.DrillsRun, sum.DrillsPassed = max(sum.DrillsRun, df.allRuns), max(sum.DrillsPassed, df.allPassed)
 	}
 	if err := s.encryptionFigures(ctx, rep, pol); err != nil {
 		return nil, err
@@ -317,28 +314,27 @@ func laterOf(a, b time.Time) time.Time {
 }
 
 type drillFigure struct {
-	runs, passed       int
-	allRuns, allPassed int
-	last, worst        *float64
+	runs, passed int
+	last, worst  *float64
 }
 
 // drillFigures are the drills' runs in the period by component: how many
-// restored it, how many of those passed, its newest and worst RTO.
-func (s *Server) drillFigures(ctx context.Context, from, to time.Time) (map[string]*drillFigure, error) {
+// restored it, how many of those passed, its newest and worst RTO; the
+// runs in all, and those that passed, go into sum.
+func (s *Server) drillFigures(ctx context.Context, from, to time.Time, sum *api.ComplianceSummary) (map[string]*drillFigure, error) {
 	runs, err := s.Store.DrillRunsBetween(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]*drillFigure{}
-	all, allPassed := 0, 0
 	for _, row := range runs {
 		var rep api.DrillReport
 		if err := json.Unmarshal(row.Body, &rep); err != nil {
 			return nil, fmt.Errorf("drill run %s: %w", row.ID, err)
 		}
-		all++
+		sum.DrillsRun++
 		if rep.Passed {
-			allPassed++
+			sum.DrillsPassed++
 		}
 		for _, b := range rep.Backups {
 			for _, c := range b.Components {
@@ -358,12 +354,6 @@ func (s *Server) drillFigures(ctx context.Context, from, to time.Time) (map[stri
 				}
 			}
 		}
-	}
-	for _, f := range out {
-		f.allRuns, f.allPassed = all, allPassed
-	}
-	if len(out) == 0 && all > 0 {
-		out[""] = &drillFigure{allRuns: all, allPassed: allPassed}
 	}
 	return out, nil
 }

@@ -50,9 +50,9 @@ func TestComplianceReportOfASimulatedMonth(t *testing.T) {
 		case d >= 18 && d <= 20:
 			continue
 		case d == 10:
-			put("b-day"+itoa(d), now.Add(-time.Duration(d)*day), "failed", false)
+			put("b-day"+strconv.Itoa(d), now.Add(-time.Duration(d)*day), "failed", false)
 		default:
-			put("b-day"+itoa(d), now.Add(-time.Duration(d)*day), "completed", d == 25)
+			put("b-day"+strconv.Itoa(d), now.Add(-time.Duration(d)*day), "completed", d == 25)
 		}
 	}
 	run := func(id string, at time.Time, rto float64, passed bool) {
@@ -196,8 +196,6 @@ func TestComplianceReportOfASimulatedMonth(t *testing.T) {
 		t.Errorf("an operator read the compliance report: %d", res.StatusCode)
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func TestWorstGap(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
