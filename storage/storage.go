@@ -27,6 +27,9 @@ type ObjectInfo struct {
 	Name    string    // full name, as passed to Put ("data/ab/ab12...")
 	Size    int64     // bytes
 	ModTime time.Time // when it was written (used by garbage collection's safety window)
+	// LockedUntil: the end of the object's lock (see Locker), where the
+	// backend knows it (Stat on a locking backend); zero otherwise.
+	LockedUntil time.Time
 }
 
 // Capacity describes the space of a storage location. Fields the backend
@@ -155,6 +158,38 @@ var ErrQuotaExceeded = errors.New("storage: over quota")
 // answer): retrying asks the same and gets the same.
 var ErrRefused = errors.New("storage: request refused")
 
+// ErrLocked: the object is locked (S3 Object Lock) and may be neither
+// deleted nor overwritten until its lock ends; retrying before then asks
+// the same and gets the same. Backends wrap it with the lock's end.
+var ErrLocked = errors.New("storage: object is locked")
+
+// Locker is a backend that locks what it stores against deletion and
+// overwriting, on the storage server itself (S3 Object Lock): not even the
+// credential that wrote an object can remove it before its lock ends.
+// Decorators implement it by asking the backend they wrap.
+type Locker interface {
+	// LockPeriod is how long Put locks a new object; 0 when this backend
+	// does not lock.
+	LockPeriod() time.Duration
+	// Unlocked reports whether Put leaves name unlocked (objects that are
+	// rewritten or removed as a matter of course: markers, the index).
+	Unlocked(name string) bool
+	// ExtendLock makes name's lock last until at least until; a lock is
+	// never shortened.
+	ExtendLock(ctx context.Context, name string, until time.Time) error
+}
+
+// LockPeriodOf is be's LockPeriod, 0 for a backend that does not lock.
+func LockPeriodOf(be Backend) time.Duration {
+	if l, ok := be.(Locker); ok {
+		return l.LockPeriod()
+	}
+	return 0
+}
+
+// ErrNoLocks is ExtendLock's answer on a backend that does not lock.
+var ErrNoLocks = errors.New("storage: this location does not lock objects")
+
 // ErrSizeMismatch is returned (wrapped, and marked permanent) by Put when the
 // reader yields fewer or more bytes than the size it was given.
 var ErrSizeMismatch = errors.New("storage: data size differs from declared size")
@@ -187,7 +222,7 @@ func IsPermanent(err error) bool {
 	if errors.As(err, &p) {
 		return true
 	}
-	for _, target := range []error{ErrNotFound, ErrInvalidName, ErrInvalidRange, ErrSizeMismatch, context.Canceled, context.DeadlineExceeded} {
+	for _, target := range []error{ErrNotFound, ErrInvalidName, ErrInvalidRange, ErrSizeMismatch, ErrLocked, ErrNoLocks, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, target) {
 			return true
 		}

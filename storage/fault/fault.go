@@ -315,3 +315,21 @@ func (f *Backend) Capacity(ctx context.Context) (storage.Capacity, error) {
 
 func (f *Backend) Location() string { return f.b.Location() }
 func (f *Backend) Close() error     { return f.b.Close() }
+
+// LockPeriod is the wrapped backend's (storage.Locker).
+func (f *Backend) LockPeriod() time.Duration { return storage.LockPeriodOf(f.b) }
+
+// Unlocked is the wrapped backend's answer.
+func (f *Backend) Unlocked(name string) bool {
+	l, ok := f.b.(storage.Locker)
+	return !ok || l.Unlocked(name)
+}
+
+// ExtendLock extends a lock in the wrapped backend.
+func (f *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
+	l, ok := f.b.(storage.Locker)
+	if !ok {
+		return storage.ErrNoLocks
+	}
+	return l.ExtendLock(ctx, name, until)
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"backupd/storage"
 )
@@ -93,3 +94,25 @@ func (b *Backend) Location() string {
 
 // Close closes the backend below.
 func (b *Backend) Close() error { return b.be.Close() }
+
+// LockPeriod is the backend's (storage.Locker).
+func (b *Backend) LockPeriod() time.Duration { return storage.LockPeriodOf(b.be) }
+
+// Unlocked asks the backend about name below the prefix.
+func (b *Backend) Unlocked(name string) bool {
+	l, ok := b.be.(storage.Locker)
+	return !ok || l.Unlocked(b.dir+name)
+}
+
+// ExtendLock extends the lock of name below the prefix.
+func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
+	l, ok := b.be.(storage.Locker)
+	if !ok {
+		return storage.ErrNoLocks
+	}
+	n, err := b.name(name)
+	if err != nil {
+		return err
+	}
+	return l.ExtendLock(ctx, n, until)
+}

@@ -293,3 +293,21 @@ func (b *Backend) Capacity(ctx context.Context) (storage.Capacity, error) {
 
 func (b *Backend) Location() string { return b.b.Location() }
 func (b *Backend) Close() error     { return b.b.Close() }
+
+// LockPeriod is the wrapped backend's (storage.Locker).
+func (b *Backend) LockPeriod() time.Duration { return storage.LockPeriodOf(b.b) }
+
+// Unlocked is the wrapped backend's answer.
+func (b *Backend) Unlocked(name string) bool {
+	l, ok := b.b.(storage.Locker)
+	return !ok || l.Unlocked(name)
+}
+
+// ExtendLock extends a lock, retrying like every call.
+func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
+	l, ok := b.b.(storage.Locker)
+	if !ok {
+		return storage.ErrNoLocks
+	}
+	return b.do(ctx, "extend lock", name, func(int) error { return l.ExtendLock(ctx, name, until) })
+}

@@ -10,6 +10,9 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +71,31 @@ type Config struct {
 	// tests exercise multipart uploads with little data.
 	MultipartThreshold int64
 	PartSize           int64
+	// Lock, when set, locks every object Put stores (but those Lock names
+	// as unlocked) with S3 Object Lock: the server refuses to delete or
+	// overwrite it, whoever asks, until the lock ends. The bucket must
+	// have Object Lock enabled (CreateBucket creates it so).
+	Lock *Lock
+}
+
+// Lock is how objects are locked.
+type Lock struct {
+	// Compliance: nobody, not even the account's root, can remove a
+	// locked object or shorten its lock. Otherwise governance mode: a
+	// user granted s3:BypassGovernanceRetention can (backupd never asks
+	// to).
+	Compliance bool
+	// Period: how long Put locks a new object.
+	Period time.Duration
+	// Unlocked reports names Put leaves unlocked; nil locks everything.
+	Unlocked func(name string) bool
+}
+
+func (l *Lock) mode() types.ObjectLockMode {
+	if l.Compliance {
+		return types.ObjectLockModeCompliance
+	}
+	return types.ObjectLockModeGovernance
 }
 
 // Backend is a storage.Backend on an S3 bucket.
@@ -79,7 +107,10 @@ type Backend struct {
 	cfg      Config
 }
 
-var _ storage.Backend = (*Backend)(nil)
+var (
+	_ storage.Backend = (*Backend)(nil)
+	_ storage.Locker  = (*Backend)(nil)
+)
 
 // New connects to the bucket, creating it when cfg.CreateBucket is set, and
 // checks that it is reachable with the credentials given.
@@ -144,6 +175,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 
 	if cfg.CreateBucket {
 		in := &awss3.CreateBucketInput{Bucket: aws.String(cfg.Bucket)}
+		if cfg.Lock != nil {
+			in.ObjectLockEnabledForBucket = aws.Bool(true)
+		}
 		if awsCfg.Region != "us-east-1" {
 			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
 				LocationConstraint: types.BucketLocationConstraint(awsCfg.Region),
@@ -166,7 +200,88 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 		return nil, err
 	}
+	if cfg.Lock != nil {
+		if cfg.Lock.Period <= 0 {
+			return nil, storage.Permanent(errors.New("s3: object lock without a period"))
+		}
+		out, err := client.GetObjectLockConfiguration(ctx, &awss3.GetObjectLockConfigurationInput{Bucket: aws.String(cfg.Bucket)})
+		if err != nil && !isCode(err, "ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound") {
+			return nil, b.mapErr("read the object lock configuration of bucket", cfg.Bucket, err)
+		}
+		if err != nil || out.ObjectLockConfiguration == nil || out.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
+			return nil, storage.Permanent(fmt.Errorf("s3: bucket %q does not have Object Lock enabled, and this location asks for locked objects; "+
+				"create a new bucket with it (backupd does when it creates the bucket; `aws s3api create-bucket --object-lock-enabled-for-bucket`), "+
+				"or turn it on for this one (versioning first, then `aws s3api put-object-lock-configuration`)", cfg.Bucket))
+		}
+	}
 	return b, nil
+}
+
+// locks reports whether Put locks name.
+func (b *Backend) locks(name string) bool {
+	return b.cfg.Lock != nil && (b.cfg.Lock.Unlocked == nil || !b.cfg.Lock.Unlocked(name))
+}
+
+// LockPeriod is how long Put locks an object (0: it does not).
+func (b *Backend) LockPeriod() time.Duration {
+	if b.cfg.Lock == nil {
+		return 0
+	}
+	return b.cfg.Lock.Period
+}
+
+// Unlocked reports whether Put leaves name unlocked.
+func (b *Backend) Unlocked(name string) bool { return !b.locks(name) }
+
+// ExtendLock makes name's lock end no earlier than until. S3 refuses to
+// shorten a lock; when it refuses, the lock it has is read, and a lock
+// already lasting long enough is success.
+func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
+	if b.cfg.Lock == nil {
+		return storage.ErrNoLocks
+	}
+	if err := storage.ValidName(name); err != nil {
+		return fmt.Errorf("s3: %q: %w", name, err)
+	}
+	until = until.UTC().Truncate(time.Second).Add(time.Second)
+	_, err := b.client.PutObjectRetention(ctx, &awss3.PutObjectRetentionInput{
+		Bucket:    aws.String(b.bucket),
+		Key:       aws.String(b.key(name)),
+		Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionMode(b.cfg.Lock.mode()), RetainUntilDate: aws.Time(until)},
+	})
+	if err == nil {
+		return nil
+	}
+	err = b.mapErr("extend the lock of", name, err)
+	if oi, serr := b.Stat(ctx, name); serr == nil && !oi.LockedUntil.Before(until) {
+		return nil
+	}
+	return err
+}
+
+// lockHeaders are a locked Put's: the lock, and the MD5 of the content,
+// which S3 wants with any upload that carries a lock.
+func (b *Backend) lockUntil() *time.Time {
+	t := time.Now().Add(b.cfg.Lock.Period).UTC().Truncate(time.Second).Add(time.Second)
+	return &t
+}
+
+func contentMD5(r io.ReadSeeker, start, size int64) (string, error) {
+	h := md5.New()
+	if _, err := r.Seek(start, io.SeekStart); err != nil {
+		return "", err
+	}
+	n, err := io.Copy(h, io.LimitReader(r, size+1))
+	if err != nil {
+		return "", err
+	}
+	if _, err := r.Seek(start, io.SeekStart); err != nil {
+		return "", err
+	}
+	if n != size {
+		return "", storage.Permanent(fmt.Errorf("%w: reader has %d bytes, not %d", storage.ErrSizeMismatch, n, size))
+	}
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
 }
 
 // Client returns the underlying SDK client (for tests and tools).
@@ -237,16 +352,47 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 	if err != nil {
 		return fmt.Errorf("s3: put %q: %w", name, err)
 	}
-	body := &sizedBody{ctx: ctx, r: r, start: start, size: size}
-	_, err = b.client.PutObject(ctx, &awss3.PutObjectInput{
+	in := &awss3.PutObjectInput{
 		Bucket:        aws.String(b.bucket),
 		Key:           aws.String(b.key(name)),
-		Body:          body,
 		ContentLength: aws.Int64(size),
-	})
+	}
+	if b.locks(name) {
+		sum, err := contentMD5(r, start, size)
+		if err != nil {
+			return fmt.Errorf("s3: put %q: %w", name, err)
+		}
+		in.ContentMD5 = aws.String(sum)
+		in.ObjectLockMode = b.cfg.Lock.mode()
+		in.ObjectLockRetainUntilDate = b.lockUntil()
+	}
+	body := &sizedBody{ctx: ctx, r: r, start: start, size: size}
+	in.Body = body
+	_, err = b.client.PutObject(ctx, in)
 	if err != nil && body.err != nil {
 		// The reader's own failure matters more than how the SDK reported it.
 		err = fmt.Errorf("%w (%v)", body.err, err)
+	}
+	if err != nil && in.ContentMD5 != nil && isCode(err, "AccessDenied") {
+		return b.lockedPut(ctx, name, *in.ContentMD5, err)
+	}
+	return b.mapErr("put", name, err)
+}
+
+// lockedPut answers a locked Put the server refused: the name exists,
+// locked. With the same content (a retry of a Put whose answer was lost)
+// that is success; otherwise ErrLocked.
+func (b *Backend) lockedPut(ctx context.Context, name, sum string, err error) error {
+	out, herr := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	if herr != nil {
+		return b.mapErr("put", name, err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(sum)
+	if strings.Trim(aws.ToString(out.ETag), `"`) == hex.EncodeToString(raw) {
+		return nil
+	}
+	if until := aws.ToTime(out.ObjectLockRetainUntilDate); time.Now().Before(until) {
+		return storage.Permanent(fmt.Errorf("s3: put %q: %w until %s: it cannot be replaced", name, storage.ErrLocked, until.UTC().Format(time.RFC3339)))
 	}
 	return b.mapErr("put", name, err)
 }
@@ -326,10 +472,16 @@ func (s *sizedBody) Seek(offset int64, whence int) (int64, error) {
 
 func (b *Backend) putMultipart(ctx context.Context, name string, r io.Reader, size int64) (err error) {
 	key := b.key(name)
-	up, err := b.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
+	cin := &awss3.CreateMultipartUploadInput{
 		Bucket: aws.String(b.bucket),
 		Key:    aws.String(key),
-	})
+	}
+	locked := b.locks(name)
+	if locked {
+		cin.ObjectLockMode = b.cfg.Lock.mode()
+		cin.ObjectLockRetainUntilDate = b.lockUntil()
+	}
+	up, err := b.client.CreateMultipartUpload(ctx, cin)
 	if err != nil {
 		return b.mapErr("put", name, err)
 	}
@@ -359,14 +511,19 @@ func (b *Backend) putMultipart(ctx context.Context, name string, r io.Reader, si
 				return b.mapErr("put", name, err)
 			}
 		}
-		out, err := b.client.UploadPart(ctx, &awss3.UploadPartInput{
+		pin := &awss3.UploadPartInput{
 			Bucket:        aws.String(b.bucket),
 			Key:           aws.String(key),
 			UploadId:      up.UploadId,
 			PartNumber:    aws.Int32(num),
 			Body:          bytes.NewReader(buf[:n]),
 			ContentLength: aws.Int64(n),
-		})
+		}
+		if locked {
+			sum := md5.Sum(buf[:n])
+			pin.ContentMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+		}
+		out, err := b.client.UploadPart(ctx, pin)
 		if err != nil {
 			return b.mapErr("put", name, err)
 		}
@@ -443,7 +600,8 @@ func (b *Backend) Stat(ctx context.Context, name string) (storage.ObjectInfo, er
 	if err != nil {
 		return storage.ObjectInfo{}, b.mapErr("stat", name, err)
 	}
-	return storage.ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+	return storage.ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified),
+		LockedUntil: aws.ToTime(out.ObjectLockRetainUntilDate)}, nil
 }
 
 func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
@@ -473,12 +631,31 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 }
 
 // Delete checks that the object exists first: S3's DeleteObject succeeds
-// for missing keys, and the contract wants ErrNotFound.
+// for missing keys, and the contract wants ErrNotFound. A locked object
+// is ErrLocked without asking (the server would refuse). In a bucket with
+// versions (Object Lock turns them on in AWS) the version is deleted, not
+// hidden behind a delete marker: its storage is freed.
 func (b *Backend) Delete(ctx context.Context, name string) error {
-	if _, err := b.Stat(ctx, name); err != nil {
-		return err
+	if err := storage.ValidName(name); err != nil {
+		return fmt.Errorf("s3: %q: %w", name, err)
 	}
-	_, err := b.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	out, err := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	if err != nil {
+		return b.mapErr("delete", name, err)
+	}
+	if until := aws.ToTime(out.ObjectLockRetainUntilDate); time.Now().Before(until) {
+		return storage.Permanent(fmt.Errorf("s3: delete %q: %w until %s", name, storage.ErrLocked, until.UTC().Format(time.RFC3339)))
+	}
+	in := &awss3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))}
+	if v := aws.ToString(out.VersionId); v != "" && v != "null" {
+		in.VersionId = aws.String(v)
+	}
+	_, err = b.client.DeleteObject(ctx, in)
+	if err != nil && isCode(err, "AccessDenied") && b.cfg.Lock != nil {
+		if oi, serr := b.Stat(ctx, name); serr == nil && time.Now().Before(oi.LockedUntil) {
+			return storage.Permanent(fmt.Errorf("s3: delete %q: %w until %s (%v)", name, storage.ErrLocked, oi.LockedUntil.UTC().Format(time.RFC3339), err))
+		}
+	}
 	return b.mapErr("delete", name, err)
 }
 
