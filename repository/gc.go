@@ -95,6 +95,9 @@ type GCResult struct {
 	// Manifests: what folding manifests into sets did (not in a dry run,
 	// nor while another collection runs).
 	Manifests *ManifestCompaction `json:"manifests,omitempty"`
+	// Locks: on an immutable location, the locks extended and what waits
+	// for its lock to end (locks.go).
+	Locks *LockReport `json:"locks,omitempty"`
 }
 
 const gcPrefix = "gc/"
@@ -239,7 +242,16 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// Loose manifests are folded into sets, by this collection alone
 	// (manifestset.go); the view is the one the mark read.
 	if !opts.DryRun && others == 0 {
-		mc, err := r.compactManifests(ctx, view, now, opts.SafetyWindow, self.Valid)
+		compact := r.compactManifests
+		if period := r.lockPeriod(); period > 0 {
+			if res.Locks == nil {
+				res.Locks = &LockReport{Period: period.String()}
+			}
+			compact = func(ctx context.Context, v *manifestView, now time.Time, window time.Duration, valid func() error) (*ManifestCompaction, error) {
+				return r.compactManifestsLocked(ctx, v, now, window, valid, res.Locks)
+			}
+		}
+		mc, err := compact(ctx, view, now, opts.SafetyWindow, self.Valid)
 		if err != nil {
 			return nil, fmt.Errorf("gc stopped while folding manifests (every backup is intact): %w", err)
 		}
@@ -270,6 +282,39 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			usedPack = r.usedPacks(packs, used, pendingPacks, stored)
 		}
 	}
+	// Immutable location: the objects kept backups need stay locked
+	// (locks.go); what is to go waits for its lock.
+	period := r.lockPeriod()
+	var pass time.Time
+	if period > 0 {
+		if res.Locks == nil {
+			res.Locks = &LockReport{Period: period.String()}
+		}
+		pass = r.lockPass(ctx)
+		res.Locks.LastPass = pass
+		if !opts.DryRun {
+			live, err := r.lockRoots(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+			}
+			for id, oi := range stored {
+				if usedPack[id] {
+					live = append(live, oi)
+				}
+			}
+			for id, oi := range view.loose {
+				if _, dead := view.tombs[id]; !dead {
+					live = append(live, oi)
+				}
+			}
+			for _, s := range view.sets {
+				live = append(live, s.oi)
+			}
+			if err := r.extendLocks(ctx, live, now, res.Locks); err != nil {
+				return nil, fmt.Errorf("gc stopped, nothing deleted: extending the locks of what kept backups need: %w", err)
+			}
+		}
+	}
 	newCondemned := map[string]time.Time{}
 	var toDelete []ID
 	for id, oi := range stored {
@@ -293,6 +338,16 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		switch {
 		case alone && opts.SafetyWindow == 0 && len(writers) == 0,
 			alone && wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
+			if end, locked := surelyLocked(oi, pass, period, now); locked {
+				res.Locks.WaitingPacks++
+				res.Locks.WaitingBytes += oi.Size
+				res.Locks.waiting(end)
+				if !wasCondemned {
+					res.Condemned++
+				}
+				newCondemned[id.String()] = when
+				continue
+			}
 			toDelete = append(toDelete, id)
 			res.BytesFreed += oi.Size
 			if !wasCondemned {
@@ -440,7 +495,20 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		return res, r.LoadIndex(ctx)
 	}
 	for _, id := range toDelete {
-		if err := r.be.Delete(ctx, packName(id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		err := r.be.Delete(ctx, packName(id))
+		if errors.Is(err, storage.ErrLocked) && res.Locks != nil {
+			// locked longer than estimated: it stays condemned, out of
+			// the index, until a later collection finds its lock ended
+			size := stored[id].Size
+			res.Deleted--
+			res.BytesFreed -= size
+			res.PackBytes += size
+			res.Locks.WaitingPacks++
+			res.Locks.WaitingBytes += size
+			res.Locks.waiting(lockedUntil(err))
+			continue
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("deleting pack %s: %w", id.Short(), err)
 		}
 	}

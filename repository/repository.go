@@ -1511,7 +1511,11 @@ func (r *Repository) DeleteManifest(ctx context.Context, id string) error {
 			return err
 		}
 		r.cache.remove(cacheManifests, id)
-		if err := r.be.Delete(ctx, manifestsPrefix+id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		err = r.be.Delete(ctx, manifestsPrefix+id)
+		if errors.Is(err, storage.ErrLocked) {
+			return nil // locked: a collection removes it once its lock has ended
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("backup %s is deleted (its tombstone is stored); removing its manifest failed, the next gc removes it: %w", id, err)
 		}
 		return nil

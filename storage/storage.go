@@ -163,6 +163,22 @@ var ErrRefused = errors.New("storage: request refused")
 // the same and gets the same. Backends wrap it with the lock's end.
 var ErrLocked = errors.New("storage: object is locked")
 
+// LockError is ErrLocked with the lock's end, where the backend knows it.
+type LockError struct {
+	Name  string
+	Until time.Time
+}
+
+func (e *LockError) Error() string {
+	if e.Until.IsZero() {
+		return fmt.Sprintf("%q: %v", e.Name, ErrLocked)
+	}
+	return fmt.Sprintf("%q: %v until %s", e.Name, ErrLocked, e.Until.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockError) Is(target error) bool { return target == ErrLocked }
+
 // Locker is a backend that locks what it stores against deletion and
 // overwriting, on the storage server itself (S3 Object Lock): not even the
 // credential that wrote an object can remove it before its lock ends.

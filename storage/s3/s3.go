@@ -392,7 +392,7 @@ func (b *Backend) lockedPut(ctx context.Context, name, sum string, err error) er
 		return nil
 	}
 	if until := aws.ToTime(out.ObjectLockRetainUntilDate); time.Now().Before(until) {
-		return storage.Permanent(fmt.Errorf("s3: put %q: %w until %s: it cannot be replaced", name, storage.ErrLocked, until.UTC().Format(time.RFC3339)))
+		return storage.Permanent(fmt.Errorf("s3: put: %w: it cannot be replaced", &storage.LockError{Name: name, Until: until}))
 	}
 	return b.mapErr("put", name, err)
 }
@@ -644,7 +644,7 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 		return b.mapErr("delete", name, err)
 	}
 	if until := aws.ToTime(out.ObjectLockRetainUntilDate); time.Now().Before(until) {
-		return storage.Permanent(fmt.Errorf("s3: delete %q: %w until %s", name, storage.ErrLocked, until.UTC().Format(time.RFC3339)))
+		return storage.Permanent(fmt.Errorf("s3: delete: %w", &storage.LockError{Name: name, Until: until}))
 	}
 	in := &awss3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))}
 	if v := aws.ToString(out.VersionId); v != "" && v != "null" {
@@ -653,7 +653,7 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	_, err = b.client.DeleteObject(ctx, in)
 	if err != nil && isCode(err, "AccessDenied") && b.cfg.Lock != nil {
 		if oi, serr := b.Stat(ctx, name); serr == nil && time.Now().Before(oi.LockedUntil) {
-			return storage.Permanent(fmt.Errorf("s3: delete %q: %w until %s (%v)", name, storage.ErrLocked, oi.LockedUntil.UTC().Format(time.RFC3339), err))
+			return storage.Permanent(fmt.Errorf("s3: delete: %w (%v)", &storage.LockError{Name: name, Until: oi.LockedUntil}, err))
 		}
 	}
 	return b.mapErr("delete", name, err)

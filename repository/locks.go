@@ -1,0 +1,260 @@
+package repository
+
+// Immutable locations (S3 Object Lock, storage.Locker).
+//
+// What a backup needs to be restored, and cannot be rebuilt from the rest,
+// is locked when it is stored: packs, manifests and manifest sets, key
+// entries, the configuration. Objects the repository rewrites or removes
+// as a matter of course stay unlocked: the index (rebuilt from the packs
+// by `repo repair-index`), tombstones, markers of writers and collections.
+//
+// Locks roll. Once half a period has gone by since the last pass, a
+// collection extends, to now + period, the lock of every object a kept
+// backup needs whose lock could end within three quarters of a period;
+// it then records the pass (an authenticated marker, locks/extended).
+// After a pass at P every object kept backups need is locked until at
+// least P + 3/4 period, so collections at least every half period keep
+// it locked with a quarter period to spare: a backup stays locked for as
+// long as it is kept and collections run, and for at least three
+// quarters of a period after it was last seen kept. What a
+// collection may delete (packs no backup uses, a deleted backup's
+// manifest) waits until its lock has ended, condemned; the server would
+// refuse anyway.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"backupd/storage"
+)
+
+// locksPrefix holds the record of the last extension pass.
+const locksPrefix = "locks/"
+
+const lockPassName = locksPrefix + "extended"
+
+// lockPassID is the record's id in the tombstone MAC (no backup id holds
+// a NUL).
+const lockPassID = "\x00locks-extended"
+
+// unlockedPrefixes are the objects Put leaves unlocked.
+var unlockedPrefixes = []string{"index/", tombstonesPrefix, gcPrefix, writersPrefix, collectorsPrefix, pendingPrefix, locksPrefix}
+
+// Unlocked reports whether an immutable location leaves name unlocked:
+// it is rewritten or removed as a matter of course. name may be below a
+// host's directory (hosts/<id>/index/...).
+func Unlocked(name string) bool {
+	for _, p := range unlockedPrefixes {
+		if strings.HasPrefix(name, p) || strings.Contains(name, "/"+p) {
+			return true
+		}
+	}
+	return false
+}
+
+// LockReport tells what a collection did about locks.
+type LockReport struct {
+	// Period is how long a new object is locked.
+	Period string `json:"period"`
+	// Extended: locks extended by this collection (0 when the last pass
+	// is recent: see LastPass).
+	Extended int `json:"extended"`
+	// LastPass: when every kept backup's objects were last extended.
+	LastPass time.Time `json:"last_pass,omitempty"`
+	// WaitingPacks and WaitingBytes: unused packs kept until their lock
+	// ends; WaitingManifests: deleted backups' manifests likewise.
+	WaitingPacks     int   `json:"waiting_packs"`
+	WaitingBytes     int64 `json:"waiting_bytes"`
+	WaitingManifests int   `json:"waiting_manifests"`
+	// NextUnlock: the earliest end of a waiting object's lock, as far as
+	// known.
+	NextUnlock time.Time `json:"next_unlock,omitempty"`
+}
+
+func (lr *LockReport) waiting(until time.Time) {
+	if !until.IsZero() && (lr.NextUnlock.IsZero() || until.Before(lr.NextUnlock)) {
+		lr.NextUnlock = until
+	}
+}
+
+// lockPeriod is how long the repository's storage locks a new object (0:
+// it does not).
+func (r *Repository) lockPeriod() time.Duration { return storage.LockPeriodOf(r.be) }
+
+// lockPass reads when the last extension pass ended; zero when there was
+// none, or its record does not authenticate.
+func (r *Repository) lockPass(ctx context.Context) time.Time {
+	raw, err := storage.ReadAll(ctx, r.be, lockPassName)
+	if err != nil || verifyTombstone(r.keys, lockPassID, raw) != nil {
+		return time.Time{}
+	}
+	return tombstoneTime(raw)
+}
+
+// lockedAt is a lower bound of the end of the lock of an object written
+// at modTime: modTime + period, and pass + 3/4 period if it was there
+// (and needed) at the last pass.
+func lockedAt(modTime, pass time.Time, period time.Duration) time.Time {
+	end := modTime.Add(period)
+	if p := pass.Add(period * 3 / 4); !pass.IsZero() && modTime.Before(pass) && p.After(end) {
+		end = p
+	}
+	return end
+}
+
+// surelyLocked reports whether an object whose deletion is wanted is
+// still locked by the estimate (then it is not asked for: the server
+// would refuse). An object the estimate lets go may still be locked
+// longer (extended by a pass whose record is lost); Delete says so.
+func surelyLocked(oi storage.ObjectInfo, pass time.Time, period time.Duration, now time.Time) (time.Time, bool) {
+	if period <= 0 {
+		return time.Time{}, false
+	}
+	end := lockedAt(oi.ModTime, pass, period)
+	return end, now.Before(end)
+}
+
+// lockedUntil is the lock's end an ErrLocked names, if it does.
+func lockedUntil(err error) time.Time {
+	var le *storage.LockError
+	if errors.As(err, &le) {
+		return le.Until
+	}
+	return time.Time{}
+}
+
+// extendLocks extends the locks of live (objects kept backups need) when
+// the last pass is half a period old, then records the pass. Objects
+// locked for three quarters of a period more are left as they are.
+func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo, now time.Time, lr *LockReport) error {
+	period := r.lockPeriod()
+	l, ok := r.be.(storage.Locker)
+	if period <= 0 || !ok {
+		return nil
+	}
+	pass := r.lockPass(ctx)
+	lr.LastPass = pass
+	if !pass.IsZero() && now.Sub(pass) < period/2 && !pass.After(now) {
+		return nil
+	}
+	until := now.Add(period)
+	var todo []string
+	for _, oi := range live {
+		if l.Unlocked(oi.Name) || !lockedAt(oi.ModTime, pass, period).Before(now.Add(period*3/4)) {
+			continue
+		}
+		todo = append(todo, oi.Name)
+	}
+	var n atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	_ = parallel(ctx, len(todo), 8, func(i int) error {
+		if err := l.ExtendLock(ctx, todo[i], until); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil // deleted meanwhile (a tombstoned manifest)
+			}
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+			return nil
+		}
+		n.Add(1)
+		return nil
+	})
+	lr.Extended = int(n.Load())
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	raw, err := encodeTombstone(r.keys, lockPassID, now)
+	if err != nil {
+		return err
+	}
+	if err := r.be.Put(ctx, lockPassName, strings.NewReader(string(raw)), int64(len(raw))); err != nil {
+		return err
+	}
+	lr.LastPass = now
+	return nil
+}
+
+// lockRoots lists the objects every backup needs besides its own: key
+// entries and the configuration.
+func (r *Repository) lockRoots(ctx context.Context) ([]storage.ObjectInfo, error) {
+	var out []storage.ObjectInfo
+	if err := r.be.List(ctx, keysPrefix, func(oi storage.ObjectInfo) error {
+		out = append(out, oi)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	oi, err := r.be.Stat(ctx, configName)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, oi), nil
+}
+
+// compactManifestsLocked is compactManifests on an immutable location,
+// where manifests are not folded into sets (folding would delete locked
+// manifests and sets). It removes the manifests of deleted backups whose
+// locks have ended, then their tombstones as compactManifests does.
+func (r *Repository) compactManifestsLocked(ctx context.Context, v *manifestView, now time.Time, window time.Duration,
+	valid func() error, lr *LockReport) (*ManifestCompaction, error) {
+	res := &ManifestCompaction{Sets: len(v.sets)}
+	period := r.lockPeriod()
+	pass := r.lockPass(ctx)
+	held := map[string]bool{}
+	for _, s := range v.sets {
+		for _, e := range s.entries {
+			held[e.id] = true
+		}
+	}
+	for id, tomb := range v.tombs {
+		if held[id] {
+			// a set holds it, and sets stay: so does the tombstone
+			continue
+		}
+		if oi, loose := v.loose[id]; loose {
+			if end, locked := surelyLocked(oi, pass, period, now); locked {
+				lr.WaitingManifests++
+				lr.waiting(end)
+				continue
+			}
+			if err := valid(); err != nil {
+				return nil, err
+			}
+			err := r.be.Delete(ctx, oi.Name)
+			if errors.Is(err, storage.ErrLocked) {
+				lr.WaitingManifests++
+				lr.waiting(lockedUntil(err))
+				continue
+			}
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return nil, fmt.Errorf("deleting %s: %w", oi.Name, err)
+			}
+			r.cache.remove(cacheManifests, id)
+			continue // its tombstone goes in a later collection, once past the window
+		}
+		if now.Sub(tomb.ModTime) < max(window, tombstoneMinAge) {
+			continue
+		}
+		if err := valid(); err != nil {
+			return nil, err
+		}
+		if err := r.be.Delete(ctx, tomb.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("deleting %s: %w", tomb.Name, err)
+		}
+		r.cache.remove(cacheTombstones, id)
+		res.TombstonesRemoved++
+	}
+	return res, nil
+}

@@ -1,0 +1,130 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"backupd/storage"
+	"backupd/storage/s3"
+	"backupd/storage/s3/s3test"
+)
+
+// newLockedRepo is a repository on a versitygw bucket with Object Lock,
+// every object it locks held for period.
+func newLockedRepo(t *testing.T, period time.Duration) (*Repository, *s3.Backend) {
+	t.Helper()
+	srv := s3test.StartTB(t)
+	cfg := srv.Config("locked", "repo")
+	cfg.Lock = &s3.Lock{Period: period, Unlocked: Unlocked}
+	be := s3test.NewBackend(t, cfg)
+	r, err := Init(context.Background(), be, InitOptions{Wrapping: testPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, be
+}
+
+// TestGCHonoursLocks: a deleted backup disappears at once, but its
+// manifest and the packs only it used stay (the server would refuse)
+// until their locks end; then a collection removes them. The kept
+// backup reads back whole throughout.
+func TestGCHonoursLocks(t *testing.T) {
+	ctx := context.Background()
+	const period = 3 * time.Second
+	r, be := newLockedRepo(t, period)
+	keepData, goneData := randData(1, 3000), randData(2, 4000)
+	keep := saveBackup(t, r, "backup-keep", keepData)
+	gone := saveBackup(t, r, "backup-gone", goneData)
+	written := time.Now()
+	time.Sleep(1100 * time.Millisecond) // S3 times are in seconds: the packs predate the collection
+	if err := r.DeleteManifest(ctx, "backup-gone"); err != nil {
+		t.Fatalf("deleting a backup whose manifest is locked: %v", err)
+	}
+	if _, err := r.LoadManifest(ctx, "backup-gone"); err == nil {
+		t.Fatal("a deleted backup still loads")
+	}
+	if _, err := be.Stat(ctx, manifestsPrefix+"backup-gone"); err != nil {
+		t.Fatalf("the locked manifest: %v", err)
+	}
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Locks == nil || res.Deleted != 0 || res.Locks.WaitingPacks != 2 || res.Locks.WaitingManifests != 1 {
+		t.Fatalf("while locked: %+v locks %+v", res, res.Locks)
+	}
+	if res.Locks.NextUnlock.Before(written) || res.Locks.NextUnlock.After(written.Add(period+2*time.Second)) {
+		t.Fatalf("next unlock %v, written %v", res.Locks.NextUnlock, written)
+	}
+	if got, err := r.LoadBlob(ctx, DataBlob, gone); err != nil || string(got) != string(goneData) {
+		t.Fatalf("the deleted backup's data, still stored: %v", err)
+	}
+	checkClean(t, be)
+
+	time.Sleep(time.Until(written.Add(period + 1500*time.Millisecond)))
+	res, err = GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 2 || res.Locks.WaitingPacks != 0 || res.Locks.WaitingManifests != 0 {
+		t.Fatalf("once unlocked: %+v locks %+v", res, res.Locks)
+	}
+	if _, err := be.Stat(ctx, manifestsPrefix+"backup-gone"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the deleted backup's manifest after its lock: %v", err)
+	}
+	if got, err := r.LoadBlob(ctx, DataBlob, keep); err != nil || string(got) != string(keepData) {
+		t.Fatalf("kept backup: %v", err)
+	}
+	checkClean(t, be)
+}
+
+// TestGCExtendsLocks: once half a period has gone by since the last pass,
+// a collection extends what kept backups need, and records the pass so
+// that the next collection extends nothing.
+func TestGCExtendsLocks(t *testing.T) {
+	ctx := context.Background()
+	const period = 8 * time.Second
+	r, be := newLockedRepo(t, period)
+	saveBackup(t, r, "backup-1", randData(3, 2000))
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Locks.Extended != 0 {
+		t.Fatalf("fresh objects extended: %+v", res.Locks)
+	}
+	time.Sleep(period/2 + 500*time.Millisecond)
+	before := time.Now()
+	res, err = GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// two packs, the manifest, the key entry, config
+	if res.Locks.Extended != 5 || res.Locks.LastPass.Before(before) {
+		t.Fatalf("half a period on: %+v", res.Locks)
+	}
+	var packs int
+	if err := be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+		packs++
+		st, err := be.Stat(ctx, oi.Name)
+		if err != nil {
+			return err
+		}
+		if st.LockedUntil.Before(before.Add(period)) {
+			t.Errorf("%s locked until %v, want after %v", oi.Name, st.LockedUntil, before.Add(period))
+		}
+		return nil
+	}); err != nil || packs != 2 {
+		t.Fatalf("packs %d: %v", packs, err)
+	}
+	res, err = GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Locks.Extended != 0 {
+		t.Fatalf("right after a pass: %+v", res.Locks)
+	}
+	checkClean(t, be)
+}
