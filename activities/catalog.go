@@ -558,6 +558,27 @@ func (c *Catalog) addLocations(ctx context.Context, id string, locs []string) er
 	return c.Store.UpdateBackup(ctx, id, map[string]any{"locations": have})
 }
 
+// LockHorizon tells an immutable location how long the retention rules
+// keep a backup there: the policy's horizon, or the location's own
+// retention if shorter (Stores.LockHorizon).
+func LockHorizon(store *models.Store) func(context.Context, string) (time.Duration, error) {
+	return func(ctx context.Context, location string) (time.Duration, error) {
+		rs, err := RetentionSettings(ctx, store)
+		if err != nil {
+			return 0, err
+		}
+		h := rs.Policy.Horizon()
+		days, err := LocationRetention(ctx, store)
+		if err != nil {
+			return 0, err
+		}
+		if d := time.Duration(days[location]) * 24 * time.Hour; d > 0 && d < h {
+			h = d
+		}
+		return h, nil
+	}
+}
+
 // LocationRetention reads each location's own retention (days) from the
 // stored storage policies.
 func LocationRetention(ctx context.Context, store *models.Store) (map[string]int, error) {

@@ -16,6 +16,7 @@ import (
 	"backupd/storage"
 	"backupd/storage/location"
 	"backupd/storage/prefix"
+	"backupd/storage/s3"
 )
 
 // Stores opens the configured storage locations' repositories. The key is
@@ -28,6 +29,37 @@ type Stores struct {
 	cfg  *config.Config
 	mu   sync.Mutex // guards locs only, never held across I/O
 	locs map[string]*locState
+	// LockHorizon, when set, tells the longest the retention rules keep a
+	// backup in a location (the catalog knows): an immutable location's
+	// lock period follows it (config.ObjectLock). Without it, locks last
+	// the configured maximum.
+	LockHorizon func(ctx context.Context, location string) (time.Duration, error)
+	horizons    sync.Map // location -> horizonEntry
+}
+
+type horizonEntry struct {
+	d  time.Duration
+	at time.Time
+}
+
+// lockPeriod is the named immutable location's lock period now (asked of
+// LockHorizon at most once a minute).
+func (s *Stores) lockPeriod(name string, ol *config.ObjectLock) time.Duration {
+	if s.LockHorizon == nil {
+		return ol.LockPeriod(0)
+	}
+	if e, ok := s.horizons.Load(name); ok && time.Since(e.(horizonEntry).at) < time.Minute {
+		return ol.LockPeriod(e.(horizonEntry).d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := s.LockHorizon(ctx, name)
+	if err != nil {
+		slog.Warn("the retention horizon is unknown: objects are locked for the maximum period", "location", name, "error", err)
+		d = 0
+	}
+	s.horizons.Store(name, horizonEntry{d: d, at: time.Now()})
+	return ol.LockPeriod(d)
 }
 
 // failureTTL is how long a location's failure to open is answered from
@@ -59,6 +91,10 @@ func (s *Stores) backendWith(ctx context.Context, name, grant string) (storage.B
 	opts := location.Options{SSHKeyFile: loc.SSHKey, KnownHostsFile: loc.KnownHosts,
 		S3AccessKey: loc.AccessKey, S3SecretKey: loc.SecretKey, S3CreateBucket: true,
 		HostToken: loc.HostToken, HostPin: loc.HostPin, HostGrant: grant}
+	if ol := loc.ObjectLock; ol != nil {
+		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked,
+			Current: func() time.Duration { return s.lockPeriod(name, ol) }}
+	}
 	be, err := location.Open(ctx, loc.URL, opts)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: %w", name, err))

@@ -1,6 +1,10 @@
 package api
 
-import "backupd/retention"
+import (
+	"time"
+
+	"backupd/retention"
+)
 
 // The reports of verification, cleanup and repair jobs (GET
 // /backup/{verify,cleanup,repair}/report/{id}): the document the job
@@ -139,6 +143,20 @@ type GCLocationOutcome struct {
 	// Error: why an enrolled host's repository was not collected (the
 	// cleanup went on with the others).
 	Error string `json:"error,omitempty" doc:"why an enrolled host's repository could not be cleaned; the cleanup went on with the others"`
+	// Locks: an immutable location's (object_lock) locks.
+	Locks *LockOutcome `json:"locks,omitempty" doc:"an immutable (object_lock) location: locks extended, and what waits for its lock to end before it is deleted"`
+}
+
+// LockOutcome is what a collection of an immutable location did about
+// its locks.
+type LockOutcome struct {
+	Period           string     `json:"period" required:"true" doc:"how long a new object is locked (Go duration)"`
+	Extended         int        `json:"extended" required:"true" doc:"locks extended now: every half period, the objects kept backups need are locked for another period"`
+	LastPass         *time.Time `json:"last_pass,omitempty" doc:"when the locks of everything kept backups need were last extended"`
+	WaitingPacks     int        `json:"waiting_packs" required:"true" doc:"packs no backup uses that stay, condemned, until their locks end (the server refuses to delete them before)"`
+	WaitingBytes     int64      `json:"waiting_bytes" required:"true" doc:"their size"`
+	WaitingManifests int        `json:"waiting_manifests" required:"true" doc:"deleted backups' manifests that stay until their locks end (the backups are gone from every list already)"`
+	NextUnlock       *time.Time `json:"next_unlock,omitempty" doc:"the earliest end of a waiting object's lock, as far as known: a cleanup after it deletes what waits"`
 }
 
 // Freed is what the collection freed in storage now: the packs it deleted

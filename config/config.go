@@ -242,10 +242,69 @@ type Location struct {
 	Offsite    bool   `yaml:"offsite"`
 	Media      string `yaml:"media"` // disk | object | remote-disk: for the 3-2-1 check
 	QuotaBytes int64  `yaml:"quota_bytes"`
+	// ObjectLock makes an s3:// location immutable: what backups need is
+	// locked on the server with S3 Object Lock (ObjectLock).
+	ObjectLock *ObjectLock `yaml:"object_lock"`
 	// An enrolled host's location (backupd+https://): its credential and
 	// the server's certificate, from the enrolment, never from a file
 	HostToken string `yaml:"-"`
 	HostPin   string `yaml:"-"`
+}
+
+// ObjectLock: how an s3:// location locks what backups need. Each object
+// is locked when stored, for Period; every cleanup extends the locks of
+// what kept backups still need (half a period after the last extension),
+// so a kept backup stays locked, and one that retention or a user
+// removes goes only once its lock ends. Not even the credential that
+// wrote an object can delete or overwrite it before then: the S3 server
+// refuses.
+type ObjectLock struct {
+	// Mode: governance (default: an S3 user granted
+	// s3:BypassGovernanceRetention can still remove objects, backupd never
+	// does) or compliance (nobody can, not even the account's root).
+	Mode string `yaml:"mode"`
+	// Period: how long objects are locked, like 14d or 720h. Default:
+	// the longest a backup is kept (the retention policy, or this
+	// location's own retention_days if shorter), at most MaxPeriod.
+	Period string `yaml:"period"`
+	// MaxPeriod caps Period (default 30d): a retention policy changed to
+	// keep backups for years cannot lock storage, and its cost, for years.
+	MaxPeriod string `yaml:"max_period"`
+}
+
+// DefaultMaxLockPeriod is ObjectLock.MaxPeriod's default.
+const DefaultMaxLockPeriod = 30 * 24 * time.Hour
+
+// Compliance reports whether the lock is in compliance mode.
+func (o *ObjectLock) Compliance() bool { return strings.EqualFold(o.Mode, "compliance") }
+
+// LockPeriod is how long objects are locked, given horizon, the longest a
+// backup is kept (0: unknown). Validate has checked the values.
+func (o *ObjectLock) LockPeriod(horizon time.Duration) time.Duration {
+	if d, err := ParseDays(o.Period); err == nil && d > 0 {
+		return d
+	}
+	limit := DefaultMaxLockPeriod
+	if d, err := ParseDays(o.MaxPeriod); err == nil && d > 0 {
+		limit = d
+	}
+	if horizon <= 0 || horizon > limit {
+		return limit
+	}
+	return max(horizon, 24*time.Hour)
+}
+
+// ParseDays parses a duration that may be in days ("30d") or a Go
+// duration ("720h").
+func ParseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || fmt.Sprint(days) != n || days < 0 {
+			return 0, fmt.Errorf("%q is not a number of days like 30d", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // Load reads path (if non-empty), applies defaults and BACKUPD_* overrides,
@@ -443,6 +502,19 @@ func (c *Config) Validate() error {
 	for name, loc := range c.Storage {
 		if loc.URL == "" {
 			errs = append(errs, fmt.Errorf("storage.%s.url: empty", name))
+		}
+		if ol := loc.ObjectLock; ol != nil {
+			if !strings.HasPrefix(loc.URL, "s3://") {
+				errs = append(errs, fmt.Errorf("storage.%s.object_lock: only an s3:// location can lock objects (S3 Object Lock); this one is %s", name, loc.URL))
+			}
+			if m := strings.ToLower(ol.Mode); m != "" && m != "governance" && m != "compliance" {
+				errs = append(errs, fmt.Errorf("storage.%s.object_lock.mode: %q is neither governance nor compliance", name, ol.Mode))
+			}
+			for field, v := range map[string]string{"period": ol.Period, "max_period": ol.MaxPeriod} {
+				if d, err := ParseDays(v); v != "" && (err != nil || d < time.Second || d > 100*365*24*time.Hour) {
+					errs = append(errs, fmt.Errorf("storage.%s.object_lock.%s: %q is not a duration like 30d or 720h", name, field, v))
+				}
+			}
 		}
 	}
 	if len(c.Storage) > 0 {

@@ -291,7 +291,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			res.Locks = &LockReport{Period: period.String()}
 		}
 		pass = r.lockPass(ctx)
-		res.Locks.LastPass = pass
+		res.Locks.setPass(pass)
 		if !opts.DryRun {
 			live, err := r.lockRoots(ctx)
 			if err != nil {
@@ -496,7 +496,10 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	for _, id := range toDelete {
 		err := r.be.Delete(ctx, packName(id))
-		if errors.Is(err, storage.ErrLocked) && res.Locks != nil {
+		if errors.Is(err, storage.ErrLocked) {
+			if res.Locks == nil { // locked by the bucket's own default, say
+				res.Locks = &LockReport{}
+			}
 			// locked longer than estimated: it stays condemned, out of
 			// the index, until a later collection finds its lock ended
 			size := stored[id].Size

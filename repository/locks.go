@@ -65,7 +65,7 @@ type LockReport struct {
 	// is recent: see LastPass).
 	Extended int `json:"extended"`
 	// LastPass: when every kept backup's objects were last extended.
-	LastPass time.Time `json:"last_pass,omitempty"`
+	LastPass *time.Time `json:"last_pass,omitempty"`
 	// WaitingPacks and WaitingBytes: unused packs kept until their lock
 	// ends; WaitingManifests: deleted backups' manifests likewise.
 	WaitingPacks     int   `json:"waiting_packs"`
@@ -73,13 +73,21 @@ type LockReport struct {
 	WaitingManifests int   `json:"waiting_manifests"`
 	// NextUnlock: the earliest end of a waiting object's lock, as far as
 	// known.
-	NextUnlock time.Time `json:"next_unlock,omitempty"`
+	NextUnlock *time.Time `json:"next_unlock,omitempty"`
 }
 
 func (lr *LockReport) waiting(until time.Time) {
-	if !until.IsZero() && (lr.NextUnlock.IsZero() || until.Before(lr.NextUnlock)) {
-		lr.NextUnlock = until
+	if !until.IsZero() && (lr.NextUnlock == nil || until.Before(*lr.NextUnlock)) {
+		lr.NextUnlock = &until
 	}
+}
+
+func (lr *LockReport) setPass(t time.Time) {
+	if t.IsZero() {
+		lr.LastPass = nil
+		return
+	}
+	lr.LastPass = &t
 }
 
 // lockPeriod is how long the repository's storage locks a new object (0:
@@ -138,7 +146,7 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 		return nil
 	}
 	pass := r.lockPass(ctx)
-	lr.LastPass = pass
+	lr.setPass(pass)
 	if !pass.IsZero() && now.Sub(pass) < period/2 && !pass.After(now) {
 		return nil
 	}
@@ -182,7 +190,7 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 	if err := r.be.Put(ctx, lockPassName, strings.NewReader(string(raw)), int64(len(raw))); err != nil {
 		return err
 	}
-	lr.LastPass = now
+	lr.setPass(now)
 	return nil
 }
 

@@ -55,7 +55,7 @@ func TestGCHonoursLocks(t *testing.T) {
 	if res.Locks == nil || res.Deleted != 0 || res.Locks.WaitingPacks != 2 || res.Locks.WaitingManifests != 1 {
 		t.Fatalf("while locked: %+v locks %+v", res, res.Locks)
 	}
-	if res.Locks.NextUnlock.Before(written) || res.Locks.NextUnlock.After(written.Add(period+2*time.Second)) {
+	if nu := res.Locks.NextUnlock; nu == nil || nu.Before(written) || nu.After(written.Add(period+2*time.Second)) {
 		t.Fatalf("next unlock %v, written %v", res.Locks.NextUnlock, written)
 	}
 	if got, err := r.LoadBlob(ctx, DataBlob, gone); err != nil || string(got) != string(goneData) {
@@ -102,7 +102,7 @@ func TestGCExtendsLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// two packs, the manifest, the key entry, config
-	if res.Locks.Extended != 5 || res.Locks.LastPass.Before(before) {
+	if res.Locks.Extended != 5 || res.Locks.LastPass == nil || res.Locks.LastPass.Before(before) {
 		t.Fatalf("half a period on: %+v", res.Locks)
 	}
 	var packs int

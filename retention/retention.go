@@ -58,6 +58,20 @@ func (p Policy) Validate() error {
 	return nil
 }
 
+// Horizon is the longest the policy keeps a backup: the oldest a full
+// backup its yearly (monthly, weekly, daily) rule keeps can be, or the
+// longest window of the other types.
+func (p Policy) Horizon() time.Duration {
+	const day = 24 * time.Hour
+	h := max(time.Duration(p.Full.Daily)*day, time.Duration(p.Full.Weekly)*7*day,
+		time.Duration(p.Full.Monthly)*31*day, time.Duration(p.Full.Yearly)*366*day)
+	for _, w := range []Window{p.Incremental, p.Differential, p.Snapshots} {
+		h = max(h, time.Duration(w.KeepAllForDays)*day, time.Duration(w.KeepDailyForWeeks)*7*day,
+			time.Duration(w.KeepWeeklyForMonths)*31*day)
+	}
+	return h
+}
+
 // Backup is what a decision needs to know about one backup.
 type Backup struct {
 	ID            string

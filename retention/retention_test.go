@@ -295,3 +295,16 @@ func TestPlanAppliesThePolicyPerGroup(t *testing.T) {
 		}
 	}
 }
+
+func TestHorizon(t *testing.T) {
+	p := Default()
+	if got := p.Horizon(); got != 3*366*24*time.Hour {
+		t.Fatalf("default policy's horizon %v, want three years (yearly: 3)", got)
+	}
+	var q Policy
+	q.Full.Daily = 7
+	q.Incremental = Window{KeepAllForDays: 3, KeepDailyForWeeks: 2}
+	if got := q.Horizon(); got != 14*24*time.Hour {
+		t.Fatalf("horizon %v, want 14 days (incrementals kept daily for two weeks)", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"backupd/api"
 	"backupd/repository"
@@ -103,6 +104,20 @@ func cmdGC(ctx context.Context, args []string) error {
 			did = append(did, fmt.Sprintf("removed %d tombstones of deleted backups", mc.TombstonesRemoved))
 		}
 		fmt.Printf("manifests: %s; the repository has %d manifest sets\n", strings.Join(did, ", "), mc.Sets)
+	}
+	if lr := res.Locks; lr != nil {
+		fmt.Printf("locks: objects are locked for %s; %d locks of what kept backups need extended", lr.Period, lr.Extended)
+		if lr.LastPass != nil {
+			fmt.Printf(" (last extended %s)", lr.LastPass.UTC().Format(time.RFC3339))
+		}
+		fmt.Println()
+		if lr.WaitingPacks+lr.WaitingManifests > 0 {
+			fmt.Printf("locks: %d unused packs (%s) and %d deleted backups' manifests stay until their locks end", lr.WaitingPacks, humanBytes(lr.WaitingBytes), lr.WaitingManifests)
+			if lr.NextUnlock != nil {
+				fmt.Printf(" (the first at %s)", lr.NextUnlock.UTC().Format(time.RFC3339))
+			}
+			fmt.Println("; a later gc deletes them")
+		}
 	}
 	return nil
 }

@@ -14,9 +14,11 @@ import (
 
 	"golang.org/x/term"
 
+	"backupd/config"
 	"backupd/repository"
 	"backupd/storage"
 	"backupd/storage/location"
+	"backupd/storage/s3"
 )
 
 const repoUsage = `Usage: backupd repo <command> --repo URL [flags]
@@ -95,6 +97,8 @@ type repoFlags struct {
 	jsonOut       bool
 	cacheDir      string
 	noCache       bool
+	objectLock    string
+	lockPeriod    string
 }
 
 func (f *repoFlags) register(fs *flag.FlagSet) {
@@ -108,6 +112,8 @@ func (f *repoFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.jsonOut, "json", false, "print machine-readable JSON")
 	fs.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "keep index files, tree packs and manifests here, per repository, so commands download only what is new (env BACKUPD_CACHE_DIR; safe to delete)")
 	fs.BoolVar(&f.noCache, "no-cache", false, "read everything from the repository, keep no local cache")
+	fs.StringVar(&f.objectLock, "object-lock", "", "s3: the bucket locks objects (S3 Object Lock): governance or compliance, as the location's object_lock.mode; what is stored is locked for --lock-period, and gc extends locks")
+	fs.StringVar(&f.lockPeriod, "lock-period", "30d", "with --object-lock: how long objects are locked (like 30d or 720h)")
 }
 
 // defaultCacheDir is $BACKUPD_CACHE_DIR, else backupd under the user's
@@ -141,8 +147,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 func (f *repoFlags) backend(ctx context.Context) (storage.Backend, error) {
-	return location.Open(ctx, f.repo, location.Options{SSHKeyFile: f.sshKey, KnownHostsFile: f.knownHosts,
-		InsecureIgnoreHostKey: f.insecureHost})
+	opts := location.Options{SSHKeyFile: f.sshKey, KnownHostsFile: f.knownHosts, InsecureIgnoreHostKey: f.insecureHost}
+	if f.objectLock != "" {
+		ol := &config.ObjectLock{Mode: f.objectLock, Period: f.lockPeriod}
+		if m := strings.ToLower(f.objectLock); m != "governance" && m != "compliance" {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--object-lock %q: give governance or compliance (the bucket's mode)", f.objectLock)}
+		}
+		if d, err := config.ParseDays(f.lockPeriod); err != nil || d < time.Second {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--lock-period %q: give a duration like 30d or 720h", f.lockPeriod)}
+		}
+		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked}
+	}
+	return location.Open(ctx, f.repo, opts)
 }
 
 func (f *repoFlags) password(envName string) ([]byte, error) {

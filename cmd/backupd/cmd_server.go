@@ -114,6 +114,7 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	}
 	defer store.Close()
 	stores := activities.NewStores(cfg)
+	stores.LockHorizon = activities.LockHorizon(store)
 	defer stores.Close()
 	log := newLogger(cfg, os.Stderr)
 	var sup *workerSupervisor
@@ -176,7 +177,9 @@ func runServer(ctx context.Context, cfg *config.Config, c client.Client, metrics
 	werr := make(chan error, 1)
 	if worker {
 		go func() {
-			werr <- sup.run(ctx, func(ctx context.Context, started func()) error { return runWorker(ctx, cfg, c, nil, started) })
+			werr <- sup.run(ctx, func(ctx context.Context, started func()) error {
+				return runWorker(ctx, cfg, c, nil, activities.LockHorizon(store), started)
+			})
 		}()
 	}
 	scheme := "http"

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -38,9 +39,13 @@ func jobClient(cfg *config.Config, c client.Client) *jobs.Client {
 // activities see the worker stop, checkpoint and return. central, for an
 // enrolled host, holds the components the server configures for it; its
 // worker runs activities only (its jobs' workflows run on the server).
-func runWorker(ctx context.Context, cfg *config.Config, c client.Client, central *activities.Central, started func()) error {
+//
+// horizon, when the worker runs beside the catalog, tells immutable
+// locations the retention rules' horizon (Stores.LockHorizon).
+func runWorker(ctx context.Context, cfg *config.Config, c client.Client, central *activities.Central, horizon func(context.Context, string) (time.Duration, error), started func()) error {
 	acts := activities.New(cfg)
 	acts.Central = central
+	acts.Stores.LockHorizon = horizon
 	defer acts.Stores.Close()
 	if err := acts.Stores.EnsureInitialized(ctx); err != nil {
 		return err

@@ -118,7 +118,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 		}
 		defer c.Close()
 		fmt.Fprintf(os.Stderr, "backupd worker: task queue %s on %s\n", cfg.Temporal.TaskQueue, cfg.Temporal.Address)
-		return runWorker(ctx, cfg, c, nil, nil)
+		return runWorker(ctx, cfg, c, nil, nil, nil)
 	}
 	c, err := dialHostGateway(cfg, st)
 	if err != nil {
@@ -135,7 +135,7 @@ func cmdWorker(ctx context.Context, args []string) error {
 			stop()
 		}
 	}()
-	err = runWorker(wctx, cfg, c, central, nil)
+	err = runWorker(wctx, cfg, c, central, nil, nil)
 	select {
 	case rerr := <-revoked:
 		return fmt.Errorf("stopping: %w", rerr)

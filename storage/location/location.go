@@ -34,9 +34,10 @@ type Options struct {
 	S3AccessKey           string // default: AWS_ACCESS_KEY_ID
 	S3SecretKey           string // default: AWS_SECRET_ACCESS_KEY
 	S3CreateBucket        bool
-	HostToken             string // backupd+https: the enrolled host's credential
-	HostPin               string // backupd+https: the server's certificate (sha256:...)
-	HostGrant             string // backupd+https: read the repository a restore grant opened
+	HostToken             string   // backupd+https: the enrolled host's credential
+	HostPin               string   // backupd+https: the server's certificate (sha256:...)
+	HostGrant             string   // backupd+https: read the repository a restore grant opened
+	S3Lock                *s3.Lock // s3: lock objects with S3 Object Lock
 }
 
 // Open parses raw and opens the backend it names.
@@ -89,6 +90,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (storage.Backend, err
 		AccessKey:    opts.S3AccessKey,
 		SecretKey:    opts.S3SecretKey,
 		CreateBucket: opts.S3CreateBucket,
+		Lock:         opts.S3Lock,
 	}
 	if cfg.Bucket == "" {
 		return nil, fmt.Errorf("s3 URL %q names no bucket", Redact(u.String()))

@@ -87,8 +87,20 @@ type Lock struct {
 	Compliance bool
 	// Period: how long Put locks a new object.
 	Period time.Duration
+	// Current, when set, gives the period at each Put instead (it may
+	// follow a retention policy); a result <= 0 means Period.
+	Current func() time.Duration
 	// Unlocked reports names Put leaves unlocked; nil locks everything.
 	Unlocked func(name string) bool
+}
+
+func (l *Lock) period() time.Duration {
+	if l.Current != nil {
+		if d := l.Current(); d > 0 {
+			return d
+		}
+	}
+	return l.Period
 }
 
 func (l *Lock) mode() types.ObjectLockMode {
@@ -227,7 +239,7 @@ func (b *Backend) LockPeriod() time.Duration {
 	if b.cfg.Lock == nil {
 		return 0
 	}
-	return b.cfg.Lock.Period
+	return b.cfg.Lock.period()
 }
 
 // Unlocked reports whether Put leaves name unlocked.
@@ -262,7 +274,7 @@ func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) 
 // lockHeaders are a locked Put's: the lock, and the MD5 of the content,
 // which S3 wants with any upload that carries a lock.
 func (b *Backend) lockUntil() *time.Time {
-	t := time.Now().Add(b.cfg.Lock.Period).UTC().Truncate(time.Second).Add(time.Second)
+	t := time.Now().Add(b.cfg.Lock.period()).UTC().Truncate(time.Second).Add(time.Second)
 	return &t
 }
 
