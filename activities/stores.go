@@ -14,6 +14,7 @@ import (
 	"backupd/config"
 	"backupd/repository"
 	"backupd/storage"
+	"backupd/storage/appendonly"
 	"backupd/storage/location"
 	"backupd/storage/prefix"
 	"backupd/storage/s3"
@@ -95,9 +96,13 @@ func (s *Stores) backendWith(ctx context.Context, name, grant string) (storage.B
 		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked,
 			Current: func() time.Duration { return s.lockPeriod(name, ol) }}
 	}
+	opts.SFTPNoReplace = loc.AppendOnly
 	be, err := location.Open(ctx, loc.URL, opts)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: %w", name, err))
+	}
+	if loc.AppendOnly {
+		be = appendonly.New(be, repository.Unlocked)
 	}
 	return be, nil
 }

@@ -150,7 +150,8 @@ type GCLocationOutcome struct {
 // LockOutcome is what a collection of an immutable location did about
 // its locks.
 type LockOutcome struct {
-	Period           string     `json:"period" required:"true" doc:"how long a new object is locked (Go duration)"`
+	Period           string     `json:"period" required:"true" doc:"how long a new object is locked (Go duration), or append-only"`
+	AppendOnly       bool       `json:"append_only,omitempty" doc:"an append-only location: nothing it keeps is deleted; what waits goes at a maintenance run with a credential that may delete"`
 	Extended         int        `json:"extended" required:"true" doc:"locks extended now: every half period, the objects kept backups need are locked for another period"`
 	LastPass         *time.Time `json:"last_pass,omitempty" doc:"when the locks of everything kept backups need were last extended"`
 	WaitingPacks     int        `json:"waiting_packs" required:"true" doc:"packs no backup uses that stay, condemned, until their locks end (the server refuses to delete them before)"`

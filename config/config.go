@@ -245,6 +245,12 @@ type Location struct {
 	// ObjectLock makes an s3:// location immutable: what backups need is
 	// locked on the server with S3 Object Lock (ObjectLock).
 	ObjectLock *ObjectLock `yaml:"object_lock"`
+	// AppendOnly: a local or sftp:// location backupd only adds to: it
+	// never deletes nor replaces what backups need there (markers and
+	// the index excepted), and a collection leaves what no backup uses
+	// for a maintenance run with a credential that may delete. On SFTP
+	// the server should enforce the same for the account (README).
+	AppendOnly bool `yaml:"append_only"`
 	// An enrolled host's location (backupd+https://): its credential and
 	// the server's certificate, from the enrolment, never from a file
 	HostToken string `yaml:"-"`
@@ -502,6 +508,16 @@ func (c *Config) Validate() error {
 	for name, loc := range c.Storage {
 		if loc.URL == "" {
 			errs = append(errs, fmt.Errorf("storage.%s.url: empty", name))
+		}
+		if loc.AppendOnly {
+			switch {
+			case loc.ObjectLock != nil:
+				errs = append(errs, fmt.Errorf("storage.%s: append_only and object_lock together; an s3:// location is made immutable with object_lock alone", name))
+			case strings.HasPrefix(loc.URL, "s3://"):
+				errs = append(errs, fmt.Errorf("storage.%s.append_only: an s3:// location is made immutable by the server with object_lock (mode, period), not append_only", name))
+			case strings.HasPrefix(loc.URL, "backupd+"):
+				errs = append(errs, fmt.Errorf("storage.%s.append_only: an enrolled host's location is append-only already (its key cannot read or delete)", name))
+			}
 		}
 		if ol := loc.ObjectLock; ol != nil {
 			if !strings.HasPrefix(loc.URL, "s3://") {

@@ -57,7 +57,7 @@ var shown = map[string]bool{
 	"components.*.databases.name": true, "components.*.databases.kind": true, "components.*.databases.host": true,
 	"components.*.databases.user": true, "components.*.databases.database": true, "components.*.databases.passfile": true,
 	"storage.*.url": true, "storage.*.ssh_key": true, "storage.*.known_hosts": true, "storage.*.media": true,
-	"storage.*.object_lock.mode": true, "storage.*.object_lock.period": true, "storage.*.object_lock.max_period": true,
+	"storage.*.object_lock.mode": true, "storage.*.object_lock.period": true, "storage.*.object_lock.max_period": true, "storage.*.append_only": true,
 	"notifications.webhooks.name": true, "notifications.webhooks.url": true, "notifications.webhooks.secret_file": true,
 	"notifications.webhooks.events": true, "approvals.expiry": true,
 	"notifications.smtp.host": true, "notifications.smtp.from": true, "notifications.smtp.to": true,

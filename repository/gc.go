@@ -245,7 +245,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		compact := r.compactManifests
 		if period := r.lockPeriod(); period > 0 {
 			if res.Locks == nil {
-				res.Locks = &LockReport{Period: period.String()}
+				res.Locks = newLockReport(period)
 			}
 			compact = func(ctx context.Context, v *manifestView, now time.Time, window time.Duration, valid func() error) (*ManifestCompaction, error) {
 				return r.compactManifestsLocked(ctx, v, now, window, valid, res.Locks)
@@ -288,7 +288,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	var pass time.Time
 	if period > 0 {
 		if res.Locks == nil {
-			res.Locks = &LockReport{Period: period.String()}
+			res.Locks = newLockReport(period)
 		}
 		pass = r.lockPass(ctx)
 		res.Locks.setPass(pass)

@@ -59,8 +59,11 @@ func Unlocked(name string) bool {
 
 // LockReport tells what a collection did about locks.
 type LockReport struct {
-	// Period is how long a new object is locked.
+	// Period is how long a new object is locked ("append-only": for ever).
 	Period string `json:"period"`
+	// AppendOnly: the location never deletes what it keeps; what waits
+	// goes at a maintenance run with a credential that may delete.
+	AppendOnly bool `json:"append_only,omitempty"`
 	// Extended: locks extended by this collection (0 when the last pass
 	// is recent: see LastPass).
 	Extended int `json:"extended"`
@@ -76,8 +79,16 @@ type LockReport struct {
 	NextUnlock *time.Time `json:"next_unlock,omitempty"`
 }
 
+// newLockReport is the report of a location locking for period.
+func newLockReport(period time.Duration) *LockReport {
+	if period >= storage.LockForever {
+		return &LockReport{Period: "append-only", AppendOnly: true}
+	}
+	return &LockReport{Period: period.String()}
+}
+
 func (lr *LockReport) waiting(until time.Time) {
-	if !until.IsZero() && (lr.NextUnlock == nil || until.Before(*lr.NextUnlock)) {
+	if !lr.AppendOnly && !until.IsZero() && (lr.NextUnlock == nil || until.Before(*lr.NextUnlock)) {
 		lr.NextUnlock = &until
 	}
 }
@@ -109,7 +120,7 @@ func (r *Repository) lockPass(ctx context.Context) time.Time {
 // (and needed) at the last pass.
 func lockedAt(modTime, pass time.Time, period time.Duration) time.Time {
 	end := modTime.Add(period)
-	if p := pass.Add(period * 3 / 4); !pass.IsZero() && modTime.Before(pass) && p.After(end) {
+	if p := pass.Add(period / 4 * 3); !pass.IsZero() && modTime.Before(pass) && p.After(end) {
 		end = p
 	}
 	return end
@@ -153,7 +164,7 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 	until := now.Add(period)
 	var todo []string
 	for _, oi := range live {
-		if l.Unlocked(oi.Name) || !lockedAt(oi.ModTime, pass, period).Before(now.Add(period*3/4)) {
+		if l.Unlocked(oi.Name) || !lockedAt(oi.ModTime, pass, period).Before(now.Add(period/4*3)) {
 			continue
 		}
 		todo = append(todo, oi.Name)

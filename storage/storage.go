@@ -167,9 +167,18 @@ var ErrLocked = errors.New("storage: object is locked")
 type LockError struct {
 	Name  string
 	Until time.Time
+	// AppendOnly: the location never deletes nor replaces it.
+	AppendOnly bool
 }
 
+// LockForever is the LockPeriod of a location whose locks never end (an
+// append-only one).
+const LockForever = 100 * 365 * 24 * time.Hour
+
 func (e *LockError) Error() string {
+	if e.AppendOnly {
+		return fmt.Sprintf("%q: %v: the location is append-only (it is removed only by maintenance with a credential that may delete)", e.Name, ErrLocked)
+	}
 	if e.Until.IsZero() {
 		return fmt.Sprintf("%q: %v", e.Name, ErrLocked)
 	}

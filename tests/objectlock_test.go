@@ -14,22 +14,29 @@ import (
 	"backupd/storage/s3"
 )
 
-// TestObjectLockedLocation: an S3 location with Object Lock. A backup's
-// objects there are locked on the server: deleting the backup through the
-// API takes it out of every list at once, while the server itself refuses
-// to delete its objects (with the credential backupd holds, version and
-// all) until their locks end; the cleanup report says what waits.
-func TestObjectLockedLocation(t *testing.T) {
+// TestImmutableLocations: an S3 location with Object Lock, and an
+// append-only SFTP location. A backup's objects in the first are locked
+// on the server: deleting the backup through the API takes it out of
+// every list at once, while the server itself refuses to delete its
+// objects (with the credential backupd holds, version and all) until
+// their locks end. The append-only location keeps them until a
+// maintenance run with a credential that may delete. The cleanup report
+// says what waits where. (That an SFTP server can enforce append-only for
+// the account is storage/appendonly's test.)
+func TestImmutableLocations(t *testing.T) {
 	s := startAPIStackWith(t, "sqlite", func(*apiStack) {}, func(c *config.Config) {
 		cloud := c.Storage["cloud"]
 		cloud.URL = strings.Replace(cloud.URL, "s3://apitest/", "s3://lockedtest/", 1)
 		cloud.ObjectLock = &config.ObjectLock{Mode: "compliance", Period: "1h"}
 		c.Storage["cloud"] = cloud
+		remote := c.Storage["remote"]
+		remote.AppendOnly = true
+		c.Storage["remote"] = remote
 		c.GCSafetyWindow = "0s"
 	})
 	const v1 = "/v1/cloud-integration/backup"
 	cr := s.must(200, "POST", v1+"/create", "operator", map[string]any{"type": "full", "components": map[string]bool{"configurations": true},
-		"storage_locations": []string{"local", "cloud"}})
+		"storage_locations": []string{"local", "cloud", "remote"}})
 	backupID := cr["backup_id"].(string)
 	if p := s.waitJob(t, v1+"/progress?job_id="+cr["job_id"].(string)); p["status"] != "completed" {
 		t.Fatalf("backup: %v", p)
@@ -82,13 +89,17 @@ func TestObjectLockedLocation(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	// a cleanup collects: the local location frees the backup's packs; the
 	// locked one keeps them, and says until when
-	cl := s.must(200, "POST", "/v1/cloud-integration/backup/cleanup", "admin", map[string]any{"dry_run": false, "target_storage": []string{"local", "cloud"}})
+	cl := s.must(200, "POST", "/v1/cloud-integration/backup/cleanup", "admin", map[string]any{"dry_run": false, "target_storage": []string{"local", "cloud", "remote"}})
 	rep = s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+cl["cleanup_id"].(string))
 	js, _ := json.Marshal(rep)
 	t.Logf("cleanup report: %s", js)
 	locks := get(rep, "outcome.gc.cloud.locks")
 	if locks == nil || get(rep, "outcome.gc.cloud.locks.waiting_packs").(float64) < 1 || get(rep, "outcome.gc.cloud.locks.waiting_manifests").(float64) != 1 {
 		t.Fatalf("cleanup on the locked location: locks %v (report %s)", locks, js)
+	}
+	if get(rep, "outcome.gc.remote.locks.append_only") != true || get(rep, "outcome.gc.remote.locks.waiting_packs").(float64) < 1 ||
+		get(rep, "outcome.gc.remote.locks.waiting_manifests").(float64) != 1 || get(rep, "outcome.gc.remote.deleted").(float64) != 0 {
+		t.Fatalf("cleanup on the append-only location: %v", get(rep, "outcome.gc.remote"))
 	}
 
 	// the server refuses to delete them, whoever asks

@@ -17,6 +17,7 @@ import (
 	"backupd/config"
 	"backupd/repository"
 	"backupd/storage"
+	"backupd/storage/appendonly"
 	"backupd/storage/location"
 	"backupd/storage/s3"
 )
@@ -99,6 +100,7 @@ type repoFlags struct {
 	noCache       bool
 	objectLock    string
 	lockPeriod    string
+	appendOnly    bool
 }
 
 func (f *repoFlags) register(fs *flag.FlagSet) {
@@ -113,6 +115,7 @@ func (f *repoFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "keep index files, tree packs and manifests here, per repository, so commands download only what is new (env BACKUPD_CACHE_DIR; safe to delete)")
 	fs.BoolVar(&f.noCache, "no-cache", false, "read everything from the repository, keep no local cache")
 	fs.StringVar(&f.objectLock, "object-lock", "", "s3: the bucket locks objects (S3 Object Lock): governance or compliance, as the location's object_lock.mode; what is stored is locked for --lock-period, and gc extends locks")
+	fs.BoolVar(&f.appendOnly, "append-only", false, "add to the repository only: never delete nor replace what backups need (as a location's append_only); gc then leaves what no backup uses for a run without this flag")
 	fs.StringVar(&f.lockPeriod, "lock-period", "30d", "with --object-lock: how long objects are locked (like 30d or 720h)")
 }
 
@@ -158,7 +161,12 @@ func (f *repoFlags) backend(ctx context.Context) (storage.Backend, error) {
 		}
 		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked}
 	}
-	return location.Open(ctx, f.repo, opts)
+	opts.SFTPNoReplace = f.appendOnly
+	be, err := location.Open(ctx, f.repo, opts)
+	if err != nil || !f.appendOnly {
+		return be, err
+	}
+	return appendonly.New(be, repository.Unlocked), nil
 }
 
 func (f *repoFlags) password(envName string) ([]byte, error) {

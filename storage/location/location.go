@@ -38,6 +38,7 @@ type Options struct {
 	HostPin               string   // backupd+https: the server's certificate (sha256:...)
 	HostGrant             string   // backupd+https: read the repository a restore grant opened
 	S3Lock                *s3.Lock // s3: lock objects with S3 Object Lock
+	SFTPNoReplace         bool     // sftp: never replace an object (append-only accounts)
 }
 
 // Open parses raw and opens the backend it names.

@@ -23,6 +23,7 @@ func openSFTP(ctx context.Context, u *url.URL, opts Options) (storage.Backend, e
 		KeyFile:               opts.SSHKeyFile,
 		KnownHostsFile:        opts.KnownHostsFile,
 		InsecureIgnoreHostKey: opts.InsecureIgnoreHostKey,
+		NoReplace:             opts.SFTPNoReplace,
 	}
 	if pw, ok := u.User.Password(); ok {
 		cfg.Password = pw

@@ -63,6 +63,11 @@ type Config struct {
 	HostKey               ssh.PublicKey
 	// DialTimeout bounds connecting and the SSH handshake (default 30s).
 	DialTimeout time.Duration
+	// NoReplace: Put replaces an object only by removing it first, then
+	// a plain SFTP rename (which refuses an existing target), never by
+	// posix-rename: a server that forbids this account to remove an
+	// object (append-only) thereby forbids replacing it.
+	NoReplace bool
 }
 
 // Backend is a storage.Backend on an SFTP server.
@@ -406,7 +411,7 @@ func mapErr(op, name string, err error) error {
 		return fmt.Errorf("sftp: %s %q: %w", op, name, storage.ErrNotFound)
 	}
 	err = fmt.Errorf("sftp: %s %q: %w", op, name, err)
-	if errors.Is(err, fs.ErrPermission) {
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrExist) {
 		return storage.Permanent(err)
 	}
 	return err
@@ -491,7 +496,7 @@ func (b *Backend) put(ctx context.Context, c *conn, name string, r io.Reader, si
 }
 
 func (b *Backend) rename(c *conn, from, to string) error {
-	if c.posixRename.Load() {
+	if c.posixRename.Load() && !b.cfg.NoReplace {
 		err := c.sftp.PosixRename(from, to)
 		if !unsupported(err) {
 			return err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -85,3 +86,28 @@ func StartOpts(t testing.TB, opts Options) *Env {
 
 // HostKeyLine is the server's host key in authorized_keys form.
 func (e *Env) HostKeyLine() string { return string(ssh.MarshalAuthorizedKey(e.HostKey)) }
+
+// Dial logs in with the client key, as any SFTP client with the same
+// credential could (tests use it to try what backupd never does); the
+// client is closed by close.
+func (e *Env) Dial() (c *pkgsftp.Client, close func(), err error) {
+	pem, err := os.ReadFile(e.KeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := ssh.Dial("tcp", e.Addr, &ssh.ClientConfig{
+		User: e.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(e.HostKey),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if c, err = pkgsftp.NewClient(sc); err != nil {
+		sc.Close()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); sc.Close() }, nil
+}

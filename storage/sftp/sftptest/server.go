@@ -43,6 +43,15 @@ type Options struct {
 	// those extensions (to test clients' fallbacks).
 	NoPosixRename bool
 	NoStatVFS     bool
+	// AppendOnly: the account may add files but not remove, replace,
+	// truncate, rename away or change a file that exists, except those
+	// Removable names (paths relative to the root, like
+	// "backups/writers/x"); directories are never removed. This is the
+	// rule an SFTP server must enforce for backupd's append_only
+	// locations (SFTPGo's per-directory permissions can; OpenSSH's
+	// sftp-server alone cannot say "except").
+	AppendOnly bool
+	Removable  func(path string) bool
 }
 
 // Server is a running SFTP server.
@@ -199,6 +208,13 @@ func (s *Server) serveSFTP(ch ssh.Channel) {
 	}
 	defer root.Close()
 	h := &handlers{root: root, path: s.Root, noStatVFS: s.opts.NoStatVFS}
+	if s.opts.AppendOnly {
+		h.appendOnly = true
+		h.removable = s.opts.Removable
+		if h.removable == nil {
+			h.removable = func(string) bool { return false }
+		}
+	}
 	var hs sftp.Handlers
 	if s.opts.NoPosixRename {
 		hs = sftp.Handlers{FileGet: h, FilePut: h, FileCmd: plainCmder{h}, FileList: h}
@@ -233,9 +249,21 @@ func (s *Server) Close() error {
 // handlers serve requests from an os.Root. Request paths are already
 // cleaned and absolute ("/a/b"); rel turns them into names inside the root.
 type handlers struct {
-	root      *os.Root
-	path      string
-	noStatVFS bool
+	root       *os.Root
+	path       string
+	noStatVFS  bool
+	appendOnly bool
+	removable  func(string) bool
+}
+
+// kept reports whether the append-only rule protects p: it exists, is
+// not a directory, and is not removable.
+func (h *handlers) kept(p string) bool {
+	if !h.appendOnly || h.removable(p) {
+		return false
+	}
+	fi, err := h.root.Lstat(p)
+	return err == nil && !fi.IsDir()
 }
 
 func rel(p string) string {
@@ -290,6 +318,9 @@ func (h *handlers) openFlags(r *sftp.Request) int {
 }
 
 func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	if h.kept(rel(r.Filepath)) {
+		return nil, sftp.ErrSSHFxPermissionDenied
+	}
 	f, err := h.root.OpenFile(rel(r.Filepath), h.openFlags(r), 0o644)
 	if err != nil {
 		return nil, fsErr(err)
@@ -298,6 +329,9 @@ func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 }
 
 func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
+	if h.kept(rel(r.Filepath)) {
+		return nil, sftp.ErrSSHFxPermissionDenied
+	}
 	f, err := h.root.OpenFile(rel(r.Filepath), h.openFlags(r), 0o644)
 	if err != nil {
 		return nil, fsErr(err)
@@ -307,6 +341,19 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 
 func (h *handlers) Filecmd(r *sftp.Request) error {
 	p := rel(r.Filepath)
+	if h.appendOnly {
+		switch r.Method {
+		case "Setstat", "Remove", "Rename", "PosixRename":
+			if h.kept(p) {
+				return sftp.ErrSSHFxPermissionDenied
+			}
+		case "Rmdir":
+			return sftp.ErrSSHFxPermissionDenied
+		}
+		if r.Method == "PosixRename" && h.kept(rel(r.Target)) {
+			return sftp.ErrSSHFxPermissionDenied
+		}
+	}
 	switch r.Method {
 	case "Setstat":
 		attrs, flags := r.Attributes(), r.AttrFlags()
@@ -371,6 +418,9 @@ func (h *handlers) Filecmd(r *sftp.Request) error {
 
 // PosixRename replaces the target atomically (rename(2)).
 func (h *handlers) PosixRename(r *sftp.Request) error {
+	if h.kept(rel(r.Filepath)) || h.kept(rel(r.Target)) {
+		return sftp.ErrSSHFxPermissionDenied
+	}
 	return fsErr(h.root.Rename(rel(r.Filepath), rel(r.Target)))
 }
 

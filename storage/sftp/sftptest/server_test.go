@@ -14,25 +14,11 @@ import (
 
 func dial(t *testing.T, env *sftptest.Env) *pkgsftp.Client {
 	t.Helper()
-	pem, err := os.ReadFile(env.KeyFile)
+	c, closer, err := env.Dial()
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := ssh.ParsePrivateKey(pem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ssh.Dial("tcp", env.Addr, &ssh.ClientConfig{
-		User: env.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(env.HostKey),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pkgsftp.NewClient(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); sc.Close() })
+	t.Cleanup(closer)
 	return c
 }
 
