@@ -43,6 +43,16 @@ type horizonEntry struct {
 	at time.Time
 }
 
+// LockPeriod is the named location's lock period now, and false when it
+// does not lock (no object_lock).
+func (s *Stores) LockPeriod(name string) (time.Duration, bool) {
+	ol := s.cfg.Storage[name].ObjectLock
+	if ol == nil {
+		return 0, false
+	}
+	return s.lockPeriod(name, ol), true
+}
+
 // lockPeriod is the named immutable location's lock period now (asked of
 // LockHorizon at most once a minute).
 func (s *Stores) lockPeriod(name string, ol *config.ObjectLock) time.Duration {

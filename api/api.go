@@ -90,6 +90,8 @@ const (
 
 // Enums names the lists for the enum tag.
 var Enums = map[string][]string{
+	"immutability":     {"object_lock", "append_only"},
+	"lock_mode":        {"governance", "compliance"},
 	"backup_type":      BackupTypes,
 	"compression":      Compressions,
 	"priority":         Priorities,

@@ -18,6 +18,7 @@ type ComplianceReport struct {
 	Encryption  ComplianceEncryption  `json:"encryption" required:"true"`
 	Retention   ComplianceRetention   `json:"retention" required:"true"`
 	Protected   []ProtectedBackup     `json:"protected_backups" required:"true"`
+	Immutable   []ImmutableLocation   `json:"immutable_locations" required:"true" doc:"the locations that keep backups from deletion by anyone, backupd included, for a lock period (S3 Object Lock) or until maintenance (append-only)"`
 	Audit       []AuditActionSummary  `json:"destructive_actions" required:"true" doc:"destructive calls in the period, by action"`
 }
 
@@ -53,6 +54,15 @@ type ComponentCompliance struct {
 	WorstRTOSeconds     *float64 `json:"worst_rto_seconds" required:"true" nullable:"true"`
 	RTOBreached         bool     `json:"rto_breached" required:"true"`
 	Copies321           string   `json:"copies_321" required:"true" doc:"completed backups that meet the replication policy, of all: \"12/12\"; \"off\" when the policy is off"`
+	ImmutableCopies     string   `json:"immutable_copies" required:"true" doc:"completed backups with a copy in an immutable location (object_lock or append_only), of all: \"12/12\"; \"none\" when no location is immutable"`
+}
+
+// ImmutableLocation is a location that keeps backups from deletion.
+type ImmutableLocation struct {
+	Location   string `json:"location" required:"true"`
+	Mode       string `json:"mode" required:"true" enum:"immutability"`
+	LockMode   string `json:"lock_mode,omitempty" enum:"lock_mode"`
+	LockPeriod string `json:"lock_period,omitempty" doc:"how long new objects are locked now"`
 }
 
 // ComplianceEncryption is the state of the repository key.

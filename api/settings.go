@@ -32,6 +32,16 @@ type StorageLocation struct {
 	Type                 string            `json:"type,omitempty" doc:"SFTP locations: SFTP"`
 	CompressionLevel     int               `json:"compression_level,omitempty" doc:"as set; recorded, not used (see POST /backup/storage/update)"`
 	PendingChanges       map[string]string `json:"pending_changes,omitempty" doc:"address changes recorded that take effect when the configuration file says so"`
+	Immutability         *Immutability     `json:"immutability,omitempty" doc:"an immutable location (object_lock or append_only in the configuration file)"`
+}
+
+// Immutability is how a location keeps what backups need from deletion.
+type Immutability struct {
+	Mode              string `json:"mode" required:"true" enum:"immutability" doc:"object_lock: the S3 server locks each object (S3 Object Lock); append_only: backupd only adds (the SFTP server should refuse this account's deletes too)"`
+	LockMode          string `json:"lock_mode,omitempty" enum:"lock_mode" doc:"object_lock: compliance (nobody can remove a locked object) or governance (a user granted s3:BypassGovernanceRetention can)"`
+	LockPeriod        string `json:"lock_period,omitempty" doc:"object_lock: how long new objects are locked now; cleanups extend what kept backups need" example:"\"720h0m0s\""`
+	LockPeriodSeconds int64  `json:"lock_period_seconds,omitempty"`
+	MaxLockPeriod     string `json:"max_lock_period,omitempty" doc:"object_lock: the cap on the period (a retention policy cannot lock storage longer)"`
 }
 
 // StorageSpace is a reachable location's space in GET /backup/storage

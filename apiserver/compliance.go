@@ -116,6 +116,13 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 	completed := map[pairKey][]time.Time{} // every completed backup, all time
 	taken := 0                             // backups finished in the period, each once
 	copies := map[pairKey][2]int{}
+	immut := map[pairKey][2]int{} // completed backups with an immutable copy, of all
+	rep.Immutable = []api.ImmutableLocation{}
+	for _, name := range s.Cfg.LocationNames() {
+		if im := s.immutability(name); im != nil {
+			rep.Immutable = append(rep.Immutable, api.ImmutableLocation{Location: name, Mode: im.Mode, LockMode: im.LockMode, LockPeriod: im.LockPeriod})
+		}
+	}
 	for i := range rows {
 		b := &rows[i]
 		h := hostOf(b)
@@ -137,6 +144,15 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 					cp[0]++
 				}
 				copies[k] = cp
+				ic := immut[k]
+				ic[1]++
+				for _, l := range b.Locations {
+					if s.immutability(l) != nil {
+						ic[0]++
+						break
+					}
+				}
+				immut[k] = ic
 			case workflows.StatusPartial:
 				c.Partial++
 			case workflows.StatusFailed:
@@ -196,6 +212,10 @@ func (s *Server) compliance(ctx context.Context, period string, from, to time.Ti
 		c.Copies321 = "off"
 		if pol.Replication.Enabled {
 			c.Copies321 = fmt.Sprintf("%d/%d", copies[k][0], copies[k][1])
+		}
+		c.ImmutableCopies = "none"
+		if len(rep.Immutable) > 0 {
+			c.ImmutableCopies = fmt.Sprintf("%d/%d", immut[k][0], immut[k][1])
 		}
 		rep.Components = append(rep.Components, *c)
 		who := c.Component

@@ -27,6 +27,9 @@ func complianceRows(rep *api.ComplianceReport) []complianceRow {
 	var out []complianceRow
 	for _, c := range rep.Components {
 		r := complianceRow{Who: c.Component + " (" + c.Host + ")", Copies: c.Copies321}
+		if c.ImmutableCopies != "none" && c.ImmutableCopies != "" {
+			r.Copies += "; immutable " + c.ImmutableCopies
+		}
 		r.Backups = fmt.Sprint(c.Completed, " completed")
 		if c.BackupsExpected != nil {
 			r.Backups += fmt.Sprint(" of ", *c.BackupsExpected, " expected")
@@ -66,6 +69,22 @@ func complianceRows(rep *api.ComplianceReport) []complianceRow {
 	return out
 }
 
+// immutableLines says, one sentence each, how every immutable location
+// keeps backups.
+func immutableLines(rep *api.ComplianceReport) []string {
+	var out []string
+	for _, im := range rep.Immutable {
+		switch im.Mode {
+		case "object_lock":
+			out = append(out, fmt.Sprintf("%s: S3 Object Lock in %s mode; every object is locked for %s when written, and cleanups extend the locks of what kept backups need.",
+				im.Location, im.LockMode, im.LockPeriod))
+		default:
+			out = append(out, fmt.Sprintf("%s: append-only; backupd never deletes or replaces what backups need there, and removes what no backup uses only by a maintenance run with another credential.", im.Location))
+		}
+	}
+	return out
+}
+
 var complianceTmpl = template.Must(template.New("c").Funcs(template.FuncMap{"join": strings.Join}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backup compliance report {{.R.From}} to {{.R.To}}</title>
 <style>
@@ -85,12 +104,16 @@ p.note{color:#555;font-size:.92em}
 <b>Backups</b>: completed backups in the period, against what its schedules should have taken.
 <b>RPO</b> (recovery point objective): the most data, measured in time, that could have been lost at the worst moment of the period (the longest time without a newer completed backup), against the objective set for the component.
 <b>RTO</b> (recovery time objective): how long a full restore of the component took in restore drills (a test restore into a scratch directory, every file compared with the backup), against its objective.
-<b>3-2-1</b>: completed backups that have the copies the replication policy asks for (several copies, on different media, one off site), of all completed backups.</p>
+<b>3-2-1</b>: completed backups that have the copies the replication policy asks for (several copies, on different media, one off site), of all completed backups; "immutable": those with a copy in an immutable location.</p>
 <table><tr><th>Component (host)</th><th>Backups</th><th>Success</th><th>RPO</th><th>RTO</th><th>Restore drills</th><th>3-2-1</th></tr>
 {{range .Rows}}<tr{{if .Bad}} class="bad"{{end}}><td>{{.Who}}</td><td>{{.Backups}}</td><td>{{.Success}}</td><td>{{.RPO}}</td><td>{{.RTO}}</td><td>{{.Drills}}</td><td>{{.Copies}}</td></tr>
 {{end}}</table>
 <h2>Encryption</h2>
 <p>Every backup is encrypted ({{.R.Encryption.Algorithm}}). {{if .R.Encryption.KeyCreated}}The repository key was last rotated {{.R.Encryption.KeyCreated}} ({{.R.Encryption.KeyAgeDays}} days ago); the policy rotates it every {{.R.Encryption.RotationDays}} days: {{if .R.Encryption.RotationDue}}<span class="no">rotation due</span>{{else}}<span class="ok">within policy</span>{{end}}.{{else}}The key's age could not be read.{{end}}</p>
+<h2>Immutable copies</h2>
+<p class="note">An immutable location keeps backups from deletion by anyone, backupd and its credentials included: the storage server refuses (S3 Object Lock), or backupd only adds to it and the server refuses the account's deletions (append-only).</p>
+{{range .Immutable}}<p>{{.}}</p>
+{{else}}<p>No location is immutable: a stolen storage credential could delete every copy.</p>{{end}}
 <h2>Retention</h2>
 <p class="note">Backups are removed only by cleanups that apply the retention policy (or by an explicit, audited delete). Each removal names the rule that decided it.</p>
 <p>{{.R.Retention.Cleanups}} cleanup(s) removed {{len .R.Retention.Removed}} backup(s).</p>
@@ -115,7 +138,7 @@ func complianceHTML(w io.Writer, rep *api.ComplianceReport) error {
 	if rep.Summary.SuccessRate != nil {
 		rate = fmt.Sprintf("%.0f%%", 100**rep.Summary.SuccessRate)
 	}
-	return complianceTmpl.Execute(w, map[string]any{"R": rep, "Rows": complianceRows(rep), "Rate": rate})
+	return complianceTmpl.Execute(w, map[string]any{"R": rep, "Rows": complianceRows(rep), "Rate": rate, "Immutable": immutableLines(rep)})
 }
 
 // compliancePDF lays the same report out on A4 pages.
@@ -225,7 +248,7 @@ func compliancePDF(rep *api.ComplianceReport) ([]byte, error) {
 		"been lost at the worst moment of the period (the longest time without a newer completed backup), against the component's objective. " +
 		"RTO (recovery time objective): how long a full restore of the component took in restore drills (a test restore into a scratch " +
 		"directory, every file compared with the backup), against its objective. 3-2-1: completed backups that have the copies the " +
-		"replication policy asks for, of all completed backups.")
+		"replication policy asks for, of all completed backups; immutable: those with a copy in an immutable location.")
 	pdf.Ln(1)
 	var rows [][]string
 	var bad []bool
@@ -246,6 +269,16 @@ func compliancePDF(rep *api.ComplianceReport) ([]byte, error) {
 			e.Algorithm, *e.KeyCreated, *e.KeyAgeDays, e.RotationDays, state))
 	} else {
 		para(fmt.Sprintf("Every backup is encrypted (%s). The key's age could not be read.", e.Algorithm))
+	}
+
+	h2("Immutable copies")
+	note("An immutable location keeps backups from deletion by anyone, backupd and its credentials included: the storage server refuses (S3 Object Lock), or backupd only adds to it and the server refuses the account's deletions (append-only).")
+	if lines := immutableLines(rep); len(lines) > 0 {
+		for _, l := range lines {
+			para(l)
+		}
+	} else {
+		para("No location is immutable: a stolen storage credential could delete every copy.")
 	}
 
 	h2("Retention")

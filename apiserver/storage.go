@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"backupd/api"
+	"backupd/config"
 	"backupd/storage"
 	"backupd/storage/location"
 )
@@ -144,6 +145,33 @@ func (s *Server) describeLocation(name string) api.LocationAddress {
 	return out
 }
 
+// immutability describes an immutable location (nil for others).
+func (s *Server) immutability(name string) *api.Immutability {
+	loc := s.Cfg.Storage[name]
+	switch {
+	case loc.AppendOnly:
+		return &api.Immutability{Mode: "append_only"}
+	case loc.ObjectLock != nil:
+		im := &api.Immutability{Mode: "object_lock", LockMode: "governance"}
+		if loc.ObjectLock.Compliance() {
+			im.LockMode = "compliance"
+		}
+		var d time.Duration
+		if s.Stores != nil {
+			d, _ = s.Stores.LockPeriod(name)
+		} else {
+			d = loc.ObjectLock.LockPeriod(0)
+		}
+		im.LockPeriod, im.LockPeriodSeconds = d.String(), int64(d.Seconds())
+		im.MaxLockPeriod = loc.ObjectLock.MaxPeriod
+		if im.MaxLockPeriod == "" {
+			im.MaxLockPeriod = config.DefaultMaxLockPeriod.String()
+		}
+		return im
+	}
+	return nil
+}
+
 func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
 	pol, err := s.policies(r.Context())
 	if err != nil {
@@ -156,7 +184,7 @@ func (s *Server) getStorage(w http.ResponseWriter, r *http.Request) error {
 		d := api.StorageLocation{LocationAddress: s.describeLocation(name), Enabled: lp.Enabled,
 			Quota: quotaText(lp.QuotaBytes), QuotaBytes: lp.QuotaBytes,
 			RetentionPolicy: daysText(lp.RetentionDays), RetentionDays: lp.RetentionDays,
-			Compression: "enabled", Encryption: "enabled", LastCheck: rfc3339(at)}
+			Compression: "enabled", Encryption: "enabled", LastCheck: rfc3339(at), Immutability: s.immutability(name)}
 		if cerr != nil {
 			d.Health, d.Error = "unreachable", cerr.Error()
 		} else {

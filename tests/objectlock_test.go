@@ -75,6 +75,23 @@ func TestImmutableLocations(t *testing.T) {
 		}
 	}
 
+	// shown as immutable where an operator and an auditor look
+	st := s.must(200, "GET", v1+"/storage", "viewer", nil)
+	if get(st, "storage_config.cloud.immutability.mode") != "object_lock" || get(st, "storage_config.cloud.immutability.lock_mode") != "compliance" ||
+		get(st, "storage_config.cloud.immutability.lock_period_seconds") != float64(3600) ||
+		get(st, "storage_config.remote.immutability.mode") != "append_only" || get(st, "storage_config.local.immutability") != nil {
+		t.Fatalf("storage: %v", get(st, "storage_config"))
+	}
+	cp := s.must(200, "GET", v1+"/reports/compliance?period=24h", "admin", nil)
+	if n := len(get(cp, "immutable_locations").([]any)); n != 2 {
+		t.Fatalf("compliance immutable locations: %v", get(cp, "immutable_locations"))
+	}
+	for _, c := range get(cp, "components").([]any) {
+		if c.(map[string]any)["component"] == "configurations" && c.(map[string]any)["immutable_copies"] != "1/1" {
+			t.Fatalf("compliance: %v", c)
+		}
+	}
+
 	// deleted through the API: gone from the lists at once
 	dl := s.must(202, "DELETE", v1+"/"+backupID+"?force=true", "admin", nil)
 	rep := s.waitJob(t, "/cloud-integration/backup/cleanup/report/"+dl["cleanup_id"].(string))
