@@ -496,7 +496,7 @@ func complianceCSV(w http.ResponseWriter, rep *api.ComplianceReport) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"host", "component", "schedules", "backups_expected", "backups_taken", "completed", "partial", "failed",
 		"success_rate", "rpo_objective_seconds", "worst_rpo_seconds", "rpo_breached", "rto_objective_seconds", "drills",
-		"drills_passed", "last_rto_seconds", "worst_rto_seconds", "rto_breached", "copies_321"})
+		"drills_passed", "last_rto_seconds", "worst_rto_seconds", "rto_breached", "copies_321", "immutable_copies"})
 	fi := func(p *int) string {
 		if p == nil {
 			return ""
@@ -514,7 +514,7 @@ func complianceCSV(w http.ResponseWriter, rep *api.ComplianceReport) error {
 			strconv.Itoa(c.BackupsTaken), strconv.Itoa(c.Completed), strconv.Itoa(c.Partial), strconv.Itoa(c.Failed),
 			ff(c.SuccessRate), fi(c.RPOObjectiveSeconds), ff(c.WorstRPOSeconds), strconv.FormatBool(c.RPOBreached),
 			fi(c.RTOObjectiveSeconds), strconv.Itoa(c.Drills), strconv.Itoa(c.DrillsPassed), ff(c.LastRTOSeconds),
-			ff(c.WorstRTOSeconds), strconv.FormatBool(c.RTOBreached), c.Copies321})
+			ff(c.WorstRTOSeconds), strconv.FormatBool(c.RTOBreached), c.Copies321, c.ImmutableCopies})
 	}
 	cw.Flush()
 	return cw.Error()
