@@ -572,7 +572,7 @@ func LockHorizon(store *models.Store) func(context.Context, string) (time.Durati
 		if err != nil {
 			return 0, err
 		}
-		if d := time.Duration(days[location]) * 24 * time.Hour; d > 0 && d < h {
+		if d := retention.Days(days[location]); d > 0 && d < h {
 			h = d
 		}
 		return h, nil

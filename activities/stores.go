@@ -106,7 +106,9 @@ func (s *Stores) backendWith(ctx context.Context, name, grant string) (storage.B
 		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked,
 			Current: func() time.Duration { return s.lockPeriod(name, ol) }}
 	}
-	opts.SFTPNoReplace = loc.AppendOnly
+	if loc.AppendOnly {
+		opts.SFTPNoReplace, opts.SFTPReplaceable = true, repository.Unlocked
+	}
 	be, err := location.Open(ctx, loc.URL, opts)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: %w", name, err))

@@ -157,6 +157,8 @@ type LockOutcome struct {
 	WaitingPacks     int        `json:"waiting_packs" required:"true" doc:"packs no backup uses that stay, condemned, until their locks end (the server refuses to delete them before)"`
 	WaitingBytes     int64      `json:"waiting_bytes" required:"true" doc:"their size"`
 	WaitingManifests int        `json:"waiting_manifests" required:"true" doc:"deleted backups' manifests that stay until their locks end (the backups are gone from every list already)"`
+	WaitingKeys      int        `json:"waiting_keys,omitempty" doc:"revoked key entries that stay until their locks end (they open nothing)"`
+	Late             bool       `json:"late,omitempty" doc:"the previous extension was more than three quarters of a period before this one: locks may have ended meanwhile; cleanups must run at least every half period"`
 	NextUnlock       *time.Time `json:"next_unlock,omitempty" doc:"the earliest end of a waiting object's lock, as far as known: a cleanup after it deletes what waits"`
 }
 

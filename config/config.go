@@ -271,7 +271,8 @@ type ObjectLock struct {
 	Mode string `yaml:"mode"`
 	// Period: how long objects are locked, like 14d or 720h. Default:
 	// the longest a backup is kept (the retention policy, or this
-	// location's own retention_days if shorter), at most MaxPeriod.
+	// location's own retention_days if shorter), at least 7d, at most
+	// MaxPeriod. Cleanups must run at least every half period.
 	Period string `yaml:"period"`
 	// MaxPeriod caps Period (default 30d): a retention policy changed to
 	// keep backups for years cannot lock storage, and its cost, for years.
@@ -297,16 +298,21 @@ func (o *ObjectLock) LockPeriod(horizon time.Duration) time.Duration {
 	if horizon <= 0 || horizon > limit {
 		return limit
 	}
-	return max(horizon, 24*time.Hour)
+	return min(max(horizon, MinDerivedLockPeriod), limit)
 }
+
+// MinDerivedLockPeriod floors a period derived from retention: locks are
+// extended at cleanups, and the default daily cleanup keeps them from
+// running out only with a period of four days or more.
+const MinDerivedLockPeriod = 7 * 24 * time.Hour
 
 // ParseDays parses a duration that may be in days ("30d") or a Go
 // duration ("720h").
 func ParseDays(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		var days int
-		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || fmt.Sprint(days) != n || days < 0 {
-			return 0, fmt.Errorf("%q is not a number of days like 30d", s)
+		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || fmt.Sprint(days) != n || days < 0 || days > 100*366 {
+			return 0, fmt.Errorf("%q is not a number of days like 30d (at most a century)", s)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil
 	}

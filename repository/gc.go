@@ -111,6 +111,20 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	if !r.keys.CanRead() {
 		return nil, ErrWriteOnly
 	}
+	passed := false
+	res, err := collect(ctx, r, opts, &passed)
+	if err != nil && !passed && !opts.DryRun && r.lockPeriod() > 0 && ctx.Err() == nil {
+		// what kept backups need is not known: every lock is extended
+		// rather than none (locks.go)
+		if _, lerr := r.extendAllLocks(ctx, time.Now()); lerr != nil {
+			return res, fmt.Errorf("%w; extending the locks of every object failed too: %v", err, lerr)
+		}
+		return res, fmt.Errorf("%w (every locked object's lock was extended meanwhile, as what kept backups need could not be told)", err)
+	}
+	return res, err
+}
+
+func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (*GCResult, error) {
 	began := time.Now()
 	now := opts.Now
 	if now.IsZero() {
@@ -263,6 +277,9 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		chosen, rr := r.planRepack(packs, stored, used, pendingPacks, func(oi storage.ObjectInfo) bool { return !tooYoung(oi) }, o)
 		res.Repack = &rr
 		switch {
+		case len(chosen) > 0 && r.lockPeriod() >= storage.LockForever:
+			// the packs it would replace could never go
+			rr = RepackResult{Qualifying: rr.Qualifying, Skipped: "the location is append-only: the packs a repack replaces would stay"}
 		case len(chosen) == 0 || opts.DryRun:
 		case others > 0:
 			rr = RepackResult{Qualifying: rr.Qualifying, Skipped: "another collection is running"}
@@ -286,11 +303,12 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	// (locks.go); what is to go waits for its lock.
 	period := r.lockPeriod()
 	var pass time.Time
+	estimate := period // the period locks are estimated with (locks.go)
 	if period > 0 {
 		if res.Locks == nil {
 			res.Locks = newLockReport(period)
 		}
-		pass = r.lockPass(ctx)
+		pass, estimate = r.lockPassOf(ctx)
 		res.Locks.setPass(pass)
 		if !opts.DryRun {
 			live, err := r.lockRoots(ctx)
@@ -312,6 +330,10 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 			}
 			if err := r.extendLocks(ctx, live, now, res.Locks); err != nil {
 				return nil, fmt.Errorf("gc stopped, nothing deleted: extending the locks of what kept backups need: %w", err)
+			}
+			*passed = true
+			if err := r.collectRevokedKeys(ctx, pass, estimate, now, res.Locks); err != nil {
+				return nil, fmt.Errorf("gc stopped, nothing deleted: removing revoked key entries: %w", err)
 			}
 		}
 	}
@@ -338,7 +360,7 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 		switch {
 		case alone && opts.SafetyWindow == 0 && len(writers) == 0,
 			alone && wasCondemned && now.Sub(when) >= opts.SafetyWindow && writersAfter:
-			if end, locked := surelyLocked(oi, pass, period, now); locked {
+			if end, locked := surelyLocked(oi, pass, estimate, now); locked {
 				res.Locks.WaitingPacks++
 				res.Locks.WaitingBytes += oi.Size
 				res.Locks.waiting(end)

@@ -50,7 +50,7 @@ func (r *Repository) RemoveKey(ctx context.Context, id string) error {
 	if target.Access == AccessFull && full == 1 {
 		return errors.New("refusing to remove the last full-access key: the data could never be read again")
 	}
-	return r.be.Delete(ctx, keysPrefix+id)
+	return r.removeKeyEntry(ctx, id)
 }
 
 // RotateKey replaces the key entry in use by one wrapped with a new
@@ -68,7 +68,11 @@ func (r *Repository) RotateKey(ctx context.Context, w Wrapping) (*KeyEntry, erro
 	}
 	// The new entry is stored before the old one goes: a crash leaves two
 	// working keys, never none.
-	if err := r.be.Delete(ctx, keysPrefix+r.key.ID); err != nil {
+	if err := r.removeKeyEntry(ctx, r.key.ID); err != nil {
+		if errors.Is(err, ErrKeyLocked) {
+			r.key = e
+			return e, err
+		}
 		return e, fmt.Errorf("new key %s stored, but removing the old key %s failed: %w", e.ID, r.key.ID, err)
 	}
 	r.key = e

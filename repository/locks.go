@@ -8,21 +8,30 @@ package repository
 // as a matter of course stay unlocked: the index (rebuilt from the packs
 // by `repo repair-index`), tombstones, markers of writers and collections.
 //
-// Locks roll. Once half a period has gone by since the last pass, a
+// Locks roll. Once a quarter period has gone by since the last pass, a
 // collection extends, to now + period, the lock of every object a kept
 // backup needs whose lock could end within three quarters of a period;
-// it then records the pass (an authenticated marker, locks/extended).
-// After a pass at P every object kept backups need is locked until at
-// least P + 3/4 period, so collections at least every half period keep
-// it locked with a quarter period to spare: a backup stays locked for as
+// it then records the pass (locks/extended, authenticated with the
+// repository's keys and bound to this repository and period). After a
+// pass at P every object kept backups need is locked until at least
+// P + 3/4 period, so collections at least every half period keep it
+// locked with a quarter period to spare: a backup stays locked for as
 // long as it is kept and collections run, and for at least three
-// quarters of a period after it was last seen kept. What a
+// quarters of a period after it was last seen kept. A collection that
+// cannot tell what is kept (a manifest it cannot read, a missing index
+// entry: what someone holding the storage credential could cause)
+// extends every object under a locked name instead, so breaking the mark
+// never lets a lock run out. What a
 // collection may delete (packs no backup uses, a deleted backup's
 // manifest) waits until its lock has ended, condemned; the server would
 // refuse anyway.
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,9 +47,96 @@ const locksPrefix = "locks/"
 
 const lockPassName = locksPrefix + "extended"
 
-// lockPassID is the record's id in the tombstone MAC (no backup id holds
-// a NUL).
-const lockPassID = "\x00locks-extended"
+// revokedPrefix: records of key entries removed while locked (one each,
+// named by the entry's id). A revoked entry opens nothing, is not
+// extended, and goes once its lock ends.
+const revokedPrefix = locksPrefix + "revoked/"
+
+// ErrKeyLocked is returned (wrapped) when a key entry to remove is
+// locked: it is revoked instead (opens nothing from now on through
+// backupd) and removed by the first collection after its lock ends.
+var ErrKeyLocked = errors.New("the key entry is locked: revoked now, removed once its lock ends")
+
+func revokedID(id string) string { return "\x00key\x00" + id }
+
+// revokeKey records that the entry id is revoked.
+func (r *Repository) revokeKey(ctx context.Context, id string) error {
+	raw, err := encodeTombstone(r.keys, revokedID(id), time.Now())
+	if err != nil {
+		return err
+	}
+	return r.be.Put(ctx, revokedPrefix+id, bytes.NewReader(raw), int64(len(raw)))
+}
+
+// keyRevoked reports whether the entry id has an authentic revocation
+// record. (A write-only key cannot tell: it cannot check the record.)
+func (r *Repository) keyRevoked(ctx context.Context, id string) bool {
+	raw, err := storage.ReadAll(ctx, r.be, revokedPrefix+id)
+	return err == nil && verifyTombstone(r.keys, revokedID(id), raw) == nil
+}
+
+// removeKeyEntry deletes a key entry; a locked one is revoked instead
+// (ErrKeyLocked).
+func (r *Repository) removeKeyEntry(ctx context.Context, id string) error {
+	err := r.be.Delete(ctx, keysPrefix+id)
+	if !errors.Is(err, storage.ErrLocked) {
+		return err
+	}
+	if rerr := r.revokeKey(ctx, id); rerr != nil {
+		return fmt.Errorf("key %s is locked, and recording its revocation failed: %w", id, rerr)
+	}
+	until := ""
+	if t := lockedUntil(err); !t.IsZero() {
+		until = " (its lock ends " + t.UTC().Format(time.RFC3339) + ")"
+	}
+	return fmt.Errorf("key %s%s: %w", id, until, ErrKeyLocked)
+}
+
+// collectRevokedKeys deletes revoked key entries whose locks have ended,
+// then their records.
+func (r *Repository) collectRevokedKeys(ctx context.Context, pass time.Time, period time.Duration, now time.Time, lr *LockReport) error {
+	var recs []storage.ObjectInfo
+	if err := r.be.List(ctx, revokedPrefix, func(oi storage.ObjectInfo) error {
+		recs = append(recs, oi)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		id := strings.TrimPrefix(rec.Name, revokedPrefix)
+		if !r.keyRevoked(ctx, id) {
+			continue
+		}
+		oi, err := r.be.Stat(ctx, keysPrefix+id)
+		if err == nil {
+			end, locked := surelyLocked(oi, pass, period, now)
+			if !oi.LockedUntil.IsZero() { // the server said
+				end, locked = oi.LockedUntil, now.Before(oi.LockedUntil)
+			}
+			if locked {
+				lr.WaitingKeys++
+				lr.waiting(end)
+				continue
+			}
+			err = r.be.Delete(ctx, oi.Name)
+			if errors.Is(err, storage.ErrLocked) {
+				lr.WaitingKeys++
+				lr.waiting(lockedUntil(err))
+				continue
+			}
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err := r.be.Delete(ctx, rec.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockPassMagic starts the pass record.
+const lockPassMagic = "BLKP"
 
 // unlockedPrefixes are the objects Put leaves unlocked.
 var unlockedPrefixes = []string{"index/", tombstonesPrefix, gcPrefix, writersPrefix, collectorsPrefix, pendingPrefix, locksPrefix}
@@ -64,6 +160,10 @@ type LockReport struct {
 	// AppendOnly: the location never deletes what it keeps; what waits
 	// goes at a maintenance run with a credential that may delete.
 	AppendOnly bool `json:"append_only,omitempty"`
+	// Late: the last pass was more than three quarters of a period ago,
+	// so locks may have ended meanwhile: cleanups must run at least
+	// every half period.
+	Late bool `json:"late,omitempty"`
 	// Extended: locks extended by this collection (0 when the last pass
 	// is recent: see LastPass).
 	Extended int `json:"extended"`
@@ -74,6 +174,8 @@ type LockReport struct {
 	WaitingPacks     int   `json:"waiting_packs"`
 	WaitingBytes     int64 `json:"waiting_bytes"`
 	WaitingManifests int   `json:"waiting_manifests"`
+	// WaitingKeys: revoked key entries likewise.
+	WaitingKeys int `json:"waiting_keys,omitempty"`
 	// NextUnlock: the earliest end of a waiting object's lock, as far as
 	// known.
 	NextUnlock *time.Time `json:"next_unlock,omitempty"`
@@ -105,14 +207,60 @@ func (lr *LockReport) setPass(t time.Time) {
 // it does not).
 func (r *Repository) lockPeriod() time.Duration { return storage.LockPeriodOf(r.be) }
 
-// lockPass reads when the last extension pass ended; zero when there was
-// none, or its record does not authenticate.
-func (r *Repository) lockPass(ctx context.Context) time.Time {
+// lockPass is the last extension pass: when, and the period it extended
+// by.
+type lockPass struct {
+	at     time.Time
+	period time.Duration
+}
+
+func (r *Repository) lockPassMAC(key []byte, at, period uint64) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("backupd lock pass v1\x00" + r.cfg.ID + "\x00"))
+	h.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, at), period))
+	return h.Sum(nil)
+}
+
+// readLockPass reads the last pass; zero when there was none, or its
+// record does not authenticate as this repository's (one copied from
+// another location sharing the keys does not).
+func (r *Repository) readLockPass(ctx context.Context) lockPass {
 	raw, err := storage.ReadAll(ctx, r.be, lockPassName)
-	if err != nil || verifyTombstone(r.keys, lockPassID, raw) != nil {
-		return time.Time{}
+	if err != nil || len(raw) != 4+16+32 || string(raw[:4]) != lockPassMagic {
+		return lockPass{}
 	}
-	return tombstoneTime(raw)
+	key, err := r.keys.tombstoneKey()
+	if err != nil {
+		return lockPass{}
+	}
+	at, period := binary.BigEndian.Uint64(raw[4:12]), binary.BigEndian.Uint64(raw[12:20])
+	if !hmac.Equal(raw[20:], r.lockPassMAC(key, at, period)) {
+		return lockPass{}
+	}
+	return lockPass{at: time.Unix(0, int64(at)), period: time.Duration(period)}
+}
+
+func (r *Repository) writeLockPass(ctx context.Context, p lockPass) error {
+	key, err := r.keys.tombstoneKey()
+	if err != nil {
+		return err
+	}
+	at, period := uint64(p.at.UnixNano()), uint64(p.period)
+	raw := append([]byte(lockPassMagic), binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, at), period)...)
+	raw = append(raw, r.lockPassMAC(key, at, period)...)
+	return r.be.Put(ctx, lockPassName, bytes.NewReader(raw), int64(len(raw)))
+}
+
+// lockPassOf is the pass to estimate with: its time, and a period no
+// longer than the current one (a writer with a shorter period, or a
+// pass that extended by less, locked for less).
+func (r *Repository) lockPassOf(ctx context.Context) (time.Time, time.Duration) {
+	period := r.lockPeriod()
+	p := r.readLockPass(ctx)
+	if p.at.IsZero() {
+		return time.Time{}, period
+	}
+	return p.at, min(period, p.period)
 }
 
 // lockedAt is a lower bound of the end of the lock of an object written
@@ -148,7 +296,7 @@ func lockedUntil(err error) time.Time {
 }
 
 // extendLocks extends the locks of live (objects kept backups need) when
-// the last pass is half a period old, then records the pass. Objects
+// the last pass is a quarter period old, then records the pass. Objects
 // locked for three quarters of a period more are left as they are.
 func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo, now time.Time, lr *LockReport) error {
 	period := r.lockPeriod()
@@ -156,15 +304,18 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 	if period <= 0 || !ok {
 		return nil
 	}
-	pass := r.lockPass(ctx)
+	pass, estimate := r.lockPassOf(ctx)
 	lr.setPass(pass)
-	if !pass.IsZero() && now.Sub(pass) < period/2 && !pass.After(now) {
+	if !pass.IsZero() && !pass.After(now) && now.Sub(pass) < estimate/4 {
 		return nil
+	}
+	if !pass.IsZero() && now.Sub(pass) > estimate/4*3 && period < storage.LockForever {
+		lr.Late = true
 	}
 	until := now.Add(period)
 	var todo []string
 	for _, oi := range live {
-		if l.Unlocked(oi.Name) || !lockedAt(oi.ModTime, pass, period).Before(now.Add(period/4*3)) {
+		if l.Unlocked(oi.Name) || !lockedAt(oi.ModTime, pass, estimate).Before(now.Add(period/4*3)) {
 			continue
 		}
 		todo = append(todo, oi.Name)
@@ -194,15 +345,33 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	raw, err := encodeTombstone(r.keys, lockPassID, now)
-	if err != nil {
-		return err
-	}
-	if err := r.be.Put(ctx, lockPassName, strings.NewReader(string(raw)), int64(len(raw))); err != nil {
+	if err := r.writeLockPass(ctx, lockPass{at: now, period: period}); err != nil {
 		return err
 	}
 	lr.setPass(now)
 	return nil
+}
+
+// lockedPrefixes hold what a locked location locks (besides config).
+var lockedPrefixes = []string{"data/", manifestsPrefix, manifestSetsPrefix, keysPrefix}
+
+// extendAllLocks is the pass of a collection that could not tell what
+// kept backups need: every object under a locked name is extended.
+func (r *Repository) extendAllLocks(ctx context.Context, now time.Time) (*LockReport, error) {
+	lr := newLockReport(r.lockPeriod())
+	var all []storage.ObjectInfo
+	for _, p := range lockedPrefixes {
+		if err := r.be.List(ctx, p, func(oi storage.ObjectInfo) error {
+			all = append(all, oi)
+			return nil
+		}); err != nil {
+			return lr, err
+		}
+	}
+	if oi, err := r.be.Stat(ctx, configName); err == nil {
+		all = append(all, oi)
+	}
+	return lr, r.extendLocks(ctx, all, now, lr)
 }
 
 // lockRoots lists the objects every backup needs besides its own: key
@@ -210,7 +379,9 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 func (r *Repository) lockRoots(ctx context.Context) ([]storage.ObjectInfo, error) {
 	var out []storage.ObjectInfo
 	if err := r.be.List(ctx, keysPrefix, func(oi storage.ObjectInfo) error {
-		out = append(out, oi)
+		if !r.keyRevoked(ctx, strings.TrimPrefix(oi.Name, keysPrefix)) {
+			out = append(out, oi)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -229,8 +400,7 @@ func (r *Repository) lockRoots(ctx context.Context) ([]storage.ObjectInfo, error
 func (r *Repository) compactManifestsLocked(ctx context.Context, v *manifestView, now time.Time, window time.Duration,
 	valid func() error, lr *LockReport) (*ManifestCompaction, error) {
 	res := &ManifestCompaction{Sets: len(v.sets)}
-	period := r.lockPeriod()
-	pass := r.lockPass(ctx)
+	pass, period := r.lockPassOf(ctx)
 	held := map[string]bool{}
 	for _, s := range v.sets {
 		for _, e := range s.entries {

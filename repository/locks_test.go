@@ -1,12 +1,15 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"backupd/storage"
+	"backupd/storage/mem"
 	"backupd/storage/s3"
 	"backupd/storage/s3/s3test"
 )
@@ -127,4 +130,110 @@ func TestGCExtendsLocks(t *testing.T) {
 		t.Fatalf("right after a pass: %+v", res.Locks)
 	}
 	checkClean(t, be)
+}
+
+// TestGCExtendsAllLocksWhenTheMarkFails: someone with the storage
+// credential plants an object that stops every collection's mark; the
+// collections then extend every lock instead of none, so no lock runs
+// out while the repository is being repaired.
+func TestGCExtendsAllLocksWhenTheMarkFails(t *testing.T) {
+	ctx := context.Background()
+	const period = 8 * time.Second
+	r, be := newLockedRepo(t, period)
+	saveBackup(t, r, "backup-1", randData(4, 2000))
+	if _, err := GC(ctx, r, GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	// a manifest that does not decode (an unlocked name would do as well)
+	junk := "not a manifest"
+	if err := be.Put(ctx, manifestsPrefix+"backup-junk", strings.NewReader(junk), int64(len(junk))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(period/4 + time.Second)
+	before := time.Now()
+	_, err := GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err == nil || !strings.Contains(err.Error(), "extended meanwhile") {
+		t.Fatalf("gc over a repository it cannot mark: %v", err)
+	}
+	if err := be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+		st, err := be.Stat(ctx, oi.Name)
+		if err == nil && st.LockedUntil.Before(before.Add(period-time.Second)) {
+			t.Errorf("%s locked until %v only", oi.Name, st.LockedUntil)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockPassBoundToRepository: a pass record copied from another
+// repository with the same keys is not taken for this one's.
+func TestLockPassBoundToRepository(t *testing.T) {
+	ctx := context.Background()
+	r1, _ := newLockedRepo(t, time.Hour)
+	if err := r1.writeLockPass(ctx, lockPass{at: time.Now(), period: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if p := r1.readLockPass(ctx); p.at.IsZero() || p.period != time.Hour {
+		t.Fatalf("own pass record: %+v", p)
+	}
+	raw, err := storage.ReadAll(ctx, r1.be, lockPassName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Init(ctx, mem.New(), InitOptions{Wrapping: testPass, Keys: r1.keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.be.Put(ctx, lockPassName, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		t.Fatal(err)
+	}
+	if p := r2.readLockPass(ctx); !p.at.IsZero() {
+		t.Fatalf("a copied pass record was accepted: %+v", p)
+	}
+}
+
+// TestRemoveLockedKey: a key entry cannot be deleted while locked. It is
+// revoked instead: it opens nothing from then on, its lock is no longer
+// extended, and the first collection after its lock ends removes it.
+func TestRemoveLockedKey(t *testing.T) {
+	ctx := context.Background()
+	const period = 3 * time.Second
+	r, be := newLockedRepo(t, period)
+	leaked := Wrapping{Password: []byte("leaked password"), KDF: ptr(TestKDF())}
+	e, err := r.AddKey(ctx, leaked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, be, Credentials{Password: leaked.Password}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveKey(ctx, e.ID); !errors.Is(err, ErrKeyLocked) {
+		t.Fatalf("removing a locked key entry: %v, want ErrKeyLocked", err)
+	}
+	if _, err := Open(ctx, be, Credentials{Password: leaked.Password}); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("opening with a revoked key: %v", err)
+	}
+	if _, err := Open(ctx, be, Credentials{Password: testPass.Password}); err != nil {
+		t.Fatalf("the other key: %v", err)
+	}
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Locks.WaitingKeys != 1 {
+		t.Fatalf("while locked: %+v", res.Locks)
+	}
+	time.Sleep(period + time.Second)
+	if res, err = GC(ctx, r, GCOptions{SafetyWindow: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if res.Locks.WaitingKeys != 0 {
+		t.Fatalf("once unlocked: %+v", res.Locks)
+	}
+	for _, name := range []string{keysPrefix + e.ID, revokedPrefix + e.ID} {
+		if _, err := be.Stat(ctx, name); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("%s after the collection: %v", name, err)
+		}
+	}
 }

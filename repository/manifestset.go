@@ -255,11 +255,6 @@ func verifyTombstone(k *Keys, id string, raw []byte) error {
 	return nil
 }
 
-// tombstoneTime is when a verified tombstone says it was written.
-func tombstoneTime(raw []byte) time.Time {
-	return time.Unix(0, int64(binary.BigEndian.Uint64(raw[5:13])))
-}
-
 // manifestView is the repository's manifests as one listing saw them.
 type manifestView struct {
 	loose map[string]storage.ObjectInfo // backup id -> its own manifest object

@@ -236,7 +236,14 @@ func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Reposito
 			errs = append(errs, err)
 			continue
 		}
-		return newRepository(be, cfg, k, e)
+		r, err := newRepository(be, cfg, k, e)
+		if err == nil && k.CanRead() && r.keyRevoked(ctx, e.ID) {
+			// removed from a locked location, where it lingers until its
+			// lock ends (locks.go)
+			errs = append(errs, fmt.Errorf("key %s was revoked", e.ID))
+			continue
+		}
+		return r, err
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w (%v)", ErrNoMatchingKey, errors.Join(errs...))

@@ -6,6 +6,7 @@ package retention
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -61,15 +62,25 @@ func (p Policy) Validate() error {
 // Horizon is the longest the policy keeps a backup: the oldest a full
 // backup its yearly (monthly, weekly, daily) rule keeps can be, or the
 // longest window of the other types.
+// (Counts large enough to overflow a Duration, ~292 years, give that.)
 func (p Policy) Horizon() time.Duration {
-	const day = 24 * time.Hour
-	h := max(time.Duration(p.Full.Daily)*day, time.Duration(p.Full.Weekly)*7*day,
-		time.Duration(p.Full.Monthly)*31*day, time.Duration(p.Full.Yearly)*366*day)
+	days := max(p.Full.Daily, p.Full.Weekly*7, p.Full.Monthly*31, p.Full.Yearly*366)
 	for _, w := range []Window{p.Incremental, p.Differential, p.Snapshots} {
-		h = max(h, time.Duration(w.KeepAllForDays)*day, time.Duration(w.KeepDailyForWeeks)*7*day,
-			time.Duration(w.KeepWeeklyForMonths)*31*day)
+		days = max(days, w.KeepAllForDays, w.KeepDailyForWeeks*7, w.KeepWeeklyForMonths*31)
 	}
-	return h
+	return Days(days)
+}
+
+// Days is n days as a Duration, saturating at the largest one.
+func Days(n int) time.Duration {
+	const day = 24 * time.Hour
+	if n <= 0 {
+		return 0
+	}
+	if int64(n) > int64(math.MaxInt64/day) {
+		return math.MaxInt64
+	}
+	return time.Duration(n) * day
 }
 
 // Backup is what a decision needs to know about one backup.

@@ -301,6 +301,11 @@ func TestHorizon(t *testing.T) {
 	if got := p.Horizon(); got != 3*366*24*time.Hour {
 		t.Fatalf("default policy's horizon %v, want three years (yearly: 3)", got)
 	}
+	big := Default()
+	big.Full.Yearly = 10000
+	if got := big.Horizon(); got < 290*365*24*time.Hour {
+		t.Fatalf("10000 yearly backups: horizon %v (overflowed)", got)
+	}
 	var q Policy
 	q.Full.Daily = 7
 	q.Incremental = Window{KeepAllForDays: 3, KeepDailyForWeeks: 2}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"backupd/repository"
 )
 
 // keyCommands are the commands of `backupd repo key`.
@@ -65,7 +68,9 @@ func cmdKey(ctx context.Context, args []string) error {
 			return nil
 		}
 		e, err := r.RotateKey(ctx, w)
-		if err != nil {
+		if errors.Is(err, repository.ErrKeyLocked) {
+			fmt.Fprintf(os.Stderr, "the old key's entry stays in the locked location until its lock ends: %v\n", err)
+		} else if err != nil {
 			return err
 		}
 		if rf.jsonOut {
@@ -98,7 +103,10 @@ func cmdKey(ctx context.Context, args []string) error {
 		if id == "" {
 			return &exitError{exitUsage, fmt.Errorf("--id KEY is required")}
 		}
-		if err := r.RemoveKey(ctx, id); err != nil {
+		if err := r.RemoveKey(ctx, id); errors.Is(err, repository.ErrKeyLocked) {
+			fmt.Printf("revoked key %s: it opens nothing from now on; its entry is locked, and the first gc after its lock ends removes it (%v)\n", id, err)
+			return nil
+		} else if err != nil {
 			return err
 		}
 		fmt.Printf("removed key %s\n", id)

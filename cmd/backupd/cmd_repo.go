@@ -161,7 +161,9 @@ func (f *repoFlags) backend(ctx context.Context) (storage.Backend, error) {
 		}
 		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked}
 	}
-	opts.SFTPNoReplace = f.appendOnly
+	if f.appendOnly {
+		opts.SFTPNoReplace, opts.SFTPReplaceable = true, repository.Unlocked
+	}
 	be, err := location.Open(ctx, f.repo, opts)
 	if err != nil || !f.appendOnly {
 		return be, err

@@ -73,7 +73,7 @@ func TestAppendOnlyMem(t *testing.T) {
 func TestAppendOnlySFTPServerRefuses(t *testing.T) {
 	env := sftptest.StartOpts(t, sftptest.Options{AppendOnly: true, Removable: removable})
 	cfg := env.Config("/repo")
-	cfg.NoReplace = true
+	cfg.NoReplace, cfg.Replaceable = true, removable
 	ctx := context.Background()
 	b, err := sftp.New(ctx, cfg)
 	if err != nil {

@@ -34,11 +34,12 @@ type Options struct {
 	S3AccessKey           string // default: AWS_ACCESS_KEY_ID
 	S3SecretKey           string // default: AWS_SECRET_ACCESS_KEY
 	S3CreateBucket        bool
-	HostToken             string   // backupd+https: the enrolled host's credential
-	HostPin               string   // backupd+https: the server's certificate (sha256:...)
-	HostGrant             string   // backupd+https: read the repository a restore grant opened
-	S3Lock                *s3.Lock // s3: lock objects with S3 Object Lock
-	SFTPNoReplace         bool     // sftp: never replace an object (append-only accounts)
+	HostToken             string                 // backupd+https: the enrolled host's credential
+	HostPin               string                 // backupd+https: the server's certificate (sha256:...)
+	HostGrant             string                 // backupd+https: read the repository a restore grant opened
+	S3Lock                *s3.Lock               // s3: lock objects with S3 Object Lock
+	SFTPNoReplace         bool                   // sftp: never replace an object (append-only accounts)...
+	SFTPReplaceable       func(name string) bool // ...but these, at once
 }
 
 // Open parses raw and opens the backend it names.

@@ -24,6 +24,7 @@ func openSFTP(ctx context.Context, u *url.URL, opts Options) (storage.Backend, e
 		KnownHostsFile:        opts.KnownHostsFile,
 		InsecureIgnoreHostKey: opts.InsecureIgnoreHostKey,
 		NoReplace:             opts.SFTPNoReplace,
+		Replaceable:           opts.SFTPReplaceable,
 	}
 	if pw, ok := u.User.Password(); ok {
 		cfg.Password = pw

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"backupd/storage"
 	"backupd/storage/s3"
@@ -158,4 +159,40 @@ func TestConformanceLockedBucket(t *testing.T) {
 		c.Bucket = "locked-conf"
 		c.Lock = &s3.Lock{Period: time.Hour, Unlocked: func(string) bool { return true }}
 	}))
+}
+
+// A bucket whose default retention would lock the index and markers too
+// is refused, naming the fix.
+func TestObjectLockRefusesDefaultRetention(t *testing.T) {
+	srv := s3test.StartTB(t)
+	ctx := context.Background()
+	be := s3test.NewBackend(t, lockedConfig(srv, "defret", false, time.Hour))
+	_, err := be.Client().PutObjectLockConfiguration(ctx, &awss3.PutObjectLockConfigurationInput{Bucket: aws.String("defret"),
+		ObjectLockConfiguration: &types.ObjectLockConfiguration{ObjectLockEnabled: types.ObjectLockEnabledEnabled,
+			Rule: &types.ObjectLockRule{DefaultRetention: &types.DefaultRetention{Mode: types.ObjectLockRetentionModeGovernance, Days: aws.Int32(1)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s3.New(ctx, lockedConfig(srv, "defret", false, time.Hour)); err == nil || !strings.Contains(err.Error(), "default retention") {
+		t.Fatalf("opening a bucket with a default retention: %v", err)
+	}
+}
+
+// A location switched from compliance to governance still extends the
+// objects locked in compliance mode (in their own mode).
+func TestObjectLockExtendsInTheObjectsMode(t *testing.T) {
+	srv := s3test.StartTB(t)
+	ctx := context.Background()
+	comp := s3test.NewBackend(t, lockedConfig(srv, "modes", true, time.Hour))
+	if err := put(t, comp, "data/dd/p", "p"); err != nil {
+		t.Fatal(err)
+	}
+	gov := s3test.NewBackend(t, lockedConfig(srv, "modes", false, time.Hour))
+	later := time.Now().Add(3 * time.Hour)
+	if err := gov.ExtendLock(ctx, "data/dd/p", later); err != nil {
+		t.Fatalf("extending a compliance lock from a governance location: %v", err)
+	}
+	if oi, _ := gov.Stat(ctx, "data/dd/p"); oi.LockedUntil.Before(later) {
+		t.Fatalf("lock ends %v, want after %v", oi.LockedUntil, later)
+	}
 }

@@ -220,6 +220,11 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		if err != nil && !isCode(err, "ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound") {
 			return nil, b.mapErr("read the object lock configuration of bucket", cfg.Bucket, err)
 		}
+		if err == nil && out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.Rule != nil && out.ObjectLockConfiguration.Rule.DefaultRetention != nil {
+			return nil, storage.Permanent(fmt.Errorf("s3: bucket %q has a default retention, which locks every object, the index and markers "+
+				"backupd must rewrite too; remove it (`aws s3api put-object-lock-configuration --object-lock-configuration ObjectLockEnabled=Enabled`): "+
+				"backupd locks what backups need itself", cfg.Bucket))
+		}
 		if err != nil || out.ObjectLockConfiguration == nil || out.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
 			return nil, storage.Permanent(fmt.Errorf("s3: bucket %q does not have Object Lock enabled, and this location asks for locked objects; "+
 				"create a new bucket with it (backupd does when it creates the bucket; `aws s3api create-bucket --object-lock-enabled-for-bucket`), "+
@@ -265,10 +270,35 @@ func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) 
 		return nil
 	}
 	err = b.mapErr("extend the lock of", name, err)
-	if oi, serr := b.Stat(ctx, name); serr == nil && !oi.LockedUntil.Before(until) {
+	out, herr := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	if herr != nil {
+		return err
+	}
+	if !aws.ToTime(out.ObjectLockRetainUntilDate).Before(until) {
 		return nil
 	}
+	if m := out.ObjectLockMode; m != "" && m != b.cfg.Lock.mode() {
+		// locked in the other mode (the location's mode changed since):
+		// extended in its own, which the server allows
+		_, err2 := b.client.PutObjectRetention(ctx, &awss3.PutObjectRetentionInput{
+			Bucket:    aws.String(b.bucket),
+			Key:       aws.String(b.key(name)),
+			Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionMode(m), RetainUntilDate: aws.Time(until)},
+		})
+		if err2 == nil {
+			return nil
+		}
+	}
 	return err
+}
+
+// lockOf is the end of name's lock, zero when unknown or unlocked.
+func (b *Backend) lockOf(ctx context.Context, name string) time.Time {
+	out, err := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))})
+	if err != nil {
+		return time.Time{}
+	}
+	return aws.ToTime(out.ObjectLockRetainUntilDate)
 }
 
 // lockHeaders are a locked Put's: the lock, and the MD5 of the content,
@@ -375,6 +405,9 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 			return fmt.Errorf("s3: put %q: %w", name, err)
 		}
 		in.ContentMD5 = aws.String(sum)
+		// never a new version over a locked object (AWS keeps versions:
+		// a plain Put would hide it); a bucket policy can require this
+		in.IfNoneMatch = aws.String("*")
 		in.ObjectLockMode = b.cfg.Lock.mode()
 		in.ObjectLockRetainUntilDate = b.lockUntil()
 	}
@@ -385,7 +418,7 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 		// The reader's own failure matters more than how the SDK reported it.
 		err = fmt.Errorf("%w (%v)", body.err, err)
 	}
-	if err != nil && in.ContentMD5 != nil && isCode(err, "AccessDenied") {
+	if err != nil && in.ContentMD5 != nil && (isCode(err, "AccessDenied", "PreconditionFailed") || httpStatus(err) == http.StatusPreconditionFailed) {
 		return b.lockedPut(ctx, name, *in.ContentMD5, err)
 	}
 	return b.mapErr("put", name, err)
@@ -541,12 +574,21 @@ func (b *Backend) putMultipart(ctx context.Context, name string, r io.Reader, si
 		}
 		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
 	}
-	_, err = b.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+	cmp := &awss3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(b.bucket),
 		Key:             aws.String(key),
 		UploadId:        up.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
+	}
+	if locked {
+		cmp.IfNoneMatch = aws.String("*")
+	}
+	_, err = b.client.CompleteMultipartUpload(ctx, cmp)
+	if err != nil && locked && (isCode(err, "AccessDenied", "PreconditionFailed") || httpStatus(err) == http.StatusPreconditionFailed) {
+		if until := b.lockOf(ctx, name); !until.IsZero() {
+			return storage.Permanent(fmt.Errorf("s3: put: %w: it cannot be replaced", &storage.LockError{Name: name, Until: until}))
+		}
+	}
 	return b.mapErr("put", name, err)
 }
 
@@ -659,7 +701,11 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 		return storage.Permanent(fmt.Errorf("s3: delete: %w", &storage.LockError{Name: name, Until: until}))
 	}
 	in := &awss3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.key(name))}
-	if v := aws.ToString(out.VersionId); v != "" && v != "null" {
+	if v := aws.ToString(out.VersionId); v != "" && v != "null" && b.locks(name) {
+		// a locked name is written once: its one version goes, and its
+		// storage with it. An unlocked one (a marker rewritten every
+		// minute) is hidden behind a delete marker instead: deleting its
+		// newest version would bring back the one before.
 		in.VersionId = aws.String(v)
 	}
 	_, err = b.client.DeleteObject(ctx, in)

@@ -66,8 +66,11 @@ type Config struct {
 	// NoReplace: Put replaces an object only by removing it first, then
 	// a plain SFTP rename (which refuses an existing target), never by
 	// posix-rename: a server that forbids this account to remove an
-	// object (append-only) thereby forbids replacing it.
-	NoReplace bool
+	// object (append-only) thereby forbids replacing it. Replaceable,
+	// when set, names the objects still replaced at once by posix-rename
+	// (markers, which must never be missing, even briefly).
+	NoReplace   bool
+	Replaceable func(name string) bool
 }
 
 // Backend is a storage.Backend on an SFTP server.
@@ -481,11 +484,12 @@ func (b *Backend) put(ctx context.Context, c *conn, name string, r io.Reader, si
 		return err
 	}
 	final := b.path(name)
-	err = b.rename(c, tmp, final)
-	if errors.Is(err, fs.ErrNotExist) || (err != nil && !c.posixRename.Load()) {
+	posix := !b.cfg.NoReplace || (b.cfg.Replaceable != nil && b.cfg.Replaceable(name))
+	err = b.rename(c, tmp, final, posix)
+	if errors.Is(err, fs.ErrNotExist) || (err != nil && !(posix && c.posixRename.Load())) {
 		// The object's directory may be missing: make it and try again.
 		if merr := c.sftp.MkdirAll(path.Dir(final)); merr == nil {
-			err = b.rename(c, tmp, final)
+			err = b.rename(c, tmp, final, posix)
 		}
 	}
 	if err != nil {
@@ -495,8 +499,8 @@ func (b *Backend) put(ctx context.Context, c *conn, name string, r io.Reader, si
 	return nil
 }
 
-func (b *Backend) rename(c *conn, from, to string) error {
-	if c.posixRename.Load() && !b.cfg.NoReplace {
+func (b *Backend) rename(c *conn, from, to string, posix bool) error {
+	if posix && c.posixRename.Load() {
 		err := c.sftp.PosixRename(from, to)
 		if !unsupported(err) {
 			return err
