@@ -215,6 +215,23 @@ func LockPeriodOf(be Backend) time.Duration {
 // ErrNoLocks is ExtendLock's answer on a backend that does not lock.
 var ErrNoLocks = errors.New("storage: this location does not lock objects")
 
+// UnlockedIn is be's Unlocked; true for a backend that does not lock.
+// Decorators answer with it for the backend they wrap.
+func UnlockedIn(be Backend, name string) bool {
+	l, ok := be.(Locker)
+	return !ok || l.Unlocked(name)
+}
+
+// ExtendLockIn is be's ExtendLock; ErrNoLocks for a backend that does
+// not lock.
+func ExtendLockIn(ctx context.Context, be Backend, name string, until time.Time) error {
+	l, ok := be.(Locker)
+	if !ok {
+		return ErrNoLocks
+	}
+	return l.ExtendLock(ctx, name, until)
+}
+
 // ErrSizeMismatch is returned (wrapped, and marked permanent) by Put when the
 // reader yields fewer or more bytes than the size it was given.
 var ErrSizeMismatch = errors.New("storage: data size differs from declared size")

@@ -320,16 +320,9 @@ func (f *Backend) Close() error     { return f.b.Close() }
 func (f *Backend) LockPeriod() time.Duration { return storage.LockPeriodOf(f.b) }
 
 // Unlocked is the wrapped backend's answer.
-func (f *Backend) Unlocked(name string) bool {
-	l, ok := f.b.(storage.Locker)
-	return !ok || l.Unlocked(name)
-}
+func (f *Backend) Unlocked(name string) bool { return storage.UnlockedIn(f.b, name) }
 
 // ExtendLock extends a lock in the wrapped backend.
 func (f *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
-	l, ok := f.b.(storage.Locker)
-	if !ok {
-		return storage.ErrNoLocks
-	}
-	return l.ExtendLock(ctx, name, until)
+	return storage.ExtendLockIn(ctx, f.b, name, until)
 }

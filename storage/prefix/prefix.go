@@ -99,20 +99,13 @@ func (b *Backend) Close() error { return b.be.Close() }
 func (b *Backend) LockPeriod() time.Duration { return storage.LockPeriodOf(b.be) }
 
 // Unlocked asks the backend about name below the prefix.
-func (b *Backend) Unlocked(name string) bool {
-	l, ok := b.be.(storage.Locker)
-	return !ok || l.Unlocked(b.dir+name)
-}
+func (b *Backend) Unlocked(name string) bool { return storage.UnlockedIn(b.be, b.dir+name) }
 
 // ExtendLock extends the lock of name below the prefix.
 func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
-	l, ok := b.be.(storage.Locker)
-	if !ok {
-		return storage.ErrNoLocks
-	}
 	n, err := b.name(name)
 	if err != nil {
 		return err
 	}
-	return l.ExtendLock(ctx, n, until)
+	return storage.ExtendLockIn(ctx, b.be, n, until)
 }

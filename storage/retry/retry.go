@@ -298,16 +298,12 @@ func (b *Backend) Close() error     { return b.b.Close() }
 func (b *Backend) LockPeriod() time.Duration { return storage.LockPeriodOf(b.b) }
 
 // Unlocked is the wrapped backend's answer.
-func (b *Backend) Unlocked(name string) bool {
-	l, ok := b.b.(storage.Locker)
-	return !ok || l.Unlocked(name)
-}
+func (b *Backend) Unlocked(name string) bool { return storage.UnlockedIn(b.b, name) }
 
 // ExtendLock extends a lock, retrying like every call.
 func (b *Backend) ExtendLock(ctx context.Context, name string, until time.Time) error {
-	l, ok := b.b.(storage.Locker)
-	if !ok {
+	if _, ok := b.b.(storage.Locker); !ok {
 		return storage.ErrNoLocks
 	}
-	return b.do(ctx, "extend lock", name, func(int) error { return l.ExtendLock(ctx, name, until) })
+	return b.do(ctx, "extend lock", name, func(int) error { return storage.ExtendLockIn(ctx, b.b, name, until) })
 }
