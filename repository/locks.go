@@ -68,6 +68,10 @@ func (r *Repository) revokeKey(ctx context.Context, id string) error {
 	return r.be.Put(ctx, revokedPrefix+id, bytes.NewReader(raw), int64(len(raw)))
 }
 
+// KeyRevoked reports whether the key entry id was revoked (removed while
+// locked, it lingers until its lock ends).
+func (r *Repository) KeyRevoked(ctx context.Context, id string) bool { return r.keyRevoked(ctx, id) }
+
 // keyRevoked reports whether the entry id has an authentic revocation
 // record. (A write-only key cannot tell: it cannot check the record.)
 func (r *Repository) keyRevoked(ctx context.Context, id string) bool {

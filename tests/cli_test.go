@@ -1352,3 +1352,37 @@ func TestGCRepack(t *testing.T) {
 		t.Errorf("a bad --repack-unused: %s", res)
 	}
 }
+
+// TestCLIObjectLock: `repo init --object-lock` makes the bucket (with
+// Object Lock: it did not make buckets at all before), backups are
+// locked, gc without the flag says what to give, and gc with it leaves a
+// forgotten backup's data waiting for its locks.
+func TestCLIObjectLock(t *testing.T) {
+	srv := s3test.StartTB(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("locked data"), 0o644)
+	lock := []string{"--object-lock", "compliance", "--lock-period", "1h"}
+	r := &repo{
+		url:   fmt.Sprintf("s3://lockedcli/repo?endpoint=%s&path_style=true", url.QueryEscape(srv.Endpoint)),
+		env:   []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey, "AWS_REGION=us-east-1"},
+		flags: lock,
+	}
+	r.ok(t, "init")
+	st := r.backup(t, "full", "data", dir)
+	r.ok(t, "forget", "--backup", st.BackupID)
+	time.Sleep(1100 * time.Millisecond) // S3 times are in seconds
+	plain := &repo{url: r.url, env: r.env}
+	if res := plain.run(t, "gc", "--safety-window", "0"); res.code == 0 || !strings.Contains(res.stderr, "give --object-lock") {
+		t.Fatalf("gc on a locked location without the flag: %s", res)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	out := r.ok(t, "gc", "--safety-window", "0")
+	if !strings.Contains(out, "stay until their locks end") {
+		t.Fatalf("gc with the flag:\n%s", out)
+	}
+	var list []map[string]any
+	r.okJSON(t, &list, "list")
+	if len(list) != 0 {
+		t.Fatalf("forgotten backup still listed: %v", list)
+	}
+}

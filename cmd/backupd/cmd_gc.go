@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"backupd/api"
 	"backupd/repository"
+	"backupd/storage"
 )
 
 func cmdGC(ctx context.Context, args []string) error {
@@ -55,6 +57,9 @@ func cmdGC(ctx context.Context, args []string) error {
 	}
 	defer r.Backend().Close()
 	res, err := repository.GC(ctx, r, opts)
+	if errors.Is(err, storage.ErrLocked) && rf.objectLock == "" && !rf.appendOnly {
+		return fmt.Errorf("%w; this location locks objects: give --object-lock MODE and --lock-period (as its object_lock), or --append-only, so gc waits for locks and extends them", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -115,6 +115,7 @@ func cmdInit(ctx context.Context, args []string) error {
 		defer sr.Backend().Close()
 		opts.Keys = sr.Keys()
 	}
+	rf.createBucket = true // an S3 bucket that is not there yet (with Object Lock, given --object-lock)
 	be, err := rf.backend(ctx)
 	if err != nil {
 		return err

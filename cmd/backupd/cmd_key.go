@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -95,8 +96,12 @@ func cmdKey(ctx context.Context, args []string) error {
 			if k.ID == r.KeyEntry().ID {
 				cur = "*"
 			}
+			label := k.Label
+			if r.KeyRevoked(ctx, k.ID) {
+				label = strings.TrimSpace(label + " (revoked: locked until its lock ends)")
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tv%d\t%s\t%s\t%s\n", cur, k.ID, k.Kind, k.Access, k.Version,
-				k.Created.Local().Format(time.DateTime), k.Host, k.Label)
+				k.Created.Local().Format(time.DateTime), k.Host, label)
 		}
 		tw.Flush()
 	case "remove":

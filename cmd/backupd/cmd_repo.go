@@ -101,6 +101,7 @@ type repoFlags struct {
 	objectLock    string
 	lockPeriod    string
 	appendOnly    bool
+	createBucket  bool // repo init: create a missing S3 bucket
 }
 
 func (f *repoFlags) register(fs *flag.FlagSet) {
@@ -150,7 +151,8 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 func (f *repoFlags) backend(ctx context.Context) (storage.Backend, error) {
-	opts := location.Options{SSHKeyFile: f.sshKey, KnownHostsFile: f.knownHosts, InsecureIgnoreHostKey: f.insecureHost}
+	opts := location.Options{SSHKeyFile: f.sshKey, KnownHostsFile: f.knownHosts, InsecureIgnoreHostKey: f.insecureHost,
+		S3CreateBucket: f.createBucket}
 	if f.objectLock != "" {
 		ol := &config.ObjectLock{Mode: f.objectLock, Period: f.lockPeriod}
 		if m := strings.ToLower(f.objectLock); m != "governance" && m != "compliance" {
