@@ -264,7 +264,9 @@ func (s *Server) RevokeGrant(ctx context.Context, id string) error {
 	}
 	for _, k := range keys {
 		if k.ID == g.KeyEntry || strings.HasPrefix(k.Label, grantLabel(id)+" ") {
-			if err := repo.RemoveKey(ctx, k.ID); err != nil && !strings.HasPrefix(err.Error(), "no key ") {
+			// a locked entry is revoked instead: it opens nothing, and a
+			// cleanup removes it once its lock ends
+			if err := repo.RemoveKey(ctx, k.ID); err != nil && !strings.HasPrefix(err.Error(), "no key ") && !errors.Is(err, repository.ErrKeyLocked) {
 				return s.Store.ReopenGrantKey(ctx, id, err)
 			}
 		}

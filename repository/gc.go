@@ -113,10 +113,13 @@ func GC(ctx context.Context, r *Repository, opts GCOptions) (*GCResult, error) {
 	}
 	passed := false
 	res, err := collect(ctx, r, opts, &passed)
-	if err != nil && !passed && !opts.DryRun && r.lockPeriod() > 0 && ctx.Err() == nil {
+	if err != nil && !passed && !opts.DryRun && r.lockPeriod() > 0 {
 		// what kept backups need is not known: every lock is extended
-		// rather than none (locks.go)
-		if _, lerr := r.extendAllLocks(ctx, time.Now()); lerr != nil {
+		// rather than none (locks.go), also when the collection was
+		// cancelled (one cancelled every time must not let locks end)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		defer cancel()
+		if _, lerr := r.extendAllLocks(lctx, time.Now()); lerr != nil {
 			return res, fmt.Errorf("%w; extending the locks of every object failed too: %v", err, lerr)
 		}
 		return res, fmt.Errorf("%w (every locked object's lock was extended meanwhile, as what kept backups need could not be told)", err)

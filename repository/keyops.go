@@ -40,8 +40,8 @@ func (r *Repository) RemoveKey(ctx context.Context, id string) error {
 		if e.ID == id {
 			target = e
 		}
-		if e.Access == AccessFull {
-			full++
+		if e.Access == AccessFull && (e.ID == id || !r.keyRevoked(ctx, e.ID)) {
+			full++ // (a revoked entry opens nothing: it does not count)
 		}
 	}
 	if target == nil {

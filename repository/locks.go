@@ -10,13 +10,12 @@ package repository
 //
 // Locks roll. Once a quarter period has gone by since the last pass, a
 // collection extends, to now + period, the lock of every object a kept
-// backup needs whose lock could end within three quarters of a period;
-// it then records the pass (locks/extended, authenticated with the
-// repository's keys and bound to this repository and period). After a
-// pass at P every object kept backups need is locked until at least
-// P + 3/4 period, so collections at least every half period keep it
-// locked with a quarter period to spare: a backup stays locked for as
-// long as it is kept and collections run, and for at least three
+// backup needs; it then records the pass (locks/extended, authenticated
+// with the repository's keys and bound to this repository and period).
+// After a pass at P every object kept backups need is locked until at
+// least P + period, so collections at least every half period keep it
+// locked with a quarter period or more to spare: a backup stays locked
+// for as long as it is kept and collections run, and for at least three
 // quarters of a period after it was last seen kept. A collection that
 // cannot tell what is kept (a manifest it cannot read, a missing index
 // entry: what someone holding the storage credential could cause)
@@ -57,11 +56,11 @@ const revokedPrefix = locksPrefix + "revoked/"
 // backupd) and removed by the first collection after its lock ends.
 var ErrKeyLocked = errors.New("the key entry is locked: revoked now, removed once its lock ends")
 
-func revokedID(id string) string { return "\x00key\x00" + id }
+func (r *Repository) revokedID(id string) string { return "\x00key\x00" + r.cfg.ID + "\x00" + id }
 
 // revokeKey records that the entry id is revoked.
 func (r *Repository) revokeKey(ctx context.Context, id string) error {
-	raw, err := encodeTombstone(r.keys, revokedID(id), time.Now())
+	raw, err := encodeTombstone(r.keys, r.revokedID(id), time.Now())
 	if err != nil {
 		return err
 	}
@@ -73,10 +72,18 @@ func (r *Repository) revokeKey(ctx context.Context, id string) error {
 func (r *Repository) KeyRevoked(ctx context.Context, id string) bool { return r.keyRevoked(ctx, id) }
 
 // keyRevoked reports whether the entry id has an authentic revocation
-// record. (A write-only key cannot tell: it cannot check the record.)
+// record. A write-only key cannot check the record: for it, any record
+// counts (someone holding the storage credential could plant one and
+// stop it writing, as they could by deleting its entry).
 func (r *Repository) keyRevoked(ctx context.Context, id string) bool {
 	raw, err := storage.ReadAll(ctx, r.be, revokedPrefix+id)
-	return err == nil && verifyTombstone(r.keys, revokedID(id), raw) == nil
+	if err != nil {
+		return false
+	}
+	if !r.keys.CanRead() {
+		return true
+	}
+	return verifyTombstone(r.keys, r.revokedID(id), raw) == nil
 }
 
 // removeKeyEntry deletes a key entry; a locked one is revoked instead
@@ -300,8 +307,7 @@ func lockedUntil(err error) time.Time {
 }
 
 // extendLocks extends the locks of live (objects kept backups need) when
-// the last pass is a quarter period old, then records the pass. Objects
-// locked for three quarters of a period more are left as they are.
+// the last pass is a quarter period old, then records the pass.
 func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo, now time.Time, lr *LockReport) error {
 	period := r.lockPeriod()
 	l, ok := r.be.(storage.Locker)
@@ -316,13 +322,15 @@ func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo,
 	if !pass.IsZero() && now.Sub(pass) > estimate/4*3 && period < storage.LockForever {
 		lr.Late = true
 	}
+	// Every object: one written since the last pass may have been locked
+	// for less than this collection's period (a writer whose period
+	// followed another retention horizon), and nothing here knows.
 	until := now.Add(period)
 	var todo []string
 	for _, oi := range live {
-		if l.Unlocked(oi.Name) || !lockedAt(oi.ModTime, pass, estimate).Before(now.Add(period/4*3)) {
-			continue
+		if !l.Unlocked(oi.Name) {
+			todo = append(todo, oi.Name)
 		}
-		todo = append(todo, oi.Name)
 	}
 	var n atomic.Int64
 	var mu sync.Mutex

@@ -83,9 +83,9 @@ func TestGCHonoursLocks(t *testing.T) {
 	checkClean(t, be)
 }
 
-// TestGCExtendsLocks: once half a period has gone by since the last pass,
-// a collection extends what kept backups need, and records the pass so
-// that the next collection extends nothing.
+// TestGCExtendsLocks: once a quarter period has gone by since the last
+// pass, a collection extends everything kept backups need, and records
+// the pass so that the next collection extends nothing.
 func TestGCExtendsLocks(t *testing.T) {
 	ctx := context.Background()
 	const period = 8 * time.Second
@@ -95,18 +95,21 @@ func TestGCExtendsLocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Locks.Extended != 0 {
-		t.Fatalf("fresh objects extended: %+v", res.Locks)
+	// the first pass: two packs, the manifest, the key entry, config
+	if res.Locks.Extended != 5 || res.Locks.LastPass == nil {
+		t.Fatalf("first pass: %+v", res.Locks)
 	}
-	time.Sleep(period/2 + 500*time.Millisecond)
+	if res, err = GC(ctx, r, GCOptions{SafetyWindow: 0}); err != nil || res.Locks.Extended != 0 {
+		t.Fatalf("right after the first pass: %v %+v", err, res.Locks)
+	}
+	time.Sleep(period/4 + time.Second)
 	before := time.Now()
 	res, err = GC(ctx, r, GCOptions{SafetyWindow: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// two packs, the manifest, the key entry, config
 	if res.Locks.Extended != 5 || res.Locks.LastPass == nil || res.Locks.LastPass.Before(before) {
-		t.Fatalf("half a period on: %+v", res.Locks)
+		t.Fatalf("a quarter period on: %+v", res.Locks)
 	}
 	var packs int
 	if err := be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
@@ -217,11 +220,24 @@ func TestRemoveLockedKey(t *testing.T) {
 	if _, err := Open(ctx, be, Credentials{Password: testPass.Password}); err != nil {
 		t.Fatalf("the other key: %v", err)
 	}
+	// a write-only key (a host's) cannot check the record, and is refused
+	// all the same
+	host := Wrapping{Password: []byte("host password"), KDF: ptr(TestKDF()), WriteOnly: true}
+	he, err := r.AddKey(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveKey(ctx, he.ID); !errors.Is(err, ErrKeyLocked) {
+		t.Fatalf("removing a locked write-only entry: %v", err)
+	}
+	if _, err := Open(ctx, be, Credentials{Password: host.Password}); err == nil {
+		t.Fatal("a revoked write-only key still opens")
+	}
 	res, err := GC(ctx, r, GCOptions{SafetyWindow: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Locks.WaitingKeys != 1 {
+	if res.Locks.WaitingKeys != 2 {
 		t.Fatalf("while locked: %+v", res.Locks)
 	}
 	time.Sleep(period + time.Second)
@@ -231,7 +247,7 @@ func TestRemoveLockedKey(t *testing.T) {
 	if res.Locks.WaitingKeys != 0 {
 		t.Fatalf("once unlocked: %+v", res.Locks)
 	}
-	for _, name := range []string{keysPrefix + e.ID, revokedPrefix + e.ID} {
+	for _, name := range []string{keysPrefix + e.ID, revokedPrefix + e.ID, keysPrefix + he.ID, revokedPrefix + he.ID} {
 		if _, err := be.Stat(ctx, name); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("%s after the collection: %v", name, err)
 		}

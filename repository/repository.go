@@ -237,7 +237,7 @@ func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Reposito
 			continue
 		}
 		r, err := newRepository(be, cfg, k, e)
-		if err == nil && k.CanRead() && r.keyRevoked(ctx, e.ID) {
+		if err == nil && r.keyRevoked(ctx, e.ID) {
 			// removed from a locked location, where it lingers until its
 			// lock ends (locks.go)
 			errs = append(errs, fmt.Errorf("key %s was revoked", e.ID))

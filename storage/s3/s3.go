@@ -687,8 +687,10 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 // Delete checks that the object exists first: S3's DeleteObject succeeds
 // for missing keys, and the contract wants ErrNotFound. A locked object
 // is ErrLocked without asking (the server would refuse). In a bucket with
-// versions (Object Lock turns them on in AWS) the version is deleted, not
-// hidden behind a delete marker: its storage is freed.
+// versions (Object Lock turns them on in AWS), a name this location locks
+// is deleted by its version, which frees its storage; any other name is
+// hidden behind a delete marker, as in every versioned bucket (a
+// lifecycle rule expiring noncurrent versions frees those).
 func (b *Backend) Delete(ctx context.Context, name string) error {
 	if err := storage.ValidName(name); err != nil {
 		return fmt.Errorf("s3: %q: %w", name, err)
