@@ -532,9 +532,9 @@ func (c *Config) Validate() error {
 			if m := strings.ToLower(ol.Mode); m != "" && m != "governance" && m != "compliance" {
 				errs = append(errs, fmt.Errorf("storage.%s.object_lock.mode: %q is neither governance nor compliance", name, ol.Mode))
 			}
-			for field, v := range map[string]string{"period": ol.Period, "max_period": ol.MaxPeriod} {
-				if d, err := ParseDays(v); v != "" && (err != nil || d < time.Second || d > 100*365*24*time.Hour) {
-					errs = append(errs, fmt.Errorf("storage.%s.object_lock.%s: %q is not a duration like 30d or 720h", name, field, v))
+			for _, f := range [][2]string{{"period", ol.Period}, {"max_period", ol.MaxPeriod}} {
+				if d, err := ParseDays(f[1]); f[1] != "" && (err != nil || d < time.Second || d > 100*365*24*time.Hour) {
+					errs = append(errs, fmt.Errorf("storage.%s.object_lock.%s: %q is not a duration like 30d or 720h", name, f[0], f[1]))
 				}
 			}
 		}
