@@ -256,19 +256,26 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 		return now.Sub(oi.ModTime) < opts.SafetyWindow || (!oldest.IsZero() && !oi.ModTime.Before(oldest)) ||
 			!oi.ModTime.Before(since)
 	}
+	// Immutable location (locks.go): the last pass is read once, for
+	// every estimate of a lock's end this collection makes.
+	period := r.lockPeriod()
+	var pass time.Time
+	estimate := period
+	if period > 0 {
+		res.Locks = newLockReport(period)
+		pass, estimate = r.lockPassOf(ctx)
+		res.Locks.setPass(pass)
+	}
 	// Loose manifests are folded into sets, by this collection alone
 	// (manifestset.go); the view is the one the mark read.
 	if !opts.DryRun && others == 0 {
-		compact := r.compactManifests
-		if period := r.lockPeriod(); period > 0 {
-			if res.Locks == nil {
-				res.Locks = newLockReport(period)
-			}
-			compact = func(ctx context.Context, v *manifestView, now time.Time, window time.Duration, valid func() error) (*ManifestCompaction, error) {
-				return r.compactManifestsLocked(ctx, v, now, window, valid, res.Locks)
-			}
+		var mc *ManifestCompaction
+		var err error
+		if res.Locks != nil {
+			mc, err = r.compactManifestsLocked(ctx, view, now, opts.SafetyWindow, self.Valid, pass, estimate, res.Locks)
+		} else {
+			mc, err = r.compactManifests(ctx, view, now, opts.SafetyWindow, self.Valid)
 		}
-		mc, err := compact(ctx, view, now, opts.SafetyWindow, self.Valid)
 		if err != nil {
 			return nil, fmt.Errorf("gc stopped while folding manifests (every backup is intact): %w", err)
 		}
@@ -304,17 +311,13 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	}
 	// Immutable location: the objects kept backups need stay locked
 	// (locks.go); what is to go waits for its lock.
-	period := r.lockPeriod()
-	var pass time.Time
-	estimate := period // the period locks are estimated with (locks.go)
 	if period > 0 {
-		if res.Locks == nil {
-			res.Locks = newLockReport(period)
-		}
-		pass, estimate = r.lockPassOf(ctx)
-		res.Locks.setPass(pass)
 		if !opts.DryRun {
-			live, err := r.lockRoots(ctx)
+			revoked, err := r.revokedKeys(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+			}
+			live, err := r.lockRoots(ctx, revoked)
 			if err != nil {
 				return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 			}
@@ -331,11 +334,11 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 			for _, s := range view.sets {
 				live = append(live, s.oi)
 			}
-			if err := r.extendLocks(ctx, live, now, res.Locks); err != nil {
+			if err := r.extendLocks(ctx, live, pass, estimate, now, res.Locks); err != nil {
 				return nil, fmt.Errorf("gc stopped, nothing deleted: extending the locks of what kept backups need: %w", err)
 			}
 			*passed = true
-			if err := r.collectRevokedKeys(ctx, pass, estimate, now, res.Locks); err != nil {
+			if err := r.collectRevokedKeys(ctx, revoked, pass, estimate, now, res.Locks); err != nil {
 				return nil, fmt.Errorf("gc stopped, nothing deleted: removing revoked key entries: %w", err)
 			}
 		}

@@ -103,21 +103,24 @@ func (r *Repository) removeKeyEntry(ctx context.Context, id string) error {
 	return fmt.Errorf("key %s%s: %w", id, until, ErrKeyLocked)
 }
 
-// collectRevokedKeys deletes revoked key entries whose locks have ended,
-// then their records.
-func (r *Repository) collectRevokedKeys(ctx context.Context, pass time.Time, period time.Duration, now time.Time, lr *LockReport) error {
-	var recs []storage.ObjectInfo
-	if err := r.be.List(ctx, revokedPrefix, func(oi storage.ObjectInfo) error {
-		recs = append(recs, oi)
-		return nil
-	}); err != nil {
-		return err
-	}
-	for _, rec := range recs {
-		id := strings.TrimPrefix(rec.Name, revokedPrefix)
-		if !r.keyRevoked(ctx, id) {
-			continue
+// revokedKeys lists the key entries with an authentic revocation record,
+// by id, with the record.
+func (r *Repository) revokedKeys(ctx context.Context) (map[string]storage.ObjectInfo, error) {
+	out := map[string]storage.ObjectInfo{}
+	err := r.be.List(ctx, revokedPrefix, func(oi storage.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Name, revokedPrefix); r.keyRevoked(ctx, id) {
+			out[id] = oi
 		}
+		return nil
+	})
+	return out, err
+}
+
+// collectRevokedKeys deletes the revoked key entries whose locks have
+// ended, then their records.
+func (r *Repository) collectRevokedKeys(ctx context.Context, revoked map[string]storage.ObjectInfo, pass time.Time, period time.Duration,
+	now time.Time, lr *LockReport) error {
+	for id, rec := range revoked {
 		oi, err := r.be.Stat(ctx, keysPrefix+id)
 		if err == nil {
 			end, locked := surelyLocked(oi, pass, period, now)
@@ -308,14 +311,13 @@ func lockedUntil(err error) time.Time {
 
 // extendLocks extends the locks of live (objects kept backups need) when
 // the last pass is a quarter period old, then records the pass.
-func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo, now time.Time, lr *LockReport) error {
+// pass and estimate are lockPassOf's.
+func (r *Repository) extendLocks(ctx context.Context, live []storage.ObjectInfo, pass time.Time, estimate time.Duration, now time.Time, lr *LockReport) error {
 	period := r.lockPeriod()
 	l, ok := r.be.(storage.Locker)
 	if period <= 0 || !ok {
 		return nil
 	}
-	pass, estimate := r.lockPassOf(ctx)
-	lr.setPass(pass)
 	if !pass.IsZero() && !pass.After(now) && now.Sub(pass) < estimate/4 {
 		return nil
 	}
@@ -383,15 +385,17 @@ func (r *Repository) extendAllLocks(ctx context.Context, now time.Time) (*LockRe
 	if oi, err := r.be.Stat(ctx, configName); err == nil {
 		all = append(all, oi)
 	}
-	return lr, r.extendLocks(ctx, all, now, lr)
+	pass, estimate := r.lockPassOf(ctx)
+	lr.setPass(pass)
+	return lr, r.extendLocks(ctx, all, pass, estimate, now, lr)
 }
 
-// lockRoots lists the objects every backup needs besides its own: key
-// entries and the configuration.
-func (r *Repository) lockRoots(ctx context.Context) ([]storage.ObjectInfo, error) {
+// lockRoots lists the objects every backup needs besides its own: the
+// key entries not revoked, and the configuration.
+func (r *Repository) lockRoots(ctx context.Context, revoked map[string]storage.ObjectInfo) ([]storage.ObjectInfo, error) {
 	var out []storage.ObjectInfo
 	if err := r.be.List(ctx, keysPrefix, func(oi storage.ObjectInfo) error {
-		if !r.keyRevoked(ctx, strings.TrimPrefix(oi.Name, keysPrefix)) {
+		if _, gone := revoked[strings.TrimPrefix(oi.Name, keysPrefix)]; !gone {
 			out = append(out, oi)
 		}
 		return nil
@@ -410,9 +414,8 @@ func (r *Repository) lockRoots(ctx context.Context) ([]storage.ObjectInfo, error
 // manifests and sets). It removes the manifests of deleted backups whose
 // locks have ended, then their tombstones as compactManifests does.
 func (r *Repository) compactManifestsLocked(ctx context.Context, v *manifestView, now time.Time, window time.Duration,
-	valid func() error, lr *LockReport) (*ManifestCompaction, error) {
+	valid func() error, pass time.Time, period time.Duration, lr *LockReport) (*ManifestCompaction, error) {
 	res := &ManifestCompaction{Sets: len(v.sets)}
-	pass, period := r.lockPassOf(ctx)
 	held := map[string]bool{}
 	for _, s := range v.sets {
 		for _, e := range s.entries {
@@ -445,17 +448,9 @@ func (r *Repository) compactManifestsLocked(ctx context.Context, v *manifestView
 			r.cache.remove(cacheManifests, id)
 			continue // its tombstone goes in a later collection, once past the window
 		}
-		if now.Sub(tomb.ModTime) < max(window, tombstoneMinAge) {
-			continue
-		}
-		if err := valid(); err != nil {
+		if err := r.removeOldTombstone(ctx, id, tomb, now, window, valid, res); err != nil {
 			return nil, err
 		}
-		if err := r.be.Delete(ctx, tomb.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("deleting %s: %w", tomb.Name, err)
-		}
-		r.cache.remove(cacheTombstones, id)
-		res.TombstonesRemoved++
 	}
 	return res, nil
 }

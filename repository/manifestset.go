@@ -673,20 +673,31 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 			}
 			continue
 		}
-		if now.Sub(oi.ModTime) < max(window, tombstoneMinAge) {
-			continue
-		}
-		if err := valid(); err != nil {
+		if err := r.removeOldTombstone(ctx, id, oi, now, window, valid, res); err != nil {
 			return nil, err
 		}
-		if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return nil, fmt.Errorf("deleting %s: %w", oi.Name, err)
-		}
-		r.cache.remove(cacheTombstones, id)
-		res.TombstonesRemoved++
 	}
 	res.Sets = len(v.sets) - res.SetsRemoved + res.SetsWritten
 	return res, nil
+}
+
+// removeOldTombstone deletes the tombstone oi of backup id, which no set
+// holds and whose loose manifest is gone, once it was last written longer
+// ago than the window.
+func (r *Repository) removeOldTombstone(ctx context.Context, id string, oi storage.ObjectInfo, now time.Time, window time.Duration,
+	valid func() error, res *ManifestCompaction) error {
+	if now.Sub(oi.ModTime) < max(window, tombstoneMinAge) {
+		return nil
+	}
+	if err := valid(); err != nil {
+		return err
+	}
+	if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("deleting %s: %w", oi.Name, err)
+	}
+	r.cache.remove(cacheTombstones, id)
+	res.TombstonesRemoved++
+	return nil
 }
 
 func setDirty(s *manifestSet, v *manifestView, seen map[string]int) bool {
