@@ -14,7 +14,6 @@ import (
 	"backupd/config"
 	"backupd/repository"
 	"backupd/storage"
-	"backupd/storage/appendonly"
 	"backupd/storage/location"
 	"backupd/storage/prefix"
 	"backupd/storage/s3"
@@ -101,20 +100,15 @@ func (s *Stores) backendWith(ctx context.Context, name, grant string) (storage.B
 	}
 	opts := location.Options{SSHKeyFile: loc.SSHKey, KnownHostsFile: loc.KnownHosts,
 		S3AccessKey: loc.AccessKey, S3SecretKey: loc.SecretKey, S3CreateBucket: true,
-		HostToken: loc.HostToken, HostPin: loc.HostPin, HostGrant: grant}
+		HostToken: loc.HostToken, HostPin: loc.HostPin, HostGrant: grant,
+		AppendOnly: loc.AppendOnly, Unlocked: repository.Unlocked}
 	if ol := loc.ObjectLock; ol != nil {
-		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked,
+		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0),
 			Current: func() time.Duration { return s.lockPeriod(name, ol) }}
-	}
-	if loc.AppendOnly {
-		opts.SFTPNoReplace, opts.SFTPReplaceable = true, repository.Unlocked
 	}
 	be, err := location.Open(ctx, loc.URL, opts)
 	if err != nil {
 		return nil, codes.Wrap(codes.StorageConnectivity, fmt.Errorf("storage location %s: %w", name, err))
-	}
-	if loc.AppendOnly {
-		be = appendonly.New(be, repository.Unlocked)
 	}
 	return be, nil
 }

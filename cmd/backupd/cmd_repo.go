@@ -17,7 +17,6 @@ import (
 	"backupd/config"
 	"backupd/repository"
 	"backupd/storage"
-	"backupd/storage/appendonly"
 	"backupd/storage/location"
 	"backupd/storage/s3"
 )
@@ -152,7 +151,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 func (f *repoFlags) backend(ctx context.Context) (storage.Backend, error) {
 	opts := location.Options{SSHKeyFile: f.sshKey, KnownHostsFile: f.knownHosts, InsecureIgnoreHostKey: f.insecureHost,
-		S3CreateBucket: f.createBucket}
+		S3CreateBucket: f.createBucket, AppendOnly: f.appendOnly, Unlocked: repository.Unlocked}
 	if f.objectLock != "" {
 		ol := &config.ObjectLock{Mode: f.objectLock, Period: f.lockPeriod}
 		if m := strings.ToLower(f.objectLock); m != "governance" && m != "compliance" {
@@ -161,16 +160,9 @@ func (f *repoFlags) backend(ctx context.Context) (storage.Backend, error) {
 		if d, err := config.ParseDays(f.lockPeriod); err != nil || d < time.Second {
 			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--lock-period %q: give a duration like 30d or 720h", f.lockPeriod)}
 		}
-		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0), Unlocked: repository.Unlocked}
+		opts.S3Lock = &s3.Lock{Compliance: ol.Compliance(), Period: ol.LockPeriod(0)}
 	}
-	if f.appendOnly {
-		opts.SFTPNoReplace, opts.SFTPReplaceable = true, repository.Unlocked
-	}
-	be, err := location.Open(ctx, f.repo, opts)
-	if err != nil || !f.appendOnly {
-		return be, err
-	}
-	return appendonly.New(be, repository.Unlocked), nil
+	return location.Open(ctx, f.repo, opts)
 }
 
 func (f *repoFlags) password(envName string) ([]byte, error) {

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"backupd/storage"
+	"backupd/storage/appendonly"
 	"backupd/storage/hostproxy"
 	"backupd/storage/local"
 	"backupd/storage/retry"
@@ -34,16 +35,34 @@ type Options struct {
 	S3AccessKey           string // default: AWS_ACCESS_KEY_ID
 	S3SecretKey           string // default: AWS_SECRET_ACCESS_KEY
 	S3CreateBucket        bool
-	HostToken             string                 // backupd+https: the enrolled host's credential
-	HostPin               string                 // backupd+https: the server's certificate (sha256:...)
-	HostGrant             string                 // backupd+https: read the repository a restore grant opened
-	S3Lock                *s3.Lock               // s3: lock objects with S3 Object Lock
-	SFTPNoReplace         bool                   // sftp: never replace an object (append-only accounts)...
-	SFTPReplaceable       func(name string) bool // ...but these, at once
+	HostToken             string   // backupd+https: the enrolled host's credential
+	HostPin               string   // backupd+https: the server's certificate (sha256:...)
+	HostGrant             string   // backupd+https: read the repository a restore grant opened
+	S3Lock                *s3.Lock // s3: lock objects with S3 Object Lock (its Unlocked defaults to Unlocked below)
+	// AppendOnly: never delete nor replace an object but those Unlocked
+	// names (storage/appendonly); over SFTP without posix-rename for them,
+	// so a server that forbids this account to remove forbids replacing.
+	AppendOnly bool
+	// Unlocked names the objects a repository rewrites or removes as a
+	// matter of course: left unlocked by S3Lock, removable when AppendOnly.
+	Unlocked func(name string) bool
 }
 
 // Open parses raw and opens the backend it names.
 func Open(ctx context.Context, raw string, opts Options) (storage.Backend, error) {
+	if opts.S3Lock != nil && opts.S3Lock.Unlocked == nil {
+		l := *opts.S3Lock
+		l.Unlocked = opts.Unlocked
+		opts.S3Lock = &l
+	}
+	be, err := open(ctx, raw, opts)
+	if err != nil || !opts.AppendOnly {
+		return be, err
+	}
+	return appendonly.New(be, opts.Unlocked), nil
+}
+
+func open(ctx context.Context, raw string, opts Options) (storage.Backend, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("no repository given (--repo URL)")
 	}

@@ -23,8 +23,8 @@ func openSFTP(ctx context.Context, u *url.URL, opts Options) (storage.Backend, e
 		KeyFile:               opts.SSHKeyFile,
 		KnownHostsFile:        opts.KnownHostsFile,
 		InsecureIgnoreHostKey: opts.InsecureIgnoreHostKey,
-		NoReplace:             opts.SFTPNoReplace,
-		Replaceable:           opts.SFTPReplaceable,
+		NoReplace:             opts.AppendOnly,
+		Replaceable:           opts.Unlocked,
 	}
 	if pw, ok := u.User.Password(); ok {
 		cfg.Password = pw
