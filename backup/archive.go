@@ -66,6 +66,10 @@ type dirState struct {
 	onDone  func(repository.ID, error)
 	cc      *componentRun
 	tree    *repository.Tree // the saved tree (kept for the root: streams are added to it)
+	// the parent backup's tree of this directory and its id: when every
+	// node is the same, that tree is reused, not encoded again
+	old   *repository.Tree
+	oldID repository.ID
 }
 
 func (d *dirState) release() {
@@ -81,7 +85,13 @@ func (d *dirState) release() {
 	}
 	d.tree = t
 	d.mu.Unlock()
-	id, err := d.cc.a.repo.SaveTree(d.cc.ctx, t)
+	var id repository.ID
+	var err error
+	if d.old != nil && repository.SameNodes(t.Nodes, d.old.Nodes) && d.cc.a.repo.ReuseTree(d.oldID) {
+		id = d.oldID
+	} else {
+		id, err = d.cc.a.repo.SaveTree(d.cc.ctx, t)
+	}
 	d.cc.a.dirsDone.Add(1)
 	d.onDone(id, err)
 }
@@ -182,6 +192,9 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 	var parent *repository.Tree
 	if parentTree != nil {
 		parent = cc.loadParentTree(*parentTree)
+		if parent != nil {
+			root.old, root.oldID = parent, *parentTree
+		}
 	}
 	if len(c.Paths) > 0 {
 		cc.walk("/", rootFD, buildVirt(c.Paths), parent, root, make([]byte, dirBufSize))
@@ -352,6 +365,9 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 					var oldTree *repository.Tree
 					if old != nil && old.Type == repository.NodeDir && old.Subtree != nil {
 						oldTree = cc.loadParentTree(*old.Subtree)
+						if oldTree != nil {
+							sub.old, sub.oldID = oldTree, *old.Subtree
+						}
 					}
 					cc.walk(abs, subFD, child, oldTree, sub, buf)
 					unix.Close(subFD)

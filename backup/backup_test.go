@@ -454,3 +454,71 @@ func TestParentFromCandidates(t *testing.T) {
 		t.Fatalf("no candidate fits: parent %s, %d listings (want the repository searched)", m.Parent, counted.lists.Load())
 	}
 }
+
+// An incremental backup reuses the parent's stored tree of a directory
+// whose entries are all unchanged, and only of such a directory: a change
+// of metadata alone (mode, times, a link's target), an entry added or
+// removed, or a change below, is recorded.
+func TestIncrementalReusesOnlyUnchangedTrees(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	src := t.TempDir()
+	makeTree(t, src)
+	write(t, filepath.Join(src, "static/x/y.txt"), []byte("never changes"))
+	write(t, filepath.Join(src, "meta/f.txt"), []byte("same bytes"))
+	write(t, filepath.Join(src, "gone/f.txt"), []byte("removed later"))
+	os.Symlink("one", filepath.Join(src, "meta/link"))
+	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
+	m1, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(src, "meta/f.txt"), 0o600)
+	os.Chmod(filepath.Join(src, "emptydir/sub"), 0o700)
+	os.Remove(filepath.Join(src, "meta/link"))
+	os.Symlink("two", filepath.Join(src, "meta/link"))
+	os.Remove(filepath.Join(src, "gone/f.txt"))
+	then := time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)
+	os.Chtimes(filepath.Join(src, "a/b/c"), then, then) // a directory's mtime, nothing in it
+	m2, err := backup.Run(ctx, repo, backup.Options{Type: backup.Incremental, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if _, err := restore.Run(ctx, repo, m2, restore.Options{Target: dst}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, src, filepath.Join(dst, "data", src))
+	if _, err := os.Lstat(filepath.Join(dst, "data", src, "gone/f.txt")); !os.IsNotExist(err) {
+		t.Errorf("a file removed before the incremental backup was restored (%v)", err)
+	}
+	subtree := func(m *repository.Manifest, rel string) repository.ID {
+		t.Helper()
+		id := m.Components[0].Tree
+		for _, el := range strings.Split(strings.TrimPrefix(filepath.Join(src, rel), "/"), "/") {
+			tr, err := repo.LoadTree(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n *repository.Node
+			for _, c := range tr.Nodes {
+				if c.Name == el {
+					n = c
+				}
+			}
+			if n == nil || n.Subtree == nil {
+				t.Fatalf("%s: no directory %s", rel, el)
+			}
+			id = *n.Subtree
+		}
+		return id
+	}
+	if subtree(m1, "static") != subtree(m2, "static") {
+		t.Error("the tree of an unchanged directory changed")
+	}
+	for _, rel := range []string{"meta", "emptydir", "gone", "a/b", "."} {
+		if subtree(m1, rel) == subtree(m2, rel) {
+			t.Errorf("%s: the tree of a changed directory was kept", rel)
+		}
+	}
+}

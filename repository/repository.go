@@ -542,8 +542,18 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 // compressBlob encodes a blob stored on its own. With bundles, a data
 // blob that is not bundled is a chunk of a large file: the fast level
 // compresses those almost as well (the stronger ones paid for small files).
+//
+// Trees get the fast level too. A tree is a listing whose entries repeat
+// each other's field names and values, which the fast level finds as well
+// as the stronger one: the Go toolchain's largest directory (2,049
+// entries, 580 KB) compressed to 37.9 KB at the fastest level and 38.6 KB
+// at the "better" one, in 0.6 against 1.5 ms. In a backup the stronger
+// level's 4 MB match table, cold beside the file system walk, cost more:
+// the 168 trees (2.5 MB) a 1%-changed re-backup of that tree writes took
+// 21-34 ms to compress against 69-186 ms, and the whole backup 0.335 s
+// against 0.37 s (medians of six, interleaved, cold caches).
 func (r *Repository) compressBlob(dst []byte, t BlobType, c Compression, data []byte) []byte {
-	if t == DataBlob && r.bundles() {
+	if t == TreeBlob || t == DataBlob && r.bundles() {
 		return compressClass(dst, c, data, zstdFast)
 	}
 	return compress(dst, c, data)
@@ -1547,6 +1557,21 @@ func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 		return nil, err
 	}
 	return DecodeTree(b)
+}
+
+// ReuseTree records that the caller reuses the stored tree blob id (a
+// directory the parent backup holds unchanged) instead of saving it, as
+// SaveTree would record a tree it found stored. It reports false,
+// recording nothing, when the blob is not stored or its pack is
+// condemned: the caller must then save the tree.
+func (r *Repository) ReuseTree(id ID) bool {
+	p, n, ok := r.idx.dedupable(id)
+	if !ok {
+		return false
+	}
+	r.deps.add(p)
+	r.referenced(TreeBlob, n)
+	return true
 }
 
 // SaveTree stores a tree blob.

@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -70,8 +72,10 @@ func DecodeTree(b []byte) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
 	}
-	seen := make(map[string]bool, len(t.Nodes))
-	for _, n := range t.Nodes {
+	// names in strictly ascending order (as EncodeTree writes them) are
+	// unique; others are checked with a set
+	ascending := true
+	for i, n := range t.Nodes {
 		if n == nil {
 			return nil, fmt.Errorf("%w: tree has a null node", ErrCorrupt)
 		}
@@ -84,10 +88,9 @@ func DecodeTree(b []byte) (*Tree, error) {
 		if err := ValidNodeName(n.Name); err != nil {
 			return nil, fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
 		}
-		if seen[n.Name] {
-			return nil, fmt.Errorf("%w: tree: duplicate name %q", ErrCorrupt, n.Name)
+		if i > 0 && t.Nodes[i-1].Name >= n.Name {
+			ascending = false
 		}
-		seen[n.Name] = true
 		switch n.Type {
 		case NodeDir:
 			if n.Subtree == nil {
@@ -96,6 +99,15 @@ func DecodeTree(b []byte) (*Tree, error) {
 		case NodeFile, NodeSymlink, NodeDev, NodeCharDev, NodeFifo, NodeSocket:
 		default:
 			return nil, fmt.Errorf("%w: tree: %q has unknown type %q", ErrCorrupt, n.Name, n.Type)
+		}
+	}
+	if !ascending {
+		seen := make(map[string]bool, len(t.Nodes))
+		for _, n := range t.Nodes {
+			if seen[n.Name] {
+				return nil, fmt.Errorf("%w: tree: duplicate name %q", ErrCorrupt, n.Name)
+			}
+			seen[n.Name] = true
 		}
 	}
 	return t, nil
@@ -107,4 +119,23 @@ func ValidNodeName(name string) error {
 		return fmt.Errorf("unsafe file name %q", name)
 	}
 	return nil
+}
+
+// SameNode reports whether a and b are equal in every field, so a tree
+// of such nodes encodes as the other would (a backup reuses an unchanged
+// directory's stored tree instead of encoding it again).
+func SameNode(a, b *Node) bool {
+	return a.Name == b.Name && bytes.Equal(a.NameBytes, b.NameBytes) && a.Type == b.Type &&
+		a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID && a.User == b.User && a.Group == b.Group &&
+		a.ModTime == b.ModTime && a.AccessTime == b.AccessTime && a.ChangeTime == b.ChangeTime &&
+		a.Inode == b.Inode && a.DeviceID == b.DeviceID && a.Links == b.Links && a.Rdev == b.Rdev &&
+		a.Size == b.Size && a.Sparse == b.Sparse && slices.Equal(a.Content, b.Content) &&
+		a.LinkTarget == b.LinkTarget && bytes.Equal(a.TargetBytes, b.TargetBytes) &&
+		(a.Subtree == nil) == (b.Subtree == nil) && (a.Subtree == nil || *a.Subtree == *b.Subtree)
+}
+
+// SameNodes reports whether two listings hold the same nodes in the same
+// order.
+func SameNodes(a, b []*Node) bool {
+	return slices.EqualFunc(a, b, SameNode)
 }

@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"reflect"
 	"testing"
@@ -202,5 +203,80 @@ func checkDecoding(t *testing.T, b []byte) {
 	}
 	if !reflect.DeepEqual(got, &want) {
 		t.Fatalf("parseTree and json.Unmarshal differ on %q:\n got %+v\nwant %+v", b, got.Nodes, want.Nodes)
+	}
+}
+
+// SameNode decides whether a backup reuses a stored tree instead of
+// encoding the directory again: a field it does not compare would let a
+// change of that field alone go unrecorded.
+func TestSameNodeComparesEveryField(t *testing.T) {
+	id := ID{1}
+	base := func() *Node { return &Node{Name: "n", Type: NodeFile} }
+	if !SameNode(base(), base()) {
+		t.Fatal("equal nodes reported different")
+	}
+	typ := reflect.TypeOf(Node{})
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		b := base()
+		v := reflect.ValueOf(b).Elem().Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Int64, reflect.Int:
+			v.SetInt(7)
+		case reflect.Uint32, reflect.Uint64:
+			v.SetUint(7)
+		case reflect.Bool:
+			v.SetBool(true)
+		case reflect.Slice:
+			switch f.Type.Elem().Kind() {
+			case reflect.Uint8:
+				v.SetBytes([]byte{0xff})
+			default:
+				v.Set(reflect.ValueOf([]ID{id}))
+			}
+		case reflect.Pointer:
+			v.Set(reflect.ValueOf(&id))
+		default:
+			t.Fatalf("field %s of kind %s: teach this test (and SameNode) about it", f.Name, v.Kind())
+		}
+		if SameNode(base(), b) || SameNode(b, base()) {
+			t.Errorf("SameNode ignores %s", f.Name)
+		}
+	}
+	// values, not pointers, are compared
+	a, b := base(), base()
+	id2 := id
+	a.Subtree, b.Subtree = &id, &id2
+	a.Content, b.Content = []ID{id}, []ID{id2}
+	if !SameNode(a, b) {
+		t.Error("equal subtrees and contents at different addresses reported different")
+	}
+	b.Content = []ID{id, id}
+	if SameNode(a, b) || SameNodes([]*Node{a}, []*Node{a, b}) {
+		t.Error("different contents or listings reported the same")
+	}
+}
+
+// A tree naming an entry twice is refused, in order (as EncodeTree
+// writes) or not (a hostile repository's).
+func TestDecodeTreeRefusesDuplicateNames(t *testing.T) {
+	f := func(name string) *Node { return &Node{Name: name, Type: NodeFile} }
+	for _, names := range [][]string{{"a", "a"}, {"a", "b", "a"}, {"b", "a", "b"}, {"c", "b", "a", "b"}} {
+		tr := &Tree{}
+		for _, n := range names {
+			tr.Nodes = append(tr.Nodes, f(n))
+		}
+		if _, err := DecodeTree(appendTree(nil, tr)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%v: %v, want ErrCorrupt", names, err)
+		}
+	}
+	// unsorted but unique is read (trees are sorted when written; a
+	// reader does not depend on it)
+	tr := &Tree{Nodes: []*Node{f("b"), f("a")}}
+	got, err := DecodeTree(appendTree(nil, tr))
+	if err != nil || len(got.Nodes) != 2 {
+		t.Fatalf("unsorted unique names: %v", err)
 	}
 }
