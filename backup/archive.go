@@ -89,6 +89,9 @@ func (d *dirState) release() {
 	var err error
 	if d.old != nil && repository.SameNodes(t.Nodes, d.old.Nodes) && d.cc.a.repo.ReuseTree(d.oldID) {
 		id = d.oldID
+		if treeReusedHook != nil {
+			treeReusedHook()
+		}
 	} else {
 		id, err = d.cc.a.repo.SaveTree(d.cc.ctx, t)
 	}
@@ -421,6 +424,10 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 const extraWalkers = 3
 
 const dirBufSize = 32 << 10
+
+// treeReusedHook, when set by a test, runs for each directory whose
+// parent tree is reused.
+var treeReusedHook func()
 
 // testHook, when set by a test, runs between an entry's fstatat and its
 // open (to race the walk at exactly that point).

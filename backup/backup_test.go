@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -463,6 +464,9 @@ func TestIncrementalReusesOnlyUnchangedTrees(t *testing.T) {
 	ctx := context.Background()
 	repo, _ := newRepo(t)
 	src := t.TempDir()
+	// made now: a directory made later beside src would change the
+	// directory above it, which the component's tree holds
+	dst := t.TempDir()
 	makeTree(t, src)
 	write(t, filepath.Join(src, "static/x/y.txt"), []byte("never changes"))
 	write(t, filepath.Join(src, "meta/f.txt"), []byte("same bytes"))
@@ -480,11 +484,17 @@ func TestIncrementalReusesOnlyUnchangedTrees(t *testing.T) {
 	os.Remove(filepath.Join(src, "gone/f.txt"))
 	then := time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)
 	os.Chtimes(filepath.Join(src, "a/b/c"), then, then) // a directory's mtime, nothing in it
+	reused, stop := backup.CountTreeReuses()
+	defer stop()
 	m2, err := backup.Run(ctx, repo, backup.Options{Type: backup.Incremental, Components: comps})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := t.TempDir()
+	// static, static/x, emptydir/sub (its own listing is unchanged) and
+	// a/b/c (only its own mtime changed, which its parent records)
+	if n := reused(); n != 4 {
+		t.Errorf("%d parent trees reused, want 4", n)
+	}
 	if _, err := restore.Run(ctx, repo, m2, restore.Options{Target: dst}); err != nil {
 		t.Fatal(err)
 	}
@@ -520,5 +530,26 @@ func TestIncrementalReusesOnlyUnchangedTrees(t *testing.T) {
 		if subtree(m1, rel) == subtree(m2, rel) {
 			t.Errorf("%s: the tree of a changed directory was kept", rel)
 		}
+	}
+	// nothing changed below src: each of its directories' trees is the
+	// parent's (the directories above it, /tmp among them, may change
+	// meanwhile: other programs use them)
+	before := reused()
+	m3, err := backup.Run(ctx, repo, backup.Options{Type: backup.Incremental, Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subtree(m3, ".") != subtree(m2, ".") {
+		t.Error("an unchanged tree got a new id")
+	}
+	dirs := int64(0)
+	filepath.WalkDir(src, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs++
+		}
+		return nil
+	})
+	if n := reused() - before; n < dirs {
+		t.Errorf("%d parent trees reused in an unchanged backup of %d directories", n, dirs)
 	}
 }

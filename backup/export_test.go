@@ -2,6 +2,7 @@ package backup
 
 import (
 	"path/filepath"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -25,3 +26,11 @@ func OpenFileForTest(path string, node *repository.Node) (interface{ Close() err
 
 // SetTestHook sets the walk's hook (nil: none).
 func SetTestHook(h func(nodeType, abs string)) { testHook = h }
+
+// CountTreeReuses counts, until the returned function is called, the
+// directories whose parent tree a backup reuses.
+func CountTreeReuses() (count func() int64, stop func()) {
+	var n atomic.Int64
+	treeReusedHook = func() { n.Add(1) }
+	return n.Load, func() { treeReusedHook = nil }
+}

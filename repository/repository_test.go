@@ -363,3 +363,57 @@ func TestLoadIndexListsAgainWhenAFileWasMerged(t *testing.T) {
 		t.Fatalf("load: %v, listed %d times, blob found %v", err, g.listed, x.Has(id))
 	}
 }
+
+// ReuseTree stands in for saving a tree the repository holds: it records
+// the tree's pack for the commit's check (as a deduplicated save does) and
+// refuses a tree that is not indexed or whose pack is condemned, so the
+// caller saves it instead of naming data a collection may take.
+func TestReuseTree(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	tr := &Tree{Nodes: []*Node{{Name: "a", Type: NodeFile, Size: 1}}}
+	id, err := r.SaveTree(ctx, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(ctx, be, Credentials{Password: testPass.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r2.ReuseTree(ID{7}) {
+		t.Fatal("a tree the repository does not hold was reused")
+	}
+	if len(r2.DependedPacks()) != 0 {
+		t.Fatalf("a refused reuse recorded packs: %v", r2.DependedPacks())
+	}
+	before := r2.WriteStats().StoredReferenced
+	if !r2.ReuseTree(id) {
+		t.Fatal("a stored tree was not reused")
+	}
+	loc, ok := r2.idx.blobs.get(id)
+	if !ok {
+		t.Fatal("tree not indexed")
+	}
+	pack := r2.idx.packs[loc.pack].id
+	if dp := r2.DependedPacks(); len(dp) != 1 || dp[0] != pack {
+		t.Fatalf("depended packs %v, want the tree's pack %s", dp, pack.Short())
+	}
+	if r2.WriteStats().StoredReferenced <= before {
+		t.Error("the reused tree's stored bytes were not counted as referenced")
+	}
+	r2.idx.mu.Lock()
+	if r2.idx.condemned == nil {
+		r2.idx.condemned = map[uint32]bool{}
+	}
+	r2.idx.condemned[loc.pack] = true
+	r2.idx.mu.Unlock()
+	if r2.ReuseTree(id) {
+		t.Fatal("a tree in a condemned pack was reused")
+	}
+}

@@ -121,9 +121,14 @@ func ValidNodeName(name string) error {
 	return nil
 }
 
-// SameNode reports whether a and b are equal in every field, so a tree
-// of such nodes encodes as the other would (a backup reuses an unchanged
-// directory's stored tree instead of encoding it again).
+// SameNode reports whether a and b are equal in every field. A backup
+// reuses an unchanged directory's stored tree instead of encoding it
+// again when every node is the same as the parent's: the stored tree then
+// decodes to exactly the nodes this backup would write. (A tree written
+// by a newer backupd may hold fields this one does not know; reused, it
+// keeps them, as they were when that backup read the directory: a change
+// of the directory's entries since then changes their ctime, which is
+// compared.)
 func SameNode(a, b *Node) bool {
 	return a.Name == b.Name && bytes.Equal(a.NameBytes, b.NameBytes) && a.Type == b.Type &&
 		a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID && a.User == b.User && a.Group == b.Group &&
