@@ -66,8 +66,9 @@ type dirState struct {
 	onDone  func(repository.ID, error)
 	cc      *componentRun
 	tree    *repository.Tree // the saved tree (kept for the root: streams are added to it)
-	// the parent backup's tree of this directory and its id: when every
-	// node is the same, that tree is reused, not encoded again
+	// the parent backup's tree of this directory and its id: the walk
+	// compares entries with it, and when every node is the same that
+	// tree is reused, not encoded again
 	old   *repository.Tree
 	oldID repository.ID
 }
@@ -192,15 +193,11 @@ func (a *archiver) component1(ctx context.Context, c Component, parentTree *repo
 	root.pending.Store(1)
 	pctx, stopPrefetch := context.WithCancel(cctx)
 	go prefetchMetadata(pctx, c.Paths, matcher, prefetchWorkers)
-	var parent *repository.Tree
 	if parentTree != nil {
-		parent = cc.loadParentTree(*parentTree)
-		if parent != nil {
-			root.old, root.oldID = parent, *parentTree
-		}
+		cc.loadParentTree(root, *parentTree)
 	}
 	if len(c.Paths) > 0 {
-		cc.walk("/", rootFD, buildVirt(c.Paths), parent, root, make([]byte, dirBufSize))
+		cc.walk("/", rootFD, buildVirt(c.Paths), root, make([]byte, dirBufSize))
 	}
 	cc.walks.Wait()
 	stopPrefetch()
@@ -246,14 +243,15 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-func (cc *componentRun) loadParentTree(id repository.ID) *repository.Tree {
+// loadParentTree gives d the parent backup's tree of its directory, id.
+func (cc *componentRun) loadParentTree(d *dirState, id repository.ID) {
 	t, err := cc.a.repo.LoadTree(cc.ctx, id)
 	if err != nil {
 		// The parent is an optimisation: without it, files are read again.
 		cc.warn("parent tree %s unreadable, reading files again: %v", id.Short(), err)
-		return nil
+		return
 	}
-	return t
+	d.old, d.oldID = t, id
 }
 
 func findNode(t *repository.Tree, name string) *repository.Node {
@@ -268,8 +266,8 @@ func findNode(t *repository.Tree, name string) *repository.Node {
 }
 
 // walk lists dir (absolute; open for reading at dfd) into d. v limits the
-// entries taken (nil or full: all). parent is the parent backup's tree for
-// the same directory. buf is the walking goroutine's listing buffer.
+// entries taken (nil or full: all). d.old is the parent backup's tree for
+// the same directory, if any. buf is the walking goroutine's listing buffer.
 //
 // Every child is looked at and opened relative to dfd, never by path, and
 // a subdirectory is entered only through openat(O_NOFOLLOW|O_DIRECTORY)
@@ -278,7 +276,7 @@ func findNode(t *repository.Tree, name string) *repository.Node {
 // target into the backup. The walk is sequential and depth-first, so it
 // holds one descriptor per level of the tree, each closed when its
 // subtree is done.
-func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tree, d *dirState, buf []byte) {
+func (cc *componentRun) walk(dir string, dfd int, v *virt, d *dirState, buf []byte) {
 	var names []string
 	if v != nil && !v.full {
 		for n := range v.children {
@@ -343,7 +341,7 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 				cc.warn("%s: cannot list directory: %v", abs, err)
 			}
 		}
-		old := findNode(parent, name)
+		old := findNode(d.old, name)
 		d.mu.Lock()
 		idx := len(d.nodes)
 		d.nodes = append(d.nodes, node)
@@ -365,14 +363,10 @@ func (cc *componentRun) walk(dir string, dfd int, v *virt, parent *repository.Tr
 			}
 			walkSub := func(buf []byte) {
 				if subFD >= 0 {
-					var oldTree *repository.Tree
 					if old != nil && old.Type == repository.NodeDir && old.Subtree != nil {
-						oldTree = cc.loadParentTree(*old.Subtree)
-						if oldTree != nil {
-							sub.old, sub.oldID = oldTree, *old.Subtree
-						}
+						cc.loadParentTree(sub, *old.Subtree)
 					}
-					cc.walk(abs, subFD, child, oldTree, sub, buf)
+					cc.walk(abs, subFD, child, sub, buf)
 					unix.Close(subFD)
 				}
 				sub.release()
