@@ -40,7 +40,7 @@ func (r *Repository) RemoveKey(ctx context.Context, id string) error {
 		if e.ID == id {
 			target = e
 		}
-		if e.Access == AccessFull && (e.ID == id || !r.keyRevoked(ctx, e.ID)) {
+		if e.Access == AccessFull && (e.ID == id || !r.KeyRevoked(ctx, e.ID)) {
 			full++ // (a revoked entry opens nothing: it does not count)
 		}
 	}

@@ -67,15 +67,12 @@ func (r *Repository) revokeKey(ctx context.Context, id string) error {
 	return r.be.Put(ctx, revokedPrefix+id, bytes.NewReader(raw), int64(len(raw)))
 }
 
-// KeyRevoked reports whether the key entry id was revoked (removed while
-// locked, it lingers until its lock ends).
-func (r *Repository) KeyRevoked(ctx context.Context, id string) bool { return r.keyRevoked(ctx, id) }
-
-// keyRevoked reports whether the entry id has an authentic revocation
-// record. A write-only key cannot check the record: for it, any record
+// KeyRevoked reports whether the key entry id has an authentic
+// revocation record (removed while locked, it lingers until its lock
+// ends). A write-only key cannot check the record: for it, any record
 // counts (someone holding the storage credential could plant one and
 // stop it writing, as they could by deleting its entry).
-func (r *Repository) keyRevoked(ctx context.Context, id string) bool {
+func (r *Repository) KeyRevoked(ctx context.Context, id string) bool {
 	raw, err := storage.ReadAll(ctx, r.be, revokedPrefix+id)
 	if err != nil {
 		return false
@@ -108,7 +105,7 @@ func (r *Repository) removeKeyEntry(ctx context.Context, id string) error {
 func (r *Repository) revokedKeys(ctx context.Context) (map[string]storage.ObjectInfo, error) {
 	out := map[string]storage.ObjectInfo{}
 	err := r.be.List(ctx, revokedPrefix, func(oi storage.ObjectInfo) error {
-		if id := strings.TrimPrefix(oi.Name, revokedPrefix); r.keyRevoked(ctx, id) {
+		if id := strings.TrimPrefix(oi.Name, revokedPrefix); r.KeyRevoked(ctx, id) {
 			out[id] = oi
 		}
 		return nil

@@ -237,7 +237,7 @@ func Open(ctx context.Context, be storage.Backend, creds Credentials) (*Reposito
 			continue
 		}
 		r, err := newRepository(be, cfg, k, e)
-		if err == nil && r.keyRevoked(ctx, e.ID) {
+		if err == nil && r.KeyRevoked(ctx, e.ID) {
 			// removed from a locked location, where it lingers until its
 			// lock ends (locks.go)
 			errs = append(errs, fmt.Errorf("key %s was revoked", e.ID))
@@ -582,13 +582,24 @@ func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen 
 	return true, r.addSealed(ctx, s, t, sealed, []PackEntry{{Type: t, ID: id, Length: uint32(len(sealed)), RawLength: uint32(rawLen)}})
 }
 
+// useStored counts a use of blob id when it is stored and its pack not
+// condemned, recording the pack for the commit's check; otherwise it
+// records nothing and reports false.
+func (r *Repository) useStored(t BlobType, id ID) bool {
+	p, n, ok := r.idx.dedupable(id)
+	if !ok {
+		return false
+	}
+	r.deps.add(p)
+	r.referenced(t, n)
+	return true
+}
+
 // claim makes blob id pending, to be stored by the caller with the sealer
 // it returns. It returns no sealer when the blob is stored or being
 // stored already (the use is counted), or on an error.
 func (r *Repository) claim(t BlobType, id ID) (*sealer, error) {
-	if p, n, ok := r.idx.dedupable(id); ok {
-		r.deps.add(p)
-		r.referenced(t, n)
+	if r.useStored(t, id) {
 		return nil, nil
 	}
 	r.wmu.Lock()
@@ -1564,15 +1575,7 @@ func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 // SaveTree would record a tree it found stored. It reports false,
 // recording nothing, when the blob is not stored or its pack is
 // condemned: the caller must then save the tree.
-func (r *Repository) ReuseTree(id ID) bool {
-	p, n, ok := r.idx.dedupable(id)
-	if !ok {
-		return false
-	}
-	r.deps.add(p)
-	r.referenced(TreeBlob, n)
-	return true
-}
+func (r *Repository) ReuseTree(id ID) bool { return r.useStored(TreeBlob, id) }
 
 // SaveTree stores a tree blob.
 func (r *Repository) SaveTree(ctx context.Context, t *Tree) (ID, error) {
