@@ -32,6 +32,31 @@ func textSet(from, n, size int) files {
 	return fs
 }
 
+// proseSet is fileSet with text of words and phrases that repeat, where
+// zstd's stronger levels find matches its fastest one does not.
+func proseSet(from, n, size int) files {
+	words := make([]string, 300)
+	wr := rand.New(rand.NewSource(1))
+	for i := range words {
+		w := make([]byte, 3+wr.Intn(8))
+		for j := range w {
+			w[j] = byte('a' + wr.Intn(26))
+		}
+		words[i] = string(w)
+	}
+	fs := files{}
+	for i := from; i < from+n; i++ {
+		rng := rand.New(rand.NewSource(int64(i)))
+		var b []byte
+		for len(b) < size {
+			b = append(b, words[int(rng.ExpFloat64()*40)%len(words)]...)
+			b = append(b, " ,.\n"[rng.Intn(4)])
+		}
+		fs[fmt.Sprint("p", i)] = b[:size]
+	}
+	return fs
+}
+
 // loaded is reopen with the index loaded.
 func loaded(t *testing.T, be storage.Backend) *Repository {
 	t.Helper()
@@ -60,8 +85,8 @@ func savedBlobs(t *testing.T, r *Repository, contents [][]byte) []ID {
 	return ids
 }
 
-// Small compressible blobs are stored as members of bundles; large and
-// incompressible ones alone. Every way of reading gives each member back,
+// Small blobs are stored as members of bundles, incompressible ones in
+// bundles of their own that are stored raw; large ones alone. Every way of reading gives each member back,
 // through this handle, a new one (index files) and a cached one (the
 // index snapshot its first load wrote), and the check reads every bundle
 // clean.
@@ -94,8 +119,14 @@ func TestBundlesRoundTrip(t *testing.T) {
 		switch {
 		case i < 300 && !loc.Bundled():
 			t.Fatalf("small blob %d (%d bytes) stored alone", i, len(contents[i]))
-		case (i == 300 || i == 301) && loc.Bundled():
+		case i == 300 && loc.Bundled():
 			t.Fatalf("blob %d (%d bytes) bundled", i, len(contents[i]))
+		case i == 301:
+			// the random one: in a bundle of its own kind, stored raw
+			// (codec byte, nonce and tag only)
+			if !loc.Bundled() || loc.BundleRaw != uint32(len(random)) || loc.Length != loc.BundleRaw+1+12+16 {
+				t.Fatalf("random blob: bundled %v, bundle of %d bytes stored in %d", loc.Bundled(), loc.BundleRaw, loc.Length)
+			}
 		}
 		if loc.Bundled() && i < 300 {
 			bundles[place{loc.Pack, loc.Offset}] = true
@@ -426,7 +457,7 @@ func TestFailedFlushForgetsItsBlobs(t *testing.T) {
 // again, and frees the rest.
 func TestRepackRebundlesLiveMembers(t *testing.T) {
 	ctx := context.Background()
-	be, kept := partlyUsedWith(t, textSet)
+	be, kept := partlyUsedWith(t, proseSet)
 	r := loaded(t, be)
 	var members int
 	for _, p := range r.idx.Packs() {
@@ -440,6 +471,10 @@ func TestRepackRebundlesLiveMembers(t *testing.T) {
 		t.Fatalf("%d bundle members, want the 25 files", members)
 	}
 	before, _ := storedBytes(t, be)
+	oldPacks := map[ID]bool{}
+	for _, p := range r.idx.Packs() {
+		oldPacks[p.ID] = true
+	}
 	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: noSmall})
 	if err != nil {
 		t.Fatal(err)
@@ -454,12 +489,43 @@ func TestRepackRebundlesLiveMembers(t *testing.T) {
 	readBack(t, reopen(t, be), "backup-2", kept)
 	checkClean(t, be)
 	r = loaded(t, be)
+	type place struct {
+		pack   ID
+		offset uint32
+	}
+	done := map[place]bool{}
 	for _, p := range r.idx.Packs() {
 		for _, b := range p.Blobs {
 			if b.Type == DataBlob && !b.Bundled() {
 				t.Fatalf("blob %s unbundled by the repack", b.ID.Short())
 			}
+			if !b.Bundled() || oldPacks[p.ID] {
+				continue
+			}
+			// the bundles repack wrote are compressed at the stronger
+			// level: smaller than the fastest level makes them
+			loc, _ := r.Lookup(b.ID)
+			if done[place{loc.Pack, loc.Offset}] {
+				continue
+			}
+			done[place{loc.Pack, loc.Offset}] = true
+			raw, err := storage.ReadAll(ctx, be, packName(loc.Pack))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed := raw[loc.Offset : loc.Offset+loc.Length]
+			plain, err := r.openBundle(loc, sealed, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fast := len(compressBundle(nil, CompressZstd, plain, false)) + 12 + 16
+			if int(loc.Length) >= fast {
+				t.Fatalf("a repacked bundle of %d bytes is stored in %d bytes; the fastest level gives %d", loc.BundleRaw, loc.Length, fast)
+			}
 		}
+	}
+	if len(done) == 0 {
+		t.Fatal("no bundle after the repack")
 	}
 }
 

@@ -67,6 +67,14 @@ const (
 	tinyBlob  = 4 << 10
 )
 
+// bundleStrongLevel compresses the bundles repack writes. Repack runs in
+// the background, where a backup's time is not at stake, and rewrites what
+// stays live for long: on 64 MB of the Go toolchain's small files in 1 MiB
+// bundles, one core, the fastest level gives 17.3 MB at 239 MB/s, the
+// default 16.1 MB at 171 MB/s, and this one 15.3 MB at 89 MB/s, faster
+// than most links a repack reads and writes through.
+var bundleStrongLevel = zstd.SpeedBetterCompression
+
 // maxBlobPlaintext bounds a decoded blob, so a hostile or corrupted blob
 // cannot make a reader allocate without limit. Data blobs are at most
 // MaxChunkSize; tree blobs of huge directories may be larger.
@@ -76,9 +84,10 @@ const maxBlobPlaintext = 256 << 20
 type zstdClass int
 
 const (
-	zstdBySize zstdClass = iota // by the blob's size (smallBlob, tinyBlob)
-	zstdFast                    // the fastest level: chunks of large files, beside bundles
-	zstdBundle                  // a bundle of small blobs (bundle.go)
+	zstdBySize       zstdClass = iota // by the blob's size (smallBlob, tinyBlob)
+	zstdFast                          // the fastest level: chunks of large files, beside bundles
+	zstdBundle                        // a bundle of small blobs (bundle.go)
+	zstdBundleStrong                  // a bundle that repack stores (repack.go)
 )
 
 var (
@@ -86,7 +95,9 @@ var (
 	zstdEncSmall  *zstd.Encoder
 	zstdEncFast   *zstd.Encoder
 	zstdEncBundle *zstd.Encoder
-	zstdDec       *zstd.Decoder
+	// zstdEncBundleStrong: bundles repack writes
+	zstdEncBundleStrong *zstd.Encoder
+	zstdDec             *zstd.Decoder
 	// zstdDecCap decodes no more than the capacity of its destination, so
 	// a blob of known length cannot expand past it (zstd frames need not
 	// state their size, and a few bytes of RLE blocks can decode to
@@ -131,6 +142,11 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
+		zstdEncBundleStrong, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(bundleStrongLevel), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(2<<20))
+		if err != nil {
+			panic(err)
+		}
 		zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(maxBlobPlaintext))
 		if err != nil {
@@ -153,8 +169,12 @@ func compress(dst []byte, c Compression, src []byte) []byte {
 	return compressClass(dst, c, src, zstdBySize)
 }
 
-// compressBundle is compress for a bundle's plaintext.
-func compressBundle(dst []byte, c Compression, src []byte) []byte {
+// compressBundle is compress for a bundle's plaintext; strong: at zstd's
+// default level instead of the fastest (see zstdEncBundle).
+func compressBundle(dst []byte, c Compression, src []byte, strong bool) []byte {
+	if strong {
+		return compressClass(dst, c, src, zstdBundleStrong)
+	}
 	return compressClass(dst, c, src, zstdBundle)
 }
 
@@ -162,7 +182,7 @@ func compressBundle(dst []byte, c Compression, src []byte) []byte {
 func compressClass(dst []byte, c Compression, src []byte, class zstdClass) []byte {
 	start := len(dst)
 	// (a bundle's members were each probed before they joined it)
-	if c != CompressNone && class != zstdBundle && incompressible(src) {
+	if c != CompressNone && class != zstdBundle && class != zstdBundleStrong && incompressible(src) {
 		c = CompressNone
 	}
 	dst = append(dst, byte(c))
@@ -174,6 +194,8 @@ func compressClass(dst []byte, c Compression, src []byte, class zstdClass) []byt
 			enc = zstdEncFast
 		case class == zstdBundle:
 			enc = zstdEncBundle
+		case class == zstdBundleStrong:
+			enc = zstdEncBundleStrong
 		case len(src) < smallBlob && len(src) >= tinyBlob:
 			enc = zstdEncSmall
 		}

@@ -310,7 +310,8 @@ func (r *Repository) repack(ctx context.Context, chosen []repackCandidate, used 
 		written[pc.Pack] = pc.StoredSize
 		mu.Unlock()
 	}
-	defer func() { r.OnPackCommitted = nil }()
+	r.repacking = true
+	defer func() { r.OnPackCommitted, r.repacking = nil, false }()
 	sort.SliceStable(chosen, func(i, j int) bool { return chosen[i].typ < chosen[j].typ })
 	*res = RepackResult{Qualifying: res.Qualifying, OverBudget: res.OverBudget}
 	for _, c := range chosen {

@@ -91,7 +91,8 @@ type Repository struct {
 	pending      map[ID]int64 // blobs being stored: their stored length (0 until sealed)
 	pendingRefs  map[ID]int   // uses of a pending blob seen before it was sealed
 	packers      map[BlobType]*packBuilder
-	open         map[BlobType]*bundle // bundles being filled (bundle.go)
+	open         map[openKey]*bundle // bundles being filled (bundle.go)
+	repacking    bool                // bundles are compressed at the stronger level (repack.go)
 	uploadCh     chan *packBuilder
 	uploadWG     sync.WaitGroup
 	uploadErr    error
@@ -260,7 +261,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
 		idx: newIndex(), compression: CompressZstd, uploaders: 3, reloadSem: make(chan struct{}, 1),
-		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{}, open: map[BlobType]*bundle{},
+		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{}, open: map[openKey]*bundle{},
 	}, nil
 }
 
@@ -529,11 +530,9 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
-	// incompressible blobs are stored alone and raw: in a bundle they
-	// would cost compression time and take a share of its storage they
-	// do not have
-	if t == DataBlob && len(data) < bundleMember && r.bundles() && (r.compression == CompressNone || !incompressible(data)) {
-		return r.saveMember(ctx, t, id, data)
+	// incompressible ones go to a bundle stored raw (see openKey)
+	if t == DataBlob && len(data) < bundleMember && r.bundles() {
+		return r.saveMember(ctx, t, id, data, r.compression != CompressNone && incompressible(data))
 	}
 	c := r.compression
 	return r.saveEncoded(ctx, t, id, len(data), func(dst []byte) []byte { return r.compressBlob(dst, t, c, data) })
