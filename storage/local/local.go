@@ -147,13 +147,23 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 		return err
 	}
 	dir := path.Dir(name)
-	if dir != "." {
-		if err := b.root.MkdirAll(dir, 0o755); err != nil {
+	for try := 0; ; try++ {
+		var err error
+		if dir != "." {
+			err = b.root.MkdirAll(dir, 0o755)
+		}
+		if err == nil {
+			if err = b.root.Rename(tmp, name); err == nil {
+				break
+			}
+		}
+		// A Delete of the directory's last object removes it (see
+		// Delete): between the two calls (the rename finds no
+		// directory), or inside MkdirAll (its mkdir found one, gone
+		// when it looked again). Make it again.
+		if !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist)) || dir == "." || try == 9 {
 			return b.wrapWrite("put", name, err)
 		}
-	}
-	if err := b.root.Rename(tmp, name); err != nil {
-		return b.wrapWrite("put", name, err)
 	}
 	committed = true
 	// The rename is durable only once the directory holding the new entry is.
@@ -288,7 +298,22 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("local: delete %q: is a directory: %w", name, storage.ErrNotFound)
 	}
-	return b.wrap("delete", name, b.root.Remove(name))
+	if err := b.root.Remove(name); err != nil {
+		return b.wrap("delete", name, err)
+	}
+	removeEmptyDir(name, b.root.Remove)
+	return nil
+}
+
+// removeEmptyDir removes the directory holding name when it is a nested
+// one (data/ab, not a top-level prefix) and now empty: a repository's
+// fan-out directories would otherwise stay after their packs are deleted,
+// each taking a block (4 KiB on ext4). The removal fails, harmlessly, while
+// the directory holds anything; a Put racing it makes it again.
+func removeEmptyDir(name string, remove func(string) error) {
+	if dir := path.Dir(name); strings.Contains(dir, "/") {
+		_ = remove(dir)
+	}
 }
 
 // Capacity reports the filesystem holding the store: UsedBytes is what the

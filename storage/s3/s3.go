@@ -411,9 +411,27 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 		in.ObjectLockMode = b.cfg.Lock.mode()
 		in.ObjectLockRetainUntilDate = b.lockUntil()
 	}
-	body := &sizedBody{ctx: ctx, r: r, start: start, size: size}
-	in.Body = body
-	_, err = b.client.PutObject(ctx, in)
+	var body *sizedBody
+	for try := 0; ; try++ {
+		body = &sizedBody{ctx: ctx, r: r, start: start, size: size}
+		in.Body = body
+		_, err = b.client.PutObject(ctx, in)
+		// A server that keeps objects as files (versitygw's posix
+		// backend) removes a directory a delete left empty; a put into
+		// it at that moment is refused as if the name were a directory,
+		// which none of ours is: try again.
+		if err == nil || body.err != nil || !isCode(err, "ExistingObjectIsDirectory") || try == 4 {
+			break
+		}
+		if _, serr := r.Seek(start, io.SeekStart); serr != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(1+try) * 5 * time.Millisecond):
+		}
+	}
 	if err != nil && body.err != nil {
 		// The reader's own failure matters more than how the SDK reported it.
 		err = fmt.Errorf("%w (%v)", body.err, err)

@@ -486,11 +486,14 @@ func (b *Backend) put(ctx context.Context, c *conn, name string, r io.Reader, si
 	final := b.path(name)
 	posix := !b.cfg.NoReplace || (b.cfg.Replaceable != nil && b.cfg.Replaceable(name))
 	err = b.rename(c, tmp, final, posix)
-	if errors.Is(err, fs.ErrNotExist) || (err != nil && !(posix && c.posixRename.Load())) {
-		// The object's directory may be missing: make it and try again.
-		if merr := c.sftp.MkdirAll(path.Dir(final)); merr == nil {
-			err = b.rename(c, tmp, final, posix)
+	// The object's directory may be missing (never made, or removed by a
+	// Delete of its last object since: see Delete): make it and try again.
+	// A server without POSIX rename may say so only as a failure.
+	for try := 0; try < 4 && (errors.Is(err, fs.ErrNotExist) || (try == 0 && err != nil && !(posix && c.posixRename.Load()))); try++ {
+		if merr := c.sftp.MkdirAll(path.Dir(final)); merr != nil {
+			continue // removed again as it was made: try again
 		}
+		err = b.rename(c, tmp, final, posix)
 	}
 	if err != nil {
 		return err
@@ -675,7 +678,16 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 		if fi.IsDir() {
 			return fmt.Errorf("is a directory: %w", fs.ErrNotExist)
 		}
-		return c.sftp.Remove(b.path(name))
+		if err := c.sftp.Remove(b.path(name)); err != nil {
+			return err
+		}
+		// a nested directory (data/ab) left empty goes too; while it
+		// holds anything the server refuses, which is not this call's
+		// failure
+		if dir := path.Dir(name); strings.Contains(dir, "/") {
+			_ = c.sftp.RemoveDirectory(b.path(dir))
+		}
+		return nil
 	})
 	return mapErr("delete", name, err)
 }

@@ -42,6 +42,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"FailingReaderStoresNothing", testFailingReader},
 		{"ConcurrentDifferentNames", testConcurrentDifferent},
 		{"ConcurrentSameName", testConcurrentSame},
+		{"PutBesideDeleteInOneDirectory", testPutBesideDelete},
 		{"CancelledContext", testCancelledContext},
 		{"CancelDuringPut", testCancelDuringPut},
 		{"CancelDuringGet", testCancelDuringGet},
@@ -511,6 +512,46 @@ func testConcurrentDifferent(t *testing.T, b storage.Backend) {
 	if got := Names(t, b, "cd/"); len(got) != n {
 		t.Fatalf("listed %d objects; want %d: %q", len(got), n, got)
 	}
+}
+
+// testPutBesideDelete: objects put and deleted in one nested prefix at
+// once, each delete possibly of the prefix's last object (file stores
+// remove the directory then), never fail a put, and nothing is left.
+func testPutBesideDelete(t *testing.T, b storage.Backend) {
+	const n = 40
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for w := range 2 {
+		wg.Go(func() {
+			for i := range n {
+				name := fmt.Sprintf("pd/ab/w%d-%d", w, i)
+				data := Data(uint64(w*n+i), 1000+i)
+				if err := b.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+					errs <- fmt.Errorf("Put %s: %w", name, err)
+					return
+				}
+				if got, err := storage.ReadAll(ctx, b, name); err != nil || !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("Get %s: %v (equal %v)", name, err, bytes.Equal(got, data))
+					return
+				}
+				if err := b.Delete(ctx, name); err != nil {
+					errs <- fmt.Errorf("Delete %s: %w", name, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := Names(t, b, "pd/"); len(got) != 0 {
+		t.Fatalf("left %q", got)
+	}
+	Put(t, b, "pd/ab/again", []byte("again"))
+	Expect(t, b, "pd/ab/again", []byte("again"))
 }
 
 func testConcurrentSame(t *testing.T, b storage.Backend) {
