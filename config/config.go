@@ -84,7 +84,7 @@ type Repack struct {
 	UnusedPercent float64 `yaml:"unused_percent"`
 	// MaxUnusedPercent: while the unused space in all packs is more than
 	// this share of them, the packs with the most are rewritten too (0 to
-	// 99; default 5; 0 turns this bound off).
+	// 99; default 2; 0 turns this bound off).
 	MaxUnusedPercent *float64 `yaml:"max_unused_percent"`
 	// Budget bounds what one cleanup rewrites per location, in live bytes
 	// copied ("2GiB" by default): the rest waits for the next cleanup.
@@ -564,7 +564,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("repack.unused_percent: %v is outside 1 to 99 (a pack with more unused space than this percentage is rewritten; default 10)", p))
 	}
 	if p := c.Repack.MaxUnusedPercent; p != nil && (*p < 0 || *p > 99) {
-		errs = append(errs, fmt.Errorf("repack.max_unused_percent: %v is outside 0 to 99 (the share of all packs' space left unused before more packs are rewritten; default 5, 0: no such bound)", *p))
+		errs = append(errs, fmt.Errorf("repack.max_unused_percent: %v is outside 0 to 99 (the share of all packs' space left unused before more packs are rewritten; default 2, 0: no such bound)", *p))
 	}
 	if b := c.Repack.Budget; b != "" {
 		if n, err := api.ParseSize(b); err != nil || n < repository.TargetPackSize {

@@ -44,7 +44,7 @@ func bundleAD(t BlobType) []byte { return append([]byte("backupd bundle v1 "), b
 
 // bundle is an open bundle: its members' plaintexts, one after another.
 type bundle struct {
-	typ     BlobType
+	ln      lane
 	raw     bool // members that do not compress: stored without trying
 	data    []byte
 	members []bundleEntry
@@ -57,7 +57,7 @@ type bundle struct {
 // its own size; bundled, such a blob saves the nonce, tag and codec byte
 // (29 bytes) a blob stored alone takes, less the 8 its pack entry adds.
 type openKey struct {
-	typ BlobType
+	ln  lane
 	raw bool
 }
 
@@ -69,20 +69,21 @@ type bundleEntry struct {
 // bundles reports whether this repository's format stores bundles.
 func (r *Repository) bundles() bool { return r.cfg.Version >= 3 }
 
-// saveMember adds a small blob to the open bundle of its type and kind
+// saveMember adds a small blob to the open bundle of its lane and kind
 // (raw: it does not compress), and stores the bundle when it is full.
 // Like saveEncoded, it reports whether the blob was new; the blob is
 // durable once its bundle's pack is committed.
-func (r *Repository) saveMember(ctx context.Context, t BlobType, id ID, data []byte, raw bool) (bool, error) {
+func (r *Repository) saveMember(ctx context.Context, ln lane, id ID, data []byte, raw bool) (bool, error) {
+	t := ln.typ
 	s, err := r.claim(t, id)
 	if s == nil {
 		return false, err
 	}
-	k := openKey{t, raw}
+	k := openKey{ln, raw}
 	r.wmu.Lock()
 	b := r.open[k]
 	if b == nil {
-		b = &bundle{typ: t, raw: raw, data: (*bundleBufs.Get().(*[]byte))[:0]}
+		b = &bundle{ln: ln, raw: raw, data: (*bundleBufs.Get().(*[]byte))[:0]}
 		r.open[k] = b
 	}
 	b.members = append(b.members, bundleEntry{id: id, inner: uint32(len(b.data)), size: uint32(len(data))})
@@ -122,17 +123,17 @@ func (r *Repository) storeBundle(ctx context.Context, b *bundle, s *sealer) erro
 		bundleBufs.Put(&data)
 	}
 	b.data = nil
-	sealed := seal(s.aead, (*sb)[:0], plain, bundleAD(b.typ))
+	sealed := seal(s.aead, (*sb)[:0], plain, bundleAD(b.ln.typ))
 	*pb, *sb = plain[:0], sealed[:0]
 	pool.Put(pb)
 	defer pool.Put(sb) // after the pack has copied it
 
 	entries := make([]PackEntry, len(b.members))
 	for i, m := range b.members {
-		entries[i] = PackEntry{Type: b.typ, ID: m.id, Length: uint32(len(sealed)), RawLength: m.size,
+		entries[i] = PackEntry{Type: b.ln.typ, ID: m.id, Length: uint32(len(sealed)), RawLength: m.size,
 			Inner: m.inner, BundleRaw: raw}
 	}
-	return r.addSealed(ctx, s, b.typ, sealed, entries)
+	return r.addSealed(ctx, s, b.ln, sealed, entries)
 }
 
 // flushBundles stores the open bundles (before the open packs are).

@@ -37,6 +37,12 @@ func merge(sets ...files) files {
 // saveFiles stores fs as backup id: one blob per file, one tree.
 func saveFiles(t *testing.T, r *Repository, id string, fs files) {
 	t.Helper()
+	saveFilesAs(t, r, id, "", "c", time.Now(), fs)
+}
+
+// saveFilesAs is saveFiles as host's component, started then.
+func saveFilesAs(t *testing.T, r *Repository, id, host, component string, started time.Time, fs files) {
+	t.Helper()
 	ctx := context.Background()
 	var nodes []*Node
 	for name, data := range fs {
@@ -53,7 +59,7 @@ func saveFiles(t *testing.T, r *Repository, id string, fs files) {
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SaveManifest(ctx, &Manifest{ID: id, Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
+	if err := r.SaveManifest(ctx, &Manifest{ID: id, Type: "full", Host: host, Started: started, Components: []ComponentManifest{{Name: component, Tree: tree}}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -236,22 +242,88 @@ func TestRepackMergesSmallPacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, packs = storedBytes(t, be); packs != 2 || res.Repack.Packs != 12 {
-		t.Fatalf("%d packs after merging, want 2: %+v", packs, res.Repack)
+	// a data and a tree pack for the newest backup, and for the older ones
+	if _, packs = storedBytes(t, be); packs != 4 || res.Repack.Packs != 12 {
+		t.Fatalf("%d packs after merging, want 4: %+v", packs, res.Repack)
 	}
 	for i := 0; i < 6; i++ {
 		readBack(t, reopen(t, be), fmt.Sprint("backup-", i), fileSet(10*i, 3, 2000))
 	}
 	checkClean(t, be)
-	// one small pack of a type is left alone
+	// merged as far as they go, they stay
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{}})
+	if err != nil || res.Repack.Packs != 0 {
+		t.Fatalf("the merged packs were merged again: %+v %v", res.Repack, err)
+	}
+	// a new backup's small packs merge with the others, backup-5's blobs
+	// now older
 	r = reopen(t, be)
 	saveFiles(t, r, "backup-6", fileSet(60, 1, 100))
 	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{}})
-	if err != nil || res.Repack.Packs != 4 {
+	if err != nil || res.Repack.Packs != 6 {
 		t.Fatalf("the new small packs merge with the merged ones: %+v %v", res.Repack, err)
 	}
-	if _, packs = storedBytes(t, be); packs != 2 {
+	if _, packs = storedBytes(t, be); packs != 4 {
 		t.Fatalf("%d packs", packs)
+	}
+	// the newest backup's one file has a pack of its own
+	r = loaded(t, be)
+	for _, p := range r.idx.Packs() {
+		for _, b := range p.Blobs {
+			if b.Type == DataBlob && b.RawLength == 100 && len(p.Blobs) != 1 {
+				t.Fatalf("the newest backup's data pack holds %d blobs; want its one file alone", len(p.Blobs))
+			}
+		}
+	}
+	for i := 0; i <= 6; i++ {
+		want := fileSet(10*i, 3, 2000)
+		if i == 6 {
+			want = fileSet(60, 1, 100)
+		}
+		readBack(t, reopen(t, be), fmt.Sprint("backup-", i), want)
+	}
+	checkClean(t, be)
+}
+
+// The blobs only older backups use: not the newest backup's of any host's
+// component.
+func TestReferencedBlobsTellsOlderOnes(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t)
+	t0 := time.Now().Add(-time.Hour)
+	content := func(names ...string) files {
+		fs := files{}
+		for _, n := range names {
+			fs[n] = []byte("the content of " + n)
+		}
+		return fs
+	}
+	// a's c: x only in its older backup; b's c and a's d: one backup each
+	saveFilesAs(t, r, "a-c-1", "a", "c", t0, content("x", "y"))
+	saveFilesAs(t, r, "a-c-2", "a", "c", t0.Add(time.Minute), content("y", "z"))
+	saveFilesAs(t, r, "b-c-1", "b", "c", t0, content("w"))
+	saveFilesAs(t, r, "a-d-1", "a", "d", t0.Add(-time.Minute), content("v"))
+	id := func(n string) ID { return r.ids.Sum([]byte("the content of " + n)) }
+	used, older, _, _, err := r.referencedBlobs(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"v", "w", "x", "y", "z"} {
+		if !used[id(n)] {
+			t.Errorf("%s not used", n)
+		}
+		if older[id(n)] != (n == "x") {
+			t.Errorf("%s: older %v", n, older[id(n)])
+		}
+	}
+	// a-c-1's tree is older too: its blobs and a tree
+	if len(older) != 2 {
+		t.Errorf("%d older blobs, want x and a-c-1's tree", len(older))
+	}
+	// with the newest excluded (forgotten), the one before is the newest
+	_, older, _, _, err = r.referencedBlobs(ctx, map[string]bool{"a-c-2": true})
+	if err != nil || len(older) != 0 {
+		t.Fatalf("%d older blobs with a-c-2 excluded: %v", len(older), err)
 	}
 }
 
@@ -424,9 +496,19 @@ func TestRepackKeepsTheRepositoryWideUnusedShareBounded(t *testing.T) {
 		t.Fatalf("no pack is over 10%% unused: %+v %v", res.Repack, err)
 	}
 	be = build()
-	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{Small: 1}})
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{Small: 1, MaxUnused: 0.05}})
 	if err != nil || res.Repack.Packs != 2 {
-		t.Fatalf("8%% unused in all is over the 5%% bound: two of three packs go: %+v %v", res.Repack, err)
+		t.Fatalf("8%% unused in all is over a 5%% bound: two of three packs go: %+v %v", res.Repack, err)
+	}
+	for i := 0; i < 3; i++ {
+		readBack(t, reopen(t, be), fmt.Sprint("new-", i), fileSet(100*i, 23, 20_000))
+	}
+	checkClean(t, be)
+	// the default bound, 2%: two rewritten would leave 2.7%
+	be = build()
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0, Repack: &RepackOptions{Small: 1}})
+	if err != nil || res.Repack.Packs != 3 {
+		t.Fatalf("8%% unused in all is over the default 2%% bound: every pack goes: %+v %v", res.Repack, err)
 	}
 	for i := 0; i < 3; i++ {
 		readBack(t, reopen(t, be), fmt.Sprint("new-", i), fileSet(100*i, 23, 20_000))

@@ -90,7 +90,7 @@ type Repository struct {
 	sealer       *sealer
 	pending      map[ID]int64 // blobs being stored: their stored length (0 until sealed)
 	pendingRefs  map[ID]int   // uses of a pending blob seen before it was sealed
-	packers      map[BlobType]*packBuilder
+	packers      map[lane]*packBuilder
 	open         map[openKey]*bundle // bundles being filled (bundle.go)
 	repacking    bool                // bundles are compressed at the stronger level (repack.go)
 	uploadCh     chan *packBuilder
@@ -261,7 +261,7 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 		be: be, cfg: cfg, keys: keys, key: key,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
 		idx: newIndex(), compression: CompressZstd, uploaders: 3, reloadSem: make(chan struct{}, 1),
-		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[BlobType]*packBuilder{}, open: map[openKey]*bundle{},
+		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[lane]*packBuilder{}, open: map[openKey]*bundle{},
 	}, nil
 }
 
@@ -530,12 +530,26 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 }
 
 func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
+	return r.saveIn(ctx, lane{typ: t}, id, data)
+}
+
+// lane: the packs a blob is stored in. Packs hold blobs of one type, and
+// repack keeps the blobs only older backups use (short: they go when
+// those backups do) in packs apart from the blobs the newest use.
+type lane struct {
+	typ   BlobType
+	short bool
+}
+
+// saveIn is saveBlobWithID into the packs of lane ln.
+func (r *Repository) saveIn(ctx context.Context, ln lane, id ID, data []byte) (bool, error) {
+	t := ln.typ
 	// incompressible ones go to a bundle stored raw (see openKey)
 	if t == DataBlob && len(data) < bundleMember && r.bundles() {
-		return r.saveMember(ctx, t, id, data, r.compression != CompressNone && incompressible(data))
+		return r.saveMember(ctx, ln, id, data, r.compression != CompressNone && incompressible(data))
 	}
 	c := r.compression
-	return r.saveEncoded(ctx, t, id, len(data), func(dst []byte) []byte { return r.compressBlob(dst, t, c, data) })
+	return r.saveEncoded(ctx, ln, id, len(data), func(dst []byte) []byte { return r.compressBlob(dst, t, c, data) })
 }
 
 // compressBlob encodes a blob stored on its own. With bundles, a data
@@ -561,7 +575,8 @@ func (r *Repository) compressBlob(dst []byte, t BlobType, c Compression, data []
 // saveEncoded stores a blob of rawLen plaintext bytes unless the
 // repository has it; encode appends its encoded form (codec byte and
 // payload) to dst. Repack passes blobs on in the form they were stored.
-func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen int, encode func(dst []byte) []byte) (bool, error) {
+func (r *Repository) saveEncoded(ctx context.Context, ln lane, id ID, rawLen int, encode func(dst []byte) []byte) (bool, error) {
+	t := ln.typ
 	s, err := r.claim(t, id)
 	if s == nil {
 		return false, err
@@ -578,7 +593,7 @@ func (r *Repository) saveEncoded(ctx context.Context, t BlobType, id ID, rawLen 
 	if t == DataBlob {
 		r.stats.dataAdded.Add(int64(rawLen))
 	}
-	return true, r.addSealed(ctx, s, t, sealed, []PackEntry{{Type: t, ID: id, Length: uint32(len(sealed)), RawLength: uint32(rawLen)}})
+	return true, r.addSealed(ctx, s, ln, sealed, []PackEntry{{Type: t, ID: id, Length: uint32(len(sealed)), RawLength: uint32(rawLen)}})
 }
 
 // useStored counts a use of blob id when it is stored and its pack not
@@ -626,22 +641,23 @@ func (r *Repository) claim(t BlobType, id ID) (*sealer, error) {
 }
 
 // addSealed appends a sealed item (a blob, or a bundle) to the open pack
-// of type t; entries are its blobs, their offsets set here.
+// of lane ln; entries are its blobs, their offsets set here.
 // s is the sealer the item was sealed with: its pack's.
-func (r *Repository) addSealed(ctx context.Context, s *sealer, t BlobType, sealed []byte, entries []PackEntry) error {
+func (r *Repository) addSealed(ctx context.Context, s *sealer, ln lane, sealed []byte, entries []PackEntry) error {
+	t := ln.typ
 	r.wmu.Lock()
 	// An item that would take the pack past its target size (or its
 	// header past its budget) closes the pack first, so pack buffers
 	// never grow past TargetPackSize plus a header.
 	var full *packBuilder
-	p := r.packers[t]
+	p := r.packers[ln]
 	if p != nil && (!p.fits(len(sealed), entries) || p.sealer != s) {
 		full = p
 		p = nil
 	}
 	if p == nil {
 		p = newPackBuilder(t, s)
-		r.packers[t] = p
+		r.packers[ln] = p
 	}
 	p.add(sealed, entries)
 	for _, e := range entries {

@@ -44,7 +44,7 @@ func cmdGC(ctx context.Context, args []string) error {
 			return &exitError{exitUsage, fmt.Errorf("--repack-budget %q: give a size of at least 16MiB, like 2GiB", budget)}
 		}
 		if maxUnused < 0 || maxUnused > 99 {
-			return &exitError{exitUsage, fmt.Errorf("--repack-max-unused %v: give a percentage from 0 to 99 (default 5; 0 turns the bound off)", maxUnused)}
+			return &exitError{exitUsage, fmt.Errorf("--repack-max-unused %v: give a percentage from 0 to 99 (default %v; 0 turns the bound off)", maxUnused, repository.DefaultRepackMaxUnused*100)}
 		}
 		opts.Repack = &repository.RepackOptions{Unused: unused / 100, MaxUnused: maxUnused / 100, Budget: b}
 		if maxUnused == 0 {
