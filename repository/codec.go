@@ -169,8 +169,8 @@ func compress(dst []byte, c Compression, src []byte) []byte {
 	return compressClass(dst, c, src, zstdBySize)
 }
 
-// compressBundle is compress for a bundle's plaintext; strong: at zstd's
-// default level instead of the fastest (see zstdEncBundle).
+// compressBundle is compress for a bundle's plaintext; strong: at
+// bundleStrongLevel instead of the fastest (see zstdEncBundle).
 func compressBundle(dst []byte, c Compression, src []byte, strong bool) []byte {
 	if strong {
 		return compressClass(dst, c, src, zstdBundleStrong)

@@ -793,7 +793,8 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 		}
 		for _, c := range m.Components {
 			k := series{m.Host, c.Name}
-			if n := newest[k]; c.Error == "" && (n == nil || n.Started.Before(m.Started)) {
+			// (of two started at once, the one of the greater id)
+			if n := newest[k]; c.Error == "" && (n == nil || n.Started.Before(m.Started) || n.Started.Equal(m.Started) && n.ID < m.ID) {
 				newest[k] = m
 			}
 		}

@@ -115,8 +115,9 @@ type repackCandidate struct {
 	typ    BlobType
 	size   int64
 	live   int64
-	unused int64 // bytes of blobs not live
-	small  bool  // qualifies by size only
+	unused int64   // bytes of blobs not live
+	small  bool    // qualifies by size only
+	lanes  [2]bool // its live blobs go to the lane of others' (0), of older's (1)
 }
 
 // liveInPack reports whether blob b, listed in pack p, is live there: used
@@ -137,9 +138,9 @@ func (r *Repository) liveInPack(p ID, b PackEntry, used map[ID]bool, stored map[
 // planRepack picks the packs to rewrite: old enough (old), not pinned,
 // with some live blob; over the unused share or, more of a blob type than
 // the lanes their live blobs go to (older's and the others': see
-// referencedBlobs), under the small size; then, while the unused space left in all
-// packs is over MaxUnused of their size, the packs with the most unused
-// share. The ones freeing the most per byte copied come first, up to the
+// referencedBlobs), under the small size; then, while the unused space left in
+// the packs it may rewrite is over MaxUnused of all packs' size, the packs
+// with the most unused share. The ones freeing the most per byte copied come first, up to the
 // budget.
 func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectInfo, used, older, pinned map[ID]bool,
 	old func(storage.ObjectInfo) bool, o RepackOptions) ([]repackCandidate, RepackResult) {
@@ -149,7 +150,9 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 	// they make a pack per lane, so fewer packs than lanes merge into
 	// as many again, at every run
 	smallLanes := map[BlobType]*[2]bool{}
-	var total, unusedAll int64 // over every pack with a live blob
+	// total: over every pack with a live blob; unusedAll: over those it
+	// may rewrite (what is unused in the others cannot be reclaimed now)
+	var total, unusedAll int64
 	for _, p := range packs {
 		oi, there := stored[p.ID]
 		if !there || len(p.Blobs) == 0 {
@@ -157,23 +160,22 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 		}
 		c := repackCandidate{pack: p, typ: p.Blobs[0].Type, size: oi.Size}
 		var blobs int64 // the header and trailer are not unused space
-		var lanes [2]bool
 		for _, b := range p.Blobs {
 			blobs += b.Stored()
 			if r.liveInPack(p.ID, b, used, stored) {
 				c.live += b.Stored()
-				lanes[b2i(older[b.ID])] = true
+				c.lanes[b2i(older[b.ID])] = true
 			}
 		}
 		if c.live == 0 {
 			continue // unreferenced: collected whole
 		}
 		total += c.size
-		unusedAll += blobs - c.live
 		if pinned[p.ID] || !old(oi) {
 			continue
 		}
 		c.unused = blobs - c.live
+		unusedAll += c.unused
 		share := float64(c.unused) / float64(blobs)
 		switch {
 		case share > o.Unused:
@@ -185,7 +187,7 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 				l = new([2]bool)
 				smallLanes[c.typ] = l
 			}
-			l[0], l[1] = l[0] || lanes[0], l[1] || lanes[1]
+			l[0], l[1] = l[0] || c.lanes[0], l[1] || c.lanes[1]
 		default:
 			if c.unused > 0 {
 				rest = append(rest, c)
@@ -236,15 +238,22 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 		chosen = append(chosen, c)
 		liveChosen += c.live
 	}
-	// small packs the budget left too few of their type to merge stay as
-	// they are
+	// small packs the budget left too few of their type to merge with (no
+	// more packs of it chosen than the lanes they go to) stay as they are
 	perType := map[BlobType]int{}
+	chosenLanes := map[BlobType]*[2]bool{}
 	for _, c := range chosen {
 		perType[c.typ]++
+		l := chosenLanes[c.typ]
+		if l == nil {
+			l = new([2]bool)
+			chosenLanes[c.typ] = l
+		}
+		l[0], l[1] = l[0] || c.lanes[0], l[1] || c.lanes[1]
 	}
 	kept = chosen[:0]
 	for _, c := range chosen {
-		if c.small && perType[c.typ] <= laneCount(smallLanes[c.typ]) {
+		if c.small && perType[c.typ] <= laneCount(chosenLanes[c.typ]) {
 			res.OverBudget++
 			continue
 		}

@@ -147,9 +147,13 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 		return err
 	}
 	dir := path.Dir(name)
+	made := false // the directory, or one above it, by this Put
 	for try := 0; ; try++ {
 		var err error
 		if dir != "." {
+			if _, serr := b.root.Lstat(dir); serr != nil {
+				made = true
+			}
 			err = b.root.MkdirAll(dir, 0o755)
 		}
 		if err == nil {
@@ -166,8 +170,18 @@ func (b *Backend) Put(ctx context.Context, name string, r io.ReadSeeker, size in
 		}
 	}
 	committed = true
-	// The rename is durable only once the directory holding the new entry is.
-	return b.wrapWrite("put", name, b.syncDir(dir))
+	// The rename is durable only once the directory holding the new entry
+	// is, and a directory made for it only once those above it are.
+	if err := b.syncDir(dir); err != nil || !made {
+		return b.wrapWrite("put", name, err)
+	}
+	for d := dir; d != "."; {
+		d = path.Dir(d)
+		if err := b.syncDir(d); err != nil {
+			return b.wrapWrite("put", name, err)
+		}
+	}
+	return nil
 }
 
 func (b *Backend) syncDir(dir string) error {
@@ -301,7 +315,7 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	if err := b.root.Remove(name); err != nil {
 		return b.wrap("delete", name, err)
 	}
-	removeEmptyDir(name, b.root.Remove)
+	b.removeEmptyDir(name)
 	return nil
 }
 
@@ -310,9 +324,14 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 // fan-out directories would otherwise stay after their packs are deleted,
 // each taking a block (4 KiB on ext4). The removal fails, harmlessly, while
 // the directory holds anything; a Put racing it makes it again.
-func removeEmptyDir(name string, remove func(string) error) {
-	if dir := path.Dir(name); strings.Contains(dir, "/") {
-		_ = remove(dir)
+func (b *Backend) removeEmptyDir(name string) {
+	dir := path.Dir(name)
+	if !strings.Contains(dir, "/") {
+		return
+	}
+	// a symbolic link there would be removed, not what it points to
+	if fi, err := b.root.Lstat(dir); err == nil && fi.IsDir() {
+		_ = b.root.Remove(dir)
 	}
 }
 

@@ -74,6 +74,36 @@ func TestDeleteRemovesEmptyNestedDirectory(t *testing.T) {
 	}
 	storagetest.Put(t, b, "data/ab/ab56", []byte("three"))
 	storagetest.Expect(t, b, "data/ab/ab56", []byte("three"))
+
+	// a symbolic link in its place stays (removing it would take every
+	// object under it out of the store)
+	other := filepath.Join(b.Dir(), "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"cd1", "cd2"} {
+		if err := os.WriteFile(filepath.Join(other, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../other", filepath.Join(b.Dir(), "data", "cd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "data/cd/cd1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(other, "cd2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "cd3"), []byte("cd3"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "data/cd/cd3"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(b.Dir(), "data", "cd")); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Fatalf("the link data/cd after its last object was deleted: %v", err)
+	}
 }
 
 // Puts into a directory that deletes of its last object keep removing
