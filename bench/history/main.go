@@ -22,6 +22,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,9 +37,29 @@ import (
 )
 
 var (
-	verbose bool
-	repeat  int
+	verbose    bool
+	repeat     int
+	profileDir string
 )
+
+// profile writes a CPU profile of n calls of fn to profileDir/name.
+func profile(name string, n int, fn func() error) error {
+	f, err := os.Create(filepath.Join(profileDir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	for range n {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func main() {
 	n := flag.Int("n", 10000, "backups to make")
@@ -51,6 +72,7 @@ func main() {
 	out := flag.String("json", "", "also write the results here as JSON")
 	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
+	flag.StringVar(&profileDir, "profile", "", "at each checkpoint, write CPU profiles of 100 listings of the newest 20 and of 10 whole listings here (last-N.pprof, list-N.pprof)")
 	flag.Parse()
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "history:", err)
@@ -244,6 +266,28 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				lasts = append(lasts, m)
 			}
 			p.List, p.Last = median(lists), median(lasts)
+			if profileDir != "" {
+				last := func() error {
+					lr, err := open()
+					if err == nil {
+						_, _, err = lr.NewestManifests(ctx, lastN, nil)
+					}
+					return err
+				}
+				all := func() error {
+					lr, err := open()
+					if err == nil {
+						_, _, err = lr.Manifests(ctx)
+					}
+					return err
+				}
+				if err := profile(fmt.Sprintf("last-%d.pprof", i), 100, last); err != nil {
+					return err
+				}
+				if err := profile(fmt.Sprintf("list-%d.pprof", i), 10, all); err != nil {
+					return err
+				}
+			}
 			p.IndexFiles = count(ctx, be, "index/", nil)
 			p.LooseManifests = count(ctx, be, "manifests/", nil)
 			p.ManifestSets = count(ctx, be, "manifest-sets/", nil)
