@@ -7,7 +7,7 @@
 // rewritten between backups; every -cleanup backups a garbage collection
 // with repack runs, as a scheduled cleanup would. At each checkpoint the
 // backups ending there, a listing (what `backupd repo list` does: every
-// manifest) and a listing of the newest 20 (`repo list --last 20`) are
+// manifest) and a listing of the newest 20 (`repo list --last 20`; -last) are
 // measured, medians of -repeat, each with a fresh repository handle and the
 // client's local cache, as a new command would run.
 //
@@ -72,7 +72,8 @@ func main() {
 	out := flag.String("json", "", "also write the results here as JSON")
 	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
-	flag.StringVar(&profileDir, "profile", "", "at each checkpoint, write CPU profiles of 100 listings of the newest 20 and of 10 whole listings here (last-N.pprof, list-N.pprof)")
+	flag.IntVar(&lastN, "last", lastN, "the listing of the newest this many backups (repo list --last N) measured beside the whole one; the first checkpoint's listings are alike when it is at most that checkpoint")
+	flag.StringVar(&profileDir, "profile", "", "at each checkpoint, write CPU profiles of 100 listings of the newest (-last) and of 10 whole listings here (last-N.pprof, list-N.pprof)")
 	flag.Parse()
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "history:", err)
@@ -97,15 +98,16 @@ func median(ms []Measure) Measure {
 	return s[len(s)/2]
 }
 
-// lastN is the listing of the newest backups measured beside the whole one.
-const lastN = 20
+// lastN is the listing of the newest backups measured beside the whole one
+// (-last).
+var lastN = 20
 
 // Point is one checkpoint: medians of -repeat measures.
 type Point struct {
 	Backups int     `json:"backups"`
 	Backup  Measure `json:"incremental_backup"`
 	List    Measure `json:"list"`
-	// Last: the newest 20 backups (repo list --last 20)
+	// Last: the newest -last backups (repo list --last N)
 	Last       Measure `json:"list_last"`
 	IndexFiles int     `json:"index_files"`
 	// LooseManifests and ManifestSets: the manifest objects a listing reads
@@ -188,7 +190,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	var results []Point
 	fmt.Printf("history: %d backups of %d files in %d directories, %.1f%% rewritten between them, cleanup every %d; S3 = versitygw\n",
 		n, nfiles, ndirs, change, cleanup)
-	fmt.Printf("%8s %10s %9s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "last20_s", "last20_rq", "indexes", "loose", "sets", "packs", "stored_MB")
+	fmt.Printf("%8s %10s %9s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "lastN_s", "lastN_rq", "indexes", "loose", "sets", "packs", "stored_MB")
 	// the repeat backups ending at each checkpoint are measured
 	measuring := func(i int) bool {
 		for p := range points {
@@ -248,7 +250,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 					return fmt.Errorf("list at %d: %w", i, err)
 				}
 				lists = append(lists, m)
-				// what `repo list --last 20` does
+				// what `repo list --last N` does
 				m, err = measure(func() error {
 					lr, err := open()
 					if err != nil {
@@ -329,7 +331,7 @@ func printRequests(results []Point) {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Println("requests by kind (backup | list | list --last 20):")
+	fmt.Printf("requests by kind (backup | list | list --last %d):\n", lastN)
 	for _, p := range results {
 		fmt.Printf("%8d  %s | %s | %s\n", p.Backups, ops(p.Backup.ByOp), ops(p.List.ByOp), ops(p.Last.ByOp))
 	}
