@@ -73,7 +73,7 @@ func main() {
 	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
 	flag.IntVar(&lastN, "last", lastN, "the listing of the newest this many backups (repo list --last N) measured beside the whole one; the first checkpoint's listings are alike when it is at most that checkpoint")
-	flag.StringVar(&profileDir, "profile", "", "at each checkpoint, write CPU profiles of 100 listings of the newest (-last) and of 10 whole listings here (last-N.pprof, list-N.pprof)")
+	flag.StringVar(&profileDir, "profile", "", "at each checkpoint N, write CPU profiles of the backups measured (backup-N.pprof), of 100 listings of the newest (-last) and of 10 whole listings (last-N.pprof, list-N.pprof) here")
 	flag.Parse()
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "history:", err)
@@ -201,6 +201,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 		return false
 	}
 	var backups []Measure
+	var backupProf *os.File // the profile of the backups measured at the next checkpoint
 	began := time.Now()
 	for i := 1; i <= n; i++ {
 		if i > 1 {
@@ -224,11 +225,26 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				return fmt.Errorf("backup %d: %w", i, err)
 			}
 		} else {
+			if profileDir != "" && backupProf == nil {
+				f, err := os.Create(filepath.Join(profileDir, fmt.Sprintf("backup-%d.pprof", i+repeat-1)))
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				backupProf = f
+			}
 			m, err := measure(do)
 			if err != nil {
 				return fmt.Errorf("backup %d: %w", i, err)
 			}
 			backups = append(backups, m)
+		}
+		if points[i] && backupProf != nil {
+			pprof.StopCPUProfile()
+			backupProf.Close()
+			backupProf = nil
 		}
 		if points[i] {
 			p := Point{Backups: i, Backup: median(backups)}
