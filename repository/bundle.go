@@ -44,8 +44,7 @@ func bundleAD(t BlobType) []byte { return append([]byte("backupd bundle v1 "), b
 
 // bundle is an open bundle: its members' plaintexts, one after another.
 type bundle struct {
-	ln      lane
-	raw     bool // members that do not compress: stored without trying
+	openKey // raw: members that do not compress, stored without trying
 	data    []byte
 	members []bundleEntry
 }
@@ -83,7 +82,7 @@ func (r *Repository) saveMember(ctx context.Context, ln lane, id ID, data []byte
 	r.wmu.Lock()
 	b := r.open[k]
 	if b == nil {
-		b = &bundle{ln: ln, raw: raw, data: (*bundleBufs.Get().(*[]byte))[:0]}
+		b = &bundle{openKey: k, data: (*bundleBufs.Get().(*[]byte))[:0]}
 		r.open[k] = b
 	}
 	b.members = append(b.members, bundleEntry{id: id, inner: uint32(len(b.data)), size: uint32(len(data))})

@@ -717,7 +717,8 @@ func (r *Repository) indexFiles() []ID {
 // the newest backups' blobs; repack keeps them in packs of their own, so
 // that those packs are deleted whole instead of leaving unused space in
 // the packs of what stays. In bench case C (5% of the files rewritten a
-// day, the last 3 backups kept) a tenth of what repack copies is older.
+// day, the last 3 backups kept) this took the bytes repack rewrote in 30
+// days from 668-703 MB to 452 MB (bench/README.md).
 func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]bool) (used, older, packs map[ID]bool, _ *manifestView, _ error) {
 	markers, err := r.pendingMarkers(ctx, pendingPrefix)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"sync"
 
@@ -51,7 +52,7 @@ const (
 	// blobs were kept apart, 5% rewrote 668-703 MB for 121.2-123.3 MB.
 	DefaultRepackMaxUnused = 0.02
 	// DefaultRepackSmall: packs below this size are merged (when there are
-	// two or more of one blob type).
+	// more of one blob type than the lanes their blobs go to).
 	DefaultRepackSmall = TargetPackSize / 4
 	// DefaultRepackBudget bounds the live bytes one run copies.
 	DefaultRepackBudget = 2 << 30
@@ -117,7 +118,7 @@ type repackCandidate struct {
 	live   int64
 	unused int64   // bytes of blobs not live
 	small  bool    // qualifies by size only
-	lanes  [2]bool // its live blobs go to the lane of others' (0), of older's (1)
+	lanes  laneSet // the lanes its live blobs go to
 }
 
 // liveInPack reports whether blob b, listed in pack p, is live there: used
@@ -138,10 +139,10 @@ func (r *Repository) liveInPack(p ID, b PackEntry, used map[ID]bool, stored map[
 // planRepack picks the packs to rewrite: old enough (old), not pinned,
 // with some live blob; over the unused share or, more of a blob type than
 // the lanes their live blobs go to (older's and the others': see
-// referencedBlobs), under the small size; then, while the unused space left in
-// the packs it may rewrite is over MaxUnused of all packs' size, the packs
-// with the most unused share. The ones freeing the most per byte copied come first, up to the
-// budget.
+// referencedBlobs), under the small size; then, while the unused space
+// left in the packs it may rewrite is over MaxUnused of all packs' size,
+// the packs with the most unused share. The ones freeing the most per
+// byte copied come first, up to the budget.
 func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectInfo, used, older, pinned map[ID]bool,
 	old func(storage.ObjectInfo) bool, o RepackOptions) ([]repackCandidate, RepackResult) {
 	var cands, rest []repackCandidate
@@ -149,7 +150,7 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 	// the lanes the live blobs of small packs go to, by type: merged,
 	// they make a pack per lane, so fewer packs than lanes merge into
 	// as many again, at every run
-	smallLanes := map[BlobType]*[2]bool{}
+	smallLanes := map[BlobType]laneSet{}
 	// total: over every pack with a live blob; unusedAll: over those it
 	// may rewrite (what is unused in the others cannot be reclaimed now)
 	var total, unusedAll int64
@@ -164,7 +165,7 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 			blobs += b.Stored()
 			if r.liveInPack(p.ID, b, used, stored) {
 				c.live += b.Stored()
-				c.lanes[b2i(older[b.ID])] = true
+				c.lanes.add(older[b.ID])
 			}
 		}
 		if c.live == 0 {
@@ -182,12 +183,7 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 		case c.size < o.Small:
 			c.small = true
 			smallOf[c.typ]++
-			l := smallLanes[c.typ]
-			if l == nil {
-				l = new([2]bool)
-				smallLanes[c.typ] = l
-			}
-			l[0], l[1] = l[0] || c.lanes[0], l[1] || c.lanes[1]
+			smallLanes[c.typ] |= c.lanes
 		default:
 			if c.unused > 0 {
 				rest = append(rest, c)
@@ -198,7 +194,7 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 	}
 	kept := cands[:0]
 	for _, c := range cands {
-		if !c.small || smallOf[c.typ] > laneCount(smallLanes[c.typ]) {
+		if !c.small || smallOf[c.typ] > smallLanes[c.typ].count() {
 			kept = append(kept, c)
 		}
 	}
@@ -241,19 +237,14 @@ func (r *Repository) planRepack(packs []IndexPack, stored map[ID]storage.ObjectI
 	// small packs the budget left too few of their type to merge with (no
 	// more packs of it chosen than the lanes they go to) stay as they are
 	perType := map[BlobType]int{}
-	chosenLanes := map[BlobType]*[2]bool{}
+	chosenLanes := map[BlobType]laneSet{}
 	for _, c := range chosen {
 		perType[c.typ]++
-		l := chosenLanes[c.typ]
-		if l == nil {
-			l = new([2]bool)
-			chosenLanes[c.typ] = l
-		}
-		l[0], l[1] = l[0] || c.lanes[0], l[1] || c.lanes[1]
+		chosenLanes[c.typ] |= c.lanes
 	}
 	kept = chosen[:0]
 	for _, c := range chosen {
-		if c.small && perType[c.typ] <= laneCount(chosenLanes[c.typ]) {
+		if c.small && perType[c.typ] <= chosenLanes[c.typ].count() {
 			res.OverBudget++
 			continue
 		}
@@ -310,20 +301,19 @@ func (r *Repository) liveBlobs(c repackCandidate, used map[ID]bool, stored map[I
 	return n
 }
 
-func b2i(b bool) int {
-	if b {
-		return 1
+// laneSet: the lanes blobs go to, others' (bit 0) and older's (bit 1).
+type laneSet uint8
+
+func (l *laneSet) add(short bool) {
+	if short {
+		*l |= 2
+	} else {
+		*l |= 1
 	}
-	return 0
 }
 
-// laneCount is how many lanes l names (at least 1).
-func laneCount(l *[2]bool) int {
-	if l == nil {
-		return 1
-	}
-	return max(1, b2i(l[0])+b2i(l[1]))
-}
+// count is how many lanes l names (at least 1).
+func (l laneSet) count() int { return max(1, bits.OnesCount8(uint8(l))) }
 
 // repack copies the live blobs of chosen into new packs and indexes them,
 // the blobs of older (used by older backups only) into packs of their own,

@@ -249,35 +249,38 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 		if points[i] {
 			p := Point{Backups: i, Backup: median(backups)}
 			backups = nil
+			// what `repo list` and `repo list --last N` do, each with a
+			// new handle, as a command would
+			all := func() error {
+				lr, err := open()
+				if err != nil {
+					return err
+				}
+				ms, errs, err := lr.Manifests(ctx)
+				if err == nil && (len(errs) > 0 || len(ms) != i) {
+					err = fmt.Errorf("listed %d backups (%d unreadable), want %d", len(ms), len(errs), i)
+				}
+				return err
+			}
+			last := func() error {
+				lr, err := open()
+				if err != nil {
+					return err
+				}
+				ms, errs, err := lr.NewestManifests(ctx, lastN, nil)
+				if err == nil && (len(errs) > 0 || len(ms) != min(i, lastN)) {
+					err = fmt.Errorf("the newest %d: listed %d (%d unreadable)", lastN, len(ms), len(errs))
+				}
+				return err
+			}
 			var lists, lasts []Measure
 			for k := 0; k < repeat; k++ {
-				m, err := measure(func() error {
-					lr, err := open()
-					if err != nil {
-						return err
-					}
-					ms, errs, err := lr.Manifests(ctx)
-					if err == nil && (len(errs) > 0 || len(ms) != i) {
-						err = fmt.Errorf("listed %d backups (%d unreadable), want %d", len(ms), len(errs), i)
-					}
-					return err
-				})
+				m, err := measure(all)
 				if err != nil {
 					return fmt.Errorf("list at %d: %w", i, err)
 				}
 				lists = append(lists, m)
-				// what `repo list --last N` does
-				m, err = measure(func() error {
-					lr, err := open()
-					if err != nil {
-						return err
-					}
-					ms, errs, err := lr.NewestManifests(ctx, lastN, nil)
-					if err == nil && (len(errs) > 0 || len(ms) != min(i, lastN)) {
-						err = fmt.Errorf("the newest %d: listed %d (%d unreadable)", lastN, len(ms), len(errs))
-					}
-					return err
-				})
+				m, err = measure(last)
 				if err != nil {
 					return fmt.Errorf("list --last at %d: %w", i, err)
 				}
@@ -285,20 +288,6 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			}
 			p.List, p.Last = median(lists), median(lasts)
 			if profileDir != "" {
-				last := func() error {
-					lr, err := open()
-					if err == nil {
-						_, _, err = lr.NewestManifests(ctx, lastN, nil)
-					}
-					return err
-				}
-				all := func() error {
-					lr, err := open()
-					if err == nil {
-						_, _, err = lr.Manifests(ctx)
-					}
-					return err
-				}
 				if err := profile(fmt.Sprintf("last-%d.pprof", i), 100, last); err != nil {
 					return err
 				}
