@@ -151,13 +151,25 @@ func newSealer(dataPublic []byte) (*sealer, error) {
 
 // openSession re-derives the session AEAD from an ephemeral public key.
 func openSession(dataPrivate, ephPublic []byte) (cipher.AEAD, error) {
-	if len(dataPrivate) != 32 {
-		return nil, ErrWriteOnly
-	}
-	priv, err := ecdh.X25519().NewPrivateKey(dataPrivate)
+	priv, err := parseDataKey(dataPrivate)
 	if err != nil {
 		return nil, err
 	}
+	return openSessionWith(priv, ephPublic)
+}
+
+// parseDataKey parses the data private key. Parsing computes its public
+// key, a scalar multiplication that cost as much as the exchange itself:
+// a handle parses it once, not once per pack (openSessionWith).
+func parseDataKey(dataPrivate []byte) (*ecdh.PrivateKey, error) {
+	if len(dataPrivate) != 32 {
+		return nil, ErrWriteOnly
+	}
+	return ecdh.X25519().NewPrivateKey(dataPrivate)
+}
+
+// openSessionWith is openSession with the data key parsed.
+func openSessionWith(priv *ecdh.PrivateKey, ephPublic []byte) (cipher.AEAD, error) {
 	eph, err := ecdh.X25519().NewPublicKey(ephPublic)
 	if err != nil {
 		return nil, err

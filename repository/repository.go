@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/cipher"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -105,8 +106,9 @@ type Repository struct {
 	OnPackCommitted func(PackCommit)
 
 	stats    writeStats
-	deps     dependencies // packs this session's data depends on (writers.go)
-	sessions sync.Map     // ephemeral public key (string) -> cipher.AEAD
+	deps     dependencies     // packs this session's data depends on (writers.go)
+	sessions sync.Map         // ephemeral public key (string) -> cipher.AEAD
+	dataKey  *ecdh.PrivateKey // parsed once; nil for a write-only key
 	// the key of the cache's verified manifests (see manifestcache.go)
 	mcacheOnce sync.Once
 	mcacheAEAD cipher.AEAD
@@ -257,8 +259,10 @@ func newRepository(be storage.Backend, cfg Config, keys *Keys, key *KeyEntry) (*
 	if err != nil {
 		return nil, err
 	}
+	// a key that does not parse is refused where a session is opened
+	dataKey, _ := parseDataKey(keys.DataPrivate)
 	return &Repository{
-		be: be, cfg: cfg, keys: keys, key: key,
+		be: be, cfg: cfg, keys: keys, key: key, dataKey: dataKey,
 		ids: newIDHasher(keys.IDKey), gear: NewGear(keys.ChunkerKey), indexAEAD: ia,
 		idx: newIndex(), compression: CompressZstd, uploaders: 3, reloadSem: make(chan struct{}, 1),
 		pending: map[ID]int64{}, pendingRefs: map[ID]int{}, packers: map[lane]*packBuilder{}, open: map[openKey]*bundle{},
@@ -886,7 +890,10 @@ func (r *Repository) session(eph []byte) (cipher.AEAD, error) {
 	if a, ok := r.sessions.Load(string(eph)); ok {
 		return a.(cipher.AEAD), nil
 	}
-	a, err := openSession(r.keys.DataPrivate, eph)
+	if r.dataKey == nil {
+		return openSession(r.keys.DataPrivate, eph) // its error
+	}
+	a, err := openSessionWith(r.dataKey, eph)
 	if err != nil {
 		return nil, err
 	}
