@@ -36,6 +36,15 @@ func (id ID) MarshalJSON() ([]byte, error) {
 }
 
 func (id *ID) UnmarshalJSON(b []byte) error {
+	// the form MarshalJSON writes, decoded directly: a nested Unmarshal
+	// was a fifth of the time a listing of 10,000 backups took
+	if len(b) == 66 && b[0] == '"' && b[65] == '"' {
+		var p ID
+		if _, err := hex.Decode(p[:], b[1:65]); err == nil {
+			*id = p
+			return nil
+		}
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
