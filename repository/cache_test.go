@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,7 +165,46 @@ func TestCompactIndexMergesWhenThereAreTooMany(t *testing.T) {
 		t.Fatalf("beside a collection: %d %v", n, err)
 	}
 	gc.remove()
-	if n, err := CompactIndex(ctx, x, 10); n != 24 || err != nil || count() != 1 {
+	// the smallest go, enough to leave half the bound: 20 of 24 into one
+	sizes := func() map[string]int64 {
+		m := map[string]int64{}
+		be.List(ctx, "index/", func(oi storage.ObjectInfo) error { m[oi.Name] = oi.Size; return nil })
+		return m
+	}
+	before := sizes()
+	if n, err := CompactIndex(ctx, x, 10); n != 20 || err != nil || count() != 5 {
+		t.Fatalf("merged %d: %v; %d files left", n, err, count())
+	}
+	var kept, gone []int64
+	for name, size := range before {
+		if _, ok := sizes()[name]; ok {
+			kept = append(kept, size)
+		} else {
+			gone = append(gone, size)
+		}
+	}
+	if len(kept) != 4 || slices.Min(kept) < slices.Max(gone) {
+		t.Fatalf("kept files of %v bytes, merged %v: the smallest should go", kept, gone)
+	}
+	// past the bound again: the merged file is among the smallest now
+	x = reopen(t, be)
+	for i := 0; i < 6; i++ {
+		id := fmt.Sprintf("backup-more-%d", i)
+		want[id] = fileSet(300+10*i, 1, 100)
+		saveFiles(t, x, id, want[id])
+	}
+	if n, err := CompactIndex(ctx, x, 10); n != 13 || err != nil || count() != 5 {
+		t.Fatalf("a second compaction merged %d: %v; %d files left", n, err, count())
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+	// and all of them into one, when the bound is 1
+	all := count()
+	x = reopen(t, be)
+	x.LoadIndex(ctx)
+	if n, err := CompactIndex(ctx, x, 1); n != all || err != nil || count() != 1 {
 		t.Fatalf("merged %d: %v; %d files left", n, err, count())
 	}
 	for id, fs := range want {
@@ -181,6 +221,55 @@ func TestCompactIndexMergesWhenThereAreTooMany(t *testing.T) {
 	}
 	for id, fs := range want {
 		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+}
+
+// A compaction saves the index snapshot of what it leaves: the next
+// command starts from it (it decoded every index file again, every time
+// one ran).
+func TestCompactIndexKeepsTheSnapshotCurrent(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	dir := t.TempDir()
+	cached := func() *Repository {
+		x := reopen(t, be)
+		c, err := OpenCache(dir, x.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.SetCache(c)
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	// enough blobs for a snapshot (tiny members, bundled by count)
+	var tiny [][]byte
+	for i := 0; i < indexSnapMin; i++ {
+		tiny = append(tiny, []byte(fmt.Sprintf("tiny member %d, tiny member", i)))
+	}
+	ids := savedBlobs(t, r, tiny)
+	x := cached()
+	for i := 0; i < 4; i++ {
+		saveFiles(t, x, fmt.Sprintf("backup-%d", i), fileSet(10*i, 1, 100))
+	}
+	if n, err := CompactIndex(ctx, x, 4); n == 0 || err != nil {
+		t.Fatalf("merged %d: %v", n, err)
+	}
+	listed := map[ID]bool{}
+	for _, name := range storagetest.Names(t, be, "index/") {
+		id, _ := ParseID(strings.TrimPrefix(name, "index/"))
+		listed[id] = true
+	}
+	if x.loadIndexSnapshot(listed) == nil {
+		t.Fatal("the snapshot names files the compaction merged")
+	}
+	y := cached() // from the snapshot
+	for _, id := range ids {
+		if _, ok := y.Lookup(id); !ok {
+			t.Fatalf("blob %s lost", id.Short())
+		}
 	}
 	checkClean(t, be)
 }
