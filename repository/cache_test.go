@@ -225,6 +225,32 @@ func TestCompactIndexMergesWhenThereAreTooMany(t *testing.T) {
 	checkClean(t, be)
 }
 
+// A pack two merged files name differently (one of them damaged or
+// forged, and the smaller) keeps the entries of both.
+func TestCompactIndexKeepsEveryEntryOfAPack(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	want := fileSet(0, 3, 1000)
+	saveFiles(t, r, "backup-a", want)
+	x := reopen(t, be)
+	if err := x.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range x.idx.Packs() {
+		e := p.Blobs[0]
+		e.ID = ID{1} // a blob the pack does not hold, where one of its blobs is
+		forged := IndexPack{ID: p.ID, EphPublic: p.EphPublic, Blobs: []PackEntry{e}}
+		if _, err := x.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{forged}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := len(storagetest.Names(t, be, "index/"))
+	if m, err := CompactIndex(ctx, x, 1); m != n || err != nil {
+		t.Fatalf("merged %d of %d: %v", m, n, err)
+	}
+	readBack(t, reopen(t, be), "backup-a", want)
+}
+
 // A compaction saves the index snapshot of what it leaves: the next
 // command starts from it (it decoded every index file again, every time
 // one ran).
@@ -251,8 +277,11 @@ func TestCompactIndexKeepsTheSnapshotCurrent(t *testing.T) {
 	}
 	ids := savedBlobs(t, r, tiny)
 	x := cached()
+	want := map[string]files{}
 	for i := 0; i < 4; i++ {
-		saveFiles(t, x, fmt.Sprintf("backup-%d", i), fileSet(10*i, 1, 100))
+		id := fmt.Sprintf("backup-%d", i)
+		want[id] = fileSet(10*i, 1, 100)
+		saveFiles(t, x, id, want[id])
 	}
 	if n, err := CompactIndex(ctx, x, 4); n == 0 || err != nil {
 		t.Fatalf("merged %d: %v", n, err)
@@ -270,6 +299,9 @@ func TestCompactIndexKeepsTheSnapshotCurrent(t *testing.T) {
 		if _, ok := y.Lookup(id); !ok {
 			t.Fatalf("blob %s lost", id.Short())
 		}
+	}
+	for id, fs := range want {
+		readBack(t, y, id, fs)
 	}
 	checkClean(t, be)
 }

@@ -38,7 +38,10 @@ const IndexFileBound = 64
 // and the merged file is written before the files it supersedes are
 // removed, so a crash leaves duplicates, never gaps.
 func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
-	if len(r.indexFiles()) <= bound {
+	// A write-only host leaves it to the server's collection: it cannot
+	// delete what it stored (its storage refuses), and each try would
+	// leave one file more.
+	if len(r.indexFiles()) <= bound || !r.keys.CanRead() {
 		return 0, nil
 	}
 	began := time.Now()
@@ -68,9 +71,11 @@ func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// the merged file holds what they held, pack by pack
-	var packs []IndexPack
-	seen := map[ID]bool{}
+	// The merged file holds every entry they held: gathered in an index
+	// of their own, which keeps each differing entry of a blob (a pack
+	// two files name differently, one of them damaged or forged, loses
+	// neither).
+	ix := newIndex()
 	for _, id := range merge {
 		f, err := r.readIndexFile(ctx, id)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -79,14 +84,17 @@ func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		for _, p := range f.Packs {
-			if !seen[p.ID] {
-				seen[p.ID] = true
-				packs = append(packs, p)
-			}
-		}
+		ix.addPacksLocked(f.Packs)
 	}
-	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: merge, Packs: packs}, false); err != nil {
+	// stalled past its lease, a collection that started since did not
+	// count it: it writes and deletes nothing then (as GC)
+	if err := self.Valid(); err != nil {
+		return 0, err
+	}
+	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: merge, Packs: ix.Packs()}, false); err != nil {
+		return 0, err
+	}
+	if err := self.Valid(); err != nil {
 		return 0, err
 	}
 	if err := r.deleteIndexFiles(ctx, merge); err != nil {
