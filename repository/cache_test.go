@@ -259,12 +259,7 @@ func TestCompactIndexKeepsTheSnapshotCurrent(t *testing.T) {
 	r, be := newTestRepo(t)
 	dir := t.TempDir()
 	cached := func() *Repository {
-		x := reopen(t, be)
-		c, err := OpenCache(dir, x.Config().ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.SetCache(c)
+		x := withCacheAt(t, reopen(t, be), dir)
 		if err := x.LoadIndex(ctx); err != nil {
 			t.Fatal(err)
 		}
