@@ -25,9 +25,9 @@ const IndexFileBound = 64
 //
 // Only the small files are merged, so a run's cost does not grow with the
 // history: merging every file rewrote the whole index every bound/2
-// backups once collections ran less often than that (bench case D: all
-// 70,000 entries of 10,000 backups, 90 ms of CPU, and the next command read
-// every file again). Now an entry is rewritten once per size tier, each
+// backups once collections ran less often than that (bench case D: the
+// whole index of 10,000 backups, 90 ms of CPU, and the next command read
+// every file again, the snapshot naming the files merged). Now an entry is rewritten once per size tier, each
 // tier about bound/2 times the one below, until a collection merges
 // everything into one file.
 //
