@@ -283,9 +283,9 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	// the manifest references the trees now; a leftover marker would only
 	// delay garbage collection, so a failure here is not the backup's
 	_ = repo.DeletePending(ctx, plan.ID)
-	// nor is one merging the index files when there are too many (the
-	// next backup tries again)
-	_, _ = repository.CompactIndex(ctx, repo, repository.IndexFileBound)
+	// nor is the upkeep that merges index files and folds manifests when
+	// there are too many (the next backup tries again)
+	_, _ = repository.Compact(ctx, repo, repository.IndexFileBound, repository.LooseManifestBound)
 	return m, nil
 }
 

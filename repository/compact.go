@@ -19,35 +19,77 @@ import (
 // garbage collection merged them: a year of hourly backups left thousands.
 const IndexFileBound = 64
 
-// CompactIndex merges index files when there are more than bound: the
-// smallest of them, enough to leave bound/2, into one. It reports how many
-// files it replaced (0: nothing to do, or a collection is running).
+// LooseManifestBound is how many loose manifests a repository may hold
+// before a writer that finishes folds them into a set. Every listing reads
+// every loose manifest's name, and a backup's parent is looked up among
+// them; without this only garbage collection folded them, so their number
+// followed the cleanup schedule (bench case D: 100 where the 10th backup
+// had 9).
+const LooseManifestBound = 16
+
+// Compaction is what Compact did.
+type Compaction struct {
+	// IndexFilesMerged: index files replaced by one.
+	IndexFilesMerged int `json:"index_files_merged"`
+	// ManifestsFolded: loose manifests folded into a set.
+	ManifestsFolded int `json:"manifests_folded"`
+}
+
+// CompactIndex merges index files when there are more than bound (see
+// Compact); it reports how many files it replaced.
+func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
+	c, err := Compact(ctx, r, bound, 0)
+	return c.IndexFilesMerged, err
+}
+
+// Compact is the upkeep a writer does after its commit, so that what every
+// command reads does not grow with the history between collections:
 //
-// Only the small files are merged, so a run's cost does not grow with the
-// history: merging every file rewrote the whole index every bound/2
-// backups once collections ran less often than that (bench case D: the
-// whole index of 10,000 backups, 90 ms of CPU, and the next command read
-// every file again, the snapshot naming the files merged). Now an entry is rewritten once per size tier, each
-// tier about bound/2 times the one below, until a collection merges
-// everything into one file.
+//   - past indexBound index files, the smallest of them, enough to leave
+//     indexBound/2, are merged into one;
+//   - past looseBound loose manifests (0: never), they are folded into a
+//     manifest set (foldLoose).
+//
+// Only the small index files are merged, so a run's cost does not grow
+// with the history: merging every file rewrote the whole index every
+// bound/2 backups once collections ran less often than that (bench case D:
+// the whole index of 10,000 backups, 90 ms of CPU, and the next command
+// read every file again, the snapshot naming the files merged). Now an
+// entry is rewritten once per size tier, each tier about bound/2 times the
+// one below, until a collection merges everything into one file.
 //
 // It registers as a collector, as GC does, and stands back when another
-// one is registered: GC rewrites the index from the files it read, and two
-// rewrites at once could leave entries for packs one of them deleted. A GC
-// that starts while this runs deletes nothing (it sees this registration),
-// and the merged file is written before the files it supersedes are
-// removed, so a crash leaves duplicates, never gaps.
-func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
-	// A write-only host leaves it to the server's collection: it cannot
-	// delete what it stored (its storage refuses), and each try would
-	// leave one file more.
-	if len(r.indexFiles()) <= bound || !r.keys.CanRead() {
-		return 0, nil
+// one is registered: GC rewrites the index and the manifest sets from what
+// it read, and two rewrites at once could leave entries for packs one of
+// them deleted, or bring back a backup deleted meanwhile. A GC that starts
+// while this runs deletes nothing (it sees this registration), and what is
+// merged is written before what it supersedes is removed, so a crash
+// leaves duplicates, never gaps. Write-only hosts, and immutable
+// locations (whose manifest sets carry locks), leave it to the server's
+// collection.
+func Compact(ctx context.Context, r *Repository, indexBound, looseBound int) (Compaction, error) {
+	var c Compaction
+	// A write-only host cannot delete what it stored (its storage
+	// refuses), and each try would leave one file more.
+	if !r.keys.CanRead() {
+		return c, nil
+	}
+	index := len(r.indexFiles()) > indexBound
+	fold := false
+	if looseBound > 0 && r.lockPeriod() == 0 {
+		n, err := r.looseCount(ctx)
+		if err != nil {
+			return c, err
+		}
+		fold = n > looseBound
+	}
+	if !index && !fold {
+		return c, nil
 	}
 	began := time.Now()
-	self, err := r.register(ctx, collectorsPrefix, "index compaction")
+	self, err := r.register(ctx, collectorsPrefix, "compaction")
 	if err != nil {
-		return 0, err
+		return c, err
 	}
 	defer self.End()
 	since := began.Add(-clockSkew)
@@ -56,8 +98,23 @@ func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
 	}
 	others, err := r.otherCollectors(ctx, time.Now(), since, self.name, true)
 	if err != nil || others > 0 {
-		return 0, err
+		return c, err
 	}
+	if fold {
+		if c.ManifestsFolded, err = r.foldLoose(ctx, looseBound, self.Valid); err != nil {
+			return c, fmt.Errorf("folding manifests: %w", err)
+		}
+	}
+	if index {
+		if c.IndexFilesMerged, err = r.mergeSmallIndexFiles(ctx, indexBound, self.Valid); err != nil {
+			return c, fmt.Errorf("index compaction: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// mergeSmallIndexFiles is Compact's merge of index files, inside its registration.
+func (r *Repository) mergeSmallIndexFiles(ctx context.Context, bound int, valid func() error) (int, error) {
 	// read after registering: whatever a collection that ended before
 	// did is seen
 	if err := r.LoadIndex(ctx); err != nil {
@@ -88,17 +145,17 @@ func CompactIndex(ctx context.Context, r *Repository, bound int) (int, error) {
 	}
 	// stalled past its lease, a collection that started since did not
 	// count it: it writes and deletes nothing then (as GC)
-	if err := self.Valid(); err != nil {
+	if err := valid(); err != nil {
 		return 0, err
 	}
 	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: merge, Packs: ix.Packs()}, false); err != nil {
 		return 0, err
 	}
-	if err := self.Valid(); err != nil {
+	if err := valid(); err != nil {
 		return 0, err
 	}
 	if err := r.deleteIndexFiles(ctx, merge); err != nil {
-		return 0, fmt.Errorf("index compaction: %w", err)
+		return 0, err
 	}
 	r.idx.mu.Lock()
 	for _, f := range merge {

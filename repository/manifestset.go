@@ -21,8 +21,9 @@ import (
 
 // Manifest sets and tombstones (format version 2) keep the cost of a
 // listing flat in the number of backups. A backup writes its manifest
-// alone, under manifests/<backup-id>, as before; garbage collection folds
-// those loose manifests into sets of up to manifestSetMax, each one object
+// alone, under manifests/<backup-id>, as before; garbage collection (and
+// a writer's upkeep past LooseManifestBound, foldLoose) folds those loose
+// manifests into sets of up to manifestSetMax, each one object
 // under manifest-sets/<sha256>-<newest backup id>, sealed to the data key
 // and authenticated with a key only full-access credentials hold (a
 // write-only host cannot make a set that replaces other backups), and
@@ -622,18 +623,10 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 				}
 			}
 		}
-		for len(entries) > 0 {
-			n := min(len(entries), manifestSetMax)
-			name, raw, err := encodeManifestSet(r.keys, entries[:n])
-			if err != nil {
-				return nil, err
-			}
-			if err := r.be.Put(ctx, name, bytes.NewReader(raw), int64(len(raw))); err != nil {
-				return nil, fmt.Errorf("writing %s: %w", name, err)
-			}
-			r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), raw)
-			res.SetsWritten++
-			entries = entries[n:]
+		n, err := r.storeManifestSets(ctx, entries)
+		res.SetsWritten += n
+		if err != nil {
+			return nil, err
 		}
 		// Stored: now what they replace goes, while this collection is
 		// still the only one (its registration has not lapsed).
@@ -679,6 +672,122 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 	}
 	res.Sets = len(v.sets) - res.SetsRemoved + res.SetsWritten
 	return res, nil
+}
+
+// storeManifestSets stores entries (sorted by id, distinct) as sets of up
+// to manifestSetMax, and reports how many it stored.
+func (r *Repository) storeManifestSets(ctx context.Context, entries []setEntry) (int, error) {
+	stored := 0
+	for len(entries) > 0 {
+		n := min(len(entries), manifestSetMax)
+		name, raw, err := encodeManifestSet(r.keys, entries[:n])
+		if err != nil {
+			return stored, err
+		}
+		if err := r.be.Put(ctx, name, bytes.NewReader(raw), int64(len(raw))); err != nil {
+			return stored, fmt.Errorf("writing %s: %w", name, err)
+		}
+		r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), raw)
+		stored++
+		entries = entries[n:]
+	}
+	return stored, nil
+}
+
+// foldLoose folds the loose manifests, when more than bound are listed,
+// into a set, with the newest set when that one is small (so sets written
+// this way grow to half a full one before a new one starts). It runs
+// inside a collector registration that found no other collector (valid
+// reports whether it still holds), as compactManifests does, but moves
+// entries only: tombstoned backups are neither folded nor dropped from
+// the set it rewrites, and no tombstone is touched, so what a reader sees
+// is the same before, during and after (the new set is stored before what
+// it replaces is deleted). It reports how many loose manifests it folded.
+func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() error) (int, error) {
+	v, err := r.listManifestViewOnce(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for id := range v.loose {
+		if _, dead := v.tombs[id]; !dead {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) <= bound {
+		return 0, nil
+	}
+	if err := r.upgradeFormat(ctx); err != nil {
+		return 0, err
+	}
+	sort.Strings(ids)
+	var entries []setEntry
+	var replaced *manifestSet
+	if len(v.sets) > 0 {
+		s := v.sets[0]
+		if err := r.openSet(ctx, s); errors.Is(err, storage.ErrNotFound) {
+			return 0, nil // gone meanwhile: next time
+		} else if err != nil {
+			return 0, err
+		}
+		if len(s.entries) < manifestSetMax/2 {
+			replaced = s
+			entries = append(entries, s.entries...)
+		}
+	}
+	held := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		held[e.id] = true
+	}
+	var folded []storage.ObjectInfo
+	for _, id := range ids {
+		oi := v.loose[id]
+		if !held[id] { // (held: folded before, the loose copy not yet deleted)
+			_, js, err := r.loadListedManifestJSON(ctx, oi)
+			if err != nil {
+				// unreadable, or gone: left where it is, for check to
+				// report and a collection to judge
+				continue
+			}
+			entries = append(entries, setEntry{id: id, js: js})
+		}
+		folded = append(folded, oi)
+	}
+	if len(folded) == 0 {
+		return 0, nil
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].id < entries[j].id })
+	if _, err := r.storeManifestSets(ctx, entries); err != nil {
+		return 0, err
+	}
+	// stored: what they replace goes, while no collection runs
+	if err := valid(); err != nil {
+		return 0, err
+	}
+	if replaced != nil {
+		if err := r.be.Delete(ctx, replaced.oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return 0, fmt.Errorf("deleting %s: %w", replaced.oi.Name, err)
+		}
+	}
+	for _, oi := range folded {
+		if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return 0, fmt.Errorf("deleting %s: %w", oi.Name, err)
+		}
+		r.cache.remove(cacheManifests, strings.TrimPrefix(oi.Name, manifestsPrefix))
+	}
+	r.looseSeen.Store(int64(len(v.loose)-len(folded)) + 1)
+	return len(folded), nil
+}
+
+// looseCount is how many loose manifests the repository holds, as this
+// handle last listed them and counted its own since (a listing when it
+// never did).
+func (r *Repository) looseCount(ctx context.Context) (int, error) {
+	if n := r.looseSeen.Load(); n > 0 {
+		return int(n - 1), nil
+	}
+	infos, err := r.manifestInfos(ctx)
+	return len(infos), err
 }
 
 // removeOldTombstone deletes the tombstone oi of backup id, which no set

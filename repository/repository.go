@@ -118,6 +118,9 @@ type Repository struct {
 	cache      *Cache        // nil: none
 	setMemo    setMemo       // manifest sets opened through this handle
 	bundleMemo bundleMemo    // bundles decoded for single-member reads
+	// looseSeen: 1 + the loose manifests this handle last listed, and
+	// saved since (0: it never listed them); see looseCount
+	looseSeen atomic.Int64
 }
 
 // PackCommit describes one committed pack.
@@ -1229,6 +1232,9 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 		return err
 	}
 	r.putVerifiedManifest(m.ID, int64(len(raw)), js)
+	if r.looseSeen.Load() > 0 {
+		r.looseSeen.Add(1)
+	}
 	return nil
 }
 
@@ -1307,6 +1313,9 @@ func (r *Repository) manifestInfos(ctx context.Context) ([]storage.ObjectInfo, e
 		return nil
 	})
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+	if err == nil {
+		r.looseSeen.Store(int64(len(infos)) + 1)
+	}
 	if err == nil && r.cache != nil {
 		listed := make(map[string]bool, len(infos))
 		for _, oi := range infos {

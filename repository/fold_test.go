@@ -1,0 +1,253 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"backupd/storage/fault"
+	"backupd/storage/mem"
+)
+
+// foldState is what a fold left: loose manifests and sets.
+func foldState(t *testing.T, be *mem.Backend) (loose, sets int) {
+	t.Helper()
+	return len(objectNames(t, be, manifestsPrefix)), len(objectNames(t, be, manifestSetsPrefix))
+}
+
+// wantListed fails unless a new reader lists exactly want's backups, each
+// of which reads back, and check is clean.
+func wantListed(t *testing.T, be *mem.Backend, want map[string]files, after string) {
+	t.Helper()
+	if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
+		t.Fatalf("%s: listed %v, want %v", after, got, sortedKeys(want))
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
+	}
+	checkClean(t, be)
+}
+
+// A writer's upkeep folds loose manifests past the bound into the newest
+// set while it is small, leaves them under the bound, beside a collection,
+// and for a write-only host, and moves a deleted backup's entry without
+// bringing it back.
+func TestCompactFoldsLooseManifests(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 6)
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l, s := foldState(t, be); l != 0 || s != 1 {
+		t.Fatalf("after gc: %d loose, %d sets", l, s)
+	}
+	r := reopen(t, be)
+	// as a backup does, looking for its parent
+	if _, err := r.NewestManifest(ctx, func(*Manifest) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	save := func(from, to int) {
+		for i := from; i < to; i++ {
+			id := fmt.Sprintf("backup-%03d", i)
+			want[id] = fileSet(i, 1, 2000)
+			saveFiles(t, r, id, want[id])
+		}
+	}
+	save(6, 10)
+	// four loose, bound four: nothing to do, and nothing listed for it
+	// (the handle counted its own saves since it listed)
+	fb := fault.New(be)
+	r.be = fb
+	if c, err := Compact(ctx, r, IndexFileBound, 4); c.ManifestsFolded != 0 || err != nil || fb.Calls(fault.List) != 0 {
+		t.Fatalf("under the bound: %+v %v, %d lists", c, err, fb.Calls(fault.List))
+	}
+	r.be = be
+	save(10, 11)
+	// a collection is running: it folds them itself
+	gc, err := r.register(ctx, collectorsPrefix, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Compact(ctx, r, IndexFileBound, 4); c.ManifestsFolded != 0 || err != nil {
+		t.Fatalf("beside a collection: %+v %v", c, err)
+	}
+	gc.remove()
+	// a write-only host leaves them to the server's collection
+	if _, err := r.AddKey(ctx, Wrapping{Password: []byte("host secret"), KDF: ptr(TestKDF()), WriteOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	host, err := Open(ctx, be, Credentials{Password: []byte("host secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Compact(ctx, host, IndexFileBound, 4); c.ManifestsFolded != 0 || err != nil {
+		t.Fatalf("write-only: %+v %v", c, err)
+	}
+	// five past four: folded with the small set of six, into one
+	if c, err := Compact(ctx, r, IndexFileBound, 4); c.ManifestsFolded != 5 || err != nil {
+		t.Fatalf("past the bound: %+v %v", c, err)
+	}
+	if l, s := foldState(t, be); l != 0 || s != 1 {
+		t.Fatalf("after the fold: %d loose, %d sets", l, s)
+	}
+	wantListed(t, be, want, "the fold")
+
+	// a deleted backup in the set, and one whose loose manifest its
+	// deletion could not remove: neither comes back
+	if err := r.DeleteManifest(ctx, "backup-003"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "backup-003")
+	save(11, 17)
+	if err := r.saveTombstone(ctx, "backup-012"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "backup-012")
+	x := reopen(t, be) // a handle that never listed: it lists once
+	if c, err := Compact(ctx, x, IndexFileBound, 4); c.ManifestsFolded != 5 || err != nil {
+		t.Fatalf("with tombstones: %+v %v", c, err)
+	}
+	if l, s := foldState(t, be); l != 1 || s != 1 {
+		t.Fatalf("the deleted backup's loose manifest is left (%d), in one set (%d)", l, s)
+	}
+	wantListed(t, be, want, "a fold beside tombstones")
+	// the next collection drops them, and their tombstones in time
+	later := time.Now().Add(tombstoneMinAge + time.Minute)
+	for i := 0; i < 2; i++ {
+		if _, err := GC(ctx, reopen(t, be), GCOptions{Now: later.Add(time.Duration(i) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, s, tb := len(objectNames(t, be, manifestsPrefix)), len(objectNames(t, be, manifestSetsPrefix)), objectNames(t, be, tombstonesPrefix); l != 0 || s != 1 || len(tb) != 0 {
+		t.Fatalf("after two collections: %d loose, %d sets, tombstones %v", l, s, tb)
+	}
+	wantListed(t, be, want, "the collections")
+}
+
+// A set of half the maximum or more is left as it is: the fold starts a
+// new one.
+func TestFoldStartsANewSetAfterABigOne(t *testing.T) {
+	ctx := context.Background()
+	r, be, mk := manifestRepo(t)
+	n := manifestSetMax / 2
+	for i := 0; i < n; i++ {
+		if err := r.SaveManifest(ctx, mk(fmt.Sprintf("backup-%05d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	big := objectNames(t, be, manifestSetsPrefix)
+	for i := n; i < n+3; i++ {
+		if err := r.SaveManifest(ctx, mk(fmt.Sprintf("backup-%05d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := Compact(ctx, r, IndexFileBound, 2); c.ManifestsFolded != 3 || err != nil {
+		t.Fatalf("%+v %v", c, err)
+	}
+	sets := objectNames(t, be, manifestSetsPrefix)
+	if len(big) != 1 || len(sets) != 2 || (sets[0] != big[0] && sets[1] != big[0]) {
+		t.Fatalf("sets %v, before %v: the big one should stay", sets, big)
+	}
+	if ids, err := reopen(t, be).ManifestIDs(ctx); err != nil || len(ids) != n+3 {
+		t.Fatalf("%d backups: %v", len(ids), err)
+	}
+}
+
+// A fold stopped at any write or delete loses nothing and brings back
+// nothing; the next one, or a collection, finishes the work.
+func TestFoldInterruptedLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	base, want := historyRepo(t, 4)
+	if _, err := GC(ctx, reopen(t, base), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, base)
+	if err := r.DeleteManifest(ctx, "backup-001"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "backup-001")
+	for i := 4; i < 9; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+	}
+	if err := r.saveTombstone(ctx, "backup-006"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "backup-006")
+	probe := fault.New(base.Clone())
+	pr := reopen(t, probe)
+	probe.Reset()
+	if c, err := Compact(ctx, pr, IndexFileBound, 2); c.ManifestsFolded != 4 || err != nil {
+		t.Fatalf("probe: %+v %v", c, err)
+	}
+	steps := 0
+	for _, op := range []fault.Op{fault.Put, fault.Delete} {
+		for n := 1; n <= probe.Calls(op); n++ {
+			be := base.Clone()
+			fb := fault.New(be)
+			fr := reopen(t, fb)
+			fb.Add(fault.Rule{Op: op, Nth: n, Times: 1})
+			_, err := Compact(ctx, fr, IndexFileBound, 2)
+			fb.Reset()
+			t.Run(fmt.Sprintf("%s %d", op, n), func(t *testing.T) {
+				wantListed(t, be, want, fmt.Sprint(err))
+				// (a registration it could not end holds the next back
+				// until it lapses: the next is a collection an hour on)
+				if _, err := GC(ctx, reopen(t, be), GCOptions{Now: time.Now().Add(time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+				wantListed(t, be, want, "the collection after")
+				if l, _ := foldState(t, be); l != 0 {
+					t.Fatalf("%d loose manifests left", l)
+				}
+			})
+			steps++
+		}
+	}
+	if steps < 4 {
+		t.Fatalf("only %d steps interrupted", steps)
+	}
+}
+
+// A reader that listed the loose manifests and the sets before a fold
+// lists again when what it wants is gone, and misses nothing.
+func TestReaderBesideAWritersFold(t *testing.T) {
+	ctx := context.Background()
+	for _, prefix := range []string{manifestsPrefix, manifestSetsPrefix} {
+		be, want := historyRepo(t, 3)
+		if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r := reopen(t, be)
+		for i := 3; i < 8; i++ {
+			id := fmt.Sprintf("backup-%03d", i)
+			want[id] = fileSet(i, 1, 2000)
+			saveFiles(t, r, id, want[id])
+		}
+		folded := 0
+		hooked := &listHook{Backend: be, prefix: prefix, hook: func() {
+			c, err := Compact(ctx, reopen(t, be), IndexFileBound, 2)
+			if err != nil {
+				t.Error(err)
+			}
+			folded = c.ManifestsFolded
+		}}
+		ms, errs, err := reopen(t, hooked).Manifests(ctx)
+		if folded != 5 {
+			t.Fatalf("listing %s: the fold beside the reader folded %d", prefix, folded)
+		}
+		if err != nil || len(errs) > 0 || len(ms) != len(want) {
+			t.Fatalf("listing %s: %d manifests, want %d: %v %v", prefix, len(ms), len(want), err, errs)
+		}
+		m, err := reopen(t, &listHook{Backend: be, prefix: prefix, hook: func() {}}).NewestManifest(ctx, func(*Manifest) bool { return true })
+		if err != nil || m == nil || m.ID != "backup-007" {
+			t.Fatalf("newest after the fold: %v %v", m, err)
+		}
+	}
+}
