@@ -222,6 +222,14 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 	seenTrees := map[ID]bool{}
 	for i, ref := range refs {
 		m, err := r.loadRef(ctx, ref)
+		if ref.loose != nil && errors.Is(err, ErrBackupNotFound) {
+			// folded into a set since the listing (by a collection, or
+			// another host's backup), or deleted
+			if m, err = r.LoadManifest(ctx, ref.id); errors.Is(err, ErrBackupNotFound) {
+				c.res.Manifests--
+				continue
+			}
+		}
 		if err != nil {
 			obj := manifestsPrefix + ref.id
 			if ref.set != nil {

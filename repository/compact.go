@@ -75,9 +75,19 @@ func Compact(ctx context.Context, r *Repository, indexBound, looseBound int) (Co
 		return c, nil
 	}
 	index := len(r.indexFiles()) > indexBound
-	fold := false
-	if looseBound > 0 && r.lockPeriod() == 0 {
+	// (a version 1 repository is moved to version 2 by gc's first fold,
+	// as it always was, not by a backup)
+	fold := looseBound > 0 && r.lockPeriod() == 0 && r.cfg.Version >= 2
+	if fold {
+		known := r.looseSeen.Load() > 0
 		n, err := r.looseCount(ctx)
+		if err == nil && n > looseBound && known {
+			// counted since a listing: what another host folded
+			// meanwhile is seen before registering for it
+			var infos []storage.ObjectInfo
+			infos, err = r.manifestInfos(ctx)
+			n = len(infos)
+		}
 		if err != nil {
 			return c, err
 		}
@@ -100,17 +110,18 @@ func Compact(ctx context.Context, r *Repository, indexBound, looseBound int) (Co
 	if err != nil || others > 0 {
 		return c, err
 	}
+	var errs []error
 	if fold {
 		if c.ManifestsFolded, err = r.foldLoose(ctx, looseBound, self.Valid); err != nil {
-			return c, fmt.Errorf("folding manifests: %w", err)
+			errs = append(errs, fmt.Errorf("folding manifests: %w", err))
 		}
 	}
 	if index {
 		if c.IndexFilesMerged, err = r.mergeSmallIndexFiles(ctx, indexBound, self.Valid); err != nil {
-			return c, fmt.Errorf("index compaction: %w", err)
+			errs = append(errs, fmt.Errorf("index compaction: %w", err))
 		}
 	}
-	return c, nil
+	return c, errors.Join(errs...)
 }
 
 // mergeSmallIndexFiles is Compact's merge of index files, inside its registration.

@@ -1,11 +1,17 @@
 package repository
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"backupd/storage"
 
 	"backupd/storage/fault"
 	"backupd/storage/mem"
@@ -113,17 +119,146 @@ func TestCompactFoldsLooseManifests(t *testing.T) {
 		t.Fatalf("the deleted backup's loose manifest is left (%d), in one set (%d)", l, s)
 	}
 	wantListed(t, be, want, "a fold beside tombstones")
-	// the next collection drops them, and their tombstones in time
+	// the deleted backup's entry moved with the set, its tombstone kept
+	v, err := reopen(t, be).listManifestView(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := v.inSets("backup-003"); s == nil || len(v.tombs) != 2 {
+		t.Fatalf("backup-003 in the new set: %v; tombstones %v", s != nil, v.tombs)
+	}
+	// the next collection drops it from the set and writes its tombstone
+	// again; a later one removes the tombstones
 	later := time.Now().Add(tombstoneMinAge + time.Minute)
-	for i := 0; i < 2; i++ {
-		if _, err := GC(ctx, reopen(t, be), GCOptions{Now: later.Add(time.Duration(i) * time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := GC(ctx, reopen(t, be), GCOptions{Now: later}); err != nil {
+		t.Fatal(err)
+	}
+	if tb := objectNames(t, be, tombstonesPrefix); len(tb) != 1 || tb[0] != tombstonesPrefix+"backup-003" {
+		t.Fatalf("after the first collection: tombstones %v", tb)
+	}
+	if _, err := GC(ctx, reopen(t, be), GCOptions{Now: later.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
 	}
 	if l, s, tb := len(objectNames(t, be, manifestsPrefix)), len(objectNames(t, be, manifestSetsPrefix)), objectNames(t, be, tombstonesPrefix); l != 0 || s != 1 || len(tb) != 0 {
 		t.Fatalf("after two collections: %d loose, %d sets, tombstones %v", l, s, tb)
 	}
 	wantListed(t, be, want, "the collections")
+}
+
+// A fold whose registration lapsed before it stored its set (a suspended
+// laptop: a collection may have dropped a deleted backup from the set it
+// read, and then its tombstone) writes and deletes nothing.
+func TestFoldWritesNothingOnceLapsed(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 3)
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, be)
+	for i := 3; i < 8; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+	}
+	before := strings.Join(append(objectNames(t, be, manifestsPrefix), objectNames(t, be, manifestSetsPrefix)...), " ")
+	n, err := r.foldLoose(ctx, 2, func() error { return ErrWriterLapsed })
+	if n != 0 || !errors.Is(err, ErrWriterLapsed) {
+		t.Fatalf("lapsed: %d %v", n, err)
+	}
+	if after := strings.Join(append(objectNames(t, be, manifestsPrefix), objectNames(t, be, manifestSetsPrefix)...), " "); after != before {
+		t.Fatalf("a lapsed fold changed the manifests:\n%s\n%s", before, after)
+	}
+	wantListed(t, be, want, "a lapsed fold")
+}
+
+// A storage that takes writes but refuses deletes (not set up as
+// append-only) gets one set more, not one a backup; a newest set that does
+// not open (planted) is left alone; a version 1 repository is left to gc.
+func TestFoldOnStorageThatRefusesDeletes(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 3)
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fb := fault.New(be)
+	fb.Add(fault.Rule{Op: fault.Delete, Prefix: manifestsPrefix})
+	fb.Add(fault.Rule{Op: fault.Delete, Prefix: manifestSetsPrefix})
+	r := reopen(t, fb)
+	if _, err := r.NewestManifest(ctx, func(*Manifest) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i < 20; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+		if _, err := Compact(ctx, r, IndexFileBound, 4); err != nil && !errors.Is(err, fault.ErrInjected) {
+			t.Fatal(err)
+		}
+	}
+	if _, s := foldState(t, be); s != 2 {
+		t.Fatalf("%d sets, want the first and one more", s)
+	}
+	wantListed(t, be, want, "folds that could not delete")
+
+	// a set planted as the newest does not stop the fold
+	be2, want2 := historyRepo(t, 6)
+	forger := *reopen(t, be2).keys
+	forger.DataPrivate = randData(99, 32)
+	name, raw, err := encodeManifestSet(&forger, []setEntry{{id: "backup-999", js: []byte("{}")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be2.Put(ctx, name, bytes.NewReader(raw), int64(len(raw)))
+	if c, err := Compact(ctx, reopen(t, be2), IndexFileBound, 4); c.ManifestsFolded != 6 || err != nil {
+		t.Fatalf("beside a planted set: %+v %v", c, err)
+	}
+	if _, err := be2.Stat(ctx, name); err != nil {
+		t.Fatalf("the planted set: %v", err)
+	}
+	be2.Delete(ctx, name)
+	wantListed(t, be2, want2, "a fold beside a planted set")
+
+	// version 1: a backup does not move it to 2
+	be3, _ := historyRepo(t, 6)
+	storeConfigVersion(t, be3, 1)
+	if c, err := Compact(ctx, reopen(t, be3), IndexFileBound, 4); c.ManifestsFolded != 0 || err != nil {
+		t.Fatalf("version 1: %+v %v", c, err)
+	}
+	if v := reopen(t, be3).Config().Version; v != 1 {
+		t.Fatalf("version %d", v)
+	}
+}
+
+// check run beside a fold (another host's backup) reports no folded
+// backup as missing.
+func TestCheckBesideAFold(t *testing.T) {
+	ctx := context.Background()
+	be, want := historyRepo(t, 3)
+	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, be)
+	for i := 3; i < 8; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+	}
+	folded := 0
+	// the fold runs when check first reads a loose manifest it listed
+	hooked := &getHook{Backend: be, prefix: manifestsPrefix, hook: func() {
+		c, err := Compact(ctx, reopen(t, be), IndexFileBound, 2)
+		if err != nil {
+			t.Error(err)
+		}
+		folded = c.ManifestsFolded
+	}}
+	cr, err := Check(ctx, reopen(t, hooked), CheckOptions{})
+	if folded != 5 {
+		t.Fatalf("the fold beside check folded %d", folded)
+	}
+	if err != nil || !cr.OK || cr.Manifests != len(want) {
+		t.Fatalf("check beside a fold: %v %+v", err, cr)
+	}
 }
 
 // A set of half the maximum or more is left as it is: the fold starts a
@@ -210,8 +345,10 @@ func TestFoldInterruptedLosesNothing(t *testing.T) {
 			steps++
 		}
 	}
-	if steps < 4 {
-		t.Fatalf("only %d steps interrupted", steps)
+	// (the registration's put and end, the set's; the old set's delete
+	// and the four loose ones')
+	if p, d := probe.Calls(fault.Put), probe.Calls(fault.Delete); p < 3 || d < 5 {
+		t.Fatalf("only %d puts and %d deletes interrupted", p, d)
 	}
 }
 
@@ -250,4 +387,19 @@ func TestReaderBesideAWritersFold(t *testing.T) {
 			t.Fatalf("newest after the fold: %v %v", m, err)
 		}
 	}
+}
+
+// getHook runs hook once, before the first Get of a name under prefix.
+type getHook struct {
+	storage.Backend
+	prefix string
+	once   sync.Once
+	hook   func()
+}
+
+func (h *getHook) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(name, h.prefix) {
+		h.once.Do(h.hook)
+	}
+	return h.Backend.Get(ctx, name, off, n)
 }

@@ -623,6 +623,11 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 				}
 			}
 		}
+		// (stalled past its lease, a collection may have run meanwhile:
+		// what this one read is not to be written back)
+		if err := valid(); err != nil {
+			return nil, err
+		}
 		n, err := r.storeManifestSets(ctx, entries)
 		res.SetsWritten += n
 		if err != nil {
@@ -703,6 +708,11 @@ func (r *Repository) storeManifestSets(ctx context.Context, entries []setEntry) 
 // the set it rewrites, and no tombstone is touched, so what a reader sees
 // is the same before, during and after (the new set is stored before what
 // it replaces is deleted). It reports how many loose manifests it folded.
+//
+// Loose manifests the newest set already holds (a fold before could not
+// delete them) are deleted first, and nothing is written when that fails:
+// a storage that takes writes but refuses deletes gets one set more, not
+// one a backup.
 func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() error) (int, error) {
 	v, err := r.listManifestViewOnce(ctx, true)
 	if err != nil {
@@ -717,66 +727,97 @@ func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() erro
 	if len(ids) <= bound {
 		return 0, nil
 	}
-	if err := r.upgradeFormat(ctx); err != nil {
-		return 0, err
-	}
 	sort.Strings(ids)
 	var entries []setEntry
 	var replaced *manifestSet
+	held := map[string]bool{}
 	if len(v.sets) > 0 {
+		// one that does not open (damaged, or planted by a host without
+		// the full-access keys: check names it) is left as it is, and a
+		// new set started
 		s := v.sets[0]
 		if err := r.openSet(ctx, s); errors.Is(err, storage.ErrNotFound) {
 			return 0, nil // gone meanwhile: next time
-		} else if err != nil {
+		} else if err == nil {
+			for _, e := range s.entries {
+				held[e.id] = true
+			}
+			if len(s.entries) < manifestSetMax/2 {
+				replaced = s
+				entries = append(entries, s.entries...)
+			}
+		}
+	}
+	deleteLoose := func(ois []storage.ObjectInfo) error {
+		for _, oi := range ois {
+			if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("deleting %s: %w", oi.Name, err)
+			}
+			r.cache.remove(cacheManifests, strings.TrimPrefix(oi.Name, manifestsPrefix))
+		}
+		return nil
+	}
+	var done, fold []storage.ObjectInfo
+	for _, id := range ids {
+		if held[id] {
+			done = append(done, v.loose[id])
+		} else {
+			fold = append(fold, v.loose[id])
+		}
+	}
+	if len(done) > 0 {
+		if err := valid(); err != nil {
 			return 0, err
 		}
-		if len(s.entries) < manifestSetMax/2 {
-			replaced = s
-			entries = append(entries, s.entries...)
+		if err := deleteLoose(done); err != nil {
+			return 0, err
 		}
 	}
-	held := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		held[e.id] = true
+	if len(fold) <= bound {
+		r.looseSeen.Store(int64(len(v.loose)-len(done)) + 1)
+		return len(done), nil
 	}
 	var folded []storage.ObjectInfo
-	for _, id := range ids {
-		oi := v.loose[id]
-		if !held[id] { // (held: folded before, the loose copy not yet deleted)
-			_, js, err := r.loadListedManifestJSON(ctx, oi)
-			if err != nil {
-				// unreadable, or gone: left where it is, for check to
-				// report and a collection to judge
-				continue
-			}
-			entries = append(entries, setEntry{id: id, js: js})
+	for _, oi := range fold {
+		_, js, err := r.loadListedManifestJSON(ctx, oi)
+		if err != nil {
+			// unreadable, or gone: left where it is, for check to report
+			// and a collection to judge
+			continue
 		}
+		entries = append(entries, setEntry{id: strings.TrimPrefix(oi.Name, manifestsPrefix), js: js})
 		folded = append(folded, oi)
 	}
 	if len(folded) == 0 {
-		return 0, nil
+		return len(done), nil
+	}
+	if err := r.upgradeFormat(ctx); err != nil {
+		return len(done), err
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].id < entries[j].id })
+	// stalled past its lease (a suspended laptop), a collection may have
+	// run meanwhile, dropped a deleted backup from the set read here and
+	// then its tombstone: such a set must not be stored
+	if err := valid(); err != nil {
+		return len(done), err
+	}
 	if _, err := r.storeManifestSets(ctx, entries); err != nil {
-		return 0, err
+		return len(done), err
 	}
 	// stored: what they replace goes, while no collection runs
 	if err := valid(); err != nil {
-		return 0, err
+		return len(done), err
 	}
 	if replaced != nil {
 		if err := r.be.Delete(ctx, replaced.oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return 0, fmt.Errorf("deleting %s: %w", replaced.oi.Name, err)
+			return len(done), fmt.Errorf("deleting %s: %w", replaced.oi.Name, err)
 		}
 	}
-	for _, oi := range folded {
-		if err := r.be.Delete(ctx, oi.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return 0, fmt.Errorf("deleting %s: %w", oi.Name, err)
-		}
-		r.cache.remove(cacheManifests, strings.TrimPrefix(oi.Name, manifestsPrefix))
+	if err := deleteLoose(folded); err != nil {
+		return len(done), err
 	}
-	r.looseSeen.Store(int64(len(v.loose)-len(folded)) + 1)
-	return len(folded), nil
+	r.looseSeen.Store(int64(len(v.loose)-len(done)-len(folded)) + 1)
+	return len(done) + len(folded), nil
 }
 
 // looseCount is how many loose manifests the repository holds, as this
