@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -146,5 +148,45 @@ func TestPartSizeBelowMinimumRefused(t *testing.T) {
 	cfg.PartSize = 1 << 20
 	if _, err := s3.New(context.Background(), cfg); err == nil || !storage.IsPermanent(err) {
 		t.Fatalf("New with 1 MiB parts = %v; want a permanent error", err)
+	}
+}
+
+// Requests reuse their connections, as they do on S3: the test server
+// had keep-alive off, so every request opened a connection (case D's
+// benchmark opened some 14 a backup and left thousands in TIME-WAIT).
+func TestConnectionsAreReused(t *testing.T) {
+	srv := s3test.StartTB(t)
+	be := s3test.NewBackend(t, srv.Config("reuse", "p"))
+	var opened, reused atomic.Int64
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if i.Reused {
+			reused.Add(1)
+		} else {
+			opened.Add(1)
+		}
+	}})
+	for i := 0; i < 10; i++ {
+		name := fmt.Sprintf("x/%d", i)
+		if err := be.Put(ctx, name, strings.NewReader("hello"), 5); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := be.Stat(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := storage.ReadAll(ctx, be, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := be.Stat(ctx, name+"-missing"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if err := be.List(ctx, "x/", func(storage.ObjectInfo) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Delete(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opened.Load() > 1 {
+		t.Fatalf("%d connections opened for %d requests", opened.Load(), opened.Load()+reused.Load())
 	}
 }

@@ -128,7 +128,10 @@ func startOnce(bin, dir string) (*Server, error) {
 		done:      make(chan struct{}),
 		output:    &syncBuffer{},
 	}
-	s.cmd = exec.Command(bin, "--port", addr, "--quiet", "posix", dir)
+	// keep-alive is off by default in versitygw: every request would open
+	// a connection (S3 keeps them), and a long benchmark leave thousands
+	// in TIME-WAIT
+	s.cmd = exec.Command(bin, "--port", addr, "--quiet", "--keep-alive", "posix", dir)
 	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	s.cmd.Stdout = s.output
 	s.cmd.Stderr = s.output
