@@ -312,9 +312,8 @@ func committed(ctx context.Context, repo *repository.Repository, m *repository.M
 // fails, Run returns an error and writes no manifest. Files that cannot be
 // read are warnings in their component, never silent gaps.
 func Run(ctx context.Context, repo *repository.Repository, opts Options) (*repository.Manifest, error) {
-	if err := repo.LoadIndex(ctx); err != nil {
-		return nil, err
-	}
+	// (the index is loaded by each component once it is registered as a
+	// writer; Prepare reads manifests only)
 	plan, err := Prepare(ctx, repo, opts)
 	if err != nil {
 		return nil, err
