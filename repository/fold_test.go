@@ -36,6 +36,41 @@ func wantListed(t *testing.T, be *mem.Backend, want map[string]files, after stri
 	checkClean(t, be)
 }
 
+// saveMore saves backups backup-<from> .. backup-<to - 1> through r, into
+// want.
+func saveMore(t *testing.T, r *Repository, want map[string]files, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		id := fmt.Sprintf("backup-%03d", i)
+		want[id] = fileSet(i, 1, 2000)
+		saveFiles(t, r, id, want[id])
+	}
+}
+
+// foldedAndLoose is a repository of n backups folded into one set by a
+// collection, then loose more.
+func foldedAndLoose(t *testing.T, n, loose int) (*mem.Backend, map[string]files) {
+	t.Helper()
+	be, want := historyRepo(t, n)
+	if _, err := GC(context.Background(), reopen(t, be), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	saveMore(t, reopen(t, be), want, n, n+loose)
+	return be, want
+}
+
+// foldHook folds be's loose manifests (bound 2), and records how many
+// in *folded.
+func foldHook(t *testing.T, be storage.Backend, folded *int) func() {
+	return func() {
+		c, err := Compact(context.Background(), reopen(t, be), IndexFileBound, 2)
+		if err != nil {
+			t.Error(err)
+		}
+		*folded = c.ManifestsFolded
+	}
+}
+
 // A writer's upkeep folds loose manifests past the bound into the newest
 // set while it is small, leaves them under the bound, beside a collection,
 // and for a write-only host, and moves a deleted backup's entry without
@@ -54,13 +89,7 @@ func TestCompactFoldsLooseManifests(t *testing.T) {
 	if _, err := r.NewestManifest(ctx, func(*Manifest) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
-	save := func(from, to int) {
-		for i := from; i < to; i++ {
-			id := fmt.Sprintf("backup-%03d", i)
-			want[id] = fileSet(i, 1, 2000)
-			saveFiles(t, r, id, want[id])
-		}
-	}
+	save := func(from, to int) { saveMore(t, r, want, from, to) }
 	save(6, 10)
 	// four loose, bound four: nothing to do, and nothing listed for it
 	// (the handle counted its own saves since it listed)
@@ -150,16 +179,8 @@ func TestCompactFoldsLooseManifests(t *testing.T) {
 // read, and then its tombstone) writes and deletes nothing.
 func TestFoldWritesNothingOnceLapsed(t *testing.T) {
 	ctx := context.Background()
-	be, want := historyRepo(t, 3)
-	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	be, want := foldedAndLoose(t, 3, 5)
 	r := reopen(t, be)
-	for i := 3; i < 8; i++ {
-		id := fmt.Sprintf("backup-%03d", i)
-		want[id] = fileSet(i, 1, 2000)
-		saveFiles(t, r, id, want[id])
-	}
 	before := strings.Join(append(objectNames(t, be, manifestsPrefix), objectNames(t, be, manifestSetsPrefix)...), " ")
 	n, err := r.foldLoose(ctx, 2, func() error { return ErrWriterLapsed })
 	if n != 0 || !errors.Is(err, ErrWriterLapsed) {
@@ -188,9 +209,7 @@ func TestFoldOnStorageThatRefusesDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 3; i < 20; i++ {
-		id := fmt.Sprintf("backup-%03d", i)
-		want[id] = fileSet(i, 1, 2000)
-		saveFiles(t, r, id, want[id])
+		saveMore(t, r, want, i, i+1)
 		if _, err := Compact(ctx, r, IndexFileBound, 4); err != nil && !errors.Is(err, fault.ErrInjected) {
 			t.Fatal(err)
 		}
@@ -233,25 +252,10 @@ func TestFoldOnStorageThatRefusesDeletes(t *testing.T) {
 // backup as missing.
 func TestCheckBesideAFold(t *testing.T) {
 	ctx := context.Background()
-	be, want := historyRepo(t, 3)
-	if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r := reopen(t, be)
-	for i := 3; i < 8; i++ {
-		id := fmt.Sprintf("backup-%03d", i)
-		want[id] = fileSet(i, 1, 2000)
-		saveFiles(t, r, id, want[id])
-	}
+	be, want := foldedAndLoose(t, 3, 5)
 	folded := 0
 	// the fold runs when check first reads a loose manifest it listed
-	hooked := &getHook{Backend: be, prefix: manifestsPrefix, hook: func() {
-		c, err := Compact(ctx, reopen(t, be), IndexFileBound, 2)
-		if err != nil {
-			t.Error(err)
-		}
-		folded = c.ManifestsFolded
-	}}
+	hooked := &getHook{Backend: be, prefix: manifestsPrefix, hook: foldHook(t, be, &folded)}
 	cr, err := Check(ctx, reopen(t, hooked), CheckOptions{})
 	if folded != 5 {
 		t.Fatalf("the fold beside check folded %d", folded)
@@ -306,11 +310,7 @@ func TestFoldInterruptedLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	delete(want, "backup-001")
-	for i := 4; i < 9; i++ {
-		id := fmt.Sprintf("backup-%03d", i)
-		want[id] = fileSet(i, 1, 2000)
-		saveFiles(t, r, id, want[id])
-	}
+	saveMore(t, r, want, 4, 9)
 	if err := r.saveTombstone(ctx, "backup-006"); err != nil {
 		t.Fatal(err)
 	}
@@ -357,24 +357,9 @@ func TestFoldInterruptedLosesNothing(t *testing.T) {
 func TestReaderBesideAWritersFold(t *testing.T) {
 	ctx := context.Background()
 	for _, prefix := range []string{manifestsPrefix, manifestSetsPrefix} {
-		be, want := historyRepo(t, 3)
-		if _, err := GC(ctx, reopen(t, be), GCOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		r := reopen(t, be)
-		for i := 3; i < 8; i++ {
-			id := fmt.Sprintf("backup-%03d", i)
-			want[id] = fileSet(i, 1, 2000)
-			saveFiles(t, r, id, want[id])
-		}
+		be, want := foldedAndLoose(t, 3, 5)
 		folded := 0
-		hooked := &listHook{Backend: be, prefix: prefix, hook: func() {
-			c, err := Compact(ctx, reopen(t, be), IndexFileBound, 2)
-			if err != nil {
-				t.Error(err)
-			}
-			folded = c.ManifestsFolded
-		}}
+		hooked := &listHook{Backend: be, prefix: prefix, hook: foldHook(t, be, &folded)}
 		ms, errs, err := reopen(t, hooked).Manifests(ctx)
 		if folded != 5 {
 			t.Fatalf("listing %s: the fold beside the reader folded %d", prefix, folded)
