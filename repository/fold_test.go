@@ -105,8 +105,14 @@ func TestCompactFoldsLooseManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	markers := strings.Join(objectNames(t, be, collectorsPrefix), " ")
 	if c, err := Compact(ctx, r, IndexFileBound, 4); c.ManifestsFolded != 0 || err != nil {
 		t.Fatalf("beside a collection: %+v %v", c, err)
+	}
+	// standing back, it leaves no marker: one would hold the next attempt
+	// back in turn
+	if m := strings.Join(objectNames(t, be, collectorsPrefix), " "); m != markers {
+		t.Fatalf("collector markers after standing back: %s, before %s", m, markers)
 	}
 	gc.remove()
 	// a write-only host leaves them to the server's collection
