@@ -66,7 +66,8 @@ type writerMarker struct {
 	Purpose string    `json:"purpose"`
 }
 
-// Writer is an open writer registration; End removes it.
+// Writer is an open writer registration; End marks it ended (collections
+// that started before the end still count it), remove deletes it.
 type Writer struct {
 	r      *Repository
 	name   string
