@@ -78,20 +78,17 @@ func Compact(ctx context.Context, r *Repository, indexBound, looseBound int) (Co
 	// (a version 1 repository is moved to version 2 by gc's first fold,
 	// as it always was, not by a backup)
 	fold := looseBound > 0 && r.lockPeriod() == 0 && r.cfg.Version >= 2
-	if fold {
-		known := r.looseSeen.Load() > 0
-		n, err := r.looseCount(ctx)
-		if err == nil && n > looseBound && known {
-			// counted since a listing: what another host folded
-			// meanwhile is seen before registering for it
-			var infos []storage.ObjectInfo
-			infos, err = r.manifestInfos(ctx)
-			n = len(infos)
-		}
+	// The handle's count (its last listing and its saves since) says
+	// when to look; a listing, before registering, says whether to fold
+	// (another host may have folded meanwhile).
+	if seen := r.looseSeen.Load(); fold && (seen == 0 || seen-1 > int64(looseBound)) {
+		infos, err := r.manifestInfos(ctx)
 		if err != nil {
 			return c, err
 		}
-		fold = n > looseBound
+		fold = len(infos) > looseBound
+	} else {
+		fold = false
 	}
 	if !index && !fold {
 		return c, nil

@@ -820,17 +820,6 @@ func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() erro
 	return len(done) + len(folded), nil
 }
 
-// looseCount is how many loose manifests the repository holds, as this
-// handle last listed them and counted its own since (a listing when it
-// never did).
-func (r *Repository) looseCount(ctx context.Context) (int, error) {
-	if n := r.looseSeen.Load(); n > 0 {
-		return int(n - 1), nil
-	}
-	infos, err := r.manifestInfos(ctx)
-	return len(infos), err
-}
-
 // removeOldTombstone deletes the tombstone oi of backup id, which no set
 // holds and whose loose manifest is gone, once it was last written longer
 // ago than the window.

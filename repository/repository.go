@@ -119,7 +119,7 @@ type Repository struct {
 	setMemo    setMemo       // manifest sets opened through this handle
 	bundleMemo bundleMemo    // bundles decoded for single-member reads
 	// looseSeen: 1 + the loose manifests this handle last listed, and
-	// saved since (0: it never listed them); see looseCount
+	// saved since (0: it never listed them); see Compact
 	looseSeen atomic.Int64
 }
 
