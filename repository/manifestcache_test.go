@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"backupd/storage"
@@ -97,6 +98,102 @@ func TestCachedManifestsAreVerifiedForms(t *testing.T) {
 	}
 	// the stored form, as earlier versions cached it
 	if err := os.WriteFile(filepath.Join(dir, ids[1]), stored(ids[1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list("stored form cached", 0)
+}
+
+// Manifest sets are cached in their verified form too, which a listing
+// opens without a request, without hashing the object and without the
+// key exchange and MAC. A cached form that is not that set's (another
+// repository's, bound to another set's name, damaged, cut short) is not
+// used: the stored set is read and checked, and cached again. A stored
+// form cached by an earlier version is still used, then cached in the
+// verified form.
+func TestCachedSetsAreVerifiedForms(t *testing.T) {
+	ctx := context.Background()
+	_, be, mk := manifestRepo(t)
+	fb := fault.New(be)
+	root := t.TempDir()
+	open := func() *Repository { return withCacheAt(t, reopen(t, fb), root) }
+	ids := []string{"backup-20260101-000000-aaaaaaaa", "backup-20260102-000000-bbbbbbbb", "backup-20260103-000000-cccccccc"}
+	w := open()
+	for _, id := range ids {
+		if err := w.SaveManifest(ctx, mk(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := Compact(ctx, w, IndexFileBound, 2); err != nil || c.ManifestsFolded != 3 {
+		t.Fatalf("fold: %+v %v", c, err)
+	}
+	sets := objectNames(t, be, manifestSetsPrefix)
+	if len(sets) != 1 || len(objectNames(t, be, manifestsPrefix)) != 0 {
+		t.Fatalf("sets %v, loose %v", sets, objectNames(t, be, manifestsPrefix))
+	}
+	name := sets[0]
+	path := filepath.Join(w.Cache().Dir(), cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix))
+	list := func(what string, wantGets int) {
+		t.Helper()
+		x := open()
+		var ms []*Manifest
+		var errs []error
+		var err error
+		if n := gets(fb, func() { ms, errs, err = x.NewestManifests(ctx, 2, nil) }); n != wantGets {
+			t.Errorf("%s: %d reads from storage, want %d", what, n, wantGets)
+		}
+		if err != nil || len(errs) > 0 || len(ms) != 2 || ms[0].ID != ids[2] || ms[1].ID != ids[1] {
+			t.Fatalf("%s: %v %v %v", what, ms, errs, err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b[:4]) != verifiedSetMagic {
+			t.Fatalf("%s: the set is not cached in its verified form: %q %v", what, b[:min(4, len(b))], err)
+		}
+	}
+	list("written by this client", 0)
+
+	stored, err := storage.ReadAll(ctx, be, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := decodeManifestSet(w.keys, name, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verified, _ := os.ReadFile(path)
+	// another repository's verified form of a set of the same backups
+	other, _, otherMk := manifestRepo(t)
+	oc := withCacheAt(t, other, t.TempDir())
+	for _, id := range ids {
+		if err := oc.SaveManifest(ctx, otherMk(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Compact(ctx, oc, IndexFileBound, 2); err != nil {
+		t.Fatal(err)
+	}
+	otherForms, _ := os.ReadDir(filepath.Join(oc.Cache().Dir(), cacheManifestSets))
+	if len(otherForms) != 1 {
+		t.Fatalf("the other repository cached %d sets", len(otherForms))
+	}
+	otherForm, _ := os.ReadFile(filepath.Join(oc.Cache().Dir(), cacheManifestSets, otherForms[0].Name()))
+	for _, c := range []struct {
+		name string
+		form []byte
+	}{
+		{"another repository's", otherForm},
+		{"bound to another set's name", seal(w.manifestCacheAEAD(), append([]byte(verifiedSetMagic), verifiedSetVersion), setBody(entries),
+			verifiedSetAD(manifestSetsPrefix+strings.Repeat("0", 64)+"-"+ids[2]))},
+		{"damaged", func() []byte { b := bytes.Clone(verified); b[len(b)/2] ^= 1; return b }()},
+		{"cut short", verified[:20]},
+		{"another version", func() []byte { b := bytes.Clone(verified); b[4] = verifiedSetVersion + 1; return b }()},
+	} {
+		if err := os.WriteFile(path, c.form, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		list(c.name, 1)
+		list(c.name+", then cached again", 0)
+	}
+	// the stored form, as earlier versions cached it
+	if err := os.WriteFile(path, stored, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	list("stored form cached", 0)

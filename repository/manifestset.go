@@ -113,17 +113,12 @@ func encodeManifestSet(k *Keys, entries []setEntry) (string, []byte, error) {
 	if len(entries) == 0 {
 		return "", nil, errors.New("manifest set: no manifests")
 	}
-	var body []byte
-	body = binary.AppendUvarint(body, uint64(len(entries)))
-	for i, e := range entries {
-		if i > 0 && entries[i-1].id >= e.id {
-			return "", nil, fmt.Errorf("manifest set: ids out of order at %s", e.id)
+	for i := 1; i < len(entries); i++ {
+		if entries[i-1].id >= entries[i].id {
+			return "", nil, fmt.Errorf("manifest set: ids out of order at %s", entries[i].id)
 		}
-		body = binary.AppendUvarint(body, uint64(len(e.id)))
-		body = append(body, e.id...)
-		body = binary.AppendUvarint(body, uint64(len(e.js)))
-		body = append(body, e.js...)
 	}
+	body := setBody(entries)
 	key, err := k.setKey()
 	if err != nil {
 		return "", nil, err
@@ -173,6 +168,12 @@ func decodeManifestSet(k *Keys, name string, raw []byte) ([]setEntry, error) {
 	if !hmac.Equal(mac, manifestSetMAC(key, body)) {
 		return nil, fmt.Errorf("%s: %w: not written with this repository's full-access keys", name, ErrCorrupt)
 	}
+	return parseSetBody(name, newest, body)
+}
+
+// parseSetBody reads the entries of a set's authenticated body: a count,
+// then each entry's id and manifest, ids in order, the last one newest.
+func parseSetBody(name, newest string, body []byte) ([]setEntry, error) {
 	bad := func(why string) error { return fmt.Errorf("%s: %w: %s", name, ErrCorrupt, why) }
 	n, l := binary.Uvarint(body)
 	if l <= 0 || n == 0 || n > uint64(len(body)) {
@@ -208,6 +209,19 @@ func decodeManifestSet(k *Keys, name string, raw []byte) ([]setEntry, error) {
 		return nil, bad("its newest backup is not the one its name says")
 	}
 	return entries, nil
+}
+
+// setBody is the body parseSetBody reads.
+func setBody(entries []setEntry) []byte {
+	var body []byte
+	body = binary.AppendUvarint(body, uint64(len(entries)))
+	for _, e := range entries {
+		body = binary.AppendUvarint(body, uint64(len(e.id)))
+		body = append(body, e.id...)
+		body = binary.AppendUvarint(body, uint64(len(e.js)))
+		body = append(body, e.js...)
+	}
+	return body
 }
 
 // manifest decodes one entry of a set.
@@ -444,25 +458,18 @@ func (r *Repository) openSet(ctx context.Context, s *manifestSet) error {
 		s.entries = e
 		return nil
 	}
-	base := strings.TrimPrefix(s.oi.Name, manifestSetsPrefix)
-	raw, cached := r.cache.get(cacheManifestSets, base, func(b []byte) bool { return sha256.Sum256(b) == s.hash })
+	entries, cached := r.cachedSet(s)
 	if !cached {
-		var err error
-		if raw, err = storage.ReadAll(ctx, r.be, s.oi.Name); err != nil {
+		raw, err := storage.ReadAll(ctx, r.be, s.oi.Name)
+		if err != nil {
 			s.err = fmt.Errorf("reading %s: %w", s.oi.Name, err)
 			return s.err
 		}
-	}
-	entries, err := decodeManifestSet(r.keys, s.oi.Name, raw)
-	if err != nil {
-		if cached {
-			r.cache.remove(cacheManifestSets, base)
+		if entries, err = decodeManifestSet(r.keys, s.oi.Name, raw); err != nil {
+			s.err = err
+			return err
 		}
-		s.err = err
-		return err
-	}
-	if !cached {
-		r.cache.put(cacheManifestSets, base, raw)
+		r.putVerifiedSet(s.oi.Name, entries)
 	}
 	s.entries = entries
 	r.setMemo.mu.Lock()
@@ -692,7 +699,7 @@ func (r *Repository) storeManifestSets(ctx context.Context, entries []setEntry) 
 		if err := r.be.Put(ctx, name, bytes.NewReader(raw), int64(len(raw))); err != nil {
 			return stored, fmt.Errorf("writing %s: %w", name, err)
 		}
-		r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), raw)
+		r.putVerifiedSet(name, entries[:n])
 		stored++
 		entries = entries[n:]
 	}
