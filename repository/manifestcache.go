@@ -17,10 +17,12 @@ import (
 // backup's parent spent). Only a key that can read manifests can make or
 // read one, so the cache adds nothing a write-only host could forge.
 //
-// Layout: "BKVM", version 1, then the sealed JSON.
+// Layout: "BKVM", version 2, then sealed: the JSON's length, the JSON,
+// and the manifest's binary form (manifestBin), which a listing decodes
+// instead of the JSON. Version 1 (earlier versions) sealed the JSON alone.
 const (
 	verifiedManifestMagic   = "BKVM"
-	verifiedManifestVersion = 1
+	verifiedManifestVersion = 2
 )
 
 // manifestCacheAEAD is the key of the verified forms, nil for a key that
@@ -44,14 +46,35 @@ func verifiedManifestAD(id string, size int64) []byte {
 }
 
 // putVerifiedManifest caches js, checked as backup id's manifest stored in
-// an object of size bytes.
-func (r *Repository) putVerifiedManifest(id string, size int64, js []byte) {
+// an object of size bytes, and m, the manifest decoded from it.
+func (r *Repository) putVerifiedManifest(id string, size int64, js []byte, m *Manifest) {
 	aead := r.manifestCacheAEAD()
 	if aead == nil || r.cache == nil {
 		return
 	}
+	plain := binary.AppendUvarint(nil, uint64(len(js)))
+	plain = append(append(plain, js...), manifestBin(m)...)
 	hdr := append([]byte(verifiedManifestMagic), verifiedManifestVersion)
-	r.cache.put(cacheManifests, id, seal(aead, hdr, js, verifiedManifestAD(id, size)))
+	r.cache.put(cacheManifests, id, seal(aead, hdr, plain, verifiedManifestAD(id, size)))
+}
+
+// verifiedManifest reads what putVerifiedManifest sealed (version 1: the
+// JSON alone).
+func verifiedManifest(id string, version byte, plain []byte) (*Manifest, []byte, error) {
+	if version == 1 {
+		m, err := parseManifestJSON(id, plain)
+		return m, plain, err
+	}
+	n, l := binary.Uvarint(plain)
+	if l <= 0 || n > uint64(len(plain)-l) {
+		return nil, nil, errManifestBin
+	}
+	js, bin := plain[l:l+int(n)], plain[l+int(n):]
+	if m, err := decodeManifestBin(bin); err == nil && m.ID == id && m.Version == manifestVersion {
+		return m, js, nil
+	}
+	m, err := parseManifestJSON(id, js)
+	return m, js, err
 }
 
 // cachedManifest returns backup id's manifest from the cache when it is
@@ -66,13 +89,13 @@ func (r *Repository) cachedManifest(id string, size int64) (*Manifest, []byte, b
 	}
 	if int64(len(b)) == size && string(b[:min(len(b), 4)]) == manifestMagic {
 		if m, js, err := decodeManifestJSON(r.keys, id, b); err == nil {
-			r.putVerifiedManifest(id, size, js)
+			r.putVerifiedManifest(id, size, js, m)
 			return m, js, true
 		}
 	} else if aead := r.manifestCacheAEAD(); aead != nil && len(b) > 5 &&
-		string(b[:4]) == verifiedManifestMagic && b[4] == verifiedManifestVersion {
-		if js, err := open(aead, nil, b[5:], verifiedManifestAD(id, size)); err == nil {
-			if m, err := parseManifestJSON(id, js); err == nil {
+		string(b[:4]) == verifiedManifestMagic && (b[4] == 1 || b[4] == verifiedManifestVersion) {
+		if plain, err := open(aead, nil, b[5:], verifiedManifestAD(id, size)); err == nil {
+			if m, js, err := verifiedManifest(id, b[4], plain); err == nil {
 				return m, js, true
 			}
 		}
@@ -88,7 +111,9 @@ func (r *Repository) cachedManifest(id string, size int64) (*Manifest, []byte, b
 // X25519 exchange and the HMAC: a listing of the newest backups, and
 // choosing a backup's parent, open the newest set each time.
 //
-// Layout: "BKVS", version 1, then the sealed body (parseSetBody's).
+// Layout: "BKVS", version 1, then sealed: the stored set's body
+// (parseSetEntries'), then each entry's binary form (manifestBin; empty
+// when its JSON does not decode), length first, in the entries' order.
 const (
 	verifiedSetMagic   = "BKVS"
 	verifiedSetVersion = 1
@@ -104,8 +129,38 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 	if aead == nil || r.cache == nil {
 		return
 	}
+	body := setBody(entries)
+	for _, e := range entries {
+		bin := e.bin
+		if bin == nil {
+			if m, err := e.manifest(name); err == nil {
+				bin = manifestBin(m)
+			}
+		}
+		body = binary.AppendUvarint(body, uint64(len(bin)))
+		body = append(body, bin...)
+	}
 	hdr := append([]byte(verifiedSetMagic), verifiedSetVersion)
-	r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), seal(aead, hdr, setBody(entries), verifiedSetAD(name)))
+	r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), seal(aead, hdr, body, verifiedSetAD(name)))
+}
+
+// parseVerifiedSet reads the body putVerifiedSet sealed.
+func parseVerifiedSet(s *manifestSet, body []byte) ([]setEntry, bool) {
+	entries, rest, err := parseSetEntries(s.oi.Name, s.newest, body)
+	if err != nil {
+		return nil, false
+	}
+	for i := range entries {
+		n, l := binary.Uvarint(rest)
+		if l <= 0 || n > uint64(len(rest)-l) {
+			return nil, false
+		}
+		if n > 0 {
+			entries[i].bin = rest[l : l+int(n)]
+		}
+		rest = rest[l+int(n):]
+	}
+	return entries, len(rest) == 0
 }
 
 // cachedSet returns set s's entries from the cache: in the verified form,
@@ -121,7 +176,7 @@ func (r *Repository) cachedSet(s *manifestSet) ([]setEntry, bool) {
 	if len(b) > 5 && string(b[:4]) == verifiedSetMagic && b[4] == verifiedSetVersion {
 		if aead := r.manifestCacheAEAD(); aead != nil {
 			if body, err := open(aead, nil, b[5:], verifiedSetAD(s.oi.Name)); err == nil {
-				if entries, err := parseSetBody(s.oi.Name, s.newest, body); err == nil {
+				if entries, ok := parseVerifiedSet(s, body); ok {
 					return entries, true
 				}
 			}

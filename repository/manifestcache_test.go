@@ -101,6 +101,15 @@ func TestCachedManifestsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	list("stored form cached", 0)
+	// the verified form of version 1: the JSON alone
+	v1 := seal(w.manifestCacheAEAD(), []byte(verifiedManifestMagic+"\x01"), js, verifiedManifestAD(ids[1], int64(len(stored(ids[1])))))
+	if err := os.WriteFile(filepath.Join(dir, ids[1]), v1, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list("version 1 cached", 0)
+	if b := cached(ids[1]); b[4] != 1 {
+		t.Fatalf("the version 1 form was replaced: version %d", b[4])
+	}
 }
 
 // Manifest sets are cached in their verified form too, which a listing

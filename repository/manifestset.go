@@ -66,8 +66,9 @@ type manifestSet struct {
 }
 
 type setEntry struct {
-	id string
-	js []byte // the manifest, JSON
+	id  string
+	js  []byte // the manifest, JSON
+	bin []byte // its binary form (manifestBin), when the cache had it or it was decoded; nil otherwise
 }
 
 // parseSetName splits manifest-sets/<sha256>-<newest id>.
@@ -168,16 +169,21 @@ func decodeManifestSet(k *Keys, name string, raw []byte) ([]setEntry, error) {
 	if !hmac.Equal(mac, manifestSetMAC(key, body)) {
 		return nil, fmt.Errorf("%s: %w: not written with this repository's full-access keys", name, ErrCorrupt)
 	}
-	return parseSetBody(name, newest, body)
+	entries, rest, err := parseSetEntries(name, newest, body)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%s: %w: trailing bytes", name, ErrCorrupt)
+	}
+	return entries, err
 }
 
-// parseSetBody reads the entries of a set's authenticated body: a count,
-// then each entry's id and manifest, ids in order, the last one newest.
-func parseSetBody(name, newest string, body []byte) ([]setEntry, error) {
+// parseSetEntries reads the entries of a set's authenticated body (a
+// count, then each entry's id and manifest, ids in order, the last one
+// newest) and returns what follows them.
+func parseSetEntries(name, newest string, body []byte) ([]setEntry, []byte, error) {
 	bad := func(why string) error { return fmt.Errorf("%s: %w: %s", name, ErrCorrupt, why) }
 	n, l := binary.Uvarint(body)
 	if l <= 0 || n == 0 || n > uint64(len(body)) {
-		return nil, bad("bad count")
+		return nil, nil, bad("bad count")
 	}
 	body = body[l:]
 	field := func() ([]byte, bool) {
@@ -194,21 +200,18 @@ func parseSetBody(name, newest string, body []byte) ([]setEntry, error) {
 		id, ok1 := field()
 		js, ok2 := field()
 		if !ok1 || !ok2 {
-			return nil, bad("truncated")
+			return nil, nil, bad("truncated")
 		}
 		e := setEntry{id: string(id), js: js}
 		if ValidBackupID(e.id) != nil || (i > 0 && entries[i-1].id >= e.id) {
-			return nil, bad(fmt.Sprintf("entry %d: bad or unordered id", i))
+			return nil, nil, bad(fmt.Sprintf("entry %d: bad or unordered id", i))
 		}
 		entries = append(entries, e)
 	}
-	if len(body) != 0 {
-		return nil, bad("trailing bytes")
-	}
 	if entries[len(entries)-1].id != newest {
-		return nil, bad("its newest backup is not the one its name says")
+		return nil, nil, bad("its newest backup is not the one its name says")
 	}
-	return entries, nil
+	return entries, body, nil
 }
 
 // setBody is the body parseSetBody reads.
@@ -224,8 +227,14 @@ func setBody(entries []setEntry) []byte {
 	return body
 }
 
-// manifest decodes one entry of a set.
+// manifest decodes one entry of a set: from its binary form when it has
+// one that names it, else from its JSON.
 func (e setEntry) manifest(set string) (*Manifest, error) {
+	if e.bin != nil {
+		if m, err := decodeManifestBin(e.bin); err == nil && m.ID == e.id && m.Version == manifestVersion {
+			return m, nil
+		}
+	}
 	var m Manifest
 	if err := json.Unmarshal(e.js, &m); err != nil {
 		return nil, fmt.Errorf("manifest %s in %s: %w: %v", e.id, set, ErrCorrupt, err)
@@ -610,11 +619,11 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 		for _, ref := range refs {
 			switch {
 			case ref.loose != nil:
-				_, js, err := r.loadListedManifestJSON(ctx, *ref.loose)
+				m, js, err := r.loadListedManifestJSON(ctx, *ref.loose)
 				if err != nil {
 					return nil, err
 				}
-				entries = append(entries, setEntry{id: ref.id, js: js})
+				entries = append(entries, setEntry{id: ref.id, js: js, bin: manifestBin(m)})
 				res.Folded++
 			case inRewrite[ref.set]:
 				entries = append(entries, *ref.entry)
@@ -786,13 +795,13 @@ func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() erro
 	}
 	var folded []storage.ObjectInfo
 	for _, oi := range fold {
-		_, js, err := r.loadListedManifestJSON(ctx, oi)
+		m, js, err := r.loadListedManifestJSON(ctx, oi)
 		if err != nil {
 			// unreadable, or gone: left where it is, for check to report
 			// and a collection to judge
 			continue
 		}
-		entries = append(entries, setEntry{id: strings.TrimPrefix(oi.Name, manifestsPrefix), js: js})
+		entries = append(entries, setEntry{id: strings.TrimPrefix(oi.Name, manifestsPrefix), js: js, bin: manifestBin(m)})
 		folded = append(folded, oi)
 	}
 	if len(folded) == 0 {

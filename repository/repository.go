@@ -1231,7 +1231,9 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	if err := r.be.Put(ctx, manifestsPrefix+m.ID, bytes.NewReader(raw), int64(len(raw))); err != nil {
 		return err
 	}
-	r.putVerifiedManifest(m.ID, int64(len(raw)), js)
+	if dm, err := parseManifestJSON(m.ID, js); err == nil {
+		r.putVerifiedManifest(m.ID, int64(len(raw)), js, dm) // as a reader would decode it
+	}
 	if r.looseSeen.Load() > 0 {
 		r.looseSeen.Add(1)
 	}
@@ -1350,7 +1352,7 @@ func (r *Repository) loadListedManifestJSON(ctx context.Context, oi storage.Obje
 	}
 	m, js, err := decodeManifestJSON(r.keys, id, raw)
 	if err == nil {
-		r.putVerifiedManifest(id, int64(len(raw)), js)
+		r.putVerifiedManifest(id, int64(len(raw)), js, m)
 	}
 	return m, js, err
 }
