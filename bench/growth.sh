@@ -83,7 +83,7 @@ rewritten=0
 for ((day = 1; day <= DAYS; day++)); do
 	((day == 1)) || python3 "$REPO_ROOT/bench/lib/mutate.py" "$data" "$CHANGE_PCT" "growth-$day" rewrite >/dev/null
 	"$BACKUPD_BIN" repo backup --repo "$b" --type incremental --component "src=$data" >/dev/null
-	mapfile -t ids < <("$BACKUPD_BIN" repo list --repo "$b" --json |
+	mapfile -t ids < <("$BACKUPD_BIN" repo list --all --repo "$b" --json |
 		python3 -c 'import json,sys; print("\n".join(m["id"] for m in sorted(json.load(sys.stdin), key=lambda m: m["started"])))')
 	for ((i = 0; i < ${#ids[@]} - KEEP_LAST; i++)); do
 		"$BACKUPD_BIN" repo forget --repo "$b" --backup "${ids[i]}" >/dev/null

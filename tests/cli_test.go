@@ -1386,3 +1386,64 @@ func TestCLIObjectLock(t *testing.T) {
 		t.Fatalf("forgotten backup still listed: %v", list)
 	}
 }
+
+// TestListShowsTheNewest: `repo list` shows the newest 50 backups, as the
+// API's list does by default, and says on stderr that older ones were
+// left out and how to see them; --all lists every one; --last N the
+// newest N.
+func TestListShowsTheNewest(t *testing.T) {
+	r := localRepo(t)
+	src := filepath.Join(t.TempDir(), "d")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 0; i < 52; i++ {
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.backup(t, "incremental", "d", src).BackupID)
+	}
+	type listed []struct {
+		ID string `json:"id"`
+	}
+	idsOf := func(l listed) []string {
+		var out []string
+		for _, m := range l {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	const note = "older ones are not shown: --all lists every backup"
+	for _, c := range []struct {
+		args []string
+		want []string
+		note bool
+	}{
+		{nil, ids[2:], true},
+		{[]string{"--all"}, ids, false},
+		{[]string{"--last", "51"}, ids[1:], true},
+		{[]string{"--last", "52"}, ids, false},
+		{[]string{"--last", "60"}, ids, false},
+	} {
+		res := r.run(t, "list", append(c.args, "--json")...)
+		var l listed
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &l) != nil {
+			t.Fatalf("%s", res)
+		}
+		if got := idsOf(l); strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("list %v: %d backups %v..., want %d from %s", c.args, len(got), got[:min(2, len(got))], len(c.want), c.want[0])
+		}
+		if strings.Contains(res.stderr, note) != c.note {
+			t.Errorf("list %v: stderr %q, want the note about older backups: %v", c.args, res.stderr, c.note)
+		}
+	}
+	// the table: a header and the newest 50, oldest first
+	table := strings.Split(strings.TrimSpace(r.ok(t, "list")), "\n")
+	if len(table) != 51 || !strings.HasPrefix(table[1], ids[2]) || !strings.HasPrefix(table[50], ids[51]) {
+		t.Errorf("list: %d lines, from %q to %q", len(table), table[1], table[len(table)-1])
+	}
+	if res := r.run(t, "list", "--all", "--last", "3"); res.code != 2 || !strings.Contains(res.stderr, "--all and --last 3: give one") {
+		t.Errorf("list --all --last 3: %s", res)
+	}
+}

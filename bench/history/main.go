@@ -6,10 +6,12 @@
 // A seeded tree of small files is backed up N times, a share of its files
 // rewritten between backups; every -cleanup backups a garbage collection
 // with repack runs, as a scheduled cleanup would. At each checkpoint the
-// backups ending there, a listing (what `backupd repo list` does: every
-// manifest) and a listing of the newest 20 (`repo list --last 20`; -last) are
-// measured, medians of -repeat, each with a fresh repository handle and the
-// client's local cache, as a new command would run.
+// backups ending there, `backupd repo list` (the newest 50 backups; -last)
+// and `repo list --all` (every manifest) are measured, medians of -repeat,
+// each with a fresh repository handle and the client's local cache, as a
+// new command would run. It judges case D's targets at the last checkpoint
+// against the first (exit 1 on a miss): the backup and `repo list` within
+// 1.3x the time, and no more requests.
 //
 //	go run ./bench/history -n 10000
 package main
@@ -17,6 +19,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
@@ -72,8 +75,8 @@ func main() {
 	out := flag.String("json", "", "also write the results here as JSON")
 	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
-	flag.IntVar(&lastN, "last", lastN, "the listing of the newest this many backups (repo list --last N) measured beside the whole one; the first checkpoint's listings are alike when it is at most that checkpoint")
-	flag.StringVar(&profileDir, "profile", "", "at each checkpoint N, write CPU profiles of the backups measured (backup-N.pprof), of 100 listings of the newest (-last) and of 10 whole listings (last-N.pprof, list-N.pprof) here")
+	flag.IntVar(&lastN, "last", lastN, "repo list shows the newest this many backups (repo list --last N; 50 is its default), measured beside repo list --all")
+	flag.StringVar(&profileDir, "profile", "", "at each checkpoint N, write CPU profiles of the backups measured (backup-N.pprof), of 100 listings of the newest (-last) and of 10 whole listings (list-N.pprof, all-N.pprof) here")
 	flag.Parse()
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "history:", err)
@@ -98,17 +101,18 @@ func median(ms []Measure) Measure {
 	return s[len(s)/2]
 }
 
-// lastN is the listing of the newest backups measured beside the whole one
-// (-last).
-var lastN = 20
+// lastN: repo list shows the newest lastN backups (-last; 50, as the
+// command without --last or --all).
+var lastN = 50
 
 // Point is one checkpoint: medians of -repeat measures.
 type Point struct {
 	Backups int     `json:"backups"`
 	Backup  Measure `json:"incremental_backup"`
-	List    Measure `json:"list"`
-	// Last: the newest -last backups (repo list --last N)
-	Last       Measure `json:"list_last"`
+	// List: repo list, the newest -last backups
+	List Measure `json:"list"`
+	// All: repo list --all
+	All        Measure `json:"list_all"`
 	IndexFiles int     `json:"index_files"`
 	// LooseManifests and ManifestSets: the manifest objects a listing reads
 	LooseManifests int   `json:"loose_manifests"`
@@ -190,7 +194,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	var results []Point
 	fmt.Printf("history: %d backups of %d files in %d directories, %.1f%% rewritten between them, cleanup every %d; S3 = versitygw\n",
 		n, nfiles, ndirs, change, cleanup)
-	fmt.Printf("%8s %10s %9s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "lastN_s", "lastN_rq", "indexes", "loose", "sets", "packs", "stored_MB")
+	fmt.Printf("%8s %10s %9s %10s %9s %10s %9s %8s %6s %5s %7s %10s\n", "backups", "backup_s", "backup_rq", "list_s", "list_rq", "all_s", "all_rq", "indexes", "loose", "sets", "packs", "stored_MB")
 	// the repeat backups ending at each checkpoint are measured
 	measuring := func(i int) bool {
 		for p := range points {
@@ -249,7 +253,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 		if points[i] {
 			p := Point{Backups: i, Backup: median(backups)}
 			backups = nil
-			// what `repo list` and `repo list --last N` do, each with a
+			// what `repo list --all` and `repo list` do, each with a
 			// new handle, as a command would
 			all := func() error {
 				lr, err := open()
@@ -267,31 +271,32 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				if err != nil {
 					return err
 				}
-				ms, errs, err := lr.NewestManifests(ctx, lastN, nil)
-				if err == nil && (len(errs) > 0 || len(ms) != min(i, lastN)) {
-					err = fmt.Errorf("the newest %d: listed %d (%d unreadable)", lastN, len(ms), len(errs))
+				// one more than shown: whether older ones were left out
+				ms, errs, err := lr.NewestManifests(ctx, lastN+1, nil)
+				if err == nil && (len(errs) > 0 || len(ms) != min(i, lastN+1)) {
+					err = fmt.Errorf("the newest %d: listed %d (%d unreadable)", lastN+1, len(ms), len(errs))
 				}
 				return err
 			}
-			var lists, lasts []Measure
+			var lists, alls []Measure
 			for k := 0; k < repeat; k++ {
 				m, err := measure(all)
+				if err != nil {
+					return fmt.Errorf("list --all at %d: %w", i, err)
+				}
+				alls = append(alls, m)
+				m, err = measure(last)
 				if err != nil {
 					return fmt.Errorf("list at %d: %w", i, err)
 				}
 				lists = append(lists, m)
-				m, err = measure(last)
-				if err != nil {
-					return fmt.Errorf("list --last at %d: %w", i, err)
-				}
-				lasts = append(lasts, m)
 			}
-			p.List, p.Last = median(lists), median(lasts)
+			p.List, p.All = median(lists), median(alls)
 			if profileDir != "" {
-				if err := profile(fmt.Sprintf("last-%d.pprof", i), 100, last); err != nil {
+				if err := profile(fmt.Sprintf("list-%d.pprof", i), 100, last); err != nil {
 					return err
 				}
-				if err := profile(fmt.Sprintf("list-%d.pprof", i), 10, all); err != nil {
+				if err := profile(fmt.Sprintf("all-%d.pprof", i), 10, all); err != nil {
 					return err
 				}
 			}
@@ -301,7 +306,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			p.Packs = count(ctx, be, "data/", &p.StoredBytes)
 			results = append(results, p)
 			fmt.Printf("%8d %10.3f %9d %10.3f %9d %10.3f %9d %8d %6d %5d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
-				p.List.Seconds, p.List.Requests, p.Last.Seconds, p.Last.Requests, p.IndexFiles, p.LooseManifests, p.ManifestSets, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
+				p.List.Seconds, p.List.Requests, p.All.Seconds, p.All.Requests, p.IndexFiles, p.LooseManifests, p.ManifestSets, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
 		}
 		if cleanup > 0 && i%cleanup == 0 {
 			// S3 times have whole seconds: a writer that ended in the
@@ -329,6 +334,9 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			return err
 		}
 	}
+	if !judge(results) {
+		return errors.New("a target of case D is missed")
+	}
 	return nil
 }
 
@@ -336,15 +344,39 @@ func printRequests(results []Point) {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Printf("requests by kind (backup | list | list --last %d):\n", lastN)
+	fmt.Printf("requests by kind (backup | list | list --all):\n")
 	for _, p := range results {
-		fmt.Printf("%8d  %s | %s | %s\n", p.Backups, ops(p.Backup.ByOp), ops(p.List.ByOp), ops(p.Last.ByOp))
+		fmt.Printf("%8d  %s | %s | %s\n", p.Backups, ops(p.Backup.ByOp), ops(p.List.ByOp), ops(p.All.ByOp))
 	}
 	first, last := results[0], results[len(results)-1]
-	fmt.Printf("ratio %d/%d: backup time %.2f, requests %.2f; list time %.2f, requests %.2f; list --last %d time %.2f, requests %.2f\n", last.Backups, first.Backups,
+	fmt.Printf("ratio %d/%d: backup time %.2f, requests %.2f; list time %.2f, requests %.2f; list --all time %.2f, requests %.2f\n", last.Backups, first.Backups,
 		last.Backup.Seconds/first.Backup.Seconds, float64(last.Backup.Requests)/float64(first.Backup.Requests),
 		last.List.Seconds/first.List.Seconds, float64(last.List.Requests)/float64(first.List.Requests),
-		lastN, last.Last.Seconds/first.Last.Seconds, float64(last.Last.Requests)/float64(first.Last.Requests))
+		last.All.Seconds/first.All.Seconds, float64(last.All.Requests)/float64(first.All.Requests))
+}
+
+// judge reports case D's targets at the last checkpoint against the
+// first: the backup and repo list take at most 1.3x the time and make no
+// more requests. false: one is missed.
+func judge(results []Point) bool {
+	if len(results) < 2 {
+		return true
+	}
+	first, last := results[0], results[len(results)-1]
+	ok := true
+	for _, c := range []struct {
+		what     string
+		from, to Measure
+	}{{"backup", first.Backup, last.Backup}, {"repo list", first.List, last.List}} {
+		r := c.to.Seconds / c.from.Seconds
+		verdict := "met"
+		if r > 1.3 || c.to.Requests > c.from.Requests {
+			verdict, ok = "MISSED", false
+		}
+		fmt.Printf("target: %s at %d within 1.3x its time at %d and no more requests: %.2fx, %d -> %d requests: %s\n",
+			c.what, last.Backups, first.Backups, r, c.from.Requests, c.to.Requests, verdict)
+	}
+	return ok
 }
 
 func ops(m map[string]int) string {

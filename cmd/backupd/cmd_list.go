@@ -13,16 +13,27 @@ import (
 	"backupd/repository"
 )
 
+// defaultListed is how many backups `repo list` shows without --all or
+// --last: the API's default page (limit 50). A listing of the newest N
+// reads what those need, so its time does not grow with the history.
+const defaultListed = 50
+
 func cmdList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("backupd repo list", flag.ContinueOnError)
 	var rf repoFlags
 	rf.register(fs)
-	last := fs.Int("last", 0, "only the N newest backups (reads only what those need, however long the history)")
+	last := fs.Int("last", defaultListed, "only the N newest backups (reads only what those need, however long the history)")
+	all := fs.Bool("all", false, "every backup (reads every manifest: its time grows with the history)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *last < 0 {
-		return &exitError{exitUsage, fmt.Errorf("--last %d: give a number of backups above 0 (or leave it out for all)", *last)}
+	lastSet := false
+	fs.Visit(func(f *flag.Flag) { lastSet = lastSet || f.Name == "last" })
+	switch {
+	case *all && lastSet:
+		return &exitError{exitUsage, fmt.Errorf("--all and --last %d: give one (--all lists every backup, --last N the newest N)", *last)}
+	case *last <= 0:
+		return &exitError{exitUsage, fmt.Errorf("--last %d: give a number of backups above 0 (or --all for every one)", *last)}
 	}
 	r, err := rf.open(ctx)
 	if err != nil {
@@ -31,11 +42,16 @@ func cmdList(ctx context.Context, args []string) error {
 	defer r.Backend().Close()
 	var ms []*repository.Manifest
 	var errs []error
-	if *last > 0 {
-		ms, errs, err = r.NewestManifests(ctx, *last, nil)
-		slices.Reverse(ms) // oldest first, as the whole listing
-	} else {
+	more := false
+	if *all {
 		ms, errs, err = r.Manifests(ctx)
+	} else {
+		// one more than shown tells whether older backups were left out
+		ms, errs, err = r.NewestManifests(ctx, *last+1, nil)
+		if more = len(ms) > *last; more {
+			ms = ms[:*last]
+		}
+		slices.Reverse(ms) // oldest first, as the whole listing
 	}
 	if err != nil {
 		return err
@@ -56,6 +72,9 @@ func cmdList(ctx context.Context, args []string) error {
 				m.Stats.Files, humanBytes(m.Stats.Bytes), humanBytes(m.Stats.CompressedSize()), humanBytes(m.Stats.StoredAdded))
 		}
 		tw.Flush()
+	}
+	if more {
+		fmt.Fprintf(os.Stderr, "the newest %d backups; older ones are not shown: --all lists every backup, --last N the newest N\n", *last)
 	}
 	for _, e := range errs {
 		fmt.Fprintln(os.Stderr, "warning:", e)
