@@ -12,6 +12,21 @@ import (
 	"backupd/storage/fault"
 )
 
+// newestTwo lists x's newest two backups, which must be newest and next,
+// with wantGets reads from storage.
+func newestTwo(t *testing.T, fb *fault.Backend, x *Repository, what string, wantGets int, newest, next string) {
+	t.Helper()
+	var ms []*Manifest
+	var errs []error
+	var err error
+	if n := gets(fb, func() { ms, errs, err = x.NewestManifests(context.Background(), 2, nil) }); n != wantGets {
+		t.Errorf("%s: %d reads from storage, want %d", what, n, wantGets)
+	}
+	if err != nil || len(errs) > 0 || len(ms) != 2 || ms[0].ID != newest || ms[1].ID != next {
+		t.Fatalf("%s: %v %v %v", what, ms, errs, err)
+	}
+}
+
 // Loose manifests are cached in their verified form, which a listing
 // reads without a request and without the stored form's key exchange and
 // signature check. A cached form that is not that manifest's (another
@@ -42,16 +57,7 @@ func TestCachedManifestsAreVerifiedForms(t *testing.T) {
 	}
 	list := func(what string, wantGets int) {
 		t.Helper()
-		x := open()
-		var ms []*Manifest
-		var errs []error
-		var err error
-		if n := gets(fb, func() { ms, errs, err = x.NewestManifests(ctx, 2, nil) }); n != wantGets {
-			t.Errorf("%s: %d reads from storage, want %d", what, n, wantGets)
-		}
-		if err != nil || len(errs) > 0 || len(ms) != 2 || ms[0].ID != ids[1] || ms[1].ID != ids[0] {
-			t.Fatalf("%s: %v %v %v", what, ms, errs, err)
-		}
+		newestTwo(t, fb, open(), what, wantGets, ids[1], ids[0])
 		for _, id := range ids {
 			if b := cached(id); string(b[:4]) != verifiedManifestMagic {
 				t.Fatalf("%s: %s cached as %q", what, id, b[:4])
@@ -143,16 +149,7 @@ func TestCachedSetsAreVerifiedForms(t *testing.T) {
 	path := filepath.Join(w.Cache().Dir(), cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix))
 	list := func(what string, wantGets int) {
 		t.Helper()
-		x := open()
-		var ms []*Manifest
-		var errs []error
-		var err error
-		if n := gets(fb, func() { ms, errs, err = x.NewestManifests(ctx, 2, nil) }); n != wantGets {
-			t.Errorf("%s: %d reads from storage, want %d", what, n, wantGets)
-		}
-		if err != nil || len(errs) > 0 || len(ms) != 2 || ms[0].ID != ids[2] || ms[1].ID != ids[1] {
-			t.Fatalf("%s: %v %v %v", what, ms, errs, err)
-		}
+		newestTwo(t, fb, open(), what, wantGets, ids[2], ids[1])
 		if b, err := os.ReadFile(path); err != nil || string(b[:4]) != verifiedSetMagic {
 			t.Fatalf("%s: the set is not cached in its verified form: %q %v", what, b[:min(4, len(b))], err)
 		}
