@@ -127,3 +127,18 @@ func BenchmarkManifestDecode(b *testing.B) {
 		}
 	})
 }
+
+// The binary form's layout is tied to manifestBinVersion: one cache is
+// read by every backupd version a host runs, so a changed layout must
+// come with a new version (and then a new golden here).
+func TestManifestBinLayoutHasItsVersion(t *testing.T) {
+	st := time.Date(2026, 12, 6, 22, 0, 0, 5, time.FixedZone("", 3600))
+	stats := Stats{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	m := &Manifest{Version: 1, ID: "backup-20261206-220000-00", Type: "t", Parent: "p", Base: "b", Host: "h", Started: st, Finished: st.UTC(),
+		Compression: "c", Tags: map[string]string{"k": "v"}, Status: "s", Stats: stats, KeyID: "key",
+		Components: []ComponentManifest{{Name: "n", Paths: []string{"/a"}, Include: []string{}, Exclude: []string{"x"}, Tree: ID{1}, Stats: stats, Warnings: []string{"w"}, Error: "e"}}}
+	const golden = "0102196261636b75702d32303236313230362d3232303030302d3030017401700162016823323032362d31322d30365432323a30303a30302e3030303030303030352b30313a30301e323032362d31322d30365432313a30303a30302e3030303030303030355a016302016b017602016e02022f61010201780100000000000000000000000000000000000000000000000000000000000000020406080a0c0e101214161802017701650173020406080a0c0e1012141618036b6579"
+	if got := fmt.Sprintf("%x", manifestBin(m)); got != golden {
+		t.Fatalf("the binary form of version %d changed: bump manifestBinVersion (caches of other backupd versions hold the old layout) and set the golden to\n%s", manifestBinVersion, got)
+	}
+}

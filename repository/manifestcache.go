@@ -17,9 +17,10 @@ import (
 // backup's parent spent). Only a key that can read manifests can make or
 // read one, so the cache adds nothing a write-only host could forge.
 //
-// Layout: "BKVM", version 2, then sealed: the JSON's length, the JSON,
-// and the manifest's binary form (manifestBin), which a listing decodes
-// instead of the JSON. Version 1 (earlier versions) sealed the JSON alone.
+// Layout: "BKVM", version 2, then sealed (the header bound too): the
+// JSON's length, the JSON, and the manifest's binary form (manifestBin),
+// which a listing decodes instead of the JSON. Version 1 (earlier
+// versions) sealed the JSON alone; one read is cached again as version 2.
 const (
 	verifiedManifestMagic   = "BKVM"
 	verifiedManifestVersion = 2
@@ -55,7 +56,7 @@ func (r *Repository) putVerifiedManifest(id string, size int64, js []byte, m *Ma
 	plain := binary.AppendUvarint(nil, uint64(len(js)))
 	plain = append(append(plain, js...), manifestBin(m)...)
 	hdr := append([]byte(verifiedManifestMagic), verifiedManifestVersion)
-	r.cache.put(cacheManifests, id, seal(aead, hdr, plain, verifiedManifestAD(id, size)))
+	r.cache.put(cacheManifests, id, seal(aead, hdr, plain, append(hdr[:len(hdr):len(hdr)], verifiedManifestAD(id, size)...)))
 }
 
 // verifiedManifest reads what putVerifiedManifest sealed (version 1: the
@@ -69,7 +70,7 @@ func verifiedManifest(id string, version byte, plain []byte) (*Manifest, []byte,
 	if l <= 0 || n > uint64(len(plain)-l) {
 		return nil, nil, errManifestBin
 	}
-	js, bin := plain[l:l+int(n)], plain[l+int(n):]
+	js, bin := plain[l:l+int(n):l+int(n)], plain[l+int(n):]
 	if m, err := decodeManifestBin(bin); err == nil && m.ID == id && m.Version == manifestVersion {
 		return m, js, nil
 	}
@@ -94,8 +95,16 @@ func (r *Repository) cachedManifest(id string, size int64) (*Manifest, []byte, b
 		}
 	} else if aead := r.manifestCacheAEAD(); aead != nil && len(b) > 5 &&
 		string(b[:4]) == verifiedManifestMagic && (b[4] == 1 || b[4] == verifiedManifestVersion) {
-		if plain, err := open(aead, nil, b[5:], verifiedManifestAD(id, size)); err == nil {
+		// version 2 binds its header too; version 1 bound the id and size
+		ad := verifiedManifestAD(id, size)
+		if b[4] != 1 {
+			ad = append(b[:5:5], ad...)
+		}
+		if plain, err := open(aead, nil, b[5:], ad); err == nil {
 			if m, js, err := verifiedManifest(id, b[4], plain); err == nil {
+				if b[4] == 1 {
+					r.putVerifiedManifest(id, size, js, m)
+				}
 				return m, js, true
 			}
 		}
@@ -111,7 +120,7 @@ func (r *Repository) cachedManifest(id string, size int64) (*Manifest, []byte, b
 // X25519 exchange and the HMAC: a listing of the newest backups, and
 // choosing a backup's parent, open the newest set each time.
 //
-// Layout: "BKVS", version 1, then sealed: the stored set's body
+// Layout: "BKVS", version 1, then sealed (the header bound too): the stored set's body
 // (parseSetEntries'), then each entry's binary form (manifestBin; empty
 // when its JSON does not decode), length first, in the entries' order.
 const (
@@ -130,18 +139,22 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 		return
 	}
 	body := setBody(entries)
-	for _, e := range entries {
-		bin := e.bin
-		if bin == nil {
+	for i := range entries {
+		// a binary form is kept only if it decodes as this entry's
+		// (one of another version is made again from the JSON), and the
+		// one made is kept on the entry, for this handle's listings
+		e := &entries[i]
+		if m, err := decodeManifestBin(e.bin); err != nil || m.ID != e.id {
+			e.bin = nil
 			if m, err := e.manifest(name); err == nil {
-				bin = manifestBin(m)
+				e.bin = manifestBin(m)
 			}
 		}
-		body = binary.AppendUvarint(body, uint64(len(bin)))
-		body = append(body, bin...)
+		body = binary.AppendUvarint(body, uint64(len(e.bin)))
+		body = append(body, e.bin...)
 	}
 	hdr := append([]byte(verifiedSetMagic), verifiedSetVersion)
-	r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), seal(aead, hdr, body, verifiedSetAD(name)))
+	r.cache.put(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), seal(aead, hdr, body, append(hdr[:len(hdr):len(hdr)], verifiedSetAD(name)...)))
 }
 
 // parseVerifiedSet reads the body putVerifiedSet sealed.
@@ -156,7 +169,7 @@ func parseVerifiedSet(s *manifestSet, body []byte) ([]setEntry, bool) {
 			return nil, false
 		}
 		if n > 0 {
-			entries[i].bin = rest[l : l+int(n)]
+			entries[i].bin = rest[l : l+int(n) : l+int(n)]
 		}
 		rest = rest[l+int(n):]
 	}
@@ -175,7 +188,7 @@ func (r *Repository) cachedSet(s *manifestSet) ([]setEntry, bool) {
 	}
 	if len(b) > 5 && string(b[:4]) == verifiedSetMagic && b[4] == verifiedSetVersion {
 		if aead := r.manifestCacheAEAD(); aead != nil {
-			if body, err := open(aead, nil, b[5:], verifiedSetAD(s.oi.Name)); err == nil {
+			if body, err := open(aead, nil, b[5:], append(b[:5:5], verifiedSetAD(s.oi.Name)...)); err == nil {
 				if entries, ok := parseVerifiedSet(s, body); ok {
 					return entries, true
 				}

@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,16 +84,24 @@ func TestCachedManifestsAreVerifiedForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// a verified form made here (the JSON only, no binary form): used for
+	// a stored object of its size only
+	formOfSize := func(size int64) []byte {
+		hdr := append([]byte(verifiedManifestMagic), verifiedManifestVersion)
+		plain := append(binary.AppendUvarint(nil, uint64(len(js))), js...)
+		return seal(w.manifestCacheAEAD(), hdr, plain, append(bytes.Clone(hdr), verifiedManifestAD(ids[1], size)...))
+	}
+	if err := os.WriteFile(filepath.Join(dir, ids[1]), formOfSize(int64(len(stored(ids[1])))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list("made for this size", 0)
 	for _, c := range []struct {
 		name string
 		form func() []byte
 	}{
 		{"another backup's", func() []byte { return cached(ids[0]) }},
 		{"another repository's", func() []byte { return otherForm }},
-		{"bound to another size", func() []byte {
-			hdr := append([]byte(verifiedManifestMagic), verifiedManifestVersion)
-			return seal(w.manifestCacheAEAD(), hdr, js, verifiedManifestAD(ids[1], int64(len(stored(ids[1])))+1))
-		}},
+		{"bound to another size", func() []byte { return formOfSize(int64(len(stored(ids[1]))) + 1) }},
 		{"damaged", func() []byte { b := bytes.Clone(cached(ids[1])); b[len(b)/2] ^= 1; return b }},
 		{"cut short", func() []byte { return cached(ids[1])[:20] }},
 	} {
@@ -113,9 +122,10 @@ func TestCachedManifestsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	list("version 1 cached", 0)
-	if b := cached(ids[1]); b[4] != 1 {
-		t.Fatalf("the version 1 form was replaced: version %d", b[4])
+	if b := cached(ids[1]); b[4] != verifiedManifestVersion {
+		t.Fatalf("the version 1 form was not cached again as version %d", verifiedManifestVersion)
 	}
+	list("version 1 cached again", 0)
 }
 
 // Manifest sets are cached in their verified form too, which a listing
@@ -165,6 +175,20 @@ func TestCachedSetsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	verified, _ := os.ReadFile(path)
+	// a verified form made here, without binary forms: used for its own
+	// name only
+	formFor := func(name string) []byte {
+		hdr := append([]byte(verifiedSetMagic), verifiedSetVersion)
+		body := setBody(entries)
+		for range entries {
+			body = append(body, 0)
+		}
+		return seal(w.manifestCacheAEAD(), hdr, body, append(bytes.Clone(hdr), verifiedSetAD(name)...))
+	}
+	if err := os.WriteFile(path, formFor(name), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list("made for this set's name", 0)
 	// another repository's verified form of a set of the same backups
 	other, _, otherMk := manifestRepo(t)
 	oc := withCacheAt(t, other, t.TempDir())
@@ -186,8 +210,7 @@ func TestCachedSetsAreVerifiedForms(t *testing.T) {
 		form []byte
 	}{
 		{"another repository's", otherForm},
-		{"bound to another set's name", seal(w.manifestCacheAEAD(), append([]byte(verifiedSetMagic), verifiedSetVersion), setBody(entries),
-			verifiedSetAD(manifestSetsPrefix+strings.Repeat("0", 64)+"-"+ids[2]))},
+		{"bound to another set's name", formFor(manifestSetsPrefix + strings.Repeat("0", 64) + "-" + ids[2])},
 		{"damaged", func() []byte { b := bytes.Clone(verified); b[len(b)/2] ^= 1; return b }()},
 		{"cut short", verified[:20]},
 		{"another version", func() []byte { b := bytes.Clone(verified); b[4] = verifiedSetVersion + 1; return b }()},

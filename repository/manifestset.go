@@ -191,7 +191,7 @@ func parseSetEntries(name, newest string, body []byte) ([]setEntry, []byte, erro
 		if l <= 0 || m > uint64(len(body)-l) {
 			return nil, false
 		}
-		f := body[l : l+int(m)]
+		f := body[l : l+int(m) : l+int(m)]
 		body = body[l+int(m):]
 		return f, true
 	}

@@ -73,7 +73,7 @@ func main() {
 	change := flag.Float64("change", 1, "percent of the files rewritten between backups")
 	cleanup := flag.Int("cleanup", 100, "run a cleanup (gc with repack) every this many backups (0: never)")
 	scratch := flag.String("dir", "", "scratch directory (default: a new temporary one, removed at the end)")
-	flag.StringVar(&s3Dir, "s3-dir", s3Dir, "where the S3 server keeps its objects (default: a new directory in /dev/shm when it is there, removed at the end; else in the scratch directory)")
+	flag.StringVar(&s3Dir, "s3-dir", s3Dir, "where the S3 server keeps its objects (default: a new directory in /dev/shm when it is there, removed at the end unless -dir is given; else in the scratch directory)")
 	out := flag.String("json", "", "also write the results here as JSON")
 	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
@@ -133,6 +133,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 		}
 		points[v] = true
 	}
+	keep := scratch != "" // -dir: nothing is removed at the end
 	if scratch == "" {
 		d, err := os.MkdirTemp("", "backupd-history-")
 		if err != nil {
@@ -158,7 +159,9 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(d)
+			if !keep {
+				defer os.RemoveAll(d)
+			}
 			s3Dir = d
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -47,7 +48,7 @@ func cmdList(ctx context.Context, args []string) error {
 		ms, errs, err = r.Manifests(ctx)
 	} else {
 		// one more than shown tells whether older backups were left out
-		ms, errs, err = r.NewestManifests(ctx, *last+1, nil)
+		ms, errs, err = r.NewestManifests(ctx, min(*last, math.MaxInt-1)+1, nil)
 		if more = len(ms) > *last; more {
 			ms = ms[:*last]
 		}
