@@ -108,6 +108,21 @@ func decodeManifestBin(b []byte) (*Manifest, error) {
 	return m, nil
 }
 
+// manifestFromBin is backup id's manifest from its binary form, when the
+// form decodes, names id and is of the manifest version this backupd
+// reads; false: decode the JSON instead.
+func manifestFromBin(bin []byte, id string) (*Manifest, bool) {
+	m, err := decodeManifestBin(bin)
+	if err != nil || m.ID != id || m.Version != manifestVersion {
+		return nil, false
+	}
+	return m, true
+}
+
+// binCurrent reports whether bin is a binary form of this backupd's
+// layout (one from the cache of another version is not).
+func binCurrent(bin []byte) bool { return len(bin) > 0 && bin[0] == manifestBinVersion }
+
 type binWriter struct {
 	b   []byte
 	bad bool
@@ -155,25 +170,25 @@ type binReader struct {
 	bad bool
 }
 
-func (r *binReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
+// skip moves past the n bytes a varint took (n <= 0: it did not decode).
+func (r *binReader) skip(n int) {
 	if n <= 0 {
 		r.bad = true
 		r.b = nil
-		return 0
+		return
 	}
 	r.b = r.b[n:]
+}
+
+func (r *binReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	r.skip(n)
 	return v
 }
 
 func (r *binReader) varint() int64 {
 	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad = true
-		r.b = nil
-		return 0
-	}
-	r.b = r.b[n:]
+	r.skip(n)
 	return v
 }
 

@@ -71,7 +71,7 @@ func verifiedManifest(id string, version byte, plain []byte) (*Manifest, []byte,
 		return nil, nil, errManifestBin
 	}
 	js, bin := plain[l:l+int(n):l+int(n)], plain[l+int(n):]
-	if m, err := decodeManifestBin(bin); err == nil && m.ID == id && m.Version == manifestVersion {
+	if m, ok := manifestFromBin(bin, id); ok {
 		return m, js, nil
 	}
 	m, err := parseManifestJSON(id, js)
@@ -140,11 +140,11 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 	}
 	body := setBody(entries)
 	for i := range entries {
-		// a binary form is kept only if it decodes as this entry's
-		// (one of another version is made again from the JSON), and the
-		// one made is kept on the entry, for this handle's listings
+		// a binary form comes from manifestBin or from a sealed cached
+		// set; one of another backupd's layout is made again from the
+		// JSON, and kept on the entry for this handle's listings
 		e := &entries[i]
-		if m, err := decodeManifestBin(e.bin); err != nil || m.ID != e.id {
+		if !binCurrent(e.bin) {
 			e.bin = nil
 			if m, err := e.manifest(name); err == nil {
 				e.bin = manifestBin(m)

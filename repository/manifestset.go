@@ -230,10 +230,8 @@ func setBody(entries []setEntry) []byte {
 // manifest decodes one entry of a set: from its binary form when it has
 // one that names it, else from its JSON.
 func (e setEntry) manifest(set string) (*Manifest, error) {
-	if e.bin != nil {
-		if m, err := decodeManifestBin(e.bin); err == nil && m.ID == e.id && m.Version == manifestVersion {
-			return m, nil
-		}
+	if m, ok := manifestFromBin(e.bin, e.id); ok {
+		return m, nil
 	}
 	var m Manifest
 	if err := json.Unmarshal(e.js, &m); err != nil {
