@@ -839,6 +839,23 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 }
 
 func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, []string, error) {
+	// A list gone between the listing and its read was replaced: its
+	// successor was written before it was deleted, so a new listing
+	// finds that. Skipping it instead would miss every pack it named
+	// (a writer would then deduplicate against them, and CheckPacks take
+	// them for stored).
+	for try := 0; ; try++ {
+		out, names, vanished, err := r.loadCondemnedOnce(ctx)
+		if err != nil || !vanished {
+			return out, names, err
+		}
+		if try == 4 {
+			return nil, nil, errors.New("the condemned lists (gc/) were replaced during each of 5 readings (collections running back to back?); try again")
+		}
+	}
+}
+
+func (r *Repository) loadCondemnedOnce(ctx context.Context) (map[string]time.Time, []string, bool, error) {
 	out := map[string]time.Time{}
 	var names []string
 	err := r.be.List(ctx, gcPrefix, func(oi storage.ObjectInfo) error {
@@ -846,19 +863,19 @@ func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, [
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	for _, n := range names {
 		b, err := storage.ReadAll(ctx, r.be, n)
 		if errors.Is(err, storage.ErrNotFound) {
-			continue
+			return nil, nil, true, nil
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		var l condemnedList
 		if err := json.Unmarshal(b, &l); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w: %v", n, ErrCorrupt, err)
+			return nil, nil, false, fmt.Errorf("%s: %w: %v", n, ErrCorrupt, err)
 		}
 		for id, t := range l.Packs {
 			if old, ok := out[id]; !ok || t.Before(old) {
@@ -866,7 +883,7 @@ func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, [
 			}
 		}
 	}
-	return out, names, nil
+	return out, names, false, nil
 }
 
 // saveCondemned writes packs as a new list, then deletes the old lists,
@@ -912,11 +929,10 @@ func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Ti
 }
 
 // excludeCondemned makes a writer store blobs again rather than depend on
-// packs that garbage collection has condemned.
-func (r *Repository) excludeCondemned(ctx context.Context, ix *Index) error {
-	c, _, err := r.loadCondemned(ctx)
-	if err != nil || len(c) == 0 {
-		return err
+// packs that garbage collection has condemned (c: loadCondemned's).
+func excludeCondemned(ix *Index, c map[string]time.Time) {
+	if len(c) == 0 {
+		return
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -933,7 +949,6 @@ func (r *Repository) excludeCondemned(ctx context.Context, ix *Index) error {
 		}
 	}
 	ix.preferHealthyLocked()
-	return nil
 }
 
 // preferHealthyLocked looks up blobs whose first-loaded location is

@@ -28,6 +28,9 @@ type pendingMarker struct {
 	// Packs the component's data depends on, checked when the manifest
 	// is committed (writers.go).
 	Packs []ID `json:"packs,omitempty"`
+	// Wrote: those of Packs the component stored itself, looked up in
+	// storage by the commit (the others the index vouches for).
+	Wrote []ID `json:"wrote,omitempty"`
 }
 
 // SavePending records a finished component's tree until its manifest exists.
@@ -39,7 +42,7 @@ func (r *Repository) SavePending(ctx context.Context, backupID, component string
 		return err
 	}
 	b, _ := json.Marshal(pendingMarker{BackupID: backupID, Component: component, Tree: tree, Created: time.Now().UTC(),
-		Packs: r.DependedPacks()})
+		Packs: r.DependedPacks(), Wrote: r.WrittenPacks()})
 	return r.be.Put(ctx, pendingPrefix+backupID+"."+component, bytes.NewReader(b), int64(len(b)))
 }
 
@@ -64,26 +67,21 @@ func (r *Repository) DeletePending(ctx context.Context, backupID string) error {
 	return nil
 }
 
-// PendingPacks lists the packs a backup's pending components depend on.
-func (r *Repository) PendingPacks(ctx context.Context, backupID string) ([]ID, error) {
+// PendingPacks lists the packs a backup's pending components depend on,
+// and those of them the components stored themselves.
+func (r *Repository) PendingPacks(ctx context.Context, backupID string) (packs, wrote []ID, err error) {
 	if err := ValidBackupID(backupID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ms, err := r.pendingMarkers(ctx, pendingPrefix+backupID+".")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	seen := map[ID]bool{}
-	var out []ID
 	for _, m := range ms {
-		for _, p := range m.Packs {
-			if !seen[p] {
-				seen[p] = true
-				out = append(out, p)
-			}
-		}
+		packs = append(packs, m.Packs...)
+		wrote = append(wrote, m.Wrote...)
 	}
-	return out, nil
+	return packs, wrote, nil
 }
 
 func (r *Repository) pendingMarkers(ctx context.Context, prefix string) ([]pendingMarker, error) {

@@ -348,6 +348,13 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 }
 
 func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err error) {
+	// The condemned lists are read before the index files are listed:
+	// CheckPacks takes a pack named by a listed file and by none of the
+	// lists for stored (see there).
+	condemned, _, err := r.loadCondemned(ctx)
+	if err != nil {
+		return false, err
+	}
 	var names []ID
 	listed := map[ID]bool{}
 	err = r.be.List(ctx, "index/", func(oi storage.ObjectInfo) error {
@@ -448,9 +455,7 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	ix.mu.Lock()
 	flush()
 	ix.mu.Unlock()
-	if err := r.excludeCondemned(ctx, ix); err != nil {
-		return false, err
-	}
+	excludeCondemned(ix, condemned)
 	switch {
 	case gone:
 		r.idx.replace(ix)
@@ -724,7 +729,7 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	if err := r.be.Put(ctx, packName(id), bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
 	}
-	r.deps.add(id)
+	r.deps.stored(id)
 	if p.typ == TreeBlob {
 		// the next backup reads these trees as its parent's: from the cache
 		r.cache.put(cacheTrees, id.String(), buf)

@@ -1,9 +1,12 @@
 package repository
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -100,7 +103,7 @@ func TestGCZeroWindowKeepsPacksAWriterMayHaveDeduplicated(t *testing.T) {
 	if res.Deleted != 0 || res.Condemned == 0 {
 		t.Fatalf("want the old packs condemned, not deleted: %+v", res)
 	}
-	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
+	if err := w.CheckPacks(ctx, w.DependedPacks(), w.WrittenPacks()); err != nil {
 		t.Fatalf("the writer's dependency is gone: %v", err)
 	}
 }
@@ -176,7 +179,10 @@ func TestGCDefersWhenAWriterStartsDuringCollection(t *testing.T) {
 	}
 }
 
-// The commit refuses a manifest whose packs are gone, and writes nothing.
+// The commit refuses a manifest whose packs are gone, and writes nothing:
+// packs the writer stored are looked up in storage, as are packs no index
+// file names (a collection dropped them from the index) and condemned
+// ones; the others the index vouches for, without a request.
 func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 	ctx := context.Background()
 	be := mem.New()
@@ -187,24 +193,60 @@ func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 	r.LoadIndex(ctx)
 	r.SaveBlob(ctx, DataBlob, randData(8, 2000))
 	r.Flush(ctx)
-	deps := r.DependedPacks()
-	if len(deps) != 1 {
-		t.Fatalf("depended packs: %v", deps)
+	deps, wrote := r.DependedPacks(), r.WrittenPacks()
+	if len(deps) != 1 || !slices.Equal(deps, wrote) {
+		t.Fatalf("depended packs %v, written %v", deps, wrote)
 	}
-	if err := r.CheckPacks(ctx, deps); err != nil {
+	if err := r.CheckPacks(ctx, deps, wrote); err != nil {
 		t.Fatal(err)
 	}
 	be.Delete(ctx, packName(deps[0]))
-	if err := r.CheckPacks(ctx, deps); !errors.Is(err, ErrPacksMissing) {
+	// a pack the writer stored, lost by the storage
+	if err := r.CheckPacks(ctx, deps, wrote); !errors.Is(err, ErrPacksMissing) {
 		t.Fatalf("want ErrPacksMissing, got %v", err)
 	}
-	// the listing path (many packs) finds it too
-	many := append([]ID{}, deps...)
-	for i := 0; i < 70; i++ {
-		many = append(many, deps[0])
+
+	// packs another writer stored: vouched for by the index, no request
+	var many []ID
+	for i := range 70 {
+		r.SaveBlob(ctx, DataBlob, randData(100+int64(i), 2000))
+		r.Flush(ctx)
 	}
-	if err := r.CheckPacks(ctx, many); !errors.Is(err, ErrPacksMissing) {
-		t.Fatalf("listing path: want ErrPacksMissing, got %v", err)
+	for _, id := range r.WrittenPacks() {
+		if id != deps[0] {
+			many = append(many, id)
+		}
+	}
+	fb := fault.New(be)
+	w := reopen(t, fb)
+	fb.Reset()
+	if err := w.CheckPacks(ctx, many, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := fb.Calls(fault.Stat); n != 0 {
+		t.Fatalf("vouched packs looked up one by one: %d requests", n)
+	}
+	// dropped from the index by a collection, then deleted: looked up
+	dropIndexOf(t, w, be, many[0])
+	be.Delete(ctx, packName(many[0]))
+	if err := w.CheckPacks(ctx, many, nil); !errors.Is(err, ErrPacksMissing) {
+		t.Fatalf("unindexed and gone: want ErrPacksMissing, got %v", err)
+	}
+	// condemned, then deleted (the collection had not yet rewritten the
+	// index): looked up
+	condemn := func(id ID) {
+		b, _ := json.Marshal(condemnedList{Packs: map[string]time.Time{id.String(): time.Now()}})
+		be.Put(ctx, gcPrefix+"condemned-1-test", bytes.NewReader(b), int64(len(b)))
+	}
+	condemn(many[1])
+	be.Delete(ctx, packName(many[1]))
+	if err := w.CheckPacks(ctx, many[1:], nil); !errors.Is(err, ErrPacksMissing) {
+		t.Fatalf("condemned and gone: want ErrPacksMissing, got %v", err)
+	}
+	// the listing path (more than 64 to look up) finds a missing one too
+	fb.Reset()
+	if err := w.CheckPacks(ctx, nil, many[1:]); !errors.Is(err, ErrPacksMissing) || fb.Calls(fault.Stat) != 0 {
+		t.Fatalf("listing path: want ErrPacksMissing and no lookup one by one, got %v, %d", err, fb.Calls(fault.Stat))
 	}
 }
 
@@ -459,7 +501,7 @@ func TestGCFailingMidRewritePutsThePacksBack(t *testing.T) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
+	if err := w.CheckPacks(ctx, w.DependedPacks(), w.WrittenPacks()); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.SaveManifest(ctx, &Manifest{ID: "backup-new", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
@@ -558,5 +600,32 @@ func TestGCRemovesEndedRegistrations(t *testing.T) {
 	// the next: it ended after it looked)
 	if got := objectNames(t, be, collectorsPrefix); len(got) != 1 {
 		t.Fatalf("collector markers left: %v", got)
+	}
+}
+
+// A condemned list replaced between its listing and its read (a
+// collection writes the new list, then deletes the old) is looked for
+// again: skipping it lost every condemnation it held, and a writer then
+// deduplicated against those packs, and a commit vouched for them.
+func TestCondemnedListsAreReadAgainWhenReplaced(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	put := func(name string, packs map[string]time.Time) {
+		b, _ := json.Marshal(condemnedList{Packs: packs})
+		be.Put(ctx, name, bytes.NewReader(b), int64(len(b)))
+	}
+	a, b := ID{1}.String(), ID{2}.String()
+	put(gcPrefix+"condemned-1-old", map[string]time.Time{a: time.Now()})
+	h := &listHook{Backend: be, prefix: gcPrefix, hook: func() {
+		put(gcPrefix+"condemned-2-new", map[string]time.Time{a: time.Now(), b: time.Now()})
+		be.Delete(ctx, gcPrefix+"condemned-1-old")
+	}}
+	r := &Repository{be: h}
+	got, names, err := r.loadCondemned(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[b]; !ok || len(got) != 2 || len(names) != 1 || names[0] != gcPrefix+"condemned-2-new" {
+		t.Fatalf("read %v from %v: want both packs, from the new list", got, names)
 	}
 }

@@ -40,10 +40,11 @@ import (
 )
 
 var (
-	s3Dir      string
-	verbose    bool
-	repeat     int
-	profileDir string
+	traceRequests bool
+	s3Dir         string
+	verbose       bool
+	repeat        int
+	profileDir    string
 )
 
 // profile writes a CPU profile of n calls of fn to profileDir/name.
@@ -78,6 +79,7 @@ func main() {
 	flag.IntVar(&repeat, "repeat", 5, "measures at each checkpoint (the backups ending at it, and listings), their median reported")
 	flag.BoolVar(&verbose, "v", false, "report each cleanup")
 	flag.IntVar(&lastN, "last", lastN, "repo list shows the newest this many backups (repo list --last N; 50 is its default), measured beside repo list --all")
+	flag.BoolVar(&traceRequests, "trace", false, "at each checkpoint, print one more backup's and listing's S3 requests, each with its time, and the time by kind")
 	flag.StringVar(&profileDir, "profile", "", "at each checkpoint N, write CPU profiles of the backups measured (backup-N.pprof), of 100 listings of the newest (-last) and of 10 whole listings (list-N.pprof, all-N.pprof) here")
 	flag.Parse()
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
@@ -88,9 +90,11 @@ func main() {
 
 // Measure is one operation's cost.
 type Measure struct {
-	Seconds  float64        `json:"seconds"`
-	Requests int            `json:"requests"`
-	ByOp     map[string]int `json:"by_op"`
+	Seconds float64 `json:"seconds"`
+	// S3Seconds: time spent in S3 requests (requests made at once add up)
+	S3Seconds float64        `json:"s3_seconds"`
+	Requests  int            `json:"requests"`
+	ByOp      map[string]int `json:"by_op"`
 }
 
 // median is the measure of median time (requests and kinds from it).
@@ -176,7 +180,8 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	if err != nil {
 		return err
 	}
-	counted := fault.New(be)
+	tm := newTimed(be)
+	counted := fault.New(tm)
 	creds := repository.Credentials{Password: []byte("history")}
 	kdf := repository.TestKDF() // a scratch repository: cheap key stretching
 	if _, err := repository.Init(ctx, counted, repository.InitOptions{Wrapping: repository.Wrapping{Password: creds.Password, KDF: &kdf}}); err != nil {
@@ -202,11 +207,12 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 		return err
 	}
 	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
-	measure := func(fn func() error) (Measure, error) {
+	measureTraced := func(fn func() error, trace bool) (Measure, error) {
 		counted.Reset()
+		tm.reset(trace)
 		t := time.Now()
 		err := fn()
-		m := Measure{Seconds: time.Since(t).Seconds(), ByOp: map[string]int{}}
+		m := Measure{Seconds: time.Since(t).Seconds(), S3Seconds: tm.total().Seconds(), ByOp: map[string]int{}}
 		for _, op := range []fault.Op{fault.Put, fault.Get, fault.Stat, fault.List, fault.Delete} {
 			if c := counted.Calls(op); c > 0 {
 				m.ByOp[string(op)] = c
@@ -215,6 +221,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 		}
 		return m, err
 	}
+	measure := func(fn func() error) (Measure, error) { return measureTraced(fn, false) }
 	var results []Point
 	fmt.Printf("history: %d backups of %d files in %d directories, %.1f%% rewritten between them, cleanup every %d; S3 = versitygw\n",
 		n, nfiles, ndirs, change, cleanup)
@@ -263,11 +270,14 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				}
 				backupProf = f
 			}
-			m, err := measure(do)
+			m, err := measureTraced(do, traceRequests && points[i])
 			if err != nil {
 				return fmt.Errorf("backup %d: %w", i, err)
 			}
 			backups = append(backups, m)
+			if traceRequests && points[i] {
+				fmt.Printf("  backup %d: %.2f ms, %.2f ms in S3 requests:\n%s", i, m.Seconds*1000, m.S3Seconds*1000, tm.report())
+			}
 		}
 		if points[i] && backupProf != nil {
 			pprof.StopCPUProfile()
@@ -316,6 +326,13 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				lists = append(lists, m)
 			}
 			p.List, p.All = median(lists), median(alls)
+			if traceRequests {
+				m, err := measureTraced(last, true)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("  repo list at %d: %.2f ms, %.2f ms in S3 requests:\n%s", i, m.Seconds*1000, m.S3Seconds*1000, tm.report())
+			}
 			if profileDir != "" {
 				if err := profile(fmt.Sprintf("list-%d.pprof", i), 100, last); err != nil {
 					return err
