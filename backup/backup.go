@@ -262,11 +262,11 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 		return nil, err
 	}
 	defer w.End()
-	packs, wrote, err := repo.PendingPacks(ctx, plan.ID)
+	packs, err := repo.PendingPacks(ctx, plan.ID)
 	if err != nil {
 		return nil, err
 	}
-	if err := repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...), append(wrote, repo.WrittenPacks()...)); err != nil {
+	if err := repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...)); err != nil {
 		return nil, err
 	}
 	if err := w.Valid(); err != nil {

@@ -137,6 +137,12 @@ const (
 	// tombstones (authenticated when used)
 	cacheManifestSets = "manifest-sets"
 	cacheTombstones   = "tombstones"
+	// condemned lists (gc/), by name: the packs a name lists never
+	// change (a collection that condemns more writes a new list), so a
+	// writer reads each once; their times can be an earlier write's
+	// (saveCondemned writes a slow list again), so a collection reads
+	// them from storage
+	cacheCondemned = "gc"
 )
 
 // OpenCache opens (creating it) the cache of repository id under root.
@@ -164,7 +170,7 @@ func OpenCache(root, id string) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %s is not a directory that only this user (uid %d) can use (mode %v); remove it or pick another --cache-dir",
 			dir, os.Geteuid(), fi.Mode())
 	}
-	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees, cacheManifestSets, cacheTombstones, cacheIndexSnap} {
+	for _, k := range []string{cacheIndex, cacheManifests, cacheTrees, cacheManifestSets, cacheTombstones, cacheIndexSnap, cacheCondemned} {
 		if err := os.Mkdir(filepath.Join(dir, k), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cache: %w", err)
 		}

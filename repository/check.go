@@ -89,7 +89,7 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 	}
 	// 1. index files, each on its own, so one bad file is reported, not
 	// fatal. A file gone since the listing was merged into a new one (a
-	// writer does so every 64 packs): the listing is taken again for it.
+	// writer does so past IndexFileBound): the listing is taken again for it.
 	seen := map[string]bool{}
 	for round := 0; round < 5; round++ {
 		var indexNames []string

@@ -82,7 +82,7 @@ func CopyBackupProgress(ctx context.Context, src, dst *Repository, id string, pr
 		return nil, st, err
 	}
 	out.KeyID = ""
-	if err := dst.CheckPacks(ctx, dst.DependedPacks(), dst.WrittenPacks()); err != nil {
+	if err := dst.CheckPacks(ctx, dst.DependedPacks()); err != nil {
 		return nil, st, err
 	}
 	if err := w.Valid(); err != nil {

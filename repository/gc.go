@@ -839,13 +839,24 @@ func (r *Repository) referencedBlobs(ctx context.Context, exclude map[string]boo
 }
 
 func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, []string, error) {
+	return r.readCondemned(ctx, false)
+}
+
+// condemnedPacks is the set of packs the condemned lists name, the lists
+// read from the local cache when it has them (their times are not used).
+func (r *Repository) condemnedPacks(ctx context.Context) (map[string]time.Time, error) {
+	c, _, err := r.readCondemned(ctx, true)
+	return c, err
+}
+
+func (r *Repository) readCondemned(ctx context.Context, cached bool) (map[string]time.Time, []string, error) {
 	// A list gone between the listing and its read was replaced: its
 	// successor was written before it was deleted, so a new listing
 	// finds that. Skipping it instead would miss every pack it named
 	// (a writer would then deduplicate against them, and CheckPacks take
 	// them for stored).
 	for try := 0; ; try++ {
-		out, names, vanished, err := r.loadCondemnedOnce(ctx)
+		out, names, vanished, err := r.loadCondemnedOnce(ctx, cached)
 		if err != nil || !vanished {
 			return out, names, err
 		}
@@ -855,7 +866,7 @@ func (r *Repository) loadCondemned(ctx context.Context) (map[string]time.Time, [
 	}
 }
 
-func (r *Repository) loadCondemnedOnce(ctx context.Context) (map[string]time.Time, []string, bool, error) {
+func (r *Repository) loadCondemnedOnce(ctx context.Context, cached bool) (map[string]time.Time, []string, bool, error) {
 	out := map[string]time.Time{}
 	var names []string
 	err := r.be.List(ctx, gcPrefix, func(oi storage.ObjectInfo) error {
@@ -865,17 +876,35 @@ func (r *Repository) loadCondemnedOnce(ctx context.Context) (map[string]time.Tim
 	if err != nil {
 		return nil, nil, false, err
 	}
+	if cached {
+		listed := map[string]bool{}
+		for _, n := range names {
+			listed[path.Base(n)] = true
+		}
+		r.cache.keep(cacheCondemned, func(n string) bool { return listed[n] })
+	}
 	for _, n := range names {
-		b, err := storage.ReadAll(ctx, r.be, n)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, nil, true, nil
-		}
-		if err != nil {
-			return nil, nil, false, err
-		}
 		var l condemnedList
-		if err := json.Unmarshal(b, &l); err != nil {
-			return nil, nil, false, fmt.Errorf("%s: %w: %v", n, ErrCorrupt, err)
+		hit := false
+		if cached {
+			_, hit = r.cache.get(cacheCondemned, path.Base(n), func(b []byte) bool {
+				l = condemnedList{}
+				return json.Unmarshal(b, &l) == nil
+			})
+		}
+		if !hit {
+			b, err := storage.ReadAll(ctx, r.be, n)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil, nil, true, nil
+			}
+			if err != nil {
+				return nil, nil, false, err
+			}
+			l = condemnedList{}
+			if err := json.Unmarshal(b, &l); err != nil {
+				return nil, nil, false, fmt.Errorf("%s: %w: %v", n, ErrCorrupt, err)
+			}
+			r.cache.put(cacheCondemned, path.Base(n), b)
 		}
 		for id, t := range l.Packs {
 			if old, ok := out[id]; !ok || t.Before(old) {

@@ -127,7 +127,7 @@ func TestCheckPacksIndexesAStoredUnindexedPack(t *testing.T) {
 	pack := packOf(t, r, blob)
 	dropIndexOf(t, r, be, pack)
 	w := reopen(t, be)
-	if err := w.CheckPacks(ctx, []ID{pack}, nil); err != nil {
+	if err := w.CheckPacks(ctx, []ID{pack}); err != nil {
 		t.Fatal(err)
 	}
 	r2 := reopen(t, be)

@@ -28,9 +28,6 @@ type pendingMarker struct {
 	// Packs the component's data depends on, checked when the manifest
 	// is committed (writers.go).
 	Packs []ID `json:"packs,omitempty"`
-	// Wrote: those of Packs the component stored itself, looked up in
-	// storage by the commit (the others the index vouches for).
-	Wrote []ID `json:"wrote,omitempty"`
 }
 
 // SavePending records a finished component's tree until its manifest exists.
@@ -42,7 +39,7 @@ func (r *Repository) SavePending(ctx context.Context, backupID, component string
 		return err
 	}
 	b, _ := json.Marshal(pendingMarker{BackupID: backupID, Component: component, Tree: tree, Created: time.Now().UTC(),
-		Packs: r.DependedPacks(), Wrote: r.WrittenPacks()})
+		Packs: r.DependedPacks()})
 	return r.be.Put(ctx, pendingPrefix+backupID+"."+component, bytes.NewReader(b), int64(len(b)))
 }
 
@@ -67,21 +64,26 @@ func (r *Repository) DeletePending(ctx context.Context, backupID string) error {
 	return nil
 }
 
-// PendingPacks lists the packs a backup's pending components depend on,
-// and those of them the components stored themselves.
-func (r *Repository) PendingPacks(ctx context.Context, backupID string) (packs, wrote []ID, err error) {
+// PendingPacks lists the packs a backup's pending components depend on.
+func (r *Repository) PendingPacks(ctx context.Context, backupID string) ([]ID, error) {
 	if err := ValidBackupID(backupID); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ms, err := r.pendingMarkers(ctx, pendingPrefix+backupID+".")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	seen := map[ID]bool{}
+	var out []ID
 	for _, m := range ms {
-		packs = append(packs, m.Packs...)
-		wrote = append(wrote, m.Wrote...)
+		for _, p := range m.Packs {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
 	}
-	return packs, wrote, nil
+	return out, nil
 }
 
 func (r *Repository) pendingMarkers(ctx context.Context, prefix string) ([]pendingMarker, error) {

@@ -338,7 +338,7 @@ func PackName(id ID) string { return packName(id) }
 // soak found backups committed over deleted trees and chunks).
 func (r *Repository) LoadIndex(ctx context.Context) error {
 	// A file gone between the listing and its read was merged into a
-	// new one (writers merge every 64 packs): list again to read that.
+	// new one (writers merge small files past IndexFileBound): list again to read that.
 	for try := 0; ; try++ {
 		vanished, err := r.loadIndexOnce(ctx)
 		if err != nil || !vanished || try == 4 {
@@ -348,10 +348,9 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 }
 
 func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err error) {
-	// The condemned lists are read before the index files are listed:
-	// CheckPacks takes a pack named by a listed file and by none of the
-	// lists for stored (see there).
-	condemned, _, err := r.loadCondemned(ctx)
+	// The packs collections condemned (not deduplicated against): read
+	// before the index is listed, once per list into the local cache.
+	condemned, err := r.condemnedPacks(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -729,7 +728,7 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 	if err := r.be.Put(ctx, packName(id), bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return fmt.Errorf("uploading pack %s: %w", id.Short(), err)
 	}
-	r.deps.stored(id)
+	r.deps.add(id)
 	if p.typ == TreeBlob {
 		// the next backup reads these trees as its parent's: from the cache
 		r.cache.put(cacheTrees, id.String(), buf)

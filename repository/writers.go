@@ -255,19 +255,6 @@ func (r *Repository) openWriters(ctx context.Context, prefix string, now, since 
 type dependencies struct {
 	mu    sync.Mutex
 	packs map[ID]struct{}
-	// wrote: the packs among them this session stored itself
-	wrote map[ID]struct{}
-}
-
-// stored records a pack the session wrote (and depends on).
-func (d *dependencies) stored(id ID) {
-	d.add(id)
-	d.mu.Lock()
-	if d.wrote == nil {
-		d.wrote = map[ID]struct{}{}
-	}
-	d.wrote[id] = struct{}{}
-	d.mu.Unlock()
 }
 
 func (d *dependencies) add(id ID) {
@@ -283,19 +270,8 @@ func (d *dependencies) add(id ID) {
 func (r *Repository) DependedPacks() []ID {
 	r.deps.mu.Lock()
 	defer r.deps.mu.Unlock()
-	return sortedIDs(r.deps.packs)
-}
-
-// WrittenPacks lists the packs this session stored itself.
-func (r *Repository) WrittenPacks() []ID {
-	r.deps.mu.Lock()
-	defer r.deps.mu.Unlock()
-	return sortedIDs(r.deps.wrote)
-}
-
-func sortedIDs(m map[ID]struct{}) []ID {
-	out := make([]ID, 0, len(m))
-	for id := range m {
+	out := make([]ID, 0, len(r.deps.packs))
+	for id := range r.deps.packs {
 		out = append(out, id)
 	}
 	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
@@ -335,64 +311,41 @@ func (r *Repository) Reuse(ids []ID) bool {
 // stores the data again.
 var ErrPacksMissing = errors.New("packs this backup needs are missing from storage")
 
-// CheckPacks verifies that every pack in packs and written is stored and
-// indexed, for a writer that is registered (BeginWrite) and confirmed
-// valid after it; written are the packs the writer stored itself.
-//
-//   - The packs in written, and packs no index file names or a condemned
-//     list does, are looked up in storage: few one by one, many by one
-//     listing of data/. Looking up what the writer stored finds a storage
-//     that acknowledged a write and lost it.
-//   - Every other pack is vouched for by the index: an index file listed
-//     now names it, and none of the condemned lists, which loading the
-//     index reads before it lists the files, does. A collection deletes a
-//     pack only while a condemned list names it (packs to delete stay
-//     condemned until they are gone, gc.go), and only after deleting the
-//     index files it read that name it; an index file written meanwhile
-//     that names it is a compaction's merge, and the collection then
-//     deletes nothing (it sees the compaction registered). A pack
-//     condemned after the lists were read is not deleted while this
-//     writer is registered: it was condemned after the writer started.
-//     So a vouched pack was stored when the files were listed, and stays
-//     stored while the writer is valid.
-//
-// Before, every pack was looked up in storage, for each backup: bench
-// case D's 1,000th backup listed all 206 packs of the repository (19 ms of
-// its 89 on versitygw), the 10th made 38 requests. What a collection does
-// not delete but the storage loses anyway (a pack deduplicated against
-// for months) is what repo check finds. A stored pack that no index file
-// lists (a collection that failed after dropping it from the index, then
-// could not put it back) is indexed again from its own header: a manifest
-// committed over it would otherwise name data no index knows (review).
-func (r *Repository) CheckPacks(ctx context.Context, packs, written []ID) error {
-	all := append(slices.Clone(packs), written...)
-	if len(all) == 0 {
+// CheckPacks verifies that every listed pack is stored and indexed, for a
+// writer that is registered (BeginWrite): looked up in storage, up to 64
+// by a request each, more by one listing of data/ (checkStored). Every
+// pack, not only those at risk from a collection: a pack the storage lost
+// is then found by the next backup that depends on it, which fails,
+// rather than by the next repo check, with every backup since depending
+// on it. (Taking the index's word for packs no condemned list named was
+// tried and dropped: a writer whose registration lapsed while a
+// collection deleted its packs indexes them again when it wakes, and a
+// retry then deduplicates against them; review.) A stored pack that no
+// index file lists (a collection that failed after dropping it from the
+// index, then could not put it back) is indexed again from its own
+// header: a manifest committed over it would otherwise name data no index
+// knows (review).
+func (r *Repository) CheckPacks(ctx context.Context, packs []ID) error {
+	if len(packs) == 0 {
 		return nil
 	}
-	cmpID := func(a, b ID) int { return bytes.Compare(a[:], b[:]) }
-	slices.SortFunc(all, cmpID)
-	all = slices.Compact(all)
+	packs = slices.Clone(packs)
+	slices.SortFunc(packs, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	packs = slices.Compact(packs) // a backup's pending and in-memory lists overlap
+	if err := r.checkStored(ctx, packs); err != nil {
+		return err
+	}
 	if err := r.LoadIndex(ctx); err != nil {
 		return err
 	}
-	lookUp := slices.Clone(written)
 	var unindexed []ID
 	r.idx.mu.RLock()
-	for _, id := range all {
-		pi, ok := r.idx.packByID[id]
-		if !ok {
+	for _, id := range packs {
+		if _, ok := r.idx.packByID[id]; !ok {
 			unindexed = append(unindexed, id)
-		}
-		if !ok || r.idx.condemned[pi] {
-			lookUp = append(lookUp, id)
 		}
 	}
 	r.idx.mu.RUnlock()
-	slices.SortFunc(lookUp, cmpID)
-	lookUp = slices.Compact(lookUp)
-	if err := r.checkStored(ctx, lookUp); err != nil {
-		return err
-	}
 	if len(unindexed) == 0 {
 		return nil
 	}

@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,7 +107,7 @@ func TestGCZeroWindowKeepsPacksAWriterMayHaveDeduplicated(t *testing.T) {
 	if res.Deleted != 0 || res.Condemned == 0 {
 		t.Fatalf("want the old packs condemned, not deleted: %+v", res)
 	}
-	if err := w.CheckPacks(ctx, w.DependedPacks(), w.WrittenPacks()); err != nil {
+	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
 		t.Fatalf("the writer's dependency is gone: %v", err)
 	}
 }
@@ -180,9 +184,8 @@ func TestGCDefersWhenAWriterStartsDuringCollection(t *testing.T) {
 }
 
 // The commit refuses a manifest whose packs are gone, and writes nothing:
-// packs the writer stored are looked up in storage, as are packs no index
-// file names (a collection dropped them from the index) and condemned
-// ones; the others the index vouches for, without a request.
+// every pack is looked up in storage, a listed one once, also one the
+// index names and no collection condemned (the storage lost it).
 func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 	ctx := context.Background()
 	be := mem.New()
@@ -193,59 +196,36 @@ func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 	r.LoadIndex(ctx)
 	r.SaveBlob(ctx, DataBlob, randData(8, 2000))
 	r.Flush(ctx)
-	deps, wrote := r.DependedPacks(), r.WrittenPacks()
-	if len(deps) != 1 || !slices.Equal(deps, wrote) {
-		t.Fatalf("depended packs %v, written %v", deps, wrote)
-	}
-	if err := r.CheckPacks(ctx, deps, wrote); err != nil {
-		t.Fatal(err)
-	}
-	be.Delete(ctx, packName(deps[0]))
-	// a pack the writer stored, lost by the storage
-	if err := r.CheckPacks(ctx, deps, wrote); !errors.Is(err, ErrPacksMissing) {
-		t.Fatalf("want ErrPacksMissing, got %v", err)
-	}
-
-	// packs another writer stored: vouched for by the index, no request
-	var many []ID
-	for i := range 70 {
-		r.SaveBlob(ctx, DataBlob, randData(100+int64(i), 2000))
-		r.Flush(ctx)
-	}
-	for _, id := range r.WrittenPacks() {
-		if id != deps[0] {
-			many = append(many, id)
-		}
+	deps := r.DependedPacks()
+	if len(deps) != 1 {
+		t.Fatalf("depended packs: %v", deps)
 	}
 	fb := fault.New(be)
 	w := reopen(t, fb)
 	fb.Reset()
-	if err := w.CheckPacks(ctx, many, nil); err != nil {
+	if err := w.CheckPacks(ctx, append(deps, deps...)); err != nil {
 		t.Fatal(err)
 	}
-	if n := fb.Calls(fault.Stat); n != 0 {
-		t.Fatalf("vouched packs looked up one by one: %d requests", n)
+	if n := fb.Calls(fault.Stat); n != 1 {
+		t.Fatalf("a pack listed twice: %d lookups, want 1", n)
 	}
-	// dropped from the index by a collection, then deleted: looked up
-	dropIndexOf(t, w, be, many[0])
-	be.Delete(ctx, packName(many[0]))
-	if err := w.CheckPacks(ctx, many, nil); !errors.Is(err, ErrPacksMissing) {
-		t.Fatalf("unindexed and gone: want ErrPacksMissing, got %v", err)
+	be.Delete(ctx, packName(deps[0]))
+	if err := w.CheckPacks(ctx, deps); !errors.Is(err, ErrPacksMissing) {
+		t.Fatalf("want ErrPacksMissing, got %v", err)
 	}
-	// condemned, then deleted (the collection had not yet rewritten the
-	// index): looked up
-	condemn := func(id ID) {
-		b, _ := json.Marshal(condemnedList{Packs: map[string]time.Time{id.String(): time.Now()}})
-		be.Put(ctx, gcPrefix+"condemned-1-test", bytes.NewReader(b), int64(len(b)))
+	// the listing path (more than 64 packs) finds it too
+	many := slices.Clone(deps)
+	for i := range 70 {
+		r.SaveBlob(ctx, DataBlob, randData(100+int64(i), 2000))
+		r.Flush(ctx)
 	}
-	condemn(many[1])
-	be.Delete(ctx, packName(many[1]))
-	if err := w.CheckPacks(ctx, many[1:], nil); !errors.Is(err, ErrPacksMissing) {
-		t.Fatalf("condemned and gone: want ErrPacksMissing, got %v", err)
+	for _, id := range r.DependedPacks() {
+		if id != deps[0] {
+			many = append(many, id)
+		}
 	}
-	// the listing path (more than 64 to look up) finds a missing one too
 	fb.Reset()
-	if err := w.CheckPacks(ctx, nil, many[1:]); !errors.Is(err, ErrPacksMissing) || fb.Calls(fault.Stat) != 0 {
+	if err := w.CheckPacks(ctx, many); !errors.Is(err, ErrPacksMissing) || fb.Calls(fault.Stat) != 0 {
 		t.Fatalf("listing path: want ErrPacksMissing and no lookup one by one, got %v, %d", err, fb.Calls(fault.Stat))
 	}
 }
@@ -501,7 +481,7 @@ func TestGCFailingMidRewritePutsThePacksBack(t *testing.T) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.CheckPacks(ctx, w.DependedPacks(), w.WrittenPacks()); err != nil {
+	if err := w.CheckPacks(ctx, w.DependedPacks()); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.SaveManifest(ctx, &Manifest{ID: "backup-new", Type: "full", Components: []ComponentManifest{{Name: "c", Tree: tree}}}); err != nil {
@@ -606,7 +586,7 @@ func TestGCRemovesEndedRegistrations(t *testing.T) {
 // A condemned list replaced between its listing and its read (a
 // collection writes the new list, then deletes the old) is looked for
 // again: skipping it lost every condemnation it held, and a writer then
-// deduplicated against those packs, and a commit vouched for them.
+// deduplicated against those packs.
 func TestCondemnedListsAreReadAgainWhenReplaced(t *testing.T) {
 	ctx := context.Background()
 	be := mem.New()
@@ -627,5 +607,107 @@ func TestCondemnedListsAreReadAgainWhenReplaced(t *testing.T) {
 	}
 	if _, ok := got[b]; !ok || len(got) != 2 || len(names) != 1 || names[0] != gcPrefix+"condemned-2-new" {
 		t.Fatalf("read %v from %v: want both packs, from the new list", got, names)
+	}
+}
+
+// A compaction that is alone removes the markers of collections that
+// ended before it registered, as a collection does; they piled up until
+// the next collection, and each compaction read them all.
+func TestCompactionRemovesEndedCollectorMarkers(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	for i := range 3 {
+		saveBackup(t, r, fmt.Sprintf("backup-%d", i), randData(int64(200+i), 3000))
+	}
+	for range 5 {
+		c, err := r.register(ctx, collectorsPrefix, "compaction")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.End()
+	}
+	// ended before the compaction registers, on the storage's clock
+	be.List(ctx, collectorsPrefix, func(oi storage.ObjectInfo) error {
+		be.SetModTime(oi.Name, time.Now().Add(-time.Minute))
+		return nil
+	})
+	w := reopen(t, be)
+	w.LoadIndex(ctx)
+	c, err := Compact(ctx, w, 1, 0)
+	if err != nil || c.IndexFilesMerged == 0 {
+		t.Fatalf("compaction: %+v %v", c, err)
+	}
+	// its own stays (it ended after it looked)
+	if got := objectNames(t, be, collectorsPrefix); len(got) != 1 {
+		t.Fatalf("collector markers left: %v", got)
+	}
+}
+
+// getCounter counts reads of objects under a prefix.
+type getCounter struct {
+	storage.Backend
+	prefix string
+	n      atomic.Int32
+}
+
+func (g *getCounter) Get(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(name, g.prefix) {
+		g.n.Add(1)
+	}
+	return g.Backend.Get(ctx, name, off, n)
+}
+
+// A writer reads each condemned list once into the local cache (the packs
+// a list names never change); a new list is read, one gone is dropped
+// from the cache, and a collection reads them from storage (their times
+// can be an earlier write's in the cache).
+func TestCondemnedListsAreCachedForWriters(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	saveBackup(t, r, "backup-1", randData(70, 3000))
+	put := func(name string, packs ...ID) {
+		m := map[string]time.Time{}
+		for _, p := range packs {
+			m[p.String()] = time.Now()
+		}
+		b, _ := json.Marshal(condemnedList{Packs: m})
+		be.Put(ctx, name, bytes.NewReader(b), int64(len(b)))
+	}
+	put(gcPrefix+"condemned-1-a", ID{1})
+	gets := &getCounter{Backend: be, prefix: gcPrefix}
+	dir := t.TempDir()
+	handle := func() *Repository {
+		w := reopen(t, gets)
+		c, err := OpenCache(dir, w.Config().ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.SetCache(c)
+		return w
+	}
+	for i := range 3 {
+		w := handle()
+		if err := w.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := gets.n.Load(); n != 1 {
+			t.Fatalf("load %d: %d reads of condemned lists, want the one", i, n)
+		}
+	}
+	// replaced by a list naming more: that one is read, the old one
+	// leaves the cache
+	put(gcPrefix+"condemned-2-b", ID{1}, ID{2})
+	be.Delete(ctx, gcPrefix+"condemned-1-a")
+	w := handle()
+	c, err := w.condemnedPacks(ctx)
+	if err != nil || len(c) != 2 || gets.n.Load() != 2 {
+		t.Fatalf("after the list changed: %v %v, %d reads", c, err, gets.n.Load())
+	}
+	if _, err := os.Stat(w.cache.path(cacheCondemned, "condemned-1-a")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a list gone from storage stays cached: %v", err)
+	}
+	// a collection reads from storage
+	if _, _, err := w.loadCondemned(ctx); err != nil || gets.n.Load() != 3 {
+		t.Fatalf("collection's read: %v, %d reads", err, gets.n.Load())
 	}
 }
