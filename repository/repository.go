@@ -107,6 +107,7 @@ type Repository struct {
 
 	stats    writeStats
 	deps     dependencies     // packs this session's data depends on (writers.go)
+	regs     registrations    // open registrations made through this handle (writers.go)
 	sessions sync.Map         // ephemeral public key (string) -> cipher.AEAD
 	dataKey  *ecdh.PrivateKey // parsed once; nil for a write-only key
 	// the key of the cache's verified manifests (see manifestcache.go)
@@ -734,6 +735,9 @@ func (r *Repository) uploadPack(p *packBuilder) error {
 		r.cache.put(cacheTrees, id.String(), buf)
 	}
 	ip := IndexPack{ID: id, EphPublic: s.ephPublic, Blobs: p.entries}
+	if err := r.registrationsValid(); err != nil {
+		return fmt.Errorf("pack %s stored, not indexed: %w", id.Short(), err)
+	}
 	ixID, err := r.writeIndexFile(ctx, &IndexFile{Packs: []IndexPack{ip}}, true)
 	if err != nil {
 		return err
@@ -852,6 +856,10 @@ func (r *Repository) compactIndex(ctx context.Context, packs []IndexPack, files 
 	// cannot delete what it stored (its storage refuses), and needs not.
 	if !r.keys.CanRead() {
 		return nil
+	}
+	// the files merged may be gone with their packs (registrationsValid)
+	if err := r.registrationsValid(); err != nil {
+		return err
 	}
 	if _, err := r.writeIndexFile(ctx, &IndexFile{Supersedes: files, Packs: packs}, false); err != nil {
 		return err

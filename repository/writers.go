@@ -103,7 +103,47 @@ func (r *Repository) register(ctx context.Context, prefix, purpose string) (*Wri
 	}
 	w.done.Add(1)
 	go w.renew()
+	r.regs.add(w)
 	return w, nil
+}
+
+// registrations are a handle's open registrations (writers and
+// collectors).
+type registrations struct {
+	mu sync.Mutex
+	m  map[*Writer]struct{}
+}
+
+func (rs *registrations) add(w *Writer) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.m == nil {
+		rs.m = map[*Writer]struct{}{}
+	}
+	rs.m[w] = struct{}{}
+}
+
+func (rs *registrations) drop(w *Writer) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	delete(rs.m, w)
+}
+
+// registrationsValid reports ErrWriterLapsed when one of the handle's open
+// registrations lapsed. A writer checks it before it writes an index file:
+// a collection that no longer counted it may have deleted the packs it
+// stored, and their index files; indexed again, every later backup would
+// deduplicate against the deleted packs and fail its commit, until the
+// next collection dropped the entries again (review).
+func (r *Repository) registrationsValid() error {
+	r.regs.mu.Lock()
+	defer r.regs.mu.Unlock()
+	for w := range r.regs.m {
+		if err := w.Valid(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *Writer) put(ctx context.Context) error {
@@ -186,6 +226,7 @@ func (w *Writer) remove() {
 // finish stops the renewals and then, once, does last.
 func (w *Writer) finish(last func(ctx context.Context)) {
 	w.once.Do(func() {
+		w.r.regs.drop(w)
 		close(w.stop)
 		w.done.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -374,6 +374,61 @@ func TestALapsedWriterMayNotCommit(t *testing.T) {
 	}
 }
 
+// A writer whose registration lapsed writes no index file: a collection
+// that no longer counted it may have deleted its packs and their index
+// files, and indexing them again (a pack's own file, or the session's
+// merge when it wakes) left every later backup deduplicating against
+// deleted packs, its commit failing, until the next collection (review).
+func TestALapsedWriterIndexesNothing(t *testing.T) {
+	ctx := context.Background()
+	_, be := newTestRepo(t)
+	w := reopen(t, be)
+	reg, err := w.BeginWrite(ctx, "asleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.End()
+	w.LoadIndex(ctx)
+	before := objectNames(t, be, "index/")
+	// packs stored and indexed before the sleep, enough for the session
+	// merge at the next flush
+	for i := range compactMinFiles {
+		w.SaveBlob(ctx, DataBlob, randData(int64(300+i), 2000))
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(objectNames(t, be, "index/")) - len(before); n != compactMinFiles {
+		t.Fatalf("%d index files written before the sleep", n)
+	}
+	reg.mu.Lock()
+	reg.held = time.Now().Add(-writerLease)
+	reg.mu.Unlock()
+	written := objectNames(t, be, "index/")
+	w.SaveBlob(ctx, DataBlob, randData(400, 2000))
+	if err := w.Flush(ctx); !errors.Is(err, ErrWriterLapsed) {
+		t.Fatalf("flush after the lapse: want ErrWriterLapsed, got %v", err)
+	}
+	if got := objectNames(t, be, "index/"); !slices.Equal(got, written) {
+		t.Fatalf("index files written after the lapse: %v, before %v", got, written)
+	}
+	// the session's merge alone is refused too
+	w2 := reopen(t, be)
+	reg2, _ := w2.BeginWrite(ctx, "asleep too")
+	defer reg2.End()
+	reg2.mu.Lock()
+	reg2.lapsed = true
+	reg2.mu.Unlock()
+	if err := w2.compactIndex(ctx, nil, make([]ID, compactMinFiles)); !errors.Is(err, ErrWriterLapsed) {
+		t.Fatalf("merge after the lapse: want ErrWriterLapsed, got %v", err)
+	}
+	// ended, a registration no longer counts
+	reg2.End()
+	if err := w2.registrationsValid(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A writer whose index was loaded before a collection ran (backup.Run
 // loads it before the components register; the worker keeps its
 // repository open between jobs) must not keep entries for packs the
