@@ -293,6 +293,10 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 		case len(chosen) == 0 || opts.DryRun:
 		case others > 0:
 			rr = RepackResult{Qualifying: rr.Qualifying, Skipped: "another collection is running"}
+		case self.Valid() != nil:
+			// stalled past its lease in the mark: its copies could not be
+			// indexed (registrationsValid), and it deletes nothing anyway
+			rr = RepackResult{Qualifying: rr.Qualifying, Skipped: "this collection's registration lapsed"}
 		default:
 			written, err := r.repack(ctx, chosen, used, older, stored, res.Repack)
 			if err != nil {

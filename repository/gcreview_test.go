@@ -2,6 +2,8 @@ package repository
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +136,25 @@ func TestCheckPacksIndexesAStoredUnindexedPack(t *testing.T) {
 	r2.LoadIndex(ctx)
 	if _, err := r2.LoadBlob(ctx, DataBlob, blob); err != nil {
 		t.Fatalf("not indexed again: %v", err)
+	}
+	// ...but not by a writer whose registration lapsed: a collection
+	// that no longer counts it may be deleting the pack (review)
+	dropIndexOf(t, r2, be, pack)
+	x := reopen(t, be)
+	reg, err := x.BeginWrite(ctx, "commit, asleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.End()
+	reg.mu.Lock()
+	reg.lapsed = true
+	reg.mu.Unlock()
+	files := objectNames(t, be, "index/")
+	if err := x.CheckPacks(ctx, []ID{pack}); !errors.Is(err, ErrWriterLapsed) {
+		t.Fatalf("lapsed: want ErrWriterLapsed, got %v", err)
+	}
+	if got := objectNames(t, be, "index/"); !slices.Equal(got, files) {
+		t.Fatalf("a lapsed writer indexed the pack: %v, before %v", got, files)
 	}
 }
 

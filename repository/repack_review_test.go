@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -192,3 +193,51 @@ func TestReviewDamagedPackAccounting(t *testing.T) {
 type memBackend = mem.Backend
 
 func bytesReader(b []byte) io.ReadSeeker { return bytes.NewReader(b) }
+
+// A collection whose registration lapsed during its mark (a frozen
+// process) skips its repack and deletes nothing, as before a handle's
+// lapsed registration stopped its uploads from being indexed: the
+// repack's copies then failed the whole collection (review).
+func TestALapsedCollectionSkipsItsRepack(t *testing.T) {
+	ctx := context.Background()
+	be, _ := partlyUsed(t)
+	var r *Repository
+	// it lapses once it folded the manifests (deleting the loose ones
+	// is the fold's last step), before it repacks
+	h := &deleteHook{Backend: be, prefix: "manifests/", hook: func() {
+		r.regs.mu.Lock()
+		defer r.regs.mu.Unlock()
+		for w := range r.regs.m {
+			w.mu.Lock()
+			w.lapsed = true
+			w.mu.Unlock()
+		}
+	}}
+	r = reopen(t, h)
+	before := listNames(be, "data/")
+	res, err := GC(ctx, r, GCOptions{SafetyWindow: 0, Repack: noSmall})
+	if err != nil {
+		t.Fatalf("a lapsed collection: %v", err)
+	}
+	if res.Repack == nil || !strings.Contains(res.Repack.Skipped, "lapsed") || res.Deleted != 0 {
+		t.Fatalf("want the repack skipped and nothing deleted: %+v %+v", res, res.Repack)
+	}
+	if after := listNames(be, "data/"); !maps.Equal(after, before) {
+		t.Fatalf("packs changed: %d before, %d after", len(before), len(after))
+	}
+}
+
+// deleteHook runs a hook after each deletion under a prefix.
+type deleteHook struct {
+	storage.Backend
+	prefix string
+	hook   func()
+}
+
+func (h *deleteHook) Delete(ctx context.Context, name string) error {
+	err := h.Backend.Delete(ctx, name)
+	if strings.HasPrefix(name, h.prefix) {
+		h.hook()
+	}
+	return err
+}

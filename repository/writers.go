@@ -397,6 +397,11 @@ func (r *Repository) CheckPacks(ctx context.Context, packs []ID) error {
 	if len(damaged) > 0 {
 		return fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(damaged, "; "))
 	}
+	// a collection that no longer counts a lapsed writer may be deleting
+	// these packs right now (registrationsValid)
+	if err := r.registrationsValid(); err != nil {
+		return err
+	}
 	return r.addIndex(ctx, found)
 }
 

@@ -390,15 +390,11 @@ func TestALapsedWriterIndexesNothing(t *testing.T) {
 	defer reg.End()
 	w.LoadIndex(ctx)
 	before := objectNames(t, be, "index/")
-	// packs stored and indexed before the sleep, enough for the session
-	// merge at the next flush
-	for i := range compactMinFiles {
-		w.SaveBlob(ctx, DataBlob, randData(int64(300+i), 2000))
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
+	w.SaveBlob(ctx, DataBlob, randData(300, 2000))
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if n := len(objectNames(t, be, "index/")) - len(before); n != compactMinFiles {
+	if n := len(objectNames(t, be, "index/")) - len(before); n != 1 {
 		t.Fatalf("%d index files written before the sleep", n)
 	}
 	reg.mu.Lock()
@@ -412,7 +408,8 @@ func TestALapsedWriterIndexesNothing(t *testing.T) {
 	if got := objectNames(t, be, "index/"); !slices.Equal(got, written) {
 		t.Fatalf("index files written after the lapse: %v, before %v", got, written)
 	}
-	// the session's merge alone is refused too
+	// the session's merge (of its own index files, every
+	// sessionIndexRoll packs) is refused too
 	w2 := reopen(t, be)
 	reg2, _ := w2.BeginWrite(ctx, "asleep too")
 	defer reg2.End()
@@ -748,12 +745,34 @@ func TestCondemnedListsAreCachedForWriters(t *testing.T) {
 		if n := gets.n.Load(); n != 1 {
 			t.Fatalf("load %d: %d reads of condemned lists, want the one", i, n)
 		}
+		// what a read from the cache gives is the list's packs
+		if c, err := w.condemnedPacks(ctx); err != nil || len(c) != 1 || c[ID{1}.String()].IsZero() {
+			t.Fatalf("load %d: condemned %v %v, want pack 1", i, c, err)
+		}
 	}
+	// and a writer does not deduplicate against a condemned pack known
+	// from the cache alone
+	blob := randData(71, 3000)
+	saveBackup(t, r, "backup-2", blob)
+	pack := packOf(t, r, r.ids.Sum(blob))
+	put(gcPrefix+"condemned-1-c", pack)
+	handle().LoadIndex(ctx) // read into the cache
+	gets.n.Store(0)
+	w := handle()
+	w.LoadIndex(ctx)
+	if gets.n.Load() != 0 {
+		t.Fatalf("%d reads of condemned lists, want none", gets.n.Load())
+	}
+	if w.Reuse([]ID{r.ids.Sum(blob)}) {
+		t.Fatal("reused a blob of a condemned pack")
+	}
+	be.Delete(ctx, gcPrefix+"condemned-1-c")
+	gets.n.Store(1)
 	// replaced by a list naming more: that one is read, the old one
 	// leaves the cache
 	put(gcPrefix+"condemned-2-b", ID{1}, ID{2})
 	be.Delete(ctx, gcPrefix+"condemned-1-a")
-	w := handle()
+	w = handle()
 	c, err := w.condemnedPacks(ctx)
 	if err != nil || len(c) != 2 || gets.n.Load() != 2 {
 		t.Fatalf("after the list changed: %v %v, %d reads", c, err, gets.n.Load())
