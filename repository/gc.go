@@ -856,9 +856,8 @@ func (r *Repository) condemnedPacks(ctx context.Context) (map[string]time.Time, 
 func (r *Repository) readCondemned(ctx context.Context, cached bool) (map[string]time.Time, []string, error) {
 	// A list gone between the listing and its read was replaced: its
 	// successor was written before it was deleted, so a new listing
-	// finds that. Skipping it instead would miss every pack it named
-	// (a writer would then deduplicate against them, and CheckPacks take
-	// them for stored).
+	// finds that. Skipping it instead would miss every pack it named (a
+	// writer would then deduplicate against them).
 	for try := 0; ; try++ {
 		out, names, vanished, err := r.loadCondemnedOnce(ctx, cached)
 		if err != nil || !vanished {
@@ -962,7 +961,7 @@ func (r *Repository) saveCondemned(ctx context.Context, packs map[string]time.Ti
 }
 
 // excludeCondemned makes a writer store blobs again rather than depend on
-// packs that garbage collection has condemned (c: loadCondemned's).
+// packs that garbage collection has condemned (c: condemnedPacks').
 func excludeCondemned(ix *Index, c map[string]time.Time) {
 	if len(c) == 0 {
 		return

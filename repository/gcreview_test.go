@@ -146,9 +146,7 @@ func TestCheckPacksIndexesAStoredUnindexedPack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.End()
-	reg.mu.Lock()
-	reg.lapsed = true
-	reg.mu.Unlock()
+	lapse(reg)
 	files := objectNames(t, be, "index/")
 	if err := x.CheckPacks(ctx, []ID{pack}); !errors.Is(err, ErrWriterLapsed) {
 		t.Fatalf("lapsed: want ErrWriterLapsed, got %v", err)

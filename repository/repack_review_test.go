@@ -208,9 +208,7 @@ func TestALapsedCollectionSkipsItsRepack(t *testing.T) {
 		r.regs.mu.Lock()
 		defer r.regs.mu.Unlock()
 		for w := range r.regs.m {
-			w.mu.Lock()
-			w.lapsed = true
-			w.mu.Unlock()
+			lapse(w)
 		}
 	}}
 	r = reopen(t, h)

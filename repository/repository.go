@@ -339,7 +339,7 @@ func PackName(id ID) string { return packName(id) }
 // soak found backups committed over deleted trees and chunks).
 func (r *Repository) LoadIndex(ctx context.Context) error {
 	// A file gone between the listing and its read was merged into a
-	// new one (writers merge small files past IndexFileBound): list again to read that.
+	// new one (writers merge past IndexFileBound): list again to read that.
 	for try := 0; ; try++ {
 		vanished, err := r.loadIndexOnce(ctx)
 		if err != nil || !vanished || try == 4 {

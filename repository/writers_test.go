@@ -343,6 +343,14 @@ func TestGCDeletesNothingWhileAnotherCollectionRuns(t *testing.T) {
 	}
 }
 
+// lapse marks a registration lapsed, as a renewal after too long a gap
+// does.
+func lapse(w *Writer) {
+	w.mu.Lock()
+	w.lapsed = true
+	w.mu.Unlock()
+}
+
 // A writer whose renewals failed for longer than collections honour it
 // may not commit.
 func TestALapsedWriterMayNotCommit(t *testing.T) {
@@ -397,9 +405,7 @@ func TestALapsedWriterIndexesNothing(t *testing.T) {
 	if n := len(objectNames(t, be, "index/")) - len(before); n != 1 {
 		t.Fatalf("%d index files written before the sleep", n)
 	}
-	reg.mu.Lock()
-	reg.held = time.Now().Add(-writerLease)
-	reg.mu.Unlock()
+	lapse(reg)
 	written := objectNames(t, be, "index/")
 	w.SaveBlob(ctx, DataBlob, randData(400, 2000))
 	if err := w.Flush(ctx); !errors.Is(err, ErrWriterLapsed) {
@@ -413,9 +419,7 @@ func TestALapsedWriterIndexesNothing(t *testing.T) {
 	w2 := reopen(t, be)
 	reg2, _ := w2.BeginWrite(ctx, "asleep too")
 	defer reg2.End()
-	reg2.mu.Lock()
-	reg2.lapsed = true
-	reg2.mu.Unlock()
+	lapse(reg2)
 	if err := w2.compactIndex(ctx, nil, make([]ID, compactMinFiles)); !errors.Is(err, ErrWriterLapsed) {
 		t.Fatalf("merge after the lapse: want ErrWriterLapsed, got %v", err)
 	}
