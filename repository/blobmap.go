@@ -12,17 +12,33 @@ import (
 // Go map took over 110 at a million blobs: a repository of ten million
 // small files needed more than a gigabyte for its index alone).
 //
-// Ids are uniformly random, so their first byte spreads them over 256
+// Ids are uniformly random, so their first 12 bits spread them over 4,096
 // buckets. Each bucket holds a sorted array, searched by binary search
 // and allocated at its exact size; entries added since the last merge
 // wait in a map until it holds an eighth of the total, then each bucket
 // is merged on its own, so a merge never holds more than one bucket's
 // second copy.
+//
+// A map read from an index snapshot (indexsnap.go) decodes each bucket
+// when it is first used: a backup of a few changed files looks up a few
+// hundred blobs, and decoding the whole index for them cost more than
+// the rest of the backup once it held 70,000 blobs (bench case D). The
+// buckets are many and small so that those lookups touch a small share.
 type blobMap struct {
-	buckets [256]blobBucket
-	sorted  int // entries in the buckets' arrays
+	buckets [numBuckets]blobBucket
+	sorted  int // entries in the buckets' arrays (a sealed one's included)
 	recent  map[ID]blobLoc
+	// src: the snapshot the sealed buckets are read from (nil: none)
+	src *snapFile
 }
+
+const (
+	bucketBits = 12
+	numBuckets = 1 << bucketBits
+)
+
+// bucketOf is the bucket id belongs in: its first 12 bits.
+func bucketOf(id ID) int { return int(id[0])<<4 | int(id[1])>>4 }
 
 // A bucket's entries are sorted by id, the id split into its first 8
 // bytes (a number, searched by interpolation: ids are uniform) and the
@@ -31,6 +47,25 @@ type blobBucket struct {
 	keys []uint64
 	rest [][24]byte
 	locs []blobLoc
+	// sealed: the bucket's entries as a snapshot holds them, decoded on
+	// first use (load); kept while the bucket is unchanged since, so a
+	// new snapshot copies the sealed bytes instead of sealing them again
+	sealed *sealedBucket
+}
+
+// load decodes the bucket's sealed entries when it has not yet. It runs
+// under the index's read lock: concurrent lookups decode a bucket once.
+func (b *blobBucket) load() {
+	if s := b.sealed; s != nil {
+		s.once.Do(func() { s.src.decode(s, b) })
+	}
+}
+
+// changed is called, under the index's write lock, before the bucket's
+// entries change: its sealed copy no longer matches.
+func (b *blobBucket) changed() {
+	b.load()
+	b.sealed = nil
 }
 
 func splitID(id ID) (uint64, [24]byte) {
@@ -63,7 +98,7 @@ func (b *blobBucket) find(id ID) (int, bool) {
 	k, r := splitID(id)
 	// where a uniform key would be, then a window around it doubled
 	// until it holds k, then a binary search in the window
-	est, _ := bits.Mul64(k<<8, uint64(n))
+	est, _ := bits.Mul64(k<<bucketBits, uint64(n))
 	lo, hi := int(est), int(est)+1 // keys[lo] < k <= keys[hi-1] wanted
 	for step := 16; lo > 0 && b.keys[lo] >= k; step *= 2 {
 		lo = max(0, lo-step)
@@ -84,7 +119,8 @@ func (m *blobMap) get(id ID) (blobLoc, bool) {
 	if l, ok := m.recent[id]; ok {
 		return l, true
 	}
-	b := &m.buckets[id[0]]
+	b := &m.buckets[bucketOf(id)]
+	b.load()
 	if i, ok := b.find(id); ok {
 		return b.locs[i], true
 	}
@@ -92,8 +128,10 @@ func (m *blobMap) get(id ID) (blobLoc, bool) {
 }
 
 func (m *blobMap) set(id ID, l blobLoc) {
-	b := &m.buckets[id[0]]
+	b := &m.buckets[bucketOf(id)]
+	b.load()
 	if i, ok := b.find(id); ok {
+		b.changed()
 		b.locs[i] = l
 		return
 	}
@@ -110,6 +148,7 @@ func (m *blobMap) len() int { return m.sorted + len(m.recent) }
 func (m *blobMap) each(fn func(ID, blobLoc)) {
 	for i := range m.buckets {
 		b := &m.buckets[i]
+		b.load()
 		for j, k := range b.keys {
 			fn(joinID(k, b.rest[j]), b.locs[j])
 		}
@@ -121,9 +160,9 @@ func (m *blobMap) each(fn func(ID, blobLoc)) {
 
 // merge moves the recent entries into the buckets' sorted arrays.
 func (m *blobMap) merge() {
-	var add [256][]ID
+	add := make([][]ID, numBuckets)
 	for id := range m.recent {
-		add[id[0]] = append(add[id[0]], id)
+		add[bucketOf(id)] = append(add[bucketOf(id)], id)
 	}
 	for i := range m.buckets {
 		if len(add[i]) == 0 {
@@ -143,11 +182,11 @@ func (m *blobMap) merge() {
 func (m *blobMap) addAbsent(ids []ID, locs []blobLoc) {
 	for start := 0; start < len(ids); {
 		end := start + 1
-		for end < len(ids) && ids[end][0] == ids[start][0] {
+		for end < len(ids) && bucketOf(ids[end]) == bucketOf(ids[start]) {
 			end++
 		}
 		news, nlocs := ids[start:end], locs[start:end]
-		m.buckets[ids[start][0]].merge(news, func(k int) blobLoc { return nlocs[k] })
+		m.buckets[bucketOf(ids[start])].merge(news, func(k int) blobLoc { return nlocs[k] })
 		start = end
 	}
 	m.sorted += len(ids)
@@ -156,6 +195,7 @@ func (m *blobMap) addAbsent(ids []ID, locs []blobLoc) {
 // merge merges news (sorted, absent) into the bucket's arrays; loc gives
 // the location of news[k].
 func (b *blobBucket) merge(news []ID, loc func(k int) blobLoc) {
+	b.changed()
 	n := len(b.keys) + len(news)
 	keys, rest, locs := make([]uint64, 0, n), make([][24]byte, 0, n), make([]blobLoc, 0, n)
 	j, k := 0, 0

@@ -146,7 +146,10 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 	}); err != nil {
 		return nil, err
 	}
-	packs := r.idx.Packs()
+	packs, err := r.idx.wholePacks()
+	if err != nil {
+		return nil, err
+	}
 	c.res.Packs, c.res.Blobs = len(stored), r.idx.Len()
 	indexed := map[ID]bool{}
 	for _, p := range packs {
@@ -158,7 +161,7 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 		}
 	}
 	var done int
-	err := parallel(ctx, len(packs), 4, func(i int) error {
+	err = parallel(ctx, len(packs), 4, func(i int) error {
 		p := packs[i]
 		if _, ok := stored[p.ID]; !ok {
 			c.problem(false, "pack", packName(p.ID), "pack is missing: %d blob(s) lost", len(p.Blobs))

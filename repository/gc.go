@@ -163,7 +163,7 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	if oi, err := r.be.Stat(ctx, self.name); err == nil {
 		since = oi.ModTime
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.loadWholeIndex(ctx); err != nil {
 		return nil, err
 	}
 	// Mark. Any unreadable manifest or tree stops gc: deleting on
@@ -183,7 +183,7 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	// mark wrote index files since the load: they are read first.)
 	n, first := r.unindexed(used)
 	if n > 0 {
-		if err := r.LoadIndex(ctx); err != nil {
+		if err := r.loadWholeIndex(ctx); err != nil {
 			return nil, err
 		}
 		n, first = r.unindexed(used)
@@ -229,7 +229,10 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	// the index files read, and what they hold (nothing is loaded after
 	// this: the rewrite supersedes exactly these files)
 	loadedIndex := r.indexFiles()
-	packs := r.idx.Packs()
+	packs, err := r.idx.wholePacks()
+	if err != nil {
+		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+	}
 	usedPack := r.usedPacks(packs, used, pendingPacks, stored)
 	condemned, listNames, err := r.loadCondemned(ctx)
 	if err != nil {
@@ -309,7 +312,9 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 				fresh[id] = true
 			}
 			loadedIndex = r.indexFiles()
-			packs = r.idx.Packs()
+			if packs, err = r.idx.wholePacks(); err != nil {
+				return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
+			}
 			usedPack = r.usedPacks(packs, used, pendingPacks, stored)
 		}
 	}

@@ -281,15 +281,21 @@ func (ix *Index) takeLocked(fresh *Index) {
 }
 
 // replaceOrAbsorb takes fresh's content as replace does when ix holds
-// nothing; otherwise fresh's packs and files are added to what ix holds.
-func (ix *Index) replaceOrAbsorb(fresh *Index) {
+// nothing; otherwise fresh's packs and files are added to what ix holds,
+// unless a bucket of the snapshot fresh was opened from does not decode
+// (then ix is left as it was, and the error returned).
+func (ix *Index) replaceOrAbsorb(fresh *Index) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if len(ix.packs) == 0 && len(ix.files) == 0 {
 		ix.takeLocked(fresh)
-		return
+		return nil
 	}
-	ix.addPacksLocked(fresh.Packs())
+	packs, err := fresh.wholePacks()
+	if err != nil {
+		return err
+	}
+	ix.addPacksLocked(packs)
 	for id := range fresh.files {
 		ix.files[id] = true
 	}
@@ -299,6 +305,7 @@ func (ix *Index) replaceOrAbsorb(fresh *Index) {
 		}
 		ix.condemned[ix.packByID[fresh.packs[pi].id]] = true
 	}
+	return nil
 }
 
 // generation is a number that changes whenever locations may have.

@@ -127,8 +127,10 @@ func TestIndexSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
-// A snapshot that is damaged, cut short, spliced from two snapshots, made
-// with another key, or holding a file no longer listed is not used.
+// A snapshot whose header is damaged, cut short, made with another key,
+// or that holds a file no longer listed, is not opened; one whose bucket
+// is damaged or taken from another snapshot opens, and that bucket does
+// not decode: the index says it is damaged rather than miss its blobs.
 func TestIndexSnapshotRefusesWhatItIsNot(t *testing.T) {
 	r, _ := newTestRepo(t)
 	other, _ := newTestRepo(t)
@@ -141,12 +143,24 @@ func TestIndexSnapshotRefusesWhatItIsNot(t *testing.T) {
 		return buf.Bytes()
 	}
 	a, b := write(ix, r), write(ix, r)
-	// the first chunk (header) of a, the buckets of b: same length
-	// layout, different snapshot ids
-	hdrEnd := 21 + 4 + int(uint32(a[21])|uint32(a[22])<<8|uint32(a[23])<<16|uint32(a[24])<<24)
-	spliced := append(append([]byte(nil), a[:hdrEnd]...), b[hdrEnd:]...)
+	// the buckets are sealed apart from the header, each with its own
+	// nonce: b's first bucket in a's place has a's length, not its tag
+	opened, err := readIndexSnapshot(bytes.NewReader(a), int64(len(a)), r.indexAEAD, listed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first *sealedBucket
+	for i := range opened.blobs.buckets {
+		if first = opened.blobs.buckets[i].sealed; first != nil {
+			break
+		}
+	}
+	at, end := first.off, first.off+int64(first.size)
+	spliced := append(append(append([]byte(nil), a[:at]...), b[at:end]...), a[end:]...)
 	flipped := append([]byte(nil), a...)
-	flipped[len(flipped)/2] ^= 1
+	flipped[at+int64(first.size)/2] ^= 1
+	header := append([]byte(nil), a...)
+	header[len(header)-10] ^= 1
 	unlisted := map[ID]bool{}
 	for id := range listed {
 		unlisted[id] = true
@@ -162,10 +176,9 @@ func TestIndexSnapshotRefusesWhatItIsNot(t *testing.T) {
 		listed map[ID]bool
 		stale  bool
 	}{
-		{"a byte flipped", flipped, r, listed, false},
+		{"a header byte flipped", header, r, listed, false},
 		{"cut short", a[:len(a)-10], r, listed, false},
 		{"a byte more", append(append([]byte(nil), a...), 0), r, listed, false},
-		{"spliced", spliced, r, listed, false},
 		{"another repository's key", a, other, listed, false},
 		{"a file it holds is gone", a, r, unlisted, true},
 	} {
@@ -174,8 +187,34 @@ func TestIndexSnapshotRefusesWhatItIsNot(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
-	if _, err := readIndexSnapshot(bytes.NewReader(a), int64(len(a)), r.indexAEAD, listed); err != nil {
+	for _, c := range []struct {
+		name string
+		raw  []byte
+	}{{"a bucket byte flipped", flipped}, {"a bucket of another snapshot", spliced}} {
+		got, err := readIndexSnapshot(bytes.NewReader(c.raw), int64(len(c.raw)), r.indexAEAD, listed)
+		if err != nil {
+			t.Fatalf("%s: the header is intact, and opens: %v", c.name, err)
+		}
+		if got.damage() != nil {
+			t.Fatalf("%s: damaged before a bucket was read", c.name)
+		}
+		if err := got.decodeAll(); !errors.Is(err, ErrCorrupt) || !errors.Is(got.damage(), ErrCorrupt) {
+			t.Errorf("%s: decoding every bucket gave %v", c.name, err)
+		}
+		if _, err := got.wholePacks(); err == nil {
+			t.Errorf("%s: the whole index was given", c.name)
+		}
+		var buf bytes.Buffer
+		if err := writeIndexSnapshot(&buf, r.indexAEAD, got); err == nil {
+			t.Errorf("%s: a damaged index was written as a snapshot", c.name)
+		}
+	}
+	got, err := readIndexSnapshot(bytes.NewReader(a), int64(len(a)), r.indexAEAD, listed)
+	if err != nil {
 		t.Fatalf("the intact snapshot: %v", err)
+	}
+	if err := got.decodeAll(); err != nil {
+		t.Fatalf("the intact snapshot's buckets: %v", err)
 	}
 }
 
@@ -304,5 +343,174 @@ func BenchmarkIndexSnapshotRead(b *testing.B) {
 		if _, err := readIndexSnapshot(bytes.NewReader(buf.Bytes()), int64(buf.Len()), r.indexAEAD, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// openedSnapshot opens the snapshot in x's cache (fatal when there is none).
+func openedSnapshot(t *testing.T, x *Repository) (*Index, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(x.Cache().Dir(), cacheIndexSnap, indexSnapName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := readIndexSnapshot(bytes.NewReader(raw), int64(len(raw)), x.indexAEAD, nil)
+	if err != nil && !errors.Is(err, errSnapshotStale) {
+		t.Fatal(err)
+	}
+	if ix == nil { // stale for nil listed: open it again listing its files
+		listed := map[ID]bool{}
+		for _, f := range x.indexFiles() {
+			listed[f] = true
+		}
+		if ix, err = readIndexSnapshot(bytes.NewReader(raw), int64(len(raw)), x.indexAEAD, listed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ix, raw
+}
+
+// A handle opened from the snapshot decodes only the buckets its lookups
+// touch; a compaction's new snapshot copies the buckets it did not change
+// byte for byte, and says what the index files say.
+func TestIndexSnapshotDecodesBucketsWhenUsed(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	root := t.TempDir()
+	want := map[string]files{}
+	for i := 0; i < 3; i++ {
+		id := "backup-" + string(rune('a'+i))
+		want[id] = fileSet(i*2000, 2000, 10)
+		saveFiles(t, r, id, want[id])
+	}
+	x := withCacheAt(t, reopen(t, be), root)
+	if err := x.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	y := withCacheAt(t, reopen(t, be), root)
+	if err := y.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	decoded := func(ix *Index) (n int) {
+		for i := range ix.blobs.buckets {
+			if b := &ix.blobs.buckets[i]; b.sealed != nil && len(b.keys) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if y.idx.blobs.src == nil || decoded(y.idx) != 0 {
+		t.Fatalf("the second handle should open the snapshot and decode nothing yet (src %v, %d decoded)", y.idx.blobs.src != nil, decoded(y.idx))
+	}
+	// one backup's tree (its pack in the local cache, as it is once a
+	// handle read it; reading a pack whole finds its trees among every
+	// blob) and a file of it: a few buckets
+	m, err := y.LoadManifest(ctx, "backup-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.LoadTree(ctx, m.Components[0].Tree); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := y.LoadTree(ctx, m.Components[0].Tree); err != nil {
+		t.Fatal(err)
+	}
+	if n := decoded(y.idx); n == 0 || n > 4 {
+		t.Fatalf("one lookup decoded %d buckets", n)
+	}
+	readBack(t, y, "backup-b", want["backup-b"])
+	// merged files: the snapshot is written again, copying the
+	// buckets no entry was added to
+	before, rawBefore := openedSnapshot(t, y)
+	if n, err := CompactIndex(ctx, y, 1); err != nil || n == 0 {
+		t.Fatalf("compaction: %d %v", n, err)
+	}
+	after, rawAfter := openedSnapshot(t, y)
+	copied := 0
+	for i := range before.blobs.buckets {
+		sb, sa := before.blobs.buckets[i].sealed, after.blobs.buckets[i].sealed
+		if sb != nil && sa != nil && bytes.Equal(rawBefore[sb.off:sb.off+int64(sb.size)], rawAfter[sa.off:sa.off+int64(sa.size)]) {
+			copied++
+		}
+	}
+	if copied < numBuckets/2 {
+		t.Fatalf("%d of %d buckets copied as they were", copied, numBuckets)
+	}
+	plain := reopen(t, be)
+	if err := plain.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	z := withCacheAt(t, reopen(t, be), root)
+	if err := z.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if z.idx.blobs.src == nil {
+		t.Fatal("the snapshot written after the compaction was not used")
+	}
+	if !reflect.DeepEqual(indexContent(plain.idx), indexContent(z.idx)) {
+		t.Fatal("the snapshot written after the compaction says another index")
+	}
+}
+
+// A bucket of the cached snapshot damaged on disk (its header intact, so
+// it opens) costs a reload, never a blob: a read that misses reads the
+// index files again; a collection and a repair decode every bucket first
+// and then work from the files.
+func TestIndexSnapshotBucketDamageReadsTheFiles(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	root := t.TempDir()
+	want := map[string]files{}
+	for i := 0; i < 3; i++ {
+		id := "backup-" + string(rune('a'+i))
+		want[id] = fileSet(i*2000, 2000, 10)
+		saveFiles(t, r, id, want[id])
+	}
+	x := withCacheAt(t, reopen(t, be), root)
+	if err := x.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(x.Cache().Dir(), cacheIndexSnap, indexSnapName)
+	damage := func() {
+		t.Helper()
+		ix, raw := openedSnapshot(t, x)
+		for i := range ix.blobs.buckets {
+			if s := ix.blobs.buckets[i].sealed; s != nil {
+				raw[s.off+int64(s.size)/2] ^= 1
+			}
+		}
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damage()
+	y := withCacheAt(t, reopen(t, be), root)
+	if err := y.LoadIndex(ctx); err != nil || y.idx.blobs.src == nil {
+		t.Fatalf("the snapshot with an intact header should open: %v", err)
+	}
+	for id, fs := range want {
+		readBack(t, y, id, fs)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the reload should have written a sound snapshot: %v", err)
+	}
+	if ix, _ := openedSnapshot(t, y); ix.decodeAll() != nil {
+		t.Fatal("the snapshot written after the reload is damaged")
+	}
+	// a collection, beside it
+	damage()
+	g := withCacheAt(t, reopen(t, be), root)
+	if _, err := GC(ctx, g, GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if g.idx.damage() != nil {
+		t.Fatal("the collection kept the damaged snapshot's index")
+	}
+	damage()
+	fix := withCacheAt(t, reopen(t, be), root)
+	if res, err := RepairIndex(ctx, fix); err != nil || res.Indexed != 0 {
+		t.Fatalf("repair over a damaged snapshot: %+v %v", res, err)
+	}
+	for id, fs := range want {
+		readBack(t, reopen(t, be), id, fs)
 	}
 }

@@ -42,7 +42,7 @@ func RepairIndex(ctx context.Context, r *Repository) (*IndexRepair, error) {
 		return nil, err
 	}
 	defer w.End()
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.loadWholeIndex(ctx); err != nil {
 		return nil, err
 	}
 	res := &IndexRepair{}

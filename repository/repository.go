@@ -348,6 +348,21 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	}
 }
 
+// loadWholeIndex is LoadIndex for a command that uses the whole index (a
+// collection, a repair): a snapshot's buckets are all decoded now, and
+// one found damaged is left for the index files.
+func (r *Repository) loadWholeIndex(ctx context.Context) error {
+	for try := 0; ; try++ {
+		if err := r.LoadIndex(ctx); err != nil {
+			return err
+		}
+		err := r.idx.decodeAll()
+		if err == nil || try == 2 {
+			return err
+		}
+	}
+}
+
 func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err error) {
 	// The packs collections condemned (not deduplicated against): read
 	// before the index is listed, once per list into the local cache.
@@ -379,7 +394,9 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 		return err == nil && listed[id]
 	})
 	r.idx.mu.RLock()
-	gone := false
+	// a bucket of the snapshot it was opened from did not decode (the
+	// snapshot is removed): read again, as when a file is gone
+	gone := r.idx.blobs.damage() != nil
 	for id := range r.idx.files {
 		if !listed[id] {
 			gone = true
@@ -462,7 +479,10 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	case snapped:
 		// the handle was empty; what it was given meanwhile (a pack
 		// this process stored) is kept
-		r.idx.replaceOrAbsorb(ix)
+		if err := r.idx.replaceOrAbsorb(ix); err != nil {
+			// damaged (and removed): read the files instead
+			return true, nil
+		}
 	}
 	if len(names) > 0 && (!snapped || len(names) >= indexSnapFiles || readBlobs*indexSnapShare >= r.idx.Len()) {
 		r.saveIndexSnapshot(r.idx)
@@ -977,6 +997,9 @@ func (r *Repository) readAt(ctx context.Context, loc BlobLocation) ([]byte, erro
 
 func (r *Repository) loadBlobOnce(ctx context.Context, t BlobType, id ID) ([]byte, BlobLocation, error) {
 	loc, ok := r.idx.lookup(id)
+	if !ok && r.reloadDamaged(ctx) {
+		loc, ok = r.idx.lookup(id)
+	}
 	if !ok {
 		return nil, loc, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
 	}
@@ -985,6 +1008,22 @@ func (r *Repository) loadBlobOnce(ctx context.Context, t BlobType, id ID) ([]byt
 	}
 	data, err := r.readAt(ctx, loc)
 	return data, loc, err
+}
+
+// reloadDamaged reads the index again when a bucket of the cached
+// snapshot it was opened from did not decode (its lookups miss), and
+// reports whether it did or another reader had.
+func (r *Repository) reloadDamaged(ctx context.Context) bool {
+	if r.idx.damage() == nil {
+		return false
+	}
+	select { // one reload at a time
+	case r.reloadSem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-r.reloadSem }()
+	return r.idx.damage() == nil || r.LoadIndex(ctx) == nil
 }
 
 // packGone reports whether a read of pack failed because the pack is gone

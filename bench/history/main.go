@@ -45,6 +45,7 @@ var (
 	verbose       bool
 	repeat        int
 	profileDir    string
+	resume        bool
 )
 
 // profile writes a CPU profile of n calls of fn to profileDir/name.
@@ -81,7 +82,12 @@ func main() {
 	flag.IntVar(&lastN, "last", lastN, "repo list shows the newest this many backups (repo list --last N; 50 is its default), measured beside repo list --all")
 	flag.BoolVar(&traceRequests, "trace", false, "at each checkpoint, print one more backup's and listing's S3 requests, each with its time, and the time by kind")
 	flag.StringVar(&profileDir, "profile", "", "at each checkpoint N, write CPU profiles of the backups measured (backup-N.pprof), of 100 listings of the newest (-last) and of 10 whole listings (list-N.pprof, all-N.pprof) here")
+	flag.BoolVar(&resume, "resume", false, "go on with the history an earlier run kept (its -dir and -s3-dir, both required), from its last backup up to -n: measuring at 10,000 backups again takes minutes, not the 22 to make them")
 	flag.Parse()
+	if resume && (*scratch == "" || s3Dir == "") {
+		fmt.Fprintln(os.Stderr, "history: -resume needs the -dir and -s3-dir of the run it goes on with")
+		os.Exit(2)
+	}
 	if err := run(*n, *points, *files, *dirs, *change, *cleanup, *scratch, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "history:", err)
 		os.Exit(1)
@@ -184,8 +190,10 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	counted := fault.New(tm)
 	creds := repository.Credentials{Password: []byte("history")}
 	kdf := repository.TestKDF() // a scratch repository: cheap key stretching
-	if _, err := repository.Init(ctx, counted, repository.InitOptions{Wrapping: repository.Wrapping{Password: creds.Password, KDF: &kdf}}); err != nil {
-		return err
+	if !resume {
+		if _, err := repository.Init(ctx, counted, repository.InitOptions{Wrapping: repository.Wrapping{Password: creds.Password, KDF: &kdf}}); err != nil {
+			return err
+		}
 	}
 	cacheRoot := filepath.Join(scratch, "cache")
 	open := func() (*repository.Repository, error) {
@@ -202,8 +210,24 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	}
 	src := filepath.Join(scratch, "tree")
 	rng := rand.New(rand.NewSource(1))
-	paths, err := makeTree(src, nfiles, ndirs, rng)
-	if err != nil {
+	first := 1
+	var paths []string
+	if resume {
+		if paths, err = filepath.Glob(filepath.Join(src, "*", "*")); err != nil || len(paths) == 0 {
+			return fmt.Errorf("-resume: no tree in %s (%v)", src, err)
+		}
+		r, err := open()
+		if err != nil {
+			return fmt.Errorf("-resume: %w", err)
+		}
+		ms, _, err := r.Manifests(ctx)
+		if err != nil {
+			return fmt.Errorf("-resume: %w", err)
+		}
+		first = len(ms) + 1
+		rng = rand.New(rand.NewSource(int64(first)))
+		fmt.Printf("resuming after backup %d\n", len(ms))
+	} else if paths, err = makeTree(src, nfiles, ndirs, rng); err != nil {
 		return err
 	}
 	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
@@ -238,7 +262,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	var backups []Measure
 	var backupProf *os.File // the profile of the backups measured at the next checkpoint
 	began := time.Now()
-	for i := 1; i <= n; i++ {
+	for i := first; i <= n; i++ {
 		if i > 1 {
 			if err := mutate(paths, change, rng); err != nil {
 				return err
