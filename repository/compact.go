@@ -126,7 +126,7 @@ func Compact(ctx context.Context, r *Repository, indexBound, looseBound int) (Co
 	// registered, as a collection does: left for the next collection,
 	// every compaction until then read each of them (bench case D: 8
 	// reads in the 100th backup).
-	others, err := r.otherCollectors(ctx, time.Now(), since, self.name, false)
+	others, err := r.otherCollectors(ctx, time.Now(), since, self, false)
 	if err != nil || others > 0 {
 		return c, err
 	}

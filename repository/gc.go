@@ -241,12 +241,12 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	// Who writes (or wrote since this collection began) is read now, at
 	// deletion time, and again after the index is rewritten (writers.go
 	// has the rules); so is whether another collection runs.
-	writers, stale, doneWriters, err := r.openWriters(ctx, writersPrefix, now, since)
+	writers, stale, doneWriters, err := r.openWriters(ctx, writersPrefix, now, since, self.order())
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
 	res.OpenWriters = len(writers)
-	others, err := r.otherCollectors(ctx, now, since, self.name, opts.DryRun)
+	others, err := r.otherCollectors(ctx, now, since, self, opts.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("gc stopped, nothing deleted: %w", err)
 	}
@@ -487,7 +487,7 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	recheck := now.Add(time.Since(began))
 	err = failed
 	if err == nil {
-		err = r.newWriters(ctx, writers, recheck, since)
+		err = r.newWriters(ctx, writers, recheck, since, self.order())
 	}
 	// Nor is anything deleted when another collection registered meanwhile
 	// (each keeps the one copy of a duplicated blob its own index reads,
@@ -496,7 +496,7 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 	// lapsed (stalled past its lease: a collection that started since did
 	// not count it). (review)
 	if err == nil {
-		if n, cerr := r.otherCollectors(ctx, recheck, since, self.name, true); cerr != nil {
+		if n, cerr := r.otherCollectors(ctx, recheck, since, self, true); cerr != nil {
 			err = cerr
 		} else if n > 0 {
 			err = errors.New("another collection started during this one")
@@ -686,8 +686,8 @@ func (r *Repository) deleteIndexFiles(ctx context.Context, files []ID) error {
 
 // newWriters reports an error when a writer not among known counts at now
 // (or when the writers cannot be read).
-func (r *Repository) newWriters(ctx context.Context, known []openWriter, now, since time.Time) error {
-	again, _, _, err := r.openWriters(ctx, writersPrefix, now, since)
+func (r *Repository) newWriters(ctx context.Context, known []openWriter, now, since time.Time, self markerOrder) error {
+	again, _, _, err := r.openWriters(ctx, writersPrefix, now, since, self)
 	if err != nil {
 		return err
 	}
@@ -1012,11 +1012,11 @@ func (ix *Index) preferHealthyLocked() {
 }
 
 // otherCollectors counts the collections registered besides self.
-func (r *Repository) otherCollectors(ctx context.Context, now, since time.Time, self string, dryRun bool) (int, error) {
-	cs, stale, done, err := r.openWriters(ctx, collectorsPrefix, now, since)
+func (r *Repository) otherCollectors(ctx context.Context, now, since time.Time, self *Writer, dryRun bool) (int, error) {
+	cs, stale, done, err := r.openWriters(ctx, collectorsPrefix, now, since, self.order())
 	n := 0
 	for _, c := range cs {
-		if c.name != self {
+		if c.name != self.name {
 			n++
 		}
 	}

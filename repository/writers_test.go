@@ -789,3 +789,72 @@ func TestCondemnedListsAreCachedForWriters(t *testing.T) {
 		t.Fatalf("collection's read: %v, %d reads", err, gets.n.Load())
 	}
 }
+
+// A registration this process ended before a collector registered does
+// not count for it, even when the storage's whole-second times put its
+// end at or after the collector's start: a compaction after each
+// backup, backups less than a second apart, stood back from the one
+// before. One of another process, or this process's still open, counts.
+func TestRegistrationsEndedBeforeInThisProcessDoNotCount(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	for i := range 4 {
+		saveBackup(t, r, fmt.Sprintf("backup-%d", i), randData(int64(300+i), 3000))
+	}
+	// ended, on the storage's clock after anything that registers now
+	ended := func(prefix, purpose, proc string) string {
+		t.Helper()
+		c, err := r.register(ctx, prefix, purpose)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.End()
+		if proc != "" {
+			b, _ := storage.ReadAll(ctx, be, c.name)
+			var m writerMarker
+			json.Unmarshal(b, &m)
+			m.Proc = proc
+			b, _ = json.Marshal(m)
+			be.Put(ctx, c.name, bytes.NewReader(b), int64(len(b)))
+		}
+		be.SetModTime(c.name, time.Now().Add(time.Hour))
+		return c.name
+	}
+	indexFiles := func() int { return len(objectNames(t, be, "index/")) }
+	other := ended(collectorsPrefix, "compaction", "another process")
+	w := reopen(t, be)
+	w.LoadIndex(ctx)
+	if c, err := Compact(ctx, w, 1, 0); err != nil || c.IndexFilesMerged != 0 {
+		t.Fatalf("beside another process's compaction that may have overlapped it: %+v %v", c, err)
+	}
+	be.Delete(ctx, other)
+	ended(collectorsPrefix, "compaction", "")
+	before := indexFiles()
+	w = reopen(t, be)
+	w.LoadIndex(ctx)
+	if c, err := Compact(ctx, w, 1, 0); err != nil || c.IndexFilesMerged != before {
+		t.Fatalf("after this process's compaction ended: %+v %v (%d index files)", c, err, before)
+	}
+	// a collection: this process's writer that ended before it is not
+	// open; another process's is
+	ended(writersPrefix, "backup", "")
+	res, err := GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil || res.OpenWriters != 0 {
+		t.Fatalf("collection after this process's writer ended: %+v %v", res, err)
+	}
+	ended(writersPrefix, "backup", "another process")
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil || res.OpenWriters != 1 {
+		t.Fatalf("collection after another process's writer ended: %+v %v", res, err)
+	}
+	// still open, in this process: counts
+	open, err := r.BeginWrite(ctx, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.End()
+	res, err = GC(ctx, reopen(t, be), GCOptions{SafetyWindow: 0})
+	if err != nil || res.OpenWriters < 1 {
+		t.Fatalf("collection beside this process's open writer: %+v %v", res, err)
+	}
+}
