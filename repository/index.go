@@ -285,13 +285,26 @@ func (ix *Index) takeLocked(fresh *Index) {
 // unless a bucket of the snapshot fresh was opened from does not decode
 // (then ix is left as it was, and the error returned).
 func (ix *Index) replaceOrAbsorb(fresh *Index) error {
+	// fresh is decoded before ix is locked, when it is to be absorbed
+	// (lookups in ix go on meanwhile)
+	holds := func() bool { return len(ix.packs) > 0 || len(ix.files) > 0 }
+	ix.mu.RLock()
+	absorb := holds()
+	ix.mu.RUnlock()
+	var packs []IndexPack
+	var err error
+	if absorb {
+		packs, err = fresh.wholePacks()
+	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if len(ix.packs) == 0 && len(ix.files) == 0 {
+	if !holds() {
 		ix.takeLocked(fresh)
 		return nil
 	}
-	packs, err := fresh.wholePacks()
+	if !absorb { // given a pack meanwhile
+		packs, err = fresh.wholePacks()
+	}
 	if err != nil {
 		return err
 	}
@@ -600,6 +613,10 @@ func (ix *Index) findTrees() {
 func (ix *Index) Packs() []IndexPack {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
+	return ix.packsLocked()
+}
+
+func (ix *Index) packsLocked() []IndexPack {
 	out := make([]IndexPack, len(ix.packs))
 	for i, p := range ix.packs {
 		out[i] = IndexPack{ID: p.id, EphPublic: p.ephPublic}

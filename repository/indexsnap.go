@@ -144,8 +144,8 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 					break
 				}
 			}
-			if _, err := io.Copy(bw, io.NewSectionReader(s.src.rd, s.off, end-s.off)); err != nil {
-				return fmt.Errorf("copying the index snapshot's buckets: %w", err)
+			if n, err := io.Copy(bw, io.NewSectionReader(s.src.rd, s.off, end-s.off)); err != nil || n != end-s.off {
+				return fmt.Errorf("copying the index snapshot's buckets: %d of %d bytes: %v", n, end-s.off, err)
 			}
 			continue
 		}
@@ -203,6 +203,10 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 		}
 	}
 	h = append(h, table...)
+	// a bucket another reader found damaged meanwhile is not published
+	if err := ix.blobs.damage(); err != nil {
+		return err
+	}
 	sealed = seal(aead, sealed[:0], h, indexSnapHeaderAD(snap))
 	bw.Write(sealed)
 	bw.Write(u32(nil, uint32(len(sealed))))
@@ -459,10 +463,15 @@ func (ix *Index) decodeAll() error {
 // collection rewrites it from what this returns): an error, not fewer
 // entries, when a bucket of its snapshot does not decode.
 func (ix *Index) wholePacks() ([]IndexPack, error) {
-	if err := ix.decodeAll(); err != nil {
+	// under one lock: an index swapped in between a check and the
+	// listing would be listed unchecked (review)
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	packs := ix.packsLocked()
+	if err := ix.blobs.damage(); err != nil {
 		return nil, err
 	}
-	return ix.Packs(), nil
+	return packs, nil
 }
 
 // damage: see blobMap.damage.

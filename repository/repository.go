@@ -394,9 +394,11 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 		return err == nil && listed[id]
 	})
 	r.idx.mu.RLock()
-	// a bucket of the snapshot it was opened from did not decode (the
-	// snapshot is removed): read again, as when a file is gone
-	gone := r.idx.blobs.damage() != nil
+	// a bucket of the snapshot it was opened from did not decode: read
+	// again, as when a file is gone, and from the files (a snapshot
+	// written since may hold a copy of that bucket; review)
+	damaged := r.idx.blobs.damage() != nil
+	gone := damaged
 	for id := range r.idx.files {
 		if !listed[id] {
 			gone = true
@@ -415,7 +417,9 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	// handle starts from nothing; then only the files it lacks are read
 	snapped := false
 	if gone || empty {
-		if snap := r.loadIndexSnapshot(listed); snap != nil {
+		if damaged {
+			ix = newIndex()
+		} else if snap := r.loadIndexSnapshot(listed); snap != nil {
 			ix, snapped = snap, true
 		} else if gone {
 			ix = newIndex()
@@ -1112,6 +1116,17 @@ func (r *Repository) decodeBlobInto(loc BlobLocation, sealed []byte, buf *[]byte
 
 // Lookup returns where a blob is stored.
 func (r *Repository) Lookup(id ID) (BlobLocation, bool) { return r.idx.lookup(id) }
+
+// Locate is Lookup for a reader that acts on a miss (a restore reports
+// the blob missing): a miss because a bucket of the cached index snapshot
+// did not decode reads the index files and looks again.
+func (r *Repository) Locate(ctx context.Context, id ID) (BlobLocation, bool) {
+	loc, ok := r.idx.lookup(id)
+	if !ok && r.reloadDamaged(ctx) {
+		loc, ok = r.idx.lookup(id)
+	}
+	return loc, ok
+}
 
 // ReadPackBlobs reads the given blobs of one pack with a single ranged read
 // and calls fn with each blob's verified plaintext, in offset order (a

@@ -615,7 +615,7 @@ func (p *plan) addNode(ctx context.Context, repo *repository.Repository, t *comp
 		}
 		var size int64
 		for _, id := range n.Content {
-			loc, ok := repo.Lookup(id)
+			loc, ok := repo.Locate(ctx, id)
 			if !ok {
 				return fmt.Errorf("%s/%s: data blob %s is missing from the repository (run 'backupd repo check')", t.name, rel, id.Short())
 			}
