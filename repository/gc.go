@@ -3,11 +3,13 @@ package repository
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"backupd/storage"
@@ -858,6 +860,20 @@ func (r *Repository) condemnedPacks(ctx context.Context) (map[string]time.Time, 
 	return c, err
 }
 
+// condemnedCacheMagic starts a condemned list's cached form: the ids of
+// the packs it names (those that parse as ids; others name no pack).
+const condemnedCacheMagic = "BKCL1"
+
+func condemnedCacheForm(l condemnedList) []byte {
+	b := []byte(condemnedCacheMagic)
+	for id := range l.Packs {
+		if pid, err := ParseID(id); err == nil {
+			b = append(b, pid[:]...)
+		}
+	}
+	return b
+}
+
 func (r *Repository) readCondemned(ctx context.Context, cached bool) (map[string]time.Time, []string, error) {
 	// A list gone between the listing and its read was replaced: its
 	// successor was written before it was deleted, so a new listing
@@ -895,9 +911,19 @@ func (r *Repository) loadCondemnedOnce(ctx context.Context, cached bool) (map[st
 		var l condemnedList
 		hit := false
 		if cached {
+			// the packs alone, 32 bytes each: the JSON of the list a
+			// cleanup leaves took 0.6 ms to decode in every backup after
+			// it (bench case D)
 			_, hit = r.cache.get(cacheCondemned, path.Base(n), func(b []byte) bool {
-				l = condemnedList{}
-				return json.Unmarshal(b, &l) == nil
+				rest, ok := strings.CutPrefix(string(b), condemnedCacheMagic)
+				if !ok || len(rest)%len(ID{}) != 0 {
+					return false
+				}
+				l = condemnedList{Packs: make(map[string]time.Time, len(rest)/len(ID{}))}
+				for ; rest != ""; rest = rest[len(ID{}):] {
+					l.Packs[hex.EncodeToString([]byte(rest[:len(ID{})]))] = time.Time{}
+				}
+				return true
 			})
 		}
 		if !hit {
@@ -912,7 +938,9 @@ func (r *Repository) loadCondemnedOnce(ctx context.Context, cached bool) (map[st
 			if err := json.Unmarshal(b, &l); err != nil {
 				return nil, nil, false, fmt.Errorf("%s: %w: %v", n, ErrCorrupt, err)
 			}
-			r.cache.put(cacheCondemned, path.Base(n), b)
+			if cached {
+				r.cache.put(cacheCondemned, path.Base(n), condemnedCacheForm(l))
+			}
 		}
 		for id, t := range l.Packs {
 			if old, ok := out[id]; !ok || t.Before(old) {
