@@ -10,9 +10,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // An index snapshot is the client's in-memory index, written to its local
@@ -230,19 +234,52 @@ func (r *Repository) loadIndexSnapshot(listed map[ID]bool) *Index {
 		f.Close()
 		return nil
 	}
-	ix, err := readIndexSnapshot(f, fi.Size(), r.indexAEAD, listed)
+	// Mapped, read while the index is used: each bucket is read when
+	// first used, 300 of them in a backup (a read call each took 0.8 of
+	// the 1.3 ms they cost, bench case D). A file written over it since
+	// is another file; one damaged since is removed when a bucket does
+	// not decode; one cut short under it faults, and reads as damaged.
+	var rd io.ReaderAt = f
+	var mem []byte
+	if fi.Size() > 0 && fi.Size() < 1<<40 {
+		if m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			mem, rd = m, faultGuard{bytes.NewReader(m)}
+		}
+	}
+	ix, err := readIndexSnapshot(rd, fi.Size(), r.indexAEAD, listed)
 	if err != nil {
+		if mem != nil {
+			unix.Munmap(mem)
+		}
 		f.Close()
 		if !errors.Is(err, errSnapshotStale) {
 			os.Remove(path)
 		}
 		return nil
 	}
-	// open while the index is: its buckets are read when first used (a
-	// file written over it since is another file; one damaged since is
-	// removed when a bucket does not decode)
-	ix.blobs.src.file, ix.blobs.src.path = f, path
+	src := ix.blobs.src
+	src.info, src.path = fi, path
+	if mem != nil {
+		f.Close()
+		runtime.AddCleanup(src, func(m []byte) { unix.Munmap(m) }, mem)
+	} else {
+		src.file = f // closed when unreachable
+	}
 	return ix
+}
+
+// faultGuard reads from a mapped file, a fault (the file cut short under
+// the mapping) returned as an error instead of stopping the process.
+type faultGuard struct{ rd io.ReaderAt }
+
+func (g faultGuard) ReadAt(p []byte, off int64) (n int, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if e := recover(); e != nil {
+			n, err = 0, fmt.Errorf("%w: reading the index snapshot: %v", ErrCorrupt, e)
+		}
+	}()
+	return g.rd.ReadAt(p, off)
 }
 
 var errSnapshotStale = errors.New("index snapshot holds an index file no longer listed")
@@ -252,10 +289,12 @@ type snapFile struct {
 	rd    io.ReaderAt
 	aead  cipher.AEAD
 	packs uint32 // packs the snapshot holds (entries name no other)
-	// file and path: the cache file rd reads, removed when a bucket
-	// does not decode (nil for a snapshot read from memory)
-	file *os.File
+	// info and path: the cache file rd reads, removed when a bucket
+	// does not decode (nil for a snapshot read from memory); file: that
+	// file, when it is read and not mapped
+	info os.FileInfo
 	path string
+	file *os.File
 	err  atomic.Pointer[error]
 }
 
@@ -331,13 +370,11 @@ func (f *snapFile) decodeBucket(s *sealedBucket) ([]uint64, [][24]byte, []blobLo
 // fail records the first damage found, and removes the cache file when it
 // is still the one read, so that the next load reads the index files.
 func (f *snapFile) fail(err error) {
-	if !f.err.CompareAndSwap(nil, &err) || f.file == nil {
+	if !f.err.CompareAndSwap(nil, &err) || f.info == nil {
 		return
 	}
-	if a, e1 := f.file.Stat(); e1 == nil {
-		if b, e2 := os.Stat(f.path); e2 == nil && os.SameFile(a, b) {
-			os.Remove(f.path)
-		}
+	if b, e2 := os.Stat(f.path); e2 == nil && os.SameFile(f.info, b) {
+		os.Remove(f.path)
 	}
 }
 
