@@ -177,10 +177,6 @@ func RunComponent(ctx context.Context, repo *repository.Repository, plan *Plan, 
 	if err := repo.LoadIndex(ctx); err != nil {
 		return repository.ComponentManifest{Name: c.Name}, err
 	}
-	// the commit's check of the packs this backup depends on lists them
-	// now, while the files are read (when they are too many to look up
-	// one by one)
-	repo.ListStoredAhead(ctx)
 	comp, err := repository.ParseCompression(plan.Compression)
 	if err != nil {
 		return repository.ComponentManifest{Name: c.Name}, err

@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -860,18 +861,20 @@ func (r *Repository) condemnedPacks(ctx context.Context) (map[string]time.Time, 
 	return c, err
 }
 
-// condemnedCacheMagic starts a condemned list's cached form: the ids of
-// the packs it names (those that parse as ids; others name no pack).
-const condemnedCacheMagic = "BKCL1"
+// condemnedCacheMagic starts a condemned list's cached form: the number
+// of packs it names (4 bytes, little-endian), then their ids (names that
+// do not parse as ids name no pack).
+const condemnedCacheMagic = "BKCL2"
 
 func condemnedCacheForm(l condemnedList) []byte {
-	b := []byte(condemnedCacheMagic)
+	var ids []byte
 	for id := range l.Packs {
 		if pid, err := ParseID(id); err == nil {
-			b = append(b, pid[:]...)
+			ids = append(ids, pid[:]...)
 		}
 	}
-	return b
+	b := binary.LittleEndian.AppendUint32([]byte(condemnedCacheMagic), uint32(len(ids)/len(ID{})))
+	return append(b, ids...)
 }
 
 func (r *Repository) readCondemned(ctx context.Context, cached bool) (map[string]time.Time, []string, error) {
@@ -916,7 +919,12 @@ func (r *Repository) loadCondemnedOnce(ctx context.Context, cached bool) (map[st
 			// it (bench case D)
 			_, hit = r.cache.get(cacheCondemned, path.Base(n), func(b []byte) bool {
 				rest, ok := strings.CutPrefix(string(b), condemnedCacheMagic)
-				if !ok || len(rest)%len(ID{}) != 0 {
+				if !ok || len(rest) < 4 {
+					return false
+				}
+				// the count first: a file cut short is read again
+				count := int(binary.LittleEndian.Uint32([]byte(rest[:4])))
+				if rest = rest[4:]; len(rest) != count*len(ID{}) {
 					return false
 				}
 				l = condemnedList{Packs: make(map[string]time.Time, len(rest)/len(ID{}))}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -241,7 +242,7 @@ func (r *Repository) loadIndexSnapshot(listed map[ID]bool) *Index {
 	// not decode; one cut short under it faults, and reads as damaged.
 	var rd io.ReaderAt = f
 	var mem []byte
-	if fi.Size() > 0 && fi.Size() < 1<<40 {
+	if fi.Size() > 0 && fi.Size() <= math.MaxInt {
 		if m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err == nil {
 			mem, rd = m, faultGuard{bytes.NewReader(m)}
 		}

@@ -107,7 +107,6 @@ type Repository struct {
 
 	stats    writeStats
 	deps     dependencies     // packs this session's data depends on (writers.go)
-	listing  storedListing    // data/ listed ahead of the commit check (writers.go)
 	regs     registrations    // open registrations made through this handle (writers.go)
 	sessions sync.Map         // ephemeral public key (string) -> cipher.AEAD
 	dataKey  *ecdh.PrivateKey // parsed once; nil for a write-only key

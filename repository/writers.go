@@ -112,7 +112,6 @@ type Writer struct {
 	once   sync.Once
 	mu     sync.Mutex
 	held   time.Time // when the marker was last stored
-	ended  time.Time // when End was called (zero: not yet)
 	// lapsed: once renewals were apart longer than collections honour a
 	// registration, a collection may have run without counting this one
 	// (and removed markers it would have needed); it stays lapsed even
@@ -213,19 +212,6 @@ func (w *Writer) Valid() error {
 	return nil
 }
 
-// heldThroughout reports whether the registration was held (stored again
-// within what collections honour) from its start until End, or until now
-// when it has not ended.
-func (w *Writer) heldThroughout() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	until := w.ended
-	if until.IsZero() {
-		until = time.Now()
-	}
-	return !w.lapsed && lapseGap(w.held, until) <= writerLease-clockSkew
-}
-
 // lapseGap is the time from a to b on the monotonic clock or the wall
 // clock, whichever is longer (a suspended virtual machine's monotonic clock
 // may not count the pause).
@@ -260,8 +246,7 @@ func (w *Writer) End() {
 	}
 	w.finish(func(ctx context.Context) {
 		w.mu.Lock()
-		w.ended = time.Now()
-		w.marker.Ended = w.ended.UTC()
+		w.marker.Ended = time.Now().UTC()
 		w.marker.EndSeq = markerSeq.Add(1)
 		w.mu.Unlock()
 		_ = w.put(ctx) // left behind unended, it lapses after writerLease
@@ -456,115 +441,14 @@ func (r *Repository) CheckPacks(ctx context.Context, packs []ID) error {
 	return r.addIndex(ctx, found)
 }
 
-// storedListing is a listing of data/ made while a backup runs, for its
-// commit's check (ListStoredAhead).
-type storedListing struct {
-	mu     sync.Mutex
-	done   chan struct{} // closed when the listing ended (nil: none started)
-	stored map[ID]bool
-	at     time.Time // when it began
-	err    error
-	// regs: the registrations open when it began. A pack listed then
-	// stays while they are held, and after them while the pending
-	// marker they leave names its blobs; one that lapsed may have let a
-	// collection delete it since (the commit must look again).
-	regs []*Writer
-}
-
-// storedListingAge bounds how old a listing the commit check takes may be:
-// a listing made during the backup, not one a long-lived handle kept.
-const storedListingAge = 5 * time.Minute
-
-// ListStoredAhead lists data/ in the background, for a writer (registered
-// and with its index loaded) whose commit will check more packs than it
-// looks up one by one: the commit then checks against this listing, and
-// looks up only the packs it does not name (those stored since, as the
-// writer's own). The check costs one listing as before, but made while
-// the backup reads its files, not after: with 200 packs, 4.7 ms of a 28
-// ms backup on versitygw were the listing (bench case D).
-func (r *Repository) ListStoredAhead(ctx context.Context) {
-	r.idx.mu.RLock()
-	many := len(r.idx.packs) > checkOneByOne
-	r.idx.mu.RUnlock()
-	var regs []*Writer
-	r.regs.mu.Lock()
-	for w := range r.regs.m {
-		regs = append(regs, w)
-	}
-	r.regs.mu.Unlock()
-	l := &r.listing
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !many || len(regs) == 0 || l.done != nil {
-		return
-	}
-	l.done, l.at, l.regs = make(chan struct{}), time.Now(), regs
-	go func() {
-		stored := map[ID]bool{}
-		err := r.be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
-			if id, err := ParseID(path.Base(oi.Name)); err == nil {
-				stored[id] = true
-			}
-			return nil
-		})
-		l.mu.Lock()
-		l.stored, l.err = stored, err
-		close(l.done)
-		l.mu.Unlock()
-	}()
-}
-
-// listedAhead returns the listing ListStoredAhead made, waiting for it;
-// nil when there is none, it failed, or it is too old.
-func (r *Repository) listedAhead(ctx context.Context) map[ID]bool {
-	l := &r.listing
-	l.mu.Lock()
-	done := l.done
-	l.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err != nil || time.Since(l.at) > storedListingAge {
-		return nil
-	}
-	for _, w := range l.regs {
-		if !w.heldThroughout() {
-			return nil
-		}
-	}
-	return l.stored
-}
-
-// checkOneByOne: up to this many packs, the commit check looks each up.
-const checkOneByOne = 64
-
 // checkStored looks the packs up in storage: up to 64 by a request each,
-// eight at a time, more by one listing of data/ (or the listing
-// ListStoredAhead made, and a request for each pack it does not name).
+// eight at a time, more by one listing of data/.
 func (r *Repository) checkStored(ctx context.Context, packs []ID) error {
 	if len(packs) == 0 {
 		return nil
 	}
-	if ahead := r.listedAhead(ctx); ahead != nil {
-		var rest []ID
-		for _, id := range packs {
-			if !ahead[id] {
-				rest = append(rest, id)
-			}
-		}
-		if len(rest) <= checkOneByOne {
-			packs = rest
-		}
-	}
 	var missing []string
-	if len(packs) <= checkOneByOne {
+	if len(packs) <= 64 {
 		gone := make([]bool, len(packs))
 		if err := parallel(ctx, len(packs), 8, func(i int) error {
 			_, err := r.be.Stat(ctx, packName(packs[i]))

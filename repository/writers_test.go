@@ -865,55 +865,30 @@ func hasKey[V any](m map[string]V, k string) bool {
 	return ok
 }
 
-// A writer's data/ listing made ahead (while it reads its files) serves
-// its commit's check of many packs: no second listing, a request only
-// for each pack stored since. It is not used once a registration open
-// when it was made lapsed (a collection may have deleted a listed pack
-// since): the check lists again and finds the pack gone.
-func TestCommitCheckUsesTheListingMadeAhead(t *testing.T) {
+// A condemned list's cached form cut short (by a whole pack id, so its
+// length still fits) is read again from storage, not taken with fewer
+// packs.
+func TestCondemnedListCachedCutShortIsReadAgain(t *testing.T) {
 	ctx := context.Background()
 	r, be := newTestRepo(t)
-	var packs []ID
-	for i := range checkOneByOne + 6 {
-		blob := saveBackup(t, r, fmt.Sprintf("backup-%d", i), randData(int64(900+i), 3000))
-		packs = append(packs, packOf(t, r, blob))
+	saveBackup(t, r, "backup-1", randData(72, 3000))
+	m := map[string]time.Time{ID{1}.String(): time.Now(), ID{2}.String(): time.Now()}
+	b, _ := json.Marshal(condemnedList{Packs: m})
+	be.Put(ctx, gcPrefix+"condemned-1-a", bytes.NewReader(b), int64(len(b)))
+	dir := t.TempDir()
+	w := withCacheAt(t, reopen(t, be), dir)
+	if c, err := w.condemnedPacks(ctx); err != nil || len(c) != 2 {
+		t.Fatalf("%v %v", c, err)
 	}
-	fb := fault.New(be)
-	session := func() (*Repository, *Writer) {
-		w := reopen(t, fb)
-		reg, err := w.BeginWrite(ctx, "backup")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
-		w.ListStoredAhead(ctx)
-		if w.listedAhead(ctx) == nil {
-			t.Fatal("no listing made ahead")
-		}
-		return w, reg
-	}
-	w, reg := session()
-	// stored after the listing: looked up alone
-	late := packOf(t, w, saveBackup(t, w, "backup-late", randData(999, 3000)))
-	fb.Reset()
-	if err := w.CheckPacks(ctx, append(slices.Clone(packs), late)); err != nil {
+	p := w.cache.path(cacheCondemned, "condemned-1-a")
+	raw, err := os.ReadFile(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if l, s := fb.Calls(fault.List), fb.Calls(fault.Stat); s != 1 || l > 2 {
-		t.Fatalf("the check made %d lists (want only the index's) and %d lookups (want the late pack's)", l, s)
-	}
-	reg.End()
-	// a listed pack goes; the registration open at the listing lapsed
-	w, reg = session()
-	defer reg.End()
-	if err := be.Delete(ctx, packName(packs[3])); err != nil {
-		t.Fatal(err)
-	}
-	lapse(reg)
-	fb.Reset()
-	if err := w.CheckPacks(ctx, packs); !errors.Is(err, ErrPacksMissing) {
-		t.Fatalf("after the registration lapsed: %v, want the pack missing", err)
+	os.WriteFile(p, raw[:len(raw)-len(ID{})], 0o600)
+	gets := &getCounter{Backend: be, prefix: gcPrefix}
+	w = withCacheAt(t, reopen(t, gets), dir)
+	if c, err := w.condemnedPacks(ctx); err != nil || len(c) != 2 || gets.n.Load() != 1 {
+		t.Fatalf("after the cache was cut: %v %v, %d reads", c, err, gets.n.Load())
 	}
 }
