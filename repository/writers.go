@@ -78,7 +78,11 @@ type writerMarker struct {
 // whole seconds, so a registration that ended in the second another
 // began counts for it as still running (it may have overlapped). A marker
 // of this process whose end was numbered before the other's registration
-// ended before it, whatever the seconds say: all it did came first. A
+// ended before it, whatever the seconds say: all it did came first (End
+// is called once a registration's work is done: deferred to the return
+// of a collection, a compaction, a repair or a copy, after the pending
+// marker or the manifest for a backup; only a failed collection's
+// extension of every lock follows it, which deletes nothing). A
 // compaction after each backup, backups less than a second apart, stood
 // back from the one before it (bench case D: 54 index files where the
 // bound is 16).
