@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"backupd/storage/fault"
+	"backupd/storage/mem"
 )
 
 // snapTestIndex is an index of random packs with copies of blobs in
@@ -427,18 +428,7 @@ func openedSnapshot(t *testing.T, x *Repository) (*Index, []byte) {
 // byte for byte, and says what the index files say.
 func TestIndexSnapshotDecodesBucketsWhenUsed(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	root := t.TempDir()
-	want := map[string]files{}
-	for i := 0; i < 3; i++ {
-		id := "backup-" + string(rune('a'+i))
-		want[id] = fileSet(i*2000, 2000, 10)
-		saveFiles(t, r, id, want[id])
-	}
-	x := withCacheAt(t, reopen(t, be), root)
-	if err := x.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	be, root, want, x := snapshotFixture(t)
 	y := withCacheAt(t, reopen(t, be), root)
 	if err := y.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -510,18 +500,7 @@ func TestIndexSnapshotDecodesBucketsWhenUsed(t *testing.T) {
 // and then work from the files.
 func TestIndexSnapshotBucketDamageReadsTheFiles(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	root := t.TempDir()
-	want := map[string]files{}
-	for i := 0; i < 3; i++ {
-		id := "backup-" + string(rune('a'+i))
-		want[id] = fileSet(i*2000, 2000, 10)
-		saveFiles(t, r, id, want[id])
-	}
-	x := withCacheAt(t, reopen(t, be), root)
-	if err := x.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	be, root, want, x := snapshotFixture(t)
 	path := filepath.Join(x.Cache().Dir(), cacheIndexSnap, indexSnapName)
 	damage := func() {
 		t.Helper()
@@ -575,15 +554,7 @@ func TestIndexSnapshotBucketDamageReadsTheFiles(t *testing.T) {
 // restore reported a stored blob missing).
 func TestIndexSnapshotDamageCopiedOnIsReadFromTheFiles(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	root := t.TempDir()
-	for i := 0; i < 3; i++ {
-		saveFiles(t, r, "backup-"+string(rune('a'+i)), fileSet(i*2000, 2000, 10))
-	}
-	x := withCacheAt(t, reopen(t, be), root)
-	if err := x.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	be, root, _, x := snapshotFixture(t)
 	m, err := x.LoadManifest(ctx, "backup-a")
 	if err != nil {
 		t.Fatal(err)
@@ -689,15 +660,7 @@ func TestIndexSnapshotConcurrentUse(t *testing.T) {
 // process goes on: the lookup reads the index files.
 func TestIndexSnapshotCutShortUnderTheMapping(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	root := t.TempDir()
-	for i := 0; i < 3; i++ {
-		saveFiles(t, r, "backup-"+string(rune('a'+i)), fileSet(i*2000, 2000, 10))
-	}
-	x := withCacheAt(t, reopen(t, be), root)
-	if err := x.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	be, root, _, x := snapshotFixture(t)
 	var ids []ID
 	x.idx.blobs.each(func(id ID, l blobLoc) { ids = append(ids, id) })
 	y := withCacheAt(t, reopen(t, be), root)
@@ -715,4 +678,24 @@ func TestIndexSnapshotCutShortUnderTheMapping(t *testing.T) {
 			t.Fatalf("blob %s not found", id.Short())
 		}
 	}
+}
+
+// snapshotFixture is a repository of three backups of 2,000 small files
+// each (6,000 blobs: enough for a snapshot), their files by backup id, a
+// cache root, and a handle x whose index load wrote the snapshot there.
+func snapshotFixture(t *testing.T) (be *mem.Backend, root string, want map[string]files, x *Repository) {
+	t.Helper()
+	r, be := newTestRepo(t)
+	root = t.TempDir()
+	want = map[string]files{}
+	for i := 0; i < 3; i++ {
+		id := "backup-" + string(rune('a'+i))
+		want[id] = fileSet(i*2000, 2000, 10)
+		saveFiles(t, r, id, want[id])
+	}
+	x = withCacheAt(t, reopen(t, be), root)
+	if err := x.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return be, root, want, x
 }
