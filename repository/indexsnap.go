@@ -310,13 +310,10 @@ type sealedBucket struct {
 	tag    [tagSize]byte
 }
 
-// read returns the bucket's sealed bytes (in buf's storage when it fits),
-// checked against the tag the header gives.
-func (f *snapFile) read(s *sealedBucket, buf []byte) ([]byte, error) {
-	if cap(buf) < int(s.size) {
-		buf = make([]byte, s.size)
-	}
-	buf = buf[:s.size]
+// read returns the bucket's sealed bytes, checked against the tag the
+// header gives.
+func (f *snapFile) read(s *sealedBucket) ([]byte, error) {
+	buf := make([]byte, s.size)
 	if _, err := f.rd.ReadAt(buf, s.off); err != nil {
 		return nil, fmt.Errorf("%w: index snapshot bucket %d: %v", ErrCorrupt, s.bucket, err)
 	}
@@ -338,7 +335,7 @@ func (f *snapFile) decode(s *sealedBucket, b *blobBucket) {
 }
 
 func (f *snapFile) decodeBucket(s *sealedBucket) ([]uint64, [][24]byte, []blobLoc, error) {
-	buf, err := f.read(s, nil)
+	buf, err := f.read(s)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -457,6 +454,7 @@ func readIndexSnapshot(rd io.ReaderAt, size int64, aead cipher.AEAD, listed map[
 	src := &snapFile{rd: rd, aead: aead, packs: uint32(len(ix.packs))}
 	ix.blobs.src = src
 	off := int64(indexSnapPrefix)
+	over := uint64(aead.NonceSize() + aead.Overhead()) // a sealed bucket's bytes beyond its entries
 	for i := range ix.blobs.buckets {
 		count, length := p.u32(), p.u32()
 		tag := p.bytes(tagSize)
@@ -464,7 +462,6 @@ func readIndexSnapshot(rd io.ReaderAt, size int64, aead cipher.AEAD, listed map[
 			break
 		}
 		empty := count == 0
-		over := uint64(aead.NonceSize() + aead.Overhead())
 		if empty != (length == 0) || (!empty && (int64(length) > hoff-off || uint64(count)*snapEntrySize+over != uint64(length))) {
 			return nil, fmt.Errorf("%w: index snapshot bucket %d", ErrCorrupt, i)
 		}
