@@ -685,7 +685,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 		Prefix: aws.String(b.key(prefix)),
 	})
 	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+		page, err := p.NextPage(ctx, fastListDecoding)
 		if err != nil {
 			return b.mapErr("list", prefix, err)
 		}
