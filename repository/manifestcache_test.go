@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -175,10 +177,10 @@ func TestCachedSetsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	verified, _ := os.ReadFile(path)
-	// a verified form made here, without binary forms: used for its own
-	// name only
+	// a verified form of version 1 (earlier versions') made here,
+	// without binary forms: used for its own name only
 	formFor := func(name string) []byte {
-		hdr := append([]byte(verifiedSetMagic), verifiedSetVersion)
+		hdr := append([]byte(verifiedSetMagic), 1)
 		body := setBody(entries)
 		for range entries {
 			body = append(body, 0)
@@ -189,6 +191,9 @@ func TestCachedSetsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	list("made for this set's name", 0)
+	if b, _ := os.ReadFile(path); len(b) < 5 || b[4] != verifiedSetVersion {
+		t.Fatalf("a version 1 form was not cached again as version %d", verifiedSetVersion)
+	}
 	// another repository's verified form of a set of the same backups
 	other, _, otherMk := manifestRepo(t)
 	oc := withCacheAt(t, other, t.TempDir())
@@ -226,4 +231,88 @@ func TestCachedSetsAreVerifiedForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	list("stored form cached", 0)
+}
+
+// A cached set is opened by its header, and each group of its entries is
+// read when one of them is first needed: the newest backups are listed
+// from the last groups, whatever the first ones hold. A group that does
+// not open (damaged, or from another cached form of the same set) makes
+// the stored set be read and checked, and every backup is still listed.
+func TestCachedSetGroupsAreReadWhenNeeded(t *testing.T) {
+	ctx := context.Background()
+	_, be, mk := manifestRepo(t)
+	fb := fault.New(be)
+	root := t.TempDir()
+	open := func() *Repository { return withCacheAt(t, reopen(t, fb), root) }
+	const n = 3*verifiedSetGroup + 5 // four groups
+	var ids []string
+	w := open()
+	for i := range n {
+		id := fmt.Sprintf("backup-20260101-%06d-aaaaaaaa", i)
+		ids = append(ids, id)
+		if err := w.SaveManifest(ctx, mk(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := Compact(ctx, w, IndexFileBound, 2); err != nil || c.ManifestsFolded != n {
+		t.Fatalf("fold: %+v %v", c, err)
+	}
+	sets := objectNames(t, be, manifestSetsPrefix)
+	if len(sets) != 1 {
+		t.Fatalf("sets %v", sets)
+	}
+	path := filepath.Join(w.Cache().Dir(), cacheManifestSets, strings.TrimPrefix(sets[0], manifestSetsPrefix))
+	good, err := os.ReadFile(path)
+	if err != nil || good[4] != verifiedSetVersion {
+		t.Fatalf("cached form: %v", err)
+	}
+	all := func(what string, wantGets int) {
+		t.Helper()
+		var ms []*Manifest
+		var errs []error
+		x := open()
+		if g := gets(fb, func() { ms, errs, err = x.Manifests(ctx) }); g != wantGets {
+			t.Errorf("%s: %d reads from storage, want %d", what, g, wantGets)
+		}
+		if err != nil || len(errs) > 0 || len(ms) != n {
+			t.Fatalf("%s: %d backups listed, %v %v", what, len(ms), errs, err)
+		}
+		for _, m := range ms {
+			if want := mk(m.ID); m.Host != want.Host || !slices.Contains(ids, m.ID) {
+				t.Fatalf("%s: %+v", what, m)
+			}
+		}
+	}
+	// the first group's bytes damaged: the newest two come from the last
+	// group without a read from storage; listing every backup reads the
+	// stored set once, and caches it again
+	hl := int(binary.BigEndian.Uint32(good[5:9]))
+	damaged := bytes.Clone(good)
+	damaged[9+hl+40] ^= 1
+	if err := os.WriteFile(path, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newestTwo(t, fb, open(), "first group damaged", 0, ids[n-1], ids[n-2])
+	all("first group damaged", 1)
+	all("cached again", 0)
+	again, _ := os.ReadFile(path)
+	if bytes.Equal(again, good) || len(again) != len(good) {
+		t.Fatalf("not cached again (%d bytes, were %d)", len(again), len(good))
+	}
+	// a form mixing two cached forms of the same set (each with its own
+	// file id): the groups of the second do not open with the first's
+	// header
+	mixed := append(bytes.Clone(good[:9+hl]), again[9+hl:]...)
+	if err := os.WriteFile(path, mixed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newestTwo(t, fb, open(), "mixed forms", 1, ids[n-1], ids[n-2])
+	all("mixed forms, then cached again", 0)
+	// cut short in its last group: the stored set is read
+	cut, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, cut[:len(cut)-10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newestTwo(t, fb, open(), "cut short", 1, ids[n-1], ids[n-2])
+	all("cut short, then cached again", 0)
 }

@@ -69,6 +69,32 @@ type setEntry struct {
 	id  string
 	js  []byte // the manifest, JSON
 	bin []byte // its binary form (manifestBin), when the cache had it or it was decoded; nil otherwise
+	// grp: where js and bin are read from when first needed (a set
+	// opened from its cached form); nil when they are here
+	grp *setGroup
+	gi  int // the entry's number in its set
+}
+
+// contents returns the entry's JSON and binary form, reading them first
+// when they are not held.
+func (e *setEntry) contents(ctx context.Context) (js, bin []byte, err error) {
+	if e.grp == nil {
+		return e.js, e.bin, nil
+	}
+	return e.grp.contents(ctx, e.gi)
+}
+
+// materialize returns entries with their contents held.
+func materialize(ctx context.Context, entries []setEntry) ([]setEntry, error) {
+	out := make([]setEntry, len(entries))
+	for i, e := range entries {
+		js, bin, err := e.contents(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = setEntry{id: e.id, js: js, bin: bin}
+	}
+	return out, nil
 }
 
 // parseSetName splits manifest-sets/<sha256>-<newest id>.
@@ -229,12 +255,16 @@ func setBody(entries []setEntry) []byte {
 
 // manifest decodes one entry of a set: from its binary form when it has
 // one that names it, else from its JSON.
-func (e setEntry) manifest(set string) (*Manifest, error) {
-	if m, ok := manifestFromBin(e.bin, e.id); ok {
+func (e *setEntry) manifest(ctx context.Context, set string) (*Manifest, error) {
+	js, bin, err := e.contents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := manifestFromBin(bin, e.id); ok {
 		return m, nil
 	}
 	var m Manifest
-	if err := json.Unmarshal(e.js, &m); err != nil {
+	if err := json.Unmarshal(js, &m); err != nil {
 		return nil, fmt.Errorf("manifest %s in %s: %w: %v", e.id, set, ErrCorrupt, err)
 	}
 	if m.ID != e.id {
@@ -539,7 +569,7 @@ func (r *Repository) loadRef(ctx context.Context, ref backupRef) (*Manifest, err
 	if ref.loose != nil {
 		return r.loadListedManifest(ctx, *ref.loose)
 	}
-	return ref.entry.manifest(ref.set.oi.Name)
+	return ref.entry.manifest(ctx, ref.set.oi.Name)
 }
 
 // saveTombstone marks id deleted.
@@ -696,6 +726,10 @@ func (r *Repository) compactManifests(ctx context.Context, v *manifestView, now 
 // storeManifestSets stores entries (sorted by id, distinct) as sets of up
 // to manifestSetMax, and reports how many it stored.
 func (r *Repository) storeManifestSets(ctx context.Context, entries []setEntry) (int, error) {
+	entries, err := materialize(ctx, entries)
+	if err != nil {
+		return 0, err
+	}
 	stored := 0
 	for len(entries) > 0 {
 		n := min(len(entries), manifestSetMax)

@@ -1342,7 +1342,7 @@ func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, er
 		return nil, fmt.Errorf("%s: %w (deleted)", id, ErrBackupNotFound)
 	}
 	if s, e := v.inSets(id); s != nil {
-		return e.manifest(s.oi.Name)
+		return e.manifest(ctx, s.oi.Name)
 	}
 	for _, s := range v.sets {
 		if s.err != nil {
