@@ -6,6 +6,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -217,6 +218,11 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 	})
 }
 
+// errSetGone: a set's group was read after the set was deleted (a
+// collection rewrote it since the view listed it, and its cached form
+// went with it); a reader lists again.
+var errSetGone = errors.New("manifest set deleted since it was listed")
+
 // setGroup is a sealed group of a cached set's entries, read when one of
 // them is first read. When it does not open (the cache file damaged, or
 // replaced by another's form of the same set), the stored set is read and
@@ -272,7 +278,11 @@ func (g *setGroup) load(ctx context.Context) error {
 		}
 	}
 	stored, err := src.readStored(ctx)
-	if err != nil {
+	if errors.Is(err, storage.ErrNotFound) {
+		// rewritten by a collection since the view listed it: the
+		// caller lists again (errSetGone)
+		return fmt.Errorf("%w: %w", errSetGone, err)
+	} else if err != nil {
 		return err
 	}
 	g.js, g.bin = make([][]byte, g.hi-g.lo), make([][]byte, g.hi-g.lo)

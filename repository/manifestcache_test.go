@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"backupd/storage"
@@ -315,4 +316,102 @@ func TestCachedSetGroupsAreReadWhenNeeded(t *testing.T) {
 	}
 	newestTwo(t, fb, open(), "cut short", 1, ids[n-1], ids[n-2])
 	all("cut short, then cached again", 0)
+}
+
+// hookedSets runs after, once, when a listing of manifest-sets/ returns:
+// a collection that rewrites a set just after a reader listed it.
+type hookedSets struct {
+	storage.Backend
+	mu    sync.Mutex
+	after func()
+}
+
+func (s *hookedSets) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	err := s.Backend.List(ctx, prefix, fn)
+	s.mu.Lock()
+	after := s.after
+	if prefix == manifestSetsPrefix {
+		s.after = nil
+	}
+	s.mu.Unlock()
+	if prefix == manifestSetsPrefix && after != nil {
+		after()
+	}
+	return err
+}
+
+// A set rewritten after a reader opened its cached form's header, and
+// before it read a group (the cached form removed through the reader's
+// own cache), makes the reader list again: every backup is listed, none
+// reported unreadable, by a listing, the newest-first walk, a lookup of
+// one backup and check (review: the group's fallback read the deleted
+// set and reported its backups unreadable).
+func TestSetRewrittenBeforeItsGroupIsRead(t *testing.T) {
+	ctx := context.Background()
+	_, be, mk := manifestRepo(t)
+	hooked := &hookedSets{Backend: be}
+	fb := fault.New(hooked)
+	root := t.TempDir()
+	open := func() *Repository { return withCacheAt(t, reopen(t, fb), root) }
+	const n = 3 * verifiedSetGroup
+	var ids []string
+	save := func(w *Repository, k int) {
+		for range k {
+			id := fmt.Sprintf("backup-20260101-%06d-aaaaaaaa", len(ids))
+			ids = append(ids, id)
+			if err := w.SaveManifest(ctx, mk(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Compact(ctx, w, IndexFileBound, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(open(), n)
+	for _, c := range []struct {
+		what string
+		read func(x *Repository) (int, []error, error)
+	}{
+		{"Manifests", func(x *Repository) (int, []error, error) {
+			ms, errs, err := x.Manifests(ctx)
+			return len(ms), errs, err
+		}},
+		{"NewestManifests", func(x *Repository) (int, []error, error) {
+			ms, errs, err := x.NewestManifests(ctx, len(ids)+3, nil)
+			return len(ms), errs, err
+		}},
+		{"LoadManifest", func(x *Repository) (int, []error, error) {
+			_, err := x.LoadManifest(ctx, ids[0])
+			return len(ids), nil, err
+		}},
+		{"Check", func(x *Repository) (int, []error, error) {
+			res, err := Check(ctx, x, CheckOptions{})
+			if err == nil && len(res.Errors)+len(res.Warnings) > 0 {
+				return res.Manifests, []error{fmt.Errorf("%v %v", res.Errors, res.Warnings)}, nil
+			}
+			return res.Manifests, nil, err
+		}},
+	} {
+		x := open()
+		// the header read, and the last group only
+		if ms, _, err := x.NewestManifests(ctx, 1, nil); err != nil || len(ms) != 1 {
+			t.Fatalf("%s: %v %v", c.what, ms, err)
+		}
+		was := objectNames(t, be, manifestSetsPrefix)
+		hooked.mu.Lock()
+		hooked.after = func() {
+			// a fold rewrites the set; a listing through the reader's
+			// cache drops the old set's cached form
+			save(open(), 3)
+			x.cache.remove(cacheManifestSets, strings.TrimPrefix(was[0], manifestSetsPrefix))
+		}
+		hooked.mu.Unlock()
+		got, errs, err := c.read(x)
+		if now := objectNames(t, be, manifestSetsPrefix); len(now) != 1 || now[0] == was[0] {
+			t.Fatalf("%s: sets %v, were %v", c.what, now, was)
+		}
+		if err != nil || len(errs) > 0 || c.what != "LoadManifest" && got != len(ids) {
+			t.Fatalf("%s: %d of %d backups, %v %v", c.what, got, len(ids), errs, err)
+		}
+	}
 }

@@ -1334,22 +1334,28 @@ func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, er
 	}
 	// folded into a set: the set was stored before the loose manifest
 	// was deleted
-	v, err := r.listSetsView(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if _, dead := v.tombs[id]; dead {
-		return nil, fmt.Errorf("%s: %w (deleted)", id, ErrBackupNotFound)
-	}
-	if s, e := v.inSets(id); s != nil {
-		return e.manifest(ctx, s.oi.Name)
-	}
-	for _, s := range v.sets {
-		if s.err != nil {
-			return nil, fmt.Errorf("%s: not found, and a manifest set could not be read: %w", id, s.err)
+	for attempt := 0; ; attempt++ {
+		v, err := r.listSetsView(ctx, id)
+		if err != nil {
+			return nil, err
 		}
+		if _, dead := v.tombs[id]; dead {
+			return nil, fmt.Errorf("%s: %w (deleted)", id, ErrBackupNotFound)
+		}
+		if s, e := v.inSets(id); s != nil {
+			m, err := e.manifest(ctx, s.oi.Name)
+			if errors.Is(err, errSetGone) && attempt < 4 {
+				continue // rewritten meanwhile: list again
+			}
+			return m, err
+		}
+		for _, s := range v.sets {
+			if s.err != nil {
+				return nil, fmt.Errorf("%s: not found, and a manifest set could not be read: %w", id, s.err)
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
 	}
-	return nil, fmt.Errorf("%s: %w", id, ErrBackupNotFound)
 }
 
 // ManifestIDs lists the ids of all backups, oldest first. A set that
@@ -1448,12 +1454,14 @@ func (r *Repository) manifests(ctx context.Context) ([]*Manifest, []error, *mani
 			return nil, nil, nil, err
 		}
 		// A loose manifest gone since the listing was folded into a set
-		// (or deleted) meanwhile: list again.
+		// (or deleted) meanwhile, or a set rewritten before a group of
+		// its cached form was read: list again.
 		again := false
 		var ms []*Manifest
 		for i := range refs {
 			if oerr[i] != nil {
-				again = again || (refs[i].loose != nil && errors.Is(oerr[i], ErrBackupNotFound))
+				again = again || (refs[i].loose != nil && errors.Is(oerr[i], ErrBackupNotFound)) ||
+					(refs[i].set != nil && errors.Is(oerr[i], errSetGone))
 				errs = append(errs, oerr[i])
 			} else {
 				ms = append(ms, out[i])
@@ -1545,7 +1553,7 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 		err := parallel(ctx, k, 8, func(i int) error {
 			if _, dead := v.tombs[cand[i].id]; !dead && !taken[cand[i].id] {
 				got[i], gerr[i] = r.loadRef(ctx, cand[i])
-				if cand[i].loose != nil && errors.Is(gerr[i], ErrBackupNotFound) {
+				if cand[i].loose != nil && errors.Is(gerr[i], ErrBackupNotFound) || cand[i].set != nil && errors.Is(gerr[i], errSetGone) {
 					gone.Store(true)
 				}
 			}
@@ -1555,7 +1563,8 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 			return nil, nil, err
 		}
 		if gone.Load() {
-			// folded into a set (or deleted) since the listing
+			// folded into a set (or deleted) since the listing, or a set
+			// rewritten
 			return r.newestManifestsAll(ctx, n, match)
 		}
 		for i := 0; i < k; i++ {
