@@ -229,6 +229,7 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 			// folded into a set since the listing (by a collection, or
 			// another host's backup), or deleted; or its set rewritten
 			// before the group of its cached form holding it was read
+			// (a guard: check reads without the cache today)
 			if m, err = r.LoadManifest(ctx, ref.id); errors.Is(err, ErrBackupNotFound) {
 				c.res.Manifests--
 				continue

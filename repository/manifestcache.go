@@ -221,7 +221,7 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 // errSetGone: a set's group was read after the set was deleted (a
 // collection rewrote it since the view listed it, and its cached form
 // went with it); a reader lists again.
-var errSetGone = errors.New("manifest set deleted since it was listed")
+var errSetGone = errors.New("manifest set gone since it was listed (rewritten by a collection, or lost by the storage)")
 
 // setGroup is a sealed group of a cached set's entries, read when one of
 // them is first read. When it does not open (the cache file damaged, or

@@ -343,9 +343,13 @@ func (s *hookedSets) List(ctx context.Context, prefix string, fn func(storage.Ob
 // A set rewritten after a reader opened its cached form's header, and
 // before it read a group (the cached form removed through the reader's
 // own cache), makes the reader list again: every backup is listed, none
-// reported unreadable, by a listing, the newest-first walk, a lookup of
-// one backup and check (review: the group's fallback read the deleted
-// set and reported its backups unreadable).
+// reported unreadable, by a listing, the newest-first walk and a lookup
+// of one backup (review: the group's fallback read the deleted set and
+// reported its backups unreadable). The reader's handle holds the old
+// set's entries, opened by a first listing (its groups unread), which is
+// how a view that lists the old set reaches its groups after it went.
+// Check, which reads without the cache, is the control: the set it
+// lists goes before it opens it.
 func TestSetRewrittenBeforeItsGroupIsRead(t *testing.T) {
 	ctx := context.Background()
 	_, be, mk := manifestRepo(t)

@@ -849,7 +849,9 @@ func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() erro
 	if err := valid(); err != nil {
 		return len(done), err
 	}
-	if _, err := r.storeManifestSets(ctx, entries); err != nil {
+	if _, err := r.storeManifestSets(ctx, entries); errors.Is(err, errSetGone) {
+		return len(done), nil // the set it grows went meanwhile: next time
+	} else if err != nil {
 		return len(done), err
 	}
 	// stored: what they replace goes, while no collection runs
