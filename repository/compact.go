@@ -156,26 +156,9 @@ func (r *Repository) mergeSmallIndexFiles(ctx context.Context, bound int, valid 
 	if len(files) <= bound {
 		return 0, nil
 	}
-	// The files the cached snapshot does not hold, when merging them
-	// alone is enough: the snapshot then stays valid (every file it
-	// holds is still listed) and is not written again. Rewriting it
-	// after each merge (every fourth backup in case D) copied its 5.9 MB
-	// at 10,000 backups, a millisecond of each backup. Else the smallest,
-	// leaving half the bound, and the snapshot is written again.
-	held := r.snapshotHeld()
-	var merge []ID
-	for _, f := range files {
-		if !held[f] {
-			merge = append(merge, f)
-		}
-	}
-	// (a snapshot holding a file no longer listed is not valid anyway)
-	keepSnap := len(held) > 0 && len(files)-len(merge) == len(held) && len(merge) >= 2 && len(held)+1 <= bound
-	if !keepSnap {
-		var err error
-		if merge, err = r.smallestIndexFiles(ctx, files, len(files)-max(bound/2, 1)+1); err != nil {
-			return 0, err
-		}
+	merge, err := r.smallestIndexFiles(ctx, files, len(files)-max(bound/2, 1)+1)
+	if err != nil {
+		return 0, err
 	}
 	// The merged file holds every entry they held: gathered in an index
 	// of their own, which keeps each differing entry of a blob (a pack
@@ -213,9 +196,7 @@ func (r *Repository) mergeSmallIndexFiles(ctx context.Context, bound int, valid 
 	r.idx.mu.Unlock()
 	// the cached snapshot named the files merged: the next command would
 	// read every file again without this one
-	if !keepSnap {
-		r.saveIndexSnapshot(r.idx)
-	}
+	r.saveIndexSnapshot(r.idx)
 	return len(merge), nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -91,28 +90,9 @@ func (r *Repository) saveIndexSnapshot(ix *Index) {
 	if ix.blobs.len() < indexSnapMin || ix.blobs.damage() != nil {
 		return
 	}
-	if r.cache.putStream(cacheIndexSnap, indexSnapName, func(w io.Writer) error {
+	_ = r.cache.putStream(cacheIndexSnap, indexSnapName, func(w io.Writer) error {
 		return writeIndexSnapshot(w, r.indexAEAD, ix)
-	}) == nil {
-		r.setSnapHeld(ix.files)
-	}
-}
-
-// setSnapHeld records the files of the snapshot read or written.
-func (r *Repository) setSnapHeld(files map[ID]bool) {
-	held := maps.Clone(files)
-	r.snapMu.Lock()
-	r.snapHeld = held
-	r.snapMu.Unlock()
-}
-
-// snapshotHeld is the files of the snapshot this handle read or wrote
-// last (nil: none). Another process may have written one since: what it
-// is used for (leaving these files alone) then only costs speed.
-func (r *Repository) snapshotHeld() map[ID]bool {
-	r.snapMu.Lock()
-	defer r.snapMu.Unlock()
-	return r.snapHeld
+	})
 }
 
 // writeIndexSnapshot writes ix, read-locked, to w.

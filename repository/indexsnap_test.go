@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -700,73 +698,4 @@ func snapshotFixture(t *testing.T) (be *mem.Backend, root string, want map[strin
 		t.Fatal(err)
 	}
 	return be, root, want, x
-}
-
-// A compaction merges the index files the cached snapshot does not hold,
-// when that alone brings them within the bound, and leaves the snapshot
-// as it is: it is still valid (every file it holds is listed), and the
-// next command reads it and the merged file. When the merge must take a
-// file the snapshot holds, the snapshot is written again.
-func TestMergeLeavesTheSnapshotWhenItCan(t *testing.T) {
-	ctx := context.Background()
-	be, root, want, x := snapshotFixture(t)
-	snapPath := x.cache.path(cacheIndexSnap, indexSnapName)
-	held := x.snapshotHeld()
-	if len(held) == 0 {
-		t.Fatal("the fixture's handle holds no snapshot")
-	}
-	before, err := os.ReadFile(snapPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// small backups: index files the snapshot lacks
-	w := reopen(t, be)
-	for i := range 3 {
-		id := fmt.Sprintf("backup-small-%d", i)
-		want[id] = fileSet(10000+i*3, 3, 10)
-		saveFiles(t, w, id, want[id])
-	}
-	y := withCacheAt(t, reopen(t, be), root)
-	if err := y.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	files := y.indexFiles()
-	if len(files) < len(held)+2 {
-		t.Fatalf("%d index files, the snapshot holds %d", len(files), len(held))
-	}
-	n, err := CompactIndex(ctx, y, len(held)+1)
-	if err != nil || n != len(files)-len(held) {
-		t.Fatalf("merged %d of %d files (snapshot %d): %v", n, len(files), len(held), err)
-	}
-	after, _ := os.ReadFile(snapPath)
-	if !bytes.Equal(before, after) {
-		t.Fatal("the snapshot was written again though it held none of the files merged")
-	}
-	z := withCacheAt(t, reopen(t, be), root)
-	if err := z.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if !maps.Equal(z.snapshotHeld(), held) {
-		t.Fatal("the next command did not read the snapshot")
-	}
-	for id, fs := range want {
-		readBack(t, z, id, fs)
-	}
-	// a bound the files the snapshot lacks cannot meet alone
-	w2 := reopen(t, be)
-	for i := range 2 {
-		id := fmt.Sprintf("backup-more-%d", i)
-		want[id] = fileSet(20000+i*3, 3, 10)
-		saveFiles(t, w2, id, want[id])
-	}
-	if n, err := CompactIndex(ctx, z, 2); err != nil || n == 0 {
-		t.Fatalf("merged %d: %v", n, err)
-	}
-	if again, _ := os.ReadFile(snapPath); bytes.Equal(again, before) {
-		t.Fatal("the snapshot was not written again after a merge of files it held")
-	}
-	v := withCacheAt(t, reopen(t, be), root)
-	for id, fs := range want {
-		readBack(t, v, id, fs)
-	}
 }

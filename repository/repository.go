@@ -82,10 +82,6 @@ type Repository struct {
 	gear      *Gear
 	indexAEAD cipher.AEAD
 	idx       *Index
-	// snapHeld: the index files of the cached snapshot this handle read
-	// or wrote last (mergeSmallIndexFiles leaves them alone when it can)
-	snapMu   sync.Mutex
-	snapHeld map[ID]bool
 
 	compression Compression
 	uploaders   int
@@ -425,7 +421,6 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 			ix = newIndex()
 		} else if snap := r.loadIndexSnapshot(listed); snap != nil {
 			ix, snapped = snap, true
-			r.setSnapHeld(snap.files)
 		} else if gone {
 			ix = newIndex()
 		}
