@@ -296,15 +296,7 @@ func (g *setGroup) load(ctx context.Context) error {
 func (g *setGroup) parse(body []byte) bool {
 	n := g.hi - g.lo
 	g.js, g.bin = make([][]byte, n), make([][]byte, n)
-	field := func() ([]byte, bool) {
-		m, l := binary.Uvarint(body)
-		if l <= 0 || m > uint64(len(body)-l) {
-			return nil, false
-		}
-		f := body[l : l+int(m) : l+int(m)]
-		body = body[l+int(m):]
-		return f, true
-	}
+	field := func() ([]byte, bool) { return cutField(&body) }
 	for i := range n {
 		js, ok1 := field()
 		bin, ok2 := field()

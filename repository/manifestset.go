@@ -212,15 +212,7 @@ func parseSetEntries(name, newest string, body []byte) ([]setEntry, []byte, erro
 		return nil, nil, bad("bad count")
 	}
 	body = body[l:]
-	field := func() ([]byte, bool) {
-		m, l := binary.Uvarint(body)
-		if l <= 0 || m > uint64(len(body)-l) {
-			return nil, false
-		}
-		f := body[l : l+int(m) : l+int(m)]
-		body = body[l+int(m):]
-		return f, true
-	}
+	field := func() ([]byte, bool) { return cutField(&body) }
 	entries := make([]setEntry, 0, n)
 	for i := uint64(0); i < n; i++ {
 		id, ok1 := field()
@@ -238,6 +230,18 @@ func parseSetEntries(name, newest string, body []byte) ([]setEntry, []byte, erro
 		return nil, nil, bad("its newest backup is not the one its name says")
 	}
 	return entries, body, nil
+}
+
+// cutField takes a field, its length first (uvarint), off the front of
+// *b: false when *b does not hold one.
+func cutField(b *[]byte) ([]byte, bool) {
+	m, l := binary.Uvarint(*b)
+	if l <= 0 || m > uint64(len(*b)-l) {
+		return nil, false
+	}
+	f := (*b)[l : l+int(m) : l+int(m)]
+	*b = (*b)[l+int(m):]
+	return f, true
 }
 
 // setBody is the body parseSetBody reads.
