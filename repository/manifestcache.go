@@ -175,8 +175,7 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 		if e.grp != nil {
 			return // not materialized: nothing to cache from
 		}
-		hdr = binary.AppendUvarint(hdr, uint64(len(e.id)))
-		hdr = append(hdr, e.id...)
+		hdr = appendField(hdr, []byte(e.id))
 	}
 	var groups [][]byte
 	for g := 0; g*verifiedSetGroup < len(entries); g++ {
@@ -192,10 +191,7 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 					e.bin = manifestBin(m)
 				}
 			}
-			body = binary.AppendUvarint(body, uint64(len(e.js)))
-			body = append(body, e.js...)
-			body = binary.AppendUvarint(body, uint64(len(e.bin)))
-			body = append(body, e.bin...)
+			body = appendField(appendField(body, e.js), e.bin)
 		}
 		sealed := seal(aead, nil, body, verifiedSetGroupAD(name, fileID, g))
 		hdr = binary.AppendUvarint(hdr, uint64(len(sealed)))
@@ -203,7 +199,7 @@ func (r *Repository) putVerifiedSet(name string, entries []setEntry) {
 	}
 	sealedHdr := seal(aead, nil, hdr, verifiedSetHeaderAD(name))
 	_ = r.cache.putStream(cacheManifestSets, strings.TrimPrefix(name, manifestSetsPrefix), func(w io.Writer) error {
-		if _, err := w.Write(binary.BigEndian.AppendUint32([]byte{'B', 'K', 'V', 'S', verifiedSetVersion}, uint32(len(sealedHdr)))); err != nil {
+		if _, err := w.Write(binary.BigEndian.AppendUint32(append([]byte(verifiedSetMagic), verifiedSetVersion), uint32(len(sealedHdr)))); err != nil {
 			return err
 		}
 		if _, err := w.Write(sealedHdr); err != nil {
@@ -375,15 +371,15 @@ func (r *Repository) openVerifiedSet(s *manifestSet, aead cipher.AEAD) ([]setEnt
 	if !ok1 || !ok2 || per == 0 || count == 0 || count > uint64(len(hdr)) {
 		return nil, false
 	}
+	per = min(per, count) // (an int however large the header says)
 	entries := make([]setEntry, count)
 	src.ids = make([]string, count)
 	for i := range entries {
-		n, ok := num()
-		if !ok || n > uint64(len(hdr)) {
+		f, ok := cutField(&hdr)
+		if !ok {
 			return nil, false
 		}
-		id := string(hdr[:n])
-		hdr = hdr[n:]
+		id := string(f)
 		if ValidBackupID(id) != nil || (i > 0 && entries[i-1].id >= id) {
 			return nil, false
 		}

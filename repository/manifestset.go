@@ -232,6 +232,11 @@ func parseSetEntries(name, newest string, body []byte) ([]setEntry, []byte, erro
 	return entries, body, nil
 }
 
+// appendField appends f, its length first (uvarint): what cutField reads.
+func appendField(b, f []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(f))), f...)
+}
+
 // cutField takes a field, its length first (uvarint), off the front of
 // *b: false when *b does not hold one.
 func cutField(b *[]byte) ([]byte, bool) {
@@ -249,10 +254,7 @@ func setBody(entries []setEntry) []byte {
 	var body []byte
 	body = binary.AppendUvarint(body, uint64(len(entries)))
 	for _, e := range entries {
-		body = binary.AppendUvarint(body, uint64(len(e.id)))
-		body = append(body, e.id...)
-		body = binary.AppendUvarint(body, uint64(len(e.js)))
-		body = append(body, e.js...)
+		body = appendField(appendField(body, []byte(e.id)), e.js)
 	}
 	return body
 }
