@@ -108,7 +108,7 @@ type readCloser struct {
 // that does not parse, a RestoreStatus, an element where the SDK wants a
 // value), which the SDK then decodes.
 func decodeListV2(b []byte) (*awss3.ListObjectsV2Output, bool) {
-	d := listDecoder{b: b}
+	d := &listDecoder{b: b}
 	d.skipSpace()
 	if d.hasPrefix("<?") {
 		if !d.declaration() {
@@ -121,7 +121,7 @@ func decodeListV2(b []byte) (*awss3.ListObjectsV2Output, bool) {
 		return nil, false
 	}
 	out := &awss3.ListObjectsV2Output{}
-	for {
+	for !d.bad {
 		child, end, ok := d.child(name)
 		if !ok {
 			return nil, false
@@ -131,57 +131,34 @@ func decodeListV2(b []byte) (*awss3.ListObjectsV2Output, bool) {
 		}
 		switch {
 		case strings.EqualFold(child, "Contents"):
-			o, ok := d.object(child)
-			if !ok {
-				return nil, false
+			if o, ok := d.object(child); ok {
+				out.Contents = append(out.Contents, o)
 			}
-			out.Contents = append(out.Contents, o)
 		case strings.EqualFold(child, "IsTruncated"):
-			v, ok := d.value(child)
-			if !ok {
-				return nil, false
-			}
-			t, err := strconv.ParseBool(v)
-			if err != nil {
-				return nil, false
-			}
-			out.IsTruncated = &t
-		case strings.EqualFold(child, "KeyCount"), strings.EqualFold(child, "MaxKeys"):
-			v, ok := d.value(child)
-			if !ok {
-				return nil, false
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, false
-			}
-			if strings.EqualFold(child, "KeyCount") {
-				k := int32(n) // as the SDK does
+			out.IsTruncated = parsed(d, child, strconv.ParseBool)
+		case strings.EqualFold(child, "KeyCount"):
+			if n := parsed(d, child, parseInt); n != nil {
+				k := int32(*n) // as the SDK does
 				out.KeyCount = &k
 			}
-		case strings.EqualFold(child, "NextContinuationToken"), strings.EqualFold(child, "ContinuationToken"),
-			strings.EqualFold(child, "Name"), strings.EqualFold(child, "Prefix"), strings.EqualFold(child, "Delimiter"),
+		case strings.EqualFold(child, "MaxKeys"):
+			parsed(d, child, parseInt)
+		case strings.EqualFold(child, "NextContinuationToken"):
+			out.NextContinuationToken = parsed(d, child, asString)
+		case strings.EqualFold(child, "ContinuationToken"):
+			out.ContinuationToken = parsed(d, child, asString)
+		case strings.EqualFold(child, "Name"), strings.EqualFold(child, "Prefix"), strings.EqualFold(child, "Delimiter"),
 			strings.EqualFold(child, "StartAfter"), strings.EqualFold(child, "EncodingType"):
-			v, ok := d.value(child)
-			if !ok {
-				return nil, false
-			}
-			switch {
-			case strings.EqualFold(child, "NextContinuationToken"):
-				out.NextContinuationToken = &v
-			case strings.EqualFold(child, "ContinuationToken"):
-				out.ContinuationToken = &v
-			}
+			parsed(d, child, asString)
 		case strings.EqualFold(child, "CommonPrefixes"):
 			// its Prefix is a value to the SDK; List asks for no delimiter
-			if !d.leaves(child) {
-				return nil, false
-			}
+			d.bad = !d.leaves(child)
 		default:
-			if !d.skip(child) {
-				return nil, false
-			}
+			d.bad = !d.skip(child)
 		}
+	}
+	if d.bad {
+		return nil, false
 	}
 	return out, true
 }
@@ -192,58 +169,53 @@ func (d *listDecoder) object(name string) (types.Object, bool) {
 	if d.selfClosed {
 		return o, true
 	}
-	for {
+	for !d.bad {
 		child, end, ok := d.child(name)
 		if !ok {
-			return o, false
+			d.bad = true
+			break
 		}
 		if end {
 			return o, true
 		}
 		switch {
 		case strings.EqualFold(child, "Key"):
-			v, ok := d.value(child)
-			if !ok {
-				return o, false
-			}
-			o.Key = &v
+			o.Key = parsed(d, child, asString)
 		case strings.EqualFold(child, "Size"):
-			v, ok := d.value(child)
-			if !ok {
-				return o, false
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return o, false
-			}
-			o.Size = &n
+			o.Size = parsed(d, child, parseInt)
 		case strings.EqualFold(child, "LastModified"):
-			v, ok := d.value(child)
-			if !ok {
-				return o, false
-			}
-			t, err := smithytime.ParseDateTime(v)
-			if err != nil {
-				return o, false
-			}
-			o.LastModified = &t
+			o.LastModified = parsed(d, child, smithytime.ParseDateTime)
 		case strings.EqualFold(child, "ETag"), strings.EqualFold(child, "StorageClass"),
 			strings.EqualFold(child, "ChecksumAlgorithm"), strings.EqualFold(child, "ChecksumType"):
-			if _, ok := d.value(child); !ok {
-				return o, false
-			}
+			parsed(d, child, asString)
 		case strings.EqualFold(child, "Owner"):
-			if !d.leaves(child) {
-				return o, false
-			}
+			d.bad = !d.leaves(child)
 		case strings.EqualFold(child, "RestoreStatus"):
-			return o, false // values the SDK parses, which List never reads
+			d.bad = true // values the SDK parses, which List never reads
 		default:
-			if !d.skip(child) {
-				return o, false
-			}
+			d.bad = !d.skip(child)
 		}
 	}
+	return o, false
+}
+
+func asString(v string) (string, error) { return v, nil }
+func parseInt(v string) (int64, error)  { return strconv.ParseInt(v, 10, 64) }
+
+// parsed reads the value of the leaf element name (its start tag read)
+// and parses it as the SDK does: nil, and d marked bad, when either fails.
+func parsed[T any](d *listDecoder, name string, parse func(string) (T, error)) *T {
+	v, ok := d.value(name)
+	if !ok {
+		d.bad = true
+		return nil
+	}
+	t, err := parse(v)
+	if err != nil {
+		d.bad = true
+		return nil
+	}
+	return &t
 }
 
 type listDecoder struct {
@@ -251,6 +223,7 @@ type listDecoder struct {
 	i          int
 	selfClosed bool // the last start tag read was <name/>
 	text       []byte
+	bad        bool // something the fast path does not accept was met
 }
 
 func (d *listDecoder) hasPrefix(p string) bool { return bytes.HasPrefix(d.b[d.i:], []byte(p)) }
