@@ -225,11 +225,9 @@ func Check(ctx context.Context, r *Repository, opts CheckOptions) (*CheckResult,
 	seenTrees := map[ID]bool{}
 	for i, ref := range refs {
 		m, err := r.loadRef(ctx, ref)
-		if ref.loose != nil && errors.Is(err, ErrBackupNotFound) || ref.set != nil && errors.Is(err, errSetGone) {
+		if ref.loose != nil && errors.Is(err, ErrBackupNotFound) {
 			// folded into a set since the listing (by a collection, or
-			// another host's backup), or deleted; or its set rewritten
-			// before the group of its cached form holding it was read
-			// (a guard: check reads without the cache today)
+			// another host's backup), or deleted
 			if m, err = r.LoadManifest(ctx, ref.id); errors.Is(err, ErrBackupNotFound) {
 				c.res.Manifests--
 				continue

@@ -348,8 +348,9 @@ func (s *hookedSets) List(ctx context.Context, prefix string, fn func(storage.Ob
 // reported its backups unreadable). The reader's handle holds the old
 // set's entries, opened by a first listing (its groups unread), which is
 // how a view that lists the old set reaches its groups after it went.
-// Check, which reads without the cache, is the control: the set it
-// lists goes before it opens it.
+// Check reads without the cache, so the set it lists goes before it
+// opens it (the older retry); were it to read through the cache, this
+// case would put it through the race too.
 func TestSetRewrittenBeforeItsGroupIsRead(t *testing.T) {
 	ctx := context.Background()
 	_, be, mk := manifestRepo(t)
