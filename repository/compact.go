@@ -194,9 +194,9 @@ func (r *Repository) mergeSmallIndexFiles(ctx context.Context, bound int, valid 
 		delete(r.idx.files, f)
 	}
 	r.idx.mu.Unlock()
-	// the cached snapshot named the files merged: the next command would
-	// read every file again without this one
-	r.saveIndexSnapshot(r.idx)
+	// the cached snapshot (or its delta) named the files merged: the next
+	// command would read every file again without a delta saying so
+	r.saveIndexSnapshot(r.idx, true)
 	return len(merge), nil
 }
 

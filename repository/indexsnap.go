@@ -79,8 +79,10 @@ func indexSnapBucketAD(bucket int) []byte {
 
 const snapEntrySize = 8 + 24 + 6*4 + 1
 
-// saveIndexSnapshot writes ix to the cache (failures only cost speed).
-func (r *Repository) saveIndexSnapshot(ix *Index) {
+// saveIndexSnapshot writes ix to the cache (failures only cost speed): as
+// a delta of the snapshot it was read from when one can describe it
+// (indexdelta.go), else whole when whole.
+func (r *Repository) saveIndexSnapshot(ix *Index, whole bool) {
 	if r.cache == nil {
 		return
 	}
@@ -90,9 +92,22 @@ func (r *Repository) saveIndexSnapshot(ix *Index) {
 	if ix.blobs.len() < indexSnapMin || ix.blobs.damage() != nil {
 		return
 	}
-	_ = r.cache.putStream(cacheIndexSnap, indexSnapName, func(w io.Writer) error {
+	if base := r.deltaBase(ix); base != nil {
+		_ = r.cache.putStream(cacheIndexSnap, indexDeltaName, func(w io.Writer) error {
+			return writeIndexDelta(w, r.indexAEAD, ix, base)
+		})
+		return
+	}
+	if !whole {
+		return
+	}
+	err := r.cache.putStream(cacheIndexSnap, indexSnapName, func(w io.Writer) error {
 		return writeIndexSnapshot(w, r.indexAEAD, ix)
 	})
+	if err == nil {
+		// of the snapshot written over (it names that one's id)
+		r.cache.remove(cacheIndexSnap, indexDeltaName)
+	}
 }
 
 // writeIndexSnapshot writes ix, read-locked, to w.
@@ -169,44 +184,32 @@ func writeIndexSnapshot(w io.Writer, aead cipher.AEAD, ix *Index) error {
 		slices.SortFunc(rec, func(a, b idLoc) int { return bytes.Compare(a.id[:], b.id[:]) })
 		b = b[:0]
 		for j, k := range bk.keys {
+			shadowed := false // a recent entry of the same blob is the one looked up
 			for len(rec) > 0 && !splitLess(k, bk.rest[j], rec[0].id) {
 				rk, rr := splitID(rec[0].id)
 				entry(rk, rr, rec[0].loc)
+				shadowed = rk == k && rr == bk.rest[j]
 				rec = rec[1:]
 			}
-			entry(k, bk.rest[j], bk.locs[j])
+			if !shadowed {
+				entry(k, bk.rest[j], bk.locs[j])
+			}
 		}
 		for _, e := range rec {
 			rk, rr := splitID(e.id)
 			entry(rk, rr, e.loc)
 		}
 		sealed = seal(aead, sealed[:0], b, indexSnapBucketAD(i))
-		table = append(u32(u32(table, uint32(n)), uint32(len(sealed))), sealed[len(sealed)-tagSize:]...)
+		table = append(u32(u32(table, uint32(len(b)/snapEntrySize)), uint32(len(sealed))), sealed[len(sealed)-tagSize:]...)
 		bw.Write(sealed)
 		i++
 	}
 	// header: files, packs, extra entries, the bucket table (each pack's
 	// trees are not written: they are the trees located in it, in the
 	// buckets or in extra, and are found again when first needed)
-	h := u32(nil, uint32(len(ix.files)))
-	for id := range ix.files {
-		h = append(h, id[:]...)
-	}
-	h = u32(h, uint32(len(ix.packs)))
-	for _, p := range ix.packs {
-		h = append(h, p.id[:]...)
-		h = append(h, byte(len(p.ephPublic)))
-		h = append(h, p.ephPublic...)
-	}
-	h = u32(h, uint32(len(ix.extra)))
-	for pi, es := range ix.extra {
-		h = u32(u32(h, pi), uint32(len(es)))
-		for _, e := range es {
-			h = append(h, byte(e.Type))
-			h = append(h, e.ID[:]...)
-			h = u32(u32(u32(u32(u32(h, e.Offset), e.Length), e.RawLength), e.Inner), e.BundleRaw)
-		}
-	}
+	h := appendFileIDs(nil, ix.files)
+	h = appendPackRefs(h, ix.packs)
+	h = appendExtra(h, ix.extra)
 	h = append(h, table...)
 	// a bucket another reader found damaged meanwhile is not published
 	if err := ix.blobs.damage(); err != nil {
@@ -247,7 +250,8 @@ func (r *Repository) loadIndexSnapshot(listed map[ID]bool) *Index {
 			mem, rd = m, faultGuard{bytes.NewReader(m)}
 		}
 	}
-	ix, err := readIndexSnapshot(rd, fi.Size(), r.indexAEAD, listed)
+	delta, _ := os.ReadFile(r.cache.path(cacheIndexSnap, indexDeltaName))
+	ix, err := openIndexSnapshot(rd, fi.Size(), r.indexAEAD, listed, delta)
 	if err != nil {
 		if mem != nil {
 			unix.Munmap(mem)
@@ -287,6 +291,7 @@ var errSnapshotStale = errors.New("index snapshot holds an index file no longer 
 
 // snapFile is an opened snapshot whose buckets are read when first used.
 type snapFile struct {
+	id    [16]byte // its random id (a delta names it)
 	rd    io.ReaderAt
 	aead  cipher.AEAD
 	packs uint32 // packs the snapshot holds (entries name no other)
@@ -391,6 +396,12 @@ func (m *blobMap) damage() error {
 // readIndexSnapshot opens a snapshot of size bytes read from rd: its
 // header is read and checked now, each bucket when first used.
 func readIndexSnapshot(rd io.ReaderAt, size int64, aead cipher.AEAD, listed map[ID]bool) (*Index, error) {
+	return openIndexSnapshot(rd, size, aead, listed, nil)
+}
+
+// openIndexSnapshot is readIndexSnapshot with the delta file's bytes (nil:
+// none), applied when it is of this snapshot (indexdelta.go).
+func openIndexSnapshot(rd io.ReaderAt, size int64, aead cipher.AEAD, listed map[ID]bool, delta []byte) (*Index, error) {
 	var pre [indexSnapPrefix]byte
 	if size < indexSnapPrefix+4 {
 		return nil, fmt.Errorf("%w: index snapshot of %d bytes", ErrCorrupt, size)
@@ -421,37 +432,16 @@ func readIndexSnapshot(rd io.ReaderAt, size int64, aead cipher.AEAD, listed map[
 	}
 	p := snapParser{b: h}
 	ix := newIndex()
-	for n := p.u32(); n > 0 && p.ok(); n-- {
-		id := p.id()
-		if !listed[id] {
-			return nil, errSnapshotStale
-		}
-		ix.files[id] = true
+	files := p.fileIDs()
+	if err := p.packRefs(ix); err != nil {
+		return nil, err
 	}
-	for n := p.u32(); n > 0 && p.ok(); n-- {
-		id := p.id()
-		eph := p.bytes(int(p.byte()))
-		ix.packByID[id] = uint32(len(ix.packs))
-		ix.packs = append(ix.packs, packRef{id: id, ephPublic: append([]byte(nil), eph...)})
-	}
-	packOK := func(pi uint32) bool { return int(pi) < len(ix.packs) }
-	for n := p.u32(); n > 0 && p.ok(); n-- {
-		pi, m := p.u32(), p.u32()
-		if !packOK(pi) || uint64(m)*(1+32+20) > uint64(len(p.b)) {
-			return nil, fmt.Errorf("%w: index snapshot header", ErrCorrupt)
-		}
-		es := make([]PackEntry, 0, m)
-		for ; m > 0; m-- {
-			t := BlobType(p.byte())
-			id := p.id()
-			es = append(es, PackEntry{Type: t, ID: id, Offset: p.u32(), Length: p.u32(), RawLength: p.u32(), Inner: p.u32(), BundleRaw: p.u32()})
-		}
-		if ix.extra == nil {
-			ix.extra = map[uint32][]PackEntry{}
-		}
-		ix.extra[pi] = es
+	var err2 error
+	if ix.extra, err2 = p.extra(len(ix.packs)); err2 != nil {
+		return nil, err2
 	}
 	src := &snapFile{rd: rd, aead: aead, packs: uint32(len(ix.packs))}
+	copy(src.id[:], snap)
 	ix.blobs.src = src
 	off := int64(indexSnapPrefix)
 	over := uint64(aead.NonceSize() + aead.Overhead()) // a sealed bucket's bytes beyond its entries
@@ -476,6 +466,24 @@ func readIndexSnapshot(rd io.ReaderAt, size int64, aead cipher.AEAD, listed map[
 	}
 	if !p.ok() || len(p.b) != 0 || off != hoff {
 		return nil, fmt.Errorf("%w: index snapshot header", ErrCorrupt)
+	}
+	// The files it holds: a delta's, written since, when they are all
+	// still listed; else its own, when they are.
+	d := decodeIndexDelta(aead, delta, src, ix)
+	if d != nil && !allListed(d.files, listed) {
+		d = nil
+	}
+	if d != nil {
+		files = d.files
+	} else if !allListed(files, listed) {
+		return nil, errSnapshotStale
+	}
+	for _, id := range files {
+		ix.files[id] = true
+	}
+	ix.blobs.overlay = map[ID]overlayEntry{}
+	if d != nil {
+		d.apply(ix)
 	}
 	// each pack's trees are found from the blobs' types when first asked
 	// for (building them here cost a third of the read)

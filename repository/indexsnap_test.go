@@ -310,6 +310,8 @@ func TestIndexSnapshotLoadsWhatTheFilesSay(t *testing.T) {
 	for _, p := range idxCached {
 		os.Remove(p)
 	}
+	// (the delta the backup's handle wrote would say them: without it)
+	os.Remove(filepath.Join(x.Cache().Dir(), cacheIndexSnap, indexDeltaName))
 	fb := fault.New(be)
 	x = withCacheAt(t, reopen(t, fb), root)
 	if n := gets(fb, func() {
@@ -318,6 +320,16 @@ func TestIndexSnapshotLoadsWhatTheFilesSay(t *testing.T) {
 		}
 	}); n != added || added == 0 {
 		t.Fatalf("with the snapshot, a load read %d index files, want %d (those it lacks)", n, added)
+	}
+	// and that load wrote a delta saying them: the next reads none
+	fb = fault.New(be)
+	x = withCacheAt(t, reopen(t, fb), root)
+	if n := gets(fb, func() {
+		if err := x.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("with the snapshot and its delta, a load read %d index files", n)
 	}
 	if now, _ := os.ReadFile(snapPath(withCacheAt(t, reopen(t, be), root))); !bytes.Equal(now, snap) {
 		t.Fatal("the snapshot was written again for one small index file")
@@ -461,12 +473,47 @@ func TestIndexSnapshotDecodesBucketsWhenUsed(t *testing.T) {
 		t.Fatalf("one lookup decoded %d buckets", n)
 	}
 	readBack(t, y, "backup-b", want["backup-b"])
-	// merged files: the snapshot is written again, copying the
-	// buckets no entry was added to
+	// merged files: a delta of the snapshot says so (the snapshot is
+	// not written again), and a handle opened from both reads no file
 	before, rawBefore := openedSnapshot(t, y)
 	if n, err := CompactIndex(ctx, y, 1); err != nil || n == 0 {
 		t.Fatalf("compaction: %d %v", n, err)
 	}
+	snapFile := filepath.Join(y.Cache().Dir(), cacheIndexSnap, indexSnapName)
+	deltaFile := filepath.Join(y.Cache().Dir(), cacheIndexSnap, indexDeltaName)
+	if now, _ := os.ReadFile(snapFile); !bytes.Equal(now, rawBefore) {
+		t.Fatal("the snapshot was written again after a merge")
+	}
+	if _, err := os.Stat(deltaFile); err != nil {
+		t.Fatalf("no delta after the merge: %v", err)
+	}
+	plain := reopen(t, be)
+	if err := plain.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sameAsFiles := func(what string) {
+		t.Helper()
+		fb := fault.New(be)
+		z := withCacheAt(t, reopen(t, fb), root)
+		if n := gets(fb, func() {
+			if err := z.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Fatalf("%s: a load read %d index files", what, n)
+		}
+		if z.idx.blobs.src == nil {
+			t.Fatalf("%s: the snapshot was not used", what)
+		}
+		if !reflect.DeepEqual(indexContent(plain.idx), indexContent(z.idx)) {
+			t.Fatalf("%s: the snapshot says another index than the files", what)
+		}
+	}
+	sameAsFiles("the delta after the merge")
+	// Written whole (as when its delta would hold too many entries), the
+	// buckets no entry was added to are copied, and the delta goes.
+	y.idx.blobs.overlay = nil
+	y.saveIndexSnapshot(y.idx, true)
 	after, rawAfter := openedSnapshot(t, y)
 	copied := 0
 	for i := range before.blobs.buckets {
@@ -478,20 +525,10 @@ func TestIndexSnapshotDecodesBucketsWhenUsed(t *testing.T) {
 	if copied < numBuckets/2 {
 		t.Fatalf("%d of %d buckets copied as they were", copied, numBuckets)
 	}
-	plain := reopen(t, be)
-	if err := plain.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(deltaFile); !os.IsNotExist(err) {
+		t.Fatalf("the delta of the snapshot written over is left: %v", err)
 	}
-	z := withCacheAt(t, reopen(t, be), root)
-	if err := z.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if z.idx.blobs.src == nil {
-		t.Fatal("the snapshot written after the compaction was not used")
-	}
-	if !reflect.DeepEqual(indexContent(plain.idx), indexContent(z.idx)) {
-		t.Fatal("the snapshot written after the compaction says another index")
-	}
+	sameAsFiles("the snapshot written whole")
 }
 
 // A bucket of the cached snapshot damaged on disk (its header intact, so
@@ -582,7 +619,8 @@ func TestIndexSnapshotDamageCopiedOnIsReadFromTheFiles(t *testing.T) {
 			t.Fatalf("the snapshot should open: %v", err)
 		}
 	}
-	p2.saveIndexSnapshot(p2.idx)
+	p2.idx.blobs.overlay = nil // written whole, as when a delta would hold too much
+	p2.saveIndexSnapshot(p2.idx, true)
 	if now, _ := os.ReadFile(path); bytes.Equal(now, raw) {
 		t.Fatal("the second handle should have written a new snapshot")
 	}

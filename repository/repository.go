@@ -488,8 +488,10 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 			return true, nil
 		}
 	}
-	if len(names) > 0 && (!snapped || len(names) >= indexSnapFiles || readBlobs*indexSnapShare >= r.idx.Len()) {
-		r.saveIndexSnapshot(r.idx)
+	if len(names) > 0 {
+		// a delta whenever files were read; the whole snapshot again
+		// when no delta can say what changed and enough did
+		r.saveIndexSnapshot(r.idx, !snapped || len(names) >= indexSnapFiles || readBlobs*indexSnapShare >= r.idx.Len())
 	}
 	if r.cache != nil {
 		r.idx.mu.RLock()
