@@ -119,8 +119,8 @@ func decodeIndexDelta(aead cipher.AEAD, raw []byte, src *snapFile, ix *Index) *i
 		return nil
 	}
 	added := newIndex()
-	if p.packRefs(added) != nil {
-		return nil
+	if p.packRefs(added) != nil || len(added.packByID) != len(added.packs) {
+		return nil // (a pack named twice)
 	}
 	for _, pr := range added.packs {
 		if _, dup := ix.packByID[pr.id]; dup {

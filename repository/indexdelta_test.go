@@ -115,6 +115,19 @@ func TestIndexDeltaUsedOnlyWhenItFits(t *testing.T) {
 	// cut short
 	put(delta[:len(delta)-3])
 	loadsLike(t, be, root, 2, "delta cut short")
+	// sealed with the key but naming a pack twice
+	if z := withCacheAt(t, reopen(t, be), root); z.LoadIndex(ctx) == nil {
+		z.idx.mu.Lock()
+		base := z.idx.blobs.src
+		z.idx.packs = append(z.idx.packs, z.idx.packs[len(z.idx.packs)-1])
+		var buf bytes.Buffer
+		if err := writeIndexDelta(&buf, z.indexAEAD, z.idx, base); err != nil {
+			t.Fatal(err)
+		}
+		z.idx.mu.Unlock()
+		put(buf.Bytes())
+		loadsLike(t, be, root, 2, "a delta naming a pack twice")
+	}
 	// of another snapshot: written whole since, the old delta put back
 	w := withCacheAt(t, reopen(t, be), root)
 	if err := w.LoadIndex(ctx); err != nil {
