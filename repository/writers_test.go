@@ -213,7 +213,7 @@ func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 	if err := w.CheckPacks(ctx, deps); !errors.Is(err, ErrPacksMissing) {
 		t.Fatalf("want ErrPacksMissing, got %v", err)
 	}
-	// the listing path (more than 64 packs) finds it too
+	// the listing path (more packs than lookupLimit) finds it too
 	many := slices.Clone(deps)
 	for i := range 70 {
 		r.SaveBlob(ctx, DataBlob, randData(100+int64(i), 2000))
@@ -227,6 +227,37 @@ func TestCheckPacksRefusesMissingPacks(t *testing.T) {
 	fb.Reset()
 	if err := w.CheckPacks(ctx, many); !errors.Is(err, ErrPacksMissing) || fb.Calls(fault.Stat) != 0 {
 		t.Fatalf("listing path: want ErrPacksMissing and no lookup one by one, got %v, %d", err, fb.Calls(fault.Stat))
+	}
+}
+
+// Packs are looked up one by one up to 24 for each 1,000 packs the index
+// holds (a listing page's worth), 64 while it is not loaded.
+func TestLookupLimit(t *testing.T) {
+	for _, c := range []struct{ stored, want int }{{0, 64}, {1, 24}, {245, 24}, {1000, 24}, {1001, 48}, {100_000, 2400}} {
+		if got := lookupLimit(c.stored); got != c.want {
+			t.Errorf("lookupLimit(%d) = %d, want %d", c.stored, got, c.want)
+		}
+	}
+	// in a repository of a few packs, 30 are listed, not looked up
+	ctx := context.Background()
+	be := mem.New()
+	r, err := Init(ctx, be, InitOptions{Wrapping: testPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.LoadIndex(ctx)
+	for i := range 30 {
+		r.SaveBlob(ctx, DataBlob, randData(300+int64(i), 2000))
+		r.Flush(ctx)
+	}
+	fb := fault.New(be)
+	w := reopen(t, fb)
+	if err := w.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fb.Reset()
+	if err := w.CheckPacks(ctx, r.DependedPacks()); err != nil || fb.Calls(fault.Stat) != 0 || fb.Calls(fault.List) == 0 {
+		t.Fatalf("30 packs of 30: %v, %d lookups, %d listings", err, fb.Calls(fault.Stat), fb.Calls(fault.List))
 	}
 }
 
