@@ -240,11 +240,7 @@ func TestLookupLimit(t *testing.T) {
 	}
 	// in a repository of a few packs, 30 are listed, not looked up
 	ctx := context.Background()
-	be := mem.New()
-	r, err := Init(ctx, be, InitOptions{Wrapping: testPass})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, be := newTestRepo(t)
 	r.LoadIndex(ctx)
 	for i := range 30 {
 		r.SaveBlob(ctx, DataBlob, randData(300+int64(i), 2000))

@@ -46,7 +46,25 @@ var (
 	repeat        int
 	profileDir    string
 	resume        bool
+	withRef       bool
 )
+
+// measureWith measures fn: its time, and the requests counted and timed
+// (traced when trace) by the decorators.
+func measureWith(counted *fault.Backend, tm *timed, trace bool, fn func() error) (Measure, error) {
+	counted.Reset()
+	tm.reset(trace)
+	t := time.Now()
+	err := fn()
+	m := Measure{Seconds: time.Since(t).Seconds(), S3Seconds: tm.total().Seconds(), ByOp: map[string]int{}}
+	for _, op := range []fault.Op{fault.Put, fault.Get, fault.Stat, fault.List, fault.Delete} {
+		if c := counted.Calls(op); c > 0 {
+			m.ByOp[string(op)] = c
+			m.Requests += c
+		}
+	}
+	return m, err
+}
 
 // profile writes a CPU profile of n calls of fn to profileDir/name.
 func profile(name string, n int, fn func() error) error {
@@ -82,6 +100,7 @@ func main() {
 	flag.IntVar(&lastN, "last", lastN, "repo list shows the newest this many backups (repo list --last N; 50 is its default), measured beside repo list --all")
 	flag.BoolVar(&traceRequests, "trace", false, "at each checkpoint, print one more backup's and listing's S3 requests, each with its time, and the time by kind")
 	flag.StringVar(&profileDir, "profile", "", "at each checkpoint N, write CPU profiles of the backups measured (backup-N.pprof), of 100 listings of the newest (-last) and of 10 whole listings (list-N.pprof, all-N.pprof) here")
+	flag.BoolVar(&withRef, "ref", true, "beside each checkpoint, also measure the backup and repo list of a repository of 10 backups, put back to that state before each measure: the first checkpoint is measured in the run's first second and the last minutes later, and the machine's speed drifts meanwhile (not with -resume)")
 	flag.BoolVar(&resume, "resume", false, "go on with the history an earlier run kept (its -dir and -s3-dir, both required), from its last backup up to -n: measuring at 10,000 backups again takes minutes, not the 22 to make them")
 	flag.Parse()
 	if resume && (*scratch == "" || s3Dir == "") {
@@ -131,6 +150,10 @@ type Point struct {
 	ManifestSets   int   `json:"manifest_sets"`
 	Packs          int   `json:"packs"`
 	StoredBytes    int64 `json:"stored_bytes"`
+	// RefBackup and RefList: the reference's (-ref), measured beside
+	// this checkpoint
+	RefBackup Measure `json:"reference_backup,omitzero"`
+	RefList   Measure `json:"reference_list,omitzero"`
 }
 
 func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup int, scratch, out string) error {
@@ -232,18 +255,13 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 	}
 	comps := []backup.Component{{Name: "data", Paths: []string{src}}}
 	measureTraced := func(fn func() error, trace bool) (Measure, error) {
-		counted.Reset()
-		tm.reset(trace)
-		t := time.Now()
-		err := fn()
-		m := Measure{Seconds: time.Since(t).Seconds(), S3Seconds: tm.total().Seconds(), ByOp: map[string]int{}}
-		for _, op := range []fault.Op{fault.Put, fault.Get, fault.Stat, fault.List, fault.Delete} {
-			if c := counted.Calls(op); c > 0 {
-				m.ByOp[string(op)] = c
-				m.Requests += c
-			}
+		return measureWith(counted, tm, trace, fn)
+	}
+	var ref *reference
+	if withRef && !resume {
+		if ref, err = newReference(ctx, srv, s3Dir, scratch, nfiles, ndirs, change, creds, kdf); err != nil {
+			return err
 		}
-		return m, err
 	}
 	measure := func(fn func() error) (Measure, error) { return measureTraced(fn, false) }
 	var results []Point
@@ -365,6 +383,11 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 					return err
 				}
 			}
+			if ref != nil {
+				if p.RefBackup, p.RefList, err = ref.measure(ctx); err != nil {
+					return err
+				}
+			}
 			p.IndexFiles = count(ctx, be, "index/", nil)
 			p.LooseManifests = count(ctx, be, "manifests/", nil)
 			p.ManifestSets = count(ctx, be, "manifest-sets/", nil)
@@ -372,6 +395,9 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			results = append(results, p)
 			fmt.Printf("%8d %10.3f %9d %10.3f %9d %10.3f %9d %8d %6d %5d %7d %10.1f   (%s elapsed)\n", i, p.Backup.Seconds, p.Backup.Requests,
 				p.List.Seconds, p.List.Requests, p.All.Seconds, p.All.Requests, p.IndexFiles, p.LooseManifests, p.ManifestSets, p.Packs, float64(p.StoredBytes)/1e6, time.Since(began).Round(time.Second))
+			if ref != nil {
+				fmt.Printf("%8s %10.3f %9d %10.3f %9d   (reference: %d backups, measured beside it)\n", "ref", p.RefBackup.Seconds, p.RefBackup.Requests, p.RefList.Seconds, p.RefList.Requests, refAt)
+			}
 		}
 		if cleanup > 0 && i%cleanup == 0 {
 			// S3 times have whole seconds: a writer that ended in the
@@ -428,6 +454,13 @@ func judge(results []Point) bool {
 		return true
 	}
 	first, last := results[0], results[len(results)-1]
+	if last.RefBackup.Seconds > 0 {
+		// beside the targets, judged as they are set: the machine's
+		// drift between the first checkpoint and the last
+		fmt.Printf("reference (%d backups) beside %d and beside %d: backup %.3f -> %.3f s, repo list %.3f -> %.3f s; at %d against it: backup %.2fx, repo list %.2fx\n",
+			refAt, first.Backups, last.Backups, first.RefBackup.Seconds, last.RefBackup.Seconds, first.RefList.Seconds, last.RefList.Seconds,
+			last.Backups, last.Backup.Seconds/last.RefBackup.Seconds, last.List.Seconds/last.RefList.Seconds)
+	}
 	ok := true
 	for _, c := range []struct {
 		what     string
