@@ -11,7 +11,11 @@
 // each with a fresh repository handle and the client's local cache, as a
 // new command would run. It judges case D's targets at the last checkpoint
 // against the first (exit 1 on a miss): the backup and `repo list` within
-// 1.3x the time, and no more requests.
+// 1.3x the time, and no more requests. Beside each checkpoint it also
+// measures a reference repository of 10 backups put back to that state
+// before each measure (-ref), and reports the last checkpoint against it:
+// the machine's speed drifts in the minutes between the first checkpoint
+// and the last.
 //
 //	go run ./bench/history -n 10000
 package main
