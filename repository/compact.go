@@ -196,7 +196,7 @@ func (r *Repository) mergeSmallIndexFiles(ctx context.Context, bound int, valid 
 	r.idx.mu.Unlock()
 	// the cached snapshot (or its delta) named the files merged: the next
 	// command would read every file again without a delta saying so
-	r.saveIndexSnapshot(r.idx, true)
+	r.saveIndexSnapshot(r.idx)
 	return len(merge), nil
 }
 

@@ -94,7 +94,7 @@ func TestIndexDeltaUsedOnlyWhenItFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	saveFiles(t, h, "backup-d", fileSet(100, 3, 10))
-	h.saveIndexSnapshot(h.idx, true) // as after a merge
+	h.saveIndexSnapshot(h.idx) // as after a merge
 	loadsLike(t, be, root, 0, "the delta written")
 	delta := cachedSnapshot(t, root, x, indexDeltaName)
 	if len(delta) == 0 {
@@ -139,7 +139,7 @@ func TestIndexDeltaUsedOnlyWhenItFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.idx.blobs.overlay = nil
-	w.saveIndexSnapshot(w.idx, true)
+	w.saveIndexSnapshot(w.idx)
 	if _, err := os.Stat(deltaPath); !os.IsNotExist(err) {
 		t.Fatal("a whole snapshot should remove the delta of the one before")
 	}
@@ -152,7 +152,7 @@ func TestIndexDeltaUsedOnlyWhenItFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	saveFiles(t, h, "backup-e", fileSet(200, 3, 10))
-	h.saveIndexSnapshot(h.idx, true)
+	h.saveIndexSnapshot(h.idx)
 	loadsLike(t, be, root, 0, "another delta")
 	other := reopen(t, be)
 	if err := other.LoadIndex(ctx); err != nil {
@@ -189,7 +189,7 @@ func TestIndexDeltaChangesEntriesInPlace(t *testing.T) {
 		t.Fatalf("the change is not in the overlay: %+v %v", e, ok)
 	}
 	x.idx.mu.Unlock()
-	x.saveIndexSnapshot(x.idx, false)
+	x.saveIndexSnapshot(x.idx)
 	z := withCacheAt(t, reopen(t, be), root)
 	if err := z.LoadIndex(ctx); err != nil {
 		t.Fatal(err)

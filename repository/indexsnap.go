@@ -81,8 +81,8 @@ const snapEntrySize = 8 + 24 + 6*4 + 1
 
 // saveIndexSnapshot writes ix to the cache (failures only cost speed): as
 // a delta of the snapshot it was read from when one can describe it
-// (indexdelta.go), else whole when whole.
-func (r *Repository) saveIndexSnapshot(ix *Index, whole bool) {
+// (indexdelta.go), else whole.
+func (r *Repository) saveIndexSnapshot(ix *Index) {
 	if r.cache == nil {
 		return
 	}
@@ -96,9 +96,6 @@ func (r *Repository) saveIndexSnapshot(ix *Index, whole bool) {
 		_ = r.cache.putStream(cacheIndexSnap, indexDeltaName, func(w io.Writer) error {
 			return writeIndexDelta(w, r.indexAEAD, ix, base)
 		})
-		return
-	}
-	if !whole {
 		return
 	}
 	err := r.cache.putStream(cacheIndexSnap, indexSnapName, func(w io.Writer) error {

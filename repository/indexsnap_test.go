@@ -505,7 +505,7 @@ func TestIndexSnapshotDecodesBucketsWhenUsed(t *testing.T) {
 	// Written whole (as when its delta would hold too many entries), the
 	// buckets no entry was added to are copied, and the delta goes.
 	y.idx.blobs.overlay = nil
-	y.saveIndexSnapshot(y.idx, true)
+	y.saveIndexSnapshot(y.idx)
 	after, rawAfter := openedSnapshot(t, y)
 	copied := 0
 	for i := range before.blobs.buckets {
@@ -612,7 +612,7 @@ func TestIndexSnapshotDamageCopiedOnIsReadFromTheFiles(t *testing.T) {
 		}
 	}
 	p2.idx.blobs.overlay = nil // written whole, as when a delta would hold too much
-	p2.saveIndexSnapshot(p2.idx, true)
+	p2.saveIndexSnapshot(p2.idx)
 	if now, _ := os.ReadFile(path); bytes.Equal(now, raw) {
 		t.Fatal("the second handle should have written a new snapshot")
 	}

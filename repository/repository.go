@@ -495,7 +495,7 @@ func (r *Repository) loadIndexOnce(ctx context.Context) (vanished bool, err erro
 	// the median backup after 10,000 took 2 to 3 ms longer). After a
 	// merge, Compact writes one.
 	if len(names) > 0 && (!snapped || len(names) >= indexSnapFiles || readBlobs*indexSnapShare >= r.idx.Len()) {
-		r.saveIndexSnapshot(r.idx, true)
+		r.saveIndexSnapshot(r.idx)
 	}
 	if r.cache != nil {
 		r.idx.mu.RLock()
