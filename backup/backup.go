@@ -247,12 +247,6 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	if failed == len(comps) {
 		return nil, fmt.Errorf("%w: every component failed: %s", ErrComponentFailed, strings.Join(msgs, "; "))
 	}
-	// An earlier attempt of this commit may have written the manifest
-	// (and died before saying so); a manifest of another backup under the
-	// same id is never taken for it, nor written over.
-	if have, err := committed(ctx, repo, m); have != nil || err != nil {
-		return have, err
-	}
 	m.Finished = time.Now().UTC()
 	// Never a manifest over missing packs: every pack the components
 	// depend on must still be stored (a collection that ran meanwhile
@@ -262,11 +256,17 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 		return nil, err
 	}
 	defer w.End()
-	packs, err := repo.PendingPacks(ctx, plan.ID)
-	if err != nil {
-		return nil, err
-	}
-	if err := repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...)); err != nil {
+	// An earlier attempt of this commit may have written the manifest
+	// (and died before saying so): SaveManifest then refuses, and so may
+	// this check (its pending markers are gone, its packs' backup deleted
+	// since); either way the manifest stored is returned when it is this
+	// backup's. A manifest of another backup under the same id is never
+	// taken for it, nor written over. (Looking first cost every commit a
+	// read and two listings.)
+	if err := checkPacks(ctx, repo, plan.ID); err != nil {
+		if have, cerr := committed(ctx, repo, m); have != nil || cerr != nil {
+			return have, cerr
+		}
 		return nil, err
 	}
 	if err := w.Valid(); err != nil {
@@ -287,6 +287,16 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	// there are too many (the next backup tries again)
 	_, _ = repository.Compact(ctx, repo, repository.IndexFileBound, repository.LooseManifestBound)
 	return m, nil
+}
+
+// checkPacks checks that every pack the backup's components stored or
+// depend on is still stored (Repository.CheckPacks).
+func checkPacks(ctx context.Context, repo *repository.Repository, id string) error {
+	packs, err := repo.PendingPacks(ctx, id)
+	if err != nil {
+		return err
+	}
+	return repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...))
 }
 
 // committed returns the manifest stored under m's id when it is m's own

@@ -166,3 +166,73 @@ func TestCommitNeverTakesAnotherBackupsManifest(t *testing.T) {
 		t.Fatalf("a taken id is %s, not a conflict", code)
 	}
 }
+
+// A retried commit whose first attempt stored the manifest is given it
+// back however the repository changed since: the manifest folded into a
+// set (SaveManifest refuses), or a pack the retry's handle depends on
+// gone (the pack check fails). The commit no longer looks for its
+// manifest before it checks the packs; these are the paths that replaced
+// that look.
+func TestRetriedCommitFindsItsManifest(t *testing.T) {
+	ctx := context.Background()
+	repo, be := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), rnd(5, 64<<10))
+	comps := []backup.Component{{Name: "d", Paths: []string{src}}}
+	plan, err := backup.Prepare(ctx, repo, backup.Options{ID: "backup-20261202-030000-abcd", Type: backup.Full,
+		Components: comps, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := backup.RunComponent(ctx, repo, plan, comps[0], backup.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := backup.Commit(ctx, repo, plan, []repository.ComponentManifest{cm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry := func(what string) {
+		t.Helper()
+		again, err := backup.Commit(ctx, repo, plan, []repository.ComponentManifest{cm})
+		if err != nil || !again.SameBackup(m1) || !again.Finished.Equal(m1.Finished) {
+			t.Fatalf("%s: a retried commit is not given its own manifest: %+v %v", what, again, err)
+		}
+	}
+	retry("loose")
+	// a second backup, so that there are more loose manifests than 1
+	if _, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := repository.Compact(ctx, repo, repository.IndexFileBound, 1)
+	if err != nil || c.ManifestsFolded != 2 {
+		t.Fatalf("fold: %+v %v", c, err)
+	}
+	if _, err := be.Stat(ctx, "manifests/"+plan.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the loose manifest is still there after the fold: %v", err)
+	}
+	retry("folded into a set")
+	// the retry's handle depends on a pack that is gone
+	var packs []string
+	be.List(ctx, "data/", func(oi storage.ObjectInfo) error { packs = append(packs, oi.Name); return nil })
+	if len(packs) == 0 {
+		t.Fatal("no packs")
+	}
+	if err := be.Delete(ctx, packs[0]); err != nil {
+		t.Fatal(err)
+	}
+	retry("a pack gone")
+	// and a backup that never committed, over the same missing pack, is
+	// refused: nothing is committed over missing data
+	plan2, err := backup.Prepare(ctx, repo, backup.Options{ID: "backup-20261202-040000-abcd", Type: backup.Full,
+		Components: comps, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Commit(ctx, repo, plan2, []repository.ComponentManifest{cm}); !errors.Is(err, repository.ErrPacksMissing) {
+		t.Fatalf("a commit over a missing pack: %v", err)
+	}
+	if _, err := repo.LoadManifest(ctx, plan2.ID); !errors.Is(err, repository.ErrBackupNotFound) {
+		t.Fatalf("a manifest was written over a missing pack: %v", err)
+	}
+}

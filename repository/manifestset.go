@@ -347,9 +347,9 @@ type setMemo struct {
 // went meanwhile (rewritten by a collection) makes it list again.
 func (r *Repository) listManifestView(ctx context.Context, open bool) (*manifestView, error) {
 	if !open {
-		return r.listManifestViewOnce(ctx, true)
+		return r.listManifestViewOnce(ctx, true, true)
 	}
-	return r.listManifestViewOf(ctx, "", true)
+	return r.listManifestViewOf(ctx, "", true, true)
 }
 
 // listSetsView is listManifestView without the loose manifests, opening
@@ -357,18 +357,20 @@ func (r *Repository) listManifestView(ctx context.Context, open bool) (*manifest
 // looking up one backup whose loose manifest was not found, or whether a
 // new backup's id is free. A set holds no backup newer than its name says
 // (decodeManifestSet checks), so a new backup's id opens none, and a
-// lookup's cost does not grow with the history before it.
-func (r *Repository) listSetsView(ctx context.Context, id string) (*manifestView, error) {
-	return r.listManifestViewOf(ctx, id, false)
+// lookup's cost does not grow with the history before it. Without tombs,
+// the tombstones are not listed (v.tombs is empty): a new backup's commit
+// looks its own tombstone up by name.
+func (r *Repository) listSetsView(ctx context.Context, id string, tombs bool) (*manifestView, error) {
+	return r.listManifestViewOf(ctx, id, false, tombs)
 }
 
 // listManifestViewOf lists, then opens the sets whose newest backup is
 // from or newer ("" opens every set).
-func (r *Repository) listManifestViewOf(ctx context.Context, from string, loose bool) (*manifestView, error) {
+func (r *Repository) listManifestViewOf(ctx context.Context, from string, loose, tombs bool) (*manifestView, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		var v *manifestView
-		v, err = r.listManifestViewOnce(ctx, loose)
+		v, err = r.listManifestViewOnce(ctx, loose, tombs)
 		if err != nil {
 			return nil, err
 		}
@@ -395,10 +397,12 @@ func (r *Repository) listManifestViewOf(ctx context.Context, from string, loose 
 	}
 }
 
-func (r *Repository) listManifestViewOnce(ctx context.Context, loose bool) (*manifestView, error) {
+func (r *Repository) listManifestViewOnce(ctx context.Context, loose, tombs bool) (*manifestView, error) {
 	v := &manifestView{loose: map[string]storage.ObjectInfo{}, tombs: map[string]storage.ObjectInfo{}}
-	if err := r.listTombstones(ctx, v); err != nil {
-		return nil, err
+	if tombs {
+		if err := r.listTombstones(ctx, v); err != nil {
+			return nil, err
+		}
 	}
 	if loose {
 		infos, err := r.manifestInfos(ctx)
@@ -768,7 +772,7 @@ func (r *Repository) storeManifestSets(ctx context.Context, entries []setEntry) 
 // a storage that takes writes but refuses deletes gets one set more, not
 // one a backup.
 func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() error) (int, error) {
-	v, err := r.listManifestViewOnce(ctx, true)
+	v, err := r.listManifestViewOnce(ctx, true, true)
 	if err != nil {
 		return 0, err
 	}

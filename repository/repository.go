@@ -1282,8 +1282,9 @@ func (r *Repository) SaveManifest(ctx context.Context, m *Manifest) error {
 	// folded into a set by a collection (a retried commit whose first
 	// attempt was stored): only a reader can look
 	if r.keys.CanRead() {
-		// a new backup's id (its start time first) opens no set
-		v, err := r.listSetsView(ctx, m.ID)
+		// a new backup's id (its start time first) opens no set; its
+		// tombstone was looked up above
+		v, err := r.listSetsView(ctx, m.ID, false)
 		if err != nil {
 			return fmt.Errorf("backup %s not written: cannot tell whether the id is free: %w", m.ID, err)
 		}
@@ -1341,7 +1342,7 @@ func (r *Repository) LoadManifest(ctx context.Context, id string) (*Manifest, er
 	// folded into a set: the set was stored before the loose manifest
 	// was deleted
 	for attempt := 0; ; attempt++ {
-		v, err := r.listSetsView(ctx, id)
+		v, err := r.listSetsView(ctx, id, true)
 		if err != nil {
 			return nil, err
 		}
