@@ -170,6 +170,16 @@ func parseDataKey(dataPrivate []byte) (*ecdh.PrivateKey, error) {
 
 // openSessionWith is openSession with the data key parsed.
 func openSessionWith(priv *ecdh.PrivateKey, ephPublic []byte) (cipher.AEAD, error) {
+	key, err := sessionKeyWith(priv, ephPublic)
+	if err != nil {
+		return nil, err
+	}
+	return newAEAD(key)
+}
+
+// sessionKeyWith derives the AES key of the session whose ephemeral public
+// key is ephPublic.
+func sessionKeyWith(priv *ecdh.PrivateKey, ephPublic []byte) ([]byte, error) {
 	eph, err := ecdh.X25519().NewPublicKey(ephPublic)
 	if err != nil {
 		return nil, err
@@ -178,16 +188,20 @@ func openSessionWith(priv *ecdh.PrivateKey, ephPublic []byte) (cipher.AEAD, erro
 	if err != nil {
 		return nil, err
 	}
-	return deriveAEAD(shared, ephPublic, priv.PublicKey().Bytes())
+	return deriveKey(shared, ephPublic, priv.PublicKey().Bytes())
 }
 
 func deriveAEAD(shared, ephPublic, dataPublic []byte) (cipher.AEAD, error) {
-	salt := append(append([]byte{}, ephPublic...), dataPublic...)
-	key, err := hkdf.Key(sha256.New, shared, salt, sealInfo, 32)
+	key, err := deriveKey(shared, ephPublic, dataPublic)
 	if err != nil {
 		return nil, err
 	}
 	return newAEAD(key)
+}
+
+func deriveKey(shared, ephPublic, dataPublic []byte) ([]byte, error) {
+	salt := append(append([]byte{}, ephPublic...), dataPublic...)
+	return hkdf.Key(sha256.New, shared, salt, sealInfo, 32)
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {

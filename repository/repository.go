@@ -109,6 +109,7 @@ type Repository struct {
 	deps     dependencies     // packs this session's data depends on (writers.go)
 	regs     registrations    // open registrations made through this handle (writers.go)
 	sessions sync.Map         // ephemeral public key (string) -> cipher.AEAD
+	skeys    sessionKeys      // the session keys kept in the cache (sessioncache.go)
 	dataKey  *ecdh.PrivateKey // parsed once; nil for a write-only key
 	// the key of the cache's verified manifests (see manifestcache.go)
 	mcacheOnce sync.Once
@@ -831,6 +832,9 @@ func blobPool(n int) *sync.Pool {
 // session's per-pack index files into one. After Flush returns nil, every
 // blob saved so far is durable and indexed.
 func (r *Repository) Flush(ctx context.Context) error {
+	// the keys of the packs the backup read its parent's trees from, for
+	// the next one (a restore's many data packs would crowd them out)
+	defer r.saveSessionKeys()
 	if err := r.flushBundles(ctx); err != nil {
 		// nothing of the session may look stored
 		r.Abort()
@@ -938,7 +942,11 @@ func (r *Repository) session(eph []byte) (cipher.AEAD, error) {
 	if r.dataKey == nil {
 		return openSession(r.keys.DataPrivate, eph) // its error
 	}
-	a, err := openSessionWith(r.dataKey, eph)
+	key, err := r.sessionKey(eph)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAEAD(key)
 	if err != nil {
 		return nil, err
 	}
