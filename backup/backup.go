@@ -290,13 +290,9 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 }
 
 // checkPacks checks that every pack the backup's components stored or
-// depend on is still stored (Repository.CheckPacks).
+// depend on is still stored (Repository.CheckBackupPacks).
 func checkPacks(ctx context.Context, repo *repository.Repository, id string) error {
-	packs, err := repo.PendingPacks(ctx, id)
-	if err != nil {
-		return err
-	}
-	return repo.CheckPacks(ctx, append(packs, repo.DependedPacks()...))
+	return repo.CheckBackupPacks(ctx, id, repo.DependedPacks())
 }
 
 // committed returns the manifest stored under m's id when it is m's own

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -427,13 +428,55 @@ func (r *Repository) CheckPacks(ctx context.Context, packs []ID) error {
 	if len(packs) == 0 {
 		return nil
 	}
-	packs = slices.Clone(packs)
-	slices.SortFunc(packs, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
-	packs = slices.Compact(packs) // a backup's pending and in-memory lists overlap
-	if err := r.checkStored(ctx, packs); err != nil {
+	return r.checkPacks(ctx, nil, packs)
+}
+
+// CheckBackupPacks is CheckPacks for a backup's commit: of the packs its
+// pending markers name (PendingPacks) and deps. Reading the markers,
+// loading the index again and, when deps alone are more than lookups
+// would cost, listing data/, are done at once (one after the other they
+// were a quarter of a small backup's time on S3, bench case D).
+func (r *Repository) CheckBackupPacks(ctx context.Context, backupID string, deps []ID) error {
+	return r.checkPacks(ctx, func() ([]ID, error) { return r.PendingPacks(ctx, backupID) }, deps)
+}
+
+func (r *Repository) checkPacks(ctx context.Context, pending func() ([]ID, error), deps []ID) error {
+	var wg sync.WaitGroup
+	var loadErr, listErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		loadErr = r.LoadIndex(ctx)
+	}()
+	var listed map[ID]bool
+	if len(deps) > lookupLimit(r.storedPacks()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			listed, listErr = r.listStoredPacks(ctx)
+		}()
+	}
+	var more []ID
+	var err error
+	if pending != nil {
+		more, err = pending()
+	}
+	wg.Wait()
+	if err == nil {
+		err = cmp.Or(listErr, loadErr)
+	}
+	if err != nil {
 		return err
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	packs := slices.Concat(more, deps)
+	slices.SortFunc(packs, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	packs = slices.Compact(packs) // a backup's pending and in-memory lists overlap
+	if listed != nil {
+		err = missingPacks(packs, func(id ID) bool { return listed[id] })
+	} else {
+		err = r.checkStored(ctx, packs)
+	}
+	if err != nil {
 		return err
 	}
 	var unindexed []ID
@@ -468,44 +511,63 @@ func (r *Repository) checkStored(ctx context.Context, packs []ID) error {
 	if len(packs) == 0 {
 		return nil
 	}
-	r.idx.mu.RLock()
-	stored := len(r.idx.packs)
-	r.idx.mu.RUnlock()
-	var missing []string
-	if len(packs) <= lookupLimit(stored) {
-		gone := make([]bool, len(packs))
-		if err := parallel(ctx, len(packs), 8, func(i int) error {
-			_, err := r.be.Stat(ctx, packName(packs[i]))
-			if errors.Is(err, storage.ErrNotFound) {
-				gone[i] = true
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("checking pack %s: %w", packs[i].Short(), err)
-			}
-			return nil
-		}); err != nil {
+	if len(packs) > lookupLimit(r.storedPacks()) {
+		stored, err := r.listStoredPacks(ctx)
+		if err != nil {
 			return err
 		}
-		for i, g := range gone {
-			if g {
-				missing = append(missing, packs[i].Short())
-			}
-		}
-	} else {
-		stored := map[ID]bool{}
-		if err := r.be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
-			if id, err := ParseID(path.Base(oi.Name)); err == nil {
-				stored[id] = true
-			}
+		return missingPacks(packs, func(id ID) bool { return stored[id] })
+	}
+	gone := make([]bool, len(packs))
+	if err := parallel(ctx, len(packs), 8, func(i int) error {
+		_, err := r.be.Stat(ctx, packName(packs[i]))
+		if errors.Is(err, storage.ErrNotFound) {
+			gone[i] = true
 			return nil
-		}); err != nil {
-			return fmt.Errorf("checking packs: %w", err)
 		}
-		for _, id := range packs {
-			if !stored[id] {
-				missing = append(missing, id.Short())
-			}
+		if err != nil {
+			return fmt.Errorf("checking pack %s: %w", packs[i].Short(), err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	lost := map[ID]bool{}
+	for i, g := range gone {
+		if g {
+			lost[packs[i]] = true
+		}
+	}
+	return missingPacks(packs, func(id ID) bool { return !lost[id] })
+}
+
+// storedPacks is how many packs the index holds (0: not loaded).
+func (r *Repository) storedPacks() int {
+	r.idx.mu.RLock()
+	defer r.idx.mu.RUnlock()
+	return len(r.idx.packs)
+}
+
+// listStoredPacks lists data/.
+func (r *Repository) listStoredPacks(ctx context.Context) (map[ID]bool, error) {
+	stored := map[ID]bool{}
+	if err := r.be.List(ctx, "data/", func(oi storage.ObjectInfo) error {
+		if id, err := ParseID(path.Base(oi.Name)); err == nil {
+			stored[id] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("checking packs: %w", err)
+	}
+	return stored, nil
+}
+
+// missingPacks is ErrPacksMissing naming the packs stored does not hold.
+func missingPacks(packs []ID, stored func(ID) bool) error {
+	var missing []string
+	for _, id := range packs {
+		if !stored(id) {
+			missing = append(missing, id.Short())
 		}
 	}
 	if len(missing) > 0 {

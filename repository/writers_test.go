@@ -919,3 +919,51 @@ func TestCondemnedListCachedCutShortIsReadAgain(t *testing.T) {
 		t.Fatalf("after the cache was cut: %v %v, %d reads", c, err, gets.n.Load())
 	}
 }
+
+// A commit's check reads the pending markers, loads the index again and,
+// for many dependencies, lists data/, all at once: a pack missing is
+// found whichever way it was looked for, named by a marker or by the
+// handle's dependencies.
+func TestCheckBackupPacks(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		packs   int
+		listing bool
+	}{{30, true}, {3, false}} {
+		r, be := newTestRepo(t)
+		r.LoadIndex(ctx)
+		for i := range c.packs {
+			r.SaveBlob(ctx, DataBlob, randData(400+int64(i), 2000))
+			r.Flush(ctx)
+		}
+		id := "backup-20261207-120000-abcd"
+		if err := r.SavePending(ctx, id, "d", ID{}); err != nil {
+			t.Fatal(err)
+		}
+		deps := r.DependedPacks()
+		check := func(deps []ID) (error, int, int) {
+			fb := fault.New(be)
+			w := reopen(t, fb)
+			if err := w.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fb.Reset()
+			err := w.CheckBackupPacks(ctx, id, deps)
+			return err, fb.Calls(fault.Stat), fb.Calls(fault.List)
+		}
+		if err, stats, lists := check(deps); err != nil || (stats == 0) != c.listing {
+			t.Fatalf("%d packs: %v, %d lookups, %d listings", c.packs, err, stats, lists)
+		}
+		if err := be.Delete(ctx, packName(deps[1])); err != nil {
+			t.Fatal(err)
+		}
+		// named by the handle's dependencies and the marker, or by the
+		// marker alone
+		for _, d := range [][]ID{deps, nil} {
+			err, _, _ := check(d)
+			if !errors.Is(err, ErrPacksMissing) || !strings.Contains(err.Error(), deps[1].Short()) {
+				t.Fatalf("%d packs, %d named by the handle, one gone: %v", c.packs, len(d), err)
+			}
+		}
+	}
+}

@@ -22,6 +22,7 @@ type timed struct {
 	spent   map[string]time.Duration
 	tracing bool
 	trace   []string
+	since   time.Time // the last reset: a traced request says when it began
 }
 
 func newTimed(b storage.Backend) *timed { return &timed{Backend: b, spent: map[string]time.Duration{}} }
@@ -31,7 +32,7 @@ func (t *timed) reset(trace bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.spent = map[string]time.Duration{}
-	t.tracing, t.trace = trace, nil
+	t.tracing, t.trace, t.since = trace, nil, time.Now()
 }
 
 // total is the time spent in requests since the last reset (requests
@@ -79,7 +80,8 @@ func (t *timed) note(op, name string, began time.Time, detail string) {
 	defer t.mu.Unlock()
 	t.spent[key] += d
 	if t.tracing {
-		t.trace = append(t.trace, fmt.Sprintf("%7.2f ms %-6s %s%s", float64(d.Microseconds())/1000, op, name, detail))
+		t.trace = append(t.trace, fmt.Sprintf("at %6.2f %7.2f ms %-6s %s%s", float64(began.Sub(t.since).Microseconds())/1000,
+			float64(d.Microseconds())/1000, op, name, detail))
 	}
 }
 
