@@ -248,36 +248,27 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 		return nil, fmt.Errorf("%w: every component failed: %s", ErrComponentFailed, strings.Join(msgs, "; "))
 	}
 	m.Finished = time.Now().UTC()
-	// Never a manifest over missing packs: every pack the components
-	// depend on must still be stored (a collection that ran meanwhile
-	// cannot delete them once this writer is registered).
-	w, err := repo.BeginWrite(ctx, "commit "+plan.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer w.End()
 	// An earlier attempt of this commit may have written the manifest
-	// (and died before saying so): SaveManifest then refuses, and so may
-	// this check (its pending markers are gone, its packs' backup deleted
-	// since); either way the manifest stored is returned when it is this
-	// backup's. A manifest of another backup under the same id is never
-	// taken for it, nor written over. (Looking first cost every commit a
-	// read and two listings.)
-	if err := checkPacks(ctx, repo, plan.ID); err != nil {
-		if have, cerr := committed(ctx, repo, m); have != nil || cerr != nil {
-			return have, cerr
+	// (and died before saying so). Each step below may then refuse: the
+	// registration or the pack check (its pending markers are gone, its
+	// packs' backup deleted since), SaveManifest (the manifest is there,
+	// or folded into a set beside one that cannot be read). Whatever
+	// refused, the manifest stored is returned when it is this backup's;
+	// a manifest of another backup under the same id is never taken for
+	// it, nor written over. (Looking first cost every commit a read and
+	// two listings.)
+	if err := saveManifest(ctx, repo, plan, m); err != nil {
+		have, cerr := committed(ctx, repo, m)
+		switch {
+		case have != nil:
+			return have, nil
+		case errors.Is(cerr, repository.ErrBackupIDTaken):
+			return nil, cerr
+		case errors.Is(err, repository.ErrBackupExists) && cerr != nil:
+			return nil, cerr
+		case errors.Is(err, repository.ErrBackupExists):
+			return nil, fmt.Errorf("backup %s: its manifest exists and then did not (another job deletes it?)", m.ID)
 		}
-		return nil, err
-	}
-	if err := w.Valid(); err != nil {
-		return nil, err
-	}
-	if err := repo.SaveManifest(ctx, m); errors.Is(err, repository.ErrBackupExists) {
-		if have, err := committed(ctx, repo, m); have != nil || err != nil {
-			return have, err
-		}
-		return nil, fmt.Errorf("backup %s: its manifest exists and then did not (another job deletes it?)", m.ID)
-	} else if err != nil {
 		return nil, err
 	}
 	// the manifest references the trees now; a leftover marker would only
@@ -289,10 +280,23 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 	return m, nil
 }
 
-// checkPacks checks that every pack the backup's components stored or
-// depend on is still stored (Repository.CheckBackupPacks).
-func checkPacks(ctx context.Context, repo *repository.Repository, id string) error {
-	return repo.CheckBackupPacks(ctx, id, repo.DependedPacks())
+// saveManifest registers a writer, checks the packs and saves m. Never a
+// manifest over missing packs: every pack the components stored or
+// depend on must still be stored (a collection that ran meanwhile cannot
+// delete them once this writer is registered).
+func saveManifest(ctx context.Context, repo *repository.Repository, plan *Plan, m *repository.Manifest) error {
+	w, err := repo.BeginWrite(ctx, "commit "+plan.ID)
+	if err != nil {
+		return err
+	}
+	defer w.End()
+	if err := repo.CheckBackupPacks(ctx, plan.ID, repo.DependedPacks()); err != nil {
+		return err
+	}
+	if err := w.Valid(); err != nil {
+		return err
+	}
+	return repo.SaveManifest(ctx, m)
 }
 
 // committed returns the manifest stored under m's id when it is m's own

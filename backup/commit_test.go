@@ -13,6 +13,7 @@ import (
 	"backupd/codes"
 	"backupd/repository"
 	"backupd/storage"
+	"backupd/storage/fault"
 )
 
 // A backup whose packs vanished before its commit (deleted by a collection
@@ -200,6 +201,16 @@ func TestRetriedCommitFindsItsManifest(t *testing.T) {
 		}
 	}
 	retry("loose")
+	// a retry that cannot register (its storage refuses writes now)
+	fb := fault.New(be)
+	fb.Add(fault.Rule{Op: fault.Put, Prefix: "writers/"})
+	rf, err := repository.Open(ctx, fb, repository.Credentials{Password: []byte("pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := backup.Commit(ctx, rf, plan, []repository.ComponentManifest{cm}); err != nil || !again.SameBackup(m1) {
+		t.Fatalf("a retry that cannot register: %+v %v", again, err)
+	}
 	// a second backup, so that there are more loose manifests than 1
 	if _, err := backup.Run(ctx, repo, backup.Options{Type: backup.Full, Components: comps, Host: "h"}); err != nil {
 		t.Fatal(err)

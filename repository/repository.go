@@ -108,7 +108,7 @@ type Repository struct {
 	stats    writeStats
 	deps     dependencies     // packs this session's data depends on (writers.go)
 	regs     registrations    // open registrations made through this handle (writers.go)
-	sessions sync.Map         // ephemeral public key (string) -> cipher.AEAD
+	sessions sync.Map         // ephemeral public key (string) -> *openedSession
 	skeys    sessionKeys      // the session keys kept in the cache (sessioncache.go)
 	dataKey  *ecdh.PrivateKey // parsed once; nil for a write-only key
 	// the key of the cache's verified manifests (see manifestcache.go)
@@ -833,7 +833,7 @@ func blobPool(n int) *sync.Pool {
 // blob saved so far is durable and indexed.
 func (r *Repository) Flush(ctx context.Context) error {
 	// the keys of the packs the backup read its parent's trees from, for
-	// the next one (a restore's many data packs would crowd them out)
+	// the next one
 	defer r.saveSessionKeys()
 	if err := r.flushBundles(ctx); err != nil {
 		// nothing of the session may look stored
@@ -935,14 +935,31 @@ func (r *Repository) Abort() {
 	r.wmu.Unlock()
 }
 
-func (r *Repository) session(eph []byte) (cipher.AEAD, error) {
-	if a, ok := r.sessions.Load(string(eph)); ok {
-		return a.(cipher.AEAD), nil
+func (r *Repository) session(eph []byte) (cipher.AEAD, error) { return r.sessionFor(eph, false) }
+
+// sessionFor is session; with kept, the key is looked up in, and added
+// to, the session keys the cache keeps (sessioncache.go): for the packs of
+// trees only, which the next backup reads again (the data packs a restore
+// or a repack reads would crowd them out).
+func (r *Repository) sessionFor(eph []byte, kept bool) (cipher.AEAD, error) {
+	if v, ok := r.sessions.Load(string(eph)); ok {
+		o := v.(*openedSession)
+		if kept {
+			// opened for a data pack of the same session first
+			r.keepSessionKey(eph, o.key)
+		}
+		return o.aead, nil
 	}
 	if r.dataKey == nil {
 		return openSession(r.keys.DataPrivate, eph) // its error
 	}
-	key, err := r.sessionKey(eph)
+	var key []byte
+	var err error
+	if kept {
+		key, err = r.sessionKey(eph)
+	} else {
+		key, err = sessionKeyWith(r.dataKey, eph)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -950,8 +967,14 @@ func (r *Repository) session(eph []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.sessions.Store(string(eph), a)
+	r.sessions.Store(string(eph), &openedSession{a, key})
 	return a, nil
+}
+
+// openedSession is a session's AEAD, and its key (for keepSessionKey).
+type openedSession struct {
+	aead cipher.AEAD
+	key  []byte
 }
 
 // BlobError names the pack and blob a read failed on.
@@ -1103,7 +1126,7 @@ func (r *Repository) decodeBlobInto(loc BlobLocation, sealed []byte, buf *[]byte
 		}
 		return r.member(loc, b)
 	}
-	aead, err := r.session(loc.EphPublic)
+	aead, err := r.sessionFor(loc.EphPublic, loc.Type == TreeBlob)
 	if err != nil {
 		return nil, &BlobError{loc.Pack, loc.ID, err}
 	}

@@ -8,7 +8,8 @@ import (
 	"sync"
 )
 
-// The session keys a host derived, kept in its local cache. Each pack is
+// The session keys of tree packs a host derived, kept in its local cache
+// (Repository.sessionFor). Each pack is
 // sealed under its own session: an X25519 exchange with the pack's
 // ephemeral key, 40 to 50 µs on this project's machines. An incremental
 // backup reads the trees of its parent, and after a long history those
@@ -43,38 +44,59 @@ type sessionKeys struct {
 }
 
 // sessionKey returns the AES key of the session whose ephemeral public key
-// is eph: cached, or derived (and then cached by saveSessionKeys).
+// is eph: cached, or derived (and then kept, see keepSessionKey).
 func (r *Repository) sessionKey(eph []byte) ([]byte, error) {
-	s := &r.skeys
-	s.once.Do(func() { r.loadSessionKeys() })
-	if s.aead == nil || len(eph) != 32 {
-		return sessionKeyWith(r.dataKey, eph)
-	}
-	e := [32]byte(eph)
-	s.mu.Lock()
-	key, ok := s.byEph[e]
-	if ok {
-		s.used[e] = true
-	}
-	s.mu.Unlock()
-	if ok {
+	if key := r.cachedSessionKey(eph); key != nil {
 		return key, nil
 	}
 	key, err := sessionKeyWith(r.dataKey, eph)
 	if err != nil {
 		return nil, err
 	}
+	r.keepSessionKey(eph, key)
+	return key, nil
+}
+
+// cachedSessionKey is the key the cache holds for eph (nil: none), marked
+// as used.
+func (r *Repository) cachedSessionKey(eph []byte) []byte {
+	s := &r.skeys
+	s.once.Do(r.loadSessionKeys)
+	if len(eph) != 32 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key, ok := s.byEph[[32]byte(eph)]
+	if ok {
+		s.used[[32]byte(eph)] = true
+	}
+	return key
+}
+
+// keepSessionKey marks the key of eph as used by this handle, adding it
+// to those saveSessionKeys writes when the cache does not hold it.
+func (r *Repository) keepSessionKey(eph, key []byte) {
+	s := &r.skeys
+	s.once.Do(r.loadSessionKeys)
+	if len(eph) != 32 || len(key) != 32 {
+		return
+	}
+	e := [32]byte(eph)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aead == nil {
+		return
+	}
+	s.used[e] = true
+	if _, ok := s.byEph[e]; ok {
+		return
+	}
 	var ent [sessionEntrySize]byte
 	copy(ent[:32], eph)
 	copy(ent[32:], key)
-	s.mu.Lock()
-	if _, ok := s.byEph[e]; !ok {
-		s.byEph[e] = ent[32:]
-		s.used[e] = true
-		s.fresh = append(s.fresh, ent)
-	}
-	s.mu.Unlock()
-	return key, nil
+	s.byEph[e] = ent[32:]
+	s.fresh = append(s.fresh, ent)
 }
 
 func sessionCacheAEAD(dataPrivate []byte) (cipher.AEAD, error) {
@@ -95,13 +117,15 @@ func (r *Repository) loadSessionKeys() {
 	if err != nil {
 		return
 	}
-	s.aead = aead
-	s.byEph, s.used = map[[32]byte][]byte{}, map[[32]byte]bool{}
-	raw, err := os.ReadFile(r.cache.path(cacheIndexSnap, sessionCacheName))
-	if err != nil {
-		return
+	var disk [][sessionEntrySize]byte
+	if raw, err := os.ReadFile(r.cache.path(cacheIndexSnap, sessionCacheName)); err == nil {
+		disk = decodeSessionKeys(aead, raw)
 	}
-	s.disk = decodeSessionKeys(aead, raw)
+	// under mu: a Flush may be saving meanwhile (review)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aead, s.disk = aead, disk
+	s.byEph, s.used = map[[32]byte][]byte{}, map[[32]byte]bool{}
 	for i := range s.disk {
 		s.byEph[[32]byte(s.disk[i][:32])] = s.disk[i][32:]
 	}

@@ -152,14 +152,32 @@ func TestSessionKeysSavedByFlush(t *testing.T) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// data, bundled and not, in another session: the keys of their packs
+	// are not kept (a restore's or a repack's would crowd out the trees')
+	small, _, err := w.SaveBlob(ctx, DataBlob, randData(7, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, _, err := w.SaveBlob(ctx, DataBlob, randData(8, 600<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	root := t.TempDir()
 	read := func() int {
 		h := withCacheAt(t, reopen(t, be), root)
 		if err := h.LoadIndex(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.LoadBlob(ctx, TreeBlob, id); err != nil {
-			t.Fatal(err)
+		for _, b := range []struct {
+			t  BlobType
+			id ID
+		}{{DataBlob, small}, {DataBlob, large}, {TreeBlob, id}} {
+			if _, err := h.LoadBlob(ctx, b.t, b.id); err != nil {
+				t.Fatal(err)
+			}
 		}
 		n := len(h.skeys.fresh)
 		if err := h.Flush(ctx); err != nil {

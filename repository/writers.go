@@ -462,10 +462,7 @@ func (r *Repository) checkPacks(ctx context.Context, pending func() ([]ID, error
 		more, err = pending()
 	}
 	wg.Wait()
-	if err == nil {
-		err = cmp.Or(listErr, loadErr)
-	}
-	if err != nil {
+	if err = cmp.Or(err, listErr); err != nil {
 		return err
 	}
 	packs := slices.Concat(more, deps)
@@ -476,7 +473,8 @@ func (r *Repository) checkPacks(ctx context.Context, pending func() ([]ID, error
 	} else {
 		err = r.checkStored(ctx, packs)
 	}
-	if err != nil {
+	// a pack missing says more than the index's load failing (review)
+	if err = cmp.Or(err, loadErr); err != nil {
 		return err
 	}
 	var unindexed []ID
