@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"sort"
 	"strings"
 	"testing"
@@ -673,5 +674,36 @@ func TestNewestManifestsTakeEachBackupOnce(t *testing.T) {
 	ms, errs, err := reopen(t, be).NewestManifests(ctx, 5, nil)
 	if err != nil || len(errs) != 2 || len(ms) != 5 || ms[0].ID != "backup-011" || ms[1].ID != "backup-009" {
 		t.Fatalf("with the set damaged too: %d manifests (first %v), errors %v, %v", len(ms), ms, errs, err)
+	}
+}
+
+// mergeDesc gives what sorting both lists together gives (ids equal in
+// both lists are kept twice), for lists of every small length.
+func TestMergeDesc(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for a := 0; a < 6; a++ {
+		for b := 0; b < 6; b++ {
+			var x, y []backupRef
+			for range a {
+				x = append(x, backupRef{id: fmt.Sprintf("backup-%02d", rng.Intn(8))})
+			}
+			for range b {
+				y = append(y, backupRef{id: fmt.Sprintf("backup-%02d", rng.Intn(8))})
+			}
+			desc := func(c []backupRef) { sort.SliceStable(c, func(i, j int) bool { return c[i].id > c[j].id }) }
+			desc(x)
+			desc(y)
+			want := append(append([]backupRef(nil), x...), y...)
+			desc(want)
+			got := mergeDesc(x, y)
+			if len(got) != len(want) {
+				t.Fatalf("%d + %d: %d refs", a, b, len(got))
+			}
+			for i := range got {
+				if got[i].id != want[i].id {
+					t.Fatalf("%d + %d: %v, want %v", a, b, got, want)
+				}
+			}
+		}
 	}
 }

@@ -1576,10 +1576,17 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 				errs = append(errs, err) // skipped, as an unreadable manifest is
 				continue
 			}
+			// merged, not sorted again: sorting a set's thousand entries
+			// with the rest at each set opened was a tenth of `repo list`
+			// after 10,000 backups (bench case D)
+			add := make([]backupRef, len(s.entries))
 			for i := range s.entries {
-				cand = append(cand, backupRef{id: s.entries[i].id, set: s, entry: &s.entries[i]})
+				add[len(add)-1-i] = backupRef{id: s.entries[i].id, set: s, entry: &s.entries[i]}
 			}
-			sortDesc(cand)
+			if !slices.IsSortedFunc(add, func(a, b backupRef) int { return strings.Compare(b.id, a.id) }) {
+				sortDesc(add)
+			}
+			cand = mergeDesc(cand, add)
 		}
 		if len(cand) == 0 {
 			return newestByStart(found, n), done(), nil
@@ -1627,6 +1634,19 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 		}
 		cand = cand[k:]
 	}
+}
+
+// mergeDesc merges two lists of candidates sorted newest first.
+func mergeDesc(a, b []backupRef) []backupRef {
+	out := make([]backupRef, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].id >= b[0].id {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // sameSecond reports whether two ids of NewBackupID's form name the same
