@@ -133,15 +133,7 @@ func TestCommitNeverTakesAnotherBackupsManifest(t *testing.T) {
 	write(t, filepath.Join(src, "f"), rnd(3, 10<<10))
 	comps := []backup.Component{{Name: "d", Paths: []string{src}}}
 	commit := func(host string) (*backup.Plan, *repository.Manifest, error) {
-		plan, err := backup.Prepare(ctx, repo, backup.Options{ID: "backup-20261202-020000-abcd", Type: backup.Full,
-			Components: comps, Host: host})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cm, err := backup.RunComponent(ctx, repo, plan, comps[0], backup.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		plan, cm := prepareAndRun(t, repo, "backup-20261202-020000-abcd", host, comps)
 		m, err := backup.Commit(ctx, repo, plan, []repository.ComponentManifest{cm})
 		return plan, m, err
 	}
@@ -180,15 +172,7 @@ func TestRetriedCommitFindsItsManifest(t *testing.T) {
 	src := t.TempDir()
 	write(t, filepath.Join(src, "f"), rnd(5, 64<<10))
 	comps := []backup.Component{{Name: "d", Paths: []string{src}}}
-	plan, err := backup.Prepare(ctx, repo, backup.Options{ID: "backup-20261202-030000-abcd", Type: backup.Full,
-		Components: comps, Host: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, err := backup.RunComponent(ctx, repo, plan, comps[0], backup.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan, cm := prepareAndRun(t, repo, "backup-20261202-030000-abcd", "h", comps)
 	m1, err := backup.Commit(ctx, repo, plan, []repository.ComponentManifest{cm})
 	if err != nil {
 		t.Fatal(err)
@@ -246,4 +230,20 @@ func TestRetriedCommitFindsItsManifest(t *testing.T) {
 	if _, err := repo.LoadManifest(ctx, plan2.ID); !errors.Is(err, repository.ErrBackupNotFound) {
 		t.Fatalf("a manifest was written over a missing pack: %v", err)
 	}
+}
+
+// prepareAndRun prepares a full backup under id and runs its first
+// component, leaving the commit to the test.
+func prepareAndRun(t *testing.T, repo *repository.Repository, id, host string, comps []backup.Component) (*backup.Plan, repository.ComponentManifest) {
+	t.Helper()
+	ctx := context.Background()
+	plan, err := backup.Prepare(ctx, repo, backup.Options{ID: id, Type: backup.Full, Components: comps, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := backup.RunComponent(ctx, repo, plan, comps[0], backup.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan, cm
 }

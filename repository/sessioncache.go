@@ -9,13 +9,12 @@ import (
 )
 
 // The session keys of tree packs a host derived, kept in its local cache
-// (Repository.sessionFor). Each pack is
-// sealed under its own session: an X25519 exchange with the pack's
-// ephemeral key, 40 to 50 µs on this project's machines. An incremental
-// backup reads the trees of its parent, and after a long history those
-// lie in 30 to 40 tree packs written by as many earlier backups, where the
-// 10th backup's lie in 10 (bench case D: 1.3 ms of CPU a backup at 10,000
-// backups, 0.2 at 10). Every new handle derived them again.
+// (Repository.sessionFor). Each writer session seals its packs under its
+// own key, opened by an X25519 exchange with the session's ephemeral key.
+// An incremental backup reads the trees of its parent, and after a long
+// history those were written by many earlier backups: every new handle
+// made the exchange for each again (bench case D: 1.3 to 1.5 ms of CPU a
+// backup at 10,000 backups, 0.2 at 10, in profiles).
 //
 // The file holds the newest sessionCacheMax pairs (ephemeral public key,
 // AES key), sealed as one under a key derived from the data private key:

@@ -47,7 +47,7 @@ func sessionKeysOf(t *testing.T, h *Repository, ephs [][]byte) int {
 // a file damaged, cut short or of another repository is ignored and
 // written over.
 func TestSessionKeysCached(t *testing.T) {
-	r, be := newTestRepo(t)
+	_, be := newTestRepo(t)
 	root := t.TempDir()
 	ephs := newEphemerals(t, 5)
 	h := withCacheAt(t, reopen(t, be), root)
@@ -108,7 +108,6 @@ func TestSessionKeysCached(t *testing.T) {
 	if n := sessionKeysOf(t, withCacheAt(t, reopen(t, be), root), ephs); n != 5 {
 		t.Fatalf("another repository's keys: %d derived of 5", n)
 	}
-	_ = r
 }
 
 // The file holds the newest sessionCacheMax keys: those a handle used are
