@@ -534,6 +534,9 @@ func collect(ctx context.Context, r *Repository, opts GCOptions, passed *bool) (
 		}
 		return res, r.LoadIndex(ctx)
 	}
+	// no commit through this cache takes a pack for stored on an earlier
+	// look now (verifiedpacks.go)
+	r.forgetVerifiedPacks()
 	for _, id := range toDelete {
 		err := r.be.Delete(ctx, packName(id))
 		if errors.Is(err, storage.ErrLocked) {
