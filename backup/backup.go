@@ -281,9 +281,10 @@ func Commit(ctx context.Context, repo *repository.Repository, plan *Plan, comps 
 }
 
 // saveManifest registers a writer, checks the packs and saves m. Never a
-// manifest over missing packs: every pack the components stored or
-// depend on must still be stored (a collection that ran meanwhile cannot
-// delete them once this writer is registered).
+// manifest over packs a collection deleted: every pack the components
+// stored or depend on must still be stored (a collection that ran
+// meanwhile cannot delete them once this writer is registered); one this
+// host found stored minutes ago is not asked for again (CheckBackupPacks).
 func saveManifest(ctx context.Context, repo *repository.Repository, plan *Plan, m *repository.Manifest) error {
 	w, err := repo.BeginWrite(ctx, "commit "+plan.ID)
 	if err != nil {

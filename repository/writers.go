@@ -416,10 +416,12 @@ func lookupLimit(stored int) int {
 // pack, not only those at risk from a collection: a pack the storage lost
 // is then found by the next backup that depends on it, which fails,
 // rather than by the next repo check, with every backup since depending
-// on it. (Taking the index's word for packs no condemned list named was
-// tried and dropped: a writer whose registration lapsed while a
+// on it. (Taking the index's word alone for packs no condemned list named
+// was tried and dropped: a writer whose registration lapsed while a
 // collection deleted its packs indexes them again when it wakes, and a
-// retry then deduplicates against them; review.) A stored pack that no
+// retry then deduplicates against them; review. A backup's commit takes
+// it only for packs this host looked up minutes ago: CheckBackupPacks.)
+// A stored pack that no
 // index file lists (a collection that failed after dropping it from the
 // index, then could not put it back) is indexed again from its own
 // header: a manifest committed over it would otherwise name data no index
@@ -436,18 +438,19 @@ func (r *Repository) CheckPacks(ctx context.Context, packs []ID) error {
 // loading the index again and, when deps alone are more than lookups
 // would cost, listing data/, are done at once (one after the other, the
 // check took 8 of a backup's 31 ms before a cleanup in bench case D).
-// A pack an earlier commit of this host found stored moments ago, that
-// the index lists and no condemned list names, is not asked for again
-// (verifiedpacks.go).
+// A pack an earlier commit of this host looked up less than
+// verifiedFresh ago, that the index lists and no condemned list names, is
+// not asked for again (verifiedpacks.go: a lost pack is found that much
+// later).
 func (r *Repository) CheckBackupPacks(ctx context.Context, backupID string, deps []ID) error {
 	return r.checkPacks(ctx, func() ([]ID, error) { return r.PendingPacks(ctx, backupID) }, deps)
 }
 
 func (r *Repository) checkPacks(ctx context.Context, pending func() ([]ID, error), deps []ID) error {
-	began := time.Now()
+	boot, began, _ := bootClock()
 	var fresh map[ID]bool
 	if pending != nil {
-		fresh = r.freshPacks(began)
+		fresh = r.freshPacks(boot, began)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -477,47 +480,49 @@ func (r *Repository) checkPacks(ctx context.Context, pending func() ([]ID, error
 	packs := slices.Concat(more, deps)
 	slices.SortFunc(packs, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
 	packs = slices.Compact(packs) // a backup's pending and in-memory lists overlap
-	var ask []ID
 	if err == nil && !listing {
 		// looked up while the index loads
-		ask = slices.DeleteFunc(slices.Clone(packs), func(id ID) bool { return fresh[id] })
-		err = r.checkStored(ctx, ask)
+		err = r.checkStored(ctx, slices.DeleteFunc(slices.Clone(packs), func(id ID) bool { return fresh[id] }))
 	}
 	wg.Wait()
 	if err = cmp.Or(err, listErr); err != nil {
 		return err
 	}
 	if listing {
-		ask = packs
 		err = notStored(packs, listed)
 	}
 	// a pack missing says more than the index's load failing (review)
 	if err = cmp.Or(err, loadErr); err != nil {
 		return err
 	}
-	var unindexed, recheck []ID
+	// The index's word is part of why a fresh pack was not asked for:
+	// one it does not list, or shows condemned, is asked for now. Only
+	// packs it lists, not condemned, are kept as found (verifiedpacks.go).
+	var unindexed, recheck, stored []ID
+	asked := func(id ID) bool { return listing || !fresh[id] }
 	r.idx.mu.RLock()
 	for _, id := range packs {
 		pi, ok := r.idx.packByID[id]
 		switch {
 		case !ok:
 			unindexed = append(unindexed, id)
-		case !listing && fresh[id] && r.idx.condemned[pi]:
-			recheck = append(recheck, id)
+			if !asked(id) {
+				recheck = append(recheck, id)
+			}
+		case r.idx.condemned[pi]:
+			if !asked(id) {
+				recheck = append(recheck, id)
+			}
+		case asked(id):
+			stored = append(stored, id)
 		}
 	}
 	r.idx.mu.RUnlock()
-	for _, id := range unindexed {
-		if !listing && fresh[id] {
-			recheck = append(recheck, id)
-		}
-	}
-	// the index's word was part of why a fresh pack was not asked for
 	if err := r.checkStored(ctx, recheck); err != nil {
 		return err
 	}
 	if pending != nil {
-		r.keepVerifiedPacks(slices.Concat(ask, recheck), began)
+		r.keepVerifiedPacks(stored, boot, began)
 	}
 	if len(unindexed) == 0 {
 		return nil
