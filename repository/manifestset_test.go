@@ -707,3 +707,42 @@ func TestMergeDesc(t *testing.T) {
 		}
 	}
 }
+
+// Once n are found, only the candidates of the last one's second are
+// read (their order is their start's, not their ids'), not a whole batch.
+func TestNewestManifestsReadOnlyTheLastSecond(t *testing.T) {
+	ctx := context.Background()
+	r, be, mk := manifestRepo(t)
+	at := time.Date(2026, 12, 7, 17, 0, 0, 0, time.UTC)
+	var sameSecond []string
+	for i := range 30 {
+		sec, ms := i, 0
+		if i >= 18 { // the newest 12 started in one second
+			sec, ms = 18, i
+		}
+		id := fmt.Sprintf("backup-20261207-1700%02d-%012x", sec, (i*7919)%1000)
+		m := mk(id)
+		m.Started = at.Add(time.Duration(sec)*time.Second + time.Duration(ms)*time.Millisecond)
+		if err := r.SaveManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if i >= 18 {
+			sameSecond = append(sameSecond, id)
+		}
+	}
+	fb := fault.New(be)
+	rr := reopen(t, fb)
+	fb.Reset()
+	ms, errs, err := rr.NewestManifests(ctx, 10, nil)
+	if err != nil || len(errs) > 0 || len(ms) != 10 {
+		t.Fatalf("newest 10: %d, %v, %v", len(ms), errs, err)
+	}
+	for i, m := range ms {
+		if want := sameSecond[len(sameSecond)-1-i]; m.ID != want {
+			t.Fatalf("newest %d is %s, want %s (the last started)", i, m.ID, want)
+		}
+	}
+	if g := fb.Calls(fault.Get); g != 12 {
+		t.Errorf("the newest 10 made %d reads, want 12 (the backups of the last second)", g)
+	}
+}
