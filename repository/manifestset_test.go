@@ -97,7 +97,7 @@ func TestManifestSetsFoldListAndDelete(t *testing.T) {
 		t.Fatalf("loose manifests left: %v", loose)
 	}
 	sets := objectNames(t, be, manifestSetsPrefix)
-	if len(sets) != 1 || !strings.HasSuffix(sets[0], "-backup-011") {
+	if _, newest, ok := parseSetName(sets[0]); len(sets) != 1 || !ok || newest != "backup-011" || !isOrderedSetName(sets[0]) {
 		t.Fatalf("sets: %v", sets)
 	}
 	if got := backupIDs(t, be); strings.Join(got, " ") != strings.Join(sortedKeys(want), " ") {
@@ -342,7 +342,11 @@ func TestManifestSetsRefuseForgery(t *testing.T) {
 	set := objectNames(t, be, manifestSetsPrefix)[0]
 	raw, _ := storage.ReadAll(ctx, be, set)
 	be.Delete(ctx, set)
-	renamed := strings.TrimSuffix(set, "backup-002") + "backup-009"
+	h, newest, _ := parseSetName(set)
+	if newest != "backup-002" || !isOrderedSetName(set) {
+		t.Fatalf("the set is %s", set)
+	}
+	renamed := orderedSetName(manifestSetsPrefix + h.String() + "-backup-009")
 	be.Put(ctx, renamed, bytes.NewReader(raw), int64(len(raw)))
 	_, errs, err := reopen(t, be).Manifests(ctx)
 	if err != nil || len(errs) != 1 || !errors.Is(errs[0], ErrCorrupt) {

@@ -44,7 +44,10 @@ import (
 // repositories are read, and moved to 2 by the first gc that folds
 // manifests. Version 3 stores small data blobs in bundles (bundle.go);
 // repositories of versions 1 and 2 are read and written without them.
-const FormatVersion = 3
+// Version 4 names manifest sets so that they list newest first
+// (manifestset.go): a listing of the newest backups lists a few sets, not
+// all; repositories of older versions list them all.
+const FormatVersion = 4
 
 // checkFormatVersion refuses a format this backupd does not know.
 func checkFormatVersion(v int) error {
@@ -1532,14 +1535,23 @@ func (r *Repository) NewestManifest(ctx context.Context, match func(*Manifest) b
 // newest first, walked as NewestManifest walks them: what it costs grows
 // with n, not with the history. Manifests and sets met on the way that
 // cannot be read are skipped and returned in errs.
+//
+// In a repository of format 4 only the newest sets are listed (their names
+// sort newest first): every set is listed only when the walk gets past
+// them.
 func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Manifest) bool) (ms []*Manifest, errs []error, err error) {
+	return r.newestManifests(ctx, n, match, setsFirst)
+}
+
+// newestManifests lists the first sets (0: every set) and walks.
+func (r *Repository) newestManifests(ctx context.Context, n int, match func(*Manifest) bool, first int) (ms []*Manifest, errs []error, err error) {
 	if match == nil {
 		match = func(*Manifest) bool { return true }
 	}
 	if n <= 0 {
 		return nil, nil, nil
 	}
-	v, err := r.listManifestView(ctx, false)
+	v, err := r.listManifestViewOnce(ctx, true, true, first)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1565,9 +1577,22 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 	opened := 0
 	batch := min(max(8, n), 64)
 	for {
-		// open every set that may hold something newer than the next
-		// candidates
-		for opened < len(v.sets) && (len(cand) < batch || v.sets[opened].newest >= cand[batch-1].id) {
+		// Open every set that may hold something newer than the next
+		// candidates; once n are found, those that may hold a backup of
+		// the last found one's second (sameSecond), if it has one.
+		last := ""
+		if len(found) >= n {
+			if last = secondOf(found[n-1].ID); last == "" {
+				return newestByStart(found, n), done(), nil
+			}
+		}
+		wanted := func(s *manifestSet) bool {
+			if last != "" {
+				return s.newest >= last
+			}
+			return len(cand) < batch || s.newest >= cand[batch-1].id
+		}
+		for opened < len(v.sets) && wanted(v.sets[opened]) {
 			s := v.sets[opened]
 			opened++
 			if err := r.openSet(ctx, s); errors.Is(err, storage.ErrNotFound) {
@@ -1585,6 +1610,11 @@ func (r *Repository) NewestManifests(ctx context.Context, n int, match func(*Man
 				add[len(add)-1-i] = backupRef{id: s.entries[i].id, set: s, entry: &s.entries[i]}
 			}
 			cand = mergeDesc(cand, add)
+		}
+		if opened == len(v.sets) && v.setsMore && (len(v.sets) == 0 || wanted(v.sets[len(v.sets)-1])) {
+			// the sets not listed (none newer than the last listed) may
+			// hold what comes next: walked again over every set
+			return r.newestManifests(ctx, n, match, 0)
 		}
 		if len(cand) == 0 {
 			return newestByStart(found, n), done(), nil
@@ -1666,6 +1696,16 @@ func mergeDesc(a, b []backupRef) []backupRef {
 func sameSecond(a, b string) bool {
 	const n = len("backup-20060102-150405")
 	return len(a) > n && len(b) > n && a[:n] == b[:n] && strings.HasPrefix(a, "backup-")
+}
+
+// secondOf is the part of an id of NewBackupID's form that names its
+// second ("" for another id): the ids of that second sort from it.
+func secondOf(id string) string {
+	const n = len("backup-20060102-150405")
+	if len(id) > n && strings.HasPrefix(id, "backup-") {
+		return id[:n]
+	}
+	return ""
 }
 
 // newestByStart is the n of ms started last, newest first (ties by id).

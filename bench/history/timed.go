@@ -115,6 +115,14 @@ func (t *timed) List(ctx context.Context, prefix string, fn func(storage.ObjectI
 	return err
 }
 
+func (t *timed) ListFirst(ctx context.Context, prefix string, max int, fn func(storage.ObjectInfo) error) (bool, error) {
+	began := time.Now()
+	n := 0
+	more, err := storage.ListFirst(ctx, t.Backend, prefix, max, func(oi storage.ObjectInfo) error { n++; return fn(oi) })
+	t.note("List", prefix, began, fmt.Sprintf(" (first %d: %d objects)", max, n))
+	return more, err
+}
+
 func (t *timed) Delete(ctx context.Context, name string) error {
 	began := time.Now()
 	err := t.Backend.Delete(ctx, name)

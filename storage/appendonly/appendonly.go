@@ -115,6 +115,12 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 	return b.be.List(ctx, prefix, fn)
 }
 
+var _ storage.FirstLister = (*Backend)(nil)
+
+func (b *Backend) ListFirst(ctx context.Context, prefix string, max int, fn func(storage.ObjectInfo) error) (bool, error) {
+	return storage.ListFirst(ctx, b.be, prefix, max, fn)
+}
+
 // Delete removes only removable objects; the others are ErrLocked.
 func (b *Backend) Delete(ctx context.Context, name string) error {
 	if !b.removable(name) {

@@ -279,6 +279,28 @@ func (f *Backend) Stat(ctx context.Context, name string) (storage.ObjectInfo, er
 	return f.b.Stat(ctx, name)
 }
 
+// ListFirst is a List for the rules and the counts.
+
+var _ storage.FirstLister = (*Backend)(nil)
+
+func (f *Backend) ListFirst(ctx context.Context, prefix string, max int, fn func(storage.ObjectInfo) error) (bool, error) {
+	rule, err := f.before(ctx, List, prefix)
+	if err != nil {
+		return false, err
+	}
+	if rule == nil || rule.Action != FailAfter {
+		return storage.ListFirst(ctx, f.b, prefix, max, fn)
+	}
+	var n int64
+	return storage.ListFirst(ctx, f.b, prefix, max, func(oi storage.ObjectInfo) error {
+		if n >= rule.Bytes {
+			return fmt.Errorf("fault: list %q: %w", prefix, rule.Err)
+		}
+		n++
+		return fn(oi)
+	})
+}
+
 // List: a FailAfter rule lets Bytes objects through to fn, then fails the
 // listing with Err (a listing broken midway).
 func (f *Backend) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {

@@ -75,6 +75,18 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 	})
 }
 
+// ListFirst lists the first objects below the prefix by their own names
+// (the order of names below one prefix is theirs).
+
+var _ storage.FirstLister = (*Backend)(nil)
+
+func (b *Backend) ListFirst(ctx context.Context, prefix string, max int, fn func(storage.ObjectInfo) error) (bool, error) {
+	return storage.ListFirst(ctx, b.be, b.dir+prefix, max, func(oi storage.ObjectInfo) error {
+		oi.Name = strings.TrimPrefix(oi.Name, b.dir)
+		return fn(oi)
+	})
+}
+
 // Delete removes name below the prefix.
 func (b *Backend) Delete(ctx context.Context, name string) error {
 	n, err := b.name(name)

@@ -269,6 +269,34 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 	return err
 }
 
+// ListFirst retries a failed listing whole: fn sees the objects of the
+// attempt that succeeded, once.
+
+var _ storage.FirstLister = (*Backend)(nil)
+
+func (b *Backend) ListFirst(ctx context.Context, prefix string, max int, fn func(storage.ObjectInfo) error) (bool, error) {
+	var got []storage.ObjectInfo
+	var more bool
+	err := b.do(ctx, "list", prefix, func(int) error {
+		got = got[:0]
+		var err error
+		more, err = storage.ListFirst(ctx, b.b, prefix, max, func(oi storage.ObjectInfo) error {
+			got = append(got, oi)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, oi := range got {
+		if err := fn(oi); err != nil {
+			return false, err
+		}
+	}
+	return more, nil
+}
+
 // Delete treats ErrNotFound after a failed attempt as success: the failed
 // attempt may well have deleted the object before its answer was lost.
 func (b *Backend) Delete(ctx context.Context, name string) error {

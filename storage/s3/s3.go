@@ -702,6 +702,35 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 	return nil
 }
 
+// ListFirst is one request for up to max keys: S3 lists in byte order of
+// the keys (storage.ListFirst checks, and lists whole when not).
+
+var _ storage.FirstLister = (*Backend)(nil)
+
+func (b *Backend) ListFirst(ctx context.Context, prefix string, max int, fn func(storage.ObjectInfo) error) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	page, err := b.client.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{
+		Bucket:  aws.String(b.bucket),
+		Prefix:  aws.String(b.key(prefix)),
+		MaxKeys: aws.Int32(int32(min(max, 1000))),
+	}, fastListDecoding)
+	if err != nil {
+		return false, b.mapErr("list", prefix, err)
+	}
+	for _, o := range page.Contents {
+		name := strings.TrimPrefix(aws.ToString(o.Key), b.prefix)
+		if storage.ValidName(name) != nil {
+			continue // a "dir/" marker or a key no backend could store
+		}
+		if err := fn(storage.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
+			return false, err
+		}
+	}
+	return aws.ToBool(page.IsTruncated), nil
+}
+
 // Delete checks that the object exists first: S3's DeleteObject succeeds
 // for missing keys, and the contract wants ErrNotFound. A locked object
 // is ErrLocked without asking (the server would refuse). In a bucket with

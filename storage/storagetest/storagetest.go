@@ -34,6 +34,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"Stat", testStat},
 		{"List", testList},
 		{"ListStopsOnError", testListStops},
+		{"ListFirst", testListFirst},
 		{"Delete", testDelete},
 		{"NotFound", testNotFound},
 		{"InvalidNames", testInvalidNames},
@@ -306,6 +307,28 @@ func testListStops(t *testing.T, b storage.Backend) {
 	}
 	if calls != 1 {
 		t.Fatalf("fn called %d times after returning an error; want 1", calls)
+	}
+}
+
+// testListFirst: storage.ListFirst gives the first names in byte order
+// (the backend's own ListFirst when it has one), and whether more follow.
+func testListFirst(t *testing.T, b storage.Backend) {
+	names := []string{"first/n~1", "first/0a", "first/nA", "first/n-", "first/z", "first/n~", "first/m/x"}
+	for _, n := range names {
+		Put(t, b, n, []byte("x"))
+	}
+	Put(t, b, "firsts", []byte("x")) // beside the prefix
+	sorted := slices.Sorted(slices.Values(names))
+	for max := 1; max <= len(names)+1; max++ {
+		var got []string
+		more, err := storage.ListFirst(context.Background(), b, "first/", max, func(oi storage.ObjectInfo) error {
+			got = append(got, oi.Name)
+			return nil
+		})
+		want := sorted[:min(max, len(sorted))]
+		if err != nil || !slices.Equal(got, want) || more != (max < len(names)) {
+			t.Fatalf("first %d: %v, more %v, %v; want %v, more %v", max, got, more, err, want, max < len(names))
+		}
 	}
 }
 
