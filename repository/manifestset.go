@@ -25,7 +25,8 @@ import (
 // alone, under manifests/<backup-id>, as before; garbage collection (and
 // a writer's upkeep past LooseManifestBound, foldLoose) folds those loose
 // manifests into sets of up to manifestSetMax, each one object
-// under manifest-sets/<sha256>-<newest backup id>, sealed to the data key
+// under manifest-sets/ (named by its hash and its newest backup: see
+// orderedSetName), sealed to the data key
 // and authenticated with a key only full-access credentials hold (a
 // write-only host cannot make a set that replaces other backups), and
 // deletes the loose ones once the set is stored. Deleting a backup writes
@@ -120,8 +121,10 @@ const (
 	// repository before its upgrade to 4 finds among the sets: a set it
 	// cannot read, which stops its collections (a set of the new form it
 	// does not see at all, and would take the data of its backups for
-	// garbage); newer ones skip it.
-	formatCanarySet = manifestSetsPrefix + "0000000000000000000000000000000000000000000000000000000000000000-format-4-canary"
+	// garbage); newer ones skip it. Its newest id sorts before every
+	// backup-… id: a commit of that backupd, which opens the sets whose
+	// newest is its new id or newer, does not open it (review).
+	formatCanarySet = manifestSetsPrefix + "0000000000000000000000000000000000000000000000000000000000000000-0-format-4-canary"
 )
 
 // mirrorID maps each character of a backup id to its mirror in
@@ -461,7 +464,9 @@ func (r *Repository) listManifestViewOf(ctx context.Context, from string, loose,
 		var v *manifestView
 		v, err = r.listManifestViewOnce(ctx, loose, tombs, first)
 		if err == nil && v.setsMore && (len(v.sets) == 0 || v.sets[len(v.sets)-1].newest >= from) {
-			v, err = r.listManifestViewOnce(ctx, loose, tombs, 0)
+			// the sets not listed may hold from: all of them (listed after
+			// the rest still, as readers must)
+			err = r.listSets(ctx, v, 0)
 		}
 		if err != nil {
 			return nil, err
@@ -510,22 +515,37 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose, tombs bool
 			v.loose[strings.TrimPrefix(oi.Name, manifestsPrefix)] = oi
 		}
 	}
+	if err := r.listSets(ctx, v, first); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// listSets lists the sets into v (replacing what it held): every set, or
+// with first > 0 in a repository of format 4, the first that many by
+// name, which are the newest (v.setsMore: there are others), unless that
+// listing shows a set of the older form, or this handle saw one before
+// (the rest are then in the order of their hashes).
+func (r *Repository) listSets(ctx context.Context, v *manifestView, first int) error {
+	v.sets, v.setsMore = nil, false
 	listed := map[string]bool{}
+	older := false
 	add := func(oi storage.ObjectInfo) {
 		if h, newest, ok := parseSetName(oi.Name); ok {
 			v.sets = append(v.sets, &manifestSet{oi: oi, hash: h, newest: newest})
 			listed[strings.TrimPrefix(oi.Name, manifestSetsPrefix)] = true
+			older = older || !isOrderedSetName(oi.Name)
 		}
 	}
 	whole := true
-	if first > 0 && r.cfg.Version >= 4 {
+	if first > 0 && r.cfg.Version >= 4 && !r.olderSets.Load() {
 		var page []storage.ObjectInfo
 		more, err := storage.ListFirst(ctx, r.be, manifestSetsPrefix, first+1, func(oi storage.ObjectInfo) error {
 			page = append(page, oi)
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// a name that sorts before the first of the new form may be a set
 		// of the older form, in the order of its hash
@@ -544,10 +564,14 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose, tombs bool
 			add(oi)
 			return nil
 		}); err != nil {
-			return nil, err
+			return err
 		}
-		// (only a whole listing says which cached sets are gone)
+		// (only a whole listing says which cached sets are gone, and
+		// whether any of the older form is left: a locked location,
+		// which never names them again, then costs a command one listing
+		// of the first sets, not one for each reading)
 		r.cache.keep(cacheManifestSets, func(n string) bool { return listed[n] })
+		r.olderSets.Store(older)
 	}
 	sort.Slice(v.sets, func(i, j int) bool {
 		if v.sets[i].newest != v.sets[j].newest {
@@ -555,7 +579,7 @@ func (r *Repository) listManifestViewOnce(ctx context.Context, loose, tombs bool
 		}
 		return v.sets[i].oi.Name < v.sets[j].oi.Name
 	})
-	return v, nil
+	return nil
 }
 
 // listTombstones lists and verifies the tombstones into v.
@@ -901,7 +925,9 @@ func (r *Repository) storeManifestSets(ctx context.Context, entries []setEntry) 
 // a storage that takes writes but refuses deletes gets one set more, not
 // one a backup.
 func (r *Repository) foldLoose(ctx context.Context, bound int, valid func() error) (int, error) {
-	v, err := r.listManifestViewOnce(ctx, true, true, 0)
+	// (the newest set is all it reads: in format 4 the first sets are
+	// listed, not all)
+	v, err := r.listManifestViewOnce(ctx, true, true, setsFirst)
 	if err != nil {
 		return 0, err
 	}

@@ -11,8 +11,10 @@
 //	data/<xx>/<pack-id>    packs (id = SHA-256 of the pack's bytes)
 //	index/<index-id>       encrypted index files (id = SHA-256 of the bytes)
 //	manifests/<backup-id>  one signed, encrypted manifest per backup
-//	manifest-sets/<sha256>-<newest backup id>
-//	                       manifests folded together by gc (manifestset.go)
+//	manifest-sets/n<newest backup id, mirrored>~<sha256>
+//	                       manifests folded together by gc, named to list
+//	                       newest first (format 4; before, <sha256>-<newest
+//	                       backup id>; manifestset.go)
 //	tombstones/<backup-id> deleted backups, until no set holds them
 //	gc/<id>                packs condemned by garbage collection, with times
 package repository
@@ -115,6 +117,9 @@ type Repository struct {
 	skeys    sessionKeys      // the session keys kept in the cache (sessioncache.go)
 	dataKey  *ecdh.PrivateKey // parsed once; nil for a write-only key
 	// the key of the cache's verified manifests (see manifestcache.go)
+	// olderSets: the last whole listing of the sets showed one named in
+	// the form before format 4 (listSets)
+	olderSets  atomic.Bool
 	mcacheOnce sync.Once
 	mcacheAEAD cipher.AEAD
 	trees      treeCache

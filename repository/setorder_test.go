@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -50,8 +51,8 @@ func TestOrderedSetNamesSortNewestFirst(t *testing.T) {
 		if ord == "" || !isOrderedSetName(ord) || isOrderedSetName(old) {
 			t.Fatalf("%s: named %q", id, ord)
 		}
-		if len(strings.TrimPrefix(ord, manifestSetsPrefix)) > 255 {
-			t.Fatalf("%s: a name of %d bytes", id, len(ord))
+		if !validCacheName(strings.TrimPrefix(ord, manifestSetsPrefix)) {
+			t.Fatalf("%s: %d bytes, a name the cache refuses", id, len(ord))
 		}
 		if gh, gid, ok := parseSetName(ord); !ok || gh != h || gid != id {
 			t.Fatalf("%s: %q parses as %v %q %v", id, ord, gh, gid, ok)
@@ -220,8 +221,116 @@ func TestNewestSetsListedFirst(t *testing.T) {
 	if _, err := ParseID(base[:64]); err != nil || base[64] != '-' || ValidBackupID(base[65:]) != nil {
 		t.Fatalf("the canary %s is not a set's name of the older form", base)
 	}
+	if base[65:] >= "backup-" {
+		t.Fatalf("the canary's newest %s sorts after new backups' ids: a format 3 commit would open it", base[65:])
+	}
 	raw, err := storage.ReadAll(ctx, be3, formatCanarySet)
 	if err != nil || strings.HasPrefix(string(raw), manifestSetMagic) {
 		t.Fatalf("the canary reads %q, %v", raw, err)
+	}
+}
+
+// storeSetOf stores one set of the backups started at the given times,
+// with the given ids, through r.
+func storeSetOf(t *testing.T, r *Repository, mk func(string) *Manifest, ids []string, at []time.Time) string {
+	t.Helper()
+	var entries []setEntry
+	for i, id := range ids {
+		m := mk(id)
+		m.Started, m.Version = at[i], manifestVersion
+		js, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, setEntry{id: id, js: js, bin: manifestBin(m)})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].id < entries[j].id })
+	before := map[string]bool{}
+	for _, n := range objectNames(t, r.be, manifestSetsPrefix) {
+		before[n] = true
+	}
+	if _, err := r.storeManifestSets(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range objectNames(t, r.be, manifestSetsPrefix) {
+		if !before[n] {
+			return n
+		}
+	}
+	t.Fatal("no set stored")
+	return ""
+}
+
+// Sets of the older form, the newest of them listed last (by its hash),
+// past the first five: the walk lists them all and finds the newest.
+func TestNewestManifestsOverOlderSetsPastThePage(t *testing.T) {
+	ctx := context.Background()
+	r, be, mk := manifestRepo(t)
+	start := time.Date(2026, 12, 7, 17, 0, 0, 0, time.UTC)
+	r.cfg.Version = 3
+	var all []string
+	for s := range 8 {
+		var ids []string
+		var at []time.Time
+		for i := range 3 {
+			ts := start.Add(time.Duration(s*3+i) * time.Minute)
+			ids, at = append(ids, NewBackupID(ts)), append(at, ts)
+		}
+		for {
+			name := storeSetOf(t, r, mk, ids, at)
+			// the newest set must sort last of all by name (its hash)
+			names := objectNames(t, be, manifestSetsPrefix)
+			if s < 7 || slices.Max(names) == name {
+				break
+			}
+			if err := be.Delete(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all = append(all, ids...)
+	}
+	r.cfg.Version = 4
+	ms, errs, err := reopen(t, be).NewestManifests(ctx, 5, nil)
+	if err != nil || len(errs) > 0 || len(ms) != 5 {
+		t.Fatalf("newest 5: %d, %v, %v", len(ms), errs, err)
+	}
+	for i, m := range ms {
+		if want := all[len(all)-1-i]; m.ID != want {
+			t.Fatalf("newest %d is %s, want %s", i, m.ID, want)
+		}
+	}
+}
+
+// Once n are found, the backups of the last one's second may be in a set
+// past the first five listed: every set is then listed, and the one
+// started last in that second is taken, whatever its id.
+func TestNewestManifestsFollowTheLastSecondPastThePage(t *testing.T) {
+	ctx := context.Background()
+	r, be, mk := manifestRepo(t)
+	base := time.Date(2026, 12, 7, 17, 1, 0, 0, time.UTC)
+	sec := "backup-20261207-170100-"
+	var newer []string
+	for i := range 4 { // four sets of one backup each, in later seconds
+		ts := base.Add(time.Duration(i+1) * time.Second)
+		id := NewBackupID(ts)
+		storeSetOf(t, r, mk, []string{id}, []time.Time{ts})
+		newer = append(newer, id)
+	}
+	// the fifth newest set holds the id of that second that sorts last,
+	// started first; the sixth, not listed at first, the one started last
+	storeSetOf(t, r, mk, []string{sec + "ffffffffffff"}, []time.Time{base.Add(time.Millisecond)})
+	storeSetOf(t, r, mk, []string{sec + "000000000000"}, []time.Time{base.Add(9 * time.Millisecond)})
+	spy := &setSpy{Backend: be}
+	ms, errs, err := reopen(t, spy).NewestManifests(ctx, 5, nil)
+	if err != nil || len(errs) > 0 || len(ms) != 5 {
+		t.Fatalf("newest 5: %d, %v, %v", len(ms), errs, err)
+	}
+	if ms[4].ID != sec+"000000000000" || spy.whole != 1 {
+		t.Fatalf("the fifth newest is %s (want the one started last in its second), after %d whole listings of the sets", ms[4].ID, spy.whole)
+	}
+	for i := range 4 {
+		if ms[i].ID != newer[3-i] {
+			t.Fatalf("newest %d is %s, want %s", i, ms[i].ID, newer[3-i])
+		}
 	}
 }
