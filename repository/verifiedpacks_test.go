@@ -25,13 +25,8 @@ func (elsewhere) Location() string { return "mem:replica" }
 // ignored, and a collection drops them all.
 func TestFreshPacksAreNotAskedAgain(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	r.LoadIndex(ctx)
-	for i := range 3 {
-		r.SaveBlob(ctx, DataBlob, randData(700+int64(i), 2000))
-		r.Flush(ctx)
-	}
 	id := "backup-20261207-160000-abcd"
+	r, be, deps := repoWithPacks(t, 3, 700, id)
 	pend := func() []ID {
 		t.Helper()
 		if err := r.SavePending(ctx, id, "d", ID{}); err != nil {
@@ -39,7 +34,6 @@ func TestFreshPacksAreNotAskedAgain(t *testing.T) {
 		}
 		return r.DependedPacks()
 	}
-	deps := pend()
 	root := t.TempDir()
 	fb := fault.New(be)
 	at := func(b storage.Backend) *Repository { return withCacheAt(t, reopen(t, b), root) }
@@ -174,17 +168,8 @@ func TestFreshPacksAreNotAskedAgain(t *testing.T) {
 // newest verifiedPacksMax.
 func TestVerifiedPacksListedAndBounded(t *testing.T) {
 	ctx := context.Background()
-	r, be := newTestRepo(t)
-	r.LoadIndex(ctx)
-	for i := range 30 {
-		r.SaveBlob(ctx, DataBlob, randData(800+int64(i), 2000))
-		r.Flush(ctx)
-	}
 	id := "backup-20261207-170000-abcd"
-	if err := r.SavePending(ctx, id, "d", ID{}); err != nil {
-		t.Fatal(err)
-	}
-	deps := r.DependedPacks()
+	_, be, deps := repoWithPacks(t, 30, 800, id)
 	root := t.TempDir()
 	fb := fault.New(be)
 	var lists [2]int

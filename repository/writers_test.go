@@ -924,23 +924,31 @@ func TestCondemnedListCachedCutShortIsReadAgain(t *testing.T) {
 // for many dependencies, lists data/, all at once: a pack missing is
 // found whichever way it was looked for, named by a marker or by the
 // handle's dependencies.
+// repoWithPacks is a repository of n packs of one data blob each, which a
+// pending marker of backup id names: its handle, storage and the packs.
+func repoWithPacks(t *testing.T, n int, seed int64, id string) (*Repository, *mem.Backend, []ID) {
+	t.Helper()
+	ctx := context.Background()
+	r, be := newTestRepo(t)
+	r.LoadIndex(ctx)
+	for i := range n {
+		r.SaveBlob(ctx, DataBlob, randData(seed+int64(i), 2000))
+		r.Flush(ctx)
+	}
+	if err := r.SavePending(ctx, id, "d", ID{}); err != nil {
+		t.Fatal(err)
+	}
+	return r, be, r.DependedPacks()
+}
+
 func TestCheckBackupPacks(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
 		packs   int
 		listing bool
 	}{{30, true}, {3, false}} {
-		r, be := newTestRepo(t)
-		r.LoadIndex(ctx)
-		for i := range c.packs {
-			r.SaveBlob(ctx, DataBlob, randData(400+int64(i), 2000))
-			r.Flush(ctx)
-		}
 		id := "backup-20261207-120000-abcd"
-		if err := r.SavePending(ctx, id, "d", ID{}); err != nil {
-			t.Fatal(err)
-		}
-		deps := r.DependedPacks()
+		_, be, deps := repoWithPacks(t, c.packs, 400, id)
 		check := func(deps []ID) (error, int, int) {
 			fb := fault.New(be)
 			w := reopen(t, fb)
