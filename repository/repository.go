@@ -120,6 +120,8 @@ type Repository struct {
 	// olderSets: the last whole listing of the sets showed one named in
 	// the form before format 4 (listSets)
 	olderSets  atomic.Bool
+	vpacksOnce sync.Once
+	vpacksAEAD cipher.AEAD // verifiedPacksAEAD
 	mcacheOnce sync.Once
 	mcacheAEAD cipher.AEAD
 	trees      treeCache

@@ -106,21 +106,14 @@ func storeSets(t *testing.T, r *Repository, mk func(string) *Manifest, start tim
 	t.Helper()
 	var ids []string
 	for s := range sets {
-		var entries []setEntry
+		var some []string
+		var at []time.Time
 		for i := range per {
-			at := start.Add(time.Duration(s*per+i) * time.Second)
-			m := mk(NewBackupID(at))
-			m.Started, m.Version = at, manifestVersion
-			js, err := json.Marshal(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			entries = append(entries, setEntry{id: m.ID, js: js, bin: manifestBin(m)})
-			ids = append(ids, m.ID)
+			ts := start.Add(time.Duration(s*per+i) * time.Second)
+			some, at = append(some, NewBackupID(ts)), append(at, ts)
 		}
-		if _, err := r.storeManifestSets(context.Background(), entries); err != nil {
-			t.Fatal(err)
-		}
+		storeSetOf(t, r, mk, some, at)
+		ids = append(ids, some...)
 	}
 	return ids
 }

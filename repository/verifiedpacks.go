@@ -90,19 +90,20 @@ var (
 	bootID     string
 )
 
+// verifiedPacksAEAD is the file's key, derived once a handle.
 func (r *Repository) verifiedPacksAEAD() cipher.AEAD {
-	if r.cache == nil || len(r.keys.IndexKey) != 32 {
+	if r.cache == nil {
 		return nil
 	}
-	key, err := hkdf.Key(sha256.New, r.keys.IndexKey, nil, string(verifiedPacksAD), 32)
-	if err != nil {
-		return nil
-	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil
-	}
-	return aead
+	r.vpacksOnce.Do(func() {
+		if len(r.keys.IndexKey) != 32 {
+			return
+		}
+		if key, err := hkdf.Key(sha256.New, r.keys.IndexKey, nil, string(verifiedPacksAD), 32); err == nil {
+			r.vpacksAEAD, _ = newAEAD(key)
+		}
+	})
+	return r.vpacksAEAD
 }
 
 // verifiedPacksBound is what the file is sealed to: the format, and where
