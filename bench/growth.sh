@@ -44,6 +44,9 @@ die() { echo "growth: error: $*" >&2; exit 1; }
 [[ $CHANGE_PCT =~ ^[0-9]+([.][0-9]+)?$ ]] || die "CHANGE_PCT must be a number (got '$CHANGE_PCT')"
 [[ $BACKUPD_BIN == /* ]] || BACKUPD_BIN=$REPO_ROOT/$BACKUPD_BIN
 [[ -x $BACKUPD_BIN ]] || die "no backupd at $BACKUPD_BIN (make build)"
+# shellcheck source=bench/lib/backupd_bin.sh
+. "$REPO_ROOT/bench/lib/backupd_bin.sh"
+describe_backupd_bin "$BACKUPD_BIN" "$REPO_ROOT" growth
 command -v restic >/dev/null || die "restic is missing (apt-get install restic; bench/run.sh installs it too)"
 use_borg=0
 if [[ $BORG != no ]] && command -v borg >/dev/null; then use_borg=1; fi
@@ -75,6 +78,7 @@ size() { du -sb "$1" | cut -f1; }
 mb() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1e6 }'; }
 files() { find "$1" -type f | wc -l; }
 
+echo "growth: backupd: $BACKUPD_DESC"
 echo "growth: $(du -sh "$data" | cut -f1) tree ($SRC), $DAYS days, ${CHANGE_PCT}% of files rewritten a day, keep the last $KEEP_LAST, backupd gc ${gc_flags[*]}"
 printf '%4s %11s %11s %10s %10s %7s %9s %10s\n' day backupd_MB referenced restic_MB borg_MB ratio overhead repacked
 [[ -z $OUT ]] || echo "day,backupd_bytes,referenced_bytes,restic_bytes,borg_bytes,backupd_files,repacked_bytes" >"$OUT"

@@ -42,6 +42,11 @@ for t in $TOOLS; do
 	*) die "unknown tool '$t' (backupd, restic)" ;;
 	esac
 done
+if [[ " $TOOLS " == *" backupd "* ]]; then
+	# shellcheck source=bench/lib/backupd_bin.sh
+	. "$REPO_ROOT/bench/lib/backupd_bin.sh"
+	describe_backupd_bin "$BACKUPD_BIN" "$REPO_ROOT" manyfiles
+fi
 [[ $BENCH_DIR == /* && $BENCH_DIR != / ]] || die "BENCH_DIR must be an absolute scratch path (got '$BENCH_DIR')"
 case $BENCH_DIR/ in "$REPO_ROOT"/*) die "BENCH_DIR '$BENCH_DIR' is inside the repository" ;; esac
 if [[ -e $BENCH_DIR && -n $(ls -A "$BENCH_DIR") && ! -e $BENCH_DIR/.backupd-manyfiles ]]; then
@@ -88,6 +93,7 @@ restic_phase() {
 	esac
 }
 
+[[ " $TOOLS " != *" backupd "* ]] || echo "manyfiles: backupd: $BACKUPD_DESC"
 echo "manyfiles: sizes $SIZES, ${CHANGE_PCT}% changed for the incremental, tools $TOOLS, $(nproc) cores"
 printf '%9s %-8s %-12s %9s %8s %9s\n' files tool phase seconds rss_MB speedup
 [[ -z $OUT ]] || echo "files,tool,phase,seconds,rss_mb" >"$OUT"

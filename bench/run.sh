@@ -24,6 +24,8 @@ export LC_ALL=C
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIB=$REPO_ROOT/bench/lib
+# shellcheck source=bench/lib/backupd_bin.sh
+. "$LIB/backupd_bin.sh"
 
 RUNS=${RUNS:-3}
 CASES=${CASES:-A B}
@@ -102,7 +104,7 @@ HAVE_BACKUPD=0
 BACKUPD_DESC="not built ($BACKUPD_BIN missing)"
 if [[ -x $BACKUPD_BIN ]]; then
 	HAVE_BACKUPD=1
-	BACKUPD_DESC="$BACKUPD_BIN, sha256 $(sha256sum "$BACKUPD_BIN" | cut -c1-12)"
+	describe_backupd_bin "$BACKUPD_BIN" "$REPO_ROOT" bench
 fi
 
 # ---------------------------------------------------------------- scratch dir
@@ -453,7 +455,7 @@ meta filesystem "$(df -PT "$BENCH_DIR" | awk 'NR==2{print $2" on "$1}') (scratch
 meta cache "$cache_desc"
 meta deletions "trees of finished runs set aside and deleted at exit (ext4 rescans inodes freed in the last minute on every allocation; see retire() in bench/run.sh)"
 meta runs "$RUNS per tool and case (fresh repository and caches each run; median reported)"
-meta backupd "$BACKUPD_DESC; repo at $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (dirty)')"
+meta backupd "$BACKUPD_DESC"
 meta restic "$RESTIC_VERSION; repository version 2, --compression auto (zstd)"
 meta borg "$BORG_VERSION; repokey-blake2, --compression zstd,3"
 
