@@ -367,12 +367,13 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 				return err
 			}
 			// Each series back to back, the listings of the newest
-			// first, as the reference's are: measured after each
-			// `repo list --all` instead (before 2026-12-07, night), a
-			// listing at 10,000 paid for what reading 10,000 manifests
-			// had left in the processor's caches and the heap, where a
-			// new command's process starts afresh; at 10, both read the
-			// same 10 manifests. See bench/README.md, case D.
+			// first, as the reference's are. Before 2026-12-07 (night)
+			// each listing followed a `repo list --all`, which at 10,000
+			// reads 10,000 manifests (40 ms), where a new command's
+			// process follows nothing (at 10 both read the same 10): it
+			// measured 1.3x to 1.5x the reference's listing at 10,000,
+			// where 500 of each, alternated in one process, took the
+			// same. See bench/README.md, case D.
 			var lists, alls []Measure
 			for k := 0; k < repeat; k++ {
 				m, err := measure(last)
