@@ -138,4 +138,14 @@ if ((${#misses[@]})); then
 	printf 'manyfiles: target missed: %s\n' "${misses[@]}"
 	exit 1
 fi
-echo "manyfiles: targets met (peak RSS under 300 MB in every phase; full backup at least 2x restic)"
+if [[ " $TOOLS " != *" backupd "* ]]; then
+	echo "manyfiles: no target judged (backupd is not in TOOLS)"
+	exit 0
+fi
+judged="peak RSS under 300 MB in every phase"
+if [[ " $TOOLS " == *" restic "* ]]; then
+	judged+="; full backup at least 2x restic"
+else
+	judged+="; the speed not judged: restic is not in TOOLS"
+fi
+echo "manyfiles: targets met ($judged)"
