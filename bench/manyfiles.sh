@@ -42,7 +42,9 @@ for t in $TOOLS; do
 	*) die "unknown tool '$t' (backupd, restic)" ;;
 	esac
 done
-if [[ " $TOOLS " == *" backupd "* ]]; then
+with_backupd=0
+[[ " $TOOLS " != *" backupd "* ]] || with_backupd=1
+if ((with_backupd)); then
 	# shellcheck source=bench/lib/backupd_bin.sh
 	. "$REPO_ROOT/bench/lib/backupd_bin.sh"
 	describe_backupd_bin "$BACKUPD_BIN" "$REPO_ROOT" manyfiles
@@ -93,7 +95,7 @@ restic_phase() {
 	esac
 }
 
-[[ " $TOOLS " != *" backupd "* ]] || echo "manyfiles: backupd: $BACKUPD_DESC"
+((!with_backupd)) || echo "manyfiles: backupd: $BACKUPD_DESC"
 echo "manyfiles: sizes $SIZES, ${CHANGE_PCT}% changed for the incremental, tools $TOOLS, $(nproc) cores"
 printf '%9s %-8s %-12s %9s %8s %9s\n' files tool phase seconds rss_MB speedup
 [[ -z $OUT ]] || echo "files,tool,phase,seconds,rss_mb" >"$OUT"
@@ -138,7 +140,7 @@ if ((${#misses[@]})); then
 	printf 'manyfiles: target missed: %s\n' "${misses[@]}"
 	exit 1
 fi
-if [[ " $TOOLS " != *" backupd "* ]]; then
+if ((!with_backupd)); then
 	echo "manyfiles: no target judged (backupd is not in TOOLS)"
 	exit 0
 fi

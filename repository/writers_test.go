@@ -920,10 +920,6 @@ func TestCondemnedListCachedCutShortIsReadAgain(t *testing.T) {
 	}
 }
 
-// A commit's check reads the pending markers, loads the index again and,
-// for many dependencies, lists data/, all at once: a pack missing is
-// found whichever way it was looked for, named by a marker or by the
-// handle's dependencies.
 // repoWithPacks is a repository of n packs of one data blob each, which a
 // pending marker of backup id names: its handle, storage and the packs.
 func repoWithPacks(t *testing.T, n int, seed int64, id string) (*Repository, *mem.Backend, []ID) {
@@ -941,6 +937,10 @@ func repoWithPacks(t *testing.T, n int, seed int64, id string) (*Repository, *me
 	return r, be, r.DependedPacks()
 }
 
+// A commit's check reads the pending markers, loads the index again and,
+// for many dependencies, lists data/, all at once: a pack missing is
+// found whichever way it was looked for, named by a marker or by the
+// handle's dependencies.
 func TestCheckBackupPacks(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {

@@ -369,7 +369,7 @@ func run(n int, pointsFlag string, nfiles, ndirs int, change float64, cleanup in
 			// Each series back to back, the listings of the newest
 			// first, as the reference's are. Before 2026-12-07 (night)
 			// each listing followed a `repo list --all`, which at 10,000
-			// reads 10,000 manifests (40 ms), where a new command's
+			// reads 10,000 manifests (23 to 41 ms), where a new command's
 			// process follows nothing (at 10 both read the same 10): it
 			// measured 1.3x to 1.5x the reference's listing at 10,000,
 			// where 500 of each, alternated in one process, took the
